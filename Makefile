@@ -1,0 +1,51 @@
+# Neomaril: `make run` starts everything, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+NEOMARIL_DATA_DIR ?= $(CURDIR)/var
+export NEOMARIL_DATA_DIR PORT
+
+.PHONY: install run test test-fast lint format bench browser-deps clean
+
+# The virtualenv is rebuilt when a requirements file changes.
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+	$(PY) manage.py ensure_admin
+	@echo
+	@echo "  Neomaril is starting on http://127.0.0.1:$(PORT)/  (log in at /login/, API docs at /api/docs/)"
+	@echo "  Data folder: $(NEOMARIL_DATA_DIR).  Ctrl-C stops web, worker and model host."
+	@echo
+	exec $(VENV)/bin/honcho --procfile Procfile --app-root $(CURDIR) start --port $(PORT)
+
+# Browser tests drive Debian's Chromium (no browser downloads on these machines).
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "Installing Chromium from Debian's packages for the browser tests..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(PY) -m pytest -m "not slow and not browser" $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,108 @@
+"""Django admin for accounts: token values are never displayed, only their prefixes."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.contrib.auth.models import Group as AuthGroup
+from django.template.response import TemplateResponse
+from django.utils import timezone
+
+from portal import services
+from portal.models import ApiToken, Group, GroupToken, Membership
+
+# Django's permission groups are not used; hiding them avoids two "Groups" in the admin.
+admin.site.unregister(AuthGroup)
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 1
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Group)
+class GroupAdmin(admin.ModelAdmin):
+    list_display = ["name", "description", "member_count", "token_expires", "created_at"]
+    search_fields = ["name", "description", "memberships__user__username"]
+    list_filter = ["created_at"]
+    inlines = [MembershipInline]
+    actions = ["force_refresh_token"]
+
+    @admin.display(description="members")
+    def member_count(self, group: Group) -> int:
+        return group.memberships.count()
+
+    @admin.display(description="token valid until")
+    def token_expires(self, group: Group):
+        token = group.active_token()
+        return token.expires_at if token else "no valid token"
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        group, value = services.create_group(
+            name=obj.name, description=obj.description, created_by=request.user
+        )
+        obj.pk = group.pk
+        obj._state.adding = False
+        request._new_group_token = value
+
+    def response_add(self, request, obj, post_url_continue=None):
+        value = getattr(request, "_new_group_token", None)
+        if value is None:
+            return super().response_add(request, obj, post_url_continue)
+        return self._token_page(request, obj, value, created=True)
+
+    @admin.action(description="Replace the token of the selected groups (shown once)")
+    def force_refresh_token(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one group: its new token is shown once.", messages.WARNING)
+            return None
+        group = queryset.get()
+        outcome = services.refresh_group_token(group, force=True, actor=request.user)
+        return self._token_page(request, group, outcome.value, created=False)
+
+    def _token_page(self, request, group, value, *, created):
+        context = {**self.admin_site.each_context(request), "group": group, "token": value, "created": created,
+                   "title": f"Token of {group.name}", "opts": self.model._meta}
+        response = TemplateResponse(request, "admin/portal/token_once.html", context)
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["group", "user", "role", "added_at"]
+    list_filter = ["role", "group"]
+    search_fields = ["group__name", "user__username"]
+    autocomplete_fields = ["user"]
+
+
+class TokenAdminMixin:
+    readonly_fields = ["public_id", "prefix", "created_at", "revoked_at"]
+    exclude = ["digest"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request):
+        return False  # tokens are issued by the app, which shows the value once
+
+    @admin.action(description="Revoke selected tokens")
+    def revoke(self, request, queryset):
+        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        self.message_user(request, f"{count} token(s) revoked.")
+
+
+@admin.register(GroupToken)
+class GroupTokenAdmin(TokenAdminMixin, admin.ModelAdmin):
+    list_display = ["prefix", "group", "created_at", "expires_at", "revoked_at"]
+    list_filter = ["group", "revoked_at"]
+    search_fields = ["prefix", "group__name"]
+    readonly_fields = [*TokenAdminMixin.readonly_fields, "group", "expires_at", "created_by"]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(TokenAdminMixin, admin.ModelAdmin):
+    list_display = ["prefix", "user", "name", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["revoked_at"]
+    search_fields = ["prefix", "user__username", "name"]
+    readonly_fields = [*TokenAdminMixin.readonly_fields, "user", "last_used_at"]

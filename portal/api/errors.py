@@ -1,0 +1,41 @@
+"""One error shape for the whole API.
+
+Every error answer is a JSON object with `detail` (one readable sentence) and
+`code`; validation errors add `errors`, mapping each field to its messages. The SDK
+reads `detail` for its exception messages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import exceptions
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+def _first_message(errors: Any) -> str:
+    if isinstance(errors, dict):
+        for field, value in errors.items():
+            message = _first_message(value)
+            return message if field == "non_field_errors" else f"{field}: {message}"
+    if isinstance(errors, list) and errors:
+        return _first_message(errors[0])
+    return str(errors)
+
+
+def exception_handler(exc: Exception, context: dict) -> Any:
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        errors = response.data if isinstance(response.data, dict) else {"non_field_errors": response.data}
+        response.data = {"detail": _first_message(errors), "code": "invalid", "errors": errors}
+        return response
+    detail = response.data.get("detail") if isinstance(response.data, dict) else response.data
+    code = getattr(detail, "code", None) or _STATUS_CODES.get(response.status_code, "error")
+    extra = {k: v for k, v in response.data.items() if k != "detail"} if isinstance(response.data, dict) else {}
+    response.data = {"detail": _first_message(detail), "code": code, **extra}
+    return response
+
+
+_STATUS_CODES = {400: "invalid", 401: "not_authenticated", 403: "permission_denied", 404: "not_found", 405: "method_not_allowed"}

@@ -1,0 +1,21 @@
+"""Accounts endpoints under /api/v1/."""
+
+from django.urls import path
+
+from portal.api import views
+
+urlpatterns = [
+    path("auth/login", views.LoginView.as_view(), name="api-login"),
+    path("auth/me", views.MeView.as_view(), name="api-me"),
+    path("auth/tokens", views.ApiTokenListView.as_view(), name="api-tokens"),
+    path("auth/tokens/<uuid:token_id>", views.ApiTokenDetailView.as_view(), name="api-token-detail"),
+    path("groups", views.GroupListView.as_view(), name="api-groups"),
+    path("groups/<str:name>", views.GroupDetailView.as_view(), name="api-group-detail"),
+    path("groups/<str:name>/members", views.GroupMembersView.as_view(), name="api-group-members"),
+    path(
+        "groups/<str:name>/members/<str:username>",
+        views.GroupMemberDetailView.as_view(),
+        name="api-group-member-detail",
+    ),
+    path("groups/<str:name>/refresh-token", views.GroupTokenRefreshView.as_view(), name="api-group-refresh-token"),
+]

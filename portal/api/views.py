@@ -1,0 +1,166 @@
+"""REST endpoints of the accounts domain: login, API tokens, groups and members."""
+
+from __future__ import annotations
+
+from django.contrib.auth import authenticate, get_user_model
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import generics, permissions, status
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from portal import services
+from portal.access import can_manage_group, get_group_for_user, groups_for, is_admin
+from portal.api import serializers as s
+from portal.models import ApiToken
+
+
+class LoginView(APIView):
+    """Exchange a username and password for a personal API token (used by the SDK)."""
+
+    authentication_classes: list = []
+    permission_classes = [permissions.AllowAny]
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "login"
+
+    @extend_schema(request=s.LoginSerializer, responses={201: s.LoginResponseSerializer}, tags=["auth"])
+    def post(self, request: Request) -> Response:
+        data = s.LoginSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = authenticate(
+            request, username=data.validated_data["username"], password=data.validated_data["password"]
+        )
+        if user is None:
+            return Response(
+                {"detail": "Wrong username or password.", "code": "authentication_failed"},
+                status=status.HTTP_401_UNAUTHORIZED,
+                headers={"WWW-Authenticate": "Token"},
+            )
+        token, value = services.issue_api_token(user, data.validated_data["token_name"] or "login")
+        body = {"token": value, "token_id": token.public_id, "user": s.UserSerializer(user).data}
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class MeView(APIView):
+    @extend_schema(responses=s.UserSerializer, tags=["auth"])
+    def get(self, request: Request) -> Response:
+        return Response(s.UserSerializer(request.user).data)
+
+
+class ApiTokenListView(generics.ListCreateAPIView):
+    """Your personal API tokens (values are never shown again after creation)."""
+
+    serializer_class = s.ApiTokenSerializer
+
+    def get_queryset(self):
+        return ApiToken.objects.filter(user=self.request.user)
+
+    @extend_schema(request=s.CreateApiTokenSerializer, responses={201: s.NewApiTokenSerializer}, tags=["auth"])
+    def post(self, request: Request) -> Response:
+        data = s.CreateApiTokenSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        token, value = services.issue_api_token(request.user, data.validated_data["name"])
+        token.token = value
+        return Response(s.NewApiTokenSerializer(token).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(tags=["auth"])
+    def get(self, request: Request, *args, **kwargs) -> Response:
+        return super().get(request, *args, **kwargs)
+
+
+class ApiTokenDetailView(APIView):
+    @extend_schema(responses={204: None}, tags=["auth"])
+    def delete(self, request: Request, token_id: str) -> Response:
+        token = get_object_or_404(ApiToken, user=request.user, public_id=token_id)
+        services.revoke_api_token(token)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class GroupListView(APIView):
+    """Groups you belong to (admins see all); admins create groups."""
+
+    @extend_schema(responses=s.GroupSerializer(many=True), tags=["groups"])
+    def get(self, request: Request) -> Response:
+        groups = groups_for(request.user).prefetch_related("memberships__user", "tokens")
+        return Response(s.GroupSerializer(groups, many=True).data)
+
+    @extend_schema(request=s.GroupCreateSerializer, responses={201: s.NewGroupSerializer}, tags=["groups"])
+    def post(self, request: Request) -> Response:
+        if not is_admin(request.user):
+            raise PermissionDenied("Only admins can create groups. Ask an admin to create it and add you.")
+        data = s.GroupCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        group, value = services.create_group(created_by=request.user, **data.validated_data)
+        group.group_token = value
+        return Response(s.NewGroupSerializer(group).data, status=status.HTTP_201_CREATED)
+
+
+class GroupDetailView(APIView):
+    @extend_schema(responses=s.GroupSerializer, tags=["groups"])
+    def get(self, request: Request, name: str) -> Response:
+        return Response(s.GroupSerializer(get_group_for_user(request.user, name)).data)
+
+
+def _managed_group(request: Request, name: str):
+    group = get_group_for_user(request.user, name)
+    if not can_manage_group(request.user, group):
+        raise PermissionDenied("Only admins and the group's owners can do this.")
+    return group
+
+
+class GroupMembersView(APIView):
+    @extend_schema(request=s.MemberAddSerializer, responses={200: s.MembershipSerializer, 201: s.MembershipSerializer}, tags=["groups"])
+    def post(self, request: Request, name: str) -> Response:
+        group = _managed_group(request, name)
+        data = s.MemberAddSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        membership, created = services.set_membership(
+            group, data.validated_data["username"], data.validated_data["role"]
+        )
+        code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        return Response(s.MembershipSerializer(membership).data, status=code)
+
+
+class GroupMemberDetailView(APIView):
+    @extend_schema(responses={204: None}, tags=["groups"])
+    def delete(self, request: Request, name: str, username: str) -> Response:
+        group = _managed_group(request, name)
+        user = get_object_or_404(get_user_model(), username=username)
+        if not services.remove_membership(group, user):
+            return Response(
+                {"detail": f"'{username}' is not a member of '{group.name}'.", "code": "not_found"},
+                status=status.HTTP_404_NOT_FOUND,
+            )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class GroupTokenRefreshView(APIView):
+    """Issue a new group token when the current one has expired, or when `force` is set."""
+
+    @extend_schema(
+        request=s.RefreshTokenSerializer,
+        responses={200: s.RefreshTokenResponseSerializer, 201: OpenApiResponse(s.RefreshTokenResponseSerializer)},
+        tags=["groups"],
+    )
+    def post(self, request: Request, name: str) -> Response:
+        group = _managed_group(request, name)
+        data = s.RefreshTokenSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        outcome = services.refresh_group_token(group, force=data.validated_data["force"], actor=request.user)
+        if outcome.refreshed:
+            detail = "New group token issued. It is shown only now: store it. The previous token no longer works."
+        else:
+            detail = (
+                f"The current token is still valid until {outcome.token.expires_at:%Y-%m-%d}; it was kept. "
+                "Send force=true to replace it."
+            )
+        body = {
+            "refreshed": outcome.refreshed,
+            "group_token": outcome.value,
+            "expires_at": outcome.token.expires_at,
+            "detail": detail,
+        }
+        return Response(body, status=status.HTTP_201_CREATED if outcome.refreshed else status.HTTP_200_OK)

@@ -1,0 +1,63 @@
+"""System checks for settings that are wrong only in combination."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+
+
+@register()
+def check_task_queue(app_configs, **kwargs):
+    errors = []
+    q = settings.Q_CLUSTER
+    if q["timeout"] >= q["retry"]:
+        errors.append(
+            Error(
+                f"django-q2 'timeout' ({q['timeout']} s) must be below 'retry' ({q['retry']} s), or a "
+                "running task is handed to a second worker.",
+                hint="Lower NEOMARIL_TASK_TIMEOUT or raise NEOMARIL_TASK_RETRY.",
+                id="neomaril.E001",
+            )
+        )
+    if settings.ENV_BUILD_TIMEOUT + settings.SMOKE_TEST_TIMEOUT >= q["timeout"]:
+        errors.append(
+            Error(
+                "An environment build plus its smoke test "
+                f"({settings.ENV_BUILD_TIMEOUT} + {settings.SMOKE_TEST_TIMEOUT} s) must fit in the task "
+                f"timeout ({q['timeout']} s).",
+                hint="Lower NEOMARIL_ENV_BUILD_TIMEOUT / NEOMARIL_SMOKE_TEST_TIMEOUT or raise NEOMARIL_TASK_TIMEOUT.",
+                id="neomaril.E002",
+            )
+        )
+    if settings.MAX_UPLOAD_FILE_BYTES > settings.MAX_UPLOAD_TOTAL_BYTES:
+        errors.append(
+            Error(
+                "The per-file upload limit is larger than the per-upload limit.",
+                hint="Make NEOMARIL_MAX_UPLOAD_FILE_MB at most NEOMARIL_MAX_UPLOAD_TOTAL_MB.",
+                id="neomaril.E003",
+            )
+        )
+    return errors
+
+
+@register(Tags.security, deploy=True)
+def check_secrets_from_environment(app_configs, **kwargs):
+    warnings = []
+    if settings.SECRET_KEY_FROM_FILE:
+        warnings.append(
+            Warning(
+                "SECRET_KEY is read from a file generated in the data folder.",
+                hint="Set SECRET_KEY in the environment in production.",
+                id="neomaril.W001",
+            )
+        )
+    if settings.ENCRYPTION_KEY_FROM_FILE:
+        warnings.append(
+            Warning(
+                "NEOMARIL_ENCRYPTION_KEY is read from a file generated in the data folder, next to the "
+                "secrets it protects.",
+                hint="Set NEOMARIL_ENCRYPTION_KEY in the environment in production (keep a copy safe).",
+                id="neomaril.W002",
+            )
+        )
+    return warnings

@@ -1,0 +1,53 @@
+"""Encryption of secrets at rest (model `.env` values) with MultiFernet.
+
+`NEOMARIL_ENCRYPTION_KEY` holds one or more comma-separated Fernet keys: the first
+encrypts, every key decrypts, so keys rotate by prepending a new one and running
+`manage.py rotate_encryption_keys`, then dropping the old one.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+
+class DecryptionError(Exception):
+    """The ciphertext was not made with any configured key (or was tampered with)."""
+
+
+@lru_cache(maxsize=4)
+def _fernet(keys: tuple[str, ...]) -> MultiFernet:
+    try:
+        return MultiFernet([Fernet(key.encode()) for key in keys])
+    except (ValueError, TypeError) as exc:
+        raise ImproperlyConfigured(
+            "NEOMARIL_ENCRYPTION_KEY must be comma-separated Fernet keys "
+            "(make one with: python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')."
+        ) from exc
+
+
+def fernet() -> MultiFernet:
+    return _fernet(tuple(settings.NEOMARIL_ENCRYPTION_KEYS))
+
+
+def encrypt_json(value: object) -> bytes:
+    return fernet().encrypt(json.dumps(value).encode())
+
+
+def decrypt_json(ciphertext: bytes) -> object:
+    try:
+        return json.loads(fernet().decrypt(bytes(ciphertext)))
+    except InvalidToken as exc:
+        raise DecryptionError("Cannot decrypt: no configured encryption key matches this secret.") from exc
+
+
+def rotate(ciphertext: bytes) -> bytes:
+    """Re-encrypt with the primary key (MultiFernet.rotate keeps the timestamp)."""
+    try:
+        return fernet().rotate(bytes(ciphertext))
+    except InvalidToken as exc:
+        raise DecryptionError("Cannot rotate: no configured encryption key matches this secret.") from exc

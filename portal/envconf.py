@@ -1,0 +1,69 @@
+"""Typed readers for environment variables.
+
+Every setting comes from the environment through one of these helpers, so a bad
+value fails at start-up with the variable's name instead of misbehaving later.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _raw(name: str) -> str | None:
+    value = os.environ.get(name)
+    return None if value is None else value.strip()
+
+
+def envstr(name: str, default: str | None = None) -> str | None:
+    value = _raw(name)
+    return default if value is None or value == "" else value
+
+
+def envbool(name: str, default: bool = False) -> bool:
+    value = _raw(name)
+    if value is None:
+        return default
+    lowered = value.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name}={value!r} is not a boolean; use 1/0, true/false, yes/no or on/off.")
+
+
+def envint(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    value = _raw(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value.replace("_", ""))
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a whole number.") from None
+    if minimum is not None and number < minimum:
+        raise ImproperlyConfigured(f"{name}={number} is below the minimum of {minimum}.")
+    if maximum is not None and number > maximum:
+        raise ImproperlyConfigured(f"{name}={number} is above the maximum of {maximum}.")
+    return number
+
+
+def envlist(name: str, default: list[str] | None = None) -> list[str]:
+    value = _raw(name)
+    if value is None or value == "":
+        return list(default or [])
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def envpath(name: str, default: Path) -> Path:
+    """An absolute path; relative values are taken from the working directory."""
+    value = _raw(name)
+    path = Path(value).expanduser() if value else default
+    path = path.resolve()
+    if path.exists() and not path.is_dir():
+        raise ImproperlyConfigured(f"{name}={str(path)!r} exists and is not a directory.")
+    return path

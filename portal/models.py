@@ -1,0 +1,127 @@
+"""Accounts domain: groups, their members and tokens, and users' API tokens."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+from django.utils import timezone
+
+from portal import tokens
+
+GROUP_NAME_RULE = "1 to 32 characters: lower-case letters, digits, '-' and '_', starting with a letter or digit"
+group_name_validator = RegexValidator(
+    regex=r"^[a-z0-9][a-z0-9_-]{0,31}\Z",
+    message=f"Group names must be {GROUP_NAME_RULE}.",
+)
+
+
+class Group(models.Model):
+    """Owns models, executions and trainings. Called 'group' throughout the product."""
+
+    name = models.CharField(max_length=32, unique=True, validators=[group_name_validator])
+    description = models.TextField(blank=True, max_length=2000)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="Membership", related_name="neomaril_groups"
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def active_token(self) -> GroupToken | None:
+        return self.tokens.filter(revoked_at__isnull=True, expires_at__gt=timezone.now()).first()
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        MEMBER = "member", "Member"
+        OWNER = "owner", "Owner"
+
+    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["group", "user"], name="unique_membership")]
+        ordering = ["group__name", "user__username"]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.group} ({self.role})"
+
+
+class TokenQuerySet(models.QuerySet):
+    def usable(self):
+        return self.filter(revoked_at__isnull=True)
+
+
+class BaseToken(models.Model):
+    """A secret stored only as its digest; `prefix` lets people recognise it."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    prefix = models.CharField(max_length=tokens.PREFIX_LENGTH, editable=False)
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TokenQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+class ApiToken(BaseToken):
+    """A user's personal token for the REST API and the SDK."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"
+
+
+class GroupToken(BaseToken):
+    """The token that calls a group's models. Shown once; expires."""
+
+    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="tokens")
+    expires_at = models.DateTimeField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.group})"
+
+    @staticmethod
+    def default_expiry():
+        return timezone.now() + timedelta(days=settings.GROUP_TOKEN_LIFETIME_DAYS)
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at <= timezone.now()
+
+    @property
+    def is_valid(self) -> bool:
+        return not self.is_revoked and not self.is_expired

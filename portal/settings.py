@@ -1,0 +1,245 @@
+"""Neomaril settings: everything comes from environment variables (see docs/configuration.md)."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from cryptography.fernet import Fernet
+
+from portal.envconf import envbool, envint, envlist, envpath, envstr
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DATA_DIR = envpath("NEOMARIL_DATA_DIR", BASE_DIR / "var")
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _generated_secret(filename: str, make) -> str:
+    """Read a secret kept in DATA_DIR, creating it (mode 0600) on first start.
+
+    Lets `make run` work on a fresh machine; production passes the value through the
+    environment instead, and the deploy checks warn when the file is in use.
+    """
+    path = DATA_DIR / filename
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(make())
+    return path.read_text().strip()
+
+
+DEBUG = envbool("DEBUG", False)
+SECRET_KEY = envstr("SECRET_KEY") or _generated_secret("secret_key", lambda: secrets.token_urlsafe(50))
+SECRET_KEY_FROM_FILE = envstr("SECRET_KEY") is None
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
+PORT = envint("PORT", 8000, minimum=1, maximum=65535)
+
+# Fernet keys for secrets at rest; the first encrypts, all decrypt (rotation).
+NEOMARIL_ENCRYPTION_KEYS = envlist("NEOMARIL_ENCRYPTION_KEY") or [
+    _generated_secret("encryption.key", lambda: Fernet.generate_key().decode())
+]
+ENCRYPTION_KEY_FROM_FILE = not envlist("NEOMARIL_ENCRYPTION_KEY")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_q",
+    "portal",
+    "models_app",
+    "executions",
+    "monitoring",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "portal.urls"
+WSGI_APPLICATION = "portal.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# SQLite under the data folder by default; DATABASE_URL (e.g. postgres://...) at scale.
+DATABASES = {
+    "default": dj_database_url.parse(
+        envstr("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'db.sqlite3'}",
+        conn_max_age=envint("DATABASE_CONN_MAX_AGE", 60, minimum=0),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # web, worker and model host write the same file: WAL lets readers run during a
+    # write, IMMEDIATE takes the write lock up front instead of failing mid-transaction.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "staticfiles"
+STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise warns at start-up when it is missing
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+
+# --- HTTPS and cookies -------------------------------------------------------
+# NEOMARIL_HTTPS=1 when the portal is served over TLS (directly or behind a proxy
+# that sets X-Forwarded-Proto); `make run` serves plain HTTP on localhost.
+HTTPS = envbool("NEOMARIL_HTTPS", False)
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_SSL_REDIRECT = envbool("NEOMARIL_SSL_REDIRECT", HTTPS)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+if envbool("NEOMARIL_BEHIND_PROXY", HTTPS):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_HSTS_SECONDS = envint("NEOMARIL_HSTS_SECONDS", 31_536_000 if HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("NEOMARIL_HSTS_INCLUDE_SUBDOMAINS", HTTPS)
+SECURE_HSTS_PRELOAD = envbool("NEOMARIL_HSTS_PRELOAD", False)
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# --- REST API ---------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "portal.authentication.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "portal.api.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "portal.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # Slows password guessing through the login endpoint (per client address).
+    "DEFAULT_THROTTLE_RATES": {"login": envstr("NEOMARIL_LOGIN_RATE", "30/min")},
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Neomaril API",
+    "DESCRIPTION": "Deploy trained Python models as production services.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "ENUM_NAME_OVERRIDES": {
+        "ModelStatusEnum": "models_app.models.MLModel.Status",
+        "BuildStatusEnum": "models_app.models.ModelBuild.Status",
+    },
+}
+
+# --- Tokens -----------------------------------------------------------------
+GROUP_TOKEN_LIFETIME_DAYS = envint("NEOMARIL_GROUP_TOKEN_DAYS", 365, minimum=1)
+# Last-use stamps on API tokens are written at most this often, to keep writes off
+# the hot path of every authenticated request.
+API_TOKEN_LAST_USED_RESOLUTION_SECONDS = 60
+
+# --- Task queue (django-q2) --------------------------------------------------
+REDIS_URL = envstr("REDIS_URL")
+Q_CLUSTER = {
+    "name": "neomaril",
+    "workers": envint("NEOMARIL_WORKERS", 2, minimum=1),
+    # The longest task (an environment build) must finish within `timeout`; `retry`
+    # must be larger or django-q2 hands a running task to a second worker.
+    "timeout": envint("NEOMARIL_TASK_TIMEOUT", 1800, minimum=10),
+    "retry": envint("NEOMARIL_TASK_RETRY", 1900, minimum=11),
+    # Our tasks record their own failures on their status rows; never re-run them blindly.
+    "max_attempts": 1,
+    "ack_failures": True,
+    "catch_up": False,
+    "save_limit": 1000,
+    "label": "Tasks",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+    Q_CLUSTER["poll"] = 0.5
+
+# --- Model runtime --------------------------------------------------------------
+MODELS_DIR = DATA_DIR / "models"
+ENVS_DIR = DATA_DIR / "envs"
+UV_CACHE_DIR = envstr("NEOMARIL_UV_CACHE_DIR")
+ENV_BUILD_TIMEOUT = envint("NEOMARIL_ENV_BUILD_TIMEOUT", 900, minimum=10)
+SMOKE_TEST_TIMEOUT = envint("NEOMARIL_SMOKE_TEST_TIMEOUT", 120, minimum=1)
+# Lines such as `--index-url` or `--extra-index-url` in requirements.txt redirect the
+# install to another package index; only an admin may turn that on.
+ALLOW_REQUIREMENT_OPTIONS = envbool("NEOMARIL_ALLOW_REQUIREMENT_OPTIONS", False)
+# Extra folders searched for Python interpreters (besides PATH, pyenv and uv).
+PYTHON_SEARCH_PATHS = envlist("NEOMARIL_PYTHON_SEARCH_PATHS", [])
+MAX_UPLOAD_FILE_BYTES = envint("NEOMARIL_MAX_UPLOAD_FILE_MB", 1024, minimum=1) * 1024 * 1024
+MAX_UPLOAD_TOTAL_BYTES = envint("NEOMARIL_MAX_UPLOAD_TOTAL_MB", 2048, minimum=1) * 1024 * 1024
+# Text files (source, requirements, schema, .env) are parsed in memory, so they get a
+# much smaller cap than the model file.
+MAX_TEXT_FILE_BYTES = envint("NEOMARIL_MAX_TEXT_FILE_KB", 1024, minimum=1) * 1024
+FILE_UPLOAD_HANDLERS = ["portal.uploads.LimitedTemporaryFileUploadHandler"]
+UPLOAD_TMP_DIR = DATA_DIR / "tmp"
+UPLOAD_TMP_DIR.mkdir(exist_ok=True)
+FILE_UPLOAD_TEMP_DIR = str(UPLOAD_TMP_DIR)
+# Store uploads readable by the owner only.
+FILE_UPLOAD_PERMISSIONS = 0o600
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": envstr("NEOMARIL_LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

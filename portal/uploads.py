@@ -1,0 +1,58 @@
+"""Upload handling that enforces size limits while the body streams in.
+
+Files are written to temporary files on disk as they arrive (never held whole in
+memory). A file over the per-file limit is skipped and remembered so the view can
+answer 400 naming it; a body over the total limit stops the upload.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.files.uploadhandler import SkipFile, StopUpload, TemporaryFileUploadHandler
+
+
+def _mb(size: int) -> str:
+    return f"{size / (1024 * 1024):.0f} MB"
+
+
+class LimitedTemporaryFileUploadHandler(TemporaryFileUploadHandler):
+    def __init__(self, request=None):
+        super().__init__(request)
+        self.file_limit = settings.MAX_UPLOAD_FILE_BYTES
+        self.total_limit = settings.MAX_UPLOAD_TOTAL_BYTES
+        self.total = 0
+        self.received = 0
+        if request is not None:
+            request.upload_limit_errors = {}
+
+    def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
+        # Raising here would escape Django's parser as a 500; the first chunk stops it instead.
+        if content_length and content_length > self.total_limit:
+            self.total = content_length
+        return None
+
+    def new_file(self, *args, **kwargs):
+        super().new_file(*args, **kwargs)
+        self.received = 0
+
+    def receive_data_chunk(self, raw_data, start):
+        self.received += len(raw_data)
+        self.total += len(raw_data)
+        if self.total > self.total_limit:
+            self._record("__all__", f"The upload is larger than the limit of {_mb(self.total_limit)} in all.")
+            self._discard()
+            raise StopUpload(connection_reset=False)
+        if self.received > self.file_limit:
+            self._record(self.field_name, f"'{self.file_name}' is larger than the per-file limit of {_mb(self.file_limit)}.")
+            self._discard()
+            raise SkipFile()
+        return super().receive_data_chunk(raw_data, start)
+
+    def _discard(self) -> None:
+        file = getattr(self, "file", None)
+        if file is not None:
+            file.close()  # a NamedTemporaryFile deletes itself on close
+
+    def _record(self, field: str, message: str) -> None:
+        if self.request is not None:
+            self.request.upload_limit_errors[field] = message

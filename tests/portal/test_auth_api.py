@@ -1,0 +1,101 @@
+"""Login and personal API tokens."""
+
+from io import StringIO
+
+from django.core.management import call_command
+from django.utils import timezone
+
+from portal.models import ApiToken
+from tests.conftest import PASSWORD, api_client
+
+
+def test_login_exchanges_password_for_token(cast):
+    response = api_client().post("/api/v1/auth/login", {"username": "owner", "password": PASSWORD}, format="json")
+    assert response.status_code == 201
+    token = response.json()["token"]
+    assert token.startswith("nmu_")
+    assert response.json()["user"] == {"username": "owner", "email": "", "is_staff": False}
+    client = api_client()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    assert client.get("/api/v1/auth/me").json()["username"] == "owner"
+
+
+def test_bearer_user_token_also_works(cast):
+    _, value = __import__("portal.services").services.issue_api_token(cast.owner)
+    client = api_client()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {value}")
+    assert client.get("/api/v1/auth/me").json()["username"] == "owner"
+
+
+def test_wrong_password_is_401_with_message(cast):
+    response = api_client().post("/api/v1/auth/login", {"username": "owner", "password": "nope"}, format="json")
+    assert response.status_code == 401
+    assert response.json() == {"detail": "Wrong username or password.", "code": "authentication_failed"}
+
+
+def test_login_missing_field_is_400_naming_it(cast):
+    response = api_client().post("/api/v1/auth/login", {"username": "owner"}, format="json")
+    assert response.status_code == 400
+    body = response.json()
+    assert body["errors"]["password"] == ["This field is required."]
+    assert body["detail"] == "password: This field is required."
+
+
+def test_anonymous_is_401(cast):
+    response = api_client().get("/api/v1/groups")
+    assert response.status_code == 401
+    assert response.json()["code"] == "not_authenticated"
+
+
+def test_tokens_are_stored_hashed_and_a_db_dump_has_no_token(cast):
+    client = api_client()
+    value = client.post("/api/v1/auth/login", {"username": "owner", "password": PASSWORD}, format="json").json()["token"]
+    dump = StringIO()
+    call_command("dumpdata", "portal", stdout=dump)
+    text = dump.getvalue()
+    assert value not in text
+    assert cast.group_token not in text
+    assert value[4:20] not in text  # not even a long piece of it
+    token = ApiToken.objects.get(prefix=value[:12])
+    assert token.digest != value and len(token.digest) == 64
+
+
+def test_list_create_and_revoke_tokens(cast):
+    client = api_client(cast.owner)
+    created = client.post("/api/v1/auth/tokens", {"name": "notebook"}, format="json")
+    assert created.status_code == 201
+    new_value = created.json()["token"]
+    listing = client.get("/api/v1/auth/tokens").json()["results"]
+    names = {item["name"] for item in listing}
+    assert names == {"test", "notebook"}
+    assert all("token" not in item for item in listing)
+
+    revoke = client.delete(f"/api/v1/auth/tokens/{created.json()['id']}")
+    assert revoke.status_code == 204
+    revoked = api_client()
+    revoked.credentials(HTTP_AUTHORIZATION=f"Token {new_value}")
+    response = revoked.get("/api/v1/auth/me")
+    assert response.status_code == 401
+    assert "revoked" in response.json()["detail"]
+
+
+def test_cannot_revoke_someone_elses_token(cast):
+    token, _ = __import__("portal.services").services.issue_api_token(cast.teammate)
+    response = api_client(cast.owner).delete(f"/api/v1/auth/tokens/{token.public_id}")
+    assert response.status_code == 404
+    token.refresh_from_db()
+    assert token.revoked_at is None
+
+
+def test_last_use_is_recorded(cast):
+    client = api_client(cast.owner)
+    client.get("/api/v1/auth/me")
+    token = ApiToken.objects.get(user=cast.owner)
+    assert token.last_used_at is not None
+    assert (timezone.now() - token.last_used_at).total_seconds() < 5
+
+
+def test_wrong_method_is_405(cast):
+    response = api_client(cast.owner).put("/api/v1/auth/me", {})
+    assert response.status_code == 405
+    assert response.json()["code"] == "method_not_allowed"

@@ -1,0 +1,59 @@
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from portal.envconf import envbool, envint, envlist, envpath, envstr
+
+
+@pytest.mark.parametrize("raw,expected", [("1", True), ("true", True), ("YES", True), ("on", True), ("0", False), ("false", False), ("", False)])
+def test_envbool_reads_common_spellings(monkeypatch, raw, expected):
+    monkeypatch.setenv("X_FLAG", raw)
+    assert envbool("X_FLAG", default=not expected) is expected
+
+
+def test_envbool_rejects_junk_naming_the_variable(monkeypatch):
+    monkeypatch.setenv("X_FLAG", "maybe")
+    with pytest.raises(ImproperlyConfigured, match="X_FLAG='maybe' is not a boolean"):
+        envbool("X_FLAG")
+
+
+def test_envbool_default_when_unset(monkeypatch):
+    monkeypatch.delenv("X_FLAG", raising=False)
+    assert envbool("X_FLAG", True) is True
+
+
+def test_envint_parses_and_bounds(monkeypatch):
+    monkeypatch.setenv("X_NUM", "1_000")
+    assert envint("X_NUM", 5) == 1000
+    monkeypatch.setenv("X_NUM", "ten")
+    with pytest.raises(ImproperlyConfigured, match="X_NUM='ten' is not a whole number"):
+        envint("X_NUM", 5)
+    monkeypatch.setenv("X_NUM", "0")
+    with pytest.raises(ImproperlyConfigured, match="below the minimum of 1"):
+        envint("X_NUM", 5, minimum=1)
+    monkeypatch.setenv("X_NUM", "70000")
+    with pytest.raises(ImproperlyConfigured, match="above the maximum of 65535"):
+        envint("X_NUM", 5, maximum=65535)
+    monkeypatch.delenv("X_NUM")
+    assert envint("X_NUM", 5) == 5
+
+
+def test_envlist_splits_and_strips(monkeypatch):
+    monkeypatch.setenv("X_LIST", " a.example , b.example,, ")
+    assert envlist("X_LIST") == ["a.example", "b.example"]
+    monkeypatch.delenv("X_LIST")
+    assert envlist("X_LIST", ["localhost"]) == ["localhost"]
+
+
+def test_envstr_treats_empty_as_unset(monkeypatch):
+    monkeypatch.setenv("X_STR", "  ")
+    assert envstr("X_STR", "d") == "d"
+
+
+def test_envpath_resolves_and_rejects_files(monkeypatch, tmp_path):
+    monkeypatch.setenv("X_PATH", str(tmp_path / "data"))
+    assert envpath("X_PATH", tmp_path) == (tmp_path / "data").resolve()
+    file = tmp_path / "file"
+    file.write_text("x")
+    monkeypatch.setenv("X_PATH", str(file))
+    with pytest.raises(ImproperlyConfigured, match="is not a directory"):
+        envpath("X_PATH", tmp_path)

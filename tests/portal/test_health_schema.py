@@ -1,0 +1,51 @@
+"""Health endpoint and the platform's OpenAPI document."""
+
+from django.test import Client
+
+
+def test_healthz_reports_database_and_broker(db):
+    response = Client().get("/healthz")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["checks"]["database"]["ok"] is True
+    assert body["checks"]["database"]["vendor"] == "sqlite"
+    assert body["checks"]["broker"] == {"ok": True, "ms": body["checks"]["broker"]["ms"], "kind": "ORM default"}
+
+
+def test_healthz_is_503_when_database_is_down(db, monkeypatch):
+    from portal import health
+
+    def broken():
+        raise ConnectionError("database is down")
+
+    monkeypatch.setattr(health, "_database", broken)
+    response = Client().get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["database"] == {"ok": False, "error": "ConnectionError: database is down"}
+
+
+def test_schema_lists_every_endpoint(db):
+    from openapi_spec_validator import validate
+
+    response = Client().get("/api/schema/", HTTP_ACCEPT="application/json")
+    assert response.status_code == 200
+    document = response.json()
+    validate(document)
+    paths = set(document["paths"])
+    for expected in [
+        "/api/v1/auth/login", "/api/v1/auth/tokens", "/api/v1/auth/tokens/{token_id}", "/api/v1/groups",
+        "/api/v1/groups/{name}", "/api/v1/groups/{name}/members", "/api/v1/groups/{name}/members/{username}",
+        "/api/v1/groups/{name}/refresh-token", "/api/v1/models", "/api/v1/models/{model_hash}",
+        "/api/v1/models/{model_hash}/logs", "/api/v1/models/{model_hash}/disable", "/api/v1/models/{model_hash}/restart",
+    ]:
+        assert expected in paths, expected
+    assert "ApiToken" in document["components"]["securitySchemes"]
+
+
+def test_swagger_ui_is_served_offline(db):
+    page = Client().get("/api/docs/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "cdn" not in html.lower()
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in html

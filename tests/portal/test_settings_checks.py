@@ -1,0 +1,81 @@
+"""System checks and production settings."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+from django.core.checks import run_checks
+from django.test import override_settings
+
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _ids(**overrides):
+    with override_settings(**overrides):
+        return {message.id for message in run_checks()}
+
+
+def test_timeout_must_be_below_retry():
+    assert "neomaril.E001" in _ids(Q_CLUSTER={**settings.Q_CLUSTER, "timeout": 600, "retry": 600})
+    assert "neomaril.E001" not in _ids(Q_CLUSTER={**settings.Q_CLUSTER, "timeout": 2000, "retry": 2100})
+
+
+def test_build_must_fit_in_task_timeout():
+    assert "neomaril.E002" in _ids(ENV_BUILD_TIMEOUT=5000)
+
+
+def test_file_limit_must_fit_in_upload_limit():
+    assert "neomaril.E003" in _ids(MAX_UPLOAD_FILE_BYTES=10, MAX_UPLOAD_TOTAL_BYTES=5)
+
+
+def _manage(args, env_overrides, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEOMARIL_", "DJANGO_"))}
+    env.update({"NEOMARIL_DATA_DIR": str(tmp_path), **env_overrides})
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True)
+
+
+PRODUCTION = {
+    "DEBUG": "0",
+    "SECRET_KEY": "x" * 20 + "production-secret-key-with-enough-entropy-0123456789",
+    "ALLOWED_HOSTS": "neomaril.example.com",
+    "NEOMARIL_HTTPS": "1",
+    "NEOMARIL_HSTS_PRELOAD": "1",
+    "NEOMARIL_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+}
+
+
+def test_check_deploy_passes_with_production_environment(tmp_path):
+    result = _manage(["check", "--deploy", "--fail-level", "WARNING"], PRODUCTION, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_check_deploy_warns_about_generated_secrets(tmp_path):
+    env = {k: v for k, v in PRODUCTION.items() if k not in ("SECRET_KEY", "NEOMARIL_ENCRYPTION_KEY")}
+    result = _manage(["check", "--deploy", "--fail-level", "WARNING"], env, tmp_path)
+    assert result.returncode != 0
+    assert "neomaril.W001" in result.stderr and "neomaril.W002" in result.stderr
+
+
+def test_bad_environment_value_fails_loudly(tmp_path):
+    result = _manage(["check"], {"NEOMARIL_WORKERS": "lots"}, tmp_path)
+    assert result.returncode != 0
+    assert "NEOMARIL_WORKERS='lots' is not a whole number" in result.stderr
+
+
+def test_redis_url_selects_redis_broker(tmp_path):
+    code = "from django.conf import settings; print(settings.Q_CLUSTER.get('redis'), settings.Q_CLUSTER.get('orm'))"
+    result = _manage(["shell", "--no-imports", "-c", code], {"REDIS_URL": "redis://127.0.0.1:6390/0"}, tmp_path)
+    assert result.stdout.split() == ["redis://127.0.0.1:6390/0", "None"], result.stderr
+    result = _manage(["shell", "--no-imports", "-c", code], {}, tmp_path)
+    assert result.stdout.split() == ["None", "default"], result.stderr
+
+
+def test_database_url_selects_postgres(tmp_path):
+    code = "from django.conf import settings; d = settings.DATABASES['default']; print(d['ENGINE'], d['NAME'], d['HOST'])"
+    result = _manage(["shell", "--no-imports", "-c", code], {"DATABASE_URL": "postgres://u:p@db.internal:5432/neomaril"}, tmp_path)
+    assert result.stdout.split() == ["django.db.backends.postgresql", "neomaril", "db.internal"], result.stderr

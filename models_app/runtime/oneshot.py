@@ -1,0 +1,343 @@
+"""Platform side of the runner's oneshot mode: one call of a user's entrypoint, in a child process.
+
+Used for async executions and for build smoke tests. The child is ``runner.py`` run by the
+model environment's interpreter, in a process group of its own so a timeout kills
+everything the user's code started. The answer comes back as one frame on the child's
+stdout; whatever the user's code prints goes to its stderr, which we stream line by line.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import io
+import logging
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from models_app.runtime.protocol import ProtocolError, encode_frame, read_frame_from_file
+
+logger = logging.getLogger(__name__)
+
+RUNNER_PATH: Path = Path(__file__).resolve().with_name("runner.py")
+
+# The user's output is kept whole up to this size; past it only the tail is kept (the
+# end of a log is what explains a failure). Every line still reaches on_output_line.
+MAX_OUTPUT_CHARS = 8 * 1024 * 1024
+# Lines longer than this (progress bars, binary garbage) are delivered in pieces.
+_CHUNK_BYTES = 64 * 1024
+# How long to wait for the output pipes to close once the runner itself has exited.
+_DRAIN_GRACE = 1.0
+# How long the runner may take to exit once it has answered.
+_EXIT_GRACE = 5.0
+# How long to wait for a killed runner to be reaped.
+_KILL_WAIT = 5.0
+_CRASH_TAIL_LINES = 20
+
+
+@dataclass
+class RunResult:
+    """What one oneshot run produced."""
+
+    ok: bool
+    result: Any = None  # normalised JSON value (sync) or the returned path string (async)
+    error: str | None = None  # what went wrong, for the user
+    traceback: str | None = None
+    phase: str | None = None  # "import" | "call" | "result" | "timeout" | "crash"
+    output: str = ""  # everything the user code printed (stdout+stderr)
+    returncode: int | None = None
+    timed_out: bool = False
+    duration: float = 0.0
+
+
+def build_runner_env(
+    extra: Mapping[str, str], *, home: str | os.PathLike[str] | None = None
+) -> dict[str, str]:
+    """The complete environment for a runner: a minimal base plus the model's ``.env`` values.
+
+    Nothing is inherited from the platform's own environment, so its secrets (database
+    URL, secret key, tokens) never reach user code. ``home`` should be the run's folder;
+    it defaults to the current directory. ``extra`` wins over the base values.
+    """
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": os.fspath(home) if home is not None else os.getcwd(),
+        "LANG": "C.UTF-8",  # the runner's output is decoded as UTF-8
+        "PYTHONUNBUFFERED": "1",  # log lines reach the user as they are printed
+        "PYTHONDONTWRITEBYTECODE": "1",  # no __pycache__ in the model's upload folder
+    }
+    for key, value in extra.items():
+        # exec would reject these with a less helpful message, at run time.
+        if not isinstance(key, str) or not key or "=" in key or "\0" in key:
+            raise ValueError(f"invalid environment variable name {key!r}")
+        if not isinstance(value, str) or "\0" in value:
+            raise ValueError(f"environment variable {key} must be a string without NUL bytes")
+        env[key] = value
+    return env
+
+
+def run_oneshot(
+    python: Path,
+    *,
+    source: Path,
+    entrypoint: str,
+    kind: str,
+    args: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    timeout: float,
+    memory_limit_mb: int | None = None,
+    on_output_line: Callable[[str], None] | None = None,
+) -> RunResult:
+    """Run ``entrypoint(*args)`` from ``source`` once, with ``python``, and report what happened.
+
+    ``env`` is the child's complete environment (see ``build_runner_env``). User failures,
+    timeouts and crashes come back as a ``RunResult`` with ``ok=False``; only bad
+    arguments from the caller raise. ``on_output_line`` is called on the calling thread,
+    once per line of output (without its newline) as the child prints it; lines longer
+    than 64 KiB arrive in pieces. A runner that answered but won't exit is stopped after
+    a short grace and its answer kept.
+    """
+    if kind not in ("sync", "async", "check"):
+        raise ValueError(f"kind must be 'sync', 'async' or 'check', not {kind!r}")
+    request = encode_frame(
+        {"source": str(source), "entrypoint": entrypoint, "kind": kind, "args": [str(a) for a in args]}
+    )
+    # -s: no user site-packages from $HOME. Not -I, which would also drop the PYTHON*
+    # variables of build_runner_env and of the model's .env. runner.py removes its own
+    # folder from sys.path itself.
+    cmd = [os.fspath(python), "-s", os.fspath(RUNNER_PATH), "oneshot"]
+    if memory_limit_mb:
+        cmd += ["--memory-limit-mb", str(int(memory_limit_mb))]
+
+    started = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,  # own process group: a timeout kills all of it
+            close_fds=True,
+        )
+    except OSError as exc:
+        return RunResult(
+            ok=False,
+            phase="crash",
+            error=f"could not start the model's interpreter {python}: {exc}",
+            duration=time.monotonic() - started,
+        )
+    return _Supervisor(proc, request, on_output_line).run(started + timeout, timeout, started)
+
+
+class _Supervisor:
+    """Feeds one runner process, collects its frame and output, enforces the deadline."""
+
+    def __init__(
+        self, proc: subprocess.Popen[bytes], request: bytes, on_output_line: Callable[[str], None] | None
+    ):
+        self.proc = proc
+        self.request = request
+        self.on_output_line = on_output_line
+        # Events from the helper threads, handled on the caller's thread (so the callback
+        # can use the caller's database connection, for instance).
+        self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self.stdout = bytearray()
+        self.output: deque[str] = deque()
+        self.output_chars = 0
+        self.output_truncated = False
+        self.callback_failed = False
+
+    def run(self, deadline: float, timeout: float, started: float) -> RunResult:
+        assert self.proc.stdin and self.proc.stdout and self.proc.stderr
+        threads = [
+            threading.Thread(target=self._feed_stdin, args=(self.proc.stdin,), daemon=True),
+            threading.Thread(target=self._read_stdout, args=(self.proc.stdout,), daemon=True),
+            threading.Thread(target=self._read_stderr, args=(self.proc.stderr,), daemon=True),
+            threading.Thread(target=self._wait_exit, daemon=True),
+        ]
+        for thread in threads:
+            thread.start()
+
+        timed_out = killed = exited = stdout_done = stderr_done = False
+        drain_until = kill_wait_until = linger_until = 0.0
+        while not (exited and stdout_done and stderr_done):
+            now = time.monotonic()
+            # runner.py closes its stdout right after writing the answer.
+            answered = stdout_done and bool(self.stdout)
+            if exited:
+                if now >= drain_until:
+                    # Something outside the process group (a setsid'd grandchild) keeps
+                    # the pipes open; the daemon reader threads end when it does.
+                    break
+                limit = drain_until
+            elif killed:
+                if now >= kill_wait_until:  # unkillable (stuck in the kernel): give up on it
+                    break
+                limit = kill_wait_until
+            elif answered and now >= linger_until:
+                # The answer is in but the interpreter won't exit (a non-daemon thread,
+                # a hanging atexit hook): the answer stands, the process goes.
+                self._add_output(
+                    f"[neomaril: the model process did not exit within {_EXIT_GRACE:g} s "
+                    "of answering and was stopped]\n"
+                )
+                killed = True
+                self._kill_group()
+                kill_wait_until = now + _KILL_WAIT
+                continue
+            elif now >= deadline and not answered:
+                timed_out = killed = True
+                self._kill_group()
+                kill_wait_until = now + _KILL_WAIT
+                continue
+            else:
+                limit = min(deadline, linger_until) if answered else deadline
+            try:
+                event, value = self.events.get(timeout=limit - now)
+            except queue.Empty:
+                continue
+            if event == "line":
+                self._add_output(value)
+            elif event == "stderr_eof":
+                stderr_done = True
+            elif event == "stdout_eof":
+                stdout_done = True
+                linger_until = min(deadline, time.monotonic() + _EXIT_GRACE)
+            elif event == "exited":
+                exited = True
+                # Leftover children would keep running and keep the pipes open.
+                self._kill_group()
+                self.proc.wait()
+                drain_until = time.monotonic() + _DRAIN_GRACE
+        # Output that arrived after a cut-off still counts.
+        while True:
+            try:
+                event, value = self.events.get_nowait()
+            except queue.Empty:
+                break
+            if event == "line":
+                self._add_output(value)
+
+        result = self._result(timed_out, timeout)
+        result.returncode = self.proc.returncode
+        result.duration = time.monotonic() - started
+        result.output = self._output_text()
+        return result
+
+    # ------------------------------------------------------------------ helper threads
+
+    def _feed_stdin(self, stdin: IO[bytes]) -> None:
+        # OSError: the runner died before reading; its exit says why.
+        with contextlib.suppress(OSError):
+            stdin.write(self.request)
+            stdin.close()
+
+    def _read_stdout(self, stdout: IO[bytes]) -> None:
+        try:
+            while chunk := stdout.read1(_CHUNK_BYTES):  # type: ignore[attr-defined]
+                self.stdout += chunk
+        finally:
+            self.events.put(("stdout_eof", None))
+
+    def _read_stderr(self, stderr: IO[bytes]) -> None:
+        # Incremental: a UTF-8 character split across two reads must survive.
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        try:
+            while raw := stderr.readline(_CHUNK_BYTES):
+                text = decoder.decode(raw)
+                if text:
+                    self.events.put(("line", text))
+            if tail := decoder.decode(b"", final=True):
+                self.events.put(("line", tail))
+        finally:
+            self.events.put(("stderr_eof", None))
+
+    def _wait_exit(self) -> None:
+        # Wait without reaping: while the runner is a zombie its pid, and so its process
+        # group id, can't be reused, so _kill_group can't hit an unrelated process.
+        try:
+            os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOWAIT)
+        except (AttributeError, ChildProcessError, InterruptedError):
+            self.proc.wait()
+        self.events.put(("exited", None))
+
+    # ------------------------------------------------------------------ main thread
+
+    def _kill_group(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+    def _add_output(self, text: str) -> None:
+        self.output.append(text)
+        self.output_chars += len(text)
+        while self.output_chars > MAX_OUTPUT_CHARS and len(self.output) > 1:
+            self.output_chars -= len(self.output.popleft())
+            self.output_truncated = True
+        if self.on_output_line is not None and not self.callback_failed:
+            try:
+                self.on_output_line(text.removesuffix("\n").removesuffix("\r"))
+            except Exception:
+                # Stop calling it, but keep reading: a full pipe would block the runner.
+                self.callback_failed = True
+                logger.exception("on_output_line failed; the rest of the output is only in RunResult.output")
+
+    def _output_text(self) -> str:
+        text = "".join(self.output)
+        return "[... earlier output truncated ...]\n" + text if self.output_truncated else text
+
+    def _result(self, timed_out: bool, timeout: float) -> RunResult:
+        if timed_out:
+            return RunResult(
+                ok=False, phase="timeout", timed_out=True, error=f"timed out after {timeout:g} s"
+            )
+        if not self.stdout:
+            return RunResult(ok=False, phase="crash", error=self._crash_message("before returning a result"))
+        try:
+            frame = read_frame_from_file(io.BytesIO(bytes(self.stdout)))
+        except ProtocolError as exc:
+            return RunResult(
+                ok=False, phase="crash", error=self._crash_message(f"with an invalid answer ({exc})")
+            )
+        if not isinstance(frame, dict) or not isinstance(frame.get("ok"), bool):
+            return RunResult(
+                ok=False, phase="crash", error=self._crash_message("with an answer of unknown shape")
+            )
+        if frame["ok"]:
+            return RunResult(ok=True, result=frame.get("result"))
+        return RunResult(
+            ok=False,
+            error=str(frame.get("error") or "unknown error"),
+            traceback=frame.get("traceback"),
+            phase=frame.get("phase"),
+        )
+
+    def _crash_message(self, what: str) -> str:
+        code = self.proc.returncode
+        if code is not None and code < 0:
+            try:
+                how = f"was killed by {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"was killed by signal {-code}"
+            if code == -signal.SIGKILL:
+                how += " (out of memory?)"
+            elif code == -signal.SIGSEGV:
+                how += " (a crash in native code)"
+        else:
+            how = f"exited with code {code}"
+        message = f"the model process {how} {what}"
+        lines = "".join(self.output).splitlines()[-_CRASH_TAIL_LINES:]
+        if lines:
+            message += "\nlast output:\n" + "\n".join(lines)
+        return message

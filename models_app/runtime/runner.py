@@ -1,0 +1,655 @@
+"""Neomaril model runner: runs a user's model code in the model's own interpreter.
+
+The platform never imports user code itself. It executes this file with the model
+environment's interpreter (any CPython 3.8-3.13), so this file must stay standalone:
+standard library only, no syntax or runtime typing newer than 3.8, and no import of the
+platform's packages (``protocol.py`` holds the platform's copy of the framing).
+
+Framing, both directions: a 4-byte big-endian unsigned length, then that many bytes of
+UTF-8 JSON. Frames above 256 MiB are refused.
+
+Modes:
+
+``oneshot``
+    Read one request frame from stdin (``source``, ``entrypoint``, ``kind``, ``args``),
+    call ``entrypoint(*args)`` once, write one response frame to stdout, exit 0. User
+    failures are reported in the frame; a non-zero exit means a protocol problem.
+
+``serve --socket PATH --source FILE --entrypoint NAME``
+    Import the module once (exit 3 with the traceback on stderr if that fails), then
+    answer ``ping`` and ``predict`` frames on a Unix socket, one request at a time. The
+    socket file appears only once the runner is ready. SIGTERM removes it and exits 0.
+
+Responses are ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "Type: message",
+"traceback": "..." | null, "phase": "import" | "call" | "result" | "protocol"}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import decimal
+import importlib.util
+import json
+import math
+import os
+import signal
+import socket
+import stat
+import struct
+import sys
+import traceback
+
+MAX_FRAME_BYTES = 256 * 1024 * 1024
+_HEADER = struct.Struct(">I")
+_RUNNER_FILE = os.path.normcase(os.path.abspath(__file__))
+
+# Exit codes for problems that are not the user's fault (the frame can't say them).
+EXIT_PROTOCOL = 2
+EXIT_IMPORT_FAILED = 3
+
+
+class ProtocolError(Exception):
+    """The peer broke the framing (bad length, truncated frame, invalid JSON)."""
+
+
+class _UserError(Exception):
+    """A failure to report to the user as an error frame."""
+
+    def __init__(self, phase, error, tb=None):
+        Exception.__init__(self, error)
+        self.phase = phase
+        self.error = error
+        self.traceback = tb
+
+    def frame(self):
+        return {"ok": False, "error": self.error, "traceback": self.traceback, "phase": self.phase}
+
+
+class _Terminate(BaseException):
+    """Raised by the SIGTERM handler; never swallowed by the user-code guards."""
+
+
+# --------------------------------------------------------------------------- framing
+
+
+def encode_frame(obj):
+    """Serialise ``obj`` as one frame (strict JSON, no NaN)."""
+    payload = json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+    if len(payload) > MAX_FRAME_BYTES:
+        raise ProtocolError(f"frame of {len(payload)} bytes exceeds the {MAX_FRAME_BYTES}-byte limit")
+    return _HEADER.pack(len(payload)) + payload
+
+
+def _read_exactly(read_into, n, at_boundary):
+    """Fill ``n`` bytes using ``read_into(memoryview) -> count``.
+
+    Returns None on end-of-stream before the first byte when ``at_boundary`` (the peer
+    simply closed); end-of-stream anywhere else is a truncated frame.
+    """
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        count = read_into(view[got:])
+        if not count:
+            if got == 0 and at_boundary:
+                return None
+            raise ProtocolError(f"stream closed mid-frame ({got} of {n} bytes received)")
+        got += count
+    return bytes(buf)
+
+
+def _read_frame(read_into):
+    """Read one frame; None on a clean end-of-stream between frames."""
+    header = _read_exactly(read_into, _HEADER.size, True)
+    if header is None:
+        return None
+    (length,) = _HEADER.unpack(header)
+    if length > MAX_FRAME_BYTES:
+        raise ProtocolError(f"announced frame of {length} bytes exceeds the {MAX_FRAME_BYTES}-byte limit")
+    payload = _read_exactly(read_into, length, False)
+    try:
+        return json.loads(payload.decode("utf-8"))
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are both ValueErrors
+        raise ProtocolError(f"frame is not UTF-8 JSON: {exc}") from exc
+
+
+def read_frame_from_file(f):
+    """Read one frame from a binary file object (stdin)."""
+    return _read_frame(f.readinto)
+
+
+def read_frame_from_socket(sock):
+    """Read one frame from a connected socket."""
+    return _read_frame(sock.recv_into)
+
+
+def _write_fd(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+# --------------------------------------------------------------------- error reports
+
+
+def _describe(exc):
+    """One ``Type: message`` string, robust to a broken ``__str__``."""
+    try:
+        message = str(exc)
+    except Exception:
+        message = "<exception str() failed>"
+    name = type(exc).__name__
+    return f"{name}: {message}" if message else name
+
+
+def _is_runner_frame(filename):
+    # importlib's own frames sit between us and the user's module during exec_module.
+    return os.path.normcase(filename) == _RUNNER_FILE or filename.startswith("<frozen importlib")
+
+
+def _user_traceback(exc):
+    """Format ``exc`` with our leading frames cut, so the user's code comes first."""
+    tb = exc.__traceback__
+    while tb is not None and _is_runner_frame(tb.tb_frame.f_code.co_filename):
+        tb = tb.tb_next
+    try:
+        return "".join(traceback.format_exception(type(exc), exc, tb))
+    except Exception:  # pragma: no cover - a pathological exception object
+        return _describe(exc) + "\n"
+
+
+def _guard(phase, func, *args):
+    """Run user code; any failure (even SystemExit) becomes a ``_UserError``."""
+    try:
+        return func(*args)
+    except (_Terminate, KeyboardInterrupt, _UserError):
+        raise
+    except BaseException as exc:  # user code may raise anything, SystemExit included
+        raise _UserError(phase, _describe(exc), _user_traceback(exc)) from exc
+
+
+# ------------------------------------------------------------------- loading the model
+
+
+def _set_memory_limit(limit_mb):
+    try:
+        import resource
+    except ImportError:  # not on this platform: the limit is best effort
+        return
+    limit = limit_mb * 1024 * 1024
+    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    try:
+        # Hard limit too, so user code cannot raise it back.
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    except (ValueError, OSError) as exc:
+        sys.stderr.write(f"neomaril runner: could not set the memory limit: {exc}\n")
+
+
+def _import_source(source):
+    """Import the user's file as a module named after its stem."""
+    source = os.path.abspath(source)
+    if not os.path.isfile(source):
+        raise _UserError("import", f"FileNotFoundError: model source {source} does not exist")
+    name = os.path.splitext(os.path.basename(source))[0]
+    if name in sys.modules:
+        # Replacing it in sys.modules would break every library that uses the real one.
+        raise _UserError(
+            "import",
+            f"ImportError: the model file {os.path.basename(source)} has the name of the module {name!r}, "
+            "which Python has already loaded; rename the file",
+        )
+    spec = importlib.util.spec_from_file_location(name, source)
+    if spec is None or spec.loader is None:
+        raise _UserError("import", f"ImportError: cannot import {source} as a Python module")
+    # Helper files beside the source (utils.py, ...) must be importable.
+    folder = os.path.dirname(source)
+    if folder in sys.path:
+        sys.path.remove(folder)
+    sys.path.insert(0, folder)
+    module = importlib.util.module_from_spec(spec)
+    # Registered before running it so pickles that reference ``<stem>.Class`` resolve.
+    sys.modules[name] = module
+    try:
+        _guard("import", spec.loader.exec_module, module)
+    except _UserError:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
+def _resolve_entrypoint(module, name):
+    func = getattr(module, name, None)
+    if func is None or not callable(func):
+        found = sorted(
+            attr
+            for attr, value in vars(module).items()
+            if callable(value)
+            and not attr.startswith("_")
+            and getattr(value, "__module__", None) == module.__name__
+        )
+        what = "has no attribute" if func is None else "has a non-callable attribute"
+        hint = f" (functions defined there: {', '.join(found)})" if found else ""
+        raise _UserError(
+            "import",
+            f"AttributeError: entrypoint {name!r} not found: "
+            f"module {module.__name__!r} {what} {name!r}{hint}",
+        )
+    return func
+
+
+def load_entrypoint(source, entrypoint):
+    """Import ``source`` and return its callable ``entrypoint`` (raises ``_UserError``)."""
+    # Guarded too: a module-level __getattr__ is user code.
+    return _guard("import", _resolve_entrypoint, _import_source(source), entrypoint)
+
+
+# ---------------------------------------------------------------- result normalisation
+
+
+def _path_repr(path, key):
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}[{json.dumps(str(key), ensure_ascii=False)}]"
+
+
+def _key_to_str(key):
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, (bool, int, float)):
+        return json.dumps(key)  # same spelling as json.dumps uses for keys (true, 1, 1.5)
+    if isinstance(key, (datetime.date, datetime.time)):
+        return key.isoformat()
+    if hasattr(key, "item") and callable(key.item):  # numpy scalar key
+        with contextlib.suppress(Exception):
+            return _key_to_str(key.item())
+    return str(key)
+
+
+def _is_missing(value):
+    # pandas.NaT / pandas.NA: duck-typed by class name, since we can't import pandas.
+    return type(value).__name__ in ("NaTType", "NAType")
+
+
+def _to_json(value, path, active):
+    """Return ``value`` as plain JSON data, or raise ``_UserError`` naming ``path``."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return int(value)  # IntEnum and friends become plain ints
+    if isinstance(value, float):
+        return float(value) if math.isfinite(value) else None  # answers must be strict JSON
+    if _is_missing(value):
+        return None
+    if isinstance(value, (datetime.date, datetime.time)):  # pandas.Timestamp is a datetime
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return _to_json(float(value), path, active)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raise _UserError(
+            "result",
+            f"TypeError: the entrypoint's result contains bytes at {path}; "
+            "decode them (or base64-encode them) into a str",
+        )
+
+    container = isinstance(value, (dict, list, tuple, set, frozenset)) or hasattr(value, "tolist")
+    if container:
+        # A self-referencing result would otherwise recurse until RecursionError.
+        if id(value) in active:
+            raise _UserError(
+                "result", f"ValueError: the entrypoint's result has a circular reference at {path}"
+            )
+        active.add(id(value))
+    try:
+        if isinstance(value, dict):
+            result = {}
+            for k, v in value.items():
+                key = _key_to_str(k)
+                result[key] = _to_json(v, _path_repr(path, key), active)
+            return result
+        if isinstance(value, (list, tuple)):
+            return [_to_json(v, _path_repr(path, i), active) for i, v in enumerate(value)]
+        if isinstance(value, (set, frozenset)):
+            items = list(value)
+            with contextlib.suppress(TypeError):  # deterministic order where items compare
+                items.sort()
+            return [_to_json(v, _path_repr(path, i), active) for i, v in enumerate(items)]
+        converted = _convert_foreign(value, path)
+        if converted is not _NOT_CONVERTED:
+            return _to_json(converted, path, active)
+    finally:
+        if container:
+            active.discard(id(value))
+    raise _UserError(
+        "result",
+        f"TypeError: the entrypoint's result contains a value of type {_type_name(value)} at {path}, "
+        "which cannot be turned into JSON",
+    )
+
+
+_NOT_CONVERTED = object()
+
+
+def _type_name(value):
+    cls = type(value)
+    module = getattr(cls, "__module__", "builtins")
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+def _convert_foreign(value, path):
+    """numpy/pandas (or look-alike) objects to plain Python, by duck typing."""
+    try:
+        if hasattr(value, "to_dict") and hasattr(value, "columns"):  # pandas.DataFrame
+            return value.to_dict(orient="records")
+        dtype = getattr(value, "dtype", None)
+        if getattr(dtype, "kind", None) == "M" and hasattr(value, "astype"):
+            # numpy datetime64[ns].tolist() gives int nanoseconds; microseconds give datetimes.
+            value = value.astype("datetime64[us]")
+        if hasattr(value, "tolist") and callable(value.tolist):  # ndarray, Series, numpy scalar
+            return value.tolist()
+        if hasattr(value, "item") and callable(value.item):  # other numpy-like scalars
+            return value.item()
+    except _UserError:
+        raise
+    except Exception as exc:
+        raise _UserError(
+            "result",
+            f"TypeError: could not convert the {_type_name(value)} at {path} to JSON: {_describe(exc)}",
+            _user_traceback(exc),
+        ) from exc
+    return _NOT_CONVERTED
+
+
+def normalise_sync_result(value):
+    """Turn a sync entrypoint's return value into plain, strict JSON data."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise _UserError(
+                "result", f"the entrypoint returned a string that is not valid JSON: {exc}"
+            ) from exc
+    try:
+        return _to_json(value, "result", set())
+    except RecursionError:
+        raise _UserError(
+            "result", "RecursionError: the result is nested too deeply to turn into JSON"
+        ) from None
+
+
+def normalise_async_result(value):
+    """An async entrypoint returns the output file's path (validated by the platform)."""
+    if isinstance(value, (str, os.PathLike)):
+        path = os.fspath(value)
+        if isinstance(path, str):
+            return path
+    raise _UserError(
+        "result",
+        "TypeError: the entrypoint must return the output file's path as a str, "
+        f"but it returned a {_type_name(value)}",
+    )
+
+
+def _response_bytes(build):
+    """Encode ``{"ok": true, "result": build()}``, or the error frame if that fails."""
+    try:
+        return encode_frame({"ok": True, "result": build()})
+    except _UserError as err:
+        return encode_frame(err.frame())
+    except UnicodeEncodeError as exc:
+        return encode_frame(
+            _UserError(
+                "result", f"the entrypoint's result contains text that is not valid Unicode: {exc}"
+            ).frame()
+        )
+    except ProtocolError as exc:
+        return encode_frame(_UserError("result", f"the entrypoint's result is too large: {exc}").frame())
+
+
+# ---------------------------------------------------------------------------- oneshot
+
+
+def _flush_std():
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+
+
+def run_oneshot(memory_limit_mb):
+    """Oneshot mode: one request on stdin, one response on the real stdout."""
+    # From here on fd 1 is stderr, for print() and for C code alike, so nothing the user
+    # prints can land inside the response; the frame goes to a private copy of fd 1.
+    sys.stdout.flush()
+    frame_fd = os.dup(1)  # not inheritable: the user's subprocesses don't get it
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+
+    try:
+        request = read_frame_from_file(sys.stdin.buffer)
+        if request is None:
+            raise ProtocolError("no request frame on stdin")
+        source, entrypoint, kind, args = _parse_oneshot_request(request)
+    except ProtocolError as exc:
+        sys.stderr.write(f"neomaril runner: protocol error: {exc}\n")
+        return EXIT_PROTOCOL
+
+    if memory_limit_mb:
+        _set_memory_limit(memory_limit_mb)
+
+    normalise = normalise_sync_result if kind == "sync" else normalise_async_result
+
+    def build():
+        func = load_entrypoint(source, entrypoint)
+        if kind == "check":  # import the module and find the entrypoint, call nothing
+            return None
+        return _guard("result", normalise, _guard("call", func, *args))
+
+    data = _response_bytes(build)
+    _flush_std()
+    _write_fd(frame_fd, data)
+    os.close(frame_fd)
+    return 0
+
+
+def _parse_oneshot_request(request):
+    if not isinstance(request, dict):
+        raise ProtocolError("request must be a JSON object")
+    source, entrypoint = request.get("source"), request.get("entrypoint")
+    kind, args = request.get("kind"), request.get("args", [])
+    if not isinstance(source, str) or not isinstance(entrypoint, str):
+        raise ProtocolError("request needs string 'source' and 'entrypoint'")
+    if kind not in ("sync", "async", "check"):
+        raise ProtocolError(f"request 'kind' must be 'sync', 'async' or 'check', not {kind!r}")
+    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+        raise ProtocolError("request 'args' must be a list of strings")
+    return source, entrypoint, kind, args
+
+
+# ------------------------------------------------------------------------------ serve
+
+
+class _Server:
+    def __init__(self, func, idle_timeout):
+        self.func = func
+        self.idle_timeout = idle_timeout
+        self.requests = 0
+
+    def handle(self, request):
+        """Answer one decoded request frame with the bytes of one response frame."""
+        op = request.get("op") if isinstance(request, dict) else None
+        if op == "ping":
+            return encode_frame({"ok": True, "pong": True, "pid": os.getpid(), "requests": self.requests})
+        if op == "predict":
+            data, base_path = request.get("data"), request.get("base_path")
+            if not isinstance(data, str) or not isinstance(base_path, str):
+                return _protocol_error_frame("predict needs string 'data' and 'base_path'")
+            self.requests += 1
+            return _response_bytes(
+                lambda: _guard("result", normalise_sync_result, _guard("call", self.func, data, base_path))
+            )
+        return _protocol_error_frame(f"unknown op {op!r} (expected 'ping' or 'predict')")
+
+    def serve_connection(self, conn):
+        """Answer frames on one connection until the client closes it."""
+        if self.idle_timeout:
+            conn.settimeout(self.idle_timeout)
+        while True:
+            try:
+                request = read_frame_from_socket(conn)
+            except ProtocolError as exc:
+                # The stream can't be resynchronised: say why (if the client still listens), then drop it.
+                with contextlib.suppress(OSError):
+                    conn.sendall(_protocol_error_frame(str(exc)))
+                return
+            if request is None:
+                return
+            response = self.handle(request)
+            _flush_std()
+            conn.sendall(response)
+            if _terminating:
+                raise _Terminate()
+
+
+def _protocol_error_frame(message):
+    return encode_frame(
+        {"ok": False, "error": "ProtocolError: " + message, "traceback": None, "phase": "protocol"}
+    )
+
+
+_terminating = False
+
+
+def _on_sigterm(signum, frame):
+    global _terminating
+    # The flag covers user code that swallows the exception with a bare ``except:``.
+    _terminating = True
+    raise _Terminate()
+
+
+def _prepare_socket_path(path):
+    """Remove a stale socket file, refusing to steal one that a live runner still uses."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise SystemExit(f"neomaril runner: {path} exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+    except OSError:
+        os.unlink(path)  # nobody listening: stale
+    else:
+        raise SystemExit(f"neomaril runner: another process is already listening on {path}")
+    finally:
+        probe.close()
+
+
+def _bind_ready_socket(path):
+    """Listen on ``path``, making the file appear only once connections are accepted."""
+    _prepare_socket_path(path)
+    # Bind under a temporary name and rename into place: a caller polling for the path
+    # never sees a socket that refuses connections. Renaming keeps the socket's inode.
+    tmp = os.path.join(os.path.dirname(path) or ".", f".{os.getpid()}.sock.tmp")
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)  # never world-connectable, not even for a moment
+    try:
+        server.bind(tmp)
+    finally:
+        os.umask(old_umask)
+    os.chmod(tmp, 0o600)
+    server.listen(16)
+    os.rename(tmp, path)
+    return server, os.stat(path).st_ino
+
+
+def run_serve(socket_path, source, entrypoint, memory_limit_mb, idle_timeout):
+    """Serve mode: import once, then answer frames on a Unix socket until SIGTERM."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    if memory_limit_mb:
+        _set_memory_limit(memory_limit_mb)
+    try:
+        func = load_entrypoint(source, entrypoint)
+    except _Terminate:
+        return 0
+    except _UserError as err:
+        sys.stderr.write(err.traceback or "")
+        sys.stderr.write(f"neomaril runner: could not load the model: {err.error}\n")
+        sys.stderr.flush()
+        return EXIT_IMPORT_FAILED
+    if _terminating:  # SIGTERM arrived during an import that swallowed it
+        return 0
+
+    socket_path = os.path.abspath(socket_path)
+    server_sock, inode = _bind_ready_socket(socket_path)
+    server = _Server(func, idle_timeout)
+    try:
+        while True:
+            conn, _addr = server_sock.accept()
+            try:
+                server.serve_connection(conn)
+            except OSError as exc:  # client vanished or went idle; the next one is served
+                sys.stderr.write(f"neomaril runner: connection dropped: {exc}\n")
+            finally:
+                conn.close()
+    except (_Terminate, KeyboardInterrupt):
+        return 0
+    finally:
+        server_sock.close()
+        try:
+            if os.stat(socket_path).st_ino == inode:  # don't remove a successor's socket
+                os.unlink(socket_path)
+        except OSError:
+            pass
+
+
+# ------------------------------------------------------------------------------- main
+
+
+def _clean_sys_path():
+    # Running ``python runner.py`` puts the platform's runtime folder first on sys.path;
+    # user code must not be able to import the platform's modules by accident.
+    here = os.path.dirname(_RUNNER_FILE)
+    sys.path[:] = [p for p in sys.path if os.path.normcase(os.path.abspath(p or ".")) != here]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="runner.py", description="Neomaril model runner")
+    sub = parser.add_subparsers(dest="mode")
+    sub.required = True
+    oneshot = sub.add_parser("oneshot", help="run one request read from stdin")
+    oneshot.add_argument("--memory-limit-mb", type=int, default=None)
+    serve = sub.add_parser("serve", help="serve sync predictions on a Unix socket")
+    serve.add_argument("--socket", required=True)
+    serve.add_argument("--source", required=True)
+    serve.add_argument("--entrypoint", required=True)
+    serve.add_argument("--memory-limit-mb", type=int, default=None)
+    serve.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=60.0,
+        help="drop a connection idle for this many seconds, so one client can't block the runner (0: never)",
+    )
+    args = parser.parse_args(argv)
+
+    _clean_sys_path()
+    sys.dont_write_bytecode = True  # model folders may be read-only or shared storage
+    for stream in (sys.stdout, sys.stderr):
+        # Block-buffered pipes (3.8's stderr, any stdout) would delay the user's log
+        # lines, or lose them when the process is killed.
+        with contextlib.suppress(Exception):
+            stream.reconfigure(line_buffering=True)
+    if args.mode == "oneshot":
+        return run_oneshot(args.memory_limit_mb)
+    return run_serve(args.socket, args.source, args.entrypoint, args.memory_limit_mb, args.idle_timeout)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""Real uv builds of content-addressed environments (needs PyPI and a Python 3.9 on the host)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from models_app import environments
+from models_app.environments import (
+    MARKER_NAME,
+    EnvironmentBuildError,
+    ensure_environment,
+    env_python,
+    environment_path,
+)
+from models_app.interpreters import InterpreterNotFound, discover_interpreters, find_interpreter
+from models_app.validation import requirements_fingerprint
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def py39():
+    try:
+        return find_interpreter("3.9", discover_interpreters())
+    except InterpreterNotFound as exc:
+        pytest.skip(str(exc))
+
+
+class Log(list):
+    """Collects log lines; call it like the `log` callable."""
+
+    def __call__(self, line: str) -> None:
+        self.append(line)
+
+
+def leftovers(envs_dir: Path) -> list[str]:
+    return sorted(p.name for p in envs_dir.iterdir()) if envs_dir.exists() else []
+
+
+def test_build_then_reuse(tmp_path, py39, monkeypatch):
+    envs = tmp_path / "envs"
+    log = Log()
+    env = ensure_environment(
+        interpreter=py39, requirements=["six==1.16.0", "packaging==24.0"], envs_dir=envs, log=log, timeout=300
+    )
+
+    fingerprint = requirements_fingerprint(py39.version, ["six==1.16.0", "packaging==24.0"])
+    assert env == environment_path(envs, fingerprint) == envs / fingerprint
+    assert leftovers(envs) == [fingerprint]  # no lock file, no temp folder
+    marker = json.loads((env / MARKER_NAME).read_text())
+    assert marker["python_version"] == py39.version
+    assert marker["requirements"] == ["packaging==24.0", "six==1.16.0"]
+    assert marker["fingerprint"] == fingerprint
+    assert marker["created"]
+    assert any(line.startswith(f"Building environment {fingerprint[:12]}") for line in log)
+    assert any("six==1.16.0" in line for line in log)  # uv's output was streamed
+
+    out = subprocess.run(
+        [
+            str(env_python(env)),
+            "-c",
+            "import sys, six, packaging; print('%d.%d' % sys.version_info[:2], six.__version__)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.split() == ["3.9", "1.16.0"]
+
+    # Same set in another order: reused without running uv.
+    monkeypatch.setattr(environments, "_run_uv", lambda *a, **k: pytest.fail("uv must not run"))
+    again = Log()
+    assert (
+        ensure_environment(
+            interpreter=py39,
+            requirements=["packaging==24.0", "six==1.16.0"],
+            envs_dir=envs,
+            log=again,
+            timeout=300,
+        )
+        == env
+    )
+    assert again == [f"Reusing environment {fingerprint[:12]} (python {py39.version}, 2 requirements)"]
+
+
+def test_empty_requirements_builds_bare_env(tmp_path, py39):
+    env = ensure_environment(interpreter=py39, requirements=[], envs_dir=tmp_path, log=Log(), timeout=120)
+    assert env_python(env).exists()
+    assert json.loads((env / MARKER_NAME).read_text())["requirements"] == []
+
+
+def test_missing_package_fails_cleanly(tmp_path, py39):
+    envs = tmp_path / "envs"
+    log = Log()
+    with pytest.raises(EnvironmentBuildError) as info:
+        ensure_environment(
+            interpreter=py39,
+            requirements=["six==1.16.0", "neomaril-no-such-package-xyz==1.0"],
+            envs_dir=envs,
+            log=log,
+            timeout=300,
+        )
+    message = str(info.value)
+    assert message.startswith("Installing the requirements failed (uv exit status")
+    assert "neomaril-no-such-package-xyz" in message
+    assert leftovers(envs) == []  # neither the final folder, a .tmp-* folder nor the lock
+    assert any("neomaril-no-such-package-xyz" in line for line in log)
+
+
+def test_concurrent_builds_of_the_same_env_build_once(tmp_path, py39):
+    envs = tmp_path / "envs"
+    logs = [Log(), Log()]
+    results: list[Path | BaseException] = [None, None]  # type: ignore[list-item]
+    start = threading.Barrier(2)
+
+    def build(n: int) -> None:
+        start.wait()
+        try:
+            results[n] = ensure_environment(
+                interpreter=py39, requirements=["six==1.16.0"], envs_dir=envs, log=logs[n], timeout=300
+            )
+        except BaseException as exc:  # surfaced by the assertions below
+            results[n] = exc
+
+    threads = [threading.Thread(target=build, args=(n,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=600)
+
+    assert results[0] == results[1]
+    assert isinstance(results[0], Path)
+    builds = [log for log in logs if any(line.startswith("Building environment") for line in log)]
+    reuses = [log for log in logs if any(line.startswith("Reusing environment") for line in log)]
+    assert len(builds) == 1
+    assert len(reuses) == 1
+    assert leftovers(envs) == [results[0].name]
+
+
+@pytest.fixture
+def silent_index():
+    """An "index" that accepts connections and never answers, so uv hangs until killed."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    yield f"http://127.0.0.1:{server.getsockname()[1]}/simple"
+    server.close()
+
+
+def test_timeout_kills_the_build_and_cleans_up(tmp_path, py39, silent_index):
+    envs = tmp_path / "envs"
+    with pytest.raises(EnvironmentBuildError, match="timed out after 1.5 s"):
+        ensure_environment(
+            interpreter=py39,
+            requirements=[f"--index-url {silent_index}", "six==1.16.0"],
+            envs_dir=envs,
+            log=Log(),
+            timeout=1.5,
+            uv_cache_dir=tmp_path / "uv-cache",  # a cold cache: uv must ask the index
+            allow_options=True,
+        )
+    assert leftovers(envs) == []
+
+
+def test_tiny_timeout_with_real_package(tmp_path, py39):
+    envs = tmp_path / "envs"
+    with pytest.raises(EnvironmentBuildError, match="timed out"):
+        ensure_environment(
+            interpreter=py39,
+            requirements=["six==1.16.0"],
+            envs_dir=envs,
+            log=Log(),
+            timeout=0.05,
+            uv_cache_dir=tmp_path / "uv-cache",
+        )
+    assert leftovers(envs) == []
+
+
+def test_stale_temp_folders_are_removed_and_incomplete_env_rebuilt(tmp_path, py39):
+    envs = tmp_path / "envs"
+    fingerprint = requirements_fingerprint(py39.version, [])
+    stale = envs / f".tmp-{fingerprint}-dead"
+    fresh = envs / ".tmp-otherbuild-alive"
+    stale.mkdir(parents=True)
+    fresh.mkdir()
+    os.utime(stale, (0, 0))
+    half_made = envs / fingerprint
+    half_made.mkdir()
+    (half_made / "junk").write_text("from a crashed build")
+
+    env = ensure_environment(interpreter=py39, requirements=[], envs_dir=envs, log=Log(), timeout=120)
+    assert leftovers(envs) == sorted([fingerprint, fresh.name])
+    assert not (env / "junk").exists()
+    assert (env / MARKER_NAME).is_file()
+
+
+@pytest.mark.parametrize(
+    ("lines", "allow_options"),
+    [
+        (["--index-url https://mirror.example/simple"], False),
+        (["-e ."], True),
+        (["six\n-r other.txt"], False),
+    ],
+)
+def test_unvalidated_requirements_are_refused_before_uv_runs(
+    tmp_path, py39, monkeypatch, lines, allow_options
+):
+    monkeypatch.setattr(environments, "_run_uv", lambda *a, **k: pytest.fail("uv must not run"))
+    with pytest.raises(EnvironmentBuildError, match="Refusing to build"):
+        ensure_environment(
+            interpreter=py39,
+            requirements=lines,
+            envs_dir=tmp_path,
+            log=Log(),
+            timeout=60,
+            allow_options=allow_options,
+        )
+    assert leftovers(tmp_path) == []
+
+
+def test_environment_path_refuses_non_fingerprints(tmp_path):
+    with pytest.raises(ValueError):
+        environment_path(tmp_path, "../etc")
+
+
+def test_uv_environment_drops_platform_secrets(monkeypatch):
+    monkeypatch.setenv("NEOMARIL_ENCRYPTION_KEY", "k")
+    monkeypatch.setenv("SECRET_KEY", "s")
+    monkeypatch.setenv("DATABASE_URL", "postgres://u:p@h/db")
+    monkeypatch.setenv("REDIS_URL", "redis://h")
+    monkeypatch.setenv("UV_INDEX_URL", "https://mirror.example/simple")
+    env = environments._uv_environment()
+    assert not {"NEOMARIL_ENCRYPTION_KEY", "SECRET_KEY", "DATABASE_URL", "REDIS_URL"} & env.keys()
+    assert env["UV_INDEX_URL"] == "https://mirror.example/simple"  # operators' uv settings still apply
+    assert env["UV_NO_PROGRESS"] == "1"

@@ -1,0 +1,134 @@
+"""The platform's framing (protocol.py) against the runner's own copy (runner.py).
+
+runner.py is loaded here as plain platform code (it is ours, not a user's) so the two
+implementations can be checked against each other on real sockets and pipes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import socket
+import struct
+import sys
+import threading
+from collections.abc import Iterator
+from types import ModuleType
+
+import pytest
+
+from models_app.runtime import protocol
+from models_app.runtime.oneshot import RUNNER_PATH
+
+SAMPLES = [
+    {"op": "ping"},
+    {"ok": True, "result": {"naïve": "日本語", "n": [1, 2.5, None, True], "nested": {"a": []}}},
+    [],
+    "just a string",
+    {"big": "x" * 3_000_000},
+]
+
+
+@pytest.fixture(scope="module")
+def runner() -> Iterator[ModuleType]:
+    spec = importlib.util.spec_from_file_location("neomaril_runner_under_test", RUNNER_PATH)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop("neomaril_runner_under_test", None)
+
+
+def test_same_limit_and_bytes(runner):
+    assert runner.MAX_FRAME_BYTES == protocol.MAX_FRAME_BYTES == 256 * 1024 * 1024
+    for obj in SAMPLES:
+        assert runner.encode_frame(obj) == protocol.encode_frame(obj)
+
+
+@pytest.mark.parametrize("obj", SAMPLES, ids=range(len(SAMPLES)))
+def test_platform_to_runner_over_a_socket(runner, obj):
+    left, right = socket.socketpair()
+    with left, right:
+        # A sender thread: a 3 MB frame doesn't fit in the socket buffer.
+        sender = threading.Thread(target=protocol.write_frame, args=(left, obj))
+        sender.start()
+        assert runner.read_frame_from_socket(right) == obj
+        sender.join()
+        left.close()
+        assert runner.read_frame_from_socket(right) is None  # clean close between frames
+
+
+@pytest.mark.parametrize("obj", SAMPLES, ids=range(len(SAMPLES)))
+def test_runner_to_platform_over_a_socket(runner, obj):
+    left, right = socket.socketpair()
+    with left, right:
+        sender = threading.Thread(target=left.sendall, args=(runner.encode_frame(obj),))
+        sender.start()
+        assert protocol.read_frame(right) == obj
+        sender.join()
+        left.close()
+        with pytest.raises(protocol.ConnectionClosed):
+            protocol.read_frame(right)
+
+
+def test_files_both_ways(runner):
+    stream = io.BytesIO(b"".join(protocol.encode_frame(obj) for obj in SAMPLES))
+    assert [runner.read_frame_from_file(stream) for _ in SAMPLES] == SAMPLES
+    assert runner.read_frame_from_file(stream) is None
+    stream = io.BytesIO(b"".join(runner.encode_frame(obj) for obj in SAMPLES))
+    assert [protocol.read_frame(stream) for _ in SAMPLES] == SAMPLES
+
+
+def test_read_only_streams_are_supported():
+    class ReadOnly:
+        def __init__(self, data: bytes) -> None:
+            self.inner = io.BytesIO(data)
+
+        def read(self, n: int) -> bytes:
+            return self.inner.read(min(n, 3))  # short reads, like a pipe
+
+    assert protocol.read_frame_from_file(ReadOnly(protocol.encode_frame({"a": 1}))) == {"a": 1}
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"\x00\x00", "mid-frame (2 of 4 bytes"),
+        (struct.pack(">I", 10) + b'{"a"', "mid-frame (4 of 10 bytes"),
+        (struct.pack(">I", 10), "mid-frame"),
+        (struct.pack(">I", 3) + b"{{{", "not UTF-8 JSON"),
+        (struct.pack(">I", 2) + b"\xff\xfe", "not UTF-8 JSON"),
+        (struct.pack(">I", 256 * 1024 * 1024 + 1), "exceeds"),
+    ],
+    ids=["short-header", "short-payload", "header-only", "bad-json", "bad-utf8", "too-big"],
+)
+def test_both_sides_refuse_broken_frames(runner, data, message):
+    with pytest.raises(protocol.ProtocolError, match=message.replace("(", r"\(")) as platform_error:
+        protocol.read_frame(io.BytesIO(data))
+    assert not isinstance(platform_error.value, protocol.ConnectionClosed)
+    with pytest.raises(runner.ProtocolError, match=message.replace("(", r"\(")):
+        runner.read_frame_from_file(io.BytesIO(data))
+
+
+def test_encoders_refuse_nan_and_huge_frames(runner, monkeypatch):
+    with pytest.raises(protocol.ProtocolError):
+        protocol.encode_frame({"x": float("nan")})
+    with pytest.raises(ValueError):
+        runner.encode_frame({"x": float("nan")})
+    monkeypatch.setattr(protocol, "MAX_FRAME_BYTES", 10)
+    monkeypatch.setattr(runner, "MAX_FRAME_BYTES", 10)
+    with pytest.raises(protocol.ProtocolError, match="exceeds"):
+        protocol.encode_frame("x" * 20)
+    with pytest.raises(runner.ProtocolError, match="exceeds"):
+        runner.encode_frame("x" * 20)
+
+
+def test_recv_exactly(runner):
+    left, right = socket.socketpair()
+    with left, right:
+        left.sendall(b"abc")
+        left.sendall(b"def")
+        assert protocol.recv_exactly(right, 5) == b"abcde"
+        left.close()
+        with pytest.raises(protocol.ProtocolError, match="1 of 2"):
+            protocol.recv_exactly(right, 2)

@@ -1,0 +1,747 @@
+"""runner.py in oneshot mode, driven through ``run_oneshot``, under every supported Python."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import struct
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from models_app.runtime import oneshot
+from models_app.runtime.oneshot import RUNNER_PATH, RunResult, build_runner_env, run_oneshot
+
+from .conftest import PYTHONS, SUPPORTED_MINORS
+
+
+def run(
+    python: Path,
+    source: Path,
+    *,
+    entrypoint: str = "score",
+    kind: str = "sync",
+    args: list[str] | None = None,
+    timeout: float = 30,
+    extra_env: dict[str, str] | None = None,
+    **kwargs,
+) -> RunResult:
+    if args is None:
+        args = ['{"x": 1}', str(source.parent)]
+    return run_oneshot(
+        python,
+        source=source,
+        entrypoint=entrypoint,
+        kind=kind,
+        args=args,
+        env=build_runner_env(extra_env or {}, home=source.parent),
+        cwd=source.parent,
+        timeout=timeout,
+        **kwargs,
+    )
+
+
+def first_file_line(tb: str) -> str:
+    return next(line for line in tb.splitlines() if line.lstrip().startswith("File "))
+
+
+def test_every_supported_python_is_available():
+    versions = {tuple(int(p) for p in v.split(".")[:2]) for v in PYTHONS}
+    missing = [f"{major}.{minor}" for major, minor in SUPPORTED_MINORS if (major, minor) not in versions]
+    assert not missing, f"the runner can't be tested on Python {', '.join(missing)}: install it with pyenv"
+
+
+def test_runner_path_is_absolute():
+    assert RUNNER_PATH.is_absolute()
+    assert RUNNER_PATH.name == "runner.py"
+    assert RUNNER_PATH.is_file()
+
+
+# ------------------------------------------------------------------------ sync results
+
+
+def test_sync_dict_result(runner_python, write_user_module):
+    source = write_user_module(
+        """
+        import json
+        def score(data, base_path):
+            return {"echo": json.loads(data), "base": base_path, "ok": True, "n": None, "f": 1.5}
+        """
+    )
+    result = run(runner_python, source)
+    assert result.ok, result
+    assert result.result == {"echo": {"x": 1}, "base": str(source.parent), "ok": True, "n": None, "f": 1.5}
+    assert result.returncode == 0
+    assert result.phase is None and result.error is None
+    assert result.duration > 0
+
+
+def test_sync_json_string_result(runner_python, write_user_module):
+    source = write_user_module(
+        """
+        def score(data, base_path):
+            return '{"a": [1, 2, NaN], "b": "text"}'
+        """
+    )
+    result = run(runner_python, source)
+    assert result.ok, result
+    assert result.result == {"a": [1, 2, None], "b": "text"}
+
+
+def test_sync_non_json_string_is_a_result_error(runner_python, write_user_module):
+    source = write_user_module(
+        """
+        def score(data, base_path):
+            return "hello"
+        """
+    )
+    result = run(runner_python, source)
+    assert not result.ok
+    assert result.phase == "result"
+    assert result.error.startswith("the entrypoint returned a string that is not valid JSON: ")
+
+
+def test_exception_traceback_starts_in_user_code(runner_python, write_user_module):
+    source = write_user_module(
+        """
+        def helper(x):
+            return 1 / x
+
+        def score(data, base_path):
+            return helper(0)
+        """
+    )
+    result = run(runner_python, source)
+    assert not result.ok
+    assert result.phase == "call"
+    assert result.error == "ZeroDivisionError: division by zero"
+    assert result.traceback.startswith("Traceback (most recent call last):")
+    assert first_file_line(result.traceback).strip() == f'File "{source}", line 6, in score'
+    assert f'File "{source}", line 3, in helper' in result.traceback
+    assert "runner.py" not in result.traceback
+
+
+def test_exception_in_module_body_is_an_import_error(runner_python, write_user_module):
+    source = write_user_module(
+        """
+        import os
+        raise RuntimeError("no model file")
+        """
+    )
+    result = run(runner_python, source)
+    assert not result.ok
+    assert result.phase == "import"
+    assert result.error == "RuntimeError: no model file"
+    assert first_file_line(result.traceback).strip() == f'File "{source}", line 3, in <module>'
+    assert "runner.py" not in result.traceback
+    assert "importlib" not in result.traceback
+
+
+def test_missing_dependency_is_an_import_error(runner_python, write_user_module):
+    source = write_user_module("import surely_not_installed_pkg\n")
+    result = run(runner_python, source)
+    assert result.phase == "import"
+    assert result.error == "ModuleNotFoundError: No module named 'surely_not_installed_pkg'"
+    assert f'File "{source}", line 1' in result.traceback
+
+
+def test_syntax_error_is_an_import_error(runner_python, write_user_module):
+    source = write_user_module("def score(data, base_path)\n    return {}\n")
+    result = run(runner_python, source)
+    assert result.phase == "import"
+    assert result.error.startswith("SyntaxError: ")
+    assert str(source) in result.traceback
+    assert "runner.py" not in result.traceback
+
+
+def test_a_file_named_like_a_loaded_module_is_refused(runner_python, write_user_module):
+    source = write_user_module("def score(d, b):\n    return {}\n", name="json.py")
+    result = run(runner_python, source)
+    assert result.phase == "import"
+    assert "has the name of the module 'json'" in result.error
+
+
+def test_missing_entrypoint(runner_python, write_user_module):
+    source = write_user_module(
+        """
+        def predict(data, base_path):
+            return {}
+        """
+    )
+    result = run(runner_python, source, entrypoint="score")
+    assert not result.ok
+    assert result.phase == "import"
+    assert "'score' not found" in result.error
+    assert "functions defined there: predict" in result.error
+
+
+def test_check_imports_and_finds_entrypoint_without_calling_it(runner_python, write_user_module):
+    source = write_user_module("print('imported')\ndef score(d, b):\n    raise RuntimeError('called')\n")
+    result = run(runner_python, source, kind="check", args=[])
+    assert result.ok and result.result is None
+    assert "imported" in result.output
+    broken = write_user_module("import not_installed_anywhere\ndef score(d, b):\n    return {}\n", name="broken.py")
+    result = run(runner_python, broken, kind="check", args=[])
+    assert result.phase == "import" and "not_installed_anywhere" in result.error
+
+
+def test_non_callable_entrypoint(runner_python, write_user_module):
+    source = write_user_module("score = 42\n")
+    result = run(runner_python, source)
+    assert result.phase == "import"
+    assert "non-callable attribute 'score'" in result.error
+
+
+def test_missing_source_file(runner_python, user_dir):
+    result = run(runner_python, user_dir / "nope.py")
+    assert result.phase == "import"
+    assert "does not exist" in result.error
+
+
+def test_prints_do_not_corrupt_the_frame(runner_python, write_user_module):
+    source = write_user_module(
+        """
+        import sys
+        print("imported")
+        def score(data, base_path):
+            for i in range(10000):
+                print("line", i)
+            sys.stdout.write("no newline at the end")
+            return {"done": True}
+        """
+    )
+    lines: list[str] = []
+    result = run(runner_python, source, on_output_line=lines.append)
+    assert result.ok, result
+    assert result.result == {"done": True}
+    assert lines[0] == "imported"
+    assert lines[1:10001] == [f"line {i}" for i in range(10000)]
+    assert lines[-1] == "no newline at the end"
+    assert result.output.startswith("imported\nline 0\nline 1\n")
+    assert result.output.endswith("line 9999\nno newline at the end")
+
+
+def test_c_level_writes_to_fd1_do_not_corrupt_the_frame(runner_python, write_user_module):
+    source = write_user_module(
+        """
+        import os, subprocess, sys
+        def score(data, base_path):
+            os.write(1, b"x" * 100 + b"\\n")
+            sys.__stdout__.write("dunder stdout\\n")
+            sys.__stdout__.flush()
+            subprocess.run(["echo", "from a child"], check=True)
+            os.write(2, b"to stderr\\n")
+            return [1]
+        """
+    )
+    result = run(runner_python, source)
+    assert result.ok, result
+    assert result.result == [1]
+    assert "x" * 100 in result.output
+    assert "dunder stdout" in result.output
+    assert "from a child" in result.output
+    assert "to stderr" in result.output
+
+
+def test_non_finite_floats_become_null(runner_python, write_user_module):
+    source = write_user_module(
+        """
+        def score(data, base_path):
+            return {"nan": float("nan"), "inf": float("inf"), "ninf": -float("inf"), "ok": 2.5}
+        """
+    )
+    result = run(runner_python, source)
+    assert result.ok, result
+    assert result.result == {"nan": None, "inf": None, "ninf": None, "ok": 2.5}
+
+
+def test_nested_conversions(runner_python, write_user_module):
+    source = write_user_module(
+        """
+        import datetime, decimal, enum
+
+        class Level(enum.IntEnum):
+            HIGH = 3
+
+        def score(data, base_path):
+            return {
+                "tuple": (1, (2, 3)),
+                "set": {3, 1, 2},
+                "frozen": frozenset(["b", "a"]),
+                "when": datetime.datetime(2024, 5, 17, 8, 30, 0),
+                "day": datetime.date(2024, 5, 17),
+                "at": datetime.time(8, 30),
+                "price": decimal.Decimal("12.50"),
+                "bad_price": decimal.Decimal("NaN"),
+                "level": Level.HIGH,
+                1: "int key",
+                2.5: "float key",
+                None: "none key",
+                ("a", 1): "tuple key",
+                "nested": [{"t": (decimal.Decimal("0.5"),)}],
+            }
+        """
+    )
+    result = run(runner_python, source)
+    assert result.ok, result
+    assert result.result == {
+        "tuple": [1, [2, 3]],
+        "set": [1, 2, 3],
+        "frozen": ["a", "b"],
+        "when": "2024-05-17T08:30:00",
+        "day": "2024-05-17",
+        "at": "08:30:00",
+        "price": 12.5,
+        "bad_price": None,
+        "level": 3,
+        "1": "int key",
+        "2.5": "float key",
+        "null": "none key",
+        "('a', 1)": "tuple key",
+        "nested": [{"t": [0.5]}],
+    }
+
+
+def test_non_serialisable_value_names_its_path(runner_python, write_user_module):
+    source = write_user_module(
+        """
+        class Thing:
+            pass
+
+        def score(data, base_path):
+            return {"x": [1, 2, Thing()]}
+        """
+    )
+    result = run(runner_python, source)
+    assert not result.ok
+    assert result.phase == "result"
+    assert 'result["x"][2]' in result.error
+    assert "app.Thing" in result.error
+
+
+def test_bytes_are_refused(runner_python, write_user_module):
+    source = write_user_module(
+        """
+        def score(data, base_path):
+            return {"blob": b"abc"}
+        """
+    )
+    result = run(runner_python, source)
+    assert result.phase == "result"
+    assert 'bytes at result["blob"]' in result.error
+
+
+def test_circular_result_is_an_error(runner_python, write_user_module):
+    source = write_user_module(
+        """
+        def score(data, base_path):
+            a = []
+            a.append(a)
+            return {"a": a}
+        """
+    )
+    result = run(runner_python, source)
+    assert result.phase == "result"
+    assert 'circular reference at result["a"][0]' in result.error
+
+
+def test_pickles_can_reference_the_user_module(runner_python, write_user_module):
+    source = write_user_module(
+        """
+        import pickle
+
+        class Model:
+            def predict(self):
+                return 7
+
+        def score(data, base_path):
+            model = pickle.loads(pickle.dumps(Model()))
+            return {"module": type(model).__module__, "value": model.predict()}
+        """
+    )
+    result = run(runner_python, source)
+    assert result.ok, result
+    assert result.result == {"module": "app", "value": 7}
+
+
+def test_extra_module_beside_the_source_imports(runner_python, write_user_module):
+    write_user_module("FACTOR = 6\n", name="utils.py")
+    source = write_user_module(
+        """
+        from utils import FACTOR
+        def score(data, base_path):
+            return {"answer": FACTOR * 7}
+        """
+    )
+    result = run(runner_python, source)
+    assert result.ok, result
+    assert result.result == {"answer": 42}
+
+
+def test_platform_modules_are_not_importable(runner_python, write_user_module):
+    # runner.py's own folder must not leak onto the user's sys.path.
+    source = write_user_module(
+        """
+        import importlib.util, sys
+        def score(data, base_path):
+            return {"protocol": importlib.util.find_spec("protocol") is not None,
+                    "oneshot": importlib.util.find_spec("oneshot") is not None}
+        """
+    )
+    result = run(runner_python, source)
+    assert result.ok, result
+    assert result.result == {"protocol": False, "oneshot": False}
+
+
+def test_user_exit_is_reported_with_its_traceback(runner_python, write_user_module):
+    source = write_user_module(
+        """
+        import sys
+        def score(data, base_path):
+            sys.exit(4)
+        """
+    )
+    result = run(runner_python, source)
+    assert not result.ok
+    assert result.phase == "call"
+    assert result.error == "SystemExit: 4"
+    assert f'File "{source}", line 4, in score' in result.traceback
+
+
+# ------------------------------------------------------------------------ async results
+
+
+def test_async_returns_the_path(runner_python, write_user_module, user_dir):
+    source = write_user_module(
+        """
+        import os
+        def score(data_path, model_path):
+            out = os.path.join(data_path, "out.csv")
+            with open(out, "w") as f:
+                f.write(os.environ["inputFileName"])
+            return out
+        """
+    )
+    data_dir = user_dir / "exec"
+    data_dir.mkdir()
+    result = run(
+        runner_python,
+        source,
+        kind="async",
+        args=[str(data_dir), str(user_dir)],
+        extra_env={"inputFileName": "input.csv"},
+    )
+    assert result.ok, result
+    assert result.result == str(data_dir / "out.csv")
+    assert (data_dir / "out.csv").read_text() == "input.csv"
+
+
+def test_async_may_return_a_pathlike(runner_python, write_user_module, user_dir):
+    source = write_user_module(
+        """
+        import pathlib
+        def score(data_path, model_path):
+            return pathlib.Path(data_path) / "out.json"
+        """
+    )
+    result = run(runner_python, source, kind="async", args=[str(user_dir), str(user_dir)])
+    assert result.ok, result
+    assert result.result == str(user_dir / "out.json")
+
+
+def test_async_returning_an_int_is_an_error(runner_python, write_user_module, user_dir):
+    source = write_user_module(
+        """
+        def score(data_path, model_path):
+            return 3
+        """
+    )
+    result = run(runner_python, source, kind="async", args=[str(user_dir), str(user_dir)])
+    assert not result.ok
+    assert result.phase == "result"
+    assert "must return the output file's path as a str, but it returned a int" in result.error
+
+
+# ------------------------------------------------------------------ environment & limits
+
+
+def test_env_is_exactly_what_the_caller_built(runner_python, write_user_module, monkeypatch):
+    monkeypatch.setenv("NEOMARIL_SHOULD_NOT_LEAK", "1")
+    source = write_user_module(
+        """
+        import os
+        def score(data, base_path):
+            return {"secret": os.environ.get("MODEL_SECRET"),
+                    "leak": os.environ.get("NEOMARIL_SHOULD_NOT_LEAK"),
+                    "home": os.environ.get("HOME"),
+                    "cwd": os.getcwd(),
+                    "keys": sorted(os.environ)}
+        """
+    )
+    result = run(runner_python, source, extra_env={"MODEL_SECRET": "s3cr3t"})
+    assert result.ok, result
+    assert result.result["secret"] == "s3cr3t"
+    assert result.result["leak"] is None
+    assert result.result["home"] == str(source.parent)
+    assert result.result["cwd"] == str(source.parent)
+    # LC_CTYPE may be added by the interpreter's locale coercion.
+    assert set(result.result["keys"]) - {"LC_CTYPE"} == {
+        "HOME",
+        "LANG",
+        "MODEL_SECRET",
+        "PATH",
+        "PYTHONDONTWRITEBYTECODE",
+        "PYTHONUNBUFFERED",
+    }
+
+
+def test_timeout_kills_the_model_and_its_children(runner_python, write_user_module, user_dir):
+    source = write_user_module(
+        """
+        import subprocess, time
+        def score(data, base_path):
+            child = subprocess.Popen(["sleep", "60"])
+            with open("child.pid", "w") as f:
+                f.write(str(child.pid))
+            print("waiting", flush=True)
+            time.sleep(60)
+        """
+    )
+    started = time.monotonic()
+    result = run(runner_python, source, timeout=1.5)
+    elapsed = time.monotonic() - started
+    assert elapsed < 1.5 + 2
+    assert not result.ok
+    assert result.timed_out
+    assert result.phase == "timeout"
+    assert result.error == "timed out after 1.5 s"
+    assert result.returncode == -signal.SIGKILL
+    assert "waiting" in result.output
+    child_pid = int((user_dir / "child.pid").read_text())
+    assert _process_gone(child_pid, within=2.0)
+
+
+def _process_gone(pid: int, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if state in ("Z", "X"):  # killed, waiting for init to reap it
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_os_exit_is_a_crash(runner_python, write_user_module):
+    source = write_user_module(
+        """
+        import os
+        def score(data, base_path):
+            print("about to leave", flush=True)
+            os._exit(7)
+        """
+    )
+    result = run(runner_python, source)
+    assert not result.ok
+    assert result.phase == "crash"
+    assert result.returncode == 7
+    assert "exited with code 7" in result.error
+    assert "about to leave" in result.error  # last output lines help the user
+    assert "about to leave" in result.output
+
+
+def test_answer_stands_when_the_process_will_not_exit(write_user_module, monkeypatch):
+    # One interpreter is enough: this exercises the platform side.
+    monkeypatch.setattr(oneshot, "_EXIT_GRACE", 0.5)
+    source = write_user_module(
+        """
+        import threading, time
+        def score(data, base_path):
+            threading.Thread(target=time.sleep, args=(60,)).start()  # non-daemon: blocks exit
+            return {"answered": True}
+        """
+    )
+    started = time.monotonic()
+    if not PYTHONS:
+        pytest.fail("no supported Python interpreter found")
+    result = run(list(PYTHONS.values())[-1], source, timeout=30)  # the newest
+    assert time.monotonic() - started < 5
+    assert result.ok, result
+    assert result.result == {"answered": True}
+    assert result.returncode == -signal.SIGKILL
+    assert "did not exit within 0.5 s of answering" in result.output
+
+
+def test_segfault_is_a_crash(runner_python, write_user_module):
+    source = write_user_module(
+        """
+        import ctypes
+        def score(data, base_path):
+            ctypes.string_at(0)
+        """
+    )
+    result = run(runner_python, source)
+    assert result.phase == "crash"
+    assert result.returncode == -signal.SIGSEGV
+    assert "killed by SIGSEGV" in result.error
+
+
+def test_memory_limit_turns_a_huge_allocation_into_an_error(runner_python, write_user_module):
+    source = write_user_module(
+        """
+        def score(data, base_path):
+            blob = bytearray(1024 * 1024 * 1024)
+            return {"size": len(blob)}
+        """
+    )
+    result = run(runner_python, source, memory_limit_mb=256)
+    assert not result.ok
+    assert result.phase == "call"
+    assert result.error.startswith("MemoryError")
+
+
+def test_output_callback_failure_does_not_stop_the_run(runner_python, write_user_module):
+    source = write_user_module(
+        """
+        def score(data, base_path):
+            for i in range(3):
+                print(i)
+            return {}
+        """
+    )
+
+    def broken(line: str) -> None:
+        raise RuntimeError("database is down")
+
+    result = run(runner_python, source, on_output_line=broken)
+    assert result.ok
+    assert result.output == "0\n1\n2\n"
+
+
+def test_missing_interpreter_is_a_crash(write_user_module, tmp_path):
+    source = write_user_module("def score(d, b):\n    return {}\n")
+    result = run(tmp_path / "no-such-python", source)
+    assert not result.ok
+    assert result.phase == "crash"
+    assert "could not start the model's interpreter" in result.error
+
+
+# --------------------------------------------------------------------------- protocol
+
+
+def test_oneshot_garbage_request_exits_non_zero(runner_python, tmp_path):
+    proc = subprocess.run(
+        [str(runner_python), str(RUNNER_PATH), "oneshot"],
+        input=struct.pack(">I", 3) + b"{{{",
+        capture_output=True,
+        env=build_runner_env({}, home=tmp_path),
+        timeout=30,
+    )
+    assert proc.returncode == 2
+    assert proc.stdout == b""
+    assert b"protocol error" in proc.stderr
+
+
+def test_oneshot_frame_is_exactly_one_strict_json_frame(runner_python, write_user_module):
+    source = write_user_module("def score(d, b):\n    return {'caf\\u00e9': float('nan')}\n")
+    request = json.dumps({"source": str(source), "entrypoint": "score", "kind": "sync", "args": ["{}", "/"]})
+    proc = subprocess.run(
+        [str(runner_python), str(RUNNER_PATH), "oneshot"],
+        input=struct.pack(">I", len(request)) + request.encode(),
+        capture_output=True,
+        env=build_runner_env({}, home=source.parent),
+        timeout=30,
+    )
+    assert proc.returncode == 0
+    (length,) = struct.unpack(">I", proc.stdout[:4])
+    assert len(proc.stdout) == 4 + length
+    assert json.loads(proc.stdout[4:].decode("utf-8")) == {"ok": True, "result": {"café": None}}
+
+
+def test_build_runner_env():
+    env = build_runner_env({"A": "1", "PATH": "/opt/bin"}, home="/srv/run")
+    assert env == {
+        "PATH": "/opt/bin",
+        "HOME": "/srv/run",
+        "LANG": "C.UTF-8",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "A": "1",
+    }
+    assert build_runner_env({})["HOME"] == os.getcwd()
+    with pytest.raises(ValueError, match="invalid environment variable name"):
+        build_runner_env({"A=B": "1"})
+    with pytest.raises(ValueError, match="NUL"):
+        build_runner_env({"A": "x\0y"})
+
+
+# ----------------------------------------------------------------- numpy and pandas
+
+
+NUMPY_PYTHON = "3.9"
+UV = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "uv"
+
+
+@pytest.fixture(scope="module")
+def scientific_python(tmp_path_factory) -> Path:
+    """A real uv environment with numpy and pandas, on an older Python."""
+    base = next((p for v, p in PYTHONS.items() if v.startswith(NUMPY_PYTHON + ".")), None)
+    if base is None:
+        pytest.fail(f"Python {NUMPY_PYTHON} is needed to build the numpy/pandas environment")
+    venv = tmp_path_factory.mktemp("sci-venv")
+    subprocess.run([str(UV), "venv", "-q", "-p", str(base), str(venv)], check=True, timeout=300)
+    subprocess.run(
+        [str(UV), "pip", "install", "-q", "-p", str(venv / "bin" / "python"), "numpy", "pandas"],
+        check=True,
+        timeout=600,
+    )
+    return venv / "bin" / "python"
+
+
+@pytest.mark.slow
+def test_numpy_and_pandas_results_become_plain_json(scientific_python, write_user_module):
+    source = write_user_module(
+        """
+        import numpy as np
+        import pandas as pd
+
+        def score(data, base_path):
+            frame = pd.DataFrame({"a": [1, 2], "b": [0.5, np.nan], "t": pd.to_datetime(["2024-01-01", None])})
+            return {
+                "int64": np.int64(7),
+                "float32": np.float32(0.25),
+                "bool": np.bool_(True),
+                "matrix": np.arange(6).reshape(2, 3),
+                "series": pd.Series([1.5, np.nan, 3.0]),
+                "frame": frame,
+                "stamp": pd.Timestamp("2024-05-17 08:30"),
+                "nat": pd.NaT,
+                "nan": np.nan,
+                "dates": np.array(["2024-01-01T10:00"], dtype="datetime64[ns]"),
+                np.int64(5): "numpy key",
+            }
+        """
+    )
+    result = run(scientific_python, source, timeout=120)
+    assert result.ok, result
+    assert result.result == {
+        "int64": 7,
+        "float32": 0.25,
+        "bool": True,
+        "matrix": [[0, 1, 2], [3, 4, 5]],
+        "series": [1.5, None, 3.0],
+        "frame": [
+            {"a": 1, "b": 0.5, "t": "2024-01-01T00:00:00"},
+            {"a": 2, "b": None, "t": None},
+        ],
+        "stamp": "2024-05-17T08:30:00",
+        "nat": None,
+        "nan": None,
+        "dates": ["2024-01-01T10:00:00"],
+        "5": "numpy key",
+    }

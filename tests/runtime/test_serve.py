@@ -1,0 +1,314 @@
+"""runner.py in serve mode: a warm process answering frames on a Unix socket."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import struct
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from models_app.runtime.oneshot import RUNNER_PATH, build_runner_env
+from models_app.runtime.protocol import ConnectionClosed, encode_frame, read_frame, write_frame
+
+MODEL = """
+import json, sys
+
+def score(data, base_path):
+    payload = json.loads(data)
+    print("scoring", payload, flush=True)
+    if payload.get("fail"):
+        raise ValueError("bad input: %s" % payload["fail"])
+    if payload.get("exit"):
+        sys.exit(9)
+    return {"double": payload["x"] * 2, "base": base_path, "nan": float("nan")}
+"""
+
+
+class Runner:
+    """A serve-mode runner started for one test."""
+
+    def __init__(
+        self, python: Path, source: Path, socket_path: Path, log: Path, extra_args: tuple[str, ...] = ()
+    ) -> None:
+        self.socket_path = socket_path
+        self.log = log
+        with log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [
+                    str(python),
+                    "-s",
+                    str(RUNNER_PATH),
+                    "serve",
+                    "--socket",
+                    str(socket_path),
+                    "--source",
+                    str(source),
+                    "--entrypoint",
+                    "score",
+                    *extra_args,
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=build_runner_env({}, home=source.parent),
+                cwd=source.parent,
+            )
+
+    def wait_ready(self, timeout: float = 15) -> None:
+        """Poll for the socket, then ping: a stale file from a dead runner may be there first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                pytest.fail(f"runner exited with {self.proc.returncode}:\n{self.log.read_text()}")
+            if time.monotonic() > deadline:
+                pytest.fail("runner never answered on its socket")
+            if self.socket_path.exists():
+                try:
+                    if self.call({"op": "ping"})["pid"] == self.proc.pid:
+                        return
+                except OSError:
+                    pass
+            time.sleep(0.01)
+
+    def connect(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(10)
+        sock.connect(str(self.socket_path))
+        return sock
+
+    def call(self, request: dict, sock: socket.socket | None = None) -> dict:
+        own = sock is None
+        sock = sock or self.connect()
+        try:
+            write_frame(sock, request)
+            return read_frame(sock)
+        finally:
+            if own:
+                sock.close()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    # Unix socket paths are limited to ~107 bytes; pytest's tmp_path can be longer.
+    folder = Path(tempfile.mkdtemp(prefix="nr-", dir="/tmp"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def start_runner(serve_python, short_dir, write_user_module):
+    runners: list[Runner] = []
+
+    def start(code: str = MODEL, wait: bool = True, extra_args: tuple[str, ...] = ()) -> Runner:
+        source = write_user_module(code)
+        n = len(runners)
+        runner = Runner(serve_python, source, short_dir / f"r{n}.sock", short_dir / f"r{n}.log", extra_args)
+        runners.append(runner)
+        if wait:
+            runner.wait_ready()
+        return runner
+
+    yield start
+    for runner in runners:
+        runner.stop()
+
+
+def predict(x: object, **extra: object) -> dict:
+    return {"op": "predict", "data": json.dumps({"x": x, **extra}), "base_path": "/models/m1"}
+
+
+def test_ping(start_runner):
+    runner = start_runner()
+    assert runner.call({"op": "ping"}) == {"ok": True, "pong": True, "pid": runner.proc.pid, "requests": 0}
+
+
+def test_socket_is_private(start_runner):
+    runner = start_runner()
+    assert stat.S_IMODE(os.stat(runner.socket_path).st_mode) == 0o600
+    assert stat.S_ISSOCK(os.stat(runner.socket_path).st_mode)
+
+
+def test_many_predicts_on_one_connection(start_runner):
+    runner = start_runner()
+    with runner.connect() as sock:
+        for x in range(5):
+            assert runner.call(predict(x), sock) == {
+                "ok": True,
+                "result": {"double": 2 * x, "base": "/models/m1", "nan": None},
+            }
+        assert runner.call({"op": "ping"}, sock)["requests"] == 5
+
+
+def test_predicts_over_new_connections(start_runner):
+    runner = start_runner()
+    for x in range(3):
+        assert runner.call(predict(x))["result"]["double"] == 2 * x
+    assert runner.call({"op": "ping"})["requests"] == 3
+    # User prints went to the runner's own output, not into the protocol.
+    assert "scoring {'x': 2}" in runner.log.read_text()
+
+
+def test_user_exception_is_an_error_frame_and_the_runner_goes_on(start_runner, write_user_module):
+    runner = start_runner()
+    with runner.connect() as sock:
+        answer = runner.call(predict(1, fail="negative"), sock)
+        assert answer["ok"] is False
+        assert answer["phase"] == "call"
+        assert answer["error"] == "ValueError: bad input: negative"
+        first = next(line for line in answer["traceback"].splitlines() if "File " in line)
+        assert first.strip().endswith("line 8, in score")
+        assert "app.py" in first
+        assert "runner.py" not in answer["traceback"]
+        # sys.exit in a request must not take the warm runner down.
+        assert runner.call(predict(1, exit=True), sock)["error"] == "SystemExit: 9"
+        assert runner.call(predict(4), sock)["result"]["double"] == 8
+    assert runner.proc.poll() is None
+
+
+def test_unknown_op_and_bad_fields(start_runner):
+    runner = start_runner()
+    with runner.connect() as sock:
+        answer = runner.call({"op": "dance"}, sock)
+        assert answer["ok"] is False and answer["phase"] == "protocol"
+        assert "unknown op 'dance'" in answer["error"]
+        answer = runner.call({"op": "predict", "data": {"x": 1}, "base_path": "/"}, sock)
+        assert answer["phase"] == "protocol"
+        # The connection is still usable after answered mistakes.
+        assert runner.call({"op": "ping"}, sock)["pong"] is True
+
+
+def test_invalid_json_frame_is_answered_then_dropped(start_runner):
+    runner = start_runner()
+    with runner.connect() as sock:
+        sock.sendall(struct.pack(">I", 5) + b"{nope")
+        answer = read_frame(sock)
+        assert answer["phase"] == "protocol"
+        assert "not UTF-8 JSON" in answer["error"]
+        with pytest.raises(ConnectionClosed):
+            read_frame(sock)
+    assert runner.call({"op": "ping"})["pong"] is True
+
+
+def test_oversized_frame_is_refused(start_runner):
+    runner = start_runner()
+    with runner.connect() as sock:
+        sock.sendall(struct.pack(">I", 256 * 1024 * 1024 + 1))
+        answer = read_frame(sock)
+        assert "exceeds" in answer["error"]
+    assert runner.call({"op": "ping"})["pong"] is True
+
+
+def test_runner_survives_clients_that_vanish(start_runner):
+    runner = start_runner()
+    # Mid-header, mid-payload, and right after sending a request (before the answer).
+    for chunk in (b"\x00\x00", struct.pack(">I", 100) + b'{"op": "pi', encode_frame(predict(1))):
+        sock = runner.connect()
+        sock.sendall(chunk)
+        sock.close()
+    assert runner.call({"op": "ping"})["pong"] is True
+    assert runner.call(predict(21))["result"]["double"] == 42
+    assert runner.proc.poll() is None
+
+
+def test_sigterm_removes_the_socket(start_runner):
+    runner = start_runner()
+    runner.proc.send_signal(signal.SIGTERM)
+    assert runner.proc.wait(timeout=10) == 0
+    assert not runner.socket_path.exists()
+
+
+def test_sigterm_while_a_client_is_connected(start_runner):
+    runner = start_runner()
+    with runner.connect() as sock:
+        assert runner.call({"op": "ping"}, sock)["pong"]
+        runner.proc.send_signal(signal.SIGTERM)
+        assert runner.proc.wait(timeout=10) == 0
+    assert not runner.socket_path.exists()
+
+
+def test_import_failure_exits_3_with_the_traceback(start_runner):
+    runner = start_runner("import json\nraise RuntimeError('weights missing')\n", wait=False)
+    assert runner.proc.wait(timeout=15) == 3
+    log = runner.log.read_text()
+    assert "Traceback (most recent call last):" in log
+    assert 'app.py", line 2, in <module>' in log
+    assert "RuntimeError: weights missing" in log
+    assert not runner.socket_path.exists()
+
+
+def test_missing_entrypoint_exits_3(start_runner):
+    runner = start_runner("def predict(data, base_path):\n    return {}\n", wait=False)
+    assert runner.proc.wait(timeout=15) == 3
+    assert "'score' not found" in runner.log.read_text()
+
+
+def test_stale_socket_is_replaced(start_runner, short_dir):
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(short_dir / "r0.sock"))
+    stale.close()  # the file stays behind, nobody listens
+    runner = start_runner()
+    assert runner.call({"op": "ping"})["pid"] == runner.proc.pid
+
+
+def test_a_live_socket_is_not_stolen(start_runner):
+    first = start_runner()
+    second = Runner(
+        Path(first.proc.args[0]),
+        Path(first.proc.args[first.proc.args.index("--source") + 1]),
+        first.socket_path,
+        first.log.with_name("second.log"),
+    )
+    try:
+        assert second.proc.wait(timeout=15) != 0
+        assert "already listening" in second.log.read_text()
+        assert first.call({"op": "ping"})["pid"] == first.proc.pid
+    finally:
+        second.stop()
+
+
+def test_idle_client_is_dropped_so_others_get_served(start_runner):
+    runner = start_runner(extra_args=("--idle-timeout", "0.3"))
+    with runner.connect() as idle:
+        idle.sendall(b"\x00")  # a client that stalls mid-header holds the single-threaded runner
+        started = time.monotonic()
+        assert runner.call({"op": "ping"})["pong"] is True
+        assert 0.2 < time.monotonic() - started < 5
+        with pytest.raises(ConnectionClosed):
+            read_frame(idle)
+    assert "connection dropped: timed out" in runner.log.read_text()
+
+
+def test_sigterm_swallowed_by_user_code_still_stops_the_runner(start_runner):
+    runner = start_runner(
+        """
+        import time
+        def score(data, base_path):
+            try:
+                time.sleep(1)
+            except BaseException:  # a user's over-broad except
+                pass
+            return {"finished": True}
+        """
+    )
+    with runner.connect() as sock:
+        write_frame(sock, predict(1))
+        time.sleep(0.3)
+        runner.proc.send_signal(signal.SIGTERM)
+        assert read_frame(sock) == {"ok": True, "result": {"finished": True}}
+    assert runner.proc.wait(timeout=10) == 0
+    assert not runner.socket_path.exists()

@@ -1,0 +1,20 @@
+"""Fetch models *for this user*: members of the model's group (and admins) only."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+from django.http import Http404
+
+from models_app.models import MLModel
+from portal.access import groups_for
+
+
+def models_for(user) -> QuerySet[MLModel]:
+    return MLModel.objects.filter(group__in=groups_for(user))
+
+
+def get_model_for_user(user, model_hash: str) -> MLModel:
+    model = models_for(user).select_related("group", "created_by").filter(hash=model_hash).first()
+    if model is None:
+        raise Http404(f"No model '{model_hash}' among your groups' models.")
+    return model

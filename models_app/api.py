@@ -1,0 +1,183 @@
+"""REST endpoints of models: upload, search, describe, logs and lifecycle actions."""
+
+from __future__ import annotations
+
+import json
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from models_app import services
+from models_app.access import get_model_for_user, models_for
+from models_app.models import MLModel
+from models_app.serializers import (
+    ModelBuildLogSerializer,
+    ModelDetailSerializer,
+    ModelEventSerializer,
+    ModelStatusSerializer,
+    ModelSummarySerializer,
+    ModelUploadSerializer,
+)
+from portal.api.pagination import PageNumberPagination
+
+
+class Conflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+
+
+class PayloadTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "too_large"
+
+
+def upload_from_request(request: Request) -> services.ModelUpload:
+    """Read a multipart upload into a ModelUpload, answering 400/413 for size limits."""
+    files = request.FILES  # reading it parses (and size-checks) the body
+    limits = getattr(request._request, "upload_limit_errors", {})
+    if "__all__" in limits:
+        raise PayloadTooLarge(limits["__all__"])
+    if limits:
+        raise ValidationError({field: [message] for field, message in limits.items()})
+    form = request.data
+    schema_data = None
+    if "schema" not in files and form.get("schema") not in (None, ""):
+        try:
+            schema_data = json.loads(form["schema"])
+        except json.JSONDecodeError as exc:
+            raise ValidationError({"schema": [f"The schema field is not valid JSON: {exc}."]}) from None
+
+    def text(name: str, default: str = "") -> str:
+        value = form.get(name, default)
+        if not isinstance(value, str):
+            raise ValidationError({name: ["Send this field as text, not as a file."]})
+        return value
+
+    return services.ModelUpload(
+        name=text("name"),
+        group=text("group"),
+        operation=text("operation", "Sync"),
+        model_reference=text("model_reference"),
+        python_version=text("python_version", "3.10"),
+        input_type=text("input_type") or None,
+        source=files.get("source"),
+        model=files.get("model"),
+        requirements=files.get("requirements"),
+        schema_file=files.get("schema"),
+        schema_data=schema_data,
+        env=files.get("env"),
+        sample=files.get("sample"),
+        extra=files.getlist("extra"),
+    )
+
+
+class ModelListView(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("name", str, description="Part of the name (case-insensitive)."),
+            OpenApiParameter("group", str),
+            OpenApiParameter("status", str, enum=MLModel.Status.values),
+            OpenApiParameter("operation", str, enum=MLModel.Operation.values),
+        ],
+        responses=ModelSummarySerializer(many=True),
+        tags=["models"],
+    )
+    def get(self, request: Request) -> Response:
+        models = models_for(request.user).select_related("group")
+        params = request.query_params
+        if params.get("name"):
+            models = models.filter(name__icontains=params["name"])
+        if params.get("group"):
+            models = models.filter(group__name=params["group"])
+        for key, choices in (("status", MLModel.Status.values), ("operation", MLModel.Operation.values)):
+            if params.get(key):
+                if params[key] not in choices:
+                    raise ValidationError({key: [f"Unknown {key} '{params[key]}'; use one of {', '.join(choices)}."]})
+                models = models.filter(**{key: params[key]})
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(models.order_by("-created_at"), request, view=self)
+        return paginator.get_paginated_response(ModelSummarySerializer(page, many=True, context={"request": request}).data)
+
+    @extend_schema(request={"multipart/form-data": ModelUploadSerializer}, responses={201: ModelDetailSerializer}, tags=["models"])
+    def post(self, request: Request) -> Response:
+        upload = upload_from_request(request)
+        try:
+            model = services.create_model(request.user, upload)
+        except services.UploadErrors as exc:
+            raise ValidationError(exc.errors) from None
+        return Response(ModelDetailSerializer(model, context={"request": request}).data, status=status.HTTP_201_CREATED)
+
+
+class ModelDetailView(APIView):
+    @extend_schema(responses=ModelDetailSerializer, tags=["models"])
+    def get(self, request: Request, model_hash: str) -> Response:
+        model = get_model_for_user(request.user, model_hash)
+        return Response(ModelDetailSerializer(model, context={"request": request}).data)
+
+    @extend_schema(responses=ModelStatusSerializer, tags=["models"])
+    def delete(self, request: Request, model_hash: str) -> Response:
+        model = get_model_for_user(request.user, model_hash)
+        return _act(services.delete, model, request)
+
+
+class ModelStatusView(APIView):
+    @extend_schema(responses=ModelStatusSerializer, tags=["models"])
+    def get(self, request: Request, model_hash: str) -> Response:
+        return Response(ModelStatusSerializer(get_model_for_user(request.user, model_hash)).data)
+
+
+class ModelLogsView(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("build", OpenApiTypes.INT, description="Build number (default: the latest).")],
+        responses=ModelBuildLogSerializer,
+        tags=["models"],
+    )
+    def get(self, request: Request, model_hash: str) -> Response:
+        model = get_model_for_user(request.user, model_hash)
+        builds = model.builds.all()
+        number = request.query_params.get("build")
+        if number is not None:
+            if not number.isdigit():
+                raise ValidationError({"build": ["build must be a build number, e.g. 1."]})
+            builds = builds.filter(number=int(number))
+        build = builds.first()
+        if build is None:
+            raise NotFound("This model has no such build.")
+        return Response(ModelBuildLogSerializer(build).data)
+
+
+class ModelEventsView(APIView):
+    @extend_schema(responses=ModelEventSerializer(many=True), tags=["models"])
+    def get(self, request: Request, model_hash: str) -> Response:
+        model = get_model_for_user(request.user, model_hash)
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(model.events.select_related("actor"), request, view=self)
+        return paginator.get_paginated_response(ModelEventSerializer(page, many=True).data)
+
+
+def _act(action, model: MLModel, request: Request) -> Response:
+    try:
+        model = action(model, request.user)
+    except services.ActionRefused as exc:
+        raise Conflict(str(exc)) from None
+    return Response(ModelStatusSerializer(model).data)
+
+
+class ModelDisableView(APIView):
+    @extend_schema(request=None, responses=ModelStatusSerializer, tags=["models"])
+    def post(self, request: Request, model_hash: str) -> Response:
+        return _act(services.disable, get_model_for_user(request.user, model_hash), request)
+
+
+class ModelRestartView(APIView):
+    @extend_schema(request=None, responses=ModelStatusSerializer, tags=["models"])
+    def post(self, request: Request, model_hash: str) -> Response:
+        return _act(services.restart, get_model_for_user(request.user, model_hash), request)

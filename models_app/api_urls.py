@@ -1,0 +1,15 @@
+"""Model endpoints under /api/v1/."""
+
+from django.urls import path
+
+from models_app import api
+
+urlpatterns = [
+    path("models", api.ModelListView.as_view(), name="api-models"),
+    path("models/<str:model_hash>", api.ModelDetailView.as_view(), name="api-model-detail"),
+    path("models/<str:model_hash>/status", api.ModelStatusView.as_view(), name="api-model-status"),
+    path("models/<str:model_hash>/logs", api.ModelLogsView.as_view(), name="api-model-logs"),
+    path("models/<str:model_hash>/events", api.ModelEventsView.as_view(), name="api-model-events"),
+    path("models/<str:model_hash>/disable", api.ModelDisableView.as_view(), name="api-model-disable"),
+    path("models/<str:model_hash>/restart", api.ModelRestartView.as_view(), name="api-model-restart"),
+]

@@ -1,0 +1,146 @@
+"""Deployed models, their builds and their audit trail."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Value
+from django.db.models.functions import Concat
+from django.utils import timezone
+
+from portal.models import Group
+
+
+def new_model_hash() -> str:
+    return "M" + uuid.uuid4().hex
+
+
+class MLModel(models.Model):
+    """A user's model: uploaded files, its environment and its lifecycle state."""
+
+    class Operation(models.TextChoices):
+        SYNC = "Sync"
+        ASYNC = "Async"
+
+    class Status(models.TextChoices):
+        READY = "Ready"  # uploaded and validated, build queued
+        BUILDING = "Building"
+        DEPLOYED = "Deployed"
+        FAILED = "Failed"
+        DISABLED = "Disabled"
+        DELETED = "Deleted"
+
+    class InputType(models.TextChoices):
+        JSON = "json"
+        CSV = "csv"
+        PARQUET = "parquet"
+
+    hash = models.CharField(max_length=33, unique=True, default=new_model_hash, editable=False)
+    name = models.CharField(max_length=64)
+    group = models.ForeignKey(Group, on_delete=models.PROTECT, related_name="models")
+    operation = models.CharField(max_length=8, choices=Operation.choices)
+    model_reference = models.CharField(max_length=100, help_text="Name of the entrypoint function.")
+    python_version = models.CharField(max_length=16, help_text="As requested, e.g. 3.9.")
+    python_full_version = models.CharField(max_length=16, blank=True, help_text="Interpreter used by the last build.")
+    input_type = models.CharField(max_length=8, choices=InputType.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.READY, db_index=True)
+    status_message = models.TextField(blank=True)
+
+    schema = models.JSONField(null=True, blank=True, help_text="Example of one input.")
+    source_file = models.CharField(max_length=128)
+    model_file = models.CharField(max_length=128)
+    requirements_file = models.CharField(max_length=128)
+    schema_file = models.CharField(max_length=128, blank=True)
+    sample_file = models.CharField(max_length=128, blank=True)
+    extra_files = models.JSONField(default=list, blank=True)
+    requirements = models.JSONField(default=list, blank=True, help_text="Normalised requirement lines.")
+
+    # Secrets: only names in clear; values encrypted with MultiFernet (portal.crypto).
+    env_names = models.JSONField(default=list, blank=True)
+    env_ciphertext = models.BinaryField(null=True, blank=True, editable=False)
+
+    env_fingerprint = models.CharField(max_length=64, blank=True, help_text="Content address of the environment.")
+    smoke_result = models.JSONField(null=True, blank=True, help_text="Answer of the build's smoke test.")
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="created_models"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    deployed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "model"
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["group", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.hash})"
+
+    @property
+    def folder(self) -> Path:
+        """The model's `base_path`: the uploaded files, and nothing else."""
+        return settings.MODELS_DIR / self.hash
+
+    @property
+    def uploaded_files(self) -> list[str]:
+        names = [self.source_file, self.model_file, self.requirements_file, self.schema_file, self.sample_file]
+        return [name for name in [*names, *self.extra_files] if name]
+
+    @property
+    def is_sync(self) -> bool:
+        return self.operation == self.Operation.SYNC
+
+
+class ModelBuild(models.Model):
+    """One attempt at building and smoke-testing a model, with its log."""
+
+    class Status(models.TextChoices):
+        QUEUED = "Queued"
+        RUNNING = "Running"
+        SUCCEEDED = "Succeeded"
+        FAILED = "Failed"
+        CANCELLED = "Cancelled"
+
+    model = models.ForeignKey(MLModel, on_delete=models.CASCADE, related_name="builds")
+    number = models.PositiveIntegerField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    recovered = models.BooleanField(default=False, help_text="Re-queued after its worker stopped.")
+    log = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-number"]
+        constraints = [models.UniqueConstraint(fields=["model", "number"], name="unique_build_number")]
+
+    def __str__(self) -> str:
+        return f"build {self.number} of {self.model.hash}"
+
+    def append_log(self, chunk: str) -> None:
+        """Append in the database without reading the log back (one UPDATE)."""
+        ModelBuild.objects.filter(pk=self.pk).update(
+            log=Concat(F("log"), Value(chunk)), heartbeat_at=timezone.now()
+        )
+
+
+class ModelEvent(models.Model):
+    """Audit trail: who did what to a model, and when."""
+
+    model = models.ForeignKey(MLModel, on_delete=models.CASCADE, related_name="events")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    action = models.CharField(max_length=32)
+    detail = models.TextField(blank=True)
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.action} {self.model.hash}"

@@ -1,0 +1,112 @@
+"""Serializers of the models API."""
+
+from __future__ import annotations
+
+from django.urls import reverse
+from rest_framework import serializers
+
+from models_app.models import MLModel, ModelBuild, ModelEvent
+
+
+class ModelUploadSerializer(serializers.Serializer):
+    """Multipart form of a new model. Files are streamed to disk as they arrive."""
+
+    name = serializers.CharField(max_length=64)
+    group = serializers.CharField(max_length=32, help_text="Name of one of your groups.")
+    operation = serializers.ChoiceField(choices=MLModel.Operation.choices, default=MLModel.Operation.SYNC)
+    model_reference = serializers.CharField(max_length=100, help_text="Entrypoint function name, e.g. score.")
+    python_version = serializers.CharField(max_length=16, default="3.10", help_text="e.g. 3.9")
+    input_type = serializers.ChoiceField(
+        choices=MLModel.InputType.choices, required=False, help_text="json (Sync); csv (default), parquet or json (Async)."
+    )
+    source = serializers.FileField(help_text="The scoring script (.py).")
+    model = serializers.FileField(help_text="The model file, e.g. model.pkl.")
+    requirements = serializers.FileField(help_text="requirements.txt")
+    schema = serializers.JSONField(
+        required=False,
+        help_text="A JSON file with one example input, or the JSON itself as a form field. Required for Sync.",
+    )
+    env = serializers.FileField(required=False, help_text="A .env file of secrets; stored encrypted.")
+    sample = serializers.FileField(required=False, help_text="Async only: a sample input for the smoke test.")
+    extra = serializers.ListField(child=serializers.FileField(), required=False, help_text="Extra files, put beside the source.")
+
+
+class ModelBuildSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ModelBuild
+        fields = ["number", "status", "created_at", "started_at", "finished_at", "recovered"]
+        read_only_fields = fields
+
+
+class ModelBuildLogSerializer(ModelBuildSerializer):
+    class Meta(ModelBuildSerializer.Meta):
+        fields = [*ModelBuildSerializer.Meta.fields, "log"]
+        read_only_fields = fields
+
+
+class ModelEventSerializer(serializers.ModelSerializer):
+    actor = serializers.CharField(source="actor.username", default=None, read_only=True)
+
+    class Meta:
+        model = ModelEvent
+        fields = ["at", "action", "actor", "detail"]
+        read_only_fields = fields
+
+
+class ModelSummarySerializer(serializers.ModelSerializer):
+    group = serializers.CharField(source="group.name", read_only=True)
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = MLModel
+        fields = ["hash", "name", "group", "operation", "status", "python_version", "created_at", "updated_at", "url"]
+        read_only_fields = fields
+
+    def get_url(self, model: MLModel) -> str:
+        request = self.context.get("request")
+        path = reverse("api-model-detail", args=[model.hash])
+        return request.build_absolute_uri(path) if request else path
+
+
+class ModelDetailSerializer(ModelSummarySerializer):
+    created_by = serializers.CharField(source="created_by.username", default=None, read_only=True)
+    files = serializers.SerializerMethodField()
+    last_build = serializers.SerializerMethodField()
+
+    class Meta(ModelSummarySerializer.Meta):
+        fields = [
+            *ModelSummarySerializer.Meta.fields,
+            "status_message",
+            "model_reference",
+            "python_full_version",
+            "input_type",
+            "schema",
+            "files",
+            "requirements",
+            "env_names",
+            "created_by",
+            "deployed_at",
+            "last_build",
+        ]
+        read_only_fields = fields
+
+    def get_files(self, model: MLModel) -> dict:
+        return {
+            "source": model.source_file,
+            "model": model.model_file,
+            "requirements": model.requirements_file,
+            "schema": model.schema_file or None,
+            "sample": model.sample_file or None,
+            "extra": model.extra_files,
+        }
+
+    def get_last_build(self, model: MLModel) -> dict | None:
+        build = model.builds.first()
+        return ModelBuildSerializer(build).data if build else None
+
+
+class ModelStatusSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = MLModel
+        fields = ["hash", "status", "status_message", "deployed_at"]
+        read_only_fields = fields

@@ -1,0 +1,268 @@
+"""Background work of models (django-q2 tasks): builds and housekeeping.
+
+Tasks take ids, reload what they need, and claim their work with a conditional
+UPDATE so a task delivered twice does nothing the second time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import threading
+import time
+import traceback
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from models_app import environments, interpreters
+from models_app.models import MLModel, ModelBuild
+from models_app.runtime import oneshot
+from models_app.services import queue_build, decrypted_env, record
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 5
+# A running build whose heartbeat is older than this lost its worker.
+STALE_BUILD_SECONDS = 90
+
+
+class BuildLog:
+    """Timestamped build log, appended to the database in small batches.
+
+    A background thread flushes every second, which also keeps the build's
+    heartbeat fresh while uv is silent (e.g. compiling a package).
+    """
+
+    def __init__(self, build: ModelBuild):
+        self.build = build
+        self._pending: list[str] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"build-log-{build.pk}", daemon=True)
+
+    def __enter__(self) -> BuildLog:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.flush()
+
+    def __call__(self, line: str) -> None:
+        stamp = timezone.now().strftime("%Y-%m-%d %H:%M:%S")
+        with self._lock:
+            self._pending.append(f"{stamp} {line.rstrip()}\n")
+
+    def flush(self) -> None:
+        with self._lock:
+            chunk, self._pending = "".join(self._pending), []
+        if chunk:
+            self.build.append_log(chunk)
+        else:
+            ModelBuild.objects.filter(pk=self.build.pk).update(heartbeat_at=timezone.now())
+
+    def _run(self) -> None:
+        last_beat = time.monotonic()
+        while not self._stop.wait(1.0):
+            if self._pending or time.monotonic() - last_beat > HEARTBEAT_SECONDS:
+                try:
+                    self.flush()
+                finally:
+                    last_beat = time.monotonic()
+
+
+class BuildFailed(Exception):
+    """A reason to fail the build, already phrased for the user."""
+
+
+def build_model(build_id: int) -> str:
+    """Build the model's environment, smoke-test it and deploy it."""
+    now = timezone.now()
+    claimed = ModelBuild.objects.filter(pk=build_id, status=ModelBuild.Status.QUEUED).update(
+        status=ModelBuild.Status.RUNNING, started_at=now, heartbeat_at=now
+    )
+    if not claimed:
+        return "already handled"
+    build = ModelBuild.objects.select_related("model").get(pk=build_id)
+    model = build.model
+    if not MLModel.objects.filter(pk=model.pk, status=MLModel.Status.READY).update(
+        status=MLModel.Status.BUILDING, status_message=f"Build {build.number} running.", updated_at=timezone.now()
+    ):
+        ModelBuild.objects.filter(pk=build_id).update(status=ModelBuild.Status.CANCELLED, finished_at=timezone.now())
+        return "model no longer waiting for a build"
+    model.refresh_from_db()
+
+    with BuildLog(build) as log:
+        try:
+            outcome = _build(model, log)
+        except BuildFailed as exc:
+            log(f"Build failed: {exc}")
+            _finish(model, build, ok=False, message=str(exc))
+            return "failed"
+        except Exception as exc:  # our own bug: still never leave the model Building
+            logger.exception("build %s crashed", build_id)
+            log("Internal error during the build:\n" + traceback.format_exc())
+            _finish(model, build, ok=False, message=f"Internal error: {type(exc).__name__}: {exc}")
+            return "failed"
+        log("Build succeeded: model deployed.")
+    _finish(model, build, ok=True, message="Deployed.", **outcome)
+    return "deployed"
+
+
+def _build(model: MLModel, log: BuildLog) -> dict:
+    try:
+        found = interpreters.discover_interpreters(settings.PYTHON_SEARCH_PATHS)
+        interpreter = interpreters.find_interpreter(model.python_version, found)
+    except interpreters.InterpreterNotFound as exc:
+        raise BuildFailed(str(exc)) from None
+    log(f"Python {interpreter.version} ({interpreter.path}); {len(model.requirements)} requirement(s).")
+    try:
+        env_path = environments.ensure_environment(
+            interpreter=interpreter,
+            requirements=model.requirements,
+            envs_dir=settings.ENVS_DIR,
+            log=log,
+            timeout=settings.ENV_BUILD_TIMEOUT,
+            uv_cache_dir=Path(settings.UV_CACHE_DIR) if settings.UV_CACHE_DIR else None,
+            allow_options=settings.ALLOW_REQUIREMENT_OPTIONS,
+        )
+    except environments.EnvironmentBuildError as exc:
+        raise BuildFailed(f"Could not install the requirements: {exc}") from None
+    python = environments.env_python(env_path)
+    log(f"Environment ready: {env_path.name[:12]}.")
+    smoke_result = _smoke_test(model, python, log)
+    return {
+        "env_fingerprint": env_path.name,
+        "python_full_version": interpreter.version,
+        "smoke_result": smoke_result,
+    }
+
+
+def _smoke_test(model: MLModel, python: Path, log: BuildLog):
+    env = decrypted_env(model)
+    source = model.folder / model.source_file
+    common = {
+        "source": source,
+        "entrypoint": model.model_reference,
+        "timeout": settings.SMOKE_TEST_TIMEOUT,
+        "on_output_line": lambda line: log(f"[model] {line}"),
+    }
+    if model.is_sync:
+        log(f"Smoke test: calling {model.model_reference}(<schema example>, base_path).")
+        result = oneshot.run_oneshot(
+            python,
+            kind="sync",
+            args=[json.dumps(model.schema), str(model.folder)],
+            env=oneshot.build_runner_env(env),
+            cwd=model.folder,
+            **common,
+        )
+        _raise_for(result, log)
+        log(f"Smoke test answer: {json.dumps(result.result)[:2000]}")
+        return result.result
+    if not model.sample_file:
+        log(f"Smoke test: importing {model.source_file} and finding {model.model_reference} (no sample input given).")
+        result = oneshot.run_oneshot(
+            python, kind="check", args=[], env=oneshot.build_runner_env(env), cwd=model.folder, **common
+        )
+        _raise_for(result, log)
+        return None
+    with tempfile.TemporaryDirectory(prefix="smoke-", dir=settings.UPLOAD_TMP_DIR) as data_path:
+        shutil.copyfile(model.folder / model.sample_file, Path(data_path) / model.sample_file)
+        log(f"Smoke test: calling {model.model_reference}(data_path, model_path) with {model.sample_file}.")
+        result = oneshot.run_oneshot(
+            python,
+            kind="async",
+            args=[data_path, str(model.folder)],
+            env=oneshot.build_runner_env({**env, "inputFileName": model.sample_file}),
+            cwd=Path(data_path),
+            **common,
+        )
+        _raise_for(result, log)
+        output = Path(str(result.result))
+        resolved = output.resolve()
+        if not resolved.is_relative_to(Path(data_path).resolve()) or not resolved.is_file():
+            raise BuildFailed(
+                f"The entrypoint returned '{output}', which is not a file it wrote inside data_path."
+            )
+        log(f"Smoke test wrote {output.name} ({resolved.stat().st_size} bytes).")
+        return {"output_file": output.name, "size": resolved.stat().st_size}
+
+
+def _raise_for(result: oneshot.RunResult, log: BuildLog) -> None:
+    if result.ok:
+        return
+    if result.traceback:
+        log("Traceback from the model:\n" + result.traceback)
+    if result.timed_out:
+        raise BuildFailed(f"The smoke test timed out after {settings.SMOKE_TEST_TIMEOUT} s.")
+    raise BuildFailed(f"The smoke test failed ({result.phase}): {result.error}")
+
+
+def _finish(model: MLModel, build: ModelBuild, *, ok: bool, message: str, **fields) -> None:
+    now = timezone.now()
+    with transaction.atomic():
+        ModelBuild.objects.filter(pk=build.pk).update(
+            status=ModelBuild.Status.SUCCEEDED if ok else ModelBuild.Status.FAILED, finished_at=now
+        )
+        # Only a model still Building takes the outcome: it may have been disabled
+        # or deleted while the build ran.
+        MLModel.objects.filter(pk=model.pk, status=MLModel.Status.BUILDING).update(
+            status=MLModel.Status.DEPLOYED if ok else MLModel.Status.FAILED,
+            status_message=message[:2000],
+            deployed_at=now if ok else model.deployed_at,
+            updated_at=now,
+            **fields,
+        )
+        record(model, build.requested_by, "deployed" if ok else "build_failed", message[:500])
+
+
+def recover_stale_builds() -> int:
+    """Builds whose worker died: re-queue once, then fail with a message."""
+    cutoff = timezone.now() - timedelta(seconds=STALE_BUILD_SECONDS)
+    recovered = 0
+    stale = ModelBuild.objects.select_related("model").filter(status=ModelBuild.Status.RUNNING, heartbeat_at__lt=cutoff)
+    for build in stale:
+        with transaction.atomic():
+            if not ModelBuild.objects.filter(pk=build.pk, status=ModelBuild.Status.RUNNING, heartbeat_at__lt=cutoff).update(
+                status=ModelBuild.Status.FAILED, finished_at=timezone.now()
+            ):
+                continue
+            build.append_log(f"{timezone.now():%Y-%m-%d %H:%M:%S} The worker running this build stopped.\n")
+            model = build.model
+            if build.recovered:
+                MLModel.objects.filter(pk=model.pk, status=MLModel.Status.BUILDING).update(
+                    status=MLModel.Status.FAILED,
+                    status_message="The build was interrupted twice (its worker stopped). Restart the model to try again.",
+                    updated_at=timezone.now(),
+                )
+                record(model, None, "build_failed", "worker stopped during the build")
+            elif MLModel.objects.filter(pk=model.pk, status=MLModel.Status.BUILDING).update(
+                status=MLModel.Status.READY, status_message="Build re-queued: its worker stopped.", updated_at=timezone.now()
+            ):
+                record(model, None, "build_requeued", "worker stopped during the build")
+                queue_build(model, None, recovered=True)
+        recovered += 1
+    return recovered
+
+
+def housekeeping() -> dict:
+    """Scheduled every minute by django-q2."""
+    return {"recovered_builds": recover_stale_builds()}
+
+
+def ensure_schedules(**kwargs) -> None:
+    """post_migrate hook: make sure the housekeeping schedule exists (idempotent)."""
+    from django_q.models import Schedule
+
+    Schedule.objects.update_or_create(
+        name="neomaril-housekeeping",
+        defaults={"func": "models_app.tasks.housekeeping", "schedule_type": Schedule.MINUTES, "minutes": 1, "repeats": -1},
+    )

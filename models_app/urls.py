@@ -1,0 +1,12 @@
+"""Browser pages of models."""
+
+from django.urls import path
+
+from models_app import views
+
+urlpatterns = [
+    path("models/", views.model_list, name="model-list"),
+    path("models/new/", views.model_upload, name="model-upload"),
+    path("models/<str:model_hash>/", views.model_detail, name="model-detail"),
+    path("models/<str:model_hash>/<str:action>/", views.model_action, name="model-action"),
+]

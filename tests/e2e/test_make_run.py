@@ -1,0 +1,36 @@
+"""`make run` starts web and worker, creates the admin, and `/healthz` answers."""
+
+import subprocess
+
+import pytest
+import requests
+
+from tests.e2e.procs import RunningPortal
+
+pytestmark = pytest.mark.slow
+
+
+def test_make_run_starts_everything_and_ctrl_c_stops_it(tmp_path):
+    portal = RunningPortal(tmp_path / "data")
+    try:
+        health = portal.wait_healthy()
+        assert health["status"] == "ok"
+        assert health["checks"]["database"]["ok"] and health["checks"]["broker"]["ok"]
+        login = requests.post(
+            f"{portal.url}/api/v1/auth/login", json={"username": "admin", "password": "admin-password-123"}, timeout=10
+        )
+        assert login.status_code == 201, login.text
+        token = login.json()["token"]
+        created = requests.post(
+            f"{portal.url}/api/v1/groups", json={"name": "e2e"}, headers={"Authorization": f"Token {token}"}, timeout=10
+        )
+        assert created.status_code == 201 and created.json()["group_token"].startswith("nmg_")
+        page = requests.get(f"{portal.url}/login/", timeout=10)
+        assert page.status_code == 200
+        css = requests.get(f"{portal.url}/static/css/portal.css", timeout=10)
+        assert css.status_code == 200 and "--primary" in css.text  # whitenoise serves static files
+        assert "worker" in portal.log() and "web" in portal.log()
+    finally:
+        portal.stop()
+    leftovers = subprocess.run(["pgrep", "-f", f"127.0.0.1:{portal.port}"], capture_output=True, text=True)
+    assert leftovers.stdout.strip() == "", "processes survived Ctrl-C"

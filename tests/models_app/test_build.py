@@ -1,0 +1,148 @@
+"""Real builds: uv environments, smoke tests in the model's own interpreter, lifecycle.
+
+Slow: the first run downloads scikit-learn into uv's cache.
+"""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+
+from models_app import tasks
+from models_app.models import MLModel, ModelBuild
+from tests.conftest import api_client
+from tests.models_app import real_models
+from tests.models_app.uploads import file
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(scope="session")
+def model_pickle(tmp_path_factory, django_db_blocker):
+    return real_models.train_model_pickle(tmp_path_factory.mktemp("trained")).read_bytes()
+
+
+def _upload(client, model_pickle, **overrides):
+    payload = {
+        "name": "Teste notebook Sync",
+        "group": "datarisk",
+        "operation": "Sync",
+        "model_reference": "score",
+        "python_version": real_models.PYTHON,
+        "source": file("app.py", real_models.SYNC_SOURCE),
+        "model": file("model.pkl", model_pickle),
+        "requirements": file("requirements.txt", real_models.REQUIREMENTS),
+        "schema": file("schema.json", json.dumps(real_models.SCHEMA)),
+        "env": file(".env", "API_KEY=s3cr3t-value\n"),
+    }
+    payload.update(overrides)
+    response = client.post("/api/v1/models", {k: v for k, v in payload.items() if v is not None}, format="multipart")
+    assert response.status_code == 201, response.json()
+    return MLModel.objects.get(hash=response.json()["hash"])
+
+
+def _build(model: MLModel) -> MLModel:
+    build = model.builds.get(status=ModelBuild.Status.QUEUED)
+    tasks.build_model(build.pk)
+    model.refresh_from_db()
+    return model
+
+
+def _log(client, model) -> str:
+    return client.get(f"/api/v1/models/{model.hash}/logs").json()["log"]
+
+
+def test_sync_model_deploys_with_numpy_converted_and_secrets_kept_secret(cast, model_pickle):
+    client = api_client(cast.owner)
+    model = _build(_upload(client, model_pickle))
+    log = _log(client, model)
+    assert model.status == "Deployed", log
+    assert model.python_full_version.startswith("3.9.")
+    assert model.smoke_result["pred"] in (0, 1)
+    assert isinstance(model.smoke_result["proba"], float)
+    assert model.smoke_result["vector"] == [0, 1, 2]
+    assert model.smoke_result["secret_ok"] is True  # the .env value reached the user code
+    assert "Smoke test answer" in log and "Build succeeded" in log
+    describe = client.get(f"/api/v1/models/{model.hash}").json()
+    assert describe["status"] == "Deployed" and describe["last_build"]["status"] == "Succeeded"
+    dump = StringIO()
+    call_command("dumpdata", stdout=dump)
+    everything = dump.getvalue() + log + json.dumps(describe)
+    assert "s3cr3t-value" not in everything
+
+
+def test_two_models_with_the_same_requirements_share_one_environment(cast, model_pickle):
+    client = api_client(cast.owner)
+    first = _build(_upload(client, model_pickle, name="first"))
+    second = _build(_upload(client, model_pickle, name="second"))
+    assert first.status == second.status == "Deployed"
+    assert first.env_fingerprint == second.env_fingerprint
+    assert "Reusing environment" in _log(client, second)
+
+
+def test_async_model_with_sample_deploys(cast, model_pickle):
+    client = api_client(cast.owner)
+    model = _build(
+        _upload(
+            client, model_pickle, operation="Async", schema=None, source=file("app.py", real_models.ASYNC_SOURCE),
+            sample=file("input.csv", real_models.SAMPLE_CSV), name="Teste Async",
+        )
+    )
+    assert model.status == "Deployed", _log(client, model)
+    assert model.smoke_result["output_file"] == "output.csv"
+    assert "Smoke test wrote output.csv" in _log(client, model)
+
+
+def test_missing_package_fails_the_build_naming_it(cast, model_pickle):
+    client = api_client(cast.owner)
+    requirements = file("requirements.txt", "neomaril-no-such-package-xyz==1.0\n")
+    model = _build(_upload(client, model_pickle, requirements=requirements, source=file("app.py", "def score(a, b):\n    return {}\n")))
+    assert model.status == "Failed"
+    assert "neomaril-no-such-package-xyz" in model.status_message
+    assert "neomaril-no-such-package-xyz" in _log(client, model)
+    assert model.builds.get().status == "Failed"
+
+
+def test_user_code_raising_fails_the_build_with_traceback(cast, model_pickle):
+    client = api_client(cast.owner)
+    source = "def helper(x):\n    return 1 / x\n\ndef score(data, base_path):\n    return {'v': helper(0)}\n"
+    model = _build(_upload(client, model_pickle, source=file("app.py", source), requirements=file("requirements.txt", "")))
+    assert model.status == "Failed"
+    assert "ZeroDivisionError" in model.status_message
+    log = _log(client, model)
+    assert "Traceback" in log and 'app.py", line 2, in helper' in log
+
+
+def test_non_json_answer_fails_the_build(cast, model_pickle):
+    client = api_client(cast.owner)
+    source = "def score(data, base_path):\n    return 'not json'\n"
+    model = _build(_upload(client, model_pickle, source=file("app.py", source), requirements=file("requirements.txt", "")))
+    assert model.status == "Failed"
+    assert "not valid JSON" in model.status_message
+
+
+def test_lifecycle_disable_restart_delete(cast, model_pickle):
+    client = api_client(cast.teammate)
+    model = _build(_upload(client, model_pickle, requirements=file("requirements.txt", ""), source=file("app.py", "def score(a, b):\n    return {'ok': True}\n")))
+    assert model.status == "Deployed"
+    disabled = client.post(f"/api/v1/models/{model.hash}/disable")
+    assert disabled.status_code == 200 and disabled.json()["status"] == "Disabled"
+    again = client.post(f"/api/v1/models/{model.hash}/disable")
+    assert again.status_code == 409 and "Disabled model cannot be disabled" in again.json()["detail"]
+    restarted = client.post(f"/api/v1/models/{model.hash}/restart")
+    assert restarted.json()["status"] == "Ready"
+    model = _build(model)
+    assert model.status == "Deployed" and model.builds.count() == 2
+    assert client.get(f"/api/v1/models/{model.hash}/logs?build=1").json()["number"] == 1
+    deleted = client.delete(f"/api/v1/models/{model.hash}")
+    assert deleted.json()["status"] == "Deleted"
+    model.refresh_from_db()
+    assert not model.folder.exists() and model.env_ciphertext is None
+    events = [e["action"] for e in client.get(f"/api/v1/models/{model.hash}/events").json()["results"]]
+    assert events == ["deleted", "deployed", "restarted", "disabled", "deployed", "created"]
+    actors = {e["actor"] for e in client.get(f"/api/v1/models/{model.hash}/events").json()["results"]}
+    assert "teammate" in actors
+    assert client.post(f"/api/v1/models/{model.hash}/restart").status_code == 409

@@ -1,0 +1,155 @@
+"""Describe, search, logs and actions: who may see and do what."""
+
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.utils import timezone
+
+from models_app import services, tasks
+from models_app.models import MLModel, ModelBuild
+from tests.conftest import api_client
+from tests.models_app.uploads import sync_payload
+
+
+@pytest.fixture
+def model(cast):
+    response = api_client(cast.owner).post("/api/v1/models", sync_payload(), format="multipart")
+    assert response.status_code == 201
+    return MLModel.objects.get(hash=response.json()["hash"])
+
+
+ENDPOINTS = [
+    ("get", "/api/v1/models/{hash}"),
+    ("get", "/api/v1/models/{hash}/status"),
+    ("get", "/api/v1/models/{hash}/logs"),
+    ("get", "/api/v1/models/{hash}/events"),
+    ("post", "/api/v1/models/{hash}/disable"),
+    ("post", "/api/v1/models/{hash}/restart"),
+    ("delete", "/api/v1/models/{hash}"),
+]
+
+
+@pytest.mark.parametrize("method,path", ENDPOINTS)
+def test_outsider_gets_404_and_nothing_changes(cast, model, method, path):
+    response = getattr(api_client(cast.outsider), method)(path.format(hash=model.hash))
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+    model.refresh_from_db()
+    assert model.status == "Ready"
+
+
+@pytest.mark.parametrize("method,path", ENDPOINTS)
+def test_unknown_hash_is_404(cast, method, path):
+    response = getattr(api_client(cast.owner), method)(path.format(hash="M" + "0" * 32))
+    assert response.status_code == 404
+
+
+def test_teammate_and_admin_can_describe(cast, model):
+    for user in (cast.teammate, cast.admin):
+        body = api_client(user).get(f"/api/v1/models/{model.hash}").json()
+        assert body["hash"] == model.hash and body["model_reference"] == "score"
+        assert body["python_version"] == "3.9" and body["requirements"] == []
+
+
+def test_wrong_method_is_405(cast, model):
+    assert api_client(cast.owner).put(f"/api/v1/models/{model.hash}", {}).status_code == 405
+    assert api_client(cast.owner).get(f"/api/v1/models/{model.hash}/disable").status_code == 405
+
+
+def test_search_filters_and_paginates(cast, model):
+    client = api_client(cast.owner)
+    client.post("/api/v1/models", sync_payload(name="Churn Async", operation="Async", schema=None), format="multipart")
+    MLModel.objects.filter(name="Churn Async").update(status="Deployed")
+    assert client.get("/api/v1/models").json()["count"] == 2
+    assert [m["name"] for m in client.get("/api/v1/models?name=churn").json()["results"]] == ["Churn Async"]
+    assert [m["name"] for m in client.get("/api/v1/models?status=Ready").json()["results"]] == ["Teste Sync"]
+    assert [m["name"] for m in client.get("/api/v1/models?operation=Async").json()["results"]] == ["Churn Async"]
+    assert client.get("/api/v1/models?group=other-team").json()["count"] == 0
+    page = client.get("/api/v1/models?page_size=1").json()
+    assert page["count"] == 2 and len(page["results"]) == 1 and page["next"]
+    bad = client.get("/api/v1/models?status=Sleeping")
+    assert bad.status_code == 400 and "Unknown status 'Sleeping'" in bad.json()["detail"]
+    assert api_client(cast.outsider).get("/api/v1/models").json()["count"] == 0
+
+
+def test_logs_of_unknown_build(cast, model):
+    client = api_client(cast.owner)
+    assert client.get(f"/api/v1/models/{model.hash}/logs?build=9").status_code == 404
+    assert client.get(f"/api/v1/models/{model.hash}/logs?build=x").status_code == 400
+    assert client.get(f"/api/v1/models/{model.hash}/logs").json()["status"] == "Queued"
+
+
+def test_build_task_runs_once_even_if_delivered_twice(cast, model, monkeypatch):
+    calls = []
+    monkeypatch.setattr(tasks, "_build", lambda m, log: calls.append(m.pk) or {})
+    build = model.builds.get()
+    assert tasks.build_model(build.pk) == "deployed"
+    assert tasks.build_model(build.pk) == "already handled"
+    assert calls == [model.pk]
+
+
+def test_build_crash_in_our_code_fails_the_model_not_stuck(cast, model, monkeypatch):
+    def boom(m, log):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(tasks, "_build", boom)
+    tasks.build_model(model.builds.get().pk)
+    model.refresh_from_db()
+    assert model.status == "Failed" and "disk on fire" in model.status_message
+    assert "Internal error" in model.builds.get().log
+
+
+def test_disabled_model_build_is_cancelled(cast, model):
+    services.disable(model, cast.owner)
+    build = model.builds.get()
+    assert build.status == "Cancelled"
+    assert tasks.build_model(build.pk) == "already handled"
+
+
+def test_stale_build_is_requeued_once_then_failed(cast, model):
+    build = model.builds.get()
+    old = timezone.now() - timedelta(seconds=tasks.STALE_BUILD_SECONDS + 5)
+    ModelBuild.objects.filter(pk=build.pk).update(status="Running", heartbeat_at=old, started_at=old)
+    MLModel.objects.filter(pk=model.pk).update(status="Building")
+
+    assert tasks.housekeeping() == {"recovered_builds": 1}
+    model.refresh_from_db()
+    assert model.status == "Ready" and "re-queued" in model.status_message
+    retry = model.builds.get(number=2)
+    assert retry.recovered and retry.status == "Queued"
+    assert "worker running this build stopped" in model.builds.get(number=1).log
+
+    ModelBuild.objects.filter(pk=retry.pk).update(status="Running", heartbeat_at=old)
+    MLModel.objects.filter(pk=model.pk).update(status="Building")
+    tasks.housekeeping()
+    model.refresh_from_db()
+    assert model.status == "Failed" and "interrupted twice" in model.status_message
+    assert model.builds.count() == 2
+
+
+def test_fresh_running_build_is_left_alone(cast, model):
+    ModelBuild.objects.filter(model=model).update(status="Running", heartbeat_at=timezone.now())
+    assert tasks.recover_stale_builds() == 0
+
+
+def test_housekeeping_is_scheduled(db):
+    from django_q.models import Schedule
+
+    schedule = Schedule.objects.get(name="neomaril-housekeeping")
+    assert schedule.func == "models_app.tasks.housekeeping" and schedule.minutes == 1
+
+
+def test_delete_removes_files_and_secrets(cast, model):
+    assert model.folder.exists()
+    services.delete(model, cast.owner)
+    model.refresh_from_db()
+    assert model.status == "Deleted" and not model.folder.exists()
+    assert MLModel.objects.filter(hash=model.hash).exists()  # the hash is never reused
+    with pytest.raises(services.ActionRefused):
+        services.delete(model, cast.owner)
+
+
+def test_models_dir_is_private(cast, model):
+    assert (model.folder.stat().st_mode & 0o777) == 0o700
+    assert settings.MODELS_DIR in model.folder.parents

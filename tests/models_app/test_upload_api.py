@@ -1,0 +1,180 @@
+"""Uploading a model through the API: validation (each failure a 400 naming the field) and storage."""
+
+from io import StringIO
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+
+from models_app.models import MLModel, ModelBuild, ModelEvent
+from portal import crypto
+from tests.conftest import api_client
+from tests.models_app.uploads import file, sync_payload
+
+
+def _post(client, payload):
+    return client.post("/api/v1/models", payload, format="multipart")
+
+
+def _nothing_stored():
+    assert not MLModel.objects.exists()
+    leftovers = [p.name for p in settings.MODELS_DIR.iterdir()] if settings.MODELS_DIR.exists() else []
+    assert leftovers == [] or all(not name.startswith(".incoming") for name in leftovers)
+
+
+@pytest.fixture(autouse=True)
+def _empty_models_dir():
+    import shutil
+
+    shutil.rmtree(settings.MODELS_DIR, ignore_errors=True)
+    settings.MODELS_DIR.mkdir(parents=True)
+
+
+def test_sync_upload_is_stored_and_queued(cast):
+    response = _post(api_client(cast.owner), sync_payload())
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["hash"].startswith("M") and len(body["hash"]) == 33
+    assert body["status"] == "Ready"
+    assert body["group"] == "datarisk"
+    assert body["schema"] == {"a": 1, "b": 2}
+    assert body["files"] == {
+        "source": "app.py", "model": "model.pkl", "requirements": "requirements.txt",
+        "schema": "schema.json", "sample": None, "extra": [],
+    }
+    assert body["input_type"] == "json" and body["created_by"] == "owner"
+    model = MLModel.objects.get(hash=body["hash"])
+    assert sorted(p.name for p in model.folder.iterdir()) == ["app.py", "model.pkl", "requirements.txt", "schema.json"]
+    assert ModelBuild.objects.get(model=model).status == "Queued"
+    assert ModelEvent.objects.get(model=model).action == "created"
+
+
+def test_schema_as_inline_json_and_extra_files(cast):
+    payload = sync_payload(schema='{"a": 1, "b": [1, 2]}', extra=[file("utils.py", "X = 1\n"), file("lookup.csv", "a,b\n")])
+    response = _post(api_client(cast.teammate), payload)
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["schema"] == {"a": 1, "b": [1, 2]}
+    assert body["files"]["extra"] == ["utils.py", "lookup.csv"]
+    model = MLModel.objects.get(hash=body["hash"])
+    assert (model.folder / "utils.py").read_text() == "X = 1\n"
+    assert (model.folder / "schema.json").exists()
+
+
+def test_env_is_encrypted_and_only_names_shown(cast):
+    env = "# secrets\nAPI_KEY=s3cr3t-value\nexport DB_PASSWORD='hunter2-value'\n"
+    client = api_client(cast.owner)
+    response = _post(client, sync_payload(env=file(".env", env)))
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["env_names"] == ["API_KEY", "DB_PASSWORD"]
+    model = MLModel.objects.get(hash=body["hash"])
+    assert crypto.decrypt_json(model.env_ciphertext) == {"API_KEY": "s3cr3t-value", "DB_PASSWORD": "hunter2-value"}
+    assert not (model.folder / ".env").exists()
+    dump = StringIO()
+    call_command("dumpdata", "models_app", stdout=dump)
+    everything = dump.getvalue() + client.get(f"/api/v1/models/{model.hash}").content.decode()
+    assert "s3cr3t-value" not in everything and "hunter2-value" not in everything
+
+
+@pytest.mark.parametrize(
+    "overrides,field,expected",
+    [
+        ({"source": file("app.py", "def score(data, base_path)\n    return 1\n")}, "source", "line 1"),
+        ({"source": file("app.py", "def predict(data, base_path):\n    return 1\n")}, "source", "predict"),
+        ({"source": file("app.py", "def score(data):\n    return 1\n")}, "source", "two"),
+        ({"source": file("app.txt", "def score(a, b): pass\n")}, "source", ".py"),
+        ({"model_reference": "not a name"}, "model_reference", "not a valid Python function name"),
+        ({"schema": file("schema.json", "{'a': 1}")}, "schema", "line 1"),
+        ({"schema": file("schema.json", "[1, 2]")}, "schema", "object"),
+        ({"schema": None}, "schema", "need a schema"),
+        ({"schema": "{not json"}, "schema", "not valid JSON"),
+        ({"python_version": "3.7"}, "python_version", "Available: 3.8"),
+        ({"python_version": "three"}, "python_version", "3.9"),
+        ({"requirements": file("requirements.txt", "-e ./mypkg\n")}, "requirements", "line 1"),
+        ({"requirements": file("requirements.txt", "pandas\n--index-url https://evil.example/simple\n")}, "requirements", "line 2"),
+        ({"requirements": file("requirements.txt", "numpy>=>1\n")}, "requirements", "line 1"),
+        ({"group": "other-team"}, "group", "not a member"),
+        ({"group": "nope"}, "group", "not a member"),
+        ({"operation": "Batch"}, "operation", "Sync"),
+        ({"name": "x" * 65}, "name", "64"),
+        ({"model": None}, "model", "model file"),
+        ({"env": file(".env", "1BAD=value\n")}, "env", "line 1"),
+        ({"env": file(".env", "PATH=/tmp\n")}, "env", "PATH"),
+        ({"input_type": "csv"}, "input_type", "json"),
+        ({"extra": [file("app.py", "x=1")]}, "extra", "app.py"),
+    ],
+)
+def test_bad_uploads_are_400_naming_the_field_and_store_nothing(cast, overrides, field, expected):
+    response = _post(api_client(cast.owner), sync_payload(**overrides))
+    assert response.status_code == 400, response.json()
+    body = response.json()
+    assert field in body["errors"], body
+    assert expected.lower() in " ".join(body["errors"][field]).lower(), body["errors"][field]
+    assert body["detail"]
+    _nothing_stored()
+
+
+def test_path_tricks_in_filenames_never_leave_the_model_folder(cast):
+    payload = sync_payload(model=file("/etc/passwd", "x"), extra=[file("../../evil.py", "x=1")])
+    response = _post(api_client(cast.owner), payload)
+    assert response.status_code == 201, response.json()
+    model = MLModel.objects.get(hash=response.json()["hash"])
+    assert model.model_file == "passwd" and model.extra_files == ["evil.py"]
+    assert (model.folder / "evil.py").read_text() == "x=1"
+    assert not (settings.MODELS_DIR / "evil.py").exists()
+
+
+def test_all_problems_are_reported_at_once(cast):
+    payload = sync_payload(schema=file("schema.json", "nope"), python_version="2.7", model=None)
+    body = _post(api_client(cast.owner), payload).json()
+    assert {"schema", "python_version", "model"} <= set(body["errors"])
+
+
+def test_env_errors_never_echo_the_value(cast):
+    body = _post(api_client(cast.owner), sync_payload(env=file(".env", "BAD KEY=topsecretvalue\n"))).json()
+    assert "topsecretvalue" not in str(body)
+    assert "env" in body["errors"]
+
+
+def test_outsider_cannot_upload_to_group(cast):
+    response = _post(api_client(cast.outsider), sync_payload())
+    assert response.status_code == 400
+    assert "not a member of a group named 'datarisk'" in response.json()["errors"]["group"][0]
+
+
+def test_file_over_limit_is_rejected(cast, settings):
+    settings.MAX_UPLOAD_FILE_BYTES = 1000
+    response = _post(api_client(cast.owner), sync_payload(model=file("model.pkl", b"x" * 5000)))
+    assert response.status_code == 400
+    assert "per-file limit" in response.json()["errors"]["model"][0]
+    _nothing_stored()
+
+
+def test_upload_over_total_limit_is_413(cast, settings):
+    settings.MAX_UPLOAD_TOTAL_BYTES = 2000
+    settings.MAX_UPLOAD_FILE_BYTES = 2000
+    response = _post(api_client(cast.owner), sync_payload(model=file("model.pkl", b"x" * 5000)))
+    assert response.status_code == 413
+    assert "limit" in response.json()["detail"]
+    _nothing_stored()
+
+
+def test_text_file_limit(cast, settings):
+    settings.MAX_TEXT_FILE_BYTES = 100
+    response = _post(api_client(cast.owner), sync_payload(requirements=file("requirements.txt", "# x\n" * 100)))
+    assert response.status_code == 400
+    assert "KB" in response.json()["errors"]["requirements"][0]
+
+
+def test_async_upload_defaults_to_csv_and_needs_no_schema(cast):
+    source = "def score(data_path, model_path):\n    return data_path + '/out.csv'\n"
+    payload = sync_payload(operation="Async", schema=None, source=file("app.py", source), sample=file("input.csv", "a\n1\n"))
+    response = _post(api_client(cast.owner), payload)
+    assert response.status_code == 201, response.json()
+    assert response.json()["input_type"] == "csv"
+    assert response.json()["files"]["sample"] == "input.csv"
+
+
+def test_anonymous_upload_is_401(cast):
+    assert _post(api_client(), sync_payload()).status_code == 401

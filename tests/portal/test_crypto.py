@@ -1,0 +1,47 @@
+"""Secrets at rest: MultiFernet encryption and key rotation."""
+
+import pytest
+from cryptography.fernet import Fernet
+from django.core.management import call_command
+
+from models_app.models import MLModel
+from portal import crypto
+from tests.conftest import api_client
+from tests.models_app.uploads import file, sync_payload
+
+
+def test_round_trip_and_ciphertext_has_no_clear_text(settings):
+    settings.NEOMARIL_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    token = crypto.encrypt_json({"API_KEY": "plain-secret"})
+    assert b"plain-secret" not in token
+    assert crypto.decrypt_json(token) == {"API_KEY": "plain-secret"}
+
+
+def test_wrong_key_is_a_clear_error(settings):
+    settings.NEOMARIL_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    token = crypto.encrypt_json({"a": "b"})
+    settings.NEOMARIL_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    with pytest.raises(crypto.DecryptionError, match="no configured encryption key"):
+        crypto.decrypt_json(token)
+
+
+def test_rotation_command_reencrypts_with_the_new_key(cast, settings):
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.NEOMARIL_ENCRYPTION_KEYS = [old]
+    response = api_client(cast.owner).post(
+        "/api/v1/models", sync_payload(env=file(".env", "API_KEY=rotate-me\n")), format="multipart"
+    )
+    model = MLModel.objects.get(hash=response.json()["hash"])
+    settings.NEOMARIL_ENCRYPTION_KEYS = [new, old]
+    call_command("rotate_encryption_keys", stdout=__import__("io").StringIO())
+    settings.NEOMARIL_ENCRYPTION_KEYS = [new]  # the old key can now be dropped
+    model.refresh_from_db()
+    assert crypto.decrypt_json(model.env_ciphertext) == {"API_KEY": "rotate-me"}
+
+
+def test_bad_key_configuration_is_reported(settings):
+    from django.core.exceptions import ImproperlyConfigured
+
+    settings.NEOMARIL_ENCRYPTION_KEYS = ["not-a-fernet-key"]
+    with pytest.raises(ImproperlyConfigured, match="Fernet keys"):
+        crypto.encrypt_json({})

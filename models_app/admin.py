@@ -16,11 +16,28 @@ class ModelBuildInline(admin.TabularInline):
 
 @admin.register(MLModel)
 class MLModelAdmin(admin.ModelAdmin):
-    list_display = ["name", "hash", "group", "operation", "status", "python_version", "created_by", "updated_at"]
+    list_display = [
+        "name",
+        "hash",
+        "group",
+        "operation",
+        "status",
+        "python_version",
+        "created_by",
+        "updated_at",
+    ]
     list_filter = ["status", "operation", "group", "python_version"]
     search_fields = ["name", "hash", "group__name", "created_by__username"]
     exclude = ["env_ciphertext"]
-    readonly_fields = ["hash", "env_names", "env_fingerprint", "smoke_result", "created_at", "updated_at", "deployed_at"]
+    readonly_fields = [
+        "hash",
+        "env_names",
+        "env_fingerprint",
+        "smoke_result",
+        "created_at",
+        "updated_at",
+        "deployed_at",
+    ]
     inlines = [ModelBuildInline]
 
 
@@ -29,7 +46,16 @@ class ModelBuildAdmin(admin.ModelAdmin):
     list_display = ["model", "number", "status", "started_at", "finished_at"]
     list_filter = ["status"]
     search_fields = ["model__name", "model__hash"]
-    readonly_fields = ["model", "number", "status", "requested_by", "started_at", "finished_at", "heartbeat_at", "log"]
+    readonly_fields = [
+        "model",
+        "number",
+        "status",
+        "requested_by",
+        "started_at",
+        "finished_at",
+        "heartbeat_at",
+        "log",
+    ]
 
 
 @admin.register(ModelEvent)

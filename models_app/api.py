@@ -20,9 +20,12 @@ from models_app.serializers import (
     ModelBuildLogSerializer,
     ModelDetailSerializer,
     ModelEventSerializer,
+    ModelSettingsSerializer,
     ModelStatusSerializer,
     ModelSummarySerializer,
     ModelUploadSerializer,
+    PredictionRecordSerializer,
+    RunnerSerializer,
 )
 from portal.api.pagination import PageNumberPagination
 
@@ -78,7 +81,7 @@ def upload_from_request(request: Request) -> services.ModelUpload:
 
 
 class ModelListView(APIView):
-    parser_classes = [MultiPartParser, FormParser]
+    parser_classes = [MultiPartParser, FormParser]  # uploads stream to disk
 
     @extend_schema(
         parameters=[
@@ -100,26 +103,47 @@ class ModelListView(APIView):
         for key, choices in (("status", MLModel.Status.values), ("operation", MLModel.Operation.values)):
             if params.get(key):
                 if params[key] not in choices:
-                    raise ValidationError({key: [f"Unknown {key} '{params[key]}'; use one of {', '.join(choices)}."]})
+                    raise ValidationError(
+                        {key: [f"Unknown {key} '{params[key]}'; use one of {', '.join(choices)}."]}
+                    )
                 models = models.filter(**{key: params[key]})
         paginator = PageNumberPagination()
         page = paginator.paginate_queryset(models.order_by("-created_at"), request, view=self)
-        return paginator.get_paginated_response(ModelSummarySerializer(page, many=True, context={"request": request}).data)
+        return paginator.get_paginated_response(
+            ModelSummarySerializer(page, many=True, context={"request": request}).data
+        )
 
-    @extend_schema(request={"multipart/form-data": ModelUploadSerializer}, responses={201: ModelDetailSerializer}, tags=["models"])
+    @extend_schema(
+        request={"multipart/form-data": ModelUploadSerializer},
+        responses={201: ModelDetailSerializer},
+        tags=["models"],
+    )
     def post(self, request: Request) -> Response:
         upload = upload_from_request(request)
         try:
             model = services.create_model(request.user, upload)
         except services.UploadErrors as exc:
             raise ValidationError(exc.errors) from None
-        return Response(ModelDetailSerializer(model, context={"request": request}).data, status=status.HTTP_201_CREATED)
+        return Response(
+            ModelDetailSerializer(model, context={"request": request}).data, status=status.HTTP_201_CREATED
+        )
 
 
 class ModelDetailView(APIView):
     @extend_schema(responses=ModelDetailSerializer, tags=["models"])
     def get(self, request: Request, model_hash: str) -> Response:
         model = get_model_for_user(request.user, model_hash)
+        return Response(ModelDetailSerializer(model, context={"request": request}).data)
+
+    @extend_schema(request=ModelSettingsSerializer, responses=ModelDetailSerializer, tags=["models"])
+    def patch(self, request: Request, model_hash: str) -> Response:
+        """Change serving settings (replicas, request timeout); they apply within seconds."""
+        model = get_model_for_user(request.user, model_hash)
+        if model.status == MLModel.Status.DELETED:
+            raise Conflict("This model is deleted.")
+        data = ModelSettingsSerializer(model, data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        model = services.change_settings(model, request.user, **data.validated_data)
         return Response(ModelDetailSerializer(model, context={"request": request}).data)
 
     @extend_schema(responses=ModelStatusSerializer, tags=["models"])
@@ -136,7 +160,9 @@ class ModelStatusView(APIView):
 
 class ModelLogsView(APIView):
     @extend_schema(
-        parameters=[OpenApiParameter("build", OpenApiTypes.INT, description="Build number (default: the latest).")],
+        parameters=[
+            OpenApiParameter("build", OpenApiTypes.INT, description="Build number (default: the latest).")
+        ],
         responses=ModelBuildLogSerializer,
         tags=["models"],
     )
@@ -181,3 +207,27 @@ class ModelRestartView(APIView):
     @extend_schema(request=None, responses=ModelStatusSerializer, tags=["models"])
     def post(self, request: Request, model_hash: str) -> Response:
         return _act(services.restart, get_model_for_user(request.user, model_hash), request)
+
+
+class ModelRunnersView(APIView):
+    """The warm runner processes of a Sync model on this node (from the model host)."""
+
+    @extend_schema(responses=RunnerSerializer(many=True), tags=["models"])
+    def get(self, request: Request, model_hash: str) -> Response:
+        from models_app.serving.views import runners_of
+
+        model = get_model_for_user(request.user, model_hash)
+        return Response(
+            {"model": model.hash, "runners": RunnerSerializer(runners_of(model.hash), many=True).data}
+        )
+
+
+class ModelPredictionsView(APIView):
+    """Recorded Sync calls of a model (input, output, status, latency), newest first."""
+
+    @extend_schema(responses=PredictionRecordSerializer(many=True), tags=["models"])
+    def get(self, request: Request, model_hash: str) -> Response:
+        model = get_model_for_user(request.user, model_hash)
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(model.predictions.all(), request, view=self)
+        return paginator.get_paginated_response(PredictionRecordSerializer(page, many=True).data)

@@ -12,4 +12,10 @@ urlpatterns = [
     path("models/<str:model_hash>/events", api.ModelEventsView.as_view(), name="api-model-events"),
     path("models/<str:model_hash>/disable", api.ModelDisableView.as_view(), name="api-model-disable"),
     path("models/<str:model_hash>/restart", api.ModelRestartView.as_view(), name="api-model-restart"),
+    path("models/<str:model_hash>/runners", api.ModelRunnersView.as_view(), name="api-model-runners"),
+    path(
+        "models/<str:model_hash>/predictions",
+        api.ModelPredictionsView.as_view(),
+        name="api-model-predictions",
+    ),
 ]

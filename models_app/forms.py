@@ -28,27 +28,43 @@ class ModelUploadForm(forms.Form):
         choices=MLModel.Operation.choices, help_text="Sync: JSON in, JSON out. Async: a file in, a file out."
     )
     model_reference = forms.CharField(
-        max_length=100, initial="score", label="Entrypoint", help_text="Name of the function to call, e.g. score."
+        max_length=100,
+        initial="score",
+        label="Entrypoint",
+        help_text="Name of the function to call, e.g. score.",
     )
     python_version = forms.ChoiceField(help_text="Interpreters available on this host.")
     input_type = forms.ChoiceField(
         choices=[("", "default (json for Sync, csv for Async)"), *MLModel.InputType.choices], required=False
     )
-    source = forms.FileField(label="Scoring script (.py)", widget=forms.ClearableFileInput(attrs={"accept": ".py"}))
+    source = forms.FileField(
+        label="Scoring script (.py)", widget=forms.ClearableFileInput(attrs={"accept": ".py"})
+    )
     model = forms.FileField(label="Model file", help_text="Usually a .pkl.")
-    requirements = forms.FileField(label="requirements.txt", widget=forms.ClearableFileInput(attrs={"accept": ".txt"}))
+    requirements = forms.FileField(
+        label="requirements.txt", widget=forms.ClearableFileInput(attrs={"accept": ".txt"})
+    )
     schema = forms.FileField(
-        label="Schema (JSON example of one input)", required=False,
+        label="Schema (JSON example of one input)",
+        required=False,
         widget=forms.ClearableFileInput(attrs={"accept": ".json,application/json"}),
         help_text="Required for Sync models.",
     )
-    env = forms.FileField(label=".env (secrets)", required=False, help_text="Stored encrypted; only names are shown back.")
-    sample = forms.FileField(label="Sample input (Async)", required=False, help_text="Used to smoke-test Async models.")
-    extra = MultipleFileField(label="Extra files", required=False, help_text="Put beside the source, e.g. utils.py.")
+    env = forms.FileField(
+        label=".env (secrets)", required=False, help_text="Stored encrypted; only names are shown back."
+    )
+    sample = forms.FileField(
+        label="Sample input (Async)", required=False, help_text="Used to smoke-test Async models."
+    )
+    extra = MultipleFileField(
+        label="Extra files", required=False, help_text="Put beside the source, e.g. utils.py."
+    )
 
     def __init__(self, *args, groups: list[str], python_versions: list[str], **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["group"].choices = [(name, name) for name in groups]
         self.fields["python_version"].choices = [(v, v) for v in python_versions]
         if python_versions:
-            self.fields["python_version"].initial = "3.10" if "3.10" in python_versions else python_versions[-1]
+            self.fields["python_version"].initial = (
+                "3.10" if "3.10" in python_versions else python_versions[-1]
+            )

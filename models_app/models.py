@@ -6,6 +6,7 @@ import uuid
 from pathlib import Path
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Value
 from django.db.models.functions import Concat
@@ -44,7 +45,9 @@ class MLModel(models.Model):
     operation = models.CharField(max_length=8, choices=Operation.choices)
     model_reference = models.CharField(max_length=100, help_text="Name of the entrypoint function.")
     python_version = models.CharField(max_length=16, help_text="As requested, e.g. 3.9.")
-    python_full_version = models.CharField(max_length=16, blank=True, help_text="Interpreter used by the last build.")
+    python_full_version = models.CharField(
+        max_length=16, blank=True, help_text="Interpreter used by the last build."
+    )
     input_type = models.CharField(max_length=8, choices=InputType.choices)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.READY, db_index=True)
     status_message = models.TextField(blank=True)
@@ -62,8 +65,33 @@ class MLModel(models.Model):
     env_names = models.JSONField(default=list, blank=True)
     env_ciphertext = models.BinaryField(null=True, blank=True, editable=False)
 
-    env_fingerprint = models.CharField(max_length=64, blank=True, help_text="Content address of the environment.")
+    env_fingerprint = models.CharField(
+        max_length=64, blank=True, help_text="Content address of the environment."
+    )
     smoke_result = models.JSONField(null=True, blank=True, help_text="Answer of the build's smoke test.")
+    # --- executions app (issue 5): per-model limit of one async execution, in seconds.
+    execution_timeout = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Async only: seconds one execution may run before it is stopped. "
+        "Empty: NEOMARIL_EXECUTION_TIMEOUT. Capped below the worker's task timeout.",
+    )
+    # --- end executions app
+
+    # Sync serving: warm runner processes per node, and the build they run (runners of an
+    # older build are recycled after a restart).
+    replicas = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(16)],
+        help_text="Warm runner processes per node (Sync); more use more cores.",
+    )
+    request_timeout = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Seconds a Sync request may take (default: NEOMARIL_PREDICT_TIMEOUT).",
+    )
+    deployed_build = models.PositiveIntegerField(default=0, editable=False)
 
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="created_models"
@@ -86,13 +114,30 @@ class MLModel(models.Model):
         return settings.MODELS_DIR / self.hash
 
     @property
+    def python(self) -> Path:
+        """The interpreter of the model's built environment (valid once deployed)."""
+        from models_app.environments import env_python, environment_path
+
+        return env_python(environment_path(settings.ENVS_DIR, self.env_fingerprint))
+
+    @property
     def uploaded_files(self) -> list[str]:
-        names = [self.source_file, self.model_file, self.requirements_file, self.schema_file, self.sample_file]
+        names = [
+            self.source_file,
+            self.model_file,
+            self.requirements_file,
+            self.schema_file,
+            self.sample_file,
+        ]
         return [name for name in [*names, *self.extra_files] if name]
 
     @property
     def is_sync(self) -> bool:
         return self.operation == self.Operation.SYNC
+
+    @property
+    def effective_request_timeout(self) -> int:
+        return self.request_timeout or settings.PREDICT_TIMEOUT
 
 
 class ModelBuild(models.Model):
@@ -108,7 +153,9 @@ class ModelBuild(models.Model):
     model = models.ForeignKey(MLModel, on_delete=models.CASCADE, related_name="builds")
     number = models.PositiveIntegerField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -6,6 +6,7 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from models_app.models import MLModel, ModelBuild, ModelEvent
+from monitoring.models import PredictionRecord
 
 
 class ModelUploadSerializer(serializers.Serializer):
@@ -17,7 +18,9 @@ class ModelUploadSerializer(serializers.Serializer):
     model_reference = serializers.CharField(max_length=100, help_text="Entrypoint function name, e.g. score.")
     python_version = serializers.CharField(max_length=16, default="3.10", help_text="e.g. 3.9")
     input_type = serializers.ChoiceField(
-        choices=MLModel.InputType.choices, required=False, help_text="json (Sync); csv (default), parquet or json (Async)."
+        choices=MLModel.InputType.choices,
+        required=False,
+        help_text="json (Sync); csv (default), parquet or json (Async).",
     )
     source = serializers.FileField(help_text="The scoring script (.py).")
     model = serializers.FileField(help_text="The model file, e.g. model.pkl.")
@@ -28,7 +31,9 @@ class ModelUploadSerializer(serializers.Serializer):
     )
     env = serializers.FileField(required=False, help_text="A .env file of secrets; stored encrypted.")
     sample = serializers.FileField(required=False, help_text="Async only: a sample input for the smoke test.")
-    extra = serializers.ListField(child=serializers.FileField(), required=False, help_text="Extra files, put beside the source.")
+    extra = serializers.ListField(
+        child=serializers.FileField(), required=False, help_text="Extra files, put beside the source."
+    )
 
 
 class ModelBuildSerializer(serializers.ModelSerializer):
@@ -59,7 +64,17 @@ class ModelSummarySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = MLModel
-        fields = ["hash", "name", "group", "operation", "status", "python_version", "created_at", "updated_at", "url"]
+        fields = [
+            "hash",
+            "name",
+            "group",
+            "operation",
+            "status",
+            "python_version",
+            "created_at",
+            "updated_at",
+            "url",
+        ]
         read_only_fields = fields
 
     def get_url(self, model: MLModel) -> str:
@@ -87,6 +102,8 @@ class ModelDetailSerializer(ModelSummarySerializer):
             "created_by",
             "deployed_at",
             "last_build",
+            "replicas",
+            "request_timeout",
         ]
         read_only_fields = fields
 
@@ -105,8 +122,35 @@ class ModelDetailSerializer(ModelSummarySerializer):
         return ModelBuildSerializer(build).data if build else None
 
 
+class ModelSettingsSerializer(serializers.ModelSerializer):
+    """What can change on a model without a rebuild."""
+
+    class Meta:
+        model = MLModel
+        fields = ["replicas", "request_timeout"]
+        extra_kwargs = {"request_timeout": {"min_value": 1, "max_value": 3600}}
+
+
 class ModelStatusSerializer(serializers.ModelSerializer):
     class Meta:
         model = MLModel
         fields = ["hash", "status", "status_message", "deployed_at"]
+        read_only_fields = fields
+
+
+class RunnerSerializer(serializers.Serializer):
+    pid = serializers.IntegerField()
+    replica = serializers.IntegerField()
+    build = serializers.IntegerField()
+    alive = serializers.BooleanField()
+    memory_bytes = serializers.IntegerField(help_text="Resident memory.")
+    requests = serializers.IntegerField(help_text="Requests served since it started.")
+    started_at = serializers.FloatField(help_text="Unix time.")
+    last_used = serializers.FloatField(help_text="Unix time.")
+
+
+class PredictionRecordSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = PredictionRecord
+        fields = ["at", "status_code", "latency_ms", "input", "output"]
         read_only_fields = fields

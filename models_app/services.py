@@ -68,7 +68,9 @@ def _read_text(upload: UploadedFile, field_name: str) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise UploadError(field_name, f"'{upload.name}' is not UTF-8 text. Save it as UTF-8 and upload it again.") from None
+        raise UploadError(
+            field_name, f"'{upload.name}' is not UTF-8 text. Save it as UTF-8 and upload it again."
+        ) from None
 
 
 @dataclass
@@ -137,7 +139,9 @@ def _check_upload(user, upload: ModelUpload) -> _Checked:
     source = files.get("source")
     if source is not None:
         if not source[0].endswith(".py"):
-            errors.setdefault("source", []).append(f"'{source[0]}' is not a .py file. Upload the scoring script.")
+            errors.setdefault("source", []).append(
+                f"'{source[0]}' is not a .py file. Upload the scoring script."
+            )
         else:
             text = attempt(_read_text, source[1], "source")
             if text is not None:
@@ -147,9 +151,10 @@ def _check_upload(user, upload: ModelUpload) -> _Checked:
     if "requirements" in files:
         text = attempt(_read_text, files["requirements"][1], "requirements")
         if text is not None:
-            requirements = attempt(
-                validation.parse_requirements, text, allow_options=settings.ALLOW_REQUIREMENT_OPTIONS
-            ) or []
+            requirements = (
+                attempt(validation.parse_requirements, text, allow_options=settings.ALLOW_REQUIREMENT_OPTIONS)
+                or []
+            )
 
     schema = None
     if "schema" in files:
@@ -159,7 +164,9 @@ def _check_upload(user, upload: ModelUpload) -> _Checked:
     elif upload.schema_data is not None:
         schema = upload.schema_data
         if operation == "Sync" and not isinstance(schema, dict):
-            errors.setdefault("schema", []).append("The schema of a Sync model must be a JSON object: one example input.")
+            errors.setdefault("schema", []).append(
+                "The schema of a Sync model must be a JSON object: one example input."
+            )
     elif operation == "Sync":
         errors.setdefault("schema", []).append(
             "Sync models need a schema: a JSON file with one example input, used for the smoke test and the docs."
@@ -190,8 +197,11 @@ def _check_upload(user, upload: ModelUpload) -> _Checked:
 
 def _missing(upload: ModelUpload) -> dict[str, str]:
     missing = {}
-    for field_name, what in (("source", "the scoring script (.py)"), ("model", "the model file (e.g. model.pkl)"),
-                             ("requirements", "requirements.txt")):
+    for field_name, what in (
+        ("source", "the scoring script (.py)"),
+        ("model", "the model file (e.g. model.pkl)"),
+        ("requirements", "requirements.txt"),
+    ):
         if getattr(upload, field_name) is None:
             missing[field_name] = f"Upload {what}."
     if not (upload.model_reference or "").strip():
@@ -264,7 +274,11 @@ def queue_build(model: MLModel, actor, *, recovered: bool = False) -> ModelBuild
     last = model.builds.order_by("-number").values_list("number", flat=True).first() or 0
     build = ModelBuild.objects.create(model=model, number=last + 1, requested_by=actor, recovered=recovered)
     # Enqueue only once the row is committed, or a fast worker could miss it.
-    transaction.on_commit(lambda: async_task("models_app.tasks.build_model", build.pk, task_name=f"build-{model.hash}-{build.number}"))
+    transaction.on_commit(
+        lambda: async_task(
+            "models_app.tasks.build_model", build.pk, task_name=f"build-{model.hash}-{build.number}"
+        )
+    )
     return build
 
 
@@ -276,7 +290,9 @@ def disable(model: MLModel, actor) -> MLModel:
     with transaction.atomic():
         updated = MLModel.objects.filter(
             pk=model.pk, status__in=[MLModel.Status.DEPLOYED, MLModel.Status.FAILED, MLModel.Status.READY]
-        ).update(status=MLModel.Status.DISABLED, status_message="Disabled: not serving.", updated_at=timezone.now())
+        ).update(
+            status=MLModel.Status.DISABLED, status_message="Disabled: not serving.", updated_at=timezone.now()
+        )
         model.refresh_from_db()
         if not updated:
             raise ActionRefused(f"A {model.status} model cannot be disabled.")
@@ -293,7 +309,9 @@ def restart(model: MLModel, actor) -> MLModel:
         ).update(status=MLModel.Status.READY, status_message="Rebuild queued.", updated_at=timezone.now())
         model.refresh_from_db()
         if not updated:
-            raise ActionRefused(f"A {model.status} model cannot be restarted; wait for the current build to end.")
+            raise ActionRefused(
+                f"A {model.status} model cannot be restarted; wait for the current build to end."
+            )
         record(model, actor, "restarted")
         queue_build(model, actor)
     return model
@@ -302,8 +320,15 @@ def restart(model: MLModel, actor) -> MLModel:
 def delete(model: MLModel, actor) -> MLModel:
     """Mark deleted and remove its files and secrets; the row (and its hash) stays."""
     with transaction.atomic():
-        updated = MLModel.objects.filter(pk=model.pk).exclude(status=MLModel.Status.DELETED).update(
-            status=MLModel.Status.DELETED, status_message="Deleted.", env_ciphertext=None, updated_at=timezone.now()
+        updated = (
+            MLModel.objects.filter(pk=model.pk)
+            .exclude(status=MLModel.Status.DELETED)
+            .update(
+                status=MLModel.Status.DELETED,
+                status_message="Deleted.",
+                env_ciphertext=None,
+                updated_at=timezone.now(),
+            )
         )
         model.refresh_from_db()
         if not updated:
@@ -311,6 +336,17 @@ def delete(model: MLModel, actor) -> MLModel:
         model.builds.filter(status=ModelBuild.Status.QUEUED).update(status=ModelBuild.Status.CANCELLED)
         record(model, actor, "deleted")
     shutil.rmtree(model.folder, ignore_errors=True)
+    return model
+
+
+def change_settings(model: MLModel, actor, **changes) -> MLModel:
+    """Serving settings; the model host applies them on its next pass (no rebuild)."""
+    changed = {k: v for k, v in changes.items() if getattr(model, k) != v}
+    if changed:
+        for key, value in changed.items():
+            setattr(model, key, value)
+        model.save(update_fields=[*changed, "updated_at"])
+        record(model, actor, "settings_changed", ", ".join(f"{k}={v}" for k, v in changed.items()))
     return model
 
 

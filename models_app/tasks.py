@@ -23,7 +23,7 @@ from django.utils import timezone
 from models_app import environments, interpreters
 from models_app.models import MLModel, ModelBuild
 from models_app.runtime import oneshot
-from models_app.services import queue_build, decrypted_env, record
+from models_app.services import decrypted_env, queue_build, record
 
 logger = logging.getLogger(__name__)
 
@@ -93,9 +93,13 @@ def build_model(build_id: int) -> str:
     build = ModelBuild.objects.select_related("model").get(pk=build_id)
     model = build.model
     if not MLModel.objects.filter(pk=model.pk, status=MLModel.Status.READY).update(
-        status=MLModel.Status.BUILDING, status_message=f"Build {build.number} running.", updated_at=timezone.now()
+        status=MLModel.Status.BUILDING,
+        status_message=f"Build {build.number} running.",
+        updated_at=timezone.now(),
     ):
-        ModelBuild.objects.filter(pk=build_id).update(status=ModelBuild.Status.CANCELLED, finished_at=timezone.now())
+        ModelBuild.objects.filter(pk=build_id).update(
+            status=ModelBuild.Status.CANCELLED, finished_at=timezone.now()
+        )
         return "model no longer waiting for a build"
     model.refresh_from_db()
 
@@ -112,7 +116,7 @@ def build_model(build_id: int) -> str:
             _finish(model, build, ok=False, message=f"Internal error: {type(exc).__name__}: {exc}")
             return "failed"
         log("Build succeeded: model deployed.")
-    _finish(model, build, ok=True, message="Deployed.", **outcome)
+    _finish(model, build, ok=True, message="Deployed.", deployed_build=build.number, **outcome)
     return "deployed"
 
 
@@ -168,7 +172,9 @@ def _smoke_test(model: MLModel, python: Path, log: BuildLog):
         log(f"Smoke test answer: {json.dumps(result.result)[:2000]}")
         return result.result
     if not model.sample_file:
-        log(f"Smoke test: importing {model.source_file} and finding {model.model_reference} (no sample input given).")
+        log(
+            f"Smoke test: importing {model.source_file} and finding {model.model_reference} (no sample input given)."
+        )
         result = oneshot.run_oneshot(
             python, kind="check", args=[], env=oneshot.build_runner_env(env), cwd=model.folder, **common
         )
@@ -228,12 +234,14 @@ def recover_stale_builds() -> int:
     """Builds whose worker died: re-queue once, then fail with a message."""
     cutoff = timezone.now() - timedelta(seconds=STALE_BUILD_SECONDS)
     recovered = 0
-    stale = ModelBuild.objects.select_related("model").filter(status=ModelBuild.Status.RUNNING, heartbeat_at__lt=cutoff)
+    stale = ModelBuild.objects.select_related("model").filter(
+        status=ModelBuild.Status.RUNNING, heartbeat_at__lt=cutoff
+    )
     for build in stale:
         with transaction.atomic():
-            if not ModelBuild.objects.filter(pk=build.pk, status=ModelBuild.Status.RUNNING, heartbeat_at__lt=cutoff).update(
-                status=ModelBuild.Status.FAILED, finished_at=timezone.now()
-            ):
+            if not ModelBuild.objects.filter(
+                pk=build.pk, status=ModelBuild.Status.RUNNING, heartbeat_at__lt=cutoff
+            ).update(status=ModelBuild.Status.FAILED, finished_at=timezone.now()):
                 continue
             build.append_log(f"{timezone.now():%Y-%m-%d %H:%M:%S} The worker running this build stopped.\n")
             model = build.model
@@ -245,7 +253,9 @@ def recover_stale_builds() -> int:
                 )
                 record(model, None, "build_failed", "worker stopped during the build")
             elif MLModel.objects.filter(pk=model.pk, status=MLModel.Status.BUILDING).update(
-                status=MLModel.Status.READY, status_message="Build re-queued: its worker stopped.", updated_at=timezone.now()
+                status=MLModel.Status.READY,
+                status_message="Build re-queued: its worker stopped.",
+                updated_at=timezone.now(),
             ):
                 record(model, None, "build_requeued", "worker stopped during the build")
                 queue_build(model, None, recovered=True)
@@ -255,7 +265,9 @@ def recover_stale_builds() -> int:
 
 def housekeeping() -> dict:
     """Scheduled every minute by django-q2."""
-    return {"recovered_builds": recover_stale_builds()}
+    from monitoring.tasks import purge_old_records
+
+    return {"recovered_builds": recover_stale_builds(), "purged_predictions": purge_old_records()}
 
 
 def ensure_schedules(**kwargs) -> None:
@@ -264,5 +276,10 @@ def ensure_schedules(**kwargs) -> None:
 
     Schedule.objects.update_or_create(
         name="neomaril-housekeeping",
-        defaults={"func": "models_app.tasks.housekeeping", "schedule_type": Schedule.MINUTES, "minutes": 1, "repeats": -1},
+        defaults={
+            "func": "models_app.tasks.housekeeping",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": 1,
+            "repeats": -1,
+        },
     )

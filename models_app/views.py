@@ -39,11 +39,19 @@ def model_upload(request):
         if not limits and form.is_valid():
             data = form.cleaned_data
             upload = services.ModelUpload(
-                name=data["name"], group=data["group"], operation=data["operation"],
-                model_reference=data["model_reference"], python_version=data["python_version"],
-                input_type=data["input_type"] or None, source=data["source"], model=data["model"],
-                requirements=data["requirements"], schema_file=data["schema"], env=data["env"],
-                sample=data["sample"], extra=data["extra"],
+                name=data["name"],
+                group=data["group"],
+                operation=data["operation"],
+                model_reference=data["model_reference"],
+                python_version=data["python_version"],
+                input_type=data["input_type"] or None,
+                source=data["source"],
+                model=data["model"],
+                requirements=data["requirements"],
+                schema_file=data["schema"],
+                env=data["env"],
+                sample=data["sample"],
+                extra=data["extra"],
             )
             try:
                 model = services.create_model(request.user, upload)

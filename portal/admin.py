@@ -56,15 +56,23 @@ class GroupAdmin(admin.ModelAdmin):
     @admin.action(description="Replace the token of the selected groups (shown once)")
     def force_refresh_token(self, request, queryset):
         if queryset.count() != 1:
-            self.message_user(request, "Select exactly one group: its new token is shown once.", messages.WARNING)
+            self.message_user(
+                request, "Select exactly one group: its new token is shown once.", messages.WARNING
+            )
             return None
         group = queryset.get()
         outcome = services.refresh_group_token(group, force=True, actor=request.user)
         return self._token_page(request, group, outcome.value, created=False)
 
     def _token_page(self, request, group, value, *, created):
-        context = {**self.admin_site.each_context(request), "group": group, "token": value, "created": created,
-                   "title": f"Token of {group.name}", "opts": self.model._meta}
+        context = {
+            **self.admin_site.each_context(request),
+            "group": group,
+            "token": value,
+            "created": created,
+            "title": f"Token of {group.name}",
+            "opts": self.model._meta,
+        }
         response = TemplateResponse(request, "admin/portal/token_once.html", context)
         response["Cache-Control"] = "no-store"
         return response

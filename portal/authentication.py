@@ -12,8 +12,7 @@ from rest_framework.request import Request
 from portal import tokens
 from portal.models import ApiToken, Group, GroupToken
 
-USER_TOKEN_KIND = "nmu_"
-GROUP_TOKEN_KIND = "nmg_"
+USER_TOKEN_KIND = "nmu_"  # noqa: S105  (a prefix, not a secret)
 
 
 def _credentials(request: Request, scheme: str) -> str | None:
@@ -45,7 +44,9 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
                 return None
         token = ApiToken.objects.select_related("user").filter(digest=tokens.digest(value)).first()
         if token is None or token.is_revoked:
-            raise exceptions.AuthenticationFailed("Invalid or revoked API token. Log in again to get a new one.")
+            raise exceptions.AuthenticationFailed(
+                "Invalid or revoked API token. Log in again to get a new one."
+            )
         if not token.user.is_active:
             raise exceptions.AuthenticationFailed("This user account is disabled.")
         self._touch(token)
@@ -92,3 +93,15 @@ def check_group_token(request: Request, group: Group) -> GroupToken:
             f"This token belongs to group '{token.group.name}', not to '{group.name}'."
         )
     return token
+
+
+class GroupTokenChallenge(authentication.BaseAuthentication):
+    """For endpoints called with a group token: authenticates nobody (the token is
+    checked against the model's group by the view) but makes DRF answer 401 with a
+    `WWW-Authenticate: Bearer` challenge instead of 403."""
+
+    def authenticate(self, request: Request):
+        return None
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="neomaril"'

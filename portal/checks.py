@@ -19,7 +19,7 @@ def check_task_queue(app_configs, **kwargs):
                 id="neomaril.E001",
             )
         )
-    if settings.ENV_BUILD_TIMEOUT + settings.SMOKE_TEST_TIMEOUT >= q["timeout"]:
+    if q["timeout"] <= settings.ENV_BUILD_TIMEOUT + settings.SMOKE_TEST_TIMEOUT:
         errors.append(
             Error(
                 "An environment build plus its smoke test "

@@ -33,4 +33,6 @@ class RefreshTokenForm(forms.Form):
 
 
 class ApiTokenForm(forms.Form):
-    name = forms.CharField(max_length=100, required=False, help_text="What this token is for, e.g. 'laptop notebook'.")
+    name = forms.CharField(
+        max_length=100, required=False, help_text="What this token is for, e.g. 'laptop notebook'."
+    )

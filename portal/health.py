@@ -39,4 +39,6 @@ def _broker() -> dict:
 def healthz(request):
     checks = {"database": _probe(_database), "broker": _probe(_broker)}
     healthy = all(check["ok"] for check in checks.values())
-    return JsonResponse({"status": "ok" if healthy else "unavailable", "checks": checks}, status=200 if healthy else 503)
+    return JsonResponse(
+        {"status": "ok" if healthy else "unavailable", "checks": checks}, status=200 if healthy else 503
+    )

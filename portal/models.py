@@ -12,7 +12,9 @@ from django.utils import timezone
 
 from portal import tokens
 
-GROUP_NAME_RULE = "1 to 32 characters: lower-case letters, digits, '-' and '_', starting with a letter or digit"
+GROUP_NAME_RULE = (
+    "1 to 32 characters: lower-case letters, digits, '-' and '_', starting with a letter or digit"
+)
 group_name_validator = RegexValidator(
     regex=r"^[a-z0-9][a-z0-9_-]{0,31}\Z",
     message=f"Group names must be {GROUP_NAME_RULE}.",

@@ -69,9 +69,7 @@ def refresh_group_token(group: Group, *, force: bool, actor: AbstractBaseUser | 
 
 def set_membership(group: Group, user: AbstractBaseUser, role: str) -> tuple[Membership, bool]:
     """Add `user` to `group` with `role`, or change the role of an existing member."""
-    membership, created = Membership.objects.update_or_create(
-        group=group, user=user, defaults={"role": role}
-    )
+    membership, created = Membership.objects.update_or_create(group=group, user=user, defaults={"role": role})
     return membership, created
 
 

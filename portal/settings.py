@@ -235,6 +235,41 @@ FILE_UPLOAD_TEMP_DIR = str(UPLOAD_TMP_DIR)
 FILE_UPLOAD_PERMISSIONS = 0o600
 FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
 
+# --- Sync serving (model host) ------------------------------------------------------
+# Unix sockets of the runners and of the host. Socket paths are limited to ~100
+# bytes, so a deep data folder falls back to a short folder under /tmp.
+RUN_DIR = envpath("NEOMARIL_RUN_DIR", DATA_DIR / "run")
+if len(str(RUN_DIR)) > 60:
+    import hashlib
+    import tempfile
+
+    RUN_DIR = (
+        Path(tempfile.gettempdir()) / f"neomaril-{hashlib.sha256(str(DATA_DIR).encode()).hexdigest()[:12]}"
+    )
+PREDICT_TIMEOUT = envint("NEOMARIL_PREDICT_TIMEOUT", 30, minimum=1)
+COLD_START_TIMEOUT = envint("NEOMARIL_COLD_START_TIMEOUT", 120, minimum=1)
+HOST_MAX_RUNNERS = envint("NEOMARIL_HOST_MAX_RUNNERS", 16, minimum=1)
+# Total resident memory of all runners on the node; 0 = no memory budget.
+HOST_MEMORY_BUDGET_MB = envint("NEOMARIL_HOST_MEMORY_BUDGET_MB", 0, minimum=0)
+# Address-space limit of one runner (RLIMIT_AS); 0 = none. Generous: numpy and BLAS
+# reserve much more virtual memory than they use.
+RUNNER_MEMORY_LIMIT_MB = envint("NEOMARIL_RUNNER_MEMORY_LIMIT_MB", 8192, minimum=0)
+# Sync calls are recorded for monitoring, in batches, off the request path.
+RECORD_PREDICTIONS = envbool("NEOMARIL_RECORD_PREDICTIONS", True)
+RECORD_BUFFER_SIZE = envint("NEOMARIL_RECORD_BUFFER", 10_000, minimum=1)
+RECORD_RETENTION_DAYS = envint("NEOMARIL_RECORD_RETENTION_DAYS", 90, minimum=1)
+
+# --- Async executions (executions app) ----------------------------------------
+EXECUTIONS_DIR = DATA_DIR / "executions"
+EXECUTION_TIMEOUT = envint("NEOMARIL_EXECUTION_TIMEOUT", 1200, minimum=1)
+MAX_EXECUTION_UPLOAD_BYTES = envint("NEOMARIL_MAX_EXECUTION_UPLOAD_MB", 2048, minimum=1) * 1024 * 1024
+EXECUTION_CONCURRENCY_PER_MODEL = envint("NEOMARIL_EXECUTION_CONCURRENCY_PER_MODEL", 2, minimum=1)
+EXECUTION_CONCURRENCY_TOTAL = envint("NEOMARIL_EXECUTION_CONCURRENCY_TOTAL", 4, minimum=1)
+EXECUTION_RETENTION_DAYS = envint("NEOMARIL_EXECUTION_RETENTION_DAYS", 30, minimum=7)
+# A Running execution whose worker has not written a heartbeat (every 5 s) for this long
+# lost its worker: housekeeping re-queues it once, then fails it (docs/executions.md).
+EXECUTION_STALE_SECONDS = envint("NEOMARIL_EXECUTION_STALE_SECONDS", 90, minimum=15)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

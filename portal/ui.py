@@ -51,7 +51,9 @@ def group_list(request):
             )
     groups = groups_for(request.user).prefetch_related("memberships", "tokens")
     return render(
-        request, "portal/group_list.html", {"groups": groups, "form": form, "can_create": is_admin(request.user)}
+        request,
+        "portal/group_list.html",
+        {"groups": groups, "form": form, "can_create": is_admin(request.user)},
     )
 
 
@@ -72,7 +74,9 @@ def group_detail(request, name: str):
             if member_form.is_valid():
                 user = member_form.cleaned_data["username"]
                 services.set_membership(group, user, member_form.cleaned_data["role"])
-                messages.success(request, f"{user.username} is now a {member_form.cleaned_data['role']} of {group}.")
+                messages.success(
+                    request, f"{user.username} is now a {member_form.cleaned_data['role']} of {group}."
+                )
                 return redirect("group-detail", name=group.name)
         elif action == "remove-member":
             user = get_object_or_404(get_user_model(), username=request.POST.get("username", ""))
@@ -87,7 +91,9 @@ def group_detail(request, name: str):
                 )
                 if outcome.refreshed:
                     return _render_secret(
-                        request, "portal/token_once.html", {"group": group, "token": outcome.value, "created": False}
+                        request,
+                        "portal/token_once.html",
+                        {"group": group, "token": outcome.value, "created": False},
                     )
                 messages.info(
                     request,
@@ -125,6 +131,8 @@ def api_tokens(request):
             form = ApiTokenForm()
     tokens = ApiToken.objects.filter(user=request.user)
     context = {"tokens": tokens, "form": form, "new_token": new_token}
-    return _render_secret(request, "portal/api_tokens.html", context) if new_token else render(
-        request, "portal/api_tokens.html", context
+    return (
+        _render_secret(request, "portal/api_tokens.html", context)
+        if new_token
+        else render(request, "portal/api_tokens.html", context)
     )

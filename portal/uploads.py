@@ -43,7 +43,10 @@ class LimitedTemporaryFileUploadHandler(TemporaryFileUploadHandler):
             self._discard()
             raise StopUpload(connection_reset=False)
         if self.received > self.file_limit:
-            self._record(self.field_name, f"'{self.file_name}' is larger than the per-file limit of {_mb(self.file_limit)}.")
+            self._record(
+                self.field_name,
+                f"'{self.file_name}' is larger than the per-file limit of {_mb(self.file_limit)}.",
+            )
             self._discard()
             raise SkipFile()
         return super().receive_data_chunk(raw_data, start)

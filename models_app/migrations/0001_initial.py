@@ -2,96 +2,214 @@
 
 import django.db.models.deletion
 import django.utils.timezone
-import models_app.models
 from django.conf import settings
 from django.db import migrations, models
 
+import models_app.models
+
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('portal', '0001_initial'),
+        ("portal", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='MLModel',
+            name="MLModel",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('hash', models.CharField(default=models_app.models.new_model_hash, editable=False, max_length=33, unique=True)),
-                ('name', models.CharField(max_length=64)),
-                ('operation', models.CharField(choices=[('Sync', 'Sync'), ('Async', 'Async')], max_length=8)),
-                ('model_reference', models.CharField(help_text='Name of the entrypoint function.', max_length=100)),
-                ('python_version', models.CharField(help_text='As requested, e.g. 3.9.', max_length=16)),
-                ('python_full_version', models.CharField(blank=True, help_text='Interpreter used by the last build.', max_length=16)),
-                ('input_type', models.CharField(choices=[('json', 'Json'), ('csv', 'Csv'), ('parquet', 'Parquet')], max_length=8)),
-                ('status', models.CharField(choices=[('Ready', 'Ready'), ('Building', 'Building'), ('Deployed', 'Deployed'), ('Failed', 'Failed'), ('Disabled', 'Disabled'), ('Deleted', 'Deleted')], db_index=True, default='Ready', max_length=10)),
-                ('status_message', models.TextField(blank=True)),
-                ('schema', models.JSONField(blank=True, help_text='Example of one input.', null=True)),
-                ('source_file', models.CharField(max_length=128)),
-                ('model_file', models.CharField(max_length=128)),
-                ('requirements_file', models.CharField(max_length=128)),
-                ('schema_file', models.CharField(blank=True, max_length=128)),
-                ('sample_file', models.CharField(blank=True, max_length=128)),
-                ('extra_files', models.JSONField(blank=True, default=list)),
-                ('requirements', models.JSONField(blank=True, default=list, help_text='Normalised requirement lines.')),
-                ('env_names', models.JSONField(blank=True, default=list)),
-                ('env_ciphertext', models.BinaryField(blank=True, null=True)),
-                ('env_fingerprint', models.CharField(blank=True, help_text='Content address of the environment.', max_length=64)),
-                ('smoke_result', models.JSONField(blank=True, help_text="Answer of the build's smoke test.", null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('deployed_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='created_models', to=settings.AUTH_USER_MODEL)),
-                ('group', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='models', to='portal.group')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "hash",
+                    models.CharField(
+                        default=models_app.models.new_model_hash, editable=False, max_length=33, unique=True
+                    ),
+                ),
+                ("name", models.CharField(max_length=64)),
+                ("operation", models.CharField(choices=[("Sync", "Sync"), ("Async", "Async")], max_length=8)),
+                (
+                    "model_reference",
+                    models.CharField(help_text="Name of the entrypoint function.", max_length=100),
+                ),
+                ("python_version", models.CharField(help_text="As requested, e.g. 3.9.", max_length=16)),
+                (
+                    "python_full_version",
+                    models.CharField(
+                        blank=True, help_text="Interpreter used by the last build.", max_length=16
+                    ),
+                ),
+                (
+                    "input_type",
+                    models.CharField(
+                        choices=[("json", "Json"), ("csv", "Csv"), ("parquet", "Parquet")], max_length=8
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("Ready", "Ready"),
+                            ("Building", "Building"),
+                            ("Deployed", "Deployed"),
+                            ("Failed", "Failed"),
+                            ("Disabled", "Disabled"),
+                            ("Deleted", "Deleted"),
+                        ],
+                        db_index=True,
+                        default="Ready",
+                        max_length=10,
+                    ),
+                ),
+                ("status_message", models.TextField(blank=True)),
+                ("schema", models.JSONField(blank=True, help_text="Example of one input.", null=True)),
+                ("source_file", models.CharField(max_length=128)),
+                ("model_file", models.CharField(max_length=128)),
+                ("requirements_file", models.CharField(max_length=128)),
+                ("schema_file", models.CharField(blank=True, max_length=128)),
+                ("sample_file", models.CharField(blank=True, max_length=128)),
+                ("extra_files", models.JSONField(blank=True, default=list)),
+                (
+                    "requirements",
+                    models.JSONField(blank=True, default=list, help_text="Normalised requirement lines."),
+                ),
+                ("env_names", models.JSONField(blank=True, default=list)),
+                ("env_ciphertext", models.BinaryField(blank=True, null=True)),
+                (
+                    "env_fingerprint",
+                    models.CharField(
+                        blank=True, help_text="Content address of the environment.", max_length=64
+                    ),
+                ),
+                (
+                    "smoke_result",
+                    models.JSONField(blank=True, help_text="Answer of the build's smoke test.", null=True),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("deployed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="created_models",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "group",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="models", to="portal.group"
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'model',
-                'ordering': ['-created_at'],
+                "verbose_name": "model",
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='ModelBuild',
+            name="ModelBuild",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('number', models.PositiveIntegerField()),
-                ('status', models.CharField(choices=[('Queued', 'Queued'), ('Running', 'Running'), ('Succeeded', 'Succeeded'), ('Failed', 'Failed'), ('Cancelled', 'Cancelled')], default='Queued', max_length=10)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('heartbeat_at', models.DateTimeField(blank=True, null=True)),
-                ('recovered', models.BooleanField(default=False, help_text='Re-queued after its worker stopped.')),
-                ('log', models.TextField(blank=True, default='')),
-                ('model', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='builds', to='models_app.mlmodel')),
-                ('requested_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("number", models.PositiveIntegerField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("Queued", "Queued"),
+                            ("Running", "Running"),
+                            ("Succeeded", "Succeeded"),
+                            ("Failed", "Failed"),
+                            ("Cancelled", "Cancelled"),
+                        ],
+                        default="Queued",
+                        max_length=10,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("heartbeat_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "recovered",
+                    models.BooleanField(default=False, help_text="Re-queued after its worker stopped."),
+                ),
+                ("log", models.TextField(blank=True, default="")),
+                (
+                    "model",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="builds",
+                        to="models_app.mlmodel",
+                    ),
+                ),
+                (
+                    "requested_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-number'],
+                "ordering": ["-number"],
             },
         ),
         migrations.CreateModel(
-            name='ModelEvent',
+            name="ModelEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('action', models.CharField(max_length=32)),
-                ('detail', models.TextField(blank=True)),
-                ('at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
-                ('model', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='models_app.mlmodel')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("action", models.CharField(max_length=32)),
+                ("detail", models.TextField(blank=True)),
+                ("at", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "model",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="events",
+                        to="models_app.mlmodel",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-at', '-pk'],
+                "ordering": ["-at", "-pk"],
             },
         ),
         migrations.AddIndex(
-            model_name='mlmodel',
-            index=models.Index(fields=['group', 'status'], name='models_app__group_i_21aa27_idx'),
+            model_name="mlmodel",
+            index=models.Index(fields=["group", "status"], name="models_app__group_i_21aa27_idx"),
         ),
         migrations.AddConstraint(
-            model_name='modelbuild',
-            constraint=models.UniqueConstraint(fields=('model', 'number'), name='unique_build_number'),
+            model_name="modelbuild",
+            constraint=models.UniqueConstraint(fields=("model", "number"), name="unique_build_number"),
         ),
     ]

@@ -34,6 +34,7 @@ import importlib.util
 import json
 import math
 import os
+import selectors
 import signal
 import socket
 import stat
@@ -493,25 +494,56 @@ class _Server:
             )
         return _protocol_error_frame(f"unknown op {op!r} (expected 'ping' or 'predict')")
 
-    def serve_connection(self, conn):
-        """Answer frames on one connection until the client closes it."""
-        if self.idle_timeout:
-            conn.settimeout(self.idle_timeout)
-        while True:
-            try:
-                request = read_frame_from_socket(conn)
-            except ProtocolError as exc:
-                # The stream can't be resynchronised: say why (if the client still listens), then drop it.
-                with contextlib.suppress(OSError):
-                    conn.sendall(_protocol_error_frame(str(exc)))
-                return
-            if request is None:
-                return
-            response = self.handle(request)
-            _flush_std()
-            conn.sendall(response)
-            if _terminating:
-                raise _Terminate()
+    def serve_one_frame(self, conn):
+        """Answer the frame waiting on ``conn``; False when the connection is done."""
+        # A frame has started arriving: the rest must come within idle_timeout, or a
+        # stalled client would hold this single-threaded runner.
+        conn.settimeout(self.idle_timeout or None)
+        try:
+            request = read_frame_from_socket(conn)
+        except ProtocolError as exc:
+            # The stream can't be resynchronised: say why (if the client still listens), then drop it.
+            with contextlib.suppress(OSError):
+                conn.sendall(_protocol_error_frame(str(exc)))
+            return False
+        if request is None:
+            return False
+        response = self.handle(request)
+        _flush_std()
+        conn.sendall(response)
+        if _terminating:
+            raise _Terminate()
+        return True
+
+    def serve_forever(self, server_sock):
+        """Multiplex many persistent connections; run user code one request at a time.
+
+        Web processes keep pooled connections open, so a runner must not give one
+        connection exclusive use until it closes.
+        """
+        selector = selectors.DefaultSelector()
+        selector.register(server_sock, selectors.EVENT_READ)
+        try:
+            while True:
+                for key, _events in selector.select():
+                    if key.fileobj is server_sock:
+                        conn, _addr = server_sock.accept()
+                        selector.register(conn, selectors.EVENT_READ)
+                        continue
+                    conn = key.fileobj
+                    try:
+                        keep = self.serve_one_frame(conn)
+                    except OSError as exc:  # client vanished or stalled; the others are served
+                        sys.stderr.write(f"neomaril runner: connection dropped: {exc}\n")
+                        keep = False
+                    if not keep:
+                        selector.unregister(conn)
+                        conn.close()
+        finally:
+            for key in list(selector.get_map().values()):
+                if key.fileobj is not server_sock:
+                    key.fileobj.close()
+            selector.close()
 
 
 def _protocol_error_frame(message):
@@ -591,14 +623,7 @@ def run_serve(socket_path, source, entrypoint, memory_limit_mb, idle_timeout):
     server_sock, inode = _bind_ready_socket(socket_path)
     server = _Server(func, idle_timeout)
     try:
-        while True:
-            conn, _addr = server_sock.accept()
-            try:
-                server.serve_connection(conn)
-            except OSError as exc:  # client vanished or went idle; the next one is served
-                sys.stderr.write(f"neomaril runner: connection dropped: {exc}\n")
-            finally:
-                conn.close()
+        server.serve_forever(server_sock)
     except (_Terminate, KeyboardInterrupt):
         return 0
     finally:

@@ -33,9 +33,17 @@ def exception_handler(exc: Exception, context: dict) -> Any:
         return response
     detail = response.data.get("detail") if isinstance(response.data, dict) else response.data
     code = getattr(detail, "code", None) or _STATUS_CODES.get(response.status_code, "error")
-    extra = {k: v for k, v in response.data.items() if k != "detail"} if isinstance(response.data, dict) else {}
+    extra = (
+        {k: v for k, v in response.data.items() if k != "detail"} if isinstance(response.data, dict) else {}
+    )
     response.data = {"detail": _first_message(detail), "code": code, **extra}
     return response
 
 
-_STATUS_CODES = {400: "invalid", 401: "not_authenticated", 403: "permission_denied", 404: "not_found", 405: "method_not_allowed"}
+_STATUS_CODES = {
+    400: "invalid",
+    401: "not_authenticated",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+}

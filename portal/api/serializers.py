@@ -66,7 +66,9 @@ class GroupTokenInfoSerializer(serializers.ModelSerializer):
 
 class GroupSerializer(serializers.ModelSerializer):
     members = MembershipSerializer(source="memberships", many=True, read_only=True)
-    token = serializers.SerializerMethodField(help_text="The current token's prefix and expiry (never the token).")
+    token = serializers.SerializerMethodField(
+        help_text="The current token's prefix and expiry (never the token)."
+    )
 
     class Meta:
         model = Group
@@ -112,6 +114,8 @@ class RefreshTokenSerializer(serializers.Serializer):
 
 class RefreshTokenResponseSerializer(serializers.Serializer):
     refreshed = serializers.BooleanField()
-    group_token = serializers.CharField(allow_null=True, help_text="The new token (shown once), or null if kept.")
+    group_token = serializers.CharField(
+        allow_null=True, help_text="The new token (shown once), or null if kept."
+    )
     expires_at = serializers.DateTimeField()
     detail = serializers.CharField()

@@ -17,5 +17,9 @@ urlpatterns = [
         views.GroupMemberDetailView.as_view(),
         name="api-group-member-detail",
     ),
-    path("groups/<str:name>/refresh-token", views.GroupTokenRefreshView.as_view(), name="api-group-refresh-token"),
+    path(
+        "groups/<str:name>/refresh-token",
+        views.GroupTokenRefreshView.as_view(),
+        name="api-group-refresh-token",
+    ),
 ]

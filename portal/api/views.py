@@ -58,7 +58,9 @@ class ApiTokenListView(generics.ListCreateAPIView):
     def get_queryset(self):
         return ApiToken.objects.filter(user=self.request.user)
 
-    @extend_schema(request=s.CreateApiTokenSerializer, responses={201: s.NewApiTokenSerializer}, tags=["auth"])
+    @extend_schema(
+        request=s.CreateApiTokenSerializer, responses={201: s.NewApiTokenSerializer}, tags=["auth"]
+    )
     def post(self, request: Request) -> Response:
         data = s.CreateApiTokenSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -112,7 +114,11 @@ def _managed_group(request: Request, name: str):
 
 
 class GroupMembersView(APIView):
-    @extend_schema(request=s.MemberAddSerializer, responses={200: s.MembershipSerializer, 201: s.MembershipSerializer}, tags=["groups"])
+    @extend_schema(
+        request=s.MemberAddSerializer,
+        responses={200: s.MembershipSerializer, 201: s.MembershipSerializer},
+        tags=["groups"],
+    )
     def post(self, request: Request, name: str) -> Response:
         group = _managed_group(request, name)
         data = s.MemberAddSerializer(data=request.data)
@@ -142,7 +148,10 @@ class GroupTokenRefreshView(APIView):
 
     @extend_schema(
         request=s.RefreshTokenSerializer,
-        responses={200: s.RefreshTokenResponseSerializer, 201: OpenApiResponse(s.RefreshTokenResponseSerializer)},
+        responses={
+            200: s.RefreshTokenResponseSerializer,
+            201: OpenApiResponse(s.RefreshTokenResponseSerializer),
+        },
         tags=["groups"],
     )
     def post(self, request: Request, name: str) -> Response:
@@ -151,7 +160,9 @@ class GroupTokenRefreshView(APIView):
         data.is_valid(raise_exception=True)
         outcome = services.refresh_group_token(group, force=data.validated_data["force"], actor=request.user)
         if outcome.refreshed:
-            detail = "New group token issued. It is shown only now: store it. The previous token no longer works."
+            detail = (
+                "New group token issued. It is shown only now: store it. The previous token no longer works."
+            )
         else:
             detail = (
                 f"The current token is still valid until {outcome.token.expires_at:%Y-%m-%d}; it was kept. "

@@ -23,7 +23,9 @@ def free_port() -> int:
 class RunningPortal:
     """`make run` in its own process group, with its output in a log file."""
 
-    def __init__(self, data_dir: Path, *, admin=("admin", "admin-password-123"), extra_env: dict | None = None):
+    def __init__(
+        self, data_dir: Path, *, admin=("admin", "admin-password-123"), extra_env: dict | None = None
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir
@@ -40,9 +42,13 @@ class RunningPortal:
             }
         )
         data_dir.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115  (closed in stop())
         self.process = subprocess.Popen(
-            ["make", "--no-print-directory", "run"], cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            ["make", "--no-print-directory", "run"],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
@@ -73,3 +79,56 @@ class RunningPortal:
                 self.process.wait(10)
         self._log.close()
         return self.process.returncode
+
+
+class PortalClient:
+    """A logged-in admin talking to a RunningPortal over HTTP."""
+
+    def __init__(self, portal: RunningPortal):
+        self.url = portal.url
+        login = requests.post(
+            f"{self.url}/api/v1/auth/login",
+            json={"username": portal.admin[0], "password": portal.admin[1]},
+            timeout=10,
+        )
+        login.raise_for_status()
+        self.headers = {"Authorization": f"Token {login.json()['token']}"}
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        return requests.get(f"{self.url}{path}", headers=self.headers, timeout=30, **kwargs)
+
+    def post(self, path: str, **kwargs) -> requests.Response:
+        return requests.post(f"{self.url}{path}", headers=self.headers, timeout=30, **kwargs)
+
+    def patch(self, path: str, **kwargs) -> requests.Response:
+        return requests.patch(f"{self.url}{path}", headers=self.headers, timeout=30, **kwargs)
+
+    def create_group(self, name: str) -> str:
+        response = self.post("/api/v1/groups", json={"name": name})
+        assert response.status_code == 201, response.text
+        return response.json()["group_token"]
+
+    def deploy(self, *, group: str, files: dict, timeout: float = 600, **form) -> str:
+        """Upload a model and wait until it is Deployed; returns its hash."""
+        data = {
+            "name": "e2e model",
+            "operation": "Sync",
+            "model_reference": "score",
+            "python_version": "3.11",
+            **form,
+        }
+        created = self.post("/api/v1/models", data={"group": group, **data}, files=files)
+        assert created.status_code == 201, created.text
+        model_hash = created.json()["hash"]
+        status = self.wait_status(model_hash, {"Deployed", "Failed"}, timeout)
+        if status != "Deployed":
+            raise AssertionError(self.get(f"/api/v1/models/{model_hash}/logs").json()["log"])
+        return model_hash
+
+    def wait_status(self, model_hash: str, wanted: set[str], timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.get(f"/api/v1/models/{model_hash}/status").json()["status"]
+            if status in wanted or time.monotonic() > deadline:
+                return status
+            time.sleep(0.3)

@@ -1,6 +1,7 @@
 """`make run` starts web and worker, creates the admin, and `/healthz` answers."""
 
 import subprocess
+import time
 
 import pytest
 import requests
@@ -17,12 +18,17 @@ def test_make_run_starts_everything_and_ctrl_c_stops_it(tmp_path):
         assert health["status"] == "ok"
         assert health["checks"]["database"]["ok"] and health["checks"]["broker"]["ok"]
         login = requests.post(
-            f"{portal.url}/api/v1/auth/login", json={"username": "admin", "password": "admin-password-123"}, timeout=10
+            f"{portal.url}/api/v1/auth/login",
+            json={"username": "admin", "password": "admin-password-123"},
+            timeout=10,
         )
         assert login.status_code == 201, login.text
         token = login.json()["token"]
         created = requests.post(
-            f"{portal.url}/api/v1/groups", json={"name": "e2e"}, headers={"Authorization": f"Token {token}"}, timeout=10
+            f"{portal.url}/api/v1/groups",
+            json={"name": "e2e"},
+            headers={"Authorization": f"Token {token}"},
+            timeout=10,
         )
         assert created.status_code == 201 and created.json()["group_token"].startswith("nmg_")
         page = requests.get(f"{portal.url}/login/", timeout=10)
@@ -30,7 +36,39 @@ def test_make_run_starts_everything_and_ctrl_c_stops_it(tmp_path):
         css = requests.get(f"{portal.url}/static/css/portal.css", timeout=10)
         assert css.status_code == 200 and "--primary" in css.text  # whitenoise serves static files
         assert "worker" in portal.log() and "web" in portal.log()
+        _deploy_through_the_worker(portal.url, token)
     finally:
         portal.stop()
     leftovers = subprocess.run(["pgrep", "-f", f"127.0.0.1:{portal.port}"], capture_output=True, text=True)
     assert leftovers.stdout.strip() == "", "processes survived Ctrl-C"
+
+
+def _deploy_through_the_worker(url: str, token: str) -> None:
+    """The django-q2 worker started by `make run` picks up the build and deploys."""
+    headers = {"Authorization": f"Token {token}"}
+    files = {
+        "source": ("app.py", b"def score(data, base_path):\n    return {'echo': data}\n"),
+        "model": ("model.pkl", b"unused"),
+        "requirements": ("requirements.txt", b""),
+        "schema": ("schema.json", b'{"x": 1}'),
+    }
+    form = {
+        "name": "e2e",
+        "group": "e2e",
+        "operation": "Sync",
+        "model_reference": "score",
+        "python_version": "3.11",
+    }
+    created = requests.post(f"{url}/api/v1/models", data=form, files=files, headers=headers, timeout=30)
+    assert created.status_code == 201, created.text
+    model_hash = created.json()["hash"]
+    deadline = time.monotonic() + 120
+    status = None
+    while time.monotonic() < deadline:
+        status = requests.get(f"{url}/api/v1/models/{model_hash}/status", headers=headers, timeout=10).json()
+        if status["status"] in ("Deployed", "Failed"):
+            break
+        time.sleep(0.5)
+    logs = requests.get(f"{url}/api/v1/models/{model_hash}/logs", headers=headers, timeout=10).json()["log"]
+    assert status and status["status"] == "Deployed", logs
+    assert 'Smoke test answer: {"echo": "{\\"x\\": 1}"}' in logs

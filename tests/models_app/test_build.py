@@ -39,7 +39,9 @@ def _upload(client, model_pickle, **overrides):
         "env": file(".env", "API_KEY=s3cr3t-value\n"),
     }
     payload.update(overrides)
-    response = client.post("/api/v1/models", {k: v for k, v in payload.items() if v is not None}, format="multipart")
+    response = client.post(
+        "/api/v1/models", {k: v for k, v in payload.items() if v is not None}, format="multipart"
+    )
     assert response.status_code == 201, response.json()
     return MLModel.objects.get(hash=response.json()["hash"])
 
@@ -87,8 +89,13 @@ def test_async_model_with_sample_deploys(cast, model_pickle):
     client = api_client(cast.owner)
     model = _build(
         _upload(
-            client, model_pickle, operation="Async", schema=None, source=file("app.py", real_models.ASYNC_SOURCE),
-            sample=file("input.csv", real_models.SAMPLE_CSV), name="Teste Async",
+            client,
+            model_pickle,
+            operation="Async",
+            schema=None,
+            source=file("app.py", real_models.ASYNC_SOURCE),
+            sample=file("input.csv", real_models.SAMPLE_CSV),
+            name="Teste Async",
         )
     )
     assert model.status == "Deployed", _log(client, model)
@@ -99,7 +106,14 @@ def test_async_model_with_sample_deploys(cast, model_pickle):
 def test_missing_package_fails_the_build_naming_it(cast, model_pickle):
     client = api_client(cast.owner)
     requirements = file("requirements.txt", "neomaril-no-such-package-xyz==1.0\n")
-    model = _build(_upload(client, model_pickle, requirements=requirements, source=file("app.py", "def score(a, b):\n    return {}\n")))
+    model = _build(
+        _upload(
+            client,
+            model_pickle,
+            requirements=requirements,
+            source=file("app.py", "def score(a, b):\n    return {}\n"),
+        )
+    )
     assert model.status == "Failed"
     assert "neomaril-no-such-package-xyz" in model.status_message
     assert "neomaril-no-such-package-xyz" in _log(client, model)
@@ -109,7 +123,11 @@ def test_missing_package_fails_the_build_naming_it(cast, model_pickle):
 def test_user_code_raising_fails_the_build_with_traceback(cast, model_pickle):
     client = api_client(cast.owner)
     source = "def helper(x):\n    return 1 / x\n\ndef score(data, base_path):\n    return {'v': helper(0)}\n"
-    model = _build(_upload(client, model_pickle, source=file("app.py", source), requirements=file("requirements.txt", "")))
+    model = _build(
+        _upload(
+            client, model_pickle, source=file("app.py", source), requirements=file("requirements.txt", "")
+        )
+    )
     assert model.status == "Failed"
     assert "ZeroDivisionError" in model.status_message
     log = _log(client, model)
@@ -119,14 +137,25 @@ def test_user_code_raising_fails_the_build_with_traceback(cast, model_pickle):
 def test_non_json_answer_fails_the_build(cast, model_pickle):
     client = api_client(cast.owner)
     source = "def score(data, base_path):\n    return 'not json'\n"
-    model = _build(_upload(client, model_pickle, source=file("app.py", source), requirements=file("requirements.txt", "")))
+    model = _build(
+        _upload(
+            client, model_pickle, source=file("app.py", source), requirements=file("requirements.txt", "")
+        )
+    )
     assert model.status == "Failed"
     assert "not valid JSON" in model.status_message
 
 
 def test_lifecycle_disable_restart_delete(cast, model_pickle):
     client = api_client(cast.teammate)
-    model = _build(_upload(client, model_pickle, requirements=file("requirements.txt", ""), source=file("app.py", "def score(a, b):\n    return {'ok': True}\n")))
+    model = _build(
+        _upload(
+            client,
+            model_pickle,
+            requirements=file("requirements.txt", ""),
+            source=file("app.py", "def score(a, b):\n    return {'ok': True}\n"),
+        )
+    )
     assert model.status == "Deployed"
     disabled = client.post(f"/api/v1/models/{model.hash}/disable")
     assert disabled.status_code == 200 and disabled.json()["status"] == "Disabled"

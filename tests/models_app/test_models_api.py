@@ -59,12 +59,16 @@ def test_wrong_method_is_405(cast, model):
 
 def test_search_filters_and_paginates(cast, model):
     client = api_client(cast.owner)
-    client.post("/api/v1/models", sync_payload(name="Churn Async", operation="Async", schema=None), format="multipart")
+    client.post(
+        "/api/v1/models", sync_payload(name="Churn Async", operation="Async", schema=None), format="multipart"
+    )
     MLModel.objects.filter(name="Churn Async").update(status="Deployed")
     assert client.get("/api/v1/models").json()["count"] == 2
     assert [m["name"] for m in client.get("/api/v1/models?name=churn").json()["results"]] == ["Churn Async"]
     assert [m["name"] for m in client.get("/api/v1/models?status=Ready").json()["results"]] == ["Teste Sync"]
-    assert [m["name"] for m in client.get("/api/v1/models?operation=Async").json()["results"]] == ["Churn Async"]
+    assert [m["name"] for m in client.get("/api/v1/models?operation=Async").json()["results"]] == [
+        "Churn Async"
+    ]
     assert client.get("/api/v1/models?group=other-team").json()["count"] == 0
     page = client.get("/api/v1/models?page_size=1").json()
     assert page["count"] == 2 and len(page["results"]) == 1 and page["next"]
@@ -113,7 +117,7 @@ def test_stale_build_is_requeued_once_then_failed(cast, model):
     ModelBuild.objects.filter(pk=build.pk).update(status="Running", heartbeat_at=old, started_at=old)
     MLModel.objects.filter(pk=model.pk).update(status="Building")
 
-    assert tasks.housekeeping() == {"recovered_builds": 1}
+    assert tasks.housekeeping() == {"recovered_builds": 1, "purged_predictions": 0}
     model.refresh_from_db()
     assert model.status == "Ready" and "re-queued" in model.status_message
     retry = model.builds.get(number=2)

@@ -39,18 +39,29 @@ def test_sync_upload_is_stored_and_queued(cast):
     assert body["group"] == "datarisk"
     assert body["schema"] == {"a": 1, "b": 2}
     assert body["files"] == {
-        "source": "app.py", "model": "model.pkl", "requirements": "requirements.txt",
-        "schema": "schema.json", "sample": None, "extra": [],
+        "source": "app.py",
+        "model": "model.pkl",
+        "requirements": "requirements.txt",
+        "schema": "schema.json",
+        "sample": None,
+        "extra": [],
     }
     assert body["input_type"] == "json" and body["created_by"] == "owner"
     model = MLModel.objects.get(hash=body["hash"])
-    assert sorted(p.name for p in model.folder.iterdir()) == ["app.py", "model.pkl", "requirements.txt", "schema.json"]
+    assert sorted(p.name for p in model.folder.iterdir()) == [
+        "app.py",
+        "model.pkl",
+        "requirements.txt",
+        "schema.json",
+    ]
     assert ModelBuild.objects.get(model=model).status == "Queued"
     assert ModelEvent.objects.get(model=model).action == "created"
 
 
 def test_schema_as_inline_json_and_extra_files(cast):
-    payload = sync_payload(schema='{"a": 1, "b": [1, 2]}', extra=[file("utils.py", "X = 1\n"), file("lookup.csv", "a,b\n")])
+    payload = sync_payload(
+        schema='{"a": 1, "b": [1, 2]}', extra=[file("utils.py", "X = 1\n"), file("lookup.csv", "a,b\n")]
+    )
     response = _post(api_client(cast.teammate), payload)
     assert response.status_code == 201, response.json()
     body = response.json()
@@ -69,7 +80,10 @@ def test_env_is_encrypted_and_only_names_shown(cast):
     body = response.json()
     assert body["env_names"] == ["API_KEY", "DB_PASSWORD"]
     model = MLModel.objects.get(hash=body["hash"])
-    assert crypto.decrypt_json(model.env_ciphertext) == {"API_KEY": "s3cr3t-value", "DB_PASSWORD": "hunter2-value"}
+    assert crypto.decrypt_json(model.env_ciphertext) == {
+        "API_KEY": "s3cr3t-value",
+        "DB_PASSWORD": "hunter2-value",
+    }
     assert not (model.folder / ".env").exists()
     dump = StringIO()
     call_command("dumpdata", "models_app", stdout=dump)
@@ -92,7 +106,11 @@ def test_env_is_encrypted_and_only_names_shown(cast):
         ({"python_version": "3.7"}, "python_version", "Available: 3.8"),
         ({"python_version": "three"}, "python_version", "3.9"),
         ({"requirements": file("requirements.txt", "-e ./mypkg\n")}, "requirements", "line 1"),
-        ({"requirements": file("requirements.txt", "pandas\n--index-url https://evil.example/simple\n")}, "requirements", "line 2"),
+        (
+            {"requirements": file("requirements.txt", "pandas\n--index-url https://evil.example/simple\n")},
+            "requirements",
+            "line 2",
+        ),
         ({"requirements": file("requirements.txt", "numpy>=>1\n")}, "requirements", "line 1"),
         ({"group": "other-team"}, "group", "not a member"),
         ({"group": "nope"}, "group", "not a member"),
@@ -162,14 +180,18 @@ def test_upload_over_total_limit_is_413(cast, settings):
 
 def test_text_file_limit(cast, settings):
     settings.MAX_TEXT_FILE_BYTES = 100
-    response = _post(api_client(cast.owner), sync_payload(requirements=file("requirements.txt", "# x\n" * 100)))
+    response = _post(
+        api_client(cast.owner), sync_payload(requirements=file("requirements.txt", "# x\n" * 100))
+    )
     assert response.status_code == 400
     assert "KB" in response.json()["errors"]["requirements"][0]
 
 
 def test_async_upload_defaults_to_csv_and_needs_no_schema(cast):
     source = "def score(data_path, model_path):\n    return data_path + '/out.csv'\n"
-    payload = sync_payload(operation="Async", schema=None, source=file("app.py", source), sample=file("input.csv", "a\n1\n"))
+    payload = sync_payload(
+        operation="Async", schema=None, source=file("app.py", source), sample=file("input.csv", "a\n1\n")
+    )
     response = _post(api_client(cast.owner), payload)
     assert response.status_code == 201, response.json()
     assert response.json()["input_type"] == "csv"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 
-SYNC_SOURCE = '''
+SYNC_SOURCE = """
 import json
 import os
 
@@ -13,7 +13,7 @@ import os
 def score(data, base_path):
     payload = json.loads(data)
     return {"sum": payload["a"] + payload["b"], "secret_ok": os.environ.get("API_KEY") == "s3cr3t-value"}
-'''
+"""
 
 
 def file(name: str, content: str | bytes) -> io.BytesIO:

@@ -10,7 +10,9 @@ from tests.conftest import PASSWORD, api_client
 
 
 def test_login_exchanges_password_for_token(cast):
-    response = api_client().post("/api/v1/auth/login", {"username": "owner", "password": PASSWORD}, format="json")
+    response = api_client().post(
+        "/api/v1/auth/login", {"username": "owner", "password": PASSWORD}, format="json"
+    )
     assert response.status_code == 201
     token = response.json()["token"]
     assert token.startswith("nmu_")
@@ -28,7 +30,9 @@ def test_bearer_user_token_also_works(cast):
 
 
 def test_wrong_password_is_401_with_message(cast):
-    response = api_client().post("/api/v1/auth/login", {"username": "owner", "password": "nope"}, format="json")
+    response = api_client().post(
+        "/api/v1/auth/login", {"username": "owner", "password": "nope"}, format="json"
+    )
     assert response.status_code == 401
     assert response.json() == {"detail": "Wrong username or password.", "code": "authentication_failed"}
 
@@ -49,7 +53,9 @@ def test_anonymous_is_401(cast):
 
 def test_tokens_are_stored_hashed_and_a_db_dump_has_no_token(cast):
     client = api_client()
-    value = client.post("/api/v1/auth/login", {"username": "owner", "password": PASSWORD}, format="json").json()["token"]
+    value = client.post(
+        "/api/v1/auth/login", {"username": "owner", "password": PASSWORD}, format="json"
+    ).json()["token"]
     dump = StringIO()
     call_command("dumpdata", "portal", stdout=dump)
     text = dump.getvalue()

@@ -4,7 +4,10 @@ from django.core.exceptions import ImproperlyConfigured
 from portal.envconf import envbool, envint, envlist, envpath, envstr
 
 
-@pytest.mark.parametrize("raw,expected", [("1", True), ("true", True), ("YES", True), ("on", True), ("0", False), ("false", False), ("", False)])
+@pytest.mark.parametrize(
+    "raw,expected",
+    [("1", True), ("true", True), ("YES", True), ("on", True), ("0", False), ("false", False), ("", False)],
+)
 def test_envbool_reads_common_spellings(monkeypatch, raw, expected):
     monkeypatch.setenv("X_FLAG", raw)
     assert envbool("X_FLAG", default=not expected) is expected

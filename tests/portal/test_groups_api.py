@@ -34,14 +34,14 @@ def test_non_admin_cannot_create_groups(cast):
     assert not Group.objects.filter(name="mine").exists()
 
 
-@pytest.mark.parametrize(
-    "name", ["Fraud", "has space", "a" * 33, "-leading", "acentuação", "dots.no", ""]
-)
+@pytest.mark.parametrize("name", ["Fraud", "has space", "a" * 33, "-leading", "acentuação", "dots.no", ""])
 def test_bad_group_names_are_400_saying_why(cast, name):
     response = api_client(cast.admin).post("/api/v1/groups", {"name": name}, format="json")
     assert response.status_code == 400
     message = response.json()["errors"]["name"][0]
-    assert "lower-case" in message or "required" in message or "32 characters" in message or "blank" in message
+    assert (
+        "lower-case" in message or "required" in message or "32 characters" in message or "blank" in message
+    )
 
 
 def test_duplicate_group_name_is_400(cast):
@@ -53,12 +53,18 @@ def test_duplicate_group_name_is_400(cast):
 def test_members_see_only_their_groups(cast):
     assert [g["name"] for g in api_client(cast.teammate).get("/api/v1/groups").json()] == ["datarisk"]
     assert [g["name"] for g in api_client(cast.outsider).get("/api/v1/groups").json()] == ["other-team"]
-    assert [g["name"] for g in api_client(cast.admin).get("/api/v1/groups").json()] == ["datarisk", "other-team"]
+    assert [g["name"] for g in api_client(cast.admin).get("/api/v1/groups").json()] == [
+        "datarisk",
+        "other-team",
+    ]
 
 
 def test_group_detail_lists_members_and_outsider_gets_404(cast):
     body = api_client(cast.teammate).get("/api/v1/groups/datarisk").json()
-    assert {(m["username"], m["role"]) for m in body["members"]} == {("owner", "owner"), ("teammate", "member")}
+    assert {(m["username"], m["role"]) for m in body["members"]} == {
+        ("owner", "owner"),
+        ("teammate", "member"),
+    }
     response = api_client(cast.outsider).get("/api/v1/groups/datarisk")
     assert response.status_code == 404
     assert response.json()["code"] == "not_found"
@@ -71,7 +77,9 @@ def test_owner_adds_and_removes_members(cast):
     assert added.status_code == 201
     assert added.json()["role"] == "member"
     assert Membership.objects.filter(group=cast.group, user=cast.outsider).exists()
-    promoted = client.post("/api/v1/groups/datarisk/members", {"username": "outsider", "role": "owner"}, format="json")
+    promoted = client.post(
+        "/api/v1/groups/datarisk/members", {"username": "outsider", "role": "owner"}, format="json"
+    )
     assert promoted.status_code == 200 and promoted.json()["role"] == "owner"
     assert client.delete("/api/v1/groups/datarisk/members/outsider").status_code == 204
     assert not Membership.objects.filter(group=cast.group, user=cast.outsider).exists()
@@ -81,15 +89,21 @@ def test_owner_adds_and_removes_members(cast):
 
 
 def test_member_cannot_manage_and_outsider_gets_404(cast):
-    response = api_client(cast.teammate).post("/api/v1/groups/datarisk/members", {"username": "outsider"}, format="json")
+    response = api_client(cast.teammate).post(
+        "/api/v1/groups/datarisk/members", {"username": "outsider"}, format="json"
+    )
     assert response.status_code == 403
-    response = api_client(cast.outsider).post("/api/v1/groups/datarisk/members", {"username": "outsider"}, format="json")
+    response = api_client(cast.outsider).post(
+        "/api/v1/groups/datarisk/members", {"username": "outsider"}, format="json"
+    )
     assert response.status_code == 404
     assert not Membership.objects.filter(group=cast.group, user=cast.outsider).exists()
 
 
 def test_adding_unknown_user_is_400(cast):
-    response = api_client(cast.owner).post("/api/v1/groups/datarisk/members", {"username": "ghost"}, format="json")
+    response = api_client(cast.owner).post(
+        "/api/v1/groups/datarisk/members", {"username": "ghost"}, format="json"
+    )
     assert response.status_code == 400
     assert response.json()["errors"]["username"] == ["No active user named 'ghost'."]
 

@@ -10,7 +10,11 @@ def test_healthz_reports_database_and_broker(db):
     assert body["status"] == "ok"
     assert body["checks"]["database"]["ok"] is True
     assert body["checks"]["database"]["vendor"] == "sqlite"
-    assert body["checks"]["broker"] == {"ok": True, "ms": body["checks"]["broker"]["ms"], "kind": "ORM default"}
+    assert body["checks"]["broker"] == {
+        "ok": True,
+        "ms": body["checks"]["broker"]["ms"],
+        "kind": "ORM default",
+    }
 
 
 def test_healthz_is_503_when_database_is_down(db, monkeypatch):
@@ -22,7 +26,10 @@ def test_healthz_is_503_when_database_is_down(db, monkeypatch):
     monkeypatch.setattr(health, "_database", broken)
     response = Client().get("/healthz")
     assert response.status_code == 503
-    assert response.json()["checks"]["database"] == {"ok": False, "error": "ConnectionError: database is down"}
+    assert response.json()["checks"]["database"] == {
+        "ok": False,
+        "error": "ConnectionError: database is down",
+    }
 
 
 def test_schema_lists_every_endpoint(db):
@@ -34,10 +41,19 @@ def test_schema_lists_every_endpoint(db):
     validate(document)
     paths = set(document["paths"])
     for expected in [
-        "/api/v1/auth/login", "/api/v1/auth/tokens", "/api/v1/auth/tokens/{token_id}", "/api/v1/groups",
-        "/api/v1/groups/{name}", "/api/v1/groups/{name}/members", "/api/v1/groups/{name}/members/{username}",
-        "/api/v1/groups/{name}/refresh-token", "/api/v1/models", "/api/v1/models/{model_hash}",
-        "/api/v1/models/{model_hash}/logs", "/api/v1/models/{model_hash}/disable", "/api/v1/models/{model_hash}/restart",
+        "/api/v1/auth/login",
+        "/api/v1/auth/tokens",
+        "/api/v1/auth/tokens/{token_id}",
+        "/api/v1/groups",
+        "/api/v1/groups/{name}",
+        "/api/v1/groups/{name}/members",
+        "/api/v1/groups/{name}/members/{username}",
+        "/api/v1/groups/{name}/refresh-token",
+        "/api/v1/models",
+        "/api/v1/models/{model_hash}",
+        "/api/v1/models/{model_hash}/logs",
+        "/api/v1/models/{model_hash}/disable",
+        "/api/v1/models/{model_hash}/restart",
     ]:
         assert expected in paths, expected
     assert "ApiToken" in document["components"]["securitySchemes"]

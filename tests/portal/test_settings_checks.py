@@ -6,10 +6,9 @@ import sys
 from pathlib import Path
 
 from cryptography.fernet import Fernet
+from django.conf import settings
 from django.core.checks import run_checks
 from django.test import override_settings
-
-from django.conf import settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,7 +34,9 @@ def test_file_limit_must_fit_in_upload_limit():
 def _manage(args, env_overrides, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NEOMARIL_", "DJANGO_"))}
     env.update({"NEOMARIL_DATA_DIR": str(tmp_path), **env_overrides})
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True
+    )
 
 
 PRODUCTION = {
@@ -69,7 +70,9 @@ def test_bad_environment_value_fails_loudly(tmp_path):
 
 def test_redis_url_selects_redis_broker(tmp_path):
     code = "from django.conf import settings; print(settings.Q_CLUSTER.get('redis'), settings.Q_CLUSTER.get('orm'))"
-    result = _manage(["shell", "--no-imports", "-c", code], {"REDIS_URL": "redis://127.0.0.1:6390/0"}, tmp_path)
+    result = _manage(
+        ["shell", "--no-imports", "-c", code], {"REDIS_URL": "redis://127.0.0.1:6390/0"}, tmp_path
+    )
     assert result.stdout.split() == ["redis://127.0.0.1:6390/0", "None"], result.stderr
     result = _manage(["shell", "--no-imports", "-c", code], {}, tmp_path)
     assert result.stdout.split() == ["None", "default"], result.stderr
@@ -77,5 +80,11 @@ def test_redis_url_selects_redis_broker(tmp_path):
 
 def test_database_url_selects_postgres(tmp_path):
     code = "from django.conf import settings; d = settings.DATABASES['default']; print(d['ENGINE'], d['NAME'], d['HOST'])"
-    result = _manage(["shell", "--no-imports", "-c", code], {"DATABASE_URL": "postgres://u:p@db.internal:5432/neomaril"}, tmp_path)
-    assert result.stdout.split() == ["django.db.backends.postgresql", "neomaril", "db.internal"], result.stderr
+    result = _manage(
+        ["shell", "--no-imports", "-c", code],
+        {"DATABASE_URL": "postgres://u:p@db.internal:5432/neomaril"},
+        tmp_path,
+    )
+    assert result.stdout.split() == ["django.db.backends.postgresql", "neomaril", "db.internal"], (
+        result.stderr
+    )

@@ -74,7 +74,9 @@ def test_owner_refreshes_token_in_ui(cast):
 
 def test_owner_manages_members_in_ui(cast):
     client = _login(cast.owner)
-    client.post("/groups/datarisk/", {"action": "add-member", "member-username": "outsider", "member-role": "member"})
+    client.post(
+        "/groups/datarisk/", {"action": "add-member", "member-username": "outsider", "member-role": "member"}
+    )
     assert Membership.objects.filter(group=cast.group, user=cast.outsider).exists()
     client.post("/groups/datarisk/", {"action": "remove-member", "username": "outsider"})
     assert not Membership.objects.filter(group=cast.group, user=cast.outsider).exists()
@@ -101,7 +103,12 @@ def test_admin_site_add_group_shows_token_once(cast):
     client = _login(cast.admin)
     response = client.post(
         "/admin/portal/group/add/",
-        {"name": "admins-made", "description": "", "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0"},
+        {
+            "name": "admins-made",
+            "description": "",
+            "memberships-TOTAL_FORMS": "0",
+            "memberships-INITIAL_FORMS": "0",
+        },
     )
     assert response.status_code == 200, response.content[:500]
     token = re.search(rb'value="(nmg_[^"]+)"', response.content).group(1).decode()

@@ -183,7 +183,9 @@ def test_check_imports_and_finds_entrypoint_without_calling_it(runner_python, wr
     result = run(runner_python, source, kind="check", args=[])
     assert result.ok and result.result is None
     assert "imported" in result.output
-    broken = write_user_module("import not_installed_anywhere\ndef score(d, b):\n    return {}\n", name="broken.py")
+    broken = write_user_module(
+        "import not_installed_anywhere\ndef score(d, b):\n    return {}\n", name="broken.py"
+    )
     result = run(runner_python, broken, kind="check", args=[])
     assert result.phase == "import" and "not_installed_anywhere" in result.error
 

@@ -281,6 +281,17 @@ def test_a_live_socket_is_not_stolen(start_runner):
         second.stop()
 
 
+def test_persistent_connections_are_served_interleaved(start_runner):
+    """Web processes pool connections: an open, idle one must not block the others."""
+    runner = start_runner(extra_args=("--idle-timeout", "30"))
+    with runner.connect() as first, runner.connect() as second:
+        for round_ in range(3):
+            for conn in (second, first):
+                write_frame(conn, {"op": "ping"})
+                assert read_frame(conn)["pong"] is True, round_
+        assert runner.call({"op": "ping"})["pong"] is True  # a third, short-lived one too
+
+
 def test_idle_client_is_dropped_so_others_get_served(start_runner):
     runner = start_runner(extra_args=("--idle-timeout", "0.3"))
     with runner.connect() as idle:

@@ -18,7 +18,9 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         rotated = 0
         with transaction.atomic():
-            for model in MLModel.objects.select_for_update().exclude(env_ciphertext=None).only("pk", "env_ciphertext"):
+            for model in (
+                MLModel.objects.select_for_update().exclude(env_ciphertext=None).only("pk", "env_ciphertext")
+            ):
                 model.env_ciphertext = crypto.rotate(model.env_ciphertext)
                 model.save(update_fields=["env_ciphertext"])
                 rotated += 1

@@ -1,0 +1,117 @@
+"""Async executions: one run of an Async model's entrypoint on one uploaded input file."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Value
+from django.db.models.functions import Concat
+from django.utils import timezone
+
+from models_app.models import MLModel
+
+
+class Execution(models.Model):
+    """One execution: its files live in `folder`, its state and log in this row.
+
+    `number` counts up per model and is what users see ("Execution 5 started"); the
+    primary key is never shown.
+    """
+
+    class Status(models.TextChoices):
+        REQUESTED = "Requested"  # waiting for a concurrency slot, or for a worker
+        RUNNING = "Running"
+        SUCCEEDED = "Succeeded"
+        FAILED = "Failed"
+
+    model = models.ForeignKey(MLModel, on_delete=models.CASCADE, related_name="executions")
+    number = models.PositiveIntegerField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.REQUESTED)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Empty when submitted with the group token.",
+    )
+
+    input_file = models.CharField(max_length=128, help_text="Name of the uploaded input, in the folder.")
+    input_size = models.PositiveBigIntegerField()
+    output_file = models.CharField(
+        max_length=1024, blank=True, help_text="Path of the result, relative to the folder."
+    )
+    output_size = models.PositiveBigIntegerField(null=True, blank=True)
+    error_message = models.TextField(blank=True)
+    log = models.TextField(blank=True, default="")
+
+    requested_at = models.DateTimeField(default=timezone.now)
+    # Set when a worker task is enqueued for it: a Requested execution with queued_at
+    # holds one of the concurrency slots (see executions.services.dispatch).
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Runs started (2 after a recovery).")
+    timeout = models.PositiveIntegerField(null=True, blank=True, help_text="Seconds allowed to the last run.")
+    host = models.CharField(max_length=255, blank=True, help_text="Node whose worker ran it last.")
+    files_removed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When retention (or the model's deletion) removed its files."
+    )
+
+    class Meta:
+        ordering = ["-number"]
+        constraints = [models.UniqueConstraint(fields=["model", "number"], name="unique_execution_number")]
+        indexes = [
+            models.Index(fields=["model", "status"]),
+            models.Index(fields=["status", "queued_at"]),
+            models.Index(fields=["finished_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"execution {self.number} of {self.model.hash}"
+
+    @property
+    def folder(self) -> Path:
+        """The execution's `data_path`: its input, whatever the model writes, its result."""
+        return settings.EXECUTIONS_DIR / self.model.hash / str(self.number)
+
+    @property
+    def input_path(self) -> Path:
+        return self.folder / self.input_file
+
+    @property
+    def output_path(self) -> Path | None:
+        return self.folder / self.output_file if self.output_file else None
+
+    @property
+    def duration(self) -> timedelta | None:
+        if self.started_at and self.finished_at:
+            return self.finished_at - self.started_at
+        return None
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
+
+    def append_log(self, chunk: str) -> None:
+        """Append in the database without reading the log back (one UPDATE)."""
+        Execution.objects.filter(pk=self.pk).update(
+            log=Concat(F("log"), Value(chunk)), heartbeat_at=timezone.now()
+        )
+
+
+class DispatchLock(models.Model):
+    """A single row, locked (SELECT ... FOR UPDATE) while concurrency slots are handed out.
+
+    SQLite serialises writers anyway (IMMEDIATE transactions); on PostgreSQL this row is
+    what keeps two dispatchers from both giving away the last free slot.
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+
+    def __str__(self) -> str:
+        return "execution dispatch lock"

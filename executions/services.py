@@ -1,0 +1,187 @@
+"""Execution workflows: accept an input, hand out concurrency slots, find an execution.
+
+Concurrency: an execution *holds a slot* while it is Running, or Requested with a task
+already enqueued for it (`queued_at` set). `dispatch` gives free slots to the oldest
+waiting executions (first come, first served, skipping models at their own limit) and
+enqueues one django-q2 task per slot, so a flood of submissions waits in the database
+instead of filling the task queue ahead of builds. It runs after every submission,
+after every finished execution and once a minute (housekeeping).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
+from django.db.models import Count, Max, Q
+from django.utils import timezone
+from django_q.tasks import async_task
+from rest_framework.exceptions import NotFound
+
+from executions.models import DispatchLock, Execution
+from models_app.models import MLModel
+
+logger = logging.getLogger(__name__)
+
+# Kept free of the django-q2 task timeout for the work around the run itself (reading
+# the model, validating and recording the result): a run never outlives its task.
+TASK_TIMEOUT_MARGIN = 30
+# A Requested execution whose task was enqueued this long ago and never started gets
+# another task (the first may have been lost with a worker or a broker). Duplicates are
+# harmless: only one task can claim the execution.
+REDISPATCH_AFTER = timedelta(minutes=10)
+# Execution numbers are shown to users and put in URLs; larger ids can't exist.
+MAX_EXECUTION_NUMBER = 2**31 - 1
+
+
+def effective_timeout(model: MLModel) -> int:
+    """Seconds one execution of `model` may run: its own setting, else the default, capped."""
+    wanted = model.execution_timeout or settings.EXECUTION_TIMEOUT
+    return max(1, min(wanted, max_timeout()))
+
+
+def max_timeout() -> int:
+    """The longest execution timeout the worker's task timeout leaves room for."""
+    return settings.Q_CLUSTER["timeout"] - TASK_TIMEOUT_MARGIN
+
+
+def create_execution(model: MLModel, upload: UploadedFile, *, name: str, user=None) -> Execution:
+    """Record a new execution of `model` and move its (already streamed) input into its folder.
+
+    `name` is the sanitised file name. The input is renamed, not copied, when it is a
+    temporary upload file on the same filesystem. The task is enqueued only after commit.
+    """
+    folder: Path | None = None
+    try:
+        with transaction.atomic():
+            # The model row is the per-model counter's lock on PostgreSQL; SQLite's
+            # IMMEDIATE transactions already serialise writers. The unique constraint
+            # on (model, number) stays as the last line of defence.
+            MLModel.objects.select_for_update().filter(pk=model.pk).values_list("pk", flat=True).first()
+            last = model.executions.aggregate(last=Max("number"))["last"] or 0
+            execution = Execution.objects.create(
+                model=model,
+                number=last + 1,
+                input_file=name,
+                input_size=upload.size or 0,
+                requested_by=user if user is not None and user.is_authenticated else None,
+            )
+            execution.model = model
+            folder = execution.folder
+            if folder.exists():
+                # Left by a database restored from an older backup: no row owns it.
+                shutil.rmtree(folder)
+            folder.mkdir(parents=True, mode=0o700)
+            _place_input(upload, folder / name)
+            transaction.on_commit(dispatch)
+    except BaseException:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return execution
+
+
+def _place_input(upload: UploadedFile, destination: Path) -> None:
+    temporary = getattr(upload, "temporary_file_path", None)
+    if temporary is not None:
+        upload.file.flush()
+        try:
+            os.rename(temporary(), destination)  # same filesystem: free, whatever the size
+            os.chmod(destination, 0o600)
+            return
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+    upload.seek(0)
+    with open(destination, "xb") as out:
+        for chunk in upload.chunks():
+            out.write(chunk)
+    os.chmod(destination, 0o600)
+
+
+def get_execution(model: MLModel, number: int) -> Execution:
+    """Execution `number` of `model` (already authorised), or 404."""
+    execution = None
+    if 0 < number <= MAX_EXECUTION_NUMBER:
+        execution = Execution.objects.filter(model=model, number=number).first()
+    if execution is None:
+        raise NotFound(f"Model '{model.hash}' has no execution {number}.")
+    execution.model = model
+    return execution
+
+
+def _take_lock() -> None:
+    if DispatchLock.objects.select_for_update().filter(pk=1).first() is None:
+        DispatchLock.objects.get_or_create(pk=1)  # the row is missing after a flush (tests)
+        DispatchLock.objects.select_for_update().get(pk=1)
+
+
+def slots_in_use() -> dict[int, int]:
+    """model id -> executions holding a concurrency slot."""
+    holding = Execution.objects.filter(
+        Q(status=Execution.Status.RUNNING) | Q(status=Execution.Status.REQUESTED, queued_at__isnull=False)
+    )
+    return dict(holding.values("model_id").annotate(n=Count("pk")).values_list("model_id", "n"))
+
+
+def dispatch() -> list[int]:
+    """Give free concurrency slots to the oldest waiting executions; enqueue their tasks.
+
+    Returns the primary keys of the executions that got a slot.
+    """
+    per_model_limit = settings.EXECUTION_CONCURRENCY_PER_MODEL
+    chosen: list[int] = []
+    with transaction.atomic():
+        _take_lock()
+        in_use = slots_in_use()
+        free = settings.EXECUTION_CONCURRENCY_TOTAL - sum(in_use.values())
+        waiting = Execution.objects.filter(status=Execution.Status.REQUESTED, queued_at__isnull=True)
+        while free > 0:
+            saturated = [model_id for model_id, n in in_use.items() if n >= per_model_limit]
+            batch = list(
+                waiting.exclude(model_id__in=saturated)
+                .exclude(pk__in=chosen)
+                .order_by("pk")
+                # at least one of these gets a slot, so the loop always ends
+                .values_list("pk", "model_id")[:free]
+            )
+            if not batch:
+                break
+            for pk, model_id in batch:
+                if free and in_use.get(model_id, 0) < per_model_limit:
+                    chosen.append(pk)
+                    in_use[model_id] = in_use.get(model_id, 0) + 1
+                    free -= 1
+        if chosen:
+            Execution.objects.filter(pk__in=chosen).update(queued_at=timezone.now())
+            transaction.on_commit(lambda: _enqueue(chosen))
+    return chosen
+
+
+def redispatch_stale() -> int:
+    """Enqueue another task for executions whose task never started (lost with a worker)."""
+    cutoff = timezone.now() - REDISPATCH_AFTER
+    with transaction.atomic():
+        stale = list(
+            Execution.objects.filter(status=Execution.Status.REQUESTED, queued_at__lt=cutoff).values_list(
+                "pk", flat=True
+            )
+        )
+        if stale:
+            Execution.objects.filter(pk__in=stale).update(queued_at=timezone.now())
+            transaction.on_commit(lambda: _enqueue(stale))
+    return len(stale)
+
+
+def _enqueue(pks: list[int]) -> None:
+    rows = Execution.objects.filter(pk__in=pks).order_by("pk").values_list("pk", "model__hash", "number")
+    for pk, model_hash, number in rows:
+        # Named for the django-q2 admin pages: which model, which execution.
+        async_task("executions.tasks.run_execution", pk, task_name=f"execution-{model_hash}-{number}")

@@ -1,0 +1,445 @@
+"""Background work of executions (django-q2 tasks): running one, recovery and retention.
+
+`run_execution` claims its execution with a conditional UPDATE (Requested with a slot →
+Running), so a task delivered twice does nothing the second time. The user's code runs
+in the model's own interpreter through the runner (models_app.runtime.oneshot), never
+in this process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import threading
+import time
+import traceback
+from collections import deque
+from datetime import timedelta
+from pathlib import Path
+
+import psutil
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from executions import services
+from executions.models import Execution
+from models_app.models import MLModel
+from models_app.runtime import oneshot
+from models_app.services import decrypted_env
+
+logger = logging.getLogger(__name__)
+
+HOST = socket.gethostname()
+HEARTBEAT_SECONDS = 5
+# A run is tried at most this often: once, and once more after its worker stopped.
+MAX_ATTEMPTS = 2
+# The user's output kept in the database; past it only the last lines are kept.
+MAX_LOG_CHARS = 2 * 1024 * 1024
+TAIL_LINES = 200
+# Housekeeping removes at most this many executions' files per run (it runs every minute).
+PURGE_BATCH = 500
+# Django writes uploads to temporary files that a killed web process leaves behind.
+STALE_UPLOAD_AGE = timedelta(days=1)
+
+
+class ExecutionLog:
+    """Timestamped execution log, appended to the database in small batches.
+
+    A background thread flushes every second, which also keeps the execution's heartbeat
+    fresh while the model is silent: a heartbeat that stops means the worker died.
+    """
+
+    def __init__(self, execution: Execution):
+        self.execution = execution
+        self._pending: list[str] = []
+        self._kept = 0
+        self._dropped = 0
+        self._tail: deque[str] = deque(maxlen=TAIL_LINES)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"execution-log-{execution.pk}", daemon=True)
+
+    def __enter__(self) -> ExecutionLog:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        if self._dropped:
+            with self._lock:
+                self._pending.append(
+                    f"[... {self._dropped} line(s) of output not kept: the log is limited to "
+                    f"{MAX_LOG_CHARS // (1024 * 1024)} MB; the last {len(self._tail)} follow ...]\n"
+                )
+                self._pending.extend(self._tail)
+        self.flush()
+
+    def __call__(self, line: str) -> None:
+        stamp = timezone.now().strftime("%Y-%m-%d %H:%M:%S")
+        text = f"{stamp} {line.rstrip()}\n"
+        with self._lock:
+            if self._kept + len(text) > MAX_LOG_CHARS:
+                self._dropped += 1
+                self._tail.append(text)
+                return
+            self._kept += len(text)
+            self._pending.append(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            chunk, self._pending = "".join(self._pending), []
+        if chunk:
+            self.execution.append_log(chunk)
+        else:
+            Execution.objects.filter(pk=self.execution.pk).update(heartbeat_at=timezone.now())
+
+    def _run(self) -> None:
+        last_beat = time.monotonic()
+        try:
+            while not self._stop.wait(1.0):
+                if self._pending or time.monotonic() - last_beat > HEARTBEAT_SECONDS:
+                    try:
+                        self.flush()
+                    except Exception:  # a locked database: try again next second
+                        logger.exception("could not write the log of execution %s", self.execution.pk)
+                    else:
+                        last_beat = time.monotonic()
+        finally:
+            connection.close()  # this thread's own connection
+
+
+class ExecutionFailed(Exception):
+    """A reason to fail the execution, already phrased for the user."""
+
+
+def run_execution(execution_id: int) -> str:
+    """Run one execution: the model's entrypoint on its input, in the model's environment."""
+    now = timezone.now()
+    claimed = Execution.objects.filter(
+        pk=execution_id, status=Execution.Status.REQUESTED, queued_at__isnull=False
+    ).update(
+        status=Execution.Status.RUNNING,
+        started_at=now,
+        heartbeat_at=now,
+        attempts=F("attempts") + 1,
+        host=HOST,
+    )
+    if not claimed:
+        return "already handled"
+    execution = Execution.objects.select_related("model").get(pk=execution_id)
+    outcome: dict
+    with ExecutionLog(execution) as log:
+        try:
+            outcome = _execute(execution, log)
+        except ExecutionFailed as exc:
+            log(f"Execution failed: {exc}")
+            outcome = {"status": Execution.Status.FAILED, "error_message": str(exc)[:10_000]}
+        except Exception as exc:  # our own bug: still never leave the execution Running
+            logger.exception("execution %s crashed", execution_id)
+            log("Internal error while running the execution:\n" + traceback.format_exc())
+            outcome = {
+                "status": Execution.Status.FAILED,
+                "error_message": f"Internal error: {type(exc).__name__}: {exc}"[:10_000],
+            }
+        else:
+            log(f"Execution succeeded: {outcome['output_file']} ({outcome['output_size']} bytes).")
+    # The log is complete before the status says the execution is over.
+    finished = _finish(execution, **outcome)
+    with contextlib.suppress(Exception):  # the minute's housekeeping dispatches too
+        services.dispatch()
+    return outcome["status"] if finished else "outcome discarded: the execution was recovered meanwhile"
+
+
+def _execute(execution: Execution, log: ExecutionLog) -> dict:
+    model = execution.model
+    if model.status == MLModel.Status.DELETED:
+        raise ExecutionFailed("The model was deleted before this execution could run.")
+    if model.status == MLModel.Status.DISABLED:
+        raise ExecutionFailed("The model was disabled before this execution could run; restart it and submit again.")
+    try:
+        python = model.python
+    except ValueError:
+        python = None
+    if python is None or not python.exists():
+        raise ExecutionFailed("The model's environment is missing; restart the model to rebuild it.")
+    folder = execution.folder
+    if not execution.input_path.is_file():
+        raise ExecutionFailed("The input file is no longer in the execution's folder.")
+    timeout = services.effective_timeout(model)
+    Execution.objects.filter(pk=execution.pk).update(timeout=timeout)
+    log(
+        f"Execution {execution.number}, attempt {execution.attempts} on {HOST}: calling "
+        f"{model.model_reference}(data_path, model_path) with {execution.input_file} "
+        f"({execution.input_size} bytes); timeout {timeout} s."
+    )
+    env = oneshot.build_runner_env({**decrypted_env(model), "inputFileName": execution.input_file}, home=folder)
+    result = oneshot.run_oneshot(
+        python,
+        source=model.folder / model.source_file,
+        entrypoint=model.model_reference,
+        kind="async",
+        args=[str(folder), str(model.folder)],
+        env=env,
+        cwd=folder,
+        timeout=timeout,
+        on_output_line=lambda line: log(f"[model] {line}"),
+    )
+    log(f"The model process ended after {result.duration:.1f} s.")
+    if not result.ok:
+        if result.traceback:
+            log("Traceback from the model:\n" + result.traceback.rstrip())
+        raise ExecutionFailed(_failure_message(result, timeout))
+    output = check_output(result.result, folder, execution.input_file)
+    return {
+        "status": Execution.Status.SUCCEEDED,
+        "output_file": str(output.relative_to(folder.resolve())),
+        "output_size": output.stat().st_size,
+    }
+
+
+def _failure_message(result: oneshot.RunResult, timeout: int) -> str:
+    if result.timed_out:
+        return f"The execution timed out after {timeout} s and was stopped."
+    error = (result.error or "unknown error").strip()
+    if result.phase == "crash":
+        first, _, _rest = error.partition("\n")  # the last output is in the log already
+        return first[:1].upper() + first[1:] + "."
+    if result.phase == "import":
+        return f"Could not load the model's code: {error}"
+    if result.phase == "result":
+        return f"The entrypoint must return the path of the file it wrote inside data_path: {error}"
+    return f"The entrypoint raised {error}"
+
+
+def check_output(value: object, folder: Path, input_name: str) -> Path:
+    """The output file named by the entrypoint's return value, or ExecutionFailed saying why.
+
+    A relative path is taken relative to data_path. The file must be a regular file inside
+    data_path once every symlink is resolved, and not the input file itself (the input is
+    kept as the record of what the model was given).
+    """
+    rule = "It must return the path of a file it wrote inside data_path."
+    if not isinstance(value, str) or not value:
+        raise ExecutionFailed(f"The entrypoint returned {value!r}, not a file path. {rule}")
+    shown = value if len(value) <= 300 else value[:300] + "…"
+    root = folder.resolve()
+    candidate = Path(value) if os.path.isabs(value) else folder / value
+    try:
+        resolved = candidate.resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop
+        raise ExecutionFailed(f"The entrypoint returned '{shown}', which can't be resolved ({exc}). {rule}") from None
+    if not resolved.is_relative_to(root):
+        raise ExecutionFailed(f"The entrypoint returned '{shown}', which is outside data_path ({folder}). {rule}")
+    if not resolved.exists():
+        raise ExecutionFailed(f"The entrypoint returned '{shown}', but there is no such file. {rule}")
+    if resolved.is_dir():
+        raise ExecutionFailed(f"The entrypoint returned '{shown}', which is a directory, not a file. {rule}")
+    if not resolved.is_file():
+        raise ExecutionFailed(f"The entrypoint returned '{shown}', which is not a regular file. {rule}")
+    if resolved == root / input_name:
+        raise ExecutionFailed(
+            f"The entrypoint returned the input file '{input_name}' itself. Write the result to a new "
+            "file inside data_path and return its path."
+        )
+    return resolved
+
+
+def _finish(execution: Execution, *, status: str, **fields) -> bool:
+    """Record the outcome, unless recovery took the execution away from this run meanwhile."""
+    return bool(
+        Execution.objects.filter(
+            pk=execution.pk, status=Execution.Status.RUNNING, attempts=execution.attempts
+        ).update(status=status, finished_at=timezone.now(), **fields)
+    )
+
+
+# ------------------------------------------------------------------------ recovery
+
+
+def recover_stale_executions() -> int:
+    """Running executions whose worker stopped: re-queue once, else fail with the reason.
+
+    A worker that dies leaves its model process running on its own (it has a process
+    group of its own); it is stopped first, so two runs never share the folder. From
+    another node it can't be, and the execution is failed instead of re-run.
+    """
+    stale_after = settings.EXECUTION_STALE_SECONDS
+    cutoff = timezone.now() - timedelta(seconds=stale_after)
+    stale = Execution.objects.select_related("model").filter(
+        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True), status=Execution.Status.RUNNING
+    )
+    recovered = 0
+    for execution in stale:
+        elsewhere = bool(execution.host) and execution.host != HOST
+        stopped = 0 if elsewhere else stop_orphan_runners(execution)
+        reason = f"The worker running this execution stopped (no heartbeat for {stale_after} s)."
+        if stopped:
+            reason += f" Its model process was left running and has been stopped (pid {stopped})."
+        if elsewhere:
+            outcome = {
+                "status": Execution.Status.FAILED,
+                "error_message": f"{reason} It ran on {execution.host}, so it can't be checked from here "
+                "and is not re-run; submit the input again.",
+            }
+        elif execution.attempts >= MAX_ATTEMPTS:
+            outcome = {
+                "status": Execution.Status.FAILED,
+                "error_message": f"{reason} It had already been re-run once after its worker stopped; "
+                "giving up. Submit the input again.",
+            }
+        else:
+            outcome = {"status": Execution.Status.REQUESTED}
+        with transaction.atomic():
+            query = Execution.objects.filter(
+                Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True),
+                pk=execution.pk,
+                status=Execution.Status.RUNNING,
+                attempts=execution.attempts,
+            )
+            stamp = f"{timezone.now():%Y-%m-%d %H:%M:%S}"
+            if outcome["status"] == Execution.Status.REQUESTED:
+                if not query.update(status=Execution.Status.REQUESTED, queued_at=None, heartbeat_at=None):
+                    continue
+                # Before commit: no dispatcher can hand the execution to a worker meanwhile.
+                _reset_folder(execution)
+                execution.append_log(f"{stamp} {reason} Re-queued (attempt {execution.attempts + 1}).\n")
+            else:
+                if not query.update(finished_at=timezone.now(), **outcome):
+                    continue
+                execution.append_log(f"{stamp} Execution failed: {outcome['error_message']}\n")
+        recovered += 1
+    if recovered:
+        services.dispatch()
+    return recovered
+
+
+def stop_orphan_runners(execution: Execution) -> int:
+    """Kill this node's runner processes working in the execution's folder; returns a pid or 0."""
+    folder = os.path.realpath(execution.folder)
+    runner = str(oneshot.RUNNER_PATH)
+    killed = 0
+    for proc in psutil.process_iter(["pid", "cwd", "cmdline"]):
+        info = proc.info
+        cmdline = info.get("cmdline") or []
+        if info.get("cwd") != folder or runner not in cmdline or "oneshot" not in cmdline:
+            continue
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            # The runner leads its own process group: that takes what the model started too.
+            if os.getpgid(proc.pid) == proc.pid:
+                os.killpg(proc.pid, signal.SIGKILL)
+            else:
+                os.kill(proc.pid, signal.SIGKILL)
+            killed = proc.pid
+    return killed
+
+
+def _reset_folder(execution: Execution) -> None:
+    """Remove what an interrupted run wrote, so the next one starts from the input alone."""
+    folder = execution.folder
+    with contextlib.suppress(FileNotFoundError):
+        for entry in folder.iterdir():
+            if entry.name == execution.input_file:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------- retention
+
+
+def purge_expired_files() -> int:
+    """Remove the folders (input, result, anything else) of executions past retention.
+
+    The rows stay, with their log and figures; downloads then answer 404 saying why.
+    """
+    now = timezone.now()
+    cutoff = now - timedelta(days=settings.EXECUTION_RETENTION_DAYS)
+    expired = Execution.objects.select_related("model").filter(
+        status__in=[Execution.Status.SUCCEEDED, Execution.Status.FAILED],
+        finished_at__lt=cutoff,
+        files_removed_at__isnull=True,
+    )
+    return _remove_files(expired.order_by("finished_at")[:PURGE_BATCH], now)
+
+
+def purge_deleted_models() -> int:
+    """Remove the files of finished executions of deleted models (they are no longer reachable)."""
+    now = timezone.now()
+    gone = Execution.objects.select_related("model").filter(
+        model__status=MLModel.Status.DELETED,
+        status__in=[Execution.Status.SUCCEEDED, Execution.Status.FAILED],
+        files_removed_at__isnull=True,
+    )
+    return _remove_files(gone[:PURGE_BATCH], now)
+
+
+def _remove_files(executions, now) -> int:
+    removed = 0
+    for execution in executions:
+        shutil.rmtree(execution.folder, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the model's folder, once its last execution is gone
+            execution.folder.parent.rmdir()
+        Execution.objects.filter(pk=execution.pk).update(files_removed_at=now)
+        removed += 1
+    return removed
+
+
+def fail_waiting_of_deleted_models() -> int:
+    """Requested executions of deleted models will never run: say so now."""
+    now = timezone.now()
+    return Execution.objects.filter(
+        model__status=MLModel.Status.DELETED, status=Execution.Status.REQUESTED
+    ).update(
+        status=Execution.Status.FAILED,
+        finished_at=now,
+        error_message="The model was deleted before this execution could run.",
+    )
+
+
+def remove_stale_upload_files() -> int:
+    """Temporary upload files older than a day: left by a web process killed mid-upload."""
+    cutoff = time.time() - STALE_UPLOAD_AGE.total_seconds()
+    removed = 0
+    for path in Path(settings.FILE_UPLOAD_TEMP_DIR).glob("tmp*.upload*"):
+        with contextlib.suppress(OSError):
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+    return removed
+
+
+def housekeeping() -> dict:
+    """Scheduled every minute by django-q2: recovery, slots, retention."""
+    return {
+        "recovered_executions": recover_stale_executions(),
+        "failed_for_deleted_models": fail_waiting_of_deleted_models(),
+        "redispatched": services.redispatch_stale(),
+        "dispatched": len(services.dispatch()),
+        "expired_files_removed": purge_expired_files(),
+        "deleted_models_files_removed": purge_deleted_models(),
+        "stale_uploads_removed": remove_stale_upload_files(),
+    }
+
+
+def ensure_schedules(**kwargs) -> None:
+    """post_migrate hook: make sure the executions' housekeeping schedule exists (idempotent)."""
+    from django_q.models import Schedule
+
+    Schedule.objects.update_or_create(
+        name="neomaril-executions-housekeeping",
+        defaults={
+            "func": "executions.tasks.housekeeping",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": 1,
+            "repeats": -1,
+        },
+    )

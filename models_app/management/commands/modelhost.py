@@ -1,0 +1,36 @@
+"""Run the model host of this node: warm runners for Sync models (see models_app.serving.host)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+from django.core.management.base import BaseCommand
+
+from models_app.serving import paths
+from models_app.serving.host import ControlServer, ModelHost
+
+
+class Command(BaseCommand):
+    help = "Start the model host: owns the runner processes that serve Sync models on this node."
+
+    def handle(self, *args, **options):
+        host = ModelHost()
+        server = ControlServer(paths.host_socket(), host)
+        supervisor = threading.Thread(target=host.supervise_forever, name="supervisor", daemon=True)
+        supervisor.start()
+
+        def stop(signum, frame):
+            threading.Thread(target=server.shutdown, daemon=True).start()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        self.stdout.write(f"Model host listening on {paths.host_socket()}")
+        self.stdout.flush()
+        try:
+            server.serve_forever(poll_interval=0.5)
+        finally:
+            host.shutdown()
+            server.server_close()
+            paths.host_socket().unlink(missing_ok=True)
+            self.stdout.write("Model host stopped; runners stopped.")

@@ -1,0 +1,12 @@
+"""Routes under /api/v1/run/<hash>: what callers of a model use (group token)."""
+
+from django.urls import include, path
+
+from models_app import run_api
+from models_app.serving.views import ModelHealthView
+
+urlpatterns = [
+    path("<str:model_hash>", run_api.RunView.as_view(), name="run-model"),
+    path("<str:model_hash>/health", ModelHealthView.as_view(), name="run-model-health"),
+    path("<str:model_hash>/", include("executions.urls")),
+]

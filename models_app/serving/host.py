@@ -1,0 +1,422 @@
+"""The model host: owns the warm runner processes of Sync models on this node.
+
+One per node (`manage.py modelhost`). Web processes talk to runners directly over
+their Unix sockets; they ask the host, over its control socket, only to start runners
+(`ensure`), to kill a runner stuck past the request timeout (`kill`), and for what is
+running (`status`). A supervisor thread restarts crashed runners, retires runners of
+models that are no longer deployed (or were rebuilt), and evicts the least recently
+used runners when the count or memory budget is exceeded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import socketserver
+import subprocess
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+from django.conf import settings
+from django.db import close_old_connections
+
+from models_app.models import MLModel
+from models_app.runtime.oneshot import RUNNER_PATH, build_runner_env
+from models_app.runtime.protocol import ProtocolError, read_frame, write_frame
+from models_app.services import decrypted_env
+from models_app.serving import paths
+
+logger = logging.getLogger(__name__)
+
+SUPERVISE_INTERVAL = 1.0
+STATS_INTERVAL = 2.0
+# A model whose runners crash this often is not restarted until someone calls it again.
+CRASH_LIMIT, CRASH_WINDOW = 5, 60.0
+# One BLAS/OpenMP thread per runner: concurrency comes from replicas, and a runner
+# that spawns a thread per core fights the web process for the CPU.
+SINGLE_THREADED = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+class HostError(Exception):
+    """A runner could not be started; the message is for the caller."""
+
+
+@dataclass
+class Runner:
+    model_hash: str
+    model_id: int
+    build: int
+    replica: int
+    socket_path: Path
+    process: subprocess.Popen
+    started_at: float = field(default_factory=time.time)
+    last_used: float = field(default_factory=time.time)
+    requests: int = 0
+    rss: int = 0
+    expected_exit: bool = False
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def describe(self) -> dict:
+        return {
+            "model": self.model_hash,
+            "build": self.build,
+            "replica": self.replica,
+            "pid": self.process.pid,
+            "alive": self.alive,
+            "memory_bytes": self.rss,
+            "requests": self.requests,
+            "started_at": self.started_at,
+            "last_used": self.last_used,
+            "socket": str(self.socket_path),
+        }
+
+
+class ModelHost:
+    def __init__(self) -> None:
+        self.runners: dict[tuple[str, int], Runner] = {}
+        self._model_locks: dict[str, threading.Lock] = {}
+        self._lock = threading.RLock()
+        self._crashes: dict[str, deque[float]] = {}
+        self._stopping = threading.Event()
+        self.run_dir = settings.RUN_DIR
+        self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    # ---------------------------------------------------------------- operations
+
+    def ensure(self, model_hash: str) -> dict:
+        """Make sure every replica of the model's current build is up and answering."""
+        close_old_connections()
+        model = MLModel.objects.filter(hash=model_hash).first()
+        if model is None or not model.is_sync:
+            raise HostError(f"No Sync model '{model_hash}'.")
+        if model.status != MLModel.Status.DEPLOYED:
+            raise HostError(f"Model '{model_hash}' is {model.status}, not Deployed.")
+        with self._model_lock(model_hash):
+            # Concurrent first calls wait here and find the runners the first one started.
+            self._crashes.pop(model_hash, None)
+            started = [
+                self._start(model, replica)
+                for replica in range(model.replicas)
+                if not self._is_up(model, replica)
+            ]
+            for runner in started:
+                self._wait_ready(runner)
+            self._retire(model_hash, keep_build=model.deployed_build, keep_replicas=model.replicas)
+        self._enforce_budget(protect=model_hash)
+        return {
+            "sockets": [
+                str(paths.runner_socket(model.hash, model.deployed_build, r)) for r in range(model.replicas)
+            ]
+        }
+
+    def kill(self, socket_path: str, reason: str) -> dict:
+        """Kill the runner on this socket (e.g. stuck past the request timeout); the supervisor restarts it."""
+        with self._lock:
+            runner = next((r for r in self.runners.values() if str(r.socket_path) == socket_path), None)
+        if runner is None:
+            return {"killed": False}
+        logger.warning("killing runner %s of %s: %s", runner.process.pid, runner.model_hash, reason)
+        self._signal(runner, signal.SIGKILL)
+        return {"killed": True, "pid": runner.process.pid}
+
+    def stop_model(self, model_hash: str) -> int:
+        with self._model_lock(model_hash):
+            return self._retire(model_hash, keep_build=None, keep_replicas=0)
+
+    def status(self) -> dict:
+        with self._lock:
+            runners = [r.describe() for r in self.runners.values()]
+        return {"pid": os.getpid(), "runners": runners, "budget": self._budget()}
+
+    # ----------------------------------------------------------------- runners
+
+    def _model_lock(self, model_hash: str) -> threading.Lock:
+        with self._lock:
+            return self._model_locks.setdefault(model_hash, threading.Lock())
+
+    def _is_up(self, model: MLModel, replica: int) -> bool:
+        runner = self.runners.get((model.hash, replica))
+        return bool(
+            runner and runner.alive and runner.build == model.deployed_build and runner.socket_path.exists()
+        )
+
+    def _start(self, model: MLModel, replica: int) -> Runner:
+        old = self.runners.get((model.hash, replica))
+        if old is not None:
+            self._stop_runner(old)
+        socket_path = paths.runner_socket(model.hash, model.deployed_build, replica)
+        command = [
+            str(model.python),
+            "-s",
+            str(RUNNER_PATH),
+            "serve",
+            "--socket",
+            str(socket_path),
+            "--source",
+            str(model.folder / model.source_file),
+            "--entrypoint",
+            model.model_reference,
+        ]
+        if settings.RUNNER_MEMORY_LIMIT_MB:
+            command += ["--memory-limit-mb", str(settings.RUNNER_MEMORY_LIMIT_MB)]
+        env = build_runner_env({**SINGLE_THREADED, **decrypted_env(model)}, home=model.folder)
+        log = open(paths.runner_log(model.hash), "ab")  # noqa: SIM115  (owned by the child)
+        try:
+            process = subprocess.Popen(
+                command,
+                cwd=model.folder,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        runner = Runner(model.hash, model.pk, model.deployed_build, replica, socket_path, process)
+        with self._lock:
+            self.runners[(model.hash, replica)] = runner
+        logger.info(
+            "started runner %s for %s (build %s, replica %s)",
+            process.pid,
+            model.hash,
+            model.deployed_build,
+            replica,
+        )
+        return runner
+
+    def _wait_ready(self, runner: Runner) -> None:
+        deadline = time.monotonic() + settings.COLD_START_TIMEOUT
+        while time.monotonic() < deadline:
+            if not runner.alive:
+                runner.expected_exit = True
+                raise HostError(
+                    f"The model's runner exited while loading the model:\n{self._log_tail(runner)}"
+                )
+            if runner.socket_path.exists():
+                with contextlib.suppress(OSError, ProtocolError):
+                    if self._ping(runner, timeout=5)["pid"] == runner.process.pid:
+                        return
+            time.sleep(0.02)
+        self._stop_runner(runner)
+        raise HostError(
+            f"The model did not load within {settings.COLD_START_TIMEOUT} s (cold-start timeout)."
+        )
+
+    @staticmethod
+    def _ping(runner: Runner, timeout: float) -> dict:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(str(runner.socket_path))
+            write_frame(sock, {"op": "ping"})
+            return read_frame(sock)
+
+    @staticmethod
+    def _log_tail(runner: Runner, lines: int = 30) -> str:
+        try:
+            text = paths.runner_log(runner.model_hash).read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _signal(self, runner: Runner, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(runner.process.pid, sig)
+
+    def _stop_runner(self, runner: Runner) -> None:
+        runner.expected_exit = True
+        if runner.alive:
+            self._signal(runner, signal.SIGTERM)
+            try:
+                runner.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self._signal(runner, signal.SIGKILL)
+                runner.process.wait(5)
+        with contextlib.suppress(FileNotFoundError):
+            runner.socket_path.unlink()
+        with self._lock:
+            if self.runners.get((runner.model_hash, runner.replica)) is runner:
+                del self.runners[(runner.model_hash, runner.replica)]
+
+    def _retire(self, model_hash: str, *, keep_build: int | None, keep_replicas: int) -> int:
+        with self._lock:
+            doomed = [
+                r
+                for r in self.runners.values()
+                if r.model_hash == model_hash and (r.build != keep_build or r.replica >= keep_replicas)
+            ]
+        for runner in doomed:
+            self._stop_runner(runner)
+        return len(doomed)
+
+    # -------------------------------------------------------------- supervision
+
+    def supervise_forever(self) -> None:
+        last_stats = 0.0
+        while not self._stopping.wait(SUPERVISE_INTERVAL):
+            try:
+                self._restart_crashed()
+                if time.monotonic() - last_stats > STATS_INTERVAL:
+                    self._retire_undeployed()
+                    self._refresh_stats()
+                    self._enforce_budget()
+                    last_stats = time.monotonic()
+            except Exception:
+                logger.exception("supervisor pass failed")
+            finally:
+                close_old_connections()
+
+    def _restart_crashed(self) -> None:
+        with self._lock:
+            crashed = [r for r in self.runners.values() if not r.alive and not r.expected_exit]
+        for runner in crashed:
+            history = self._crashes.setdefault(runner.model_hash, deque(maxlen=CRASH_LIMIT))
+            history.append(time.monotonic())
+            code = runner.process.returncode
+            logger.warning("runner %s of %s exited (%s)", runner.process.pid, runner.model_hash, code)
+            with self._lock:
+                self.runners.pop((runner.model_hash, runner.replica), None)
+            if len(history) == CRASH_LIMIT and history[-1] - history[0] < CRASH_WINDOW:
+                logger.error(
+                    "%s crashed %d times in %.0f s; not restarting until called again",
+                    runner.model_hash,
+                    CRASH_LIMIT,
+                    CRASH_WINDOW,
+                )
+                continue
+            model = MLModel.objects.filter(hash=runner.model_hash, status=MLModel.Status.DEPLOYED).first()
+            if model is None:
+                continue
+            try:
+                with self._model_lock(model.hash):
+                    if not self._is_up(model, runner.replica):
+                        self._wait_ready(self._start(model, runner.replica))
+            except HostError as exc:
+                logger.error("could not restart %s: %s", model.hash, exc)
+
+    def _retire_undeployed(self) -> None:
+        with self._lock:
+            hashes = {r.model_hash for r in self.runners.values()}
+        if not hashes:
+            return
+        current = {
+            m.hash: m
+            for m in MLModel.objects.filter(hash__in=hashes).only(
+                "hash", "status", "deployed_build", "replicas", "operation"
+            )
+        }
+        for model_hash in hashes:
+            model = current.get(model_hash)
+            with self._model_lock(model_hash):
+                if model is None or model.status != MLModel.Status.DEPLOYED:
+                    self._retire(model_hash, keep_build=None, keep_replicas=0)
+                else:
+                    self._retire(model_hash, keep_build=model.deployed_build, keep_replicas=model.replicas)
+
+    def _refresh_stats(self) -> None:
+        with self._lock:
+            runners = list(self.runners.values())
+        for runner in runners:
+            if not runner.alive:
+                continue
+            with contextlib.suppress(psutil.Error):
+                runner.rss = psutil.Process(runner.process.pid).memory_info().rss
+            try:
+                served = self._ping(runner, timeout=0.2)["requests"]
+            except (OSError, ProtocolError, KeyError, TypeError):
+                runner.last_used = time.time()  # busy answering a request: in use now
+                continue
+            if served != runner.requests:
+                runner.requests = served
+                runner.last_used = time.time()
+
+    def _budget(self) -> dict:
+        return {"max_runners": settings.HOST_MAX_RUNNERS, "memory_budget_mb": settings.HOST_MEMORY_BUDGET_MB}
+
+    def _enforce_budget(self, protect: str | None = None) -> None:
+        """Evict least recently used runners (never those of `protect`) until within budget."""
+        while True:
+            with self._lock:
+                live = [r for r in self.runners.values() if r.alive]
+                over_count = len(live) > settings.HOST_MAX_RUNNERS
+                memory = sum(r.rss for r in live)
+                over_memory = (
+                    bool(settings.HOST_MEMORY_BUDGET_MB)
+                    and memory > settings.HOST_MEMORY_BUDGET_MB * 1024 * 1024
+                )
+                candidates = sorted((r for r in live if r.model_hash != protect), key=lambda r: r.last_used)
+            if not (over_count or over_memory) or not candidates:
+                return
+            victim = candidates[0]
+            logger.info(
+                "evicting runner %s of %s (least recently used)", victim.process.pid, victim.model_hash
+            )
+            self._stop_runner(victim)
+
+    def shutdown(self) -> None:
+        self._stopping.set()
+        with self._lock:
+            runners = list(self.runners.values())
+        for runner in runners:
+            self._stop_runner(runner)
+
+
+class _ControlHandler(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        host: ModelHost = self.server.host  # type: ignore[attr-defined]
+        sock: socket.socket = self.request
+        while True:
+            try:
+                request = read_frame(sock)
+            except ProtocolError:
+                return
+            op = request.get("op") if isinstance(request, dict) else None
+            try:
+                if op == "ensure":
+                    answer = {"ok": True, **host.ensure(str(request.get("model")))}
+                elif op == "kill":
+                    answer = {
+                        "ok": True,
+                        **host.kill(str(request.get("socket")), str(request.get("reason", ""))),
+                    }
+                elif op == "stop":
+                    answer = {"ok": True, "stopped": host.stop_model(str(request.get("model")))}
+                elif op == "status":
+                    answer = {"ok": True, **host.status()}
+                else:
+                    answer = {"ok": False, "error": f"unknown op {op!r}"}
+            except HostError as exc:
+                answer = {"ok": False, "error": str(exc)}
+            except Exception as exc:  # report, keep serving other callers
+                logger.exception("host operation %s failed", op)
+                answer = {"ok": False, "error": f"model host error: {type(exc).__name__}: {exc}"}
+            finally:
+                close_old_connections()
+            try:
+                write_frame(sock, answer)
+            except OSError:
+                return
+
+
+class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+    def __init__(self, path: Path, host: ModelHost):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        old_umask = os.umask(0o177)
+        try:
+            super().__init__(str(path), _ControlHandler)
+        finally:
+            os.umask(old_umask)
+        self.host = host

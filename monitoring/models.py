@@ -1,0 +1,38 @@
+"""Production inputs recorded for monitoring."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class PredictionRecord(models.Model):
+    """One Sync call: what came in, what went out, how it went."""
+
+    model = models.ForeignKey("models_app.MLModel", on_delete=models.CASCADE, related_name="predictions")
+    at = models.DateTimeField(db_index=True)
+    status_code = models.PositiveSmallIntegerField()
+    latency_ms = models.FloatField()
+    input = models.TextField(help_text="The raw JSON request body.")
+    output = models.TextField(blank=True, help_text="The JSON answer, or the error.")
+
+    class Meta:
+        ordering = ["-at"]
+        indexes = [models.Index(fields=["model", "at"])]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.status_code} {self.model_id}"
+
+
+class DroppedRecords(models.Model):
+    """Calls that could not be recorded because the buffer was full: counted, never silent."""
+
+    at = models.DateTimeField(auto_now_add=True)
+    count = models.PositiveIntegerField()
+    process = models.CharField(max_length=64, help_text="host:pid of the web process that dropped them.")
+
+    class Meta:
+        ordering = ["-at"]
+        verbose_name_plural = "dropped records"
+
+    def __str__(self) -> str:
+        return f"{self.count} dropped by {self.process}"

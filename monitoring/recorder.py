@@ -1,0 +1,119 @@
+"""Records Sync calls without slowing them: a bounded in-memory buffer per web process,
+written to the database in batches by a background thread.
+
+If the database falls behind and the buffer fills, further calls are dropped and
+counted; the count is written as a DroppedRecords row and logged, so a gap in the
+records is always visible.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.db import close_old_connections
+
+logger = logging.getLogger(__name__)
+
+FLUSH_INTERVAL = 0.5
+BATCH_SIZE = 500
+
+
+@dataclass(frozen=True)
+class Call:
+    model_id: int
+    at: datetime
+    status_code: int
+    latency_ms: float
+    input: str
+    output: str
+
+
+class Recorder:
+    def __init__(self, capacity: int):
+        self.buffer: queue.Queue[Call] = queue.Queue(maxsize=capacity)
+        self.dropped = 0  # not yet written to the database
+        self.dropped_total = 0
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+
+    def record(self, call: Call) -> None:
+        """Called on the request path: never blocks, never touches the database."""
+        self._ensure_thread()
+        try:
+            self.buffer.put_nowait(call)
+        except queue.Full:
+            with self._lock:
+                self.dropped += 1
+                self.dropped_total += 1
+            self._wake.set()
+
+    def _ensure_thread(self) -> None:
+        # gunicorn forks workers after import: each process starts its own writer.
+        if self._thread is None or self._pid != os.getpid():
+            with self._lock:
+                if self._thread is None or self._pid != os.getpid():
+                    self._pid = os.getpid()
+                    self._thread = threading.Thread(target=self._run, name="prediction-recorder", daemon=True)
+                    self._thread.start()
+                    atexit.register(self.flush)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(FLUSH_INTERVAL)
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception:  # keep recording after a database hiccup; the calls stay buffered
+                logger.exception("writing prediction records failed")
+                time.sleep(1)
+            finally:
+                close_old_connections()
+
+    def flush(self) -> int:
+        """Write everything buffered so far; returns how many records were written."""
+        from monitoring.models import DroppedRecords, PredictionRecord
+
+        written = 0
+        while True:
+            batch: list[Call] = []
+            while len(batch) < BATCH_SIZE:
+                try:
+                    batch.append(self.buffer.get_nowait())
+                except queue.Empty:
+                    break
+            if not batch:
+                break
+            PredictionRecord.objects.bulk_create(
+                [
+                    PredictionRecord(
+                        model_id=c.model_id,
+                        at=c.at,
+                        status_code=c.status_code,
+                        latency_ms=c.latency_ms,
+                        input=c.input,
+                        output=c.output,
+                    )
+                    for c in batch
+                ]
+            )
+            written += len(batch)
+        with self._lock:
+            dropped, self.dropped = self.dropped, 0
+        if dropped:
+            logger.warning("prediction buffer full: %d call(s) were not recorded", dropped)
+            DroppedRecords.objects.create(count=dropped, process=f"{socket.gethostname()}:{os.getpid()}")
+        return written
+
+
+recorder = Recorder(capacity=settings.RECORD_BUFFER_SIZE)

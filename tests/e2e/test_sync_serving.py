@@ -1,0 +1,236 @@
+"""Sync serving with the real processes: web (gunicorn), worker, model host and runners."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import textwrap
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from tests.e2e.procs import PortalClient, RunningPortal
+from tests.models_app import real_models
+
+pytestmark = pytest.mark.slow
+
+PROBE_SOURCE = textwrap.dedent(
+    """
+    import json, os, time
+
+    def score(data, base_path):
+        d = json.loads(data)
+        if d.get("sleep"):
+            time.sleep(d["sleep"])
+        if d.get("boom"):
+            raise ValueError("boom: " + str(d["boom"]))
+        return {"y": d["x"] * 2, "pid": os.getpid(), "env": sorted(os.environ), "api_key": os.environ.get("API_KEY")}
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def portal(tmp_path_factory):
+    running = RunningPortal(
+        tmp_path_factory.mktemp("serving"),
+        extra_env={"SECRET_KEY": "platform-secret-key-" + "x" * 40, "NEOMARIL_PREDICT_TIMEOUT": "30"},
+    )
+    try:
+        running.wait_healthy()
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def client(portal):
+    return PortalClient(portal)
+
+
+@pytest.fixture(scope="module")
+def tokens(client):
+    return {"serving": client.create_group("serving"), "others": client.create_group("others")}
+
+
+@pytest.fixture(scope="module")
+def probe(client, tokens):
+    files = {
+        "source": ("app.py", PROBE_SOURCE.encode()),
+        "model": ("model.pkl", b"unused"),
+        "requirements": ("requirements.txt", b""),
+        "schema": ("schema.json", b'{"x": 1}'),
+        "env": (".env", b"API_KEY=model-secret\n"),
+    }
+    return client.deploy(group="serving", files=files, name="probe")
+
+
+def call(portal, model_hash, body, token, timeout=60):
+    data = body if isinstance(body, (str, bytes)) else json.dumps(body)
+    return requests.post(
+        f"{portal.url}/api/v1/run/{model_hash}",
+        data=data,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=timeout,
+    )
+
+
+def runners(client, model_hash):
+    return client.get(f"/api/v1/models/{model_hash}/runners").json()["runners"]
+
+
+def test_sklearn_model_answers_like_the_in_process_call(portal, client, tokens):
+    pickle = real_models.train_model_pickle(portal.data_dir / "trained").read_bytes()
+    files = {
+        "source": ("app.py", real_models.SYNC_SOURCE.encode()),
+        "model": ("model.pkl", pickle),
+        "requirements": ("requirements.txt", real_models.REQUIREMENTS.encode()),
+        "schema": ("schema.json", json.dumps(real_models.SCHEMA).encode()),
+        "env": (".env", b"API_KEY=s3cr3t-value\n"),
+    }
+    model_hash = client.deploy(group="serving", files=files, name="breast cancer", python_version="3.9")
+    row = {"radius": 17.99, "texture": 10.38, "smoothness": 0.1184}
+    response = call(portal, model_hash, row, tokens["serving"])
+    assert response.status_code == 200, response.text
+    # The same call made in-process, in the same environment, with the same files.
+    env_python = next((portal.data_dir / "envs").glob("*/bin/python"))
+    script = (
+        "import json, os, sys, runpy; sys.path.insert(0, sys.argv[1]); os.environ['API_KEY'] = 's3cr3t-value';"
+        "m = runpy.run_path(sys.argv[1] + '/app.py'); r = m['score'](sys.argv[2], sys.argv[1]);"
+        "print(json.dumps({'pred': int(r['pred']), 'proba': float(r['proba']), 'vector': r['vector'].tolist(), 'secret_ok': r['secret_ok']}))"
+    )
+    folder = portal.data_dir / "models" / model_hash
+    expected = subprocess.run(
+        [str(env_python), "-c", script, str(folder), json.dumps(row)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert response.json() == json.loads(expected.stdout)
+    assert response.json()["secret_ok"] is True
+
+
+def test_errors_and_status_codes(portal, client, tokens, probe):
+    assert call(portal, probe, {"x": 2}, tokens["serving"]).json()["y"] == 4
+    wrong_group = call(portal, probe, {"x": 2}, tokens["others"])
+    assert wrong_group.status_code == 403 and "belongs to group 'others'" in wrong_group.json()["detail"]
+    assert call(portal, probe, {"x": 2}, "nmg_nope").status_code == 401
+    missing = requests.post(f"{portal.url}/api/v1/run/{probe}", data="{}", timeout=10)
+    assert missing.status_code == 401 and "Bearer" in missing.json()["detail"]
+    assert call(portal, "M" + "0" * 32, {"x": 2}, tokens["serving"]).status_code == 404
+    not_json = call(portal, probe, "{x: 1", tokens["serving"])
+    assert not_json.status_code == 400 and "not valid JSON" in not_json.json()["detail"]
+    not_object = call(portal, probe, "[1, 2]", tokens["serving"])
+    assert not_object.status_code == 400 and "JSON object" in not_object.json()["detail"]
+    raised = call(portal, probe, {"x": 1, "boom": "bad input"}, tokens["serving"])
+    assert raised.status_code == 422
+    body = raised.json()
+    assert body["code"] == "model_error" and body["model_error"]["error"] == "ValueError: boom: bad input"
+    assert 'app.py", line 9, in score' in body["model_error"]["traceback"]
+
+
+def test_runner_environment_is_clean(portal, tokens, probe):
+    answer = call(portal, probe, {"x": 1}, tokens["serving"]).json()
+    assert answer["api_key"] == "model-secret"
+    leaked = [
+        name
+        for name in answer["env"]
+        if name.startswith(("NEOMARIL_", "SECRET", "DATABASE", "REDIS", "DJANGO"))
+    ]
+    assert leaked == []
+
+
+def test_concurrent_first_calls_start_one_runner(portal, client, tokens):
+    files = {
+        "source": ("app.py", PROBE_SOURCE.encode()),
+        "model": ("model.pkl", b"unused"),
+        "requirements": ("requirements.txt", b""),
+        "schema": ("schema.json", b'{"x": 1}'),
+    }
+    model_hash = client.deploy(group="serving", files=files, name="cold")
+    assert runners(client, model_hash) == []
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda i: call(portal, model_hash, {"x": i}, tokens["serving"]), range(8)))
+    assert [a.status_code for a in answers] == [200] * 8
+    assert sorted(a.json()["y"] for a in answers) == [i * 2 for i in range(8)]
+    assert len({a.json()["pid"] for a in answers}) == 1
+    assert len(runners(client, model_hash)) == 1
+
+
+def test_killed_runner_is_replaced_and_next_call_succeeds(portal, client, tokens, probe):
+    pid = call(portal, probe, {"x": 1}, tokens["serving"]).json()["pid"]
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(0.2)
+    after = call(portal, probe, {"x": 5}, tokens["serving"])
+    assert after.status_code == 200 and after.json()["y"] == 10
+    assert after.json()["pid"] != pid
+
+
+def test_timeout_is_504_and_the_model_recovers(portal, client, tokens, probe):
+    assert client.patch(f"/api/v1/models/{probe}", json={"request_timeout": 2}).json()["request_timeout"] == 2
+    time.sleep(0.1)
+    started = time.monotonic()
+    slow = call(portal, probe, {"x": 1, "sleep": 20}, tokens["serving"])
+    assert slow.status_code == 504 and "did not answer within 2 s" in slow.json()["detail"]
+    assert time.monotonic() - started < 8
+    after = call(portal, probe, {"x": 3}, tokens["serving"])
+    assert after.status_code == 200 and after.json()["y"] == 6
+    client.patch(f"/api/v1/models/{probe}", json={"request_timeout": None})
+
+
+def test_replicas_spread_calls_over_processes(portal, client, tokens, probe):
+    client.patch(f"/api/v1/models/{probe}", json={"replicas": 2})
+    pids = {call(portal, probe, {"x": i}, tokens["serving"]).json()["pid"] for i in range(12)}
+    assert len(pids) == 2
+    client.patch(f"/api/v1/models/{probe}", json={"replicas": 1})
+    deadline = time.monotonic() + 10
+    while len(runners(client, probe)) != 1 and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert len(runners(client, probe)) == 1
+
+
+def test_health_and_runner_status(portal, client, tokens, probe):
+    call(portal, probe, {"x": 1}, tokens["serving"])
+    health = requests.get(
+        f"{portal.url}/api/v1/run/{probe}/health",
+        headers={"Authorization": f"Bearer {tokens['serving']}"},
+        timeout=10,
+    ).json()
+    assert health["deployed"] is True and health["warm"] is True
+    (runner,) = runners(client, probe)
+    assert runner["alive"] and runner["memory_bytes"] > 1_000_000 and runner["pid"] > 0
+
+
+def test_inputs_are_recorded(portal, client, tokens, probe):
+    call(portal, probe, {"x": 77, "tag": "recorded"}, tokens["serving"])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        records = client.get(f"/api/v1/models/{probe}/predictions").json()["results"]
+        mine = [r for r in records if '"tag": "recorded"' in r["input"]]
+        if mine:
+            break
+        time.sleep(0.3)
+    assert mine, records
+    assert mine[0]["status_code"] == 200 and json.loads(mine[0]["output"])["y"] == 154
+    assert mine[0]["latency_ms"] > 0
+
+
+def test_disabled_model_is_409_and_its_runners_stop(portal, client, tokens):
+    files = {
+        "source": ("app.py", PROBE_SOURCE.encode()),
+        "model": ("model.pkl", b"unused"),
+        "requirements": ("requirements.txt", b""),
+        "schema": ("schema.json", b'{"x": 1}'),
+    }
+    model_hash = client.deploy(group="serving", files=files, name="to disable")
+    assert call(portal, model_hash, {"x": 1}, tokens["serving"]).status_code == 200
+    client.post(f"/api/v1/models/{model_hash}/disable")
+    refused = call(portal, model_hash, {"x": 1}, tokens["serving"])
+    assert refused.status_code == 409 and "Disabled" in refused.json()["detail"]
+    deadline = time.monotonic() + 10
+    while runners(client, model_hash) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert runners(client, model_hash) == []

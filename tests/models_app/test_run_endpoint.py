@@ -1,0 +1,78 @@
+"""The run URL's checks that happen before any runner is involved (no model host needed)."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from models_app.models import MLModel
+from portal.models import GroupToken
+from tests.conftest import api_client
+from tests.models_app.uploads import sync_payload
+
+
+@pytest.fixture
+def model(cast):
+    response = api_client(cast.owner).post("/api/v1/models", sync_payload(), format="multipart")
+    return MLModel.objects.get(hash=response.json()["hash"])
+
+
+def _run(model_hash, token, body='{"a": 1, "b": 2}'):
+    client = APIClient()
+    return client.post(
+        f"/api/v1/run/{model_hash}",
+        body,
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
+
+
+def test_expired_group_token_is_401_saying_so(cast, model):
+    GroupToken.objects.filter(group=cast.group).update(expires_at=timezone.now() - timedelta(hours=1))
+    response = _run(model.hash, cast.group_token)
+    assert response.status_code == 401
+    assert "expired on" in response.json()["detail"]
+    assert response["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_model_not_deployed_is_409_with_its_status(cast, model):
+    response = _run(model.hash, cast.group_token)
+    assert response.status_code == 409
+    assert response.json() == {
+        "detail": f"Model '{model.hash}' is Ready, not Deployed: its build is queued.",
+        "code": "not_deployed",
+    }
+
+
+def test_deleted_model_is_404(cast, model):
+    MLModel.objects.filter(pk=model.pk).update(status="Deleted")
+    assert _run(model.hash, cast.group_token).status_code == 404
+
+
+def test_session_user_without_token_is_401_not_a_csrf_error(cast, model):
+    client = APIClient(enforce_csrf_checks=True)
+    client.force_login(cast.owner)
+    response = client.post(f"/api/v1/run/{model.hash}", '{"a": 1}', content_type="application/json")
+    assert response.status_code == 401
+
+
+def test_patch_settings_validates(cast, model):
+    client = api_client(cast.owner)
+    assert (
+        client.patch(f"/api/v1/models/{model.hash}", {"replicas": 3}, format="json").json()["replicas"] == 3
+    )
+    bad = client.patch(f"/api/v1/models/{model.hash}", {"replicas": 0}, format="json")
+    assert bad.status_code == 400 and "replicas" in bad.json()["errors"]
+    assert (
+        client.patch(f"/api/v1/models/{model.hash}", {"request_timeout": 0}, format="json").status_code == 400
+    )
+    assert (
+        api_client(cast.outsider)
+        .patch(f"/api/v1/models/{model.hash}", {"replicas": 2}, format="json")
+        .status_code
+        == 404
+    )
+    model.refresh_from_db()
+    assert model.replicas == 3
+    assert model.events.filter(action="settings_changed").count() == 1

@@ -1,0 +1,73 @@
+"""Recording of Sync calls: batched, bounded, and drops are counted, never silent."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from models_app.models import MLModel
+from monitoring import tasks
+from monitoring.models import DroppedRecords, PredictionRecord
+from monitoring.recorder import Call, Recorder
+from tests.conftest import api_client
+from tests.models_app.uploads import sync_payload
+
+
+@pytest.fixture
+def model(cast):
+    response = api_client(cast.owner).post("/api/v1/models", sync_payload(), format="multipart")
+    return MLModel.objects.get(hash=response.json()["hash"])
+
+
+def _call(model, n=0, at=None):
+    return Call(model.pk, at or timezone.now(), 200, 1.5, f'{{"x": {n}}}', f'{{"y": {n}}}')
+
+
+def test_flush_writes_buffered_calls_in_batches(model):
+    recorder = Recorder(capacity=2000)
+    for n in range(1200):
+        recorder.buffer.put_nowait(_call(model, n))
+    assert recorder.flush() == 1200
+    assert PredictionRecord.objects.filter(model=model).count() == 1200
+    assert PredictionRecord.objects.filter(input='{"x": 7}', output='{"y": 7}').exists()
+
+
+def test_overflow_is_counted_and_written(model, monkeypatch):
+    recorder = Recorder(capacity=3)
+    monkeypatch.setattr(recorder, "_ensure_thread", lambda: None)  # flush by hand below
+    for n in range(10):
+        recorder.record(_call(model, n))
+    assert recorder.dropped == 7 and recorder.dropped_total == 7
+    assert recorder.flush() == 3
+    assert DroppedRecords.objects.get().count == 7
+    assert recorder.dropped == 0 and recorder.dropped_total == 7
+
+
+def test_record_never_blocks_when_full(model, monkeypatch):
+    import time
+
+    recorder = Recorder(capacity=1)
+    monkeypatch.setattr(recorder, "_ensure_thread", lambda: None)
+    started = time.perf_counter()
+    for n in range(1000):
+        recorder.record(_call(model, n))
+    assert time.perf_counter() - started < 0.5
+
+
+def test_retention_purges_old_records(model, settings):
+    settings.RECORD_RETENTION_DAYS = 7
+    PredictionRecord.objects.create(
+        model=model, at=timezone.now() - timedelta(days=8), status_code=200, latency_ms=1, input="{}"
+    )
+    PredictionRecord.objects.create(model=model, at=timezone.now(), status_code=200, latency_ms=1, input="{}")
+    assert tasks.purge_old_records() == 1
+    assert PredictionRecord.objects.count() == 1
+
+
+def test_predictions_endpoint_is_members_only(cast, model):
+    PredictionRecord.objects.create(
+        model=model, at=timezone.now(), status_code=200, latency_ms=2.5, input='{"a": 1}', output="{}"
+    )
+    body = api_client(cast.teammate).get(f"/api/v1/models/{model.hash}/predictions").json()
+    assert body["count"] == 1 and body["results"][0]["input"] == '{"a": 1}'
+    assert api_client(cast.outsider).get(f"/api/v1/models/{model.hash}/predictions").status_code == 404

@@ -49,3 +49,6 @@ format: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+bench: install
+	$(PY) bench/sync_bench.py

@@ -7,12 +7,20 @@ token), so the portal's pages can show executions without asking for the token.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from django.db import connection
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from rest_framework import exceptions
 from rest_framework.request import Request
 
 from models_app.models import MLModel
+from portal import tokens
 from portal.access import groups_for
-from portal.authentication import check_group_token
+from portal.authentication import TokenFacts, check_group_token
+from portal.models import Group, GroupToken
 
 
 class ModelNotDeployed(exceptions.APIException):
@@ -45,12 +53,85 @@ def get_called_model(request: Request, model_hash: str, *, allow_member: bool = 
 
 def require_deployed(model: MLModel) -> None:
     if model.status != MLModel.Status.DEPLOYED:
-        hint = {
-            MLModel.Status.READY: "its build is queued",
-            MLModel.Status.BUILDING: "it is being built; try again when it is Deployed",
-            MLModel.Status.FAILED: "its build failed; see its build log and restart it",
-            MLModel.Status.DISABLED: "it was disabled; restart it to serve again",
-        }.get(model.status, "")
-        raise ModelNotDeployed(
-            f"Model '{model.hash}' is {model.status}, not Deployed" + (f": {hint}." if hint else ".")
-        )
+        raise ModelNotDeployed(not_deployed_message(model))
+
+
+def not_deployed_message(model: MLModel) -> str:
+    hint = {
+        MLModel.Status.READY: "its build is queued",
+        MLModel.Status.BUILDING: "it is being built; try again when it is Deployed",
+        MLModel.Status.FAILED: "its build failed; see its build log and restart it",
+        MLModel.Status.DISABLED: "it was disabled; restart it to serve again",
+    }.get(model.status, "")
+    return f"Model '{model.hash}' is {model.status}, not Deployed" + (f": {hint}." if hint else ".")
+
+
+@dataclass(frozen=True)
+class CallTarget:
+    """A model as the predict path needs it, with the presented token's facts."""
+
+    model: MLModel
+    group_name: str
+    token: TokenFacts | None
+
+
+def _aware(value) -> datetime:
+    if isinstance(value, str):  # SQLite hands back text
+        value = parse_datetime(value)
+    return value if timezone.is_aware(value) else timezone.make_aware(value, UTC)
+
+
+# Table names come from our own models, never from input; the values are parameters.
+_CALL_SQL = (
+    "SELECT m.id, m.status, m.operation, m.deployed_build, m.replicas, m.request_timeout, m.schema, "  # noqa: S608
+    "m.group_id, g.name, t.group_id, tg.name, t.expires_at, t.revoked_at "
+    f"FROM {MLModel._meta.db_table} m JOIN {Group._meta.db_table} g ON g.id = m.group_id "
+    f"LEFT JOIN {GroupToken._meta.db_table} t ON t.digest = %s "
+    f"LEFT JOIN {Group._meta.db_table} tg ON tg.id = t.group_id "
+    "WHERE m.hash = %s"
+)
+
+
+def lookup_call(model_hash: str, token_value: str) -> CallTarget | None:
+    """One hand-written query for the hot path of Sync calls: the model and the token.
+
+    The ORM version of these two lookups costs ~1 ms of query compilation per call,
+    more than everything else the web process does for a prediction.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_CALL_SQL, [tokens.digest(token_value), model_hash])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    (
+        pk,
+        status,
+        operation,
+        build,
+        replicas,
+        timeout,
+        schema,
+        group_id,
+        group_name,
+        token_group_id,
+        token_group_name,
+        expires_at,
+        revoked_at,
+    ) = row
+    if isinstance(schema, str):  # SQLite: the JSON text; only its kind matters here
+        schema = {} if schema.lstrip().startswith("{") else None
+    model = MLModel(
+        id=pk,
+        hash=model_hash,
+        status=status,
+        operation=operation,
+        deployed_build=build,
+        replicas=replicas,
+        request_timeout=timeout,
+        schema=schema,
+        group_id=group_id,
+    )
+    facts = None
+    if token_group_id is not None:
+        facts = TokenFacts(token_group_id, token_group_name, _aware(expires_at), revoked_at is not None)
+    return CallTarget(model, group_name, facts)

@@ -6,7 +6,7 @@ from models_app import run_api
 from models_app.serving.views import ModelHealthView
 
 urlpatterns = [
-    path("<str:model_hash>", run_api.RunView.as_view(), name="run-model"),
+    path("<str:model_hash>", run_api.run_model, name="run-model"),
     path("<str:model_hash>/health", ModelHealthView.as_view(), name="run-model-health"),
     path("<str:model_hash>/", include("executions.urls")),
 ]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.http import HttpRequest
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
@@ -67,31 +69,60 @@ class GroupTokenMissing(exceptions.NotAuthenticated):
     default_detail = "This endpoint needs the group token: send 'Authorization: Bearer <group token>'."
 
 
-def check_group_token(request: Request, group: Group) -> GroupToken:
-    """Check `Authorization: Bearer <group token>` against `group`.
+@dataclass(frozen=True)
+class TokenFacts:
+    """What the group-token check needs to know about a presented token."""
 
-    401 when the token is missing, unknown, revoked or expired (saying which);
-    403 when it is a valid token of another group.
+    group_id: int
+    group_name: str
+    expires_at: datetime
+    revoked: bool
+
+
+def group_token_problem(
+    facts: TokenFacts | None, group_id: int, group_name: str
+) -> exceptions.APIException | None:
+    """Why this token may not call a model of `group_id`, or None when it may.
+
+    401 when the token is unknown, revoked or expired (saying which); 403 when it is a
+    valid token of another group.
     """
+    if facts is None:
+        return exceptions.AuthenticationFailed("Unknown group token. Check it, or refresh the group's token.")
+    if facts.revoked:
+        return exceptions.AuthenticationFailed(
+            "This group token was replaced by a newer one. Use the group's current token."
+        )
+    if facts.expires_at <= timezone.now():
+        return exceptions.AuthenticationFailed(
+            f"This group token expired on {facts.expires_at:%Y-%m-%d %H:%M} UTC. "
+            "Refresh the group's token to get a new one."
+        )
+    if facts.group_id != group_id:
+        return exceptions.PermissionDenied(
+            f"This token belongs to group '{facts.group_name}', not to '{group_name}'."
+        )
+    return None
+
+
+def bearer_token(request: Request | HttpRequest) -> str:
+    """The Bearer credentials, or GroupTokenMissing (401)."""
     value = _credentials(request, "Bearer")
     if value is None:
         raise GroupTokenMissing()
+    return value
+
+
+def check_group_token(request: Request, group: Group) -> GroupToken:
+    """Check `Authorization: Bearer <group token>` against `group` (see group_token_problem)."""
+    value = bearer_token(request)
     token = GroupToken.objects.select_related("group").filter(digest=tokens.digest(value)).first()
-    if token is None:
-        raise exceptions.AuthenticationFailed("Unknown group token. Check it, or refresh the group's token.")
-    if token.is_revoked:
-        raise exceptions.AuthenticationFailed(
-            "This group token was replaced by a newer one. Use the group's current token."
-        )
-    if token.is_expired:
-        raise exceptions.AuthenticationFailed(
-            f"This group token expired on {token.expires_at:%Y-%m-%d %H:%M} UTC. "
-            "Refresh the group's token to get a new one."
-        )
-    if token.group_id != group.pk:
-        raise exceptions.PermissionDenied(
-            f"This token belongs to group '{token.group.name}', not to '{group.name}'."
-        )
+    facts = None
+    if token is not None:
+        facts = TokenFacts(token.group_id, token.group.name, token.expires_at, token.is_revoked)
+    problem = group_token_problem(facts, group.pk, group.name)
+    if problem is not None:
+        raise problem
     return token
 
 

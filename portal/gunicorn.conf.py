@@ -10,4 +10,8 @@ threads = int(os.environ.get("NEOMARIL_WEB_THREADS", "4"))
 # Large uploads (hundreds of MB) can take minutes on a slow link.
 timeout = int(os.environ.get("NEOMARIL_WEB_TIMEOUT", "300"))
 graceful_timeout = 30
-accesslog = "-"
+# Each worker gets its own listening socket: the kernel spreads connections over the
+# workers instead of letting one busy worker accept most keep-alive connections.
+reuse_port = True
+# Off by default: one line per prediction costs CPU in gunicorn and in the Procfile runner.
+accesslog = "-" if os.environ.get("NEOMARIL_ACCESS_LOG", "0") == "1" else None

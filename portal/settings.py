@@ -97,7 +97,7 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["CONN_MAX_AGE"] = None  # opening SQLite + its PRAGMAs costs ~1 ms: keep connections
     # web, worker and model host write the same file: WAL lets readers run during a
     # write, IMMEDIATE takes the write lock up front instead of failing mid-transaction.
     DATABASES["default"]["OPTIONS"] = {
@@ -180,6 +180,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "ModelStatusEnum": "models_app.models.MLModel.Status",
         "BuildStatusEnum": "models_app.models.ModelBuild.Status",
+        "ExecutionStatusEnum": "executions.models.Execution.Status",
     },
 }
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
 import socket
 import threading
 from dataclasses import dataclass
@@ -55,7 +54,7 @@ class RunnerPool:
     def __init__(self) -> None:
         self._idle: dict[str, list[socket.socket]] = {}
         self._lock = threading.Lock()
-        self._turn = itertools.count()
+        self._in_flight: dict[str, int] = {}
 
     def _take(self, path: str) -> socket.socket | None:
         with self._lock:
@@ -82,10 +81,33 @@ class RunnerPool:
             raise
         return sock
 
+    def _least_busy(self, model: MLModel) -> str:
+        """The replica with the fewest requests in flight from this process.
+
+        A runner answers one request at a time, so sending to a busy one queues behind
+        it while another may be idle.
+        """
+        candidates = [
+            str(paths.runner_socket(model.hash, model.deployed_build, r)) for r in range(model.replicas)
+        ]
+        with self._lock:
+            path = min(candidates, key=lambda p: self._in_flight.get(p, 0))
+            self._in_flight[path] = self._in_flight.get(path, 0) + 1
+        return path
+
+    def _done(self, path: str) -> None:
+        with self._lock:
+            self._in_flight[path] -= 1
+
     def predict(self, model: MLModel, body: str) -> Answer:
         """Send one request to one of the model's runners, starting them if needed."""
-        replica = next(self._turn) % model.replicas
-        path = str(paths.runner_socket(model.hash, model.deployed_build, replica))
+        path = self._least_busy(model)
+        try:
+            return self._predict(model, body, path)
+        finally:
+            self._done(path)
+
+    def _predict(self, model: MLModel, body: str, path: str) -> Answer:
         timeout = model.effective_request_timeout
         request = {"op": "predict", "data": body, "base_path": str(model.folder)}
 

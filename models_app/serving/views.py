@@ -6,7 +6,7 @@ import json
 import time
 
 from django.conf import settings
-from django.http import JsonResponse
+from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions
@@ -16,25 +16,22 @@ from rest_framework.views import APIView
 
 from models_app.calls import get_called_model
 from models_app.models import MLModel
+from models_app.run_api import error
 from models_app.serving import paths
 from models_app.serving.client import ServingError, host_call, pool
 from monitoring.recorder import Call, recorder
 
 
-def _error(status: int, detail: str, code: str, **extra) -> JsonResponse:
-    return JsonResponse({"detail": detail, "code": code, **extra}, status=status)
-
-
-def predict(request: Request, model: MLModel) -> JsonResponse:
+def predict(request: HttpRequest, model: MLModel) -> JsonResponse:
     """Answer one Sync call. The runner gets the body exactly as sent (a JSON string)."""
     started = time.perf_counter()
     try:
         body = request.body.decode("utf-8")
         payload = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
-        return _error(400, f"The request body is not valid JSON: {exc}.", "invalid")
+        return error(400, f"The request body is not valid JSON: {exc}.", "invalid")
     if isinstance(model.schema, dict) and not isinstance(payload, dict):
-        return _error(
+        return error(
             400,
             f"This model takes a JSON object (like its schema example), not a JSON {type(payload).__name__}.",
             "invalid",
@@ -42,7 +39,7 @@ def predict(request: Request, model: MLModel) -> JsonResponse:
     try:
         answer = pool.predict(model, body)
     except ServingError as exc:
-        response = _error(
+        response = error(
             exc.status, exc.message, {502: "runner_crashed", 503: "unavailable", 504: "timeout"}[exc.status]
         )
         _record(model, body, response, started)
@@ -51,10 +48,10 @@ def predict(request: Request, model: MLModel) -> JsonResponse:
     if frame.get("ok"):
         response = JsonResponse(frame["result"], safe=False)
     elif frame.get("phase") == "protocol":
-        response = _error(500, f"Internal error talking to the model's runner: {frame.get('error')}", "error")
+        response = error(500, f"Internal error talking to the model's runner: {frame.get('error')}", "error")
     else:
         # The platform worked; the model's own code failed on this input.
-        response = _error(
+        response = error(
             422,
             f"The model raised an error: {frame.get('error')}",
             "model_error",

@@ -80,7 +80,7 @@ def create_execution(model: MLModel, upload: UploadedFile, *, name: str, user=No
                 shutil.rmtree(folder)
             folder.mkdir(parents=True, mode=0o700)
             _place_input(upload, folder / name)
-            transaction.on_commit(dispatch)
+            transaction.on_commit(dispatch_quietly)
     except BaseException:
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
@@ -163,6 +163,14 @@ def dispatch() -> list[int]:
             Execution.objects.filter(pk__in=chosen).update(queued_at=timezone.now())
             transaction.on_commit(lambda: _enqueue(chosen))
     return chosen
+
+
+def dispatch_quietly() -> None:
+    """`dispatch`, for callers that must not fail because of it (the minute's housekeeping retries)."""
+    try:
+        dispatch()
+    except Exception:
+        logger.exception("could not hand out execution slots; housekeeping will retry")
 
 
 def redispatch_stale() -> int:

@@ -62,6 +62,7 @@ class ExecutionLog:
         self._dropped = 0
         self._tail: deque[str] = deque(maxlen=TAIL_LINES)
         self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"execution-log-{execution.pk}", daemon=True)
 
@@ -93,12 +94,14 @@ class ExecutionLog:
             self._pending.append(text)
 
     def flush(self) -> None:
-        with self._lock:
-            chunk, self._pending = "".join(self._pending), []
-        if chunk:
-            self.execution.append_log(chunk)
-        else:
-            Execution.objects.filter(pk=self.execution.pk).update(heartbeat_at=timezone.now())
+        # One flush at a time (the thread's or the caller's), so chunks land in order.
+        with self._flush_lock:
+            with self._lock:
+                chunk, self._pending = "".join(self._pending), []
+            if chunk:
+                self.execution.append_log(chunk)
+            else:
+                Execution.objects.filter(pk=self.execution.pk).update(heartbeat_at=timezone.now())
 
     def _run(self) -> None:
         last_beat = time.monotonic()
@@ -152,8 +155,7 @@ def run_execution(execution_id: int) -> str:
             log(f"Execution succeeded: {outcome['output_file']} ({outcome['output_size']} bytes).")
     # The log is complete before the status says the execution is over.
     finished = _finish(execution, **outcome)
-    with contextlib.suppress(Exception):  # the minute's housekeeping dispatches too
-        services.dispatch()
+    services.dispatch_quietly()  # the freed slot goes to the next waiting execution
     return outcome["status"] if finished else "outcome discarded: the execution was recovered meanwhile"
 
 
@@ -162,7 +164,9 @@ def _execute(execution: Execution, log: ExecutionLog) -> dict:
     if model.status == MLModel.Status.DELETED:
         raise ExecutionFailed("The model was deleted before this execution could run.")
     if model.status == MLModel.Status.DISABLED:
-        raise ExecutionFailed("The model was disabled before this execution could run; restart it and submit again.")
+        raise ExecutionFailed(
+            "The model was disabled before this execution could run; restart it and submit again."
+        )
     try:
         python = model.python
     except ValueError:
@@ -179,7 +183,10 @@ def _execute(execution: Execution, log: ExecutionLog) -> dict:
         f"{model.model_reference}(data_path, model_path) with {execution.input_file} "
         f"({execution.input_size} bytes); timeout {timeout} s."
     )
-    env = oneshot.build_runner_env({**decrypted_env(model), "inputFileName": execution.input_file}, home=folder)
+    log.flush()  # at once: if the worker dies right away, the log still says this attempt began
+    env = oneshot.build_runner_env(
+        {**decrypted_env(model), "inputFileName": execution.input_file}, home=folder
+    )
     result = oneshot.run_oneshot(
         python,
         source=model.folder / model.source_file,
@@ -214,8 +221,10 @@ def _failure_message(result: oneshot.RunResult, timeout: int) -> str:
     if result.phase == "import":
         return f"Could not load the model's code: {error}"
     if result.phase == "result":
-        return f"The entrypoint must return the path of the file it wrote inside data_path: {error}"
-    return f"The entrypoint raised {error}"
+        return f"Bad return value: {error}; it must be the path of a file written inside data_path."
+    if result.phase == "call":
+        return f"The entrypoint raised {error}"
+    return f"The model process failed ({result.phase}): {error}"
 
 
 def check_output(value: object, folder: Path, input_name: str) -> Path:
@@ -234,9 +243,13 @@ def check_output(value: object, folder: Path, input_name: str) -> Path:
     try:
         resolved = candidate.resolve()
     except (OSError, RuntimeError) as exc:  # a symlink loop
-        raise ExecutionFailed(f"The entrypoint returned '{shown}', which can't be resolved ({exc}). {rule}") from None
+        raise ExecutionFailed(
+            f"The entrypoint returned '{shown}', which can't be resolved ({exc}). {rule}"
+        ) from None
     if not resolved.is_relative_to(root):
-        raise ExecutionFailed(f"The entrypoint returned '{shown}', which is outside data_path ({folder}). {rule}")
+        raise ExecutionFailed(
+            f"The entrypoint returned '{shown}', which is outside data_path ({folder}). {rule}"
+        )
     if not resolved.exists():
         raise ExecutionFailed(f"The entrypoint returned '{shown}', but there is no such file. {rule}")
     if resolved.is_dir():
@@ -316,7 +329,7 @@ def recover_stale_executions() -> int:
                 execution.append_log(f"{stamp} Execution failed: {outcome['error_message']}\n")
         recovered += 1
     if recovered:
-        services.dispatch()
+        services.dispatch_quietly()
     return recovered
 
 
@@ -418,16 +431,27 @@ def remove_stale_upload_files() -> int:
 
 
 def housekeeping() -> dict:
-    """Scheduled every minute by django-q2: recovery, slots, retention."""
-    return {
-        "recovered_executions": recover_stale_executions(),
-        "failed_for_deleted_models": fail_waiting_of_deleted_models(),
-        "redispatched": services.redispatch_stale(),
-        "dispatched": len(services.dispatch()),
-        "expired_files_removed": purge_expired_files(),
-        "deleted_models_files_removed": purge_deleted_models(),
-        "stale_uploads_removed": remove_stale_upload_files(),
+    """Scheduled every minute by django-q2: recovery, slots, retention.
+
+    Each step runs even when an earlier one failed (its error is logged and reported).
+    """
+    steps = {
+        "recovered_executions": recover_stale_executions,
+        "failed_for_deleted_models": fail_waiting_of_deleted_models,
+        "redispatched": services.redispatch_stale,
+        "dispatched": lambda: len(services.dispatch()),
+        "expired_files_removed": purge_expired_files,
+        "deleted_models_files_removed": purge_deleted_models,
+        "stale_uploads_removed": remove_stale_upload_files,
     }
+    report: dict = {}
+    for name, step in steps.items():
+        try:
+            report[name] = step()
+        except Exception as exc:
+            logger.exception("executions housekeeping: %s failed", name)
+            report[name] = f"error: {type(exc).__name__}: {exc}"
+    return report
 
 
 def ensure_schedules(**kwargs) -> None:

@@ -105,6 +105,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+    # Tests use a file, not Django's in-memory default, so that concurrency tests get
+    # real concurrent writers, as in production.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-db.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -194,7 +197,8 @@ API_TOKEN_LAST_USED_RESOLUTION_SECONDS = 60
 REDIS_URL = envstr("REDIS_URL")
 Q_CLUSTER = {
     "name": "neomaril",
-    "workers": envint("NEOMARIL_WORKERS", 2, minimum=1),
+    # Workers mostly wait on child processes (uv, runners), so more than the cores.
+    "workers": envint("NEOMARIL_WORKERS", 4, minimum=2),
     # The longest task (an environment build) must finish within `timeout`; `retry`
     # must be larger or django-q2 hands a running task to a second worker.
     "timeout": envint("NEOMARIL_TASK_TIMEOUT", 1800, minimum=10),
@@ -265,7 +269,8 @@ EXECUTIONS_DIR = DATA_DIR / "executions"
 EXECUTION_TIMEOUT = envint("NEOMARIL_EXECUTION_TIMEOUT", 1200, minimum=1)
 MAX_EXECUTION_UPLOAD_BYTES = envint("NEOMARIL_MAX_EXECUTION_UPLOAD_MB", 2048, minimum=1) * 1024 * 1024
 EXECUTION_CONCURRENCY_PER_MODEL = envint("NEOMARIL_EXECUTION_CONCURRENCY_PER_MODEL", 2, minimum=1)
-EXECUTION_CONCURRENCY_TOTAL = envint("NEOMARIL_EXECUTION_CONCURRENCY_TOTAL", 4, minimum=1)
+# Below the worker count, so a flood of executions never holds every worker and builds still run.
+EXECUTION_CONCURRENCY_TOTAL = envint("NEOMARIL_EXECUTION_CONCURRENCY_TOTAL", 3, minimum=1)
 EXECUTION_RETENTION_DAYS = envint("NEOMARIL_EXECUTION_RETENTION_DAYS", 30, minimum=7)
 # A Running execution whose worker has not written a heartbeat (every 5 s) for this long
 # lost its worker: housekeeping re-queues it once, then fails it (docs/executions.md).

@@ -61,7 +61,7 @@ class RunningPortal:
                 response = requests.get(f"{self.url}/healthz", timeout=2)
                 if response.status_code == 200:
                     return response.json()
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or slow on a busy machine
                 pass
             time.sleep(0.3)
         raise TimeoutError(f"/healthz did not answer within {timeout} s:\n{self.log()}")

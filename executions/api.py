@@ -1,0 +1,263 @@
+"""REST endpoints of executions, under /api/v1/run/<hash>.
+
+`submit` answers `POST /api/v1/run/<hash>` for Async models (called by models_app's
+RunView once the group token and the model's state are checked). The other views list,
+describe and download executions; all of them authorise with the group token of the
+model's group, or a logged-in member of that group (models_app.calls.get_called_model).
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.http import FileResponse
+from django.http.multipartparser import MultiPartParserError
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import permissions, status
+from rest_framework.exceptions import (
+    APIException,
+    NotFound,
+    ParseError,
+    UnsupportedMediaType,
+    ValidationError,
+)
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from executions import services
+from executions.models import Execution
+from executions.serializers import ExecutionLogSerializer, ExecutionSerializer
+from models_app.calls import get_called_model
+from models_app.models import MLModel
+from models_app.validation import UploadError, sanitize_filename
+from portal.api.pagination import PageNumberPagination
+from portal.uploads import LimitedTemporaryFileUploadHandler
+
+UPLOAD_FIELD = "file"
+# Room for the multipart framing and a few small form fields beside the file.
+_MULTIPART_OVERHEAD = 1024 * 1024
+# Types that Python's mimetypes table doesn't know.
+_EXTRA_TYPES = {".parquet": "application/vnd.apache.parquet", ".jsonl": "application/jsonl"}
+
+
+class PayloadTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "too_large"
+
+
+class ResultNotReady(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "not_finished"
+
+
+class ExecutionUploadHandler(LimitedTemporaryFileUploadHandler):
+    """The platform's streaming handler, with the executions' own size limit."""
+
+    def __init__(self, request=None):
+        super().__init__(request)
+        self.file_limit = settings.MAX_EXECUTION_UPLOAD_BYTES
+        self.total_limit = self.file_limit + _MULTIPART_OVERHEAD
+
+
+def _size(size: int) -> str:
+    for unit, scale in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
+        if size >= scale:
+            return f"{size / scale:.3g} {unit}"
+    return f"{size} bytes"
+
+
+def _input_from_request(request: Request):
+    """The uploaded input file and its sanitised name, or the 4xx that says what is wrong."""
+    django_request = request._request
+    content_type = django_request.META.get("CONTENT_TYPE", "")
+    if not content_type.startswith("multipart/form-data"):
+        raise UnsupportedMediaType(
+            content_type or "(none)",
+            detail="Send the input file as multipart/form-data in a field named 'file', "
+            "e.g. curl -F file=@input.csv.",
+        )
+    # Handlers can only be swapped before the body is parsed; if something read it first,
+    # the general upload limits applied and the size check below still holds.
+    if not hasattr(django_request, "_files"):
+        django_request.upload_handlers = [ExecutionUploadHandler(django_request)]
+    try:
+        files = django_request.FILES  # streams the body to a temporary file on disk
+    except (MultiPartParserError, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent) as exc:
+        raise ParseError(f"The multipart body could not be read: {exc}") from None
+    limit_errors = getattr(django_request, "upload_limit_errors", {})
+    limit = settings.MAX_EXECUTION_UPLOAD_BYTES
+    if limit_errors:
+        raise PayloadTooLarge(f"The input file is larger than the limit of {_size(limit)}.")
+    if UPLOAD_FIELD in files:
+        uploads = files.getlist(UPLOAD_FIELD)
+    else:
+        # Clients that name the field otherwise (e.g. 'input') work when they send one file.
+        uploads = [upload for _field, field_uploads in files.lists() for upload in field_uploads]
+    if not uploads:
+        raise ValidationError(
+            {
+                UPLOAD_FIELD: [
+                    "No input file: send it in a multipart field named 'file' (curl -F file=@input.csv)."
+                ]
+            }
+        )
+    if len(uploads) > 1:
+        raise ValidationError(
+            {UPLOAD_FIELD: [f"{len(uploads)} files were sent; an execution takes one input file."]}
+        )
+    upload = uploads[0]
+    try:
+        name = sanitize_filename(upload.name, field=UPLOAD_FIELD)
+    except UploadError as exc:
+        raise ValidationError({UPLOAD_FIELD: [exc.message]}) from None
+    if upload.size is not None and upload.size > limit:
+        raise PayloadTooLarge(
+            f"'{name}' is larger than the limit of {_size(limit)} for an execution's input."
+        )
+    if not upload.size:
+        raise ValidationError({UPLOAD_FIELD: [f"'{name}' is empty; send the file to score."]})
+    return upload, name
+
+
+def submit(request: Request, model: MLModel) -> Response:
+    """Start an execution of a deployed Async model on the uploaded file: 202 with its id."""
+    upload, name = _input_from_request(request)
+    execution = services.create_execution(model, upload, name=name, user=request.user)
+    url = request.build_absolute_uri(
+        reverse("execution-detail", kwargs={"model_hash": model.hash, "execution_id": execution.number})
+    )
+    body = {
+        "execution_id": execution.number,
+        "status": execution.status,
+        "url": url,
+        "model": model.hash,
+        "message": f"Execution {execution.number} started. Use the id to check its status.",
+    }
+    return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": url})
+
+
+def _called_execution(request: Request, model_hash: str, execution_id: int) -> Execution:
+    model = get_called_model(request, model_hash, allow_member=True)
+    return services.get_execution(model, execution_id)
+
+
+def _content_type(filename: str) -> str:
+    suffix = Path(filename).suffix.lower()
+    return _EXTRA_TYPES.get(suffix) or mimetypes.guess_type(filename)[0] or "application/octet-stream"
+
+
+def _download(execution: Execution, path: Path, what: str) -> FileResponse:
+    """Stream a file of the execution's folder (never read whole into memory)."""
+    if execution.files_removed_at is not None:
+        raise NotFound(
+            f"The files of execution {execution.number} were removed on "
+            f"{execution.files_removed_at:%Y-%m-%d %H:%M} UTC (retention policy), so its {what} "
+            "can't be downloaded any more.",
+            code="files_removed",
+        )
+    root = execution.folder.resolve()
+    resolved = path.resolve()
+    if not resolved.is_relative_to(root) or not resolved.is_file():
+        raise NotFound(f"The {what} of execution {execution.number} is missing from its folder.")
+    handle = open(resolved, "rb")  # noqa: SIM115  (FileResponse closes it)
+    return FileResponse(
+        handle, as_attachment=True, filename=resolved.name, content_type=_content_type(resolved.name)
+    )
+
+
+_ID = OpenApiParameter(
+    "execution_id", OpenApiTypes.INT, OpenApiParameter.PATH, description="Execution number."
+)
+_HASH = OpenApiParameter(
+    "model_hash", OpenApiTypes.STR, OpenApiParameter.PATH, description="The model's hash."
+)
+_FILE = OpenApiResponse(OpenApiTypes.BINARY, description="The file, as an attachment.")
+
+
+class ExecutionListView(APIView):
+    permission_classes = [permissions.AllowAny]  # the group token (or membership) is checked per model
+
+    @extend_schema(
+        parameters=[
+            _HASH,
+            OpenApiParameter("status", str, enum=Execution.Status.values, description="Only this status."),
+        ],
+        responses=ExecutionSerializer(many=True),
+        tags=["executions"],
+    )
+    def get(self, request: Request, model_hash: str) -> Response:
+        model = get_called_model(request, model_hash, allow_member=True)
+        executions = model.executions.select_related("model", "requested_by").order_by("-number")
+        wanted = request.query_params.get("status")
+        if wanted:
+            if wanted not in Execution.Status.values:
+                raise ValidationError(
+                    {
+                        "status": [
+                            f"Unknown status '{wanted}'; use one of {', '.join(Execution.Status.values)}."
+                        ]
+                    }
+                )
+            executions = executions.filter(status=wanted)
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(executions, request, view=self)
+        return paginator.get_paginated_response(
+            ExecutionSerializer(page, many=True, context={"request": request}).data
+        )
+
+
+class ExecutionDetailView(APIView):
+    permission_classes = [permissions.AllowAny]
+
+    @extend_schema(parameters=[_HASH, _ID], responses=ExecutionSerializer, tags=["executions"])
+    def get(self, request: Request, model_hash: str, execution_id: int) -> Response:
+        execution = _called_execution(request, model_hash, execution_id)
+        return Response(ExecutionSerializer(execution, context={"request": request}).data)
+
+
+class ExecutionLogView(APIView):
+    permission_classes = [permissions.AllowAny]
+
+    @extend_schema(parameters=[_HASH, _ID], responses=ExecutionLogSerializer, tags=["executions"])
+    def get(self, request: Request, model_hash: str, execution_id: int) -> Response:
+        return Response(ExecutionLogSerializer(_called_execution(request, model_hash, execution_id)).data)
+
+
+class ExecutionResultView(APIView):
+    permission_classes = [permissions.AllowAny]
+
+    @extend_schema(
+        parameters=[_HASH, _ID],
+        responses={200: _FILE, 404: None, 409: OpenApiResponse(description="Not Succeeded (yet).")},
+        tags=["executions"],
+    )
+    def get(self, request: Request, model_hash: str, execution_id: int) -> FileResponse:
+        execution = _called_execution(request, model_hash, execution_id)
+        if execution.status != Execution.Status.SUCCEEDED:
+            if execution.status == Execution.Status.FAILED:
+                detail = (
+                    f"Execution {execution.number} Failed, so it has no result: {execution.error_message}"
+                )
+            else:
+                detail = (
+                    f"Execution {execution.number} is {execution.status}; its result can be downloaded "
+                    "once it has Succeeded."
+                )
+            raise ResultNotReady({"detail": detail, "status": execution.status})
+        assert execution.output_path is not None
+        return _download(execution, execution.output_path, "result")
+
+
+class ExecutionInputView(APIView):
+    permission_classes = [permissions.AllowAny]
+
+    @extend_schema(parameters=[_HASH, _ID], responses={200: _FILE}, tags=["executions"])
+    def get(self, request: Request, model_hash: str, execution_id: int) -> FileResponse:
+        execution = _called_execution(request, model_hash, execution_id)
+        return _download(execution, execution.input_path, "input")

@@ -33,7 +33,7 @@ browser-deps:
 		echo "Installing Chromium from Debian's packages for the browser tests..."; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: install
+test: install browser-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: install

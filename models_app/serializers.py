@@ -86,6 +86,8 @@ class ModelSummarySerializer(serializers.ModelSerializer):
 class ModelDetailSerializer(ModelSummarySerializer):
     created_by = serializers.CharField(source="created_by.username", default=None, read_only=True)
     files = serializers.SerializerMethodField()
+    run_url = serializers.SerializerMethodField(help_text="POST here with the group token to call the model.")
+    docs_url = serializers.SerializerMethodField(help_text="The model's Swagger page.")
     last_build = serializers.SerializerMethodField()
 
     class Meta(ModelSummarySerializer.Meta):
@@ -104,8 +106,22 @@ class ModelDetailSerializer(ModelSummarySerializer):
             "last_build",
             "replicas",
             "request_timeout",
+            "run_url",
+            "docs_url",
         ]
         read_only_fields = fields
+
+    def get_run_url(self, model: MLModel) -> str | None:
+        from models_app.docs_views import run_url
+
+        request = self.context.get("request")
+        return run_url(request, model) if request else None
+
+    def get_docs_url(self, model: MLModel) -> str | None:
+        from models_app.docs_views import docs_url
+
+        request = self.context.get("request")
+        return docs_url(request, model) if request else None
 
     def get_files(self, model: MLModel) -> dict:
         return {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import socket
 import threading
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ class RunnerPool:
         self._idle: dict[str, list[socket.socket]] = {}
         self._lock = threading.Lock()
         self._in_flight: dict[str, int] = {}
+        self._turn = itertools.count()
 
     def _take(self, path: str) -> socket.socket | None:
         with self._lock:
@@ -87,8 +89,11 @@ class RunnerPool:
         A runner answers one request at a time, so sending to a busy one queues behind
         it while another may be idle.
         """
+        # Start the scan at a rotating replica so ties (all idle) spread the load too.
+        start = next(self._turn)
         candidates = [
-            str(paths.runner_socket(model.hash, model.deployed_build, r)) for r in range(model.replicas)
+            str(paths.runner_socket(model.hash, model.deployed_build, (start + i) % model.replicas))
+            for i in range(model.replicas)
         ]
         with self._lock:
             path = min(candidates, key=lambda p: self._in_flight.get(p, 0))

@@ -67,6 +67,9 @@ class Runner:
         return self.process.poll() is None
 
     def describe(self) -> dict:
+        if self.alive:
+            with contextlib.suppress(psutil.Error):
+                self.rss = psutil.Process(self.process.pid).memory_info().rss
         return {
             "model": self.model_hash,
             "build": self.build,

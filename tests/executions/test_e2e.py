@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 E2E_ENV = {
     "NEOMARIL_EXECUTION_TIMEOUT": "20",
     "NEOMARIL_EXECUTION_STALE_SECONDS": "15",
-    "NEOMARIL_WORKERS": "3",
+    "NEOMARIL_WORKERS": "4",
 }
 
 STDLIB_SOURCE = textwrap.dedent(

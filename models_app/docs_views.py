@@ -1,0 +1,78 @@
+"""A model's own OpenAPI document, its Swagger page and its generated request code.
+
+Readable by members of the model's group (and admins) only: an outsider gets 404 and
+never learns a model's name or schema.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.views import redirect_to_login
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.views import SpectacularSwaggerView
+from rest_framework import serializers
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from models_app import codegen
+from models_app.access import get_model_for_user
+from models_app.models import MLModel
+from models_app.openapi import model_document
+
+
+def run_url(request, model: MLModel) -> str:
+    return request.build_absolute_uri(reverse("run-model", args=[model.hash]))
+
+
+def docs_url(request, model: MLModel) -> str:
+    return request.build_absolute_uri(reverse("model-docs", args=[model.hash]))
+
+
+class ModelOpenApiView(APIView):
+    """The model's OpenAPI 3 document (what its Swagger page shows)."""
+
+    @extend_schema(responses={200: {"type": "object"}}, tags=["models"])
+    def get(self, request: Request, model_hash: str) -> Response:
+        model = get_model_for_user(request.user, model_hash)
+        return Response(model_document(model, request.build_absolute_uri("/")))
+
+
+class ModelCodeView(APIView):
+    """Request code for the model in curl, Python (requests) and JavaScript (fetch)."""
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "language", str, enum=list(codegen.LANGUAGES), description="Default: all of them."
+            )
+        ],
+        responses=inline_serializer(
+            "ModelCode", {lang: serializers.CharField(required=False) for lang in codegen.LANGUAGES}
+        ),
+        tags=["models"],
+    )
+    def get(self, request: Request, model_hash: str) -> Response:
+        model = get_model_for_user(request.user, model_hash)
+        language = request.query_params.get("language")
+        if language is not None and language not in codegen.LANGUAGES:
+            raise ValidationError(
+                {"language": [f"Unknown language '{language}'; use one of {', '.join(codegen.LANGUAGES)}."]}
+            )
+        url = run_url(request, model)
+        languages = [language] if language else codegen.LANGUAGES
+        return Response({lang: codegen.generate(model, url, lang) for lang in languages})
+
+
+class ModelSwaggerView(SpectacularSwaggerView):
+    """Swagger UI for one model, with the vendored (sidecar) assets: no CDN needed."""
+
+    @extend_schema(exclude=True)
+    def get(self, request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        model = get_model_for_user(request.user, kwargs["model_hash"])
+        self.url = reverse("api-model-openapi", args=[model.hash])
+        self.title = f"{model.name} · Neomaril"
+        return super().get(request, *args, **kwargs)

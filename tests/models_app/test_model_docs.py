@@ -1,0 +1,179 @@
+"""Per-model OpenAPI documents, Swagger pages and generated request code."""
+
+import ast
+import json
+
+import pytest
+from django.test import Client
+from openapi_spec_validator import validate
+
+from models_app.models import MLModel
+from models_app.schema_inference import infer_schema
+from tests.conftest import PASSWORD, api_client
+from tests.models_app.uploads import file, sync_payload
+
+ALL_TYPES = {
+    "age": 42,
+    "income": 1234.5,
+    "name": "Ana",
+    "active": True,
+    "tags": ["a", "b"],
+    "scores": [1, 2.5],
+    "address": {"city": "Recife", "zip": None},
+    "nothing": None,
+    "matrix": [[1, 2], [3, 4]],
+    "mixed": [1, "x"],
+    "empty": [],
+}
+
+
+def test_type_inference_covers_every_json_type():
+    schema = infer_schema(ALL_TYPES)
+    props = schema["properties"]
+    assert schema["type"] == "object" and schema["example"] == ALL_TYPES
+    assert schema["additionalProperties"] is True and "passed to the model unchanged" in schema["description"]
+    assert props["age"] == {"type": "integer"}
+    assert props["income"] == {"type": "number"}
+    assert props["name"] == {"type": "string"}
+    assert props["active"] == {"type": "boolean"}
+    assert props["tags"] == {"type": "array", "items": {"type": "string"}}
+    assert props["scores"] == {"type": "array", "items": {"type": "number"}}
+    assert props["address"]["type"] == "object" and props["address"]["properties"]["city"] == {
+        "type": "string"
+    }
+    assert props["address"]["properties"]["zip"]["nullable"] is True
+    assert props["nothing"]["nullable"] is True and "type" not in props["nothing"]
+    assert props["matrix"]["items"] == {"type": "array", "items": {"type": "integer"}}
+    assert props["mixed"]["items"] == {"oneOf": [{"type": "integer"}, {"type": "string"}]}
+    assert props["empty"] == {"type": "array", "items": {}}
+    assert set(schema["required"]) == set(ALL_TYPES)
+
+
+@pytest.fixture
+def sync_model(cast):
+    payload = sync_payload(schema=file("schema.json", json.dumps(ALL_TYPES)))
+    model = MLModel.objects.get(
+        hash=api_client(cast.owner).post("/api/v1/models", payload, format="multipart").json()["hash"]
+    )
+    MLModel.objects.filter(pk=model.pk).update(
+        status="Deployed", deployed_build=1, smoke_result={"pred": 1, "proba": 0.25}
+    )
+    model.refresh_from_db()
+    return model
+
+
+@pytest.fixture
+def async_model(cast):
+    payload = sync_payload(operation="Async", schema=None, input_type="parquet", name="Batch")
+    model = MLModel.objects.get(
+        hash=api_client(cast.owner).post("/api/v1/models", payload, format="multipart").json()["hash"]
+    )
+    MLModel.objects.filter(pk=model.pk).update(status="Deployed", deployed_build=1)
+    model.refresh_from_db()
+    return model
+
+
+def test_sync_document_is_valid_and_describes_only_this_model(cast, sync_model):
+    response = api_client(cast.teammate).get(f"/api/v1/models/{sync_model.hash}/openapi.json")
+    assert response.status_code == 200
+    document = response.json()
+    validate(document)
+    assert set(document["paths"]) == {
+        f"/api/v1/run/{sync_model.hash}",
+        f"/api/v1/run/{sync_model.hash}/health",
+    }
+    operation = document["paths"][f"/api/v1/run/{sync_model.hash}"]["post"]
+    body = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert body["example"] == ALL_TYPES and body["properties"]["age"] == {"type": "integer"}
+    answer = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    assert answer["example"] == {"pred": 1, "proba": 0.25}
+    assert answer["properties"] == {"pred": {"type": "integer"}, "proba": {"type": "number"}}
+    assert set(operation["responses"]) >= {"200", "400", "401", "403", "404", "409", "422", "503", "504"}
+    assert document["components"]["securitySchemes"] == {
+        "GroupToken": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "The group token of the model's group.",
+        }
+    }
+    assert operation["security"] == [{"GroupToken": []}]
+    assert document["servers"] == [{"url": "http://testserver"}]
+    assert "/api/v1/groups" not in json.dumps(document)
+
+
+def test_async_document_describes_upload_status_and_result(cast, async_model):
+    document = api_client(cast.owner).get(f"/api/v1/models/{async_model.hash}/openapi.json").json()
+    validate(document)
+    base = f"/api/v1/run/{async_model.hash}"
+    assert set(document["paths"]) == {
+        base,
+        f"{base}/health",
+        f"{base}/executions",
+        f"{base}/executions/{{execution_id}}",
+        f"{base}/executions/{{execution_id}}/log",
+        f"{base}/executions/{{execution_id}}/result",
+    }
+    upload = document["paths"][base]["post"]["requestBody"]["content"]["multipart/form-data"]
+    assert upload["schema"]["properties"]["file"]["format"] == "binary"
+    assert "parquet" in upload["schema"]["properties"]["file"]["description"]
+    assert upload["encoding"]["file"]["contentType"] == "application/vnd.apache.parquet"
+    assert "202" in document["paths"][base]["post"]["responses"]
+    assert all(
+        p.get("name") != "model_hash"
+        for item in document["paths"].values()
+        for op in item.values()
+        for p in op.get("parameters", [])
+    )
+
+
+def test_outsider_cannot_read_any_document_of_the_model(cast, sync_model):
+    outsider = api_client(cast.outsider)
+    assert outsider.get(f"/api/v1/models/{sync_model.hash}/openapi.json").status_code == 404
+    assert outsider.get(f"/api/v1/models/{sync_model.hash}/code").status_code == 404
+    client = Client()
+    client.login(username="outsider", password=PASSWORD)
+    assert client.get(f"/models/{sync_model.hash}/docs/").status_code == 404
+    # The platform's global document names no model.
+    assert (
+        sync_model.hash not in Client().get("/api/schema/", HTTP_ACCEPT="application/json").content.decode()
+    )
+
+
+def test_swagger_page_is_offline_and_points_at_the_model_document(cast, sync_model):
+    client = Client()
+    assert client.get(f"/models/{sync_model.hash}/docs/").status_code == 302  # log in first
+    client.login(username="teammate", password=PASSWORD)
+    html = client.get(f"/models/{sync_model.hash}/docs/").content.decode()
+    assert f"/api/v1/models/{sync_model.hash}/openapi.json" in html
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in html
+    assert "cdn" not in html.lower() and "https://" not in html
+
+
+def test_describe_links_to_docs_and_run_url(cast, sync_model):
+    body = api_client(cast.owner).get(f"/api/v1/models/{sync_model.hash}").json()
+    assert body["docs_url"] == f"http://testserver/models/{sync_model.hash}/docs/"
+    assert body["run_url"] == f"http://testserver/api/v1/run/{sync_model.hash}"
+
+
+def test_generated_code_reads_the_token_from_the_environment(cast, sync_model):
+    code = api_client(cast.owner).get(f"/api/v1/models/{sync_model.hash}/code").json()
+    assert set(code) == {"curl", "python", "javascript"}
+    assert "$NEOMARIL_GROUP_TOKEN" in code["curl"]
+    assert 'os.environ["NEOMARIL_GROUP_TOKEN"]' in code["python"]
+    assert "process.env.NEOMARIL_GROUP_TOKEN" in code["javascript"]
+    for text in code.values():
+        assert cast.group_token not in text and f"http://testserver/api/v1/run/{sync_model.hash}" in text
+    compile(code["python"], "generated.py", "exec")
+    payload_literal = code["python"].split("payload = ", 1)[1].split("\nresponse", 1)[0]
+    assert ast.literal_eval(payload_literal) == ALL_TYPES  # the example survives as a Python literal
+    only = api_client(cast.owner).get(f"/api/v1/models/{sync_model.hash}/code?language=curl").json()
+    assert set(only) == {"curl"}
+    bad = api_client(cast.owner).get(f"/api/v1/models/{sync_model.hash}/code?language=cobol")
+    assert bad.status_code == 400 and "cobol" in bad.json()["detail"]
+
+
+def test_async_code_uploads_a_file(cast, async_model):
+    code = api_client(cast.owner).get(f"/api/v1/models/{async_model.hash}/code").json()
+    assert "-F file=@input.parquet" in code["curl"]
+    assert 'files={"file": f}' in code["python"] and "/result" in code["python"]
+    compile(code["python"], "generated.py", "exec")

@@ -90,18 +90,6 @@ def gunicorn_workers(portal: RunningPortal) -> list[psutil.Process]:
     return [p for p in gunicorns if p.ppid() in {g.pid for g in gunicorns}]
 
 
-def wait_healthy(portal: RunningPortal, timeout: float = 180) -> None:
-    """RunningPortal.wait_healthy, patient with a first answer slower than its 2 s (busy machine)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            portal.wait_healthy(timeout=max(1.0, deadline - time.monotonic()))
-            return
-        except requests.Timeout:
-            if time.monotonic() > deadline:
-                raise
-
-
 def write_multipart(path: Path, size: int, boundary: str) -> int:
     """Write a multipart body holding one CSV of about `size` bytes; return the CSV's size."""
     row = b"12345,0.123456789,some text in a column,2024-01-31,1\n"
@@ -128,7 +116,7 @@ def run(size_mb: int, keep: bool) -> dict:
     work = Path(tempfile.mkdtemp(prefix="neomaril-bench-"))
     portal = RunningPortal(work / "data")
     try:
-        wait_healthy(portal)
+        portal.wait_healthy()
         url = portal.url
         login = requests.post(
             f"{url}/api/v1/auth/login",

@@ -36,6 +36,7 @@ from executions.serializers import ExecutionLogSerializer, ExecutionSerializer
 from models_app.calls import get_called_model
 from models_app.models import MLModel
 from models_app.validation import UploadError, sanitize_filename
+from portal.api.errors import PayloadTooLarge
 from portal.api.pagination import PageNumberPagination
 from portal.uploads import LimitedTemporaryFileUploadHandler
 
@@ -44,11 +45,6 @@ UPLOAD_FIELD = "file"
 _MULTIPART_OVERHEAD = 1024 * 1024
 # Types that Python's mimetypes table doesn't know.
 _EXTRA_TYPES = {".parquet": "application/vnd.apache.parquet", ".jsonl": "application/jsonl"}
-
-
-class PayloadTooLarge(APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_code = "too_large"
 
 
 class ResultNotReady(APIException):

@@ -33,6 +33,16 @@ PROBE_SOURCE = textwrap.dedent(
 )
 
 
+def probe_files(**extra) -> dict:
+    return {
+        "source": ("app.py", PROBE_SOURCE.encode()),
+        "model": ("model.pkl", b"unused"),
+        "requirements": ("requirements.txt", b""),
+        "schema": ("schema.json", b'{"x": 1}'),
+        **extra,
+    }
+
+
 @pytest.fixture(scope="module")
 def portal(tmp_path_factory):
     running = RunningPortal(
@@ -58,13 +68,7 @@ def tokens(client):
 
 @pytest.fixture(scope="module")
 def probe(client, tokens):
-    files = {
-        "source": ("app.py", PROBE_SOURCE.encode()),
-        "model": ("model.pkl", b"unused"),
-        "requirements": ("requirements.txt", b""),
-        "schema": ("schema.json", b'{"x": 1}'),
-        "env": (".env", b"API_KEY=model-secret\n"),
-    }
+    files = probe_files(env=(".env", b"API_KEY=model-secret\n"))
     return client.deploy(group="serving", files=files, name="probe")
 
 
@@ -144,12 +148,7 @@ def test_runner_environment_is_clean(portal, tokens, probe):
 
 
 def test_concurrent_first_calls_start_one_runner(portal, client, tokens):
-    files = {
-        "source": ("app.py", PROBE_SOURCE.encode()),
-        "model": ("model.pkl", b"unused"),
-        "requirements": ("requirements.txt", b""),
-        "schema": ("schema.json", b'{"x": 1}'),
-    }
+    files = probe_files()
     model_hash = client.deploy(group="serving", files=files, name="cold")
     assert runners(client, model_hash) == []
     with ThreadPoolExecutor(8) as pool:
@@ -219,12 +218,7 @@ def test_inputs_are_recorded(portal, client, tokens, probe):
 
 
 def test_disabled_model_is_409_and_its_runners_stop(portal, client, tokens):
-    files = {
-        "source": ("app.py", PROBE_SOURCE.encode()),
-        "model": ("model.pkl", b"unused"),
-        "requirements": ("requirements.txt", b""),
-        "schema": ("schema.json", b'{"x": 1}'),
-    }
+    files = probe_files()
     model_hash = client.deploy(group="serving", files=files, name="to disable")
     assert call(portal, model_hash, {"x": 1}, tokens["serving"]).status_code == 200
     client.post(f"/api/v1/models/{model_hash}/disable")

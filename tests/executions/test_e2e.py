@@ -60,18 +60,6 @@ STDLIB_SOURCE = textwrap.dedent(
 )
 
 
-def wait_healthy(portal: RunningPortal, timeout: float = 180) -> None:
-    """RunningPortal.wait_healthy, patient with a first answer slower than its 2 s (busy machine)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            portal.wait_healthy(timeout=max(1.0, deadline - time.monotonic()))
-            return
-        except requests.Timeout:
-            if time.monotonic() > deadline:
-                raise
-
-
 class Api:
     """The portal's REST API as an admin (personal token) and as a caller (group token)."""
 
@@ -156,7 +144,7 @@ def stdlib_files(env: str = "") -> dict:
 def portal(tmp_path_factory):
     running = RunningPortal(tmp_path_factory.mktemp("executions-e2e") / "data", extra_env=E2E_ENV)
     try:
-        wait_healthy(running)
+        running.wait_healthy()
         yield running
     finally:
         running.stop()
@@ -321,7 +309,7 @@ def test_worker_killed_mid_run_then_restarted(tmp_path):
     env = {**E2E_ENV, "NEOMARIL_EXECUTION_CONCURRENCY_PER_MODEL": "1"}
     first = RunningPortal(data, extra_env=env)
     try:
-        wait_healthy(first)
+        first.wait_healthy()
         api = Api(first)
         model_hash = api.deploy("sleeper", stdlib_files("SLEEP=10\n"))
         assert api.submit(model_hash, "one.txt", b"1").status_code == 202
@@ -349,7 +337,7 @@ def test_worker_killed_mid_run_then_restarted(tmp_path):
 
     second = RunningPortal(data, extra_env=env)  # same data folder: same database, tokens, files
     try:
-        wait_healthy(second)
+        second.wait_healthy()
         api.url = second.url
         recovered = api.finished(model_hash, 1, timeout=240)
         log = api.get(f"/api/v1/run/{model_hash}/executions/1/log").json()["log"]

@@ -1,0 +1,350 @@
+"""The client base (connection, login, groups) and async executions.
+
+Connect with arguments or with environment variables (a ``.env`` file in the working
+directory is read first, without overriding variables already set):
+
+==================  ===========================================================
+NEOMARIL_URL        the portal's address, e.g. ``http://neomaril.example:8000``
+NEOMARIL_USER       your username …
+NEOMARIL_PASSWORD   … and password, exchanged for an API token on connection
+NEOMARIL_TOKEN      or a personal API token (``nmu_…``) used as it is
+NEOMARIL_GROUP      default ``group`` of ``create_model``
+NEOMARIL_GROUP_TOKEN  the group token used to call models (``nmg_…``)
+==================  ===========================================================
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Union
+from urllib.parse import unquote
+
+import requests
+
+from neomaril_codex._dotenv import load_dotenv
+from neomaril_codex._http import Connection, env
+from neomaril_codex.exceptions import (
+    AuthenticationError,
+    ExecutionError,
+    InputError,
+    WaitTimeout,
+)
+
+__all__ = ["BaseNeomarilClient", "NeomarilExecution"]
+
+logger = logging.getLogger(__name__)
+
+EXECUTION_FINAL = ("Succeeded", "Failed")
+LOG_TAIL_LINES = 40
+
+
+def backoff(first: float = 0.5, factor: float = 1.5, cap: float = 10.0) -> Iterator[float]:
+    """Waits between status polls: quick at first (builds of small models take seconds),
+    then slower, never more than `cap` seconds."""
+    wait = first
+    while True:
+        yield wait
+        wait = min(wait * factor, cap)
+
+
+def log_tail(log: str, lines: int = LOG_TAIL_LINES) -> str:
+    return "\n".join(log.rstrip().splitlines()[-lines:])
+
+
+def _load_dotenv() -> None:
+    loaded = load_dotenv(Path.cwd() / ".env")
+    if loaded:
+        logger.info("Loading .env (%s)", ", ".join(sorted(loaded)))
+
+
+class BaseNeomarilClient:
+    """Connection to a Neomaril portal, and its groups.
+
+    Args:
+        login: your username (default: ``NEOMARIL_USER``).
+        password: your password (default: ``NEOMARIL_PASSWORD``); with `login`, it is
+            exchanged for a personal API token on connection.
+        url: the portal's address (default: ``NEOMARIL_URL``).
+        token: a personal API token (default: ``NEOMARIL_TOKEN``), instead of a password.
+        timeout: seconds to wait for an answer (default 60).
+        upload_timeout: seconds to wait while uploading files (default 600).
+        progress: show a progress bar while uploading: None (default) when running in
+            a terminal or a notebook and the upload is over 1 MB, True always, False never.
+        verify: TLS certificate verification, or the path of a CA bundle.
+        session: a ``requests.Session`` to send requests with (proxies, client
+            certificates, custom adapters); a new one by default.
+
+    Raises:
+        AuthenticationError: no credentials, or the server refused them.
+        InputError: no URL.
+        NetworkError: the server could not be reached.
+
+    Explicit arguments win over the environment; a username and password (arguments
+    or environment) win over ``NEOMARIL_TOKEN`` only when given as arguments.
+    """
+
+    def __init__(
+        self,
+        login: Optional[str] = None,
+        password: Optional[str] = None,
+        url: Optional[str] = None,
+        *,
+        token: Optional[str] = None,
+        timeout: float = 60.0,
+        upload_timeout: float = 600.0,
+        progress: Optional[bool] = None,
+        verify: Union[bool, str] = True,
+        session: Optional[requests.Session] = None,
+    ) -> None:
+        _load_dotenv()
+        url = url or env("NEOMARIL_URL")
+        if not url:
+            raise InputError("No Neomaril URL: pass url= or set NEOMARIL_URL (e.g. in a .env file).")
+        self._conn = Connection(
+            url,
+            timeout=timeout,
+            upload_timeout=upload_timeout,
+            progress=progress,
+            verify=verify,
+            session=session,
+        )
+        self.url = self._conn.url
+        self._issued_token_id: Optional[str] = None
+        self.user: Dict[str, Any] = {}
+        self._authenticate(login, password, token)
+
+    def _authenticate(self, login: Optional[str], password: Optional[str], token: Optional[str]) -> None:
+        explicit_password = bool(login or password)
+        login = login or env("NEOMARIL_USER")
+        password = password or env("NEOMARIL_PASSWORD")
+        token = token or (None if explicit_password else env("NEOMARIL_TOKEN"))
+        if token:
+            self._conn.user_token = token
+            self.user = self._conn.get_json("/auth/me")
+        elif login and password:
+            answer = self._conn.post_json(
+                "/auth/login",
+                {"username": login, "password": password, "token_name": "neomaril_codex"},
+                auth=False,
+            )
+            self._conn.user_token = answer["token"]
+            self._issued_token_id = answer.get("token_id")
+            self.user = answer.get("user", {})
+        else:
+            missing = "NEOMARIL_PASSWORD" if login else "NEOMARIL_USER" if password else None
+            raise AuthenticationError(
+                "No credentials for Neomaril: set NEOMARIL_USER and NEOMARIL_PASSWORD, or NEOMARIL_TOKEN "
+                "(environment or a .env file), or pass login= and password=, or token=."
+                + (f" {missing} is missing." if missing else "")
+            )
+        logger.info("Connected to Neomaril at %s as %s", self.url, self.user.get("username", "?"))
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url} as {self.user.get('username', '?')!r}>"
+
+    def __enter__(self) -> BaseNeomarilClient:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Revoke the API token this client got by logging in (if any) and close its connections.
+
+        A client given a token (``token=``/``NEOMARIL_TOKEN``) leaves it valid.
+        """
+        if self._issued_token_id and self._conn.user_token:
+            try:
+                self._conn.request("DELETE", f"/auth/tokens/{self._issued_token_id}")
+            except Exception as exc:  # closing must not fail because the server is gone
+                logger.warning("Could not revoke the session's API token: %s", exc)
+            self._issued_token_id = None
+        self._conn.user_token = None
+        self._conn.session.close()
+
+    # Groups ------------------------------------------------------------------------------
+
+    def create_group(self, name: str, description: str = "") -> str:
+        """Create a group (admins only) and return its token.
+
+        The group token is shown only now: store it (e.g. in ``NEOMARIL_GROUP_TOKEN``).
+        Models of the group are called with it.
+
+        Args:
+            name: the group's name (letters, digits, ``-`` and ``_``).
+            description: a short description.
+
+        Returns:
+            The group token (``nmg_…``).
+        """
+        answer = self._conn.post_json("/groups", {"name": name, "description": description})
+        logger.info(
+            "Group '%s' created. Its token is returned only this once: store it (e.g. in NEOMARIL_GROUP_TOKEN).",
+            name,
+        )
+        return answer["group_token"]
+
+    def list_groups(self) -> List[Dict[str, Any]]:
+        """Your groups (admins: all of them), each with its members and token prefix and expiry."""
+        return self._conn.get_json("/groups")
+
+    def refresh_group_token(self, name: str, force: bool = False) -> Optional[str]:
+        """Issue a new token for the group `name` (admins and the group's owners).
+
+        A token that is still valid is kept unless `force` is True; a new token
+        replaces the old one at once (callers using it stop working).
+
+        Returns:
+            The new group token, or None when the current one was kept.
+        """
+        answer = self._conn.post_json(f"/groups/{name}/refresh-token", {"force": force})
+        logger.info("Group '%s': %s", name, answer.get("detail", ""))
+        return answer.get("group_token") if answer.get("refreshed") else None
+
+
+class NeomarilExecution:
+    """One execution of an Async model: its status, its log and its result file.
+
+    You get one from ``NeomarilModel.predict(path)`` or ``NeomarilModel.get_execution(n)``.
+
+    Attributes:
+        execution_id: the execution's number (1, 2, 3 … per model).
+        model_hash: the model it belongs to.
+        status: the last status seen: Requested, Running, Succeeded or Failed.
+
+    Calls use the group token given to ``predict``/``set_token``, else
+    ``NEOMARIL_GROUP_TOKEN``, else your own login (members of the group may read
+    executions).
+    """
+
+    def __init__(
+        self,
+        connection: Connection,
+        model_hash: str,
+        execution_id: int,
+        *,
+        group_token: Optional[str] = None,
+        info: Optional[Dict[str, Any]] = None,
+    ) -> None:
+        self._conn = connection
+        self.model_hash = model_hash
+        self.execution_id = int(execution_id)
+        self._group_token = group_token
+        self._info: Dict[str, Any] = dict(info or {})
+        self.status: str = self._info.get("status", "Requested")
+
+    def __repr__(self) -> str:
+        return f"<NeomarilExecution {self.execution_id} of {self.model_hash} {self.status}>"
+
+    @property
+    def url(self) -> str:
+        """The execution's API URL."""
+        return self._conn.absolute(f"/run/{self.model_hash}/executions/{self.execution_id}")
+
+    def _headers(self) -> Dict[str, str]:
+        token = self._group_token or env("NEOMARIL_GROUP_TOKEN")
+        return self._conn.group_headers(token) if token else self._conn.user_headers()
+
+    def execution_info(self) -> Dict[str, Any]:
+        """Everything the server says about the execution: status, times, duration, input
+        and output files and sizes, ``error_message``, URLs."""
+        self._info = self._conn.get_json(self.url, headers=self._headers())
+        self.status = self._info["status"]
+        return dict(self._info)
+
+    def get_status(self) -> str:
+        """The execution's current status: Requested, Running, Succeeded or Failed."""
+        return self.execution_info()["status"]
+
+    def get_logs(self) -> str:
+        """The execution's log: the model's stdout and stderr, timestamped."""
+        return self._conn.get_json(self.url + "/log", headers=self._headers()).get("log", "")
+
+    def wait_ready(self, timeout: float = 3600.0) -> NeomarilExecution:
+        """Wait until the execution has finished, polling with a growing interval.
+
+        Args:
+            timeout: seconds to wait at most.
+
+        Returns:
+            The execution itself, Succeeded.
+
+        Raises:
+            ExecutionError: it Failed; the message has its error and the end of its log.
+            WaitTimeout: still not finished after `timeout` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        last = None
+        for wait in backoff():
+            info = self.execution_info()
+            if info["status"] != last:
+                last = info["status"]
+                logger.info("Execution %s of %s: %s", self.execution_id, self.model_hash, last)
+            if last == "Succeeded":
+                return self
+            if last == "Failed":
+                raise self._failure(info)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise WaitTimeout(
+                    f"Execution {self.execution_id} of {self.model_hash} is still {last} after {timeout:g} s."
+                )
+            time.sleep(min(wait, remaining))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _failure(self, info: Dict[str, Any]) -> ExecutionError:
+        try:
+            tail = log_tail(self.get_logs())
+        except Exception as exc:  # the failure matters more than its log
+            tail = f"(the log could not be read: {exc})"
+        message = f"Execution {self.execution_id} of {self.model_hash} failed: {info.get('error_message') or 'no message'}"
+        if tail:
+            message += f"\n--- end of its log ---\n{tail}"
+        return ExecutionError(message, log=tail, body=info)
+
+    def download_result(self, path: str = "./", filename: Optional[str] = None) -> str:
+        """Download the result file of a Succeeded execution, streamed to disk.
+
+        Args:
+            path: the folder to save it in (created if missing); the current one by default.
+            filename: the name to save it under; by default the name the model gave it.
+
+        Returns:
+            The path of the saved file.
+
+        Raises:
+            StateError: the execution has not Succeeded (yet); the message says why.
+        """
+        response = self._conn.request("GET", self.url + "/result", headers=self._headers(), stream=True)
+        with response:
+            name = filename or _attachment_name(response) or f"execution_{self.execution_id}_result"
+            folder = Path(path)
+            folder.mkdir(parents=True, exist_ok=True)
+            target = folder / Path(name).name
+            partial = target.with_name(target.name + ".part")
+            try:
+                with open(partial, "wb") as out:
+                    for chunk in response.iter_content(chunk_size=1024 * 1024):
+                        out.write(chunk)
+                os.replace(partial, target)
+            except BaseException:
+                partial.unlink(missing_ok=True)  # missing_ok: Python 3.8+
+                raise
+        logger.info("Result of execution %s saved to %s", self.execution_id, target)
+        return str(target)
+
+
+def _attachment_name(response: requests.Response) -> Optional[str]:
+    """The file name in a Content-Disposition header (RFC 6266, ``filename*`` preferred)."""
+    header = response.headers.get("Content-Disposition", "")
+    match = re.search(r"filename\*\s*=\s*([^']*)'[^']*'([^;]+)", header)
+    if match:
+        return unquote(match.group(2).strip(), encoding=match.group(1) or "utf-8")
+    match = re.search(r'filename\s*=\s*"((?:[^"\\]|\\.)*)"', header) or re.search(
+        r"filename\s*=\s*([^;]+)", header
+    )
+    return match.group(1).strip() if match else None

@@ -1,0 +1,175 @@
+"""Exceptions raised by the SDK: one class per kind of failure.
+
+Every error answer of the server becomes one of these, with the server's readable
+`detail` as the message. Catch :class:`NeomarilError` to handle them all.
+
+=====================  ===========================  ===========================================
+class                  server answer                when
+=====================  ===========================  ===========================================
+AuthenticationError    401                          no, wrong, revoked or expired credentials
+PermissionDeniedError  403                          authenticated but not allowed (subclass of
+                                                    AuthenticationError)
+InputError             400, 413, 422                bad arguments, files or input data
+StateError             409                          the object's state forbids it (subclass of
+                                                    InputError)
+ModelError             422                          the model's own code raised (subclass of
+                                                    InputError; carries the traceback)
+NotFoundError          404                          no such model, group or execution
+ServerError            5xx                          the server or the model could not answer
+NetworkError           (none)                       the server could not be reached or did not
+                                                    answer in time (subclass of ServerError)
+ExecutionError         (none)                       a background job failed: an async
+                                                    execution
+BuildError             (none)                       a model's build failed (subclass of
+                                                    ExecutionError)
+WaitTimeout            (none)                       ``wait_ready`` ran out of time
+=====================  ===========================  ===========================================
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+__all__ = [
+    "AuthenticationError",
+    "BuildError",
+    "ExecutionError",
+    "InputError",
+    "ModelError",
+    "NeomarilError",
+    "NetworkError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "ServerError",
+    "StateError",
+    "WaitTimeout",
+    "error_for_status",
+]
+
+
+class NeomarilError(Exception):
+    """Base class of every error raised by the SDK.
+
+    Attributes:
+        message: the readable message (the server's ``detail`` for HTTP errors).
+        status_code: the HTTP status of the answer, or None when there was none.
+        code: the server's machine-readable ``code`` (e.g. ``"not_deployed"``), or None.
+        body: the whole JSON error answer (an empty dict when it was not JSON).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: Optional[int] = None,
+        code: Optional[str] = None,
+        body: Optional[Dict[str, Any]] = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.code = code
+        self.body: Dict[str, Any] = body or {}
+
+    @property
+    def errors(self) -> Dict[str, Any]:
+        """For a 400: every field with its messages (``{"schema": ["..."]}``); else empty."""
+        errors = self.body.get("errors")
+        return errors if isinstance(errors, dict) else {}
+
+
+class AuthenticationError(NeomarilError):
+    """Missing, wrong, revoked or expired credentials (HTTP 401), or none configured."""
+
+
+class PermissionDeniedError(AuthenticationError):
+    """Authenticated, but not allowed to do this (HTTP 403): e.g. another group's token."""
+
+
+class InputError(NeomarilError, ValueError):
+    """Bad input: the server refused the request (400, 413, 422) or the SDK did before sending it."""
+
+
+class StateError(InputError):
+    """The object's state does not allow this (HTTP 409), e.g. predicting with a model
+    that is still ``Building``."""
+
+
+class ModelError(InputError):
+    """The model's own code raised while answering (HTTP 422).
+
+    The message ends with the model's traceback (user frames only), also in
+    :attr:`traceback`.
+    """
+
+    @property
+    def traceback(self) -> str:
+        info = self.body.get("model_error")
+        return str(info.get("traceback", "")) if isinstance(info, dict) else ""
+
+
+class NotFoundError(NeomarilError):
+    """No such object (HTTP 404) — or one that belongs to a group you are not in."""
+
+
+class ServerError(NeomarilError):
+    """The server, or the model behind it, could not answer (HTTP 5xx)."""
+
+
+class NetworkError(ServerError):
+    """The server could not be reached, or did not answer within the timeout."""
+
+
+class ExecutionError(NeomarilError):
+    """A background job failed. The message carries its error and the tail of its log.
+
+    Attributes:
+        log: the tail of the job's log (may be empty).
+    """
+
+    def __init__(self, message: str, *, log: str = "", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.log = log
+
+
+class BuildError(ExecutionError):
+    """A model's build failed (status ``Failed``); the message ends with the build log's tail."""
+
+
+class WaitTimeout(NeomarilError, TimeoutError):
+    """``wait_ready`` gave up before the model or execution reached a final state."""
+
+
+_BY_STATUS = {
+    400: InputError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: StateError,
+    413: InputError,
+    422: ModelError,
+}
+
+
+def error_for_status(status_code: int, body: Optional[Dict[str, Any]], text: str = "") -> NeomarilError:
+    """The exception matching an error answer, with the server's ``detail`` as its message."""
+    body = body or {}
+    detail = body.get("detail")
+    if not isinstance(detail, str) or not detail:
+        snippet = " ".join(text.split())[:300]
+        detail = f"HTTP {status_code}" + (f": {snippet}" if snippet else "")
+    code = body.get("code") if isinstance(body.get("code"), str) else None
+    if status_code in _BY_STATUS:
+        cls = _BY_STATUS[status_code]
+    elif status_code >= 500:
+        cls = ServerError
+    else:
+        cls = InputError
+    if cls is ModelError and code != "model_error":
+        cls = InputError  # a 422 that is not the model's own failure
+    if cls is ModelError:
+        info = body.get("model_error")
+        trace = info.get("traceback") if isinstance(info, dict) else None
+        if trace:
+            detail = f"{detail}\n\nThe model's traceback:\n{str(trace).rstrip()}"
+    return cls(detail, status_code=status_code, code=code, body=body)

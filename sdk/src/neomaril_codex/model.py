@@ -1,0 +1,502 @@
+"""Deploy models and call them: :class:`NeomarilModelClient` and :class:`NeomarilModel`.
+
+.. code:: python
+
+    from neomaril_codex.model import NeomarilModelClient
+
+    client = NeomarilModelClient()   # NEOMARIL_URL + NEOMARIL_USER/NEOMARIL_PASSWORD (or NEOMARIL_TOKEN)
+    model = client.create_model('Teste notebook Sync', 'score', PATH+'app.py', PATH+'model.pkl',
+                                PATH+'requirements.txt', schema=PATH+'schema.json',
+                                python_version='3.9', operation="Sync", group='datarisk')
+    model.predict({'key': 'value'})  # with NEOMARIL_GROUP_TOKEN, model.set_token() or group_token=
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+from neomaril_codex._http import Connection, dumps
+from neomaril_codex._http import env as _env
+from neomaril_codex.base import BaseNeomarilClient, NeomarilExecution, backoff, log_tail
+from neomaril_codex.exceptions import (
+    AuthenticationError,
+    BuildError,
+    InputError,
+    NotFoundError,
+    StateError,
+    WaitTimeout,
+)
+
+__all__ = ["NeomarilModel", "NeomarilModelClient"]
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, "os.PathLike[str]"]
+MODEL_STATES = ("Ready", "Building", "Deployed", "Failed", "Disabled", "Deleted")
+OPERATIONS = {"sync": "Sync", "async": "Async"}
+LANGUAGES = ("curl", "python", "javascript")
+
+
+def _file(argument: str, value: Any, missing: List[str]) -> Optional[Path]:
+    """`value` as the path of an existing file, or None after noting why it is not one."""
+    if not isinstance(value, (str, os.PathLike)):
+        missing.append(f"{argument}: expected a file path, got {type(value).__name__}")
+        return None
+    path = Path(value).expanduser()
+    if not path.is_file():
+        missing.append(f"{argument}: no such file '{path}'")
+        return None
+    return path
+
+
+class NeomarilModel:
+    """A model deployed on Neomaril.
+
+    Get one from :meth:`NeomarilModelClient.create_model` or
+    :meth:`NeomarilModelClient.get_model`. Managing it (status, logs, disable…) uses
+    your login; calling it (``predict``) uses the **group token** of its group, taken
+    from ``predict(..., group_token=)``, else :meth:`set_token`, else the
+    ``NEOMARIL_GROUP_TOKEN`` environment variable.
+
+    Attributes:
+        model_hash: the model's id (``M`` + 32 hex digits).
+        name: its name.
+        group: the group that owns it.
+        operation: ``Sync`` (JSON in, JSON out) or ``Async`` (a file in, a file out).
+    """
+
+    def __init__(
+        self, connection: Connection, info: Dict[str, Any], *, group_token: Optional[str] = None
+    ) -> None:
+        self._conn = connection
+        self._info: Dict[str, Any] = dict(info)
+        self._token = group_token
+        self.model_hash: str = info["hash"]
+        self.name: str = info.get("name", "")
+        self.group: str = info.get("group", "")
+        self.operation: str = info.get("operation", "Sync")
+        self.python_version: Optional[str] = info.get("python_version")
+        self.model_reference: Optional[str] = info.get("model_reference")
+
+    def __repr__(self) -> str:
+        return (
+            f"<NeomarilModel {self.name!r} {self.model_hash} {self.operation} "
+            f"{self._info.get('status', '?')} group={self.group!r}>"
+        )
+
+    # What it is --------------------------------------------------------------------------
+
+    def model_info(self) -> Dict[str, Any]:
+        """Everything the server says about the model (files, schema, requirements, the
+        names of its secrets, last build, URLs…), fetched now."""
+        self._info = self._conn.get_json(f"/models/{self.model_hash}")
+        return dict(self._info)
+
+    def status(self) -> str:
+        """The model's current status: Ready, Building, Deployed, Failed, Disabled or Deleted.
+
+        ``model_info()["status_message"]`` says why, when there is a reason.
+        """
+        answer = self._conn.get_json(f"/models/{self.model_hash}/status")
+        self._info.update(answer)
+        return answer["status"]
+
+    @property
+    def docs(self) -> str:
+        """URL of the model's OpenAPI (Swagger) page, for the people who will call it
+        (they log in to the portal to see it)."""
+        return self._info.get("docs_url") or f"{self._conn.url}/models/{self.model_hash}/docs/"
+
+    @property
+    def run_url(self) -> str:
+        """The URL that calls the model (``POST`` with the group token)."""
+        return self._info.get("run_url") or self._conn.absolute(f"/run/{self.model_hash}")
+
+    @property
+    def schema(self) -> Any:
+        """The example input the model was deployed with (Sync), if known."""
+        if "schema" not in self._info:
+            self.model_info()
+        return self._info.get("schema")
+
+    def get_logs(self, build: Optional[int] = None) -> str:
+        """The build log (uv's output and the smoke test), timestamped; the latest build by default."""
+        params = {"build": build} if build is not None else None
+        return self._conn.get_json(f"/models/{self.model_hash}/logs", params=params)["log"]
+
+    def wait_ready(self, timeout: float = 1800.0) -> NeomarilModel:
+        """Wait until the model is Deployed, polling its status with a growing interval.
+
+        Args:
+            timeout: seconds to wait at most (a first build with big requirements can
+                take minutes).
+
+        Returns:
+            The model itself, ready to predict.
+
+        Raises:
+            BuildError: the build failed; the message has the reason and the end of the build log.
+            StateError: the model was disabled or deleted.
+            WaitTimeout: not Deployed after `timeout` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        last = None
+        for wait in backoff():
+            status = self.status()
+            if status != last:
+                last = status
+                logger.info("Model '%s' (%s) is %s", self.name, self.model_hash, status)
+            if status == "Deployed":
+                return self
+            if status == "Failed":
+                raise self._build_failure()
+            if status in ("Disabled", "Deleted"):
+                raise StateError(
+                    f"Model {self.model_hash} is {status}; it will not become Deployed"
+                    + (" unless restarted (model.restart())." if status == "Disabled" else ".")
+                )
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise WaitTimeout(f"Model {self.model_hash} is still {status} after {timeout:g} s.")
+            time.sleep(min(wait, remaining))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _build_failure(self) -> BuildError:
+        try:
+            tail = log_tail(self.get_logs())
+        except Exception as exc:  # the failure matters more than its log
+            tail = f"(the build log could not be read: {exc})"
+        reason = self._info.get("status_message") or "see the build log"
+        message = f"The build of model '{self.name}' ({self.model_hash}) failed: {reason}"
+        if tail:
+            message += f"\n--- end of the build log ---\n{tail}"
+        return BuildError(message, log=tail, body=dict(self._info))
+
+    # Calling it --------------------------------------------------------------------------
+
+    def set_token(self, group_token: str) -> None:
+        """Use this group token to call the model (wins over ``NEOMARIL_GROUP_TOKEN``)."""
+        self._token = group_token
+
+    def _group_token(self, per_call: Optional[str] = None) -> str:
+        token = per_call or self._token or _env("NEOMARIL_GROUP_TOKEN")
+        if not token:
+            raise AuthenticationError(
+                f"No group token to call model {self.model_hash}: pass group_token=, call "
+                f"model.set_token(...), or set NEOMARIL_GROUP_TOKEN (the token of group '{self.group}')."
+            )
+        return token
+
+    def predict(
+        self, data: Any, group_token: Optional[str] = None, *, timeout: Optional[float] = None
+    ) -> Any:
+        """Call the model.
+
+        Sync models take one input — a dict (or a JSON string, or the path of a JSON
+        file, or a one-row pandas DataFrame/Series) — and return the model's answer,
+        usually a dict. Async models take the path of a file and return a
+        :class:`~neomaril_codex.base.NeomarilExecution` to follow (``wait_ready``,
+        ``download_result``).
+
+        Args:
+            data: the input, as above.
+            group_token: the token of the model's group, for this call only.
+            timeout: seconds to wait for a Sync answer (default: the client's timeout).
+
+        Raises:
+            ModelError: the model's code raised (the message has its traceback).
+            StateError: the model is not Deployed.
+            AuthenticationError: no group token, or a wrong one (PermissionDeniedError:
+                a token of another group).
+        """
+        token = self._group_token(group_token)
+        headers = self._conn.group_headers(token)
+        if self.operation == "Async":
+            execution = self._start_execution(data, token, headers)
+            logger.info("Execution %s started. Use the id to check its status.", execution.execution_id)
+            return execution
+        response = self._conn.request(
+            "POST",
+            f"/run/{self.model_hash}",
+            data=_sync_body(data),
+            headers={**headers, "Content-Type": "application/json"},
+            timeout=timeout,
+        )
+        return response.json()
+
+    __call__ = predict
+
+    def _start_execution(self, data: Any, token: str, headers: Dict[str, str]) -> NeomarilExecution:
+        problems: List[str] = []
+        if isinstance(data, (str, os.PathLike)):
+            path = _file("data", data, problems)
+        else:
+            path = None
+            problems.append(f"data: an Async model takes the path of a file, got {type(data).__name__}")
+        if path is None:
+            raise InputError("; ".join(problems))
+        response = self._conn.upload(
+            f"/run/{self.model_hash}",
+            fields=[],
+            files=[("file", path.name, path)],
+            headers=headers,
+            label=f"Uploading {path.name}",
+        )
+        answer = response.json()
+        return NeomarilExecution(
+            self._conn, self.model_hash, int(answer["execution_id"]), group_token=token, info=answer
+        )
+
+    def get_execution(self, execution_id: int, group_token: Optional[str] = None) -> NeomarilExecution:
+        """An execution of this (Async) model, by its number."""
+        token = group_token or self._token or _env("NEOMARIL_GROUP_TOKEN")
+        execution = NeomarilExecution(self._conn, self.model_hash, execution_id, group_token=token)
+        execution.execution_info()
+        return execution
+
+    def list_executions(self, status: Optional[str] = None) -> List[Dict[str, Any]]:
+        """This model's executions, newest first (all pages), optionally only those in `status`."""
+        token = self._token or _env("NEOMARIL_GROUP_TOKEN")
+        headers = self._conn.group_headers(token) if token else None
+        params = {"status": status} if status else {}
+        return list(self._conn.paginate(f"/run/{self.model_hash}/executions", params, headers=headers))
+
+    def health(self, group_token: Optional[str] = None) -> Dict[str, Any]:
+        """Whether the model is deployed and (Sync) warm on the server: ``{"deployed": True,
+        "warm": True, "runners": [...]…}``. Uses the group token when one is known, else your login."""
+        token = group_token or self._token or _env("NEOMARIL_GROUP_TOKEN")
+        headers = self._conn.group_headers(token) if token else None
+        # 503 is the answer for "not deployed": a state, not a failure.
+        return self._conn.get_json(f"/run/{self.model_hash}/health", headers=headers, ok=(503,))
+
+    def generate_predict_code(self, language: str = "curl") -> str:
+        """Ready-to-run code that calls this model without the SDK.
+
+        Args:
+            language: ``curl``, ``python`` (requests) or ``javascript`` (fetch).
+
+        Returns:
+            The code (also logged at INFO). It reads the group token from the
+            ``NEOMARIL_GROUP_TOKEN`` environment variable, so it can be shared safely.
+        """
+        if language not in LANGUAGES:
+            raise InputError(f"language must be one of {', '.join(LANGUAGES)}; got {language!r}.")
+        code = self._conn.get_json(f"/models/{self.model_hash}/code", params={"language": language})[language]
+        logger.info("Code to call model %s (%s):\n%s", self.model_hash, language, code)
+        return code
+
+    # Lifecycle ---------------------------------------------------------------------------
+
+    def _act(self, action: str) -> str:
+        answer = self._conn.post_json(f"/models/{self.model_hash}/{action}")
+        self._info.update(answer)
+        return answer["status"]
+
+    def disable(self) -> str:
+        """Stop serving: calls answer 409 until restarted; files are kept. Returns the new status."""
+        status = self._act("disable")
+        logger.info("Model %s disabled", self.model_hash)
+        return status
+
+    def restart(self, wait_for_ready: bool = False) -> str:
+        """Build the model again (its environment is reused when unchanged) and serve it.
+
+        Returns the status (``Ready``, or ``Deployed`` with `wait_for_ready`).
+        """
+        status = self._act("restart")
+        logger.info("Model %s restarted: a new build is queued", self.model_hash)
+        if wait_for_ready:
+            self.wait_ready()
+            return "Deployed"
+        return status
+
+    def delete(self) -> None:
+        """Delete the model: its files and secrets are removed; its hash is never reused."""
+        answer = self._conn.request("DELETE", f"/models/{self.model_hash}").json()
+        self._info.update(answer)
+        logger.info("Model %s deleted", self.model_hash)
+
+
+def _sync_body(data: Any) -> bytes:
+    """The request body of a Sync call: JSON text."""
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, os.PathLike) or (
+        isinstance(data, str) and not data.lstrip().startswith(("{", "[", '"')) and "\n" not in data
+    ):
+        problems: List[str] = []
+        path = _file("data", data, problems)
+        if path is None:
+            raise InputError(f"{problems[0]} (a Sync model takes a dict, a JSON string or a JSON file)")
+        return path.read_bytes()
+    if isinstance(data, str):
+        return data.encode("utf-8")
+    if hasattr(data, "to_dict") and hasattr(data, "columns"):  # a pandas DataFrame
+        rows = data.to_dict(orient="records")
+        if len(rows) != 1:
+            raise InputError(
+                f"A Sync model takes one input; this DataFrame has {len(rows)} rows. "
+                "Call it once per row, or use an Async model for batches."
+            )
+        data = rows[0]
+    elif hasattr(data, "to_dict"):  # a pandas Series
+        data = data.to_dict()
+    try:
+        return dumps(data).encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"data: could not be turned into JSON: {exc}") from None
+
+
+class NeomarilModelClient(BaseNeomarilClient):
+    """Deploy, find and manage models (and groups: see :class:`~neomaril_codex.base.BaseNeomarilClient`).
+
+    Args are those of :class:`~neomaril_codex.base.BaseNeomarilClient`: with no
+    arguments the connection comes from ``NEOMARIL_URL`` and ``NEOMARIL_USER`` +
+    ``NEOMARIL_PASSWORD`` (or ``NEOMARIL_TOKEN``), from the environment or a ``.env``.
+    """
+
+    def create_model(
+        self,
+        model_name: str,
+        model_reference: str,
+        source_file: PathLike,
+        model_file: PathLike,
+        requirements_file: PathLike,
+        schema: Union[PathLike, Dict[str, Any], None] = None,
+        group: Optional[str] = None,
+        extra_files: Optional[Sequence[PathLike]] = None,
+        env: Optional[PathLike] = None,
+        python_version: str = "3.10",
+        operation: str = "Sync",
+        input_type: Optional[str] = None,
+        wait_for_ready: bool = True,
+        *,
+        sample_file: Optional[PathLike] = None,
+    ) -> NeomarilModel:
+        """Upload a trained model and deploy it.
+
+        Args:
+            model_name: a name for people (up to 64 characters).
+            model_reference: the name of the entrypoint function in `source_file`, e.g. ``'score'``.
+            source_file: the scoring script (``.py``).
+            model_file: the model file, e.g. ``model.pkl``.
+            requirements_file: ``requirements.txt`` (may be empty).
+            schema: one example input, as a JSON file path or a dict. Required for Sync models.
+            group: the group that will own it (default: ``NEOMARIL_GROUP``).
+            extra_files: more files, put beside the source (e.g. ``utils.py``).
+            env: a ``.env`` file of secrets; the server stores it encrypted and never shows it back.
+            python_version: the Python the model runs on, e.g. ``'3.9'``.
+            operation: ``'Sync'`` (JSON in, JSON out) or ``'Async'`` (a file in, a file out).
+            input_type: ``json`` for Sync; ``csv`` (default), ``parquet`` or ``json`` for Async.
+            wait_for_ready: wait until the build has finished (see :meth:`NeomarilModel.wait_ready`).
+            sample_file: Async only: a sample input, used to smoke-test the model.
+
+        Returns:
+            The new :class:`NeomarilModel` (Deployed when `wait_for_ready`).
+
+        Raises:
+            InputError: a file is missing, or the server refused the upload (every
+                problem is in the message and in ``error.errors``).
+            BuildError: with `wait_for_ready`, the build failed (the message ends
+                with the build log).
+        """
+        op = OPERATIONS.get(str(operation).lower())
+        if op is None:
+            raise InputError(f"operation must be 'Sync' or 'Async', got {operation!r}.")
+        group = group or _env("NEOMARIL_GROUP")
+        if not group:
+            raise InputError(
+                "No group: pass group='…' (create one with client.create_group) or set NEOMARIL_GROUP."
+            )
+        problems: List[str] = []
+        files: List[Tuple[str, str, Path]] = []
+        for field, argument, value in (
+            ("source", "source_file", source_file),
+            ("model", "model_file", model_file),
+            ("requirements", "requirements_file", requirements_file),
+        ):
+            path = _file(argument, value, problems)
+            if path is not None:
+                files.append((field, path.name, path))
+        fields = [
+            ("name", model_name),
+            ("group", group),
+            ("operation", op),
+            ("model_reference", model_reference),
+            ("python_version", str(python_version)),
+        ]
+        if input_type:
+            fields.append(("input_type", input_type))
+        if isinstance(schema, (dict, list)):
+            fields.append(("schema", dumps(schema)))
+        elif schema is not None:
+            path = _file("schema", schema, problems)
+            if path is not None:
+                files.append(("schema", path.name, path))
+        if env is not None:
+            path = _file("env", env, problems)
+            if path is not None:
+                files.append(("env", path.name, path))
+        if sample_file is not None:
+            path = _file("sample_file", sample_file, problems)
+            if path is not None:
+                files.append(("sample", path.name, path))
+        if isinstance(extra_files, (str, os.PathLike)):
+            extra_files = [extra_files]
+        for value in extra_files or []:
+            path = _file("extra_files", value, problems)
+            if path is not None:
+                files.append(("extra", path.name, path))
+        if problems:
+            raise InputError("; ".join(problems))
+        response = self._conn.upload(
+            "/models", fields=fields, files=files, label=f"Uploading model '{model_name}'"
+        )
+        model = NeomarilModel(self._conn, response.json())
+        logger.info(
+            "Model '%s' created in group '%s' with hash %s; it is being built.",
+            model.name,
+            model.group,
+            model.model_hash,
+        )
+        if wait_for_ready:
+            model.wait_ready()
+        return model
+
+    def get_model(self, model_hash: str, group: Optional[str] = None) -> NeomarilModel:
+        """The model with this hash (checked to belong to `group` when given)."""
+        info = self._conn.get_json(f"/models/{model_hash}")
+        if group is not None and info.get("group") != group:
+            raise NotFoundError(f"Model {model_hash} is not in group '{group}'.", status_code=404)
+        return NeomarilModel(self._conn, info)
+
+    def search_models(
+        self,
+        name: Optional[str] = None,
+        state: Optional[str] = None,
+        group: Optional[str] = None,
+        only_deployed: bool = False,
+    ) -> List[Dict[str, Any]]:
+        """Models you can see, newest first, as dicts (``hash``, ``name``, ``group``,
+        ``operation``, ``status``…): ``pd.DataFrame(client.search_models())`` tabulates them.
+
+        Args:
+            name: part of the name (case-insensitive).
+            state: only models in this status (Ready, Building, Deployed, Failed, Disabled, Deleted).
+            group: only this group's models.
+            only_deployed: only Deployed models (the same as ``state='Deployed'``).
+        """
+        if only_deployed:
+            if state not in (None, "Deployed"):
+                raise InputError(f"only_deployed=True contradicts state={state!r}.")
+            state = "Deployed"
+        params = {key: value for key, value in (("name", name), ("status", state), ("group", group)) if value}
+        return list(self._conn.paginate("/models", params))
+
+    def get_logs(self, model_hash: str, build: Optional[int] = None) -> str:
+        """A model's build log (the latest build, or build number `build`)."""
+        return NeomarilModel(self._conn, {"hash": model_hash}).get_logs(build)

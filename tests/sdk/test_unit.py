@@ -1,0 +1,703 @@
+"""The SDK against a fake transport: arguments, requests sent, errors, files, logging.
+
+No Django and no server: these run on every supported Python (the 3.8 run is in
+test_py38.py) with only requests and pytest installed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+from pathlib import Path
+
+import neomaril_codex
+import pytest
+import requests
+from neomaril_codex import _log, _upload, base
+from neomaril_codex._dotenv import load_dotenv, parse_dotenv
+from neomaril_codex.base import NeomarilExecution
+from neomaril_codex.exceptions import (
+    AuthenticationError,
+    BuildError,
+    ExecutionError,
+    InputError,
+    ModelError,
+    NeomarilError,
+    NetworkError,
+    NotFoundError,
+    PermissionDeniedError,
+    ServerError,
+    StateError,
+    WaitTimeout,
+)
+from neomaril_codex.model import NeomarilModel, NeomarilModelClient
+
+from tests.sdk.fake import URL, FakeServer, model_info, session_with
+
+HASH = "M" + "a" * 32
+NEOMARIL_VARS = (
+    "NEOMARIL_URL",
+    "NEOMARIL_USER",
+    "NEOMARIL_PASSWORD",
+    "NEOMARIL_TOKEN",
+    "NEOMARIL_GROUP",
+    "NEOMARIL_GROUP_TOKEN",
+)
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch, tmp_path):
+    """No NEOMARIL_* from the developer's shell, and a working directory without a .env."""
+    for name in NEOMARIL_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(base.time, "sleep", lambda seconds: None)
+
+
+@pytest.fixture
+def server() -> FakeServer:
+    fake = FakeServer()
+    fake.on(
+        "POST",
+        "/api/v1/auth/login",
+        201,
+        {"token": "nmu_user", "token_id": "t-1", "user": {"username": "ana", "email": "", "is_staff": True}},
+    )
+    fake.on("GET", "/api/v1/auth/me", 200, {"username": "ana", "email": "", "is_staff": True})
+    return fake
+
+
+@pytest.fixture
+def client(server) -> NeomarilModelClient:
+    return NeomarilModelClient("ana", "pw", URL, session=session_with(server))
+
+
+@pytest.fixture
+def files(tmp_path) -> Path:
+    folder = tmp_path / "files"
+    folder.mkdir()
+    (folder / "app.py").write_text("def score(data, base_path):\n    return {}\n")
+    (folder / "model.pkl").write_bytes(b"\x80\x04pickle")
+    (folder / "requirements.txt").write_text("")
+    (folder / "schema.json").write_text('{"x": 1}')
+    (folder / "utils.py").write_text("X = 1\n")
+    (folder / ".env").write_text("API_KEY=secret\n")
+    (folder / "input.csv").write_text("a,b\n1,2\n")
+    return folder
+
+
+# Connecting ------------------------------------------------------------------------------
+
+
+def test_user_and_password_from_the_environment_are_exchanged_for_a_token(monkeypatch, server):
+    monkeypatch.setenv("NEOMARIL_URL", URL + "/")
+    monkeypatch.setenv("NEOMARIL_USER", "ana")
+    monkeypatch.setenv("NEOMARIL_PASSWORD", "pw")
+    server.on("GET", "/api/v1/groups", 200, [{"name": "datarisk"}])
+    client = NeomarilModelClient(session=session_with(server))
+    assert client.url == URL
+    login = server.sent[0]
+    assert login.path == "/api/v1/auth/login" and "Authorization" not in login.headers
+    assert login.json() == {"username": "ana", "password": "pw", "token_name": "neomaril_codex"}
+    assert client.list_groups() == [{"name": "datarisk"}]
+    assert server.last("GET").headers["Authorization"] == "Token nmu_user"
+    assert repr(client) == f"<NeomarilModelClient {URL} as 'ana'>"
+
+
+def test_api_token_is_used_as_it_is(monkeypatch, server):
+    monkeypatch.setenv("NEOMARIL_URL", URL + "/api/v1")  # the API's URL works as well
+    monkeypatch.setenv("NEOMARIL_TOKEN", "nmu_given")
+    client = NeomarilModelClient(session=session_with(server))
+    assert client.url == URL
+    assert [s.path for s in server.sent] == ["/api/v1/auth/me"]
+    assert server.sent[0].headers["Authorization"] == "Token nmu_given"
+
+
+def test_explicit_password_wins_over_the_token_in_the_environment(monkeypatch, server):
+    monkeypatch.setenv("NEOMARIL_TOKEN", "nmu_env")
+    NeomarilModelClient("ana", "pw", URL, session=session_with(server))
+    assert server.sent[0].path == "/api/v1/auth/login"
+
+
+def test_dotenv_in_the_working_directory_is_read_without_overriding(monkeypatch, tmp_path, server):
+    (tmp_path / ".env").write_text(
+        f"NEOMARIL_URL={URL}\nNEOMARIL_USER=from-file\nNEOMARIL_PASSWORD='pw'\nNEOMARIL_GROUP_TOKEN=nmg_file\n"
+    )
+    monkeypatch.setenv("NEOMARIL_USER", "from-shell")
+    NeomarilModelClient(session=session_with(server))
+    assert server.sent[0].json()["username"] == "from-shell"
+    assert os.environ["NEOMARIL_GROUP_TOKEN"] == "nmg_file"
+    monkeypatch.delenv("NEOMARIL_GROUP_TOKEN")  # set by the .env, not by monkeypatch
+
+
+def test_missing_credentials_and_url_say_what_to_set(monkeypatch, server):
+    with pytest.raises(InputError, match="NEOMARIL_URL"):
+        NeomarilModelClient(session=session_with(server))
+    monkeypatch.setenv("NEOMARIL_URL", URL)
+    with pytest.raises(AuthenticationError) as raised:
+        NeomarilModelClient(session=session_with(server))
+    assert "NEOMARIL_USER and NEOMARIL_PASSWORD, or NEOMARIL_TOKEN" in str(raised.value)
+    monkeypatch.setenv("NEOMARIL_USER", "ana")
+    with pytest.raises(AuthenticationError, match="NEOMARIL_PASSWORD is missing"):
+        NeomarilModelClient(session=session_with(server))
+    assert server.sent == []
+
+
+def test_wrong_password_is_an_authentication_error_with_the_servers_message(server):
+    server.on(
+        "POST",
+        "/api/v1/auth/login",
+        401,
+        {"detail": "Wrong username or password.", "code": "authentication_failed"},
+    )
+    with pytest.raises(AuthenticationError) as raised:
+        NeomarilModelClient("ana", "nope", URL, session=session_with(server))
+    assert str(raised.value) == "Wrong username or password."
+    assert raised.value.status_code == 401 and raised.value.code == "authentication_failed"
+
+
+def test_close_revokes_the_token_it_logged_in_for(server):
+    server.on("DELETE", "/api/v1/auth/tokens/t-1", 204, None)
+    with NeomarilModelClient("ana", "pw", URL, session=session_with(server)):
+        pass
+    assert server.last().method == "DELETE" and server.last().path == "/api/v1/auth/tokens/t-1"
+
+
+# Errors ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error", "message"),
+    [
+        (
+            400,
+            {"detail": "schema: bad", "code": "invalid", "errors": {"schema": ["bad"]}},
+            InputError,
+            "schema: bad",
+        ),
+        (
+            401,
+            {"detail": "Invalid token.", "code": "authentication_failed"},
+            AuthenticationError,
+            "Invalid token.",
+        ),
+        (403, {"detail": "Not yours.", "code": "permission_denied"}, PermissionDeniedError, "Not yours."),
+        (404, {"detail": "No model 'M1'.", "code": "not_found"}, NotFoundError, "No model 'M1'."),
+        (409, {"detail": "It is Building.", "code": "not_deployed"}, StateError, "It is Building."),
+        (413, {"detail": "Too large.", "code": "too_large"}, InputError, "Too large."),
+        (422, {"detail": "Unprocessable.", "code": "other"}, InputError, "Unprocessable."),
+        (500, {"detail": "Server bug.", "code": "error"}, ServerError, "Server bug."),
+        (502, b"<html>Bad Gateway</html>", ServerError, "HTTP 502: <html>Bad Gateway</html>"),
+        (504, {"detail": "Did not answer within 2 s.", "code": "timeout"}, ServerError, "Did not answer"),
+    ],
+)
+def test_every_error_answer_becomes_its_exception(client, server, status, body, error, message):
+    server.on("GET", f"/api/v1/models/{HASH}", status, body)
+    with pytest.raises(error) as raised:
+        client.get_model(HASH)
+    assert type(raised.value) is error
+    assert str(raised.value).startswith(message)
+    assert raised.value.status_code == status
+    if status == 400:
+        assert raised.value.errors == {"schema": ["bad"]}
+
+
+def test_exception_hierarchy():
+    assert issubclass(PermissionDeniedError, AuthenticationError)
+    assert issubclass(StateError, InputError) and issubclass(ModelError, InputError)
+    assert issubclass(InputError, ValueError) and issubclass(WaitTimeout, TimeoutError)
+    assert issubclass(NetworkError, ServerError) and issubclass(BuildError, ExecutionError)
+    for cls in (AuthenticationError, InputError, NotFoundError, ServerError, ExecutionError, WaitTimeout):
+        assert issubclass(cls, NeomarilError)
+
+
+def test_gets_are_retried_once_after_a_dropped_connection_and_posts_never(client, server):
+    server.on("GET", f"/api/v1/models/{HASH}", 200, model_info())
+    server.failures = [requests.ConnectionError("reset")]
+    assert client.get_model(HASH).model_hash == HASH
+    server.failures = [requests.ConnectionError("reset"), requests.ConnectionError("reset")]
+    with pytest.raises(NetworkError, match="Could not reach Neomaril"):
+        client.get_model(HASH)
+    before = len(server.sent)
+    server.failures = [requests.ConnectionError("reset")]
+    with pytest.raises(NetworkError):
+        client.create_group("x")
+    assert len(server.sent) == before + 1
+
+
+def test_read_timeouts_are_network_errors_and_not_retried(client, server):
+    server.failures = [requests.ReadTimeout("slow")]
+    before = len(server.sent)
+    with pytest.raises(NetworkError, match="no answer within 60"):
+        client.get_model(HASH)
+    assert len(server.sent) == before + 1
+
+
+# Groups ----------------------------------------------------------------------------------
+
+
+def test_groups(client, server, caplog):
+    server.on("POST", "/api/v1/groups", 201, {"name": "nb_demo", "group_token": "nmg_new"})
+    caplog.set_level(logging.INFO, logger="neomaril_codex")
+    assert client.create_group("nb_demo", "Group for the demo") == "nmg_new"
+    assert server.last().json() == {"name": "nb_demo", "description": "Group for the demo"}
+    assert "nmg_new" not in caplog.text  # the token is returned, never logged
+
+    kept = "The current token is still valid until 2027-01-01; it was kept. Send force=true to replace it."
+    server.on(
+        "POST",
+        "/api/v1/groups/nb_demo/refresh-token",
+        200,
+        {"refreshed": False, "group_token": None, "detail": kept},
+    )
+    assert client.refresh_group_token("nb_demo") is None
+    assert server.last().json() == {"force": False}
+    assert kept in caplog.text
+    server.on(
+        "POST",
+        "/api/v1/groups/nb_demo/refresh-token",
+        201,
+        {"refreshed": True, "group_token": "nmg_newer", "detail": "New group token issued."},
+    )
+    assert client.refresh_group_token("nb_demo", force=True) == "nmg_newer"
+
+
+# create_model ----------------------------------------------------------------------------
+
+
+def test_create_model_sends_the_documented_positional_call_as_a_streamed_multipart(client, server, files):
+    server.on("POST", "/api/v1/models", 201, model_info())
+    PATH = str(files) + "/"
+    model = client.create_model(
+        "Teste notebook Sync",  # model_name
+        "score",  # name of the scoring function
+        PATH + "app.py",  # Path of the source file
+        PATH + "model.pkl",  # Path of the model pkl file,
+        PATH + "requirements.txt",  # Path of the requirements file,
+        schema=PATH + "schema.json",
+        env=PATH + ".env",
+        extra_files=[PATH + "utils.py", PATH + "input.csv"],
+        python_version="3.9",
+        operation="Sync",
+        group="datarisk",
+        wait_for_ready=False,
+    )
+    assert isinstance(model, NeomarilModel) and model.model_hash == HASH
+    sent = server.last("POST", "/api/v1/models")
+    assert sent.streamed and int(sent.headers["Content-Length"]) == len(sent.body)
+    assert "Transfer-Encoding" not in sent.headers
+    fields, uploaded = sent.multipart()
+    assert fields == {
+        "name": ["Teste notebook Sync"],
+        "group": ["datarisk"],
+        "operation": ["Sync"],
+        "model_reference": ["score"],
+        "python_version": ["3.9"],
+    }
+    assert uploaded == [
+        ("source", "app.py", (files / "app.py").read_bytes()),
+        ("model", "model.pkl", b"\x80\x04pickle"),
+        ("requirements", "requirements.txt", b""),
+        ("schema", "schema.json", b'{"x": 1}'),
+        ("env", ".env", b"API_KEY=secret\n"),
+        ("extra", "utils.py", b"X = 1\n"),
+        ("extra", "input.csv", b"a,b\n1,2\n"),
+    ]
+
+
+def test_create_model_schema_as_a_dict_group_from_env_and_async(client, server, files, monkeypatch):
+    server.on("POST", "/api/v1/models", 201, model_info(operation="Async"))
+    monkeypatch.setenv("NEOMARIL_GROUP", "from-env")
+    client.create_model(
+        "batch",
+        "score",
+        files / "app.py",
+        files / "model.pkl",
+        files / "requirements.txt",
+        schema={"x": 1, "name": "ção"},
+        operation="async",
+        input_type="csv",
+        wait_for_ready=False,
+    )
+    fields, uploaded = server.last("POST").multipart()
+    assert fields["group"] == ["from-env"] and fields["operation"] == ["Async"]
+    assert fields["input_type"] == ["csv"]
+    assert fields["python_version"] == ["3.10"]
+    assert json.loads(fields["schema"][0]) == {"x": 1, "name": "ção"}
+    assert [field for field, _, _ in uploaded] == ["source", "model", "requirements"]
+
+
+def test_create_model_checks_its_arguments_before_sending(client, server, files):
+    before = len(server.sent)
+    with pytest.raises(InputError, match="No group: pass group="):
+        client.create_model("m", "score", files / "app.py", files / "model.pkl", files / "requirements.txt")
+    with pytest.raises(InputError) as raised:
+        client.create_model(
+            "m", "score", "nope.py", files / "model.pkl", "missing.txt", schema="no.json", group="g"
+        )
+    message = str(raised.value)
+    assert "source_file: no such file 'nope.py'" in message
+    assert "requirements_file: no such file 'missing.txt'" in message
+    assert "schema: no such file 'no.json'" in message
+    with pytest.raises(InputError, match="operation must be 'Sync' or 'Async'"):
+        client.create_model(
+            "m", "score", files / "app.py", files / "model.pkl", files / "r", operation="Batch"
+        )
+    assert len(server.sent) == before
+
+
+def test_create_model_waits_and_a_failed_build_raises_with_the_log_tail(client, server, files):
+    server.on("POST", "/api/v1/models", 201, model_info())
+    statuses = iter(["Ready", "Building", "Failed"])
+    server.handle(
+        "GET",
+        f"/api/v1/models/{HASH}/status",
+        lambda sent: (
+            200,
+            {"hash": HASH, "status": next(statuses), "status_message": "The smoke test failed."},
+            {},
+        ),
+    )
+    log = "\n".join(f"line {i}" for i in range(100)) + "\nRuntimeError: smoke boom\n"
+    server.on("GET", f"/api/v1/models/{HASH}/logs", 200, {"number": 1, "log": log})
+    with pytest.raises(BuildError) as raised:
+        client.create_model(
+            "m", "score", files / "app.py", files / "model.pkl", files / "requirements.txt", group="g"
+        )
+    message = str(raised.value)
+    assert message.startswith(
+        f"The build of model 'Teste notebook Sync' ({HASH}) failed: The smoke test failed."
+    )
+    assert (
+        message.endswith("RuntimeError: smoke boom") and "line 99" in message and "line 10\n" not in message
+    )
+
+
+def test_wait_ready_gives_up_after_its_timeout(client, server):
+    server.on("GET", f"/api/v1/models/{HASH}/status", 200, {"hash": HASH, "status": "Building"})
+    model = NeomarilModel(client._conn, model_info())
+    with pytest.raises(WaitTimeout, match="still Building after 0 s"):
+        model.wait_ready(timeout=0)
+
+
+def test_a_disabled_model_will_not_become_ready(client, server):
+    server.on("GET", f"/api/v1/models/{HASH}/status", 200, {"hash": HASH, "status": "Disabled"})
+    with pytest.raises(StateError, match="model.restart"):
+        NeomarilModel(client._conn, model_info()).wait_ready()
+
+
+# Group tokens and predict ----------------------------------------------------------------
+
+
+@pytest.fixture
+def sync_model(client, server) -> NeomarilModel:
+    server.on("POST", f"/api/v1/run/{HASH}", 200, {"pred": 0, "proba": 0.0058})
+    return NeomarilModel(client._conn, model_info(status="Deployed"))
+
+
+def test_group_token_precedence_per_call_then_set_token_then_environment(sync_model, server, monkeypatch):
+    with pytest.raises(AuthenticationError, match="NEOMARIL_GROUP_TOKEN"):
+        sync_model.predict({"x": 1})
+    monkeypatch.setenv("NEOMARIL_GROUP_TOKEN", "nmg_env")
+    assert sync_model.predict({"x": 1}) == {"pred": 0, "proba": 0.0058}
+    assert server.last().headers["Authorization"] == "Bearer nmg_env"
+    sync_model.set_token("nmg_set")
+    sync_model.predict({"x": 1})
+    assert server.last().headers["Authorization"] == "Bearer nmg_set"
+    sync_model.predict({"x": 1}, group_token="nmg_call")
+    assert server.last().headers["Authorization"] == "Bearer nmg_call"
+    sync_model({"x": 1}, "nmg_call2")  # __call__ is predict
+    assert server.last().headers["Authorization"] == "Bearer nmg_call2"
+
+
+class FakeNumber:
+    """Stands for a numpy scalar: not JSON, but has .item()."""
+
+    def item(self):
+        return 7
+
+
+def test_sync_inputs_dict_json_text_json_file(sync_model, server, files):
+    sync_model.set_token("nmg")
+    sync_model.predict({"x": FakeNumber(), "v": [1, 2]})
+    sent = server.last()
+    assert sent.json() == {"x": 7, "v": [1, 2]} and sent.headers["Content-Type"] == "application/json"
+    sync_model.predict('{"raw": true}')
+    assert server.last().body == b'{"raw": true}'
+    sync_model.predict(str(files / "schema.json"))
+    assert server.last().body == b'{"x": 1}'
+    sync_model.predict(files / "schema.json")
+    assert server.last().body == b'{"x": 1}'
+    with pytest.raises(InputError, match="no such file 'nothing.json'"):
+        sync_model.predict("nothing.json")
+
+
+def test_model_error_carries_the_traceback(sync_model, server):
+    trace = "Traceback (most recent call last):\n  File \"app.py\", line 3, in score\nKeyError: 'x'"
+    server.on(
+        "POST",
+        f"/api/v1/run/{HASH}",
+        422,
+        {
+            "detail": "The model raised an error: KeyError: 'x'",
+            "code": "model_error",
+            "model_error": {"error": "KeyError: 'x'", "phase": "call", "traceback": trace},
+        },
+    )
+    with pytest.raises(ModelError) as raised:
+        sync_model.predict({}, group_token="nmg")
+    assert str(raised.value).startswith(
+        "The model raised an error: KeyError: 'x'\n\nThe model's traceback:\n"
+    )
+    assert raised.value.traceback == trace
+
+
+def test_async_predict_uploads_the_file_and_logs_the_execution(client, server, files, caplog):
+    model = NeomarilModel(client._conn, model_info(operation="Async", status="Deployed"))
+    server.on(
+        "POST",
+        f"/api/v1/run/{HASH}",
+        202,
+        {"execution_id": 5, "status": "Requested", "url": f"{URL}/api/v1/run/{HASH}/executions/5"},
+    )
+    caplog.set_level(logging.INFO, logger="neomaril_codex")
+    execution = model.predict(str(files / "input.csv"), group_token="nmg")
+    assert isinstance(execution, NeomarilExecution)
+    assert execution.execution_id == 5 and execution.status == "Requested"
+    record = next(r for r in caplog.records if "started" in r.getMessage())
+    assert record.getMessage() == "Execution 5 started. Use the id to check its status."
+    assert (record.levelname, record.name, record.funcName) == (
+        "INFO",
+        "neomaril_codex.model",
+        "predict",
+    )
+    sent = server.last("POST")
+    assert sent.headers["Authorization"] == "Bearer nmg"
+    assert sent.multipart() == ({}, [("file", "input.csv", b"a,b\n1,2\n")])
+    with pytest.raises(InputError, match="takes the path of a file"):
+        model.predict({"x": 1}, group_token="nmg")
+
+
+# Executions ------------------------------------------------------------------------------
+
+
+def execution_info(status: str, **extra):
+    return {"execution_id": 5, "model": HASH, "status": status, "error_message": "", **extra}
+
+
+def test_execution_status_wait_and_download(client, server, tmp_path):
+    statuses = iter(["Requested", "Running", "Succeeded", "Succeeded"])
+    server.handle(
+        "GET", f"/api/v1/run/{HASH}/executions/5", lambda sent: (200, execution_info(next(statuses)), {})
+    )
+    server.on(
+        "GET",
+        f"/api/v1/run/{HASH}/executions/5/result",
+        200,
+        b"a,b,pred\n1,2,1\n",
+        {"Content-Disposition": "attachment; filename*=utf-8''sa%C3%ADda.csv"},
+    )
+    execution = NeomarilExecution(client._conn, HASH, 5, group_token="nmg")
+    assert execution.wait_ready() is execution and execution.status == "Succeeded"
+    assert server.last().headers["Authorization"] == "Bearer nmg"
+    saved = execution.download_result(str(tmp_path / "out"))
+    assert saved == str(tmp_path / "out" / "saída.csv")
+    assert Path(saved).read_bytes() == b"a,b,pred\n1,2,1\n"
+    assert execution.download_result(tmp_path, filename="mine.csv") == str(tmp_path / "mine.csv")
+    assert not list(tmp_path.glob("**/*.part"))
+
+
+def test_execution_without_group_token_uses_the_login(client, server):
+    server.on("GET", f"/api/v1/run/{HASH}/executions/5", 200, execution_info("Running"))
+    assert NeomarilExecution(client._conn, HASH, 5).get_status() == "Running"
+    assert server.last().headers["Authorization"] == "Token nmu_user"
+
+
+def test_failed_execution_raises_with_its_error_and_log(client, server):
+    server.on(
+        "GET",
+        f"/api/v1/run/{HASH}/executions/5",
+        200,
+        execution_info("Failed", error_message="The entrypoint raised KeyError: 'x'"),
+    )
+    server.on("GET", f"/api/v1/run/{HASH}/executions/5/log", 200, {"log": "start\nKeyError: 'x'\n"})
+    with pytest.raises(ExecutionError) as raised:
+        NeomarilExecution(client._conn, HASH, 5, group_token="nmg").wait_ready()
+    assert str(raised.value) == (
+        f"Execution 5 of {HASH} failed: The entrypoint raised KeyError: 'x'\n--- end of its log ---\nstart\nKeyError: 'x'"
+    )
+
+
+def test_result_of_an_unfinished_execution_is_a_state_error(client, server, tmp_path):
+    server.on(
+        "GET",
+        f"/api/v1/run/{HASH}/executions/5/result",
+        409,
+        {
+            "detail": "Execution 5 is Running; its result can be downloaded once it has Succeeded.",
+            "code": "not_finished",
+        },
+    )
+    with pytest.raises(StateError, match="is Running"):
+        NeomarilExecution(client._conn, HASH, 5).download_result(str(tmp_path))
+    assert list(tmp_path.iterdir()) == []
+
+
+# Models: the rest ------------------------------------------------------------------------
+
+
+def test_search_models_follows_every_page(client, server):
+    pages = {
+        "1": {
+            "count": 3,
+            "next": f"{URL}/api/v1/models?page=2&page_size=500",
+            "results": [{"hash": "M1"}, {"hash": "M2"}],
+        },
+        "2": {"count": 3, "next": None, "results": [{"hash": "M3"}]},
+    }
+    server.handle(
+        "GET", "/api/v1/models", lambda sent: (200, pages["2" if "page=2" in sent.path else "1"], {})
+    )
+    found = client.search_models(name="Teste", group="datarisk", only_deployed=True)
+    assert [m["hash"] for m in found] == ["M1", "M2", "M3"]
+    first = next(s for s in server.sent if s.path.startswith("/api/v1/models?"))
+    for part in ("name=Teste", "group=datarisk", "status=Deployed", "page_size=500"):
+        assert part in first.path
+    with pytest.raises(InputError):
+        client.search_models(state="Failed", only_deployed=True)
+
+
+def test_get_model_checks_the_group(client, server):
+    server.on("GET", f"/api/v1/models/{HASH}", 200, model_info())
+    model = client.get_model(HASH, group="datarisk")
+    assert (model.name, model.group, model.operation) == ("Teste notebook Sync", "datarisk", "Sync")
+    assert repr(model) == f"<NeomarilModel 'Teste notebook Sync' {HASH} Sync Ready group='datarisk'>"
+    assert model.docs == f"{URL}/models/{HASH}/docs/"
+    with pytest.raises(NotFoundError, match="not in group 'other'"):
+        client.get_model(HASH, group="other")
+
+
+def test_generate_predict_code_returns_and_logs(client, server, caplog):
+    server.on("GET", f"/api/v1/models/{HASH}/code", 200, {"python": "print('hi')\n"})
+    caplog.set_level(logging.INFO, logger="neomaril_codex")
+    model = NeomarilModel(client._conn, model_info())
+    assert model.generate_predict_code("python") == "print('hi')\n"
+    assert server.last().path == f"/api/v1/models/{HASH}/code?language=python"
+    assert "print('hi')" in caplog.text
+    with pytest.raises(InputError, match="curl, python, javascript"):
+        model.generate_predict_code("ruby")
+
+
+def test_lifecycle_logs_and_health(client, server):
+    model = NeomarilModel(client._conn, model_info(status="Deployed"))
+    server.on("POST", f"/api/v1/models/{HASH}/disable", 200, {"hash": HASH, "status": "Disabled"})
+    server.on("POST", f"/api/v1/models/{HASH}/restart", 200, {"hash": HASH, "status": "Ready"})
+    server.on("DELETE", f"/api/v1/models/{HASH}", 200, {"hash": HASH, "status": "Deleted"})
+    server.on("GET", f"/api/v1/models/{HASH}/logs", 200, {"number": 2, "log": "built"})
+    server.on(
+        "GET", f"/api/v1/run/{HASH}/health", 503, {"model": HASH, "status": "Disabled", "deployed": False}
+    )
+    assert model.disable() == "Disabled"
+    assert model.health() == {"model": HASH, "status": "Disabled", "deployed": False}
+    assert model.restart() == "Ready"
+    assert model.get_logs(build=2) == "built"
+    assert server.last().path == f"/api/v1/models/{HASH}/logs?build=2"
+    assert client.get_logs(HASH) == "built"
+    model.delete()
+    assert "Deleted" in repr(model)
+
+
+# Pieces ----------------------------------------------------------------------------------
+
+
+def test_dotenv_parser():
+    text = (
+        "# comment\n"
+        "export A=1\n"
+        "B = two words # trailing comment\n"
+        "C='lit#eral \\n'\n"
+        'D="line\\nnext \\"q\\""\n'
+        'E="multi\n'
+        'line"\n'
+        "not a line\n"
+        'F=""\n'
+    )
+    assert parse_dotenv(text) == {
+        "A": "1",
+        "B": "two words",
+        "C": "lit#eral \\n",
+        "D": 'line\nnext "q"',
+        "E": "multi\nline",
+        "F": "",
+    }
+
+
+def test_load_dotenv_never_overrides(monkeypatch, tmp_path):
+    monkeypatch.setenv("NEOMARIL_USER", "shell")
+    (tmp_path / "x.env").write_text("NEOMARIL_USER=file\nNEOMARIL_GROUP=g\n")
+    assert load_dotenv(tmp_path / "x.env") == {"NEOMARIL_GROUP": "g"}
+    assert os.environ["NEOMARIL_USER"] == "shell"
+    assert load_dotenv(tmp_path / "missing.env") == {}
+
+
+def test_multipart_body_streams_in_chunks_with_a_progress_bar(tmp_path, monkeypatch):
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(3 * _upload.CHUNK_SIZE + 17))
+    stream = io.StringIO()
+    progress = _upload.Progress("Uploading big.bin", stream)
+    body = _upload.MultipartBody([("name", 'we"ird\nname')], [("model", 'a "b".bin', big)], progress)
+    chunks = list(body)
+    assert max(len(c) for c in chunks) <= _upload.CHUNK_SIZE
+    assert len(b"".join(chunks)) == len(body)
+    drawn = stream.getvalue()
+    assert drawn.startswith("\rUploading big.bin") and "100% |" + "█" * 30 + "|" in drawn
+    assert drawn.endswith("\n")
+    assert b'name="name"\r\n\r\nwe"ird\nname\r\n' in b"".join(chunks)
+    assert b'filename="a %22b%22.bin"' in b"".join(chunks)
+
+
+def test_progress_only_when_interactive_and_large(tmp_path, monkeypatch):
+    small, large = tmp_path / "s", tmp_path / "l"
+    small.write_bytes(b"x")
+    large.write_bytes(b"x" * _upload.PROGRESS_MIN_BYTES)
+    monkeypatch.setattr(_upload, "interactive", lambda: True)
+    assert _upload.progress_for("x", [("f", "s", small)], None) is None
+    assert _upload.progress_for("x", [("f", "l", large)], None) is not None
+    assert _upload.progress_for("x", [("f", "l", large)], False) is None
+    assert _upload.progress_for("x", [("f", "s", small)], True) is not None
+    monkeypatch.setattr(_upload, "interactive", lambda: False)
+    assert _upload.progress_for("x", [("f", "l", large)], None) is None
+
+
+def test_logging_is_quiet_by_default_and_readable_when_asked(monkeypatch):
+    logger = logging.getLogger("neomaril_codex")
+    assert any(isinstance(h, logging.NullHandler) for h in logger.handlers)
+    monkeypatch.setattr(logger, "handlers", list(logger.handlers))
+    monkeypatch.setattr(logger, "level", logger.level)
+    stream = io.StringIO()
+    monkeypatch.setattr(_log.sys, "stderr", stream)
+    neomaril_codex.set_log_level("INFO")
+    neomaril_codex.set_log_level("INFO")
+    assert sum(isinstance(h, _log._SdkHandler) for h in logger.handlers) == 1
+    logging.getLogger("neomaril_codex.model").info("Execution %s started.", 5)
+    line = stream.getvalue()
+    assert (
+        " | INFO     | neomaril_codex.model:test_logging_is_quiet_by_default_and_readable_when_asked:" in line
+    )
+    assert line.endswith(" - Execution 5 started.\n")
+
+
+def test_notebook_detection(monkeypatch):
+    class FakeIPython:
+        shell = None
+
+        @classmethod
+        def get_ipython(cls):
+            return cls.shell
+
+    monkeypatch.setitem(_log.sys.modules, "IPython", FakeIPython)
+    assert _log.in_notebook() is False  # installed and imported, but no shell running
+    FakeIPython.shell = object()
+    assert _log.in_notebook() is True

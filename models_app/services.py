@@ -286,11 +286,17 @@ class ActionRefused(Exception):
     """The model's state does not allow this action (a 409 answer)."""
 
 
+# From which states each lifecycle action is allowed (the UI offers only these).
+ALLOWED_FROM = {
+    "disable": (MLModel.Status.READY, MLModel.Status.DEPLOYED, MLModel.Status.FAILED),
+    "restart": (MLModel.Status.DEPLOYED, MLModel.Status.FAILED, MLModel.Status.DISABLED),
+    "delete": tuple(s for s in MLModel.Status if s != MLModel.Status.DELETED),
+}
+
+
 def disable(model: MLModel, actor) -> MLModel:
     with transaction.atomic():
-        updated = MLModel.objects.filter(
-            pk=model.pk, status__in=[MLModel.Status.DEPLOYED, MLModel.Status.FAILED, MLModel.Status.READY]
-        ).update(
+        updated = MLModel.objects.filter(pk=model.pk, status__in=ALLOWED_FROM["disable"]).update(
             status=MLModel.Status.DISABLED, status_message="Disabled: not serving.", updated_at=timezone.now()
         )
         model.refresh_from_db()
@@ -304,9 +310,9 @@ def disable(model: MLModel, actor) -> MLModel:
 def restart(model: MLModel, actor) -> MLModel:
     """Rebuild (the environment is reused when unchanged) and redeploy."""
     with transaction.atomic():
-        updated = MLModel.objects.filter(
-            pk=model.pk, status__in=[MLModel.Status.DEPLOYED, MLModel.Status.FAILED, MLModel.Status.DISABLED]
-        ).update(status=MLModel.Status.READY, status_message="Rebuild queued.", updated_at=timezone.now())
+        updated = MLModel.objects.filter(pk=model.pk, status__in=ALLOWED_FROM["restart"]).update(
+            status=MLModel.Status.READY, status_message="Rebuild queued.", updated_at=timezone.now()
+        )
         model.refresh_from_db()
         if not updated:
             raise ActionRefused(

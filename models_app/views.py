@@ -1,23 +1,113 @@
-"""Browser pages of models: list, upload form, model page and its actions."""
+"""Browser pages of models: list, upload form, model page and its actions.
+
+The pages read the same services as the API. What changes while a page is open (the
+status of a build, its log, executions, warm runners) is fetched by the page's script
+from the API with the session; the first render is complete without JavaScript.
+"""
 
 from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db.models import Avg, Count, DateTimeField, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce, Greatest
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
-from models_app import interpreters, services
+from executions.models import Execution
+from models_app import codegen, interpreters, services
 from models_app.access import get_model_for_user, models_for
-from models_app.forms import ModelUploadForm
+from models_app.docs_views import docs_url, run_url
+from models_app.forms import ModelFilterForm, ModelSettingsForm, ModelUploadForm
+from models_app.models import MLModel, ModelEvent
+from monitoring.models import PredictionRecord
 from portal.access import groups_for
+
+Status = MLModel.Status
+IN_PROGRESS = (Status.READY, Status.BUILDING)
+LOG_TAIL_LINES = 400
+
+
+# --- Last activity --------------------------------------------------------------------
+
+
+def with_last_activity(models: QuerySet[MLModel]) -> QuerySet[MLModel]:
+    """Annotate `last_activity`: the latest of an update, an event, an execution or a call.
+
+    One correlated subquery per source (recorded calls, the numerous ones, have an index
+    on (model, at)).
+    """
+
+    def latest(queryset, field: str):
+        return Subquery(queryset.filter(model=OuterRef("pk")).order_by(f"-{field}").values(field)[:1])
+
+    models = models.annotate(
+        last_event_at=latest(ModelEvent.objects, "at"),
+        last_execution_at=latest(Execution.objects, "requested_at"),
+        last_call_at=latest(PredictionRecord.objects, "at"),
+    )
+    # Greatest() is NULL on SQLite when any argument is: fall back to updated_at.
+    return models.annotate(
+        last_activity=Greatest(
+            "updated_at",
+            *(
+                Coalesce(name, "updated_at", output_field=DateTimeField())
+                for name in ("last_event_at", "last_execution_at", "last_call_at")
+            ),
+            output_field=DateTimeField(),
+        )
+    )
+
+
+def activity_label(model: MLModel) -> str:
+    """What the model's last activity was, for the dashboard."""
+    latest = model.last_activity
+    if model.last_call_at and model.last_call_at >= latest:
+        return "called"
+    if model.last_execution_at and model.last_execution_at >= latest:
+        return "execution requested"
+    return "updated"
+
+
+# --- List -----------------------------------------------------------------------------
 
 
 @login_required
-def model_list(request):
-    models = models_for(request.user).select_related("group").order_by("-created_at")
-    return render(request, "models_app/model_list.html", {"models": models})
+@require_http_methods(["GET"])
+def model_list(request: HttpRequest) -> HttpResponse:
+    groups = list(groups_for(request.user).order_by("name").values_list("name", flat=True))
+    form = ModelFilterForm(request.GET or None, groups=groups)
+    models = models_for(request.user).select_related("group", "created_by")
+    status_wanted = ""
+    if form.is_valid():
+        data = form.cleaned_data
+        if data["q"]:
+            models = models.filter(Q(name__icontains=data["q"]) | Q(hash__iexact=data["q"]))
+        if data["group"]:
+            models = models.filter(group__name=data["group"])
+        if data["operation"]:
+            models = models.filter(operation=data["operation"])
+        status_wanted = data["status"]
+    # Deleted models are listed only when asked for.
+    models = models.filter(status=status_wanted) if status_wanted else models.exclude(status=Status.DELETED)
+    page = Paginator(with_last_activity(models).order_by("-created_at"), 50).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {"form": form, "page": page, "models": page.object_list, "query": query.urlencode()}
+    status = 400 if form.is_bound and not form.is_valid() else 200
+    return render(request, "models_app/model_list.html", context, status=status)
+
+
+# --- Upload ---------------------------------------------------------------------------
 
 
 def _python_versions() -> list[str]:
@@ -25,17 +115,30 @@ def _python_versions() -> list[str]:
     return sorted({i.minor for i in found}, key=lambda v: tuple(int(p) for p in v.split(".")))
 
 
+def _wants_json(request: HttpRequest) -> bool:
+    """The upload page's script posts with XMLHttpRequest (for the progress bar)."""
+    return request.headers.get("X-Requested-With") == "XMLHttpRequest"
+
+
+def _form_errors(form) -> dict[str, list[str]]:
+    return {field: [str(message) for message in messages_] for field, messages_ in form.errors.items()}
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
-def model_upload(request):
-    groups = list(groups_for(request.user).values_list("name", flat=True))
+def model_upload(request: HttpRequest) -> HttpResponse:
+    groups = list(groups_for(request.user).order_by("name").values_list("name", flat=True))
     form = ModelUploadForm(
-        request.POST or None, request.FILES or None, groups=groups, python_versions=_python_versions()
+        request.POST or None,
+        request.FILES or None,
+        groups=groups,
+        python_versions=_python_versions(),
+        initial={"group": request.GET.get("group")},
     )
     if request.method == "POST":
         limits = getattr(request, "upload_limit_errors", {})
         for field, message in limits.items():
-            form.add_error(None if field == "__all__" else field, message)
+            form.add_error(None if field == "__all__" or field not in form.fields else field, message)
         if not limits and form.is_valid():
             data = form.cleaned_data
             upload = services.ModelUpload(
@@ -49,6 +152,7 @@ def model_upload(request):
                 model=data["model"],
                 requirements=data["requirements"],
                 schema_file=data["schema"],
+                schema_data=data["schema_text"],
                 env=data["env"],
                 sample=data["sample"],
                 extra=data["extra"],
@@ -60,33 +164,207 @@ def model_upload(request):
                     for problem in problems:
                         form.add_error(field if field in form.fields else None, problem)
             else:
-                messages.success(request, f"{model.name} uploaded; its environment is being built.")
-                return redirect("model-detail", model_hash=model.hash)
-    return render(request, "models_app/model_upload.html", {"form": form}, status=400 if form.errors else 200)
+                messages.success(request, f"{model.name} was uploaded. Its environment is being built.")
+                target = reverse("model-detail", args=[model.hash])
+                if _wants_json(request):
+                    return JsonResponse({"hash": model.hash, "redirect": target}, status=201)
+                return redirect(target)
+        if _wants_json(request):
+            return JsonResponse({"errors": _form_errors(form)}, status=400)
+    context = {
+        "form": form,
+        "max_file_bytes": settings.MAX_UPLOAD_FILE_BYTES,
+        "max_total_bytes": settings.MAX_UPLOAD_TOTAL_BYTES,
+        "max_text_bytes": settings.MAX_TEXT_FILE_BYTES,
+        "no_groups": not groups,
+    }
+    return render(request, "models_app/model_upload.html", context, status=400 if form.errors else 200)
+
+
+# --- Model page -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+    label: str
+    question: str
+    consequence: str
+    # Mirrors the states models_app.services accepts; the service stays the judge.
+    allowed_from: tuple[str, ...]
+    danger: bool = False
+
+
+ACTIONS = {
+    action.name: action
+    for action in (
+        Action(
+            "restart",
+            "Restart",
+            "Rebuild and redeploy this model?",
+            "A new build starts (its environment is reused when nothing changed). "
+            "The model answers 409 until the build is Deployed again.",
+            services.ALLOWED_FROM["restart"],
+        ),
+        Action(
+            "disable",
+            "Disable",
+            "Disable this model?",
+            "Calls are refused (409) and its warm processes stop. Files, secrets and settings are "
+            "kept: restart it to serve again.",
+            services.ALLOWED_FROM["disable"],
+        ),
+        Action(
+            "delete",
+            "Delete",
+            "Delete this model for good?",
+            "Its files, secrets and environment link are removed and its URL stops answering. "
+            "This cannot be undone; its hash is never reused.",
+            services.ALLOWED_FROM["delete"],
+            danger=True,
+        ),
+    )
+}
+
+
+def _log_tail(log: str) -> str:
+    lines = log.splitlines()
+    if len(lines) <= LOG_TAIL_LINES:
+        return log
+    return f"… {len(lines) - LOG_TAIL_LINES} earlier lines (full log: API /logs) …\n" + "\n".join(
+        lines[-LOG_TAIL_LINES:]
+    )
+
+
+EVENT_LABELS = {
+    "created": "Uploaded",
+    "deployed": "Deployed",
+    "build_failed": "Build failed",
+    "build_requeued": "Build re-queued",
+    "settings_changed": "Serving settings changed",
+}
+
+
+def _events(model: MLModel) -> list[ModelEvent]:
+    events = list(model.events.select_related("actor")[:12])
+    for event in events:
+        event.label = EVENT_LABELS.get(event.action, event.action.replace("_", " ").capitalize())
+    return events
+
+
+def _prediction_stats(model: MLModel) -> dict:
+    since = timezone.now() - timedelta(hours=24)
+    records = model.predictions.all()
+    day = records.filter(at__gte=since).aggregate(
+        calls=Count("pk"), errors=Count("pk", filter=Q(status_code__gte=400)), latency=Avg("latency_ms")
+    )
+    return {
+        "total": records.count(),
+        "day": day["calls"],
+        "day_errors": day["errors"],
+        "day_latency": day["latency"],
+        "last_at": records.values_list("at", flat=True).first(),
+    }
+
+
+def _detail_context(request: HttpRequest, model: MLModel, settings_form=None) -> dict:
+    build = model.builds.first()
+    url = run_url(request, model)
+    context = {
+        "model": model,
+        "build": build,
+        "build_seconds": (
+            (build.finished_at - build.started_at).total_seconds()
+            if build and build.started_at and build.finished_at
+            else None
+        ),
+        "log_tail": _log_tail(build.log) if build else "",
+        "events": _events(model),
+        "actions": [(action, model.status in action.allowed_from) for action in ACTIONS.values()],
+        "in_progress": model.status in IN_PROGRESS,
+        "run_url": url,
+        "docs_url": docs_url(request, model),
+        "code": [(lang, codegen.generate(model, url, lang)) for lang in codegen.LANGUAGES],
+        "group_token": model.group.active_token(),
+        "deleted": model.status == Status.DELETED,
+        "live_config": {
+            "hash": model.hash,
+            "status": model.status,
+            "statusUrl": reverse("api-model-status", args=[model.hash]),
+            "logsUrl": reverse("api-model-logs", args=[model.hash]),
+            "runUrl": reverse("run-model", args=[model.hash]),
+            "operation": model.operation,
+            "buildNumber": build.number if build else None,
+        },
+    }
+    if model.is_sync:
+        context["schema_example"] = json.dumps(model.schema if model.schema is not None else {}, indent=2)
+        context["settings_form"] = settings_form or ModelSettingsForm(
+            initial={"replicas": model.replicas, "request_timeout": model.request_timeout}
+        )
+        context["predict_timeout_default"] = settings.PREDICT_TIMEOUT
+        context["calls"] = _prediction_stats(model)
+        context["live_config"]["runnersUrl"] = reverse("api-model-runners", args=[model.hash])
+    else:
+        executions = model.executions.select_related("requested_by").order_by("-number")
+        context["executions"] = executions[:20]
+        context["execution_count"] = executions.count()
+        context["max_execution_bytes"] = settings.MAX_EXECUTION_UPLOAD_BYTES
+        context["live_config"]["executionsUrl"] = (
+            reverse("execution-list", args=[model.hash]) + "?page_size=20"
+        )
+        context["live_config"]["executionPage"] = reverse("execution-page", args=[model.hash, 0])
+    return context
 
 
 @login_required
-def model_detail(request, model_hash: str):
+@require_http_methods(["GET"])
+def model_detail(request: HttpRequest, model_hash: str) -> HttpResponse:
     model = get_model_for_user(request.user, model_hash)
-    context = {
-        "model": model,
-        "build": model.builds.first(),
-        "events": model.events.select_related("actor")[:20],
-    }
-    return render(request, "models_app/model_detail.html", context)
+    return render(request, "models_app/model_detail.html", _detail_context(request, model))
 
 
 @login_required
 @require_POST
-def model_action(request, model_hash: str, action: str):
+def model_settings(request: HttpRequest, model_hash: str) -> HttpResponse:
+    """Serving settings of a Sync model (replicas, request timeout): no rebuild needed."""
     model = get_model_for_user(request.user, model_hash)
-    act = {"disable": services.disable, "restart": services.restart, "delete": services.delete}.get(action)
-    if act is None:
-        messages.error(request, f"Unknown action '{action}'.")
-    else:
-        try:
-            act(model, request.user)
-            messages.success(request, f"{model.name}: {action} done.")
-        except services.ActionRefused as exc:
-            messages.error(request, str(exc))
+    if model.status == Status.DELETED or not model.is_sync:
+        messages.error(request, "Only the serving settings of a Sync model that is not deleted can change.")
+        return redirect("model-detail", model_hash=model.hash)
+    form = ModelSettingsForm(request.POST)
+    if not form.is_valid():
+        context = _detail_context(request, model, settings_form=form)
+        return render(request, "models_app/model_detail.html", context, status=400)
+    changed = services.change_settings(model, request.user, **form.cleaned_data)
+    timeout = changed.request_timeout or f"default ({settings.PREDICT_TIMEOUT})"
+    messages.success(
+        request,
+        f"Serving settings saved: {changed.replicas} replica{'s' if changed.replicas != 1 else ''}, "
+        f"request timeout {timeout} s. The model host applies them within seconds.",
+    )
+    return redirect(reverse("model-detail", args=[model.hash]) + "#serving")
+
+
+@login_required
+@require_POST
+def model_action(request: HttpRequest, model_hash: str, action: str) -> HttpResponse:
+    """Disable, restart or delete. Without `confirm=yes` the answer is a confirmation page
+    (the page's script asks in a dialog instead and sends `confirm=yes`)."""
+    model = get_model_for_user(request.user, model_hash)
+    spec = ACTIONS.get(action)
+    if spec is None:
+        raise Http404(f"Models have no action '{action}'.")
+    if request.POST.get("confirm") != "yes":
+        return render(request, "models_app/model_confirm.html", {"model": model, "action": spec})
+    act = {"disable": services.disable, "restart": services.restart, "delete": services.delete}[action]
+    try:
+        act(model, request.user)
+    except services.ActionRefused as exc:
+        messages.error(request, str(exc))
+        return redirect("model-detail", model_hash=model.hash)
+    done = {"disable": "disabled", "restart": "restarted: a new build is queued", "delete": "deleted"}
+    messages.success(request, f"{model.name} was {done[action]}.")
+    if action == "delete":
+        return redirect("model-list")
     return redirect("model-detail", model_hash=model.hash)

@@ -7,39 +7,118 @@ the page cannot show them again.
 
 from __future__ import annotations
 
+import uuid
+from datetime import timedelta
+
 from django.contrib import messages
 from django.contrib.auth import get_user_model
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Func, IntegerField, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from portal import services
 from portal.access import can_manage_group, get_group_for_user, groups_for, is_admin
 from portal.forms import ApiTokenForm, GroupForm, MemberForm, RefreshTokenForm
-from portal.models import ApiToken
+from portal.models import ApiToken, Group, GroupToken, Membership
+
+DELETED = "Deleted"
+IN_PROGRESS = ("Ready", "Building")
 
 
-def _render_secret(request, template: str, context: dict):
+class LogoutView(auth_views.LogoutView):
+    """Django's logout (POST only), saying so on the login page it redirects to."""
+
+    def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        response = super().post(request, *args, **kwargs)
+        messages.info(request, "You are logged out. Your API tokens keep working until you revoke them.")
+        return response
+
+
+def _render_secret(request: HttpRequest, template: str, context: dict) -> HttpResponse:
     response = render(request, template, context)
     response["Cache-Control"] = "no-store"
     return response
 
 
-@login_required
-def dashboard(request):
-    from models_app.access import models_for
+def _count(queryset) -> Subquery:
+    """A correlated COUNT(*) (Count() would reuse groups_for()'s membership join)."""
+    counted = queryset.order_by().values("group").annotate(n=Func("pk", function="COUNT")).values("n")
+    return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
 
-    groups = groups_for(request.user).prefetch_related("memberships")
-    models = models_for(request.user).select_related("group").order_by("-updated_at")[:50]
-    return render(request, "portal/dashboard.html", {"groups": groups, "models": models})
+
+def _groups_with_figures(user) -> QuerySet[Group]:
+    """The user's groups with member and model counts and their token's expiry."""
+    from models_app.models import MLModel
+
+    token_expiry = (
+        GroupToken.objects.filter(
+            group=OuterRef("pk"), revoked_at__isnull=True, expires_at__gt=timezone.now()
+        )
+        .order_by("-expires_at")
+        .values("expires_at")[:1]
+    )
+    return (
+        groups_for(user)
+        .annotate(
+            member_count=_count(Membership.objects.filter(group=OuterRef("pk"))),
+            model_count=_count(MLModel.objects.filter(group=OuterRef("pk")).exclude(status=DELETED)),
+            token_expires_at=Subquery(token_expiry),
+        )
+        .order_by("name")
+    )
+
+
+def _with_roles(groups, user) -> list[Group]:
+    roles = dict(Membership.objects.filter(user=user).values_list("group_id", "role"))
+    groups = list(groups)
+    for group in groups:
+        group.my_role = roles.get(group.pk)
+    return groups
+
+
+@login_required
+@require_http_methods(["GET"])
+def dashboard(request: HttpRequest) -> HttpResponse:
+    from executions.models import Execution
+    from models_app.access import models_for
+    from models_app.views import activity_label, with_last_activity
+    from monitoring.models import PredictionRecord
+
+    user = request.user
+    live = models_for(user).exclude(status=DELETED)
+    counts = dict(live.order_by().values("status").annotate(n=Count("pk")).values_list("status", "n"))
+    models = list(with_last_activity(live.select_related("group")).order_by("-last_activity")[:20])
+    for model in models:
+        model.activity = activity_label(model)
+    since = timezone.now() - timedelta(hours=24)
+    stats = {
+        "deployed": counts.get("Deployed", 0),
+        "in_progress": sum(counts.get(status, 0) for status in IN_PROGRESS),
+        "failed": counts.get("Failed", 0),
+        "total": sum(counts.values()),
+        "calls": PredictionRecord.objects.filter(model__in=live, at__gte=since).count(),
+        "executions": Execution.objects.filter(model__in=live, requested_at__gte=since).count(),
+    }
+    context = {
+        "groups": _with_roles(_groups_with_figures(user), user),
+        "models": models,
+        "stats": stats,
+        "is_admin": is_admin(user),
+    }
+    return render(request, "portal/dashboard.html", context)
 
 
 @login_required
 @never_cache
 @require_http_methods(["GET", "POST"])
-def group_list(request):
+def group_list(request: HttpRequest) -> HttpResponse:
     form = GroupForm(request.POST or None)
     if request.method == "POST":
         if not is_admin(request.user):
@@ -49,22 +128,23 @@ def group_list(request):
             return _render_secret(
                 request, "portal/token_once.html", {"group": group, "token": value, "created": True}
             )
-    groups = groups_for(request.user).prefetch_related("memberships", "tokens")
-    return render(
-        request,
-        "portal/group_list.html",
-        {"groups": groups, "form": form, "can_create": is_admin(request.user)},
-    )
+    context = {
+        "groups": _with_roles(_groups_with_figures(request.user), request.user),
+        "form": form,
+        "can_create": is_admin(request.user),
+    }
+    return render(request, "portal/group_list.html", context, status=400 if form.errors else 200)
 
 
 @login_required
 @never_cache
 @require_http_methods(["GET", "POST"])
-def group_detail(request, name: str):
+def group_detail(request: HttpRequest, name: str) -> HttpResponse:
     group = get_group_for_user(request.user, name)
     manage = can_manage_group(request.user, group)
     member_form = MemberForm(prefix="member")
     refresh_form = RefreshTokenForm(prefix="refresh")
+    status = 200
     if request.method == "POST":
         if not manage:
             raise PermissionDenied("Only admins and the group's owners can change a group.")
@@ -73,15 +153,18 @@ def group_detail(request, name: str):
             member_form = MemberForm(request.POST, prefix="member")
             if member_form.is_valid():
                 user = member_form.cleaned_data["username"]
-                services.set_membership(group, user, member_form.cleaned_data["role"])
-                messages.success(
-                    request, f"{user.username} is now a {member_form.cleaned_data['role']} of {group}."
-                )
+                role = member_form.cleaned_data["role"]
+                _, created = services.set_membership(group, user, role)
+                verb = "added as" if created else "now"
+                messages.success(request, f"{user.username} is {verb} {role} of {group}.")
                 return redirect("group-detail", name=group.name)
+            status = 400
         elif action == "remove-member":
             user = get_object_or_404(get_user_model(), username=request.POST.get("username", ""))
-            services.remove_membership(group, user)
-            messages.success(request, f"{user.username} was removed from {group}.")
+            if services.remove_membership(group, user):
+                messages.success(request, f"{user.username} was removed from {group}.")
+            else:
+                messages.error(request, f"{user.username} is not a member of {group}.")
             return redirect("group-detail", name=group.name)
         elif action == "refresh-token":
             refresh_form = RefreshTokenForm(request.POST, prefix="refresh")
@@ -98,41 +181,61 @@ def group_detail(request, name: str):
                 messages.info(
                     request,
                     f"The current token is valid until {outcome.token.expires_at:%Y-%m-%d} and was kept. "
-                    "Tick 'replace it' to issue a new one.",
+                    "Tick 'Replace it even if it is still valid' to issue a new one.",
                 )
                 return redirect("group-detail", name=group.name)
         else:
             messages.error(request, "Unknown action.")
+            status = 400
+    from models_app.access import models_for
+    from models_app.views import with_last_activity
+
+    models = with_last_activity(
+        models_for(request.user).filter(group=group).exclude(status=DELETED)
+    ).order_by("-last_activity")
     context = {
         "group": group,
-        "memberships": group.memberships.select_related("user"),
+        "memberships": group.memberships.select_related("user").order_by("-role", "user__username"),
         "token": group.active_token(),
         "manage": manage,
         "member_form": member_form,
         "refresh_form": refresh_form,
+        "models": models,
+        "my_role": Membership.objects.filter(group=group, user=request.user)
+        .values_list("role", flat=True)
+        .first(),
     }
-    return render(request, "portal/group_detail.html", context)
+    return render(request, "portal/group_detail.html", context, status=status)
 
 
 @login_required
 @never_cache
 @require_http_methods(["GET", "POST"])
-def api_tokens(request):
+def api_tokens(request: HttpRequest) -> HttpResponse:
     form = ApiTokenForm(request.POST or None)
     new_token = None
+    new_token_name = ""
     if request.method == "POST":
         if request.POST.get("action") == "revoke":
-            token = get_object_or_404(ApiToken, user=request.user, public_id=request.POST.get("token_id"))
+            token = get_object_or_404(
+                ApiToken, user=request.user, public_id=_uuid_or_404(request.POST.get("token_id", ""))
+            )
             services.revoke_api_token(token)
-            messages.success(request, f"Token {token.prefix}… revoked.")
+            messages.success(request, f"Token {token.prefix}… was revoked: it no longer works.")
             return redirect("api-tokens-page")
         if form.is_valid():
-            _, new_token = services.issue_api_token(request.user, form.cleaned_data["name"])
+            new_token_name = form.cleaned_data["name"]
+            _, new_token = services.issue_api_token(request.user, new_token_name)
             form = ApiTokenForm()
-    tokens = ApiToken.objects.filter(user=request.user)
-    context = {"tokens": tokens, "form": form, "new_token": new_token}
-    return (
-        _render_secret(request, "portal/api_tokens.html", context)
-        if new_token
-        else render(request, "portal/api_tokens.html", context)
-    )
+    tokens = ApiToken.objects.filter(user=request.user).order_by("revoked_at", "-created_at")
+    context = {"tokens": tokens, "form": form, "new_token": new_token, "new_token_name": new_token_name}
+    if new_token:
+        return _render_secret(request, "portal/api_tokens.html", context)
+    return render(request, "portal/api_tokens.html", context, status=400 if form.errors else 200)
+
+
+def _uuid_or_404(value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise Http404("No such token.") from None

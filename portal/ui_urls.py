@@ -7,7 +7,7 @@ from portal import ui
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("logout/", ui.LogoutView.as_view(), name="logout"),
     path("", ui.dashboard, name="dashboard"),
     path("groups/", ui.group_list, name="group-list"),
     path("groups/<str:name>/", ui.group_detail, name="group-detail"),

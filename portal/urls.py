@@ -20,4 +20,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("portal.ui_urls")),
     path("", include("models_app.urls")),
+    path("", include("executions.ui_urls")),
 ]

@@ -1,9 +1,12 @@
-"""Accounts pages (server-rendered): login, groups, tokens shown once, admin."""
+"""Accounts pages (server-rendered): login, dashboard, groups, tokens shown once, admin."""
+
+from __future__ import annotations
 
 import re
 
 from django.test import Client
 
+from portal import services
 from portal.models import ApiToken, Group, GroupToken, Membership
 from tests.conftest import PASSWORD
 
@@ -14,14 +17,23 @@ def _login(user) -> Client:
     return client
 
 
+# --- login, logout, layout ------------------------------------------------------------
+
+
 def test_login_page_and_session_login(cast):
     client = Client()
     page = client.get("/login/")
     assert page.status_code == 200 and b'name="password"' in page.content
+    assert b'autocomplete="current-password"' in page.content
     response = client.post("/login/", {"username": "owner", "password": PASSWORD})
     assert response.status_code == 302 and response["Location"] == "/"
     dashboard = client.get("/")
     assert b"datarisk" in dashboard.content and b"other-team" not in dashboard.content
+
+
+def test_login_goes_back_to_the_page_asked_for(cast):
+    response = Client().post("/login/", {"username": "owner", "password": PASSWORD, "next": "/groups/"})
+    assert response["Location"] == "/groups/"
 
 
 def test_bad_login_shows_error(cast):
@@ -30,9 +42,66 @@ def test_bad_login_shows_error(cast):
     assert b"Please enter a correct username and password" in response.content
 
 
+def test_logout_is_a_post_and_says_so(cast):
+    client = _login(cast.owner)
+    assert client.get("/logout/").status_code == 405
+    response = client.post("/logout/", follow=True)
+    assert response.redirect_chain[-1][0] == "/login/"
+    assert b"You are logged out" in response.content
+    assert client.get("/").status_code == 302
+
+
 def test_pages_need_login(db):
-    response = Client().get("/groups/")
-    assert response.status_code == 302 and response["Location"].startswith("/login/")
+    for path in ("/", "/groups/", "/groups/datarisk/", "/account/tokens/", "/models/"):
+        response = Client().get(path)
+        assert response.status_code == 302 and response["Location"].startswith("/login/"), path
+
+
+def test_layout_marks_the_current_page_and_admin_link(cast):
+    html = _login(cast.owner).get("/groups/").content.decode()
+    assert '<a href="/groups/" aria-current="page">Groups</a>' in html
+    assert 'href="/admin/"' not in html
+    assert 'href="/admin/"' in _login(cast.admin).get("/").content.decode()
+
+
+def test_pages_use_only_the_portals_own_assets(cast):
+    html = _login(cast.owner).get("/").content.decode()
+    assets = re.findall(r'(?:src|href)="([^"]+\.(?:css|js|svg))"', html)
+    assert assets and all(asset.startswith("/static/") for asset in assets), assets
+
+
+def test_not_found_page_is_the_portals(cast):
+    response = _login(cast.owner).get("/groups/nope/")
+    assert response.status_code == 404
+    assert b"belongs to a group you are not a member of" in response.content
+
+
+# --- dashboard ------------------------------------------------------------------------
+
+
+def test_dashboard_shows_my_groups_with_role(cast):
+    response = _login(cast.owner).get("/")
+    groups = {g.name: g for g in response.context["groups"]}
+    assert set(groups) == {"datarisk"}
+    assert groups["datarisk"].my_role == "owner" and groups["datarisk"].member_count == 2
+    assert b"No models yet" in response.content
+    admin = _login(cast.admin).get("/")
+    assert {g.name for g in admin.context["groups"]} == {"datarisk", "other-team"}
+
+
+def test_dashboard_methods(cast):
+    assert _login(cast.owner).post("/").status_code == 405
+
+
+# --- groups ---------------------------------------------------------------------------
+
+
+def test_group_list_shows_my_groups_and_token_state(cast):
+    html = _login(cast.teammate).get("/groups/").content.decode()
+    assert "datarisk" in html and "other-team" not in html
+    assert "valid</span>" in html and "Create a group" not in html
+    GroupToken.objects.filter(group=cast.group).delete()
+    assert "none valid" in _login(cast.teammate).get("/groups/").content.decode()
 
 
 def test_admin_creates_group_and_token_is_shown_once(cast):
@@ -40,11 +109,14 @@ def test_admin_creates_group_and_token_is_shown_once(cast):
     response = client.post("/groups/", {"name": "fraud", "description": "Fraud"})
     assert response.status_code == 200
     assert "no-store" in response["Cache-Control"]
+    assert b"it will not be shown again" in response.content
     token = re.search(rb'value="(nmg_[^"]+)"', response.content).group(1).decode()
     assert GroupToken.objects.get(group__name="fraud").prefix == token[:12]
+    assert Membership.objects.get(group__name="fraud").user == cast.admin
     # Reloading (GET) or resubmitting never shows it again.
     assert token.encode() not in client.get("/groups/fraud/").content
     again = client.post("/groups/", {"name": "fraud"})
+    assert again.status_code == 400
     assert token.encode() not in again.content
     assert b"already exists" in again.content
 
@@ -52,14 +124,37 @@ def test_admin_creates_group_and_token_is_shown_once(cast):
 def test_non_admin_cannot_create_group_in_ui(cast):
     response = _login(cast.owner).post("/groups/", {"name": "mine"})
     assert response.status_code == 403
+    assert b"Only admins can create groups" in response.content
     assert not Group.objects.filter(name="mine").exists()
 
 
 def test_bad_group_name_shows_error_next_to_field(cast):
     response = _login(cast.admin).post("/groups/", {"name": "Bad Name"})
-    assert response.status_code == 200
+    assert response.status_code == 400
     assert b"lower-case letters" in response.content
-    assert b"has-error" in response.content
+    assert b"has-error" in response.content and b'id="id_name_error"' in response.content
+    assert _login(cast.admin).put("/groups/").status_code == 405
+
+
+def test_group_page_for_members(cast):
+    response = _login(cast.teammate).get("/groups/datarisk/")
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "owner" in html and "teammate" in html and "Risk models" in html
+    assert 'name="action" value="add-member"' not in html  # members don't manage
+    token = GroupToken.objects.get(group=cast.group)
+    assert f"{token.prefix}…" in html and cast.group_token not in html
+
+
+def test_group_page_lists_the_groups_models(cast):
+    from models_app.models import MLModel
+
+    MLModel.objects.create(
+        name="Scorer", group=cast.group, operation="Sync", model_reference="score", python_version="3.9",
+        input_type="json", source_file="app.py", model_file="m.pkl", requirements_file="r.txt",
+    )  # fmt: skip
+    html = _login(cast.owner).get("/groups/datarisk/").content.decode()
+    assert "Scorer" in html and "badge-Ready" in html
 
 
 def test_owner_refreshes_token_in_ui(cast):
@@ -67,36 +162,90 @@ def test_owner_refreshes_token_in_ui(cast):
     kept = client.post("/groups/datarisk/", {"action": "refresh-token"}, follow=True)
     assert b"was kept" in kept.content
     forced = client.post("/groups/datarisk/", {"action": "refresh-token", "refresh-force": "on"})
-    assert forced.status_code == 200
+    assert forced.status_code == 200 and "no-store" in forced["Cache-Control"]
+    assert b"The previous token no longer works" in forced.content
     assert re.search(rb'value="(nmg_[^"]+)"', forced.content)
     assert GroupToken.objects.filter(group=cast.group, revoked_at__isnull=True).count() == 1
 
 
 def test_owner_manages_members_in_ui(cast):
     client = _login(cast.owner)
-    client.post(
-        "/groups/datarisk/", {"action": "add-member", "member-username": "outsider", "member-role": "member"}
+    added = client.post(
+        "/groups/datarisk/",
+        {"action": "add-member", "member-username": "outsider", "member-role": "member"},
+        follow=True,
     )
+    assert b"outsider is added as member of datarisk" in added.content
     assert Membership.objects.filter(group=cast.group, user=cast.outsider).exists()
+    promoted = client.post(
+        "/groups/datarisk/",
+        {"action": "add-member", "member-username": "outsider", "member-role": "owner"},
+        follow=True,
+    )
+    assert b"outsider is now owner of datarisk" in promoted.content
     client.post("/groups/datarisk/", {"action": "remove-member", "username": "outsider"})
     assert not Membership.objects.filter(group=cast.group, user=cast.outsider).exists()
+    again = client.post("/groups/datarisk/", {"action": "remove-member", "username": "outsider"}, follow=True)
+    assert b"outsider is not a member of datarisk" in again.content
+
+
+def test_group_page_bad_input(cast):
+    client = _login(cast.owner)
+    unknown = client.post(
+        "/groups/datarisk/", {"action": "add-member", "member-username": "ghost", "member-role": "member"}
+    )
+    assert unknown.status_code == 400 and b"No active user named &#x27;ghost&#x27;" in unknown.content
+    assert client.post("/groups/datarisk/", {"action": "explode"}).status_code == 400
+    assert (
+        client.post("/groups/datarisk/", {"action": "remove-member", "username": "ghost"}).status_code == 404
+    )
+    assert client.delete("/groups/datarisk/").status_code == 405
+    assert client.get("/groups/no-such-group/").status_code == 404
 
 
 def test_member_cannot_change_group_and_outsider_gets_404(cast):
     assert _login(cast.teammate).post("/groups/datarisk/", {"action": "refresh-token"}).status_code == 403
     assert _login(cast.outsider).get("/groups/datarisk/").status_code == 404
+    assert _login(cast.outsider).post("/groups/datarisk/", {"action": "refresh-token"}).status_code == 404
+
+
+# --- personal API tokens --------------------------------------------------------------
 
 
 def test_personal_tokens_page(cast):
     client = _login(cast.owner)
     response = client.post("/account/tokens/", {"name": "laptop"})
+    assert "no-store" in response["Cache-Control"]
     value = re.search(rb'value="(nmu_[^"]+)"', response.content).group(1).decode()
     token = ApiToken.objects.get(user=cast.owner, name="laptop")
     assert token.prefix == value[:12]
-    assert value.encode() not in client.get("/account/tokens/").content
-    client.post("/account/tokens/", {"action": "revoke", "token_id": str(token.public_id)})
+    listing = client.get("/account/tokens/").content
+    assert value.encode() not in listing and token.prefix.encode() in listing
+    revoked = client.post(
+        "/account/tokens/", {"action": "revoke", "token_id": str(token.public_id)}, follow=True
+    )
+    assert b"revoked: it no longer works" in revoked.content
     token.refresh_from_db()
     assert token.revoked_at is not None
+
+
+def test_personal_tokens_bad_input(cast):
+    client = _login(cast.owner)
+    theirs, _ = services.issue_api_token(cast.outsider, "theirs")
+    assert (
+        client.post("/account/tokens/", {"action": "revoke", "token_id": str(theirs.public_id)}).status_code
+        == 404
+    )
+    assert client.post("/account/tokens/", {"action": "revoke", "token_id": "not-a-uuid"}).status_code == 404
+    too_long = client.post("/account/tokens/", {"name": "x" * 101})
+    assert too_long.status_code == 400 and b"at most 100 characters" in too_long.content
+    assert not ApiToken.objects.filter(user=cast.owner).exists()
+    assert client.put("/account/tokens/").status_code == 405
+    theirs.refresh_from_db()
+    assert theirs.revoked_at is None
+
+
+# --- Django admin ---------------------------------------------------------------------
 
 
 def test_admin_site_add_group_shows_token_once(cast):
@@ -125,3 +274,18 @@ def test_admin_token_pages_never_show_digests(cast):
     assert page.status_code == 200
     assert token.digest.encode() not in page.content
     assert client.get("/admin/portal/grouptoken/add/").status_code == 403
+
+
+def test_admin_lists_have_filters_and_search(cast):
+    client = _login(cast.admin)
+    for path, expected in (
+        ("/admin/models_app/mlmodel/?status__exact=Deployed&q=score", b"By status"),
+        ("/admin/portal/group/?q=datarisk", b"datarisk"),
+        ("/admin/portal/membership/?role__exact=owner", b"By role"),
+        ("/admin/executions/execution/?status__exact=Failed&q=M", b"By status"),
+        ("/admin/portal/apitoken/?q=owner", b"By revoked at"),
+    ):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        assert expected in response.content, path
+    assert _login(cast.owner).get("/admin/").status_code == 302  # not staff: the admin's login

@@ -1,0 +1,115 @@
+// Behaviour shared by every page, all progressive enhancement: without JavaScript the
+// pages still work (forms post, every tab panel is shown, confirmations are pages).
+"use strict";
+
+// --- Copy buttons: <button data-copy="#element-id"> copies an input's value or an element's text.
+document.addEventListener("click", async (event) => {
+  const button = event.target.closest("[data-copy]");
+  if (!button) return;
+  const source = document.querySelector(button.dataset.copy);
+  if (!source) return;
+  const text = "value" in source ? source.value : source.textContent;
+  const label = button.dataset.label || button.textContent;
+  button.dataset.label = label;
+  try {
+    await navigator.clipboard.writeText(text);
+    button.textContent = "Copied";
+  } catch {
+    // Clipboard API refused (plain HTTP on another host): select the text instead.
+    if (source.select) source.select();
+    else window.getSelection().selectAllChildren(source);
+    button.textContent = "Press Ctrl+C";
+  }
+  setTimeout(() => { button.textContent = label; }, 2000);
+});
+
+// --- Confirmation dialogs: <form data-confirm="Question?" data-confirm-body="…"
+//     data-confirm-button="Delete" data-confirm-danger> asks before submitting. Forms with
+//     data-confirm-field="confirm" get confirm=yes added, which the server requires (without
+//     JavaScript the server answers with a confirmation page instead).
+let dialog;
+function confirmDialog() {
+  if (dialog) return dialog;
+  dialog = document.createElement("dialog");
+  dialog.setAttribute("aria-labelledby", "confirm-title");
+  dialog.innerHTML = `
+    <form method="dialog">
+      <div class="dialog-body"><h2 id="confirm-title"></h2><p class="confirm-body"></p></div>
+      <div class="dialog-actions">
+        <button class="btn" value="cancel" type="submit">Cancel</button>
+        <button class="btn btn-primary confirm-ok" value="ok" type="submit"></button>
+      </div>
+    </form>`;
+  document.body.append(dialog);
+  return dialog;
+}
+
+document.addEventListener("submit", (event) => {
+  const form = event.target;
+  if (!form.matches("form[data-confirm]") || form.dataset.confirmed === "yes") return;
+  event.preventDefault();
+  const d = confirmDialog();
+  d.querySelector("#confirm-title").textContent = form.dataset.confirm;
+  d.querySelector(".confirm-body").textContent = form.dataset.confirmBody || "";
+  const ok = d.querySelector(".confirm-ok");
+  ok.textContent = form.dataset.confirmButton || "Confirm";
+  ok.className = "btn confirm-ok " + ("confirmDanger" in form.dataset ? "btn-danger-solid" : "btn-primary");
+  d.returnValue = "";
+  d.onclose = () => {
+    if (d.returnValue !== "ok") return;
+    if (form.dataset.confirmField) {
+      const input = document.createElement("input");
+      input.type = "hidden";
+      input.name = form.dataset.confirmField;
+      input.value = "yes";
+      form.append(input);
+    }
+    form.dataset.confirmed = "yes";
+    form.requestSubmit(event.submitter || undefined);
+  };
+  d.showModal();
+  d.querySelector("button[value=cancel]").focus();
+});
+
+// --- Tabs: <div class="tabs" data-tabs> with children [data-tab-panel][data-tab-label].
+//     Without JavaScript every panel is shown, one under the other, with its title.
+for (const container of document.querySelectorAll("[data-tabs]")) {
+  const panels = [...container.querySelectorAll("[data-tab-panel]")];
+  if (!panels.length) continue;
+  const list = document.createElement("div");
+  list.setAttribute("role", "tablist");
+  list.setAttribute("aria-label", container.dataset.tabs || "Tabs");
+  const tabs = panels.map((panel, index) => {
+    const tab = document.createElement("button");
+    tab.type = "button";
+    tab.id = `${panel.id}-tab`;
+    tab.textContent = panel.dataset.tabLabel;
+    tab.setAttribute("role", "tab");
+    tab.setAttribute("aria-controls", panel.id);
+    panel.setAttribute("role", "tabpanel");
+    panel.setAttribute("aria-labelledby", tab.id);
+    panel.tabIndex = 0;
+    tab.addEventListener("click", () => select(index));
+    tab.addEventListener("keydown", (event) => {
+      const step = { ArrowRight: 1, ArrowLeft: -1 }[event.key];
+      if (step) {
+        const next = (index + step + tabs.length) % tabs.length;
+        select(next);
+        tabs[next].focus();
+      }
+    });
+    list.append(tab);
+    return tab;
+  });
+  function select(chosen) {
+    tabs.forEach((tab, index) => {
+      const on = index === chosen;
+      tab.setAttribute("aria-selected", String(on));
+      tab.tabIndex = on ? 0 : -1;
+      panels[index].hidden = !on;
+    });
+  }
+  container.prepend(list);
+  container.classList.add("enhanced");
+  select(0);
+}

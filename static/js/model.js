@@ -1,0 +1,312 @@
+// The model page: live status and build log while a build runs, "try it" for Sync
+// models, input uploads and a live executions list for Async models, warm runners.
+// Everything is read from the REST API with the session; the group token typed by the
+// user is sent with its one request and never stored (not in the page, not in storage).
+"use strict";
+(() => {
+  const config = JSON.parse(document.getElementById("model-config").textContent);
+  const IN_PROGRESS = ["Ready", "Building"];
+  const FINISHED_EXECUTION = ["Succeeded", "Failed"];
+  const LOG_TAIL_LINES = 400;
+  let status = config.status;
+
+  // --- helpers -------------------------------------------------------------------------
+  const $ = (id) => document.getElementById(id);
+  const el = (tag, props = {}, ...children) => {
+    const node = Object.assign(document.createElement(tag), props);
+    node.append(...children.filter((c) => c !== null && c !== undefined));
+    return node;
+  };
+  const badge = (value) => el("span", { className: `badge badge-${value}`, textContent: value });
+  const size = (bytes) => {
+    for (const [unit, scale] of [["GB", 1 << 30], ["MB", 1 << 20], ["KB", 1 << 10]]) {
+      if (bytes >= scale) return `${(bytes / scale).toFixed(1)} ${unit}`;
+    }
+    return `${bytes} bytes`;
+  };
+  const ago = (iso) => {
+    const seconds = (Date.now() - Date.parse(iso)) / 1000;
+    if (seconds < 45) return "just now";
+    if (seconds < 3600) return `${Math.round(seconds / 60)} min ago`;
+    if (seconds < 86400) return `${Math.round(seconds / 3600)} h ago`;
+    return new Date(iso).toLocaleDateString();
+  };
+  async function getJSON(url) {
+    const response = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+    if (!response.ok) throw new Error(`${url} answered ${response.status}`);
+    return response.json();
+  }
+
+  // --- status and build log ---------------------------------------------------------------
+  const statusBadge = $("model-status");
+  const statusMessage = $("status-message");
+  const logBox = $("build-log");
+  const buildMeta = $("build-meta");
+  const messageClass = { Failed: "msg-error", Deployed: "msg-success", Ready: "msg-info", Building: "msg-info" };
+
+  function setStatus(next, text) {
+    statusBadge.className = `badge badge-lg badge-${next}`;
+    statusBadge.textContent = next;
+    statusMessage.className = `msg ${messageClass[next] || "msg-warning"}`;
+    statusMessage.textContent = text || "";
+    statusMessage.hidden = !text || next === "Deployed";
+    for (const node of document.querySelectorAll("[data-show-when]")) {
+      node.hidden = !node.dataset.showWhen.split(" ").includes(next);
+    }
+    if (next !== status) {
+      status = next;
+      document.title = document.title.replace(/^(\(\w+\) )?/, IN_PROGRESS.includes(next) ? `(${next}) ` : "");
+      if (next === "Deployed") refreshRunners();
+    }
+  }
+
+  function showLog(build) {
+    const nearBottom = logBox.scrollHeight - logBox.scrollTop - logBox.clientHeight < 60;
+    const lines = build.log.split("\n");
+    let text = build.log;
+    if (lines.length > LOG_TAIL_LINES) {
+      text = `… ${lines.length - LOG_TAIL_LINES} earlier lines …\n` + lines.slice(-LOG_TAIL_LINES).join("\n");
+    }
+    if (text) logBox.textContent = text;
+    else logBox.replaceChildren(el("span", { className: "log-empty", textContent: "Waiting for a worker to start the build…" }));
+    buildMeta.textContent = `Build ${build.number} · ${build.status}`;
+    if (nearBottom) logBox.scrollTop = logBox.scrollHeight;
+  }
+
+  // Parts of the page rendered by the server that a build or a call changes (deploy time,
+  // history, call counts) are swapped for fresh ones, without reloading the page.
+  async function refreshRegions() {
+    try {
+      const response = await fetch(window.location.href, { credentials: "same-origin", headers: { Accept: "text/html" } });
+      if (!response.ok) return;
+      const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+      for (const node of document.querySelectorAll("[data-refresh]")) {
+        const replacement = fresh.getElementById(node.id);
+        if (replacement) node.replaceWith(document.importNode(replacement, true));
+      }
+    } catch (error) {
+      console.warn("could not refresh the page's details", error);
+    }
+  }
+
+  async function pollBuild() {
+    try {
+      const current = await getJSON(config.statusUrl);
+      setStatus(current.status, current.status_message);
+      // Read after the status: once the status is final the log is complete.
+      showLog(await getJSON(config.logsUrl));
+    } catch (error) {
+      console.warn("status poll failed; retrying", error); // a network blip or a restarting server
+    }
+    if (IN_PROGRESS.includes(status)) {
+      setTimeout(pollBuild, 1500);
+      return;
+    }
+    $("log-follow-note").hidden = true;
+    for (const flash of document.querySelectorAll(".messages")) flash.remove(); // "is being built" is over
+    refreshRegions();
+  }
+  logBox.scrollTop = logBox.scrollHeight;
+  if (IN_PROGRESS.includes(status)) setTimeout(pollBuild, 1000);
+
+  // --- warm runners (Sync) ------------------------------------------------------------------
+  async function refreshRunners() {
+    const box = $("runners");
+    if (!box || !config.runnersUrl) return;
+    if (status !== "Deployed") {
+      box.replaceChildren(el("p", { className: "muted small", textContent: "None: the model is not deployed." }));
+      return;
+    }
+    let runners;
+    try {
+      runners = (await getJSON(config.runnersUrl)).runners.filter((r) => r.alive);
+    } catch {
+      box.replaceChildren(el("p", { className: "muted small", textContent: "The model host did not answer." }));
+      return;
+    }
+    if (!runners.length) {
+      box.replaceChildren(el("p", { className: "muted small", textContent: "None warm: the next call starts one." }));
+      return;
+    }
+    const item = (r) => el("li", {},
+      el("strong", { textContent: `Replica ${r.replica}` }), " ",
+      el("span", { className: "muted", textContent: `pid ${r.pid} · ${size(r.memory_bytes)} · ${r.requests} request${r.requests === 1 ? "" : "s"} · used ${r.last_used ? ago(new Date(r.last_used * 1000).toISOString()) : "never"}` }));
+    box.replaceChildren(el("ul", { className: "list-plain small runner-list" }, ...runners.map(item)));
+  }
+  if (config.runnersUrl) {
+    refreshRunners();
+    setInterval(() => { if (!document.hidden && status === "Deployed") refreshRunners(); }, 10000);
+  }
+
+  // --- Try it (Sync) -------------------------------------------------------------------------
+  const tryForm = $("try-form");
+  if (tryForm) {
+    const submit = $("try-submit");
+    const result = $("try-result");
+    submit.disabled = false;
+    const show = (ok, head, ...blocks) => {
+      result.hidden = false;
+      result.className = `result ${ok ? "result-ok" : "result-error"}`;
+      result.replaceChildren(el("div", { className: "result-head" }, ...head), ...blocks.filter(Boolean));
+    };
+    tryForm.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const body = $("try-body").value;
+      const token = $("try-token").value.trim();
+      try {
+        JSON.parse(body);
+      } catch (error) {
+        show(false, [el("span", { textContent: "The request body is not valid JSON" })], el("p", { className: "error", textContent: error.message }));
+        $("try-body").focus();
+        return;
+      }
+      if (!token) {
+        show(false, [el("span", { textContent: "Enter the group token to call the model." })]);
+        $("try-token").focus();
+        return;
+      }
+      submit.disabled = true;
+      submit.textContent = "Sending…";
+      const started = performance.now();
+      let response;
+      let text;
+      try {
+        response = await fetch(config.runUrl, {
+          method: "POST",
+          headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json", Accept: "application/json" },
+          body,
+          credentials: "omit", // the group token alone authorises the call
+          cache: "no-store",
+        });
+        text = await response.text();
+      } catch (error) {
+        show(false, [el("span", { textContent: "The request did not reach the server." })], el("p", { textContent: String(error) }));
+        return;
+      } finally {
+        submit.disabled = false;
+        submit.textContent = "Send request";
+      }
+      const ms = Math.round(performance.now() - started);
+      let data = null;
+      try { data = JSON.parse(text); } catch { /* not JSON: shown as text */ }
+      const code = el("span", { className: `status-code ${response.ok ? "status-ok" : "status-bad"}`, textContent: `${response.status}` });
+      const took = el("span", { className: "muted small", textContent: `${ms} ms` });
+      if (response.ok) {
+        show(true, [el("span", { textContent: "Answer" }), code, took],
+          el("pre", { id: "try-answer", textContent: data === null ? text : JSON.stringify(data, null, 2) }));
+        if (config.runnersUrl) refreshRunners();
+        setTimeout(refreshRegions, 1200); // the call is recorded within a second
+        return;
+      }
+      const detail = (data && data.detail) || text || response.statusText;
+      const hint = { 401: "Check the group token: it is missing, unknown, replaced or expired.", 403: "This token belongs to another group." }[response.status];
+      const traceback = data && data.model_error && data.model_error.traceback;
+      show(false, [el("span", { textContent: response.status === 422 ? "The model raised an error" : "Error" }), code, took],
+        el("p", { id: "try-error", className: "error", textContent: detail }),
+        hint ? el("p", { className: "muted small", textContent: hint }) : null,
+        traceback ? el("pre", { className: "log", id: "try-traceback", textContent: traceback }) : null);
+    });
+  }
+
+  // --- Executions (Async) ----------------------------------------------------------------------
+  const executionsBody = $("executions-body");
+  function executionRow(execution) {
+    const page = config.executionPage.replace(/0\/$/, `${execution.execution_id}/`);
+    const input = execution.input_url
+      ? el("a", { href: execution.input_url, download: "", textContent: execution.input_file })
+      : document.createTextNode(execution.input_file);
+    let result;
+    if (execution.result_url) {
+      result = el("a", { className: "btn btn-small", href: execution.result_url, download: "", textContent: "Download result" });
+    } else if (execution.status === "Failed") {
+      result = el("span", { className: "error small", title: execution.error_message, textContent: execution.error_message.slice(0, 70) });
+    } else {
+      result = el("span", { className: "muted", textContent: execution.files_available ? "—" : "files removed" });
+    }
+    return el("tr", {},
+      el("td", { className: "name-cell" }, el("a", { href: page, textContent: `#${execution.execution_id}` })),
+      el("td", {}, badge(execution.status)),
+      el("td", {}, input, el("span", { className: "sub", textContent: size(execution.input_size) })),
+      el("td", { className: "nowrap" },
+        el("time", { dateTime: execution.requested_at, title: execution.requested_at, textContent: ago(execution.requested_at) }),
+        execution.requested_by ? el("span", { className: "sub", textContent: execution.requested_by }) : null),
+      el("td", { className: "num", textContent: execution.duration === null ? "—" : `${execution.duration.toFixed(1)} s` }),
+      el("td", {}, result));
+  }
+  async function refreshExecutions() {
+    const data = await getJSON(config.executionsUrl);
+    if (data.results.length) {
+      executionsBody.replaceChildren(...data.results.map((execution) => {
+        const row = executionRow(execution);
+        row.dataset.execution = execution.execution_id;
+        row.dataset.status = execution.status;
+        return row;
+      }));
+    }
+    $("execution-count").textContent = `${data.count} in all${data.count > data.results.length ? `, latest ${data.results.length} shown` : ""}`;
+    return data.results.some((execution) => !FINISHED_EXECUTION.includes(execution.status));
+  }
+  let executionTimer;
+  async function pollExecutions() {
+    clearTimeout(executionTimer);
+    let active = false;
+    try { active = await refreshExecutions(); } catch (error) { console.warn(error); }
+    executionTimer = setTimeout(pollExecutions, active ? 1500 : 15000);
+  }
+  if (executionsBody) {
+    const active = [...executionsBody.querySelectorAll("tr[data-status]")].some((row) => !FINISHED_EXECUTION.includes(row.dataset.status));
+    executionTimer = setTimeout(pollExecutions, active ? 1500 : 15000);
+  }
+
+  const executionForm = $("execution-form");
+  if (executionForm) {
+    const submit = $("execution-submit");
+    const fileInput = $("execution-file");
+    const outcome = $("execution-result");
+    const progress = $("execution-progress");
+    const bar = progress.querySelector(".progress-bar");
+    submit.disabled = false;
+    const say = (kind, ...children) => outcome.replaceChildren(el("div", { className: `msg msg-${kind}` }, ...children));
+    executionForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const file = fileInput.files[0];
+      const token = $("execution-token").value.trim();
+      if (!file) { say("error", "Choose the input file to score."); fileInput.focus(); return; }
+      if (file.size > Number(executionForm.dataset.maxBytes)) { say("error", `'${file.name}' is ${size(file.size)}: over the limit.`); return; }
+      if (!token) { say("error", "Enter the group token to start an execution."); $("execution-token").focus(); return; }
+      const body = new FormData();
+      body.append("file", file, file.name);
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", config.runUrl);
+      xhr.setRequestHeader("Authorization", `Bearer ${token}`);
+      xhr.setRequestHeader("Accept", "application/json");
+      xhr.responseType = "json";
+      progress.hidden = false;
+      submit.disabled = true;
+      outcome.replaceChildren();
+      xhr.upload.addEventListener("progress", (e) => {
+        if (!e.lengthComputable) return;
+        const percent = Math.round((e.loaded / e.total) * 100);
+        bar.firstElementChild.style.width = `${percent}%`;
+        bar.setAttribute("aria-valuenow", String(percent));
+        progress.querySelector(".progress-bytes").textContent = `${size(e.loaded)} of ${size(e.total)}`;
+      });
+      const finish = () => { progress.hidden = true; submit.disabled = false; };
+      xhr.addEventListener("load", () => {
+        finish();
+        const data = xhr.response || {};
+        if (xhr.status === 202) {
+          const page = config.executionPage.replace(/0\/$/, `${data.execution_id}/`);
+          say("success", el("span", { id: "execution-started", textContent: data.message || `Execution ${data.execution_id} started.` }), " ",
+            el("a", { href: page, textContent: "Follow it" }));
+          fileInput.value = "";
+          pollExecutions();
+        } else {
+          say("error", data.detail || `The server answered ${xhr.status}.`);
+        }
+      });
+      xhr.addEventListener("error", () => { finish(); say("error", "The connection was lost during the upload; send it again."); });
+      xhr.send(body);
+    });
+  }
+})();

@@ -17,6 +17,7 @@ from executions import tasks
 from executions.models import Execution
 from models_app import tasks as model_tasks
 from models_app.models import MLModel
+from models_app.runtime.oneshot import build_runner_env
 from tests.conftest import api_client
 from tests.executions.conftest import submit
 from tests.models_app import real_models
@@ -131,9 +132,11 @@ def test_parquet_input_with_env_values_and_input_name(cast, caller, model_pickle
     downloaded = tmp_path / "scored.parquet"
     downloaded.write_bytes(b"".join(result.streaming_content))
     read = f"import pandas as pd; print(pd.read_parquet({str(downloaded)!r}).to_json(orient='records'))"
-    out = subprocess.run(
-        [str(model.python), "-c", read], check=True, capture_output=True, text=True, timeout=60
-    )
+    # A clean, single-threaded environment, as the platform gives its runners.
+    env = build_runner_env({"OMP_NUM_THREADS": "1", "ARROW_NUM_THREADS": "1"}, home=tmp_path)
+    out = subprocess.run([str(model.python), "-c", read], capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0, f"reading the result back failed ({out.returncode}):\n{out.stderr}"
+    assert downloaded.read_bytes()[:4] == b"PAR1"
     records = json.loads(out.stdout)
     assert len(records) == 2
     assert {r["input_name"] for r in records} == {"lote 7.parquet"}

@@ -23,11 +23,6 @@ from portal.authentication import TokenFacts, check_group_token
 from portal.models import Group, GroupToken
 
 
-class ModelNotDeployed(exceptions.APIException):
-    status_code = 409
-    default_code = "not_deployed"
-
-
 def get_called_model(request: Request, model_hash: str, *, allow_member: bool = False) -> MLModel:
     """The model named in the URL, once the caller is authorised for it.
 
@@ -49,11 +44,6 @@ def get_called_model(request: Request, model_hash: str, *, allow_member: bool = 
         return model
     check_group_token(request, model.group)
     return model
-
-
-def require_deployed(model: MLModel) -> None:
-    if model.status != MLModel.Status.DEPLOYED:
-        raise ModelNotDeployed(not_deployed_message(model))
 
 
 def not_deployed_message(model: MLModel) -> str:

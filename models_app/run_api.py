@@ -18,7 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from models_app.calls import get_called_model, lookup_call, not_deployed_message, require_deployed
+from models_app.calls import lookup_call, not_deployed_message
 from models_app.models import MLModel
 from portal.authentication import GroupTokenChallenge, bearer_token, group_token_problem
 
@@ -56,19 +56,22 @@ def run_model(request: HttpRequest, model_hash: str):
         from models_app.serving.views import predict
 
         return predict(request, target.model)
-    return AsyncRunView.as_view()(request, model_hash=model_hash)
+    return AsyncRunView.as_view()(request, model_id=target.model.pk)
 
 
 class AsyncRunView(APIView):
-    """Starts an execution of an Async model (the executions app does the work)."""
+    """Starts an execution of an Async model (the executions app does the work).
 
-    authentication_classes = [GroupTokenChallenge]  # only the group token, checked per model
+    Not routed: run_model has already checked the group token and the model's status,
+    so this only gives the upload DRF's request handling and answers.
+    """
+
+    authentication_classes = [GroupTokenChallenge]
     permission_classes = [permissions.AllowAny]
     parser_classes: list = []  # the executions app reads the upload itself
 
-    def post(self, request: Request, model_hash: str) -> Response:
-        model = get_called_model(request, model_hash)
-        require_deployed(model)
+    def post(self, request: Request, model_id: int) -> Response:
+        model = MLModel.objects.select_related("group").get(pk=model_id)
         from executions import api as executions_api
 
         return executions_api.submit(request, model)

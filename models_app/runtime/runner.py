@@ -495,10 +495,12 @@ class _Server:
         return _protocol_error_frame(f"unknown op {op!r} (expected 'ping' or 'predict')")
 
     def serve_one_frame(self, conn):
-        """Answer the frame waiting on ``conn``; False when the connection is done."""
-        # A frame has started arriving: the rest must come within idle_timeout, or a
-        # stalled client would hold this single-threaded runner.
-        conn.settimeout(self.idle_timeout or None)
+        """Answer the frame waiting on ``conn``; False when the connection is done.
+
+        ``conn`` carries the idle timeout (set once, at accept): once a frame has started
+        arriving the rest must come within it, or a stalled client would hold this
+        single-threaded runner.
+        """
         try:
             request = read_frame_from_socket(conn)
         except ProtocolError as exc:
@@ -528,6 +530,8 @@ class _Server:
                 for key, _events in selector.select():
                     if key.fileobj is server_sock:
                         conn, _addr = server_sock.accept()
+                        # Once per connection: settimeout costs two syscalls.
+                        conn.settimeout(self.idle_timeout or None)
                         selector.register(conn, selectors.EVENT_READ)
                         continue
                     conn = key.fileobj

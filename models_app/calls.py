@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -56,11 +57,43 @@ def not_deployed_message(model: MLModel) -> str:
     return f"Model '{model.hash}' is {model.status}, not Deployed" + (f": {hint}." if hint else ".")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
+class CalledModel:
+    """What the run URL needs of a model, read by CALL_SQL.
+
+    A plain object rather than an MLModel: building a model instance costs more than
+    the query on the hot path, and callers never save it.
+    """
+
+    pk: int
+    hash: str
+    status: str
+    operation: str
+    deployed_build: int
+    replicas: int
+    request_timeout: int | None
+    schema_is_object: bool
+    group_id: int
+
+    @property
+    def is_sync(self) -> bool:
+        return self.operation == MLModel.Operation.SYNC
+
+    @property
+    def effective_request_timeout(self) -> int:
+        return self.request_timeout or settings.PREDICT_TIMEOUT
+
+    @property
+    def folder(self) -> str:
+        """The model's `base_path` (MLModel.folder, as a string)."""
+        return f"{settings.MODELS_DIR}/{self.hash}"
+
+
+@dataclass(frozen=True, slots=True)
 class CallTarget:
     """A model as the predict path needs it, with the presented token's facts."""
 
-    model: MLModel
+    model: CalledModel
     group_name: str
     token: TokenFacts | None
 
@@ -72,7 +105,7 @@ def _aware(value) -> datetime:
 
 
 # Table names come from our own models, never from input; the values are parameters.
-_CALL_SQL = (
+CALL_SQL = (
     "SELECT m.id, m.status, m.operation, m.deployed_build, m.replicas, m.request_timeout, m.schema, "  # noqa: S608
     "m.group_id, g.name, t.group_id, tg.name, t.expires_at, t.revoked_at "
     f"FROM {MLModel._meta.db_table} m JOIN {Group._meta.db_table} g ON g.id = m.group_id "
@@ -89,8 +122,13 @@ def lookup_call(model_hash: str, token_value: str) -> CallTarget | None:
     more than everything else the web process does for a prediction.
     """
     with connection.cursor() as cursor:
-        cursor.execute(_CALL_SQL, [tokens.digest(token_value), model_hash])
+        cursor.execute(CALL_SQL, [tokens.digest(token_value), model_hash])
         row = cursor.fetchone()
+    return call_target(model_hash, row)
+
+
+def call_target(model_hash: str, row: tuple | None) -> CallTarget | None:
+    """The CallTarget for one row of CALL_SQL (None: no such model)."""
     if row is None:
         return None
     (
@@ -109,17 +147,11 @@ def lookup_call(model_hash: str, token_value: str) -> CallTarget | None:
         revoked_at,
     ) = row
     if isinstance(schema, str):  # SQLite: the JSON text; only its kind matters here
-        schema = {} if schema.lstrip().startswith("{") else None
-    model = MLModel(
-        id=pk,
-        hash=model_hash,
-        status=status,
-        operation=operation,
-        deployed_build=build,
-        replicas=replicas,
-        request_timeout=timeout,
-        schema=schema,
-        group_id=group_id,
+        schema_is_object = schema.lstrip().startswith("{")
+    else:  # PostgreSQL: the decoded value
+        schema_is_object = isinstance(schema, dict)
+    model = CalledModel(
+        pk, model_hash, status, operation, build, replicas, timeout, schema_is_object, group_id
     )
     facts = None
     if token_group_id is not None:

@@ -11,7 +11,7 @@ the API's error shape (`{"detail", "code"}`).
 
 from __future__ import annotations
 
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, permissions
 from rest_framework.request import Request
@@ -20,11 +20,12 @@ from rest_framework.views import APIView
 
 from models_app.calls import lookup_call, not_deployed_message
 from models_app.models import MLModel
+from models_app.serving.answers import JSON, error_content
 from portal.authentication import GroupTokenChallenge, bearer_token, group_token_problem
 
 
-def error(status: int, detail: str, code: str, **extra) -> JsonResponse:
-    response = JsonResponse({"detail": detail, "code": code, **extra}, status=status)
+def error(status: int, detail: str, code: str, **extra) -> HttpResponse:
+    response = HttpResponse(error_content(detail, code, **extra), status=status, content_type=JSON)
     if status == 401:
         response["WWW-Authenticate"] = 'Bearer realm="neomaril"'
     return response

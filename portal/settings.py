@@ -251,6 +251,9 @@ if len(str(RUN_DIR)) > 60:
     RUN_DIR = (
         Path(tempfile.gettempdir()) / f"neomaril-{hashlib.sha256(str(DATA_DIR).encode()).hexdigest()[:12]}"
     )
+# Threads per web worker for Django's requests (pages, API, uploads, downloads); Sync
+# model calls don't use them (they are answered on the worker's event loop).
+WEB_THREADS = envint("NEOMARIL_WEB_THREADS", 8, minimum=1)
 PREDICT_TIMEOUT = envint("NEOMARIL_PREDICT_TIMEOUT", 30, minimum=1)
 COLD_START_TIMEOUT = envint("NEOMARIL_COLD_START_TIMEOUT", 120, minimum=1)
 HOST_MAX_RUNNERS = envint("NEOMARIL_HOST_MAX_RUNNERS", 16, minimum=1)

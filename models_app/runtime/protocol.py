@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import socket
 import struct
+from json.encoder import encode_basestring
 from typing import Any, BinaryIO
 
 MAX_FRAME_BYTES = 256 * 1024 * 1024
@@ -32,6 +33,23 @@ def encode_frame(obj: Any) -> bytes:
     if len(payload) > MAX_FRAME_BYTES:
         raise ProtocolError(f"frame of {len(payload)} bytes exceeds the {MAX_FRAME_BYTES}-byte limit")
     return HEADER.pack(len(payload)) + payload
+
+
+# A runner's success frame is exactly this prefix, the result's JSON and "}" (the
+# runner's encode_frame: compact separators, "ok" first). The web side passes the
+# result's bytes through to the caller instead of decoding and re-encoding them.
+OK_PREFIX = b'{"ok":true,"result":'
+
+
+def predict_frame(data: str, base_path: str) -> bytes:
+    """The frame of a predict request, built without a JSON encoder pass over ``data``."""
+    payload = (
+        f'{{"op":"predict","data":{encode_basestring(data)},"base_path":{encode_basestring(base_path)}}}'
+    )
+    encoded = payload.encode()
+    if len(encoded) > MAX_FRAME_BYTES:
+        raise ProtocolError(f"frame of {len(encoded)} bytes exceeds the {MAX_FRAME_BYTES}-byte limit")
+    return HEADER.pack(len(encoded)) + encoded
 
 
 def decode_payload(payload: bytes) -> Any:
@@ -72,7 +90,16 @@ def read_frame_from_file(f: BinaryIO) -> Any:
     return _read_frame(readinto)
 
 
+def read_payload(sock: socket.socket) -> bytes:
+    """Read one frame from a connected socket and return its payload undecoded."""
+    return _read_payload(sock.recv_into)
+
+
 def _read_frame(read_into: Any) -> Any:
+    return decode_payload(_read_payload(read_into))
+
+
+def _read_payload(read_into: Any) -> bytes:
     (length,) = HEADER.unpack(_read_exactly(read_into, HEADER.size))
     if length > MAX_FRAME_BYTES:
         raise ProtocolError(f"announced frame of {length} bytes exceeds the {MAX_FRAME_BYTES}-byte limit")
@@ -80,7 +107,7 @@ def _read_frame(read_into: Any) -> Any:
         payload = _read_exactly(read_into, length)
     except ConnectionClosed as exc:  # the header came, so this is a truncation, not a clean close
         raise ProtocolError(f"stream closed mid-frame (0 of {length} bytes received)") from exc
-    return decode_payload(payload)
+    return payload
 
 
 def _read_exactly(read_into: Any, n: int) -> bytes:

@@ -7,12 +7,18 @@ import itertools
 import socket
 import threading
 from dataclasses import dataclass
-from typing import Any
 
 from django.conf import settings
 
-from models_app.models import MLModel
-from models_app.runtime.protocol import ConnectionClosed, ProtocolError, read_frame, write_frame
+from models_app.calls import CalledModel
+from models_app.runtime.protocol import (
+    ConnectionClosed,
+    ProtocolError,
+    predict_frame,
+    read_frame,
+    read_payload,
+    write_frame,
+)
 from models_app.serving import paths
 
 
@@ -43,9 +49,71 @@ def host_call(request: dict, timeout: float) -> dict:
         raise ServingError(503, f"Could not talk to the model host: {exc}") from None
 
 
+def runner_stopped() -> ServingError:
+    return ServingError(
+        502,
+        "The model's runner stopped while answering this request (it crashed or was killed); it is being restarted.",
+    )
+
+
+def timed_out(timeout: float) -> ServingError:
+    return ServingError(504, f"The model did not answer within {timeout} s; its runner was restarted.")
+
+
+def start_failed(answer: dict) -> ServingError:
+    return ServingError(503, f"The model could not be started: {answer.get('error')}")
+
+
+def start_refused(exc: OSError) -> ServingError:
+    return ServingError(503, f"The model's runner was started but refused the connection: {exc}")
+
+
+def ensure_started(model: CalledModel) -> None:
+    """Ask the host to start the model's runners and wait for them (a cold start)."""
+    answer = host_call({"op": "ensure", "model": model.hash}, timeout=settings.COLD_START_TIMEOUT + 5)
+    if not answer.get("ok"):
+        raise start_failed(answer)
+
+
+def kill_stuck_runner(path: str, timeout: float) -> None:
+    # A runner answers one request at a time: a stuck one would block every call.
+    with contextlib.suppress(ServingError):
+        host_call({"op": "kill", "socket": path, "reason": f"request exceeded {timeout} s"}, timeout=5)
+
+
+class ReplicaBalancer:
+    """Picks the replica with the fewest requests in flight from this process.
+
+    A runner answers one request at a time, so sending to a busy one queues behind it
+    while another may be idle. Callers from several threads hold ``lock`` around
+    ``choose`` and ``done``; the event loop's single thread needs no lock.
+    """
+
+    def __init__(self) -> None:
+        self.in_flight: dict[str, int] = {}
+        self._turn = itertools.count()
+
+    def choose(self, model: CalledModel) -> str:
+        # Start the scan at a rotating replica so ties (all idle) spread the load too.
+        start = next(self._turn)
+        replicas = model.replicas
+        path = None
+        busy = 0
+        for i in range(replicas):
+            candidate = paths.runner_socket_name(model.hash, model.deployed_build, (start + i) % replicas)
+            load = self.in_flight.get(candidate, 0)
+            if path is None or load < busy:
+                path, busy = candidate, load
+        self.in_flight[path] = busy + 1
+        return path
+
+    def done(self, path: str) -> None:
+        self.in_flight[path] -= 1
+
+
 @dataclass
 class Answer:
-    frame: dict
+    payload: bytes  # of the runner's answer frame (serving.answers reads it)
     socket_path: str
 
 
@@ -55,8 +123,7 @@ class RunnerPool:
     def __init__(self) -> None:
         self._idle: dict[str, list[socket.socket]] = {}
         self._lock = threading.Lock()
-        self._in_flight: dict[str, int] = {}
-        self._turn = itertools.count()
+        self._balancer = ReplicaBalancer()
 
     def _take(self, path: str) -> socket.socket | None:
         with self._lock:
@@ -83,38 +150,19 @@ class RunnerPool:
             raise
         return sock
 
-    def _least_busy(self, model: MLModel) -> str:
-        """The replica with the fewest requests in flight from this process.
-
-        A runner answers one request at a time, so sending to a busy one queues behind
-        it while another may be idle.
-        """
-        # Start the scan at a rotating replica so ties (all idle) spread the load too.
-        start = next(self._turn)
-        candidates = [
-            str(paths.runner_socket(model.hash, model.deployed_build, (start + i) % model.replicas))
-            for i in range(model.replicas)
-        ]
-        with self._lock:
-            path = min(candidates, key=lambda p: self._in_flight.get(p, 0))
-            self._in_flight[path] = self._in_flight.get(path, 0) + 1
-        return path
-
-    def _done(self, path: str) -> None:
-        with self._lock:
-            self._in_flight[path] -= 1
-
-    def predict(self, model: MLModel, body: str) -> Answer:
+    def predict(self, model: CalledModel, body: str) -> Answer:
         """Send one request to one of the model's runners, starting them if needed."""
-        path = self._least_busy(model)
+        with self._lock:
+            path = self._balancer.choose(model)
         try:
             return self._predict(model, body, path)
         finally:
-            self._done(path)
+            with self._lock:
+                self._balancer.done(path)
 
-    def _predict(self, model: MLModel, body: str, path: str) -> Answer:
+    def _predict(self, model: CalledModel, body: str, path: str) -> Answer:
         timeout = model.effective_request_timeout
-        request = {"op": "predict", "data": body, "base_path": str(model.folder)}
+        request = predict_frame(body, str(model.folder))
 
         sock = self._take(path)
         if sock is not None:
@@ -130,42 +178,29 @@ class RunnerPool:
             return Answer(self._exchange(sock, request, timeout, path), path)
         except (ConnectionClosed, BrokenPipeError, ConnectionResetError, ProtocolError):
             sock.close()
-            raise ServingError(
-                502,
-                "The model's runner stopped while answering this request (it crashed or was killed); it is being restarted.",
-            ) from None
+            raise runner_stopped() from None
 
-    def _connect_or_start(self, model: MLModel, path: str) -> socket.socket:
+    def _connect_or_start(self, model: CalledModel, path: str) -> socket.socket:
         with contextlib.suppress(FileNotFoundError, ConnectionRefusedError):
             return self._connect(path)
-        answer = host_call({"op": "ensure", "model": model.hash}, timeout=settings.COLD_START_TIMEOUT + 5)
-        if not answer.get("ok"):
-            raise ServingError(503, f"The model could not be started: {answer.get('error')}")
+        ensure_started(model)
         try:
             return self._connect(path)
         except OSError as exc:
-            raise ServingError(
-                503, f"The model's runner was started but refused the connection: {exc}"
-            ) from None
+            raise start_refused(exc) from None
 
-    def _exchange(self, sock: socket.socket, request: dict, timeout: float, path: str) -> dict[str, Any]:
+    def _exchange(self, sock: socket.socket, request: bytes, timeout: float, path: str) -> bytes:
         sock.settimeout(timeout)
         try:
-            write_frame(sock, request)
-            frame = read_frame(sock)
+            sock.sendall(request)
+            payload = read_payload(sock)
         except TimeoutError:
             sock.close()
             self.drop(path)
-            # A runner answers one request at a time: a stuck one would block every call.
-            with contextlib.suppress(ServingError):
-                host_call(
-                    {"op": "kill", "socket": path, "reason": f"request exceeded {timeout} s"}, timeout=5
-                )
-            raise ServingError(
-                504, f"The model did not answer within {timeout} s; its runner was restarted."
-            ) from None
+            kill_stuck_runner(path, timeout)
+            raise timed_out(timeout) from None
         self._give(path, sock)
-        return frame
+        return payload
 
 
 pool = RunnerPool()

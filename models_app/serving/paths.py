@@ -17,6 +17,11 @@ def runner_socket(model_hash: str, build: int, replica: int) -> Path:
     return settings.RUN_DIR / f"{model_hash}.{build}.{replica}.sock"
 
 
+def runner_socket_name(model_hash: str, build: int, replica: int) -> str:
+    """runner_socket() as a string, without building Path objects (called per request)."""
+    return f"{settings.RUN_DIR}/{model_hash}.{build}.{replica}.sock"
+
+
 def runner_log(model_hash: str) -> Path:
     folder = settings.DATA_DIR / "logs" / "runners"
     folder.mkdir(parents=True, exist_ok=True)

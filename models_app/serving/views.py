@@ -2,81 +2,54 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 from django.conf import settings
-from django.http import HttpRequest, JsonResponse
-from django.utils import timezone
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from models_app.calls import get_called_model
+from models_app.calls import CalledModel, get_called_model
 from models_app.models import MLModel
 from models_app.run_api import error
 from models_app.serving import paths
+from models_app.serving.answers import (
+    JSON,
+    BadInput,
+    answer_for_payload,
+    answer_for_serving_error,
+    check_input,
+    record,
+    too_large,
+)
 from models_app.serving.client import ServingError, host_call, pool
-from monitoring.recorder import Call, recorder
 
 
-def predict(request: HttpRequest, model: MLModel) -> JsonResponse:
-    """Answer one Sync call. The runner gets the body exactly as sent (a JSON string)."""
+def predict(request: HttpRequest, model: CalledModel) -> HttpResponse:
+    """Answer one Sync call. The runner gets the body exactly as sent (a JSON string).
+
+    Under gunicorn's uvicorn workers the ASGI fast path (serving.front) answers these
+    calls before Django sees them; this view serves plain WSGI deployments and the
+    in-process test client, with the same answers (serving.answers).
+    """
     started = time.perf_counter()
     try:
-        body = request.body.decode("utf-8")
-        payload = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
-        return error(400, f"The request body is not valid JSON: {exc}.", "invalid")
-    if isinstance(model.schema, dict) and not isinstance(payload, dict):
-        return error(
-            400,
-            f"This model takes a JSON object (like its schema example), not a JSON {type(payload).__name__}.",
-            "invalid",
-        )
+        body = check_input(request.body, model.schema_is_object)
+    except RequestDataTooBig:
+        problem = too_large(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+        return error(problem.status, problem.detail, problem.code)
+    except BadInput as problem:
+        return error(problem.status, problem.detail, problem.code)
     try:
-        answer = pool.predict(model, body)
+        status, content = answer_for_payload(pool.predict(model, body).payload)
     except ServingError as exc:
-        response = error(
-            exc.status, exc.message, {502: "runner_crashed", 503: "unavailable", 504: "timeout"}[exc.status]
-        )
-        _record(model, body, response, started)
-        return response
-    frame = answer.frame
-    if frame.get("ok"):
-        response = JsonResponse(frame["result"], safe=False)
-    elif frame.get("phase") == "protocol":
-        response = error(500, f"Internal error talking to the model's runner: {frame.get('error')}", "error")
-    else:
-        # The platform worked; the model's own code failed on this input.
-        response = error(
-            422,
-            f"The model raised an error: {frame.get('error')}",
-            "model_error",
-            model_error={
-                "error": frame.get("error"),
-                "phase": frame.get("phase"),
-                "traceback": frame.get("traceback"),
-            },
-        )
-    _record(model, body, response, started)
-    return response
-
-
-def _record(model: MLModel, body: str, response: JsonResponse, started: float) -> None:
-    if settings.RECORD_PREDICTIONS:
-        recorder.record(
-            Call(
-                model_id=model.pk,
-                at=timezone.now(),
-                status_code=response.status_code,
-                latency_ms=(time.perf_counter() - started) * 1000,
-                input=body,
-                output=response.content.decode(),
-            )
-        )
+        status, content = answer_for_serving_error(exc.status, exc.message)
+    record(model.pk, body, status, content, started)
+    return HttpResponse(content, status=status, content_type=JSON)
 
 
 def runners_of(model_hash: str) -> list[dict]:

@@ -132,3 +132,35 @@ def test_recv_exactly(runner):
         left.close()
         with pytest.raises(protocol.ProtocolError, match="1 of 2"):
             protocol.recv_exactly(right, 2)
+
+
+@pytest.mark.parametrize("result", [{"naïve": "日本語", "p": 0.25}, [1, 2], "text", 3, None, {}])
+def test_runner_success_frame_starts_with_the_prefix_the_web_side_passes_through(runner, result):
+    from models_app.serving.answers import answer_for_payload
+
+    payload = runner.encode_frame({"ok": True, "result": result})[protocol.HEADER.size :]
+    assert payload.startswith(protocol.OK_PREFIX)
+    status, content = answer_for_payload(payload)
+    assert status == 200
+    assert protocol.decode_payload(content) == result
+
+
+def test_predict_frame_is_the_request_the_runner_expects(runner):
+    data = '{"naïve": "日本語", "quote": "\\"", "nl": "\\n"}'
+    frame = protocol.predict_frame(data, "/data/models/M1")
+    (length,) = protocol.HEADER.unpack(frame[: protocol.HEADER.size])
+    assert length == len(frame) - protocol.HEADER.size
+    decoded = runner.read_frame_from_file(io.BytesIO(frame))
+    assert decoded == {"op": "predict", "data": data, "base_path": "/data/models/M1"}
+
+
+def test_answer_for_payload_reads_errors_and_reports_garbage():
+    from models_app.serving.answers import answer_for_payload
+
+    status, content = answer_for_payload(
+        b'{"ok":false,"error":"ValueError: bad","phase":"call","traceback":"Traceback..."}'
+    )
+    assert status == 422
+    assert protocol.decode_payload(content)["model_error"]["traceback"] == "Traceback..."
+    status, content = answer_for_payload(b"\xff not json")
+    assert status == 500 and b"Internal error talking to the model's runner" in content

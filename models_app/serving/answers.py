@@ -1,0 +1,114 @@
+"""What a Sync call answers, as bytes: shared by the Django view and the ASGI fast path.
+
+Both front ends (``views.predict`` under plain WSGI, ``front.ServingFront`` under
+gunicorn's uvicorn workers) build their answers here, so a caller gets the same status,
+body and message whichever one served the call.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from models_app.runtime.protocol import OK_PREFIX, ProtocolError, decode_payload
+from monitoring.recorder import Call, recorder
+
+JSON = "application/json"
+SERVING_ERROR_CODES = {502: "runner_crashed", 503: "unavailable", 504: "timeout"}
+
+
+class BadInput(Exception):
+    """The request body cannot be given to the model; ``status`` is the HTTP status."""
+
+    def __init__(self, status: int, detail: str, code: str):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.code = code
+
+
+def error_content(detail: str, code: str, **extra: Any) -> bytes:
+    """The API's error shape (``{"detail", "code", ...}``) as JSON bytes."""
+    return json.dumps({"detail": detail, "code": code, **extra}).encode()
+
+
+def too_large(limit: int) -> BadInput:
+    return BadInput(
+        413,
+        f"The request body is larger than the {limit}-byte limit for Sync calls "
+        "(DATA_UPLOAD_MAX_MEMORY_SIZE); send large inputs to an Async model as a file.",
+        "too_large",
+    )
+
+
+def check_input(body: bytes, schema_is_object: bool) -> str:
+    """The body as the JSON text the runner gets, once it is known to be valid input."""
+    try:
+        text = body.decode("utf-8")
+        payload = json.loads(text)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadInput(400, f"The request body is not valid JSON: {exc}.", "invalid") from None
+    if schema_is_object and not isinstance(payload, dict):
+        raise BadInput(
+            400,
+            f"This model takes a JSON object (like its schema example), not a JSON {type(payload).__name__}.",
+            "invalid",
+        )
+    return text
+
+
+def answer_for_payload(payload: bytes) -> tuple[int, bytes]:
+    """The HTTP status and body for the payload of the runner's answer frame.
+
+    A success is passed through: the result's JSON as the runner encoded it.
+    """
+    if payload.startswith(OK_PREFIX) and payload.endswith(b"}"):
+        return 200, payload[len(OK_PREFIX) : -1]
+    try:
+        frame = decode_payload(payload)
+    except ProtocolError as exc:
+        return answer_for_frame({"ok": False, "phase": "protocol", "error": str(exc)})
+    return answer_for_frame(frame)
+
+
+def answer_for_frame(frame: dict) -> tuple[int, bytes]:
+    """The HTTP status and body for the runner's (decoded) answer frame."""
+    if frame.get("ok"):
+        return 200, json.dumps(frame["result"]).encode()
+    if frame.get("phase") == "protocol":
+        return 500, error_content(
+            f"Internal error talking to the model's runner: {frame.get('error')}", "error"
+        )
+    # The platform worked; the model's own code failed on this input.
+    return 422, error_content(
+        f"The model raised an error: {frame.get('error')}",
+        "model_error",
+        model_error={
+            "error": frame.get("error"),
+            "phase": frame.get("phase"),
+            "traceback": frame.get("traceback"),
+        },
+    )
+
+
+def answer_for_serving_error(status: int, message: str) -> tuple[int, bytes]:
+    return status, error_content(message, SERVING_ERROR_CODES[status])
+
+
+def record(model_id: int, body: str, status: int, content: bytes, started: float) -> None:
+    """Queue the call for monitoring (never blocks; see monitoring.recorder)."""
+    if settings.RECORD_PREDICTIONS:
+        recorder.record(
+            Call(
+                model_id=model_id,
+                at=timezone.now(),
+                status_code=status,
+                latency_ms=(time.perf_counter() - started) * 1000,
+                input=body,
+                output=content.decode(),
+            )
+        )

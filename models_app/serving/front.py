@@ -1,0 +1,286 @@
+"""The ASGI fast path for Sync calls: `POST /api/v1/run/<hash>` answered on the event loop.
+
+A prediction is the product's hot path: the platform's own work per call must stay
+well under the model's. Django's request cycle costs about as much CPU as a small
+model, so under gunicorn's uvicorn workers (portal.asgi) this app answers authorised
+calls to deployed Sync models itself: the model and token lookup (run_api's query),
+the body check, the runner round trip on pooled asyncio connections, recording.
+
+Everything else goes to Django through the WSGI bridge, and so does every call this
+path cannot serve as a plain success — no or unknown token, other group, unknown or
+undeployed model, Async model, disallowed host, a redirect to HTTPS — so each error
+keeps one implementation (run_api) and one wording. A revoked token or a disabled
+model is refused from the next call on (see CallLookup).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from django.conf import settings
+from django.db import DatabaseError, connections
+from django.http.request import split_domain_port, validate_host
+
+from models_app.calls import CALL_SQL, CallTarget, call_target, lookup_call
+from models_app.models import MLModel
+from models_app.serving.aio import AsyncRunnerPool
+from models_app.serving.answers import (
+    BadInput,
+    answer_for_payload,
+    answer_for_serving_error,
+    check_input,
+    error_content,
+    record,
+    too_large,
+)
+from models_app.serving.client import ServingError
+from portal import tokens
+from portal.authentication import group_token_problem
+
+logger = logging.getLogger(__name__)
+
+RUN_PATH = re.compile(r"/api/v1/run/([^/]+)")  # run_urls: "<str:model_hash>"
+DEPLOYED = MLModel.Status.DEPLOYED.value
+SYNC = MLModel.Operation.SYNC.value
+
+
+class CallLookup:
+    """CALL_SQL for the event loop.
+
+    SQLite answers a point query in microseconds, so it runs inline on a connection of
+    its own (a hop to a thread would cost more than the query), and its answers are
+    reused for as long as `PRAGMA data_version` says no other connection has committed
+    anything since: exact, not a time-based cache (a token's expiry is checked on
+    every call from the time it holds). Other databases are a network round trip away:
+    one thread per process runs lookup_call on Django's connection, so the loop never
+    waits on the network.
+    """
+
+    MAX_CACHED = 1024  # (model, token) pairs; the token is the caller's choice
+
+    def __init__(self) -> None:
+        database = connections["default"]
+        self._sqlite_name = database.settings_dict["NAME"] if database.vendor == "sqlite" else None
+        self._sqlite: sqlite3.Connection | None = None
+        self._sql = CALL_SQL.replace("%s", "?")
+        self._data_version = None
+        self._cache: dict[tuple[str, str], CallTarget | None] = {}
+        self._executor: ThreadPoolExecutor | None = None
+
+    async def __call__(self, model_hash: str, token: str) -> CallTarget | None:
+        if self._sqlite_name is not None:
+            return self._sqlite_lookup(model_hash, token)
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="call-lookup")
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._django_lookup, model_hash, token
+        )
+
+    def _sqlite_lookup(self, model_hash: str, token: str) -> CallTarget | None:
+        database = self._sqlite
+        if database is None:
+            # Autocommit: every statement is its own read and sees the latest commit (WAL).
+            database = self._sqlite = sqlite3.connect(
+                str(self._sqlite_name), isolation_level=None, check_same_thread=False, timeout=5
+            )
+            database.execute("PRAGMA query_only = ON")
+        (version,) = database.execute("PRAGMA data_version").fetchone()
+        if version != self._data_version:
+            self._cache.clear()
+            self._data_version = version
+        key = (model_hash, token)
+        try:
+            return self._cache[key]
+        except KeyError:
+            pass
+        row = database.execute(self._sql, (tokens.digest(token), model_hash)).fetchone()
+        target = call_target(model_hash, row)
+        if len(self._cache) >= self.MAX_CACHED:
+            self._cache.clear()
+        self._cache[key] = target
+        return target
+
+    @staticmethod
+    def _django_lookup(model_hash: str, token: str) -> CallTarget | None:
+        try:
+            return lookup_call(model_hash, token)
+        except DatabaseError:
+            connections["default"].close()  # reconnect on the next call
+            raise
+
+
+def _header(scope: dict, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value
+    return None
+
+
+def _bearer(value: bytes | None) -> str | None:
+    """The token of a well-formed `Bearer <token>` header (anything else: Django says why)."""
+    if value is None:
+        return None
+    text = value.decode("latin-1").strip()
+    scheme, _, token = text.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or " " in token:
+        return None
+    return token
+
+
+class ServingFront:
+    def __init__(self, fallback) -> None:
+        self.fallback = fallback
+        self.pool = AsyncRunnerPool()
+        self.lookup = CallLookup()
+        self.max_body = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        self._hosts: dict[bytes, bool] = {}
+        self._headers = {secure: self._security_headers(secure) for secure in (False, True)}
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
+            match = RUN_PATH.fullmatch(scope["path"])
+            if match is not None and await self._serve(match[1], scope, receive, send):
+                return
+        await self.fallback(scope, receive, send)
+
+    # -------------------------------------------------------------- the fast path
+
+    async def _serve(self, model_hash: str, scope, receive, send) -> bool:
+        """Answer the call, or return False (before reading the body) to let Django answer."""
+        if not self._host_allowed(scope):
+            return False
+        secure = self._is_secure(scope)
+        if settings.SECURE_SSL_REDIRECT and not secure:
+            return False
+        token = _bearer(_header(scope, b"authorization"))
+        if token is None:
+            return False
+        try:
+            target = await self.lookup(model_hash, token)
+        except Exception:  # e.g. the database is locked or away: Django answers (and reports) it
+            logger.exception("looking up the call to %s failed", model_hash)
+            return False
+        if target is None:
+            return False
+        model = target.model
+        if (
+            model.status != DEPLOYED
+            or model.operation != SYNC
+            or group_token_problem(target.token, model.group_id, target.group_name) is not None
+        ):
+            return False
+
+        started = time.perf_counter()
+        try:
+            body = check_input(await self._read_body(scope, receive), model.schema_is_object)
+        except BadInput as problem:
+            await self._respond(send, problem.status, error_content(problem.detail, problem.code), secure)
+            return True
+        except _Disconnected:
+            return True
+        try:
+            status, content = answer_for_payload(await self.pool.predict(model, body))
+        except ServingError as exc:
+            status, content = answer_for_serving_error(exc.status, exc.message)
+        except Exception as exc:  # answer in the API's shape, and keep the traceback in the log
+            logger.exception("serving %s failed", model_hash)
+            status, content = 500, error_content(f"Internal error while serving the model: {exc}", "error")
+        record(model.pk, body, status, content, started)
+        await self._respond(send, status, content, secure)
+        return True
+
+    async def _read_body(self, scope, receive) -> bytes:
+        length = _header(scope, b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            raise too_large(self.max_body)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Disconnected
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                raise too_large(self.max_body)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def _respond(self, send, status: int, content: bytes, secure: bool) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(content)).encode()),
+                    *self._headers[secure],
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": content})
+
+    # ------------------------------------------- what Django's middleware would do
+
+    def _host_allowed(self, scope) -> bool:
+        """ALLOWED_HOSTS, as HttpRequest.get_host() checks it (Django answers the 400)."""
+        name = b"x-forwarded-host" if settings.USE_X_FORWARDED_HOST else b"host"
+        host = _header(scope, name)
+        if host is None:
+            return False
+        allowed = self._hosts.get(host)
+        if allowed is None:
+            allowed_hosts = settings.ALLOWED_HOSTS
+            if settings.DEBUG and not allowed_hosts:
+                allowed_hosts = [".localhost", "127.0.0.1", "[::1]"]
+            domain, _port = split_domain_port(host.decode("latin-1"))
+            allowed = bool(domain) and validate_host(domain, allowed_hosts)
+            if len(self._hosts) < 256:  # bounded: the Host header is the client's choice
+                self._hosts[host] = allowed
+        return allowed
+
+    @staticmethod
+    def _is_secure(scope) -> bool:
+        if settings.SECURE_PROXY_SSL_HEADER:
+            header, expected = settings.SECURE_PROXY_SSL_HEADER
+            name = header.removeprefix("HTTP_").lower().replace("_", "-").encode()
+            value = _header(scope, name)
+            if value is not None:
+                return value.decode("latin-1").split(",")[0].strip() == expected
+        return scope.get("scheme") == "https"
+
+    @staticmethod
+    def _security_headers(secure: bool) -> list[tuple[bytes, bytes]]:
+        """The headers SecurityMiddleware and XFrameOptionsMiddleware add to a JSON answer."""
+        headers = []
+        if secure and settings.SECURE_HSTS_SECONDS:
+            value = f"max-age={settings.SECURE_HSTS_SECONDS}"
+            if settings.SECURE_HSTS_INCLUDE_SUBDOMAINS:
+                value += "; includeSubDomains"
+            if settings.SECURE_HSTS_PRELOAD:
+                value += "; preload"
+            headers.append((b"strict-transport-security", value.encode()))
+        if settings.SECURE_CONTENT_TYPE_NOSNIFF:
+            headers.append((b"x-content-type-options", b"nosniff"))
+        policy = settings.SECURE_REFERRER_POLICY
+        if policy:
+            if not isinstance(policy, str):
+                policy = ",".join(policy)
+            headers.append((b"referrer-policy", policy.encode()))
+        if settings.SECURE_CROSS_ORIGIN_OPENER_POLICY:
+            headers.append(
+                (b"cross-origin-opener-policy", settings.SECURE_CROSS_ORIGIN_OPENER_POLICY.encode())
+            )
+        headers.append((b"x-frame-options", getattr(settings, "X_FRAME_OPTIONS", "DENY").upper().encode()))
+        return headers
+
+
+class _Disconnected(Exception):
+    """The client went away before sending the whole body: nobody to answer."""

@@ -1,0 +1,225 @@
+"""The ASGI fast path for Sync calls (models_app.serving.front), driven in-process.
+
+What it answers itself must be what Django's run view answers (same status, bytes and
+security headers); everything it cannot serve as a plain call must reach Django; a
+change in the database (revoked token, disabled model) must count from the next call.
+The real runner round trip through gunicorn is covered by tests/e2e/test_sync_serving.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.core.wsgi import get_wsgi_application
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from models_app.models import MLModel
+from models_app.serving.front import CallLookup, ServingFront
+from portal.models import GroupToken
+from portal.wsgi_bridge import WSGIBridge
+from tests.conftest import api_client
+from tests.models_app.uploads import sync_payload
+
+pytestmark = pytest.mark.django_db(transaction=True)  # the front reads on its own connection
+
+# Headers the server adds (uvicorn) or that differ per response.
+SERVER_HEADERS = {"date", "server", "content-length"}
+
+
+class CountingFallback:
+    """The Django side, counting what reaches it."""
+
+    def __init__(self) -> None:
+        self.app = WSGIBridge(get_wsgi_application(), workers=2)
+        self.calls = 0
+
+    async def __call__(self, scope, receive, send):
+        self.calls += 1
+        await self.app(scope, receive, send)
+
+
+def asgi_post(app, path: str, body: bytes, headers: dict[str, str], *, chunks: int = 1):
+    """POST through an ASGI app; returns (status, headers, body)."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "server": ("127.0.0.1", 8000),
+        "client": ("127.0.0.1", 50000),
+        "headers": [(b"host", b"127.0.0.1:8000"), (b"content-length", str(len(body)).encode())]
+        + [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+    }
+    size = -(-len(body) // chunks) or 1
+    pieces = [body[i : i + size] for i in range(0, len(body), size)] or [b""]
+    messages = [
+        {"type": "http.request", "body": piece, "more_body": i < len(pieces) - 1}
+        for i, piece in enumerate(pieces)
+    ]
+    sent = []
+
+    async def receive():
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    content = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, content
+
+
+def django_post(path: str, body: bytes, token: str):
+    response = APIClient().post(
+        path, body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}"
+    )
+    return response.status_code, {k.lower(): v for k, v in response.items()}, response.content
+
+
+@pytest.fixture
+def model(cast):
+    response = api_client(cast.owner).post("/api/v1/models", sync_payload(), format="multipart")
+    MLModel.objects.filter(hash=response.json()["hash"]).update(status=MLModel.Status.DEPLOYED)
+    return MLModel.objects.get(hash=response.json()["hash"])
+
+
+@pytest.fixture
+def front(settings):
+    with tempfile.TemporaryDirectory(prefix="nm-") as run_dir:  # short: Unix socket paths
+        settings.RUN_DIR = Path(run_dir)  # no model host, no runners
+        settings.RECORD_PREDICTIONS = False  # the recorder's thread has no test database access
+        fallback = CountingFallback()
+        yield ServingFront(fallback=fallback), fallback
+
+
+def bearer(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [(b"{not json", 400), (b"[1, 2]", 400), (b'{"a": 1, "b": 2}', 503)],
+    ids=["not-json", "not-an-object", "no-model-host"],
+)
+def test_answers_itself_exactly_as_django_does(front, model, cast, body, status):
+    app, fallback = front
+    path = f"/api/v1/run/{model.hash}"
+    got = asgi_post(app, path, body, bearer(cast.group_token))
+    assert fallback.calls == 0, "the fast path should have answered"
+    expected = django_post(path, body, cast.group_token)
+    assert got[0] == expected[0] == status
+    assert got[2] == expected[2]
+    assert {k: v for k, v in got[1].items() if k not in SERVER_HEADERS} == {
+        k: v for k, v in expected[1].items() if k not in SERVER_HEADERS
+    }
+    assert got[1]["content-length"] == str(len(got[2]))
+
+
+def test_body_in_several_chunks_is_read_whole(front, model, cast):
+    app, fallback = front
+    status, _, content = asgi_post(
+        app, f"/api/v1/run/{model.hash}", b"[" + b"1, " * 5000 + b"1]", bearer(cast.group_token), chunks=7
+    )
+    assert (status, fallback.calls) == (400, 0)
+    assert b"not a JSON list" in content
+
+
+def test_body_over_the_limit_is_413_on_both_paths(front, model, cast, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+    app = ServingFront(fallback=front[1])  # reads the limit when built
+    body = b'{"a": "' + b"x" * 200 + b'"}'
+    path = f"/api/v1/run/{model.hash}"
+    status, _, content = asgi_post(app, path, body, bearer(cast.group_token))
+    assert status == 413 and b"100-byte limit" in content
+    assert django_post(path, body, cast.group_token)[:3:2] == (413, content)
+
+
+@pytest.mark.parametrize(
+    ("case", "status"),
+    [
+        ("no-token", 401),
+        ("unknown-token", 401),
+        ("other-group", 403),
+        ("expired-token", 401),
+        ("unknown-model", 404),
+        ("not-deployed", 409),
+        ("async-model", 415),  # the executions app wants a multipart upload
+    ],
+)
+def test_everything_else_is_answered_by_django(front, model, cast, case, status):
+    app, fallback = front
+    path = f"/api/v1/run/{model.hash}"
+    headers = bearer(cast.group_token)
+    if case == "no-token":
+        headers = {}
+    elif case == "unknown-token":
+        headers = bearer("nmg_nope")
+    elif case == "other-group":
+        headers = bearer(cast.other_token)
+    elif case == "expired-token":
+        GroupToken.objects.filter(group=cast.group).update(expires_at=timezone.now() - timedelta(hours=1))
+    elif case == "unknown-model":
+        path = "/api/v1/run/Mnope"
+    elif case == "not-deployed":
+        MLModel.objects.filter(pk=model.pk).update(status=MLModel.Status.BUILDING)
+    elif case == "async-model":
+        MLModel.objects.filter(pk=model.pk).update(operation=MLModel.Operation.ASYNC)
+    got_status, _, content = asgi_post(app, path, b'{"a": 1}', headers)
+    assert fallback.calls == 1
+    assert got_status == status, content
+
+
+def test_revoked_token_and_disabled_model_count_from_the_next_call(front, model, cast):
+    app, fallback = front
+    path = f"/api/v1/run/{model.hash}"
+    for _ in range(2):  # the second call is answered from the lookup cache
+        assert asgi_post(app, path, b"[1]", bearer(cast.group_token))[0] == 400
+    assert fallback.calls == 0
+
+    MLModel.objects.filter(pk=model.pk).update(status=MLModel.Status.DISABLED)
+    status, _, content = asgi_post(app, path, b"[1]", bearer(cast.group_token))
+    assert (status, fallback.calls) == (409, 1), content
+
+    MLModel.objects.filter(pk=model.pk).update(status=MLModel.Status.DEPLOYED)
+    assert asgi_post(app, path, b"[1]", bearer(cast.group_token))[0] == 400
+    GroupToken.objects.filter(group=cast.group).update(revoked_at=timezone.now())
+    status, _, content = asgi_post(app, path, b"[1]", bearer(cast.group_token))
+    assert (status, fallback.calls) == (401, 2), content
+
+
+def test_disallowed_host_is_left_to_django(front, model, cast, settings):
+    app, fallback = front
+    settings.ALLOWED_HOSTS = ["portal.example"]
+    status, _, content = asgi_post(app, f"/api/v1/run/{model.hash}", b"[1]", bearer(cast.group_token))
+    assert (status, fallback.calls) == (400, 1)
+    assert b"not a JSON list" not in content  # Django's DisallowedHost answer, not the body check
+
+
+def test_https_redirect_is_left_to_django(front, model, cast, settings):
+    settings.SECURE_SSL_REDIRECT = True
+    fallback = CountingFallback()  # SecurityMiddleware reads the setting when it is built
+    app = ServingFront(fallback=fallback)
+    status, headers, _ = asgi_post(app, f"/api/v1/run/{model.hash}", b"[1]", bearer(cast.group_token))
+    assert (status, fallback.calls) == (301, 1)
+    assert headers["location"].startswith("https://")
+
+
+def test_lookup_cache_is_bounded(model, cast, monkeypatch):
+    lookup = CallLookup()
+    monkeypatch.setattr(CallLookup, "MAX_CACHED", 3)
+    for n in range(10):
+        asyncio.run(lookup(model.hash, f"nmg_guess{n}"))
+    assert len(lookup._cache) <= 3
+    target = asyncio.run(lookup(model.hash, cast.group_token))
+    assert target.model.pk == model.pk and target.token.group_id == cast.group.pk

@@ -223,3 +223,14 @@ def test_lookup_cache_is_bounded(model, cast, monkeypatch):
     assert len(lookup._cache) <= 3
     target = asyncio.run(lookup(model.hash, cast.group_token))
     assert target.model.pk == model.pk and target.token.group_id == cast.group.pk
+
+
+def test_lookup_through_a_thread_for_databases_other_than_sqlite(model, cast):
+    """PostgreSQL's lookup runs lookup_call on a thread of its own; same answers."""
+    inline = asyncio.run(CallLookup()(model.hash, cast.group_token))
+    threaded_lookup = CallLookup()
+    threaded_lookup._sqlite_name = None  # as for any other database vendor
+    threaded = asyncio.run(threaded_lookup(model.hash, cast.group_token))
+    assert threaded == inline
+    assert threaded_lookup._executor is not None and not threaded_lookup._cache
+    assert asyncio.run(threaded_lookup("Mnope", cast.group_token)) is None

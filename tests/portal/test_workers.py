@@ -1,0 +1,67 @@
+"""The web worker's transport: one write per small response, large writes untouched."""
+
+from __future__ import annotations
+
+import asyncio
+
+from portal.workers import CoalescingHttpToolsProtocol, CoalescingTransport, WebWorker
+
+
+class RecordingTransport:
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+
+def test_head_and_body_of_one_iteration_leave_in_one_write():
+    async def scenario():
+        raw = RecordingTransport()
+        transport = CoalescingTransport(raw, asyncio.get_running_loop())
+        transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+        transport.write(b"{}")
+        assert raw.writes == []  # not before the loop turns
+        await asyncio.sleep(0)
+        return raw
+
+    raw = asyncio.run(scenario())
+    assert raw.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"]
+
+
+def test_large_writes_go_straight_through_after_what_is_pending():
+    async def scenario():
+        raw = RecordingTransport()
+        transport = CoalescingTransport(raw, asyncio.get_running_loop())
+        transport.write(b"head")
+        chunk = b"x" * CoalescingTransport.LARGE
+        transport.write(chunk)
+        assert raw.writes == [b"head", chunk]
+        await asyncio.sleep(0)
+        assert raw.writes == [b"head", chunk]  # nothing left to flush
+
+    asyncio.run(scenario())
+
+
+def test_close_flushes_first_and_other_calls_pass_through():
+    async def scenario():
+        raw = RecordingTransport()
+        transport = CoalescingTransport(raw, asyncio.get_running_loop())
+        transport.write(b"bye")
+        transport.close()
+        assert raw.writes == [b"bye"] and raw.closed
+        assert transport.is_closing()
+
+    asyncio.run(scenario())
+
+
+def test_the_worker_uses_uvloop_and_the_coalescing_protocol():
+    assert WebWorker.CONFIG_KWARGS["loop"] == "uvloop"
+    assert WebWorker.CONFIG_KWARGS["http"] is CoalescingHttpToolsProtocol

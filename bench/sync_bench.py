@@ -147,29 +147,72 @@ def in_process(python: Path, folder: Path, source: str, calls: int = 3000) -> di
     return json.loads(out.stdout)
 
 
-def wrk(url: str, token: str, body: str, *, connections: int, duration: int, folder: Path) -> dict:
+def children_cpu() -> float:
+    """CPU seconds of this script's finished children (wrk runs)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+# Warm-up runs print the first error answers (a callback per response costs wrk CPU,
+# so measured runs go without it and only count them).
+SHOW_ERRORS = """
+shown = 0
+response = function(status, headers, body)
+  if status ~= 200 and shown < 5 then
+    shown = shown + 1
+    io.stderr:write("HTTP " .. status .. ": " .. body .. "\\n")
+  end
+end
+"""
+
+
+def wrk(
+    url: str, token: str, body: str, *, connections: int, duration: int, folder: Path, warm_up: bool = False
+) -> dict:
     script = folder / "post.lua"
-    script.write_text(WRK_SCRIPT.format(body=json.dumps(body), token=token))
+    script.write_text(
+        WRK_SCRIPT.format(body=json.dumps(body), token=token) + (SHOW_ERRORS if warm_up else "")
+    )
     threads = min(connections, 2)
-    out = subprocess.run(
+    completed = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url],
         capture_output=True,
         text=True,
         check=True,
-    ).stdout
+    )
+    out, errors = completed.stdout, completed.stderr
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if non_2xx:
-        raise SystemExit(f"wrk got {non_2xx.group(1)} error answers:\n{out}")
+        raise SystemExit(f"wrk got {non_2xx.group(1)} error answers:\n{out}{errors}")
 
     def ms(label: str) -> float:
         value, unit = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
         return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
     return {
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
         "p50_ms": ms("50"),
         "p99_ms": ms("99"),
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
     }
+
+
+def cpu_split(portal: RunningPortal) -> dict[str, float]:
+    """CPU seconds used so far by the portal's web workers and model runners."""
+    import psutil
+
+    totals = {"web": 0.0, "runners": 0.0, "other": 0.0}
+    for proc in psutil.Process(portal.process.pid).children(recursive=True):
+        try:
+            command = " ".join(proc.cmdline())
+            times = proc.cpu_times()
+        except psutil.Error:
+            continue
+        kind = "web" if "gunicorn" in command else "runners" if "runner.py" in command else "other"
+        totals[kind] += times.user + times.system
+    return totals
 
 
 def deploy(client: PortalClient, folder: Path, source: str, name: str, replicas: int) -> str:
@@ -220,13 +263,12 @@ def main() -> None:
                 token = client.create_group("bench")
                 sklearn = deploy(client, work, SKLEARN_SOURCE, "breast cancer", replicas=cores)
                 targets[flag] = (f"{portal.url}/api/v1/run/{sklearn}", token)
-                wrk(
-                    *targets[flag], body, connections=8, duration=3, folder=work
-                )  # start every replica, fill the pools
+                # Start every replica, fill the pools.
+                wrk(*targets[flag], body, connections=8, duration=3, folder=work, warm_up=True)
                 if flag == "on":
                     trivial = deploy(client, work, TRIVIAL_SOURCE, "trivial", replicas=cores)
                     targets["trivial"] = (f"{portal.url}/api/v1/run/{trivial}", token)
-                    wrk(*targets["trivial"], body, connections=8, duration=3, folder=work)
+                    wrk(*targets["trivial"], body, connections=8, duration=3, folder=work, warm_up=True)
             results["c1"] = wrk(*targets["on"], body, connections=1, duration=args.duration, folder=work)
             results["trivial_c1"] = wrk(
                 *targets["trivial"], body, connections=1, duration=args.duration, folder=work
@@ -235,11 +277,18 @@ def main() -> None:
                 *targets["trivial"], body, connections=8, duration=args.duration, folder=work
             )
             rounds = {"on": [], "off": []}
+            split = {"web": 0.0, "runners": 0.0, "other": 0.0, "wrk": 0.0, "calls": 0}
             for _ in range(args.rounds):
                 for flag in ("on", "off"):
-                    rounds[flag].append(
-                        wrk(*targets[flag], body, connections=8, duration=args.duration, folder=work)
-                    )
+                    before, wrk_before = cpu_split(portals[flag]), children_cpu()
+                    result = wrk(*targets[flag], body, connections=8, duration=args.duration, folder=work)
+                    rounds[flag].append(result)
+                    if flag == "on":
+                        after = cpu_split(portals[flag])
+                        for kind in ("web", "runners", "other"):
+                            split[kind] += after[kind] - before[kind]
+                        split["wrk"] += children_cpu() - wrk_before
+                        split["calls"] += result["requests"]
             for flag, runs in rounds.items():
                 median_round = sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
                 results[f"c8_recording_{flag}"] = median_round
@@ -247,9 +296,13 @@ def main() -> None:
         finally:
             for portal in portals.values():
                 portal.stop()
+        # Once more after the HTTP runs: the machine's speed drifts, and the ratio's
+        # denominator should not hang on one moment.
+        sklearn_after = in_process(python, work, SKLEARN_SOURCE)
+        cpu_ms = (sklearn_local["cpu_ms"] + sklearn_after["cpu_ms"]) / 2
 
         c1, c8 = results["c1"], results["c8_recording_on"]
-        ideal_rps = cores / (sklearn_local["cpu_ms"] / 1000)
+        ideal_rps = cores / (cpu_ms / 1000)
         overhead = c1["p50_ms"] - sklearn_local["median_ms"]
         efficiency = c8["rps"] / ideal_rps
         off = results["c8_recording_off"]
@@ -258,7 +311,8 @@ def main() -> None:
             f"Machine: {cores} cores; gunicorn {os.environ.get('WEB_CONCURRENCY', '2')} workers; {cores} runner replicas; wrk {args.duration} s per run"
         )
         print(
-            f"breast-cancer pipeline, in-process score(): median {sklearn_local['median_ms']:.3f} ms, CPU {sklearn_local['cpu_ms']:.3f} ms/call"
+            f"breast-cancer pipeline, in-process score(): median {sklearn_local['median_ms']:.3f} ms, "
+            f"CPU {cpu_ms:.3f} ms/call (before the HTTP runs {sklearn_local['cpu_ms']:.3f}, after {sklearn_after['cpu_ms']:.3f})"
         )
         print(f"  HTTP c=1: p50 {c1['p50_ms']:.2f} ms, p99 {c1['p99_ms']:.2f} ms, {c1['rps']:.0f} req/s")
         print(f"  HTTP c=8: {c8['rps']:.0f} req/s (p50 {c8['p50_ms']:.2f} ms, p99 {c8['p99_ms']:.2f} ms)")
@@ -271,6 +325,14 @@ def main() -> None:
         print(
             f"  recording on: {c8['rps']:.0f} req/s, off: {off['rps']:.0f} req/s ({(c8['rps'] / off['rps'] - 1) * 100:+.1f}%)"
             f"  (median of alternating rounds: on {results['c8_recording_on_all']}, off {results['c8_recording_off_all']})"
+        )
+        calls = split["calls"]
+        print(
+            "  CPU per call at c=8, recording on (ms): "
+            + ", ".join(
+                f"{kind} {split[kind] / calls * 1000:.3f}" for kind in ("runners", "web", "wrk", "other")
+            )
+            + f"; total {sum(split[k] for k in ('runners', 'web', 'wrk', 'other')) / calls * 1000:.3f}"
         )
         t1, t8 = results["trivial_c1"], results["trivial_c8"]
         print(f"trivial model (constant dict), in-process {trivial_local['median_ms'] * 1000:.1f} us")

@@ -83,6 +83,24 @@ class AsyncRunnerPool:
     def __init__(self) -> None:
         self._idle: dict[str, list[RunnerConnection]] = {}
         self._balancer = ReplicaBalancer()
+        self._starting: dict[tuple[str, int], asyncio.Future[None]] = {}
+
+    async def _ensure_started(self, model: CalledModel) -> None:
+        """One "ensure" per model and build in flight from this process.
+
+        Every call that finds no runner needs the same start; without this, a load of
+        concurrent calls meeting a cold model sent the host one request each.
+        """
+        key = (model.hash, model.deployed_build)
+        pending = self._starting.get(key)
+        if pending is None:
+            loop = asyncio.get_running_loop()
+            # The host's answer can take the whole cold-start timeout: wait off the loop.
+            pending = self._starting[key] = asyncio.ensure_future(
+                loop.run_in_executor(None, ensure_started, model)
+            )
+            pending.add_done_callback(lambda _done: self._starting.pop(key, None))
+        await asyncio.shield(pending)
 
     def drop(self, path: str) -> None:
         for connection in self._idle.pop(path, []):
@@ -120,8 +138,7 @@ class AsyncRunnerPool:
         loop = asyncio.get_running_loop()
         with contextlib.suppress(FileNotFoundError, ConnectionRefusedError):
             return (await loop.create_unix_connection(RunnerConnection, path))[1]
-        # The host's answer can take the whole cold-start timeout: wait off the loop.
-        await loop.run_in_executor(None, ensure_started, model)
+        await self._ensure_started(model)
         try:
             return (await loop.create_unix_connection(RunnerConnection, path))[1]
         except OSError as exc:

@@ -6,6 +6,7 @@ import contextlib
 import itertools
 import socket
 import threading
+import time
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -36,7 +37,7 @@ def host_call(request: dict, timeout: float) -> dict:
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(timeout)
-            sock.connect(str(paths.host_socket()))
+            _connect_to_host(sock, time.monotonic() + min(timeout, HOST_BUSY_WAIT))
             write_frame(sock, request)
             return read_frame(sock)
     except (FileNotFoundError, ConnectionRefusedError):
@@ -109,6 +110,24 @@ class ReplicaBalancer:
 
     def done(self, path: str) -> None:
         self.in_flight[path] -= 1
+
+
+HOST_BUSY_WAIT = 10.0  # seconds to keep knocking while the host's backlog is full
+
+
+def _connect_to_host(sock: socket.socket, deadline: float) -> None:
+    # A Unix socket with a full backlog refuses a non-blocking connect with EAGAIN
+    # instead of queueing it: a burst of callers, not a dead host. Knock again shortly.
+    pause = 0.005
+    while True:
+        try:
+            sock.connect(str(paths.host_socket()))
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
 
 
 @dataclass

@@ -413,6 +413,9 @@ class _ControlHandler(socketserver.BaseRequestHandler):
 
 class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+    # A cold start under load brings every waiting call's "ensure" at once; with the
+    # default backlog of 5 the rest were refused (EAGAIN) before a thread took them.
+    request_queue_size = 256
 
     def __init__(self, path: Path, host: ModelHost):
         with contextlib.suppress(FileNotFoundError):

@@ -12,6 +12,7 @@ from models_app.calls import CalledModel
 from models_app.serving import aio, client
 from models_app.serving.client import ServingError
 from models_app.serving.host import ControlServer
+from tests.conftest import run_async
 
 
 def called_model(**overrides) -> CalledModel:
@@ -47,7 +48,7 @@ def test_concurrent_calls_to_a_cold_model_send_the_host_one_ensure(monkeypatch, 
             *(pool.predict(called_model(), "{}") for _ in range(20)), return_exceptions=True
         )
 
-    results = asyncio.run(burst())
+    results = run_async(burst())
     assert len(calls) == 1
     assert all(isinstance(r, ServingError) and r.status == 503 and "boom" in r.message for r in results)
     assert not pool._starting  # the next cold call asks again

@@ -8,7 +8,6 @@ The real runner round trip through gunicorn is covered by tests/e2e/test_sync_se
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
 from datetime import timedelta
 from pathlib import Path
@@ -22,7 +21,7 @@ from models_app.models import MLModel
 from models_app.serving.front import CallLookup, ServingFront
 from portal.models import GroupToken
 from portal.wsgi_bridge import WSGIBridge
-from tests.conftest import api_client
+from tests.conftest import api_client, run_async
 from tests.models_app.uploads import sync_payload
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the front reads on its own connection
@@ -74,7 +73,7 @@ def asgi_post(app, path: str, body: bytes, headers: dict[str, str], *, chunks: i
     async def send(message):
         sent.append(message)
 
-    asyncio.run(app(scope, receive, send))
+    run_async(app(scope, receive, send))
     start = next(m for m in sent if m["type"] == "http.response.start")
     content = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, content
@@ -219,18 +218,18 @@ def test_lookup_cache_is_bounded(model, cast, monkeypatch):
     lookup = CallLookup()
     monkeypatch.setattr(CallLookup, "MAX_CACHED", 3)
     for n in range(10):
-        asyncio.run(lookup(model.hash, f"nmg_guess{n}"))
+        run_async(lookup(model.hash, f"nmg_guess{n}"))
     assert len(lookup._cache) <= 3
-    target = asyncio.run(lookup(model.hash, cast.group_token))
+    target = run_async(lookup(model.hash, cast.group_token))
     assert target.model.pk == model.pk and target.token.group_id == cast.group.pk
 
 
 def test_lookup_through_a_thread_for_databases_other_than_sqlite(model, cast):
     """PostgreSQL's lookup runs lookup_call on a thread of its own; same answers."""
-    inline = asyncio.run(CallLookup()(model.hash, cast.group_token))
+    inline = run_async(CallLookup()(model.hash, cast.group_token))
     threaded_lookup = CallLookup()
     threaded_lookup._sqlite_name = None  # as for any other database vendor
-    threaded = asyncio.run(threaded_lookup(model.hash, cast.group_token))
+    threaded = run_async(threaded_lookup(model.hash, cast.group_token))
     assert threaded == inline
     assert threaded_lookup._executor is not None and not threaded_lookup._cache
-    assert asyncio.run(threaded_lookup("Mnope", cast.group_token)) is None
+    assert run_async(threaded_lookup("Mnope", cast.group_token)) is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from portal.workers import CoalescingHttpToolsProtocol, CoalescingTransport, WebWorker
+from tests.conftest import run_async
 
 
 class RecordingTransport:
@@ -32,7 +33,7 @@ def test_head_and_body_of_one_iteration_leave_in_one_write():
         await asyncio.sleep(0)
         return raw
 
-    raw = asyncio.run(scenario())
+    raw = run_async(scenario())
     assert raw.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"]
 
 
@@ -47,7 +48,7 @@ def test_large_writes_go_straight_through_after_what_is_pending():
         await asyncio.sleep(0)
         assert raw.writes == [b"head", chunk]  # nothing left to flush
 
-    asyncio.run(scenario())
+    run_async(scenario())
 
 
 def test_close_flushes_first_and_other_calls_pass_through():
@@ -59,7 +60,7 @@ def test_close_flushes_first_and_other_calls_pass_through():
         assert raw.writes == [b"bye"] and raw.closed
         assert transport.is_closing()
 
-    asyncio.run(scenario())
+    run_async(scenario())
 
 
 def test_the_worker_uses_uvloop_and_the_coalescing_protocol():

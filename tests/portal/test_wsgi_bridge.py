@@ -11,7 +11,7 @@ from django.http import UnreadablePostError
 from executions.models import Execution
 from models_app.models import MLModel
 from portal.wsgi_bridge import WSGIBridge
-from tests.conftest import api_client
+from tests.conftest import api_client, run_async
 from tests.models_app.uploads import sync_payload
 
 
@@ -42,7 +42,7 @@ def run(app, body_pieces: list[bytes], *, complete: bool, path="/x", headers=())
         "client": ("127.0.0.1", 50000),
         "headers": [(b"host", b"127.0.0.1")] + list(headers),
     }
-    asyncio.run(app(scope, receive, send))
+    run_async(app(scope, receive, send))
     return sent
 
 

@@ -17,7 +17,7 @@ from django.utils.dateparse import parse_datetime
 from rest_framework import exceptions
 from rest_framework.request import Request
 
-from models_app.models import MLModel
+from models_app.models import MLModel, ServingFacts
 from portal import tokens
 from portal.access import groups_for
 from portal.authentication import TokenFacts, check_group_token
@@ -58,7 +58,7 @@ def not_deployed_message(model: MLModel) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class CalledModel:
+class CalledModel(ServingFacts):
     """What the run URL needs of a model, read by CALL_SQL.
 
     A plain object rather than an MLModel: building a model instance costs more than
@@ -74,14 +74,6 @@ class CalledModel:
     request_timeout: int | None
     schema_is_object: bool
     group_id: int
-
-    @property
-    def is_sync(self) -> bool:
-        return self.operation == MLModel.Operation.SYNC
-
-    @property
-    def effective_request_timeout(self) -> int:
-        return self.request_timeout or settings.PREDICT_TIMEOUT
 
     @property
     def folder(self) -> str:

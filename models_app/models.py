@@ -19,7 +19,22 @@ def new_model_hash() -> str:
     return "M" + uuid.uuid4().hex
 
 
-class MLModel(models.Model):
+class ServingFacts:
+    """What serving derives from a model's row; shared by MLModel and calls.CalledModel
+    (the hot path's lightweight copy of the row)."""
+
+    __slots__ = ()
+
+    @property
+    def is_sync(self) -> bool:
+        return self.operation == MLModel.Operation.SYNC
+
+    @property
+    def effective_request_timeout(self) -> int:
+        return self.request_timeout or settings.PREDICT_TIMEOUT
+
+
+class MLModel(ServingFacts, models.Model):
     """A user's model: uploaded files, its environment and its lifecycle state."""
 
     class Operation(models.TextChoices):
@@ -130,14 +145,6 @@ class MLModel(models.Model):
             self.sample_file,
         ]
         return [name for name in [*names, *self.extra_files] if name]
-
-    @property
-    def is_sync(self) -> bool:
-        return self.operation == self.Operation.SYNC
-
-    @property
-    def effective_request_timeout(self) -> int:
-        return self.request_timeout or settings.PREDICT_TIMEOUT
 
 
 class ModelBuild(models.Model):

@@ -18,7 +18,13 @@ USER_TOKEN_KIND = "nmu_"  # noqa: S105  (a prefix, not a secret)
 
 
 def _credentials(request: Request, scheme: str) -> str | None:
-    header = authentication.get_authorization_header(request).decode("latin-1").strip()
+    return credentials_from_header(authentication.get_authorization_header(request), scheme)
+
+
+def credentials_from_header(raw: bytes, scheme: str) -> str | None:
+    """The token of an `Authorization: <scheme> <token>` header value; None for another
+    scheme or no header, AuthenticationFailed (401) when malformed."""
+    header = raw.decode("latin-1").strip()
     if not header:
         return None
     given_scheme, _, value = header.partition(" ")

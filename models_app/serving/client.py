@@ -32,6 +32,9 @@ class ServingError(Exception):
         self.message = message
 
 
+HOST_BUSY_WAIT = 10.0  # seconds to keep knocking while the host's backlog is full
+
+
 def host_call(request: dict, timeout: float) -> dict:
     """One request to this node's model host."""
     try:
@@ -86,8 +89,8 @@ class ReplicaBalancer:
     """Picks the replica with the fewest requests in flight from this process.
 
     A runner answers one request at a time, so sending to a busy one queues behind it
-    while another may be idle. Callers from several threads hold ``lock`` around
-    ``choose`` and ``done``; the event loop's single thread needs no lock.
+    while another may be idle. Not thread-safe: RunnerPool (threads) holds its lock
+    around ``choose`` and ``done``; the event loop's single thread needs none.
     """
 
     def __init__(self) -> None:
@@ -110,9 +113,6 @@ class ReplicaBalancer:
 
     def done(self, path: str) -> None:
         self.in_flight[path] -= 1
-
-
-HOST_BUSY_WAIT = 10.0  # seconds to keep knocking while the host's backlog is full
 
 
 def _connect_to_host(sock: socket.socket, deadline: float) -> None:

@@ -25,6 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from django.conf import settings
 from django.db import DatabaseError, connections
 from django.http.request import split_domain_port, validate_host
+from django.urls import reverse
+from rest_framework.exceptions import AuthenticationFailed
 
 from models_app.calls import CALL_SQL, CallTarget, call_target, lookup_call
 from models_app.models import MLModel
@@ -40,11 +42,10 @@ from models_app.serving.answers import (
 )
 from models_app.serving.client import ServingError
 from portal import tokens
-from portal.authentication import group_token_problem
+from portal.authentication import credentials_from_header, group_token_problem
 
 logger = logging.getLogger(__name__)
 
-RUN_PATH = re.compile(r"/api/v1/run/([^/]+)")  # run_urls: "<str:model_hash>"
 DEPLOYED = MLModel.Status.DEPLOYED.value
 SYNC = MLModel.Operation.SYNC.value
 
@@ -123,19 +124,18 @@ def _header(scope: dict, name: bytes) -> bytes | None:
 
 def _bearer(value: bytes | None) -> str | None:
     """The token of a well-formed `Bearer <token>` header (anything else: Django says why)."""
-    if value is None:
+    try:
+        return credentials_from_header(value or b"", "Bearer")
+    except AuthenticationFailed:
         return None
-    text = value.decode("latin-1").strip()
-    scheme, _, token = text.partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token or " " in token:
-        return None
-    return token
 
 
 class ServingFront:
     def __init__(self, fallback) -> None:
         self.fallback = fallback
+        # The run URL as routed (run_urls: "<str:model_hash>"), so the two can't drift.
+        prefix = reverse("run-model", kwargs={"model_hash": "M"})[:-1]
+        self.run_path = re.compile(re.escape(prefix) + r"([^/]+)")
         self.pool = AsyncRunnerPool()
         self.lookup = CallLookup()
         self.max_body = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
@@ -144,7 +144,7 @@ class ServingFront:
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
-            match = RUN_PATH.fullmatch(scope["path"])
+            match = self.run_path.fullmatch(scope["path"])
             if match is not None and await self._serve(match[1], scope, receive, send):
                 return
         await self.fallback(scope, receive, send)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
+from django import forms
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
@@ -15,6 +14,7 @@ from rest_framework.views import APIView
 
 from models_app import services
 from models_app.access import get_model_for_user, models_for
+from models_app.forms import DefaultBooleanField, FileOrTextField, ModelUploadForm, MultipleFileField
 from models_app.models import MLModel
 from models_app.serializers import (
     ModelBuildLogSerializer,
@@ -23,7 +23,6 @@ from models_app.serializers import (
     ModelSettingsSerializer,
     ModelStatusSerializer,
     ModelSummarySerializer,
-    ModelUploadSerializer,
     PredictionRecordSerializer,
     RunnerSerializer,
 )
@@ -31,44 +30,40 @@ from portal.api.errors import Conflict, PayloadTooLarge
 from portal.api.pagination import PageNumberPagination
 
 
-def upload_from_request(request: Request) -> services.ModelUpload:
-    """Read a multipart upload into a ModelUpload, answering 400/413 for size limits."""
-    files = request.FILES  # reading it parses (and size-checks) the body
-    limits = getattr(request._request, "upload_limit_errors", {})
-    if "__all__" in limits:
-        raise PayloadTooLarge(limits["__all__"])
-    if limits:
-        raise ValidationError({field: [message] for field, message in limits.items()})
-    form = request.data
-    schema_data = None
-    if "schema" not in files and form.get("schema") not in (None, ""):
-        try:
-            schema_data = json.loads(form["schema"])
-        except json.JSONDecodeError as exc:
-            raise ValidationError({"schema": [f"The schema field is not valid JSON: {exc}."]}) from None
+def form_request_schema(form_class: type[forms.Form]) -> dict:
+    """The OpenAPI body of a multipart form, read off the form's own fields.
 
-    def text(name: str, default: str = "") -> str:
-        value = form.get(name, default)
-        if not isinstance(value, str):
-            raise ValidationError({name: ["Send this field as text, not as a file."]})
-        return value
+    The upload endpoint's docs come from `ModelUploadForm` itself, so a field, a default
+    or a required flag cannot be documented one way and validated another.
+    """
+    properties = {name: _field_schema(field) for name, field in form_class.base_fields.items()}
+    required = [name for name, field in form_class.base_fields.items() if field.required]
+    return {"type": "object", "properties": properties, "required": required}
 
-    return services.ModelUpload(
-        name=text("name"),
-        group=text("group"),
-        operation=text("operation", "Sync"),
-        model_reference=text("model_reference"),
-        python_version=text("python_version", "3.10"),
-        input_type=text("input_type") or None,
-        source=files.get("source"),
-        model=files.get("model"),
-        requirements=files.get("requirements"),
-        schema_file=files.get("schema"),
-        schema_data=schema_data,
-        env=files.get("env"),
-        sample=files.get("sample"),
-        extra=files.getlist("extra"),
-    )
+
+def _field_schema(field: forms.Field) -> dict:
+    binary = {"type": "string", "format": "binary"}
+    if isinstance(field, MultipleFileField):
+        schema: dict = {"type": "array", "items": binary}
+    elif isinstance(field, forms.FileField):
+        schema = dict(binary)
+    elif isinstance(field, FileOrTextField):
+        schema = {"oneOf": [binary, {"type": "string"}]}
+    elif isinstance(field, DefaultBooleanField):
+        schema = {"type": "boolean", "default": field.default}
+    elif isinstance(field, forms.ModelChoiceField):
+        schema = {"type": "string"}
+    elif isinstance(field, forms.ChoiceField):
+        schema = {"type": "string", "enum": [value for value, _ in field.choices if value != ""]}
+    else:
+        schema = {"type": "string"}
+    if getattr(field, "max_length", None):
+        schema["maxLength"] = field.max_length
+    if getattr(field, "empty_value", None) not in (None, ""):
+        schema["default"] = field.empty_value
+    if field.help_text:
+        schema["description"] = str(field.help_text)
+    return schema
 
 
 class ModelListView(APIView):
@@ -105,16 +100,21 @@ class ModelListView(APIView):
         )
 
     @extend_schema(
-        request={"multipart/form-data": ModelUploadSerializer},
+        request={"multipart/form-data": form_request_schema(ModelUploadForm)},
         responses={201: ModelDetailSerializer},
         tags=["models"],
     )
     def post(self, request: Request) -> Response:
-        upload = upload_from_request(request)
-        try:
-            model = services.create_model(request.user, upload)
-        except services.UploadErrors as exc:
-            raise ValidationError(exc.errors) from None
+        files = request.FILES  # reading it parses (and size-checks) the body
+        limits = getattr(request._request, "upload_limit_errors", {})
+        if "__all__" in limits:
+            raise PayloadTooLarge(limits["__all__"])
+        if limits:
+            raise ValidationError({field: [message] for field, message in limits.items()})
+        form = ModelUploadForm(request.POST, files, user=request.user)
+        if not form.is_valid():
+            raise ValidationError({field: list(messages) for field, messages in form.errors.items()})
+        model = services.create_model(request.user, form.upload)
         return Response(
             ModelDetailSerializer(model, context={"request": request}).data, status=status.HTTP_201_CREATED
         )

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .interpreters import Interpreter
-from .validation import UploadError, parse_requirements, requirements_fingerprint
+from .validation.requirements import UploadError, parse_requirements, requirements_fingerprint
 
 MARKER_NAME = ".neomaril-env-complete"
 REQUIREMENTS_NAME = "neomaril-requirements.txt"

@@ -1,12 +1,37 @@
-"""Forms of the model pages; the same service as the API validates uploads."""
+"""Forms of the model pages, and the one definition of a model upload.
+
+`ModelUploadForm` is what the upload page and `POST /api/v1/models` both validate
+through, into one `services.ModelUpload`; the API's OpenAPI request body is read off its
+fields (models_app/api.py). One definition, so the page, the API and its docs cannot
+disagree about a field, a default or a message.
+"""
 
 from __future__ import annotations
 
-import json
+from typing import Any
 
 from django import forms
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.utils.html import format_html
 
+from models_app import interpreters
 from models_app.models import MLModel
+from models_app.services import INLINE_SCHEMA_NAME, ModelUpload, NamedFile
+from models_app.validation import (
+    UploadError,
+    check_entrypoint_name,
+    check_source,
+    check_unique_names,
+    parse_dotenv,
+    parse_requirements,
+    parse_schema,
+    sanitize_filename,
+)
+from portal.access import groups_for
+
+# Asked for when the upload names none (the page preselects it when the host has it).
+DEFAULT_PYTHON_VERSION = "3.10"
 
 
 class MultipleFileInput(forms.ClearableFileInput):
@@ -27,68 +52,185 @@ class MultipleFileField(forms.FileField):
         return [super(MultipleFileField, self).clean(item, initial) for item in items]
 
 
-OPERATION_HELP = {
-    "Sync": "Real-time: JSON in, JSON out. score(data, base_path).",
-    "Async": "Batch: a file in, a file out. score(data_path, model_path).",
-}
+class Checkbox(forms.CheckboxInput):
+    """A checkbox whose field is on when the request leaves it out.
+
+    A browser sends nothing for an unchecked box, which an API client also does when
+    it wants the default. So a hidden "false" goes first: an unchecked box still sends
+    "false", a checked one sends "false" then "true", and the last value wins.
+    """
+
+    def __init__(self, attrs=None):
+        super().__init__({"value": "true", **(attrs or {})})
+
+    def value_from_datadict(self, data, files, name):
+        values = data.getlist(name) if hasattr(data, "getlist") else [data.get(name)]
+        values = [value for value in values if value is not None]
+        return values[-1] if values else None
+
+    def value_omitted_from_data(self, data, files, name):
+        return name not in data
+
+    def render(self, name, value, attrs=None, renderer=None):
+        hidden = format_html('<input type="hidden" name="{}" value="false">', name)
+        return hidden + super().render(name, value, attrs, renderer)
+
+
+class DefaultBooleanField(forms.Field):
+    """true/false (also 1/0, on/off, yes/no); `default` when the request leaves it out.
+
+    Unlike forms.BooleanField, a value that is neither is refused, not taken as true.
+    """
+
+    widget = Checkbox
+    default_error_messages = {"invalid": "Send true or false, not %(value)r."}
+    _TRUE = {"true", "1", "on", "yes"}
+    _FALSE = {"false", "0", "off", "no"}
+
+    def __init__(self, *, default: bool, **kwargs):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("initial", default)
+        super().__init__(**kwargs)
+        self.default = default
+
+    def to_python(self, value):
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower() if value is not None else ""
+        if not text:
+            return self.default
+        if text in self._TRUE:
+            return True
+        if text in self._FALSE:
+            return False
+        raise forms.ValidationError(self.error_messages["invalid"], code="invalid", params={"value": value})
+
+    def prepare_value(self, value):
+        try:
+            return self.to_python(value)
+        except forms.ValidationError:
+            return value
+
+
+class FileOrTextInput(forms.FileInput):
+    """A file input whose field may also come as a plain form field (API clients, the SDK)."""
+
+    def value_from_datadict(self, data, files, name):
+        upload = super().value_from_datadict(data, files, name)
+        return upload if upload is not None else data.get(name)
+
+    def value_omitted_from_data(self, data, files, name):
+        return name not in files and name not in data
+
+
+class FileOrTextField(forms.Field):
+    """An uploaded file, or the same content as text; empty is None."""
+
+    widget = FileOrTextInput
+
+    def to_python(self, value):
+        if isinstance(value, UploadedFile):
+            return value
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+        return None
 
 
 class ModelUploadForm(forms.Form):
-    """Empty files are accepted (an empty requirements.txt is common), as by the API.
+    """A new model: its fields, defaults and every check, for the page and the API.
 
-    Required values that the upload service checks (name, entrypoint, the three files)
-    are optional here, so that one post reports every problem at once, from the service,
-    with the same messages as the API. They are marked aria-required for the page."""
+    Every check runs on one post and every problem is reported at once, each at its
+    field, before anything is stored. Empty files are accepted (an empty
+    requirements.txt is common). A valid form's `upload` is the `ModelUpload` to hand
+    to `services.create_model`.
+    """
+
+    # The page posts with novalidate (the server reports every problem at once), so
+    # required fields carry aria-required rather than a `required` the browser ignores.
+    use_required_attribute = False
 
     name = forms.CharField(
-        max_length=64, required=False, help_text="Shown in lists and in the model's API docs."
+        max_length=64,
+        help_text="Shown in lists and in the model's API docs.",
+        error_messages={
+            "required": "Give the model a name.",
+            "max_length": "The name has %(show_value)d characters; the limit is %(limit_value)d.",
+        },
     )
-    group = forms.ChoiceField(help_text="The group that owns the model; its group token calls it.")
-    operation = forms.ChoiceField(
-        choices=MLModel.Operation.choices, initial=MLModel.Operation.SYNC, widget=forms.RadioSelect
+    group = forms.ModelChoiceField(
+        queryset=None,
+        to_field_name="name",
+        empty_label=None,
+        help_text="The name of one of your groups: it owns the model, and its group token calls it.",
+        error_messages={
+            "required": "Give the name of one of your groups: it will own the model.",
+            "invalid_choice": "Select a valid choice: you are not a member of a group named "
+            "'%(value)s'. Use one of your groups.",
+        },
+    )
+    operation = forms.TypedChoiceField(
+        choices=MLModel.Operation.choices,
+        empty_value=MLModel.Operation.SYNC,
+        required=False,
+        initial=MLModel.Operation.SYNC,
+        widget=forms.RadioSelect,
+        help_text="Sync: real-time, JSON in, JSON out. Async: batch, a file in, a file out.",
+        error_messages={"invalid_choice": "operation must be 'Sync' or 'Async', not '%(value)s'."},
     )
     model_reference = forms.CharField(
         max_length=100,
-        required=False,
         initial="score",
         label="Entrypoint",
-        help_text="The function the platform calls, defined at the top level of the script.",
+        help_text="The function the platform calls, defined at the top level of the script, e.g. score.",
+        error_messages={"required": "Give the name of the entrypoint function, e.g. 'score'."},
     )
-    python_version = forms.ChoiceField(
-        label="Python version", help_text="The interpreters installed on this host."
+    python_version = forms.CharField(
+        max_length=16,
+        required=False,
+        empty_value=DEFAULT_PYTHON_VERSION,
+        label="Python version",
+        widget=forms.Select,
+        help_text="One of the interpreters installed on this host: 3.9, or exactly 3.9.18.",
     )
-    input_type = forms.ChoiceField(
+    input_type = forms.TypedChoiceField(
         choices=[("", "Default (json for Sync, csv for Async)"), *MLModel.InputType.choices],
+        empty_value=None,
         required=False,
         label="Input type",
-        help_text="Sync models take JSON. Async models take csv, parquet or json files.",
+        help_text="Sync models take JSON. Async models take csv (the default), parquet or json files.",
+        error_messages={"invalid_choice": "input_type must be one of json, csv, parquet."},
+    )
+    allow_network = DefaultBooleanField(
+        default=True,
+        label="Allow network access",
+        help_text="Let the model's code open outbound network connections.",
     )
     source = forms.FileField(
         allow_empty_file=True,
-        required=False,
         label="Scoring script (.py)",
         widget=forms.ClearableFileInput(attrs={"accept": ".py,text/x-python"}),
         help_text="Defines the entrypoint; checked by parsing, never imported by the portal.",
+        error_messages={"required": "Upload the scoring script (.py)."},
     )
     model = forms.FileField(
         allow_empty_file=True,
-        required=False,
         label="Model file",
         help_text="Usually a pickle (.pkl), any size up to the limit.",
+        error_messages={"required": "Upload the model file (e.g. model.pkl)."},
     )
     requirements = forms.FileField(
         allow_empty_file=True,
-        required=False,
         label="requirements.txt",
         widget=forms.ClearableFileInput(attrs={"accept": ".txt,text/plain"}),
         help_text="Installed with uv into the model's own environment; may be empty.",
+        error_messages={"required": "Upload requirements.txt."},
     )
-    schema = forms.FileField(
-        allow_empty_file=True,
+    schema = FileOrTextField(
         label="Schema (.json)",
         required=False,
-        widget=forms.ClearableFileInput(attrs={"accept": ".json,application/json"}),
-        help_text="A JSON file holding one example input. Optional for Async models.",
+        widget=FileOrTextInput(attrs={"accept": ".json,application/json"}),
+        help_text="A JSON file holding one example input (API clients may send the JSON itself "
+        "as this field). Required for Sync models.",
     )
     schema_text = forms.CharField(
         label="…or paste the example",
@@ -111,36 +253,213 @@ class ModelUploadForm(forms.Form):
     extra = MultipleFileField(
         label="Extra files",
         required=False,
-        help_text="Put beside the script, e.g. utils.py or a vocabulary file. Select several at once.",
+        help_text="Put beside the script, e.g. utils.py or a vocabulary file (several: repeat the field).",
     )
 
-    def __init__(self, *args, groups: list[str], python_versions: list[str], **kwargs):
+    def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
-        for name in ("name", "model_reference", "source", "model", "requirements"):
+        self.upload: ModelUpload | None = None
+        self.fields["group"].queryset = groups_for(user).order_by("name")
+        self.interpreters = interpreters.discover_interpreters(settings.PYTHON_SEARCH_PATHS)
+        versions = sorted({i.minor for i in self.interpreters}, key=lambda v: tuple(map(int, v.split("."))))
+        self.fields["python_version"].widget.choices = [(v, v) for v in versions]
+        self.fields["python_version"].widget.attrs.pop("maxlength", None)  # not an attribute of <select>
+        if versions:
+            default = DEFAULT_PYTHON_VERSION if DEFAULT_PYTHON_VERSION in versions else versions[-1]
+            self.fields["python_version"].initial = default
+        for name in ("name", "group", "model_reference", "source", "model", "requirements"):
             self.fields[name].widget.attrs["aria-required"] = "true"
-        self.fields["group"].choices = [(name, name) for name in groups]
-        if len(groups) == 1:
-            self.fields["group"].initial = groups[0]
-        self.fields["python_version"].choices = [(v, v) for v in python_versions]
-        if python_versions:
-            self.fields["python_version"].initial = (
-                "3.10" if "3.10" in python_versions else python_versions[-1]
-            )
 
-    def clean_schema_text(self):
-        text = self.cleaned_data["schema_text"].strip()
-        if not text:
-            return None
+    # --- one field at a time ---------------------------------------------------------
+
+    def clean_model_reference(self) -> str:
+        value = self.cleaned_data["model_reference"]
+        self._check(check_entrypoint_name, value)
+        return value
+
+    def clean_python_version(self) -> str:
+        value = self.cleaned_data["python_version"]
         try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise forms.ValidationError(f"This is not valid JSON: {exc}.") from None
+            interpreters.find_interpreter(value, self.interpreters)
+        except interpreters.InterpreterNotFound as exc:
+            # Opens like the group's message (both are a choice on the page); the rest
+            # names the versions there are.
+            raise forms.ValidationError(f"Select a valid choice: {exc}") from None
+        return value
 
-    def clean(self):
+    def clean_source(self) -> NamedFile | None:
+        named = self._named("source")
+        if named is not None and not named.name.endswith(".py"):
+            raise forms.ValidationError(f"'{named.name}' is not a .py file. Upload the scoring script.")
+        return named
+
+    def clean_model(self) -> NamedFile | None:
+        return self._named("model")
+
+    def clean_requirements(self) -> NamedFile | None:
+        return self._named("requirements")
+
+    def clean_schema(self) -> NamedFile | str | None:
+        value = self.cleaned_data["schema"]
+        return self._named("schema") if isinstance(value, UploadedFile) else value
+
+    def clean_env(self) -> NamedFile | None:
+        return self._named("env")
+
+    def clean_sample(self) -> NamedFile | None:
+        return self._named("sample")
+
+    def clean_extra(self) -> list[NamedFile]:
+        extra, problems = [], []
+        for upload in self.cleaned_data["extra"]:
+            try:
+                extra.append(NamedFile(sanitize_filename(upload.name, field="extra"), upload))
+            except UploadError as exc:
+                problems.append(exc.message)
+        if problems:
+            raise forms.ValidationError(problems)
+        return extra
+
+    # --- the checks that need several fields or a file's content ----------------------
+
+    def clean(self) -> dict[str, Any]:
         data = super().clean()
-        if data.get("schema") and data.get("schema_text") is not None:
-            self.add_error("schema_text", "Give the schema as a file or as text, not both.")
+        operation = data.get("operation")
+        sync = operation == MLModel.Operation.SYNC
+
+        input_type = data.get("input_type")
+        if operation and "input_type" not in self.errors:
+            if input_type is None:
+                input_type = "json" if sync else "csv"
+            elif sync and input_type != "json":
+                self.add_error("input_type", "Sync models take JSON: input_type must be 'json'.")
+
+        source, model_reference = data.get("source"), data.get("model_reference")
+        if source is not None and model_reference:
+            text = self._text("source", source)
+            if text is not None:
+                self._attempt(check_source, text, model_reference, filename=source.name)
+
+        requirements: list[str] = []
+        if data.get("requirements") is not None:
+            text = self._text("requirements", data["requirements"])
+            if text is not None:
+                allow = settings.ALLOW_REQUIREMENT_OPTIONS
+                requirements = self._attempt(parse_requirements, text, allow_options=allow) or []
+
+        schema = self._schema(data, require_object=sync)
+
+        env_values: dict[str, str] = {}
+        if data.get("env") is not None:
+            text = self._text("env", data["env"])
+            if text is not None:
+                env_values = self._attempt(parse_dotenv, text) or {}
+
+        if data.get("sample") is not None and sync:
+            self.add_error("sample", "A sample input file is only used by Async models.")
+
+        self._attempt(check_unique_names, self._stored_names(data))
+
+        if not self._errors:
+            self.upload = ModelUpload(
+                name=data["name"],
+                group=data["group"],
+                operation=operation,
+                model_reference=model_reference,
+                python_version=data["python_version"],
+                input_type=input_type,
+                allow_network=data["allow_network"],
+                source_file=source,
+                model_file=data["model"],
+                requirements_file=data["requirements"],
+                requirements=requirements,
+                schema=schema,
+                schema_file=data["schema"] if isinstance(data["schema"], NamedFile) else None,
+                env_values=env_values,
+                sample_file=data["sample"],
+                extra_files=data["extra"],
+            )
         return data
+
+    def _schema(self, data: dict[str, Any], *, require_object: bool) -> Any:
+        """The example input, from a file, the schema field as text, or schema_text."""
+        if "schema" in self.errors or "schema_text" in self.errors:
+            return None
+        given = [(f, data[f]) for f in ("schema", "schema_text") if data.get(f)]
+        if len(given) > 1:
+            self.add_error("schema_text", "Give the schema as a file or as text, not both.")
+            return None
+        if not given:
+            if require_object:
+                self.add_error(
+                    "schema",
+                    "Sync models need a schema: a JSON file with one example input, used for the "
+                    "smoke test and the docs.",
+                )
+            return None
+        field, value = given[0]
+        text = self._text(field, value) if isinstance(value, NamedFile) else value
+        if text is None:
+            return None
+        return self._attempt(parse_schema, text, require_object=require_object, field=field)
+
+    def _stored_names(self, data: dict[str, Any]) -> dict[str, list[str]]:
+        """Field -> the names its files get in the model's folder (the .env is not stored)."""
+        named: dict[str, list[str]] = {}
+        schema = data.get("schema") or data.get("schema_text")
+        if schema is not None:
+            named["schema"] = [schema.name if isinstance(schema, NamedFile) else INLINE_SCHEMA_NAME]
+        for field in ("source", "model", "requirements", "sample"):
+            if data.get(field) is not None:
+                named[field] = [data[field].name]
+        if data.get("extra"):
+            named["extra"] = [named_file.name for named_file in data["extra"]]
+        return named
+
+    # --- helpers -------------------------------------------------------------------
+
+    def _named(self, field: str) -> NamedFile | None:
+        upload = self.cleaned_data[field]
+        if upload is None:
+            return None
+        return NamedFile(self._check(sanitize_filename, upload.name, field=field), upload)
+
+    def _text(self, field: str, named: NamedFile) -> str | None:
+        """A text file's content, or None after adding the error to `field`."""
+        return self._attempt(_read_text, named, field)
+
+    def _attempt(self, check, *args, **kwargs):
+        """Run a check; an UploadError becomes an error of its field, and None is returned."""
+        try:
+            return check(*args, **kwargs)
+        except UploadError as exc:
+            self.add_error(exc.field, exc.message)
+            return None
+
+    @staticmethod
+    def _check(check, *args, **kwargs):
+        """Run a check inside a clean_<field>: an UploadError becomes that field's error."""
+        try:
+            return check(*args, **kwargs)
+        except UploadError as exc:
+            raise forms.ValidationError(exc.message) from None
+
+
+def _read_text(named: NamedFile, field: str) -> str:
+    upload = named.file
+    if upload.size is not None and upload.size > settings.MAX_TEXT_FILE_BYTES:
+        raise UploadError(
+            field,
+            f"'{named.name}' is {upload.size} bytes; text files are limited to "
+            f"{settings.MAX_TEXT_FILE_BYTES // 1024} KB.",
+        )
+    upload.seek(0)
+    try:
+        return upload.read().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise UploadError(
+            field, f"'{named.name}' is not UTF-8 text. Save it as UTF-8 and upload it again."
+        ) from None
 
 
 class ModelSettingsForm(forms.Form):

@@ -75,6 +75,10 @@ class MLModel(ServingFacts, models.Model):
     sample_file = models.CharField(max_length=128, blank=True)
     extra_files = models.JSONField(default=list, blank=True)
     requirements = models.JSONField(default=list, blank=True, help_text="Normalised requirement lines.")
+    # Read by the sandbox when it starts the model's processes.
+    allow_network = models.BooleanField(
+        default=True, help_text="Let the model's code open outbound network connections."
+    )
 
     # Secrets: only names in clear; values encrypted with MultiFernet (portal.crypto).
     env_names = models.JSONField(default=list, blank=True)

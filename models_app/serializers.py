@@ -1,4 +1,4 @@
-"""Serializers of the models API."""
+"""Serializers of the models API (an upload is read by forms.ModelUploadForm, not here)."""
 
 from __future__ import annotations
 
@@ -7,33 +7,6 @@ from rest_framework import serializers
 
 from models_app.models import MLModel, ModelBuild, ModelEvent
 from monitoring.models import PredictionRecord
-
-
-class ModelUploadSerializer(serializers.Serializer):
-    """Multipart form of a new model. Files are streamed to disk as they arrive."""
-
-    name = serializers.CharField(max_length=64)
-    group = serializers.CharField(max_length=32, help_text="Name of one of your groups.")
-    operation = serializers.ChoiceField(choices=MLModel.Operation.choices, default=MLModel.Operation.SYNC)
-    model_reference = serializers.CharField(max_length=100, help_text="Entrypoint function name, e.g. score.")
-    python_version = serializers.CharField(max_length=16, default="3.10", help_text="e.g. 3.9")
-    input_type = serializers.ChoiceField(
-        choices=MLModel.InputType.choices,
-        required=False,
-        help_text="json (Sync); csv (default), parquet or json (Async).",
-    )
-    source = serializers.FileField(help_text="The scoring script (.py).")
-    model = serializers.FileField(help_text="The model file, e.g. model.pkl.")
-    requirements = serializers.FileField(help_text="requirements.txt")
-    schema = serializers.JSONField(
-        required=False,
-        help_text="A JSON file with one example input, or the JSON itself as a form field. Required for Sync.",
-    )
-    env = serializers.FileField(required=False, help_text="A .env file of secrets; stored encrypted.")
-    sample = serializers.FileField(required=False, help_text="Async only: a sample input for the smoke test.")
-    extra = serializers.ListField(
-        child=serializers.FileField(), required=False, help_text="Extra files, put beside the source."
-    )
 
 
 class ModelBuildSerializer(serializers.ModelSerializer):
@@ -97,6 +70,7 @@ class ModelDetailSerializer(ModelSummarySerializer):
             "model_reference",
             "python_full_version",
             "input_type",
+            "allow_network",
             "schema",
             "files",
             "requirements",

@@ -1,4 +1,4 @@
-"""Model workflows: upload (validate, store), build queueing and lifecycle actions.
+"""Model workflows: upload (store a checked upload), build queueing and lifecycle actions.
 
 Views call these; they never touch files or statuses themselves.
 """
@@ -18,247 +18,115 @@ from django.db import transaction
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from models_app import interpreters, validation
 from models_app.models import MLModel, ModelBuild, ModelEvent
-from models_app.validation import UploadError
 from portal import crypto
-from portal.access import groups_for
 from portal.models import Group
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class ModelUpload:
-    """Everything a user sends to create a model (the API and the form fill this in)."""
+@dataclass(frozen=True)
+class NamedFile:
+    """An uploaded file and the sanitised name it is stored under."""
 
     name: str
-    group: str
+    file: UploadedFile
+
+
+# The file an example given as text is stored in.
+INLINE_SCHEMA_NAME = "schema.json"
+
+
+@dataclass
+class ModelUpload:
+    """One checked model upload: everything `create_model` stores.
+
+    `forms.ModelUploadForm` makes it, for the upload page and `POST /api/v1/models`
+    alike: every check has passed by then, so this holds parsed values (the group row,
+    the requirement lines, the example, the `.env` values), not raw request fields.
+    """
+
+    name: str
+    group: Group
     operation: str
     model_reference: str
     python_version: str
-    source: UploadedFile
-    model: UploadedFile
-    requirements: UploadedFile
-    input_type: str | None = None
-    schema_file: UploadedFile | None = None
-    schema_data: object | None = None  # a JSON value given inline instead of a file
-    env: UploadedFile | None = None
-    sample: UploadedFile | None = None
-    extra: list[UploadedFile] = field(default_factory=list)
-
-
-class UploadErrors(Exception):
-    """All problems found in one upload, field -> messages (a 400 answer)."""
-
-    def __init__(self, errors: dict[str, list[str]]):
-        super().__init__(errors)
-        self.errors = errors
-
-
-def _read_text(upload: UploadedFile, field_name: str) -> str:
-    if upload.size is not None and upload.size > settings.MAX_TEXT_FILE_BYTES:
-        raise UploadError(
-            field_name,
-            f"'{upload.name}' is {upload.size} bytes; text files are limited to "
-            f"{settings.MAX_TEXT_FILE_BYTES // 1024} KB.",
-        )
-    upload.seek(0)
-    raw = upload.read()
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise UploadError(
-            field_name, f"'{upload.name}' is not UTF-8 text. Save it as UTF-8 and upload it again."
-        ) from None
-
-
-@dataclass
-class _Checked:
-    group: Group
     input_type: str
-    schema: object | None
+    allow_network: bool
+    source_file: NamedFile
+    model_file: NamedFile
+    requirements_file: NamedFile
     requirements: list[str]
-    env_values: dict[str, str]
-    files: dict[str, tuple[str, UploadedFile]]  # field -> (clean name, upload)
-    extra: list[tuple[str, UploadedFile]]
+    schema: object | None = None  # the example input, parsed
+    schema_file: NamedFile | None = None  # None when the example came as text
+    env_values: dict[str, str] = field(default_factory=dict)
+    sample_file: NamedFile | None = None
+    extra_files: list[NamedFile] = field(default_factory=list)
+
+    @property
+    def stored_files(self) -> list[NamedFile]:
+        """The files written into the model's folder (never the `.env`)."""
+        single = [
+            self.source_file,
+            self.model_file,
+            self.requirements_file,
+            self.schema_file,
+            self.sample_file,
+        ]
+        return [f for f in single if f is not None] + self.extra_files
+
+    @property
+    def schema_name(self) -> str:
+        if self.schema_file is not None:
+            return self.schema_file.name
+        return INLINE_SCHEMA_NAME if self.schema is not None else ""
 
 
-def _check_upload(user, upload: ModelUpload) -> _Checked:
-    """Validate everything before anything is written; collect every error."""
-    errors: dict[str, list[str]] = {}
-
-    def attempt(fn, *args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except UploadError as exc:
-            errors.setdefault(exc.field, []).append(exc.message)
-            return None
-
-    name = (upload.name or "").strip()
-    if not name:
-        errors.setdefault("name", []).append("Give the model a name.")
-    elif len(name) > 64:
-        errors.setdefault("name", []).append(f"The name has {len(name)} characters; the limit is 64.")
-
-    group = groups_for(user).filter(name=upload.group).first()
-    if group is None:
-        errors.setdefault("group", []).append(
-            f"You are not a member of a group named '{upload.group}'. Use one of your groups."
-        )
-
-    operation = upload.operation
-    if operation not in MLModel.Operation.values:
-        errors.setdefault("operation", []).append("operation must be 'Sync' or 'Async'.")
-    input_type = upload.input_type or ("json" if operation == "Sync" else "csv")
-    if operation == "Sync" and input_type != "json":
-        errors.setdefault("input_type", []).append("Sync models take JSON: input_type must be 'json'.")
-    elif input_type not in MLModel.InputType.values:
-        errors.setdefault("input_type", []).append("input_type must be one of json, csv, parquet.")
-
-    try:
-        interpreter_list = interpreters.discover_interpreters(settings.PYTHON_SEARCH_PATHS)
-        interpreters.find_interpreter(upload.python_version, interpreter_list)
-    except interpreters.InterpreterNotFound as exc:
-        errors.setdefault("python_version", []).append(str(exc))
-
-    files: dict[str, tuple[str, UploadedFile]] = {}
-    for field_name in ("source", "model", "requirements", "schema", "env", "sample"):
-        file = upload.schema_file if field_name == "schema" else getattr(upload, field_name)
-        if file is None:
-            continue
-        clean = attempt(validation.sanitize_filename, file.name, field=field_name)
-        if clean is not None:
-            files[field_name] = (clean, file)
-    extra: list[tuple[str, UploadedFile]] = []
-    for file in upload.extra:
-        clean = attempt(validation.sanitize_filename, file.name, field="extra")
-        if clean is not None:
-            extra.append((clean, file))
-
-    source = files.get("source")
-    if source is not None:
-        if not source[0].endswith(".py"):
-            errors.setdefault("source", []).append(
-                f"'{source[0]}' is not a .py file. Upload the scoring script."
-            )
-        else:
-            text = attempt(_read_text, source[1], "source")
-            if text is not None:
-                attempt(validation.check_source, text, upload.model_reference, filename=source[0])
-
-    requirements: list[str] = []
-    if "requirements" in files:
-        text = attempt(_read_text, files["requirements"][1], "requirements")
-        if text is not None:
-            requirements = (
-                attempt(validation.parse_requirements, text, allow_options=settings.ALLOW_REQUIREMENT_OPTIONS)
-                or []
-            )
-
-    schema = None
-    if "schema" in files:
-        text = attempt(_read_text, files["schema"][1], "schema")
-        if text is not None:
-            schema = attempt(validation.parse_schema, text, require_object=operation == "Sync")
-    elif upload.schema_data is not None:
-        schema = upload.schema_data
-        if operation == "Sync" and not isinstance(schema, dict):
-            errors.setdefault("schema", []).append(
-                "The schema of a Sync model must be a JSON object: one example input."
-            )
-    elif operation == "Sync":
-        errors.setdefault("schema", []).append(
-            "Sync models need a schema: a JSON file with one example input, used for the smoke test and the docs."
-        )
-
-    env_values: dict[str, str] = {}
-    if "env" in files:
-        text = attempt(_read_text, files["env"][1], "env")
-        if text is not None:
-            env_values = attempt(validation.parse_dotenv, text) or {}
-
-    if "sample" in files and operation == "Sync":
-        errors.setdefault("sample", []).append("A sample input file is only used by Async models.")
-
-    for field_name, message in _missing(upload).items():
-        errors.setdefault(field_name, []).append(message)
-
-    named = {field_name: [clean] for field_name, (clean, _) in files.items() if field_name != "env"}
-    if extra:
-        named["extra"] = [clean for clean, _ in extra]
-    attempt(validation.check_unique_names, named)
-
-    if errors:
-        raise UploadErrors(errors)
-    assert group is not None
-    return _Checked(group, input_type, schema, requirements, env_values, files, extra)
-
-
-def _missing(upload: ModelUpload) -> dict[str, str]:
-    missing = {}
-    for field_name, what in (
-        ("source", "the scoring script (.py)"),
-        ("model", "the model file (e.g. model.pkl)"),
-        ("requirements", "requirements.txt"),
-    ):
-        if getattr(upload, field_name) is None:
-            missing[field_name] = f"Upload {what}."
-    if not (upload.model_reference or "").strip():
-        missing["model_reference"] = "Give the name of the entrypoint function, e.g. 'score'."
-    return missing
-
-
-def _write_files(checked: _Checked, destination: Path) -> dict[str, str]:
-    """Write the uploads (never the .env) into a fresh folder; returns field -> name."""
+def _write_files(upload: ModelUpload, destination: Path) -> None:
+    """Write the uploads (never the .env) into a fresh folder."""
     destination.mkdir(parents=True, mode=0o700)
-    written = {}
-    items = [(f, name, up) for f, (name, up) in checked.files.items() if f != "env"]
-    items += [("extra", name, up) for name, up in checked.extra]
-    for field_name, name, upload in items:
-        upload.seek(0)
-        with open(destination / name, "wb") as out:
-            for chunk in upload.chunks():
+    for named in upload.stored_files:
+        named.file.seek(0)
+        with open(destination / named.name, "wb") as out:
+            for chunk in named.file.chunks():
                 out.write(chunk)
-        written.setdefault(field_name, name)
-    if checked.schema is not None and "schema" not in checked.files:
-        (destination / "schema.json").write_text(json.dumps(checked.schema, indent=2))
-        written["schema"] = "schema.json"
-    return written
+    if upload.schema is not None and upload.schema_file is None:
+        (destination / INLINE_SCHEMA_NAME).write_text(json.dumps(upload.schema, indent=2))
 
 
 def create_model(user, upload: ModelUpload) -> MLModel:
-    """Validate an upload, store its files and row, and queue its build.
+    """Store a checked upload's files and row, and queue its build.
 
-    Nothing is stored when any check fails: files go to a private staging folder
+    Nothing is left behind when storing fails: files go to a private staging folder
     that is renamed into place only after the row is committed.
     """
-    checked = _check_upload(user, upload)
     staging = settings.MODELS_DIR / f".incoming-{uuid.uuid4().hex}"
     try:
-        written = _write_files(checked, staging)
+        _write_files(upload, staging)
         with transaction.atomic():
             model = MLModel.objects.create(
-                name=upload.name.strip(),
-                group=checked.group,
+                name=upload.name,
+                group=upload.group,
                 operation=upload.operation,
-                model_reference=upload.model_reference.strip(),
-                python_version=upload.python_version.strip(),
-                input_type=checked.input_type,
-                schema=checked.schema,
-                source_file=written["source"],
-                model_file=written["model"],
-                requirements_file=written["requirements"],
-                schema_file=written.get("schema", ""),
-                sample_file=written.get("sample", ""),
-                extra_files=[name for name, _ in checked.extra],
-                requirements=checked.requirements,
-                env_names=sorted(checked.env_values),
-                env_ciphertext=crypto.encrypt_json(checked.env_values) if checked.env_values else None,
+                model_reference=upload.model_reference,
+                python_version=upload.python_version,
+                input_type=upload.input_type,
+                allow_network=upload.allow_network,
+                schema=upload.schema,
+                source_file=upload.source_file.name,
+                model_file=upload.model_file.name,
+                requirements_file=upload.requirements_file.name,
+                schema_file=upload.schema_name,
+                sample_file=upload.sample_file.name if upload.sample_file else "",
+                extra_files=[named.name for named in upload.extra_files],
+                requirements=upload.requirements,
+                env_names=sorted(upload.env_values),
+                env_ciphertext=crypto.encrypt_json(upload.env_values) if upload.env_values else None,
                 created_by=user,
             )
             staging.rename(model.folder)
-            record(model, user, "created", f"{model.operation} model, python {model.python_version}")
+            network = "" if upload.allow_network else ", no network"
+            record(model, user, "created", f"{model.operation} model, python {model.python_version}{network}")
             queue_build(model, user)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -24,7 +24,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from executions.models import Execution
-from models_app import codegen, interpreters, services
+from models_app import codegen, services
 from models_app.access import get_model_for_user, models_for
 from models_app.docs_views import docs_url, run_url
 from models_app.forms import ModelFilterForm, ModelSettingsForm, ModelUploadForm
@@ -110,11 +110,6 @@ def model_list(request: HttpRequest) -> HttpResponse:
 # --- Upload ---------------------------------------------------------------------------
 
 
-def _python_versions() -> list[str]:
-    found = interpreters.discover_interpreters(settings.PYTHON_SEARCH_PATHS)
-    return sorted({i.minor for i in found}, key=lambda v: tuple(int(p) for p in v.split(".")))
-
-
 def _wants_json(request: HttpRequest) -> bool:
     """The upload page's script posts with XMLHttpRequest (for the progress bar)."""
     return request.headers.get("X-Requested-With") == "XMLHttpRequest"
@@ -127,48 +122,23 @@ def _form_errors(form) -> dict[str, list[str]]:
 @login_required
 @require_http_methods(["GET", "POST"])
 def model_upload(request: HttpRequest) -> HttpResponse:
-    groups = list(groups_for(request.user).order_by("name").values_list("name", flat=True))
     form = ModelUploadForm(
         request.POST or None,
         request.FILES or None,
-        groups=groups,
-        python_versions=_python_versions(),
-        initial={"group": request.GET.get("group")},
+        user=request.user,
+        initial={"group": request.GET["group"]} if request.GET.get("group") else None,
     )
     if request.method == "POST":
         limits = getattr(request, "upload_limit_errors", {})
         for field, message in limits.items():
             form.add_error(None if field == "__all__" or field not in form.fields else field, message)
         if not limits and form.is_valid():
-            data = form.cleaned_data
-            upload = services.ModelUpload(
-                name=data["name"],
-                group=data["group"],
-                operation=data["operation"],
-                model_reference=data["model_reference"],
-                python_version=data["python_version"],
-                input_type=data["input_type"] or None,
-                source=data["source"],
-                model=data["model"],
-                requirements=data["requirements"],
-                schema_file=data["schema"],
-                schema_data=data["schema_text"],
-                env=data["env"],
-                sample=data["sample"],
-                extra=data["extra"],
-            )
-            try:
-                model = services.create_model(request.user, upload)
-            except services.UploadErrors as exc:
-                for field, problems in exc.errors.items():
-                    for problem in problems:
-                        form.add_error(field if field in form.fields else None, problem)
-            else:
-                messages.success(request, f"{model.name} was uploaded. Its environment is being built.")
-                target = reverse("model-detail", args=[model.hash])
-                if _wants_json(request):
-                    return JsonResponse({"hash": model.hash, "redirect": target}, status=201)
-                return redirect(target)
+            model = services.create_model(request.user, form.upload)
+            messages.success(request, f"{model.name} was uploaded. Its environment is being built.")
+            target = reverse("model-detail", args=[model.hash])
+            if _wants_json(request):
+                return JsonResponse({"hash": model.hash, "redirect": target}, status=201)
+            return redirect(target)
         if _wants_json(request):
             return JsonResponse({"errors": _form_errors(form)}, status=400)
     context = {
@@ -176,7 +146,7 @@ def model_upload(request: HttpRequest) -> HttpResponse:
         "max_file_bytes": settings.MAX_UPLOAD_FILE_BYTES,
         "max_total_bytes": settings.MAX_UPLOAD_TOTAL_BYTES,
         "max_text_bytes": settings.MAX_TEXT_FILE_BYTES,
-        "no_groups": not groups,
+        "no_groups": not form.fields["group"].queryset.exists(),
     }
     return render(request, "models_app/model_upload.html", context, status=400 if form.errors else 200)
 

@@ -50,6 +50,7 @@ def test_teammate_and_admin_can_describe(cast, model):
         body = api_client(user).get(f"/api/v1/models/{model.hash}").json()
         assert body["hash"] == model.hash and body["model_reference"] == "score"
         assert body["python_version"] == "3.9" and body["requirements"] == []
+        assert body["allow_network"] is True
 
 
 def test_wrong_method_is_405(cast, model):

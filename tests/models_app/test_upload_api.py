@@ -1,14 +1,20 @@
-"""Uploading a model through the API: validation (each failure a 400 naming the field) and storage."""
+"""Uploading a model through the API: validation (each failure a 400 naming the field) and storage.
+
+The upload page validates through the same form; the tests at the end hold the two
+(and the API's OpenAPI document) to one definition.
+"""
 
 from io import StringIO
 
 import pytest
 from django.conf import settings
 from django.core.management import call_command
+from django.test import Client
 
+from models_app.forms import DEFAULT_PYTHON_VERSION, ModelUploadForm
 from models_app.models import MLModel, ModelBuild, ModelEvent
 from portal import crypto
-from tests.conftest import api_client
+from tests.conftest import PASSWORD, api_client
 from tests.models_app.uploads import file, sync_payload
 
 
@@ -200,3 +206,127 @@ def test_async_upload_defaults_to_csv_and_needs_no_schema(cast):
 
 def test_anonymous_upload_is_401(cast):
     assert _post(api_client(), sync_payload()).status_code == 401
+
+
+# --- one upload shape: the API, the page and the docs ----------------------------------
+
+
+def _page_client(user) -> Client:
+    client = Client()
+    assert client.login(username=user.username, password=PASSWORD)
+    return client
+
+
+def _page_post(client, payload):
+    return client.post("/models/new/", payload, HTTP_X_REQUESTED_WITH="XMLHttpRequest")
+
+
+# Each case is a function: a payload's files are read by the first post.
+SAME_REJECTIONS = {
+    "syntax error": lambda: {"source": file("app.py", "def score(data, base_path)\n    return 1\n")},
+    "no entrypoint": lambda: {"model_reference": "predict"},
+    "bad entrypoint name": lambda: {"model_reference": "class"},
+    "not a .py": lambda: {"source": file("app.txt", "def score(a, b): pass\n")},
+    "no schema": lambda: {"schema": None},
+    "schema not an object": lambda: {"schema": file("schema.json", "[1, 2]")},
+    "missing files and name": lambda: {"name": "", "model": None, "requirements": None},
+    "name too long": lambda: {"name": "x" * 65},
+    "unknown group": lambda: {"group": "other-team"},
+    "absent python": lambda: {"python_version": "3.7"},
+    "bad requirements": lambda: {"requirements": file("requirements.txt", "-e ./mypkg\n")},
+    "reserved env key": lambda: {"env": file(".env", "PATH=/tmp\n")},
+    "bad operation": lambda: {"operation": "Batch"},
+    "csv for Sync": lambda: {"input_type": "csv"},
+    "sample for Sync": lambda: {"sample": file("in.csv", "a\n1\n")},
+    "bad allow_network": lambda: {"allow_network": "maybe"},
+    "two files, one name": lambda: {"extra": [file("App.py", "x = 1\n")]},
+}
+
+
+@pytest.mark.parametrize("case", SAME_REJECTIONS)
+def test_api_and_page_reject_a_bad_upload_with_the_same_messages(cast, case):
+    api = _post(api_client(cast.owner), sync_payload(**SAME_REJECTIONS[case]()))
+    page = _page_post(_page_client(cast.owner), sync_payload(**SAME_REJECTIONS[case]()))
+    assert api.status_code == page.status_code == 400
+    assert api.json()["errors"] == page.json()["errors"]
+    _nothing_stored()
+
+
+def test_the_clearer_messages_won(cast):
+    errors = _post(api_client(cast.owner), sync_payload(group="nope", python_version="3.7")).json()["errors"]
+    assert errors["group"] == [
+        "Select a valid choice: you are not a member of a group named 'nope'. Use one of your groups."
+    ]
+    assert errors["python_version"][0].startswith(
+        "Select a valid choice: Python 3.7 is not available on this host. Available: "
+    )
+    inline = _post(api_client(cast.owner), sync_payload(schema="[1]")).json()["errors"]
+    from_file = _post(api_client(cast.owner), sync_payload(schema=file("s.json", "[1]"))).json()["errors"]
+    assert (
+        inline["schema"]
+        == from_file["schema"]
+        == [
+            'The schema of a Sync model must be a JSON object such as {"feature": 1.5} '
+            "(one example input), but it is an array."
+        ]
+    )
+
+
+def test_openapi_request_body_of_the_upload_is_the_form(db):
+    document = Client().get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    body = document["paths"]["/api/v1/models"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    schema = body["schema"]
+    fields = ModelUploadForm.base_fields
+    assert list(schema["properties"]) == list(fields)
+    assert schema["required"] == [name for name, field in fields.items() if field.required]
+    assert schema["required"] == ["name", "group", "model_reference", "source", "model", "requirements"]
+    properties = schema["properties"]
+    assert properties["python_version"]["default"] == DEFAULT_PYTHON_VERSION
+    assert properties["operation"] == {
+        "type": "string",
+        "enum": ["Sync", "Async"],
+        "default": "Sync",
+        "description": str(fields["operation"].help_text),
+    }
+    assert properties["allow_network"]["type"] == "boolean" and properties["allow_network"]["default"] is True
+    assert properties["source"]["format"] == "binary"
+    assert properties["extra"]["items"]["format"] == "binary"
+
+
+def test_defaults_are_the_forms_for_the_api_and_the_page(cast):
+    payload = sync_payload()
+    del payload["operation"], payload["python_version"]
+    body = _post(api_client(cast.owner), payload).json()
+    assert body["operation"] == "Sync" and body["python_version"] == DEFAULT_PYTHON_VERSION
+    assert body["allow_network"] is True
+    page = _page_client(cast.owner).get("/models/new/").content.decode()
+    assert f'<option value="{DEFAULT_PYTHON_VERSION}" selected>' in page
+    assert 'name="allow_network" value="true"' in page and "checked" in page
+
+
+@pytest.mark.parametrize(("sent", "stored"), [("false", False), ("true", True), ("0", False), ("1", True)])
+def test_allow_network_through_the_api(cast, sent, stored):
+    response = _post(api_client(cast.owner), sync_payload(allow_network=sent))
+    assert response.status_code == 201, response.json()
+    assert response.json()["allow_network"] is stored
+    assert MLModel.objects.get().allow_network is stored
+
+
+@pytest.mark.parametrize(
+    ("sent", "stored"),
+    [(["false"], False), (["false", "true"], True)],  # the hidden "false", then the checkbox's "true"
+)
+def test_allow_network_through_the_page(cast, sent, stored):
+    response = _page_post(_page_client(cast.owner), sync_payload(allow_network=sent))
+    assert response.status_code == 201, response.json()
+    assert MLModel.objects.get().allow_network is stored
+    body = api_client(cast.owner).get(f"/api/v1/models/{MLModel.objects.get().hash}").json()
+    assert body["allow_network"] is stored
+
+
+def test_inline_schema_and_an_extra_file_may_not_share_schema_json(cast):
+    payload = sync_payload(schema='{"a": 1}', extra=[file("schema.json", "{}")])
+    response = _post(api_client(cast.owner), payload)
+    assert response.status_code == 400
+    assert "same name" in response.json()["errors"]["extra"][0]
+    _nothing_stored()

@@ -20,7 +20,7 @@ from models_app.environments import (
     environment_path,
 )
 from models_app.interpreters import InterpreterNotFound, discover_interpreters, find_interpreter
-from models_app.validation import requirements_fingerprint
+from models_app.validation.requirements import requirements_fingerprint
 
 pytestmark = pytest.mark.slow
 

@@ -6,16 +6,12 @@ import textwrap
 
 import pytest
 
-from models_app.validation import (
-    UploadError,
-    check_source,
-    check_unique_names,
-    parse_dotenv,
-    parse_requirements,
-    parse_schema,
-    requirements_fingerprint,
-    sanitize_filename,
-)
+from models_app.validation.dotenv import parse_dotenv
+from models_app.validation.errors import UploadError
+from models_app.validation.filenames import check_unique_names, sanitize_filename
+from models_app.validation.requirements import parse_requirements, requirements_fingerprint
+from models_app.validation.schema import parse_schema
+from models_app.validation.source import check_entrypoint_name, check_source
 
 
 def reject(func, *args, **kwargs) -> UploadError:
@@ -29,6 +25,20 @@ def src(code: str) -> str:
 
 
 # --------------------------------------------------------------------------- check_source
+
+
+@pytest.mark.parametrize("name", ["", "not a name", "class", "1score", "score()"])
+def test_entrypoint_name_must_be_a_plain_function_name(name):
+    err = reject(check_entrypoint_name, name)
+    assert err.field == "model_reference"
+    assert err.message == (
+        f"{name!r} is not a valid Python function name; give the name of the function to call, e.g. score."
+    )
+
+
+def test_check_source_checks_the_entrypoint_name_first():
+    assert reject(check_source, "def score(a, b): pass\n", "class").field == "model_reference"
+    check_entrypoint_name("score")
 
 
 @pytest.mark.parametrize(

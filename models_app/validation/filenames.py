@@ -1,0 +1,80 @@
+"""Uploaded file names: bare, visible, printable names that stay inside the model's folder."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from .errors import UploadError
+
+_WINDOWS_PATH_RE = re.compile(r"^[A-Za-z]:[\\/]")
+
+
+def is_windows_path(text: str) -> bool:
+    """`C:\\...` or `C:/...`: a path on the uploader's machine."""
+    return bool(_WINDOWS_PATH_RE.match(text))
+
+
+MAX_FILENAME_LENGTH = 128
+# Bidirectional overrides let a name display as something else ("gpj.exe" → "exe.jpg").
+_BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
+
+
+def sanitize_filename(name: str, *, field: str) -> str:
+    """Return the client-sent file name if it is a safe bare name, else raise UploadError.
+
+    The name is NFC-normalised and stripped of surrounding whitespace. It must not be a
+    path, be hidden (start with a dot; `.env` is allowed for the "env" field), contain
+    control characters or exceed MAX_FILENAME_LENGTH characters.
+    """
+    clean = unicodedata.normalize("NFC", name or "").strip()
+    if not clean:
+        raise UploadError(field, "The file has no name; upload it with a file name such as app.py.")
+    if "\x00" in clean:
+        raise UploadError(field, "The file name contains a NUL byte; rename the file.")
+    if "/" in clean or "\\" in clean or is_windows_path(clean):
+        raise UploadError(
+            field,
+            f"The file name {clean!r} is a path; upload the file with a plain name such as app.py "
+            "(no / or \\).",
+        )
+    if set(clean) == {"."}:
+        raise UploadError(field, f"{clean!r} is not a file name; rename the file.")
+    bad = next(
+        (c for c in clean if unicodedata.category(c) == "Cc" or c in _BIDI_CONTROLS),
+        None,
+    )
+    if bad is not None:
+        raise UploadError(
+            field, f"The file name contains the control character U+{ord(bad):04X}; rename the file."
+        )
+    if len(clean) > MAX_FILENAME_LENGTH:
+        raise UploadError(
+            field,
+            f"The file name is {len(clean)} characters long; shorten it to at most {MAX_FILENAME_LENGTH}.",
+        )
+    if clean.startswith(".") and not (field == "env" and clean == ".env"):
+        raise UploadError(field, f"The file name {clean!r} starts with a dot; rename it without the dot.")
+    return clean
+
+
+def check_unique_names(named: dict[str, list[str]]) -> None:
+    """Reject two uploads that would be saved under the same name in the model folder.
+
+    `named` maps each field to the (sanitised) names uploaded through it; names are
+    compared case-insensitively because the model folder may live on a case-insensitive
+    share and because `Model.pkl` next to `model.pkl` is a mistake anyway.
+    """
+    seen: dict[str, tuple[str, str]] = {}
+    for field, names in named.items():
+        for name in names:
+            key = unicodedata.normalize("NFC", name).casefold()
+            if key in seen:
+                other_field, other_name = seen[key]
+                where = f"the {other_field} field" if other_field != field else "the same field"
+                raise UploadError(
+                    field,
+                    f"{name!r} ({field}) and {other_name!r} ({where}) would be saved under the same "
+                    "name in the model folder; rename one of them.",
+                )
+            seen[key] = (field, name)

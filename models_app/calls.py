@@ -20,7 +20,7 @@ from rest_framework.request import Request
 from models_app.models import MLModel, ServingFacts
 from portal import tokens
 from portal.access import groups_for
-from portal.authentication import TokenFacts, check_group_token
+from portal.authentication import USER_TOKEN_KIND, TokenFacts, bearer_token, check_group_token
 from portal.models import Group, GroupToken
 
 
@@ -37,14 +37,21 @@ def get_called_model(request: Request, model_hash: str, *, allow_member: bool = 
     )
     if model is None:
         raise exceptions.NotFound(f"No model '{model_hash}'.")
-    header = request.META.get("HTTP_AUTHORIZATION", "")
-    is_group_token = header[:7].lower() == "bearer " and header[7:].strip().startswith("nmg_")
-    if allow_member and not is_group_token and request.user.is_authenticated:
+    if allow_member and not _presents_group_token(request) and request.user.is_authenticated:
         if not groups_for(request.user).filter(pk=model.group_id).exists():
             raise exceptions.NotFound(f"No model '{model_hash}'.")
         return model
     check_group_token(request, model.group)
     return model
+
+
+def _presents_group_token(request: Request) -> bool:
+    """Whether the caller sent `Bearer <token>` with a token that is not a user's API token."""
+    try:
+        value = bearer_token(request)
+    except exceptions.APIException:  # none, or malformed: check_group_token says why if it matters
+        return False
+    return not value.startswith(USER_TOKEN_KIND)
 
 
 def not_deployed_message(model: MLModel) -> str:
@@ -86,7 +93,6 @@ class CallTarget:
     """A model as the predict path needs it, with the presented token's facts."""
 
     model: CalledModel
-    group_name: str
     token: TokenFacts | None
 
 
@@ -99,8 +105,8 @@ def _aware(value) -> datetime:
 # Table names come from our own models, never from input; the values are parameters.
 CALL_SQL = (
     "SELECT m.id, m.status, m.operation, m.deployed_build, m.replicas, m.request_timeout, m.schema, "  # noqa: S608
-    "m.group_id, g.name, t.group_id, tg.name, t.expires_at, t.revoked_at "
-    f"FROM {MLModel._meta.db_table} m JOIN {Group._meta.db_table} g ON g.id = m.group_id "
+    "m.group_id, t.group_id, tg.name, t.expires_at, t.revoked_at "
+    f"FROM {MLModel._meta.db_table} m "
     f"LEFT JOIN {GroupToken._meta.db_table} t ON t.digest = %s "
     f"LEFT JOIN {Group._meta.db_table} tg ON tg.id = t.group_id "
     "WHERE m.hash = %s"
@@ -132,7 +138,6 @@ def call_target(model_hash: str, row: tuple | None) -> CallTarget | None:
         timeout,
         schema,
         group_id,
-        group_name,
         token_group_id,
         token_group_name,
         expires_at,
@@ -148,4 +153,4 @@ def call_target(model_hash: str, row: tuple | None) -> CallTarget | None:
     facts = None
     if token_group_id is not None:
         facts = TokenFacts(token_group_id, token_group_name, _aware(expires_at), revoked_at is not None)
-    return CallTarget(model, group_name, facts)
+    return CallTarget(model, facts)

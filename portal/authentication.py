@@ -85,13 +85,12 @@ class TokenFacts:
     revoked: bool
 
 
-def group_token_problem(
-    facts: TokenFacts | None, group_id: int, group_name: str
-) -> exceptions.APIException | None:
+def group_token_problem(facts: TokenFacts | None, group_id: int) -> exceptions.APIException | None:
     """Why this token may not call a model of `group_id`, or None when it may.
 
     401 when the token is unknown, revoked or expired (saying which); 403 when it is a
-    valid token of another group.
+    valid token of another group. The 403 names no group: whoever holds one group's
+    token must not learn which group owns a model of another.
     """
     if facts is None:
         return exceptions.AuthenticationFailed("Unknown group token. Check it, or refresh the group's token.")
@@ -106,7 +105,7 @@ def group_token_problem(
         )
     if facts.group_id != group_id:
         return exceptions.PermissionDenied(
-            f"This token belongs to group '{facts.group_name}', not to '{group_name}'."
+            "This group token is not valid for this model: use the token of the group that owns it."
         )
     return None
 
@@ -126,7 +125,7 @@ def check_group_token(request: Request, group: Group) -> GroupToken:
     facts = None
     if token is not None:
         facts = TokenFacts(token.group_id, token.group.name, token.expires_at, token.is_revoked)
-    problem = group_token_problem(facts, group.pk, group.name)
+    problem = group_token_problem(facts, group.pk)
     if problem is not None:
         raise problem
     return token

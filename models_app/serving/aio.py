@@ -1,31 +1,181 @@
-"""The event loop's side of Sync serving: pooled asyncio connections to runners.
+"""The web process's one client of the runners and of the model host.
 
-The same rules as ``client.RunnerPool`` (least-busy replica, a pooled connection that
-turns out dead is replaced once, cold start through the model host, kill + 504 past the
-request timeout, 502 when the runner dies mid-answer) with the same messages, but the
-waiting happens on the event loop, so one web process can keep every runner busy
-without a thread per call.
+A Sync call reaches a runner through AsyncRunnerPool: pooled asyncio connections per
+runner socket, the least-busy replica, a cold start through the model host, kill + 504
+past the request timeout, and one more try on the restarted runner when a runner goes
+away before answering. The waiting happens on an event loop, so one web process can
+keep every runner busy without a thread per call.
+
+Both front ends use it: the ASGI fast path (serving.front) awaits it on uvicorn's loop;
+Django's view (serving.views, under plain WSGI or when the fast path declines) calls
+``blocking_pool``, which runs the same coroutine on one event-loop thread per process.
+So the wire rules and their messages exist once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import os
+import socket
+import threading
+import time
+
+from django.conf import settings
 
 from models_app.calls import CalledModel
-from models_app.runtime.protocol import HEADER, MAX_FRAME_BYTES, ProtocolError, predict_frame
-from models_app.serving.client import (
-    ReplicaBalancer,
-    ensure_started,
-    kill_stuck_runner,
-    runner_stopped,
-    start_refused,
-    timed_out,
+from models_app.runtime.protocol import (
+    HEADER,
+    MAX_FRAME_BYTES,
+    ProtocolError,
+    predict_frame,
+    read_frame,
+    write_frame,
 )
+from models_app.serving import paths
+
+
+class ServingError(Exception):
+    """The platform could not get an answer from the model; `status` is the HTTP status."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+# --------------------------------------------------------------------- messages
+
+
+def runner_stopped() -> ServingError:
+    return ServingError(
+        502,
+        "The model's runner stopped before answering this request, and again when it was retried on "
+        "the restarted runner (it crashed or was killed: this input may be what makes it crash); "
+        "it is being restarted.",
+    )
+
+
+def queued_behind_timeout() -> ServingError:
+    return ServingError(
+        503,
+        "This request waited behind calls that ran past the model's request timeout, and the "
+        "model's runner was restarted twice before it could answer; try again.",
+    )
+
+
+def timed_out(timeout: float, killed: bool) -> ServingError:
+    if killed:
+        after = "its runner was stopped and is being restarted"
+    else:
+        after = "the model host could not stop its runner (is `manage.py modelhost` running?)"
+    return ServingError(504, f"The model did not answer within {timeout} s; {after}.")
+
+
+def start_failed(answer: dict) -> ServingError:
+    return ServingError(503, f"The model could not be started: {answer.get('error')}")
+
+
+def start_refused(exc: OSError) -> ServingError:
+    return ServingError(503, f"The model's runner was started but refused the connection: {exc}")
+
+
+# ------------------------------------------------------------------ model host
+
+HOST_BUSY_WAIT = 10.0  # seconds to keep knocking while the host's backlog is full
+
+
+def host_call(request: dict, timeout: float) -> dict:
+    """One request to this node's model host (blocking: call it from a thread)."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            _connect_to_host(sock, time.monotonic() + min(timeout, HOST_BUSY_WAIT))
+            write_frame(sock, request)
+            return read_frame(sock)
+    except (FileNotFoundError, ConnectionRefusedError):
+        raise ServingError(
+            503, "The model host is not running on this node (start it with `manage.py modelhost`)."
+        ) from None
+    except TimeoutError:
+        raise ServingError(503, f"The model host did not answer within {timeout:.0f} s.") from None
+    except (OSError, ProtocolError) as exc:
+        raise ServingError(503, f"Could not talk to the model host: {exc}") from None
+
+
+def _connect_to_host(sock: socket.socket, deadline: float) -> None:
+    # A Unix socket with a full backlog refuses a non-blocking connect with EAGAIN
+    # instead of queueing it: a burst of callers, not a dead host. Knock again shortly.
+    pause = 0.005
+    while True:
+        try:
+            sock.connect(str(paths.host_socket()))
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
+
+
+def ensure_started(model: CalledModel) -> None:
+    """Ask the host to start the model's runners and wait for them (a cold start)."""
+    answer = host_call({"op": "ensure", "model": model.hash}, timeout=settings.COLD_START_TIMEOUT + 5)
+    if not answer.get("ok"):
+        raise start_failed(answer)
+
+
+def kill_stuck_runner(path: str, timeout: float) -> bool:
+    """Ask the host to kill the runner on `path`; whether it did."""
+    # A runner answers one request at a time: a stuck one would block every call.
+    try:
+        answer = host_call(
+            {"op": "kill", "socket": path, "reason": f"request exceeded {timeout} s"}, timeout=5
+        )
+    except ServingError:
+        return False
+    return bool(answer.get("killed"))
+
+
+# ----------------------------------------------------------------------- runners
+
+
+class ReplicaBalancer:
+    """Picks the replica with the fewest requests in flight from this process.
+
+    A runner answers one request at a time, so sending to a busy one queues behind it
+    while another may be idle. Used on one event loop's thread only: no lock.
+    """
+
+    def __init__(self) -> None:
+        self.in_flight: dict[str, int] = {}
+        self._turn = itertools.count()
+
+    def choose(self, model: CalledModel) -> str:
+        # Start the scan at a rotating replica so ties (all idle) spread the load too.
+        start = next(self._turn)
+        replicas = model.replicas
+        path = None
+        busy = 0
+        for i in range(replicas):
+            candidate = paths.runner_socket_name(model.hash, model.deployed_build, (start + i) % replicas)
+            load = self.in_flight.get(candidate, 0)
+            if path is None or load < busy:
+                path, busy = candidate, load
+        self.in_flight[path] = busy + 1
+        return path
+
+    def done(self, path: str) -> None:
+        self.in_flight[path] -= 1
 
 
 class _Closed(Exception):
     """The runner closed the connection before the first byte of its answer."""
+
+
+class _NotSent(_Closed):
+    """The connection was already closed: the request never left."""
 
 
 class RunnerConnection(asyncio.Protocol):
@@ -70,7 +220,7 @@ class RunnerConnection(asyncio.Protocol):
     async def exchange(self, frame: bytes) -> bytes:
         """Send one frame and return the payload of the answer frame."""
         if self.transport.is_closing():
-            raise _Closed
+            raise _NotSent
         self._waiter = asyncio.get_running_loop().create_future()
         self.transport.write(frame)
         try:
@@ -80,10 +230,24 @@ class RunnerConnection(asyncio.Protocol):
 
 
 class AsyncRunnerPool:
+    """Idle connections per runner socket, for the calls of one event loop.
+
+    A runner that goes away before answering (crashed, evicted, or killed while stuck
+    on another call this one was queued behind) costs the call one more try on the
+    restarted runner. A second loss is the answer: 503 when this process knows the call
+    lost a runner that was killed while stuck past the timeout on an earlier call (the
+    call was only queued behind it), else 502.
+    """
+
+    ATTEMPTS = 2
+
     def __init__(self) -> None:
         self._idle: dict[str, list[RunnerConnection]] = {}
         self._balancer = ReplicaBalancer()
         self._starting: dict[tuple[str, int], asyncio.Future[None]] = {}
+        # Runners this pool had killed for a timeout, per socket: a call that loses its
+        # runner while this count moves was queued behind the stuck call, not its cause.
+        self._timeout_kills: dict[str, int] = {}
 
     async def _ensure_started(self, model: CalledModel) -> None:
         """One "ensure" per model and build in flight from this process.
@@ -117,22 +281,27 @@ class AsyncRunnerPool:
     async def _predict(self, model: CalledModel, body: str, path: str) -> bytes:
         timeout = model.effective_request_timeout
         frame = predict_frame(body, model.folder)
-        idle = self._idle.get(path)
-        if idle:
-            connection = idle.pop()
+        lost = 0
+        behind_timeout = False
+        while True:
+            idle = self._idle.get(path)
+            pooled = bool(idle)
+            connection = idle.pop() if pooled else await self._connect_or_start(model, path)
+            kills = self._timeout_kills.get(path, 0)
             try:
                 return await self._exchange(connection, frame, timeout, path)
+            except _NotSent:
+                # A pooled connection whose runner went away (crash, restart, eviction)
+                # while it sat idle: the request never left. Reconnect.
+                self.drop(path)
+                lost += not pooled  # a fresh connection closed at once is a loss
             except (_Closed, ProtocolError, OSError):
-                # The runner behind this pooled connection went away (crash, restart,
-                # eviction) before our request reached it: drop its pool and reconnect.
                 connection.close()
                 self.drop(path)
-        connection = await self._connect_or_start(model, path)
-        try:
-            return await self._exchange(connection, frame, timeout, path)
-        except (_Closed, ProtocolError, OSError):
-            connection.close()
-            raise runner_stopped() from None
+                lost += 1
+                behind_timeout = behind_timeout or self._timeout_kills.get(path, 0) != kills
+            if lost >= self.ATTEMPTS:
+                raise queued_behind_timeout() if behind_timeout else runner_stopped()
 
     async def _connect_or_start(self, model: CalledModel, path: str) -> RunnerConnection:
         loop = asyncio.get_running_loop()
@@ -151,8 +320,12 @@ class AsyncRunnerPool:
         except TimeoutError:
             connection.close()
             self.drop(path)
-            await asyncio.get_running_loop().run_in_executor(None, kill_stuck_runner, path, timeout)
-            raise timed_out(timeout) from None
+            # Counted before the kill: the calls queued behind this one learn of it
+            # when their connections close, which can happen while we wait for the host.
+            self._timeout_kills[path] = self._timeout_kills.get(path, 0) + 1
+            loop = asyncio.get_running_loop()
+            killed = await loop.run_in_executor(None, kill_stuck_runner, path, timeout)
+            raise timed_out(timeout, killed) from None
         except BaseException:
             # Cancelled, or the runner went away: an answer may still be on its way, so
             # this connection can't be reused.
@@ -160,3 +333,34 @@ class AsyncRunnerPool:
             raise
         self._idle.setdefault(path, []).append(connection)
         return payload
+
+
+class BlockingRunnerPool:
+    """AsyncRunnerPool for callers on threads (Django's view): one event loop per process.
+
+    The loop runs on a daemon thread started by the first call, and again in a child
+    after a fork (the parent's thread does not survive it). Each call waits for its
+    coroutine on that loop, so the timeout, kill and retry rules are the pool's.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pool: AsyncRunnerPool | None = None
+        self._pid: int | None = None
+
+    def _running(self) -> tuple[asyncio.AbstractEventLoop, AsyncRunnerPool]:
+        with self._lock:
+            if self._loop is None or self._pid != os.getpid():
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="runner-pool", daemon=True).start()
+                self._loop, self._pool, self._pid = loop, AsyncRunnerPool(), os.getpid()
+            return self._loop, self._pool
+
+    def predict(self, model: CalledModel, body: str) -> bytes:
+        """AsyncRunnerPool.predict, waited for on this thread."""
+        loop, pool = self._running()
+        return asyncio.run_coroutine_threadsafe(pool.predict(model, body), loop).result()
+
+
+blocking_pool = BlockingRunnerPool()

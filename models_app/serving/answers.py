@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
 
 from models_app.runtime.protocol import OK_PREFIX, ProtocolError, decode_payload
 from monitoring.recorder import Call, recorder
+from portal.api.errors import error_json
 
-JSON = "application/json"
 SERVING_ERROR_CODES = {502: "runner_crashed", 503: "unavailable", 504: "timeout"}
 
 
@@ -31,9 +30,10 @@ class BadInput(Exception):
         self.code = code
 
 
-def error_content(detail: str, code: str, **extra: Any) -> bytes:
-    """The API's error shape (``{"detail", "code", ...}``) as JSON bytes."""
-    return json.dumps({"detail": detail, "code": code, **extra}).encode()
+NESTED_TOO_DEEPLY = (
+    "The request body is JSON nested too deeply (objects or arrays inside one another about "
+    "1,000 levels deep or more): send a flatter input."
+)
 
 
 def too_large(limit: int) -> BadInput:
@@ -52,6 +52,10 @@ def check_input(body: bytes, schema_is_object: bool) -> str:
         payload = json.loads(text)
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadInput(400, f"The request body is not valid JSON: {exc}.", "invalid") from None
+    except RecursionError:
+        # json's parser recurses once per level and stops near the interpreter's
+        # recursion limit (about 1,000 levels, a little less on a deeper stack).
+        raise BadInput(400, NESTED_TOO_DEEPLY, "invalid") from None
     if schema_is_object and not isinstance(payload, dict):
         raise BadInput(
             400,
@@ -80,11 +84,9 @@ def answer_for_frame(frame: dict) -> tuple[int, bytes]:
     if frame.get("ok"):
         return 200, json.dumps(frame["result"]).encode()
     if frame.get("phase") == "protocol":
-        return 500, error_content(
-            f"Internal error talking to the model's runner: {frame.get('error')}", "error"
-        )
+        return 500, error_json(f"Internal error talking to the model's runner: {frame.get('error')}", "error")
     # The platform worked; the model's own code failed on this input.
-    return 422, error_content(
+    return 422, error_json(
         f"The model raised an error: {frame.get('error')}",
         "model_error",
         model_error={
@@ -96,7 +98,7 @@ def answer_for_frame(frame: dict) -> tuple[int, bytes]:
 
 
 def answer_for_serving_error(status: int, message: str) -> tuple[int, bytes]:
-    return status, error_content(message, SERVING_ERROR_CODES[status])
+    return status, error_json(message, SERVING_ERROR_CODES[status])
 
 
 def record(model_id: int, body: str, status: int, content: bytes, started: float) -> None:

@@ -30,18 +30,17 @@ from rest_framework.exceptions import AuthenticationFailed
 
 from models_app.calls import CALL_SQL, CallTarget, call_target, lookup_call
 from models_app.models import MLModel
-from models_app.serving.aio import AsyncRunnerPool
+from models_app.serving.aio import AsyncRunnerPool, ServingError
 from models_app.serving.answers import (
     BadInput,
     answer_for_payload,
     answer_for_serving_error,
     check_input,
-    error_content,
     record,
     too_large,
 )
-from models_app.serving.client import ServingError
 from portal import tokens
+from portal.api.errors import error_json
 from portal.authentication import credentials_from_header, group_token_problem
 
 logger = logging.getLogger(__name__)
@@ -172,7 +171,7 @@ class ServingFront:
         if (
             model.status != DEPLOYED
             or model.operation != SYNC
-            or group_token_problem(target.token, model.group_id, target.group_name) is not None
+            or group_token_problem(target.token, model.group_id) is not None
         ):
             return False
 
@@ -180,7 +179,7 @@ class ServingFront:
         try:
             body = check_input(await self._read_body(scope, receive), model.schema_is_object)
         except BadInput as problem:
-            await self._respond(send, problem.status, error_content(problem.detail, problem.code), secure)
+            await self._respond(send, problem.status, error_json(problem.detail, problem.code), secure)
             return True
         except _Disconnected:
             return True
@@ -190,7 +189,7 @@ class ServingFront:
             status, content = answer_for_serving_error(exc.status, exc.message)
         except Exception as exc:  # answer in the API's shape, and keep the traceback in the log
             logger.exception("serving %s failed", model_hash)
-            status, content = 500, error_content(f"Internal error while serving the model: {exc}", "error")
+            status, content = 500, error_json(f"Internal error while serving the model: {exc}", "error")
         record(model.pk, body, status, content, started)
         await self._respond(send, status, content, secure)
         return True

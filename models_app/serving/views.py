@@ -15,10 +15,9 @@ from rest_framework.views import APIView
 
 from models_app.calls import CalledModel, get_called_model
 from models_app.models import MLModel
-from models_app.run_api import error
 from models_app.serving import paths
+from models_app.serving.aio import ServingError, blocking_pool, host_call
 from models_app.serving.answers import (
-    JSON,
     BadInput,
     answer_for_payload,
     answer_for_serving_error,
@@ -26,7 +25,7 @@ from models_app.serving.answers import (
     record,
     too_large,
 )
-from models_app.serving.client import ServingError, host_call, pool
+from portal.api.errors import JSON, error_response
 
 
 def predict(request: HttpRequest, model: CalledModel) -> HttpResponse:
@@ -34,18 +33,19 @@ def predict(request: HttpRequest, model: CalledModel) -> HttpResponse:
 
     Under gunicorn's uvicorn workers the ASGI fast path (serving.front) answers these
     calls before Django sees them; this view serves plain WSGI deployments and the
-    in-process test client, with the same answers (serving.answers).
+    in-process test client, with the same answers (serving.answers) and the same runner
+    client (serving.aio, on its event-loop thread).
     """
     started = time.perf_counter()
     try:
         body = check_input(request.body, model.schema_is_object)
     except RequestDataTooBig:
         problem = too_large(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
-        return error(problem.status, problem.detail, problem.code)
+        return error_response(problem.status, problem.detail, problem.code)
     except BadInput as problem:
-        return error(problem.status, problem.detail, problem.code)
+        return error_response(problem.status, problem.detail, problem.code)
     try:
-        status, content = answer_for_payload(pool.predict(model, body).payload)
+        status, content = answer_for_payload(blocking_pool.predict(model, body))
     except ServingError as exc:
         status, content = answer_for_serving_error(exc.status, exc.message)
     record(model.pk, body, status, content, started)

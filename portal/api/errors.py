@@ -7,10 +7,34 @@ reads `detail` for its exception messages.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from django.http import HttpResponse
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler as drf_exception_handler
+
+JSON = "application/json"
+# What a 401 answer challenges the caller with (the group token on model calls).
+BEARER_CHALLENGE = 'Bearer realm="neomaril"'
+
+
+def error_body(detail: str, code: str, **extra: Any) -> dict[str, Any]:
+    """The API's error shape: `{"detail", "code", ...}`. Every error answer is built here."""
+    return {"detail": detail, "code": code, **extra}
+
+
+def error_json(detail: str, code: str, **extra: Any) -> bytes:
+    """error_body as JSON bytes (the Sync fast path answers without Django's response)."""
+    return json.dumps(error_body(detail, code, **extra)).encode()
+
+
+def error_response(status_code: int, detail: str, code: str, **extra: Any) -> HttpResponse:
+    """An error answer outside DRF (the run URL is a plain Django view)."""
+    response = HttpResponse(error_json(detail, code, **extra), status=status_code, content_type=JSON)
+    if status_code == status.HTTP_401_UNAUTHORIZED:
+        response["WWW-Authenticate"] = BEARER_CHALLENGE
+    return response
 
 
 def _first_message(errors: Any) -> str:
@@ -29,14 +53,15 @@ def exception_handler(exc: Exception, context: dict) -> Any:
         return None
     if isinstance(exc, exceptions.ValidationError):
         errors = response.data if isinstance(response.data, dict) else {"non_field_errors": response.data}
-        response.data = {"detail": _first_message(errors), "code": "invalid", "errors": errors}
+        response.data = error_body(_first_message(errors), "invalid", errors=errors)
         return response
     detail = response.data.get("detail") if isinstance(response.data, dict) else response.data
     code = getattr(detail, "code", None) or _STATUS_CODES.get(response.status_code, "error")
     extra = (
         {k: v for k, v in response.data.items() if k != "detail"} if isinstance(response.data, dict) else {}
     )
-    response.data = {"detail": _first_message(detail), "code": code, **extra}
+    code = extra.pop("code", code)
+    response.data = error_body(_first_message(detail), code, **extra)
     return response
 
 

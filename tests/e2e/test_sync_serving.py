@@ -120,7 +120,11 @@ def test_sklearn_model_answers_like_the_in_process_call(portal, client, tokens):
 def test_errors_and_status_codes(portal, client, tokens, probe):
     assert call(portal, probe, {"x": 2}, tokens["serving"]).json()["y"] == 4
     wrong_group = call(portal, probe, {"x": 2}, tokens["others"])
-    assert wrong_group.status_code == 403 and "belongs to group 'others'" in wrong_group.json()["detail"]
+    assert wrong_group.status_code == 403
+    assert wrong_group.json() == {
+        "detail": "This group token is not valid for this model: use the token of the group that owns it.",
+        "code": "permission_denied",
+    }
     assert call(portal, probe, {"x": 2}, "nmg_nope").status_code == 401
     missing = requests.post(f"{portal.url}/api/v1/run/{probe}", data="{}", timeout=10)
     assert missing.status_code == 401 and "Bearer" in missing.json()["detail"]

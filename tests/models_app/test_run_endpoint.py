@@ -36,6 +36,27 @@ def test_expired_group_token_is_401_saying_so(cast, model):
     assert response["WWW-Authenticate"].startswith("Bearer")
 
 
+def test_token_of_another_group_is_403_without_naming_the_model_s_group(cast, model):
+    response = _run(model.hash, cast.other_token)
+    assert response.status_code == 403
+    assert response.json() == {
+        "detail": "This group token is not valid for this model: use the token of the group that owns it.",
+        "code": "permission_denied",
+    }
+    assert cast.group.name not in response.content.decode()
+
+
+def test_json_nested_too_deeply_is_400_saying_so(cast, model):
+    MLModel.objects.filter(pk=model.pk).update(status=MLModel.Status.DEPLOYED)
+    response = _run(model.hash, cast.group_token, body="[" * 1000 + "]" * 1000)
+    assert response.status_code == 400
+    assert response.json() == {
+        "detail": "The request body is JSON nested too deeply (objects or arrays inside one another "
+        "about 1,000 levels deep or more): send a flatter input.",
+        "code": "invalid",
+    }
+
+
 def test_model_not_deployed_is_409_with_its_status(cast, model):
     response = _run(model.hash, cast.group_token)
     assert response.status_code == 409

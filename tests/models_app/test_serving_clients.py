@@ -1,18 +1,41 @@
-"""Web-side clients of the model host and runners: behaviour under a burst of calls."""
+"""The web process's client of the model host and runners (models_app.serving.aio).
+
+Driven through both of its callers: the ASGI fast path awaits AsyncRunnerPool; Django's
+view reaches it through blocking_pool's event-loop thread. The runner and the host here
+are fakes that speak the wire protocol, so the tests control when a runner hangs,
+crashes or is killed (the real processes are covered by tests/e2e/test_sync_serving.py).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import os
+import socket
+import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
+from rest_framework.test import APIClient
 
 from models_app.calls import CalledModel
-from models_app.serving import aio, client
-from models_app.serving.client import ServingError
+from models_app.models import MLModel
+from models_app.runtime.protocol import ProtocolError, read_frame, write_frame
+from models_app.serving import aio, paths
+from models_app.serving.aio import ServingError, blocking_pool
+from models_app.serving.answers import answer_for_payload
 from models_app.serving.host import ControlServer
-from tests.conftest import run_async
+from tests.conftest import api_client, run_async
+from tests.models_app.uploads import sync_payload
+
+KILLED_504 = {
+    "detail": "The model did not answer within 1 s; its runner was stopped and is being restarted.",
+    "code": "timeout",
+}
 
 
 def called_model(**overrides) -> CalledModel:
@@ -29,6 +52,231 @@ def called_model(**overrides) -> CalledModel:
     )
     values.update(overrides)
     return CalledModel(**values)
+
+
+class FakeRunner:
+    """A runner as the web process sees it: one request at a time, over any number of
+    connections. `{"x": n}` answers `{"y": 2n, "runner": <its number>}`; `{"hang": true}`
+    never answers; `{"crash": true}` kills the runner. `queue_delay` holds back every
+    other request a little, so that a hanging one sent at the same time goes first."""
+
+    def __init__(self, path: str, number: int, queue_delay: float = 0.0) -> None:
+        self.number = number
+        self.queue_delay = queue_delay
+        self.killed = threading.Event()
+        self._busy = threading.Lock()
+        self._connections: list[socket.socket] = []
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # a killed runner's socket file, as the host would remove it
+        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._server.bind(path)
+        self._server.listen(64)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return
+            self._connections.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        while True:
+            try:
+                data = json.loads(read_frame(conn)["data"])
+            except (ProtocolError, OSError):
+                return
+            if not data.get("hang"):
+                time.sleep(self.queue_delay)
+            with self._busy:
+                if self.killed.is_set():
+                    return
+                if data.get("hang"):
+                    self.killed.wait()
+                    return
+                if data.get("crash"):
+                    self.kill()
+                    return
+                answer = {"ok": True, "result": {"y": data["x"] * 2, "runner": self.number}}
+            try:
+                write_frame(conn, answer)
+            except OSError:
+                return
+
+    def kill(self) -> None:
+        """What SIGKILL does to a runner: every connection and the listener close at once."""
+        self.killed.set()
+        for sock in [self._server, *self._connections]:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+
+class FakeHost:
+    """The model host's `ensure` and `kill`, for one runner socket (replicas=1)."""
+
+    def __init__(self, path: str, queue_delay: float = 0.0) -> None:
+        self.path = path
+        self.queue_delay = queue_delay
+        self.requests: list[dict] = []
+        self.runner: FakeRunner | None = None
+        self.started = 0
+        self._lock = threading.Lock()
+
+    def start(self) -> FakeRunner:
+        self.started += 1
+        self.runner = FakeRunner(self.path, self.started, self.queue_delay)
+        return self.runner
+
+    def __call__(self, request: dict, timeout: float) -> dict:
+        with self._lock:
+            self.requests.append(request)
+            if request["op"] == "ensure":
+                if self.runner is None or self.runner.killed.is_set():
+                    self.start()
+                return {"ok": True}
+            if request["op"] == "kill":
+                assert request["socket"] == self.path
+                self.runner.kill()
+                return {"ok": True, "killed": True}
+        raise AssertionError(request)
+
+    def ops(self) -> list[str]:
+        return [r["op"] for r in self.requests]
+
+
+@pytest.fixture
+def run_dir(settings):
+    with tempfile.TemporaryDirectory(prefix="nm-") as folder:  # short: Unix socket paths
+        settings.RUN_DIR = Path(folder)
+        settings.RECORD_PREDICTIONS = False
+        yield Path(folder)
+
+
+def fake_host(monkeypatch, model, **options) -> FakeHost:
+    host = FakeHost(paths.runner_socket_name(model.hash, model.deployed_build, 0), **options)
+    monkeypatch.setattr(aio, "host_call", host)
+    return host
+
+
+# ------------------------------------------------ the WSGI path: Django's view
+
+
+@pytest.fixture
+def deployed(cast, run_dir):
+    response = api_client(cast.owner).post("/api/v1/models", sync_payload(), format="multipart")
+    MLModel.objects.filter(hash=response.json()["hash"]).update(
+        status=MLModel.Status.DEPLOYED, request_timeout=1
+    )
+    return MLModel.objects.get(hash=response.json()["hash"])
+
+
+def django_run(model, token, data):
+    return APIClient().post(
+        f"/api/v1/run/{model.hash}",
+        json.dumps(data),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
+
+
+def test_django_view_kills_a_stuck_runner_answers_504_and_the_next_call_gets_a_new_one(
+    cast, deployed, monkeypatch
+):
+    host = fake_host(monkeypatch, deployed)
+    host.start()
+    first = django_run(deployed, cast.group_token, {"x": 2})
+    assert (first.status_code, first.json()) == (200, {"y": 4, "runner": 1})
+
+    started = time.monotonic()
+    stuck = django_run(deployed, cast.group_token, {"hang": True})
+    assert (stuck.status_code, stuck.json()) == (504, KILLED_504)
+    assert 1 <= time.monotonic() - started < 3
+    assert host.ops() == ["kill"] and host.runner.killed.is_set()
+
+    after = django_run(deployed, cast.group_token, {"x": 3})  # reconnects: the host starts runner 2
+    assert (after.status_code, after.json()) == (200, {"y": 6, "runner": 2})
+    assert host.ops() == ["kill", "ensure"]
+
+
+def test_django_view_reconnects_when_the_runner_behind_a_pooled_connection_was_replaced(
+    cast, deployed, monkeypatch
+):
+    host = fake_host(monkeypatch, deployed)
+    host.start()
+    assert django_run(deployed, cast.group_token, {"x": 1}).json() == {"y": 2, "runner": 1}
+    host.runner.kill()  # crashed while idle, and restarted by the host's supervisor
+    host.start()
+    time.sleep(0.1)  # the pooled connection's end has reached the event loop
+    after = django_run(deployed, cast.group_token, {"x": 5})
+    assert (after.status_code, after.json()) == (200, {"y": 10, "runner": 2})
+    assert host.ops() == []  # no start needed, no error: the pool reconnected by itself
+
+
+def test_django_view_answers_502_for_a_call_that_crashes_the_runner_twice(cast, deployed, monkeypatch):
+    host = fake_host(monkeypatch, deployed)
+    host.start()
+    crashed = django_run(deployed, cast.group_token, {"crash": True})
+    assert crashed.status_code == 502
+    assert crashed.json() == {"detail": aio.runner_stopped().message, "code": "runner_crashed"}
+    assert "again when it was retried on the restarted runner" in crashed.json()["detail"]
+    assert host.started == 2  # tried once more on the restarted runner, then given up
+    assert django_run(deployed, cast.group_token, {"x": 1}).json() == {"y": 2, "runner": 3}
+
+
+# -------------------------------------------- calls queued behind a stuck call
+
+
+def test_calls_queued_behind_a_stuck_call_are_answered_by_the_restarted_runner(run_dir, monkeypatch):
+    model = called_model(replicas=1, request_timeout=1)
+    host = fake_host(monkeypatch, model)
+    host.start()
+    with ThreadPoolExecutor(4) as threads:
+        stuck = threads.submit(blocking_pool.predict, model, '{"hang": true}')
+        time.sleep(0.5)  # the runner is busy with it; the next calls wait in its queue
+        queued = [threads.submit(blocking_pool.predict, model, json.dumps({"x": i})) for i in range(3)]
+        with pytest.raises(ServingError) as timed_out:
+            stuck.result()
+        answers = [answer_for_payload(call.result()) for call in queued]
+    assert (timed_out.value.status, timed_out.value.message) == (504, KILLED_504["detail"])
+    assert answers == [
+        (200, b'{"y":0,"runner":2}'),
+        (200, b'{"y":2,"runner":2}'),
+        (200, b'{"y":4,"runner":2}'),
+    ]
+    assert host.ops() == ["kill", "ensure"]  # one start for all three retries
+
+
+def test_a_call_that_loses_the_restarted_runner_too_is_503(run_dir, monkeypatch):
+    model = called_model(replicas=1, request_timeout=1)
+    # The same runner socket, a longer timeout: the queued call's own timer must not
+    # be what ends it (its retry starts at the same moment as the second stuck call's).
+    patient = called_model(replicas=1, request_timeout=5)
+    host = fake_host(monkeypatch, model, queue_delay=0.3)
+    host.start()
+    with ThreadPoolExecutor(3) as threads:
+        first_stuck = threads.submit(blocking_pool.predict, model, '{"hang": true}')
+        time.sleep(0.5)
+        queued = threads.submit(blocking_pool.predict, patient, '{"x": 1}')
+        second_stuck = threads.submit(blocking_pool.predict, model, '{"hang": true}')
+        # Both stuck calls time out, each after killing the runner the queued call waited on.
+        for stuck in (first_stuck, second_stuck):
+            with pytest.raises(ServingError) as timed_out:
+                stuck.result()
+            assert timed_out.value.status == 504
+        with pytest.raises(ServingError) as unavailable:
+            queued.result()
+    assert unavailable.value.status == 503
+    assert unavailable.value.message == (
+        "This request waited behind calls that ran past the model's request timeout, and the "
+        "model's runner was restarted twice before it could answer; try again."
+    )
+    assert host.ops() == ["kill", "ensure", "kill"]
+
+
+# ------------------------------------------------------------ the model host
 
 
 def test_concurrent_calls_to_a_cold_model_send_the_host_one_ensure(monkeypatch, settings, tmp_path):
@@ -54,6 +302,15 @@ def test_concurrent_calls_to_a_cold_model_send_the_host_one_ensure(monkeypatch, 
     assert not pool._starting  # the next cold call asks again
 
 
+def test_timeout_message_says_when_the_host_could_not_stop_the_runner(run_dir):
+    # No model host runs in run_dir: the kill cannot happen, and the answer must not claim it did.
+    assert aio.kill_stuck_runner(str(run_dir / "M.1.0.sock"), 1) is False
+    assert aio.timed_out(1, killed=False).message == (
+        "The model did not answer within 1 s; the model host could not stop its runner "
+        "(is `manage.py modelhost` running?)."
+    )
+
+
 def test_host_connect_waits_out_a_full_backlog(monkeypatch):
     class BusyThenFree:
         attempts = 0
@@ -64,7 +321,7 @@ def test_host_connect_waits_out_a_full_backlog(monkeypatch):
                 raise BlockingIOError(11, "Resource temporarily unavailable")
 
     sock = BusyThenFree()
-    client._connect_to_host(sock, time.monotonic() + 5)
+    aio._connect_to_host(sock, time.monotonic() + 5)
     assert sock.attempts == 3
 
     class AlwaysBusy:
@@ -72,7 +329,7 @@ def test_host_connect_waits_out_a_full_backlog(monkeypatch):
             raise BlockingIOError(11, "Resource temporarily unavailable")
 
     with pytest.raises(BlockingIOError):
-        client._connect_to_host(AlwaysBusy(), time.monotonic() + 0.05)
+        aio._connect_to_host(AlwaysBusy(), time.monotonic() + 0.05)
 
 
 def test_host_listens_with_room_for_a_burst():

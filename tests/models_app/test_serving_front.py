@@ -8,6 +8,7 @@ The real runner round trip through gunicorn is covered by tests/e2e/test_sync_se
 
 from __future__ import annotations
 
+import json
 import tempfile
 from datetime import timedelta
 from pathlib import Path
@@ -18,6 +19,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from models_app.models import MLModel
+from models_app.serving.answers import NESTED_TOO_DEEPLY
 from models_app.serving.front import CallLookup, ServingFront
 from portal.models import GroupToken
 from portal.wsgi_bridge import WSGIBridge
@@ -42,8 +44,21 @@ class CountingFallback:
         await self.app(scope, receive, send)
 
 
-def asgi_post(app, path: str, body: bytes, headers: dict[str, str], *, chunks: int = 1):
-    """POST through an ASGI app; returns (status, headers, body)."""
+def asgi_post(
+    app,
+    path: str,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    chunks: int = 1,
+    declared_length: int | None = None,
+    received: list | None = None,
+):
+    """POST through an ASGI app; returns (status, headers, body).
+
+    `declared_length` replaces the Content-Length header; `received` collects the
+    messages the app pulled from the request.
+    """
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -56,7 +71,10 @@ def asgi_post(app, path: str, body: bytes, headers: dict[str, str], *, chunks: i
         "query_string": b"",
         "server": ("127.0.0.1", 8000),
         "client": ("127.0.0.1", 50000),
-        "headers": [(b"host", b"127.0.0.1:8000"), (b"content-length", str(len(body)).encode())]
+        "headers": [
+            (b"host", b"127.0.0.1:8000"),
+            (b"content-length", str(len(body) if declared_length is None else declared_length).encode()),
+        ]
         + [(k.lower().encode(), v.encode()) for k, v in headers.items()],
     }
     size = -(-len(body) // chunks) or 1
@@ -68,7 +86,10 @@ def asgi_post(app, path: str, body: bytes, headers: dict[str, str], *, chunks: i
     sent = []
 
     async def receive():
-        return messages.pop(0) if messages else {"type": "http.disconnect"}
+        message = messages.pop(0) if messages else {"type": "http.disconnect"}
+        if received is not None:
+            received.append(message)
+        return message
 
     async def send(message):
         sent.append(message)
@@ -142,6 +163,37 @@ def test_body_over_the_limit_is_413_on_both_paths(front, model, cast, settings):
     status, _, content = asgi_post(app, path, body, bearer(cast.group_token))
     assert status == 413 and b"100-byte limit" in content
     assert django_post(path, body, cast.group_token)[:3:2] == (413, content)
+
+
+def test_declared_length_over_the_limit_is_413_before_the_body_is_read(front, model, cast):
+    app, fallback = front
+    received = []
+    status, _, content = asgi_post(
+        app,
+        f"/api/v1/run/{model.hash}",
+        b"{}",
+        bearer(cast.group_token),
+        declared_length=10**9,
+        received=received,
+    )
+    limit = app.max_body
+    assert (status, fallback.calls, received) == (413, 0, [])
+    assert json.loads(content) == {
+        "detail": f"The request body is larger than the {limit}-byte limit for Sync calls "
+        "(DATA_UPLOAD_MAX_MEMORY_SIZE); send large inputs to an Async model as a file.",
+        "code": "too_large",
+    }
+
+
+def test_json_nested_too_deeply_is_400_on_both_paths(front, model, cast):
+    app, fallback = front
+    path = f"/api/v1/run/{model.hash}"
+    body = b'{"a": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+    status, _, content = asgi_post(app, path, body, bearer(cast.group_token))
+    assert (status, fallback.calls) == (400, 0)
+    assert json.loads(content) == {"detail": NESTED_TOO_DEEPLY, "code": "invalid"}
+    assert "nested too deeply" in NESTED_TOO_DEEPLY
+    assert django_post(path, body, cast.group_token)[:3:2] == (400, content)
 
 
 @pytest.mark.parametrize(

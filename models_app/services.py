@@ -192,7 +192,8 @@ def restart(model: MLModel, actor) -> MLModel:
 
 
 def delete(model: MLModel, actor) -> MLModel:
-    """Mark deleted and remove its files and secrets; the row (and its hash) stays."""
+    """Mark deleted and remove its files, secrets and recorded calls; the row (and its
+    hash) stays."""
     with transaction.atomic():
         updated = (
             MLModel.objects.filter(pk=model.pk)
@@ -209,6 +210,9 @@ def delete(model: MLModel, actor) -> MLModel:
             raise ActionRefused("This model is already deleted.")
         model.builds.filter(status=ModelBuild.Status.QUEUED).update(status=ModelBuild.Status.CANCELLED)
         record(model, actor, "deleted")
+    # After the commit: the recorded inputs are the user's production data. Calls still
+    # buffered in a web process are swept up by the housekeeping purge.
+    model.predictions.all().delete()
     shutil.rmtree(model.folder, ignore_errors=True)
     return model
 

@@ -1,12 +1,15 @@
-"""Authentication for the API: users' API tokens, and group tokens for model calls."""
+"""Authentication: users' API tokens, group tokens for model calls, login throttling."""
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from axes.backends import AxesStandaloneBackend
 from django.conf import settings
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
@@ -141,3 +144,93 @@ class GroupTokenChallenge(authentication.BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="neomaril"'
+
+
+# --- Login throttling (django-axes, configured in settings "Login throttling") ---------
+
+
+class LoginThrottleBackend(AxesStandaloneBackend):
+    """django-axes' check, first in AUTHENTICATION_BACKENDS: a locked-out client is
+    refused before its password is even looked at.
+
+    Every login over the network (the API, /login/, /admin/login/) passes its request,
+    which carries the client's address. A call without one comes from inside the
+    platform (Django's test client, a shell): it has no address to count, so it is left
+    to the next backend instead of failing as axes' own backend does.
+    """
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        if request is None:
+            return None
+        return super().authenticate(request, username=username, password=password, **kwargs)
+
+
+def _address(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(value.strip())
+    except ValueError:
+        return None
+
+
+def _is_trusted(address, networks: list) -> bool:
+    return address is not None and any(address in network for network in networks)
+
+
+def client_ip(request: HttpRequest) -> str:
+    """The address a login is counted against.
+
+    The peer's address, unless the peer is one of NEOMARIL_TRUSTED_PROXIES: then the
+    right-most address of X-Forwarded-For that is not itself a trusted proxy (each proxy
+    appends the address it was reached from, so the entries on the left are whatever
+    the client chose to send).
+    """
+    remote = request.META.get("REMOTE_ADDR", "")
+    networks = [ipaddress.ip_network(item, strict=False) for item in settings.TRUSTED_PROXIES]
+    if not _is_trusted(_address(remote), networks):
+        return remote
+    client = remote
+    for entry in reversed(request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")):
+        address = _address(entry)
+        if address is None:
+            break  # not an address: the chain is not trustworthy beyond this point
+        client = str(address)
+        if not _is_trusted(address, networks):
+            break
+    return client
+
+
+def lockout_message() -> str:
+    return (
+        f"Too many failed logins from your address ({settings.LOGIN_FAILURE_LIMIT}). "
+        f"Logins from it are refused for {settings.LOGIN_LOCKOUT_MINUTES} minutes; try again later, "
+        "or ask an admin to lift the lock (manage.py axes_reset_ip <address>)."
+    )
+
+
+class LoginLockedOut(exceptions.APIException):
+    """429 for the API login (the forms get lockout_response's page)."""
+
+    status_code = 429
+    default_code = "locked_out"
+
+    def __init__(self) -> None:
+        super().__init__(lockout_message())
+        self.wait = settings.LOGIN_LOCKOUT_MINUTES * 60  # DRF sends it as Retry-After
+
+
+def is_locked_out(request) -> bool:
+    """True when django-axes refused (or just locked) this login attempt."""
+    return bool(getattr(request, "axes_locked_out", False))
+
+
+def lockout_response(request: HttpRequest, original_response=None, credentials=None) -> HttpResponse:
+    """What a locked-out login form answers (AXES_LOCKOUT_CALLABLE): a page, or the
+    API's JSON for a request under /api/."""
+    retry_after = str(settings.LOGIN_LOCKOUT_MINUTES * 60)
+    if request.path_info.startswith("/api/"):
+        response: HttpResponse = JsonResponse({"detail": lockout_message(), "code": "locked_out"}, status=429)
+    else:
+        context = {"message": lockout_message(), "minutes": settings.LOGIN_LOCKOUT_MINUTES}
+        response = render(request, "registration/locked_out.html", context, status=429)
+    response["Retry-After"] = retry_after
+    return response

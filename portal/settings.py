@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_q",
+    "axes",  # login throttling, see "Login throttling" below
     "portal",
     "models_app",
     "executions",
@@ -62,6 +63,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Refuses oversized API bodies (413 JSON) before anything reads them.
+    "portal.api.middleware.ApiRequestSizeMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -69,6 +72,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: turns a locked-out login form into the lock-out page (see "Login throttling").
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -166,9 +171,13 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "portal.api.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "portal.api.errors.exception_handler",
+    # DRF's parsers, with deep JSON nesting answered 400 instead of a RecursionError 500.
+    "DEFAULT_PARSER_CLASSES": [
+        "portal.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
-    # Slows password guessing through the login endpoint (per client address).
-    "DEFAULT_THROTTLE_RATES": {"login": envstr("NEOMARIL_LOGIN_RATE", "30/min")},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Neomaril API",
@@ -186,6 +195,31 @@ SPECTACULAR_SETTINGS = {
         "ExecutionStatusEnum": "executions.models.Execution.Status",
     },
 }
+
+# --- Login throttling (django-axes) --------------------------------------------
+# Failed logins are counted in the database, so every web process and node shares one
+# count; it applies to the API login, the portal's /login/ and /admin/login/. After
+# LOGIN_FAILURE_LIMIT failures from one client address, logins from it are refused
+# (even with the right password) for LOGIN_LOCKOUT_MINUTES; further tries during the
+# lock-out neither count nor extend it. A success does not reset the count: an attacker
+# with one account could otherwise interleave good logins with guesses.
+AUTHENTICATION_BACKENDS = [
+    "portal.authentication.LoginThrottleBackend",  # refuses locked-out clients first
+    "django.contrib.auth.backends.ModelBackend",
+]
+LOGIN_FAILURE_LIMIT = envint("NEOMARIL_LOGIN_FAILURE_LIMIT", 10, minimum=1)
+LOGIN_LOCKOUT_MINUTES = envint("NEOMARIL_LOGIN_LOCKOUT_MINUTES", 15, minimum=1)
+# Reverse proxies (addresses or networks) whose X-Forwarded-For is believed. From any
+# other peer the header is ignored: a client could name any address in it.
+TRUSTED_PROXIES = envlist("NEOMARIL_TRUSTED_PROXIES", [])
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = LOGIN_LOCKOUT_MINUTES / 60  # hours
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_RESET_ON_SUCCESS = False
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_DISABLE_ACCESS_LOG = True  # failures are what we count; no row per successful login
+AXES_CLIENT_IP_CALLABLE = "portal.authentication.client_ip"
+AXES_LOCKOUT_CALLABLE = "portal.authentication.lockout_response"
 
 # --- Tokens -----------------------------------------------------------------
 GROUP_TOKEN_LIFETIME_DAYS = envint("NEOMARIL_GROUP_TOKEN_DAYS", 365, minimum=1)

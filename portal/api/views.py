@@ -9,22 +9,24 @@ from rest_framework import generics, permissions, status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from portal import services
 from portal.access import can_manage_group, get_group_for_user, groups_for, is_admin
 from portal.api import serializers as s
+from portal.authentication import LoginLockedOut, is_locked_out
 from portal.models import ApiToken
 
 
 class LoginView(APIView):
-    """Exchange a username and password for a personal API token (used by the SDK)."""
+    """Exchange a username and password for a personal API token (used by the SDK).
+
+    Failed logins are counted per client address by django-axes, shared with the login
+    forms (settings "Login throttling"); a locked-out address gets 429 `locked_out`.
+    """
 
     authentication_classes: list = []
     permission_classes = [permissions.AllowAny]
-    throttle_classes = [ScopedRateThrottle]
-    throttle_scope = "login"
 
     @extend_schema(request=s.LoginSerializer, responses={201: s.LoginResponseSerializer}, tags=["auth"])
     def post(self, request: Request) -> Response:
@@ -34,6 +36,8 @@ class LoginView(APIView):
             request, username=data.validated_data["username"], password=data.validated_data["password"]
         )
         if user is None:
+            if is_locked_out(request):
+                raise LoginLockedOut()
             return Response(
                 {"detail": "Wrong username or password.", "code": "authentication_failed"},
                 status=status.HTTP_401_UNAUTHORIZED,

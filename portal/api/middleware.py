@@ -1,0 +1,105 @@
+"""Request-size limits of the API, answered in the API's error shape.
+
+A body over a limit is refused from its declared Content-Length, before a byte of it
+is read: 413 `too_large`, not Django's HTML "Bad Request (400)" after it has read
+(or tried to read) the whole body. Limits:
+
+- multipart uploads (a model's files, an Async model's input file): the upload limit
+  of the endpoint (NEOMARIL_MAX_UPLOAD_TOTAL_MB for models, NEOMARIL_MAX_EXECUTION_UPLOAD_MB
+  under /api/v1/run/), plus DATA_UPLOAD_MAX_MEMORY_SIZE for the form fields and the
+  multipart framing, so an upload within its limit always gets through; the upload
+  handlers then count the files' bytes exactly as they stream to disk;
+- any other body (JSON, forms): DATA_UPLOAD_MAX_MEMORY_SIZE, since such bodies are
+  read into memory. Sync calls on the run URL are left to the serving code, which
+  answers the same 413 with its own message on both of its front ends.
+
+Django errors that only show once the body is read (form fields over
+DATA_UPLOAD_MAX_MEMORY_SIZE inside a multipart body, too many fields) are turned into
+the same JSON answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+API_PREFIX = "/api/"
+RUN_PREFIX = "/api/v1/run/"
+
+
+def _size(size: int) -> str:
+    for unit, scale in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
+        if size >= scale:
+            return f"{size / scale:.3g} {unit}"
+    return f"{size} bytes"
+
+
+def error_response(status: int, detail: str, code: str) -> JsonResponse:
+    """The API's error shape ({"detail", "code"}) outside DRF's views."""
+    return JsonResponse({"detail": detail, "code": code}, status=status)
+
+
+def _declared_length(request: HttpRequest) -> int | None:
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return None  # Django itself reads a malformed length as 0
+    return length if length > 0 else None
+
+
+def body_limit(request: HttpRequest) -> tuple[int, str] | None:
+    """The largest body this API request may declare, and what sets it; None: no limit here."""
+    is_multipart = request.META.get("CONTENT_TYPE", "").lower().startswith("multipart/")
+    on_run_url = request.path_info.startswith(RUN_PREFIX)
+    fields = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    if is_multipart:
+        if on_run_url:
+            files, name = settings.MAX_EXECUTION_UPLOAD_BYTES, "NEOMARIL_MAX_EXECUTION_UPLOAD_MB"
+        else:
+            files, name = settings.MAX_UPLOAD_TOTAL_BYTES, "NEOMARIL_MAX_UPLOAD_TOTAL_MB"
+        return files + (fields or 0), name
+    if on_run_url or fields is None:
+        return None
+    return fields, "DATA_UPLOAD_MAX_MEMORY_SIZE"
+
+
+class ApiRequestSizeMiddleware:
+    """413 in JSON for API requests whose declared body is over the limit (see module doc)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path_info.startswith(API_PREFIX):
+            length = _declared_length(request)
+            limit = body_limit(request) if length else None
+            if length and limit and length > limit[0]:
+                return self._too_large(length, *limit)
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not request.path_info.startswith(API_PREFIX):
+            return None
+        if isinstance(exception, RequestDataTooBig):
+            return error_response(
+                413,
+                f"The form fields of this request are larger than the limit of "
+                f"{_size(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)} (DATA_UPLOAD_MAX_MEMORY_SIZE); "
+                "send large content as a file.",
+                "too_large",
+            )
+        if isinstance(exception, (TooManyFieldsSent, TooManyFilesSent)):
+            return error_response(400, f"{exception} Send fewer fields or files.", "invalid")
+        return None
+
+    @staticmethod
+    def _too_large(length: int, limit: int, setting: str) -> JsonResponse:
+        return error_response(
+            413,
+            f"The request body ({_size(length)}) is larger than the limit of {_size(limit)} "
+            f"for this request ({setting}).",
+            "too_large",
+        )

@@ -1,0 +1,130 @@
+"""Bad input to the API: deep JSON, oversized bodies (portal/api/parsers.py, middleware.py)."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+
+from portal.api.middleware import body_limit
+from portal.api.parsers import TOO_DEEP
+from tests.conftest import api_client
+
+DEEP = "[" * 5000 + "]" * 5000
+
+
+def test_deep_json_on_the_unauthenticated_login_is_400(db):
+    response = Client().post("/api/v1/auth/login", DEEP, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json() == {"detail": TOO_DEEP, "code": "parse_error"}
+
+
+@pytest.mark.parametrize("path", ["/api/v1/groups", "/api/v1/auth/tokens"])
+def test_deep_json_on_other_endpoints_is_400(cast, path):
+    client = api_client(cast.admin)
+    response = client.generic("POST", path, DEEP, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json() == {"detail": TOO_DEEP, "code": "parse_error"}
+
+
+def test_deep_object_is_400_too(cast):
+    body = '{"a":' * 5000 + "1" + "}" * 5000
+    response = api_client(cast.owner).post("/api/v1/auth/tokens", body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["detail"] == TOO_DEEP
+
+
+def test_ordinary_bad_json_keeps_its_message(db):
+    response = Client().post("/api/v1/auth/login", "{nope", content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["code"] == "parse_error"
+    assert response.json()["detail"].startswith("JSON parse error")
+
+
+def _declared(client: Client, path: str, length: int, content_type: str = "application/json"):
+    """A POST that declares `length` bytes but sends few: the answer must not need the body."""
+    return client.generic("POST", path, b"{}", content_type=content_type, CONTENT_LENGTH=str(length))
+
+
+def test_json_body_of_100_mb_is_413_json_without_reading_it(db):
+    response = _declared(Client(), "/api/v1/auth/login", 100 * 1024 * 1024)
+    assert response.status_code == 413
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {
+        "detail": "The request body (100 MB) is larger than the limit of 2.5 MB for this request "
+        "(DATA_UPLOAD_MAX_MEMORY_SIZE).",
+        "code": "too_large",
+    }
+
+
+def test_a_real_body_over_the_json_limit_is_413(cast, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    body = '{"name": "' + "x" * 5000 + '"}'
+    response = api_client(cast.admin).post("/api/v1/groups", body, content_type="application/json")
+    assert response.status_code == 413
+    assert response.json()["code"] == "too_large"
+    assert "limit of 1000 bytes" in response.json()["detail"]
+
+
+def test_form_body_over_the_limit_is_413_not_django_html_400(db):
+    response = _declared(
+        Client(), "/api/v1/auth/login", 100 * 1024 * 1024, "application/x-www-form-urlencoded"
+    )
+    assert response.status_code == 413
+    assert response.json()["code"] == "too_large"
+
+
+def test_declared_upload_over_the_upload_limit_is_413(cast, settings):
+    settings.MAX_UPLOAD_TOTAL_BYTES = 10 * 1024 * 1024
+    limit = settings.MAX_UPLOAD_TOTAL_BYTES + settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    client = api_client(cast.owner)
+    response = _declared(client, "/api/v1/models", limit + 1, "multipart/form-data; boundary=x")
+    assert response.status_code == 413
+    assert response.json() == {
+        "detail": "The request body (12.5 MB) is larger than the limit of 12.5 MB for this request "
+        "(NEOMARIL_MAX_UPLOAD_TOTAL_MB).",
+        "code": "too_large",
+    }
+
+
+def test_upload_within_the_limit_reaches_the_view(cast, settings):
+    settings.MAX_UPLOAD_TOTAL_BYTES = settings.MAX_UPLOAD_FILE_BYTES = 10_000
+    model = SimpleUploadedFile("model.pkl", b"x" * 5_000)
+    response = api_client(cast.owner).post("/api/v1/models", {"model": model}, format="multipart")
+    assert response.status_code == 400, response.json()
+    assert response.json()["code"] == "invalid"
+    assert "model" not in response.json()["errors"]  # the file arrived whole; other fields are missing
+
+
+def test_the_upload_limit_leaves_room_for_form_fields_and_framing(rf, settings):
+    settings.MAX_UPLOAD_TOTAL_BYTES = 10_000
+    request = rf.post("/api/v1/models", content_type="multipart/form-data; boundary=x")
+    assert body_limit(request) == (
+        10_000 + settings.DATA_UPLOAD_MAX_MEMORY_SIZE,
+        "NEOMARIL_MAX_UPLOAD_TOTAL_MB",
+    )
+
+
+def test_the_run_url_uses_the_execution_limit_for_uploads(db, settings):
+    settings.MAX_EXECUTION_UPLOAD_BYTES = 1024 * 1024
+    settings.MAX_UPLOAD_TOTAL_BYTES = 100 * 1024 * 1024
+    response = _declared(Client(), "/api/v1/run/Mxyz", 50 * 1024 * 1024, "multipart/form-data; boundary=x")
+    assert response.status_code == 413
+    assert "(NEOMARIL_MAX_EXECUTION_UPLOAD_MB)" in response.json()["detail"]
+
+
+def test_pages_outside_the_api_are_left_alone(db):
+    # The browser's login form is not the API: Django's own limits and pages apply.
+    response = _declared(Client(), "/login/", 100 * 1024 * 1024, "application/x-www-form-urlencoded")
+    assert response.status_code == 400
+    assert "json" not in response["Content-Type"]
+
+
+def test_too_large_form_fields_inside_a_multipart_body_are_413_json(cast, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    response = api_client(cast.owner).post(
+        "/api/v1/models", {"name": "x" * 5000, "group": "datarisk"}, format="multipart"
+    )
+    assert response.status_code == 413
+    assert response.json()["code"] == "too_large"
+    assert "form fields" in response.json()["detail"]

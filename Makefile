@@ -4,6 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 NEOMARIL_DATA_DIR ?= $(CURDIR)/var
+override NEOMARIL_DATA_DIR := $(abspath $(NEOMARIL_DATA_DIR))
 export NEOMARIL_DATA_DIR PORT
 
 .PHONY: install run test test-fast lint format bench browser-deps clean
@@ -17,15 +18,19 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 install: $(VENV)/.installed
 
+# The admin password is for `ensure_admin` alone: every other step, and supervisord with
+# the long-running processes it starts, gets an environment without it.
+NO_ADMIN_SECRETS := env -u NEOMARIL_ADMIN_PASSWORD -u NEOMARIL_ADMIN_USER -u DJANGO_SUPERUSER_PASSWORD
+
 run: install
-	$(PY) manage.py migrate --noinput
-	$(PY) manage.py collectstatic --noinput --verbosity 0
+	$(NO_ADMIN_SECRETS) $(PY) manage.py migrate --noinput
+	$(NO_ADMIN_SECRETS) $(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py ensure_admin
 	@echo
 	@echo "  Neomaril is starting on http://127.0.0.1:$(PORT)/  (log in at /login/, API docs at /api/docs/)"
-	@echo "  Data folder: $(NEOMARIL_DATA_DIR).  Ctrl-C stops web, worker and model host."
+	@echo "  Data folder: $(NEOMARIL_DATA_DIR).  supervisord restarts a crashed process; Ctrl-C stops them all."
 	@echo
-	exec $(VENV)/bin/honcho --procfile Procfile --app-root $(CURDIR) start --port $(PORT)
+	exec $(NO_ADMIN_SECRETS) NEOMARIL_VENV=$(abspath $(VENV)) $(VENV)/bin/supervisord --configuration deploy/supervisord.conf
 
 # Browser tests drive Debian's Chromium (no browser downloads on these machines).
 browser-deps:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -9,9 +10,11 @@ import subprocess
 import time
 from pathlib import Path
 
+import psutil
 import requests
 
 ROOT = Path(__file__).resolve().parents[2]
+PROGRAMS = ("web", "worker", "modelhost")  # the programs of deploy/supervisord.conf
 
 
 def free_port() -> int:
@@ -31,6 +34,7 @@ class RunningPortal:
         self.data_dir = data_dir
         self.log_path = data_dir / "make-run.log"
         self.admin = admin
+        self.survivors: list[psutil.Process] = []  # what was still running after stop()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("NEOMARIL_", "DJANGO_", "PYTEST"))}
         env.update(
             {
@@ -42,7 +46,9 @@ class RunningPortal:
             }
         )
         data_dir.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "wb")  # noqa: SIM115  (closed in stop())
+        # Append mode: supervisord opens the same file again (its programs' output goes
+        # to /dev/stdout), and writes through both must not overwrite each other.
+        self._log = open(self.log_path, "ab")  # noqa: SIM115  (closed in stop())
         self.process = subprocess.Popen(
             ["make", "--no-print-directory", "run"],
             cwd=ROOT,
@@ -69,16 +75,69 @@ class RunningPortal:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-6000:]
 
-    def stop(self) -> int:
+    def supervisord(self) -> psutil.Process:
+        """The supervisord that `make run` exec'd into (a child of make)."""
+        for child in psutil.Process(self.process.pid).children():
+            if "supervisord" in " ".join(child.cmdline()):
+                return child
+        raise LookupError(f"no supervisord under make run:\n{self.log()}")
+
+    def programs(self) -> dict[str, psutil.Process]:
+        """The supervised programs, by name: {"web": ..., "worker": ..., "modelhost": ...}."""
+        found = {}
+        for child in self.supervisord().children():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                found[program_name(child.cmdline())] = child
+        return found
+
+    def wait_programs(self, names=PROGRAMS, timeout: float = 60) -> dict[str, psutil.Process]:
+        """Wait until each named program runs (and has been up for a second)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            programs = self.programs()
+            up = {n: p for n, p in programs.items() if n in names and time.time() - p.create_time() > 1}
+            if len(up) == len(names) or time.monotonic() > deadline:
+                return programs
+            time.sleep(0.2)
+
+    def tree(self) -> list[psutil.Process]:
+        """make, supervisord and every process below them."""
+        try:
+            top = psutil.Process(self.process.pid)
+            return [top, *top.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def stop(self, timeout: float = 60) -> int:
+        """Ctrl-C, then wait (bounded) for make and every process below it to be gone."""
+        tree = self.tree()
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGINT)  # what Ctrl-C sends
             try:
-                self.process.wait(30)
+                self.process.wait(timeout)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(10)
+        self.survivors = wait_gone(tree[1:], timeout=10)
+        for proc in self.survivors:  # don't leak them into the next test; callers assert on the list
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
         self._log.close()
         return self.process.returncode
+
+
+def program_name(cmdline: list[str]) -> str:
+    text = " ".join(cmdline)
+    for marker, name in (("gunicorn", "web"), ("qcluster", "worker"), ("modelhost", "modelhost")):
+        if marker in text:
+            return name
+    return text
+
+
+def wait_gone(processes: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait until the processes have exited; return those still running after `timeout`."""
+    _, alive = psutil.wait_procs(processes, timeout=timeout)
+    return [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
 
 
 class PortalClient:

@@ -1,12 +1,11 @@
-"""`make run` starts web and worker, creates the admin, and `/healthz` answers."""
+"""`make run` starts web, worker and model host under supervisord, creates the admin, and `/healthz` answers."""
 
-import subprocess
 import time
 
 import pytest
 import requests
 
-from tests.e2e.procs import RunningPortal
+from tests.e2e.procs import PROGRAMS, RunningPortal
 
 pytestmark = pytest.mark.slow
 
@@ -35,12 +34,17 @@ def test_make_run_starts_everything_and_ctrl_c_stops_it(tmp_path):
         assert page.status_code == 200
         css = requests.get(f"{portal.url}/static/css/portal.css", timeout=10)
         assert css.status_code == 200 and "--primary" in css.text  # whitenoise serves static files
-        assert "worker" in portal.log() and "web" in portal.log()
+        programs = portal.wait_programs()
+        assert sorted(programs) == sorted(PROGRAMS), programs
+        assert all(f"spawned: '{name}'" in portal.log() for name in PROGRAMS)
+        assert "Admin 'admin' created." in portal.log()
         _deploy_through_the_worker(portal.url, token)
+        tree = portal.tree()
+        assert len(tree) >= 10  # make, supervisord, 3 programs, gunicorn workers, the cluster's processes
     finally:
         portal.stop()
-    leftovers = subprocess.run(["pgrep", "-f", f"127.0.0.1:{portal.port}"], capture_output=True, text=True)
-    assert leftovers.stdout.strip() == "", "processes survived Ctrl-C"
+    assert portal.survivors == [], "processes survived Ctrl-C"
+    assert "stopped: web" in portal.log() and "stopped: modelhost" in portal.log()
 
 
 def _deploy_through_the_worker(url: str, token: str) -> None:

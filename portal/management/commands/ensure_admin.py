@@ -1,4 +1,9 @@
-"""Create the first admin from NEOMARIL_ADMIN_USER / NEOMARIL_ADMIN_PASSWORD (idempotent)."""
+"""Create the first admin from NEOMARIL_ADMIN_USER / NEOMARIL_ADMIN_PASSWORD (idempotent).
+
+This short-lived command is the only process of `make run` that sees the password: the
+Makefile removes both variables from the environment of every other step and of
+supervisord, so no long-running process (or anything it starts) holds it.
+"""
 
 from __future__ import annotations
 

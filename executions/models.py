@@ -7,19 +7,21 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Value
-from django.db.models.functions import Concat
 from django.utils import timezone
 
 from models_app.models import MLModel
+from portal.jobs import Job
 
 
-class Execution(models.Model):
+class Execution(Job):
     """One execution: its files live in `folder`, its state and log in this row.
 
     `number` counts up per model and is what users see ("Execution 5 started"); the
-    primary key is never shown.
+    primary key is never shown. A job (portal.jobs): recovery runs the same row again,
+    counting its runs in `attempts`.
     """
+
+    ATTEMPT_FIELD = "attempts"
 
     class Status(models.TextChoices):
         REQUESTED = "Requested"  # waiting for a concurrency slot, or for a worker
@@ -46,15 +48,12 @@ class Execution(models.Model):
     )
     output_size = models.PositiveBigIntegerField(null=True, blank=True)
     error_message = models.TextField(blank=True)
-    log = models.TextField(blank=True, default="")
+    # started_at, finished_at, heartbeat_at and log come from Job.
 
     requested_at = models.DateTimeField(default=timezone.now)
     # Set when a worker task is enqueued for it: a Requested execution with queued_at
     # holds one of the concurrency slots (see executions.services.dispatch).
     queued_at = models.DateTimeField(null=True, blank=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0, help_text="Runs started (2 after a recovery).")
     timeout = models.PositiveIntegerField(null=True, blank=True, help_text="Seconds allowed to the last run.")
     host = models.CharField(max_length=255, blank=True, help_text="Node whose worker ran it last.")
@@ -97,11 +96,9 @@ class Execution(models.Model):
     def is_finished(self) -> bool:
         return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
 
-    def append_log(self, chunk: str) -> None:
-        """Append in the database without reading the log back (one UPDATE)."""
-        Execution.objects.filter(pk=self.pk).update(
-            log=Concat(F("log"), Value(chunk)), heartbeat_at=timezone.now()
-        )
+    @property
+    def attempt(self) -> int:
+        return self.attempts
 
 
 class DispatchLock(models.Model):

@@ -14,17 +14,14 @@ import os
 import shutil
 import signal
 import socket
-import threading
 import time
 import traceback
-from collections import deque
 from datetime import timedelta
 from pathlib import Path
 
 import psutil
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
 from executions import services
@@ -32,13 +29,11 @@ from executions.models import Execution
 from models_app.models import MLModel
 from models_app.runtime import oneshot
 from models_app.services import decrypted_env
+from portal import jobs
 
 logger = logging.getLogger(__name__)
 
 HOST = socket.gethostname()
-HEARTBEAT_SECONDS = 5
-# A run is tried at most this often: once, and once more after its worker stopped.
-MAX_ATTEMPTS = 2
 # The user's output kept in the database; past it only the last lines are kept.
 MAX_LOG_CHARS = 2 * 1024 * 1024
 TAIL_LINES = 200
@@ -48,89 +43,16 @@ PURGE_BATCH = 500
 STALE_UPLOAD_AGE = timedelta(days=1)
 
 
-class ExecutionLog:
-    """Timestamped execution log, appended to the database in small batches.
-
-    A background thread flushes every second, which also keeps the execution's heartbeat
-    fresh while the model is silent: a heartbeat that stops means the worker died.
-    """
-
-    def __init__(self, execution: Execution):
-        self.execution = execution
-        self._pending: list[str] = []
-        self._kept = 0
-        self._dropped = 0
-        self._tail: deque[str] = deque(maxlen=TAIL_LINES)
-        self._lock = threading.Lock()
-        self._flush_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"execution-log-{execution.pk}", daemon=True)
-
-    def __enter__(self) -> ExecutionLog:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        if self._dropped:
-            with self._lock:
-                self._pending.append(
-                    f"[... {self._dropped} line(s) of output not kept: the log is limited to "
-                    f"{MAX_LOG_CHARS // (1024 * 1024)} MB; the last {len(self._tail)} follow ...]\n"
-                )
-                self._pending.extend(self._tail)
-        self.flush()
-
-    def __call__(self, line: str) -> None:
-        stamp = timezone.now().strftime("%Y-%m-%d %H:%M:%S")
-        text = f"{stamp} {line.rstrip()}\n"
-        with self._lock:
-            if self._kept + len(text) > MAX_LOG_CHARS:
-                self._dropped += 1
-                self._tail.append(text)
-                return
-            self._kept += len(text)
-            self._pending.append(text)
-
-    def flush(self) -> None:
-        # One flush at a time (the thread's or the caller's), so chunks land in order.
-        with self._flush_lock:
-            with self._lock:
-                chunk, self._pending = "".join(self._pending), []
-            if chunk:
-                self.execution.append_log(chunk)
-            else:
-                Execution.objects.filter(pk=self.execution.pk).update(heartbeat_at=timezone.now())
-
-    def _run(self) -> None:
-        last_beat = time.monotonic()
-        try:
-            while not self._stop.wait(1.0):
-                if self._pending or time.monotonic() - last_beat > HEARTBEAT_SECONDS:
-                    try:
-                        self.flush()
-                    except Exception:  # a locked database: try again next second
-                        logger.exception("could not write the log of execution %s", self.execution.pk)
-                    else:
-                        last_beat = time.monotonic()
-        finally:
-            connection.close()  # this thread's own connection
-
-
 class ExecutionFailed(Exception):
     """A reason to fail the execution, already phrased for the user."""
 
 
 def run_execution(execution_id: int) -> str:
     """Run one execution: the model's entrypoint on its input, in the model's environment."""
-    now = timezone.now()
-    claimed = Execution.objects.filter(
-        pk=execution_id, status=Execution.Status.REQUESTED, queued_at__isnull=False
-    ).update(
-        status=Execution.Status.RUNNING,
-        started_at=now,
-        heartbeat_at=now,
+    claimed = Execution.claim(
+        execution_id,
+        waiting=Execution.Status.REQUESTED,
+        where={"queued_at__isnull": False},  # holds a concurrency slot
         attempts=F("attempts") + 1,
         host=HOST,
     )
@@ -138,7 +60,7 @@ def run_execution(execution_id: int) -> str:
         return "already handled"
     execution = Execution.objects.select_related("model").get(pk=execution_id)
     outcome: dict
-    with ExecutionLog(execution) as log:
+    with jobs.JobLog(execution, max_chars=MAX_LOG_CHARS, tail_lines=TAIL_LINES) as log:
         try:
             outcome = _execute(execution, log)
         except ExecutionFailed as exc:
@@ -153,13 +75,14 @@ def run_execution(execution_id: int) -> str:
             }
         else:
             log(f"Execution succeeded: {outcome['output_file']} ({outcome['output_size']} bytes).")
-    # The log is complete before the status says the execution is over.
-    finished = _finish(execution, **outcome)
+    # The log is complete before the status says the execution is over; only the run that
+    # still owns the execution records its outcome (recovery may have re-queued it).
+    finished = execution.settle(**outcome)
     services.dispatch_quietly()  # the freed slot goes to the next waiting execution
     return outcome["status"] if finished else "outcome discarded: the execution was recovered meanwhile"
 
 
-def _execute(execution: Execution, log: ExecutionLog) -> dict:
+def _execute(execution: Execution, log: jobs.JobLog) -> dict:
     model = execution.model
     if model.status == MLModel.Status.DELETED:
         raise ExecutionFailed("The model was deleted before this execution could run.")
@@ -230,47 +153,12 @@ def _failure_message(result: oneshot.RunResult, timeout: int) -> str:
 def check_output(value: object, folder: Path, input_name: str) -> Path:
     """The output file named by the entrypoint's return value, or ExecutionFailed saying why.
 
-    A relative path is taken relative to data_path. The file must be a regular file inside
-    data_path once every symlink is resolved, and not the input file itself (the input is
-    kept as the record of what the model was given).
+    The rule is `portal.jobs.check_output`, the one the build's smoke test applies too.
     """
-    rule = "It must return the path of a file it wrote inside data_path."
-    if not isinstance(value, str) or not value:
-        raise ExecutionFailed(f"The entrypoint returned {value!r}, not a file path. {rule}")
-    shown = value if len(value) <= 300 else value[:300] + "…"
-    root = folder.resolve()
-    candidate = Path(value) if os.path.isabs(value) else folder / value
     try:
-        resolved = candidate.resolve()
-    except (OSError, RuntimeError) as exc:  # a symlink loop
-        raise ExecutionFailed(
-            f"The entrypoint returned '{shown}', which can't be resolved ({exc}). {rule}"
-        ) from None
-    if not resolved.is_relative_to(root):
-        raise ExecutionFailed(
-            f"The entrypoint returned '{shown}', which is outside data_path ({folder}). {rule}"
-        )
-    if not resolved.exists():
-        raise ExecutionFailed(f"The entrypoint returned '{shown}', but there is no such file. {rule}")
-    if resolved.is_dir():
-        raise ExecutionFailed(f"The entrypoint returned '{shown}', which is a directory, not a file. {rule}")
-    if not resolved.is_file():
-        raise ExecutionFailed(f"The entrypoint returned '{shown}', which is not a regular file. {rule}")
-    if resolved == root / input_name:
-        raise ExecutionFailed(
-            f"The entrypoint returned the input file '{input_name}' itself. Write the result to a new "
-            "file inside data_path and return its path."
-        )
-    return resolved
-
-
-def _finish(execution: Execution, *, status: str, **fields) -> bool:
-    """Record the outcome, unless recovery took the execution away from this run meanwhile."""
-    return bool(
-        Execution.objects.filter(
-            pk=execution.pk, status=Execution.Status.RUNNING, attempts=execution.attempts
-        ).update(status=status, finished_at=timezone.now(), **fields)
-    )
+        return jobs.check_output(value, folder, input_name)
+    except jobs.BadOutput as exc:
+        raise ExecutionFailed(str(exc)) from None
 
 
 # ------------------------------------------------------------------------ recovery
@@ -284,53 +172,54 @@ def recover_stale_executions() -> int:
     another node it can't be, and the execution is failed instead of re-run.
     """
     stale_after = settings.EXECUTION_STALE_SECONDS
-    cutoff = timezone.now() - timedelta(seconds=stale_after)
-    stale = Execution.objects.select_related("model").filter(
-        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True), status=Execution.Status.RUNNING
-    )
-    recovered = 0
-    for execution in stale:
+
+    def examine(execution: Execution) -> tuple[str, bool]:
         elsewhere = bool(execution.host) and execution.host != HOST
         stopped = 0 if elsewhere else stop_orphan_runners(execution)
         reason = f"The worker running this execution stopped (no heartbeat for {stale_after} s)."
         if stopped:
             reason += f" Its model process was left running and has been stopped (pid {stopped})."
         if elsewhere:
-            outcome = {
-                "status": Execution.Status.FAILED,
-                "error_message": f"{reason} It ran on {execution.host}, so it can't be checked from here "
-                "and is not re-run; submit the input again.",
-            }
-        elif execution.attempts >= MAX_ATTEMPTS:
-            outcome = {
-                "status": Execution.Status.FAILED,
-                "error_message": f"{reason} It had already been re-run once after its worker stopped; "
-                "giving up. Submit the input again.",
-            }
-        else:
-            outcome = {"status": Execution.Status.REQUESTED}
-        with transaction.atomic():
-            query = Execution.objects.filter(
-                Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True),
-                pk=execution.pk,
-                status=Execution.Status.RUNNING,
-                attempts=execution.attempts,
+            reason += (
+                f" It ran on {execution.host}, so it can't be checked from here "
+                "and is not re-run; submit the input again."
             )
-            stamp = f"{timezone.now():%Y-%m-%d %H:%M:%S}"
-            if outcome["status"] == Execution.Status.REQUESTED:
-                if not query.update(status=Execution.Status.REQUESTED, queued_at=None, heartbeat_at=None):
-                    continue
-                # Before commit: no dispatcher can hand the execution to a worker meanwhile.
-                _reset_folder(execution)
-                execution.append_log(f"{stamp} {reason} Re-queued (attempt {execution.attempts + 1}).\n")
-            else:
-                if not query.update(finished_at=timezone.now(), **outcome):
-                    continue
-                execution.append_log(f"{stamp} Execution failed: {outcome['error_message']}\n")
-        recovered += 1
+        return reason, not elsewhere
+
+    recovered = jobs.recover_stale(
+        Execution.objects.select_related("model"),
+        stale_after=stale_after,
+        examine=examine,
+        requeue=_requeue_stale,
+        give_up=_fail_stale,
+    )
     if recovered:
         services.dispatch_quietly()
     return recovered
+
+
+def _requeue_stale(stale: jobs.StaleJob) -> bool:
+    execution = stale.job
+    if not stale.rows.update(status=Execution.Status.REQUESTED, queued_at=None, heartbeat_at=None):
+        return False
+    # Before commit: no dispatcher can hand the execution to a worker meanwhile.
+    _reset_folder(execution)
+    execution.append_log(f"{jobs.stamp()} {stale.reason} Re-queued (attempt {execution.attempts + 1}).\n")
+    return True
+
+
+def _fail_stale(stale: jobs.StaleJob) -> bool:
+    message = stale.reason
+    if stale.out_of_attempts:
+        message += (
+            " It had already been re-run once after its worker stopped; giving up. Submit the input again."
+        )
+    if not stale.rows.update(
+        status=Execution.Status.FAILED, finished_at=timezone.now(), error_message=message
+    ):
+        return False
+    stale.job.append_log(f"{jobs.stamp()} Execution failed: {message}\n")
+    return True
 
 
 def stop_orphan_runners(execution: Execution) -> int:
@@ -435,23 +324,18 @@ def housekeeping() -> dict:
 
     Each step runs even when an earlier one failed (its error is logged and reported).
     """
-    steps = {
-        "recovered_executions": recover_stale_executions,
-        "failed_for_deleted_models": fail_waiting_of_deleted_models,
-        "redispatched": services.redispatch_stale,
-        "dispatched": lambda: len(services.dispatch()),
-        "expired_files_removed": purge_expired_files,
-        "deleted_models_files_removed": purge_deleted_models,
-        "stale_uploads_removed": remove_stale_upload_files,
-    }
-    report: dict = {}
-    for name, step in steps.items():
-        try:
-            report[name] = step()
-        except Exception as exc:
-            logger.exception("executions housekeeping: %s failed", name)
-            report[name] = f"error: {type(exc).__name__}: {exc}"
-    return report
+    return jobs.run_steps(
+        "executions housekeeping",
+        {
+            "recovered_executions": recover_stale_executions,
+            "failed_for_deleted_models": fail_waiting_of_deleted_models,
+            "redispatched": services.redispatch_stale,
+            "dispatched": lambda: len(services.dispatch()),
+            "expired_files_removed": purge_expired_files,
+            "deleted_models_files_removed": purge_deleted_models,
+            "stale_uploads_removed": remove_stale_upload_files,
+        },
+    )
 
 
 def ensure_schedules(**kwargs) -> None:

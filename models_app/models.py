@@ -8,10 +8,9 @@ from pathlib import Path
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import F, Value
-from django.db.models.functions import Concat
 from django.utils import timezone
 
+from portal.jobs import Job
 from portal.models import Group
 
 
@@ -151,8 +150,12 @@ class MLModel(ServingFacts, models.Model):
         return [name for name in [*names, *self.extra_files] if name]
 
 
-class ModelBuild(models.Model):
-    """One attempt at building and smoke-testing a model, with its log."""
+class ModelBuild(Job):
+    """One attempt at building and smoke-testing a model, with its log.
+
+    A job (portal.jobs): a build recovered after its worker stopped is not run again
+    but replaced by a new build, marked `recovered`.
+    """
 
     class Status(models.TextChoices):
         QUEUED = "Queued"
@@ -168,11 +171,8 @@ class ModelBuild(models.Model):
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # started_at, finished_at, heartbeat_at and log come from Job.
     recovered = models.BooleanField(default=False, help_text="Re-queued after its worker stopped.")
-    log = models.TextField(blank=True, default="")
 
     class Meta:
         ordering = ["-number"]
@@ -181,11 +181,9 @@ class ModelBuild(models.Model):
     def __str__(self) -> str:
         return f"build {self.number} of {self.model.hash}"
 
-    def append_log(self, chunk: str) -> None:
-        """Append in the database without reading the log back (one UPDATE)."""
-        ModelBuild.objects.filter(pk=self.pk).update(
-            log=Concat(F("log"), Value(chunk)), heartbeat_at=timezone.now()
-        )
+    @property
+    def attempt(self) -> int:
+        return 2 if self.recovered else 1
 
 
 class ModelEvent(models.Model):

@@ -10,10 +10,7 @@ import json
 import logging
 import shutil
 import tempfile
-import threading
-import time
 import traceback
-from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -24,58 +21,12 @@ from models_app import environments, interpreters
 from models_app.models import MLModel, ModelBuild
 from models_app.runtime import oneshot
 from models_app.services import decrypted_env, queue_build, record
+from portal import jobs
 
 logger = logging.getLogger(__name__)
 
-HEARTBEAT_SECONDS = 5
 # A running build whose heartbeat is older than this lost its worker.
 STALE_BUILD_SECONDS = 90
-
-
-class BuildLog:
-    """Timestamped build log, appended to the database in small batches.
-
-    A background thread flushes every second, which also keeps the build's
-    heartbeat fresh while uv is silent (e.g. compiling a package).
-    """
-
-    def __init__(self, build: ModelBuild):
-        self.build = build
-        self._pending: list[str] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"build-log-{build.pk}", daemon=True)
-
-    def __enter__(self) -> BuildLog:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.flush()
-
-    def __call__(self, line: str) -> None:
-        stamp = timezone.now().strftime("%Y-%m-%d %H:%M:%S")
-        with self._lock:
-            self._pending.append(f"{stamp} {line.rstrip()}\n")
-
-    def flush(self) -> None:
-        with self._lock:
-            chunk, self._pending = "".join(self._pending), []
-        if chunk:
-            self.build.append_log(chunk)
-        else:
-            ModelBuild.objects.filter(pk=self.build.pk).update(heartbeat_at=timezone.now())
-
-    def _run(self) -> None:
-        last_beat = time.monotonic()
-        while not self._stop.wait(1.0):
-            if self._pending or time.monotonic() - last_beat > HEARTBEAT_SECONDS:
-                try:
-                    self.flush()
-                finally:
-                    last_beat = time.monotonic()
 
 
 class BuildFailed(Exception):
@@ -84,11 +35,7 @@ class BuildFailed(Exception):
 
 def build_model(build_id: int) -> str:
     """Build the model's environment, smoke-test it and deploy it."""
-    now = timezone.now()
-    claimed = ModelBuild.objects.filter(pk=build_id, status=ModelBuild.Status.QUEUED).update(
-        status=ModelBuild.Status.RUNNING, started_at=now, heartbeat_at=now
-    )
-    if not claimed:
+    if not ModelBuild.claim(build_id, waiting=ModelBuild.Status.QUEUED):
         return "already handled"
     build = ModelBuild.objects.select_related("model").get(pk=build_id)
     model = build.model
@@ -103,24 +50,26 @@ def build_model(build_id: int) -> str:
         return "model no longer waiting for a build"
     model.refresh_from_db()
 
-    with BuildLog(build) as log:
+    with jobs.JobLog(build) as log:
         try:
             outcome = _build(model, log)
         except BuildFailed as exc:
             log(f"Build failed: {exc}")
-            _finish(model, build, ok=False, message=str(exc))
-            return "failed"
+            result = {"ok": False, "message": str(exc)}
         except Exception as exc:  # our own bug: still never leave the model Building
             logger.exception("build %s crashed", build_id)
             log("Internal error during the build:\n" + traceback.format_exc())
-            _finish(model, build, ok=False, message=f"Internal error: {type(exc).__name__}: {exc}")
-            return "failed"
-        log("Build succeeded: model deployed.")
-    _finish(model, build, ok=True, message="Deployed.", deployed_build=build.number, **outcome)
-    return "deployed"
+            result = {"ok": False, "message": f"Internal error: {type(exc).__name__}: {exc}"}
+        else:
+            log("Build succeeded: model deployed.")
+            result = {"ok": True, "message": "Deployed.", "deployed_build": build.number, **outcome}
+    # The log is complete before the status says the build is over.
+    if not _finish(model, build, **result):
+        return "outcome discarded: the build was recovered meanwhile"
+    return "deployed" if result["ok"] else "failed"
 
 
-def _build(model: MLModel, log: BuildLog) -> dict:
+def _build(model: MLModel, log: jobs.JobLog) -> dict:
     try:
         found = interpreters.discover_interpreters(settings.PYTHON_SEARCH_PATHS)
         interpreter = interpreters.find_interpreter(model.python_version, found)
@@ -149,7 +98,7 @@ def _build(model: MLModel, log: BuildLog) -> dict:
     }
 
 
-def _smoke_test(model: MLModel, python: Path, log: BuildLog):
+def _smoke_test(model: MLModel, python: Path, log: jobs.JobLog):
     env = decrypted_env(model)
     source = model.folder / model.source_file
     common = {
@@ -192,17 +141,16 @@ def _smoke_test(model: MLModel, python: Path, log: BuildLog):
             **common,
         )
         _raise_for(result, log)
-        output = Path(str(result.result))
-        resolved = output.resolve()
-        if not resolved.is_relative_to(Path(data_path).resolve()) or not resolved.is_file():
-            raise BuildFailed(
-                f"The entrypoint returned '{output}', which is not a file it wrote inside data_path."
-            )
-        log(f"Smoke test wrote {output.name} ({resolved.stat().st_size} bytes).")
-        return {"output_file": output.name, "size": resolved.stat().st_size}
+        try:  # the rule executions apply: a build that passes, runs
+            output = jobs.check_output(result.result, Path(data_path), model.sample_file)
+        except jobs.BadOutput as exc:
+            raise BuildFailed(str(exc)) from None
+        size = output.stat().st_size
+        log(f"Smoke test wrote {output.name} ({size} bytes).")
+        return {"output_file": output.name, "size": size}
 
 
-def _raise_for(result: oneshot.RunResult, log: BuildLog) -> None:
+def _raise_for(result: oneshot.RunResult, log: jobs.JobLog) -> None:
     if result.ok:
         return
     if result.traceback:
@@ -212,12 +160,12 @@ def _raise_for(result: oneshot.RunResult, log: BuildLog) -> None:
     raise BuildFailed(f"The smoke test failed ({result.phase}): {result.error}")
 
 
-def _finish(model: MLModel, build: ModelBuild, *, ok: bool, message: str, **fields) -> None:
+def _finish(model: MLModel, build: ModelBuild, *, ok: bool, message: str, **fields) -> bool:
+    """Record the outcome, unless recovery took the build away from this run meanwhile."""
     now = timezone.now()
     with transaction.atomic():
-        ModelBuild.objects.filter(pk=build.pk).update(
-            status=ModelBuild.Status.SUCCEEDED if ok else ModelBuild.Status.FAILED, finished_at=now
-        )
+        if not build.settle(ModelBuild.Status.SUCCEEDED if ok else ModelBuild.Status.FAILED):
+            return False
         # Only a model still Building takes the outcome: it may have been disabled
         # or deleted while the build ran.
         MLModel.objects.filter(pk=model.pk, status=MLModel.Status.BUILDING).update(
@@ -228,46 +176,66 @@ def _finish(model: MLModel, build: ModelBuild, *, ok: bool, message: str, **fiel
             **fields,
         )
         record(model, build.requested_by, "deployed" if ok else "build_failed", message[:500])
+    return True
 
 
 def recover_stale_builds() -> int:
-    """Builds whose worker died: re-queue once, then fail with a message."""
-    cutoff = timezone.now() - timedelta(seconds=STALE_BUILD_SECONDS)
-    recovered = 0
-    stale = ModelBuild.objects.select_related("model").filter(
-        status=ModelBuild.Status.RUNNING, heartbeat_at__lt=cutoff
+    """Builds whose worker died: re-queue once (as a new build), then fail the model with a message."""
+    return jobs.recover_stale(
+        ModelBuild.objects.select_related("model"),
+        stale_after=STALE_BUILD_SECONDS,
+        examine=lambda build: ("The worker running this build stopped.", True),
+        requeue=_requeue_stale_build,
+        give_up=_fail_stale_build,
     )
-    for build in stale:
-        with transaction.atomic():
-            if not ModelBuild.objects.filter(
-                pk=build.pk, status=ModelBuild.Status.RUNNING, heartbeat_at__lt=cutoff
-            ).update(status=ModelBuild.Status.FAILED, finished_at=timezone.now()):
-                continue
-            build.append_log(f"{timezone.now():%Y-%m-%d %H:%M:%S} The worker running this build stopped.\n")
-            model = build.model
-            if build.recovered:
-                MLModel.objects.filter(pk=model.pk, status=MLModel.Status.BUILDING).update(
-                    status=MLModel.Status.FAILED,
-                    status_message="The build was interrupted twice (its worker stopped). Restart the model to try again.",
-                    updated_at=timezone.now(),
-                )
-                record(model, None, "build_failed", "worker stopped during the build")
-            elif MLModel.objects.filter(pk=model.pk, status=MLModel.Status.BUILDING).update(
-                status=MLModel.Status.READY,
-                status_message="Build re-queued: its worker stopped.",
-                updated_at=timezone.now(),
-            ):
-                record(model, None, "build_requeued", "worker stopped during the build")
-                queue_build(model, None, recovered=True)
-        recovered += 1
-    return recovered
+
+
+def _end_stale_build(stale: jobs.StaleJob) -> bool:
+    """The stale build ends Failed either way: a build run again is a new build."""
+    if not stale.rows.update(status=ModelBuild.Status.FAILED, finished_at=timezone.now()):
+        return False
+    stale.job.append_log(f"{jobs.stamp()} {stale.reason}\n")
+    return True
+
+
+def _requeue_stale_build(stale: jobs.StaleJob) -> bool:
+    if not _end_stale_build(stale):
+        return False
+    model = stale.job.model
+    if MLModel.objects.filter(pk=model.pk, status=MLModel.Status.BUILDING).update(
+        status=MLModel.Status.READY,
+        status_message="Build re-queued: its worker stopped.",
+        updated_at=timezone.now(),
+    ):
+        record(model, None, "build_requeued", "worker stopped during the build")
+        queue_build(model, None, recovered=True)
+    return True
+
+
+def _fail_stale_build(stale: jobs.StaleJob) -> bool:
+    if not _end_stale_build(stale):
+        return False
+    model = stale.job.model
+    MLModel.objects.filter(pk=model.pk, status=MLModel.Status.BUILDING).update(
+        status=MLModel.Status.FAILED,
+        status_message="The build was interrupted twice (its worker stopped). Restart the model to try again.",
+        updated_at=timezone.now(),
+    )
+    record(model, None, "build_failed", "worker stopped during the build")
+    return True
 
 
 def housekeeping() -> dict:
-    """Scheduled every minute by django-q2."""
+    """Scheduled every minute by django-q2: build recovery, retention of recorded predictions.
+
+    Each step runs even when an earlier one failed (its error is logged and reported).
+    """
     from monitoring.tasks import purge_old_records
 
-    return {"recovered_builds": recover_stale_builds(), "purged_predictions": purge_old_records()}
+    return jobs.run_steps(
+        "models housekeeping",
+        {"recovered_builds": recover_stale_builds, "purged_predictions": purge_old_records},
+    )
 
 
 def ensure_schedules(**kwargs) -> None:

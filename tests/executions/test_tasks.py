@@ -325,7 +325,7 @@ def test_a_late_outcome_of_a_recovered_run_is_discarded(caller, deploy):
     Execution.objects.filter(pk=execution.pk).update(status="Running", attempts=1)
     execution.refresh_from_db()
     Execution.objects.filter(pk=execution.pk).update(attempts=2)  # recovery re-ran it meanwhile
-    assert tasks._finish(execution, status="Failed", error_message="late") is False
+    assert execution.settle("Failed", error_message="late") is False
     execution.refresh_from_db()
     assert execution.status == "Running" and execution.error_message == ""
 

@@ -1,15 +1,20 @@
-"""Real builds: uv environments, smoke tests in the model's own interpreter, lifecycle.
+"""Builds: smoke tests in the model's own interpreter, real uv environments, lifecycle.
 
-Slow: the first run downloads scikit-learn into uv's cache.
+The slow tests build real uv environments (the first run downloads scikit-learn into
+uv's cache); the fast ones use the host's interpreter as the model's environment.
 """
 
 from __future__ import annotations
 
 import json
+import sys
+import textwrap
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 
 from models_app import tasks
 from models_app.models import MLModel, ModelBuild
@@ -17,7 +22,7 @@ from tests.conftest import api_client
 from tests.models_app import real_models
 from tests.models_app.uploads import file
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(scope="session")
@@ -57,6 +62,7 @@ def _log(client, model) -> str:
     return client.get(f"/api/v1/models/{model.hash}/logs").json()["log"]
 
 
+@pytest.mark.slow
 def test_sync_model_deploys_with_numpy_converted_and_secrets_kept_secret(cast, model_pickle):
     client = api_client(cast.owner)
     model = _build(_upload(client, model_pickle))
@@ -76,6 +82,7 @@ def test_sync_model_deploys_with_numpy_converted_and_secrets_kept_secret(cast, m
     assert "s3cr3t-value" not in everything
 
 
+@pytest.mark.slow
 def test_two_models_with_the_same_requirements_share_one_environment(cast, model_pickle):
     client = api_client(cast.owner)
     first = _build(_upload(client, model_pickle, name="first"))
@@ -85,6 +92,7 @@ def test_two_models_with_the_same_requirements_share_one_environment(cast, model
     assert "Reusing environment" in _log(client, second)
 
 
+@pytest.mark.slow
 def test_async_model_with_sample_deploys(cast, model_pickle):
     client = api_client(cast.owner)
     model = _build(
@@ -103,6 +111,7 @@ def test_async_model_with_sample_deploys(cast, model_pickle):
     assert "Smoke test wrote output.csv" in _log(client, model)
 
 
+@pytest.mark.slow
 def test_missing_package_fails_the_build_naming_it(cast, model_pickle):
     client = api_client(cast.owner)
     requirements = file("requirements.txt", "neomaril-no-such-package-xyz==1.0\n")
@@ -120,6 +129,7 @@ def test_missing_package_fails_the_build_naming_it(cast, model_pickle):
     assert model.builds.get().status == "Failed"
 
 
+@pytest.mark.slow
 def test_user_code_raising_fails_the_build_with_traceback(cast, model_pickle):
     client = api_client(cast.owner)
     source = "def helper(x):\n    return 1 / x\n\ndef score(data, base_path):\n    return {'v': helper(0)}\n"
@@ -134,6 +144,7 @@ def test_user_code_raising_fails_the_build_with_traceback(cast, model_pickle):
     assert "Traceback" in log and 'app.py", line 2, in helper' in log
 
 
+@pytest.mark.slow
 def test_non_json_answer_fails_the_build(cast, model_pickle):
     client = api_client(cast.owner)
     source = "def score(data, base_path):\n    return 'not json'\n"
@@ -146,6 +157,7 @@ def test_non_json_answer_fails_the_build(cast, model_pickle):
     assert "not valid JSON" in model.status_message
 
 
+@pytest.mark.slow
 def test_lifecycle_disable_restart_delete(cast, model_pickle):
     client = api_client(cast.teammate)
     model = _build(
@@ -175,3 +187,87 @@ def test_lifecycle_disable_restart_delete(cast, model_pickle):
     actors = {e["actor"] for e in client.get(f"/api/v1/models/{model.hash}/events").json()["results"]}
     assert "teammate" in actors
     assert client.post(f"/api/v1/models/{model.hash}/restart").status_code == 409
+
+
+# ------------------------------------------- fast: the host's interpreter as environment
+
+STDLIB_ASYNC_SOURCE = textwrap.dedent(
+    """
+    import os
+
+
+    def score(data_path, model_path):
+        output = os.path.join(data_path, "output.csv")
+        with open(os.path.join(data_path, os.environ["inputFileName"])) as f, open(output, "w") as out:
+            out.write(f.read())
+        return output
+
+
+    def returns_input(data_path, model_path):
+        return os.path.join(data_path, os.environ["inputFileName"])
+    """
+)
+
+
+@pytest.fixture
+def host_env(settings, monkeypatch) -> Path:
+    """A model environment whose interpreter is the host's: no uv, the real runner."""
+    env = settings.ENVS_DIR / ("f" * 64)
+    python = env / "bin" / "python"
+    python.parent.mkdir(parents=True, exist_ok=True)
+    if not python.exists():
+        python.symlink_to(Path(getattr(sys, "_base_executable", sys.executable)))
+    monkeypatch.setattr(tasks.environments, "ensure_environment", lambda **kwargs: env)
+    return env
+
+
+def _async_upload(client, entrypoint: str) -> MLModel:
+    response = client.post(
+        "/api/v1/models",
+        {
+            "name": f"Async {entrypoint}",
+            "group": "datarisk",
+            "operation": "Async",
+            "model_reference": entrypoint,
+            "python_version": f"{sys.version_info.major}.{sys.version_info.minor}",
+            "source": file("app.py", STDLIB_ASYNC_SOURCE),
+            "model": file("model.pkl", b"\x80\x04K\x01."),
+            "requirements": file("requirements.txt", ""),
+            "sample": file("input.csv", "a,b\n1,2\n"),
+        },
+        format="multipart",
+    )
+    assert response.status_code == 201, response.json()
+    return MLModel.objects.get(hash=response.json()["hash"])
+
+
+def test_smoke_test_accepts_a_new_file_written_in_data_path(cast, host_env):
+    client = api_client(cast.owner)
+    model = _build(_async_upload(client, "score"))
+    assert model.status == "Deployed", _log(client, model)
+    assert model.smoke_result == {"output_file": "output.csv", "size": len("a,b\n1,2\n")}
+    assert model.builds.get().status == "Succeeded"
+
+
+def test_smoke_test_refuses_a_model_that_returns_its_input(cast, host_env):
+    """Executions refuse the input file as a result; a build that passed would fail every one."""
+    client = api_client(cast.owner)
+    model = _build(_async_upload(client, "returns_input"))
+    assert model.status == "Failed"
+    assert "returned the input file 'input.csv' itself" in model.status_message
+    assert "Build failed: The entrypoint returned the input file 'input.csv' itself" in _log(client, model)
+    assert model.builds.get().status == "Failed"
+
+
+def test_a_late_outcome_of_a_recovered_build_is_discarded(cast, host_env):
+    model = _async_upload(api_client(cast.owner), "score")
+    build = model.builds.get()
+    assert ModelBuild.claim(build.pk, waiting=ModelBuild.Status.QUEUED)
+    MLModel.objects.filter(pk=model.pk).update(status=MLModel.Status.BUILDING)
+    # Recovery took it over: the build ended Failed and a new one will run.
+    ModelBuild.objects.filter(pk=build.pk).update(status="Failed", finished_at=timezone.now())
+    model.refresh_from_db()
+    assert tasks._finish(model, build, ok=True, message="Deployed.") is False
+    model.refresh_from_db()
+    assert model.status == "Building" and model.deployed_at is None
+    assert ModelBuild.objects.get(pk=build.pk).status == "Failed"

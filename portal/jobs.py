@@ -1,0 +1,320 @@
+"""One mechanism for background jobs: builds, Async executions, and the training runs and
+monitoring periods to come.
+
+Each kind of job keeps its own table (a subclass of the abstract `Job`) but shares what
+makes a job durable, so a fix lands once for all of them:
+
+- a claim: one conditional `UPDATE ... WHERE status=<waiting>`, so a task delivered twice
+  runs its job once; and `settle`, which records an outcome only while this run still
+  owns the job (recovery may have taken it over);
+- started/finished times, a heartbeat, and a log appended without reading it back;
+- `JobLog`, the log writer: batched, flushed by a thread that also keeps the heartbeat
+  fresh, and that survives a locked database (a heartbeat that stops while the job runs
+  would let recovery take over a job that is still running);
+- `recover_stale`: what "stale" means and what happens then (re-queued once, then Failed
+  with the reason), the kind saying only how to re-queue and how to fail;
+- `run_steps`, the housekeeping runner: one failing step does not stop the others;
+- `check_output`, the Async contract's output rule, shared by the build's smoke test and
+  by executions, so a model that passes its build does not fail every execution.
+
+Nothing here imports an app: `models_app` and `executions` build on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, ClassVar
+
+from django.db import OperationalError, connection, models, transaction
+from django.db.models import F, Q, QuerySet, Value
+from django.db.models.functions import Concat
+from django.utils import timezone
+
+logger = logging.getLogger(__name__)
+
+# The status of a job being worked on; every kind's Status has RUNNING = "Running".
+RUNNING = "Running"
+# A job is run at most this often: once, and once more after its worker stopped.
+MAX_ATTEMPTS = 2
+# A running job's log writer beats at least this often, even when the job is silent.
+HEARTBEAT_SECONDS = 5
+# The last write of a log (after the job's work, by the job's own thread) is tried this
+# often, this many seconds apart, on top of the database's own busy timeout.
+FINAL_FLUSH_TRIES = 3
+FINAL_FLUSH_PAUSE = 1.0
+
+
+def stamp() -> str:
+    """The timestamp that opens every log line."""
+    return timezone.now().strftime("%Y-%m-%d %H:%M:%S")
+
+
+class Job(models.Model):
+    """Times, heartbeat and log of one background job.
+
+    A subclass adds `status` (its `Status` choices include RUNNING = "Running") and says
+    which attempt a row is: `attempt`, and `ATTEMPT_FIELD` when one row is run again
+    (an execution) rather than replaced by a new row (a build).
+    """
+
+    # The field that counts runs of one row; None when every run has a row of its own.
+    ATTEMPT_FIELD: ClassVar[str | None] = None
+
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    log = models.TextField(blank=True, default="")
+
+    class Meta:
+        abstract = True
+
+    @property
+    def attempt(self) -> int:
+        """Which run of the work this is: 1, then 2 once recovery re-queued it."""
+        raise NotImplementedError
+
+    @classmethod
+    def claim(cls, pk: int, *, waiting: str, where: dict[str, Any] | None = None, **changes: Any) -> bool:
+        """`waiting` → Running in one conditional UPDATE; True only for the caller that got it."""
+        now = timezone.now()
+        return bool(
+            cls._default_manager.filter(pk=pk, status=waiting, **(where or {})).update(
+                status=RUNNING, started_at=now, heartbeat_at=now, **changes
+            )
+        )
+
+    def this_run(self) -> QuerySet:
+        """This job's row while this run still owns it: Running, and the same attempt."""
+        same_attempt = {self.ATTEMPT_FIELD: getattr(self, self.ATTEMPT_FIELD)} if self.ATTEMPT_FIELD else {}
+        return type(self)._default_manager.filter(pk=self.pk, status=RUNNING, **same_attempt)
+
+    def settle(self, status: str, **fields: Any) -> bool:
+        """Record the outcome, unless recovery took the job away from this run meanwhile."""
+        return bool(self.this_run().update(status=status, finished_at=timezone.now(), **fields))
+
+    def append_log(self, chunk: str) -> None:
+        """Append in the database without reading the log back (one UPDATE); also a beat."""
+        type(self)._default_manager.filter(pk=self.pk).update(
+            log=Concat(F("log"), Value(chunk)), heartbeat_at=timezone.now()
+        )
+
+    def beat(self) -> None:
+        """Say the worker running this job is alive."""
+        type(self)._default_manager.filter(pk=self.pk).update(heartbeat_at=timezone.now())
+
+
+class JobLog:
+    """A job's timestamped log, written to its row in small batches by a thread of its own.
+
+    Use it as a context manager and call it with each line. The thread flushes every
+    `flush_every` seconds and, while the job is silent (uv compiling, a model thinking),
+    still beats every `beat_every` seconds: a heartbeat that stops means the worker died.
+    A write that fails (typically SQLite's "database is locked") keeps its lines for the
+    next try and never stops the thread. With `max_chars`, the log keeps its start and
+    its last `tail_lines` lines.
+    """
+
+    def __init__(
+        self,
+        job: Job,
+        *,
+        max_chars: int | None = None,
+        tail_lines: int = 200,
+        flush_every: float = 1.0,
+        beat_every: float = HEARTBEAT_SECONDS,
+    ):
+        self.job = job
+        self.max_chars = max_chars
+        self.flush_every = flush_every
+        self.beat_every = beat_every
+        self._pending: list[str] = []
+        self._kept = 0
+        self._dropped = 0
+        self._tail: deque[str] = deque(maxlen=tail_lines)
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"{job._meta.model_name}-log-{job.pk}", daemon=True
+        )
+
+    def __enter__(self) -> JobLog:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        if self._dropped:
+            with self._lock:
+                self._pending.append(
+                    f"[... {self._dropped} line(s) of output not kept: the log is limited to "
+                    f"{self.max_chars // (1024 * 1024)} MB; the last {len(self._tail)} follow ...]\n"
+                )
+                self._pending.extend(self._tail)
+        for tries_left in reversed(range(FINAL_FLUSH_TRIES)):
+            try:
+                self.flush()
+                return
+            except OperationalError:  # a locked database, after its own busy timeout
+                if not tries_left:
+                    raise
+                logger.warning("could not write the log of %s; trying again", self.job, exc_info=True)
+                time.sleep(FINAL_FLUSH_PAUSE)
+
+    def __call__(self, line: str) -> None:
+        text = f"{stamp()} {line.rstrip()}\n"
+        with self._lock:
+            if self.max_chars is not None and self._kept + len(text) > self.max_chars:
+                self._dropped += 1
+                self._tail.append(text)
+                return
+            self._kept += len(text)
+            self._pending.append(text)
+
+    def flush(self) -> None:
+        """Write what is pending (or beat when nothing is); lines stay pending if it fails."""
+        # One flush at a time (the thread's or the caller's), so chunks land in order.
+        with self._flush_lock:
+            with self._lock:
+                chunk, self._pending = "".join(self._pending), []
+            try:
+                if chunk:
+                    self.job.append_log(chunk)
+                else:
+                    self.job.beat()
+            except BaseException:
+                if chunk:
+                    with self._lock:
+                        self._pending.insert(0, chunk)
+                raise
+
+    def _run(self) -> None:
+        last_beat = time.monotonic()
+        try:
+            while not self._stop.wait(self.flush_every):
+                if self._pending or time.monotonic() - last_beat > self.beat_every:
+                    try:
+                        self.flush()
+                    except Exception:  # a locked database: try again at the next turn
+                        logger.exception("could not write the log of %s", self.job)
+                        connection.close_if_unusable_or_obsolete()
+                    else:
+                        last_beat = time.monotonic()
+        finally:
+            connection.close()  # this thread's own connection
+
+
+@dataclass
+class StaleJob:
+    """A running job whose heartbeat stopped, as handed to its kind's recovery."""
+
+    job: Job
+    # The job's row while it is still stale and owned by the same run: update through it,
+    # and a row that recovered meanwhile (or a heartbeat that came back) updates nothing.
+    rows: QuerySet
+    # Why it is stale, as `examine` phrased it.
+    reason: str
+    # Given up because it was already re-run once (not because it can't be re-run).
+    out_of_attempts: bool = False
+
+
+def recover_stale(
+    jobs: QuerySet,
+    *,
+    stale_after: int,
+    requeue: Callable[[StaleJob], bool],
+    give_up: Callable[[StaleJob], bool],
+    examine: Callable[[Job], tuple[str, bool]] | None = None,
+) -> int:
+    """Running jobs whose heartbeat is older than `stale_after` seconds lost their worker.
+
+    Each is re-queued once, then failed with the reason. `examine(job)` (outside any
+    transaction: it may stop processes) says why and whether the job may run again here;
+    `requeue` and `give_up` run in a transaction, update through `StaleJob.rows` and
+    return False when that updated nothing. Returns how many jobs were recovered.
+    """
+    cutoff = timezone.now() - timedelta(seconds=stale_after)
+    is_stale = Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True)
+    recovered = 0
+    for job in jobs.filter(is_stale, status=RUNNING):
+        if examine is None:
+            reason, may_rerun = (
+                f"The worker running this job stopped (no heartbeat for {stale_after} s).",
+                True,
+            )
+        else:
+            reason, may_rerun = examine(job)
+        out_of_attempts = may_rerun and job.attempt >= MAX_ATTEMPTS
+        stale = StaleJob(job, job.this_run().filter(is_stale), reason, out_of_attempts)
+        with transaction.atomic():
+            done = requeue(stale) if may_rerun and not out_of_attempts else give_up(stale)
+        if done:
+            recovered += 1
+    return recovered
+
+
+def run_steps(name: str, steps: dict[str, Callable[[], object]]) -> dict[str, object]:
+    """Run every step of a housekeeping pass, even when an earlier one failed.
+
+    The report maps each step to its result, or to "error: <type>: <message>" (the
+    traceback goes to the log).
+    """
+    report: dict[str, object] = {}
+    for step_name, step in steps.items():
+        try:
+            report[step_name] = step()
+        except Exception as exc:
+            logger.exception("%s: %s failed", name, step_name)
+            report[step_name] = f"error: {type(exc).__name__}: {exc}"
+    return report
+
+
+# ------------------------------------------------------------------- the output rule
+
+
+class BadOutput(ValueError):
+    """An Async entrypoint's return value that is not an acceptable output; says why."""
+
+
+def check_output(value: object, folder: Path, input_name: str) -> Path:
+    """The output file named by an Async entrypoint's return value, or BadOutput saying why.
+
+    A relative path is taken relative to data_path (`folder`). The file must be a regular
+    file inside data_path once every symlink is resolved, and not the input file itself
+    (the input is kept as the record of what the model was given).
+    """
+    rule = "It must return the path of a file it wrote inside data_path."
+    if not isinstance(value, str) or not value:
+        raise BadOutput(f"The entrypoint returned {value!r}, not a file path. {rule}")
+    shown = value if len(value) <= 300 else value[:300] + "…"
+    root = folder.resolve()
+    candidate = Path(value) if os.path.isabs(value) else folder / value
+    try:
+        resolved = candidate.resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop
+        raise BadOutput(
+            f"The entrypoint returned '{shown}', which can't be resolved ({exc}). {rule}"
+        ) from None
+    if not resolved.is_relative_to(root):
+        raise BadOutput(f"The entrypoint returned '{shown}', which is outside data_path ({folder}). {rule}")
+    if not resolved.exists():
+        raise BadOutput(f"The entrypoint returned '{shown}', but there is no such file. {rule}")
+    if resolved.is_dir():
+        raise BadOutput(f"The entrypoint returned '{shown}', which is a directory, not a file. {rule}")
+    if not resolved.is_file():
+        raise BadOutput(f"The entrypoint returned '{shown}', which is not a regular file. {rule}")
+    if resolved == root / input_name:
+        raise BadOutput(
+            f"The entrypoint returned the input file '{input_name}' itself. Write the result to a new "
+            "file inside data_path and return its path."
+        )
+    return resolved

@@ -1,0 +1,290 @@
+"""The one background-job mechanism (portal.jobs), on both kinds of job that use it.
+
+Transactional: a log writer's thread writes through its own database connection.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.db import OperationalError
+from django.utils import timezone
+
+from executions import tasks as execution_tasks
+from executions.models import Execution
+from models_app import tasks as build_tasks
+from models_app.models import MLModel, ModelBuild
+from portal import jobs
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def model(cast) -> MLModel:
+    return MLModel.objects.create(
+        name="jobs",
+        group=cast.group,
+        operation=MLModel.Operation.ASYNC,
+        model_reference="score",
+        python_version="3.11",
+        input_type=MLModel.InputType.CSV,
+        source_file="app.py",
+        model_file="model.pkl",
+        requirements_file="requirements.txt",
+        status=MLModel.Status.BUILDING,
+    )
+
+
+def _build(model: MLModel, number: int = 1, **fields) -> ModelBuild:
+    return ModelBuild.objects.create(model=model, number=number, **fields)
+
+
+def _long_ago() -> timezone.datetime:
+    return timezone.now() - timedelta(minutes=10)
+
+
+def _wait_for(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def _locked_for(monkeypatch, times: int) -> dict:
+    """ModelBuild.append_log fails `times` times as a locked SQLite database does."""
+    state = {"left": times}
+    real = ModelBuild.append_log
+
+    def append_log(self, chunk):
+        if state["left"]:
+            state["left"] -= 1
+            raise OperationalError("database is locked")
+        real(self, chunk)
+
+    monkeypatch.setattr(ModelBuild, "append_log", append_log)
+    return state
+
+
+# ----------------------------------------------------------------------- claim, settle
+
+
+def test_a_job_is_claimed_once_and_settled_only_by_the_run_that_owns_it(model):
+    build = _build(model)
+    assert ModelBuild.claim(build.pk, waiting=ModelBuild.Status.QUEUED) is True
+    assert ModelBuild.claim(build.pk, waiting=ModelBuild.Status.QUEUED) is False  # delivered twice
+    build.refresh_from_db()
+    assert build.status == ModelBuild.Status.RUNNING and build.started_at == build.heartbeat_at
+
+    execution = Execution.objects.create(model=model, number=1, input_file="in.csv", input_size=3)
+    assert not Execution.claim(
+        execution.pk, waiting=Execution.Status.REQUESTED, where={"queued_at__isnull": False}
+    )
+    Execution.objects.filter(pk=execution.pk).update(queued_at=timezone.now())
+    assert Execution.claim(execution.pk, waiting=Execution.Status.REQUESTED, attempts=1)
+    execution.refresh_from_db()
+    assert execution.status == Execution.Status.RUNNING and execution.attempt == 1
+
+    Execution.objects.filter(pk=execution.pk).update(attempts=2)  # recovery re-ran it meanwhile
+    assert execution.settle(Execution.Status.SUCCEEDED) is False
+    assert build.settle(ModelBuild.Status.SUCCEEDED) is True
+    build.refresh_from_db()
+    assert build.status == ModelBuild.Status.SUCCEEDED and build.finished_at is not None
+    assert build.settle(ModelBuild.Status.FAILED) is False  # already over
+
+
+# -------------------------------------------------------------------------- the log
+
+
+def test_a_locked_database_does_not_stop_a_build_logs_heartbeat(model, monkeypatch):
+    """The bug: one failed flush ended a build log's thread, so its heartbeat stopped and
+    recovery re-queued a build that was still running."""
+    build = _build(model)
+    ModelBuild.claim(build.pk, waiting=ModelBuild.Status.QUEUED)
+    build.refresh_from_db()
+    locked = _locked_for(monkeypatch, times=3)
+    monkeypatch.setattr(build_tasks, "STALE_BUILD_SECONDS", 1)
+    with jobs.JobLog(build, flush_every=0.05, beat_every=0.1) as log:
+        log("Python 3.11; 2 requirement(s).")
+        _wait_for(lambda: "2 requirement(s)" in ModelBuild.objects.get(pk=build.pk).log)
+        assert locked["left"] == 0  # written on the fourth try, not lost
+        ModelBuild.objects.filter(pk=build.pk).update(heartbeat_at=_long_ago())
+        _wait_for(lambda: ModelBuild.objects.get(pk=build.pk).heartbeat_at > _long_ago())  # still beating
+        assert build_tasks.recover_stale_builds() == 0
+        log("Environment ready.")
+    build.refresh_from_db()
+    assert build.status == ModelBuild.Status.RUNNING
+    lines = build.log.splitlines()
+    assert len(lines) == 2 and lines[0].endswith("Python 3.11; 2 requirement(s).")
+    assert lines[1].endswith("Environment ready.")
+
+
+def test_the_last_flush_is_retried_on_a_locked_database(model, monkeypatch):
+    build = _build(model)
+    monkeypatch.setattr(jobs, "FINAL_FLUSH_PAUSE", 0)
+    locked = _locked_for(monkeypatch, times=jobs.FINAL_FLUSH_TRIES - 1)
+    with jobs.JobLog(build, flush_every=3600) as log:  # only the last flush writes
+        log("Build succeeded: model deployed.")
+    assert locked["left"] == 0
+    assert ModelBuild.objects.get(pk=build.pk).log.endswith(" Build succeeded: model deployed.\n")
+
+
+def test_a_database_locked_for_good_fails_the_last_flush_loudly(model, monkeypatch):
+    build = _build(model)
+    monkeypatch.setattr(jobs, "FINAL_FLUSH_PAUSE", 0)
+    _locked_for(monkeypatch, times=jobs.FINAL_FLUSH_TRIES)
+    with pytest.raises(OperationalError), jobs.JobLog(build, flush_every=3600) as log:
+        log("never written")
+
+
+def test_a_capped_log_keeps_its_head_and_tail(model):
+    build = _build(model)
+    megabyte = "x" * (1024 * 1024)
+    with jobs.JobLog(build, max_chars=2 * 1024 * 1024, tail_lines=3, flush_every=3600) as log:
+        log(f"head {megabyte}")
+        for i in range(10):
+            log(f"line {i} {megabyte}")
+    lines = ModelBuild.objects.get(pk=build.pk).log.splitlines()
+    assert len(lines) == 5 and lines[0].split()[2] == "head"
+    assert lines[1] == (
+        "[... 10 line(s) of output not kept: the log is limited to 2 MB; the last 3 follow ...]"
+    )
+    assert [line.split()[3] for line in lines[2:]] == ["7", "8", "9"]
+
+
+# --------------------------------------------------------------------------- recovery
+
+
+def _hooks(calls: list):
+    def requeue(stale: jobs.StaleJob) -> bool:
+        calls.append(("requeue", stale.job.pk, stale.reason, stale.out_of_attempts))
+        return bool(stale.rows.update(status=ModelBuild.Status.QUEUED))
+
+    def give_up(stale: jobs.StaleJob) -> bool:
+        calls.append(("give_up", stale.job.pk, stale.reason, stale.out_of_attempts))
+        return bool(stale.rows.update(status=ModelBuild.Status.FAILED))
+
+    return {"requeue": requeue, "give_up": give_up}
+
+
+def test_a_stale_job_is_requeued_once_then_given_up(model):
+    first = _build(model, 1, status="Running", heartbeat_at=_long_ago())
+    second = _build(model, 2, status="Running", heartbeat_at=None, recovered=True)  # never beat
+    _build(model, 3, status="Running", heartbeat_at=timezone.now())  # alive
+    _build(model, 4, status="Queued", heartbeat_at=_long_ago())  # not running
+    calls: list = []
+    assert jobs.recover_stale(ModelBuild.objects.all(), stale_after=90, **_hooks(calls)) == 2
+    reason = "The worker running this job stopped (no heartbeat for 90 s)."
+    assert sorted(calls) == [("give_up", second.pk, reason, True), ("requeue", first.pk, reason, False)]
+
+
+def test_a_job_that_may_not_run_again_is_given_up_at_once(model):
+    build = _build(model, status="Running", heartbeat_at=_long_ago())
+    calls: list = []
+
+    def examine(job):
+        return "It ran on another node.", False
+
+    assert jobs.recover_stale(ModelBuild.objects.all(), stale_after=90, examine=examine, **_hooks(calls)) == 1
+    assert calls == [("give_up", build.pk, "It ran on another node.", False)]
+
+
+def test_a_job_whose_heartbeat_comes_back_meanwhile_is_left_alone(model):
+    build = _build(model, status="Running", heartbeat_at=_long_ago())
+    calls: list = []
+
+    def examine(job):  # e.g. while recovery looks for its leftover process
+        ModelBuild.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now())
+        return "stopped?", True
+
+    assert jobs.recover_stale(ModelBuild.objects.all(), stale_after=90, examine=examine, **_hooks(calls)) == 0
+    assert ModelBuild.objects.get(pk=build.pk).status == ModelBuild.Status.RUNNING
+
+
+def test_builds_and_executions_recover_through_the_one_function(model, monkeypatch):
+    seen = []
+    real = jobs.recover_stale
+
+    def spy(queryset, **kwargs):
+        seen.append(queryset.model)
+        return real(queryset, **kwargs)
+
+    monkeypatch.setattr(jobs, "recover_stale", spy)
+    _build(model, status="Running", heartbeat_at=_long_ago())
+    execution = Execution.objects.create(
+        model=model,
+        number=1,
+        input_file="in.csv",
+        input_size=3,
+        status="Running",
+        attempts=1,
+        heartbeat_at=_long_ago(),
+        host=execution_tasks.HOST,
+    )
+    assert build_tasks.recover_stale_builds() == 1
+    assert execution_tasks.recover_stale_executions() == 1
+    assert seen == [ModelBuild, Execution]
+    model.refresh_from_db()
+    assert model.status == MLModel.Status.READY and model.builds.get(number=2).recovered
+    execution.refresh_from_db()
+    assert execution.status == Execution.Status.REQUESTED and "Re-queued (attempt 2)" in execution.log
+
+
+# ------------------------------------------------------------------------ housekeeping
+
+
+def test_housekeeping_runs_every_step_even_when_one_fails():
+    def broken():
+        raise RuntimeError("disk on fire")
+
+    report = jobs.run_steps("test", {"first": broken, "second": lambda: 7})
+    assert report == {"first": "error: RuntimeError: disk on fire", "second": 7}
+
+
+def test_models_housekeeping_is_guarded(monkeypatch):
+    def broken():
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(build_tasks, "recover_stale_builds", broken)
+    assert build_tasks.housekeeping() == {
+        "recovered_builds": "error: RuntimeError: disk on fire",
+        "purged_predictions": 0,
+    }
+
+
+# ------------------------------------------------------------------------- output rule
+
+
+@pytest.mark.parametrize(
+    "returned,message",
+    [
+        (None, "returned None, not a file path"),
+        ("", "returned '', not a file path"),
+        ("/etc/hostname", "which is outside data_path"),
+        ("missing.csv", "but there is no such file"),
+        ("sub", "which is a directory, not a file"),
+        ("escape.csv", "which is outside data_path"),
+        ("input.csv", "returned the input file 'input.csv' itself"),
+        ("./sub/../input.csv", "returned the input file 'input.csv' itself"),
+    ],
+)
+def test_the_output_rule_refuses_saying_why(tmp_path, returned, message):
+    (tmp_path / "input.csv").write_text("a\n1\n")
+    (tmp_path / "sub").mkdir()
+    os.symlink("/etc/hostname", tmp_path / "escape.csv")
+    with pytest.raises(jobs.BadOutput) as excinfo:
+        jobs.check_output(returned, tmp_path, "input.csv")
+    assert message in str(excinfo.value) and "data_path" in str(excinfo.value)
+
+
+def test_the_output_rule_accepts_a_new_file_by_absolute_or_relative_path(tmp_path):
+    (tmp_path / "input.csv").write_text("a\n1\n")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "out.csv").write_text("a,pred\n1,0\n")
+    expected = (tmp_path / "results" / "out.csv").resolve()
+    assert jobs.check_output("results/out.csv", tmp_path, "input.csv") == expected
+    assert jobs.check_output(str(tmp_path / "results" / "out.csv"), tmp_path, "input.csv") == expected
+    assert isinstance(expected, Path)

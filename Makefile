@@ -5,7 +5,9 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 NEOMARIL_DATA_DIR ?= $(CURDIR)/var
 override NEOMARIL_DATA_DIR := $(abspath $(NEOMARIL_DATA_DIR))
-export NEOMARIL_DATA_DIR PORT
+# supervisord's pid file and control socket (deploy/supervisord.conf); per node.
+NEOMARIL_SUPERVISOR_DIR ?= $(NEOMARIL_DATA_DIR)
+export NEOMARIL_DATA_DIR PORT NEOMARIL_SUPERVISOR_DIR
 
 .PHONY: install run test test-fast lint format bench browser-deps clean
 

@@ -20,7 +20,11 @@ pytestmark = pytest.mark.slow
 
 PROBE_SOURCE = textwrap.dedent(
     """
-    import json, os, time
+    import json, os, time, uuid
+
+    # The runner process's identity: os.getpid() is the same in every sandbox (its own
+    # PID namespace), so tell processes apart by a value drawn at import.
+    RUNNER = uuid.uuid4().hex
 
     def score(data, base_path):
         d = json.loads(data)
@@ -28,7 +32,7 @@ PROBE_SOURCE = textwrap.dedent(
             time.sleep(d["sleep"])
         if d.get("boom"):
             raise ValueError("boom: " + str(d["boom"]))
-        return {"y": d["x"] * 2, "pid": os.getpid(), "env": sorted(os.environ), "api_key": os.environ.get("API_KEY")}
+        return {"y": d["x"] * 2, "runner": RUNNER, "env": sorted(os.environ), "api_key": os.environ.get("API_KEY")}
     """
 )
 
@@ -137,7 +141,10 @@ def test_errors_and_status_codes(portal, client, tokens, probe):
     assert raised.status_code == 422
     body = raised.json()
     assert body["code"] == "model_error" and body["model_error"]["error"] == "ValueError: boom: bad input"
-    assert 'app.py", line 9, in score' in body["model_error"]["traceback"]
+    assert 'app.py", line 13, in score' in body["model_error"]["traceback"]
+    nested = call(portal, probe, "[" * 1000 + "]" * 1000, tokens["serving"])
+    assert (nested.status_code, nested.json()["code"]) == (400, "invalid")
+    assert "nested too deeply" in nested.json()["detail"]
 
 
 def test_runner_environment_is_clean(portal, tokens, probe):
@@ -159,26 +166,37 @@ def test_concurrent_first_calls_start_one_runner(portal, client, tokens):
         answers = list(pool.map(lambda i: call(portal, model_hash, {"x": i}, tokens["serving"]), range(8)))
     assert [a.status_code for a in answers] == [200] * 8
     assert sorted(a.json()["y"] for a in answers) == [i * 2 for i in range(8)]
-    assert len({a.json()["pid"] for a in answers}) == 1
+    assert len({a.json()["runner"] for a in answers}) == 1
     assert len(runners(client, model_hash)) == 1
 
 
 def test_killed_runner_is_replaced_and_next_call_succeeds(portal, client, tokens, probe):
-    pid = call(portal, probe, {"x": 1}, tokens["serving"]).json()["pid"]
-    os.kill(pid, signal.SIGKILL)
+    before = call(portal, probe, {"x": 1}, tokens["serving"]).json()["runner"]
+    (runner,) = runners(client, probe)
+    os.kill(runner["pid"], signal.SIGKILL)  # the process the host started and supervises
     time.sleep(0.2)
     after = call(portal, probe, {"x": 5}, tokens["serving"])
     assert after.status_code == 200 and after.json()["y"] == 10
-    assert after.json()["pid"] != pid
+    assert after.json()["runner"] != before
 
 
 def test_timeout_is_504_and_the_model_recovers(portal, client, tokens, probe):
     assert client.patch(f"/api/v1/models/{probe}", json={"request_timeout": 2}).json()["request_timeout"] == 2
     time.sleep(0.1)
     started = time.monotonic()
-    slow = call(portal, probe, {"x": 1, "sleep": 20}, tokens["serving"])
-    assert slow.status_code == 504 and "did not answer within 2 s" in slow.json()["detail"]
+    with ThreadPoolExecutor(4) as pool:
+        stuck = pool.submit(call, portal, probe, {"x": 1, "sleep": 20}, tokens["serving"])
+        time.sleep(0.5)  # the runner is busy with it: these wait in its queue
+        queued = [pool.submit(call, portal, probe, {"x": i}, tokens["serving"]) for i in range(3)]
+        slow = stuck.result()
+        behind = [answer.result() for answer in queued]
+    assert slow.status_code == 504 and slow.json() == {
+        "detail": "The model did not answer within 2 s; its runner was stopped and is being restarted.",
+        "code": "timeout",
+    }
     assert time.monotonic() - started < 8
+    # Queued behind the stuck call, they are answered by the restarted runner, not 502.
+    assert [(a.status_code, a.json()["y"]) for a in behind] == [(200, 0), (200, 2), (200, 4)]
     after = call(portal, probe, {"x": 3}, tokens["serving"])
     assert after.status_code == 200 and after.json()["y"] == 6
     client.patch(f"/api/v1/models/{probe}", json={"request_timeout": None})
@@ -186,8 +204,8 @@ def test_timeout_is_504_and_the_model_recovers(portal, client, tokens, probe):
 
 def test_replicas_spread_calls_over_processes(portal, client, tokens, probe):
     client.patch(f"/api/v1/models/{probe}", json={"replicas": 2})
-    pids = {call(portal, probe, {"x": i}, tokens["serving"]).json()["pid"] for i in range(12)}
-    assert len(pids) == 2
+    processes = {call(portal, probe, {"x": i}, tokens["serving"]).json()["runner"] for i in range(12)}
+    assert len(processes) == 2
     client.patch(f"/api/v1/models/{probe}", json={"replicas": 1})
     deadline = time.monotonic() + 10
     while len(runners(client, probe)) != 1 and time.monotonic() < deadline:

@@ -26,9 +26,9 @@ from django.utils import timezone
 
 from executions import services
 from executions.models import Execution
+from models_app import sandboxes
 from models_app.models import MLModel
-from models_app.runtime import oneshot
-from models_app.services import decrypted_env
+from models_app.runtime import oneshot, sandbox
 from portal import jobs
 
 logger = logging.getLogger(__name__)
@@ -107,17 +107,18 @@ def _execute(execution: Execution, log: jobs.JobLog) -> dict:
         f"({execution.input_size} bytes); timeout {timeout} s."
     )
     log.flush()  # at once: if the worker dies right away, the log still says this attempt began
-    env = oneshot.build_runner_env(
-        {**decrypted_env(model), "inputFileName": execution.input_file}, home=folder
-    )
     result = oneshot.run_oneshot(
-        python,
-        source=model.folder / model.source_file,
+        sandboxes.model_code(
+            model,
+            "execution",
+            python=python,
+            extra_env={"inputFileName": execution.input_file},
+            writable=folder,
+        ),
+        source=str(model.folder / model.source_file),
         entrypoint=model.model_reference,
         kind="async",
         args=[str(folder), str(model.folder)],
-        env=env,
-        cwd=folder,
         timeout=timeout,
         on_output_line=lambda line: log(f"[model] {line}"),
     )
@@ -225,12 +226,14 @@ def _fail_stale(stale: jobs.StaleJob) -> bool:
 def stop_orphan_runners(execution: Execution) -> int:
     """Kill this node's runner processes working in the execution's folder; returns a pid or 0."""
     folder = os.path.realpath(execution.folder)
-    runner = str(oneshot.RUNNER_PATH)
+    runners = {str(sandbox.RUNNER_PATH), sandbox.SANDBOX_RUNNER_PATH}
     killed = 0
     for proc in psutil.process_iter(["pid", "cwd", "cmdline"]):
         info = proc.info
         cmdline = info.get("cmdline") or []
-        if info.get("cwd") != folder or runner not in cmdline or "oneshot" not in cmdline:
+        # A sandbox names the folder it binds on its command line; an unsandboxed runner works in it.
+        in_folder = info.get("cwd") == folder or folder in cmdline
+        if not in_folder or runners.isdisjoint(cmdline) or "oneshot" not in cmdline:
             continue
         with contextlib.suppress(ProcessLookupError, PermissionError):
             # The runner leads its own process group: that takes what the model started too.

@@ -17,10 +17,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from models_app import environments, interpreters
+from models_app import environments, interpreters, sandboxes
 from models_app.models import MLModel, ModelBuild
 from models_app.runtime import oneshot
-from models_app.services import decrypted_env, queue_build, record
+from models_app.services import queue_build, record
 from portal import jobs
 
 logger = logging.getLogger(__name__)
@@ -99,10 +99,9 @@ def _build(model: MLModel, log: jobs.JobLog) -> dict:
 
 
 def _smoke_test(model: MLModel, python: Path, log: jobs.JobLog):
-    env = decrypted_env(model)
     source = model.folder / model.source_file
     common = {
-        "source": source,
+        "source": str(source),
         "entrypoint": model.model_reference,
         "timeout": settings.SMOKE_TEST_TIMEOUT,
         "on_output_line": lambda line: log(f"[model] {line}"),
@@ -110,11 +109,9 @@ def _smoke_test(model: MLModel, python: Path, log: jobs.JobLog):
     if model.is_sync:
         log(f"Smoke test: calling {model.model_reference}(<schema example>, base_path).")
         result = oneshot.run_oneshot(
-            python,
+            sandboxes.model_code(model, "build", python=python),
             kind="sync",
             args=[json.dumps(model.schema), str(model.folder)],
-            env=oneshot.build_runner_env(env),
-            cwd=model.folder,
             **common,
         )
         _raise_for(result, log)
@@ -125,7 +122,7 @@ def _smoke_test(model: MLModel, python: Path, log: jobs.JobLog):
             f"Smoke test: importing {model.source_file} and finding {model.model_reference} (no sample input given)."
         )
         result = oneshot.run_oneshot(
-            python, kind="check", args=[], env=oneshot.build_runner_env(env), cwd=model.folder, **common
+            sandboxes.model_code(model, "build", python=python), kind="check", args=[], **common
         )
         _raise_for(result, log)
         return None
@@ -133,11 +130,15 @@ def _smoke_test(model: MLModel, python: Path, log: jobs.JobLog):
         shutil.copyfile(model.folder / model.sample_file, Path(data_path) / model.sample_file)
         log(f"Smoke test: calling {model.model_reference}(data_path, model_path) with {model.sample_file}.")
         result = oneshot.run_oneshot(
-            python,
+            sandboxes.model_code(
+                model,
+                "build",
+                python=python,
+                extra_env={"inputFileName": model.sample_file},
+                writable=Path(data_path),
+            ),
             kind="async",
             args=[data_path, str(model.folder)],
-            env=oneshot.build_runner_env({**env, "inputFileName": model.sample_file}),
-            cwd=Path(data_path),
             **common,
         )
         _raise_for(result, log)

@@ -296,6 +296,23 @@ HOST_MEMORY_BUDGET_MB = envint("NEOMARIL_HOST_MEMORY_BUDGET_MB", 0, minimum=0)
 # Address-space limit of one runner (RLIMIT_AS); 0 = none. Generous: numpy and BLAS
 # reserve much more virtual memory than they use.
 RUNNER_MEMORY_LIMIT_MB = envint("NEOMARIL_RUNNER_MEMORY_LIMIT_MB", 8192, minimum=0)
+
+# --- Sandbox of user code (models_app/runtime/sandbox.py, docs/security.md) ----------
+# Every process that runs uploaded code starts under bubblewrap. Turning it off is for a
+# single-user machine only: `check --deploy` fails and admins see a banner.
+UNSAFE_NO_SANDBOX = envbool("NEOMARIL_UNSAFE_NO_SANDBOX", False)
+# When the platform runs as root, each sandbox runs as its own uid from this range
+# (no passwd entry needed), so process limits of one job never count another's.
+SANDBOX_UID_BASE = envint("NEOMARIL_SANDBOX_UID_BASE", 200_000, minimum=1000)
+SANDBOX_UID_COUNT = envint("NEOMARIL_SANDBOX_UID_COUNT", 1000, minimum=1)
+# Limits of every kind of job; 0 = none. Memory is per process (RLIMIT_AS), processes
+# counts threads too, disk is what the job may write (its folder, its private /tmp).
+SANDBOX_PROCESSES = envint("NEOMARIL_SANDBOX_PROCESSES", 256, minimum=0)
+SANDBOX_TMP_MB = envint("NEOMARIL_SANDBOX_TMP_MB", 512, minimum=1)
+BUILD_MEMORY_LIMIT_MB = envint("NEOMARIL_BUILD_MEMORY_LIMIT_MB", 8192, minimum=0)
+BUILD_CPU_SECONDS = envint("NEOMARIL_BUILD_CPU_SECONDS", 600, minimum=0)
+EXECUTION_MEMORY_LIMIT_MB = envint("NEOMARIL_EXECUTION_MEMORY_LIMIT_MB", 8192, minimum=0)
+EXECUTION_DISK_MB = envint("NEOMARIL_EXECUTION_DISK_MB", 10_240, minimum=1)
 # Sync calls are recorded for monitoring, in batches, off the request path.
 RECORD_PREDICTIONS = envbool("NEOMARIL_RECORD_PREDICTIONS", True)
 RECORD_BUFFER_SIZE = envint("NEOMARIL_RECORD_BUFFER", 10_000, minimum=1)

@@ -1,8 +1,8 @@
 """Platform side of the runner's oneshot mode: one call of a user's entrypoint, in a child process.
 
-Used for async executions and for build smoke tests. The child is ``runner.py`` run by the
-model environment's interpreter, in a process group of its own so a timeout kills
-everything the user's code started. The answer comes back as one frame on the child's
+Used for async executions and for build smoke tests. The child is ``runner.py`` started
+by the sandbox launcher (``sandbox.launch``) in the model environment's interpreter; a
+timeout kills its whole sandbox. The answer comes back as one frame on the child's
 stdout; whatever the user's code prints goes to its stderr, which we stream line by line.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import dataclasses
 import io
 import logging
 import os
@@ -19,16 +20,14 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Any
 
-from models_app.runtime.protocol import ProtocolError, encode_frame, read_frame_from_file
+from models_app.runtime import sandbox
+from models_app.runtime.protocol import ProtocolError, encode_frame, frame_complete, read_frame_from_file
 
 logger = logging.getLogger(__name__)
-
-RUNNER_PATH: Path = Path(__file__).resolve().with_name("runner.py")
 
 # The user's output is kept whole up to this size; past it only the tail is kept (the
 # end of a log is what explains a failure). Every line still reaches on_output_line.
@@ -41,6 +40,8 @@ _DRAIN_GRACE = 1.0
 _EXIT_GRACE = 5.0
 # How long to wait for a killed runner to be reaped.
 _KILL_WAIT = 5.0
+# How often the bytes written in the job's folder are added up against its disk limit.
+_DISK_CHECK_INTERVAL = 0.5
 _CRASH_TAIL_LINES = 20
 
 
@@ -52,102 +53,71 @@ class RunResult:
     result: Any = None  # normalised JSON value (sync) or the returned path string (async)
     error: str | None = None  # what went wrong, for the user
     traceback: str | None = None
-    phase: str | None = None  # "import" | "call" | "result" | "timeout" | "crash"
+    phase: str | None = None  # "import" | "call" | "result" | "timeout" | "crash" | "limit"
     output: str = ""  # everything the user code printed (stdout+stderr)
     returncode: int | None = None
     timed_out: bool = False
     duration: float = 0.0
 
 
-def build_runner_env(
-    extra: Mapping[str, str], *, home: str | os.PathLike[str] | None = None
-) -> dict[str, str]:
-    """The complete environment for a runner: a minimal base plus the model's ``.env`` values.
-
-    Nothing is inherited from the platform's own environment, so its secrets (database
-    URL, secret key, tokens) never reach user code. ``home`` should be the run's folder;
-    it defaults to the current directory. ``extra`` wins over the base values.
-    """
-    env = {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "HOME": os.fspath(home) if home is not None else os.getcwd(),
-        "LANG": "C.UTF-8",  # the runner's output is decoded as UTF-8
-        "PYTHONUNBUFFERED": "1",  # log lines reach the user as they are printed
-        "PYTHONDONTWRITEBYTECODE": "1",  # no __pycache__ in the model's upload folder
-    }
-    for key, value in extra.items():
-        # exec would reject these with a less helpful message, at run time.
-        if not isinstance(key, str) or not key or "=" in key or "\0" in key:
-            raise ValueError(f"invalid environment variable name {key!r}")
-        if not isinstance(value, str) or "\0" in value:
-            raise ValueError(f"environment variable {key} must be a string without NUL bytes")
-        env[key] = value
-    return env
-
-
 def run_oneshot(
-    python: Path,
+    code: sandbox.UserCode,
     *,
-    source: Path,
+    source: str,
     entrypoint: str,
     kind: str,
     args: list[str],
-    env: dict[str, str],
-    cwd: Path,
     timeout: float,
-    memory_limit_mb: int | None = None,
     on_output_line: Callable[[str], None] | None = None,
 ) -> RunResult:
-    """Run ``entrypoint(*args)`` from ``source`` once, with ``python``, and report what happened.
+    """Run ``entrypoint(*args)`` from ``source`` once, in ``code``'s sandbox, and report what happened.
 
-    ``env`` is the child's complete environment (see ``build_runner_env``). User failures,
-    timeouts and crashes come back as a ``RunResult`` with ``ok=False``; only bad
-    arguments from the caller raise. ``on_output_line`` is called on the calling thread,
-    once per line of output (without its newline) as the child prints it; lines longer
-    than 64 KiB arrive in pieces. A runner that answered but won't exit is stopped after
-    a short grace and its answer kept.
+    User failures, timeouts, limits and crashes come back as a ``RunResult`` with
+    ``ok=False``; only bad arguments from the caller (and SandboxUnavailable) raise.
+    ``on_output_line`` is called on the calling thread, once per line of output (without
+    its newline) as the child prints it; lines longer than 64 KiB arrive in pieces. A
+    runner that answered but won't exit is stopped after a short grace and its answer kept.
     """
     if kind not in ("sync", "async", "check"):
         raise ValueError(f"kind must be 'sync', 'async' or 'check', not {kind!r}")
     request = encode_frame(
         {"source": str(source), "entrypoint": entrypoint, "kind": kind, "args": [str(a) for a in args]}
     )
-    # -s: no user site-packages from $HOME. Not -I, which would also drop the PYTHON*
-    # variables of build_runner_env and of the model's .env. runner.py removes its own
-    # folder from sys.path itself.
-    cmd = [os.fspath(python), "-s", os.fspath(RUNNER_PATH), "oneshot"]
-    if memory_limit_mb:
-        cmd += ["--memory-limit-mb", str(int(memory_limit_mb))]
-
     started = time.monotonic()
+    code = dataclasses.replace(code, runner_args=("oneshot",))
     try:
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-            cwd=cwd,
-            start_new_session=True,  # own process group: a timeout kills all of it
-            close_fds=True,
-        )
+        launched = sandbox.launch(code, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     except OSError as exc:
         return RunResult(
             ok=False,
             phase="crash",
-            error=f"could not start the model's interpreter {python}: {exc}",
+            error=f"could not start the model's interpreter {code.python}: {exc}",
             duration=time.monotonic() - started,
         )
-    return _Supervisor(proc, request, on_output_line).run(started + timeout, timeout, started)
+    try:
+        result = _Supervisor(launched, code, request, on_output_line).run(started + timeout, timeout, started)
+    finally:
+        launched.release()
+    if not result.ok and result.phase != "limit":
+        hint = code.limits.explain(f"{result.error}\n{result.traceback or ''}", result.returncode)
+        if hint:
+            result.error = f"{result.error}\n{hint}"
+    return result
 
 
 class _Supervisor:
     """Feeds one runner process, collects its frame and output, enforces the deadline."""
 
     def __init__(
-        self, proc: subprocess.Popen[bytes], request: bytes, on_output_line: Callable[[str], None] | None
+        self,
+        launched: sandbox.Launched,
+        code: sandbox.UserCode,
+        request: bytes,
+        on_output_line: Callable[[str], None] | None,
     ):
-        self.proc = proc
+        self.proc = launched.process
+        self.launched = launched
+        self.code = code
         self.request = request
         self.on_output_line = on_output_line
         # Events from the helper threads, handled on the caller's thread (so the callback
@@ -158,6 +128,15 @@ class _Supervisor:
         self.output_chars = 0
         self.output_truncated = False
         self.callback_failed = False
+        self.over_disk = False
+        self.next_disk_check = 0.0
+
+    def _check_disk(self, now: float) -> bool:
+        """True when the job wrote more than its disk limit in its folder (checked twice a second)."""
+        if self.code.writable is None or not self.code.limits.disk_mb or now < self.next_disk_check:
+            return False
+        self.next_disk_check = now + _DISK_CHECK_INTERVAL
+        return sandbox.folder_bytes(self.code.writable) > self.code.limits.disk_mb * 1024 * 1024
 
     def run(self, deadline: float, timeout: float, started: float) -> RunResult:
         assert self.proc.stdin and self.proc.stdout and self.proc.stderr
@@ -174,8 +153,9 @@ class _Supervisor:
         drain_until = kill_wait_until = linger_until = 0.0
         while not (exited and stdout_done and stderr_done):
             now = time.monotonic()
-            # runner.py closes its stdout right after writing the answer.
-            answered = stdout_done and bool(self.stdout)
+            # The answer is one length-prefixed frame; the pipe itself may stay open
+            # (the sandbox's own processes hold it until the runner exits).
+            answered = linger_until > 0.0
             if exited:
                 if now >= drain_until:
                     # Something outside the process group (a setsid'd grandchild) keeps
@@ -202,8 +182,15 @@ class _Supervisor:
                 self._kill_group()
                 kill_wait_until = now + _KILL_WAIT
                 continue
+            elif self._check_disk(now):
+                self.over_disk = killed = True
+                self._kill_group()
+                kill_wait_until = now + _KILL_WAIT
+                continue
             else:
                 limit = min(deadline, linger_until) if answered else deadline
+                if self.code.writable is not None and self.code.limits.disk_mb:
+                    limit = min(limit, self.next_disk_check)
             try:
                 event, value = self.events.get(timeout=limit - now)
             except queue.Empty:
@@ -214,7 +201,9 @@ class _Supervisor:
                 stderr_done = True
             elif event == "stdout_eof":
                 stdout_done = True
-                linger_until = min(deadline, time.monotonic() + _EXIT_GRACE)
+            elif event == "stdout":
+                if not linger_until and frame_complete(self.stdout):
+                    linger_until = min(deadline, time.monotonic() + _EXIT_GRACE)
             elif event == "exited":
                 exited = True
                 # Leftover children would keep running and keep the pipes open.
@@ -231,7 +220,7 @@ class _Supervisor:
                 self._add_output(value)
 
         result = self._result(timed_out, timeout)
-        result.returncode = self.proc.returncode
+        result.returncode = self.launched.returncode
         result.duration = time.monotonic() - started
         result.output = self._output_text()
         return result
@@ -248,6 +237,7 @@ class _Supervisor:
         try:
             while chunk := stdout.read1(_CHUNK_BYTES):  # type: ignore[attr-defined]
                 self.stdout += chunk
+                self.events.put(("stdout", None))
         finally:
             self.events.put(("stdout_eof", None))
 
@@ -276,8 +266,7 @@ class _Supervisor:
     # ------------------------------------------------------------------ main thread
 
     def _kill_group(self) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.launched.kill()
 
     def _add_output(self, text: str) -> None:
         self.output.append(text)
@@ -298,6 +287,8 @@ class _Supervisor:
         return "[... earlier output truncated ...]\n" + text if self.output_truncated else text
 
     def _result(self, timed_out: bool, timeout: float) -> RunResult:
+        if self.over_disk:
+            return RunResult(ok=False, phase="limit", error=self.code.limits.disk_exceeded_message())
         if timed_out:
             return RunResult(
                 ok=False, phase="timeout", timed_out=True, error=f"timed out after {timeout:g} s"
@@ -324,7 +315,7 @@ class _Supervisor:
         )
 
     def _crash_message(self, what: str) -> str:
-        code = self.proc.returncode
+        code = self.launched.returncode
         if code is not None and code < 0:
             try:
                 how = f"was killed by {signal.Signals(-code).name}"

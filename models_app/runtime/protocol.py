@@ -122,3 +122,11 @@ def _read_exactly(read_into: Any, n: int) -> bytes:
             raise ProtocolError(f"stream closed mid-frame ({got} of {n} bytes received)")
         got += count
     return bytes(buf)
+
+
+def frame_complete(buffer: bytes | bytearray) -> bool:
+    """True when ``buffer`` starts with one whole frame (its header and all its payload)."""
+    if len(buffer) < HEADER.size:
+        return False
+    (length,) = HEADER.unpack_from(buffer)
+    return len(buffer) >= HEADER.size + length

@@ -37,7 +37,6 @@ import os
 import selectors
 import signal
 import socket
-import stat
 import struct
 import sys
 import traceback
@@ -173,22 +172,6 @@ def _guard(phase, func, *args):
 
 
 # ------------------------------------------------------------------- loading the model
-
-
-def _set_memory_limit(limit_mb):
-    try:
-        import resource
-    except ImportError:  # not on this platform: the limit is best effort
-        return
-    limit = limit_mb * 1024 * 1024
-    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    if hard != resource.RLIM_INFINITY:
-        limit = min(limit, hard)
-    try:
-        # Hard limit too, so user code cannot raise it back.
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    except (ValueError, OSError) as exc:
-        sys.stderr.write(f"neomaril runner: could not set the memory limit: {exc}\n")
 
 
 def _import_source(source):
@@ -420,7 +403,7 @@ def _flush_std():
             stream.flush()
 
 
-def run_oneshot(memory_limit_mb):
+def run_oneshot():
     """Oneshot mode: one request on stdin, one response on the real stdout."""
     # From here on fd 1 is stderr, for print() and for C code alike, so nothing the user
     # prints can land inside the response; the frame goes to a private copy of fd 1.
@@ -437,9 +420,6 @@ def run_oneshot(memory_limit_mb):
     except ProtocolError as exc:
         sys.stderr.write(f"neomaril runner: protocol error: {exc}\n")
         return EXIT_PROTOCOL
-
-    if memory_limit_mb:
-        _set_memory_limit(memory_limit_mb)
 
     normalise = normalise_sync_result if kind == "sync" else normalise_async_result
 
@@ -566,51 +546,14 @@ def _on_sigterm(signum, frame):
     raise _Terminate()
 
 
-def _prepare_socket_path(path):
-    """Remove a stale socket file, refusing to steal one that a live runner still uses."""
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
-        raise SystemExit(f"neomaril runner: {path} exists and is not a socket")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(1.0)
-    try:
-        probe.connect(path)
-    except OSError:
-        os.unlink(path)  # nobody listening: stale
-    else:
-        raise SystemExit(f"neomaril runner: another process is already listening on {path}")
-    finally:
-        probe.close()
+def run_serve(listen_fd, source, entrypoint, idle_timeout):
+    """Serve mode: import once, then answer frames on the inherited listening socket until SIGTERM.
 
-
-def _bind_ready_socket(path):
-    """Listen on ``path``, making the file appear only once connections are accepted."""
-    _prepare_socket_path(path)
-    # Bind under a temporary name and rename into place: a caller polling for the path
-    # never sees a socket that refuses connections. Renaming keeps the socket's inode.
-    tmp = os.path.join(os.path.dirname(path) or ".", f".{os.getpid()}.sock.tmp")
-    if os.path.lexists(tmp):
-        os.unlink(tmp)
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old_umask = os.umask(0o177)  # never world-connectable, not even for a moment
-    try:
-        server.bind(tmp)
-    finally:
-        os.umask(old_umask)
-    os.chmod(tmp, 0o600)
-    server.listen(16)
-    os.rename(tmp, path)
-    return server, os.stat(path).st_ino
-
-
-def run_serve(socket_path, source, entrypoint, memory_limit_mb, idle_timeout):
-    """Serve mode: import once, then answer frames on a Unix socket until SIGTERM."""
+    The host made the socket and queues callers on it while the model loads; the
+    runner never sees the socket's path (its sandbox has no view of that folder).
+    """
     signal.signal(signal.SIGTERM, _on_sigterm)
-    if memory_limit_mb:
-        _set_memory_limit(memory_limit_mb)
+    server_sock = socket.socket(fileno=listen_fd)
     try:
         func = load_entrypoint(source, entrypoint)
     except _Terminate:
@@ -622,9 +565,6 @@ def run_serve(socket_path, source, entrypoint, memory_limit_mb, idle_timeout):
         return EXIT_IMPORT_FAILED
     if _terminating:  # SIGTERM arrived during an import that swallowed it
         return 0
-
-    socket_path = os.path.abspath(socket_path)
-    server_sock, inode = _bind_ready_socket(socket_path)
     server = _Server(func, idle_timeout)
     try:
         server.serve_forever(server_sock)
@@ -632,11 +572,6 @@ def run_serve(socket_path, source, entrypoint, memory_limit_mb, idle_timeout):
         return 0
     finally:
         server_sock.close()
-        try:
-            if os.stat(socket_path).st_ino == inode:  # don't remove a successor's socket
-                os.unlink(socket_path)
-        except OSError:
-            pass
 
 
 # ------------------------------------------------------------------------------- main
@@ -653,13 +588,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="runner.py", description="Neomaril model runner")
     sub = parser.add_subparsers(dest="mode")
     sub.required = True
-    oneshot = sub.add_parser("oneshot", help="run one request read from stdin")
-    oneshot.add_argument("--memory-limit-mb", type=int, default=None)
-    serve = sub.add_parser("serve", help="serve sync predictions on a Unix socket")
-    serve.add_argument("--socket", required=True)
+    sub.add_parser("oneshot", help="run one request read from stdin")
+    serve = sub.add_parser("serve", help="serve sync predictions on an inherited listening Unix socket")
+    serve.add_argument("--listen-fd", type=int, required=True, help="the listening socket's file descriptor")
     serve.add_argument("--source", required=True)
     serve.add_argument("--entrypoint", required=True)
-    serve.add_argument("--memory-limit-mb", type=int, default=None)
     serve.add_argument(
         "--idle-timeout",
         type=float,
@@ -676,8 +609,8 @@ def main(argv=None):
         with contextlib.suppress(Exception):
             stream.reconfigure(line_buffering=True)
     if args.mode == "oneshot":
-        return run_oneshot(args.memory_limit_mb)
-    return run_serve(args.socket, args.source, args.entrypoint, args.memory_limit_mb, args.idle_timeout)
+        return run_oneshot()
+    return run_serve(args.listen_fd, args.source, args.entrypoint, args.idle_timeout)
 
 
 if __name__ == "__main__":

@@ -10,10 +10,10 @@ used runners when the count or memory budget is exceeded.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import logging
 import os
-import signal
 import socket
 import socketserver
 import subprocess
@@ -27,10 +27,10 @@ import psutil
 from django.conf import settings
 from django.db import close_old_connections
 
+from models_app import sandboxes
 from models_app.models import MLModel
-from models_app.runtime.oneshot import RUNNER_PATH, build_runner_env
+from models_app.runtime import sandbox
 from models_app.runtime.protocol import ProtocolError, read_frame, write_frame
-from models_app.services import decrypted_env
 from models_app.serving import paths
 
 logger = logging.getLogger(__name__)
@@ -39,9 +39,6 @@ SUPERVISE_INTERVAL = 1.0
 STATS_INTERVAL = 2.0
 # A model whose runners crash this often is not restarted until someone calls it again.
 CRASH_LIMIT, CRASH_WINDOW = 5, 60.0
-# One BLAS/OpenMP thread per runner: concurrency comes from replicas, and a runner
-# that spawns a thread per core fights the web process for the CPU.
-SINGLE_THREADED = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 class HostError(Exception):
@@ -55,7 +52,7 @@ class Runner:
     build: int
     replica: int
     socket_path: Path
-    process: subprocess.Popen
+    launched: sandbox.Launched
     started_at: float = field(default_factory=time.time)
     last_used: float = field(default_factory=time.time)
     requests: int = 0
@@ -63,13 +60,16 @@ class Runner:
     expected_exit: bool = False
 
     @property
+    def process(self) -> subprocess.Popen:
+        return self.launched.process
+
+    @property
     def alive(self) -> bool:
         return self.process.poll() is None
 
     def describe(self) -> dict:
         if self.alive:
-            with contextlib.suppress(psutil.Error):
-                self.rss = psutil.Process(self.process.pid).memory_info().rss
+            self.rss = _sandbox_rss(self.process.pid)
         return {
             "model": self.model_hash,
             "build": self.build,
@@ -84,6 +84,15 @@ class Runner:
         }
 
 
+def _sandbox_rss(pid: int) -> int:
+    """Resident memory of a sandbox: bwrap's own few MB plus the runner under it."""
+    try:
+        root = psutil.Process(pid)
+        return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+    except psutil.Error:
+        return 0
+
+
 class ModelHost:
     def __init__(self) -> None:
         self.runners: dict[tuple[str, int], Runner] = {}
@@ -93,6 +102,17 @@ class ModelHost:
         self._stopping = threading.Event()
         self.run_dir = settings.RUN_DIR
         self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Runners are launched from this one long-lived thread: a sandbox dies with the
+        # thread that started it, and the control connections' threads come and go.
+        self._spawner = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="spawner")
+        self._remove_stale_sockets()
+
+    def _remove_stale_sockets(self) -> None:
+        """Sockets of a previous host's runners (they died with it): no caller may queue on them."""
+        for path in self.run_dir.glob("*.sock"):
+            if path.name != paths.host_socket().name:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
 
     # ---------------------------------------------------------------- operations
 
@@ -129,7 +149,7 @@ class ModelHost:
         if runner is None:
             return {"killed": False}
         logger.warning("killing runner %s of %s: %s", runner.process.pid, runner.model_hash, reason)
-        self._signal(runner, signal.SIGKILL)
+        runner.launched.kill()
         return {"killed": True, "pid": runner.process.pid}
 
     def stop_model(self, model_hash: str) -> int:
@@ -158,40 +178,39 @@ class ModelHost:
         if old is not None:
             self._stop_runner(old)
         socket_path = paths.runner_socket(model.hash, model.deployed_build, replica)
-        command = [
-            str(model.python),
-            "-s",
-            str(RUNNER_PATH),
-            "serve",
-            "--socket",
-            str(socket_path),
-            "--source",
-            str(model.folder / model.source_file),
-            "--entrypoint",
-            model.model_reference,
-        ]
-        if settings.RUNNER_MEMORY_LIMIT_MB:
-            command += ["--memory-limit-mb", str(settings.RUNNER_MEMORY_LIMIT_MB)]
-        env = build_runner_env({**SINGLE_THREADED, **decrypted_env(model)}, home=model.folder)
-        log = open(paths.runner_log(model.hash), "ab")  # noqa: SIM115  (owned by the child)
+        listener = paths.listen(socket_path)
         try:
-            process = subprocess.Popen(
-                command,
-                cwd=model.folder,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
+            code = sandboxes.model_code(
+                model,
+                "serve",
+                runner_args=[
+                    "serve",
+                    "--listen-fd",
+                    str(listener.fileno()),
+                    "--entrypoint",
+                    model.model_reference,
+                    "--source",
+                    str(model.folder / model.source_file),
+                ],
+                pass_fds=[listener.fileno()],
             )
+            with open(paths.runner_log(model.hash), "ab") as log:
+                # From the spawner thread: a sandbox dies with the thread that launched it.
+                launched = self._spawner.submit(
+                    sandbox.launch, code, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+                ).result()
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                socket_path.unlink()
+            raise
         finally:
-            log.close()
-        runner = Runner(model.hash, model.pk, model.deployed_build, replica, socket_path, process)
+            listener.close()  # the runner holds its own copy
+        runner = Runner(model.hash, model.pk, model.deployed_build, replica, socket_path, launched)
         with self._lock:
             self.runners[(model.hash, replica)] = runner
         logger.info(
             "started runner %s for %s (build %s, replica %s)",
-            process.pid,
+            launched.pid,
             model.hash,
             model.deployed_build,
             replica,
@@ -199,18 +218,28 @@ class ModelHost:
         return runner
 
     def _wait_ready(self, runner: Runner) -> None:
+        """Wait until the runner has loaded the model and answers a ping on its socket."""
         deadline = time.monotonic() + settings.COLD_START_TIMEOUT
-        while time.monotonic() < deadline:
-            if not runner.alive:
-                runner.expected_exit = True
-                raise HostError(
-                    f"The model's runner exited while loading the model:\n{self._log_tail(runner)}"
-                )
-            if runner.socket_path.exists():
-                with contextlib.suppress(OSError, ProtocolError):
-                    if self._ping(runner, timeout=5)["pid"] == runner.process.pid:
-                        return
-            time.sleep(0.02)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(str(runner.socket_path))  # queued on the host-made listener at once
+            write_frame(sock, {"op": "ping"})
+            sock.settimeout(0.1)
+            while time.monotonic() < deadline:
+                if not runner.alive:
+                    runner.expected_exit = True
+                    raise HostError(
+                        f"The model's runner exited while loading the model:\n{self._log_tail(runner)}"
+                    )
+                try:
+                    answer = read_frame(sock)
+                except TimeoutError:
+                    continue
+                except (OSError, ProtocolError) as exc:
+                    runner.expected_exit = True
+                    self._stop_runner(runner)
+                    raise HostError(f"The model's runner failed while loading the model: {exc}") from None
+                if isinstance(answer, dict) and "pid" in answer:
+                    return
         self._stop_runner(runner)
         raise HostError(
             f"The model did not load within {settings.COLD_START_TIMEOUT} s (cold-start timeout)."
@@ -232,19 +261,16 @@ class ModelHost:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
-    def _signal(self, runner: Runner, sig: int) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(runner.process.pid, sig)
-
     def _stop_runner(self, runner: Runner) -> None:
         runner.expected_exit = True
         if runner.alive:
-            self._signal(runner, signal.SIGTERM)
+            runner.launched.terminate()  # the runner answers the call in flight, then exits
             try:
                 runner.process.wait(5)
             except subprocess.TimeoutExpired:
-                self._signal(runner, signal.SIGKILL)
+                runner.launched.kill()
                 runner.process.wait(5)
+        runner.launched.release()
         with contextlib.suppress(FileNotFoundError):
             runner.socket_path.unlink()
         with self._lock:
@@ -287,6 +313,7 @@ class ModelHost:
             history.append(time.monotonic())
             code = runner.process.returncode
             logger.warning("runner %s of %s exited (%s)", runner.process.pid, runner.model_hash, code)
+            runner.launched.release()
             with self._lock:
                 self.runners.pop((runner.model_hash, runner.replica), None)
             if len(history) == CRASH_LIMIT and history[-1] - history[0] < CRASH_WINDOW:
@@ -332,8 +359,7 @@ class ModelHost:
         for runner in runners:
             if not runner.alive:
                 continue
-            with contextlib.suppress(psutil.Error):
-                runner.rss = psutil.Process(runner.process.pid).memory_info().rss
+            runner.rss = _sandbox_rss(runner.process.pid)
             try:
                 served = self._ping(runner, timeout=0.2)["requests"]
             except (OSError, ProtocolError, KeyError, TypeError):
@@ -372,6 +398,7 @@ class ModelHost:
             runners = list(self.runners.values())
         for runner in runners:
             self._stop_runner(runner)
+        self._spawner.shutdown(wait=False)
 
 
 class _ControlHandler(socketserver.BaseRequestHandler):

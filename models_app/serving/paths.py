@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
 from pathlib import Path
 
 from django.conf import settings
@@ -26,3 +29,22 @@ def runner_log(model_hash: str) -> Path:
     folder = settings.DATA_DIR / "logs" / "runners"
     folder.mkdir(parents=True, exist_ok=True)
     return folder / f"{model_hash}.log"
+
+
+def listen(path: Path) -> socket.socket:
+    """The runner's socket, made by the host: the runner gets the file descriptor, never the path.
+
+    Only the web processes and the host can reach the socket's folder; the sandboxed
+    runner accepts on the descriptor it inherited.
+    """
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)
+    try:
+        listener.bind(str(path))
+    finally:
+        os.umask(old_umask)
+    # A cold start under load queues every waiting call here until the model is loaded.
+    listener.listen(256)
+    return listener

@@ -85,7 +85,10 @@ def test_a_field_with_another_name_is_accepted_when_it_is_the_only_file(caller, 
 def test_wrong_group_token_is_403_and_nothing_is_stored(cast, model):
     response = submit(token_client(cast.other_token), model)
     assert response.status_code == 403
-    assert response.json()["detail"] == "This token belongs to group 'other-team', not to 'datarisk'."
+    assert (
+        response.json()["detail"]
+        == "This group token is not valid for this model: use the token of the group that owns it."
+    )
     assert not Execution.objects.exists()
     assert not (settings.EXECUTIONS_DIR / model.hash).exists()
 
@@ -186,7 +189,11 @@ def test_outsider_gets_404_and_other_group_token_403(cast, model, submitted, pat
     outsider = api_client(cast.outsider).get(_url(model, path))
     assert outsider.status_code == 404 and outsider.json()["detail"] == f"No model '{model.hash}'."
     other = token_client(cast.other_token).get(_url(model, path))
-    assert other.status_code == 403 and "belongs to group 'other-team'" in other.json()["detail"]
+    assert (
+        other.status_code == 403
+        and other.json()["detail"]
+        == "This group token is not valid for this model: use the token of the group that owns it."
+    )
     assert api_client().get(_url(model, path)).status_code == 401
 
 

@@ -25,7 +25,7 @@ from executions import services, tasks
 from executions.models import Execution
 from models_app import services as model_services
 from models_app.models import MLModel
-from models_app.runtime import oneshot
+from models_app.runtime import sandbox
 from tests.executions.conftest import BASE_PYTHON, CSV, SOURCE, submit
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -252,7 +252,7 @@ def test_a_lost_task_is_enqueued_again(caller, deploy):
 def _fake_orphan(execution: Execution) -> subprocess.Popen:
     """A runner left behind by a dead worker: waiting in the execution's folder, own group."""
     return subprocess.Popen(
-        [str(BASE_PYTHON), "-s", str(oneshot.RUNNER_PATH), "oneshot"],
+        [str(BASE_PYTHON), "-s", str(sandbox.RUNNER_PATH), "oneshot"],
         stdin=subprocess.PIPE,
         cwd=execution.folder,
         start_new_session=True,

@@ -18,7 +18,7 @@ from types import ModuleType
 import pytest
 
 from models_app.runtime import protocol
-from models_app.runtime.oneshot import RUNNER_PATH
+from models_app.runtime.sandbox import RUNNER_PATH
 
 SAMPLES = [
     {"op": "ping"},

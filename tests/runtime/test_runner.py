@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import struct
 import subprocess
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from models_app.runtime import oneshot
-from models_app.runtime.oneshot import RUNNER_PATH, RunResult, build_runner_env, run_oneshot
+from models_app.runtime.oneshot import RunResult, run_oneshot
+from models_app.runtime.sandbox import RUNNER_PATH, Limits, UserCode, build_runner_env
 
 from .conftest import PYTHONS, SUPPORTED_MINORS
 
@@ -27,20 +28,22 @@ def run(
     args: list[str] | None = None,
     timeout: float = 30,
     extra_env: dict[str, str] | None = None,
+    memory_limit_mb: int = 0,
     **kwargs,
 ) -> RunResult:
     if args is None:
         args = ['{"x": 1}', str(source.parent)]
+    writable = Path(args[0]) if kind == "async" else None  # an execution's own folder
+    code = UserCode(
+        python=python,
+        env=extra_env or {},
+        cwd=writable or source.parent,
+        read_only=(source.parent,),
+        writable=writable,
+        limits=Limits(memory_mb=memory_limit_mb, names={"memory": "NEOMARIL_TEST_MEMORY"}),
+    )
     return run_oneshot(
-        python,
-        source=source,
-        entrypoint=entrypoint,
-        kind=kind,
-        args=args,
-        env=build_runner_env(extra_env or {}, home=source.parent),
-        cwd=source.parent,
-        timeout=timeout,
-        **kwargs,
+        code, source=str(source), entrypoint=entrypoint, kind=kind, args=args, timeout=timeout, **kwargs
     )
 
 
@@ -487,10 +490,11 @@ def test_env_is_exactly_what_the_caller_built(runner_python, write_user_module, 
     assert result.ok, result
     assert result.result["secret"] == "s3cr3t"
     assert result.result["leak"] is None
-    assert result.result["home"] == str(source.parent)
+    assert result.result["home"] == "/tmp"  # the sandbox's private /tmp
     assert result.result["cwd"] == str(source.parent)
-    # LC_CTYPE may be added by the interpreter's locale coercion.
-    assert set(result.result["keys"]) - {"LC_CTYPE"} == {
+    # LC_CTYPE may be added by the interpreter's locale coercion, PWD by bwrap's --chdir.
+    assert set(result.result["keys"]) - {"LC_CTYPE", "PWD"} == {
+        "TMPDIR",
         "HOME",
         "LANG",
         "MODEL_SECRET",
@@ -505,9 +509,7 @@ def test_timeout_kills_the_model_and_its_children(runner_python, write_user_modu
         """
         import subprocess, time
         def score(data, base_path):
-            child = subprocess.Popen(["sleep", "60"])
-            with open("child.pid", "w") as f:
-                f.write(str(child.pid))
+            child = subprocess.Popen(["sleep", "61.4321"])
             print("waiting", flush=True)
             time.sleep(60)
         """
@@ -522,8 +524,18 @@ def test_timeout_kills_the_model_and_its_children(runner_python, write_user_modu
     assert result.error == "timed out after 1.5 s"
     assert result.returncode == -signal.SIGKILL
     assert "waiting" in result.output
-    child_pid = int((user_dir / "child.pid").read_text())
-    assert _process_gone(child_pid, within=2.0)
+    # Its pid inside the sandbox means nothing here: find the child by its arguments.
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        left = [
+            p for p in psutil.process_iter(["cmdline", "status"]) if p.info["cmdline"] == ["sleep", "61.4321"]
+        ]
+        if all(p.info["status"] == psutil.STATUS_ZOMBIE for p in left):
+            break
+        time.sleep(0.05)
+    assert not [p for p in left if p.info["status"] != psutil.STATUS_ZOMBIE], (
+        "the model's child outlived the timeout"
+    )
 
 
 def _process_gone(pid: int, within: float) -> bool:
@@ -670,12 +682,13 @@ def test_build_runner_env():
     assert env == {
         "PATH": "/opt/bin",
         "HOME": "/srv/run",
+        "TMPDIR": "/tmp",
         "LANG": "C.UTF-8",
         "PYTHONUNBUFFERED": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
         "A": "1",
     }
-    assert build_runner_env({})["HOME"] == os.getcwd()
+    assert build_runner_env({})["HOME"] == "/tmp"
     with pytest.raises(ValueError, match="invalid environment variable name"):
         build_runner_env({"A=B": "1"})
     with pytest.raises(ValueError, match="NUL"):

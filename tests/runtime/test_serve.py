@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import stat
 import struct
@@ -17,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from models_app.runtime.oneshot import RUNNER_PATH, build_runner_env
 from models_app.runtime.protocol import ConnectionClosed, encode_frame, read_frame, write_frame
+from models_app.runtime.sandbox import UserCode, launch
+from models_app.serving.paths import listen
 
 MODEL = """
 import json, sys
@@ -35,60 +35,63 @@ def score(data, base_path):
 
 
 class Runner:
-    """A serve-mode runner started for one test."""
+    """A serve-mode runner started for one test, as the host starts it: sandboxed, on a host-made socket."""
 
     def __init__(
         self, python: Path, source: Path, socket_path: Path, log: Path, extra_args: tuple[str, ...] = ()
     ) -> None:
         self.socket_path = socket_path
         self.log = log
+        listener = listen(socket_path)
+        code = UserCode(
+            python=python,
+            env={},
+            cwd=source.parent,
+            read_only=(source.parent,),
+            runner_args=(
+                "serve",
+                "--listen-fd",
+                str(listener.fileno()),
+                "--source",
+                str(source),
+                "--entrypoint",
+                "score",
+                *extra_args,
+            ),
+            pass_fds=(listener.fileno(),),
+        )
         with log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [
-                    str(python),
-                    "-s",
-                    str(RUNNER_PATH),
-                    "serve",
-                    "--socket",
-                    str(socket_path),
-                    "--source",
-                    str(source),
-                    "--entrypoint",
-                    "score",
-                    *extra_args,
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=build_runner_env({}, home=source.parent),
-                cwd=source.parent,
-            )
+            self.launched = launch(code, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        listener.close()
+        self.proc = self.launched.process
 
     def wait_ready(self, timeout: float = 15) -> None:
-        """Poll for the socket, then ping: a stale file from a dead runner may be there first."""
+        """Ping until the runner has loaded the model and answers."""
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
                 pytest.fail(f"runner exited with {self.proc.returncode}:\n{self.log.read_text()}")
             if time.monotonic() > deadline:
                 pytest.fail("runner never answered on its socket")
-            if self.socket_path.exists():
-                try:
-                    if self.call({"op": "ping"})["pid"] == self.proc.pid:
-                        return
-                except OSError:
-                    pass
+            try:
+                if self.call({"op": "ping"}, timeout=0.5)["pong"]:
+                    return
+            except OSError:
+                pass
             time.sleep(0.01)
 
-    def connect(self) -> socket.socket:
+    def terminate(self) -> None:
+        self.launched.terminate()
+
+    def connect(self, timeout: float = 10) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(10)
+        sock.settimeout(timeout)
         sock.connect(str(self.socket_path))
         return sock
 
-    def call(self, request: dict, sock: socket.socket | None = None) -> dict:
+    def call(self, request: dict, sock: socket.socket | None = None, timeout: float = 10) -> dict:
         own = sock is None
-        sock = sock or self.connect()
+        sock = sock or self.connect(timeout)
         try:
             write_frame(sock, request)
             return read_frame(sock)
@@ -134,7 +137,9 @@ def predict(x: object, **extra: object) -> dict:
 
 def test_ping(start_runner):
     runner = start_runner()
-    assert runner.call({"op": "ping"}) == {"ok": True, "pong": True, "pid": runner.proc.pid, "requests": 0}
+    answer = runner.call({"op": "ping"})
+    assert answer["pid"] > 1  # its pid in the sandbox's own PID namespace
+    assert answer == {"ok": True, "pong": True, "pid": answer["pid"], "requests": 0}
 
 
 def test_socket_is_private(start_runner):
@@ -225,20 +230,18 @@ def test_runner_survives_clients_that_vanish(start_runner):
     assert runner.proc.poll() is None
 
 
-def test_sigterm_removes_the_socket(start_runner):
+def test_sigterm_stops_the_runner(start_runner):
     runner = start_runner()
-    runner.proc.send_signal(signal.SIGTERM)
+    runner.terminate()
     assert runner.proc.wait(timeout=10) == 0
-    assert not runner.socket_path.exists()
 
 
 def test_sigterm_while_a_client_is_connected(start_runner):
     runner = start_runner()
     with runner.connect() as sock:
         assert runner.call({"op": "ping"}, sock)["pong"]
-        runner.proc.send_signal(signal.SIGTERM)
+        runner.terminate()
         assert runner.proc.wait(timeout=10) == 0
-    assert not runner.socket_path.exists()
 
 
 def test_import_failure_exits_3_with_the_traceback(start_runner):
@@ -248,37 +251,12 @@ def test_import_failure_exits_3_with_the_traceback(start_runner):
     assert "Traceback (most recent call last):" in log
     assert 'app.py", line 2, in <module>' in log
     assert "RuntimeError: weights missing" in log
-    assert not runner.socket_path.exists()
 
 
 def test_missing_entrypoint_exits_3(start_runner):
     runner = start_runner("def predict(data, base_path):\n    return {}\n", wait=False)
     assert runner.proc.wait(timeout=15) == 3
     assert "'score' not found" in runner.log.read_text()
-
-
-def test_stale_socket_is_replaced(start_runner, short_dir):
-    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    stale.bind(str(short_dir / "r0.sock"))
-    stale.close()  # the file stays behind, nobody listens
-    runner = start_runner()
-    assert runner.call({"op": "ping"})["pid"] == runner.proc.pid
-
-
-def test_a_live_socket_is_not_stolen(start_runner):
-    first = start_runner()
-    second = Runner(
-        Path(first.proc.args[0]),
-        Path(first.proc.args[first.proc.args.index("--source") + 1]),
-        first.socket_path,
-        first.log.with_name("second.log"),
-    )
-    try:
-        assert second.proc.wait(timeout=15) != 0
-        assert "already listening" in second.log.read_text()
-        assert first.call({"op": "ping"})["pid"] == first.proc.pid
-    finally:
-        second.stop()
 
 
 def test_persistent_connections_are_served_interleaved(start_runner):
@@ -319,7 +297,6 @@ def test_sigterm_swallowed_by_user_code_still_stops_the_runner(start_runner):
     with runner.connect() as sock:
         write_frame(sock, predict(1))
         time.sleep(0.3)
-        runner.proc.send_signal(signal.SIGTERM)
+        runner.terminate()
         assert read_frame(sock) == {"ok": True, "result": {"finished": True}}
     assert runner.proc.wait(timeout=10) == 0
-    assert not runner.socket_path.exists()

@@ -1,0 +1,507 @@
+"""The one launcher of user code: every process that runs an uploaded model's code starts here.
+
+Smoke tests, warm runners, Async executions (and the training and monitoring runs to
+come) all describe their process as a ``UserCode`` and hand it to ``launch``, which builds
+the command line (``runner.py`` under the model environment's interpreter), its complete
+environment, its limits and its sandbox. Nothing else starts user code.
+
+The sandbox is bubblewrap (``bwrap``), chosen over Landlock and nsjail because it is a
+small, audited Debian package that sets up namespaces, bind mounts and privileges in one
+exec, without a daemon; docs/security.md says why in full. The process sees only:
+
+- the system's read-only library and binary folders (``/usr`` and a few files of ``/etc``),
+- the interpreter's installation and the model's environment, read-only,
+- the folders the job names (the model's folder read-only; an execution's folder
+  read-write), a private size-limited ``/tmp``, and a ``/proc`` of its own PID namespace.
+
+It never runs as root: when the platform is root, each sandbox gets its own unprivileged
+uid from a pool (so one job's process limit never counts another's), with no
+capabilities and ``no_new_privs``. Everything it starts dies with it: a PID namespace
+whose init is killed when the launching thread or process goes away. Limits are rlimits
+set by ``prlimit`` right before the interpreter starts (memory per process, processes,
+file size, CPU time); the caller enforces the total written in the job's folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import functools
+import logging
+import os
+import random
+import shutil
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+logger = logging.getLogger(__name__)
+
+RUNNER_PATH: Path = Path(__file__).resolve().with_name("runner.py")
+# Where runner.py appears inside a sandbox (the platform's source tree is not visible).
+SANDBOX_RUNNER_PATH = "/opt/neomaril/runner.py"
+# Inside the sandbox HOME is the private /tmp: libraries that cache in ~ still work.
+SANDBOX_HOME = "/tmp"  # noqa: S108  (a private tmpfs inside the sandbox)
+
+# Files of /etc a Python program legitimately needs: the dynamic loader's cache, name
+# resolution, TLS roots, time zone. Not passwd/shadow: a small passwd is written instead.
+_ETC_FILES = (
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "resolv.conf",
+    "hosts",
+    "nsswitch.conf",
+    "host.conf",
+    "gai.conf",
+    "ssl",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "localtime",
+    "timezone",
+    "mime.types",
+    "alternatives",
+    "protocols",
+    "services",
+)
+_SYSTEM_DIRS = ("/usr",)
+_MERGED_USR_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+
+
+class SandboxUnavailable(RuntimeError):
+    """User code cannot be started safely here; the message says what is missing and the fix."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one user-code process may use; 0 means no limit."""
+
+    memory_mb: int = 0  # per process (RLIMIT_AS)
+    processes: int = 0  # processes and threads of the sandbox's uid (RLIMIT_NPROC)
+    disk_mb: int = 0  # largest file (RLIMIT_FSIZE) and total written in the job's folder
+    cpu_seconds: int = 0  # CPU time (RLIMIT_CPU)
+    tmp_mb: int = 512  # size of the private /tmp
+    # The settings that raise each limit, named in the failure messages.
+    names: Mapping[str, str] = field(default_factory=dict)
+
+    def prlimit_args(self) -> list[str]:
+        args = ["--core=0"]
+        if self.memory_mb:
+            args.append(f"--as={self.memory_mb * 1024 * 1024}")
+        if self.processes:
+            args.append(f"--nproc={self.processes}")
+        if self.disk_mb:
+            args.append(f"--fsize={self.disk_mb * 1024 * 1024}")
+        if self.cpu_seconds:
+            args.append(f"--cpu={self.cpu_seconds}")
+        return args
+
+    def explain(self, error: str | None, returncode: int | None) -> str | None:
+        """The limit that explains a failure, as a sentence for the user, or None."""
+        text = error or ""
+        if self.cpu_seconds and returncode in (-signal.SIGXCPU, -signal.SIGKILL) and "SIGXCPU" in text:
+            return self._sentence("cpu", f"{self.cpu_seconds} s of CPU time")
+        if self.memory_mb and ("MemoryError" in text or "Cannot allocate memory" in text):
+            return self._sentence("memory", f"{self.memory_mb} MB of memory per process")
+        if self.processes and (
+            "BlockingIOError" in text
+            or "Resource temporarily unavailable" in text
+            or "can't start new thread" in text
+        ):
+            return self._sentence("processes", f"{self.processes} processes and threads")
+        if "File too large" in text or "No space left on device" in text or returncode == -signal.SIGXFSZ:
+            return self._sentence(
+                "disk", f"{self.disk_mb} MB per file in its folder and {self.tmp_mb} MB in /tmp"
+            )
+        return None
+
+    def disk_exceeded_message(self) -> str:
+        return self._sentence("disk", f"{self.disk_mb} MB written in its folder")
+
+    def _sentence(self, which: str, what: str) -> str:
+        setting = self.names.get(which)
+        return f"The model's code hit the sandbox limit of {what}" + (
+            f" (raise {setting} to allow more)." if setting else "."
+        )
+
+
+@dataclass(frozen=True)
+class UserCode:
+    """One process that runs user code: what it runs, what it sees, what it may use."""
+
+    python: Path  # the model environment's interpreter
+    env: Mapping[str, str]  # the job's variables: the model's .env, inputFileName, ...
+    cwd: Path
+    runner_args: Sequence[str] = ()  # runner.py's arguments ("oneshot", or "serve" and its options)
+    read_only: Sequence[Path] = ()  # the model's folder, ...
+    writable: Path | None = None  # an execution's own folder
+    network: bool = True  # outbound network; False leaves only a private loopback
+    limits: Limits = Limits()
+    pass_fds: Sequence[int] = ()  # e.g. the listening socket the host made for a runner
+
+
+class Launched:
+    """A started user-code process and the sandbox uid it holds until it is released."""
+
+    def __init__(
+        self, process: subprocess.Popen, uid: int | None, lease: int | None, limits: Limits, sandboxed: bool
+    ):
+        self.process = process
+        self.sandboxed = sandboxed
+        self.uid = uid
+        self._lease = lease
+        self.limits = limits
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        """The runner's exit status; a signal that killed it inside the sandbox is negative too.
+
+        bwrap reports its child's death by signal N as exit status 128 + N.
+        """
+        code = self.process.returncode
+        if self.sandboxed and code is not None and 128 < code < 128 + signal.NSIG:
+            return -(code - 128)
+        return code
+
+    def terminate(self) -> None:
+        """Ask the program in the sandbox to stop (SIGTERM), as if it ran unsandboxed.
+
+        bwrap does not forward signals, and a signal to bwrap itself is a kill of all.
+        """
+        if not self.sandboxed:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGTERM)
+            return
+        with contextlib.suppress(psutil.Error):
+            for proc in psutil.Process(self.process.pid).children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    if proc.name() != "bwrap":
+                        proc.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """Kill the sandbox: its init dies, and with it every process of its PID namespace."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+    def release(self) -> None:
+        """Free the sandbox uid for another job (once the process has been reaped)."""
+        if self._lease is not None:
+            os.close(self._lease)
+            self._lease = None
+
+    def __del__(self) -> None:
+        self.release()
+
+
+def build_runner_env(extra: Mapping[str, str], *, home: str = SANDBOX_HOME) -> dict[str, str]:
+    """The complete environment of a user-code process: a minimal base plus the job's values.
+
+    Nothing is inherited from the platform's environment, so its secrets never reach user
+    code. ``extra`` (the model's ``.env``, ``inputFileName``...) wins over the base.
+    """
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": home,
+        "TMPDIR": SANDBOX_HOME,
+        "LANG": "C.UTF-8",  # the runner's output is decoded as UTF-8
+        "PYTHONUNBUFFERED": "1",  # log lines reach the user as they are printed
+        "PYTHONDONTWRITEBYTECODE": "1",  # model folders are read-only
+    }
+    for key, value in extra.items():
+        # exec would reject these with a less helpful message, at run time.
+        if not isinstance(key, str) or not key or "=" in key or "\0" in key:
+            raise ValueError(f"invalid environment variable name {key!r}")
+        if not isinstance(value, str) or "\0" in value:
+            raise ValueError(f"environment variable {key} must be a string without NUL bytes")
+        env[key] = value
+    return env
+
+
+def launch(code: UserCode, **popen_kwargs) -> Launched:
+    """Start ``code`` in its sandbox. ``popen_kwargs`` are the stdio arguments of Popen.
+
+    The process is the leader of a new session, so ``Launched.kill`` reaches all of it.
+    Raises SandboxUnavailable when bubblewrap cannot run here and the operator did not
+    opt out; OSError when the interpreter cannot be started.
+    """
+    from django.conf import settings
+
+    python = Path(code.python)
+    if not python.exists():
+        raise FileNotFoundError(f"the model's interpreter {python} does not exist (rebuild the model)")
+    sandboxed = not settings.UNSAFE_NO_SANDBOX
+    if sandboxed:
+        check_available()
+    uid = lease = None
+    if sandboxed and os.geteuid() == 0:
+        uid, lease = _lease_uid(
+            settings.RUN_DIR / "uids", settings.SANDBOX_UID_BASE, settings.SANDBOX_UID_COUNT
+        )
+    read_fds: list[int] = []
+    try:
+        env = build_runner_env(code.env)
+        if sandboxed:
+            _open_to_sandbox(code, uid)
+            argv = _bwrap_argv(code, python, uid, read_fds)
+        else:
+            argv = [
+                "/usr/bin/setpriv",
+                "--pdeathsig=SIGKILL",  # dies with the launching thread, as a sandbox does
+                "--",
+                "/usr/bin/prlimit",
+                *code.limits.prlimit_args(),
+                "--",
+                str(python),
+                "-s",
+                str(RUNNER_PATH),
+                *code.runner_args,
+            ]
+            env["HOME"] = env["TMPDIR"] = str(code.writable or code.cwd)
+        process = subprocess.Popen(  # noqa: S603  (argv is built here, never from user input)
+            argv,
+            env=env,
+            cwd=str(code.cwd) if not sandboxed else "/",
+            pass_fds=(*code.pass_fds, *read_fds),
+            start_new_session=True,
+            close_fds=True,
+            **popen_kwargs,
+        )
+    except BaseException:
+        if lease is not None:
+            os.close(lease)
+        raise
+    finally:
+        for fd in read_fds:
+            os.close(fd)
+    return Launched(process, uid, lease, code.limits, sandboxed)
+
+
+@functools.cache
+def _probe() -> str | None:
+    """None when bubblewrap works here, else why not."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return "bubblewrap is not installed (apt-get install bubblewrap)"
+    try:
+        probe = subprocess.run(  # noqa: S603
+            [bwrap, "--ro-bind", "/", "/", "--unshare-pid", "--die-with-parent", "/bin/true"],
+            capture_output=True,
+            timeout=30,
+            env={"PATH": "/usr/bin:/bin"},
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"bubblewrap could not be started: {exc}"
+    if probe.returncode != 0:
+        reason = probe.stderr.decode(errors="replace").strip() or f"exit status {probe.returncode}"
+        return f"bubblewrap cannot create namespaces here ({reason}); are user namespaces turned off?"
+    return None
+
+
+def check_available() -> None:
+    """Raise SandboxUnavailable when user code could not be sandboxed on this machine."""
+    problem = _probe()
+    if problem:
+        raise SandboxUnavailable(
+            f"User code is not run without its sandbox, and {problem}. Install bubblewrap, or on a "
+            "single-user machine only, set NEOMARIL_UNSAFE_NO_SANDBOX=1."
+        )
+
+
+def folder_bytes(folder: Path) -> int:
+    """Bytes of the files under ``folder`` (what a job wrote there)."""
+    total = 0
+    stack = [str(folder)]
+    while stack:
+        with contextlib.suppress(OSError), os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError):
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    elif entry.is_file(follow_symlinks=False):
+                        total += entry.stat(follow_symlinks=False).st_blocks * 512
+    return total
+
+
+# ---------------------------------------------------------------------- internals
+
+
+def _lease_uid(folder: Path, base: int, count: int) -> tuple[int, int]:
+    """An unused uid of the pool, held by an flock until the lease fd is closed."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    start = random.randrange(count)  # noqa: S311  (spreads contention, not a secret)
+    for i in range(count):
+        n = (start + i) % count
+        fd = os.open(folder / f"{n}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        return base + n, fd
+    raise SandboxUnavailable(
+        f"All {count} sandbox uids are in use; raise NEOMARIL_SANDBOX_UID_COUNT or run fewer jobs at once."
+    )
+
+
+def _open_to_sandbox(code: UserCode, uid: int | None) -> None:
+    """Let the sandbox's uid read its folders and write its own (they are root's, 0600/0700).
+
+    Only the sandbox sees them, through its bind mounts: the data folder around them stays
+    closed to everyone else.
+    """
+    for folder in code.read_only:
+        _make_readable(Path(folder))
+    env_root = Path(code.python).parent.parent
+    with contextlib.suppress(OSError):
+        if env_root.stat().st_mode & 0o005 != 0o005:
+            env_root.chmod(0o755)
+    if code.writable is not None and uid is not None:
+        # bwrap enters it (--chdir) before it becomes the job's uid, without DAC override.
+        os.chmod(code.writable, 0o755)  # noqa: S103  (only its sandbox sees it)
+        for root, dirs, files in os.walk(code.writable):
+            for name in (root, *(os.path.join(root, n) for n in (*dirs, *files))):
+                os.lchown(name, uid, uid)
+
+
+def _make_readable(folder: Path) -> None:
+    for root, _dirs, files in os.walk(folder):
+        with contextlib.suppress(OSError):
+            mode = os.stat(root).st_mode
+            if mode & 0o005 != 0o005:
+                os.chmod(root, (mode & 0o7777) | 0o055)  # noqa: S103  (only its sandbox sees it)
+        for name in files:
+            path = os.path.join(root, name)
+            with contextlib.suppress(OSError):
+                mode = os.lstat(path).st_mode
+                if mode & 0o004 == 0 and not os.path.islink(path):
+                    os.chmod(path, (mode & 0o7777) | 0o044)
+
+
+def _interpreter_roots(python: Path) -> list[Path]:
+    """Folders the environment's interpreter needs: its installation (stdlib, libpython)."""
+    roots: list[Path] = []
+    cfg = python.parent.parent / "pyvenv.cfg"
+    with contextlib.suppress(OSError):
+        for line in cfg.read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "home" and value.strip():
+                roots.append(Path(value.strip()).resolve().parent)
+    roots.append(python.resolve().parent.parent)
+    return [r for r in dict.fromkeys(roots) if not _under(r, _SYSTEM_DIRS)]
+
+
+def _under(path: Path, tops: Sequence[str]) -> bool:
+    return any(path == Path(top) or Path(top) in path.parents for top in tops)
+
+
+def _passwd(uid: int) -> bytes:
+    return (
+        "root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n"
+        f"neomaril:x:{uid}:{uid}:Neomaril model:{SANDBOX_HOME}:/usr/sbin/nologin\n"
+        "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+    ).encode()
+
+
+def _group(uid: int) -> bytes:
+    return f"root:x:0:\nneomaril:x:{uid}:\nnogroup:x:65534:\n".encode()
+
+
+def _data_fd(data: bytes, read_fds: list[int]) -> str:
+    read, write = os.pipe()
+    try:
+        os.write(write, data)  # a few hundred bytes: fits in the pipe's buffer
+    finally:
+        os.close(write)
+    read_fds.append(read)
+    return str(read)
+
+
+def _bwrap_argv(code: UserCode, python: Path, uid: int | None, read_fds: list[int]) -> list[str]:
+    limits = code.limits
+    inner_uid = uid if uid is not None else os.geteuid()
+    argv = [
+        shutil.which("bwrap") or "bwrap",
+        "--die-with-parent",  # the sandbox dies with the thread/process that launched it
+        "--new-session",  # no TIOCSTI into the platform's terminal
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--hostname",
+        "neomaril-model",
+        "--unshare-cgroup-try",
+    ]
+    if not code.network:
+        argv.append("--unshare-net")
+    if uid is not None:
+        # Root: bwrap sets up the sandbox with only the capabilities setpriv needs to
+        # become the job's uid, which then drops them all.
+        argv += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    else:
+        # Not root: a user namespace maps the platform's uid; it cannot nest another.
+        argv += ["--unshare-user", "--uid", str(inner_uid), "--gid", str(os.getegid()), "--disable-userns"]
+
+    made: set[str] = {"/"}
+
+    def parents(dest: Path) -> list[str]:
+        # bwrap creates missing parents 0700, which the job's uid could not cross.
+        out = []
+        for parent in reversed(dest.parents):
+            p = str(parent)
+            if p not in made:
+                made.add(p)
+                out += ["--perms", "0755", "--dir", p]
+        made.add(str(dest))
+        return out
+
+    for top in _SYSTEM_DIRS:
+        argv += ["--ro-bind", top, top]
+        made.add(top)
+    for link in _MERGED_USR_LINKS:
+        if os.path.islink(link):
+            argv += ["--symlink", os.readlink(link), link]
+        elif os.path.isdir(link):
+            argv += ["--ro-bind", link, link]
+        made.add(link)
+    argv += ["--perms", "0755", "--dir", "/etc"]
+    made.add("/etc")
+    for name in _ETC_FILES:
+        path = f"/etc/{name}"
+        if os.path.exists(path):
+            argv += ["--ro-bind", path, path]
+    argv += ["--perms", "0644", "--ro-bind-data", _data_fd(_passwd(inner_uid), read_fds), "/etc/passwd"]
+    argv += ["--perms", "0644", "--ro-bind-data", _data_fd(_group(inner_uid), read_fds), "/etc/group"]
+    argv += ["--proc", "/proc", "--dev", "/dev"]
+    argv += ["--perms", "01777", "--size", str(limits.tmp_mb * 1024 * 1024), "--tmpfs", SANDBOX_HOME]
+    made.add(SANDBOX_HOME)
+    if os.path.isdir("/sys/devices/system/cpu"):  # os.cpu_count() and BLAS read it
+        cpu = "/sys/devices/system/cpu"
+        argv += [*parents(Path(cpu)), "--ro-bind", cpu, cpu]
+
+    read_only = [*_interpreter_roots(python), python.parent.parent, *map(Path, code.read_only)]
+    for path in dict.fromkeys(read_only):
+        argv += [*parents(path), "--ro-bind", str(path), str(path)]
+    argv += [*parents(Path(SANDBOX_RUNNER_PATH)), "--ro-bind", str(RUNNER_PATH), SANDBOX_RUNNER_PATH]
+    if code.writable is not None:
+        argv += [*parents(Path(code.writable)), "--bind", str(code.writable), str(code.writable)]
+    argv += ["--chdir", str(code.cwd)]
+
+    argv += ["--", "/usr/bin/prlimit", *limits.prlimit_args(), "--"]
+    if uid is not None:
+        argv += [
+            "/usr/bin/setpriv",
+            f"--reuid={uid}",
+            f"--regid={uid}",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--no-new-privs",
+            "--",
+        ]
+    return [*argv, str(python), "-s", SANDBOX_RUNNER_PATH, *code.runner_args]

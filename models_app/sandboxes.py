@@ -1,0 +1,87 @@
+"""What each kind of job of a model may see and use: the ``UserCode`` handed to the launcher.
+
+The build's smoke test, the warm runners of the model host and Async executions all
+describe the model's process here, so the folders, the network switch, the secrets and
+the limits of a model's code are decided in one place (the launcher itself is
+``models_app.runtime.sandbox``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Literal
+
+from django.conf import settings
+
+from models_app.models import MLModel
+from models_app.runtime.sandbox import Limits, UserCode
+from models_app.services import decrypted_env
+
+Job = Literal["build", "serve", "execution"]
+
+# One BLAS/OpenMP thread per warm runner: concurrency comes from replicas, and a runner
+# that spawns a thread per core fights the web process for the CPU.
+SINGLE_THREADED = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def limits_for(job: Job) -> Limits:
+    """The configured limits of one kind of job, with the settings that raise them."""
+    memory, memory_setting = {
+        "build": (settings.BUILD_MEMORY_LIMIT_MB, "NEOMARIL_BUILD_MEMORY_LIMIT_MB"),
+        "serve": (settings.RUNNER_MEMORY_LIMIT_MB, "NEOMARIL_RUNNER_MEMORY_LIMIT_MB"),
+        "execution": (settings.EXECUTION_MEMORY_LIMIT_MB, "NEOMARIL_EXECUTION_MEMORY_LIMIT_MB"),
+    }[job]
+    disk, disk_setting = (
+        (settings.EXECUTION_DISK_MB, "NEOMARIL_EXECUTION_DISK_MB")
+        if job == "execution"
+        else (settings.SANDBOX_TMP_MB, "NEOMARIL_SANDBOX_TMP_MB")
+    )
+    return Limits(
+        memory_mb=memory,
+        processes=settings.SANDBOX_PROCESSES,
+        disk_mb=disk,
+        cpu_seconds=settings.BUILD_CPU_SECONDS if job == "build" else 0,
+        tmp_mb=settings.SANDBOX_TMP_MB,
+        names={
+            "memory": memory_setting,
+            "processes": "NEOMARIL_SANDBOX_PROCESSES",
+            "disk": disk_setting,
+            "cpu": "NEOMARIL_BUILD_CPU_SECONDS",
+        },
+    )
+
+
+def model_code(
+    model: MLModel,
+    job: Job,
+    *,
+    python: Path | None = None,
+    extra_env: Mapping[str, str] | None = None,
+    writable: Path | None = None,
+    runner_args: Sequence[str] = (),
+    pass_fds: Sequence[int] = (),
+) -> UserCode:
+    """The sandboxed process of ``model`` for ``job``.
+
+    It reads the model's folder, writes only ``writable`` (an execution's folder), gets
+    the model's decrypted ``.env`` (and ``extra_env``) in its environment and nothing of
+    the platform's, and reaches the network only if the model allows it.
+    """
+    env = {
+        **(SINGLE_THREADED if job == "serve" else {}),
+        **({"HOME": str(writable)} if writable else {}),  # an Async run's HOME is its data_path
+        **decrypted_env(model),
+        **(extra_env or {}),
+    }
+    return UserCode(
+        python=python or model.python,
+        env=env,
+        cwd=writable or model.folder,
+        runner_args=tuple(runner_args),
+        read_only=(model.folder,),
+        writable=writable,
+        network=model.allow_network,
+        limits=limits_for(job),
+        pass_fds=tuple(pass_fds),
+    )

@@ -9,7 +9,7 @@ override NEOMARIL_DATA_DIR := $(abspath $(NEOMARIL_DATA_DIR))
 NEOMARIL_SUPERVISOR_DIR ?= $(NEOMARIL_DATA_DIR)
 export NEOMARIL_DATA_DIR PORT NEOMARIL_SUPERVISOR_DIR
 
-.PHONY: install run test test-fast lint format bench browser-deps clean
+.PHONY: install run test test-fast lint format bench browser-deps sandbox-deps clean
 
 # The virtualenv is rebuilt when a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -24,7 +24,7 @@ install: $(VENV)/.installed
 # the long-running processes it starts, gets an environment without it.
 NO_ADMIN_SECRETS := env -u NEOMARIL_ADMIN_PASSWORD -u NEOMARIL_ADMIN_USER -u DJANGO_SUPERUSER_PASSWORD
 
-run: install
+run: install sandbox-deps
 	$(NO_ADMIN_SECRETS) $(PY) manage.py migrate --noinput
 	$(NO_ADMIN_SECRETS) $(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py ensure_admin
@@ -34,16 +34,26 @@ run: install
 	@echo
 	exec $(NO_ADMIN_SECRETS) NEOMARIL_VENV=$(abspath $(VENV)) $(VENV)/bin/supervisord --configuration deploy/supervisord.conf
 
+# Uploaded code only ever runs under bubblewrap (docs/security.md); Debian's package.
+sandbox-deps:
+	@command -v bwrap >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "Installing bubblewrap from Debian's packages (the sandbox of model code)..."; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
+		else \
+			echo "bubblewrap (bwrap) is missing: install it (apt-get install bubblewrap); models cannot run without it."; \
+		fi; }
+
 # Browser tests drive Debian's Chromium (no browser downloads on these machines).
 browser-deps:
 	@command -v chromium >/dev/null 2>&1 || { \
 		echo "Installing Chromium from Debian's packages for the browser tests..."; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: install browser-deps
+test: install browser-deps sandbox-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: install
+test-fast: install sandbox-deps
 	$(PY) -m pytest -m "not slow and not browser" $(PYTEST_ARGS)
 
 lint: install

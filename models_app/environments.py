@@ -146,6 +146,7 @@ def _build(
 ) -> None:
     deadline = time.monotonic() + timeout
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{fingerprint}-", dir=envs_dir))
+    tmp.chmod(0o755)  # read (never written) by the sandboxed model processes' own uids
     try:
         uv = _uv_bin()
         common = ["--no-config", "--no-progress"]
@@ -172,6 +173,9 @@ def _build(
                     "pip",
                     "install",
                     *common,
+                    # Environments are read-only in the sandbox, where no .pyc could be cached:
+                    # compile once here, or every cold start would compile every import again.
+                    "--compile-bytecode",
                     "--python",
                     str(env_python(tmp)),
                     "-r",

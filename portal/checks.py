@@ -61,3 +61,18 @@ def check_secrets_from_environment(app_configs, **kwargs):
             )
         )
     return warnings
+
+
+@register(Tags.security, deploy=True)
+def check_sandbox(app_configs, **kwargs):
+    """Uploaded code must run sandboxed wherever more than one person can upload it."""
+    if settings.UNSAFE_NO_SANDBOX:
+        return [
+            Error(
+                "NEOMARIL_UNSAFE_NO_SANDBOX is set: uploaded model code runs without its sandbox and "
+                "can read the database, the keys and every other group's models and secrets.",
+                hint="Install bubblewrap and unset NEOMARIL_UNSAFE_NO_SANDBOX (docs/security.md).",
+                id="neomaril.E010",
+            )
+        ]
+    return []

@@ -62,6 +62,21 @@ def test_check_deploy_warns_about_generated_secrets(tmp_path):
     assert "neomaril.W001" in result.stderr and "neomaril.W002" in result.stderr
 
 
+def test_check_deploy_errors_when_user_code_runs_unsandboxed(tmp_path):
+    result = _manage(["check", "--deploy"], {**PRODUCTION, "NEOMARIL_UNSAFE_NO_SANDBOX": "1"}, tmp_path)
+    assert result.returncode != 0
+    assert "neomaril.E010" in result.stderr and "NEOMARIL_UNSAFE_NO_SANDBOX" in result.stderr
+
+
+def test_admins_see_a_banner_when_user_code_runs_unsandboxed(admin_client, client, django_user_model):
+    with override_settings(UNSAFE_NO_SANDBOX=True):
+        assert b'id="unsafe-sandbox-banner"' in admin_client.get("/").content
+        member = django_user_model.objects.create_user("member-banner", password="pw-member-banner")
+        client.force_login(member)
+        assert b'id="unsafe-sandbox-banner"' not in client.get("/").content
+    assert b'id="unsafe-sandbox-banner"' not in admin_client.get("/").content
+
+
 def test_bad_environment_value_fails_loudly(tmp_path):
     result = _manage(["check"], {"NEOMARIL_WORKERS": "lots"}, tmp_path)
     assert result.returncode != 0

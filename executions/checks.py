@@ -5,11 +5,11 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.checks import Error, register
 
+from executions.services import TASK_TIMEOUT_MARGIN
+
 
 @register()
 def check_execution_timeout(app_configs, **kwargs):
-    from executions.services import TASK_TIMEOUT_MARGIN
-
     task_timeout = settings.Q_CLUSTER["timeout"]
     if task_timeout >= settings.EXECUTION_TIMEOUT + TASK_TIMEOUT_MARGIN:
         return []

@@ -26,6 +26,7 @@ from models_app.serializers import (
     PredictionRecordSerializer,
     RunnerSerializer,
 )
+from models_app.serving.views import runners_of
 from portal.api.errors import Conflict, PayloadTooLarge
 from portal.api.pagination import PageNumberPagination
 
@@ -205,8 +206,6 @@ class ModelRunnersView(APIView):
 
     @extend_schema(responses=RunnerSerializer(many=True), tags=["models"])
     def get(self, request: Request, model_hash: str) -> Response:
-        from models_app.serving.views import runners_of
-
         model = get_model_for_user(request.user, model_hash)
         return Response(
             {"model": model.hash, "runners": RunnerSerializer(runners_of(model.hash), many=True).data}

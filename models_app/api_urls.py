@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from models_app import api, docs_views
+from models_app import api
 
 urlpatterns = [
     path("models", api.ModelListView.as_view(), name="api-models"),
@@ -18,10 +18,4 @@ urlpatterns = [
         api.ModelPredictionsView.as_view(),
         name="api-model-predictions",
     ),
-    path(
-        "models/<str:model_hash>/openapi.json",
-        docs_views.ModelOpenApiView.as_view(),
-        name="api-model-openapi",
-    ),
-    path("models/<str:model_hash>/code", docs_views.ModelCodeView.as_view(), name="api-model-code"),
 ]

@@ -10,6 +10,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
+from models_app.environments import env_python, environment_path
 from portal.jobs import Job
 from portal.models import Group
 
@@ -134,8 +135,6 @@ class MLModel(ServingFacts, models.Model):
     @property
     def python(self) -> Path:
         """The interpreter of the model's built environment (valid once deployed)."""
-        from models_app.environments import env_python, environment_path
-
         return env_python(environment_path(settings.ENVS_DIR, self.env_fingerprint))
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.urls import reverse
 from rest_framework import serializers
 
+from models_app.links import docs_url, run_url
 from models_app.models import MLModel, ModelBuild, ModelEvent
 from monitoring.models import PredictionRecord
 
@@ -86,14 +87,10 @@ class ModelDetailSerializer(ModelSummarySerializer):
         read_only_fields = fields
 
     def get_run_url(self, model: MLModel) -> str | None:
-        from models_app.docs_views import run_url
-
         request = self.context.get("request")
         return run_url(request, model) if request else None
 
     def get_docs_url(self, model: MLModel) -> str | None:
-        from models_app.docs_views import docs_url
-
         request = self.context.get("request")
         return docs_url(request, model) if request else None
 

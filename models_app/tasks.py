@@ -21,6 +21,7 @@ from models_app import environments, interpreters, sandboxes
 from models_app.models import MLModel, ModelBuild
 from models_app.runtime import oneshot
 from models_app.services import queue_build, record
+from monitoring.tasks import purge_old_records, purge_records_of
 from portal import jobs
 
 logger = logging.getLogger(__name__)
@@ -231,12 +232,19 @@ def housekeeping() -> dict:
 
     Each step runs even when an earlier one failed (its error is logged and reported).
     """
-    from monitoring.tasks import purge_old_records
-
     return jobs.run_steps(
         "models housekeeping",
-        {"recovered_builds": recover_stale_builds, "purged_predictions": purge_old_records},
+        {"recovered_builds": recover_stale_builds, "purged_predictions": purge_predictions},
     )
+
+
+def purge_predictions() -> int:
+    """Recorded calls past their retention, and every call of a deleted model.
+
+    A web process may still have had calls of a model in its buffer when the model was
+    deleted (they are written up to half a second later): those go too.
+    """
+    return purge_old_records() + purge_records_of(MLModel.objects.filter(status=MLModel.Status.DELETED))
 
 
 def ensure_schedules(**kwargs) -> None:

@@ -84,6 +84,7 @@ class Recorder:
         """One prepared INSERT run over the whole batch. At thousands of calls a second the ORM's
         bulk_create (a model instance per row, query compilation) cost the web process
         more CPU than answering the calls did."""
+        # Imported here: the recorder is loaded by the ASGI front before Django sets its apps up.
         from monitoring.models import PredictionRecord
 
         table = connection.ops.quote_name(PredictionRecord._meta.db_table)

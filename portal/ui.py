@@ -23,9 +23,14 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
+from executions.models import Execution
+from models_app.access import models_for
+from models_app.models import MLModel
+from monitoring.models import PredictionRecord
 from portal import services
 from portal.access import can_manage_group, get_group_for_user, groups_for, is_admin
 from portal.forms import ApiTokenForm, GroupForm, MemberForm, RefreshTokenForm
+from portal.model_pages import activity_label, with_last_activity
 from portal.models import ApiToken, Group, GroupToken, Membership
 
 DELETED = "Deleted"
@@ -55,8 +60,6 @@ def _count(queryset) -> Subquery:
 
 def _groups_with_figures(user) -> QuerySet[Group]:
     """The user's groups with member and model counts and their token's expiry."""
-    from models_app.models import MLModel
-
     token_expiry = (
         GroupToken.objects.filter(
             group=OuterRef("pk"), revoked_at__isnull=True, expires_at__gt=timezone.now()
@@ -86,11 +89,6 @@ def _with_roles(groups, user) -> list[Group]:
 @login_required
 @require_http_methods(["GET"])
 def dashboard(request: HttpRequest) -> HttpResponse:
-    from executions.models import Execution
-    from models_app.access import models_for
-    from models_app.views import activity_label, with_last_activity
-    from monitoring.models import PredictionRecord
-
     user = request.user
     live = models_for(user).exclude(status=DELETED)
     counts = dict(live.order_by().values("status").annotate(n=Count("pk")).values_list("status", "n"))
@@ -187,9 +185,6 @@ def group_detail(request: HttpRequest, name: str) -> HttpResponse:
         else:
             messages.error(request, "Unknown action.")
             status = 400
-    from models_app.access import models_for
-    from models_app.views import with_last_activity
-
     models = with_last_activity(
         models_for(request.user).filter(group=group).exclude(status=DELETED)
     ).order_by("-last_activity")

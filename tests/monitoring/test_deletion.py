@@ -2,8 +2,8 @@
 
 from django.utils import timezone
 
+from models_app import tasks
 from models_app.models import MLModel
-from monitoring import tasks
 from monitoring.models import PredictionRecord
 from monitoring.recorder import Call, Recorder
 from tests.conftest import api_client
@@ -45,7 +45,7 @@ def test_calls_written_after_the_deletion_are_purged(cast):
     assert client.delete(f"/api/v1/models/{doomed.hash}").status_code == 200
     _record(doomed, kept, calls=2)  # a web process's buffer, flushed just after the delete
 
-    assert tasks.purge_old_records() == 2
+    assert tasks.purge_predictions() == 2
 
     assert not PredictionRecord.objects.filter(model=doomed).exists()
     assert PredictionRecord.objects.filter(model=kept).count() == 2

@@ -18,6 +18,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_seriali
 from rest_framework import serializers
 from rest_framework.views import APIView
 
+from executions import api as executions_api
 from executions.serializers import ExecutionSubmittedSerializer
 from models_app.models import MLModel
 from models_app.schema_inference import infer_schema
@@ -72,7 +73,7 @@ class _SyncRun(APIView):
         },
         tags=["model"],
     )
-    def post(self, request, model_hash):  # documentation only: the real view is models_app.run_api
+    def post(self, request, model_hash):  # documentation only: the real view is portal.run_api
         raise NotImplementedError
 
 
@@ -129,8 +130,6 @@ def _patterns(model: MLModel) -> list:
     prefix = "api/v1/run/<str:model_hash>"
     if model.is_sync:
         return [path(prefix, _SyncRun.as_view()), path(f"{prefix}/health", _Health.as_view())]
-    from executions import api as executions_api
-
     return [
         path(prefix, _AsyncSubmit.as_view()),
         path(f"{prefix}/executions", executions_api.ExecutionListView.as_view()),

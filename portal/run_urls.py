@@ -2,8 +2,8 @@
 
 from django.urls import include, path
 
-from models_app import run_api
 from models_app.serving.views import ModelHealthView
+from portal import run_api
 
 urlpatterns = [
     path("<str:model_hash>", run_api.run_model, name="run-model"),

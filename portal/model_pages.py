@@ -26,8 +26,8 @@ from django.views.decorators.http import require_http_methods, require_POST
 from executions.models import Execution
 from models_app import codegen, services
 from models_app.access import get_model_for_user, models_for
-from models_app.docs_views import docs_url, run_url
 from models_app.forms import ModelFilterForm, ModelSettingsForm, ModelUploadForm
+from models_app.links import docs_url, run_url
 from models_app.models import MLModel, ModelEvent
 from monitoring.models import PredictionRecord
 from portal.access import groups_for

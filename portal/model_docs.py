@@ -18,16 +18,8 @@ from rest_framework.views import APIView
 
 from models_app import codegen
 from models_app.access import get_model_for_user
-from models_app.models import MLModel
-from models_app.openapi import model_document
-
-
-def run_url(request, model: MLModel) -> str:
-    return request.build_absolute_uri(reverse("run-model", args=[model.hash]))
-
-
-def docs_url(request, model: MLModel) -> str:
-    return request.build_absolute_uri(reverse("model-docs", args=[model.hash]))
+from models_app.links import run_url
+from portal.model_openapi import model_document
 
 
 class ModelOpenApiView(APIView):

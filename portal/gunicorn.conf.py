@@ -14,3 +14,6 @@ graceful_timeout = 30
 reuse_port = True
 # Off by default: one line per prediction costs CPU in gunicorn and in the Procfile runner.
 accesslog = "-" if os.environ.get("NEOMARIL_ACCESS_LOG", "0") == "1" else None
+# uvicorn rewrites the client address from X-Forwarded-For only for these peers; gunicorn's
+# default (loopback) would let any local client choose its address for login throttling.
+forwarded_allow_ips = os.environ.get("NEOMARIL_TRUSTED_PROXIES", "")

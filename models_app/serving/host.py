@@ -53,6 +53,7 @@ class Runner:
     replica: int
     socket_path: Path
     launched: sandbox.Launched
+    loading_path: Path | None = None  # where the socket listens until the model is loaded
     started_at: float = field(default_factory=time.time)
     last_used: float = field(default_factory=time.time)
     requests: int = 0
@@ -109,7 +110,7 @@ class ModelHost:
 
     def _remove_stale_sockets(self) -> None:
         """Sockets of a previous host's runners (they died with it): no caller may queue on them."""
-        for path in self.run_dir.glob("*.sock"):
+        for path in [*self.run_dir.glob("*.sock"), *self.run_dir.glob(".*.sock.loading")]:
             if path.name != paths.host_socket().name:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
@@ -178,7 +179,10 @@ class ModelHost:
         if old is not None:
             self._stop_runner(old)
         socket_path = paths.runner_socket(model.hash, model.deployed_build, replica)
-        listener = paths.listen(socket_path)
+        # Listen under a loading name: callers find the socket only once the model is
+        # loaded (_wait_ready renames it), so none waits for a load inside its request timeout.
+        loading_path = socket_path.with_name(f".{socket_path.name}.loading")
+        listener = paths.listen(loading_path)
         try:
             code = sandboxes.model_code(
                 model,
@@ -201,11 +205,13 @@ class ModelHost:
                 ).result()
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
-                socket_path.unlink()
+                loading_path.unlink()
             raise
         finally:
             listener.close()  # the runner holds its own copy
-        runner = Runner(model.hash, model.pk, model.deployed_build, replica, socket_path, launched)
+        runner = Runner(
+            model.hash, model.pk, model.deployed_build, replica, socket_path, launched, loading_path
+        )
         with self._lock:
             self.runners[(model.hash, replica)] = runner
         logger.info(
@@ -220,13 +226,14 @@ class ModelHost:
     def _wait_ready(self, runner: Runner) -> None:
         """Wait until the runner has loaded the model and answers a ping on its socket."""
         deadline = time.monotonic() + settings.COLD_START_TIMEOUT
+        assert runner.loading_path is not None
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.connect(str(runner.socket_path))  # queued on the host-made listener at once
+            sock.connect(str(runner.loading_path))  # queued on the host-made listener at once
             write_frame(sock, {"op": "ping"})
             sock.settimeout(0.1)
             while time.monotonic() < deadline:
                 if not runner.alive:
-                    runner.expected_exit = True
+                    self._stop_runner(runner)  # forgets it and removes its socket
                     raise HostError(
                         f"The model's runner exited while loading the model:\n{self._log_tail(runner)}"
                     )
@@ -235,10 +242,11 @@ class ModelHost:
                 except TimeoutError:
                     continue
                 except (OSError, ProtocolError) as exc:
-                    runner.expected_exit = True
                     self._stop_runner(runner)
                     raise HostError(f"The model's runner failed while loading the model: {exc}") from None
                 if isinstance(answer, dict) and "pid" in answer:
+                    os.rename(runner.loading_path, runner.socket_path)  # same inode: now callers find it
+                    runner.loading_path = None
                     return
         self._stop_runner(runner)
         raise HostError(
@@ -271,8 +279,10 @@ class ModelHost:
                 runner.launched.kill()
                 runner.process.wait(5)
         runner.launched.release()
-        with contextlib.suppress(FileNotFoundError):
-            runner.socket_path.unlink()
+        for path in (runner.socket_path, runner.loading_path):
+            if path is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
         with self._lock:
             if self.runners.get((runner.model_hash, runner.replica)) is runner:
                 del self.runners[(runner.model_hash, runner.replica)]

@@ -1,0 +1,314 @@
+"""The sandbox launcher's own rules (models_app/runtime/sandbox.py), without a model.
+
+Fast: limits and their messages, the user code's environment, the refusal to run
+unsandboxed, the opt-out, the uid pool. The attacks themselves are in
+test_sandbox_attacks.py.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from models_app import sandboxes
+from models_app.runtime import oneshot, sandbox
+
+BASE_PYTHON = Path(getattr(sys, "_base_executable", sys.executable))
+MB = 1024 * 1024
+
+NAMED = sandbox.Limits(
+    memory_mb=512,
+    processes=64,
+    disk_mb=100,
+    cpu_seconds=30,
+    tmp_mb=32,
+    names={
+        "memory": "NEOMARIL_EXECUTION_MEMORY_LIMIT_MB",
+        "processes": "NEOMARIL_SANDBOX_PROCESSES",
+        "disk": "NEOMARIL_EXECUTION_DISK_MB",
+        "cpu": "NEOMARIL_BUILD_CPU_SECONDS",
+    },
+)
+
+
+# ------------------------------------------------------------------------------ limits
+
+
+def test_prlimit_args_set_only_the_limits_given():
+    assert sandbox.Limits().prlimit_args() == ["--core=0"]
+    assert NAMED.prlimit_args() == [
+        "--core=0",
+        f"--as={512 * MB}",
+        "--nproc=64",
+        f"--fsize={100 * MB}",
+        "--cpu=30",
+    ]
+    assert sandbox.Limits(processes=8).prlimit_args() == ["--core=0", "--nproc=8"]
+
+
+@pytest.mark.parametrize(
+    "error,returncode,expected",
+    [
+        (
+            "MemoryError",
+            1,
+            "The model's code hit the sandbox limit of 512 MB of memory per process "
+            "(raise NEOMARIL_EXECUTION_MEMORY_LIMIT_MB to allow more).",
+        ),
+        (
+            "OSError: [Errno 12] Cannot allocate memory",
+            1,
+            "The model's code hit the sandbox limit of 512 MB of memory per process "
+            "(raise NEOMARIL_EXECUTION_MEMORY_LIMIT_MB to allow more).",
+        ),
+        (
+            "BlockingIOError: [Errno 11] Resource temporarily unavailable",
+            1,
+            "The model's code hit the sandbox limit of 64 processes and threads "
+            "(raise NEOMARIL_SANDBOX_PROCESSES to allow more).",
+        ),
+        (
+            "RuntimeError: can't start new thread",
+            1,
+            "The model's code hit the sandbox limit of 64 processes and threads "
+            "(raise NEOMARIL_SANDBOX_PROCESSES to allow more).",
+        ),
+        (
+            "OSError: [Errno 27] File too large",
+            1,
+            "The model's code hit the sandbox limit of 100 MB per file in its folder and 32 MB in /tmp "
+            "(raise NEOMARIL_EXECUTION_DISK_MB to allow more).",
+        ),
+        (
+            "OSError: [Errno 28] No space left on device",
+            1,
+            "The model's code hit the sandbox limit of 100 MB per file in its folder and 32 MB in /tmp "
+            "(raise NEOMARIL_EXECUTION_DISK_MB to allow more).",
+        ),
+        (
+            "the model process was killed by SIGXFSZ",
+            -signal.SIGXFSZ,
+            "The model's code hit the sandbox limit of 100 MB per file in its folder and 32 MB in /tmp "
+            "(raise NEOMARIL_EXECUTION_DISK_MB to allow more).",
+        ),
+        (
+            "the model process was killed by SIGXCPU before returning a result",
+            -signal.SIGXCPU,
+            "The model's code hit the sandbox limit of 30 s of CPU time "
+            "(raise NEOMARIL_BUILD_CPU_SECONDS to allow more).",
+        ),
+        ("ZeroDivisionError: division by zero", 1, None),
+        (None, -signal.SIGKILL, None),
+    ],
+)
+def test_explain_names_the_limit_and_the_setting_that_raises_it(error, returncode, expected):
+    assert NAMED.explain(error, returncode) == expected
+
+
+def test_explain_ignores_limits_that_are_not_set():
+    unlimited = sandbox.Limits()
+    assert unlimited.explain("MemoryError", 1) is None
+    assert unlimited.explain("BlockingIOError: [Errno 11] Resource temporarily unavailable", 1) is None
+    assert unlimited.explain("killed by SIGXCPU", -signal.SIGXCPU) is None
+    # Without a setting to name, the sentence still says which limit.
+    assert sandbox.Limits(memory_mb=64).explain("MemoryError", 1) == (
+        "The model's code hit the sandbox limit of 64 MB of memory per process."
+    )
+
+
+def test_disk_exceeded_message_names_the_folder_limit():
+    assert NAMED.disk_exceeded_message() == (
+        "The model's code hit the sandbox limit of 100 MB written in its folder "
+        "(raise NEOMARIL_EXECUTION_DISK_MB to allow more)."
+    )
+
+
+def test_limits_for_each_job_come_from_settings(settings):
+    settings.BUILD_MEMORY_LIMIT_MB = 111
+    settings.RUNNER_MEMORY_LIMIT_MB = 222
+    settings.EXECUTION_MEMORY_LIMIT_MB = 333
+    settings.EXECUTION_DISK_MB = 44
+    settings.SANDBOX_TMP_MB = 55
+    settings.SANDBOX_PROCESSES = 66
+    settings.BUILD_CPU_SECONDS = 77
+    build, serve, execution = (sandboxes.limits_for(job) for job in ("build", "serve", "execution"))
+    assert (build.memory_mb, build.cpu_seconds, build.disk_mb) == (111, 77, 55)
+    assert (serve.memory_mb, serve.cpu_seconds, serve.disk_mb) == (222, 0, 55)
+    assert (execution.memory_mb, execution.cpu_seconds, execution.disk_mb) == (333, 0, 44)
+    assert {build.processes, serve.processes, execution.processes} == {66}
+    assert {build.tmp_mb, serve.tmp_mb, execution.tmp_mb} == {55}
+    assert build.names["memory"] == "NEOMARIL_BUILD_MEMORY_LIMIT_MB"
+    assert serve.names["memory"] == "NEOMARIL_RUNNER_MEMORY_LIMIT_MB"
+    assert execution.names["disk"] == "NEOMARIL_EXECUTION_DISK_MB"
+    assert serve.names["disk"] == "NEOMARIL_SANDBOX_TMP_MB"
+
+
+# ------------------------------------------------------------------------- environment
+
+
+def test_runner_env_is_a_minimal_base_plus_the_jobs_values(monkeypatch):
+    monkeypatch.setenv("NEOMARIL_ADMIN_PASSWORD", "never-passed-down")
+    monkeypatch.setenv("SECRET_KEY", "never-passed-down")
+    env = sandbox.build_runner_env({"API_KEY": "s3cr3t", "inputFileName": "in.csv", "LANG": "pt_BR.UTF-8"})
+    assert env == {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": "/tmp",
+        "TMPDIR": "/tmp",
+        "LANG": "pt_BR.UTF-8",  # the job's value wins over the base
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "API_KEY": "s3cr3t",
+        "inputFileName": "in.csv",
+    }
+    assert sandbox.build_runner_env({}, home="/data/exec/1")["HOME"] == "/data/exec/1"
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        ({"": "x"}, "invalid environment variable name ''"),
+        ({"A=B": "x"}, "invalid environment variable name 'A=B'"),
+        ({"A\0B": "x"}, "invalid environment variable name 'A\\x00B'"),
+        ({"TOKEN": "a\0b"}, "environment variable TOKEN must be a string without NUL bytes"),
+        ({"PORT": 5432}, "environment variable PORT must be a string without NUL bytes"),
+    ],
+)
+def test_runner_env_refuses_what_exec_would_reject(extra, message):
+    with pytest.raises(ValueError) as caught:
+        sandbox.build_runner_env(extra)
+    assert str(caught.value) == message
+
+
+# -------------------------------------------------------- no bubblewrap: refuse, or opt out
+
+
+@pytest.fixture
+def probe_again():
+    """The bwrap probe is cached per process: clear it before and after faking its answer."""
+    sandbox._probe.cache_clear()
+    yield
+    sandbox._probe.cache_clear()
+
+
+def _code(tmp_path: Path, **fields) -> sandbox.UserCode:
+    return sandbox.UserCode(python=BASE_PYTHON, env={}, cwd=tmp_path, read_only=(tmp_path,), **fields)
+
+
+def test_launch_refuses_without_bubblewrap_naming_the_opt_out(settings, monkeypatch, probe_again, tmp_path):
+    settings.UNSAFE_NO_SANDBOX = False
+    monkeypatch.setattr(shutil, "which", lambda name, *args, **kwargs: None)
+    with pytest.raises(sandbox.SandboxUnavailable) as caught:
+        sandbox.launch(_code(tmp_path), stdout=subprocess.DEVNULL)
+    assert str(caught.value) == (
+        "User code is not run without its sandbox, and bubblewrap is not installed "
+        "(apt-get install bubblewrap). Install bubblewrap, or on a single-user machine only, "
+        "set NEOMARIL_UNSAFE_NO_SANDBOX=1."
+    )
+
+
+def test_launch_refuses_when_bubblewrap_cannot_make_namespaces(settings, monkeypatch, probe_again, tmp_path):
+    settings.UNSAFE_NO_SANDBOX = False
+    monkeypatch.setattr(shutil, "which", lambda name, *args, **kwargs: "/bin/false")
+    with pytest.raises(sandbox.SandboxUnavailable) as caught:
+        sandbox.launch(_code(tmp_path), stdout=subprocess.DEVNULL)
+    assert "bubblewrap cannot create namespaces here (exit status 1)" in str(caught.value)
+    assert "are user namespaces turned off?" in str(caught.value)
+    assert "NEOMARIL_UNSAFE_NO_SANDBOX=1" in str(caught.value)
+
+
+def test_launch_refuses_a_missing_interpreter_before_anything_else(settings, tmp_path):
+    code = sandbox.UserCode(python=tmp_path / "gone" / "bin" / "python", env={}, cwd=tmp_path)
+    with pytest.raises(FileNotFoundError) as caught:
+        sandbox.launch(code)
+    assert "(rebuild the model)" in str(caught.value)
+
+
+def test_unsafe_mode_runs_user_code_without_bubblewrap(settings, monkeypatch, probe_again, tmp_path):
+    settings.UNSAFE_NO_SANDBOX = True
+    monkeypatch.setattr(shutil, "which", lambda name, *args, **kwargs: None)
+    source = tmp_path / "app.py"
+    source.write_text(
+        "import os\n\ndef score(data, base_path):\n"
+        "    return {'pid': os.getpid(), 'uid': os.getuid(), 'key': os.environ['API_KEY'],"
+        " 'home': os.environ['HOME']}\n"
+    )
+    code = sandbox.UserCode(
+        python=BASE_PYTHON, env={"API_KEY": "k"}, cwd=tmp_path, limits=sandbox.Limits(processes=64)
+    )
+    result = oneshot.run_oneshot(
+        code, source=str(source), entrypoint="score", kind="sync", args=["{}", str(tmp_path)], timeout=30
+    )
+    assert result.ok, result.error
+    # No PID namespace and the platform's own uid: exactly what "unsafe" means.
+    assert result.result["pid"] > 2 and result.result["uid"] == os.getuid()
+    assert result.result["key"] == "k" and result.result["home"] == str(tmp_path)
+
+    launched = sandbox.launch(code, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    try:
+        assert launched.sandboxed is False and launched.uid is None
+        assert launched.process.args[:4] == [
+            "/usr/bin/setpriv",
+            "--pdeathsig=SIGKILL",
+            "--",
+            "/usr/bin/prlimit",
+        ]
+        assert "--nproc=64" in launched.process.args
+    finally:
+        launched.kill()
+        launched.process.wait(10)
+
+
+# ------------------------------------------------------------------------------ uid pool
+
+
+def test_two_leases_get_different_uids_and_a_released_uid_is_leased_again(tmp_path):
+    first_uid, first_fd = sandbox._lease_uid(tmp_path, 300_000, 2)
+    second_uid, second_fd = sandbox._lease_uid(tmp_path, 300_000, 2)
+    try:
+        assert {first_uid, second_uid} == {300_000, 300_001}
+        with pytest.raises(sandbox.SandboxUnavailable) as caught:
+            sandbox._lease_uid(tmp_path, 300_000, 2)
+        assert "All 2 sandbox uids are in use; raise NEOMARIL_SANDBOX_UID_COUNT" in str(caught.value)
+        os.close(first_fd)
+        again_uid, again_fd = sandbox._lease_uid(tmp_path, 300_000, 2)
+        assert again_uid == first_uid
+        os.close(again_fd)
+    finally:
+        os.close(second_fd)
+
+
+def test_a_launched_sandbox_releases_its_uid_once(tmp_path):
+    uid, fd = sandbox._lease_uid(tmp_path, 300_000, 1)
+    launched = sandbox.Launched(SimpleNamespace(pid=0, returncode=None), uid, fd, sandbox.Limits(), True)
+    launched.release()
+    launched.release()  # idempotent: the fd is not closed twice
+    again_uid, again_fd = sandbox._lease_uid(tmp_path, 300_000, 1)
+    assert again_uid == uid
+    os.close(again_fd)
+
+
+@pytest.mark.parametrize(
+    "sandboxed,raw,reported",
+    [(True, 128 + signal.SIGKILL, -signal.SIGKILL), (True, 1, 1), (False, 137, 137), (True, None, None)],
+)
+def test_returncode_reports_a_signal_inside_the_sandbox_as_negative(sandboxed, raw, reported):
+    launched = sandbox.Launched(
+        SimpleNamespace(pid=0, returncode=raw), None, None, sandbox.Limits(), sandboxed
+    )
+    assert launched.returncode == reported
+
+
+def test_folder_bytes_counts_what_was_written(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.bin").write_bytes(b"x" * MB)
+    (tmp_path / "sub" / "b.bin").write_bytes(b"y" * (2 * MB))
+    (tmp_path / "link").symlink_to("/usr/bin/python3")  # not followed
+    assert 3 * MB <= sandbox.folder_bytes(tmp_path) < 3 * MB + 64 * 1024
+    assert sandbox.folder_bytes(tmp_path / "missing") == 0

@@ -424,6 +424,45 @@ def _data_fd(data: bytes, read_fds: list[int]) -> str:
     return str(read)
 
 
+# seccomp_data: nr at 0, arch at 4, args[0] (its low 32 bits, little-endian) at 16.
+# arch -> (AUDIT_ARCH_*, clone, unshare); clone3 is 435 everywhere.
+_SECCOMP_ARCHES = {"x86_64": (0xC000003E, 56, 272), "aarch64": (0xC00000B7, 220, 97)}
+
+
+def _no_userns_seccomp() -> bytes | None:
+    """A classic BPF program for ``bwrap --seccomp``: clone/unshare with CLONE_NEWUSER fail (EPERM).
+
+    clone3 answers ENOSYS (its flags are out of a filter's reach; libc then uses clone),
+    and so does any syscall of another ABI (i386 ``int 0x80``, x32), which would bypass
+    the numbers checked here. None on an architecture not listed.
+    """
+    import struct
+
+    known = _SECCOMP_ARCHES.get(os.uname().machine)
+    if known is None:
+        return None
+    audit_arch, clone, unshare = known
+    ld, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06
+    allow, enosys, eperm = 0x7FFF0000, 0x00050000 | 38, 0x00050000 | 1
+    program = [
+        (ld, 0, 0, 4),
+        (jeq, 1, 0, audit_arch),
+        (ret, 0, 0, enosys),  # another ABI
+        (ld, 0, 0, 0),
+        (jge, 0, 1, 0x40000000),
+        (ret, 0, 0, enosys),  # x32
+        (jeq, 0, 1, 435),
+        (ret, 0, 0, enosys),  # clone3
+        (jeq, 1, 0, unshare),
+        (jeq, 0, 3, clone),
+        (ld, 0, 0, 16),
+        (jset, 0, 1, 0x10000000),  # CLONE_NEWUSER
+        (ret, 0, 0, eperm),
+        (ret, 0, 0, allow),
+    ]
+    return b"".join(struct.pack("=HBBI", *op) for op in program)
+
+
 def _bwrap_argv(code: UserCode, python: Path, uid: int | None, read_fds: list[int]) -> list[str]:
     limits = code.limits
     inner_uid = uid if uid is not None else os.geteuid()
@@ -444,6 +483,12 @@ def _bwrap_argv(code: UserCode, python: Path, uid: int | None, read_fds: list[in
         # Root: bwrap sets up the sandbox with only the capabilities setpriv needs to
         # become the job's uid, which then drops them all.
         argv += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+        # Without a user namespace of its own, --disable-userns is not available: a
+        # seccomp filter refuses new user namespaces (root with every capability in a
+        # nested one, the door to most kernel exploits) instead.
+        program = _no_userns_seccomp()
+        if program is not None:
+            argv += ["--seccomp", _data_fd(program, read_fds)]
     else:
         # Not root: a user namespace maps the platform's uid; it cannot nest another.
         argv += ["--unshare-user", "--uid", str(inner_uid), "--gid", str(os.getegid()), "--disable-userns"]

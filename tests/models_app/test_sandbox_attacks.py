@@ -114,6 +114,26 @@ ATTACK_SOURCE = textwrap.dedent(
         return seen
 
 
+    def _unshare(flags):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.unshare(flags) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code))
+        return "unshared"
+
+
+    def _thread():
+        import threading
+
+        done = []
+        worker = threading.Thread(target=done.append, args=[1])
+        worker.start()
+        worker.join()
+        return done
+
+
     def _descriptors():
         found = {}
         for fd in os.listdir("/proc/self/fd"):
@@ -147,6 +167,9 @@ ATTACK_SOURCE = textwrap.dedent(
         report["signal_init"] = _try(lambda: os.kill(1, signal.SIGKILL))
         report["processes"] = _processes()
         report["descriptors"] = _descriptors()
+        report["new_user_namespace"] = _try(lambda: _unshare(0x10000000))  # CLONE_NEWUSER
+        report["new_mount_namespace"] = _try(lambda: _unshare(0x00020000))  # CLONE_NEWNS
+        report["thread"] = _try(_thread)
         report["uid"] = os.getuid()
         report["euid"] = os.geteuid()
         report["status"] = _status()
@@ -481,11 +504,21 @@ def assert_contained(
             or target == own_log
         ), (fd, target)
 
-    # Never root, no capabilities, no way to gain any.
+    # Never root, no capabilities, no way to gain any: not even in a nested user namespace
+    # (root there, with every capability: the door to most kernel exploits).
     assert report["uid"] != 0 and report["euid"] != 0
     status = report["status"]
     assert status["CapEff"] == status["CapPrm"] == status["CapInh"] == status["CapAmb"] == "0" * 16
     assert status["NoNewPrivs"] == "1"
+    assert report["new_user_namespace"] == {
+        "ok": False,
+        "error": "PermissionError: [Errno 1] Operation not permitted",
+    }
+    assert report["new_mount_namespace"] == {
+        "ok": False,
+        "error": "PermissionError: [Errno 1] Operation not permitted",
+    }
+    assert report["thread"] == {"ok": True, "value": [1]}  # the filter leaves threads alone
     assert status["Uid"].split() == [str(report["uid"])] * 4
 
     # Secrets: its own .env, none of the platform's variables.

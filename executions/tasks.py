@@ -141,7 +141,9 @@ def _failure_message(result: oneshot.RunResult, timeout: int) -> str:
     error = (result.error or "unknown error").strip()
     if result.phase == "crash":
         first, _, _rest = error.partition("\n")  # the last output is in the log already
-        return first[:1].upper() + first[1:] + "."
+        return first[:1].upper() + first[1:] + "." + (f" {result.limit}" if result.limit else "")
+    if result.phase in ("limit", "sandbox"):
+        return error
     if result.phase == "import":
         return f"Could not load the model's code: {error}"
     if result.phase == "result":

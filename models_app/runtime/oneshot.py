@@ -53,11 +53,12 @@ class RunResult:
     result: Any = None  # normalised JSON value (sync) or the returned path string (async)
     error: str | None = None  # what went wrong, for the user
     traceback: str | None = None
-    phase: str | None = None  # "import" | "call" | "result" | "timeout" | "crash" | "limit"
+    phase: str | None = None  # "import" | "call" | "result" | "timeout" | "crash" | "limit" | "sandbox"
     output: str = ""  # everything the user code printed (stdout+stderr)
     returncode: int | None = None
     timed_out: bool = False
     duration: float = 0.0
+    limit: str | None = None  # the sandbox limit that explains the failure, for the user
 
 
 def run_oneshot(
@@ -87,6 +88,8 @@ def run_oneshot(
     code = dataclasses.replace(code, runner_args=("oneshot",))
     try:
         launched = sandbox.launch(code, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except sandbox.SandboxUnavailable as exc:
+        return RunResult(ok=False, phase="sandbox", error=str(exc), duration=time.monotonic() - started)
     except OSError as exc:
         return RunResult(
             ok=False,
@@ -101,6 +104,7 @@ def run_oneshot(
     if not result.ok and result.phase != "limit":
         hint = code.limits.explain(f"{result.error}\n{result.traceback or ''}", result.returncode)
         if hint:
+            result.limit = hint
             result.error = f"{result.error}\n{hint}"
     return result
 
@@ -288,7 +292,8 @@ class _Supervisor:
 
     def _result(self, timed_out: bool, timeout: float) -> RunResult:
         if self.over_disk:
-            return RunResult(ok=False, phase="limit", error=self.code.limits.disk_exceeded_message())
+            message = self.code.limits.disk_exceeded_message()
+            return RunResult(ok=False, phase="limit", error=message, limit=message)
         if timed_out:
             return RunResult(
                 ok=False, phase="timeout", timed_out=True, error=f"timed out after {timeout:g} s"

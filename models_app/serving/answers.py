@@ -14,6 +14,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from models_app.runtime.protocol import OK_PREFIX, ProtocolError, decode_payload
+from models_app.sandboxes import limits_for
 from monitoring.recorder import Call, recorder
 from portal.api.errors import error_json
 
@@ -85,14 +86,17 @@ def answer_for_frame(frame: dict) -> tuple[int, bytes]:
         return 200, json.dumps(frame["result"]).encode()
     if frame.get("phase") == "protocol":
         return 500, error_json(f"Internal error talking to the model's runner: {frame.get('error')}", "error")
-    # The platform worked; the model's own code failed on this input.
+    # The platform worked; the model's own code failed on this input (or hit a limit
+    # of its sandbox, which the message then names with the setting that raises it).
+    limit = limits_for("serve").explain(f"{frame.get('error')}\n{frame.get('traceback') or ''}", None)
     return 422, error_json(
-        f"The model raised an error: {frame.get('error')}",
+        f"The model raised an error: {frame.get('error')}" + (f" {limit}" if limit else ""),
         "model_error",
         model_error={
             "error": frame.get("error"),
             "phase": frame.get("phase"),
             "traceback": frame.get("traceback"),
+            "limit": limit,
         },
     )
 

@@ -200,9 +200,12 @@ class ModelHost:
             )
             with open(paths.runner_log(model.hash), "ab") as log:
                 # From the spawner thread: a sandbox dies with the thread that launched it.
-                launched = self._spawner.submit(
-                    sandbox.launch, code, stdin=subprocess.DEVNULL, stdout=log, stderr=log
-                ).result()
+                try:
+                    launched = self._spawner.submit(
+                        sandbox.launch, code, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+                    ).result()
+                except (sandbox.SandboxUnavailable, OSError) as exc:
+                    raise HostError(f"The model's runner could not be started: {exc}") from None
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 loading_path.unlink()

@@ -7,6 +7,7 @@ test_sandbox_attacks.py.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -19,6 +20,8 @@ import pytest
 
 from models_app import sandboxes
 from models_app.runtime import oneshot, sandbox
+from models_app.runtime.oneshot import run_oneshot
+from models_app.serving.answers import answer_for_frame
 
 BASE_PYTHON = Path(getattr(sys, "_base_executable", sys.executable))
 MB = 1024 * 1024
@@ -223,6 +226,22 @@ def test_launch_refuses_when_bubblewrap_cannot_make_namespaces(settings, monkeyp
     assert "NEOMARIL_UNSAFE_NO_SANDBOX=1" in str(caught.value)
 
 
+def test_a_oneshot_run_without_its_sandbox_fails_with_that_message(
+    settings, monkeypatch, probe_again, tmp_path
+):
+    settings.UNSAFE_NO_SANDBOX = False
+    monkeypatch.setattr(shutil, "which", lambda name, *args, **kwargs: None)
+    source = tmp_path / "app.py"
+    source.write_text("def score(data, base_path):\n    return {}\n")
+    result = run_oneshot(
+        _code(tmp_path), source=str(source), entrypoint="score", kind="sync", args=["{}", "."], timeout=10
+    )
+    assert not result.ok and result.phase == "sandbox"
+    assert result.error.startswith(
+        "User code is not run without its sandbox, and bubblewrap is not installed"
+    )
+
+
 def test_launch_refuses_a_missing_interpreter_before_anything_else(settings, tmp_path):
     code = sandbox.UserCode(python=tmp_path / "gone" / "bin" / "python", env={}, cwd=tmp_path)
     with pytest.raises(FileNotFoundError) as caught:
@@ -320,3 +339,21 @@ def test_the_seccomp_filter_is_one_bpf_program_per_known_architecture(monkeypatc
         assert program is not None and len(program) == 14 * 8  # struct sock_filter: 8 bytes each
     monkeypatch.setattr(sandbox.os, "uname", lambda: SimpleNamespace(machine="riscv64"))
     assert sandbox._no_userns_seccomp() is None  # no filter rather than a wrong one
+
+
+def test_a_sync_call_that_hits_a_limit_names_it_and_its_setting(settings):
+    settings.RUNNER_MEMORY_LIMIT_MB = 321
+    status, body = answer_for_frame(
+        {"ok": False, "phase": "call", "error": "MemoryError", "traceback": "..."}
+    )
+    detail = json.loads(body)
+    assert status == 422
+    assert detail["detail"] == (
+        "The model raised an error: MemoryError The model's code hit the sandbox limit of 321 MB of memory "
+        "per process (raise NEOMARIL_RUNNER_MEMORY_LIMIT_MB to allow more)."
+    )
+    assert detail["model_error"]["limit"].startswith("The model's code hit the sandbox limit")
+    status, body = answer_for_frame(
+        {"ok": False, "phase": "call", "error": "ValueError: bad x", "traceback": ""}
+    )
+    assert json.loads(body)["model_error"]["limit"] is None

@@ -1,4 +1,4 @@
-"""Real uv builds of content-addressed environments (needs PyPI and a Python 3.9 on the host)."""
+"""Real uv builds of content-addressed environments (needs PyPI and a Python 3.9 on the host; a missing 3.9 fails)."""
 
 from __future__ import annotations
 
@@ -19,18 +19,16 @@ from models_app.environments import (
     env_python,
     environment_path,
 )
-from models_app.interpreters import InterpreterNotFound, discover_interpreters, find_interpreter
+from models_app.interpreters import Interpreter
 from models_app.validation.requirements import requirements_fingerprint
+from tests.helpers.interpreters import supported_interpreter
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def py39():
-    try:
-        return find_interpreter("3.9", discover_interpreters())
-    except InterpreterNotFound as exc:
-        pytest.skip(str(exc))
+def py39() -> Interpreter:
+    return supported_interpreter("3.9")
 
 
 class Log(list):

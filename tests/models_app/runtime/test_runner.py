@@ -15,8 +15,7 @@ import pytest
 from models_app.runtime import oneshot
 from models_app.runtime.oneshot import RunResult, run_oneshot
 from models_app.runtime.sandbox import RUNNER_PATH, Limits, UserCode, build_runner_env
-
-from .conftest import PYTHONS, SUPPORTED_MINORS
+from tests.helpers.interpreters import SUPPORTED_MINORS, supported_interpreter
 
 
 def run(
@@ -49,18 +48,6 @@ def run(
 
 def first_file_line(tb: str) -> str:
     return next(line for line in tb.splitlines() if line.lstrip().startswith("File "))
-
-
-def test_every_supported_python_is_available():
-    versions = {tuple(int(p) for p in v.split(".")[:2]) for v in PYTHONS}
-    missing = [f"{major}.{minor}" for major, minor in SUPPORTED_MINORS if (major, minor) not in versions]
-    assert not missing, f"the runner can't be tested on Python {', '.join(missing)}: install it with pyenv"
-
-
-def test_runner_path_is_absolute():
-    assert RUNNER_PATH.is_absolute()
-    assert RUNNER_PATH.name == "runner.py"
-    assert RUNNER_PATH.is_file()
 
 
 # ------------------------------------------------------------------------ sync results
@@ -581,9 +568,7 @@ def test_answer_stands_when_the_process_will_not_exit(write_user_module, monkeyp
         """
     )
     started = time.monotonic()
-    if not PYTHONS:
-        pytest.fail("no supported Python interpreter found")
-    result = run(list(PYTHONS.values())[-1], source, timeout=30)  # the newest
+    result = run(supported_interpreter(SUPPORTED_MINORS[-1]).path, source, timeout=30)  # the newest
     assert time.monotonic() - started < 5
     assert result.ok, result
     assert result.result == {"answered": True}
@@ -699,15 +684,13 @@ def test_build_runner_env():
 
 
 NUMPY_PYTHON = "3.9"
-UV = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "uv"
+UV = Path(__file__).resolve().parents[3] / ".venv" / "bin" / "uv"
 
 
 @pytest.fixture(scope="module")
 def scientific_python(tmp_path_factory) -> Path:
     """A real uv environment with numpy and pandas, on an older Python."""
-    base = next((p for v, p in PYTHONS.items() if v.startswith(NUMPY_PYTHON + ".")), None)
-    if base is None:
-        pytest.fail(f"Python {NUMPY_PYTHON} is needed to build the numpy/pandas environment")
+    base = supported_interpreter(NUMPY_PYTHON).path
     venv = tmp_path_factory.mktemp("sci-venv")
     subprocess.run([str(UV), "venv", "-q", "-p", str(base), str(venv)], check=True, timeout=300)
     subprocess.run(

@@ -32,7 +32,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.e2e.procs import RunningPortal  # noqa: E402
+from tests.helpers.processes import RunningPortal  # noqa: E402
 
 MB = 1024 * 1024
 

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from models_app.interpreters import discover_interpreters, find_interpreter  # noqa: E402
-from tests.e2e.procs import PortalClient, RunningPortal  # noqa: E402
+from tests.helpers.processes import PortalClient, RunningPortal  # noqa: E402
 
 PYTHON = "3.11"
 REQUIREMENTS = "scikit-learn==1.6.1\npandas==2.2.3\n"

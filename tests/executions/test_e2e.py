@@ -21,8 +21,8 @@ import psutil
 import pytest
 import requests
 
-from tests.e2e.procs import ROOT, RunningPortal
 from tests.executions.test_real_models import PARQUET_REQUIREMENTS, PARQUET_SOURCE
+from tests.helpers.processes import ROOT, RunningPortal
 from tests.models_app import real_models
 
 pytestmark = pytest.mark.slow

@@ -30,7 +30,7 @@ from neomaril_codex.exceptions import (
 )
 from neomaril_codex.model import NeomarilModel, NeomarilModelClient
 
-from tests.e2e.procs import RunningPortal
+from tests.helpers.processes import RunningPortal
 from tests.models_app import real_models
 
 pytestmark = pytest.mark.slow

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.e2e.procs import PortalClient, RunningPortal
+from tests.helpers.processes import PortalClient, RunningPortal
 from tests.models_app import real_models
 
 pytestmark = pytest.mark.slow

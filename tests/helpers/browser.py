@@ -1,7 +1,8 @@
 """Playwright driving Debian's Chromium (no browser downloads on these machines).
 
 `make test` installs Chromium when it is missing; if it is still missing the tests fail
-with a clear message instead of skipping.
+with a clear message instead of skipping. The `browser` and `page` fixtures built on
+these live in tests/portal/conftest.py.
 """
 
 from __future__ import annotations
@@ -31,25 +32,6 @@ def chromium_path() -> str:
             "Chromium is not installed: run `make browser-deps` (apt-get install chromium).", pytrace=False
         )
     return path
-
-
-@pytest.fixture(scope="session")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1366, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    yield page
-    context.close()
 
 
 def screenshot(page, name: str) -> Path:

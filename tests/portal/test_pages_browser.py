@@ -17,8 +17,8 @@ import textwrap
 import pytest
 import requests
 
-from tests.browser.conftest import screenshot
-from tests.e2e.procs import ROOT, PortalClient, RunningPortal
+from tests.helpers.browser import screenshot
+from tests.helpers.processes import ROOT, PortalClient, RunningPortal
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

@@ -1,18 +1,14 @@
-"""Supervision: supervisord restarts a crashed program alone, and no process outlives its parent.
+"""Supervision (deploy/supervisord.conf, started by `make run`): supervisord restarts a
+crashed program alone, and no process outlives its parent.
 
-The fast tests check `portal.procs` (the parent-death signal) in plain forked processes;
-the slow ones start the real stack with `make run` on a loopback port and kill its
-programs with SIGKILL while a bounded client loop keeps calling it.
+The real stack runs on a loopback port and its programs are killed with SIGKILL while a
+bounded client loop keeps calling it. The parent-death signal itself (portal.procs) is
+checked in plain processes by tests/portal/test_procs.py.
 """
 
 from __future__ import annotations
 
-import ctypes
-import os
 import signal
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -21,10 +17,7 @@ import psutil
 import pytest
 import requests
 
-from portal import procs
-from tests.e2e.procs import ROOT, PortalClient, RunningPortal, wait_gone
-
-PR_GET_PDEATHSIG = 2
+from tests.helpers.processes import PortalClient, RunningPortal, wait_gone
 
 ECHO_FILES = {
     "source": ("app.py", b"import os\n\ndef score(data, base_path):\n    return {'pid': os.getpid()}\n"),
@@ -32,107 +25,6 @@ ECHO_FILES = {
     "requirements": ("requirements.txt", b""),
     "schema": ("schema.json", b'{"x": 1}'),
 }
-
-
-# --- portal.procs, in plain processes -----------------------------------------------
-
-CHILD_REPORT = textwrap.dedent(
-    """
-    import ctypes, os, sys, threading, time
-    sys.path.insert(0, {root!r})
-    from portal import procs
-
-    def pdeathsig():
-        value = ctypes.c_int()
-        ctypes.CDLL(None).prctl(2, ctypes.byref(value), 0, 0, 0)
-        return value.value
-
-    procs.children_die_with_parent()
-    results = {{}}
-
-    def fork_and_report(key):
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.write(w, str(pdeathsig()).encode())
-            os._exit(0)
-        os.waitpid(pid, 0)
-        results[key] = int(os.read(r, 16))
-
-    fork_and_report("main thread")
-    thread = threading.Thread(target=fork_and_report, args=("other thread",))
-    thread.start()
-    thread.join()
-    print(results["main thread"], results["other thread"])
-    """
-)
-
-
-def test_children_forked_by_the_main_thread_get_the_parent_death_signal():
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD_REPORT.format(root=str(ROOT))],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    # SIGKILL for the main thread's children; none for a thread's (it would die with the thread).
-    assert out.stdout.split() == [str(int(signal.SIGKILL)), "0"]
-
-
-GRANDCHILD = textwrap.dedent(
-    """
-    import os, sys, time
-    sys.path.insert(0, {root!r})
-    from portal import procs
-
-    procs.children_die_with_parent()
-    pid = os.fork()
-    if pid == 0:
-        time.sleep(60)  # the grandchild: must not outlive its parent
-        os._exit(0)
-    print(pid, flush=True)
-    time.sleep(60)
-    """
-)
-
-
-def test_a_killed_parent_takes_its_forked_children_along():
-    parent = subprocess.Popen(
-        [sys.executable, "-c", GRANDCHILD.format(root=str(ROOT))], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        child = psutil.Process(int(parent.stdout.readline()))
-        assert child.ppid() == parent.pid
-        parent.kill()
-        parent.wait(10)
-        assert wait_gone([child], timeout=10) == []
-    finally:
-        parent.kill()
-        parent.stdout.close()
-
-
-def test_die_with_parent_arms_the_signal_and_exits_when_the_parent_is_already_gone():
-    def pdeathsig() -> int:
-        value = ctypes.c_int()
-        ctypes.CDLL(None).prctl(PR_GET_PDEATHSIG, ctypes.byref(value), 0, 0, 0)
-        return value.value
-
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover (child)
-        try:
-            procs.die_with_parent(os.getppid())
-            os.write(w, str(pdeathsig()).encode())
-            procs.die_with_parent(parent_pid=os.getppid() + 1)  # "my parent is gone": exits 1
-            os._exit(0)
-        finally:
-            os._exit(2)
-    _, status = os.waitpid(pid, 0)
-    assert int(os.read(r, 16)) == signal.SIGKILL
-    assert os.waitstatus_to_exitcode(status) == 1
-    os.close(r)
-    os.close(w)
 
 
 # --- the real stack -------------------------------------------------------------------

@@ -5,7 +5,7 @@ import time
 import pytest
 import requests
 
-from tests.e2e.procs import PROGRAMS, RunningPortal
+from tests.helpers.processes import PROGRAMS, RunningPortal
 
 pytestmark = pytest.mark.slow
 

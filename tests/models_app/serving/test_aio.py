@@ -3,7 +3,7 @@
 Driven through both of its callers: the ASGI fast path awaits AsyncRunnerPool; Django's
 view reaches it through blocking_pool's event-loop thread. The runner and the host here
 are fakes that speak the wire protocol, so the tests control when a runner hangs,
-crashes or is killed (the real processes are covered by tests/e2e/test_sync_serving.py).
+crashes or is killed (the real processes are covered by tests/models_app/serving/test_e2e.py).
 """
 
 from __future__ import annotations

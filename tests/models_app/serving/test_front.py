@@ -3,7 +3,7 @@
 What it answers itself must be what Django's run view answers (same status, bytes and
 security headers); everything it cannot serve as a plain call must reach Django; a
 change in the database (revoked token, disabled model) must count from the next call.
-The real runner round trip through gunicorn is covered by tests/e2e/test_sync_serving.py.
+The real runner round trip through gunicorn is covered by tests/models_app/serving/test_e2e.py.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Per-model OpenAPI documents, Swagger pages and generated request code."""
+"""Per-model OpenAPI documents (portal/model_openapi.py, on the schema inferred by
+models_app/schema_inference.py), Swagger pages and generated request code (portal/model_docs.py)."""
 
 import ast
 import json

@@ -1,4 +1,4 @@
-"""The run URL's checks that happen before any runner is involved (no model host needed)."""
+"""The run URL (portal/run_api.py): the checks that happen before any runner is involved (no model host needed)."""
 
 from datetime import timedelta
 

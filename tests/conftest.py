@@ -1,30 +1,18 @@
-"""The cast every view test uses: an owner, a teammate, an outsider and an admin."""
+"""Fixtures every test may use: the cast (an owner, a teammate, an outsider and an admin)
+and settings that keep the suite fast. Helpers live in tests/helpers/."""
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass
-
 import pytest
 from django.contrib.auth import get_user_model
-from rest_framework.test import APIClient
 
 from portal import services
-from portal.models import Group, Membership
+from portal.models import Membership
+from tests.helpers.cast import PASSWORD, Cast
 
-PASSWORD = "correct-horse-battery-staple"
-
-
-@dataclass
-class Cast:
-    owner: object
-    teammate: object
-    outsider: object
-    admin: object
-    group: Group
-    group_token: str
-    other_group: Group
-    other_token: str
+# Transitional: tests/models_app/test_sandbox_attacks.py (being written alongside) still
+# imports api_client from here; new code imports it from tests.helpers.clients.
+from tests.helpers.clients import api_client  # noqa: F401
 
 
 @pytest.fixture
@@ -43,19 +31,6 @@ def cast(db) -> Cast:
     return Cast(owner, teammate, outsider, admin, group, token, other, other_token)
 
 
-def api_client(user=None) -> APIClient:
-    client = APIClient()
-    if user is not None:
-        _, value = services.issue_api_token(user, "test")
-        client.credentials(HTTP_AUTHORIZATION=f"Token {value}")
-    return client
-
-
-@pytest.fixture
-def as_user():
-    return api_client
-
-
 @pytest.fixture(autouse=True)
 def _fast_test_settings(settings):
     # Password stretching dominates test time otherwise; hashing itself is Django's.
@@ -65,15 +40,3 @@ def _fast_test_settings(settings):
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
-
-
-def run_async(coroutine):
-    """asyncio.run() on a thread of its own.
-
-    Playwright's sync API (browser tests) keeps an event loop running on the main
-    thread for the whole session, where asyncio.run() refuses to start another.
-    """
-    import concurrent.futures
-
-    with concurrent.futures.ThreadPoolExecutor(1) as executor:
-        return executor.submit(asyncio.run, coroutine).result()

@@ -11,8 +11,8 @@ from django.utils import timezone
 from executions.models import Execution
 from models_app import services as model_services
 from models_app.models import MLModel
-from tests.conftest import api_client
-from tests.executions.conftest import CSV, submit, token_client
+from tests.helpers.clients import api_client, token_client
+from tests.helpers.executions import CSV, submit
 from tests.models_app.uploads import file
 
 

@@ -18,8 +18,8 @@ from executions.models import Execution
 from models_app import tasks as model_tasks
 from models_app.models import MLModel
 from models_app.runtime.sandbox import build_runner_env
-from tests.conftest import api_client
-from tests.executions.conftest import submit
+from tests.helpers.clients import api_client
+from tests.helpers.executions import submit
 from tests.models_app import real_models
 from tests.models_app.uploads import file
 

@@ -26,7 +26,7 @@ from executions.models import Execution
 from models_app import services as model_services
 from models_app.models import MLModel
 from models_app.runtime import sandbox
-from tests.executions.conftest import BASE_PYTHON, CSV, SOURCE, submit
+from tests.helpers.executions import BASE_PYTHON, CSV, SOURCE, submit
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

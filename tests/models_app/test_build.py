@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from models_app import tasks
 from models_app.models import MLModel, ModelBuild
-from tests.conftest import api_client
+from tests.helpers.clients import api_client
 from tests.models_app import real_models
 from tests.models_app.uploads import file
 

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from models_app import services, tasks
 from models_app.models import MLModel, ModelBuild
-from tests.conftest import api_client
+from tests.helpers.clients import api_client
 from tests.models_app.uploads import sync_payload
 
 

@@ -14,7 +14,8 @@ from django.test import Client
 from models_app.forms import DEFAULT_PYTHON_VERSION, ModelUploadForm
 from models_app.models import MLModel, ModelBuild, ModelEvent
 from portal import crypto
-from tests.conftest import PASSWORD, api_client
+from tests.helpers.cast import PASSWORD
+from tests.helpers.clients import api_client
 from tests.models_app.uploads import file, sync_payload
 
 

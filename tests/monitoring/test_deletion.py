@@ -6,7 +6,7 @@ from models_app import tasks
 from models_app.models import MLModel
 from monitoring.models import PredictionRecord
 from monitoring.recorder import Call, Recorder
-from tests.conftest import api_client
+from tests.helpers.clients import api_client
 from tests.models_app.uploads import sync_payload
 
 

@@ -9,7 +9,7 @@ from models_app.models import MLModel
 from monitoring import tasks
 from monitoring.models import DroppedRecords, PredictionRecord
 from monitoring.recorder import Call, Recorder
-from tests.conftest import api_client
+from tests.helpers.clients import api_client
 from tests.models_app.uploads import sync_payload
 
 

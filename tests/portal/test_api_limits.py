@@ -8,7 +8,7 @@ from django.test import Client
 
 from portal.api.middleware import body_limit
 from portal.api.parsers import TOO_DEEP
-from tests.conftest import api_client
+from tests.helpers.clients import api_client
 
 DEEP = "[" * 5000 + "]" * 5000
 

@@ -6,7 +6,8 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from portal.models import ApiToken
-from tests.conftest import PASSWORD, api_client
+from tests.helpers.cast import PASSWORD
+from tests.helpers.clients import api_client
 
 
 def test_login_exchanges_password_for_token(cast):

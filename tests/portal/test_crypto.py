@@ -6,7 +6,7 @@ from django.core.management import call_command
 
 from models_app.models import MLModel
 from portal import crypto
-from tests.conftest import api_client
+from tests.helpers.clients import api_client
 from tests.models_app.uploads import file, sync_payload
 
 

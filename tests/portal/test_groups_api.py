@@ -9,7 +9,7 @@ from rest_framework.test import APIRequestFactory
 
 from portal.authentication import check_group_token
 from portal.models import Group, GroupToken, Membership
-from tests.conftest import api_client
+from tests.helpers.clients import api_client
 
 
 def test_admin_creates_group_and_sees_token_once(cast):

@@ -18,7 +18,7 @@ from django.test import Client
 from django.utils import timezone
 
 from portal.authentication import client_ip, lockout_message
-from tests.conftest import PASSWORD
+from tests.helpers.cast import PASSWORD
 
 LIMIT = 3
 LOGIN = "/api/v1/auth/login"

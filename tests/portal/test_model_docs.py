@@ -10,7 +10,8 @@ from openapi_spec_validator import validate
 
 from models_app.models import MLModel
 from models_app.schema_inference import infer_schema
-from tests.conftest import PASSWORD, api_client
+from tests.helpers.cast import PASSWORD
+from tests.helpers.clients import api_client
 from tests.models_app.uploads import file, sync_payload
 
 ALL_TYPES = {

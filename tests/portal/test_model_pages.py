@@ -15,7 +15,7 @@ from django.test import Client
 from executions.models import Execution
 from models_app.models import MLModel, ModelEvent
 from monitoring.models import PredictionRecord
-from tests.conftest import PASSWORD
+from tests.helpers.cast import PASSWORD
 from tests.models_app.uploads import file, sync_payload
 
 XHR = {"HTTP_X_REQUESTED_WITH": "XMLHttpRequest"}

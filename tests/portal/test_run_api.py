@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 
 from models_app.models import MLModel
 from portal.models import GroupToken
-from tests.conftest import api_client
+from tests.helpers.clients import api_client
 from tests.models_app.uploads import sync_payload
 
 

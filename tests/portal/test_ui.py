@@ -8,7 +8,7 @@ from django.test import Client
 
 from portal import services
 from portal.models import ApiToken, Group, GroupToken, Membership
-from tests.conftest import PASSWORD
+from tests.helpers.cast import PASSWORD
 
 
 def _login(user) -> Client:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from portal.workers import CoalescingHttpToolsProtocol, CoalescingTransport, WebWorker
-from tests.conftest import run_async
+from tests.helpers.loops import run_async
 
 
 class RecordingTransport:

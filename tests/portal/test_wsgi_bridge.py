@@ -11,7 +11,8 @@ from django.http import UnreadablePostError
 from executions.models import Execution
 from models_app.models import MLModel
 from portal.wsgi_bridge import WSGIBridge
-from tests.conftest import api_client, run_async
+from tests.helpers.clients import api_client
+from tests.helpers.loops import run_async
 from tests.models_app.uploads import sync_payload
 
 

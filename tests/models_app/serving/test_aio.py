@@ -29,7 +29,8 @@ from models_app.serving import aio, paths
 from models_app.serving.aio import ServingError, blocking_pool
 from models_app.serving.answers import answer_for_payload
 from models_app.serving.host import ControlServer
-from tests.conftest import api_client, run_async
+from tests.helpers.clients import api_client
+from tests.helpers.loops import run_async
 from tests.models_app.uploads import sync_payload
 
 KILLED_504 = {

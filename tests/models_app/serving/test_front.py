@@ -23,7 +23,8 @@ from models_app.serving.answers import NESTED_TOO_DEEPLY
 from models_app.serving.front import CallLookup, ServingFront
 from portal.models import GroupToken
 from portal.wsgi_bridge import WSGIBridge
-from tests.conftest import api_client, run_async
+from tests.helpers.clients import api_client
+from tests.helpers.loops import run_async
 from tests.models_app.uploads import sync_payload
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the front reads on its own connection

@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 from models_app.models import MLModel
 from tests.helpers.clients import api_client, token_client
 from tests.helpers.executions import BASE_PYTHON, FAKE_FINGERPRINT, SOURCE
-from tests.models_app.uploads import file
+from tests.helpers.uploads import file
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from models_app import services as model_services
 from models_app.models import MLModel
 from tests.helpers.clients import api_client, token_client
 from tests.helpers.executions import CSV, submit
-from tests.models_app.uploads import file
+from tests.helpers.uploads import file
 
 
 @pytest.fixture

@@ -21,9 +21,8 @@ import psutil
 import pytest
 import requests
 
-from tests.executions.test_real_models import PARQUET_REQUIREMENTS, PARQUET_SOURCE
+from tests.helpers import real_models
 from tests.helpers.processes import ROOT, RunningPortal
-from tests.models_app import real_models
 
 pytestmark = pytest.mark.slow
 
@@ -232,9 +231,9 @@ def test_parquet_input_env_values_and_input_name_through_the_real_processes(
     model_hash = api.deploy(
         "Teste Parquet",
         {
-            "source": ("app.py", PARQUET_SOURCE.encode()),
+            "source": ("app.py", real_models.PARQUET_SOURCE.encode()),
             "model": ("model.pkl", model_pickle),
-            "requirements": ("requirements.txt", PARQUET_REQUIREMENTS.encode()),
+            "requirements": ("requirements.txt", real_models.PARQUET_REQUIREMENTS.encode()),
             "env": (".env", b"REGION=sul\n"),
         },
         python=real_models.PYTHON,

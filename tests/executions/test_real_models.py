@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 import subprocess
-import textwrap
 
 import pandas as pd
 import pytest
@@ -18,39 +17,12 @@ from executions.models import Execution
 from models_app import tasks as model_tasks
 from models_app.models import MLModel
 from models_app.runtime.sandbox import build_runner_env
+from tests.helpers import real_models
 from tests.helpers.clients import api_client
 from tests.helpers.executions import submit
-from tests.models_app import real_models
-from tests.models_app.uploads import file
+from tests.helpers.uploads import file
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-PARQUET_REQUIREMENTS = real_models.REQUIREMENTS + "pyarrow==17.0.0\n"
-
-PARQUET_SOURCE = textwrap.dedent(
-    """
-    import os
-    import pickle
-
-    import pandas as pd
-
-
-    def score(data_path, model_path):
-        name = os.environ["inputFileName"]
-        with open(os.path.join(model_path, "model.pkl"), "rb") as f:
-            model = pickle.load(f)
-        X = pd.read_parquet(os.path.join(data_path, name))
-        print("read %d rows from %s" % (len(X), name))
-        df = X.copy()
-        df["proba"] = model.predict_proba(X)[:, 1]
-        df["pred"] = model.predict(X)
-        df["input_name"] = name
-        df["region"] = os.environ["REGION"]
-        out = os.path.join(data_path, "scored.parquet")
-        df.to_parquet(out, index=False)
-        return out
-    """
-)
 
 
 @pytest.fixture(scope="session")
@@ -112,8 +84,8 @@ def test_parquet_input_with_env_values_and_input_name(cast, caller, model_pickle
         cast,
         model_pickle,
         name="Teste Parquet",
-        source=file("app.py", PARQUET_SOURCE),
-        requirements=file("requirements.txt", PARQUET_REQUIREMENTS),
+        source=file("app.py", real_models.PARQUET_SOURCE),
+        requirements=file("requirements.txt", real_models.PARQUET_REQUIREMENTS),
         env=file(".env", "REGION=sul\n"),
         sample=None,
         input_type="parquet",

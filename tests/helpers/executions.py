@@ -16,7 +16,7 @@ from pathlib import Path
 from rest_framework.test import APIClient
 
 from models_app.models import MLModel
-from tests.models_app.uploads import file
+from tests.helpers.uploads import file
 
 FAKE_FINGERPRINT = "e" * 64
 BASE_PYTHON = Path(getattr(sys, "_base_executable", sys.executable))

@@ -18,9 +18,9 @@ from django.utils import timezone
 
 from models_app import tasks
 from models_app.models import MLModel, ModelBuild
+from tests.helpers import real_models
 from tests.helpers.clients import api_client
-from tests.models_app import real_models
-from tests.models_app.uploads import file
+from tests.helpers.uploads import file
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

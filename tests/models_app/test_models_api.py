@@ -9,7 +9,7 @@ from django.utils import timezone
 from models_app import services, tasks
 from models_app.models import MLModel, ModelBuild
 from tests.helpers.clients import api_client
-from tests.models_app.uploads import sync_payload
+from tests.helpers.uploads import sync_payload
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from models_app.models import MLModel, ModelBuild, ModelEvent
 from portal import crypto
 from tests.helpers.cast import PASSWORD
 from tests.helpers.clients import api_client
-from tests.models_app.uploads import file, sync_payload
+from tests.helpers.uploads import file, sync_payload
 
 
 def _post(client, payload):

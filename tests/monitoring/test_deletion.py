@@ -7,7 +7,7 @@ from models_app.models import MLModel
 from monitoring.models import PredictionRecord
 from monitoring.recorder import Call, Recorder
 from tests.helpers.clients import api_client
-from tests.models_app.uploads import sync_payload
+from tests.helpers.uploads import sync_payload
 
 
 def _model(client, name):

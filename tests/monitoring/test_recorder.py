@@ -10,7 +10,7 @@ from monitoring import tasks
 from monitoring.models import DroppedRecords, PredictionRecord
 from monitoring.recorder import Call, Recorder
 from tests.helpers.clients import api_client
-from tests.models_app.uploads import sync_payload
+from tests.helpers.uploads import sync_payload
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from django.core.management import call_command
 from models_app.models import MLModel
 from portal import crypto
 from tests.helpers.clients import api_client
-from tests.models_app.uploads import file, sync_payload
+from tests.helpers.uploads import file, sync_payload
 
 
 def test_round_trip_and_ciphertext_has_no_clear_text(settings):

@@ -12,7 +12,7 @@ from models_app.models import MLModel
 from models_app.schema_inference import infer_schema
 from tests.helpers.cast import PASSWORD
 from tests.helpers.clients import api_client
-from tests.models_app.uploads import file, sync_payload
+from tests.helpers.uploads import file, sync_payload
 
 ALL_TYPES = {
     "age": 42,

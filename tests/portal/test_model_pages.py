@@ -16,7 +16,7 @@ from executions.models import Execution
 from models_app.models import MLModel, ModelEvent
 from monitoring.models import PredictionRecord
 from tests.helpers.cast import PASSWORD
-from tests.models_app.uploads import file, sync_payload
+from tests.helpers.uploads import file, sync_payload
 
 XHR = {"HTTP_X_REQUESTED_WITH": "XMLHttpRequest"}
 

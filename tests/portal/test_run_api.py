@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 from models_app.models import MLModel
 from portal.models import GroupToken
 from tests.helpers.clients import api_client
-from tests.models_app.uploads import sync_payload
+from tests.helpers.uploads import sync_payload
 
 
 @pytest.fixture

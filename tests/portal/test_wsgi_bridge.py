@@ -13,7 +13,7 @@ from models_app.models import MLModel
 from portal.wsgi_bridge import WSGIBridge
 from tests.helpers.clients import api_client
 from tests.helpers.loops import run_async
-from tests.models_app.uploads import sync_payload
+from tests.helpers.uploads import sync_payload
 
 
 def run(app, body_pieces: list[bytes], *, complete: bool, path="/x", headers=()):

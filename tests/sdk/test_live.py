@@ -30,8 +30,8 @@ from neomaril_codex.exceptions import (
 )
 from neomaril_codex.model import NeomarilModel, NeomarilModelClient
 
+from tests.helpers import real_models
 from tests.helpers.processes import RunningPortal
-from tests.models_app import real_models
 
 pytestmark = pytest.mark.slow
 

@@ -31,7 +31,7 @@ from models_app.serving.answers import answer_for_payload
 from models_app.serving.host import ControlServer
 from tests.helpers.clients import api_client
 from tests.helpers.loops import run_async
-from tests.models_app.uploads import sync_payload
+from tests.helpers.uploads import sync_payload
 
 KILLED_504 = {
     "detail": "The model did not answer within 1 s; its runner was stopped and is being restarted.",
@@ -333,5 +333,22 @@ def test_host_connect_waits_out_a_full_backlog(monkeypatch):
         aio._connect_to_host(AlwaysBusy(), time.monotonic() + 0.05)
 
 
-def test_host_listens_with_room_for_a_burst():
-    assert ControlServer.request_queue_size >= 128
+def test_host_takes_a_burst_of_connections_before_it_accepts_any():
+    # A cold start under load brings every waiting call's "ensure" at once; with the
+    # default backlog of 5 the rest were refused (EAGAIN) before a thread took them.
+    burst = 128
+    with tempfile.TemporaryDirectory(dir="/tmp") as folder:
+        path = Path(folder) / "host.sock"
+        server = ControlServer(path, host=None)  # listening, accepting nothing yet
+        clients: list[socket.socket] = []
+        try:
+            for _ in range(burst):
+                client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                clients.append(client)
+                client.setblocking(False)
+                client.connect(str(path))  # BlockingIOError once the backlog is full
+        finally:
+            for client in clients:
+                client.close()
+            server.server_close()
+    assert len(clients) == burst

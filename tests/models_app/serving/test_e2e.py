@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from tests.helpers import real_models
 from tests.helpers.processes import PortalClient, RunningPortal
-from tests.models_app import real_models
 
 pytestmark = pytest.mark.slow
 

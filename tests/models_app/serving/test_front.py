@@ -25,7 +25,7 @@ from portal.models import GroupToken
 from portal.wsgi_bridge import WSGIBridge
 from tests.helpers.clients import api_client
 from tests.helpers.loops import run_async
-from tests.models_app.uploads import sync_payload
+from tests.helpers.uploads import sync_payload
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the front reads on its own connection
 

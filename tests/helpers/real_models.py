@@ -95,3 +95,32 @@ def train_model_pickle(folder: Path) -> Path:
     target = folder / "model.pkl"
     subprocess.run([str(environments.env_python(env)), "-c", TRAIN, str(target)], check=True, timeout=120)
     return target
+
+
+# An Async model reading and writing Parquet (pyarrow on top of the model's requirements).
+PARQUET_REQUIREMENTS = REQUIREMENTS + "pyarrow==17.0.0\n"
+
+PARQUET_SOURCE = textwrap.dedent(
+    """
+    import os
+    import pickle
+
+    import pandas as pd
+
+
+    def score(data_path, model_path):
+        name = os.environ["inputFileName"]
+        with open(os.path.join(model_path, "model.pkl"), "rb") as f:
+            model = pickle.load(f)
+        X = pd.read_parquet(os.path.join(data_path, name))
+        print("read %d rows from %s" % (len(X), name))
+        df = X.copy()
+        df["proba"] = model.predict_proba(X)[:, 1]
+        df["pred"] = model.predict(X)
+        df["input_name"] = name
+        df["region"] = os.environ["REGION"]
+        out = os.path.join(data_path, "scored.parquet")
+        df.to_parquet(out, index=False)
+        return out
+    """
+)

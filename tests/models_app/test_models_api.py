@@ -5,6 +5,7 @@ from datetime import timedelta
 import pytest
 from django.conf import settings
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from models_app import services, tasks
 from models_app.models import MLModel, ModelBuild
@@ -143,6 +144,8 @@ def test_housekeeping_is_scheduled(db):
 
     schedule = Schedule.objects.get(name="neomaril-housekeeping")
     assert schedule.func == "models_app.tasks.housekeeping" and schedule.minutes == 1
+    # The stored dotted path must still name the function (django-q2 imports it each run).
+    assert import_string(schedule.func) is tasks.housekeeping
 
 
 def test_delete_removes_files_and_secrets(cast, model):

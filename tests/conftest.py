@@ -10,10 +10,6 @@ from portal import services
 from portal.models import Membership
 from tests.helpers.cast import PASSWORD, Cast
 
-# Transitional: tests/models_app/test_sandbox_attacks.py (being written alongside) still
-# imports api_client from here; new code imports it from tests.helpers.clients.
-from tests.helpers.clients import api_client  # noqa: F401
-
 
 @pytest.fixture
 def cast(db) -> Cast:

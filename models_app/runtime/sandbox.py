@@ -32,6 +32,7 @@ import os
 import random
 import shutil
 import signal
+import struct
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -436,8 +437,6 @@ def _no_userns_seccomp() -> bytes | None:
     and so does any syscall of another ABI (i386 ``int 0x80``, x32), which would bypass
     the numbers checked here. None on an architecture not listed.
     """
-    import struct
-
     known = _SECCOMP_ARCHES.get(os.uname().machine)
     if known is None:
         return None

@@ -38,9 +38,8 @@ from models_app.models import MLModel, ModelBuild
 from models_app.runtime.protocol import read_frame, write_frame
 from models_app.serving import paths
 from models_app.serving.host import ControlServer, ModelHost
-from tests.conftest import api_client
-from tests.executions.conftest import token_client
-from tests.models_app.uploads import file
+from tests.helpers.clients import api_client, token_client
+from tests.helpers.uploads import file
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

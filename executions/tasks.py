@@ -345,14 +345,4 @@ def housekeeping() -> dict:
 
 def ensure_schedules(**kwargs) -> None:
     """post_migrate hook: make sure the executions' housekeeping schedule exists (idempotent)."""
-    from django_q.models import Schedule
-
-    Schedule.objects.update_or_create(
-        name="neomaril-executions-housekeeping",
-        defaults={
-            "func": "executions.tasks.housekeeping",
-            "schedule_type": Schedule.MINUTES,
-            "minutes": 1,
-            "repeats": -1,
-        },
-    )
+    jobs.schedule_every_minute("neomaril-executions-housekeeping", "executions.tasks.housekeeping")

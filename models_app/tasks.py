@@ -249,14 +249,4 @@ def purge_predictions() -> int:
 
 def ensure_schedules(**kwargs) -> None:
     """post_migrate hook: make sure the housekeeping schedule exists (idempotent)."""
-    from django_q.models import Schedule
-
-    Schedule.objects.update_or_create(
-        name="neomaril-housekeeping",
-        defaults={
-            "func": "models_app.tasks.housekeeping",
-            "schedule_type": Schedule.MINUTES,
-            "minutes": 1,
-            "repeats": -1,
-        },
-    )
+    jobs.schedule_every_minute("neomaril-housekeeping", "models_app.tasks.housekeeping")

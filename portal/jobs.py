@@ -278,6 +278,20 @@ def run_steps(name: str, steps: dict[str, Callable[[], object]]) -> dict[str, ob
     return report
 
 
+def schedule_every_minute(name: str, func: str) -> None:
+    """Create (or correct) the django-q2 schedule running ``func`` every minute; idempotent.
+
+    For post_migrate hooks, so a fresh database gets its housekeeping without a step.
+    """
+    # django_q's models load with the app registry; this runs after it is ready.
+    from django_q.models import Schedule
+
+    Schedule.objects.update_or_create(
+        name=name,
+        defaults={"func": func, "schedule_type": Schedule.MINUTES, "minutes": 1, "repeats": -1},
+    )
+
+
 # ------------------------------------------------------------------- the output rule
 
 

@@ -33,12 +33,12 @@ from rest_framework.views import APIView
 from executions import services
 from executions.models import Execution
 from executions.serializers import ExecutionLogSerializer, ExecutionSerializer
+from groups.api.errors import PayloadTooLarge
+from groups.api.pagination import PageNumberPagination
+from groups.uploads import LimitedTemporaryFileUploadHandler
 from models_app.calls import get_called_model
 from models_app.models import MLModel
 from models_app.validation import UploadError, sanitize_filename
-from portal.api.errors import PayloadTooLarge
-from portal.api.pagination import PageNumberPagination
-from portal.uploads import LimitedTemporaryFileUploadHandler
 
 UPLOAD_FIELD = "file"
 # Room for the multipart framing and a few small form fields beside the file.

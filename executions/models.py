@@ -9,15 +9,15 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from groups.jobs import Job
 from models_app.models import MLModel
-from portal.jobs import Job
 
 
 class Execution(Job):
     """One execution: its files live in `folder`, its state and log in this row.
 
     `number` counts up per model and is what users see ("Execution 5 started"); the
-    primary key is never shown. A job (portal.jobs): recovery runs the same row again,
+    primary key is never shown. A job (groups.jobs): recovery runs the same row again,
     counting its runs in `attempts`.
     """
 

@@ -26,10 +26,10 @@ from django.utils import timezone
 
 from executions import services
 from executions.models import Execution
+from groups import jobs
 from models_app import sandboxes
 from models_app.models import MLModel
 from models_app.runtime import oneshot, sandbox
-from portal import jobs
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ def _failure_message(result: oneshot.RunResult, timeout: int) -> str:
 def check_output(value: object, folder: Path, input_name: str) -> Path:
     """The output file named by the entrypoint's return value, or ExecutionFailed saying why.
 
-    The rule is `portal.jobs.check_output`, the one the build's smoke test applies too.
+    The rule is `groups.jobs.check_output`, the one the build's smoke test applies too.
     """
     try:
         return jobs.check_output(value, folder, input_name)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.db.models import QuerySet
 from django.http import Http404
 
+from groups.access import groups_for
 from models_app.models import MLModel
-from portal.access import groups_for
 
 
 def models_for(user) -> QuerySet[MLModel]:

@@ -12,6 +12,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from groups.api.errors import Conflict, PayloadTooLarge
+from groups.api.pagination import PageNumberPagination
 from models_app import services
 from models_app.access import get_model_for_user, models_for
 from models_app.forms import DefaultBooleanField, FileOrTextField, ModelUploadForm, MultipleFileField
@@ -27,8 +29,6 @@ from models_app.serializers import (
     RunnerSerializer,
 )
 from models_app.serving.views import runners_of
-from portal.api.errors import Conflict, PayloadTooLarge
-from portal.api.pagination import PageNumberPagination
 
 
 def form_request_schema(form_class: type[forms.Form]) -> dict:

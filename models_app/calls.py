@@ -17,11 +17,11 @@ from django.utils.dateparse import parse_datetime
 from rest_framework import exceptions
 from rest_framework.request import Request
 
+from groups import tokens
+from groups.access import groups_for
+from groups.authentication import USER_TOKEN_KIND, TokenFacts, bearer_token, check_group_token
+from groups.models import Group, GroupToken
 from models_app.models import MLModel, ServingFacts
-from portal import tokens
-from portal.access import groups_for
-from portal.authentication import USER_TOKEN_KIND, TokenFacts, bearer_token, check_group_token
-from portal.models import Group, GroupToken
 
 
 def get_called_model(request: Request, model_hash: str, *, allow_member: bool = False) -> MLModel:

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.utils.html import format_html
 
+from groups.access import groups_for
 from models_app import interpreters
 from models_app.models import MLModel
 from models_app.services import INLINE_SCHEMA_NAME, ModelUpload, NamedFile
@@ -28,7 +29,6 @@ from models_app.validation import (
     parse_schema,
     sanitize_filename,
 )
-from portal.access import groups_for
 
 # Asked for when the upload names none (the page preselects it when the host has it).
 DEFAULT_PYTHON_VERSION = "3.10"

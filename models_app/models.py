@@ -10,9 +10,9 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
+from groups.jobs import Job
+from groups.models import Group
 from models_app.environments import env_python, environment_path
-from portal.jobs import Job
-from portal.models import Group
 
 
 def new_model_hash() -> str:
@@ -80,7 +80,7 @@ class MLModel(ServingFacts, models.Model):
         default=True, help_text="Let the model's code open outbound network connections."
     )
 
-    # Secrets: only names in clear; values encrypted with MultiFernet (portal.crypto).
+    # Secrets: only names in clear; values encrypted with MultiFernet (groups.crypto).
     env_names = models.JSONField(default=list, blank=True)
     env_ciphertext = models.BinaryField(null=True, blank=True, editable=False)
 
@@ -152,7 +152,7 @@ class MLModel(ServingFacts, models.Model):
 class ModelBuild(Job):
     """One attempt at building and smoke-testing a model, with its log.
 
-    A job (portal.jobs): a build recovered after its worker stopped is not run again
+    A job (groups.jobs): a build recovered after its worker stopped is not run again
     but replaced by a new build, marked `recovered`.
     """
 

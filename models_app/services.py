@@ -18,9 +18,9 @@ from django.db import transaction
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from groups import crypto
+from groups.models import Group
 from models_app.models import MLModel, ModelBuild, ModelEvent
-from portal import crypto
-from portal.models import Group
 
 logger = logging.getLogger(__name__)
 

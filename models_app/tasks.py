@@ -17,12 +17,12 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from groups import jobs
 from models_app import environments, interpreters, sandboxes
 from models_app.models import MLModel, ModelBuild
 from models_app.runtime import oneshot
 from models_app.services import queue_build, record
 from monitoring.tasks import purge_old_records, purge_records_of
-from portal import jobs
 
 logger = logging.getLogger(__name__)
 

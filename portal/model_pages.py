@@ -24,13 +24,13 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from executions.models import Execution
+from groups.access import groups_for
 from models_app import codegen, services
 from models_app.access import get_model_for_user, models_for
 from models_app.forms import ModelFilterForm, ModelSettingsForm, ModelUploadForm
 from models_app.links import docs_url, run_url
 from models_app.models import MLModel, ModelEvent
 from monitoring.models import PredictionRecord
-from portal.access import groups_for
 
 Status = MLModel.Status
 IN_PROGRESS = (Status.READY, Status.BUILDING)

@@ -6,7 +6,7 @@ original product.
 
 This is the hot path of the product, so it is a plain Django view with one
 hand-written query (see calls.lookup_call) rather than a DRF view; the answers keep
-the API's error shape (portal.api.errors).
+the API's error shape (groups.api.errors).
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from executions import api as executions_api
+from groups.api.errors import error_response
+from groups.authentication import GroupTokenChallenge, bearer_token, group_token_problem
 from models_app.calls import lookup_call, not_deployed_message
 from models_app.models import MLModel
 from models_app.serving.views import predict
-from portal.api.errors import error_response
-from portal.authentication import GroupTokenChallenge, bearer_token, group_token_problem
 
 
 @csrf_exempt  # no cookies are used: the group token in the header authorises the call

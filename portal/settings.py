@@ -8,7 +8,7 @@ from pathlib import Path
 import dj_database_url
 from cryptography.fernet import Fernet
 
-from portal.envconf import envbool, envint, envlist, envpath, envstr
+from groups.envconf import envbool, envint, envlist, envpath, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -55,16 +55,17 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_q",
     "axes",  # login throttling, see "Login throttling" below
-    "portal",
+    "groups",  # label "portal": the accounts app kept its tables (groups/apps.py)
     "models_app",
     "executions",
     "monitoring",
+    "portal",  # the project shell, label "shell": registers its system checks
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Refuses oversized API bodies (413 JSON) before anything reads them.
-    "portal.api.middleware.ApiRequestSizeMiddleware",
+    "groups.api.middleware.ApiRequestSizeMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -164,17 +165,17 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 # --- REST API ---------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "portal.authentication.ApiTokenAuthentication",
+        "groups.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "portal.api.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "groups.api.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
-    "EXCEPTION_HANDLER": "portal.api.errors.exception_handler",
+    "EXCEPTION_HANDLER": "groups.api.errors.exception_handler",
     # DRF's parsers, with deep JSON nesting answered 400 instead of a RecursionError 500.
     "DEFAULT_PARSER_CLASSES": [
-        "portal.api.parsers.JSONParser",
+        "groups.api.parsers.JSONParser",
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
@@ -205,7 +206,7 @@ SPECTACULAR_SETTINGS = {
 # lock-out neither count nor extend it. A success does not reset the count: an attacker
 # with one account could otherwise interleave good logins with guesses.
 AUTHENTICATION_BACKENDS = [
-    "portal.authentication.LoginThrottleBackend",  # refuses locked-out clients first
+    "groups.authentication.LoginThrottleBackend",  # refuses locked-out clients first
     "django.contrib.auth.backends.ModelBackend",
 ]
 LOGIN_FAILURE_LIMIT = envint("NEOMARIL_LOGIN_FAILURE_LIMIT", 10, minimum=1)
@@ -219,8 +220,8 @@ AXES_LOCKOUT_PARAMETERS = ["ip_address"]
 AXES_RESET_ON_SUCCESS = False
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_DISABLE_ACCESS_LOG = True  # failures are what we count; no row per successful login
-AXES_CLIENT_IP_CALLABLE = "portal.authentication.client_ip"
-AXES_LOCKOUT_CALLABLE = "portal.authentication.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "groups.authentication.client_ip"
+AXES_LOCKOUT_CALLABLE = "groups.authentication.lockout_response"
 
 # --- Tokens -----------------------------------------------------------------
 GROUP_TOKEN_LIFETIME_DAYS = envint("NEOMARIL_GROUP_TOKEN_DAYS", 365, minimum=1)
@@ -267,7 +268,7 @@ MAX_UPLOAD_TOTAL_BYTES = envint("NEOMARIL_MAX_UPLOAD_TOTAL_MB", 2048, minimum=1)
 # Text files (source, requirements, schema, .env) are parsed in memory, so they get a
 # much smaller cap than the model file.
 MAX_TEXT_FILE_BYTES = envint("NEOMARIL_MAX_TEXT_FILE_KB", 1024, minimum=1) * 1024
-FILE_UPLOAD_HANDLERS = ["portal.uploads.LimitedTemporaryFileUploadHandler"]
+FILE_UPLOAD_HANDLERS = ["groups.uploads.LimitedTemporaryFileUploadHandler"]
 UPLOAD_TMP_DIR = DATA_DIR / "tmp"
 UPLOAD_TMP_DIR.mkdir(exist_ok=True)
 FILE_UPLOAD_TEMP_DIR = str(UPLOAD_TMP_DIR)

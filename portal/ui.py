@@ -24,14 +24,14 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from executions.models import Execution
+from groups import services
+from groups.access import can_manage_group, get_group_for_user, groups_for, is_admin
+from groups.forms import ApiTokenForm, GroupForm, MemberForm, RefreshTokenForm
+from groups.models import ApiToken, Group, GroupToken, Membership
 from models_app.access import models_for
 from models_app.models import MLModel
 from monitoring.models import PredictionRecord
-from portal import services
-from portal.access import can_manage_group, get_group_for_user, groups_for, is_admin
-from portal.forms import ApiTokenForm, GroupForm, MemberForm, RefreshTokenForm
 from portal.model_pages import activity_label, with_last_activity
-from portal.models import ApiToken, Group, GroupToken, Membership
 
 DELETED = "Deleted"
 IN_PROGRESS = ("Ready", "Building")

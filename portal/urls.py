@@ -7,7 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from portal import health, model_docs
 
 api_v1 = [
-    path("", include("portal.api.urls")),
+    path("", include("groups.api.urls")),
     path("", include("models_app.api_urls")),
     # A model's OpenAPI document and request code describe its executions too.
     path(

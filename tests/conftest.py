@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth import get_user_model
 
-from portal import services
-from portal.models import Membership
+from groups import services
+from groups.models import Membership
 from tests.helpers.cast import PASSWORD, Cast
 
 

@@ -13,10 +13,10 @@ import time
 from django.conf import settings
 from django.utils import timezone
 
+from groups.api.errors import error_json
 from models_app.runtime.protocol import OK_PREFIX, ProtocolError, decode_payload
 from models_app.sandboxes import limits_for
 from monitoring.recorder import Call, recorder
-from portal.api.errors import error_json
 
 SERVING_ERROR_CODES = {502: "runner_crashed", 503: "unavailable", 504: "timeout"}
 

@@ -28,6 +28,9 @@ from django.http.request import split_domain_port, validate_host
 from django.urls import reverse
 from rest_framework.exceptions import AuthenticationFailed
 
+from groups import tokens
+from groups.api.errors import error_json
+from groups.authentication import credentials_from_header, group_token_problem
 from models_app.calls import CALL_SQL, CallTarget, call_target, lookup_call
 from models_app.models import MLModel
 from models_app.serving.aio import AsyncRunnerPool, ServingError
@@ -39,9 +42,6 @@ from models_app.serving.answers import (
     record,
     too_large,
 )
-from portal import tokens
-from portal.api.errors import error_json
-from portal.authentication import credentials_from_header, group_token_problem
 
 logger = logging.getLogger(__name__)
 

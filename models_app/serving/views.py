@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from groups.api.errors import JSON, error_response
 from models_app.calls import CalledModel, get_called_model
 from models_app.models import MLModel
 from models_app.serving import paths
@@ -25,7 +26,6 @@ from models_app.serving.answers import (
     record,
     too_large,
 )
-from portal.api.errors import JSON, error_response
 
 
 def predict(request: HttpRequest, model: CalledModel) -> HttpResponse:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from portal.models import Group
+from groups.models import Group
 
 PASSWORD = "correct-horse-battery-staple"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework.test import APIClient
 
-from portal import services
+from groups import services
 
 
 def api_client(user=None) -> APIClient:

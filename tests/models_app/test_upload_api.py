@@ -11,9 +11,9 @@ from django.conf import settings
 from django.core.management import call_command
 from django.test import Client
 
+from groups import crypto
 from models_app.forms import DEFAULT_PYTHON_VERSION, ModelUploadForm
 from models_app.models import MLModel, ModelBuild, ModelEvent
-from portal import crypto
 from tests.helpers.cast import PASSWORD
 from tests.helpers.clients import api_client
 from tests.helpers.uploads import file, sync_payload

@@ -6,8 +6,8 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from groups.models import GroupToken
 from models_app.models import MLModel
-from portal.models import GroupToken
 from tests.helpers.clients import api_client
 from tests.helpers.uploads import sync_payload
 

@@ -6,8 +6,8 @@ import re
 
 from django.test import Client
 
-from portal import services
-from portal.models import ApiToken, Group, GroupToken, Membership
+from groups import services
+from groups.models import ApiToken, Group, GroupToken, Membership
 from tests.helpers.cast import PASSWORD
 
 

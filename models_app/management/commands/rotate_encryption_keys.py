@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from groups import crypto
 from models_app.models import MLModel
-from portal import crypto
 
 
 class Command(BaseCommand):

@@ -18,10 +18,10 @@ from django.core.wsgi import get_wsgi_application
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from groups.models import GroupToken
 from models_app.models import MLModel
 from models_app.serving.answers import NESTED_TOO_DEEPLY
 from models_app.serving.front import CallLookup, ServingFront
-from portal.models import GroupToken
 from portal.wsgi_bridge import WSGIBridge
 from tests.helpers.clients import api_client
 from tests.helpers.loops import run_async

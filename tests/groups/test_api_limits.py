@@ -1,4 +1,4 @@
-"""Bad input to the API: deep JSON, oversized bodies (portal/api/parsers.py, middleware.py)."""
+"""Bad input to the API: deep JSON, oversized bodies (groups/api/parsers.py, middleware.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
-from portal.api.middleware import body_limit
-from portal.api.parsers import TOO_DEEP
+from groups.api.middleware import body_limit
+from groups.api.parsers import TOO_DEEP
 from tests.helpers.clients import api_client
 
 DEEP = "[" * 5000 + "]" * 5000

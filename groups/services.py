@@ -8,8 +8,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from portal import tokens
-from portal.models import ApiToken, Group, GroupToken, Membership
+from groups import tokens
+from groups.models import ApiToken, Group, GroupToken, Membership
 
 
 @dataclass(frozen=True)

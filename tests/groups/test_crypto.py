@@ -4,8 +4,8 @@ import pytest
 from cryptography.fernet import Fernet
 from django.core.management import call_command
 
+from groups import crypto
 from models_app.models import MLModel
-from portal import crypto
 from tests.helpers.clients import api_client
 from tests.helpers.uploads import file, sync_payload
 

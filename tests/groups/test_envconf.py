@@ -1,7 +1,7 @@
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from portal.envconf import envbool, envint, envlist, envpath, envstr
+from groups.envconf import envbool, envint, envlist, envpath, envstr
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,8 @@ from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework.test import APIRequestFactory
 
-from portal.authentication import check_group_token
-from portal.models import Group, GroupToken, Membership
+from groups.authentication import check_group_token
+from groups.models import Group, GroupToken, Membership
 from tests.helpers.clients import api_client
 
 

@@ -7,8 +7,8 @@ from django.contrib.auth.models import Group as AuthGroup
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from portal import services
-from portal.models import ApiToken, Group, GroupToken, Membership
+from groups import services
+from groups.models import ApiToken, Group, GroupToken, Membership
 
 # Django's permission groups are not used; hiding them avoids two "Groups" in the admin.
 admin.site.unregister(AuthGroup)

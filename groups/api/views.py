@@ -11,11 +11,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from portal import services
-from portal.access import can_manage_group, get_group_for_user, groups_for, is_admin
-from portal.api import serializers as s
-from portal.authentication import LoginLockedOut, is_locked_out
-from portal.models import ApiToken
+from groups import services
+from groups.access import can_manage_group, get_group_for_user, groups_for, is_admin
+from groups.api import serializers as s
+from groups.authentication import LoginLockedOut, is_locked_out
+from groups.models import ApiToken
 
 
 class LoginView(APIView):

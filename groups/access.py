@@ -9,7 +9,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import QuerySet
 from django.http import Http404
 
-from portal.models import Group, Membership
+from groups.models import Group, Membership
 
 
 def is_admin(user: AbstractBaseUser | AnonymousUser) -> bool:

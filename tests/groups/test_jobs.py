@@ -1,4 +1,4 @@
-"""The one background-job mechanism (portal.jobs), on both kinds of job that use it.
+"""The one background-job mechanism (groups.jobs), on both kinds of job that use it.
 
 Transactional: a log writer's thread writes through its own database connection.
 """
@@ -16,9 +16,9 @@ from django.utils import timezone
 
 from executions import tasks as execution_tasks
 from executions.models import Execution
+from groups import jobs
 from models_app import tasks as build_tasks
 from models_app.models import MLModel, ModelBuild
-from portal import jobs
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

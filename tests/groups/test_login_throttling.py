@@ -17,7 +17,7 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from portal.authentication import client_ip, lockout_message
+from groups.authentication import client_ip, lockout_message
 from tests.helpers.cast import PASSWORD
 
 LIMIT = 3

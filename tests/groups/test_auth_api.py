@@ -5,7 +5,7 @@ from io import StringIO
 from django.core.management import call_command
 from django.utils import timezone
 
-from portal.models import ApiToken
+from groups.models import ApiToken
 from tests.helpers.cast import PASSWORD
 from tests.helpers.clients import api_client
 
@@ -24,7 +24,7 @@ def test_login_exchanges_password_for_token(cast):
 
 
 def test_bearer_user_token_also_works(cast):
-    _, value = __import__("portal.services").services.issue_api_token(cast.owner)
+    _, value = __import__("groups.services").services.issue_api_token(cast.owner)
     client = api_client()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {value}")
     assert client.get("/api/v1/auth/me").json()["username"] == "owner"
@@ -87,7 +87,7 @@ def test_list_create_and_revoke_tokens(cast):
 
 
 def test_cannot_revoke_someone_elses_token(cast):
-    token, _ = __import__("portal.services").services.issue_api_token(cast.teammate)
+    token, _ = __import__("groups.services").services.issue_api_token(cast.teammate)
     response = api_client(cast.owner).delete(f"/api/v1/auth/tokens/{token.public_id}")
     assert response.status_code == 404
     token.refresh_from_db()

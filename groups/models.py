@@ -10,7 +10,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
-from portal import tokens
+from groups import tokens
 
 GROUP_NAME_RULE = (
     "1 to 32 characters: lower-case letters, digits, '-' and '_', starting with a letter or digit"

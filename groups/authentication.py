@@ -14,8 +14,8 @@ from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
-from portal import tokens
-from portal.models import ApiToken, Group, GroupToken
+from groups import tokens
+from groups.models import ApiToken, Group, GroupToken
 
 USER_TOKEN_KIND = "nmu_"  # noqa: S105  (a prefix, not a secret)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib.auth import get_user_model
 
-from portal.models import Group, Membership
+from groups.models import Group, Membership
 
 
 class GroupForm(forms.ModelForm):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
-from portal.models import ApiToken, Group, GroupToken, Membership
+from groups.models import ApiToken, Group, GroupToken, Membership
 
 
 class LoginSerializer(serializers.Serializer):

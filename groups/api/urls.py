@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from portal.api import views
+from groups.api import views
 
 urlpatterns = [
     path("auth/login", views.LoginView.as_view(), name="api-login"),

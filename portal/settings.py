@@ -298,6 +298,10 @@ HOST_MEMORY_BUDGET_MB = envint("NEOMARIL_HOST_MEMORY_BUDGET_MB", 0, minimum=0)
 # Address-space limit of one runner (RLIMIT_AS); 0 = none. Generous: numpy and BLAS
 # reserve much more virtual memory than they use.
 RUNNER_MEMORY_LIMIT_MB = envint("NEOMARIL_RUNNER_MEMORY_LIMIT_MB", 8192, minimum=0)
+# Sync calls are recorded for monitoring, in batches, off the request path.
+RECORD_PREDICTIONS = envbool("NEOMARIL_RECORD_PREDICTIONS", True)
+RECORD_BUFFER_SIZE = envint("NEOMARIL_RECORD_BUFFER", 10_000, minimum=1)
+RECORD_RETENTION_DAYS = envint("NEOMARIL_RECORD_RETENTION_DAYS", 90, minimum=1)
 
 # --- Sandbox of user code (models_app/runtime/sandbox.py, docs/security.md) ----------
 # Every process that runs uploaded code starts under bubblewrap. Turning it off is for a
@@ -315,10 +319,6 @@ BUILD_MEMORY_LIMIT_MB = envint("NEOMARIL_BUILD_MEMORY_LIMIT_MB", 8192, minimum=0
 BUILD_CPU_SECONDS = envint("NEOMARIL_BUILD_CPU_SECONDS", 600, minimum=0)
 EXECUTION_MEMORY_LIMIT_MB = envint("NEOMARIL_EXECUTION_MEMORY_LIMIT_MB", 8192, minimum=0)
 EXECUTION_DISK_MB = envint("NEOMARIL_EXECUTION_DISK_MB", 10_240, minimum=1)
-# Sync calls are recorded for monitoring, in batches, off the request path.
-RECORD_PREDICTIONS = envbool("NEOMARIL_RECORD_PREDICTIONS", True)
-RECORD_BUFFER_SIZE = envint("NEOMARIL_RECORD_BUFFER", 10_000, minimum=1)
-RECORD_RETENTION_DAYS = envint("NEOMARIL_RECORD_RETENTION_DAYS", 90, minimum=1)
 
 # --- Async executions (executions app) ----------------------------------------
 EXECUTIONS_DIR = DATA_DIR / "executions"

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
@@ -233,8 +234,6 @@ def launch(code: UserCode, **popen_kwargs) -> Launched:
     Raises SandboxUnavailable when bubblewrap cannot run here and the operator did not
     opt out; OSError when the interpreter cannot be started.
     """
-    from django.conf import settings
-
     python = Path(code.python)
     if not python.exists():
         raise FileNotFoundError(f"the model's interpreter {python} does not exist (rebuild the model)")

@@ -241,7 +241,9 @@ def _run_uv(
         log(line)
 
     proc = subprocess.Popen(
-        cmd,
+        # uv and the build backends it starts die with the worker thread that ran them,
+        # even when the worker is killed with -9 (no orphan build keeps the lock).
+        ["/usr/bin/setpriv", "--pdeathsig=SIGKILL", "--", *cmd],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -6,9 +6,12 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from models_app import environments
@@ -238,3 +241,42 @@ def test_uv_environment_drops_platform_secrets(monkeypatch):
     assert not {"NEOMARIL_ENCRYPTION_KEY", "SECRET_KEY", "DATABASE_URL", "REDIS_URL"} & env.keys()
     assert env["UV_INDEX_URL"] == "https://mirror.example/simple"  # operators' uv settings still apply
     assert env["UV_NO_PROGRESS"] == "1"
+
+
+def test_uv_dies_with_a_killed_worker(tmp_path):
+    """A worker killed with -9 mid-build leaves no uv (or build backend) behind."""
+    marker = "61.777"
+    script = (
+        "import django, time; django.setup(); from pathlib import Path; "
+        "from models_app import environments; "
+        f"environments._run_uv(['sleep', '{marker}'], step='x', cwd=Path('.'), "
+        "deadline=time.monotonic() + 60, timeout=60, log=print)"
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings"},
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not _processes_with(["sleep", marker]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _processes_with(["sleep", marker]), "the fake uv never started"
+        worker.kill()
+        worker.wait(10)
+        deadline = time.monotonic() + 5
+        while _processes_with(["sleep", marker]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _processes_with(["sleep", marker]), "uv outlived its worker"
+    finally:
+        worker.kill()
+        for proc in _processes_with(["sleep", marker]):
+            proc.kill()
+
+
+def _processes_with(cmdline: list[str]) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        if proc.info["cmdline"] == cmdline and proc.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(proc)
+    return found

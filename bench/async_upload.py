@@ -85,7 +85,7 @@ class RssSampler:
 
 def gunicorn_workers(portal: RunningPortal) -> list[psutil.Process]:
     tree = psutil.Process(portal.process.pid).children(recursive=True)
-    # honcho starts `sh -c "gunicorn ..."`: skip the shell, keep the master's children.
+    # The gunicorn master runs under `python -m portal.procs`; its workers are its children.
     gunicorns = [p for p in tree if "gunicorn" in " ".join(p.cmdline()) and p.name() not in ("sh", "bash")]
     return [p for p in gunicorns if p.ppid() in {g.pid for g in gunicorns}]
 

@@ -149,14 +149,11 @@ class UserCode:
 class Launched:
     """A started user-code process and the sandbox uid it holds until it is released."""
 
-    def __init__(
-        self, process: subprocess.Popen, uid: int | None, lease: int | None, limits: Limits, sandboxed: bool
-    ):
+    def __init__(self, process: subprocess.Popen, uid: int | None, lease: int | None, sandboxed: bool):
         self.process = process
         self.sandboxed = sandboxed
         self.uid = uid
         self._lease = lease
-        self.limits = limits
 
     @property
     def pid(self) -> int:
@@ -281,7 +278,7 @@ def launch(code: UserCode, **popen_kwargs) -> Launched:
     finally:
         for fd in read_fds:
             os.close(fd)
-    return Launched(process, uid, lease, code.limits, sandboxed)
+    return Launched(process, uid, lease, sandboxed)
 
 
 @functools.cache

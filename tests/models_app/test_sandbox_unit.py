@@ -305,7 +305,7 @@ def test_two_leases_get_different_uids_and_a_released_uid_is_leased_again(tmp_pa
 
 def test_a_launched_sandbox_releases_its_uid_once(tmp_path):
     uid, fd = sandbox._lease_uid(tmp_path, 300_000, 1)
-    launched = sandbox.Launched(SimpleNamespace(pid=0, returncode=None), uid, fd, sandbox.Limits(), True)
+    launched = sandbox.Launched(SimpleNamespace(pid=0, returncode=None), uid, fd, True)
     launched.release()
     launched.release()  # idempotent: the fd is not closed twice
     again_uid, again_fd = sandbox._lease_uid(tmp_path, 300_000, 1)
@@ -318,9 +318,7 @@ def test_a_launched_sandbox_releases_its_uid_once(tmp_path):
     [(True, 128 + signal.SIGKILL, -signal.SIGKILL), (True, 1, 1), (False, 137, 137), (True, None, None)],
 )
 def test_returncode_reports_a_signal_inside_the_sandbox_as_negative(sandboxed, raw, reported):
-    launched = sandbox.Launched(
-        SimpleNamespace(pid=0, returncode=raw), None, None, sandbox.Limits(), sandboxed
-    )
+    launched = sandbox.Launched(SimpleNamespace(pid=0, returncode=raw), None, None, sandboxed)
     assert launched.returncode == reported
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import dj_database_url
 from cryptography.fernet import Fernet
 
-from groups.envconf import envbool, envint, envlist, envpath, envstr
+from groups.envconf import envbool, envint, envlist, envnetworks, envpath, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -213,7 +213,7 @@ LOGIN_FAILURE_LIMIT = envint("NEOMARIL_LOGIN_FAILURE_LIMIT", 10, minimum=1)
 LOGIN_LOCKOUT_MINUTES = envint("NEOMARIL_LOGIN_LOCKOUT_MINUTES", 15, minimum=1)
 # Reverse proxies (addresses or networks) whose X-Forwarded-For is believed. From any
 # other peer the header is ignored: a client could name any address in it.
-TRUSTED_PROXIES = envlist("NEOMARIL_TRUSTED_PROXIES", [])
+TRUSTED_PROXIES = envnetworks("NEOMARIL_TRUSTED_PROXIES")
 AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
 AXES_COOLOFF_TIME = LOGIN_LOCKOUT_MINUTES / 60  # hours
 AXES_LOCKOUT_PARAMETERS = ["ip_address"]

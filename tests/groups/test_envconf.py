@@ -1,7 +1,7 @@
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from groups.envconf import envbool, envint, envlist, envpath, envstr
+from groups.envconf import envbool, envint, envlist, envnetworks, envpath, envstr
 
 
 @pytest.mark.parametrize(
@@ -60,3 +60,16 @@ def test_envpath_resolves_and_rejects_files(monkeypatch, tmp_path):
     monkeypatch.setenv("X_PATH", str(file))
     with pytest.raises(ImproperlyConfigured, match="is not a directory"):
         envpath("X_PATH", tmp_path)
+
+
+def test_envnetworks_normalises_addresses_and_networks(monkeypatch):
+    monkeypatch.setenv("NETS", "127.0.0.1, 10.1.2.3/8 ,::1")
+    assert envnetworks("NETS") == ["127.0.0.1/32", "10.0.0.0/8", "::1/128"]
+    monkeypatch.delenv("NETS")
+    assert envnetworks("NETS") == []
+
+
+def test_envnetworks_fails_loudly_on_a_bad_value(monkeypatch):
+    monkeypatch.setenv("NETS", "127.0.0.1,my-proxy")
+    with pytest.raises(ImproperlyConfigured, match="NETS: 'my-proxy' is not an IP address or network"):
+        envnetworks("NETS")

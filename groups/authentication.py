@@ -15,6 +15,7 @@ from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from groups import tokens
+from groups.api.shape import error_body
 from groups.models import ApiToken, Group, GroupToken
 
 USER_TOKEN_KIND = "nmu_"  # noqa: S105  (a prefix, not a secret)
@@ -228,7 +229,7 @@ def lockout_response(request: HttpRequest, original_response=None, credentials=N
     API's JSON for a request under /api/."""
     retry_after = str(settings.LOGIN_LOCKOUT_MINUTES * 60)
     if request.path_info.startswith("/api/"):
-        response: HttpResponse = JsonResponse({"detail": lockout_message(), "code": "locked_out"}, status=429)
+        response: HttpResponse = JsonResponse(error_body(lockout_message(), "locked_out"), status=429)
     else:
         context = {"message": lockout_message(), "minutes": settings.LOGIN_LOCKOUT_MINUTES}
         response = render(request, "registration/locked_out.html", context, status=429)

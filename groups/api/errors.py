@@ -7,26 +7,15 @@ reads `detail` for its exception messages.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.http import HttpResponse
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler as drf_exception_handler
 
-JSON = "application/json"
-# What a 401 answer challenges the caller with (the group token on model calls).
-BEARER_CHALLENGE = 'Bearer realm="neomaril"'
+from groups.api.shape import BEARER_CHALLENGE, JSON, error_body, error_json
 
-
-def error_body(detail: str, code: str, **extra: Any) -> dict[str, Any]:
-    """The API's error shape: `{"detail", "code", ...}`. Every error answer is built here."""
-    return {"detail": detail, "code": code, **extra}
-
-
-def error_json(detail: str, code: str, **extra: Any) -> bytes:
-    """error_body as JSON bytes (the Sync fast path answers without Django's response)."""
-    return json.dumps(error_body(detail, code, **extra)).encode()
+__all__ = ["BEARER_CHALLENGE", "JSON", "error_body", "error_json", "error_response", "exception_handler"]
 
 
 def error_response(status_code: int, detail: str, code: str, **extra: Any) -> HttpResponse:

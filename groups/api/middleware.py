@@ -24,7 +24,9 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
+
+from groups.api.errors import error_response
 
 API_PREFIX = "/api/"
 RUN_PREFIX = "/api/v1/run/"
@@ -35,11 +37,6 @@ def _size(size: int) -> str:
         if size >= scale:
             return f"{size / scale:.3g} {unit}"
     return f"{size} bytes"
-
-
-def error_response(status: int, detail: str, code: str) -> JsonResponse:
-    """The API's error shape ({"detail", "code"}) outside DRF's views."""
-    return JsonResponse({"detail": detail, "code": code}, status=status)
 
 
 def _declared_length(request: HttpRequest) -> int | None:
@@ -96,7 +93,7 @@ class ApiRequestSizeMiddleware:
         return None
 
     @staticmethod
-    def _too_large(length: int, limit: int, setting: str) -> JsonResponse:
+    def _too_large(length: int, limit: int, setting: str) -> HttpResponse:
         return error_response(
             413,
             f"The request body ({_size(length)}) is larger than the limit of {_size(limit)} "

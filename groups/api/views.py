@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 from groups import services
 from groups.access import can_manage_group, get_group_for_user, groups_for, is_admin
 from groups.api import serializers as s
+from groups.api.errors import error_body
 from groups.authentication import LoginLockedOut, is_locked_out
 from groups.models import ApiToken
 
@@ -39,7 +40,7 @@ class LoginView(APIView):
             if is_locked_out(request):
                 raise LoginLockedOut()
             return Response(
-                {"detail": "Wrong username or password.", "code": "authentication_failed"},
+                error_body("Wrong username or password.", "authentication_failed"),
                 status=status.HTTP_401_UNAUTHORIZED,
                 headers={"WWW-Authenticate": "Token"},
             )
@@ -141,7 +142,7 @@ class GroupMemberDetailView(APIView):
         user = get_object_or_404(get_user_model(), username=username)
         if not services.remove_membership(group, user):
             return Response(
-                {"detail": f"'{username}' is not a member of '{group.name}'.", "code": "not_found"},
+                error_body(f"'{username}' is not a member of '{group.name}'.", "not_found"),
                 status=status.HTTP_404_NOT_FOUND,
             )
         return Response(status=status.HTTP_204_NO_CONTENT)

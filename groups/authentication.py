@@ -84,7 +84,6 @@ class TokenFacts:
     """What the group-token check needs to know about a presented token."""
 
     group_id: int
-    group_name: str
     expires_at: datetime
     revoked: bool
 
@@ -125,10 +124,10 @@ def bearer_token(request: Request | HttpRequest) -> str:
 def check_group_token(request: Request, group: Group) -> GroupToken:
     """Check `Authorization: Bearer <group token>` against `group` (see group_token_problem)."""
     value = bearer_token(request)
-    token = GroupToken.objects.select_related("group").filter(digest=tokens.digest(value)).first()
+    token = GroupToken.objects.filter(digest=tokens.digest(value)).first()
     facts = None
     if token is not None:
-        facts = TokenFacts(token.group_id, token.group.name, token.expires_at, token.is_revoked)
+        facts = TokenFacts(token.group_id, token.expires_at, token.is_revoked)
     problem = group_token_problem(facts, group.pk)
     if problem is not None:
         raise problem

@@ -20,7 +20,7 @@ from rest_framework.request import Request
 from groups import tokens
 from groups.access import groups_for
 from groups.authentication import USER_TOKEN_KIND, TokenFacts, bearer_token, check_group_token
-from groups.models import Group, GroupToken
+from groups.models import GroupToken
 from models_app.models import MLModel, ServingFacts
 
 
@@ -105,10 +105,9 @@ def _aware(value) -> datetime:
 # Table names come from our own models, never from input; the values are parameters.
 CALL_SQL = (
     "SELECT m.id, m.status, m.operation, m.deployed_build, m.replicas, m.request_timeout, m.schema, "  # noqa: S608
-    "m.group_id, t.group_id, tg.name, t.expires_at, t.revoked_at "
+    "m.group_id, t.group_id, t.expires_at, t.revoked_at "
     f"FROM {MLModel._meta.db_table} m "
     f"LEFT JOIN {GroupToken._meta.db_table} t ON t.digest = %s "
-    f"LEFT JOIN {Group._meta.db_table} tg ON tg.id = t.group_id "
     "WHERE m.hash = %s"
 )
 
@@ -139,7 +138,6 @@ def call_target(model_hash: str, row: tuple | None) -> CallTarget | None:
         schema,
         group_id,
         token_group_id,
-        token_group_name,
         expires_at,
         revoked_at,
     ) = row
@@ -152,5 +150,5 @@ def call_target(model_hash: str, row: tuple | None) -> CallTarget | None:
     )
     facts = None
     if token_group_id is not None:
-        facts = TokenFacts(token_group_id, token_group_name, _aware(expires_at), revoked_at is not None)
+        facts = TokenFacts(token_group_id, _aware(expires_at), revoked_at is not None)
     return CallTarget(model, facts)

@@ -73,8 +73,8 @@ def run_oneshot(
 ) -> RunResult:
     """Run ``entrypoint(*args)`` from ``source`` once, in ``code``'s sandbox, and report what happened.
 
-    User failures, timeouts, limits and crashes come back as a ``RunResult`` with
-    ``ok=False``; only bad arguments from the caller (and SandboxUnavailable) raise.
+    User failures, timeouts, limits, crashes and a missing sandbox come back as a
+    ``RunResult`` with ``ok=False``; only bad arguments from the caller raise.
     ``on_output_line`` is called on the calling thread, once per line of output (without
     its newline) as the child prints it; lines longer than 64 KiB arrive in pieces. A
     runner that answered but won't exit is stopped after a short grace and its answer kept.

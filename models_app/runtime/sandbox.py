@@ -544,4 +544,7 @@ def _bwrap_argv(code: UserCode, python: Path, uid: int | None, read_fds: list[in
             "--no-new-privs",
             "--",
         ]
+    # -s: no user site-packages from $HOME. Not -I, which would also drop the PYTHON*
+    # variables of the base environment and of the model's .env; runner.py removes its
+    # own folder from sys.path itself.
     return [*argv, str(python), "-s", SANDBOX_RUNNER_PATH, *code.runner_args]

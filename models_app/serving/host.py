@@ -14,6 +14,7 @@ import concurrent.futures
 import contextlib
 import logging
 import os
+import select
 import socket
 import socketserver
 import subprocess
@@ -233,17 +234,19 @@ class ModelHost:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.connect(str(runner.loading_path))  # queued on the host-made listener at once
             write_frame(sock, {"op": "ping"})
-            sock.settimeout(0.1)
+            sock.settimeout(5)
             while time.monotonic() < deadline:
                 if not runner.alive:
                     self._stop_runner(runner)  # forgets it and removes its socket
                     raise HostError(
                         f"The model's runner exited while loading the model:\n{self._log_tail(runner)}"
                     )
+                # Wait for the answer to start in short slices (to notice a runner that
+                # died while loading), then read the whole frame at once.
+                if not select.select([sock], [], [], 0.1)[0]:
+                    continue
                 try:
                     answer = read_frame(sock)
-                except TimeoutError:
-                    continue
                 except (OSError, ProtocolError) as exc:
                     self._stop_runner(runner)
                     raise HostError(f"The model's runner failed while loading the model: {exc}") from None

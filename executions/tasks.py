@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import shutil
-import signal
 import socket
 import time
 import traceback
 from datetime import timedelta
 from pathlib import Path
 
-import psutil
 from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
@@ -29,7 +26,7 @@ from executions.models import Execution
 from groups import jobs
 from models_app import sandboxes
 from models_app.models import MLModel
-from models_app.runtime import oneshot, sandbox
+from models_app.runtime import oneshot, orphans
 
 logger = logging.getLogger(__name__)
 
@@ -227,24 +224,7 @@ def _fail_stale(stale: jobs.StaleJob) -> bool:
 
 def stop_orphan_runners(execution: Execution) -> int:
     """Kill this node's runner processes working in the execution's folder; returns a pid or 0."""
-    folder = os.path.realpath(execution.folder)
-    runners = {str(sandbox.RUNNER_PATH), sandbox.SANDBOX_RUNNER_PATH}
-    killed = 0
-    for proc in psutil.process_iter(["pid", "cwd", "cmdline"]):
-        info = proc.info
-        cmdline = info.get("cmdline") or []
-        # A sandbox names the folder it binds on its command line; an unsandboxed runner works in it.
-        in_folder = info.get("cwd") == folder or folder in cmdline
-        if not in_folder or runners.isdisjoint(cmdline) or "oneshot" not in cmdline:
-            continue
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            # The runner leads its own process group: that takes what the model started too.
-            if os.getpgid(proc.pid) == proc.pid:
-                os.killpg(proc.pid, signal.SIGKILL)
-            else:
-                os.kill(proc.pid, signal.SIGKILL)
-            killed = proc.pid
-    return killed
+    return orphans.kill_oneshots_in(execution.folder)
 
 
 def _reset_folder(execution: Execution) -> None:

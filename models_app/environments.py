@@ -388,3 +388,48 @@ def _remove_stale_temp_folders(envs_dir: Path, *, older_than: float) -> None:
                 shutil.rmtree(candidate, ignore_errors=True)
         except OSError:
             continue
+
+
+def freeze(env_path: Path, *, timeout: float = 120) -> str:
+    """The exact packages installed in an environment (``uv pip freeze``), one per line."""
+    cmd = [_uv_bin(), "pip", "freeze", "--no-config", "--python", str(env_python(env_path))]
+    try:
+        done = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, env=_uv_environment(), cwd=env_path
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise EnvironmentBuildError(f"Listing the installed packages failed: {exc}") from exc
+    if done.returncode != 0:
+        raise EnvironmentBuildError(
+            f"Listing the installed packages failed (uv exit status {done.returncode}): "
+            f"{_key_lines(done.stderr.splitlines())}"
+        )
+    return done.stdout
+
+
+def alias_environment(envs_dir: Path, python_version: str, requirements: list[str], env_path: Path) -> str:
+    """Let ``env_path`` also serve the requirement set ``requirements``; returns its fingerprint.
+
+    A training environment is built from the user's requirements, and the model promoted
+    from it declares what that environment turned out to contain (its freeze). Both name
+    the same packages, so the second fingerprint becomes a symlink to the first folder
+    instead of a second build. An existing environment of that fingerprint is kept.
+    """
+    fingerprint = requirements_fingerprint(python_version, requirements)
+    alias = environment_path(envs_dir, fingerprint)
+    if alias == env_path or is_complete(alias):
+        return fingerprint
+    if alias.is_symlink() or alias.exists():  # an incomplete leftover: replace it
+        with contextlib.suppress(OSError):
+            alias.unlink() if alias.is_symlink() else shutil.rmtree(alias)
+    temp = envs_dir / f".alias-{fingerprint}-{os.getpid()}"
+    with contextlib.suppress(FileNotFoundError):
+        temp.unlink()
+    os.symlink(env_path.name, temp)  # relative: the data folder may be moved or mounted elsewhere
+    try:
+        os.rename(temp, alias)
+    except OSError:
+        temp.unlink(missing_ok=True)
+        if not is_complete(alias):
+            raise
+    return fingerprint

@@ -136,7 +136,42 @@ class FileOrTextField(forms.Field):
         return None
 
 
-class ModelUploadForm(forms.Form):
+class UploadCheckingForm(forms.Form):
+    """What every upload form shares: files get safe names, text files are read as UTF-8,
+    and a validation check's UploadError becomes an error of its field."""
+
+    # The pages post with novalidate (the server reports every problem at once), so
+    # required fields carry aria-required rather than a `required` the browser ignores.
+    use_required_attribute = False
+
+    def _named(self, field: str) -> NamedFile | None:
+        upload = self.cleaned_data[field]
+        if upload is None:
+            return None
+        return NamedFile(self._check(sanitize_filename, upload.name, field=field), upload)
+
+    def _text(self, field: str, named: NamedFile) -> str | None:
+        """A text file's content, or None after adding the error to `field`."""
+        return self._attempt(_read_text, named, field)
+
+    def _attempt(self, check, *args, **kwargs):
+        """Run a check; an UploadError becomes an error of its field, and None is returned."""
+        try:
+            return check(*args, **kwargs)
+        except UploadError as exc:
+            self.add_error(exc.field, exc.message)
+            return None
+
+    @staticmethod
+    def _check(check, *args, **kwargs):
+        """Run a check inside a clean_<field>: an UploadError becomes that field's error."""
+        try:
+            return check(*args, **kwargs)
+        except UploadError as exc:
+            raise forms.ValidationError(exc.message) from None
+
+
+class ModelUploadForm(UploadCheckingForm):
     """A new model: its fields, defaults and every check, for the page and the API.
 
     Every check runs on one post and every problem is reported at once, each at its
@@ -144,10 +179,6 @@ class ModelUploadForm(forms.Form):
     requirements.txt is common). A valid form's `upload` is the `ModelUpload` to hand
     to `services.create_model`.
     """
-
-    # The page posts with novalidate (the server reports every problem at once), so
-    # required fields carry aria-required rather than a `required` the browser ignores.
-    use_required_attribute = False
 
     name = forms.CharField(
         max_length=64,
@@ -259,16 +290,22 @@ class ModelUploadForm(forms.Form):
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
         self.upload: ModelUpload | None = None
-        self.fields["group"].queryset = groups_for(user).order_by("name")
+        # A subclass may take some fields from elsewhere (training.forms.PromoteForm).
+        if "group" in self.fields:
+            self.fields["group"].queryset = groups_for(user).order_by("name")
         self.interpreters = interpreters.discover_interpreters(settings.PYTHON_SEARCH_PATHS)
-        versions = sorted({i.minor for i in self.interpreters}, key=lambda v: tuple(map(int, v.split("."))))
-        self.fields["python_version"].widget.choices = [(v, v) for v in versions]
-        self.fields["python_version"].widget.attrs.pop("maxlength", None)  # not an attribute of <select>
-        if versions:
-            default = DEFAULT_PYTHON_VERSION if DEFAULT_PYTHON_VERSION in versions else versions[-1]
-            self.fields["python_version"].initial = default
+        if "python_version" in self.fields:
+            versions = sorted(
+                {i.minor for i in self.interpreters}, key=lambda v: tuple(map(int, v.split(".")))
+            )
+            self.fields["python_version"].widget.choices = [(v, v) for v in versions]
+            self.fields["python_version"].widget.attrs.pop("maxlength", None)  # not an attribute of <select>
+            if versions:
+                default = DEFAULT_PYTHON_VERSION if DEFAULT_PYTHON_VERSION in versions else versions[-1]
+                self.fields["python_version"].initial = default
         for name in ("name", "group", "model_reference", "source", "model", "requirements"):
-            self.fields[name].widget.attrs["aria-required"] = "true"
+            if name in self.fields and self.fields[name].required:
+                self.fields[name].widget.attrs["aria-required"] = "true"
 
     # --- one field at a time ---------------------------------------------------------
 
@@ -415,34 +452,6 @@ class ModelUploadForm(forms.Form):
         if data.get("extra"):
             named["extra"] = [named_file.name for named_file in data["extra"]]
         return named
-
-    # --- helpers -------------------------------------------------------------------
-
-    def _named(self, field: str) -> NamedFile | None:
-        upload = self.cleaned_data[field]
-        if upload is None:
-            return None
-        return NamedFile(self._check(sanitize_filename, upload.name, field=field), upload)
-
-    def _text(self, field: str, named: NamedFile) -> str | None:
-        """A text file's content, or None after adding the error to `field`."""
-        return self._attempt(_read_text, named, field)
-
-    def _attempt(self, check, *args, **kwargs):
-        """Run a check; an UploadError becomes an error of its field, and None is returned."""
-        try:
-            return check(*args, **kwargs)
-        except UploadError as exc:
-            self.add_error(exc.field, exc.message)
-            return None
-
-    @staticmethod
-    def _check(check, *args, **kwargs):
-        """Run a check inside a clean_<field>: an UploadError becomes that field's error."""
-        try:
-            return check(*args, **kwargs)
-        except UploadError as exc:
-            raise forms.ValidationError(exc.message) from None
 
 
 def _read_text(named: NamedFile, field: str) -> str:

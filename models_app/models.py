@@ -112,6 +112,17 @@ class MLModel(ServingFacts, models.Model):
     )
     deployed_build = models.PositiveIntegerField(default=0, editable=False)
 
+    # Set when the model was promoted from a training run (training.services.promote);
+    # named by string so this app does not import the one above it.
+    training_run = models.ForeignKey(
+        "training.TrainingRun",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="promoted_models",
+        help_text="The training run this model was promoted from.",
+    )
+
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="created_models"
     )

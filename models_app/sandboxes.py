@@ -1,8 +1,8 @@
-"""What each kind of job of a model may see and use: the ``UserCode`` handed to the launcher.
+"""What each kind of job may see and use: the ``UserCode`` handed to the launcher.
 
-The build's smoke test, the warm runners of the model host and Async executions all
-describe the model's process here, so the folders, the network switch, the secrets and
-the limits of a model's code are decided in one place (the launcher itself is
+The build's smoke test, the warm runners of the model host, Async executions and
+training runs all describe their process here, so the folders, the network switch, the
+secrets and the limits of user code are decided in one place (the launcher itself is
 ``models_app.runtime.sandbox``).
 """
 
@@ -18,7 +18,7 @@ from models_app.models import MLModel
 from models_app.runtime.sandbox import Limits, UserCode
 from models_app.services import decrypted_env
 
-Job = Literal["build", "serve", "execution"]
+Job = Literal["build", "serve", "execution", "training"]
 
 # One BLAS/OpenMP thread per warm runner: concurrency comes from replicas, and a runner
 # that spawns a thread per core fights the web process for the CPU.
@@ -31,12 +31,12 @@ def limits_for(job: Job) -> Limits:
         "build": (settings.BUILD_MEMORY_LIMIT_MB, "NEOMARIL_BUILD_MEMORY_LIMIT_MB"),
         "serve": (settings.RUNNER_MEMORY_LIMIT_MB, "NEOMARIL_RUNNER_MEMORY_LIMIT_MB"),
         "execution": (settings.EXECUTION_MEMORY_LIMIT_MB, "NEOMARIL_EXECUTION_MEMORY_LIMIT_MB"),
+        "training": (settings.TRAINING_MEMORY_LIMIT_MB, "NEOMARIL_TRAINING_MEMORY_LIMIT_MB"),
     }[job]
-    disk, disk_setting = (
-        (settings.EXECUTION_DISK_MB, "NEOMARIL_EXECUTION_DISK_MB")
-        if job == "execution"
-        else (settings.SANDBOX_TMP_MB, "NEOMARIL_SANDBOX_TMP_MB")
-    )
+    disk, disk_setting = {
+        "execution": (settings.EXECUTION_DISK_MB, "NEOMARIL_EXECUTION_DISK_MB"),
+        "training": (settings.TRAINING_DISK_MB, "NEOMARIL_TRAINING_DISK_MB"),
+    }.get(job, (settings.SANDBOX_TMP_MB, "NEOMARIL_SANDBOX_TMP_MB"))
     return Limits(
         memory_mb=memory,
         processes=settings.SANDBOX_PROCESSES,
@@ -84,4 +84,21 @@ def model_code(
         network=model.allow_network,
         limits=limits_for(job),
         pass_fds=tuple(pass_fds),
+    )
+
+
+def training_code(
+    *, python: Path, folder: Path, cwd: Path, env: Mapping[str, str], network: bool
+) -> UserCode:
+    """The sandboxed process of a training run: it writes ``folder`` (its work and output
+    folders) and nothing else, with the run's ``.env`` values in ``env``."""
+    return UserCode(
+        python=python,
+        env={"HOME": str(cwd), **env},
+        cwd=cwd,
+        runner_args=(),
+        read_only=(),
+        writable=folder,
+        network=network,
+        limits=limits_for("training"),
     )

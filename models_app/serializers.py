@@ -63,6 +63,7 @@ class ModelDetailSerializer(ModelSummarySerializer):
     run_url = serializers.SerializerMethodField(help_text="POST here with the group token to call the model.")
     docs_url = serializers.SerializerMethodField(help_text="The model's Swagger page.")
     last_build = serializers.SerializerMethodField()
+    training_run = serializers.SerializerMethodField(help_text="The training run it was promoted from.")
 
     class Meta(ModelSummarySerializer.Meta):
         fields = [
@@ -83,8 +84,23 @@ class ModelDetailSerializer(ModelSummarySerializer):
             "request_timeout",
             "run_url",
             "docs_url",
+            "training_run",
         ]
         read_only_fields = fields
+
+    def get_training_run(self, model: MLModel) -> dict | None:
+        run = model.training_run
+        if run is None:
+            return None
+        # By route name: the training app sits above this one.
+        path = reverse("api-training-run", args=[run.experiment.hash, run.number])
+        request = self.context.get("request")
+        return {
+            "experiment": run.experiment.hash,
+            "experiment_name": run.experiment.name,
+            "number": run.number,
+            "url": request.build_absolute_uri(path) if request else path,
+        }
 
     def get_run_url(self, model: MLModel) -> str | None:
         request = self.context.get("request")

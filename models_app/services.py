@@ -11,6 +11,7 @@ import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
@@ -62,6 +63,8 @@ class ModelUpload:
     env_values: dict[str, str] = field(default_factory=dict)
     sample_file: NamedFile | None = None
     extra_files: list[NamedFile] = field(default_factory=list)
+    # The training run this model is promoted from (training.services.promote).
+    training_run: Any = None
 
     @property
     def stored_files(self) -> list[NamedFile]:
@@ -122,11 +125,20 @@ def create_model(user, upload: ModelUpload) -> MLModel:
                 requirements=upload.requirements,
                 env_names=sorted(upload.env_values),
                 env_ciphertext=crypto.encrypt_json(upload.env_values) if upload.env_values else None,
+                training_run=upload.training_run,
                 created_by=user,
             )
             staging.rename(model.folder)
             network = "" if upload.allow_network else ", no network"
-            record(model, user, "created", f"{model.operation} model, python {model.python_version}{network}")
+            origin = (
+                f", promoted from training run {upload.training_run.number}" if upload.training_run else ""
+            )
+            record(
+                model,
+                user,
+                "created",
+                f"{model.operation} model, python {model.python_version}{network}{origin}",
+            )
             queue_build(model, user)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

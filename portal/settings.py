@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "groups",  # label "portal": the accounts app kept its tables (groups/apps.py)
     "models_app",
     "executions",
+    "training",
     "monitoring",
     "portal",  # the project shell, label "shell": registers its system checks
 ]
@@ -331,6 +332,16 @@ EXECUTION_RETENTION_DAYS = envint("NEOMARIL_EXECUTION_RETENTION_DAYS", 30, minim
 # A Running execution whose worker has not written a heartbeat (every 5 s) for this long
 # lost its worker: housekeeping re-queues it once, then fails it (docs/executions.md).
 EXECUTION_STALE_SECONDS = envint("NEOMARIL_EXECUTION_STALE_SECONDS", 90, minimum=15)
+
+# --- Training runs (training app, docs/training.md) -------------------------------
+TRAININGS_DIR = DATA_DIR / "trainings"
+# Seconds the user's training function may run (the environment build has its own
+# NEOMARIL_ENV_BUILD_TIMEOUT); both together stay below django-q2's task timeout.
+TRAINING_TIMEOUT = envint("NEOMARIL_TRAINING_TIMEOUT", 800, minimum=1)
+TRAINING_MEMORY_LIMIT_MB = envint("NEOMARIL_TRAINING_MEMORY_LIMIT_MB", 16_384, minimum=0)
+TRAINING_DISK_MB = envint("NEOMARIL_TRAINING_DISK_MB", 10_240, minimum=1)
+MAX_TRAINING_UPLOAD_BYTES = envint("NEOMARIL_MAX_TRAINING_UPLOAD_MB", 2048, minimum=1) * 1024 * 1024
+TRAINING_STALE_SECONDS = envint("NEOMARIL_TRAINING_STALE_SECONDS", 90, minimum=15)
 
 LOGGING = {
     "version": 1,

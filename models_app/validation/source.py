@@ -27,13 +27,17 @@ def check_source(
     *,
     field: str = "source",
     filename: str | None = None,
+    parameters: tuple[str, ...] = ("data", "base_path"),
+    also_accepts: tuple[str, ...] | None = None,
 ) -> None:
     """Check that `text` parses and defines `def <entrypoint>(a, b)` at module level.
 
-    The runner calls the entrypoint with two positional arguments (sync: data and
+    The runner calls a scoring entrypoint with two positional arguments (sync: data and
     base_path; async: data_path and model_path), so the signature must accept exactly
-    that. `filename` only makes the messages read better.
+    that. A training function may take `parameters` (df, base_path) or, the older
+    contract, `also_accepts` (base_path). `filename` only makes the messages read better.
     """
+    shown = f"def {entrypoint}({', '.join(parameters)}):"
     check_entrypoint_name(entrypoint)
     label = filename or "The source file"
     # Python itself accepts a UTF-8 BOM at the start of a file, ast.parse on a str does not.
@@ -61,7 +65,7 @@ def check_source(
         raise UploadError(
             field,
             f"{label} has no top-level function named {entrypoint!r}. Define it with "
-            f"`def {entrypoint}(data, base_path):` directly in the module body (not inside an if, "
+            f"`{shown}` directly in the module body (not inside an if, "
             f"a class or another function), or set model_reference to the right name. "
             f"Top-level functions found: {available}.",
         )
@@ -78,14 +82,20 @@ def check_source(
         raise UploadError(
             field,
             f"{entrypoint!r} in {label} is {how} (line {found.lineno}) rather than defined with def; "
-            f"define it with `def {entrypoint}(data, base_path):` directly in the module body.",
+            f"define it with `{shown}` directly in the module body.",
         )
-    problem = _two_positional_problem(found.args)
+    problem = _positional_problem(found.args, len(parameters))
+    if problem and also_accepts is not None and not _positional_problem(found.args, len(also_accepts)):
+        problem = None
     if problem:
+        counts = {2: "two", 1: "one", 3: "three"}
+        wanted = (
+            f"exactly {counts.get(len(parameters), len(parameters))} positional arguments, e.g. `{shown}`"
+        )
+        if also_accepts is not None:
+            wanted += f", or `def {entrypoint}({', '.join(also_accepts)}):`"
         raise UploadError(
-            field,
-            f"{entrypoint}() in {label} (line {found.lineno}) must accept exactly two positional "
-            f"arguments, e.g. `def {entrypoint}(data, base_path):`, but {problem}.",
+            field, f"{entrypoint}() in {label} (line {found.lineno}) must accept {wanted}, but {problem}."
         )
 
 
@@ -108,13 +118,13 @@ def _binds_name(node: ast.stmt, name: str) -> bool:
     return False
 
 
-def _two_positional_problem(args: ast.arguments) -> str | None:
-    """Why `f(a, b)` would fail for this signature, or None when it works."""
+def _positional_problem(args: ast.arguments, count: int) -> str | None:
+    """Why calling with `count` positional arguments would fail for this signature, or None."""
     positional = len(args.posonlyargs) + len(args.args)
     required = positional - len(args.defaults)
-    if required > 2:
+    if required > count:
         return f"it requires {required}"
-    if positional < 2 and args.vararg is None:
+    if positional < count and args.vararg is None:
         return f"it takes only {positional}"
     missing_kwonly = [a.arg for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True) if d is None]
     if missing_kwonly:

@@ -1,0 +1,414 @@
+"""The training API without workers: experiments, run uploads, comparison, artifacts, promote."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from models_app import environments
+from models_app.models import MLModel
+from tests.helpers.clients import api_client
+from tests.helpers.training import custom_payload, external_payload, finished_run, make_experiment
+from tests.helpers.uploads import file
+from training.models import Experiment, TrainingRun
+
+API = "/api/v1/training"
+
+SCORE = "def score(data, base_path):\n    return {'ok': True}\n"
+
+
+def _create(client, **body):
+    return client.post(
+        f"{API}/experiments",
+        {"experiment_name": "Teste notebook", "model_type": "Classification", "group": "datarisk", **body},
+        format="json",
+    )
+
+
+# ----------------------------------------------------------------------- experiments
+
+
+def test_create_experiment_then_the_same_one_again_unless_forced(cast):
+    client = api_client(cast.owner)
+    first = _create(client)
+    assert first.status_code == 201, first.content
+    body = first.json()
+    assert body["hash"].startswith("T") and len(body["hash"]) == 33
+    assert (body["name"], body["group"], body["model_type"], body["runs"]) == (
+        "Teste notebook",
+        "datarisk",
+        "Classification",
+        [],
+    )
+    again = _create(client)
+    assert again.status_code == 200 and again.json()["hash"] == body["hash"]
+    other_type = _create(client, model_type="Regression")
+    assert other_type.status_code == 201 and other_type.json()["hash"] != body["hash"]
+    forced = _create(client, force=True)
+    assert forced.status_code == 201 and forced.json()["hash"] != body["hash"]
+    assert Experiment.objects.filter(name="Teste notebook", model_type="Classification").count() == 2
+
+
+def test_create_experiment_reports_every_problem(cast):
+    response = api_client(cast.owner).post(
+        f"{API}/experiments", {"model_type": "Clustering", "group": "other-team"}, format="json"
+    )
+    assert response.status_code == 400
+    errors = response.json()["errors"] if "errors" in response.json() else response.json()
+    text = json.dumps(errors)
+    assert "Give the experiment a name." in text
+    assert "model_type must be Classification, Regression or Unsupervised, not 'Clustering'." in text
+    assert "you are not a member of a group named 'other-team'" in text
+
+
+def test_experiments_are_listed_searched_and_hidden_from_outsiders(cast):
+    churn = make_experiment(cast.group, cast.owner, name="Churn")
+    make_experiment(cast.group, cast.owner, name="Fraud", model_type="Regression")
+    make_experiment(cast.other_group, cast.outsider, name="Churn elsewhere")
+    teammate = api_client(cast.teammate)
+    names = [e["name"] for e in teammate.get(f"{API}/experiments").json()["results"]]
+    assert sorted(names) == ["Churn", "Fraud"]
+    assert [e["name"] for e in teammate.get(f"{API}/experiments?name=chu").json()["results"]] == ["Churn"]
+    found = teammate.get(f"{API}/experiments?model_type=Regression").json()["results"]
+    assert [e["name"] for e in found] == ["Fraud"]
+    assert teammate.get(f"{API}/experiments?model_type=Nope").status_code == 400
+    assert teammate.get(f"{API}/experiments/{churn.hash}").json()["name"] == "Churn"
+    assert api_client(cast.outsider).get(f"{API}/experiments/{churn.hash}").status_code == 404
+    assert api_client(cast.admin).get(f"{API}/experiments/{churn.hash}").status_code == 200
+    assert api_client().get(f"{API}/experiments").status_code in (401, 403)
+    assert teammate.get(f"{API}/experiments/Tnope").status_code == 404
+    assert teammate.delete(f"{API}/experiments/{churn.hash}").status_code == 405
+
+
+# ------------------------------------------------------------------------------ runs
+
+
+def test_custom_run_is_stored_and_requested(cast):
+    experiment = make_experiment(cast.group, cast.owner)
+    client = api_client(cast.teammate)
+    response = client.post(
+        f"{API}/experiments/{experiment.hash}/runs",
+        custom_payload(env=file(".env", "API_KEY=s3cr3t\n"), extra=[file("utils.py", "X = 1\n")]),
+        format="multipart",
+    )
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert (body["number"], body["status"], body["training_type"], body["run_name"]) == (
+        1,
+        "Requested",
+        "Custom",
+        "First test",
+    )
+    assert body["env_names"] == ["API_KEY"] and "s3cr3t" not in response.content.decode()
+    # The harness's needs join the user's requirements, the user's pins first.
+    assert body["requirements"] == ["scikit-learn==1.6.1", "pandas", "pyarrow", "cloudpickle"]
+    run = TrainingRun.objects.get(experiment=experiment, number=1)
+    stored = sorted(p.name for p in run.work_folder.iterdir())
+    assert stored == ["app.py", "dados.csv", "requirements.txt", "utils.py"]
+    assert run.requested_by == cast.teammate
+    second = client.post(f"{API}/experiments/{experiment.hash}/runs", custom_payload(), format="multipart")
+    assert second.json()["number"] == 2
+
+
+def test_the_users_own_pins_of_platform_packages_win(cast):
+    experiment = make_experiment(cast.group, cast.owner)
+    response = api_client(cast.owner).post(
+        f"{API}/experiments/{experiment.hash}/runs",
+        custom_payload(requirements=file("requirements.txt", "Pandas==2.2.3\npyarrow>=15\n")),
+        format="multipart",
+    )
+    assert response.json()["requirements"] == ["pandas==2.2.3", "pyarrow>=15", "cloudpickle"]
+
+
+def _errors(response) -> str:
+    return json.dumps(response.json())
+
+
+def test_custom_run_reports_every_problem_at_once(cast):
+    experiment = make_experiment(cast.group, cast.owner)
+    response = api_client(cast.owner).post(
+        f"{API}/experiments/{experiment.hash}/runs",
+        {"training_type": "Custom", "python_version": "2.7", "model": file("model.pkl", b"x")},
+        format="multipart",
+    )
+    assert response.status_code == 400
+    text = _errors(response)
+    for message in (
+        "Give the run a name.",
+        "Upload the training data (.csv or .parquet).",
+        "Upload the training script (.py).",
+        "Upload requirements.txt (it may be empty).",
+        "model is only used by External runs.",
+        "Select a valid choice",
+    ):
+        assert message in text, message
+    assert not TrainingRun.objects.exists()
+    assert not any(p.name.startswith(".incoming") for p in settings.TRAININGS_DIR.glob("*"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"train_data": file("data.xlsx", "x")}, "'data.xlsx' is not a .csv or .parquet file."),
+        (
+            {"source": file("app.py", "def fit(df, base_path):\n    pass\n")},
+            "no top-level function named 'train_model'",
+        ),
+        (
+            {"source": file("app.py", "def train_model(a, b, c):\n    pass\n")},
+            "must accept exactly two positional arguments, e.g. `def train_model(df, base_path):`, "
+            "or `def train_model(base_path):`, but it requires 3.",
+        ),
+        ({"source": file("app.py", "def train_model(:\n")}, "does not parse as Python"),
+        ({"training_type": "AutoML"}, "training_type must be Custom or External, not 'AutoML'."),
+        ({"requirements": file("requirements.txt", "./local-package\n")}, "is a local path"),
+        ({"env": file(".env", "not a line\n")}, "env"),
+    ],
+)
+def test_custom_run_refuses_bad_input(cast, overrides, message):
+    experiment = make_experiment(cast.group, cast.owner)
+    response = api_client(cast.owner).post(
+        f"{API}/experiments/{experiment.hash}/runs", custom_payload(**overrides), format="multipart"
+    )
+    assert response.status_code == 400
+    assert message in _errors(response)
+
+
+def test_one_parameter_training_function_is_accepted(cast):
+    experiment = make_experiment(cast.group, cast.owner)
+    source = "import os\n\ndef train_model(base_path):\n    return os.environ['inputFileName']\n"
+    response = api_client(cast.owner).post(
+        f"{API}/experiments/{experiment.hash}/runs",
+        custom_payload(source=file("app.py", source)),
+        format="multipart",
+    )
+    assert response.status_code == 201, response.content
+
+
+def test_external_run_needs_its_artifacts(cast):
+    experiment = make_experiment(cast.group, cast.owner)
+    client = api_client(cast.owner)
+    ok = client.post(f"{API}/experiments/{experiment.hash}/runs", external_payload(), format="multipart")
+    assert ok.status_code == 201, ok.content
+    run = TrainingRun.objects.get(pk=TrainingRun.objects.get(experiment=experiment).pk)
+    assert run.inputs == {
+        "X_train": "X_train.csv",
+        "y_train": "y_train.csv",
+        "model_output": "model_output.csv",
+        "model": "model.pkl",
+    }
+    assert run.metrics == {"auc": 0.91}
+    bad = client.post(
+        f"{API}/experiments/{experiment.hash}/runs",
+        external_payload(
+            X_train=None,
+            y_train=None,
+            model=None,
+            model_output=file("out.txt", "x"),
+            metrics=json.dumps({"auc": "high", "f1": True}),
+            source=file("app.py", SCORE),
+        ),
+        format="multipart",
+    )
+    assert bad.status_code == 400
+    text = _errors(bad)
+    for message in (
+        "Upload X_train",
+        "Upload y_train",
+        "Upload the fitted model file (model.pkl).",
+        "'out.txt' is not a .csv or .parquet file.",
+        "The metric 'auc' is \\\"high\\\", not a number.",
+        "The metric 'f1' is true, not a number.",
+        "source is only used by Custom runs",
+    ):
+        assert message in text, message
+
+
+def test_unsupervised_external_run_needs_no_target(cast):
+    experiment = make_experiment(cast.group, cast.owner, model_type="Unsupervised")
+    response = api_client(cast.owner).post(
+        f"{API}/experiments/{experiment.hash}/runs", external_payload(y_train=None), format="multipart"
+    )
+    assert response.status_code == 201, response.content
+
+
+def test_runs_of_other_groups_are_404(cast):
+    experiment = make_experiment(cast.group, cast.owner)
+    finished_run(experiment)
+    outsider = api_client(cast.outsider)
+    base = f"{API}/experiments/{experiment.hash}/runs"
+    assert outsider.post(base, custom_payload(), format="multipart").status_code == 404
+    for suffix in ("", "/1", "/1/status", "/1/logs", "/1/artifacts"):
+        path = base + suffix
+        assert outsider.get(path).status_code == 404, path
+    assert api_client(cast.owner).get(f"{base}/99").status_code == 404
+    assert api_client(cast.owner).get(f"{base}/99999999999").status_code == 404
+
+
+# ------------------------------------------------------------------- compare and read
+
+
+def test_runs_compare_sorted_by_a_metric(cast):
+    experiment = make_experiment(cast.group, cast.owner)
+    finished_run(experiment, number=1, metrics={"auc": 0.81, "f1": 0.5})
+    finished_run(experiment, number=2, metrics={"auc": 0.93})
+    finished_run(experiment, number=3, status=TrainingRun.Status.FAILED, metrics={})
+    finished_run(experiment, number=4, metrics={"auc": 0.88, "f1": 0.7})
+    client = api_client(cast.owner)
+    base = f"{API}/experiments/{experiment.hash}/runs"
+    body = client.get(f"{base}?sort=auc").json()
+    assert body["metrics"] == ["auc", "f1"]
+    assert [run["number"] for run in body["runs"]] == [2, 4, 1, 3]  # no auc: last
+    assert [run["number"] for run in client.get(f"{base}?sort=auc&order=asc").json()["runs"]] == [1, 4, 2, 3]
+    assert [run["number"] for run in client.get(f"{base}?sort=f1").json()["runs"]] == [4, 1, 3, 2]
+    assert [run["number"] for run in client.get(base).json()["runs"]] == [4, 3, 2, 1]
+    assert [run["number"] for run in client.get(f"{base}?status=Failed").json()["runs"]] == [3]
+    wrong = client.get(f"{base}?sort=rmse")
+    assert wrong.status_code == 400 and "Can't sort by 'rmse'" in _errors(wrong)
+    assert client.get(f"{base}?order=up").status_code == 400
+
+
+def test_status_log_and_detail(cast):
+    experiment = make_experiment(cast.group, cast.owner)
+    run = finished_run(
+        experiment, status=TrainingRun.Status.FAILED, error_message="Bad return value: no 'X_train'"
+    )
+    TrainingRun.objects.filter(pk=run.pk).update(log="2026-12-02 01:00:00 hello\n")
+    client = api_client(cast.owner)
+    base = f"{API}/experiments/{experiment.hash}/runs/1"
+    assert client.get(f"{base}/status").json() == {
+        "trainingExecutionId": 1,
+        "Status": "Failed",
+        "Message": "Bad return value: no 'X_train'",
+    }
+    assert client.get(f"{base}/logs").json()["log"].endswith("hello\n")
+    detail = client.get(base).json()
+    assert detail["experiment_name"] == "Teste notebook" and detail["group"] == "datarisk"
+    assert detail["promoted_models"] == []
+
+
+def test_artifacts_zip_once_finished(cast):
+    experiment = make_experiment(cast.group, cast.owner)
+    finished_run(experiment)
+    TrainingRun.objects.create(
+        experiment=experiment,
+        number=2,
+        name="busy",
+        training_type="Custom",
+        status="Running",
+        python_version="3.9",
+    )
+    client = api_client(cast.owner)
+    busy = client.get(f"{API}/experiments/{experiment.hash}/runs/2/artifacts")
+    assert busy.status_code == 409 and "Run 2 is Running" in _errors(busy)
+    response = client.get(f"{API}/experiments/{experiment.hash}/runs/1/artifacts")
+    assert response.status_code == 200
+    assert f'filename="training-{experiment.hash}-1.zip"' in response["Content-Disposition"]
+    bundle = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
+    assert sorted(bundle.namelist()) == ["metrics.json", "model.pkl", "training.log"]
+    assert bundle.read("model.pkl") == b"\x80\x04K\x01."
+
+
+# --------------------------------------------------------------------------- promote
+
+
+def _promote(client, experiment, number, **overrides):
+    payload = {
+        "name": "Teste notebook promoted custom",
+        "model_reference": "score",
+        "source": file("app.py", SCORE),
+        "schema": json.dumps({"a": 1}),
+        "operation": "Sync",
+        **overrides,
+    }
+    return client.post(
+        f"{API}/experiments/{experiment.hash}/runs/{number}/promote",
+        {k: v for k, v in payload.items() if v is not None},
+        format="multipart",
+    )
+
+
+@pytest.mark.parametrize("state", ["Requested", "Running", "Failed"])
+def test_only_a_succeeded_run_is_promoted(cast, state):
+    experiment = make_experiment(cast.group, cast.owner)
+    finished_run(
+        experiment, status=state, error_message="Bad return value: boom" if state == "Failed" else ""
+    )
+    response = _promote(api_client(cast.owner), experiment, 1)
+    assert response.status_code == 409
+    assert f"Run 1 of experiment 'Teste notebook' is {state}" in _errors(response)
+    assert "only a Succeeded run can be promoted" in _errors(response)
+    assert not MLModel.objects.exists()
+
+
+def _fake_environment(fingerprint: str) -> Path:
+    env = environments.environment_path(settings.ENVS_DIR, fingerprint)
+    (env / "bin").mkdir(parents=True)
+    (env / "bin" / "python").write_text("")
+    (env / environments.MARKER_NAME).write_text("{}")
+    return env
+
+
+def test_promote_reuses_the_runs_environment_and_remembers_the_run(cast):
+    experiment = make_experiment(cast.group, cast.owner)
+    run = finished_run(experiment, env_fingerprint="a" * 64)
+    env = _fake_environment("a" * 64)
+    response = _promote(api_client(cast.teammate), experiment, 1)
+    assert response.status_code == 201, response.content
+    body = response.json()
+    model = MLModel.objects.get(hash=body["hash"])
+    assert model.training_run == run and model.group == cast.group
+    assert model.python_version == "3.9.20"
+    assert model.requirements == ["scikit-learn==1.6.1", "numpy==2.0.2"]
+    assert (model.folder / "model.pkl").read_bytes() == b"\x80\x04K\x01."
+    assert (model.folder / "requirements.txt").read_text().splitlines() == [
+        "scikit-learn==1.6.1",
+        "numpy==2.0.2",
+    ]
+    assert body["training_run"]["number"] == 1 and body["training_run"]["experiment"] == experiment.hash
+    # The frozen set is an alias of the run's environment: the model's build reuses it.
+    fingerprint = environments.requirements_fingerprint("3.9.20", model.requirements)
+    alias = environments.environment_path(settings.ENVS_DIR, fingerprint)
+    assert alias.is_symlink() and alias.resolve() == env.resolve()
+    assert environments.is_complete(alias)
+    promoted = (
+        api_client(cast.owner).get(f"{API}/experiments/{experiment.hash}/runs/1").json()["promoted_models"]
+    )
+    assert [(m["hash"], m["name"]) for m in promoted] == [(model.hash, "Teste notebook promoted custom")]
+
+
+def test_promote_with_extra_requirements_builds_a_new_set(cast):
+    experiment = make_experiment(cast.group, cast.owner)
+    finished_run(experiment, env_fingerprint="b" * 64)
+    _fake_environment("b" * 64)
+    response = _promote(
+        api_client(cast.owner), experiment, 1, requirements=file("requirements.txt", "requests==2.32.3\n")
+    )
+    assert response.status_code == 201, response.content
+    model = MLModel.objects.get(hash=response.json()["hash"])
+    assert model.requirements == ["scikit-learn==1.6.1", "numpy==2.0.2", "requests==2.32.3"]
+
+
+def test_promote_reports_every_problem_of_the_scoring_upload(cast):
+    experiment = make_experiment(cast.group, cast.owner)
+    finished_run(experiment)
+    response = _promote(
+        api_client(cast.owner),
+        experiment,
+        1,
+        name="",
+        source=file("app.py", "def predict(x):\n    pass\n"),
+        schema=None,
+        group="other-team",
+    )
+    assert response.status_code == 400
+    text = _errors(response)
+    assert "Give the model a name." in text
+    assert "no top-level function named 'score'" in text
+    assert "Sync models need a schema" in text
+    assert not MLModel.objects.exists()

@@ -1,0 +1,279 @@
+"""REST endpoints of training: experiments, runs, artifacts and promotion (/api/v1/training/)."""
+
+from __future__ import annotations
+
+import tempfile
+import zipfile
+
+from django.db.models import Count
+from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from groups.api.errors import Conflict, PayloadTooLarge
+from groups.api.pagination import PageNumberPagination
+from models_app.api import form_request_schema
+from models_app.serializers import ModelDetailSerializer
+from training import services
+from training.access import experiments_for, get_experiment_for_user, get_run_for_user
+from training.forms import ExperimentForm, PromoteForm, TrainingRunForm
+from training.models import Experiment, TrainingRun
+from training.serializers import (
+    ExperimentDetailSerializer,
+    ExperimentSerializer,
+    RunDetailSerializer,
+    RunLogSerializer,
+    RunStatusSerializer,
+    RunSummarySerializer,
+)
+
+# Fields of a run a comparison may be sorted by, besides any metric.
+RUN_SORT_FIELDS = ("number", "status", "run_name", "requested_at", "duration_seconds")
+MAX_COMPARED_RUNS = 1000
+
+
+def _form_errors(form) -> ValidationError:
+    return ValidationError({field: list(messages) for field, messages in form.errors.items()})
+
+
+def _checked_files(request: Request):
+    files = request.FILES  # reading it parses (and size-checks) the body
+    limits = getattr(request._request, "upload_limit_errors", {})
+    if "__all__" in limits:
+        raise PayloadTooLarge(limits["__all__"])
+    if limits:
+        raise ValidationError({field: [message] for field, message in limits.items()})
+    return files
+
+
+class ExperimentListView(APIView):
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("name", str, description="Part of the name (case-insensitive)."),
+            OpenApiParameter("group", str),
+            OpenApiParameter("model_type", str, enum=Experiment.ModelType.values),
+        ],
+        responses=ExperimentSerializer(many=True),
+        tags=["training"],
+    )
+    def get(self, request: Request) -> Response:
+        experiments = experiments_for(request.user).select_related("group", "created_by")
+        params = request.query_params
+        if params.get("name"):
+            experiments = experiments.filter(name__icontains=params["name"])
+        if params.get("group"):
+            experiments = experiments.filter(group__name=params["group"])
+        if params.get("model_type"):
+            if params["model_type"] not in Experiment.ModelType.values:
+                raise ValidationError(
+                    {
+                        "model_type": [
+                            f"Unknown model_type '{params['model_type']}'; use one of "
+                            f"{', '.join(Experiment.ModelType.values)}."
+                        ]
+                    }
+                )
+            experiments = experiments.filter(model_type=params["model_type"])
+        experiments = experiments.annotate(runs_count=Count("runs")).order_by("-created_at", "-pk")
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(experiments, request, view=self)
+        return paginator.get_paginated_response(
+            ExperimentSerializer(page, many=True, context={"request": request}).data
+        )
+
+    @extend_schema(
+        request={"application/json": form_request_schema(ExperimentForm)},
+        responses={201: ExperimentDetailSerializer, 200: ExperimentDetailSerializer},
+        tags=["training"],
+        description="Returns the group's experiment with this name and model type (200) unless "
+        "`force`, or creates one (201).",
+    )
+    def post(self, request: Request) -> Response:
+        data = request.data.copy() if hasattr(request.data, "copy") else dict(request.data)
+        if "experiment_name" not in data and "name" in data:
+            data["experiment_name"] = data["name"]
+        form = ExperimentForm(data, user=request.user)
+        if not form.is_valid():
+            raise _form_errors(form)
+        experiment, created = services.get_or_create_experiment(
+            request.user,
+            name=form.cleaned_data["experiment_name"],
+            model_type=form.cleaned_data["model_type"],
+            group=form.cleaned_data["group"],
+            force=form.cleaned_data["force"],
+        )
+        return Response(
+            ExperimentDetailSerializer(experiment, context={"request": request}).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+
+class ExperimentDetailView(APIView):
+    @extend_schema(responses=ExperimentDetailSerializer, tags=["training"])
+    def get(self, request: Request, experiment_hash: str) -> Response:
+        experiment = get_experiment_for_user(request.user, experiment_hash)
+        return Response(ExperimentDetailSerializer(experiment, context={"request": request}).data)
+
+
+class RunListView(APIView):
+    parser_classes = [MultiPartParser, FormParser]  # uploads stream to disk
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "sort",
+                str,
+                description="A metric's name, or one of " + ", ".join(RUN_SORT_FIELDS) + " (default number).",
+            ),
+            OpenApiParameter("order", str, enum=["asc", "desc"], description="Default desc."),
+            OpenApiParameter("status", str, enum=TrainingRun.Status.values),
+        ],
+        responses=OpenApiResponse(
+            description="The experiment's runs side by side: `metrics` names every metric any run has; "
+            "runs without the sorted metric come last."
+        ),
+        tags=["training"],
+    )
+    def get(self, request: Request, experiment_hash: str) -> Response:
+        """Compare the experiment's runs: one row per run with its metrics, sortable."""
+        experiment = get_experiment_for_user(request.user, experiment_hash)
+        runs = list(experiment.runs.all()[:MAX_COMPARED_RUNS])
+        wanted_status = request.query_params.get("status")
+        if wanted_status:
+            if wanted_status not in TrainingRun.Status.values:
+                raise ValidationError(
+                    {
+                        "status": [
+                            f"Unknown status '{wanted_status}'; use one of {', '.join(TrainingRun.Status.values)}."
+                        ]
+                    }
+                )
+            runs = [run for run in runs if run.status == wanted_status]
+        for run in runs:
+            run.experiment = experiment
+        rows = RunSummarySerializer(runs, many=True, context={"request": request}).data
+        metric_names = sorted({name for row in rows for name in (row["metrics"] or {})})
+        sort = request.query_params.get("sort") or "number"
+        order = request.query_params.get("order") or "desc"
+        if order not in ("asc", "desc"):
+            raise ValidationError({"order": [f"order must be asc or desc, not '{order}'."]})
+        if sort not in RUN_SORT_FIELDS and sort not in metric_names:
+            choices = ", ".join([*RUN_SORT_FIELDS, *metric_names])
+            raise ValidationError({"sort": [f"Can't sort by '{sort}': use one of {choices}."]})
+
+        def value(row):
+            return (
+                (row["metrics"] or {}).get(sort)
+                if sort in metric_names and sort not in RUN_SORT_FIELDS
+                else row[sort]
+            )
+
+        present = [row for row in rows if value(row) is not None]
+        missing = [row for row in rows if value(row) is None]
+        present.sort(key=value, reverse=order == "desc")
+        return Response(
+            {
+                "experiment": experiment.hash,
+                "sort": sort,
+                "order": order,
+                "metrics": metric_names,
+                "runs": present + missing,
+            }
+        )
+
+    @extend_schema(
+        request={"multipart/form-data": form_request_schema(TrainingRunForm)},
+        responses={201: RunDetailSerializer},
+        tags=["training"],
+    )
+    def post(self, request: Request, experiment_hash: str) -> Response:
+        """Start a run: Custom (training data + script) or External (a model trained elsewhere)."""
+        experiment = get_experiment_for_user(request.user, experiment_hash)
+        files = _checked_files(request)
+        form = TrainingRunForm(request.POST, files, experiment=experiment)
+        if not form.is_valid():
+            raise _form_errors(form)
+        run = services.create_run(request.user, form.upload)
+        return Response(
+            RunDetailSerializer(run, context={"request": request}).data, status=status.HTTP_201_CREATED
+        )
+
+
+class RunDetailView(APIView):
+    @extend_schema(responses=RunDetailSerializer, tags=["training"])
+    def get(self, request: Request, experiment_hash: str, number: int) -> Response:
+        run = get_run_for_user(request.user, experiment_hash, number)
+        return Response(RunDetailSerializer(run, context={"request": request}).data)
+
+
+class RunStatusView(APIView):
+    @extend_schema(responses=RunStatusSerializer, tags=["training"])
+    def get(self, request: Request, experiment_hash: str, number: int) -> Response:
+        return Response(RunStatusSerializer(get_run_for_user(request.user, experiment_hash, number)).data)
+
+
+class RunLogView(APIView):
+    @extend_schema(responses=RunLogSerializer, tags=["training"])
+    def get(self, request: Request, experiment_hash: str, number: int) -> Response:
+        return Response(RunLogSerializer(get_run_for_user(request.user, experiment_hash, number)).data)
+
+
+class RunArtifactsView(APIView):
+    @extend_schema(
+        responses={
+            (200, "application/zip"): OpenApiTypes.BINARY,
+            409: OpenApiResponse(description="Not finished."),
+        },
+        tags=["training"],
+    )
+    def get(self, request: Request, experiment_hash: str, number: int) -> FileResponse:
+        """Everything the run kept, as one zip: model, tables, metrics, params, extras, freeze, log."""
+        run = get_run_for_user(request.user, experiment_hash, number)
+        if not run.is_finished:
+            raise Conflict(f"Run {run.number} is {run.status}; its artifacts are ready once it has finished.")
+        archive = tempfile.TemporaryFile()  # noqa: SIM115  (FileResponse closes it)
+        with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
+            for entry in run.artifacts:
+                path = run.artifacts_folder / entry["name"]
+                if path.is_file():
+                    bundle.write(path, entry["name"])
+            bundle.writestr("training.log", run.log)
+        archive.seek(0)
+        name = f"training-{run.experiment.hash}-{run.number}.zip"
+        return FileResponse(archive, as_attachment=True, filename=name, content_type="application/zip")
+
+
+class RunPromoteView(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(
+        request={"multipart/form-data": form_request_schema(PromoteForm)},
+        responses={201: ModelDetailSerializer, 409: OpenApiResponse(description="The run is not Succeeded.")},
+        tags=["training"],
+    )
+    def post(self, request: Request, experiment_hash: str, number: int) -> Response:
+        """Deploy a Succeeded run as a model: its model file, Python and environment are reused."""
+        run = get_run_for_user(request.user, experiment_hash, number)
+        try:
+            services.check_promotable(run)
+        except services.NotPromotable as exc:
+            raise Conflict(str(exc)) from None
+        files = _checked_files(request)
+        form = PromoteForm(request.POST, files, user=request.user, run=run)
+        if not form.is_valid():
+            raise _form_errors(form)
+        try:
+            model = services.promote(request.user, run, form.upload)
+        except services.NotPromotable as exc:
+            raise Conflict(str(exc)) from None
+        return Response(
+            ModelDetailSerializer(model, context={"request": request}).data, status=status.HTTP_201_CREATED
+        )

@@ -1,0 +1,395 @@
+"""The one definition of each training request: an experiment, a run, a promotion.
+
+The pages and the API validate through these forms (the API's OpenAPI bodies are read
+off their fields), into `services.TrainingUpload` or `models_app.services.ModelUpload`.
+Every check runs on one post and every problem is reported at once, at its field.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+
+from groups.access import groups_for
+from models_app import interpreters
+from models_app.forms import (
+    DEFAULT_PYTHON_VERSION,
+    DefaultBooleanField,
+    FileOrTextField,
+    FileOrTextInput,
+    ModelUploadForm,
+    MultipleFileField,
+    UploadCheckingForm,
+)
+from models_app.services import NamedFile
+from models_app.validation import (
+    UploadError,
+    check_entrypoint_name,
+    check_source,
+    check_unique_names,
+    parse_dotenv,
+    parse_requirements,
+    sanitize_filename,
+)
+from training import services
+from training.models import Experiment, TrainingRun
+
+TABLE_SUFFIXES = (".csv", ".parquet")
+# Roles of an External run's uploaded artifacts, as form fields.
+EXTERNAL_TABLES = ("X_train", "y_train", "model_output")
+
+
+class ExperimentForm(forms.Form):
+    """A training experiment of one of the user's groups."""
+
+    use_required_attribute = False
+
+    experiment_name = forms.CharField(
+        max_length=64,
+        label="Name",
+        error_messages={
+            "required": "Give the experiment a name.",
+            "max_length": "The name has %(show_value)d characters; the limit is %(limit_value)d.",
+        },
+    )
+    model_type = forms.ChoiceField(
+        choices=Experiment.ModelType.choices,
+        label="Model type",
+        error_messages={
+            "required": "Give the model type: Classification, Regression or Unsupervised.",
+            "invalid_choice": "model_type must be Classification, Regression or Unsupervised, not '%(value)s'.",
+        },
+    )
+    group = forms.ModelChoiceField(
+        queryset=None,
+        to_field_name="name",
+        empty_label=None,
+        help_text="The name of one of your groups: it owns the experiment and its runs.",
+        error_messages={
+            "required": "Give the name of one of your groups: it will own the experiment.",
+            "invalid_choice": "Select a valid choice: you are not a member of a group named "
+            "'%(value)s'. Use one of your groups.",
+        },
+    )
+    force = DefaultBooleanField(
+        default=False,
+        help_text="Create a new experiment even when the group has one with this name and type.",
+    )
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["group"].queryset = groups_for(user).order_by("name")
+
+
+class TrainingRunForm(UploadCheckingForm):
+    """A new run of an experiment: Custom (data + code) or External (artifacts).
+
+    A valid form's `upload` is the `services.TrainingUpload` for `services.create_run`.
+    """
+
+    run_name = forms.CharField(
+        max_length=128,
+        label="Run name",
+        error_messages={"required": "Give the run a name."},
+    )
+    training_type = forms.TypedChoiceField(
+        choices=[
+            (TrainingRun.TrainingType.CUSTOM, "Custom: your training code"),
+            (TrainingRun.TrainingType.EXTERNAL, "External: a model trained elsewhere"),
+        ],
+        empty_value=TrainingRun.TrainingType.CUSTOM,
+        required=False,
+        initial=TrainingRun.TrainingType.CUSTOM,
+        widget=forms.RadioSelect,
+        error_messages={"invalid_choice": "training_type must be Custom or External, not '%(value)s'."},
+    )
+    description = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
+    python_version = forms.CharField(
+        max_length=16,
+        required=False,
+        empty_value=DEFAULT_PYTHON_VERSION,
+        label="Python version",
+        widget=forms.Select,
+        help_text="One of the interpreters installed on this host: 3.9, or exactly 3.9.18.",
+    )
+    allow_network = DefaultBooleanField(
+        default=True,
+        label="Allow network access",
+        help_text="Let the training code open outbound network connections.",
+    )
+    train_data = forms.FileField(
+        allow_empty_file=True,
+        required=False,
+        label="Training data (.csv or .parquet)",
+        help_text="Custom: given to the training function as a DataFrame; its name is in inputFileName.",
+    )
+    source = forms.FileField(
+        allow_empty_file=True,
+        required=False,
+        label="Training script (.py)",
+        widget=forms.ClearableFileInput(attrs={"accept": ".py,text/x-python"}),
+        help_text="Custom: defines the training function; checked by parsing, never imported by the portal.",
+    )
+    training_reference = forms.CharField(
+        max_length=100,
+        required=False,
+        empty_value="train_model",
+        initial="train_model",
+        label="Training function",
+        help_text="Custom: train_model(df, base_path), or the older train_model(base_path).",
+    )
+    requirements = forms.FileField(
+        allow_empty_file=True,
+        label="requirements.txt",
+        widget=forms.ClearableFileInput(attrs={"accept": ".txt,text/plain"}),
+        help_text="Installed with uv into the run's own environment (pandas, pyarrow and cloudpickle are "
+        "added when not named).",
+        error_messages={"required": "Upload requirements.txt (it may be empty)."},
+    )
+    env = forms.FileField(
+        allow_empty_file=True,
+        label=".env (secrets)",
+        required=False,
+        help_text="KEY=VALUE lines, in the training code's environment. Encrypted at rest.",
+    )
+    extra = MultipleFileField(
+        label="Extra files",
+        required=False,
+        help_text="Put beside the script (Custom), or kept with the run (External).",
+    )
+    X_train = forms.FileField(
+        allow_empty_file=True, required=False, help_text="External: the features (.csv or .parquet)."
+    )
+    y_train = forms.FileField(
+        allow_empty_file=True, required=False, help_text="External: the target (.csv or .parquet)."
+    )
+    model_output = forms.FileField(
+        allow_empty_file=True,
+        required=False,
+        help_text="External: the model's outputs on X_train (.csv or .parquet); monitoring compares "
+        "production outputs with them.",
+    )
+    model = forms.FileField(
+        allow_empty_file=True, required=False, help_text="External: the fitted model, a pickle (model.pkl)."
+    )
+    metrics = FileOrTextField(
+        required=False,
+        widget=FileOrTextInput(attrs={"accept": ".json,application/json"}),
+        help_text='External: JSON object of metric name → number, e.g. {"auc": 0.97}.',
+    )
+    params = FileOrTextField(
+        required=False,
+        widget=FileOrTextInput(attrs={"accept": ".json,application/json"}),
+        help_text="External: JSON object of the parameters you logged; kept with the generated ones.",
+    )
+
+    def __init__(self, *args, experiment: Experiment, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.experiment = experiment
+        self.upload: services.TrainingUpload | None = None
+        self.interpreters = interpreters.discover_interpreters(settings.PYTHON_SEARCH_PATHS)
+        versions = sorted({i.minor for i in self.interpreters}, key=lambda v: tuple(map(int, v.split("."))))
+        self.fields["python_version"].widget.choices = [(v, v) for v in versions]
+        self.fields["python_version"].widget.attrs.pop("maxlength", None)
+        if versions:
+            default = DEFAULT_PYTHON_VERSION if DEFAULT_PYTHON_VERSION in versions else versions[-1]
+            self.fields["python_version"].initial = default
+        for name in ("run_name", "requirements"):
+            self.fields[name].widget.attrs["aria-required"] = "true"
+
+    def clean_python_version(self) -> str:
+        value = self.cleaned_data["python_version"]
+        try:
+            interpreters.find_interpreter(value, self.interpreters)
+        except interpreters.InterpreterNotFound as exc:
+            raise forms.ValidationError(f"Select a valid choice: {exc}") from None
+        return value
+
+    def clean_training_reference(self) -> str:
+        value = self.cleaned_data["training_reference"]
+        self._check(check_entrypoint_name, value)
+        return value
+
+    def clean_extra(self) -> list[NamedFile]:
+        extra, problems = [], []
+        for upload in self.cleaned_data["extra"]:
+            try:
+                extra.append(NamedFile(sanitize_filename(upload.name, field="extra"), upload))
+            except UploadError as exc:
+                problems.append(exc.message)
+        if problems:
+            raise forms.ValidationError(problems)
+        return extra
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        kind = data.get("training_type")
+        custom = kind == TrainingRun.TrainingType.CUSTOM
+        named = {
+            name: self._named(name) if name not in self.errors else None
+            for name in ("train_data", "source", "requirements", "env", *EXTERNAL_TABLES, "model")
+        }
+        if kind == TrainingRun.TrainingType.CUSTOM:
+            wanted = {
+                "train_data": "Upload the training data (.csv or .parquet).",
+                "source": "Upload the training script (.py).",
+            }
+            unwanted = (*EXTERNAL_TABLES, "model", "metrics", "params")
+            why = "is only used by External runs"
+        else:
+            wanted = {
+                "X_train": "Upload X_train, the features the model was fitted on (.csv or .parquet).",
+                "model_output": "Upload model_output, the model's outputs on X_train (.csv or .parquet): "
+                "monitoring compares production outputs with them.",
+                "model": "Upload the fitted model file (model.pkl).",
+            }
+            if self.experiment.model_type != Experiment.ModelType.UNSUPERVISED:
+                wanted["y_train"] = "Upload y_train, the target (.csv or .parquet)."
+            unwanted = ("train_data", "source")
+            why = "is only used by Custom runs (an External run brings its artifacts)"
+        for field, message in wanted.items():
+            if named.get(field) is None and field not in self.errors and not data.get(field):
+                self.add_error(field, message)
+        for field in unwanted:
+            if data.get(field) and field not in self.errors:
+                self.add_error(field, f"{field} {why}.")
+        for field in ("train_data", *EXTERNAL_TABLES):
+            upload = named.get(field)
+            if upload is not None and not upload.name.lower().endswith(TABLE_SUFFIXES):
+                self.add_error(field, f"'{upload.name}' is not a .csv or .parquet file.")
+        source = named.get("source")
+        if custom and source is not None:
+            if not source.name.endswith(".py"):
+                self.add_error("source", f"'{source.name}' is not a .py file. Upload the training script.")
+            elif data.get("training_reference"):
+                text = self._text("source", source)
+                if text is not None:
+                    self._attempt(
+                        check_source,
+                        text,
+                        data["training_reference"],
+                        filename=source.name,
+                        parameters=("df", "base_path"),
+                        also_accepts=("base_path",),
+                    )
+        requirements: list[str] = []
+        if named.get("requirements") is not None:
+            text = self._text("requirements", named["requirements"])
+            if text is not None:
+                allow = settings.ALLOW_REQUIREMENT_OPTIONS
+                requirements = self._attempt(parse_requirements, text, allow_options=allow) or []
+        env_values: dict[str, str] = {}
+        if named.get("env") is not None:
+            text = self._text("env", named["env"])
+            if text is not None:
+                env_values = self._attempt(parse_dotenv, text) or {}
+        metrics = self._json_object("metrics", data.get("metrics"))
+        if metrics is not None:
+            metrics = self._metrics(metrics)
+        params = self._json_object("params", data.get("params"))
+        if not custom and "metrics" not in self.errors and metrics is None:
+            metrics = {}
+        stored = {
+            field: [upload.name] for field, upload in named.items() if upload is not None and field != "env"
+        }
+        if data.get("extra"):
+            stored["extra"] = [upload.name for upload in data["extra"]]
+        self._attempt(check_unique_names, stored)
+
+        if not self._errors:
+            self.upload = services.TrainingUpload(
+                experiment=self.experiment,
+                name=data["run_name"],
+                training_type=kind,
+                description=data.get("description", ""),
+                python_version=data["python_version"],
+                allow_network=data["allow_network"],
+                training_reference=data["training_reference"] if custom else "",
+                train_file=named["train_data"],
+                source_file=named["source"],
+                requirements_file=named["requirements"],
+                requirements=requirements,
+                env_values=env_values,
+                extra_files=data["extra"],
+                inputs={}
+                if custom
+                else {role: named[role] for role in (*EXTERNAL_TABLES, "model") if named[role]},
+                metrics=None if custom else metrics,
+                logged_params=None if custom else params,
+            )
+        return data
+
+    def _json_object(self, field: str, value: object) -> dict | None:
+        if value is None or field in self.errors:
+            return None
+        if isinstance(value, UploadedFile):
+            named = self._named(field)
+            value = self._text(field, named) if named else None
+            if value is None:
+                return None
+        try:
+            parsed = json.loads(value)
+        except ValueError as exc:
+            self.add_error(field, f"{field} is not valid JSON: {exc}.")
+            return None
+        if not isinstance(parsed, dict):
+            self.add_error(
+                field, f"{field} must be a JSON object of name → value, not {type(parsed).__name__}."
+            )
+            return None
+        return parsed
+
+    def _metrics(self, metrics: dict) -> dict[str, float | None] | None:
+        problems, clean = [], {}
+        for name, value in metrics.items():
+            if value is None or (isinstance(value, float) and not math.isfinite(value)):
+                clean[name] = None
+            elif isinstance(value, bool) or not isinstance(value, int | float):
+                problems.append(f"The metric '{name}' is {json.dumps(value)[:60]}, not a number.")
+            else:
+                clean[name] = value
+        if problems:
+            self.add_error("metrics", problems)
+            return None
+        return clean
+
+
+class PromoteForm(ModelUploadForm):
+    """A model from a Succeeded run: the scoring code, schema and operation come from the
+    request; the model file, the Python version, the group and the (frozen) requirements
+    from the run, so its environment is reused. `requirements` becomes optional: lines
+    the scoring code needs beyond the training's."""
+
+    # Taken from the run (None removes an inherited field).
+    group = None
+    model = None
+    python_version = None
+    requirements = forms.FileField(
+        allow_empty_file=True,
+        required=False,
+        label="Extra requirements",
+        widget=forms.ClearableFileInput(attrs={"accept": ".txt,text/plain"}),
+        help_text="Optional: packages the scoring code needs beyond the training's environment, "
+        "which the model otherwise reuses as it is (no build).",
+    )
+
+    def __init__(self, *args, user, run: TrainingRun, **kwargs):
+        super().__init__(*args, user=user, **kwargs)
+        self.run = run
+
+    def clean(self) -> dict[str, Any]:
+        run = self.run
+        extra_text = ""
+        if self.cleaned_data.get("requirements") is not None:
+            extra_text = self._text("requirements", self.cleaned_data["requirements"]) or ""
+        _lines, text = services.promoted_requirements(run, extra_text)
+        self.cleaned_data["requirements"] = services.frozen_requirements_file(text)
+        self.cleaned_data["python_version"] = run.python_full_version or run.python_version
+        self.cleaned_data["group"] = run.experiment.group
+        self.cleaned_data["model"] = services.run_model_file(run)  # closed by services.promote
+        return super().clean()

@@ -1,0 +1,161 @@
+"""Serializers of the training API (uploads are read by training.forms, not here)."""
+
+from __future__ import annotations
+
+from django.urls import reverse
+from rest_framework import serializers
+
+from training.models import Experiment, TrainingRun
+
+
+def _absolute(context: dict, path: str) -> str:
+    request = context.get("request")
+    return request.build_absolute_uri(path) if request else path
+
+
+class ExperimentSerializer(serializers.ModelSerializer):
+    group = serializers.CharField(source="group.name", read_only=True)
+    created_by = serializers.CharField(source="created_by.username", default=None, read_only=True)
+    runs_count = serializers.SerializerMethodField()
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Experiment
+        fields = ["hash", "name", "group", "model_type", "created_by", "created_at", "runs_count", "url"]
+        read_only_fields = fields
+
+    def get_runs_count(self, experiment: Experiment) -> int:
+        count = getattr(experiment, "runs_count", None)
+        return count if count is not None else experiment.runs.count()
+
+    def get_url(self, experiment: Experiment) -> str:
+        return _absolute(self.context, reverse("api-training-experiment", args=[experiment.hash]))
+
+
+class RunSummarySerializer(serializers.ModelSerializer):
+    run_name = serializers.CharField(source="name", read_only=True)
+    experiment = serializers.CharField(source="experiment.hash", read_only=True)
+    duration_seconds = serializers.SerializerMethodField()
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = TrainingRun
+        fields = [
+            "experiment",
+            "number",
+            "run_name",
+            "training_type",
+            "status",
+            "error_message",
+            "metrics",
+            "requested_at",
+            "started_at",
+            "finished_at",
+            "duration_seconds",
+            "url",
+        ]
+        read_only_fields = fields
+
+    def get_duration_seconds(self, run: TrainingRun) -> float | None:
+        return round(run.duration.total_seconds(), 3) if run.duration else None
+
+    def get_url(self, run: TrainingRun) -> str:
+        return _absolute(self.context, reverse("api-training-run", args=[run.experiment.hash, run.number]))
+
+
+class ExperimentDetailSerializer(ExperimentSerializer):
+    runs = serializers.SerializerMethodField()
+
+    class Meta(ExperimentSerializer.Meta):
+        fields = [*ExperimentSerializer.Meta.fields, "runs"]
+        read_only_fields = fields
+
+    def get_runs(self, experiment: Experiment) -> list[dict]:
+        runs = experiment.runs.all()
+        for run in runs:
+            run.experiment = experiment
+        return RunSummarySerializer(runs, many=True, context=self.context).data
+
+
+class RunDetailSerializer(RunSummarySerializer):
+    experiment_name = serializers.CharField(source="experiment.name", read_only=True)
+    group = serializers.CharField(source="experiment.group.name", read_only=True)
+    model_type = serializers.CharField(source="experiment.model_type", read_only=True)
+    requested_by = serializers.CharField(source="requested_by.username", default=None, read_only=True)
+    files = serializers.SerializerMethodField()
+    promoted_models = serializers.SerializerMethodField()
+    artifacts_url = serializers.SerializerMethodField()
+
+    class Meta(RunSummarySerializer.Meta):
+        fields = [
+            *RunSummarySerializer.Meta.fields,
+            "experiment_name",
+            "group",
+            "model_type",
+            "description",
+            "requested_by",
+            "python_version",
+            "python_full_version",
+            "training_reference",
+            "allow_network",
+            "files",
+            "requirements",
+            "frozen_requirements",
+            "env_names",
+            "params",
+            "summary",
+            "artifacts",
+            "attempts",
+            "timeout",
+            "promoted_models",
+            "artifacts_url",
+        ]
+        read_only_fields = fields
+
+    def get_files(self, run: TrainingRun) -> dict:
+        return {
+            "train_data": run.train_file or None,
+            "source": run.source_file or None,
+            "requirements": run.requirements_file,
+            "extra": run.extra_files,
+            **{role: name for role, name in run.inputs.items()},
+        }
+
+    def get_promoted_models(self, run: TrainingRun) -> list[dict]:
+        return [
+            {
+                "hash": model.hash,
+                "name": model.name,
+                "status": model.status,
+                "url": _absolute(self.context, reverse("api-model-detail", args=[model.hash])),
+            }
+            for model in run.promoted_models.order_by("created_at")
+        ]
+
+    def get_artifacts_url(self, run: TrainingRun) -> str:
+        return _absolute(
+            self.context, reverse("api-training-run-artifacts", args=[run.experiment.hash, run.number])
+        )
+
+
+class RunStatusSerializer(serializers.ModelSerializer):
+    """The original SDK's status shape: trainingExecutionId, Status, Message."""
+
+    trainingExecutionId = serializers.IntegerField(source="number", read_only=True)  # noqa: N815
+    Status = serializers.CharField(source="status", read_only=True)  # noqa: N815
+    Message = serializers.SerializerMethodField()  # noqa: N815
+
+    class Meta:
+        model = TrainingRun
+        fields = ["trainingExecutionId", "Status", "Message"]
+        read_only_fields = fields
+
+    def get_Message(self, run: TrainingRun) -> str | None:  # noqa: N802
+        return run.error_message or None
+
+
+class RunLogSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TrainingRun
+        fields = ["number", "status", "log"]
+        read_only_fields = fields

@@ -1,0 +1,368 @@
+"""Background work of training runs (django-q2 tasks): running one, recovery.
+
+`run_training` claims its run with a conditional UPDATE (Requested → Running), so a task
+delivered twice does nothing the second time. It builds (or reuses) the run's
+content-addressed environment, then the training harness calls the user's function (or
+loads an External run's artifacts) in that environment, in the sandbox
+(models_app.runtime), never in this process. What the sandbox wrote is checked and
+copied out of its reach before the run is Succeeded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import socket
+import stat
+import traceback
+from pathlib import Path
+
+from django.conf import settings
+from django.db.models import F
+from django.utils import timezone
+
+from groups import jobs
+from models_app import environments, interpreters, sandboxes
+from models_app.runtime import oneshot, orphans
+from training import services
+from training.models import (
+    EXTRAS_FOLDER,
+    FROZEN_REQUIREMENTS,
+    JSON_ARTIFACTS,
+    MODEL_ARTIFACT,
+    TABLE_ARTIFACTS,
+    TrainingRun,
+)
+
+logger = logging.getLogger(__name__)
+
+HOST = socket.gethostname()
+MAX_LOG_CHARS = 2 * 1024 * 1024
+TAIL_LINES = 200
+# What a run's summary may hold, at most: it comes from inside the sandbox.
+MAX_SUMMARY_BYTES = 4 * 1024 * 1024
+MAX_METRICS = 500
+MAX_EXTRAS = 200
+_COPY_CHUNK = 1024 * 1024
+
+
+class TrainingFailed(Exception):
+    """A reason to fail the run, already phrased for the user."""
+
+
+def run_training(run_id: int) -> str:
+    """Run one training: environment, the harness in the sandbox, the artifacts."""
+    claimed = TrainingRun.claim(
+        run_id, waiting=TrainingRun.Status.REQUESTED, attempts=F("attempts") + 1, host=HOST
+    )
+    if not claimed:
+        return "already handled"
+    run = TrainingRun.objects.select_related("experiment", "experiment__group").get(pk=run_id)
+    with jobs.JobLog(run, max_chars=MAX_LOG_CHARS, tail_lines=TAIL_LINES) as log:
+        try:
+            outcome = _train(run, log)
+        except TrainingFailed as exc:
+            log(f"Training failed: {exc}")
+            outcome = {"status": TrainingRun.Status.FAILED, "error_message": str(exc)[:10_000]}
+        except Exception as exc:  # our own bug: still never leave the run Running
+            logger.exception("training run %s crashed", run_id)
+            log("Internal error while running the training:\n" + traceback.format_exc())
+            outcome = {
+                "status": TrainingRun.Status.FAILED,
+                "error_message": f"Internal error: {type(exc).__name__}: {exc}"[:10_000],
+            }
+        else:
+            log(f"Training succeeded: {len(outcome['artifacts'])} artifact(s) kept.")
+    finished = run.settle(**outcome)
+    return outcome["status"] if finished else "outcome discarded: the run was recovered meanwhile"
+
+
+def _train(run: TrainingRun, log: jobs.JobLog) -> dict:
+    log(
+        f"{run.training_type} run {run.number} of experiment '{run.experiment.name}', "
+        f"attempt {run.attempts} on {HOST}."
+    )
+    log.flush()  # at once: if the worker dies right away, the log still says this attempt began
+    env_path, interpreter = _environment(run, log)
+    python = environments.env_python(env_path)
+    try:
+        frozen = environments.freeze(env_path)
+    except environments.EnvironmentBuildError as exc:
+        raise TrainingFailed(str(exc)) from None
+    TrainingRun.objects.filter(pk=run.pk).update(
+        env_fingerprint=env_path.name,
+        python_full_version=interpreter.version,
+        frozen_requirements=frozen,
+        timeout=settings.TRAINING_TIMEOUT,
+    )
+    run.env_fingerprint, run.frozen_requirements = env_path.name, frozen
+
+    _reset_outputs(run)
+    spec = _harness_spec(run)
+    if run.training_type == TrainingRun.TrainingType.CUSTOM:
+        log(
+            f"Calling {run.training_reference}() from {run.source_file} on {run.train_file}; "
+            f"timeout {settings.TRAINING_TIMEOUT} s."
+        )
+    else:
+        log("Loading the External run's artifacts in its environment to check and describe them.")
+    result = oneshot.run_oneshot(
+        sandboxes.training_code(
+            python=python,
+            folder=run.sandbox_folder,
+            cwd=run.work_folder,
+            env={**services.decrypted_env(run), "inputFileName": run.train_file},
+            network=run.allow_network,
+        ),
+        source=str(run.work_folder / run.source_file) if run.source_file else "",
+        entrypoint=run.training_reference,
+        kind="train",
+        args=[json.dumps(spec)],
+        timeout=settings.TRAINING_TIMEOUT,
+        on_output_line=lambda line: log(f"[train] {line}"),
+    )
+    log(f"The training process ended after {result.duration:.1f} s.")
+    if not result.ok:
+        if result.traceback:
+            log("Traceback:\n" + result.traceback.rstrip())
+        raise TrainingFailed(_failure_message(result))
+    summary = _checked_summary(result.result)
+    for warning in summary.get("warnings", []):
+        log(f"Warning: {warning}")
+    artifacts = _collect_artifacts(run, summary["extras"], frozen)
+    for entry in artifacts:
+        log(f"Kept {entry['name']} ({entry['size']} bytes).")
+    return {
+        "status": TrainingRun.Status.SUCCEEDED,
+        "metrics": summary["metrics"],
+        "params": summary["params"],
+        "summary": {k: v for k, v in summary.items() if k not in ("metrics", "params")},
+        "artifacts": artifacts,
+        "error_message": "",
+    }
+
+
+def _environment(run: TrainingRun, log: jobs.JobLog) -> tuple[Path, interpreters.Interpreter]:
+    try:
+        found = interpreters.discover_interpreters(settings.PYTHON_SEARCH_PATHS)
+        interpreter = interpreters.find_interpreter(run.python_version, found)
+    except interpreters.InterpreterNotFound as exc:
+        raise TrainingFailed(str(exc)) from None
+    log(f"Python {interpreter.version} ({interpreter.path}); {len(run.requirements)} requirement(s).")
+    try:
+        env_path = environments.ensure_environment(
+            interpreter=interpreter,
+            requirements=run.requirements,
+            envs_dir=settings.ENVS_DIR,
+            log=log,
+            timeout=settings.ENV_BUILD_TIMEOUT,
+            uv_cache_dir=Path(settings.UV_CACHE_DIR) if settings.UV_CACHE_DIR else None,
+            allow_options=settings.ALLOW_REQUIREMENT_OPTIONS,
+        )
+    except environments.EnvironmentBuildError as exc:
+        raise TrainingFailed(f"Could not install the requirements: {exc}") from None
+    log(f"Environment ready: {env_path.name[:12]}.")
+    return env_path, interpreter
+
+
+def _harness_spec(run: TrainingRun) -> dict:
+    spec = {
+        "mode": "custom" if run.training_type == TrainingRun.TrainingType.CUSTOM else "external",
+        "base_path": str(run.work_folder),
+        "data_file": run.train_file,
+        "out_dir": str(run.out_folder),
+        "model_type": run.experiment.model_type,
+    }
+    if spec["mode"] == "external":
+        spec["inputs"] = {
+            **{role: str(run.work_folder / name) if name else None for role, name in run.inputs.items()},
+            "metrics": run.metrics or {},
+            "params": (run.params or {}).get("logged"),
+        }
+        spec["inputs"].setdefault("y_train", None)
+        spec["inputs"].setdefault("model_output", None)
+    return spec
+
+
+def _failure_message(result: oneshot.RunResult) -> str:
+    if result.timed_out:
+        return f"The training timed out after {settings.TRAINING_TIMEOUT} s and was stopped."
+    error = (result.error or "unknown error").strip()
+    if result.phase == "crash":
+        first, _, _rest = error.partition("\n")
+        return first[:1].upper() + first[1:] + "." + (f" {result.limit}" if result.limit else "")
+    if result.phase in ("limit", "sandbox"):
+        return error
+    return {
+        "import": "Could not load the training code: ",
+        "data": "Could not read the training data: ",
+        "call": "The training function raised ",
+        "result": "Bad return value: ",
+        "save": "Could not save the artifacts: ",
+    }.get(result.phase or "", f"The training process failed ({result.phase}): ") + error
+
+
+# ------------------------------------------------------------------ the sandbox's output
+
+
+def _checked_summary(value: object) -> dict:
+    """The harness's answer, checked: it comes from a process that ran user code."""
+    if not isinstance(value, dict):
+        raise TrainingFailed("The training process answered without a summary.")
+    if len(json.dumps(value)) > MAX_SUMMARY_BYTES:
+        raise TrainingFailed("The training summary is too large (metrics and params over 4 MB).")
+    metrics = value.get("metrics")
+    if not isinstance(metrics, dict) or len(metrics) > MAX_METRICS:
+        raise TrainingFailed(f"metrics must be a dict of at most {MAX_METRICS} numbers.")
+    for name, number in metrics.items():
+        ok_number = number is None or (
+            isinstance(number, int | float) and not isinstance(number, bool) and math.isfinite(number)
+        )
+        if not isinstance(name, str) or not ok_number:
+            raise TrainingFailed(f"The metric {name!r} is not a number.")
+    extras = value.get("extras") or []
+    if (
+        not isinstance(extras, list)
+        or len(extras) > MAX_EXTRAS
+        or not all(isinstance(e, str) for e in extras)
+    ):
+        raise TrainingFailed(f"extra must list at most {MAX_EXTRAS} file names.")
+    warnings = value.get("warnings") or []
+    return {
+        "metrics": metrics,
+        "params": value.get("params") if isinstance(value.get("params"), dict) else {},
+        "extras": extras,
+        "shapes": value.get("shapes") if isinstance(value.get("shapes"), dict) else {},
+        "model_saved_with": str(value.get("model_saved_with") or ""),
+        "contract": str(value.get("contract") or ""),
+        "warnings": [str(w)[:500] for w in warnings[:50]] if isinstance(warnings, list) else [],
+    }
+
+
+def _collect_artifacts(run: TrainingRun, extras: list[str], frozen: str) -> list[dict]:
+    """Copy what the run produced out of the sandbox's reach; returns [{name, size}].
+
+    Every file is opened without following symlinks and must be a regular file: a
+    training function that replaced an output with a link to the platform's files gets
+    a failed run, not a copy of them.
+    """
+    destination = run.artifacts_folder
+    shutil.rmtree(destination, ignore_errors=True)
+    destination.mkdir(parents=True, mode=0o700)
+    kept: list[dict] = []
+    required = [MODEL_ARTIFACT, "X_train.parquet", "model_output.parquet", *JSON_ARTIFACTS]
+    for name in [MODEL_ARTIFACT, *TABLE_ARTIFACTS, *JSON_ARTIFACTS]:
+        source = run.out_folder / name
+        if not source.exists() and not source.is_symlink():
+            if name in required:
+                raise TrainingFailed(f"The training process did not save {name}.")
+            continue
+        kept.append({"name": name, "size": _copy_regular_file(source, destination / name, run.out_folder)})
+    (destination / FROZEN_REQUIREMENTS).write_text(frozen, encoding="utf-8")
+    kept.append({"name": FROZEN_REQUIREMENTS, "size": len(frozen.encode())})
+    work = run.work_folder.resolve()
+    for extra in extras:
+        try:
+            checked = jobs.check_output(extra, run.work_folder, "\0")  # no input to protect here
+        except jobs.BadOutput as exc:
+            raise TrainingFailed(f"Extra file: {exc}".replace("data_path", "base_path")) from None
+        relative = checked.relative_to(work)
+        target = destination / EXTRAS_FOLDER / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        size = _copy_regular_file(run.work_folder / relative, target, run.work_folder)
+        kept.append({"name": f"{EXTRAS_FOLDER}/{relative.as_posix()}", "size": size})
+    return kept
+
+
+def _copy_regular_file(source: Path, target: Path, root: Path) -> int:
+    """Copy ``source`` (inside ``root``, no symlink on the way) to ``target``; returns its size."""
+    relative = source.relative_to(root)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in relative.parts[:-1]:  # walk down without following links
+            next_fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = next_fd
+        try:
+            file_fd = os.open(relative.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
+        except OSError as exc:
+            raise TrainingFailed(
+                f"{relative.as_posix()} can't be kept: it is not a regular file ({exc.strerror})."
+            ) from None
+    except OSError as exc:
+        raise TrainingFailed(f"{relative.as_posix()} can't be kept: {exc.strerror}.") from None
+    finally:
+        os.close(fd)
+    with os.fdopen(file_fd, "rb") as src:
+        if not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
+            raise TrainingFailed(f"{relative.as_posix()} can't be kept: it is not a regular file.")
+        with open(target, "wb") as out:
+            shutil.copyfileobj(src, out, _COPY_CHUNK)
+    return target.stat().st_size
+
+
+def _reset_outputs(run: TrainingRun) -> None:
+    """A fresh output folder for this attempt (an earlier one may have left files)."""
+    shutil.rmtree(run.out_folder, ignore_errors=True)
+    shutil.rmtree(run.artifacts_folder, ignore_errors=True)
+    run.out_folder.mkdir(parents=True, mode=0o700)
+
+
+# ------------------------------------------------------------------------ recovery
+
+
+def recover_stale_runs() -> int:
+    """Running runs whose worker stopped: re-queue once, else fail with the reason."""
+    stale_after = settings.TRAINING_STALE_SECONDS
+
+    def examine(run: TrainingRun) -> tuple[str, bool]:
+        elsewhere = bool(run.host) and run.host != HOST
+        stopped = 0 if elsewhere else orphans.kill_oneshots_in(run.sandbox_folder)
+        reason = f"The worker running this training stopped (no heartbeat for {stale_after} s)."
+        if stopped:
+            reason += f" Its training process was left running and has been stopped (pid {stopped})."
+        if elsewhere:
+            reason += f" It ran on {run.host}, so it can't be checked from here and is not re-run."
+        return reason, not elsewhere
+
+    return jobs.recover_stale(
+        TrainingRun.objects.select_related("experiment"),
+        stale_after=stale_after,
+        examine=examine,
+        requeue=_requeue_stale,
+        give_up=_fail_stale,
+    )
+
+
+def _requeue_stale(stale: jobs.StaleJob) -> bool:
+    run = stale.job
+    if not stale.rows.update(status=TrainingRun.Status.REQUESTED, heartbeat_at=None):
+        return False
+    run.append_log(f"{jobs.stamp()} {stale.reason} Re-queued (attempt {run.attempts + 1}).\n")
+    services.queue_run(run)
+    return True
+
+
+def _fail_stale(stale: jobs.StaleJob) -> bool:
+    message = stale.reason
+    if stale.out_of_attempts:
+        message += " It had already been re-run once after its worker stopped; giving up. Start a new run."
+    if not stale.rows.update(
+        status=TrainingRun.Status.FAILED, finished_at=timezone.now(), error_message=message
+    ):
+        return False
+    stale.job.append_log(f"{jobs.stamp()} Training failed: {message}\n")
+    return True
+
+
+def housekeeping() -> dict:
+    """Scheduled every minute by django-q2: recovery of runs whose worker stopped."""
+    return jobs.run_steps("training housekeeping", {"recovered_runs": recover_stale_runs})
+
+
+def ensure_schedules(**kwargs) -> None:
+    """post_migrate hook: make sure the training housekeeping schedule exists (idempotent)."""
+    jobs.schedule_every_minute("neomaril-training-housekeeping", "training.tasks.housekeeping")

@@ -1,0 +1,153 @@
+"""The training task's own rules, without user code: recovery, the sandbox's output, checks."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from unittest import mock
+
+import pytest
+from django.core.checks import run_checks
+from django.utils import timezone
+
+from tests.helpers.training import make_experiment
+from training import tasks
+from training.models import TrainingRun
+
+
+def _running(experiment, **fields) -> TrainingRun:
+    stale = timezone.now() - timedelta(minutes=10)
+    return TrainingRun.objects.create(
+        experiment=experiment,
+        number=fields.pop("number", 1),
+        name="run",
+        training_type="Custom",
+        status=TrainingRun.Status.RUNNING,
+        python_version="3.9",
+        started_at=stale,
+        heartbeat_at=stale,
+        attempts=fields.pop("attempts", 1),
+        host=fields.pop("host", tasks.HOST),
+        **fields,
+    )
+
+
+def test_a_run_whose_worker_stopped_is_run_again_once_then_failed(cast, django_capture_on_commit_callbacks):
+    experiment = make_experiment(cast.group, cast.owner)
+    run = _running(experiment)
+    with mock.patch("training.services.async_task") as queued:
+        with django_capture_on_commit_callbacks(execute=True):
+            assert tasks.recover_stale_runs() == 1
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.REQUESTED
+    assert "Re-queued (attempt 2)" in run.log
+    queued.assert_called_once_with("training.tasks.run_training", run.pk, task_name=f"training-{experiment.hash}-1")
+
+    # Claimed again, and its worker stops again: that is the end.
+    assert TrainingRun.claim(run.pk, waiting=TrainingRun.Status.REQUESTED, attempts=run.attempts + 1)
+    TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=10))
+    assert tasks.recover_stale_runs() == 1
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.FAILED
+    assert "already been re-run once" in run.error_message
+    assert run.finished_at is not None
+
+
+def test_a_run_from_another_node_is_failed_not_rerun(cast):
+    run = _running(make_experiment(cast.group, cast.owner), host="node-b")
+    assert tasks.recover_stale_runs() == 1
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.FAILED and "It ran on node-b" in run.error_message
+
+
+def test_a_live_run_is_left_alone(cast):
+    run = _running(make_experiment(cast.group, cast.owner))
+    TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now())
+    assert tasks.recover_stale_runs() == 0
+
+
+def test_a_run_is_claimed_once(cast):
+    experiment = make_experiment(cast.group, cast.owner)
+    run = TrainingRun.objects.create(
+        experiment=experiment, number=1, name="done", training_type="Custom", status="Succeeded", python_version="3.9"
+    )
+    assert tasks.run_training(run.pk) == "already handled"
+
+
+def _with_outputs(cast, tmp_files: dict[str, bytes]) -> TrainingRun:
+    experiment = make_experiment(cast.group, cast.owner)
+    run = _running(experiment)
+    run.out_folder.mkdir(parents=True)
+    run.work_folder.mkdir(parents=True)
+    for name, content in tmp_files.items():
+        (run.out_folder / name).write_bytes(content)
+    return run
+
+
+OUTPUTS = {
+    "model.pkl": b"pickle",
+    "X_train.parquet": b"x",
+    "model_output.parquet": b"o",
+    "metrics.json": b"{}",
+    "params.json": b"{}",
+}
+
+
+def test_artifacts_are_copied_out_of_the_sandbox(cast):
+    run = _with_outputs(cast, OUTPUTS)
+    (run.work_folder / "plots").mkdir()
+    (run.work_folder / "plots" / "roc.png").write_bytes(b"png")
+    kept = tasks._collect_artifacts(run, ["plots/roc.png", str(run.work_folder / "plots" / "roc.png")], "pandas==2\n")
+    names = [entry["name"] for entry in kept]
+    assert names == [*OUTPUTS, "requirements.frozen.txt", "extras/plots/roc.png", "extras/plots/roc.png"]
+    assert (run.artifacts_folder / "extras" / "plots" / "roc.png").read_bytes() == b"png"
+    assert (run.artifacts_folder / "requirements.frozen.txt").read_text() == "pandas==2\n"
+
+
+def test_a_link_in_the_outputs_fails_the_run_instead_of_being_followed(cast, tmp_path):
+    secret = tmp_path / "platform-secret.key"
+    secret.write_bytes(b"do not copy")
+    run = _with_outputs(cast, {k: v for k, v in OUTPUTS.items() if k != "model.pkl"})
+    os.symlink(secret, run.out_folder / "model.pkl")
+    with pytest.raises(tasks.TrainingFailed, match="model.pkl can't be kept: it is not a regular file"):
+        tasks._collect_artifacts(run, [], "")
+    assert not (run.artifacts_folder / "model.pkl").exists()
+
+
+def test_an_extra_outside_base_path_fails_the_run(cast, tmp_path):
+    run = _with_outputs(cast, OUTPUTS)
+    os.symlink(tmp_path, run.work_folder / "escape")
+    with pytest.raises(tasks.TrainingFailed, match="outside base_path"):
+        tasks._collect_artifacts(run, ["escape/anything"], "")
+    with pytest.raises(tasks.TrainingFailed, match="outside base_path"):
+        tasks._collect_artifacts(run, ["/etc/passwd"], "")
+
+
+def test_a_missing_artifact_fails_the_run(cast):
+    run = _with_outputs(cast, {k: v for k, v in OUTPUTS.items() if k != "params.json"})
+    with pytest.raises(tasks.TrainingFailed, match="did not save params.json"):
+        tasks._collect_artifacts(run, [], "")
+
+
+@pytest.mark.parametrize(
+    ("summary", "message"),
+    [
+        ("done", "without a summary"),
+        ({"metrics": [1]}, "metrics must be a dict"),
+        ({"metrics": {"auc": "0.9"}}, "The metric 'auc' is not a number."),
+        ({"metrics": {"auc": True}}, "The metric 'auc' is not a number."),
+        ({"metrics": {}, "extras": [1]}, "extra must list"),
+    ],
+)
+def test_the_summary_from_the_sandbox_is_checked(summary, message):
+    with pytest.raises(tasks.TrainingFailed, match=message):
+        tasks._checked_summary(summary)
+
+
+def test_a_task_timeout_too_short_for_build_and_training_is_an_error(settings):
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "timeout": 1000}
+    settings.ENV_BUILD_TIMEOUT, settings.TRAINING_TIMEOUT = 900, 800
+    errors = [e for e in run_checks() if e.id == "neomaril.E020"]
+    assert len(errors) == 1 and "1760 s, not 1000 s" in errors[0].msg
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "timeout": 1800}
+    assert not [e for e in run_checks() if e.id == "neomaril.E020"]

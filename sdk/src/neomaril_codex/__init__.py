@@ -10,7 +10,8 @@ Deploy a trained model as a service and call it::
     model.predict({'key': 'value'})  # with NEOMARIL_GROUP_TOKEN set
 
 Modules: :mod:`neomaril_codex.base` (connection, groups, async executions),
-:mod:`neomaril_codex.model` (models), :mod:`neomaril_codex.exceptions`.
+:mod:`neomaril_codex.model` (models), :mod:`neomaril_codex.training` (training
+experiments, runs, ``log_train`` and promotion), :mod:`neomaril_codex.exceptions`.
 
 Messages go through the standard ``logging`` module (logger ``neomaril_codex``):
 silent by default, shown at INFO in notebooks; ``set_log_level("INFO")`` shows them anywhere.

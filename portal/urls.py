@@ -29,4 +29,5 @@ urlpatterns = [
     path("", include("portal.ui_urls")),
     path("", include("portal.model_urls")),
     path("", include("executions.ui_urls")),
+    path("", include("training.ui_urls")),
 ]

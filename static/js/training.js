@@ -1,0 +1,359 @@
+// The training pages: the experiment's runs table sorted by any column and a chart of
+// one metric across runs (inline SVG, no library); the run form's type switch, size
+// checks and upload with a progress bar; a run's live status and log; the promote
+// form's operation hints. All progressive enhancement: without JavaScript the table
+// keeps the server's order, forms post normally and the server shows the same errors.
+"use strict";
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const size = (bytes) => {
+    for (const [unit, scale] of [["GB", 1 << 30], ["MB", 1 << 20], ["KB", 1 << 10]]) {
+      if (bytes >= scale) return `${(bytes / scale).toFixed(1)} ${unit}`;
+    }
+    return `${bytes} bytes`;
+  };
+
+  // --- Experiment page: sortable runs table -------------------------------------------
+  // Headers carry data-sort-type (number|text), cells data-sort-value. Empty values go
+  // last whichever the direction; the active header says its direction with aria-sort.
+  const table = $("runs-table");
+  if (table) {
+    const body = table.tBodies[0];
+    const headers = [...table.tHead.rows[0].cells];
+    const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: "base" });
+    function sortBy(header, direction) {
+      const index = headers.indexOf(header);
+      const numeric = header.dataset.sortType === "number";
+      const rows = [...body.rows].filter((row) => row.dataset.run);
+      const key = (row) => {
+        const raw = row.cells[index].dataset.sortValue;
+        if (raw === undefined || raw === "") return null;
+        return numeric ? Number(raw) : raw;
+      };
+      const sign = direction === "ascending" ? 1 : -1;
+      rows.sort((a, b) => {
+        const x = key(a);
+        const y = key(b);
+        if (x === null || y === null) return x === y ? 0 : x === null ? 1 : -1;
+        const order = numeric ? x - y : collator.compare(x, y);
+        return order * sign || (Number(a.dataset.run) - Number(b.dataset.run)) * sign;
+      });
+      body.append(...rows);
+      for (const other of headers) other.removeAttribute("aria-sort");
+      header.setAttribute("aria-sort", direction);
+    }
+    for (const header of headers) {
+      const button = header.querySelector(".sort-button");
+      if (!button) continue;
+      button.addEventListener("click", () => {
+        // A new column sorts ascending first; the same column again flips the direction.
+        const current = header.getAttribute("aria-sort");
+        sortBy(header, current === "ascending" ? "descending" : "ascending");
+      });
+    }
+  }
+
+  // --- Experiment page: one metric across runs ------------------------------------------
+  const chartBox = $("metric-chart");
+  const select = $("metric-select");
+  if (chartBox && select) {
+    const data = JSON.parse($("experiment-config").textContent);
+    const SVG = "http://www.w3.org/2000/svg";
+    const svgEl = (tag, attrs = {}, text) => {
+      const node = document.createElementNS(SVG, tag);
+      for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, String(value));
+      if (text !== undefined) node.textContent = text;
+      return node;
+    };
+    const label = (value) => {
+      if (value === 0) return "0";
+      const magnitude = Math.abs(value);
+      if (magnitude >= 1e5 || magnitude < 1e-3) return value.toExponential(2);
+      return String(Number(value.toPrecision(4)));
+    };
+    // Evenly spaced "nice" ticks (1, 2 or 5 times a power of ten) covering [low, high].
+    function ticks(low, high, count) {
+      const rough = (high - low) / count;
+      const power = 10 ** Math.floor(Math.log10(rough));
+      const step = [1, 2, 5, 10].map((m) => m * power).find((s) => s >= rough) || rough;
+      const first = Math.floor(low / step) * step;
+      const values = [];
+      for (let v = first; v <= high + step / 2; v += step) values.push(Number(v.toPrecision(12)));
+      return values;
+    }
+
+    function draw(metric) {
+      const points = data.runs
+        .filter((run) => typeof run.metrics[metric] === "number")
+        .map((run) => ({ ...run, value: run.metrics[metric] }));
+      const missing = data.runs.length - points.length;
+      const width = 900;
+      const height = 340;
+      const margin = { top: 16, right: 20, bottom: 48, left: 72 };
+      const plotW = width - margin.left - margin.right;
+      const plotH = height - margin.top - margin.bottom;
+      const svg = svgEl("svg", {
+        viewBox: `0 0 ${width} ${height}`,
+        role: "img",
+        "aria-labelledby": "metric-chart-title metric-chart-desc",
+        class: "chart-svg",
+        "data-metric": metric,
+      });
+      svg.append(svgEl("title", { id: "metric-chart-title" }, `${metric} by run number`));
+      const values = points.map((p) => p.value);
+      svg.append(svgEl("desc", { id: "metric-chart-desc" },
+        points.length
+          ? `${points.length} run${points.length === 1 ? "" : "s"}: ${points.map((p) => `run ${p.number} ${label(p.value)}`).join(", ")}`
+          : "No run has this metric."));
+
+      let low = Math.min(...values);
+      let high = Math.max(...values);
+      if (!points.length) { low = 0; high = 1; }
+      if (low === high) { const pad = Math.abs(low) * 0.1 || 1; low -= pad; high += pad; }
+      const yTicks = ticks(low, high, 5);
+      low = Math.min(low, yTicks[0]);
+      high = Math.max(high, yTicks[yTicks.length - 1]);
+      const numbers = data.runs.map((run) => run.number);
+      let first = Math.min(...numbers);
+      let last = Math.max(...numbers);
+      if (first === last) { first -= 1; last += 1; }
+      const x = (n) => margin.left + ((n - first) / (last - first)) * plotW;
+      const y = (v) => margin.top + plotH - ((v - low) / (high - low)) * plotH;
+
+      const grid = svgEl("g", { class: "chart-grid" });
+      for (const tick of yTicks) {
+        grid.append(svgEl("line", { x1: margin.left, x2: margin.left + plotW, y1: y(tick), y2: y(tick) }));
+        grid.append(svgEl("text", { x: margin.left - 8, y: y(tick), "text-anchor": "end", "dominant-baseline": "middle", class: "chart-tick" }, label(tick)));
+      }
+      const xStep = Math.max(1, Math.ceil(numbers.length / 12));
+      [...new Set(numbers)].sort((a, b) => a - b).filter((_, i) => i % xStep === 0).forEach((n) => {
+        grid.append(svgEl("text", { x: x(n), y: margin.top + plotH + 18, "text-anchor": "middle", class: "chart-tick" }, String(n)));
+      });
+      svg.append(grid);
+      svg.append(svgEl("line", { x1: margin.left, x2: margin.left + plotW, y1: margin.top + plotH, y2: margin.top + plotH, class: "chart-axis" }));
+      svg.append(svgEl("line", { x1: margin.left, x2: margin.left, y1: margin.top, y2: margin.top + plotH, class: "chart-axis" }));
+      svg.append(svgEl("text", { x: margin.left + plotW / 2, y: height - 8, "text-anchor": "middle", class: "chart-label" }, "Run number"));
+      svg.append(svgEl("text", {
+        x: 0, y: 0, "text-anchor": "middle", class: "chart-label",
+        transform: `translate(16 ${margin.top + plotH / 2}) rotate(-90)`,
+      }, metric));
+
+      if (points.length > 1) {
+        svg.append(svgEl("polyline", {
+          class: "chart-line",
+          points: points.map((p) => `${x(p.number).toFixed(1)},${y(p.value).toFixed(1)}`).join(" "),
+        }));
+      }
+      for (const p of points) {
+        const link = svgEl("a", { href: p.url, class: "chart-point-link" });
+        const dot = svgEl("circle", {
+          cx: x(p.number).toFixed(1), cy: y(p.value).toFixed(1), r: 5,
+          class: `chart-point chart-point-${p.status}`, "data-run": p.number, "data-value": p.value,
+        });
+        dot.append(svgEl("title", {}, `Run ${p.number} (${p.name}): ${metric} = ${label(p.value)}`));
+        link.append(dot);
+        svg.append(link);
+      }
+      const note = document.createElement("figcaption");
+      note.className = "muted small";
+      note.id = "metric-chart-caption";
+      note.textContent = `${metric} of ${points.length} run${points.length === 1 ? "" : "s"}`
+        + (missing ? `; ${missing} without it ${missing === 1 ? "is" : "are"} left out.` : ".");
+      chartBox.replaceChildren(svg, note);
+    }
+    select.addEventListener("change", () => draw(select.value));
+    draw(select.value);
+  }
+
+  // --- Run form: training type, sizes, upload with progress --------------------------------
+  const form = $("run-form");
+  if (form) {
+    const chosenType = () => (form.querySelector("input[name=training_type]:checked") || {}).value || "Custom";
+    function applyType() {
+      const type = chosenType();
+      for (const node of document.querySelectorAll("[data-training-type]")) node.hidden = node.dataset.trainingType !== type;
+    }
+    for (const radio of form.querySelectorAll("input[name=training_type]")) radio.addEventListener("change", applyType);
+    applyType();
+
+    const maxFile = Number(form.dataset.maxFileBytes);
+    const maxTotal = Number(form.dataset.maxTotalBytes);
+    const summary = $("form-summary");
+    const submit = $("run-submit");
+    const progress = $("run-progress");
+    const bar = progress.querySelector(".progress-bar");
+    const submitLabel = submit.textContent;
+
+    function clearErrors() {
+      summary.replaceChildren();
+      for (const box of form.querySelectorAll(".field-errors")) box.replaceChildren();
+      for (const node of form.querySelectorAll(".has-error")) node.classList.remove("has-error");
+      for (const node of form.querySelectorAll("[aria-invalid]")) node.removeAttribute("aria-invalid");
+    }
+    function fieldError(name, messages) {
+      const box = $(`id_${name}_error`);
+      if (!box) return false;
+      for (const message of messages) box.append(Object.assign(document.createElement("p"), { className: "error", textContent: message }));
+      const wrapper = form.querySelector(`[data-field="${name}"]`);
+      if (wrapper) wrapper.classList.add("has-error");
+      for (const input of form.querySelectorAll(`[name="${name}"]`)) {
+        input.setAttribute("aria-invalid", "true");
+        const described = new Set((input.getAttribute("aria-describedby") || "").split(" ").filter(Boolean));
+        described.add(box.id);
+        input.setAttribute("aria-describedby", [...described].join(" "));
+      }
+      // A problem in the hidden type's fields is shown with its section.
+      const section = box.closest("[data-training-type]");
+      if (section) section.hidden = false;
+      return true;
+    }
+    function showErrors(errors, general = []) {
+      clearErrors();
+      const loose = [...general];
+      let count = 0;
+      for (const [name, messages] of Object.entries(errors)) {
+        if (name !== "__all__" && fieldError(name, messages)) count += 1;
+        else loose.push(...messages);
+      }
+      const box = Object.assign(document.createElement("div"), { className: "msg msg-error", id: "form-errors" });
+      box.setAttribute("role", "alert");
+      for (const message of loose) box.append(Object.assign(document.createElement("p"), { textContent: message }));
+      if (count) box.append(Object.assign(document.createElement("p"), { textContent: `Please correct the ${count} field${count === 1 ? "" : "s"} marked below.` }));
+      summary.append(box);
+      const first = form.querySelector("[aria-invalid=true]");
+      if (first && !first.closest("[hidden]")) first.focus({ preventScroll: true });
+      summary.scrollIntoView({ behavior: "smooth", block: "center" });
+    }
+
+    // Only the chosen type's files are sent: the other's would be refused.
+    const sentInputs = () => [...form.querySelectorAll("input[type=file], textarea[name=metrics], textarea[name=params]")]
+      .filter((input) => !input.closest("[data-training-type]") || input.closest("[data-training-type]").dataset.trainingType === chosenType());
+    const totalLabel = $("run-upload-total");
+    function checkSizes() {
+      const errors = {};
+      let total = 0;
+      for (const input of sentInputs()) {
+        for (const file of input.files || []) {
+          total += file.size;
+          if (file.size > maxFile) (errors[input.name] ||= []).push(`'${file.name}' is ${size(file.size)}; each file is limited to ${size(maxFile)}.`);
+        }
+      }
+      if (total > maxTotal) errors.__all__ = [`The files add up to ${size(total)}; an upload is limited to ${size(maxTotal)}.`];
+      totalLabel.textContent = total ? `${size(total)} to upload` : "";
+      return { errors, total };
+    }
+    form.addEventListener("change", (event) => { if (event.target.type === "file" || event.target.name === "training_type") checkSizes(); });
+
+    form.addEventListener("submit", (event) => {
+      if (!window.FormData || !window.XMLHttpRequest) return; // a plain post
+      event.preventDefault();
+      const { errors, total } = checkSizes();
+      if (Object.keys(errors).length) { showErrors(errors); return; }
+      clearErrors();
+      const body = new FormData(form);
+      const sent = new Set(sentInputs());
+      for (const input of form.querySelectorAll("[data-training-type] input[type=file], [data-training-type] textarea")) {
+        if (!sent.has(input)) body.delete(input.name);
+      }
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", form.action || window.location.href);
+      xhr.setRequestHeader("X-Requested-With", "XMLHttpRequest");
+      xhr.responseType = "json";
+      progress.hidden = false;
+      submit.disabled = true;
+      submit.textContent = "Uploading…";
+      const setProgress = (loaded, all) => {
+        const percent = all ? Math.round((loaded / all) * 100) : 0;
+        bar.firstElementChild.style.width = `${percent}%`;
+        bar.setAttribute("aria-valuenow", String(percent));
+        $("run-progress-bytes").textContent = all ? `${size(loaded)} of ${size(all)} · ${percent}%` : "";
+      };
+      setProgress(0, total);
+      xhr.upload.addEventListener("progress", (e) => { if (e.lengthComputable) setProgress(e.loaded, e.total); });
+      xhr.upload.addEventListener("load", () => { $("run-progress-label").textContent = "Uploaded. Checking the files…"; });
+      const done = () => {
+        submit.disabled = false;
+        submit.textContent = submitLabel;
+        progress.hidden = true;
+      };
+      xhr.addEventListener("load", () => {
+        const answer = xhr.response || {};
+        if (xhr.status === 201 && answer.redirect) {
+          $("run-progress-label").textContent = "Uploaded. Opening the run…";
+          window.location.assign(answer.redirect);
+          return;
+        }
+        done();
+        if (xhr.status === 400 && answer.errors) showErrors(answer.errors);
+        else if (xhr.status === 413) showErrors({}, ["The upload is larger than the server accepts."]);
+        else if (xhr.status === 403) showErrors({}, ["The server refused the upload (your session may have expired): reload the page and log in again."]);
+        else showErrors({}, [`The server answered ${xhr.status}. Try again; if it persists, tell your admin.`]);
+      });
+      xhr.addEventListener("error", () => {
+        done();
+        showErrors({}, ["The connection was lost during the upload. Check your network and send it again: your files are still selected."]);
+      });
+      xhr.send(body);
+    });
+  }
+
+  // --- Run page: live status and log while Requested or Running ------------------------
+  const runConfig = $("run-config");
+  if (runConfig) {
+    const config = JSON.parse(runConfig.textContent);
+    const IN_PROGRESS = ["Requested", "Running"];
+    const badge = $("run-status");
+    const log = $("run-log");
+    const errorBox = $("run-error");
+    const getJSON = async (url) => {
+      const response = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+      if (!response.ok) throw new Error(`${url} answered ${response.status}`);
+      return response.json();
+    };
+    async function poll() {
+      let status = config.status;
+      try {
+        const current = await getJSON(config.statusUrl);
+        status = current.Status;
+        badge.className = `badge badge-lg badge-${status}`;
+        badge.textContent = status;
+        if (current.Message) {
+          errorBox.hidden = false;
+          errorBox.textContent = current.Message;
+        }
+        // Read after the status: once the status is final the log is complete.
+        const logs = await getJSON(config.logsUrl);
+        if (logs.log) {
+          const nearBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 60;
+          log.textContent = logs.log;
+          if (nearBottom) log.scrollTop = log.scrollHeight;
+        }
+      } catch (error) {
+        console.warn("status poll failed; retrying", error); // a network blip or a restarting server
+      }
+      if (!IN_PROGRESS.includes(status)) {
+        // Metrics, artifacts and the promote form come from the server: reload once.
+        window.location.reload();
+        return;
+      }
+      setTimeout(poll, 1500);
+    }
+    log.scrollTop = log.scrollHeight;
+    if (IN_PROGRESS.includes(config.status)) setTimeout(poll, 1500);
+  }
+
+  // --- Run page: the promote form follows the chosen operation ---------------------------
+  const promote = $("promote-form");
+  if (promote) {
+    const inputType = promote.elements.input_type;
+    function applyOperation() {
+      const op = (promote.querySelector("input[name=operation]:checked") || {}).value || "Sync";
+      for (const node of promote.querySelectorAll("[data-operation]")) node.hidden = node.dataset.operation !== op;
+      for (const option of inputType.options) option.disabled = op === "Sync" && option.value !== "" && option.value !== "json";
+      if (inputType.selectedOptions[0] && inputType.selectedOptions[0].disabled) inputType.value = "";
+      if (op === "Sync" && promote.elements.sample.value) promote.elements.sample.value = "";
+    }
+    for (const radio of promote.querySelectorAll("input[name=operation]")) radio.addEventListener("change", applyOperation);
+    applyOperation();
+  }
+})();

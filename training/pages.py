@@ -1,0 +1,429 @@
+"""Browser pages of training: experiments, an experiment's runs, the run form, a run.
+
+The pages validate through the same forms as the API (training.forms) and call the same
+services. What changes while a page is open (a run's status and log) is fetched by
+static/js/training.js from the API with the session; the first render is complete
+without JavaScript, and the sorting and the chart of the experiment page are drawn by
+that script from the table and the data the page carries.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods, require_POST
+
+from groups.access import groups_for
+from training import services
+from training.access import experiments_for, get_experiment_for_user, get_run_for_user
+from training.forms import EXTERNAL_TABLES, ExperimentForm, PromoteForm, TrainingRunForm
+from training.models import Experiment, TrainingRun
+
+Status = TrainingRun.Status
+IN_PROGRESS = (Status.REQUESTED, Status.RUNNING)
+LOG_TAIL_LINES = 400
+MAX_SHOWN_RUNS = 1000
+# Fields a run needs once its type is chosen: marked so on the form; the form checks them.
+NEEDED_BY_TYPE = ("train_data", "source", "X_train", "model_output", "model")
+
+
+# --- shared helpers -------------------------------------------------------------------
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    """The run form's script posts with XMLHttpRequest (for the progress bar)."""
+    return request.headers.get("X-Requested-With") == "XMLHttpRequest"
+
+
+def _form_errors(form: forms.BaseForm) -> dict[str, list[str]]:
+    return {field: [str(message) for message in errors] for field, errors in form.errors.items()}
+
+
+def _add_limit_errors(request: HttpRequest, form: forms.BaseForm) -> bool:
+    """Put the upload handler's size refusals on the form; True when there were any."""
+    limits = getattr(request, "upload_limit_errors", {})
+    for field, message in limits.items():
+        form.add_error(None if field == "__all__" or field not in form.fields else field, message)
+    return bool(limits)
+
+
+def number_text(value: float | int | None) -> str:
+    """A metric as people read it: 0.9731, 12,345.6, 1.2e-07; None is a dash."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if not math.isfinite(value):
+        return str(value)
+    if value != 0 and (abs(value) >= 1e6 or abs(value) < 1e-4):
+        return f"{value:.3e}"
+    if abs(value) >= 1000:
+        return f"{value:,.1f}"
+    return f"{value:.4f}".rstrip("0").rstrip(".") or "0"
+
+
+def duration_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {rest} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def _log_tail(log: str) -> str:
+    lines = log.splitlines()
+    if len(lines) <= LOG_TAIL_LINES:
+        return log
+    return f"… {len(lines) - LOG_TAIL_LINES} earlier lines (full log: the zip, or API /logs) …\n" + "\n".join(
+        lines[-LOG_TAIL_LINES:]
+    )
+
+
+# --- experiments ----------------------------------------------------------------------
+
+
+class ExperimentFilterForm(forms.Form):
+    """The list's filters (ids prefixed so they don't clash with the new-experiment form's)."""
+
+    q = forms.CharField(required=False, label="Search", max_length=100)
+    group = forms.ChoiceField(required=False)
+    model_type = forms.ChoiceField(
+        required=False, label="Model type", choices=[("", "Any type"), *Experiment.ModelType.choices]
+    )
+
+    def __init__(self, *args, groups: list[str], **kwargs):
+        super().__init__(*args, auto_id="filter_%s", **kwargs)
+        self.fields["group"].choices = [("", "All my groups"), *((name, name) for name in groups)]
+        self.fields["q"].widget.attrs["placeholder"] = "Name or hash"
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def experiment_list(request: HttpRequest) -> HttpResponse:
+    """The experiments of the user's groups, and the form that creates (or finds) one."""
+    form = ExperimentForm(
+        request.POST if request.method == "POST" else None,
+        user=request.user,
+        initial={"group": request.GET.get("group") or None},
+    )
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        experiment, created = services.get_or_create_experiment(
+            request.user,
+            name=data["experiment_name"],
+            model_type=data["model_type"],
+            group=data["group"],
+            force=data["force"],
+        )
+        if created:
+            messages.success(request, f"Experiment {experiment.name} created in {experiment.group.name}.")
+        else:
+            messages.info(
+                request,
+                f"{experiment.group.name} already has a {experiment.model_type} experiment named "
+                f"{experiment.name}: here it is. Tick “Force” to create another one.",
+            )
+        return redirect("training-experiment", experiment_hash=experiment.hash)
+
+    groups = list(groups_for(request.user).order_by("name").values_list("name", flat=True))
+    filters = ExperimentFilterForm(request.GET or None, groups=groups)
+    last_run = TrainingRun.objects.filter(experiment=OuterRef("pk")).order_by("-number")
+    experiments = experiments_for(request.user).select_related("group", "created_by")
+    if filters.is_valid():
+        data = filters.cleaned_data
+        if data["q"]:
+            experiments = experiments.filter(Q(name__icontains=data["q"]) | Q(hash__iexact=data["q"]))
+        if data["group"]:
+            experiments = experiments.filter(group__name=data["group"])
+        if data["model_type"]:
+            experiments = experiments.filter(model_type=data["model_type"])
+    experiments = experiments.annotate(
+        runs_count=Count("runs"),
+        last_run_status=Subquery(last_run.values("status")[:1]),
+        last_run_at=Subquery(last_run.values("requested_at")[:1]),
+    ).order_by("-created_at", "-pk")
+    page = Paginator(experiments, 50).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {
+        "form": form,
+        "filters": filters,
+        "page": page,
+        "experiments": page.object_list,
+        "query": query.urlencode(),
+        "no_groups": not groups,
+    }
+    bad = form.is_bound or (filters.is_bound and not filters.is_valid())
+    return render(request, "training/experiment_list.html", context, status=400 if bad else 200)
+
+
+@dataclass
+class RunRow:
+    run: TrainingRun
+    metrics: list[tuple[str, float | None, str]]  # (name, value, text) in the columns' order
+    duration: float | None
+
+    @property
+    def duration_text(self) -> str:
+        return duration_text(self.duration)
+
+
+@login_required
+@require_http_methods(["GET"])
+def experiment_detail(request: HttpRequest, experiment_hash: str) -> HttpResponse:
+    """An experiment's runs side by side, sortable, with a chart of one metric across runs."""
+    experiment = get_experiment_for_user(request.user, experiment_hash)
+    runs = list(experiment.runs.select_related("requested_by")[:MAX_SHOWN_RUNS])
+    metric_names = sorted({name for run in runs for name in (run.metrics or {})})
+    rows = []
+    for run in runs:
+        run.experiment = experiment
+        values = run.metrics or {}
+        rows.append(
+            RunRow(
+                run=run,
+                metrics=[(name, values.get(name), number_text(values.get(name))) for name in metric_names],
+                duration=run.duration.total_seconds() if run.duration is not None else None,
+            )
+        )
+    chart = {
+        "metrics": metric_names,
+        "runs": [
+            {
+                "number": run.number,
+                "name": run.name,
+                "status": run.status,
+                "url": reverse("training-run", args=[experiment.hash, run.number]),
+                "metrics": run.metrics or {},
+            }
+            for run in sorted(runs, key=lambda run: run.number)
+        ],
+    }
+    context = {
+        "experiment": experiment,
+        "rows": rows,
+        "metric_names": metric_names,
+        "chart": chart,
+        "shown_all": len(runs) < MAX_SHOWN_RUNS,
+        "statuses": {status: sum(run.status == status for run in runs) for status in Status.values},
+    }
+    return render(request, "training/experiment_detail.html", context)
+
+
+# --- a new run ------------------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def run_new(request: HttpRequest, experiment_hash: str) -> HttpResponse:
+    """The form that starts a run: Custom (data + code) or External (artifacts)."""
+    experiment = get_experiment_for_user(request.user, experiment_hash)
+    wanted_type = request.GET.get("type")
+    form = TrainingRunForm(
+        request.POST if request.method == "POST" else None,
+        request.FILES if request.method == "POST" else None,
+        experiment=experiment,
+        initial={"training_type": wanted_type} if wanted_type in TrainingRun.TrainingType.values else None,
+    )
+    if request.method == "POST":
+        if not _add_limit_errors(request, form) and form.is_valid():
+            run = services.create_run(request.user, form.upload)
+            messages.success(request, f"Run {run.number} is queued: it starts when a worker is free.")
+            target = reverse("training-run", args=[experiment.hash, run.number])
+            if _wants_json(request):
+                return JsonResponse({"number": run.number, "redirect": target}, status=201)
+            return redirect(target)
+        if _wants_json(request):
+            return JsonResponse({"errors": _form_errors(form)}, status=400)
+    needed = [*NEEDED_BY_TYPE]
+    if experiment.model_type != Experiment.ModelType.UNSUPERVISED:
+        needed.append("y_train")
+    for name in needed:
+        form.fields[name].widget.attrs["aria-required"] = "true"
+    context = {
+        "experiment": experiment,
+        "form": form,
+        "custom_fields": [form[name] for name in ("train_data", "source", "training_reference")],
+        "external_fields": [form[name] for name in (*EXTERNAL_TABLES, "model")],
+        "max_file_bytes": settings.MAX_UPLOAD_FILE_BYTES,
+        "max_total_bytes": settings.MAX_UPLOAD_TOTAL_BYTES,
+        "max_text_bytes": settings.MAX_TEXT_FILE_BYTES,
+        "metrics_text": form.data.get("metrics", "") if form.is_bound else "",
+        "params_text": form.data.get("params", "") if form.is_bound else "",
+    }
+    return render(request, "training/run_new.html", context, status=400 if form.errors else 200)
+
+
+# --- a run ----------------------------------------------------------------------------
+
+
+def _json_text(value: Any) -> str:
+    """A hyper-parameter as a short readable value: strings bare, the rest as JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _described(obj: Any) -> dict | None:
+    """A pipeline (or step) description of the harness: {class, params, steps}."""
+    if not isinstance(obj, dict):
+        return None
+    params = obj.get("params") if isinstance(obj.get("params"), dict) else {}
+    steps = [_described(step) for step in obj.get("steps") or [] if isinstance(step, dict)]
+    return {
+        "name": obj.get("name", ""),
+        "class": str(obj.get("class", "")),
+        "params": [(key, _json_text(value)) for key, value in sorted(params.items())],
+        "steps": [step for step in steps if step],
+    }
+
+
+def _target(target: Any) -> dict | None:
+    """Target proportions (classification) or distribution (regression), per column."""
+    if not isinstance(target, dict):
+        return None
+
+    def one(values: Any) -> list[tuple[str, str, float | None]]:
+        """(label, text, bar width in %) rows; no bar for a distribution's statistics."""
+        if not isinstance(values, dict):
+            return []
+        if isinstance(values.get("values"), dict):  # proportions
+            rows = []
+            for label, share in values["values"].items():
+                number = isinstance(share, int | float) and not isinstance(share, bool)
+                percent = round(share * 100, 2) if number else None
+                rows.append((str(label), f"{percent:.1f} %" if number else str(share), percent))
+            return rows
+        return [
+            (str(key), number_text(value) if isinstance(value, int | float) else str(value), None)
+            for key, value in values.items()
+            if key != "kind"
+        ]
+
+    if isinstance(target.get("columns"), dict):
+        columns = [(name, one(values)) for name, values in target["columns"].items()]
+    else:
+        columns = [("", one(target))]
+    return {"kind": target.get("kind", ""), "columns": columns}
+
+
+def params_view(params: Any) -> dict | None:
+    """A run's params.json as the page shows it: shape, missing values, the pipeline with
+    its hyper-parameters, the target, what the user logged, and anything else as JSON."""
+    if not isinstance(params, dict) or not params:
+        return None
+    known = {"shape", "columns", "missing", "pipeline", "target", "logged"}
+    shape = params.get("shape") if isinstance(params.get("shape"), dict) else None
+    missing = params.get("missing") if isinstance(params.get("missing"), dict) else {}
+    logged = params.get("logged") if isinstance(params.get("logged"), dict) else {}
+    other = {key: value for key, value in params.items() if key not in known}
+    return {
+        "shape": shape,
+        "columns": params.get("columns") if isinstance(params.get("columns"), list) else [],
+        "missing": [
+            (column, f"{share * 100:.2f} %" if isinstance(share, int | float) else str(share))
+            for column, share in sorted(missing.items(), key=lambda item: str(item[0]))
+        ],
+        "pipeline": _described(params.get("pipeline")),
+        "target": _target(params.get("target")),
+        "logged": [(key, _json_text(value)) for key, value in logged.items()],
+        "other": json.dumps(other, indent=2, ensure_ascii=False, default=str) if other else "",
+    }
+
+
+def _run_context(request: HttpRequest, run: TrainingRun, promote_form=None, promote_error="") -> dict:
+    experiment = run.experiment
+    succeeded = run.status == Status.SUCCEEDED
+    if promote_form is None and succeeded:
+        promote_form = PromoteForm(
+            user=request.user, run=run, initial={"name": f"{experiment.name} {run.number}"}
+        )
+    metrics = sorted((run.metrics or {}).items())
+    summary = run.summary if isinstance(run.summary, dict) else {}
+    return {
+        "experiment": experiment,
+        "run": run,
+        "in_progress": run.status in IN_PROGRESS,
+        "duration_text": duration_text(run.duration.total_seconds()) if run.duration is not None else "—",
+        "metrics": [(name, value, number_text(value)) for name, value in metrics],
+        "params": params_view(run.params),
+        "summary": summary,
+        "shapes": [
+            (name, " × ".join(str(n) for n in shape))
+            for name, shape in (summary.get("shapes") or {}).items()
+            if isinstance(shape, list)
+        ],
+        "files": [
+            (label, name)
+            for label, name in (
+                ("Training data", run.train_file),
+                ("Script", run.source_file),
+                ("Requirements", run.requirements_file),
+                *((role, name) for role, name in run.inputs.items()),
+            )
+            if name
+        ],
+        "log_tail": _log_tail(run.log),
+        "promoted_models": list(run.promoted_models.order_by("created_at")),
+        "promote_form": promote_form if succeeded else None,
+        "promote_error": promote_error,
+        "max_file_bytes": settings.MAX_UPLOAD_FILE_BYTES,
+        "max_total_bytes": settings.MAX_UPLOAD_TOTAL_BYTES,
+        "max_text_bytes": settings.MAX_TEXT_FILE_BYTES,
+        "live_config": {
+            "status": run.status,
+            "statusUrl": reverse("api-training-run-status", args=[experiment.hash, run.number]),
+            "logsUrl": reverse("api-training-run-logs", args=[experiment.hash, run.number]),
+        },
+    }
+
+
+@login_required
+@require_http_methods(["GET"])
+def run_detail(request: HttpRequest, experiment_hash: str, number: int) -> HttpResponse:
+    run = get_run_for_user(request.user, experiment_hash, number)
+    return render(request, "training/run_detail.html", _run_context(request, run))
+
+
+@login_required
+@require_POST
+def run_promote(request: HttpRequest, experiment_hash: str, number: int) -> HttpResponse:
+    """Make a model of a Succeeded run (its model file, Python and environment reused)."""
+    run = get_run_for_user(request.user, experiment_hash, number)
+    try:
+        services.check_promotable(run)
+    except services.NotPromotable as exc:
+        context = _run_context(request, run, promote_error=str(exc))
+        return render(request, "training/run_detail.html", context, status=409)
+    form = PromoteForm(request.POST, request.FILES, user=request.user, run=run)
+    if not _add_limit_errors(request, form) and form.is_valid():
+        try:
+            model = services.promote(request.user, run, form.upload)
+        except services.NotPromotable as exc:
+            context = _run_context(request, run, promote_form=form, promote_error=str(exc))
+            return render(request, "training/run_detail.html", context, status=409)
+        messages.success(
+            request,
+            f"{model.name} was created from run {run.number} of {run.experiment.name}. It is being deployed.",
+        )
+        return redirect("model-detail", model_hash=model.hash)
+    context = _run_context(request, run, promote_form=form)
+    return render(request, "training/run_detail.html", context, status=400)

@@ -1,6 +1,7 @@
 """Platform side of the runner's oneshot mode: one call of a user's entrypoint, in a child process.
 
-Used for async executions and for build smoke tests. The child is ``runner.py`` started
+Used for async executions, build smoke tests and training runs (kind "train", whose
+in-sandbox half is ``training_harness.py``). The child is ``runner.py`` started
 by the sandbox launcher (``sandbox.launch``) in the model environment's interpreter; a
 timeout kills its whole sandbox. The answer comes back as one frame on the child's
 stdout; whatever the user's code prints goes to its stderr, which we stream line by line.
@@ -50,10 +51,13 @@ class RunResult:
     """What one oneshot run produced."""
 
     ok: bool
-    result: Any = None  # normalised JSON value (sync) or the returned path string (async)
+    # normalised JSON value (sync), the returned path string (async), the run's summary (train)
+    result: Any = None
     error: str | None = None  # what went wrong, for the user
     traceback: str | None = None
-    phase: str | None = None  # "import" | "call" | "result" | "timeout" | "crash" | "limit" | "sandbox"
+    # "import" | "data" (train) | "call" | "result" | "save" (train) | "protocol" | "timeout" | "crash"
+    # | "limit" | "sandbox"
+    phase: str | None = None
     output: str = ""  # everything the user code printed (stdout+stderr)
     returncode: int | None = None
     timed_out: bool = False
@@ -79,8 +83,8 @@ def run_oneshot(
     its newline) as the child prints it; lines longer than 64 KiB arrive in pieces. A
     runner that answered but won't exit is stopped after a short grace and its answer kept.
     """
-    if kind not in ("sync", "async", "check"):
-        raise ValueError(f"kind must be 'sync', 'async' or 'check', not {kind!r}")
+    if kind not in ("sync", "async", "check", "train"):
+        raise ValueError(f"kind must be 'sync', 'async', 'check' or 'train', not {kind!r}")
     request = encode_frame(
         {"source": str(source), "entrypoint": entrypoint, "kind": kind, "args": [str(a) for a in args]}
     )

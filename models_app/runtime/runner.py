@@ -13,7 +13,9 @@ Modes:
 ``oneshot``
     Read one request frame from stdin (``source``, ``entrypoint``, ``kind``, ``args``),
     call ``entrypoint(*args)`` once, write one response frame to stdout, exit 0. User
-    failures are reported in the frame; a non-zero exit means a protocol problem.
+    failures are reported in the frame; a non-zero exit means a protocol problem. Kind
+    ``train`` hands the call to ``training_harness.py`` (beside this file) with
+    ``args = [spec_json]``; see that file.
 
 ``serve --socket PATH --source FILE --entrypoint NAME``
     Import the module once (exit 3 with the traceback on stderr if that fails), then
@@ -21,7 +23,8 @@ Modes:
     socket file appears only once the runner is ready. SIGTERM removes it and exits 0.
 
 Responses are ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "Type: message",
-"traceback": "..." | null, "phase": "import" | "call" | "result" | "protocol"}``.
+"traceback": "..." | null, "phase": "import" | "call" | "result" | "protocol"}`` (training
+adds the phases "data" and "save").
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ import traceback
 MAX_FRAME_BYTES = 256 * 1024 * 1024
 _HEADER = struct.Struct(">I")
 _RUNNER_FILE = os.path.normcase(os.path.abspath(__file__))
+# Loaded only for training runs: the sandbox binds it beside this file.
+_HARNESS_FILE = os.path.join(os.path.dirname(_RUNNER_FILE), "training_harness.py")
 
 # Exit codes for problems that are not the user's fault (the frame can't say them).
 EXIT_PROTOCOL = 2
@@ -147,7 +152,9 @@ def _describe(exc):
 
 def _is_runner_frame(filename):
     # importlib's own frames sit between us and the user's module during exec_module.
-    return os.path.normcase(filename) == _RUNNER_FILE or filename.startswith("<frozen importlib")
+    return os.path.normcase(filename) in (_RUNNER_FILE, _HARNESS_FILE) or filename.startswith(
+        "<frozen importlib"
+    )
 
 
 def _user_traceback(exc):
@@ -397,6 +404,16 @@ def _response_bytes(build):
 # ---------------------------------------------------------------------------- oneshot
 
 
+def _load_harness():
+    """The training harness, by path: the runner's folder is not on sys.path (user code must not see it)."""
+    spec = importlib.util.spec_from_file_location("neomaril_training_harness", _HARNESS_FILE)
+    if spec is None or spec.loader is None or not os.path.isfile(_HARNESS_FILE):
+        raise _UserError("protocol", f"ProtocolError: the training harness {_HARNESS_FILE} is missing")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _flush_std():
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
@@ -424,6 +441,8 @@ def run_oneshot():
     normalise = normalise_sync_result if kind == "sync" else normalise_async_result
 
     def build():
+        if kind == "train":  # the harness loads the source itself, once its libraries are in
+            return _load_harness().train(sys.modules[__name__], source, entrypoint, args[0])
         func = load_entrypoint(source, entrypoint)
         if kind == "check":  # import the module and find the entrypoint, call nothing
             return None
@@ -443,10 +462,12 @@ def _parse_oneshot_request(request):
     kind, args = request.get("kind"), request.get("args", [])
     if not isinstance(source, str) or not isinstance(entrypoint, str):
         raise ProtocolError("request needs string 'source' and 'entrypoint'")
-    if kind not in ("sync", "async", "check"):
-        raise ProtocolError(f"request 'kind' must be 'sync', 'async' or 'check', not {kind!r}")
+    if kind not in ("sync", "async", "check", "train"):
+        raise ProtocolError(f"request 'kind' must be 'sync', 'async', 'check' or 'train', not {kind!r}")
     if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
         raise ProtocolError("request 'args' must be a list of strings")
+    if kind == "train" and len(args) != 1:
+        raise ProtocolError("a 'train' request's 'args' must be [spec_json]")
     return source, entrypoint, kind, args
 
 

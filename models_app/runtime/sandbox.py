@@ -46,6 +46,9 @@ logger = logging.getLogger(__name__)
 RUNNER_PATH: Path = Path(__file__).resolve().with_name("runner.py")
 # Where runner.py appears inside a sandbox (the platform's source tree is not visible).
 SANDBOX_RUNNER_PATH = "/opt/neomaril/runner.py"
+# The runner loads the training harness from beside itself, in and out of the sandbox.
+HARNESS_PATH: Path = RUNNER_PATH.with_name("training_harness.py")
+SANDBOX_HARNESS_PATH = "/opt/neomaril/training_harness.py"
 # Inside the sandbox HOME is the private /tmp: libraries that cache in ~ still work.
 SANDBOX_HOME = "/tmp"  # noqa: S108  (a private tmpfs inside the sandbox)
 
@@ -529,6 +532,7 @@ def _bwrap_argv(code: UserCode, python: Path, uid: int | None, read_fds: list[in
     for path in dict.fromkeys(read_only):
         argv += [*parents(path), "--ro-bind", str(path), str(path)]
     argv += [*parents(Path(SANDBOX_RUNNER_PATH)), "--ro-bind", str(RUNNER_PATH), SANDBOX_RUNNER_PATH]
+    argv += ["--ro-bind", str(HARNESS_PATH), SANDBOX_HARNESS_PATH]
     if code.writable is not None:
         argv += [*parents(Path(code.writable)), "--bind", str(code.writable), str(code.writable)]
     argv += ["--chdir", str(code.cwd)]

@@ -37,7 +37,7 @@ from models_app.validation import (
     sanitize_filename,
 )
 from training import services
-from training.models import Experiment, TrainingRun
+from training.models import MODEL_ARTIFACT, Experiment, TrainingRun
 
 TABLE_SUFFIXES = (".csv", ".parquet")
 # Roles of an External run's uploaded artifacts, as form fields.
@@ -226,12 +226,38 @@ class TrainingRunForm(UploadCheckingForm):
             raise forms.ValidationError(problems)
         return extra
 
+    # Each file gets its safe name in its own clean_<field>, so a bad name is that field's
+    # error and every other check still runs.
+    def clean_train_data(self) -> NamedFile | None:
+        return self._named("train_data")
+
+    def clean_source(self) -> NamedFile | None:
+        return self._named("source")
+
+    def clean_requirements(self) -> NamedFile | None:
+        return self._named("requirements")
+
+    def clean_env(self) -> NamedFile | None:
+        return self._named("env")
+
+    def clean_X_train(self) -> NamedFile | None:  # noqa: N802  (the field's name)
+        return self._named("X_train")
+
+    def clean_y_train(self) -> NamedFile | None:
+        return self._named("y_train")
+
+    def clean_model_output(self) -> NamedFile | None:
+        return self._named("model_output")
+
+    def clean_model(self) -> NamedFile | None:
+        return self._named("model")
+
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         kind = data.get("training_type")
         custom = kind == TrainingRun.TrainingType.CUSTOM
-        named = {
-            name: self._named(name) if name not in self.errors else None
+        named: dict[str, NamedFile | None] = {
+            name: data.get(name)
             for name in ("train_data", "source", "requirements", "env", *EXTERNAL_TABLES, "model")
         }
         if kind == TrainingRun.TrainingType.CUSTOM:
@@ -391,5 +417,6 @@ class PromoteForm(ModelUploadForm):
         self.cleaned_data["requirements"] = services.frozen_requirements_file(text)
         self.cleaned_data["python_version"] = run.python_full_version or run.python_version
         self.cleaned_data["group"] = run.experiment.group
-        self.cleaned_data["model"] = services.run_model_file(run)  # closed by services.promote
+        # Named only: services.promote opens the run's file once the upload is accepted.
+        self.cleaned_data["model"] = NamedFile(MODEL_ARTIFACT, None)
         return super().clean()

@@ -192,7 +192,7 @@ def check_promotable(run: TrainingRun) -> None:
 
 def run_model_file(run: TrainingRun) -> NamedFile:
     """The run's `model.pkl`, as the model file of an upload."""
-    handle = open(run.artifacts_folder / MODEL_ARTIFACT, "rb")  # noqa: SIM115  (closed by the upload)
+    handle = open(run.artifacts_folder / MODEL_ARTIFACT, "rb")  # noqa: SIM115  (promote closes it)
     return NamedFile(MODEL_ARTIFACT, File(handle, name=MODEL_ARTIFACT))
 
 
@@ -228,8 +228,9 @@ def prepare_environment_alias(run: TrainingRun, lines: list[str]) -> None:
 
 def promote(user, run: TrainingRun, upload: ModelUpload) -> MLModel:
     """Create the model of a Succeeded run from a checked upload (`forms.PromoteForm`)."""
+    check_promotable(run)
+    upload.model_file = run_model_file(run)
     try:
-        check_promotable(run)
         frozen_lines, _text = promoted_requirements(run)
         prepare_environment_alias(run, frozen_lines)  # extra lines make another set: built
         upload.training_run = run

@@ -412,3 +412,20 @@ def test_promote_reports_every_problem_of_the_scoring_upload(cast):
     assert "no top-level function named 'score'" in text
     assert "Sync models need a schema" in text
     assert not MLModel.objects.exists()
+
+
+def test_a_bad_file_name_is_its_fields_error_and_the_other_checks_still_run(cast):
+    experiment = make_experiment(cast.group, cast.owner)
+    response = api_client(cast.owner).post(
+        f"{API}/experiments/{experiment.hash}/runs",
+        custom_payload(
+            train_data=file(".hidden.csv", "a\n1\n"),
+            requirements=file("requirements.txt", "--index-url https://example.invalid/simple\n"),
+        ),
+        format="multipart",
+    )
+    assert response.status_code == 400
+    body = response.json()
+    errors = body.get("errors", body)
+    text = json.dumps(errors)
+    assert "train_data" in text and "requirements" in text, text

@@ -35,13 +35,17 @@ def _running(experiment, **fields) -> TrainingRun:
 def test_a_run_whose_worker_stopped_is_run_again_once_then_failed(cast, django_capture_on_commit_callbacks):
     experiment = make_experiment(cast.group, cast.owner)
     run = _running(experiment)
-    with mock.patch("training.services.async_task") as queued:
-        with django_capture_on_commit_callbacks(execute=True):
-            assert tasks.recover_stale_runs() == 1
+    with (
+        mock.patch("training.services.async_task") as queued,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        assert tasks.recover_stale_runs() == 1
     run.refresh_from_db()
     assert run.status == TrainingRun.Status.REQUESTED
     assert "Re-queued (attempt 2)" in run.log
-    queued.assert_called_once_with("training.tasks.run_training", run.pk, task_name=f"training-{experiment.hash}-1")
+    queued.assert_called_once_with(
+        "training.tasks.run_training", run.pk, task_name=f"training-{experiment.hash}-1"
+    )
 
     # Claimed again, and its worker stops again: that is the end.
     assert TrainingRun.claim(run.pk, waiting=TrainingRun.Status.REQUESTED, attempts=run.attempts + 1)
@@ -69,7 +73,12 @@ def test_a_live_run_is_left_alone(cast):
 def test_a_run_is_claimed_once(cast):
     experiment = make_experiment(cast.group, cast.owner)
     run = TrainingRun.objects.create(
-        experiment=experiment, number=1, name="done", training_type="Custom", status="Succeeded", python_version="3.9"
+        experiment=experiment,
+        number=1,
+        name="done",
+        training_type="Custom",
+        status="Succeeded",
+        python_version="3.9",
     )
     assert tasks.run_training(run.pk) == "already handled"
 
@@ -97,7 +106,9 @@ def test_artifacts_are_copied_out_of_the_sandbox(cast):
     run = _with_outputs(cast, OUTPUTS)
     (run.work_folder / "plots").mkdir()
     (run.work_folder / "plots" / "roc.png").write_bytes(b"png")
-    kept = tasks._collect_artifacts(run, ["plots/roc.png", str(run.work_folder / "plots" / "roc.png")], "pandas==2\n")
+    kept = tasks._collect_artifacts(
+        run, ["plots/roc.png", str(run.work_folder / "plots" / "roc.png")], "pandas==2\n"
+    )
     names = [entry["name"] for entry in kept]
     assert names == [*OUTPUTS, "requirements.frozen.txt", "extras/plots/roc.png", "extras/plots/roc.png"]
     assert (run.artifacts_folder / "extras" / "plots" / "roc.png").read_bytes() == b"png"

@@ -88,14 +88,19 @@ def model_code(
 
 
 def training_code(
-    *, python: Path, folder: Path, cwd: Path, env: Mapping[str, str], network: bool
+    *, python: Path, folder: Path, home: Path, env: Mapping[str, str], network: bool
 ) -> UserCode:
     """The sandboxed process of a training run: it writes ``folder`` (its work and output
-    folders) and nothing else, with the run's ``.env`` values in ``env``."""
+    folders) and nothing else, with the run's ``.env`` values in ``env``.
+
+    It starts in ``folder`` itself: bwrap enters the start folder before it becomes the
+    job's uid, and only the top of the writable folder is open to that (the harness then
+    moves into ``base_path``).
+    """
     return UserCode(
         python=python,
-        env={"HOME": str(cwd), **env},
-        cwd=cwd,
+        env={"HOME": str(home), **env},
+        cwd=folder,
         runner_args=(),
         read_only=(),
         writable=folder,

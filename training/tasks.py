@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import socket
 import stat
@@ -113,7 +114,7 @@ def _train(run: TrainingRun, log: jobs.JobLog) -> dict:
         sandboxes.training_code(
             python=python,
             folder=run.sandbox_folder,
-            cwd=run.work_folder,
+            home=run.work_folder,
             env={**services.decrypted_env(run), "inputFileName": run.train_file},
             network=run.allow_network,
         ),
@@ -196,10 +197,14 @@ def _failure_message(result: oneshot.RunResult) -> str:
         return first[:1].upper() + first[1:] + "." + (f" {result.limit}" if result.limit else "")
     if result.phase in ("limit", "sandbox"):
         return error
+    if result.phase == "call":  # the harness names the function and its exception
+        return error[:1].upper() + error[1:]
+    if result.phase in ("data", "result", "save"):
+        # The harness phrases these itself; the exception class it used adds nothing.
+        error = re.sub(r"^[A-Za-z]*Error: ", "", error)
     return {
         "import": "Could not load the training code: ",
         "data": "Could not read the training data: ",
-        "call": "The training function raised ",
         "result": "Bad return value: ",
         "save": "Could not save the artifacts: ",
     }.get(result.phase or "", f"The training process failed ({result.phase}): ") + error

@@ -162,6 +162,7 @@ def _start(cast, experiment, **payload) -> TrainingRun:
         "requirements": file("requirements.txt", REQUIREMENTS),
         **payload,
     }
+    body = {key: value for key, value in body.items() if value is not None}
     response = api_client(cast.owner).post(
         f"{API}/experiments/{experiment.hash}/runs", body, format="multipart"
     )
@@ -334,7 +335,10 @@ def test_each_bad_contract_fails_with_its_message(cast, env39, data_files):
         assert run.artifacts == [] and not run.artifacts_folder.exists()
     exception_run = TrainingRun.objects.get(experiment=experiment, name="exception")
     assert "Traceback" in exception_run.log and "ValueError: no convergence" in exception_run.log
-    assert exception_run.error_message.startswith("The training function raised ValueError: no convergence")
+    assert (
+        exception_run.error_message
+        == "The training function 'train_model' raised: ValueError: no convergence"
+    )
 
 
 def test_a_training_that_runs_too_long_is_stopped(cast, env39, data_files, settings):

@@ -16,25 +16,12 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from tests.helpers.browser import CHROMIUM_FLAGS, chromium_path, screenshot
+from tests.helpers.browser import screenshot
 from tests.helpers.cast import PASSWORD
 from tests.helpers.training import TRAIN_SOURCE, finished_run, make_experiment
 from training.models import TrainingRun
 
 pytestmark = [pytest.mark.browser]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API keeps an event loop in this thread while it runs; the tests'
-    # own database calls (and the database's teardown) are synchronous all the same.
-    with pytest.MonkeyPatch.context() as patch, sync_playwright() as playwright:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

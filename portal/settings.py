@@ -341,6 +341,8 @@ TRAINING_TIMEOUT = envint("NEOMARIL_TRAINING_TIMEOUT", 800, minimum=1)
 TRAINING_MEMORY_LIMIT_MB = envint("NEOMARIL_TRAINING_MEMORY_LIMIT_MB", 16_384, minimum=0)
 TRAINING_DISK_MB = envint("NEOMARIL_TRAINING_DISK_MB", 10_240, minimum=1)
 TRAINING_STALE_SECONDS = envint("NEOMARIL_TRAINING_STALE_SECONDS", 90, minimum=15)
+# The interpreter of the platform's AutoML environment (training/automl/requirements.txt).
+AUTOML_PYTHON = envstr("NEOMARIL_AUTOML_PYTHON", "3.11")
 
 LOGGING = {
     "version": 1,

@@ -7,13 +7,14 @@ Every check runs on one post and every problem is reported at once, at its field
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from typing import Any
 
 from django import forms
 from django.conf import settings
-from django.core.files.uploadedfile import UploadedFile
+from django.core.files.uploadedfile import SimpleUploadedFile, UploadedFile
 
 from groups.access import groups_for
 from models_app import interpreters
@@ -26,6 +27,7 @@ from models_app.forms import (
     MultipleFileField,
     UploadCheckingForm,
 )
+from models_app.models import MLModel
 from models_app.services import NamedFile
 from models_app.validation import (
     UploadError,
@@ -36,7 +38,8 @@ from models_app.validation import (
     parse_requirements,
     sanitize_filename,
 )
-from training import services
+from training import automl, services
+from training.automl import config as automl_config
 from training.models import MODEL_ARTIFACT, Experiment, TrainingRun
 
 TABLE_SUFFIXES = (".csv", ".parquet")
@@ -101,12 +104,15 @@ class TrainingRunForm(UploadCheckingForm):
         choices=[
             (TrainingRun.TrainingType.CUSTOM, "Custom: your training code"),
             (TrainingRun.TrainingType.EXTERNAL, "External: a model trained elsewhere"),
+            (TrainingRun.TrainingType.AUTOML, "AutoML: the platform searches the pipeline"),
         ],
         empty_value=TrainingRun.TrainingType.CUSTOM,
         required=False,
         initial=TrainingRun.TrainingType.CUSTOM,
         widget=forms.RadioSelect,
-        error_messages={"invalid_choice": "training_type must be Custom or External, not '%(value)s'."},
+        error_messages={
+            "invalid_choice": "training_type must be Custom, External or AutoML, not '%(value)s'."
+        },
     )
     description = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
     python_version = forms.CharField(
@@ -145,6 +151,7 @@ class TrainingRunForm(UploadCheckingForm):
     )
     requirements = forms.FileField(
         allow_empty_file=True,
+        required=False,  # Custom and External runs need it; AutoML brings its own
         label="requirements.txt",
         widget=forms.ClearableFileInput(attrs={"accept": ".txt,text/plain"}),
         help_text="Installed with uv into the run's own environment (pandas, pyarrow and cloudpickle are "
@@ -181,6 +188,13 @@ class TrainingRunForm(UploadCheckingForm):
         required=False,
         widget=FileOrTextInput(attrs={"accept": ".json,application/json"}),
         help_text='External: JSON object of metric name → number, e.g. {"auc": 0.97}.',
+    )
+    conf_dict = FileOrTextField(
+        required=False,
+        label="AutoML configuration (conf.json)",
+        widget=FileOrTextInput(attrs={"accept": ".json,application/json"}),
+        help_text="AutoML: the original product's conf.json (train_data, model_flow, target, iterations, "
+        "metric, split, stages), as a file or as JSON text; see docs/training.md.",
     )
     params = FileOrTextField(
         required=False,
@@ -260,6 +274,11 @@ class TrainingRunForm(UploadCheckingForm):
             name: data.get(name)
             for name in ("train_data", "source", "requirements", "env", *EXTERNAL_TABLES, "model")
         }
+        if kind == TrainingRun.TrainingType.AUTOML:
+            self._clean_automl(data, named)
+            return data
+        if named["requirements"] is None and "requirements" not in self.errors:
+            self.add_error("requirements", "Upload requirements.txt (it may be empty).")
         if kind == TrainingRun.TrainingType.CUSTOM:
             wanted = {
                 "train_data": "Upload the training data (.csv or .parquet).",
@@ -350,6 +369,76 @@ class TrainingRunForm(UploadCheckingForm):
             )
         return data
 
+    def _clean_automl(self, data: dict[str, Any], named: dict[str, NamedFile | None]) -> None:
+        """An AutoML run: the training data and the configuration; the platform brings the rest."""
+        train = named["train_data"]
+        if train is None and "train_data" not in self.errors:
+            self.add_error("train_data", "Upload the training data (.csv or .parquet).")
+        elif train is not None and not train.name.lower().endswith(TABLE_SUFFIXES):
+            self.add_error("train_data", f"'{train.name}' is not a .csv or .parquet file.")
+            train = None
+        for field in (
+            "source",
+            "requirements",
+            "env",
+            "extra",
+            *EXTERNAL_TABLES,
+            "model",
+            "metrics",
+            "params",
+        ):
+            if data.get(field) and field not in self.errors:
+                self.add_error(
+                    field,
+                    f"{field} is not used by AutoML runs: the platform supplies the training code and its "
+                    "environment.",
+                )
+        conf: dict | None = None
+        if data.get("conf_dict") is None and "conf_dict" not in self.errors:
+            self.add_error(
+                "conf_dict", "Give the AutoML configuration (conf.json), as a file or as JSON text."
+            )
+        else:
+            raw = self._json_object("conf_dict", data.get("conf_dict"))
+            if raw is not None and train is not None:
+                header = self._csv_header(train, raw) if train.name.lower().endswith(".csv") else None
+                try:
+                    conf = automl_config.normalise(raw, file_name=train.name, header=header)
+                except automl_config.ConfigError as exc:
+                    self.add_error("conf_dict", exc.problems)
+        if self._errors or conf is None or train is None:
+            return
+        requirements_text = automl.REQUIREMENTS.read_text()
+        self.upload = services.TrainingUpload(
+            experiment=self.experiment,
+            name=data["run_name"],
+            training_type=TrainingRun.TrainingType.AUTOML,
+            description=data.get("description", ""),
+            python_version=settings.AUTOML_PYTHON,
+            allow_network=data["allow_network"],
+            training_reference=automl.TRAINING_FUNCTION,
+            train_file=train,
+            source_file=_text_file(automl.SOURCE_NAME, automl.SEARCH_SCRIPT.read_text()),
+            requirements_file=_text_file("requirements.txt", requirements_text),
+            requirements=parse_requirements(requirements_text),
+            inputs={"conf": _text_file(automl.CONF_NAME, json.dumps(conf, indent=2))},
+        )
+
+    def _csv_header(self, train: NamedFile, conf: dict) -> list[str] | None:
+        """The uploaded CSV's column names, read with the configuration's separator."""
+        given = conf.get("train_data") if isinstance(conf.get("train_data"), dict) else {}
+        sep = given.get("sep", ",")
+        if not isinstance(sep, str) or len(sep) != 1:
+            return None
+        train.file.seek(0)
+        first = train.file.readline(1024 * 1024)
+        train.file.seek(0)
+        try:
+            line = first.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            return None
+        return next(csv.reader([line.rstrip("\r\n")], delimiter=sep), None)
+
     def _json_object(self, field: str, value: object) -> dict | None:
         if value is None or field in self.errors:
             return None
@@ -385,6 +474,10 @@ class TrainingRunForm(UploadCheckingForm):
         return clean
 
 
+def _text_file(name: str, text: str) -> NamedFile:
+    return NamedFile(name, SimpleUploadedFile(name, text.encode("utf-8")))
+
+
 class PromoteForm(ModelUploadForm):
     """A model from a Succeeded run: the scoring code, schema and operation come from the
     request; the model file, the Python version, the group and the (frozen) requirements
@@ -407,6 +500,26 @@ class PromoteForm(ModelUploadForm):
     def __init__(self, *args, user, run: TrainingRun, **kwargs):
         super().__init__(*args, user=user, **kwargs)
         self.run = run
+        self.automl = run.training_type == TrainingRun.TrainingType.AUTOML
+        if self.automl:
+            # Two arguments are enough: the platform brings the scoring code and the
+            # schema defaults to the first row of X_train.
+            for name in ("source", "model_reference"):
+                self.fields[name].required = False
+                self.fields[name].widget.attrs.pop("aria-required", None)
+            self.fields[
+                "source"
+            ].help_text = "Optional for AutoML runs: the platform supplies the scoring code."
+            self.fields["model_reference"].initial = ""
+            self.fields[
+                "model_reference"
+            ].help_text = f"Optional for AutoML runs: {automl.SYNC_ENTRYPOINT} (Sync) or {automl.ASYNC_ENTRYPOINT} (Async)."
+
+    def clean_model_reference(self) -> str:
+        if self.automl and not self.cleaned_data.get("model_reference"):
+            sync = self.cleaned_data.get("operation") != MLModel.Operation.ASYNC
+            return automl.SYNC_ENTRYPOINT if sync else automl.ASYNC_ENTRYPOINT
+        return super().clean_model_reference()
 
     def clean(self) -> dict[str, Any]:
         run = self.run
@@ -419,4 +532,15 @@ class PromoteForm(ModelUploadForm):
         self.cleaned_data["group"] = run.experiment.group
         # Named only: services.promote opens the run's file once the upload is accepted.
         self.cleaned_data["model"] = NamedFile(MODEL_ARTIFACT, None)
+        if self.automl:
+            self._automl_defaults()
         return super().clean()
+
+    def _automl_defaults(self) -> None:
+        data = self.cleaned_data
+        if data.get("source") is None and "source" not in self.errors:
+            data["source"] = _text_file("app.py", automl.SCORE_SCRIPT.read_text())
+        sync = data.get("operation") != MLModel.Operation.ASYNC
+        schema_path = self.run.artifacts_folder / automl.SCHEMA_ARTIFACT
+        if sync and not data.get("schema") and not data.get("schema_text") and schema_path.is_file():
+            data["schema_text"] = schema_path.read_text(encoding="utf-8")

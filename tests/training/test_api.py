@@ -165,7 +165,7 @@ def test_custom_run_reports_every_problem_at_once(cast):
             "or `def train_model(base_path):`, but it requires 3.",
         ),
         ({"source": file("app.py", "def train_model(:\n")}, "does not parse as Python"),
-        ({"training_type": "AutoML"}, "training_type must be Custom or External, not 'AutoML'."),
+        ({"training_type": "Deep"}, "training_type must be Custom, External or AutoML, not 'Deep'."),
         ({"requirements": file("requirements.txt", "./local-package\n")}, "is a local path"),
         ({"env": file(".env", "not a line\n")}, "env"),
     ],

@@ -71,7 +71,12 @@ def live(tmp_path_factory):
 def test_train_watch_promote_and_call(page, live, tmp_path):
     url, (username, password) = live["portal"].url, live["portal"].admin
     csv, first_row = _data()
-    files = {"dados.csv": csv, "app.py": TRAIN, "requirements.txt": "scikit-learn==1.6.1\n", "score.py": SCORE}
+    files = {
+        "dados.csv": csv,
+        "app.py": TRAIN,
+        "requirements.txt": "scikit-learn==1.6.1\n",
+        "score.py": SCORE,
+    }
     for name, content in files.items():
         (tmp_path / name).write_text(content)
 

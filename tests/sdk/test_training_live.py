@@ -187,8 +187,9 @@ print(json.dumps({
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
+    # A short folder name: the model host's Unix sockets live under it (107 bytes at most).
     portal = RunningPortal(
-        tmp_path_factory.mktemp("sdk-training-live") / "data", extra_env={"NEOMARIL_LOGIN_RATE": "1000/min"}
+        tmp_path_factory.mktemp("sdktl") / "data", extra_env={"NEOMARIL_LOGIN_RATE": "1000/min"}
     )
     try:
         portal.wait_healthy()
@@ -362,9 +363,8 @@ def test_external_training_with_log_train_then_promote(env, live, workdir, noteb
     assert set(data["metrics"]) == {"auc", "f1_score"}
     kept = {artifact["name"] for artifact in data["artifacts"]}
     assert {"model.pkl", "X_train.parquet", "y_train.parquet", "model_output.parquet"} <= kept
-    assert any(name.endswith("graphic1.png") for name in kept) and any(
-        name.endswith("extra.txt") for name in kept
-    )
+    # The SDK uploaded the plot and the extra file with the run.
+    assert sorted(data["files"]["extra"]) == ["extra.txt", "graphic1.png"]
 
     PATH = "./samples/deploy/"
     model = run.promote_model(

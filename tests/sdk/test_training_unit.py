@@ -522,6 +522,25 @@ def test_requirements_from_a_pickle_pin_the_distributions_its_modules_come_from(
     assert ("neomaril_local_helpers", "Scaler") in training.pickled_globals(path.read_bytes())
 
 
+def test_distributions_without_top_level_txt_are_found_by_their_files(tmp_path, monkeypatch):
+    # Wheels built with meson-python or scikit-build-core (numpy, scikit-learn, LightGBM)
+    # list their modules only in RECORD; Python 3.10's packages_distributions misses them.
+    (tmp_path / "neomaril_meson_mod").mkdir()
+    (tmp_path / "neomaril_meson_mod" / "__init__.py").write_text("class Booster:\n    pass\n")
+    info = tmp_path / "neomaril_meson_dist-2.0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: neomaril-meson-dist\nVersion: 2.0.1\n")
+    (info / "RECORD").write_text(
+        "neomaril_meson_mod/__init__.py,,\nneomaril_meson_dist-2.0.1.dist-info/METADATA,,\n../../bin/tool,,\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import neomaril_meson_mod
+
+    path = tmp_path / "model.pkl"
+    path.write_bytes(pickle.dumps(neomaril_meson_mod.Booster(), protocol=4))
+    assert requirements_from_pickle(path) == (["neomaril-meson-dist==2.0.1"], [])
+
+
 def test_globals_are_read_through_the_memo():
     # Protocol 4 names a module once; its next class fetches the name from the memo (BINGET).
     data = pickle.dumps(

@@ -168,6 +168,8 @@ def _json_part(
 
 # Requirements of a pickle -------------------------------------------------------------------
 
+# First parts of a distribution's file paths that are not importable names.
+_NOT_MODULES = (".dist-info", ".egg-info", ".data", "__pycache__", "..")
 _STRING_OPS = {
     "STRING",
     "BINSTRING",
@@ -235,11 +237,15 @@ def _is_stdlib(top: str) -> bool:
 
 
 def _packages_distributions() -> Dict[str, List[str]]:
-    """Top-level module → distributions providing it (importlib.metadata's own on 3.10+)."""
+    """Top-level module → the installed distributions providing it.
+
+    Like ``importlib.metadata.packages_distributions()`` on Python 3.11+, on every Python:
+    a distribution's ``top_level.txt``, else the top-level names of its files (wheels built
+    with meson-python or scikit-build-core — numpy, scikit-learn, LightGBM — have no
+    ``top_level.txt``, and Python 3.10's own function misses them).
+    """
     from importlib import metadata
 
-    if hasattr(metadata, "packages_distributions"):
-        return {k: list(v) for k, v in metadata.packages_distributions().items()}
     mapping: Dict[str, List[str]] = {}
     for dist in metadata.distributions():
         name = dist.metadata["Name"]
@@ -250,10 +256,11 @@ def _packages_distributions() -> Dict[str, List[str]]:
             tops = [
                 Path(str(file)).parts[0].split(".")[0]
                 for file in dist.files or []
-                if not Path(str(file)).parts[0].endswith((".dist-info", ".egg-info", "__pycache__", ".."))
+                if Path(str(file)).parts and not Path(str(file)).parts[0].endswith(_NOT_MODULES)
             ]
         for top in dict.fromkeys(tops):
-            mapping.setdefault(top, []).append(name)
+            if top and name not in mapping.setdefault(top, []):
+                mapping[top].append(name)
     return mapping
 
 

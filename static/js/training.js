@@ -1,8 +1,10 @@
 // The training pages: the experiment's runs table sorted by any column and a chart of
 // one metric across runs (inline SVG, no library); the run form's type switch, size
-// checks and upload with a progress bar; a run's live status and log; the promote
-// form's operation hints. All progressive enhancement: without JavaScript the table
-// keeps the server's order, forms post normally and the server shows the same errors.
+// checks and upload with a progress bar, and its AutoML section (the options that apply,
+// the CSV's columns offered for the target); a run's live status and log, an AutoML
+// run's ROC and KS curves; the promote form's operation hints. All progressive
+// enhancement: without JavaScript the table keeps the server's order, every field shows,
+// forms post normally and the server shows the same errors.
 "use strict";
 (() => {
   const $ = (id) => document.getElementById(id);
@@ -12,6 +14,31 @@
     }
     return `${bytes} bytes`;
   };
+
+  // --- Inline SVG charts (no library) -----------------------------------------------------
+  const SVG = "http://www.w3.org/2000/svg";
+  const svgEl = (tag, attrs = {}, text) => {
+    const node = document.createElementNS(SVG, tag);
+    for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, String(value));
+    if (text !== undefined) node.textContent = text;
+    return node;
+  };
+  const label = (value) => {
+    if (value === 0) return "0";
+    const magnitude = Math.abs(value);
+    if (magnitude >= 1e5 || magnitude < 1e-3) return value.toExponential(2);
+    return String(Number(value.toPrecision(4)));
+  };
+  // Evenly spaced "nice" ticks (1, 2 or 5 times a power of ten) covering [low, high].
+  function ticks(low, high, count) {
+    const rough = (high - low) / count;
+    const power = 10 ** Math.floor(Math.log10(rough));
+    const step = [1, 2, 5, 10].map((m) => m * power).find((s) => s >= rough) || rough;
+    const first = Math.floor(low / step) * step;
+    const values = [];
+    for (let v = first; v <= high + step / 2; v += step) values.push(Number(v.toPrecision(12)));
+    return values;
+  }
 
   // --- Experiment page: sortable runs table -------------------------------------------
   // Headers carry data-sort-type (number|text), cells data-sort-value. Empty values go
@@ -58,29 +85,6 @@
   const select = $("metric-select");
   if (chartBox && select) {
     const data = JSON.parse($("experiment-config").textContent);
-    const SVG = "http://www.w3.org/2000/svg";
-    const svgEl = (tag, attrs = {}, text) => {
-      const node = document.createElementNS(SVG, tag);
-      for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, String(value));
-      if (text !== undefined) node.textContent = text;
-      return node;
-    };
-    const label = (value) => {
-      if (value === 0) return "0";
-      const magnitude = Math.abs(value);
-      if (magnitude >= 1e5 || magnitude < 1e-3) return value.toExponential(2);
-      return String(Number(value.toPrecision(4)));
-    };
-    // Evenly spaced "nice" ticks (1, 2 or 5 times a power of ten) covering [low, high].
-    function ticks(low, high, count) {
-      const rough = (high - low) / count;
-      const power = 10 ** Math.floor(Math.log10(rough));
-      const step = [1, 2, 5, 10].map((m) => m * power).find((s) => s >= rough) || rough;
-      const first = Math.floor(low / step) * step;
-      const values = [];
-      for (let v = first; v <= high + step / 2; v += step) values.push(Number(v.toPrecision(12)));
-      return values;
-    }
 
     function draw(metric) {
       const points = data.runs
@@ -168,13 +172,113 @@
   // --- Run form: training type, sizes, upload with progress --------------------------------
   const form = $("run-form");
   if (form) {
-    const chosenType = () => (form.querySelector("input[name=training_type]:checked") || {}).value || "Custom";
+    const checkedValue = (name, fallback) => (form.querySelector(`input[name="${name}"]:checked`) || {}).value || fallback;
+    const chosenType = () => checkedValue("training_type", "Custom");
+    const confSource = () => checkedValue("automl-conf_source", "fields");
+    // A section lists the types it belongs to: data-training-type="Custom AutoML".
+    const forType = (node, type) => node.dataset.trainingType.split(" ").includes(type);
     function applyType() {
       const type = chosenType();
-      for (const node of document.querySelectorAll("[data-training-type]")) node.hidden = node.dataset.trainingType !== type;
+      for (const node of document.querySelectorAll("[data-training-type]")) node.hidden = !forType(node, type);
     }
     for (const radio of form.querySelectorAll("input[name=training_type]")) radio.addEventListener("change", applyType);
     applyType();
+
+    // AutoML: the configuration's source (fields or a file), then the options the chosen
+    // split type uses and the way an out-of-time split is cut.
+    function applyAutoml() {
+      const source = confSource();
+      for (const node of form.querySelectorAll("[data-conf-source]")) node.hidden = node.dataset.confSource !== source;
+      const split = checkedValue("automl-split_type", "random");
+      for (const node of form.querySelectorAll("[data-split-types]")) node.hidden = !node.dataset.splitTypes.split(" ").includes(split);
+      const cut = checkedValue("automl-oot_by", "size");
+      for (const node of form.querySelectorAll("[data-oot-by]")) node.hidden = node.dataset.ootBy !== cut;
+    }
+    form.addEventListener("change", (event) => { if (event.target.name && event.target.name.startsWith("automl-")) applyAutoml(); });
+    applyAutoml();
+
+    // AutoML: a chosen CSV's columns, read here from its first line, are offered for the
+    // target, stratify and date columns (a datalist) and as checkboxes for cat_cols.
+    const trainInput = $("id_train_data");
+    const separator = $("id_automl-sep");
+    const columnList = $("automl-columns");
+    const columnsNote = $("automl-columns-note");
+    const catCols = $("id_automl-cat_cols");
+    const picker = $("automl-cat-cols-picker");
+    let headerText = null;
+    // The first record's fields, quotes as in RFC 4180; null when the text holds no
+    // complete first line (and is not the whole file).
+    function csvHeader(text, sep, whole) {
+      const fields = [];
+      let field = "";
+      let quoted = false;
+      for (let i = text.charCodeAt(0) === 0xfeff ? 1 : 0; i < text.length; i += 1) {
+        const c = text[i];
+        if (quoted) {
+          if (c !== '"') field += c;
+          else if (text[i + 1] === '"') { field += '"'; i += 1; }
+          else quoted = false;
+        } else if (c === '"' && field === "") quoted = true;
+        else if (c === sep) { fields.push(field); field = ""; }
+        else if (c === "\n" || c === "\r") { fields.push(field); return fields; }
+        else field += c;
+      }
+      if (!whole) return null;
+      fields.push(field);
+      return fields;
+    }
+    const typedCatCols = () => catCols.value.split(",").map((name) => name.trim()).filter(Boolean);
+    function syncPicker() {
+      const chosen = new Set(typedCatCols());
+      for (const box of picker.querySelectorAll("input")) box.checked = chosen.has(box.value);
+    }
+    function showColumns() {
+      const file = trainInput.files[0];
+      const parquet = Boolean(file && file.name.toLowerCase().endsWith(".parquet"));
+      $("automl-sep-field").hidden = parquet;
+      let columns = [];
+      if (headerText && headerText.file === file) columns = headerText.columns(separator.value) || [];
+      columnList.replaceChildren(...columns.map((name) => new Option(name, name)));
+      picker.replaceChildren(...columns.map((name) => {
+        const box = Object.assign(document.createElement("input"), { type: "checkbox", value: name });
+        const item = Object.assign(document.createElement("label"), { className: "check" });
+        item.append(box, document.createTextNode(name));
+        return item;
+      }));
+      picker.hidden = columns.length === 0;
+      syncPicker();
+      columnsNote.dataset.columns = String(columns.length);
+      if (!file) columnsNote.textContent = "";
+      else if (parquet) columnsNote.textContent = `${file.name} is parquet: its columns are not read here; type their names.`;
+      else if (headerText === "unreadable") columnsNote.textContent = `The first line of ${file.name} could not be read here; type the column names.`;
+      else if (columns.length === 1) columnsNote.textContent = `Only one column found in ${file.name}: is the separator right?`;
+      else if (columns.length) columnsNote.textContent = `${columns.length} columns read from ${file.name}: start typing a name, or tick the categorical ones.`;
+    }
+    if (trainInput && columnList) {
+      trainInput.addEventListener("change", () => {
+        const file = trainInput.files[0];
+        headerText = null;
+        showColumns();
+        if (!file || !file.name.toLowerCase().endsWith(".csv")) return;
+        const slice = file.slice(0, 1 << 20); // the header line is well within the first MB
+        const reader = new FileReader();
+        reader.addEventListener("load", () => {
+          if (trainInput.files[0] !== file) return; // another file was chosen meanwhile
+          const text = String(reader.result);
+          headerText = { file, columns: (sep) => csvHeader(text, sep, slice.size === file.size) };
+          showColumns();
+        });
+        reader.addEventListener("error", () => { headerText = "unreadable"; showColumns(); });
+        reader.readAsText(slice);
+      });
+      separator.addEventListener("change", showColumns);
+      catCols.addEventListener("input", syncPicker);
+      picker.addEventListener("change", (event) => {
+        const names = typedCatCols().filter((name) => name !== event.target.value);
+        if (event.target.checked) names.push(event.target.value);
+        catCols.value = names.join(", ");
+      });
+    }
 
     const maxFile = Number(form.dataset.maxFileBytes);
     const maxTotal = Number(form.dataset.maxTotalBytes);
@@ -225,9 +329,14 @@
       summary.scrollIntoView({ behavior: "smooth", block: "center" });
     }
 
-    // Only the chosen type's files are sent: the other's would be refused.
-    const sentInputs = () => [...form.querySelectorAll("input[type=file], textarea[name=metrics], textarea[name=params]")]
-      .filter((input) => !input.closest("[data-training-type]") || input.closest("[data-training-type]").dataset.trainingType === chosenType());
+    // Only the chosen type's files are sent (the other's would be refused), and conf.json
+    // only when it is the chosen source of the AutoML configuration.
+    const applies = (input) => {
+      const typed = input.closest("[data-training-type]");
+      const sourced = input.closest("[data-conf-source]");
+      return (!typed || forType(typed, chosenType())) && (!sourced || sourced.dataset.confSource === confSource());
+    };
+    const sentInputs = () => [...form.querySelectorAll("input[type=file], textarea[name=metrics], textarea[name=params]")].filter(applies);
     const totalLabel = $("run-upload-total");
     function checkSizes() {
       const errors = {};
@@ -242,7 +351,9 @@
       totalLabel.textContent = total ? `${size(total)} to upload` : "";
       return { errors, total };
     }
-    form.addEventListener("change", (event) => { if (event.target.type === "file" || event.target.name === "training_type") checkSizes(); });
+    form.addEventListener("change", (event) => {
+      if (event.target.type === "file" || ["training_type", "automl-conf_source"].includes(event.target.name)) checkSizes();
+    });
 
     form.addEventListener("submit", (event) => {
       if (!window.FormData || !window.XMLHttpRequest) return; // a plain post
@@ -251,9 +362,8 @@
       if (Object.keys(errors).length) { showErrors(errors); return; }
       clearErrors();
       const body = new FormData(form);
-      const sent = new Set(sentInputs());
-      for (const input of form.querySelectorAll("[data-training-type] input[type=file], [data-training-type] textarea")) {
-        if (!sent.has(input)) body.delete(input.name);
+      for (const input of form.querySelectorAll("input[type=file], textarea")) {
+        if (!applies(input)) body.delete(input.name);
       }
       const xhr = new XMLHttpRequest();
       xhr.open("POST", form.action || window.location.href);
@@ -340,6 +450,81 @@
     }
     log.scrollTop = log.scrollHeight;
     if (IN_PROGRESS.includes(config.status)) setTimeout(poll, 1500);
+  }
+
+  // --- AutoML run page: the holdout's ROC curve and KS chart -----------------------------
+  // The server read roc.json and ks.json (checked, at most 200 points each) into
+  // #automl-charts; a file it could not use is named in its figure instead.
+  const automlCharts = $("automl-charts");
+  if (automlCharts) {
+    const charts = JSON.parse(automlCharts.textContent);
+    // An empty plot with axes, ticks and titles; answers the svg and the scales.
+    function plot({ id, title, desc, xLabel, yLabel, xDomain, yDomain = [0, 1] }) {
+      const width = 420;
+      const height = 380;
+      const margin = { top: 14, right: 16, bottom: 50, left: 56 };
+      const plotW = width - margin.left - margin.right;
+      const plotH = height - margin.top - margin.bottom;
+      const svg = svgEl("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-labelledby": `${id}-title ${id}-desc`, class: "chart-svg" });
+      svg.append(svgEl("title", { id: `${id}-title` }, title), svgEl("desc", { id: `${id}-desc` }, desc));
+      const x = (v) => margin.left + ((v - xDomain[0]) / (xDomain[1] - xDomain[0] || 1)) * plotW;
+      const y = (v) => margin.top + plotH - ((v - yDomain[0]) / (yDomain[1] - yDomain[0] || 1)) * plotH;
+      const grid = svgEl("g", { class: "chart-grid" });
+      for (const tick of ticks(yDomain[0], yDomain[1], 5)) {
+        grid.append(svgEl("line", { x1: x(xDomain[0]), x2: x(xDomain[1]), y1: y(tick), y2: y(tick) }));
+        grid.append(svgEl("text", { x: margin.left - 8, y: y(tick), "text-anchor": "end", "dominant-baseline": "middle", class: "chart-tick" }, label(tick)));
+      }
+      for (const tick of ticks(xDomain[0], xDomain[1], 5)) {
+        if (tick < xDomain[0] || tick > xDomain[1]) continue;
+        grid.append(svgEl("text", { x: x(tick), y: margin.top + plotH + 18, "text-anchor": "middle", class: "chart-tick" }, label(tick)));
+      }
+      svg.append(grid);
+      svg.append(svgEl("line", { x1: margin.left, x2: margin.left + plotW, y1: margin.top + plotH, y2: margin.top + plotH, class: "chart-axis" }));
+      svg.append(svgEl("line", { x1: margin.left, x2: margin.left, y1: margin.top, y2: margin.top + plotH, class: "chart-axis" }));
+      svg.append(svgEl("text", { x: margin.left + plotW / 2, y: height - 10, "text-anchor": "middle", class: "chart-label" }, xLabel));
+      svg.append(svgEl("text", { x: 0, y: 0, "text-anchor": "middle", class: "chart-label", transform: `translate(16 ${margin.top + plotH / 2}) rotate(-90)` }, yLabel));
+      return { svg, x, y };
+    }
+    const path = (xs, ys, x, y) => xs.map((v, i) => `${i ? "L" : "M"}${x(v).toFixed(1)},${y(ys[i]).toFixed(1)}`).join(" ");
+    const caption = (id, text) => Object.assign(document.createElement("figcaption"), { id, className: "muted small", textContent: text });
+
+    if (charts.roc) {
+      const roc = charts.roc;
+      const { svg, x, y } = plot({
+        id: "roc", title: "ROC curve on the holdout",
+        desc: `True positive rate against false positive rate at ${roc.fpr.length} thresholds; AUC ${roc.aucText}.`,
+        xLabel: "False positive rate", yLabel: "True positive rate", xDomain: [0, 1],
+      });
+      svg.append(svgEl("line", { x1: x(0), y1: y(0), x2: x(1), y2: y(1), class: "chart-diagonal" }));
+      svg.append(svgEl("path", { d: path(roc.fpr, roc.tpr, x, y), class: "chart-curve roc-curve", "data-points": roc.fpr.length }));
+      $("roc-chart").replaceChildren(svg, caption("roc-caption",
+        roc.auc === null ? "ROC curve on the holdout (no AUC given)." : `ROC curve on the holdout: AUC ${roc.aucText}. The dashed diagonal is a random guess.`));
+    }
+
+    if (charts.ks) {
+      const ks = charts.ks;
+      const low = Math.min(0, ks.thresholds[0]);
+      const high = Math.max(1, ks.thresholds[ks.thresholds.length - 1]);
+      const { svg, x, y } = plot({
+        id: "ks", title: "KS: true and false positive rates by threshold",
+        desc: `The KS is ${ks.ksText}, the widest gap between the two rates, at threshold ${ks.gap.thresholdText}.`,
+        xLabel: "Threshold", yLabel: "Rate", xDomain: [low, high],
+      });
+      svg.append(svgEl("path", { d: path(ks.thresholds, ks.tpr, x, y), class: "chart-curve ks-tpr", "data-points": ks.thresholds.length }));
+      svg.append(svgEl("path", { d: path(ks.thresholds, ks.fpr, x, y), class: "chart-curve ks-fpr", "data-points": ks.thresholds.length }));
+      const gapX = x(ks.gap.threshold);
+      svg.append(svgEl("line", { x1: gapX, x2: gapX, y1: y(ks.gap.fpr), y2: y(ks.gap.tpr), class: "ks-gap", "data-threshold": ks.gap.threshold }));
+      svg.append(svgEl("text", { x: gapX + 6, y: (y(ks.gap.fpr) + y(ks.gap.tpr)) / 2, "dominant-baseline": "middle", class: "chart-note ks-gap-label" }, `KS ${ks.ksText}`));
+      const legend = svgEl("g", { class: "chart-legend" });
+      [["ks-tpr", "true positive rate"], ["ks-fpr", "false positive rate"]].forEach(([name, text], i) => {
+        const top = 22 + i * 18;
+        legend.append(svgEl("line", { x1: x(high) - 150, x2: x(high) - 128, y1: top, y2: top, class: `chart-curve ${name}` }));
+        legend.append(svgEl("text", { x: x(high) - 122, y: top, "dominant-baseline": "middle", class: "chart-tick" }, text));
+      });
+      svg.append(legend);
+      $("ks-chart").replaceChildren(svg, caption("ks-caption",
+        `KS ${ks.ksText} at threshold ${ks.gap.thresholdText}: the widest gap between the true and false positive rates.`));
+    }
   }
 
   // --- Run page: the promote form follows the chosen operation ---------------------------

@@ -2,15 +2,17 @@
 
 No worker runs: runs are put in their states directly in the database. The experiment
 page sorts its runs table by the clicked column and charts the chosen metric; the run
-form switches between Custom and External, uploads with a progress bar, shows the
-server's errors at their fields and lands on the run page, which follows the run's
-status until it has finished. A journey with a real training run lives with the
+form switches between Custom, External and AutoML (whose options show per split type,
+with the chosen CSV's columns offered), uploads with a progress bar, shows the server's
+errors at their fields and lands on the run page, which follows the run's status until
+it has finished; an AutoML run's page draws its ROC and KS curves and importances. A journey with a real training run lives with the
 end-to-end tests. Screenshots go to test-artifacts/screenshots/.
 """
 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from django.test import Client
@@ -19,6 +21,7 @@ from django.utils import timezone
 from tests.helpers.browser import screenshot
 from tests.helpers.cast import PASSWORD
 from tests.helpers.training import TRAIN_SOURCE, finished_run, make_experiment
+from tests.training.test_pages import automl_files, automl_run  # noqa: F401  (automl_files: a fixture)
 from training.models import TrainingRun
 
 pytestmark = [pytest.mark.browser]
@@ -193,6 +196,8 @@ def test_run_page_follows_the_run_until_it_ends(page, live_server, cast):
     run.delete()
     finished_run(experiment, metrics={"auc": 0.91}, log="Building the environment\nTraining succeeded.\n")
     page.wait_for_selector("#run-status.badge-Succeeded")
+    # The badge changes in place first; the promote form comes with the reload after it.
+    page.wait_for_selector("#promote-form")
     assert page.is_visible("#promote-form") and page.is_visible("#artifacts-zip")
     assert "0.91" in page.inner_text("#run-metrics")
     assert "Training succeeded." in page.inner_text("#run-log")
@@ -202,3 +207,153 @@ def test_run_page_follows_the_run_until_it_ends(page, live_server, cast):
     assert page.is_visible("#id_sample") and not page.is_visible("#id_schema")
     screenshot(page, "training-run-succeeded")
     assert json.loads(page.text_content("#run-config"))["status"] == "Succeeded"
+
+
+# --- AutoML ---------------------------------------------------------------------------------
+
+
+def visible(page, *selectors: str) -> list[bool]:
+    return [page.is_visible(selector) for selector in selectors]
+
+
+@pytest.mark.usefixtures("automl_files")
+def test_automl_form_shows_each_split_types_options_and_offers_the_csvs_columns(page, live_server, cast):
+    experiment = make_experiment(cast.group, cast.owner, name="Cancer")
+    login(page, live_server, cast.owner)
+    page.goto(f"{live_server.url}/training/{experiment.hash}/")
+    page.click("#new-automl-run-link")
+    page.wait_for_url(f"{live_server.url}/training/{experiment.hash}/runs/new/?type=AutoML")
+    assert page.is_checked("#id_training_type_2")
+    # The training data and the search's options; no script, requirements or .env.
+    assert visible(page, "#id_train_data", "#id_automl-target", "#id_automl-models_0") == [True] * 3
+    assert visible(page, "#id_source", "#id_requirements", "#id_env", "#id_X_train") == [False] * 4
+    assert page.is_visible("#automl-environment")
+    sections = page.eval_on_selector_all(".form-section:not([hidden])", "ss => ss.map(s => s.id)")
+    assert sections == [
+        "run-section",
+        "environment-section",
+        "data-fields",
+        "automl-fields",
+    ]  # steps are numbered by CSS counters
+
+    options = [
+        "#id_automl-val_size",
+        "#id_automl-holdout_size",
+        "#id_automl-stratify_col",
+        "#id_automl-date_col",
+    ]
+    oot = ["#id_automl-oot_split_size", "#id_automl-split_date"]
+    assert visible(page, *options, *oot) == [True, True, False, False, False, False]  # random
+    page.check("#id_automl-split_type_1")  # stratified
+    assert visible(page, *options, *oot) == [True, True, True, False, False, False]
+    page.check("#id_automl-split_type_2")  # out of time
+    assert visible(page, *options, *oot) == [True, False, False, True, True, False]
+    page.check("#id_automl-oot_by_1")  # from a date
+    assert visible(page, *oot) == [False, True]
+    page.check("#id_automl-split_type_0")
+    # An uploaded conf.json instead of the fields.
+    page.check("#id_automl-conf_source_1")
+    assert page.is_visible("#id_conf_dict") and not page.is_visible("#id_automl-target")
+    page.check("#id_automl-conf_source_0")
+    assert not page.is_visible("#id_conf_dict") and page.is_visible("#id_automl-target")
+
+    # The chosen CSV's columns, read in the browser from its first line.
+    header = '\ufeffmean_radius,"texture",city,target\r\n'
+    rows = "".join(f"{10 + i % 7}.5,{i % 5},{'SP' if i % 2 else 'RJ'},{i % 2}\n" for i in range(60))
+    page.set_input_files("#id_train_data", files=[_file("cancer.csv", header + rows, "text/csv")])
+    page.wait_for_function("document.querySelectorAll('#automl-columns option').length === 4")
+    columns = page.eval_on_selector_all("#automl-columns option", "os => os.map(o => o.value)")
+    assert columns == ["mean_radius", "texture", "city", "target"]
+    assert page.inner_text("#automl-columns-note").startswith("4 columns read from cancer.csv")
+    assert page.get_attribute("#id_automl-target", "list") == "automl-columns"
+    page.select_option("#id_automl-sep", ";")
+    assert (
+        page.inner_text("#automl-columns-note")
+        == "Only one column found in cancer.csv: is the separator right?"
+    )
+    page.select_option("#id_automl-sep", ",")
+    page.check("#automl-cat-cols-picker input[value=city]")
+    assert page.input_value("#id_automl-cat_cols") == "city"
+    page.fill("#id_automl-target", "target")
+
+    # The server's problems, all at once, at the top of the configuration.
+    page.fill("#id_run_name", "First search")
+    page.fill("#id_automl-iterations", "0")
+    for box in page.query_selector_all("#automl-stage-models input"):
+        box.uncheck()
+    page.click("#run-submit")
+    page.wait_for_selector("#form-errors")
+    problems = page.eval_on_selector_all("#id_conf_dict_error p", "ps => ps.map(p => p.textContent)")
+    assert problems == [
+        "iterations must be a whole number from 1 to 500, not 0.",
+        "stages.models must be a non-empty list of logreg, rf, dt, lightgbm, xgboost, catboost.",
+    ]
+    assert page.is_visible("#id_conf_dict_error")
+    screenshot(page, "training-automl-form-errors")
+
+    page.fill("#id_automl-iterations", "4")
+    page.check("#automl-stage-models input[value=lightgbm]")
+    page.check("#automl-stage-models input[value=logreg]")
+    page.check("#id_automl-split_type_1")
+    page.fill("#id_automl-stratify_col", "city")
+    page.click("#run-submit")
+    page.wait_for_url(f"{live_server.url}/training/{experiment.hash}/runs/1/")
+    run = TrainingRun.objects.get(experiment=experiment)
+    conf = json.loads((run.work_folder / "automl_conf.json").read_text())
+    assert (run.training_type, conf["target"], conf["cat_cols"], conf["iterations"]) == (
+        "AutoML",
+        "target",
+        ["city"],
+        4,
+    )
+    assert (conf["split_type"], conf["stratify_col"]) == ("stratified", "city")
+    assert conf["stages"]["models"] == ["logreg", "lightgbm"]
+    assert "<dt>Target</dt>" in page.inner_html("#automl-config-props")
+
+    # A parquet file has no separator and its columns are not read here.
+    page.goto(f"{live_server.url}/training/{experiment.hash}/runs/new/?type=AutoML")
+    page.set_input_files(
+        "#id_train_data", files=[_file("cancer.parquet", b"PAR1", "application/octet-stream")]
+    )
+    assert not page.is_visible("#id_automl-sep")
+    assert "is parquet" in page.inner_text("#automl-columns-note")
+
+
+def test_automl_run_page_draws_the_roc_curve_the_ks_chart_and_the_importance_bars(page, live_server, cast):
+    experiment = make_experiment(cast.group, cast.owner, name="Cancer")
+    automl_run(experiment)
+    login(page, live_server, cast.teammate)
+    page.goto(f"{live_server.url}/training/{experiment.hash}/runs/1/")
+
+    roc = page.wait_for_selector("#roc-chart svg path.roc-curve")
+    assert roc.get_attribute("data-points") == "4"
+    commands = re.findall(r"([ML])([\d.]+),([\d.]+)", roc.get_attribute("d"))
+    assert [c for c, _x, _y in commands] == ["M", "L", "L", "L"]
+    xs, ys = [float(x) for _c, x, _y in commands], [float(y) for _c, _x, y in commands]
+    assert xs == sorted(xs) and ys == sorted(ys, reverse=True)  # up and to the right (SVG y grows down)
+    diagonal = page.query_selector("#roc-chart svg line.chart-diagonal")
+    assert (float(diagonal.get_attribute("x1")), float(diagonal.get_attribute("y2"))) == (xs[0], ys[-1])
+    assert page.inner_text("#roc-caption").startswith("ROC curve on the holdout: AUC 0.98.")
+
+    tpr = page.get_attribute("#ks-chart svg path.ks-tpr", "d")
+    fpr = page.get_attribute("#ks-chart svg path.ks-fpr", "d")
+    assert len(re.findall(r"[ML]", tpr)) == 3 and len(re.findall(r"[ML]", fpr)) == 3
+    gap = page.query_selector("#ks-chart svg line.ks-gap")
+    assert gap.get_attribute("data-threshold") == "0.42"
+    assert float(gap.get_attribute("y1")) > float(gap.get_attribute("y2"))  # from the FPR up to the TPR
+    assert page.text_content("#ks-chart .ks-gap-label") == "KS 0.85"
+    assert page.inner_text("#ks-caption").startswith("KS 0.85 at threshold 0.42")
+
+    widths = page.eval_on_selector_all(
+        "#importances-table .importance-bar", "bs => bs.map(b => b.getBoundingClientRect().width)"
+    )
+    assert len(widths) == 20 and widths == sorted(widths, reverse=True) and widths[-1] > 0
+    assert widths[0] / widths[19] == pytest.approx(25 / 6, rel=0.02)
+    assert page.is_visible("#leaderboard-table tr.trial-error")
+    page.click("#leaderboard-table tr[data-trial='3'] summary")
+    assert page.is_visible("#leaderboard-table tr[data-trial='3'] dd code")
+    # The promote form: a name and the operation; the input type for Async only.
+    assert page.is_visible("#id_name") and not page.is_visible("#id_input_type")
+    page.check("#id_operation_1")
+    assert page.is_visible("#id_input_type")
+    screenshot(page, "training-automl-run")

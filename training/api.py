@@ -136,6 +136,7 @@ class RunListView(APIView):
             OpenApiParameter("order", str, enum=["asc", "desc"], description="Default desc."),
             OpenApiParameter("status", str, enum=TrainingRun.Status.values),
         ],
+        operation_id="training_runs_compare",
         responses=OpenApiResponse(
             description="The experiment's runs side by side: `metrics` names every metric any run has; "
             "runs without the sorted metric come last."
@@ -208,7 +209,7 @@ class RunListView(APIView):
 
 
 class RunDetailView(APIView):
-    @extend_schema(responses=RunDetailSerializer, tags=["training"])
+    @extend_schema(operation_id="training_run_retrieve", responses=RunDetailSerializer, tags=["training"])
     def get(self, request: Request, experiment_hash: str, number: int) -> Response:
         run = get_run_for_user(request.user, experiment_hash, number)
         return Response(RunDetailSerializer(run, context={"request": request}).data)

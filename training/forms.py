@@ -132,7 +132,8 @@ class TrainingRunForm(UploadCheckingForm):
         allow_empty_file=True,
         required=False,
         label="Training data (.csv or .parquet)",
-        help_text="Custom: given to the training function as a DataFrame; its name is in inputFileName.",
+        help_text="Custom: given to the training function as a DataFrame (its name is in inputFileName). "
+        "AutoML: the data the search trains on.",
     )
     source = forms.FileField(
         allow_empty_file=True,
@@ -194,7 +195,7 @@ class TrainingRunForm(UploadCheckingForm):
         label="AutoML configuration (conf.json)",
         widget=FileOrTextInput(attrs={"accept": ".json,application/json"}),
         help_text="AutoML: the original product's conf.json (train_data, model_flow, target, iterations, "
-        "metric, split, stages), as a file or as JSON text; see docs/training.md.",
+        "metric, split, stages), as a file or as JSON text; see docs/training.md (AutoML).",
     )
     params = FileOrTextField(
         required=False,
@@ -511,6 +512,10 @@ class PromoteForm(ModelUploadForm):
                 "source"
             ].help_text = "Optional for AutoML runs: the platform supplies the scoring code."
             self.fields["model_reference"].initial = ""
+            self.fields["schema"].help_text = (
+                f"Optional for AutoML runs: Sync models get {automl.SCHEMA_ARTIFACT} (the first row of "
+                "X_train) unless you give an example here."
+            )
             self.fields[
                 "model_reference"
             ].help_text = f"Optional for AutoML runs: {automl.SYNC_ENTRYPOINT} (Sync) or {automl.ASYNC_ENTRYPOINT} (Async)."

@@ -667,12 +667,6 @@ def _run_context(request: HttpRequest, run: TrainingRun, promote_form=None, prom
             user=request.user, run=run, initial={"name": f"{experiment.name} {run.number}"}
         )
     is_automl = run.training_type == AUTOML
-    if promote_form is not None and is_automl:
-        # PromoteForm says so of the source and entrypoint itself, not yet of the schema.
-        promote_form.fields["schema"].help_text = (
-            f"Optional for AutoML runs: Sync models get {automl.SCHEMA_ARTIFACT} (the first row of "
-            "X_train) unless you give an example here."
-        )
     metrics = sorted((run.metrics or {}).items())
     summary = run.summary if isinstance(run.summary, dict) else {}
     return {

@@ -15,12 +15,8 @@ the charts need with `json_script`.
 from __future__ import annotations
 
 import json
-import math
-import os
 import re
-import stat
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from django import forms
@@ -37,8 +33,9 @@ from django.views.decorators.http import require_http_methods, require_POST
 from groups.access import groups_for
 from training import automl, services
 from training.access import experiments_for, get_experiment_for_user, get_run_for_user
-from training.automl.config import STAGES
 from training.automl.fields import AutoMLFieldsForm
+from training.automl.results import STAGE_COLUMNS, automl_context
+from training.display import duration_text, json_text, number_text
 from training.forms import EXTERNAL_TABLES, ExperimentForm, PromoteForm, TrainingRunForm
 from training.models import Experiment, TrainingRun
 
@@ -69,35 +66,6 @@ def _add_limit_errors(request: HttpRequest, form: forms.BaseForm) -> bool:
     for field, message in limits.items():
         form.add_error(None if field == "__all__" or field not in form.fields else field, message)
     return bool(limits)
-
-
-def number_text(value: float | int | None) -> str:
-    """A metric as people read it: 0.9731, 12,345.6, 1.2e-07; None is a dash."""
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if not math.isfinite(value):
-        return str(value)
-    if value != 0 and (abs(value) >= 1e6 or abs(value) < 1e-4):
-        return f"{value:.3e}"
-    if abs(value) >= 1000:
-        return f"{value:,.1f}"
-    return f"{value:.4f}".rstrip("0").rstrip(".") or "0"
-
-
-def duration_text(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, rest = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {rest} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min"
 
 
 def _log_tail(log: str) -> str:
@@ -310,13 +278,6 @@ def run_new(request: HttpRequest, experiment_hash: str) -> HttpResponse:
 # --- a run ----------------------------------------------------------------------------
 
 
-def _json_text(value: Any) -> str:
-    """A hyper-parameter as a short readable value: strings bare, the rest as JSON."""
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False, default=str)
-
-
 def _described(obj: Any) -> dict | None:
     """A pipeline (or step) description of the harness: {class, params, steps}."""
     if not isinstance(obj, dict):
@@ -326,7 +287,7 @@ def _described(obj: Any) -> dict | None:
     return {
         "name": obj.get("name", ""),
         "class": str(obj.get("class", "")),
-        "params": [(key, _json_text(value)) for key, value in sorted(params.items())],
+        "params": [(key, json_text(value)) for key, value in sorted(params.items())],
         "steps": [step for step in steps if step],
     }
 
@@ -379,7 +340,7 @@ def params_view(params: Any) -> dict | None:
         ],
         "pipeline": _described(params.get("pipeline")),
         "target": _target(params.get("target")),
-        "logged": [(key, _json_text(value)) for key, value in logged.items()],
+        "logged": [(key, json_text(value)) for key, value in logged.items()],
         "other": json.dumps(other, indent=2, ensure_ascii=False, default=str) if other else "",
     }
 
@@ -387,276 +348,6 @@ def params_view(params: Any) -> dict | None:
 # --- an AutoML run's results ------------------------------------------------------------
 # The search writes these in the sandbox: they are read as untrusted files (size cap, no
 # links followed, every value's type checked) and a bad one is named on its section.
-
-MAX_ARTIFACT_BYTES = 2 * 1024 * 1024
-MAX_CURVE_POINTS = 200
-MAX_TRIALS_SHOWN = 500
-TOP_FEATURES = 20
-MAX_TEXT = 300
-STAGE_COLUMNS = tuple(stage for stage in STAGES if stage != "models")
-
-
-class Unusable(ValueError):
-    """An artifact that can't be shown; the message says why, for its section."""
-
-
-def read_json_file(path: Path, *, within: Path, limit: int = MAX_ARTIFACT_BYTES) -> Any:
-    """The JSON in ``path``, a file inside ``within``, read without following a link and
-    at most ``limit`` bytes.
-
-    NaN and infinities become None (the page's JSON must stay valid for JSON.parse).
-    """
-    name = path.name
-    if not path.parent.resolve().is_relative_to(within.resolve()):
-        raise Unusable(f"{name} is not in the run's folder.")
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError:
-        raise Unusable(f"{name} was not produced.") from None
-    except OSError:
-        raise Unusable(f"{name} is not a regular file.") from None
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise Unusable(f"{name} is not a regular file.")
-        raw = handle.read(limit + 1)
-    if len(raw) > limit:
-        raise Unusable(f"{name} is larger than the {limit // (1024 * 1024)} MB this page reads.")
-    try:
-        return json.loads(raw.decode("utf-8"), parse_constant=lambda _name: None)
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise Unusable(f"{name} is not valid JSON.") from None
-
-
-def _finite(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
-def _short(value: Any, limit: int = MAX_TEXT) -> str:
-    text = _json_text(value) if value is not None else ""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def leaderboard_view(data: Any) -> dict:
-    """leaderboard.json as table rows: completed trials best first (every metric the search
-    offers is better higher), then the others with their error."""
-    if not isinstance(data, dict) or not isinstance(data.get("trials"), list):
-        raise Unusable("leaderboard.json has no list of trials.")
-    metric = _short(data.get("metric") or "value", 40)
-    best = data.get("best_trial")
-    best = best if isinstance(best, int) and not isinstance(best, bool) else None
-    trials = [trial for trial in data["trials"] if isinstance(trial, dict)]
-    rows = []
-    for trial in trials[:MAX_TRIALS_SHOWN]:
-        number = trial.get("number")
-        params = trial.get("params") if isinstance(trial.get("params"), dict) else {}
-        value = _finite(trial.get("value"))
-        state = _short(trial.get("state") or "", 20)
-        duration = _finite(trial.get("duration_seconds"))
-        rows.append(
-            {
-                "number": number if isinstance(number, int) and not isinstance(number, bool) else None,
-                "value": value,
-                "value_text": number_text(value),
-                "state": state,
-                "complete": state == "COMPLETE" and value is not None,
-                "model": _short(params.get("model"), 60),
-                "stages": [_short(params.get(stage), 60) for stage in STAGE_COLUMNS],
-                "hyperparams": [
-                    (key.split("__", 1)[-1], _short(param))
-                    for key, param in sorted(params.items())
-                    if key != "model" and key not in STAGE_COLUMNS
-                ],
-                "duration_text": duration_text(duration) if duration is not None and duration >= 0 else "—",
-                "error": _short(trial.get("error"), 2000) if trial.get("error") else "",
-            }
-        )
-    done = sorted((row for row in rows if row["complete"]), key=lambda row: -row["value"])
-    for rank, row in enumerate(done, start=1):
-        row["rank"] = rank
-        row["best"] = row["number"] == best if best is not None else rank == 1
-    return {
-        "metric": metric,
-        "seed": _short(data.get("seed"), 20),
-        "rows": done + [row for row in rows if not row["complete"]],
-        "complete": len(done),
-        "failed": sum(row["state"] == "FAIL" for row in rows),
-        "total": len(trials),
-        "shown_all": len(trials) <= MAX_TRIALS_SHOWN,
-    }
-
-
-def importances_view(data: Any) -> dict:
-    """importances.json as bars: the top features, each with its share and a bar as wide
-    as its importance relative to the largest."""
-    features = data.get("features") if isinstance(data, dict) else None
-    if not isinstance(features, list):
-        raise Unusable("importances.json has no list of features.")
-    if not features:
-        raise Unusable("the chosen model reports no feature importances.")
-    valid = [
-        (_short(feature.get("name"), 120), _finite(feature.get("importance")))
-        for feature in features
-        if isinstance(feature, dict) and isinstance(feature.get("name"), str | int | float)
-    ]
-    valid = sorted(((name, value) for name, value in valid if value is not None), key=lambda f: -f[1])
-    if not valid:
-        raise Unusable("importances.json names no feature with a numeric importance.")
-    top = valid[:TOP_FEATURES]
-    largest = max(abs(value) for _name, value in top) or 1.0
-    return {
-        "features": [
-            {
-                "name": name,
-                "value": value,
-                "text": f"{value * 100:.1f} %",
-                "width": round(max(value, 0.0) / largest * 100, 1),
-            }
-            for name, value in top
-        ],
-        "total": len(valid),
-    }
-
-
-def _curve(data: Any, keys: tuple[str, ...], name: str) -> list[list[float]]:
-    """Aligned lists of numbers (points with a missing or infinite value dropped)."""
-    if not isinstance(data, dict) or not all(isinstance(data.get(key), list) for key in keys):
-        raise Unusable(f"{name} has no {', '.join(keys)} lists.")
-    columns = [data[key] for key in keys]
-    if len({len(column) for column in columns}) != 1:
-        raise Unusable(f"{name}'s {', '.join(keys)} lists differ in length.")
-    points = [[_finite(value) for value in point] for point in zip(*columns, strict=True)]
-    points = [point for point in points if None not in point]
-    if len(points) < 2:
-        raise Unusable(f"{name} has fewer than two points.")
-    for key in keys:
-        if key in ("fpr", "tpr") and not all(0 <= p[keys.index(key)] <= 1 for p in points):
-            raise Unusable(f"{name}'s {key} values must lie between 0 and 1.")
-    return points
-
-
-def _thin(points: list, limit: int = MAX_CURVE_POINTS) -> list:
-    """At most ``limit`` points, evenly spaced, the first and the last kept."""
-    if len(points) <= limit:
-        return points
-    step = (len(points) - 1) / (limit - 1)
-    return [points[round(i * step)] for i in range(limit)]
-
-
-def roc_view(data: Any) -> dict:
-    """roc.json for the chart: the holdout's ROC curve and its AUC."""
-    points = _thin(_curve(data, ("fpr", "tpr"), "roc.json"))
-    auc = _finite(data.get("auc"))
-    return {
-        "fpr": [p[0] for p in points],
-        "tpr": [p[1] for p in points],
-        "auc": auc,
-        "aucText": number_text(auc),
-    }
-
-
-def ks_view(data: Any) -> dict:
-    """ks.json for the chart: TPR and FPR by threshold (ascending), and where the gap
-    between them (the KS) is widest: the file's threshold, or the widest gap found."""
-    points = sorted(_curve(data, ("thresholds", "tpr", "fpr"), "ks.json"), key=lambda p: p[0])
-    threshold = _finite(data.get("threshold"))
-    if threshold is not None:
-        at = min(points, key=lambda p: abs(p[0] - threshold))
-    else:
-        at = max(points, key=lambda p: p[1] - p[2])
-    ks = _finite(data.get("ks"))
-    ks = ks if ks is not None else at[1] - at[2]
-    points = _thin(points)
-    return {
-        "thresholds": [p[0] for p in points],
-        "tpr": [p[1] for p in points],
-        "fpr": [p[2] for p in points],
-        "ks": ks,
-        "ksText": number_text(ks),
-        "gap": {"threshold": at[0], "tpr": at[1], "fpr": at[2], "thresholdText": number_text(at[0])},
-    }
-
-
-def _percent(value: Any) -> str:
-    number = _finite(value)
-    return f"{number * 100:g} %" if number is not None else _short(value)
-
-
-def automl_conf_view(conf: Any) -> dict:
-    """The normalised configuration the search ran with, as label → text rows."""
-    if not isinstance(conf, dict):
-        raise Unusable(f"{automl.CONF_NAME} is not a JSON object.")
-    train = conf.get("train_data") if isinstance(conf.get("train_data"), dict) else {}
-    split = _short(conf.get("split_type"), 20)
-    if split == "oot":
-        cut = (
-            f"from {_short(conf.get('split_date'), 20)} on"
-            if conf.get("split_date")
-            else f"the latest {_percent(conf.get('oot_split_size'))}"
-        )
-        split_text = f"out of time by {_short(conf.get('date_col'), 120)}: {cut} held out"
-    else:
-        split_text = f"{split}: {_percent(conf.get('holdout_size'))} held out"
-        if split == "stratified":
-            split_text += f", by {_short(conf.get('stratify_col'), 120)}"
-    cat_cols = conf.get("cat_cols")
-    file_type = _short(train.get("file_type"), 10)
-    rows = [
-        ("Target", _short(conf.get("target"), 120)),
-        (
-            "Categorical columns",
-            ", ".join(_short(c, 120) for c in cat_cols) if isinstance(cat_cols, list) else "detected",
-        ),
-        ("Iterations", _short(conf.get("iterations"), 20)),
-        ("Metric", _short(conf.get("metric"), 20)),
-        ("Split", split_text),
-        ("Validation", _percent(conf.get("val_size"))),
-        ("Seed", _short(conf.get("seed"), 20)),
-        (
-            "Data",
-            f"{_short(train.get('file_name'), 128)} ({file_type}"
-            + (f", separator {train.get('sep')!r}" if file_type == "csv" else "")
-            + ")",
-        ),
-    ]
-    stages = conf.get("stages") if isinstance(conf.get("stages"), dict) else {}
-    return {
-        "rows": rows,
-        "stages": [
-            (stage, [_short(option, 40) for option in stages[stage]])
-            for stage in STAGES
-            if isinstance(stages.get(stage), list)
-        ],
-        "json": json.dumps(conf, indent=2, ensure_ascii=False),
-    }
-
-
-def _section(view, path: Path, run: TrainingRun) -> dict:
-    """{"data": view(file's JSON)} or {"problem": why it can't be shown}."""
-    try:
-        return {"data": view(read_json_file(path, within=run.folder)), "problem": ""}
-    except Unusable as exc:
-        return {"data": None, "problem": str(exc)}
-
-
-def automl_context(run: TrainingRun) -> dict:
-    """What an AutoML run's page shows beyond a Custom run's: the configuration it ran
-    with and, once Succeeded, the search's leaderboard, curves and importances."""
-    extras = run.artifacts_folder / "extras"
-    context = {"conf": _section(automl_conf_view, run.work_folder / automl.CONF_NAME, run), "results": None}
-    if run.status == Status.SUCCEEDED:
-        roc = _section(roc_view, extras / "roc.json", run)
-        ks = _section(ks_view, extras / "ks.json", run)
-        context["results"] = {
-            "leaderboard": _section(leaderboard_view, extras / "leaderboard.json", run),
-            "importances": _section(importances_view, extras / "importances.json", run),
-            "roc": roc,
-            "ks": ks,
-            "charts": {"roc": roc["data"], "ks": ks["data"]},
-            "has_schema": (run.artifacts_folder / automl.SCHEMA_ARTIFACT).is_file(),
-        }
-    return context
 
 
 def _run_context(request: HttpRequest, run: TrainingRun, promote_form=None, promote_error="") -> dict:

@@ -1052,7 +1052,7 @@ def test_automl_run_page_does_not_follow_links_or_trust_strings(cast, experiment
 
 
 def test_automl_curves_are_thinned_and_take_the_widest_gap_when_no_threshold_is_given():
-    from training.pages import ks_view, roc_view
+    from training.automl.results import ks_view, roc_view
 
     steps = [i / 999 for i in range(1000)]
     roc = roc_view({"fpr": steps, "tpr": [min(1, 2 * s) for s in steps]})

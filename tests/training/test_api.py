@@ -15,6 +15,7 @@ from models_app.models import MLModel
 from tests.helpers.clients import api_client
 from tests.helpers.training import custom_payload, external_payload, finished_run, make_experiment
 from tests.helpers.uploads import file
+from training import automl
 from training.models import Experiment, TrainingRun
 
 API = "/api/v1/training"
@@ -429,3 +430,95 @@ def test_a_bad_file_name_is_its_fields_error_and_the_other_checks_still_run(cast
     errors = body.get("errors", body)
     text = json.dumps(errors)
     assert "train_data" in text and "requirements" in text, text
+
+
+# ---------------------------------------------------------------------------- AutoML
+
+AUTOML_CONF = {
+    "train_data": {"file_type": "csv", "file_name": "dados.csv", "sep": ","},
+    "model_flow": "classification",
+    "target": "target",
+    "iterations": 3,
+    "stages": {"models": ["logeg", "lightgbm"]},
+}
+
+
+def test_automl_run_brings_the_platforms_code_and_environment(cast):
+    experiment = make_experiment(cast.group, cast.owner)
+    response = api_client(cast.owner).post(
+        f"{API}/experiments/{experiment.hash}/runs",
+        {
+            "run_name": "automl",
+            "training_type": "AutoML",
+            "train_data": file("dados.csv", "a,b,target\n1,2,0\n3,4,1\n"),
+            "conf_dict": json.dumps(AUTOML_CONF),
+        },
+        format="multipart",
+    )
+    assert response.status_code == 201, response.content
+    run = TrainingRun.objects.get(experiment=experiment)
+    assert (run.training_type, run.training_reference, run.source_file) == (
+        "AutoML",
+        "train_model",
+        "automl.py",
+    )
+    assert run.python_version == settings.AUTOML_PYTHON
+    assert (run.work_folder / "automl.py").read_bytes() == automl.SEARCH_SCRIPT.read_bytes()
+    conf = json.loads((run.work_folder / "automl_conf.json").read_text())
+    assert conf["stages"]["models"] == ["logreg", "lightgbm"] and conf["iterations"] == 3
+    pinned = [
+        line for line in automl.REQUIREMENTS.read_text().splitlines() if line and not line.startswith("#")
+    ]
+    assert run.requirements[: len(pinned)] == pinned
+
+
+def test_automl_run_reports_the_configurations_problems_and_unused_fields(cast):
+    experiment = make_experiment(cast.group, cast.owner)
+    response = api_client(cast.owner).post(
+        f"{API}/experiments/{experiment.hash}/runs",
+        {
+            "run_name": "automl",
+            "training_type": "AutoML",
+            "train_data": file("dados.csv", "a,b,label\n1,2,0\n"),
+            "conf_dict": json.dumps({**AUTOML_CONF, "metric": "accuracy"}),
+            "source": file("app.py", "def train_model(df, base_path):\n    pass\n"),
+        },
+        format="multipart",
+    )
+    assert response.status_code == 400
+    text = _errors(response)
+    assert "metric must be one of auc, precision, recall, f1, gini, ks, not 'accuracy'." in text
+    assert "target: 'target' not in the training data's columns (a, b, label)." in text
+    assert "source is not used by AutoML runs" in text
+    missing = api_client(cast.owner).post(
+        f"{API}/experiments/{experiment.hash}/runs",
+        {"run_name": "automl", "training_type": "AutoML"},
+        format="multipart",
+    )
+    assert "Give the AutoML configuration (conf.json)" in _errors(missing)
+    assert "Upload the training data" in _errors(missing)
+
+
+def test_an_automl_run_is_promoted_with_two_arguments(cast):
+    experiment = make_experiment(cast.group, cast.owner)
+    run = finished_run(experiment, training_type="AutoML")
+    (run.artifacts_folder / "extras").mkdir()
+    (run.artifacts_folder / "extras" / "schema.json").write_text('{"a": 1.5, "b": 2}')
+    client = api_client(cast.owner)
+    sync = client.post(
+        f"{API}/experiments/{experiment.hash}/runs/1/promote",
+        {"name": "Teste notebook promoted autoML", "operation": "Sync"},
+        format="multipart",
+    )
+    assert sync.status_code == 201, sync.content
+    model = MLModel.objects.get(hash=sync.json()["hash"])
+    assert (model.model_reference, model.schema, model.source_file) == ("score", {"a": 1.5, "b": 2}, "app.py")
+    assert (model.folder / "app.py").read_bytes() == automl.SCORE_SCRIPT.read_bytes()
+    batch = client.post(
+        f"{API}/experiments/{experiment.hash}/runs/1/promote",
+        {"name": "Teste notebook promoted autoML", "operation": "Async"},
+        format="multipart",
+    )
+    assert batch.status_code == 201, batch.content
+    model = MLModel.objects.get(hash=batch.json()["hash"])
+    assert (model.model_reference, model.input_type, model.schema) == ("score_file", "csv", None)

@@ -379,16 +379,60 @@ def test_missing_files_are_reported_at_once_before_any_request(experiment, serve
     assert len(server.sent) == before
 
 
-def test_automl_and_unknown_training_types_are_clear_errors(experiment, server, PATH):
+def test_automl_run_as_the_guide_calls_it(experiment, server, PATH, tmp_path):
+    (tmp_path / "conf.json").write_text('{"model_flow": "classification", "target": "target"}')
+    server.on("POST", RUNS, 201, run_info(5, training_type="AutoML"))
+    PATH_AUTOML = str(tmp_path) + "/"
+    run = experiment.run_training(
+        run_name="First test",
+        training_type="AutoML",
+        train_data=PATH + "dados.csv",
+        conf_dict=PATH_AUTOML + "conf.json",
+    )
+    assert (run.exec_id, run.training_type) == (5, "AutoML")
+    fields, files = server.last("POST", RUNS).multipart()
+    assert fields == {"run_name": ["First test"], "training_type": ["AutoML"]}  # the platform's Python
+    assert [(field, name) for field, name, _ in files] == [
+        ("train_data", "dados.csv"),
+        ("conf_dict", "conf.json"),
+    ]
+
+    experiment.run_training(
+        "as a dict", "automl", train_data=PATH + "dados.csv", conf_dict={"target": "target"}
+    )
+    fields, _ = server.last("POST", RUNS).multipart()
+    assert json.loads(fields["conf_dict"][0]) == {"target": "target"}
+
+
+def test_arguments_of_another_kind_of_run_and_unknown_types_are_clear_errors(experiment, server, PATH):
     before = len(server.sent)
     with pytest.raises(InputError) as automl:
-        experiment.run_training("auto", "AutoML", train_data=PATH + "dados.csv", conf_dict={"a": 1})
-    assert str(automl.value).startswith("AutoML training runs are not available on this Neomaril server.")
+        experiment.run_training(
+            "auto", "AutoML", source_file=PATH + "train.py", requirements_file=PATH + "x.txt"
+        )
+    assert str(automl.value) == (
+        "source_file is only used by Custom runs (this one is AutoML); "
+        "requirements_file is only used by Custom and External runs (this one is AutoML); "
+        "train_data: required for an AutoML run; conf_dict: required for an AutoML run (conf.json, or a dict)"
+    )
+    with pytest.raises(InputError, match=r"^conf_dict is only used by AutoML runs \(this one is Custom\)"):
+        experiment.run_training(
+            "c", train_data=PATH + "dados.csv", conf_dict={"a": 1}, source_file=PATH + "train.py",
+            requirements_file=PATH + "requirements.txt",
+        )  # fmt: skip
     with pytest.raises(InputError) as old_order:
         experiment.run_training("First test", PATH + "dados.csv")  # the 2022 guide's order
-    assert "training_type must be 'Custom' or 'External'" in str(old_order.value)
+    assert "training_type must be 'Custom', 'External' or 'AutoML'" in str(old_order.value)
     assert "(the training data goes in train_data=)" in str(old_order.value)
     assert len(server.sent) == before
+
+
+def test_promote_an_automl_run_with_a_name_and_the_operation(run, server):
+    server.on("POST", f"{RUNS}/3/promote", 201, model_info(operation="Async"))
+    model = run.promote_model("Teste notebook promoted autoML", operation="Async", wait_for_ready=False)
+    assert model.operation == "Async"
+    fields, files = server.last("POST", f"{RUNS}/3/promote").multipart()
+    assert fields == {"name": ["Teste notebook promoted autoML"], "operation": ["Async"]} and files == []
 
 
 def test_external_run_from_files_with_json_metrics_and_a_params_file(experiment, server, PATH, tmp_path):

@@ -4,7 +4,9 @@ An *experiment* groups the runs of one modelling question (a name, a group and a
 type); a *run* is one training. **Custom** runs call your ``train_model`` function on
 the server, in an environment built from your ``requirements.txt``; **External** runs
 register a model you trained elsewhere (its pickle, ``X_train``, ``y_train``, its
-outputs and metrics). A Succeeded run can be promoted to a deployed model.
+outputs and metrics); **AutoML** runs search a pipeline for your data with the
+platform's own code, configured by the original ``conf.json``. A Succeeded run can be
+promoted to a deployed model.
 
 .. code:: python
 
@@ -60,15 +62,22 @@ PathLike = Union[str, "os.PathLike[str]"]
 MODEL_TYPES = {"classification": "Classification", "regression": "Regression", "unsupervised": "Unsupervised"}
 TRAINING_TYPES = {"custom": "Custom", "external": "External", "automl": "AutoML"}
 TABLE_SUFFIXES = (".csv", ".parquet")
-# run_training's arguments that belong to one kind of run only.
-CUSTOM_ONLY = ("train_data", "source_file")
-EXTERNAL_ONLY = ("X_train", "y_train", "model_outputs", "model_file", "model_metrics", "model_params")
-
-AUTOML_UNAVAILABLE = (
-    "AutoML training runs are not available on this Neomaril server. Use training_type='Custom' "
-    "(your train_model function runs on the server) or 'External' (a model trained elsewhere: "
-    "run_training(..., X_train=..., model_file=...) or experiment.log_train(...))."
-)
+# The optional arguments of run_training each kind of run uses (the server refuses the others).
+USED_BY = {
+    "Custom": ("train_data", "source_file", "training_reference", "requirements_file", "extra_files", "env"),
+    "External": (
+        "X_train",
+        "y_train",
+        "model_outputs",
+        "model_file",
+        "model_metrics",
+        "model_params",
+        "requirements_file",
+        "extra_files",
+        "env",
+    ),
+    "AutoML": ("train_data", "conf_dict"),
+}
 
 
 def _choice(value: Any, choices: Dict[str, str]) -> Optional[str]:
@@ -151,19 +160,6 @@ def _table(argument: str, value: Any, folder: Path, stem: str, problems: List[st
         problems.append(f"{argument}: '{path.name}' is not a .csv or .parquet file")
         return None
     return path
-
-
-def _json_part(
-    argument: str, field: str, value: Any, problems: List[str]
-) -> Tuple[List[Tuple[str, str]], List[Tuple[str, str, Path]]]:
-    """A dict sent as JSON text in `field`, or a JSON file uploaded in it."""
-    if isinstance(value, dict):
-        return [(field, dumps(value))], []
-    if not isinstance(value, (str, os.PathLike)):
-        problems.append(f"{argument}: expected a dict or the path of a JSON file, got {type(value).__name__}")
-        return [], []
-    path = _file(argument, value, problems)
-    return [], [(field, path.name, path)] if path is not None else []
 
 
 # Requirements of a pickle -------------------------------------------------------------------
@@ -327,6 +323,61 @@ def _generated_requirements(model_file: Path, folder: Path) -> Path:
     return target
 
 
+def _training_type(value: Any) -> str:
+    """Custom, External or AutoML; anything else is an InputError that says what to do."""
+    kind = _choice(value, TRAINING_TYPES)
+    if kind is None:
+        hint = ""
+        if isinstance(value, (str, os.PathLike)) and str(value).lower().endswith(TABLE_SUFFIXES):
+            hint = " (the training data goes in train_data=)"
+        raise InputError(f"training_type must be 'Custom', 'External' or 'AutoML', got {value!r}{hint}.")
+    return kind
+
+
+class _Parts:
+    """A multipart upload being assembled: its fields, its files, and every problem found,
+    so that all of them are reported at once before anything is sent."""
+
+    def __init__(self, fields: List[Tuple[str, str]]) -> None:
+        self.fields = fields
+        self.files: List[Tuple[str, str, Path]] = []
+        self.problems: List[str] = []
+
+    def file(self, field: str, argument: str, value: Any) -> Optional[Path]:
+        path = _file(argument, value, self.problems)
+        if path is not None:
+            self.files.append((field, path.name, path))
+        return path
+
+    def required(self, field: str, argument: str, value: Any, kind: str) -> Optional[Path]:
+        if value is None:
+            self.problems.append(f"{argument}: required for {'a' if kind == 'Custom' else 'an'} {kind} run")
+            return None
+        return self.file(field, argument, value)
+
+    def table(self, field: str, argument: str, value: Any, folder: Path, *, required: bool) -> None:
+        if value is None:
+            if required:
+                self.problems.append(f"{argument}: required for an External run")
+            return
+        path = _table(argument, value, folder, field, self.problems)
+        if path is not None:
+            self.files.append((field, path.name, path))
+
+    def json(self, field: str, argument: str, value: Any) -> None:
+        """A dict sent as JSON text in `field`, or a JSON file uploaded in it."""
+        if value is None:
+            return
+        if isinstance(value, dict):
+            self.fields.append((field, dumps(value)))
+        elif isinstance(value, (str, os.PathLike)):
+            self.file(field, argument, value)
+        else:
+            self.problems.append(
+                f"{argument}: expected a dict or the path of a JSON file, got {type(value).__name__}"
+            )
+
+
 # Runs --------------------------------------------------------------------------------------
 
 
@@ -487,7 +538,8 @@ class NeomarilTrainingExecution:
 
         The model file, the Python version, the group and the environment come from the
         run (the model reuses the run's environment: no new build of it); you give the
-        scoring code.
+        scoring code. A run of AutoML needs only `model_name` and `operation`: the
+        platform brings its scoring code and schema.
 
         Args:
             model_name: a name for people (up to 64 characters).
@@ -739,16 +791,18 @@ class NeomarilTrainingExperiment:
         paths (.csv/.parquet) or DataFrames/Series/arrays — `model_file` (the pickle),
         and optionally `model_metrics`/`model_params` (dicts or JSON files). Without a
         `requirements_file`, an External run gets one generated from the modules the
-        pickle refers to, pinned at their installed versions.
+        pickle refers to, pinned at their installed versions. **AutoML** runs upload
+        `train_data` and `conf_dict` (the original ``conf.json``); the platform brings the
+        training code, its environment and its Python.
 
         Args:
             run_name: the run's name.
-            training_type: ``'Custom'`` or ``'External'`` (``'AutoML'`` is not available here).
+            training_type: ``'Custom'``, ``'External'`` or ``'AutoML'``.
             description: a note kept with the run.
-            train_data: Custom: the training data file.
+            train_data: Custom and AutoML: the training data file.
             training_reference: Custom: the training function's name.
-            python_version: the Python of the run's environment, e.g. ``'3.9'``.
-            conf_dict: AutoML only (not available on this server).
+            python_version: the Python of the run's environment, e.g. ``'3.9'`` (not AutoML).
+            conf_dict: AutoML: the configuration, a JSON file path or a dict.
             source_file: Custom: the training script.
             requirements_file: the environment's ``requirements.txt``.
             extra_files: more files: beside the script (Custom) or kept with the run (External).
@@ -767,19 +821,15 @@ class NeomarilTrainingExperiment:
                 before anything is sent), or the server refused the run.
             ExecutionError: with `wait_complete`, the run Failed.
         """
-        kind = _choice(training_type, TRAINING_TYPES)
-        if kind == "AutoML":
-            raise InputError(AUTOML_UNAVAILABLE)
-        if kind is None:
-            hint = ""
-            if isinstance(training_type, (str, os.PathLike)) and str(training_type).lower().endswith(
-                TABLE_SUFFIXES
-            ):
-                hint = " (the training data goes in train_data=)"
-            raise InputError(f"training_type must be 'Custom' or 'External', got {training_type!r}{hint}.")
-        arguments = {
+        kind = _training_type(training_type)
+        optional = {
             "train_data": train_data,
             "source_file": source_file,
+            "training_reference": training_reference,
+            "conf_dict": conf_dict,
+            "requirements_file": requirements_file,
+            "extra_files": extra_files,
+            "env": env,
             "X_train": X_train,
             "y_train": y_train,
             "model_outputs": model_outputs,
@@ -787,82 +837,55 @@ class NeomarilTrainingExperiment:
             "model_metrics": model_metrics,
             "model_params": model_params,
         }
-        problems: List[str] = []
-        if conf_dict is not None:
-            problems.append("conf_dict is only used by AutoML runs, which this server does not offer")
-        unwanted = EXTERNAL_ONLY if kind == "Custom" else CUSTOM_ONLY
-        for argument in unwanted:
-            if arguments[argument] is not None:
-                other = "External" if kind == "Custom" else "Custom"
-                problems.append(f"{argument} is only used by {other} runs (this one is {kind})")
-        fields: List[Tuple[str, str]] = [
-            ("run_name", run_name),
-            ("training_type", kind),
-            ("python_version", str(python_version)),
-        ]
+        parts = _Parts([("run_name", run_name), ("training_type", kind)])
+        if kind != "AutoML":  # AutoML runs on the platform's own Python
+            parts.fields.append(("python_version", str(python_version)))
         if description:
-            fields.append(("description", description))
-        files: List[Tuple[str, str, Path]] = []
-
-        def add_file(field: str, argument: str, value: Any) -> Optional[Path]:
-            path = _file(argument, value, problems)
-            if path is not None:
-                files.append((field, path.name, path))
-            return path
+            parts.fields.append(("description", description))
+        for argument, value in optional.items():
+            if value is not None and argument not in USED_BY[kind]:
+                kinds = " and ".join(k for k, used in USED_BY.items() if argument in used)
+                parts.problems.append(f"{argument} is only used by {kinds} runs (this one is {kind})")
 
         with tempfile.TemporaryDirectory(prefix="neomaril-run-") as scratch:
-            folder = Path(scratch)
-            if kind == "Custom":
+            model_path = None
+            if kind == "AutoML":
+                parts.required("train_data", "train_data", train_data, kind)
+                if conf_dict is None:
+                    parts.problems.append("conf_dict: required for an AutoML run (conf.json, or a dict)")
+                parts.json("conf_dict", "conf_dict", conf_dict)
+            elif kind == "Custom":
                 if training_reference:
-                    fields.append(("training_reference", training_reference))
-                for field, argument, value in (
-                    ("train_data", "train_data", train_data),
-                    ("source", "source_file", source_file),
-                    ("requirements", "requirements_file", requirements_file),
-                ):
-                    if value is None:
-                        problems.append(f"{argument}: required for a Custom run")
-                    else:
-                        add_file(field, argument, value)
+                    parts.fields.append(("training_reference", training_reference))
+                parts.required("train_data", "train_data", train_data, kind)
+                parts.required("source", "source_file", source_file, kind)
+                parts.required("requirements", "requirements_file", requirements_file, kind)
             else:
-                needed = ["X_train", "model_outputs", "model_file"]
-                if self.model_type != "Unsupervised":
-                    needed.insert(1, "y_train")
-                for argument in needed:
-                    if arguments[argument] is None:
-                        problems.append(f"{argument}: required for an External run")
-                for field, argument in (
-                    ("X_train", "X_train"),
-                    ("y_train", "y_train"),
-                    ("model_output", "model_outputs"),
-                ):
-                    if arguments[argument] is not None:
-                        path = _table(argument, arguments[argument], folder, field, problems)
-                        if path is not None:
-                            files.append((field, path.name, path))
-                model_path = add_file("model", "model_file", model_file) if model_file is not None else None
-                for field, argument in (("metrics", "model_metrics"), ("params", "model_params")):
-                    if arguments[argument] is not None:
-                        more_fields, more_files = _json_part(argument, field, arguments[argument], problems)
-                        fields.extend(more_fields)
-                        files.extend(more_files)
+                parts.table("X_train", "X_train", X_train, Path(scratch), required=True)
+                parts.table(
+                    "y_train", "y_train", y_train, Path(scratch), required=self.model_type != "Unsupervised"
+                )
+                parts.table("model_output", "model_outputs", model_outputs, Path(scratch), required=True)
+                model_path = parts.required("model", "model_file", model_file, kind)
+                parts.json("metrics", "model_metrics", model_metrics)
+                parts.json("params", "model_params", model_params)
                 if requirements_file is not None:
-                    add_file("requirements", "requirements_file", requirements_file)
-                elif model_path is not None:
-                    generated = _generated_requirements(model_path, folder)
-                    files.append(("requirements", "requirements.txt", generated))
+                    parts.file("requirements", "requirements_file", requirements_file)
             if env is not None:
-                add_file("env", "env", env)
+                parts.file("env", "env", env)
             if isinstance(extra_files, (str, os.PathLike)):
                 extra_files = [extra_files]
             for value in extra_files or []:
-                add_file("extra", "extra_files", value)
-            if problems:
-                raise InputError("; ".join(problems))
+                parts.file("extra", "extra_files", value)
+            if parts.problems:
+                raise InputError("; ".join(parts.problems))
+            if model_path is not None and requirements_file is None:
+                generated = _generated_requirements(model_path, Path(scratch))
+                parts.files.append(("requirements", generated.name, generated))
             response = self._conn.upload(
                 _experiment_path(self.training_id) + "/runs",
-                fields=fields,
-                files=files,
+                fields=parts.fields,
+                files=parts.files,
                 label=f"Uploading training run '{run_name}'",
             )
         run = self._execution(response.json())

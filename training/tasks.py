@@ -103,7 +103,7 @@ def _train(run: TrainingRun, log: jobs.JobLog) -> dict:
 
     _reset_outputs(run)
     spec = _harness_spec(run)
-    if run.training_type == TrainingRun.TrainingType.CUSTOM:
+    if run.training_type != TrainingRun.TrainingType.EXTERNAL:
         log(
             f"Calling {run.training_reference}() from {run.source_file} on {run.train_file}; "
             f"timeout {settings.TRAINING_TIMEOUT} s."
@@ -171,7 +171,8 @@ def _environment(run: TrainingRun, log: jobs.JobLog) -> tuple[Path, interpreters
 
 def _harness_spec(run: TrainingRun) -> dict:
     spec = {
-        "mode": "custom" if run.training_type == TrainingRun.TrainingType.CUSTOM else "external",
+        # AutoML runs the platform's search script exactly as a Custom run runs the user's.
+        "mode": "external" if run.training_type == TrainingRun.TrainingType.EXTERNAL else "custom",
         "base_path": str(run.work_folder),
         "data_file": run.train_file,
         "out_dir": str(run.out_folder),

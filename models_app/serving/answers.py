@@ -57,10 +57,17 @@ def check_input(body: bytes, schema_is_object: bool) -> str:
         # json's parser recurses once per level and stops near the interpreter's
         # recursion limit (about 1,000 levels, a little less on a deeper stack).
         raise BadInput(400, NESTED_TOO_DEEPLY, "invalid") from None
-    if schema_is_object and not isinstance(payload, dict):
+    # Several records at once are a list of such objects (models promoted from AutoML
+    # answer lists; a user's score decides for itself what a list means).
+    records = isinstance(payload, list) and bool(payload) and all(isinstance(item, dict) for item in payload)
+    if schema_is_object and not isinstance(payload, dict) and not records:
+        what = type(payload).__name__
+        if isinstance(payload, list):
+            odd = next((item for item in payload if not isinstance(item, dict)), None)
+            what = "list of " + (type(odd).__name__ + " values" if payload else "nothing")
         raise BadInput(
             400,
-            f"This model takes a JSON object (like its schema example), not a JSON {type(payload).__name__}.",
+            f"This model takes a JSON object (like its schema example), or a list of such objects, not a JSON {what}.",
             "invalid",
         )
     return text

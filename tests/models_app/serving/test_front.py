@@ -286,3 +286,11 @@ def test_lookup_through_a_thread_for_databases_other_than_sqlite(model, cast):
     assert threaded == inline
     assert threaded_lookup._executor is not None and not threaded_lookup._cache
     assert run_async(threaded_lookup("Mnope", cast.group_token)) is None
+
+
+def test_a_list_of_records_reaches_the_model_and_a_list_of_numbers_does_not(front, model, cast):
+    app, _fallback = front
+    status, _, content = asgi_post(app, f"/api/v1/run/{model.hash}", b"[]", bearer(cast.group_token))
+    assert status == 400 and b"not a JSON list of nothing" in content
+    status, _, content = asgi_post(app, f"/api/v1/run/{model.hash}", b'[{"a": 1}, 2]', bearer(cast.group_token))
+    assert status == 400 and b"not a JSON list of int values" in content

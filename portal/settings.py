@@ -278,10 +278,11 @@ FILE_UPLOAD_PERMISSIONS = 0o600
 FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
 
 # --- Sync serving (model host) ------------------------------------------------------
-# Unix sockets of the runners and of the host. Socket paths are limited to ~100
-# bytes, so a deep data folder falls back to a short folder under /tmp.
+# Unix sockets of the runners and of the host. Socket paths are limited to 107 bytes
+# and a runner's socket name takes up to ~58 (".M<32 hex>.<build>.<replica>.sock.loading"),
+# so a deep data folder falls back to a short folder under /tmp.
 RUN_DIR = envpath("NEOMARIL_RUN_DIR", DATA_DIR / "run")
-if len(str(RUN_DIR)) > 60:
+if len(str(RUN_DIR)) > 48:
     import hashlib
     import tempfile
 

@@ -133,7 +133,12 @@ def _train(run: TrainingRun, log: jobs.JobLog) -> dict:
     summary = _checked_summary(result.result)
     for warning in summary.get("warnings", []):
         log(f"Warning: {warning}")
-    artifacts = _collect_artifacts(run, summary["extras"], frozen)
+    extras = summary["extras"]
+    if run.training_type == TrainingRun.TrainingType.EXTERNAL:
+        # An External run's extra files (plots, notes) are artifacts it brought along;
+        # a Custom run's are code beside its script.
+        extras = [*extras, *(name for name in run.extra_files if name not in extras)]
+    artifacts = _collect_artifacts(run, extras, frozen)
     for entry in artifacts:
         log(f"Kept {entry['name']} ({entry['size']} bytes).")
     return {

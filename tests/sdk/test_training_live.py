@@ -399,11 +399,6 @@ def test_external_training_with_log_train_then_promote(env, live, workdir, noteb
     assert answer["proba"] == pytest.approx(reported["proba"], rel=1e-9)
 
 
-@pytest.mark.xfail(
-    raises=ExecutionError,
-    reason="training/tasks.py _harness_spec hands AutoML runs to the harness in 'external' mode "
-    "(ProtocolError: inputs.X_train must be a path); remove this mark once AutoML runs in 'custom' mode",
-)
 def test_automl_training_then_promote_with_two_arguments(env, workdir):
     training_client = NeomarilTrainingClient()
     # fmt: off

@@ -386,8 +386,10 @@ def test_external_run_then_promote(cast, env39, data_files, tmp_path):
         model=file("model.pkl", (tmp_path / "model.pkl").read_bytes()),
         metrics=json.dumps({"auc": 0.97}),
         params=json.dumps({"max_iter": 3000}),
+        extra=[file("roc.png", b"\x89PNG fake")],
     )
     run = _run(run)
+    assert (run.artifacts_folder / "extras" / "roc.png").read_bytes() == b"\x89PNG fake"
     assert run.metrics == {"auc": 0.97}
     assert run.params["logged"] == {"max_iter": 3000}
     assert run.params["pipeline"]["class"].endswith("LogisticRegression")

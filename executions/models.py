@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -85,12 +84,6 @@ class Execution(Job):
     @property
     def output_path(self) -> Path | None:
         return self.folder / self.output_file if self.output_file else None
-
-    @property
-    def duration(self) -> timedelta | None:
-        if self.started_at and self.finished_at:
-            return self.finished_at - self.started_at
-        return None
 
     @property
     def is_finished(self) -> bool:

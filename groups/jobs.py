@@ -81,6 +81,12 @@ class Job(models.Model):
         """Which run of the work this is: 1, then 2 once recovery re-queued it."""
         raise NotImplementedError
 
+    @property
+    def duration(self) -> timedelta | None:
+        if self.started_at and self.finished_at:
+            return self.finished_at - self.started_at
+        return None
+
     @classmethod
     def claim(cls, pk: int, *, waiting: str, where: dict[str, Any] | None = None, **changes: Any) -> bool:
         """`waiting` → Running in one conditional UPDATE; True only for the caller that got it."""

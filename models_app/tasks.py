@@ -11,6 +11,7 @@ import logging
 import shutil
 import tempfile
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
@@ -70,17 +71,24 @@ def build_model(build_id: int) -> str:
     return "deployed" if result["ok"] else "failed"
 
 
-def _build(model: MLModel, log: jobs.JobLog) -> dict:
+class EnvironmentUnavailable(Exception):
+    """No environment for this job: the interpreter is missing or the install failed."""
+
+
+def prepare_environment(
+    python_version: str, requirements: list[str], log: Callable[[str], None]
+) -> tuple[Path, interpreters.Interpreter]:
+    """The job's environment (built, or reused): for a build and for a training run alike."""
     try:
         found = interpreters.discover_interpreters(settings.PYTHON_SEARCH_PATHS)
-        interpreter = interpreters.find_interpreter(model.python_version, found)
+        interpreter = interpreters.find_interpreter(python_version, found)
     except interpreters.InterpreterNotFound as exc:
-        raise BuildFailed(str(exc)) from None
-    log(f"Python {interpreter.version} ({interpreter.path}); {len(model.requirements)} requirement(s).")
+        raise EnvironmentUnavailable(str(exc)) from None
+    log(f"Python {interpreter.version} ({interpreter.path}); {len(requirements)} requirement(s).")
     try:
         env_path = environments.ensure_environment(
             interpreter=interpreter,
-            requirements=model.requirements,
+            requirements=requirements,
             envs_dir=settings.ENVS_DIR,
             log=log,
             timeout=settings.ENV_BUILD_TIMEOUT,
@@ -88,9 +96,17 @@ def _build(model: MLModel, log: jobs.JobLog) -> dict:
             allow_options=settings.ALLOW_REQUIREMENT_OPTIONS,
         )
     except environments.EnvironmentBuildError as exc:
-        raise BuildFailed(f"Could not install the requirements: {exc}") from None
-    python = environments.env_python(env_path)
+        raise EnvironmentUnavailable(f"Could not install the requirements: {exc}") from None
     log(f"Environment ready: {env_path.name[:12]}.")
+    return env_path, interpreter
+
+
+def _build(model: MLModel, log: jobs.JobLog) -> dict:
+    try:
+        env_path, interpreter = prepare_environment(model.python_version, model.requirements, log)
+    except EnvironmentUnavailable as exc:
+        raise BuildFailed(str(exc)) from None
+    python = environments.env_python(env_path)
     smoke_result = _smoke_test(model, python, log)
     return {
         "env_fingerprint": env_path.name,

@@ -10,7 +10,6 @@ model (``training.services.promote``).
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -173,12 +172,6 @@ class TrainingRun(Job):
     @property
     def python(self) -> Path:
         return env_python(environment_path(settings.ENVS_DIR, self.env_fingerprint))
-
-    @property
-    def duration(self) -> timedelta | None:
-        if self.started_at and self.finished_at:
-            return self.finished_at - self.started_at
-        return None
 
     @property
     def is_finished(self) -> bool:

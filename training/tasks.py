@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from groups import jobs
 from models_app import environments, interpreters, sandboxes
+from models_app import tasks as model_tasks
 from models_app.runtime import oneshot, orphans
 from training import services
 from training.models import (
@@ -153,25 +154,9 @@ def _train(run: TrainingRun, log: jobs.JobLog) -> dict:
 
 def _environment(run: TrainingRun, log: jobs.JobLog) -> tuple[Path, interpreters.Interpreter]:
     try:
-        found = interpreters.discover_interpreters(settings.PYTHON_SEARCH_PATHS)
-        interpreter = interpreters.find_interpreter(run.python_version, found)
-    except interpreters.InterpreterNotFound as exc:
+        return model_tasks.prepare_environment(run.python_version, run.requirements, log)
+    except model_tasks.EnvironmentUnavailable as exc:
         raise TrainingFailed(str(exc)) from None
-    log(f"Python {interpreter.version} ({interpreter.path}); {len(run.requirements)} requirement(s).")
-    try:
-        env_path = environments.ensure_environment(
-            interpreter=interpreter,
-            requirements=run.requirements,
-            envs_dir=settings.ENVS_DIR,
-            log=log,
-            timeout=settings.ENV_BUILD_TIMEOUT,
-            uv_cache_dir=Path(settings.UV_CACHE_DIR) if settings.UV_CACHE_DIR else None,
-            allow_options=settings.ALLOW_REQUIREMENT_OPTIONS,
-        )
-    except environments.EnvironmentBuildError as exc:
-        raise TrainingFailed(f"Could not install the requirements: {exc}") from None
-    log(f"Environment ready: {env_path.name[:12]}.")
-    return env_path, interpreter
 
 
 def _harness_spec(run: TrainingRun) -> dict:

@@ -10,6 +10,7 @@ copied out of its reach before the run is Succeeded.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -337,9 +338,38 @@ def _requeue_stale(stale: jobs.StaleJob) -> bool:
     run = stale.job
     if not stale.rows.update(status=TrainingRun.Status.REQUESTED, heartbeat_at=None):
         return False
+    _reset_work_folder(run)  # before commit: no worker can take the run meanwhile
     run.append_log(f"{jobs.stamp()} {stale.reason} Re-queued (attempt {run.attempts + 1}).\n")
     services.queue_run(run)
     return True
+
+
+def _uploaded_names(run: TrainingRun) -> set[str]:
+    return {
+        name
+        for name in (
+            run.train_file,
+            run.source_file,
+            run.requirements_file,
+            *run.extra_files,
+            *run.inputs.values(),
+        )
+        if name
+    }
+
+
+def _reset_work_folder(run: TrainingRun) -> None:
+    """Remove what an interrupted run wrote, so the next attempt starts from the uploads alone."""
+    kept = _uploaded_names(run)
+    with contextlib.suppress(FileNotFoundError):
+        for entry in run.work_folder.iterdir():
+            if entry.name in kept and entry.is_file() and not entry.is_symlink():
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+    shutil.rmtree(run.out_folder, ignore_errors=True)
 
 
 def _fail_stale(stale: jobs.StaleJob) -> bool:

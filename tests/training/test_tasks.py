@@ -34,7 +34,14 @@ def _running(experiment, **fields) -> TrainingRun:
 
 def test_a_run_whose_worker_stopped_is_run_again_once_then_failed(cast, django_capture_on_commit_callbacks):
     experiment = make_experiment(cast.group, cast.owner)
-    run = _running(experiment)
+    run = _running(
+        experiment, train_file="dados.csv", source_file="app.py", requirements_file="requirements.txt"
+    )
+    run.work_folder.mkdir(parents=True)
+    for name in ("dados.csv", "app.py", "requirements.txt", "half-written-plot.png"):
+        (run.work_folder / name).write_text("x")
+    (run.work_folder / "catboost_info").mkdir()
+    os.symlink("/etc", run.work_folder / "link")
     with (
         mock.patch("training.services.async_task") as queued,
         django_capture_on_commit_callbacks(execute=True),
@@ -43,6 +50,8 @@ def test_a_run_whose_worker_stopped_is_run_again_once_then_failed(cast, django_c
     run.refresh_from_db()
     assert run.status == TrainingRun.Status.REQUESTED
     assert "Re-queued (attempt 2)" in run.log
+    # The next attempt starts from the uploads alone.
+    assert sorted(p.name for p in run.work_folder.iterdir()) == ["app.py", "dados.csv", "requirements.txt"]
     queued.assert_called_once_with(
         "training.tasks.run_training", run.pk, task_name=f"training-{experiment.hash}-1"
     )

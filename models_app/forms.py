@@ -32,6 +32,7 @@ from models_app.validation import (
 
 # Asked for when the upload names none (the page preselects it when the host has it).
 DEFAULT_PYTHON_VERSION = "3.10"
+NAME_TOO_LONG = "The name has %(show_value)d characters; the limit is %(limit_value)d."
 
 
 class MultipleFileInput(forms.ClearableFileInput):
@@ -136,6 +137,72 @@ class FileOrTextField(forms.Field):
         return None
 
 
+class GroupField(forms.ModelChoiceField):
+    """One of the user's groups, by name: it owns what the form creates.
+
+    Its choices are the user's groups, set per request by `offer_to(user)`.
+    """
+
+    def __init__(self, *, owns: str, help_text: str) -> None:
+        super().__init__(
+            queryset=None,
+            to_field_name="name",
+            empty_label=None,
+            help_text=help_text,
+            error_messages={
+                "required": f"Give the name of one of your groups: it will own {owns}.",
+                "invalid_choice": "Select a valid choice: you are not a member of a group named "
+                "'%(value)s'. Use one of your groups.",
+            },
+        )
+
+    def offer_to(self, user) -> None:
+        self.queryset = groups_for(user).order_by("name")
+
+
+class PythonVersionField(forms.CharField):
+    """The Python to run on: one of the interpreters installed on this host, by minor
+    version or exactly; DEFAULT_PYTHON_VERSION when the request leaves it out.
+
+    `offer()` discovers the interpreters, per request: the page's <select> lists their
+    minor versions, and a value none of them has is refused, naming those there are.
+    """
+
+    widget = forms.Select
+
+    def __init__(self) -> None:
+        super().__init__(
+            max_length=16,
+            required=False,
+            empty_value=DEFAULT_PYTHON_VERSION,
+            label="Python version",
+            help_text="One of the interpreters installed on this host: 3.9, or exactly 3.9.18.",
+        )
+        self.interpreters: list[interpreters.Interpreter] = []
+
+    def widget_attrs(self, widget) -> dict[str, Any]:
+        attrs = super().widget_attrs(widget)
+        attrs.pop("maxlength", None)  # not an attribute of <select>
+        return attrs
+
+    def offer(self) -> None:
+        self.interpreters = interpreters.discover_interpreters(settings.PYTHON_SEARCH_PATHS)
+        versions = sorted({i.minor for i in self.interpreters}, key=lambda v: tuple(map(int, v.split("."))))
+        self.widget.choices = [(v, v) for v in versions]
+        if versions:
+            self.initial = DEFAULT_PYTHON_VERSION if DEFAULT_PYTHON_VERSION in versions else versions[-1]
+
+    def clean(self, value: Any) -> str:
+        value = super().clean(value)
+        try:
+            interpreters.find_interpreter(value, self.interpreters)
+        except interpreters.InterpreterNotFound as exc:
+            # Opens like the group's message (both are a choice on the page); the rest
+            # names the versions there are.
+            raise forms.ValidationError(f"Select a valid choice: {exc}") from None
+        return value
+
+
 class UploadCheckingForm(forms.Form):
     """What every upload form shares: files get safe names, text files are read as UTF-8,
     and a validation check's UploadError becomes an error of its field."""
@@ -170,6 +237,34 @@ class UploadCheckingForm(forms.Form):
         except UploadError as exc:
             raise forms.ValidationError(exc.message) from None
 
+    def clean_extra(self) -> list[NamedFile]:
+        """The extra files (a form's `extra` field), each with its safe name."""
+        extra, problems = [], []
+        for upload in self.cleaned_data["extra"]:
+            try:
+                extra.append(NamedFile(sanitize_filename(upload.name, field="extra"), upload))
+            except UploadError as exc:
+                problems.append(exc.message)
+        if problems:
+            raise forms.ValidationError(problems)
+        return extra
+
+    def _requirements(self, named: NamedFile | None) -> list[str]:
+        """The requirement lines of an uploaded requirements.txt; [] after adding its error."""
+        if named is None:
+            return []
+        text = self._text("requirements", named)
+        if text is None:
+            return []
+        return self._attempt(parse_requirements, text, allow_options=settings.ALLOW_REQUIREMENT_OPTIONS) or []
+
+    def _env_values(self, named: NamedFile | None) -> dict[str, str]:
+        """The variables of an uploaded .env; {} after adding its error."""
+        if named is None:
+            return {}
+        text = self._text("env", named)
+        return (self._attempt(parse_dotenv, text) or {}) if text is not None else {}
+
 
 class ModelUploadForm(UploadCheckingForm):
     """A new model: its fields, defaults and every check, for the page and the API.
@@ -185,19 +280,12 @@ class ModelUploadForm(UploadCheckingForm):
         help_text="Shown in lists and in the model's API docs.",
         error_messages={
             "required": "Give the model a name.",
-            "max_length": "The name has %(show_value)d characters; the limit is %(limit_value)d.",
+            "max_length": NAME_TOO_LONG,
         },
     )
-    group = forms.ModelChoiceField(
-        queryset=None,
-        to_field_name="name",
-        empty_label=None,
+    group = GroupField(
+        owns="the model",
         help_text="The name of one of your groups: it owns the model, and its group token calls it.",
-        error_messages={
-            "required": "Give the name of one of your groups: it will own the model.",
-            "invalid_choice": "Select a valid choice: you are not a member of a group named "
-            "'%(value)s'. Use one of your groups.",
-        },
     )
     operation = forms.TypedChoiceField(
         choices=MLModel.Operation.choices,
@@ -215,14 +303,7 @@ class ModelUploadForm(UploadCheckingForm):
         help_text="The function the platform calls, defined at the top level of the script, e.g. score.",
         error_messages={"required": "Give the name of the entrypoint function, e.g. 'score'."},
     )
-    python_version = forms.CharField(
-        max_length=16,
-        required=False,
-        empty_value=DEFAULT_PYTHON_VERSION,
-        label="Python version",
-        widget=forms.Select,
-        help_text="One of the interpreters installed on this host: 3.9, or exactly 3.9.18.",
-    )
+    python_version = PythonVersionField()
     input_type = forms.TypedChoiceField(
         choices=[("", "Default (json for Sync, csv for Async)"), *MLModel.InputType.choices],
         empty_value=None,
@@ -292,17 +373,9 @@ class ModelUploadForm(UploadCheckingForm):
         self.upload: ModelUpload | None = None
         # A subclass may take some fields from elsewhere (training.forms.PromoteForm).
         if "group" in self.fields:
-            self.fields["group"].queryset = groups_for(user).order_by("name")
-        self.interpreters = interpreters.discover_interpreters(settings.PYTHON_SEARCH_PATHS)
+            self.fields["group"].offer_to(user)
         if "python_version" in self.fields:
-            versions = sorted(
-                {i.minor for i in self.interpreters}, key=lambda v: tuple(map(int, v.split(".")))
-            )
-            self.fields["python_version"].widget.choices = [(v, v) for v in versions]
-            self.fields["python_version"].widget.attrs.pop("maxlength", None)  # not an attribute of <select>
-            if versions:
-                default = DEFAULT_PYTHON_VERSION if DEFAULT_PYTHON_VERSION in versions else versions[-1]
-                self.fields["python_version"].initial = default
+            self.fields["python_version"].offer()
         for name in ("name", "group", "model_reference", "source", "model", "requirements"):
             if name in self.fields and self.fields[name].required:
                 self.fields[name].widget.attrs["aria-required"] = "true"
@@ -312,16 +385,6 @@ class ModelUploadForm(UploadCheckingForm):
     def clean_model_reference(self) -> str:
         value = self.cleaned_data["model_reference"]
         self._check(check_entrypoint_name, value)
-        return value
-
-    def clean_python_version(self) -> str:
-        value = self.cleaned_data["python_version"]
-        try:
-            interpreters.find_interpreter(value, self.interpreters)
-        except interpreters.InterpreterNotFound as exc:
-            # Opens like the group's message (both are a choice on the page); the rest
-            # names the versions there are.
-            raise forms.ValidationError(f"Select a valid choice: {exc}") from None
         return value
 
     def clean_source(self) -> NamedFile | None:
@@ -346,17 +409,6 @@ class ModelUploadForm(UploadCheckingForm):
     def clean_sample(self) -> NamedFile | None:
         return self._named("sample")
 
-    def clean_extra(self) -> list[NamedFile]:
-        extra, problems = [], []
-        for upload in self.cleaned_data["extra"]:
-            try:
-                extra.append(NamedFile(sanitize_filename(upload.name, field="extra"), upload))
-            except UploadError as exc:
-                problems.append(exc.message)
-        if problems:
-            raise forms.ValidationError(problems)
-        return extra
-
     # --- the checks that need several fields or a file's content ----------------------
 
     def clean(self) -> dict[str, Any]:
@@ -377,20 +429,9 @@ class ModelUploadForm(UploadCheckingForm):
             if text is not None:
                 self._attempt(check_source, text, model_reference, filename=source.name)
 
-        requirements: list[str] = []
-        if data.get("requirements") is not None:
-            text = self._text("requirements", data["requirements"])
-            if text is not None:
-                allow = settings.ALLOW_REQUIREMENT_OPTIONS
-                requirements = self._attempt(parse_requirements, text, allow_options=allow) or []
-
+        requirements = self._requirements(data.get("requirements"))
         schema = self._schema(data, require_object=sync)
-
-        env_values: dict[str, str] = {}
-        if data.get("env") is not None:
-            text = self._text("env", data["env"])
-            if text is not None:
-                env_values = self._attempt(parse_dotenv, text) or {}
+        env_values = self._env_values(data.get("env"))
 
         if data.get("sample") is not None and sync:
             self.add_error("sample", "A sample input file is only used by Async models.")

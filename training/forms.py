@@ -16,27 +16,24 @@ from django import forms
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile, UploadedFile
 
-from groups.access import groups_for
-from models_app import interpreters
 from models_app.forms import (
-    DEFAULT_PYTHON_VERSION,
+    NAME_TOO_LONG,
     DefaultBooleanField,
     FileOrTextField,
     FileOrTextInput,
+    GroupField,
     ModelUploadForm,
     MultipleFileField,
+    PythonVersionField,
     UploadCheckingForm,
 )
 from models_app.models import MLModel
 from models_app.services import NamedFile
 from models_app.validation import (
-    UploadError,
     check_entrypoint_name,
     check_source,
     check_unique_names,
-    parse_dotenv,
     parse_requirements,
-    sanitize_filename,
 )
 from training import automl, services
 from training.automl import config as automl_config
@@ -57,7 +54,7 @@ class ExperimentForm(forms.Form):
         label="Name",
         error_messages={
             "required": "Give the experiment a name.",
-            "max_length": "The name has %(show_value)d characters; the limit is %(limit_value)d.",
+            "max_length": NAME_TOO_LONG,
         },
     )
     model_type = forms.ChoiceField(
@@ -68,16 +65,9 @@ class ExperimentForm(forms.Form):
             "invalid_choice": "model_type must be Classification, Regression or Unsupervised, not '%(value)s'.",
         },
     )
-    group = forms.ModelChoiceField(
-        queryset=None,
-        to_field_name="name",
-        empty_label=None,
+    group = GroupField(
+        owns="the experiment",
         help_text="The name of one of your groups: it owns the experiment and its runs.",
-        error_messages={
-            "required": "Give the name of one of your groups: it will own the experiment.",
-            "invalid_choice": "Select a valid choice: you are not a member of a group named "
-            "'%(value)s'. Use one of your groups.",
-        },
     )
     force = DefaultBooleanField(
         default=False,
@@ -86,7 +76,7 @@ class ExperimentForm(forms.Form):
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["group"].queryset = groups_for(user).order_by("name")
+        self.fields["group"].offer_to(user)
 
 
 class TrainingRunForm(UploadCheckingForm):
@@ -115,14 +105,7 @@ class TrainingRunForm(UploadCheckingForm):
         },
     )
     description = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
-    python_version = forms.CharField(
-        max_length=16,
-        required=False,
-        empty_value=DEFAULT_PYTHON_VERSION,
-        label="Python version",
-        widget=forms.Select,
-        help_text="One of the interpreters installed on this host: 3.9, or exactly 3.9.18.",
-    )
+    python_version = PythonVersionField()
     allow_network = DefaultBooleanField(
         default=True,
         label="Allow network access",
@@ -207,39 +190,14 @@ class TrainingRunForm(UploadCheckingForm):
         super().__init__(*args, **kwargs)
         self.experiment = experiment
         self.upload: services.TrainingUpload | None = None
-        self.interpreters = interpreters.discover_interpreters(settings.PYTHON_SEARCH_PATHS)
-        versions = sorted({i.minor for i in self.interpreters}, key=lambda v: tuple(map(int, v.split("."))))
-        self.fields["python_version"].widget.choices = [(v, v) for v in versions]
-        self.fields["python_version"].widget.attrs.pop("maxlength", None)
-        if versions:
-            default = DEFAULT_PYTHON_VERSION if DEFAULT_PYTHON_VERSION in versions else versions[-1]
-            self.fields["python_version"].initial = default
+        self.fields["python_version"].offer()
         for name in ("run_name", "requirements"):
             self.fields[name].widget.attrs["aria-required"] = "true"
-
-    def clean_python_version(self) -> str:
-        value = self.cleaned_data["python_version"]
-        try:
-            interpreters.find_interpreter(value, self.interpreters)
-        except interpreters.InterpreterNotFound as exc:
-            raise forms.ValidationError(f"Select a valid choice: {exc}") from None
-        return value
 
     def clean_training_reference(self) -> str:
         value = self.cleaned_data["training_reference"]
         self._check(check_entrypoint_name, value)
         return value
-
-    def clean_extra(self) -> list[NamedFile]:
-        extra, problems = [], []
-        for upload in self.cleaned_data["extra"]:
-            try:
-                extra.append(NamedFile(sanitize_filename(upload.name, field="extra"), upload))
-            except UploadError as exc:
-                problems.append(exc.message)
-        if problems:
-            raise forms.ValidationError(problems)
-        return extra
 
     # Each file gets its safe name in its own clean_<field>, so a bad name is that field's
     # error and every other check still runs.
@@ -323,17 +281,8 @@ class TrainingRunForm(UploadCheckingForm):
                         parameters=("df", "base_path"),
                         also_accepts=("base_path",),
                     )
-        requirements: list[str] = []
-        if named.get("requirements") is not None:
-            text = self._text("requirements", named["requirements"])
-            if text is not None:
-                allow = settings.ALLOW_REQUIREMENT_OPTIONS
-                requirements = self._attempt(parse_requirements, text, allow_options=allow) or []
-        env_values: dict[str, str] = {}
-        if named.get("env") is not None:
-            text = self._text("env", named["env"])
-            if text is not None:
-                env_values = self._attempt(parse_dotenv, text) or {}
+        requirements = self._requirements(named.get("requirements"))
+        env_values = self._env_values(named.get("env"))
         metrics = self._json_object("metrics", data.get("metrics"))
         if metrics is not None:
             metrics = self._metrics(metrics)

@@ -1,19 +1,13 @@
 // The training pages: the experiment's runs table sorted by any column and a chart of
-// one metric across runs (inline SVG, no library); the run form's type switch, size
-// checks and upload with a progress bar, and its AutoML section (the options that apply,
-// the CSV's columns offered for the target); a run's live status and log, an AutoML
+// one metric across runs (inline SVG, no library); the run form's type switch, what it
+// sends (upload_form.js checks the sizes and uploads with a progress bar), and its AutoML
+// section (the options that apply, the CSV's columns offered for the target); a run's live status and log, an AutoML
 // run's ROC and KS curves; the promote form's operation hints. All progressive
 // enhancement: without JavaScript the table keeps the server's order, every field shows,
 // forms post normally and the server shows the same errors.
 "use strict";
 (() => {
   const $ = (id) => document.getElementById(id);
-  const size = (bytes) => {
-    for (const [unit, scale] of [["GB", 1 << 30], ["MB", 1 << 20], ["KB", 1 << 10]]) {
-      if (bytes >= scale) return `${(bytes / scale).toFixed(1)} ${unit}`;
-    }
-    return `${bytes} bytes`;
-  };
 
   // --- Inline SVG charts (no library) -----------------------------------------------------
   const SVG = "http://www.w3.org/2000/svg";
@@ -169,7 +163,7 @@
     draw(select.value);
   }
 
-  // --- Run form: training type, sizes, upload with progress --------------------------------
+  // --- Run form: training type, AutoML options, what is uploaded ---------------------------
   const form = $("run-form");
   if (form) {
     const checkedValue = (name, fallback) => (form.querySelector(`input[name="${name}"]:checked`) || {}).value || fallback;
@@ -280,55 +274,6 @@
       });
     }
 
-    const maxFile = Number(form.dataset.maxFileBytes);
-    const maxTotal = Number(form.dataset.maxTotalBytes);
-    const summary = $("form-summary");
-    const submit = $("run-submit");
-    const progress = $("run-progress");
-    const bar = progress.querySelector(".progress-bar");
-    const submitLabel = submit.textContent;
-
-    function clearErrors() {
-      summary.replaceChildren();
-      for (const box of form.querySelectorAll(".field-errors")) box.replaceChildren();
-      for (const node of form.querySelectorAll(".has-error")) node.classList.remove("has-error");
-      for (const node of form.querySelectorAll("[aria-invalid]")) node.removeAttribute("aria-invalid");
-    }
-    function fieldError(name, messages) {
-      const box = $(`id_${name}_error`);
-      if (!box) return false;
-      for (const message of messages) box.append(Object.assign(document.createElement("p"), { className: "error", textContent: message }));
-      const wrapper = form.querySelector(`[data-field="${name}"]`);
-      if (wrapper) wrapper.classList.add("has-error");
-      for (const input of form.querySelectorAll(`[name="${name}"]`)) {
-        input.setAttribute("aria-invalid", "true");
-        const described = new Set((input.getAttribute("aria-describedby") || "").split(" ").filter(Boolean));
-        described.add(box.id);
-        input.setAttribute("aria-describedby", [...described].join(" "));
-      }
-      // A problem in the hidden type's fields is shown with its section.
-      const section = box.closest("[data-training-type]");
-      if (section) section.hidden = false;
-      return true;
-    }
-    function showErrors(errors, general = []) {
-      clearErrors();
-      const loose = [...general];
-      let count = 0;
-      for (const [name, messages] of Object.entries(errors)) {
-        if (name !== "__all__" && fieldError(name, messages)) count += 1;
-        else loose.push(...messages);
-      }
-      const box = Object.assign(document.createElement("div"), { className: "msg msg-error", id: "form-errors" });
-      box.setAttribute("role", "alert");
-      for (const message of loose) box.append(Object.assign(document.createElement("p"), { textContent: message }));
-      if (count) box.append(Object.assign(document.createElement("p"), { textContent: `Please correct the ${count} field${count === 1 ? "" : "s"} marked below.` }));
-      summary.append(box);
-      const first = form.querySelector("[aria-invalid=true]");
-      if (first && !first.closest("[hidden]")) first.focus({ preventScroll: true });
-      summary.scrollIntoView({ behavior: "smooth", block: "center" });
-    }
-
     // Only the chosen type's files are sent (the other's would be refused), and conf.json
     // only when it is the chosen source of the AutoML configuration.
     const applies = (input) => {
@@ -336,74 +281,20 @@
       const sourced = input.closest("[data-conf-source]");
       return (!typed || forType(typed, chosenType())) && (!sourced || sourced.dataset.confSource === confSource());
     };
-    const sentInputs = () => [...form.querySelectorAll("input[type=file], textarea[name=metrics], textarea[name=params]")].filter(applies);
-    const totalLabel = $("run-upload-total");
-    function checkSizes() {
-      const errors = {};
-      let total = 0;
-      for (const input of sentInputs()) {
-        for (const file of input.files || []) {
-          total += file.size;
-          if (file.size > maxFile) (errors[input.name] ||= []).push(`'${file.name}' is ${size(file.size)}; each file is limited to ${size(maxFile)}.`);
+    const upload = uploadForm(form, {
+      opening: "Uploaded. Opening the run…",
+      sentInputs: () => [...form.querySelectorAll("input[type=file], textarea[name=metrics], textarea[name=params]")].filter(applies),
+      body: () => {
+        const body = new FormData(form);
+        for (const input of form.querySelectorAll("input[type=file], textarea")) {
+          if (!applies(input)) body.delete(input.name);
         }
-      }
-      if (total > maxTotal) errors.__all__ = [`The files add up to ${size(total)}; an upload is limited to ${size(maxTotal)}.`];
-      totalLabel.textContent = total ? `${size(total)} to upload` : "";
-      return { errors, total };
-    }
-    form.addEventListener("change", (event) => {
-      if (event.target.type === "file" || ["training_type", "automl-conf_source"].includes(event.target.name)) checkSizes();
+        return body;
+      },
+      reveal: "[data-training-type]", // a problem in the hidden type's fields is shown with its section
     });
-
-    form.addEventListener("submit", (event) => {
-      if (!window.FormData || !window.XMLHttpRequest) return; // a plain post
-      event.preventDefault();
-      const { errors, total } = checkSizes();
-      if (Object.keys(errors).length) { showErrors(errors); return; }
-      clearErrors();
-      const body = new FormData(form);
-      for (const input of form.querySelectorAll("input[type=file], textarea")) {
-        if (!applies(input)) body.delete(input.name);
-      }
-      const xhr = new XMLHttpRequest();
-      xhr.open("POST", form.action || window.location.href);
-      xhr.setRequestHeader("X-Requested-With", "XMLHttpRequest");
-      xhr.responseType = "json";
-      progress.hidden = false;
-      submit.disabled = true;
-      submit.textContent = "Uploading…";
-      const setProgress = (loaded, all) => {
-        const percent = all ? Math.round((loaded / all) * 100) : 0;
-        bar.firstElementChild.style.width = `${percent}%`;
-        bar.setAttribute("aria-valuenow", String(percent));
-        $("run-progress-bytes").textContent = all ? `${size(loaded)} of ${size(all)} · ${percent}%` : "";
-      };
-      setProgress(0, total);
-      xhr.upload.addEventListener("progress", (e) => { if (e.lengthComputable) setProgress(e.loaded, e.total); });
-      xhr.upload.addEventListener("load", () => { $("run-progress-label").textContent = "Uploaded. Checking the files…"; });
-      const done = () => {
-        submit.disabled = false;
-        submit.textContent = submitLabel;
-        progress.hidden = true;
-      };
-      xhr.addEventListener("load", () => {
-        const answer = xhr.response || {};
-        if (xhr.status === 201 && answer.redirect) {
-          $("run-progress-label").textContent = "Uploaded. Opening the run…";
-          window.location.assign(answer.redirect);
-          return;
-        }
-        done();
-        if (xhr.status === 400 && answer.errors) showErrors(answer.errors);
-        else if (xhr.status === 413) showErrors({}, ["The upload is larger than the server accepts."]);
-        else if (xhr.status === 403) showErrors({}, ["The server refused the upload (your session may have expired): reload the page and log in again."]);
-        else showErrors({}, [`The server answered ${xhr.status}. Try again; if it persists, tell your admin.`]);
-      });
-      xhr.addEventListener("error", () => {
-        done();
-        showErrors({}, ["The connection was lost during the upload. Check your network and send it again: your files are still selected."]);
-      });
-      xhr.send(body);
+    form.addEventListener("change", (event) => {
+      if (["training_type", "automl-conf_source"].includes(event.target.name)) upload.checkSizes();
     });
   }
 

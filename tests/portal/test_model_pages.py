@@ -197,6 +197,31 @@ def test_model_list_filters(cast, sync_model, async_model):
     assert "Batch" in client.get("/models/?status=Deleted").content.decode()
 
 
+def test_model_list_pages_keep_the_filters(cast):
+    MLModel.objects.bulk_create(
+        MLModel(
+            name=f"Scorer {number}",
+            group=cast.group,
+            operation="Sync",
+            model_reference="score",
+            python_version="3.9",
+            input_type="json",
+            source_file="app.py",
+            model_file="m.pkl",
+            requirements_file="r.txt",
+        )
+        for number in range(51)  # 50 a page
+    )
+    client = _login(cast.owner)
+    first = client.get("/models/?operation=Sync").content.decode()
+    assert "Page 1 of 2" in first and ">Previous</a>" not in first
+    assert '<a class="btn btn-small" href="?operation=Sync&amp;page=2">Next</a>' in first
+    second = client.get("/models/?operation=Sync&page=2").content.decode()
+    assert "Page 2 of 2" in second and ">Next</a>" not in second
+    assert '<a class="btn btn-small" href="?operation=Sync&amp;page=1">Previous</a>' in second
+    assert 'class="pager"' not in client.get("/models/?q=scorer+1").content.decode()  # 11 on one page
+
+
 def test_model_list_outsider_and_bad_filters(cast, sync_model):
     assert "Teste Sync" not in _login(cast.outsider).get("/models/").content.decode()
     client = _login(cast.owner)

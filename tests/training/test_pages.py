@@ -99,6 +99,19 @@ def test_experiment_list_filters(cast, experiment):
     assert bad.status_code == 400 and "Select a valid choice" in _html(bad)
 
 
+def test_experiment_list_pages_keep_the_filters(cast):
+    for number in range(51):  # 50 a page
+        make_experiment(cast.group, cast.owner, name=f"Churn {number}")
+    client = _login(cast.owner)
+    first = _html(client.get("/training/?q=churn"))
+    assert "Page 1 of 2" in first and ">Previous</a>" not in first
+    assert '<a class="btn btn-small" href="?q=churn&amp;page=2">Next</a>' in first
+    second = _html(client.get("/training/?q=churn&page=2"))
+    assert "Page 2 of 2" in second and ">Next</a>" not in second
+    assert '<a class="btn btn-small" href="?q=churn&amp;page=1">Previous</a>' in second
+    assert 'class="pager"' not in _html(client.get("/training/?q=churn+1"))  # 11 on one page
+
+
 def test_experiment_list_needs_a_login(cast):
     response = Client().get("/training/")
     assert response.status_code == 302 and response["Location"] == "/login/?next=/training/"

@@ -106,6 +106,15 @@ class FakeServer(BaseAdapter):
         raise AssertionError(f"no {method} {prefix} request was sent")
 
 
+def logged_in_server() -> FakeServer:
+    """A FakeServer that takes any username and password as ana's (token ``nmu_user``)."""
+    user = {"username": "ana", "email": "", "is_staff": True}
+    fake = FakeServer()
+    fake.on("POST", "/api/v1/auth/login", 201, {"token": "nmu_user", "token_id": "t-1", "user": user})
+    fake.on("GET", "/api/v1/auth/me", 200, user)
+    return fake
+
+
 def session_with(server: FakeServer) -> requests.Session:
     session = requests.Session()
     session.mount("http://", server)

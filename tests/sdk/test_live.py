@@ -32,17 +32,10 @@ from neomaril_codex.model import NeomarilModel, NeomarilModelClient
 
 from tests.helpers import real_models
 from tests.helpers.processes import RunningPortal
+from tests.helpers.sdk import sdk_env
 
 pytestmark = pytest.mark.slow
 
-NEOMARIL_VARS = (
-    "NEOMARIL_URL",
-    "NEOMARIL_USER",
-    "NEOMARIL_PASSWORD",
-    "NEOMARIL_TOKEN",
-    "NEOMARIL_GROUP",
-    "NEOMARIL_GROUP_TOKEN",
-)
 
 SYNC_SOURCE = textwrap.dedent(
     """
@@ -120,13 +113,7 @@ def PATH(tmp_path_factory) -> str:
 @pytest.fixture
 def env(monkeypatch, tmp_path, live):
     """The documented setup: NEOMARIL_URL, NEOMARIL_USER, NEOMARIL_PASSWORD; no .env around."""
-    for name in NEOMARIL_VARS:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("NEOMARIL_URL", live.url)
-    monkeypatch.setenv("NEOMARIL_USER", live.admin[0])
-    monkeypatch.setenv("NEOMARIL_PASSWORD", live.admin[1])
-    return monkeypatch
+    return sdk_env(monkeypatch, tmp_path, live)
 
 
 @pytest.fixture(scope="module")

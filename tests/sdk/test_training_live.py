@@ -32,18 +32,11 @@ from neomaril_codex.training import NeomarilTrainingClient, NeomarilTrainingExec
 
 from tests.helpers.interpreters import supported_interpreter
 from tests.helpers.processes import RunningPortal
+from tests.helpers.sdk import sdk_env
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-NEOMARIL_VARS = (
-    "NEOMARIL_URL",
-    "NEOMARIL_USER",
-    "NEOMARIL_PASSWORD",
-    "NEOMARIL_TOKEN",
-    "NEOMARIL_GROUP",
-    "NEOMARIL_GROUP_TOKEN",
-)
 # The training run's environment (the same pins as tests/training/test_real_runs.py, so
 # uv's cache serves both), and the analyst's notebook: those, plus matplotlib for the
 # guide's plot and requests for the SDK (run from sdk/src).
@@ -274,14 +267,7 @@ def workdir(tmp_path_factory, notebook) -> Path:
 def env(monkeypatch, live, workdir, group_token):
     """The guide's setup: NEOMARIL_URL, NEOMARIL_USER, NEOMARIL_PASSWORD, the group token,
     and the analyst's folder as the working directory."""
-    for name in NEOMARIL_VARS:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(workdir)
-    monkeypatch.setenv("NEOMARIL_URL", live.url)
-    monkeypatch.setenv("NEOMARIL_USER", live.admin[0])
-    monkeypatch.setenv("NEOMARIL_PASSWORD", live.admin[1])
-    monkeypatch.setenv("NEOMARIL_GROUP_TOKEN", group_token)
-    return monkeypatch
+    return sdk_env(monkeypatch, workdir, live, NEOMARIL_GROUP_TOKEN=group_token)
 
 
 def test_custom_training_then_promote_as_the_guide_does(env, workdir, notebook):

@@ -30,7 +30,8 @@ from neomaril_codex.training import (
     requirements_from_pickle,
 )
 
-from tests.sdk.fake import URL, FakeServer, model_info, session_with
+from tests.helpers.sdk import sdk_env
+from tests.sdk.fake import URL, FakeServer, logged_in_server, model_info, session_with
 
 T_HASH = "T" + "b" * 32
 M_HASH = "M" + "a" * 32
@@ -38,14 +39,6 @@ EXPERIMENTS = "/api/v1/training/experiments"
 EXPERIMENT = f"{EXPERIMENTS}/{T_HASH}"
 RUNS = f"{EXPERIMENT}/runs"
 REQUESTS_PIN = f"requests=={importlib.metadata.version('requests')}"
-NEOMARIL_VARS = (
-    "NEOMARIL_URL",
-    "NEOMARIL_USER",
-    "NEOMARIL_PASSWORD",
-    "NEOMARIL_TOKEN",
-    "NEOMARIL_GROUP",
-    "NEOMARIL_GROUP_TOKEN",
-)
 
 
 def experiment_info(**overrides):
@@ -83,9 +76,7 @@ def run_info(number=1, **overrides):
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch, tmp_path):
-    for name in NEOMARIL_VARS:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
+    sdk_env(monkeypatch, tmp_path)
 
 
 @pytest.fixture
@@ -98,14 +89,7 @@ def sleeps(monkeypatch):
 
 @pytest.fixture
 def server() -> FakeServer:
-    fake = FakeServer()
-    fake.on(
-        "POST",
-        "/api/v1/auth/login",
-        201,
-        {"token": "nmu_user", "token_id": "t-1", "user": {"username": "ana"}},
-    )
-    return fake
+    return logged_in_server()
 
 
 @pytest.fixture
@@ -713,7 +697,8 @@ def test_get_status_is_the_original_products_dict(run, server):
     assert run.get_logs() == "line 1\nline 2\n"
 
 
-def test_wait_ready_polls_with_backoff(run, server, sleeps):
+def test_wait_ready_polls_with_backoff(run, server, sleeps, caplog):
+    caplog.set_level(logging.INFO, logger="neomaril_codex")
     statuses = answers("Requested", "Running", "Running", "Running", "Succeeded")
     server.handle(
         "GET",
@@ -722,6 +707,11 @@ def test_wait_ready_polls_with_backoff(run, server, sleeps):
     )
     assert run.wait_ready() is run
     assert sleeps == [0.5, 0.75, 1.125, 1.6875]  # base.backoff: 0.5 s, ×1.5
+    # One line a new status, told as this module's wait_ready (base.wait_finished polls).
+    assert [(r.name, r.funcName, r.getMessage()) for r in caplog.records] == [
+        ("neomaril_codex.training", "wait_ready", f"Training run 3 of {T_HASH}: {status}")
+        for status in ("Requested", "Running", "Succeeded")
+    ]
 
 
 def test_wait_ready_raises_the_error_and_the_log_tail_when_the_run_failed(run, server, sleeps):
@@ -773,6 +763,19 @@ def test_download_result_names_the_zip_as_the_server_does(run, server, tmp_path,
     other = run.download_result(str(tmp_path / "out"), "run3.zip")
     assert other == str(tmp_path / "out" / "run3.zip") and Path(other).read_bytes() == zipped
     assert not list((tmp_path / "out").glob("*.part"))
+
+
+def test_an_interrupted_download_leaves_no_file(run, server, tmp_path, monkeypatch):
+    server.on("GET", f"{RUNS}/3/artifacts", 200, b"PK\x03\x04", {"Content-Type": "application/zip"})
+
+    def dropped(response, chunk_size=1):
+        yield b"PK"
+        raise requests.exceptions.ChunkedEncodingError("connection dropped")
+
+    monkeypatch.setattr(requests.Response, "iter_content", dropped)
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        run.download_result(str(tmp_path / "out"))
+    assert list((tmp_path / "out").iterdir()) == []
 
 
 def test_download_result_before_the_end_is_the_servers_409(run, server):
@@ -899,3 +902,20 @@ def test_promote_model_reports_missing_files_and_a_bad_operation_before_sending(
     with pytest.raises(InputError, match="operation must be 'Sync' or 'Async'"):
         run.promote_model("m", "score", PATH + "app.py", operation="Batch")
     assert len(server.sent) == before
+
+
+def test_promote_model_checks_its_files_as_create_model_does(run, server, PATH):
+    before = len(server.sent)
+    with pytest.raises(InputError) as raised:
+        run.promote_model(
+            "m", "score", 42, schema=PATH + "nope.json", requirements_file="r.txt", env=PATH + ".nope"
+        )
+    assert str(raised.value) == (
+        "source_file: expected a file path, got int; requirements_file: no such file 'r.txt'; "
+        f"schema: no such file '{PATH}nope.json'; env: no such file '{PATH}.nope'"
+    )
+    assert len(server.sent) == before
+    server.on("POST", f"{RUNS}/3/promote", 201, model_info())
+    run.promote_model("m", "score", PATH + "app.py", schema=[{"radius": 14.1}], wait_for_ready=False)
+    fields, files = server.last("POST", f"{RUNS}/3/promote").multipart()
+    assert fields["schema"] == ['[{"radius": 14.1}]'] and [f for f, _, _ in files] == ["source"]

@@ -34,39 +34,22 @@ from neomaril_codex.exceptions import (
 )
 from neomaril_codex.model import NeomarilModel, NeomarilModelClient
 
-from tests.sdk.fake import URL, FakeServer, model_info, session_with
+from tests.helpers.sdk import sdk_env
+from tests.sdk.fake import URL, FakeServer, logged_in_server, model_info, session_with
 
 HASH = "M" + "a" * 32
-NEOMARIL_VARS = (
-    "NEOMARIL_URL",
-    "NEOMARIL_USER",
-    "NEOMARIL_PASSWORD",
-    "NEOMARIL_TOKEN",
-    "NEOMARIL_GROUP",
-    "NEOMARIL_GROUP_TOKEN",
-)
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch, tmp_path):
     """No NEOMARIL_* from the developer's shell, and a working directory without a .env."""
-    for name in NEOMARIL_VARS:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
+    sdk_env(monkeypatch, tmp_path)
     monkeypatch.setattr(base.time, "sleep", lambda seconds: None)
 
 
 @pytest.fixture
 def server() -> FakeServer:
-    fake = FakeServer()
-    fake.on(
-        "POST",
-        "/api/v1/auth/login",
-        201,
-        {"token": "nmu_user", "token_id": "t-1", "user": {"username": "ana", "email": "", "is_staff": True}},
-    )
-    fake.on("GET", "/api/v1/auth/me", 200, {"username": "ana", "email": "", "is_staff": True})
-    return fake
+    return logged_in_server()
 
 
 @pytest.fixture
@@ -345,6 +328,19 @@ def test_create_model_checks_its_arguments_before_sending(client, server, files)
         client.create_model(
             "m", "score", files / "app.py", files / "model.pkl", files / "r", operation="Batch"
         )
+    assert len(server.sent) == before
+
+
+def test_create_model_requires_its_three_files_even_when_none(client, server, files):
+    # promote_model shares the upload's assembly and leaves out what is None; these three
+    # create_model must name.
+    before = len(server.sent)
+    with pytest.raises(InputError) as raised:
+        client.create_model("m", "score", None, files / "model.pkl", None, group="g")
+    assert str(raised.value) == (
+        "source_file: expected a file path, got NoneType; "
+        "requirements_file: expected a file path, got NoneType"
+    )
     assert len(server.sent) == before
 
 

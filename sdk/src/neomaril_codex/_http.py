@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
+from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, Mapping, Optional, Sequence, Tuple, Union
-from urllib.parse import urljoin
+from urllib.parse import unquote, urljoin
 
 import requests
 
@@ -178,6 +180,38 @@ class Connection:
             if bar is not None:
                 bar.close()
 
+    def download(
+        self,
+        path: str,
+        folder: PathLike,
+        *,
+        filename: Optional[str],
+        default: str,
+        headers: Optional[Mapping[str, str]] = None,
+    ) -> Path:
+        """GET `path` streamed to a file in `folder` (created if missing), named `filename`,
+        else as the answer's Content-Disposition says, else `default`.
+
+        The file is written as ``<name>.part`` and renamed when complete, so an interrupted
+        download never leaves a file that looks whole. Returns the file's path.
+        """
+        response = self.request("GET", path, headers=headers, stream=True)
+        with response:
+            name = filename or _attachment_name(response) or default
+            target_folder = Path(folder)
+            target_folder.mkdir(parents=True, exist_ok=True)
+            target = target_folder / Path(name).name
+            partial = target.with_name(target.name + ".part")
+            try:
+                with open(partial, "wb") as out:
+                    for chunk in response.iter_content(chunk_size=1024 * 1024):
+                        out.write(chunk)
+                os.replace(partial, target)
+            except BaseException:
+                partial.unlink(missing_ok=True)  # missing_ok: Python 3.8+
+                raise
+        return target
+
     def paginate(
         self,
         path: str,
@@ -191,6 +225,18 @@ class Connection:
             if not page.get("next"):
                 return
             page = self.get_json(page["next"], headers=headers)
+
+
+def _attachment_name(response: requests.Response) -> Optional[str]:
+    """The file name in a Content-Disposition header (RFC 6266, ``filename*`` preferred)."""
+    header = response.headers.get("Content-Disposition", "")
+    match = re.search(r"filename\*\s*=\s*([^']*)'[^']*'([^;]+)", header)
+    if match:
+        return unquote(match.group(2).strip(), encoding=match.group(1) or "utf-8")
+    match = re.search(r'filename\s*=\s*"((?:[^"\\]|\\.)*)"', header) or re.search(
+        r"filename\s*=\s*([^;]+)", header
+    )
+    return match.group(1).strip() if match else None
 
 
 def env(name: str) -> Optional[str]:

@@ -16,12 +16,9 @@ NEOMARIL_GROUP_TOKEN  the group token used to call models (``nmg_…``)
 from __future__ import annotations
 
 import logging
-import os
-import re
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Union
-from urllib.parse import unquote
+from typing import Any, Callable, Dict, Iterator, List, Optional, Union
 
 import requests
 
@@ -53,6 +50,59 @@ def backoff(first: float = 0.5, factor: float = 1.5, cap: float = 10.0) -> Itera
 
 def log_tail(log: str, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(log.rstrip().splitlines()[-lines:])
+
+
+def wait_finished(
+    poll: Callable[[], Dict[str, Any]],
+    key: str,
+    what: str,
+    failure: Callable[[Dict[str, Any]], Exception],
+    timeout: float,
+    log: logging.Logger,
+) -> None:
+    """Wait until a job (an execution, a training run) has finished, polling with a
+    growing interval.
+
+    Args:
+        poll: fetches the job's state now; `key` is its status (Succeeded, Failed…).
+        what: the job, for people: "Execution 5 of M…".
+        failure: the exception raised for a Failed job's last state.
+        timeout: seconds to wait at most.
+        log: the caller's logger, told each new status.
+
+    Raises:
+        the `failure` of a Failed job, or WaitTimeout after `timeout` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    last = None
+    for wait in backoff():
+        state = poll()
+        if state[key] != last:
+            last = state[key]
+            log.info("%s: %s", what, last, stacklevel=2)
+        if last == "Succeeded":
+            return
+        if last == "Failed":
+            raise failure(state)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise WaitTimeout(f"{what} is still {last} after {timeout:g} s.")
+        time.sleep(min(wait, remaining))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def failure_with_log(
+    what: str, error: Optional[str], get_logs: Callable[[], str], body: Dict[str, Any]
+) -> ExecutionError:
+    """The ExecutionError of a Failed job: "<what> failed: <error>", then the end of its log."""
+    try:
+        tail = log_tail(get_logs())
+    except Exception as exc:  # the failure matters more than its log
+        tail = f"(the log could not be read: {exc})"
+    message = f"{what} failed: {error or 'no message'}"
+    if tail:
+        message += f"\n--- end of its log ---\n{tail}"
+    return ExecutionError(message, log=tail, body=body)
 
 
 def _load_dotenv() -> None:
@@ -277,34 +327,13 @@ class NeomarilExecution:
             ExecutionError: it Failed; the message has its error and the end of its log.
             WaitTimeout: still not finished after `timeout` seconds.
         """
-        deadline = time.monotonic() + timeout
-        last = None
-        for wait in backoff():
-            info = self.execution_info()
-            if info["status"] != last:
-                last = info["status"]
-                logger.info("Execution %s of %s: %s", self.execution_id, self.model_hash, last)
-            if last == "Succeeded":
-                return self
-            if last == "Failed":
-                raise self._failure(info)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise WaitTimeout(
-                    f"Execution {self.execution_id} of {self.model_hash} is still {last} after {timeout:g} s."
-                )
-            time.sleep(min(wait, remaining))
-        raise AssertionError("unreachable")  # pragma: no cover
+        what = f"Execution {self.execution_id} of {self.model_hash}"
+        wait_finished(self.execution_info, "status", what, self._failure, timeout, logger)
+        return self
 
     def _failure(self, info: Dict[str, Any]) -> ExecutionError:
-        try:
-            tail = log_tail(self.get_logs())
-        except Exception as exc:  # the failure matters more than its log
-            tail = f"(the log could not be read: {exc})"
-        message = f"Execution {self.execution_id} of {self.model_hash} failed: {info.get('error_message') or 'no message'}"
-        if tail:
-            message += f"\n--- end of its log ---\n{tail}"
-        return ExecutionError(message, log=tail, body=info)
+        what = f"Execution {self.execution_id} of {self.model_hash}"
+        return failure_with_log(what, info.get("error_message"), self.get_logs, info)
 
     def download_result(self, path: str = "./", filename: Optional[str] = None) -> str:
         """Download the result file of a Succeeded execution, streamed to disk.
@@ -319,32 +348,12 @@ class NeomarilExecution:
         Raises:
             StateError: the execution has not Succeeded (yet); the message says why.
         """
-        response = self._conn.request("GET", self.url + "/result", headers=self._headers(), stream=True)
-        with response:
-            name = filename or _attachment_name(response) or f"execution_{self.execution_id}_result"
-            folder = Path(path)
-            folder.mkdir(parents=True, exist_ok=True)
-            target = folder / Path(name).name
-            partial = target.with_name(target.name + ".part")
-            try:
-                with open(partial, "wb") as out:
-                    for chunk in response.iter_content(chunk_size=1024 * 1024):
-                        out.write(chunk)
-                os.replace(partial, target)
-            except BaseException:
-                partial.unlink(missing_ok=True)  # missing_ok: Python 3.8+
-                raise
+        target = self._conn.download(
+            self.url + "/result",
+            path,
+            filename=filename,
+            default=f"execution_{self.execution_id}_result",
+            headers=self._headers(),
+        )
         logger.info("Result of execution %s saved to %s", self.execution_id, target)
         return str(target)
-
-
-def _attachment_name(response: requests.Response) -> Optional[str]:
-    """The file name in a Content-Disposition header (RFC 6266, ``filename*`` preferred)."""
-    header = response.headers.get("Content-Disposition", "")
-    match = re.search(r"filename\*\s*=\s*([^']*)'[^']*'([^;]+)", header)
-    if match:
-        return unquote(match.group(2).strip(), encoding=match.group(1) or "utf-8")
-    match = re.search(r'filename\s*=\s*"((?:[^"\\]|\\.)*)"', header) or re.search(
-        r"filename\s*=\s*([^;]+)", header
-    )
-    return match.group(1).strip() if match else None

@@ -16,11 +16,11 @@ from __future__ import annotations
 import logging
 import os
 import time
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from neomaril_codex._http import Connection, dumps
 from neomaril_codex._http import env as _env
+from neomaril_codex._parts import Parts, PathLike, existing_file
 from neomaril_codex.base import BaseNeomarilClient, NeomarilExecution, backoff, log_tail
 from neomaril_codex.exceptions import (
     AuthenticationError,
@@ -35,22 +35,48 @@ __all__ = ["NeomarilModel", "NeomarilModelClient"]
 
 logger = logging.getLogger(__name__)
 
-PathLike = Union[str, "os.PathLike[str]"]
 MODEL_STATES = ("Ready", "Building", "Deployed", "Failed", "Disabled", "Deleted")
 OPERATIONS = {"sync": "Sync", "async": "Async"}
 LANGUAGES = ("curl", "python", "javascript")
 
 
-def _file(argument: str, value: Any, missing: List[str]) -> Optional[Path]:
-    """`value` as the path of an existing file, or None after noting why it is not one."""
-    if not isinstance(value, (str, os.PathLike)):
-        missing.append(f"{argument}: expected a file path, got {type(value).__name__}")
-        return None
-    path = Path(value).expanduser()
-    if not path.is_file():
-        missing.append(f"{argument}: no such file '{path}'")
-        return None
-    return path
+def _model_parts(
+    fields: List[Tuple[str, str]],
+    *,
+    source_file: Optional[PathLike] = None,
+    model_file: Optional[PathLike] = None,
+    requirements_file: Optional[PathLike] = None,
+    schema: Union[PathLike, Dict[str, Any], List[Any], None] = None,
+    env: Optional[PathLike] = None,
+    sample_file: Optional[PathLike] = None,
+    extra_files: Union[PathLike, Sequence[PathLike], None] = None,
+    required: Sequence[str] = (),
+) -> Parts:
+    """The upload of a model (create_model's, and promote_model's from a training run):
+    `fields`, then its files, and `schema` as JSON text (a dict or list) or a file.
+
+    An argument that is None is left out, unless named in `required`.
+
+    Raises:
+        InputError: every missing or wrong file, at once.
+    """
+    parts = Parts(fields)
+    for field, argument, value in (
+        ("source", "source_file", source_file),
+        ("model", "model_file", model_file),
+        ("requirements", "requirements_file", requirements_file),
+    ):
+        if value is not None or argument in required:
+            parts.file(field, argument, value)
+    if isinstance(schema, (dict, list)):
+        parts.fields.append(("schema", dumps(schema)))
+    else:
+        parts.optional("schema", "schema", schema)
+    parts.optional("env", "env", env)
+    parts.optional("sample", "sample_file", sample_file)
+    parts.extras(extra_files)
+    parts.check()
+    return parts
 
 
 class NeomarilModel:
@@ -233,7 +259,7 @@ class NeomarilModel:
     def _start_execution(self, data: Any, token: str, headers: Dict[str, str]) -> NeomarilExecution:
         problems: List[str] = []
         if isinstance(data, (str, os.PathLike)):
-            path = _file("data", data, problems)
+            path = existing_file("data", data, problems)
         else:
             path = None
             problems.append(f"data: an Async model takes the path of a file, got {type(data).__name__}")
@@ -329,7 +355,7 @@ def _sync_body(data: Any) -> bytes:
         isinstance(data, str) and not data.lstrip().startswith(("{", "[", '"')) and "\n" not in data
     ):
         problems: List[str] = []
-        path = _file("data", data, problems)
+        path = existing_file("data", data, problems)
         if path is None:
             raise InputError(f"{problems[0]} (a Sync model takes a dict, a JSON string or a JSON file)")
         return path.read_bytes()
@@ -412,16 +438,6 @@ class NeomarilModelClient(BaseNeomarilClient):
             raise InputError(
                 "No group: pass group='…' (create one with client.create_group) or set NEOMARIL_GROUP."
             )
-        problems: List[str] = []
-        files: List[Tuple[str, str, Path]] = []
-        for field, argument, value in (
-            ("source", "source_file", source_file),
-            ("model", "model_file", model_file),
-            ("requirements", "requirements_file", requirements_file),
-        ):
-            path = _file(argument, value, problems)
-            if path is not None:
-                files.append((field, path.name, path))
         fields = [
             ("name", model_name),
             ("group", group),
@@ -431,30 +447,19 @@ class NeomarilModelClient(BaseNeomarilClient):
         ]
         if input_type:
             fields.append(("input_type", input_type))
-        if isinstance(schema, (dict, list)):
-            fields.append(("schema", dumps(schema)))
-        elif schema is not None:
-            path = _file("schema", schema, problems)
-            if path is not None:
-                files.append(("schema", path.name, path))
-        if env is not None:
-            path = _file("env", env, problems)
-            if path is not None:
-                files.append(("env", path.name, path))
-        if sample_file is not None:
-            path = _file("sample_file", sample_file, problems)
-            if path is not None:
-                files.append(("sample", path.name, path))
-        if isinstance(extra_files, (str, os.PathLike)):
-            extra_files = [extra_files]
-        for value in extra_files or []:
-            path = _file("extra_files", value, problems)
-            if path is not None:
-                files.append(("extra", path.name, path))
-        if problems:
-            raise InputError("; ".join(problems))
+        parts = _model_parts(
+            fields,
+            source_file=source_file,
+            model_file=model_file,
+            requirements_file=requirements_file,
+            schema=schema,
+            env=env,
+            sample_file=sample_file,
+            extra_files=extra_files,
+            required=("source_file", "model_file", "requirements_file"),
+        )
         response = self._conn.upload(
-            "/models", fields=fields, files=files, label=f"Uploading model '{model_name}'"
+            "/models", fields=parts.fields, files=parts.files, label=f"Uploading model '{model_name}'"
         )
         model = NeomarilModel(self._conn, response.json())
         logger.info(

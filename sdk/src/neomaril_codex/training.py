@@ -38,15 +38,15 @@ import shutil
 import sys
 import sysconfig
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from neomaril_codex._http import Connection, dumps
 from neomaril_codex._http import env as _env
-from neomaril_codex.base import BaseNeomarilClient, _attachment_name, backoff, log_tail
-from neomaril_codex.exceptions import ExecutionError, InputError, NotFoundError, WaitTimeout
-from neomaril_codex.model import OPERATIONS, NeomarilModel, _file
+from neomaril_codex._parts import Parts, PathLike, existing_file
+from neomaril_codex.base import BaseNeomarilClient, failure_with_log, wait_finished
+from neomaril_codex.exceptions import ExecutionError, InputError, NotFoundError
+from neomaril_codex.model import OPERATIONS, NeomarilModel, _model_parts
 
 __all__ = [
     "NeomarilTrainingClient",
@@ -58,7 +58,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-PathLike = Union[str, "os.PathLike[str]"]
 MODEL_TYPES = {"classification": "Classification", "regression": "Regression", "unsupervised": "Unsupervised"}
 TRAINING_TYPES = {"custom": "Custom", "external": "External", "automl": "AutoML"}
 TABLE_SUFFIXES = (".csv", ".parquet")
@@ -155,7 +154,7 @@ def _table(argument: str, value: Any, folder: Path, stem: str, problems: List[st
         except InputError as exc:
             problems.append(str(exc))
             return None
-    path = _file(argument, value, problems)
+    path = existing_file(argument, value, problems)
     if path is not None and not path.name.lower().endswith(TABLE_SUFFIXES):
         problems.append(f"{argument}: '{path.name}' is not a .csv or .parquet file")
         return None
@@ -334,20 +333,9 @@ def _training_type(value: Any) -> str:
     return kind
 
 
-class _Parts:
-    """A multipart upload being assembled: its fields, its files, and every problem found,
-    so that all of them are reported at once before anything is sent."""
-
-    def __init__(self, fields: List[Tuple[str, str]]) -> None:
-        self.fields = fields
-        self.files: List[Tuple[str, str, Path]] = []
-        self.problems: List[str] = []
-
-    def file(self, field: str, argument: str, value: Any) -> Optional[Path]:
-        path = _file(argument, value, self.problems)
-        if path is not None:
-            self.files.append((field, path.name, path))
-        return path
+class _RunParts(Parts):
+    """The upload of a training run: what every upload checks, and the run's own
+    arguments (required ones named with the kind of run, tables, JSON)."""
 
     def required(self, field: str, argument: str, value: Any, kind: str) -> Optional[Path]:
         if value is None:
@@ -456,37 +444,13 @@ class NeomarilTrainingExecution:
             ExecutionError: the run Failed; the message has its error and the end of its log.
             WaitTimeout: still not finished after `timeout` seconds.
         """
-        deadline = time.monotonic() + timeout
-        last = None
-        for wait in backoff():
-            answer = self.get_status()
-            if answer["Status"] != last:
-                last = answer["Status"]
-                logger.info("Training run %s of %s: %s", self.exec_id, self.training_id, last)
-            if last == "Succeeded":
-                return self
-            if last == "Failed":
-                raise self._failure(answer)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise WaitTimeout(
-                    f"Training run {self.exec_id} of {self.training_id} is still {last} after {timeout:g} s."
-                )
-            time.sleep(min(wait, remaining))
-        raise AssertionError("unreachable")  # pragma: no cover
+        what = f"Training run {self.exec_id} of {self.training_id}"
+        wait_finished(self.get_status, "Status", what, self._failure, timeout, logger)
+        return self
 
     def _failure(self, answer: Dict[str, Any]) -> ExecutionError:
-        try:
-            tail = log_tail(self.get_logs())
-        except Exception as exc:  # the failure matters more than its log
-            tail = f"(the log could not be read: {exc})"
-        message = (
-            f"Training run {self.exec_id} '{self.run_name}' of experiment {self.training_id} failed: "
-            f"{answer.get('Message') or 'no message'}"
-        )
-        if tail:
-            message += f"\n--- end of its log ---\n{tail}"
-        return ExecutionError(message, log=tail, body=answer)
+        what = f"Training run {self.exec_id} '{self.run_name}' of experiment {self.training_id}"
+        return failure_with_log(what, answer.get("Message"), self.get_logs, answer)
 
     def download_result(self, path: str = "./", filename: Optional[str] = None) -> str:
         """Download everything the finished run kept — model, tables, metrics, params,
@@ -503,21 +467,9 @@ class NeomarilTrainingExecution:
         Raises:
             StateError: the run has not finished yet.
         """
-        response = self._conn.request("GET", self.url + "/artifacts", stream=True)
-        with response:
-            name = filename or _attachment_name(response) or f"training_{self.exec_id}.zip"
-            folder = Path(path)
-            folder.mkdir(parents=True, exist_ok=True)
-            target = folder / Path(name).name
-            partial = target.with_name(target.name + ".part")
-            try:
-                with open(partial, "wb") as out:
-                    for chunk in response.iter_content(chunk_size=1024 * 1024):
-                        out.write(chunk)
-                os.replace(partial, target)
-            except BaseException:
-                partial.unlink(missing_ok=True)
-                raise
+        target = self._conn.download(
+            self.url + "/artifacts", path, filename=filename, default=f"training_{self.exec_id}.zip"
+        )
         logger.info("Output saved in %s", target)
         return str(target)
 
@@ -564,38 +516,24 @@ class NeomarilTrainingExecution:
         op = _choice(operation, OPERATIONS)
         if op is None:
             raise InputError(f"operation must be 'Sync' or 'Async', got {operation!r}.")
-        problems: List[str] = []
         fields = [("name", model_name), ("operation", op)]
-        files: List[Tuple[str, str, Path]] = []
         if model_reference is not None:
             fields.append(("model_reference", model_reference))
         if input_type:
             fields.append(("input_type", input_type))
-        for field, argument, value in (
-            ("source", "source_file", source_file),
-            ("requirements", "requirements_file", requirements_file),
-            ("env", "env", env),
-        ):
-            if value is not None:
-                path = _file(argument, value, problems)
-                if path is not None:
-                    files.append((field, path.name, path))
-        if isinstance(schema, (dict, list)):
-            fields.append(("schema", dumps(schema)))
-        elif schema is not None:
-            path = _file("schema", schema, problems)
-            if path is not None:
-                files.append(("schema", path.name, path))
-        if isinstance(extra_files, (str, os.PathLike)):
-            extra_files = [extra_files]
-        for value in extra_files or []:
-            path = _file("extra_files", value, problems)
-            if path is not None:
-                files.append(("extra", path.name, path))
-        if problems:
-            raise InputError("; ".join(problems))
+        parts = _model_parts(
+            fields,
+            source_file=source_file,
+            requirements_file=requirements_file,
+            schema=schema,
+            env=env,
+            extra_files=extra_files,
+        )
         response = self._conn.upload(
-            self.url + "/promote", fields=fields, files=files, label=f"Promoting run {self.exec_id}"
+            self.url + "/promote",
+            fields=parts.fields,
+            files=parts.files,
+            label=f"Promoting run {self.exec_id}",
         )
         model = NeomarilModel(self._conn, response.json())
         logger.info(
@@ -837,7 +775,7 @@ class NeomarilTrainingExperiment:
             "model_metrics": model_metrics,
             "model_params": model_params,
         }
-        parts = _Parts([("run_name", run_name), ("training_type", kind)])
+        parts = _RunParts([("run_name", run_name), ("training_type", kind)])
         if kind != "AutoML":  # AutoML runs on the platform's own Python
             parts.fields.append(("python_version", str(python_version)))
         if description:
@@ -869,16 +807,10 @@ class NeomarilTrainingExperiment:
                 model_path = parts.required("model", "model_file", model_file, kind)
                 parts.json("metrics", "model_metrics", model_metrics)
                 parts.json("params", "model_params", model_params)
-                if requirements_file is not None:
-                    parts.file("requirements", "requirements_file", requirements_file)
-            if env is not None:
-                parts.file("env", "env", env)
-            if isinstance(extra_files, (str, os.PathLike)):
-                extra_files = [extra_files]
-            for value in extra_files or []:
-                parts.file("extra", "extra_files", value)
-            if parts.problems:
-                raise InputError("; ".join(parts.problems))
+                parts.optional("requirements", "requirements_file", requirements_file)
+            parts.optional("env", "env", env)
+            parts.extras(extra_files)
+            parts.check()
             if model_path is not None and requirements_file is None:
                 generated = _generated_requirements(model_path, Path(scratch))
                 parts.files.append(("requirements", generated.name, generated))

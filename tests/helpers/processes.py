@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 import psutil
@@ -184,10 +185,16 @@ class PortalClient:
             raise AssertionError(self.get(f"/api/v1/models/{model_hash}/logs").json()["log"])
         return model_hash
 
-    def wait_status(self, model_hash: str, wanted: set[str], timeout: float) -> str:
+    def wait_for(self, path: str, wanted: Collection[str], timeout: float) -> dict:
+        """GET `path` until its "status" is one of `wanted` or `timeout` seconds have
+        passed; returns the last answer (the caller asserts on its status, with the log)."""
         deadline = time.monotonic() + timeout
         while True:
-            status = self.get(f"/api/v1/models/{model_hash}/status").json()["status"]
-            if status in wanted or time.monotonic() > deadline:
-                return status
+            body = self.get(path).json()
+            if body["status"] in wanted or time.monotonic() > deadline:
+                return body
             time.sleep(0.3)
+
+    def wait_status(self, model_hash: str, wanted: Collection[str], timeout: float) -> str:
+        """A model's status once it is one of `wanted` (or the last one after `timeout`)."""
+        return self.wait_for(f"/api/v1/models/{model_hash}/status", wanted, timeout)["status"]

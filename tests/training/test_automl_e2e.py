@@ -52,15 +52,6 @@ def _in_env(python: Path, code: str, *args: str) -> str:
     return done.stdout
 
 
-def _wait(client: PortalClient, path: str, wanted: tuple[str, ...], timeout: float) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        body = client.get(path).json()
-        if body["status"] in wanted or time.monotonic() > deadline:
-            return body
-        time.sleep(0.5)
-
-
 def test_automl_run_then_promoted_with_two_arguments(tmp_path):
     data = tmp_path / "data"
     # The platform's AutoML environment, built by the platform's code where the portal
@@ -92,7 +83,7 @@ def test_automl_run_then_promoted_with_two_arguments(tmp_path):
         )
         assert created.status_code == 201, created.text
         run_path = f"/api/v1/training/experiments/{experiment}/runs/1"
-        run = _wait(client, run_path, ("Succeeded", "Failed"), 900)
+        run = client.wait_for(run_path, ("Succeeded", "Failed"), 900)
         log = client.get(f"{run_path}/logs").json()["log"]
         assert run["status"] == "Succeeded", log
         assert "Reusing environment" in log

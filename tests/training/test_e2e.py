@@ -46,15 +46,6 @@ def _training_processes(folder: Path) -> list[psutil.Process]:
     return found
 
 
-def _wait(client: PortalClient, path: str, wanted: tuple[str, ...], timeout: float) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        body = client.get(path).json()
-        if body["status"] in wanted or time.monotonic() > deadline:
-            return body
-        time.sleep(0.3)
-
-
 def test_worker_killed_mid_run_then_the_run_runs_again(tmp_path):
     data = tmp_path / "data"
     portal = RunningPortal(data, extra_env={"NEOMARIL_TRAINING_STALE_SECONDS": "15"})
@@ -77,7 +68,7 @@ def test_worker_killed_mid_run_then_the_run_runs_again(tmp_path):
         )
         assert created.status_code == 201, created.text
         run_path = f"/api/v1/training/experiments/{experiment}/runs/1"
-        assert _wait(client, run_path, ("Running",), 120)["status"] == "Running"
+        assert client.wait_for(run_path, ("Running",), 120)["status"] == "Running"
         folder = data / "trainings" / experiment / "1" / "sandbox"
         deadline = time.monotonic() + 180  # the environment is built first
         while not _training_processes(folder) and time.monotonic() < deadline:
@@ -97,7 +88,7 @@ def test_worker_killed_mid_run_then_the_run_runs_again(tmp_path):
             time.sleep(0.1)
         assert not _training_processes(folder), "the training process outlived its killed worker"
 
-        finished = _wait(client, run_path, ("Succeeded", "Failed"), 240)
+        finished = client.wait_for(run_path, ("Succeeded", "Failed"), 240)
         log = client.get(f"{run_path}/logs").json()["log"]
         assert finished["status"] == "Succeeded", log
         assert finished["attempts"] == 2, log

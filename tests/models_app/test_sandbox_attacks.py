@@ -280,7 +280,8 @@ def _platform(settings, monkeypatch):
     """The host's interpreter as every model's environment; a canary in the platform's env."""
     python = settings.ENVS_DIR / HOST_ENV / "bin" / "python"
     python.parent.mkdir(parents=True, exist_ok=True)
-    if not python.exists():
+    if not (python.is_symlink() and python.readlink() == BASE_PYTHON):
+        python.unlink(missing_ok=True)  # whatever another test left under this name
         python.symlink_to(BASE_PYTHON)
     monkeypatch.setattr(tasks.environments, "ensure_environment", lambda **kwargs: python.parent.parent)
     monkeypatch.setenv("NEOMARIL_ATTACK_CANARY", CANARY)

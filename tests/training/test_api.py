@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
+import uuid
 import zipfile
 from pathlib import Path
 
@@ -347,18 +349,33 @@ def test_only_a_succeeded_run_is_promoted(cast, state):
     assert not MLModel.objects.exists()
 
 
-def _fake_environment(fingerprint: str) -> Path:
-    env = environments.environment_path(settings.ENVS_DIR, fingerprint)
-    (env / "bin").mkdir(parents=True)
-    (env / "bin" / "python").write_text("")
-    (env / environments.MARKER_NAME).write_text("{}")
-    return env
+@pytest.fixture
+def fake_environment():
+    """A complete-looking environment under a fingerprint of its own (the environments
+    folder is shared by the session's tests), removed afterwards."""
+    made: list[Path] = []
+
+    def make() -> tuple[str, Path]:
+        fingerprint = uuid.uuid4().hex * 2
+        env = environments.environment_path(settings.ENVS_DIR, fingerprint)
+        (env / "bin").mkdir(parents=True)
+        (env / "bin" / "python").write_text("")
+        (env / environments.MARKER_NAME).write_text("{}")
+        made.append(env)
+        return fingerprint, env
+
+    yield make
+    for env in made:
+        shutil.rmtree(env, ignore_errors=True)
+    for link in settings.ENVS_DIR.iterdir():  # the aliases promote made to them
+        if link.is_symlink() and not link.exists():
+            link.unlink()
 
 
-def test_promote_reuses_the_runs_environment_and_remembers_the_run(cast):
+def test_promote_reuses_the_runs_environment_and_remembers_the_run(cast, fake_environment):
     experiment = make_experiment(cast.group, cast.owner)
-    run = finished_run(experiment, env_fingerprint="a" * 64)
-    env = _fake_environment("a" * 64)
+    fingerprint, env = fake_environment()
+    run = finished_run(experiment, env_fingerprint=fingerprint)
     response = _promote(api_client(cast.teammate), experiment, 1)
     assert response.status_code == 201, response.content
     body = response.json()
@@ -383,10 +400,10 @@ def test_promote_reuses_the_runs_environment_and_remembers_the_run(cast):
     assert [(m["hash"], m["name"]) for m in promoted] == [(model.hash, "Teste notebook promoted custom")]
 
 
-def test_promote_with_extra_requirements_builds_a_new_set(cast):
+def test_promote_with_extra_requirements_builds_a_new_set(cast, fake_environment):
     experiment = make_experiment(cast.group, cast.owner)
-    finished_run(experiment, env_fingerprint="b" * 64)
-    _fake_environment("b" * 64)
+    fingerprint, _env = fake_environment()
+    finished_run(experiment, env_fingerprint=fingerprint)
     response = _promote(
         api_client(cast.owner), experiment, 1, requirements=file("requirements.txt", "requests==2.32.3\n")
     )

@@ -45,6 +45,20 @@ def decrypt_json(ciphertext: bytes) -> object:
         raise DecryptionError("Cannot decrypt: no configured encryption key matches this secret.") from exc
 
 
+def encrypt_env(values: dict[str, str]) -> bytes | None:
+    """A `.env`'s values as stored (None when there are none)."""
+    return encrypt_json(values) if values else None
+
+
+def decrypt_env(ciphertext: bytes | None) -> dict[str, str]:
+    """A stored `.env`'s values, for a sandboxed process only. Never log or return them."""
+    if not ciphertext:
+        return {}
+    values = decrypt_json(ciphertext)
+    assert isinstance(values, dict)
+    return values
+
+
 def rotate(ciphertext: bytes) -> bytes:
     """Re-encrypt with the primary key (MultiFernet.rotate keeps the timestamp)."""
     try:

@@ -124,7 +124,7 @@ def create_model(user, upload: ModelUpload) -> MLModel:
                 extra_files=[named.name for named in upload.extra_files],
                 requirements=upload.requirements,
                 env_names=sorted(upload.env_values),
-                env_ciphertext=crypto.encrypt_json(upload.env_values) if upload.env_values else None,
+                env_ciphertext=crypto.encrypt_env(upload.env_values),
                 training_run=upload.training_run,
                 created_by=user,
             )
@@ -242,8 +242,4 @@ def change_settings(model: MLModel, actor, **changes) -> MLModel:
 
 def decrypted_env(model: MLModel) -> dict[str, str]:
     """The model's `.env` values, for a runner's environment only. Never log or return them."""
-    if not model.env_ciphertext:
-        return {}
-    values = crypto.decrypt_json(model.env_ciphertext)
-    assert isinstance(values, dict)
-    return values
+    return crypto.decrypt_env(model.env_ciphertext)

@@ -132,7 +132,7 @@ def create_run(user, upload: TrainingUpload) -> TrainingRun:
                 inputs={role: named.name for role, named in upload.inputs.items()},
                 requirements=with_platform_requirements(upload.requirements),
                 env_names=sorted(upload.env_values),
-                env_ciphertext=crypto.encrypt_json(upload.env_values) if upload.env_values else None,
+                env_ciphertext=crypto.encrypt_env(upload.env_values),
                 allow_network=upload.allow_network,
                 metrics=upload.metrics,
                 params={"logged": upload.logged_params} if upload.logged_params is not None else None,
@@ -158,11 +158,7 @@ def queue_run(run: TrainingRun) -> None:
 
 def decrypted_env(run: TrainingRun) -> dict[str, str]:
     """The run's `.env` values, for its sandbox only. Never log or return them."""
-    if not run.env_ciphertext:
-        return {}
-    values = crypto.decrypt_json(run.env_ciphertext)
-    assert isinstance(values, dict)
-    return values
+    return crypto.decrypt_env(run.env_ciphertext)
 
 
 def get_run(experiment: Experiment, number: int) -> TrainingRun | None:

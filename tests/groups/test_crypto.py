@@ -1,5 +1,7 @@
 """Secrets at rest: MultiFernet encryption and key rotation."""
 
+import io
+
 import pytest
 from cryptography.fernet import Fernet
 from django.core.management import call_command
@@ -7,7 +9,9 @@ from django.core.management import call_command
 from groups import crypto
 from models_app.models import MLModel
 from tests.helpers.clients import api_client
+from tests.helpers.training import custom_payload, make_experiment
 from tests.helpers.uploads import file, sync_payload
+from training.models import TrainingRun
 
 
 def test_round_trip_and_ciphertext_has_no_clear_text(settings):
@@ -32,11 +36,22 @@ def test_rotation_command_reencrypts_with_the_new_key(cast, settings):
         "/api/v1/models", sync_payload(env=file(".env", "API_KEY=rotate-me\n")), format="multipart"
     )
     model = MLModel.objects.get(hash=response.json()["hash"])
+    experiment = make_experiment(cast.group, cast.owner)
+    api_client(cast.owner).post(
+        f"/api/v1/training/experiments/{experiment.hash}/runs",
+        custom_payload(env=file(".env", "TOKEN=train-secret\n")),
+        format="multipart",
+    )
+    run = TrainingRun.objects.get(experiment=experiment)
     settings.NEOMARIL_ENCRYPTION_KEYS = [new, old]
-    call_command("rotate_encryption_keys", stdout=__import__("io").StringIO())
+    out = io.StringIO()
+    call_command("rotate_encryption_keys", stdout=out)
+    assert "1 models" in out.getvalue() and "1 training runs" in out.getvalue()
     settings.NEOMARIL_ENCRYPTION_KEYS = [new]  # the old key can now be dropped
     model.refresh_from_db()
+    run.refresh_from_db()
     assert crypto.decrypt_json(model.env_ciphertext) == {"API_KEY": "rotate-me"}
+    assert crypto.decrypt_json(run.env_ciphertext) == {"TOKEN": "train-secret"}
 
 
 def test_bad_key_configuration_is_reported(settings):

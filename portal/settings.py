@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "models_app",
     "executions",
     "training",
+    "monitors",
     "monitoring",
     "portal",  # the project shell, label "shell": registers its system checks
 ]
@@ -344,6 +345,19 @@ TRAINING_DISK_MB = envint("NEOMARIL_TRAINING_DISK_MB", 10_240, minimum=1)
 TRAINING_STALE_SECONDS = envint("NEOMARIL_TRAINING_STALE_SECONDS", 90, minimum=15)
 # The interpreter of the platform's AutoML environment (training/automl/requirements.txt).
 AUTOML_PYTHON = envstr("NEOMARIL_AUTOML_PYTHON", "3.11")
+
+# --- Indirect monitoring (monitors app, docs/monitoring.md) -------------------------
+MONITORS_DIR = DATA_DIR / "monitors"
+# Seconds one sandboxed preprocess process may take: a validation, or one batch of a period.
+MONITORING_TIMEOUT = envint("NEOMARIL_MONITORING_TIMEOUT", 600, minimum=1)
+MONITORING_MEMORY_LIMIT_MB = envint("NEOMARIL_MONITORING_MEMORY_LIMIT_MB", 8192, minimum=0)
+MONITORING_DISK_MB = envint("NEOMARIL_MONITORING_DISK_MB", 2048, minimum=1)
+# Recorded calls (or executions) handed to one preprocess process; bounds its memory.
+MONITORING_BATCH_SIZE = envint("NEOMARIL_MONITORING_BATCH_SIZE", 2000, minimum=1)
+# A period with fewer feature rows than this is "insufficient" (a default per model).
+MONITORING_MINIMUM_ROWS = envint("NEOMARIL_MONITORING_MINIMUM_ROWS", 100, minimum=1)
+MONITORING_STALE_SECONDS = envint("NEOMARIL_MONITORING_STALE_SECONDS", 90, minimum=15)
+MONITORING_WEBHOOK_TIMEOUT = envint("NEOMARIL_MONITORING_WEBHOOK_TIMEOUT", 10, minimum=1)
 
 LOGGING = {
     "version": 1,

@@ -52,15 +52,15 @@ def get_or_create_experiment(
     return experiment, True
 
 
-def with_platform_requirements(lines: list[str]) -> list[str]:
-    """``lines`` plus what the training harness needs and they do not name already."""
+def with_platform_requirements(lines: list[str], needed: tuple[str, ...] = PLATFORM_REQUIREMENTS) -> list[str]:
+    """``lines`` plus what a harness needs (the training harness's by default) and they do not name already."""
     named = set()
     for line in lines:
         try:
             named.add(canonicalize_name(Requirement(line.split(" --hash")[0]).name))
         except InvalidRequirement:  # an option line (--index-url ...): names nothing
             continue
-    return [*lines, *(name for name in PLATFORM_REQUIREMENTS if name not in named)]
+    return [*lines, *(name for name in needed if name not in named)]
 
 
 @dataclass

@@ -29,6 +29,7 @@ def check_source(
     filename: str | None = None,
     parameters: tuple[str, ...] = ("data", "base_path"),
     also_accepts: tuple[str, ...] | None = None,
+    reference_field: str = "model_reference",
 ) -> None:
     """Check that `text` parses and defines `def <entrypoint>(a, b)` at module level.
 
@@ -66,7 +67,7 @@ def check_source(
             field,
             f"{label} has no top-level function named {entrypoint!r}. Define it with "
             f"`{shown}` directly in the module body (not inside an if, "
-            f"a class or another function), or set model_reference to the right name. "
+            f"a class or another function), or set {reference_field} to the right name. "
             f"Top-level functions found: {available}.",
         )
     if isinstance(found, ast.AsyncFunctionDef):

@@ -1,0 +1,340 @@
+"""The one definition of a monitoring registration and of its settings.
+
+The pages and the API validate through these forms. What can be checked from the
+request alone is checked here and reported at once, at its field (a 400): the
+configuration's shape, the reference run, the preprocess source. What needs the
+reference data or running the user's code is the validation job's (Invalidated).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from django import forms
+from django.conf import settings
+
+from models_app.forms import UploadCheckingForm
+from models_app.models import MLModel
+from models_app.services import NamedFile
+from models_app.validation import check_entrypoint_name, check_source
+from monitors.models import Monitor, PeriodKind
+from training.models import Experiment, TrainingRun
+
+MAX_CONFIGURATION_BYTES = 1024 * 1024
+MAX_COLUMNS = 1000
+RUN_KEY = "NeomarilTrainingExecution"
+# Each key of the configuration in the original product's two spellings.
+KEYS = {
+    "period": ("Period", "period"),
+    "train_data": ("TrainData", "train_data"),
+    "input_cols": ("InputCols", "input_cols"),
+    "output_cols": ("OutputCols", "output_cols"),
+}
+TRAIN_DATA_KEYS = {
+    "run": (RUN_KEY, "neomaril_training_execution"),
+    "experiment": ("NeomarilTrainingExperiment", "neomaril_training_experiment"),
+    "date_ref": ("TrainDateRef", "train_date_ref"),
+    "date_col": ("TrainDateCol", "train_date_col"),
+}
+_RUN_PATH = re.compile(r"^(T[0-9a-f]{32})/(\d+)$")
+
+
+@dataclass
+class Configuration:
+    """A checked configuration file."""
+
+    period: str
+    training_run: TrainingRun
+    train_date_ref: date | None
+    train_date_col: str
+    input_cols: list[str]
+    output_cols: list[str]
+    raw: dict
+
+
+def _pick(data: dict, spellings: tuple[str, str], problems: list[str]) -> Any:
+    present = [key for key in spellings if key in data]
+    if len(present) > 1:
+        problems.append(f"Give {spellings[0]} once: both {spellings[0]} and {spellings[1]} are set.")
+    return data[present[0]] if present else None
+
+
+def _unknown(data: dict, known: dict[str, tuple[str, str]], where: str) -> list[str]:
+    spellings = {key for pair in known.values() for key in pair}
+    extra = [key for key in data if key not in spellings]
+    if not extra:
+        return []
+    names = ", ".join(pair[0] for pair in known.values())
+    return [
+        f"Unknown key{'s' if len(extra) > 1 else ''} {', '.join(map(repr, extra))} in {where} (known: {names})."
+    ]
+
+
+def _columns(value: Any, key: str, problems: list[str], *, required: bool) -> list[str]:
+    if value is None:
+        if required:
+            problems.append(f'{key} is missing: list the columns to monitor, e.g. ["age", "income"].')
+        return []
+    if not isinstance(value, list) or not all(isinstance(c, str) and c.strip() for c in value):
+        problems.append(
+            f"{key} must be a list of column names (non-empty strings), not {json.dumps(value)[:200]}."
+        )
+        return []
+    if required and not value:
+        problems.append(f"{key} is empty: list at least one column to monitor.")
+    if len(value) > MAX_COLUMNS:
+        problems.append(f"{key} lists {len(value)} columns; at most {MAX_COLUMNS}.")
+    repeated = sorted({c for c in value if value.count(c) > 1})
+    if repeated:
+        problems.append(f"{key} names {', '.join(repeated)} more than once.")
+    return value
+
+
+def parse_configuration(raw: dict, model: MLModel) -> Configuration:
+    """The configuration, checked against the model; every problem raised at once."""
+    problems: list[str] = _unknown(raw, KEYS, "the configuration")
+    period_value = _pick(raw, KEYS["period"], problems)
+    period = None
+    if period_value is None:
+        problems.append("Period is missing: one of Day, Week, Month, Year.")
+    elif not isinstance(period_value, str) or period_value.strip().capitalize() not in PeriodKind.values:
+        problems.append(f"Period must be one of Day, Week, Month, Year, not {json.dumps(period_value)}.")
+    else:
+        period = period_value.strip().capitalize()
+    input_cols = _columns(_pick(raw, KEYS["input_cols"], problems), "InputCols", problems, required=True)
+    output_cols = _columns(_pick(raw, KEYS["output_cols"], problems), "OutputCols", problems, required=False)
+
+    train_data = _pick(raw, KEYS["train_data"], problems)
+    run, date_ref, date_col = None, None, ""
+    if train_data is None:
+        train_data = {}
+    if not isinstance(train_data, dict):
+        problems.append(
+            "TrainData must be an object with NeomarilTrainingExecution and TrainDateRef or TrainDateCol."
+        )
+    else:
+        problems += _unknown(train_data, TRAIN_DATA_KEYS, "TrainData")
+        run = _reference_run(train_data, model, problems)
+        ref = _pick(train_data, TRAIN_DATA_KEYS["date_ref"], problems)
+        col = _pick(train_data, TRAIN_DATA_KEYS["date_col"], problems)
+        if (ref is None) == (col is None):
+            problems.append(
+                "TrainData needs exactly one of TrainDateRef (the date the training data was taken, "
+                '"YYYY-MM-DD") and TrainDateCol (a date column of the run\'s X_train).'
+            )
+        elif ref is not None:
+            try:
+                date_ref = date.fromisoformat(ref) if isinstance(ref, str) and len(ref) == 10 else None
+            except ValueError:
+                date_ref = None
+            if date_ref is None:
+                problems.append(f"TrainDateRef must be a date written YYYY-MM-DD, not {json.dumps(ref)}.")
+        elif not isinstance(col, str) or not col.strip():
+            problems.append(f"TrainDateCol must be a column name, not {json.dumps(col)}.")
+        else:
+            date_col = col
+    if problems:
+        raise forms.ValidationError(problems)
+    return Configuration(period, run, date_ref, date_col, input_cols, output_cols, raw)
+
+
+def _reference_run(train_data: dict, model: MLModel, problems: list[str]) -> TrainingRun | None:
+    """The training run whose data is the reference: named, or the one the model was promoted from."""
+    value = _pick(train_data, TRAIN_DATA_KEYS["run"], problems)
+    experiment_hash = _pick(train_data, TRAIN_DATA_KEYS["experiment"], problems)
+    promoted_from = model.training_run
+    if value is None:
+        if promoted_from is None:
+            problems.append(
+                f"TrainData.{RUN_KEY} is missing: this model was not promoted from a training run, so name "
+                "the run whose data is the reference (an External run registers a model trained "
+                'elsewhere), as "<experiment hash>/<run number>".'
+            )
+        return promoted_from
+    text = str(value).strip()
+    match = _RUN_PATH.match(text)
+    if match:
+        experiment_hash, number = match[1], int(match[2])
+    elif text.isdigit():
+        number = int(text)
+        if experiment_hash is None:
+            if promoted_from is None:
+                problems.append(
+                    f"TrainData.{RUN_KEY} {json.dumps(value)} is a run number; name its experiment too: "
+                    '"<experiment hash>/<run number>" or NeomarilTrainingExperiment.'
+                )
+                return None
+            experiment_hash = promoted_from.experiment.hash
+    else:
+        problems.append(
+            f'TrainData.{RUN_KEY} must be a run number or "<experiment hash>/<run number>", not {json.dumps(value)}.'
+        )
+        return None
+    run = (
+        TrainingRun.objects.select_related("experiment")
+        .filter(experiment__hash=experiment_hash, experiment__group=model.group_id, number=number)
+        .first()
+    )
+    if run is None:
+        exists = Experiment.objects.filter(hash=experiment_hash, group=model.group_id).exists()
+        problems.append(
+            f"TrainData.{RUN_KEY}: there is no run {number} in experiment {experiment_hash} of group "
+            f"{model.group.name}."
+            if exists
+            else f"TrainData.{RUN_KEY}: no experiment {experiment_hash} in group {model.group.name}."
+        )
+        return None
+    if run.status != TrainingRun.Status.SUCCEEDED:
+        problems.append(
+            f"TrainData.{RUN_KEY}: run {number} of {experiment_hash} is {run.status}; only a Succeeded run "
+            "has the reference data (X_train, model_output)."
+        )
+        return None
+    return run
+
+
+class MonitoringForm(UploadCheckingForm):
+    """Register (or re-register) a model for monitoring."""
+
+    configuration = forms.FileField(
+        help_text="JSON: Period, TrainData (NeomarilTrainingExecution, TrainDateRef or TrainDateCol), "
+        "InputCols, OutputCols. PascalCase or snake_case keys.",
+        error_messages={"required": "Upload the monitoring configuration (a JSON file)."},
+    )
+    preprocess = forms.FileField(
+        help_text="Python file defining the preprocess (and the optional SHAP function).",
+        error_messages={"required": "Upload the preprocess script (a .py file)."},
+    )
+    preprocess_reference = forms.CharField(
+        max_length=100,
+        help_text="Function (input, output) -> (features_df, outputs_df).",
+        error_messages={"required": "Name the preprocess function, e.g. parse."},
+    )
+    shap_reference = forms.CharField(
+        max_length=100,
+        required=False,
+        help_text="Optional function (features_df, model_path) -> SHAP DataFrame.",
+    )
+    requirements = forms.FileField(
+        required=False, help_text="Optional extra packages the preprocess needs, on top of the model's."
+    )
+    webhook_url = forms.URLField(
+        max_length=500,
+        required=False,
+        assume_scheme="https",
+        help_text="Optional: receives a JSON notice when a period drifts.",
+    )
+    minimum_rows = forms.IntegerField(
+        required=False, min_value=1, help_text="Rows below which a period is insufficient."
+    )
+    warning_threshold = forms.FloatField(
+        required=False, min_value=0, help_text="PSI from which a column is a warning."
+    )
+    drift_threshold = forms.FloatField(
+        required=False, min_value=0, help_text="PSI from which a column drifts."
+    )
+
+    def __init__(self, *args, model: MLModel, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.model = model
+
+    def clean_configuration(self) -> Configuration:
+        upload = self.cleaned_data["configuration"]
+        if upload.size is not None and upload.size > MAX_CONFIGURATION_BYTES:
+            raise forms.ValidationError(f"The configuration is {upload.size} bytes; at most 1 MiB.")
+        try:
+            raw = json.loads(upload.read().decode("utf-8-sig"))
+        except UnicodeDecodeError:
+            raise forms.ValidationError("The configuration is not UTF-8 text.") from None
+        except ValueError as exc:
+            raise forms.ValidationError(f"The configuration is not valid JSON: {exc}.") from None
+        if not isinstance(raw, dict):
+            raise forms.ValidationError("The configuration must be a JSON object.")
+        return parse_configuration(raw, self.model)
+
+    def clean_preprocess_reference(self) -> str:
+        value = self.cleaned_data["preprocess_reference"].strip()
+        self._check(check_entrypoint_name, value)
+        return value
+
+    def clean_shap_reference(self) -> str:
+        value = self.cleaned_data["shap_reference"].strip()
+        if value:
+            self._check(check_entrypoint_name, value)
+        return value
+
+    def clean_preprocess(self) -> NamedFile:
+        named = self._named("preprocess")
+        if not named.name.endswith(".py"):
+            raise forms.ValidationError(f"The preprocess must be a .py file, not {named.name}.")
+        return named
+
+    def clean(self) -> dict:
+        data = super().clean()
+        named = data.get("preprocess")
+        if named is not None:
+            text = self._text("preprocess", named)
+            named.file.seek(0)
+            for reference, parameters, field in (
+                (data.get("preprocess_reference"), ("input", "output"), "preprocess_reference"),
+                (data.get("shap_reference"), ("features", "model_path"), "shap_reference"),
+            ):
+                if text is not None and reference:
+                    self._attempt(
+                        check_source,
+                        text,
+                        reference,
+                        field="preprocess",
+                        filename=named.name,
+                        parameters=parameters,
+                        reference_field=field,
+                    )
+        requirements = data.get("requirements")
+        data["requirement_lines"] = self._requirements(self._named("requirements")) if requirements else []
+        warning = data.get("warning_threshold")
+        drift = data.get("drift_threshold")
+        warning = 0.1 if warning is None else warning
+        drift = 0.25 if drift is None else drift
+        if warning >= drift:
+            self.add_error(
+                "drift_threshold",
+                f"The drift threshold ({drift}) must be above the warning threshold ({warning}).",
+            )
+        return data
+
+
+class MonitoringSettingsForm(forms.ModelForm):
+    """What can change without validating again: the webhook, the thresholds, the minimum."""
+
+    class Meta:
+        model = Monitor
+        fields = ["webhook_url", "warning_threshold", "drift_threshold", "minimum_rows"]
+
+    def __init__(self, data=None, *args, instance: Monitor, **kwargs):
+        # A partial update: fields not sent keep their value.
+        if data is not None:
+            data = {**{f: getattr(instance, f) for f in self.Meta.fields}, **{k: v for k, v in data.items()}}
+        super().__init__(data, *args, instance=instance, **kwargs)
+        self.fields["minimum_rows"].min_value = 1
+
+    def clean(self) -> dict:
+        data = super().clean()
+        warning, drift = data.get("warning_threshold"), data.get("drift_threshold")
+        if warning is not None and warning < 0:
+            self.add_error("warning_threshold", "The warning threshold must be 0 or more.")
+        if warning is not None and drift is not None and warning >= drift:
+            self.add_error(
+                "drift_threshold",
+                f"The drift threshold ({drift}) must be above the warning threshold ({warning}).",
+            )
+        if data.get("minimum_rows") is not None and data["minimum_rows"] < 1:
+            self.add_error("minimum_rows", "The minimum must be at least 1 row.")
+        return data
+
+
+def default_minimum_rows() -> int:
+    return settings.MONITORING_MINIMUM_ROWS

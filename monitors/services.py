@@ -1,0 +1,279 @@
+"""What can be done to a model's monitoring: register it, run a period, merge periods.
+
+The pages and the API call these after their form has checked the request; the work
+itself (validation, periods) runs in the worker (monitors.tasks).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import date, datetime
+
+from django.db import transaction
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from models_app.models import MLModel
+from monitoring import drift
+from monitors import periods
+from monitors.forms import MonitoringForm
+from monitors.models import CONFIGURATION_FILE, ColumnResult, Monitor, Period
+from training.services import with_platform_requirements
+
+# What the monitoring harness imports in the model's environment, on top of its packages.
+HARNESS_REQUIREMENTS = ("pandas", "pyarrow")
+PREPROCESS_FILE = "preprocess.py"
+REQUIREMENTS_FILE = "requirements.txt"
+
+
+class NotValidated(Exception):
+    """Periods run only for a Validated registration."""
+
+    def __init__(self, monitor: Monitor):
+        super().__init__(
+            f"The monitoring of {monitor.model.hash} is {monitor.get_status_display()}; periods run once it is "
+            "Validated." + (f" {monitor.error_message}" if monitor.error_message else "")
+        )
+
+
+def environment_requirements(monitor: Monitor) -> list[str]:
+    """The model's packages, the preprocess's extra ones, and what the harness needs."""
+    return with_platform_requirements(
+        [*monitor.model.requirements, *monitor.requirements], HARNESS_REQUIREMENTS
+    )
+
+
+@transaction.atomic
+def register(model: MLModel, user, form: MonitoringForm) -> Monitor:
+    """Create or replace the model's registration from a valid form and queue its validation.
+
+    Re-registering keeps earlier periods (each keeps the bins it was counted in) and
+    validates the new configuration from scratch.
+    """
+    data = form.cleaned_data
+    config = data["configuration"]
+    monitor = Monitor.objects.select_for_update().filter(model=model).first() or Monitor(model=model)
+    monitor.training_run = config.training_run
+    monitor.period = config.period
+    monitor.train_date_ref = config.train_date_ref
+    monitor.train_date_col = config.train_date_col
+    monitor.input_cols = config.input_cols
+    monitor.output_cols = config.output_cols
+    monitor.configuration = config.raw
+    monitor.preprocess_reference = data["preprocess_reference"]
+    monitor.shap_reference = data.get("shap_reference") or ""
+    monitor.preprocess_file = PREPROCESS_FILE
+    monitor.requirements = data["requirement_lines"]
+    monitor.requirements_file = REQUIREMENTS_FILE if data.get("requirements") else ""
+    monitor.webhook_url = data.get("webhook_url") or monitor.webhook_url
+    for field, default in (("warning_threshold", 0.1), ("drift_threshold", 0.25), ("minimum_rows", None)):
+        if data.get(field) is not None:
+            setattr(monitor, field, data[field])
+        elif monitor.pk is None and default is not None:
+            setattr(monitor, field, default)
+    if monitor.pk is None and data.get("minimum_rows") is None:
+        from django.conf import settings
+
+        monitor.minimum_rows = settings.MONITORING_MINIMUM_ROWS
+    monitor.status = Monitor.Status.UNVALIDATED
+    monitor.error_message = ""
+    monitor.reference = None
+    monitor.env_fingerprint = ""
+    monitor.validated_at = None
+    monitor.started_at = monitor.finished_at = monitor.heartbeat_at = None
+    monitor.log = ""
+    monitor.attempts = 0
+    monitor.registered_by = user if user.is_authenticated else None
+    monitor.registered_at = timezone.now()
+    monitor.save()
+    _write_code(monitor, data)
+    queue_validation(monitor)
+    return monitor
+
+
+def _write_code(monitor: Monitor, data: dict) -> None:
+    """The uploaded files, replacing any earlier registration's."""
+    code = monitor.code_folder
+    shutil.rmtree(code, ignore_errors=True)
+    code.mkdir(parents=True, mode=0o755)
+    with open(code / PREPROCESS_FILE, "wb") as out:
+        for chunk in data["preprocess"].file.chunks():
+            out.write(chunk)
+    if data.get("requirements"):
+        (code / REQUIREMENTS_FILE).write_text("\n".join(data["requirement_lines"]) + "\n", encoding="utf-8")
+    (code / CONFIGURATION_FILE).write_text(json.dumps(monitor.configuration, indent=2), encoding="utf-8")
+
+
+def queue_validation(monitor: Monitor) -> None:
+    pk, name = monitor.pk, f"monitoring-validate-{monitor.model.hash}"
+    transaction.on_commit(lambda: async_task("monitors.tasks.validate_monitor", pk, task_name=name))
+
+
+def queue_period(period: Period) -> None:
+    pk, name = period.pk, f"monitoring-period-{period.pk}"
+    transaction.on_commit(lambda: async_task("monitors.tasks.run_period", pk, task_name=name))
+
+
+@transaction.atomic
+def request_period(monitor: Monitor, moment: datetime | date | None, user) -> Period:
+    """The period containing ``moment`` (now by default), queued on demand.
+
+    A finished period runs again (its results are replaced); a waiting or running one is
+    returned as it is.
+    """
+    monitor = Monitor.objects.select_for_update().select_related("model").get(pk=monitor.pk)
+    if monitor.status != Monitor.Status.VALIDATED:
+        raise NotValidated(monitor)
+    start, end = periods.bounds(monitor.period, moment or timezone.now())
+    requester = user if user is not None and user.is_authenticated else None
+    period, created = Period.objects.get_or_create(
+        monitor=monitor,
+        kind=monitor.period,
+        start=start,
+        defaults={"end": end, "trigger": Period.Trigger.DEMAND, "requested_by": requester},
+    )
+    if not created:
+        if period.status in (Period.Status.QUEUED, Period.Status.RUNNING):
+            return period
+        period.columns.all().delete()
+        Period.objects.filter(pk=period.pk).update(
+            **_fresh_period(), trigger=Period.Trigger.DEMAND, requested_by=requester
+        )
+        period.refresh_from_db()
+    queue_period(period)
+    return period
+
+
+def _fresh_period() -> dict:
+    return {
+        "status": Period.Status.QUEUED,
+        "requested_at": timezone.now(),
+        "started_at": None,
+        "finished_at": None,
+        "heartbeat_at": None,
+        "log": "",
+        "records": None,
+        "rows": None,
+        "skipped": 0,
+        "average_psi": None,
+        "drift_status": "",
+        "shap": None,
+        "error_message": "",
+        "webhook_status": "",
+        "attempts": 0,
+    }
+
+
+def queue_due_periods(now: datetime | None = None) -> int:
+    """Queue every closed period of each Validated registration that has not run yet.
+
+    Periods count from the one in which the model was registered; earlier ones run on
+    demand. Returns how many were queued.
+    """
+    now = now or timezone.now()
+    queued = 0
+    for monitor in Monitor.objects.filter(status=Monitor.Status.VALIDATED).select_related("model"):
+        existing = set(
+            Period.objects.filter(monitor=monitor, kind=monitor.period).values_list("start", flat=True)
+        )
+        for start, end in periods.closed_since(monitor.period, monitor.registered_at, now):
+            if start in existing:
+                continue
+            with transaction.atomic():
+                period, created = Period.objects.get_or_create(
+                    monitor=monitor, kind=monitor.period, start=start, defaults={"end": end}
+                )
+                if created:
+                    queue_period(period)
+                    queued += 1
+    return queued
+
+
+def unregister(monitor: Monitor) -> None:
+    folder = monitor.folder
+    monitor.delete()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------- results
+
+
+def column_result(column: ColumnResult, monitor: Monitor) -> drift.ColumnResult:
+    """A stored column read back through the drift arithmetic (the monitor's current thresholds)."""
+    return drift.column_result(
+        column.column,
+        drift.Binning.from_json(column.binning),
+        column.reference_counts,
+        column.period_counts,
+        minimum_rows=monitor.minimum_rows,
+        thresholds=monitor.thresholds,
+    )
+
+
+def overall_status(results: list[drift.ColumnResult]) -> str:
+    """The period's status: its worst column; insufficient when no column has a number."""
+    statuses = {result.status for result in results}
+    for status in ("drift", "warning", "stable"):
+        if status in statuses:
+            return status
+    return "insufficient" if results else ""
+
+
+def merged(monitor: Monitor, start: date, end: date) -> dict:
+    """The Succeeded periods inside [start, end), merged by adding their per-bin counts.
+
+    Columns merge only with columns binned alike (a re-registration may have changed the
+    bins); the reference counts are the same in each, so the first is kept.
+    """
+    window_start, _ = periods.bounds("Day", start)
+    window_end, _ = periods.bounds("Day", end)
+    chosen = list(
+        Period.objects.filter(
+            monitor=monitor, status=Period.Status.SUCCEEDED, start__gte=window_start, end__lte=window_end
+        ).order_by("start")
+    )
+    if not chosen:
+        raise ValueError(f"No finished period lies between {start} and {end}.")
+    groups: dict[tuple[str, str, str], list[ColumnResult]] = {}
+    for column in ColumnResult.objects.filter(period__in=chosen).order_by("period__start", "pk"):
+        key = (column.role, column.column, json.dumps(column.binning, sort_keys=True))
+        groups.setdefault(key, []).append(column)
+    columns = []
+    for (role, name, _), stored in groups.items():
+        result = drift.column_result(
+            name,
+            drift.Binning.from_json(stored[0].binning),
+            stored[0].reference_counts,
+            drift.merge_counts(c.period_counts for c in stored),
+            minimum_rows=monitor.minimum_rows,
+            thresholds=monitor.thresholds,
+        )
+        columns.append((role, result, [c.period_id for c in stored]))
+    inputs = [result for role, result, _ in columns if role == ColumnResult.Role.INPUT]
+    return {
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "periods": [p.pk for p in chosen],
+        "average_psi": drift.average_psi(inputs),
+        "drift_status": overall_status([result for _, result, _ in columns]),
+        "columns": [{"role": role, "periods": ids, **result_json(result)} for role, result, ids in columns],
+    }
+
+
+def result_json(result: drift.ColumnResult) -> dict:
+    """A column's numbers and bins, as the API and the charts read them."""
+    reference_total = sum(result.reference_counts) or 1
+    period_total = sum(result.period_counts) or 1
+    return {
+        "column": result.column,
+        "psi": result.psi,
+        "status": result.status,
+        "rows": result.rows,
+        "kind": result.kind,
+        "labels": result.binning.labels(),
+        "reference_counts": list(result.reference_counts),
+        "period_counts": list(result.period_counts),
+        "reference_proportions": [c / reference_total for c in result.reference_counts],
+        "period_proportions": [c / period_total for c in result.period_counts],
+    }

@@ -1,0 +1,599 @@
+"""Background work of monitoring (django-q2 tasks): validating a registration, running a
+period, the schedule that queues closed periods, recovery, the drift webhook.
+
+User code (the preprocess and the SHAP function) runs only in the sandbox, through the
+monitoring harness (models_app/runtime/monitoring_harness.py), in the model's
+environment plus the harness's and the preprocess's packages. What comes back is plain
+JSON of column values, read without following links; the bins, counts and PSI are
+computed here, by monitoring/drift.py.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import stat
+import traceback
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from executions.models import Execution
+from groups import jobs
+from models_app import environments, sandboxes
+from models_app import tasks as model_tasks
+from models_app.runtime import oneshot, orphans
+from monitoring import drift
+from monitoring.models import PredictionRecord
+from monitors import services
+from monitors.models import ColumnResult, Monitor, Period
+from training.models import MODEL_ARTIFACT
+
+logger = logging.getLogger(__name__)
+
+HOST = socket.gethostname()
+MAX_LOG_CHARS = 1024 * 1024
+# The largest JSON the harness may hand back (the reference's columns, or one batch's).
+MAX_OUTPUT_BYTES = 512 * 1024 * 1024
+OUT_FILE = "out.json"
+RECORDS_FILE = "records.jsonl"
+WEBHOOK_TRIES = 3
+
+
+class MonitoringFailed(Exception):
+    """A reason to invalidate a registration or fail a period, phrased for the user."""
+
+
+# ---------------------------------------------------------------------- validation
+
+
+def validate_monitor(monitor_id: int) -> str:
+    """Check a registration against its reference run and by running its preprocess."""
+    claimed = Monitor.claim(
+        monitor_id, waiting=Monitor.Status.UNVALIDATED, attempts=F("attempts") + 1, host=HOST
+    )
+    if not claimed:
+        return "already handled"
+    monitor = Monitor.objects.select_related("model", "training_run__experiment").get(pk=monitor_id)
+    with jobs.JobLog(monitor, max_chars=MAX_LOG_CHARS) as log:
+        try:
+            reference = _validate(monitor, log)
+        except MonitoringFailed as exc:
+            log(f"Invalidated: {exc}")
+            outcome = {"status": Monitor.Status.INVALIDATED, "error_message": str(exc)[:10_000]}
+        except Exception as exc:  # our own bug: never leave it Validating
+            logger.exception("validating monitor %s crashed", monitor_id)
+            log("Internal error while validating:\n" + traceback.format_exc())
+            outcome = {
+                "status": Monitor.Status.INVALIDATED,
+                "error_message": f"Internal error: {type(exc).__name__}: {exc}"[:10_000],
+            }
+        else:
+            log(f"Validated: the reference has {reference['rows']} rows.")
+            outcome = {
+                "status": Monitor.Status.VALIDATED,
+                "reference": reference,
+                "error_message": "",
+                "validated_at": timezone.now(),
+            }
+    finished = monitor.settle(**outcome)
+    return outcome["status"] if finished else "outcome discarded: the validation was recovered meanwhile"
+
+
+def _validate(monitor: Monitor, log: jobs.JobLog) -> dict:
+    model, run = monitor.model, monitor.training_run
+    log(
+        f"Validating the monitoring of {model.name} ({model.hash}) against run {run.number} of "
+        f"{run.experiment.hash}, attempt {monitor.attempts} on {HOST}."
+    )
+    log.flush()
+    sample = _sample(monitor)
+    python = _environment(monitor, log)
+    folder = _fresh_folder(monitor.sandbox_folder)
+    spec = {
+        **_common_spec(monitor, folder),
+        "mode": "validate",
+        "reference": {
+            "X_train": str(run.artifacts_folder / "X_train.parquet"),
+            "model_output": str(run.artifacts_folder / "model_output.parquet"),
+        },
+        "date_col": monitor.train_date_col or None,
+        "sample": sample,
+    }
+    log(
+        f"Checking the columns against the run's X_train and model_output, then calling "
+        f"{monitor.preprocess_reference}() on the model's example"
+        + (f" and {monitor.shap_reference}() on its features." if monitor.shap_reference else ".")
+    )
+    result = _run_harness(
+        monitor, python, folder, spec, log, read_only=[run.artifacts_folder, *_sample_folders(monitor)]
+    )
+    out = _read_out(folder)
+    for preview, name in ((result.get("features"), "Features"), (result.get("outputs"), "Outputs")):
+        if preview:
+            log(f"{name} of the example: {json.dumps(preview)[:1000]}")
+    reference = {
+        "inputs": {},
+        "outputs": {},
+        "rows": _count(out.get("rows")),
+        "date_range": out.get("date_range"),
+    }
+    for role, columns in (("inputs", monitor.input_cols), ("outputs", monitor.output_cols)):
+        values_by_column = _columns_of(out, role, columns)
+        for column in columns:
+            values = values_by_column[column]
+            try:
+                binning = drift.binning_for(values)
+                counts = drift.counts(binning, values)
+            except ValueError as exc:
+                raise MonitoringFailed(f"The reference column {column}: {exc}") from None
+            reference[role][column] = {"binning": binning.to_json(), "counts": counts}
+            log(f"Reference {role[:-1]} {column}: {binning.kind}, {binning.size} bins, {sum(counts)} rows.")
+    shutil.rmtree(folder, ignore_errors=True)
+    return reference
+
+
+def _sample(monitor: Monitor) -> dict:
+    """One input and the model's answer to it, for the preprocess's smoke test."""
+    model = monitor.model
+    if model.is_sync:
+        if model.smoke_result is None or model.schema is None:
+            raise MonitoringFailed(
+                f"The model has no smoke-test answer yet (it is {model.status}): the preprocess is tried on "
+                "the model's example and the build's answer. Register again once the model is Deployed."
+            )
+        return {"input": json.dumps(model.schema), "output": json.dumps(model.smoke_result)}
+    smoke = model.smoke_result if isinstance(model.smoke_result, dict) else {}
+    if smoke.get("input_file") and smoke.get("output_file"):
+        return {
+            "input": str(model.folder / smoke["input_file"]),
+            "output": str(model.folder / smoke["output_file"]),
+        }
+    latest = _async_executions(monitor).last()
+    if latest is None:
+        raise MonitoringFailed(
+            "The preprocess is tried on an example input and the model's result for it, and this Async model has "
+            "neither a sample input with a kept smoke-test result nor a Succeeded execution. Run one execution "
+            "(or upload the model again with a sample input), then register again."
+        )
+    return {"input": str(latest.input_path), "output": str(latest.output_path)}
+
+
+def _sample_folders(monitor: Monitor) -> list[Path]:
+    return [] if monitor.model.is_sync else [settings.EXECUTIONS_DIR / monitor.model.hash]
+
+
+def _environment(monitor: Monitor, log: jobs.JobLog) -> Path:
+    requirements = services.environment_requirements(monitor)
+    try:
+        env_path, _ = model_tasks.prepare_environment(monitor.model.python_version, requirements, log)
+    except model_tasks.EnvironmentUnavailable as exc:
+        raise MonitoringFailed(str(exc)) from None
+    if monitor.env_fingerprint != env_path.name:
+        Monitor.objects.filter(pk=monitor.pk).update(env_fingerprint=env_path.name)
+        monitor.env_fingerprint = env_path.name
+    return environments.env_python(env_path)
+
+
+def _common_spec(monitor: Monitor, folder: Path) -> dict:
+    model = monitor.model
+    return {
+        "shap_entrypoint": monitor.shap_reference or None,
+        "model_path": str(model.folder / (model.model_file or MODEL_ARTIFACT)),
+        "operation": "sync" if model.is_sync else "async",
+        "input_cols": monitor.input_cols,
+        "output_cols": monitor.output_cols,
+        "out_file": str(folder / OUT_FILE),
+    }
+
+
+def _fresh_folder(folder: Path) -> Path:
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, mode=0o700)
+    return folder
+
+
+def _run_harness(
+    monitor: Monitor, python: Path, folder: Path, spec: dict, log: jobs.JobLog, *, read_only: list[Path]
+) -> dict:
+    result = oneshot.run_oneshot(
+        sandboxes.monitoring_code(
+            monitor.model, python=python, folder=folder, read_only=[monitor.code_folder, *read_only]
+        ),
+        source=str(monitor.code_folder / monitor.preprocess_file),
+        entrypoint=monitor.preprocess_reference,
+        kind="monitor",
+        args=[json.dumps(spec)],
+        timeout=settings.MONITORING_TIMEOUT,
+        on_output_line=lambda line: log(f"[preprocess] {line}"),
+    )
+    if not result.ok:
+        if result.traceback:
+            log("Traceback:\n" + result.traceback.rstrip())
+        raise MonitoringFailed(_failure_message(result))
+    return result.result if isinstance(result.result, dict) else {}
+
+
+def _failure_message(result: oneshot.RunResult) -> str:
+    if result.timed_out:
+        return f"The preprocess timed out after {settings.MONITORING_TIMEOUT} s and was stopped."
+    error = (result.error or "unknown error").strip()
+    prefix = {
+        "import": "Could not load the preprocess: ",
+        "data": "Could not read the reference data: ",
+        "crash": "The preprocess process failed: ",
+    }.get(result.phase or "", "")
+    return prefix + error
+
+
+def _read_out(folder: Path) -> dict:
+    """The harness's JSON, opened without following a link the sandbox may have planted."""
+    dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fd = os.open(OUT_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+    except OSError as exc:
+        raise MonitoringFailed(
+            f"The preprocess process did not leave its results ({exc.strerror})."
+        ) from None
+    finally:
+        os.close(dir_fd)
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise MonitoringFailed("The preprocess process's results are not a regular file.")
+        if info.st_size > MAX_OUTPUT_BYTES:
+            raise MonitoringFailed(
+                f"The preprocess results are {info.st_size // 2**20} MiB, over {MAX_OUTPUT_BYTES // 2**20} MiB: "
+                "lower NEOMARIL_MONITORING_BATCH_SIZE or monitor fewer columns."
+            )
+        try:
+            out = json.loads(handle.read())
+        except ValueError as exc:
+            raise MonitoringFailed(f"The preprocess results are not valid JSON: {exc}.") from None
+    if not isinstance(out, dict):
+        raise MonitoringFailed("The preprocess results are not a JSON object.")
+    return out
+
+
+def _columns_of(out: dict, role: str, columns: list[str]) -> dict[str, list]:
+    """``out[role]`` checked: a list of values for every configured column."""
+    given = out.get(role)
+    if not isinstance(given, dict):
+        raise MonitoringFailed(f"The preprocess results lack their {role}.")
+    checked = {}
+    for column in columns:
+        values = given.get(column)
+        if not isinstance(values, list):
+            raise MonitoringFailed(f"The preprocess results lack the column {column} of their {role}.")
+        checked[column] = values
+    return checked
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+# -------------------------------------------------------------------------- periods
+
+
+def run_period(period_id: int) -> str:
+    """Preprocess one window's records in batches and compare each column with the reference."""
+    claimed = Period.claim(period_id, waiting=Period.Status.QUEUED, attempts=F("attempts") + 1, host=HOST)
+    if not claimed:
+        return "already handled"
+    period = Period.objects.select_related("monitor__model", "monitor__training_run").get(pk=period_id)
+    with jobs.JobLog(period, max_chars=MAX_LOG_CHARS) as log:
+        try:
+            outcome, results = _run_period(period, log)
+        except MonitoringFailed as exc:
+            log(f"Period failed: {exc}")
+            outcome, results = {"status": Period.Status.FAILED, "error_message": str(exc)[:10_000]}, None
+        except Exception as exc:
+            logger.exception("monitoring period %s crashed", period_id)
+            log("Internal error while running the period:\n" + traceback.format_exc())
+            outcome = {
+                "status": Period.Status.FAILED,
+                "error_message": f"Internal error: {type(exc).__name__}: {exc}"[:10_000],
+            }
+            results = None
+        with transaction.atomic():
+            finished = period.settle(**outcome)
+            if finished and results is not None:
+                period.columns.all().delete()
+                ColumnResult.objects.bulk_create(results)
+    if finished and outcome["status"] == Period.Status.SUCCEEDED and outcome["drift_status"] == "drift":
+        notify(period)
+    return outcome["status"] if finished else "outcome discarded: the period was recovered meanwhile"
+
+
+def _run_period(period: Period, log: jobs.JobLog) -> tuple[dict, list[ColumnResult]]:
+    monitor = period.monitor
+    if monitor.status != Monitor.Status.VALIDATED or not monitor.reference:
+        raise MonitoringFailed(
+            f"The monitoring is {monitor.get_status_display()}; periods run once it is Validated."
+        )
+    log(
+        f"{period.kind} {period.start:%Y-%m-%d %H:%M} – {period.end:%Y-%m-%d %H:%M} ({settings.TIME_ZONE}) of "
+        f"{monitor.model.name}, attempt {period.attempts} on {HOST}."
+    )
+    log.flush()
+    reference = monitor.reference
+    binnings = {
+        (role, column): drift.Binning.from_json(reference[role][column]["binning"])
+        for role, columns in (("inputs", monitor.input_cols), ("outputs", monitor.output_cols))
+        for column in columns
+    }
+    counts = {key: [0] * binning.size for key, binning in binnings.items()}
+    shap_sums = {column: [0.0, 0] for column in monitor.input_cols}
+    records = rows = skipped = batches = 0
+    python = None
+    folder = period.sandbox_folder
+    for batch in _batches(period):
+        if python is None:
+            python = _environment(monitor, log)
+        batches += 1
+        _fresh_folder(folder)
+        with open(folder / RECORDS_FILE, "w", encoding="utf-8") as out:
+            for record in batch:
+                out.write(json.dumps(record) + "\n")
+        log(f"Batch {batches}: {len(batch)} record(s) through {monitor.preprocess_reference}().")
+        spec = {**_common_spec(monitor, folder), "mode": "period", "records_file": str(folder / RECORDS_FILE)}
+        _run_harness(monitor, python, folder, spec, log, read_only=_sample_folders(monitor))
+        out = _read_out(folder)
+        for (role, column), binning in binnings.items():
+            values = _columns_of(out, role, [column])[column]
+            try:
+                counts[(role, column)] = drift.merge_counts(
+                    [counts[(role, column)], drift.counts(binning, values)]
+                )
+            except ValueError as exc:
+                raise MonitoringFailed(f"The {role[:-1]} column {column}: {exc}") from None
+        records += _count(out.get("records"))
+        rows += _count(out.get("rows"))
+        skipped += _count(out.get("skipped"))
+        for message in (out.get("errors") or [])[:5]:
+            log(f"Skipped: {str(message)[:500]}")
+        for column, sums in (out.get("shap") or {}).items():
+            if column in shap_sums and isinstance(sums, dict):
+                shap_sums[column][0] += float(sums.get("sum_abs") or 0.0)
+                shap_sums[column][1] += _count(sums.get("n"))
+    shutil.rmtree(folder, ignore_errors=True)
+    if not batches:
+        log("No records in this period.")
+    shap = (
+        {column: (total / n if n else None) for column, (total, n) in shap_sums.items()}
+        if monitor.shap_reference and batches
+        else None
+    )
+    results: list[ColumnResult] = []
+    compared: list[tuple[str, drift.ColumnResult]] = []
+    for (role, column), binning in binnings.items():
+        result = drift.column_result(
+            column,
+            binning,
+            reference[role][column]["counts"],
+            counts[(role, column)],
+            minimum_rows=monitor.minimum_rows,
+            thresholds=monitor.thresholds,
+        )
+        compared.append((role, result))
+        results.append(
+            ColumnResult(
+                period=period,
+                role=ColumnResult.Role.INPUT if role == "inputs" else ColumnResult.Role.OUTPUT,
+                column=column,
+                binning=binning.to_json(),
+                reference_counts=result.reference_counts,
+                period_counts=result.period_counts,
+                psi=result.psi,
+                status=result.status,
+                mean_abs_shap=(shap or {}).get(column) if role == "inputs" else None,
+            )
+        )
+        shown = "insufficient" if result.psi is None else f"PSI {result.psi:.4f} {result.status}"
+        log(f"{role[:-1].capitalize()} {column}: {shown}.")
+    status = services.overall_status([result for _, result in compared])
+    average = drift.average_psi([result for role, result in compared if role == "inputs"])
+    log(
+        f"{records} record(s), {rows} feature row(s), {skipped} skipped; "
+        + (f"average PSI {average:.4f}; " if average is not None else "")
+        + f"status {status}."
+    )
+    outcome = {
+        "status": Period.Status.SUCCEEDED,
+        "records": records,
+        "rows": rows,
+        "skipped": skipped,
+        "average_psi": average,
+        "drift_status": status,
+        "shap": shap,
+        "error_message": "",
+    }
+    return outcome, results
+
+
+def _async_executions(monitor: Monitor):
+    return Execution.objects.filter(
+        model=monitor.model, status=Execution.Status.SUCCEEDED, files_removed_at__isnull=True
+    ).order_by("finished_at", "pk")
+
+
+def _batches(period: Period) -> Iterator[list[dict]]:
+    """The period's records, ``MONITORING_BATCH_SIZE`` at a time: successful Sync calls
+    (raw request and answer), or Succeeded Async executions (their input and result paths)."""
+    monitor, size = period.monitor, settings.MONITORING_BATCH_SIZE
+    if monitor.model.is_sync:
+        found = (
+            PredictionRecord.objects.filter(
+                model=monitor.model, at__gte=period.start, at__lt=period.end, status_code=200
+            )
+            .order_by("at", "pk")
+            .values_list("input", "output")
+            .iterator(chunk_size=size)
+        )
+        records = ({"input": given, "output": answered} for given, answered in found)
+    else:
+        executions = _async_executions(monitor).filter(
+            finished_at__gte=period.start, finished_at__lt=period.end
+        )
+        records = (
+            {"input": str(e.input_path), "output": str(e.output_path)}
+            for e in executions.iterator(chunk_size=size)
+            if e.output_file
+        )
+    batch: list[dict] = []
+    for record in records:
+        batch.append(record)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+# -------------------------------------------------------------------------- webhook
+
+
+def notify(period: Period) -> str:
+    """POST a JSON notice of a drifting period to the model's webhook, if it has one."""
+    monitor = Period.objects.select_related("monitor__model__group").get(pk=period.pk).monitor
+    if not monitor.webhook_url:
+        return ""
+    period.refresh_from_db()
+    model = monitor.model
+    body = json.dumps(
+        {
+            "event": "monitoring.drift",
+            "model": {"hash": model.hash, "name": model.name, "group": model.group.name},
+            "period": {
+                "id": period.pk,
+                "kind": period.kind,
+                "start": period.start.isoformat(),
+                "end": period.end.isoformat(),
+                "drift_status": period.drift_status,
+                "average_psi": period.average_psi,
+                "rows": period.rows,
+            },
+            "columns": [
+                {"role": c.role, "column": c.column, "psi": c.psi, "status": c.status}
+                for c in period.columns.all()
+                if c.status in ("drift", "warning")
+            ],
+        }
+    ).encode()
+    request = urllib.request.Request(  # noqa: S310  (http(s) only: the form's URLField)
+        monitor.webhook_url,
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": "Neomaril-monitoring"},
+    )
+    status = ""
+    for attempt in range(1, WEBHOOK_TRIES + 1):
+        try:
+            with urllib.request.urlopen(request, timeout=settings.MONITORING_WEBHOOK_TIMEOUT) as answer:  # noqa: S310
+                status = f"delivered: HTTP {answer.status}"
+                break
+        except urllib.error.HTTPError as exc:
+            status = f"failed: HTTP {exc.code}"
+            if exc.code < 500:
+                break
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            status = f"failed: {reason}"
+        if attempt < WEBHOOK_TRIES:
+            import time
+
+            time.sleep(attempt)
+    status = f"{status} ({attempt} attempt{'s' if attempt > 1 else ''})"[:300]
+    Period.objects.filter(pk=period.pk).update(webhook_status=status)
+    period.append_log(f"{jobs.stamp()} Webhook {monitor.webhook_url}: {status}.\n")
+    return status
+
+
+# ------------------------------------------------------------------------- recovery
+
+
+def recover_stale() -> int:
+    """Validations and periods whose worker stopped: re-queued once, then failed."""
+    stale_after = settings.MONITORING_STALE_SECONDS
+
+    def examine(job) -> tuple[str, bool]:
+        elsewhere = bool(job.host) and job.host != HOST
+        stopped = 0 if elsewhere else orphans.kill_oneshots_in(job.sandbox_folder)
+        reason = f"The worker running this stopped (no heartbeat for {stale_after} s)."
+        if stopped:
+            reason += f" Its preprocess process was left running and has been stopped (pid {stopped})."
+        if elsewhere:
+            reason += f" It ran on {job.host}, so it can't be checked from here and is not re-run."
+        return reason, not elsewhere
+
+    def requeue_monitor(stale: jobs.StaleJob) -> bool:
+        if not stale.rows.update(status=Monitor.Status.UNVALIDATED, heartbeat_at=None):
+            return False
+        stale.job.append_log(f"{jobs.stamp()} {stale.reason} Re-queued.\n")
+        services.queue_validation(stale.job)
+        return True
+
+    def fail_monitor(stale: jobs.StaleJob) -> bool:
+        message = stale.reason + (
+            " It had already been retried once; register again." if stale.out_of_attempts else ""
+        )
+        if not stale.rows.update(
+            status=Monitor.Status.INVALIDATED, finished_at=timezone.now(), error_message=message
+        ):
+            return False
+        stale.job.append_log(f"{jobs.stamp()} Invalidated: {message}\n")
+        return True
+
+    def requeue_period(stale: jobs.StaleJob) -> bool:
+        if not stale.rows.update(status=Period.Status.QUEUED, heartbeat_at=None):
+            return False
+        stale.job.append_log(f"{jobs.stamp()} {stale.reason} Re-queued.\n")
+        services.queue_period(stale.job)
+        return True
+
+    def fail_period(stale: jobs.StaleJob) -> bool:
+        message = stale.reason + (
+            " It had already been retried once; run it again." if stale.out_of_attempts else ""
+        )
+        if not stale.rows.update(
+            status=Period.Status.FAILED, finished_at=timezone.now(), error_message=message
+        ):
+            return False
+        stale.job.append_log(f"{jobs.stamp()} Period failed: {message}\n")
+        return True
+
+    return jobs.recover_stale(
+        Monitor.objects.select_related("model"),
+        stale_after=stale_after,
+        examine=examine,
+        requeue=requeue_monitor,
+        give_up=fail_monitor,
+    ) + jobs.recover_stale(
+        Period.objects.select_related("monitor__model"),
+        stale_after=stale_after,
+        examine=examine,
+        requeue=requeue_period,
+        give_up=fail_period,
+    )
+
+
+def housekeeping() -> dict:
+    """Scheduled every minute by django-q2: recovery, then the periods that have closed."""
+    return jobs.run_steps(
+        "monitoring housekeeping", {"recovered": recover_stale, "queued_periods": services.queue_due_periods}
+    )
+
+
+def ensure_schedules(**kwargs) -> None:
+    """post_migrate hook: make sure the monitoring schedule exists (idempotent)."""
+    jobs.schedule_every_minute("neomaril-monitoring-housekeeping", "monitors.tasks.housekeeping")

@@ -1,5 +1,5 @@
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate
+from django.db.models.signals import post_delete, post_migrate
 
 
 class MonitorsConfig(AppConfig):
@@ -8,6 +8,10 @@ class MonitorsConfig(AppConfig):
     name = "monitors"
 
     def ready(self) -> None:
+        from monitors.models import Monitor
+        from monitors.services import remove_files
         from monitors.tasks import ensure_schedules
 
         post_migrate.connect(ensure_schedules, sender=self)
+        # A model's deletion cascades to its registration: its files go with it.
+        post_delete.connect(remove_files, sender=Monitor, dispatch_uid="monitors-remove-files")

@@ -15,7 +15,6 @@ from datetime import date
 from typing import Any
 
 from django import forms
-from django.conf import settings
 
 from models_app.forms import UploadCheckingForm
 from models_app.models import MLModel
@@ -310,6 +309,8 @@ class MonitoringForm(UploadCheckingForm):
 class MonitoringSettingsForm(forms.ModelForm):
     """What can change without validating again: the webhook, the thresholds, the minimum."""
 
+    webhook_url = forms.URLField(max_length=500, required=False, assume_scheme="https")
+
     class Meta:
         model = Monitor
         fields = ["webhook_url", "warning_threshold", "drift_threshold", "minimum_rows"]
@@ -334,7 +335,3 @@ class MonitoringSettingsForm(forms.ModelForm):
         if data.get("minimum_rows") is not None and data["minimum_rows"] < 1:
             self.add_error("minimum_rows", "The minimum must be at least 1 row.")
         return data
-
-
-def default_minimum_rows() -> int:
-    return settings.MONITORING_MINIMUM_ROWS

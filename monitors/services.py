@@ -10,6 +10,7 @@ import json
 import shutil
 from datetime import date, datetime
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django_q.tasks import async_task
@@ -67,15 +68,16 @@ def register(model: MLModel, user, form: MonitoringForm) -> Monitor:
     monitor.requirements = data["requirement_lines"]
     monitor.requirements_file = REQUIREMENTS_FILE if data.get("requirements") else ""
     monitor.webhook_url = data.get("webhook_url") or monitor.webhook_url
-    for field, default in (("warning_threshold", 0.1), ("drift_threshold", 0.25), ("minimum_rows", None)):
+    defaults = {
+        "warning_threshold": drift.WARNING,
+        "drift_threshold": drift.DRIFT,
+        "minimum_rows": settings.MONITORING_MINIMUM_ROWS,
+    }
+    for field, default in defaults.items():
         if data.get(field) is not None:
             setattr(monitor, field, data[field])
-        elif monitor.pk is None and default is not None:
+        elif monitor.pk is None:  # a new registration; a re-registration keeps its settings
             setattr(monitor, field, default)
-    if monitor.pk is None and data.get("minimum_rows") is None:
-        from django.conf import settings
-
-        monitor.minimum_rows = settings.MONITORING_MINIMUM_ROWS
     monitor.status = Monitor.Status.UNVALIDATED
     monitor.error_message = ""
     monitor.reference = None
@@ -191,9 +193,13 @@ def queue_due_periods(now: datetime | None = None) -> int:
 
 
 def unregister(monitor: Monitor) -> None:
-    folder = monitor.folder
-    monitor.delete()
-    shutil.rmtree(folder, ignore_errors=True)
+    monitor.delete()  # remove_files follows
+
+
+def remove_files(sender, instance: Monitor, **kwargs) -> None:
+    """post_delete of a Monitor (unregistered, or its model deleted): its folder goes too."""
+    folder = instance.folder
+    transaction.on_commit(lambda: shutil.rmtree(folder, ignore_errors=True))
 
 
 # ------------------------------------------------------------------------- results

@@ -1,0 +1,203 @@
+"""Period windows, the schedule that queues closed ones, runs on demand, merged periods."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from django.utils import timezone
+
+from monitoring import drift
+from monitors import periods, services
+from monitors.models import ColumnResult, Monitor, Period
+from tests.helpers.monitors import deployed_model, reference_run
+
+UTC = UTC
+
+
+def at(*args) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("kind", "moment", "start", "end"),
+    [
+        ("Day", at(2026, 12, 2, 23, 59), at(2026, 12, 2), at(2026, 12, 3)),
+        ("Week", at(2026, 12, 2, 10), at(2026, 11, 30), at(2026, 12, 7)),  # ISO week: Monday
+        ("Week", at(2027, 1, 1), at(2026, 12, 28), at(2027, 1, 4)),
+        ("Month", at(2026, 12, 31, 23), at(2026, 12, 1), at(2027, 1, 1)),
+        ("Month", date(2024, 2, 29), at(2024, 2, 1), at(2024, 3, 1)),
+        ("Year", at(2026, 6, 1), at(2026, 1, 1), at(2027, 1, 1)),
+    ],
+)
+def test_bounds(kind, moment, start, end):
+    assert periods.bounds(kind, moment) == (start, end)
+
+
+def test_unknown_kind_is_refused():
+    with pytest.raises(ValueError, match="unknown period 'Hour'"):
+        periods.bounds("Hour", date(2026, 1, 1))
+
+
+def test_closed_since_lists_only_ended_windows():
+    found = list(periods.closed_since("Day", at(2026, 12, 1, 15), at(2026, 12, 3, 12)))
+    assert found == [(at(2026, 12, 1), at(2026, 12, 2)), (at(2026, 12, 2), at(2026, 12, 3))]
+
+
+@pytest.fixture
+def monitor(cast, db):
+    run = reference_run(cast.group)
+    model = deployed_model(cast.group, run)
+    return Monitor.objects.create(
+        model=model,
+        training_run=run,
+        status=Monitor.Status.VALIDATED,
+        period="Day",
+        input_cols=["a"],
+        output_cols=[],
+        preprocess_reference="parse",
+        preprocess_file="preprocess.py",
+        registered_at=at(2026, 11, 28, 9),
+        reference={"rows": 10},
+    )
+
+
+@pytest.fixture
+def queued(monkeypatch):
+    calls = []
+    monkeypatch.setattr(services, "async_task", lambda *args, **kwargs: calls.append(args))
+    return calls
+
+
+def test_schedule_queues_each_closed_period_once(monitor, queued, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.queue_due_periods(now=at(2026, 12, 1, 0, 30)) == 3
+    starts = sorted(Period.objects.values_list("start", flat=True))
+    assert starts == [at(2026, 11, 28), at(2026, 11, 29), at(2026, 11, 30)]
+    assert len(queued) == 3 and all(call[0] == "monitors.tasks.run_period" for call in queued)
+    assert set(Period.objects.values_list("trigger", flat=True)) == {"schedule"}
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.queue_due_periods(now=at(2026, 12, 1, 23)) == 0
+
+
+def test_schedule_skips_registrations_not_validated(monitor, queued):
+    Monitor.objects.filter(pk=monitor.pk).update(status=Monitor.Status.INVALIDATED)
+    assert services.queue_due_periods(now=at(2026, 12, 5)) == 0
+
+
+def test_on_demand_runs_the_period_containing_the_date(
+    monitor, cast, queued, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        period = services.request_period(monitor, date(2026, 11, 15), cast.owner)
+    assert (period.start, period.end, period.trigger, period.requested_by) == (
+        at(2026, 11, 15),
+        at(2026, 11, 16),
+        "demand",
+        cast.owner,
+    )
+    # asked again while queued: the same period, not queued twice
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.request_period(monitor, at(2026, 11, 15, 18), cast.owner).pk == period.pk
+    assert len(queued) == 1
+
+
+def test_on_demand_reruns_a_finished_period_from_scratch(
+    monitor, cast, queued, django_capture_on_commit_callbacks
+):
+    period = Period.objects.create(
+        monitor=monitor,
+        kind="Day",
+        start=at(2026, 11, 15),
+        end=at(2026, 11, 16),
+        status="Succeeded",
+        rows=5,
+        log="old",
+    )
+    _column(period, [5, 5])
+    with django_capture_on_commit_callbacks(execute=True):
+        again = services.request_period(monitor, date(2026, 11, 15), cast.owner)
+    assert again.pk == period.pk
+    assert (again.status, again.rows, again.log, again.columns.count()) == ("Queued", None, "", 0)
+    assert len(queued) == 1
+
+
+def test_on_demand_needs_a_validated_registration(monitor, cast):
+    Monitor.objects.filter(pk=monitor.pk).update(
+        status=Monitor.Status.INVALIDATED, error_message="InputCols lack x"
+    )
+    with pytest.raises(
+        services.NotValidated, match="is Invalidated; periods run once it is Validated. InputCols lack x"
+    ):
+        services.request_period(monitor, None, cast.owner)
+
+
+BINNING = drift.Binning(kind="categorical", categories=("A", "B")).to_json()
+
+
+def _column(period, counts, reference=(50, 50, 0, 0), column="a", binning=BINNING):
+    return ColumnResult.objects.create(
+        period=period,
+        role="input",
+        column=column,
+        binning=binning,
+        reference_counts=list(reference),
+        period_counts=list(counts),
+        psi=None,
+        status="insufficient",
+    )
+
+
+def test_merged_adds_the_counts_of_the_periods_inside(monitor):
+    monitor.minimum_rows = 1
+    days = []
+    for day, counts in ((1, [30, 10, 0, 0]), (2, [10, 30, 0, 0]), (3, [0, 0, 40, 0])):
+        period = Period.objects.create(
+            monitor=monitor,
+            kind="Day",
+            start=at(2026, 11, day),
+            end=at(2026, 11, day + 1),
+            status="Succeeded",
+        )
+        _column(period, counts)
+        days.append(period)
+    merged = services.merged(monitor, date(2026, 11, 1), date(2026, 11, 3))  # days 1 and 2
+    assert merged["periods"] == [days[0].pk, days[1].pk]
+    (column,) = merged["columns"]
+    assert column["period_counts"] == [40, 40, 0, 0]
+    assert column["psi"] == pytest.approx(0.0) and column["status"] == "stable"
+    assert merged["drift_status"] == "stable" and merged["average_psi"] == pytest.approx(0.0)
+    assert column["labels"] == ["A", "B", "(unseen)", "(missing)"]
+    assert column["period_proportions"] == [0.5, 0.5, 0.0, 0.0]
+    # the same PSI the raw data would give
+    everything = services.merged(monitor, date(2026, 11, 1), date(2026, 11, 4))["columns"][0]
+    expected = drift.psi([50, 50, 0, 0], [40, 40, 40, 0])
+    assert everything["psi"] == pytest.approx(expected)
+
+
+def test_merged_without_periods_says_so(monitor):
+    with pytest.raises(ValueError, match="No finished period lies between 2026-01-01 and 2026-02-01"):
+        services.merged(monitor, date(2026, 1, 1), date(2026, 2, 1))
+
+
+def test_recovery_requeues_a_stale_period_then_fails_it(monitor, queued, django_capture_on_commit_callbacks):
+    from monitors import tasks
+
+    old = timezone.now() - timedelta(hours=1)
+    period = Period.objects.create(
+        monitor=monitor,
+        kind="Day",
+        start=at(2026, 11, 1),
+        end=at(2026, 11, 2),
+        status="Running",
+        heartbeat_at=old,
+        attempts=1,
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tasks.recover_stale() == 1
+    period.refresh_from_db()
+    assert period.status == "Queued" and "Re-queued" in period.log
+    Period.objects.filter(pk=period.pk).update(status="Running", heartbeat_at=old, attempts=2)
+    assert tasks.recover_stale() == 1
+    period.refresh_from_db()
+    assert period.status == "Failed" and "retried once" in period.error_message

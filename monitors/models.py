@@ -153,6 +153,9 @@ class Period(Job):
     shap = models.JSONField(null=True, blank=True, help_text="{feature: mean |SHAP|} when configured.")
     error_message = models.TextField(blank=True)
     webhook_status = models.CharField(max_length=300, blank=True)
+    # What the batches done so far added up to, and where the next one starts: a period
+    # longer than one task goes on in the next, and a recovered one from its last batch.
+    progress = models.JSONField(null=True, blank=True, editable=False)
 
     attempts = models.PositiveSmallIntegerField(default=0)
     host = models.CharField(max_length=255, blank=True)

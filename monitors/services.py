@@ -112,9 +112,11 @@ def queue_validation(monitor: Monitor) -> None:
     transaction.on_commit(lambda: async_task("monitors.tasks.validate_monitor", pk, task_name=name))
 
 
-def queue_period(period: Period) -> None:
+def queue_period(period: Period, *, continuation: bool = False) -> None:
     pk, name = period.pk, f"monitoring-period-{period.pk}"
-    transaction.on_commit(lambda: async_task("monitors.tasks.run_period", pk, task_name=name))
+    transaction.on_commit(
+        lambda: async_task("monitors.tasks.run_period", pk, continuation=continuation, task_name=name)
+    )
 
 
 @transaction.atomic
@@ -163,6 +165,7 @@ def _fresh_period() -> dict:
         "shap": None,
         "error_message": "",
         "webhook_status": "",
+        "progress": None,
         "attempts": 0,
     }
 

@@ -12,19 +12,21 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import socket
 import stat
+import time
 import traceback
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from executions.models import Execution
@@ -47,6 +49,8 @@ MAX_OUTPUT_BYTES = 512 * 1024 * 1024
 OUT_FILE = "out.json"
 RECORDS_FILE = "records.jsonl"
 WEBHOOK_TRIES = 3
+# Room, after a period's last batch, to count it and save the results within the task.
+TASK_TIMEOUT_MARGIN = 60
 
 
 class MonitoringFailed(Exception):
@@ -285,103 +289,161 @@ def _count(value: object) -> int:
 # -------------------------------------------------------------------------- periods
 
 
-def run_period(period_id: int) -> str:
-    """Preprocess one window's records in batches and compare each column with the reference."""
-    claimed = Period.claim(period_id, waiting=Period.Status.QUEUED, attempts=F("attempts") + 1, host=HOST)
+def run_period(period_id: int, continuation: bool = False) -> str:
+    """Preprocess one window's records in batches and compare each column with the reference.
+
+    A period that would outlast its django-q2 task saves its progress and goes on in the
+    next task (``continuation``): the counts of the batches done so far are kept on the
+    row, and so is where the next batch starts.
+    """
+    claimed = Period.claim(
+        period_id,
+        waiting=Period.Status.QUEUED,
+        host=HOST,
+        **({} if continuation else {"attempts": F("attempts") + 1}),
+    )
     if not claimed:
         return "already handled"
     period = Period.objects.select_related("monitor__model", "monitor__training_run").get(pk=period_id)
+    results = None
     with jobs.JobLog(period, max_chars=MAX_LOG_CHARS) as log:
         try:
-            outcome, results = _run_period(period, log)
+            outcome, results = _run_period(period, log, deadline=_task_deadline())
         except MonitoringFailed as exc:
             log(f"Period failed: {exc}")
-            outcome, results = {"status": Period.Status.FAILED, "error_message": str(exc)[:10_000]}, None
+            outcome = {"status": Period.Status.FAILED, "error_message": str(exc)[:10_000], "progress": None}
         except Exception as exc:
             logger.exception("monitoring period %s crashed", period_id)
             log("Internal error while running the period:\n" + traceback.format_exc())
             outcome = {
                 "status": Period.Status.FAILED,
                 "error_message": f"Internal error: {type(exc).__name__}: {exc}"[:10_000],
+                "progress": None,
             }
-            results = None
+    if outcome["status"] == Period.Status.QUEUED:
         with transaction.atomic():
-            finished = period.settle(**outcome)
-            if finished and results is not None:
-                period.columns.all().delete()
-                ColumnResult.objects.bulk_create(results)
+            if not period.this_run().update(status=Period.Status.QUEUED, heartbeat_at=None):
+                return "outcome discarded: the period was recovered meanwhile"
+            services.queue_period(period, continuation=True)
+        return "continued in a new task"
+    with transaction.atomic():
+        finished = period.settle(**outcome)
+        if finished and results is not None:
+            period.columns.all().delete()
+            ColumnResult.objects.bulk_create(results)
     if finished and outcome["status"] == Period.Status.SUCCEEDED and outcome["drift_status"] == "drift":
         notify(period)
     return outcome["status"] if finished else "outcome discarded: the period was recovered meanwhile"
 
 
-def _run_period(period: Period, log: jobs.JobLog) -> tuple[dict, list[ColumnResult]]:
+def _task_deadline() -> float:
+    """When this task must stop starting batches: one more batch, and the results, must fit
+    in django-q2's task timeout."""
+    budget = settings.Q_CLUSTER["timeout"] - settings.MONITORING_TIMEOUT - TASK_TIMEOUT_MARGIN
+    return time.monotonic() + max(budget, 0)
+
+
+def _run_period(
+    period: Period, log: jobs.JobLog, *, deadline: float
+) -> tuple[dict, list[ColumnResult] | None]:
     monitor = period.monitor
     if monitor.status != Monitor.Status.VALIDATED or not monitor.reference:
         raise MonitoringFailed(
             f"The monitoring is {monitor.get_status_display()}; periods run once it is Validated."
         )
-    log(
-        f"{period.kind} {period.start:%Y-%m-%d %H:%M} – {period.end:%Y-%m-%d %H:%M} ({settings.TIME_ZONE}) of "
-        f"{monitor.model.name}, attempt {period.attempts} on {HOST}."
-    )
-    log.flush()
     reference = monitor.reference
     binnings = {
-        (role, column): drift.Binning.from_json(reference[role][column]["binning"])
+        f"{role}/{column}": drift.Binning.from_json(reference[role][column]["binning"])
         for role, columns in (("inputs", monitor.input_cols), ("outputs", monitor.output_cols))
         for column in columns
     }
-    counts = {key: [0] * binning.size for key, binning in binnings.items()}
-    shap_sums = {column: [0.0, 0] for column in monitor.input_cols}
-    records = rows = skipped = batches = 0
+    progress = period.progress or {
+        "counts": {key: [0] * binning.size for key, binning in binnings.items()},
+        "shap": {column: [0.0, 0] for column in monitor.input_cols},
+        "records": 0,
+        "rows": 0,
+        "skipped": 0,
+        "batches": 0,
+        "after": None,
+    }
+    if period.progress:
+        log(f"Going on after batch {progress['batches']} ({progress['records']} record(s) done).")
+    else:
+        log(
+            f"{period.kind} {period.start:%Y-%m-%d %H:%M} – {period.end:%Y-%m-%d %H:%M} ({settings.TIME_ZONE}) of "
+            f"{monitor.model.name}, attempt {period.attempts} on {HOST}."
+        )
+    log.flush()
     python = None
     folder = period.sandbox_folder
-    for batch in _batches(period):
+    while True:
+        batch, after = _next_batch(period, progress["after"])
+        if not batch:
+            break
+        if python is not None and time.monotonic() > deadline:  # at least one batch per task
+            log(f"Batch {progress['batches'] + 1} goes on in a new task (this one's time is nearly up).")
+            return {"status": Period.Status.QUEUED}, None
         if python is None:
             python = _environment(monitor, log)
-        batches += 1
+        number = progress["batches"] + 1
         _fresh_folder(folder)
         with open(folder / RECORDS_FILE, "w", encoding="utf-8") as out:
             for record in batch:
                 out.write(json.dumps(record) + "\n")
-        log(f"Batch {batches}: {len(batch)} record(s) through {monitor.preprocess_reference}().")
+        log(f"Batch {number}: {len(batch)} record(s) through {monitor.preprocess_reference}().")
         spec = {**_common_spec(monitor, folder), "mode": "period", "records_file": str(folder / RECORDS_FILE)}
         _run_harness(monitor, python, folder, spec, log, read_only=_sample_folders(monitor))
-        out = _read_out(folder)
-        for (role, column), binning in binnings.items():
-            values = _columns_of(out, role, [column])[column]
-            try:
-                counts[(role, column)] = drift.merge_counts(
-                    [counts[(role, column)], drift.counts(binning, values)]
-                )
-            except ValueError as exc:
-                raise MonitoringFailed(f"The {role[:-1]} column {column}: {exc}") from None
-        records += _count(out.get("records"))
-        rows += _count(out.get("rows"))
-        skipped += _count(out.get("skipped"))
-        for message in (out.get("errors") or [])[:5]:
-            log(f"Skipped: {str(message)[:500]}")
-        for column, sums in (out.get("shap") or {}).items():
-            if column in shap_sums and isinstance(sums, dict):
-                shap_sums[column][0] += float(sums.get("sum_abs") or 0.0)
-                shap_sums[column][1] += _count(sums.get("n"))
+        _add_batch(progress, _read_out(folder), binnings, log)
+        progress["batches"], progress["after"] = number, after
+        if not period.this_run().update(progress=progress):
+            raise MonitoringFailed("The period was taken over by recovery while it ran.")
     shutil.rmtree(folder, ignore_errors=True)
-    if not batches:
+    if not progress["batches"]:
         log("No records in this period.")
+    return _results(period, progress, binnings, log)
+
+
+def _add_batch(progress: dict, out: dict, binnings: dict[str, drift.Binning], log: jobs.JobLog) -> None:
+    """Count one batch's columns in the reference's bins and add them to the period's."""
+    for key, binning in binnings.items():
+        role, column = key.split("/", 1)
+        values = _columns_of(out, role, [column])[column]
+        try:
+            progress["counts"][key] = drift.merge_counts(
+                [progress["counts"][key], drift.counts(binning, values)]
+            )
+        except ValueError as exc:
+            raise MonitoringFailed(f"The {role[:-1]} column {column}: {exc}") from None
+    for field in ("records", "rows", "skipped"):
+        progress[field] += _count(out.get(field))
+    for message in (out.get("errors") or [])[:5]:
+        log(f"Skipped: {str(message)[:500]}")
+    for column, sums in (out.get("shap") or {}).items():
+        if column in progress["shap"] and isinstance(sums, dict):
+            total = sums.get("sum_abs")
+            if isinstance(total, int | float) and not isinstance(total, bool) and math.isfinite(total):
+                progress["shap"][column][0] += float(total)
+                progress["shap"][column][1] += _count(sums.get("n"))
+
+
+def _results(
+    period: Period, progress: dict, binnings: dict[str, drift.Binning], log: jobs.JobLog
+) -> tuple[dict, list[ColumnResult]]:
+    monitor = period.monitor
     shap = (
-        {column: (total / n if n else None) for column, (total, n) in shap_sums.items()}
-        if monitor.shap_reference and batches
+        {column: (total / n if n else None) for column, (total, n) in progress["shap"].items()}
+        if monitor.shap_reference and progress["batches"]
         else None
     )
     results: list[ColumnResult] = []
     compared: list[tuple[str, drift.ColumnResult]] = []
-    for (role, column), binning in binnings.items():
+    for key, binning in binnings.items():
+        role, column = key.split("/", 1)
         result = drift.column_result(
             column,
             binning,
-            reference[role][column]["counts"],
-            counts[(role, column)],
+            monitor.reference[role][column]["counts"],
+            progress["counts"][key],
             minimum_rows=monitor.minimum_rows,
             thresholds=monitor.thresholds,
         )
@@ -404,19 +466,20 @@ def _run_period(period: Period, log: jobs.JobLog) -> tuple[dict, list[ColumnResu
     status = services.overall_status([result for _, result in compared])
     average = drift.average_psi([result for role, result in compared if role == "inputs"])
     log(
-        f"{records} record(s), {rows} feature row(s), {skipped} skipped; "
+        f"{progress['records']} record(s), {progress['rows']} feature row(s), {progress['skipped']} skipped; "
         + (f"average PSI {average:.4f}; " if average is not None else "")
         + f"status {status}."
     )
     outcome = {
         "status": Period.Status.SUCCEEDED,
-        "records": records,
-        "rows": rows,
-        "skipped": skipped,
+        "records": progress["records"],
+        "rows": progress["rows"],
+        "skipped": progress["skipped"],
         "average_psi": average,
         "drift_status": status,
         "shap": shap,
         "error_message": "",
+        "progress": None,
     }
     return outcome, results
 
@@ -427,37 +490,36 @@ def _async_executions(monitor: Monitor):
     ).order_by("finished_at", "pk")
 
 
-def _batches(period: Period) -> Iterator[list[dict]]:
-    """The period's records, ``MONITORING_BATCH_SIZE`` at a time: successful Sync calls
-    (raw request and answer), or Succeeded Async executions (their input and result paths)."""
+def _next_batch(period: Period, after: list | None) -> tuple[list[dict], list | None]:
+    """The next ``MONITORING_BATCH_SIZE`` records after ``after`` ([time, pk] of the last one
+    done): successful Sync calls (raw request and answer), or Succeeded Async executions
+    (their input and result paths). Returns the batch and where the next one starts."""
     monitor, size = period.monitor, settings.MONITORING_BATCH_SIZE
     if monitor.model.is_sync:
-        found = (
-            PredictionRecord.objects.filter(
-                model=monitor.model, at__gte=period.start, at__lt=period.end, status_code=200
-            )
-            .order_by("at", "pk")
-            .values_list("input", "output")
-            .iterator(chunk_size=size)
+        rows = PredictionRecord.objects.filter(
+            model=monitor.model, at__gte=period.start, at__lt=period.end, status_code=200
         )
-        records = ({"input": given, "output": answered} for given, answered in found)
+        field = "at"
     else:
-        executions = _async_executions(monitor).filter(
-            finished_at__gte=period.start, finished_at__lt=period.end
+        rows = (
+            _async_executions(monitor)
+            .filter(finished_at__gte=period.start, finished_at__lt=period.end)
+            .exclude(output_file="")
         )
-        records = (
-            {"input": str(e.input_path), "output": str(e.output_path)}
-            for e in executions.iterator(chunk_size=size)
-            if e.output_file
-        )
-    batch: list[dict] = []
-    for record in records:
-        batch.append(record)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+        field = "finished_at"
+    if after is not None:
+        moment = datetime.fromisoformat(after[0])
+        rows = rows.filter(Q(**{f"{field}__gt": moment}) | Q(**{field: moment, "pk__gt": after[1]}))
+    rows = rows.order_by(field, "pk")
+    if monitor.model.is_sync:
+        found = list(rows.values_list("pk", "at", "input", "output")[:size])
+        batch = [{"input": given, "output": answered} for _, _, given, answered in found]
+        last = found[-1][:2] if found else None
+    else:
+        executions = list(rows.select_related("model")[:size])
+        batch = [{"input": str(e.input_path), "output": str(e.output_path)} for e in executions]
+        last = (executions[-1].pk, executions[-1].finished_at) if executions else None
+    return batch, ([last[1].isoformat(), last[0]] if last else None)
 
 
 # -------------------------------------------------------------------------- webhook
@@ -510,8 +572,6 @@ def notify(period: Period) -> str:
             reason = getattr(exc, "reason", exc)
             status = f"failed: {reason}"
         if attempt < WEBHOOK_TRIES:
-            import time
-
             time.sleep(attempt)
     status = f"{status} ({attempt} attempt{'s' if attempt > 1 else ''})"[:300]
     Period.objects.filter(pk=period.pk).update(webhook_status=status)

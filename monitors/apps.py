@@ -8,6 +8,7 @@ class MonitorsConfig(AppConfig):
     name = "monitors"
 
     def ready(self) -> None:
+        from monitors import checks  # noqa: F401  (registers the system checks)
         from monitors.models import Monitor
         from monitors.services import remove_files
         from monitors.tasks import ensure_schedules

@@ -201,3 +201,19 @@ def test_recovery_requeues_a_stale_period_then_fails_it(monitor, queued, django_
     assert tasks.recover_stale() == 1
     period.refresh_from_db()
     assert period.status == "Failed" and "retried once" in period.error_message
+
+
+def test_the_task_timeout_must_cover_a_validation(settings):
+    from django.core.checks import run_checks
+
+    settings.Q_CLUSTER = {
+        **settings.Q_CLUSTER,
+        "timeout": settings.ENV_BUILD_TIMEOUT + settings.MONITORING_TIMEOUT,
+    }
+    (error,) = [e for e in run_checks() if e.id == "neomaril.E030"]
+    assert "needs a django-q2 task timeout of" in error.msg
+    settings.Q_CLUSTER = {
+        **settings.Q_CLUSTER,
+        "timeout": settings.ENV_BUILD_TIMEOUT + settings.MONITORING_TIMEOUT + 60,
+    }
+    assert not [e for e in run_checks() if e.id == "neomaril.E030"]

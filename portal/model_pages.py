@@ -31,6 +31,7 @@ from models_app.forms import ModelFilterForm, ModelSettingsForm, ModelUploadForm
 from models_app.links import docs_url, run_url
 from models_app.models import MLModel, ModelEvent
 from monitoring.models import PredictionRecord
+from monitors import display as monitoring_display
 
 Status = MLModel.Status
 IN_PROGRESS = (Status.READY, Status.BUILDING)
@@ -100,6 +101,10 @@ def model_list(request: HttpRequest) -> HttpResponse:
     # Deleted models are listed only when asked for.
     models = models.filter(status=status_wanted) if status_wanted else models.exclude(status=Status.DELETED)
     page = Paginator(with_last_activity(models).order_by("-created_at"), 50).get_page(request.GET.get("page"))
+    page.object_list = list(page.object_list)  # evaluated once: the rows carry their badge
+    badges = monitoring_display.badges(page.object_list)
+    for model in page.object_list:
+        model.monitoring = badges.get(model.pk)
     query = request.GET.copy()
     query.pop("page", None)
     context = {"form": form, "page": page, "models": page.object_list, "query": query.urlencode()}

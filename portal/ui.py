@@ -31,6 +31,7 @@ from groups.models import ApiToken, Group, GroupToken, Membership
 from models_app.access import models_for
 from models_app.models import MLModel
 from monitoring.models import PredictionRecord
+from monitors import display as monitoring_display
 from portal.model_pages import activity_label, with_last_activity
 
 DELETED = "Deleted"
@@ -93,8 +94,10 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     live = models_for(user).exclude(status=DELETED)
     counts = dict(live.order_by().values("status").annotate(n=Count("pk")).values_list("status", "n"))
     models = list(with_last_activity(live.select_related("group")).order_by("-last_activity")[:20])
+    badges = monitoring_display.badges(models)
     for model in models:
         model.activity = activity_label(model)
+        model.monitoring = badges.get(model.pk)
     since = timezone.now() - timedelta(hours=24)
     stats = {
         "deployed": counts.get("Deployed", 0),
@@ -107,6 +110,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     context = {
         "groups": _with_roles(_groups_with_figures(user), user),
         "models": models,
+        "drifted": monitoring_display.drifted(live),
         "stats": stats,
         "is_admin": is_admin(user),
     }

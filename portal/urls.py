@@ -27,6 +27,8 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("admin/", admin.site.urls),
     path("", include("portal.ui_urls")),
+    # Before portal.model_urls: its `models/<hash>/<action>/` would take the monitoring tab.
+    path("", include("monitors.ui_urls")),
     path("", include("portal.model_urls")),
     path("", include("executions.ui_urls")),
     path("", include("training.ui_urls")),

@@ -1,0 +1,105 @@
+"""What the portal's lists show of monitoring: each model's last verdict, at a glance.
+
+The dashboard and the models list show one badge per model: the drift status of its
+monitor's last Succeeded period (stable, warning, drift, insufficient) once the monitor
+is Validated, the monitor's own status before that. Both are fetched for a whole page
+of models in a constant number of queries (a correlated subquery picks each monitor's
+last period), never one query per model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.db.models import OuterRef, QuerySet, Subquery
+
+from models_app.models import MLModel
+from monitors.models import ColumnResult, Monitor, Period
+
+DRIFT_STATUSES = ("stable", "warning", "drift", "insufficient")
+DRIFT = "drift"
+
+
+def _model_ids(models: QuerySet[MLModel] | Iterable[MLModel]) -> QuerySet | list[int]:
+    if isinstance(models, QuerySet):
+        return models.values("pk")
+    return [model.pk for model in models]
+
+
+def latest_periods(models: QuerySet[MLModel] | Iterable[MLModel]) -> dict[int, Period]:
+    """{model id: the last Succeeded period of its monitor}, in one query.
+
+    "Last" is the latest window (its start), not the latest run: re-running an old
+    period does not make it the model's current verdict.
+    """
+    last = (
+        Period.objects.filter(monitor=OuterRef("monitor"), status=Period.Status.SUCCEEDED)
+        .order_by("-start", "-pk")
+        .values("pk")[:1]
+    )
+    periods = Period.objects.filter(
+        monitor__model__in=_model_ids(models), status=Period.Status.SUCCEEDED, pk=Subquery(last)
+    ).select_related("monitor")
+    return {period.monitor.model_id: period for period in periods}
+
+
+@dataclass(frozen=True)
+class Badge:
+    """One model's monitoring state as the lists show it."""
+
+    label: str  # stable | warning | drift | insufficient | a monitor status | "no period yet"
+    css: str  # the badge's class suffix (static/css/portal.css)
+    title: str  # the tooltip: what the label is about
+    period: Period | None = None
+
+
+def _period_title(period: Period) -> str:
+    psi = f", average PSI {period.average_psi:.3f}" if period.average_psi is not None else ""
+    return f"{period.kind} from {period.start:%Y-%m-%d}: {period.drift_status or 'no verdict'}{psi}"
+
+
+def badge_for(monitor: Monitor, period: Period | None) -> Badge:
+    """The badge of one monitor, given its last Succeeded period (or None)."""
+    if monitor.status != Monitor.Status.VALIDATED:
+        label = monitor.get_status_display()
+        return Badge(label, f"mon-{label}", f"Monitoring is {label}.")
+    if period is None or period.drift_status not in DRIFT_STATUSES:
+        return Badge("no period yet", "muted", "Validated: no period has been compared yet.", period)
+    return Badge(period.drift_status, f"drift-{period.drift_status}", _period_title(period), period)
+
+
+def badges(models: QuerySet[MLModel] | Iterable[MLModel]) -> dict[int, Badge]:
+    """{model id: its monitoring badge} for the monitored ones among `models` (two queries)."""
+    monitors = Monitor.objects.filter(model__in=_model_ids(models)).only("pk", "model_id", "status")
+    periods = latest_periods(models)
+    return {monitor.model_id: badge_for(monitor, periods.get(monitor.model_id)) for monitor in monitors}
+
+
+@dataclass(frozen=True)
+class Drifted:
+    """A model whose last period drifted, with the columns that did."""
+
+    model: MLModel
+    period: Period
+    columns: list[str]
+
+
+def drifted(models: QuerySet[MLModel]) -> list[Drifted]:
+    """The models whose monitor is Validated and whose last period drifted, worst first
+    (three queries, however many models)."""
+    periods = {
+        model_id: period
+        for model_id, period in latest_periods(models).items()
+        if period.drift_status == DRIFT and period.monitor.status == Monitor.Status.VALIDATED
+    }
+    columns: dict[int, list[str]] = {}
+    for period_id, column in (
+        ColumnResult.objects.filter(period__in=[period.pk for period in periods.values()], status=DRIFT)
+        .order_by("-psi")
+        .values_list("period_id", "column")
+    ):
+        columns.setdefault(period_id, []).append(column)
+    found = MLModel.objects.filter(pk__in=list(periods)).select_related("group")
+    listed = [Drifted(model, periods[model.pk], columns.get(periods[model.pk].pk, [])) for model in found]
+    return sorted(listed, key=lambda item: (-(item.period.average_psi or 0), item.model.name))

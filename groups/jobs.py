@@ -15,7 +15,9 @@ makes a job durable, so a fix lands once for all of them:
   with the reason), the kind saying only how to re-queue and how to fail;
 - `run_steps`, the housekeeping runner: one failing step does not stop the others;
 - `check_output`, the Async contract's output rule, shared by the build's smoke test and
-  by executions, so a model that passes its build does not fail every execution.
+  by executions, so a model that passes its build does not fail every execution;
+- `copy_regular_file`, how a file the sandbox wrote is copied out of its reach (the
+  smoke test's output, a training run's artifacts).
 
 Nothing here imports an app: `models_app` and `executions` build on it.
 """
@@ -24,6 +26,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import stat
 import threading
 import time
 from collections import deque
@@ -300,6 +304,8 @@ def schedule_every_minute(name: str, func: str) -> None:
 
 # ------------------------------------------------------------------- the output rule
 
+_COPY_CHUNK = 1024 * 1024
+
 
 class BadOutput(ValueError):
     """An Async entrypoint's return value that is not an acceptable output; says why."""
@@ -338,3 +344,39 @@ def check_output(value: object, folder: Path, input_name: str) -> Path:
             "file inside data_path and return its path."
         )
     return resolved
+
+
+class NotKept(ValueError):
+    """A file the sandbox wrote that can't be copied out (a link, a device, gone); says why."""
+
+
+def copy_regular_file(source: Path, target: Path, root: Path) -> int:
+    """Copy ``source`` (inside ``root``, no symlink on the way) to ``target``; returns its size.
+
+    Every folder and the file itself are opened without following links, and the file must
+    be a regular one: code that swapped its output for a link to the platform's files
+    gets a NotKept, not a copy of them.
+    """
+    relative = source.relative_to(root)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in relative.parts[:-1]:  # walk down without following links
+            next_fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = next_fd
+        try:
+            file_fd = os.open(relative.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
+        except OSError as exc:
+            raise NotKept(
+                f"{relative.as_posix()} can't be kept: it is not a regular file ({exc.strerror})."
+            ) from None
+    except OSError as exc:
+        raise NotKept(f"{relative.as_posix()} can't be kept: {exc.strerror}.") from None
+    finally:
+        os.close(fd)
+    with os.fdopen(file_fd, "rb") as src:
+        if not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
+            raise NotKept(f"{relative.as_posix()} can't be kept: it is not a regular file.")
+        with open(target, "wb") as out:
+            shutil.copyfileobj(src, out, _COPY_CHUNK)
+    return target.stat().st_size

@@ -1,7 +1,7 @@
 """What each kind of job may see and use: the ``UserCode`` handed to the launcher.
 
-The build's smoke test, the warm runners of the model host, Async executions and
-training runs all describe their process here, so the folders, the network switch, the
+The build's smoke test, the warm runners of the model host, Async executions, training
+runs and monitoring jobs all describe their process here, so the folders, the network switch, the
 secrets and the limits of user code are decided in one place (the launcher itself is
 ``models_app.runtime.sandbox``).
 """
@@ -18,7 +18,7 @@ from models_app.models import MLModel
 from models_app.runtime.sandbox import Limits, UserCode
 from models_app.services import decrypted_env
 
-Job = Literal["build", "serve", "execution", "training"]
+Job = Literal["build", "serve", "execution", "training", "monitoring"]
 
 # One BLAS/OpenMP thread per warm runner: concurrency comes from replicas, and a runner
 # that spawns a thread per core fights the web process for the CPU.
@@ -32,10 +32,12 @@ def limits_for(job: Job) -> Limits:
         "serve": (settings.RUNNER_MEMORY_LIMIT_MB, "NEOMARIL_RUNNER_MEMORY_LIMIT_MB"),
         "execution": (settings.EXECUTION_MEMORY_LIMIT_MB, "NEOMARIL_EXECUTION_MEMORY_LIMIT_MB"),
         "training": (settings.TRAINING_MEMORY_LIMIT_MB, "NEOMARIL_TRAINING_MEMORY_LIMIT_MB"),
+        "monitoring": (settings.MONITORING_MEMORY_LIMIT_MB, "NEOMARIL_MONITORING_MEMORY_LIMIT_MB"),
     }[job]
     disk, disk_setting = {
         "execution": (settings.EXECUTION_DISK_MB, "NEOMARIL_EXECUTION_DISK_MB"),
         "training": (settings.TRAINING_DISK_MB, "NEOMARIL_TRAINING_DISK_MB"),
+        "monitoring": (settings.MONITORING_DISK_MB, "NEOMARIL_MONITORING_DISK_MB"),
     }.get(job, (settings.SANDBOX_TMP_MB, "NEOMARIL_SANDBOX_TMP_MB"))
     return Limits(
         memory_mb=memory,
@@ -106,4 +108,27 @@ def training_code(
         writable=folder,
         network=network,
         limits=limits_for("training"),
+    )
+
+
+def monitoring_code(
+    model: MLModel, *, python: Path, folder: Path, read_only: Sequence[Path] = ()
+) -> UserCode:
+    """The sandboxed process of a monitoring job (a validation, or one batch of a period).
+
+    It reads the model's folder and ``read_only`` (the reference tables, the preprocess
+    file), writes only ``folder``, gets the model's decrypted ``.env``, and reaches the
+    network only if the model allows it. It starts in ``folder`` itself: bwrap enters the
+    start folder before it becomes the job's uid, and only the top of the writable folder
+    is open to that.
+    """
+    return UserCode(
+        python=python,
+        env={**SINGLE_THREADED, "HOME": str(folder), **decrypted_env(model)},
+        cwd=folder,
+        runner_args=(),
+        read_only=(model.folder, *read_only),
+        writable=folder,
+        network=model.allow_network,
+        limits=limits_for("monitoring"),
     )

@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 # A running build whose heartbeat is older than this lost its worker.
 STALE_BUILD_SECONDS = 90
+# Where the Async smoke test's result is kept, in the model's folder.
+SMOKE_FOLDER = "smoke"
 
 
 class BuildFailed(Exception):
@@ -161,11 +163,26 @@ def _smoke_test(model: MLModel, python: Path, log: jobs.JobLog):
         _raise_for(result, log)
         try:  # the rule executions apply: a build that passes, runs
             output = jobs.check_output(result.result, Path(data_path), model.sample_file)
-        except jobs.BadOutput as exc:
+            kept = _keep_smoke_output(model, output, Path(data_path).resolve())
+        except (jobs.BadOutput, jobs.NotKept) as exc:
             raise BuildFailed(str(exc)) from None
-        size = output.stat().st_size
-        log(f"Smoke test wrote {output.name} ({size} bytes).")
-        return {"output_file": output.name, "size": size}
+        log(
+            f"Smoke test wrote {output.name} ({kept.stat().st_size} bytes), kept as {SMOKE_FOLDER}/{kept.name}."
+        )
+        return {"input_file": model.sample_file, "output_file": f"{SMOKE_FOLDER}/{kept.name}"}
+
+
+def _keep_smoke_output(model: MLModel, output: Path, data_path: Path) -> Path:
+    """Copy the smoke test's result into the model's folder (monitoring reads it as the sample answer).
+
+    The sandbox wrote it: it is copied without following links, never moved.
+    """
+    folder = model.folder / SMOKE_FOLDER
+    shutil.rmtree(folder, ignore_errors=True)  # a rebuild's output replaces the last one
+    folder.mkdir()
+    target = folder / output.name
+    jobs.copy_regular_file(output, target, data_path)
+    return target
 
 
 def _raise_for(result: oneshot.RunResult, log: jobs.JobLog) -> None:

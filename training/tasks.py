@@ -14,11 +14,9 @@ import contextlib
 import json
 import logging
 import math
-import os
 import re
 import shutil
 import socket
-import stat
 import traceback
 from pathlib import Path
 
@@ -49,7 +47,6 @@ TAIL_LINES = 200
 MAX_SUMMARY_BYTES = 4 * 1024 * 1024
 MAX_METRICS = 500
 MAX_EXTRAS = 200
-_COPY_CHUNK = 1024 * 1024
 
 
 class TrainingFailed(Exception):
@@ -275,30 +272,10 @@ def _collect_artifacts(run: TrainingRun, extras: list[str], frozen: str) -> list
 
 
 def _copy_regular_file(source: Path, target: Path, root: Path) -> int:
-    """Copy ``source`` (inside ``root``, no symlink on the way) to ``target``; returns its size."""
-    relative = source.relative_to(root)
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        for part in relative.parts[:-1]:  # walk down without following links
-            next_fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-            os.close(fd)
-            fd = next_fd
-        try:
-            file_fd = os.open(relative.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
-        except OSError as exc:
-            raise TrainingFailed(
-                f"{relative.as_posix()} can't be kept: it is not a regular file ({exc.strerror})."
-            ) from None
-    except OSError as exc:
-        raise TrainingFailed(f"{relative.as_posix()} can't be kept: {exc.strerror}.") from None
-    finally:
-        os.close(fd)
-    with os.fdopen(file_fd, "rb") as src:
-        if not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
-            raise TrainingFailed(f"{relative.as_posix()} can't be kept: it is not a regular file.")
-        with open(target, "wb") as out:
-            shutil.copyfileobj(src, out, _COPY_CHUNK)
-    return target.stat().st_size
+        return jobs.copy_regular_file(source, target, root)
+    except jobs.NotKept as exc:
+        raise TrainingFailed(str(exc)) from None
 
 
 def _reset_outputs(run: TrainingRun) -> None:

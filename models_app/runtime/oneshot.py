@@ -1,7 +1,8 @@
 """Platform side of the runner's oneshot mode: one call of a user's entrypoint, in a child process.
 
-Used for async executions, build smoke tests and training runs (kind "train", whose
-in-sandbox half is ``training_harness.py``). The child is ``runner.py`` started
+Used for async executions, build smoke tests, training runs (kind "train", whose
+in-sandbox half is ``training_harness.py``) and monitoring jobs (kind "monitor",
+``monitoring_harness.py``). The child is ``runner.py`` started
 by the sandbox launcher (``sandbox.launch``) in the model environment's interpreter; a
 timeout kills its whole sandbox. The answer comes back as one frame on the child's
 stdout; whatever the user's code prints goes to its stderr, which we stream line by line.
@@ -51,12 +52,12 @@ class RunResult:
     """What one oneshot run produced."""
 
     ok: bool
-    # normalised JSON value (sync), the returned path string (async), the run's summary (train)
+    # normalised JSON value (sync), the returned path string (async), the harness's summary (train, monitor)
     result: Any = None
     error: str | None = None  # what went wrong, for the user
     traceback: str | None = None
-    # "import" | "data" (train) | "call" | "result" | "save" (train) | "protocol" | "timeout" | "crash"
-    # | "limit" | "sandbox"
+    # "import" | "data" (train, monitor) | "config" (monitor) | "call" | "result" | "save" (train)
+    # | "protocol" | "timeout" | "crash" | "limit" | "sandbox"
     phase: str | None = None
     output: str = ""  # everything the user code printed (stdout+stderr)
     returncode: int | None = None
@@ -83,8 +84,8 @@ def run_oneshot(
     its newline) as the child prints it; lines longer than 64 KiB arrive in pieces. A
     runner that answered but won't exit is stopped after a short grace and its answer kept.
     """
-    if kind not in ("sync", "async", "check", "train"):
-        raise ValueError(f"kind must be 'sync', 'async', 'check' or 'train', not {kind!r}")
+    if kind not in ("sync", "async", "check", "train", "monitor"):
+        raise ValueError(f"kind must be 'sync', 'async', 'check', 'train' or 'monitor', not {kind!r}")
     request = encode_frame(
         {"source": str(source), "entrypoint": entrypoint, "kind": kind, "args": [str(a) for a in args]}
     )

@@ -13,9 +13,9 @@ Modes:
 ``oneshot``
     Read one request frame from stdin (``source``, ``entrypoint``, ``kind``, ``args``),
     call ``entrypoint(*args)`` once, write one response frame to stdout, exit 0. User
-    failures are reported in the frame; a non-zero exit means a protocol problem. Kind
-    ``train`` hands the call to ``training_harness.py`` (beside this file) with
-    ``args = [spec_json]``; see that file.
+    failures are reported in the frame; a non-zero exit means a protocol problem. Kinds
+    ``train`` and ``monitor`` hand the call to ``training_harness.py`` and
+    ``monitoring_harness.py`` (beside this file) with ``args = [spec_json]``; see those files.
 
 ``serve --socket PATH --source FILE --entrypoint NAME``
     Import the module once (exit 3 with the traceback on stderr if that fails), then
@@ -24,7 +24,7 @@ Modes:
 
 Responses are ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "Type: message",
 "traceback": "..." | null, "phase": "import" | "call" | "result" | "protocol"}`` (training
-adds the phases "data" and "save").
+adds the phases "data" and "save", monitoring "data" and "config").
 """
 
 from __future__ import annotations
@@ -47,8 +47,11 @@ import traceback
 MAX_FRAME_BYTES = 256 * 1024 * 1024
 _HEADER = struct.Struct(">I")
 _RUNNER_FILE = os.path.normcase(os.path.abspath(__file__))
-# Loaded only for training runs: the sandbox binds it beside this file.
-_HARNESS_FILE = os.path.join(os.path.dirname(_RUNNER_FILE), "training_harness.py")
+# The harness of each spec-driven kind, loaded only for that kind: the sandbox binds them beside this file.
+_HARNESSES = {"train": "training_harness.py", "monitor": "monitoring_harness.py"}
+_HARNESS_FILES = tuple(
+    os.path.normcase(os.path.join(os.path.dirname(_RUNNER_FILE), name)) for name in _HARNESSES.values()
+)
 
 # Exit codes for problems that are not the user's fault (the frame can't say them).
 EXIT_PROTOCOL = 2
@@ -152,7 +155,7 @@ def _describe(exc):
 
 def _is_runner_frame(filename):
     # importlib's own frames sit between us and the user's module during exec_module.
-    return os.path.normcase(filename) in (_RUNNER_FILE, _HARNESS_FILE) or filename.startswith(
+    return os.path.normcase(filename) in (_RUNNER_FILE, *_HARNESS_FILES) or filename.startswith(
         "<frozen importlib"
     )
 
@@ -404,11 +407,13 @@ def _response_bytes(build):
 # ---------------------------------------------------------------------------- oneshot
 
 
-def _load_harness():
-    """The training harness, by path: the runner's folder is not on sys.path (user code must not see it)."""
-    spec = importlib.util.spec_from_file_location("neomaril_training_harness", _HARNESS_FILE)
-    if spec is None or spec.loader is None or not os.path.isfile(_HARNESS_FILE):
-        raise _UserError("protocol", f"ProtocolError: the training harness {_HARNESS_FILE} is missing")
+def _load_harness(name):
+    """The harness file ``name``, by path: the runner's folder is not on sys.path (user code must not see it)."""
+    path = os.path.join(os.path.dirname(_RUNNER_FILE), name)
+    module_name = "neomaril_" + os.path.splitext(name)[0]
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None or not os.path.isfile(path):
+        raise _UserError("protocol", f"ProtocolError: the harness {path} is missing")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -441,8 +446,11 @@ def run_oneshot():
     normalise = normalise_sync_result if kind == "sync" else normalise_async_result
 
     def build():
-        if kind == "train":  # the harness loads the source itself, once its libraries are in
-            return _load_harness().train(sys.modules[__name__], source, entrypoint, args[0])
+        # The harnesses load the source themselves, once their libraries are in.
+        if kind == "train":
+            return _load_harness(_HARNESSES[kind]).train(sys.modules[__name__], source, entrypoint, args[0])
+        if kind == "monitor":
+            return _load_harness(_HARNESSES[kind]).monitor(sys.modules[__name__], source, entrypoint, args[0])
         func = load_entrypoint(source, entrypoint)
         if kind == "check":  # import the module and find the entrypoint, call nothing
             return None
@@ -462,12 +470,14 @@ def _parse_oneshot_request(request):
     kind, args = request.get("kind"), request.get("args", [])
     if not isinstance(source, str) or not isinstance(entrypoint, str):
         raise ProtocolError("request needs string 'source' and 'entrypoint'")
-    if kind not in ("sync", "async", "check", "train"):
-        raise ProtocolError(f"request 'kind' must be 'sync', 'async', 'check' or 'train', not {kind!r}")
+    if kind not in ("sync", "async", "check", "train", "monitor"):
+        raise ProtocolError(
+            f"request 'kind' must be 'sync', 'async', 'check', 'train' or 'monitor', not {kind!r}"
+        )
     if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
         raise ProtocolError("request 'args' must be a list of strings")
-    if kind == "train" and len(args) != 1:
-        raise ProtocolError("a 'train' request's 'args' must be [spec_json]")
+    if kind in _HARNESSES and len(args) != 1:
+        raise ProtocolError(f"a {kind!r} request's 'args' must be [spec_json]")
     return source, entrypoint, kind, args
 
 

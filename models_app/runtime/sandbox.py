@@ -1,8 +1,8 @@
 """The one launcher of user code: every process that runs an uploaded model's code starts here.
 
-Smoke tests, warm runners, Async executions (and the training and monitoring runs to
-come) all describe their process as a ``UserCode`` and hand it to ``launch``, which builds
-the command line (``runner.py`` under the model environment's interpreter), its complete
+Smoke tests, warm runners, Async executions, training runs and monitoring jobs all
+describe their process as a ``UserCode`` and hand it to ``launch``, which builds the
+command line (``runner.py`` under the model environment's interpreter), its complete
 environment, its limits and its sandbox. Nothing else starts user code.
 
 The sandbox is bubblewrap (``bwrap``), chosen over Landlock and nsjail because it is a
@@ -46,9 +46,11 @@ logger = logging.getLogger(__name__)
 RUNNER_PATH: Path = Path(__file__).resolve().with_name("runner.py")
 # Where runner.py appears inside a sandbox (the platform's source tree is not visible).
 SANDBOX_RUNNER_PATH = "/opt/neomaril/runner.py"
-# The runner loads the training harness from beside itself, in and out of the sandbox.
+# The runner loads its harnesses (training, monitoring) from beside itself, in and out of the sandbox.
 HARNESS_PATH: Path = RUNNER_PATH.with_name("training_harness.py")
 SANDBOX_HARNESS_PATH = "/opt/neomaril/training_harness.py"
+MONITORING_HARNESS_PATH: Path = RUNNER_PATH.with_name("monitoring_harness.py")
+SANDBOX_MONITORING_HARNESS_PATH = "/opt/neomaril/monitoring_harness.py"
 # Inside the sandbox HOME is the private /tmp: libraries that cache in ~ still work.
 SANDBOX_HOME = "/tmp"  # noqa: S108  (a private tmpfs inside the sandbox)
 
@@ -533,6 +535,7 @@ def _bwrap_argv(code: UserCode, python: Path, uid: int | None, read_fds: list[in
         argv += [*parents(path), "--ro-bind", str(path), str(path)]
     argv += [*parents(Path(SANDBOX_RUNNER_PATH)), "--ro-bind", str(RUNNER_PATH), SANDBOX_RUNNER_PATH]
     argv += ["--ro-bind", str(HARNESS_PATH), SANDBOX_HARNESS_PATH]
+    argv += ["--ro-bind", str(MONITORING_HARNESS_PATH), SANDBOX_MONITORING_HARNESS_PATH]
     if code.writable is not None:
         argv += [*parents(Path(code.writable)), "--bind", str(code.writable), str(code.writable)]
     argv += ["--chdir", str(code.cwd)]

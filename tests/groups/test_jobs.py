@@ -288,3 +288,32 @@ def test_the_output_rule_accepts_a_new_file_by_absolute_or_relative_path(tmp_pat
     assert jobs.check_output("results/out.csv", tmp_path, "input.csv") == expected
     assert jobs.check_output(str(tmp_path / "results" / "out.csv"), tmp_path, "input.csv") == expected
     assert isinstance(expected, Path)
+
+
+# ------------------------------------------------------------- copying out of a sandbox
+
+
+def test_copy_regular_file_copies_a_file_under_root(tmp_path):
+    (tmp_path / "out" / "deep").mkdir(parents=True)
+    (tmp_path / "out" / "deep" / "a.csv").write_text("x\n1\n")
+    target = tmp_path / "kept.csv"
+    assert jobs.copy_regular_file(tmp_path / "out" / "deep" / "a.csv", target, tmp_path / "out") == 4
+    assert target.read_text() == "x\n1\n"
+
+
+@pytest.mark.parametrize("link", ["file", "folder"])
+def test_copy_regular_file_follows_no_link(tmp_path, link):
+    secret = tmp_path / "platform"
+    secret.mkdir()
+    (secret / "a.csv").write_text("secret")
+    root = tmp_path / "out"
+    root.mkdir()
+    if link == "file":
+        (root / "a.csv").symlink_to(secret / "a.csv")
+        source, message = root / "a.csv", "a.csv can't be kept: it is not a regular file"
+    else:
+        (root / "deep").symlink_to(secret)
+        source, message = root / "deep" / "a.csv", "deep/a.csv can't be kept: "
+    with pytest.raises(jobs.NotKept, match=message):
+        jobs.copy_regular_file(source, tmp_path / "kept.csv", root)
+    assert not (tmp_path / "kept.csv").exists()

@@ -10,7 +10,6 @@ import json
 import sys
 import textwrap
 from io import StringIO
-from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -107,7 +106,7 @@ def test_async_model_with_sample_deploys(cast, model_pickle):
         )
     )
     assert model.status == "Deployed", _log(client, model)
-    assert model.smoke_result["output_file"] == "output.csv"
+    assert model.smoke_result == {"input_file": "input.csv", "output_file": "smoke/output.csv"}
     assert "Smoke test wrote output.csv" in _log(client, model)
 
 
@@ -209,18 +208,6 @@ STDLIB_ASYNC_SOURCE = textwrap.dedent(
 )
 
 
-@pytest.fixture
-def host_env(settings, monkeypatch) -> Path:
-    """A model environment whose interpreter is the host's: no uv, the real runner."""
-    env = settings.ENVS_DIR / ("f" * 64)
-    python = env / "bin" / "python"
-    python.parent.mkdir(parents=True, exist_ok=True)
-    if not python.exists():
-        python.symlink_to(Path(getattr(sys, "_base_executable", sys.executable)))
-    monkeypatch.setattr(tasks.environments, "ensure_environment", lambda **kwargs: env)
-    return env
-
-
 def _async_upload(client, entrypoint: str) -> MLModel:
     response = client.post(
         "/api/v1/models",
@@ -245,7 +232,7 @@ def test_smoke_test_accepts_a_new_file_written_in_data_path(cast, host_env):
     client = api_client(cast.owner)
     model = _build(_async_upload(client, "score"))
     assert model.status == "Deployed", _log(client, model)
-    assert model.smoke_result == {"output_file": "output.csv", "size": len("a,b\n1,2\n")}
+    assert model.smoke_result == {"input_file": "input.csv", "output_file": "smoke/output.csv"}
     assert model.builds.get().status == "Succeeded"
 
 

@@ -153,6 +153,44 @@ def test_limits_for_each_job_come_from_settings(settings):
     assert serve.names["disk"] == "NEOMARIL_SANDBOX_TMP_MB"
 
 
+def test_monitoring_limits_come_from_the_monitoring_settings(settings):
+    settings.MONITORING_MEMORY_LIMIT_MB = 444
+    settings.MONITORING_DISK_MB = 88
+    settings.SANDBOX_PROCESSES = 66
+    settings.SANDBOX_TMP_MB = 55
+    limits = sandboxes.limits_for("monitoring")
+    assert (limits.memory_mb, limits.disk_mb, limits.cpu_seconds) == (444, 88, 0)
+    assert (limits.processes, limits.tmp_mb) == (66, 55)
+    assert limits.names["memory"] == "NEOMARIL_MONITORING_MEMORY_LIMIT_MB"
+    assert limits.names["disk"] == "NEOMARIL_MONITORING_DISK_MB"
+    assert "raise NEOMARIL_MONITORING_DISK_MB" in limits.disk_exceeded_message()
+
+
+def test_monitoring_code_reads_the_model_and_writes_only_its_folder(settings, monkeypatch, tmp_path):
+    settings.MONITORING_MEMORY_LIMIT_MB = 444
+    monkeypatch.setattr(sandboxes, "decrypted_env", lambda model: {"API_KEY": "k", "OMP_NUM_THREADS": "4"})
+    model = SimpleNamespace(folder=tmp_path / "model", allow_network=False)
+    folder, reference = tmp_path / "work", tmp_path / "run"
+    code = sandboxes.monitoring_code(model, python=BASE_PYTHON, folder=folder, read_only=[reference])
+    assert code.python == BASE_PYTHON
+    # bwrap enters cwd before it becomes the job's uid: only the writable root is open then.
+    assert code.cwd == code.writable == folder
+    assert tuple(code.read_only) == (model.folder, reference)
+    assert code.network is False
+    assert code.limits.memory_mb == 444
+    # One thread per BLAS, unless the model's .env says otherwise.
+    assert code.env == {
+        "OMP_NUM_THREADS": "4",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "HOME": str(folder),
+        "API_KEY": "k",
+    }
+    assert sandboxes.monitoring_code(
+        SimpleNamespace(folder=model.folder, allow_network=True), python=BASE_PYTHON, folder=folder
+    ).network
+
+
 # ------------------------------------------------------------------------- environment
 
 

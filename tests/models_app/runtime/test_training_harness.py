@@ -16,20 +16,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 
-from models_app import environments
 from models_app.runtime.oneshot import RunResult, run_oneshot
 from models_app.runtime.sandbox import HARNESS_PATH, RUNNER_PATH, Limits, UserCode, build_runner_env
 from tests.helpers.interpreters import supported_interpreter
 
-REQUIREMENTS = [
-    "cloudpickle==3.1.1",
-    "lightgbm==4.6.0",
-    "pandas==2.2.3",
-    "pyarrow==17.0.0",
-    "scikit-learn==1.6.1",
-]
 pytestmark = pytest.mark.slow
 
 LIMITS = Limits(memory_mb=8192, processes=512, disk_mb=2048, tmp_mb=512)
@@ -92,20 +83,6 @@ READ_BACK = textwrap.dedent(
 
 
 # -------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="session")
-def training_python(tmp_path_factory) -> Path:
-    """The interpreter of a training environment built by the platform's own code."""
-    env = environments.ensure_environment(
-        interpreter=supported_interpreter("3.9"),
-        requirements=REQUIREMENTS,
-        envs_dir=tmp_path_factory.mktemp("training-envs"),
-        log=lambda line: None,
-        timeout=900,
-        uv_cache_dir=Path(settings.UV_CACHE_DIR) if settings.UV_CACHE_DIR else None,
-    )
-    return environments.env_python(env)
 
 
 @pytest.fixture(scope="session")

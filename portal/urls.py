@@ -10,6 +10,7 @@ api_v1 = [
     path("", include("groups.api.urls")),
     path("", include("models_app.api_urls")),
     path("training/", include("training.api_urls")),
+    path("monitoring/", include("monitors.api_urls")),
     # A model's OpenAPI document and request code describe its executions too.
     path(
         "models/<str:model_hash>/openapi.json",

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, List, Optional, Sequence, Tuple, Union
 
+from neomaril_codex._http import dumps
 from neomaril_codex._upload import PathLike
 from neomaril_codex.exceptions import InputError
 
@@ -47,6 +48,21 @@ class Parts:
     def optional(self, field: str, argument: str, value: Any) -> Optional[Path]:
         """Like :meth:`file`, and nothing when `value` is None."""
         return None if value is None else self.file(field, argument, value)
+
+    def json_file(self, field: str, argument: str, value: Any, folder: Path) -> Optional[Path]:
+        """`value` sent as a JSON file in `field`: a dict, written to `folder` as
+        ``<field>.json``, or the path of a JSON file."""
+        if isinstance(value, dict):
+            path = Path(folder) / f"{field}.json"
+            path.write_text(dumps(value), encoding="utf-8")
+            self.files.append((field, path.name, path))
+            return path
+        if isinstance(value, (str, os.PathLike)):
+            return self.file(field, argument, value)
+        self.problems.append(
+            f"{argument}: expected a dict or the path of a JSON file, got {type(value).__name__}"
+        )
+        return None
 
     def extras(self, values: Union[PathLike, Sequence[PathLike], None]) -> None:
         """The ``extra_files`` argument: one path or several, each sent in ``extra``."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
 
 import requests
 
@@ -59,19 +59,26 @@ def wait_finished(
     failure: Callable[[Dict[str, Any]], Exception],
     timeout: float,
     log: logging.Logger,
-) -> None:
-    """Wait until a job (an execution, a training run) has finished, polling with a
-    growing interval.
+    *,
+    done: Sequence[str] = ("Succeeded",),
+    failed: Sequence[str] = ("Failed",),
+) -> Dict[str, Any]:
+    """Wait until a job (an execution, a training run, a monitoring's validation or
+    period) has finished, polling with a growing interval.
 
     Args:
         poll: fetches the job's state now; `key` is its status (Succeeded, Failed…).
         what: the job, for people: "Execution 5 of M…".
-        failure: the exception raised for a Failed job's last state.
+        failure: the exception raised for a failed job's last state.
         timeout: seconds to wait at most.
         log: the caller's logger, told each new status.
+        done, failed: the statuses that end the wait, well or badly.
+
+    Returns:
+        The job's last state (its status one of `done`).
 
     Raises:
-        the `failure` of a Failed job, or WaitTimeout after `timeout` seconds.
+        the `failure` of a failed job, or WaitTimeout after `timeout` seconds.
     """
     deadline = time.monotonic() + timeout
     last = None
@@ -80,9 +87,9 @@ def wait_finished(
         if state[key] != last:
             last = state[key]
             log.info("%s: %s", what, last, stacklevel=2)
-        if last == "Succeeded":
-            return
-        if last == "Failed":
+        if last in done:
+            return state
+        if last in failed:
             raise failure(state)
         remaining = deadline - time.monotonic()
         if remaining <= 0:

@@ -13,18 +13,29 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
+import tempfile
 import time
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from neomaril_codex._http import Connection, dumps
 from neomaril_codex._http import env as _env
 from neomaril_codex._parts import Parts, PathLike, existing_file
-from neomaril_codex.base import BaseNeomarilClient, NeomarilExecution, backoff, log_tail
+from neomaril_codex.base import (
+    BaseNeomarilClient,
+    NeomarilExecution,
+    backoff,
+    failure_with_log,
+    log_tail,
+    wait_finished,
+)
 from neomaril_codex.exceptions import (
     AuthenticationError,
     BuildError,
+    ExecutionError,
     InputError,
     NotFoundError,
     StateError,
@@ -345,6 +356,181 @@ class NeomarilModel:
         answer = self._conn.request("DELETE", f"/models/{self.model_hash}").json()
         self._info.update(answer)
         logger.info("Model %s deleted", self.model_hash)
+
+    # Monitoring ---------------------------------------------------------------------------
+
+    @property
+    def _monitoring_path(self) -> str:
+        return f"/monitoring/{self.model_hash}"
+
+    def register_monitoring(
+        self,
+        preprocess_reference: str,
+        shap_reference: Optional[str] = None,
+        configuration_file: Union[PathLike, Dict[str, Any], None] = None,
+        preprocess_file: Optional[PathLike] = None,
+        requirements_file: Optional[PathLike] = None,
+        *,
+        webhook_url: Optional[str] = None,
+        wait_for_ready: bool = False,
+    ) -> str:
+        """Register the model for indirect monitoring (or replace its registration).
+
+        The server checks the registration in the background (status Unvalidated →
+        Validating → Validated or Invalidated): it reads the reference training run's
+        data and calls your preprocess on one recorded call of the model. Once
+        Validated, each period (a Day, Week, Month or Year of recorded calls) is
+        preprocessed and compared with the reference, column by column.
+
+        Args:
+            preprocess_reference: the preprocess function in `preprocess_file`, called as
+                ``preprocess(input, output)`` and returning ``(features_df, outputs_df)``.
+            shap_reference: optionally, a function ``shap(features_df, model_path)`` in the
+                same file returning a DataFrame of SHAP values, one column per input column.
+            configuration_file: the configuration (``Period``, ``TrainData``, ``InputCols``,
+                ``OutputCols``): a dict or the path of a JSON file.
+            preprocess_file: the ``.py`` file defining the preprocess.
+            requirements_file: extra packages the preprocess needs, on top of the model's.
+            webhook_url: an address that receives a JSON notice when a period drifts.
+            wait_for_ready: wait until it is Validated (see :meth:`wait_monitoring`).
+
+        Returns:
+            The model hash: the monitoring's id (a model has one monitoring).
+
+        Raises:
+            InputError: a file is missing (all are reported at once, before anything is
+                sent), or the server refused the registration (``error.errors`` has every
+                field's messages).
+            ExecutionError: with `wait_for_ready`, the registration was Invalidated.
+        """
+        parts = Parts([("preprocess_reference", preprocess_reference)])
+        if shap_reference:
+            parts.fields.append(("shap_reference", shap_reference))
+        if webhook_url:
+            parts.fields.append(("webhook_url", webhook_url))
+        with tempfile.TemporaryDirectory(prefix="neomaril-monitoring-") as scratch:
+            if configuration_file is None:
+                parts.problems.append(
+                    "configuration_file: required (the monitoring configuration: a dict or the path of a JSON file)"
+                )
+            else:
+                parts.json_file("configuration", "configuration_file", configuration_file, Path(scratch))
+            if preprocess_file is None:
+                parts.problems.append(
+                    f"preprocess_file: required (the .py file defining {preprocess_reference})"
+                )
+            else:
+                parts.file("preprocess", "preprocess_file", preprocess_file)
+            parts.optional("requirements", "requirements_file", requirements_file)
+            parts.check()
+            answer = self._conn.upload(
+                self._monitoring_path,
+                fields=parts.fields,
+                files=parts.files,
+                label=f"Uploading the monitoring of model {self.model_hash}",
+            ).json()
+        logger.info(
+            "Monitoring of model %s registered (%s period); it is %s while the server checks it.",
+            self.model_hash,
+            answer.get("period"),
+            answer.get("status"),
+        )
+        if wait_for_ready:
+            self.wait_monitoring()
+        return answer["model"]
+
+    def get_monitoring(self) -> Dict[str, Any]:
+        """The model's monitoring, fetched now: ``status`` (Unvalidated, Validating,
+        Validated or Invalidated), ``message`` (why it is Invalidated), the configuration,
+        thresholds, ``log`` and ``last_period``.
+
+        Raises:
+            NotFoundError: the model is not monitored.
+        """
+        return self._conn.get_json(self._monitoring_path)
+
+    def wait_monitoring(self, timeout: float = 1800.0) -> Dict[str, Any]:
+        """Wait until the monitoring is Validated, polling with a growing interval.
+
+        Args:
+            timeout: seconds to wait at most (a first validation builds an environment).
+
+        Returns:
+            The monitoring (:meth:`get_monitoring`), Validated.
+
+        Raises:
+            ExecutionError: it was Invalidated; the message says why, then the end of its log.
+            WaitTimeout: still not checked after `timeout` seconds.
+        """
+        what = f"The monitoring validation of model {self.model_hash}"
+
+        def failure(info: Dict[str, Any]) -> ExecutionError:
+            return failure_with_log(what, info.get("message"), lambda: info.get("log") or "", info)
+
+        return wait_finished(
+            self.get_monitoring,
+            "status",
+            what,
+            failure,
+            timeout,
+            logger,
+            done=("Validated",),
+            failed=("Invalidated",),
+        )
+
+    def run_monitoring(
+        self, date: Union[str, datetime.date, None] = None, wait: bool = False, timeout: float = 3600.0
+    ) -> Dict[str, Any]:
+        """Run the period containing `date` now (the current one by default).
+
+        A finished period runs again; one already waiting or running is returned as it is.
+
+        Args:
+            date: a day (``'2026-05-26'``, a ``datetime.date``) or a moment (an ISO
+                datetime string, a ``datetime.datetime``) inside the period.
+            wait: wait until the period has finished (Succeeded or Failed).
+            timeout: with `wait`, seconds to wait at most.
+
+        Returns:
+            The period: its ``id``, ``kind``, ``start``, ``end``, ``status``…; with `wait`,
+            in detail (see :meth:`monitoring_period`).
+
+        Raises:
+            StateError: the monitoring is not Validated (the message says its status).
+            ExecutionError: with `wait`, the period Failed.
+        """
+        payload: Dict[str, Any] = {}
+        if date is not None:
+            payload["date"] = date.isoformat() if hasattr(date, "isoformat") else date
+        period = self._conn.post_json(self._monitoring_path + "/periods", payload)
+        logger.info(
+            "Monitoring period %s (%s from %s) of model %s is %s",
+            period["id"],
+            period.get("kind"),
+            period.get("start"),
+            self.model_hash,
+            period.get("status"),
+        )
+        if not wait:
+            return period
+        what = f"Monitoring period {period['id']} ({period.get('kind')} from {period.get('start')}) of model {self.model_hash}"
+
+        def failure(info: Dict[str, Any]) -> ExecutionError:
+            return failure_with_log(what, info.get("error_message"), lambda: info.get("log") or "", info)
+
+        return wait_finished(
+            lambda: self.monitoring_period(period["id"]), "status", what, failure, timeout, logger
+        )
+
+    def monitoring_periods(self) -> List[Dict[str, Any]]:
+        """The monitoring's periods, newest first, each with its status, ``average_psi``,
+        ``drift_status`` and its columns' PSI: ``pd.DataFrame(model.monitoring_periods())``."""
+        return self._conn.get_json(self._monitoring_path + "/periods")["periods"]
+
+    def monitoring_period(self, period_id: int) -> Dict[str, Any]:
+        """One period in detail: its log, SHAP means, and every column's bins (``labels``),
+        counts and proportions on both sides."""
+        return self._conn.get_json(f"{self._monitoring_path}/periods/{int(period_id)}")
 
 
 def _sync_body(data: Any) -> bytes:

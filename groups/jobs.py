@@ -35,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
 from django.db import OperationalError, connection, models, transaction
 from django.db.models import F, Q, QuerySet, Value
@@ -350,12 +350,12 @@ class NotKept(ValueError):
     """A file the sandbox wrote that can't be copied out (a link, a device, gone); says why."""
 
 
-def copy_regular_file(source: Path, target: Path, root: Path) -> int:
-    """Copy ``source`` (inside ``root``, no symlink on the way) to ``target``; returns its size.
+def open_regular_file(source: Path, root: Path) -> BinaryIO:
+    """``source`` (inside ``root``) opened for reading with no symlink followed on the way.
 
     Every folder and the file itself are opened without following links, and the file must
     be a regular one: code that swapped its output for a link to the platform's files
-    gets a NotKept, not a copy of them.
+    gets a NotKept, not their content.
     """
     relative = source.relative_to(root)
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
@@ -374,9 +374,15 @@ def copy_regular_file(source: Path, target: Path, root: Path) -> int:
         raise NotKept(f"{relative.as_posix()} can't be kept: {exc.strerror}.") from None
     finally:
         os.close(fd)
-    with os.fdopen(file_fd, "rb") as src:
-        if not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
-            raise NotKept(f"{relative.as_posix()} can't be kept: it is not a regular file.")
-        with open(target, "wb") as out:
-            shutil.copyfileobj(src, out, _COPY_CHUNK)
+    handle = os.fdopen(file_fd, "rb")
+    if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+        handle.close()
+        raise NotKept(f"{relative.as_posix()} can't be kept: it is not a regular file.")
+    return handle
+
+
+def copy_regular_file(source: Path, target: Path, root: Path) -> int:
+    """Copy ``source`` (inside ``root``, no symlink on the way) to ``target``; returns its size."""
+    with open_regular_file(source, root) as src, open(target, "wb") as out:
+        shutil.copyfileobj(src, out, _COPY_CHUNK)
     return target.stat().st_size

@@ -16,7 +16,6 @@ import math
 import os
 import shutil
 import socket
-import stat
 import time
 import traceback
 import urllib.error
@@ -241,22 +240,15 @@ def _failure_message(result: oneshot.RunResult) -> str:
 
 def _read_out(folder: Path) -> dict:
     """The harness's JSON, opened without following a link the sandbox may have planted."""
-    dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        fd = os.open(OUT_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
-    except OSError as exc:
-        raise MonitoringFailed(
-            f"The preprocess process did not leave its results ({exc.strerror})."
-        ) from None
-    finally:
-        os.close(dir_fd)
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise MonitoringFailed("The preprocess process's results are not a regular file.")
-        if info.st_size > MAX_OUTPUT_BYTES:
+        handle = jobs.open_regular_file(folder / OUT_FILE, folder)
+    except jobs.NotKept as exc:
+        raise MonitoringFailed(f"The preprocess process did not leave its results: {exc}") from None
+    with handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size > MAX_OUTPUT_BYTES:
             raise MonitoringFailed(
-                f"The preprocess results are {info.st_size // 2**20} MiB, over {MAX_OUTPUT_BYTES // 2**20} MiB: "
+                f"The preprocess results are {size // 2**20} MiB, over {MAX_OUTPUT_BYTES // 2**20} MiB: "
                 "lower NEOMARIL_MONITORING_BATCH_SIZE or monitor fewer columns."
             )
         try:

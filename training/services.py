@@ -52,7 +52,9 @@ def get_or_create_experiment(
     return experiment, True
 
 
-def with_platform_requirements(lines: list[str], needed: tuple[str, ...] = PLATFORM_REQUIREMENTS) -> list[str]:
+def with_platform_requirements(
+    lines: list[str], needed: tuple[str, ...] = PLATFORM_REQUIREMENTS
+) -> list[str]:
     """``lines`` plus what a harness needs (the training harness's by default) and they do not name already."""
     named = set()
     for line in lines:

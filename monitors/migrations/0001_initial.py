@@ -7,116 +7,258 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('models_app', '0005_training_run'),
-        ('training', '0001_initial'),
+        ("models_app", "0005_training_run"),
+        ("training", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Monitor',
+            name="Monitor",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('heartbeat_at', models.DateTimeField(blank=True, null=True)),
-                ('log', models.TextField(blank=True, default='')),
-                ('status', models.CharField(choices=[('Unvalidated', 'Unvalidated'), ('Running', 'Validating'), ('Validated', 'Validated'), ('Invalidated', 'Invalidated')], default='Unvalidated', max_length=12)),
-                ('error_message', models.TextField(blank=True, help_text='Why it is Invalidated.')),
-                ('period', models.CharField(choices=[('Day', 'Day'), ('Week', 'Week'), ('Month', 'Month'), ('Year', 'Year')], max_length=8)),
-                ('train_date_ref', models.DateField(blank=True, null=True)),
-                ('train_date_col', models.CharField(blank=True, max_length=200)),
-                ('input_cols', models.JSONField(default=list)),
-                ('output_cols', models.JSONField(default=list)),
-                ('configuration', models.JSONField(default=dict, help_text='As uploaded.')),
-                ('preprocess_reference', models.CharField(max_length=100)),
-                ('shap_reference', models.CharField(blank=True, max_length=100)),
-                ('preprocess_file', models.CharField(max_length=128)),
-                ('requirements_file', models.CharField(blank=True, max_length=128)),
-                ('requirements', models.JSONField(blank=True, default=list, help_text='Normalised extra requirement lines.')),
-                ('env_fingerprint', models.CharField(blank=True, max_length=64)),
-                ('webhook_url', models.URLField(blank=True, max_length=500)),
-                ('warning_threshold', models.FloatField(default=0.1)),
-                ('drift_threshold', models.FloatField(default=0.25)),
-                ('minimum_rows', models.PositiveIntegerField(default=100)),
-                ('reference', models.JSONField(blank=True, null=True)),
-                ('registered_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('validated_at', models.DateTimeField(blank=True, null=True)),
-                ('attempts', models.PositiveSmallIntegerField(default=0, help_text='Validations started (2 after a recovery).')),
-                ('host', models.CharField(blank=True, help_text='Node whose worker validated it last.', max_length=255)),
-                ('model', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='monitor', to='models_app.mlmodel')),
-                ('registered_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('training_run', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='monitors', to='training.trainingrun')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("heartbeat_at", models.DateTimeField(blank=True, null=True)),
+                ("log", models.TextField(blank=True, default="")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("Unvalidated", "Unvalidated"),
+                            ("Running", "Validating"),
+                            ("Validated", "Validated"),
+                            ("Invalidated", "Invalidated"),
+                        ],
+                        default="Unvalidated",
+                        max_length=12,
+                    ),
+                ),
+                ("error_message", models.TextField(blank=True, help_text="Why it is Invalidated.")),
+                (
+                    "period",
+                    models.CharField(
+                        choices=[("Day", "Day"), ("Week", "Week"), ("Month", "Month"), ("Year", "Year")],
+                        max_length=8,
+                    ),
+                ),
+                ("train_date_ref", models.DateField(blank=True, null=True)),
+                ("train_date_col", models.CharField(blank=True, max_length=200)),
+                ("input_cols", models.JSONField(default=list)),
+                ("output_cols", models.JSONField(default=list)),
+                ("configuration", models.JSONField(default=dict, help_text="As uploaded.")),
+                ("preprocess_reference", models.CharField(max_length=100)),
+                ("shap_reference", models.CharField(blank=True, max_length=100)),
+                ("preprocess_file", models.CharField(max_length=128)),
+                ("requirements_file", models.CharField(blank=True, max_length=128)),
+                (
+                    "requirements",
+                    models.JSONField(
+                        blank=True, default=list, help_text="Normalised extra requirement lines."
+                    ),
+                ),
+                ("env_fingerprint", models.CharField(blank=True, max_length=64)),
+                ("webhook_url", models.URLField(blank=True, max_length=500)),
+                ("warning_threshold", models.FloatField(default=0.1)),
+                ("drift_threshold", models.FloatField(default=0.25)),
+                ("minimum_rows", models.PositiveIntegerField(default=100)),
+                ("reference", models.JSONField(blank=True, null=True)),
+                ("registered_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("validated_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "attempts",
+                    models.PositiveSmallIntegerField(
+                        default=0, help_text="Validations started (2 after a recovery)."
+                    ),
+                ),
+                (
+                    "host",
+                    models.CharField(
+                        blank=True, help_text="Node whose worker validated it last.", max_length=255
+                    ),
+                ),
+                (
+                    "model",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="monitor",
+                        to="models_app.mlmodel",
+                    ),
+                ),
+                (
+                    "registered_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "training_run",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="monitors",
+                        to="training.trainingrun",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Period',
+            name="Period",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('heartbeat_at', models.DateTimeField(blank=True, null=True)),
-                ('log', models.TextField(blank=True, default='')),
-                ('kind', models.CharField(choices=[('Day', 'Day'), ('Week', 'Week'), ('Month', 'Month'), ('Year', 'Year')], max_length=8)),
-                ('start', models.DateTimeField()),
-                ('end', models.DateTimeField(help_text='Exclusive.')),
-                ('status', models.CharField(choices=[('Queued', 'Queued'), ('Running', 'Running'), ('Succeeded', 'Succeeded'), ('Failed', 'Failed')], default='Queued', max_length=10)),
-                ('trigger', models.CharField(choices=[('schedule', 'Schedule'), ('demand', 'Demand')], default='schedule', max_length=8)),
-                ('requested_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('records', models.PositiveIntegerField(blank=True, help_text='Calls or executions in the window.', null=True)),
-                ('rows', models.PositiveIntegerField(blank=True, help_text='Feature rows after the preprocess.', null=True)),
-                ('skipped', models.PositiveIntegerField(default=0, help_text='Records the preprocess failed on.')),
-                ('average_psi', models.FloatField(blank=True, help_text='Mean PSI over the input columns.', null=True)),
-                ('drift_status', models.CharField(blank=True, max_length=12)),
-                ('shap', models.JSONField(blank=True, help_text='{feature: mean |SHAP|} when configured.', null=True)),
-                ('error_message', models.TextField(blank=True)),
-                ('webhook_status', models.CharField(blank=True, max_length=300)),
-                ('progress', models.JSONField(blank=True, editable=False, null=True)),
-                ('attempts', models.PositiveSmallIntegerField(default=0)),
-                ('host', models.CharField(blank=True, max_length=255)),
-                ('monitor', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='periods', to='monitors.monitor')),
-                ('requested_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("heartbeat_at", models.DateTimeField(blank=True, null=True)),
+                ("log", models.TextField(blank=True, default="")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("Day", "Day"), ("Week", "Week"), ("Month", "Month"), ("Year", "Year")],
+                        max_length=8,
+                    ),
+                ),
+                ("start", models.DateTimeField()),
+                ("end", models.DateTimeField(help_text="Exclusive.")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("Queued", "Queued"),
+                            ("Running", "Running"),
+                            ("Succeeded", "Succeeded"),
+                            ("Failed", "Failed"),
+                        ],
+                        default="Queued",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "trigger",
+                    models.CharField(
+                        choices=[("schedule", "Schedule"), ("demand", "Demand")],
+                        default="schedule",
+                        max_length=8,
+                    ),
+                ),
+                ("requested_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "records",
+                    models.PositiveIntegerField(
+                        blank=True, help_text="Calls or executions in the window.", null=True
+                    ),
+                ),
+                (
+                    "rows",
+                    models.PositiveIntegerField(
+                        blank=True, help_text="Feature rows after the preprocess.", null=True
+                    ),
+                ),
+                (
+                    "skipped",
+                    models.PositiveIntegerField(default=0, help_text="Records the preprocess failed on."),
+                ),
+                (
+                    "average_psi",
+                    models.FloatField(blank=True, help_text="Mean PSI over the input columns.", null=True),
+                ),
+                ("drift_status", models.CharField(blank=True, max_length=12)),
+                (
+                    "shap",
+                    models.JSONField(
+                        blank=True, help_text="{feature: mean |SHAP|} when configured.", null=True
+                    ),
+                ),
+                ("error_message", models.TextField(blank=True)),
+                ("webhook_status", models.CharField(blank=True, max_length=300)),
+                ("progress", models.JSONField(blank=True, editable=False, null=True)),
+                ("attempts", models.PositiveSmallIntegerField(default=0)),
+                ("host", models.CharField(blank=True, max_length=255)),
+                (
+                    "monitor",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="periods",
+                        to="monitors.monitor",
+                    ),
+                ),
+                (
+                    "requested_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-start', '-pk'],
+                "ordering": ["-start", "-pk"],
             },
         ),
         migrations.CreateModel(
-            name='ColumnResult',
+            name="ColumnResult",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('role', models.CharField(choices=[('input', 'Input'), ('output', 'Output')], max_length=6)),
-                ('column', models.CharField(max_length=200)),
-                ('binning', models.JSONField()),
-                ('reference_counts', models.JSONField()),
-                ('period_counts', models.JSONField()),
-                ('psi', models.FloatField(blank=True, null=True)),
-                ('status', models.CharField(max_length=12)),
-                ('mean_abs_shap', models.FloatField(blank=True, null=True)),
-                ('period', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='columns', to='monitors.period')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("role", models.CharField(choices=[("input", "Input"), ("output", "Output")], max_length=6)),
+                ("column", models.CharField(max_length=200)),
+                ("binning", models.JSONField()),
+                ("reference_counts", models.JSONField()),
+                ("period_counts", models.JSONField()),
+                ("psi", models.FloatField(blank=True, null=True)),
+                ("status", models.CharField(max_length=12)),
+                ("mean_abs_shap", models.FloatField(blank=True, null=True)),
+                (
+                    "period",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="columns",
+                        to="monitors.period",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['role', 'pk'],
+                "ordering": ["role", "pk"],
             },
         ),
         migrations.AddIndex(
-            model_name='monitor',
-            index=models.Index(fields=['status', 'heartbeat_at'], name='monitors_mo_status_f4fedd_idx'),
+            model_name="monitor",
+            index=models.Index(fields=["status", "heartbeat_at"], name="monitors_mo_status_f4fedd_idx"),
         ),
         migrations.AddIndex(
-            model_name='period',
-            index=models.Index(fields=['status', 'heartbeat_at'], name='monitors_pe_status_87626f_idx'),
+            model_name="period",
+            index=models.Index(fields=["status", "heartbeat_at"], name="monitors_pe_status_87626f_idx"),
         ),
         migrations.AddConstraint(
-            model_name='period',
-            constraint=models.UniqueConstraint(fields=('monitor', 'kind', 'start'), name='unique_monitoring_period'),
+            model_name="period",
+            constraint=models.UniqueConstraint(
+                fields=("monitor", "kind", "start"), name="unique_monitoring_period"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='columnresult',
-            constraint=models.UniqueConstraint(fields=('period', 'role', 'column'), name='unique_period_column'),
+            model_name="columnresult",
+            constraint=models.UniqueConstraint(
+                fields=("period", "role", "column"), name="unique_period_column"
+            ),
         ),
     ]

@@ -140,7 +140,7 @@ class MLModel(ServingFacts, models.Model):
 
     @property
     def folder(self) -> Path:
-        """The model's `base_path`: the uploaded files, and nothing else."""
+        """The model's `base_path`: the uploaded files, and the Async smoke test's result (`smoke/`)."""
         return settings.MODELS_DIR / self.hash
 
     @property

@@ -274,6 +274,8 @@ class MonitoringForm(UploadCheckingForm):
 
     def clean(self) -> dict:
         data = super().clean()
+        if self.model.status == MLModel.Status.DELETED:
+            raise forms.ValidationError(f"The model {self.model.hash} is deleted; it can't be monitored.")
         named = data.get("preprocess")
         if named is not None:
             text = self._text("preprocess", named)
@@ -309,7 +311,7 @@ class MonitoringForm(UploadCheckingForm):
 class MonitoringSettingsForm(forms.ModelForm):
     """What can change without validating again: the webhook, the thresholds, the minimum."""
 
-    webhook_url = forms.URLField(max_length=500, required=False, assume_scheme="https")
+    webhook_url = forms.URLField(label="Webhook URL", max_length=500, required=False, assume_scheme="https")
 
     class Meta:
         model = Monitor

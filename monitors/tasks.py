@@ -172,7 +172,12 @@ def _sample(monitor: Monitor) -> dict:
 
 
 def _sample_folders(monitor: Monitor) -> list[Path]:
-    return [] if monitor.model.is_sync else [settings.EXECUTIONS_DIR / monitor.model.hash]
+    """An Async model's execution files (its inputs and results), read-only."""
+    if monitor.model.is_sync:
+        return []
+    folder = settings.EXECUTIONS_DIR / monitor.model.hash
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)  # bound even before a first execution
+    return [folder]
 
 
 def _environment(monitor: Monitor, log: jobs.JobLog) -> Path:

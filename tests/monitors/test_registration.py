@@ -204,3 +204,8 @@ def test_unregister_and_model_deletion_remove_the_files(
     with django_capture_on_commit_callbacks(execute=True):
         promoted.delete()
     assert not folder.exists() and not Monitor.objects.exists()
+
+
+def test_a_deleted_model_cannot_be_registered(promoted):
+    promoted.status = "Deleted"
+    assert "is deleted; it can't be monitored" in " ".join(errors(registration_form(promoted)))

@@ -7,8 +7,10 @@ answer 400 naming it; a body over the total limit stops the upload.
 
 from __future__ import annotations
 
+from django import forms
 from django.conf import settings
 from django.core.files.uploadhandler import SkipFile, StopUpload, TemporaryFileUploadHandler
+from django.http import HttpRequest
 
 
 def _mb(size: int) -> str:
@@ -59,3 +61,11 @@ class LimitedTemporaryFileUploadHandler(TemporaryFileUploadHandler):
     def _record(self, field: str, message: str) -> None:
         if self.request is not None:
             self.request.upload_limit_errors[field] = message
+
+
+def add_limit_errors(request: HttpRequest, form: forms.BaseForm) -> bool:
+    """Put the upload handler's size refusals on a page's form; True when there were any."""
+    limits = getattr(request, "upload_limit_errors", {})
+    for field, message in limits.items():
+        form.add_error(None if field == "__all__" or field not in form.fields else field, message)
+    return bool(limits)

@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from groups.api.errors import Conflict, PayloadTooLarge
+from groups.api.errors import Conflict, checked_files, form_errors
 from groups.api.pagination import PageNumberPagination
 from models_app import services
 from models_app.access import get_model_for_user, models_for
@@ -106,15 +106,9 @@ class ModelListView(APIView):
         tags=["models"],
     )
     def post(self, request: Request) -> Response:
-        files = request.FILES  # reading it parses (and size-checks) the body
-        limits = getattr(request._request, "upload_limit_errors", {})
-        if "__all__" in limits:
-            raise PayloadTooLarge(limits["__all__"])
-        if limits:
-            raise ValidationError({field: [message] for field, message in limits.items()})
-        form = ModelUploadForm(request.POST, files, user=request.user)
+        form = ModelUploadForm(request.POST, checked_files(request), user=request.user)
         if not form.is_valid():
-            raise ValidationError({field: list(messages) for field, messages in form.errors.items()})
+            raise form_errors(form)
         model = services.create_model(request.user, form.upload)
         return Response(
             ModelDetailSerializer(model, context={"request": request}).data, status=status.HTTP_201_CREATED

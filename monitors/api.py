@@ -21,7 +21,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from groups.api.errors import Conflict, PayloadTooLarge
+from groups.api.errors import Conflict, checked_files, form_errors
 from models_app.api import form_request_schema
 from monitors import services
 from monitors.access import get_model_for_monitoring, get_monitor_for_user, get_period_for_user
@@ -52,20 +52,6 @@ def _form_schema(form_class: type[forms.Form], *, partial: bool = False) -> dict
     if partial:
         del schema["required"]  # OpenAPI 3.0 wants a non-empty list, or none
     return schema
-
-
-def _form_errors(form) -> ValidationError:
-    return ValidationError({field: list(messages) for field, messages in form.errors.items()})
-
-
-def _checked_files(request: Request):
-    files = request.FILES  # reading it parses (and size-checks) the body
-    limits = getattr(request._request, "upload_limit_errors", {})
-    if "__all__" in limits:
-        raise PayloadTooLarge(limits["__all__"])
-    if limits:
-        raise ValidationError({field: [message] for field, message in limits.items()})
-    return files
 
 
 def parse_moment(field: str, value) -> date | datetime:
@@ -121,10 +107,10 @@ class MonitorView(APIView):
     def post(self, request: Request, model_hash: str) -> Response:
         """Register the model for monitoring (or replace its registration); validation is queued."""
         model = get_model_for_monitoring(request.user, model_hash)
-        files = _checked_files(request)
+        files = checked_files(request)
         form = MonitoringForm(request.POST, files, model=model)
         if not form.is_valid():
-            raise _form_errors(form)
+            raise form_errors(form)
         monitor = services.register(model, request.user, form)
         return Response(MonitorSerializer(monitor).data, status=status.HTTP_202_ACCEPTED)
 
@@ -138,7 +124,7 @@ class MonitorView(APIView):
         monitor = get_monitor_for_user(request.user, model_hash)
         form = MonitoringSettingsForm(_json_object(request), instance=monitor)
         if not form.is_valid():
-            raise _form_errors(form)
+            raise form_errors(form)
         monitor = form.save()
         return Response(MonitorSerializer(monitor).data)
 

@@ -21,6 +21,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
+from groups.uploads import add_limit_errors
 from models_app.models import MLModel
 from monitors import services
 from monitors.access import get_model_for_monitoring
@@ -67,14 +68,6 @@ def _log_tail(log: str) -> str:
 def last_day(period: Period) -> date:
     """The period's last day (its end is exclusive: midnight of the next day)."""
     return (period.end - timedelta(microseconds=1)).date()
-
-
-def _add_limit_errors(request: HttpRequest, form: forms.BaseForm) -> bool:
-    """Put the upload handler's size refusals (groups.uploads) on the form."""
-    limits = getattr(request, "upload_limit_errors", {})
-    for field, message in limits.items():
-        form.add_error(None if field == "__all__" or field not in form.fields else field, message)
-    return bool(limits)
 
 
 def _ids(form: forms.BaseForm, prefix: str) -> forms.BaseForm:
@@ -155,7 +148,7 @@ def register(request: HttpRequest, model_hash: str) -> HttpResponse:
         messages.error(request, "A deleted model cannot be monitored.")
         return _back(model)
     form = MonitoringForm(request.POST, request.FILES, model=model)
-    if _add_limit_errors(request, form) or not form.is_valid():
+    if add_limit_errors(request, form) or not form.is_valid():
         return _tab(request, model, register_form=form, status=400)
     services.register(model, request.user, form)
     messages.success(

@@ -25,6 +25,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from executions.models import Execution
 from groups.access import groups_for
+from groups.uploads import add_limit_errors
 from models_app import codegen, services
 from models_app.access import get_model_for_user, models_for
 from models_app.forms import ModelFilterForm, ModelSettingsForm, ModelUploadForm
@@ -134,10 +135,7 @@ def model_upload(request: HttpRequest) -> HttpResponse:
         initial={"group": request.GET["group"]} if request.GET.get("group") else None,
     )
     if request.method == "POST":
-        limits = getattr(request, "upload_limit_errors", {})
-        for field, message in limits.items():
-            form.add_error(None if field == "__all__" or field not in form.fields else field, message)
-        if not limits and form.is_valid():
+        if not add_limit_errors(request, form) and form.is_valid():
             model = services.create_model(request.user, form.upload)
             messages.success(request, f"{model.name} was uploaded. Its environment is being built.")
             target = reverse("model-detail", args=[model.hash])

@@ -16,7 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from groups.api.errors import Conflict, PayloadTooLarge
+from groups.api.errors import Conflict, checked_files, form_errors
 from groups.api.pagination import PageNumberPagination
 from models_app.api import form_request_schema
 from models_app.serializers import ModelDetailSerializer
@@ -36,20 +36,6 @@ from training.serializers import (
 # Fields of a run a comparison may be sorted by, besides any metric.
 RUN_SORT_FIELDS = ("number", "status", "run_name", "requested_at", "duration_seconds")
 MAX_COMPARED_RUNS = 1000
-
-
-def _form_errors(form) -> ValidationError:
-    return ValidationError({field: list(messages) for field, messages in form.errors.items()})
-
-
-def _checked_files(request: Request):
-    files = request.FILES  # reading it parses (and size-checks) the body
-    limits = getattr(request._request, "upload_limit_errors", {})
-    if "__all__" in limits:
-        raise PayloadTooLarge(limits["__all__"])
-    if limits:
-        raise ValidationError({field: [message] for field, message in limits.items()})
-    return files
 
 
 class ExperimentListView(APIView):
@@ -102,7 +88,7 @@ class ExperimentListView(APIView):
             data["experiment_name"] = data["name"]
         form = ExperimentForm(data, user=request.user)
         if not form.is_valid():
-            raise _form_errors(form)
+            raise form_errors(form)
         experiment, created = services.get_or_create_experiment(
             request.user,
             name=form.cleaned_data["experiment_name"],
@@ -198,10 +184,10 @@ class RunListView(APIView):
     def post(self, request: Request, experiment_hash: str) -> Response:
         """Start a run: Custom (training data + script) or External (a model trained elsewhere)."""
         experiment = get_experiment_for_user(request.user, experiment_hash)
-        files = _checked_files(request)
+        files = checked_files(request)
         form = TrainingRunForm(request.POST, files, experiment=experiment)
         if not form.is_valid():
-            raise _form_errors(form)
+            raise form_errors(form)
         run = services.create_run(request.user, form.upload)
         return Response(
             RunDetailSerializer(run, context={"request": request}).data, status=status.HTTP_201_CREATED
@@ -267,10 +253,10 @@ class RunPromoteView(APIView):
             services.check_promotable(run)
         except services.NotPromotable as exc:
             raise Conflict(str(exc)) from None
-        files = _checked_files(request)
+        files = checked_files(request)
         form = PromoteForm(request.POST, files, user=request.user, run=run)
         if not form.is_valid():
-            raise _form_errors(form)
+            raise form_errors(form)
         try:
             model = services.promote(request.user, run, form.upload)
         except services.NotPromotable as exc:

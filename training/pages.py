@@ -31,6 +31,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from groups.access import groups_for
+from groups.uploads import add_limit_errors
 from training import automl, services
 from training.access import experiments_for, get_experiment_for_user, get_run_for_user
 from training.automl.fields import AutoMLFieldsForm
@@ -58,14 +59,6 @@ def _wants_json(request: HttpRequest) -> bool:
 
 def _form_errors(form: forms.BaseForm) -> dict[str, list[str]]:
     return {field: [str(message) for message in errors] for field, errors in form.errors.items()}
-
-
-def _add_limit_errors(request: HttpRequest, form: forms.BaseForm) -> bool:
-    """Put the upload handler's size refusals on the form; True when there were any."""
-    limits = getattr(request, "upload_limit_errors", {})
-    for field, message in limits.items():
-        form.add_error(None if field == "__all__" or field not in form.fields else field, message)
-    return bool(limits)
 
 
 def _log_tail(log: str) -> str:
@@ -244,7 +237,7 @@ def run_new(request: HttpRequest, experiment_hash: str) -> HttpResponse:
         initial={"training_type": wanted_type} if wanted_type in TrainingRun.TrainingType.values else None,
     )
     if posted:
-        if not _add_limit_errors(request, form) and form.is_valid():
+        if not add_limit_errors(request, form) and form.is_valid():
             run = services.create_run(request.user, form.upload)
             messages.success(request, f"Run {run.number} is queued: it starts when a worker is free.")
             target = reverse("training-run", args=[experiment.hash, run.number])
@@ -418,7 +411,7 @@ def run_promote(request: HttpRequest, experiment_hash: str, number: int) -> Http
         context = _run_context(request, run, promote_error=str(exc))
         return render(request, "training/run_detail.html", context, status=409)
     form = PromoteForm(request.POST, request.FILES, user=request.user, run=run)
-    if not _add_limit_errors(request, form) and form.is_valid():
+    if not add_limit_errors(request, form) and form.is_valid():
         try:
             model = services.promote(request.user, run, form.upload)
         except services.NotPromotable as exc:

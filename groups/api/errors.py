@@ -73,3 +73,20 @@ class Conflict(exceptions.APIException):
 class PayloadTooLarge(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_code = "too_large"
+
+
+def form_errors(form) -> exceptions.ValidationError:
+    """A form's errors as the API's 400, field by field."""
+    return exceptions.ValidationError({field: list(messages) for field, messages in form.errors.items()})
+
+
+def checked_files(request):
+    """The request's files, once the upload handler's size refusals are answered: 413 for
+    the whole body, 400 naming each file over its limit."""
+    files = request.FILES  # reading it parses (and size-checks) the body
+    limits = getattr(request._request, "upload_limit_errors", {})
+    if "__all__" in limits:
+        raise PayloadTooLarge(limits["__all__"])
+    if limits:
+        raise exceptions.ValidationError({field: [message] for field, message in limits.items()})
+    return files

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from models_app.models import MLModel
 from monitors.forms import MonitoringForm
+from monitors.models import ColumnResult, Monitor, Period
 from tests.helpers.training import finished_run, make_experiment
 
 PREPROCESS = """
@@ -79,3 +81,92 @@ def form_data(config: dict | str | None = None, **overrides) -> tuple[dict, dict
 def registration_form(model: MLModel, config=None, **overrides) -> MonitoringForm:
     data, files = form_data(config, **overrides)
     return MonitoringForm(data, files, model=model)
+
+
+# A registration and its periods as the worker leaves them, for the API and the pages.
+NUMERIC = {"kind": "numeric", "edges": [30.0, 50.0]}  # (-inf, 30], (30, 50], (50, +inf), (missing)
+CATEGORICAL = {"kind": "categorical", "categories": ["rio", "sp"]}  # rio, sp, (unseen), (missing)
+
+
+def make_monitor(model, run, user=None, *, status=Monitor.Status.VALIDATED, **fields) -> Monitor:
+    values = {
+        "model": model,
+        "training_run": run,
+        "status": status,
+        "period": "Day",
+        "train_date_ref": "2026-01-31",
+        "input_cols": ["age", "city"],
+        "output_cols": ["pred"],
+        "preprocess_reference": "parse",
+        "preprocess_file": "preprocess.py",
+        "reference": {"rows": 500},
+        "registered_by": user,
+        **fields,
+    }
+    return Monitor.objects.create(**values)
+
+
+def make_period(
+    monitor,
+    day: int,
+    *,
+    status=Period.Status.SUCCEEDED,
+    drift_status="stable",
+    psi=0.05,
+    age_counts=(10, 20, 30, 0),
+    outputs=True,
+    **fields,
+) -> Period:
+    """A day of May 2026; a Succeeded one with its columns (age, city and, with `outputs`, pred)."""
+    start = datetime(2026, 5, day, tzinfo=UTC)
+    done = status == Period.Status.SUCCEEDED
+    values = {
+        "monitor": monitor,
+        "kind": "Day",
+        "start": start,
+        "end": start + timedelta(days=1),
+        "status": status,
+        "records": 60 if done else None,
+        "rows": sum(age_counts) if done else None,
+        "average_psi": psi if done else None,
+        "drift_status": drift_status if done else "",
+        "error_message": "preprocess raised KeyError: 'age'" if status == Period.Status.FAILED else "",
+        "log": "2026-05-27 00:00:01 preprocessing 60 records\n",
+        "shap": {"age": 0.4, "city": 0.1} if done else None,
+        **fields,
+    }
+    period = Period.objects.create(**values)
+    if done:
+        column = {"period": period, "role": "input"}
+        ColumnResult.objects.create(
+            **column,
+            column="age",
+            binning=NUMERIC,
+            reference_counts=[100, 200, 200, 0],
+            period_counts=list(age_counts),
+            psi=psi,
+            status=drift_status,
+            mean_abs_shap=0.4,
+        )
+        ColumnResult.objects.create(
+            **column,
+            column="city",
+            binning=CATEGORICAL,
+            reference_counts=[250, 250, 0, 0],
+            period_counts=[30, 30, 0, 0],
+            psi=0.0,
+            status="stable",
+            mean_abs_shap=0.1,
+        )
+        if outputs:
+            ColumnResult.objects.create(
+                period=period,
+                role="output",
+                column="pred",
+                binning=NUMERIC,
+                reference_counts=[250, 250, 0, 0],
+                period_counts=[30, 30, 0, 0],
+                psi=0.0,
+                status="stable",
+            )
+    return period

@@ -14,8 +14,9 @@ from unittest import mock
 import pytest
 
 from models_app.models import MLModel
-from monitors.models import ColumnResult, Monitor, Period
+from monitors.models import Monitor, Period
 from tests.helpers.clients import api_client
+from tests.helpers.monitors import make_monitor, make_period
 from tests.helpers.training import finished_run, make_experiment
 from tests.helpers.uploads import file
 
@@ -32,9 +33,6 @@ def parse(input, output):
 def explain(features, model_path):
     return features
 """
-
-NUMERIC = {"kind": "numeric", "edges": [1.0, 2.0]}  # 4 bins: (-inf,1], (1,2], (2,+inf), missing
-CATEGORICAL = {"kind": "categorical", "categories": ["a", "b"]}  # a, b, (unseen), (missing)
 
 
 @pytest.fixture
@@ -90,78 +88,6 @@ def payload(run, **overrides) -> dict:
     }
     body.update(overrides)
     return {key: value for key, value in body.items() if value is not None}
-
-
-def make_monitor(model, run, user=None, *, status=Monitor.Status.VALIDATED, **fields) -> Monitor:
-    return Monitor.objects.create(
-        model=model,
-        training_run=run,
-        status=status,
-        period=fields.pop("period", "Day"),
-        train_date_ref=fields.pop("train_date_ref", "2026-01-31"),
-        input_cols=["age", "city"],
-        output_cols=["pred"],
-        preprocess_reference="parse",
-        preprocess_file="preprocess.py",
-        reference=fields.pop("reference", {"rows": 500}),
-        registered_by=user,
-        **fields,
-    )
-
-
-def make_period(
-    monitor, day: int, *, status=Period.Status.SUCCEEDED, age_counts=(10, 20, 30, 0), **fields
-) -> Period:
-    start = datetime(2026, 5, day, tzinfo=UTC)
-    period = Period.objects.create(
-        monitor=monitor,
-        kind="Day",
-        start=start,
-        end=start.replace(day=day + 1),
-        status=status,
-        records=60,
-        rows=sum(age_counts),
-        average_psi=0.05,
-        drift_status="stable" if status == Period.Status.SUCCEEDED else "",
-        log="2026-05-27 00:00:01 preprocessing 60 records\n",
-        shap={"age": 0.4, "city": 0.1},
-        webhook_status="not sent: stable",
-        **fields,
-    )
-    if status == Period.Status.SUCCEEDED:
-        ColumnResult.objects.create(
-            period=period,
-            role="input",
-            column="age",
-            binning=NUMERIC,
-            reference_counts=[100, 200, 200, 0],
-            period_counts=list(age_counts),
-            psi=0.05,
-            status="stable",
-            mean_abs_shap=0.4,
-        )
-        ColumnResult.objects.create(
-            period=period,
-            role="input",
-            column="city",
-            binning=CATEGORICAL,
-            reference_counts=[250, 250, 0, 0],
-            period_counts=[30, 30, 0, 0],
-            psi=0.0,
-            status="stable",
-            mean_abs_shap=0.1,
-        )
-        ColumnResult.objects.create(
-            period=period,
-            role="output",
-            column="pred",
-            binning=NUMERIC,
-            reference_counts=[250, 250, 0, 0],
-            period_counts=[30, 30, 0, 0],
-            psi=0.0,
-            status="stable",
-        )
-    return period
 
 
 # ----------------------------------------------------------------------- register
@@ -432,15 +358,15 @@ def test_requesting_a_period_answers_404_to_outsiders_and_for_unmonitored_models
 
 def test_a_period_in_detail_has_its_bins_counts_and_proportions(cast, model, run):
     monitor = make_monitor(model, run)
-    period = make_period(monitor, 26)
+    period = make_period(monitor, 26, webhook_status="delivered: HTTP 204 (1 attempt)")
     response = api_client(cast.teammate).get(f"{API}/{model.hash}/periods/{period.pk}")
     assert response.status_code == 200
     body = response.json()
     assert body["log"] == "2026-05-27 00:00:01 preprocessing 60 records\n"
     assert body["shap"] == {"age": 0.4, "city": 0.1}
-    assert body["webhook_status"] == "not sent: stable"
+    assert body["webhook_status"] == "delivered: HTTP 204 (1 attempt)"
     age, city, pred = body["columns"]
-    assert age["kind"] == "numeric" and age["labels"] == ["(-inf, 1]", "(1, 2]", "(2, +inf)", "(missing)"]
+    assert age["kind"] == "numeric" and age["labels"] == ["(-inf, 30]", "(30, 50]", "(50, +inf)", "(missing)"]
     assert (age["reference_counts"], age["period_counts"]) == ([100, 200, 200, 0], [10, 20, 30, 0])
     assert age["reference_proportions"] == [0.2, 0.4, 0.4, 0.0]
     assert age["period_proportions"] == pytest.approx([1 / 6, 1 / 3, 1 / 2, 0.0])
@@ -451,7 +377,7 @@ def test_a_period_in_detail_has_its_bins_counts_and_proportions(cast, model, run
         0.4,
         "input",
     )
-    assert city["kind"] == "categorical" and city["labels"] == ["a", "b", "(unseen)", "(missing)"]
+    assert city["kind"] == "categorical" and city["labels"] == ["rio", "sp", "(unseen)", "(missing)"]
     assert (pred["role"], pred["mean_abs_shap"]) == ("output", None)
 
 

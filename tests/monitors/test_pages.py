@@ -10,7 +10,7 @@ created directly; the services' queueing (django-q2) is patched.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from unittest import mock
 
 import pytest
@@ -20,12 +20,16 @@ from django.test.utils import CaptureQueriesContext
 
 from models_app.models import MLModel
 from monitors import display
-from monitors.models import ColumnResult, Monitor, Period
+from monitors.models import Monitor, Period
 from tests.helpers.cast import PASSWORD
-from tests.helpers.monitors import configuration, deployed_model, form_data, reference_run
-
-NUMERIC = {"kind": "numeric", "edges": [30.0, 50.0]}
-CATEGORICAL = {"kind": "categorical", "categories": ["rio", "sp"]}
+from tests.helpers.monitors import (
+    configuration,
+    deployed_model,
+    form_data,
+    make_monitor,
+    make_period,
+    reference_run,
+)
 
 
 def _login(user) -> Client:
@@ -53,65 +57,6 @@ def queued():
     """What the services queued (django-q2's async_task) on commit."""
     with mock.patch("monitors.services.async_task") as async_task:
         yield async_task
-
-
-def make_monitor(model, run, *, status=Monitor.Status.VALIDATED, **fields) -> Monitor:
-    values = {
-        "model": model,
-        "training_run": run,
-        "status": status,
-        "period": "Day",
-        "train_date_ref": "2026-01-31",
-        "input_cols": ["age", "city"],
-        "output_cols": ["pred"],
-        "preprocess_reference": "parse",
-        "preprocess_file": "preprocess.py",
-        "reference": {"rows": 500},
-        **fields,
-    }
-    return Monitor.objects.create(**values)
-
-
-def make_period(
-    monitor, day: int, *, status=Period.Status.SUCCEEDED, drift_status="stable", psi=0.05
-) -> Period:
-    start = datetime(2026, 5, day, tzinfo=UTC)
-    done = status == Period.Status.SUCCEEDED
-    period = Period.objects.create(
-        monitor=monitor,
-        kind="Day",
-        start=start,
-        end=start + timedelta(days=1),
-        status=status,
-        records=60 if done else None,
-        rows=60 if done else None,
-        average_psi=psi if done else None,
-        drift_status=drift_status if done else "",
-        error_message="" if status != Period.Status.FAILED else "preprocess raised KeyError: 'age'",
-    )
-    if done:
-        age_status = drift_status if drift_status != "insufficient" else "insufficient"
-        ColumnResult.objects.create(
-            period=period,
-            role="input",
-            column="age",
-            binning=NUMERIC,
-            reference_counts=[100, 200, 200, 0],
-            period_counts=[10, 20, 30, 0],
-            psi=psi,
-            status=age_status,
-        )
-        ColumnResult.objects.create(
-            period=period,
-            role="input",
-            column="city",
-            binning=CATEGORICAL,
-            reference_counts=[250, 250, 0, 0],
-            period_counts=[30, 30, 0, 0],
-            psi=0.0,
-            status="stable",
-        )
-    return period
 
 
 def text(response) -> str:

@@ -17,8 +17,14 @@ from monitoring.drift import Binning
 from monitors.models import ColumnResult, Monitor, Period
 from tests.helpers.browser import screenshot
 from tests.helpers.cast import PASSWORD
-from tests.helpers.monitors import deployed_model, reference_run
-from tests.monitors.test_pages import CATEGORICAL, NUMERIC, make_monitor, make_period
+from tests.helpers.monitors import (
+    CATEGORICAL,
+    NUMERIC,
+    deployed_model,
+    make_monitor,
+    make_period,
+    reference_run,
+)
 
 pytestmark = [pytest.mark.browser]
 
@@ -58,9 +64,9 @@ def monitored(cast):
     run = reference_run(cast.group)
     model = deployed_model(cast.group, run, name="Churn scorer")
     monitor = make_monitor(model, run, warning_threshold=0.1, drift_threshold=0.25)
-    make_period(monitor, 1, psi=0.02)
-    drifted = make_period(monitor, 2, drift_status="drift", psi=0.42)
-    make_period(monitor, 3, drift_status="insufficient", psi=None)
+    make_period(monitor, 1, psi=0.02, outputs=False)
+    drifted = make_period(monitor, 2, drift_status="drift", psi=0.42, outputs=False)
+    make_period(monitor, 3, drift_status="insufficient", psi=None, outputs=False)
     make_period(monitor, 4, status=Period.Status.FAILED)
     ColumnResult.objects.create(
         period=drifted,

@@ -219,7 +219,9 @@ class MonitoringForm(UploadCheckingForm):
         help_text="Optional function (features_df, model_path) -> SHAP DataFrame.",
     )
     requirements = forms.FileField(
-        required=False, help_text="Optional extra packages the preprocess needs, on top of the model's."
+        required=False,
+        allow_empty_file=True,  # "nothing extra" is a fine answer
+        help_text="Optional extra packages the preprocess needs, on top of the model's.",
     )
     webhook_url = forms.URLField(
         max_length=500,

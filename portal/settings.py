@@ -353,7 +353,7 @@ MONITORING_TIMEOUT = envint("NEOMARIL_MONITORING_TIMEOUT", 600, minimum=1)
 MONITORING_MEMORY_LIMIT_MB = envint("NEOMARIL_MONITORING_MEMORY_LIMIT_MB", 8192, minimum=0)
 MONITORING_DISK_MB = envint("NEOMARIL_MONITORING_DISK_MB", 2048, minimum=1)
 # Recorded calls (or executions) handed to one preprocess process; bounds its memory.
-MONITORING_BATCH_SIZE = envint("NEOMARIL_MONITORING_BATCH_SIZE", 2000, minimum=1)
+MONITORING_BATCH_SIZE = envint("NEOMARIL_MONITORING_BATCH_SIZE", 10_000, minimum=1)
 # A period with fewer feature rows than this is "insufficient" (a default per model).
 MONITORING_MINIMUM_ROWS = envint("NEOMARIL_MONITORING_MINIMUM_ROWS", 100, minimum=1)
 MONITORING_STALE_SECONDS = envint("NEOMARIL_MONITORING_STALE_SECONDS", 90, minimum=15)

@@ -183,6 +183,7 @@ class _Job:
     def validate(self):
         sample = self.spec["sample"]
         features, outputs = self._call_preprocess(sample["input"], sample["output"])
+        features, outputs = features[self.input_cols], outputs[self.output_cols]
         if self.shap is not None:
             self._call_shap(features)
         X, output = self.X, self.model_output
@@ -223,13 +224,14 @@ class _Job:
             raise self._error("call", f"every record failed; the first: {message}", tb)
 
         pd = self.pd
+        # Selected once, after the concatenation: per record it cost more than the preprocess.
         features = (
-            pd.concat(feature_frames, ignore_index=True)
+            pd.concat(feature_frames, ignore_index=True)[self.input_cols]
             if feature_frames
             else pd.DataFrame({col: [] for col in self.input_cols})
         )
         outputs = (
-            pd.concat(output_frames, ignore_index=True)
+            pd.concat(output_frames, ignore_index=True)[self.output_cols]
             if output_frames
             else pd.DataFrame({col: [] for col in self.output_cols})
         )
@@ -287,7 +289,7 @@ class _Job:
         features, outputs = (_string_columns(part) for part in value)
         self._require(features, self.input_cols, "InputCols", "the preprocess output", "its features have")
         self._require(outputs, self.output_cols, "OutputCols", "the preprocess output", "its outputs have")
-        return features[self.input_cols], outputs[self.output_cols]
+        return features, outputs
 
     def _call_shap(self, features):
         what = f"the SHAP function {self.shap_name!r}"

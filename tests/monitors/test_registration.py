@@ -209,3 +209,9 @@ def test_unregister_and_model_deletion_remove_the_files(
 def test_a_deleted_model_cannot_be_registered(promoted):
     promoted.status = "Deleted"
     assert "is deleted; it can't be monitored" in " ".join(errors(registration_form(promoted)))
+
+
+def test_an_empty_requirements_file_means_nothing_extra(promoted):
+    form = registration_form(promoted, requirements=upload("requirements.txt", ""))
+    assert form.is_valid(), form.errors
+    assert form.cleaned_data["requirement_lines"] == []

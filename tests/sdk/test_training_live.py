@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import tempfile
 import textwrap
+import time
 import zipfile
 from pathlib import Path
 
@@ -256,6 +257,11 @@ def workdir(tmp_path_factory, notebook) -> Path:
     example = {name: float(value) for name, value in rows[1].items() if name != "target"}
     (deploy / "schema.json").write_text(json.dumps(example))
     (root / "extra.txt").write_text("Trained on the breast-cancer data.\n")
+    monitoring = root / "samples" / "monitoring"
+    monitoring.mkdir()
+    (monitoring / "preprocess.py").write_text(MONITORING_PREPROCESS)
+    (monitoring / "configuration.json").write_text(json.dumps(MONITORING_CONFIGURATION))
+    (monitoring / "requirements.txt").write_text("")
     automl = root / "samples" / "autoML"
     automl.mkdir()
     shutil.copy(train / "dados.csv", automl / "dados.csv")
@@ -268,6 +274,31 @@ def env(monkeypatch, live, workdir, group_token):
     """The guide's setup: NEOMARIL_URL, NEOMARIL_USER, NEOMARIL_PASSWORD, the group token,
     and the analyst's folder as the working directory."""
     return sdk_env(monkeypatch, workdir, live, NEOMARIL_GROUP_TOKEN=group_token)
+
+
+# The guide's monitoring files: the preprocess turns one recorded call (raw JSON) into
+# features; the SHAP function here is a linear stand-in (the shap package is not needed).
+MONITORING_PREPROCESS = """
+import json
+import pandas as pd
+
+
+def parse(input, output):
+    given = json.loads(input)
+    answers = json.loads(output)
+    rows = given if isinstance(given, list) else [given]
+    return pd.DataFrame(rows), pd.DataFrame(answers if isinstance(answers, list) else [answers])
+
+
+def get_shap(features, model_path):
+    return (features - features.mean()).abs()
+"""
+MONITORING_CONFIGURATION = {
+    "Period": "Day",
+    "TrainData": {"TrainDateRef": "2023-01-15"},
+    "InputCols": ["mean_radius", "mean_texture"],
+    "OutputCols": ["pred"],
+}
 
 
 def test_custom_training_then_promote_as_the_guide_does(env, workdir, notebook):
@@ -345,6 +376,31 @@ def test_custom_training_then_promote_as_the_guide_does(env, workdir, notebook):
     assert answer["proba"] == pytest.approx(expected["proba"], rel=1e-9)
     assert "Reusing environment" in model.get_logs()  # promote reused the run's environment
     assert [m["hash"] for m in run1.execution_info()["promoted_models"]] == [model.model_hash]
+
+    # fmt: off
+    PATH = './samples/monitoring/'
+    # Registering the monitoring of the promoted model (its run is the reference)
+    model.register_monitoring('parse', # name of the preprocess function
+                              'get_shap', # name of the SHAP function
+                              configuration_file=PATH+'configuration.json', # Path of the configuration file, but it could be a dict
+                              preprocess_file=PATH+'preprocess.py', # Path of the preprocess script
+                              requirements_file=PATH+'requirements.txt' # Path of the requirements file
+    )
+    # fmt: on
+    assert model.wait_monitoring(timeout=600)["status"] == "Validated"
+    with open(workdir / "samples" / "train" / "dados.csv", newline="") as f:
+        rows = [
+            {k: (float(v) if v else None) for k, v in r.items() if k != "target"} for r in csv.DictReader(f)
+        ]
+    for one in rows:  # the training data itself, a row per call as the guide's score takes it
+        model.predict(one)
+    time.sleep(2)  # the recorder writes every 0.5 s
+    period = model.run_monitoring(wait=True, timeout=600)
+    assert period["status"] == "Succeeded" and period["rows"] == len(rows) + 1  # and the call above
+    assert period["drift_status"] == "stable" and period["average_psi"] < 0.01
+    assert {c["column"] for c in period["columns"]} == {"mean_radius", "mean_texture", "pred"}
+    assert all(c["mean_abs_shap"] > 0 for c in period["columns"] if c["role"] == "input")
+    assert model.monitoring_periods()[0]["id"] == period["id"]
 
 
 def test_external_training_with_log_train_then_promote(env, live, workdir, notebook):

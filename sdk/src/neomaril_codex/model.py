@@ -378,7 +378,7 @@ class NeomarilModel:
 
         The server checks the registration in the background (status Unvalidated →
         Validating → Validated or Invalidated): it reads the reference training run's
-        data and calls your preprocess on one recorded call of the model. Once
+        data and calls your preprocess on the model's example and the build's answer. Once
         Validated, each period (a Day, Week, Month or Year of recorded calls) is
         preprocessed and compared with the reference, column by column.
 

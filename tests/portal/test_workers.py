@@ -4,9 +4,11 @@ gunicorn runs it on uvloop with the coalescing protocol."""
 from __future__ import annotations
 
 import asyncio
+import os
 import runpy
 from pathlib import Path
 
+import gunicorn.config
 import uvicorn
 import uvloop
 from django.utils.module_loading import import_string
@@ -89,3 +91,20 @@ def test_gunicorn_runs_the_web_worker_on_uvloop_with_the_coalescing_protocol():
 
 async def _asgi_app(scope, receive, send):  # never called: the config only needs an app
     raise AssertionError("not served")
+
+
+def test_each_instance_keeps_gunicorns_control_socket_in_its_own_folder(monkeypatch, tmp_path):
+    # gunicorn's default is one socket per user (~/.gunicorn/gunicorn.ctl): a second
+    # instance's start replaced the first one's control socket.
+    settings = {setting.name for setting in gunicorn.config.KNOWN_SETTINGS}
+    assert "control_socket" in settings and "control_socket_disable" in settings
+    sockets = []
+    for name in ("one", "two"):
+        monkeypatch.setenv("NEOMARIL_SUPERVISOR_DIR", str(tmp_path / name))
+        sockets.append(runpy.run_path(str(ROOT / "portal" / "gunicorn.conf.py"))["control_socket"])
+    assert sockets == [str(tmp_path / "one" / "gunicorn.ctl"), str(tmp_path / "two" / "gunicorn.ctl")]
+    monkeypatch.delenv("NEOMARIL_SUPERVISOR_DIR")
+    monkeypatch.setenv("NEOMARIL_DATA_DIR", str(tmp_path / "data"))
+    conf = runpy.run_path(str(ROOT / "portal" / "gunicorn.conf.py"))
+    assert conf["control_socket"] == str(tmp_path / "data" / "gunicorn.ctl")
+    assert not conf["control_socket"].startswith(os.path.expanduser("~"))

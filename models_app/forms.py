@@ -531,7 +531,12 @@ class ModelFilterForm(forms.Form):
     q = forms.CharField(required=False, label="Search", max_length=100)
     group = forms.ChoiceField(required=False)
     status = forms.ChoiceField(
-        required=False, choices=[("", "Any status but Deleted"), *MLModel.Status.choices]
+        required=False,
+        # The portal calls Ready (build queued) "Queued", as its badges do; the value stays the state's name.
+        choices=[
+            ("", "Any status but Deleted"),
+            *((value, "Queued" if value == MLModel.Status.READY else label) for value, label in MLModel.Status.choices),
+        ],
     )
     operation = forms.ChoiceField(
         required=False, choices=[("", "Sync and Async"), *MLModel.Operation.choices]

@@ -17,7 +17,9 @@
     node.append(...children.filter((c) => c !== null && c !== undefined));
     return node;
   };
-  const badge = (value) => el("span", { className: `badge badge-${value}`, textContent: value });
+  // "Ready" (build queued) read as "done": the portal says "Queued", the API keeps "Ready".
+  const statusLabel = (value) => (value === "Ready" ? "Queued" : value);
+  const badge = (value) => el("span", { className: `badge badge-${value}`, textContent: statusLabel(value) });
   const size = (bytes) => {
     for (const [unit, scale] of [["GB", 1 << 30], ["MB", 1 << 20], ["KB", 1 << 10]]) {
       if (bytes >= scale) return `${(bytes / scale).toFixed(1)} ${unit}`;
@@ -46,7 +48,7 @@
 
   function setStatus(next, text) {
     statusBadge.className = `badge badge-lg badge-${next}`;
-    statusBadge.textContent = next;
+    statusBadge.textContent = statusLabel(next);
     statusMessage.className = `msg ${messageClass[next] || "msg-warning"}`;
     statusMessage.textContent = text || "";
     statusMessage.hidden = !text || next === "Deployed";
@@ -55,7 +57,7 @@
     }
     if (next !== status) {
       status = next;
-      document.title = document.title.replace(/^(\(\w+\) )?/, IN_PROGRESS.includes(next) ? `(${next}) ` : "");
+      document.title = document.title.replace(/^(\(\w+\) )?/, IN_PROGRESS.includes(next) ? `(${statusLabel(next)}) ` : "");
       if (next === "Deployed") refreshRunners();
     }
   }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 from django.test import Client
@@ -18,6 +19,7 @@ from monitoring.models import PredictionRecord
 from tests.helpers.cast import PASSWORD
 from tests.helpers.uploads import file, sync_payload
 
+ROOT = Path(__file__).resolve().parents[2]
 XHR = {"HTTP_X_REQUESTED_WITH": "XMLHttpRequest"}
 
 
@@ -286,6 +288,21 @@ def test_building_model_page_polls(cast):
     assert "badge-Ready" in html and "The log follows the build" in html
     assert 'id="try-form" data-show-when="Deployed" hidden' in html
     assert "Waiting for a worker" in html
+
+
+def test_a_queued_model_reads_queued_everywhere_the_portal_draws_its_badge(cast):
+    # "Ready" in blue read as done: the portal says Queued, the API keeps the state's name.
+    client = _login(cast.owner)
+    model = _upload(client)
+    badge = re.compile(r'<span class="badge badge-Ready[^"]*"[^>]*>([^<]*)</span>')
+    for url in (f"/models/{model.hash}/", "/models/", "/", f"/groups/{model.group.name}/"):
+        html = client.get(url).content.decode()
+        assert badge.findall(html) == ["Queued"], url
+    assert '<option value="Ready">Queued</option>' in client.get("/models/").content.decode()
+    assert client.get(f"/api/v1/models/{model.hash}").json()["status"] == "Ready"
+    script = (ROOT / "static" / "js" / "model.js").read_text()
+    assert 'value === "Ready" ? "Queued" : value' in script
+    assert "statusBadge.textContent = statusLabel(next)" in script
 
 
 def test_async_model_page_lists_executions(cast, async_model):

@@ -5,6 +5,7 @@ Outsiders get 404, not 403, so they cannot even learn that a group exists.
 
 from __future__ import annotations
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import QuerySet
 from django.http import Http404
@@ -14,6 +15,11 @@ from groups.models import Group, Membership
 
 def is_admin(user: AbstractBaseUser | AnonymousUser) -> bool:
     return bool(user.is_authenticated and user.is_active and user.is_staff)
+
+
+def admins() -> QuerySet:
+    """Who can add a user to a group: the active admins (is_admin's rule), by name."""
+    return get_user_model().objects.filter(is_active=True, is_staff=True).order_by("username")
 
 
 def groups_for(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Group]:

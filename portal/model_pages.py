@@ -24,7 +24,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from executions.models import Execution
-from groups.access import groups_for
+from groups.access import admins, groups_for, is_admin
 from groups.uploads import add_limit_errors
 from models_app import codegen, services
 from models_app.access import get_model_for_user, models_for
@@ -109,6 +109,9 @@ def model_list(request: HttpRequest) -> HttpResponse:
     query = request.GET.copy()
     query.pop("page", None)
     context = {"form": form, "page": page, "models": page.object_list, "query": query.urlencode()}
+    # Nothing to deploy yet: whom to ask instead of a "Deploy" button.
+    context["no_group"] = not groups and not is_admin(request.user)
+    context["admins"] = list(admins()) if context["no_group"] else []
     status = 400 if form.is_bound and not form.is_valid() else 200
     return render(request, "models_app/model_list.html", context, status=status)
 
@@ -149,8 +152,9 @@ def model_upload(request: HttpRequest) -> HttpResponse:
         "max_file_bytes": settings.MAX_UPLOAD_FILE_BYTES,
         "max_total_bytes": settings.MAX_UPLOAD_TOTAL_BYTES,
         "max_text_bytes": settings.MAX_TEXT_FILE_BYTES,
-        "no_groups": not form.fields["group"].queryset.exists(),
     }
+    context["no_groups"] = not form.fields["group"].queryset.exists()
+    context["admins"] = list(admins()) if context["no_groups"] else []
     return render(request, "models_app/model_upload.html", context, status=400 if form.errors else 200)
 
 

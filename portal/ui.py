@@ -25,7 +25,7 @@ from django.views.decorators.http import require_http_methods
 
 from executions.models import Execution
 from groups import services
-from groups.access import can_manage_group, get_group_for_user, groups_for, is_admin
+from groups.access import admins, can_manage_group, get_group_for_user, groups_for, is_admin
 from groups.forms import ApiTokenForm, GroupForm, MemberForm, RefreshTokenForm
 from groups.models import ApiToken, Group, GroupToken, Membership
 from models_app.access import models_for
@@ -107,12 +107,17 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "calls": PredictionRecord.objects.filter(model__in=live, at__gte=since).count(),
         "executions": Execution.objects.filter(model__in=live, requested_at__gte=since).count(),
     }
+    groups = _with_roles(_groups_with_figures(user), user)
+    no_group = not groups and not is_admin(user)
     context = {
-        "groups": _with_roles(_groups_with_figures(user), user),
+        "groups": groups,
         "models": models,
         "drifted": monitoring_display.drifted(live),
         "stats": stats,
         "is_admin": is_admin(user),
+        # Nothing to deploy yet: whom to ask instead of a "Deploy" button.
+        "no_group": no_group,
+        "admins": list(admins()) if no_group else [],
     }
     return render(request, "portal/dashboard.html", context)
 

@@ -289,3 +289,24 @@ def test_admin_lists_have_filters_and_search(cast):
         assert response.status_code == 200, path
         assert expected in response.content, path
     assert _login(cast.owner).get("/admin/").status_code == 302  # not staff: the admin's login
+
+
+def test_a_user_in_no_group_is_told_whom_to_ask_not_to_deploy(cast, django_user_model):
+    cast.admin.email = "admin@example.com"
+    cast.admin.first_name, cast.admin.last_name = "Ada", "Admin"
+    cast.admin.save()
+    django_user_model.objects.create_user("former", password=PASSWORD, is_staff=True, is_active=False)
+    loner = django_user_model.objects.create_user("loner", password=PASSWORD)
+    client = _login(loner)
+    for url in ("/", "/models/", "/models/new/"):
+        html = client.get(url).content.decode()
+        assert "You are not in any group yet" in html, url
+        assert 'Ask an admin: <a href="mailto:admin@example.com">Ada Admin</a>.' in html, url
+        assert "former" not in html, url  # an inactive admin can't help
+        assert "Deploy your first model" not in html, url
+    for url in ("/", "/models/"):
+        assert 'href="/models/new/">Deploy a model' not in client.get(url).content.decode(), url
+    # Members and admins keep the call to action and get no such notice.
+    for user in (cast.owner, cast.admin):
+        html = _login(user).get("/").content.decode()
+        assert "You are not in any group yet" not in html and 'href="/models/new/">Deploy a model' in html

@@ -1,8 +1,9 @@
 """Browser pages: dashboard, groups and personal API tokens.
 
-Secrets (group tokens, API tokens) are rendered straight into the POST answer that
-created them, marked no-store, and never put in the session or a redirect: reloading
-the page cannot show them again.
+Secrets are shown once, in an answer marked no-store. An API token is rendered straight
+into the POST answer that created it. A new group token goes through POST-redirect-GET,
+so reloading does not create the group (or replace its token) again: the token waits
+in the session, encrypted, until the group's page shows it once and drops it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from django.views.decorators.http import require_http_methods
 from executions.models import Execution
 from groups import services
 from groups.access import admins, can_manage_group, get_group_for_user, groups_for, is_admin
+from groups.crypto import decrypt_json, encrypt_json
 from groups.forms import ApiTokenForm, GroupForm, MemberForm, RefreshTokenForm
 from groups.models import ApiToken, Group, GroupToken, Membership
 from models_app.access import models_for
@@ -51,6 +53,33 @@ def _render_secret(request: HttpRequest, template: str, context: dict) -> HttpRe
     response = render(request, template, context)
     response["Cache-Control"] = "no-store"
     return response
+
+
+SHOWN_ONCE = "group_token_once"
+
+
+def _show_token_once(request: HttpRequest, group: Group, token: str, *, created: bool) -> HttpResponse:
+    """Redirect to the group's page, which shows ``token`` once (see _token_shown_once)."""
+    request.session[SHOWN_ONCE] = encrypt_json(
+        {"group": group.name, "token": token, "created": created}
+    ).decode()
+    return redirect("group-detail", name=group.name)
+
+
+def _token_shown_once(request: HttpRequest, group: Group) -> HttpResponse | None:
+    """The page showing the token waiting for ``group``, taken out of the session; None if none waits."""
+    stored = request.session.get(SHOWN_ONCE)
+    if not stored:
+        return None
+    waiting = decrypt_json(stored.encode())
+    if waiting["group"] != group.name:
+        return None
+    del request.session[SHOWN_ONCE]
+    return _render_secret(
+        request,
+        "portal/token_once.html",
+        {"group": group, "token": waiting["token"], "created": waiting["created"]},
+    )
 
 
 def _count(queryset) -> Subquery:
@@ -132,9 +161,7 @@ def group_list(request: HttpRequest) -> HttpResponse:
             raise PermissionDenied("Only admins can create groups.")
         if form.is_valid():
             group, value = services.create_group(created_by=request.user, **form.cleaned_data)
-            return _render_secret(
-                request, "portal/token_once.html", {"group": group, "token": value, "created": True}
-            )
+            return _show_token_once(request, group, value, created=True)
     context = {
         "groups": _with_roles(_groups_with_figures(request.user), request.user),
         "form": form,
@@ -152,6 +179,8 @@ def group_detail(request: HttpRequest, name: str) -> HttpResponse:
     member_form = MemberForm(prefix="member")
     refresh_form = RefreshTokenForm(prefix="refresh")
     status = 200
+    if request.method == "GET" and (shown := _token_shown_once(request, group)):
+        return shown
     if request.method == "POST":
         if not manage:
             raise PermissionDenied("Only admins and the group's owners can change a group.")
@@ -180,11 +209,7 @@ def group_detail(request: HttpRequest, name: str) -> HttpResponse:
                     group, force=refresh_form.cleaned_data["force"], actor=request.user
                 )
                 if outcome.refreshed:
-                    return _render_secret(
-                        request,
-                        "portal/token_once.html",
-                        {"group": group, "token": outcome.value, "created": False},
-                    )
+                    return _show_token_once(request, group, outcome.value, created=False)
                 messages.info(
                     request,
                     f"The current token is valid until {outcome.token.expires_at:%Y-%m-%d} and was kept. "

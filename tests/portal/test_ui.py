@@ -106,15 +106,23 @@ def test_group_list_shows_my_groups_and_token_state(cast):
 
 def test_admin_creates_group_and_token_is_shown_once(cast):
     client = _login(cast.admin)
-    response = client.post("/groups/", {"name": "fraud", "description": "Fraud"})
+    posted = client.post("/groups/", {"name": "fraud", "description": "Fraud"})
+    # POST-redirect-GET: reloading the page the browser lands on does not post the form again.
+    assert posted.status_code == 302 and posted["Location"] == "/groups/fraud/"
+    # The token waits in the session encrypted, never as plain text.
+    assert "nmg_" not in str(dict(client.session.items()))
+    response = client.get(posted["Location"])
     assert response.status_code == 200
     assert "no-store" in response["Cache-Control"]
     assert b"it will not be shown again" in response.content
     token = re.search(rb'value="(nmg_[^"]+)"', response.content).group(1).decode()
     assert GroupToken.objects.get(group__name="fraud").prefix == token[:12]
     assert Membership.objects.get(group__name="fraud").user == cast.admin
+    assert Group.objects.filter(name="fraud").count() == 1
     # Reloading (GET) or resubmitting never shows it again.
-    assert token.encode() not in client.get("/groups/fraud/").content
+    reloaded = client.get("/groups/fraud/")
+    assert reloaded.status_code == 200 and token.encode() not in reloaded.content
+    assert b"Fraud" in reloaded.content and "group_token_once" not in client.session
     again = client.post("/groups/", {"name": "fraud"})
     assert again.status_code == 400
     assert token.encode() not in again.content
@@ -161,11 +169,17 @@ def test_owner_refreshes_token_in_ui(cast):
     client = _login(cast.owner)
     kept = client.post("/groups/datarisk/", {"action": "refresh-token"}, follow=True)
     assert b"was kept" in kept.content
-    forced = client.post("/groups/datarisk/", {"action": "refresh-token", "refresh-force": "on"})
+    posted = client.post("/groups/datarisk/", {"action": "refresh-token", "refresh-force": "on"})
+    assert posted.status_code == 302 and posted["Location"] == "/groups/datarisk/"
+    # Another group's page does not take the token waiting for this one.
+    services.set_membership(cast.other_group, cast.owner, Membership.Role.MEMBER)
+    assert b"Copy this token now" not in client.get("/groups/other-team/").content
+    forced = client.get("/groups/datarisk/")
     assert forced.status_code == 200 and "no-store" in forced["Cache-Control"]
     assert b"The previous token no longer works" in forced.content
-    assert re.search(rb'value="(nmg_[^"]+)"', forced.content)
-    assert GroupToken.objects.filter(group=cast.group, revoked_at__isnull=True).count() == 1
+    token = re.search(rb'value="(nmg_[^"]+)"', forced.content).group(1).decode()
+    assert GroupToken.objects.get(group=cast.group, revoked_at__isnull=True).prefix == token[:12]
+    assert token.encode() not in client.get("/groups/datarisk/").content
 
 
 def test_owner_manages_members_in_ui(cast):
@@ -194,7 +208,7 @@ def test_group_page_bad_input(cast):
     unknown = client.post(
         "/groups/datarisk/", {"action": "add-member", "member-username": "ghost", "member-role": "member"}
     )
-    assert unknown.status_code == 400 and b"No active user named &#x27;ghost&#x27;" in unknown.content
+    assert unknown.status_code == 400 and b"No user named &#x27;ghost&#x27;. Create the account first" in unknown.content
     assert client.post("/groups/datarisk/", {"action": "explode"}).status_code == 400
     assert (
         client.post("/groups/datarisk/", {"action": "remove-member", "username": "ghost"}).status_code == 404

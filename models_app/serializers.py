@@ -8,6 +8,7 @@ from rest_framework import serializers
 from models_app.links import docs_url, run_url
 from models_app.models import MLModel, ModelBuild, ModelEvent
 from monitoring.models import PredictionRecord
+from monitoring.stats import call_stats
 
 
 class ModelBuildSerializer(serializers.ModelSerializer):
@@ -64,6 +65,10 @@ class ModelDetailSerializer(ModelSummarySerializer):
     docs_url = serializers.SerializerMethodField(help_text="The model's Swagger page.")
     last_build = serializers.SerializerMethodField()
     training_run = serializers.SerializerMethodField(help_text="The training run it was promoted from.")
+    calls = serializers.SerializerMethodField(
+        help_text="Recorded calls: all-time count; the last 24 hours' calls, errors and latency "
+        "percentiles in ms (p50, p95, p99 over its newest 10,000 calls; null without calls)."
+    )
 
     class Meta(ModelSummarySerializer.Meta):
         fields = [
@@ -85,6 +90,7 @@ class ModelDetailSerializer(ModelSummarySerializer):
             "run_url",
             "docs_url",
             "training_run",
+            "calls",
         ]
         read_only_fields = fields
 
@@ -109,6 +115,15 @@ class ModelDetailSerializer(ModelSummarySerializer):
     def get_docs_url(self, model: MLModel) -> str | None:
         request = self.context.get("request")
         return docs_url(request, model) if request else None
+
+    def get_calls(self, model: MLModel) -> dict:
+        stats = call_stats(model.pk)
+        return {
+            "total": stats["total"],
+            "last_24h": stats["day"],
+            "errors_last_24h": stats["day_errors"],
+            "latency_ms_last_24h": stats["day_latency"],
+        }
 
     def get_files(self, model: MLModel) -> dict:
         return {

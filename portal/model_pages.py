@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import timedelta
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import Avg, Count, DateTimeField, OuterRef, Q, QuerySet, Subquery
+from django.db.models import DateTimeField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce, Greatest
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from executions.models import Execution
@@ -32,6 +30,7 @@ from models_app.forms import ModelFilterForm, ModelSettingsForm, ModelUploadForm
 from models_app.links import docs_url, run_url
 from models_app.models import MLModel, ModelEvent
 from monitoring.models import PredictionRecord
+from monitoring.stats import call_stats
 from monitors import display as monitoring_display
 
 Status = MLModel.Status
@@ -229,21 +228,6 @@ def _events(model: MLModel) -> list[ModelEvent]:
     return events
 
 
-def _prediction_stats(model: MLModel) -> dict:
-    since = timezone.now() - timedelta(hours=24)
-    records = model.predictions.all()
-    day = records.filter(at__gte=since).aggregate(
-        calls=Count("pk"), errors=Count("pk", filter=Q(status_code__gte=400)), latency=Avg("latency_ms")
-    )
-    return {
-        "total": records.count(),
-        "day": day["calls"],
-        "day_errors": day["errors"],
-        "day_latency": day["latency"],
-        "last_at": records.values_list("at", flat=True).first(),
-    }
-
-
 def _detail_context(request: HttpRequest, model: MLModel, settings_form=None) -> dict:
     build = model.builds.first()
     url = run_url(request, model)
@@ -280,7 +264,7 @@ def _detail_context(request: HttpRequest, model: MLModel, settings_form=None) ->
             initial={"replicas": model.replicas, "request_timeout": model.request_timeout}
         )
         context["predict_timeout_default"] = settings.PREDICT_TIMEOUT
-        context["calls"] = _prediction_stats(model)
+        context["calls"] = call_stats(model.pk)
         context["live_config"]["runnersUrl"] = reverse("api-model-runners", args=[model.hash])
     else:
         executions = model.executions.select_related("requested_by").order_by("-number")

@@ -436,3 +436,22 @@ def test_execution_page(cast, async_model):
     assert client.post(f"/models/{async_model.hash}/executions/1/").status_code == 405
     MLModel.objects.filter(pk=async_model.pk).update(status=MLModel.Status.DELETED)
     assert client.get(f"/models/{async_model.hash}/executions/1/").status_code == 404
+
+
+def test_model_page_shows_latency_percentiles_not_a_mean(cast, sync_model):
+    from django.utils import timezone
+
+    for latency in [*range(1, 100), 5300]:  # one cold start among 99 quick calls
+        PredictionRecord.objects.create(
+            model=sync_model, at=timezone.now(), status_code=200, latency_ms=latency, input="{}"
+        )
+    html = _login(cast.owner).get(f"/models/{sync_model.hash}/").content.decode()
+    assert "latency p50 50.5 ms, p95 95.1 ms, p99 151.0 ms" in html, re.findall(r"Last 24 hours.*", html)
+    assert "average" not in html
+    answer = _login(cast.owner).get(f"/api/v1/models/{sync_model.hash}").json()
+    assert answer["calls"] == {
+        "total": 100,
+        "last_24h": 100,
+        "errors_last_24h": 0,
+        "latency_ms_last_24h": {"p50": 50.5, "p95": 95.05, "p99": 151.01},
+    }

@@ -124,6 +124,13 @@ def lookup_call(model_hash: str, token_value: str) -> CallTarget | None:
     return call_target(model_hash, row)
 
 
+def lookup_model(model_hash: str) -> CalledModel | None:
+    """The model as lookup_call reads it, for a caller authorised otherwise (a member's
+    session on the try URL): the same query, with a digest no stored token has."""
+    target = lookup_call(model_hash, "")
+    return None if target is None else target.model
+
+
 def call_target(model_hash: str, row: tuple | None) -> CallTarget | None:
     """The CallTarget for one row of CALL_SQL (None: no such model)."""
     if row is None:

@@ -7,13 +7,21 @@ original product.
 This is the hot path of the product, so it is a plain Django view with one
 hand-written query (see calls.lookup_call) rather than a DRF view; the answers keep
 the API's error shape (groups.api.errors).
+
+`POST /api/v1/run/<hash>/try` is the same call for members of the model's group (and
+admins) logged in to the portal: their session and a CSRF token instead of the group
+token, which stays what programs use. Once the caller is authorised, both URLs answer
+through one function (answer_call), so the answers, limits and recording are the run
+URL's own.
 """
 
 from __future__ import annotations
 
+from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, permissions
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -21,36 +29,65 @@ from rest_framework.views import APIView
 from executions import api as executions_api
 from groups.api.errors import error_response
 from groups.authentication import GroupTokenChallenge, bearer_token, group_token_problem
-from models_app.calls import lookup_call, not_deployed_message
+from models_app.access import models_for
+from models_app.calls import CalledModel, lookup_call, lookup_model, not_deployed_message
 from models_app.models import MLModel
 from models_app.serving.views import predict
+
+
+def _method_not_allowed(request: HttpRequest) -> HttpResponse:
+    response = error_response(
+        405,
+        f'Method "{request.method}" not allowed: POST the input to run the model.',
+        "method_not_allowed",
+    )
+    response["Allow"] = "POST"
+    return response
+
+
+def _no_model(model_hash: str) -> HttpResponse:
+    return error_response(404, f"No model '{model_hash}'.", "not_found")
 
 
 @csrf_exempt  # no cookies are used: the group token in the header authorises the call
 def run_model(request: HttpRequest, model_hash: str) -> HttpResponse:
     if request.method != "POST":
-        response = error_response(
-            405,
-            f'Method "{request.method}" not allowed: POST the input to run the model.',
-            "method_not_allowed",
-        )
-        response["Allow"] = "POST"
-        return response
+        return _method_not_allowed(request)
     try:
         token = bearer_token(request)
     except exceptions.APIException as exc:
         return error_response(exc.status_code, str(exc.detail), exc.default_code)
     target = lookup_call(model_hash, token)
     if target is None or target.model.status == MLModel.Status.DELETED:
-        return error_response(404, f"No model '{model_hash}'.", "not_found")
+        return _no_model(model_hash)
     problem = group_token_problem(target.token, target.model.group_id)
     if problem is not None:
         return error_response(problem.status_code, str(problem.detail), problem.default_code)
-    if target.model.status != MLModel.Status.DEPLOYED:
-        return error_response(409, not_deployed_message(target.model), "not_deployed")
-    if target.model.is_sync:
-        return predict(request, target.model)
-    return AsyncRunView.as_view()(request, model_id=target.model.pk)
+    return answer_call(request, target.model, AsyncRunView)
+
+
+@login_required
+def try_model(request: HttpRequest, model_hash: str) -> HttpResponse:
+    """The run URL for a member's session (CSRF-checked by Django's middleware)."""
+    if request.method != "POST":
+        return _method_not_allowed(request)
+    if not models_for(request.user).filter(hash=model_hash).exists():
+        return _no_model(model_hash)  # the run URL's answer for a model that isn't there
+    model = lookup_model(model_hash)
+    if model is None:  # deleted meanwhile for good
+        return _no_model(model_hash)
+    return answer_call(request, model, SessionAsyncRunView)
+
+
+def answer_call(request: HttpRequest, model: CalledModel, async_view: type[AsyncRunView]) -> HttpResponse:
+    """What the run URL answers once the caller may call `model`: one path for both URLs."""
+    if model.status == MLModel.Status.DELETED:
+        return _no_model(model.hash)
+    if model.status != MLModel.Status.DEPLOYED:
+        return error_response(409, not_deployed_message(model), "not_deployed")
+    if model.is_sync:
+        return predict(request, model)
+    return async_view.as_view()(request, model_id=model.pk)
 
 
 class AsyncRunView(APIView):
@@ -67,3 +104,9 @@ class AsyncRunView(APIView):
     def post(self, request: Request, model_id: int) -> Response:
         model = MLModel.objects.select_related("group").get(pk=model_id)
         return executions_api.submit(request, model)
+
+
+class SessionAsyncRunView(AsyncRunView):
+    """The same submit for try_model: the member's session, so the execution records who."""
+
+    authentication_classes = [SessionAuthentication]

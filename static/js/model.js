@@ -1,7 +1,7 @@
 // The model page: live status and build log while a build runs, "try it" for Sync
 // models, input uploads and a live executions list for Async models, warm runners.
-// Everything is read from the REST API with the session; the group token typed by the
-// user is sent with its one request and never stored (not in the page, not in storage).
+// Everything is read from the REST API with the session; "try it" and uploads go to the
+// run URL's session twin (<run URL>/try: the member's session and CSRF token, no group token).
 "use strict";
 (() => {
   const config = JSON.parse(document.getElementById("model-config").textContent);
@@ -19,6 +19,8 @@
   };
   // "Ready" (build queued) read as "done": the portal says "Queued", the API keeps "Ready".
   const statusLabel = (value) => (value === "Ready" ? "Queued" : value);
+  const tryUrl = `${config.runUrl}/try`; // portal.run_api.try_model
+  const csrfToken = () => document.querySelector("input[name=csrfmiddlewaretoken]").value;
   const badge = (value) => el("span", { className: `badge badge-${value}`, textContent: statusLabel(value) });
   const size = (bytes) => {
     for (const [unit, scale] of [["GB", 1 << 30], ["MB", 1 << 20], ["KB", 1 << 10]]) {
@@ -154,17 +156,11 @@
     tryForm.addEventListener("submit", async (event) => {
       event.preventDefault();
       const body = $("try-body").value;
-      const token = $("try-token").value.trim();
       try {
         JSON.parse(body);
       } catch (error) {
         show(false, [el("span", { textContent: "The request body is not valid JSON" })], el("p", { className: "error", textContent: error.message }));
         $("try-body").focus();
-        return;
-      }
-      if (!token) {
-        show(false, [el("span", { textContent: "Enter the group token to call the model." })]);
-        $("try-token").focus();
         return;
       }
       submit.disabled = true;
@@ -173,11 +169,12 @@
       let response;
       let text;
       try {
-        response = await fetch(config.runUrl, {
+        response = await fetch(tryUrl, {
           method: "POST",
-          headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json", Accept: "application/json" },
+          headers: { "X-CSRFToken": csrfToken(), "Content-Type": "application/json", Accept: "application/json" },
           body,
-          credentials: "omit", // the group token alone authorises the call
+          credentials: "same-origin", // the member's session authorises the call
+          redirect: "manual", // a lost session answers a redirect to the login page
           cache: "no-store",
         });
         text = await response.text();
@@ -187,6 +184,10 @@
       } finally {
         submit.disabled = false;
         submit.textContent = "Send request";
+      }
+      if (response.type === "opaqueredirect") {
+        show(false, [el("span", { textContent: "Your session ended: log in again to try the model." })]);
+        return;
       }
       const ms = Math.round(performance.now() - started);
       let data = null;
@@ -201,7 +202,7 @@
         return;
       }
       const detail = (data && data.detail) || text || response.statusText;
-      const hint = { 401: "Check the group token: it is missing, unknown, replaced or expired.", 403: "This token belongs to another group." }[response.status];
+      const hint = { 403: "Your session or its CSRF token expired: reload the page.", 404: "You are no longer a member of this model's group." }[response.status];
       const traceback = data && data.model_error && data.model_error.traceback;
       show(false, [el("span", { textContent: response.status === 422 ? "The model raised an error" : "Error" }), code, took],
         el("p", { id: "try-error", className: "error", textContent: detail }),
@@ -272,15 +273,13 @@
     executionForm.addEventListener("submit", (event) => {
       event.preventDefault();
       const file = fileInput.files[0];
-      const token = $("execution-token").value.trim();
       if (!file) { say("error", "Choose the input file to score."); fileInput.focus(); return; }
       if (file.size > Number(executionForm.dataset.maxBytes)) { say("error", `'${file.name}' is ${size(file.size)}: over the limit.`); return; }
-      if (!token) { say("error", "Enter the group token to start an execution."); $("execution-token").focus(); return; }
       const body = new FormData();
       body.append("file", file, file.name);
       const xhr = new XMLHttpRequest();
-      xhr.open("POST", config.runUrl);
-      xhr.setRequestHeader("Authorization", `Bearer ${token}`);
+      xhr.open("POST", tryUrl);
+      xhr.setRequestHeader("X-CSRFToken", csrfToken());
       xhr.setRequestHeader("Accept", "application/json");
       xhr.responseType = "json";
       progress.hidden = false;

@@ -240,9 +240,9 @@ def test_sync_model_page(cast, sync_model):
     html = response.content.decode()
     assert response.status_code == 200
     assert "API_KEY" in html and "form-secret" not in html
-    # try it: pre-filled with the schema example; the token field is empty, a password
+    # try it: pre-filled with the schema example; sent with the member's session, no token field
     assert 'id="try-body"' in html and "&quot;a&quot;: 1" in html
-    assert re.search(r'<input id="try-token" type="password" autocomplete="off"', html)
+    assert 'id="try-session-note"' in html and "try-token" not in html
     assert cast.group_token not in html
     # generated code for the run URL, in three tabs
     assert f"http://testserver/api/v1/run/{sync_model.hash}" in html
@@ -310,7 +310,8 @@ def test_async_model_page_lists_executions(cast, async_model):
     _execution(async_model, 2, "Failed", error_message="The entrypoint raised KeyError: 'x'")
     _execution(async_model, 3, "Running")
     html = _login(cast.teammate).get(f"/models/{async_model.hash}/").content.decode()
-    assert 'id="execution-form"' in html and 'name="file"' in html and 'type="password"' in html
+    assert 'id="execution-form"' in html and 'name="file"' in html
+    assert 'id="execution-session-note"' in html and 'type="password"' not in html  # no token to paste
     assert f'href="/api/v1/run/{async_model.hash}/executions/1/result"' in html
     assert f"/api/v1/run/{async_model.hash}/executions/2/result" not in html
     assert "KeyError" in html and 'data-status="Running"' in html

@@ -12,6 +12,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serial
 from drf_spectacular.views import SpectacularSwaggerView
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -31,18 +32,53 @@ class ModelOpenApiView(APIView):
         return Response(model_document(model, request.build_absolute_uri("/")))
 
 
+class CodeTextRenderer(BaseRenderer):
+    """One language's code as raw text (`?format=text` or `Accept: text/plain`), so
+    `curl ... > call.py` saves a runnable file."""
+
+    media_type = "text/plain"
+    format = "text"
+    charset = "utf-8"
+
+    def render(self, data: str, accepted_media_type=None, renderer_context=None) -> bytes:
+        return data.encode("utf-8")
+
+
 class ModelCodeView(APIView):
     """Request code for the model in curl, Python (requests) and JavaScript (fetch)."""
+
+    renderer_classes = [JSONRenderer, CodeTextRenderer]
+
+    def handle_exception(self, exc: Exception) -> Response:
+        response = super().handle_exception(exc)
+        # An error keeps the API's JSON shape, whatever format was asked for.
+        self.request.accepted_renderer, self.request.accepted_media_type = (
+            JSONRenderer(),
+            JSONRenderer.media_type,
+        )
+        return response
 
     @extend_schema(
         parameters=[
             OpenApiParameter(
-                "language", str, enum=list(codegen.LANGUAGES), description="Default: all of them."
-            )
+                "language",
+                str,
+                enum=list(codegen.LANGUAGES),
+                description="Default: all of them (JSON only; the text format needs one).",
+            ),
+            OpenApiParameter(
+                "format",
+                str,
+                enum=["json", "text"],
+                description="`text`: the one language's code as raw text/plain (also `Accept: text/plain`).",
+            ),
         ],
-        responses=inline_serializer(
-            "ModelCode", {lang: serializers.CharField(required=False) for lang in codegen.LANGUAGES}
-        ),
+        responses={
+            (200, "application/json"): inline_serializer(
+                "ModelCode", {lang: serializers.CharField(required=False) for lang in codegen.LANGUAGES}
+            ),
+            (200, "text/plain"): {"type": "string"},
+        },
         tags=["models"],
     )
     def get(self, request: Request, model_hash: str) -> Response:
@@ -53,6 +89,13 @@ class ModelCodeView(APIView):
                 {"language": [f"Unknown language '{language}'; use one of {', '.join(codegen.LANGUAGES)}."]}
             )
         url = run_url(request, model)
+        if isinstance(request.accepted_renderer, CodeTextRenderer):
+            if language is None:
+                names = ", ".join(codegen.LANGUAGES)
+                raise ValidationError(
+                    {"language": [f"The text format is one file: add language= ({names})."]}
+                )
+            return Response(codegen.generate(model, url, language))
         languages = [language] if language else codegen.LANGUAGES
         return Response({lang: codegen.generate(model, url, lang) for lang in languages})
 

@@ -179,3 +179,22 @@ def test_async_code_uploads_a_file(cast, async_model):
     assert "-F file=@input.parquet" in code["curl"]
     assert 'files={"file": f}' in code["python"] and "/result" in code["python"]
     compile(code["python"], "generated.py", "exec")
+
+
+def test_code_as_raw_text_for_curl_into_a_file(cast, sync_model):
+    client = api_client(cast.owner)
+    url = f"/api/v1/models/{sync_model.hash}/code"
+    wrapped = client.get(f"{url}?language=python").json()["python"]
+    raw = client.get(f"{url}?language=python&format=text")
+    assert raw.status_code == 200 and raw["Content-Type"] == "text/plain; charset=utf-8"
+    assert raw.content.decode("utf-8") == wrapped  # the file itself, not a JSON string
+    compile(raw.content, "call.py", "exec")
+    negotiated = client.get(f"{url}?language=curl", HTTP_ACCEPT="text/plain")
+    assert negotiated["Content-Type"] == "text/plain; charset=utf-8"
+    assert negotiated.content.decode() == client.get(f"{url}?language=curl").json()["curl"]
+    # JSON stays the default, and one file needs one language: the API's error shape says so.
+    assert client.get(url)["Content-Type"] == "application/json"
+    missing = client.get(f"{url}?format=text")
+    assert missing.status_code == 400 and "language=" in missing.json()["detail"]
+    assert client.get(f"{url}?language=cobol&format=text").status_code == 400
+    assert api_client(cast.outsider).get(f"{url}?language=python&format=text").status_code == 404

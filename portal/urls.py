@@ -28,6 +28,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("admin/", admin.site.urls),
     path("", include("portal.ui_urls")),
+    path("", include("portal.people_urls")),
     # Before portal.model_urls: its `models/<hash>/<action>/` would take the monitoring tab.
     path("", include("monitors.ui_urls")),
     path("", include("portal.model_urls")),

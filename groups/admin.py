@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.models import Group as AuthGroup
 from django.template.response import TemplateResponse
 from django.utils import timezone
@@ -12,6 +14,7 @@ from groups.models import ApiToken, Group, GroupToken, Membership
 
 # Django's permission groups are not used; hiding them avoids two "Groups" in the admin.
 admin.site.unregister(AuthGroup)
+admin.site.unregister(get_user_model())
 
 
 class MembershipInline(admin.TabularInline):
@@ -114,3 +117,47 @@ class ApiTokenAdmin(TokenAdminMixin, admin.ModelAdmin):
     list_filter = ["revoked_at"]
     search_fields = ["prefix", "user__username", "name"]
     readonly_fields = [*TokenAdminMixin.readonly_fields, "user", "last_used_at"]
+
+
+class UserMembershipInline(admin.TabularInline):
+    """A user's Neomaril groups (what "groups" means in this product), on their page."""
+
+    model = Membership
+    fk_name = "user"
+    extra = 0
+    fields = ["group", "role", "added_at"]
+    readonly_fields = ["added_at"]
+    autocomplete_fields = ["group"]
+    verbose_name = "Neomaril group membership"
+    verbose_name_plural = "Neomaril groups (the People page and /api/v1/users do the same)"
+
+
+@admin.register(get_user_model())
+class UserAdmin(DjangoUserAdmin):
+    """Django's user admin without Django's permission groups and per-user permissions,
+    which Neomaril does not use: a "Groups" picker there listed them, not Neomaril's
+    groups, which are shown (and edited) inline below instead."""
+
+    fieldsets = (
+        (None, {"fields": ("username", "password")}),
+        ("Personal info", {"fields": ("first_name", "last_name", "email")}),
+        (
+            "Access",
+            {
+                "fields": ("is_active", "is_staff", "is_superuser"),
+                "description": "Staff are Neomaril admins: they see every group and manage people.",
+            },
+        ),
+        ("Important dates", {"fields": ("last_login", "date_joined")}),
+    )
+    list_display = ["username", "email", "is_staff", "is_active", "member_of", "last_login"]
+    list_filter = ["is_staff", "is_superuser", "is_active", "memberships__group"]
+    filter_horizontal = []
+    inlines = [UserMembershipInline]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("memberships__group")
+
+    @admin.display(description="Neomaril groups")
+    def member_of(self, user) -> str:
+        return ", ".join(f"{m.group.name} ({m.role})" for m in user.memberships.all()) or "—"

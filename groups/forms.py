@@ -1,10 +1,11 @@
-"""Forms of the accounts pages."""
+"""Forms of the accounts pages; UserCreateForm also checks the users API's input."""
 
 from __future__ import annotations
 
 from django import forms
 from django.contrib.auth import get_user_model
 
+from groups import services
 from groups.models import Group, Membership
 
 
@@ -26,13 +27,10 @@ class MemberForm(forms.Form):
     role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.MEMBER)
 
     def clean_username(self):
-        username = self.cleaned_data["username"].strip()
-        user = get_user_model().objects.filter(username=username, is_active=True).first()
-        if user is None:
-            raise forms.ValidationError(
-                f"No active user named '{username}'. An admin creates accounts in the admin pages."
-            )
-        return user
+        try:
+            return services.member_user(self.cleaned_data["username"].strip())
+        except services.PeopleError as error:
+            raise forms.ValidationError(str(error)) from None
 
 
 class RefreshTokenForm(forms.Form):
@@ -50,3 +48,45 @@ class ApiTokenForm(forms.Form):
         help_text="What this token is for, e.g. 'laptop notebook'.",
         widget=forms.TextInput(attrs={"autocomplete": "off"}),
     )
+
+
+class UserCreateForm(forms.ModelForm):
+    """A new account: no password here, the user sets it through a one-time link."""
+
+    send_email = forms.BooleanField(
+        required=False,
+        label="Also e-mail the link to the user",
+        help_text="Needs an e-mail address. You see the link either way.",
+    )
+
+    class Meta:
+        model = get_user_model()
+        fields = ["username", "email", "is_staff"]
+        labels = {"is_staff": "Admin"}
+        help_texts = {
+            "username": "What they log in with: letters, digits and @/./+/-/_ only, up to 150 characters.",
+            "email": "Optional.",
+            "is_staff": "Admins see every group and manage people, groups and tokens.",
+        }
+        widgets = {"username": forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"})}
+
+    def clean_username(self):
+        username = self.cleaned_data["username"]
+        if get_user_model().objects.filter(username__iexact=username).exists():
+            raise forms.ValidationError(
+                f"A user named '{username}' already exists (user names are compared ignoring case)."
+            )
+        return username
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("send_email") and not cleaned.get("email"):
+            self.add_error("email", "Give an e-mail address to send the link to, or do not ask to send it.")
+        return cleaned
+
+
+class PersonGroupForm(forms.Form):
+    """Add a user to a Neomaril group (or change their role there), from their page."""
+
+    group = forms.ModelChoiceField(queryset=Group.objects.all(), to_field_name="name", empty_label=None)
+    role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.MEMBER)

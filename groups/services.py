@@ -1,12 +1,20 @@
-"""Workflows of the accounts domain: groups, membership and tokens."""
+"""Workflows of the accounts domain: groups, membership, tokens and people (accounts)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.tokens import default_token_generator
+from django.core.mail import send_mail
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 
 from groups import tokens
 from groups.models import ApiToken, Group, GroupToken, Membership
@@ -88,3 +96,94 @@ def revoke_api_token(token: ApiToken) -> None:
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
+
+
+# --- People: accounts created and managed by admins ---------------------------------
+# No password is ever chosen, sent or shown by an admin: a new or reset account gets a
+# one-time link (Django's password-reset token: it expires after PASSWORD_RESET_TIMEOUT
+# and stops working once a password is set, or when the password changes otherwise).
+
+
+@dataclass(frozen=True)
+class SetPasswordLink:
+    """Where `user` sets their password: `path` (make it absolute with the request's host)."""
+
+    user: AbstractBaseUser
+    path: str
+    expires_at: datetime
+
+
+class PeopleError(ValueError):
+    """A user-management request the rules refuse; the message says why and what to do."""
+
+
+def set_password_link(user: AbstractBaseUser) -> SetPasswordLink:
+    """A fresh one-time link for `user` (nothing is stored: the token signs the user's state)."""
+    uidb64 = urlsafe_base64_encode(force_bytes(user.pk))
+    token = default_token_generator.make_token(user)
+    path = reverse("set-password", kwargs={"uidb64": uidb64, "token": token})
+    expires_at = timezone.now() + timedelta(seconds=settings.PASSWORD_RESET_TIMEOUT)
+    return SetPasswordLink(user=user, path=path, expires_at=expires_at)
+
+
+@transaction.atomic
+def create_user(*, username: str, email: str = "", is_staff: bool = False) -> SetPasswordLink:
+    """A new active account with no usable password, and its set-password link."""
+    user = get_user_model()(username=username, email=email, is_staff=is_staff, is_active=True)
+    user.set_unusable_password()
+    user.save()
+    return set_password_link(user)
+
+
+@transaction.atomic
+def reset_user(user: AbstractBaseUser) -> SetPasswordLink:
+    """Make the current password unusable (and with it every earlier link and every
+    session) and issue a new link. API tokens are kept: revoke them on their own."""
+    if not user.is_active:
+        raise PeopleError(f"'{user.get_username()}' is deactivated: reactivate the account first.")
+    user.set_unusable_password()
+    user.save(update_fields=["password"])
+    return set_password_link(user)
+
+
+def set_active(user: AbstractBaseUser, active: bool, *, actor: AbstractBaseUser) -> bool:
+    """(De)activate `user`; True when it changed. A deactivated user's sessions and API
+    tokens stop working at once (both authentication paths check `is_active`); the
+    tokens work again if the account is reactivated."""
+    if not active and user.pk == actor.pk:
+        raise PeopleError("You cannot deactivate your own account: ask another admin to do it.")
+    if user.is_active == active:
+        return False
+    user.is_active = active
+    user.save(update_fields=["is_active"])
+    return True
+
+
+def member_user(username: str) -> AbstractBaseUser:
+    """The active user a group membership is for, or PeopleError saying what to do."""
+    user = get_user_model().objects.filter(username=username).first()
+    if user is None:
+        raise PeopleError(
+            f"No user named '{username}'. Create the account first (admins: POST /api/v1/users "
+            f'{{"username": "{username}"}}, or the People page), then add it to the group.'
+        )
+    if not user.is_active:
+        raise PeopleError(
+            f"'{username}' is deactivated. An admin reactivates the account first "
+            f"(POST /api/v1/users/{username}/activate, or the People page)."
+        )
+    return user
+
+
+def email_set_password_link(link: SetPasswordLink, url: str) -> None:
+    """Send the link to the user's address through EMAIL_BACKEND (the console by default)."""
+    name = link.user.get_username()
+    send_mail(
+        subject="Your Neomaril account",
+        message=(
+            f"Hello {name},\n\nSet your Neomaril password here (the link works once, "
+            f"until {link.expires_at:%Y-%m-%d %H:%M} UTC):\n\n{url}\n\nThen log in as '{name}'.\n"
+        ),
+        from_email=None,
+        recipient_list=[link.user.email],
+    )

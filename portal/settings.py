@@ -231,6 +231,24 @@ GROUP_TOKEN_LIFETIME_DAYS = envint("NEOMARIL_GROUP_TOKEN_DAYS", 365, minimum=1)
 # the hot path of every authenticated request.
 API_TOKEN_LAST_USED_RESOLUTION_SECONDS = 60
 
+# --- People: set-password links and e-mail -----------------------------------------
+# A new or reset account gets a one-time link (Django's password-reset token) valid
+# this long; it stops working as soon as it is used.
+PASSWORD_RESET_TIMEOUT = envint("NEOMARIL_SET_PASSWORD_LINK_HOURS", 72, minimum=1) * 3600
+# Links are e-mailed only when an admin asks; without NEOMARIL_EMAIL_HOST the "e-mail"
+# is printed on the web process's output (Django's console backend), never sent.
+EMAIL_HOST = envstr("NEOMARIL_EMAIL_HOST", "")
+EMAIL_BACKEND = (
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend"
+)
+EMAIL_PORT = envint("NEOMARIL_EMAIL_PORT", 587, minimum=1)
+EMAIL_HOST_USER = envstr("NEOMARIL_EMAIL_USER", "")
+EMAIL_HOST_PASSWORD = envstr("NEOMARIL_EMAIL_PASSWORD", "")
+EMAIL_USE_TLS = envbool("NEOMARIL_EMAIL_TLS", True)
+DEFAULT_FROM_EMAIL = envstr("NEOMARIL_EMAIL_FROM", "neomaril@localhost")
+
 # --- Task queue (django-q2) --------------------------------------------------
 REDIS_URL = envstr("REDIS_URL")
 Q_CLUSTER = {
@@ -295,6 +313,9 @@ if len(str(RUN_DIR)) > 48:
 WEB_THREADS = envint("NEOMARIL_WEB_THREADS", 8, minimum=1)
 PREDICT_TIMEOUT = envint("NEOMARIL_PREDICT_TIMEOUT", 30, minimum=1)
 COLD_START_TIMEOUT = envint("NEOMARIL_COLD_START_TIMEOUT", 120, minimum=1)
+# A Sync build asks this node's model host to start its runners (the smoke test runs in
+# them) before it announces Deployed; 0 = smoke test alone, runners start on the first call.
+WARM_ON_DEPLOY = envbool("NEOMARIL_WARM_ON_DEPLOY", True)
 HOST_MAX_RUNNERS = envint("NEOMARIL_HOST_MAX_RUNNERS", 16, minimum=1)
 # Total resident memory of all runners on the node; 0 = no memory budget.
 HOST_MEMORY_BUDGET_MB = envint("NEOMARIL_HOST_MEMORY_BUDGET_MB", 0, minimum=0)

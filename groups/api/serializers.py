@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
+from groups import services
 from groups.models import ApiToken, Group, GroupToken, Membership
 
 
@@ -100,10 +101,10 @@ class MemberAddSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=Membership.Role.choices, default=Membership.Role.MEMBER)
 
     def validate_username(self, value: str):
-        user = get_user_model().objects.filter(username=value, is_active=True).first()
-        if user is None:
-            raise serializers.ValidationError(f"No active user named '{value}'.")
-        return user
+        try:
+            return services.member_user(value)
+        except services.PeopleError as error:
+            raise serializers.ValidationError(str(error)) from None
 
 
 class RefreshTokenSerializer(serializers.Serializer):
@@ -119,3 +120,59 @@ class RefreshTokenResponseSerializer(serializers.Serializer):
     )
     expires_at = serializers.DateTimeField()
     detail = serializers.CharField()
+
+
+class UserGroupSerializer(serializers.ModelSerializer):
+    name = serializers.CharField(source="group.name", read_only=True)
+
+    class Meta:
+        model = Membership
+        fields = ["name", "role"]
+        read_only_fields = fields
+
+
+class PersonSerializer(serializers.ModelSerializer):
+    """A user as admins manage them (never a password, not even its hash)."""
+
+    groups = UserGroupSerializer(source="memberships", many=True, read_only=True)
+    has_password = serializers.BooleanField(source="has_usable_password", read_only=True)
+
+    class Meta:
+        model = get_user_model()
+        fields = [
+            "username", "email", "is_staff", "is_active", "has_password", "groups", "date_joined", "last_login",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class UserCreateSerializer(serializers.Serializer):
+    """The users API's body (checked by groups.forms.UserCreateForm, as the page is)."""
+
+    username = serializers.CharField(max_length=150)
+    email = serializers.EmailField(required=False, allow_blank=True, default="")
+    is_staff = serializers.BooleanField(required=False, default=False)
+    send_email = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Also e-mail the link (EMAIL settings; the console by default).",
+    )
+
+
+class SetPasswordLinkSerializer(serializers.Serializer):
+    set_password_url = serializers.URLField(
+        help_text="One-time link where the user sets a password. Shown only in this answer: pass it on."
+    )
+    expires_at = serializers.DateTimeField()
+    emailed = serializers.BooleanField()
+    detail = serializers.CharField()
+
+
+class NewPersonSerializer(PersonSerializer):
+    set_password_url = serializers.URLField(read_only=True)
+    expires_at = serializers.DateTimeField(read_only=True)
+    emailed = serializers.BooleanField(read_only=True)
+    detail = serializers.CharField(read_only=True)
+
+    class Meta(PersonSerializer.Meta):
+        fields = [*PersonSerializer.Meta.fields, "set_password_url", "expires_at", "emailed", "detail"]
+        read_only_fields = fields

@@ -1,4 +1,4 @@
-"""REST endpoints of the accounts domain: login, API tokens, groups and members."""
+"""REST endpoints of the accounts domain: login, API tokens, groups and members, people."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from django.contrib.auth import authenticate, get_user_model
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, permissions, status
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -14,8 +14,9 @@ from rest_framework.views import APIView
 from groups import services
 from groups.access import can_manage_group, get_group_for_user, groups_for, is_admin
 from groups.api import serializers as s
-from groups.api.errors import error_body
+from groups.api.errors import error_body, form_errors
 from groups.authentication import LoginLockedOut, is_locked_out
+from groups.forms import UserCreateForm
 from groups.models import ApiToken
 
 
@@ -180,3 +181,112 @@ class GroupTokenRefreshView(APIView):
             "detail": detail,
         }
         return Response(body, status=status.HTTP_201_CREATED if outcome.refreshed else status.HTTP_200_OK)
+
+
+# --- People (admins only) -------------------------------------------------------------
+
+
+def _admin_only(request: Request) -> None:
+    if not is_admin(request.user):
+        raise PermissionDenied("Only admins can manage users. Ask an admin.")
+
+
+def _person(username: str):
+    people = get_user_model().objects.prefetch_related("memberships__group")
+    return get_object_or_404(people, username=username)
+
+
+def _link_answer(request: Request, link: services.SetPasswordLink, *, emailed: bool) -> dict:
+    url = request.build_absolute_uri(link.path)
+    if emailed:
+        services.email_set_password_link(link, url)
+    name = link.user.get_username()
+    return {
+        "set_password_url": url,
+        "expires_at": link.expires_at,
+        "emailed": emailed,
+        "detail": (
+            f"Pass this link on to {name}: it is shown only now, works once, and expires on "
+            f"{link.expires_at:%Y-%m-%d %H:%M} UTC. {name} sets a password there, then logs in."
+        ),
+    }
+
+
+class UserListView(generics.GenericAPIView):
+    """Every account (admins only); admins create accounts, each with a one-time set-password link."""
+
+    serializer_class = s.PersonSerializer
+
+    def get_queryset(self):
+        return get_user_model().objects.prefetch_related("memberships__group").order_by("username")
+
+    @extend_schema(tags=["users"])
+    def get(self, request: Request) -> Response:
+        _admin_only(request)
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(s.PersonSerializer(page, many=True).data)
+
+    @extend_schema(request=s.UserCreateSerializer, responses={201: s.NewPersonSerializer}, tags=["users"])
+    def post(self, request: Request) -> Response:
+        _admin_only(request)
+        form = UserCreateForm(data=request.data)
+        if not form.is_valid():
+            raise form_errors(form)
+        data = form.cleaned_data
+        link = services.create_user(username=data["username"], email=data["email"], is_staff=data["is_staff"])
+        body = {**s.PersonSerializer(_person(link.user.username)).data}
+        body.update(_link_answer(request, link, emailed=data["send_email"]))
+        return Response(body, status=status.HTTP_201_CREATED, headers={"Cache-Control": "no-store"})
+
+
+class UserDetailView(APIView):
+    @extend_schema(responses=s.PersonSerializer, tags=["users"])
+    def get(self, request: Request, username: str) -> Response:
+        _admin_only(request)
+        return Response(s.PersonSerializer(_person(username)).data)
+
+
+class UserResetView(APIView):
+    """A new one-time set-password link; the current password stops working at once."""
+
+    @extend_schema(request=None, responses={201: s.SetPasswordLinkSerializer}, tags=["users"])
+    def post(self, request: Request, username: str) -> Response:
+        _admin_only(request)
+        user = _person(username)
+        send = request.data.get("send_email", False) is True
+        if send and not user.email:
+            raise ValidationError(
+                {"send_email": [f"'{username}' has no e-mail address to send the link to."]}
+            )
+        try:
+            link = services.reset_user(user)
+        except services.PeopleError as error:
+            raise ValidationError({"username": [str(error)]}) from None
+        body = _link_answer(request, link, emailed=send)
+        return Response(body, status=status.HTTP_201_CREATED, headers={"Cache-Control": "no-store"})
+
+
+class _UserActiveView(APIView):
+    active: bool
+
+    @extend_schema(request=None, responses=s.PersonSerializer, tags=["users"])
+    def post(self, request: Request, username: str) -> Response:
+        _admin_only(request)
+        user = _person(username)
+        try:
+            services.set_active(user, self.active, actor=request.user)
+        except services.PeopleError as error:
+            raise ValidationError({"username": [str(error)]}) from None
+        return Response(s.PersonSerializer(_person(username)).data)
+
+
+class UserDeactivateView(_UserActiveView):
+    """The user can no longer log in; their sessions and API tokens stop working at once."""
+
+    active = False
+
+
+class UserActivateView(_UserActiveView):
+    """The user can log in again (with their password, if they have one; else reset them)."""
+
+    active = True

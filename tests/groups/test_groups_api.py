@@ -105,7 +105,9 @@ def test_adding_unknown_user_is_400(cast):
         "/api/v1/groups/datarisk/members", {"username": "ghost"}, format="json"
     )
     assert response.status_code == 400
-    assert response.json()["errors"]["username"] == ["No active user named 'ghost'."]
+    assert response.json()["errors"]["username"][0].startswith(
+        "No user named 'ghost'. Create the account first (admins: POST /api/v1/users"
+    )
 
 
 def test_refresh_keeps_valid_token_unless_forced(cast):

@@ -1,0 +1,146 @@
+"""People pages (admins only): create accounts, add them to groups, reset and
+(de)activate them; and the page where a user sets a password from a one-time link.
+
+Every action posts and redirects (POST-redirect-GET). A set-password link is shown once:
+the POST leaves only a marker in the session (no link, no token), and the next GET of
+the person's page pops it and shows a freshly signed link, marked no-store. Nothing
+secret is stored anywhere: the link's token signs the user's current state.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse_lazy
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods
+
+from groups import services
+from groups.access import is_admin
+from groups.forms import PersonGroupForm, UserCreateForm
+from groups.models import Group, Membership
+
+SHOW_LINK = "people.show_link"  # session key: {"user": pk, "kind": "created"|"reset", "emailed": bool}
+
+
+def _admin(request: HttpRequest) -> None:
+    if not is_admin(request.user):
+        raise PermissionDenied("Only admins manage people.")
+
+
+def _people():
+    return get_user_model().objects.prefetch_related("memberships__group")
+
+
+def _show_link_next(request: HttpRequest, link: services.SetPasswordLink, kind: str, email: bool) -> None:
+    if email:
+        services.email_set_password_link(link, request.build_absolute_uri(link.path))
+    request.session[SHOW_LINK] = {"user": link.user.pk, "kind": kind, "emailed": email}
+
+
+@login_required
+@never_cache
+@require_http_methods(["GET", "POST"])
+def people(request: HttpRequest) -> HttpResponse:
+    _admin(request)
+    form = UserCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        link = services.create_user(username=data["username"], email=data["email"], is_staff=data["is_staff"])
+        _show_link_next(request, link, "created", data["send_email"])
+        messages.success(request, f"Account '{link.user.username}' created.")
+        return redirect("person", username=link.user.username)
+    users = _people().annotate(group_count=Count("memberships")).order_by("-is_active", "username")
+    context = {"users": users, "form": form}
+    return render(request, "portal/people.html", context, status=400 if form.errors else 200)
+
+
+@login_required
+@never_cache
+@require_http_methods(["GET", "POST"])
+def person(request: HttpRequest, username: str) -> HttpResponse:
+    _admin(request)
+    user = get_object_or_404(_people(), username=username)
+    group_form = PersonGroupForm(prefix="group")
+    if request.method == "POST":
+        action = request.POST.get("action")
+        try:
+            if action == "add-group":
+                group_form = PersonGroupForm(request.POST, prefix="group")
+                if group_form.is_valid():
+                    group, role = group_form.cleaned_data["group"], group_form.cleaned_data["role"]
+                    _, created = services.set_membership(group, services.member_user(user.username), role)
+                    verb = "added as" if created else "now"
+                    messages.success(request, f"{user.username} is {verb} {role} of {group}.")
+                    return redirect("person", username=user.username)
+            elif action == "remove-group":
+                group = get_object_or_404(Group, name=request.POST.get("group", ""))
+                if services.remove_membership(group, user):
+                    messages.success(request, f"{user.username} was removed from {group}.")
+                else:
+                    messages.error(request, f"{user.username} is not a member of {group}.")
+                return redirect("person", username=user.username)
+            elif action == "reset":
+                email = request.POST.get("send_email") == "on" and bool(user.email)
+                _show_link_next(request, services.reset_user(user), "reset", email)
+                messages.success(request, f"{user.username}'s password no longer works; a new link was made.")
+                return redirect("person", username=user.username)
+            elif action in ("deactivate", "activate"):
+                if services.set_active(user, action == "activate", actor=request.user):
+                    state = (
+                        "can log in again"
+                        if action == "activate"
+                        else "can no longer log in or use API tokens"
+                    )
+                    messages.success(request, f"{user.username} {state}.")
+                return redirect("person", username=user.username)
+            else:
+                messages.error(request, "Unknown action.")
+                return redirect("person", username=user.username)
+        except services.PeopleError as error:
+            messages.error(request, str(error))
+            return redirect("person", username=user.username)
+    shown = request.session.get(SHOW_LINK)
+    link = None
+    if request.method == "GET" and shown and shown.get("user") == user.pk:
+        del request.session[SHOW_LINK]
+        link = services.set_password_link(user)
+    context = {
+        "person": user,
+        "memberships": user.memberships.select_related("group").order_by("group__name"),
+        "group_form": group_form,
+        "link": link,
+        "link_url": request.build_absolute_uri(link.path) if link else "",
+        "link_kind": shown.get("kind") if link else "",
+        "link_emailed": shown.get("emailed") if link else False,
+        "is_self": user.pk == request.user.pk,
+        "roles": Membership.Role,
+    }
+    response = render(request, "portal/person.html", context, status=400 if group_form.errors else 200)
+    if link:
+        response["Cache-Control"] = "no-store"
+    return response
+
+
+class SetPasswordView(auth_views.PasswordResetConfirmView):
+    """The one-time link's page: Django's (its token leaves the address bar at once,
+    SetPasswordForm's validators); a deactivated account's link does not work."""
+
+    template_name = "registration/set_password.html"
+    success_url = reverse_lazy("login")
+    post_reset_login = False
+
+    def get_user(self, uidb64):
+        user = super().get_user(uidb64)
+        return user if user is not None and user.is_active else None
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        messages.success(self.request, f"Your password is set. Log in as '{form.user.get_username()}'.")
+        return response

@@ -100,8 +100,19 @@ class ModelCodeView(APIView):
         return Response({lang: codegen.generate(model, url, lang) for lang in languages})
 
 
+# Swagger UI's settings, as JavaScript (drf-spectacular inserts a string as it is): a
+# "Try it out" without a group token goes to the run URL's session twin (static/js/model_docs.js).
+SESSION_TRY_SETTINGS = "{requestInterceptor: (request) => requestInterceptor(neomarilSessionTry(request))}"
+
+
 class ModelSwaggerView(SpectacularSwaggerView):
-    """Swagger UI for one model, with the vendored (sidecar) assets: no CDN needed."""
+    """Swagger UI for one model, with the vendored (sidecar) assets: no CDN needed.
+
+    Members are logged in, so "Try it out" works without the token (portal.run_api.try_model);
+    with a token given under Authorize it calls the run URL, as programs do.
+    """
+
+    template_name = "portal/model_swagger.html"
 
     @extend_schema(exclude=True)
     def get(self, request, *args, **kwargs):
@@ -110,4 +121,10 @@ class ModelSwaggerView(SpectacularSwaggerView):
         model = get_model_for_user(request.user, kwargs["model_hash"])
         self.url = reverse("api-model-openapi", args=[model.hash])
         self.title = f"{model.name} · Neomaril"
-        return super().get(request, *args, **kwargs)
+        response = super().get(request, *args, **kwargs)
+        response.data["settings"] = SESSION_TRY_SETTINGS
+        response.data["session_try"] = {
+            "run": reverse("run-model", args=[model.hash]),
+            "try": reverse("run-model-try", args=[model.hash]),
+        }
+        return response

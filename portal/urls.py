@@ -31,6 +31,7 @@ urlpatterns = [
     path("", include("portal.people_urls")),
     # Before portal.model_urls: its `models/<hash>/<action>/` would take the monitoring tab.
     path("", include("monitors.ui_urls")),
+    path("", include("portal.shared_docs_urls")),  # before model_urls too: models/<hash>/share-links/
     path("", include("portal.model_urls")),
     path("", include("executions.ui_urls")),
     path("", include("training.ui_urls")),

@@ -1,0 +1,106 @@
+"""Share links of a model's Swagger page: the page and document a link opens for anyone
+holding it, and the model page's forms that create and revoke links.
+
+The rules (who shares, lifetimes, the signed key, 404 vs 410) are models_app.share_links';
+the REST endpoints are models_app.share_api. The shared page is the members' Swagger page
+without the session: "Try it out" there asks for the group token (Authorize).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+from drf_spectacular.utils import extend_schema
+from drf_spectacular.views import SpectacularSwaggerView
+from rest_framework import permissions
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from models_app import share_links
+from models_app.access import get_model_for_user
+from models_app.share_api import shared_docs_url
+from portal.model_openapi import model_document
+
+# The key is a credential: no caching by proxies, no search engines, no Referer.
+_PRIVATE = {"Cache-Control": "private, no-store", "X-Robots-Tag": "noindex", "Referrer-Policy": "no-referrer"}
+
+
+def _private(response: HttpResponse) -> HttpResponse:
+    for name, value in _PRIVATE.items():
+        response[name] = value
+    return response
+
+
+def _refused_page(request: HttpRequest, refused: share_links.ShareRefused) -> HttpResponse:
+    return _private(
+        render(request, "portal/shared_docs_refused.html", {"refused": refused}, status=refused.status)
+    )
+
+
+class SharedSwaggerView(SpectacularSwaggerView):
+    """The model's Swagger page for whoever holds a valid link (no login)."""
+
+    authentication_classes: list = []
+    permission_classes = [permissions.AllowAny]
+
+    @extend_schema(exclude=True)
+    def get(self, request, *args, **kwargs):
+        try:
+            link = share_links.resolve(kwargs["key"])
+        except share_links.ShareRefused as refused:
+            return _refused_page(request, refused)
+        self.url = reverse("shared-docs-openapi", args=[kwargs["key"]])
+        self.title = f"{link.model.name} · Neomaril"
+        return _private(super().get(request, *args, **kwargs))
+
+
+class SharedOpenApiView(APIView):
+    """The model's OpenAPI document for whoever holds a valid link."""
+
+    authentication_classes: list = []
+    permission_classes = [permissions.AllowAny]
+
+    @extend_schema(exclude=True)
+    def get(self, request: Request, key: str) -> Response:
+        try:
+            link = share_links.resolve(key)
+        except share_links.ShareRefused as refused:
+            return Response({"detail": refused.message, "code": refused.code}, status=refused.status)
+        return Response(model_document(link.model, request.build_absolute_uri("/")), headers=_PRIVATE)
+
+
+@login_required
+@require_POST
+def create_link(request: HttpRequest, model_hash: str) -> HttpResponse:
+    model = get_model_for_user(request.user, model_hash)
+    try:
+        seconds = int(request.POST.get("expires_in", share_links.DEFAULT_LIFETIME.total_seconds()))
+    except ValueError:
+        seconds = -1  # refused below with the allowed range
+    try:
+        new = share_links.create(model, request.user, timedelta(seconds=seconds))
+    except share_links.ShareRefused as refused:
+        messages.error(request, refused.message)
+        return redirect(reverse("model-detail", args=[model.hash]) + "#share")
+    context = {"model": model, "link": new.link, "url": shared_docs_url(request, new.key)}
+    return _private(render(request, "models_app/share_link_once.html", context, status=201))
+
+
+@login_required
+@require_POST
+def revoke_link(request: HttpRequest, model_hash: str, link_id: str) -> HttpResponse:
+    model = get_model_for_user(request.user, model_hash)
+    try:
+        link = share_links.revoke(share_links.get_link(model, link_id), request.user)
+    except share_links.ShareRefused as refused:
+        messages.error(request, refused.message)
+    else:
+        messages.success(request, f"Share link {link.prefix}… was revoked: it no longer opens the docs.")
+    return redirect(reverse("model-detail", args=[model.hash]) + "#share")

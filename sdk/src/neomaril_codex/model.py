@@ -144,9 +144,27 @@ class NeomarilModel:
 
     @property
     def docs(self) -> str:
-        """URL of the model's OpenAPI (Swagger) page, for the people who will call it
-        (they log in to the portal to see it)."""
+        """URL of the model's OpenAPI (Swagger) page, for the members of its group (they
+        log in to the portal to see it); ``share_docs()`` makes a link for anyone else."""
         return self._info.get("docs_url") or f"{self._conn.url}/models/{self.model_hash}/docs/"
+
+    def share_docs(self, expires_in: Union[int, datetime.timedelta] = datetime.timedelta(days=7)) -> str:
+        """A link to the model's Swagger page that opens without logging in, to send to
+        the people who will call it (calling still needs the group token).
+
+        Only the group's owners (and admins) can make one. The link is shown only now;
+        it can be listed and revoked on the model's page or through the API.
+
+        Args:
+            expires_in: the link's lifetime, in seconds or as a ``timedelta``
+                (5 minutes to 90 days; 7 days by default).
+
+        Returns:
+            The link's URL.
+        """
+        seconds = expires_in.total_seconds() if isinstance(expires_in, datetime.timedelta) else expires_in
+        answer = self._conn.post_json(f"/models/{self.model_hash}/share-links", {"expires_in": int(seconds)})
+        return answer["url"]
 
     @property
     def run_url(self) -> str:

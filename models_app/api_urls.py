@@ -13,7 +13,9 @@ urlpatterns = [
     path("models/<str:model_hash>/disable", api.ModelDisableView.as_view(), name="api-model-disable"),
     path("models/<str:model_hash>/restart", api.ModelRestartView.as_view(), name="api-model-restart"),
     path("models/<str:model_hash>/runners", api.ModelRunnersView.as_view(), name="api-model-runners"),
-    path("models/<str:model_hash>/share-links", share_api.ShareLinkListView.as_view(), name="api-share-links"),
+    path(
+        "models/<str:model_hash>/share-links", share_api.ShareLinkListView.as_view(), name="api-share-links"
+    ),
     path(
         "models/<str:model_hash>/share-links/<str:link_id>",
         share_api.ShareLinkDetailView.as_view(),

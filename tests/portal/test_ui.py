@@ -208,7 +208,10 @@ def test_group_page_bad_input(cast):
     unknown = client.post(
         "/groups/datarisk/", {"action": "add-member", "member-username": "ghost", "member-role": "member"}
     )
-    assert unknown.status_code == 400 and b"No user named &#x27;ghost&#x27;. Create the account first" in unknown.content
+    assert (
+        unknown.status_code == 400
+        and b"No user named &#x27;ghost&#x27;. Create the account first" in unknown.content
+    )
     assert client.post("/groups/datarisk/", {"action": "explode"}).status_code == 400
     assert (
         client.post("/groups/datarisk/", {"action": "remove-member", "username": "ghost"}).status_code == 404

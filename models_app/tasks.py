@@ -23,6 +23,7 @@ from models_app import environments, interpreters, sandboxes
 from models_app.models import MLModel, ModelBuild
 from models_app.runtime import oneshot
 from models_app.services import queue_build, record
+from models_app.serving import aio
 from monitoring.tasks import purge_old_records, purge_records_of
 
 logger = logging.getLogger(__name__)
@@ -108,13 +109,50 @@ def _build(model: MLModel, log: jobs.JobLog) -> dict:
         env_path, interpreter = prepare_environment(model.python_version, model.requirements, log)
     except EnvironmentUnavailable as exc:
         raise BuildFailed(str(exc)) from None
-    python = environments.env_python(env_path)
-    smoke_result = _smoke_test(model, python, log)
+    warm = _warm_runners(model, log.job, env_path, log) if model.is_sync and settings.WARM_ON_DEPLOY else None
+    if warm is not None:
+        smoke_result = warm["result"]
+    else:
+        smoke_result = _smoke_test(model, environments.env_python(env_path), log)
     return {
         "env_fingerprint": env_path.name,
         "python_full_version": interpreter.version,
         "smoke_result": smoke_result,
     }
+
+
+def _warm_runners(model: MLModel, build: ModelBuild, env_path: Path, log: jobs.JobLog) -> dict | None:
+    """The Sync smoke test, run by this node's model host in what become the model's runners.
+
+    The host starts the build's runners and calls each with the schema example; they stay
+    up, so the model is warm when it is announced Deployed. None when that did not happen
+    (no model host on this node, or it could not warm the model): the smoke test then
+    runs on its own as a one-shot process, which also gives the verdict on a model that
+    fails, and the runners start on the first call.
+    """
+    log(
+        f"Smoke test: starting {model.replicas} runner(s) in this node's model host and calling "
+        f"{model.model_reference}(<schema example>, base_path) in each."
+    )
+    request = {"op": "warm", "model": model.hash, "build": build.number, "env": env_path.name}
+    try:
+        answer = aio.host_call(
+            request, timeout=settings.COLD_START_TIMEOUT + settings.SMOKE_TEST_TIMEOUT + 10
+        )
+    except aio.ServingError as exc:
+        logger.warning("build %s of %s not warmed: %s", build.number, model.hash, exc.message)
+        log(f"Not warmed: {exc.message} The runners will start on the model's first call.")
+        return None
+    for line in str(answer.get("output") or "").splitlines():
+        log(f"[model] {line}")
+    if not answer.get("ok"):
+        logger.warning("build %s of %s not warmed: %s", build.number, model.hash, answer.get("error"))
+        log(f"The model host could not warm the model: {answer.get('error')}")
+        log("Running the smoke test on its own; the runners will start on the model's first call.")
+        return None
+    log(f"Smoke test answer: {json.dumps(answer['result'])[:2000]}")
+    log(f"Warm: runner process(es) {', '.join(map(str, answer['pids']))} serve the first call.")
+    return answer
 
 
 def _smoke_test(model: MLModel, python: Path, log: jobs.JobLog):

@@ -3,7 +3,8 @@
 One per node (`manage.py modelhost`). Web processes talk to runners directly over
 their Unix sockets; they ask the host, over its control socket, only to start runners
 (`ensure`), to kill a runner stuck past the request timeout (`kill`), and for what is
-running (`status`). A supervisor thread restarts crashed runners, retires runners of
+running (`status`). A build asks it to `warm` the build about to go live: its runners
+start and answer the schema example before the model is announced Deployed. A supervisor thread restarts crashed runners, retires runners of
 models that are no longer deployed (or were rebuilt), and evicts the least recently
 used runners when the count or memory budget is exceeded.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import json
 import logging
 import os
 import select
@@ -29,9 +31,10 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from models_app import sandboxes
+from models_app.environments import environment_path
 from models_app.models import MLModel
 from models_app.runtime import sandbox
-from models_app.runtime.protocol import ProtocolError, read_frame, write_frame
+from models_app.runtime.protocol import ProtocolError, predict_frame, read_frame, write_frame
 from models_app.serving import paths
 
 logger = logging.getLogger(__name__)
@@ -40,6 +43,8 @@ SUPERVISE_INTERVAL = 1.0
 STATS_INTERVAL = 2.0
 # A model whose runners crash this often is not restarted until someone calls it again.
 CRASH_LIMIT, CRASH_WINDOW = 5, 60.0
+# What a warm-up hands back of the runners' output (the build log shows it).
+WARM_OUTPUT_BYTES = 64 * 1024
 
 
 class HostError(Exception):
@@ -86,6 +91,16 @@ class Runner:
         }
 
 
+def _read_from(path: Path, offset: int, limit: int) -> str:
+    """What was appended to a runner log since `offset` (at most `limit` bytes)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read(limit).decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def _sandbox_rss(pid: int) -> int:
     """Resident memory of a sandbox: bwrap's own few MB plus the runner under it."""
     try:
@@ -101,6 +116,9 @@ class ModelHost:
         self._model_locks: dict[str, threading.Lock] = {}
         self._lock = threading.RLock()
         self._crashes: dict[str, deque[float]] = {}
+        # Model hash -> the build whose runners were warmed while the model is still
+        # Building: the supervisor keeps them until the build settles.
+        self._warming: dict[str, int] = {}
         self._stopping = threading.Event()
         self.run_dir = settings.RUN_DIR
         self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -143,6 +161,63 @@ class ModelHost:
                 str(paths.runner_socket(model.hash, model.deployed_build, r)) for r in range(model.replicas)
             ]
         }
+
+    def warm(self, model_hash: str, build: int, env_fingerprint: str) -> dict:
+        """Start the runners of a build about to go live and call each with the schema example.
+
+        The build (``models_app.tasks``) asks for this before it settles Deployed, so the
+        first call finds loaded, already-called runners. The model is still Building: its
+        row names this build and environment only once Deployed, so they come with the
+        request. The warm-up answer is the build's smoke test.
+        """
+        close_old_connections()
+        model = MLModel.objects.filter(hash=model_hash).first()
+        if model is None or not model.is_sync:
+            raise HostError(f"No Sync model '{model_hash}'.")
+        if model.status != MLModel.Status.BUILDING:
+            raise HostError(f"Model '{model_hash}' is {model.status}, not Building.")
+        try:
+            environment_path(settings.ENVS_DIR, env_fingerprint)
+        except ValueError as exc:
+            raise HostError(str(exc)) from None
+        model.deployed_build, model.env_fingerprint = int(build), env_fingerprint  # in memory only
+        log_path = paths.runner_log(model.hash)
+        log_start = log_path.stat().st_size if log_path.exists() else 0
+        with self._model_lock(model_hash):
+            self._warming[model_hash] = model.deployed_build
+            started: list[Runner] = []
+            try:
+                started = [self._start(model, replica) for replica in range(model.replicas)]
+                for runner in started:
+                    self._wait_ready(runner)
+                answers = [self._warm_up(runner, model) for runner in started]
+            except BaseException:
+                for runner in started:
+                    self._stop_runner(runner)
+                self._warming.pop(model_hash, None)
+                raise
+        self._enforce_budget(protect=model_hash)
+        return {
+            "result": answers[0],
+            "pids": [runner.process.pid for runner in started],
+            "output": _read_from(log_path, log_start, WARM_OUTPUT_BYTES),
+        }
+
+    @staticmethod
+    def _warm_up(runner: Runner, model: MLModel):
+        """One call with the schema example: the first predict pays for lazy imports, not a caller."""
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(settings.SMOKE_TEST_TIMEOUT)
+                sock.connect(str(runner.socket_path))
+                sock.sendall(predict_frame(json.dumps(model.schema), str(model.folder)))
+                answer = read_frame(sock)
+        except (OSError, ProtocolError) as exc:
+            raise HostError(f"The warm-up call got no answer: {exc}") from None
+        if not isinstance(answer, dict) or not answer.get("ok"):
+            error = answer.get("error") if isinstance(answer, dict) else answer
+            raise HostError(f"The warm-up call with the schema example failed: {error}")
+        return answer["result"]
 
     def kill(self, socket_path: str, reason: str) -> dict:
         """Kill the runner on this socket (e.g. stuck past the request timeout); the supervisor restarts it."""
@@ -364,7 +439,13 @@ class ModelHost:
         for model_hash in hashes:
             model = current.get(model_hash)
             with self._model_lock(model_hash):
-                if model is None or model.status != MLModel.Status.DEPLOYED:
+                warming = self._warming.get(model_hash)
+                if model is not None and model.status != MLModel.Status.BUILDING:
+                    self._warming.pop(model_hash, None)
+                if model is not None and model.status == MLModel.Status.BUILDING and warming is not None:
+                    # Warmed for the build about to settle: it goes live with them.
+                    self._retire(model_hash, keep_build=warming, keep_replicas=model.replicas)
+                elif model is None or model.status != MLModel.Status.DEPLOYED:
                     self._retire(model_hash, keep_build=None, keep_replicas=0)
                 else:
                     self._retire(model_hash, keep_build=model.deployed_build, keep_replicas=model.replicas)
@@ -430,6 +511,13 @@ class _ControlHandler(socketserver.BaseRequestHandler):
             try:
                 if op == "ensure":
                     answer = {"ok": True, **host.ensure(str(request.get("model")))}
+                elif op == "warm":
+                    answer = {
+                        "ok": True,
+                        **host.warm(
+                            str(request.get("model")), int(request["build"]), str(request.get("env"))
+                        ),
+                    }
                 elif op == "kill":
                     answer = {
                         "ok": True,

@@ -62,6 +62,12 @@ def test_build_then_reuse(tmp_path, py39, monkeypatch):
     assert marker["created"]
     assert any(line.startswith(f"Building environment {fingerprint[:12]}") for line in log)
     assert any("six==1.16.0" in line for line in log)  # uv's output was streamed
+    # Bytecode compiled at build time (before anything imported the packages): the
+    # sandbox mounts the environment read-only, where an import could not cache it.
+    tag = f"cpython-{py39.version.replace('.', '')[:2]}"
+    site = next(env.glob("lib/python3.9/site-packages"))
+    assert (site / "packaging" / "__pycache__" / f"version.{tag}.pyc").is_file()
+    assert (site / "__pycache__" / f"six.{tag}.pyc").is_file()
 
     out = subprocess.run(
         [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django import forms
+from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
@@ -24,6 +25,7 @@ from models_app.serializers import (
     ModelEventSerializer,
     ModelSettingsSerializer,
     ModelStatusSerializer,
+    ModelStatusWithLogSerializer,
     ModelSummarySerializer,
     PredictionRecordSerializer,
     RunnerSerializer,
@@ -139,9 +141,33 @@ class ModelDetailView(APIView):
 
 
 class ModelStatusView(APIView):
-    @extend_schema(responses=ModelStatusSerializer, tags=["models"])
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "include",
+                str,
+                enum=["log"],
+                description="`log`: add `build`, the latest build with its log, read together with the status.",
+            )
+        ],
+        responses=ModelStatusWithLogSerializer,
+        tags=["models"],
+    )
     def get(self, request: Request, model_hash: str) -> Response:
-        return Response(ModelStatusSerializer(get_model_for_user(request.user, model_hash)).data)
+        include = request.query_params.get("include")
+        if include not in (None, "log"):
+            raise ValidationError({"include": [f"Unknown include '{include}'; the one choice is 'log'."]})
+        if include is None:
+            return Response(ModelStatusSerializer(get_model_for_user(request.user, model_hash)).data)
+        # One answer for the model page's poll, so its badge and its log never disagree. A
+        # build writes its last log line before the status that ends it, so the status is
+        # read first, in one transaction: a final status always comes with the complete log.
+        with transaction.atomic():
+            model = get_model_for_user(request.user, model_hash)
+            body = ModelStatusSerializer(model).data
+            build = model.builds.first()
+            body["build"] = ModelBuildLogSerializer(build).data if build else None
+        return Response(body)
 
 
 class ModelLogsView(APIView):

@@ -156,6 +156,16 @@ class ModelStatusSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class ModelStatusWithLogSerializer(ModelStatusSerializer):
+    """The status, and with `?include=log` the latest build and its log (what the model page polls)."""
+
+    build = ModelBuildLogSerializer(read_only=True, required=False, allow_null=True)
+
+    class Meta(ModelStatusSerializer.Meta):
+        fields = [*ModelStatusSerializer.Meta.fields, "build"]
+        read_only_fields = fields
+
+
 class RunnerSerializer(serializers.Serializer):
     pid = serializers.IntegerField()
     replica = serializers.IntegerField()

@@ -95,10 +95,11 @@
 
   async function pollBuild() {
     try {
-      const current = await getJSON(config.statusUrl);
+      // One answer holds the status and the log, read together by the server: the badge
+      // never says Deployed while the log still lacks its last lines (two requests could).
+      const current = await getJSON(`${config.statusUrl}?include=log`);
+      if (current.build) showLog(current.build);
       setStatus(current.status, current.status_message);
-      // Read after the status: once the status is final the log is complete.
-      showLog(await getJSON(config.logsUrl));
     } catch (error) {
       console.warn("status poll failed; retrying", error); // a network blip or a restarting server
     }

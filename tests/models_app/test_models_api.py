@@ -161,3 +161,47 @@ def test_delete_removes_files_and_secrets(cast, model):
 def test_models_dir_is_private(cast, model):
     assert (model.folder.stat().st_mode & 0o777) == 0o700
     assert settings.MODELS_DIR in model.folder.parents
+
+
+def test_status_with_its_log_in_one_answer(cast, model):
+    client = api_client(cast.owner)
+    plain = client.get(f"/api/v1/models/{model.hash}/status").json()
+    assert set(plain) == {"hash", "status", "status_message", "deployed_at"}  # unchanged without include
+    both = client.get(f"/api/v1/models/{model.hash}/status?include=log").json()
+    assert {key: both[key] for key in plain} == plain
+    logs = client.get(f"/api/v1/models/{model.hash}/logs").json()
+    assert both["build"] == logs and both["build"]["number"] == 1
+    bad = client.get(f"/api/v1/models/{model.hash}/status?include=everything")
+    assert bad.status_code == 400 and "everything" in bad.json()["detail"]
+    assert api_client(cast.outsider).get(f"/api/v1/models/{model.hash}/status?include=log").status_code == 404
+
+
+def test_the_polled_answer_never_says_deployed_before_the_logs_last_line(cast, model, monkeypatch):
+    # The model page's badge and log come from this one answer (static/js/model.js). Poll it
+    # while the build runs and right after it records its outcome: whenever it says the
+    # build is over, the log it carries is complete.
+    client = api_client(cast.owner)
+    url = f"/api/v1/models/{model.hash}/status?include=log"
+    answers: list[dict] = []
+
+    def build(m, log):
+        log("Smoke test passed.")
+        answers.append(client.get(url).json())
+        return {}
+
+    finish = tasks._finish
+
+    def finish_and_poll(*args, **kwargs):
+        answers.append(client.get(url).json())
+        outcome = finish(*args, **kwargs)
+        answers.append(client.get(url).json())
+        return outcome
+
+    monkeypatch.setattr(tasks, "_build", build)
+    monkeypatch.setattr(tasks, "_finish", finish_and_poll)
+    assert tasks.build_model(model.builds.get().pk) == "deployed", model.builds.get().log
+    assert [a["status"] for a in answers] == ["Building", "Building", "Deployed"]
+    for answer in answers:
+        if answer["status"] in ("Deployed", "Failed"):
+            assert answer["build"]["log"].rstrip().endswith("Build succeeded: model deployed."), answer
+            assert answer["build"]["status"] != "Running", answer

@@ -221,12 +221,22 @@ def test_upload_sync_model_watch_it_deploy_and_try_it(page, live):
     assert "progress 100" in progress, progress  # the upload went through XHR, with a progress bar
     page.evaluate("window.notReloaded = true")
     first = page.inner_text("#model-status")
-    assert first in ("Ready", "Building"), first
+    assert first in ("Queued", "Building"), first  # the portal's name for Ready
+    # Whenever the badge changes, the log shown beside it agrees: never Deployed before its last line.
+    page.evaluate(
+        """() => { window.badgeSeen = [];
+                   const badge = document.getElementById('model-status');
+                   new MutationObserver(() => window.badgeSeen.push([badge.textContent,
+                       document.getElementById('build-log').textContent.includes('Build succeeded')]))
+                     .observe(badge, {childList: true, characterData: true, subtree: true, attributes: true}); }"""
+    )
     assert "API_KEY" in page.inner_text("#env-names") and "s3cr3t" not in page.content()
     screenshot(page, "model-sync-building")
     page.wait_for_selector("#model-status.badge-Deployed", timeout=180_000)
     assert page.evaluate("window.notReloaded") is True  # updated live, not by a reload
     assert "Build succeeded" in page.inner_text("#build-log")
+    seen = page.evaluate("window.badgeSeen")
+    assert seen and all(has_last_line for status, has_last_line in seen if status == "Deployed"), seen
     assert page.is_visible("#try-form")
 
     assert page.is_visible("#try-session-note")  # the member's session: no token to paste

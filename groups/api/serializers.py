@@ -149,7 +149,7 @@ class UserCreateSerializer(serializers.Serializer):
     """The users API's body (checked by groups.forms.UserCreateForm, as the page is)."""
 
     username = serializers.CharField(max_length=150)
-    email = serializers.EmailField(required=False, allow_blank=True, default="")
+    email = serializers.EmailField(required=False, allow_blank=True)
     is_staff = serializers.BooleanField(required=False, default=False)
     send_email = serializers.BooleanField(
         required=False,

@@ -212,7 +212,7 @@ def _link_answer(request: Request, link: services.SetPasswordLink, *, emailed: b
     }
 
 
-class UserListView(generics.GenericAPIView):
+class UserListView(generics.ListAPIView):
     """Every account (admins only); admins create accounts, each with a one-time set-password link."""
 
     serializer_class = s.PersonSerializer
@@ -221,10 +221,9 @@ class UserListView(generics.GenericAPIView):
         return get_user_model().objects.prefetch_related("memberships__group").order_by("username")
 
     @extend_schema(tags=["users"])
-    def get(self, request: Request) -> Response:
+    def get(self, request: Request, *args, **kwargs) -> Response:
         _admin_only(request)
-        page = self.paginate_queryset(self.get_queryset())
-        return self.get_paginated_response(s.PersonSerializer(page, many=True).data)
+        return super().get(request, *args, **kwargs)
 
     @extend_schema(request=s.UserCreateSerializer, responses={201: s.NewPersonSerializer}, tags=["users"])
     def post(self, request: Request) -> Response:

@@ -80,8 +80,9 @@ SCHEMA = {"radius": 14.1, "texture": 19.3, "smoothness": 0.096}
 SAMPLE_CSV = "radius,texture,smoothness\n14.1,19.3,0.096\n20.5,25.1,0.12\n"
 
 
-def train_model_pickle(folder: Path) -> Path:
-    """Train in a platform-built environment for these requirements and return model.pkl."""
+def train_model_pickle(folder: Path, train: str = TRAIN) -> Path:
+    """Train (the `train` script, given the target path) in a platform-built environment
+    for these requirements and return model.pkl."""
     found = interpreters.discover_interpreters(settings.PYTHON_SEARCH_PATHS)
     interpreter = interpreters.find_interpreter(PYTHON, found)
     env = environments.ensure_environment(
@@ -93,7 +94,7 @@ def train_model_pickle(folder: Path) -> Path:
     )
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / "model.pkl"
-    subprocess.run([str(environments.env_python(env)), "-c", TRAIN, str(target)], check=True, timeout=120)
+    subprocess.run([str(environments.env_python(env)), "-c", train, str(target)], check=True, timeout=120)
     return target
 
 

@@ -88,11 +88,13 @@ def test_admin_adds_to_a_group_and_removes(cast):
 
 def test_admin_resets_an_account(cast):
     client = _login(cast.admin)
+    teammate = _login(cast.teammate)
     response = client.post("/people/teammate/", {"action": "reset"})
     assert response.status_code == 302
     html = client.get("/people/teammate/").content.decode()
     assert "New set-password link" in html and _link(html)
     assert not Client().login(username="teammate", password=PASSWORD)
+    assert teammate.get("/")["Location"].startswith("/login/")  # their session ended with the password
 
 
 def test_admin_deactivates_and_reactivates(cast):

@@ -193,6 +193,11 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
+    # The run URL and /healthz are plain Django views: portal.api_schema describes them.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "portal.api_schema.document_run_and_health",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "ModelStatusEnum": "models_app.models.MLModel.Status",
         "BuildStatusEnum": "models_app.models.ModelBuild.Status",

@@ -7,8 +7,8 @@ import time
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
-from drf_spectacular.utils import extend_schema
-from rest_framework import permissions
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import permissions, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -60,12 +60,37 @@ def runners_of(model_hash: str) -> list[dict]:
     return [r for r in status.get("runners", []) if r["model"] == model_hash]
 
 
+MODEL_HEALTH = inline_serializer(
+    "ModelHealth",
+    {
+        "model": serializers.CharField(),
+        "status": serializers.CharField(),
+        "deployed": serializers.BooleanField(),
+        "warm": serializers.BooleanField(
+            required=False, help_text="Sync only: a runner is warm on this node."
+        ),
+        "runners": serializers.ListField(
+            child=serializers.DictField(), required=False, help_text="Sync only."
+        ),
+        "host_running": serializers.BooleanField(required=False, help_text="Sync only."),
+    },
+)
+
+
 class ModelHealthView(APIView):
     """Is the model deployed, and is a runner warm on this node?"""
 
     permission_classes = [permissions.AllowAny]
 
-    @extend_schema(exclude=True)
+    @extend_schema(
+        summary="Is the model deployed, and warm on this node?",
+        description="With the group token (or a member's session or API token). Sync models add their warm runners.",
+        responses={
+            200: OpenApiResponse(MODEL_HEALTH, "Deployed."),
+            503: OpenApiResponse(MODEL_HEALTH, "Not deployed: `status` says where it is."),
+        },
+        tags=["run"],
+    )
     def get(self, request: Request, model_hash: str) -> Response:
         model = get_called_model(request, model_hash, allow_member=True)
         body = {

@@ -1,0 +1,164 @@
+"""The platform's OpenAPI document (/api/docs/): the two routes drf-spectacular can't see.
+
+`POST /api/v1/run/<hash>` (portal.run_api, answered first by the ASGI fast path) and
+`/healthz` (portal.health) are plain Django views, kept off DRF on purpose (the hot path
+and a probe that must answer without DRF's machinery), so drf-spectacular does not list
+them. This postprocessing hook (SPECTACULAR_SETTINGS' POSTPROCESSING_HOOKS) describes them
+from the same status codes those views answer; it changes nothing they do.
+"""
+
+from __future__ import annotations
+
+from models_app.serving.answers import SERVING_ERROR_CODES
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+ERROR_SCHEMA = {
+    "type": "object",
+    "description": "Every error answer of the API: a readable message and a stable code (docs/api.md).",
+    "properties": {"detail": {"type": "string"}, "code": {"type": "string"}},
+    "required": ["detail", "code"],
+}
+MODEL_ERROR_SCHEMA = {
+    "type": "object",
+    "description": "The model's own code raised: its error and traceback (paths relative to the model's folder).",
+    "properties": {
+        "detail": {"type": "string"},
+        "code": {"type": "string", "enum": ["model_error"]},
+        "model_error": {
+            "type": "object",
+            "properties": {
+                "error": {"type": "string", "example": "ValueError: bad input"},
+                "phase": {"type": "string", "enum": ["import", "call", "result"]},
+                "traceback": {"type": "string", "nullable": True},
+                "limit": {"type": "string", "nullable": True},
+            },
+        },
+    },
+    "required": ["detail", "code", "model_error"],
+}
+EXECUTION_STARTED = {
+    "type": "object",
+    "properties": {
+        "execution_id": {"type": "integer"},
+        "status": {"type": "string", "example": "Requested"},
+        "url": {"type": "string", "format": "uri"},
+        "model": {"type": "string"},
+        "message": {"type": "string"},
+    },
+    "required": ["execution_id", "status", "url", "model", "message"],
+}
+GROUP_TOKEN = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "The model's group token: `Authorization: Bearer nmg_…` (shown once to the group's owners).",
+}
+
+
+def _error(description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": ERROR}}}
+
+
+RUN_RESPONSES = {
+    "200": {
+        "description": "Sync: the model's answer, as its code returned it (any JSON value).",
+        "content": {"application/json": {"schema": {}}},
+    },
+    "202": {
+        "description": "Async: the execution was started; follow it at `url` (also the Location header).",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ExecutionStarted"}}},
+    },
+    "400": _error("The body is not valid JSON or not the model's kind of input (Sync), or no file (Async)."),
+    "401": _error("No group token, or an unknown, replaced or expired one."),
+    "403": _error("The token belongs to another group."),
+    "404": _error("No such model."),
+    "405": _error("Only POST runs a model."),
+    "409": _error("The model is not deployed (yet): its status says why."),
+    "413": _error("The body is over the size limit."),
+    "422": {
+        "description": "The model's code raised on this input.",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ModelError"}}},
+    },
+    **{
+        str(status): _error(f"`{code}`: the model's runner could not answer.")
+        for status, code in SERVING_ERROR_CODES.items()
+    },
+}
+
+RUN_OPERATION = {
+    "operationId": "run_model",
+    "summary": "Call the model",
+    "description": (
+        "The run URL of a model, authorised by its group token. A **Sync** model takes a JSON "
+        "body (an object like its schema's example, or a list of them) and answers its result. "
+        "An **Async** model takes the input file as multipart `file` and answers 202 with the "
+        "execution's id; its status, log and result are under `/api/v1/run/{model_hash}/executions`."
+    ),
+    "tags": ["run"],
+    "parameters": [
+        {"name": "model_hash", "in": "path", "required": True, "schema": {"type": "string"}},
+    ],
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {}, "example": {"feature_a": 1.5, "feature_b": "x"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            },
+        },
+    },
+    "security": [{"GroupToken": []}],
+    "responses": RUN_RESPONSES,
+}
+
+HEALTHZ_CHECK = {
+    "type": "object",
+    "properties": {
+        "ok": {"type": "boolean"},
+        "ms": {"type": "number"},
+        "error": {"type": "string"},
+    },
+    "required": ["ok"],
+    "additionalProperties": True,
+}
+HEALTHZ_BODY = {
+    "type": "object",
+    "properties": {
+        "status": {"type": "string", "enum": ["ok", "unavailable"]},
+        "checks": {
+            "type": "object",
+            "properties": {"database": HEALTHZ_CHECK, "broker": HEALTHZ_CHECK},
+        },
+    },
+    "required": ["status", "checks"],
+}
+HEALTHZ_OPERATION = {
+    "operationId": "healthz",
+    "summary": "Is this node able to serve?",
+    "description": "For load balancers: the database and the task broker, each probed. No authentication.",
+    "tags": ["health"],
+    "security": [{}],
+    "responses": {
+        "200": {"description": "Healthy.", "content": {"application/json": {"schema": HEALTHZ_BODY}}},
+        "503": {
+            "description": "A check failed; `checks` says which and why.",
+            "content": {"application/json": {"schema": HEALTHZ_BODY}},
+        },
+    },
+}
+
+
+def document_run_and_health(result: dict, generator, request, public: bool) -> dict:
+    """Add the run URL and /healthz, with the components they use, to the generated document."""
+    components = result.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    schemas.setdefault("Error", ERROR_SCHEMA)
+    schemas["ModelError"] = MODEL_ERROR_SCHEMA
+    schemas["ExecutionStarted"] = EXECUTION_STARTED
+    components.setdefault("securitySchemes", {})["GroupToken"] = GROUP_TOKEN
+    result["paths"].setdefault("/api/v1/run/{model_hash}", {})["post"] = RUN_OPERATION
+    result["paths"]["/healthz"] = {"get": HEALTHZ_OPERATION}
+    return result

@@ -63,9 +63,10 @@ class ProtocolError(Exception):
 
 
 class _UserError(Exception):
-    """A failure to report to the user as an error frame."""
+    """A failure to report to the user as an error frame (server paths shortened)."""
 
     def __init__(self, phase, error, tb=None):
+        error, tb = _shorten_paths(error), _shorten_paths(tb)
         Exception.__init__(self, error)
         self.phase = phase
         self.error = error
@@ -153,6 +154,31 @@ def _describe(exc):
     return f"{name}: {message}" if message else name
 
 
+# The folder of the user's source, once known: paths under it are shown relative to it.
+_model_folder = None
+
+
+def _shorten_paths(text):
+    """``text`` with the server's folders shortened, as any caller holding a token may see it.
+
+    Error frames reach callers (a Sync call's 422, an execution's error and log, a build's
+    log): a path under the model's folder becomes relative to it, the environment's
+    (``sys.prefix``, its site-packages included) ``<env>/...``, the interpreter's
+    ``<python>/...``. Every error frame is a ``_UserError``, so this is the one place.
+    """
+    if not text:
+        return text
+    folders = [(sys.prefix, "<env>/"), (sys.base_prefix, "<python>/")]
+    if _model_folder:
+        folders.append((_model_folder, ""))
+    # The longest first: the model's folder or the environment may sit inside another one.
+    for folder, shown in sorted(folders, key=lambda pair: -len(pair[0])):
+        for form in {folder, os.path.realpath(folder)}:
+            if len(form) > 1:
+                text = text.replace(form.rstrip(os.sep) + os.sep, shown)
+    return text
+
+
 def _is_runner_frame(filename):
     # importlib's own frames sit between us and the user's module during exec_module.
     return os.path.normcase(filename) in (_RUNNER_FILE, *_HARNESS_FILES) or filename.startswith(
@@ -186,7 +212,9 @@ def _guard(phase, func, *args):
 
 def _import_source(source):
     """Import the user's file as a module named after its stem."""
+    global _model_folder
     source = os.path.abspath(source)
+    _model_folder = os.path.dirname(source)
     if not os.path.isfile(source):
         raise _UserError("import", f"FileNotFoundError: model source {source} does not exist")
     name = os.path.splitext(os.path.basename(source))[0]

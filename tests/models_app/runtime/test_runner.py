@@ -109,9 +109,10 @@ def test_exception_traceback_starts_in_user_code(runner_python, write_user_modul
     assert result.phase == "call"
     assert result.error == "ZeroDivisionError: division by zero"
     assert result.traceback.startswith("Traceback (most recent call last):")
-    assert first_file_line(result.traceback).strip() == f'File "{source}", line 6, in score'
-    assert f'File "{source}", line 3, in helper' in result.traceback
-    assert "runner.py" not in result.traceback
+    # Paths are relative to the model's folder: callers holding a token don't see the server's.
+    assert first_file_line(result.traceback).strip() == f'File "{source.name}", line 6, in score'
+    assert f'File "{source.name}", line 3, in helper' in result.traceback
+    assert "runner.py" not in result.traceback and str(source.parent) not in result.traceback
 
 
 def test_exception_in_module_body_is_an_import_error(runner_python, write_user_module):
@@ -125,7 +126,7 @@ def test_exception_in_module_body_is_an_import_error(runner_python, write_user_m
     assert not result.ok
     assert result.phase == "import"
     assert result.error == "RuntimeError: no model file"
-    assert first_file_line(result.traceback).strip() == f'File "{source}", line 3, in <module>'
+    assert first_file_line(result.traceback).strip() == f'File "{source.name}", line 3, in <module>'
     assert "runner.py" not in result.traceback
     assert "importlib" not in result.traceback
 
@@ -135,7 +136,7 @@ def test_missing_dependency_is_an_import_error(runner_python, write_user_module)
     result = run(runner_python, source)
     assert result.phase == "import"
     assert result.error == "ModuleNotFoundError: No module named 'surely_not_installed_pkg'"
-    assert f'File "{source}", line 1' in result.traceback
+    assert f'File "{source.name}", line 1' in result.traceback
 
 
 def test_syntax_error_is_an_import_error(runner_python, write_user_module):
@@ -143,7 +144,7 @@ def test_syntax_error_is_an_import_error(runner_python, write_user_module):
     result = run(runner_python, source)
     assert result.phase == "import"
     assert result.error.startswith("SyntaxError: ")
-    assert str(source) in result.traceback
+    assert f'File "{source.name}"' in result.traceback and str(source) not in result.traceback
     assert "runner.py" not in result.traceback
 
 
@@ -185,6 +186,32 @@ def test_non_callable_entrypoint(runner_python, write_user_module):
     result = run(runner_python, source)
     assert result.phase == "import"
     assert "non-callable attribute 'score'" in result.error
+
+
+def test_tracebacks_and_messages_hide_the_servers_folders(runner_python, write_user_module):
+    # A 422 reaches any token holder: paths under the model's folder are relative, the
+    # environment's library (json here, under the interpreter's prefix) is <python>/ or <env>/.
+    source = write_user_module(
+        """
+        import json
+        import os
+
+        def score(data, base_path):
+            if "open" in data:
+                return open(os.path.join(base_path, "missing.csv")).read()
+            return json.loads("{not json")
+        """
+    )
+    result = run(runner_python, source)
+    assert result.phase == "call" and result.error.startswith("JSONDecodeError: ")
+    files = [line.strip() for line in result.traceback.splitlines() if line.lstrip().startswith("File ")]
+    assert files[0] == f'File "{source.name}", line 8, in score'
+    library = [line for line in files[1:] if "json" in line]
+    assert library and all(line.startswith(('File "<python>/', 'File "<env>/')) for line in library), files
+    assert not any(line.startswith('File "/') for line in files), files
+    opened = run(runner_python, source, args=['"open"', str(source.parent)])
+    assert opened.error == "FileNotFoundError: [Errno 2] No such file or directory: 'missing.csv'"
+    assert str(source.parent) not in opened.traceback and "'missing.csv'" in opened.traceback
 
 
 def test_missing_source_file(runner_python, user_dir):
@@ -400,7 +427,7 @@ def test_user_exit_is_reported_with_its_traceback(runner_python, write_user_modu
     assert not result.ok
     assert result.phase == "call"
     assert result.error == "SystemExit: 4"
-    assert f'File "{source}", line 4, in score' in result.traceback
+    assert f'File "{source.name}", line 4, in score' in result.traceback
 
 
 # ------------------------------------------------------------------------ async results

@@ -473,7 +473,7 @@ def test_contract_violations_name_the_phase_and_the_key(training_python, run_dir
         assert message in result.error
     if phase == "call":
         lines = [line.strip() for line in result.traceback.splitlines() if line.lstrip().startswith("File ")]
-        assert lines[0] == f'File "{source}", line 19, in train_model'
+        assert lines[0] == f'File "{source.name}", line 19, in train_model'  # relative to its folder
         assert "runner.py" not in result.traceback and "training_harness.py" not in result.traceback
     if phase == "save":
         assert "model.pkl" not in artifacts(run_dir)  # nothing half-written is left to promote
@@ -502,7 +502,8 @@ def test_unreadable_training_data_is_a_data_error(training_python, run_dir, data
     result = train(training_python, run_dir, source=source, data_file=data_file)
     assert result.phase == "data", result
     assert message in result.error
-    assert str(run_dir / "base" / data_file) in result.error
+    # Named relative to the run's folder (its source sits there), never by the server's path.
+    assert f"({data_file})" in result.error and str(run_dir) not in result.error
 
 
 def test_bad_spec_is_a_protocol_error(training_python, run_dir):

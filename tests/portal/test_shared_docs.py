@@ -49,7 +49,7 @@ def test_anonymous_visitor_with_a_link_sees_the_swagger_page_and_document(model,
     data = document.json()
     assert data["info"]["title"] == model.name
     assert data["components"]["securitySchemes"]["GroupToken"]["scheme"] == "bearer"
-    assert data["paths"][f"/api/v1/run/{model.hash}"]["post"]["operationId"] == "predict"
+    assert "requestBody" in data["paths"][f"/api/v1/run/{model.hash}"]["post"]
 
 
 def test_without_a_link_the_docs_stay_for_members(model):

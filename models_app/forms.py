@@ -535,7 +535,10 @@ class ModelFilterForm(forms.Form):
         # The portal calls Ready (build queued) "Queued", as its badges do; the value stays the state's name.
         choices=[
             ("", "Any status but Deleted"),
-            *((value, "Queued" if value == MLModel.Status.READY else label) for value, label in MLModel.Status.choices),
+            *(
+                (value, "Queued" if value == MLModel.Status.READY else label)
+                for value, label in MLModel.Status.choices
+            ),
         ],
     )
     operation = forms.ChoiceField(

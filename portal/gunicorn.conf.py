@@ -22,7 +22,8 @@ forwarded_allow_ips = os.environ.get("NEOMARIL_TRUSTED_PROXIES", "")
 # lives beside supervisord's socket instead: this node's folder, which defaults to the
 # data folder (both set by `make run`; the data folder when run by hand).
 control_socket = os.path.join(
-    os.environ.get("NEOMARIL_SUPERVISOR_DIR") or os.environ.get("NEOMARIL_DATA_DIR")
+    os.environ.get("NEOMARIL_SUPERVISOR_DIR")
+    or os.environ.get("NEOMARIL_DATA_DIR")
     or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "var"),
     "gunicorn.ctl",
 )

@@ -153,6 +153,8 @@ HEALTHZ_OPERATION = {
 
 def document_run_and_health(result: dict, generator, request, public: bool) -> dict:
     """Add the run URL and /healthz, with the components they use, to the generated document."""
+    if generator.patterns is not None:  # a model's own document (portal.model_openapi): its own run URL
+        return result
     components = result.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     schemas.setdefault("Error", ERROR_SCHEMA)

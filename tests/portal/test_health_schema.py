@@ -112,33 +112,3 @@ def test_schema_documents_the_run_url_and_the_health_endpoints(db):
     assert set(Client().get("/healthz").json()) == set(
         healthz["get"]["responses"]["200"]["content"]["application/json"]["schema"]["required"]
     )
-
-
-def test_schema_documents_the_run_url_and_the_health_endpoints(db):
-    # Plain Django views (the run URL, /healthz) are invisible to drf-spectacular: portal.api_schema adds them.
-    from openapi_spec_validator import validate
-
-    document = Client().get("/api/schema/", HTTP_ACCEPT="application/json").json()
-    validate(document)
-    run = document["paths"]["/api/v1/run/{model_hash}"]
-    assert list(run) == ["post"]
-    assert set(run["post"]["requestBody"]["content"]) == {"application/json", "multipart/form-data"}
-    assert set(run["post"]["responses"]) == {
-        "200", "202", "400", "401", "403", "404", "405", "409", "413", "422", "502", "503", "504",
-    }  # fmt: skip
-    assert run["post"]["responses"]["422"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/ModelError"
-    }
-    assert run["post"]["security"] == [{"GroupToken": []}]
-    assert document["components"]["securitySchemes"]["GroupToken"]["scheme"] == "bearer"
-    health = document["paths"]["/api/v1/run/{model_hash}/health"]
-    assert list(health) == ["get"] and set(health["get"]["responses"]) == {"200", "503"}
-    healthz = document["paths"]["/healthz"]
-    assert list(healthz) == ["get"] and set(healthz["get"]["responses"]) == {"200", "503"}
-    schemas = document["components"]["schemas"]
-    for name in ("Error", "ModelError", "ExecutionStarted", "ModelHealth"):
-        assert name in schemas, name
-    # What the document promises is what the views answer.
-    assert set(Client().get("/healthz").json()) == set(
-        healthz["get"]["responses"]["200"]["content"]["application/json"]["schema"]["required"]
-    )

@@ -252,7 +252,6 @@ def _detail_context(request: HttpRequest, model: MLModel, settings_form=None) ->
             "hash": model.hash,
             "status": model.status,
             "statusUrl": reverse("api-model-status", args=[model.hash]),
-            "logsUrl": reverse("api-model-logs", args=[model.hash]),
             "runUrl": reverse("run-model", args=[model.hash]),
             "operation": model.operation,
             "buildNumber": build.number if build else None,

@@ -160,16 +160,18 @@ def test_runner_environment_is_clean(portal, tokens, probe):
     assert leaked == []
 
 
-def test_concurrent_first_calls_start_one_runner(portal, client, tokens):
+def test_a_deployed_model_is_warm_and_concurrent_first_calls_share_its_runner(portal, client, tokens):
+    # Warm on deploy (docs/serving.md): the build started the runner and called it once.
+    # (Concurrent calls to a cold model asking the host for one start: test_aio.py.)
     files = probe_files()
-    model_hash = client.deploy(group="serving", files=files, name="cold")
-    assert runners(client, model_hash) == []
+    model_hash = client.deploy(group="serving", files=files, name="warm")
+    (warm,) = runners(client, model_hash)
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda i: call(portal, model_hash, {"x": i}, tokens["serving"]), range(8)))
     assert [a.status_code for a in answers] == [200] * 8
     assert sorted(a.json()["y"] for a in answers) == [i * 2 for i in range(8)]
     assert len({a.json()["runner"] for a in answers}) == 1
-    assert len(runners(client, model_hash)) == 1
+    assert [r["pid"] for r in runners(client, model_hash)] == [warm["pid"]]
 
 
 def test_killed_runner_is_replaced_and_next_call_succeeds(portal, client, tokens, probe):

@@ -26,6 +26,17 @@ def envstr(name: str, default: str | None = None) -> str | None:
     return default if value is None or value == "" else value
 
 
+def envchoice(name: str, default: str, choices: list[str]) -> str:
+    """One of `choices` (compared ignoring case, answered as written in `choices`)."""
+    value = _raw(name)
+    if value is None or value == "":
+        return default
+    for choice in choices:
+        if value.lower() == choice.lower():
+            return choice
+    raise ImproperlyConfigured(f"{name}={value!r} is not one of: {', '.join(choices)}.")
+
+
 def envbool(name: str, default: bool = False) -> bool:
     value = _raw(name)
     if value is None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib.auth import get_user_model
+from django.utils.translation import gettext_lazy as _
 
 from groups import services
 from groups.models import Group, Membership
+from groups.timezones import validate_zone
 
 
 class GroupForm(forms.ModelForm):
@@ -90,3 +92,16 @@ class PersonGroupForm(forms.Form):
 
     group = forms.ModelChoiceField(queryset=Group.objects.all(), to_field_name="name", empty_label=None)
     role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.MEMBER)
+
+
+class TimeZoneForm(forms.Form):
+    """The zone the pages show times in (groups.models.Profile); empty: the browser's."""
+
+    time_zone = forms.CharField(
+        required=False,
+        max_length=64,
+        label=_("Time zone"),
+        help_text=_("A name from the list, such as America/Sao_Paulo. Empty: your browser's time zone."),
+        validators=[validate_zone],
+        widget=forms.TextInput(attrs={"list": "time-zones", "autocomplete": "off", "spellcheck": "false"}),
+    )

@@ -11,6 +11,7 @@ from django.db import models
 from django.utils import timezone
 
 from groups import tokens
+from groups.timezones import validate_zone
 
 GROUP_NAME_RULE = (
     "1 to 32 characters: lower-case letters, digits, '-' and '_', starting with a letter or digit"
@@ -127,3 +128,14 @@ class GroupToken(BaseToken):
     @property
     def is_valid(self) -> bool:
         return not self.is_revoked and not self.is_expired
+
+
+class Profile(models.Model):
+    """A user's preferences for the pages; the API does not read them."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile")
+    # An IANA name; empty: the browser's zone (or TIME_ZONE without one).
+    time_zone = models.CharField(max_length=64, blank=True, validators=[validate_zone])
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.time_zone or 'browser time zone'}"

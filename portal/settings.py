@@ -8,7 +8,7 @@ from pathlib import Path
 import dj_database_url
 from cryptography.fernet import Fernet
 
-from groups.envconf import envbool, envint, envlist, envnetworks, envpath, envstr
+from groups.envconf import envbool, envchoice, envint, envlist, envnetworks, envpath, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -70,9 +70,13 @@ MIDDLEWARE = [
     "groups.api.middleware.ApiRequestSizeMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The page's language from the browser (or the switch's cookie); English for /api/.
+    "portal.i18n.PortalLocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Pages show times in the user's zone (their choice, else their browser's, else TIME_ZONE).
+    "portal.i18n.UserTimezoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last: turns a locked-out login form into the lock-out page (see "Login throttling").
@@ -129,10 +133,21 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
 
-LANGUAGE_CODE = "en-us"
-TIME_ZONE = "UTC"
+# --- Language and time ----------------------------------------------------------
+# Pages speak the browser's language (Accept-Language) among LANGUAGES, or the one chosen
+# with the switch in the top bar (a cookie); NEOMARIL_LANGUAGE when neither matches. The
+# API always answers in English (portal/i18n.py). Catalogs: locale/<lang>/LC_MESSAGES.
+LANGUAGES = [("en", "English"), ("pt-br", "Português (Brasil)")]
+LANGUAGE_CODE = envchoice("NEOMARIL_LANGUAGE", "en", [code for code, _ in LANGUAGES])
+LOCALE_PATHS = [BASE_DIR / "locale"]
 USE_I18N = True
+# Stored times are UTC, and so are the server's computations (monitoring periods start at
+# midnight UTC). Pages show times in the user's zone (groups.models.Profile, else the
+# browser's); UTC is the fallback, and the zone of the API's answers.
+TIME_ZONE = "UTC"
 USE_TZ = True
+# The browser's zone, set by static/js/common.js (Intl's resolvedOptions().timeZone).
+BROWSER_TIME_ZONE_COOKIE = "neomaril_tz"
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "staticfiles"

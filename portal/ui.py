@@ -21,6 +21,7 @@ from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
@@ -28,8 +29,9 @@ from executions.models import Execution
 from groups import services
 from groups.access import admins, can_manage_group, get_group_for_user, groups_for, is_admin
 from groups.crypto import decrypt_json, encrypt_json
-from groups.forms import ApiTokenForm, GroupForm, MemberForm, RefreshTokenForm
-from groups.models import ApiToken, Group, GroupToken, Membership
+from groups.forms import ApiTokenForm, GroupForm, MemberForm, RefreshTokenForm, TimeZoneForm
+from groups.models import ApiToken, Group, GroupToken, Membership, Profile
+from groups.timezones import zone_names
 from models_app.access import models_for
 from models_app.models import MLModel
 from monitoring.models import PredictionRecord
@@ -261,6 +263,31 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
     if new_token:
         return _render_secret(request, "portal/api_tokens.html", context)
     return render(request, "portal/api_tokens.html", context, status=400 if form.errors else 200)
+
+
+@login_required
+@never_cache
+@require_http_methods(["GET", "POST"])
+def account(request: HttpRequest) -> HttpResponse:
+    """The user's preferences: the time zone of the pages (the language is the top bar's switch)."""
+    profile = Profile.objects.filter(user=request.user).first()
+    form = TimeZoneForm(request.POST or None, initial={"time_zone": profile.time_zone if profile else ""})
+    if request.method == "POST" and form.is_valid():
+        zone = form.cleaned_data["time_zone"]
+        Profile.objects.update_or_create(user=request.user, defaults={"time_zone": zone})
+        if zone:
+            messages.success(request, _("Times are now shown in %(zone)s.") % {"zone": zone})
+        else:
+            messages.success(request, _("Times are now shown in your browser's time zone."))
+        return redirect("account")
+    context = {
+        "form": form,
+        "zones": sorted(zone_names()),
+        "zone": request.time_zone,
+        "zone_source": request.time_zone_source,
+        "now": timezone.now(),
+    }
+    return render(request, "portal/account.html", context, status=400 if form.errors else 200)
 
 
 def _uuid_or_404(value: str) -> str:

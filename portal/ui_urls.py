@@ -11,5 +11,6 @@ urlpatterns = [
     path("", ui.dashboard, name="dashboard"),
     path("groups/", ui.group_list, name="group-list"),
     path("groups/<str:name>/", ui.group_detail, name="group-detail"),
+    path("account/", ui.account, name="account"),
     path("account/tokens/", ui.api_tokens, name="api-tokens-page"),
 ]

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from portal import health, model_docs
+from portal import health, i18n_views, model_docs
 
 api_v1 = [
     path("", include("groups.api.urls")),
@@ -27,6 +27,10 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("admin/", admin.site.urls),
+    # The language switch posts to Django's set_language (/i18n/setlang/); the pages'
+    # scripts read their strings from the catalog (static/js: gettext()).
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("jsi18n/", i18n_views.javascript_catalog, name="javascript-catalog"),
     path("", include("portal.ui_urls")),
     path("", include("portal.people_urls")),
     # Before portal.model_urls: its `models/<hash>/<action>/` would take the monitoring tab.

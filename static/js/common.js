@@ -2,6 +2,54 @@
 // pages still work (forms post, every tab panel is shown, confirmations are pages).
 "use strict";
 
+// --- Translations: gettext(), ngettext() and interpolate() come from the catalog the page
+//     loads first (/jsi18n/, portal.i18n_views); without it, the English text stands.
+if (typeof window.gettext !== "function") {
+  window.gettext = (text) => text;
+  window.ngettext = (one, many, count) => (count === 1 ? one : many);
+  window.interpolate = (format, values, named) =>
+    named ? format.replace(/%\(\w+\)s/g, (m) => String(values[m.slice(2, -2)])) : format.replace(/%s/g, () => String(values.shift()));
+}
+
+// --- The browser's time zone, for the server: pages show times in it unless the user chose
+//     another on their account page (portal/i18n.py checks the name before using it).
+(() => {
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  if (!zone) return;
+  const cookie = document.cookie.split("; ").find((item) => item.startsWith("neomaril_tz="));
+  if (cookie && decodeURIComponent(cookie.slice("neomaril_tz=".length)) === zone) return;
+  document.cookie = `neomaril_tz=${encodeURIComponent(zone)}; path=/; max-age=31536000; SameSite=Lax`;
+})();
+
+// --- Times as the server writes them (groups/templatetags/portal_ui.py's `when`): in the
+//     page's zone (<html data-time-zone>), in its language, with the zone named.
+//     formatTime("2026-12-02T17:05:00Z") -> "2 Dec 2026 14:05 UTC-03" / "02/12/2026 14:05 UTC-03".
+function zoneLabel(date, timeZone) {
+  const part = new Intl.DateTimeFormat("en-US", { timeZone, timeZoneName: "shortOffset" })
+    .formatToParts(date).find((item) => item.type === "timeZoneName");
+  const offset = part ? part.value : "";
+  const match = /^GMT([+-])(\d{1,2})(?::(\d\d))?$/.exec(offset);
+  if (match) return `UTC${match[1]}${match[2].padStart(2, "0")}${match[3] ? `:${match[3]}` : ""}`;
+  return offset === "GMT" && /^(Etc\/)?(UTC|UCT|Universal|Zulu)$/.test(timeZone) ? "UTC" : offset;
+}
+// eslint-disable-next-line no-unused-vars
+function formatTime(iso, { seconds = false } = {}) {
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return iso;
+  const html = document.documentElement;
+  const timeZone = html.dataset.timeZone || "UTC";
+  const portuguese = (html.lang || "en").toLowerCase().startsWith("pt");
+  const parts = {};
+  const format = new Intl.DateTimeFormat(portuguese ? "pt-BR" : "en-GB", {
+    timeZone, year: "numeric", month: portuguese ? "2-digit" : "short", day: portuguese ? "2-digit" : "numeric",
+    hour: "2-digit", minute: "2-digit", second: seconds ? "2-digit" : undefined, hourCycle: "h23",
+  });
+  for (const part of format.formatToParts(date)) parts[part.type] = part.value;
+  const time = `${parts.hour}:${parts.minute}${seconds ? `:${parts.second}` : ""}`;
+  const day = portuguese ? `${parts.day}/${parts.month}/${parts.year}` : `${parts.day} ${parts.month} ${parts.year}`;
+  return `${day} ${time} ${zoneLabel(date, timeZone)}`;
+}
+
 // --- Copy buttons: <button data-copy="#element-id"> copies an input's value or an element's text.
 document.addEventListener("click", async (event) => {
   const button = event.target.closest("[data-copy]");
@@ -13,12 +61,12 @@ document.addEventListener("click", async (event) => {
   button.dataset.label = label;
   try {
     await navigator.clipboard.writeText(text);
-    button.textContent = "Copied";
+    button.textContent = gettext("Copied");
   } catch {
     // Clipboard API refused (plain HTTP on another host): select the text instead.
     if (source.select) source.select();
     else window.getSelection().selectAllChildren(source);
-    button.textContent = "Press Ctrl+C";
+    button.textContent = gettext("Press Ctrl+C");
   }
   setTimeout(() => { button.textContent = label; }, 2000);
 });
@@ -36,10 +84,11 @@ function confirmDialog() {
     <form method="dialog">
       <div class="dialog-body"><h2 id="confirm-title"></h2><p class="confirm-body"></p></div>
       <div class="dialog-actions">
-        <button class="btn" value="cancel" type="submit">Cancel</button>
+        <button class="btn" value="cancel" type="submit"></button>
         <button class="btn btn-primary confirm-ok" value="ok" type="submit"></button>
       </div>
     </form>`;
+  dialog.querySelector("button[value=cancel]").textContent = gettext("Cancel");
   document.body.append(dialog);
   return dialog;
 }
@@ -52,7 +101,7 @@ document.addEventListener("submit", (event) => {
   d.querySelector("#confirm-title").textContent = form.dataset.confirm;
   d.querySelector(".confirm-body").textContent = form.dataset.confirmBody || "";
   const ok = d.querySelector(".confirm-ok");
-  ok.textContent = form.dataset.confirmButton || "Confirm";
+  ok.textContent = form.dataset.confirmButton || gettext("Confirm");
   ok.className = "btn confirm-ok " + ("confirmDanger" in form.dataset ? "btn-danger-solid" : "btn-primary");
   d.returnValue = "";
   d.onclose = () => {
@@ -78,7 +127,7 @@ for (const container of document.querySelectorAll("[data-tabs]")) {
   if (!panels.length) continue;
   const list = document.createElement("div");
   list.setAttribute("role", "tablist");
-  list.setAttribute("aria-label", container.dataset.tabs || "Tabs");
+  list.setAttribute("aria-label", container.dataset.tabs || gettext("Tabs"));
   const tabs = panels.map((panel, index) => {
     const tab = document.createElement("button");
     tab.type = "button";

@@ -1,7 +1,7 @@
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from groups.envconf import envbool, envint, envlist, envnetworks, envpath, envstr
+from groups.envconf import envbool, envchoice, envint, envlist, envnetworks, envpath, envstr
 
 
 @pytest.mark.parametrize(
@@ -50,6 +50,15 @@ def test_envlist_splits_and_strips(monkeypatch):
 def test_envstr_treats_empty_as_unset(monkeypatch):
     monkeypatch.setenv("X_STR", "  ")
     assert envstr("X_STR", "d") == "d"
+
+
+def test_envchoice_answers_the_choice_as_written_and_refuses_others(monkeypatch):
+    assert envchoice("X_LANG", "en", ["en", "pt-br"]) == "en"
+    monkeypatch.setenv("X_LANG", "PT-BR")
+    assert envchoice("X_LANG", "en", ["en", "pt-br"]) == "pt-br"
+    monkeypatch.setenv("X_LANG", "fr")
+    with pytest.raises(ImproperlyConfigured, match="X_LANG='fr' is not one of: en, pt-br"):
+        envchoice("X_LANG", "en", ["en", "pt-br"])
 
 
 def test_envpath_resolves_and_rejects_files(monkeypatch, tmp_path):

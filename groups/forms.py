@@ -19,14 +19,17 @@ class GroupForm(forms.ModelForm):
             "name": forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
             "description": forms.Textarea(attrs={"rows": 3}),
         }
-        help_texts = {"name": "Lower-case letters, digits, '-' and '_'; up to 32 characters."}
+        labels = {"name": _("Name"), "description": _("Description")}
+        help_texts = {"name": _("Lower-case letters, digits, '-' and '_'; up to 32 characters.")}
 
 
 class MemberForm(forms.Form):
     username = forms.CharField(
-        max_length=150, widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"})
+        max_length=150,
+        label=_("Username"),
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
     )
-    role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.MEMBER)
+    role = forms.ChoiceField(label=_("Role"), choices=Membership.Role.choices, initial=Membership.Role.MEMBER)
 
     def clean_username(self):
         try:
@@ -38,8 +41,8 @@ class MemberForm(forms.Form):
 class RefreshTokenForm(forms.Form):
     force = forms.BooleanField(
         required=False,
-        label="Replace it even if it is still valid",
-        help_text="The current token stops working at once: update its callers.",
+        label=_("Replace it even if it is still valid"),
+        help_text=_("The current token stops working at once: update its callers."),
     )
 
 
@@ -47,7 +50,8 @@ class ApiTokenForm(forms.Form):
     name = forms.CharField(
         max_length=100,
         required=False,
-        help_text="What this token is for, e.g. 'laptop notebook'.",
+        label=_("Name"),
+        help_text=_("What this token is for, e.g. 'laptop notebook'."),
         widget=forms.TextInput(attrs={"autocomplete": "off"}),
     )
 
@@ -57,18 +61,18 @@ class UserCreateForm(forms.ModelForm):
 
     send_email = forms.BooleanField(
         required=False,
-        label="Also e-mail the link to the user",
-        help_text="Needs an e-mail address. You see the link either way.",
+        label=_("Also e-mail the link to the user"),
+        help_text=_("Needs an e-mail address. You see the link either way."),
     )
 
     class Meta:
         model = get_user_model()
         fields = ["username", "email", "is_staff"]
-        labels = {"is_staff": "Admin"}
+        labels = {"username": _("Username"), "email": _("E-mail"), "is_staff": _("Admin")}
         help_texts = {
-            "username": "What they log in with: letters, digits and @/./+/-/_ only, up to 150 characters.",
-            "email": "Optional.",
-            "is_staff": "Admins see every group and manage people, groups and tokens.",
+            "username": _("What they log in with: letters, digits and @/./+/-/_ only, up to 150 characters."),
+            "email": _("Optional."),
+            "is_staff": _("Admins see every group and manage people, groups and tokens."),
         }
         widgets = {"username": forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"})}
 
@@ -76,22 +80,27 @@ class UserCreateForm(forms.ModelForm):
         username = self.cleaned_data["username"]
         if get_user_model().objects.filter(username__iexact=username).exists():
             raise forms.ValidationError(
-                f"A user named '{username}' already exists (user names are compared ignoring case)."
+                _("A user named '%(username)s' already exists (user names are compared ignoring case)."),
+                params={"username": username},
             )
         return username
 
     def clean(self):
         cleaned = super().clean()
         if cleaned.get("send_email") and not cleaned.get("email"):
-            self.add_error("email", "Give an e-mail address to send the link to, or do not ask to send it.")
+            self.add_error(
+                "email", _("Give an e-mail address to send the link to, or do not ask to send it.")
+            )
         return cleaned
 
 
 class PersonGroupForm(forms.Form):
     """Add a user to a Neomaril group (or change their role there), from their page."""
 
-    group = forms.ModelChoiceField(queryset=Group.objects.all(), to_field_name="name", empty_label=None)
-    role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.MEMBER)
+    group = forms.ModelChoiceField(
+        label=_("Group"), queryset=Group.objects.all(), to_field_name="name", empty_label=None
+    )
+    role = forms.ChoiceField(label=_("Role"), choices=Membership.Role.choices, initial=Membership.Role.MEMBER)
 
 
 class TimeZoneForm(forms.Form):

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db.models import OuterRef, QuerySet, Subquery
+from django.utils.translation import gettext as _
 
 from models_app.models import MLModel
 from monitors.models import ColumnResult, Monitor, Period
@@ -55,17 +56,23 @@ class Badge:
 
 
 def _period_title(period: Period) -> str:
-    psi = f", average PSI {period.average_psi:.3f}" if period.average_psi is not None else ""
-    return f"{period.kind} from {period.start:%Y-%m-%d}: {period.drift_status or 'no verdict'}{psi}"
+    title = _("%(kind)s from %(start)s UTC: %(verdict)s") % {
+        "kind": period.kind,
+        "start": f"{period.start:%Y-%m-%d}",
+        "verdict": period.drift_status or _("no verdict"),
+    }
+    if period.average_psi is not None:
+        title += _(", average PSI %(psi).3f") % {"psi": period.average_psi}
+    return title
 
 
 def badge_for(monitor: Monitor, period: Period | None) -> Badge:
     """The badge of one monitor, given its last Succeeded period (or None)."""
     if monitor.status != Monitor.Status.VALIDATED:
         label = monitor.get_status_display()
-        return Badge(label, f"mon-{label}", f"Monitoring is {label}.")
+        return Badge(label, f"mon-{label}", _("Monitoring is %(status)s.") % {"status": label})
     if period is None or period.drift_status not in DRIFT_STATUSES:
-        return Badge("no period yet", "muted", "Validated: no period has been compared yet.", period)
+        return Badge(_("no period yet"), "muted", _("Validated: no period has been compared yet."), period)
     return Badge(period.drift_status, f"drift-{period.drift_status}", _period_title(period), period)
 
 

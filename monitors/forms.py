@@ -15,6 +15,7 @@ from datetime import date
 from typing import Any
 
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from models_app.forms import UploadCheckingForm
 from models_app.models import MLModel
@@ -200,43 +201,60 @@ class MonitoringForm(UploadCheckingForm):
     """Register (or re-register) a model for monitoring."""
 
     configuration = forms.FileField(
-        help_text="JSON: Period, TrainData (NeomarilTrainingExecution, TrainDateRef or TrainDateCol), "
-        "InputCols, OutputCols. PascalCase or snake_case keys.",
-        error_messages={"required": "Upload the monitoring configuration (a JSON file)."},
+        label=_("Configuration"),
+        help_text=_(
+            "JSON: Period, TrainData (NeomarilTrainingExecution, TrainDateRef or TrainDateCol), "
+            "InputCols, OutputCols. PascalCase or snake_case keys."
+        ),
+        error_messages={"required": _("Upload the monitoring configuration (a JSON file).")},
     )
     preprocess = forms.FileField(
-        help_text="Python file defining the preprocess (and the optional SHAP function).",
-        error_messages={"required": "Upload the preprocess script (a .py file)."},
+        label=_("Preprocess"),
+        help_text=_("Python file defining the preprocess (and the optional SHAP function)."),
+        error_messages={"required": _("Upload the preprocess script (a .py file).")},
     )
     preprocess_reference = forms.CharField(
         max_length=100,
-        help_text="Function (input, output) -> (features_df, outputs_df).",
-        error_messages={"required": "Name the preprocess function, e.g. parse."},
+        label=_("Preprocess function"),
+        help_text=_("Function (input, output) -> (features_df, outputs_df)."),
+        error_messages={"required": _("Name the preprocess function, e.g. parse.")},
     )
     shap_reference = forms.CharField(
         max_length=100,
         required=False,
-        help_text="Optional function (features_df, model_path) -> SHAP DataFrame.",
+        label=_("SHAP function"),
+        help_text=_("Optional function (features_df, model_path) -> SHAP DataFrame."),
     )
     requirements = forms.FileField(
         required=False,
         allow_empty_file=True,  # "nothing extra" is a fine answer
-        help_text="Optional extra packages the preprocess needs, on top of the model's.",
+        label=_("Requirements"),
+        help_text=_("Optional extra packages the preprocess needs, on top of the model's."),
     )
     webhook_url = forms.URLField(
         max_length=500,
         required=False,
         assume_scheme="https",
-        help_text="Optional: receives a JSON notice when a period drifts.",
+        label=_("Webhook URL"),
+        help_text=_("Optional: receives a JSON notice when a period drifts."),
     )
     minimum_rows = forms.IntegerField(
-        required=False, min_value=1, help_text="Rows below which a period is insufficient."
+        required=False,
+        min_value=1,
+        label=_("Minimum rows"),
+        help_text=_("Rows below which a period is insufficient."),
     )
     warning_threshold = forms.FloatField(
-        required=False, min_value=0, help_text="PSI from which a column is a warning."
+        required=False,
+        min_value=0,
+        label=_("Warning threshold"),
+        help_text=_("PSI from which a column is a warning."),
     )
     drift_threshold = forms.FloatField(
-        required=False, min_value=0, help_text="PSI from which a column drifts."
+        required=False,
+        min_value=0,
+        label=_("Drift threshold"),
+        help_text=_("PSI from which a column drifts."),
     )
 
     def __init__(self, *args, model: MLModel, **kwargs):
@@ -305,7 +323,8 @@ class MonitoringForm(UploadCheckingForm):
         if warning >= drift:
             self.add_error(
                 "drift_threshold",
-                f"The drift threshold ({drift}) must be above the warning threshold ({warning}).",
+                _("The drift threshold (%(drift)s) must be above the warning threshold (%(warning)s).")
+                % {"drift": drift, "warning": warning},
             )
         return data
 
@@ -313,11 +332,18 @@ class MonitoringForm(UploadCheckingForm):
 class MonitoringSettingsForm(forms.ModelForm):
     """What can change without validating again: the webhook, the thresholds, the minimum."""
 
-    webhook_url = forms.URLField(label="Webhook URL", max_length=500, required=False, assume_scheme="https")
+    webhook_url = forms.URLField(
+        label=_("Webhook URL"), max_length=500, required=False, assume_scheme="https"
+    )
 
     class Meta:
         model = Monitor
         fields = ["webhook_url", "warning_threshold", "drift_threshold", "minimum_rows"]
+        labels = {
+            "warning_threshold": _("Warning threshold"),
+            "drift_threshold": _("Drift threshold"),
+            "minimum_rows": _("Minimum rows"),
+        }
 
     def __init__(self, data=None, *args, instance: Monitor, **kwargs):
         # A partial update: fields not sent keep their value.
@@ -330,12 +356,13 @@ class MonitoringSettingsForm(forms.ModelForm):
         data = super().clean()
         warning, drift = data.get("warning_threshold"), data.get("drift_threshold")
         if warning is not None and warning < 0:
-            self.add_error("warning_threshold", "The warning threshold must be 0 or more.")
+            self.add_error("warning_threshold", _("The warning threshold must be 0 or more."))
         if warning is not None and drift is not None and warning >= drift:
             self.add_error(
                 "drift_threshold",
-                f"The drift threshold ({drift}) must be above the warning threshold ({warning}).",
+                _("The drift threshold (%(drift)s) must be above the warning threshold (%(warning)s).")
+                % {"drift": drift, "warning": warning},
             )
         if data.get("minimum_rows") is not None and data["minimum_rows"] < 1:
-            self.add_error("minimum_rows", "The minimum must be at least 1 row.")
+            self.add_error("minimum_rows", _("The minimum must be at least 1 row."))
         return data

@@ -19,6 +19,8 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
 from groups.uploads import add_limit_errors
@@ -39,8 +41,9 @@ class PeriodRequestForm(forms.Form):
     date = forms.DateField(
         required=False,
         widget=forms.DateInput(attrs={"type": "date"}),
-        help_text="Any day of the period; empty: the current period.",
-        error_messages={"invalid": "Give a date as YYYY-MM-DD."},
+        label=gettext_lazy("Date"),
+        help_text=gettext_lazy("Any day of the period (periods are in UTC); empty: the current period."),
+        error_messages={"invalid": gettext_lazy("Give a date as YYYY-MM-DD.")},
     )
 
 
@@ -60,7 +63,9 @@ def _log_tail(log: str) -> str:
     if len(lines) <= LOG_TAIL_LINES:
         return log
     return (
-        f"… {len(lines) - LOG_TAIL_LINES} earlier lines (full log: API /monitoring/<hash>) …\n"
+        _("… %(count)s earlier lines (full log: API /monitoring/<hash>) …")
+        % {"count": len(lines) - LOG_TAIL_LINES}
+        + "\n"
         + "\n".join(lines[-LOG_TAIL_LINES:])
     )
 
@@ -95,7 +100,7 @@ def _tab(
         "model": model,
         "monitor": monitor,
         "deleted": deleted,
-        "status_label": monitor.get_status_display() if monitor else "Not monitored",
+        "status_label": monitor.get_status_display() if monitor else _("Not monitored"),
         "status_css": f"mon-{monitor.get_status_display()}" if monitor else "muted",
         "validated": monitor is not None and monitor.status == Monitor.Status.VALIDATED,
         "show_log": monitor is not None
@@ -145,7 +150,7 @@ def register(request: HttpRequest, model_hash: str) -> HttpResponse:
     """Register (or replace) the model's monitoring; its validation is queued."""
     model = get_model_for_monitoring(request.user, model_hash)
     if model.status == MLModel.Status.DELETED:
-        messages.error(request, "A deleted model cannot be monitored.")
+        messages.error(request, _("A deleted model cannot be monitored."))
         return _back(model)
     form = MonitoringForm(request.POST, request.FILES, model=model)
     if add_limit_errors(request, form) or not form.is_valid():
@@ -153,7 +158,9 @@ def register(request: HttpRequest, model_hash: str) -> HttpResponse:
     services.register(model, request.user, form)
     messages.success(
         request,
-        "Monitoring registered: its validation is queued (it reads the reference and runs the preprocess).",
+        _(
+            "Monitoring registered: its validation is queued (it reads the reference and runs the preprocess)."
+        ),
     )
     return _back(model)
 
@@ -165,13 +172,13 @@ def change_settings(request: HttpRequest, model_hash: str) -> HttpResponse:
     model = get_model_for_monitoring(request.user, model_hash)
     monitor = _monitor_of(model)
     if monitor is None:
-        messages.error(request, "This model is not monitored yet: register it first.")
+        messages.error(request, _("This model is not monitored yet: register it first."))
         return _back(model)
     form = MonitoringSettingsForm(request.POST, instance=monitor)
     if not form.is_valid():
         return _tab(request, model, settings_form=form, status=400)
     form.save()
-    messages.success(request, "Monitoring settings saved. They apply from the next period compared.")
+    messages.success(request, _("Monitoring settings saved. They apply from the next period compared."))
     return _back(model, "#monitoring-settings")
 
 
@@ -182,7 +189,7 @@ def run_period(request: HttpRequest, model_hash: str) -> HttpResponse:
     model = get_model_for_monitoring(request.user, model_hash)
     monitor = _monitor_of(model)
     if monitor is None:
-        messages.error(request, "This model is not monitored yet: register it first.")
+        messages.error(request, _("This model is not monitored yet: register it first."))
         return _back(model)
     form = PeriodRequestForm(request.POST)
     if not form.is_valid():
@@ -194,7 +201,14 @@ def run_period(request: HttpRequest, model_hash: str) -> HttpResponse:
         return _back(model)
     messages.success(
         request,
-        f"The {period.kind.lower()} {period.start:%Y-%m-%d} – {last_day(period):%Y-%m-%d} is {period.status}: "
-        "it is compared when a worker is free.",
+        _(
+            "The %(kind)s period %(start)s – %(end)s (UTC) is %(status)s: it is compared when a worker is free."
+        )
+        % {
+            "kind": period.kind,
+            "start": f"{period.start:%Y-%m-%d}",
+            "end": f"{last_day(period):%Y-%m-%d}",
+            "status": period.status,
+        },
     )
     return _back(model, "#periods")

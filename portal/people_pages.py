@@ -18,6 +18,7 @@ from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse_lazy
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
@@ -31,7 +32,7 @@ SHOW_LINK = "people.show_link"  # session key: {"user": pk, "kind": "created"|"r
 
 def _admin(request: HttpRequest) -> None:
     if not is_admin(request.user):
-        raise PermissionDenied("Only admins manage people.")
+        raise PermissionDenied(_("Only admins manage people."))
 
 
 def _people():
@@ -54,7 +55,7 @@ def people(request: HttpRequest) -> HttpResponse:
         data = form.cleaned_data
         link = services.create_user(username=data["username"], email=data["email"], is_staff=data["is_staff"])
         _show_link_next(request, link, "created", data["send_email"])
-        messages.success(request, f"Account '{link.user.username}' created.")
+        messages.success(request, _("Account '%(user)s' created.") % {"user": link.user.username})
         return redirect("person", username=link.user.username)
     users = _people().annotate(group_count=Count("memberships")).order_by("-is_active", "username")
     context = {"users": users, "form": form}
@@ -75,33 +76,46 @@ def person(request: HttpRequest, username: str) -> HttpResponse:
                 group_form = PersonGroupForm(request.POST, prefix="group")
                 if group_form.is_valid():
                     group, role = group_form.cleaned_data["group"], group_form.cleaned_data["role"]
-                    _, created = services.set_membership(group, services.member_user(user.username), role)
-                    verb = "added as" if created else "now"
-                    messages.success(request, f"{user.username} is {verb} {role} of {group}.")
+                    _membership, created = services.set_membership(group, services.member_user(user.username), role)
+                    text = (
+                        _("%(user)s is added as %(role)s of %(group)s.")
+                        if created
+                        else _("%(user)s is now %(role)s of %(group)s.")
+                    )
+                    messages.success(request, text % {"user": user.username, "role": role, "group": group})
                     return redirect("person", username=user.username)
             elif action == "remove-group":
                 group = get_object_or_404(Group, name=request.POST.get("group", ""))
                 if services.remove_membership(group, user):
-                    messages.success(request, f"{user.username} was removed from {group}.")
+                    messages.success(
+                        request,
+                        _("%(user)s was removed from %(group)s.") % {"user": user.username, "group": group},
+                    )
                 else:
-                    messages.error(request, f"{user.username} is not a member of {group}.")
+                    messages.error(
+                        request,
+                        _("%(user)s is not a member of %(group)s.") % {"user": user.username, "group": group},
+                    )
                 return redirect("person", username=user.username)
             elif action == "reset":
                 email = request.POST.get("send_email") == "on" and bool(user.email)
                 _show_link_next(request, services.reset_user(user), "reset", email)
-                messages.success(request, f"{user.username}'s password no longer works; a new link was made.")
+                messages.success(
+                    request,
+                    _("%(user)s's password no longer works; a new link was made.") % {"user": user.username},
+                )
                 return redirect("person", username=user.username)
             elif action in ("deactivate", "activate"):
                 if services.set_active(user, action == "activate", actor=request.user):
-                    state = (
-                        "can log in again"
+                    text = (
+                        _("%(user)s can log in again.")
                         if action == "activate"
-                        else "can no longer log in or use API tokens"
+                        else _("%(user)s can no longer log in or use API tokens.")
                     )
-                    messages.success(request, f"{user.username} {state}.")
+                    messages.success(request, text % {"user": user.username})
                 return redirect("person", username=user.username)
             else:
-                messages.error(request, "Unknown action.")
+                messages.error(request, _("Unknown action."))
                 return redirect("person", username=user.username)
         except services.PeopleError as error:
             messages.error(request, str(error))
@@ -142,5 +156,8 @@ class SetPasswordView(auth_views.PasswordResetConfirmView):
 
     def form_valid(self, form):
         response = super().form_valid(form)
-        messages.success(self.request, f"Your password is set. Log in as '{form.user.get_username()}'.")
+        messages.success(
+            self.request,
+            _("Your password is set. Log in as '%(user)s'.") % {"user": form.user.get_username()},
+        )
         return response

@@ -47,7 +47,7 @@ class LogoutView(auth_views.LogoutView):
 
     def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
         response = super().post(request, *args, **kwargs)
-        messages.info(request, "You are logged out. Your API tokens keep working until you revoke them.")
+        messages.info(request, _("You are logged out. Your API tokens keep working until you revoke them."))
         return response
 
 
@@ -160,7 +160,7 @@ def group_list(request: HttpRequest) -> HttpResponse:
     form = GroupForm(request.POST or None)
     if request.method == "POST":
         if not is_admin(request.user):
-            raise PermissionDenied("Only admins can create groups.")
+            raise PermissionDenied(_("Only admins can create groups."))
         if form.is_valid():
             group, value = services.create_group(created_by=request.user, **form.cleaned_data)
             return _show_token_once(request, group, value, created=True)
@@ -185,24 +185,34 @@ def group_detail(request: HttpRequest, name: str) -> HttpResponse:
         return shown
     if request.method == "POST":
         if not manage:
-            raise PermissionDenied("Only admins and the group's owners can change a group.")
+            raise PermissionDenied(_("Only admins and the group's owners can change a group."))
         action = request.POST.get("action")
         if action == "add-member":
             member_form = MemberForm(request.POST, prefix="member")
             if member_form.is_valid():
                 user = member_form.cleaned_data["username"]
                 role = member_form.cleaned_data["role"]
-                _, created = services.set_membership(group, user, role)
-                verb = "added as" if created else "now"
-                messages.success(request, f"{user.username} is {verb} {role} of {group}.")
+                _membership, created = services.set_membership(group, user, role)
+                text = (
+                    _("%(user)s is added as %(role)s of %(group)s.")
+                    if created
+                    else _("%(user)s is now %(role)s of %(group)s.")
+                )
+                messages.success(request, text % {"user": user.username, "role": role, "group": group})
                 return redirect("group-detail", name=group.name)
             status = 400
         elif action == "remove-member":
             user = get_object_or_404(get_user_model(), username=request.POST.get("username", ""))
             if services.remove_membership(group, user):
-                messages.success(request, f"{user.username} was removed from {group}.")
+                messages.success(
+                    request,
+                    _("%(user)s was removed from %(group)s.") % {"user": user.username, "group": group},
+                )
             else:
-                messages.error(request, f"{user.username} is not a member of {group}.")
+                messages.error(
+                    request,
+                    _("%(user)s is not a member of %(group)s.") % {"user": user.username, "group": group},
+                )
             return redirect("group-detail", name=group.name)
         elif action == "refresh-token":
             refresh_form = RefreshTokenForm(request.POST, prefix="refresh")
@@ -214,12 +224,15 @@ def group_detail(request: HttpRequest, name: str) -> HttpResponse:
                     return _show_token_once(request, group, outcome.value, created=False)
                 messages.info(
                     request,
-                    f"The current token is valid until {outcome.token.expires_at:%Y-%m-%d} and was kept. "
-                    "Tick 'Replace it even if it is still valid' to issue a new one.",
+                    _(
+                        "The current token is valid until %(date)s and was kept. "
+                        "Tick 'Replace it even if it is still valid' to issue a new one."
+                    )
+                    % {"date": f"{timezone.localtime(outcome.token.expires_at):%Y-%m-%d}"},
                 )
                 return redirect("group-detail", name=group.name)
         else:
-            messages.error(request, "Unknown action.")
+            messages.error(request, _("Unknown action."))
             status = 400
     models = with_last_activity(
         models_for(request.user).filter(group=group).exclude(status=DELETED)
@@ -252,11 +265,13 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
                 ApiToken, user=request.user, public_id=_uuid_or_404(request.POST.get("token_id", ""))
             )
             services.revoke_api_token(token)
-            messages.success(request, f"Token {token.prefix}… was revoked: it no longer works.")
+            messages.success(
+                request, _("Token %(prefix)s… was revoked: it no longer works.") % {"prefix": token.prefix}
+            )
             return redirect("api-tokens-page")
         if form.is_valid():
             new_token_name = form.cleaned_data["name"]
-            _, new_token = services.issue_api_token(request.user, new_token_name)
+            _issued, new_token = services.issue_api_token(request.user, new_token_name)
             form = ApiTokenForm()
     tokens = ApiToken.objects.filter(user=request.user).order_by("revoked_at", "-created_at")
     context = {"tokens": tokens, "form": form, "new_token": new_token, "new_token_name": new_token_name}

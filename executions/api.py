@@ -121,10 +121,11 @@ def _input_from_request(request: Request):
     return upload, name
 
 
-def submit(request: Request, model: MLModel) -> Response:
-    """Start an execution of a deployed Async model on the uploaded file: 202 with its id."""
+def submit(request: Request, model: MLModel, version: MLModel | None = None) -> Response:
+    """Start an execution of a deployed Async model (run by `version`, default the model's
+    first row) on the uploaded file: 202 with its id."""
     upload, name = _input_from_request(request)
-    execution = services.create_execution(model, upload, name=name, user=request.user)
+    execution = services.create_execution(model, upload, name=name, user=request.user, version=version)
     url = request.build_absolute_uri(
         reverse("execution-detail", kwargs={"model_hash": model.hash, "execution_id": execution.number})
     )
@@ -133,6 +134,7 @@ def submit(request: Request, model: MLModel) -> Response:
         "status": execution.status,
         "url": url,
         "model": model.hash,
+        "version": (version or model).version,
         "message": f"Execution {execution.number} started. Use the id to check its status.",
     }
     return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": url})

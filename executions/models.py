@@ -29,6 +29,12 @@ class Execution(Job):
         FAILED = "Failed"
 
     model = models.ForeignKey(MLModel, on_delete=models.CASCADE, related_name="executions")
+    # The model's version that runs it (the live one when it was submitted, or the one
+    # its per-version URL named); `model` stays the model, whose numbering it follows.
+    version = models.ForeignKey(
+        MLModel, null=True, blank=True, on_delete=models.CASCADE, related_name="+",
+        help_text="The model version that runs it (empty: version 1).",
+    )
     number = models.PositiveIntegerField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.REQUESTED)
     requested_by = models.ForeignKey(
@@ -59,6 +65,11 @@ class Execution(Job):
     files_removed_at = models.DateTimeField(
         null=True, blank=True, help_text="When retention (or the model's deletion) removed its files."
     )
+
+    @property
+    def runs_on(self) -> MLModel:
+        """The model row whose code, files and environment run this execution."""
+        return self.version if self.version_id else self.model
 
     class Meta:
         ordering = ["-number"]

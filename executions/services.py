@@ -52,8 +52,11 @@ def max_timeout() -> int:
     return settings.Q_CLUSTER["timeout"] - TASK_TIMEOUT_MARGIN
 
 
-def create_execution(model: MLModel, upload: UploadedFile, *, name: str, user=None) -> Execution:
-    """Record a new execution of `model` and move its (already streamed) input into its folder.
+def create_execution(
+    model: MLModel, upload: UploadedFile, *, name: str, user=None, version: MLModel | None = None
+) -> Execution:
+    """Record a new execution of `model`, run by `version` (default: the model's first
+    row), and move its (already streamed) input into its folder.
 
     `name` is the sanitised file name. The input is renamed, not copied, when it is a
     temporary upload file on the same filesystem. The task is enqueued only after commit.
@@ -68,6 +71,7 @@ def create_execution(model: MLModel, upload: UploadedFile, *, name: str, user=No
             last = model.executions.aggregate(last=Max("number"))["last"] or 0
             execution = Execution.objects.create(
                 model=model,
+                version=version if version is not None and version.pk != model.pk else None,
                 number=last + 1,
                 input_file=name,
                 input_size=upload.size or 0,

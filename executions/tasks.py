@@ -55,7 +55,7 @@ def run_execution(execution_id: int) -> str:
     )
     if not claimed:
         return "already handled"
-    execution = Execution.objects.select_related("model").get(pk=execution_id)
+    execution = Execution.objects.select_related("model", "version").get(pk=execution_id)
     outcome: dict
     with jobs.JobLog(execution, max_chars=MAX_LOG_CHARS, tail_lines=TAIL_LINES) as log:
         try:
@@ -80,7 +80,7 @@ def run_execution(execution_id: int) -> str:
 
 
 def _execute(execution: Execution, log: jobs.JobLog) -> dict:
-    model = execution.model
+    model = execution.runs_on
     if model.status == MLModel.Status.DELETED:
         raise ExecutionFailed("The model was deleted before this execution could run.")
     if model.status == MLModel.Status.DISABLED:

@@ -16,8 +16,14 @@ from rest_framework.views import APIView
 from groups.api.errors import Conflict, checked_files, form_errors
 from groups.api.pagination import PageNumberPagination
 from models_app import services
-from models_app.access import get_model_for_user, models_for
-from models_app.forms import DefaultBooleanField, FileOrTextField, ModelUploadForm, MultipleFileField
+from models_app.access import get_model_for_user, get_version, models_for
+from models_app.forms import (
+    DefaultBooleanField,
+    FileOrTextField,
+    ModelUploadForm,
+    ModelVersionForm,
+    MultipleFileField,
+)
 from models_app.models import MLModel
 from models_app.serializers import (
     ModelBuildLogSerializer,
@@ -27,6 +33,7 @@ from models_app.serializers import (
     ModelStatusSerializer,
     ModelStatusWithLogSerializer,
     ModelSummarySerializer,
+    ModelVersionSerializer,
     PredictionRecordSerializer,
     RunnerSerializer,
 )
@@ -83,7 +90,7 @@ class ModelListView(APIView):
         tags=["models"],
     )
     def get(self, request: Request) -> Response:
-        models = models_for(request.user).select_related("group")
+        models = models_for(request.user).select_related("group", "live_version")
         params = request.query_params
         if params.get("name"):
             models = models.filter(name__icontains=params["name"])
@@ -95,7 +102,10 @@ class ModelListView(APIView):
                     raise ValidationError(
                         {key: [f"Unknown {key} '{params[key]}'; use one of {', '.join(choices)}."]}
                     )
-                models = models.filter(**{key: params[key]})
+                if key == "status":  # the model's status is its live version's
+                    models = models.serving_status(params[key])
+                else:
+                    models = models.filter(**{key: params[key]})
         paginator = PageNumberPagination()
         page = paginator.paginate_queryset(models.order_by("-created_at"), request, view=self)
         return paginator.get_paginated_response(
@@ -153,20 +163,22 @@ class ModelStatusView(APIView):
         responses=ModelStatusWithLogSerializer,
         tags=["models"],
     )
-    def get(self, request: Request, model_hash: str) -> Response:
+    def get(self, request: Request, model_hash: str, version: int | None = None) -> Response:
+        """The model's status is its live version's; with `version`, that version's own."""
         include = request.query_params.get("include")
         if include not in (None, "log"):
             raise ValidationError({"include": [f"Unknown include '{include}'; the one choice is 'log'."]})
-        if include is None:
-            return Response(ModelStatusSerializer(get_model_for_user(request.user, model_hash)).data)
         # One answer for the model page's poll, so its badge and its log never disagree. A
         # build writes its last log line before the status that ends it, so the status is
         # read first, in one transaction: a final status always comes with the complete log.
         with transaction.atomic():
-            model = get_model_for_user(request.user, model_hash)
-            body = ModelStatusSerializer(model).data
-            build = model.builds.first()
-            body["build"] = ModelBuildLogSerializer(build).data if build else None
+            row = _row(request, model_hash, version)
+            body = ModelStatusSerializer(row).data
+            if version is None:
+                body["hash"] = model_hash
+            if include == "log":
+                build = row.builds.first()
+                body["build"] = ModelBuildLogSerializer(build).data if build else None
         return Response(body)
 
 
@@ -178,9 +190,8 @@ class ModelLogsView(APIView):
         responses=ModelBuildLogSerializer,
         tags=["models"],
     )
-    def get(self, request: Request, model_hash: str) -> Response:
-        model = get_model_for_user(request.user, model_hash)
-        builds = model.builds.all()
+    def get(self, request: Request, model_hash: str, version: int | None = None) -> Response:
+        builds = _row(request, model_hash, version).builds.all()
         number = request.query_params.get("build")
         if number is not None:
             if not number.isdigit():
@@ -201,24 +212,39 @@ class ModelEventsView(APIView):
         return paginator.get_paginated_response(ModelEventSerializer(page, many=True).data)
 
 
-def _act(action, model: MLModel, request: Request) -> Response:
+def _row(request: Request, model_hash: str, version: int | None) -> MLModel:
+    """The row a model endpoint acts on: the model's live version, or version `version`."""
+    model = get_model_for_user(request.user, model_hash)
+    return model.serving if version is None else get_version(model, version)
+
+
+def _act(action, model: MLModel, request: Request, *, shown_hash: str | None = None) -> Response:
+    """Run a lifecycle action on a row; the answer names `shown_hash` (the model's, when the
+    action went to its live version) or the row's own hash."""
     try:
         model = action(model, request.user)
     except services.ActionRefused as exc:
         raise Conflict(str(exc)) from None
-    return Response(ModelStatusSerializer(model).data)
+    body = ModelStatusSerializer(model).data
+    if shown_hash is not None:
+        body["hash"] = shown_hash
+    return Response(body)
 
 
 class ModelDisableView(APIView):
     @extend_schema(request=None, responses=ModelStatusSerializer, tags=["models"])
-    def post(self, request: Request, model_hash: str) -> Response:
-        return _act(services.disable, get_model_for_user(request.user, model_hash), request)
+    def post(self, request: Request, model_hash: str, version: int | None = None) -> Response:
+        """Stop serving: the model's live version, or version `version`."""
+        shown = model_hash if version is None else None
+        return _act(services.disable, _row(request, model_hash, version), request, shown_hash=shown)
 
 
 class ModelRestartView(APIView):
     @extend_schema(request=None, responses=ModelStatusSerializer, tags=["models"])
-    def post(self, request: Request, model_hash: str) -> Response:
-        return _act(services.restart, get_model_for_user(request.user, model_hash), request)
+    def post(self, request: Request, model_hash: str, version: int | None = None) -> Response:
+        """Rebuild and redeploy: the model's live version, or version `version`."""
+        shown = model_hash if version is None else None
+        return _act(services.restart, _row(request, model_hash, version), request, shown_hash=shown)
 
 
 class ModelRunnersView(APIView):
@@ -227,8 +253,13 @@ class ModelRunnersView(APIView):
     @extend_schema(responses=RunnerSerializer(many=True), tags=["models"])
     def get(self, request: Request, model_hash: str) -> Response:
         model = get_model_for_user(request.user, model_hash)
+        serving = model.serving
         return Response(
-            {"model": model.hash, "runners": RunnerSerializer(runners_of(model.hash), many=True).data}
+            {
+                "model": model.hash,
+                "version": serving.version,
+                "runners": RunnerSerializer(runners_of(serving.hash), many=True).data,
+            }
         )
 
 
@@ -241,3 +272,68 @@ class ModelPredictionsView(APIView):
         paginator = PageNumberPagination()
         page = paginator.paginate_queryset(model.predictions.all(), request, view=self)
         return paginator.get_paginated_response(PredictionRecordSerializer(page, many=True).data)
+
+
+class ModelVersionListView(APIView):
+    parser_classes = [MultiPartParser, FormParser]  # uploads stream to disk
+
+    @extend_schema(responses=ModelVersionSerializer(many=True), tags=["models"])
+    def get(self, request: Request, model_hash: str) -> Response:
+        """Every version of the model, newest first; `live` marks the one its run URL serves."""
+        model = get_model_for_user(request.user, model_hash)
+        versions = model.all_versions().select_related("created_by", "line").order_by("-version")
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(versions, request, view=self)
+        context = {"request": request, "model": model}
+        return paginator.get_paginated_response(ModelVersionSerializer(page, many=True, context=context).data)
+
+    @extend_schema(
+        request={"multipart/form-data": form_request_schema(ModelVersionForm)},
+        responses={201: ModelVersionSerializer},
+        tags=["models"],
+    )
+    def post(self, request: Request, model_hash: str) -> Response:
+        """Upload the model's next version: the upload's files and fields, without name, group
+        and operation (the model's). It goes live once Deployed; until then the live version
+        keeps serving, and a version that fails never replaces it."""
+        model = get_model_for_user(request.user, model_hash)
+        form = ModelVersionForm(request.POST, checked_files(request), user=request.user, model=model)
+        if not form.is_valid():
+            raise form_errors(form)
+        version = services.add_version(request.user, model, form.upload)
+        context = {"request": request, "model": model}
+        return Response(ModelVersionSerializer(version, context=context).data, status=status.HTTP_201_CREATED)
+
+
+class ModelVersionDetailView(APIView):
+    @extend_schema(responses=ModelVersionSerializer, tags=["models"])
+    def get(self, request: Request, model_hash: str, version: int) -> Response:
+        model = get_model_for_user(request.user, model_hash)
+        context = {"request": request, "model": model}
+        return Response(ModelVersionSerializer(get_version(model, version), context=context).data)
+
+    @extend_schema(responses=ModelStatusSerializer, tags=["models"])
+    def delete(self, request: Request, model_hash: str, version: int) -> Response:
+        """Delete one version (its files and environment link); not the live one, and not
+        version 1, which holds the model (delete the model instead)."""
+        model = get_model_for_user(request.user, model_hash)
+        row = get_version(model, version)
+        if row.pk == model.pk:
+            raise Conflict("Version 1 holds the model: delete the model to remove it.")
+        return _act(services.delete, row, request)
+
+
+class ModelVersionLiveView(APIView):
+    @extend_schema(request=None, responses=ModelVersionSerializer, tags=["models"])
+    def post(self, request: Request, model_hash: str, version: int) -> Response:
+        """Make this (Deployed) version the one the model's run URL serves: a rollback in one call."""
+        model = get_model_for_user(request.user, model_hash)
+        row = get_version(model, version)
+        services.warm_quietly(row)  # before it takes calls: no cold first call after a rollback
+        try:
+            services.make_live(model, row, request.user)
+        except services.ActionRefused as exc:
+            raise Conflict(str(exc)) from None
+        model.refresh_from_db()
+        context = {"request": request, "model": model}
+        return Response(ModelVersionSerializer(row, context=context).data)

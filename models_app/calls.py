@@ -31,7 +31,7 @@ def get_called_model(request: Request, model_hash: str, *, allow_member: bool = 
     """
     model = (
         MLModel.objects.select_related("group")
-        .filter(hash=model_hash)
+        .filter(hash=model_hash, line__isnull=True)
         .exclude(status=MLModel.Status.DELETED)
         .first()
     )
@@ -54,19 +54,23 @@ def _presents_group_token(request: Request) -> bool:
     return not value.startswith(USER_TOKEN_KIND)
 
 
-def not_deployed_message(model: MLModel) -> str:
+def not_deployed_message(model: CalledModel) -> str:
     hint = {
         MLModel.Status.READY: "its build is queued",
         MLModel.Status.BUILDING: "it is being built; try again when it is Deployed",
         MLModel.Status.FAILED: "its build failed; see its build log and restart it",
         MLModel.Status.DISABLED: "it was disabled; restart it to serve again",
     }.get(model.status, "")
-    return f"Model '{model.hash}' is {model.status}, not Deployed" + (f": {hint}." if hint else ".")
+    name = f"Model '{model.model_hash}'"
+    if model.pk != model.model_pk:
+        name += f" version {model.version}"
+    return f"{name} is {model.status}, not Deployed" + (f": {hint}." if hint else ".")
 
 
 @dataclass(frozen=True, slots=True)
 class CalledModel(ServingFacts):
-    """What the run URL needs of a model, read by CALL_SQL.
+    """What the run URL needs of a model, read by CALL_SQL: the row of the version that
+    answers (its hash names its runners and folder), and the model it belongs to.
 
     A plain object rather than an MLModel: building a model instance costs more than
     the query on the hot path, and callers never save it.
@@ -81,10 +85,13 @@ class CalledModel(ServingFacts):
     request_timeout: int | None
     schema_is_object: bool
     group_id: int
+    version: int
+    model_pk: int  # the model's own row: calls and executions are recorded against it
+    model_hash: str  # the hash in the model's run URL
 
     @property
     def folder(self) -> str:
-        """The model's `base_path` (MLModel.folder, as a string)."""
+        """The version's `base_path` (MLModel.folder, as a string)."""
         return f"{settings.MODELS_DIR}/{self.hash}"
 
 
@@ -103,31 +110,48 @@ def _aware(value) -> datetime:
 
 
 # Table names come from our own models, never from input; the values are parameters.
+# `m` is the model named in the URL, `v` the version that answers: the live one, or the
+# one a per-version URL names (CALL_VERSION_SQL).
+_CALL_COLUMNS = (
+    "SELECT v.id, v.hash, v.status, v.operation, v.deployed_build, v.replicas, v.request_timeout, "
+    "v.schema, m.group_id, v.version, m.id, t.group_id, t.expires_at, t.revoked_at "
+)
 CALL_SQL = (
-    "SELECT m.id, m.status, m.operation, m.deployed_build, m.replicas, m.request_timeout, m.schema, "  # noqa: S608
-    "m.group_id, t.group_id, t.expires_at, t.revoked_at "
-    f"FROM {MLModel._meta.db_table} m "
+    _CALL_COLUMNS  # noqa: S608
+    + f"FROM {MLModel._meta.db_table} m "
+    f"JOIN {MLModel._meta.db_table} v ON v.id = COALESCE(m.live_version_id, m.id) "
     f"LEFT JOIN {GroupToken._meta.db_table} t ON t.digest = %s "
-    "WHERE m.hash = %s"
+    "WHERE m.hash = %s AND m.line_id IS NULL"
+)
+CALL_VERSION_SQL = (
+    _CALL_COLUMNS  # noqa: S608
+    + f"FROM {MLModel._meta.db_table} m "
+    f"JOIN {MLModel._meta.db_table} v ON (v.id = m.id OR v.line_id = m.id) "
+    f"LEFT JOIN {GroupToken._meta.db_table} t ON t.digest = %s "
+    "WHERE m.hash = %s AND m.line_id IS NULL AND v.version = %s"
 )
 
 
-def lookup_call(model_hash: str, token_value: str) -> CallTarget | None:
+def lookup_call(model_hash: str, token_value: str, version: int | None = None) -> CallTarget | None:
     """One hand-written query for the hot path of Sync calls: the model and the token.
 
     The ORM version of these two lookups costs ~1 ms of query compilation per call,
-    more than everything else the web process does for a prediction.
+    more than everything else the web process does for a prediction. `version` names
+    one version (its per-version URL); None: the live one.
     """
     with connection.cursor() as cursor:
-        cursor.execute(CALL_SQL, [tokens.digest(token_value), model_hash])
+        if version is None:
+            cursor.execute(CALL_SQL, [tokens.digest(token_value), model_hash])
+        else:
+            cursor.execute(CALL_VERSION_SQL, [tokens.digest(token_value), model_hash, version])
         row = cursor.fetchone()
     return call_target(model_hash, row)
 
 
-def lookup_model(model_hash: str) -> CalledModel | None:
+def lookup_model(model_hash: str, version: int | None = None) -> CalledModel | None:
     """The model as lookup_call reads it, for a caller authorised otherwise (a member's
     session on the try URL): the same query, with a digest no stored token has."""
-    target = lookup_call(model_hash, "")
+    target = lookup_call(model_hash, "", version)
     return None if target is None else target.model
 
 
@@ -137,6 +161,7 @@ def call_target(model_hash: str, row: tuple | None) -> CallTarget | None:
         return None
     (
         pk,
+        serving_hash,
         status,
         operation,
         build,
@@ -144,6 +169,8 @@ def call_target(model_hash: str, row: tuple | None) -> CallTarget | None:
         timeout,
         schema,
         group_id,
+        version,
+        model_pk,
         token_group_id,
         expires_at,
         revoked_at,
@@ -153,7 +180,18 @@ def call_target(model_hash: str, row: tuple | None) -> CallTarget | None:
     else:  # PostgreSQL: the decoded value
         schema_is_object = isinstance(schema, dict)
     model = CalledModel(
-        pk, model_hash, status, operation, build, replicas, timeout, schema_is_object, group_id
+        pk,
+        serving_hash,
+        status,
+        operation,
+        build,
+        replicas,
+        timeout,
+        schema_is_object,
+        group_id,
+        version,
+        model_pk,
+        model_hash,
     )
     facts = None
     if token_group_id is not None:

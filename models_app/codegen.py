@@ -18,6 +18,7 @@ SAMPLE_INPUT = {"csv": "input.csv", "parquet": "input.parquet", "json": "input.j
 def generate(model: MLModel, run_url: str, language: str) -> str:
     if language not in LANGUAGES:
         raise ValueError(f"language must be one of {', '.join(LANGUAGES)}")
+    model = model.serving  # the example of the version the run URL serves
     if model.is_sync:
         body = json.dumps(model.schema if model.schema is not None else {}, indent=2)
         return {"curl": _curl_sync, "python": _python_sync, "javascript": _js_sync}[language](run_url, body)

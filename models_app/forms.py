@@ -512,6 +512,29 @@ def _read_text(named: NamedFile, field: str) -> str:
         ) from None
 
 
+class ModelVersionForm(ModelUploadForm):
+    """A new version of an existing model: the upload's fields and checks, with the
+    name, group and operation taken from the model (callers of its run URL keep
+    sending the same kind of request)."""
+
+    name = None
+    group = None
+    operation = None
+
+    def __init__(self, *args, user, model: MLModel, **kwargs):
+        super().__init__(*args, user=user, **kwargs)
+        self.model = model.root
+        if "input_type" in self.fields and not self.model.is_sync:
+            self.fields["input_type"].initial = self.model.input_type
+
+    def clean(self) -> dict[str, Any]:
+        model = self.model
+        if model.status == MLModel.Status.DELETED:
+            raise forms.ValidationError("This model is deleted: upload a new model instead.")
+        self.cleaned_data.update(name=model.name, group=model.group, operation=model.operation)
+        return super().clean()
+
+
 class ModelSettingsForm(forms.Form):
     """What can change on a Sync model without a rebuild (as PATCH /api/v1/models/<hash>)."""
 

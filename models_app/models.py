@@ -34,6 +34,15 @@ class ServingFacts:
         return self.request_timeout or settings.PREDICT_TIMEOUT
 
 
+class MLModelQuerySet(models.QuerySet):
+    def serving_status(self, *statuses: str) -> MLModelQuerySet:
+        """Models whose live version (for a version row: itself) is in one of `statuses`."""
+        return self.filter(
+            models.Q(live_version__isnull=True, status__in=statuses)
+            | models.Q(live_version__status__in=statuses)
+        )
+
+
 class MLModel(ServingFacts, models.Model):
     """A user's model: uploaded files, its environment and its lifecycle state."""
 
@@ -123,6 +132,28 @@ class MLModel(ServingFacts, models.Model):
         help_text="The training run this model was promoted from.",
     )
 
+    # Versions. A model's first upload is its row and version 1; each later upload is a
+    # row of its own (own hash, files, environment, builds) pointing at the first through
+    # `line`. The first row's hash is the model's stable run URL, which serves
+    # `live_version` (None: the first row itself).
+    line = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="later_versions",
+        help_text="The model this row is a later version of (empty: the model itself, version 1).",
+    )
+    version = models.PositiveIntegerField(default=1, editable=False)
+    live_version = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The version the model's run URL serves (empty: version 1).",
+    )
+
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="created_models"
     )
@@ -130,13 +161,48 @@ class MLModel(ServingFacts, models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     deployed_at = models.DateTimeField(null=True, blank=True)
 
+    objects = MLModelQuerySet.as_manager()
+
     class Meta:
         verbose_name = "model"
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["group", "status"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["line", "version"], condition=models.Q(line__isnull=False), name="unique_model_version"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.hash})"
+
+    @property
+    def is_model(self) -> bool:
+        """Whether this row is a model (and its version 1), not a later version."""
+        return self.line_id is None
+
+    @property
+    def root(self) -> MLModel:
+        """The model this row is a version of (itself for version 1)."""
+        return self if self.line_id is None else self.line
+
+    @property
+    def serving(self) -> MLModel:
+        """The row that answers the model's run URL: its live version (a version: itself)."""
+        if self.line_id is None and self.live_version_id is not None:
+            return self.live_version
+        return self
+
+    @property
+    def live_number(self) -> int:
+        """The number of the version the model's run URL serves."""
+        root = self.root
+        return root.live_version.version if root.live_version_id else 1
+
+    def all_versions(self) -> models.QuerySet[MLModel]:
+        """Every version of this row's model, version 1 first."""
+        root_id = self.line_id or self.pk
+        return MLModel.objects.filter(models.Q(pk=root_id) | models.Q(line_id=root_id)).order_by("version")
 
     @property
     def folder(self) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import reverse
 from rest_framework import serializers
 
-from models_app.links import docs_url, run_url
+from models_app.links import docs_url, run_url, version_run_url
 from models_app.models import MLModel, ModelBuild, ModelEvent
 from monitoring.models import PredictionRecord
 from monitoring.stats import call_stats
@@ -34,8 +34,15 @@ class ModelEventSerializer(serializers.ModelSerializer):
 
 
 class ModelSummarySerializer(serializers.ModelSerializer):
+    """A model as lists show it: its status (and build facts) are its live version's."""
+
     group = serializers.CharField(source="group.name", read_only=True)
     url = serializers.SerializerMethodField()
+    status = serializers.CharField(source="serving.status", read_only=True)
+    python_version = serializers.CharField(source="serving.python_version", read_only=True)
+    version = serializers.IntegerField(
+        source="serving.version", read_only=True, help_text="The live version: the one the run URL serves."
+    )
 
     class Meta:
         model = MLModel
@@ -45,6 +52,7 @@ class ModelSummarySerializer(serializers.ModelSerializer):
             "group",
             "operation",
             "status",
+            "version",
             "python_version",
             "created_at",
             "updated_at",
@@ -70,6 +78,22 @@ class ModelDetailSerializer(ModelSummarySerializer):
         "percentiles in ms (p50, p95, p99 over its newest 10,000 calls; null without calls)."
     )
 
+    # What describes the build that serves: read from the live version.
+    SERVING_FIELDS = (
+        "status_message",
+        "model_reference",
+        "python_full_version",
+        "input_type",
+        "allow_network",
+        "schema",
+        "files",
+        "requirements",
+        "env_names",
+        "deployed_at",
+        "last_build",
+        "training_run",
+    )
+
     class Meta(ModelSummarySerializer.Meta):
         fields = [
             *ModelSummarySerializer.Meta.fields,
@@ -93,6 +117,14 @@ class ModelDetailSerializer(ModelSummarySerializer):
             "calls",
         ]
         read_only_fields = fields
+
+    def to_representation(self, model: MLModel) -> dict:
+        data = super().to_representation(model)
+        serving = model.serving
+        if serving.pk != model.pk:
+            live = super().to_representation(serving)
+            data.update({name: live[name] for name in self.SERVING_FIELDS})
+        return data
 
     def get_training_run(self, model: MLModel) -> dict | None:
         run = model.training_run
@@ -152,8 +184,65 @@ class ModelSettingsSerializer(serializers.ModelSerializer):
 class ModelStatusSerializer(serializers.ModelSerializer):
     class Meta:
         model = MLModel
-        fields = ["hash", "status", "status_message", "deployed_at"]
+        fields = ["hash", "version", "status", "status_message", "deployed_at"]
         read_only_fields = fields
+
+
+class ModelVersionSerializer(ModelDetailSerializer):
+    """One version: its own hash, files, packages, build and who uploaded it when.
+
+    `context["model"]` is the model it belongs to (its live version is marked `live`).
+    """
+
+    model = serializers.CharField(source="root.hash", read_only=True, help_text="The model's hash.")
+    live = serializers.SerializerMethodField(help_text="Whether the model's run URL serves this version.")
+    status = serializers.CharField(read_only=True)
+    python_version = serializers.CharField(read_only=True)
+    version = serializers.IntegerField(read_only=True)
+
+    class Meta(ModelDetailSerializer.Meta):
+        fields = [
+            "model",
+            "version",
+            "live",
+            "hash",
+            "status",
+            "status_message",
+            "operation",
+            "model_reference",
+            "python_version",
+            "python_full_version",
+            "input_type",
+            "allow_network",
+            "schema",
+            "files",
+            "requirements",
+            "env_names",
+            "created_by",
+            "created_at",
+            "deployed_at",
+            "last_build",
+            "training_run",
+            "run_url",
+            "url",
+        ]
+        read_only_fields = fields
+
+    def to_representation(self, version: MLModel) -> dict:
+        return serializers.ModelSerializer.to_representation(self, version)
+
+    def get_live(self, version: MLModel) -> bool:
+        model = self.context.get("model") or version.root
+        return model.serving.pk == version.pk
+
+    def get_run_url(self, version: MLModel) -> str | None:
+        request = self.context.get("request")
+        return version_run_url(request, version) if request else None
+
+    def get_url(self, version: MLModel) -> str:
+        request = self.context.get("request")
+        path = reverse("api-model-version", args=[version.root.hash, version.version])
+        return request.build_absolute_uri(path) if request else path
 
 
 class ModelStatusWithLogSerializer(ModelStatusSerializer):

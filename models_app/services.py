@@ -16,12 +16,14 @@ from typing import Any
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
+from django.db.models import Max
 from django.utils import timezone
 from django_q.tasks import async_task
 
 from groups import crypto
 from groups.models import Group
 from models_app.models import MLModel, ModelBuild, ModelEvent
+from models_app.serving import aio
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +100,22 @@ def _write_files(upload: ModelUpload, destination: Path) -> None:
 
 
 def create_model(user, upload: ModelUpload) -> MLModel:
-    """Store a checked upload's files and row, and queue its build.
+    """Store a checked upload's files and row as a new model, and queue its build."""
+    return _store(user, upload, of_model=None)
+
+
+def add_version(user, model: MLModel, upload: ModelUpload) -> MLModel:
+    """Store a checked upload as `model`'s next version and queue its build.
+
+    The version goes live (the model's run URL serves it) when its build deploys it;
+    until then, and if it fails, the live version keeps serving.
+    """
+    return _store(user, upload, of_model=model.root)
+
+
+def _store(user, upload: ModelUpload, *, of_model: MLModel | None) -> MLModel:
+    """Store an upload's files and row (a new model, or a version of `of_model`) and
+    queue its build.
 
     Nothing is left behind when storing fails: files go to a private staging folder
     that is renamed into place only after the row is committed.
@@ -107,7 +124,19 @@ def create_model(user, upload: ModelUpload) -> MLModel:
     try:
         _write_files(upload, staging)
         with transaction.atomic():
+            version_fields = {}
+            if of_model is not None:
+                # The model's row is the version counter's lock (as for executions).
+                MLModel.objects.select_for_update().filter(pk=of_model.pk).values_list("pk").first()
+                last = of_model.all_versions().aggregate(last=Max("version"))["last"] or 1
+                version_fields = {
+                    "line": of_model,
+                    "version": last + 1,
+                    # Serving settings are the model's, whichever version answers.
+                    **{name: getattr(of_model, name) for name in MODEL_WIDE_SETTINGS},
+                }
             model = MLModel.objects.create(
+                **version_fields,
                 name=upload.name,
                 group=upload.group,
                 operation=upload.operation,
@@ -133,12 +162,10 @@ def create_model(user, upload: ModelUpload) -> MLModel:
             origin = (
                 f", promoted from training run {upload.training_run.number}" if upload.training_run else ""
             )
-            record(
-                model,
-                user,
-                "created",
-                f"{model.operation} model, python {model.python_version}{network}{origin}",
-            )
+            described = f"{model.operation} model, python {model.python_version}{network}{origin}"
+            if of_model is not None:
+                record(of_model, user, "version_added", f"version {model.version}: {described}")
+            record(model, user, "created", described)
             queue_build(model, user)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -205,41 +232,109 @@ def restart(model: MLModel, actor) -> MLModel:
 
 def delete(model: MLModel, actor) -> MLModel:
     """Mark deleted and remove its files, secrets and recorded calls; the row (and its
-    hash) stays."""
+    hash) stays. A model goes with all its versions; a later version alone only when it
+    is not the live one."""
     with transaction.atomic():
-        updated = (
-            MLModel.objects.filter(pk=model.pk)
-            .exclude(status=MLModel.Status.DELETED)
-            .update(
-                status=MLModel.Status.DELETED,
-                status_message="Deleted.",
-                env_ciphertext=None,
-                updated_at=timezone.now(),
-            )
+        if model.line_id is not None:
+            root = MLModel.objects.select_for_update().get(pk=model.line_id)
+            if root.live_version_id == model.pk:
+                raise ActionRefused(
+                    f"Version {model.version} is live: make another version live before deleting it."
+                )
+            rows = MLModel.objects.filter(pk=model.pk)
+        else:
+            rows = model.all_versions()
+        doomed = list(rows.exclude(status=MLModel.Status.DELETED))
+        updated = rows.filter(pk__in=[row.pk for row in doomed]).update(
+            status=MLModel.Status.DELETED,
+            status_message="Deleted.",
+            env_ciphertext=None,
+            updated_at=timezone.now(),
         )
         model.refresh_from_db()
-        if not updated:
+        if not updated or model not in doomed:
             raise ActionRefused("This model is already deleted.")
-        model.builds.filter(status=ModelBuild.Status.QUEUED).update(status=ModelBuild.Status.CANCELLED)
-        record(model, actor, "deleted")
+        ModelBuild.objects.filter(model__in=doomed, status=ModelBuild.Status.QUEUED).update(
+            status=ModelBuild.Status.CANCELLED
+        )
+        record(model, actor, "deleted", f"version {model.version}" if model.line_id else "")
     # After the commit: the recorded inputs are the user's production data. Calls still
     # buffered in a web process are swept up by the housekeeping purge.
-    model.predictions.all().delete()
-    shutil.rmtree(model.folder, ignore_errors=True)
+    if model.line_id is None:
+        model.predictions.all().delete()
+    for row in doomed:
+        shutil.rmtree(row.folder, ignore_errors=True)
     return model
 
 
+# Settings of the model as a whole: every version has the same, whichever answers.
+MODEL_WIDE_SETTINGS = ("replicas", "request_timeout", "execution_timeout")
+
+
 def change_settings(model: MLModel, actor, **changes) -> MLModel:
-    """Serving settings; the model host applies them on its next pass (no rebuild)."""
+    """Serving settings, for every version of the model; the model host applies them on
+    its next pass (no rebuild)."""
     changed = {k: v for k, v in changes.items() if getattr(model, k) != v}
     if changed:
         for key, value in changed.items():
             setattr(model, key, value)
-        model.save(update_fields=[*changed, "updated_at"])
-        record(model, actor, "settings_changed", ", ".join(f"{k}={v}" for k, v in changed.items()))
+        with transaction.atomic():
+            model.all_versions().update(**changed, updated_at=timezone.now())
+            record(model, actor, "settings_changed", ", ".join(f"{k}={v}" for k, v in changed.items()))
     return model
 
 
 def decrypted_env(model: MLModel) -> dict[str, str]:
     """The model's `.env` values, for a runner's environment only. Never log or return them."""
     return crypto.decrypt_env(model.env_ciphertext)
+
+
+def make_live(model: MLModel, version: MLModel, actor) -> MLModel:
+    """Serve `version` at the model's run URL from the next call on: a rollback, or a
+    roll forward. Only a Deployed version can go live."""
+    root = model.root
+    with transaction.atomic():
+        version = MLModel.objects.select_for_update().get(pk=version.pk)
+        if version.root.pk != root.pk:
+            raise ActionRefused(f"Version {version.hash} is not a version of model {root.hash}.")
+        if version.status != MLModel.Status.DEPLOYED:
+            raise ActionRefused(
+                f"Version {version.version} is {version.status}: only a Deployed version can go live."
+            )
+        MLModel.objects.filter(pk=root.pk).update(
+            live_version=None if version.pk == root.pk else version, updated_at=timezone.now()
+        )
+        record(root, actor, "version_live", f"version {version.version} serves the model's run URL")
+    root.refresh_from_db()
+    return root
+
+
+def go_live_if_newest(version: MLModel) -> bool:
+    """After `version`'s first successful build: serve it if it is newer than the live
+    version (a version that finished after a newer one went live does not).
+
+    A rebuild of a version that was deployed before never changes the live version.
+    Called inside the transaction that marks it Deployed.
+    """
+    if version.line_id is None:
+        return False  # version 1: live unless another version is
+    root = MLModel.objects.select_for_update().select_related("live_version").get(pk=version.line_id)
+    if version.pk == root.live_version_id or root.live_number > version.version:
+        return False
+    MLModel.objects.filter(pk=root.pk).update(live_version=version, updated_at=timezone.now())
+    record(root, None, "version_live", f"version {version.version} deployed and serves the model's run URL")
+    return True
+
+
+def warm_quietly(version: MLModel) -> bool:
+    """Start a Deployed Sync version's runners on this node and wait for them, so that
+    it is warm before it goes live. Best effort: without a model host here (or when it
+    cannot start them) the runners start on the version's first call."""
+    if not version.is_sync or version.status != MLModel.Status.DEPLOYED:
+        return False
+    try:
+        answer = aio.host_call({"op": "ensure", "model": version.hash}, timeout=settings.COLD_START_TIMEOUT + 5)
+    except aio.ServingError as exc:
+        logger.info("version %s not warmed: %s", version.hash, exc.message)
+        return False
+    return bool(answer.get("ok"))

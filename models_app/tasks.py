@@ -22,7 +22,7 @@ from groups import jobs
 from models_app import environments, interpreters, sandboxes
 from models_app.models import MLModel, ModelBuild
 from models_app.runtime import oneshot
-from models_app.services import queue_build, record
+from models_app.services import go_live_if_newest, queue_build, record
 from models_app.serving import aio
 from monitoring.tasks import purge_old_records, purge_records_of
 
@@ -241,7 +241,7 @@ def _finish(model: MLModel, build: ModelBuild, *, ok: bool, message: str, **fiel
             return False
         # Only a model still Building takes the outcome: it may have been disabled
         # or deleted while the build ran.
-        MLModel.objects.filter(pk=model.pk, status=MLModel.Status.BUILDING).update(
+        updated = MLModel.objects.filter(pk=model.pk, status=MLModel.Status.BUILDING).update(
             status=MLModel.Status.DEPLOYED if ok else MLModel.Status.FAILED,
             status_message=message[:2000],
             deployed_at=now if ok else model.deployed_at,
@@ -249,6 +249,10 @@ def _finish(model: MLModel, build: ModelBuild, *, ok: bool, message: str, **fiel
             **fields,
         )
         record(model, build.requested_by, "deployed" if ok else "build_failed", message[:500])
+        # A new version's first deployment is an update: it takes over the run URL in
+        # this transaction, so no call finds the model without a deployed version.
+        if ok and updated and model.deployed_at is None:
+            go_live_if_newest(model)
     return True
 
 

@@ -9,6 +9,7 @@ class PredictionRecord(models.Model):
     """One Sync call: what came in, what went out, how it went."""
 
     model = models.ForeignKey("models_app.MLModel", on_delete=models.CASCADE, related_name="predictions")
+    version = models.PositiveIntegerField(default=1, help_text="The model version that answered.")
     at = models.DateTimeField(db_index=True)
     status_code = models.PositiveSmallIntegerField()
     latency_ms = models.FloatField()

@@ -29,6 +29,7 @@ BATCH_SIZE = 500
 
 class Call(NamedTuple):  # a tuple: built on every call, so cheap to build
     model_id: int
+    version: int
     at: datetime
     status_code: int
     latency_ms: float
@@ -90,13 +91,13 @@ class Recorder:
         table = connection.ops.quote_name(PredictionRecord._meta.db_table)
         adapt = connection.ops.adapt_datetimefield_value
         sql = (
-            f"INSERT INTO {table} (model_id, at, status_code, latency_ms, input, output) "  # noqa: S608
-            "VALUES (%s, %s, %s, %s, %s, %s)"
+            f"INSERT INTO {table} (model_id, version, at, status_code, latency_ms, input, output) "  # noqa: S608
+            "VALUES (%s, %s, %s, %s, %s, %s, %s)"
         )
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.executemany(
                 sql,
-                [(c.model_id, adapt(c.at), c.status_code, c.latency_ms, c.input, c.output) for c in batch],
+                [(c.model_id, c.version, adapt(c.at), c.status_code, c.latency_ms, c.input, c.output) for c in batch],
             )
 
     def flush(self) -> int:

@@ -41,7 +41,7 @@ class NotValidated(Exception):
 def environment_requirements(monitor: Monitor) -> list[str]:
     """The model's packages, the preprocess's extra ones, and what the harness needs."""
     return with_platform_requirements(
-        [*monitor.model.requirements, *monitor.requirements], HARNESS_REQUIREMENTS
+        [*monitor.model.serving.requirements, *monitor.requirements], HARNESS_REQUIREMENTS
     )
 
 

@@ -147,7 +147,7 @@ def _validate(monitor: Monitor, log: jobs.JobLog) -> dict:
 
 def _sample(monitor: Monitor) -> dict:
     """One input and the model's answer to it, for the preprocess's smoke test."""
-    model = monitor.model
+    model = monitor.model.serving
     if model.is_sync:
         if model.smoke_result is None or model.schema is None:
             raise MonitoringFailed(
@@ -183,7 +183,7 @@ def _sample_folders(monitor: Monitor) -> list[Path]:
 def _environment(monitor: Monitor, log: jobs.JobLog) -> Path:
     requirements = services.environment_requirements(monitor)
     try:
-        env_path, _ = model_tasks.prepare_environment(monitor.model.python_version, requirements, log)
+        env_path, _ = model_tasks.prepare_environment(monitor.model.serving.python_version, requirements, log)
     except model_tasks.EnvironmentUnavailable as exc:
         raise MonitoringFailed(str(exc)) from None
     if monitor.env_fingerprint != env_path.name:
@@ -193,7 +193,7 @@ def _environment(monitor: Monitor, log: jobs.JobLog) -> Path:
 
 
 def _common_spec(monitor: Monitor, folder: Path) -> dict:
-    model = monitor.model
+    model = monitor.model.serving  # the live version's model file, for SHAP
     return {
         "shap_entrypoint": monitor.shap_reference or None,
         "model_path": str(model.folder / (model.model_file or MODEL_ARTIFACT)),
@@ -215,7 +215,7 @@ def _run_harness(
 ) -> dict:
     result = oneshot.run_oneshot(
         sandboxes.monitoring_code(
-            monitor.model, python=python, folder=folder, read_only=[monitor.code_folder, *read_only]
+            monitor.model.serving, python=python, folder=folder, read_only=[monitor.code_folder, *read_only]
         ),
         source=str(monitor.code_folder / monitor.preprocess_file),
         entrypoint=monitor.preprocess_reference,

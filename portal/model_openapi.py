@@ -144,11 +144,12 @@ def model_document(model: MLModel, server_url: str) -> dict:
     """The OpenAPI 3 document of one model, served at `server_url`."""
     generator = SchemaGenerator(patterns=_patterns(model), title=model.name)
     document = generator.get_schema(request=None, public=True)
+    serving = model.serving  # the run URL answers with the live version: its example and Python
     document["info"] = {
         "title": f"{model.name}",
-        "version": f"build {model.deployed_build}",
+        "version": f"version {serving.version}, build {serving.deployed_build}",
         "description": (
-            f"{model.operation} model `{model.hash}` of group `{model.group.name}`, Python {model.python_version}. "
+            f"{model.operation} model `{model.hash}` of group `{model.group.name}`, Python {serving.python_version}. "
             "Authorise with the group token (`Authorization: Bearer <group token>`)."
         ),
     }
@@ -174,9 +175,9 @@ def model_document(model: MLModel, server_url: str) -> dict:
         paths[concrete] = item
     document["paths"] = paths
     if model.is_sync:
-        _specialise_sync(document["paths"][f"/api/v1/run/{model.hash}"]["post"], model)
+        _specialise_sync(document["paths"][f"/api/v1/run/{model.hash}"]["post"], serving)
     else:
-        _specialise_async(document["paths"][f"/api/v1/run/{model.hash}"]["post"], model)
+        _specialise_async(document["paths"][f"/api/v1/run/{model.hash}"]["post"], serving)
     return document
 
 

@@ -49,16 +49,23 @@ def _no_model(model_hash: str) -> HttpResponse:
     return error_response(404, f"No model '{model_hash}'.", "not_found")
 
 
+def _no_version(model_hash: str, version: int) -> HttpResponse:
+    return error_response(404, f"Model '{model_hash}' has no version {version}.", "not_found")
+
+
 @csrf_exempt  # no cookies are used: the group token in the header authorises the call
-def run_model(request: HttpRequest, model_hash: str) -> HttpResponse:
+def run_model(request: HttpRequest, model_hash: str, version: int | None = None) -> HttpResponse:
+    """The model's run URL (its live version), or with `version` its per-version URL."""
     if request.method != "POST":
         return _method_not_allowed(request)
     try:
         token = bearer_token(request)
     except exceptions.APIException as exc:
         return error_response(exc.status_code, str(exc.detail), exc.default_code)
-    target = lookup_call(model_hash, token)
+    target = lookup_call(model_hash, token, version)
     if target is None or target.model.status == MLModel.Status.DELETED:
+        if version is not None and lookup_call(model_hash, token) is not None:
+            return _no_version(model_hash, version)
         return _no_model(model_hash)
     problem = group_token_problem(target.token, target.model.group_id)
     if problem is not None:
@@ -67,22 +74,23 @@ def run_model(request: HttpRequest, model_hash: str) -> HttpResponse:
 
 
 @login_required
-def try_model(request: HttpRequest, model_hash: str) -> HttpResponse:
+def try_model(request: HttpRequest, model_hash: str, version: int | None = None) -> HttpResponse:
     """The run URL for a member's session (CSRF-checked by Django's middleware)."""
     if request.method != "POST":
         return _method_not_allowed(request)
-    if not models_for(request.user).filter(hash=model_hash).exists():
+    if not models_for(request.user).filter(hash=model_hash, line__isnull=True).exists():
         return _no_model(model_hash)  # the run URL's answer for a model that isn't there
-    model = lookup_model(model_hash)
-    if model is None:  # deleted meanwhile for good
-        return _no_model(model_hash)
+    model = lookup_model(model_hash, version)
+    if model is None:
+        return _no_version(model_hash, version) if version is not None else _no_model(model_hash)
     return answer_call(request, model, SessionAsyncRunView)
 
 
 def answer_call(request: HttpRequest, model: CalledModel, async_view: type[AsyncRunView]) -> HttpResponse:
-    """What the run URL answers once the caller may call `model`: one path for both URLs."""
+    """What the run URL answers once the caller may call `model` (the version that
+    answers): one path for both URLs."""
     if model.status == MLModel.Status.DELETED:
-        return _no_model(model.hash)
+        return _no_model(model.model_hash)
     if model.status != MLModel.Status.DEPLOYED:
         return error_response(409, not_deployed_message(model), "not_deployed")
     if model.is_sync:
@@ -102,8 +110,8 @@ class AsyncRunView(APIView):
     parser_classes: list = []  # the executions app reads the upload itself
 
     def post(self, request: Request, model_id: int) -> Response:
-        model = MLModel.objects.select_related("group").get(pk=model_id)
-        return executions_api.submit(request, model)
+        version = MLModel.objects.select_related("group", "line__group").get(pk=model_id)
+        return executions_api.submit(request, version.root, version)
 
 
 class SessionAsyncRunView(AsyncRunView):

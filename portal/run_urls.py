@@ -8,6 +8,8 @@ from portal import run_api
 urlpatterns = [
     path("<str:model_hash>", run_api.run_model, name="run-model"),
     path("<str:model_hash>/try", run_api.try_model, name="run-model-try"),
+    path("<str:model_hash>/versions/<int:version>", run_api.run_model, name="run-model-version"),
+    path("<str:model_hash>/versions/<int:version>/try", run_api.try_model, name="run-model-version-try"),
     path("<str:model_hash>/health", ModelHealthView.as_view(), name="run-model-health"),
     path("<str:model_hash>/", include("executions.urls")),
 ]

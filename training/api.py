@@ -8,7 +8,7 @@ import zipfile
 from django.db.models import Count
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 from groups.api.errors import Conflict, checked_files, form_errors
 from groups.api.pagination import PageNumberPagination
 from models_app.api import form_request_schema
-from models_app.serializers import ModelDetailSerializer
+from models_app.serializers import ModelDetailSerializer, ModelVersionSerializer
 from training import services
 from training.access import experiments_for, get_experiment_for_user, get_run_for_user
 from training.forms import ExperimentForm, PromoteForm, TrainingRunForm
@@ -243,11 +243,19 @@ class RunPromoteView(APIView):
 
     @extend_schema(
         request={"multipart/form-data": form_request_schema(PromoteForm)},
-        responses={201: ModelDetailSerializer, 409: OpenApiResponse(description="The run is not Succeeded.")},
+        responses={
+            201: PolymorphicProxySerializer(
+                "PromotedModel",
+                serializers=[ModelDetailSerializer, ModelVersionSerializer],
+                resource_type_field_name=None,
+            ),
+            409: OpenApiResponse(description="The run is not Succeeded."),
+        },
         tags=["training"],
     )
     def post(self, request: Request, experiment_hash: str, number: int) -> Response:
-        """Deploy a Succeeded run as a model: its model file, Python and environment are reused."""
+        """Deploy a Succeeded run as a model (or with `version_of` as a model's next version):
+        its model file, Python and environment are reused."""
         run = get_run_for_user(request.user, experiment_hash, number)
         try:
             services.check_promotable(run)
@@ -258,9 +266,13 @@ class RunPromoteView(APIView):
         if not form.is_valid():
             raise form_errors(form)
         try:
-            model = services.promote(request.user, run, form.upload)
+            model = services.promote(
+                request.user, run, form.upload, version_of=form.cleaned_data.get("version_of")
+            )
         except services.NotPromotable as exc:
             raise Conflict(str(exc)) from None
-        return Response(
-            ModelDetailSerializer(model, context={"request": request}).data, status=status.HTTP_201_CREATED
-        )
+        if model.line_id is not None:  # a new version of an existing model
+            body = ModelVersionSerializer(model, context={"request": request}).data
+        else:
+            body = ModelDetailSerializer(model, context={"request": request}).data
+        return Response(body, status=status.HTTP_201_CREATED)

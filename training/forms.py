@@ -15,6 +15,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile, UploadedFile
+from django.utils.translation import gettext_lazy as _
 
 from models_app.forms import (
     NAME_TOO_LONG,
@@ -27,6 +28,7 @@ from models_app.forms import (
     PythonVersionField,
     UploadCheckingForm,
 )
+from models_app.access import models_for
 from models_app.models import MLModel
 from models_app.services import NamedFile
 from models_app.validation import (
@@ -51,27 +53,27 @@ class ExperimentForm(forms.Form):
 
     experiment_name = forms.CharField(
         max_length=64,
-        label="Name",
+        label=_("Name"),
         error_messages={
-            "required": "Give the experiment a name.",
+            "required": _("Give the experiment a name."),
             "max_length": NAME_TOO_LONG,
         },
     )
     model_type = forms.ChoiceField(
         choices=Experiment.ModelType.choices,
-        label="Model type",
+        label=_("Model type"),
         error_messages={
-            "required": "Give the model type: Classification, Regression or Unsupervised.",
+            "required": _("Give the model type: Classification, Regression or Unsupervised."),
             "invalid_choice": "model_type must be Classification, Regression or Unsupervised, not '%(value)s'.",
         },
     )
     group = GroupField(
         owns="the experiment",
-        help_text="The name of one of your groups: it owns the experiment and its runs.",
+        help_text=_("The name of one of your groups: it owns the experiment and its runs."),
     )
     force = DefaultBooleanField(
         default=False,
-        help_text="Create a new experiment even when the group has one with this name and type.",
+        help_text=_("Create a new experiment even when the group has one with this name and type."),
     )
 
     def __init__(self, *args, user, **kwargs):
@@ -87,14 +89,14 @@ class TrainingRunForm(UploadCheckingForm):
 
     run_name = forms.CharField(
         max_length=128,
-        label="Run name",
-        error_messages={"required": "Give the run a name."},
+        label=_("Run name"),
+        error_messages={"required": _("Give the run a name.")},
     )
     training_type = forms.TypedChoiceField(
         choices=[
-            (TrainingRun.TrainingType.CUSTOM, "Custom: your training code"),
-            (TrainingRun.TrainingType.EXTERNAL, "External: a model trained elsewhere"),
-            (TrainingRun.TrainingType.AUTOML, "AutoML: the platform searches the pipeline"),
+            (TrainingRun.TrainingType.CUSTOM, _("Custom: your training code")),
+            (TrainingRun.TrainingType.EXTERNAL, _("External: a model trained elsewhere")),
+            (TrainingRun.TrainingType.AUTOML, _("AutoML: the platform searches the pipeline")),
         ],
         empty_value=TrainingRun.TrainingType.CUSTOM,
         required=False,
@@ -104,86 +106,103 @@ class TrainingRunForm(UploadCheckingForm):
             "invalid_choice": "training_type must be Custom, External or AutoML, not '%(value)s'."
         },
     )
-    description = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
+    description = forms.CharField(
+        required=False, max_length=2000, label=_("Description"), widget=forms.Textarea(attrs={"rows": 2})
+    )
     python_version = PythonVersionField()
     allow_network = DefaultBooleanField(
         default=True,
-        label="Allow network access",
-        help_text="Let the training code open outbound network connections.",
+        label=_("Allow network access"),
+        help_text=_("Let the training code open outbound network connections."),
     )
     train_data = forms.FileField(
         allow_empty_file=True,
         required=False,
-        label="Training data (.csv or .parquet)",
-        help_text="Custom: given to the training function as a DataFrame (its name is in inputFileName). "
-        "AutoML: the data the search trains on.",
+        label=_("Training data (.csv or .parquet)"),
+        help_text=_(
+            "Custom: given to the training function as a DataFrame (its name is in inputFileName). "
+            "AutoML: the data the search trains on."
+        ),
     )
     source = forms.FileField(
         allow_empty_file=True,
         required=False,
-        label="Training script (.py)",
+        label=_("Training script (.py)"),
         widget=forms.ClearableFileInput(attrs={"accept": ".py,text/x-python"}),
-        help_text="Custom: defines the training function; checked by parsing, never imported by the portal.",
+        help_text=_(
+            "Custom: defines the training function; checked by parsing, never imported by the portal."
+        ),
     )
     training_reference = forms.CharField(
         max_length=100,
         required=False,
         empty_value="train_model",
         initial="train_model",
-        label="Training function",
-        help_text="Custom: train_model(df, base_path), or the older train_model(base_path).",
+        label=_("Training function"),
+        help_text=_("Custom: train_model(df, base_path), or the older train_model(base_path)."),
     )
     requirements = forms.FileField(
         allow_empty_file=True,
         required=False,  # Custom and External runs need it; AutoML brings its own
-        label="requirements.txt",
+        label=_("requirements.txt"),
         widget=forms.ClearableFileInput(attrs={"accept": ".txt,text/plain"}),
-        help_text="Installed with uv into the run's own environment (pandas, pyarrow and cloudpickle are "
-        "added when not named).",
-        error_messages={"required": "Upload requirements.txt (it may be empty)."},
+        help_text=_(
+            "Installed with uv into the run's own environment (pandas, pyarrow and cloudpickle are "
+            "added when not named)."
+        ),
+        error_messages={"required": _("Upload requirements.txt (it may be empty).")},
     )
     env = forms.FileField(
         allow_empty_file=True,
-        label=".env (secrets)",
+        label=_(".env (secrets)"),
         required=False,
-        help_text="KEY=VALUE lines, in the training code's environment. Encrypted at rest.",
+        help_text=_("KEY=VALUE lines, in the training code's environment. Encrypted at rest."),
     )
     extra = MultipleFileField(
-        label="Extra files",
+        label=_("Extra files"),
         required=False,
-        help_text="Put beside the script (Custom), or kept with the run (External).",
+        help_text=_("Put beside the script (Custom), or kept with the run (External)."),
     )
     X_train = forms.FileField(
-        allow_empty_file=True, required=False, help_text="External: the features (.csv or .parquet)."
+        allow_empty_file=True,
+        required=False,
+        label="X_train",
+        help_text=_("External: the features (.csv or .parquet)."),
     )
     y_train = forms.FileField(
-        allow_empty_file=True, required=False, help_text="External: the target (.csv or .parquet)."
+        allow_empty_file=True, required=False, help_text=_("External: the target (.csv or .parquet).")
     )
     model_output = forms.FileField(
         allow_empty_file=True,
         required=False,
-        help_text="External: the model's outputs on X_train (.csv or .parquet); monitoring compares "
-        "production outputs with them.",
+        help_text=_(
+            "External: the model's outputs on X_train (.csv or .parquet); monitoring compares "
+            "production outputs with them."
+        ),
     )
     model = forms.FileField(
-        allow_empty_file=True, required=False, help_text="External: the fitted model, a pickle (model.pkl)."
+        allow_empty_file=True,
+        required=False,
+        help_text=_("External: the fitted model, a pickle (model.pkl)."),
     )
     metrics = FileOrTextField(
         required=False,
         widget=FileOrTextInput(attrs={"accept": ".json,application/json"}),
-        help_text='External: JSON object of metric name → number, e.g. {"auc": 0.97}.',
+        help_text=_('External: JSON object of metric name → number, e.g. {"auc": 0.97}.'),
     )
     conf_dict = FileOrTextField(
         required=False,
-        label="AutoML configuration (conf.json)",
+        label=_("AutoML configuration (conf.json)"),
         widget=FileOrTextInput(attrs={"accept": ".json,application/json"}),
-        help_text="AutoML: the original product's conf.json (train_data, model_flow, target, iterations, "
-        "metric, split, stages), as a file or as JSON text; see docs/training.md (AutoML).",
+        help_text=_(
+            "AutoML: the original product's conf.json (train_data, model_flow, target, iterations, "
+            "metric, split, stages), as a file or as JSON text; see docs/training.md (AutoML)."
+        ),
     )
     params = FileOrTextField(
         required=False,
         widget=FileOrTextInput(attrs={"accept": ".json,application/json"}),
-        help_text="External: JSON object of the parameters you logged; kept with the generated ones.",
+        help_text=_("External: JSON object of the parameters you logged; kept with the generated ones."),
     )
 
     def __init__(self, *args, experiment: Experiment, **kwargs):
@@ -441,15 +460,29 @@ class PromoteForm(ModelUploadForm):
     requirements = forms.FileField(
         allow_empty_file=True,
         required=False,
-        label="Extra requirements",
+        label=_("Extra requirements"),
         widget=forms.ClearableFileInput(attrs={"accept": ".txt,text/plain"}),
-        help_text="Optional: packages the scoring code needs beyond the training's environment, "
-        "which the model otherwise reuses as it is (no build).",
+        help_text=_(
+            "Optional: packages the scoring code needs beyond the training's environment, "
+            "which the model otherwise reuses as it is (no build)."
+        ),
+    )
+
+    version_of = forms.CharField(
+        required=False,
+        max_length=33,
+        label="Version of",
+        help_text="Optional: the hash of one of the group's models. The run becomes that model's next "
+        "version (its name and operation are the model's), live once Deployed.",
     )
 
     def __init__(self, *args, user, run: TrainingRun, **kwargs):
         super().__init__(*args, user=user, **kwargs)
         self.run = run
+        self.user = user
+        if self.data.get("version_of"):  # a version takes the model's name
+            self.fields["name"].required = False
+            self.fields["name"].widget.attrs.pop("aria-required", None)
         self.automl = run.training_type == TrainingRun.TrainingType.AUTOML
         if self.automl:
             # Two arguments are enough: the platform brings the scoring code and the
@@ -475,8 +508,32 @@ class PromoteForm(ModelUploadForm):
             return automl.SYNC_ENTRYPOINT if sync else automl.ASYNC_ENTRYPOINT
         return super().clean_model_reference()
 
+    def clean_version_of(self) -> MLModel | None:
+        value = self.cleaned_data["version_of"].strip()
+        if not value:
+            return None
+        model = models_for(self.user).filter(hash=value).exclude(status=MLModel.Status.DELETED).first()
+        if model is None:
+            raise forms.ValidationError(f"No model '{value}' among your groups' models.")
+        group = self.run.experiment.group
+        if model.group_id != group.pk:
+            raise forms.ValidationError(
+                f"Model '{value}' belongs to group {model.group.name}; this run's versions can only go to "
+                f"models of group {group.name}."
+            )
+        return model
+
     def clean(self) -> dict[str, Any]:
         run = self.run
+        target = self.cleaned_data.get("version_of")
+        if target is not None:
+            asked = self.data.get("operation")
+            if asked and asked != target.operation:
+                self.add_error(
+                    "operation",
+                    f"Model '{target.hash}' is {target.operation}: its versions are {target.operation} too.",
+                )
+            self.cleaned_data.update(name=target.name, operation=target.operation)
         extra_text = ""
         if self.cleaned_data.get("requirements") is not None:
             extra_text = self._text("requirements", self.cleaned_data["requirements"]) or ""

@@ -28,6 +28,8 @@ from django.db.models import Count, OuterRef, Q, Subquery
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
 from groups.access import groups_for
@@ -76,16 +78,18 @@ def _log_tail(log: str) -> str:
 class ExperimentFilterForm(forms.Form):
     """The list's filters (ids prefixed so they don't clash with the new-experiment form's)."""
 
-    q = forms.CharField(required=False, label="Search", max_length=100)
-    group = forms.ChoiceField(required=False)
+    q = forms.CharField(required=False, label=gettext_lazy("Search"), max_length=100)
+    group = forms.ChoiceField(required=False, label=gettext_lazy("Group"))
     model_type = forms.ChoiceField(
-        required=False, label="Model type", choices=[("", "Any type"), *Experiment.ModelType.choices]
+        required=False,
+        label=gettext_lazy("Model type"),
+        choices=[("", gettext_lazy("Any type")), *Experiment.ModelType.choices],
     )
 
     def __init__(self, *args, groups: list[str], **kwargs):
         super().__init__(*args, auto_id="filter_%s", **kwargs)
-        self.fields["group"].choices = [("", "All my groups"), *((name, name) for name in groups)]
-        self.fields["q"].widget.attrs["placeholder"] = "Name or hash"
+        self.fields["group"].choices = [("", _("All my groups")), *((name, name) for name in groups)]
+        self.fields["q"].widget.attrs["placeholder"] = _("Name or hash")
 
 
 @login_required
@@ -107,12 +111,19 @@ def experiment_list(request: HttpRequest) -> HttpResponse:
             force=data["force"],
         )
         if created:
-            messages.success(request, f"Experiment {experiment.name} created in {experiment.group.name}.")
+            messages.success(
+                request,
+                _("Experiment %(name)s created in %(group)s.")
+                % {"name": experiment.name, "group": experiment.group.name},
+            )
         else:
             messages.info(
                 request,
-                f"{experiment.group.name} already has a {experiment.model_type} experiment named "
-                f"{experiment.name}: here it is. Tick “Force” to create another one.",
+                _(
+                    "%(group)s already has a %(type)s experiment named %(name)s: here it is. "
+                    "Tick “Force” to create another one."
+                )
+                % {"group": experiment.group.name, "type": experiment.model_type, "name": experiment.name},
             )
         return redirect("training-experiment", experiment_hash=experiment.hash)
 
@@ -239,7 +250,10 @@ def run_new(request: HttpRequest, experiment_hash: str) -> HttpResponse:
     if posted:
         if not add_limit_errors(request, form) and form.is_valid():
             run = services.create_run(request.user, form.upload)
-            messages.success(request, f"Run {run.number} is queued: it starts when a worker is free.")
+            messages.success(
+                request,
+                _("Run %(number)s is queued: it starts when a worker is free.") % {"number": run.number},
+            )
             target = reverse("training-run", args=[experiment.hash, run.number])
             if _wants_json(request):
                 return JsonResponse({"number": run.number, "redirect": target}, status=201)
@@ -371,9 +385,9 @@ def _run_context(request: HttpRequest, run: TrainingRun, promote_form=None, prom
         "files": [
             (label, name)
             for label, name in (
-                ("Training data", run.train_file),
-                ("Script", run.source_file),
-                ("Requirements", run.requirements_file),
+                (_("Training data"), run.train_file),
+                (_("Script"), run.source_file),
+                (_("Requirements"), run.requirements_file),
                 *((role, name) for role, name in run.inputs.items()),
             )
             if name
@@ -413,14 +427,23 @@ def run_promote(request: HttpRequest, experiment_hash: str, number: int) -> Http
     form = PromoteForm(request.POST, request.FILES, user=request.user, run=run)
     if not add_limit_errors(request, form) and form.is_valid():
         try:
-            model = services.promote(request.user, run, form.upload)
+            model = services.promote(
+                request.user, run, form.upload, version_of=form.cleaned_data.get("version_of")
+            )
         except services.NotPromotable as exc:
             context = _run_context(request, run, promote_form=form, promote_error=str(exc))
             return render(request, "training/run_detail.html", context, status=409)
-        messages.success(
-            request,
-            f"{model.name} was created from run {run.number} of {run.experiment.name}. It is being deployed.",
-        )
-        return redirect("model-detail", model_hash=model.hash)
+        if model.line_id is not None:
+            messages.success(
+                request,
+                f"Run {run.number} of {run.experiment.name} is version {model.version} of {model.name}. "
+                "It goes live once deployed.",
+            )
+        else:
+            messages.success(
+                request,
+                f"{model.name} was created from run {run.number} of {run.experiment.name}. It is being deployed.",
+            )
+        return redirect("model-detail", model_hash=model.root.hash)
     context = _run_context(request, run, promote_form=form)
     return render(request, "training/run_detail.html", context, status=400)

@@ -224,14 +224,17 @@ def prepare_environment_alias(run: TrainingRun, lines: list[str]) -> None:
         logger.warning("could not alias the environment of %s", run, exc_info=True)
 
 
-def promote(user, run: TrainingRun, upload: ModelUpload) -> MLModel:
-    """Create the model of a Succeeded run from a checked upload (`forms.PromoteForm`)."""
+def promote(user, run: TrainingRun, upload: ModelUpload, *, version_of: MLModel | None = None) -> MLModel:
+    """Create the model of a Succeeded run from a checked upload (`forms.PromoteForm`),
+    or with `version_of` that model's next version."""
     check_promotable(run)
     upload.model_file = run_model_file(run)
     try:
         frozen_lines, _text = promoted_requirements(run)
         prepare_environment_alias(run, frozen_lines)  # extra lines make another set: built
         upload.training_run = run
+        if version_of is not None:
+            return model_services.add_version(user, version_of, upload)
         return model_services.create_model(user, upload)
     finally:
         upload.model_file.file.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.http import HttpResponse
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -77,7 +78,13 @@ class PayloadTooLarge(exceptions.APIException):
 
 def form_errors(form) -> exceptions.ValidationError:
     """A form's errors as the API's 400, field by field."""
-    return exceptions.ValidationError({field: list(messages) for field, messages in form.errors.items()})
+    return exceptions.ValidationError(
+        {
+            # A form's own (non-field) errors under DRF's name for them.
+            ("non_field_errors" if field == NON_FIELD_ERRORS else field): list(messages)
+            for field, messages in form.errors.items()
+        }
+    )
 
 
 def checked_files(request):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.utils import timezone
@@ -17,6 +18,9 @@ from groups.api.errors import error_json
 from models_app.runtime.protocol import OK_PREFIX, ProtocolError, decode_payload
 from models_app.sandboxes import limits_for
 from monitoring.recorder import Call, recorder
+
+if TYPE_CHECKING:
+    from models_app.calls import CalledModel
 
 SERVING_ERROR_CODES = {502: "runner_crashed", 503: "unavailable", 504: "timeout"}
 
@@ -112,12 +116,14 @@ def answer_for_serving_error(status: int, message: str) -> tuple[int, bytes]:
     return status, error_json(message, SERVING_ERROR_CODES[status])
 
 
-def record(model_id: int, body: str, status: int, content: bytes, started: float) -> None:
-    """Queue the call for monitoring (never blocks; see monitoring.recorder)."""
+def record(model: CalledModel, body: str, status: int, content: bytes, started: float) -> None:
+    """Queue the call for monitoring, against the model and the version that answered
+    (never blocks; see monitoring.recorder)."""
     if settings.RECORD_PREDICTIONS:
         recorder.record(
             Call(
-                model_id=model_id,
+                model_id=model.model_pk,
+                version=model.version,
                 at=timezone.now(),
                 status_code=status,
                 latency_ms=(time.perf_counter() - started) * 1000,

@@ -190,7 +190,7 @@ class ServingFront:
         except Exception as exc:  # answer in the API's shape, and keep the traceback in the log
             logger.exception("serving %s failed", model_hash)
             status, content = 500, error_json(f"Internal error while serving the model: {exc}", "error")
-        record(model.pk, body, status, content, started)
+        record(model, body, status, content, started)
         await self._respond(send, status, content, secure)
         return True
 

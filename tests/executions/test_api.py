@@ -53,6 +53,7 @@ def test_submit_answers_202_with_a_counting_id_and_the_status_url(caller, model)
         "status": "Requested",
         "url": url,
         "model": model.hash,
+        "version": 1,
         "message": "Execution 1 started. Use the id to check its status.",
     }
     assert first["Location"] == url

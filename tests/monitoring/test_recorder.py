@@ -20,7 +20,7 @@ def model(cast):
 
 
 def _call(model, n=0, at=None):
-    return Call(model.pk, at or timezone.now(), 200, 1.5, f'{{"x": {n}}}', f'{{"y": {n}}}')
+    return Call(model.pk, 1, at or timezone.now(), 200, 1.5, f'{{"x": {n}}}', f'{{"y": {n}}}')
 
 
 def test_flush_writes_buffered_calls_in_batches(model):

@@ -50,6 +50,9 @@ def called_model(**overrides) -> CalledModel:
         request_timeout=5,
         schema_is_object=True,
         group_id=1,
+        version=1,
+        model_pk=1,
+        model_hash="Mcold",
     )
     values.update(overrides)
     return CalledModel(**values)

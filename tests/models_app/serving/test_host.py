@@ -9,6 +9,7 @@ on the first call).
 from __future__ import annotations
 
 import json
+import re
 import sys
 import textwrap
 import threading
@@ -56,10 +57,10 @@ def host():
     model_host.shutdown()
 
 
-def _upload(cast, schema=None, **overrides) -> MLModel:
+def _upload(cast, schema=None, source=SOURCE, **overrides) -> MLModel:
     payload = sync_payload(
         python_version=f"{sys.version_info.major}.{sys.version_info.minor}",
-        source=file("app.py", SOURCE),
+        source=file("app.py", source),
         schema=file("schema.json", json.dumps(schema or {"a": 1, "b": 2})),
         **overrides,
     )
@@ -79,7 +80,9 @@ def _log(model: MLModel) -> str:
 
 
 def _called(model: MLModel) -> CalledModel:
-    return CalledModel(model.pk, model.hash, model.status, "Sync", model.deployed_build, 1, 10, True, 0)
+    return CalledModel(
+        model.pk, model.hash, model.status, "Sync", model.deployed_build, 1, 10, True, 0, 1, model.pk, model.hash
+    )
 
 
 def test_the_build_leaves_warm_runners_and_the_first_call_starts_no_process(
@@ -103,6 +106,43 @@ def test_the_build_leaves_warm_runners_and_the_first_call_starts_no_process(
     answer = json.loads(blocking_pool.predict(_called(model), '{"a": 2, "b": 3}'))
     assert answer == {"ok": True, "result": {"sum": 5, "process": process}}  # the smoke-tested process
     assert list(host.runners.values()) == [runner] and runner.alive
+
+
+def test_the_build_log_says_where_the_time_went(cast, host_env, host):
+    slow = textwrap.dedent(
+        """
+        import time
+        time.sleep(0.6)  # a heavy import
+        CALLS = []
+
+        def score(data, base_path):
+            if not CALLS:
+                time.sleep(0.3)  # the first predict's lazy work
+            CALLS.append(data)
+            return {"calls": len(CALLS)}
+        """
+    )
+    model = _build(_upload(cast, source=slow))
+    assert model.status == "Deployed", _log(model)
+    *_, timings, verdict = _log(model).splitlines()
+    assert verdict.endswith(" Build succeeded: model deployed.")
+    found = re.search(
+        r" Timings: queue (\S+) s, interpreter (\S+) s, environment (\S+) s, warm-up (\S+) s "
+        r"\(sandbox start (\S+) s, model load (\S+) s, first call (\S+) s\)\.$",
+        timings,
+    )
+    assert found, timings
+    queue, interpreter, environment, warm_up, launch, load, call = map(float, found.groups())
+    assert load >= 0.6 and call >= 0.3  # each wait in its own part
+    assert launch + load + call <= warm_up + 0.02  # the host's parts of the build's warm-up
+    assert queue >= 0 and interpreter >= 0 and environment < 0.5  # host_env: no uv
+
+
+def test_without_warming_the_timings_name_the_smoke_test(cast, host_env, host, settings):
+    settings.WARM_ON_DEPLOY = False
+    model = _build(_upload(cast))
+    *_, timings, _verdict = _log(model).splitlines()
+    assert re.search(r" Timings: queue \S+ s, interpreter \S+ s, environment \S+ s, smoke test \S+ s\.$", timings)
 
 
 def test_the_build_deploys_without_a_model_host(cast, host_env):

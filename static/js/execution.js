@@ -12,7 +12,7 @@
         [config.dataset.url, config.dataset.logUrl].map((url) =>
           fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" }).then((r) => r.json())));
       badge.className = `badge badge-lg badge-${execution.status}`;
-      badge.textContent = execution.status;
+      badge.textContent = execution.status; // a state's name, as the API says it
       if (logs.log) {
         const nearBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 60;
         log.textContent = logs.log;

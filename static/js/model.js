@@ -18,22 +18,22 @@
     return node;
   };
   // "Ready" (build queued) read as "done": the portal says "Queued", the API keeps "Ready".
-  const statusLabel = (value) => (value === "Ready" ? "Queued" : value);
+  const statusLabel = (value) => (value === "Ready" ? "Queued" : value); // state names stay English
   const tryUrl = `${config.runUrl}/try`; // portal.run_api.try_model
   const csrfToken = () => document.querySelector("input[name=csrfmiddlewaretoken]").value;
   const badge = (value) => el("span", { className: `badge badge-${value}`, textContent: statusLabel(value) });
   const size = (bytes) => {
-    for (const [unit, scale] of [["GB", 1 << 30], ["MB", 1 << 20], ["KB", 1 << 10]]) {
+    for (const [unit, scale] of [["GB", 2 ** 30], ["MB", 2 ** 20], ["KB", 2 ** 10]]) {
       if (bytes >= scale) return `${(bytes / scale).toFixed(1)} ${unit}`;
     }
-    return `${bytes} bytes`;
+    return interpolate(ngettext("%s byte", "%s bytes", bytes), [bytes]);
   };
   const ago = (iso) => {
     const seconds = (Date.now() - Date.parse(iso)) / 1000;
-    if (seconds < 45) return "just now";
-    if (seconds < 3600) return `${Math.round(seconds / 60)} min ago`;
-    if (seconds < 86400) return `${Math.round(seconds / 3600)} h ago`;
-    return new Date(iso).toLocaleDateString();
+    if (seconds < 45) return gettext("just now");
+    if (seconds < 3600) return interpolate(gettext("%s min ago"), [Math.round(seconds / 60)]);
+    if (seconds < 86400) return interpolate(gettext("%s h ago"), [Math.round(seconds / 3600)]);
+    return formatTime(iso); // common.js: in the page's zone, named
   };
   async function getJSON(url) {
     const response = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
@@ -69,11 +69,11 @@
     const lines = build.log.split("\n");
     let text = build.log;
     if (lines.length > LOG_TAIL_LINES) {
-      text = `… ${lines.length - LOG_TAIL_LINES} earlier lines …\n` + lines.slice(-LOG_TAIL_LINES).join("\n");
+      text = `${interpolate(gettext("… %s earlier lines …"), [lines.length - LOG_TAIL_LINES])}\n` + lines.slice(-LOG_TAIL_LINES).join("\n");
     }
     if (text) logBox.textContent = text;
-    else logBox.replaceChildren(el("span", { className: "log-empty", textContent: "Waiting for a worker to start the build…" }));
-    buildMeta.textContent = `Build ${build.number} · ${build.status}`;
+    else logBox.replaceChildren(el("span", { className: "log-empty", textContent: gettext("Waiting for a worker to start the build…") }));
+    buildMeta.textContent = `${interpolate(gettext("Build %s"), [build.number])} · ${build.status}`;
     if (nearBottom) logBox.scrollTop = logBox.scrollHeight;
   }
 
@@ -119,23 +119,28 @@
     const box = $("runners");
     if (!box || !config.runnersUrl) return;
     if (status !== "Deployed") {
-      box.replaceChildren(el("p", { className: "muted small", textContent: "None: the model is not deployed." }));
+      box.replaceChildren(el("p", { className: "muted small", textContent: gettext("None: the model is not deployed.") }));
       return;
     }
     let runners;
     try {
       runners = (await getJSON(config.runnersUrl)).runners.filter((r) => r.alive);
     } catch {
-      box.replaceChildren(el("p", { className: "muted small", textContent: "The model host did not answer." }));
+      box.replaceChildren(el("p", { className: "muted small", textContent: gettext("The model host did not answer.") }));
       return;
     }
     if (!runners.length) {
-      box.replaceChildren(el("p", { className: "muted small", textContent: "None warm: the next call starts one." }));
+      box.replaceChildren(el("p", { className: "muted small", textContent: gettext("None warm: the next call starts one.") }));
       return;
     }
     const item = (r) => el("li", {},
-      el("strong", { textContent: `Replica ${r.replica}` }), " ",
-      el("span", { className: "muted", textContent: `pid ${r.pid} · ${size(r.memory_bytes)} · ${r.requests} request${r.requests === 1 ? "" : "s"} · used ${r.last_used ? ago(new Date(r.last_used * 1000).toISOString()) : "never"}` }));
+      el("strong", { textContent: interpolate(gettext("Replica %s"), [r.replica]) }), " ",
+      el("span", { className: "muted", textContent: [
+        `pid ${r.pid}`,
+        size(r.memory_bytes),
+        interpolate(ngettext("%s request", "%s requests", r.requests), [r.requests]),
+        interpolate(gettext("used %s"), [r.last_used ? ago(new Date(r.last_used * 1000).toISOString()) : gettext("never")]),
+      ].join(" · ") }));
     box.replaceChildren(el("ul", { className: "list-plain small runner-list" }, ...runners.map(item)));
   }
   if (config.runnersUrl) {
@@ -160,12 +165,12 @@
       try {
         JSON.parse(body);
       } catch (error) {
-        show(false, [el("span", { textContent: "The request body is not valid JSON" })], el("p", { className: "error", textContent: error.message }));
+        show(false, [el("span", { textContent: gettext("The request body is not valid JSON") })], el("p", { className: "error", textContent: error.message }));
         $("try-body").focus();
         return;
       }
       submit.disabled = true;
-      submit.textContent = "Sending…";
+      submit.textContent = gettext("Sending…");
       const started = performance.now();
       let response;
       let text;
@@ -180,14 +185,14 @@
         });
         text = await response.text();
       } catch (error) {
-        show(false, [el("span", { textContent: "The request did not reach the server." })], el("p", { textContent: String(error) }));
+        show(false, [el("span", { textContent: gettext("The request did not reach the server.") })], el("p", { textContent: String(error) }));
         return;
       } finally {
         submit.disabled = false;
-        submit.textContent = "Send request";
+        submit.textContent = gettext("Send request");
       }
       if (response.type === "opaqueredirect") {
-        show(false, [el("span", { textContent: "Your session ended: log in again to try the model." })]);
+        show(false, [el("span", { textContent: gettext("Your session ended: log in again to try the model.") })]);
         return;
       }
       const ms = Math.round(performance.now() - started);
@@ -196,16 +201,16 @@
       const code = el("span", { className: `status-code ${response.ok ? "status-ok" : "status-bad"}`, textContent: `${response.status}` });
       const took = el("span", { className: "muted small", textContent: `${ms} ms` });
       if (response.ok) {
-        show(true, [el("span", { textContent: "Answer" }), code, took],
+        show(true, [el("span", { textContent: gettext("Answer") }), code, took],
           el("pre", { id: "try-answer", textContent: data === null ? text : JSON.stringify(data, null, 2) }));
         if (config.runnersUrl) refreshRunners();
         setTimeout(refreshRegions, 1200); // the call is recorded within a second
         return;
       }
       const detail = (data && data.detail) || text || response.statusText;
-      const hint = { 403: "Your session or its CSRF token expired: reload the page.", 404: "You are no longer a member of this model's group." }[response.status];
+      const hint = { 403: gettext("Your session or its CSRF token expired: reload the page."), 404: gettext("You are no longer a member of this model's group.") }[response.status];
       const traceback = data && data.model_error && data.model_error.traceback;
-      show(false, [el("span", { textContent: response.status === 422 ? "The model raised an error" : "Error" }), code, took],
+      show(false, [el("span", { textContent: response.status === 422 ? gettext("The model raised an error") : gettext("Error") }), code, took],
         el("p", { id: "try-error", className: "error", textContent: detail }),
         hint ? el("p", { className: "muted small", textContent: hint }) : null,
         traceback ? el("pre", { className: "log", id: "try-traceback", textContent: traceback }) : null);
@@ -221,18 +226,18 @@
       : document.createTextNode(execution.input_file);
     let result;
     if (execution.result_url) {
-      result = el("a", { className: "btn btn-small", href: execution.result_url, download: "", textContent: "Download result" });
+      result = el("a", { className: "btn btn-small", href: execution.result_url, download: "", textContent: gettext("Download result") });
     } else if (execution.status === "Failed") {
       result = el("span", { className: "error small", title: execution.error_message, textContent: execution.error_message.slice(0, 70) });
     } else {
-      result = el("span", { className: "muted", textContent: execution.files_available ? "—" : "files removed" });
+      result = el("span", { className: "muted", textContent: execution.files_available ? "—" : gettext("files removed") });
     }
     return el("tr", {},
       el("td", { className: "name-cell" }, el("a", { href: page, textContent: `#${execution.execution_id}` })),
       el("td", {}, badge(execution.status)),
       el("td", {}, input, el("span", { className: "sub", textContent: size(execution.input_size) })),
       el("td", { className: "nowrap" },
-        el("time", { dateTime: execution.requested_at, title: execution.requested_at, textContent: ago(execution.requested_at) }),
+        el("time", { dateTime: execution.requested_at, title: formatTime(execution.requested_at), textContent: ago(execution.requested_at) }),
         execution.requested_by ? el("span", { className: "sub", textContent: execution.requested_by }) : null),
       el("td", { className: "num", textContent: execution.duration === null ? "—" : `${execution.duration.toFixed(1)} s` }),
       el("td", {}, result));
@@ -247,7 +252,9 @@
         return row;
       }));
     }
-    $("execution-count").textContent = `${data.count} in all${data.count > data.results.length ? `, latest ${data.results.length} shown` : ""}`;
+    $("execution-count").textContent = data.count > data.results.length
+      ? interpolate(gettext("%(count)s in all, latest %(shown)s shown"), { count: data.count, shown: data.results.length }, true)
+      : interpolate(gettext("%s in all"), [data.count]);
     return data.results.some((execution) => !FINISHED_EXECUTION.includes(execution.status));
   }
   let executionTimer;
@@ -274,8 +281,8 @@
     executionForm.addEventListener("submit", (event) => {
       event.preventDefault();
       const file = fileInput.files[0];
-      if (!file) { say("error", "Choose the input file to score."); fileInput.focus(); return; }
-      if (file.size > Number(executionForm.dataset.maxBytes)) { say("error", `'${file.name}' is ${size(file.size)}: over the limit.`); return; }
+      if (!file) { say("error", gettext("Choose the input file to score.")); fileInput.focus(); return; }
+      if (file.size > Number(executionForm.dataset.maxBytes)) { say("error", interpolate(gettext("'%(name)s' is %(size)s: over the limit."), { name: file.name, size: size(file.size) }, true)); return; }
       const body = new FormData();
       body.append("file", file, file.name);
       const xhr = new XMLHttpRequest();
@@ -291,7 +298,7 @@
         const percent = Math.round((e.loaded / e.total) * 100);
         bar.firstElementChild.style.width = `${percent}%`;
         bar.setAttribute("aria-valuenow", String(percent));
-        progress.querySelector(".progress-bytes").textContent = `${size(e.loaded)} of ${size(e.total)}`;
+        progress.querySelector(".progress-bytes").textContent = interpolate(gettext("%(loaded)s of %(total)s"), { loaded: size(e.loaded), total: size(e.total) }, true);
       });
       const finish = () => { progress.hidden = true; submit.disabled = false; };
       xhr.addEventListener("load", () => {
@@ -299,15 +306,15 @@
         const data = xhr.response || {};
         if (xhr.status === 202) {
           const page = config.executionPage.replace(/0\/$/, `${data.execution_id}/`);
-          say("success", el("span", { id: "execution-started", textContent: data.message || `Execution ${data.execution_id} started.` }), " ",
-            el("a", { href: page, textContent: "Follow it" }));
+          say("success", el("span", { id: "execution-started", textContent: interpolate(gettext("Execution %s started."), [data.execution_id]) }), " ",
+            el("a", { href: page, textContent: gettext("Follow it") }));
           fileInput.value = "";
           pollExecutions();
         } else {
-          say("error", data.detail || `The server answered ${xhr.status}.`);
+          say("error", data.detail || interpolate(gettext("The server answered %s."), [xhr.status]));
         }
       });
-      xhr.addEventListener("error", () => { finish(); say("error", "The connection was lost during the upload; send it again."); });
+      xhr.addEventListener("error", () => { finish(); say("error", gettext("The connection was lost during the upload; send it again.")); });
       xhr.send(body);
     });
   }

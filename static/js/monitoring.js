@@ -31,7 +31,7 @@
     return last === day(period.start) ? day(period.start) : `${day(period.start)} – ${last}`;
   }
   const columnKey = (column) => `${column.role}:${column.column}`;
-  const columnName = (column) => (column.role === "output" ? `${column.column} (output)` : column.column);
+  const columnName = (column) => (column.role === "output" ? interpolate(gettext("%s (output)"), [column.column]) : column.column);
   const formatPsi = (psi) => (psi === null || psi === undefined ? "—" : psi.toFixed(3));
 
   function showError(message) {
@@ -79,8 +79,8 @@
             pointRadius: 3,
             tension: 0,
           })),
-          threshold("Warning threshold", config.warning, STATUS_COLORS.warning),
-          threshold("Drift threshold", config.drift, STATUS_COLORS.drift),
+          threshold(gettext("Warning threshold"), config.warning, STATUS_COLORS.warning),
+          threshold(gettext("Drift threshold"), config.drift, STATUS_COLORS.drift),
         ],
       },
       options: {
@@ -90,7 +90,7 @@
         interaction: { mode: "nearest", intersect: false },
         scales: {
           y: { beginAtZero: true, title: { display: true, text: "PSI" } },
-          x: { ticks: { maxRotation: 60, autoSkip: true } },
+          x: { ticks: { maxRotation: 60, autoSkip: true }, title: { display: true, text: gettext("Period (first day, UTC)") } },
         },
         plugins: {
           legend: { position: "bottom", labels: { boxWidth: 12 } },
@@ -147,7 +147,7 @@
         maintainAspectRatio: false,
         animation: false,
         scales: {
-          x: { type: "category", labels, offset: true, grid: { display: false }, ticks: { maxRotation: 60, autoSkip: true } },
+          x: { type: "category", labels, offset: true, grid: { display: false }, ticks: { maxRotation: 60, autoSkip: true }, title: { display: true, text: gettext("Period (first day, UTC)") } },
           y: { type: "category", labels: columns, offset: true, grid: { display: false } },
         },
         plugins: {
@@ -155,7 +155,7 @@
           tooltip: {
             callbacks: {
               title: (items) => (items.length ? `${items[0].raw.y}, ${items[0].raw.x}` : ""),
-              label: (item) => `PSI ${formatPsi(item.raw.v)} · ${item.raw.status} · ${item.raw.rows} rows`,
+              label: (item) => `PSI ${formatPsi(item.raw.v)} · ${item.raw.status} · ${interpolate(ngettext("%s row", "%s rows", item.raw.rows), [item.raw.rows])}`,
             },
           },
         },
@@ -196,7 +196,7 @@
         maintainAspectRatio: false,
         animation: false,
         scales: {
-          y: { beginAtZero: true, title: { display: true, text: "Share of rows" }, ticks: { callback: (v) => `${Math.round(v * 100)} %` } },
+          y: { beginAtZero: true, title: { display: true, text: gettext("Share of rows") }, ticks: { callback: (v) => `${Math.round(v * 100)} %` } },
           x: { ticks: { maxRotation: 60, autoSkip: false } },
         },
         plugins: {
@@ -221,7 +221,7 @@
         period = await detail(id);
       } catch (error) {
         details.delete(id);
-        showError(`The period's bins could not be loaded (${error.message}).`);
+        showError(interpolate(gettext("The period's bins could not be loaded (%s)."), [error.message]));
         return;
       }
       if (ticket !== asked) return; // a later choice won
@@ -229,15 +229,15 @@
       if (!column) {
         chart.data = { labels: [], datasets: [] };
         chart.update();
-        caption.textContent = `This period has no column ${key.split(":").slice(1).join(":")}.`;
+        caption.textContent = interpolate(gettext("This period has no column %s."), [key.split(":").slice(1).join(":")]);
         return;
       }
       chart.data = {
         labels: column.labels,
         datasets: [
-          { label: "Reference", data: column.reference_proportions, backgroundColor: "rgba(36, 83, 196, .55)", borderColor: "#2453c4", borderWidth: 1 },
+          { label: gettext("Reference"), data: column.reference_proportions, backgroundColor: "rgba(36, 83, 196, .55)", borderColor: "#2453c4", borderWidth: 1 },
           {
-            label: `Period ${periodLabel(period)}`,
+            label: interpolate(gettext("Period %s"), [periodLabel(period)]),
             data: column.period_proportions,
             backgroundColor: `${STATUS_COLORS[column.status] || "#888888"}99`,
             borderColor: STATUS_COLORS[column.status] || "#888888",
@@ -250,7 +250,8 @@
       canvas.dataset.period = String(period.id);
       caption.textContent =
         `${columnName(column)} (${column.kind}): PSI ${formatPsi(column.psi)}, ${column.status}; ` +
-        `${column.rows} rows in the period. Bars are each bin's share of the rows.`;
+        interpolate(ngettext("%s row in the period (UTC).", "%s rows in the period (UTC).", column.rows), [column.rows]) +
+        " " + gettext("Bars are each bin's share of the rows.");
     }
     columnSelect.addEventListener("change", update);
     periodSelect.addEventListener("change", update);
@@ -260,14 +261,14 @@
   async function drawCharts() {
     if (!document.getElementById("psi-chart")) return; // nothing compared yet
     if (typeof Chart === "undefined") {
-      showError("The chart library did not load.");
+      showError(gettext("The chart library did not load."));
       return;
     }
     let periods;
     try {
       periods = (await getJSON(config.periodsUrl)).periods;
     } catch (error) {
-      showError(`The periods could not be loaded (${error.message}).`);
+      showError(interpolate(gettext("The periods could not be loaded (%s)."), [error.message]));
       return;
     }
     // Oldest first, compared ones only: a chart reads left to right.
@@ -309,7 +310,10 @@
         }
         const note = document.getElementById("monitor-message") || document.getElementById("charts");
         if (note && !document.getElementById("reload-note")) {
-          note.insertAdjacentHTML("beforeend", ' <p id="reload-note"><strong>Updated:</strong> <a href="">reload the page</a> to see it.</p>');
+          const reload = Object.assign(document.createElement("p"), { id: "reload-note" });
+          reload.append(Object.assign(document.createElement("strong"), { textContent: gettext("Updated:") }), " ",
+            Object.assign(document.createElement("a"), { href: "", textContent: gettext("reload the page to see it") }));
+          note.append(" ", reload);
         }
         return;
       }

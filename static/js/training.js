@@ -97,12 +97,12 @@
         class: "chart-svg",
         "data-metric": metric,
       });
-      svg.append(svgEl("title", { id: "metric-chart-title" }, `${metric} by run number`));
+      svg.append(svgEl("title", { id: "metric-chart-title" }, interpolate(gettext("%s by run number"), [metric])));
       const values = points.map((p) => p.value);
       svg.append(svgEl("desc", { id: "metric-chart-desc" },
         points.length
-          ? `${points.length} run${points.length === 1 ? "" : "s"}: ${points.map((p) => `run ${p.number} ${label(p.value)}`).join(", ")}`
-          : "No run has this metric."));
+          ? `${interpolate(ngettext("%s run", "%s runs", points.length), [points.length])}: ${points.map((p) => interpolate(gettext("run %(number)s %(value)s"), { number: p.number, value: label(p.value) }, true)).join(", ")}`
+          : gettext("No run has this metric.")));
 
       let low = Math.min(...values);
       let high = Math.max(...values);
@@ -130,7 +130,7 @@
       svg.append(grid);
       svg.append(svgEl("line", { x1: margin.left, x2: margin.left + plotW, y1: margin.top + plotH, y2: margin.top + plotH, class: "chart-axis" }));
       svg.append(svgEl("line", { x1: margin.left, x2: margin.left, y1: margin.top, y2: margin.top + plotH, class: "chart-axis" }));
-      svg.append(svgEl("text", { x: margin.left + plotW / 2, y: height - 8, "text-anchor": "middle", class: "chart-label" }, "Run number"));
+      svg.append(svgEl("text", { x: margin.left + plotW / 2, y: height - 8, "text-anchor": "middle", class: "chart-label" }, gettext("Run number")));
       svg.append(svgEl("text", {
         x: 0, y: 0, "text-anchor": "middle", class: "chart-label",
         transform: `translate(16 ${margin.top + plotH / 2}) rotate(-90)`,
@@ -148,15 +148,15 @@
           cx: x(p.number).toFixed(1), cy: y(p.value).toFixed(1), r: 5,
           class: `chart-point chart-point-${p.status}`, "data-run": p.number, "data-value": p.value,
         });
-        dot.append(svgEl("title", {}, `Run ${p.number} (${p.name}): ${metric} = ${label(p.value)}`));
+        dot.append(svgEl("title", {}, interpolate(gettext("Run %(number)s (%(name)s): %(metric)s = %(value)s"), { number: p.number, name: p.name, metric, value: label(p.value) }, true)));
         link.append(dot);
         svg.append(link);
       }
       const note = document.createElement("figcaption");
       note.className = "muted small";
       note.id = "metric-chart-caption";
-      note.textContent = `${metric} of ${points.length} run${points.length === 1 ? "" : "s"}`
-        + (missing ? `; ${missing} without it ${missing === 1 ? "is" : "are"} left out.` : ".");
+      note.textContent = interpolate(ngettext("%(metric)s of %(count)s run", "%(metric)s of %(count)s runs", points.length), { metric, count: points.length }, true)
+        + (missing ? `; ${interpolate(ngettext("%s without it is left out.", "%s without it are left out.", missing), [missing])}` : ".");
       chartBox.replaceChildren(svg, note);
     }
     select.addEventListener("change", () => draw(select.value));
@@ -243,10 +243,10 @@
       syncPicker();
       columnsNote.dataset.columns = String(columns.length);
       if (!file) columnsNote.textContent = "";
-      else if (parquet) columnsNote.textContent = `${file.name} is parquet: its columns are not read here; type their names.`;
-      else if (headerText === "unreadable") columnsNote.textContent = `The first line of ${file.name} could not be read here; type the column names.`;
-      else if (columns.length === 1) columnsNote.textContent = `Only one column found in ${file.name}: is the separator right?`;
-      else if (columns.length) columnsNote.textContent = `${columns.length} columns read from ${file.name}: start typing a name, or tick the categorical ones.`;
+      else if (parquet) columnsNote.textContent = interpolate(gettext("%s is parquet: its columns are not read here; type their names."), [file.name]);
+      else if (headerText === "unreadable") columnsNote.textContent = interpolate(gettext("The first line of %s could not be read here; type the column names."), [file.name]);
+      else if (columns.length === 1) columnsNote.textContent = interpolate(gettext("Only one column found in %s: is the separator right?"), [file.name]);
+      else if (columns.length) columnsNote.textContent = interpolate(gettext("%(count)s columns read from %(name)s: start typing a name, or tick the categorical ones."), { count: columns.length, name: file.name }, true);
     }
     if (trainInput && columnList) {
       trainInput.addEventListener("change", () => {
@@ -254,7 +254,7 @@
         headerText = null;
         showColumns();
         if (!file || !file.name.toLowerCase().endsWith(".csv")) return;
-        const slice = file.slice(0, 1 << 20); // the header line is well within the first MB
+        const slice = file.slice(0, 2 ** 20); // the header line is well within the first MB
         const reader = new FileReader();
         reader.addEventListener("load", () => {
           if (trainInput.files[0] !== file) return; // another file was chosen meanwhile
@@ -282,7 +282,7 @@
       return (!typed || forType(typed, chosenType())) && (!sourced || sourced.dataset.confSource === confSource());
     };
     const upload = uploadForm(form, {
-      opening: "Uploaded. Opening the run…",
+      opening: gettext("Uploaded. Opening the run…"),
       sentInputs: () => [...form.querySelectorAll("input[type=file], textarea[name=metrics], textarea[name=params]")].filter(applies),
       body: () => {
         const body = new FormData(form);
@@ -317,7 +317,7 @@
         const current = await getJSON(config.statusUrl);
         status = current.Status;
         badge.className = `badge badge-lg badge-${status}`;
-        badge.textContent = status;
+        badge.textContent = status; // a state's name, as the API says it
         if (current.Message) {
           errorBox.hidden = false;
           errorBox.textContent = current.Message;
@@ -382,14 +382,14 @@
     if (charts.roc) {
       const roc = charts.roc;
       const { svg, x, y } = plot({
-        id: "roc", title: "ROC curve on the holdout",
-        desc: `True positive rate against false positive rate at ${roc.fpr.length} thresholds; AUC ${roc.aucText}.`,
-        xLabel: "False positive rate", yLabel: "True positive rate", xDomain: [0, 1],
+        id: "roc", title: gettext("ROC curve on the holdout"),
+        desc: interpolate(gettext("True positive rate against false positive rate at %(count)s thresholds; AUC %(auc)s."), { count: roc.fpr.length, auc: roc.aucText }, true),
+        xLabel: gettext("False positive rate"), yLabel: gettext("True positive rate"), xDomain: [0, 1],
       });
       svg.append(svgEl("line", { x1: x(0), y1: y(0), x2: x(1), y2: y(1), class: "chart-diagonal" }));
       svg.append(svgEl("path", { d: path(roc.fpr, roc.tpr, x, y), class: "chart-curve roc-curve", "data-points": roc.fpr.length }));
       $("roc-chart").replaceChildren(svg, caption("roc-caption",
-        roc.auc === null ? "ROC curve on the holdout (no AUC given)." : `ROC curve on the holdout: AUC ${roc.aucText}. The dashed diagonal is a random guess.`));
+        roc.auc === null ? gettext("ROC curve on the holdout (no AUC given).") : interpolate(gettext("ROC curve on the holdout: AUC %s. The dashed diagonal is a random guess."), [roc.aucText])));
     }
 
     if (charts.ks) {
@@ -397,9 +397,9 @@
       const low = Math.min(0, ks.thresholds[0]);
       const high = Math.max(1, ks.thresholds[ks.thresholds.length - 1]);
       const { svg, x, y } = plot({
-        id: "ks", title: "KS: true and false positive rates by threshold",
-        desc: `The KS is ${ks.ksText}, the widest gap between the two rates, at threshold ${ks.gap.thresholdText}.`,
-        xLabel: "Threshold", yLabel: "Rate", xDomain: [low, high],
+        id: "ks", title: gettext("KS: true and false positive rates by threshold"),
+        desc: interpolate(gettext("The KS is %(ks)s, the widest gap between the two rates, at threshold %(threshold)s."), { ks: ks.ksText, threshold: ks.gap.thresholdText }, true),
+        xLabel: gettext("Threshold"), yLabel: gettext("Rate"), xDomain: [low, high],
       });
       svg.append(svgEl("path", { d: path(ks.thresholds, ks.tpr, x, y), class: "chart-curve ks-tpr", "data-points": ks.thresholds.length }));
       svg.append(svgEl("path", { d: path(ks.thresholds, ks.fpr, x, y), class: "chart-curve ks-fpr", "data-points": ks.thresholds.length }));
@@ -407,14 +407,14 @@
       svg.append(svgEl("line", { x1: gapX, x2: gapX, y1: y(ks.gap.fpr), y2: y(ks.gap.tpr), class: "ks-gap", "data-threshold": ks.gap.threshold }));
       svg.append(svgEl("text", { x: gapX + 6, y: (y(ks.gap.fpr) + y(ks.gap.tpr)) / 2, "dominant-baseline": "middle", class: "chart-note ks-gap-label" }, `KS ${ks.ksText}`));
       const legend = svgEl("g", { class: "chart-legend" });
-      [["ks-tpr", "true positive rate"], ["ks-fpr", "false positive rate"]].forEach(([name, text], i) => {
+      [["ks-tpr", gettext("true positive rate")], ["ks-fpr", gettext("false positive rate")]].forEach(([name, text], i) => {
         const top = 22 + i * 18;
         legend.append(svgEl("line", { x1: x(high) - 150, x2: x(high) - 128, y1: top, y2: top, class: `chart-curve ${name}` }));
         legend.append(svgEl("text", { x: x(high) - 122, y: top, "dominant-baseline": "middle", class: "chart-tick" }, text));
       });
       svg.append(legend);
       $("ks-chart").replaceChildren(svg, caption("ks-caption",
-        `KS ${ks.ksText} at threshold ${ks.gap.thresholdText}: the widest gap between the true and false positive rates.`));
+        interpolate(gettext("KS %(ks)s at threshold %(threshold)s: the widest gap between the true and false positive rates."), { ks: ks.ksText, threshold: ks.gap.thresholdText }, true)));
     }
   }
 

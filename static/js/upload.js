@@ -20,10 +20,10 @@
     }
     if (inputType.selectedOptions[0] && inputType.selectedOptions[0].disabled) inputType.value = "";
     if (op === "Sync" && sample.value) sample.value = ""; // a sample is refused for Sync models
-    inputType.options[0].textContent = op === "Sync" ? "Default: json" : "Default: csv";
+    inputType.options[0].textContent = op === "Sync" ? gettext("Default: json") : gettext("Default: csv");
   }
   for (const radio of form.querySelectorAll("input[name=operation]")) radio.addEventListener("change", applyOperation);
   applyOperation();
 
-  uploadForm(form, { opening: "Uploaded. Opening the model…" });
+  uploadForm(form, { opening: gettext("Uploaded. Opening the model…") });
 })();

@@ -7,10 +7,10 @@
 "use strict";
 
 const fileSize = (bytes) => {
-  for (const [unit, scale] of [["GB", 1 << 30], ["MB", 1 << 20], ["KB", 1 << 10]]) {
+  for (const [unit, scale] of [["GB", 2 ** 30], ["MB", 2 ** 20], ["KB", 2 ** 10]]) {
     if (bytes >= scale) return `${(bytes / scale).toFixed(1)} ${unit}`;
   }
-  return `${bytes} bytes`;
+  return interpolate(ngettext("%s byte", "%s bytes", bytes), [bytes]);
 };
 
 // Enhances `form`; answers { checkSizes } for pages whose other inputs change what is sent.
@@ -66,7 +66,7 @@ function uploadForm(form, { opening, sentInputs, body, reveal } = {}) {
     const box = Object.assign(document.createElement("div"), { className: "msg msg-error", id: "form-errors" });
     box.setAttribute("role", "alert");
     for (const message of loose) box.append(paragraph(message));
-    if (count) box.append(paragraph(`Please correct the ${count} field${count === 1 ? "" : "s"} marked below.`));
+    if (count) box.append(paragraph(interpolate(ngettext("Please correct the field marked below.", "Please correct the %s fields marked below.", count), [count])));
     summary.append(box);
     const first = form.querySelector("[aria-invalid=true]");
     if (first && !first.closest("[hidden]")) first.focus({ preventScroll: true });
@@ -80,12 +80,12 @@ function uploadForm(form, { opening, sentInputs, body, reveal } = {}) {
       for (const file of input.files || []) {
         total += file.size;
         if (file.size > maxFile) {
-          (errors[input.name] ||= []).push(`'${file.name}' is ${fileSize(file.size)}; each file is limited to ${fileSize(maxFile)}.`);
+          (errors[input.name] ||= []).push(interpolate(gettext("'%(name)s' is %(size)s; each file is limited to %(limit)s."), { name: file.name, size: fileSize(file.size), limit: fileSize(maxFile) }, true));
         }
       }
     }
-    if (total > maxTotal) errors.__all__ = [`The files add up to ${fileSize(total)}; an upload is limited to ${fileSize(maxTotal)}.`];
-    totalLabel.textContent = total ? `${fileSize(total)} to upload` : "";
+    if (total > maxTotal) errors.__all__ = [interpolate(gettext("The files add up to %(size)s; an upload is limited to %(limit)s."), { size: fileSize(total), limit: fileSize(maxTotal) }, true)];
+    totalLabel.textContent = total ? interpolate(gettext("%s to upload"), [fileSize(total)]) : "";
     return { errors, total };
   }
   form.addEventListener("change", (event) => { if (event.target.type === "file") checkSizes(); });
@@ -103,16 +103,16 @@ function uploadForm(form, { opening, sentInputs, body, reveal } = {}) {
     xhr.responseType = "json";
     progress.hidden = false;
     submit.disabled = true;
-    submit.textContent = "Uploading…";
+    submit.textContent = gettext("Uploading…");
     const setProgress = (loaded, all) => {
       const percent = all ? Math.round((loaded / all) * 100) : 0;
       bar.firstElementChild.style.width = `${percent}%`;
       bar.setAttribute("aria-valuenow", String(percent));
-      progressBytes.textContent = all ? `${fileSize(loaded)} of ${fileSize(all)} · ${percent}%` : "";
+      progressBytes.textContent = all ? `${interpolate(gettext("%(loaded)s of %(total)s"), { loaded: fileSize(loaded), total: fileSize(all) }, true)} · ${percent}%` : "";
     };
     setProgress(0, total);
     xhr.upload.addEventListener("progress", (e) => { if (e.lengthComputable) setProgress(e.loaded, e.total); });
-    xhr.upload.addEventListener("load", () => { progressLabel.textContent = "Uploaded. Checking the files…"; });
+    xhr.upload.addEventListener("load", () => { progressLabel.textContent = gettext("Uploaded. Checking the files…"); });
     const done = () => {
       submit.disabled = false;
       submit.textContent = submitLabel;
@@ -127,13 +127,13 @@ function uploadForm(form, { opening, sentInputs, body, reveal } = {}) {
       }
       done();
       if (xhr.status === 400 && answer.errors) showErrors(answer.errors);
-      else if (xhr.status === 413) showErrors({}, ["The upload is larger than the server accepts."]);
-      else if (xhr.status === 403) showErrors({}, ["The server refused the upload (your session may have expired): reload the page and log in again."]);
-      else showErrors({}, [`The server answered ${xhr.status}. Try again; if it persists, tell your admin.`]);
+      else if (xhr.status === 413) showErrors({}, [gettext("The upload is larger than the server accepts.")]);
+      else if (xhr.status === 403) showErrors({}, [gettext("The server refused the upload (your session may have expired): reload the page and log in again.")]);
+      else showErrors({}, [interpolate(gettext("The server answered %s. Try again; if it persists, tell your admin."), [xhr.status])]);
     });
     xhr.addEventListener("error", () => {
       done();
-      showErrors({}, ["The connection was lost during the upload. Check your network and send it again: your files are still selected."]);
+      showErrors({}, [gettext("The connection was lost during the upload. Check your network and send it again: your files are still selected.")]);
     });
     xhr.send(data);
   });

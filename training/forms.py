@@ -28,6 +28,7 @@ from models_app.forms import (
     PythonVersionField,
     UploadCheckingForm,
 )
+from models_app.access import models_for
 from models_app.models import MLModel
 from models_app.services import NamedFile
 from models_app.validation import (
@@ -467,9 +468,21 @@ class PromoteForm(ModelUploadForm):
         ),
     )
 
+    version_of = forms.CharField(
+        required=False,
+        max_length=33,
+        label="Version of",
+        help_text="Optional: the hash of one of the group's models. The run becomes that model's next "
+        "version (its name and operation are the model's), live once Deployed.",
+    )
+
     def __init__(self, *args, user, run: TrainingRun, **kwargs):
         super().__init__(*args, user=user, **kwargs)
         self.run = run
+        self.user = user
+        if self.data.get("version_of"):  # a version takes the model's name
+            self.fields["name"].required = False
+            self.fields["name"].widget.attrs.pop("aria-required", None)
         self.automl = run.training_type == TrainingRun.TrainingType.AUTOML
         if self.automl:
             # Two arguments are enough: the platform brings the scoring code and the
@@ -495,8 +508,32 @@ class PromoteForm(ModelUploadForm):
             return automl.SYNC_ENTRYPOINT if sync else automl.ASYNC_ENTRYPOINT
         return super().clean_model_reference()
 
+    def clean_version_of(self) -> MLModel | None:
+        value = self.cleaned_data["version_of"].strip()
+        if not value:
+            return None
+        model = models_for(self.user).filter(hash=value).exclude(status=MLModel.Status.DELETED).first()
+        if model is None:
+            raise forms.ValidationError(f"No model '{value}' among your groups' models.")
+        group = self.run.experiment.group
+        if model.group_id != group.pk:
+            raise forms.ValidationError(
+                f"Model '{value}' belongs to group {model.group.name}; this run's versions can only go to "
+                f"models of group {group.name}."
+            )
+        return model
+
     def clean(self) -> dict[str, Any]:
         run = self.run
+        target = self.cleaned_data.get("version_of")
+        if target is not None:
+            asked = self.data.get("operation")
+            if asked and asked != target.operation:
+                self.add_error(
+                    "operation",
+                    f"Model '{target.hash}' is {target.operation}: its versions are {target.operation} too.",
+                )
+            self.cleaned_data.update(name=target.name, operation=target.operation)
         extra_text = ""
         if self.cleaned_data.get("requirements") is not None:
             extra_text = self._text("requirements", self.cleaned_data["requirements"]) or ""

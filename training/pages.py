@@ -427,14 +427,23 @@ def run_promote(request: HttpRequest, experiment_hash: str, number: int) -> Http
     form = PromoteForm(request.POST, request.FILES, user=request.user, run=run)
     if not add_limit_errors(request, form) and form.is_valid():
         try:
-            model = services.promote(request.user, run, form.upload)
+            model = services.promote(
+                request.user, run, form.upload, version_of=form.cleaned_data.get("version_of")
+            )
         except services.NotPromotable as exc:
             context = _run_context(request, run, promote_form=form, promote_error=str(exc))
             return render(request, "training/run_detail.html", context, status=409)
-        messages.success(
-            request,
-            f"{model.name} was created from run {run.number} of {run.experiment.name}. It is being deployed.",
-        )
-        return redirect("model-detail", model_hash=model.hash)
+        if model.line_id is not None:
+            messages.success(
+                request,
+                f"Run {run.number} of {run.experiment.name} is version {model.version} of {model.name}. "
+                "It goes live once deployed.",
+            )
+        else:
+            messages.success(
+                request,
+                f"{model.name} was created from run {run.number} of {run.experiment.name}. It is being deployed.",
+            )
+        return redirect("model-detail", model_hash=model.root.hash)
     context = _run_context(request, run, promote_form=form)
     return render(request, "training/run_detail.html", context, status=400)

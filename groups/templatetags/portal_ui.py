@@ -57,7 +57,9 @@ def since(value: datetime | None) -> SafeString | str:
     """A <time> saying how long ago (`ago`), with the moment and its zone as its title."""
     if value is None:
         return _("never")
-    return format_html('<time datetime="{}" title="{}">{}</time>', value.isoformat(), local_text(value), ago(value))
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time>', value.isoformat(), local_text(value), ago(value)
+    )
 
 
 @register.filter

@@ -14,6 +14,7 @@ from django import forms
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
 
 from groups.access import groups_for
 from models_app import interpreters
@@ -143,9 +144,10 @@ class GroupField(forms.ModelChoiceField):
     Its choices are the user's groups, set per request by `offer_to(user)`.
     """
 
-    def __init__(self, *, owns: str, help_text: str) -> None:
+    def __init__(self, *, owns: str, help_text: str, label=None) -> None:
         super().__init__(
             queryset=None,
+            label=label or _("Group"),
             to_field_name="name",
             empty_label=None,
             help_text=help_text,
@@ -175,8 +177,8 @@ class PythonVersionField(forms.CharField):
             max_length=16,
             required=False,
             empty_value=DEFAULT_PYTHON_VERSION,
-            label="Python version",
-            help_text="One of the interpreters installed on this host: 3.9, or exactly 3.9.18.",
+            label=_("Python version"),
+            help_text=_("One of the interpreters installed on this host: 3.9, or exactly 3.9.18."),
         )
         self.interpreters: list[interpreters.Interpreter] = []
 
@@ -277,15 +279,16 @@ class ModelUploadForm(UploadCheckingForm):
 
     name = forms.CharField(
         max_length=64,
-        help_text="Shown in lists and in the model's API docs.",
+        label=_("Name"),
+        help_text=_("Shown in lists and in the model's API docs."),
         error_messages={
-            "required": "Give the model a name.",
+            "required": _("Give the model a name."),
             "max_length": NAME_TOO_LONG,
         },
     )
     group = GroupField(
         owns="the model",
-        help_text="The name of one of your groups: it owns the model, and its group token calls it.",
+        help_text=_("The name of one of your groups: it owns the model, and its group token calls it."),
     )
     operation = forms.TypedChoiceField(
         choices=MLModel.Operation.choices,
@@ -293,79 +296,82 @@ class ModelUploadForm(UploadCheckingForm):
         required=False,
         initial=MLModel.Operation.SYNC,
         widget=forms.RadioSelect,
-        help_text="Sync: real-time, JSON in, JSON out. Async: batch, a file in, a file out.",
+        label=_("Operation"),
+        help_text=_("Sync: real-time, JSON in, JSON out. Async: batch, a file in, a file out."),
         error_messages={"invalid_choice": "operation must be 'Sync' or 'Async', not '%(value)s'."},
     )
     model_reference = forms.CharField(
         max_length=100,
         initial="score",
-        label="Entrypoint",
-        help_text="The function the platform calls, defined at the top level of the script, e.g. score.",
+        label=_("Entrypoint"),
+        help_text=_("The function the platform calls, defined at the top level of the script, e.g. score."),
         error_messages={"required": "Give the name of the entrypoint function, e.g. 'score'."},
     )
     python_version = PythonVersionField()
     input_type = forms.TypedChoiceField(
-        choices=[("", "Default (json for Sync, csv for Async)"), *MLModel.InputType.choices],
+        choices=[("", _("Default (json for Sync, csv for Async)")), *MLModel.InputType.choices],
         empty_value=None,
         required=False,
-        label="Input type",
-        help_text="Sync models take JSON. Async models take csv (the default), parquet or json files.",
+        label=_("Input type"),
+        help_text=_("Sync models take JSON. Async models take csv (the default), parquet or json files."),
         error_messages={"invalid_choice": "input_type must be one of json, csv, parquet."},
     )
     allow_network = DefaultBooleanField(
         default=True,
-        label="Allow network access",
-        help_text="Let the model's code open outbound network connections.",
+        label=_("Allow network access"),
+        help_text=_("Let the model's code open outbound network connections."),
     )
     source = forms.FileField(
         allow_empty_file=True,
-        label="Scoring script (.py)",
+        label=_("Scoring script (.py)"),
         widget=forms.ClearableFileInput(attrs={"accept": ".py,text/x-python"}),
-        help_text="Defines the entrypoint; checked by parsing, never imported by the portal.",
+        help_text=_("Defines the entrypoint; checked by parsing, never imported by the portal."),
         error_messages={"required": "Upload the scoring script (.py)."},
     )
     model = forms.FileField(
         allow_empty_file=True,
-        label="Model file",
-        help_text="Usually a pickle (.pkl), any size up to the limit.",
+        label=_("Model file"),
+        help_text=_("Usually a pickle (.pkl), any size up to the limit."),
         error_messages={"required": "Upload the model file (e.g. model.pkl)."},
     )
     requirements = forms.FileField(
         allow_empty_file=True,
-        label="requirements.txt",
+        label=_("requirements.txt"),
         widget=forms.ClearableFileInput(attrs={"accept": ".txt,text/plain"}),
-        help_text="Installed with uv into the model's own environment; may be empty.",
+        help_text=_("Installed with uv into the model's own environment; may be empty."),
         error_messages={"required": "Upload requirements.txt."},
     )
     schema = FileOrTextField(
-        label="Schema (.json)",
+        label=_("Schema (.json)"),
         required=False,
         widget=FileOrTextInput(attrs={"accept": ".json,application/json"}),
-        help_text="A JSON file holding one example input (API clients may send the JSON itself "
-        "as this field). Required for Sync models.",
+        help_text=_(
+            "A JSON file holding one example input (API clients may send the JSON itself "
+            "as this field). Required for Sync models."
+        ),
     )
     schema_text = forms.CharField(
-        label="…or paste the example",
+        label=_("…or paste the example"),
         required=False,
         widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "placeholder": '{"x": 1.5, "y": 2}'}),
-        help_text="The JSON itself, instead of a file.",
+        help_text=_("The JSON itself, instead of a file."),
     )
     env = forms.FileField(
         allow_empty_file=True,
-        label=".env (secrets)",
+        label=_(".env (secrets)"),
         required=False,
-        help_text="KEY=VALUE lines. Encrypted at rest; only the names are ever shown back.",
+        help_text=_("KEY=VALUE lines. Encrypted at rest; only the names are ever shown back."),
     )
     sample = forms.FileField(
         allow_empty_file=True,
-        label="Sample input",
+        label=_("Sample input"),
         required=False,
-        help_text="Async only: an input file used to smoke-test the model during the build.",
+        help_text=_("Async only: an input file used to smoke-test the model during the build."),
     )
     extra = MultipleFileField(
-        label="Extra files",
+        label=_("Extra files"),
         required=False,
-        help_text="Put beside the script, e.g. utils.py or a vocabulary file (several: repeat the field).",
+        help_text=_("Put beside the script, e.g. utils.py or a vocabulary file (several: repeat the field)."),
     )
 
     def __init__(self, *args, user, **kwargs):
@@ -539,25 +545,28 @@ class ModelSettingsForm(forms.Form):
     """What can change on a Sync model without a rebuild (as PATCH /api/v1/models/<hash>)."""
 
     replicas = forms.IntegerField(
-        min_value=1, max_value=16, help_text="Warm processes on each node; more use more cores."
+        min_value=1,
+        max_value=16,
+        label=_("Replicas"),
+        help_text=_("Warm processes on each node; more use more cores."),
     )
     request_timeout = forms.IntegerField(
         min_value=1,
         max_value=3600,
         required=False,
-        label="Timeout (s)",
-        help_text="Seconds per request. Empty: the default.",
+        label=_("Timeout (s)"),
+        help_text=_("Seconds per request. Empty: the default."),
     )
 
 
 class ModelFilterForm(forms.Form):
-    q = forms.CharField(required=False, label="Search", max_length=100)
+    q = forms.CharField(required=False, label=_("Search"), max_length=100)
     group = forms.ChoiceField(required=False)
     status = forms.ChoiceField(
         required=False,
         # The portal calls Ready (build queued) "Queued", as its badges do; the value stays the state's name.
         choices=[
-            ("", "Any status but Deleted"),
+            ("", _("Any status but Deleted")),
             *(
                 (value, "Queued" if value == MLModel.Status.READY else label)
                 for value, label in MLModel.Status.choices
@@ -565,10 +574,10 @@ class ModelFilterForm(forms.Form):
         ],
     )
     operation = forms.ChoiceField(
-        required=False, choices=[("", "Sync and Async"), *MLModel.Operation.choices]
+        required=False, label=_("Operation"), choices=[("", _("Sync and Async")), *MLModel.Operation.choices]
     )
 
     def __init__(self, *args, groups: list[str], **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["group"].choices = [("", "All my groups"), *((name, name) for name in groups)]
-        self.fields["q"].widget.attrs["placeholder"] = "Name or hash"
+        self.fields["group"].choices = [("", _("All my groups")), *((name, name) for name in groups)]
+        self.fields["q"].widget.attrs["placeholder"] = _("Name or hash")

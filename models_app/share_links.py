@@ -21,6 +21,7 @@ from datetime import timedelta
 from django.core import signing
 from django.db.models import QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 from groups import tokens
 from groups.access import can_manage_group
@@ -32,11 +33,11 @@ MIN_LIFETIME = timedelta(minutes=5)
 MAX_LIFETIME = timedelta(days=90)
 # What the model page offers; the API takes any lifetime in between.
 LIFETIME_CHOICES = [
-    (3600, "1 hour"),
-    (86400, "1 day"),
-    (7 * 86400, "7 days"),
-    (30 * 86400, "30 days"),
-    (90 * 86400, "90 days"),
+    (3600, gettext_lazy("1 hour")),
+    (86400, gettext_lazy("1 day")),
+    (7 * 86400, gettext_lazy("7 days")),
+    (30 * 86400, gettext_lazy("30 days")),
+    (90 * 86400, gettext_lazy("90 days")),
 ]
 
 _signer = signing.Signer(salt=SALT)

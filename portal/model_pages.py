@@ -19,6 +19,8 @@ from django.db.models.functions import Coalesce, Greatest
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_http_methods, require_POST
 
 from executions.models import Execution
@@ -73,10 +75,10 @@ def activity_label(model: MLModel) -> str:
     """What the model's last activity was, for the dashboard."""
     latest = model.last_activity
     if model.last_call_at and model.last_call_at >= latest:
-        return "called"
+        return _("called")
     if model.last_execution_at and model.last_execution_at >= latest:
-        return "execution requested"
-    return "updated"
+        return _("execution requested")
+    return _("updated")
 
 
 # --- List -----------------------------------------------------------------------------
@@ -139,7 +141,9 @@ def model_upload(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         if not add_limit_errors(request, form) and form.is_valid():
             model = services.create_model(request.user, form.upload)
-            messages.success(request, f"{model.name} was uploaded. Its environment is being built.")
+            messages.success(
+                request, _("%(name)s was uploaded. Its environment is being built.") % {"name": model.name}
+            )
             target = reverse("model-detail", args=[model.hash])
             if _wants_json(request):
                 return JsonResponse({"hash": model.hash, "redirect": target}, status=201)
@@ -176,26 +180,32 @@ ACTIONS = {
     for action in (
         Action(
             "restart",
-            "Restart",
-            "Rebuild and redeploy this model?",
-            "A new build starts (its environment is reused when nothing changed). "
-            "The model answers 409 until the build is Deployed again.",
+            gettext_lazy("Restart"),
+            gettext_lazy("Rebuild and redeploy this model?"),
+            gettext_lazy(
+                "A new build starts (its environment is reused when nothing changed). "
+                "The model answers 409 until the build is Deployed again."
+            ),
             services.ALLOWED_FROM["restart"],
         ),
         Action(
             "disable",
-            "Disable",
-            "Disable this model?",
-            "Calls are refused (409) and its warm processes stop. Files, secrets and settings are "
-            "kept: restart it to serve again.",
+            gettext_lazy("Disable"),
+            gettext_lazy("Disable this model?"),
+            gettext_lazy(
+                "Calls are refused (409) and its warm processes stop. Files, secrets and settings are "
+                "kept: restart it to serve again."
+            ),
             services.ALLOWED_FROM["disable"],
         ),
         Action(
             "delete",
-            "Delete",
-            "Delete this model for good?",
-            "Its files, secrets and environment link are removed and its URL stops answering. "
-            "This cannot be undone; its hash is never reused.",
+            gettext_lazy("Delete"),
+            gettext_lazy("Delete this model for good?"),
+            gettext_lazy(
+                "Its files, secrets and environment link are removed and its URL stops answering. "
+                "This cannot be undone; its hash is never reused."
+            ),
             services.ALLOWED_FROM["delete"],
             danger=True,
         ),
@@ -207,17 +217,16 @@ def _log_tail(log: str) -> str:
     lines = log.splitlines()
     if len(lines) <= LOG_TAIL_LINES:
         return log
-    return f"… {len(lines) - LOG_TAIL_LINES} earlier lines (full log: API /logs) …\n" + "\n".join(
-        lines[-LOG_TAIL_LINES:]
-    )
+    earlier = _("… %(count)s earlier lines (full log: API /logs) …") % {"count": len(lines) - LOG_TAIL_LINES}
+    return earlier + "\n" + "\n".join(lines[-LOG_TAIL_LINES:])
 
 
 EVENT_LABELS = {
-    "created": "Uploaded",
-    "deployed": "Deployed",
-    "build_failed": "Build failed",
-    "build_requeued": "Build re-queued",
-    "settings_changed": "Serving settings changed",
+    "created": gettext_lazy("Uploaded"),
+    "deployed": gettext_lazy("Deployed"),
+    "build_failed": gettext_lazy("Build failed"),
+    "build_requeued": gettext_lazy("Build re-queued"),
+    "settings_changed": gettext_lazy("Serving settings changed"),
 }
 
 
@@ -290,19 +299,24 @@ def model_settings(request: HttpRequest, model_hash: str) -> HttpResponse:
     """Serving settings of a Sync model (replicas, request timeout): no rebuild needed."""
     model = get_model_for_user(request.user, model_hash)
     if model.status == Status.DELETED or not model.is_sync:
-        messages.error(request, "Only the serving settings of a Sync model that is not deleted can change.")
+        messages.error(
+            request, _("Only the serving settings of a Sync model that is not deleted can change.")
+        )
         return redirect("model-detail", model_hash=model.hash)
     form = ModelSettingsForm(request.POST)
     if not form.is_valid():
         context = _detail_context(request, model, settings_form=form)
         return render(request, "models_app/model_detail.html", context, status=400)
     changed = services.change_settings(model, request.user, **form.cleaned_data)
-    timeout = changed.request_timeout or f"default ({settings.PREDICT_TIMEOUT})"
-    messages.success(
-        request,
-        f"Serving settings saved: {changed.replicas} replica{'s' if changed.replicas != 1 else ''}, "
-        f"request timeout {timeout} s. The model host applies them within seconds.",
+    timeout = changed.request_timeout or _("default (%(seconds)s)") % {"seconds": settings.PREDICT_TIMEOUT}
+    text = ngettext(
+        "Serving settings saved: %(replicas)s replica, request timeout %(timeout)s s. "
+        "The model host applies them within seconds.",
+        "Serving settings saved: %(replicas)s replicas, request timeout %(timeout)s s. "
+        "The model host applies them within seconds.",
+        changed.replicas,
     )
+    messages.success(request, text % {"replicas": changed.replicas, "timeout": timeout})
     return redirect(reverse("model-detail", args=[model.hash]) + "#serving")
 
 
@@ -323,8 +337,12 @@ def model_action(request: HttpRequest, model_hash: str, action: str) -> HttpResp
     except services.ActionRefused as exc:
         messages.error(request, str(exc))
         return redirect("model-detail", model_hash=model.hash)
-    done = {"disable": "disabled", "restart": "restarted: a new build is queued", "delete": "deleted"}
-    messages.success(request, f"{model.name} was {done[action]}.")
+    done = {
+        "disable": _("%(name)s was disabled."),
+        "restart": _("%(name)s was restarted: a new build is queued."),
+        "delete": _("%(name)s was deleted."),
+    }
+    messages.success(request, done[action] % {"name": model.name})
     if action == "delete":
         return redirect("model-list")
     return redirect("model-detail", model_hash=model.hash)

@@ -269,5 +269,5 @@ class RunnerSerializer(serializers.Serializer):
 class PredictionRecordSerializer(serializers.ModelSerializer):
     class Meta:
         model = PredictionRecord
-        fields = ["at", "status_code", "latency_ms", "input", "output"]
+        fields = ["at", "version", "status_code", "latency_ms", "input", "output"]
         read_only_fields = fields

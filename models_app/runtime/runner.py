@@ -156,6 +156,8 @@ def _describe(exc):
 
 # The folder of the user's source, once known: paths under it are shown relative to it.
 _model_folder = None
+# An Async execution's data folder (its data_path): shown as <data_path>/.
+_data_folder = None
 
 
 def _shorten_paths(text):
@@ -171,6 +173,8 @@ def _shorten_paths(text):
     folders = [(sys.prefix, "<env>/"), (sys.base_prefix, "<python>/")]
     if _model_folder:
         folders.append((_model_folder, ""))
+    if _data_folder:
+        folders.append((_data_folder, "<data_path>/"))
     # The longest first: the model's folder or the environment may sit inside another one.
     for folder, shown in sorted(folders, key=lambda pair: -len(pair[0])):
         for form in {folder, os.path.realpath(folder)}:
@@ -472,6 +476,9 @@ def run_oneshot():
         return EXIT_PROTOCOL
 
     normalise = normalise_sync_result if kind == "sync" else normalise_async_result
+    if kind == "async":
+        global _data_folder
+        _data_folder = os.path.abspath(args[0]) if args else None
 
     def build():
         # The harnesses load the source themselves, once their libraries are in.

@@ -471,6 +471,23 @@ def test_async_may_return_a_pathlike(runner_python, write_user_module, user_dir)
     assert result.result == str(user_dir / "out.json")
 
 
+def test_async_error_shows_the_data_folder_as_data_path(runner_python, write_user_module, user_dir):
+    # An execution's error and log reach any token holder: no server path in them.
+    source = write_user_module(
+        """
+        import os
+        def score(data_path, model_path):
+            open(os.path.join(data_path, "missing.csv"))
+        """
+    )
+    data_dir = user_dir / "executions" / "7"
+    data_dir.mkdir(parents=True)
+    result = run(runner_python, source, kind="async", args=[str(data_dir), str(user_dir)])
+    assert not result.ok
+    assert "<data_path>/missing.csv" in result.error
+    assert str(data_dir) not in result.error and str(data_dir) not in result.traceback
+
+
 def test_async_returning_an_int_is_an_error(runner_python, write_user_module, user_dir):
     source = write_user_module(
         """

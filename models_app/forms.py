@@ -460,6 +460,7 @@ class ModelUploadForm(UploadCheckingForm):
                 schema=schema,
                 schema_file=data["schema"] if isinstance(data["schema"], NamedFile) else None,
                 env_values=env_values,
+                env_given=data.get("env") is not None,
                 sample_file=data["sample"],
                 extra_files=data["extra"],
             )

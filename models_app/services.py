@@ -63,6 +63,8 @@ class ModelUpload:
     schema: object | None = None  # the example input, parsed
     schema_file: NamedFile | None = None  # None when the example came as text
     env_values: dict[str, str] = field(default_factory=dict)
+    # Whether a .env came with the upload: a version without one keeps the live version's.
+    env_given: bool = False
     sample_file: NamedFile | None = None
     extra_files: list[NamedFile] = field(default_factory=list)
     # The training run this model is promoted from (training.services.promote).
@@ -125,6 +127,11 @@ def _store(user, upload: ModelUpload, *, of_model: MLModel | None) -> MLModel:
         _write_files(upload, staging)
         with transaction.atomic():
             version_fields = {}
+            env_names = sorted(upload.env_values)
+            env_ciphertext = crypto.encrypt_env(upload.env_values)
+            if of_model is not None and not upload.env_given:
+                live = of_model.serving
+                env_names, env_ciphertext = live.env_names, live.env_ciphertext
             if of_model is not None:
                 # The model's row is the version counter's lock (as for executions).
                 MLModel.objects.select_for_update().filter(pk=of_model.pk).values_list("pk").first()
@@ -152,8 +159,8 @@ def _store(user, upload: ModelUpload, *, of_model: MLModel | None) -> MLModel:
                 sample_file=upload.sample_file.name if upload.sample_file else "",
                 extra_files=[named.name for named in upload.extra_files],
                 requirements=upload.requirements,
-                env_names=sorted(upload.env_values),
-                env_ciphertext=crypto.encrypt_env(upload.env_values),
+                env_names=env_names,
+                env_ciphertext=env_ciphertext,
                 training_run=upload.training_run,
                 created_by=user,
             )

@@ -1,6 +1,6 @@
 """The README's tour, run as written against the real processes (`make run`).
 
-The tour's shell block is read from README.md and its steps 1-8 run one command at a
+The tour's shell block is read from README.md and its steps 1-8 and 11 run one command at a
 time in bash, in a folder holding the files the tour names (app.py and the Async app.py
 are the README's own; model.pkl is trained on the `x`, `y` its app.py reads). Only what
 the README itself marks as placeholders is filled in: `URL`, the `M…` hash and the
@@ -138,7 +138,7 @@ def browser_session(url: str, username: str, password: str) -> requests.Session:
 
 def test_the_readme_tour_works_as_written(tmp_path):
     preamble, steps = tour()
-    assert sorted(steps) == list(range(1, 11)), "the tour's steps are numbered 1 to 10"
+    assert sorted(steps) == list(range(1, 12)), "the tour's steps are numbered 1 to 11"
     assert preamble.startswith("URL=http://127.0.0.1:8000")
     sync_source, async_source = python_blocks()[:2]
     assert "def score(data, base_path)" in sync_source and "def score(data_path, model_path)" in async_source
@@ -239,5 +239,19 @@ def test_the_readme_tour_works_as_written(tmp_path):
         assert docs.status_code == 200 and "swagger" in docs.text.lower()
         generated = json.loads(shell.run(code))
         assert f"/api/v1/run/{shell.model_hash}" in generated["python"]
+
+        # 11. Update the Sync model: version 2 goes live, then roll back to version 1.
+        (add_version, comments), (version_status, _), (rollback, _) = steps[11]
+        assert '"version": 2, "live": false' in comments[0]
+        version = json.loads(shell.run(add_version))
+        assert (version["model"], version["version"], version["live"]) == (shell.model_hash, 2, False), version
+        assert version["env_names"] == ["GREETING"]  # kept from version 1
+        assert wait_status(shell, version_status, {"Deployed", "Failed"})["status"] == "Deployed"
+        model_status = json.loads(shell.run(status))
+        assert (model_status["version"], model_status["status"]) == (2, "Deployed")
+        assert json.loads(shell.run(call)) == {"pred": 0}  # the same run URL, version 2 answering
+        rolled = json.loads(shell.run(rollback))
+        assert (rolled["version"], rolled["live"]) == (1, True)
+        assert json.loads(shell.run(status))["version"] == 1
     finally:
         portal.stop()

@@ -9,7 +9,7 @@ override NEOMARIL_DATA_DIR := $(abspath $(NEOMARIL_DATA_DIR))
 NEOMARIL_SUPERVISOR_DIR ?= $(NEOMARIL_DATA_DIR)
 export NEOMARIL_DATA_DIR PORT NEOMARIL_SUPERVISOR_DIR
 
-.PHONY: install run test test-fast lint format bench browser-deps sandbox-deps clean
+.PHONY: install run test test-fast lint format messages bench browser-deps sandbox-deps clean
 
 # The virtualenv is rebuilt when a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -64,6 +64,15 @@ lint: install
 format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+# The pages' translations (docs/portal.md, "Language and time"): collect the marked strings
+# into locale/pt_BR/LC_MESSAGES/*.po, then compile the .mo files that are committed with
+# them. Needs GNU gettext (apt-get install gettext); the running portal does not.
+MESSAGES_IGNORE := $(foreach d,.venv var sdk tests test-artifacts bench deploy static/vendor locale,--ignore=$(d))
+messages: install
+	$(PY) manage.py makemessages -l pt_BR --no-obsolete --no-location $(MESSAGES_IGNORE)
+	$(PY) manage.py makemessages -d djangojs -l pt_BR --no-obsolete --no-location $(MESSAGES_IGNORE)
+	$(PY) manage.py compilemessages --ignore=.venv --ignore=var --ignore=sdk
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

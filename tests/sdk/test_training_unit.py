@@ -843,7 +843,7 @@ def test_promote_model_as_the_guide_calls_it(run, server, PATH, sleeps, caplog):
         "model_reference": ["score"],
     }
     assert [(field, name) for field, name, _ in files] == [("source", "app.py"), ("schema", "schema.json")]
-    assert sleeps == [0.5]
+    assert sleeps == [0.25]  # model.wait_ready: every 0.25 s at first
     assert (
         f"Training run 3 of {T_HASH} promoted to model 'Teste notebook promoted custom' ({M_HASH})"
         in caplog.text

@@ -378,6 +378,22 @@ def test_wait_ready_gives_up_after_its_timeout(client, server):
         model.wait_ready(timeout=0)
 
 
+def test_wait_ready_polls_quickly_at_first_and_again_when_the_status_changes(client, server, monkeypatch):
+    sleeps = []
+    monkeypatch.setattr(base.time, "sleep", sleeps.append)
+    statuses = iter(["Ready"] * 23 + ["Building"] * 3 + ["Deployed"])
+    server.handle(
+        "GET",
+        f"/api/v1/models/{HASH}/status",
+        lambda sent: (200, {"hash": HASH, "status": next(statuses)}, {}),
+    )
+    model = NeomarilModel(client._conn, model_info())
+    assert model.wait_ready() is model
+    # 0.25 s for 5 s, then a quarter more each time; Building (the build started after a
+    # long queue) starts the quick polls again.
+    assert sleeps == [0.25] * 20 + [0.3125, 0.390625, 0.48828125] + [0.25] * 3
+
+
 def test_a_disabled_model_will_not_become_ready(client, server):
     server.on("GET", f"/api/v1/models/{HASH}/status", 200, {"hash": HASH, "status": "Disabled"})
     with pytest.raises(StateError, match="model.restart"):

@@ -39,13 +39,18 @@ EXECUTION_FINAL = ("Succeeded", "Failed")
 LOG_TAIL_LINES = 40
 
 
-def backoff(first: float = 0.5, factor: float = 1.5, cap: float = 10.0) -> Iterator[float]:
+def backoff(
+    first: float = 0.5, factor: float = 1.5, cap: float = 10.0, steady_for: float = 0.0
+) -> Iterator[float]:
     """Waits between status polls: quick at first (builds of small models take seconds),
-    then slower, never more than `cap` seconds."""
-    wait = first
+    then slower, never more than `cap` seconds. With `steady_for`, the waits stay at
+    `first` until that many seconds have been waited, and only then grow."""
+    wait, waited = first, 0.0
     while True:
         yield wait
-        wait = min(wait * factor, cap)
+        waited += wait
+        if waited >= steady_for:
+            wait = min(wait * factor, cap)
 
 
 def log_tail(log: str, lines: int = LOG_TAIL_LINES) -> str:

@@ -159,3 +159,46 @@ def test_uv_failure_is_tolerated(tmp_path, monkeypatch):
     interpreters.clear_cache()
     found = discover_interpreters([tmp_path / "py"], uv_bin=str(tmp_path / "missing-uv"))
     assert [i.version for i in found] == ["3.12.5"]
+
+
+def test_uv_is_not_shown_the_shim_folders(tmp_path, monkeypatch):
+    # uv runs every python* it finds on PATH: a pyenv shim starts pyenv each time (2 s on
+    # a host with one shim per version); the shims' interpreters come from PYENV_ROOT anyway.
+    shims, bin_ = tmp_path / "pyenv" / "shims", tmp_path / "bin"
+    monkeypatch.setenv("PATH", f"{shims}{os.pathsep}{bin_}")
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path / "no-pyenv"))
+    fake_uv = fake_python(tmp_path, "uv", "[]")
+    fake_uv.write_text(f'#!/bin/sh\necho "$PATH" > {tmp_path / "uv-path"}\necho "[]"\n')
+    assert discover_interpreters(uv_bin=str(fake_uv)) == []
+    assert (tmp_path / "uv-path").read_text().strip() == str(bin_)
+
+
+def test_each_interpreter_is_run_once_until_its_file_changes(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", "")
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path / "no-pyenv"))
+    monkeypatch.setattr(interpreters, "_from_uv", lambda uv_bin: [])
+    runs = tmp_path / "runs"
+    python = fake_python(tmp_path / "py", "python3.12", "")
+    python.write_text(f"#!/bin/sh\necho run >> {runs}\necho 3.12.5\n")
+    for _ in range(3):  # three discoveries, as when the one-minute cache expires
+        interpreters._cache.clear()
+        assert [i.version for i in discover_interpreters([python])] == ["3.12.5"]
+    assert runs.read_text().count("run") == 1
+    python.write_text(f"#!/bin/sh\necho run >> {runs}\necho 3.12.6 CPython\n")  # upgraded in place
+    os.utime(python, ns=(0, python.stat().st_mtime_ns + 1_000_000_000))
+    interpreters._cache.clear()
+    assert [i.version for i in discover_interpreters([python])] == ["3.12.6"]
+    assert runs.read_text().count("run") == 2
+
+
+def test_a_failed_probe_is_tried_again(tmp_path, monkeypatch):
+    # A probe that timed out on a busy machine must not hide the interpreter for good.
+    monkeypatch.setenv("PATH", "")
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path / "no-pyenv"))
+    monkeypatch.setattr(interpreters, "_from_uv", lambda uv_bin: [])
+    python = fake_python(tmp_path / "py", "python3.12", "3.12.5")
+    answers = iter([None, "3.12.5"])
+    monkeypatch.setattr(interpreters, "_probe_version", lambda path: next(answers))
+    assert discover_interpreters([python]) == []
+    interpreters._cache.clear()
+    assert [i.version for i in discover_interpreters([python])] == ["3.12.5"]

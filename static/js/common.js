@@ -15,10 +15,10 @@ if (typeof window.gettext !== "function") {
 //     another on their account page (portal/i18n.py checks the name before using it).
 (() => {
   const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
-  if (!zone) return;
-  const cookie = document.cookie.split("; ").find((item) => item.startsWith("neomaril_tz="));
-  if (cookie && decodeURIComponent(cookie.slice("neomaril_tz=".length)) === zone) return;
-  document.cookie = `neomaril_tz=${encodeURIComponent(zone)}; path=/; max-age=31536000; SameSite=Lax`;
+  // IANA names ("America/Sao_Paulo") are cookie-safe as they are: written unencoded.
+  if (!zone || !/^[A-Za-z0-9_/+-]+$/.test(zone)) return;
+  if (document.cookie.split("; ").includes(`neomaril_tz=${zone}`)) return;
+  document.cookie = `neomaril_tz=${zone}; path=/; max-age=31536000; SameSite=Lax`;
 })();
 
 // --- Times as the server writes them (groups/templatetags/portal_ui.py's `when`): in the

@@ -6,12 +6,14 @@ UPDATE so a task delivered twice does nothing the second time.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
 import tempfile
+import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from django.conf import settings
@@ -38,6 +40,39 @@ class BuildFailed(Exception):
     """A reason to fail the build, already phrased for the user."""
 
 
+class Stopwatch:
+    """The seconds each step of a job took, told as one line of its log.
+
+    Upload → Deployed is a chain of small waits (the queue, the interpreter lookup, the
+    environment, the model's load, its first call); this line says which one grew.
+    """
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[str, float, dict[str, float]]] = []
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[dict[str, float]]:
+        """Time the block; it may fill the yielded dict with the parts of the step it knows."""
+        parts: dict[str, float] = {}
+        started = time.monotonic()
+        try:
+            yield parts
+        finally:
+            self.add(name, time.monotonic() - started, parts)
+
+    def add(self, name: str, seconds: float, parts: dict[str, float] | None = None) -> None:
+        self.steps.append((name, max(0.0, seconds), dict(parts or {})))
+
+    def __str__(self) -> str:
+        def told(name: str, seconds: float) -> str:
+            return f"{name} {seconds:.2f} s"
+
+        return ", ".join(
+            told(name, seconds) + (f" ({', '.join(told(*part) for part in parts.items())})" if parts else "")
+            for name, seconds, parts in self.steps
+        )
+
+
 def build_model(build_id: int) -> str:
     """Build the model's environment, smoke-test it and deploy it."""
     if not ModelBuild.claim(build_id, waiting=ModelBuild.Status.QUEUED):
@@ -54,11 +89,15 @@ def build_model(build_id: int) -> str:
         )
         return "model no longer waiting for a build"
     model.refresh_from_db()
+    timings = Stopwatch()
+    # From the upload (or restart) to this worker taking the build: the queue's pick-up.
+    timings.add("queue", (build.started_at - build.created_at).total_seconds())
 
     with jobs.JobLog(build) as log:
         try:
-            outcome = _build(model, log)
+            outcome = _build(model, log, timings)
         except BuildFailed as exc:
+            _log_timings(log, build, timings)
             log(f"Build failed: {exc}")
             result = {"ok": False, "message": str(exc)}
         except Exception as exc:  # our own bug: still never leave the model Building
@@ -66,6 +105,7 @@ def build_model(build_id: int) -> str:
             log("Internal error during the build:\n" + traceback.format_exc())
             result = {"ok": False, "message": f"Internal error: {type(exc).__name__}: {exc}"}
         else:
+            _log_timings(log, build, timings)
             log("Build succeeded: model deployed.")
             result = {"ok": True, "message": "Deployed.", "deployed_build": build.number, **outcome}
     # The log is complete before the status says the build is over.
@@ -74,46 +114,63 @@ def build_model(build_id: int) -> str:
     return "deployed" if result["ok"] else "failed"
 
 
+def _log_timings(log: jobs.JobLog, build: ModelBuild, timings: Stopwatch) -> None:
+    log(f"Timings: {timings}.")
+    logger.info("build %s of %s: %s", build.number, build.model.hash, timings)
+
+
 class EnvironmentUnavailable(Exception):
     """No environment for this job: the interpreter is missing or the install failed."""
 
 
 def prepare_environment(
-    python_version: str, requirements: list[str], log: Callable[[str], None]
+    python_version: str,
+    requirements: list[str],
+    log: Callable[[str], None],
+    timings: Stopwatch | None = None,
 ) -> tuple[Path, interpreters.Interpreter]:
     """The job's environment (built, or reused): for a build and for a training run alike."""
+    timings = timings or Stopwatch()
     try:
-        found = interpreters.discover_interpreters(settings.PYTHON_SEARCH_PATHS)
-        interpreter = interpreters.find_interpreter(python_version, found)
+        with timings.step("interpreter"):
+            found = interpreters.discover_interpreters(settings.PYTHON_SEARCH_PATHS)
+            interpreter = interpreters.find_interpreter(python_version, found)
     except interpreters.InterpreterNotFound as exc:
         raise EnvironmentUnavailable(str(exc)) from None
     log(f"Python {interpreter.version} ({interpreter.path}); {len(requirements)} requirement(s).")
     try:
-        env_path = environments.ensure_environment(
-            interpreter=interpreter,
-            requirements=requirements,
-            envs_dir=settings.ENVS_DIR,
-            log=log,
-            timeout=settings.ENV_BUILD_TIMEOUT,
-            uv_cache_dir=Path(settings.UV_CACHE_DIR) if settings.UV_CACHE_DIR else None,
-            allow_options=settings.ALLOW_REQUIREMENT_OPTIONS,
-        )
+        with timings.step("environment"):
+            env_path = environments.ensure_environment(
+                interpreter=interpreter,
+                requirements=requirements,
+                envs_dir=settings.ENVS_DIR,
+                log=log,
+                timeout=settings.ENV_BUILD_TIMEOUT,
+                uv_cache_dir=Path(settings.UV_CACHE_DIR) if settings.UV_CACHE_DIR else None,
+                allow_options=settings.ALLOW_REQUIREMENT_OPTIONS,
+            )
     except environments.EnvironmentBuildError as exc:
         raise EnvironmentUnavailable(f"Could not install the requirements: {exc}") from None
     log(f"Environment ready: {env_path.name[:12]}.")
     return env_path, interpreter
 
 
-def _build(model: MLModel, log: jobs.JobLog) -> dict:
+def _build(model: MLModel, log: jobs.JobLog, timings: Stopwatch) -> dict:
     try:
-        env_path, interpreter = prepare_environment(model.python_version, model.requirements, log)
+        env_path, interpreter = prepare_environment(model.python_version, model.requirements, log, timings)
     except EnvironmentUnavailable as exc:
         raise BuildFailed(str(exc)) from None
-    warm = _warm_runners(model, log.job, env_path, log) if model.is_sync and settings.WARM_ON_DEPLOY else None
+    warm = None
+    if model.is_sync and settings.WARM_ON_DEPLOY:
+        with timings.step("warm-up") as parts:
+            warm = _warm_runners(model, log.job, env_path, log)
+            # What the host saw of it: the sandbox's start, the model's load, its first call.
+            parts.update((warm or {}).get("timings") or {})
     if warm is not None:
         smoke_result = warm["result"]
     else:
-        smoke_result = _smoke_test(model, environments.env_python(env_path), log)
+        with timings.step("smoke test"):
+            smoke_result = _smoke_test(model, environments.env_python(env_path), log)
     return {
         "env_fingerprint": env_path.name,
         "python_full_version": interpreter.version,

@@ -186,11 +186,15 @@ class ModelHost:
         with self._model_lock(model_hash):
             self._warming[model_hash] = model.deployed_build
             started: list[Runner] = []
+            clock = time.monotonic()
             try:
                 started = [self._start(model, replica) for replica in range(model.replicas)]
+                launched = time.monotonic()
                 for runner in started:
                     self._wait_ready(runner)
+                loaded = time.monotonic()
                 answers = [self._warm_up(runner, model) for runner in started]
+                called = time.monotonic()
             except BaseException:
                 for runner in started:
                     self._stop_runner(runner)
@@ -201,6 +205,13 @@ class ModelHost:
             "result": answers[0],
             "pids": [runner.process.pid for runner in started],
             "output": _read_from(log_path, log_start, WARM_OUTPUT_BYTES),
+            # Seconds, for the build log's timings: sandboxes launched, model loaded (the
+            # interpreter's start and the import of the user's module), warm-up answered.
+            "timings": {
+                "sandbox start": launched - clock,
+                "model load": loaded - launched,
+                "first call": called - loaded,
+            },
         }
 
     @staticmethod

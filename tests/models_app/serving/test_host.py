@@ -142,7 +142,9 @@ def test_without_warming_the_timings_name_the_smoke_test(cast, host_env, host, s
     settings.WARM_ON_DEPLOY = False
     model = _build(_upload(cast))
     *_, timings, _verdict = _log(model).splitlines()
-    assert re.search(r" Timings: queue \S+ s, interpreter \S+ s, environment \S+ s, smoke test \S+ s\.$", timings)
+    assert re.search(
+        r" Timings: queue \S+ s, interpreter \S+ s, environment \S+ s, smoke test \S+ s\.$", timings
+    )
 
 
 def test_the_build_deploys_without_a_model_host(cast, host_env):

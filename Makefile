@@ -9,7 +9,7 @@ override NEOMARIL_DATA_DIR := $(abspath $(NEOMARIL_DATA_DIR))
 NEOMARIL_SUPERVISOR_DIR ?= $(NEOMARIL_DATA_DIR)
 export NEOMARIL_DATA_DIR PORT NEOMARIL_SUPERVISOR_DIR
 
-.PHONY: install run test test-fast lint format messages bench browser-deps sandbox-deps clean
+.PHONY: install run test test-fast lint format messages bench browser-deps sandbox-deps gettext-deps clean
 
 # The virtualenv is rebuilt when a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -50,10 +50,16 @@ browser-deps:
 		echo "Installing Chromium from Debian's packages for the browser tests..."; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: install browser-deps sandbox-deps
+# The translation catalogs' tests and `make messages` run GNU gettext's xgettext and msgfmt.
+gettext-deps:
+	@command -v xgettext >/dev/null 2>&1 || { \
+		echo "Installing gettext from Debian's packages for the translation catalogs..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gettext >/dev/null; }
+
+test: install browser-deps sandbox-deps gettext-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: install sandbox-deps
+test-fast: install sandbox-deps gettext-deps
 	$(PY) -m pytest -m "not slow and not browser" $(PYTEST_ARGS)
 
 lint: install
@@ -69,7 +75,7 @@ format: install
 # into locale/pt_BR/LC_MESSAGES/*.po, then compile the .mo files that are committed with
 # them. Needs GNU gettext (apt-get install gettext); the running portal does not.
 MESSAGES_IGNORE := $(foreach d,.venv var sdk tests test-artifacts bench deploy static/vendor locale,--ignore=$(d))
-messages: install
+messages: install gettext-deps
 	$(PY) manage.py makemessages -l pt_BR --no-obsolete --no-location $(MESSAGES_IGNORE)
 	$(PY) manage.py makemessages -d djangojs -l pt_BR --no-obsolete --no-location $(MESSAGES_IGNORE)
 	$(PY) manage.py compilemessages --ignore=.venv --ignore=var --ignore=sdk

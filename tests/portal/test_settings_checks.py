@@ -93,6 +93,17 @@ def test_redis_url_selects_redis_broker(tmp_path):
     assert result.stdout.split() == ["None", "default"], result.stderr
 
 
+def test_the_orm_broker_is_polled_every_100_ms_unless_told(tmp_path):
+    # The poll is the wait between an upload and its build's start (it was 0.5 s).
+    code = "from django.conf import settings; print(settings.Q_CLUSTER['poll'])"
+    result = _manage(["shell", "--no-imports", "-c", code], {}, tmp_path)
+    assert result.stdout.split() == ["0.1"], result.stderr
+    result = _manage(["shell", "--no-imports", "-c", code], {"NEOMARIL_QUEUE_POLL_MS": "250"}, tmp_path)
+    assert result.stdout.split() == ["0.25"], result.stderr
+    result = _manage(["check"], {"NEOMARIL_QUEUE_POLL_MS": "0"}, tmp_path)
+    assert "NEOMARIL_QUEUE_POLL_MS=0 is below the minimum of 10" in result.stderr
+
+
 def test_database_url_selects_postgres(tmp_path):
     code = "from django.conf import settings; d = settings.DATABASES['default']; print(d['ENGINE'], d['NAME'], d['HOST'])"
     result = _manage(

@@ -16,7 +16,7 @@ if (typeof window.gettext !== "function") {
 (() => {
   const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
   // IANA names ("America/Sao_Paulo") are cookie-safe as they are: written unencoded.
-  if (!zone || !/^[A-Za-z0-9_/+-]+$/.test(zone)) return;
+  if (!zone || !/^[A-Za-z0-9_\/+-]+$/.test(zone)) return;
   if (document.cookie.split("; ").includes(`neomaril_tz=${zone}`)) return;
   document.cookie = `neomaril_tz=${zone}; path=/; max-age=31536000; SameSite=Lax`;
 })();

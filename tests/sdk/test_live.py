@@ -373,3 +373,35 @@ def test_upload_shows_progress_when_asked(live, group_token, PATH, tmp_path, cap
     assert "Uploading model 'big pickle'" in err and "100% |" in err and "3.0/3.0 MB" in err
     assert model.model_info()["files"]["model"] == "model.pkl"
     model.delete()
+
+
+def test_a_version_takes_the_models_url_and_one_call_rolls_it_back(admin, group_token, PATH, tmp_path):
+    model = admin.create_model(
+        "versioned", "score", PATH + "app.py", PATH + "model.pkl", PATH + "requirements.txt",
+        schema=PATH + "schema.json", python_version="3.9", group="datarisk",
+    )  # fmt: skip
+    model.set_token(group_token)
+    assert model.predict({"x": 2, "name": "a"}) == {"double": 4, "label": "A"}
+    (tmp_path / "app.py").write_text(SYNC_SOURCE.replace('"double": d["x"] * 2', '"triple": d["x"] * 3'))
+
+    version = model.add_version(
+        "score",
+        tmp_path / "app.py",
+        PATH + "model.pkl",
+        PATH + "requirements.txt",
+        schema=PATH + "schema.json",
+    )  # python_version: the live version's (3.9)
+
+    assert (version.version, version.status, version.model_hash) == (2, "Deployed", model.model_hash)
+    assert version.hash != model.model_hash and version.version_info()["python_version"] == "3.9"
+    assert model.live_version == 2
+    assert model.predict({"x": 2, "name": "a"}) == {"triple": 6, "label": "A"}  # the same URL
+    assert [(v.version, v.live) for v in model.versions()] == [(2, True), (1, False)]
+
+    first = model.set_live(1)
+    assert (first.version, first.live, model.live_version) == (1, True, 1)
+    assert model.predict({"x": 2, "name": "b"}) == {"double": 4, "label": "B"}
+    assert version.predict({"x": 2, "name": "b"}) == {"triple": 6, "label": "B"}  # its own URL
+    with pytest.raises(StateError, match="Version 1 holds the model"):
+        first.delete()
+    assert version.make_live().live and model.predict({"x": 1, "name": "c"}) == {"triple": 3, "label": "C"}

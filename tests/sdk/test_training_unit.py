@@ -22,7 +22,7 @@ import pytest
 import requests
 from neomaril_codex import base, training
 from neomaril_codex.exceptions import ExecutionError, InputError, NotFoundError, StateError, WaitTimeout
-from neomaril_codex.model import NeomarilModel
+from neomaril_codex.model import NeomarilModel, NeomarilModelVersion
 from neomaril_codex.training import (
     NeomarilTrainingClient,
     NeomarilTrainingExecution,
@@ -187,6 +187,7 @@ def test_names_and_argument_order_are_the_original_products():
         "operation",
         "input_type",
         "wait_for_ready",
+        "version_of",  # ours, keyword-only, last
     ]
     assert parameters(NeomarilTrainingExecution.download_result) == ["path", "filename"]
     assert set(training.__all__) >= {
@@ -919,3 +920,74 @@ def test_promote_model_checks_its_files_as_create_model_does(run, server, PATH):
     run.promote_model("m", "score", PATH + "app.py", schema=[{"radius": 14.1}], wait_for_ready=False)
     fields, files = server.last("POST", f"{RUNS}/3/promote").multipart()
     assert fields["schema"] == ['[{"radius": 14.1}]'] and [f for f, _, _ in files] == ["source"]
+
+
+def version_body(**overrides):
+    body = {
+        "model": M_HASH,
+        "version": 2,
+        "live": False,
+        "hash": "M" + "c" * 32,
+        "status": "Ready",
+        "status_message": "",
+        "operation": "Sync",
+        "training_run": {"experiment": T_HASH, "number": 3},
+        "run_url": f"{URL}/api/v1/run/{M_HASH}/versions/2",
+    }
+    body.update(overrides)
+    return body
+
+
+def test_promote_model_as_the_next_version_of_a_model(run, server, PATH, sleeps, caplog):
+    caplog.set_level(logging.INFO, logger="neomaril_codex")
+    server.on("POST", f"{RUNS}/3/promote", 201, version_body())
+    server.on("GET", f"/api/v1/models/{M_HASH}", 200, model_info(name="Scorer", version=1))
+    statuses = answers("Building", "Deployed")
+    server.handle(
+        "GET",
+        f"/api/v1/models/{M_HASH}/versions/2/status",
+        lambda sent: (200, {"hash": "M" + "c" * 32, "version": 2, "status": statuses()}, {}),
+    )
+
+    version = run.promote_model(
+        None, "score", PATH + "app.py", schema=PATH + "schema.json", version_of=M_HASH
+    )
+
+    assert isinstance(version, NeomarilModelVersion)
+    assert (version.model_hash, version.version, version.status) == (M_HASH, 2, "Deployed")
+    assert version.model.name == "Scorer"
+    fields, files = server.last("POST", f"{RUNS}/3/promote").multipart()
+    # No name and no operation: a version has its model's (the server refuses another operation).
+    assert fields == {"version_of": [M_HASH], "model_reference": ["score"]}
+    assert [(field, name) for field, name, _ in files] == [("source", "app.py"), ("schema", "schema.json")]
+    assert f"Training run 3 of {T_HASH} promoted to version 2 of model 'Scorer' ({M_HASH})" in caplog.text
+
+
+def test_promote_model_as_a_version_of_a_model_object_with_its_operation(run, server, PATH):
+    model = NeomarilModel(run._conn, model_info(operation="Async"))
+    server.on("POST", f"{RUNS}/3/promote", 201, version_body(operation="Async"))
+    before = len(server.sent)
+    version = run.promote_model(
+        "ignored", "score", PATH + "app.py", operation="async", wait_for_ready=False, version_of=model
+    )
+    assert version.model is model and version.operation == "Async" and version.status == "Ready"
+    fields, _ = server.last("POST", f"{RUNS}/3/promote").multipart()
+    assert fields == {"version_of": [M_HASH], "operation": ["Async"], "model_reference": ["score"]}
+    assert [s.method for s in server.sent[before:]] == ["POST"]  # nothing fetched: the model was given
+
+
+def test_promote_model_needs_a_name_or_a_model_to_version(run, server, PATH):
+    before = len(server.sent)
+    with pytest.raises(InputError, match="model_name: required, unless version_of="):
+        run.promote_model(None, "score", PATH + "app.py")
+    assert len(server.sent) == before
+    refused = f"Model '{M_HASH}' belongs to group others; this run's versions can only go to models of group datarisk."
+    server.on(
+        "POST",
+        f"{RUNS}/3/promote",
+        400,
+        {"detail": f"version_of: {refused}", "code": "invalid", "errors": {"version_of": [refused]}},
+    )
+    with pytest.raises(InputError) as raised:
+        run.promote_model(None, "score", PATH + "app.py", version_of=M_HASH)
+    assert raised.value.errors == {"version_of": [refused]}

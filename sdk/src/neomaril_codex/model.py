@@ -19,7 +19,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from neomaril_codex._http import Connection, dumps
 from neomaril_codex._http import env as _env
@@ -42,7 +42,7 @@ from neomaril_codex.exceptions import (
     WaitTimeout,
 )
 
-__all__ = ["NeomarilModel", "NeomarilModelClient"]
+__all__ = ["NeomarilModel", "NeomarilModelClient", "NeomarilModelVersion"]
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +93,61 @@ def _model_parts(
     parts.extras(extra_files)
     parts.check()
     return parts
+
+
+def _wait_deployed(
+    get_status: Callable[[], str],
+    what: str,
+    failure: Callable[[], BuildError],
+    restart: str,
+    timeout: float,
+) -> None:
+    """Wait until a model or one of its versions is Deployed: its wait_ready.
+
+    Args:
+        get_status: asks its status now.
+        what: it, for people: "model 'x' (M…)", "version 2 of model 'x' (M…)".
+        failure: the BuildError of its failed build (with the end of its log).
+        restart: the call that restarts it, for the message of a Disabled one.
+        timeout: seconds to wait at most.
+    """
+    what = what[:1].upper() + what[1:]
+    deadline = time.monotonic() + timeout
+    last = None
+    waits = backoff(**BUILD_POLLS)
+    while True:
+        status = get_status()
+        if status != last:
+            if last is not None:
+                waits = backoff(**BUILD_POLLS)
+            last = status
+            logger.info("%s is %s", what, status, stacklevel=2)
+        if status == "Deployed":
+            return
+        if status == "Failed":
+            raise failure()
+        if status in ("Disabled", "Deleted"):
+            raise StateError(
+                f"{what} is {status}; it will not become Deployed"
+                + (f" unless restarted ({restart})." if status == "Disabled" else ".")
+            )
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise WaitTimeout(f"{what} is still {status} after {timeout:g} s.")
+        time.sleep(min(next(waits), remaining))
+
+
+def _failed_build(what: str, info: Dict[str, Any], get_logs: Callable[[], str]) -> BuildError:
+    """The BuildError of a Failed build of `what`: its status message, then the end of its log."""
+    try:
+        tail = log_tail(get_logs())
+    except Exception as exc:  # the failure matters more than its log
+        tail = f"(the build log could not be read: {exc})"
+    reason = info.get("status_message") or "see the build log"
+    message = f"The build of {what} failed: {reason}"
+    if tail:
+        message += f"\n--- end of the build log ---\n{tail}"
+    return BuildError(message, log=tail, body=dict(info))
 
 
 class NeomarilModel:
@@ -205,40 +260,15 @@ class NeomarilModel:
             StateError: the model was disabled or deleted.
             WaitTimeout: not Deployed after `timeout` seconds.
         """
-        deadline = time.monotonic() + timeout
-        last = None
-        waits = backoff(**BUILD_POLLS)
-        while True:
-            status = self.status()
-            if status != last:
-                if last is not None:
-                    waits = backoff(**BUILD_POLLS)
-                last = status
-                logger.info("Model '%s' (%s) is %s", self.name, self.model_hash, status)
-            if status == "Deployed":
-                return self
-            if status == "Failed":
-                raise self._build_failure()
-            if status in ("Disabled", "Deleted"):
-                raise StateError(
-                    f"Model {self.model_hash} is {status}; it will not become Deployed"
-                    + (" unless restarted (model.restart())." if status == "Disabled" else ".")
-                )
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise WaitTimeout(f"Model {self.model_hash} is still {status} after {timeout:g} s.")
-            time.sleep(min(next(waits), remaining))
+        _wait_deployed(self.status, self._what, self._build_failure, "model.restart()", timeout)
+        return self
+
+    @property
+    def _what(self) -> str:
+        return f"model '{self.name}' ({self.model_hash})" if self.name else f"model {self.model_hash}"
 
     def _build_failure(self) -> BuildError:
-        try:
-            tail = log_tail(self.get_logs())
-        except Exception as exc:  # the failure matters more than its log
-            tail = f"(the build log could not be read: {exc})"
-        reason = self._info.get("status_message") or "see the build log"
-        message = f"The build of model '{self.name}' ({self.model_hash}) failed: {reason}"
-        if tail:
-            message += f"\n--- end of the build log ---\n{tail}"
-        return BuildError(message, log=tail, body=dict(self._info))
+        return _failed_build(self._what, self._info, self.get_logs)
 
     # Calling it --------------------------------------------------------------------------
 
@@ -277,24 +307,35 @@ class NeomarilModel:
             AuthenticationError: no group token, or a wrong one (PermissionDeniedError:
                 a token of another group).
         """
+        return self._call(f"/run/{self.model_hash}", self.operation, data, group_token, timeout)
+
+    __call__ = predict
+
+    def _call(
+        self, path: str, operation: str, data: Any, group_token: Optional[str], timeout: Optional[float]
+    ) -> Any:
+        """POST `data` to `path`, a run URL of this model (its own, or one version's), with
+        its group token: a Sync answer, or the execution an Async input started."""
         token = self._group_token(group_token)
         headers = self._conn.group_headers(token)
-        if self.operation == "Async":
-            execution = self._start_execution(data, token, headers)
-            logger.info("Execution %s started. Use the id to check its status.", execution.execution_id)
+        if operation == "Async":
+            execution = self._start_execution(path, data, token, headers)
+            logger.info(
+                "Execution %s started. Use the id to check its status.", execution.execution_id, stacklevel=2
+            )
             return execution
         response = self._conn.request(
             "POST",
-            f"/run/{self.model_hash}",
+            path,
             data=_sync_body(data),
             headers={**headers, "Content-Type": "application/json"},
             timeout=timeout,
         )
         return response.json()
 
-    __call__ = predict
-
-    def _start_execution(self, data: Any, token: str, headers: Dict[str, str]) -> NeomarilExecution:
+    def _start_execution(
+        self, run_path: str, data: Any, token: str, headers: Dict[str, str]
+    ) -> NeomarilExecution:
         problems: List[str] = []
         if isinstance(data, (str, os.PathLike)):
             path = existing_file("data", data, problems)
@@ -304,7 +345,7 @@ class NeomarilModel:
         if path is None:
             raise InputError("; ".join(problems))
         response = self._conn.upload(
-            f"/run/{self.model_hash}",
+            run_path,
             fields=[],
             files=[("file", path.name, path)],
             headers=headers,
@@ -383,6 +424,140 @@ class NeomarilModel:
         answer = self._conn.request("DELETE", f"/models/{self.model_hash}").json()
         self._info.update(answer)
         logger.info("Model %s deleted", self.model_hash)
+
+    # Versions ----------------------------------------------------------------------------
+
+    @property
+    def _versions_path(self) -> str:
+        return f"/models/{self.model_hash}/versions"
+
+    def add_version(
+        self,
+        model_reference: str,
+        source_file: PathLike,
+        model_file: PathLike,
+        requirements_file: PathLike,
+        schema: Union[PathLike, Dict[str, Any], None] = None,
+        extra_files: Optional[Sequence[PathLike]] = None,
+        env: Optional[PathLike] = None,
+        python_version: Optional[str] = None,
+        input_type: Optional[str] = None,
+        wait_for_ready: bool = True,
+        *,
+        sample_file: Optional[PathLike] = None,
+    ) -> NeomarilModelVersion:
+        """Upload a new version of this model: new files, requirements or Python, the same
+        name, group, operation and run URL.
+
+        The run URL keeps serving the live version while the new one builds; the new one
+        goes live once Deployed (a version that fails never does). :meth:`set_live` goes
+        back to an earlier version.
+
+        Args:
+            model_reference, source_file, model_file, requirements_file, schema,
+            extra_files, input_type, sample_file: as in
+                :meth:`NeomarilModelClient.create_model`.
+            python_version: the Python the version runs on; by default the live version's.
+            env: a ``.env`` file of secrets; without one, the version keeps the live version's.
+            wait_for_ready: wait until the version is Deployed (and so live).
+
+        Returns:
+            The new :class:`NeomarilModelVersion` (Deployed when `wait_for_ready`).
+
+        Raises:
+            InputError: a file is missing, or the server refused the upload (every
+                problem is in the message and in ``error.errors``).
+            BuildError: with `wait_for_ready`, the version's build failed (the message
+                ends with its build log); the live version keeps serving.
+        """
+        fields = [("model_reference", model_reference)]
+        if input_type:
+            fields.append(("input_type", input_type))
+        parts = _model_parts(
+            fields,
+            source_file=source_file,
+            model_file=model_file,
+            requirements_file=requirements_file,
+            schema=schema,
+            env=env,
+            sample_file=sample_file,
+            extra_files=extra_files,
+            required=("source_file", "model_file", "requirements_file"),
+        )
+        if python_version is None:
+            python_version = self.model_info()["python_version"]
+        parts.fields.insert(1, ("python_version", str(python_version)))
+        response = self._conn.upload(
+            self._versions_path,
+            fields=parts.fields,
+            files=parts.files,
+            label=f"Uploading a version of model '{self.name}'",
+        )
+        version = NeomarilModelVersion(self, response.json())
+        logger.info(
+            "Version %s of model '%s' (%s) uploaded; it is being built and goes live once Deployed.",
+            version.version,
+            self.name,
+            self.model_hash,
+        )
+        if wait_for_ready:
+            version.wait_ready()
+        return version
+
+    def versions(self) -> List[NeomarilModelVersion]:
+        """Every version of the model, newest first (all pages); ``version.live`` marks the
+        one its run URL serves."""
+        return [NeomarilModelVersion(self, info) for info in self._conn.paginate(self._versions_path)]
+
+    def get_version(self, version: int) -> NeomarilModelVersion:
+        """Version number `version` of the model (1 is its first upload).
+
+        Raises:
+            NotFoundError: the model has no such version.
+        """
+        number = self._version_number(version)
+        return NeomarilModelVersion(self, self._conn.get_json(f"{self._versions_path}/{number}"))
+
+    @property
+    def live_version(self) -> int:
+        """The number of the version the model's run URL serves, asked now."""
+        self.status()
+        return int(self._info["version"])
+
+    def set_live(self, version: Union[int, NeomarilModelVersion]) -> NeomarilModelVersion:
+        """Make a Deployed version the one the model's run URL serves: a rollback (or a
+        roll forward) in one call. The version's runners are started first, so the first
+        call after the switch is not a cold one.
+
+        Args:
+            version: its number, or a :class:`NeomarilModelVersion` of this model.
+
+        Returns:
+            The version, now live.
+
+        Raises:
+            StateError: the version is not Deployed (the server's message says its status).
+            NotFoundError: the model has no such version.
+        """
+        number = self._version_number(version)
+        info = self._conn.post_json(f"{self._versions_path}/{number}/live")
+        self._info["version"] = number
+        logger.info("Model '%s' (%s) now serves version %s", self.name, self.model_hash, number)
+        if isinstance(version, NeomarilModelVersion):
+            version._info = dict(info)
+            return version
+        return NeomarilModelVersion(self, info)
+
+    def _version_number(self, version: Union[int, NeomarilModelVersion]) -> int:
+        if isinstance(version, NeomarilModelVersion):
+            if version.model_hash != self.model_hash:
+                raise InputError(f"{version!r} is a version of another model, not of {self.model_hash}.")
+            return version.version
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise InputError(
+                f"version must be a version number (1, 2, …) or a NeomarilModelVersion, got {version!r}."
+            )
+        return version
 
     # Monitoring ---------------------------------------------------------------------------
 
@@ -558,6 +733,150 @@ class NeomarilModel:
         """One period in detail: its log, SHAP means, and every column's bins (``labels``),
         counts and proportions on both sides."""
         return self._conn.get_json(f"{self._monitoring_path}/periods/{int(period_id)}")
+
+
+class NeomarilModelVersion:
+    """One version of a :class:`NeomarilModel`: its own files, requirements, Python,
+    builds and status. The model's run URL serves its *live* version; every version can
+    also be called on its own URL, whichever is live.
+
+    Get one from :meth:`NeomarilModel.add_version`, :meth:`NeomarilModel.versions`,
+    :meth:`NeomarilModel.get_version`, or ``run.promote_model(..., version_of=model)``.
+    Calling it uses its model's group token (``predict(..., group_token=)``, else
+    ``model.set_token()``, else ``NEOMARIL_GROUP_TOKEN``).
+
+    Attributes:
+        model: the :class:`NeomarilModel` it is a version of.
+        model_hash: that model's hash (its executions are numbered per model).
+        version: its number; 1 is the model's first upload.
+        hash: the version's own hash (version 1's is the model's).
+        operation: ``Sync`` or ``Async``, as its model.
+    """
+
+    def __init__(self, model: NeomarilModel, info: Dict[str, Any]) -> None:
+        self.model = model
+        self._conn = model._conn
+        self._info: Dict[str, Any] = dict(info)
+        self.model_hash: str = info.get("model") or model.model_hash
+        self.version: int = int(info["version"])
+        self.hash: str = info.get("hash", "")
+        self.operation: str = info.get("operation") or model.operation
+
+    def __repr__(self) -> str:
+        return (
+            f"<NeomarilModelVersion {self.version} of {self.model_hash} {self.status}"
+            f"{' live' if self.live else ''} hash={self.hash}>"
+        )
+
+    @property
+    def _path(self) -> str:
+        return f"/models/{self.model_hash}/versions/{self.version}"
+
+    @property
+    def _what(self) -> str:
+        return f"version {self.version} of {self.model._what}"
+
+    @property
+    def status(self) -> str:
+        """Its status when last seen: Ready, Building, Deployed, Failed, Disabled or
+        Deleted (:meth:`get_status` asks now)."""
+        return self._info.get("status", "?")
+
+    @property
+    def live(self) -> bool:
+        """Whether the model's run URL served it when last seen (:meth:`version_info` asks now)."""
+        return bool(self._info.get("live"))
+
+    @property
+    def run_url(self) -> str:
+        """The URL that calls this version (``POST`` with the group token)."""
+        return self._info.get("run_url") or self._conn.absolute(
+            f"/run/{self.model_hash}/versions/{self.version}"
+        )
+
+    def version_info(self) -> Dict[str, Any]:
+        """Everything the server says about the version (``live``, files, schema,
+        requirements, who uploaded it when, last build, URLs…), fetched now."""
+        self._info = self._conn.get_json(self._path)
+        return dict(self._info)
+
+    def get_status(self) -> str:
+        """The version's own status, now (``version_info()["status_message"]`` says why)."""
+        answer = self._conn.get_json(self._path + "/status")
+        self._info.update(answer)
+        return answer["status"]
+
+    def get_logs(self, build: Optional[int] = None) -> str:
+        """The version's build log, timestamped; the latest build by default."""
+        params = {"build": build} if build is not None else None
+        return self._conn.get_json(self._path + "/logs", params=params)["log"]
+
+    def wait_ready(self, timeout: float = 1800.0) -> NeomarilModelVersion:
+        """Wait until the version is Deployed, polling as :meth:`NeomarilModel.wait_ready` does.
+
+        Returns:
+            The version itself (a new version is live once Deployed).
+
+        Raises:
+            BuildError: its build failed; the message has the reason and the end of its
+                build log (the live version keeps serving).
+            StateError: it was disabled or deleted.
+            WaitTimeout: not Deployed after `timeout` seconds.
+        """
+        _wait_deployed(self.get_status, self._what, self._build_failure, "version.restart()", timeout)
+        return self
+
+    def _build_failure(self) -> BuildError:
+        return _failed_build(self._what, self._info, self.get_logs)
+
+    def predict(
+        self, data: Any, group_token: Optional[str] = None, *, timeout: Optional[float] = None
+    ) -> Any:
+        """Call this version, whichever is live: as :meth:`NeomarilModel.predict` (Sync: the
+        answer; Async: a :class:`~neomaril_codex.base.NeomarilExecution`)."""
+        path = f"/run/{self.model_hash}/versions/{self.version}"
+        return self.model._call(path, self.operation, data, group_token, timeout)
+
+    # Lifecycle ---------------------------------------------------------------------------
+
+    def make_live(self) -> NeomarilModelVersion:
+        """Make this (Deployed) version the one the model's run URL serves (see
+        :meth:`NeomarilModel.set_live`)."""
+        return self.model.set_live(self)
+
+    def _act(self, action: str) -> str:
+        answer = self._conn.post_json(f"{self._path}/{action}")
+        self._info.update(answer)
+        return answer["status"]
+
+    def disable(self) -> str:
+        """Stop serving this version (its URL answers 409 until restarted). Returns the new status."""
+        status = self._act("disable")
+        logger.info("Version %s of model %s disabled", self.version, self.model_hash)
+        return status
+
+    def restart(self, wait_for_ready: bool = False) -> str:
+        """Build this version again and serve it; a rebuild never changes which version is live.
+
+        Returns the status (``Ready``, or ``Deployed`` with `wait_for_ready`).
+        """
+        status = self._act("restart")
+        logger.info("Version %s of model %s restarted: a new build is queued", self.version, self.model_hash)
+        if wait_for_ready:
+            self.wait_ready()
+            return "Deployed"
+        return status
+
+    def delete(self) -> None:
+        """Delete this version: its files and environment link are removed.
+
+        Raises:
+            StateError: it is the live version (make another one live first), or version 1,
+                which holds the model (``model.delete()`` deletes every version).
+        """
+        answer = self._conn.request("DELETE", self._path).json()
+        self._info.update(answer)
+        logger.info("Version %s of model %s deleted", self.version, self.model_hash)
 
 
 def _sync_body(data: Any) -> bytes:

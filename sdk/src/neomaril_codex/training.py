@@ -46,7 +46,7 @@ from neomaril_codex._http import env as _env
 from neomaril_codex._parts import Parts, PathLike, existing_file
 from neomaril_codex.base import BaseNeomarilClient, failure_with_log, wait_finished
 from neomaril_codex.exceptions import ExecutionError, InputError, NotFoundError
-from neomaril_codex.model import OPERATIONS, NeomarilModel, _model_parts
+from neomaril_codex.model import OPERATIONS, NeomarilModel, NeomarilModelVersion, _model_parts
 
 __all__ = [
     "NeomarilTrainingClient",
@@ -475,18 +475,20 @@ class NeomarilTrainingExecution:
 
     def promote_model(
         self,
-        model_name: str,
+        model_name: Optional[str],
         model_reference: Optional[str] = None,
         source_file: Optional[PathLike] = None,
         schema: Union[PathLike, Dict[str, Any], None] = None,
         extra_files: Optional[Sequence[PathLike]] = None,
         requirements_file: Optional[PathLike] = None,
         env: Optional[PathLike] = None,
-        operation: str = "Sync",
+        operation: Optional[str] = None,
         input_type: Optional[str] = None,
         wait_for_ready: bool = True,
-    ) -> NeomarilModel:
-        """Deploy this Succeeded run as a model.
+        *,
+        version_of: Union[str, NeomarilModel, None] = None,
+    ) -> Union[NeomarilModel, NeomarilModelVersion]:
+        """Deploy this Succeeded run as a model, or as the next version of one (`version_of`).
 
         The model file, the Python version, the group and the environment come from the
         run (the model reuses the run's environment: no new build of it); you give the
@@ -494,29 +496,47 @@ class NeomarilTrainingExecution:
         platform brings its scoring code and schema.
 
         Args:
-            model_name: a name for people (up to 64 characters).
+            model_name: a name for people (up to 64 characters); not used with
+                `version_of` (a version has its model's name): pass None.
             model_reference: the entrypoint function in `source_file`, e.g. ``'score'``.
             source_file: the scoring script (``.py``).
             schema: one example input, as a JSON file path or a dict. Required for Sync models.
             extra_files: more files, put beside the source.
             requirements_file: packages the scoring code needs beyond the run's environment.
             env: a ``.env`` file of secrets (stored encrypted).
-            operation: ``'Sync'`` or ``'Async'``.
+            operation: ``'Sync'`` (the default for a new model) or ``'Async'``; a version
+                has its model's operation.
             input_type: ``json`` for Sync; ``csv`` (default), ``parquet`` or ``json`` for Async.
-            wait_for_ready: wait until the model is Deployed.
+            wait_for_ready: wait until the model (or the version) is Deployed.
+            version_of: a model of the run's group (its hash or its
+                :class:`~neomaril_codex.model.NeomarilModel`): the run becomes that model's
+                next version, which goes live once Deployed.
 
         Returns:
-            The new :class:`~neomaril_codex.model.NeomarilModel` (Deployed when `wait_for_ready`).
+            The new :class:`~neomaril_codex.model.NeomarilModel` (Deployed when
+            `wait_for_ready`); with `version_of`, the new
+            :class:`~neomaril_codex.model.NeomarilModelVersion`.
 
         Raises:
             StateError: the run has not Succeeded (the server's message says its state).
-            InputError: a file is missing, or the server refused the upload.
-            BuildError: with `wait_for_ready`, the model's build failed.
+            InputError: a file is missing, or the server refused the upload (e.g. a
+                `version_of` of another group: ``error.errors["version_of"]``).
+            BuildError: with `wait_for_ready`, the build failed.
         """
-        op = _choice(operation, OPERATIONS)
-        if op is None:
-            raise InputError(f"operation must be 'Sync' or 'Async', got {operation!r}.")
-        fields = [("name", model_name), ("operation", op)]
+        model_hash = version_of.model_hash if isinstance(version_of, NeomarilModel) else version_of
+        if model_hash:  # a version has its model's name, and its operation unless one is asked
+            fields = [("version_of", model_hash)]
+        elif model_name:
+            fields = [("name", model_name)]
+        else:
+            raise InputError(
+                "model_name: required, unless version_of= names the model this run becomes a version of."
+            )
+        if operation is not None or not model_hash:
+            op = _choice("Sync" if operation is None else operation, OPERATIONS)
+            if op is None:
+                raise InputError(f"operation must be 'Sync' or 'Async', got {operation!r}.")
+            fields.append(("operation", op))
         if model_reference is not None:
             fields.append(("model_reference", model_reference))
         if input_type:
@@ -535,6 +555,8 @@ class NeomarilTrainingExecution:
             files=parts.files,
             label=f"Promoting run {self.exec_id}",
         )
+        if model_hash:
+            return self._promoted_version(response.json(), version_of, wait_for_ready)
         model = NeomarilModel(self._conn, response.json())
         logger.info(
             "Training run %s of %s promoted to model '%s' (%s); it is being built.",
@@ -546,6 +568,26 @@ class NeomarilTrainingExecution:
         if wait_for_ready:
             model.wait_ready()
         return model
+
+    def _promoted_version(
+        self, info: Dict[str, Any], version_of: Union[str, NeomarilModel], wait_for_ready: bool
+    ) -> NeomarilModelVersion:
+        model = version_of
+        if not isinstance(model, NeomarilModel):
+            model = NeomarilModel(self._conn, self._conn.get_json(f"/models/{info['model']}"))
+        version = NeomarilModelVersion(model, info)
+        logger.info(
+            "Training run %s of %s promoted to version %s of model '%s' (%s); it is being built "
+            "and goes live once Deployed.",
+            self.exec_id,
+            self.training_id,
+            version.version,
+            model.name,
+            model.model_hash,
+        )
+        if wait_for_ready:
+            version.wait_ready()
+        return version
 
 
 # log_train ---------------------------------------------------------------------------------

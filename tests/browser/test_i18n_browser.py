@@ -126,7 +126,9 @@ def test_an_english_browser_in_tokyo_and_a_chosen_zone(opened, live_server, cast
     page.fill("#id_time_zone", "America/Sao_Paulo")
     page.click("#time-zone-form button[type=submit]")
     page.wait_for_selector(".messages")
-    assert "America/Sao_Paulo" in page.inner_text("#zone-now") and "(your choice)" in page.inner_text("#zone-now")
+    assert "America/Sao_Paulo" in page.inner_text("#zone-now") and "(your choice)" in page.inner_text(
+        "#zone-now"
+    )
     page.goto(f"{live_server.url}/models/{model.hash}/")
     assert page.inner_text("#details time >> nth=0") == "2 Dec 2026 14:05 UTC-03"
     screenshot(page, "i18n-model-en-sao-paulo")

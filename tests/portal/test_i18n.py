@@ -69,7 +69,9 @@ def test_pages_speak_the_browsers_language(cast, model, url):
 
 def test_the_login_page_and_its_errors_in_portuguese(cast):
     page = _page(Client(**PT), "/login/")
-    assert "<h1 id=\"login-title\">Entrar</h1>" in page and ">Usuário</label>" in page and ">Senha</label>" in page
+    assert (
+        '<h1 id="login-title">Entrar</h1>' in page and ">Usuário</label>" in page and ">Senha</label>" in page
+    )
     wrong = Client(**PT).post("/login/", {"username": "owner", "password": "wrong"})
     assert "Por favor, entre com um usuário" in wrong.content.decode()  # Django's own catalog
 
@@ -153,10 +155,14 @@ def test_the_account_page_sets_the_zone_and_it_wins_over_the_browsers(cast, mode
     page = _page(client, f"/models/{model.hash}/")
     assert 'title="America/Sao_Paulo">02/12/2026 14:05 UTC-03</time>' in page
     english = _login(cast.owner, **EN)
-    assert 'title="America/Sao_Paulo">2 Dec 2026 14:05 UTC-03</time>' in _page(english, f"/models/{model.hash}/")
+    assert 'title="America/Sao_Paulo">2 Dec 2026 14:05 UTC-03</time>' in _page(
+        english, f"/models/{model.hash}/"
+    )
     # Emptied: the browser's zone again.
     client.post("/account/", {"time_zone": ""})
-    assert "3 Dec 2026 02:05 JST" in _page(client, f"/models/{model.hash}/").replace("03/12/2026", "3 Dec 2026")
+    assert "3 Dec 2026 02:05 JST" in _page(client, f"/models/{model.hash}/").replace(
+        "03/12/2026", "3 Dec 2026"
+    )
 
 
 def test_an_unknown_zone_is_refused_at_its_field(cast):

@@ -8,7 +8,6 @@ from the API with the session; the first render is complete without JavaScript.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib import messages
@@ -34,6 +33,7 @@ from models_app.models import MLModel, ModelEvent
 from monitoring.models import PredictionRecord
 from monitoring.stats import call_stats
 from monitors import display as monitoring_display
+from portal.actions import Action, version_rows
 
 Status = MLModel.Status
 IN_PROGRESS = (Status.READY, Status.BUILDING)
@@ -89,7 +89,7 @@ def activity_label(model: MLModel) -> str:
 def model_list(request: HttpRequest) -> HttpResponse:
     groups = list(groups_for(request.user).order_by("name").values_list("name", flat=True))
     form = ModelFilterForm(request.GET or None, groups=groups)
-    models = models_for(request.user).select_related("group", "created_by")
+    models = models_for(request.user).select_related("group", "created_by", "live_version")
     status_wanted = ""
     if form.is_valid():
         data = form.cleaned_data
@@ -100,8 +100,8 @@ def model_list(request: HttpRequest) -> HttpResponse:
         if data["operation"]:
             models = models.filter(operation=data["operation"])
         status_wanted = data["status"]
-    # Deleted models are listed only when asked for.
-    models = models.filter(status=status_wanted) if status_wanted else models.exclude(status=Status.DELETED)
+    # A model's status is its live version's. Deleted models are listed only when asked for.
+    models = models.serving_status(status_wanted) if status_wanted else models.exclude(status=Status.DELETED)
     page = Paginator(with_last_activity(models).order_by("-created_at"), 50).get_page(request.GET.get("page"))
     page.object_list = list(page.object_list)  # evaluated once: the rows carry their badge
     badges = monitoring_display.badges(page.object_list)
@@ -162,17 +162,6 @@ def model_upload(request: HttpRequest) -> HttpResponse:
 
 
 # --- Model page -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Action:
-    name: str
-    label: str
-    question: str
-    consequence: str
-    # Mirrors the states models_app.services accepts; the service stays the judge.
-    allowed_from: tuple[str, ...]
-    danger: bool = False
 
 
 ACTIONS = {
@@ -237,11 +226,11 @@ def _events(model: MLModel) -> list[ModelEvent]:
     return events
 
 
-def _detail_context(request: HttpRequest, model: MLModel, settings_form=None) -> dict:
-    build = model.builds.first()
-    url = run_url(request, model)
-    context = {
-        "model": model,
+def build_context(row: MLModel) -> dict:
+    """A row's latest build for templates/models_app/_build_log.html (a model page shows
+    its live version's, a version page its own)."""
+    build = row.builds.first()
+    return {
         "build": build,
         "build_seconds": (
             (build.finished_at - build.started_at).total_seconds()
@@ -249,25 +238,38 @@ def _detail_context(request: HttpRequest, model: MLModel, settings_form=None) ->
             else None
         ),
         "log_tail": _log_tail(build.log) if build else "",
+        "in_progress": row.status in IN_PROGRESS,
+    }
+
+
+def _detail_context(request: HttpRequest, model: MLModel, settings_form=None) -> dict:
+    # The model's run URL serves its live version: status, build, files, example, actions
+    # and generated code are that version's; name, hash, URLs, calls, executions and
+    # history are the model's.
+    serving = model.serving
+    url = run_url(request, model)
+    context = {
+        "model": model,
+        "serving": serving,
+        **build_context(serving),
+        "versions": version_rows(model),
         "events": _events(model),
-        "actions": [(action, model.status in action.allowed_from) for action in ACTIONS.values()],
-        "in_progress": model.status in IN_PROGRESS,
+        "actions": [(action, serving.status in action.allowed_from) for action in ACTIONS.values()],
         "run_url": url,
         "docs_url": docs_url(request, model),
-        "code": [(lang, codegen.generate(model, url, lang)) for lang in codegen.LANGUAGES],
+        "code": [(lang, codegen.generate(serving, url, lang)) for lang in codegen.LANGUAGES],
         "group_token": model.group.active_token(),
         "deleted": model.status == Status.DELETED,
         "live_config": {
             "hash": model.hash,
-            "status": model.status,
+            "status": serving.status,
             "statusUrl": reverse("api-model-status", args=[model.hash]),
             "runUrl": reverse("run-model", args=[model.hash]),
             "operation": model.operation,
-            "buildNumber": build.number if build else None,
         },
     }
     if model.is_sync:
-        context["schema_example"] = json.dumps(model.schema if model.schema is not None else {}, indent=2)
+        context["schema_example"] = json.dumps(serving.schema if serving.schema is not None else {}, indent=2)
         context["settings_form"] = settings_form or ModelSettingsForm(
             initial={"replicas": model.replicas, "request_timeout": model.request_timeout}
         )
@@ -330,10 +332,19 @@ def model_action(request: HttpRequest, model_hash: str, action: str) -> HttpResp
     if spec is None:
         raise Http404(f"Models have no action '{action}'.")
     if request.POST.get("confirm") != "yes":
-        return render(request, "models_app/model_confirm.html", {"model": model, "action": spec})
+        context = {
+            "model": model,
+            "target": model if action == "delete" else model.serving,
+            "action": spec,
+            "action_url": reverse("model-action", args=[model.hash, action]),
+            "back_url": reverse("model-detail", args=[model.hash]),
+        }
+        return render(request, "models_app/model_confirm.html", context)
     act = {"disable": services.disable, "restart": services.restart, "delete": services.delete}[action]
     try:
-        act(model, request.user)
+        # Disable and restart act on the version the run URL serves; delete takes the
+        # model with every version.
+        act(model if action == "delete" else model.serving, request.user)
     except services.ActionRefused as exc:
         messages.error(request, str(exc))
         return redirect("model-detail", model_hash=model.hash)

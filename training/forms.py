@@ -17,6 +17,7 @@ from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile, UploadedFile
 from django.utils.translation import gettext_lazy as _
 
+from models_app.access import models_for
 from models_app.forms import (
     NAME_TOO_LONG,
     DefaultBooleanField,
@@ -28,7 +29,6 @@ from models_app.forms import (
     PythonVersionField,
     UploadCheckingForm,
 )
-from models_app.access import models_for
 from models_app.models import MLModel
 from models_app.services import NamedFile
 from models_app.validation import (
@@ -447,6 +447,36 @@ def _text_file(name: str, text: str) -> NamedFile:
     return NamedFile(name, SimpleUploadedFile(name, text.encode("utf-8")))
 
 
+class VersionOfSelect(forms.Select):
+    """The run page's choice between a new model and a version of one of the group's models
+    (the API sends the hash instead). Read when rendered, so the API never queries them;
+    each model's option names its operation (training.js makes the form's match)."""
+
+    def __init__(self, models):
+        self.models = models
+        self.operations: dict[str, str] = {}
+        super().__init__(choices=self.options_of_models)
+
+    def options_of_models(self) -> list:
+        models = list(self.models())
+        self.operations = {model.hash: model.operation for model in models}
+        choices: list = [("", _("A new model"))]
+        if models:
+            choices.append(
+                (
+                    _("A new version of"),
+                    [(model.hash, f"{model.name} ({model.operation})") for model in models],
+                )
+            )
+        return choices
+
+    def create_option(self, name, value, label, selected, index, subindex=None, attrs=None):
+        option = super().create_option(name, value, label, selected, index, subindex, attrs)
+        if value in self.operations:
+            option["attrs"]["data-model-operation"] = self.operations[value]
+        return option
+
+
 class PromoteForm(ModelUploadForm):
     """A model from a Succeeded run: the scoring code, schema and operation come from the
     request; the model file, the Python version, the group and the (frozen) requirements
@@ -471,15 +501,23 @@ class PromoteForm(ModelUploadForm):
     version_of = forms.CharField(
         required=False,
         max_length=33,
-        label="Version of",
-        help_text="Optional: the hash of one of the group's models. The run becomes that model's next "
-        "version (its name and operation are the model's), live once Deployed.",
+        label=_("Promote as"),
+        help_text=_(
+            "Optional: one of the group's models (its hash). The run becomes that model's next "
+            "version, with its name and operation, and goes live once Deployed."
+        ),
     )
 
     def __init__(self, *args, user, run: TrainingRun, **kwargs):
         super().__init__(*args, user=user, **kwargs)
         self.run = run
         self.user = user
+        group = run.experiment.group
+        self.fields["version_of"].widget = VersionOfSelect(
+            lambda: (
+                models_for(user).filter(group=group).exclude(status=MLModel.Status.DELETED).order_by("name")
+            )
+        )
         if self.data.get("version_of"):  # a version takes the model's name
             self.fields["name"].required = False
             self.fields["name"].widget.attrs.pop("aria-required", None)

@@ -113,6 +113,9 @@
   }
   logBox.scrollTop = logBox.scrollHeight;
   if (IN_PROGRESS.includes(status)) setTimeout(pollBuild, 1000);
+  // Another version went live (versions.js): the status, build log and details shown are
+  // the live version's, so read them again. A build in progress is followed already.
+  document.addEventListener("model:live-changed", () => { if (!IN_PROGRESS.includes(status)) pollBuild(); });
 
   // --- warm runners (Sync) ------------------------------------------------------------------
   async function refreshRunners() {

@@ -430,6 +430,25 @@
       if (op === "Sync" && promote.elements.sample.value) promote.elements.sample.value = "";
     }
     for (const radio of promote.querySelectorAll("input[name=operation]")) radio.addEventListener("change", applyOperation);
-    applyOperation();
+    // A version of a model takes its name and operation: the name is not asked for, and
+    // only the model's operation can be chosen.
+    const versionOf = promote.elements.version_of;
+    function applyVersionOf() {
+      const chosen = versionOf.selectedOptions[0];
+      const modelOperation = chosen ? chosen.dataset.modelOperation : undefined;
+      const name = promote.querySelector("[data-field=name]");
+      if (name) name.hidden = Boolean(modelOperation);
+      for (const radio of promote.querySelectorAll("input[name=operation]")) {
+        radio.disabled = Boolean(modelOperation) && radio.value !== modelOperation;
+        if (modelOperation && radio.value === modelOperation) radio.checked = true;
+      }
+      applyOperation();
+    }
+    if (versionOf && versionOf.tagName === "SELECT") {
+      versionOf.addEventListener("change", applyVersionOf);
+      applyVersionOf();
+    } else {
+      applyOperation();
+    }
   }
 })();

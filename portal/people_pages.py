@@ -76,7 +76,9 @@ def person(request: HttpRequest, username: str) -> HttpResponse:
                 group_form = PersonGroupForm(request.POST, prefix="group")
                 if group_form.is_valid():
                     group, role = group_form.cleaned_data["group"], group_form.cleaned_data["role"]
-                    _membership, created = services.set_membership(group, services.member_user(user.username), role)
+                    _membership, created = services.set_membership(
+                        group, services.member_user(user.username), role
+                    )
                     text = (
                         _("%(user)s is added as %(role)s of %(group)s.")
                         if created

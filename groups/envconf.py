@@ -71,10 +71,16 @@ def envlist(name: str, default: list[str] | None = None) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-def envnetworks(name: str) -> list[str]:
-    """Comma-separated IP addresses or networks (``10.0.0.0/8``), normalised; empty by default."""
+def envnetworks(name: str, default: list[str] | None = None) -> list[str]:
+    """Comma-separated IP addresses or networks (``10.0.0.0/8``), normalised.
+
+    Unset or empty: `default` (none unless given); ``none``: no network at all.
+    """
+    value = _raw(name)
+    if value is not None and value.lower() == "none":
+        return []
     networks = []
-    for item in envlist(name):
+    for item in envlist(name, default):
         try:
             networks.append(str(ipaddress.ip_network(item, strict=False)))
         except ValueError:

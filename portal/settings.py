@@ -169,7 +169,9 @@ HTTPS = envbool("NEOMARIL_HTTPS", False)
 SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS
 SECURE_SSL_REDIRECT = envbool("NEOMARIL_SSL_REDIRECT", HTTPS)
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# Load balancers probe and Prometheus scrapes each node over HTTP (a redirect would
+# send the scrape to the balancer, i.e. any node).
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 if envbool("NEOMARIL_BEHIND_PROXY", HTTPS):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_HSTS_SECONDS = envint("NEOMARIL_HSTS_SECONDS", 31_536_000 if HTTPS else 0, minimum=0)
@@ -349,6 +351,13 @@ RUNNER_MEMORY_LIMIT_MB = envint("NEOMARIL_RUNNER_MEMORY_LIMIT_MB", 8192, minimum
 RECORD_PREDICTIONS = envbool("NEOMARIL_RECORD_PREDICTIONS", True)
 RECORD_BUFFER_SIZE = envint("NEOMARIL_RECORD_BUFFER", 10_000, minimum=1)
 RECORD_RETENTION_DAYS = envint("NEOMARIL_RECORD_RETENTION_DAYS", 90, minimum=1)
+
+# --- Metrics: GET /metrics (portal/metrics.py, docs/observability.md) ------------------
+# Answered with `Authorization: Bearer <NEOMARIL_METRICS_TOKEN>` when it is set, or to a
+# client in these networks (the peer's address; X-Forwarded-For only through
+# NEOMARIL_TRUSTED_PROXIES). `none`: the token only.
+METRICS_TOKEN = envstr("NEOMARIL_METRICS_TOKEN")
+METRICS_ALLOWED_NETWORKS = envnetworks("NEOMARIL_METRICS_ALLOWED_NETWORKS", ["127.0.0.0/8", "::1"])
 
 # --- Sandbox of user code (models_app/runtime/sandbox.py, docs/security.md) ----------
 # Every process that runs uploaded code starts under bubblewrap. Turning it off is for a

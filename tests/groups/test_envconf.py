@@ -82,3 +82,12 @@ def test_envnetworks_fails_loudly_on_a_bad_value(monkeypatch):
     monkeypatch.setenv("NETS", "127.0.0.1,my-proxy")
     with pytest.raises(ImproperlyConfigured, match="NETS: 'my-proxy' is not an IP address or network"):
         envnetworks("NETS")
+
+
+def test_envnetworks_default_and_none(monkeypatch):
+    monkeypatch.delenv("NETS", raising=False)
+    assert envnetworks("NETS", ["127.0.0.0/8", "::1"]) == ["127.0.0.0/8", "::1/128"]
+    monkeypatch.setenv("NETS", "")
+    assert envnetworks("NETS", ["127.0.0.0/8"]) == ["127.0.0.0/8"]
+    monkeypatch.setenv("NETS", "None")
+    assert envnetworks("NETS", ["127.0.0.0/8"]) == []

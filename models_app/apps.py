@@ -7,6 +7,9 @@ class ModelsAppConfig(AppConfig):
     verbose_name = "Models"
 
     def ready(self) -> None:
-        from models_app.tasks import ensure_schedules
+        from django_q.signals import post_spawn
+
+        from models_app.tasks import ensure_schedules, learn_interpreters
 
         post_migrate.connect(ensure_schedules, sender=self)
+        post_spawn.connect(learn_interpreters, dispatch_uid="models_app.learn_interpreters")

@@ -12,10 +12,12 @@ import textwrap
 from io import StringIO
 
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 from django.utils import timezone
+from django_q.signals import post_spawn
 
-from models_app import tasks
+from models_app import interpreters, tasks
 from models_app.models import MLModel, ModelBuild
 from tests.helpers import real_models
 from tests.helpers.clients import api_client
@@ -258,3 +260,19 @@ def test_a_late_outcome_of_a_recovered_build_is_discarded(cast, host_env):
     model.refresh_from_db()
     assert model.status == "Building" and model.deployed_at is None
     assert ModelBuild.objects.get(pk=build.pk).status == "Failed"
+
+
+def test_a_worker_learns_the_interpreters_as_it_starts(monkeypatch):
+    # django-q2 sends post_spawn in each worker before its first task: the first build does
+    # not wait for the interpreters' probes, and a failing lookup does not stop the worker.
+    interpreters.clear_cache()
+    found = []
+    monkeypatch.setattr(interpreters, "_discover", lambda *args: found.append(args) or [])
+    post_spawn.send(sender="django_q", proc_name="Process-1")
+    assert len(found) == 1
+    interpreters.discover_interpreters(settings.PYTHON_SEARCH_PATHS)  # the build's lookup
+    assert len(found) == 1
+    interpreters.clear_cache()
+    monkeypatch.setattr(interpreters, "_discover", lambda *args: 1 / 0)
+    post_spawn.send(sender="django_q", proc_name="Process-2")
+    interpreters.clear_cache()

@@ -40,8 +40,9 @@ class PortalLocaleMiddleware(LocaleMiddleware):
         super().process_request(request)
 
     def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        # An API answer does not vary by language (and has no Content-Language: the Sync
+        # fast path, models_app/serving/front.py, answers the same bytes without Django).
         if is_api(request):
-            response.headers.setdefault("Content-Language", API_LANGUAGE)
             return response
         return super().process_response(request, response)
 

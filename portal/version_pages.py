@@ -43,7 +43,14 @@ def version_upload(request: HttpRequest, model_hash: str) -> HttpResponse:
     """The upload form for the model's next version (name, group and operation are the
     model's); it answers like the model upload page: JSON to its script, else a redirect."""
     model = get_model_for_user(request.user, model_hash)
-    form = ModelVersionForm(request.POST or None, request.FILES or None, user=request.user, model=model)
+    serving = model.serving
+    # Prefilled with the live version's runtime: a new version usually keeps it.
+    initial = {
+        name: getattr(serving, name) for name in ("model_reference", "python_version", "allow_network")
+    }
+    form = ModelVersionForm(
+        request.POST or None, request.FILES or None, user=request.user, model=model, initial=initial
+    )
     if request.method == "POST":
         if not add_limit_errors(request, form) and form.is_valid():
             version = services.add_version(request.user, model, form.upload)
@@ -62,7 +69,7 @@ def version_upload(request: HttpRequest, model_hash: str) -> HttpResponse:
             return JsonResponse({"errors": _form_errors(form)}, status=400)
     context = {
         "model": model,
-        "serving": model.serving,
+        "serving": serving,
         "form": form,
         "deleted": model.status == Status.DELETED,
         "next_number": model.all_versions().count() + 1,

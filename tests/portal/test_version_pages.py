@@ -96,6 +96,8 @@ def test_upload_page_shows_the_models_fixed_fields_and_the_upload_form(cast, mod
     assert 'id="upload-form"' in html and "js/upload_form.js" in html and "js/upload.js" in html
     assert 'id="upload-progress"' in html and 'id="id_source"' in html
     assert f'href="/models/{model.hash}/">Cancel</a>' in html
+    # Prefilled with the live version's runtime.
+    assert '<option value="3.9" selected>' in html and 'name="model_reference" value="score"' in html
 
 
 def test_upload_posts_redirect_to_the_models_versions(cast, model):
@@ -178,9 +180,15 @@ def test_the_model_page_shows_its_live_version(cast, model, v2):
     assert (
         json.loads(re.search(r'id="model-config"[^>]*>(.*?)</script>', html).group(1))["status"] == "Disabled"
     )
-    # Disable and restart act on the live version; its title says which.
+    # Disable and restart follow the live version's status: a Disabled one can restart.
     actions = re.search(r'class="page-actions">(.*?)</div>', html, re.S).group(1)
-    assert 'action="/models/%s/restart/"' % model.hash in actions
+    restart = re.search(rf'<form method="post" action="/models/{model.hash}/restart/"[^>]*>', actions).group(
+        0
+    )
+    disable = re.search(rf'<form method="post" action="/models/{model.hash}/disable/"[^>]*>', actions).group(
+        0
+    )
+    assert " hidden" not in restart and " hidden" in disable
 
 
 def test_the_versions_table(cast, model, v2):

@@ -123,8 +123,12 @@ def _with_roles(groups, user) -> list[Group]:
 def dashboard(request: HttpRequest) -> HttpResponse:
     user = request.user
     live = models_for(user).exclude(status=DELETED)
-    counts = dict(live.order_by().values("status").annotate(n=Count("pk")).values_list("status", "n"))
-    models = list(with_last_activity(live.select_related("group")).order_by("-last_activity")[:20])
+    # A model's status is its live version's.
+    shown = live.order_by().annotate(shown=Coalesce("live_version__status", "status"))
+    counts = dict(shown.values("shown").annotate(n=Count("pk")).values_list("shown", "n"))
+    models = list(
+        with_last_activity(live.select_related("group", "live_version")).order_by("-last_activity")[:20]
+    )
     badges = monitoring_display.badges(models)
     for model in models:
         model.activity = activity_label(model)
@@ -235,7 +239,7 @@ def group_detail(request: HttpRequest, name: str) -> HttpResponse:
             messages.error(request, _("Unknown action."))
             status = 400
     models = with_last_activity(
-        models_for(request.user).filter(group=group).exclude(status=DELETED)
+        models_for(request.user).filter(group=group).exclude(status=DELETED).select_related("live_version")
     ).order_by("-last_activity")
     context = {
         "group": group,

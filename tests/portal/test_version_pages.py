@@ -378,6 +378,17 @@ def test_the_list_shows_each_model_once_with_its_live_versions_status(cast, mode
     assert model.hash not in _html(client.get("/models/?status=Deployed"))
 
 
+def test_the_dashboard_and_group_page_show_the_live_versions_status(cast, model, v2):
+    _go_live(model, v2, cast.owner)
+    _set(v2, "Failed")
+    client = _login(cast.owner)
+    response = client.get("/")
+    assert (response.context["stats"]["failed"], response.context["stats"]["deployed"]) == (1, 0)
+    for url in ("/", f"/groups/{cast.group.name}/"):
+        html = _html(client.get(url))
+        assert "badge-Failed" in html and "badge-Deployed" not in html, url
+
+
 # --- promote a training run as a version -------------------------------------------------------
 
 

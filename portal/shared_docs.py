@@ -15,6 +15,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 from drf_spectacular.utils import extend_schema
 from drf_spectacular.views import SpectacularSwaggerView
@@ -102,5 +103,8 @@ def revoke_link(request: HttpRequest, model_hash: str, link_id: str) -> HttpResp
     except share_links.ShareRefused as refused:
         messages.error(request, refused.message)
     else:
-        messages.success(request, f"Share link {link.prefix}… was revoked: it no longer opens the docs.")
+        messages.success(
+            request,
+            _("Share link %(prefix)s… was revoked: it no longer opens the docs.") % {"prefix": link.prefix},
+        )
     return redirect(reverse("model-detail", args=[model.hash]) + "#share")

@@ -434,16 +434,13 @@ def run_promote(request: HttpRequest, experiment_hash: str, number: int) -> Http
             context = _run_context(request, run, promote_form=form, promote_error=str(exc))
             return render(request, "training/run_detail.html", context, status=409)
         if model.line_id is not None:
-            messages.success(
-                request,
-                f"Run {run.number} of {run.experiment.name} is version {model.version} of {model.name}. "
-                "It goes live once deployed.",
+            text = _(
+                "Run %(number)s of %(experiment)s is version %(version)s of %(name)s. It goes live once deployed."
             )
         else:
-            messages.success(
-                request,
-                f"{model.name} was created from run {run.number} of {run.experiment.name}. It is being deployed.",
-            )
+            text = _("%(name)s was created from run %(number)s of %(experiment)s. It is being deployed.")
+        names = {"number": run.number, "experiment": run.experiment.name, "name": model.name}
+        messages.success(request, text % {**names, "version": model.version})
         return redirect("model-detail", model_hash=model.root.hash)
     context = _run_context(request, run, promote_form=form)
     return render(request, "training/run_detail.html", context, status=400)

@@ -1,4 +1,5 @@
-"""Deploy models and call them: :class:`NeomarilModelClient` and :class:`NeomarilModel`.
+"""Deploy models and call them: :class:`NeomarilModelClient`, :class:`NeomarilModel` and
+its versions (:class:`NeomarilModelVersion`: a new upload behind the model's run URL).
 
 .. code:: python
 
@@ -9,6 +10,8 @@
                                 PATH+'requirements.txt', schema=PATH+'schema.json',
                                 python_version='3.9', operation="Sync", group='datarisk')
     model.predict({'key': 'value'})  # with NEOMARIL_GROUP_TOKEN, model.set_token() or group_token=
+    v2 = model.add_version('score', PATH+'app.py', PATH+'model_v2.pkl', PATH+'requirements.txt',
+                           schema=PATH+'schema.json')  # live once Deployed; model.set_live(1) rolls back
 """
 
 from __future__ import annotations

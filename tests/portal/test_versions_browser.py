@@ -5,7 +5,8 @@ interpreter (`host_env`: no uv), run by the test in a thread instead of a worker
 page is watched while they run: a model is uploaded through the form, a new version through
 its page; the versions table follows the version's build, and when it goes live the live
 marker, the "Version N live" line and the files move to it without a reload; then version
-1 is made live again from the table. At 390 px the pages do not scroll sideways.
+1 is made live again from the table. At 390 px the pages do not scroll sideways. A training
+run's promote form, promoting as a version, takes the chosen model's name and operation.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from models_app import tasks
 from models_app.models import MLModel, ModelBuild
 from tests.helpers.browser import screenshot
 from tests.helpers.cast import PASSWORD
+from tests.helpers.training import finished_run, make_experiment
 from tests.models_app.conftest import host_env  # noqa: F401  (a fixture)
 
 pytestmark = [pytest.mark.browser]
@@ -183,3 +185,20 @@ def test_upload_a_version_watch_it_go_live_then_roll_back(page, live_server, cas
         _no_sideways_scroll(page)
     page.goto(f"{url}/models/{model.hash}/")
     screenshot(page, "model-versions-390px")
+
+
+def test_promoting_as_a_version_takes_the_models_name_and_operation(page, live_server, cast):
+    model = MLModel.objects.create(
+        name="Batch scorer", group=cast.group, operation="Async", model_reference="score", python_version=PYTHON,
+        input_type="csv", source_file="app.py", model_file="model.pkl", requirements_file="requirements.txt",
+        status="Deployed", created_by=cast.owner,
+    )  # fmt: skip
+    experiment = make_experiment(cast.group, cast.owner, name="Churn")
+    finished_run(experiment)
+    page.goto(f"{live_server.url}/training/{experiment.hash}/runs/1/")
+    assert page.is_visible("#id_name") and page.is_enabled("#id_operation_0")
+    page.select_option("#id_version_of", model.hash)
+    assert not page.is_visible("#id_name")  # the model's name
+    assert page.is_checked("#id_operation_1") and page.is_disabled("#id_operation_0")  # Async only
+    page.select_option("#id_version_of", "")
+    assert page.is_visible("#id_name") and page.is_enabled("#id_operation_0")

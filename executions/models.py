@@ -32,7 +32,11 @@ class Execution(Job):
     # The model's version that runs it (the live one when it was submitted, or the one
     # its per-version URL named); `model` stays the model, whose numbering it follows.
     version = models.ForeignKey(
-        MLModel, null=True, blank=True, on_delete=models.CASCADE, related_name="+",
+        MLModel,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
         help_text="The model version that runs it (empty: version 1).",
     )
     number = models.PositiveIntegerField()

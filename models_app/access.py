@@ -16,10 +16,7 @@ def models_for(user) -> QuerySet[MLModel]:
 
 def get_model_for_user(user, model_hash: str) -> MLModel:
     model = (
-        models_for(user)
-        .select_related("group", "created_by", "live_version")
-        .filter(hash=model_hash)
-        .first()
+        models_for(user).select_related("group", "created_by", "live_version").filter(hash=model_hash).first()
     )
     if model is None:
         raise Http404(f"No model '{model_hash}' among your groups' models.")

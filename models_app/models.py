@@ -169,7 +169,9 @@ class MLModel(ServingFacts, models.Model):
         indexes = [models.Index(fields=["group", "status"])]
         constraints = [
             models.UniqueConstraint(
-                fields=["line", "version"], condition=models.Q(line__isnull=False), name="unique_model_version"
+                fields=["line", "version"],
+                condition=models.Q(line__isnull=False),
+                name="unique_model_version",
             )
         ]
 

@@ -5,16 +5,22 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('executions', '0001_initial'),
-        ('models_app', '0007_versions'),
+        ("executions", "0001_initial"),
+        ("models_app", "0007_versions"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='execution',
-            name='version',
-            field=models.ForeignKey(blank=True, help_text='The model version that runs it (empty: version 1).', null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='models_app.mlmodel'),
+            model_name="execution",
+            name="version",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="The model version that runs it (empty: version 1).",
+                null=True,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="+",
+                to="models_app.mlmodel",
+            ),
         ),
     ]

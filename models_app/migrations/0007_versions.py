@@ -6,32 +6,49 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('models_app', '0006_docs_share_link'),
-        ('portal', '0001_initial'),
-        ('training', '0001_initial'),
+        ("models_app", "0006_docs_share_link"),
+        ("portal", "0001_initial"),
+        ("training", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='mlmodel',
-            name='line',
-            field=models.ForeignKey(blank=True, help_text='The model this row is a later version of (empty: the model itself, version 1).', null=True, on_delete=django.db.models.deletion.CASCADE, related_name='later_versions', to='models_app.mlmodel'),
+            model_name="mlmodel",
+            name="line",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="The model this row is a later version of (empty: the model itself, version 1).",
+                null=True,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="later_versions",
+                to="models_app.mlmodel",
+            ),
         ),
         migrations.AddField(
-            model_name='mlmodel',
-            name='live_version',
-            field=models.ForeignKey(blank=True, help_text="The version the model's run URL serves (empty: version 1).", null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='models_app.mlmodel'),
+            model_name="mlmodel",
+            name="live_version",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="The version the model's run URL serves (empty: version 1).",
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="models_app.mlmodel",
+            ),
         ),
         migrations.AddField(
-            model_name='mlmodel',
-            name='version',
+            model_name="mlmodel",
+            name="version",
             field=models.PositiveIntegerField(default=1, editable=False),
         ),
         migrations.AddConstraint(
-            model_name='mlmodel',
-            constraint=models.UniqueConstraint(condition=models.Q(('line__isnull', False)), fields=('line', 'version'), name='unique_model_version'),
+            model_name="mlmodel",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("line__isnull", False)),
+                fields=("line", "version"),
+                name="unique_model_version",
+            ),
         ),
     ]

@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('monitoring', '0001_initial'),
+        ("monitoring", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='predictionrecord',
-            name='version',
-            field=models.PositiveIntegerField(default=1, help_text='The model version that answered.'),
+            model_name="predictionrecord",
+            name="version",
+            field=models.PositiveIntegerField(default=1, help_text="The model version that answered."),
         ),
     ]

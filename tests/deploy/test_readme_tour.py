@@ -244,7 +244,9 @@ def test_the_readme_tour_works_as_written(tmp_path):
         (add_version, comments), (version_status, _), (rollback, _) = steps[11]
         assert '"version": 2, "live": false' in comments[0]
         version = json.loads(shell.run(add_version))
-        assert (version["model"], version["version"], version["live"]) == (shell.model_hash, 2, False), version
+        assert (version["model"], version["version"], version["live"]) == (shell.model_hash, 2, False), (
+            version
+        )
         assert version["env_names"] == ["GREETING"]  # kept from version 1
         assert wait_status(shell, version_status, {"Deployed", "Failed"})["status"] == "Deployed"
         model_status = json.loads(shell.run(status))

@@ -114,14 +114,18 @@ def test_an_update_under_load_has_no_failed_call_and_rollback_is_one_call(portal
         load.wait_for_version(1, since=0)
 
         uploaded = time.monotonic()
-        created = client.post(versions, data={"model_reference": "score", "python_version": "3.11"}, files=_files(2))
+        created = client.post(
+            versions, data={"model_reference": "score", "python_version": "3.11"}, files=_files(2)
+        )
         assert created.status_code == 201, created.text
         assert client.wait_for(f"{versions}/2/status", {"Deployed", "Failed"}, 600)["status"] == "Deployed"
         switched = load.wait_for_version(2, since=uploaded)
         assert load.versions_between(uploaded, switched) <= {1}  # version 1 served the whole build
 
         broken = client.post(
-            versions, data={"model_reference": "score", "python_version": "3.11"}, files=_files(3, broken=True)
+            versions,
+            data={"model_reference": "score", "python_version": "3.11"},
+            files=_files(3, broken=True),
         )
         assert broken.status_code == 201, broken.text
         failed_at = time.monotonic()

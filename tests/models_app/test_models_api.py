@@ -166,7 +166,13 @@ def test_models_dir_is_private(cast, model):
 def test_status_with_its_log_in_one_answer(cast, model):
     client = api_client(cast.owner)
     plain = client.get(f"/api/v1/models/{model.hash}/status").json()
-    assert set(plain) == {"hash", "version", "status", "status_message", "deployed_at"}  # unchanged without include
+    assert set(plain) == {
+        "hash",
+        "version",
+        "status",
+        "status_message",
+        "deployed_at",
+    }  # unchanged without include
     both = client.get(f"/api/v1/models/{model.hash}/status?include=log").json()
     assert {key: both[key] for key in plain} == plain
     logs = client.get(f"/api/v1/models/{model.hash}/logs").json()

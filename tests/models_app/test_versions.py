@@ -233,7 +233,9 @@ def test_a_version_upload_is_checked_like_an_upload(cast, deployed):
 def test_a_version_without_a_dotenv_keeps_the_live_versions_secrets(cast, host_env):
     client = api_client(cast.owner)
     payload = sync_payload(python_version=PYTHON, env=file(".env", "API_KEY=s3cr3t-value\n"))
-    model = MLModel.objects.get(hash=client.post("/api/v1/models", payload, format="multipart").json()["hash"])
+    model = MLModel.objects.get(
+        hash=client.post("/api/v1/models", payload, format="multipart").json()["hash"]
+    )
     kept = MLModel.objects.get(hash=_add_version(client, model, _source("v2")).json()["hash"])
     assert kept.env_names == ["API_KEY"] and services.decrypted_env(kept) == {"API_KEY": "s3cr3t-value"}
     replaced = _add_version(client, model, _source("v3"), env=file(".env", "OTHER=1\n")).json()

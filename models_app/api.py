@@ -317,10 +317,7 @@ class ModelVersionDetailView(APIView):
         """Delete one version (its files and environment link); not the live one, and not
         version 1, which holds the model (delete the model instead)."""
         model = get_model_for_user(request.user, model_hash)
-        row = get_version(model, version)
-        if row.pk == model.pk:
-            raise Conflict("Version 1 holds the model: delete the model to remove it.")
-        return _act(services.delete, row, request)
+        return _act(services.delete_version, get_version(model, version), request)
 
 
 class ModelVersionLiveView(APIView):

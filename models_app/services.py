@@ -18,6 +18,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
+from django.utils.translation import gettext
 from django_q.tasks import async_task
 
 from groups import crypto
@@ -345,3 +346,10 @@ def warm_quietly(version: MLModel) -> bool:
         logger.info("version %s not warmed: %s", version.hash, exc.message)
         return False
     return bool(answer.get("ok"))
+
+
+def delete_version(version: MLModel, actor) -> MLModel:
+    """Delete one version of a model; version 1 holds the model (delete the model instead)."""
+    if version.line_id is None:
+        raise ActionRefused(gettext("Version 1 holds the model: delete the model to remove it."))
+    return delete(version, actor)

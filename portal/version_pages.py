@@ -144,9 +144,7 @@ def version_action(request: HttpRequest, model_hash: str, number: int, action: s
             services.warm_quietly(version)  # before it takes calls: no cold first call after a rollback
             services.make_live(model, version, request.user)
         elif action == "delete":
-            if version.pk == model.pk:  # services.delete would take the whole model
-                raise services.ActionRefused(_("Version 1 holds the model: delete the model to remove it."))
-            services.delete(version, request.user)
+            services.delete_version(version, request.user)
         else:
             {"disable": services.disable, "restart": services.restart}[action](version, request.user)
     except services.ActionRefused as exc:

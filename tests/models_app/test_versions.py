@@ -107,6 +107,8 @@ def test_a_new_version_goes_live_only_once_deployed(cast, deployed):
     assert (status["hash"], status["version"], status["status"]) == (deployed.hash, 2, "Deployed")
     detail = client.get(f"/api/v1/models/{deployed.hash}").json()
     assert detail["version"] == 2 and detail["run_url"].endswith(f"/api/v1/run/{deployed.hash}")
+    document = client.get(f"/api/v1/models/{deployed.hash}/openapi.json").json()
+    assert document["info"]["version"].startswith("version 2,")  # the docs describe what answers
     events = [e["action"] for e in client.get(f"/api/v1/models/{deployed.hash}/events").json()["results"]]
     assert "version_added" in events and "version_live" in events
 

@@ -17,7 +17,8 @@ makes a job durable, so a fix lands once for all of them:
 - `check_output`, the Async contract's output rule, shared by the build's smoke test and
   by executions, so a model that passes its build does not fail every execution;
 - `copy_regular_file`, how a file the sandbox wrote is copied out of its reach (the
-  smoke test's output, a training run's artifacts).
+  smoke test's output, a training run's artifacts);
+- the metrics every kind shares: a settled job's duration, recoveries (groups.metrics).
 
 Nothing here imports an app: `models_app` and `executions` build on it.
 """
@@ -41,6 +42,8 @@ from django.db import OperationalError, connection, models, transaction
 from django.db.models import F, Q, QuerySet, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
+
+from groups import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -107,8 +110,18 @@ class Job(models.Model):
         return type(self)._default_manager.filter(pk=self.pk, status=RUNNING, **same_attempt)
 
     def settle(self, status: str, **fields: Any) -> bool:
-        """Record the outcome, unless recovery took the job away from this run meanwhile."""
-        return bool(self.this_run().update(status=status, finished_at=timezone.now(), **fields))
+        """Record the outcome, unless recovery took the job away from this run meanwhile.
+
+        Its duration goes to the metrics once the outcome is committed.
+        """
+        now = timezone.now()
+        if not self.this_run().update(status=status, finished_at=now, **fields):
+            return False
+        if self.started_at is not None:
+            seconds = (now - self.started_at).total_seconds()
+            series = metrics.JOB_SECONDS.labels(metrics.job_kind(type(self)), status)
+            transaction.on_commit(lambda: series.observe(seconds))
+        return True
 
     def append_log(self, chunk: str) -> None:
         """Append in the database without reading the log back (one UPDATE); also a beat."""
@@ -265,10 +278,13 @@ def recover_stale(
             reason, may_rerun = examine(job)
         out_of_attempts = may_rerun and job.attempt >= MAX_ATTEMPTS
         stale = StaleJob(job, job.this_run().filter(is_stale), reason, out_of_attempts)
+        again = may_rerun and not out_of_attempts
         with transaction.atomic():
-            done = requeue(stale) if may_rerun and not out_of_attempts else give_up(stale)
+            done = requeue(stale) if again else give_up(stale)
         if done:
             recovered += 1
+            kind = metrics.job_kind(jobs.model)
+            metrics.JOBS_RECOVERED.labels(kind, "requeued" if again else "failed").inc()
     return recovered
 
 

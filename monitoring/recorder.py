@@ -21,6 +21,8 @@ from typing import NamedTuple
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 
+from groups.metrics import RECORDING_DROPPED
+
 logger = logging.getLogger(__name__)
 
 FLUSH_INTERVAL = 0.5
@@ -56,6 +58,7 @@ class Recorder:
             with self._lock:
                 self.dropped += 1
                 self.dropped_total += 1
+            RECORDING_DROPPED.inc()
             self._wake.set()
 
     def _ensure_thread(self) -> None:

@@ -4,7 +4,8 @@ A Sync call reaches a runner through AsyncRunnerPool: pooled asyncio connections
 runner socket, the least-busy replica, a cold start through the model host, kill + 504
 past the request timeout, and one more try on the restarted runner when a runner goes
 away before answering. The waiting happens on an event loop, so one web process can
-keep every runner busy without a thread per call.
+keep every runner busy without a thread per call. Calls in flight and cold starts are
+counted here for /metrics (groups.metrics).
 
 Both front ends use it: the ASGI fast path (serving.front) awaits it on uvicorn's loop;
 Django's view (serving.views, under plain WSGI or when the fast path declines) calls
@@ -24,6 +25,7 @@ import time
 
 from django.conf import settings
 
+from groups import metrics
 from models_app.calls import CalledModel
 from models_app.runtime.protocol import (
     HEADER,
@@ -121,9 +123,17 @@ def _connect_to_host(sock: socket.socket, deadline: float) -> None:
 
 def ensure_started(model: CalledModel) -> None:
     """Ask the host to start the model's runners and wait for them (a cold start)."""
-    answer = host_call({"op": "ensure", "model": model.hash}, timeout=settings.COLD_START_TIMEOUT + 5)
-    if not answer.get("ok"):
-        raise start_failed(answer)
+    labels = metrics.model_series(model).labels
+    started = time.monotonic()
+    try:
+        answer = host_call({"op": "ensure", "model": model.hash}, timeout=settings.COLD_START_TIMEOUT + 5)
+        if not answer.get("ok"):
+            raise start_failed(answer)
+    except ServingError:
+        metrics.MODEL_COLD_STARTS.labels(*labels, "failed").inc()
+        raise
+    metrics.MODEL_COLD_STARTS.labels(*labels, "started").inc()
+    metrics.MODEL_COLD_START_SECONDS.labels(*labels).observe(time.monotonic() - started)
 
 
 def kill_stuck_runner(path: str, timeout: float) -> bool:
@@ -273,9 +283,12 @@ class AsyncRunnerPool:
     async def predict(self, model: CalledModel, body: str) -> bytes:
         """The payload of the runner's answer frame for one call (ServingError when there is none)."""
         path = self._balancer.choose(model)
+        series = metrics.model_series(model)
+        series.call_started()
         try:
             return await self._predict(model, body, path)
         finally:
+            series.call_ended()
             self._balancer.done(path)
 
     async def _predict(self, model: CalledModel, body: str, path: str) -> bytes:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.utils import timezone
 
+from groups import metrics
 from groups.api.errors import error_json
 from models_app.runtime.protocol import OK_PREFIX, ProtocolError, decode_payload
 from models_app.sandboxes import limits_for
@@ -116,9 +117,17 @@ def answer_for_serving_error(status: int, message: str) -> tuple[int, bytes]:
     return status, error_json(message, SERVING_ERROR_CODES[status])
 
 
+def count(model: CalledModel, status: int, started: float) -> float:
+    """Count the answered call in the metrics (groups.metrics); returns its latency in seconds."""
+    seconds = time.perf_counter() - started
+    metrics.observe_call(model, status, seconds)
+    return seconds
+
+
 def record(model: CalledModel, body: str, status: int, content: bytes, started: float) -> None:
-    """Queue the call for monitoring, against the model and the version that answered
-    (never blocks; see monitoring.recorder)."""
+    """Count the call, and queue it for monitoring against the model and the version that
+    answered (never blocks; see monitoring.recorder)."""
+    seconds = count(model, status, started)
     if settings.RECORD_PREDICTIONS:
         recorder.record(
             Call(
@@ -126,7 +135,7 @@ def record(model: CalledModel, body: str, status: int, content: bytes, started: 
                 version=model.version,
                 at=timezone.now(),
                 status_code=status,
-                latency_ms=(time.perf_counter() - started) * 1000,
+                latency_ms=seconds * 1000,
                 input=body,
                 output=content.decode(),
             )

@@ -39,6 +39,7 @@ from models_app.serving.answers import (
     answer_for_payload,
     answer_for_serving_error,
     check_input,
+    count,
     record,
     too_large,
 )
@@ -179,6 +180,7 @@ class ServingFront:
         try:
             body = check_input(await self._read_body(scope, receive), model.schema_is_object)
         except BadInput as problem:
+            count(model, problem.status, started)
             await self._respond(send, problem.status, error_json(problem.detail, problem.code), secure)
             return True
         except _Disconnected:

@@ -23,6 +23,7 @@ from models_app.serving.answers import (
     answer_for_payload,
     answer_for_serving_error,
     check_input,
+    count,
     record,
     too_large,
 )
@@ -41,8 +42,10 @@ def predict(request: HttpRequest, model: CalledModel) -> HttpResponse:
         body = check_input(request.body, model.schema_is_object)
     except RequestDataTooBig:
         problem = too_large(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+        count(model, problem.status, started)
         return error_response(problem.status, problem.detail, problem.code)
     except BadInput as problem:
+        count(model, problem.status, started)
         return error_response(problem.status, problem.detail, problem.code)
     try:
         status, content = answer_for_payload(blocking_pool.predict(model, body))

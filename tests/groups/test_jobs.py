@@ -11,8 +11,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.db import OperationalError
+from django.db import OperationalError, transaction
 from django.utils import timezone
+from prometheus_client import REGISTRY
 
 from executions import tasks as execution_tasks
 from executions.models import Execution
@@ -94,6 +95,26 @@ def test_a_job_is_claimed_once_and_settled_only_by_the_run_that_owns_it(model):
     build.refresh_from_db()
     assert build.status == ModelBuild.Status.SUCCEEDED and build.finished_at is not None
     assert build.settle(ModelBuild.Status.FAILED) is False  # already over
+
+
+def _sample(name: str, **labels) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_a_settled_jobs_duration_is_observed_once_its_outcome_is_committed(model):
+    labels = {"kind": "model_build", "state": "Succeeded"}
+    count, total = (_sample(f"neomaril_job_duration_seconds_{part}", **labels) for part in ("count", "sum"))
+    build = _build(model)
+    assert ModelBuild.claim(build.pk, waiting=ModelBuild.Status.QUEUED)
+    build.refresh_from_db()
+    build.started_at -= timedelta(seconds=42)
+    with transaction.atomic():
+        assert build.settle(ModelBuild.Status.SUCCEEDED)
+        assert _sample("neomaril_job_duration_seconds_count", **labels) == count  # not committed yet
+    assert _sample("neomaril_job_duration_seconds_count", **labels) == count + 1
+    assert 42 <= _sample("neomaril_job_duration_seconds_sum", **labels) - total < 52
+    assert build.settle(ModelBuild.Status.SUCCEEDED) is False  # over: nothing observed
+    assert _sample("neomaril_job_duration_seconds_count", **labels) == count + 1
 
 
 # -------------------------------------------------------------------------- the log
@@ -179,6 +200,17 @@ def test_a_stale_job_is_requeued_once_then_given_up(model):
     assert jobs.recover_stale(ModelBuild.objects.all(), stale_after=90, **_hooks(calls)) == 2
     reason = "The worker running this job stopped (no heartbeat for 90 s)."
     assert sorted(calls) == [("give_up", second.pk, reason, True), ("requeue", first.pk, reason, False)]
+
+
+def test_recoveries_are_counted_by_kind_and_outcome(model):
+    def recovered(outcome: str) -> float:
+        return _sample("neomaril_jobs_recovered_total", kind="model_build", outcome=outcome)
+
+    before = recovered("requeued"), recovered("failed")
+    _build(model, 1, status="Running", heartbeat_at=_long_ago())
+    _build(model, 2, status="Running", heartbeat_at=_long_ago(), recovered=True)
+    assert jobs.recover_stale(ModelBuild.objects.all(), stale_after=90, **_hooks([])) == 2
+    assert (recovered("requeued"), recovered("failed")) == (before[0] + 1, before[1] + 1)
 
 
 def test_a_job_that_may_not_run_again_is_given_up_at_once(model):

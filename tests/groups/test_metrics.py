@@ -1,0 +1,83 @@
+"""The metrics the processes count (groups.metrics): series per model version, calls in flight."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import pytest
+from prometheus_client import REGISTRY
+
+from groups import metrics
+from models_app.calls import CalledModel
+from models_app.models import ModelBuild
+from monitors.models import Period
+from training.models import TrainingRun
+
+_pks = itertools.count(10_000)
+
+
+def called_model(model_hash: str, version: int = 1) -> CalledModel:
+    """A model version no other test counts calls for (its own hash and row)."""
+    return CalledModel(
+        next(_pks), f"{model_hash}v{version}", "Deployed", "Sync", 1, 1, None, True, 1, version, 1, model_hash
+    )
+
+
+def sample(name: str, **labels) -> float | None:
+    return REGISTRY.get_sample_value(name, labels)
+
+
+def test_a_call_is_counted_by_model_version_and_status_with_its_latency():
+    model = called_model("Mseries", version=3)
+    metrics.observe_call(model, 200, 0.004)
+    metrics.observe_call(model, 200, 0.2)
+    metrics.observe_call(model, 422, 0.001)
+    labels = {"model": "Mseries", "version": "3"}
+    assert sample("neomaril_model_requests_total", **labels, status="200") == 2
+    assert sample("neomaril_model_requests_total", **labels, status="422") == 1
+    assert sample("neomaril_model_request_duration_seconds_count", **labels) == 3
+    assert sample("neomaril_model_request_duration_seconds_bucket", **labels, le="0.005") == 2
+    assert sample("neomaril_model_request_duration_seconds_sum", **labels) == pytest.approx(0.205)
+
+
+def test_series_are_created_once_per_version():
+    first, second = called_model("Monce", 1), called_model("Monce", 2)
+    assert metrics.model_series(first) is metrics.model_series(first)
+    assert metrics.model_series(first) is not metrics.model_series(second)
+    series = metrics.model_series(first)
+    assert series.requests(200) is series.requests(200)
+    assert series.labels == ("Monce", "1")
+
+
+def test_calls_in_flight_reach_the_gauge_when_published():
+    model = called_model("Mflight")
+    series = metrics.model_series(model)
+    series.call_started()
+    series.call_started()
+    metrics.publish_in_flight()
+    assert sample("neomaril_model_calls_in_flight", model="Mflight", version="1") == 2
+    series.call_ended()
+    series.call_ended()
+    assert sample("neomaril_model_calls_in_flight", model="Mflight", version="1") == 2  # not yet
+    metrics.publish_in_flight()
+    assert sample("neomaril_model_calls_in_flight", model="Mflight", version="1") == 0
+
+
+def test_the_publisher_thread_runs_after_the_first_call(monkeypatch):
+    monkeypatch.setattr(metrics._Publisher, "EVERY", 0.01)
+    model = called_model("Mthread")
+    series = metrics.model_series(model)
+    series.call_started()
+    assert metrics._publisher._thread is not None and metrics._publisher._thread.is_alive()
+    deadline = time.monotonic() + 5
+    while sample("neomaril_model_calls_in_flight", model="Mthread", version="1") != 1:
+        assert time.monotonic() < deadline, "the publisher did not publish"
+        time.sleep(0.01)
+    series.call_ended()
+
+
+def test_job_kinds_are_the_models_names():
+    assert metrics.job_kind(ModelBuild) == "model_build"
+    assert metrics.job_kind(TrainingRun) == "training_run"
+    assert metrics.job_kind(Period) == "period"

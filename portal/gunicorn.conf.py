@@ -2,6 +2,8 @@
 
 import os
 
+from portal import metrics_dir
+
 bind = f"{os.environ.get('NEOMARIL_BIND', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # uvicorn workers: Sync calls are answered on the event loop (models_app.serving.front),
@@ -27,3 +29,19 @@ control_socket = os.path.join(
     or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "var"),
     "gunicorn.ctl",
 )
+
+
+# Metrics (docs/observability.md): the workers write their files to the web's own folder,
+# emptied before the first worker is forked; a worker that exits leaves its counts but
+# takes its live gauges (calls in flight) with it.
+def on_starting(server):
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+    metrics_dir.prepare("web")
+
+
+def child_exit(server, worker):
+    # Imported here, not above: prometheus-client picks its file-backed mode at its first
+    # import, which must come after on_starting has named the folder.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid, str(metrics_dir.folder_of("web")))

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from portal import health, i18n_views, model_docs
+from portal import health, i18n_views, metrics, model_docs
 
 api_v1 = [
     path("", include("groups.api.urls")),
@@ -22,6 +22,7 @@ api_v1 = [
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("api/v1/run/", include("portal.run_urls")),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

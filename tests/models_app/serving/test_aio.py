@@ -2,16 +2,15 @@
 
 Driven through both of its callers: the ASGI fast path awaits AsyncRunnerPool; Django's
 view reaches it through blocking_pool's event-loop thread. The runner and the host here
-are fakes that speak the wire protocol, so the tests control when a runner hangs,
-crashes or is killed (the real processes are covered by tests/models_app/serving/test_e2e.py).
+are fakes that speak the wire protocol (tests/helpers/fake_serving.py), so the tests
+control when a runner hangs, crashes or is killed (the real processes are covered by
+tests/models_app/serving/test_e2e.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
 import socket
 import tempfile
 import threading
@@ -24,12 +23,12 @@ from rest_framework.test import APIClient
 
 from models_app.calls import CalledModel
 from models_app.models import MLModel
-from models_app.runtime.protocol import ProtocolError, read_frame, write_frame
-from models_app.serving import aio, paths
+from models_app.serving import aio
 from models_app.serving.aio import ServingError, blocking_pool
 from models_app.serving.answers import answer_for_payload
 from models_app.serving.host import ControlServer
 from tests.helpers.clients import api_client
+from tests.helpers.fake_serving import fake_host
 from tests.helpers.loops import run_async
 from tests.helpers.uploads import sync_payload
 
@@ -58,111 +57,12 @@ def called_model(**overrides) -> CalledModel:
     return CalledModel(**values)
 
 
-class FakeRunner:
-    """A runner as the web process sees it: one request at a time, over any number of
-    connections. `{"x": n}` answers `{"y": 2n, "runner": <its number>}`; `{"hang": true}`
-    never answers; `{"crash": true}` kills the runner. `queue_delay` holds back every
-    other request a little, so that a hanging one sent at the same time goes first."""
-
-    def __init__(self, path: str, number: int, queue_delay: float = 0.0) -> None:
-        self.number = number
-        self.queue_delay = queue_delay
-        self.killed = threading.Event()
-        self._busy = threading.Lock()
-        self._connections: list[socket.socket] = []
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)  # a killed runner's socket file, as the host would remove it
-        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._server.bind(path)
-        self._server.listen(64)
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._server.accept()
-            except OSError:
-                return
-            self._connections.append(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        while True:
-            try:
-                data = json.loads(read_frame(conn)["data"])
-            except (ProtocolError, OSError):
-                return
-            if not data.get("hang"):
-                time.sleep(self.queue_delay)
-            with self._busy:
-                if self.killed.is_set():
-                    return
-                if data.get("hang"):
-                    self.killed.wait()
-                    return
-                if data.get("crash"):
-                    self.kill()
-                    return
-                answer = {"ok": True, "result": {"y": data["x"] * 2, "runner": self.number}}
-            try:
-                write_frame(conn, answer)
-            except OSError:
-                return
-
-    def kill(self) -> None:
-        """What SIGKILL does to a runner: every connection and the listener close at once."""
-        self.killed.set()
-        for sock in [self._server, *self._connections]:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-
-
-class FakeHost:
-    """The model host's `ensure` and `kill`, for one runner socket (replicas=1)."""
-
-    def __init__(self, path: str, queue_delay: float = 0.0) -> None:
-        self.path = path
-        self.queue_delay = queue_delay
-        self.requests: list[dict] = []
-        self.runner: FakeRunner | None = None
-        self.started = 0
-        self._lock = threading.Lock()
-
-    def start(self) -> FakeRunner:
-        self.started += 1
-        self.runner = FakeRunner(self.path, self.started, self.queue_delay)
-        return self.runner
-
-    def __call__(self, request: dict, timeout: float) -> dict:
-        with self._lock:
-            self.requests.append(request)
-            if request["op"] == "ensure":
-                if self.runner is None or self.runner.killed.is_set():
-                    self.start()
-                return {"ok": True}
-            if request["op"] == "kill":
-                assert request["socket"] == self.path
-                self.runner.kill()
-                return {"ok": True, "killed": True}
-        raise AssertionError(request)
-
-    def ops(self) -> list[str]:
-        return [r["op"] for r in self.requests]
-
-
 @pytest.fixture
 def run_dir(settings):
     with tempfile.TemporaryDirectory(prefix="nm-") as folder:  # short: Unix socket paths
         settings.RUN_DIR = Path(folder)
         settings.RECORD_PREDICTIONS = False
         yield Path(folder)
-
-
-def fake_host(monkeypatch, model, **options) -> FakeHost:
-    host = FakeHost(paths.runner_socket_name(model.hash, model.deployed_build, 0), **options)
-    monkeypatch.setattr(aio, "host_call", host)
-    return host
 
 
 # ------------------------------------------------ the WSGI path: Django's view

@@ -23,7 +23,7 @@ from models_app.models import MLModel
 from models_app.serving.answers import NESTED_TOO_DEEPLY
 from models_app.serving.front import CallLookup, ServingFront
 from portal.wsgi_bridge import WSGIBridge
-from tests.helpers.clients import api_client
+from tests.helpers.clients import api_client, asgi_post
 from tests.helpers.loops import run_async
 from tests.helpers.uploads import sync_payload
 
@@ -43,62 +43,6 @@ class CountingFallback:
     async def __call__(self, scope, receive, send):
         self.calls += 1
         await self.app(scope, receive, send)
-
-
-def asgi_post(
-    app,
-    path: str,
-    body: bytes,
-    headers: dict[str, str],
-    *,
-    chunks: int = 1,
-    declared_length: int | None = None,
-    received: list | None = None,
-):
-    """POST through an ASGI app; returns (status, headers, body).
-
-    `declared_length` replaces the Content-Length header; `received` collects the
-    messages the app pulled from the request.
-    """
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "server": ("127.0.0.1", 8000),
-        "client": ("127.0.0.1", 50000),
-        "headers": [
-            (b"host", b"127.0.0.1:8000"),
-            (b"content-length", str(len(body) if declared_length is None else declared_length).encode()),
-        ]
-        + [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-    }
-    size = -(-len(body) // chunks) or 1
-    pieces = [body[i : i + size] for i in range(0, len(body), size)] or [b""]
-    messages = [
-        {"type": "http.request", "body": piece, "more_body": i < len(pieces) - 1}
-        for i, piece in enumerate(pieces)
-    ]
-    sent = []
-
-    async def receive():
-        message = messages.pop(0) if messages else {"type": "http.disconnect"}
-        if received is not None:
-            received.append(message)
-        return message
-
-    async def send(message):
-        sent.append(message)
-
-    run_async(app(scope, receive, send))
-    start = next(m for m in sent if m["type"] == "http.response.start")
-    content = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, content
 
 
 def django_post(path: str, body: bytes, token: str):

@@ -1,0 +1,207 @@
+"""`GET /metrics`: this node's metrics in Prometheus' format (docs/observability.md).
+
+Two sources, added up in one answer:
+
+- what the processes counted as they worked (groups.metrics: Sync calls, cold starts,
+  calls in flight, jobs' durations, recording drops), read from every program's files
+  on this node (portal.metrics_dir), or from this process's memory when the files are
+  not in use (tests, runserver);
+- what is read when the scrape comes: the runners per model, from this node's model
+  host (its `status`, with a short timeout: a host that is down is `host_up 0`, not a
+  failed scrape), and models and jobs by state, from the database (one GROUP BY each).
+  A gauge kept by the processes for these would be a second copy of a state that the
+  host and the database already hold.
+
+Who may read it: a client presenting `Authorization: Bearer <NEOMARIL_METRICS_TOKEN>`
+(when set), or one whose address is in NEOMARIL_METRICS_ALLOWED_NETWORKS (loopback by
+default). Forwarded headers are believed only from NEOMARIL_TRUSTED_PROXIES, as for
+login throttling; a request that carries them from any other peer passed through a
+proxy nobody declared, whose address is not the client's: the network rule does not
+apply to it (the token does).
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+
+from django.conf import settings
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.cache import never_cache
+from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.multiprocess import MultiProcessCollector
+from rest_framework.exceptions import AuthenticationFailed
+
+from executions.models import Execution
+from groups.api.errors import error_response
+from groups.authentication import client_ip, credentials_from_header
+from groups.metrics import job_kind
+from models_app.models import MLModel, ModelBuild
+from models_app.serving.aio import ServingError, host_call
+from monitors.models import Monitor, Period
+from portal import metrics_dir
+from training.models import TrainingRun
+
+# Seconds the scrape waits for the model host's status (Prometheus' own timeout is 10 s).
+HOST_TIMEOUT = 2.0
+JOB_MODELS = (ModelBuild, Execution, TrainingRun, Monitor, Period)
+FORWARDING_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_X_REAL_IP", "HTTP_FORWARDED")
+
+
+class CountedCollector:
+    """What the processes counted: every program's files, or this process's memory."""
+
+    def collect(self):
+        if metrics_dir.in_use():
+            return MultiProcessCollector.merge(metrics_dir.files(), accumulate=True)
+        return REGISTRY.collect()
+
+
+class RunnersCollector:
+    """Runners per model on this node, as the model host reports them."""
+
+    def collect(self):
+        up = GaugeMetricFamily(
+            "neomaril_model_host_up", "Whether this node's model host answered the scrape."
+        )
+        try:
+            status = host_call({"op": "status"}, timeout=HOST_TIMEOUT)
+        except ServingError:
+            up.add_metric([], 0)
+            return [up]
+        up.add_metric([], 1)
+        runners = GaugeMetricFamily(
+            "neomaril_model_runners",
+            "Runner processes up on this node, per model and version (the replicas serving it, "
+            "and those of a build being warmed).",
+            labels=["model", "version"],
+        )
+        memory = GaugeMetricFamily(
+            "neomaril_model_runner_memory_bytes",
+            "Resident memory of the model's runners on this node (their sandboxes included).",
+            labels=["model", "version"],
+        )
+        alive = [runner for runner in status.get("runners", []) if runner.get("alive")]
+        # A runner names the version row that it serves; the labels are the run URL's
+        # hash and the version number, as for the calls.
+        versions = {
+            row_hash: (line_hash or row_hash, str(version))
+            for row_hash, version, line_hash in MLModel.objects.filter(
+                hash__in={runner["model"] for runner in alive}
+            ).values_list("hash", "version", "line__hash")
+        }
+        counts: dict[tuple[str, str], list[int]] = {}
+        for runner in alive:
+            labels = versions.get(runner["model"])
+            if labels is not None:  # a model deleted since
+                count = counts.setdefault(labels, [0, 0])
+                count[0] += 1
+                count[1] += runner.get("memory_bytes", 0)
+        for labels, (number, rss) in sorted(counts.items()):
+            runners.add_metric(list(labels), number)
+            memory.add_metric(list(labels), rss)
+        return [up, runners, memory]
+
+
+class StatesCollector:
+    """Models and jobs by state, from the database."""
+
+    def collect(self):
+        models = GaugeMetricFamily(
+            "neomaril_models", "Models by status (their live version's).", labels=["status"]
+        )
+        counts = _counts(MLModel.objects.filter(line__isnull=True))
+        for status in MLModel.Status.values:
+            models.add_metric([status], counts.get(status, 0))
+        jobs = GaugeMetricFamily(
+            "neomaril_jobs",
+            "Jobs by kind (model_build, execution, training_run, monitor, period) and state, in the database.",
+            labels=["kind", "state"],
+        )
+        for model in JOB_MODELS:
+            counts = _counts(model.objects.all())
+            for state in model.Status.values:
+                jobs.add_metric([job_kind(model), state], counts.get(state, 0))
+        return [models, jobs]
+
+
+def _counts(rows) -> dict[str, int]:
+    return dict(rows.order_by().values_list("status").annotate(n=Count("pk")))
+
+
+registry = CollectorRegistry(auto_describe=False)
+for collector in (CountedCollector(), RunnersCollector(), StatesCollector()):
+    registry.register(collector)
+
+
+# ---------------------------------------------------------------------------- access
+
+
+def _address(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(value.strip())
+    except ValueError:
+        return None
+
+
+def client_address(request: HttpRequest) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address the networks rule is checked against; None when it can't be known."""
+    remote = request.META.get("REMOTE_ADDR", "")
+    if not any(header in request.META for header in FORWARDING_HEADERS):
+        return _address(remote)  # nobody forwarded it: the peer is the client
+    client = client_ip(request)  # X-Forwarded-For, read only from a trusted proxy
+    if client != remote:
+        return _address(client)
+    # The same address: either uvicorn already read the client from a trusted proxy's
+    # X-Forwarded-For (gunicorn's forwarded_allow_ips are the same proxies), and it is the
+    # right-most entry that is not a trusted proxy; or an undeclared proxy is the peer.
+    trusted = [ipaddress.ip_network(item) for item in settings.TRUSTED_PROXIES]
+    chain = [_address(entry) for entry in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+    for entry in reversed(chain):
+        if entry is None:
+            return None  # not an address: the chain can't be read
+        if not any(entry in network for network in trusted):
+            return entry if entry == _address(remote) else None
+    return None
+
+
+def refusal(request: HttpRequest) -> str | None:
+    """Why this request may not read the metrics; None when it may."""
+    token = settings.METRICS_TOKEN
+    try:
+        presented = credentials_from_header(
+            request.META.get("HTTP_AUTHORIZATION", "").encode("latin-1"), "Bearer"
+        )
+    except AuthenticationFailed as exc:
+        return str(exc.detail)
+    if presented is not None and token:
+        if hmac.compare_digest(presented.encode(), token.encode()):
+            return None
+        return "Wrong metrics token: send Authorization: Bearer <NEOMARIL_METRICS_TOKEN>."
+    address = client_address(request)
+    networks = [ipaddress.ip_network(item) for item in settings.METRICS_ALLOWED_NETWORKS]
+    if address is not None and any(address in network for network in networks):
+        return None
+    how = "with Authorization: Bearer <NEOMARIL_METRICS_TOKEN>, or " if token else ""
+    return (
+        f"The metrics are served {how}to clients in NEOMARIL_METRICS_ALLOWED_NETWORKS; "
+        "through a reverse proxy, only when the proxy is one of NEOMARIL_TRUSTED_PROXIES."
+    )
+
+
+@never_cache
+def metrics(request: HttpRequest) -> HttpResponse:
+    if request.method not in ("GET", "HEAD"):
+        response = error_response(
+            405, f'Method "{request.method}" not allowed: GET the metrics.', "method_not_allowed"
+        )
+        response["Allow"] = "GET, HEAD"
+        return response
+    problem = refusal(request)
+    if problem is not None:
+        return error_response(403, problem, "permission_denied")
+    encoder, content_type = choose_encoder(request.META.get("HTTP_ACCEPT", ""))
+    return HttpResponse(encoder(registry), content_type=content_type)

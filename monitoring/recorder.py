@@ -100,7 +100,10 @@ class Recorder:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.executemany(
                 sql,
-                [(c.model_id, c.version, adapt(c.at), c.status_code, c.latency_ms, c.input, c.output) for c in batch],
+                [
+                    (c.model_id, c.version, adapt(c.at), c.status_code, c.latency_ms, c.input, c.output)
+                    for c in batch
+                ],
             )
 
     def flush(self) -> int:

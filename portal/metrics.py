@@ -142,9 +142,11 @@ for collector in (CountedCollector(), RunnersCollector(), StatesCollector()):
 
 def _address(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        return ipaddress.ip_address(value.strip())
+        address = ipaddress.ip_address(value.strip())
     except ValueError:
         return None
+    # Bound to "::", IPv4 clients arrive as ::ffff:a.b.c.d: they are in IPv4 networks.
+    return getattr(address, "ipv4_mapped", None) or address
 
 
 def client_address(request: HttpRequest) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -194,6 +196,7 @@ def refusal(request: HttpRequest) -> str | None:
 
 @never_cache
 def metrics(request: HttpRequest) -> HttpResponse:
+    """This node's metrics, for a client holding the token or on an allowed network."""
     if request.method not in ("GET", "HEAD"):
         response = error_response(
             405, f'Method "{request.method}" not allowed: GET the metrics.', "method_not_allowed"

@@ -59,6 +59,7 @@ def value(samples: dict, name: str, **labels) -> float | None:
 def test_loopback_may_read_them_and_others_get_403_in_the_apis_shape():
     assert get_metrics(LOOPBACK).status_code == 200
     assert get_metrics("::1").status_code == 200
+    assert get_metrics("::ffff:127.0.0.1").status_code == 200  # bound to "::"
     refused = get_metrics("192.0.2.10")
     assert refused.status_code == 403
     assert refused.json() == {

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from django.core.wsgi import get_wsgi_application
+from django.db import connections
 from django.test import Client
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
@@ -181,9 +182,15 @@ def test_calls_on_the_fast_path_are_counted(deployed, cast, monkeypatch):
     front = ServingFront(fallback=WSGIBridge(get_wsgi_application(), workers=1))
     path = f"/api/v1/run/{deployed.hash}"
     bearer = {"Authorization": f"Bearer {cast.group_token}"}
-    assert asgi_post(front, path, b'{"x": 3}', bearer)[0] == 200
-    assert asgi_post(front, path, b"[1, 2]", bearer)[0] == 400
-    assert asgi_post(front, path, b"x" * 3_000_000, bearer)[0] == 413
+    try:
+        assert asgi_post(front, path, b'{"x": 3}', bearer)[0] == 200
+        assert asgi_post(front, path, b"[1, 2]", bearer)[0] == 400
+        assert asgi_post(front, path, b"x" * 3_000_000, bearer)[0] == 413
+    finally:
+        executor = front.lookup._executor  # PostgreSQL: the lookup thread's own connection
+        if executor is not None:
+            executor.submit(connections.close_all).result()
+            executor.shutdown()
     model = {"model": deployed.hash, "version": "1"}
     samples = scrape()
     assert value(samples, "neomaril_model_requests_total", **model, status="200") == 1

@@ -88,7 +88,7 @@ def test_logs_of_unknown_build(cast, model):
 
 def test_build_task_runs_once_even_if_delivered_twice(cast, model, monkeypatch):
     calls = []
-    monkeypatch.setattr(tasks, "_build", lambda m, log: calls.append(m.pk) or {})
+    monkeypatch.setattr(tasks, "_build", lambda m, log, timings: calls.append(m.pk) or {})
     build = model.builds.get()
     assert tasks.build_model(build.pk) == "deployed"
     assert tasks.build_model(build.pk) == "already handled"
@@ -96,7 +96,7 @@ def test_build_task_runs_once_even_if_delivered_twice(cast, model, monkeypatch):
 
 
 def test_build_crash_in_our_code_fails_the_model_not_stuck(cast, model, monkeypatch):
-    def boom(m, log):
+    def boom(m, log, timings):
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(tasks, "_build", boom)
@@ -190,7 +190,7 @@ def test_the_polled_answer_never_says_deployed_before_the_logs_last_line(cast, m
     url = f"/api/v1/models/{model.hash}/status?include=log"
     answers: list[dict] = []
 
-    def build(m, log):
+    def build(m, log, timings):
         log("Smoke test passed.")
         answers.append(client.get(url).json())
         return {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import textwrap
@@ -166,6 +167,13 @@ def test_a_deployed_model_is_warm_and_concurrent_first_calls_share_its_runner(po
     files = probe_files()
     model_hash = client.deploy(group="serving", files=files, name="warm")
     (warm,) = runners(client, model_hash)
+    # The build log says where upload → Deployed went, the warm-up as the host saw it.
+    log = client.get(f"/api/v1/models/{model_hash}/logs").json()["log"]
+    assert re.search(
+        r" Timings: queue \S+ s, interpreter \S+ s, environment \S+ s, warm-up \S+ s "
+        r"\(sandbox start \S+ s, model load \S+ s, first call \S+ s\)\.\n.* Build succeeded",
+        log,
+    ), log
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda i: call(portal, model_hash, {"x": i}, tokens["serving"]), range(8)))
     assert [a.status_code for a in answers] == [200] * 8

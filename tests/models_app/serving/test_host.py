@@ -81,7 +81,18 @@ def _log(model: MLModel) -> str:
 
 def _called(model: MLModel) -> CalledModel:
     return CalledModel(
-        model.pk, model.hash, model.status, "Sync", model.deployed_build, 1, 10, True, 0, 1, model.pk, model.hash
+        model.pk,
+        model.hash,
+        model.status,
+        "Sync",
+        model.deployed_build,
+        1,
+        10,
+        True,
+        0,
+        1,
+        model.pk,
+        model.hash,
     )
 
 

@@ -88,8 +88,8 @@ WRK_SCRIPT = """
 wrk.method = "POST"
 wrk.body = {body}
 wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer {token}"
 """
+WRK_TOKEN = 'wrk.headers["Authorization"] = "Bearer {token}"\n'
 
 
 def ensure_wrk() -> str:
@@ -110,27 +110,22 @@ def uv() -> str:
     return find_uv_bin()
 
 
+def make_venv(venv: Path, requirements: list[str]) -> Path:
+    """A throw-away venv of the host's Python (the one the platform gives models) with
+    `requirements` from PyPI; returns its interpreter."""
+    python = find_interpreter(PYTHON, discover_interpreters()).path
+    subprocess.run([uv(), "venv", "-q", "--no-project", "-p", str(python), str(venv)], check=True)
+    subprocess.run(
+        [uv(), "pip", "install", "-q", "-p", str(venv / "bin" / "python"), *requirements], check=True
+    )
+    return venv / "bin" / "python"
+
+
 def train(folder: Path) -> Path:
     """Train in a throw-away venv with the same requirements the model will get."""
-    venv = folder / "train-venv"
-    python = find_interpreter(PYTHON, discover_interpreters()).path  # the host interpreter the platform uses
-    subprocess.run([uv(), "venv", "-q", "--no-project", "-p", str(python), str(venv)], check=True)
-    (folder / "requirements.txt").write_text(REQUIREMENTS)
-    subprocess.run(
-        [
-            uv(),
-            "pip",
-            "install",
-            "-q",
-            "-p",
-            str(venv / "bin" / "python"),
-            "-r",
-            str(folder / "requirements.txt"),
-        ],
-        check=True,
-    )
-    subprocess.run([str(venv / "bin" / "python"), "-c", TRAIN, str(folder)], check=True)
-    return venv / "bin" / "python"
+    python = make_venv(folder / "train-venv", REQUIREMENTS.split())
+    subprocess.run([str(python), "-c", TRAIN, str(folder)], check=True)
+    return python
 
 
 def in_process(python: Path, folder: Path, source: str, calls: int = 3000) -> dict:
@@ -169,11 +164,21 @@ end
 
 
 def wrk(
-    url: str, token: str, body: str, *, connections: int, duration: int, folder: Path, warm_up: bool = False
+    url: str,
+    token: str | None,
+    body: str,
+    *,
+    connections: int,
+    duration: int,
+    folder: Path,
+    warm_up: bool = False,
 ) -> dict:
+    """POST `body` to `url` for `duration` seconds (with the group token, if any)."""
     script = folder / "post.lua"
     script.write_text(
-        WRK_SCRIPT.format(body=json.dumps(body), token=token) + (SHOW_ERRORS if warm_up else "")
+        WRK_SCRIPT.format(body=json.dumps(body))
+        + (WRK_TOKEN.format(token=token) if token else "")
+        + (SHOW_ERRORS if warm_up else "")
     )
     threads = min(connections, 2)
     completed = subprocess.run(
@@ -199,23 +204,30 @@ def wrk(
     }
 
 
+# A process's kind by its command line, first match wins (a runner's bwrap carries
+# runner.py in its arguments too, and counts with it).
+CPU_KINDS = (("runner.py", "runners"), ("gunicorn", "web"), ("modelhost", "host"), ("qcluster", "worker"))
+
+
 def cpu_split(portal: RunningPortal) -> dict[str, float]:
-    """CPU seconds used so far by the portal's web workers and model runners."""
+    """CPU seconds used so far by the portal's processes, by kind: model runners, web
+    workers, the model host, the task worker, and the rest (supervisord, shells)."""
     import psutil
 
-    totals = {"web": 0.0, "runners": 0.0, "other": 0.0}
+    totals = dict.fromkeys([kind for _, kind in CPU_KINDS] + ["other"], 0.0)
     for proc in psutil.Process(portal.process.pid).children(recursive=True):
         try:
             command = " ".join(proc.cmdline())
             times = proc.cpu_times()
         except psutil.Error:
             continue
-        kind = "web" if "gunicorn" in command else "runners" if "runner.py" in command else "other"
+        kind = next((kind for marker, kind in CPU_KINDS if marker in command), "other")
         totals[kind] += times.user + times.system
     return totals
 
 
-def deploy(client: PortalClient, folder: Path, source: str, name: str, replicas: int) -> str:
+def deploy(client: PortalClient, folder: Path, source: str, name: str, replicas: int | None) -> str:
+    """Upload the model of `folder` with `source`; `replicas=None` keeps the default."""
     files = {
         "source": ("app.py", source.encode()),
         "model": ("model.pkl", (folder / "model.pkl").read_bytes()),
@@ -223,7 +235,8 @@ def deploy(client: PortalClient, folder: Path, source: str, name: str, replicas:
         "schema": ("schema.json", (folder / "schema.json").read_bytes()),
     }
     model_hash = client.deploy(group="bench", files=files, name=name, python_version=PYTHON)
-    client.patch(f"/api/v1/models/{model_hash}", json={"replicas": replicas})
+    if replicas is not None:
+        client.patch(f"/api/v1/models/{model_hash}", json={"replicas": replicas})
     return model_hash
 
 
@@ -285,8 +298,8 @@ def main() -> None:
                     rounds[flag].append(result)
                     if flag == "on":
                         after = cpu_split(portals[flag])
-                        for kind in ("web", "runners", "other"):
-                            split[kind] += after[kind] - before[kind]
+                        for kind, seconds in after.items():
+                            split[kind if kind in ("web", "runners") else "other"] += seconds - before[kind]
                         split["wrk"] += children_cpu() - wrk_before
                         split["calls"] += result["requests"]
             for flag, runs in rounds.items():

@@ -10,6 +10,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
+from groups.fields import OrderedJSONField
 from groups.jobs import Job
 from groups.models import Group
 from models_app.environments import env_python, environment_path
@@ -76,7 +77,8 @@ class MLModel(ServingFacts, models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.READY, db_index=True)
     status_message = models.TextField(blank=True)
 
-    schema = models.JSONField(null=True, blank=True, help_text="Example of one input.")
+    # Its keys' order is the user's (groups/fields.py: PostgreSQL's jsonb would sort them).
+    schema = OrderedJSONField(null=True, blank=True, help_text="Example of one input.")
     source_file = models.CharField(max_length=128)
     model_file = models.CharField(max_length=128)
     requirements_file = models.CharField(max_length=128)
@@ -96,7 +98,7 @@ class MLModel(ServingFacts, models.Model):
     env_fingerprint = models.CharField(
         max_length=64, blank=True, help_text="Content address of the environment."
     )
-    smoke_result = models.JSONField(null=True, blank=True, help_text="Answer of the build's smoke test.")
+    smoke_result = OrderedJSONField(null=True, blank=True, help_text="Answer of the build's smoke test.")
     # --- executions app (issue 5): per-model limit of one async execution, in seconds.
     execution_timeout = models.PositiveIntegerField(
         null=True,

@@ -326,7 +326,9 @@ def go_live_if_newest(version: MLModel) -> bool:
     """
     if version.line_id is None:
         return False  # version 1: live unless another version is
-    root = MLModel.objects.select_for_update().select_related("live_version").get(pk=version.line_id)
+    # OF self: PostgreSQL refuses to lock the nullable side of an outer join (live_version).
+    locked = MLModel.objects.select_for_update(of=("self",))
+    root = locked.select_related("live_version").get(pk=version.line_id)
     if version.pk == root.live_version_id or root.live_number > version.version:
         return False
     MLModel.objects.filter(pk=root.pk).update(live_version=version, updated_at=timezone.now())

@@ -4,6 +4,7 @@ The upload page validates through the same form; the tests at the end hold the t
 (and the API's OpenAPI document) to one definition.
 """
 
+import json
 from io import StringIO
 
 import pytest
@@ -12,6 +13,7 @@ from django.core.management import call_command
 from django.test import Client
 
 from groups import crypto
+from models_app.calls import lookup_model
 from models_app.forms import DEFAULT_PYTHON_VERSION, ModelUploadForm
 from models_app.models import MLModel, ModelBuild, ModelEvent
 from tests.helpers.cast import PASSWORD
@@ -77,6 +79,19 @@ def test_schema_as_inline_json_and_extra_files(cast):
     model = MLModel.objects.get(hash=body["hash"])
     assert (model.folder / "utils.py").read_text() == "X = 1\n"
     assert (model.folder / "schema.json").exists()
+
+
+def test_the_schema_keeps_its_keys_in_the_order_written(cast):
+    """Its order is the column order of the DataFrame a model builds from it (PostgreSQL's
+    jsonb would sort the keys: groups/fields.py)."""
+    written = '{"mean_radius": 1.5, "b": 2, "a": {"z": 1, "y": 2}}'
+    response = _post(api_client(cast.owner), sync_payload(schema=file("schema.json", written)))
+    assert response.status_code == 201, response.json()
+    model = MLModel.objects.get(hash=response.json()["hash"])
+    assert json.dumps(model.schema) == written
+    MLModel.objects.filter(pk=model.pk).update(smoke_result={"pred": 1, "proba": 0.5})
+    assert list(MLModel.objects.get(pk=model.pk).smoke_result) == ["pred", "proba"]
+    assert lookup_model(model.hash).schema_is_object is True  # the fast path's raw query reads it too
 
 
 def test_env_is_encrypted_and_only_names_shown(cast):

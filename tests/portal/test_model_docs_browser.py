@@ -99,7 +99,7 @@ def _login(page, portal):
     page.goto(f"{portal.url}/login/")
     page.fill("#id_username", portal.admin[0])
     page.fill("#id_password", portal.admin[1])
-    page.click("button[type=submit]")
+    page.click("main button[type=submit]")  # not the language switch in the top bar
     page.wait_for_url(f"{portal.url}/")
 
 

@@ -83,7 +83,7 @@ def test_train_watch_promote_and_call(page, live, tmp_path):
     page.goto(f"{url}/login/")
     page.fill("#id_username", username)
     page.fill("#id_password", password)
-    page.click("button[type=submit]")
+    page.click("main button[type=submit]")  # not the language switch in the top bar
     page.wait_for_url(f"{url}/")
 
     page.goto(f"{url}/training/")

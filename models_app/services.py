@@ -343,7 +343,9 @@ def warm_quietly(version: MLModel) -> bool:
     if not version.is_sync or version.status != MLModel.Status.DEPLOYED:
         return False
     try:
-        answer = aio.host_call({"op": "ensure", "model": version.hash}, timeout=settings.COLD_START_TIMEOUT + 5)
+        answer = aio.host_call(
+            {"op": "ensure", "model": version.hash}, timeout=settings.COLD_START_TIMEOUT + 5
+        )
     except aio.ServingError as exc:
         logger.info("version %s not warmed: %s", version.hash, exc.message)
         return False

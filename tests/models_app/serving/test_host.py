@@ -12,7 +12,6 @@ import json
 import re
 import sys
 import textwrap
-import threading
 
 import pytest
 
@@ -21,7 +20,6 @@ from models_app.calls import CalledModel
 from models_app.models import MLModel, ModelBuild
 from models_app.serving import aio, paths
 from models_app.serving.aio import blocking_pool
-from models_app.serving.host import ControlServer, ModelHost
 from tests.helpers.clients import api_client
 from tests.helpers.uploads import file, sync_payload
 
@@ -45,16 +43,9 @@ SOURCE = textwrap.dedent(
 
 
 @pytest.fixture
-def host():
-    """A real model host with its control socket, as `make run` starts it."""
-    model_host = ModelHost()
-    control = ControlServer(paths.host_socket(), model_host)
-    thread = threading.Thread(target=control.serve_forever, daemon=True)
-    thread.start()
-    yield model_host
-    control.shutdown()
-    control.server_close()
-    model_host.shutdown()
+def host(model_host):
+    """A real model host with its control socket, as `make run` starts it (tests/models_app/conftest.py)."""
+    return model_host
 
 
 def _upload(cast, schema=None, source=SOURCE, **overrides) -> MLModel:

@@ -56,11 +56,21 @@ gettext-deps:
 		echo "Installing gettext from Debian's packages for the translation catalogs..."; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gettext >/dev/null; }
 
+# The backends the suite runs on, one pass each (docs/configuration.md, "Tests"): sqlite
+# (the embedded default), postgres (PostgreSQL 15 + Redis from Debian's packages, started
+# for the pass by tests/backends.py and stopped after) or both, one after the other (CI).
+NEOMARIL_TEST_BACKENDS ?= sqlite
+# The postgres pass adds these to pytest's arguments: the end-to-end tests one after
+# another on one worker, the fast ones on the other (tests/serial_e2e.py): both passes fit
+# CI's time.
+NEOMARIL_TEST_POSTGRES_ARGS ?= -n 2 --e2e-serial
+ON_BACKENDS = $(PY) -m tests.backends $(NEOMARIL_TEST_BACKENDS) --postgres-args='$(NEOMARIL_TEST_POSTGRES_ARGS)' --
+
 test: install browser-deps sandbox-deps gettext-deps
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(ON_BACKENDS) $(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: install sandbox-deps gettext-deps
-	$(PY) -m pytest -m "not slow and not browser" $(PYTEST_ARGS)
+	$(ON_BACKENDS) $(PY) -m pytest -m "not slow and not browser" $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

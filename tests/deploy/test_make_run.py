@@ -1,5 +1,6 @@
 """`make run` starts web, worker and model host under supervisord, creates the admin, and `/healthz` answers."""
 
+import os
 import time
 
 import pytest
@@ -16,6 +17,11 @@ def test_make_run_starts_everything_and_ctrl_c_stops_it(tmp_path):
         health = portal.wait_healthy()
         assert health["status"] == "ok"
         assert health["checks"]["database"]["ok"] and health["checks"]["broker"]["ok"]
+        # make run hands this pass's backend on (tests/backends.py): PostgreSQL + Redis, or the default.
+        on_postgres = os.environ.get("DATABASE_URL", "").startswith("postgres")
+        assert health["checks"]["database"]["vendor"] == ("postgresql" if on_postgres else "sqlite")
+        broker = "Redis " if os.environ.get("REDIS_URL") else "ORM default"
+        assert health["checks"]["broker"]["kind"].startswith(broker), health
         login = requests.post(
             f"{portal.url}/api/v1/auth/login",
             json={"username": "admin", "password": "admin-password-123"},

@@ -18,6 +18,7 @@ from django.test import Client
 from django.utils import timezone
 
 from groups.authentication import client_ip, lockout_message
+from tests.backends import database_url
 from tests.helpers.cast import PASSWORD
 
 LIMIT = 3
@@ -129,7 +130,7 @@ def test_the_count_is_shared_by_processes(transactional_db, tmp_path):
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "portal.settings",
-        "DATABASE_URL": f"sqlite:///{connection.settings_dict['NAME']}",
+        "DATABASE_URL": database_url(connection.settings_dict),
         "ALLOWED_HOSTS": "testserver",
         "NEOMARIL_LOGIN_FAILURE_LIMIT": str(LIMIT),
         "NEOMARIL_DATA_DIR": str(django_settings.DATA_DIR),

@@ -14,6 +14,8 @@ from pathlib import Path
 import psutil
 import requests
 
+from tests.backends import portal_env
+
 ROOT = Path(__file__).resolve().parents[2]
 PROGRAMS = ("web", "worker", "modelhost")  # the programs of deploy/supervisord.conf
 
@@ -36,17 +38,19 @@ class RunningPortal:
         self.log_path = data_dir / "make-run.log"
         self.admin = admin
         self.survivors: list[psutil.Process] = []  # what was still running after stop()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("NEOMARIL_", "DJANGO_", "PYTEST"))}
-        env.update(
-            {
-                "PORT": str(self.port),
-                "NEOMARIL_DATA_DIR": str(data_dir),
-                "NEOMARIL_ADMIN_USER": admin[0],
-                "NEOMARIL_ADMIN_PASSWORD": admin[1],
-                **(extra_env or {}),
-            }
-        )
         data_dir.mkdir(parents=True, exist_ok=True)
+        # What `manage.py` needs to reach this portal's data (its database and broker too).
+        self.env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("NEOMARIL_", "DJANGO_", "PYTEST"))
+        }
+        self.env.update({"NEOMARIL_DATA_DIR": str(data_dir), **portal_env(data_dir)})
+        env = {
+            **self.env,
+            "PORT": str(self.port),
+            "NEOMARIL_ADMIN_USER": admin[0],
+            "NEOMARIL_ADMIN_PASSWORD": admin[1],
+            **(extra_env or {}),
+        }
         # Append mode: supervisord opens the same file again (its programs' output goes
         # to /dev/stdout), and writes through both must not overwrite each other.
         self._log = open(self.log_path, "ab")  # noqa: SIM115  (closed in stop())

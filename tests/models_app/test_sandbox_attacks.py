@@ -389,17 +389,22 @@ class Targets:
 
     def __init__(self, attacker: MLModel, victim: MLModel, other_execution: Path | None = None):
         self.attacker = attacker
-        self.db = Path(settings.DATABASES["default"]["NAME"])
+        # SQLite's database is a file of the data folder; PostgreSQL's is a server whose
+        # password the job never sees (assert_contained: not in its environment).
+        database = settings.DATABASES["default"]
+        self.db = Path(database["NAME"]) if database["ENGINE"].endswith("sqlite3") else None
+        self.db_password = database.get("PASSWORD") or None
         self.source = Path(settings.BASE_DIR) / "portal" / "settings.py"
         data = Path(settings.DATA_DIR)
         self.read = {
-            "database": self.db,
             "secret_key": data / "secret_key",
             "encryption_key": data / "encryption.key",
             "other_model_source": victim.folder / "app.py",
             "other_model_pickle": victim.folder / "model.pkl",
             "source_tree": self.source,
         }
+        if self.db is not None:
+            self.read["database"] = self.db
         if other_execution is not None:
             self.read["other_execution_input"] = other_execution
         self.runner_socket = paths.runner_socket(victim.hash, 1, 0)
@@ -410,11 +415,12 @@ class Targets:
         self.write = {
             "source_tree": self.source,
             "source_tree_new_file": self.source.with_name("neomaril_attack_probe.py"),
-            "database": self.db,
             "data_dir_new_file": data / "evil",
             "own_environment": settings.ENVS_DIR / HOST_ENV / "evil",
             "other_model_folder": victim.folder / "evil.py",
         }
+        if self.db is not None:
+            self.write["database"] = self.db
         self.list = {
             "models": settings.MODELS_DIR,
             "run": settings.RUN_DIR,
@@ -452,7 +458,7 @@ def assert_contained(
     for name in ("source_tree", "source_tree_new_file", "other_model_folder"):
         assert write[name] == {"ok": False, "error": f"{NOT_FOUND}: '{targets.write[name]}'"}, name
     # The data folder exists only as the path to its own folders, root's and closed.
-    for name in ("database", "data_dir_new_file"):
+    for name in {"database", "data_dir_new_file"} & targets.write.keys():
         assert write[name] == {"ok": False, "error": f"{PERMISSION}: '{targets.write[name]}'"}, name
     # Its own folder and environment: read-only mounts; their files are root's besides.
     for name in ("own_environment", "site_packages", "own_model_new_file"):
@@ -524,8 +530,11 @@ def assert_contained(
     # Secrets: its own .env, none of the platform's variables.
     assert report["own_env"]["API_KEY"] == ENV_SECRET
     assert CANARY not in json.dumps(report)
+    if targets.db_password is not None:
+        assert targets.db_password not in json.dumps(report)
     leaked = {"SECRET_KEY", "NEOMARIL_ADMIN_PASSWORD", "NEOMARIL_DATA_DIR", "DJANGO_SETTINGS_MODULE"}
     assert leaked.isdisjoint(report["own_env"]["keys"])
+    assert {"DATABASE_URL", "REDIS_URL"}.isdisjoint(report["own_env"]["keys"])
 
     # The host side: nothing read was changed, nothing was created.
     for path, digest in targets.before.items():

@@ -10,7 +10,6 @@ group cannot see the model. Screenshots of the main pages go to test-artifacts/s
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import textwrap
 
@@ -53,13 +52,11 @@ QUICK_SOURCE = "def score(data, base_path):\n    return {'ok': True}\n"
 
 
 def manage(portal: RunningPortal, code: str) -> str:
-    """Run Python in `manage.py shell` against the portal's data folder."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEOMARIL_", "DJANGO_", "PYTEST"))}
-    env["NEOMARIL_DATA_DIR"] = str(portal.data_dir)
+    """Run Python in `manage.py shell` against the portal's data (folder and database)."""
     done = subprocess.run(
         [str(ROOT / ".venv" / "bin" / "python"), "manage.py", "shell", "-c", code],
         cwd=ROOT,
-        env=env,
+        env=portal.env,
         capture_output=True,
         text=True,
         timeout=120,

@@ -32,7 +32,12 @@ def test_file_limit_must_fit_in_upload_limit():
 
 
 def _manage(args, env_overrides, tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEOMARIL_", "DJANGO_"))}
+    """manage.py with the settings of this environment alone (not the suite's PostgreSQL pass's)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("NEOMARIL_", "DJANGO_")) and k not in ("DATABASE_URL", "REDIS_URL")
+    }
     env.update({"NEOMARIL_DATA_DIR": str(tmp_path), **env_overrides})
     return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import json
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.core.wsgi import get_wsgi_application
+from django.db import DatabaseError, connection, connections
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from groups.models import GroupToken
 from models_app.models import MLModel
+from models_app.serving import front as front_module
 from models_app.serving.answers import NESTED_TOO_DEEPLY
 from models_app.serving.front import CallLookup, ServingFront
 from portal.wsgi_bridge import WSGIBridge
@@ -57,6 +60,23 @@ def model(cast):
     response = api_client(cast.owner).post("/api/v1/models", sync_payload(), format="multipart")
     MLModel.objects.filter(hash=response.json()["hash"]).update(status=MLModel.Status.DEPLOYED)
     return MLModel.objects.get(hash=response.json()["hash"])
+
+
+@pytest.fixture(autouse=True)
+def _lookup_threads_disconnect(monkeypatch):
+    """On PostgreSQL each CallLookup's thread keeps a connection of its own: close them after
+    the test (a web worker's exit does), or the test database could not be dropped."""
+    executors = []
+
+    def recorded(*args, **kwargs):
+        executors.append(ThreadPoolExecutor(*args, **kwargs))
+        return executors[-1]
+
+    monkeypatch.setattr(front_module, "ThreadPoolExecutor", recorded)
+    yield
+    for executor in executors:
+        executor.submit(connections.close_all).result()
+        executor.shutdown()
 
 
 @pytest.fixture
@@ -230,6 +250,29 @@ def test_lookup_through_a_thread_for_databases_other_than_sqlite(model, cast):
     assert threaded == inline
     assert threaded_lookup._executor is not None and not threaded_lookup._cache
     assert run_async(threaded_lookup("Mnope", cast.group_token)) is None
+
+
+def test_postgresql_lookup_thread_has_its_own_connection_and_reconnects(model, cast):
+    """The real thread on the suite's PostgreSQL pass: when the server drops its connection,
+    that call fails (the front leaves it to Django) and the next one connects again."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only: NEOMARIL_TEST_BACKENDS=postgres runs it (SQLite answers inline)")
+    lookup = CallLookup()
+    assert run_async(lookup(model.hash, cast.group_token)).model.pk == model.pk
+
+    def backend_pid() -> int:
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            return cursor.fetchone()[0]
+
+    pid = lookup._executor.submit(backend_pid).result()
+    assert pid != backend_pid()  # the thread's own connection, not the caller's
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    with pytest.raises(DatabaseError):
+        run_async(lookup(model.hash, cast.group_token))
+    assert run_async(lookup(model.hash, cast.group_token)).model.pk == model.pk
+    assert lookup._executor.submit(backend_pid).result() not in (pid, backend_pid())
 
 
 def test_a_list_of_records_reaches_the_model_and_a_list_of_numbers_does_not(front, model, cast):

@@ -121,9 +121,11 @@ class ModelDetailSerializer(ModelSummarySerializer):
     def to_representation(self, model: MLModel) -> dict:
         data = super().to_representation(model)
         serving = model.serving
-        if serving.pk != model.pk:
-            live = super().to_representation(serving)
-            data.update({name: live[name] for name in self.SERVING_FIELDS})
+        if serving.pk != model.pk:  # only these fields again, for the live version's row
+            for name in self.SERVING_FIELDS:
+                field = self.fields[name]
+                attribute = field.get_attribute(serving)
+                data[name] = None if attribute is None else field.to_representation(attribute)
         return data
 
     def get_training_run(self, model: MLModel) -> dict | None:

@@ -197,7 +197,7 @@ def test_runners_die_with_a_killed_model_host(portal, model):
 def test_no_child_of_make_run_holds_the_admin_password(portal):
     password = portal.admin[1].encode()
     checked = 0
-    for proc in portal.tree()[1:]:  # supervisord and everything below it (make itself is the caller's)
+    for proc in portal.wait_tree(8):  # supervisord and everything below it (make itself is the caller's)
         try:
             environ = Path(f"/proc/{proc.pid}/environ").read_bytes()
         except (FileNotFoundError, ProcessLookupError):
@@ -214,7 +214,7 @@ def test_sigterm_to_supervisord_stops_every_process(tmp_path):
         running.wait_healthy()
         running.wait_programs()
         supervisord = running.supervisord()
-        tree = running.tree()[1:]
+        tree = running.wait_tree(8)
         assert len(tree) >= 8
         supervisord.send_signal(signal.SIGTERM)  # what a service manager sends to stop it
         running.process.wait(60)

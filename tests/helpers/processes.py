@@ -113,6 +113,17 @@ class RunningPortal:
         except psutil.NoSuchProcess:
             return []
 
+    def wait_tree(self, at_least: int, timeout: float = 60) -> list[psutil.Process]:
+        """Every process below make once there are `at_least` of them: the programs are up
+        before their own children (gunicorn's workers, the cluster's processes) are forked,
+        later still on a busy machine."""
+        deadline = time.monotonic() + timeout
+        while True:
+            below = self.tree()[1:]
+            if len(below) >= at_least or time.monotonic() > deadline:
+                return below
+            time.sleep(0.2)
+
     def stop(self, timeout: float = 60) -> int:
         """Ctrl-C, then wait (bounded) for make and every process below it to be gone."""
         tree = self.tree()

@@ -62,14 +62,16 @@ class Recorder:
             self._wake.set()
 
     def _ensure_thread(self) -> None:
-        # gunicorn forks workers after import: each process starts its own writer.
-        if self._thread is None or self._pid != os.getpid():
+        # gunicorn forks workers after import: each process starts its own writer. A writer
+        # that died (an error outside its guarded flush) is replaced, never left buffering.
+        if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
             with self._lock:
-                if self._thread is None or self._pid != os.getpid():
+                if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+                    if self._thread is None or self._pid != os.getpid():
+                        atexit.register(self.flush)
                     self._pid = os.getpid()
                     self._thread = threading.Thread(target=self._run, name="prediction-recorder", daemon=True)
                     self._thread.start()
-                    atexit.register(self.flush)
 
     def _run(self) -> None:
         while True:
@@ -77,11 +79,10 @@ class Recorder:
             self._wake.clear()
             try:
                 self.flush()
+                close_old_connections()
             except Exception:  # keep recording after a database hiccup; the calls stay buffered
                 logger.exception("writing prediction records failed")
                 time.sleep(1)
-            finally:
-                close_old_connections()
 
     @staticmethod
     def _insert(batch: list[Call]) -> None:

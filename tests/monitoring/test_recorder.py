@@ -1,5 +1,6 @@
 """Recording of Sync calls: batched, bounded, and drops are counted, never silent."""
 
+import threading
 from datetime import timedelta
 
 import pytest
@@ -52,6 +53,18 @@ def test_record_never_blocks_when_full(model, monkeypatch):
     for n in range(1000):
         recorder.record(_call(model, n))
     assert time.perf_counter() - started < 0.5
+
+
+def test_a_writer_that_died_is_replaced_on_the_next_call(model, monkeypatch):
+    runs = []
+    monkeypatch.setattr(Recorder, "_run", lambda self: runs.append(threading.current_thread()))
+    recorder = Recorder(capacity=10)
+    recorder.record(_call(model, 1))
+    recorder._thread.join(5)  # the writer ended, as one killed by an unexpected error would
+    recorder.record(_call(model, 2))
+    recorder._thread.join(5)
+    assert len(runs) == 2 and runs[0] is not runs[1]
+    assert recorder.flush() == 2  # nothing left for the exit-time flush, after the test database
 
 
 def test_retention_purges_old_records(model, settings):

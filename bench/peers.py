@@ -464,7 +464,8 @@ def start_all(work: Path, cores: int, running: contextlib.ExitStack) -> dict[str
     client = PortalClient(portal)
     token = client.create_group("bench")
     model_hash = deploy(client, work, OURS_SOURCE, "breast cancer", replicas=None)
-    replicas = client.get(f"/api/v1/models/{model_hash}").json().get("replicas")
+    described = client.get(f"/api/v1/models/{model_hash}").json()
+    replicas = f"{described['min_replicas']} to {described['max_replicas'] or f'{cores} (the cores)'}"
 
     row = json.loads((work / "schema.json").read_text())
     servers = {
@@ -475,7 +476,7 @@ def start_all(work: Path, cores: int, running: contextlib.ExitStack) -> dict[str
         "BentoML": Server("BentoML", bento_url, None, json.dumps({"row": row}), bento.cpu),
     }
     print(
-        f"Servers: ours ({replicas} runner replica(s), the default; gunicorn "
+        f"Servers: ours ({replicas} runner replicas as the load asks, the default; gunicorn "
         f"{os.environ.get('WEB_CONCURRENCY', '2')} web workers), MLflow -w {MLFLOW_WORKERS}, "
         f"BentoML workers={cores}. What each receives and answers:"
     )

@@ -227,7 +227,8 @@ def cpu_split(portal: RunningPortal) -> dict[str, float]:
 
 
 def deploy(client: PortalClient, folder: Path, source: str, name: str, replicas: int | None) -> str:
-    """Upload the model of `folder` with `source`; `replicas=None` keeps the default."""
+    """Upload the model of `folder` with `source`; `replicas` fixes its runner count
+    (min = max); None keeps the default (replicas following the load)."""
     files = {
         "source": ("app.py", source.encode()),
         "model": ("model.pkl", (folder / "model.pkl").read_bytes()),
@@ -236,7 +237,7 @@ def deploy(client: PortalClient, folder: Path, source: str, name: str, replicas:
     }
     model_hash = client.deploy(group="bench", files=files, name=name, python_version=PYTHON)
     if replicas is not None:
-        client.patch(f"/api/v1/models/{model_hash}", json={"replicas": replicas})
+        client.patch(f"/api/v1/models/{model_hash}", json={"min_replicas": replicas, "max_replicas": replicas})
     return model_hash
 
 

@@ -135,7 +135,7 @@ class ModelDetailView(APIView):
 
     @extend_schema(request=ModelSettingsSerializer, responses=ModelDetailSerializer, tags=["models"])
     def patch(self, request: Request, model_hash: str) -> Response:
-        """Change serving settings (replicas, request timeout); they apply within seconds."""
+        """Change serving settings (min and max replicas, request timeout); they apply within seconds."""
         model = get_model_for_user(request.user, model_hash)
         if model.status == MLModel.Status.DELETED:
             raise Conflict("This model is deleted.")

@@ -81,7 +81,8 @@ class CalledModel(ServingFacts):
     status: str
     operation: str
     deployed_build: int
-    replicas: int
+    min_replicas: int
+    max_replicas: int | None
     request_timeout: int | None
     schema_is_object: bool
     group_id: int
@@ -113,8 +114,8 @@ def _aware(value) -> datetime:
 # `m` is the model named in the URL, `v` the version that answers: the live one, or the
 # one a per-version URL names (CALL_VERSION_SQL).
 _CALL_COLUMNS = (
-    "SELECT v.id, v.hash, v.status, v.operation, v.deployed_build, v.replicas, v.request_timeout, "
-    "v.schema, m.group_id, v.version, m.id, t.group_id, t.expires_at, t.revoked_at "
+    "SELECT v.id, v.hash, v.status, v.operation, v.deployed_build, v.min_replicas, v.max_replicas, "
+    "v.request_timeout, v.schema, m.group_id, v.version, m.id, t.group_id, t.expires_at, t.revoked_at "
 )
 CALL_SQL = (
     _CALL_COLUMNS  # noqa: S608
@@ -165,7 +166,8 @@ def call_target(model_hash: str, row: tuple | None) -> CallTarget | None:
         status,
         operation,
         build,
-        replicas,
+        min_replicas,
+        max_replicas,
         timeout,
         schema,
         group_id,
@@ -185,7 +187,8 @@ def call_target(model_hash: str, row: tuple | None) -> CallTarget | None:
         status,
         operation,
         build,
-        replicas,
+        min_replicas,
+        max_replicas,
         timeout,
         schema_is_object,
         group_id,

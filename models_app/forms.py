@@ -18,7 +18,7 @@ from django.utils.translation import gettext_lazy as _
 
 from groups.access import groups_for
 from models_app import interpreters
-from models_app.models import MLModel
+from models_app.models import MAX_REPLICAS, MLModel
 from models_app.services import INLINE_SCHEMA_NAME, ModelUpload, NamedFile
 from models_app.validation import (
     UploadError,
@@ -545,11 +545,18 @@ class ModelVersionForm(ModelUploadForm):
 class ModelSettingsForm(forms.Form):
     """What can change on a Sync model without a rebuild (as PATCH /api/v1/models/<hash>)."""
 
-    replicas = forms.IntegerField(
+    min_replicas = forms.IntegerField(
         min_value=1,
-        max_value=16,
-        label=_("Replicas"),
-        help_text=_("Warm processes on each node; more use more cores."),
+        max_value=MAX_REPLICAS,
+        label=_("Minimum replicas"),
+        help_text=_("Warm processes kept on each node while the model is in use."),
+    )
+    max_replicas = forms.IntegerField(
+        min_value=1,
+        max_value=MAX_REPLICAS,
+        required=False,
+        label=_("Maximum replicas"),
+        help_text=_("Processes each node may add while calls queue. Empty: the node's cores."),
     )
     request_timeout = forms.IntegerField(
         min_value=1,
@@ -558,6 +565,15 @@ class ModelSettingsForm(forms.Form):
         label=_("Timeout (s)"),
         help_text=_("Seconds per request. Empty: the default."),
     )
+
+    def clean(self) -> dict:
+        data = super().clean()
+        low, high = data.get("min_replicas"), data.get("max_replicas")
+        if low is not None and high is not None and high < low:
+            self.add_error(
+                "max_replicas", _("The maximum must be at least the minimum (%(low)s).") % {"low": low}
+            )
+        return data
 
 
 class ModelFilterForm(forms.Form):

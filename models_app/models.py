@@ -15,6 +15,9 @@ from groups.jobs import Job
 from groups.models import Group
 from models_app.environments import env_python, environment_path
 
+# Runner processes of one model on one node, at most (a runner is one core's worth).
+MAX_REPLICAS = 16
+
 
 def new_model_hash() -> str:
     return "M" + uuid.uuid4().hex
@@ -33,6 +36,12 @@ class ServingFacts:
     @property
     def effective_request_timeout(self) -> int:
         return self.request_timeout or settings.PREDICT_TIMEOUT
+
+    @property
+    def effective_max_replicas(self) -> int:
+        """Runners this node may give the model under load: its max_replicas, else the
+        node's cores; never fewer than it keeps up anyway."""
+        return max(self.min_replicas, self.max_replicas or min(settings.HOST_CORES, MAX_REPLICAS))
 
 
 class MLModelQuerySet(models.QuerySet):
@@ -109,12 +118,19 @@ class MLModel(ServingFacts, models.Model):
     )
     # --- end executions app
 
-    # Sync serving: warm runner processes per node, and the build they run (runners of an
-    # older build are recycled after a restart).
-    replicas = models.PositiveSmallIntegerField(
+    # Sync serving: warm runner processes per node, between these two as the load asks
+    # (the model host's scaler), and the build they run (runners of an older build are
+    # recycled after a restart).
+    min_replicas = models.PositiveSmallIntegerField(
         default=1,
-        validators=[MinValueValidator(1), MaxValueValidator(16)],
-        help_text="Warm runner processes per node (Sync); more use more cores.",
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_REPLICAS)],
+        help_text="Warm runner processes per node (Sync) kept up while the model is in use.",
+    )
+    max_replicas = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_REPLICAS)],
+        help_text="Runner processes per node the model may grow to under load (empty: the node's cores).",
     )
     request_timeout = models.PositiveIntegerField(
         null=True,

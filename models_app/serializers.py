@@ -109,7 +109,8 @@ class ModelDetailSerializer(ModelSummarySerializer):
             "created_by",
             "deployed_at",
             "last_build",
-            "replicas",
+            "min_replicas",
+            "max_replicas",
             "request_timeout",
             "run_url",
             "docs_url",
@@ -175,12 +176,28 @@ class ModelDetailSerializer(ModelSummarySerializer):
 
 
 class ModelSettingsSerializer(serializers.ModelSerializer):
-    """What can change on a model without a rebuild."""
+    """What can change on a model without a rebuild. `max_replicas` null: the node's cores."""
 
     class Meta:
         model = MLModel
-        fields = ["replicas", "request_timeout"]
+        fields = ["min_replicas", "max_replicas", "request_timeout"]
         extra_kwargs = {"request_timeout": {"min_value": 1, "max_value": 3600}}
+
+    def validate(self, attrs: dict) -> dict:
+        # A misspelt or retired setting would otherwise be dropped without a word.
+        unknown = sorted(set(self.initial_data) - set(self.fields))
+        if unknown:
+            hint = " (`replicas` is now `min_replicas` and `max_replicas`)" if "replicas" in unknown else ""
+            raise serializers.ValidationError(
+                {name: f"Not a serving setting; one of {', '.join(self.fields)}{hint}." for name in unknown}
+            )
+        low = attrs.get("min_replicas", self.instance.min_replicas)
+        high = attrs.get("max_replicas", self.instance.max_replicas)
+        if high is not None and high < low:
+            raise serializers.ValidationError(
+                {"max_replicas": f"max_replicas ({high}) must be at least min_replicas ({low})."}
+            )
+        return attrs
 
 
 class ModelStatusSerializer(serializers.ModelSerializer):

@@ -276,7 +276,7 @@ def delete(model: MLModel, actor) -> MLModel:
 
 
 # Settings of the model as a whole: every version has the same, whichever answers.
-MODEL_WIDE_SETTINGS = ("replicas", "request_timeout", "execution_timeout")
+MODEL_WIDE_SETTINGS = ("min_replicas", "max_replicas", "request_timeout", "execution_timeout")
 
 
 def change_settings(model: MLModel, actor, **changes) -> MLModel:

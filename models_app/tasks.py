@@ -188,7 +188,7 @@ def _warm_runners(model: MLModel, build: ModelBuild, env_path: Path, log: jobs.J
     fails, and the runners start on the first call.
     """
     log(
-        f"Smoke test: starting {model.replicas} runner(s) in this node's model host and calling "
+        f"Smoke test: starting {model.min_replicas} runner(s) in this node's model host and calling "
         f"{model.model_reference}(<schema example>, base_path) in each."
     )
     request = {"op": "warm", "model": model.hash, "build": build.number, "env": env_path.name}

@@ -19,7 +19,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy, ngettext
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
 from executions.models import Execution
@@ -271,7 +271,11 @@ def _detail_context(request: HttpRequest, model: MLModel, settings_form=None) ->
     if model.is_sync:
         context["schema_example"] = json.dumps(serving.schema if serving.schema is not None else {}, indent=2)
         context["settings_form"] = settings_form or ModelSettingsForm(
-            initial={"replicas": model.replicas, "request_timeout": model.request_timeout}
+            initial={
+                "min_replicas": model.min_replicas,
+                "max_replicas": model.max_replicas,
+                "request_timeout": model.request_timeout,
+            }
         )
         context["predict_timeout_default"] = settings.PREDICT_TIMEOUT
         context["calls"] = call_stats(model.pk)
@@ -298,7 +302,7 @@ def model_detail(request: HttpRequest, model_hash: str) -> HttpResponse:
 @login_required
 @require_POST
 def model_settings(request: HttpRequest, model_hash: str) -> HttpResponse:
-    """Serving settings of a Sync model (replicas, request timeout): no rebuild needed."""
+    """Serving settings of a Sync model (min and max replicas, request timeout): no rebuild needed."""
     model = get_model_for_user(request.user, model_hash)
     if model.status == Status.DELETED or not model.is_sync:
         messages.error(
@@ -311,14 +315,14 @@ def model_settings(request: HttpRequest, model_hash: str) -> HttpResponse:
         return render(request, "models_app/model_detail.html", context, status=400)
     changed = services.change_settings(model, request.user, **form.cleaned_data)
     timeout = changed.request_timeout or _("default (%(seconds)s)") % {"seconds": settings.PREDICT_TIMEOUT}
-    text = ngettext(
-        "Serving settings saved: %(replicas)s replica, request timeout %(timeout)s s. "
-        "The model host applies them within seconds.",
-        "Serving settings saved: %(replicas)s replicas, request timeout %(timeout)s s. "
-        "The model host applies them within seconds.",
-        changed.replicas,
+    text = _(
+        "Serving settings saved: %(low)s to %(high)s replicas per node as the load asks, request "
+        "timeout %(timeout)s s. The model host applies them within seconds."
     )
-    messages.success(request, text % {"replicas": changed.replicas, "timeout": timeout})
+    high = changed.max_replicas or _("%(cores)s (the node's cores)") % {
+        "cores": changed.effective_max_replicas
+    }
+    messages.success(request, text % {"low": changed.min_replicas, "high": high, "timeout": timeout})
     return redirect(reverse("model-detail", args=[model.hash]) + "#serving")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -362,6 +363,11 @@ METRICS_ALLOWED_NETWORKS = envnetworks("NEOMARIL_METRICS_ALLOWED_NETWORKS", ["12
 # --- Sandbox of user code (models_app/runtime/sandbox.py, docs/security.md) ----------
 # Every process that runs uploaded code starts under bubblewrap. Turning it off is for a
 # single-user machine only: `check --deploy` fails and admins see a banner.
+# Replicas follow the load (docs/serving.md): a model's runners grow from its
+# min_replicas towards its max_replicas, whose default is this node's cores, while they
+# are busy, and shrink back after this many seconds of light load.
+HOST_CORES = len(os.sched_getaffinity(0))
+REPLICA_IDLE_SECONDS = envint("NEOMARIL_REPLICA_IDLE_SECONDS", 30, minimum=1)
 UNSAFE_NO_SANDBOX = envbool("NEOMARIL_UNSAFE_NO_SANDBOX", False)
 # When the platform runs as root, each sandbox runs as its own uid from this range
 # (no passwd entry needed), so process limits of one job never count another's.

@@ -42,6 +42,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 import traceback
 
 MAX_FRAME_BYTES = 256 * 1024 * 1024
@@ -524,20 +525,29 @@ class _Server:
         self.func = func
         self.idle_timeout = idle_timeout
         self.requests = 0
+        # Seconds spent answering predictions since the start: the model host samples it
+        # to see how busy this runner is, and adds replicas when it is busy most of the time.
+        self.busy = 0.0
 
     def handle(self, request):
         """Answer one decoded request frame with the bytes of one response frame."""
         op = request.get("op") if isinstance(request, dict) else None
         if op == "ping":
-            return encode_frame({"ok": True, "pong": True, "pid": os.getpid(), "requests": self.requests})
+            return encode_frame(
+                {"ok": True, "pong": True, "pid": os.getpid(), "requests": self.requests, "busy": self.busy}
+            )
         if op == "predict":
             data, base_path = request.get("data"), request.get("base_path")
             if not isinstance(data, str) or not isinstance(base_path, str):
                 return _protocol_error_frame("predict needs string 'data' and 'base_path'")
             self.requests += 1
-            return _response_bytes(
-                lambda: _guard("result", normalise_sync_result, _guard("call", self.func, data, base_path))
-            )
+            started = time.perf_counter()
+            try:
+                return _response_bytes(
+                    lambda: _guard("result", normalise_sync_result, _guard("call", self.func, data, base_path))
+                )
+            finally:
+                self.busy += time.perf_counter() - started
         return _protocol_error_frame(f"unknown op {op!r} (expected 'ping' or 'predict')")
 
     def serve_one_frame(self, conn):

@@ -152,24 +152,49 @@ def kill_stuck_runner(path: str, timeout: float) -> bool:
 
 
 class ReplicaBalancer:
-    """Picks the replica with the fewest requests in flight from this process.
+    """Picks, among the model's replicas that are up, the one with the fewest requests in
+    flight from this process.
 
     A runner answers one request at a time, so sending to a busy one queues behind it
-    while another may be idle. Used on one event loop's thread only: no lock.
+    while another may be idle. The model host adds and drains replicas as the load
+    changes (host.py); which are up is read from their sockets, at most every REFRESH
+    seconds per model (a draining replica's socket goes DRAIN_SECONDS before its process).
+    Used on one event loop's thread only: no lock.
     """
+
+    REFRESH = 0.5
 
     def __init__(self) -> None:
         self.in_flight: dict[str, int] = {}
         self._turn = itertools.count()
+        self._up: dict[tuple[str, int], tuple[float, tuple[str, ...]]] = {}
+
+    def replicas_up(self, model: CalledModel) -> tuple[str, ...]:
+        """The sockets of the model's replicas that are up; the first replica's when none is
+        (its call then starts the model through the host)."""
+        key = (model.hash, model.deployed_build)
+        now = time.monotonic()
+        seen = self._up.get(key)
+        if seen is None or now - seen[0] > self.REFRESH:
+            names = [
+                paths.runner_socket_name(model.hash, model.deployed_build, replica)
+                for replica in range(model.effective_max_replicas)
+            ]
+            seen = self._up[key] = (now, tuple(n for n in names if os.path.exists(n)) or (names[0],))
+        return seen[1]
+
+    def forget(self, model: CalledModel) -> None:
+        """Read the sockets again on the next call (one was found gone)."""
+        self._up.pop((model.hash, model.deployed_build), None)
 
     def choose(self, model: CalledModel) -> str:
+        up = self.replicas_up(model)
         # Start the scan at a rotating replica so ties (all idle) spread the load too.
         start = next(self._turn)
-        replicas = model.replicas
         path = None
         busy = 0
-        for i in range(replicas):
-            candidate = paths.runner_socket_name(model.hash, model.deployed_build, (start + i) % replicas)
+        for i in range(len(up)):
+            candidate = up[(start + i) % len(up)]
             load = self.in_flight.get(candidate, 0)
             if path is None or load < busy:
                 path, busy = candidate, load
@@ -282,14 +307,14 @@ class AsyncRunnerPool:
 
     async def predict(self, model: CalledModel, body: str) -> bytes:
         """The payload of the runner's answer frame for one call (ServingError when there is none)."""
-        path = self._balancer.choose(model)
+        chosen = self._balancer.choose(model)
         series = metrics.model_series(model)
         series.call_started()
         try:
-            return await self._predict(model, body, path)
+            return await self._predict(model, body, chosen)
         finally:
             series.call_ended()
-            self._balancer.done(path)
+            self._balancer.done(chosen)
 
     async def _predict(self, model: CalledModel, body: str, path: str) -> bytes:
         timeout = model.effective_request_timeout
@@ -299,7 +324,10 @@ class AsyncRunnerPool:
         while True:
             idle = self._idle.get(path)
             pooled = bool(idle)
-            connection = idle.pop() if pooled else await self._connect_or_start(model, path)
+            if pooled:
+                connection = idle.pop()
+            else:
+                connection, path = await self._connect_or_start(model, path)
             kills = self._timeout_kills.get(path, 0)
             try:
                 return await self._exchange(connection, frame, timeout, path)
@@ -316,13 +344,22 @@ class AsyncRunnerPool:
             if lost >= self.ATTEMPTS:
                 raise queued_behind_timeout() if behind_timeout else runner_stopped()
 
-    async def _connect_or_start(self, model: CalledModel, path: str) -> RunnerConnection:
+    async def _connect_or_start(self, model: CalledModel, path: str) -> tuple[RunnerConnection, str]:
+        """A new connection to the replica on `path`, else to the first replica (started
+        through the host if need be), and the path it went to."""
         loop = asyncio.get_running_loop()
         with contextlib.suppress(FileNotFoundError, ConnectionRefusedError):
-            return (await loop.create_unix_connection(RunnerConnection, path))[1]
+            return (await loop.create_unix_connection(RunnerConnection, path))[1], path
+        # Gone: drained by the host (light load), evicted, or the model is cold. The first
+        # replica is up whenever the model is.
+        self._balancer.forget(model)
+        first = paths.runner_socket_name(model.hash, model.deployed_build, 0)
+        if path != first:
+            with contextlib.suppress(FileNotFoundError, ConnectionRefusedError):
+                return (await loop.create_unix_connection(RunnerConnection, first))[1], first
         await self._ensure_started(model)
         try:
-            return (await loop.create_unix_connection(RunnerConnection, path))[1]
+            return (await loop.create_unix_connection(RunnerConnection, first))[1], first
         except OSError as exc:
             raise start_refused(exc) from None
 

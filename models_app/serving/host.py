@@ -7,6 +7,14 @@ running (`status`). A build asks it to `warm` the build about to go live: its ru
 start and answer the schema example before the model is announced Deployed. A supervisor thread restarts crashed runners, retires runners of
 models that are no longer deployed (or were rebuilt), and evicts the least recently
 used runners when the count or memory budget is exceeded.
+
+A scaler thread makes the replicas follow the load: every second it asks each runner
+how long it spent answering since the last time (the `busy` of its ping). A model whose
+runners are busy most of the time gets one more, up to its max_replicas (default: this
+node's cores) and within the budgets; one that could do with a runner fewer for
+REPLICA_IDLE_SECONDS loses its highest replica, down to min_replicas. A replica leaves
+by draining: its socket goes first, so web processes stop choosing it (they look for
+the sockets that exist: aio.ReplicaBalancer), and the process is stopped a moment later.
 """
 
 from __future__ import annotations
@@ -45,6 +53,15 @@ STATS_INTERVAL = 2.0
 CRASH_LIMIT, CRASH_WINDOW = 5, 60.0
 # What a warm-up hands back of the runners' output (the build log shows it).
 WARM_OUTPUT_BYTES = 64 * 1024
+# Replicas follow the load: sampled this often; one more replica when the model's
+# runners were busy this share of the last interval on average; one fewer when the rest
+# would have been busy less than SCALE_DOWN_BELOW (for REPLICA_IDLE_SECONDS).
+SCALE_INTERVAL = 1.0
+SCALE_UP_AT = 0.75
+SCALE_DOWN_BELOW = 0.5
+# A draining replica keeps answering for this long after its socket is gone: web
+# processes re-read which sockets exist every ReplicaBalancer.REFRESH seconds.
+DRAIN_SECONDS = 2.0
 
 
 class HostError(Exception):
@@ -65,6 +82,11 @@ class Runner:
     requests: int = 0
     rss: int = 0
     expected_exit: bool = False
+    # Load, from the runner's `busy` seconds (sampled by the scaler).
+    busy: float = 0.0
+    sampled_at: float = field(default_factory=time.monotonic)
+    utilization: float = 0.0
+    draining_until: float | None = None  # leaving: its socket is gone, the process soon
 
     @property
     def process(self) -> subprocess.Popen:
@@ -85,6 +107,8 @@ class Runner:
             "alive": self.alive,
             "memory_bytes": self.rss,
             "requests": self.requests,
+            "utilization": round(self.utilization, 3),
+            "draining": self.draining_until is not None,
             "started_at": self.started_at,
             "last_used": self.last_used,
             "socket": str(self.socket_path),
@@ -119,6 +143,8 @@ class ModelHost:
         # Model hash -> the build whose runners were warmed while the model is still
         # Building: the supervisor keeps them until the build settles.
         self._warming: dict[str, int] = {}
+        # Model hash -> since when its runners could do with one fewer (the scaler's).
+        self._quiet_since: dict[str, float] = {}
         self._stopping = threading.Event()
         self.run_dir = settings.RUN_DIR
         self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -137,7 +163,7 @@ class ModelHost:
     # ---------------------------------------------------------------- operations
 
     def ensure(self, model_hash: str) -> dict:
-        """Make sure every replica of the model's current build is up and answering."""
+        """Make sure the model's current build has its min_replicas up and answering."""
         close_old_connections()
         model = MLModel.objects.filter(hash=model_hash).first()
         if model is None or not model.is_sync:
@@ -149,18 +175,18 @@ class ModelHost:
             self._crashes.pop(model_hash, None)
             started = [
                 self._start(model, replica)
-                for replica in range(model.replicas)
+                for replica in range(model.min_replicas)
                 if not self._is_up(model, replica)
             ]
             for runner in started:
                 self._wait_ready(runner)
-            self._retire(model_hash, keep_build=model.deployed_build, keep_replicas=model.replicas)
+            self._retire(
+                model_hash, keep_build=model.deployed_build, keep_replicas=model.effective_max_replicas
+            )
         self._enforce_budget(protect=model_hash)
-        return {
-            "sockets": [
-                str(paths.runner_socket(model.hash, model.deployed_build, r)) for r in range(model.replicas)
-            ]
-        }
+        with self._lock:
+            up = sorted(r.replica for r in self.runners.values() if r.model_hash == model_hash)
+        return {"sockets": [str(paths.runner_socket(model.hash, model.deployed_build, r)) for r in up]}
 
     def warm(self, model_hash: str, build: int, env_fingerprint: str) -> dict:
         """Start the runners of a build about to go live and call each with the schema example.
@@ -188,7 +214,7 @@ class ModelHost:
             started: list[Runner] = []
             clock = time.monotonic()
             try:
-                started = [self._start(model, replica) for replica in range(model.replicas)]
+                started = [self._start(model, replica) for replica in range(model.min_replicas)]
                 launched = time.monotonic()
                 for runner in started:
                     self._wait_ready(runner)
@@ -397,6 +423,7 @@ class ModelHost:
         while not self._stopping.wait(SUPERVISE_INTERVAL):
             try:
                 self._restart_crashed()
+                self._stop_drained()
                 if time.monotonic() - last_stats > STATS_INTERVAL:
                     self._retire_undeployed()
                     self._refresh_stats()
@@ -409,7 +436,11 @@ class ModelHost:
 
     def _restart_crashed(self) -> None:
         with self._lock:
-            crashed = [r for r in self.runners.values() if not r.alive and not r.expected_exit]
+            crashed = [
+                r
+                for r in self.runners.values()
+                if not r.alive and not r.expected_exit and r.draining_until is None
+            ]
         for runner in crashed:
             history = self._crashes.setdefault(runner.model_hash, deque(maxlen=CRASH_LIMIT))
             history.append(time.monotonic())
@@ -444,7 +475,7 @@ class ModelHost:
         current = {
             m.hash: m
             for m in MLModel.objects.filter(hash__in=hashes).only(
-                "hash", "status", "deployed_build", "replicas", "operation"
+                "hash", "status", "deployed_build", "min_replicas", "max_replicas", "operation"
             )
         }
         for model_hash in hashes:
@@ -455,27 +486,142 @@ class ModelHost:
                     self._warming.pop(model_hash, None)
                 if model is not None and model.status == MLModel.Status.BUILDING and warming is not None:
                     # Warmed for the build about to settle: it goes live with them.
-                    self._retire(model_hash, keep_build=warming, keep_replicas=model.replicas)
+                    self._retire(model_hash, keep_build=warming, keep_replicas=model.min_replicas)
                 elif model is None or model.status != MLModel.Status.DEPLOYED:
                     self._retire(model_hash, keep_build=None, keep_replicas=0)
                 else:
-                    self._retire(model_hash, keep_build=model.deployed_build, keep_replicas=model.replicas)
+                    self._retire(
+                        model_hash,
+                        keep_build=model.deployed_build,
+                        keep_replicas=model.effective_max_replicas,
+                    )
 
     def _refresh_stats(self) -> None:
         with self._lock:
             runners = list(self.runners.values())
         for runner in runners:
-            if not runner.alive:
-                continue
-            runner.rss = _sandbox_rss(runner.process.pid)
+            if runner.alive:
+                runner.rss = _sandbox_rss(runner.process.pid)
+
+    # ------------------------------------------------------------------ scaling
+
+    def scale_forever(self) -> None:
+        while not self._stopping.wait(SCALE_INTERVAL):
             try:
-                served = self._ping(runner, timeout=0.2)["requests"]
-            except (OSError, ProtocolError, KeyError, TypeError):
-                runner.last_used = time.time()  # busy answering a request: in use now
+                self._sample_load()
+                self._scale()
+            except Exception:
+                logger.exception("scaling pass failed")
+            finally:
+                close_old_connections()
+
+    def _serving(self) -> list[Runner]:
+        """Runners taking calls: loaded, alive, not draining."""
+        with self._lock:
+            return [
+                r
+                for r in self.runners.values()
+                if r.alive and r.loading_path is None and r.draining_until is None
+            ]
+
+    def _sample_load(self) -> None:
+        """How busy each runner was since the last sample, from its own count of busy seconds."""
+        for runner in self._serving():
+            try:
+                answer = self._ping(runner, timeout=0.2)
+                busy, served = float(answer["busy"]), int(answer["requests"])
+            except (OSError, ProtocolError, KeyError, TypeError, ValueError):
+                # Still answering a request (its ping waits behind it): busy now.
+                runner.utilization = 1.0
+                runner.last_used = time.time()
                 continue
+            now = time.monotonic()
+            elapsed = now - runner.sampled_at
+            if elapsed > 0:
+                runner.utilization = min(1.0, max(0.0, (busy - runner.busy) / elapsed))
+            runner.busy, runner.sampled_at = busy, now
             if served != runner.requests:
                 runner.requests = served
                 runner.last_used = time.time()
+
+    def _scale(self) -> None:
+        """One replica more or fewer for each model whose load asks for it (see the module doc)."""
+        by_model: dict[str, list[Runner]] = {}
+        for runner in self._serving():
+            by_model.setdefault(runner.model_hash, []).append(runner)
+        if not by_model:
+            self._quiet_since.clear()
+            return
+        models = {
+            m.hash: m
+            for m in MLModel.objects.filter(hash__in=by_model, status=MLModel.Status.DEPLOYED).only(
+                "hash", "deployed_build", "min_replicas", "max_replicas"
+            )
+        }
+        for model_hash, runners in by_model.items():
+            model = models.get(model_hash)
+            if model is None:
+                continue  # not Deployed (yet, or any more): the supervisor's business
+            current = [r for r in runners if r.build == model.deployed_build]
+            count = len(current)
+            load = sum(r.utilization for r in current)
+            if count < model.min_replicas or (
+                count < model.effective_max_replicas and load >= SCALE_UP_AT * count
+            ):
+                self._quiet_since.pop(model_hash, None)
+                self._add_replica(model_hash, current)
+            elif count > model.min_replicas and load < SCALE_DOWN_BELOW * (count - 1):
+                since = self._quiet_since.setdefault(model_hash, time.monotonic())
+                if time.monotonic() - since >= settings.REPLICA_IDLE_SECONDS:
+                    self._quiet_since[model_hash] = time.monotonic()
+                    self._drain(max(current, key=lambda r: r.replica))
+            else:
+                self._quiet_since.pop(model_hash, None)
+
+    def _add_replica(self, model_hash: str, current: list[Runner]) -> None:
+        """Start the model's lowest free replica, if the node's budgets allow one more runner."""
+        with self._lock:
+            live = [r for r in self.runners.values() if r.alive]
+        if len(live) >= settings.HOST_MAX_RUNNERS:
+            return
+        if settings.HOST_MEMORY_BUDGET_MB and current:
+            expected = max(r.rss for r in current)  # the next one will weigh about as much
+            if sum(r.rss for r in live) + expected > settings.HOST_MEMORY_BUDGET_MB * 1024 * 1024:
+                return
+        model = MLModel.objects.filter(hash=model_hash, status=MLModel.Status.DEPLOYED).first()
+        if model is None:
+            return
+        taken = {r.replica for r in current}
+        replica = next(i for i in range(model.effective_max_replicas + 1) if i not in taken)
+        if replica >= model.effective_max_replicas:
+            return
+        try:
+            with self._model_lock(model_hash):
+                if not self._is_up(model, replica):
+                    self._wait_ready(self._start(model, replica))
+                    logger.info("%s: replica %s added for the load", model_hash, replica)
+        except HostError as exc:
+            logger.error("could not add a replica to %s: %s", model_hash, exc)
+
+    def _drain(self, runner: Runner) -> None:
+        """Take the replica out of the web processes' choice now, stop it once they have seen that."""
+        logger.info("%s: replica %s leaves (light load)", runner.model_hash, runner.replica)
+        runner.draining_until = time.monotonic() + DRAIN_SECONDS
+        with contextlib.suppress(FileNotFoundError):
+            runner.socket_path.unlink()
+
+    def _stop_drained(self) -> None:
+        with self._lock:
+            done = [
+                r
+                for r in self.runners.values()
+                if r.draining_until is not None and time.monotonic() >= r.draining_until
+            ]
+        for runner in done:
+            # Under the model's lock: a replica started again meanwhile has this one's socket path.
+            with self._model_lock(runner.model_hash):
+                if self.runners.get((runner.model_hash, runner.replica)) is runner:
+                    self._stop_runner(runner)
 
     def _budget(self) -> dict:
         return {"max_runners": settings.HOST_MAX_RUNNERS, "memory_budget_mb": settings.HOST_MEMORY_BUDGET_MB}

@@ -106,7 +106,10 @@ class ModelHealthView(APIView):
             body.update(
                 warm=bool(runners),
                 runners=[
-                    {k: r[k] for k in ("pid", "replica", "requests", "memory_bytes", "last_used")}
+                    {
+                        k: r[k]
+                        for k in ("pid", "replica", "requests", "utilization", "memory_bytes", "last_used")
+                    }
                     for r in runners
                 ],
                 host_running=paths.host_socket().exists(),

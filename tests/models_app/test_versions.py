@@ -188,12 +188,12 @@ def test_calls_record_the_version_that_answered(cast, deployed):
 def test_settings_are_the_models_whichever_version_answers(cast, deployed):
     client = api_client(cast.owner)
     v2 = MLModel.objects.get(hash=_add_version(client, deployed, _source("v2")).json()["hash"])
-    response = client.patch(f"/api/v1/models/{deployed.hash}", {"replicas": 2}, format="json")
+    response = client.patch(f"/api/v1/models/{deployed.hash}", {"min_replicas": 2}, format="json")
     assert response.status_code == 200
     v2.refresh_from_db()
-    assert v2.replicas == 2
+    assert v2.min_replicas == 2
     v3 = MLModel.objects.get(hash=_add_version(client, deployed, _source("v3")).json()["hash"])
-    assert v3.replicas == 2 and v3.version == 3
+    assert v3.min_replicas == 2 and v3.version == 3
 
 
 def test_the_models_list_shows_each_model_once_with_its_live_versions_status(cast, deployed):

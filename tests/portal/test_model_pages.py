@@ -258,7 +258,7 @@ def test_sync_model_page(cast, sync_model):
     assert config["runUrl"] == f"/api/v1/run/{sync_model.hash}"
     assert config["runnersUrl"] == f"/api/v1/models/{sync_model.hash}/runners"
     # serving: settings form and recorded calls
-    assert 'name="replicas"' in html and "0 calls" in html
+    assert 'name="min_replicas"' in html and 'name="max_replicas"' in html and "0 calls" in html
     # actions available from Deployed
     for action in ("restart", "disable", "delete"):
         assert f'action="/models/{sync_model.hash}/{action}/"' in html
@@ -332,30 +332,46 @@ def test_deleted_model_page(cast, sync_model):
 # --- serving settings -----------------------------------------------------------------
 
 
-def test_serving_settings(cast, sync_model):
+def test_serving_settings(cast, sync_model, settings):
+    settings.HOST_CORES = 4
     client = _login(cast.teammate)
-    response = client.post(f"/models/{sync_model.hash}/settings/", {"replicas": "3", "request_timeout": "12"})
-    assert response.status_code == 302 and response["Location"].endswith("#serving")
+    response = client.post(
+        f"/models/{sync_model.hash}/settings/",
+        {"min_replicas": "2", "max_replicas": "3", "request_timeout": "12"},
+        follow=True,
+    )
+    assert response.redirect_chain[-1][0].endswith("#serving")
+    assert "2 to 3 replicas per node as the load asks, request timeout 12 s" in response.content.decode()
     sync_model.refresh_from_db()
-    assert (sync_model.replicas, sync_model.request_timeout) == (3, 12)
+    assert (sync_model.min_replicas, sync_model.max_replicas, sync_model.request_timeout) == (2, 3, 12)
     assert ModelEvent.objects.filter(model=sync_model, action="settings_changed").exists()
-    client.post(f"/models/{sync_model.hash}/settings/", {"replicas": "1", "request_timeout": ""})
+    response = client.post(
+        f"/models/{sync_model.hash}/settings/",
+        {"min_replicas": "1", "max_replicas": "", "request_timeout": ""},
+        follow=True,
+    )
+    assert "1 to 4 (the node&#x27;s cores) replicas per node" in response.content.decode()
     sync_model.refresh_from_db()
-    assert (sync_model.replicas, sync_model.request_timeout) == (1, None)
+    assert (sync_model.min_replicas, sync_model.max_replicas, sync_model.request_timeout) == (1, None, None)
 
 
 def test_serving_settings_bad_input(cast, sync_model, async_model):
     client = _login(cast.owner)
-    response = client.post(f"/models/{sync_model.hash}/settings/", {"replicas": "0", "request_timeout": "x"})
+    response = client.post(
+        f"/models/{sync_model.hash}/settings/", {"min_replicas": "0", "request_timeout": "x"}
+    )
     assert response.status_code == 400
     html = response.content.decode()
     assert "greater than or equal to 1" in html and "Enter a whole number" in html
+    below = client.post(f"/models/{sync_model.hash}/settings/", {"min_replicas": "3", "max_replicas": "2"})
+    assert below.status_code == 400
+    assert "The maximum must be at least the minimum (3)." in below.content.decode()
     sync_model.refresh_from_db()
-    assert sync_model.replicas == 1
-    refused = client.post(f"/models/{async_model.hash}/settings/", {"replicas": "2"}, follow=True)
+    assert (sync_model.min_replicas, sync_model.max_replicas) == (1, None)
+    refused = client.post(f"/models/{async_model.hash}/settings/", {"min_replicas": "2"}, follow=True)
     assert "Only the serving settings of a Sync model" in refused.content.decode()
     assert (
-        _login(cast.outsider).post(f"/models/{sync_model.hash}/settings/", {"replicas": "2"}).status_code
+        _login(cast.outsider).post(f"/models/{sync_model.hash}/settings/", {"min_replicas": "2"}).status_code
         == 404
     )
     assert client.get(f"/models/{sync_model.hash}/settings/").status_code == 405

@@ -80,20 +80,30 @@ def test_session_user_without_token_is_401_not_a_csrf_error(cast, model):
 
 def test_patch_settings_validates(cast, model):
     client = api_client(cast.owner)
-    assert (
-        client.patch(f"/api/v1/models/{model.hash}", {"replicas": 3}, format="json").json()["replicas"] == 3
-    )
-    bad = client.patch(f"/api/v1/models/{model.hash}", {"replicas": 0}, format="json")
-    assert bad.status_code == 400 and "replicas" in bad.json()["errors"]
+    changed = client.patch(f"/api/v1/models/{model.hash}", {"min_replicas": 2, "max_replicas": 3}, format="json")
+    assert (changed.json()["min_replicas"], changed.json()["max_replicas"]) == (2, 3)
+    bad = client.patch(f"/api/v1/models/{model.hash}", {"min_replicas": 0}, format="json")
+    assert bad.status_code == 400 and "min_replicas" in bad.json()["errors"]
+    # The maximum is checked against the minimum, the stored one when not given.
+    below = client.patch(f"/api/v1/models/{model.hash}", {"max_replicas": 1}, format="json")
+    assert below.status_code == 400
+    assert below.json()["errors"]["max_replicas"] == ["max_replicas (1) must be at least min_replicas (2)."]
+    # The retired setting is refused, saying what replaced it, not dropped in silence.
+    retired = client.patch(f"/api/v1/models/{model.hash}", {"replicas": 2}, format="json")
+    assert retired.status_code == 400
+    assert "`replicas` is now `min_replicas` and `max_replicas`" in retired.json()["errors"]["replicas"][0]
     assert (
         client.patch(f"/api/v1/models/{model.hash}", {"request_timeout": 0}, format="json").status_code == 400
     )
     assert (
         api_client(cast.outsider)
-        .patch(f"/api/v1/models/{model.hash}", {"replicas": 2}, format="json")
+        .patch(f"/api/v1/models/{model.hash}", {"min_replicas": 1}, format="json")
         .status_code
         == 404
     )
     model.refresh_from_db()
-    assert model.replicas == 3
-    assert model.events.filter(action="settings_changed").count() == 1
+    assert (model.min_replicas, model.max_replicas) == (2, 3)
+    # Null gives the maximum back to the node's cores.
+    reset = client.patch(f"/api/v1/models/{model.hash}", {"max_replicas": None}, format="json")
+    assert reset.status_code == 200 and reset.json()["max_replicas"] is None
+    assert model.events.filter(action="settings_changed").count() == 2

@@ -17,8 +17,8 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         host = ModelHost()
         server = ControlServer(paths.host_socket(), host)
-        supervisor = threading.Thread(target=host.supervise_forever, name="supervisor", daemon=True)
-        supervisor.start()
+        for name, loop in (("supervisor", host.supervise_forever), ("scaler", host.scale_forever)):
+            threading.Thread(target=loop, name=name, daemon=True).start()
 
         def stop(signum, frame):
             threading.Thread(target=server.shutdown, daemon=True).start()

@@ -139,7 +139,24 @@ def test_ping(start_runner):
     runner = start_runner()
     answer = runner.call({"op": "ping"})
     assert answer["pid"] > 1  # its pid in the sandbox's own PID namespace
-    assert answer == {"ok": True, "pong": True, "pid": answer["pid"], "requests": 0}
+    assert answer == {"ok": True, "pong": True, "pid": answer["pid"], "requests": 0, "busy": 0.0}
+
+
+def test_ping_tells_the_time_spent_answering_predictions(start_runner):
+    runner = start_runner(
+        """
+        import time
+        def score(data, base_path):
+            time.sleep(0.2)
+            return {}
+        """
+    )
+    with runner.connect() as sock:
+        for x in range(2):
+            assert runner.call(predict(x), sock)["ok"]
+        time.sleep(0.3)  # idle time is not busy time
+        busy = runner.call({"op": "ping"}, sock)["busy"]
+    assert 0.4 <= busy < 0.6
 
 
 def test_socket_is_private(start_runner):

@@ -23,12 +23,12 @@ from rest_framework.test import APIClient
 
 from models_app.calls import CalledModel
 from models_app.models import MLModel
-from models_app.serving import aio
+from models_app.serving import aio, paths
 from models_app.serving.aio import ServingError, blocking_pool
 from models_app.serving.answers import answer_for_payload
 from models_app.serving.host import ControlServer
 from tests.helpers.clients import api_client
-from tests.helpers.fake_serving import fake_host
+from tests.helpers.fake_serving import FakeRunner, fake_host
 from tests.helpers.loops import run_async
 from tests.helpers.uploads import sync_payload
 
@@ -45,7 +45,8 @@ def called_model(**overrides) -> CalledModel:
         status="Deployed",
         operation="Sync",
         deployed_build=1,
-        replicas=2,
+        min_replicas=1,
+        max_replicas=2,
         request_timeout=5,
         schema_is_object=True,
         group_id=1,
@@ -134,7 +135,7 @@ def test_django_view_answers_502_for_a_call_that_crashes_the_runner_twice(cast, 
 
 
 def test_calls_queued_behind_a_stuck_call_are_answered_by_the_restarted_runner(run_dir, monkeypatch):
-    model = called_model(replicas=1, request_timeout=1)
+    model = called_model(max_replicas=1, request_timeout=1)
     host = fake_host(monkeypatch, model)
     host.start()
     with ThreadPoolExecutor(4) as threads:
@@ -154,10 +155,10 @@ def test_calls_queued_behind_a_stuck_call_are_answered_by_the_restarted_runner(r
 
 
 def test_a_call_that_loses_the_restarted_runner_too_is_503(run_dir, monkeypatch):
-    model = called_model(replicas=1, request_timeout=1)
+    model = called_model(max_replicas=1, request_timeout=1)
     # The same runner socket, a longer timeout: the queued call's own timer must not
     # be what ends it (its retry starts at the same moment as the second stuck call's).
-    patient = called_model(replicas=1, request_timeout=5)
+    patient = called_model(max_replicas=1, request_timeout=5)
     host = fake_host(monkeypatch, model, queue_delay=0.3)
     host.start()
     with ThreadPoolExecutor(3) as threads:
@@ -178,6 +179,59 @@ def test_a_call_that_loses_the_restarted_runner_too_is_503(run_dir, monkeypatch)
         "model's runner was restarted twice before it could answer; try again."
     )
     assert host.ops() == ["kill", "ensure", "kill"]
+
+
+# ------------------------------------------------ replicas that come and go
+
+
+def _no_host(request, timeout):
+    raise AssertionError(f"the model host was asked: {request}")
+
+
+async def _answered_by(pool, model, count: int) -> list[int]:
+    return [
+        json.loads(await pool.predict(model, json.dumps({"x": i})))["result"]["runner"] for i in range(count)
+    ]
+
+
+def test_calls_go_to_the_replicas_that_are_up_and_only_those(run_dir, monkeypatch):
+    model = called_model(max_replicas=3)
+    monkeypatch.setattr(aio, "host_call", _no_host)
+    runners = [FakeRunner(paths.runner_socket_name(model.hash, 1, n), n) for n in (0, 2)]
+    pool = aio.AsyncRunnerPool()
+
+    async def scenario():
+        before = set(await _answered_by(pool, model, 6))
+        # Replica 1 is added (the host's scaler): it takes calls once the sockets are read again.
+        runners.append(FakeRunner(paths.runner_socket_name(model.hash, 1, 1), 1))
+        await asyncio.sleep(aio.ReplicaBalancer.REFRESH + 0.1)
+        return before, set(await _answered_by(pool, model, 6))
+
+    before, after = run_async(scenario())
+    assert before == {0, 2}  # replica 1 had no socket: never tried
+    assert after == {0, 1, 2}
+    for runner in runners:
+        runner.kill()
+
+
+def test_a_drained_replica_costs_its_callers_nothing(run_dir, monkeypatch):
+    model = called_model(max_replicas=2)
+    monkeypatch.setattr(aio, "host_call", _no_host)
+    first, second = (FakeRunner(paths.runner_socket_name(model.hash, 1, n), n) for n in (0, 1))
+    pool = aio.AsyncRunnerPool()
+
+    async def scenario():
+        both = set(await _answered_by(pool, model, 4))  # a pooled connection to each now
+        # The host drains replica 1: its socket goes, then its process. This pool has not
+        # read the sockets again yet, and holds an idle connection to it.
+        Path(paths.runner_socket_name(model.hash, 1, 1)).unlink()
+        second.kill()
+        return both, await _answered_by(pool, model, 6)
+
+    both, after = run_async(scenario())
+    assert both == {0, 1}
+    assert after == [0] * 6
+    first.kill()
 
 
 # ------------------------------------------------------------ the model host

@@ -52,7 +52,11 @@ def probe_files(**extra) -> dict:
 def portal(tmp_path_factory):
     running = RunningPortal(
         tmp_path_factory.mktemp("serving"),
-        extra_env={"SECRET_KEY": "platform-secret-key-" + "x" * 40, "NEOMARIL_PREDICT_TIMEOUT": "30"},
+        extra_env={
+            "SECRET_KEY": "platform-secret-key-" + "x" * 40,
+            "NEOMARIL_PREDICT_TIMEOUT": "30",
+            "NEOMARIL_REPLICA_IDLE_SECONDS": "3",
+        },
     )
     try:
         running.wait_healthy()
@@ -74,7 +78,11 @@ def tokens(client):
 @pytest.fixture(scope="module")
 def probe(client, tokens):
     files = probe_files(env=(".env", b"API_KEY=model-secret\n"))
-    return client.deploy(group="serving", files=files, name="probe")
+    model_hash = client.deploy(group="serving", files=files, name="probe")
+    # One runner, whatever the load, unless a test says otherwise: the tests below count
+    # runners, and a stuck call keeps a runner busy (which would add a replica).
+    client.patch(f"/api/v1/models/{model_hash}", json={"max_replicas": 1})
+    return model_hash
 
 
 def call(portal, model_hash, body, token, timeout=60):
@@ -214,15 +222,47 @@ def test_timeout_is_504_and_the_model_recovers(portal, client, tokens, probe):
     client.patch(f"/api/v1/models/{probe}", json={"request_timeout": None})
 
 
-def test_replicas_spread_calls_over_processes(portal, client, tokens, probe):
-    client.patch(f"/api/v1/models/{probe}", json={"replicas": 2})
+def wait_for_runners(client, model_hash, count, timeout=20):
+    deadline = time.monotonic() + timeout
+    while len(runners(client, model_hash)) != count and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert len(runners(client, model_hash)) == count
+
+
+def test_min_replicas_spread_calls_over_processes(portal, client, tokens, probe):
+    client.patch(f"/api/v1/models/{probe}", json={"min_replicas": 2, "max_replicas": 2})
+    call(portal, probe, {"x": 1}, tokens["serving"])
+    wait_for_runners(client, probe, 2)  # the host starts the minimum of a model in use
+    time.sleep(0.6)  # web processes read the runners' sockets again
     processes = {call(portal, probe, {"x": i}, tokens["serving"]).json()["runner"] for i in range(12)}
     assert len(processes) == 2
-    client.patch(f"/api/v1/models/{probe}", json={"replicas": 1})
-    deadline = time.monotonic() + 10
-    while len(runners(client, probe)) != 1 and time.monotonic() < deadline:
-        time.sleep(0.3)
-    assert len(runners(client, probe)) == 1
+    client.patch(f"/api/v1/models/{probe}", json={"min_replicas": 1, "max_replicas": 1})
+    wait_for_runners(client, probe, 1)
+
+
+def test_replicas_follow_the_load(portal, client, tokens, probe):
+    client.patch(f"/api/v1/models/{probe}", json={"max_replicas": 2})
+    # Four callers, each call holding its runner 30 ms: one runner is busy all the time,
+    # so the host adds the second; the calls see it answer (bounded: 30 s at most).
+    deadline = time.monotonic() + 30
+    answered_by: set[str] = set()
+    failures: list[int] = []
+
+    def caller() -> None:
+        while time.monotonic() < deadline and len(answered_by) < 2:
+            answer = call(portal, probe, {"x": 1, "sleep": 0.03}, tokens["serving"])
+            if answer.status_code == 200:
+                answered_by.add(answer.json()["runner"])
+            else:
+                failures.append(answer.status_code)
+
+    with ThreadPoolExecutor(4) as threads:
+        list(threads.map(lambda _: caller(), range(4)))
+    assert failures == [] and len(answered_by) == 2
+    # Quiet for NEOMARIL_REPLICA_IDLE_SECONDS (3 s here): the second replica leaves.
+    wait_for_runners(client, probe, 1)
+    assert call(portal, probe, {"x": 2}, tokens["serving"]).json()["y"] == 4
+    client.patch(f"/api/v1/models/{probe}", json={"max_replicas": 1})
 
 
 def test_health_and_runner_status(portal, client, tokens, probe):

@@ -12,6 +12,8 @@ import json
 import re
 import sys
 import textwrap
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -19,7 +21,9 @@ from models_app import tasks
 from models_app.calls import CalledModel
 from models_app.models import MLModel, ModelBuild
 from models_app.serving import aio, paths
+from models_app.serving import host as host_module
 from models_app.serving.aio import blocking_pool
+from models_app.serving.host import SCALE_UP_AT
 from tests.helpers.clients import api_client
 from tests.helpers.uploads import file, sync_payload
 
@@ -77,7 +81,8 @@ def _called(model: MLModel) -> CalledModel:
         model.status,
         "Sync",
         model.deployed_build,
-        1,
+        model.min_replicas,
+        model.max_replicas,
         10,
         True,
         0,
@@ -187,3 +192,96 @@ def test_the_supervisor_keeps_a_warmed_build_until_it_settles(cast, host_env, ho
     MLModel.objects.filter(pk=model.pk).update(status=MLModel.Status.FAILED)
     host._retire_undeployed()  # the build did not go live: its runners go
     assert host.runners == {} and not paths.runner_socket(model.hash, 1, 0).exists()
+
+
+# --- replicas follow the load ---------------------------------------------------------
+
+SLOW_SOURCE = textwrap.dedent(
+    """
+    import time, uuid
+    PROCESS = uuid.uuid4().hex  # pids repeat: each runner has a PID namespace of its own
+
+    def score(data, base_path):
+        time.sleep(0.05)
+        return {"process": PROCESS}
+    """
+)
+
+
+def _load(model: MLModel, seconds: float, callers: int = 3) -> set[int]:
+    """Calls from `callers` threads for `seconds` (more than one runner can answer); the processes that answered."""
+    deadline = time.monotonic() + seconds
+    called = _called(model)
+
+    def call_until_deadline() -> set[int]:
+        processes = set()
+        while time.monotonic() < deadline:
+            processes.add(json.loads(blocking_pool.predict(called, '{"a": 1, "b": 1}'))["result"]["process"])
+        return processes
+
+    with ThreadPoolExecutor(callers) as threads:
+        return set().union(*threads.map(lambda _: call_until_deadline(), range(callers)))
+
+
+def _replicas(host, model) -> list[int]:
+    return sorted(r.replica for r in host._serving() if r.model_hash == model.hash)
+
+
+def test_replicas_grow_while_calls_queue_and_shrink_when_idle(cast, host_env, host, settings, monkeypatch):
+    settings.REPLICA_IDLE_SECONDS = 1
+    monkeypatch.setattr(host_module, "DRAIN_SECONDS", 0.3)
+    model = _build(_upload(cast, source=SLOW_SOURCE))
+    MLModel.objects.filter(pk=model.pk).update(max_replicas=2)
+    model.refresh_from_db()
+    assert _replicas(host, model) == [0]
+    host._sample_load()
+    host._scale()  # idle: nothing to do
+    assert _replicas(host, model) == [0]
+
+    assert len(_load(model, 1.2)) == 1  # three callers queue on one runner
+    host._sample_load()
+    assert host.runners[(model.hash, 0)].utilization > SCALE_UP_AT
+    host._scale()
+    assert _replicas(host, model) == [0, 1]
+    time.sleep(aio.ReplicaBalancer.REFRESH)  # the web side reads the sockets again
+    assert len(_load(model, 1.0)) == 2  # both runners answer now
+    host._sample_load()
+    host._scale()
+    assert _replicas(host, model) == [0, 1]  # at max_replicas
+
+    time.sleep(0.5)  # quiet
+    host._sample_load()
+    host._scale()  # light load noticed; replicas leave only after REPLICA_IDLE_SECONDS
+    assert _replicas(host, model) == [0, 1]
+    time.sleep(1.1)
+    host._sample_load()
+    host._scale()
+    assert _replicas(host, model) == [0]  # replica 1 drains: out of the choice at once
+    drained = host.runners[(model.hash, 1)]
+    assert not drained.socket_path.exists() and drained.alive
+    time.sleep(0.4)
+    host._stop_drained()
+    assert not drained.alive and set(host.runners) == {(model.hash, 0)}
+    assert len(_load(model, 0.3)) == 1  # the remaining replica answers every call
+    host._sample_load()
+    host._scale()
+    assert _replicas(host, model) == [0]  # never below min_replicas
+
+
+def test_no_replica_beyond_the_hosts_runner_budget(cast, host_env, host, settings):
+    settings.HOST_MAX_RUNNERS = 1
+    model = _build(_upload(cast, source=SLOW_SOURCE))
+    MLModel.objects.filter(pk=model.pk).update(max_replicas=2)
+    model.refresh_from_db()
+    _load(model, 1.2)
+    host._sample_load()
+    host._scale()
+    assert _replicas(host, model) == [0]
+
+
+def test_min_replicas_are_started_for_a_model_in_use(cast, host_env, host):
+    model = _build(_upload(cast, source=SLOW_SOURCE))
+    MLModel.objects.filter(pk=model.pk).update(min_replicas=2, max_replicas=2)  # e.g. the settings form
+    host._sample_load()
+    host._scale()
+    assert _replicas(host, model) == [0, 1]

@@ -60,9 +60,8 @@ class Execution(Job):
     # started_at, finished_at, heartbeat_at and log come from Job.
 
     requested_at = models.DateTimeField(default=timezone.now)
-    # Set when a worker task is enqueued for it: a Requested execution with queued_at
-    # holds one of the concurrency slots (see executions.services.dispatch).
-    queued_at = models.DateTimeField(null=True, blank=True)
+    # queued_at (from Job) is set when a worker task is enqueued for it: a Requested
+    # execution with queued_at holds one of the concurrency slots (executions.services.dispatch).
     attempts = models.PositiveSmallIntegerField(default=0, help_text="Runs started (2 after a recovery).")
     timeout = models.PositiveIntegerField(null=True, blank=True, help_text="Seconds allowed to the last run.")
     host = models.CharField(max_length=255, blank=True, help_text="Node whose worker ran it last.")

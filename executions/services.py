@@ -14,7 +14,6 @@ import errno
 import logging
 import os
 import shutil
-from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -26,6 +25,7 @@ from django_q.tasks import async_task
 from rest_framework.exceptions import NotFound
 
 from executions.models import DispatchLock, Execution
+from groups import jobs
 from models_app.models import MLModel
 
 logger = logging.getLogger(__name__)
@@ -34,9 +34,9 @@ logger = logging.getLogger(__name__)
 # the model, validating and recording the result): a run never outlives its task.
 TASK_TIMEOUT_MARGIN = 30
 # A Requested execution whose task was enqueued this long ago and never started gets
-# another task (the first may have been lost with a worker or a broker). Duplicates are
-# harmless: only one task can claim the execution.
-REDISPATCH_AFTER = timedelta(minutes=10)
+# another (groups.jobs.redispatch_lost): the shared delay, as someone is waiting for the
+# result; a task only waiting for a worker gets a duplicate, which its claim turns away.
+REDISPATCH_AFTER = jobs.REDISPATCH_AFTER
 # Execution numbers are shown to users and put in URLs; larger ids can't exist.
 MAX_EXECUTION_NUMBER = 2**31 - 1
 
@@ -177,23 +177,26 @@ def dispatch_quietly() -> None:
         logger.exception("could not hand out execution slots; housekeeping will retry")
 
 
-def redispatch_stale() -> int:
-    """Enqueue another task for executions whose task never started (lost with a worker)."""
-    cutoff = timezone.now() - REDISPATCH_AFTER
-    with transaction.atomic():
-        stale = list(
-            Execution.objects.filter(status=Execution.Status.REQUESTED, queued_at__lt=cutoff).values_list(
-                "pk", flat=True
-            )
-        )
-        if stale:
-            Execution.objects.filter(pk__in=stale).update(queued_at=timezone.now())
-            transaction.on_commit(lambda: _enqueue(stale))
-    return len(stale)
+def redispatch_lost() -> int:
+    """Enqueue another task for executions holding a slot whose task never started."""
+    return jobs.redispatch_lost(
+        Execution.objects.select_related("model"),
+        waiting=Execution.Status.REQUESTED,
+        send=send,
+        after=REDISPATCH_AFTER,
+    )
 
 
 def _enqueue(pks: list[int]) -> None:
-    rows = Execution.objects.filter(pk__in=pks).order_by("pk").values_list("pk", "model__hash", "number")
-    for pk, model_hash, number in rows:
-        # Named for the django-q2 admin pages: which model, which execution.
-        async_task("executions.tasks.run_execution", pk, task_name=f"execution-{model_hash}-{number}")
+    chosen = Execution.objects.filter(pk__in=pks).select_related("model").only("number", "model__hash")
+    for execution in chosen.order_by("pk"):
+        send(execution)
+
+
+def send(execution: Execution) -> None:
+    """Enqueue the task that runs `execution` (named for django-q2's admin pages)."""
+    async_task(
+        "executions.tasks.run_execution",
+        execution.pk,
+        task_name=f"execution-{execution.model.hash}-{execution.number}",
+    )

@@ -314,7 +314,7 @@ def housekeeping() -> dict:
         {
             "recovered_executions": recover_stale_executions,
             "failed_for_deleted_models": fail_waiting_of_deleted_models,
-            "redispatched": services.redispatch_stale,
+            "redispatched": services.redispatch_lost,
             "dispatched": lambda: len(services.dispatch()),
             "expired_files_removed": purge_expired_files,
             "deleted_models_files_removed": purge_deleted_models,

@@ -13,6 +13,9 @@ makes a job durable, so a fix lands once for all of them:
   would let recovery take over a job that is still running);
 - `recover_stale`: what "stale" means and what happens then (re-queued once, then Failed
   with the reason), the kind saying only how to re-queue and how to fail;
+- `Job.queue` and `redispatch_lost`: a waiting job remembers when its task was enqueued,
+  and one whose task never started (lost with a worker, or never reached the broker) is
+  sent again, the kind saying only how to send its task;
 - `run_steps`, the housekeeping runner: one failing step does not stop the others;
 - `check_output`, the Async contract's output rule, shared by the build's smoke test and
   by executions, so a model that passes its build does not fail every execution;
@@ -38,6 +41,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
+from django.conf import settings
 from django.db import OperationalError, connection, models, transaction
 from django.db.models import F, Q, QuerySet, Value
 from django.db.models.functions import Concat
@@ -57,6 +61,14 @@ HEARTBEAT_SECONDS = 5
 # often, this many seconds apart, on top of the database's own busy timeout.
 FINAL_FLUSH_TRIES = 3
 FINAL_FLUSH_PAUSE = 1.0
+# A waiting job whose task was enqueued this long ago and has not started lost it (unless
+# its kind says otherwise): worth a second task, since a duplicate is only one claim that
+# fails. Long enough that a task behind a few busy workers is rarely sent twice.
+REDISPATCH_AFTER = timedelta(minutes=10)
+# Past django-q2's own re-delivery on the ORM broker (`retry` after it handed the task
+# out), so that a task it re-delivers is not sent a third time; the margin covers its poll
+# and the housekeeping minute.
+ORM_REDELIVERY_MARGIN = timedelta(minutes=2)
 
 
 def stamp() -> str:
@@ -75,6 +87,9 @@ class Job(models.Model):
     # The field that counts runs of one row; None when every run has a row of its own.
     ATTEMPT_FIELD: ClassVar[str | None] = None
 
+    # When a task was last enqueued for it; empty while none is (an execution waiting for
+    # a concurrency slot). A waiting job keeps it, so a lost task can be noticed.
+    queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
@@ -103,6 +118,19 @@ class Job(models.Model):
                 status=RUNNING, started_at=now, heartbeat_at=now, **changes
             )
         )
+
+    def queue(self, send: Callable[[Job], object], **fields: Any) -> None:
+        """Stamp `queued_at` (and `fields`), then `send(self)` (enqueue its task) on commit.
+
+        Call it where the job becomes waiting, in the same transaction: a task enqueued
+        before commit could find the row not yet waiting, and one that never reaches the
+        broker (a broker down at commit) is sent again by `redispatch_lost`.
+        """
+        fields["queued_at"] = timezone.now()
+        type(self)._default_manager.filter(pk=self.pk).update(**fields)
+        for name, value in fields.items():
+            setattr(self, name, value)
+        transaction.on_commit(lambda: send(self))
 
     def this_run(self) -> QuerySet:
         """This job's row while this run still owns it: Running, and the same attempt."""
@@ -286,6 +314,60 @@ def recover_stale(
             kind = metrics.job_kind(jobs.model)
             metrics.JOBS_RECOVERED.labels(kind, "requeued" if again else "failed").inc()
     return recovered
+
+
+def lost_after(delay: timedelta) -> timedelta:
+    """How long a waiting job's task may stay unstarted before it counts as lost.
+
+    `delay` with Redis as the broker: a task it hands to a worker that dies is gone. The
+    ORM broker hands an unacknowledged task out again `retry` seconds after it handed it
+    out, so there a task is lost only once that re-delivery is due too.
+    """
+    if "orm" in settings.Q_CLUSTER:
+        return max(delay, timedelta(seconds=settings.Q_CLUSTER["retry"]) + ORM_REDELIVERY_MARGIN)
+    return delay
+
+
+def redispatch_lost(
+    jobs: QuerySet,
+    *,
+    waiting: str,
+    send: Callable[[Job], object],
+    after: timedelta = REDISPATCH_AFTER,
+) -> int:
+    """Send another task for each waiting job whose task was enqueued `lost_after(after)` ago.
+
+    Its task was lost before it claimed the job: popped by a worker that died (Redis hands
+    a task out once), or never enqueued (the broker was down when the job was committed).
+    A task that was only waiting for a free worker gets a duplicate, which does nothing:
+    the job's claim (`Job.claim`) lets one task run it. Each job is stamped again first,
+    by a conditional UPDATE, so it is sent once per delay even by two housekeeping passes
+    at once. Returns how many were sent.
+    """
+    cutoff = timezone.now() - lost_after(after)
+    kind = metrics.job_kind(jobs.model)
+    sent = 0
+    overdue = jobs.filter(status=waiting, queued_at__lt=cutoff).defer("log").order_by("queued_at", "pk")
+    for job in overdue:
+        now = timezone.now()
+        minutes = int((now - job.queued_at).total_seconds() // 60)
+        # Said in the job's log (not as a heartbeat: the job is not running).
+        line = (
+            f"{stamp()} Its task, enqueued {minutes} min ago, has not started (lost with a worker, "
+            "or still waiting for a free one): enqueued again.\n"
+        )
+        still_lost = type(job)._default_manager.filter(pk=job.pk, status=waiting, queued_at=job.queued_at)
+        with transaction.atomic():
+            if not still_lost.update(queued_at=now, log=Concat(F("log"), Value(line))):
+                continue  # started, or sent again by another pass, meanwhile
+            logger.warning(
+                "%s: its task, enqueued %s min ago, never started; enqueuing another", job, minutes
+            )
+            job.queued_at = now
+            transaction.on_commit(lambda job=job: send(job))
+            transaction.on_commit(metrics.JOBS_RECOVERED.labels(kind, "redispatched").inc)
+        sent += 1
+    return sent
 
 
 def run_steps(name: str, steps: dict[str, Callable[[], object]]) -> dict[str, object]:

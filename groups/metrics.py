@@ -85,7 +85,8 @@ JOB_SECONDS = Histogram(
 )
 JOBS_RECOVERED = Counter(
     "neomaril_jobs_recovered",
-    "Running jobs whose worker stopped (no heartbeat), by kind and what recovery did (requeued, failed).",
+    "Running jobs whose worker stopped (no heartbeat), by kind and what recovery did (requeued, failed); "
+    "waiting jobs whose task never started and were sent another (redispatched).",
     ("kind", "outcome"),
 )
 

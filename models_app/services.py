@@ -188,13 +188,14 @@ def record(model: MLModel, actor, action: str, detail: str = "") -> ModelEvent:
 def queue_build(model: MLModel, actor, *, recovered: bool = False) -> ModelBuild:
     last = model.builds.order_by("-number").values_list("number", flat=True).first() or 0
     build = ModelBuild.objects.create(model=model, number=last + 1, requested_by=actor, recovered=recovered)
-    # Enqueue only once the row is committed, or a fast worker could miss it.
-    transaction.on_commit(
-        lambda: async_task(
-            "models_app.tasks.build_model", build.pk, task_name=f"build-{model.hash}-{build.number}"
-        )
-    )
+    build.model = model
+    # Enqueued only once the row is committed, or a fast worker could miss it.
+    build.queue(send_build)
     return build
+
+
+def send_build(build: ModelBuild) -> None:
+    async_task("models_app.tasks.build_model", build.pk, task_name=f"build-{build.model.hash}-{build.number}")
 
 
 class ActionRefused(Exception):

@@ -24,7 +24,7 @@ from groups import jobs
 from models_app import environments, interpreters, sandboxes
 from models_app.models import MLModel, ModelBuild
 from models_app.runtime import oneshot
-from models_app.services import go_live_if_newest, queue_build, record
+from models_app.services import go_live_if_newest, queue_build, record, send_build
 from models_app.serving import aio
 from monitoring.tasks import purge_old_records, purge_records_of
 
@@ -359,6 +359,18 @@ def _fail_stale_build(stale: jobs.StaleJob) -> bool:
     return True
 
 
+def redispatch_lost_builds() -> int:
+    """Queued builds whose task never started (lost with a worker): enqueue another.
+
+    The shared delay (groups.jobs.REDISPATCH_AFTER): someone is waiting for the model. A
+    build that was only waiting behind busy workers gets a second task, which finds it
+    claimed and does nothing.
+    """
+    return jobs.redispatch_lost(
+        ModelBuild.objects.select_related("model"), waiting=ModelBuild.Status.QUEUED, send=send_build
+    )
+
+
 def housekeeping() -> dict:
     """Scheduled every minute by django-q2: build recovery, retention of recorded predictions.
 
@@ -366,7 +378,11 @@ def housekeeping() -> dict:
     """
     return jobs.run_steps(
         "models housekeeping",
-        {"recovered_builds": recover_stale_builds, "purged_predictions": purge_predictions},
+        {
+            "recovered_builds": recover_stale_builds,
+            "redispatched_builds": redispatch_lost_builds,
+            "purged_predictions": purge_predictions,
+        },
     )
 
 

@@ -156,6 +156,9 @@ class Period(Job):
     # What the batches done so far added up to, and where the next one starts: a period
     # longer than one task goes on in the next, and a recovered one from its last batch.
     progress = models.JSONField(null=True, blank=True, editable=False)
+    # Whether its queued task goes on from that progress as the same attempt (rather than
+    # a first run or a recovery's re-run): what a lost task is sent again with.
+    continuation = models.BooleanField(default=False, editable=False)
 
     attempts = models.PositiveSmallIntegerField(default=0)
     host = models.CharField(max_length=255, blank=True)

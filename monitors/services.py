@@ -108,14 +108,28 @@ def _write_code(monitor: Monitor, data: dict) -> None:
 
 
 def queue_validation(monitor: Monitor) -> None:
-    pk, name = monitor.pk, f"monitoring-validate-{monitor.model.hash}"
-    transaction.on_commit(lambda: async_task("monitors.tasks.validate_monitor", pk, task_name=name))
+    """Hand the validation to a worker once the transaction that made it Unvalidated commits."""
+    monitor.queue(send_validation)
+
+
+def send_validation(monitor: Monitor) -> None:
+    async_task(
+        "monitors.tasks.validate_monitor", monitor.pk, task_name=f"monitoring-validate-{monitor.model.hash}"
+    )
 
 
 def queue_period(period: Period, *, continuation: bool = False) -> None:
-    pk, name = period.pk, f"monitoring-period-{period.pk}"
-    transaction.on_commit(
-        lambda: async_task("monitors.tasks.run_period", pk, continuation=continuation, task_name=name)
+    """Hand the period to a worker once the transaction that made it Queued commits;
+    ``continuation``: it goes on from its saved progress as the same attempt."""
+    period.queue(send_period, continuation=continuation)
+
+
+def send_period(period: Period) -> None:
+    async_task(
+        "monitors.tasks.run_period",
+        period.pk,
+        continuation=period.continuation,
+        task_name=f"monitoring-period-{period.pk}",
     )
 
 

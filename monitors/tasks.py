@@ -20,8 +20,10 @@ import time
 import traceback
 import urllib.error
 import urllib.request
-from datetime import datetime
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -578,6 +580,35 @@ def notify(period: Period) -> str:
 
 # ------------------------------------------------------------------------- recovery
 
+# A period waits this long for its task before another is sent: periods are queued in
+# bursts (every registration's closed period at midnight) that a few workers take a while
+# to drain, and nobody is waiting for one by the minute; a shorter delay would mostly send
+# duplicates. A validation has someone waiting for it: the shared delay.
+PERIOD_REDISPATCH_AFTER = timedelta(minutes=30)
+
+
+def _recovery(waiting: str, failed: str, queue: Callable[[Any], None], *, again: str, failed_as: str) -> dict:
+    """`recover_stale`'s requeue and give_up for validations or periods (the same rules,
+    their own states and words)."""
+
+    def requeue(stale: jobs.StaleJob) -> bool:
+        if not stale.rows.update(status=waiting, heartbeat_at=None):
+            return False
+        stale.job.append_log(f"{jobs.stamp()} {stale.reason} Re-queued.\n")
+        queue(stale.job)
+        return True
+
+    def give_up(stale: jobs.StaleJob) -> bool:
+        message = stale.reason + (
+            f" It had already been retried once; {again}." if stale.out_of_attempts else ""
+        )
+        if not stale.rows.update(status=failed, finished_at=timezone.now(), error_message=message):
+            return False
+        stale.job.append_log(f"{jobs.stamp()} {failed_as}: {message}\n")
+        return True
+
+    return {"requeue": requeue, "give_up": give_up}
+
 
 def recover_stale() -> int:
     """Validations and periods whose worker stopped: re-queued once, then failed."""
@@ -593,61 +624,57 @@ def recover_stale() -> int:
             reason += f" It ran on {job.host}, so it can't be checked from here and is not re-run."
         return reason, not elsewhere
 
-    def requeue_monitor(stale: jobs.StaleJob) -> bool:
-        if not stale.rows.update(status=Monitor.Status.UNVALIDATED, heartbeat_at=None):
-            return False
-        stale.job.append_log(f"{jobs.stamp()} {stale.reason} Re-queued.\n")
-        services.queue_validation(stale.job)
-        return True
-
-    def fail_monitor(stale: jobs.StaleJob) -> bool:
-        message = stale.reason + (
-            " It had already been retried once; register again." if stale.out_of_attempts else ""
-        )
-        if not stale.rows.update(
-            status=Monitor.Status.INVALIDATED, finished_at=timezone.now(), error_message=message
-        ):
-            return False
-        stale.job.append_log(f"{jobs.stamp()} Invalidated: {message}\n")
-        return True
-
-    def requeue_period(stale: jobs.StaleJob) -> bool:
-        if not stale.rows.update(status=Period.Status.QUEUED, heartbeat_at=None):
-            return False
-        stale.job.append_log(f"{jobs.stamp()} {stale.reason} Re-queued.\n")
-        services.queue_period(stale.job)
-        return True
-
-    def fail_period(stale: jobs.StaleJob) -> bool:
-        message = stale.reason + (
-            " It had already been retried once; run it again." if stale.out_of_attempts else ""
-        )
-        if not stale.rows.update(
-            status=Period.Status.FAILED, finished_at=timezone.now(), error_message=message
-        ):
-            return False
-        stale.job.append_log(f"{jobs.stamp()} Period failed: {message}\n")
-        return True
-
     return jobs.recover_stale(
         Monitor.objects.select_related("model"),
         stale_after=stale_after,
         examine=examine,
-        requeue=requeue_monitor,
-        give_up=fail_monitor,
+        **_recovery(
+            Monitor.Status.UNVALIDATED,
+            Monitor.Status.INVALIDATED,
+            services.queue_validation,
+            again="register again",
+            failed_as="Invalidated",
+        ),
     ) + jobs.recover_stale(
         Period.objects.select_related("monitor__model"),
         stale_after=stale_after,
         examine=examine,
-        requeue=requeue_period,
-        give_up=fail_period,
+        **_recovery(
+            Period.Status.QUEUED,
+            Period.Status.FAILED,
+            services.queue_period,
+            again="run it again",
+            failed_as="Period failed",
+        ),
+    )
+
+
+def redispatch_lost() -> int:
+    """Validations and periods whose task never started (lost with a worker): enqueue another.
+
+    A period's second task goes on the way the lost one would have (`Period.continuation`).
+    """
+    return jobs.redispatch_lost(
+        Monitor.objects.select_related("model"),
+        waiting=Monitor.Status.UNVALIDATED,
+        send=services.send_validation,
+    ) + jobs.redispatch_lost(
+        Period.objects.select_related("monitor__model"),
+        waiting=Period.Status.QUEUED,
+        send=services.send_period,
+        after=PERIOD_REDISPATCH_AFTER,
     )
 
 
 def housekeeping() -> dict:
     """Scheduled every minute by django-q2: recovery, then the periods that have closed."""
     return jobs.run_steps(
-        "monitoring housekeeping", {"recovered": recover_stale, "queued_periods": services.queue_due_periods}
+        "monitoring housekeeping",
+        {
+            "recovered": recover_stale,
+            "redispatched": redispatch_lost,
+            "queued_periods": services.queue_due_periods,
+        },
     )
 
 

@@ -154,8 +154,13 @@ def create_run(user, upload: TrainingUpload) -> TrainingRun:
 
 def queue_run(run: TrainingRun) -> None:
     """Hand the run to a worker once the transaction that made it Requested commits."""
-    pk, name = run.pk, f"training-{run.experiment.hash}-{run.number}"
-    transaction.on_commit(lambda: async_task("training.tasks.run_training", pk, task_name=name))
+    run.queue(send_run)
+
+
+def send_run(run: TrainingRun) -> None:
+    async_task(
+        "training.tasks.run_training", run.pk, task_name=f"training-{run.experiment.hash}-{run.number}"
+    )
 
 
 def decrypted_env(run: TrainingRun) -> dict[str, str]:

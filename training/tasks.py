@@ -361,9 +361,27 @@ def _fail_stale(stale: jobs.StaleJob) -> bool:
     return True
 
 
+def redispatch_lost_runs() -> int:
+    """Requested runs whose task never started (lost with a worker): enqueue another.
+
+    The shared delay (groups.jobs.REDISPATCH_AFTER): the analyst waits for the run's
+    metrics. A run only waiting behind busy workers gets a second task, which finds it
+    claimed and does nothing.
+    """
+    return jobs.redispatch_lost(
+        TrainingRun.objects.select_related("experiment"),
+        waiting=TrainingRun.Status.REQUESTED,
+        send=services.send_run,
+    )
+
+
 def housekeeping() -> dict:
-    """Scheduled every minute by django-q2: recovery of runs whose worker stopped."""
-    return jobs.run_steps("training housekeeping", {"recovered_runs": recover_stale_runs})
+    """Scheduled every minute by django-q2: recovery of runs whose worker stopped, or
+    whose task was lost before it started."""
+    return jobs.run_steps(
+        "training housekeeping",
+        {"recovered_runs": recover_stale_runs, "redispatched_runs": redispatch_lost_runs},
+    )
 
 
 def ensure_schedules(**kwargs) -> None:

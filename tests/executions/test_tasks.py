@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from executions import services, tasks
 from executions.models import Execution
+from groups import jobs
 from models_app import services as model_services
 from models_app.models import MLModel
 from models_app.runtime import sandbox
@@ -233,12 +234,15 @@ def test_a_task_without_a_slot_does_not_run(caller, deploy, settings):
     assert tasks.run_execution(waiting.pk) == "already handled"  # e.g. a stale duplicate task
 
 
-def test_a_lost_task_is_enqueued_again(caller, deploy, monkeypatch):
+def test_a_lost_task_is_enqueued_again_after_the_delay_and_not_before(caller, deploy, monkeypatch):
     model = deploy()
     submit(caller, model)
     queued = []  # what reaches the broker, whichever it is (ORM or Redis)
     monkeypatch.setattr(services, "async_task", lambda *args, **kwargs: queued.append((args, kwargs)))
-    long_ago = timezone.now() - services.REDISPATCH_AFTER - timedelta(seconds=1)
+    delay = jobs.lost_after(services.REDISPATCH_AFTER)  # past the ORM broker's own re-delivery
+    Execution.objects.filter(model=model).update(queued_at=timezone.now() - delay + timedelta(seconds=30))
+    assert tasks.housekeeping()["redispatched"] == 0
+    long_ago = timezone.now() - delay - timedelta(seconds=1)
     Execution.objects.filter(model=model).update(queued_at=long_ago)
     assert tasks.housekeeping()["redispatched"] == 1
     execution = Execution.objects.get(model=model)

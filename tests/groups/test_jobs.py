@@ -5,6 +5,7 @@ Transactional: a log writer's thread writes through its own database connection.
 
 from __future__ import annotations
 
+import importlib
 import os
 import time
 from datetime import timedelta
@@ -18,6 +19,7 @@ from prometheus_client import REGISTRY
 from executions import tasks as execution_tasks
 from executions.models import Execution
 from groups import jobs
+from models_app import services as model_services
 from models_app import tasks as build_tasks
 from models_app.models import MLModel, ModelBuild
 
@@ -265,6 +267,148 @@ def test_builds_and_executions_recover_through_the_one_function(model, monkeypat
     assert execution.status == Execution.Status.REQUESTED and "Re-queued (attempt 2)" in execution.log
 
 
+# ------------------------------------------------------------------------ lost tasks
+
+
+@pytest.fixture
+def redis_broker(settings):
+    """The broker that hands a task out once (lost_after is then the kind's own delay)."""
+    cluster = {key: value for key, value in settings.Q_CLUSTER.items() if key not in ("orm", "poll")}
+    settings.Q_CLUSTER = {**cluster, "redis": "redis://127.0.0.1:1/0"}
+
+
+def test_a_task_is_lost_after_the_delay_or_past_the_orm_brokers_own_redelivery(settings):
+    delay = timedelta(minutes=10)
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "orm": "default", "retry": 1900}
+    assert jobs.lost_after(delay) == timedelta(seconds=1900) + jobs.ORM_REDELIVERY_MARGIN
+    assert jobs.lost_after(timedelta(hours=1)) == timedelta(hours=1)
+    cluster = {key: value for key, value in settings.Q_CLUSTER.items() if key != "orm"}
+    settings.Q_CLUSTER = {**cluster, "redis": "redis://127.0.0.1:1/0"}
+    assert jobs.lost_after(delay) == delay
+
+
+def _queued(model: MLModel, number: int, minutes_ago: float, **fields) -> ModelBuild:
+    return _build(model, number, queued_at=timezone.now() - timedelta(minutes=minutes_ago), **fields)
+
+
+def test_a_waiting_job_is_sent_again_once_its_task_is_overdue(model, redis_broker):
+    def redispatched() -> float:
+        return _sample("neomaril_jobs_recovered_total", kind="model_build", outcome="redispatched")
+
+    before = redispatched()
+    lost = _queued(model, 1, 11)
+    _queued(model, 2, 9)  # may still be waiting for a worker
+    _queued(model, 3, 60, status="Running")  # started: its task was not lost
+    _build(model, 4)  # never enqueued (no queued_at): nothing to send again
+    sent: list[ModelBuild] = []
+
+    def redispatch() -> int:
+        return jobs.redispatch_lost(
+            ModelBuild.objects.select_related("model"),
+            waiting=ModelBuild.Status.QUEUED,
+            send=sent.append,
+            after=timedelta(minutes=10),
+        )
+
+    assert redispatch() == 1
+    assert [build.pk for build in sent] == [lost.pk]
+    lost.refresh_from_db()
+    assert timezone.now() - lost.queued_at < timedelta(seconds=5)
+    assert "Its task, enqueued 11 min ago, has not started" in lost.log and lost.heartbeat_at is None
+    assert redispatched() == before + 1
+    assert redispatch() == 0  # stamped again: the next try is one delay later
+
+
+def test_a_job_sent_again_by_another_housekeeping_pass_meanwhile_is_not_sent_twice(
+    model, redis_broker, monkeypatch
+):
+    build = _queued(model, 1, 11)
+    real_stamp = jobs.stamp
+
+    def other_pass_first() -> str:  # between this pass's read and its update
+        ModelBuild.objects.filter(pk=build.pk).update(queued_at=timezone.now())
+        return real_stamp()
+
+    monkeypatch.setattr(jobs, "stamp", other_pass_first)
+    sent: list = []
+    assert jobs.redispatch_lost(ModelBuild.objects.all(), waiting="Queued", send=sent.append) == 0
+    assert sent == []
+
+
+def test_a_lost_build_is_enqueued_again_after_the_delay_and_not_before(cast, monkeypatch):
+    model = MLModel.objects.create(
+        name="lost", group=cast.group, model_reference="score", python_version="3.11", status="Ready"
+    )
+    queued: list = []  # what reaches the broker
+    monkeypatch.setattr(model_services, "async_task", lambda *args, **kwargs: queued.append((args, kwargs)))
+    build = model_services.queue_build(model, cast.owner)
+    first = (("models_app.tasks.build_model", build.pk), {"task_name": f"build-{model.hash}-1"})
+    assert queued == [first] and build.queued_at is not None
+
+    def queued_ago(delay: timedelta) -> None:
+        ModelBuild.objects.filter(pk=build.pk).update(queued_at=timezone.now() - delay)
+
+    delay = jobs.lost_after(jobs.REDISPATCH_AFTER)  # with this test run's broker, ORM or Redis
+    queued_ago(delay - timedelta(seconds=30))
+    assert build_tasks.housekeeping()["redispatched_builds"] == 0
+    queued_ago(delay + timedelta(seconds=30))
+    assert build_tasks.housekeeping()["redispatched_builds"] == 1
+    assert queued == [first, first]
+
+
+def test_a_build_delivered_twice_runs_once(cast, monkeypatch):
+    model = MLModel.objects.create(
+        name="twice", group=cast.group, model_reference="score", python_version="3.11", status="Ready"
+    )
+    build = _build(model, queued_at=timezone.now())
+    runs: list = []
+
+    def fake_build(model, log, timings):
+        runs.append(model.pk)
+        raise build_tasks.BuildFailed("no environment in this test")
+
+    monkeypatch.setattr(build_tasks, "_build", fake_build)
+    assert build_tasks.build_model(build.pk) == "failed"
+    assert build_tasks.build_model(build.pk) == "already handled"  # the redispatched duplicate
+    assert runs == [model.pk]
+
+
+def test_jobs_waiting_before_the_upgrade_get_their_creation_as_queue_time(cast, model):
+    """The migrations that add queued_at: a job already waiting (maybe with a lost task)
+    is sent again one delay after it was created, not never."""
+    from django.apps import apps
+
+    from monitors.models import Monitor, Period
+    from tests.helpers.monitors import deployed_model, reference_run
+    from tests.helpers.training import make_experiment
+    from training.models import TrainingRun
+
+    waiting_build, done_build = _build(model, 1), _build(model, 2, status="Succeeded")
+    run = TrainingRun.objects.create(
+        experiment=make_experiment(cast.group),
+        number=1,
+        name="r",
+        training_type="Custom",
+        python_version="3.9",
+    )
+    reference = reference_run(cast.group)
+    monitor = Monitor.objects.create(
+        model=deployed_model(cast.group, reference), training_run=reference, period="Day"
+    )
+    period = Period.objects.create(monitor=monitor, kind="Day", start=timezone.now(), end=timezone.now())
+    for migration in (
+        "models_app.migrations.0010_modelbuild_queued_at",
+        "training.migrations.0002_trainingrun_queued_at",
+        "monitors.migrations.0002_queued_at_and_continuation",
+    ):
+        importlib.import_module(migration).stamp_waiting(apps, None)
+    for job in (waiting_build, done_build, run, monitor, period):
+        job.refresh_from_db()
+    assert waiting_build.queued_at == waiting_build.created_at and done_build.queued_at is None
+    assert run.queued_at == run.requested_at
+    assert monitor.queued_at == monitor.registered_at and period.queued_at == period.requested_at
+
+
 # ------------------------------------------------------------------------ housekeeping
 
 
@@ -283,6 +427,7 @@ def test_models_housekeeping_is_guarded(monkeypatch):
     monkeypatch.setattr(build_tasks, "recover_stale_builds", broken)
     assert build_tasks.housekeeping() == {
         "recovered_builds": "error: RuntimeError: disk on fire",
+        "redispatched_builds": 0,
         "purged_predictions": 0,
     }
 

@@ -203,6 +203,115 @@ def test_recovery_requeues_a_stale_period_then_fails_it(monitor, queued, django_
     assert period.status == "Failed" and "retried once" in period.error_message
 
 
+def test_recovery_requeues_a_stale_validation_then_invalidates_it(
+    monitor, queued, django_capture_on_commit_callbacks
+):
+    from monitors import tasks
+
+    old = timezone.now() - timedelta(hours=1)
+    Monitor.objects.filter(pk=monitor.pk).update(status="Running", heartbeat_at=old, attempts=1)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tasks.recover_stale() == 1
+    monitor.refresh_from_db()
+    assert monitor.status == "Unvalidated" and "Re-queued" in monitor.log
+    assert queued == [("monitors.tasks.validate_monitor", monitor.pk)]
+    Monitor.objects.filter(pk=monitor.pk).update(status="Running", heartbeat_at=old, attempts=2)
+    assert tasks.recover_stale() == 1
+    monitor.refresh_from_db()
+    assert monitor.status == "Invalidated" and "retried once; register again" in monitor.error_message
+    assert "Invalidated: The worker running this stopped" in monitor.log
+
+
+@pytest.fixture
+def sent(monkeypatch) -> list:
+    """(args, kwargs) of every task handed to the broker."""
+    calls: list = []
+    monkeypatch.setattr(services, "async_task", lambda *args, **kwargs: calls.append((args, kwargs)))
+    return calls
+
+
+def _queued_ago(job, delay: timedelta) -> None:
+    type(job).objects.filter(pk=job.pk).update(queued_at=timezone.now() - delay)
+
+
+def test_a_lost_validation_is_enqueued_again_after_the_delay_and_not_before(
+    monitor, sent, django_capture_on_commit_callbacks
+):
+    from groups import jobs
+    from monitors import tasks
+
+    Monitor.objects.filter(pk=monitor.pk).update(status="Unvalidated")
+    with django_capture_on_commit_callbacks(execute=True):
+        services.queue_validation(monitor)
+    first = (
+        ("monitors.tasks.validate_monitor", monitor.pk),
+        {"task_name": f"monitoring-validate-{monitor.model.hash}"},
+    )
+    assert sent == [first]
+    delay = jobs.lost_after(jobs.REDISPATCH_AFTER)  # with this test run's broker, ORM or Redis
+    _queued_ago(monitor, delay - timedelta(seconds=30))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tasks.housekeeping()["redispatched"] == 0
+    _queued_ago(monitor, delay + timedelta(seconds=30))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tasks.housekeeping()["redispatched"] == 1
+    assert sent == [first, first]
+
+
+@pytest.mark.parametrize("continuation", [False, True])
+def test_a_lost_period_is_enqueued_again_as_it_was_after_its_delay(
+    monitor, sent, django_capture_on_commit_callbacks, continuation
+):
+    from groups import jobs
+    from monitors import tasks
+
+    period = Period.objects.create(monitor=monitor, kind="Day", start=at(2026, 11, 1), end=at(2026, 11, 2))
+    with django_capture_on_commit_callbacks(execute=True):
+        services.queue_period(period, continuation=continuation)
+    first = (
+        ("monitors.tasks.run_period", period.pk),
+        {"continuation": continuation, "task_name": f"monitoring-period-{period.pk}"},
+    )
+    assert sent == [first]
+    # Longer than other jobs' delay: periods come in bursts nobody waits for by the minute.
+    delay = jobs.lost_after(tasks.PERIOD_REDISPATCH_AFTER)
+    assert delay >= jobs.lost_after(jobs.REDISPATCH_AFTER)
+    _queued_ago(period, delay - timedelta(seconds=30))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tasks.redispatch_lost() == 0
+    _queued_ago(period, delay + timedelta(seconds=30))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tasks.redispatch_lost() == 1
+    assert sent == [first, first]  # a continuation goes on as the same attempt
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_validation_and_a_period_delivered_twice_run_once(monitor, monkeypatch):
+    from monitors import tasks
+
+    ran: list[str] = []
+
+    def validate(monitor, log):
+        ran.append("validation")
+        raise tasks.MonitoringFailed("no environment in this test")
+
+    def run_period(period, log, *, deadline):
+        ran.append("period")
+        raise tasks.MonitoringFailed("no records in this test")
+
+    monkeypatch.setattr(tasks, "_validate", validate)
+    monkeypatch.setattr(tasks, "_run_period", run_period)
+    Monitor.objects.filter(pk=monitor.pk).update(status="Unvalidated", queued_at=timezone.now())
+    assert tasks.validate_monitor(monitor.pk) == "Invalidated"
+    assert tasks.validate_monitor(monitor.pk) == "already handled"  # the redispatched duplicate
+    period = Period.objects.create(
+        monitor=monitor, kind="Day", start=at(2026, 11, 1), end=at(2026, 11, 2), queued_at=timezone.now()
+    )
+    assert tasks.run_period(period.pk) == "Failed"
+    assert tasks.run_period(period.pk) == "already handled"
+    assert ran == ["validation", "period"]
+
+
 def test_the_task_timeout_must_cover_a_validation(settings):
     from django.core.checks import run_checks
 

@@ -8,10 +8,12 @@ from unittest import mock
 
 import pytest
 from django.core.checks import run_checks
+from django.db import transaction
 from django.utils import timezone
 
+from groups import jobs
 from tests.helpers.training import make_experiment
-from training import tasks
+from training import services, tasks
 from training.models import TrainingRun
 
 
@@ -90,6 +92,46 @@ def test_a_run_is_claimed_once(cast):
         python_version="3.9",
     )
     assert tasks.run_training(run.pk) == "already handled"
+
+
+def _requested(experiment) -> TrainingRun:
+    return TrainingRun.objects.create(
+        experiment=experiment, number=1, name="waiting", training_type="Custom", python_version="3.9"
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lost_run_is_enqueued_again_after_the_delay_and_not_before(cast):
+    experiment = make_experiment(cast.group, cast.owner)
+    run = _requested(experiment)
+    with mock.patch("training.services.async_task") as queued:
+        with transaction.atomic():
+            services.queue_run(run)
+        first = mock.call("training.tasks.run_training", run.pk, task_name=f"training-{experiment.hash}-1")
+        assert queued.call_args_list == [first]
+
+        delay = jobs.lost_after(jobs.REDISPATCH_AFTER)  # with this test run's broker, ORM or Redis
+        TrainingRun.objects.filter(pk=run.pk).update(queued_at=timezone.now() - delay + timedelta(seconds=30))
+        assert tasks.housekeeping()["redispatched_runs"] == 0
+        TrainingRun.objects.filter(pk=run.pk).update(queued_at=timezone.now() - delay - timedelta(seconds=30))
+        assert tasks.housekeeping()["redispatched_runs"] == 1
+        assert queued.call_args_list == [first, first]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_delivered_twice_runs_once(cast, monkeypatch):
+    run = _requested(make_experiment(cast.group, cast.owner))
+    TrainingRun.objects.filter(pk=run.pk).update(queued_at=timezone.now())
+    started: list[int] = []
+
+    def train(run, log):
+        started.append(run.attempts)
+        raise tasks.TrainingFailed("no environment in this test")
+
+    monkeypatch.setattr(tasks, "_train", train)
+    assert tasks.run_training(run.pk) == TrainingRun.Status.FAILED
+    assert tasks.run_training(run.pk) == "already handled"  # the redispatched duplicate
+    assert started == [1]
 
 
 def _with_outputs(cast, tmp_files: dict[str, bytes]) -> TrainingRun:

@@ -20,7 +20,19 @@ _pks = itertools.count(10_000)
 def called_model(model_hash: str, version: int = 1) -> CalledModel:
     """A model version no other test counts calls for (its own hash and row)."""
     return CalledModel(
-        next(_pks), f"{model_hash}v{version}", "Deployed", "Sync", 1, 1, None, True, 1, version, 1, model_hash
+        next(_pks),
+        f"{model_hash}v{version}",
+        "Deployed",
+        "Sync",
+        1,
+        1,
+        None,
+        None,
+        True,
+        1,
+        version,
+        1,
+        model_hash,
     )
 
 

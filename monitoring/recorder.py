@@ -48,6 +48,7 @@ class Recorder:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
+        self._atexit_registered = False
 
     def record(self, call: Call) -> None:
         """Called on the request path: never blocks, never touches the database."""
@@ -62,27 +63,35 @@ class Recorder:
             self._wake.set()
 
     def _ensure_thread(self) -> None:
-        # gunicorn forks workers after import: each process starts its own writer. A writer
-        # that died (an error outside its guarded flush) is replaced, never left buffering.
-        if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+        # On every call, so attribute checks only. gunicorn forks workers after import:
+        # each process starts its own writer; one that died is replaced (see _run).
+        if self._thread is None or self._pid != os.getpid():
             with self._lock:
-                if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
-                    if self._thread is None or self._pid != os.getpid():
-                        atexit.register(self.flush)
+                if self._thread is None or self._pid != os.getpid():
+                    if self._pid != os.getpid() or not self._atexit_registered:
+                        atexit.register(lambda: self.flush())  # whatever flush is then
+                        self._atexit_registered = True
                     self._pid = os.getpid()
                     self._thread = threading.Thread(target=self._run, name="prediction-recorder", daemon=True)
                     self._thread.start()
 
     def _run(self) -> None:
-        while True:
-            self._wake.wait(FLUSH_INTERVAL)
-            self._wake.clear()
-            try:
-                self.flush()
-                close_old_connections()
-            except Exception:  # keep recording after a database hiccup; the calls stay buffered
-                logger.exception("writing prediction records failed")
-                time.sleep(1)
+        try:
+            while True:
+                self._wake.wait(FLUSH_INTERVAL)
+                self._wake.clear()
+                try:
+                    self.flush()
+                    close_old_connections()
+                except Exception:  # keep recording after a database hiccup; the calls stay buffered
+                    logger.exception("writing prediction records failed")
+                    time.sleep(1)
+        finally:
+            # Ended anyway (a BaseException): the next call starts another writer rather
+            # than leaving calls buffered for good.
+            with self._lock:
+                if self._thread is threading.current_thread():
+                    self._thread = None
 
     @staticmethod
     def _insert(batch: list[Call]) -> None:

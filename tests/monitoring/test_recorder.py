@@ -55,15 +55,28 @@ def test_record_never_blocks_when_full(model, monkeypatch):
     assert time.perf_counter() - started < 0.5
 
 
+class _WriterKilled(BaseException):
+    """What ends a thread past its `except Exception` (as SystemExit would)."""
+
+
 def test_a_writer_that_died_is_replaced_on_the_next_call(model, monkeypatch):
-    runs = []
-    monkeypatch.setattr(Recorder, "_run", lambda self: runs.append(threading.current_thread()))
+    monkeypatch.setattr(threading, "excepthook", lambda args: None)  # the deaths are the point
     recorder = Recorder(capacity=10)
-    recorder.record(_call(model, 1))
-    recorder._thread.join(5)  # the writer ended, as one killed by an unexpected error would
-    recorder.record(_call(model, 2))
-    recorder._thread.join(5)
-    assert len(runs) == 2 and runs[0] is not runs[1]
+    writers = []
+
+    def die():
+        writers.append(threading.current_thread())
+        raise _WriterKilled
+
+    monkeypatch.setattr(recorder, "flush", die)
+    for n in (1, 2):
+        recorder.record(_call(model, n))  # the second call finds the first writer gone
+        recorder._wake.set()
+        writer = recorder._thread
+        writer.join(5)
+        assert not writer.is_alive() and recorder._thread is None
+    assert len(writers) == 2 and writers[0] is not writers[1]
+    monkeypatch.undo()
     assert recorder.flush() == 2  # nothing left for the exit-time flush, after the test database
 
 

@@ -5,9 +5,13 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 NEOMARIL_DATA_DIR ?= $(CURDIR)/var
 override NEOMARIL_DATA_DIR := $(abspath $(NEOMARIL_DATA_DIR))
+# This node's own folder (sockets, runner logs, static files): the data folder unless
+# several nodes share it (docs/deployment.md, "Production layout").
+NEOMARIL_NODE_DIR ?= $(NEOMARIL_DATA_DIR)
+override NEOMARIL_NODE_DIR := $(abspath $(NEOMARIL_NODE_DIR))
 # supervisord's pid file and control socket (deploy/supervisord.conf); per node.
-NEOMARIL_SUPERVISOR_DIR ?= $(NEOMARIL_DATA_DIR)
-export NEOMARIL_DATA_DIR PORT NEOMARIL_SUPERVISOR_DIR
+NEOMARIL_SUPERVISOR_DIR ?= $(NEOMARIL_NODE_DIR)
+export NEOMARIL_DATA_DIR PORT NEOMARIL_NODE_DIR NEOMARIL_SUPERVISOR_DIR
 
 .PHONY: install run test test-fast lint format messages bench browser-deps sandbox-deps gettext-deps clean
 

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from executions import services
 from executions.models import Execution
-from groups import jobs
+from groups import jobs, nodes
 from models_app import sandboxes
 from models_app.models import MLModel
 from models_app.runtime import oneshot, orphans
@@ -167,11 +167,22 @@ def check_output(value: object, folder: Path, input_name: str) -> Path:
 def recover_stale_executions() -> int:
     """Running executions whose worker stopped: re-queue once, else fail with the reason.
 
-    A worker that dies leaves its model process running on its own (it has a process
-    group of its own); it is stopped first, so two runs never share the folder. From
-    another node it can't be, and the execution is failed instead of re-run.
+    A model process dies with the worker that started it (bubblewrap's
+    --die-with-parent, setpriv's --pdeathsig); one left running anyway is stopped first,
+    so two runs never share the folder, but it can only be found on its own node. So an
+    execution that ran on another node (`host`: the host name) is left to that node's
+    recovery while a worker of it is running (django-q2's cluster status in Redis, which
+    expires seconds after a cluster stops); once none is, the node was stopped or lost,
+    its model processes died with its workers, and the execution is re-queued here. A
+    node's executions are not lost with the node. When the broker can't say which nodes
+    run a worker (the ORM broker, Redis unreachable), another node's execution is failed
+    instead: it can't be checked from here.
     """
     stale_after = settings.EXECUTION_STALE_SECONDS
+    live = nodes.live_worker_hosts()
+    candidates = Execution.objects.select_related("model")
+    if live is not None:  # another node's, while a worker of it runs: that node recovers them
+        candidates = candidates.exclude(host__in=live - {HOST})
 
     def examine(execution: Execution) -> tuple[str, bool]:
         elsewhere = bool(execution.host) and execution.host != HOST
@@ -179,15 +190,17 @@ def recover_stale_executions() -> int:
         reason = f"The worker running this execution stopped (no heartbeat for {stale_after} s)."
         if stopped:
             reason += f" Its model process was left running and has been stopped (pid {stopped})."
-        if elsewhere:
+        if elsewhere and live is not None:
+            reason += f" It ran on {execution.host}, where no worker is running any more."
+        elif elsewhere:
             reason += (
                 f" It ran on {execution.host}, so it can't be checked from here "
                 "and is not re-run; submit the input again."
             )
-        return reason, not elsewhere
+        return reason, not elsewhere or live is not None
 
     recovered = jobs.recover_stale(
-        Execution.objects.select_related("model"),
+        candidates,
         stale_after=stale_after,
         examine=examine,
         requeue=_requeue_stale,

@@ -21,10 +21,11 @@ accesslog = "-" if os.environ.get("NEOMARIL_ACCESS_LOG", "0") == "1" else None
 forwarded_allow_ips = os.environ.get("NEOMARIL_TRUSTED_PROXIES", "")
 # gunicorn's control socket (gunicornc, since 25.1) defaults to one path per user
 # ($XDG_RUNTIME_DIR or ~/.gunicorn), so a second instance replaced the first one's. It
-# lives beside supervisord's socket instead: this node's folder, which defaults to the
-# data folder (both set by `make run`; the data folder when run by hand).
+# lives beside supervisord's socket instead: this node's folder (NEOMARIL_SUPERVISOR_DIR,
+# else NEOMARIL_NODE_DIR, both defaulting to the data folder), never the shared one.
 control_socket = os.path.join(
     os.environ.get("NEOMARIL_SUPERVISOR_DIR")
+    or os.environ.get("NEOMARIL_NODE_DIR")
     or os.environ.get("NEOMARIL_DATA_DIR")
     or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "var"),
     "gunicorn.ctl",

@@ -10,6 +10,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from django_q.brokers import get_broker
 
+from portal.draining import DRAINING
+
 
 def _probe(check) -> dict:
     started = time.perf_counter()
@@ -37,6 +39,8 @@ def _broker() -> dict:
 @never_cache
 @require_GET
 def healthz(request):
+    if DRAINING.is_set():  # still serving, but asking the load balancer for nothing new
+        return JsonResponse({"status": "draining", "checks": {}}, status=503)
     checks = {"database": _probe(_database), "broker": _probe(_broker)}
     healthy = all(check["ok"] for check in checks.values())
     return JsonResponse(

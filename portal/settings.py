@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from pathlib import Path
@@ -15,6 +16,12 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 DATA_DIR = envpath("NEOMARIL_DATA_DIR", BASE_DIR / "var")
 DATA_DIR.mkdir(parents=True, exist_ok=True)
+# This node's own state, never shared between nodes (docs/deployment.md, "Production
+# layout"): sockets (RUN_DIR), runner logs, collected static files, and `make run`'s
+# supervisord and gunicorn control sockets. The data folder by default (one node); each
+# node of several sharing one data folder sets a local folder of its own.
+NODE_DIR = envpath("NEOMARIL_NODE_DIR", DATA_DIR)
+NODE_DIR.mkdir(parents=True, exist_ok=True)
 
 
 def _generated_secret(filename: str, make) -> str:
@@ -25,8 +32,17 @@ def _generated_secret(filename: str, make) -> str:
     """
     path = DATA_DIR / filename
     if not path.exists():
-        path.touch(mode=0o600)
-        path.write_text(make())
+        # Written whole under another name, then linked into place: several processes or
+        # nodes starting at once on one data folder all read the first one's value, never
+        # an empty file nor a key that another process replaced after reading it.
+        draft = DATA_DIR / f".{filename}.{secrets.token_hex(8)}"
+        draft.touch(mode=0o600)
+        try:
+            draft.write_text(make())
+            with contextlib.suppress(FileExistsError):  # another one was first: theirs
+                os.link(draft, path)
+        finally:
+            draft.unlink()
     return path.read_text().strip()
 
 
@@ -151,7 +167,9 @@ USE_TZ = True
 BROWSER_TIME_ZONE_COOKIE = "neomaril_tz"
 
 STATIC_URL = "static/"
-STATIC_ROOT = DATA_DIR / "staticfiles"
+# Per node: each node's `make run` collects them, and two collecting into one shared
+# folder at once would overwrite each other's manifest and compressed copies.
+STATIC_ROOT = NODE_DIR / "staticfiles"
 STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise warns at start-up when it is missing
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
@@ -326,17 +344,21 @@ FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
 # Unix sockets of the runners and of the host. Socket paths are limited to 107 bytes
 # and a runner's socket name takes up to ~58 (".M<32 hex>.<build>.<replica>.sock.loading"),
 # so a deep data folder falls back to a short folder under /tmp.
-RUN_DIR = envpath("NEOMARIL_RUN_DIR", DATA_DIR / "run")
+RUN_DIR = envpath("NEOMARIL_RUN_DIR", NODE_DIR / "run")
 if len(str(RUN_DIR)) > 48:
     import hashlib
     import tempfile
 
     RUN_DIR = (
-        Path(tempfile.gettempdir()) / f"neomaril-{hashlib.sha256(str(DATA_DIR).encode()).hexdigest()[:12]}"
+        Path(tempfile.gettempdir()) / f"neomaril-{hashlib.sha256(str(NODE_DIR).encode()).hexdigest()[:12]}"
     )
 # Threads per web worker for Django's requests (pages, API, uploads, downloads); Sync
 # model calls don't use them (they are answered on the worker's event loop).
 WEB_THREADS = envint("NEOMARIL_WEB_THREADS", 8, minimum=1)
+# Behind a load balancer: seconds a stopping web goes on serving while /healthz answers
+# 503, so the balancer takes the node out first (portal.workers.DrainingServer); below
+# gunicorn's graceful_timeout (30 s), which then ends the stop.
+WEB_DRAIN_SECONDS = envint("NEOMARIL_WEB_DRAIN_SECONDS", 0, minimum=0, maximum=20)
 PREDICT_TIMEOUT = envint("NEOMARIL_PREDICT_TIMEOUT", 30, minimum=1)
 COLD_START_TIMEOUT = envint("NEOMARIL_COLD_START_TIMEOUT", 120, minimum=1)
 # A Sync build asks this node's model host to start its runners (the smoke test runs in

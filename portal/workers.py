@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import sys
+import threading
 
+from django.conf import settings
+from gunicorn.arbiter import Arbiter
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker
+
+from portal.draining import DRAINING
 
 
 class CoalescingTransport:
@@ -70,3 +78,36 @@ class WebWorker(UvicornWorker):
         # One log line per prediction costs CPU on the hot path; on when asked.
         "access_log": os.environ.get("NEOMARIL_ACCESS_LOG", "0") == "1",
     }
+
+    async def _serve(self) -> None:
+        # UvicornWorker._serve with DrainingServer in place of uvicorn's Server.
+        self.config.app = self.wsgi
+        server = DrainingServer(config=self.config)
+        self._install_sigquit_handler()
+        await server.serve(sockets=self.sockets)
+        if not server.started:
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)
+
+
+class DrainingServer(Server):
+    """uvicorn's server, which on SIGTERM first goes on serving for NEOMARIL_WEB_DRAIN_SECONDS
+    while /healthz answers 503: the load balancer takes the node out (docs/deployment.md,
+    "HAProxy") before it stops accepting.
+
+    Without it, a request the balancer sends in the instant the node stops can land on a
+    connection that uvicorn then closes unanswered (it closes the connections without a
+    request in progress): HAProxy sends a Sync call again, but not an upload. 0 (the
+    default: one node, no balancer) stops at once; SIGINT (Ctrl-C) always does.
+    """
+
+    def handle_exit(self, sig: int, frame) -> None:
+        seconds = settings.WEB_DRAIN_SECONDS
+        if sig != signal.SIGTERM or not seconds or self.should_exit:
+            super().handle_exit(sig, frame)
+        elif not DRAINING.is_set():
+            DRAINING.set()
+            stop = threading.Timer(seconds, super().handle_exit, (sig, None))
+            stop.daemon = True
+            stop.start()
+        # A second SIGTERM while draining (gunicorn's master passes supervisord's on to its
+        # workers, which got their own from the process group) changes nothing.

@@ -26,7 +26,9 @@ def runner_socket_name(model_hash: str, build: int, replica: int) -> str:
 
 
 def runner_log(model_hash: str) -> Path:
-    folder = settings.DATA_DIR / "logs" / "runners"
+    # The node's own folder: this node's host appends to it and reads its tail back when a
+    # runner fails; another node's runners of the same model write their own.
+    folder = settings.NODE_DIR / "logs" / "runners"
     folder.mkdir(parents=True, exist_ok=True)
     return folder / f"{model_hash}.log"
 

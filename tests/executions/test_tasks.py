@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from executions import services, tasks
 from executions.models import Execution
-from groups import jobs
+from groups import jobs, nodes
 from models_app import services as model_services
 from models_app.models import MLModel
 from models_app.runtime import sandbox
@@ -305,16 +305,52 @@ def test_a_stale_execution_is_rerun_once_then_failed(caller, deploy):
     assert "already been re-run once" in execution.error_message
 
 
-def test_a_stale_execution_of_another_node_is_failed_not_rerun(caller, deploy):
+def _workers_on(monkeypatch, *hosts: str | None) -> None:
+    """The hosts the broker says run a worker (None: it can't say)."""
+    live = None if hosts == (None,) else set(hosts)
+    monkeypatch.setattr(nodes, "live_worker_hosts", lambda: live)
+
+
+def test_a_stale_execution_of_a_node_with_a_live_worker_is_left_to_that_node(caller, deploy, monkeypatch):
     model = deploy()
     submit(caller, model)
     execution = model.executions.get()
     _make_stale(execution, attempts=1)
     Execution.objects.filter(pk=execution.pk).update(host="another-node")
+    _workers_on(monkeypatch, tasks.HOST, "another-node")
+    assert tasks.recover_stale_executions() == 0
+    execution.refresh_from_db()
+    assert execution.status == "Running"  # that node stops its leftover process, then re-queues
+
+
+def test_a_stale_execution_of_a_node_without_workers_is_rerun_here(caller, deploy, monkeypatch):
+    # Node A stopped (or lost) while running it: its model process died with its worker.
+    model = deploy()
+    submit(caller, model)
+    execution = model.executions.get()
+    _make_stale(execution, attempts=1)
+    Execution.objects.filter(pk=execution.pk).update(host="another-node")
+    (execution.folder / "partial.csv").write_text("half")
+    _workers_on(monkeypatch, tasks.HOST)
+    assert tasks.recover_stale_executions() == 1
+    execution.refresh_from_db()
+    assert execution.status == "Requested" and execution.queued_at is not None
+    assert "It ran on another-node, where no worker is running any more" in execution.log
+    assert sorted(p.name for p in execution.folder.iterdir()) == ["input.csv"]
+    assert tasks.run_execution(execution.pk) == "Succeeded"
+
+
+def test_a_stale_execution_of_another_node_is_failed_when_the_broker_cannot_say(caller, deploy, monkeypatch):
+    model = deploy()
+    submit(caller, model)
+    execution = model.executions.get()
+    _make_stale(execution, attempts=1)
+    Execution.objects.filter(pk=execution.pk).update(host="another-node")
+    _workers_on(monkeypatch, None)
     tasks.recover_stale_executions()
     execution.refresh_from_db()
     assert execution.status == "Failed"
-    assert "It ran on another-node" in execution.error_message
+    assert "It ran on another-node, so it can't be checked from here" in execution.error_message
 
 
 def test_a_running_execution_with_a_fresh_heartbeat_is_left_alone(caller, deploy):

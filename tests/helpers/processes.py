@@ -30,12 +30,20 @@ class RunningPortal:
     """`make run` in its own process group, with its output in a log file."""
 
     def __init__(
-        self, data_dir: Path, *, admin=("admin", "admin-password-123"), extra_env: dict | None = None
+        self,
+        data_dir: Path,
+        *,
+        admin=("admin", "admin-password-123"),
+        extra_env: dict | None = None,
+        node_dir: Path | None = None,
+        port: int | None = None,
     ):
-        self.port = free_port()
+        """`node_dir`: NEOMARIL_NODE_DIR, for one of several nodes sharing `data_dir`
+        (its log goes there too); `port`: a given one, e.g. a node started again."""
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir
-        self.log_path = data_dir / "make-run.log"
+        self.log_path = (node_dir or data_dir) / "make-run.log"
         self.admin = admin
         self.survivors: list[psutil.Process] = []  # what was still running after stop()
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -44,6 +52,9 @@ class RunningPortal:
             k: v for k, v in os.environ.items() if not k.startswith(("NEOMARIL_", "DJANGO_", "PYTEST"))
         }
         self.env.update({"NEOMARIL_DATA_DIR": str(data_dir), **portal_env(data_dir)})
+        if node_dir is not None:
+            node_dir.mkdir(parents=True, exist_ok=True)
+            self.env["NEOMARIL_NODE_DIR"] = str(node_dir)
         env = {
             **self.env,
             "PORT": str(self.port),

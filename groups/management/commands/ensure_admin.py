@@ -11,6 +11,7 @@ import os
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
+from django.db import IntegrityError, transaction
 
 
 class Command(BaseCommand):
@@ -30,5 +31,11 @@ class Command(BaseCommand):
             # Idempotent: never reset an existing admin's password from the environment.
             self.stdout.write(f"Admin '{username}' already exists.")
             return
-        User.objects.create_superuser(username=username, password=password, email="")
+        try:
+            with transaction.atomic():
+                User.objects.create_superuser(username=username, password=password, email="")
+        except IntegrityError:
+            # Another node's `make run` created it between our look-up and our insert.
+            self.stdout.write(f"Admin '{username}' already exists.")
+            return
         self.stdout.write(self.style.SUCCESS(f"Admin '{username}' created."))

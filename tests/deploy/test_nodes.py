@@ -1,0 +1,368 @@
+"""Two nodes behind HAProxy on one machine (docs/deployment.md, "Production layout").
+
+Two `make run`s share one data folder, one PostgreSQL and one Redis, each with its own
+port and node folder (NEOMARIL_NODE_DIR), behind deploy/haproxy.cfg as it is (its
+"production only" lines left out, this machine's addresses in place of the example
+ones). Both nodes start at the same time, as a fleet restarted at once would (the
+migrations, the generated secrets and the admin are created once between them).
+
+A model deployed through node A answers through A, B and the balancer; an Async
+execution submitted on A is downloaded from B. Then, while callers keep calling through
+the balancer and executions are submitted, node A is stopped the way a service manager
+stops it (SIGTERM to its supervisord; NEOMARIL_WEB_DRAIN_SECONDS lets HAProxy take it out
+first): no call fails, uploads included, and every execution finishes. Node A started
+again takes calls from the balancer again.
+
+PostgreSQL and Redis are the pass's (postgres pass) or started here (sqlite pass: the
+layout needs them); HAProxy and the servers are Debian's packages, installed when root.
+Anything missing fails the test, saying what.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests import backends
+from tests.helpers.processes import ROOT, PortalClient, RunningPortal, free_port
+
+pytestmark = pytest.mark.slow
+
+SYNC_FILES = {
+    "source": (
+        "app.py",
+        b"import json\n\ndef score(data, base_path):\n    return {'y': json.loads(data)['x'] * 2}\n",
+    ),
+    "model": ("model.pkl", b"unused"),
+    "requirements": ("requirements.txt", b""),
+    "schema": ("schema.json", b'{"x": 1}'),
+}
+ASYNC_SOURCE = b"""import os
+
+
+def score(data_path, model_path):
+    with open(os.path.join(data_path, os.environ["inputFileName"])) as f:
+        text = f.read()
+    output = os.path.join(data_path, "output.csv")
+    with open(output, "w") as f:
+        f.write(text.upper())
+    return output
+"""
+ASYNC_FILES = {
+    "source": ("app.py", ASYNC_SOURCE),
+    "model": ("model.pkl", b"unused"),
+    "requirements": ("requirements.txt", b""),
+}
+# Calls through the balancer while node A stops: bounded in time and in number.
+LOAD_LIMIT_S, LOAD_MAX_CALLS = 300, 20_000
+
+
+def _fail(message: str):
+    pytest.fail(message, pytrace=False)
+
+
+@contextlib.contextmanager
+def database_and_broker(data_dir: Path):
+    """DATABASE_URL and REDIS_URL for the nodes: the pass's servers, else our own."""
+    if os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")) and os.environ.get(
+        "REDIS_URL"
+    ):
+        yield backends.portal_env(data_dir)
+        return
+    try:
+        with backends.servers() as urls:
+            yield backends.portal_env(data_dir, environ=urls)
+    except backends.BackendError as exc:
+        _fail(f"Several nodes need PostgreSQL and Redis: {exc}")
+
+
+def haproxy_config(*, bind: int, stats: int, nodes: dict[str, int]) -> str:
+    """deploy/haproxy.cfg without its production-only lines, on this machine's ports."""
+    text = (ROOT / "deploy" / "haproxy.cfg").read_text()
+    lines = [line for line in text.splitlines() if "production only" not in line]
+    text = "\n".join(lines) + "\n"
+    text = text.replace("    bind :80\n", f"    bind 127.0.0.1:{bind}\n")
+    text = text.replace("bind 127.0.0.1:8404", f"bind 127.0.0.1:{stats}")
+    text = text.replace("neomaril.example.com", "127.0.0.1")
+    servers = [line for line in text.splitlines() if re.match(r"\s+server node\d ", line)]
+    assert len(servers) == len(nodes), servers
+    for line, (name, port) in zip(servers, nodes.items(), strict=True):
+        text = text.replace(line, re.sub(r"server node\d \S+", f"server {name} 127.0.0.1:{port}", line))
+    # Its request log on standard output (the test's log file) instead of syslog.
+    return text.replace("global\n", "global\n    log stdout format raw local0\n", 1)
+
+
+@contextlib.contextmanager
+def running_haproxy(folder: Path, config: str):
+    try:
+        backends.ensure_package("/usr/sbin/haproxy", "haproxy")
+    except backends.BackendError as exc:
+        _fail(f"The several-nodes test runs Debian's HAProxy: {exc}")
+    path = folder / "haproxy.cfg"
+    path.write_text(config)
+    check = subprocess.run(["/usr/sbin/haproxy", "-c", "-q", "-f", path], capture_output=True, text=True)
+    assert check.returncode == 0, f"deploy/haproxy.cfg does not load:\n{check.stdout}{check.stderr}"
+    log = open(folder / "haproxy.log", "ab")  # noqa: SIM115  (closed below)
+    process = subprocess.Popen(
+        ["/usr/sbin/haproxy", "-db", "-f", path],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def stats(url: str) -> dict[str, dict]:
+    """HAProxy's rows of the neomaril backend's servers: status, answers by class..."""
+    text = requests.get(f"{url}/stats;csv", timeout=5).text.lstrip("# ")
+    rows = csv.DictReader(io.StringIO(text))
+    return {
+        row["svname"]: row
+        for row in rows
+        if row["pxname"] == "neomaril" and row["svname"] not in ("FRONTEND", "BACKEND")
+    }
+
+
+def wait_until(condition, what: str, timeout: float, pause: float = 0.3):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        time.sleep(pause)
+
+
+class Caller(threading.Thread):
+    """Sync calls through the balancer, one after another, until stopped (bounded)."""
+
+    def __init__(self, url: str, model_hash: str, token: str):
+        super().__init__(daemon=True)
+        self.url, self.model_hash, self.token = url, model_hash, token
+        self.outcomes: list[tuple[float, int | str]] = []  # (when, status or error)
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        deadline = time.monotonic() + LOAD_LIMIT_S
+        while not self.halt.is_set() and time.monotonic() < deadline and len(self.outcomes) < LOAD_MAX_CALLS:
+            x = len(self.outcomes)
+            try:
+                response = requests.post(
+                    f"{self.url}/api/v1/run/{self.model_hash}",
+                    json={"x": x},
+                    headers={"Authorization": f"Bearer {self.token}"},
+                    timeout=30,
+                )
+                ok = response.status_code == 200 and response.json() == {"y": 2 * x}
+                outcome = 200 if ok else f"{response.status_code} {response.text[:200]}"
+            except requests.RequestException as exc:
+                outcome = f"{type(exc).__name__}: {exc}"
+            self.outcomes.append((time.monotonic(), outcome))
+
+
+def sync_call(url: str, model_hash: str, token: str, x: int) -> dict:
+    response = requests.post(
+        f"{url}/api/v1/run/{model_hash}",
+        json={"x": x},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def submit(url: str, model_hash: str, token: str, text: str) -> int:
+    response = requests.post(
+        f"{url}/api/v1/run/{model_hash}",
+        files={"file": ("input.csv", text.encode())},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+    )
+    assert response.status_code == 202, response.text
+    return response.json()["execution_id"]
+
+
+def execution(url: str, model_hash: str, token: str, number: int) -> dict:
+    return requests.get(
+        f"{url}/api/v1/run/{model_hash}/executions/{number}",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    ).json()
+
+
+def test_two_nodes_behind_haproxy(tmp_path):
+    data_dir, node_a, node_b = tmp_path / "shared", tmp_path / "node-a", tmp_path / "node-b"
+    ports = {"node_a": free_port(), "node_b": free_port()}
+    lb_port, stats_port = free_port(), free_port()
+    lb, stats_url = f"http://127.0.0.1:{lb_port}", f"http://127.0.0.1:{stats_port}"
+    started: list[RunningPortal] = []
+    callers: list[Caller] = []
+
+    def start(name: str, node_dir: Path, **env) -> RunningPortal:
+        node = RunningPortal(
+            data_dir,
+            node_dir=node_dir,
+            port=ports[name],
+            extra_env={
+                **shared_env,
+                # A node whose worker died mid-run is noticed sooner than the default 90 s.
+                "NEOMARIL_EXECUTION_STALE_SECONDS": "15",
+                # A stopping node serves on until HAProxy has taken it out (2 failed
+                # checks, 2 s apart), as docs/deployment.md has it.
+                "NEOMARIL_WEB_DRAIN_SECONDS": "8",
+                **env,
+            },
+        )
+        started.append(node)
+        return node
+
+    with (
+        database_and_broker(data_dir) as shared_env,
+        running_haproxy(tmp_path, haproxy_config(bind=lb_port, stats=stats_port, nodes=ports)) as haproxy,
+    ):
+        try:
+            # Both at once. Node B's sandboxes take other uids than A's: the uid pool's
+            # leases are kept in each node's own folder (docs/deployment.md).
+            a = start("node_a", node_a)
+            b = start("node_b", node_b, NEOMARIL_SANDBOX_UID_BASE="201000")
+            for node in (a, b):
+                node.wait_healthy(timeout=240)
+            # One database, one set of keys and one admin for both (started together).
+            assert (data_dir / "secret_key").is_file() and not (node_a / "secret_key").exists()
+            assert (node_a / "staticfiles" / "staticfiles.json").is_file()
+            assert (node_b / "staticfiles" / "staticfiles.json").is_file()
+            assert not (data_dir / "staticfiles").exists()
+            assert (node_a / "supervisor.sock").exists() and (node_b / "supervisor.sock").exists()
+            wait_until(lambda: all(s["status"] == "UP" for s in stats(stats_url).values()), "both UP", 30)
+
+            # Deploy through node A, call through A, B and the balancer.
+            client_a = PortalClient(a)
+            token = client_a.create_group("nodes")
+            sync_hash = client_a.deploy(group="nodes", files=SYNC_FILES, name="sync on nodes")
+            for url in (a.url, b.url, lb, lb):
+                assert sync_call(url, sync_hash, token, 21) == {"y": 42}
+            # A session made on A is good on B (sessions and tokens live in the database).
+            assert requests.get(f"{b.url}/api/v1/models/{sync_hash}", headers=client_a.headers, timeout=30).ok
+
+            # An Async execution submitted on A, downloaded from B.
+            async_hash = client_a.deploy(
+                group="nodes", files=ASYNC_FILES, name="async on nodes", operation="Async"
+            )
+            number = submit(a.url, async_hash, token, "x,y\n1,2\n")
+            done = wait_until(
+                lambda: (
+                    (e := execution(b.url, async_hash, token, number))["status"] in ("Succeeded", "Failed")
+                    and e
+                ),
+                "the execution submitted on A",
+                120,
+            )
+            assert done["status"] == "Succeeded", done
+            result = requests.get(
+                f"{b.url}/api/v1/run/{async_hash}/executions/{number}/result",
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=30,
+            )
+            assert result.status_code == 200 and result.content == b"X,Y\n1,2\n"
+
+            # Node A stops under load: calls go on through B, no execution is lost.
+            callers += [Caller(lb, sync_hash, token) for _ in range(2)]
+            for caller in callers:
+                caller.start()
+
+            def calls() -> list[tuple[float, int | str]]:
+                return sorted(o for caller in callers for o in caller.outcomes)
+
+            def failures() -> list[tuple[float, int | str]]:
+                return [o for o in calls() if o[1] != 200]
+
+            wait_until(lambda: len(calls()) >= 20, "calls through the balancer", 60)
+            before = stats(stats_url)
+            assert int(before["node_a"]["hrsp_2xx"]) > 0 and int(before["node_b"]["hrsp_2xx"]) > 0
+            submitted = {submit(lb, async_hash, token, f"n\n{i}\n"): f"N\n{i}\n" for i in range(4)}
+            stopping = time.monotonic()
+            a.supervisord().send_signal(signal.SIGTERM)  # what systemctl stop sends
+            submitted.update({submit(lb, async_hash, token, f"n\n{i}\n"): f"N\n{i}\n" for i in range(4, 8)})
+            try:
+                a.process.wait(90)  # supervisord stopped its programs and exited
+            except subprocess.TimeoutExpired:
+                raise AssertionError(f"node A did not stop within 90 s:\n{a.log()}") from None
+            stopped = time.monotonic()
+            a.stop()
+            assert not a.survivors, a.survivors
+            wait_until(lambda: stats(stats_url)["node_a"]["status"].startswith("DOWN"), "A marked DOWN", 30)
+            # Taken out by its draining /healthz while it still served, not by refusing.
+            taken_out = "node_a is DOWN, reason: Layer7 wrong status, code: 503"
+            assert taken_out in (tmp_path / "haproxy.log").read_text()
+            calls_while_a_stopped = len(calls())
+            wait_until(lambda: len(calls()) >= calls_while_a_stopped + 20, "calls through B alone", 60)
+            during = [o for o in calls() if stopping <= o[0] <= stopped]
+            assert during, "no call was made while node A was stopping"
+            assert failures() == [], (failures()[:10], f"node A stopped in {stopped - stopping:.1f} s")
+
+            # Every execution finishes (run by A before it stopped, or by B), none lost or stuck.
+            def all_finished():
+                states = {n: execution(lb, async_hash, token, n) for n in submitted}
+                return all(s["status"] in ("Succeeded", "Failed") for s in states.values()) and states
+
+            states = wait_until(all_finished, "the executions submitted around the stop", 150, pause=1)
+            assert {n: s["status"] for n, s in states.items()} == dict.fromkeys(submitted, "Succeeded"), (
+                states
+            )
+            for n, expected in submitted.items():
+                result = requests.get(
+                    f"{lb}/api/v1/run/{async_hash}/executions/{n}/result",
+                    headers={"Authorization": f"Bearer {token}"},
+                    timeout=30,
+                )
+                assert result.content == expected.encode()
+
+            # Node A started again: the balancer sends calls to it again.
+            a = start("node_a", node_a)
+            a.wait_healthy(timeout=240)
+            answered_by_a = int(stats(stats_url)["node_a"]["hrsp_2xx"])
+            wait_until(lambda: stats(stats_url)["node_a"]["status"] == "UP", "A back UP", 60)
+            wait_until(
+                lambda: int(stats(stats_url)["node_a"]["hrsp_2xx"]) >= answered_by_a + 10,
+                "calls answered by A again",
+                60,
+            )
+            for caller in callers:
+                caller.halt.set()
+            for caller in callers:
+                caller.join(40)
+            assert failures() == [], failures()[:10]
+            assert haproxy.poll() is None
+        except BaseException:
+            for log in sorted(tmp_path.glob("**/*.log")):  # shown by pytest with the failure
+                print(f"----- {log}\n{log.read_text(errors='replace')[-4000:]}")
+            raise
+        finally:
+            for caller in callers:
+                caller.halt.set()
+            stops = [threading.Thread(target=node.stop) for node in started]  # at once: faster
+            for stop in stops:
+                stop.start()
+            for stop in stops:
+                stop.join(120)

@@ -45,7 +45,10 @@ class CoalescingTransport:
         if self._pending:
             data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
             self._pending = []
-            self._transport.write(data)
+            # The peer may have gone before the loop turned (a load balancer's health check
+            # closes as soon as it has the status line): uvloop raises on a closed handle.
+            if not self._transport.is_closing():
+                self._transport.write(data)
 
     def close(self) -> None:
         self.flush()

@@ -62,6 +62,18 @@ def test_large_writes_go_straight_through_after_what_is_pending():
     run_async(scenario())
 
 
+def test_what_is_pending_when_the_peer_has_gone_is_dropped():
+    async def scenario():
+        raw = RecordingTransport()
+        transport = CoalescingTransport(raw, asyncio.get_running_loop())
+        transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        raw.closed = True  # e.g. a health check that hung up before the loop turned
+        await asyncio.sleep(0)
+        return raw
+
+    assert run_async(scenario()).writes == []  # and no error from the loop's callback
+
+
 def test_close_flushes_first_and_other_calls_pass_through():
     async def scenario():
         raw = RecordingTransport()

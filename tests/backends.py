@@ -85,7 +85,7 @@ def ensure_package(executable: Path | str, package: str) -> None:
         subprocess.run(["apt-get", "update", "-qq"], env=env, check=False)
         subprocess.run(install, env=env, stdout=subprocess.DEVNULL, check=False)
     if not shutil.which(str(executable)):
-        raise BackendError(f"apt-get could not install {package}; the PostgreSQL pass needs it.")
+        raise BackendError(f"apt-get could not install {package}.")
 
 
 def _dies_with_us(sig: int):

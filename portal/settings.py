@@ -365,6 +365,11 @@ COLD_START_TIMEOUT = envint("NEOMARIL_COLD_START_TIMEOUT", 120, minimum=1)
 # them) before it announces Deployed; 0 = smoke test alone, runners start on the first call.
 WARM_ON_DEPLOY = envbool("NEOMARIL_WARM_ON_DEPLOY", True)
 HOST_MAX_RUNNERS = envint("NEOMARIL_HOST_MAX_RUNNERS", 16, minimum=1)
+# Replicas follow the load (docs/serving.md): a model's runners grow from its
+# min_replicas towards its max_replicas, whose default is this node's cores, while they
+# are busy, and shrink back after this many seconds of light load.
+HOST_CORES = len(os.sched_getaffinity(0))
+REPLICA_IDLE_SECONDS = envint("NEOMARIL_REPLICA_IDLE_SECONDS", 30, minimum=1)
 # Total resident memory of all runners on the node; 0 = no memory budget.
 HOST_MEMORY_BUDGET_MB = envint("NEOMARIL_HOST_MEMORY_BUDGET_MB", 0, minimum=0)
 # Address-space limit of one runner (RLIMIT_AS); 0 = none. Generous: numpy and BLAS
@@ -385,11 +390,6 @@ METRICS_ALLOWED_NETWORKS = envnetworks("NEOMARIL_METRICS_ALLOWED_NETWORKS", ["12
 # --- Sandbox of user code (models_app/runtime/sandbox.py, docs/security.md) ----------
 # Every process that runs uploaded code starts under bubblewrap. Turning it off is for a
 # single-user machine only: `check --deploy` fails and admins see a banner.
-# Replicas follow the load (docs/serving.md): a model's runners grow from its
-# min_replicas towards its max_replicas, whose default is this node's cores, while they
-# are busy, and shrink back after this many seconds of light load.
-HOST_CORES = len(os.sched_getaffinity(0))
-REPLICA_IDLE_SECONDS = envint("NEOMARIL_REPLICA_IDLE_SECONDS", 30, minimum=1)
 UNSAFE_NO_SANDBOX = envbool("NEOMARIL_UNSAFE_NO_SANDBOX", False)
 # When the platform runs as root, each sandbox runs as its own uid from this range
 # (no passwd entry needed), so process limits of one job never count another's.

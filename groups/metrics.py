@@ -94,7 +94,7 @@ JOBS_RECOVERED = Counter(
 class CalledVersion(Protocol):
     """What the metrics need of a called model (models_app.calls.CalledModel)."""
 
-    pk: int  # the version's own row
+    hash: str  # the version's own
     model_hash: str  # the run URL's hash
     version: int
 
@@ -183,7 +183,7 @@ class _Publisher:
 
 
 _publisher = _Publisher()
-_series: dict[int, ModelSeries] = {}
+_series: dict[str, ModelSeries] = {}
 
 
 def publish_in_flight() -> None:
@@ -192,10 +192,11 @@ def publish_in_flight() -> None:
 
 
 def model_series(model: CalledVersion) -> ModelSeries:
-    """The series of the version that answers (`model.pk` is its own row)."""
-    series = _series.get(model.pk)
+    """The series of the version that answers, by its hash: never reused, unlike a row's id
+    (a rolled-back insert gives its id to the next one)."""
+    series = _series.get(model.hash)
     if series is None:  # setdefault: a thread creating it at the same time gets the same one
-        series = _series.setdefault(model.pk, ModelSeries(model))
+        series = _series.setdefault(model.hash, ModelSeries(model))
     return series
 
 

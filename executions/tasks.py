@@ -179,28 +179,20 @@ def recover_stale_executions() -> int:
     instead: it can't be checked from here.
     """
     stale_after = settings.EXECUTION_STALE_SECONDS
-    live = nodes.live_worker_hosts()
-    candidates = Execution.objects.select_related("model")
-    if live is not None:  # another node's, while a worker of it runs: that node recovers them
-        candidates = candidates.exclude(host__in=live - {HOST})
+    on_nodes = nodes.StaleJobs(HOST)
 
     def examine(execution: Execution) -> tuple[str, bool]:
-        elsewhere = bool(execution.host) and execution.host != HOST
-        stopped = 0 if elsewhere else stop_orphan_runners(execution)
-        reason = f"The worker running this execution stopped (no heartbeat for {stale_after} s)."
-        if stopped:
-            reason += f" Its model process was left running and has been stopped (pid {stopped})."
-        if elsewhere and live is not None:
-            reason += f" It ran on {execution.host}, where no worker is running any more."
-        elif elsewhere:
-            reason += (
-                f" It ran on {execution.host}, so it can't be checked from here "
-                "and is not re-run; submit the input again."
-            )
-        return reason, not elsewhere or live is not None
+        reason, again = on_nodes.examine(
+            execution,
+            stale_after=stale_after,
+            what="this execution",
+            process="model",
+            stop_leftovers=stop_orphan_runners,
+        )
+        return (reason if again else f"{reason} Submit the input again."), again
 
     recovered = jobs.recover_stale(
-        candidates,
+        on_nodes.candidates(Execution.objects.select_related("model")),
         stale_after=stale_after,
         examine=examine,
         requeue=_requeue_stale,

@@ -34,3 +34,37 @@ def live_worker_hosts() -> set[str] | None:
     except Exception:  # a broker that does not answer: nothing is concluded from it
         logger.warning("could not read the workers' status from the broker", exc_info=True)
         return None
+
+
+class StaleJobs:
+    """One recovery pass's view of the nodes, for every kind of job (executions, training
+    runs, monitoring jobs): which stale jobs this node takes, and what it says of one.
+
+    A job's leftover processes can only be stopped on the node that ran it (`stop_leftovers`,
+    here). Another node's stale job is left to that node while a worker of it runs, and
+    taken over once none does (its processes died with its workers). When the broker
+    can't say (the ORM broker, Redis unreachable), another node's job is not re-run.
+    """
+
+    def __init__(self, this_host: str) -> None:
+        self.host = this_host
+        self.live = live_worker_hosts()
+
+    def candidates(self, queryset):
+        """The stale jobs this node may recover: not those of another node still working."""
+        if self.live is None:
+            return queryset
+        return queryset.exclude(host__in=self.live - {self.host})
+
+    def examine(self, job, *, stale_after: int, what: str, process: str, stop_leftovers) -> tuple[str, bool]:
+        """What happened to `job` (for its log and error), and whether it may run again."""
+        elsewhere = bool(job.host) and job.host != self.host
+        stopped = 0 if elsewhere else stop_leftovers(job)
+        reason = f"The worker running {what} stopped (no heartbeat for {stale_after} s)."
+        if stopped:
+            reason += f" Its {process} process was left running and has been stopped (pid {stopped})."
+        if elsewhere and self.live is not None:
+            reason += f" It ran on {job.host}, where no worker is running any more."
+        elif elsewhere:
+            reason += f" It ran on {job.host}, so it can't be checked from here and is not re-run."
+        return reason, not elsewhere or self.live is not None

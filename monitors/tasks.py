@@ -31,7 +31,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from executions.models import Execution
-from groups import jobs
+from groups import jobs, nodes
 from models_app import environments, sandboxes
 from models_app import tasks as model_tasks
 from models_app.runtime import oneshot, orphans
@@ -613,19 +613,19 @@ def _recovery(waiting: str, failed: str, queue: Callable[[Any], None], *, again:
 def recover_stale() -> int:
     """Validations and periods whose worker stopped: re-queued once, then failed."""
     stale_after = settings.MONITORING_STALE_SECONDS
+    on_nodes = nodes.StaleJobs(HOST)
 
     def examine(job) -> tuple[str, bool]:
-        elsewhere = bool(job.host) and job.host != HOST
-        stopped = 0 if elsewhere else orphans.kill_oneshots_in(job.sandbox_folder)
-        reason = f"The worker running this stopped (no heartbeat for {stale_after} s)."
-        if stopped:
-            reason += f" Its preprocess process was left running and has been stopped (pid {stopped})."
-        if elsewhere:
-            reason += f" It ran on {job.host}, so it can't be checked from here and is not re-run."
-        return reason, not elsewhere
+        return on_nodes.examine(
+            job,
+            stale_after=stale_after,
+            what="this",
+            process="preprocess",
+            stop_leftovers=lambda job: orphans.kill_oneshots_in(job.sandbox_folder),
+        )
 
     return jobs.recover_stale(
-        Monitor.objects.select_related("model"),
+        on_nodes.candidates(Monitor.objects.select_related("model")),
         stale_after=stale_after,
         examine=examine,
         **_recovery(
@@ -636,7 +636,7 @@ def recover_stale() -> int:
             failed_as="Invalidated",
         ),
     ) + jobs.recover_stale(
-        Period.objects.select_related("monitor__model"),
+        on_nodes.candidates(Period.objects.select_related("monitor__model")),
         stale_after=stale_after,
         examine=examine,
         **_recovery(

@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
-from groups import jobs
+from groups import jobs, nodes
 from models_app import environments, interpreters, sandboxes
 from models_app import tasks as model_tasks
 from models_app.runtime import oneshot, orphans
@@ -291,19 +291,19 @@ def _reset_outputs(run: TrainingRun) -> None:
 def recover_stale_runs() -> int:
     """Running runs whose worker stopped: re-queue once, else fail with the reason."""
     stale_after = settings.TRAINING_STALE_SECONDS
+    on_nodes = nodes.StaleJobs(HOST)
 
     def examine(run: TrainingRun) -> tuple[str, bool]:
-        elsewhere = bool(run.host) and run.host != HOST
-        stopped = 0 if elsewhere else orphans.kill_oneshots_in(run.sandbox_folder)
-        reason = f"The worker running this training stopped (no heartbeat for {stale_after} s)."
-        if stopped:
-            reason += f" Its training process was left running and has been stopped (pid {stopped})."
-        if elsewhere:
-            reason += f" It ran on {run.host}, so it can't be checked from here and is not re-run."
-        return reason, not elsewhere
+        return on_nodes.examine(
+            run,
+            stale_after=stale_after,
+            what="this training",
+            process="training",
+            stop_leftovers=lambda job: orphans.kill_oneshots_in(job.sandbox_folder),
+        )
 
     return jobs.recover_stale(
-        TrainingRun.objects.select_related("experiment"),
+        on_nodes.candidates(TrainingRun.objects.select_related("experiment")),
         stale_after=stale_after,
         examine=examine,
         requeue=_requeue_stale,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from types import SimpleNamespace
 
 import pytest
 from django_q.brokers import get_broker
@@ -36,3 +37,56 @@ def test_a_broker_that_does_not_answer_says_nothing(monkeypatch):
 
     monkeypatch.setattr(nodes, "get_broker", down)
     assert nodes.live_worker_hosts() is None
+
+
+# --- what a recovery pass does with another node's stale job ---------------------------
+
+
+def _stale(monkeypatch, *live: str | None, host: str = "node-b"):
+    """A StaleJobs of node-a, the broker saying `live` (None: it can't say), and a job of `host`."""
+    monkeypatch.setattr(nodes, "live_worker_hosts", lambda: None if live == (None,) else set(live))
+    leftovers = []
+
+    def stop_leftovers(job) -> int:
+        leftovers.append(job)
+        return 4321
+
+    job = SimpleNamespace(host=host)
+    verdict = nodes.StaleJobs("node-a").examine(
+        job, stale_after=90, what="this job", process="model", stop_leftovers=stop_leftovers
+    )
+    return verdict, leftovers
+
+
+def test_a_stale_job_of_this_node_has_its_leftovers_stopped_and_runs_again(monkeypatch):
+    (reason, again), leftovers = _stale(monkeypatch, "node-a", host="node-a")
+    assert again and len(leftovers) == 1
+    assert reason == (
+        "The worker running this job stopped (no heartbeat for 90 s). "
+        "Its model process was left running and has been stopped (pid 4321)."
+    )
+
+
+def test_a_stale_job_of_a_node_without_workers_runs_again_here(monkeypatch):
+    (reason, again), leftovers = _stale(monkeypatch, "node-a")
+    assert again and leftovers == []  # its processes died with that node's workers
+    assert reason.endswith("It ran on node-b, where no worker is running any more.")
+
+
+def test_a_stale_job_of_another_node_is_not_rerun_when_the_broker_cannot_say(monkeypatch):
+    (reason, again), leftovers = _stale(monkeypatch, None)
+    assert not again and leftovers == []
+    assert reason.endswith("It ran on node-b, so it can't be checked from here and is not re-run.")
+
+
+def test_the_stale_jobs_of_a_node_with_a_live_worker_are_left_to_it(monkeypatch):
+    class Jobs:
+        def exclude(self, **lookups):
+            self.excluded = lookups
+            return self
+
+    monkeypatch.setattr(nodes, "live_worker_hosts", lambda: {"node-a", "node-b"})
+    assert nodes.StaleJobs("node-a").candidates(Jobs()).excluded == {"host__in": {"node-b"}}
+    monkeypatch.setattr(nodes, "live_worker_hosts", lambda: None)
+    everything = Jobs()
+    assert nodes.StaleJobs("node-a").candidates(everything) is everything

@@ -203,6 +203,29 @@ def test_recovery_requeues_a_stale_period_then_fails_it(monitor, queued, django_
     assert period.status == "Failed" and "retried once" in period.error_message
 
 
+def test_recovery_takes_over_a_period_of_a_node_whose_workers_stopped(monitor, queued, monkeypatch):
+    from groups import nodes
+    from monitors import tasks
+
+    old = timezone.now() - timedelta(hours=1)
+    period = Period.objects.create(
+        monitor=monitor,
+        kind="Day",
+        start=at(2026, 11, 1),
+        end=at(2026, 11, 2),
+        status="Running",
+        heartbeat_at=old,
+        attempts=1,
+        host="node-b",
+    )
+    monkeypatch.setattr(nodes, "live_worker_hosts", lambda: {tasks.HOST, "node-b"})
+    assert tasks.recover_stale() == 0  # node-b's own recovery stops its leftovers first
+    monkeypatch.setattr(nodes, "live_worker_hosts", lambda: {tasks.HOST})
+    assert tasks.recover_stale() == 1
+    period.refresh_from_db()
+    assert period.status == "Queued" and "It ran on node-b, where no worker is running any more" in period.log
+
+
 def test_recovery_requeues_a_stale_validation_then_invalidates_it(
     monitor, queued, django_capture_on_commit_callbacks
 ):

@@ -11,7 +11,7 @@ from django.core.checks import run_checks
 from django.db import transaction
 from django.utils import timezone
 
-from groups import jobs
+from groups import jobs, nodes
 from tests.helpers.training import make_experiment
 from training import services, tasks
 from training.models import TrainingRun
@@ -68,11 +68,23 @@ def test_a_run_whose_worker_stopped_is_run_again_once_then_failed(cast, django_c
     assert run.finished_at is not None
 
 
-def test_a_run_from_another_node_is_failed_not_rerun(cast):
+def test_a_run_from_another_node_is_failed_when_the_broker_cannot_say_it_stopped(cast, monkeypatch):
+    monkeypatch.setattr(nodes, "live_worker_hosts", lambda: None)  # the ORM broker
     run = _running(make_experiment(cast.group, cast.owner), host="node-b")
     assert tasks.recover_stale_runs() == 1
     run.refresh_from_db()
     assert run.status == TrainingRun.Status.FAILED and "It ran on node-b" in run.error_message
+
+
+def test_a_run_from_another_node_is_left_to_it_while_it_works_then_taken_over(cast, monkeypatch):
+    run = _running(make_experiment(cast.group, cast.owner), host="node-b")
+    monkeypatch.setattr(nodes, "live_worker_hosts", lambda: {tasks.HOST, "node-b"})
+    assert tasks.recover_stale_runs() == 0
+    monkeypatch.setattr(nodes, "live_worker_hosts", lambda: {tasks.HOST})  # node-b stopped
+    assert tasks.recover_stale_runs() == 1
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.REQUESTED
+    assert "It ran on node-b, where no worker is running any more" in run.log
 
 
 def test_a_live_run_is_left_alone(cast):

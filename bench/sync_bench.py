@@ -237,7 +237,9 @@ def deploy(client: PortalClient, folder: Path, source: str, name: str, replicas:
     }
     model_hash = client.deploy(group="bench", files=files, name=name, python_version=PYTHON)
     if replicas is not None:
-        client.patch(f"/api/v1/models/{model_hash}", json={"min_replicas": replicas, "max_replicas": replicas})
+        client.patch(
+            f"/api/v1/models/{model_hash}", json={"min_replicas": replicas, "max_replicas": replicas}
+        )
     return model_hash
 
 

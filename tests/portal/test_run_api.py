@@ -80,7 +80,9 @@ def test_session_user_without_token_is_401_not_a_csrf_error(cast, model):
 
 def test_patch_settings_validates(cast, model):
     client = api_client(cast.owner)
-    changed = client.patch(f"/api/v1/models/{model.hash}", {"min_replicas": 2, "max_replicas": 3}, format="json")
+    changed = client.patch(
+        f"/api/v1/models/{model.hash}", {"min_replicas": 2, "max_replicas": 3}, format="json"
+    )
     assert (changed.json()["min_replicas"], changed.json()["max_replicas"]) == (2, 3)
     bad = client.patch(f"/api/v1/models/{model.hash}", {"min_replicas": 0}, format="json")
     assert bad.status_code == 400 and "min_replicas" in bad.json()["errors"]

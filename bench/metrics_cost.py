@@ -29,7 +29,7 @@ def measure(calls: int, repeat: int) -> None:
     sys.path.insert(0, str(ROOT))
     from groups import metrics
 
-    model = types.SimpleNamespace(pk=1, model_hash="Mbench", version=1)
+    model = types.SimpleNamespace(hash="Mbenchv1", model_hash="Mbench", version=1)
 
     def one_call() -> None:  # what answers.count and aio.predict add to a call
         series = metrics.model_series(model)

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 WEB = """
 import os, types
 from groups import metrics
-model = types.SimpleNamespace(pk=1, model_hash="Mmulti", version=2)
+model = types.SimpleNamespace(hash="Mmultiv2", model_hash="Mmulti", version=2)
 metrics.observe_call(model, 200, 0.003)
 metrics.observe_call(model, 200, 0.3)
 metrics.model_series(model).call_started()

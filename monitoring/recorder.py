@@ -26,6 +26,7 @@ from groups.metrics import RECORDING_DROPPED
 logger = logging.getLogger(__name__)
 
 FLUSH_INTERVAL = 0.5
+OUTAGE_REMINDER = 60.0  # seconds between log lines while the database keeps refusing
 BATCH_SIZE = 500
 
 
@@ -46,6 +47,7 @@ class Recorder:
         self.dropped_total = 0
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         self._atexit_registered = False
@@ -76,15 +78,27 @@ class Recorder:
                     self._thread.start()
 
     def _run(self) -> None:
+        failing_since = None
         try:
-            while True:
+            while not self._stop.is_set():
                 self._wake.wait(FLUSH_INTERVAL)
                 self._wake.clear()
+                if self._stop.is_set():
+                    break
                 try:
                     self.flush()
                     close_old_connections()
-                except Exception:  # keep recording after a database hiccup; the calls stay buffered
-                    logger.exception("writing prediction records failed")
+                    if failing_since is not None:
+                        logger.warning("writing prediction records works again")
+                        failing_since = None
+                except Exception as exc:  # keep recording after a database hiccup; the calls stay buffered
+                    # The traceback once per outage, not every second while it lasts.
+                    if failing_since is None:
+                        logger.exception("writing prediction records failed; retrying every second")
+                        failing_since = time.monotonic()
+                    elif time.monotonic() - failing_since > OUTAGE_REMINDER:
+                        logger.warning("writing prediction records still fails: %s", exc)
+                        failing_since = time.monotonic()
                     time.sleep(1)
         finally:
             # Ended anyway (a BaseException): the next call starts another writer rather
@@ -92,6 +106,21 @@ class Recorder:
             with self._lock:
                 if self._thread is threading.current_thread():
                     self._thread = None
+
+    def stop(self, discard: bool = False) -> None:
+        """Stop this process's writer (the next call starts another); `discard`: forget what
+        is buffered too. For the test suite, whose database is gone after each test."""
+        thread = self._thread
+        if thread is not None:
+            self._stop.set()
+            self._wake.set()
+            thread.join(10)
+            self._stop.clear()
+        while discard:
+            try:
+                self.buffer.get_nowait()
+            except queue.Empty:
+                break
 
     @staticmethod
     def _insert(batch: list[Call]) -> None:

@@ -39,6 +39,17 @@ def _fast_test_settings(settings):
     }
 
 
+@pytest.fixture(autouse=True)
+def _no_recorder_after_the_test():
+    """The prediction recorder's writer thread outlives the test that started it, and would
+    keep trying a database the next test does not share (or that is gone)."""
+    yield
+    from monitoring.recorder import recorder
+
+    if recorder._thread is not None or not recorder.buffer.empty():
+        recorder.stop(discard=True)
+
+
 @pytest.fixture(scope="session")
 def browser():
     """One headless Chromium (Debian's) for the session's browser tests."""

@@ -80,6 +80,42 @@ def test_a_writer_that_died_is_replaced_on_the_next_call(model, monkeypatch):
     assert recorder.flush() == 2  # nothing left for the exit-time flush, after the test database
 
 
+def test_an_outage_is_logged_once_with_its_traceback_not_every_second(model, monkeypatch, caplog):
+    from monitoring import recorder as recorder_module
+
+    monkeypatch.setattr(recorder_module.time, "sleep", lambda seconds: None)
+    recorder = Recorder(capacity=10)
+    attempts = []
+
+    def refused():
+        attempts.append(1)
+        if len(attempts) >= 5:
+            recorder._stop.set()
+        raise RuntimeError("database is away")
+
+    monkeypatch.setattr(recorder, "flush", refused)
+    monkeypatch.setattr(recorder_module, "FLUSH_INTERVAL", 0.01)
+    recorder.record(_call(model, 1))
+    recorder._thread.join(5)
+    assert len(attempts) == 5
+    failures = [r for r in caplog.records if "writing prediction records" in r.getMessage()]
+    assert len(failures) == 1 and failures[0].exc_info is not None
+    monkeypatch.undo()
+    recorder.stop(discard=True)
+
+
+def test_stop_ends_the_writer_and_can_forget_the_buffer(model):
+    recorder = Recorder(capacity=10)
+    recorder.record(_call(model, 1))
+    writer = recorder._thread
+    recorder.stop(discard=True)
+    assert not writer.is_alive() and recorder._thread is None and recorder.buffer.empty()
+    recorder.record(_call(model, 2))  # the next call starts another writer
+    assert recorder._thread is not None and recorder._thread is not writer
+    recorder.stop()
+    assert recorder.flush() == 1
+
+
 def test_retention_purges_old_records(model, settings):
     settings.RECORD_RETENTION_DAYS = 7
     PredictionRecord.objects.create(

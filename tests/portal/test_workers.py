@@ -110,6 +110,8 @@ def test_each_instance_keeps_gunicorns_control_socket_in_its_own_folder(monkeypa
     # instance's start replaced the first one's control socket.
     settings = {setting.name for setting in gunicorn.config.KNOWN_SETTINGS}
     assert "control_socket" in settings and "control_socket_disable" in settings
+    for inherited in ("NEOMARIL_SUPERVISOR_DIR", "NEOMARIL_NODE_DIR", "NEOMARIL_DATA_DIR"):
+        monkeypatch.delenv(inherited, raising=False)  # `make test` exports make run's folders
     sockets = []
     for name in ("one", "two"):
         monkeypatch.setenv("NEOMARIL_SUPERVISOR_DIR", str(tmp_path / name))
@@ -119,4 +121,7 @@ def test_each_instance_keeps_gunicorns_control_socket_in_its_own_folder(monkeypa
     monkeypatch.setenv("NEOMARIL_DATA_DIR", str(tmp_path / "data"))
     conf = runpy.run_path(str(ROOT / "portal" / "gunicorn.conf.py"))
     assert conf["control_socket"] == str(tmp_path / "data" / "gunicorn.ctl")
+    monkeypatch.setenv("NEOMARIL_NODE_DIR", str(tmp_path / "node"))  # one node of several
+    node = runpy.run_path(str(ROOT / "portal" / "gunicorn.conf.py"))["control_socket"]
+    assert node == str(tmp_path / "node" / "gunicorn.ctl")
     assert not conf["control_socket"].startswith(os.path.expanduser("~"))

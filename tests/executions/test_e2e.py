@@ -225,6 +225,16 @@ def _env_python_with(data_dir: Path, module: str) -> str:
     raise AssertionError(f"no environment with {module}")
 
 
+def _run_python(python: str, code: str) -> str:
+    """`code` in a model environment's interpreter, outside any sandbox: the test's own
+    reading and writing of parquet files. pyarrow's system allocator: its bundled
+    jemalloc once aborted the process (SIGABRT) on a loaded machine."""
+    env = {**os.environ, "ARROW_DEFAULT_MEMORY_POOL": "system"}
+    done = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-3000:]}"
+    return done.stdout
+
+
 def test_parquet_input_env_values_and_input_name_through_the_real_processes(
     portal, api, model_pickle, tmp_path
 ):
@@ -242,7 +252,7 @@ def test_parquet_input_env_values_and_input_name_through_the_real_processes(
     csv_path, parquet_path = tmp_path / "in.csv", tmp_path / "in.parquet"
     csv_path.write_text(real_models.SAMPLE_CSV)
     convert = f"import pandas as pd; pd.read_csv({str(csv_path)!r}).to_parquet({str(parquet_path)!r})"
-    subprocess.run([python, "-c", convert], check=True, timeout=60)
+    _run_python(python, convert)
 
     submitted = api.submit(model_hash, "lote 7.parquet", parquet_path.read_bytes())
     assert submitted.status_code == 202, submitted.text
@@ -256,8 +266,7 @@ def test_parquet_input_env_values_and_input_name_through_the_real_processes(
     downloaded = tmp_path / "scored.parquet"
     downloaded.write_bytes(result.content)
     read = f"import pandas as pd; print(pd.read_parquet({str(downloaded)!r}).to_json(orient='records'))"
-    out = subprocess.run([python, "-c", read], check=True, capture_output=True, text=True, timeout=60)
-    records = json.loads(out.stdout)
+    records = json.loads(_run_python(python, read))
     assert len(records) == 2 and all(r["pred"] in (0, 1) for r in records)
     assert {r["input_name"] for r in records} == {"lote 7.parquet"}  # inputFileName is the uploaded name
     assert {r["region"] for r in records} == {"sul"}  # the model's .env value reached its code

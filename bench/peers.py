@@ -477,7 +477,7 @@ def start_all(work: Path, cores: int, running: contextlib.ExitStack) -> dict[str
     }
     print(
         f"Servers: ours ({replicas} runner replicas as the load asks, the default; gunicorn "
-        f"{os.environ.get('WEB_CONCURRENCY', '2')} web workers), MLflow -w {MLFLOW_WORKERS}, "
+        f"{len(portal.programs()['web'].children())} web workers), MLflow -w {MLFLOW_WORKERS}, "
         f"BentoML workers={cores}. What each receives and answers:"
     )
     check_answers(list(servers.values()))

@@ -305,6 +305,7 @@ def main() -> None:
                             split[kind if kind in ("web", "runners") else "other"] += seconds - before[kind]
                         split["wrk"] += children_cpu() - wrk_before
                         split["calls"] += result["requests"]
+            web_workers = len(portals["on"].programs()["web"].children())
             for flag, runs in rounds.items():
                 median_round = sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
                 results[f"c8_recording_{flag}"] = median_round
@@ -324,7 +325,7 @@ def main() -> None:
         off = results["c8_recording_off"]
         print()
         print(
-            f"Machine: {cores} cores; gunicorn {os.environ.get('WEB_CONCURRENCY', '2')} workers; {cores} runner replicas; wrk {args.duration} s per run"
+            f"Machine: {cores} cores; gunicorn {web_workers} workers; {cores} runner replicas; wrk {args.duration} s per run"
         )
         print(
             f"breast-cancer pipeline, in-process score(): median {sklearn_local['median_ms']:.3f} ms, "

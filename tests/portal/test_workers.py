@@ -125,3 +125,13 @@ def test_each_instance_keeps_gunicorns_control_socket_in_its_own_folder(monkeypa
     node = runpy.run_path(str(ROOT / "portal" / "gunicorn.conf.py"))["control_socket"]
     assert node == str(tmp_path / "node" / "gunicorn.ctl")
     assert not conf["control_socket"].startswith(os.path.expanduser("~"))
+
+
+def test_one_web_worker_per_two_usable_cores_unless_web_concurrency_says(monkeypatch):
+    # Runners need the cores: a second web worker on a 2-core node cost web CPU per call.
+    monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
+    for cores, workers in ((1, 1), (2, 1), (3, 1), (4, 2), (16, 8)):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda _pid, n=cores: set(range(n)))
+        assert runpy.run_path(str(ROOT / "portal" / "gunicorn.conf.py"))["workers"] == workers
+    monkeypatch.setenv("WEB_CONCURRENCY", "3")
+    assert runpy.run_path(str(ROOT / "portal" / "gunicorn.conf.py"))["workers"] == 3

@@ -189,9 +189,16 @@ def _no_host(request, timeout):
 
 
 async def _answered_by(pool, model, count: int) -> list[int]:
+    """Which replica answered each of `count` calls made one after another."""
     return [
         json.loads(await pool.predict(model, json.dumps({"x": i})))["result"]["runner"] for i in range(count)
     ]
+
+
+async def _answered_at_once(pool, model, count: int) -> set[int]:
+    """Which replicas answered `count` calls made at the same time."""
+    answers = await asyncio.gather(*(pool.predict(model, json.dumps({"x": i})) for i in range(count)))
+    return {json.loads(answer)["result"]["runner"] for answer in answers}
 
 
 def test_calls_go_to_the_replicas_that_are_up_and_only_those(run_dir, monkeypatch):
@@ -201,15 +208,33 @@ def test_calls_go_to_the_replicas_that_are_up_and_only_those(run_dir, monkeypatc
     pool = aio.AsyncRunnerPool()
 
     async def scenario():
-        before = set(await _answered_by(pool, model, 6))
+        before = await _answered_at_once(pool, model, 6)
         # Replica 1 is added (the host's scaler): it takes calls once the sockets are read again.
         runners.append(FakeRunner(paths.runner_socket_name(model.hash, 1, 1), 1))
         await asyncio.sleep(aio.ReplicaBalancer.REFRESH + 0.1)
-        return before, set(await _answered_by(pool, model, 6))
+        return before, await _answered_at_once(pool, model, 6)
 
     before, after = run_async(scenario())
     assert before == {0, 2}  # replica 1 had no socket: never tried
     assert after == {0, 1, 2}
+    for runner in runners:
+        runner.kill()
+
+
+def test_calls_one_after_another_stay_on_one_replica_which_differs_by_process(run_dir, monkeypatch):
+    # The runner that just answered has the model in its caches; an idle replica the load
+    # does not need is left for the host to drain. Processes prefer different replicas,
+    # so their calls do not all queue on one.
+    model = called_model(max_replicas=2)
+    monkeypatch.setattr(aio, "host_call", _no_host)
+    runners = [FakeRunner(paths.runner_socket_name(model.hash, 1, n), n) for n in (0, 1)]
+    first, second = aio.AsyncRunnerPool(), aio.AsyncRunnerPool()
+    first._balancer._preference, second._balancer._preference = 0, 1
+
+    async def scenario():
+        return await _answered_by(first, model, 6), await _answered_by(second, model, 6)
+
+    assert run_async(scenario()) == ([0] * 6, [1] * 6)
     for runner in runners:
         runner.kill()
 
@@ -221,7 +246,7 @@ def test_a_drained_replica_costs_its_callers_nothing(run_dir, monkeypatch):
     pool = aio.AsyncRunnerPool()
 
     async def scenario():
-        both = set(await _answered_by(pool, model, 4))  # a pooled connection to each now
+        both = await _answered_at_once(pool, model, 4)  # a pooled connection to each now
         # The host drains replica 1: its socket goes, then its process. This pool has not
         # read the sockets again yet, and holds an idle connection to it.
         Path(paths.runner_socket_name(model.hash, 1, 1)).unlink()

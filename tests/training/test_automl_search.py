@@ -288,9 +288,20 @@ def automl_python() -> Path:
     return environments.env_python(env)
 
 
+# The helpers leave without the interpreter's exit handlers: LightGBM's native threads
+# sometimes abort the process as it exits ("terminate called without an active exception",
+# SIGABRT), after the helper has printed its answer. The platform, too, takes a runner's
+# complete answer whatever its exit (models_app.runtime.oneshot).
+LEAVE = "\nimport os, sys\nsys.stdout.flush()\nsys.stderr.flush()\nos._exit(0)\n"
+
+
 def in_env(python: Path, code: str, *args: str) -> str:
     done = subprocess.run(
-        [str(python), "-c", code, *map(str, args)], capture_output=True, text=True, timeout=600, check=False
+        [str(python), "-c", code + LEAVE, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-5000:]
     return done.stdout

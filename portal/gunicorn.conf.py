@@ -7,8 +7,9 @@ from portal import metrics_dir
 bind = f"{os.environ.get('NEOMARIL_BIND', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 # One worker per two cores the node may use (at least one). A worker answers Sync calls on
 # its event loop for a fraction of a millisecond of CPU each; the cores are the models'
-# runners'. A second worker on a 2-core node cost 20-30 % more web CPU per call under load
-# (each worker woke for fewer calls) and took runners' time: bench/README.md, "Web workers".
+# runners'. A second worker on a 2-core node cost 25-35 % more web CPU per call under load
+# (each worker woke for fewer calls) and took runners' time: bench/README.md, "Web workers
+# and the replica a call goes to".
 workers = int(os.environ.get("WEB_CONCURRENCY") or max(1, len(os.sched_getaffinity(0)) // 2))
 # uvicorn workers: Sync calls are answered on the event loop (models_app.serving.front),
 # the rest of Django runs in each worker's thread pool (NEOMARIL_WEB_THREADS, settings).

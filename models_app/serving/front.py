@@ -11,6 +11,11 @@ path cannot serve as a plain success — no or unknown token, other group, unkno
 undeployed model, Async model, disallowed host, a redirect to HTTPS — so each error
 keeps one implementation (run_api) and one wording. A revoked token or a disabled
 model is refused from the next call on (see CallLookup).
+
+The decision needs the headers alone (`accept`), and the answer the whole body
+(`answer`): with SQLite the web worker's HTTP protocol (portal.workers.WebProtocol)
+calls `accept_now` and `answer` itself, without an ASGI request cycle; the ASGI entry
+(`__call__`) serves the calls it leaves to uvicorn, and every other ASGI server.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import logging
 import re
 import sqlite3
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
@@ -31,7 +37,7 @@ from rest_framework.exceptions import AuthenticationFailed
 from groups import tokens
 from groups.api.errors import error_json
 from groups.authentication import credentials_from_header, group_token_problem
-from models_app.calls import CALL_SQL, CallTarget, call_target, lookup_call
+from models_app.calls import CALL_SQL, CalledModel, CallTarget, call_target, lookup_call
 from models_app.models import MLModel
 from models_app.serving.aio import AsyncRunnerPool, ServingError
 from models_app.serving.answers import (
@@ -48,6 +54,9 @@ logger = logging.getLogger(__name__)
 
 DEPLOYED = MLModel.Status.DEPLOYED.value
 SYNC = MLModel.Operation.SYNC.value
+
+HeaderGetter = Callable[[bytes], bytes | None]  # a request header's value by its lower-case name
+Accepted = tuple[CalledModel, bool]  # the model called, and whether the call came over HTTPS
 
 
 class CallLookup:
@@ -73,6 +82,11 @@ class CallLookup:
         self._cache: dict[tuple[str, str], CallTarget | None] = {}
         self._executor: ThreadPoolExecutor | None = None
 
+    @property
+    def inline(self) -> bool:
+        """Whether `now` answers (SQLite); else only the awaitable call does."""
+        return self._sqlite_name is not None
+
     async def __call__(self, model_hash: str, token: str) -> CallTarget | None:
         if self._sqlite_name is not None:
             return self._sqlite_lookup(model_hash, token)
@@ -81,6 +95,12 @@ class CallLookup:
         return await asyncio.get_running_loop().run_in_executor(
             self._executor, self._django_lookup, model_hash, token
         )
+
+    def now(self, model_hash: str, token: str) -> CallTarget | None:
+        """The lookup, answered inline: only when `inline`."""
+        if self._sqlite_name is None:
+            raise RuntimeError("this database's lookup runs on a thread: await the lookup instead")
+        return self._sqlite_lookup(model_hash, token)
 
     def _sqlite_lookup(self, model_hash: str, token: str) -> CallTarget | None:
         database = self._sqlite
@@ -144,57 +164,121 @@ class ServingFront:
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
-            match = self.run_path.fullmatch(scope["path"])
-            if match is not None and await self._serve(match[1], scope, receive, send):
+            model_hash = self.run_call_hash(scope["path"])
+            if model_hash is not None and await self._serve(model_hash, scope, receive, send):
                 return
         await self.fallback(scope, receive, send)
+
+    def run_call_hash(self, path: str) -> str | None:
+        """The model hash of a run URL's path, else None."""
+        match = self.run_path.fullmatch(path)
+        return None if match is None else match[1]
 
     # -------------------------------------------------------------- the fast path
 
     async def _serve(self, model_hash: str, scope, receive, send) -> bool:
         """Answer the call, or return False (before reading the body) to let Django answer."""
-        if not self._host_allowed(scope):
+
+        def header(name: bytes) -> bytes | None:
+            return _header(scope, name)
+
+        accepted = await self.accept(model_hash, header, scope.get("scheme"))
+        if accepted is None:
             return False
-        secure = self._is_secure(scope)
-        if settings.SECURE_SSL_REDIRECT and not secure:
-            return False
-        token = _bearer(_header(scope, b"authorization"))
-        if token is None:
-            return False
+        model, secure = accepted
+        started = time.perf_counter()
+        try:
+            body = await self._read_body(scope, receive)
+        except BadInput as problem:
+            status, content = self.refuse(model, problem, started)
+        except _Disconnected:
+            return True
+        else:
+            status, content = await self.answer(model, body, started)
+        await self._respond(send, status, content, secure)
+        return True
+
+    async def accept(self, model_hash: str, header: HeaderGetter, scheme: str | None) -> Accepted | None:
+        """The model and whether the call came over HTTPS, when this path may answer the call
+        with these headers; None leaves it to Django. Decided before the body is read."""
+        if self.lookup.inline:
+            return self.accept_now(model_hash, header, scheme)
+        head = self._head(header, scheme)
+        if head is None:
+            return None
+        token, secure = head
         try:
             target = await self.lookup(model_hash, token)
-        except Exception:  # e.g. the database is locked or away: Django answers (and reports) it
+        except Exception:  # e.g. the database is away: Django answers (and reports) it
             logger.exception("looking up the call to %s failed", model_hash)
-            return False
+            return None
+        return self._servable(target, secure)
+
+    def accept_now(self, model_hash: str, header: HeaderGetter, scheme: str | None) -> Accepted | None:
+        """`accept` without waiting, for a lookup that answers inline (SQLite): what the
+        web worker's HTTP protocol calls as soon as a request's headers are in."""
+        head = self._head(header, scheme)
+        if head is None:
+            return None
+        token, secure = head
+        try:
+            target = self.lookup.now(model_hash, token)
+        except Exception:  # e.g. the database is locked: Django answers (and reports) it
+            logger.exception("looking up the call to %s failed", model_hash)
+            return None
+        return self._servable(target, secure)
+
+    def _head(self, header: HeaderGetter, scheme: str | None) -> tuple[str, bool] | None:
+        """The call's token and whether it came over HTTPS, if its headers let this path answer."""
+        if not self._host_allowed(header):
+            return None
+        secure = self._is_secure(header, scheme)
+        if settings.SECURE_SSL_REDIRECT and not secure:
+            return None
+        token = _bearer(header(b"authorization"))
+        if token is None:
+            return None
+        return token, secure
+
+    @staticmethod
+    def _servable(target: CallTarget | None, secure: bool) -> Accepted | None:
         if target is None:
-            return False
+            return None
         model = target.model
         if (
             model.status != DEPLOYED
             or model.operation != SYNC
             or group_token_problem(target.token, model.group_id) is not None
         ):
-            return False
+            return None
+        return model, secure
 
-        started = time.perf_counter()
+    async def answer(self, model: CalledModel, body: bytes, started: float) -> tuple[int, bytes]:
+        """The status and JSON of the answer to an accepted call's whole body: checked,
+        run by the model, counted and recorded."""
         try:
-            body = check_input(await self._read_body(scope, receive), model.schema_is_object)
+            text = check_input(body, model.schema_is_object)
         except BadInput as problem:
-            count(model, problem.status, started)
-            await self._respond(send, problem.status, error_json(problem.detail, problem.code), secure)
-            return True
-        except _Disconnected:
-            return True
+            return self.refuse(model, problem, started)
         try:
-            status, content = answer_for_payload(await self.pool.predict(model, body))
+            status, content = answer_for_payload(await self.pool.predict(model, text))
         except ServingError as exc:
             status, content = answer_for_serving_error(exc.status, exc.message)
         except Exception as exc:  # answer in the API's shape, and keep the traceback in the log
-            logger.exception("serving %s failed", model_hash)
+            logger.exception("serving %s failed", model.model_hash)
             status, content = 500, error_json(f"Internal error while serving the model: {exc}", "error")
-        record(model, body, status, content, started)
-        await self._respond(send, status, content, secure)
-        return True
+        record(model, text, status, content, started)
+        return status, content
+
+    @staticmethod
+    def refuse(model: CalledModel, problem: BadInput, started: float) -> tuple[int, bytes]:
+        """The answer to a body the model can't be given (counted, not recorded)."""
+        count(model, problem.status, started)
+        return problem.status, error_json(problem.detail, problem.code)
+
+    def headers_for(self, secure: bool) -> list[tuple[bytes, bytes]]:
+        """The headers of an answer besides its length (and the server's date)."""
+        return self._headers[secure]
 
     async def _read_body(self, scope, receive) -> bytes:
         length = _header(scope, b"content-length")
@@ -219,21 +303,16 @@ class ServingFront:
             {
                 "type": "http.response.start",
                 "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(content)).encode()),
-                    *self._headers[secure],
-                ],
+                "headers": [(b"content-length", str(len(content)).encode()), *self._headers[secure]],
             }
         )
         await send({"type": "http.response.body", "body": content})
 
     # ------------------------------------------- what Django's middleware would do
 
-    def _host_allowed(self, scope) -> bool:
+    def _host_allowed(self, header: HeaderGetter) -> bool:
         """ALLOWED_HOSTS, as HttpRequest.get_host() checks it (Django answers the 400)."""
-        name = b"x-forwarded-host" if settings.USE_X_FORWARDED_HOST else b"host"
-        host = _header(scope, name)
+        host = header(b"x-forwarded-host" if settings.USE_X_FORWARDED_HOST else b"host")
         if host is None:
             return False
         allowed = self._hosts.get(host)
@@ -248,19 +327,18 @@ class ServingFront:
         return allowed
 
     @staticmethod
-    def _is_secure(scope) -> bool:
+    def _is_secure(header: HeaderGetter, scheme: str | None) -> bool:
         if settings.SECURE_PROXY_SSL_HEADER:
-            header, expected = settings.SECURE_PROXY_SSL_HEADER
-            name = header.removeprefix("HTTP_").lower().replace("_", "-").encode()
-            value = _header(scope, name)
+            name, expected = settings.SECURE_PROXY_SSL_HEADER
+            value = header(name.removeprefix("HTTP_").lower().replace("_", "-").encode())
             if value is not None:
                 return value.decode("latin-1").split(",")[0].strip() == expected
-        return scope.get("scheme") == "https"
+        return scheme == "https"
 
     @staticmethod
     def _security_headers(secure: bool) -> list[tuple[bytes, bytes]]:
-        """The headers SecurityMiddleware and XFrameOptionsMiddleware add to a JSON answer."""
-        headers = []
+        """A JSON answer's type, and the headers SecurityMiddleware and XFrameOptionsMiddleware add."""
+        headers = [(b"content-type", b"application/json")]
         if secure and settings.SECURE_HSTS_SECONDS:
             value = f"max-age={settings.SECURE_HSTS_SECONDS}"
             if settings.SECURE_HSTS_INCLUDE_SUBDOMAINS:

@@ -1,5 +1,5 @@
 """The web worker (portal/workers.py): one write per small response, large writes untouched;
-gunicorn runs it on uvloop with the coalescing protocol."""
+gunicorn runs it on uvloop with the protocol that answers run calls (test_web_protocol.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import uvicorn
 import uvloop
 from django.utils.module_loading import import_string
 
-from portal.workers import CoalescingHttpToolsProtocol, CoalescingTransport, WebWorker
+from portal.workers import CoalescingHttpToolsProtocol, CoalescingTransport, WebProtocol, WebWorker
 from tests.helpers.loops import run_async
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,6 +62,20 @@ def test_large_writes_go_straight_through_after_what_is_pending():
     run_async(scenario())
 
 
+def test_an_answer_in_one_piece_is_written_at_once_after_what_is_pending():
+    async def scenario():
+        raw = RecordingTransport()
+        transport = CoalescingTransport(raw, asyncio.get_running_loop())
+        transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        transport.write_now(b"answer")
+        assert raw.writes == [b"HTTP/1.1 100 Continue\r\n\r\n", b"answer"]
+        raw.closed = True
+        transport.write_now(b"late")  # the peer has gone: nothing to write to
+        assert raw.writes[-1] == b"answer"
+
+    run_async(scenario())
+
+
 def test_what_is_pending_when_the_peer_has_gone_is_dropped():
     async def scenario():
         raw = RecordingTransport()
@@ -86,14 +100,15 @@ def test_close_flushes_first_and_other_calls_pass_through():
     run_async(scenario())
 
 
-def test_gunicorn_runs_the_web_worker_on_uvloop_with_the_coalescing_protocol():
+def test_gunicorn_runs_the_web_worker_on_uvloop_with_its_own_protocol():
     # What uvicorn builds from the worker's settings, not the settings themselves: a
     # renamed option or a missing uvloop would otherwise pass here and fail in production.
     conf = runpy.run_path(str(ROOT / "portal" / "gunicorn.conf.py"))
     assert import_string(conf["worker_class"]) is WebWorker
     config = uvicorn.Config(app=_asgi_app, **WebWorker.CONFIG_KWARGS)
     config.load()
-    assert config.http_protocol_class is CoalescingHttpToolsProtocol
+    assert config.http_protocol_class is WebProtocol
+    assert issubclass(WebProtocol, CoalescingHttpToolsProtocol)
     loop = config.get_loop_factory()()
     try:
         assert isinstance(loop, uvloop.Loop)

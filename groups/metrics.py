@@ -1,6 +1,7 @@
 """The platform's Prometheus metrics: what every process counts as it works.
 
-Sync calls are counted on their hot path (models_app.serving.answers, .aio), jobs when
+Sync calls are counted on their hot path (models_app.serving.answers, .aio: added up in
+the process, written twice a second and before a scrape, see ModelSeries), jobs when
 they settle (groups.jobs), recording drops where they happen (monitoring.recorder).
 `GET /metrics` (portal.metrics) adds what is read when it is scraped (runners from the
 model host, jobs by state from the database) and says what each metric means
@@ -20,6 +21,8 @@ cannot remove one).
 
 from __future__ import annotations
 
+import atexit
+import bisect
 import logging
 import os
 import re
@@ -110,13 +113,25 @@ class ModelSeries:
     `labels()` validates and joins the label values on every call (a few µs): the hot
     path keeps the children it returns, per version row, and per status for the counter.
 
-    Calls in flight are a plain count, changed under a lock on the hot path; the
-    publisher thread copies the counts that changed to the gauge twice a second. (Setting
-    a multiprocess gauge at every call's start and end cost about 3 µs a call, as much as
-    the counter and the histogram: bench/metrics_cost.py.)
+    The hot path only adds up, under a lock: calls in flight, answered calls by status,
+    and their latencies by bucket. `publish()` writes what changed to the metrics: the
+    publisher thread twice a second, the /metrics view before it reads them, the process
+    at its exit. (Writing the multiprocess files at every call, a counter, a histogram's
+    sum and bucket and a gauge twice, cost about 8 µs a call: bench/metrics_cost.py.)
     """
 
-    __slots__ = ("_in_flight", "_lock", "_published", "_requests", "in_flight_gauge", "labels", "latency")
+    __slots__ = (
+        "_buckets",
+        "_in_flight",
+        "_lock",
+        "_published",
+        "_requests",
+        "_seconds",
+        "_statuses",
+        "in_flight_gauge",
+        "labels",
+        "latency",
+    )
 
     def __init__(self, model: CalledVersion) -> None:
         self.labels = (model.model_hash, str(model.version))
@@ -125,6 +140,9 @@ class ModelSeries:
         self.in_flight_gauge = MODEL_CALLS_IN_FLIGHT.labels(*self.labels)
         self._in_flight = 0
         self._published = 0
+        self._statuses: dict[int, int] = {}
+        self._buckets = [0] * (len(CALL_BUCKETS) + 1)  # the last one: +Inf
+        self._seconds = 0.0
         self._lock = threading.Lock()
 
     def requests(self, status: int) -> Counter:
@@ -142,16 +160,41 @@ class ModelSeries:
         with self._lock:
             self._in_flight -= 1
 
+    def observe(self, status: int, seconds: float) -> None:
+        """Count an answered call and its latency (published later)."""
+        with self._lock:
+            self._statuses[status] = self._statuses.get(status, 0) + 1
+            # Histogram.observe's bucket: the first upper bound at or above the value.
+            self._buckets[bisect.bisect_left(CALL_BUCKETS, seconds)] += 1
+            self._seconds += seconds
+        _publisher.ensure_running()
+
     def publish(self) -> None:
-        """Copy the count of calls in flight to the gauge, if it changed."""
-        count = self._in_flight
-        if count != self._published:
-            self.in_flight_gauge.set(count)
-            self._published = count
+        """Write the calls counted since the last time, and the calls in flight if that
+        count changed, to the metrics."""
+        with self._lock:
+            in_flight = self._in_flight
+            statuses, self._statuses = self._statuses, {}
+            buckets = self._buckets
+            if statuses:
+                self._buckets = [0] * len(buckets)
+            seconds, self._seconds = self._seconds, 0.0
+        for status, count in statuses.items():
+            self.requests(status).inc(count)
+        if statuses:
+            # What Histogram.observe writes, for many observations at once (its own
+            # values: the test compares the outcome with observe's).
+            for index, count in enumerate(buckets):
+                if count:
+                    self.latency._buckets[index].inc(count)
+            self.latency._sum.inc(seconds)
+        if in_flight != self._published:
+            self.in_flight_gauge.set(in_flight)
+            self._published = in_flight
 
 
 class _Publisher:
-    """The thread that publishes calls in flight, started by a process's first call."""
+    """The thread that publishes the calls' metrics, started by a process's first call."""
 
     EVERY = 0.5  # seconds
 
@@ -177,18 +220,22 @@ class _Publisher:
         while True:
             pause.wait(self.EVERY)
             try:
-                publish_in_flight()
+                publish()
             except Exception:  # never lose the thread: the next turn tries again
-                logger.exception("publishing calls in flight failed")
+                logger.exception("publishing the calls' metrics failed")
 
 
 _publisher = _Publisher()
 _series: dict[str, ModelSeries] = {}
 
 
-def publish_in_flight() -> None:
+def publish() -> None:
+    """Write what this process's series counted since the last time to the metrics."""
     for series in list(_series.values()):
         series.publish()
+
+
+atexit.register(publish)  # a worker that stops keeps what it counted in its last half-second
 
 
 def model_series(model: CalledVersion) -> ModelSeries:
@@ -202,6 +249,4 @@ def model_series(model: CalledVersion) -> ModelSeries:
 
 def observe_call(model: CalledVersion, status: int, seconds: float) -> None:
     """Count one answered Sync call and its latency: on the hot path, keep it cheap."""
-    series = model_series(model)
-    series.requests(status).inc()
-    series.latency.observe(seconds)
+    model_series(model).observe(status, seconds)

@@ -38,7 +38,7 @@ from rest_framework.exceptions import AuthenticationFailed
 from executions.models import Execution
 from groups.api.errors import error_response
 from groups.authentication import client_ip, credentials_from_header
-from groups.metrics import job_kind
+from groups.metrics import job_kind, publish
 from models_app.models import MLModel, ModelBuild
 from models_app.serving.aio import ServingError, host_call
 from monitors.models import Monitor, Period
@@ -206,5 +206,6 @@ def metrics(request: HttpRequest) -> HttpResponse:
     problem = refusal(request)
     if problem is not None:
         return error_response(403, problem, "permission_denied")
+    publish()  # this process's latest calls; the other processes' are at most half a second old
     encoder, content_type = choose_encoder(request.META.get("HTTP_ACCEPT", ""))
     return HttpResponse(encoder(registry), content_type=content_type)

@@ -6,7 +6,7 @@ import itertools
 import time
 
 import pytest
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, CollectorRegistry, Histogram
 
 from groups import metrics
 from models_app.calls import CalledModel
@@ -45,6 +45,7 @@ def test_a_call_is_counted_by_model_version_and_status_with_its_latency():
     metrics.observe_call(model, 200, 0.004)
     metrics.observe_call(model, 200, 0.2)
     metrics.observe_call(model, 422, 0.001)
+    metrics.publish()
     labels = {"model": "Mseries", "version": "3"}
     assert sample("neomaril_model_requests_total", **labels, status="200") == 2
     assert sample("neomaril_model_requests_total", **labels, status="422") == 1
@@ -60,6 +61,30 @@ def test_series_are_created_once_per_version():
     series = metrics.model_series(first)
     assert series.requests(200) is series.requests(200)
     assert series.labels == ("Monce", "1")
+
+
+def test_answered_calls_reach_the_metrics_when_published_as_observe_writes_them():
+    # A series outside the process's registry, published by the test alone (as below).
+    series = metrics.ModelSeries(called_model("Mbatch"))
+    values = [0.0004, 0.001, 0.001, 0.0011, 0.7, 29.9, 30, 61]  # bounds, between, past the last
+    for seconds in values:
+        series.observe(200, seconds)
+    series.observe(503, 0.02)
+    labels = {"model": "Mbatch", "version": "1"}
+    assert sample("neomaril_model_requests_total", **labels, status="200") is None  # not yet
+    series.publish()
+    series.publish()  # nothing new: nothing written twice
+    reference = Histogram("reference_seconds", "", registry=CollectorRegistry(), buckets=metrics.CALL_BUCKETS)
+    for seconds in [*values, 0.02]:
+        reference.observe(seconds)
+    expected = {s.labels["le"]: s.value for s in reference.collect()[0].samples if s.name.endswith("_bucket")}
+    got = {le: sample("neomaril_model_request_duration_seconds_bucket", **labels, le=le) for le in expected}
+    assert got == expected
+    assert sample("neomaril_model_request_duration_seconds_sum", **labels) == pytest.approx(
+        sum(values) + 0.02
+    )
+    assert sample("neomaril_model_requests_total", **labels, status="200") == len(values)
+    assert sample("neomaril_model_requests_total", **labels, status="503") == 1
 
 
 def test_calls_in_flight_reach_the_gauge_when_published():

@@ -26,7 +26,7 @@ model = types.SimpleNamespace(hash="Mmultiv2", model_hash="Mmulti", version=2)
 metrics.observe_call(model, 200, 0.003)
 metrics.observe_call(model, 200, 0.3)
 metrics.model_series(model).call_started()
-metrics.publish_in_flight()
+metrics.publish()
 print(os.getpid())
 """
 # What a django-q2 worker does when a build settles.

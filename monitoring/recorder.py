@@ -9,9 +9,9 @@ records is always visible.
 from __future__ import annotations
 
 import atexit
+import collections
 import logging
 import os
-import queue
 import socket
 import threading
 import time
@@ -42,7 +42,12 @@ class Call(NamedTuple):  # a tuple: built on every call, so cheap to build
 
 class Recorder:
     def __init__(self, capacity: int):
-        self.buffer: queue.Queue[Call] = queue.Queue(maxsize=capacity)
+        # A deque rather than queue.Queue: appending and popping are atomic, without the
+        # Queue's lock and condition (about 4 µs of CPU per call between the two ends).
+        # The length check before an append is not atomic with it: threads recording at
+        # the same moment can each add one past the capacity, a bound that still holds.
+        self.buffer: collections.deque[Call] = collections.deque()
+        self.capacity = capacity
         self.dropped = 0  # not yet written to the database
         self.dropped_total = 0
         self._lock = threading.Lock()
@@ -55,9 +60,9 @@ class Recorder:
     def record(self, call: Call) -> None:
         """Called on the request path: never blocks, never touches the database."""
         self._ensure_thread()
-        try:
-            self.buffer.put_nowait(call)
-        except queue.Full:
+        if len(self.buffer) < self.capacity:
+            self.buffer.append(call)
+        else:
             with self._lock:
                 self.dropped += 1
                 self.dropped_total += 1
@@ -116,11 +121,8 @@ class Recorder:
             self._wake.set()
             thread.join(10)
             self._stop.clear()
-        while discard:
-            try:
-                self.buffer.get_nowait()
-            except queue.Empty:
-                break
+        if discard:
+            self.buffer.clear()
 
     @staticmethod
     def _insert(batch: list[Call]) -> None:
@@ -154,8 +156,8 @@ class Recorder:
             batch: list[Call] = []
             while len(batch) < BATCH_SIZE:
                 try:
-                    batch.append(self.buffer.get_nowait())
-                except queue.Empty:
+                    batch.append(self.buffer.popleft())
+                except IndexError:
                     break
             if not batch:
                 break

@@ -46,7 +46,7 @@ def _no_recorder_after_the_test():
     yield
     from monitoring.recorder import recorder
 
-    if recorder._thread is not None or not recorder.buffer.empty():
+    if recorder._thread is not None or recorder.buffer:
         recorder.stop(discard=True)
 
 

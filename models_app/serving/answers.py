@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.utils import timezone
 
 from groups import metrics
 from groups.api.errors import error_json
@@ -133,7 +133,7 @@ def record(model: CalledModel, body: str, status: int, content: bytes, started: 
             Call(
                 model_id=model.model_pk,
                 version=model.version,
-                at=timezone.now(),
+                at=datetime.now(UTC),  # timezone.now(), without its settings lookup (USE_TZ is on)
                 status_code=status,
                 latency_ms=seconds * 1000,
                 input=body,

@@ -20,7 +20,7 @@ def _record(*models, calls=3):
     recorder = Recorder(capacity=100)
     for model in models:
         for n in range(calls):
-            recorder.buffer.put_nowait(Call(model.pk, 1, timezone.now(), 200, 1.0, f'{{"x": {n}}}', "{}"))
+            recorder.buffer.append(Call(model.pk, 1, timezone.now(), 200, 1.0, f'{{"x": {n}}}', "{}"))
     recorder.flush()
 
 

@@ -4,6 +4,7 @@ import threading
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from models_app.models import MLModel
@@ -27,7 +28,7 @@ def _call(model, n=0, at=None):
 def test_flush_writes_buffered_calls_in_batches(model):
     recorder = Recorder(capacity=2000)
     for n in range(1200):
-        recorder.buffer.put_nowait(_call(model, n))
+        recorder.buffer.append(_call(model, n))
     assert recorder.flush() == 1200
     assert PredictionRecord.objects.filter(model=model).count() == 1200
     assert PredictionRecord.objects.filter(input='{"x": 7}', output='{"y": 7}').exists()
@@ -109,7 +110,7 @@ def test_stop_ends_the_writer_and_can_forget_the_buffer(model):
     recorder.record(_call(model, 1))
     writer = recorder._thread
     recorder.stop(discard=True)
-    assert not writer.is_alive() and recorder._thread is None and recorder.buffer.empty()
+    assert not writer.is_alive() and recorder._thread is None and not recorder.buffer
     recorder.record(_call(model, 2))  # the next call starts another writer
     assert recorder._thread is not None and recorder._thread is not writer
     recorder.stop()
@@ -133,3 +134,12 @@ def test_predictions_endpoint_is_members_only(cast, model):
     body = api_client(cast.teammate).get(f"/api/v1/models/{model.hash}/predictions").json()
     assert body["count"] == 1 and body["results"][0]["input"] == '{"a": 1}'
     assert api_client(cast.outsider).get(f"/api/v1/models/{model.hash}/predictions").status_code == 404
+
+
+@pytest.mark.django_db
+def test_recorded_calls_carry_no_index_on_the_model_alone():
+    # (model, at) serves lookups by model; another index would cost every recorded call.
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, PredictionRecord._meta.db_table)
+    indexed = sorted(tuple(c["columns"]) for c in constraints.values() if c["index"] and not c["primary_key"])
+    assert indexed == [("at",), ("model_id", "at")]

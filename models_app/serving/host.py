@@ -5,8 +5,10 @@ their Unix sockets; they ask the host, over its control socket, only to start ru
 (`ensure`), to kill a runner stuck past the request timeout (`kill`), and for what is
 running (`status`). A build asks it to `warm` the build about to go live: its runners
 start and answer the schema example before the model is announced Deployed. A supervisor thread restarts crashed runners, retires runners of
-models that are no longer deployed (or were rebuilt), and evicts the least recently
-used runners when the count or memory budget is exceeded.
+models that are no longer deployed (or were rebuilt), starts the new live build of a
+model this node was serving when another node built it (a rebuild, a new version, a
+rollback), and evicts the least recently used runners when the count or memory budget
+is exceeded.
 
 A scaler thread makes the replicas follow the load: every second it asks each runner
 how long it spent answering since the last time (the `busy` of its ping). A model whose
@@ -36,7 +38,7 @@ from pathlib import Path
 
 import psutil
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 
 from models_app import sandboxes
 from models_app.environments import environment_path
@@ -145,6 +147,9 @@ class ModelHost:
         self._warming: dict[str, int] = {}
         # Model hash -> since when its runners could do with one fewer (the scaler's).
         self._quiet_since: dict[str, float] = {}
+        # A model's line (the pk of its first row) -> the live (row pk, build) this node
+        # last had runners of: the supervisor's, to follow the line's switches (_follow_live).
+        self._followed: dict[int, tuple[int, int]] = {}
         self._stopping = threading.Event()
         self.run_dir = settings.RUN_DIR
         self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -426,6 +431,7 @@ class ModelHost:
                 self._stop_drained()
                 if time.monotonic() - last_stats > STATS_INTERVAL:
                     self._retire_undeployed()
+                    self._follow_live()
                     self._refresh_stats()
                     self._enforce_budget()
                     last_stats = time.monotonic()
@@ -495,6 +501,75 @@ class ModelHost:
                         keep_build=model.deployed_build,
                         keep_replicas=model.effective_max_replicas,
                     )
+
+    def _follow_live(self) -> list[threading.Thread]:
+        """Start the new live build of each model this node was serving, in the background.
+
+        A rebuild, a new version going live or a rollback warms the node that ran the
+        build (or took the rollback call); without this every other node would cold-start
+        the new build on its first call there. Only a line whose live build had runners
+        here is followed: a model never called here, or evicted, stays cold as before.
+        Returns the threads started (the tests wait for them).
+        """
+        with self._lock:
+            held = {
+                (r.model_id, r.build) for r in self.runners.values() if r.alive and r.draining_until is None
+            }
+        first_rows = MLModel.objects.filter(pk__in={pk for pk, _ in held}).values_list("pk", "line_id")
+        lines = {line_id or pk for pk, line_id in first_rows} | set(self._followed)
+        live_of = {
+            line: live_id or line
+            for line, live_id in MLModel.objects.filter(pk__in=lines).values_list("pk", "live_version_id")
+        }
+        live_rows = MLModel.objects.only("hash", "status", "operation", "deployed_build").in_bulk(
+            set(live_of.values())
+        )
+        started = []
+        for line in lines:
+            live = live_rows.get(live_of.get(line))
+            if live is None or not live.is_sync:
+                self._followed.pop(line, None)
+                continue
+            current = (live.pk, live.deployed_build)
+            if live.status == MLModel.Status.DEPLOYED and current in held:
+                self._followed[line] = current
+            elif live.status in (MLModel.Status.READY, MLModel.Status.BUILDING):
+                continue  # being rebuilt: follow once it settles Deployed
+            elif live.status == MLModel.Status.DEPLOYED and self._followed.get(line, current) != current:
+                self._followed[line] = current  # tried once: a failure is not retried every pass
+                thread = threading.Thread(
+                    target=self._warm_switched, args=(live.hash,), name=f"follow-{live.hash}", daemon=True
+                )
+                thread.start()
+                started.append(thread)
+            else:
+                # Its runners went (evicted, crashed, stopped) or it left service: not followed.
+                self._followed.pop(line, None)
+        return started
+
+    def _warm_switched(self, model_hash: str) -> None:
+        try:
+            self.ensure(model_hash)
+            model = MLModel.objects.get(hash=model_hash)
+            with self._lock:
+                runners = [
+                    r
+                    for r in self.runners.values()
+                    if r.model_hash == model_hash
+                    and r.build == model.deployed_build
+                    and r.loading_path is None
+                ]
+            for runner in runners:
+                self._warm_up(runner, model)
+            logger.info("%s: build %s warmed here after its switch", model_hash, model.deployed_build)
+        except (HostError, MLModel.DoesNotExist) as exc:
+            logger.warning(
+                "%s not warmed here after its switch (its first call here starts it): %s", model_hash, exc
+            )
+        except Exception:
+            logger.exception("warming %s after its switch failed", model_hash)
+        finally:
+            connection.close()  # this thread's own connection
 
     def _refresh_stats(self) -> None:
         with self._lock:

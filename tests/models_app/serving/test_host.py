@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from models_app import tasks
+from models_app import services, tasks
 from models_app.calls import CalledModel
 from models_app.models import MLModel, ModelBuild
 from models_app.serving import aio, paths
@@ -285,3 +285,98 @@ def test_min_replicas_are_started_for_a_model_in_use(cast, host_env, host):
     host._sample_load()
     host._scale()
     assert _replicas(host, model) == [0, 1]
+
+
+# --- other nodes follow a rebuild, a new version, a rollback ----------------------------
+
+
+def _no_cold_start(called):
+    raise AssertionError("the first call asked the host to start a runner")
+
+
+def _follow(host) -> None:
+    """One supervisor pass of the part under test, waiting for the runners it starts."""
+    host._retire_undeployed()
+    for thread in host._follow_live():
+        thread.join(60)
+
+
+def test_a_model_rebuilt_by_another_node_is_warm_here_before_its_first_call(
+    cast, host_env, host, settings, monkeypatch
+):
+    model = _build(_upload(cast))
+    _follow(host)  # this node serves build 1
+    settings.WARM_ON_DEPLOY = False  # the rebuild runs on another node's worker: nothing warms here
+    services.restart(model, cast.owner)
+    _follow(host)  # Ready: build 1's runners go, nothing to start yet
+    assert host.runners == {}
+    model = _build(model)
+    assert (model.status, model.deployed_build) == ("Deployed", 2), _log(model)
+    assert host.runners == {}
+    _follow(host)
+    (runner,) = host.runners.values()
+    assert (runner.model_hash, runner.build, runner.loading_path) == (model.hash, 2, None)
+    assert host._ping(runner, timeout=5)["requests"] == 1  # called once with the schema example
+    monkeypatch.setattr(aio, "ensure_started", _no_cold_start)
+    answer = json.loads(blocking_pool.predict(_called(model), '{"a": 2, "b": 3}'))
+    assert answer["result"]["sum"] == 5
+    assert host._follow_live() == []  # followed: nothing more to start
+
+
+def test_a_version_that_went_live_through_another_node_is_warm_here(cast, host_env, host, settings):
+    model = _build(_upload(cast))
+    _follow(host)
+    settings.WARM_ON_DEPLOY = False
+    payload = sync_payload(
+        python_version=f"{sys.version_info.major}.{sys.version_info.minor}", source=file("app.py", SOURCE)
+    )
+    for inherited in ("name", "group", "operation"):
+        payload.pop(inherited)
+    response = api_client(cast.owner).post(
+        f"/api/v1/models/{model.hash}/versions", payload, format="multipart"
+    )
+    assert response.status_code == 201, response.json()
+    version_2 = _build(MLModel.objects.get(hash=response.json()["hash"]))
+    model.refresh_from_db()
+    assert version_2.status == "Deployed" and model.live_version == version_2
+    assert {r.model_hash for r in host.runners.values()} == {model.hash}
+    _follow(host)
+    assert {r.model_hash for r in host.runners.values() if r.loading_path is None} == {
+        model.hash,
+        version_2.hash,
+    }
+
+
+def test_a_model_not_served_here_any_more_is_not_started_by_its_rebuild(cast, host_env, host, settings):
+    model = _build(_upload(cast))
+    _follow(host)
+    host.stop_model(model.hash)  # e.g. evicted for the memory budget
+    _follow(host)  # forgotten: its live build has no runner here
+    settings.WARM_ON_DEPLOY = False
+    services.restart(model, cast.owner)
+    _follow(host)
+    model = _build(model)
+    assert model.status == "Deployed"
+    _follow(host)
+    assert host.runners == {}
+
+
+def test_a_switch_that_does_not_start_here_is_not_retried_every_pass(
+    cast, host_env, host, settings, monkeypatch
+):
+    model = _build(_upload(cast))
+    _follow(host)
+    settings.WARM_ON_DEPLOY = False
+    services.restart(model, cast.owner)
+    _follow(host)
+    model = _build(model)
+    attempts = []
+
+    def refuse(model_hash):
+        attempts.append(model_hash)
+        raise host_module.HostError("no room")
+
+    monkeypatch.setattr(host, "ensure", refuse)
+    _follow(host)
+    _follow(host)
+    assert attempts == [model.hash] and host.runners == {}

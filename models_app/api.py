@@ -29,6 +29,7 @@ from models_app.serializers import (
     ModelBuildLogSerializer,
     ModelDetailSerializer,
     ModelEventSerializer,
+    ModelRunnersSerializer,
     ModelSettingsSerializer,
     ModelStatusSerializer,
     ModelStatusWithLogSerializer,
@@ -250,7 +251,7 @@ class ModelRestartView(APIView):
 class ModelRunnersView(APIView):
     """The warm runner processes of a Sync model on this node (from the model host)."""
 
-    @extend_schema(responses=RunnerSerializer(many=True), tags=["models"])
+    @extend_schema(responses=ModelRunnersSerializer, tags=["models"])
     def get(self, request: Request, model_hash: str) -> Response:
         model = get_model_for_user(request.user, model_hash)
         serving = model.serving

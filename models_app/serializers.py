@@ -285,6 +285,12 @@ class RunnerSerializer(serializers.Serializer):
     last_used = serializers.FloatField(help_text="Unix time.")
 
 
+class ModelRunnersSerializer(serializers.Serializer):
+    model = serializers.CharField(help_text="The model's hash.")
+    version = serializers.IntegerField(help_text="The version its run URL serves, whose runners these are.")
+    runners = RunnerSerializer(many=True, help_text="On the node that answered.")
+
+
 class PredictionRecordSerializer(serializers.ModelSerializer):
     class Meta:
         model = PredictionRecord

@@ -115,3 +115,12 @@ def test_schema_documents_the_run_url_and_the_health_endpoints(db):
     assert set(Client().get("/healthz").json()) == set(
         healthz["get"]["responses"]["200"]["content"]["application/json"]["schema"]["required"]
     )
+
+
+def test_schema_of_the_runners_answer_is_the_object_the_view_returns(db):
+    document = Client().get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    answer = document["paths"]["/api/v1/models/{model_hash}/runners"]["get"]["responses"]["200"]
+    assert answer["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ModelRunners"}
+    runners = document["components"]["schemas"]["ModelRunners"]
+    assert set(runners["required"]) == {"model", "version", "runners"}
+    assert runners["properties"]["runners"]["items"] == {"$ref": "#/components/schemas/Runner"}

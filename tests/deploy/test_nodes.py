@@ -7,7 +7,8 @@ ones). Both nodes start at the same time, as a fleet restarted at once would (th
 migrations, the generated secrets and the admin are created once between them).
 
 A model deployed through node A answers through A, B and the balancer; an Async
-execution submitted on A is downloaded from B. Then, while callers keep calling through
+execution submitted on A is downloaded from B; the model rebuilt through A is warm on
+both nodes before either takes a call. Then, while callers keep calling through
 the balancer and executions are submitted, node A is stopped the way a service manager
 stops it (SIGTERM to its supervisord; NEOMARIL_WEB_DRAIN_SECONDS lets HAProxy take it out
 first): no call fails, uploads included, and every execution finishes. Node A started
@@ -285,6 +286,22 @@ def test_two_nodes_behind_haproxy(tmp_path):
                 timeout=30,
             )
             assert result.status_code == 200 and result.content == b"X,Y\n1,2\n"
+
+            # A rebuild through A, built by either node's worker, is warm on both nodes
+            # before either takes a call: the other node's model host follows the switch.
+            restarted = client_a.post(f"/api/v1/models/{sync_hash}/restart")
+            assert restarted.status_code == 200, restarted.text
+            assert client_a.wait_status(sync_hash, {"Deployed", "Failed"}, 180) == "Deployed"
+
+            def new_build_warm(node: RunningPortal) -> bool:
+                runners = requests.get(
+                    f"{node.url}/api/v1/models/{sync_hash}/runners", headers=client_a.headers, timeout=30
+                ).json()["runners"]
+                return [(r["build"], r["alive"]) for r in runners] == [(2, True)]
+
+            wait_until(lambda: new_build_warm(a) and new_build_warm(b), "build 2 warm on both nodes", 60)
+            for url in (a.url, b.url):
+                assert sync_call(url, sync_hash, token, 4) == {"y": 8}
 
             # Node A stops under load: calls go on through B, no execution is lost.
             callers += [Caller(lb, sync_hash, token) for _ in range(2)]

@@ -430,8 +430,8 @@ class ModelHost:
                 self._restart_crashed()
                 self._stop_drained()
                 if time.monotonic() - last_stats > STATS_INTERVAL:
+                    self._follow_live()  # first: it reads the runners a switch leaves to retire
                     self._retire_undeployed()
-                    self._follow_live()
                     self._refresh_stats()
                     self._enforce_budget()
                     last_stats = time.monotonic()
@@ -531,6 +531,11 @@ class ModelHost:
                 self._followed.pop(line, None)
                 continue
             current = (live.pk, live.deployed_build)
+            # Runners of an older build of the live row count too: a rebuild can start and
+            # settle between two passes, before the supervisor retires them.
+            held_builds = [build for pk, build in held if pk == live.pk]
+            if held_builds and current not in held:
+                self._followed[line] = (live.pk, max(held_builds))
             if live.status == MLModel.Status.DEPLOYED and current in held:
                 self._followed[line] = current
             elif live.status in (MLModel.Status.READY, MLModel.Status.BUILDING):

@@ -295,9 +295,10 @@ def _no_cold_start(called):
 
 
 def _follow(host) -> None:
-    """One supervisor pass of the part under test, waiting for the runners it starts."""
+    """One supervisor pass of the part under test (in its order), waiting for the runners it starts."""
+    threads = host._follow_live()
     host._retire_undeployed()
-    for thread in host._follow_live():
+    for thread in threads:
         thread.join(60)
 
 
@@ -321,6 +322,17 @@ def test_a_model_rebuilt_by_another_node_is_warm_here_before_its_first_call(
     answer = json.loads(blocking_pool.predict(_called(model), '{"a": 2, "b": 3}'))
     assert answer["result"]["sum"] == 5
     assert host._follow_live() == []  # followed: nothing more to start
+
+
+def test_a_rebuild_settled_between_two_passes_is_followed_too(cast, host_env, host, settings):
+    model = _build(_upload(cast))  # warmed here: build 1's runner, no pass of the supervisor yet
+    settings.WARM_ON_DEPLOY = False
+    services.restart(model, cast.owner)
+    model = _build(model)  # rebuilt elsewhere, Ready to Deployed before this node's next pass
+    assert model.deployed_build == 2 and host.runners[(model.hash, 0)].build == 1
+    _follow(host)
+    (runner,) = host.runners.values()
+    assert (runner.build, runner.loading_path) == (2, None)
 
 
 def test_a_version_that_went_live_through_another_node_is_warm_here(cast, host_env, host, settings):

@@ -12,7 +12,9 @@ both nodes before either takes a call. Then, while callers keep calling through
 the balancer and executions are submitted, node A is stopped the way a service manager
 stops it (SIGTERM to its supervisord; NEOMARIL_WEB_DRAIN_SECONDS lets HAProxy take it out
 first): no call fails, uploads included, and every execution finishes. Node A started
-again takes calls from the balancer again.
+again takes calls from the balancer again. Last, node B is killed outright (every
+process of it, as in a power cut) while it runs executions: calls still do not fail
+(the balancer retries them on A), and A's worker runs B's executions again.
 
 PostgreSQL and Redis are the pass's (postgres pass) or started here (sqlite pass: the
 layout needs them); HAProxy and the servers are Debian's packages, installed when root.
@@ -28,15 +30,17 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
 
 from tests import backends
-from tests.helpers.processes import ROOT, PortalClient, RunningPortal, free_port
+from tests.helpers.processes import ROOT, PortalClient, RunningPortal, free_port, wait_gone
 
 pytestmark = pytest.mark.slow
 
@@ -50,11 +54,14 @@ SYNC_FILES = {
     "schema": ("schema.json", b'{"x": 1}'),
 }
 ASYNC_SOURCE = b"""import os
+import time
 
 
 def score(data_path, model_path):
     with open(os.path.join(data_path, os.environ["inputFileName"])) as f:
         text = f.read()
+    if text.startswith("slow"):  # still running when its node is killed
+        time.sleep(8)
     output = os.path.join(data_path, "output.csv")
     with open(output, "w") as f:
         f.write(text.upper())
@@ -212,6 +219,23 @@ def execution(url: str, model_hash: str, token: str, number: int) -> dict:
     ).json()
 
 
+def supervisorctl(node_dir: Path, *args: str) -> str:
+    """The node's supervisord, through its control socket (as an operator would)."""
+    completed = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "supervisorctl"),
+            "-s",
+            f"unix://{node_dir}/supervisor.sock",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    return completed.stdout
+
+
 def test_two_nodes_behind_haproxy(tmp_path):
     data_dir, node_a, node_b = tmp_path / "shared", tmp_path / "node-a", tmp_path / "node-b"
     ports = {"node_a": free_port(), "node_b": free_port()}
@@ -365,6 +389,50 @@ def test_two_nodes_behind_haproxy(tmp_path):
                 "calls answered by A again",
                 60,
             )
+            for caller in callers:
+                caller.halt.set()
+            for caller in callers:
+                caller.join(40)
+            assert failures() == [], failures()[:10]
+
+            # Node B lost (every process of it killed, as in a power cut) while it runs
+            # executions: the balancer retries the calls it had on A, and A's worker runs
+            # B's executions again once their heartbeat is stale. A's worker is stopped
+            # meanwhile so that B's takes them.
+            supervisorctl(node_a, "stop", "worker")
+            callers[:] = [Caller(lb, sync_hash, token) for _ in range(2)]
+            for caller in callers:
+                caller.start()
+            slow = {submit(lb, async_hash, token, f"slow\n{i}\n"): f"SLOW\n{i}\n" for i in range(2)}
+            wait_until(
+                lambda: any(execution(lb, async_hash, token, n)["status"] == "Running" for n in slow),
+                "an execution running on B",
+                60,
+            )
+            node_b_processes = b.tree()
+            for process in node_b_processes:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    process.kill()
+            assert wait_gone(node_b_processes, timeout=15) == []
+            supervisorctl(node_a, "start", "worker")
+            calls_at_kill = len(calls())
+            wait_until(lambda: len(calls()) >= calls_at_kill + 20, "calls after B was killed", 60)
+
+            def slow_finished():
+                states = {n: execution(lb, async_hash, token, n) for n in slow}
+                return all(s["status"] in ("Succeeded", "Failed") for s in states.values()) and states
+
+            # Stale after 15 s, recovered by the housekeeping A's worker runs every minute.
+            states = wait_until(slow_finished, "the executions of the killed node", 240, pause=1)
+            assert {n: s["status"] for n, s in states.items()} == dict.fromkeys(slow, "Succeeded"), states
+            assert max(s["attempts"] for s in states.values()) == 2, states  # run again, not just queued
+            for n, expected in slow.items():
+                result = requests.get(
+                    f"{lb}/api/v1/run/{async_hash}/executions/{n}/result",
+                    headers={"Authorization": f"Bearer {token}"},
+                    timeout=30,
+                )
+                assert result.content == expected.encode()
             for caller in callers:
                 caller.halt.set()
             for caller in callers:

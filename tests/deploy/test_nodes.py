@@ -219,6 +219,28 @@ def execution(url: str, model_hash: str, token: str, number: int) -> dict:
     ).json()
 
 
+def succeeded(
+    url: str, model_hash: str, token: str, expected: dict[int, str], what: str, timeout: float
+) -> dict:
+    """Wait (bounded) until every execution has finished; each must have Succeeded with its
+    expected result. Returns their details."""
+
+    def all_finished():
+        states = {n: execution(url, model_hash, token, n) for n in expected}
+        return all(s["status"] in ("Succeeded", "Failed") for s in states.values()) and states
+
+    states = wait_until(all_finished, what, timeout, pause=1)
+    assert {n: s["status"] for n, s in states.items()} == dict.fromkeys(expected, "Succeeded"), states
+    for n, text in expected.items():
+        result = requests.get(
+            f"{url}/api/v1/run/{model_hash}/executions/{n}/result",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+        assert result.content == text.encode()
+    return states
+
+
 def supervisorctl(node_dir: Path, *args: str) -> str:
     """The node's supervisord, through its control socket (as an operator would)."""
     completed = subprocess.run(
@@ -363,21 +385,7 @@ def test_two_nodes_behind_haproxy(tmp_path):
             assert failures() == [], (failures()[:10], f"node A stopped in {stopped - stopping:.1f} s")
 
             # Every execution finishes (run by A before it stopped, or by B), none lost or stuck.
-            def all_finished():
-                states = {n: execution(lb, async_hash, token, n) for n in submitted}
-                return all(s["status"] in ("Succeeded", "Failed") for s in states.values()) and states
-
-            states = wait_until(all_finished, "the executions submitted around the stop", 150, pause=1)
-            assert {n: s["status"] for n, s in states.items()} == dict.fromkeys(submitted, "Succeeded"), (
-                states
-            )
-            for n, expected in submitted.items():
-                result = requests.get(
-                    f"{lb}/api/v1/run/{async_hash}/executions/{n}/result",
-                    headers={"Authorization": f"Bearer {token}"},
-                    timeout=30,
-                )
-                assert result.content == expected.encode()
+            succeeded(lb, async_hash, token, submitted, "the executions submitted around the stop", 150)
 
             # Node A started again: the balancer sends calls to it again.
             a = start("node_a", node_a)
@@ -418,21 +426,9 @@ def test_two_nodes_behind_haproxy(tmp_path):
             calls_at_kill = len(calls())
             wait_until(lambda: len(calls()) >= calls_at_kill + 20, "calls after B was killed", 60)
 
-            def slow_finished():
-                states = {n: execution(lb, async_hash, token, n) for n in slow}
-                return all(s["status"] in ("Succeeded", "Failed") for s in states.values()) and states
-
             # Stale after 15 s, recovered by the housekeeping A's worker runs every minute.
-            states = wait_until(slow_finished, "the executions of the killed node", 240, pause=1)
-            assert {n: s["status"] for n, s in states.items()} == dict.fromkeys(slow, "Succeeded"), states
+            states = succeeded(lb, async_hash, token, slow, "the executions of the killed node", 240)
             assert max(s["attempts"] for s in states.values()) == 2, states  # run again, not just queued
-            for n, expected in slow.items():
-                result = requests.get(
-                    f"{lb}/api/v1/run/{async_hash}/executions/{n}/result",
-                    headers={"Authorization": f"Bearer {token}"},
-                    timeout=30,
-                )
-                assert result.content == expected.encode()
             for caller in callers:
                 caller.halt.set()
             for caller in callers:

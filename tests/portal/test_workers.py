@@ -34,10 +34,15 @@ class RecordingTransport:
         return self.closed
 
 
+def _transports() -> tuple[RecordingTransport, CoalescingTransport]:
+    """A recording transport and the coalescing one over it, on the running loop."""
+    raw = RecordingTransport()
+    return raw, CoalescingTransport(raw, asyncio.get_running_loop())
+
+
 def test_head_and_body_of_one_iteration_leave_in_one_write():
     async def scenario():
-        raw = RecordingTransport()
-        transport = CoalescingTransport(raw, asyncio.get_running_loop())
+        raw, transport = _transports()
         transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
         transport.write(b"{}")
         assert raw.writes == []  # not before the loop turns
@@ -50,8 +55,7 @@ def test_head_and_body_of_one_iteration_leave_in_one_write():
 
 def test_large_writes_go_straight_through_after_what_is_pending():
     async def scenario():
-        raw = RecordingTransport()
-        transport = CoalescingTransport(raw, asyncio.get_running_loop())
+        raw, transport = _transports()
         transport.write(b"head")
         chunk = b"x" * CoalescingTransport.LARGE
         transport.write(chunk)
@@ -64,8 +68,7 @@ def test_large_writes_go_straight_through_after_what_is_pending():
 
 def test_an_answer_in_one_piece_is_written_at_once_after_what_is_pending():
     async def scenario():
-        raw = RecordingTransport()
-        transport = CoalescingTransport(raw, asyncio.get_running_loop())
+        raw, transport = _transports()
         transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         transport.write_now(b"answer")
         assert raw.writes == [b"HTTP/1.1 100 Continue\r\n\r\n", b"answer"]
@@ -78,8 +81,7 @@ def test_an_answer_in_one_piece_is_written_at_once_after_what_is_pending():
 
 def test_what_is_pending_when_the_peer_has_gone_is_dropped():
     async def scenario():
-        raw = RecordingTransport()
-        transport = CoalescingTransport(raw, asyncio.get_running_loop())
+        raw, transport = _transports()
         transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
         raw.closed = True  # e.g. a health check that hung up before the loop turned
         await asyncio.sleep(0)
@@ -90,8 +92,7 @@ def test_what_is_pending_when_the_peer_has_gone_is_dropped():
 
 def test_close_flushes_first_and_other_calls_pass_through():
     async def scenario():
-        raw = RecordingTransport()
-        transport = CoalescingTransport(raw, asyncio.get_running_loop())
+        raw, transport = _transports()
         transport.write(b"bye")
         transport.close()
         assert raw.writes == [b"bye"] and raw.closed

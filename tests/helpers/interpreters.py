@@ -9,6 +9,10 @@ nothing would hide a broken promise.
 
 from __future__ import annotations
 
+import subprocess
+import textwrap
+from pathlib import Path
+
 import pytest
 from django.conf import settings
 
@@ -27,3 +31,25 @@ def supported_interpreter(minor: str) -> Interpreter:
             "or name its folder in NEOMARIL_PYTHON_SEARCH_PATHS.",
             pytrace=False,
         )
+
+
+# Code run with an environment's interpreter leaves without the interpreter's exit
+# handlers: native threads (pyarrow's, LightGBM's) sometimes abort a process as it exits
+# ("terminate called without an active exception", SIGABRT) after it has printed its
+# answer. The platform, too, takes a runner's complete answer whatever its exit
+# (models_app.runtime.oneshot).
+LEAVE = "\nimport os, sys\nsys.stdout.flush()\nsys.stderr.flush()\nos._exit(0)\n"
+
+
+def run_with(python: Path, code: str, *args: object, timeout: float = 600) -> str:
+    """Run `code` (dedented) with `python` and `args`: its standard output. Any other exit
+    than 0 fails the test with the end of its standard error."""
+    done = subprocess.run(
+        [str(python), "-c", textwrap.dedent(code) + LEAVE, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-5000:]
+    return done.stdout

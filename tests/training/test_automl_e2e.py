@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
 import time
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import requests
 
 from models_app import environments
 from models_app.validation import parse_requirements
-from tests.helpers.interpreters import supported_interpreter
+from tests.helpers.interpreters import run_with, supported_interpreter
 from tests.helpers.processes import PortalClient, RunningPortal
 from training import automl
 
@@ -46,12 +45,6 @@ CONF = {
 }
 
 
-def _in_env(python: Path, code: str, *args: str) -> str:
-    done = subprocess.run([str(python), "-c", code, *args], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout
-
-
 def test_automl_run_then_promoted_with_two_arguments(tmp_path):
     data = tmp_path / "data"
     # The platform's AutoML environment, built by the platform's code where the portal
@@ -65,7 +58,7 @@ def test_automl_run_then_promoted_with_two_arguments(tmp_path):
     )
     python = environments.env_python(env)
     csv = tmp_path / "breast.csv"
-    _in_env(python, MAKE_DATA, str(csv))
+    run_with(python, MAKE_DATA, str(csv))
 
     portal = RunningPortal(data)
     try:
@@ -97,7 +90,7 @@ def test_automl_run_then_promoted_with_two_arguments(tmp_path):
             "extras/importances.json",
         } <= names
         expected = json.loads(
-            _in_env(
+            run_with(
                 python,
                 PIPELINE_ANSWERS,
                 str(data / "trainings" / experiment / "1" / "artifacts" / "model.pkl"),

@@ -17,7 +17,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
-import subprocess
 import sys
 import textwrap
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from django.conf import settings
 from models_app import environments, sandboxes
 from models_app.runtime.oneshot import run_oneshot
 from models_app.validation.requirements import parse_requirements
-from tests.helpers.interpreters import supported_interpreter
+from tests.helpers.interpreters import run_with, supported_interpreter
 
 AUTOML = Path(__file__).resolve().parents[2] / "training" / "automl"
 SEARCH, SCORE, REQUIREMENTS = AUTOML / "search.py", AUTOML / "score.py", AUTOML / "requirements.txt"
@@ -288,29 +287,10 @@ def automl_python() -> Path:
     return environments.env_python(env)
 
 
-# The helpers leave without the interpreter's exit handlers: LightGBM's native threads
-# sometimes abort the process as it exits ("terminate called without an active exception",
-# SIGABRT), after the helper has printed its answer. The platform, too, takes a runner's
-# complete answer whatever its exit (models_app.runtime.oneshot).
-LEAVE = "\nimport os, sys\nsys.stdout.flush()\nsys.stderr.flush()\nos._exit(0)\n"
-
-
-def in_env(python: Path, code: str, *args: str) -> str:
-    done = subprocess.run(
-        [str(python), "-c", code + LEAVE, *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-5000:]
-    return done.stdout
-
-
 @pytest.fixture(scope="module")
 def datasets(automl_python, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("automl-data")
-    in_env(automl_python, MAKE_DATA, folder)
+    run_with(automl_python, MAKE_DATA, folder)
     return folder
 
 
@@ -348,7 +328,7 @@ def run_automl(python: Path, folder: Path, data: Path, conf: dict) -> AutoMLRun:
 
 
 def tables(python: Path, run: AutoMLRun) -> dict:
-    return json.loads(in_env(python, READ_TABLES, run.out))
+    return json.loads(run_with(python, READ_TABLES, run.out))
 
 
 def stage_options(leaderboard: dict, stage: str, state: str = "COMPLETE") -> set:
@@ -519,7 +499,7 @@ def test_score_py_answers_as_the_pipeline_does(automl_python, categorical_run, t
     (tmp_path / "data").mkdir()
     # Run from a folder without automl.py: the pickle must not need the training script.
     result = json.loads(
-        in_env(automl_python, CHECK_SCORING, model_dir, categorical_run.out, tmp_path / "data")
+        run_with(automl_python, CHECK_SCORING, model_dir, categorical_run.out, tmp_path / "data")
     )
     expected = result["expected"]
 
@@ -540,7 +520,7 @@ def test_score_py_answers_as_the_pipeline_does(automl_python, categorical_run, t
 @pytest.mark.slow
 def test_configuration_the_data_contradicts_is_refused_naming_the_key(automl_python, tmp_path):
     base = automl_conf("dados.csv", iterations=3, holdout_size=0.2)
-    output = in_env(automl_python, CHECK_ERRORS, SEARCH, tmp_path, json.dumps(base))
+    output = run_with(automl_python, CHECK_ERRORS, SEARCH, tmp_path, json.dumps(base))
     answers = json.loads(output.splitlines()[-1])  # after the search's progress lines
     assert answers["no_target"].startswith("ValueError: target: the data has no column 'label'")
     assert answers["not_binary"].startswith("ValueError: target: AutoML classification needs a binary target")

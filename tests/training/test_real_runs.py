@@ -8,7 +8,6 @@ builds it), so every run here reuses it.
 from __future__ import annotations
 
 import json
-import subprocess
 import textwrap
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from models_app import environments
 from models_app import tasks as model_tasks
 from models_app.models import MLModel
 from tests.helpers.clients import api_client
-from tests.helpers.interpreters import supported_interpreter
+from tests.helpers.interpreters import run_with, supported_interpreter
 from tests.helpers.training import make_experiment
 from tests.helpers.uploads import file
 from training import services, tasks
@@ -129,14 +128,7 @@ def _environment(version: str) -> Path:
 
 
 def _in_env(env: Path, code: str, *args: str) -> str:
-    done = subprocess.run(
-        [str(environments.env_python(env)), "-c", textwrap.dedent(code), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+    return run_with(environments.env_python(env), code, *args)
 
 
 @pytest.fixture(scope="module")

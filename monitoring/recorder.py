@@ -15,6 +15,7 @@ import os
 import socket
 import threading
 import time
+import weakref
 from datetime import datetime
 from typing import NamedTuple
 
@@ -54,8 +55,12 @@ class Recorder:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
         self._atexit_registered = False
+        # gunicorn forks its workers after import. The child has no writer thread, and the
+        # parent's buffered calls are the parent's to write. Set at the fork, not checked
+        # by comparing pids on every call (a getpid() system call each time).
+        this = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: (recorder := this()) is not None and recorder._forked())
 
     def record(self, call: Call) -> None:
         """Called on the request path: never blocks, never touches the database."""
@@ -70,17 +75,25 @@ class Recorder:
             self._wake.set()
 
     def _ensure_thread(self) -> None:
-        # On every call, so attribute checks only. gunicorn forks workers after import:
-        # each process starts its own writer; one that died is replaced (see _run).
-        if self._thread is None or self._pid != os.getpid():
+        # On every call, so one attribute check; a writer that died is replaced (see _run).
+        if self._thread is None:
             with self._lock:
-                if self._thread is None or self._pid != os.getpid():
-                    if self._pid != os.getpid() or not self._atexit_registered:
+                if self._thread is None:
+                    if not self._atexit_registered:
                         atexit.register(lambda: self.flush())  # whatever flush is then
                         self._atexit_registered = True
-                    self._pid = os.getpid()
                     self._thread = threading.Thread(target=self._run, name="prediction-recorder", daemon=True)
                     self._thread.start()
+
+    def _forked(self) -> None:
+        """In a child process just forked (the parent's atexit registration carries over)."""
+        self._thread = None
+        self.buffer.clear()
+        self.dropped = 0
+        # Another thread may have held these at the fork: the child's copies would stay held.
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
 
     def _run(self) -> None:
         failing_since = None

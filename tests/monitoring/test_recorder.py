@@ -143,3 +143,33 @@ def test_recorded_calls_carry_no_index_on_the_model_alone():
         constraints = connection.introspection.get_constraints(cursor, PredictionRecord._meta.db_table)
     indexed = sorted(tuple(c["columns"]) for c in constraints.values() if c["index"] and not c["primary_key"])
     assert indexed == [("at",), ("model_id", "at")]
+
+
+def test_a_forked_child_starts_its_own_writer_and_leaves_the_parents_calls(model, monkeypatch):
+    """gunicorn forks its workers after import: a child must not inherit the parent's
+    buffer (written twice) nor believe the parent's writer thread is its own."""
+    import os
+
+    def idle_writer(self):  # a writer that never touches the database
+        self._stop.wait(30)
+
+    monkeypatch.setattr(Recorder, "_run", idle_writer)
+    recorder = Recorder(capacity=10)
+    recorder.record(_call(model, 1))
+    parents_writer = recorder._thread
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: report through the exit status only
+            problems = 0
+            problems |= 1 if recorder._thread is not None else 0
+            problems |= 2 if recorder.buffer else 0
+            recorder.record(_call(model, 2))
+            problems |= 4 if recorder._thread is None or not recorder._thread.is_alive() else 0
+            problems |= 8 if [c.input for c in recorder.buffer] != ['{"x": 2}'] else 0
+            os._exit(problems)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, "child problems (bit field): see the test"
+        assert recorder._thread is parents_writer and parents_writer.is_alive()
+        assert [c.input for c in recorder.buffer] == ['{"x": 1}']
+    finally:
+        recorder.stop(discard=True)

@@ -224,11 +224,15 @@ class RunnerConnection(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._buffer = bytearray()
         self._waiter: asyncio.Future[bytes] | None = None
 
     def connection_made(self, transport) -> None:
         self.transport = transport
+        # Kept rather than asked for on each exchange: before Python 3.12 every
+        # get_running_loop() is a getpid() system call.
+        self._loop = asyncio.get_running_loop()
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
@@ -264,7 +268,7 @@ class RunnerConnection(asyncio.Protocol):
         """
         if self.transport.is_closing():
             raise _NotSent
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         waiter = self._waiter = loop.create_future()
         timer = loop.call_later(timeout, self._time_out, waiter)
         self.transport.write(frame)

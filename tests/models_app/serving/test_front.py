@@ -9,6 +9,7 @@ The real runner round trip through gunicorn is covered by tests/models_app/servi
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -222,6 +223,18 @@ def test_disallowed_host_is_left_to_django(front, model, cast, settings):
     assert b"not a JSON list" not in content  # Django's DisallowedHost answer, not the body check
 
 
+def test_settings_changed_after_the_front_was_built_apply_from_the_next_call(front, model, cast, settings):
+    """The front reads its settings once, and again when they change (override_settings)."""
+    app, fallback = front
+    path = f"/api/v1/run/{model.hash}"
+    assert asgi_post(app, path, b"[1]", bearer(cast.group_token))[0] == 400  # its own body check
+    assert fallback.calls == 0
+    settings.ALLOWED_HOSTS = ["portal.example"]
+    status, _, content = asgi_post(app, path, b"[1]", bearer(cast.group_token))
+    assert (status, fallback.calls) == (400, 1)
+    assert b"not a JSON list" not in content
+
+
 def test_https_redirect_is_left_to_django(front, model, cast, settings):
     settings.SECURE_SSL_REDIRECT = True
     fallback = CountingFallback()  # SecurityMiddleware reads the setting when it is built
@@ -239,6 +252,87 @@ def test_lookup_cache_is_bounded(model, cast, monkeypatch):
     assert len(lookup._cache) <= 3
     target = run_async(lookup(model.hash, cast.group_token))
     assert target.model.pk == model.pk and target.token.group_id == cast.group.pk
+
+
+def test_sqlite_lookup_asks_sqlite_only_after_a_commit(model, cast):
+    """Between commits the lookup answers from its cache without a statement (the WAL
+    index's header is unchanged); any commit, by any connection, makes it ask again."""
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite only: other databases look up on a thread")
+    lookup = CallLookup()
+    assert lookup.now(model.hash, cast.group_token).model.status == MLModel.Status.DEPLOYED
+    assert lookup.now(model.hash, cast.group_token) is not None  # maps the header
+    statements: list[str] = []
+    lookup._sqlite.set_trace_callback(statements.append)
+    for _ in range(50):
+        assert lookup.now(model.hash, cast.group_token).model.pk == model.pk
+    assert statements == []
+
+    MLModel.objects.filter(pk=model.pk).update(status=MLModel.Status.DISABLED)
+    assert lookup.now(model.hash, cast.group_token).model.status == MLModel.Status.DISABLED
+    assert statements[0] == "PRAGMA data_version" and len(statements) == 2  # and the query
+    # A commit that changes nothing the lookup reads still clears its cache: exact, not clever.
+    GroupToken.objects.filter(group=cast.group).update(expires_at=timezone.now() + timedelta(days=3))
+    statements.clear()
+    lookup.now(model.hash, cast.group_token)
+    assert len(statements) == 2
+
+
+class TestWalIndexHeader:
+    """The header check behind the SQLite lookup (front.WalIndexHeader)."""
+
+    def test_changes_with_every_commit_and_only_then(self, tmp_path):
+        import sqlite3
+
+        path = str(tmp_path / "db.sqlite3")
+        writer = sqlite3.connect(path, isolation_level=None)
+        writer.execute("PRAGMA journal_mode=WAL")
+        writer.execute("CREATE TABLE t (x)")
+        reader = sqlite3.connect(path, isolation_level=None)
+        reader.execute("SELECT count(*) FROM t").fetchone()
+        watch = front_module.WalIndexHeader(path)
+        assert watch.header() is None  # not mapped yet
+        watch.open()
+        seen = {watch.header()}
+        assert None not in seen and watch.header() in seen  # no commit: the same
+        for n in range(3):
+            writer.execute("INSERT INTO t VALUES (?)", [n])
+            assert watch.header() not in seen
+            seen.add(watch.header())
+        writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the next commit restarts the WAL
+        writer.execute("INSERT INTO t VALUES (9)")
+        assert watch.header() not in seen
+        reader.close()
+        writer.close()
+
+    def test_no_header_to_vouch_for_means_none(self, tmp_path):
+        import sqlite3
+
+        path = str(tmp_path / "rollback.sqlite3")
+        sqlite3.connect(path).execute("CREATE TABLE t (x)")  # journal_mode DELETE: no -shm file
+        watch = front_module.WalIndexHeader(path)
+        watch.open()
+        assert watch.header() is None
+
+        def header(version=3007000, init=1) -> bytes:
+            fields = version.to_bytes(4, sys.byteorder) + bytes(8) + bytes([init]) + bytes(35)
+            return fields
+
+        cases = {
+            "a commit in progress (copies differ)": header() + header()[:20] + b"x" + header()[21:],
+            "not initialised": header(init=0) * 2,
+            "another layout version": header(version=3007001) * 2,
+        }
+        for name, content in cases.items():
+            fake = tmp_path / name
+            (tmp_path / f"{name}-shm").write_bytes(content + bytes(32768))
+            watch = front_module.WalIndexHeader(str(fake))
+            watch.open()
+            assert watch.header() is None, name
+        (tmp_path / "good-shm").write_bytes(header() * 2 + bytes(32768))
+        watch = front_module.WalIndexHeader(str(tmp_path / "good"))
+        watch.open()
+        assert watch.header() == header()
 
 
 def test_lookup_through_a_thread_for_databases_other_than_sqlite(model, cast):

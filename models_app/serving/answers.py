@@ -12,6 +12,7 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+import orjson
 from django.conf import settings
 
 from groups import metrics
@@ -42,6 +43,10 @@ NESTED_TOO_DEEPLY = (
 )
 
 
+# Fewer opening brackets than this: nested too shallow for either parser's depth limit.
+SHALLOW_FOR_BOTH_PARSERS = 500
+
+
 def too_large(limit: int) -> BadInput:
     return BadInput(
         413,
@@ -52,10 +57,23 @@ def too_large(limit: int) -> BadInput:
 
 
 def check_input(body: bytes, schema_is_object: bool) -> str:
-    """The body as the JSON text the runner gets, once it is known to be valid input."""
+    """The body as the JSON text the runner gets, once it is known to be valid input.
+
+    orjson parses it (strict RFC 8259 JSON, several times faster, on every call); what
+    it refuses goes to the standard library's parser, which accepts a little more
+    (NaN, Infinity, lone surrogates: what Python's json.dumps sends) and words the error.
+    The two stop at different depths (orjson at 1,024 levels, json at its recursion
+    limit), so a body with enough brackets to nest that deep is json's alone to judge.
+    """
     try:
         text = body.decode("utf-8")
-        payload = json.loads(text)
+        if body.count(b"[") + body.count(b"{") < SHALLOW_FOR_BOTH_PARSERS:
+            try:
+                payload = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                payload = json.loads(text)
+        else:
+            payload = json.loads(text)
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadInput(400, f"The request body is not valid JSON: {exc}.", "invalid") from None
     except RecursionError:

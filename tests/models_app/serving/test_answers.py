@@ -1,0 +1,64 @@
+"""The body check every Sync call goes through (models_app.serving.answers.check_input)."""
+
+import json
+
+import pytest
+
+from models_app.serving.answers import NESTED_TOO_DEEPLY, BadInput, check_input
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"x": float("nan"), "y": float("inf"), "z": float("-inf")},
+        {"text": "\ud800 a lone surrogate"},
+        {"big": 10**40, "small": -(10**40)},
+        [{"a": 1}, {"a": 2}],
+    ],
+    ids=["nan-infinity", "lone-surrogate", "big-integers", "records"],
+)
+def test_accepts_whatever_pythons_json_dumps_sends(payload):
+    body = json.dumps(payload).encode()
+    assert check_input(body, schema_is_object=True) == body.decode()
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (b"{not json", "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
+        (b'{"a": 1} trailing', "Extra data: line 1 column 10 (char 9)"),
+        (b"", "Expecting value: line 1 column 1 (char 0)"),
+        (b'{"a": "\xff"}', "'utf-8' codec can't decode byte 0xff in position 7: invalid start byte"),
+    ],
+    ids=["not-json", "trailing-data", "empty", "not-utf-8"],
+)
+def test_refusals_are_worded_by_the_standard_library(body, detail):
+    with pytest.raises(BadInput) as refused:
+        check_input(body, schema_is_object=False)
+    assert (refused.value.status, refused.value.code) == (400, "invalid")
+    assert refused.value.detail == f"The request body is not valid JSON: {detail}."
+
+
+def test_nesting_too_deep_for_both_parsers_is_refused_clearly():
+    body = b"[" * 5000 + b"]" * 5000
+    with pytest.raises(BadInput) as refused:
+        check_input(body, schema_is_object=False)
+    assert refused.value.detail == NESTED_TOO_DEEPLY
+
+
+def test_a_model_that_takes_an_object_refuses_other_json():
+    with pytest.raises(BadInput) as refused:
+        check_input(b"[1, 2]", schema_is_object=True)
+    assert "not a JSON list of int values" in refused.value.detail
+    assert check_input(b"[1, 2]", schema_is_object=False) == "[1, 2]"
+
+
+def test_the_standard_librarys_depth_limit_holds_below_orjsons():
+    """orjson parses 1,000 levels; the check refuses them as it always did (json's limit),
+    so whether a body passes does not hang on which parser looked at it."""
+    body = b"[" * 1000 + b"]" * 1000
+    with pytest.raises(BadInput) as refused:
+        check_input(body, schema_is_object=False)
+    assert refused.value.detail == NESTED_TOO_DEEPLY
+    many_records = json.dumps([{"a": n} for n in range(2000)]).encode()
+    assert check_input(many_records, schema_is_object=True) == many_records.decode()

@@ -1,8 +1,9 @@
-"""Two settings of this project side by side: the same pipeline on two portals that differ
-only by their environment, wrk rounds alternating between them so the machine's noise
-hits both alike.
+"""Two settings or two versions of this project side by side: the same pipeline on two
+portals that differ by their environment or their code, wrk rounds alternating between
+them so the machine's noise hits both alike.
 
     .venv/bin/python bench/ab.py '{"WEB_CONCURRENCY": "2"}' '{"WEB_CONCURRENCY": "1"}' [--rounds 3]
+    .venv/bin/python bench/ab.py --b-code HEAD~1    # this checkout (A) against a commit (B)
 
 Each round runs c=1 then c=8 on A, then on B, and prints req/s, p50 and the CPU per call
 of the model runners and of the web workers (from /proc). The model follows the load
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -26,8 +28,13 @@ from tests.helpers.processes import PortalClient, RunningPortal  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("a", help="A's extra environment, as a JSON object")
-    parser.add_argument("b", help="B's extra environment, as a JSON object")
+    parser.add_argument("a", nargs="?", default="{}", help="A's extra environment, as a JSON object")
+    parser.add_argument("b", nargs="?", default="{}", help="B's extra environment, as a JSON object")
+    parser.add_argument(
+        "--b-code",
+        metavar="REVISION",
+        help="B runs this git revision (checked out in the work folder; this checkout's virtualenv)",
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=8, help="seconds per wrk run")
     args = parser.parse_args()
@@ -37,7 +44,17 @@ def main() -> None:
     python = train(work)
     body = (work / "schema.json").read_text()
     print(f"in-process score(): {in_process(python, work, SKLEARN_SOURCE)}", flush=True)
-    portals = {name: RunningPortal(work / name, extra_env=env) for name, env in settings.items()}
+    code = {"A": ROOT, "B": ROOT}
+    labels = {name: json.dumps(env) for name, env in settings.items()}
+    if args.b_code:
+        code["B"] = work / "b-code"
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(code["B"]), args.b_code], check=True
+        )
+        labels = {"A": f"this checkout {labels['A']}", "B": f"{args.b_code} {labels['B']}"}
+    portals = {
+        name: RunningPortal(work / name, extra_env=env, code=code[name]) for name, env in settings.items()
+    }
     try:
         targets = {}
         for name, portal in portals.items():
@@ -59,7 +76,7 @@ def main() -> None:
                         k: (after[k] - before[k]) * 1000 / result["requests"] for k in ("runners", "web")
                     }
                     print(
-                        f"round {round_} c={connections} {name} {settings[name]}: {result['rps']:.0f} req/s, "
+                        f"round {round_} c={connections} {name} {labels[name]}: {result['rps']:.0f} req/s, "
                         f"p50 {result['p50_ms']:.2f} ms; CPU per call: runners {per_call['runners']:.3f} ms, "
                         f"web {per_call['web']:.3f} ms",
                         flush=True,
@@ -67,6 +84,10 @@ def main() -> None:
     finally:
         for portal in portals.values():
             portal.stop()
+        if args.b_code:
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(code["B"])], check=False
+            )
 
 
 if __name__ == "__main__":

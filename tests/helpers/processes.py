@@ -37,9 +37,11 @@ class RunningPortal:
         extra_env: dict | None = None,
         node_dir: Path | None = None,
         port: int | None = None,
+        code: Path = ROOT,
     ):
         """`node_dir`: NEOMARIL_NODE_DIR, for one of several nodes sharing `data_dir`
-        (its log goes there too); `port`: a given one, e.g. a node started again."""
+        (its log goes there too); `port`: a given one, e.g. a node started again; `code`:
+        another checkout to run (bench/ab.py), with this checkout's virtualenv."""
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir
@@ -60,6 +62,7 @@ class RunningPortal:
             "PORT": str(self.port),
             "NEOMARIL_ADMIN_USER": admin[0],
             "NEOMARIL_ADMIN_PASSWORD": admin[1],
+            **({} if code == ROOT else {"VENV": str(ROOT / ".venv")}),
             **(extra_env or {}),
         }
         # Append mode: supervisord opens the same file again (its programs' output goes
@@ -67,7 +70,7 @@ class RunningPortal:
         self._log = open(self.log_path, "ab")  # noqa: SIM115  (closed in stop())
         self.process = subprocess.Popen(
             ["make", "--no-print-directory", "run"],
-            cwd=ROOT,
+            cwd=code,
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

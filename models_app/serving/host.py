@@ -629,8 +629,11 @@ class ModelHost:
         by_model: dict[str, list[Runner]] = {}
         for runner in self._serving():
             by_model.setdefault(runner.model_hash, []).append(runner)
+        # A model whose runners have all gone starts its quiet time afresh when it has some
+        # again: an old "since" would drain a replica the moment its load next eases.
+        for model_hash in self._quiet_since.keys() - by_model.keys():
+            del self._quiet_since[model_hash]
         if not by_model:
-            self._quiet_since.clear()
             return
         models = {
             m.hash: m

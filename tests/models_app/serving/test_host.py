@@ -14,6 +14,7 @@ import sys
 import textwrap
 import time
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
 import pytest
 
@@ -266,6 +267,17 @@ def test_replicas_grow_while_calls_queue_and_shrink_when_idle(cast, host_env, ho
     host._sample_load()
     host._scale()
     assert _replicas(host, model) == [0]  # never below min_replicas
+
+
+def test_a_models_quiet_time_ends_with_its_last_runner(host, monkeypatch):
+    """A model that comes back later waits REPLICA_IDLE_SECONDS again before a replica leaves."""
+    host._quiet_since.update({"Mgone": 0.0, "Mstill-running": 0.0})
+    monkeypatch.setattr(host, "_serving", lambda: [SimpleNamespace(model_hash="Mstill-running")])
+    host._scale()  # (neither model is Deployed here: only the bookkeeping is under test)
+    assert host._quiet_since == {"Mstill-running": 0.0}
+    monkeypatch.setattr(host, "_serving", lambda: [])
+    host._scale()
+    assert host._quiet_since == {}
 
 
 def test_no_replica_beyond_the_hosts_runner_budget(cast, host_env, host, settings):

@@ -52,10 +52,10 @@ def main() -> None:
             ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(code["B"]), args.b_code], check=True
         )
         labels = {"A": f"this checkout {labels['A']}", "B": f"{args.b_code} {labels['B']}"}
-    portals = {
-        name: RunningPortal(work / name, extra_env=env, code=code[name]) for name, env in settings.items()
-    }
+    portals: dict[str, RunningPortal] = {}
     try:
+        for name, env in settings.items():
+            portals[name] = RunningPortal(work / name, extra_env=env, code=code[name])
         targets = {}
         for name, portal in portals.items():
             portal.wait_healthy()

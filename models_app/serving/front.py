@@ -69,8 +69,8 @@ class WalIndexHeader:
     Every commit changes it (a change counter, the last frame, the salts: sqlite.org/
     walformat.html, "The WAL-Index Header"), so a header byte for byte as last seen means
     nothing was committed since. Reading it costs a memory copy; `PRAGMA data_version`
-    costs a read transaction, with two fcntl locks, which was about 5 % of the web
-    worker's CPU per call under load.
+    costs a read transaction, with two fcntl locks, which was about 7 % of the web
+    worker's main thread under load.
 
     SQLite keeps two copies and a writer updates the second one first: copies that
     differ are a commit in progress. `header()` answers None whenever it can't vouch

@@ -68,8 +68,12 @@ class RunningPortal:
         # Append mode: supervisord opens the same file again (its programs' output goes
         # to /dev/stdout), and writes through both must not overwrite each other.
         self._log = open(self.log_path, "ab")  # noqa: SIM115  (closed in stop())
+        # Another checkout's requirement files are newer than this virtualenv: make would
+        # install into it again, and point its editable SDK at that checkout (gone once
+        # bench/ab.py removes its worktree). It runs with this virtualenv as it is.
+        keep_venv = [] if code == ROOT else ["--assume-old", str(ROOT / ".venv" / ".installed")]
         self.process = subprocess.Popen(
-            ["make", "--no-print-directory", "run"],
+            ["make", "--no-print-directory", *keep_venv, "run"],
             cwd=code,
             env=env,
             stdout=self._log,

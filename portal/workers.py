@@ -116,7 +116,7 @@ _fast_paths: dict[int, tuple[object, FastPath | None]] = {}
 
 def fast_path_of(app) -> FastPath | None:
     """The FastPath of an app that is the serving front, behind uvicorn's proxy-headers
-    middleware or not, and whose call lookup answers inline (SQLite); else None."""
+    middleware or not, and whose call lookup can answer inline (SQLite, PostgreSQL); else None."""
     known = _fast_paths.get(id(app))
     if known is not None and known[0] is app:
         return known[1]
@@ -257,8 +257,8 @@ class WebProtocol(CoalescingHttpToolsProtocol):
     uvicorn must treat specially: one pipelined behind a request still being answered,
     `Expect: 100-continue`, an upgrade, an escaped path, or a worker with the access
     log on (its lines need uvicorn's scope), a concurrency limit or a root path. On
-    databases other than SQLite the front's lookup needs a thread, so every call goes
-    through ASGI.
+    PostgreSQL so does a call whose lookup is not cached (the first one of a model and
+    token after a change): the ASGI path awaits the lookup, on a thread.
     """
 
     def connection_made(self, transport: asyncio.Transport) -> None:

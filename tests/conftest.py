@@ -3,11 +3,15 @@ and settings that keep the suite fast. Helpers live in tests/helpers/."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connections
 
 from groups import services
 from groups.models import Membership
+from models_app.serving import front as front_module
 from tests.helpers.browser import CHROMIUM_FLAGS, chromium_path
 from tests.helpers.cast import PASSWORD, Cast
 
@@ -71,3 +75,20 @@ def page(browser):
     page.set_default_timeout(20_000)
     yield page
     context.close()
+
+
+@pytest.fixture
+def lookup_threads_disconnect(monkeypatch):
+    """On PostgreSQL each CallLookup's thread keeps a connection of its own: close them after
+    the test (a web worker's exit does), or the test database could not be dropped."""
+    executors = []
+
+    def recorded(*args, **kwargs):
+        executors.append(ThreadPoolExecutor(*args, **kwargs))
+        return executors[-1]
+
+    monkeypatch.setattr(front_module, "ThreadPoolExecutor", recorded)
+    yield
+    for executor in executors:
+        executor.submit(connections.close_all).result()
+        executor.shutdown()

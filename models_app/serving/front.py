@@ -10,12 +10,14 @@ Everything else goes to Django through the WSGI bridge, and so does every call t
 path cannot serve as a plain success — no or unknown token, other group, unknown or
 undeployed model, Async model, disallowed host, a redirect to HTTPS — so each error
 keeps one implementation (run_api) and one wording. A revoked token or a disabled
-model is refused from the next call on (see CallLookup).
+model is refused from the next call on (SQLite), or once PostgreSQL's notification of
+the commit has arrived (see CallLookup).
 
 The decision needs the headers alone (`accept`), and the answer the whole body
-(`answer`): with SQLite the web worker's HTTP protocol (portal.workers.WebProtocol)
-calls `accept_now` and `answer` itself, without an ASGI request cycle; the ASGI entry
-(`__call__`) serves the calls it leaves to uvicorn, and every other ASGI server.
+(`answer`): the web worker's HTTP protocol (portal.workers.WebProtocol) calls
+`accept_now` and `answer` itself, without an ASGI request cycle, whenever the lookup
+can answer without waiting; the ASGI entry (`__call__`) serves the calls it leaves to
+uvicorn (on PostgreSQL, those whose lookup is not cached), and every other ASGI server.
 """
 
 from __future__ import annotations
@@ -114,17 +116,120 @@ class WalIndexHeader:
         return first
 
 
+class NotCached(Exception):
+    """`CallLookup.now` has no answer it can vouch for: await the lookup instead."""
+
+
+class CommitListener:
+    """PostgreSQL's word that the tables the call lookup reads have changed.
+
+    A trigger on each of them (migration 0011) sends a notification on CHANNEL at every
+    commit that writes to them; this listens on a connection of its own, on the web
+    worker's event loop, and calls `on_change` for each one. The lookup's answers can be
+    reused while it is `live()`: for 2 × HEARTBEAT after the last proof that
+    notifications reach it. The proof is a notification it sends itself, every
+    HEARTBEAT, on a channel of its own: a connection that breaks, a server that stops
+    answering, or a pooler that does not carry notifications all end the reuse within
+    that time. After a reconnection `on_change` is called once, for whatever was
+    committed while nobody listened.
+    """
+
+    CHANNEL = "neomaril_calls"  # the migration's
+    HEARTBEAT = 1.0  # seconds between proofs
+    PROBE_SQL = "SELECT pg_notify(%s, '')"
+    RETRY = (0.5, 5.0)  # seconds before reconnecting: first, and at most
+
+    def __init__(self, connection_params: dict, on_change: Callable[[], None]) -> None:
+        self._params = connection_params
+        self._on_change = on_change
+        self._live_until = 0.0
+        self._task: asyncio.Task | None = None
+        self._failing = False
+        self._retry = self.RETRY[0]
+        self.backend_pid: int | None = None  # the listening connection's server process
+
+    def live(self) -> bool:
+        return time.monotonic() < self._live_until
+
+    def start(self) -> None:
+        """Listen from the running loop on (once per loop: a loop that ended took its task with it)."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        self._failing = False
+        self._retry = self.RETRY[0]
+        try:
+            while True:
+                try:
+                    await self._listen()
+                except Exception as exc:  # the server went away, stopped answering, or lost notifications
+                    if asyncio.current_task().cancelling():  # see _listen
+                        raise asyncio.CancelledError from exc
+                    self._live_until = 0.0
+                    self._on_change()
+                    if not self._failing:
+                        logger.warning(
+                            "listening for changes to the run calls' lookup failed (%s): every call "
+                            "asks the database until it works again",
+                            exc or type(exc).__name__,
+                        )
+                        self._failing = True
+                await asyncio.sleep(self._retry)
+                self._retry = min(self._retry * 2, self.RETRY[1])
+        finally:
+            self._live_until = 0.0
+            self.backend_pid = None
+
+    def _proven(self) -> None:
+        self._live_until = time.monotonic() + 2 * self.HEARTBEAT
+        if self._failing:
+            logger.warning("listening for changes to the run calls' lookup works again")
+            self._failing = False
+        self._retry = self.RETRY[0]
+
+    async def _listen(self) -> None:
+        import psycopg  # only PostgreSQL deployments have a listener
+
+        probe = f"neomaril_listener_{os.getpid()}_{id(self)}"
+        async with await psycopg.AsyncConnection.connect(**self._params, autocommit=True) as db:
+            await db.execute(f"LISTEN {self.CHANNEL}")
+            await db.execute(f"LISTEN {probe}")
+            self.backend_pid = db.info.backend_pid
+            self._on_change()  # anything may have changed while nobody listened
+            while True:
+                await asyncio.wait_for(db.execute(self.PROBE_SQL, (probe,)), self.HEARTBEAT)
+                proven = False
+                async for notification in db.notifies(timeout=self.HEARTBEAT):
+                    if notification.channel == probe:
+                        proven = True
+                        self._proven()
+                    else:
+                        self._on_change()
+                # psycopg waits with asyncio.wait_for, which before Python 3.12 can swallow a
+                # cancellation that comes as its wait ends: the loop's end would wait forever.
+                if asyncio.current_task().cancelling():
+                    raise asyncio.CancelledError
+                if not proven:
+                    raise TimeoutError(f"its own notification did not come back within {self.HEARTBEAT} s")
+
+
 class CallLookup:
-    """CALL_SQL for the event loop.
+    """CALL_SQL for the event loop, with its answers reused for as long as nothing the
+    query reads has changed: a token's expiry is still checked on every call, from the
+    time it holds.
 
     SQLite answers a point query in microseconds, so it runs inline on a connection of
     its own (a hop to a thread would cost more than the query), and its answers are
-    reused for as long as no connection has committed anything since: exact, not a
-    time-based cache (a token's expiry is checked on every call from the time it holds).
-    `PRAGMA data_version` says so, and is asked only when the WAL index's header has
-    changed (WalIndexHeader). Other databases are a network round trip away:
-    one thread per process runs lookup_call on Django's connection, so the loop never
-    waits on the network.
+    reused while no connection has committed anything since: exact. `PRAGMA
+    data_version` says so, and is asked only when the WAL index's header has changed
+    (WalIndexHeader).
+
+    PostgreSQL is a network round trip away: one thread per process runs lookup_call on
+    Django's connection, so the loop never waits on the network. Its answers are reused
+    while the CommitListener is live, until its next notification: a revoked token or a
+    disabled model is refused once the notification has arrived, which leaves the server
+    at the commit. Without a live listener every call asks.
     """
 
     MAX_CACHED = 1024  # (model, token) pairs; the token is the caller's choice
@@ -139,26 +244,58 @@ class CallLookup:
         self._seen_header: bytes | None = None
         self._cache: dict[tuple[str, str], CallTarget | None] = {}
         self._executor: ThreadPoolExecutor | None = None
+        self.listener: CommitListener | None = None
+        self._changes = 0  # notifications so far: a lookup that saw one arrive is not reused
+        if database.vendor == "postgresql":
+            params = database.get_connection_params()
+            for synchronous_only in ("cursor_factory", "context"):
+                params.pop(synchronous_only, None)
+            self.listener = CommitListener(params, self._changed)
 
     @property
     def inline(self) -> bool:
-        """Whether `now` answers (SQLite); else only the awaitable call does."""
-        return self._sqlite_name is not None
+        """Whether `now` may answer: always on SQLite; on PostgreSQL from the reused
+        answers (NotCached when it has none); on other databases never."""
+        return self._sqlite_name is not None or self.listener is not None
 
     async def __call__(self, model_hash: str, token: str) -> CallTarget | None:
         if self._sqlite_name is not None:
             return self._sqlite_lookup(model_hash, token)
+        key = (model_hash, token)
+        listener = self.listener
+        if listener is not None:
+            listener.start()
+            if listener.live() and key in self._cache:
+                return self._cache[key]
+        changes = self._changes
         if self._executor is None:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="call-lookup")
-        return await asyncio.get_running_loop().run_in_executor(
+        target = await asyncio.get_running_loop().run_in_executor(
             self._executor, self._django_lookup, model_hash, token
         )
+        if listener is not None and listener.live() and self._changes == changes:
+            self._remember(key, target)
+        return target
 
     def now(self, model_hash: str, token: str) -> CallTarget | None:
-        """The lookup, answered inline: only when `inline`."""
-        if self._sqlite_name is None:
+        """The lookup, answered without waiting: only when `inline`."""
+        if self._sqlite_name is not None:
+            return self._sqlite_lookup(model_hash, token)
+        if self.listener is None:
             raise RuntimeError("this database's lookup runs on a thread: await the lookup instead")
-        return self._sqlite_lookup(model_hash, token)
+        key = (model_hash, token)
+        if not self.listener.live() or key not in self._cache:
+            raise NotCached
+        return self._cache[key]
+
+    def _changed(self) -> None:
+        self._changes += 1
+        self._cache.clear()
+
+    def _remember(self, key: tuple[str, str], target: CallTarget | None) -> None:
+        if len(self._cache) >= self.MAX_CACHED:
+            self._cache.clear()
+        self._cache[key] = target
 
     def _sqlite_lookup(self, model_hash: str, token: str) -> CallTarget | None:
         database = self._sqlite
@@ -183,9 +320,7 @@ class CallLookup:
             pass
         row = database.execute(self._sql, (tokens.digest(token), model_hash)).fetchone()
         target = call_target(model_hash, row)
-        if len(self._cache) >= self.MAX_CACHED:
-            self._cache.clear()
-        self._cache[key] = target
+        self._remember(key, target)
         return target
 
     @staticmethod
@@ -278,8 +413,6 @@ class ServingFront:
     async def accept(self, model_hash: str, header: HeaderGetter, scheme: str | None) -> Accepted | None:
         """The model and whether the call came over HTTPS, when this path may answer the call
         with these headers; None leaves it to Django. Decided before the body is read."""
-        if self.lookup.inline:
-            return self.accept_now(model_hash, header, scheme)
         head = self._head(header, scheme)
         if head is None:
             return None
@@ -292,14 +425,17 @@ class ServingFront:
         return self._servable(target, secure)
 
     def accept_now(self, model_hash: str, header: HeaderGetter, scheme: str | None) -> Accepted | None:
-        """`accept` without waiting, for a lookup that answers inline (SQLite): what the
-        web worker's HTTP protocol calls as soon as a request's headers are in."""
+        """`accept` without waiting, for a lookup that answers inline: what the web worker's
+        HTTP protocol calls as soon as a request's headers are in. None also when the
+        lookup has no answer it can vouch for (PostgreSQL): the ASGI path then awaits it."""
         head = self._head(header, scheme)
         if head is None:
             return None
         token, secure = head
         try:
             target = self.lookup.now(model_hash, token)
+        except NotCached:
+            return None
         except Exception:  # e.g. the database is locked: Django answers (and reports) it
             logger.exception("looking up the call to %s failed", model_hash)
             return None

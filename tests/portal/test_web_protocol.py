@@ -6,13 +6,15 @@ is checked is what goes over the wire: the same bytes as uvicorn's own path to t
 app, keep-alive, pipelining, HTTP/1.0, chunked bodies, the body limit, a client that
 goes away, a graceful shutdown. The real runner is covered by test_e2e.py.
 
-On PostgreSQL the front's lookup needs a thread, so the protocol leaves every call to
-the ASGI path: the same tests then check that every call reaches the front through ASGI
-and that the answers are the same.
+On PostgreSQL the protocol answers a call once its lookup is cached (while the front's
+CommitListener is live): each test's server waits for that before the first request, so
+the same tests check the same paths on both databases.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import socket
 import tempfile
@@ -24,27 +26,20 @@ import pytest
 import uvicorn
 import uvloop
 from django.core.wsgi import get_wsgi_application
-from django.db import connection
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from models_app.models import MLModel
-from models_app.serving.front import ServingFront
+from models_app.serving.front import NotCached, ServingFront
 from portal.workers import CoalescingHttpToolsProtocol, WebProtocol, fast_path_of
 from portal.wsgi_bridge import WSGIBridge
 from tests.helpers.clients import api_client
 from tests.helpers.fake_serving import fake_host
 from tests.helpers.uploads import sync_payload
 
-pytestmark = pytest.mark.django_db(transaction=True)  # the front reads on its own connection
-
-# The protocol answers run calls itself only where the lookup answers inline (SQLite).
-ANSWERS_CALLS = connection.vendor == "sqlite"
-
-
-def through_asgi(on_sqlite: int, calls: int) -> int:
-    """How many of `calls` reach the front through ASGI: `on_sqlite` of them where the
-    protocol answers run calls, all of them where it cannot."""
-    return on_sqlite if ANSWERS_CALLS else calls
+pytestmark = [
+    pytest.mark.django_db(transaction=True),  # the front reads on its own connection
+    pytest.mark.usefixtures("lookup_threads_disconnect"),
+]
 
 
 class CountingFront(ServingFront):
@@ -62,7 +57,12 @@ class CountingFront(ServingFront):
 class Served:
     """uvicorn serving `app` with `protocol` on a loopback port, on a thread of its own."""
 
+    # (model hash, token) whose lookup the front should have cached before the first
+    # request (PostgreSQL): set by the `deployed` fixture.
+    warm_call: tuple[str, str] | None = None
+
     def __init__(self, app, protocol=WebProtocol, **options) -> None:
+        self.app = app
         config = uvicorn.Config(
             app, http=protocol, loop="uvloop", lifespan="off", log_config=None, access_log=False, **options
         )
@@ -70,7 +70,12 @@ class Served:
         self.listener = socket.socket()
         self.listener.bind(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
-        self.thread = threading.Thread(target=uvloop.run, args=(self.server.serve(sockets=[self.listener]),))
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.thread = threading.Thread(target=uvloop.run, args=(self._serve(),))
+
+    async def _serve(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        await self.server.serve(sockets=[self.listener])
 
     def __enter__(self) -> Served:
         self.thread.start()
@@ -78,7 +83,21 @@ class Served:
         while not self.server.started:
             assert time.monotonic() < deadline and self.thread.is_alive(), "uvicorn did not start"
             time.sleep(0.01)
+        if self.warm_call is not None and isinstance(self.app, ServingFront) and self.app.lookup.listener:
+            asyncio.run_coroutine_threadsafe(self._cache_the_call(self.app.lookup), self.loop).result(20)
         return self
+
+    async def _cache_the_call(self, lookup) -> None:
+        await lookup(*self.warm_call)  # starts the listener
+        deadline = time.monotonic() + 15
+        while True:
+            await lookup(*self.warm_call)
+            if lookup.listener.live():
+                with contextlib.suppress(NotCached):
+                    lookup.now(*self.warm_call)
+                    return
+            assert time.monotonic() < deadline, "the front's lookup never answered from its cache"
+            await asyncio.sleep(0.02)
 
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True
@@ -146,12 +165,13 @@ def exchange(served: Served, *requests: bytes) -> list[tuple[int, dict[str, str]
 
 
 @pytest.fixture
-def deployed(cast, settings) -> MLModel:
+def deployed(cast, settings, monkeypatch) -> MLModel:
     with tempfile.TemporaryDirectory(prefix="nm-") as run_dir:  # short: Unix socket paths
         settings.RUN_DIR = Path(run_dir)
         settings.RECORD_PREDICTIONS = False  # the recorder's thread has no test database access
         response = api_client(cast.owner).post("/api/v1/models", sync_payload(), format="multipart")
         MLModel.objects.filter(hash=response.json()["hash"]).update(status=MLModel.Status.DEPLOYED)
+        monkeypatch.setattr(Served, "warm_call", (response.json()["hash"], cast.group_token))
         yield MLModel.objects.get(hash=response.json()["hash"])
 
 
@@ -185,7 +205,7 @@ def test_answers_go_out_as_uvicorns_path_to_the_front_writes_them(deployed, host
         with Served(front, protocol) as served:
             answers[protocol] = [exchange(served, request)[0] for request in requests]
         answers[protocol, "asgi"] = front.asgi_calls
-    assert answers[WebProtocol, "asgi"] == through_asgi(0, len(requests)), "the protocol should have answered"
+    assert answers[WebProtocol, "asgi"] == 0, "the protocol should have answered"
     assert answers[CoalescingHttpToolsProtocol, "asgi"] == len(requests)
     for ours, uvicorns in zip(answers[WebProtocol], answers[CoalescingHttpToolsProtocol], strict=True):
         ours[1].pop("date"), uvicorns[1].pop("date")
@@ -209,7 +229,7 @@ def test_keep_alive_and_pipelined_calls_are_answered_in_order(deployed, host, ca
             pipelined = [reader.answer() for _ in range(3)]
     assert [body for _, _, body in one_by_one] == [answer_to(n) for n in range(3)]
     assert [body for _, _, body in pipelined] == [answer_to(n) for n in (10, 11, 12)]
-    assert front.asgi_calls == through_asgi(2, 6)  # the two queued behind a call in progress
+    assert front.asgi_calls == 2  # the two queued behind a call in progress
 
 
 def test_http_1_0_call_is_answered_and_the_connection_closed(deployed, host, cast):
@@ -231,7 +251,7 @@ def test_chunked_body_arriving_in_pieces_is_read_whole(deployed, host, cast):
             sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
         sock.sendall(b"0\r\n\r\n")
         assert Reader(sock).answer()[2] == answer_to(21)
-    assert front.asgi_calls == through_asgi(0, 1)
+    assert front.asgi_calls == 0
 
 
 def test_bodies_over_the_limit_are_413_declared_or_streamed(deployed, host, cast, settings):
@@ -247,7 +267,7 @@ def test_bodies_over_the_limit_are_413_declared_or_streamed(deployed, host, cast
             b"x" * 60, b"x" * 60
         )
         assert exchange(served, streamed)[0][0] == 413
-    assert front.asgi_calls == through_asgi(0, 2)
+    assert front.asgi_calls == 0
     assert host.ops() == []  # neither call reached a runner
 
 
@@ -278,7 +298,7 @@ def test_calls_the_front_does_not_accept_reach_django(deployed, host, cast):
         ]
     assert with_query[0][:3:2] == (200, answer_to(1))
     assert [status for status, _, _ in refused] == [401, 403, 404]
-    assert front.asgi_calls == through_asgi(3, 4)  # the refusals, which are Django's
+    assert front.asgi_calls == 3  # the refusals, which are Django's
 
 
 def test_expect_100_continue_takes_uvicorns_path(deployed, host, cast):
@@ -319,7 +339,7 @@ def test_https_forwarded_by_a_trusted_proxy_gets_hsts(deployed, host, cast, sett
     front = CountingFront()
     with Served(front, forwarded_allow_ips=trusted) as served:
         status, headers, _ = exchange(served, request)[0]
-    assert status == 200 and front.asgi_calls == through_asgi(0, 1)
+    assert status == 200 and front.asgi_calls == 0
     assert ("strict-transport-security" in headers) is hsts
 
 
@@ -339,9 +359,8 @@ def test_a_call_in_flight_at_shutdown_is_answered_and_its_connection_closed(depl
         served.__exit__(None, None, None)
 
 
-def test_the_fast_path_is_found_behind_the_proxy_middleware_on_sqlite_only():
+def test_the_fast_path_is_found_behind_the_proxy_middleware_on_sqlite_and_postgresql_only():
     front = ServingFront(fallback=None)
-    front.lookup._sqlite_name = front.lookup._sqlite_name or "db.sqlite3"  # as on SQLite, on any pass
     behind_proxy = ProxyHeadersMiddleware(front, trusted_hosts="127.0.0.1")
     assert fast_path_of(front).proxy is None
     fast = fast_path_of(behind_proxy)
@@ -349,7 +368,7 @@ def test_the_fast_path_is_found_behind_the_proxy_middleware_on_sqlite_only():
     assert fast_path_of(_other_app) is None
 
     threaded = ServingFront(fallback=None)
-    threaded.lookup._sqlite_name = None  # as for any database other than SQLite
+    threaded.lookup._sqlite_name = threaded.lookup.listener = None  # as for any other database
     assert fast_path_of(threaded) is None
     with pytest.raises(RuntimeError, match="thread"):
         threaded.lookup.now("M1", "nmg_x")

@@ -8,12 +8,14 @@ The real runner round trip through gunicorn is covered by tests/models_app/servi
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+import time
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from django.core.wsgi import get_wsgi_application
@@ -22,16 +24,20 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from groups.models import GroupToken
+from models_app.calls import lookup_call
 from models_app.models import MLModel
 from models_app.serving import front as front_module
 from models_app.serving.answers import NESTED_TOO_DEEPLY
-from models_app.serving.front import CallLookup, ServingFront
+from models_app.serving.front import CallLookup, CommitListener, NotCached, ServingFront
 from portal.wsgi_bridge import WSGIBridge
 from tests.helpers.clients import api_client, asgi_post
 from tests.helpers.loops import run_async
 from tests.helpers.uploads import sync_payload
 
-pytestmark = pytest.mark.django_db(transaction=True)  # the front reads on its own connection
+pytestmark = [
+    pytest.mark.django_db(transaction=True),  # the front reads on its own connection
+    pytest.mark.usefixtures("lookup_threads_disconnect"),
+]
 
 # Headers the server adds (uvicorn) or that differ per response.
 SERVER_HEADERS = {"date", "server", "content-length"}
@@ -61,23 +67,6 @@ def model(cast):
     response = api_client(cast.owner).post("/api/v1/models", sync_payload(), format="multipart")
     MLModel.objects.filter(hash=response.json()["hash"]).update(status=MLModel.Status.DEPLOYED)
     return MLModel.objects.get(hash=response.json()["hash"])
-
-
-@pytest.fixture(autouse=True)
-def _lookup_threads_disconnect(monkeypatch):
-    """On PostgreSQL each CallLookup's thread keeps a connection of its own: close them after
-    the test (a web worker's exit does), or the test database could not be dropped."""
-    executors = []
-
-    def recorded(*args, **kwargs):
-        executors.append(ThreadPoolExecutor(*args, **kwargs))
-        return executors[-1]
-
-    monkeypatch.setattr(front_module, "ThreadPoolExecutor", recorded)
-    yield
-    for executor in executors:
-        executor.submit(connections.close_all).result()
-        executor.shutdown()
 
 
 @pytest.fixture
@@ -408,6 +397,205 @@ def test_postgresql_lookup_thread_has_its_own_connection_and_reconnects(model, c
         run_async(lookup(model.hash, cast.group_token))
     assert run_async(lookup(model.hash, cast.group_token)).model.pk == model.pk
     assert lookup._executor.submit(backend_pid).result() not in (pid, backend_pid())
+
+
+class TestPostgresqlReuse:
+    """On PostgreSQL the lookup's answers are reused while its CommitListener is live,
+    until the notification of the next commit to the tables it reads (migration 0011)."""
+
+    @pytest.fixture(autouse=True)
+    def asked(self, monkeypatch) -> list[str]:
+        if connection.vendor != "postgresql":
+            pytest.skip(
+                "PostgreSQL only: NEOMARIL_TEST_BACKENDS=postgres runs it (SQLite reads its WAL index)"
+            )
+        asked: list[str] = []
+
+        def counted(model_hash: str, token: str):
+            asked.append(model_hash)
+            return lookup_call(model_hash, token)
+
+        monkeypatch.setattr(front_module, "lookup_call", counted)
+        return asked
+
+    @staticmethod
+    async def until(condition, what: str, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, what
+            await asyncio.sleep(0.01)
+
+    @staticmethod
+    async def on_a_thread(write) -> None:
+        """Database work from the event loop, on a thread whose connection is then closed."""
+
+        def run() -> None:
+            try:
+                write()
+            finally:
+                connections.close_all()
+
+        await asyncio.get_running_loop().run_in_executor(None, run)
+
+    async def listening(self, lookup: CallLookup, model, token: str):
+        """The first answer, once the listener is live: asked, and kept."""
+        await lookup(model.hash, token)  # starts the listener
+        await self.until(lookup.listener.live, "the listener never went live")
+        return await lookup(model.hash, token)
+
+    def test_answers_are_reused_until_a_commit_is_notified(self, model, cast, asked):
+        lookup = CallLookup()
+        token = cast.group_token
+
+        async def scenario() -> None:
+            kept = await self.listening(lookup, model, token)
+            before = len(asked)
+            for _ in range(20):
+                assert lookup.now(model.hash, token) == kept
+                assert await lookup(model.hash, token) == kept
+            assert len(asked) == before  # no query
+
+            revoke = GroupToken.objects.filter(group=cast.group).update
+            await self.on_a_thread(lambda: revoke(revoked_at=timezone.now()))
+            await self.until(lambda: not lookup._cache, "the commit's notification never arrived")
+            with pytest.raises(NotCached):
+                lookup.now(model.hash, token)
+            assert (await lookup(model.hash, token)).token.revoked
+            assert len(asked) == before + 1
+            assert lookup.now(model.hash, token).token.revoked
+
+        run_async(scenario())
+
+    def test_an_answer_a_commit_overtook_is_not_reused(self, model, cast, asked, monkeypatch):
+        """A commit notified while the query was on its way may postdate what it read."""
+        lookup = CallLookup()
+        token = cast.group_token
+
+        def committed_meanwhile(model_hash: str, token: str):
+            changes = lookup._changes
+            MLModel.objects.filter(pk=model.pk).update(status=MLModel.Status.DISABLED)
+            deadline = time.monotonic() + 10
+            while lookup._changes == changes:  # until the listener has the notification
+                assert time.monotonic() < deadline, "the commit's notification never arrived"
+                time.sleep(0.01)
+            return lookup_call(model_hash, token)
+
+        async def scenario() -> None:
+            await self.listening(lookup, model, token)
+            monkeypatch.setattr(front_module, "lookup_call", committed_meanwhile)
+            assert (await lookup("Mnope", token)) is None
+            with pytest.raises(NotCached):
+                lookup.now("Mnope", token)
+
+        run_async(scenario())
+
+    def test_without_its_connection_every_call_asks_until_it_listens_again(
+        self, model, cast, asked, monkeypatch
+    ):
+        monkeypatch.setattr(CommitListener, "RETRY", (1.0, 1.0))
+        lookup = CallLookup()
+        token = cast.group_token
+
+        def terminate(pid: int) -> None:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+        async def scenario() -> None:
+            await self.listening(lookup, model, token)
+            pid = lookup.listener.backend_pid
+            await self.on_a_thread(lambda: terminate(pid))
+            await self.until(lambda: not lookup.listener.live(), "the listener did not notice")
+            with pytest.raises(NotCached):
+                lookup.now(model.hash, token)
+            before = len(asked)
+            for _ in range(3):
+                await lookup(model.hash, token)
+            assert len(asked) == before + 3
+            await self.until(lookup.listener.live, "the listener never listened again")
+            assert lookup.listener.backend_pid not in (None, pid)
+
+        run_async(scenario())
+
+    @pytest.mark.parametrize(
+        "probe",
+        # The server's side of the sleep outlives the connection: short, or a backend still
+        # running would keep the test database from being dropped.
+        ["SELECT pg_sleep(1), %s::text", "SELECT %s::text"],
+        ids=["server-stops-answering", "notifications-lost"],
+    )
+    def test_without_proof_that_notifications_arrive_the_reuse_ends_within_two_heartbeats(
+        self, model, cast, monkeypatch, probe
+    ):
+        """A server that stops answering, or a pooler that does not carry notifications
+        (the listener's own never comes back): the same end."""
+        monkeypatch.setattr(CommitListener, "HEARTBEAT", 0.2)
+        lookup = CallLookup()
+
+        async def scenario() -> None:
+            await self.listening(lookup, model, cast.group_token)
+            monkeypatch.setattr(CommitListener, "PROBE_SQL", probe)
+            proven = time.monotonic()
+            await self.until(lambda: not lookup.listener.live(), "still live", timeout=5)
+            assert time.monotonic() - proven <= 2 * 0.2 + 0.1
+            with pytest.raises(NotCached):
+                lookup.now(model.hash, cast.group_token)
+
+        run_async(scenario())
+        time.sleep(1)  # the server's sleep ends
+
+
+class SwallowingConnection:
+    """A listening connection whose wait for notifications swallows a cancellation, as
+    psycopg's can on Python 3.11 (its asyncio.wait_for)."""
+
+    info = SimpleNamespace(backend_pid=1)
+    swallowing = True
+
+    def __init__(self) -> None:
+        self.channels: list[str] = []
+
+    @classmethod
+    async def connect(cls, **_params) -> SwallowingConnection:
+        return cls()
+
+    async def __aenter__(self) -> SwallowingConnection:
+        return self
+
+    async def __aexit__(self, *_exc) -> None:
+        return None
+
+    async def execute(self, sql: str, params=None) -> None:
+        if sql.startswith("LISTEN "):
+            self.channels.append(sql.split()[1])
+
+    async def notifies(self, *, timeout: float):
+        yield SimpleNamespace(channel=self.channels[-1])  # its own probe: proven
+        try:
+            await asyncio.sleep(timeout)
+        except asyncio.CancelledError:
+            if not self.swallowing:
+                raise
+
+
+def test_the_listener_ends_with_its_loop_even_when_a_cancellation_is_swallowed_below_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "psycopg", SimpleNamespace(AsyncConnection=SwallowingConnection))
+    monkeypatch.setattr(SwallowingConnection, "swallowing", True)
+    monkeypatch.setattr(CommitListener, "HEARTBEAT", 0.05)
+    listener = CommitListener({}, lambda: None)
+
+    async def scenario() -> None:
+        listener.start()
+        await asyncio.sleep(0.2)
+        assert listener.live()
+        listener._task.cancel()
+        done, _ = await asyncio.wait({listener._task}, timeout=2)
+        if not done:  # let this loop close, then fail
+            SwallowingConnection.swallowing = False
+            listener._task.cancel()
+        assert done, "the listener outlived its cancellation: its loop could never close"
+        assert not listener.live()
+
+    run_async(scenario())
 
 
 def test_a_list_of_records_reaches_the_model_and_a_list_of_numbers_does_not(front, model, cast):

@@ -247,7 +247,7 @@ def test_sqlite_lookup_asks_sqlite_only_after_a_commit(model, cast):
     """Between commits the lookup answers from its cache without a statement (the WAL
     index's header is unchanged); any commit, by any connection, makes it ask again."""
     if connection.vendor != "sqlite":
-        pytest.skip("SQLite only: other databases look up on a thread")
+        pytest.skip("SQLite only: PostgreSQL reuses answers until a notification (TestPostgresqlReuse)")
     lookup = CallLookup()
     assert lookup.now(model.hash, cast.group_token).model.status == MLModel.Status.DEPLOYED
     assert lookup.now(model.hash, cast.group_token) is not None  # maps the header

@@ -23,6 +23,7 @@ uvicorn (on PostgreSQL, those whose lookup is not cached), and every other ASGI 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import mmap
 import os
@@ -261,12 +262,11 @@ class CallLookup:
     async def __call__(self, model_hash: str, token: str) -> CallTarget | None:
         if self._sqlite_name is not None:
             return self._sqlite_lookup(model_hash, token)
-        key = (model_hash, token)
         listener = self.listener
         if listener is not None:
             listener.start()
-            if listener.live() and key in self._cache:
-                return self._cache[key]
+            with contextlib.suppress(NotCached):
+                return self.now(model_hash, token)
         changes = self._changes
         if self._executor is None:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="call-lookup")
@@ -274,7 +274,7 @@ class CallLookup:
             self._executor, self._django_lookup, model_hash, token
         )
         if listener is not None and listener.live() and self._changes == changes:
-            self._remember(key, target)
+            self._remember((model_hash, token), target)
         return target
 
     def now(self, model_hash: str, token: str) -> CallTarget | None:

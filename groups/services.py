@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
+from django.utils.translation import gettext
 
 from groups import tokens
 from groups.models import ApiToken, Group, GroupToken, Membership
@@ -140,7 +141,10 @@ def reset_user(user: AbstractBaseUser) -> SetPasswordLink:
     """Make the current password unusable (and with it every earlier link and every
     session) and issue a new link. API tokens are kept: revoke them on their own."""
     if not user.is_active:
-        raise PeopleError(f"'{user.get_username()}' is deactivated: reactivate the account first.")
+        raise PeopleError(
+            gettext("'%(username)s' is deactivated: reactivate the account first.")
+            % {"username": user.get_username()}
+        )
     user.set_unusable_password()
     user.save(update_fields=["password"])
     return set_password_link(user)
@@ -151,7 +155,7 @@ def set_active(user: AbstractBaseUser, active: bool, *, actor: AbstractBaseUser)
     tokens stop working at once (both authentication paths check `is_active`); the
     tokens work again if the account is reactivated."""
     if not active and user.pk == actor.pk:
-        raise PeopleError("You cannot deactivate your own account: ask another admin to do it.")
+        raise PeopleError(gettext("You cannot deactivate your own account: ask another admin to do it."))
     if user.is_active == active:
         return False
     user.is_active = active
@@ -164,13 +168,19 @@ def member_user(username: str) -> AbstractBaseUser:
     user = get_user_model().objects.filter(username=username).first()
     if user is None:
         raise PeopleError(
-            f"No user named '{username}'. Create the account first (admins: POST /api/v1/users "
-            f'{{"username": "{username}"}}, or the People page), then add it to the group.'
+            gettext(
+                "No user named '%(username)s'. Create the account first (admins: POST /api/v1/users "
+                '{"username": "%(username)s"}, or the People page), then add it to the group.'
+            )
+            % {"username": username}
         )
     if not user.is_active:
         raise PeopleError(
-            f"'{username}' is deactivated. An admin reactivates the account first "
-            f"(POST /api/v1/users/{username}/activate, or the People page)."
+            gettext(
+                "'%(username)s' is deactivated. An admin reactivates the account first "
+                "(POST /api/v1/users/%(username)s/activate, or the People page)."
+            )
+            % {"username": username}
         )
     return user
 

@@ -14,6 +14,7 @@ from django import forms
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.utils.html import format_html
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from groups.access import groups_for
@@ -144,7 +145,7 @@ class GroupField(forms.ModelChoiceField):
     Its choices are the user's groups, set per request by `offer_to(user)`.
     """
 
-    def __init__(self, *, owns: str, help_text: str, label=None) -> None:
+    def __init__(self, *, required_message: str, help_text: str, label=None) -> None:
         super().__init__(
             queryset=None,
             label=label or _("Group"),
@@ -152,9 +153,11 @@ class GroupField(forms.ModelChoiceField):
             empty_label=None,
             help_text=help_text,
             error_messages={
-                "required": f"Give the name of one of your groups: it will own {owns}.",
-                "invalid_choice": "Select a valid choice: you are not a member of a group named "
-                "'%(value)s'. Use one of your groups.",
+                "required": required_message,
+                "invalid_choice": _(
+                    "Select a valid choice: you are not a member of a group named '%(value)s'. "
+                    "Use one of your groups."
+                ),
             },
         )
 
@@ -201,7 +204,9 @@ class PythonVersionField(forms.CharField):
         except interpreters.InterpreterNotFound as exc:
             # Opens like the group's message (both are a choice on the page); the rest
             # names the versions there are.
-            raise forms.ValidationError(f"Select a valid choice: {exc}") from None
+            raise forms.ValidationError(
+                _("Select a valid choice: %(reason)s"), params={"reason": exc}
+            ) from None
         return value
 
 
@@ -287,7 +292,7 @@ class ModelUploadForm(UploadCheckingForm):
         },
     )
     group = GroupField(
-        owns="the model",
+        required_message=_("Give the name of one of your groups: it will own the model."),
         help_text=_("The name of one of your groups: it owns the model, and its group token calls it."),
     )
     operation = forms.TypedChoiceField(
@@ -298,14 +303,14 @@ class ModelUploadForm(UploadCheckingForm):
         widget=forms.RadioSelect,
         label=_("Operation"),
         help_text=_("Sync: real-time, JSON in, JSON out. Async: batch, a file in, a file out."),
-        error_messages={"invalid_choice": "operation must be 'Sync' or 'Async', not '%(value)s'."},
+        error_messages={"invalid_choice": _("operation must be 'Sync' or 'Async', not '%(value)s'.")},
     )
     model_reference = forms.CharField(
         max_length=100,
         initial="score",
         label=_("Entrypoint"),
         help_text=_("The function the platform calls, defined at the top level of the script, e.g. score."),
-        error_messages={"required": "Give the name of the entrypoint function, e.g. 'score'."},
+        error_messages={"required": _("Give the name of the entrypoint function, e.g. 'score'.")},
     )
     python_version = PythonVersionField()
     input_type = forms.TypedChoiceField(
@@ -314,7 +319,7 @@ class ModelUploadForm(UploadCheckingForm):
         required=False,
         label=_("Input type"),
         help_text=_("Sync models take JSON. Async models take csv (the default), parquet or json files."),
-        error_messages={"invalid_choice": "input_type must be one of json, csv, parquet."},
+        error_messages={"invalid_choice": _("input_type must be one of json, csv, parquet.")},
     )
     allow_network = DefaultBooleanField(
         default=True,
@@ -326,20 +331,20 @@ class ModelUploadForm(UploadCheckingForm):
         label=_("Scoring script (.py)"),
         widget=forms.ClearableFileInput(attrs={"accept": ".py,text/x-python"}),
         help_text=_("Defines the entrypoint; checked by parsing, never imported by the portal."),
-        error_messages={"required": "Upload the scoring script (.py)."},
+        error_messages={"required": _("Upload the scoring script (.py).")},
     )
     model = forms.FileField(
         allow_empty_file=True,
         label=_("Model file"),
         help_text=_("Usually a pickle (.pkl), any size up to the limit."),
-        error_messages={"required": "Upload the model file (e.g. model.pkl)."},
+        error_messages={"required": _("Upload the model file (e.g. model.pkl).")},
     )
     requirements = forms.FileField(
         allow_empty_file=True,
         label=_("requirements.txt"),
         widget=forms.ClearableFileInput(attrs={"accept": ".txt,text/plain"}),
         help_text=_("Installed with uv into the model's own environment; may be empty."),
-        error_messages={"required": "Upload requirements.txt."},
+        error_messages={"required": _("Upload requirements.txt.")},
     )
     schema = FileOrTextField(
         label=_("Schema (.json)"),
@@ -396,7 +401,9 @@ class ModelUploadForm(UploadCheckingForm):
     def clean_source(self) -> NamedFile | None:
         named = self._named("source")
         if named is not None and not named.name.endswith(".py"):
-            raise forms.ValidationError(f"'{named.name}' is not a .py file. Upload the scoring script.")
+            raise forms.ValidationError(
+                _("'%(name)s' is not a .py file. Upload the scoring script."), params={"name": named.name}
+            )
         return named
 
     def clean_model(self) -> NamedFile | None:
@@ -427,7 +434,7 @@ class ModelUploadForm(UploadCheckingForm):
             if input_type is None:
                 input_type = "json" if sync else "csv"
             elif sync and input_type != "json":
-                self.add_error("input_type", "Sync models take JSON: input_type must be 'json'.")
+                self.add_error("input_type", _("Sync models take JSON: input_type must be 'json'."))
 
         source, model_reference = data.get("source"), data.get("model_reference")
         if source is not None and model_reference:
@@ -440,7 +447,7 @@ class ModelUploadForm(UploadCheckingForm):
         env_values = self._env_values(data.get("env"))
 
         if data.get("sample") is not None and sync:
-            self.add_error("sample", "A sample input file is only used by Async models.")
+            self.add_error("sample", _("A sample input file is only used by Async models."))
 
         self._attempt(check_unique_names, self._stored_names(data))
 
@@ -472,14 +479,16 @@ class ModelUploadForm(UploadCheckingForm):
             return None
         given = [(f, data[f]) for f in ("schema", "schema_text") if data.get(f)]
         if len(given) > 1:
-            self.add_error("schema_text", "Give the schema as a file or as text, not both.")
+            self.add_error("schema_text", _("Give the schema as a file or as text, not both."))
             return None
         if not given:
             if require_object:
                 self.add_error(
                     "schema",
-                    "Sync models need a schema: a JSON file with one example input, used for the "
-                    "smoke test and the docs.",
+                    _(
+                        "Sync models need a schema: a JSON file with one example input, used for the "
+                        "smoke test and the docs."
+                    ),
                 )
             return None
         field, value = given[0]
@@ -507,15 +516,17 @@ def _read_text(named: NamedFile, field: str) -> str:
     if upload.size is not None and upload.size > settings.MAX_TEXT_FILE_BYTES:
         raise UploadError(
             field,
-            f"'{named.name}' is {upload.size} bytes; text files are limited to "
-            f"{settings.MAX_TEXT_FILE_BYTES // 1024} KB.",
+            gettext("'%(name)s' is %(size)s bytes; text files are limited to %(limit)s KB.")
+            % {"name": named.name, "size": upload.size, "limit": settings.MAX_TEXT_FILE_BYTES // 1024},
         )
     upload.seek(0)
     try:
         return upload.read().decode("utf-8-sig")
     except UnicodeDecodeError:
         raise UploadError(
-            field, f"'{named.name}' is not UTF-8 text. Save it as UTF-8 and upload it again."
+            field,
+            gettext("'%(name)s' is not UTF-8 text. Save it as UTF-8 and upload it again.")
+            % {"name": named.name},
         ) from None
 
 
@@ -537,7 +548,7 @@ class ModelVersionForm(ModelUploadForm):
     def clean(self) -> dict[str, Any]:
         model = self.model
         if model.status == MLModel.Status.DELETED:
-            raise forms.ValidationError("This model is deleted: upload a new model instead.")
+            raise forms.ValidationError(_("This model is deleted: upload a new model instead."))
         self.cleaned_data.update(name=model.name, group=model.group, operation=model.operation)
         return super().clean()
 

@@ -217,7 +217,7 @@ def disable(model: MLModel, actor) -> MLModel:
         )
         model.refresh_from_db()
         if not updated:
-            raise ActionRefused(f"A {model.status} model cannot be disabled.")
+            raise ActionRefused(gettext("A %(status)s model cannot be disabled.") % {"status": model.status})
         model.builds.filter(status=ModelBuild.Status.QUEUED).update(status=ModelBuild.Status.CANCELLED)
         record(model, actor, "disabled")
     return model
@@ -232,7 +232,8 @@ def restart(model: MLModel, actor) -> MLModel:
         model.refresh_from_db()
         if not updated:
             raise ActionRefused(
-                f"A {model.status} model cannot be restarted; wait for the current build to end."
+                gettext("A %(status)s model cannot be restarted; wait for the current build to end.")
+                % {"status": model.status}
             )
         record(model, actor, "restarted")
         queue_build(model, actor)
@@ -248,7 +249,8 @@ def delete(model: MLModel, actor) -> MLModel:
             root = MLModel.objects.select_for_update().get(pk=model.line_id)
             if root.live_version_id == model.pk:
                 raise ActionRefused(
-                    f"Version {model.version} is live: make another version live before deleting it."
+                    gettext("Version %(number)s is live: make another version live before deleting it.")
+                    % {"number": model.version}
                 )
             rows = MLModel.objects.filter(pk=model.pk)
         else:
@@ -262,7 +264,7 @@ def delete(model: MLModel, actor) -> MLModel:
         )
         model.refresh_from_db()
         if not updated or model not in doomed:
-            raise ActionRefused("This model is already deleted.")
+            raise ActionRefused(gettext("This model is already deleted."))
         ModelBuild.objects.filter(model__in=doomed, status=ModelBuild.Status.QUEUED).update(
             status=ModelBuild.Status.CANCELLED
         )
@@ -305,10 +307,14 @@ def make_live(model: MLModel, version: MLModel, actor) -> MLModel:
     with transaction.atomic():
         version = MLModel.objects.select_for_update().get(pk=version.pk)
         if version.root.pk != root.pk:
-            raise ActionRefused(f"Version {version.hash} is not a version of model {root.hash}.")
+            raise ActionRefused(
+                gettext("Version %(version)s is not a version of model %(model)s.")
+                % {"version": version.hash, "model": root.hash}
+            )
         if version.status != MLModel.Status.DEPLOYED:
             raise ActionRefused(
-                f"Version {version.version} is {version.status}: only a Deployed version can go live."
+                gettext("Version %(number)s is %(status)s: only a Deployed version can go live.")
+                % {"number": version.version, "status": version.status}
             )
         MLModel.objects.filter(pk=root.pk).update(
             live_version=None if version.pk == root.pk else version, updated_at=timezone.now()

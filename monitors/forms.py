@@ -15,6 +15,7 @@ from datetime import date
 from typing import Any
 
 from django import forms
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from models_app.forms import UploadCheckingForm
@@ -59,50 +60,74 @@ class Configuration:
 def _pick(data: dict, spellings: tuple[str, str], problems: list[str]) -> Any:
     present = [key for key in spellings if key in data]
     if len(present) > 1:
-        problems.append(f"Give {spellings[0]} once: both {spellings[0]} and {spellings[1]} are set.")
+        problems.append(
+            gettext("Give %(key)s once: both %(key)s and %(other)s are set.")
+            % {"key": spellings[0], "other": spellings[1]}
+        )
     return data[present[0]] if present else None
 
 
 def _unknown(data: dict, known: dict[str, tuple[str, str]], where: str) -> list[str]:
+    """The problem of keys `data` should not have; `where` is "configuration" or "TrainData"."""
     spellings = {key for pair in known.values() for key in pair}
     extra = [key for key in data if key not in spellings]
     if not extra:
         return []
+    if where == "TrainData":
+        if len(extra) > 1:
+            message = gettext("Unknown keys %(keys)s in TrainData (known: %(names)s).")
+        else:
+            message = gettext("Unknown key %(keys)s in TrainData (known: %(names)s).")
+    elif len(extra) > 1:
+        message = gettext("Unknown keys %(keys)s in the configuration (known: %(names)s).")
+    else:
+        message = gettext("Unknown key %(keys)s in the configuration (known: %(names)s).")
     names = ", ".join(pair[0] for pair in known.values())
-    return [
-        f"Unknown key{'s' if len(extra) > 1 else ''} {', '.join(map(repr, extra))} in {where} (known: {names})."
-    ]
+    return [message % {"keys": ", ".join(map(repr, extra)), "names": names}]
 
 
 def _columns(value: Any, key: str, problems: list[str], *, required: bool) -> list[str]:
     if value is None:
         if required:
-            problems.append(f'{key} is missing: list the columns to monitor, e.g. ["age", "income"].')
+            problems.append(
+                gettext('%(key)s is missing: list the columns to monitor, e.g. ["age", "income"].')
+                % {"key": key}
+            )
         return []
     if not isinstance(value, list) or not all(isinstance(c, str) and c.strip() for c in value):
         problems.append(
-            f"{key} must be a list of column names (non-empty strings), not {json.dumps(value)[:200]}."
+            gettext("%(key)s must be a list of column names (non-empty strings), not %(value)s.")
+            % {"key": key, "value": json.dumps(value)[:200]}
         )
         return []
     if required and not value:
-        problems.append(f"{key} is empty: list at least one column to monitor.")
+        problems.append(gettext("%(key)s is empty: list at least one column to monitor.") % {"key": key})
     if len(value) > MAX_COLUMNS:
-        problems.append(f"{key} lists {len(value)} columns; at most {MAX_COLUMNS}.")
+        problems.append(
+            gettext("%(key)s lists %(count)s columns; at most %(limit)s.")
+            % {"key": key, "count": len(value), "limit": MAX_COLUMNS}
+        )
     repeated = sorted({c for c in value if value.count(c) > 1})
     if repeated:
-        problems.append(f"{key} names {', '.join(repeated)} more than once.")
+        problems.append(
+            gettext("%(key)s names %(columns)s more than once.")
+            % {"key": key, "columns": ", ".join(repeated)}
+        )
     return value
 
 
 def parse_configuration(raw: dict, model: MLModel) -> Configuration:
     """The configuration, checked against the model; every problem raised at once."""
-    problems: list[str] = _unknown(raw, KEYS, "the configuration")
+    problems: list[str] = _unknown(raw, KEYS, "configuration")
     period_value = _pick(raw, KEYS["period"], problems)
     period = None
     if period_value is None:
-        problems.append("Period is missing: one of Day, Week, Month, Year.")
+        problems.append(gettext("Period is missing: one of Day, Week, Month, Year."))
     elif not isinstance(period_value, str) or period_value.strip().capitalize() not in PeriodKind.values:
-        problems.append(f"Period must be one of Day, Week, Month, Year, not {json.dumps(period_value)}.")
+        problems.append(
+            gettext("Period must be one of Day, Week, Month, Year, not %(value)s.")
+            % {"value": json.dumps(period_value)}
+        )
     else:
         period = period_value.strip().capitalize()
     input_cols = _columns(_pick(raw, KEYS["input_cols"], problems), "InputCols", problems, required=True)
@@ -114,7 +139,9 @@ def parse_configuration(raw: dict, model: MLModel) -> Configuration:
         train_data = {}
     if not isinstance(train_data, dict):
         problems.append(
-            "TrainData must be an object with NeomarilTrainingExecution and TrainDateRef or TrainDateCol."
+            gettext(
+                "TrainData must be an object with NeomarilTrainingExecution and TrainDateRef or TrainDateCol."
+            )
         )
     else:
         problems += _unknown(train_data, TRAIN_DATA_KEYS, "TrainData")
@@ -123,8 +150,10 @@ def parse_configuration(raw: dict, model: MLModel) -> Configuration:
         col = _pick(train_data, TRAIN_DATA_KEYS["date_col"], problems)
         if (ref is None) == (col is None):
             problems.append(
-                "TrainData needs exactly one of TrainDateRef (the date the training data was taken, "
-                '"YYYY-MM-DD") and TrainDateCol (a date column of the run\'s X_train).'
+                gettext(
+                    "TrainData needs exactly one of TrainDateRef (the date the training data was taken, "
+                    '"YYYY-MM-DD") and TrainDateCol (a date column of the run\'s X_train).'
+                )
             )
         elif ref is not None:
             try:
@@ -132,9 +161,14 @@ def parse_configuration(raw: dict, model: MLModel) -> Configuration:
             except ValueError:
                 date_ref = None
             if date_ref is None:
-                problems.append(f"TrainDateRef must be a date written YYYY-MM-DD, not {json.dumps(ref)}.")
+                problems.append(
+                    gettext("TrainDateRef must be a date written YYYY-MM-DD, not %(value)s.")
+                    % {"value": json.dumps(ref)}
+                )
         elif not isinstance(col, str) or not col.strip():
-            problems.append(f"TrainDateCol must be a column name, not {json.dumps(col)}.")
+            problems.append(
+                gettext("TrainDateCol must be a column name, not %(value)s.") % {"value": json.dumps(col)}
+            )
         else:
             date_col = col
     if problems:
@@ -150,9 +184,12 @@ def _reference_run(train_data: dict, model: MLModel, problems: list[str]) -> Tra
     if value is None:
         if promoted_from is None:
             problems.append(
-                f"TrainData.{RUN_KEY} is missing: this model was not promoted from a training run, so name "
-                "the run whose data is the reference (an External run registers a model trained "
-                'elsewhere), as "<experiment hash>/<run number>".'
+                gettext(
+                    "TrainData.%(key)s is missing: this model was not promoted from a training run, so "
+                    "name the run whose data is the reference (an External run registers a model trained "
+                    'elsewhere), as "<experiment hash>/<run number>".'
+                )
+                % {"key": RUN_KEY}
             )
         return promoted_from
     text = str(value).strip()
@@ -164,14 +201,20 @@ def _reference_run(train_data: dict, model: MLModel, problems: list[str]) -> Tra
         if experiment_hash is None:
             if promoted_from is None:
                 problems.append(
-                    f"TrainData.{RUN_KEY} {json.dumps(value)} is a run number; name its experiment too: "
-                    '"<experiment hash>/<run number>" or NeomarilTrainingExperiment.'
+                    gettext(
+                        "TrainData.%(key)s %(value)s is a run number; name its experiment too: "
+                        '"<experiment hash>/<run number>" or NeomarilTrainingExperiment.'
+                    )
+                    % {"key": RUN_KEY, "value": json.dumps(value)}
                 )
                 return None
             experiment_hash = promoted_from.experiment.hash
     else:
         problems.append(
-            f'TrainData.{RUN_KEY} must be a run number or "<experiment hash>/<run number>", not {json.dumps(value)}.'
+            gettext(
+                'TrainData.%(key)s must be a run number or "<experiment hash>/<run number>", not %(value)s.'
+            )
+            % {"key": RUN_KEY, "value": json.dumps(value)}
         )
         return None
     run = (
@@ -181,17 +224,25 @@ def _reference_run(train_data: dict, model: MLModel, problems: list[str]) -> Tra
     )
     if run is None:
         exists = Experiment.objects.filter(hash=experiment_hash, group=model.group_id).exists()
-        problems.append(
-            f"TrainData.{RUN_KEY}: there is no run {number} in experiment {experiment_hash} of group "
-            f"{model.group.name}."
+        message = (
+            gettext(
+                "TrainData.%(key)s: there is no run %(number)s in experiment %(experiment)s of group %(group)s."
+            )
             if exists
-            else f"TrainData.{RUN_KEY}: no experiment {experiment_hash} in group {model.group.name}."
+            else gettext("TrainData.%(key)s: no experiment %(experiment)s in group %(group)s.")
+        )
+        problems.append(
+            message
+            % {"key": RUN_KEY, "number": number, "experiment": experiment_hash, "group": model.group.name}
         )
         return None
     if run.status != TrainingRun.Status.SUCCEEDED:
         problems.append(
-            f"TrainData.{RUN_KEY}: run {number} of {experiment_hash} is {run.status}; only a Succeeded run "
-            "has the reference data (X_train, model_output)."
+            gettext(
+                "TrainData.%(key)s: run %(number)s of %(experiment)s is %(status)s; only a Succeeded run "
+                "has the reference data (X_train, model_output)."
+            )
+            % {"key": RUN_KEY, "number": number, "experiment": experiment_hash, "status": run.status}
         )
         return None
     return run
@@ -264,15 +315,19 @@ class MonitoringForm(UploadCheckingForm):
     def clean_configuration(self) -> Configuration:
         upload = self.cleaned_data["configuration"]
         if upload.size is not None and upload.size > MAX_CONFIGURATION_BYTES:
-            raise forms.ValidationError(f"The configuration is {upload.size} bytes; at most 1 MiB.")
+            raise forms.ValidationError(
+                gettext("The configuration is %(size)s bytes; at most 1 MiB.") % {"size": upload.size}
+            )
         try:
             raw = json.loads(upload.read().decode("utf-8-sig"))
         except UnicodeDecodeError:
-            raise forms.ValidationError("The configuration is not UTF-8 text.") from None
+            raise forms.ValidationError(gettext("The configuration is not UTF-8 text.")) from None
         except ValueError as exc:
-            raise forms.ValidationError(f"The configuration is not valid JSON: {exc}.") from None
+            raise forms.ValidationError(
+                gettext("The configuration is not valid JSON: %(error)s.") % {"error": exc}
+            ) from None
         if not isinstance(raw, dict):
-            raise forms.ValidationError("The configuration must be a JSON object.")
+            raise forms.ValidationError(gettext("The configuration must be a JSON object."))
         return parse_configuration(raw, self.model)
 
     def clean_preprocess_reference(self) -> str:
@@ -289,13 +344,17 @@ class MonitoringForm(UploadCheckingForm):
     def clean_preprocess(self) -> NamedFile:
         named = self._named("preprocess")
         if not named.name.endswith(".py"):
-            raise forms.ValidationError(f"The preprocess must be a .py file, not {named.name}.")
+            raise forms.ValidationError(
+                gettext("The preprocess must be a .py file, not %(name)s.") % {"name": named.name}
+            )
         return named
 
     def clean(self) -> dict:
         data = super().clean()
         if self.model.status == MLModel.Status.DELETED:
-            raise forms.ValidationError(f"The model {self.model.hash} is deleted; it can't be monitored.")
+            raise forms.ValidationError(
+                gettext("The model %(hash)s is deleted; it can't be monitored.") % {"hash": self.model.hash}
+            )
         named = data.get("preprocess")
         if named is not None:
             text = self._text("preprocess", named)
@@ -323,7 +382,7 @@ class MonitoringForm(UploadCheckingForm):
         if warning >= drift:
             self.add_error(
                 "drift_threshold",
-                _("The drift threshold (%(drift)s) must be above the warning threshold (%(warning)s).")
+                gettext("The drift threshold (%(drift)s) must be above the warning threshold (%(warning)s).")
                 % {"drift": drift, "warning": warning},
             )
         return data
@@ -356,13 +415,13 @@ class MonitoringSettingsForm(forms.ModelForm):
         data = super().clean()
         warning, drift = data.get("warning_threshold"), data.get("drift_threshold")
         if warning is not None and warning < 0:
-            self.add_error("warning_threshold", _("The warning threshold must be 0 or more."))
+            self.add_error("warning_threshold", gettext("The warning threshold must be 0 or more."))
         if warning is not None and drift is not None and warning >= drift:
             self.add_error(
                 "drift_threshold",
-                _("The drift threshold (%(drift)s) must be above the warning threshold (%(warning)s).")
+                gettext("The drift threshold (%(drift)s) must be above the warning threshold (%(warning)s).")
                 % {"drift": drift, "warning": warning},
             )
         if data.get("minimum_rows") is not None and data["minimum_rows"] < 1:
-            self.add_error("minimum_rows", _("The minimum must be at least 1 row."))
+            self.add_error("minimum_rows", gettext("The minimum must be at least 1 row."))
         return data

@@ -13,6 +13,7 @@ from datetime import date, datetime
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 from django_q.tasks import async_task
 
 from models_app.models import MLModel
@@ -32,10 +33,11 @@ class NotValidated(Exception):
     """Periods run only for a Validated registration."""
 
     def __init__(self, monitor: Monitor):
-        super().__init__(
-            f"The monitoring of {monitor.model.hash} is {monitor.get_status_display()}; periods run once it is "
-            "Validated." + (f" {monitor.error_message}" if monitor.error_message else "")
-        )
+        message = gettext("The monitoring of %(model)s is %(status)s; periods run once it is Validated.") % {
+            "model": monitor.model.hash,
+            "status": monitor.get_status_display(),
+        }
+        super().__init__(f"{message} {monitor.error_message}" if monitor.error_message else message)
 
 
 def environment_requirements(monitor: Monitor) -> list[str]:

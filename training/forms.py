@@ -15,6 +15,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile, UploadedFile
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from models_app.access import models_for
@@ -64,11 +65,13 @@ class ExperimentForm(forms.Form):
         label=_("Model type"),
         error_messages={
             "required": _("Give the model type: Classification, Regression or Unsupervised."),
-            "invalid_choice": "model_type must be Classification, Regression or Unsupervised, not '%(value)s'.",
+            "invalid_choice": _(
+                "model_type must be Classification, Regression or Unsupervised, not '%(value)s'."
+            ),
         },
     )
     group = GroupField(
-        owns="the experiment",
+        required_message=_("Give the name of one of your groups: it will own the experiment."),
         help_text=_("The name of one of your groups: it owns the experiment and its runs."),
     )
     force = DefaultBooleanField(
@@ -103,7 +106,7 @@ class TrainingRunForm(UploadCheckingForm):
         initial=TrainingRun.TrainingType.CUSTOM,
         widget=forms.RadioSelect,
         error_messages={
-            "invalid_choice": "training_type must be Custom, External or AutoML, not '%(value)s'."
+            "invalid_choice": _("training_type must be Custom, External or AutoML, not '%(value)s'.")
         },
     )
     description = forms.CharField(
@@ -256,39 +259,49 @@ class TrainingRunForm(UploadCheckingForm):
             self._clean_automl(data, named)
             return data
         if named["requirements"] is None and "requirements" not in self.errors:
-            self.add_error("requirements", "Upload requirements.txt (it may be empty).")
+            self.add_error("requirements", gettext("Upload requirements.txt (it may be empty)."))
         if kind == TrainingRun.TrainingType.CUSTOM:
             wanted = {
-                "train_data": "Upload the training data (.csv or .parquet).",
-                "source": "Upload the training script (.py).",
+                "train_data": gettext("Upload the training data (.csv or .parquet)."),
+                "source": gettext("Upload the training script (.py)."),
             }
             unwanted = (*EXTERNAL_TABLES, "model", "metrics", "params")
-            why = "is only used by External runs"
+            # Translators: %(field)s is the name of a form field, e.g. X_train.
+            why = gettext("%(field)s is only used by External runs.")
         else:
             wanted = {
-                "X_train": "Upload X_train, the features the model was fitted on (.csv or .parquet).",
-                "model_output": "Upload model_output, the model's outputs on X_train (.csv or .parquet): "
-                "monitoring compares production outputs with them.",
-                "model": "Upload the fitted model file (model.pkl).",
+                "X_train": gettext(
+                    "Upload X_train, the features the model was fitted on (.csv or .parquet)."
+                ),
+                "model_output": gettext(
+                    "Upload model_output, the model's outputs on X_train (.csv or .parquet): "
+                    "monitoring compares production outputs with them."
+                ),
+                "model": gettext("Upload the fitted model file (model.pkl)."),
             }
             if self.experiment.model_type != Experiment.ModelType.UNSUPERVISED:
-                wanted["y_train"] = "Upload y_train, the target (.csv or .parquet)."
+                wanted["y_train"] = gettext("Upload y_train, the target (.csv or .parquet).")
             unwanted = ("train_data", "source")
-            why = "is only used by Custom runs (an External run brings its artifacts)"
+            # Translators: %(field)s is the name of a form field, e.g. train_data.
+            why = gettext("%(field)s is only used by Custom runs (an External run brings its artifacts).")
         for field, message in wanted.items():
             if named.get(field) is None and field not in self.errors and not data.get(field):
                 self.add_error(field, message)
         for field in unwanted:
             if data.get(field) and field not in self.errors:
-                self.add_error(field, f"{field} {why}.")
+                self.add_error(field, why % {"field": field})
         for field in ("train_data", *EXTERNAL_TABLES):
             upload = named.get(field)
             if upload is not None and not upload.name.lower().endswith(TABLE_SUFFIXES):
-                self.add_error(field, f"'{upload.name}' is not a .csv or .parquet file.")
+                self.add_error(field, _not_a_table(upload))
         source = named.get("source")
         if custom and source is not None:
             if not source.name.endswith(".py"):
-                self.add_error("source", f"'{source.name}' is not a .py file. Upload the training script.")
+                self.add_error(
+                    "source",
+                    gettext("'%(name)s' is not a .py file. Upload the training script.")
+                    % {"name": source.name},
+                )
             elif data.get("training_reference"):
                 text = self._text("source", source)
                 if text is not None:
@@ -342,9 +355,9 @@ class TrainingRunForm(UploadCheckingForm):
         """An AutoML run: the training data and the configuration; the platform brings the rest."""
         train = named["train_data"]
         if train is None and "train_data" not in self.errors:
-            self.add_error("train_data", "Upload the training data (.csv or .parquet).")
+            self.add_error("train_data", gettext("Upload the training data (.csv or .parquet)."))
         elif train is not None and not train.name.lower().endswith(TABLE_SUFFIXES):
-            self.add_error("train_data", f"'{train.name}' is not a .csv or .parquet file.")
+            self.add_error("train_data", _not_a_table(train))
             train = None
         for field in (
             "source",
@@ -359,13 +372,17 @@ class TrainingRunForm(UploadCheckingForm):
             if data.get(field) and field not in self.errors:
                 self.add_error(
                     field,
-                    f"{field} is not used by AutoML runs: the platform supplies the training code and its "
-                    "environment.",
+                    gettext(
+                        # Translators: %(field)s is the name of a form field, e.g. requirements.
+                        "%(field)s is not used by AutoML runs: the platform supplies the training code and "
+                        "its environment."
+                    )
+                    % {"field": field},
                 )
         conf: dict | None = None
         if data.get("conf_dict") is None and "conf_dict" not in self.errors:
             self.add_error(
-                "conf_dict", "Give the AutoML configuration (conf.json), as a file or as JSON text."
+                "conf_dict", gettext("Give the AutoML configuration (conf.json), as a file or as JSON text.")
             )
         else:
             raw = self._json_object("conf_dict", data.get("conf_dict"))
@@ -419,11 +436,16 @@ class TrainingRunForm(UploadCheckingForm):
         try:
             parsed = json.loads(value)
         except ValueError as exc:
-            self.add_error(field, f"{field} is not valid JSON: {exc}.")
+            self.add_error(
+                field, gettext("%(field)s is not valid JSON: %(error)s.") % {"field": field, "error": exc}
+            )
             return None
         if not isinstance(parsed, dict):
             self.add_error(
-                field, f"{field} must be a JSON object of name → value, not {type(parsed).__name__}."
+                field,
+                # Translators: %(type)s is a Python type's name: list, str, int...
+                gettext("%(field)s must be a JSON object of name → value, not %(type)s.")
+                % {"field": field, "type": type(parsed).__name__},
             )
             return None
         return parsed
@@ -434,13 +456,20 @@ class TrainingRunForm(UploadCheckingForm):
             if value is None or (isinstance(value, float) and not math.isfinite(value)):
                 clean[name] = None
             elif isinstance(value, bool) or not isinstance(value, int | float):
-                problems.append(f"The metric '{name}' is {json.dumps(value)[:60]}, not a number.")
+                problems.append(
+                    gettext("The metric '%(name)s' is %(value)s, not a number.")
+                    % {"name": name, "value": json.dumps(value)[:60]}
+                )
             else:
                 clean[name] = value
         if problems:
             self.add_error("metrics", problems)
             return None
         return clean
+
+
+def _not_a_table(upload: NamedFile) -> str:
+    return gettext("'%(name)s' is not a .csv or .parquet file.") % {"name": upload.name}
 
 
 def _text_file(name: str, text: str) -> NamedFile:
@@ -528,17 +557,19 @@ class PromoteForm(ModelUploadForm):
             for name in ("source", "model_reference"):
                 self.fields[name].required = False
                 self.fields[name].widget.attrs.pop("aria-required", None)
-            self.fields[
-                "source"
-            ].help_text = "Optional for AutoML runs: the platform supplies the scoring code."
-            self.fields["model_reference"].initial = ""
-            self.fields["schema"].help_text = (
-                f"Optional for AutoML runs: Sync models get {automl.SCHEMA_ARTIFACT} (the first row of "
-                "X_train) unless you give an example here."
+            self.fields["source"].help_text = gettext(
+                "Optional for AutoML runs: the platform supplies the scoring code."
             )
-            self.fields[
-                "model_reference"
-            ].help_text = f"Optional for AutoML runs: {automl.SYNC_ENTRYPOINT} (Sync) or {automl.ASYNC_ENTRYPOINT} (Async)."
+            self.fields["model_reference"].initial = ""
+            self.fields["schema"].help_text = gettext(
+                # Translators: %(file)s is the name of the run's schema file.
+                "Optional for AutoML runs: Sync models get %(file)s (the first row of X_train) unless you "
+                "give an example here."
+            ) % {"file": automl.SCHEMA_ARTIFACT}
+            self.fields["model_reference"].help_text = gettext(
+                # Translators: %(sync)s and %(async)s are the names of the scoring functions.
+                "Optional for AutoML runs: %(sync)s (Sync) or %(async)s (Async)."
+            ) % {"sync": automl.SYNC_ENTRYPOINT, "async": automl.ASYNC_ENTRYPOINT}
 
     def clean_model_reference(self) -> str:
         if self.automl and not self.cleaned_data.get("model_reference"):
@@ -552,12 +583,17 @@ class PromoteForm(ModelUploadForm):
             return None
         model = models_for(self.user).filter(hash=value).exclude(status=MLModel.Status.DELETED).first()
         if model is None:
-            raise forms.ValidationError(f"No model '{value}' among your groups' models.")
+            raise forms.ValidationError(
+                gettext("No model '%(hash)s' among your groups' models.") % {"hash": value}
+            )
         group = self.run.experiment.group
         if model.group_id != group.pk:
             raise forms.ValidationError(
-                f"Model '{value}' belongs to group {model.group.name}; this run's versions can only go to "
-                f"models of group {group.name}."
+                gettext(
+                    "Model '%(hash)s' belongs to group %(group)s; this run's versions can only go to "
+                    "models of group %(run_group)s."
+                )
+                % {"hash": value, "group": model.group.name, "run_group": group.name}
             )
         return model
 
@@ -569,7 +605,8 @@ class PromoteForm(ModelUploadForm):
             if asked and asked != target.operation:
                 self.add_error(
                     "operation",
-                    f"Model '{target.hash}' is {target.operation}: its versions are {target.operation} too.",
+                    gettext("Model '%(hash)s' is %(operation)s: its versions are %(operation)s too.")
+                    % {"hash": target.hash, "operation": target.operation},
                 )
             self.cleaned_data.update(name=target.name, operation=target.operation)
         extra_text = ""

@@ -15,6 +15,7 @@ from django.core.files import File
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
 from django.db.models import Max
+from django.utils.translation import gettext
 from django_q.tasks import async_task
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
@@ -186,11 +187,17 @@ def check_promotable(run: TrainingRun) -> None:
         state = run.status
         detail = f": {run.error_message.splitlines()[0]}" if run.error_message else ""
         raise NotPromotable(
-            f"Run {run.number} of experiment '{run.experiment.name}' is {state}{detail}; "
-            "only a Succeeded run can be promoted."
+            gettext(
+                "Run %(number)s of experiment '%(experiment)s' is %(state)s%(detail)s; "
+                "only a Succeeded run can be promoted."
+            )
+            % {"number": run.number, "experiment": run.experiment.name, "state": state, "detail": detail}
         )
     if not (run.artifacts_folder / MODEL_ARTIFACT).is_file():
-        raise NotPromotable(f"Run {run.number} no longer has its model file; it can't be promoted.")
+        raise NotPromotable(
+            gettext("Run %(number)s no longer has its model file; it can't be promoted.")
+            % {"number": run.number}
+        )
 
 
 def run_model_file(run: TrainingRun) -> NamedFile:

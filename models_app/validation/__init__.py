@@ -1,9 +1,10 @@
 """Validation of the files an analyst uploads to create a model, one module per concern.
 
 Everything here is a pure function over text: user code is parsed, never imported or
-executed, and nothing reads Django settings. Each problem raises `UploadError` naming
-the form/API field it belongs to and a message that says what is wrong and how to fix
-it, so the upload form (models_app/forms.py) can show it, and the API return it, as is.
+executed. Each problem raises `UploadError` naming the form/API field it belongs to and a
+message that says what is wrong and how to fix it, translated with Django's gettext into
+the active language (the page's; the API's is English), so the upload form
+(models_app/forms.py) can show it, and the API return it, as is.
 
 - `source`: the scoring script and its entrypoint;
 - `schema`: the JSON example input;

@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import re
 
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
 from .errors import UploadError
 
 _DOTENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DOTENV_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
+# Why each key cannot be set (lazy: translated into the active language when a message is built).
 _RESERVED_KEYS = {
-    "PATH": "the runner needs the platform's PATH to find its tools",
-    "LD_PRELOAD": "it would load a library into the interpreter before the model runs",
-    "LD_LIBRARY_PATH": "it would change which native libraries the interpreter loads",
-    "LD_AUDIT": "it would load a library into the interpreter before the model runs",
-    "inputFileName": "the platform sets it for each async execution",
+    "PATH": gettext_lazy("the runner needs the platform's PATH to find its tools"),
+    "LD_PRELOAD": gettext_lazy("it would load a library into the interpreter before the model runs"),
+    "LD_LIBRARY_PATH": gettext_lazy("it would change which native libraries the interpreter loads"),
+    "LD_AUDIT": gettext_lazy("it would load a library into the interpreter before the model runs"),
+    "inputFileName": gettext_lazy("the platform sets it for each async execution"),
 }
 _RESERVED_PREFIXES = {
-    "PYTHON": "PYTHON* variables change how the interpreter starts (PYTHONPATH, PYTHONHOME, ...)",
-    "NEOMARIL_": "NEOMARIL_* variables are reserved for the platform",
+    "PYTHON": gettext_lazy(
+        "PYTHON* variables change how the interpreter starts (PYTHONPATH, PYTHONHOME, ...)"
+    ),
+    "NEOMARIL_": gettext_lazy("NEOMARIL_* variables are reserved for the platform"),
 }
 
 
@@ -44,7 +50,9 @@ def parse_dotenv(text: str, *, field: str = "env") -> dict[str, str]:
         key = key.strip()
         if not sep:
             raise UploadError(
-                field, f"Line {lineno}: expected KEY=VALUE; the line has no '=' (its content is not shown)."
+                field,
+                _("Line %(line)s: expected KEY=VALUE; the line has no '=' (its content is not shown).")
+                % {"line": lineno},
             )
         _check_dotenv_key(key, lineno, field=field)
         rest = rest.lstrip()
@@ -58,24 +66,39 @@ def parse_dotenv(text: str, *, field: str = "env") -> dict[str, str]:
 
 def _check_dotenv_key(key: str, lineno: int, *, field: str) -> None:
     if not key:
-        raise UploadError(field, f"Line {lineno}: the variable name before '=' is empty.")
+        raise UploadError(
+            field, _("Line %(line)s: the variable name before '=' is empty.") % {"line": lineno}
+        )
     if not _DOTENV_KEY_RE.match(key):
         # Describe the problem without echoing the text: a pasted secret may sit there.
         if key[0].isdigit():
-            what = "starts with a digit"
+            what = _("starts with a digit")
         else:
             bad = next(c for c in key if not (c.isascii() and (c.isalnum() or c == "_")))
-            what = f"contains {bad!r}" if bad.isprintable() and not bad.isspace() else "contains a space"
+            if bad.isprintable() and not bad.isspace():
+                what = _("contains %(character)s") % {"character": repr(bad)}
+            else:
+                what = _("contains a space")
         raise UploadError(
             field,
-            f"Line {lineno}: the variable name {what}; names must start with a letter or _ and "
-            "contain only letters, digits and _.",
+            _(
+                # Translators: %(problem)s is "starts with a digit", "contains 'x'" or
+                # "contains a space".
+                "Line %(line)s: the variable name %(problem)s; names must start with a letter or _ and "
+                "contain only letters, digits and _."
+            )
+            % {"line": lineno, "problem": what},
         )
-    if key in _RESERVED_KEYS:
-        raise UploadError(field, f"Line {lineno}: {key} cannot be set from .env: {_RESERVED_KEYS[key]}.")
-    for prefix, why in _RESERVED_PREFIXES.items():
-        if key.startswith(prefix):
-            raise UploadError(field, f"Line {lineno}: {key} cannot be set from .env: {why}.")
+    why = _RESERVED_KEYS.get(key)
+    if why is None:
+        why = next((reason for prefix, reason in _RESERVED_PREFIXES.items() if key.startswith(prefix)), None)
+    if why is not None:
+        raise UploadError(
+            field,
+            # Translators: %(key)s is a variable name (PATH); %(reason)s says why it cannot be set.
+            _("Line %(line)s: %(key)s cannot be set from .env: %(reason)s.")
+            % {"line": lineno, "key": key, "reason": why},
+        )
 
 
 def _quoted_dotenv_value(rest: str, lines: list[str], i: int, lineno: int, *, field: str) -> tuple[str, int]:
@@ -95,8 +118,11 @@ def _quoted_dotenv_value(rest: str, lines: list[str], i: int, lineno: int, *, fi
                 if trailer and not trailer.startswith("#"):
                     raise UploadError(
                         field,
-                        f"Line {lineno}: unexpected text after the closing quote; put a comment "
-                        "after '#' or remove it.",
+                        _(
+                            "Line %(line)s: unexpected text after the closing quote; put a comment "
+                            "after '#' or remove it."
+                        )
+                        % {"line": lineno},
                     )
                 return "".join(out), i
             if quote == '"' and char == "\\" and pos + 1 < len(buffer):
@@ -109,7 +135,11 @@ def _quoted_dotenv_value(rest: str, lines: list[str], i: int, lineno: int, *, fi
         if i >= len(lines):
             raise UploadError(
                 field,
-                f"Line {lineno}: the value opened with {quote} is never closed; add the closing {quote}.",
+                _(
+                    "Line %(line)s: the value opened with %(quote)s is never closed; "
+                    "add the closing %(quote)s."
+                )
+                % {"line": lineno, "quote": quote},
             )
         out.append("\n")
         buffer = lines[i]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from django.utils.translation import gettext as _
+
 from .errors import UploadError
 
 _WINDOWS_PATH_RE = re.compile(r"^[A-Za-z]:[\\/]")
@@ -29,32 +31,42 @@ def sanitize_filename(name: str, *, field: str) -> str:
     """
     clean = unicodedata.normalize("NFC", name or "").strip()
     if not clean:
-        raise UploadError(field, "The file has no name; upload it with a file name such as app.py.")
+        raise UploadError(field, _("The file has no name; upload it with a file name such as app.py."))
     if "\x00" in clean:
-        raise UploadError(field, "The file name contains a NUL byte; rename the file.")
+        raise UploadError(field, _("The file name contains a NUL byte; rename the file."))
     if "/" in clean or "\\" in clean or is_windows_path(clean):
         raise UploadError(
             field,
-            f"The file name {clean!r} is a path; upload the file with a plain name such as app.py "
-            "(no / or \\).",
+            _(
+                "The file name %(name)s is a path; upload the file with a plain name such as app.py "
+                "(no / or \\)."
+            )
+            % {"name": repr(clean)},
         )
     if set(clean) == {"."}:
-        raise UploadError(field, f"{clean!r} is not a file name; rename the file.")
+        raise UploadError(field, _("%(name)s is not a file name; rename the file.") % {"name": repr(clean)})
     bad = next(
         (c for c in clean if unicodedata.category(c) == "Cc" or c in _BIDI_CONTROLS),
         None,
     )
     if bad is not None:
         raise UploadError(
-            field, f"The file name contains the control character U+{ord(bad):04X}; rename the file."
+            field,
+            # Translators: %(code_point)s is the character's hexadecimal code, e.g. 202E.
+            _("The file name contains the control character U+%(code_point)s; rename the file.")
+            % {"code_point": f"{ord(bad):04X}"},
         )
     if len(clean) > MAX_FILENAME_LENGTH:
         raise UploadError(
             field,
-            f"The file name is {len(clean)} characters long; shorten it to at most {MAX_FILENAME_LENGTH}.",
+            _("The file name is %(length)s characters long; shorten it to at most %(limit)s.")
+            % {"length": len(clean), "limit": MAX_FILENAME_LENGTH},
         )
     if clean.startswith(".") and not (field == "env" and clean == ".env"):
-        raise UploadError(field, f"The file name {clean!r} starts with a dot; rename it without the dot.")
+        raise UploadError(
+            field,
+            _("The file name %(name)s starts with a dot; rename it without the dot.") % {"name": repr(clean)},
+        )
     return clean
 
 
@@ -71,10 +83,19 @@ def check_unique_names(named: dict[str, list[str]]) -> None:
             key = unicodedata.normalize("NFC", name).casefold()
             if key in seen:
                 other_field, other_name = seen[key]
-                where = f"the {other_field} field" if other_field != field else "the same field"
+                if other_field != field:
+                    # Translators: %(field)s is the name of a form field, e.g. source or files.
+                    where = _("the %(field)s field") % {"field": other_field}
+                else:
+                    where = _("the same field")
                 raise UploadError(
                     field,
-                    f"{name!r} ({field}) and {other_name!r} ({where}) would be saved under the same "
-                    "name in the model folder; rename one of them.",
+                    _(
+                        # Translators: %(field)s is the name of the form field %(name)s was uploaded
+                        # through; %(where)s is "the files field" or "the same field".
+                        "%(name)s (%(field)s) and %(other_name)s (%(where)s) would be saved under the "
+                        "same name in the model folder; rename one of them."
+                    )
+                    % {"name": repr(name), "field": field, "other_name": repr(other_name), "where": where},
                 )
             seen[key] = (field, name)

@@ -11,6 +11,7 @@ import json
 import re
 from urllib.parse import urlsplit
 
+from django.utils.translation import gettext as _
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
@@ -97,38 +98,56 @@ def _check_option_line(line: str, lineno: int, *, allow_options: bool, field: st
     if name in _EDITABLE_OPTIONS:
         raise UploadError(
             field,
-            f"Line {lineno}: editable installs ({name}) are not supported; the environment is built "
-            "from published packages only. List the package by name (e.g. mypkg==1.2) or as "
-            "`mypkg @ https://.../mypkg.whl`.",
+            _(
+                "Line %(line)s: editable installs (%(option)s) are not supported; the environment is built "
+                "from published packages only. List the package by name (e.g. mypkg==1.2) or as "
+                "`mypkg @ https://.../mypkg.whl`."
+            )
+            % {"line": lineno, "option": name},
         )
     if name in _INCLUDE_OPTIONS:
         raise UploadError(
             field,
-            f"Line {lineno}: {name} includes another file, which the build does not have; copy the "
-            "lines of that file into this requirements.txt instead.",
+            _(
+                "Line %(line)s: %(option)s includes another file, which the build does not have; copy the "
+                "lines of that file into this requirements.txt instead."
+            )
+            % {"line": lineno, "option": name},
         )
     if not allow_options:
         raise UploadError(
             field,
-            f"Line {lineno}: pip options such as {name} are not allowed; packages are installed from "
-            "the platform's configured package index. Remove the line, or ask an administrator if "
-            "you need another index.",
+            _(
+                "Line %(line)s: pip options such as %(option)s are not allowed; packages are installed from "
+                "the platform's configured package index. Remove the line, or ask an administrator if "
+                "you need another index."
+            )
+            % {"line": lineno, "option": name},
         )
     if name not in _INDEX_OPTIONS:
         raise UploadError(
             field,
-            f"Line {lineno}: the option {name} is not supported; only index options "
-            f"({', '.join(sorted(_INDEX_OPTIONS))}) may appear in requirements.txt.",
+            _(
+                # Translators: %(allowed)s is a list of pip options, e.g. --index-url, --no-index.
+                "Line %(line)s: the option %(option)s is not supported; only index options "
+                "(%(allowed)s) may appear in requirements.txt."
+            )
+            % {"line": lineno, "option": name, "allowed": ", ".join(sorted(_INDEX_OPTIONS))},
         )
     if name in _OPTIONS_WITH_LOCATION:
         value = line[len(name) :].lstrip(" =\t")
         if not value:
-            raise UploadError(field, f"Line {lineno}: {name} needs a URL after it.")
+            raise UploadError(
+                field, _("Line %(line)s: %(option)s needs a URL after it.") % {"line": lineno, "option": name}
+            )
         if _is_local_location(value.split()[0]):
             raise UploadError(
                 field,
-                f"Line {lineno}: {name} points at a local path, which the build cannot see; "
-                "use an http(s) URL.",
+                _(
+                    "Line %(line)s: %(option)s points at a local path, which the build cannot see; "
+                    "use an http(s) URL."
+                )
+                % {"line": lineno, "option": name},
             )
     return line
 
@@ -154,13 +173,17 @@ def _canonical_requirement(line: str, lineno: int, *, field: str) -> str:
     if _is_local_location(spec) and not _DIRECT_REF_RE.match(spec):
         raise UploadError(
             field,
-            f"Line {lineno}: {spec!r} is a local path, which the build cannot see. Publish the "
-            "package to an index, or reference a downloadable file as `name @ https://...`.",
+            _(
+                "Line %(line)s: %(requirement)s is a local path, which the build cannot see. Publish the "
+                "package to an index, or reference a downloadable file as `name @ https://...`."
+            )
+            % {"line": lineno, "requirement": repr(spec)},
         )
     if "://" in spec and not _DIRECT_REF_RE.match(spec):
         raise UploadError(
             field,
-            f"Line {lineno}: write a URL requirement as `name @ {spec}` so the package name is known.",
+            _("Line %(line)s: write a URL requirement as `name @ %(url)s` so the package name is known.")
+            % {"line": lineno, "url": spec},
         )
     try:
         req = Requirement(spec)
@@ -168,22 +191,38 @@ def _canonical_requirement(line: str, lineno: int, *, field: str) -> str:
         reason = str(exc).splitlines()[0]
         raise UploadError(
             field,
-            f"Line {lineno}: {spec!r} is not a valid requirement ({reason}). "
-            "Use the form name==1.2.3, name>=1.0 or name[extra]==1.2.3.",
+            _(
+                # Translators: %(reason)s is the (English) explanation of the requirement parser.
+                "Line %(line)s: %(requirement)s is not a valid requirement (%(reason)s). "
+                "Use the form name==1.2.3, name>=1.0 or name[extra]==1.2.3."
+            )
+            % {"line": lineno, "requirement": repr(spec), "reason": reason},
         ) from None
     if req.url is not None:
         scheme = urlsplit(req.url).scheme.lower()
         if scheme in ("", "file") or _is_local_location(req.url):
             raise UploadError(
                 field,
-                f"Line {lineno}: {req.name} points at a local file ({req.url}), which the build cannot "
-                "see; use an https:// URL or a published version.",
+                _(
+                    "Line %(line)s: %(package)s points at a local file (%(url)s), which the build cannot "
+                    "see; use an https:// URL or a published version."
+                )
+                % {"line": lineno, "package": req.name, "url": req.url},
             )
         if scheme not in _URL_SCHEMES:
             raise UploadError(
                 field,
-                f"Line {lineno}: {req.name} uses an unsupported URL scheme {scheme!r}; use one of "
-                f"{', '.join(sorted(_URL_SCHEMES))}.",
+                _(
+                    # Translators: %(allowed)s is a list of URL schemes, e.g. git+https, https.
+                    "Line %(line)s: %(package)s uses an unsupported URL scheme %(scheme)s; "
+                    "use one of %(allowed)s."
+                )
+                % {
+                    "line": lineno,
+                    "package": req.name,
+                    "scheme": repr(scheme),
+                    "allowed": ", ".join(sorted(_URL_SCHEMES)),
+                },
             )
     req.name = canonicalize_name(req.name)
     req.extras = {canonicalize_name(extra) for extra in req.extras}
@@ -202,12 +241,17 @@ def _parse_hash_options(tokens: list[str], lineno: int, *, field: str) -> list[s
         else:
             raise UploadError(
                 field,
-                f"Line {lineno}: the option {_option_name(word)} is not supported after a "
-                "requirement; only --hash=sha256:... is.",
+                _(
+                    "Line %(line)s: the option %(option)s is not supported after a "
+                    "requirement; only --hash=sha256:... is."
+                )
+                % {"line": lineno, "option": _option_name(word)},
             )
         if not _HASH_RE.match(value):
             raise UploadError(
-                field, f"Line {lineno}: {value!r} is not a valid hash; use --hash=sha256:<hex digest>."
+                field,
+                _("Line %(line)s: %(value)s is not a valid hash; use --hash=sha256:<hex digest>.")
+                % {"line": lineno, "value": repr(value)},
             )
         hashes.append(value.lower())
     return hashes

@@ -5,16 +5,20 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
 from .errors import UploadError
 
+# Lazy: translated into the active language when a message is built.
 _JSON_TYPE_NAMES = {
-    dict: "an object",
-    list: "an array",
-    str: "a string",
-    int: "a number",
-    float: "a number",
-    bool: "a boolean",
-    type(None): "null",
+    dict: gettext_lazy("an object"),
+    list: gettext_lazy("an array"),
+    str: gettext_lazy("a string"),
+    int: gettext_lazy("a number"),
+    float: gettext_lazy("a number"),
+    bool: gettext_lazy("a boolean"),
+    type(None): gettext_lazy("null"),
 }
 
 
@@ -26,27 +30,38 @@ def parse_schema(text: str, *, require_object: bool, field: str = "schema") -> A
 
     def reject_constant(name: str) -> Any:
         # json.loads accepts NaN/Infinity, which are not JSON and break other clients.
-        raise ValueError(f"{name} is not valid JSON")
+        # Translators: %(constant)s is NaN, Infinity or -Infinity.
+        raise ValueError(_("%(constant)s is not valid JSON") % {"constant": name})
 
     try:
         value = json.loads(text.removeprefix("\ufeff"), parse_constant=reject_constant)
     except json.JSONDecodeError as exc:
         raise UploadError(
             field,
-            f"The schema is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}. "
-            "Give one example input as a JSON document.",
+            _(
+                # Translators: %(error)s is the JSON parser's own (English) description, e.g.
+                # "Expecting value".
+                "The schema is not valid JSON: %(error)s at line %(line)s, column %(column)s. "
+                "Give one example input as a JSON document."
+            )
+            % {"error": exc.msg, "line": exc.lineno, "column": exc.colno},
         ) from None
     except ValueError as exc:
         raise UploadError(
-            field, f"The schema is not valid JSON: {exc}; use null or a number instead."
+            field,
+            _("The schema is not valid JSON: %(error)s; use null or a number instead.") % {"error": exc},
         ) from None
     except RecursionError:
-        raise UploadError(field, "The schema is nested too deeply to be an example input.") from None
+        raise UploadError(field, _("The schema is nested too deeply to be an example input.")) from None
     if require_object and not isinstance(value, dict):
-        got = _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+        type_name = _JSON_TYPE_NAMES.get(type(value))
         raise UploadError(
             field,
-            f'The schema of a Sync model must be a JSON object such as {{"feature": 1.5}} '
-            f"(one example input), but it is {got}.",
+            _(
+                # Translators: %(type)s is "an array", "a string", "a number", "a boolean" or "null".
+                'The schema of a Sync model must be a JSON object such as {"feature": 1.5} '
+                "(one example input), but it is %(type)s."
+            )
+            % {"type": type_name if type_name is not None else type(value).__name__},
         )
     return value

@@ -8,6 +8,9 @@ from __future__ import annotations
 import ast
 import keyword
 
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
 from .errors import UploadError
 
 
@@ -16,8 +19,11 @@ def check_entrypoint_name(entrypoint: str) -> None:
     if not entrypoint or not entrypoint.isidentifier() or keyword.iskeyword(entrypoint):
         raise UploadError(
             "model_reference",
-            f"{entrypoint!r} is not a valid Python function name; give the name of the function "
-            "to call, e.g. score.",
+            _(
+                "%(name)s is not a valid Python function name; give the name of the function "
+                "to call, e.g. score."
+            )
+            % {"name": repr(entrypoint)},
         )
 
 
@@ -40,16 +46,16 @@ def check_source(
     """
     shown = f"def {entrypoint}({', '.join(parameters)}):"
     check_entrypoint_name(entrypoint)
-    label = filename or "The source file"
+    label = filename or gettext_lazy("The source file")
     # Python itself accepts a UTF-8 BOM at the start of a file, ast.parse on a str does not.
     text = text.removeprefix("\ufeff")
     try:
         tree = ast.parse(text, filename=filename or "<source>")
     except SyntaxError as exc:
-        raise UploadError(field, f"{label} does not parse as Python: {_describe_syntax_error(exc)}") from None
+        raise UploadError(field, _does_not_parse(label, _describe_syntax_error(exc))) from None
     except (ValueError, RecursionError, MemoryError) as exc:
         # ValueError: NUL bytes (Python 3.11); the others: absurdly nested code.
-        raise UploadError(field, f"{label} does not parse as Python: {exc}") from None
+        raise UploadError(field, _does_not_parse(label, exc)) from None
 
     # Only direct statements of the module body count: a def inside `if`/`try` may or may
     # not exist at import time, and the message says so.
@@ -62,48 +68,97 @@ def check_source(
             found = node  # the last binding wins, as at import time
 
     if found is None:
-        available = ", ".join(dict.fromkeys(top_level_functions)) or "none"
+        # Translators: no functions (the list of function names is empty).
+        available = ", ".join(dict.fromkeys(top_level_functions)) or _("none")
         raise UploadError(
             field,
-            f"{label} has no top-level function named {entrypoint!r}. Define it with "
-            f"`{shown}` directly in the module body (not inside an if, "
-            f"a class or another function), or set {reference_field} to the right name. "
-            f"Top-level functions found: {available}.",
+            _(
+                # Translators: %(reference_field)s is the name of the form field that holds the
+                # function's name.
+                "%(filename)s has no top-level function named %(name)s. Define it with "
+                "`%(signature)s` directly in the module body (not inside an if, "
+                "a class or another function), or set %(reference_field)s to the right name. "
+                "Top-level functions found: %(functions)s."
+            )
+            % {
+                "filename": label,
+                "name": repr(entrypoint),
+                "signature": shown,
+                "reference_field": reference_field,
+                "functions": available,
+            },
         )
     if isinstance(found, ast.AsyncFunctionDef):
         raise UploadError(
             field,
-            f"{entrypoint!r} in {label} is an `async def`; the platform calls it synchronously, "
-            f"so define it with a plain `def {entrypoint}(...)`.",
+            _(
+                "%(name)s in %(filename)s is an `async def`; the platform calls it synchronously, "
+                "so define it with a plain `def %(function)s(...)`."
+            )
+            % {"name": repr(entrypoint), "filename": label, "function": entrypoint},
         )
     if not isinstance(found, ast.FunctionDef):
-        how = {ast.ClassDef: "a class", ast.Import: "imported", ast.ImportFrom: "imported"}.get(
-            type(found), "assigned"
-        )
+        if isinstance(found, ast.ClassDef):
+            message = _(
+                "%(name)s in %(filename)s is a class (line %(line)s) rather than defined with def; "
+                "define it with `%(signature)s` directly in the module body."
+            )
+        elif isinstance(found, ast.Import | ast.ImportFrom):
+            message = _(
+                "%(name)s in %(filename)s is imported (line %(line)s) rather than defined with def; "
+                "define it with `%(signature)s` directly in the module body."
+            )
+        else:
+            message = _(
+                "%(name)s in %(filename)s is assigned (line %(line)s) rather than defined with def; "
+                "define it with `%(signature)s` directly in the module body."
+            )
         raise UploadError(
             field,
-            f"{entrypoint!r} in {label} is {how} (line {found.lineno}) rather than defined with def; "
-            f"define it with `{shown}` directly in the module body.",
+            message % {"name": repr(entrypoint), "filename": label, "line": found.lineno, "signature": shown},
         )
     problem = _positional_problem(found.args, len(parameters))
     if problem and also_accepts is not None and not _positional_problem(found.args, len(also_accepts)):
         problem = None
     if problem:
-        counts = {2: "two", 1: "one", 3: "three"}
-        wanted = (
-            f"exactly {counts.get(len(parameters), len(parameters))} positional arguments, e.g. `{shown}`"
-        )
-        if also_accepts is not None:
-            wanted += f", or `def {entrypoint}({', '.join(also_accepts)}):`"
-        raise UploadError(
-            field, f"{entrypoint}() in {label} (line {found.lineno}) must accept {wanted}, but {problem}."
-        )
+        counts = {2: _("two"), 1: _("one"), 3: _("three")}
+        values = {
+            "function": entrypoint,
+            "filename": label,
+            "line": found.lineno,
+            "count": counts.get(len(parameters), len(parameters)),
+            "signature": shown,
+            "problem": problem,
+        }
+        if also_accepts is None:
+            message = _(
+                # Translators: %(count)s is a number ("two"); %(problem)s says what is wrong with the
+                # function's parameters ("it requires 3").
+                "%(function)s() in %(filename)s (line %(line)s) must accept exactly %(count)s positional "
+                "arguments, e.g. `%(signature)s`, but %(problem)s."
+            )
+        else:
+            values["alternative"] = f"def {entrypoint}({', '.join(also_accepts)}):"
+            message = _(
+                # Translators: %(count)s is a number ("two"); %(alternative)s is another accepted
+                # signature; %(problem)s says what is wrong with the function's parameters.
+                "%(function)s() in %(filename)s (line %(line)s) must accept exactly %(count)s positional "
+                "arguments, e.g. `%(signature)s`, or `%(alternative)s`, but %(problem)s."
+            )
+        raise UploadError(field, message % values)
+
+
+def _does_not_parse(filename: object, error: object) -> str:
+    return _("%(filename)s does not parse as Python: %(error)s") % {"filename": filename, "error": error}
 
 
 def _describe_syntax_error(exc: SyntaxError) -> str:
-    where = f" at line {exc.lineno}" if exc.lineno else ""
+    described = str(exc.msg)
+    if exc.lineno:
+        # Translators: %(error)s is Python's own (English) description of a syntax error.
+        described = _("%(error)s at line %(line)s") % {"error": exc.msg, "line": exc.lineno}
     offending = (exc.text or "").strip()
-    return f"{exc.msg}{where}" + (f": {offending}" if offending else "")
+    return described + (f": {offending}" if offending else "")
 
 
 def _binds_name(node: ast.stmt, name: str) -> bool:
@@ -124,10 +179,12 @@ def _positional_problem(args: ast.arguments, count: int) -> str | None:
     positional = len(args.posonlyargs) + len(args.args)
     required = positional - len(args.defaults)
     if required > count:
-        return f"it requires {required}"
+        return _("it requires %(count)s") % {"count": required}
     if positional < count and args.vararg is None:
-        return f"it takes only {positional}"
+        return _("it takes only %(count)s") % {"count": positional}
     missing_kwonly = [a.arg for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True) if d is None]
     if missing_kwonly:
-        return "it also requires the keyword-only argument(s) " + ", ".join(missing_kwonly)
+        return _("it also requires the keyword-only argument(s) %(names)s") % {
+            "names": ", ".join(missing_kwonly)
+        }
     return None

@@ -17,6 +17,7 @@ from groups.models import Profile
 from models_app.models import MLModel
 from tests.helpers.cast import PASSWORD
 from tests.helpers.monitors import deployed_model
+from tests.helpers.uploads import file, sync_payload
 
 PT = {"HTTP_ACCEPT_LANGUAGE": "pt-BR,pt;q=0.9,en;q=0.5"}
 EN = {"HTTP_ACCEPT_LANGUAGE": "en-US,en;q=0.9"}
@@ -106,6 +107,54 @@ def test_messages_and_form_errors_follow_the_language(cast):
     response = admin.post("/people/", {"username": "owner", "email": ""})
     assert response.status_code == 400
     assert "Já existe um usuário chamado &#x27;owner&#x27;" in response.content.decode()
+
+
+BAD_UPLOAD = {
+    # field: (the file, what Portuguese says, what English says)
+    "source": (
+        file("app.py", "def score(data):\n    return data\n"),
+        "score() deve aceitar exatamente dois argumentos posicionais",
+        "score() in app.py (line 1) must accept exactly two positional arguments",
+    ),
+    "requirements": (
+        file("requirements.txt", "-e ./mypkg\n"),
+        "Linha 1: instalações editáveis (-e) não são suportadas",
+        "Line 1: editable installs (-e) are not supported",
+    ),
+    "env": (
+        file(".env", "PYTHONPATH=/tmp\n"),
+        "Linha 1: a variável PYTHONPATH não pode ser definida no .env",
+        "Line 1: PYTHONPATH cannot be set from .env",
+    ),
+    "schema": (
+        file("schema.json", "[1, 2]"),
+        "O schema de um modelo Sync",
+        "The schema of a Sync model must be a JSON object",
+    ),
+}
+
+
+def test_upload_checks_speak_the_pages_language_and_english_in_the_api(cast):
+    """The upload checks build their messages in the request's language: the page's, or
+    English for the API, from the same code."""
+    payload = sync_payload(**{field: upload for field, (upload, _, _) in BAD_UPLOAD.items()})
+    errors = _login(cast.owner, **PT).post("/models/new/", payload, HTTP_X_REQUESTED_WITH="XMLHttpRequest")
+    assert errors.status_code == 400
+    for field, (_, portuguese, _) in BAD_UPLOAD.items():
+        assert portuguese in " ".join(errors.json()["errors"][field]), field
+    for upload, _, _ in BAD_UPLOAD.values():
+        upload.seek(0)  # sent again, to the API
+    api = _login(cast.owner, **PT).post("/api/v1/models", payload, **PT)
+    assert api.status_code == 400
+    for field, (_, _, english) in BAD_UPLOAD.items():
+        assert english in " ".join(api.json()["errors"][field]), field
+
+
+def test_a_refused_action_speaks_the_pages_language(cast, model):
+    client = _login(cast.owner, **PT)
+    client.post(f"/models/{model.hash}/disable/", {"confirm": "yes"})
+    response = client.post(f"/models/{model.hash}/disable/", {"confirm": "yes"}, follow=True)
+    assert "Um modelo Disabled não pode ser desativado." in response.content.decode()
 
 
 def test_the_api_answers_in_english_whatever_the_browser_asks(cast, model):

@@ -959,6 +959,46 @@ def test_automl_run_page_while_requested_shows_its_configuration_only(cast, expe
     assert 'id="automl-leaderboard"' not in html and 'id="automl-charts"' not in html
 
 
+def test_automl_form_and_configuration_speak_portuguese(cast, experiment):
+    from training.automl.config import MAX_ITERATIONS
+
+    pt = {"HTTP_ACCEPT_LANGUAGE": "pt-BR,pt;q=0.9,en;q=0.5"}
+    url = f"/training/{experiment.hash}/runs/new/?type=AutoML"
+    section = re.search(
+        r'id="automl-fields">(.*?)<div class="form-section" data-training-type="Custom External"',
+        _html(_login(cast.teammate).get(url, **pt)),
+        re.S,
+    ).group(1)
+    assert '<label for="id_automl-target">Coluna alvo</label>' in section
+    assert f"Pipelines que a busca testa, de 1 a {MAX_ITERATIONS}." in section
+    assert ">Preencher as opções abaixo<" in section and ">Linhas embaralhadas.<" in section
+    assert ">vírgula ,</option>" in section and "Os estimadores que a busca testa." in section
+    # A translated option shows its key beside it; a brand name is its own label.
+    assert "regressão logística <code" in section and ">LightGBM <code" in section
+    for english in ("Target column", "Pipelines the search tries", "Shuffled rows.", "logistic regression"):
+        assert english not in section
+    # The labels are translated when shown, not at import: English pages keep English.
+    english = _html(_login(cast.teammate).get(url, HTTP_ACCEPT_LANGUAGE="en-US,en;q=0.9"))
+    assert f"Pipelines the search tries, 1 to {MAX_ITERATIONS}." in english and "Coluna alvo" not in english
+
+    train = {"file_name": "dados.csv", "file_type": "csv", "sep": ";"}
+    conf = {
+        "target": "y",
+        "split_type": "stratified",
+        "holdout_size": 0.1,
+        "stratify_col": "UF",
+        "train_data": train,
+    }
+    automl_run(experiment, conf=conf)
+    html = _html(_login(cast.owner).get(f"/training/{experiment.hash}/runs/1/", **pt))
+    config = re.search(r'id="automl-config-props">(.*?)</dl>', html, re.S).group(1)
+    assert "<dt>Alvo</dt><dd>y</dd>" in config
+    assert "<dt>Colunas categóricas</dt><dd>detectadas</dd>" in config
+    assert "<dt>Divisão</dt><dd>stratified: 10 % separados, por UF</dd>" in config
+    assert "<dt>Dados</dt><dd>dados.csv (csv, separador &#x27;;&#x27;)</dd>" in config
+    assert "<dt>Validação</dt>" in config and "held out" not in config and "separator" not in config
+
+
 @pytest.mark.parametrize(
     ("artifacts", "problems"),
     [

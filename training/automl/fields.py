@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from django import forms
+from django.utils.functional import lazy
+from django.utils.translation import gettext_lazy as _
 
 from training.automl.config import DEFAULT_SEED, MAX_ITERATIONS, METRICS, SPLIT_TYPES, STAGES
 
@@ -32,47 +34,60 @@ SPLIT_OPTIONS: dict[str, tuple[str, ...]] = {
     "oot_by": ("oot",),
 }
 
-SEPARATORS = [(",", "comma ,"), (";", "semicolon ;"), ("|", "pipe |"), ("\t", "tab")]
+SEPARATORS = [(",", _("comma ,")), (";", _("semicolon ;")), ("|", _("pipe |")), ("\t", _("tab"))]
 SPLIT_LABELS = {
-    "random": "Shuffled rows.",
-    "stratified": "Every part keeps a column's proportions.",
-    "oot": "Out of time: the latest records are held out.",
+    "random": _("Shuffled rows."),
+    "stratified": _("Every part keeps a column's proportions."),
+    "oot": _("Out of time: the latest records are held out."),
 }
 OPTION_LABELS = {
     "models": {
-        "logreg": "logistic regression",
-        "rf": "random forest",
-        "dt": "decision tree",
+        "logreg": _("logistic regression"),
+        "rf": _("random forest"),
+        "dt": _("decision tree"),
         "lightgbm": "LightGBM",
         "xgboost": "XGBoost",
         "catboost": "CatBoost",
     },
     "missing": {
-        "mean": "mean",
-        "median": "median",
-        "tail": "end of tail",
-        "random": "random sample",
-        "none": "none",
+        "mean": _("mean"),
+        "median": _("median"),
+        "tail": _("end of tail"),
+        "random": _("random sample"),
+        "none": _("none"),
     },
-    "cleaner": {"iqr": "IQR outliers", "rare": "rare labels", "none": "none"},
-    "encoding": {"rankcount": "rank count", "catboost": "CatBoost", "count": "count", "dt": "decision tree"},
+    "cleaner": {"iqr": _("IQR outliers"), "rare": _("rare labels"), "none": _("none")},
+    "encoding": {
+        "rankcount": _("rank count"),
+        "catboost": "CatBoost",
+        "count": _("count"),
+        "dt": _("decision tree"),
+    },
     "preprocess": {
-        "norm": "normaliser",
-        "robust": "robust scaler",
-        "minmax": "min-max scaler",
-        "binarizer": "binarizer",
-        "none": "none",
+        "norm": _("normaliser"),
+        "robust": _("robust scaler"),
+        "minmax": _("min-max scaler"),
+        "binarizer": _("binarizer"),
+        "none": _("none"),
     },
-    "unbalance": {"smote": "SMOTE", "random_under": "random under-sampling", "none": "none"},
+    "unbalance": {"smote": "SMOTE", "random_under": _("random under-sampling"), "none": _("none")},
 }
 STAGE_HELP = {
-    "models": "The estimators the search tries.",
-    "missing": "How missing values are filled.",
-    "cleaner": "Outliers and rare categories.",
-    "encoding": "How categorical columns become numbers.",
-    "preprocess": "Scaling of the numeric columns.",
-    "unbalance": "Rebalancing the classes before fitting.",
+    "models": _("The estimators the search tries."),
+    "missing": _("How missing values are filled."),
+    "cleaner": _("Outliers and rare categories."),
+    "encoding": _("How categorical columns become numbers."),
+    "preprocess": _("Scaling of the numeric columns."),
+    "unbalance": _("Rebalancing the classes before fitting."),
 }
+
+
+def _percent_format(message: str, values: Mapping[str, Any]) -> str:
+    return message % values
+
+
+# A message with placeholders, filled in when shown (in the page's language), not at import.
+_formatted = lazy(_percent_format, str)
 
 
 class _Options(forms.Field):
@@ -120,102 +135,102 @@ class AutoMLFieldsForm(forms.Form):
     use_required_attribute = False
 
     conf_source = _select(
-        "Configuration",
-        [(FIELDS, "Fill in the options below"), (FILE, "Upload a conf.json")],
+        _("Configuration"),
+        [(FIELDS, _("Fill in the options below")), (FILE, _("Upload a conf.json"))],
         FIELDS,
         radio=True,
     )
     target = _text(
-        "Target column",
-        help_text="The column to predict (0/1). With a CSV, its columns are offered once chosen.",
+        _("Target column"),
+        help_text=_("The column to predict (0/1). With a CSV, its columns are offered once chosen."),
         list="automl-columns",
         **{"aria-required": "true"},
         autocomplete="off",
         spellcheck="false",
     )
     sep = _select(
-        "CSV separator",
+        _("CSV separator"),
         SEPARATORS,
         ",",
-        help_text="How the CSV's columns are separated (train_data.sep); parquet needs none.",
+        help_text=_("How the CSV's columns are separated (train_data.sep); parquet needs none."),
     )
     cat_cols = _text(
-        "Categorical columns",
-        help_text="Comma-separated names; leave empty to detect them (text columns).",
+        _("Categorical columns"),
+        help_text=_("Comma-separated names; leave empty to detect them (text columns)."),
         autocomplete="off",
         spellcheck="false",
     )
     iterations = _number(
-        "Iterations",
+        _("Iterations"),
         1,
-        help_text=f"Pipelines the search tries, 1 to {MAX_ITERATIONS}.",
+        help_text=_formatted(_("Pipelines the search tries, 1 to %(max)s."), {"max": MAX_ITERATIONS}),
         min=1,
         max=MAX_ITERATIONS,
         step=1,
     )
     metric = _select(
-        "Metric",
+        _("Metric"),
         [(metric, metric) for metric in METRICS],
         METRICS[0],
-        help_text="What the search maximises, on the validation data.",
+        help_text=_("What the search maximises, on the validation data."),
     )
     seed = _number(
-        "Seed", DEFAULT_SEED, help_text="The same seed and data give the same search.", min=0, step=1
+        _("Seed"), DEFAULT_SEED, help_text=_("The same seed and data give the same search."), min=0, step=1
     )
     split_type = _select(
-        "Split",
+        _("Split"),
         [(split, SPLIT_LABELS.get(split, split)) for split in SPLIT_TYPES],
         SPLIT_TYPES[0],
         radio=True,
     )
     val_size = _number(
-        "Validation share",
+        _("Validation share"),
         0.2,
-        help_text="The share of the data the search scores its trials on (val_size).",
+        help_text=_("The share of the data the search scores its trials on (val_size)."),
         min=0,
         max=1,
         step=0.01,
     )
     holdout_size = _number(
-        "Holdout share",
+        _("Holdout share"),
         0.1,
-        help_text="Kept aside for the final metrics and curves (holdout_size).",
+        help_text=_("Kept aside for the final metrics and curves (holdout_size)."),
         min=0,
         max=1,
         step=0.01,
     )
     stratify_col = _text(
-        "Stratify by",
-        help_text="The column whose proportions every part keeps; empty: the target.",
+        _("Stratify by"),
+        help_text=_("The column whose proportions every part keeps; empty: the target."),
         list="automl-columns",
         autocomplete="off",
         spellcheck="false",
     )
     date_col = _text(
-        "Date column",
-        help_text="The column that orders the records in time.",
+        _("Date column"),
+        help_text=_("The column that orders the records in time."),
         list="automl-columns",
         autocomplete="off",
         spellcheck="false",
     )
     oot_by = _select(
-        "Hold out",
-        [(OOT_BY_SIZE, "the latest share of the records"), (OOT_BY_DATE, "the records from a date on")],
+        _("Hold out"),
+        [(OOT_BY_SIZE, _("the latest share of the records")), (OOT_BY_DATE, _("the records from a date on"))],
         OOT_BY_SIZE,
         radio=True,
     )
     oot_split_size = _number(
-        "Out-of-time share",
+        _("Out-of-time share"),
         0.2,
-        help_text="The latest share of the records, held out (oot_split_size).",
+        help_text=_("The latest share of the records, held out (oot_split_size)."),
         min=0,
         max=1,
         step=0.01,
     )
     split_date = forms.CharField(
         required=False,
-        label="From date",
-        help_text="Records on or after this date are held out (split_date, YYYY-MM-DD).",
+        label=_("From date"),
+        help_text=_("Records on or after this date are held out (split_date, YYYY-MM-DD)."),
         widget=forms.DateInput(attrs={"type": "date"}),
     )
 

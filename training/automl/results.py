@@ -15,6 +15,8 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from django.utils.translation import gettext
+
 from training import automl
 from training.automl.config import STAGES
 from training.display import duration_text, json_text, number_text
@@ -41,23 +43,26 @@ def read_json_file(path: Path, *, within: Path, limit: int = MAX_ARTIFACT_BYTES)
     """
     name = path.name
     if not path.parent.resolve().is_relative_to(within.resolve()):
-        raise Unusable(f"{name} is not in the run's folder.")
+        raise Unusable(gettext("%(name)s is not in the run's folder.") % {"name": name})
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
-        raise Unusable(f"{name} was not produced.") from None
+        raise Unusable(gettext("%(name)s was not produced.") % {"name": name}) from None
     except OSError:
-        raise Unusable(f"{name} is not a regular file.") from None
+        raise Unusable(gettext("%(name)s is not a regular file.") % {"name": name}) from None
     with os.fdopen(fd, "rb") as handle:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise Unusable(f"{name} is not a regular file.")
+            raise Unusable(gettext("%(name)s is not a regular file.") % {"name": name})
         raw = handle.read(limit + 1)
     if len(raw) > limit:
-        raise Unusable(f"{name} is larger than the {limit // (1024 * 1024)} MB this page reads.")
+        raise Unusable(
+            gettext("%(name)s is larger than the %(limit)s MB this page reads.")
+            % {"name": name, "limit": limit // (1024 * 1024)}
+        )
     try:
         return json.loads(raw.decode("utf-8"), parse_constant=lambda _name: None)
     except (UnicodeDecodeError, ValueError, RecursionError):
-        raise Unusable(f"{name} is not valid JSON.") from None
+        raise Unusable(gettext("%(name)s is not valid JSON.") % {"name": name}) from None
 
 
 def _finite(value: Any) -> float | None:
@@ -75,7 +80,7 @@ def leaderboard_view(data: Any) -> dict:
     """leaderboard.json as table rows: completed trials best first (every metric the search
     offers is better higher), then the others with their error."""
     if not isinstance(data, dict) or not isinstance(data.get("trials"), list):
-        raise Unusable("leaderboard.json has no list of trials.")
+        raise Unusable(gettext("leaderboard.json has no list of trials."))
     metric = _short(data.get("metric") or "value", 40)
     best = data.get("best_trial")
     best = best if isinstance(best, int) and not isinstance(best, bool) else None
@@ -125,9 +130,9 @@ def importances_view(data: Any) -> dict:
     as its importance relative to the largest."""
     features = data.get("features") if isinstance(data, dict) else None
     if not isinstance(features, list):
-        raise Unusable("importances.json has no list of features.")
+        raise Unusable(gettext("importances.json has no list of features."))
     if not features:
-        raise Unusable("the chosen model reports no feature importances.")
+        raise Unusable(gettext("the chosen model reports no feature importances."))
     valid = [
         (_short(feature.get("name"), 120), _finite(feature.get("importance")))
         for feature in features
@@ -135,7 +140,7 @@ def importances_view(data: Any) -> dict:
     ]
     valid = sorted(((name, value) for name, value in valid if value is not None), key=lambda f: -f[1])
     if not valid:
-        raise Unusable("importances.json names no feature with a numeric importance.")
+        raise Unusable(gettext("importances.json names no feature with a numeric importance."))
     top = valid[:TOP_FEATURES]
     largest = max(abs(value) for _name, value in top) or 1.0
     return {
@@ -155,17 +160,26 @@ def importances_view(data: Any) -> dict:
 def _curve(data: Any, keys: tuple[str, ...], name: str) -> list[list[float]]:
     """Aligned lists of numbers (points with a missing or infinite value dropped)."""
     if not isinstance(data, dict) or not all(isinstance(data.get(key), list) for key in keys):
-        raise Unusable(f"{name} has no {', '.join(keys)} lists.")
+        raise Unusable(
+            # Translators: %(name)s is roc.json or ks.json; %(keys)s its lists' keys, e.g. fpr, tpr.
+            gettext("%(name)s has no %(keys)s lists.") % {"name": name, "keys": ", ".join(keys)}
+        )
     columns = [data[key] for key in keys]
     if len({len(column) for column in columns}) != 1:
-        raise Unusable(f"{name}'s {', '.join(keys)} lists differ in length.")
+        raise Unusable(
+            # Translators: %(name)s is roc.json or ks.json; %(keys)s its lists' keys, e.g. fpr, tpr.
+            gettext("%(name)s's %(keys)s lists differ in length.") % {"name": name, "keys": ", ".join(keys)}
+        )
     points = [[_finite(value) for value in point] for point in zip(*columns, strict=True)]
     points = [point for point in points if None not in point]
     if len(points) < 2:
-        raise Unusable(f"{name} has fewer than two points.")
+        raise Unusable(gettext("%(name)s has fewer than two points.") % {"name": name})
     for key in keys:
         if key in ("fpr", "tpr") and not all(0 <= p[keys.index(key)] <= 1 for p in points):
-            raise Unusable(f"{name}'s {key} values must lie between 0 and 1.")
+            raise Unusable(
+                # Translators: %(name)s is roc.json or ks.json; %(key)s a list's key, fpr or tpr.
+                gettext("%(name)s's %(key)s values must lie between 0 and 1.") % {"name": name, "key": key}
+            )
     return points
 
 
@@ -219,39 +233,66 @@ def _percent(value: Any) -> str:
 def automl_conf_view(conf: Any) -> dict:
     """The normalised configuration the search ran with, as label → text rows."""
     if not isinstance(conf, dict):
-        raise Unusable(f"{automl.CONF_NAME} is not a JSON object.")
+        raise Unusable(gettext("%(name)s is not a JSON object.") % {"name": automl.CONF_NAME})
     train = conf.get("train_data") if isinstance(conf.get("train_data"), dict) else {}
     split = _short(conf.get("split_type"), 20)
     if split == "oot":
-        cut = (
-            f"from {_short(conf.get('split_date'), 20)} on"
-            if conf.get("split_date")
-            else f"the latest {_percent(conf.get('oot_split_size'))}"
-        )
-        split_text = f"out of time by {_short(conf.get('date_col'), 120)}: {cut} held out"
+        values = {"column": _short(conf.get("date_col"), 120)}
+        if conf.get("split_date"):
+            # Translators: the run's out-of-time split; %(column)s is its date column, %(date)s
+            # the first date held out (YYYY-MM-DD).
+            split_text = gettext("out of time by %(column)s: from %(date)s on held out") % {
+                **values,
+                "date": _short(conf.get("split_date"), 20),
+            }
+        else:
+            # Translators: the run's out-of-time split; %(column)s is its date column, %(share)s
+            # a percentage such as "20 %".
+            split_text = gettext("out of time by %(column)s: the latest %(share)s held out") % {
+                **values,
+                "share": _percent(conf.get("oot_split_size")),
+            }
     else:
-        split_text = f"{split}: {_percent(conf.get('holdout_size'))} held out"
+        values = {"split": split, "share": _percent(conf.get("holdout_size"))}
         if split == "stratified":
-            split_text += f", by {_short(conf.get('stratify_col'), 120)}"
+            # Translators: %(split)s is the split type (stratified), left as is; %(share)s a
+            # percentage such as "10 %"; %(column)s the column whose proportions are kept.
+            split_text = gettext("%(split)s: %(share)s held out, by %(column)s") % {
+                **values,
+                "column": _short(conf.get("stratify_col"), 120),
+            }
+        else:
+            # Translators: %(split)s is the split type (random), left as is; %(share)s a
+            # percentage such as "10 %".
+            split_text = gettext("%(split)s: %(share)s held out") % values
     cat_cols = conf.get("cat_cols")
+    file_name = _short(train.get("file_name"), 128)
     file_type = _short(train.get("file_type"), 10)
+    if file_type == "csv":
+        # Translators: the training data; %(file)s is its file name, %(type)s csv and
+        # %(sep)s the column separator, quoted, e.g. ','.
+        data_text = gettext("%(file)s (%(type)s, separator %(sep)s)") % {
+            "file": file_name,
+            "type": file_type,
+            "sep": repr(train.get("sep")),
+        }
+    else:
+        data_text = f"{file_name} ({file_type})"
     rows = [
-        ("Target", _short(conf.get("target"), 120)),
+        (gettext("Target"), _short(conf.get("target"), 120)),
         (
-            "Categorical columns",
-            ", ".join(_short(c, 120) for c in cat_cols) if isinstance(cat_cols, list) else "detected",
+            gettext("Categorical columns"),
+            ", ".join(_short(c, 120) for c in cat_cols)
+            if isinstance(cat_cols, list)
+            # Translators: the categorical columns were not listed: the search detects them.
+            else gettext("detected"),
         ),
-        ("Iterations", _short(conf.get("iterations"), 20)),
-        ("Metric", _short(conf.get("metric"), 20)),
-        ("Split", split_text),
-        ("Validation", _percent(conf.get("val_size"))),
-        ("Seed", _short(conf.get("seed"), 20)),
-        (
-            "Data",
-            f"{_short(train.get('file_name'), 128)} ({file_type}"
-            + (f", separator {train.get('sep')!r}" if file_type == "csv" else "")
-            + ")",
-        ),
+        (gettext("Iterations"), _short(conf.get("iterations"), 20)),
+        (gettext("Metric"), _short(conf.get("metric"), 20)),
+        (gettext("Split"), split_text),
+        (gettext("Validation"), _percent(conf.get("val_size"))),
+        (gettext("Seed"), _short(conf.get("seed"), 20)),
+        (gettext("Data"), data_text),
     ]
     stages = conf.get("stages") if isinstance(conf.get("stages"), dict) else {}
     return {

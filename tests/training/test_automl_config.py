@@ -125,6 +125,16 @@ def test_each_invalid_configuration_is_refused_with_its_message(conf, message):
     assert any(message in problem for problem in refused.value.problems), refused.value.problems
 
 
+@pytest.mark.parametrize("split_type", ["random", "oot"])
+def test_a_date_col_that_is_not_a_name_is_refused_with_or_without_the_header(split_type):
+    for header in (None, ["ID", "x", "target"]):
+        with pytest.raises(ConfigError) as refused:
+            normalise(
+                {**MINIMAL, "split_type": split_type, "date_col": ["x"]}, file_name="dados.csv", header=header
+            )
+        assert "date_col must be a column name." in refused.value.problems
+
+
 def test_every_problem_at_once():
     with pytest.raises(ConfigError) as refused:
         normalise({"metric": "x", "iterations": -1, "stages": {"models": ["svm"]}}, file_name="d.csv")

@@ -1104,6 +1104,17 @@ def test_automl_run_page_does_not_follow_links_or_trust_strings(cast, experiment
     assert _charts(html)["roc"]["auc"] is None
 
 
+def test_automl_run_page_names_a_folder_where_an_artifact_should_be(cast, experiment):
+    run = automl_run(experiment)
+    roc = run.artifacts_folder / "extras" / "roc.json"
+    roc.unlink()
+    roc.mkdir()  # the run's code may leave anything under its name
+    response = _login(cast.owner).get(f"/training/{experiment.hash}/runs/1/")
+    assert response.status_code == 200
+    assert "roc.json is not a regular file." in _html(response)
+    assert _charts(_html(response))["roc"] is None and _charts(_html(response))["ks"] is not None
+
+
 def test_automl_curves_are_thinned_and_take_the_widest_gap_when_no_threshold_is_given():
     from training.automl.results import ks_view, roc_view
 

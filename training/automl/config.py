@@ -115,6 +115,9 @@ def normalise(conf: object, *, file_name: str, header: list[str] | None = None) 
     if out["stratify_col"] is not None and not isinstance(out["stratify_col"], str):
         problems.append(gettext("stratify_col must be a column name."))
     out["date_col"] = conf.get("date_col")
+    if out["date_col"] is not None and not isinstance(out["date_col"], str):
+        problems.append(gettext("date_col must be a column name."))
+        out["date_col"] = None
     out["oot_split_size"] = None
     out["split_date"] = None
     if split_type == "oot":

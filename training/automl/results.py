@@ -50,9 +50,11 @@ def read_json_file(path: Path, *, within: Path, limit: int = MAX_ARTIFACT_BYTES)
         raise Unusable(gettext("%(name)s was not produced.") % {"name": name}) from None
     except OSError:
         raise Unusable(gettext("%(name)s is not a regular file.") % {"name": name}) from None
+    # Checked before fdopen, which refuses a directory with IsADirectoryError.
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise Unusable(gettext("%(name)s is not a regular file.") % {"name": name})
     with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise Unusable(gettext("%(name)s is not a regular file.") % {"name": name})
         raw = handle.read(limit + 1)
     if len(raw) > limit:
         raise Unusable(

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import pytest
 
 from models_app.models import MLModel
-from tests.helpers.browser import screenshot
+from tests.helpers.browser import screenshot, submit_broken_upload
 from tests.helpers.cast import PASSWORD
 from tests.helpers.monitors import deployed_model
 
@@ -57,10 +57,6 @@ def opened(browser, live_server):
         assert errors == [], f"JavaScript errors: {errors}"
 
 
-def upload(name: str, content: str) -> dict:
-    return {"name": name, "mimeType": "application/octet-stream", "buffer": content.encode()}
-
-
 def log_in(page, live_server, username: str) -> None:
     page.goto(f"{live_server.url}/login/")
     page.fill("#id_username", username)
@@ -90,11 +86,7 @@ def test_a_brazilian_browser_gets_portuguese_and_sao_paulo_time(opened, live_ser
     assert page.inner_text("#id_input_type option[value='']") == "Padrão: csv"
     # The checks' messages too, next to their fields.
     page.check("#id_operation_0")  # Sync
-    page.fill("#id_name", "Quebrado")
-    page.set_input_files("#id_source", files=[upload("app.py", "def score(data):\n    return 1\n")])
-    page.set_input_files("#id_requirements", files=[upload("requirements.txt", "-e ./local\n")])
-    page.click("#upload-submit")
-    page.wait_for_selector("#form-errors")
+    submit_broken_upload(page, "Quebrado")
     assert "deve aceitar exatamente dois argumentos posicionais" in page.inner_text("[data-field=source]")
     assert "instalações editáveis (-e) não são suportadas" in page.inner_text("[data-field=requirements]")
     assert "Envie o arquivo do modelo" in page.inner_text("[data-field=model]")

@@ -40,3 +40,19 @@ def screenshot(page, name: str) -> Path:
     target = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(target), full_page=True)
     return target
+
+
+def file_payload(name: str, content: str | bytes) -> dict:
+    """A file for Playwright's set_input_files, from memory."""
+    data = content.encode() if isinstance(content, str) else content
+    return {"name": name, "mimeType": "application/octet-stream", "buffer": data}
+
+
+def submit_broken_upload(page, name: str) -> None:
+    """On the upload page: a score() taking one argument, an editable requirement and no
+    model file, submitted; returns once the form shows its errors."""
+    page.fill("#id_name", name)
+    page.set_input_files("#id_source", files=[file_payload("app.py", "def score(data):\n    return 1\n")])
+    page.set_input_files("#id_requirements", files=[file_payload("requirements.txt", "-e ./local\n")])
+    page.click("#upload-submit")
+    page.wait_for_selector("#form-errors")

@@ -16,7 +16,7 @@ import textwrap
 import pytest
 import requests
 
-from tests.helpers.browser import screenshot
+from tests.helpers.browser import file_payload, screenshot, submit_broken_upload
 from tests.helpers.processes import ROOT, PortalClient, RunningPortal
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -201,11 +201,11 @@ def test_upload_sync_model_watch_it_deploy_and_try_it(page, live):
 
     page.fill("#id_name", "Credit score")
     page.select_option("#id_python_version", "3.11")
-    page.set_input_files("#id_source", files=[_file("app.py", SYNC_SOURCE)])
-    page.set_input_files("#id_model", files=[_file("model.pkl", b"\x80" * (8 << 20))])  # 8 MB
-    page.set_input_files("#id_requirements", files=[_file("requirements.txt", "")])
+    page.set_input_files("#id_source", files=[file_payload("app.py", SYNC_SOURCE)])
+    page.set_input_files("#id_model", files=[file_payload("model.pkl", b"\x80" * (8 << 20))])  # 8 MB
+    page.set_input_files("#id_requirements", files=[file_payload("requirements.txt", "")])
     page.fill("#id_schema_text", json.dumps({"a": 1, "b": 2}))
-    page.set_input_files("#id_env", files=[_file(".env", "API_KEY=s3cr3t\n")])
+    page.set_input_files("#id_env", files=[file_payload(".env", "API_KEY=s3cr3t\n")])
     progress = []
     page.on("console", lambda m: progress.append(m.text) if m.text.startswith("progress ") else None)
     page.evaluate(
@@ -264,11 +264,7 @@ def test_upload_errors_are_shown_next_to_the_fields(page, live):
     url = live["portal"].url
     login(page, live, "ana")
     page.goto(f"{url}/models/new/")
-    page.fill("#id_name", "Broken")
-    page.set_input_files("#id_source", files=[_file("app.py", "def score(data):\n    return 1\n")])
-    page.set_input_files("#id_requirements", files=[_file("requirements.txt", "-e ./local\n")])
-    page.click("#upload-submit")
-    page.wait_for_selector("#form-errors")
+    submit_broken_upload(page, "Broken")
     assert "two positional arguments" in page.inner_text("[data-field=source]")
     assert "Upload the model file" in page.inner_text("[data-field=model]")
     assert "need a schema" in page.inner_text("[data-field=schema]")
@@ -286,9 +282,9 @@ def test_upload_form_works_without_javascript(browser, live):
         page.fill("#id_name", "No JS")
         page.click("#upload-submit")
         assert "Upload the scoring script" in page.inner_text("[data-field=source]")
-        page.set_input_files("#id_source", files=[_file("app.py", QUICK_SOURCE)])
-        page.set_input_files("#id_model", files=[_file("model.pkl", b"x")])
-        page.set_input_files("#id_requirements", files=[_file("requirements.txt", "")])
+        page.set_input_files("#id_source", files=[file_payload("app.py", QUICK_SOURCE)])
+        page.set_input_files("#id_model", files=[file_payload("model.pkl", b"x")])
+        page.set_input_files("#id_requirements", files=[file_payload("requirements.txt", "")])
         page.fill("#id_schema_text", "{}")
         page.select_option("#id_python_version", "3.11")
         page.click("#upload-submit")
@@ -302,7 +298,7 @@ def test_async_input_upload_and_result_download(page, live, tmp_path):
     url = live["portal"].url
     login(page, live, "ana")
     page.goto(f"{url}/models/{live['async']}/")
-    page.set_input_files("#execution-file", files=[_file("entrada.csv", "a,b\n1,2\n")])
+    page.set_input_files("#execution-file", files=[file_payload("entrada.csv", "a,b\n1,2\n")])
     page.click("#execution-submit")
     started = page.wait_for_selector("#execution-started").inner_text()
     assert started.startswith("Execution 1 started")
@@ -399,11 +395,3 @@ def test_analyst_cannot_see_another_groups_model(page, live):
     assert page.goto(f"{url}/models/{live['async']}/executions/1/").status == 404
     # Nor through the API with the session.
     assert page.goto(f"{url}/api/v1/run/{live['async']}/executions").status == 404
-
-
-def _file(name: str, content: str | bytes) -> dict:
-    return {
-        "name": name,
-        "mimeType": "application/octet-stream",
-        "buffer": content.encode() if isinstance(content, str) else content,
-    }

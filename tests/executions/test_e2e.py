@@ -228,9 +228,13 @@ def _env_python_with(data_dir: Path, module: str) -> str:
 def _run_python(python: str, code: str) -> str:
     """`code` in a model environment's interpreter, outside any sandbox: the test's own
     reading and writing of parquet files. pyarrow's system allocator: its bundled
-    jemalloc once aborted the process (SIGABRT) on a loaded machine."""
+    jemalloc once aborted the process (SIGABRT) on a loaded machine. The process leaves
+    with os._exit once the code is done: pyarrow's thread pool has also aborted it at
+    interpreter shutdown ("terminate called without an active exception"), after a
+    complete answer. (The platform keeps a runner's complete answer whatever its exit.)"""
     env = {**os.environ, "ARROW_DEFAULT_MEMORY_POOL": "system"}
-    done = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    script = f"{code}\nimport os, sys\nsys.stdout.flush()\nos._exit(0)"
+    done = subprocess.run([python, "-c", script], capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-3000:]}"
     return done.stdout
 

@@ -620,6 +620,22 @@ def test_answer_stands_when_the_process_will_not_exit(write_user_module, monkeyp
     assert "did not exit within 0.5 s of answering" in result.output
 
 
+def test_answer_stands_when_native_code_aborts_at_shutdown(write_user_module):
+    # What pyarrow's thread pool has done at interpreter shutdown: SIGABRT after the answer.
+    source = write_user_module(
+        """
+        import atexit, os
+        atexit.register(os.abort)
+        def score(data, base_path):
+            return {"answered": True}
+        """
+    )
+    result = run(supported_interpreter(SUPPORTED_MINORS[-1]).path, source)
+    assert result.ok, result
+    assert result.result == {"answered": True}
+    assert result.returncode == -signal.SIGABRT
+
+
 def test_segfault_is_a_crash(runner_python, write_user_module):
     source = write_user_module(
         """

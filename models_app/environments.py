@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from django.utils import translation
+
 from .interpreters import Interpreter
 from .validation.requirements import UploadError, parse_requirements, requirements_fingerprint
 
@@ -86,7 +88,8 @@ def ensure_environment(
     # Defence in depth: these lines go to uv verbatim, so re-check them even though the
     # caller should have produced them with parse_requirements (they may come from the DB).
     try:
-        parse_requirements("\n".join(requirements), allow_options=allow_options)
+        with translation.override("en"):  # for the build log, which every reader shares
+            parse_requirements("\n".join(requirements), allow_options=allow_options)
     except UploadError as exc:
         raise EnvironmentBuildError(f"Refusing to build from these requirements: {exc.message}") from exc
     fingerprint = requirements_fingerprint(interpreter.version, requirements)

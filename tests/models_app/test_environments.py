@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from django.utils import translation
 
 from models_app import environments
 from models_app.environments import (
@@ -220,7 +221,11 @@ def test_unvalidated_requirements_are_refused_before_uv_runs(
     tmp_path, py39, monkeypatch, lines, allow_options
 ):
     monkeypatch.setattr(environments, "_run_uv", lambda *a, **k: pytest.fail("uv must not run"))
-    with pytest.raises(EnvironmentBuildError, match="Refusing to build"):
+    # In English for the build log, whatever language is active (a worker's NEOMARIL_LANGUAGE).
+    with (
+        translation.override("pt-br"),
+        pytest.raises(EnvironmentBuildError, match=r"Refusing to build from these requirements: Line \d"),
+    ):
         ensure_environment(
             interpreter=py39,
             requirements=lines,

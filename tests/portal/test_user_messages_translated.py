@@ -31,7 +31,6 @@ MESSAGE_ARGUMENT = {
     "Unusable": 0,
     "add_error": 1,
 }
-TRANSLATING = {"_", "gettext", "ngettext", "pgettext", "gettext_lazy", "ngettext_lazy", "pgettext_lazy"}
 
 
 def _modules() -> list[Path]:

@@ -18,6 +18,7 @@ from django import forms
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from groups import webhooks
 from models_app.forms import UploadCheckingForm
 from models_app.models import MLModel
 from models_app.services import NamedFile
@@ -248,6 +249,21 @@ def _reference_run(train_data: dict, model: MLModel, problems: list[str]) -> Tra
     return run
 
 
+def webhook_secret_field() -> forms.CharField:
+    return forms.CharField(
+        required=False,
+        strip=False,  # a secret is taken as given: the receiver checks with the same bytes
+        max_length=webhooks.SECRET_MAX_LENGTH,
+        widget=forms.PasswordInput(render_value=False),
+        label=_("Webhook signing secret"),
+        help_text=_(
+            "Optional: each notice is then signed (X-Neomaril-Signature) so the receiver can "
+            "check it came from here. Stored encrypted and never shown again; left empty, "
+            "the current secret stays."
+        ),
+    )
+
+
 class MonitoringForm(UploadCheckingForm):
     """Register (or re-register) a model for monitoring."""
 
@@ -289,6 +305,7 @@ class MonitoringForm(UploadCheckingForm):
         label=_("Webhook URL"),
         help_text=_("Optional: receives a JSON notice when a period drifts."),
     )
+    webhook_secret = webhook_secret_field()
     minimum_rows = forms.IntegerField(
         required=False,
         min_value=1,
@@ -329,6 +346,12 @@ class MonitoringForm(UploadCheckingForm):
         if not isinstance(raw, dict):
             raise forms.ValidationError(gettext("The configuration must be a JSON object."))
         return parse_configuration(raw, self.model)
+
+    def clean_webhook_url(self) -> str:
+        return checked_webhook_url(self.cleaned_data["webhook_url"])
+
+    def clean_webhook_secret(self) -> str:
+        return checked_webhook_secret(self.cleaned_data["webhook_secret"])
 
     def clean_preprocess_reference(self) -> str:
         value = self.cleaned_data["preprocess_reference"].strip()
@@ -394,6 +417,12 @@ class MonitoringSettingsForm(forms.ModelForm):
     webhook_url = forms.URLField(
         label=_("Webhook URL"), max_length=500, required=False, assume_scheme="https"
     )
+    webhook_secret = webhook_secret_field()
+    remove_webhook_secret = forms.BooleanField(
+        required=False,
+        label=_("Stop signing notices"),
+        help_text=_("Forget the signing secret: notices are sent unsigned."),
+    )
 
     class Meta:
         model = Monitor
@@ -410,6 +439,14 @@ class MonitoringSettingsForm(forms.ModelForm):
             data = {**{f: getattr(instance, f) for f in self.Meta.fields}, **{k: v for k, v in data.items()}}
         super().__init__(data, *args, instance=instance, **kwargs)
         self.fields["minimum_rows"].min_value = 1
+        if not instance.webhook_signed:
+            del self.fields["remove_webhook_secret"]  # nothing to forget
+
+    def clean_webhook_url(self) -> str:
+        return checked_webhook_url(self.cleaned_data["webhook_url"])
+
+    def clean_webhook_secret(self) -> str:
+        return checked_webhook_secret(self.cleaned_data["webhook_secret"])
 
     def clean(self) -> dict:
         data = super().clean()
@@ -424,4 +461,34 @@ class MonitoringSettingsForm(forms.ModelForm):
             )
         if data.get("minimum_rows") is not None and data["minimum_rows"] < 1:
             self.add_error("minimum_rows", gettext("The minimum must be at least 1 row."))
+        if data.get("webhook_secret") and data.get("remove_webhook_secret"):
+            self.add_error(
+                "remove_webhook_secret",
+                gettext("Give a new signing secret or stop signing, not both."),
+            )
         return data
+
+    def save(self, commit: bool = True) -> Monitor:
+        monitor = super().save(commit=False)
+        if self.cleaned_data.get("remove_webhook_secret"):
+            monitor.set_webhook_secret(None)
+        elif self.cleaned_data.get("webhook_secret"):
+            monitor.set_webhook_secret(self.cleaned_data["webhook_secret"])
+        if commit:
+            monitor.save()
+        return monitor
+
+
+def checked_webhook_url(url: str) -> str:
+    problem = webhooks.url_problem(url) if url else None
+    if problem is not None:
+        raise forms.ValidationError(problem)
+    return url
+
+
+def checked_webhook_secret(secret: str) -> str:
+    """A new secret, or "" (keep the current one)."""
+    problem = webhooks.secret_problem(secret) if secret else None
+    if problem is not None:
+        raise forms.ValidationError(problem)
+    return secret

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from groups import crypto
 from groups.jobs import Job
 from models_app.environments import env_python, environment_path
 from models_app.models import MLModel
@@ -63,6 +64,8 @@ class Monitor(Job):
     env_fingerprint = models.CharField(max_length=64, blank=True)
 
     webhook_url = models.URLField(max_length=500, blank=True)
+    # The notices' signing secret (groups.crypto; never shown again, see groups.webhooks).
+    webhook_secret_ciphertext = models.BinaryField(null=True, blank=True, editable=False)
     warning_threshold = models.FloatField(default=0.1)
     drift_threshold = models.FloatField(default=0.25)
     minimum_rows = models.PositiveIntegerField(default=100)
@@ -86,6 +89,18 @@ class Monitor(Job):
 
     def __str__(self) -> str:
         return f"monitoring of {self.model.hash}"
+
+    @property
+    def webhook_signed(self) -> bool:
+        return bool(self.webhook_secret_ciphertext)
+
+    def set_webhook_secret(self, secret: str | None) -> None:
+        """Store a new signing secret, encrypted; None or "" stops signing."""
+        self.webhook_secret_ciphertext = crypto.encrypt_json(secret) if secret else None
+
+    def webhook_secret(self) -> str | None:
+        """The signing secret, for the worker that signs a notice. Never log or return it."""
+        return crypto.decrypt_json(self.webhook_secret_ciphertext) if self.webhook_secret_ciphertext else None
 
     @property
     def attempt(self) -> int:

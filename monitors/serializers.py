@@ -139,6 +139,9 @@ class MonitorSerializer(serializers.ModelSerializer):
     reference_rows = serializers.SerializerMethodField()
     registered_by = serializers.CharField(source="registered_by.username", default=None, read_only=True)
     last_period = serializers.SerializerMethodField()
+    webhook_signed = serializers.BooleanField(
+        read_only=True, help_text="Whether notices are signed; the secret itself is never returned."
+    )
 
     class Meta:
         model = Monitor
@@ -156,6 +159,7 @@ class MonitorSerializer(serializers.ModelSerializer):
             "shap_reference",
             "requirements",
             "webhook_url",
+            "webhook_signed",
             "warning_threshold",
             "drift_threshold",
             "minimum_rows",

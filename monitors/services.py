@@ -70,6 +70,8 @@ def register(model: MLModel, user, form: MonitoringForm) -> Monitor:
     monitor.requirements = data["requirement_lines"]
     monitor.requirements_file = REQUIREMENTS_FILE if data.get("requirements") else ""
     monitor.webhook_url = data.get("webhook_url") or monitor.webhook_url
+    if data.get("webhook_secret"):  # else a re-registration keeps the one it had
+        monitor.set_webhook_secret(data["webhook_secret"])
     defaults = {
         "warning_threshold": drift.WARNING,
         "drift_threshold": drift.DRIFT,

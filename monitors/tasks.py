@@ -10,6 +10,7 @@ computed here, by monitoring/drift.py.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import math
@@ -18,8 +19,6 @@ import shutil
 import socket
 import time
 import traceback
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -31,7 +30,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from executions.models import Execution
-from groups import jobs, nodes
+from groups import crypto, jobs, nodes, webhooks
 from models_app import environments, sandboxes
 from models_app import tasks as model_tasks
 from models_app.runtime import oneshot, orphans
@@ -551,31 +550,47 @@ def notify(period: Period) -> str:
             ],
         }
     ).encode()
-    request = urllib.request.Request(  # noqa: S310  (http(s) only: the form's URLField)
-        monitor.webhook_url,
-        data=body,
-        method="POST",
-        headers={"Content-Type": "application/json", "User-Agent": "Neomaril-monitoring"},
-    )
-    status = ""
-    for attempt in range(1, WEBHOOK_TRIES + 1):
-        try:
-            with urllib.request.urlopen(request, timeout=settings.MONITORING_WEBHOOK_TIMEOUT) as answer:  # noqa: S310
-                status = f"delivered: HTTP {answer.status}"
-                break
-        except urllib.error.HTTPError as exc:
-            status = f"failed: HTTP {exc.code}"
-            if exc.code < 500:
-                break
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            status = f"failed: {reason}"
-        if attempt < WEBHOOK_TRIES:
-            time.sleep(attempt)
-    status = f"{status} ({attempt} attempt{'s' if attempt > 1 else ''})"[:300]
+    try:
+        secret = monitor.webhook_secret()
+    except crypto.DecryptionError as exc:  # its key was dropped: better no notice than an unsigned one
+        status = f"refused: the signing secret: {exc}"
+    else:
+        status = _deliver(monitor.webhook_url, body, secret)
     Period.objects.filter(pk=period.pk).update(webhook_status=status)
     period.append_log(f"{jobs.stamp()} Webhook {monitor.webhook_url}: {status}.\n")
     return status
+
+
+def _deliver(url: str, body: bytes, secret: str | None) -> str:
+    """Send the notice, again on connection errors and 5xx answers; the outcome in words."""
+    for attempt in range(1, WEBHOOK_TRIES + 1):
+        try:
+            # Signed again on each try: the timestamp says when this one was sent.
+            delivery = webhooks.post_json(
+                url,
+                body,
+                secret=secret,
+                timeout=settings.MONITORING_WEBHOOK_TIMEOUT,
+                user_agent="Neomaril-monitoring",
+            )
+        except webhooks.Refused as exc:
+            status = f"refused: {exc}"
+            break
+        except (OSError, http.client.HTTPException) as exc:
+            status = f"failed: {exc}"
+        else:
+            if delivery.status < 300:
+                status = f"delivered: HTTP {delivery.status}"
+                break
+            status = f"failed: HTTP {delivery.status}"
+            if delivery.status < 400:
+                status += " (redirects are not followed)"
+            if delivery.status < 500:
+                break
+        if attempt < WEBHOOK_TRIES:
+            time.sleep(attempt)
+    signed = ", signed" if secret else ""
+    return f"{status} ({attempt} attempt{'s' if attempt > 1 else ''}{signed})"[:300]
 
 
 # ------------------------------------------------------------------------- recovery

@@ -240,3 +240,27 @@ def test_a_validation_is_followed_until_it_ends(opened, live_server, cast):
     Monitor.objects.filter(pk=monitor.pk).update(status=Monitor.Status.VALIDATED)
     page.wait_for_function("document.querySelector('#monitor-status').textContent === 'Validated'")
     assert "Compare this day" in page.inner_text("#run-period")  # the page came back whole
+
+
+def test_a_signing_secret_is_typed_hidden_saved_and_never_shown_again(opened, live_server, cast, monitored):
+    page, _requests = opened
+    monitor = Monitor.objects.get(model=monitored)
+    monitor.webhook_url = "https://hooks.example/drift"
+    monitor.save()
+    login(page, live_server, cast.owner)
+    page.goto(f"{live_server.url}/models/{monitored.hash}/monitoring/")
+    assert "not signed" in page.inner_text("#webhook-signing")
+    secret_box = page.locator("#monitoring-settings input[name=webhook_secret]")
+    assert secret_box.get_attribute("type") == "password"
+    secret_box.fill("short")
+    page.click("#monitoring-settings button[type=submit]")
+    assert "at least 16 characters" in page.inner_text("#monitoring-settings")
+    page.locator("#monitoring-settings input[name=webhook_secret]").fill("a-long-enough-signing-secret")
+    page.click("#monitoring-settings button[type=submit]")
+    page.wait_for_url("**/monitoring/#monitoring-settings")
+    assert "are signed" in page.inner_text("#webhook-signing")
+    assert page.locator("#monitoring-settings input[name=webhook_secret]").input_value() == ""
+    assert "a-long-enough-signing-secret" not in page.content()
+    screenshot(page, "model-monitoring-webhook-signed")
+    monitor.refresh_from_db()
+    assert monitor.webhook_secret() == "a-long-enough-signing-secret"

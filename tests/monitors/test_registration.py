@@ -154,7 +154,7 @@ def test_register_saves_the_files_and_queues_validation(
     form = registration_form(
         promoted,
         requirements=upload("requirements.txt", "scipy>=1.10\n"),
-        webhook_url="http://127.0.0.1:9/hook",
+        webhook_url="https://hooks.example/drift",
     )
     assert form.is_valid(), form.errors
     with django_capture_on_commit_callbacks(execute=True):
@@ -165,7 +165,7 @@ def test_register_saves_the_files_and_queues_validation(
     assert monitor.requirements == ["scipy>=1.10"]
     assert "def parse" in (monitor.code_folder / "preprocess.py").read_text()
     assert (monitor.code_folder / "requirements.txt").read_text() == "scipy>=1.10\n"
-    assert monitor.minimum_rows == 100 and monitor.webhook_url == "http://127.0.0.1:9/hook"
+    assert monitor.minimum_rows == 100 and monitor.webhook_url == "https://hooks.example/drift"
     assert queued == [("monitors.tasks.validate_monitor", monitor.pk)]
     assert services.environment_requirements(monitor)[-3:] == ["scipy>=1.10", "pandas", "pyarrow"]
 

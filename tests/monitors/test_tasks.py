@@ -6,9 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import textwrap
-import threading
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 from django.utils import timezone
@@ -19,6 +17,7 @@ from monitoring.models import PredictionRecord
 from monitors import services, tasks
 from monitors.models import Monitor, Period
 from tests.helpers.monitors import configuration, deployed_model, reference_run, registration_form, upload
+from tests.helpers.receiver import start_receiver
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -164,25 +163,11 @@ def test_a_sync_model_not_built_yet_is_invalidated_with_the_reason(model, cast):
     assert "no smoke-test answer yet (it is Building)" in monitor.error_message
 
 
-class Hook(BaseHTTPRequestHandler):
-    received: list = []
-
-    def do_POST(self):  # noqa: N802
-        Hook.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
-def webhook():
-    server = HTTPServer(("127.0.0.1", 0), Hook)
-    Hook.received = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/hook", Hook.received
+def webhook(settings):
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.0/8"]  # the receiver is on loopback
+    receiver, server = start_receiver()
+    yield receiver
     server.shutdown()
 
 
@@ -224,8 +209,7 @@ def run_now(monitor, user) -> Period:
 
 def test_a_shifted_feature_drifts_and_the_others_stay_stable(model, cast, webhook, settings):
     settings.MONITORING_BATCH_SIZE = 40  # 100 calls → 3 batches, counts added up
-    url, received = webhook
-    monitor = register(model, cast.owner, config(Period="Year"), shift=2000, webhook_url=url)
+    monitor = register(model, cast.owner, config(Period="Year"), shift=2000, webhook_url=webhook.url)
     assert monitor.status == Monitor.Status.VALIDATED, monitor.log
     record_calls(model, [row(i) for i in range(ROWS)], broken=2)
     period = run_now(monitor, cast.owner)
@@ -241,7 +225,7 @@ def test_a_shifted_feature_drifts_and_the_others_stay_stable(model, cast, webhoo
     assert columns["a"].mean_abs_shap == pytest.approx(0.4995)
     assert "Batch 3" in period.log and "Skipped: record" in period.log
     assert period.webhook_status.startswith("delivered: HTTP 204")
-    (notice,) = received
+    (notice,) = [json.loads(sent.body) for sent in webhook.requests]
     assert notice["event"] == "monitoring.drift" and notice["model"]["hash"] == model.hash
     assert notice["period"]["drift_status"] == "drift"
     assert [c["column"] for c in notice["columns"]] == ["b"]

@@ -19,6 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from django.utils.functional import lazy
+from django.utils.translation import gettext
+
 # The runner is written for 3.8+; older interpreters exist on build hosts but must not be offered.
 MIN_VERSION = (3, 8)
 CACHE_SECONDS = 60.0
@@ -102,11 +105,14 @@ def find_interpreter(requested: str, interpreters: list[Interpreter]) -> Interpr
 
     Raises InterpreterNotFound with a message naming the available versions.
     """
-    available = _available_text(interpreters)
+    available = lazy(_available_text, str)(interpreters)  # words only a refusal needs
     match = _REQUEST_RE.match((requested or "").strip())
     if not match:
         raise InterpreterNotFound(
-            f"python_version must look like 3.9 (major.minor), got {requested!r}. Available: {available}."
+            gettext(
+                "python_version must look like 3.9 (major.minor), got %(requested)s. Available: %(available)s."
+            )
+            % {"requested": repr(requested), "available": available}
         )
     major, minor, patch = match.groups()
     wanted_minor = f"{int(major)}.{int(minor)}"
@@ -115,21 +121,35 @@ def find_interpreter(requested: str, interpreters: list[Interpreter]) -> Interpr
         if candidates:
             return max(candidates, key=lambda i: i.version_tuple)
         raise InterpreterNotFound(
-            f"Python {wanted_minor} is not available on this host. Available: {available}."
+            gettext("Python %(version)s is not available on this host. Available: %(available)s.")
+            % {"version": wanted_minor, "available": available}
         )
     wanted = f"{wanted_minor}.{int(patch)}"
     for interpreter in candidates:
         if interpreter.version == wanted:
             return interpreter
-    have = (
-        f" (it has {', '.join(i.version for i in candidates)}; ask for {wanted_minor})" if candidates else ""
+    if candidates:
+        raise InterpreterNotFound(
+            gettext(
+                "Python %(version)s is not available on this host (it has %(patches)s; ask for %(minor)s). "
+                "Available: %(available)s."
+            )
+            % {
+                "version": wanted,
+                "patches": ", ".join(i.version for i in candidates),
+                "minor": wanted_minor,
+                "available": available,
+            }
+        )
+    raise InterpreterNotFound(
+        gettext("Python %(version)s is not available on this host. Available: %(available)s.")
+        % {"version": wanted, "available": available}
     )
-    raise InterpreterNotFound(f"Python {wanted} is not available on this host{have}. Available: {available}.")
 
 
 def _available_text(interpreters: list[Interpreter]) -> str:
     minors = sorted({i.minor for i in interpreters}, key=lambda m: tuple(int(p) for p in m.split(".")))
-    return ", ".join(minors) if minors else "none (no CPython 3.8+ interpreter was found)"
+    return ", ".join(minors) if minors else gettext("none (no CPython 3.8+ interpreter was found)")
 
 
 # --------------------------------------------------------------------------- discovery

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from groups import jobs
 from models_app import environments, interpreters, sandboxes
@@ -134,7 +134,8 @@ def prepare_environment(
     try:
         with timings.step("interpreter"):
             found = interpreters.discover_interpreters(settings.PYTHON_SEARCH_PATHS)
-            interpreter = interpreters.find_interpreter(python_version, found)
+            with translation.override("en"):  # a refusal goes to the job's log, which every reader shares
+                interpreter = interpreters.find_interpreter(python_version, found)
     except interpreters.InterpreterNotFound as exc:
         raise EnvironmentUnavailable(str(exc)) from None
     log(f"Python {interpreter.version} ({interpreter.path}); {len(requirements)} requirement(s).")

@@ -150,6 +150,24 @@ def test_upload_checks_speak_the_pages_language_and_english_in_the_api(cast):
         assert english in " ".join(api.json()["errors"][field]), field
 
 
+def test_an_unavailable_python_is_refused_in_the_pages_language(cast):
+    payload = sync_payload(python_version="3.7")
+    page = _login(cast.owner, **PT).post("/models/new/", payload, HTTP_X_REQUESTED_WITH="XMLHttpRequest")
+    assert page.status_code == 400
+    (message,) = page.json()["errors"]["python_version"]
+    assert message.startswith("Escolha uma opção válida: Python 3.7 não está disponível neste servidor."), (
+        message
+    )
+    assert "Disponíveis: 3." in message
+    for upload in payload.values():
+        if hasattr(upload, "seek"):
+            upload.seek(0)
+    api = _login(cast.owner, **PT).post("/api/v1/models", payload, **PT)
+    assert (
+        "Python 3.7 is not available on this host. Available: 3." in api.json()["errors"]["python_version"][0]
+    )
+
+
 def test_a_refused_action_speaks_the_pages_language(cast, model):
     client = _login(cast.owner, **PT)
     client.post(f"/models/{model.hash}/disable/", {"confirm": "yes"})

@@ -29,6 +29,7 @@ MESSAGE_ARGUMENT = {
     "NotPromotable": 0,
     "ConfigError": 0,
     "Unusable": 0,
+    "InterpreterNotFound": 0,
     "add_error": 1,
 }
 

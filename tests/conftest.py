@@ -54,6 +54,25 @@ def _no_recorder_after_the_test():
         recorder.stop(discard=True)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_sessions_left_on_the_test_database(request):
+    """PostgreSQL refuses to drop a database a session still uses. Threads that ran
+    Django code (the WSGI bridge's workers, the call lookups', the recorder's) keep their
+    own connections, which Django closes only on the thread that opened them: end those
+    sessions before pytest-django drops the test database."""
+    if connections["default"].vendor != "postgresql":
+        yield
+        return
+    request.getfixturevalue("django_db_setup")  # so this ends before the database is dropped
+    blocker = request.getfixturevalue("django_db_blocker")
+    yield
+    with blocker.unblock(), connections["default"].cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
 @pytest.fixture(scope="session")
 def browser():
     """One headless Chromium (Debian's) for the session's browser tests."""

@@ -195,7 +195,7 @@ class ModelLogsView(APIView):
         builds = _row(request, model_hash, version).builds.all()
         number = request.query_params.get("build")
         if number is not None:
-            if not number.isdigit():
+            if not (number.isascii() and number.isdigit() and len(number) <= 9):
                 raise ValidationError({"build": ["build must be a build number, e.g. 1."]})
             builds = builds.filter(number=int(number))
         build = builds.first()

@@ -133,6 +133,9 @@ CALL_VERSION_SQL = (
 )
 
 
+MAX_VERSION = 2_147_483_647  # the version column's range
+
+
 def lookup_call(model_hash: str, token_value: str, version: int | None = None) -> CallTarget | None:
     """One hand-written query for the hot path of Sync calls: the model and the token.
 
@@ -140,6 +143,8 @@ def lookup_call(model_hash: str, token_value: str, version: int | None = None) -
     more than everything else the web process does for a prediction. `version` names
     one version (its per-version URL); None: the live one.
     """
+    if version is not None and not 0 < version <= MAX_VERSION:
+        return None  # no such version (and a number SQLite could not even compare)
     with connection.cursor() as cursor:
         if version is None:
             cursor.execute(CALL_SQL, [tokens.digest(token_value), model_hash])

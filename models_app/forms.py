@@ -86,7 +86,7 @@ class DefaultBooleanField(forms.Field):
     """
 
     widget = Checkbox
-    default_error_messages = {"invalid": "Send true or false, not %(value)r."}
+    default_error_messages = {"invalid": _("Send true or false, not %(value)r.")}
     _TRUE = {"true", "1", "on", "yes"}
     _FALSE = {"false", "0", "off", "no"}
 

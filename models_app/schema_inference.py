@@ -22,7 +22,14 @@ def infer_schema(value: Any, *, top_level: bool = True) -> dict:
     return schema
 
 
-def _infer(value: Any) -> dict:
+# Deeper than this the example still shows the value; its parts are left undescribed
+# (uploads refuse deeper examples, but a model's answer is its own).
+MAX_DESCRIBED_DEPTH = 32
+
+
+def _infer(value: Any, depth: int = 0) -> dict:
+    if depth > MAX_DESCRIBED_DEPTH:
+        return {"description": "Nested too deeply to be described here: see the example."}
     if value is None:
         return {"nullable": True, "description": "null in the example; its type is not known."}
     if isinstance(value, bool):  # before int: bool is an int in Python
@@ -34,11 +41,11 @@ def _infer(value: Any) -> dict:
     if isinstance(value, str):
         return {"type": "string"}
     if isinstance(value, list):
-        return {"type": "array", "items": _merge([_infer(item) for item in value])}
+        return {"type": "array", "items": _merge([_infer(item, depth + 1) for item in value])}
     if isinstance(value, dict):
         return {
             "type": "object",
-            "properties": {str(key): _infer(item) for key, item in value.items()},
+            "properties": {str(key): _infer(item, depth + 1) for key, item in value.items()},
             "required": [str(key) for key in value],
             "additionalProperties": True,
             "description": EXTRA_FIELDS_NOTE,

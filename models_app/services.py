@@ -231,6 +231,8 @@ def restart(model: MLModel, actor) -> MLModel:
         )
         model.refresh_from_db()
         if not updated:
+            if model.status == MLModel.Status.DELETED:
+                raise ActionRefused(gettext("A Deleted model cannot be restarted: upload it again."))
             raise ActionRefused(
                 gettext("A %(status)s model cannot be restarted; wait for the current build to end.")
                 % {"status": model.status}

@@ -21,7 +21,7 @@ from datetime import timedelta
 from django.core import signing
 from django.db.models import QuerySet
 from django.utils import timezone
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext, gettext_lazy
 
 from groups import tokens
 from groups.access import can_manage_group
@@ -67,20 +67,32 @@ def may_share(user, model: MLModel) -> bool:
 def check_may_share(user, model: MLModel) -> None:
     if not may_share(user, model):
         raise ShareRefused(
-            403, "Only admins and the owners of the model's group can share its docs.", "permission_denied"
+            403,
+            gettext("Only admins and the owners of the model's group can share its docs."),
+            "permission_denied",
         )
 
 
 def create(model: MLModel, user, lifetime: timedelta = DEFAULT_LIFETIME) -> NewLink:
     check_may_share(user, model)
     if model.status == MLModel.Status.DELETED:
-        raise ShareRefused(409, f"Model '{model.hash}' was deleted: its docs cannot be shared.", "deleted")
+        raise ShareRefused(
+            409,
+            gettext("Model '%(hash)s' was deleted: its docs cannot be shared.") % {"hash": model.hash},
+            "deleted",
+        )
     if not MIN_LIFETIME <= lifetime <= MAX_LIFETIME:
         raise ShareRefused(
             400,
-            f"A share link lives between {int(MIN_LIFETIME.total_seconds())} seconds and "
-            f"{MAX_LIFETIME.days} days ({int(MAX_LIFETIME.total_seconds())} seconds); "
-            "choose a lifetime in that range.",
+            gettext(
+                "A share link lives between %(minimum)s seconds and %(days)s days (%(maximum)s seconds); "
+                "choose a lifetime in that range."
+            )
+            % {
+                "minimum": int(MIN_LIFETIME.total_seconds()),
+                "days": MAX_LIFETIME.days,
+                "maximum": int(MAX_LIFETIME.total_seconds()),
+            },
             "invalid",
         )
     secret = secrets.token_urlsafe(32)
@@ -103,7 +115,12 @@ def links_of(model: MLModel) -> QuerySet[DocsShareLink]:
 def get_link(model: MLModel, public_id: str) -> DocsShareLink:
     link = links_of(model).filter(public_id=public_id).first() if _is_uuid(public_id) else None
     if link is None:
-        raise ShareRefused(404, f"Model '{model.hash}' has no share link '{public_id}'.", "not_found")
+        raise ShareRefused(
+            404,
+            gettext("Model '%(hash)s' has no share link '%(link)s'.")
+            % {"hash": model.hash, "link": public_id},
+            "not_found",
+        )
     return link
 
 
@@ -121,7 +138,7 @@ def resolve(key: str) -> DocsShareLink:
     """The link a visitor holds, or ShareRefused: 404 unknown or tampered, 410 expired or revoked."""
     unknown = ShareRefused(
         404,
-        "This share link is not valid: check that it was copied whole, or ask for a new one.",
+        gettext("This share link is not valid: check that it was copied whole, or ask for a new one."),
         "not_found",
     )
     try:
@@ -134,17 +151,19 @@ def resolve(key: str) -> DocsShareLink:
     if link.revoked_at is not None:
         raise ShareRefused(
             410,
-            f"This share link was revoked on {link.revoked_at:%Y-%m-%d %H:%M} UTC. Ask for a new one.",
+            gettext("This share link was revoked on %(moment)s UTC. Ask for a new one.")
+            % {"moment": f"{link.revoked_at:%Y-%m-%d %H:%M}"},
             "revoked",
         )
     if link.expires_at <= timezone.now():
         raise ShareRefused(
             410,
-            f"This share link expired on {link.expires_at:%Y-%m-%d %H:%M} UTC. Ask for a new one.",
+            gettext("This share link expired on %(moment)s UTC. Ask for a new one.")
+            % {"moment": f"{link.expires_at:%Y-%m-%d %H:%M}"},
             "expired",
         )
     if link.model.status == MLModel.Status.DELETED:
-        raise ShareRefused(410, "The model of this share link was deleted.", "deleted")
+        raise ShareRefused(410, gettext("The model of this share link was deleted."), "deleted")
     return link
 
 

@@ -16,12 +16,13 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from groups.api.errors import Conflict, checked_files, form_errors
+from groups.api.parsers import JSONParser  # deep nesting is a 400, not a RecursionError
 from models_app.api import form_request_schema
 from monitors import services
 from monitors.access import get_model_for_monitoring, get_monitor_for_user, get_period_for_user
@@ -122,7 +123,14 @@ class MonitorView(APIView):
     def patch(self, request: Request, model_hash: str) -> Response:
         """Change the webhook, thresholds or minimum rows; fields not sent keep their value."""
         monitor = get_monitor_for_user(request.user, model_hash)
-        form = MonitoringSettingsForm(_json_object(request), instance=monitor)
+        data = _json_object(request)
+        unknown = sorted(set(data) - set(MonitoringSettingsForm.base_fields))
+        if unknown:  # a misspelt setting would otherwise be ignored and the answer a 200
+            settings_names = ", ".join(MonitoringSettingsForm.base_fields)
+            raise ValidationError(
+                {name: [f"Not a monitoring setting; one of {settings_names}."] for name in unknown}
+            )
+        form = MonitoringSettingsForm(data, instance=monitor)
         if not form.is_valid():
             raise form_errors(form)
         monitor = form.save()
@@ -167,6 +175,8 @@ class PeriodListView(APIView):
             period = services.request_period(monitor, moment, request.user)
         except services.NotValidated as exc:
             raise Conflict(str(exc)) from None
+        except services.PeriodRefused as exc:
+            raise ValidationError({"date": [str(exc)]}) from None
         return Response(PeriodSummarySerializer(period).data, status=status.HTTP_202_ACCEPTED)
 
 

@@ -19,15 +19,18 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from groups import webhooks
-from models_app.forms import UploadCheckingForm
+from groups.storable_json import storable_problem
+from models_app.forms import DefaultBooleanField, UploadCheckingForm
 from models_app.models import MLModel
 from models_app.services import NamedFile
 from models_app.validation import check_entrypoint_name, check_source
+from monitoring import drift as drift_defaults
 from monitors.models import Monitor, PeriodKind
 from training.models import Experiment, TrainingRun
 
 MAX_CONFIGURATION_BYTES = 1024 * 1024
 MAX_COLUMNS = 1000
+MAX_MINIMUM_ROWS = 2_147_483_647  # the column's range (PositiveIntegerField)
 RUN_KEY = "NeomarilTrainingExecution"
 # Each key of the configuration in the original product's two spellings.
 KEYS = {
@@ -42,7 +45,8 @@ TRAIN_DATA_KEYS = {
     "date_ref": ("TrainDateRef", "train_date_ref"),
     "date_col": ("TrainDateCol", "train_date_col"),
 }
-_RUN_PATH = re.compile(r"^(T[0-9a-f]{32})/(\d+)$")
+_RUN_PATH = re.compile(r"^(T[0-9a-f]{32})/([0-9]{1,9})$")
+_RUN_NUMBER = re.compile(r"^[0-9]{1,9}$")  # ASCII: "²".isdigit() is true, int("²") fails
 
 
 @dataclass
@@ -197,7 +201,7 @@ def _reference_run(train_data: dict, model: MLModel, problems: list[str]) -> Tra
     match = _RUN_PATH.match(text)
     if match:
         experiment_hash, number = match[1], int(match[2])
-    elif text.isdigit():
+    elif _RUN_NUMBER.match(text):
         number = int(text)
         if experiment_hash is None:
             if promoted_from is None:
@@ -309,6 +313,7 @@ class MonitoringForm(UploadCheckingForm):
     minimum_rows = forms.IntegerField(
         required=False,
         min_value=1,
+        max_value=MAX_MINIMUM_ROWS,
         label=_("Minimum rows"),
         help_text=_("Rows below which a period is insufficient."),
     )
@@ -343,8 +348,17 @@ class MonitoringForm(UploadCheckingForm):
             raise forms.ValidationError(
                 gettext("The configuration is not valid JSON: %(error)s.") % {"error": exc}
             ) from None
+        except RecursionError:
+            raise forms.ValidationError(
+                gettext("The configuration is nested too deeply to be read.")
+            ) from None
         if not isinstance(raw, dict):
             raise forms.ValidationError(gettext("The configuration must be a JSON object."))
+        problem = storable_problem(raw)
+        if problem is not None:
+            raise forms.ValidationError(
+                gettext("The configuration cannot be used: %(problem)s") % {"problem": problem}
+            )
         return parse_configuration(raw, self.model)
 
     def clean_webhook_url(self) -> str:
@@ -400,8 +414,15 @@ class MonitoringForm(UploadCheckingForm):
         data["requirement_lines"] = self._requirements(self._named("requirements")) if requirements else []
         warning = data.get("warning_threshold")
         drift = data.get("drift_threshold")
-        warning = 0.1 if warning is None else warning
-        drift = 0.25 if drift is None else drift
+        # A threshold left out keeps the current registration's value (services.register),
+        # else the default: the pair to check is the one that will be stored.
+        current = (
+            Monitor.objects.filter(model=self.model).only("warning_threshold", "drift_threshold").first()
+        )
+        if warning is None:
+            warning = current.warning_threshold if current is not None else drift_defaults.WARNING
+        if drift is None:
+            drift = current.drift_threshold if current is not None else drift_defaults.DRIFT
         if warning >= drift:
             self.add_error(
                 "drift_threshold",
@@ -418,8 +439,8 @@ class MonitoringSettingsForm(forms.ModelForm):
         label=_("Webhook URL"), max_length=500, required=False, assume_scheme="https"
     )
     webhook_secret = webhook_secret_field()
-    remove_webhook_secret = forms.BooleanField(
-        required=False,
+    remove_webhook_secret = DefaultBooleanField(
+        default=False,
         label=_("Stop signing notices"),
         help_text=_("Forget the signing secret: notices are sent unsigned."),
     )

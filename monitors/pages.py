@@ -199,6 +199,9 @@ def run_period(request: HttpRequest, model_hash: str) -> HttpResponse:
     except services.NotValidated as exc:
         messages.error(request, str(exc))
         return _back(model)
+    except services.PeriodRefused as exc:
+        form.add_error("date", str(exc))
+        return _tab(request, model, run_form=form, status=400)
     messages.success(
         request,
         _(

@@ -7,8 +7,13 @@ from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
 
 from django.utils import timezone
+from django.utils.translation import gettext
 
 KINDS = ("Day", "Week", "Month", "Year")
+
+
+class OutOfRange(ValueError):
+    """A window that would start or end outside the dates Python can hold (years 1–9999)."""
 
 
 def _first_day(kind: str, day: date) -> date:
@@ -39,16 +44,24 @@ def _midnight(day: date) -> datetime:
 
 def bounds(kind: str, moment: datetime | date) -> tuple[datetime, datetime]:
     """The window of ``kind`` that contains ``moment`` (a date means its midnight)."""
-    if isinstance(moment, datetime):
-        day = (
-            timezone.localtime(moment, timezone.get_default_timezone()).date()
-            if timezone.is_aware(moment)
-            else moment.date()
-        )
-    else:
-        day = moment
-    first = _first_day(kind, day)
-    return _midnight(first), _midnight(_next_first_day(kind, first))
+    if kind not in KINDS:
+        raise ValueError(f"unknown period {kind!r}: one of {', '.join(KINDS)}")
+    try:
+        if isinstance(moment, datetime):
+            day = (
+                timezone.localtime(moment, timezone.get_default_timezone()).date()
+                if timezone.is_aware(moment)
+                else moment.date()
+            )
+        else:
+            day = moment
+        first = _first_day(kind, day)
+        return _midnight(first), _midnight(_next_first_day(kind, first))
+    except (OverflowError, ValueError):  # past year 9999 or before year 1 ("year 10000 is out of range")
+        raise OutOfRange(
+            gettext("The %(kind)s period of %(moment)s falls outside the dates that can be stored.")
+            % {"kind": kind, "moment": moment}
+        ) from None
 
 
 def closed_since(kind: str, since: datetime, now: datetime) -> Iterator[tuple[datetime, datetime]]:

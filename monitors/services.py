@@ -40,6 +40,10 @@ class NotValidated(Exception):
         super().__init__(f"{message} {monitor.error_message}" if monitor.error_message else message)
 
 
+class PeriodRefused(Exception):
+    """A period that cannot be asked for: not begun yet, or outside the storable dates."""
+
+
 def environment_requirements(monitor: Monitor) -> list[str]:
     """The model's packages, the preprocess's extra ones, and what the harness needs."""
     return with_platform_requirements(
@@ -147,7 +151,21 @@ def request_period(monitor: Monitor, moment: datetime | date | None, user) -> Pe
     monitor = Monitor.objects.select_for_update().select_related("model").get(pk=monitor.pk)
     if monitor.status != Monitor.Status.VALIDATED:
         raise NotValidated(monitor)
-    start, end = periods.bounds(monitor.period, moment or timezone.now())
+    now = timezone.now()
+    try:
+        start, end = periods.bounds(monitor.period, moment or now)
+    except periods.OutOfRange as exc:
+        if moment < (now if isinstance(moment, datetime) else now.date()):
+            raise PeriodRefused(str(exc)) from None
+        start = None  # a window past year 9999: not begun either
+    if start is None or start > now:
+        raise PeriodRefused(
+            gettext(
+                "The %(kind)s period of %(moment)s has not begun yet: a period compares the calls "
+                "recorded in it, so ask for the current one or an earlier one."
+            )
+            % {"kind": monitor.period, "moment": moment}
+        )
     requester = user if user is not None and user.is_authenticated else None
     period, created = Period.objects.get_or_create(
         monitor=monitor,

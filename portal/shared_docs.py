@@ -82,11 +82,13 @@ class SharedOpenApiView(APIView):
 def create_link(request: HttpRequest, model_hash: str) -> HttpResponse:
     model = get_model_for_user(request.user, model_hash)
     try:
-        seconds = int(request.POST.get("expires_in", share_links.DEFAULT_LIFETIME.total_seconds()))
-    except ValueError:
-        seconds = -1  # refused below with the allowed range
+        lifetime = timedelta(
+            seconds=int(request.POST.get("expires_in", share_links.DEFAULT_LIFETIME.total_seconds()))
+        )
+    except (ValueError, OverflowError):  # not a number, or more days than a timedelta holds
+        lifetime = timedelta(seconds=-1)  # refused below with the allowed range
     try:
-        new = share_links.create(model, request.user, timedelta(seconds=seconds))
+        new = share_links.create(model, request.user, lifetime)
     except share_links.ShareRefused as refused:
         messages.error(request, refused.message)
         return redirect(reverse("model-detail", args=[model.hash]) + "#share")

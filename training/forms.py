@@ -18,6 +18,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile, UploadedFile
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from groups.storable_json import storable_problem
 from models_app.access import models_for
 from models_app.forms import (
     NAME_TOO_LONG,
@@ -440,12 +441,30 @@ class TrainingRunForm(UploadCheckingForm):
                 field, gettext("%(field)s is not valid JSON: %(error)s.") % {"field": field, "error": exc}
             )
             return None
+        except RecursionError:  # json recurses once per level: about 1,000 levels deep
+            self.add_error(
+                field,
+                gettext(
+                    "%(field)s is JSON nested too deeply (objects or arrays inside one another about "
+                    "1,000 levels deep or more): send a flatter document."
+                )
+                % {"field": field},
+            )
+            return None
         if not isinstance(parsed, dict):
             self.add_error(
                 field,
                 # Translators: %(type)s is a Python type's name: list, str, int...
                 gettext("%(field)s must be a JSON object of name → value, not %(type)s.")
                 % {"field": field, "type": type(parsed).__name__},
+            )
+            return None
+        problem = storable_problem(parsed, allow_nan=field == "metrics")  # metrics: NaN becomes null
+        if problem is not None:
+            # Translators: %(problem)s starts with "it", e.g. "it contains a number too large for JSON".
+            self.add_error(
+                field,
+                gettext("%(field)s cannot be stored: %(problem)s") % {"field": field, "problem": problem},
             )
             return None
         return parsed
@@ -612,6 +631,11 @@ class PromoteForm(ModelUploadForm):
         extra_text = ""
         if self.cleaned_data.get("requirements") is not None:
             extra_text = self._text("requirements", self.cleaned_data["requirements"]) or ""
+            # Checked on their own first, so an error gives the line of the user's file, not
+            # of the merged one; lines in error are left out (their error is reported once).
+            allowed = settings.ALLOW_REQUIREMENT_OPTIONS
+            if self._attempt(parse_requirements, extra_text, allow_options=allowed) is None:
+                extra_text = ""
         _lines, text = services.promoted_requirements(run, extra_text)
         self.cleaned_data["requirements"] = services.frozen_requirements_file(text)
         self.cleaned_data["python_version"] = run.python_full_version or run.python_version

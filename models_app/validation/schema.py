@@ -8,6 +8,8 @@ from typing import Any
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from groups.storable_json import storable_problem
+
 from .errors import UploadError
 
 # Lazy: translated into the active language when a message is built.
@@ -53,6 +55,10 @@ def parse_schema(text: str, *, require_object: bool, field: str = "schema") -> A
         ) from None
     except RecursionError:
         raise UploadError(field, _("The schema is nested too deeply to be an example input.")) from None
+    problem = storable_problem(value)
+    if problem is not None:
+        # Translators: %(problem)s starts with "it", e.g. "it contains a number too large for JSON".
+        raise UploadError(field, _("The schema cannot be used: %(problem)s") % {"problem": problem})
     if require_object and not isinstance(value, dict):
         type_name = _JSON_TYPE_NAMES.get(type(value))
         raise UploadError(

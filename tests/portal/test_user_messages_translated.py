@@ -30,6 +30,9 @@ MESSAGE_ARGUMENT = {
     "ConfigError": 0,
     "Unusable": 0,
     "InterpreterNotFound": 0,
+    "ShareRefused": 1,
+    "PeriodRefused": 0,
+    "OutOfRange": 0,
     "add_error": 1,
 }
 

@@ -69,6 +69,40 @@ def test_create_experiment_reports_every_problem(cast):
     assert "you are not a member of a group named 'other-team'" in text
 
 
+@pytest.mark.parametrize(
+    ("body", "kind"),
+    [("[]", "list"), ('"Teste"', "str"), ("3", "int"), ("null", "NoneType")],
+)
+def test_create_experiment_refuses_a_json_body_that_is_not_an_object(cast, body, kind):
+    response = api_client(cast.owner).post(f"{API}/experiments", body, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert response.json()["detail"] == f"Send a JSON object, not {kind}."
+    assert not Experiment.objects.exists()
+
+
+def test_create_experiment_refuses_json_nested_too_deeply(cast):
+    response = api_client(cast.owner).post(
+        f"{API}/experiments", "[" * 5000 + "]" * 5000, content_type="application/json"
+    )
+    assert response.status_code == 400, response.content
+    assert "nested too deeply" in response.json()["detail"]
+
+
+def test_create_experiment_as_multipart_ignores_a_file_part(cast):
+    response = api_client(cast.owner).post(
+        f"{API}/experiments",
+        {
+            "experiment_name": "Teste notebook",
+            "model_type": "Classification",
+            "group": "datarisk",
+            "x": file("x.txt", "not a field of an experiment"),
+        },
+        format="multipart",
+    )
+    assert response.status_code == 201, response.content
+    assert (response.json()["name"], response.json()["group"]) == ("Teste notebook", "datarisk")
+
+
 def test_experiments_are_listed_searched_and_hidden_from_outsiders(cast):
     churn = make_experiment(cast.group, cast.owner, name="Churn")
     make_experiment(cast.group, cast.owner, name="Fraud", model_type="Regression")
@@ -230,6 +264,51 @@ def test_external_run_needs_its_artifacts(cast):
         "source is only used by Custom runs",
     ):
         assert message in text, message
+
+
+@pytest.mark.parametrize("field", ["metrics", "params"])
+def test_external_run_refuses_json_nested_too_deeply(cast, field):
+    experiment = make_experiment(cast.group, cast.owner)
+    response = api_client(cast.owner).post(
+        f"{API}/experiments/{experiment.hash}/runs",
+        external_payload(**{field: "[" * 5000 + "]" * 5000}),
+        format="multipart",
+    )
+    assert response.status_code == 400, response.content
+    (message,) = response.json()["errors"][field]
+    assert message.startswith(f"{field} is JSON nested too deeply") and "flatter" in message
+    assert not TrainingRun.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "text", "expected"),
+    [
+        ("params", '{"x": NaN}', "params cannot be stored: it contains a number too large for JSON"),
+        ("params", '{"x": 1e999}', "params cannot be stored: it contains a number too large for JSON"),
+        ("params", '{"\\ud800": 1}', "params cannot be stored: it contains \\ud800, a lone surrogate"),
+        ("metrics", '{"\\ud800": 1}', "metrics cannot be stored: it contains \\ud800, a lone surrogate"),
+    ],
+)
+def test_external_run_refuses_what_could_not_be_stored_or_shown(cast, field, text, expected):
+    """These broke the insert (NaN, infinity in a JSON column) or every page showing the run."""
+    experiment = make_experiment(cast.group, cast.owner)
+    response = api_client(cast.owner).post(
+        f"{API}/experiments/{experiment.hash}/runs", external_payload(**{field: text}), format="multipart"
+    )
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"][field][0].startswith(expected)
+    assert not TrainingRun.objects.exists()
+
+
+def test_external_run_metrics_may_hold_nan(cast):
+    experiment = make_experiment(cast.group, cast.owner)
+    response = api_client(cast.owner).post(
+        f"{API}/experiments/{experiment.hash}/runs",
+        external_payload(metrics='{"auc": NaN, "f1": 0.9}'),
+        format="multipart",
+    )
+    assert response.status_code == 201, response.content
+    assert TrainingRun.objects.get().metrics == {"auc": None, "f1": 0.9}
 
 
 def test_unsupervised_external_run_needs_no_target(cast):
@@ -412,6 +491,21 @@ def test_promote_with_extra_requirements_builds_a_new_set(cast, fake_environment
     assert model.requirements == ["scikit-learn==1.6.1", "numpy==2.0.2", "requests==2.32.3"]
 
 
+def test_promote_numbers_the_lines_of_the_users_own_requirements(cast):
+    experiment = make_experiment(cast.group, cast.owner)
+    finished_run(experiment)
+    response = _promote(
+        api_client(cast.owner),
+        experiment,
+        1,
+        requirements=file("requirements.txt", "requests==2.32.3\n--index-url http://x\n"),
+    )
+    assert response.status_code == 400, response.content
+    (message,) = response.json()["errors"]["requirements"]
+    assert message.startswith("Line 2: pip options such as --index-url are not allowed"), message
+    assert not MLModel.objects.exists()
+
+
 def test_promote_reports_every_problem_of_the_scoring_upload(cast):
     experiment = make_experiment(cast.group, cast.owner)
     finished_run(experiment)
@@ -514,6 +608,24 @@ def test_automl_run_reports_the_configurations_problems_and_unused_fields(cast):
     )
     assert "Give the AutoML configuration (conf.json)" in _errors(missing)
     assert "Upload the training data" in _errors(missing)
+
+
+def test_automl_run_refuses_a_configuration_nested_too_deeply(cast):
+    experiment = make_experiment(cast.group, cast.owner)
+    response = api_client(cast.owner).post(
+        f"{API}/experiments/{experiment.hash}/runs",
+        {
+            "run_name": "automl",
+            "training_type": "AutoML",
+            "train_data": file("dados.csv", "a,b,target\n1,2,0\n"),
+            "conf_dict": file("conf.json", '{"a": ' * 5000 + "1" + "}" * 5000),
+        },
+        format="multipart",
+    )
+    assert response.status_code == 400, response.content
+    (message,) = response.json()["errors"]["conf_dict"]
+    assert message.startswith("conf_dict is JSON nested too deeply"), message
+    assert not TrainingRun.objects.exists()
 
 
 def test_an_automl_run_is_promoted_with_two_arguments(cast):

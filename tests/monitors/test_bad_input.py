@@ -1,0 +1,155 @@
+"""Monitoring inputs that used to answer 500, or were taken wrongly: each is a clear 400
+now, and nothing is stored."""
+
+from __future__ import annotations
+
+import html
+import json
+from unittest import mock
+
+import pytest
+from django.test import Client
+
+from monitors.models import Monitor, Period
+from tests.helpers.cast import PASSWORD
+from tests.helpers.clients import api_client
+from tests.helpers.monitors import configuration, deployed_model, form_data, make_monitor, reference_run
+
+API = "/api/v1/monitoring"
+DEEP = "[" * 5000 + "]" * 5000
+
+
+@pytest.fixture
+def run(cast):
+    return reference_run(cast.group)
+
+
+@pytest.fixture
+def model(cast, run):
+    return deployed_model(cast.group, run)
+
+
+@pytest.fixture
+def queued():
+    with mock.patch("monitors.services.async_task") as async_task:
+        yield async_task
+
+
+def _login(user) -> Client:
+    client = Client()
+    assert client.login(username=user.username, password=PASSWORD)
+    return client
+
+
+def _register(client: Client, model, config, **fields):
+    data, files = form_data(config, **fields)
+    return client.post(f"/models/{model.hash}/monitoring/register/", {**data, **files})
+
+
+# ------------------------------------------------------------------------ settings
+
+
+def test_a_word_that_is_not_a_boolean_does_not_remove_the_secret(cast, model, run):
+    monitor = make_monitor(model, run, webhook_url="https://hooks.example/a")
+    monitor.set_webhook_secret("a-long-enough-signing-secret")
+    monitor.save()
+    response = api_client(cast.owner).patch(
+        f"{API}/{model.hash}", {"remove_webhook_secret": "nope"}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"]["remove_webhook_secret"] == ["Send true or false, not 'nope'."]
+    assert Monitor.objects.get(model=model).webhook_signed
+
+
+def test_a_misspelt_setting_is_refused_not_ignored(cast, model, run):
+    make_monitor(model, run)
+    response = api_client(cast.owner).patch(f"{API}/{model.hash}", {"drift_treshold": 0.9}, format="json")
+    assert response.status_code == 400
+    (message,) = response.json()["errors"]["drift_treshold"]
+    assert (
+        message.startswith("Not a monitoring setting; one of webhook_url, ") and "drift_threshold" in message
+    )
+    assert Monitor.objects.get(model=model).drift_threshold == 0.25
+
+
+@pytest.mark.parametrize("path", ["", "/periods"])
+def test_bodies_nested_too_deeply_are_a_400(cast, model, run, path):
+    make_monitor(model, run)
+    client = api_client(cast.owner)
+    method = client.patch if path == "" else client.post
+    response = method(f"{API}/{model.hash}{path}", DEEP, content_type="application/json")
+    assert response.status_code == 400
+    assert "nested too deeply" in response.json()["detail"]
+
+
+# -------------------------------------------------------------------- registration
+
+
+@pytest.mark.parametrize(
+    ("config_text", "expected"),
+    [
+        (DEEP, "The configuration is nested too deeply to be read."),
+        (
+            json.dumps(configuration(InputCols=["\ud800"])),
+            "The configuration cannot be used: it contains \\ud800, a lone surrogate, which is not text.",
+        ),
+        (
+            json.dumps(
+                configuration(TrainData={"TrainDateRef": "2026-01-15", "NeomarilTrainingExecution": "²"})
+            ),
+            'TrainData.NeomarilTrainingExecution must be a run number or "<experiment hash>/<run number>"',
+        ),
+    ],
+)
+def test_configurations_that_broke_the_page_are_refused(cast, model, queued, config_text, expected):
+    client = _login(cast.owner)
+    response = _register(client, model, config_text)
+    assert response.status_code == 400
+    assert expected in html.unescape(response.content.decode())
+    assert not Monitor.objects.filter(model=model).exists()
+    assert client.get(f"/models/{model.hash}/monitoring/").status_code == 200
+
+
+def test_a_minimum_beyond_the_column_is_refused(cast, model, queued):
+    response = _register(_login(cast.owner), model, configuration(), minimum_rows="9" * 25)
+    assert response.status_code == 400
+    assert "less than or equal to 2147483647" in response.content.decode()
+    assert not Monitor.objects.filter(model=model).exists()
+
+
+def test_registering_again_checks_the_thresholds_it_keeps(cast, model, run, queued):
+    make_monitor(model, run, warning_threshold=0.3, drift_threshold=0.5)
+    response = _register(_login(cast.owner), model, configuration(), drift_threshold="0.2")
+    assert response.status_code == 400
+    assert "must be above the warning threshold (0.3)" in response.content.decode()
+    monitor = Monitor.objects.get(model=model)
+    assert (monitor.warning_threshold, monitor.drift_threshold) == (0.3, 0.5)
+
+
+# ------------------------------------------------------------------------- periods
+
+
+@pytest.mark.parametrize(
+    ("date", "expected"),
+    [
+        ("9999-12-31", "has not begun yet"),
+        ("2999-01-01", "has not begun yet"),
+        ("0001-01-01T00:00:00+05:00", "falls outside the dates that can be stored"),
+    ],
+)
+def test_periods_not_begun_or_out_of_range_are_refused(cast, model, run, queued, date, expected):
+    make_monitor(model, run, period="Year")
+    response = api_client(cast.owner).post(f"{API}/{model.hash}/periods", {"date": date}, format="json")
+    assert response.status_code == 400
+    assert expected in response.json()["errors"]["date"][0]
+    assert not Period.objects.exists()
+    if date[:4] != "0001":  # the page's date field has no time zone to push it out of range
+        page = _login(cast.owner).post(f"/models/{model.hash}/monitoring/periods/", {"date": date})
+        assert page.status_code == 400 and expected in page.content.decode()
+        assert not Period.objects.exists()
+
+
+def test_a_merge_over_every_storable_day_is_a_400(cast, model, run):
+    make_monitor(model, run)
+    response = api_client(cast.owner).get(f"{API}/{model.hash}/merged?start=0001-01-01&end=9999-12-31")
+    assert response.status_code == 400

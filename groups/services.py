@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import smtplib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -19,6 +21,8 @@ from django.utils.translation import gettext
 
 from groups import tokens
 from groups.models import ApiToken, Group, GroupToken, Membership
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -185,9 +189,28 @@ def member_user(username: str) -> AbstractBaseUser:
     return user
 
 
+class EmailNotSent(Exception):
+    """The mail server refused or could not be reached; the message says so, for the admin."""
+
+
 def email_set_password_link(link: SetPasswordLink, url: str) -> None:
-    """Send the link to the user's address through EMAIL_BACKEND (the console by default)."""
+    """Send the link to the user's address through EMAIL_BACKEND (the console by default).
+
+    EmailNotSent when it could not go: the account and its link stand, and the admin
+    hands the link over instead (an account half-made by a 500 was the alternative).
+    """
     name = link.user.get_username()
+    try:
+        _send_set_password_mail(link, url, name)
+    except (OSError, smtplib.SMTPException) as exc:
+        logger.warning("could not e-mail the set-password link to %s: %s", link.user.email, exc)
+        raise EmailNotSent(
+            gettext("The e-mail to %(address)s could not be sent (%(error)s).")
+            % {"address": link.user.email, "error": exc or type(exc).__name__}
+        ) from exc
+
+
+def _send_set_password_mail(link: SetPasswordLink, url: str, name: str) -> None:
     send_mail(
         subject="Your Neomaril account",
         message=(

@@ -24,8 +24,11 @@ def storable_problem(value: Any, *, allow_nan: bool = False) -> str | None:
 
     `allow_nan`: the caller replaces non-finite numbers itself (a run's metrics: null).
     """
-    if _depth(value) > MAX_DEPTH:
+    deepest, has_nul = _walk(value)
+    if deepest > MAX_DEPTH:
         return gettext("it nests arrays or objects more than %(limit)s levels deep.") % {"limit": MAX_DEPTH}
+    if has_nul:  # PostgreSQL's text and jsonb cannot hold it
+        return gettext("it contains \\u0000 (a NUL character), which the database cannot store.")
     try:
         json.dumps(value, ensure_ascii=False, allow_nan=allow_nan).encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -38,19 +41,23 @@ def storable_problem(value: Any, *, allow_nan: bool = False) -> str | None:
     return None
 
 
-def _depth(value: Any) -> int:
-    """How many arrays and objects are nested in `value`, without recursion."""
-    deepest = 0
+def _walk(value: Any) -> tuple[int, bool]:
+    """How many arrays and objects are nested in `value`, and whether a string (or key)
+    holds a NUL; without recursion, and no deeper than the limit."""
+    deepest, has_nul = 0, False
     pending = [(value, 1)]
     while pending:
         item, level = pending.pop()
+        if isinstance(item, str):
+            has_nul = has_nul or "\x00" in item
+            continue
         if isinstance(item, dict):
-            items = item.values()
+            children = [*item.keys(), *item.values()]
         elif isinstance(item, list):
-            items = item
+            children = item
         else:
             continue
         deepest = max(deepest, level)
         if level <= MAX_DEPTH:  # past the limit the answer is known
-            pending.extend((child, level + 1) for child in items)
-    return deepest
+            pending.extend((child, level + 1) for child in children)
+    return deepest, has_nul

@@ -200,14 +200,15 @@ class PythonVersionField(forms.CharField):
     def clean(self, value: Any) -> str:
         value = super().clean(value)
         try:
-            interpreters.find_interpreter(value, self.interpreters)
+            found = interpreters.find_interpreter(value, self.interpreters)
         except interpreters.InterpreterNotFound as exc:
             # Opens like the group's message (both are a choice on the page); the rest
             # names the versions there are.
             raise forms.ValidationError(
                 _("Select a valid choice: %(reason)s"), params={"reason": exc}
             ) from None
-        return value
+        # Stored as the interpreter names it ("3.09" is 3.9), exactly when a patch was asked for.
+        return found.version if value.strip().count(".") == 2 else found.minor
 
 
 class UploadCheckingForm(forms.Form):

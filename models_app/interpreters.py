@@ -36,7 +36,7 @@ _PROBE = (
 )
 _PATH_NAME_RE = re.compile(r"^python3(\.\d+)?$")
 _VERSION_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
-_REQUEST_RE = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+))?$")
+_REQUEST_RE = re.compile(r"^([0-9]{1,3})\.([0-9]{1,3})(?:\.([0-9]{1,3}))?$")  # ASCII: \d takes "٣"
 
 
 @dataclass(frozen=True)

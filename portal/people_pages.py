@@ -40,9 +40,17 @@ def _people():
 
 
 def _show_link_next(request: HttpRequest, link: services.SetPasswordLink, kind: str, email: bool) -> None:
+    emailed = False
     if email:
-        services.email_set_password_link(link, request.build_absolute_uri(link.path))
-    request.session[SHOW_LINK] = {"user": link.user.pk, "kind": kind, "emailed": email}
+        try:
+            services.email_set_password_link(link, request.build_absolute_uri(link.path))
+            emailed = True
+        except services.EmailNotSent as problem:
+            messages.warning(
+                request,
+                _("%(problem)s Give the link below to the person yourself.") % {"problem": problem},
+            )
+    request.session[SHOW_LINK] = {"user": link.user.pk, "kind": kind, "emailed": emailed}
 
 
 @login_required

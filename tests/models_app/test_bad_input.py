@@ -94,3 +94,21 @@ def test_a_share_link_lifetime_beyond_any_date_is_refused_in_the_pages_language(
     assert response.status_code == 200
     assert "Um link de compartilhamento vale entre" in response.content.decode()
     assert not model.share_links.exists()
+
+
+@pytest.mark.parametrize(("given", "stored"), [("03.09", "3.9"), (" 3.11 ", "3.11")])
+def test_a_python_version_is_stored_as_the_interpreter_names_it(cast, given, stored):
+    response = api_client(cast.owner).post(
+        "/api/v1/models", sync_payload(python_version=given), format="multipart"
+    )
+    assert response.status_code == 201, response.content
+    assert MLModel.objects.get().python_version == stored
+
+
+@pytest.mark.parametrize("given", ["٣.٩", "３.９", "3.0009"])
+def test_a_python_version_in_other_digits_is_refused(cast, given):
+    response = api_client(cast.owner).post(
+        "/api/v1/models", sync_payload(python_version=given), format="multipart"
+    )
+    assert response.status_code == 400
+    assert "python_version must look like 3.9" in response.json()["errors"]["python_version"][0]

@@ -164,3 +164,30 @@ def test_django_admin_user_page_shows_neomaril_groups_not_permission_groups(cast
     assert "Neomaril groups" in html and "datarisk" in html
     listing = client.get("/admin/auth/user/").content.decode()
     assert "datarisk (owner)" in listing
+
+
+@pytest.fixture
+def unreachable_mail_server(settings):
+    """SMTP to a loopback port nothing listens on: the send fails at once."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", 1, 2
+
+
+def test_a_mail_that_cannot_go_leaves_the_account_and_shows_its_link(cast, unreachable_mail_server):
+    client = _login(cast.admin)
+    created = client.post("/people/", {"username": "newbie", "email": "n@example.com", "send_email": "on"})
+    assert created.status_code == 302 and created["Location"] == "/people/newbie/"
+    html = client.get("/people/newbie/").content.decode()
+    assert "The e-mail to n@example.com could not be sent" in html
+    assert "Give the link below to the person yourself." in html
+    assert _link(html) and "was also e-mailed" not in html
+    assert get_user_model().objects.filter(username="newbie").count() == 1
+
+
+def test_a_reset_whose_mail_cannot_go_shows_the_link(cast, unreachable_mail_server):
+    client = _login(cast.admin)
+    get_user_model().objects.filter(pk=cast.teammate.pk).update(email="t@example.com")
+    response = client.post("/people/teammate/", {"action": "reset", "send_email": "on"})
+    assert response.status_code == 302
+    html = client.get("/people/teammate/").content.decode()
+    assert "The e-mail to t@example.com could not be sent" in html and _link(html)

@@ -8,6 +8,7 @@ disagree about a field, a default or a message.
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 from django import forms
@@ -34,7 +35,17 @@ from models_app.validation import (
 
 # Asked for when the upload names none (the page preselects it when the host has it).
 DEFAULT_PYTHON_VERSION = "3.10"
-NAME_TOO_LONG = "The name has %(show_value)d characters; the limit is %(limit_value)d."
+NAME_TOO_LONG = _("The name has %(show_value)d characters; the limit is %(limit_value)d.")
+
+
+def refuse_control_characters(value: str) -> None:
+    """Names are shown in pages, logs and terminals, where an escape sequence acts."""
+    for character in value:
+        if unicodedata.category(character) == "Cc":
+            raise forms.ValidationError(
+                _("A name cannot hold control characters (%(character)s)."),
+                params={"character": character.encode("unicode_escape").decode("ascii")},
+            )
 
 
 class MultipleFileInput(forms.ClearableFileInput):
@@ -285,6 +296,7 @@ class ModelUploadForm(UploadCheckingForm):
 
     name = forms.CharField(
         max_length=64,
+        validators=[refuse_control_characters],
         label=_("Name"),
         help_text=_("Shown in lists and in the model's API docs."),
         error_messages={

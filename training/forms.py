@@ -30,6 +30,7 @@ from models_app.forms import (
     MultipleFileField,
     PythonVersionField,
     UploadCheckingForm,
+    refuse_control_characters,
 )
 from models_app.models import MLModel
 from models_app.services import NamedFile
@@ -55,6 +56,7 @@ class ExperimentForm(forms.Form):
 
     experiment_name = forms.CharField(
         max_length=64,
+        validators=[refuse_control_characters],
         label=_("Name"),
         error_messages={
             "required": _("Give the experiment a name."),

@@ -112,3 +112,18 @@ def test_a_python_version_in_other_digits_is_refused(cast, given):
     )
     assert response.status_code == 400
     assert "python_version must look like 3.9" in response.json()["errors"]["python_version"][0]
+
+
+def test_names_with_control_characters_are_refused(cast):
+    response = api_client(cast.owner).post(
+        "/api/v1/models", sync_payload(name="evil\x1b[31m\x07"), format="multipart"
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"]["name"] == ["A name cannot hold control characters (\\x1b)."]
+    experiment = api_client(cast.owner).post(
+        "/api/v1/training/experiments",
+        {"experiment_name": "tab\there", "model_type": "Classification", "group": cast.group.name},
+        format="json",
+    )
+    assert experiment.status_code == 400
+    assert experiment.json()["errors"]["experiment_name"] == ["A name cannot hold control characters (\\t)."]

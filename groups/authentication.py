@@ -19,6 +19,12 @@ from groups.api.shape import error_body
 from groups.models import ApiToken, Group, GroupToken
 
 USER_TOKEN_KIND = "nmu_"  # noqa: S105  (a prefix, not a secret)
+# The 401 of an endpoint for users called with a group token (groups.api.errors).
+USER_ENDPOINT_NEEDS_A_LOGIN = (
+    "A group token (Authorization: Bearer nmg_…) only calls models: POST /api/v1/run/<hash> "
+    "and its executions. This endpoint needs a user's API token (Authorization: Token nmu_…, "
+    "from POST /api/v1/auth/login) or a logged-in session."
+)
 
 
 def _credentials(request: Request, scheme: str) -> str | None:
@@ -73,6 +79,16 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         resolution = timedelta(seconds=settings.API_TOKEN_LAST_USED_RESOLUTION_SECONDS)
         if token.last_used_at is None or now - token.last_used_at > resolution:
             ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+
+
+def presents_group_token(request: Request | HttpRequest) -> bool:
+    """Whether the caller sent `Bearer <token>` with a token that is not a user's API token,
+    which ApiTokenAuthentication leaves to the model endpoints (they check it)."""
+    try:
+        value = _credentials(request, "Bearer")
+    except exceptions.AuthenticationFailed:  # malformed: ApiTokenAuthentication says so first
+        return False
+    return value is not None and not value.startswith(USER_TOKEN_KIND)
 
 
 class GroupTokenMissing(exceptions.NotAuthenticated):

@@ -1,14 +1,80 @@
-"""Forms of the accounts pages; UserCreateForm also checks the users API's input."""
+"""Forms of the accounts pages; UserCreateForm and UserResetForm also check the users
+API's input. DefaultBooleanField is the strict true/false of every form that an API
+shares with a page (uploads, training, monitoring, accounts)."""
 
 from __future__ import annotations
 
 from django import forms
 from django.contrib.auth import get_user_model
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from groups import services
 from groups.models import Group, Membership
 from groups.timezones import validate_zone
+
+
+class Checkbox(forms.CheckboxInput):
+    """A checkbox whose field is on when the request leaves it out.
+
+    A browser sends nothing for an unchecked box, which an API client also does when
+    it wants the default. So a hidden "false" goes first: an unchecked box still sends
+    "false", a checked one sends "false" then "true", and the last value wins.
+    """
+
+    def __init__(self, attrs=None):
+        super().__init__({"value": "true", **(attrs or {})})
+
+    def value_from_datadict(self, data, files, name):
+        values = data.getlist(name) if hasattr(data, "getlist") else [data.get(name)]
+        values = [value for value in values if value is not None]
+        return values[-1] if values else None
+
+    def value_omitted_from_data(self, data, files, name):
+        return name not in data
+
+    def render(self, name, value, attrs=None, renderer=None):
+        hidden = format_html('<input type="hidden" name="{}" value="false">', name)
+        return hidden + super().render(name, value, attrs, renderer)
+
+
+class DefaultBooleanField(forms.Field):
+    """true/false (also 1/0, on/off, yes/no); `default` when the request leaves it out.
+
+    Unlike forms.BooleanField, a value that is neither is refused, not taken as true:
+    a JSON "0" or "no" must not make an admin. A page's checked box posts "true" (or
+    "on", from a page rendered before the hidden "false"), an unchecked one "false" or
+    nothing.
+    """
+
+    widget = Checkbox
+    default_error_messages = {"invalid": _("Send true or false, not %(value)r.")}
+    _TRUE = {"true", "1", "on", "yes"}
+    _FALSE = {"false", "0", "off", "no"}
+
+    def __init__(self, *, default: bool, **kwargs):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("initial", default)
+        super().__init__(**kwargs)
+        self.default = default
+
+    def to_python(self, value):
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower() if value is not None else ""
+        if not text:
+            return self.default
+        if text in self._TRUE:
+            return True
+        if text in self._FALSE:
+            return False
+        raise forms.ValidationError(self.error_messages["invalid"], code="invalid", params={"value": value})
+
+    def prepare_value(self, value):
+        try:
+            return self.to_python(value)
+        except forms.ValidationError:
+            return value
 
 
 class GroupForm(forms.ModelForm):
@@ -59,8 +125,13 @@ class ApiTokenForm(forms.Form):
 class UserCreateForm(forms.ModelForm):
     """A new account: no password here, the user sets it through a one-time link."""
 
-    send_email = forms.BooleanField(
-        required=False,
+    is_staff = DefaultBooleanField(
+        default=False,
+        label=_("Admin"),
+        help_text=_("Admins see every group and manage people, groups and tokens."),
+    )
+    send_email = DefaultBooleanField(
+        default=False,
         label=_("Also e-mail the link to the user"),
         help_text=_("Needs an e-mail address. You see the link either way."),
     )
@@ -68,11 +139,10 @@ class UserCreateForm(forms.ModelForm):
     class Meta:
         model = get_user_model()
         fields = ["username", "email", "is_staff"]
-        labels = {"username": _("Username"), "email": _("E-mail"), "is_staff": _("Admin")}
+        labels = {"username": _("Username"), "email": _("E-mail")}
         help_texts = {
             "username": _("What they log in with: letters, digits and @/./+/-/_ only, up to 150 characters."),
             "email": _("Optional."),
-            "is_staff": _("Admins see every group and manage people, groups and tokens."),
         }
         widgets = {"username": forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"})}
 
@@ -92,6 +162,12 @@ class UserCreateForm(forms.ModelForm):
                 "email", _("Give an e-mail address to send the link to, or do not ask to send it.")
             )
         return cleaned
+
+
+class UserResetForm(forms.Form):
+    """A new set-password link for an account (the users API's reset)."""
+
+    send_email = DefaultBooleanField(default=False, label=_("Also e-mail the link to the user"))
 
 
 class PersonGroupForm(forms.Form):

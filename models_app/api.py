@@ -15,10 +15,10 @@ from rest_framework.views import APIView
 
 from groups.api.errors import Conflict, checked_files, form_errors
 from groups.api.pagination import PageNumberPagination
+from groups.forms import DefaultBooleanField
 from models_app import services
 from models_app.access import get_model_for_user, get_version, models_for
 from models_app.forms import (
-    DefaultBooleanField,
     FileOrTextField,
     ModelUploadForm,
     ModelVersionForm,

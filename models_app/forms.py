@@ -14,11 +14,11 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
-from django.utils.html import format_html
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from groups.access import groups_for
+from groups.forms import DefaultBooleanField
 from models_app import interpreters
 from models_app.models import MAX_REPLICAS, MLModel
 from models_app.services import INLINE_SCHEMA_NAME, ModelUpload, NamedFile
@@ -64,66 +64,6 @@ class MultipleFileField(forms.FileField):
             return []
         items = data if isinstance(data, (list, tuple)) else [data]
         return [super(MultipleFileField, self).clean(item, initial) for item in items]
-
-
-class Checkbox(forms.CheckboxInput):
-    """A checkbox whose field is on when the request leaves it out.
-
-    A browser sends nothing for an unchecked box, which an API client also does when
-    it wants the default. So a hidden "false" goes first: an unchecked box still sends
-    "false", a checked one sends "false" then "true", and the last value wins.
-    """
-
-    def __init__(self, attrs=None):
-        super().__init__({"value": "true", **(attrs or {})})
-
-    def value_from_datadict(self, data, files, name):
-        values = data.getlist(name) if hasattr(data, "getlist") else [data.get(name)]
-        values = [value for value in values if value is not None]
-        return values[-1] if values else None
-
-    def value_omitted_from_data(self, data, files, name):
-        return name not in data
-
-    def render(self, name, value, attrs=None, renderer=None):
-        hidden = format_html('<input type="hidden" name="{}" value="false">', name)
-        return hidden + super().render(name, value, attrs, renderer)
-
-
-class DefaultBooleanField(forms.Field):
-    """true/false (also 1/0, on/off, yes/no); `default` when the request leaves it out.
-
-    Unlike forms.BooleanField, a value that is neither is refused, not taken as true.
-    """
-
-    widget = Checkbox
-    default_error_messages = {"invalid": _("Send true or false, not %(value)r.")}
-    _TRUE = {"true", "1", "on", "yes"}
-    _FALSE = {"false", "0", "off", "no"}
-
-    def __init__(self, *, default: bool, **kwargs):
-        kwargs.setdefault("required", False)
-        kwargs.setdefault("initial", default)
-        super().__init__(**kwargs)
-        self.default = default
-
-    def to_python(self, value):
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower() if value is not None else ""
-        if not text:
-            return self.default
-        if text in self._TRUE:
-            return True
-        if text in self._FALSE:
-            return False
-        raise forms.ValidationError(self.error_messages["invalid"], code="invalid", params={"value": value})
-
-    def prepare_value(self, value):
-        try:
-            return self.to_python(value)
-        except forms.ValidationError:
-            return value
 
 
 class FileOrTextInput(forms.FileInput):

@@ -21,7 +21,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from groups.api.errors import Conflict, checked_files, form_errors
+from groups.api.errors import Conflict, checked_files, form_errors, json_object
 from groups.api.parsers import JSONParser  # deep nesting is a 400, not a RecursionError
 from models_app.api import form_request_schema
 from monitors import services
@@ -85,12 +85,6 @@ def parse_day(params, field: str) -> date:
     raise ValidationError({field: [f"{value!r} is not a date: use YYYY-MM-DD, e.g. {field}=2026-05-01."]})
 
 
-def _json_object(request: Request) -> dict:
-    if not hasattr(request.data, "get"):
-        raise ValidationError([f"Send a JSON object, not {type(request.data).__name__}."])
-    return request.data
-
-
 class MonitorView(APIView):
     parser_classes = [JSONParser, MultiPartParser, FormParser]  # POST: multipart; PATCH: JSON
 
@@ -123,7 +117,7 @@ class MonitorView(APIView):
     def patch(self, request: Request, model_hash: str) -> Response:
         """Change the webhook, thresholds or minimum rows; fields not sent keep their value."""
         monitor = get_monitor_for_user(request.user, model_hash)
-        data = _json_object(request)
+        data = json_object(request)
         unknown = sorted(set(data) - set(MonitoringSettingsForm.base_fields))
         if unknown:  # a misspelt setting would otherwise be ignored and the answer a 200
             settings_names = ", ".join(MonitoringSettingsForm.base_fields)
@@ -169,7 +163,7 @@ class PeriodListView(APIView):
     def post(self, request: Request, model_hash: str) -> Response:
         """Run the period containing `date` (default now) now; a finished one runs again."""
         monitor = get_monitor_for_user(request.user, model_hash)
-        value = _json_object(request).get("date")
+        value = json_object(request).get("date")
         moment = None if value in (None, "") else parse_moment("date", value)
         try:
             period = services.request_period(monitor, moment, request.user)

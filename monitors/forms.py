@@ -19,8 +19,9 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from groups import webhooks
+from groups.forms import DefaultBooleanField
 from groups.storable_json import storable_problem
-from models_app.forms import DefaultBooleanField, UploadCheckingForm
+from models_app.forms import UploadCheckingForm
 from models_app.models import MLModel
 from models_app.services import NamedFile
 from models_app.validation import check_entrypoint_name, check_source

@@ -22,12 +22,15 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from executions.models import Execution
 from groups import services
 from groups.access import admins, can_manage_group, get_group_for_user, groups_for, is_admin
+from groups.api import errors as api_errors
+from groups.api.middleware import API_PREFIX
 from groups.crypto import decrypt_json, encrypt_json
 from groups.forms import ApiTokenForm, GroupForm, MemberForm, RefreshTokenForm, TimeZoneForm
 from groups.models import ApiToken, Group, GroupToken, Membership, Profile
@@ -314,3 +317,10 @@ def _uuid_or_404(value: str) -> str:
         return str(uuid.UUID(value))
     except ValueError:
         raise Http404("No such token.") from None
+
+
+def not_found(request: HttpRequest, exception: Http404) -> HttpResponse:
+    """handler404: the API's JSON answer under /api/ (its clients read JSON), the page elsewhere."""
+    if request.path_info.startswith(API_PREFIX):
+        return api_errors.not_found(request, exception)
+    return defaults.page_not_found(request, exception)

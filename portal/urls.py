@@ -41,3 +41,6 @@ urlpatterns = [
     path("", include("executions.ui_urls")),
     path("", include("training.ui_urls")),
 ]
+
+# Not found (no route matches, or a view said so): the API's JSON under /api/, the page elsewhere.
+handler404 = "portal.ui.not_found"

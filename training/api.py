@@ -16,7 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from groups.api.errors import Conflict, checked_files, form_errors
+from groups.api.errors import Conflict, checked_files, form_errors, json_object
 from groups.api.pagination import PageNumberPagination
 from groups.api.parsers import JSONParser  # deep nesting is a 400, not a RecursionError
 from models_app.api import form_request_schema
@@ -42,12 +42,10 @@ MAX_COMPARED_RUNS = 1000
 def _fields(request: Request) -> dict | QueryDict:
     """The request's fields, a copy the view may change: a JSON object's members, or a
     form's text fields. A file part is no field of these requests and is left out (copying
-    an upload's open file fails). The JSON check words its answer as monitors.api's does."""
+    an upload's open file fails)."""
     if isinstance(request.data, QueryDict):
         return request.POST.copy()
-    if not isinstance(request.data, dict):
-        raise ValidationError([f"Send a JSON object, not {type(request.data).__name__}."])
-    return dict(request.data)
+    return dict(json_object(request))
 
 
 class ExperimentListView(APIView):

@@ -18,11 +18,11 @@ from django.core.files.uploadedfile import SimpleUploadedFile, UploadedFile
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from groups.forms import DefaultBooleanField
 from groups.storable_json import storable_problem
 from models_app.access import models_for
 from models_app.forms import (
     NAME_TOO_LONG,
-    DefaultBooleanField,
     FileOrTextField,
     FileOrTextInput,
     GroupField,

@@ -10,11 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import NON_FIELD_ERRORS
-from django.http import HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
+from django.urls import Resolver404
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from groups.api.shape import BEARER_CHALLENGE, JSON, error_body, error_json
+from groups.authentication import USER_ENDPOINT_NEEDS_A_LOGIN, presents_group_token
 
 __all__ = ["BEARER_CHALLENGE", "JSON", "error_body", "error_json", "error_response", "exception_handler"]
 
@@ -38,6 +40,9 @@ def _first_message(errors: Any) -> str:
 
 
 def exception_handler(exc: Exception, context: dict) -> Any:
+    if type(exc) is exceptions.NotAuthenticated and presents_group_token(context["request"]):
+        # DRF's "credentials were not provided" would hide that some were, of the wrong kind.
+        exc.detail = exceptions.ErrorDetail(USER_ENDPOINT_NEEDS_A_LOGIN, code=exc.default_code)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
@@ -85,6 +90,43 @@ def form_errors(form) -> exceptions.ValidationError:
             for field, messages in form.errors.items()
         }
     )
+
+
+def not_found(request: HttpRequest, exception: Http404) -> HttpResponse:
+    """The 404 of a path under /api/ that reached Django's handler404: a path that no
+    route matches (an unknown endpoint, or an id of the wrong form such as a token id
+    that is not a UUID); DRF's views answer their own 404s."""
+    if isinstance(exception, Resolver404):
+        detail = (
+            f"No API endpoint at {request.method} {request.path}. "
+            "The endpoints are listed at /api/docs/ (OpenAPI document: /api/schema/)."
+        )
+    else:
+        message = exception.args[0] if exception.args else None
+        detail = message if isinstance(message, str) and message else "Not found."
+    return error_response(status.HTTP_404_NOT_FOUND, detail, "not_found")
+
+
+NOT_AN_OBJECT = "Send a JSON object, not {kind}."
+# What a JSON body that is not an object is called in NOT_AN_OBJECT.
+_JSON_KINDS = {
+    list: "list",
+    str: "string",
+    int: "number",
+    float: "number",
+    bool: "boolean",
+    type(None): "null",
+}
+
+
+def json_object(request) -> dict:
+    """The request's body when it is an object (a JSON object, or form fields); else a
+    400 naming what was sent instead, for views that read fields off the body."""
+    data = request.data
+    if not isinstance(data, dict):  # DRF's QueryDict of form fields is a dict too
+        kind = _JSON_KINDS.get(type(data), type(data).__name__)
+        raise exceptions.ValidationError([NOT_AN_OBJECT.format(kind=kind)])
+    return data
 
 
 def checked_files(request):

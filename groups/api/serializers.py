@@ -158,6 +158,16 @@ class UserCreateSerializer(serializers.Serializer):
     )
 
 
+class UserResetSerializer(serializers.Serializer):
+    """The reset's optional body (checked by groups.forms.UserResetForm)."""
+
+    send_email = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Also e-mail the new link (needs the user's e-mail address).",
+    )
+
+
 class SetPasswordLinkSerializer(serializers.Serializer):
     set_password_url = serializers.URLField(
         help_text="One-time link where the user sets a password. Shown only in this answer: pass it on."

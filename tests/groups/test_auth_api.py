@@ -2,12 +2,13 @@
 
 from io import StringIO
 
+import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
 from groups.models import ApiToken
 from tests.helpers.cast import PASSWORD
-from tests.helpers.clients import api_client
+from tests.helpers.clients import api_client, token_client
 
 
 def test_login_exchanges_password_for_token(cast):
@@ -106,3 +107,34 @@ def test_wrong_method_is_405(cast):
     response = api_client(cast.owner).put("/api/v1/auth/me", {})
     assert response.status_code == 405
     assert response.json()["code"] == "method_not_allowed"
+
+
+GROUP_TOKEN_ON_USER_ENDPOINT = (
+    "A group token (Authorization: Bearer nmg_…) only calls models: POST /api/v1/run/<hash> "
+    "and its executions. This endpoint needs a user's API token (Authorization: Token nmu_…, "
+    "from POST /api/v1/auth/login) or a logged-in session."
+)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/api/v1/models"),
+        ("get", "/api/v1/auth/me"),
+        ("get", "/api/v1/groups"),
+        ("post", "/api/v1/users"),
+    ],
+)
+def test_a_group_token_on_a_user_endpoint_is_401_saying_which_token_it_needs(cast, method, path):
+    response = getattr(token_client(cast.group_token), method)(path, {}, format="json")
+    assert response.status_code == 401
+    assert response.json() == {"detail": GROUP_TOKEN_ON_USER_ENDPOINT, "code": "not_authenticated"}
+    assert response["WWW-Authenticate"] == "Token"
+
+
+def test_without_any_token_the_401_is_unchanged(cast):
+    response = api_client().get("/api/v1/models")
+    assert response.json() == {
+        "detail": "Authentication credentials were not provided.",
+        "code": "not_authenticated",
+    }

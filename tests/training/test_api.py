@@ -71,7 +71,7 @@ def test_create_experiment_reports_every_problem(cast):
 
 @pytest.mark.parametrize(
     ("body", "kind"),
-    [("[]", "list"), ('"Teste"', "str"), ("3", "int"), ("null", "NoneType")],
+    [("[]", "list"), ('"Teste"', "string"), ("3", "number"), ("null", "null")],
 )
 def test_create_experiment_refuses_a_json_body_that_is_not_an_object(cast, body, kind):
     response = api_client(cast.owner).post(f"{API}/experiments", body, content_type="application/json")

@@ -44,10 +44,27 @@ class Refused(Exception):
     """The notice may not go to this address; the message says why (in English: it is logged)."""
 
 
+# IPv6 prefixes whose last 32 bits are an IPv4 address a gateway reaches (RFC 6052 NAT64,
+# RFC 8215 local NAT64, the deprecated IPv4-compatible ::a.b.c.d): checked as that address.
+_IPV4_CARRIERS = tuple(ipaddress.ip_network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48", "::/96"))
+
+
+def _as_reached(address: IPAddress) -> IPAddress:
+    """The IPv4 address an IPv6 one stands for, where it embeds one; else itself."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return address
+    if address.ipv4_mapped is not None:  # ::ffff:127.0.0.1 is 127.0.0.1
+        return address.ipv4_mapped
+    if address.sixtofour is not None:  # 2002:7f00:1::/48 is 6to4 over 127.0.0.1
+        return address.sixtofour
+    if any(address in carrier for carrier in _IPV4_CARRIERS):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return address
+
+
 def address_allowed(address: IPAddress) -> bool:
     """A public unicast address, or one in the admin's allowed networks."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    address = _as_reached(address)
     if any(address in ipaddress.ip_network(network) for network in settings.WEBHOOK_ALLOWED_NETWORKS):
         return True
     return address.is_global and not address.is_multicast

@@ -74,6 +74,7 @@ def ensure_environment(
     timeout: float,
     uv_cache_dir: Path | None = None,
     allow_options: bool = False,
+    allow_source_builds: bool = False,
 ) -> Path:
     """Return the folder of a complete environment for this interpreter and requirements.
 
@@ -83,6 +84,10 @@ def ensure_environment(
     from `validation.parse_requirements` (with the same `allow_options`), which is what
     makes them safe to hand to uv; they are re-checked here. Raises EnvironmentBuildError,
     leaving nothing behind.
+
+    Without `allow_source_builds` only wheels are installed: building a source package
+    runs its own setup code, here in the worker, outside the sandbox, with the worker's
+    access to the data folder (NEOMARIL_ALLOW_SOURCE_BUILDS is an admin's choice).
     """
     envs_dir = Path(envs_dir)
     # Defence in depth: these lines go to uv verbatim, so re-check them even though the
@@ -126,6 +131,7 @@ def ensure_environment(
             timeout=timeout,
             uv_cache_dir=uv_cache_dir,
             allow_options=allow_options,
+            allow_source_builds=allow_source_builds,
         )
     log(f"Environment {fingerprint[:12]} is ready")
     return final
@@ -146,6 +152,7 @@ def _build(
     timeout: float,
     uv_cache_dir: Path | None,
     allow_options: bool,
+    allow_source_builds: bool,
 ) -> None:
     deadline = time.monotonic() + timeout
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{fingerprint}-", dir=envs_dir))
@@ -179,12 +186,14 @@ def _build(
                     # Environments are read-only in the sandbox, where no .pyc could be cached:
                     # compile once here, or every cold start would compile every import again.
                     "--compile-bytecode",
+                    *([] if allow_source_builds else ["--no-build"]),
                     "--python",
                     str(env_python(tmp)),
                     "-r",
                     str(requirements_file),
                 ],
                 step="Installing the requirements",
+                hint=None if allow_source_builds else _wheels_only_hint(interpreter),
                 cwd=tmp,
                 deadline=deadline,
                 timeout=timeout,
@@ -196,6 +205,7 @@ def _build(
             "python_path": str(interpreter.path),
             "requirements": sorted(set(requirements)),
             "allow_options": allow_options,
+            "allow_source_builds": allow_source_builds,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         # Written last: its presence is what makes the environment usable.
@@ -233,8 +243,33 @@ def _uv_environment() -> dict[str, str]:
     return env
 
 
+# uv's words when --no-build stops it at a package that has no wheel for this interpreter.
+_NO_WHEEL_SIGNS = ("building source distributions is disabled", "--no-build", "no-build")
+
+
+def _wheels_only_hint(interpreter: Interpreter) -> Callable[[list[str]], str | None]:
+    def hint(output: list[str]) -> str | None:
+        if not any(sign in line.lower() for line in output for sign in _NO_WHEEL_SIGNS):
+            return None
+        return (
+            f"Only prebuilt packages (wheels) are installed, and a requirement has none for Python "
+            f"{interpreter.version} on this platform: pin a version that publishes a wheel for it, or "
+            "ask an administrator to allow source builds (NEOMARIL_ALLOW_SOURCE_BUILDS; a source "
+            "package runs its build script outside the sandbox)."
+        )
+
+    return hint
+
+
 def _run_uv(
-    cmd: list[str], *, step: str, cwd: Path, deadline: float, timeout: float, log: Callable[[str], None]
+    cmd: list[str],
+    *,
+    step: str,
+    cwd: Path,
+    deadline: float,
+    timeout: float,
+    log: Callable[[str], None],
+    hint: Callable[[list[str]], str | None] | None = None,
 ) -> None:
     """Run uv in `cwd`, streaming its merged output to `log` line by line, killed at `deadline`."""
     output: list[str] = []
@@ -273,7 +308,11 @@ def _run_uv(
     if timed_out:
         raise EnvironmentBuildError(f"{step} timed out after {timeout:g} s; the build was stopped.")
     if proc.returncode != 0:
-        raise EnvironmentBuildError(f"{step} failed (uv exit status {proc.returncode}): {_key_lines(output)}")
+        advice = hint(output) if hint is not None else None
+        if advice:
+            log(advice)
+        message = f"{step} failed (uv exit status {proc.returncode}): {_key_lines(output)}"
+        raise EnvironmentBuildError(f"{message} {advice}" if advice else message)
 
 
 def _pump_output(proc: subprocess.Popen[bytes], deadline: float, emit: Callable[[str], None]) -> bool:

@@ -149,6 +149,7 @@ def prepare_environment(
                 timeout=settings.ENV_BUILD_TIMEOUT,
                 uv_cache_dir=Path(settings.UV_CACHE_DIR) if settings.UV_CACHE_DIR else None,
                 allow_options=settings.ALLOW_REQUIREMENT_OPTIONS,
+                allow_source_builds=settings.ALLOW_SOURCE_BUILDS,
             )
     except environments.EnvironmentBuildError as exc:
         raise EnvironmentUnavailable(f"Could not install the requirements: {exc}") from None

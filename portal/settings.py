@@ -326,6 +326,9 @@ SMOKE_TEST_TIMEOUT = envint("NEOMARIL_SMOKE_TEST_TIMEOUT", 120, minimum=1)
 # Lines such as `--index-url` or `--extra-index-url` in requirements.txt redirect the
 # install to another package index; only an admin may turn that on.
 ALLOW_REQUIREMENT_OPTIONS = envbool("NEOMARIL_ALLOW_REQUIREMENT_OPTIONS", False)
+# Off: environments get prebuilt wheels only. A source package runs its build script in
+# the worker, outside the sandbox, so only an admin may turn that on.
+ALLOW_SOURCE_BUILDS = envbool("NEOMARIL_ALLOW_SOURCE_BUILDS", False)
 # Extra folders searched for Python interpreters (besides PATH, pyenv and uv).
 PYTHON_SEARCH_PATHS = envlist("NEOMARIL_PYTHON_SEARCH_PATHS", [])
 MAX_UPLOAD_FILE_BYTES = envint("NEOMARIL_MAX_UPLOAD_FILE_MB", 1024, minimum=1) * 1024 * 1024

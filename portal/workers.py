@@ -19,6 +19,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker
 
+from models_app.serving.headers import joined_header
 from portal.draining import DRAINING
 
 if TYPE_CHECKING:
@@ -307,10 +308,7 @@ class WebProtocol(CoalescingHttpToolsProtocol):
         )
 
     def _header(self, name: bytes) -> bytes | None:
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
+        return joined_header(self.headers, name)
 
     def _scheme(self) -> str | None:
         """The scheme as uvicorn's ProxyHeadersMiddleware leaves it in the scope."""

@@ -56,6 +56,7 @@ from models_app.serving.answers import (
     record,
     too_large,
 )
+from models_app.serving.headers import joined_header
 
 logger = logging.getLogger(__name__)
 
@@ -333,10 +334,7 @@ class CallLookup:
 
 
 def _header(scope: dict, name: bytes) -> bytes | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return value
-    return None
+    return joined_header(scope["headers"], name)
 
 
 def _bearer(value: bytes | None) -> str | None:

@@ -48,9 +48,9 @@ def parse_requirements(text: str, *, allow_options: bool = False, field: str = "
     """Parse requirements.txt into canonical lines, in file order.
 
     Requirement lines come back as `str(Requirement)` with the project name (and extras)
-    canonicalised, plus any `--hash=` options. Index options are kept verbatim when
-    `allow_options` is true. Editables, includes and local paths are always refused: the
-    build only has this one file and the network.
+    canonicalised, plus any `--hash=` options. Index options and `name @ URL` lines are
+    kept only when `allow_options` is true (an admin's choice). Editables, includes and
+    local paths are always refused: the build only has this one file and the network.
     """
     result: list[str] = []
     for lineno, line in _logical_lines(text):
@@ -60,7 +60,7 @@ def parse_requirements(text: str, *, allow_options: bool = False, field: str = "
         if line.startswith("-"):
             result.append(_check_option_line(line, lineno, allow_options=allow_options, field=field))
         else:
-            result.append(_canonical_requirement(line, lineno, field=field))
+            result.append(_canonical_requirement(line, lineno, allow_urls=allow_options, field=field))
     return result
 
 
@@ -162,7 +162,7 @@ def _is_local_location(text: str) -> bool:
     )
 
 
-def _canonical_requirement(line: str, lineno: int, *, field: str) -> str:
+def _canonical_requirement(line: str, lineno: int, *, allow_urls: bool, field: str) -> str:
     # Per-requirement options start at the first token beginning with "-" (pip's rule);
     # only --hash is accepted, so hash-pinned files from pip-compile work.
     tokens = line.split()
@@ -223,6 +223,19 @@ def _canonical_requirement(line: str, lineno: int, *, field: str) -> str:
                     "scheme": repr(scheme),
                     "allowed": ", ".join(sorted(_URL_SCHEMES)),
                 },
+            )
+        if not allow_urls:
+            # The worker would fetch any address a member names (the node's own network
+            # included), from outside the configured index: the same admin switch as
+            # --index-url decides.
+            raise UploadError(
+                field,
+                _(
+                    "Line %(line)s: %(package)s is downloaded from %(url)s, outside the package index; "
+                    "publish it to the index, or ask an administrator to allow download URLs "
+                    "(NEOMARIL_ALLOW_REQUIREMENT_OPTIONS)."
+                )
+                % {"line": lineno, "package": req.name, "url": req.url},
             )
     req.name = canonicalize_name(req.name)
     req.extras = {canonicalize_name(extra) for extra in req.extras}

@@ -40,6 +40,12 @@ def receiver():
         ("fe80::1", False),
         ("fd00::1", False),
         ("::ffff:127.0.0.1", False),  # loopback written as IPv6
+        ("64:ff9b::a00:5", False),  # NAT64 to 10.0.0.5
+        ("64:ff9b::a9fe:a9fe", False),  # NAT64 to the metadata service
+        ("64:ff9b:1::7f00:1", False),  # local-use NAT64 to 127.0.0.1
+        ("::7f00:1", False),  # IPv4-compatible 127.0.0.1
+        ("2002:a00:5::1", False),  # 6to4 over 10.0.0.5
+        ("64:ff9b::808:808", True),  # NAT64 to a public address
     ],
 )
 def test_only_public_addresses_are_allowed_by_default(address, allowed, settings):

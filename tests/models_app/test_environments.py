@@ -291,3 +291,26 @@ def _processes_with(cmdline: list[str]) -> list[psutil.Process]:
         if proc.info["cmdline"] == cmdline and proc.info["status"] != psutil.STATUS_ZOMBIE:
             found.append(proc)
     return found
+
+
+def test_a_source_package_is_not_built_unless_an_admin_allows_it(tmp_path, py39):
+    """Building runs the package's own setup code in the worker, outside the sandbox."""
+    envs = tmp_path / "envs"
+    log = Log()
+    with pytest.raises(EnvironmentBuildError) as refused:
+        ensure_environment(
+            interpreter=py39, requirements=["docopt==0.6.2"], envs_dir=envs, log=log, timeout=300
+        )  # docopt 0.6.2 is published as a source package only
+    assert "Only prebuilt packages (wheels) are installed" in str(refused.value)
+    assert "NEOMARIL_ALLOW_SOURCE_BUILDS" in log[-1]
+    assert [name for name in leftovers(envs) if not name.endswith(".lock")] == []
+    env = ensure_environment(
+        interpreter=py39,
+        requirements=["docopt==0.6.2"],
+        envs_dir=envs,
+        log=Log(),
+        timeout=300,
+        allow_source_builds=True,
+    )
+    assert json.loads((env / MARKER_NAME).read_text())["allow_source_builds"] is True
+    subprocess.run([str(env_python(env)), "-c", "import docopt"], check=True)

@@ -376,3 +376,19 @@ def test_the_fast_path_is_found_behind_the_proxy_middleware_on_sqlite_and_postgr
 
 async def _other_app(scope, receive, send):  # never called
     raise AssertionError("not served")
+
+
+def test_two_authorization_headers_are_refused_as_django_refuses_them(deployed, host, cast):
+    """The fast path took the first header and Django sees both joined: the same call got
+    200 with the valid token first and 401 with it second."""
+    front = CountingFront()
+    with Served(front) as served:
+        answers = [
+            exchange(served, post(run_path(deployed), b'{"x": 1}', cast.group_token, extra=extra))[0]
+            for extra in (
+                "Authorization: Bearer bogus\r\n",
+                "Authorization: Bearer " + cast.group_token + "\r\n",
+            )
+        ]
+    assert [status for status, _, _ in answers] == [401, 401]
+    assert all(b"Malformed" in body or b"malformed" in body for _, _, body in answers), answers

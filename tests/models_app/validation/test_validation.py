@@ -238,8 +238,16 @@ def test_requirements_line_continuations_and_hashes():
     ]
 
 
-def test_requirements_direct_https_url_is_allowed():
-    lines = parse_requirements("My_Pkg @ https://example.com/my_pkg-1.0-py3-none-any.whl#sha256=abc\n")
+def test_requirements_direct_https_url_needs_the_admins_switch():
+    line = "My_Pkg @ https://example.com/my_pkg-1.0-py3-none-any.whl#sha256=abc\n"
+    err = reject(parse_requirements, line)
+    assert err.message == (
+        "Line 1: My_Pkg is downloaded from https://example.com/my_pkg-1.0-py3-none-any.whl#sha256=abc, "
+        "outside the package index; publish it to the index, or ask an administrator to allow download "
+        "URLs (NEOMARIL_ALLOW_REQUIREMENT_OPTIONS)."
+    )
+    assert "download URLs" in reject(parse_requirements, "pkg @ git+https://example.com/pkg.git\n").message
+    lines = parse_requirements(line, allow_options=True)
     assert lines == ["my-pkg @ https://example.com/my_pkg-1.0-py3-none-any.whl#sha256=abc"]
 
 

@@ -56,6 +56,27 @@ def too_large(limit: int) -> BadInput:
     )
 
 
+# What a JSON value is called in messages (Python's type names mean nothing to a caller).
+_JSON_KINDS = {
+    str: "string",
+    int: "number",
+    float: "number",
+    bool: "boolean",
+    type(None): "null",
+    list: "list",
+}
+
+
+def _not_json(body: bytes, error: ValueError) -> str:
+    if not body.strip():
+        return "The request body is empty: send one input as JSON, like the model's schema example."
+    if body.startswith(b"\x1f\x8b"):
+        return (
+            "The request body is gzip-compressed: send it as plain JSON (Content-Encoding is not supported)."
+        )
+    return f"The request body is not valid JSON: {error}."
+
+
 def check_input(body: bytes, schema_is_object: bool) -> str:
     """The body as the JSON text the runner gets, once it is known to be valid input.
 
@@ -75,7 +96,7 @@ def check_input(body: bytes, schema_is_object: bool) -> str:
         else:
             payload = json.loads(text)
     except (UnicodeDecodeError, ValueError) as exc:
-        raise BadInput(400, f"The request body is not valid JSON: {exc}.", "invalid") from None
+        raise BadInput(400, _not_json(body, exc), "invalid") from None
     except RecursionError:
         # json's parser recurses once per level and stops near the interpreter's
         # recursion limit (about 1,000 levels, a little less on a deeper stack).
@@ -84,10 +105,12 @@ def check_input(body: bytes, schema_is_object: bool) -> str:
     # answer lists; a user's score decides for itself what a list means).
     records = isinstance(payload, list) and bool(payload) and all(isinstance(item, dict) for item in payload)
     if schema_is_object and not isinstance(payload, dict) and not records:
-        what = type(payload).__name__
+        what = _JSON_KINDS.get(type(payload), type(payload).__name__)
         if isinstance(payload, list):
             odd = next((item for item in payload if not isinstance(item, dict)), None)
-            what = "list of " + (type(odd).__name__ + " values" if payload else "nothing")
+            what = "list of " + (
+                _JSON_KINDS.get(type(odd), type(odd).__name__) + " values" if payload else "nothing"
+            )
         raise BadInput(
             400,
             f"This model takes a JSON object (like its schema example), or a list of such objects, not a JSON {what}.",

@@ -1,5 +1,6 @@
 """The body check every Sync call goes through (models_app.serving.answers.check_input)."""
 
+import gzip
 import json
 
 import pytest
@@ -27,10 +28,9 @@ def test_accepts_whatever_pythons_json_dumps_sends(payload):
     [
         (b"{not json", "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
         (b'{"a": 1} trailing', "Extra data: line 1 column 10 (char 9)"),
-        (b"", "Expecting value: line 1 column 1 (char 0)"),
         (b'{"a": "\xff"}', "'utf-8' codec can't decode byte 0xff in position 7: invalid start byte"),
     ],
-    ids=["not-json", "trailing-data", "empty", "not-utf-8"],
+    ids=["not-json", "trailing-data", "not-utf-8"],
 )
 def test_refusals_are_worded_by_the_standard_library(body, detail):
     with pytest.raises(BadInput) as refused:
@@ -49,7 +49,7 @@ def test_nesting_too_deep_for_both_parsers_is_refused_clearly():
 def test_a_model_that_takes_an_object_refuses_other_json():
     with pytest.raises(BadInput) as refused:
         check_input(b"[1, 2]", schema_is_object=True)
-    assert "not a JSON list of int values" in refused.value.detail
+    assert "not a JSON list of number values" in refused.value.detail
     assert check_input(b"[1, 2]", schema_is_object=False) == "[1, 2]"
 
 
@@ -62,3 +62,30 @@ def test_the_standard_librarys_depth_limit_holds_below_orjsons():
     assert refused.value.detail == NESTED_TOO_DEEPLY
     many_records = json.dumps([{"a": n} for n in range(2000)]).encode()
     assert check_input(many_records, schema_is_object=True) == many_records.decode()
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (b"", "The request body is empty: send one input as JSON, like the model's schema example."),
+        (b" \n", "The request body is empty: send one input as JSON, like the model's schema example."),
+        (
+            gzip.compress(b'{"a": 1}'),
+            "The request body is gzip-compressed: send it as plain JSON (Content-Encoding is not supported).",
+        ),
+    ],
+    ids=["empty", "blank", "gzip"],
+)
+def test_an_empty_or_compressed_body_is_named_as_such(body, detail):
+    with pytest.raises(BadInput) as refused:
+        check_input(body, schema_is_object=True)
+    assert refused.value.detail == detail
+
+
+@pytest.mark.parametrize(
+    ("body", "kind"), [(b"null", "null"), (b"3", "number"), (b'"x"', "string"), (b"true", "boolean")]
+)
+def test_other_json_is_named_in_json_words(body, kind):
+    with pytest.raises(BadInput) as refused:
+        check_input(body, schema_is_object=True)
+    assert refused.value.detail.endswith(f"not a JSON {kind}.")

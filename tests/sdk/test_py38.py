@@ -58,7 +58,7 @@ def test_sdk_installs_and_passes_its_unit_tests_on_python_38(tmp_path):
     # The repository's pytest configuration asks for Django; the SDK's unit tests need none.
     output = run(
         venv / "bin" / "python", "-m", "pytest", "--noconftest", "-p", "no:cacheprovider", "-o", "addopts=",
-        "-q", "tests/sdk/test_unit.py", "tests/sdk/test_training_unit.py", "tests/sdk/test_monitoring.py", "tests/sdk/test_versions.py", cwd=ROOT,
+        "-q", "tests/sdk/test_unit.py", "tests/sdk/test_training_unit.py", "tests/sdk/test_monitoring.py", "tests/sdk/test_versions.py", "tests/sdk/test_http.py", cwd=ROOT,
     )  # fmt: skip
     summary = output.strip().splitlines()[-1]
     assert re.match(r"^\d+ passed", summary) and "failed" not in summary and "error" not in summary, output

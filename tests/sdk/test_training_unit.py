@@ -21,7 +21,14 @@ from pathlib import Path
 import pytest
 import requests
 from neomaril_codex import base, training
-from neomaril_codex.exceptions import ExecutionError, InputError, NotFoundError, StateError, WaitTimeout
+from neomaril_codex.exceptions import (
+    ExecutionError,
+    InputError,
+    NetworkError,
+    NotFoundError,
+    StateError,
+    WaitTimeout,
+)
 from neomaril_codex.model import NeomarilModel, NeomarilModelVersion
 from neomaril_codex.training import (
     NeomarilTrainingClient,
@@ -774,7 +781,7 @@ def test_an_interrupted_download_leaves_no_file(run, server, tmp_path, monkeypat
         raise requests.exceptions.ChunkedEncodingError("connection dropped")
 
     monkeypatch.setattr(requests.Response, "iter_content", dropped)
-    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+    with pytest.raises(NetworkError, match="dropped before the whole file arrived"):
         run.download_result(str(tmp_path / "out"))
     assert list((tmp_path / "out").iterdir()) == []
 

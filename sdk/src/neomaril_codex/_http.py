@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import time
@@ -15,8 +16,16 @@ from urllib.parse import unquote, urljoin
 import requests
 
 from neomaril_codex import __version__
+from neomaril_codex._args import Timeout, checked_timeout, sendable_token
 from neomaril_codex._upload import MultipartBody, PathLike, progress_for
-from neomaril_codex.exceptions import AuthenticationError, NeomarilError, NetworkError, error_for_status
+from neomaril_codex.exceptions import (
+    AuthenticationError,
+    InputError,
+    NeomarilError,
+    NetworkError,
+    ServerError,
+    error_for_status,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -25,8 +34,8 @@ API_PREFIX = "/api/v1"
 # a stale keep-alive socket). Nothing else is ever retried: a POST that reached the
 # server may have created a model or started an execution.
 GET_RETRY_DELAY = 0.5
-
-Timeout = Union[float, Tuple[float, float]]
+# What of a body that is not JSON goes into the error: enough to recognise a proxy's page.
+SNIPPET_CHARS = 200
 
 
 def json_default(value: Any) -> Any:
@@ -51,6 +60,54 @@ def _body(response: requests.Response) -> Optional[Dict[str, Any]]:
     return data if isinstance(data, dict) else None
 
 
+def _snippet(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= SNIPPET_CHARS else text[:SNIPPET_CHARS] + "…"
+
+
+def json_of(response: requests.Response) -> Any:
+    """The JSON of a successful answer.
+
+    Raises:
+        ServerError: the body is not JSON — typically not Neomaril answering (a wrong URL, a
+            proxy's login page, an empty body); the message has the URL, the status and
+            the start of the body.
+    """
+    try:
+        return response.json()
+    except ValueError:  # requests.JSONDecodeError (json's or simplejson's) is a ValueError
+        pass
+    method = response.request.method if response.request is not None else "?"
+    content_type = response.headers.get("Content-Type") or "no Content-Type"
+    snippet = _snippet(response.text)
+    raise ServerError(
+        f"{method} {response.url} answered HTTP {response.status_code} with a body that is not JSON "
+        f"({content_type}): {repr(snippet) if snippet else 'an empty body'}. Is NEOMARIL_URL (url=) "
+        "the portal's address? A proxy or another site may have answered instead.",
+        status_code=response.status_code,
+    )
+
+
+def _seconds(timeout: Timeout, part: int) -> str:
+    """The connect (`part` 0) or read (1) part of a timeout, for messages: "30 s"."""
+    value = timeout[part] if isinstance(timeout, tuple) else timeout
+    return f"{float(value):g} s" if value is not None else "no limit"
+
+
+def _reason(exc: Exception) -> str:
+    """An exception of requests, readable: its message, not the tuple of its causes."""
+    reason: Any = exc
+    while isinstance(reason, BaseException) and reason.args:  # requests wraps urllib3's errors
+        reason = reason.args[0]
+    return str(reason)
+
+
+def _without_secrets(text: str, headers: Mapping[str, str]) -> str:
+    """`text` (an exception's message) with the Authorization header's token blanked out."""
+    credentials = headers.get("Authorization", "").split(" ", 1)[-1]
+    return text.replace(credentials, "<token>") if credentials else text
+
+
 class Connection:
     """A base URL, a session and the user's API token (``Authorization: Token …``)."""
 
@@ -64,6 +121,8 @@ class Connection:
         verify: Union[bool, str] = True,
         session: Optional[requests.Session] = None,
     ) -> None:
+        checked_timeout("timeout", timeout)
+        checked_timeout("upload_timeout", upload_timeout)
         url = url.strip().rstrip("/")
         if url.endswith(API_PREFIX):  # people paste the API's URL as often as the portal's
             url = url[: -len(API_PREFIX)]
@@ -90,13 +149,17 @@ class Connection:
         return urljoin(self.url + "/", path.lstrip("/"))
 
     def user_headers(self) -> Dict[str, str]:
-        if not self.user_token:
+        token = sendable_token(self.user_token, "the client's API token")
+        if not token:
             raise AuthenticationError("Not logged in: this client has no API token.")
-        return {"Authorization": f"Token {self.user_token}"}
+        return {"Authorization": f"Token {token}"}
 
     @staticmethod
     def group_headers(group_token: str) -> Dict[str, str]:
-        return {"Authorization": f"Bearer {group_token}"}
+        token = sendable_token(group_token, "the group token")
+        if not token:
+            raise AuthenticationError("No group token: it is empty.")
+        return {"Authorization": f"Bearer {token}"}
 
     def request(
         self,
@@ -107,12 +170,20 @@ class Connection:
         auth: bool = True,
         ok: Iterable[int] = (),
         timeout: Optional[Timeout] = None,
+        timeout_argument: str = "timeout",
         **kwargs: Any,
     ) -> requests.Response:
         """Send a request; answers >= 400 (but those in `ok`) raise the matching NeomarilError.
 
         `auth` adds the user's token unless `headers` already carry an Authorization.
+        `timeout` (default: the client's) is checked first; `timeout_argument` is the
+        argument that sets it, named in the message when it runs out.
+
+        Raises:
+            NetworkError: no connection, no answer in time, or an answer cut off (a GET is
+                sent once more first); NeomarilError for anything else requests refused.
         """
+        timeout = self.timeout if timeout is None else checked_timeout("timeout", timeout)
         all_headers: Dict[str, str] = {}
         if auth and not (headers and "Authorization" in headers):
             all_headers.update(self.user_headers())
@@ -121,36 +192,58 @@ class Connection:
         attempts = 2 if method.upper() == "GET" else 1
         for attempt in range(1, attempts + 1):
             try:
-                response = self.session.request(
-                    method, url, headers=all_headers, timeout=timeout or self.timeout, **kwargs
-                )
+                response = self.session.request(method, url, headers=all_headers, timeout=timeout, **kwargs)
                 break
-            except requests.Timeout as exc:
-                if isinstance(exc, requests.ConnectionError) and attempt < attempts:  # ConnectTimeout
-                    time.sleep(GET_RETRY_DELAY)
-                    continue
-                raise NetworkError(
-                    f"{method} {url}: no answer within {timeout or self.timeout} s. "
-                    "Pass a larger timeout= if the server is slow."
-                ) from exc
-            except requests.ConnectionError as exc:
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+                # A ConnectTimeout is a ConnectionError too (a ReadTimeout is not): retried.
                 if attempt < attempts:
                     logger.debug("GET %s failed (%s); retrying once", url, exc)
                     time.sleep(GET_RETRY_DELAY)
                     continue
-                raise NetworkError(f"Could not reach Neomaril at {self.url} ({method} {url}): {exc}") from exc
+                raise self._network_error(method, url, exc, timeout, timeout_argument) from exc
+            except requests.ReadTimeout as exc:
+                raise self._network_error(method, url, exc, timeout, timeout_argument) from exc
+            except requests.RequestException as exc:  # a header, URL or body requests refused
+                reason = _without_secrets(str(exc), all_headers)
+                raise NeomarilError(f"{method} {url} could not be sent: {reason}") from None
         if response.status_code >= 400 and response.status_code not in set(ok):
-            error = error_for_status(response.status_code, _body(response), response.text)
+            error = error_for_status(
+                response.status_code,
+                _body(response),
+                response.text,
+                retry_after=response.headers.get("Retry-After"),
+            )
             response.close()
             raise error
         return response
 
+    def _network_error(
+        self, method: str, url: str, exc: Exception, timeout: Timeout, timeout_argument: str
+    ) -> NetworkError:
+        """The NetworkError of a request that got no (whole) answer."""
+        if isinstance(exc, requests.ConnectTimeout):
+            return NetworkError(
+                f"Could not reach Neomaril at {self.url} ({method} {url}): no connection within "
+                f"{_seconds(timeout, 0)}. Check NEOMARIL_URL and your network."
+            )
+        if isinstance(exc, requests.ReadTimeout):
+            return NetworkError(
+                f"{method} {url}: no answer within {_seconds(timeout, 1)}. "
+                f"Pass a larger {timeout_argument}= if the server is slow."
+            )
+        if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+            message = f"{method} {url}: the connection was dropped before the whole answer arrived ({_reason(exc)})."
+            if method.upper() != "GET":
+                message += " The server may have carried it out: check before sending it again."
+            return NetworkError(message)
+        return NetworkError(f"Could not reach Neomaril at {self.url} ({method} {url}): {exc}")
+
     def get_json(self, path: str, **kwargs: Any) -> Any:
-        return self.request("GET", path, **kwargs).json()
+        return json_of(self.request("GET", path, **kwargs))
 
     def post_json(self, path: str, payload: Any = None, **kwargs: Any) -> Any:
         response = self.request("POST", path, json=payload, **kwargs)
-        return response.json() if response.content else {}
+        return {} if response.status_code == 204 else json_of(response)
 
     def upload(
         self,
@@ -173,7 +266,8 @@ class Connection:
                 path,
                 data=body,
                 headers=all_headers,
-                timeout=(min(self.timeout, 30.0), self.upload_timeout),
+                timeout=(min(_connect_seconds(self.timeout), 30.0), self.upload_timeout),
+                timeout_argument="upload_timeout",
                 ok=ok,
             )
         finally:
@@ -194,21 +288,41 @@ class Connection:
 
         The file is written as ``<name>.part`` and renamed when complete, so an interrupted
         download never leaves a file that looks whole. Returns the file's path.
+
+        Raises:
+            InputError: `folder` is a file, or cannot be created; the name is a folder's.
+            NetworkError: the connection was lost during the download (nothing is kept).
         """
+        target_folder = Path(folder)
+        if target_folder.exists() and not target_folder.is_dir():
+            raise InputError(
+                f"path: '{target_folder}' is a file, not a folder. Pass the folder to save in "
+                "(filename= chooses the file's name)."
+            )
         response = self.request("GET", path, headers=headers, stream=True)
         with response:
             name = filename or _attachment_name(response) or default
-            target_folder = Path(folder)
-            target_folder.mkdir(parents=True, exist_ok=True)
+            try:
+                target_folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise InputError(f"path: could not create the folder '{target_folder}': {exc}") from None
             target = target_folder / Path(name).name
+            if target.is_dir():
+                raise InputError(f"filename: '{target}' is a folder; choose another filename=.")
             partial = target.with_name(target.name + ".part")
             try:
                 with open(partial, "wb") as out:
                     for chunk in response.iter_content(chunk_size=1024 * 1024):
                         out.write(chunk)
                 os.replace(partial, target)
-            except BaseException:
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
                 partial.unlink(missing_ok=True)  # missing_ok: Python 3.8+
+                raise NetworkError(
+                    f"GET {response.url}: the connection was dropped before the whole file arrived "
+                    f"({_reason(exc)}); nothing was saved. Try again."
+                ) from exc
+            except BaseException:
+                partial.unlink(missing_ok=True)
                 raise
         return target
 
@@ -225,6 +339,12 @@ class Connection:
             if not page.get("next"):
                 return
             page = self.get_json(page["next"], headers=headers)
+
+
+def _connect_seconds(timeout: Timeout) -> float:
+    """The connect part of a timeout, in seconds (no limit counts as a long one)."""
+    value = timeout[0] if isinstance(timeout, tuple) else timeout
+    return float(value) if value is not None else math.inf
 
 
 def _attachment_name(response: requests.Response) -> Optional[str]:

@@ -23,6 +23,9 @@ def existing_file(argument: str, value: Any, problems: List[str]) -> Optional[Pa
         problems.append(f"{argument}: expected a file path, got {type(value).__name__}")
         return None
     path = Path(value).expanduser()
+    if path.is_dir():
+        problems.append(f"{argument}: '{path}' is a folder, not a file")
+        return None
     if not path.is_file():
         problems.append(f"{argument}: no such file '{path}'")
         return None

@@ -22,12 +22,14 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Unio
 
 import requests
 
+from neomaril_codex._args import first_token, whole_number
 from neomaril_codex._dotenv import load_dotenv
 from neomaril_codex._http import Connection, env
 from neomaril_codex.exceptions import (
     AuthenticationError,
     ExecutionError,
     InputError,
+    ServerError,
     WaitTimeout,
 )
 
@@ -183,7 +185,9 @@ class BaseNeomarilClient:
         explicit_password = bool(login or password)
         login = login or env("NEOMARIL_USER")
         password = password or env("NEOMARIL_PASSWORD")
-        token = token or (None if explicit_password else env("NEOMARIL_TOKEN"))
+        token = first_token(
+            (token, "token="), (None if explicit_password else env("NEOMARIL_TOKEN"), "NEOMARIL_TOKEN")
+        )
         if token:
             self._conn.user_token = token
             self.user = self._conn.get_json("/auth/me")
@@ -193,6 +197,11 @@ class BaseNeomarilClient:
                 {"username": login, "password": password, "token_name": "neomaril_codex"},
                 auth=False,
             )
+            if not isinstance(answer, dict) or not answer.get("token"):
+                raise ServerError(
+                    f"The login at {self._conn.absolute('/auth/login')} answered without a token: "
+                    f"{str(answer)[:200]}. Is NEOMARIL_URL (url=) the portal's address?"
+                )
             self._conn.user_token = answer["token"]
             self._issued_token_id = answer.get("token_id")
             self.user = answer.get("user", {})
@@ -294,7 +303,7 @@ class NeomarilExecution:
     ) -> None:
         self._conn = connection
         self.model_hash = model_hash
-        self.execution_id = int(execution_id)
+        self.execution_id = whole_number("execution_id", execution_id)
         self._group_token = group_token
         self._info: Dict[str, Any] = dict(info or {})
         self.status: str = self._info.get("status", "Requested")
@@ -308,7 +317,10 @@ class NeomarilExecution:
         return self._conn.absolute(f"/run/{self.model_hash}/executions/{self.execution_id}")
 
     def _headers(self) -> Dict[str, str]:
-        token = self._group_token or env("NEOMARIL_GROUP_TOKEN")
+        token = first_token(
+            (self._group_token, "the execution's group_token"),
+            (env("NEOMARIL_GROUP_TOKEN"), "NEOMARIL_GROUP_TOKEN"),
+        )
         return self._conn.group_headers(token) if token else self._conn.user_headers()
 
     def execution_info(self) -> Dict[str, Any]:
@@ -359,6 +371,8 @@ class NeomarilExecution:
 
         Raises:
             StateError: the execution has not Succeeded (yet); the message says why.
+            InputError: `path` is a file, not a folder.
+            NetworkError: the connection was dropped during the download; nothing is kept.
         """
         target = self._conn.download(
             self.url + "/result",

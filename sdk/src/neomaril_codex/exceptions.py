@@ -9,15 +9,20 @@ class                  server answer                when
 AuthenticationError    401                          no, wrong, revoked or expired credentials
 PermissionDeniedError  403                          authenticated but not allowed (subclass of
                                                     AuthenticationError)
-InputError             400, 413, 422                bad arguments, files or input data
+InputError             400, 413, 422, 429, other    bad arguments, files or input data; too
+                       4xx                          many requests (the message ends with the
+                                                    Retry-After wait)
 StateError             409                          the object's state forbids it (subclass of
                                                     InputError)
 ModelError             422                          the model's own code raised (subclass of
                                                     InputError; carries the traceback)
 NotFoundError          404                          no such model, group or execution
-ServerError            5xx                          the server or the model could not answer
-NetworkError           (none)                       the server could not be reached or did not
-                                                    answer in time (subclass of ServerError)
+ServerError            5xx, or a 2xx that is not    the server or the model could not answer;
+                       JSON                         something else answered (a wrong URL, a
+                                                    proxy's page); an answer lacked a field
+NetworkError           (none)                       the server could not be reached, did not
+                                                    answer in time, or the connection dropped
+                                                    mid-answer (subclass of ServerError)
 ExecutionError         (none)                       a background job failed: an async
                                                     execution
 BuildError             (none)                       a model's build failed (subclass of
@@ -151,13 +156,19 @@ _BY_STATUS = {
 }
 
 
-def error_for_status(status_code: int, body: Optional[Dict[str, Any]], text: str = "") -> NeomarilError:
-    """The exception matching an error answer, with the server's ``detail`` as its message."""
+def error_for_status(
+    status_code: int, body: Optional[Dict[str, Any]], text: str = "", *, retry_after: Optional[str] = None
+) -> NeomarilError:
+    """The exception matching an error answer, with the server's ``detail`` as its message,
+    followed by the answer's ``Retry-After`` (a 429, a 503) when it has one."""
     body = body or {}
     detail = body.get("detail")
     if not isinstance(detail, str) or not detail:
         snippet = " ".join(text.split())[:300]
         detail = f"HTTP {status_code}" + (f": {snippet}" if snippet else "")
+    if retry_after and retry_after.strip():
+        wait = retry_after.strip()
+        detail += f" (Retry-After: {wait} s)" if wait.isdigit() else f" (Retry-After: {wait})"
     code = body.get("code") if isinstance(body.get("code"), str) else None
     if status_code in _BY_STATUS:
         cls = _BY_STATUS[status_code]

@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from neomaril_codex._http import Connection, dumps
+from neomaril_codex._args import first_token, whole_number
+from neomaril_codex._http import Connection, dumps, json_of
 from neomaril_codex._http import env as _env
 from neomaril_codex._parts import Parts, PathLike, existing_file
 from neomaril_codex.base import (
@@ -41,6 +42,7 @@ from neomaril_codex.exceptions import (
     ExecutionError,
     InputError,
     NotFoundError,
+    ServerError,
     StateError,
     WaitTimeout,
 )
@@ -279,8 +281,17 @@ class NeomarilModel:
         """Use this group token to call the model (wins over ``NEOMARIL_GROUP_TOKEN``)."""
         self._token = group_token
 
+    def _known_token(self, per_call: Optional[str] = None) -> Optional[str]:
+        """The group token to use: `per_call`, else set_token's, else NEOMARIL_GROUP_TOKEN's;
+        stripped, and checked to be sendable (InputError, without the token, if not)."""
+        return first_token(
+            (per_call, "group_token="),
+            (self._token, "model.set_token()"),
+            (_env("NEOMARIL_GROUP_TOKEN"), "NEOMARIL_GROUP_TOKEN"),
+        )
+
     def _group_token(self, per_call: Optional[str] = None) -> str:
-        token = per_call or self._token or _env("NEOMARIL_GROUP_TOKEN")
+        token = self._known_token(per_call)
         if not token:
             raise AuthenticationError(
                 f"No group token to call model {self.model_hash}: pass group_token=, call "
@@ -301,14 +312,20 @@ class NeomarilModel:
 
         Args:
             data: the input, as above.
-            group_token: the token of the model's group, for this call only.
-            timeout: seconds to wait for a Sync answer (default: the client's timeout).
+            group_token: the token of the model's group, for this call only (whitespace
+                around it, such as the newline of a file it was read from, is ignored).
+            timeout: seconds to wait for a Sync answer, or a ``(connect, read)`` pair
+                (default: the client's timeout).
 
         Raises:
             ModelError: the model's code raised (the message has its traceback).
             StateError: the model is not Deployed.
             AuthenticationError: no group token, or a wrong one (PermissionDeniedError:
                 a token of another group).
+            InputError: a wrong `data` or `timeout`, or a token with spaces, control or
+                non-Latin-1 characters inside (the message never shows it).
+            NetworkError: no answer within the timeout, or the connection was dropped
+                (the model may have run: a call is never sent twice).
         """
         return self._call(f"/run/{self.model_hash}", self.operation, data, group_token, timeout)
 
@@ -334,7 +351,7 @@ class NeomarilModel:
             headers={**headers, "Content-Type": "application/json"},
             timeout=timeout,
         )
-        return response.json()
+        return json_of(response)
 
     def _start_execution(
         self, run_path: str, data: Any, token: str, headers: Dict[str, str]
@@ -354,21 +371,29 @@ class NeomarilModel:
             headers=headers,
             label=f"Uploading {path.name}",
         )
-        answer = response.json()
-        return NeomarilExecution(
-            self._conn, self.model_hash, int(answer["execution_id"]), group_token=token, info=answer
-        )
+        answer = json_of(response)
+        number = answer.get("execution_id") if isinstance(answer, dict) else None
+        if isinstance(number, bool) or not isinstance(number, (int, str)) or not str(number).isdigit():
+            raise ServerError(
+                f"POST {response.url} accepted {path.name} (HTTP {response.status_code}) but its answer "
+                f"has no execution_id to follow it by: {dumps(answer)[:200]}",
+                status_code=response.status_code,
+                body=answer if isinstance(answer, dict) else None,
+            )
+        return NeomarilExecution(self._conn, self.model_hash, int(number), group_token=token, info=answer)
 
     def get_execution(self, execution_id: int, group_token: Optional[str] = None) -> NeomarilExecution:
-        """An execution of this (Async) model, by its number."""
-        token = group_token or self._token or _env("NEOMARIL_GROUP_TOKEN")
-        execution = NeomarilExecution(self._conn, self.model_hash, execution_id, group_token=token)
+        """An execution of this (Async) model, by its number (an int, or a string of one)."""
+        number = whole_number("execution_id", execution_id)
+        execution = NeomarilExecution(
+            self._conn, self.model_hash, number, group_token=self._known_token(group_token)
+        )
         execution.execution_info()
         return execution
 
     def list_executions(self, status: Optional[str] = None) -> List[Dict[str, Any]]:
         """This model's executions, newest first (all pages), optionally only those in `status`."""
-        token = self._token or _env("NEOMARIL_GROUP_TOKEN")
+        token = self._known_token()
         headers = self._conn.group_headers(token) if token else None
         params = {"status": status} if status else {}
         return list(self._conn.paginate(f"/run/{self.model_hash}/executions", params, headers=headers))
@@ -376,7 +401,7 @@ class NeomarilModel:
     def health(self, group_token: Optional[str] = None) -> Dict[str, Any]:
         """Whether the model is deployed and (Sync) warm on the server: ``{"deployed": True,
         "warm": True, "runners": [...]…}``. Uses the group token when one is known, else your login."""
-        token = group_token or self._token or _env("NEOMARIL_GROUP_TOKEN")
+        token = self._known_token(group_token)
         headers = self._conn.group_headers(token) if token else None
         # 503 is the answer for "not deployed": a state, not a failure.
         return self._conn.get_json(f"/run/{self.model_hash}/health", headers=headers, ok=(503,))
@@ -424,7 +449,7 @@ class NeomarilModel:
 
     def delete(self) -> None:
         """Delete the model: its files and secrets are removed; its hash is never reused."""
-        answer = self._conn.request("DELETE", f"/models/{self.model_hash}").json()
+        answer = json_of(self._conn.request("DELETE", f"/models/{self.model_hash}"))
         self._info.update(answer)
         logger.info("Model %s deleted", self.model_hash)
 
@@ -496,7 +521,7 @@ class NeomarilModel:
             files=parts.files,
             label=f"Uploading a version of model '{self.name}'",
         )
-        version = NeomarilModelVersion(self, response.json())
+        version = NeomarilModelVersion(self, json_of(response))
         logger.info(
             "Version %s of model '%s' (%s) uploaded; it is being built and goes live once Deployed.",
             version.version,
@@ -628,12 +653,14 @@ class NeomarilModel:
                 parts.file("preprocess", "preprocess_file", preprocess_file)
             parts.optional("requirements", "requirements_file", requirements_file)
             parts.check()
-            answer = self._conn.upload(
-                self._monitoring_path,
-                fields=parts.fields,
-                files=parts.files,
-                label=f"Uploading the monitoring of model {self.model_hash}",
-            ).json()
+            answer = json_of(
+                self._conn.upload(
+                    self._monitoring_path,
+                    fields=parts.fields,
+                    files=parts.files,
+                    label=f"Uploading the monitoring of model {self.model_hash}",
+                )
+            )
         logger.info(
             "Monitoring of model %s registered (%s period); it is %s while the server checks it.",
             self.model_hash,
@@ -735,7 +762,8 @@ class NeomarilModel:
     def monitoring_period(self, period_id: int) -> Dict[str, Any]:
         """One period in detail: its log, SHAP means, and every column's bins (``labels``),
         counts and proportions on both sides."""
-        return self._conn.get_json(f"{self._monitoring_path}/periods/{int(period_id)}")
+        number = whole_number("period_id", period_id)
+        return self._conn.get_json(f"{self._monitoring_path}/periods/{number}")
 
 
 class NeomarilModelVersion:
@@ -877,7 +905,7 @@ class NeomarilModelVersion:
             StateError: it is the live version (make another one live first), or version 1,
                 which holds the model (``model.delete()`` deletes every version).
         """
-        answer = self._conn.request("DELETE", self._path).json()
+        answer = json_of(self._conn.request("DELETE", self._path))
         self._info.update(answer)
         logger.info("Version %s of model %s deleted", self.version, self.model_hash)
 
@@ -996,7 +1024,7 @@ class NeomarilModelClient(BaseNeomarilClient):
         response = self._conn.upload(
             "/models", fields=parts.fields, files=parts.files, label=f"Uploading model '{model_name}'"
         )
-        model = NeomarilModel(self._conn, response.json())
+        model = NeomarilModel(self._conn, json_of(response))
         logger.info(
             "Model '%s' created in group '%s' with hash %s; it is being built.",
             model.name,

@@ -41,7 +41,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-from neomaril_codex._http import Connection, dumps
+from neomaril_codex._args import whole_number
+from neomaril_codex._http import Connection, dumps, json_of
 from neomaril_codex._http import env as _env
 from neomaril_codex._parts import Parts, PathLike, existing_file
 from neomaril_codex.base import BaseNeomarilClient, failure_with_log, wait_finished
@@ -466,6 +467,8 @@ class NeomarilTrainingExecution:
 
         Raises:
             StateError: the run has not finished yet.
+            InputError: `path` is a file, not a folder.
+            NetworkError: the connection was dropped during the download; nothing is kept.
         """
         target = self._conn.download(
             self.url + "/artifacts", path, filename=filename, default=f"training_{self.exec_id}.zip"
@@ -556,8 +559,8 @@ class NeomarilTrainingExecution:
             label=f"Promoting run {self.exec_id}",
         )
         if model_hash:
-            return self._promoted_version(response.json(), version_of, wait_for_ready)
-        model = NeomarilModel(self._conn, response.json())
+            return self._promoted_version(json_of(response), version_of, wait_for_ready)
+        model = NeomarilModel(self._conn, json_of(response))
         logger.info(
             "Training run %s of %s promoted to model '%s' (%s); it is being built.",
             self.exec_id,
@@ -862,7 +865,7 @@ class NeomarilTrainingExperiment:
                 files=parts.files,
                 label=f"Uploading training run '{run_name}'",
             )
-        run = self._execution(response.json())
+        run = self._execution(json_of(response))
         logger.info(
             "Training run %s '%s' (%s) of experiment '%s' requested.",
             run.exec_id,
@@ -947,7 +950,8 @@ class NeomarilTrainingExperiment:
                 )
             exec_id = numbers[-1]
             logger.info("No run number given: using the latest, %s", exec_id)
-        info = self._conn.get_json(f"{_experiment_path(self.training_id)}/runs/{int(exec_id)}")
+        number = whole_number("exec_id", exec_id)
+        info = self._conn.get_json(f"{_experiment_path(self.training_id)}/runs/{number}")
         return self._execution(info)
 
     def get_all_training_executions(self) -> List[NeomarilTrainingExecution]:
@@ -1024,7 +1028,7 @@ class NeomarilTrainingClient(BaseNeomarilClient):
                 "force": bool(force),
             },
         )
-        experiment = NeomarilTrainingExperiment(self._conn, response.json())
+        experiment = NeomarilTrainingExperiment(self._conn, json_of(response))
         if response.status_code == 201:
             logger.info(
                 "Training experiment '%s' created in group '%s' with id %s",

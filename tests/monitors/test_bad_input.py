@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import html
 import json
-from unittest import mock
 
 import pytest
 from django.test import Client
@@ -13,26 +12,10 @@ from django.test import Client
 from monitors.models import Monitor, Period
 from tests.helpers.cast import PASSWORD
 from tests.helpers.clients import api_client
-from tests.helpers.monitors import configuration, deployed_model, form_data, make_monitor, reference_run
+from tests.helpers.monitors import configuration, form_data, make_monitor
 
 API = "/api/v1/monitoring"
 DEEP = "[" * 5000 + "]" * 5000
-
-
-@pytest.fixture
-def run(cast):
-    return reference_run(cast.group)
-
-
-@pytest.fixture
-def model(cast, run):
-    return deployed_model(cast.group, run)
-
-
-@pytest.fixture
-def queued():
-    with mock.patch("monitors.services.async_task") as async_task:
-        yield async_task
 
 
 def _login(user) -> Client:

@@ -28,7 +28,6 @@ from tests.helpers.monitors import (
     form_data,
     make_monitor,
     make_period,
-    reference_run,
 )
 
 
@@ -40,23 +39,6 @@ def _login(user) -> Client:
 
 def tab_url(model: MLModel, part: str = "") -> str:
     return f"/models/{model.hash}/monitoring/{part}"
-
-
-@pytest.fixture
-def run(cast):
-    return reference_run(cast.group)
-
-
-@pytest.fixture
-def model(cast, run):
-    return deployed_model(cast.group, run)
-
-
-@pytest.fixture
-def queued():
-    """What the services queued (django-q2's async_task) on commit."""
-    with mock.patch("monitors.services.async_task") as async_task:
-        yield async_task
 
 
 def text(response) -> str:

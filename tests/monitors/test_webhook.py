@@ -22,21 +22,11 @@ from monitors import tasks
 from monitors.models import Monitor
 from tests.helpers.cast import PASSWORD
 from tests.helpers.clients import api_client
-from tests.helpers.monitors import deployed_model, make_monitor, make_period, reference_run
+from tests.helpers.monitors import make_monitor, make_period
 from tests.helpers.receiver import start_receiver
 
 API = "/api/v1/monitoring"
 SECRET = "a-long-enough-signing-secret"
-
-
-@pytest.fixture
-def run(cast):
-    return reference_run(cast.group)
-
-
-@pytest.fixture
-def model(cast, run):
-    return deployed_model(cast.group, run)
 
 
 @pytest.fixture

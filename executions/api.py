@@ -12,9 +12,7 @@ import mimetypes
 from pathlib import Path
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import FileResponse
-from django.http.multipartparser import MultiPartParserError
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -30,19 +28,17 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from executions import services
+from executions import services, uploads
 from executions.models import Execution
 from executions.serializers import ExecutionLogSerializer, ExecutionSerializer
 from groups.api.errors import PayloadTooLarge
 from groups.api.pagination import PageNumberPagination
-from groups.uploads import LimitedTemporaryFileUploadHandler
+from groups.uploads import UNREADABLE_BODY, unreadable_body
 from models_app.calls import get_called_model
 from models_app.models import MLModel
 from models_app.validation import UploadError, sanitize_filename
 
 UPLOAD_FIELD = "file"
-# Room for the multipart framing and a few small form fields beside the file.
-_MULTIPART_OVERHEAD = 1024 * 1024
 # Types that Python's mimetypes table doesn't know.
 _EXTRA_TYPES = {".parquet": "application/vnd.apache.parquet", ".jsonl": "application/jsonl"}
 
@@ -50,15 +46,6 @@ _EXTRA_TYPES = {".parquet": "application/vnd.apache.parquet", ".jsonl": "applica
 class ResultNotReady(APIException):
     status_code = status.HTTP_409_CONFLICT
     default_code = "not_finished"
-
-
-class ExecutionUploadHandler(LimitedTemporaryFileUploadHandler):
-    """The platform's streaming handler, with the executions' own size limit."""
-
-    def __init__(self, request=None):
-        super().__init__(request)
-        self.file_limit = settings.MAX_EXECUTION_UPLOAD_BYTES
-        self.total_limit = self.file_limit + _MULTIPART_OVERHEAD
 
 
 def _size(size: int) -> str:
@@ -71,43 +58,31 @@ def _size(size: int) -> str:
 def _input_from_request(request: Request):
     """The uploaded input file and its sanitised name, or the 4xx that says what is wrong."""
     django_request = request._request
-    content_type = django_request.META.get("CONTENT_TYPE", "")
-    if not content_type.startswith("multipart/form-data"):
+    if not uploads.is_multipart(django_request):
+        content_type = django_request.META.get("CONTENT_TYPE", "")
         raise UnsupportedMediaType(
             content_type or "(none)",
             detail="Send the input file as multipart/form-data in a field named 'file', "
             "e.g. curl -F file=@input.csv.",
         )
-    # Handlers can only be swapped before the body is parsed; if something read it first,
-    # the general upload limits applied and the size check below still holds.
-    if not hasattr(django_request, "_files"):
-        django_request.upload_handlers = [ExecutionUploadHandler(django_request)]
+    # ExecutionUploadMiddleware has done this before anything could read the body; a
+    # request that did not pass through it is prepared here (a no-op otherwise).
+    uploads.prepare(django_request)
     try:
         files = django_request.FILES  # streams the body to a temporary file on disk
-    except (MultiPartParserError, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent) as exc:
-        raise ParseError(f"The multipart body could not be read: {exc}") from None
+    except UNREADABLE_BODY as exc:
+        raise ParseError(unreadable_body(exc)) from None
     limit_errors = getattr(django_request, "upload_limit_errors", {})
     limit = settings.MAX_EXECUTION_UPLOAD_BYTES
     if limit_errors:
         raise PayloadTooLarge(f"The input file is larger than the limit of {_size(limit)}.")
-    if UPLOAD_FIELD in files:
-        uploads = files.getlist(UPLOAD_FIELD)
-    else:
-        # Clients that name the field otherwise (e.g. 'input') work when they send one file.
-        uploads = [upload for _field, field_uploads in files.lists() for upload in field_uploads]
-    if not uploads:
-        raise ValidationError(
-            {
-                UPLOAD_FIELD: [
-                    "No input file: send it in a multipart field named 'file' (curl -F file=@input.csv)."
-                ]
-            }
-        )
-    if len(uploads) > 1:
-        raise ValidationError(
-            {UPLOAD_FIELD: [f"{len(uploads)} files were sent; an execution takes one input file."]}
-        )
-    upload = uploads[0]
+    # Clients that name the field otherwise (e.g. 'input') work when they send one file.
+    received = [(field, upload) for field, field_uploads in files.lists() for upload in field_uploads]
+    if not received:
+        raise ValidationError({UPLOAD_FIELD: _why_no_file(django_request)})
+    if len(received) > 1:
+        raise ValidationError({UPLOAD_FIELD: [_several_files([field for field, _upload in received])]})
+    upload = received[0][1]
     try:
         name = sanitize_filename(upload.name, field=UPLOAD_FIELD)
     except UploadError as exc:
@@ -119,6 +94,43 @@ def _input_from_request(request: Request):
     if not upload.size:
         raise ValidationError({UPLOAD_FIELD: [f"'{name}' is empty; send the file to score."]})
     return upload, name
+
+
+def _why_no_file(request) -> list[str]:
+    """The 400's messages when no file arrived: what became of the file parts that were sent."""
+    lost = [_LOST[part.why].format(field=part.field, name=part.name) for part in uploads.lost_parts(request)]
+    if lost:
+        return lost
+    if UPLOAD_FIELD in request.POST:
+        return [
+            "No input file: the field 'file' was sent as text, not as a file; send the file itself "
+            "(curl -F file=@input.csv, with the @)."
+        ]
+    return ["No input file: send it in a multipart field named 'file' (curl -F file=@input.csv)."]
+
+
+_LOST = {
+    "cut_off": "The file part '{field}' ('{name}') was cut off: the body ended before the part's "
+    "closing boundary. Send the file again.",
+    "not_utf8": "The file name of the part '{field}' is not valid UTF-8 ('{name}'), so the file "
+    "could not be read: send the name in UTF-8, or rename the file.",
+    "bad_header": "A file part's header could not be read ({name}), so the file was not read: "
+    "send the file with curl -F file=@input.csv or an HTTP library's multipart upload.",
+    "no_field_name": "The file part with the file name '{name}' has no field name, so the file was "
+    "not read: send it in the field 'file' (Content-Disposition: form-data; name=\"file\"; filename=…).",
+    "unusable_name": "The file part '{field}' has the file name '{name}', which cannot be used as a "
+    "file name, so the file was not read: send it with a plain name such as input.csv.",
+}
+
+
+def _several_files(fields: list[str]) -> str:
+    named = list(dict.fromkeys(fields))
+    listed = ", ".join(repr(field) for field in named)
+    others = [field for field in named if field != UPLOAD_FIELD]
+    message = f"{len(fields)} files were sent (fields {listed}); an execution takes one input file"
+    if UPLOAD_FIELD in named and others:
+        return message + f": send only the field 'file' (remove {', '.join(repr(f) for f in others)})."
+    return message + ", in the field 'file'."
 
 
 def submit(request: Request, model: MLModel, version: MLModel | None = None) -> Response:

@@ -7,10 +7,27 @@ answer 400 naming it; a body over the total limit stops the upload.
 
 from __future__ import annotations
 
+import os
+
 from django import forms
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.files.uploadhandler import SkipFile, StopUpload, TemporaryFileUploadHandler
 from django.http import HttpRequest
+from django.http.multipartparser import MultiPartParserError
+
+# What Django's parser raises for a body it cannot read (malformed, or over its field limits).
+UNREADABLE_BODY = (MultiPartParserError, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent)
+# Django names the temporary file tmpXXXXXXXX.upload<the sent name's extension>. A longer
+# extension than this is left off that name (the upload keeps its own name): with one of
+# 250 bytes ("a." + 70 emoji) the name would be too long for the filesystem and the parser
+# would fail (a 500) before the view could refuse the file name.
+MAX_TEMPORARY_EXTENSION_BYTES = 32
+
+
+def unreadable_body(exc: Exception) -> str:
+    """The API's message (400) for a body Django's parser refused (one of UNREADABLE_BODY)."""
+    return f"The request body could not be read: {exc}"
 
 
 def _mb(size: int) -> str:
@@ -33,8 +50,13 @@ class LimitedTemporaryFileUploadHandler(TemporaryFileUploadHandler):
             self.total = content_length
         return None
 
-    def new_file(self, *args, **kwargs):
-        super().new_file(*args, **kwargs)
+    def new_file(self, field_name, file_name, *args, **kwargs):
+        _stem, extension = os.path.splitext(file_name)
+        if len(extension.encode("utf-8", "surrogatepass")) > MAX_TEMPORARY_EXTENSION_BYTES:
+            super().new_file(field_name, "upload", *args, **kwargs)  # tmpXXXXXXXX.upload
+            self.file_name = self.file.name = file_name
+        else:
+            super().new_file(field_name, file_name, *args, **kwargs)
         self.received = 0
 
     def receive_data_chunk(self, raw_data, start):

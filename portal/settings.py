@@ -90,6 +90,9 @@ MIDDLEWARE = [
     # The page's language from the browser (or the switch's cookie); English for /api/.
     "portal.i18n.PortalLocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # Before the CSRF check reads the body: Async inputs on the run URLs (and /try) stream
+    # in under the executions' own upload limit.
+    "executions.uploads.ExecutionUploadMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Pages show times in the user's zone (their choice, else their browser's, else TIME_ZONE).

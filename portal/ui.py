@@ -35,6 +35,7 @@ from groups.crypto import decrypt_json, encrypt_json
 from groups.forms import ApiTokenForm, GroupForm, MemberForm, RefreshTokenForm, TimeZoneForm
 from groups.models import ApiToken, Group, GroupToken, Membership, Profile
 from groups.timezones import zone_names
+from groups.uploads import UNREADABLE_BODY, unreadable_body
 from models_app.access import models_for
 from models_app.models import MLModel
 from monitoring.models import PredictionRecord
@@ -317,6 +318,20 @@ def _uuid_or_404(value: str) -> str:
         return str(uuid.UUID(value))
     except ValueError:
         raise Http404("No such token.") from None
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """handler400: the API's JSON answer under /api/, the page elsewhere.
+
+    Django answers 400 itself for a body its parser refuses before a view has run (on
+    /api/v1/run/<hash>/try the CSRF check reads a multipart body): that answer is the one
+    the run URL gives for the same body.
+    """
+    if request.path_info.startswith(API_PREFIX):
+        if isinstance(exception, UNREADABLE_BODY):
+            return api_errors.error_response(400, unreadable_body(exception), "parse_error")
+        return api_errors.error_response(400, "Bad request: the request could not be understood.", "invalid")
+    return defaults.bad_request(request, exception)
 
 
 def not_found(request: HttpRequest, exception: Http404) -> HttpResponse:

@@ -44,3 +44,5 @@ urlpatterns = [
 
 # Not found (no route matches, or a view said so): the API's JSON under /api/, the page elsewhere.
 handler404 = "portal.ui.not_found"
+# A body Django's parser refuses before a view runs (e.g. in the CSRF check): JSON under /api/ too.
+handler400 = "portal.ui.bad_request"

@@ -6,7 +6,7 @@ import time
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, RawPostDataException
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import permissions, serializers
 from rest_framework.request import Request
@@ -28,6 +28,21 @@ from models_app.serving.answers import (
     too_large,
 )
 
+# A multipart body to /try: the CSRF check has parsed it as a form (request.POST), and
+# Django keeps no copy of what it streamed. The run URL answers such a body 400 too
+# (it is not JSON), with the JSON parser's message.
+FORM_BODY = (
+    "The request body is not valid JSON: it was sent as a multipart form (multipart/form-data); "
+    "a Sync model takes its input as a JSON body (Content-Type: application/json)."
+)
+
+
+def _body(request: HttpRequest) -> bytes:
+    try:
+        return request.body
+    except RawPostDataException:
+        raise BadInput(400, FORM_BODY, "invalid") from None
+
 
 def predict(request: HttpRequest, model: CalledModel) -> HttpResponse:
     """Answer one Sync call. The runner gets the body exactly as sent (a JSON string).
@@ -39,7 +54,7 @@ def predict(request: HttpRequest, model: CalledModel) -> HttpResponse:
     """
     started = time.perf_counter()
     try:
-        body = check_input(request.body, model.schema_is_object)
+        body = check_input(_body(request), model.schema_is_object)
     except RequestDataTooBig:
         problem = too_large(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
         count(model, problem.status, started)

@@ -18,6 +18,9 @@ def is_windows_path(text: str) -> bool:
 
 
 MAX_FILENAME_LENGTH = 128
+# What one name may take on Linux filesystems (ext4, XFS, Btrfs, tmpfs: NAME_MAX), in bytes
+# whatever the characters: "€" is 3 bytes in UTF-8 and "😀" 4, so 128 characters can be 512.
+MAX_FILENAME_BYTES = 255
 # Bidirectional overrides let a name display as something else ("gpj.exe" → "exe.jpg").
 _BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
 
@@ -27,7 +30,8 @@ def sanitize_filename(name: str, *, field: str) -> str:
 
     The name is NFC-normalised and stripped of surrounding whitespace. It must not be a
     path, be hidden (start with a dot; `.env` is allowed for the "env" field), contain
-    control characters or exceed MAX_FILENAME_LENGTH characters.
+    control characters, or exceed MAX_FILENAME_LENGTH characters or MAX_FILENAME_BYTES
+    bytes in UTF-8 (a longer name could not be saved on the server's disk).
     """
     clean = unicodedata.normalize("NFC", name or "").strip()
     if not clean:
@@ -61,6 +65,16 @@ def sanitize_filename(name: str, *, field: str) -> str:
             field,
             _("The file name is %(length)s characters long; shorten it to at most %(limit)s.")
             % {"length": len(clean), "limit": MAX_FILENAME_LENGTH},
+        )
+    size = len(clean.encode("utf-8", "surrogatepass"))
+    if size > MAX_FILENAME_BYTES:
+        raise UploadError(
+            field,
+            _(
+                "The file name is %(size)s bytes long in UTF-8; shorten it to at most %(limit)s bytes "
+                "(accented letters and symbols take 2 to 4 bytes each)."
+            )
+            % {"size": size, "limit": MAX_FILENAME_BYTES},
         )
     if clean.startswith(".") and not (field == "env" and clean == ".env"):
         raise UploadError(

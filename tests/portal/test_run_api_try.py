@@ -173,3 +173,139 @@ def test_async_upload_starts_an_execution_requested_by_the_member(cast):
     execution = Execution.objects.get(model__hash=model_hash, number=response.json()["execution_id"])
     assert execution.requested_by == cast.teammate
     assert execution.input_file == "input.csv"
+
+
+# ------------------------------------------------------------------ bodies the CSRF check reads first
+# Django's CSRF check reads request.POST, which parses a multipart body before the view
+# runs: the answers must still be the run URL's, in the API's JSON.
+
+BOUNDARY = "nEoMaRiL-b0undary"
+
+
+def _multipart(name: str, content: bytes) -> bytes:
+    return (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+        f"Content-Type: text/csv\r\n\r\n".encode()
+        + content
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    )
+
+
+def post_raw_try(client: Client, path: str, body: bytes, content_type: str):
+    return client.post(
+        path, body, content_type=content_type, HTTP_X_CSRFTOKEN=client.cookies["csrftoken"].value
+    )
+
+
+@pytest.fixture
+def batch(cast):
+    """A Deployed Async model (no worker: its executions stay Requested)."""
+    payload = sync_payload(operation="Async", schema=None, input_type="csv", name="Batch")
+    model_hash = api_client(cast.owner).post("/api/v1/models", payload, format="multipart").json()["hash"]
+    MLModel.objects.filter(hash=model_hash).update(status=MLModel.Status.DEPLOYED, deployed_build=1)
+    return MLModel.objects.get(hash=model_hash)
+
+
+def _try_and_run(cast, model: MLModel, payload, content_type: str | None = None, path: str = ""):
+    """The same upload through /try (a teammate's session) and through the run URL;
+    `payload`: a raw body with its `content_type`, or a function giving the form's fields."""
+    client = session(cast.teammate)
+    url = f"/api/v1/run/{model.hash}{path}"
+    if content_type is None:
+        tried = client.post(f"{url}/try", payload(), HTTP_X_CSRFTOKEN=client.cookies["csrftoken"].value)
+        run = token_client(cast.group_token).post(url, payload(), format="multipart")
+    else:
+        tried = post_raw_try(client, f"{url}/try", payload, content_type)
+        run = token_client(cast.group_token).post(url, payload, content_type=content_type)
+    return tried, run
+
+
+def test_a_multipart_body_to_a_sync_model_is_a_400_saying_it_takes_json(cast, model, runner):
+    client = session(cast.owner)
+    response = client.post(
+        f"/api/v1/run/{model.hash}/try",
+        {"file": file("input.json", BODY)},
+        HTTP_X_CSRFTOKEN=client.cookies["csrftoken"].value,
+    )
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {
+        "detail": "The request body is not valid JSON: it was sent as a multipart form "
+        "(multipart/form-data); a Sync model takes its input as a JSON body (Content-Type: application/json).",
+        "code": "invalid",
+    }
+    # The run URL refuses the same body with the same status and code (it is not JSON).
+    run = token_client(cast.group_token).post(
+        f"/api/v1/run/{model.hash}", {"file": file("input.json", BODY)}, format="multipart"
+    )
+    assert (run.status_code, run.json()["code"]) == (400, "invalid")
+    assert runner[0] == []  # nothing reached the runner
+
+
+def test_multipart_without_a_boundary_is_the_run_url_s_json_400(cast, batch, model, runner):
+    body = _multipart("input.csv", b"a,b\n1,2\n")
+    tried, run = _try_and_run(cast, batch, body, "multipart/form-data")
+    assert tried.status_code == run.status_code == 400
+    assert tried.json() == run.json()
+    assert run.json() == {
+        "detail": "The request body could not be read: Invalid boundary in multipart: None",
+        "code": "parse_error",
+    }
+    sync = post_raw_try(session(cast.owner), f"/api/v1/run/{model.hash}/try", body, "multipart/form-data")
+    assert sync.status_code == 400 and sync.json() == tried.json()
+    assert not Execution.objects.exists() and runner[0] == []
+
+
+def test_a_bad_body_elsewhere_keeps_the_page_s_400(cast):
+    client = session(cast.owner)
+    response = post_raw_try(client, "/models/upload/", b"x", "multipart/form-data")
+    assert response.status_code == 400
+    assert response["Content-Type"].startswith("text/html")
+
+
+def test_an_async_upload_has_the_execution_limit_not_the_model_upload_limit(cast, batch, settings):
+    settings.MAX_UPLOAD_FILE_BYTES = settings.MAX_UPLOAD_TOTAL_BYTES = 100
+    content = "a,b\n" + "1,2\n" * 1000  # 4 KB: over the model-upload limit, under the execution one
+    for path in ("", "/versions/1"):
+        tried, run = _try_and_run(cast, batch, lambda: {"file": file("input.csv", content)}, path=path)
+        assert tried.status_code == run.status_code == 202, tried.content
+    assert [e.input_size for e in Execution.objects.order_by("pk")] == [len(content)] * 4
+
+
+def test_an_async_upload_over_the_execution_limit_is_the_run_url_s_413(cast, batch, settings):
+    settings.MAX_EXECUTION_UPLOAD_BYTES = 1000
+    tried, run = _try_and_run(cast, batch, lambda: {"file": file("input.csv", "x" * 5000)})
+    assert tried.status_code == run.status_code == 413
+    assert tried.json() == run.json()
+    assert run.json() == {
+        "detail": "The input file is larger than the limit of 1000 bytes.",
+        "code": "too_large",
+    }
+    assert not Execution.objects.exists()
+    assert not list(settings.UPLOAD_TMP_DIR.glob("*.upload*"))
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (
+            lambda: {"file": file("input.csv", "a\n1\n"), "extra": file("b.csv", "a\n1\n")},
+            "send only the field 'file' (remove 'extra')",
+        ),
+        (lambda: {"file": file("€" * 100 + ".csv", "a\n1\n")}, "304 bytes long in UTF-8"),
+        (lambda: {"file": file("a." + "😀" * 70, "a\n1\n")}, "282 bytes long in UTF-8"),
+    ],
+    ids=["extra-file", "name-over-255-bytes", "long-extension"],
+)
+def test_bad_async_uploads_get_the_run_url_s_400(cast, batch, payload, message):
+    tried, run = _try_and_run(cast, batch, payload)
+    assert tried.status_code == run.status_code == 400
+    assert tried.json() == run.json()
+    assert message in tried.json()["detail"]
+    assert not Execution.objects.exists()
+
+
+def test_a_mixed_case_media_type_is_accepted_on_try(cast, batch):
+    body = _multipart("input.csv", b"a,b\n1,2\n")
+    tried, run = _try_and_run(cast, batch, body, f"Multipart/Form-Data; boundary={BOUNDARY}")
+    assert tried.status_code == run.status_code == 202, tried.content

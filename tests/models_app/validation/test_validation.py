@@ -413,6 +413,9 @@ def test_filename_normalises_nfc_and_strips_whitespace():
         ("a\x1bb.py", "control character U+001B"),
         ("evil\u202egnp.py", "control character U+202E"),
         ("x" * 129, "129 characters"),
+        ("€" * 100 + ".csv", "304 bytes long in UTF-8; shorten it to at most 255 bytes"),
+        ("a." + "😀" * 70, "282 bytes long in UTF-8"),
+        ("€" * 129, "129 characters long"),  # the character limit is told first
         (".bashrc", "starts with a dot"),
         (".env", "starts with a dot"),
     ],
@@ -427,6 +430,13 @@ def test_filename_dotenv_allowed_only_for_env_field():
     assert sanitize_filename(".env", field="env") == ".env"
     assert "starts with a dot" in reject(sanitize_filename, ".envrc", field="env").message
     assert sanitize_filename("x" * 128, field="source") == "x" * 128
+
+
+def test_filename_of_255_bytes_is_kept():
+    name = "€" * 83 + "ab.csv"
+    assert len(name.encode()) == 255
+    assert sanitize_filename(name, field="source") == name
+    assert "256 bytes" in reject(sanitize_filename, "€" * 83 + "abc.csv", field="source").message
 
 
 def test_unique_names_case_insensitive_names_both_fields():

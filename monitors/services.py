@@ -155,10 +155,8 @@ def request_period(monitor: Monitor, moment: datetime | date | None, user) -> Pe
     try:
         start, end = periods.bounds(monitor.period, moment or now)
     except periods.OutOfRange as exc:
-        if moment < (now if isinstance(moment, datetime) else now.date()):
-            raise PeriodRefused(str(exc)) from None
-        start = None  # a window past year 9999: not begun either
-    if start is None or start > now:
+        raise PeriodRefused(str(exc)) from None
+    if start > now:
         raise PeriodRefused(
             gettext(
                 "The %(kind)s period of %(moment)s has not begun yet: a period compares the calls "

@@ -108,8 +108,8 @@ def not_found(request: HttpRequest, exception: Http404) -> HttpResponse:
 
 
 NOT_AN_OBJECT = "Send a JSON object, not {kind}."
-# What a JSON body that is not an object is called in NOT_AN_OBJECT.
-_JSON_KINDS = {
+# What a JSON value is called in messages (Python's type names mean nothing to a caller).
+JSON_KINDS = {
     list: "list",
     str: "string",
     int: "number",
@@ -124,7 +124,7 @@ def json_object(request) -> dict:
     400 naming what was sent instead, for views that read fields off the body."""
     data = request.data
     if not isinstance(data, dict):  # DRF's QueryDict of form fields is a dict too
-        kind = _JSON_KINDS.get(type(data), type(data).__name__)
+        kind = JSON_KINDS.get(type(data), type(data).__name__)
         raise exceptions.ValidationError([NOT_AN_OBJECT.format(kind=kind)])
     return data
 

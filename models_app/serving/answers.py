@@ -16,7 +16,7 @@ import orjson
 from django.conf import settings
 
 from groups import metrics
-from groups.api.errors import error_json
+from groups.api.errors import JSON_KINDS, error_json
 from models_app.runtime.protocol import OK_PREFIX, ProtocolError, decode_payload
 from models_app.sandboxes import limits_for
 from monitoring.recorder import Call, recorder
@@ -54,17 +54,6 @@ def too_large(limit: int) -> BadInput:
         "(DATA_UPLOAD_MAX_MEMORY_SIZE); send large inputs to an Async model as a file.",
         "too_large",
     )
-
-
-# What a JSON value is called in messages (Python's type names mean nothing to a caller).
-_JSON_KINDS = {
-    str: "string",
-    int: "number",
-    float: "number",
-    bool: "boolean",
-    type(None): "null",
-    list: "list",
-}
 
 
 def _not_json(body: bytes, error: ValueError) -> str:
@@ -105,11 +94,11 @@ def check_input(body: bytes, schema_is_object: bool) -> str:
     # answer lists; a user's score decides for itself what a list means).
     records = isinstance(payload, list) and bool(payload) and all(isinstance(item, dict) for item in payload)
     if schema_is_object and not isinstance(payload, dict) and not records:
-        what = _JSON_KINDS.get(type(payload), type(payload).__name__)
+        what = JSON_KINDS.get(type(payload), type(payload).__name__)
         if isinstance(payload, list):
             odd = next((item for item in payload if not isinstance(item, dict)), None)
             what = "list of " + (
-                _JSON_KINDS.get(type(odd), type(odd).__name__) + " values" if payload else "nothing"
+                JSON_KINDS.get(type(odd), type(odd).__name__) + " values" if payload else "nothing"
             )
         raise BadInput(
             400,

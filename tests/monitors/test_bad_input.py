@@ -115,7 +115,7 @@ def test_registering_again_checks_the_thresholds_it_keeps(cast, model, run, queu
 @pytest.mark.parametrize(
     ("date", "expected"),
     [
-        ("9999-12-31", "has not begun yet"),
+        ("9999-12-31", "falls outside the dates that can be stored"),
         ("2999-01-01", "has not begun yet"),
         ("0001-01-01T00:00:00+05:00", "falls outside the dates that can be stored"),
     ],

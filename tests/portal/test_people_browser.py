@@ -76,7 +76,8 @@ def test_admin_creates_a_user_who_sets_a_password_and_logs_in(watched, live_serv
     ana.fill("#id_new_password1", "12345")
     ana.fill("#id_new_password2", "12345")
     ana.click("#set-password-form button[type=submit]")
-    assert ana.locator("text=This password is too short").is_visible()
+    # The form posts to the same address, so wait for the answer rather than the URL.
+    ana.wait_for_selector("text=This password is too short")
     screenshot(ana, "set-password-errors")
     ana.fill("#id_new_password1", NEW_PASSWORD)
     ana.fill("#id_new_password2", NEW_PASSWORD)

@@ -214,6 +214,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "groups.api.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "groups.api.errors.exception_handler",
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "groups.api.negotiation.ContentNegotiation",
     # DRF's parsers, with deep JSON nesting answered 400 instead of a RecursionError 500.
     "DEFAULT_PARSER_CLASSES": [
         "groups.api.parsers.JSONParser",

@@ -198,3 +198,7 @@ def test_code_as_raw_text_for_curl_into_a_file(cast, sync_model):
     assert missing.status_code == 400 and "language=" in missing.json()["detail"]
     assert client.get(f"{url}?language=cobol&format=text").status_code == 400
     assert api_client(cast.outsider).get(f"{url}?language=python&format=text").status_code == 404
+    # A format the endpoint does not have is named, not a 404 as if the model were missing.
+    unknown = client.get(f"{url}?language=python&format=xml")
+    assert unknown.status_code == 406 and unknown["Content-Type"] == "application/json"
+    assert "'xml'" in unknown.json()["detail"] and "json, text" in unknown.json()["detail"]

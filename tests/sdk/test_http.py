@@ -234,6 +234,31 @@ def test_an_async_answer_without_execution_id_is_a_server_error(client, stub, tm
     assert raised.value.status_code == 202 and raised.value.body == {"status": "Requested"}
 
 
+def test_answers_without_the_fields_the_sdk_reads_are_server_errors(client, stub):
+    """A portal of another version (or another service) that answers JSON without what the
+    SDK reads is named as such, never a KeyError or TypeError from inside the SDK."""
+    model = sync_model(client)
+    stub.on("POST", f"/api/v1/models/{HASH}/disable", Stub.reply(200, {"detail": "ok"}))
+    stub.on("GET", f"/api/v1/models/{HASH}/status", Stub.reply(200, ["Deployed"]))
+    stub.on("GET", f"/api/v1/models/{HASH}/logs", Stub.reply(200, {"lines": []}))
+    stub.on("POST", f"/api/v1/models/{HASH}/share-links", Stub.reply(201, {"id": 3}))
+    stub.on("GET", f"/api/v1/models/{HASH}/versions", Stub.reply(200, {"items": []}))
+    calls = {
+        model.disable: "an object with 'status'",
+        model.status: "a JSON object, not an array",
+        model.get_logs: "an object with 'log'",
+        model.share_docs: "an object with 'url'",
+        model.versions: "an object with 'results'",
+    }
+    for call, lacking in calls.items():
+        with pytest.raises(ServerError) as raised:
+            call()
+        message = str(raised.value)
+        assert f"needs {lacking}" in message and "HTTP 20" in message, message
+        assert "as new as this SDK" in message
+    assert raised.value.body == {"items": []}
+
+
 # 6. Messages -----------------------------------------------------------------------------
 
 

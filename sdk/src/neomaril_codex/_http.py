@@ -65,27 +65,53 @@ def _snippet(text: str) -> str:
     return text if len(text) <= SNIPPET_CHARS else text[:SNIPPET_CHARS] + "…"
 
 
-def json_of(response: requests.Response) -> Any:
-    """The JSON of a successful answer.
+def json_of(response: requests.Response, fields: Optional[Sequence[str]] = None) -> Any:
+    """The JSON of a successful answer; with `fields`, an object holding each of them.
 
     Raises:
         ServerError: the body is not JSON — typically not Neomaril answering (a wrong URL, a
-            proxy's login page, an empty body); the message has the URL, the status and
-            the start of the body.
+            proxy's login page, an empty body) — or lacks what the SDK reads from it (a
+            portal of another version, or not Neomaril); the message has the URL, the
+            status and the start of the body.
     """
-    try:
-        return response.json()
-    except ValueError:  # requests.JSONDecodeError (json's or simplejson's) is a ValueError
-        pass
     method = response.request.method if response.request is not None else "?"
-    content_type = response.headers.get("Content-Type") or "no Content-Type"
-    snippet = _snippet(response.text)
+    try:
+        answer = response.json()
+    except ValueError:  # requests.JSONDecodeError (json's or simplejson's) is a ValueError
+        content_type = response.headers.get("Content-Type") or "no Content-Type"
+        snippet = _snippet(response.text)
+        raise ServerError(
+            f"{method} {response.url} answered HTTP {response.status_code} with a body that is not JSON "
+            f"({content_type}): {repr(snippet) if snippet else 'an empty body'}. Is NEOMARIL_URL (url=) "
+            "the portal's address? A proxy or another site may have answered instead.",
+            status_code=response.status_code,
+        ) from None
+    if fields is None:
+        return answer
+    if not isinstance(answer, dict):
+        lacking = f"a JSON object, not {_json_kind(answer)}"
+    else:
+        missing = [name for name in fields if name not in answer]
+        if not missing:
+            return answer
+        lacking = "an object with " + ", ".join(repr(name) for name in missing)
     raise ServerError(
-        f"{method} {response.url} answered HTTP {response.status_code} with a body that is not JSON "
-        f"({content_type}): {repr(snippet) if snippet else 'an empty body'}. Is NEOMARIL_URL (url=) "
-        "the portal's address? A proxy or another site may have answered instead.",
+        f"{method} {response.url} answered HTTP {response.status_code} with JSON the SDK cannot use "
+        f"(it needs {lacking}): {_snippet(response.text)!r}. Is NEOMARIL_URL (url=) the portal's "
+        "address, and is the portal as new as this SDK?",
         status_code=response.status_code,
+        body=answer if isinstance(answer, dict) else None,
     )
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if value is None:
+        return "null"
+    return "a boolean" if isinstance(value, bool) else "a number"
 
 
 def _seconds(timeout: Timeout, part: int) -> str:
@@ -238,12 +264,15 @@ class Connection:
             return NetworkError(message)
         return NetworkError(f"Could not reach Neomaril at {self.url} ({method} {url}): {exc}")
 
-    def get_json(self, path: str, **kwargs: Any) -> Any:
-        return json_of(self.request("GET", path, **kwargs))
+    def get_json(self, path: str, fields: Optional[Sequence[str]] = None, **kwargs: Any) -> Any:
+        """The answer's JSON; with `fields`, an object holding each of them (see json_of)."""
+        return json_of(self.request("GET", path, **kwargs), fields)
 
-    def post_json(self, path: str, payload: Any = None, **kwargs: Any) -> Any:
+    def post_json(
+        self, path: str, payload: Any = None, fields: Optional[Sequence[str]] = None, **kwargs: Any
+    ) -> Any:
         response = self.request("POST", path, json=payload, **kwargs)
-        return {} if response.status_code == 204 else json_of(response)
+        return {} if response.status_code == 204 and fields is None else json_of(response, fields)
 
     def upload(
         self,
@@ -333,12 +362,12 @@ class Connection:
         headers: Optional[Mapping[str, str]] = None,
     ) -> Iterator[Dict[str, Any]]:
         """Every item of a paginated list, following ``next`` links."""
-        page = self.get_json(path, params={**(params or {}), "page_size": 500}, headers=headers)
+        page = self.get_json(path, ("results",), params={**(params or {}), "page_size": 500}, headers=headers)
         while True:
             yield from page.get("results", [])
             if not page.get("next"):
                 return
-            page = self.get_json(page["next"], headers=headers)
+            page = self.get_json(page["next"], ("results",), headers=headers)
 
 
 def _connect_seconds(timeout: Timeout) -> float:

@@ -190,7 +190,7 @@ class BaseNeomarilClient:
         )
         if token:
             self._conn.user_token = token
-            self.user = self._conn.get_json("/auth/me")
+            self.user = self._conn.get_json("/auth/me", ())
         elif login and password:
             answer = self._conn.post_json(
                 "/auth/login",
@@ -252,7 +252,7 @@ class BaseNeomarilClient:
         Returns:
             The group token (``nmg_…``).
         """
-        answer = self._conn.post_json("/groups", {"name": name, "description": description})
+        answer = self._conn.post_json("/groups", {"name": name, "description": description}, ("group_token",))
         logger.info(
             "Group '%s' created. Its token is returned only this once: store it (e.g. in NEOMARIL_GROUP_TOKEN).",
             name,
@@ -272,7 +272,7 @@ class BaseNeomarilClient:
         Returns:
             The new group token, or None when the current one was kept.
         """
-        answer = self._conn.post_json(f"/groups/{name}/refresh-token", {"force": force})
+        answer = self._conn.post_json(f"/groups/{name}/refresh-token", {"force": force}, ())
         logger.info("Group '%s': %s", name, answer.get("detail", ""))
         return answer.get("group_token") if answer.get("refreshed") else None
 
@@ -326,7 +326,7 @@ class NeomarilExecution:
     def execution_info(self) -> Dict[str, Any]:
         """Everything the server says about the execution: status, times, duration, input
         and output files and sizes, ``error_message``, URLs."""
-        self._info = self._conn.get_json(self.url, headers=self._headers())
+        self._info = self._conn.get_json(self.url, ("status",), headers=self._headers())
         self.status = self._info["status"]
         return dict(self._info)
 
@@ -336,7 +336,7 @@ class NeomarilExecution:
 
     def get_logs(self) -> str:
         """The execution's log: the model's stdout and stderr, timestamped."""
-        return self._conn.get_json(self.url + "/log", headers=self._headers()).get("log", "")
+        return self._conn.get_json(self.url + "/log", ("log",), headers=self._headers())["log"]
 
     def wait_ready(self, timeout: float = 3600.0) -> NeomarilExecution:
         """Wait until the execution has finished, polling with a growing interval.

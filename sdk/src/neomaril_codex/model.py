@@ -195,7 +195,7 @@ class NeomarilModel:
     def model_info(self) -> Dict[str, Any]:
         """Everything the server says about the model (files, schema, requirements, the
         names of its secrets, last build, URLs…), fetched now."""
-        self._info = self._conn.get_json(f"/models/{self.model_hash}")
+        self._info = self._conn.get_json(f"/models/{self.model_hash}", ())
         return dict(self._info)
 
     def status(self) -> str:
@@ -203,7 +203,7 @@ class NeomarilModel:
 
         ``model_info()["status_message"]`` says why, when there is a reason.
         """
-        answer = self._conn.get_json(f"/models/{self.model_hash}/status")
+        answer = self._conn.get_json(f"/models/{self.model_hash}/status", ("status",))
         self._info.update(answer)
         return answer["status"]
 
@@ -228,7 +228,9 @@ class NeomarilModel:
             The link's URL.
         """
         seconds = expires_in.total_seconds() if isinstance(expires_in, datetime.timedelta) else expires_in
-        answer = self._conn.post_json(f"/models/{self.model_hash}/share-links", {"expires_in": int(seconds)})
+        answer = self._conn.post_json(
+            f"/models/{self.model_hash}/share-links", {"expires_in": int(seconds)}, ("url",)
+        )
         return answer["url"]
 
     @property
@@ -246,7 +248,7 @@ class NeomarilModel:
     def get_logs(self, build: Optional[int] = None) -> str:
         """The build log (uv's output and the smoke test), timestamped; the latest build by default."""
         params = {"build": build} if build is not None else None
-        return self._conn.get_json(f"/models/{self.model_hash}/logs", params=params)["log"]
+        return self._conn.get_json(f"/models/{self.model_hash}/logs", ("log",), params=params)["log"]
 
     def wait_ready(self, timeout: float = 1800.0) -> NeomarilModel:
         """Wait until the model is Deployed, polling its status every 0.25 s for 5 s,
@@ -404,7 +406,7 @@ class NeomarilModel:
         token = self._known_token(group_token)
         headers = self._conn.group_headers(token) if token else None
         # 503 is the answer for "not deployed": a state, not a failure.
-        return self._conn.get_json(f"/run/{self.model_hash}/health", headers=headers, ok=(503,))
+        return self._conn.get_json(f"/run/{self.model_hash}/health", (), headers=headers, ok=(503,))
 
     def generate_predict_code(self, language: str = "curl") -> str:
         """Ready-to-run code that calls this model without the SDK.
@@ -418,14 +420,16 @@ class NeomarilModel:
         """
         if language not in LANGUAGES:
             raise InputError(f"language must be one of {', '.join(LANGUAGES)}; got {language!r}.")
-        code = self._conn.get_json(f"/models/{self.model_hash}/code", params={"language": language})[language]
+        code = self._conn.get_json(
+            f"/models/{self.model_hash}/code", (language,), params={"language": language}
+        )[language]
         logger.info("Code to call model %s (%s):\n%s", self.model_hash, language, code)
         return code
 
     # Lifecycle ---------------------------------------------------------------------------
 
     def _act(self, action: str) -> str:
-        answer = self._conn.post_json(f"/models/{self.model_hash}/{action}")
+        answer = self._conn.post_json(f"/models/{self.model_hash}/{action}", fields=("status",))
         self._info.update(answer)
         return answer["status"]
 
@@ -449,7 +453,7 @@ class NeomarilModel:
 
     def delete(self) -> None:
         """Delete the model: its files and secrets are removed; its hash is never reused."""
-        answer = json_of(self._conn.request("DELETE", f"/models/{self.model_hash}"))
+        answer = json_of(self._conn.request("DELETE", f"/models/{self.model_hash}"), ())
         self._info.update(answer)
         logger.info("Model %s deleted", self.model_hash)
 
@@ -521,7 +525,7 @@ class NeomarilModel:
             files=parts.files,
             label=f"Uploading a version of model '{self.name}'",
         )
-        version = NeomarilModelVersion(self, json_of(response))
+        version = NeomarilModelVersion(self, json_of(response, ("version",)))
         logger.info(
             "Version %s of model '%s' (%s) uploaded; it is being built and goes live once Deployed.",
             version.version,
@@ -544,7 +548,9 @@ class NeomarilModel:
             NotFoundError: the model has no such version.
         """
         number = self._version_number(version)
-        return NeomarilModelVersion(self, self._conn.get_json(f"{self._versions_path}/{number}"))
+        return NeomarilModelVersion(
+            self, self._conn.get_json(f"{self._versions_path}/{number}", ("version",))
+        )
 
     @property
     def live_version(self) -> int:
@@ -568,7 +574,7 @@ class NeomarilModel:
             NotFoundError: the model has no such version.
         """
         number = self._version_number(version)
-        info = self._conn.post_json(f"{self._versions_path}/{number}/live")
+        info = self._conn.post_json(f"{self._versions_path}/{number}/live", fields=())
         self._info["version"] = number
         logger.info("Model '%s' (%s) now serves version %s", self.name, self.model_hash, number)
         if isinstance(version, NeomarilModelVersion):
@@ -659,7 +665,8 @@ class NeomarilModel:
                     fields=parts.fields,
                     files=parts.files,
                     label=f"Uploading the monitoring of model {self.model_hash}",
-                )
+                ),
+                ("model",),
             )
         logger.info(
             "Monitoring of model %s registered (%s period); it is %s while the server checks it.",
@@ -679,7 +686,7 @@ class NeomarilModel:
         Raises:
             NotFoundError: the model is not monitored.
         """
-        return self._conn.get_json(self._monitoring_path)
+        return self._conn.get_json(self._monitoring_path, ())
 
     def wait_monitoring(self, timeout: float = 1800.0) -> Dict[str, Any]:
         """Wait until the monitoring is Validated, polling with a growing interval.
@@ -734,7 +741,7 @@ class NeomarilModel:
         payload: Dict[str, Any] = {}
         if date is not None:
             payload["date"] = date.isoformat() if hasattr(date, "isoformat") else date
-        period = self._conn.post_json(self._monitoring_path + "/periods", payload)
+        period = self._conn.post_json(self._monitoring_path + "/periods", payload, ("id",))
         logger.info(
             "Monitoring period %s (%s from %s) of model %s is %s",
             period["id"],
@@ -757,13 +764,13 @@ class NeomarilModel:
     def monitoring_periods(self) -> List[Dict[str, Any]]:
         """The monitoring's periods, newest first, each with its status, ``average_psi``,
         ``drift_status`` and its columns' PSI: ``pd.DataFrame(model.monitoring_periods())``."""
-        return self._conn.get_json(self._monitoring_path + "/periods")["periods"]
+        return self._conn.get_json(self._monitoring_path + "/periods", ("periods",))["periods"]
 
     def monitoring_period(self, period_id: int) -> Dict[str, Any]:
         """One period in detail: its log, SHAP means, and every column's bins (``labels``),
         counts and proportions on both sides."""
         number = whole_number("period_id", period_id)
-        return self._conn.get_json(f"{self._monitoring_path}/periods/{number}")
+        return self._conn.get_json(f"{self._monitoring_path}/periods/{number}", ("status",))
 
 
 class NeomarilModelVersion:
@@ -828,19 +835,19 @@ class NeomarilModelVersion:
     def version_info(self) -> Dict[str, Any]:
         """Everything the server says about the version (``live``, files, schema,
         requirements, who uploaded it when, last build, URLs…), fetched now."""
-        self._info = self._conn.get_json(self._path)
+        self._info = self._conn.get_json(self._path, ())
         return dict(self._info)
 
     def get_status(self) -> str:
         """The version's own status, now (``version_info()["status_message"]`` says why)."""
-        answer = self._conn.get_json(self._path + "/status")
+        answer = self._conn.get_json(self._path + "/status", ("status",))
         self._info.update(answer)
         return answer["status"]
 
     def get_logs(self, build: Optional[int] = None) -> str:
         """The version's build log, timestamped; the latest build by default."""
         params = {"build": build} if build is not None else None
-        return self._conn.get_json(self._path + "/logs", params=params)["log"]
+        return self._conn.get_json(self._path + "/logs", ("log",), params=params)["log"]
 
     def wait_ready(self, timeout: float = 1800.0) -> NeomarilModelVersion:
         """Wait until the version is Deployed, polling as :meth:`NeomarilModel.wait_ready` does.
@@ -876,7 +883,7 @@ class NeomarilModelVersion:
         return self.model.set_live(self)
 
     def _act(self, action: str) -> str:
-        answer = self._conn.post_json(f"{self._path}/{action}")
+        answer = self._conn.post_json(f"{self._path}/{action}", fields=("status",))
         self._info.update(answer)
         return answer["status"]
 
@@ -905,7 +912,7 @@ class NeomarilModelVersion:
             StateError: it is the live version (make another one live first), or version 1,
                 which holds the model (``model.delete()`` deletes every version).
         """
-        answer = json_of(self._conn.request("DELETE", self._path))
+        answer = json_of(self._conn.request("DELETE", self._path), ())
         self._info.update(answer)
         logger.info("Version %s of model %s deleted", self.version, self.model_hash)
 
@@ -1024,7 +1031,7 @@ class NeomarilModelClient(BaseNeomarilClient):
         response = self._conn.upload(
             "/models", fields=parts.fields, files=parts.files, label=f"Uploading model '{model_name}'"
         )
-        model = NeomarilModel(self._conn, json_of(response))
+        model = NeomarilModel(self._conn, json_of(response, ("hash",)))
         logger.info(
             "Model '%s' created in group '%s' with hash %s; it is being built.",
             model.name,
@@ -1037,7 +1044,7 @@ class NeomarilModelClient(BaseNeomarilClient):
 
     def get_model(self, model_hash: str, group: Optional[str] = None) -> NeomarilModel:
         """The model with this hash (checked to belong to `group` when given)."""
-        info = self._conn.get_json(f"/models/{model_hash}")
+        info = self._conn.get_json(f"/models/{model_hash}", ("hash",))
         if group is not None and info.get("group") != group:
             raise NotFoundError(f"Model {model_hash} is not in group '{group}'.", status_code=404)
         return NeomarilModel(self._conn, info)

@@ -410,7 +410,7 @@ class NeomarilTrainingExecution:
     def execution_info(self) -> Dict[str, Any]:
         """Everything the server says about the run, fetched now: status, ``error_message``,
         times, files, ``metrics``, ``params``, ``artifacts``, ``promoted_models``, URLs."""
-        self._info = self._conn.get_json(self.url)
+        self._info = self._conn.get_json(self.url, ("status",))
         self.status = self._info["status"]
         self.group = self._info.get("group", self.group)
         return dict(self._info)
@@ -424,13 +424,13 @@ class NeomarilTrainingExecution:
         """The run's status, as the original product gave it:
         ``{'trainingExecutionId': 3, 'Status': 'Running', 'Message': None}``
         (``Message`` is the error of a Failed run)."""
-        answer = self._conn.get_json(self.url + "/status")
+        answer = self._conn.get_json(self.url + "/status", ("Status",))
         self.status = answer["Status"]
         return answer
 
     def get_logs(self) -> str:
         """The run's log: the environment build, and the training code's output, timestamped."""
-        return self._conn.get_json(self.url + "/logs").get("log", "")
+        return self._conn.get_json(self.url + "/logs", ("log",))["log"]
 
     def wait_ready(self, timeout: float = 3600.0) -> NeomarilTrainingExecution:
         """Wait until the run has finished, polling its status with a growing interval.
@@ -559,8 +559,8 @@ class NeomarilTrainingExecution:
             label=f"Promoting run {self.exec_id}",
         )
         if model_hash:
-            return self._promoted_version(json_of(response), version_of, wait_for_ready)
-        model = NeomarilModel(self._conn, json_of(response))
+            return self._promoted_version(json_of(response, ("model", "version")), version_of, wait_for_ready)
+        model = NeomarilModel(self._conn, json_of(response, ("hash",)))
         logger.info(
             "Training run %s of %s promoted to model '%s' (%s); it is being built.",
             self.exec_id,
@@ -577,7 +577,7 @@ class NeomarilTrainingExecution:
     ) -> NeomarilModelVersion:
         model = version_of
         if not isinstance(model, NeomarilModel):
-            model = NeomarilModel(self._conn, self._conn.get_json(f"/models/{info['model']}"))
+            model = NeomarilModel(self._conn, self._conn.get_json(f"/models/{info['model']}", ("hash",)))
         version = NeomarilModelVersion(model, info)
         logger.info(
             "Training run %s of %s promoted to version %s of model '%s' (%s); it is being built "
@@ -726,7 +726,7 @@ class NeomarilTrainingExperiment:
 
     def experiment_info(self) -> Dict[str, Any]:
         """Everything the server says about the experiment, fetched now, with its ``runs``."""
-        self._info = self._conn.get_json(_experiment_path(self.training_id))
+        self._info = self._conn.get_json(_experiment_path(self.training_id), ())
         return dict(self._info)
 
     @property
@@ -865,7 +865,7 @@ class NeomarilTrainingExperiment:
                 files=parts.files,
                 label=f"Uploading training run '{run_name}'",
             )
-        run = self._execution(json_of(response))
+        run = self._execution(json_of(response, ("number",)))
         logger.info(
             "Training run %s '%s' (%s) of experiment '%s' requested.",
             run.exec_id,
@@ -951,7 +951,7 @@ class NeomarilTrainingExperiment:
             exec_id = numbers[-1]
             logger.info("No run number given: using the latest, %s", exec_id)
         number = whole_number("exec_id", exec_id)
-        info = self._conn.get_json(f"{_experiment_path(self.training_id)}/runs/{number}")
+        info = self._conn.get_json(f"{_experiment_path(self.training_id)}/runs/{number}", ("number",))
         return self._execution(info)
 
     def get_all_training_executions(self) -> List[NeomarilTrainingExecution]:
@@ -974,7 +974,9 @@ class NeomarilTrainingExperiment:
         params = {"order": order}
         if metric:
             params["sort"] = metric
-        return self._conn.get_json(f"{_experiment_path(self.training_id)}/runs", params=params)["runs"]
+        return self._conn.get_json(f"{_experiment_path(self.training_id)}/runs", ("runs",), params=params)[
+            "runs"
+        ]
 
 
 # Client ------------------------------------------------------------------------------------
@@ -1028,7 +1030,7 @@ class NeomarilTrainingClient(BaseNeomarilClient):
                 "force": bool(force),
             },
         )
-        experiment = NeomarilTrainingExperiment(self._conn, json_of(response))
+        experiment = NeomarilTrainingExperiment(self._conn, json_of(response, ("hash",)))
         if response.status_code == 201:
             logger.info(
                 "Training experiment '%s' created in group '%s' with id %s",
@@ -1047,7 +1049,7 @@ class NeomarilTrainingClient(BaseNeomarilClient):
 
     def get_training(self, training_id: str, group: Optional[str] = None) -> NeomarilTrainingExperiment:
         """The experiment with this id (checked to belong to `group` when given)."""
-        info = self._conn.get_json(_experiment_path(training_id))
+        info = self._conn.get_json(_experiment_path(training_id), ("hash",))
         if group is not None and info.get("group") != group:
             raise NotFoundError(
                 f"Training experiment {training_id} is not in group '{group}'.", status_code=404

@@ -20,6 +20,7 @@ from django.utils.http import urlsafe_base64_encode
 from django.utils.translation import gettext
 
 from groups import tokens
+from groups.access import is_admin
 from groups.models import ApiToken, Group, GroupToken, Membership
 
 logger = logging.getLogger(__name__)
@@ -80,15 +81,47 @@ def refresh_group_token(group: Group, *, force: bool, actor: AbstractBaseUser | 
     return TokenRefresh(token=token, value=value)
 
 
-def set_membership(group: Group, user: AbstractBaseUser, role: str) -> tuple[Membership, bool]:
-    """Add `user` to `group` with `role`, or change the role of an existing member."""
+@transaction.atomic
+def set_membership(
+    group: Group, user: AbstractBaseUser, role: str, *, actor: AbstractBaseUser | None = None
+) -> tuple[Membership, bool]:
+    """Add `user` to `group` with `role`, or change the role of an existing member.
+
+    PeopleError: `actor`, an owner, would leave the group without an owner (see _keep_an_owner).
+    """
+    if role != Membership.Role.OWNER:
+        _keep_an_owner(group, user, actor)
     membership, created = Membership.objects.update_or_create(group=group, user=user, defaults={"role": role})
     return membership, created
 
 
-def remove_membership(group: Group, user: AbstractBaseUser) -> bool:
+@transaction.atomic
+def remove_membership(group: Group, user: AbstractBaseUser, *, actor: AbstractBaseUser | None = None) -> bool:
+    """Take `user` out of `group`; False when they were not in it. PeopleError as set_membership."""
+    _keep_an_owner(group, user, actor)
     deleted, _ = Membership.objects.filter(group=group, user=user).delete()
     return bool(deleted)
+
+
+def _keep_an_owner(group: Group, leaving: AbstractBaseUser, actor: AbstractBaseUser | None) -> None:
+    """Refuse that an owner takes the group's last owner out of the role: only an admin
+    could manage the group after that. Admins (and the platform itself, actor None) may."""
+    if actor is None or is_admin(actor):
+        return
+    # Locks the group's owner rows: two owners leaving at once cannot both be "another owner".
+    owners = list(
+        Membership.objects.select_for_update()
+        .filter(group=group, role=Membership.Role.OWNER)
+        .values_list("user_id", flat=True)
+    )
+    if owners == [leaving.pk]:
+        raise PeopleError(
+            gettext(
+                "%(user)s is the only owner of %(group)s: make another member an owner first, "
+                "or ask an admin."
+            )
+            % {"user": leaving.get_username(), "group": group.name}
+        )
 
 
 def issue_api_token(user: AbstractBaseUser, name: str = "") -> tuple[ApiToken, str]:

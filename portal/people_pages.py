@@ -85,7 +85,7 @@ def person(request: HttpRequest, username: str) -> HttpResponse:
                 if group_form.is_valid():
                     group, role = group_form.cleaned_data["group"], group_form.cleaned_data["role"]
                     _membership, created = services.set_membership(
-                        group, services.member_user(user.username), role
+                        group, services.member_user(user.username), role, actor=request.user
                     )
                     text = (
                         _("%(user)s is added as %(role)s of %(group)s.")
@@ -96,7 +96,7 @@ def person(request: HttpRequest, username: str) -> HttpResponse:
                     return redirect("person", username=user.username)
             elif action == "remove-group":
                 group = get_object_or_404(Group, name=request.POST.get("group", ""))
-                if services.remove_membership(group, user):
+                if services.remove_membership(group, user, actor=request.user):
                     messages.success(
                         request,
                         _("%(user)s was removed from %(group)s.") % {"user": user.username, "group": group},

@@ -200,7 +200,11 @@ def group_detail(request: HttpRequest, name: str) -> HttpResponse:
             if member_form.is_valid():
                 user = member_form.cleaned_data["username"]
                 role = member_form.cleaned_data["role"]
-                _membership, created = services.set_membership(group, user, role)
+                try:
+                    _membership, created = services.set_membership(group, user, role, actor=request.user)
+                except services.PeopleError as error:
+                    messages.error(request, str(error))
+                    return redirect("group-detail", name=group.name)
                 text = (
                     _("%(user)s is added as %(role)s of %(group)s.")
                     if created
@@ -211,7 +215,12 @@ def group_detail(request: HttpRequest, name: str) -> HttpResponse:
             status = 400
         elif action == "remove-member":
             user = get_object_or_404(get_user_model(), username=request.POST.get("username", ""))
-            if services.remove_membership(group, user):
+            try:
+                removed = services.remove_membership(group, user, actor=request.user)
+            except services.PeopleError as error:
+                messages.error(request, str(error))
+                return redirect("group-detail", name=group.name)
+            if removed:
                 messages.success(
                     request,
                     _("%(user)s was removed from %(group)s.") % {"user": user.username, "group": group},

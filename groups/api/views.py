@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 from groups import services
 from groups.access import can_manage_group, get_group_for_user, groups_for, is_admin
 from groups.api import serializers as s
-from groups.api.errors import error_body, form_errors, json_object
+from groups.api.errors import Conflict, error_body, form_errors, json_object
 from groups.authentication import LoginLockedOut, is_locked_out
 from groups.forms import UserCreateForm, UserResetForm
 from groups.models import ApiToken
@@ -129,9 +129,12 @@ class GroupMembersView(APIView):
         group = _managed_group(request, name)
         data = s.MemberAddSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        membership, created = services.set_membership(
-            group, data.validated_data["username"], data.validated_data["role"]
-        )
+        try:
+            membership, created = services.set_membership(
+                group, data.validated_data["username"], data.validated_data["role"], actor=request.user
+            )
+        except services.PeopleError as error:
+            raise Conflict(str(error)) from None
         code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
         return Response(s.MembershipSerializer(membership).data, status=code)
 
@@ -141,7 +144,11 @@ class GroupMemberDetailView(APIView):
     def delete(self, request: Request, name: str, username: str) -> Response:
         group = _managed_group(request, name)
         user = get_object_or_404(get_user_model(), username=username)
-        if not services.remove_membership(group, user):
+        try:
+            removed = services.remove_membership(group, user, actor=request.user)
+        except services.PeopleError as error:
+            raise Conflict(str(error)) from None
+        if not removed:
             return Response(
                 error_body(f"'{username}' is not a member of '{group.name}'.", "not_found"),
                 status=status.HTTP_404_NOT_FOUND,

@@ -88,6 +88,26 @@ def test_owner_adds_and_removes_members(cast):
     assert "not a member" in again.json()["detail"]
 
 
+def test_the_last_owner_cannot_step_down_or_leave_but_an_admin_can_take_them_out(cast):
+    client = api_client(cast.owner)
+    demoted = client.post(
+        "/api/v1/groups/datarisk/members", {"username": "owner", "role": "member"}, format="json"
+    )
+    assert demoted.status_code == 409
+    assert demoted.json()["detail"] == (
+        "owner is the only owner of datarisk: make another member an owner first, or ask an admin."
+    )
+    assert client.delete("/api/v1/groups/datarisk/members/owner").status_code == 409
+    assert Membership.objects.get(group=cast.group, user=cast.owner).role == "owner"  # nothing changed
+    # With a second owner, either may step down.
+    client.post("/api/v1/groups/datarisk/members", {"username": "teammate", "role": "owner"}, format="json")
+    assert client.delete("/api/v1/groups/datarisk/members/owner").status_code == 204
+    # An admin manages every group, owners or not.
+    teammate = api_client(cast.admin).delete("/api/v1/groups/datarisk/members/teammate")
+    assert teammate.status_code == 204
+    assert not Membership.objects.filter(group=cast.group, role="owner").exists()
+
+
 def test_member_cannot_manage_and_outsider_gets_404(cast):
     response = api_client(cast.teammate).post(
         "/api/v1/groups/datarisk/members", {"username": "outsider"}, format="json"

@@ -203,6 +203,17 @@ def test_owner_manages_members_in_ui(cast):
     assert b"outsider is not a member of datarisk" in again.content
 
 
+def test_the_last_owner_is_told_to_name_another_owner_before_stepping_down(cast):
+    client = _login(cast.owner)
+    for action in (
+        {"action": "add-member", "member-username": "owner", "member-role": "member"},
+        {"action": "remove-member", "username": "owner"},
+    ):
+        page = client.post("/groups/datarisk/", action, follow=True)
+        assert b"owner is the only owner of datarisk: make another member an owner first" in page.content
+        assert Membership.objects.get(group=cast.group, user=cast.owner).role == "owner"
+
+
 def test_group_page_bad_input(cast):
     client = _login(cast.owner)
     unknown = client.post(

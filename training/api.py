@@ -97,6 +97,11 @@ class ExperimentListView(APIView):
         if "experiment_name" not in data and "name" in data:
             data["experiment_name"] = data["name"]
         form = ExperimentForm(data, user=request.user)
+        name = data.get("experiment_name")
+        if isinstance(name, list | dict) and "experiment_name" not in form.errors:
+            # The form would take its Python text, "['a']", as the name.
+            kind = "list" if isinstance(name, list) else "object"
+            form.add_error("experiment_name", f"experiment_name must be text, not a JSON {kind}.")
         if not form.is_valid():
             raise form_errors(form)
         experiment, created = services.get_or_create_experiment(

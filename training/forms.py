@@ -95,6 +95,7 @@ class TrainingRunForm(UploadCheckingForm):
 
     run_name = forms.CharField(
         max_length=128,
+        validators=[refuse_control_characters],
         label=_("Run name"),
         error_messages={"required": _("Give the run a name.")},
     )
@@ -474,19 +475,28 @@ class TrainingRunForm(UploadCheckingForm):
     def _metrics(self, metrics: dict) -> dict[str, float | None] | None:
         problems, clean = [], {}
         for name, value in metrics.items():
-            if value is None or (isinstance(value, float) and not math.isfinite(value)):
-                clean[name] = None
-            elif isinstance(value, bool) or not isinstance(value, int | float):
+            if isinstance(value, bool) or not (value is None or isinstance(value, int | float)):
                 problems.append(
                     gettext("The metric '%(name)s' is %(value)s, not a number.")
                     % {"name": name, "value": json.dumps(value)[:60]}
                 )
+            elif value is None or not _finite(value):
+                clean[name] = None
             else:
                 clean[name] = value
         if problems:
             self.add_error("metrics", problems)
             return None
         return clean
+
+
+def _finite(number: int | float) -> bool:
+    """False for NaN, infinities, and integers too large for a float (like 1e999, which
+    parses to infinity: every chart and comparison would see them as such)."""
+    try:
+        return math.isfinite(number)
+    except OverflowError:
+        return False
 
 
 def _not_a_table(upload: NamedFile) -> str:

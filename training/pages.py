@@ -290,7 +290,8 @@ def _described(obj: Any) -> dict | None:
     if not isinstance(obj, dict):
         return None
     params = obj.get("params") if isinstance(obj.get("params"), dict) else {}
-    steps = [_described(step) for step in obj.get("steps") or [] if isinstance(step, dict)]
+    given = obj.get("steps") if isinstance(obj.get("steps"), list) else []
+    steps = [_described(step) for step in given if isinstance(step, dict)]
     return {
         "name": obj.get("name", ""),
         "class": str(obj.get("class", "")),
@@ -328,13 +329,19 @@ def _target(target: Any) -> dict | None:
     return {"kind": target.get("kind", ""), "columns": columns}
 
 
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def params_view(params: Any) -> dict | None:
     """A run's params.json as the page shows it: shape, missing values, the pipeline with
     its hyper-parameters, the target, what the user logged, and anything else as JSON."""
     if not isinstance(params, dict) or not params:
         return None
     known = {"shape", "columns", "missing", "pipeline", "target", "logged"}
-    shape = params.get("shape") if isinstance(params.get("shape"), dict) else None
+    shape = params.get("shape") if isinstance(params.get("shape"), dict) else {}
+    if not all(_is_count(shape.get(key)) for key in ("rows", "columns")):
+        shape = None  # the page counts them in words: numbers only
     missing = params.get("missing") if isinstance(params.get("missing"), dict) else {}
     logged = params.get("logged") if isinstance(params.get("logged"), dict) else {}
     other = {key: value for key, value in params.items() if key not in known}

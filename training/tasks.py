@@ -25,6 +25,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from groups import jobs, nodes
+from groups.storable_json import storable_problem
 from models_app import environments, interpreters, sandboxes
 from models_app import tasks as model_tasks
 from models_app.runtime import oneshot, orphans
@@ -208,14 +209,14 @@ def _checked_summary(value: object) -> dict:
         raise TrainingFailed("The training process answered without a summary.")
     if len(json.dumps(value)) > MAX_SUMMARY_BYTES:
         raise TrainingFailed("The training summary is too large (metrics and params over 4 MB).")
+    problem = _unstorable(value)
+    if problem is not None:
+        raise TrainingFailed(f"The training's metrics and params can't be stored: {problem}")
     metrics = value.get("metrics")
     if not isinstance(metrics, dict) or len(metrics) > MAX_METRICS:
         raise TrainingFailed(f"metrics must be a dict of at most {MAX_METRICS} numbers.")
     for name, number in metrics.items():
-        ok_number = number is None or (
-            isinstance(number, int | float) and not isinstance(number, bool) and math.isfinite(number)
-        )
-        if not isinstance(name, str) or not ok_number:
+        if not isinstance(name, str) or not _is_metric(name, number):
             raise TrainingFailed(f"The metric {name!r} is not a number.")
     extras = value.get("extras") or []
     if (
@@ -234,6 +235,33 @@ def _checked_summary(value: object) -> dict:
         "contract": str(value.get("contract") or ""),
         "warnings": [str(w)[:500] for w in warnings[:50]] if isinstance(warnings, list) else [],
     }
+
+
+def _unstorable(value: dict) -> str | None:
+    """Why the summary can't be stored and shown, or None. What no JSON column takes
+    (NaN; NUL on PostgreSQL) left the run Running; a lone surrogate broke every page and
+    answer showing the run. Each part is checked on its own, as the form checked the
+    params an External run logged (the summary's nesting adds no depth to count)."""
+    params = value.get("params") if isinstance(value.get("params"), dict) else {}
+    others = [part for key, part in value.items() if key != "params"]
+    for part in (list(value), *others, list(params), *params.values()):
+        problem = storable_problem(part)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _is_metric(name: str, number: object) -> bool:
+    if number is None:
+        return True
+    if isinstance(number, bool) or not isinstance(number, int | float):
+        return False
+    try:
+        return math.isfinite(number)
+    except OverflowError:  # an integer with hundreds of digits: no float holds it
+        raise TrainingFailed(
+            f"The metric {name!r} is an integer too large to keep: a metric must fit a 64-bit float."
+        ) from None
 
 
 def _collect_artifacts(run: TrainingRun, extras: list[str], frozen: str) -> list[dict]:

@@ -80,6 +80,17 @@ def test_create_experiment_refuses_a_json_body_that_is_not_an_object(cast, body,
     assert not Experiment.objects.exists()
 
 
+@pytest.mark.parametrize(("name", "kind"), [(["Teste"], "list"), ({"pt": "Teste"}, "object")])
+def test_create_experiment_refuses_a_name_that_is_not_text(cast, name, kind):
+    """The form read it as its Python text: an experiment named "['Teste']"."""
+    response = _create(api_client(cast.owner), experiment_name=name)
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"]["experiment_name"] == [
+        f"experiment_name must be text, not a JSON {kind}."
+    ]
+    assert not Experiment.objects.exists()
+
+
 def test_create_experiment_refuses_json_nested_too_deeply(cast):
     response = api_client(cast.owner).post(
         f"{API}/experiments", "[" * 5000 + "]" * 5000, content_type="application/json"
@@ -205,6 +216,7 @@ def test_custom_run_reports_every_problem_at_once(cast):
         ({"training_type": "Deep"}, "training_type must be Custom, External or AutoML, not 'Deep'."),
         ({"requirements": file("requirements.txt", "./local-package\n")}, "is a local path"),
         ({"env": file(".env", "not a line\n")}, "env"),
+        ({"run_name": "First\x1b[2Jtest"}, "A name cannot hold control characters (\\\\x1b)."),
     ],
 )
 def test_custom_run_refuses_bad_input(cast, overrides, message):
@@ -309,6 +321,18 @@ def test_external_run_metrics_may_hold_nan(cast):
     )
     assert response.status_code == 201, response.content
     assert TrainingRun.objects.get().metrics == {"auc": None, "f1": 0.9}
+
+
+def test_external_run_metric_too_large_for_a_float_is_kept_as_null_like_infinity(cast):
+    """It was stored as it came, and the run then failed with an internal error."""
+    experiment = make_experiment(cast.group, cast.owner)
+    response = api_client(cast.owner).post(
+        f"{API}/experiments/{experiment.hash}/runs",
+        external_payload(metrics='{"rows": 1' + "0" * 400 + ', "inf": 1e999, "f1": 0.9}'),
+        format="multipart",
+    )
+    assert response.status_code == 201, response.content
+    assert TrainingRun.objects.get().metrics == {"rows": None, "inf": None, "f1": 0.9}
 
 
 def test_unsupervised_external_run_needs_no_target(cast):

@@ -360,6 +360,25 @@ def test_succeeded_run_page_shows_metrics_params_artifacts_and_requirements(cast
     assert run.artifacts[0] == {"name": "model.pkl", "size": 5}
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"shape": {"rows": "120", "columns": 3}},
+        {"shape": {"rows": 1.5, "columns": None}},
+        {"pipeline": {"class": "Pipeline", "steps": 5}},
+        {"pipeline": {"class": "Pipeline", "steps": [{"name": "model", "steps": True}]}},
+    ],
+)
+def test_run_page_shows_params_of_an_unexpected_shape_without_failing(cast, experiment, params):
+    """params.json is written in the sandbox, by the process that ran the user's code:
+    these answered 500 (a count the page spells out in words, steps that are no list)."""
+    finished_run(experiment, params={**params, "note": "kept"})
+    response = _login(cast.owner).get(f"/training/{experiment.hash}/runs/1/")
+    assert response.status_code == 200
+    html = _html(response)
+    assert "rows ×" not in html and "&quot;note&quot;: &quot;kept&quot;" in html
+
+
 def test_failed_run_page_shows_the_error_and_refuses_promotion(cast, experiment):
     finished_run(experiment, status="Failed", error_message="The training function raised ValueError: no")
     client = _login(cast.owner)

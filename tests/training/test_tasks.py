@@ -11,7 +11,9 @@ from django.core.checks import run_checks
 from django.db import transaction
 from django.utils import timezone
 
-from groups import jobs, nodes
+from groups import jobs, nodes, storable_json
+from models_app.runtime import oneshot
+from tests.helpers.clients import api_client
 from tests.helpers.training import make_experiment
 from training import services, tasks
 from training.models import TrainingRun
@@ -211,11 +213,51 @@ def test_a_missing_artifact_fails_the_run(cast):
         ({"metrics": {"auc": "0.9"}}, "The metric 'auc' is not a number."),
         ({"metrics": {"auc": True}}, "The metric 'auc' is not a number."),
         ({"metrics": {}, "extras": [1]}, "extra must list"),
+        # An int no float holds crashed the check itself ("Internal error: OverflowError").
+        ({"metrics": {"n": 10**400}}, "The metric 'n' is an integer too large to keep"),
+        # These reach the worker from a frame the user's code wrote itself (a lone
+        # surrogate: every page of the experiment answered 500) or from a plain return
+        # value (NUL: PostgreSQL refused the row and the run stayed Running).
+        ({"metrics": {"\ud800": 1.0}}, r"can't be stored: it contains \\ud800, a lone surrogate"),
+        ({"metrics": {"a\x00b": 1.0}}, r"can't be stored: it contains \\u0000 \(a NUL character\)"),
+        ({"metrics": {}, "params": {"x": float("nan")}}, "can't be stored: .*NaN"),
     ],
 )
 def test_the_summary_from_the_sandbox_is_checked(summary, message):
     with pytest.raises(tasks.TrainingFailed, match=message):
         tasks._checked_summary(summary)
+
+
+def test_logged_params_as_deep_as_the_form_accepts_are_kept():
+    logged: dict = {}
+    for _ in range(storable_json.MAX_DEPTH - 1):
+        logged = {"x": logged}
+    assert storable_json.storable_problem(logged) is None  # what the run form accepted
+    summary = tasks._checked_summary({"metrics": {}, "params": {"logged": logged}})
+    assert summary["params"]["logged"] == logged
+
+
+def test_a_summary_that_could_not_be_stored_or_shown_fails_the_run(cast, monkeypatch, tmp_path):
+    """The run is Failed with the reason, and its pages and answers keep working."""
+    experiment = make_experiment(cast.group, cast.owner)
+    run = _requested(experiment)
+    interpreter = mock.Mock(version="3.9.20")
+    monkeypatch.setattr(tasks.model_tasks, "prepare_environment", lambda *a: (tmp_path / "env", interpreter))
+    monkeypatch.setattr(tasks.environments, "freeze", lambda env: "pandas==2.2.3\n")
+
+    def forged(*args, **kwargs):  # what the harness leaves, and a summary it did not write
+        for name, content in OUTPUTS.items():
+            (run.out_folder / name).write_bytes(content)
+        return oneshot.RunResult(ok=True, result={"metrics": {"\ud800": 0.9}, "params": {}})
+
+    monkeypatch.setattr(tasks.oneshot, "run_oneshot", forged)
+    assert tasks.run_training(run.pk) == TrainingRun.Status.FAILED
+    run.refresh_from_db()
+    assert run.error_message.startswith("The training's metrics and params can't be stored: it contains")
+    assert run.metrics is None
+    path = f"/api/v1/training/experiments/{experiment.hash}"
+    assert api_client(cast.teammate).get(f"{path}/runs/1").status_code == 200
+    assert api_client(cast.teammate).get(f"{path}/runs").status_code == 200
 
 
 def test_a_task_timeout_too_short_for_build_and_training_is_an_error(settings):

@@ -382,7 +382,7 @@ class NeomarilTrainingExecution:
         training_id: the experiment's id (``T`` + 32 hex digits).
         group: the group that owns the experiment.
         run_name: the run's name.
-        training_type: ``Custom`` or ``External``.
+        training_type: ``Custom``, ``External`` or ``AutoML``.
         status: the last status seen: Requested, Running, Succeeded or Failed.
     """
 

@@ -183,10 +183,11 @@ def parse_configuration(raw: dict, model: MLModel) -> Configuration:
 
 
 def _reference_run(train_data: dict, model: MLModel, problems: list[str]) -> TrainingRun | None:
-    """The training run whose data is the reference: named, or the one the model was promoted from."""
+    """The training run whose data is the reference: named, or the one the model's live
+    version was promoted from (the one whose predictions are recorded)."""
     value = _pick(train_data, TRAIN_DATA_KEYS["run"], problems)
     experiment_hash = _pick(train_data, TRAIN_DATA_KEYS["experiment"], problems)
-    promoted_from = model.training_run
+    promoted_from = model.serving.training_run or model.training_run
     if value is None:
         if promoted_from is None:
             problems.append(
@@ -497,7 +498,9 @@ class MonitoringSettingsForm(forms.ModelForm):
         elif self.cleaned_data.get("webhook_secret"):
             monitor.set_webhook_secret(self.cleaned_data["webhook_secret"])
         if commit:
-            monitor.save()
+            # Only the settings: the row's status, reference and log belong to the worker,
+            # which may have settled a validation since this request read them.
+            monitor.save(update_fields=[*self.Meta.fields, "webhook_secret_ciphertext"])
         return monitor
 
 

@@ -140,6 +140,12 @@ def _validate(monitor: Monitor, log: jobs.JobLog) -> dict:
                 counts = drift.counts(binning, values)
             except ValueError as exc:
                 raise MonitoringFailed(f"The reference column {column}: {exc}") from None
+            if not sum(counts):  # PSI needs a reference distribution: every period would crash
+                table = "X_train" if role == "inputs" else "model_output"
+                raise MonitoringFailed(
+                    f"The reference {role[:-1]} column {column} has no rows: the run's {table} is empty, "
+                    "so there is nothing to compare the periods with. Register with a run whose data has rows."
+                )
             reference[role][column] = {"binning": binning.to_json(), "counts": counts}
             log(f"Reference {role[:-1]} {column}: {binning.kind}, {binning.size} bins, {sum(counts)} rows.")
     shutil.rmtree(folder, ignore_errors=True)

@@ -14,6 +14,7 @@ from unittest import mock
 import pytest
 
 from models_app.models import MLModel
+from monitors.forms import MonitoringSettingsForm
 from monitors.models import Monitor, Period
 from tests.helpers.clients import api_client
 from tests.helpers.monitors import make_monitor, make_period
@@ -213,6 +214,30 @@ def test_patch_reports_bad_settings(cast, model, run):
     assert not_an_object.status_code == 400
     assert not_an_object.json()["detail"] == "Send a JSON object, not list."
     assert Monitor.objects.get(model=model).warning_threshold == 0.1
+
+
+def test_patch_keeps_what_the_worker_wrote_meanwhile(cast, model, run, monkeypatch):
+    # The validation settles while the PATCH is being handled: saving the settings must not
+    # write back the status, reference and log the view read before.
+    monitor = make_monitor(model, run, status=Monitor.Status.VALIDATING, reference=None, log="started\n")
+    real_is_valid = MonitoringSettingsForm.is_valid
+
+    def worker_finishes_first(form):
+        Monitor.objects.filter(pk=monitor.pk).update(
+            status=Monitor.Status.VALIDATED, reference={"rows": 7}, log="started\nValidated.\n"
+        )
+        return real_is_valid(form)
+
+    monkeypatch.setattr(MonitoringSettingsForm, "is_valid", worker_finishes_first)
+    response = api_client(cast.owner).patch(f"{API}/{model.hash}", {"minimum_rows": 5}, format="json")
+    assert response.status_code == 200, response.content
+    monitor.refresh_from_db()
+    assert (monitor.status, monitor.reference, monitor.log) == (
+        Monitor.Status.VALIDATED,
+        {"rows": 7},
+        "started\nValidated.\n",
+    )
+    assert monitor.minimum_rows == 5
 
 
 def test_patch_and_delete_answer_404_to_outsiders(cast, model, run):

@@ -40,6 +40,16 @@ def test_promoted_model_gets_its_run_and_snake_case_keys_are_read(promoted, run)
     assert parsed.train_date_ref is None
 
 
+def test_a_model_whose_live_version_was_promoted_from_another_run_gets_that_run(cast, promoted, run):
+    retrained = reference_run(cast.group, number=2)
+    v2 = deployed_model(cast.group, retrained, line=promoted, version=2)
+    promoted.live_version = v2
+    promoted.save()
+    form = registration_form(promoted)
+    assert form.is_valid(), form.errors
+    assert form.cleaned_data["configuration"].training_run == retrained  # what serves, not version 1's
+
+
 def test_direct_model_names_its_reference_run(cast, run):
     model = deployed_model(cast.group)
     config = configuration(

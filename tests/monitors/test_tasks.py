@@ -163,6 +163,22 @@ def test_a_sync_model_not_built_yet_is_invalidated_with_the_reason(model, cast):
     assert "no smoke-test answer yet (it is Building)" in monitor.error_message
 
 
+def test_an_empty_reference_is_invalidated_not_a_crash_of_every_period(model, cast, run, env_python):
+    # X_train and model_output with their columns but no rows: nothing to compare periods with.
+    script = (
+        "import sys, pandas as pd\n"
+        "pd.DataFrame({'a': [], 'b': [], 'c': []}).to_parquet(sys.argv[1] + '/X_train.parquet')\n"
+        "pd.DataFrame({'pred': []}).to_parquet(sys.argv[1] + '/model_output.parquet')\n"
+    )
+    subprocess.run([str(env_python), "-c", script, str(run.artifacts_folder)], check=True)
+    monitor = register(model, cast.owner, config(Period="Year"))
+    assert monitor.get_status_display() == "Invalidated", monitor.log
+    assert monitor.error_message == (
+        "The reference input column a has no rows: the run's X_train is empty, so there is nothing "
+        "to compare the periods with. Register with a run whose data has rows."
+    )
+
+
 @pytest.fixture
 def webhook(settings):
     settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.0/8"]  # the receiver is on loopback

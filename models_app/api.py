@@ -301,7 +301,10 @@ class ModelVersionListView(APIView):
         form = ModelVersionForm(request.POST, checked_files(request), user=request.user, model=model)
         if not form.is_valid():
             raise form_errors(form)
-        version = services.add_version(request.user, model, form.upload)
+        try:
+            version = services.add_version(request.user, model, form.upload)
+        except services.ActionRefused as exc:  # the model was deleted since the form checked it
+            raise Conflict(str(exc)) from None
         context = {"request": request, "model": model}
         return Response(ModelVersionSerializer(version, context=context).data, status=status.HTTP_201_CREATED)
 

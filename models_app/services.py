@@ -111,7 +111,8 @@ def add_version(user, model: MLModel, upload: ModelUpload) -> MLModel:
     """Store a checked upload as `model`'s next version and queue its build.
 
     The version goes live (the model's run URL serves it) when its build deploys it;
-    until then, and if it fails, the live version keeps serving.
+    until then, and if it fails, the live version keeps serving. ActionRefused when the
+    model was deleted meanwhile.
     """
     return _store(user, upload, of_model=model.root)
 
@@ -134,8 +135,12 @@ def _store(user, upload: ModelUpload, *, of_model: MLModel | None) -> MLModel:
                 live = of_model.serving
                 env_names, env_ciphertext = live.env_names, live.env_ciphertext
             if of_model is not None:
-                # The model's row is the version counter's lock (as for executions).
-                MLModel.objects.select_for_update().filter(pk=of_model.pk).values_list("pk").first()
+                # The model's row is the version counter's lock (as for executions), and
+                # its status is read under it: a model deleted since the upload was checked
+                # takes no new version (its build would make it live and serve it again).
+                locked = MLModel.objects.select_for_update().filter(pk=of_model.pk)
+                if locked.values_list("status", flat=True).get() == MLModel.Status.DELETED:
+                    raise ActionRefused(gettext("This model is deleted: upload a new model instead."))
                 last = of_model.all_versions().aggregate(last=Max("version"))["last"] or 1
                 version_fields = {
                     "line": of_model,

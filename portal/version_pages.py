@@ -52,8 +52,13 @@ def version_upload(request: HttpRequest, model_hash: str) -> HttpResponse:
         request.POST or None, request.FILES or None, user=request.user, model=model, initial=initial
     )
     if request.method == "POST":
+        version = None
         if not add_limit_errors(request, form) and form.is_valid():
-            version = services.add_version(request.user, model, form.upload)
+            try:
+                version = services.add_version(request.user, model, form.upload)
+            except services.ActionRefused as exc:  # the model was deleted since the form checked it
+                form.add_error(None, str(exc))
+        if version is not None:
             messages.success(
                 request,
                 _("Version %(number)s of %(name)s was uploaded. It goes live once its build deploys it.")

@@ -14,6 +14,7 @@ import pytest
 
 from models_app import services, tasks
 from models_app.calls import lookup_call
+from models_app.forms import ModelVersionForm
 from models_app.models import MLModel, ModelBuild
 from models_app.serving import answers
 from models_app.serving.aio import blocking_pool
@@ -246,3 +247,23 @@ def test_a_version_without_a_dotenv_keeps_the_live_versions_secrets(cast, host_e
     assert replaced["env_names"] == ["OTHER"]
     emptied = _add_version(client, model, _source("v4"), env=file(".env", "")).json()
     assert emptied["env_names"] == []
+
+
+def test_a_version_uploaded_while_its_model_is_deleted_is_refused_and_leaves_nothing(
+    cast, host_env, monkeypatch, settings
+):
+    client = api_client(cast.owner)
+    model = _create(client)
+    checked = ModelVersionForm.is_valid
+
+    def deleted_meanwhile(form):  # the upload passed its checks; the model goes before it is stored
+        valid = checked(form)
+        services.delete(MLModel.objects.get(pk=model.pk), cast.teammate)
+        return valid
+
+    monkeypatch.setattr(ModelVersionForm, "is_valid", deleted_meanwhile)
+    response = _add_version(client, model, _source("v2"))
+    assert response.status_code == 409, response.content
+    assert response.json()["detail"] == "This model is deleted: upload a new model instead."
+    assert list(model.all_versions().values_list("version", "status")) == [(1, "Deleted")]
+    assert not [p for p in settings.MODELS_DIR.iterdir() if p.name.startswith(".incoming-")]

@@ -369,7 +369,9 @@ def _run_period(
         "skipped": 0,
         "batches": 0,
         "after": None,
+        "registered_at": monitor.registered_at.isoformat(),
     }
+    _check_same_registration(monitor, progress)
     if period.progress:
         log(f"Going on after batch {progress['batches']} ({progress['records']} record(s) done).")
     else:
@@ -397,6 +399,7 @@ def _run_period(
         log(f"Batch {number}: {len(batch)} record(s) through {monitor.preprocess_reference}().")
         spec = {**_common_spec(monitor, folder), "mode": "period", "records_file": str(folder / RECORDS_FILE)}
         _run_harness(monitor, python, folder, spec, log, read_only=_sample_folders(monitor))
+        _check_same_registration(monitor, progress)  # the code or bins may have changed meanwhile
         _add_batch(progress, _read_out(folder), binnings, log)
         progress["batches"], progress["after"] = number, after
         if not period.this_run().update(progress=progress):
@@ -405,6 +408,18 @@ def _run_period(
     if not progress["batches"]:
         log("No records in this period.")
     return _results(period, progress, binnings, log)
+
+
+def _check_same_registration(monitor: Monitor, progress: dict) -> None:
+    """MonitoringFailed when the model was registered again since the period began: the new
+    registration's code and bins would be mixed with the counts of the old one's."""
+    current = Monitor.objects.filter(pk=monitor.pk).values_list("registered_at", flat=True).first()
+    began_under = progress.get("registered_at")
+    if current is None or (began_under is not None and current.isoformat() != began_under):
+        raise MonitoringFailed(
+            "The monitoring was registered again while this period ran, so its batches would mix two "
+            "registrations. Run the period again once the new registration is Validated."
+        )
 
 
 def _add_batch(progress: dict, out: dict, binnings: dict[str, drift.Binning], log: jobs.JobLog) -> None:

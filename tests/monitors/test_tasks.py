@@ -309,6 +309,35 @@ def test_a_period_longer_than_its_task_goes_on_in_the_next(model, cast, settings
     assert "Going on after batch 3 (90 record(s) done)" in period.log
 
 
+def test_a_period_stops_when_the_model_is_registered_again_while_it_runs(model, cast, settings, monkeypatch):
+    settings.MONITORING_BATCH_SIZE = 30
+    monkeypatch.setattr(services, "async_task", lambda *args, **kwargs: None)
+    monitor = register(model, cast.owner, config(Period="Year"))
+    record_calls(model, [row(i) for i in range(ROWS)], per_call=10)  # 100 calls → 4 batches
+    # While a batch is in the sandbox, the model is registered again (and validated).
+    run_harness = tasks._run_harness
+
+    def registered_meanwhile(*args, **kwargs):
+        result = run_harness(*args, **kwargs)
+        Monitor.objects.filter(pk=monitor.pk).update(registered_at=timezone.now())
+        return result
+
+    monkeypatch.setattr(tasks, "_run_harness", registered_meanwhile)
+    period = run_now(monitor, cast.owner)
+    assert period.status == "Failed" and "registered again while this period ran" in period.error_message
+    assert not period.columns.exists()
+    # A period handed over to its next task checks it too: its counts are the old bins'.
+    monkeypatch.setattr(tasks, "_run_harness", run_harness)
+    settings.Q_CLUSTER = {
+        **settings.Q_CLUSTER,
+        "timeout": settings.MONITORING_TIMEOUT + tasks.TASK_TIMEOUT_MARGIN,
+    }
+    second = services.request_period(monitor, None, cast.owner)
+    assert tasks.run_period(second.pk) == "continued in a new task"
+    Monitor.objects.filter(pk=monitor.pk).update(registered_at=timezone.now())
+    assert tasks.run_period(second.pk, continuation=True) == "Failed"
+
+
 def test_results_planted_as_a_link_are_not_read(tmp_path):
     secret = tmp_path / "secret_key"
     secret.write_text('{"inputs": {"a": ["platform secret"]}}')

@@ -159,8 +159,9 @@ class ModelHost:
         self._remove_stale_sockets()
 
     def _remove_stale_sockets(self) -> None:
-        """Sockets of a previous host's runners (they died with it): no caller may queue on them."""
-        for path in [*self.run_dir.glob("*.sock"), *self.run_dir.glob(".*.sock.loading")]:
+        """Sockets of a previous host's runners (they died with it): no caller may queue on them.
+        Only runners' names (<model>.<build>.<replica>.sock): the folder may hold supervisord's."""
+        for path in [*self.run_dir.glob("*.*.*.sock"), *self.run_dir.glob(".*.sock.loading")]:
             if path.name != paths.host_socket().name:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
@@ -668,6 +669,7 @@ class ModelHost:
         if len(live) >= settings.HOST_MAX_RUNNERS:
             return
         if settings.HOST_MEMORY_BUDGET_MB and current:
+            self._refresh_stats()  # a runner started since the supervisor's last pass weighs 0 until measured
             expected = max(r.rss for r in current)  # the next one will weigh about as much
             if sum(r.rss for r in live) + expected > settings.HOST_MEMORY_BUDGET_MB * 1024 * 1024:
                 return

@@ -224,6 +224,20 @@ def _load(model: MLModel, seconds: float, callers: int = 3) -> set[int]:
         return set().union(*threads.map(lambda _: call_until_deadline(), range(callers)))
 
 
+def test_a_new_host_removes_its_predecessors_runner_sockets_and_nothing_else(settings, tmp_path):
+    """The systemd unit of docs/deployment.md puts supervisord's control socket in the
+    same folder as the runners' (/run/neomaril): supervisorctl must still reach it."""
+    settings.RUN_DIR = tmp_path
+    stale = [tmp_path / "M0123.4.0.sock", tmp_path / ".M0123.5.1.sock.loading"]
+    kept = [tmp_path / "supervisor.sock", tmp_path / "gunicorn.ctl", tmp_path / "supervisord.pid"]
+    for path in stale + kept:
+        path.touch()
+    host = host_module.ModelHost()
+    host.shutdown()
+    assert [path.name for path in stale if path.exists()] == []
+    assert [path.name for path in kept if path.exists()] == [path.name for path in kept]
+
+
 def _replicas(host, model) -> list[int]:
     return sorted(r.replica for r in host._serving() if r.model_hash == model.hash)
 
@@ -289,6 +303,22 @@ def test_no_replica_beyond_the_hosts_runner_budget(cast, host_env, host, setting
     host._sample_load()
     host._scale()
     assert _replicas(host, model) == [0]
+
+
+def test_no_replica_beyond_the_memory_budget_counting_replicas_not_measured_yet(
+    cast, host_env, host, settings
+):
+    """A replica added a moment ago weighs as much as the others, before the supervisor's
+    next pass has measured it: replicas added one a second must not overshoot the budget."""
+    model = _build(_upload(cast, source=SLOW_SOURCE))
+    host._refresh_stats()
+    one = host.runners[(model.hash, 0)].rss
+    settings.HOST_MEMORY_BUDGET_MB = int(2.5 * one / 2**20)  # room for two runners, not three
+    MLModel.objects.filter(pk=model.pk).update(min_replicas=3, max_replicas=3)
+    host._scale()
+    assert _replicas(host, model) == [0, 1]
+    host._scale()  # the next second: replica 1 not measured by the supervisor yet
+    assert _replicas(host, model) == [0, 1]
 
 
 def test_min_replicas_are_started_for_a_model_in_use(cast, host_env, host):

@@ -27,6 +27,7 @@ import ipaddress
 
 from django.conf import settings
 from django.db.models import Count
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -113,7 +114,13 @@ class StatesCollector:
         models = GaugeMetricFamily(
             "neomaril_models", "Models by status (their live version's).", labels=["status"]
         )
-        counts = _counts(MLModel.objects.filter(line__isnull=True))
+        # A model's status is its live version's (the first row's own when that one is live).
+        counts = dict(
+            MLModel.objects.filter(line__isnull=True)
+            .order_by()
+            .values_list(Coalesce("live_version__status", "status"))
+            .annotate(n=Count("pk"))
+        )
         for status in MLModel.Status.values:
             models.add_metric([status], counts.get(status, 0))
         jobs = GaugeMetricFamily(

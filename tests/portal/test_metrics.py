@@ -281,6 +281,25 @@ def test_models_and_jobs_by_state_come_from_the_database(deployed, cast):
     assert value(samples, "neomaril_models", status="Failed") == 0
 
 
+def test_a_models_status_is_its_live_versions(deployed, cast):
+    """As the API and the model list say: a first version that failed, a second one Deployed
+    and live, is a Deployed model."""
+    payload = sync_payload()
+    for inherited in ("name", "group", "operation"):
+        payload.pop(inherited)
+    response = api_client(cast.owner).post(
+        f"/api/v1/models/{deployed.hash}/versions", payload, format="multipart"
+    )
+    assert response.status_code == 201, response.json()
+    second = deployed.all_versions().get(version=2)
+    MLModel.objects.filter(pk=second.pk).update(status=MLModel.Status.DEPLOYED)
+    MLModel.objects.filter(pk=deployed.pk).update(status=MLModel.Status.FAILED, live_version=second)
+    assert api_client(cast.owner).get(f"/api/v1/models/{deployed.hash}").json()["status"] == "Deployed"
+    samples = scrape()
+    assert value(samples, "neomaril_models", status="Deployed") == 1
+    assert value(samples, "neomaril_models", status="Failed") == 0
+
+
 def test_recording_drops_are_counted():
     before = value(scrape(), "neomaril_recording_dropped_total")
     recorder = Recorder(capacity=1)

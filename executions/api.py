@@ -33,7 +33,7 @@ from executions.models import Execution
 from executions.serializers import ExecutionLogSerializer, ExecutionSerializer
 from groups.api.errors import PayloadTooLarge
 from groups.api.pagination import PageNumberPagination
-from groups.uploads import UNREADABLE_BODY, unreadable_body
+from groups.uploads import UNREADABLE_BODY, lost_part_message, lost_parts, unreadable_body
 from models_app.calls import get_called_model
 from models_app.models import MLModel
 from models_app.validation import UploadError, sanitize_filename
@@ -98,7 +98,9 @@ def _input_from_request(request: Request):
 
 def _why_no_file(request) -> list[str]:
     """The 400's messages when no file arrived: what became of the file parts that were sent."""
-    lost = [_LOST[part.why].format(field=part.field, name=part.name) for part in uploads.lost_parts(request)]
+    lost = [
+        lost_part_message(part, expected=UPLOAD_FIELD, example="input.csv") for part in lost_parts(request)
+    ]
     if lost:
         return lost
     if UPLOAD_FIELD in request.POST:
@@ -107,20 +109,6 @@ def _why_no_file(request) -> list[str]:
             "(curl -F file=@input.csv, with the @)."
         ]
     return ["No input file: send it in a multipart field named 'file' (curl -F file=@input.csv)."]
-
-
-_LOST = {
-    "cut_off": "The file part '{field}' ('{name}') was cut off: the body ended before the part's "
-    "closing boundary. Send the file again.",
-    "not_utf8": "The file name of the part '{field}' is not valid UTF-8 ('{name}'), so the file "
-    "could not be read: send the name in UTF-8, or rename the file.",
-    "bad_header": "A file part's header could not be read ({name}), so the file was not read: "
-    "send the file with curl -F file=@input.csv or an HTTP library's multipart upload.",
-    "no_field_name": "The file part with the file name '{name}' has no field name, so the file was "
-    "not read: send it in the field 'file' (Content-Disposition: form-data; name=\"file\"; filename=…).",
-    "unusable_name": "The file part '{field}' has the file name '{name}', which cannot be used as a "
-    "file name, so the file was not read: send it with a plain name such as input.csv.",
-}
 
 
 def _several_files(fields: list[str]) -> str:

@@ -1,20 +1,32 @@
-"""Upload handling that enforces size limits while the body streams in.
+"""Upload handling that enforces size limits while the body streams in, and notes the
+file parts that never arrive.
 
 Files are written to temporary files on disk as they arrive (never held whole in
 memory). A file over the per-file limit is skipped and remembered so the view can
 answer 400 naming it; a body over the total limit stops the upload.
+
+Django's parser drops some file parts without a word: one cut off before its closing
+boundary, one whose file name is not UTF-8, or is "." or "..". The handler keeps track
+of them (`lost_parts`), so that a view can say why a file did not arrive instead of
+asking for it as if nothing had been sent (`lost_part_message`). Every upload goes
+through it: model uploads and versions (models_app), and Async inputs (executions,
+with their own size limit).
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from typing import Literal
 
 from django import forms
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.files.uploadhandler import SkipFile, StopUpload, TemporaryFileUploadHandler
 from django.http import HttpRequest
-from django.http.multipartparser import MultiPartParserError
+from django.http.multipartparser import MultiPartParser, MultiPartParserError
+from django.utils.http import parse_header_parameters
+from django.utils.translation import gettext_lazy
 
 # What Django's parser raises for a body it cannot read (malformed, or over its field limits).
 UNREADABLE_BODY = (MultiPartParserError, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent)
@@ -23,6 +35,9 @@ UNREADABLE_BODY = (MultiPartParserError, RequestDataTooBig, TooManyFieldsSent, T
 # 250 bytes ("a." + 70 emoji) the name would be too long for the filesystem and the parser
 # would fail (a 500) before the view could refuse the file name.
 MAX_TEMPORARY_EXTENSION_BYTES = 32
+# A part's headers are a few hundred bytes; longer ones are not kept (nor reported).
+_MAX_HEADER_BYTES = 16 * 1024
+_MAX_KEPT_PARTS = 100
 
 
 def unreadable_body(exc: Exception) -> str:
@@ -35,12 +50,18 @@ def _mb(size: int) -> str:
 
 
 class LimitedTemporaryFileUploadHandler(TemporaryFileUploadHandler):
+    """Streams each file to a temporary file under the size limits, and notes the file
+    parts Django's parser drops (see lost_parts)."""
+
     def __init__(self, request=None):
         super().__init__(request)
         self.file_limit = settings.MAX_UPLOAD_FILE_BYTES
         self.total_limit = settings.MAX_UPLOAD_TOTAL_BYTES
         self.total = 0
         self.received = 0
+        self.headers: PartHeaders | None = None
+        self.started: list[tuple[str, str]] = []  # (field, file name) of each file part begun
+        self.cut_off: tuple[str, str] | None = None
         if request is not None:
             request.upload_limit_errors = {}
 
@@ -48,7 +69,13 @@ class LimitedTemporaryFileUploadHandler(TemporaryFileUploadHandler):
         # Raising here would escape Django's parser as a 500; the first chunk stops it instead.
         if content_length and content_length > self.total_limit:
             self.total = content_length
-        return None
+        if self.headers is not None:
+            return None  # the parser below asks again: it does the parsing
+        # Django's own parser, reading through PartHeaders, which keeps each part's
+        # headers: the parser drops some file parts without calling any handler.
+        self.headers = PartHeaders(input_data, boundary)
+        handlers = self.request.upload_handlers if self.request is not None else [self]
+        return MultiPartParser(META, self.headers, handlers, encoding).parse()
 
     def new_file(self, field_name, file_name, *args, **kwargs):
         _stem, extension = os.path.splitext(file_name)
@@ -58,6 +85,12 @@ class LimitedTemporaryFileUploadHandler(TemporaryFileUploadHandler):
         else:
             super().new_file(field_name, file_name, *args, **kwargs)
         self.received = 0
+        self.started.append((field_name, file_name))
+
+    def upload_interrupted(self):
+        # The body ended inside a file part: Django drops the part.
+        self.cut_off = (self.field_name, self.file_name)
+        return super().upload_interrupted()
 
     def receive_data_chunk(self, raw_data, start):
         self.received += len(raw_data)
@@ -91,3 +124,158 @@ def add_limit_errors(request: HttpRequest, form: forms.BaseForm) -> bool:
     for field, message in limits.items():
         form.add_error(None if field == "__all__" or field not in form.fields else field, message)
     return bool(limits)
+
+
+class PartHeaders:
+    """A multipart body, read through: keeps the header block of each part that names a
+    file (`filename=`), as sent."""
+
+    def __init__(self, stream, boundary: bytes) -> None:
+        self._stream = stream
+        self._delimiter = b"\r\n--" + boundary
+        self._pending = b"\r\n"  # the first delimiter opens the body, with no line break before it
+        self._header: bytearray | None = None  # the header block being read, after a delimiter
+        self.blocks: list[bytes] = []
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        if data and len(self.blocks) < _MAX_KEPT_PARTS:
+            self._see(data)
+        return data
+
+    def _see(self, data: bytes) -> None:
+        while data:
+            if self._header is None:
+                # A delimiter cut by the last chunk's end lies in the few bytes kept from it:
+                # join only those (copying each chunk whole cost a pass over every upload).
+                width = len(self._delimiter)
+                seam = self._pending + data[: width - 1]
+                found = seam.find(self._delimiter)
+                if found >= 0:
+                    data = data[found + width - len(self._pending) :]
+                else:
+                    found = data.find(self._delimiter)
+                    if found < 0:
+                        # Keep what could be the start of a delimiter cut by the chunk's end.
+                        self._pending = (self._pending + data)[-(width - 1) :]
+                        return
+                    data = data[found + width :]
+                self._pending = b""
+                self._header = bytearray()
+            else:
+                searched_from = max(0, len(self._header) - 3)
+                self._header += data
+                end = self._header.find(b"\r\n\r\n", searched_from)
+                if end < 0:
+                    if len(self._header) > _MAX_HEADER_BYTES:
+                        self._header = None  # not headers we can report on; look for the next part
+                    return
+                block, data = bytes(self._header[:end]), bytes(self._header[end + 4 :])
+                self._header = None
+                if b"filename" in block.lower():
+                    self.blocks.append(block)
+
+
+@dataclass(frozen=True)
+class LostPart:
+    """A file part that was sent but did not arrive (lost_part_message words why)."""
+
+    why: Literal["cut_off", "not_utf8", "bad_header", "no_field_name", "unusable_name"]
+    field: str
+    name: str  # the file name as sent, bytes that are not UTF-8 as \\x escapes ("bad_header": the header)
+
+
+def lost_parts(request: HttpRequest) -> list[LostPart]:
+    """The file parts of the request's body that were cut off, or dropped by Django's parser
+    for their headers; [] when none can be told."""
+    handler = next(
+        (
+            h
+            for h in getattr(request, "upload_handlers", [])
+            if isinstance(h, LimitedTemporaryFileUploadHandler)
+        ),
+        None,
+    )
+    if handler is None or handler.headers is None:
+        return []
+    lost = []
+    if handler.cut_off is not None:
+        lost.append(LostPart("cut_off", *handler.cut_off))
+    # The parts that reached the handler come in the body's order: the others were dropped.
+    started = iter(handler.started)
+    waiting_for = next(started, None)
+    for block in handler.headers.blocks:
+        part = _file_part(block)  # as lost, should it not have arrived
+        if part is None:
+            continue
+        arrived = part.why == "unusable_name" and waiting_for is not None and part.field == waiting_for[0]
+        if arrived:
+            waiting_for = next(started, None)
+        else:
+            lost.append(part)
+    return lost
+
+
+def _file_part(block: bytes) -> LostPart | None:
+    """The file part whose headers are `block`, as lost for the reason it would be if it
+    did not arrive (Django's parser reads a part's headers so: it drops a header line it
+    cannot read, and the part with it); None: not a file part."""
+    for line in block.split(b"\r\n"):
+        header, _colon, _value = line.partition(b":")
+        if header.strip().lower() != b"content-disposition":
+            continue
+        shown = line.decode("utf-8", "backslashreplace")
+        try:
+            _main, params = parse_header_parameters(line.decode())
+        except UnicodeDecodeError:
+            try:
+                _main, params = parse_header_parameters(shown)
+            except ValueError:
+                return LostPart("bad_header", "", shown)
+            return LostPart("not_utf8", params.get("name", "").strip(), params.get("filename", ""))
+        except ValueError:
+            return LostPart("bad_header", "", shown)
+        field, file_name = params.get("name", "").strip(), params.get("filename", "")
+        if not file_name:
+            return None  # an empty filename= makes a form field of the part
+        return LostPart("unusable_name" if field else "no_field_name", field, file_name)
+    return None
+
+
+_LOST_MESSAGES = {
+    "cut_off": gettext_lazy(
+        "The file part '%(field)s' ('%(name)s') was cut off: the body ended before the part's "
+        "closing boundary. Send the file again."
+    ),
+    "not_utf8": gettext_lazy(
+        "The file name of the part '%(field)s' is not valid UTF-8 ('%(name)s'), so the file "
+        "could not be read: send the name in UTF-8, or rename the file."
+    ),
+    "bad_header": gettext_lazy(
+        "A file part's header could not be read (%(name)s), so the file was not read: "
+        "send the file with curl -F %(expected)s=@%(example)s or an HTTP library's multipart upload."
+    ),
+    "no_field_name": gettext_lazy(
+        "The file part with the file name '%(name)s' has no field name, so the file was "
+        "not read: send it in the field '%(expected)s' (Content-Disposition: form-data; "
+        'name="%(expected)s"; filename=…).'
+    ),
+    "unusable_name": gettext_lazy(
+        "The file part '%(field)s' has the file name '%(name)s', which cannot be used as a "
+        "file name, so the file was not read: send it with a plain name such as %(example)s."
+    ),
+}
+
+
+def lost_part_message(part: LostPart, *, expected: str, example: str) -> str:
+    """Why `part` did not arrive and what to send instead, in the active language.
+
+    `expected` is the field the file belongs in (for a part that names none, the one it
+    most likely was meant for), `example` a plain file name for that field.
+    """
+    return str(_LOST_MESSAGES[part.why]) % {
+        "field": part.field,
+        "name": part.name,
+        "expected": expected,
+        "example": example,
+    }

@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 from groups.api.errors import Conflict, checked_files, form_errors
 from groups.api.pagination import PageNumberPagination
 from groups.forms import DefaultBooleanField
+from groups.uploads import lost_parts
 from models_app import services
 from models_app.access import get_model_for_user, get_version, models_for
 from models_app.forms import (
@@ -119,7 +120,9 @@ class ModelListView(APIView):
         tags=["models"],
     )
     def post(self, request: Request) -> Response:
-        form = ModelUploadForm(request.POST, checked_files(request), user=request.user)
+        form = ModelUploadForm(
+            request.POST, checked_files(request), user=request.user, lost_parts=lost_parts(request._request)
+        )
         if not form.is_valid():
             raise form_errors(form)
         model = services.create_model(request.user, form.upload)
@@ -298,7 +301,13 @@ class ModelVersionListView(APIView):
         and operation (the model's). It goes live once Deployed; until then the live version
         keeps serving, and a version that fails never replaces it."""
         model = get_model_for_user(request.user, model_hash)
-        form = ModelVersionForm(request.POST, checked_files(request), user=request.user, model=model)
+        form = ModelVersionForm(
+            request.POST,
+            checked_files(request),
+            user=request.user,
+            model=model,
+            lost_parts=lost_parts(request._request),
+        )
         if not form.is_valid():
             raise form_errors(form)
         try:

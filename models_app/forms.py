@@ -9,6 +9,7 @@ disagree about a field, a default or a message.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Sequence
 from typing import Any
 
 from django import forms
@@ -19,6 +20,7 @@ from django.utils.translation import gettext_lazy as _
 
 from groups.access import groups_for
 from groups.forms import DefaultBooleanField
+from groups.uploads import LostPart, lost_part_message
 from models_app import interpreters
 from models_app.models import MAX_REPLICAS, MLModel
 from models_app.services import INLINE_SCHEMA_NAME, ModelUpload, NamedFile
@@ -164,11 +166,63 @@ class PythonVersionField(forms.CharField):
 
 class UploadCheckingForm(forms.Form):
     """What every upload form shares: files get safe names, text files are read as UTF-8,
-    and a validation check's UploadError becomes an error of its field."""
+    a validation check's UploadError becomes an error of its field, and a file part that
+    was sent but never arrived (`lost_parts`, groups.uploads) is named at its field instead
+    of the field asking for a file as if none had been sent."""
 
     # The pages post with novalidate (the server reports every problem at once), so
     # required fields carry aria-required rather than a `required` the browser ignores.
     use_required_attribute = False
+    # A plain file name for each file field, for the messages about a lost part.
+    example_names: dict[str, str] = {}
+
+    def __init__(self, *args, lost_parts: Sequence[LostPart] = (), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lost_parts = list(lost_parts)
+
+    def clean(self) -> dict[str, Any]:
+        self._name_lost_parts()
+        return super().clean()
+
+    def _name_lost_parts(self) -> None:
+        """Each lost part of one of the form's file fields becomes that field's error (an
+        optional file too: a .env that did not arrive must not deploy a model without its
+        secrets); a part that names no field, a form error. Parts of fields the form does
+        not have are ignored, as those fields would be."""
+        emptied: set[str] = set()
+        for part in self.lost_parts:
+            if part.field:
+                field = part.field
+                if field not in self.fields or not isinstance(self.fields[field].widget, forms.FileInput):
+                    continue
+            else:
+                field = self._field_for_name(part.name)
+            message = lost_part_message(part, expected=field, example=self._example_name(field))
+            if not part.field:
+                self.add_error(None, message)
+                continue
+            if field not in emptied and not self._sent(field):
+                # Its errors ("upload the script") only say that nothing arrived.
+                self._errors.pop(field, None)
+                emptied.add(field)
+            self.add_error(field, message)
+
+    def _sent(self, field: str) -> bool:
+        return field in self.files or field in self.data
+
+    def _example_name(self, field: str) -> str:
+        return self.example_names.get(field) or next(iter(self.example_names.values()), "file.txt")
+
+    def _field_for_name(self, name: str) -> str:
+        """The file field a file of this name most likely belongs in (for a part naming no field)."""
+        for field, example in self.example_names.items():
+            if name == example:
+                return field
+        suffix = name.rpartition(".")[2].lower() if "." in name else ""
+        for field, example in self.example_names.items():
+            if suffix and example.rpartition(".")[2].lower() == suffix:
+                return field
+        return next(iter(self.example_names), "file")
 
     def _named(self, field: str) -> NamedFile | None:
         upload = self.cleaned_data[field]
@@ -233,6 +287,16 @@ class ModelUploadForm(UploadCheckingForm):
     requirements.txt is common). A valid form's `upload` is the `ModelUpload` to hand
     to `services.create_model`.
     """
+
+    example_names = {
+        "source": "app.py",
+        "model": "model.pkl",
+        "requirements": "requirements.txt",
+        "schema": "schema.json",
+        "env": ".env",
+        "sample": "input.csv",
+        "extra": "utils.py",
+    }
 
     name = forms.CharField(
         max_length=64,

@@ -24,7 +24,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from executions.models import Execution
 from groups.access import admins, groups_for, is_admin
-from groups.uploads import add_limit_errors
+from groups.uploads import add_limit_errors, lost_parts
 from models_app import codegen, services
 from models_app.access import get_model_for_user, models_for
 from models_app.forms import ModelFilterForm, ModelSettingsForm, ModelUploadForm
@@ -137,6 +137,7 @@ def model_upload(request: HttpRequest) -> HttpResponse:
         request.FILES or None,
         user=request.user,
         initial={"group": request.GET["group"]} if request.GET.get("group") else None,
+        lost_parts=lost_parts(request),
     )
     if request.method == "POST":
         if not add_limit_errors(request, form) and form.is_valid():
@@ -216,6 +217,11 @@ EVENT_LABELS = {
     "build_failed": gettext_lazy("Build failed"),
     "build_requeued": gettext_lazy("Build re-queued"),
     "settings_changed": gettext_lazy("Serving settings changed"),
+    "disabled": gettext_lazy("Disabled"),
+    "restarted": gettext_lazy("Restarted"),
+    "deleted": gettext_lazy("Deleted"),
+    "version_added": gettext_lazy("Version added"),
+    "version_live": gettext_lazy("Version made live"),
 }
 
 

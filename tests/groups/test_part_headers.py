@@ -1,4 +1,4 @@
-"""PartHeaders (executions/uploads.py): the part headers of a multipart body, seen as it
+"""PartHeaders (groups/uploads.py): the part headers of a multipart body, seen as it
 is read, whatever the sizes of the reads."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from executions.uploads import PartHeaders
+from groups.uploads import PartHeaders
 
 BOUNDARY = b"b0und"
 BODY = (

@@ -12,19 +12,56 @@ from .errors import UploadError
 _DOTENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DOTENV_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
 # Why each key cannot be set (lazy: translated into the active language when a message is built).
+_JOB_FOLDER = gettext_lazy("the platform sets it to the job's own folder")
+# The launcher starts bubblewrap (as root, on a worker running as root) with the job's
+# variables, before the sandbox exists: a variable that changes how a program loads its
+# libraries or where it writes is one the platform's own programs must never see.
+_BEFORE_THE_SANDBOX = gettext_lazy(
+    "the C library reads it in the platform's programs that start the sandbox, before it exists"
+)
 _RESERVED_KEYS = {
     "PATH": gettext_lazy("the runner needs the platform's PATH to find its tools"),
+    "HOME": _JOB_FOLDER,
+    "TMPDIR": _JOB_FOLDER,
     "LD_PRELOAD": gettext_lazy("it would load a library into the interpreter before the model runs"),
     "LD_LIBRARY_PATH": gettext_lazy("it would change which native libraries the interpreter loads"),
     "LD_AUDIT": gettext_lazy("it would load a library into the interpreter before the model runs"),
     "inputFileName": gettext_lazy("the platform sets it for each async execution"),
+    # The rest of glibc's list of variables it keeps from privileged programs (UNSECURE_ENVVARS).
+    **dict.fromkeys(
+        (
+            "GCONV_PATH",
+            "GETCONF_DIR",
+            "GLIBC_TUNABLES",
+            "HOSTALIASES",
+            "LOCALDOMAIN",
+            "LOCPATH",
+            "MALLOC_TRACE",
+            "NIS_PATH",
+            "NLSPATH",
+            "RESOLV_HOST_CONF",
+            "RES_OPTIONS",
+            "TZDIR",
+        ),
+        _BEFORE_THE_SANDBOX,
+    ),
 }
 _RESERVED_PREFIXES = {
     "PYTHON": gettext_lazy(
         "PYTHON* variables change how the interpreter starts (PYTHONPATH, PYTHONHOME, ...)"
     ),
+    "LD_": gettext_lazy(
+        "LD_* variables change how programs load their libraries (LD_DEBUG_OUTPUT writes files), "
+        "in the platform's programs that start the sandbox too"
+    ),
     "NEOMARIL_": gettext_lazy("NEOMARIL_* variables are reserved for the platform"),
 }
+# Line breaks are these three only: str.splitlines() also breaks at \f, \v, \x1c-\x1e,
+# \x85, \u2028 and \u2029, which would cut a secret holding one and read its rest as a line.
+# Linux's limit on one NAME=value string of a process environment (MAX_ARG_STRLEN, 128
+# KiB with its closing NUL).
+MAX_VARIABLE_BYTES = 32 * 4096 - 1
+_LINE_BREAK_RE = re.compile(r"\r\n|\r|\n")
 
 
 def parse_dotenv(text: str, *, field: str = "env") -> dict[str, str]:
@@ -35,7 +72,7 @@ def parse_dotenv(text: str, *, field: str = "env") -> dict[str, str]:
     trailing ` # comment`. Error messages carry line numbers and key names but never a
     value: values are secrets.
     """
-    lines = text.removeprefix("\ufeff").splitlines()
+    lines = _LINE_BREAK_RE.split(text.removeprefix("\ufeff"))
     values: dict[str, str] = {}
     i = 0
     while i < len(lines):
@@ -60,6 +97,28 @@ def parse_dotenv(text: str, *, field: str = "env") -> dict[str, str]:
             value, i = _quoted_dotenv_value(rest, lines, i, lineno, field=field)
         else:
             value = re.sub(r"\s+#.*$", "", rest).strip()
+        if "\x00" in value:
+            # The process environment cannot hold it: the model would fail at every start.
+            raise UploadError(
+                field,
+                _(
+                    "Line %(line)s: the value of %(key)s contains a NUL byte, which an environment "
+                    "variable cannot hold; remove it."
+                )
+                % {"line": lineno, "key": key},
+            )
+        size = len(f"{key}={value}".encode("utf-8", "surrogatepass"))
+        if size > MAX_VARIABLE_BYTES:
+            # Linux refuses to start a process holding it (E2BIG): the build would fail
+            # saying the interpreter could not start.
+            raise UploadError(
+                field,
+                _(
+                    "Line %(line)s: %(key)s is %(size)s bytes with its name; a process environment "
+                    "holds at most %(limit)s bytes per variable. Shorten the value."
+                )
+                % {"line": lineno, "key": key, "size": size, "limit": MAX_VARIABLE_BYTES},
+            )
         values[key] = value
     return values
 

@@ -555,3 +555,53 @@ def test_dotenv_similar_but_harmless_keys_are_allowed():
         "MY_PYTHON": "2",
         "INPUTFILENAME": "3",
     }
+
+
+@pytest.mark.parametrize(
+    ("key", "why"),
+    [
+        ("LD_DEBUG_OUTPUT", "LD_* variables"),  # as root, bwrap writes its loader trace there
+        ("LD_DEBUG", "LD_* variables"),
+        ("LD_PROFILE", "LD_* variables"),
+        ("GCONV_PATH", "before it exists"),
+        ("GLIBC_TUNABLES", "before it exists"),
+        ("LOCPATH", "before it exists"),
+        ("HOME", "the job's own folder"),
+        ("TMPDIR", "the job's own folder"),
+    ],
+)
+def test_dotenv_keys_read_before_the_sandbox_or_set_per_job_are_refused(key, why):
+    """docs/models.md promised every LD_*; the launcher hands the .env to bubblewrap itself."""
+    err = reject(parse_dotenv, f"OK=1\n{key}={SECRET}\n")
+    assert err.message.startswith(f"Line 2: {key} cannot be set from .env")
+    assert why in err.message
+    assert SECRET not in err.message
+
+
+def test_dotenv_value_with_a_nul_byte_is_refused_at_upload():
+    """An environment cannot hold it: the runner's launch failed at every build and start."""
+    err = reject(parse_dotenv, f"OK=1\nKEY={SECRET}\x00x\n")
+    assert err.message == (
+        "Line 2: the value of KEY contains a NUL byte, which an environment variable cannot hold; remove it."
+    )
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\x85", "\x0c", "\x1e"])
+def test_dotenv_lines_break_only_at_line_ends(separator):
+    """Not where str.splitlines() also breaks: a secret holding one stayed cut in two."""
+    assert parse_dotenv(f"KEY=a{separator}EVIL=1\nB=2\r\nC=3\rD=4") == {
+        "KEY": f"a{separator}EVIL=1",
+        "B": "2",
+        "C": "3",
+        "D": "4",
+    }
+
+
+def test_dotenv_variable_longer_than_a_process_environment_holds_is_refused():
+    """Over 128 KiB, exec fails with E2BIG: the build failed saying the interpreter could not start."""
+    assert parse_dotenv("KEY=" + "a" * (131071 - 4)) == {"KEY": "a" * 131067}
+    err = reject(parse_dotenv, "OK=1\nKEY=" + "a" * 131068 + "\n")
+    assert err.message == (
+        "Line 2: KEY is 131072 bytes with its name; a process environment holds at most 131071 bytes "
+        "per variable. Shorten the value."
+    )

@@ -122,9 +122,11 @@ def _store(user, upload: ModelUpload, *, of_model: MLModel | None) -> MLModel:
     queue its build.
 
     Nothing is left behind when storing fails: files go to a private staging folder
-    that is renamed into place only after the row is committed.
+    that is renamed into place inside the row's transaction, and removed (staged or
+    placed) when the transaction does not commit.
     """
     staging = settings.MODELS_DIR / f".incoming-{uuid.uuid4().hex}"
+    placed: Path | None = None  # the model's folder, once staging is renamed to it
     try:
         _write_files(upload, staging)
         with transaction.atomic():
@@ -171,6 +173,7 @@ def _store(user, upload: ModelUpload, *, of_model: MLModel | None) -> MLModel:
                 created_by=user,
             )
             staging.rename(model.folder)
+            placed = model.folder
             network = "" if upload.allow_network else ", no network"
             origin = (
                 f", promoted from training run {upload.training_run.number}" if upload.training_run else ""
@@ -181,7 +184,8 @@ def _store(user, upload: ModelUpload, *, of_model: MLModel | None) -> MLModel:
             record(model, user, "created", described)
             queue_build(model, user)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        # The row is rolled back: its folder goes too, wherever the failure came.
+        shutil.rmtree(placed or staging, ignore_errors=True)
         raise
     return model
 

@@ -176,8 +176,22 @@ def _build(model: MLModel, log: jobs.JobLog, timings: Stopwatch) -> dict:
     return {
         "env_fingerprint": env_path.name,
         "python_full_version": interpreter.version,
-        "smoke_result": smoke_result,
+        "smoke_result": _kept_answer(smoke_result, log),
     }
+
+
+def _kept_answer(answer, log: jobs.JobLog):
+    """The smoke test's answer as the model row keeps it (the docs' example answer,
+    monitoring's sample output): not one past the text-file limit, which every load of
+    the row would carry (an answer may be as large as a runner's frame, 256 MB)."""
+    size = len(json.dumps(answer).encode())
+    if size <= settings.MAX_TEXT_FILE_BYTES:
+        return answer
+    log(
+        f"The smoke test's answer is {size} bytes, over the {settings.MAX_TEXT_FILE_BYTES // 1024} KB "
+        "kept as the model's example answer: the model's docs show no example answer."
+    )
+    return None
 
 
 def _warm_runners(model: MLModel, build: ModelBuild, env_path: Path, log: jobs.JobLog) -> dict | None:

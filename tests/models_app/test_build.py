@@ -276,3 +276,29 @@ def test_a_worker_learns_the_interpreters_as_it_starts(monkeypatch):
     monkeypatch.setattr(interpreters, "_discover", lambda *args: 1 / 0)
     post_spawn.send(sender="django_q", proc_name="Process-2")
     interpreters.clear_cache()
+
+
+def test_a_huge_smoke_answer_deploys_but_is_not_kept_on_the_row(cast, host_env, settings):
+    """Every load of the model row carried it (up to a runner's 256 MB frame)."""
+    settings.MAX_TEXT_FILE_BYTES = 4096
+    client = api_client(cast.owner)
+    response = client.post(
+        "/api/v1/models",
+        {
+            "name": "Talkative",
+            "group": "datarisk",
+            "model_reference": "score",
+            "python_version": f"{sys.version_info.major}.{sys.version_info.minor}",
+            "source": file("app.py", "def score(data, base_path):\n    return {'x': 'a' * 5000}\n"),
+            "model": file("model.pkl", b"x"),
+            "requirements": file("requirements.txt", ""),
+            "schema": file("schema.json", '{"a": 1}'),
+        },
+        format="multipart",
+    )
+    model = _build(MLModel.objects.get(hash=response.json()["hash"]))
+    assert model.status == "Deployed", _log(client, model)
+    assert model.smoke_result is None
+    assert "The smoke test's answer is 5009 bytes, over the 4 KB kept as the model's example answer" in _log(
+        client, model
+    )

@@ -346,3 +346,20 @@ def test_inline_schema_and_an_extra_file_may_not_share_schema_json(cast):
     assert response.status_code == 400
     assert "same name" in response.json()["errors"]["extra"][0]
     _nothing_stored()
+
+
+def test_a_failure_after_the_files_are_placed_leaves_no_folder(cast, monkeypatch):
+    """The row rolls back when queueing its build fails; its folder, already renamed into
+    place, used to stay behind with the uploaded files."""
+    from models_app import services
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(services, "queue_build", fail)
+    client = api_client(cast.owner)
+    client.raise_request_exception = False
+    response = _post(client, sync_payload())
+    assert response.status_code == 500
+    assert not MLModel.objects.exists()
+    assert list(settings.MODELS_DIR.iterdir()) == []

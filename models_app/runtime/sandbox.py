@@ -32,6 +32,7 @@ import os
 import random
 import shutil
 import signal
+import stat
 import struct
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -374,17 +375,30 @@ def _open_to_sandbox(code: UserCode, uid: int | None) -> None:
 
 
 def _make_readable(folder: Path) -> None:
-    for root, _dirs, files in os.walk(folder):
+    """Open ``folder``'s tree to the sandbox's uid, following no link on the way.
+
+    A job may still be writing in a folder another job reads (an Async execution in the
+    folder of its model's monitoring): it can swap a file or a folder for a link between
+    our look and our chmod. So every folder is walked and changed through its descriptor
+    (``os.fwalk``), and every file through one opened without following a link: a chmod
+    by path would land on whatever host file the link names (root's 0600 keys, /etc/shadow).
+    """
+    for _root, _dirs, files, dir_fd in os.fwalk(folder):
         with contextlib.suppress(OSError):
-            mode = os.stat(root).st_mode
+            mode = os.fstat(dir_fd).st_mode
             if mode & 0o005 != 0o005:
-                os.chmod(root, (mode & 0o7777) | 0o055)  # noqa: S103  (only its sandbox sees it)
+                os.fchmod(dir_fd, (mode & 0o7777) | 0o055)
         for name in files:
-            path = os.path.join(root, name)
             with contextlib.suppress(OSError):
-                mode = os.lstat(path).st_mode
-                if mode & 0o004 == 0 and not os.path.islink(path):
-                    os.chmod(path, (mode & 0o7777) | 0o044)
+                if os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode & 0o004:
+                    continue  # readable already, or a link (never changed)
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+                try:
+                    info = os.fstat(fd)
+                    if stat.S_ISREG(info.st_mode) and info.st_mode & 0o004 == 0:
+                        os.fchmod(fd, (info.st_mode & 0o7777) | 0o044)
+                finally:
+                    os.close(fd)
 
 
 def _interpreter_roots(python: Path) -> list[Path]:
@@ -427,21 +441,27 @@ def _data_fd(data: bytes, read_fds: list[int]) -> str:
 
 
 # seccomp_data: nr at 0, arch at 4, args[0] (its low 32 bits, little-endian) at 16.
-# arch -> (AUDIT_ARCH_*, clone, unshare); clone3 is 435 everywhere.
-_SECCOMP_ARCHES = {"x86_64": (0xC000003E, 56, 272), "aarch64": (0xC00000B7, 220, 97)}
+# arch -> (AUDIT_ARCH_*, clone, unshare, (add_key, request_key, keyctl)); clone3 is 435 everywhere.
+_SECCOMP_ARCHES = {
+    "x86_64": (0xC000003E, 56, 272, (248, 249, 250)),
+    "aarch64": (0xC00000B7, 220, 97, (217, 218, 219)),
+}
 
 
 def _no_userns_seccomp() -> bytes | None:
-    """A classic BPF program for ``bwrap --seccomp``: clone/unshare with CLONE_NEWUSER fail (EPERM).
+    """A classic BPF program for ``bwrap --seccomp``: clone/unshare with CLONE_NEWUSER fail (EPERM),
+    and so does every call of the kernel's keyrings (add_key, request_key, keyctl).
 
-    clone3 answers ENOSYS (its flags are out of a filter's reach; libc then uses clone),
-    and so does any syscall of another ABI (i386 ``int 0x80``, x32), which would bypass
-    the numbers checked here. None on an architecture not listed.
+    A uid's user keyring outlives its processes: it would carry keys from one job to the
+    next job that leases the same sandbox uid, another group's. clone3 answers ENOSYS
+    (its flags are out of a filter's reach; libc then uses clone), and so does any syscall
+    of another ABI (i386 ``int 0x80``, x32), which would bypass the numbers checked here.
+    None on an architecture not listed.
     """
     known = _SECCOMP_ARCHES.get(os.uname().machine)
     if known is None:
         return None
-    audit_arch, clone, unshare = known
+    audit_arch, clone, unshare, (add_key, request_key, keyctl) = known
     ld, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06
     allow, enosys, eperm = 0x7FFF0000, 0x00050000 | 38, 0x00050000 | 1
     program = [
@@ -453,6 +473,9 @@ def _no_userns_seccomp() -> bytes | None:
         (ret, 0, 0, enosys),  # x32
         (jeq, 0, 1, 435),
         (ret, 0, 0, enosys),  # clone3
+        (jeq, 6, 0, add_key),  # the keyrings: to the EPERM below
+        (jeq, 5, 0, request_key),
+        (jeq, 4, 0, keyctl),
         (jeq, 1, 0, unshare),
         (jeq, 0, 3, clone),
         (ld, 0, 0, 16),
@@ -485,7 +508,8 @@ def _bwrap_argv(code: UserCode, python: Path, uid: int | None, read_fds: list[in
         argv += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
         # Without a user namespace of its own, --disable-userns is not available: a
         # seccomp filter refuses new user namespaces (root with every capability in a
-        # nested one, the door to most kernel exploits) instead.
+        # nested one, the door to most kernel exploits) instead. It also refuses the
+        # keyrings: the pool's uids are reused, and a uid's user keyring outlives its job.
         program = _no_userns_seccomp()
         if program is not None:
             argv += ["--seccomp", _data_fd(program, read_fds)]

@@ -449,17 +449,29 @@ def freeze(env_path: Path, *, timeout: float = 120) -> str:
     return done.stdout
 
 
-def alias_environment(envs_dir: Path, python_version: str, requirements: list[str], env_path: Path) -> str:
+def alias_environment(
+    envs_dir: Path, python_version: str, requirements: list[str], env_path: Path
+) -> str | None:
     """Let ``env_path`` also serve the requirement set ``requirements``; returns its fingerprint.
 
     A training environment is built from the user's requirements, and the model promoted
     from it declares what that environment turned out to contain (its freeze). Both name
     the same packages, so the second fingerprint becomes a symlink to the first folder
     instead of a second build. An existing environment of that fingerprint is kept.
+
+    Not when ``env_path`` was built with index options (``--index-url``, ``--find-links``...,
+    NEOMARIL_ALLOW_REQUIREMENT_OPTIONS): its freeze pins names and versions, not where
+    they came from, so the alias would hand a wheel of the member's own index to every
+    group whose model asks for the same pins from the configured one. Returns None then:
+    a model of those pins gets its own build.
     """
     fingerprint = requirements_fingerprint(python_version, requirements)
     alias = environment_path(envs_dir, fingerprint)
-    if alias == env_path or is_complete(alias):
+    if alias == env_path:
+        return fingerprint
+    if not _from_configured_index(env_path):
+        return None
+    if is_complete(alias):
         return fingerprint
     if alias.is_symlink() or alias.exists():  # an incomplete leftover: replace it
         with contextlib.suppress(OSError):
@@ -475,3 +487,16 @@ def alias_environment(envs_dir: Path, python_version: str, requirements: list[st
         if not is_complete(alias):
             raise
     return fingerprint
+
+
+def _from_configured_index(env_path: Path) -> bool:
+    """True when the environment's marker lists no option line (every package came from
+    the platform's configured index); False when it does, or cannot be read."""
+    try:
+        marker = json.loads((env_path / MARKER_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    requirements = marker.get("requirements", []) if isinstance(marker, dict) else None
+    return isinstance(requirements, list) and not any(
+        str(line).lstrip().startswith("-") for line in requirements
+    )

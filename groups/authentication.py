@@ -11,6 +11,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
+from django.utils.translation import gettext
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
@@ -216,11 +217,12 @@ def client_ip(request: HttpRequest) -> str:
 
 
 def lockout_message() -> str:
-    return (
-        f"Too many failed logins from your address ({settings.LOGIN_FAILURE_LIMIT}). "
-        f"Logins from it are refused for {settings.LOGIN_LOCKOUT_MINUTES} minutes; try again later, "
+    # In the page's language on the login page; English for the API (PortalLocaleMiddleware).
+    return gettext(
+        "Too many failed logins from your address (%(limit)s). "
+        "Logins from it are refused for %(minutes)s minutes; try again later, "
         "or ask an admin to lift the lock (manage.py axes_reset_ip <address>)."
-    )
+    ) % {"limit": settings.LOGIN_FAILURE_LIMIT, "minutes": settings.LOGIN_LOCKOUT_MINUTES}
 
 
 class LoginLockedOut(exceptions.APIException):

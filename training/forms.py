@@ -79,6 +79,7 @@ class ExperimentForm(forms.Form):
     )
     force = DefaultBooleanField(
         default=False,
+        label=_("Force"),
         help_text=_("Create a new experiment even when the group has one with this name and type."),
     )
 
@@ -177,11 +178,15 @@ class TrainingRunForm(UploadCheckingForm):
         help_text=_("External: the features (.csv or .parquet)."),
     )
     y_train = forms.FileField(
-        allow_empty_file=True, required=False, help_text=_("External: the target (.csv or .parquet).")
+        allow_empty_file=True,
+        required=False,
+        label="y_train",
+        help_text=_("External: the target (.csv or .parquet)."),
     )
     model_output = forms.FileField(
         allow_empty_file=True,
         required=False,
+        label=_("Model output"),
         help_text=_(
             "External: the model's outputs on X_train (.csv or .parquet); monitoring compares "
             "production outputs with them."
@@ -190,10 +195,12 @@ class TrainingRunForm(UploadCheckingForm):
     model = forms.FileField(
         allow_empty_file=True,
         required=False,
+        label=_("Model file"),
         help_text=_("External: the fitted model, a pickle (model.pkl)."),
     )
     metrics = FileOrTextField(
         required=False,
+        label=_("Metrics"),
         widget=FileOrTextInput(attrs={"accept": ".json,application/json"}),
         help_text=_('External: JSON object of metric name → number, e.g. {"auc": 0.97}.'),
     )
@@ -208,6 +215,7 @@ class TrainingRunForm(UploadCheckingForm):
     )
     params = FileOrTextField(
         required=False,
+        label=_("Parameters"),
         widget=FileOrTextInput(attrs={"accept": ".json,application/json"}),
         help_text=_("External: JSON object of the parameters you logged; kept with the generated ones."),
     )

@@ -67,9 +67,10 @@ def _log_tail(log: str) -> str:
     lines = log.splitlines()
     if len(lines) <= LOG_TAIL_LINES:
         return log
-    return f"… {len(lines) - LOG_TAIL_LINES} earlier lines (full log: the zip, or API /logs) …\n" + "\n".join(
-        lines[-LOG_TAIL_LINES:]
-    )
+    earlier = _("… %(count)s earlier lines (full log: the zip, or API /logs) …") % {
+        "count": len(lines) - LOG_TAIL_LINES
+    }
+    return earlier + "\n" + "\n".join(lines[-LOG_TAIL_LINES:])
 
 
 # --- experiments ----------------------------------------------------------------------

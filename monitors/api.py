@@ -23,6 +23,7 @@ from rest_framework.views import APIView
 
 from groups.api.errors import Conflict, checked_files, form_errors, json_object
 from groups.api.parsers import JSONParser  # deep nesting is a 400, not a RecursionError
+from groups.uploads import lost_parts
 from models_app.api import form_request_schema
 from monitors import services
 from monitors.access import get_model_for_monitoring, get_monitor_for_user, get_period_for_user
@@ -103,7 +104,7 @@ class MonitorView(APIView):
         """Register the model for monitoring (or replace its registration); validation is queued."""
         model = get_model_for_monitoring(request.user, model_hash)
         files = checked_files(request)
-        form = MonitoringForm(request.POST, files, model=model)
+        form = MonitoringForm(request.POST, files, model=model, lost_parts=lost_parts(request._request))
         if not form.is_valid():
             raise form_errors(form)
         monitor = services.register(model, request.user, form)

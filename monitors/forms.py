@@ -273,6 +273,12 @@ def webhook_secret_field() -> forms.CharField:
 class MonitoringForm(UploadCheckingForm):
     """Register (or re-register) a model for monitoring."""
 
+    example_names = {
+        "configuration": "configuration.json",
+        "preprocess": "preprocess.py",
+        "requirements": "requirements.txt",
+    }
+
     configuration = forms.FileField(
         label=_("Configuration"),
         help_text=_(

@@ -23,7 +23,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
-from groups.uploads import add_limit_errors
+from groups.uploads import add_limit_errors, lost_parts
 from models_app.models import MLModel
 from monitors import services
 from monitors.access import get_model_for_monitoring
@@ -152,7 +152,7 @@ def register(request: HttpRequest, model_hash: str) -> HttpResponse:
     if model.status == MLModel.Status.DELETED:
         messages.error(request, _("A deleted model cannot be monitored."))
         return _back(model)
-    form = MonitoringForm(request.POST, request.FILES, model=model)
+    form = MonitoringForm(request.POST, request.FILES, model=model, lost_parts=lost_parts(request))
     if add_limit_errors(request, form) or not form.is_valid():
         return _tab(request, model, register_form=form, status=400)
     services.register(model, request.user, form)

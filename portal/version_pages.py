@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
-from groups.uploads import add_limit_errors
+from groups.uploads import add_limit_errors, lost_parts
 from models_app import codegen, services
 from models_app.access import get_model_for_user, get_version
 from models_app.forms import ModelVersionForm
@@ -49,7 +49,12 @@ def version_upload(request: HttpRequest, model_hash: str) -> HttpResponse:
         name: getattr(serving, name) for name in ("model_reference", "python_version", "allow_network")
     }
     form = ModelVersionForm(
-        request.POST or None, request.FILES or None, user=request.user, model=model, initial=initial
+        request.POST or None,
+        request.FILES or None,
+        user=request.user,
+        model=model,
+        initial=initial,
+        lost_parts=lost_parts(request),
     )
     if request.method == "POST":
         version = None

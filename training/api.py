@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 from groups.api.errors import Conflict, checked_files, form_errors, json_object
 from groups.api.pagination import PageNumberPagination
 from groups.api.parsers import JSONParser  # deep nesting is a 400, not a RecursionError
+from groups.uploads import lost_parts
 from models_app.api import form_request_schema
 from models_app.serializers import ModelDetailSerializer, ModelVersionSerializer
 from training import services
@@ -200,7 +201,9 @@ class RunListView(APIView):
         """Start a run: Custom (training data + script) or External (a model trained elsewhere)."""
         experiment = get_experiment_for_user(request.user, experiment_hash)
         files = checked_files(request)
-        form = TrainingRunForm(request.POST, files, experiment=experiment)
+        form = TrainingRunForm(
+            request.POST, files, experiment=experiment, lost_parts=lost_parts(request._request)
+        )
         if not form.is_valid():
             raise form_errors(form)
         run = services.create_run(request.user, form.upload)
@@ -277,7 +280,9 @@ class RunPromoteView(APIView):
         except services.NotPromotable as exc:
             raise Conflict(str(exc)) from None
         files = checked_files(request)
-        form = PromoteForm(request.POST, files, user=request.user, run=run)
+        form = PromoteForm(
+            request.POST, files, user=request.user, run=run, lost_parts=lost_parts(request._request)
+        )
         if not form.is_valid():
             raise form_errors(form)
         try:

@@ -94,6 +94,21 @@ class TrainingRunForm(UploadCheckingForm):
     A valid form's `upload` is the `services.TrainingUpload` for `services.create_run`.
     """
 
+    example_names = {
+        "train_data": "train.csv",
+        "source": "train.py",
+        "requirements": "requirements.txt",
+        "env": ".env",
+        "extra": "utils.py",
+        "X_train": "X_train.csv",
+        "y_train": "y_train.csv",
+        "model_output": "model_output.csv",
+        "model": "model.pkl",
+        "metrics": "metrics.json",
+        "conf_dict": "conf.json",
+        "params": "params.json",
+    }
+
     run_name = forms.CharField(
         max_length=128,
         validators=[refuse_control_characters],

@@ -33,7 +33,7 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
 from groups.access import groups_for
-from groups.uploads import add_limit_errors
+from groups.uploads import add_limit_errors, lost_parts
 from training import automl, services
 from training.access import experiments_for, get_experiment_for_user, get_run_for_user
 from training.automl.fields import AutoMLFieldsForm
@@ -247,6 +247,7 @@ def run_new(request: HttpRequest, experiment_hash: str) -> HttpResponse:
         files,
         experiment=experiment,
         initial={"training_type": wanted_type} if wanted_type in TrainingRun.TrainingType.values else None,
+        lost_parts=lost_parts(request),
     )
     if posted:
         if not add_limit_errors(request, form) and form.is_valid():
@@ -432,7 +433,9 @@ def run_promote(request: HttpRequest, experiment_hash: str, number: int) -> Http
     except services.NotPromotable as exc:
         context = _run_context(request, run, promote_error=str(exc))
         return render(request, "training/run_detail.html", context, status=409)
-    form = PromoteForm(request.POST, request.FILES, user=request.user, run=run)
+    form = PromoteForm(
+        request.POST, request.FILES, user=request.user, run=run, lost_parts=lost_parts(request)
+    )
     if not add_limit_errors(request, form) and form.is_valid():
         try:
             model = services.promote(

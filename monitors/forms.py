@@ -270,6 +270,15 @@ def webhook_secret_field() -> forms.CharField:
     )
 
 
+class ThresholdField(forms.FloatField):
+    """A PSI threshold: a number, never a JSON boolean (float(True) would store 1.0)."""
+
+    def to_python(self, value):
+        if isinstance(value, bool):
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
+        return super().to_python(value)
+
+
 class MonitoringForm(UploadCheckingForm):
     """Register (or re-register) a model for monitoring."""
 
@@ -325,13 +334,13 @@ class MonitoringForm(UploadCheckingForm):
         label=_("Minimum rows"),
         help_text=_("Rows below which a period is insufficient."),
     )
-    warning_threshold = forms.FloatField(
+    warning_threshold = ThresholdField(
         required=False,
         min_value=0,
         label=_("Warning threshold"),
         help_text=_("PSI from which a column is a warning."),
     )
-    drift_threshold = forms.FloatField(
+    drift_threshold = ThresholdField(
         required=False,
         min_value=0,
         label=_("Drift threshold"),
@@ -456,6 +465,7 @@ class MonitoringSettingsForm(forms.ModelForm):
     class Meta:
         model = Monitor
         fields = ["webhook_url", "warning_threshold", "drift_threshold", "minimum_rows"]
+        field_classes = {"warning_threshold": ThresholdField, "drift_threshold": ThresholdField}
         labels = {
             "warning_threshold": _("Warning threshold"),
             "drift_threshold": _("Drift threshold"),

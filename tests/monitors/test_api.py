@@ -213,7 +213,11 @@ def test_patch_reports_bad_settings(cast, model, run):
     not_an_object = client.patch(f"{API}/{model.hash}", [1, 2], format="json")
     assert not_an_object.status_code == 400
     assert not_an_object.json()["detail"] == "Send a JSON object, not list."
+    # A JSON boolean is not a threshold (float(True) stored 1.0).
+    boolean = client.patch(f"{API}/{model.hash}", {"drift_threshold": True}, format="json")
+    assert boolean.status_code == 400 and boolean.json()["errors"]["drift_threshold"] == ["Enter a number."]
     assert Monitor.objects.get(model=model).warning_threshold == 0.1
+    assert Monitor.objects.get(model=model).drift_threshold == 0.25
 
 
 def test_patch_keeps_what_the_worker_wrote_meanwhile(cast, model, run, monkeypatch):

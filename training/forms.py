@@ -317,6 +317,9 @@ class TrainingRunForm(UploadCheckingForm):
         for field in unwanted:
             if data.get(field) and field not in self.errors:
                 self.add_error(field, why % {"field": field})
+        if data.get("conf_dict") and "conf_dict" not in self.errors:
+            # Translators: conf_dict is the AutoML configuration's field name.
+            self.add_error("conf_dict", gettext("conf_dict is only used by AutoML runs."))
         for field in ("train_data", *EXTERNAL_TABLES):
             upload = named.get(field)
             if upload is not None and not upload.name.lower().endswith(TABLE_SUFFIXES):

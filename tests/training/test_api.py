@@ -181,7 +181,12 @@ def test_custom_run_reports_every_problem_at_once(cast):
     experiment = make_experiment(cast.group, cast.owner)
     response = api_client(cast.owner).post(
         f"{API}/experiments/{experiment.hash}/runs",
-        {"training_type": "Custom", "python_version": "2.7", "model": file("model.pkl", b"x")},
+        {
+            "training_type": "Custom",
+            "python_version": "2.7",
+            "model": file("model.pkl", b"x"),
+            "conf_dict": json.dumps({"target": "y"}),
+        },
         format="multipart",
     )
     assert response.status_code == 400
@@ -192,6 +197,7 @@ def test_custom_run_reports_every_problem_at_once(cast):
         "Upload the training script (.py).",
         "Upload requirements.txt (it may be empty).",
         "model is only used by External runs.",
+        "conf_dict is only used by AutoML runs.",
         "Select a valid choice",
     ):
         assert message in text, message

@@ -21,7 +21,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from groups.api.errors import Conflict, checked_files, form_errors, json_object
+from groups.api.errors import Conflict, checked_files, form_errors, form_fields, json_object
 from groups.api.parsers import JSONParser  # deep nesting is a 400, not a RecursionError
 from groups.uploads import lost_parts
 from models_app.api import form_request_schema
@@ -118,7 +118,7 @@ class MonitorView(APIView):
     def patch(self, request: Request, model_hash: str) -> Response:
         """Change the webhook, thresholds or minimum rows; fields not sent keep their value."""
         monitor = get_monitor_for_user(request.user, model_hash)
-        data = json_object(request)
+        data = form_fields(request)
         unknown = sorted(set(data) - set(MonitoringSettingsForm.base_fields))
         if unknown:  # a misspelt setting would otherwise be ignored and the answer a 200
             settings_names = ", ".join(MonitoringSettingsForm.base_fields)

@@ -16,7 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from groups.api.errors import Conflict, checked_files, form_errors, json_object
+from groups.api.errors import Conflict, checked_files, form_errors, form_fields
 from groups.api.pagination import PageNumberPagination
 from groups.api.parsers import JSONParser  # deep nesting is a 400, not a RecursionError
 from groups.uploads import lost_parts
@@ -46,7 +46,7 @@ def _fields(request: Request) -> dict | QueryDict:
     an upload's open file fails)."""
     if isinstance(request.data, QueryDict):
         return request.POST.copy()
-    return dict(json_object(request))
+    return dict(form_fields(request))
 
 
 class ExperimentListView(APIView):
@@ -98,11 +98,6 @@ class ExperimentListView(APIView):
         if "experiment_name" not in data and "name" in data:
             data["experiment_name"] = data["name"]
         form = ExperimentForm(data, user=request.user)
-        name = data.get("experiment_name")
-        if isinstance(name, list | dict) and "experiment_name" not in form.errors:
-            # The form would take its Python text, "['a']", as the name.
-            kind = "list" if isinstance(name, list) else "object"
-            form.add_error("experiment_name", f"experiment_name must be text, not a JSON {kind}.")
         if not form.is_valid():
             raise form_errors(form)
         experiment, created = services.get_or_create_experiment(

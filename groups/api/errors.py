@@ -110,6 +110,7 @@ def not_found(request: HttpRequest, exception: Http404) -> HttpResponse:
 NOT_AN_OBJECT = "Send a JSON object, not {kind}."
 # What a JSON value is called in messages (Python's type names mean nothing to a caller).
 JSON_KINDS = {
+    dict: "object",
     list: "list",
     str: "string",
     int: "number",
@@ -126,6 +127,21 @@ def json_object(request) -> dict:
     if not isinstance(data, dict):  # DRF's QueryDict of form fields is a dict too
         kind = JSON_KINDS.get(type(data), type(data).__name__)
         raise exceptions.ValidationError([NOT_AN_OBJECT.format(kind=kind)])
+    return data
+
+
+def form_fields(request) -> dict:
+    """json_object, for views that hand the body to a Django form: each member must be
+    one value. A form field reads a JSON list or object as its Python text ("['a']"),
+    which it would then keep as a name, an address or a secret."""
+    data = json_object(request)
+    nested = {
+        name: [f"{name} takes one value, not a JSON {JSON_KINDS[type(value)]}."]
+        for name, value in data.items()
+        if isinstance(value, list | dict)
+    }
+    if nested:
+        raise exceptions.ValidationError(nested)
     return data
 
 

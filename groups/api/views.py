@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 from groups import services
 from groups.access import can_manage_group, get_group_for_user, groups_for, is_admin
 from groups.api import serializers as s
-from groups.api.errors import Conflict, error_body, form_errors, json_object
+from groups.api.errors import Conflict, error_body, form_errors, form_fields
 from groups.authentication import LoginLockedOut, is_locked_out
 from groups.forms import UserCreateForm, UserResetForm
 from groups.models import ApiToken
@@ -235,7 +235,7 @@ class UserListView(generics.ListAPIView):
     @extend_schema(request=s.UserCreateSerializer, responses={201: s.NewPersonSerializer}, tags=["users"])
     def post(self, request: Request) -> Response:
         _admin_only(request)
-        form = UserCreateForm(data=json_object(request))
+        form = UserCreateForm(data=form_fields(request))
         if not form.is_valid():
             raise form_errors(form)
         data = form.cleaned_data
@@ -261,7 +261,7 @@ class UserResetView(APIView):
     def post(self, request: Request, username: str) -> Response:
         _admin_only(request)
         user = _person(username)
-        form = UserResetForm(data=json_object(request))
+        form = UserResetForm(data=form_fields(request))
         if not form.is_valid():
             raise form_errors(form)
         send = form.cleaned_data["send_email"]

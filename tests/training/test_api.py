@@ -86,7 +86,7 @@ def test_create_experiment_refuses_a_name_that_is_not_text(cast, name, kind):
     response = _create(api_client(cast.owner), experiment_name=name)
     assert response.status_code == 400, response.content
     assert response.json()["errors"]["experiment_name"] == [
-        f"experiment_name must be text, not a JSON {kind}."
+        f"experiment_name takes one value, not a JSON {kind}."
     ]
     assert not Experiment.objects.exists()
 

@@ -136,6 +136,28 @@ def _sandbox_rss(pid: int) -> int:
         return 0
 
 
+class HostAlreadyRunning(RuntimeError):
+    pass
+
+
+def _refuse_a_second_host(control_path: Path) -> None:
+    """Two hosts on one node folder would delete each other's runner sockets and take
+    over each other's control socket: calls would reach the wrong host's runners."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(2)
+        try:
+            probe.connect(str(control_path))
+        except (FileNotFoundError, ConnectionRefusedError):
+            return  # none, or the socket a stopped host left behind
+        except OSError:
+            return  # not ours to judge (e.g. the path is not a socket): binding will say
+    raise HostAlreadyRunning(
+        f"Another model host is running on {control_path}. Each node needs its own folder "
+        "(NEOMARIL_NODE_DIR, or NEOMARIL_RUN_DIR for the sockets alone): stop that host, "
+        "or give this one another folder."
+    )
+
+
 class ModelHost:
     def __init__(self) -> None:
         self.runners: dict[tuple[str, int], Runner] = {}
@@ -153,6 +175,7 @@ class ModelHost:
         self._stopping = threading.Event()
         self.run_dir = settings.RUN_DIR
         self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _refuse_a_second_host(paths.host_socket())
         # Runners are launched from this one long-lived thread: a sandbox dies with the
         # thread that started it, and the control connections' threads come and go.
         self._spawner = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="spawner")

@@ -5,17 +5,20 @@ from __future__ import annotations
 import signal
 import threading
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from models_app.serving import paths
-from models_app.serving.host import ControlServer, ModelHost
+from models_app.serving.host import ControlServer, HostAlreadyRunning, ModelHost
 
 
 class Command(BaseCommand):
     help = "Start the model host: owns the runner processes that serve Sync models on this node."
 
     def handle(self, *args, **options):
-        host = ModelHost()
+        try:
+            host = ModelHost()
+        except HostAlreadyRunning as e:
+            raise CommandError(str(e)) from e
         server = ControlServer(paths.host_socket(), host)
         for name, loop in (("supervisor", host.supervise_forever), ("scaler", host.scale_forever)):
             threading.Thread(target=loop, name=name, daemon=True).start()

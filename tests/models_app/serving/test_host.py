@@ -238,6 +238,49 @@ def test_a_new_host_removes_its_predecessors_runner_sockets_and_nothing_else(set
     assert [path.name for path in kept if path.exists()] == [path.name for path in kept]
 
 
+def test_a_second_host_on_a_live_hosts_folder_refuses_to_start_and_touches_nothing(model_host, settings):
+    """Two hosts on one folder would delete each other's runner sockets and take over the
+    control socket (CI once ran two pytest workers on make's ./var/run)."""
+    runner_socket = settings.RUN_DIR / "M0123.4.0.sock"
+    runner_socket.touch()
+    with pytest.raises(
+        host_module.HostAlreadyRunning, match="Another model host is running on .*NEOMARIL_NODE_DIR"
+    ):
+        host_module.ModelHost()
+    assert runner_socket.exists()
+    assert paths.host_socket().exists()
+    runner_socket.unlink()
+
+
+def test_the_host_command_says_why_it_will_not_start_beside_a_live_host(model_host, monkeypatch):
+    from django.core.management import CommandError, call_command
+
+    from models_app.management.commands import modelhost
+
+    def serve_nothing(*args):
+        raise AssertionError("the second host went on to take the control socket")
+
+    monkeypatch.setattr(modelhost, "ControlServer", serve_nothing)  # never serve forever here
+    with pytest.raises(CommandError, match="Another model host is running"):
+        call_command("modelhost")
+
+
+def test_a_stopped_hosts_control_socket_does_not_stop_the_next(settings, tmp_path):
+    settings.RUN_DIR = tmp_path
+    first = host_module.ModelHost()
+    control = host_module.ControlServer(paths.host_socket(), first)  # bound, never served
+    control.server_close()  # the file stays behind, nobody listens
+    first.shutdown()
+    assert paths.host_socket().exists()
+    host_module.ModelHost().shutdown()
+
+
+def test_each_pytest_process_has_its_own_node_folder(settings):
+    """`make test` exports `make run`'s node folder (./var); the test plugin drops it."""
+    assert settings.NODE_DIR == settings.DATA_DIR
+    assert settings.RUN_DIR.is_relative_to(settings.DATA_DIR) or "neomaril-" in settings.RUN_DIR.name
+
+
 def _replicas(host, model) -> list[int]:
     return sorted(r.replica for r in host._serving() if r.model_hash == model.hash)
 

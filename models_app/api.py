@@ -145,7 +145,10 @@ class ModelDetailView(APIView):
             raise Conflict("This model is deleted.")
         data = ModelSettingsSerializer(model, data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        model = services.change_settings(model, request.user, **data.validated_data)
+        try:
+            model = services.change_settings(model, request.user, **data.validated_data)
+        except services.ActionRefused as refused:
+            raise Conflict(str(refused)) from refused
         return Response(ModelDetailSerializer(model, context={"request": request}).data)
 
     @extend_schema(responses=ModelStatusSerializer, tags=["models"])

@@ -570,6 +570,13 @@ class ModelVersionForm(ModelUploadForm):
         return super().clean()
 
 
+def min_replicas_over_budget(low: int) -> str:
+    """A node runs at most HOST_MAX_RUNNERS runners: the model's minimum could never be kept."""
+    return gettext(
+        "%(low)s replicas is more than a node runs at once (NEOMARIL_HOST_MAX_RUNNERS = %(budget)s)."
+    ) % {"low": low, "budget": settings.HOST_MAX_RUNNERS}
+
+
 class ModelSettingsForm(forms.Form):
     """What can change on a Sync model without a rebuild (as PATCH /api/v1/models/<hash>)."""
 
@@ -597,7 +604,9 @@ class ModelSettingsForm(forms.Form):
     def clean(self) -> dict:
         data = super().clean()
         low, high = data.get("min_replicas"), data.get("max_replicas")
-        if low is not None and high is not None and high < low:
+        if low is not None and low > settings.HOST_MAX_RUNNERS:
+            self.add_error("min_replicas", min_replicas_over_budget(low))
+        elif low is not None and high is not None and high < low:
             self.add_error(
                 "max_replicas", _("The maximum must be at least the minimum (%(low)s).") % {"low": low}
             )

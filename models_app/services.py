@@ -296,11 +296,25 @@ MODEL_WIDE_SETTINGS = ("min_replicas", "max_replicas", "request_timeout", "execu
 def change_settings(model: MLModel, actor, **changes) -> MLModel:
     """Serving settings, for every version of the model; the model host applies them on
     its next pass (no rebuild)."""
-    changed = {k: v for k, v in changes.items() if getattr(model, k) != v}
-    if changed:
-        for key, value in changed.items():
-            setattr(model, key, value)
-        with transaction.atomic():
+    with transaction.atomic():
+        # The request validated min <= max against what it read; a concurrent change of
+        # the other bound may have landed since, so the pair is checked again under the lock.
+        current = MLModel.objects.select_for_update().get(pk=model.root.pk)
+        low = changes.get("min_replicas", current.min_replicas)
+        high = changes.get("max_replicas", current.max_replicas)
+        if high is not None and high < low:
+            raise ActionRefused(
+                gettext(
+                    "max_replicas (%(high)s) must be at least min_replicas (%(low)s), as changed meanwhile."
+                )
+                % {"high": high, "low": low}
+            )
+        for key in MODEL_WIDE_SETTINGS:
+            setattr(model, key, getattr(current, key))
+        changed = {k: v for k, v in changes.items() if getattr(model, k) != v}
+        if changed:
+            for key, value in changed.items():
+                setattr(model, key, value)
             model.all_versions().update(**changed, updated_at=timezone.now())
             record(model, actor, "settings_changed", ", ".join(f"{k}={v}" for k, v in changed.items()))
     return model

@@ -355,7 +355,7 @@ def test_serving_settings(cast, sync_model, settings):
     assert (sync_model.min_replicas, sync_model.max_replicas, sync_model.request_timeout) == (1, None, None)
 
 
-def test_serving_settings_bad_input(cast, sync_model, async_model):
+def test_serving_settings_bad_input(cast, sync_model, async_model, settings):
     client = _login(cast.owner)
     response = client.post(
         f"/models/{sync_model.hash}/settings/", {"min_replicas": "0", "request_timeout": "x"}
@@ -366,6 +366,13 @@ def test_serving_settings_bad_input(cast, sync_model, async_model):
     below = client.post(f"/models/{sync_model.hash}/settings/", {"min_replicas": "3", "max_replicas": "2"})
     assert below.status_code == 400
     assert "The maximum must be at least the minimum (3)." in below.content.decode()
+    settings.HOST_MAX_RUNNERS = 2
+    over = client.post(f"/models/{sync_model.hash}/settings/", {"min_replicas": "3", "max_replicas": ""})
+    assert over.status_code == 400
+    assert (
+        "3 replicas is more than a node runs at once (NEOMARIL_HOST_MAX_RUNNERS = 2)."
+        in over.content.decode()
+    )
     sync_model.refresh_from_db()
     assert (sync_model.min_replicas, sync_model.max_replicas) == (1, None)
     refused = client.post(f"/models/{async_model.hash}/settings/", {"min_replicas": "2"}, follow=True)

@@ -71,6 +71,41 @@ def test_deleted_model_is_404(cast, model):
     assert _run(model.hash, cast.group_token).status_code == 404
 
 
+def test_patch_settings_checks_the_pair_again_against_a_change_that_landed_meanwhile(
+    cast, model, monkeypatch
+):
+    """Two PATCHes at once, one raising the minimum, one lowering the maximum, each valid
+    against what it read: the second to commit is refused instead of storing max < min."""
+    from models_app import api as models_api
+    from models_app import services
+
+    client = api_client(cast.owner)
+    assert client.patch(f"/api/v1/models/{model.hash}", {"max_replicas": 4}, format="json").status_code == 200
+    real_change = services.change_settings
+
+    def other_request_commits_first(target, actor, **changes):
+        MLModel.objects.filter(pk=target.pk).update(min_replicas=3)  # the other PATCH's
+        return real_change(target, actor, **changes)
+
+    monkeypatch.setattr(models_api.services, "change_settings", other_request_commits_first)
+    lowered = client.patch(f"/api/v1/models/{model.hash}", {"max_replicas": 2}, format="json")
+    assert lowered.status_code == 409, lowered.content
+    assert "max_replicas (2) must be at least min_replicas (3)" in lowered.json()["detail"]
+    model.refresh_from_db()
+    assert (model.min_replicas, model.max_replicas) == (3, 4)
+
+
+def test_patch_settings_refuses_a_minimum_no_node_can_keep(cast, model, settings):
+    settings.HOST_MAX_RUNNERS = 4
+    client = api_client(cast.owner)
+    over = client.patch(f"/api/v1/models/{model.hash}", {"min_replicas": 5, "max_replicas": 6}, format="json")
+    assert over.status_code == 400
+    assert over.json()["errors"]["min_replicas"] == [
+        "5 replicas is more than a node runs at once (NEOMARIL_HOST_MAX_RUNNERS = 4)."
+    ]
+    assert client.patch(f"/api/v1/models/{model.hash}", {"min_replicas": 4}, format="json").status_code == 200
+
+
 def test_session_user_without_token_is_401_not_a_csrf_error(cast, model):
     client = APIClient(enforce_csrf_checks=True)
     client.force_login(cast.owner)

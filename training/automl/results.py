@@ -19,7 +19,7 @@ from django.utils.translation import gettext
 
 from training import automl
 from training.automl.config import STAGES
-from training.display import duration_text, json_text, number_text
+from training.display import duration_text, json_text, localized, number_text
 from training.models import TrainingRun
 
 Status = TrainingRun.Status
@@ -229,7 +229,7 @@ def ks_view(data: Any) -> dict:
 
 def _percent(value: Any) -> str:
     number = _finite(value)
-    return f"{number * 100:g} %" if number is not None else _short(value)
+    return localized(f"{number * 100:g} %") if number is not None else _short(value)
 
 
 def automl_conf_view(conf: Any) -> dict:

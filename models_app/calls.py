@@ -89,6 +89,9 @@ class CalledModel(ServingFacts):
     version: int
     model_pk: int  # the model's own row: calls and executions are recorded against it
     model_hash: str  # the hash in the model's run URL
+    # The version answering is the one the run URL serves (a per-version URL's may not be:
+    # a candidate tried before it goes live). Only live calls are production inputs to monitor.
+    live: bool = True
 
     @property
     def folder(self) -> str:
@@ -115,7 +118,8 @@ def _aware(value) -> datetime:
 # one a per-version URL names (CALL_VERSION_SQL).
 _CALL_COLUMNS = (
     "SELECT v.id, v.hash, v.status, v.operation, v.deployed_build, v.min_replicas, v.max_replicas, "
-    "v.request_timeout, v.schema, m.group_id, v.version, m.id, t.group_id, t.expires_at, t.revoked_at "
+    "v.request_timeout, v.schema, m.group_id, v.version, m.id, t.group_id, t.expires_at, t.revoked_at, "
+    "v.id = COALESCE(m.live_version_id, m.id) "
 )
 CALL_SQL = (
     _CALL_COLUMNS  # noqa: S608
@@ -181,6 +185,7 @@ def call_target(model_hash: str, row: tuple | None) -> CallTarget | None:
         token_group_id,
         expires_at,
         revoked_at,
+        live,
     ) = row
     if isinstance(schema, str):  # SQLite: the JSON text; only its kind matters here
         schema_is_object = schema.lstrip().startswith("{")
@@ -200,6 +205,7 @@ def call_target(model_hash: str, row: tuple | None) -> CallTarget | None:
         version,
         model_pk,
         model_hash,
+        bool(live),  # SQLite answers 1 or 0
     )
     facts = None
     if token_group_id is not None:

@@ -19,6 +19,11 @@ class PredictionRecord(models.Model):
     latency_ms = models.FloatField()
     input = models.TextField(help_text="The raw JSON request body.")
     output = models.TextField(blank=True, help_text="The JSON answer, or the error.")
+    live = models.BooleanField(
+        default=True,
+        help_text="Answered by the live version (through the run URL, or the live version's own). "
+        "Calls to another version's URL, e.g. a candidate's trial, are not production inputs to monitor.",
+    )
 
     class Meta:
         ordering = ["-at"]

@@ -39,6 +39,7 @@ class Call(NamedTuple):  # a tuple: built on every call, so cheap to build
     latency_ms: float
     input: str
     output: str
+    live: bool = True  # answered by the version the run URL serves (CalledModel.live)
 
 
 class Recorder:
@@ -148,14 +149,23 @@ class Recorder:
         table = connection.ops.quote_name(PredictionRecord._meta.db_table)
         adapt = connection.ops.adapt_datetimefield_value
         sql = (
-            f"INSERT INTO {table} (model_id, version, at, status_code, latency_ms, input, output) "  # noqa: S608
-            "VALUES (%s, %s, %s, %s, %s, %s, %s)"
+            f"INSERT INTO {table} (model_id, version, at, status_code, latency_ms, input, output, live) "  # noqa: S608
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
         )
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.executemany(
                 sql,
                 [
-                    (c.model_id, c.version, adapt(c.at), c.status_code, c.latency_ms, c.input, c.output)
+                    (
+                        c.model_id,
+                        c.version,
+                        adapt(c.at),
+                        c.status_code,
+                        c.latency_ms,
+                        c.input,
+                        c.output,
+                        c.live,
+                    )
                     for c in batch
                 ],
             )

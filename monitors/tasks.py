@@ -511,12 +511,13 @@ def _async_executions(monitor: Monitor):
 
 def _next_batch(period: Period, after: list | None) -> tuple[list[dict], list | None]:
     """The next ``MONITORING_BATCH_SIZE`` records after ``after`` ([time, pk] of the last one
-    done): successful Sync calls (raw request and answer), or Succeeded Async executions
-    (their input and result paths). Returns the batch and where the next one starts."""
+    done): successful Sync calls the live version answered (raw request and answer), or
+    Succeeded Async executions (their input and result paths). Returns the batch and where
+    the next one starts."""
     monitor, size = period.monitor, settings.MONITORING_BATCH_SIZE
     if monitor.model.is_sync:
         rows = PredictionRecord.objects.filter(
-            model=monitor.model, at__gte=period.start, at__lt=period.end, status_code=200
+            model=monitor.model, at__gte=period.start, at__lt=period.end, status_code=200, live=True
         )
         field = "at"
     else:

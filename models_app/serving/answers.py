@@ -168,5 +168,6 @@ def record(model: CalledModel, body: str, status: int, content: bytes, started: 
                 latency_ms=seconds * 1000,
                 input=body,
                 output=content.decode(),
+                live=model.live,
             )
         )

@@ -180,9 +180,18 @@ def test_calls_record_the_version_that_answered(cast, deployed):
     _build(MLModel.objects.get(hash=_add_version(client, deployed, _source("v2")).json()["hash"]))
     _call(deployed)
     _call(deployed, version=1)
+    _call(deployed, version=2)
     recorder.flush()
     recorded = PredictionRecord.objects.filter(model=deployed).order_by("pk")
-    assert [r.version for r in recorded] == [2, 1]
+    # Version 1's own URL, with version 2 live, is a trial, not production: not monitored.
+    assert [(r.version, r.live) for r in recorded] == [(2, True), (1, False), (2, True)]
+    # Rolled back, version 1 answers live, and version 2's URL is the trial.
+    assert api_client(cast.owner).post(f"{_versions_url(deployed)}/1/live").status_code == 200
+    assert (lookup_call(deployed.hash, "", 1).model.live, lookup_call(deployed.hash, "", 2).model.live) == (
+        True,
+        False,
+    )
+    assert lookup_call(deployed.hash, "").model.live is True
 
 
 def test_settings_are_the_models_whichever_version_answers(cast, deployed):

@@ -209,9 +209,21 @@ def record_calls(model, rows: list[dict], per_call: int = 10, broken: int = 0) -
         PredictionRecord(model=model, at=now, status_code=200, latency_ms=1.0, input="{not json", output="{}")
         for _ in range(broken)
     ]
-    # failed calls are not monitored
+    # failed calls are not monitored, nor a version's trial through its own URL while another is live
     records.append(
         PredictionRecord(model=model, at=now, status_code=422, latency_ms=1.0, input="[]", output="error")
+    )
+    records.append(
+        PredictionRecord(
+            model=model,
+            version=2,
+            live=False,
+            at=now,
+            status_code=200,
+            latency_ms=1.0,
+            input="{not json",
+            output="{}",
+        )
     )
     PredictionRecord.objects.bulk_create(records)
 

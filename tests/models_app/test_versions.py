@@ -185,6 +185,8 @@ def test_calls_record_the_version_that_answered(cast, deployed):
     recorded = PredictionRecord.objects.filter(model=deployed).order_by("pk")
     # Version 1's own URL, with version 2 live, is a trial, not production: not monitored.
     assert [(r.version, r.live) for r in recorded] == [(2, True), (1, False), (2, True)]
+    listed = api_client(cast.owner).get(f"/api/v1/models/{deployed.hash}/predictions").json()["results"]
+    assert [(r["version"], r["live"]) for r in listed] == [(2, True), (1, False), (2, True)][::-1]
     # Rolled back, version 1 answers live, and version 2's URL is the trial.
     assert api_client(cast.owner).post(f"{_versions_url(deployed)}/1/live").status_code == 200
     assert (lookup_call(deployed.hash, "", 1).model.live, lookup_call(deployed.hash, "", 2).model.live) == (

@@ -39,13 +39,15 @@ run: install sandbox-deps
 	exec $(NO_ADMIN_SECRETS) NEOMARIL_VENV=$(abspath $(VENV)) $(VENV)/bin/supervisord --configuration deploy/supervisord.conf
 
 # Uploaded code only ever runs under bubblewrap (docs/security.md); Debian's package.
+# bubblewrap: the sandbox of model code; slirp4netns: the outbound path of a sandbox's
+# private network (ip and nsenter, from iproute2 and util-linux, are on Debian already).
 sandbox-deps:
-	@command -v bwrap >/dev/null 2>&1 || { \
+	@{ command -v bwrap && command -v slirp4netns; } >/dev/null 2>&1 || { \
 		if [ "$$(id -u)" = 0 ]; then \
-			echo "Installing bubblewrap from Debian's packages (the sandbox of model code)..."; \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
+			echo "Installing bubblewrap and slirp4netns from Debian's packages (the sandbox of model code)..."; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap slirp4netns >/dev/null; \
 		else \
-			echo "bubblewrap (bwrap) is missing: install it (apt-get install bubblewrap); models cannot run without it."; \
+			echo "bubblewrap (bwrap) or slirp4netns is missing: install them (apt-get install bubblewrap slirp4netns); models cannot run without them."; \
 		fi; }
 
 # Browser tests drive Debian's Chromium (no browser downloads on these machines).

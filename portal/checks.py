@@ -75,4 +75,14 @@ def check_sandbox(app_configs, **kwargs):
                 id="neomaril.E010",
             )
         ]
+    if settings.SANDBOX_NETWORK == "host":
+        return [
+            Warning(
+                "NEOMARIL_SANDBOX_NETWORK=host: models allowed the network share the node's, and can "
+                "listen on its free ports (the web port while it restarts), see its sockets and reach "
+                "its loopback services.",
+                hint="Install slirp4netns and unset NEOMARIL_SANDBOX_NETWORK (docs/security.md).",
+                id="neomaril.W003",
+            )
+        ]
     return []

@@ -403,6 +403,16 @@ UNSAFE_NO_SANDBOX = envbool("NEOMARIL_UNSAFE_NO_SANDBOX", False)
 # (no passwd entry needed), so process limits of one job never count another's.
 SANDBOX_UID_BASE = envint("NEOMARIL_SANDBOX_UID_BASE", 200_000, minimum=1000)
 SANDBOX_UID_COUNT = envint("NEOMARIL_SANDBOX_UID_COUNT", 1000, minimum=1)
+# A model allowed the network gets a network namespace of its own, reaching out through
+# slirp4netns (user-mode NAT): it can't listen on the node's ports, nor see its sockets.
+# "host" shares the node's network instead (the behaviour before; docs/security.md).
+SANDBOX_NETWORK = envchoice("NEOMARIL_SANDBOX_NETWORK", "private", ["private", "host"])
+# Private network: the node's own loopback services (the web port, /metrics, PostgreSQL,
+# Redis) stay out of reach unless this is on; then the model finds them at 10.0.2.2.
+SANDBOX_HOST_LOOPBACK = envbool("NEOMARIL_SANDBOX_HOST_LOOPBACK", False)
+# Private network: destinations refused inside the sandbox (an unreachable route): the
+# link-local range holds the clouds' metadata services (169.254.169.254).
+SANDBOX_BLOCKED_NETWORKS = envnetworks("NEOMARIL_SANDBOX_BLOCKED_NETWORKS", ["169.254.0.0/16"])
 # Limits of every kind of job; 0 = none. Memory is per process (RLIMIT_AS), processes
 # counts threads too, disk is what the job may write (its folder, its private /tmp).
 SANDBOX_PROCESSES = envint("NEOMARIL_SANDBOX_PROCESSES", 256, minimum=0)

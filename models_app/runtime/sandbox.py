@@ -20,6 +20,11 @@ capabilities and ``no_new_privs``. Everything it starts dies with it: a PID name
 whose init is killed when the launching thread or process goes away. Limits are rlimits
 set by ``prlimit`` right before the interpreter starts (memory per process, processes,
 file size, CPU time); the caller enforces the total written in the job's folder.
+
+A job allowed the network still gets a network namespace of its own: slirp4netns (user-mode
+NAT, a small Debian package; podman's rootless network) connects it to the outside, so the
+job can reach other machines but cannot listen on the node's ports, see its sockets, or
+reach its loopback services (``NEOMARIL_SANDBOX_NETWORK``, docs/security.md).
 """
 
 from __future__ import annotations
@@ -27,14 +32,18 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import json
 import logging
 import os
 import random
+import select
 import shutil
 import signal
 import stat
 import struct
 import subprocess
+import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +85,11 @@ _ETC_FILES = (
     "protocols",
     "services",
 )
+# slirp4netns's fixed addresses: the node's loopback (when allowed) and its DNS forwarder.
+SLIRP_HOST_ADDRESS = "10.0.2.2"
+SLIRP_DNS_ADDRESS = "10.0.2.3"
+NETWORK_SETUP_SECONDS = 10.0
+NS_GET_USERNS = 0xB701  # ioctl on a namespace's descriptor: its owning user namespace (linux/nsfs.h)
 _SYSTEM_DIRS = ("/usr",)
 _MERGED_USR_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 
@@ -155,11 +169,20 @@ class UserCode:
 class Launched:
     """A started user-code process and the sandbox uid it holds until it is released."""
 
-    def __init__(self, process: subprocess.Popen, uid: int | None, lease: int | None, sandboxed: bool):
+    def __init__(
+        self,
+        process: subprocess.Popen,
+        uid: int | None,
+        lease: int | None,
+        sandboxed: bool,
+        network_helper: subprocess.Popen | None = None,
+    ):
         self.process = process
         self.sandboxed = sandboxed
         self.uid = uid
         self._lease = lease
+        # slirp4netns of a private network: it ends when the sandbox's end of its exit pipe closes.
+        self.network_helper = network_helper
 
     @property
     def pid(self) -> int:
@@ -201,6 +224,9 @@ class Launched:
         if self._lease is not None:
             os.close(self._lease)
             self._lease = None
+        if self.network_helper is not None and self.process.poll() is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.network_helper.wait(2)  # reaped, not left a zombie
 
     def __del__(self) -> None:
         self.release()
@@ -242,18 +268,22 @@ def launch(code: UserCode, **popen_kwargs) -> Launched:
         raise FileNotFoundError(f"the model's interpreter {python} does not exist (rebuild the model)")
     sandboxed = not settings.UNSAFE_NO_SANDBOX
     if sandboxed:
-        check_available()
+        check_available(code.network)
     uid = lease = None
     if sandboxed and os.geteuid() == 0:
         uid, lease = _lease_uid(
             settings.RUN_DIR / "uids", settings.SANDBOX_UID_BASE, settings.SANDBOX_UID_COUNT
         )
     read_fds: list[int] = []
+    network = (
+        _PrivateNetwork() if sandboxed and code.network and settings.SANDBOX_NETWORK == "private" else None
+    )
+    process = helper = None
     try:
         env = build_runner_env(code.env)
         if sandboxed:
             _open_to_sandbox(code, uid)
-            argv = _bwrap_argv(code, python, uid, read_fds)
+            argv = _bwrap_argv(code, python, uid, read_fds, network)
         else:
             argv = [
                 "/usr/bin/setpriv",
@@ -272,19 +302,188 @@ def launch(code: UserCode, **popen_kwargs) -> Launched:
             argv,
             env=env,
             cwd=str(code.cwd) if not sandboxed else "/",
-            pass_fds=(*code.pass_fds, *read_fds),
+            pass_fds=(*code.pass_fds, *read_fds, *(network.sandbox_fds() if network else ())),
             start_new_session=True,
             close_fds=True,
             **popen_kwargs,
         )
+        if network is not None:
+            helper = network.connect(process, in_user_namespace=uid is None)
     except BaseException:
+        if process is not None:  # started, but its network could not be: nothing of it stays
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
         if lease is not None:
             os.close(lease)
         raise
     finally:
         for fd in read_fds:
             os.close(fd)
-    return Launched(process, uid, lease, sandboxed)
+        if network is not None:
+            network.close()
+    return Launched(process, uid, lease, sandboxed, helper)
+
+
+class _PrivateNetwork:
+    """The outbound path of one sandbox allowed the network.
+
+    bwrap makes the namespace (``--unshare-net``), reports the namespace's pid
+    (``--info-fd``) and holds the program (``--block-fd``) until slirp4netns has connected
+    the namespace and the blocked destinations have their unreachable routes. slirp4netns
+    ends when every copy of its exit pipe's write end has closed: the sandbox holds the
+    only one, so the helper ends with the sandbox, whoever kills it.
+    """
+
+    def __init__(self) -> None:
+        self.info_read, self.info_write = os.pipe()
+        self.block_read, self.block_write = os.pipe()
+        self.exit_read, self.exit_write = os.pipe()
+        self._open = [self.info_read, self.info_write, self.block_read, self.block_write]
+        self._open += [self.exit_read, self.exit_write]
+
+    def sandbox_fds(self) -> tuple[int, ...]:
+        return (self.info_write, self.block_read, self.exit_write)
+
+    def bwrap_args(self) -> list[str]:
+        return ["--unshare-net", "--info-fd", str(self.info_write), "--block-fd", str(self.block_read)]
+
+    def connect(self, process: subprocess.Popen, *, in_user_namespace: bool) -> subprocess.Popen:
+        """Connect the started sandbox's namespace, then let its program run. Returns slirp4netns."""
+        for fd in self.sandbox_fds():  # the sandbox's now: the exit pipe must close with it
+            self._close(fd)
+        pid = self._namespace_pid(process)
+        # The namespaces by descriptor: the pid's own may change (bwrap nests a second user
+        # namespace for the sandbox's uid), the network's owner does not.
+        net = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        self._open.append(net)
+        namespaces = [f"--net=/proc/self/fd/{net}"]
+        helper_options = ["--enable-sandbox"]  # its own empty root and no capabilities once connected
+        self.namespace_fds: tuple[int, ...] = (net,)
+        if in_user_namespace:
+            owner = fcntl.ioctl(net, NS_GET_USERNS)  # a new descriptor of the owning user namespace
+            self._open.append(owner)
+            self.namespace_fds = (net, owner)
+            namespaces = [f"--user=/proc/self/fd/{owner}", "--preserve-credentials", *namespaces]
+            # Its sandbox needs uid 0 in that namespace, which maps only the platform's uid.
+            helper_options = [f"--userns-path=/proc/self/fd/{owner}"]
+        # bwrap reports the pid before its child has brought the loopback up over netlink;
+        # a second netlink user in the namespace meanwhile (slirp4netns, ip) fails either.
+        self._wait_for_loopback(namespaces)
+        self._block_destinations(namespaces)
+        ready_read, ready_write = os.pipe()
+        argv = [
+            _which("slirp4netns") or "slirp4netns",
+            "--configure",
+            "--mtu=65520",
+            *helper_options,
+            "--enable-seccomp",
+            f"--ready-fd={ready_write}",
+            f"--exit-fd={self.exit_read}",
+        ]
+        if not settings.SANDBOX_HOST_LOOPBACK:
+            argv.append("--disable-host-loopback")
+        errors = tempfile.TemporaryFile()  # noqa: SIM115  (read only when it fails)
+        try:
+            helper = subprocess.Popen(  # noqa: S603
+                [*argv, "--netns-type=path", f"/proc/self/fd/{net}", "tap0"],
+                pass_fds=(ready_write, self.exit_read, *self.namespace_fds),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=errors,
+                start_new_session=True,
+            )
+        finally:
+            os.close(ready_write)
+        self._close(self.exit_read)
+        try:
+            if not _read_within(ready_read, 1, NETWORK_SETUP_SECONDS):
+                helper.kill()
+                helper.wait()
+                errors.seek(0)
+                said = errors.read().decode(errors="replace").strip().splitlines()
+                raise SandboxUnavailable(
+                    "slirp4netns could not connect the sandbox's private network"
+                    + (f": {said[-1]}" if said else "")
+                    + ". Install it (apt-get install slirp4netns), or set NEOMARIL_SANDBOX_NETWORK=host."
+                )
+        finally:
+            os.close(ready_read)
+            errors.close()
+        os.write(self.block_write, b"1")
+        return helper
+
+    def _ip(self, namespaces: list[str], args: list[str], stdin: bytes = b"") -> subprocess.CompletedProcess:
+        return subprocess.run(  # noqa: S603
+            [_which("nsenter") or "nsenter", *namespaces, _which("ip") or "ip", *args],
+            input=stdin,
+            pass_fds=self.namespace_fds,
+            capture_output=True,
+            timeout=NETWORK_SETUP_SECONDS,
+            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+        )
+
+    def _wait_for_loopback(self, namespaces: list[str]) -> None:
+        deadline = time.monotonic() + NETWORK_SETUP_SECONDS
+        while True:
+            link = self._ip(namespaces, ["-o", "link", "show", "lo"])
+            flags = link.stdout.decode(errors="replace").partition("<")[2].partition(">")[0].split(",")
+            if "UP" in flags:
+                return
+            if link.returncode != 0 or time.monotonic() > deadline:
+                said = link.stderr.decode(errors="replace").strip() or "its loopback never came up"
+                raise SandboxUnavailable(f"The sandbox's private network could not be set up: {said}")
+            time.sleep(0.002)
+
+    def _block_destinations(self, namespaces: list[str]) -> None:
+        """Unreachable routes, set before any route out exists: the program can't change them
+        (no CAP_NET_ADMIN), and a packet to them never leaves the namespace."""
+        blocked = settings.SANDBOX_BLOCKED_NETWORKS
+        if not blocked:
+            return
+        # One ip for them all; it tells IPv4 from IPv6 by the address.
+        commands = "".join(f"route add unreachable {network}\n" for network in blocked)
+        route = self._ip(namespaces, ["-batch", "-"], commands.encode())
+        if route.returncode != 0:
+            said = route.stderr.decode(errors="replace").strip()
+            raise SandboxUnavailable(
+                f"The sandbox's routes blocking {', '.join(blocked)} could not be added: {said}"
+            )
+
+    def _namespace_pid(self, process: subprocess.Popen) -> int:
+        """The pid bwrap reports on its info pipe: its child, in the new namespaces."""
+        text = b""
+        deadline = time.monotonic() + NETWORK_SETUP_SECONDS
+        while True:
+            chunk = _read_within(self.info_read, 4096, deadline - time.monotonic())
+            if not chunk:
+                code = process.poll()
+                raise SandboxUnavailable(
+                    "bubblewrap did not start the sandbox's private network"
+                    + (f" (exit status {code})" if code is not None else " in time")
+                )
+            text += chunk
+            with contextlib.suppress(ValueError):
+                return int(json.loads(text)["child-pid"])
+
+    def _close(self, fd: int) -> None:
+        if fd in self._open:
+            self._open.remove(fd)
+            os.close(fd)
+
+    def close(self) -> None:
+        for fd in list(self._open):
+            self._close(fd)
+
+
+def _read_within(fd: int, size: int, seconds: float) -> bytes:
+    """Up to ``size`` bytes of ``fd``, or b"" at its end or after ``seconds``."""
+    ready, _, _ = select.select([fd], [], [], max(seconds, 0))
+    return os.read(fd, size) if ready else b""
+
+
+def _which(tool: str) -> str | None:
+    return shutil.which(tool, path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
 
 
 @functools.cache
@@ -308,9 +507,18 @@ def _probe() -> str | None:
     return None
 
 
-def check_available() -> None:
-    """Raise SandboxUnavailable when user code could not be sandboxed on this machine."""
+def check_available(network: bool = False) -> None:
+    """Raise SandboxUnavailable when user code (`network`: allowed the network) could not
+    be sandboxed on this machine."""
     problem = _probe()
+    if problem is None and network and settings.SANDBOX_NETWORK == "private":
+        missing = [tool for tool in ("slirp4netns", "nsenter", "ip") if _which(tool) is None]
+        if missing:
+            problem = (
+                f"the private network of models allowed the network needs {', '.join(missing)} "
+                "(apt-get install slirp4netns iproute2 util-linux; or NEOMARIL_SANDBOX_NETWORK=host, "
+                "docs/security.md)"
+            )
     if problem:
         raise SandboxUnavailable(
             f"User code is not run without its sandbox, and {problem}. Install bubblewrap, or on a "
@@ -486,7 +694,9 @@ def _no_userns_seccomp() -> bytes | None:
     return b"".join(struct.pack("=HBBI", *op) for op in program)
 
 
-def _bwrap_argv(code: UserCode, python: Path, uid: int | None, read_fds: list[int]) -> list[str]:
+def _bwrap_argv(
+    code: UserCode, python: Path, uid: int | None, read_fds: list[int], network: _PrivateNetwork | None = None
+) -> list[str]:
     limits = code.limits
     inner_uid = uid if uid is not None else os.geteuid()
     argv = [
@@ -500,7 +710,9 @@ def _bwrap_argv(code: UserCode, python: Path, uid: int | None, read_fds: list[in
         "neomaril-model",
         "--unshare-cgroup-try",
     ]
-    if not code.network:
+    if network is not None:
+        argv += network.bwrap_args()
+    elif not code.network:
         argv.append("--unshare-net")
     if uid is not None:
         # Root: bwrap sets up the sandbox with only the capabilities setpriv needs to
@@ -543,7 +755,12 @@ def _bwrap_argv(code: UserCode, python: Path, uid: int | None, read_fds: list[in
     made.add("/etc")
     for name in _ETC_FILES:
         path = f"/etc/{name}"
-        if os.path.exists(path):
+        if network is not None and name == "resolv.conf":
+            # The node's resolvers may be on its loopback (systemd-resolved's 127.0.0.53):
+            # slirp4netns forwards to them from its own address.
+            resolv = f"nameserver {SLIRP_DNS_ADDRESS}\n".encode()
+            argv += ["--perms", "0644", "--ro-bind-data", _data_fd(resolv, read_fds), path]
+        elif os.path.exists(path):
             argv += ["--ro-bind", path, path]
     argv += ["--perms", "0644", "--ro-bind-data", _data_fd(_passwd(inner_uid), read_fds), "/etc/passwd"]
     argv += ["--perms", "0644", "--ro-bind-data", _data_fd(_group(inner_uid), read_fds), "/etc/group"]

@@ -19,10 +19,12 @@ import http.server
 import json
 import os
 import socket
+import subprocess
 import sys
 import textwrap
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -35,6 +37,7 @@ from executions.models import Execution
 from models_app import services as model_services
 from models_app import tasks
 from models_app.models import MLModel, ModelBuild
+from models_app.runtime import sandbox
 from models_app.runtime.protocol import read_frame, write_frame
 from models_app.serving import paths
 from models_app.serving.host import ControlServer, ModelHost
@@ -224,8 +227,38 @@ ATTACK_SOURCE = textwrap.dedent(
             return answer.read().decode()
 
 
+    def network(urls, port):
+        # What a model sees of the network: each URL's answer (or error), whether the
+        # node's socket on `port` shows, whether it may listen on that port itself, its
+        # resolver and its route to the clouds' metadata address (asked, never sent to).
+        report = {"fetched": {}}
+        for url in urls:
+            try:
+                report["fetched"][url] = fetch(url)
+            except Exception as e:
+                report["fetched"][url] = "%s: %s" % (type(e).__name__, getattr(e, "reason", e))
+        with open("/proc/net/tcp") as f:
+            report["sees_port"] = any(line.split()[1].endswith(":%04X" % port) for line in f.readlines()[1:])
+        listener = socket.socket()
+        try:
+            listener.bind(("127.0.0.1", port))
+            listener.listen()
+            report["listens"] = True
+        except OSError as e:
+            report["listens"] = str(e)
+        finally:
+            listener.close()
+        with open("/etc/resolv.conf") as f:
+            report["resolv"] = f.read()
+        route = subprocess.run(["ip", "route", "get", "169.254.169.254"], capture_output=True, text=True)
+        report["metadata_route"] = (route.stdout + route.stderr).strip()
+        return report
+
+
     def attack(payload, model_path, data_path=None):
         op = payload["op"]
+        if op == "network":
+            return network(payload["urls"], payload["port"])
         if op == "probe":
             return probe(payload["targets"], model_path)
         if op == "fork":
@@ -745,21 +778,158 @@ def web_server():
     server.server_close()
 
 
-def test_outbound_network_works_when_allowed_and_is_cut_when_not(cast, web_server):
+def _through_slirp(url: str) -> str:
+    """The node's loopback `url` as a sandbox reaches it through slirp4netns, when allowed."""
+    return url.replace("127.0.0.1", sandbox.SLIRP_HOST_ADDRESS)
+
+
+def _port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].strip("/"))
+
+
+def test_outbound_network_works_when_allowed_and_is_cut_when_not(cast, web_server, settings):
+    # The server stands for "the outside": the node's loopback, which a sandbox reaches
+    # through slirp4netns's NAT only when an admin allows it (no traffic leaves the node).
+    settings.SANDBOX_HOST_LOOPBACK = True
     allowed = _upload(cast.owner, group="datarisk", operation="Async", entrypoint="score_async")
     assert allowed.allow_network is True  # the default: models read databases
-    execution = _execute(cast, allowed, {"op": "fetch", "url": web_server})
+    execution = _execute(cast, allowed, {"op": "fetch", "url": _through_slirp(web_server)})
     assert _result(execution) == "hello from outside"
 
     cut = _upload(
         cast.owner, group="datarisk", operation="Async", entrypoint="score_async", allow_network="false"
     )
     assert cut.allow_network is False
-    execution = _execute(cast, cut, {"op": "fetch", "url": web_server})
+    execution = _execute(cast, cut, {"op": "fetch", "url": _through_slirp(web_server)})
     assert execution.status == "Failed"
     assert execution.error_message == (
-        "The entrypoint raised URLError: <urlopen error [Errno 111] Connection refused>"
+        "The entrypoint raised URLError: <urlopen error [Errno 101] Network is unreachable>"
     )
+
+
+def test_a_networked_model_has_a_network_of_its_own(cast, web_server):
+    """It cannot reach the node's loopback services, see the node's sockets, take a port
+    the node uses (the web port while it restarts), nor route to the metadata service."""
+    model = _upload(cast.owner, group="datarisk", operation="Async", entrypoint="score_async")
+    port = _port(web_server)
+    execution = _execute(
+        cast, model, {"op": "network", "urls": [web_server, _through_slirp(web_server)], "port": port}
+    )
+    report = _result(execution)
+    assert report["fetched"] == {
+        web_server: "URLError: [Errno 111] Connection refused",  # its own loopback: nobody there
+        _through_slirp(web_server): "URLError: [Errno 101] Network is unreachable",
+    }
+    assert report["sees_port"] is False
+    assert report["listens"] is True  # on its own loopback: the node's port stays the node's
+    assert report["resolv"] == f"nameserver {sandbox.SLIRP_DNS_ADDRESS}\n"
+    assert report["metadata_route"] == "RTNETLINK answers: No route to host"  # blocked, never sent
+    # The node's server still answers the node.
+    with urllib.request.urlopen(web_server, timeout=5) as answer:  # noqa: S310  (our loopback URL)
+        assert answer.read() == b"hello from outside"
+
+
+def test_the_network_helper_ends_with_its_sandbox(cast):
+    model = _upload(cast.owner, group="datarisk", operation="Async", entrypoint="score_async")
+    code = sandbox.UserCode(
+        python=Path(sys.executable),
+        env={},
+        cwd=model.folder,
+        runner_args=["oneshot"],
+        read_only=[model.folder],
+    )
+    # A oneshot runner waits for its request on stdin: the sandbox stays up until killed.
+    launched = sandbox.launch(
+        code, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    helper = launched.network_helper
+    try:
+        assert helper is not None
+        time.sleep(0.5)
+        assert helper.poll() is None and launched.process.poll() is None
+    finally:
+        launched.kill()
+        launched.process.wait()
+        launched.process.stdin.close()
+    helper.wait(5)  # the sandbox held the only write end of its exit pipe
+    launched.release()
+    assert helper.returncode is not None
+
+
+def _routes_of(launched: sandbox.Launched) -> str:
+    (inner,) = psutil.Process(launched.pid).children()  # bwrap's child: the namespaces' first process
+    return subprocess.run(
+        ["nsenter", f"--net=/proc/{inner.pid}/ns/net", "ip", "route"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+@pytest.mark.parametrize("platform_uid", [0, 1000], ids=["root-platform", "unprivileged-platform"])
+def test_the_private_network_is_routed_out_with_the_metadata_range_blocked(cast, monkeypatch, platform_uid):
+    """As root the namespace is the node's user namespace's; unprivileged (here: root made
+    to take that path, so bwrap maps a user namespace) slirp4netns and ip join the one
+    that owns the network, found through the network's descriptor (bwrap nests another)."""
+    if platform_uid:
+        monkeypatch.setattr(sandbox.os, "geteuid", lambda: platform_uid)
+    model = _upload(cast.owner, group="datarisk", operation="Async", entrypoint="score_async")
+    code = sandbox.UserCode(
+        python=Path(sys.executable),
+        env={},
+        cwd=model.folder,
+        runner_args=["oneshot"],
+        read_only=[model.folder],
+    )
+    launched = sandbox.launch(
+        code, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        routes = [line.strip() for line in _routes_of(launched).splitlines()]
+        assert f"default via {sandbox.SLIRP_HOST_ADDRESS} dev tap0" in routes
+        assert "unreachable 169.254.0.0/16" in routes
+    finally:
+        launched.kill()
+        launched.process.wait()
+        launched.process.stdin.close()
+    launched.network_helper.wait(5)
+    launched.release()
+
+
+def test_a_private_network_that_cannot_be_set_up_leaves_no_sandbox_behind(cast, settings, monkeypatch):
+    settings.SANDBOX_BLOCKED_NETWORKS = ["not-a-network"]  # what ip refuses
+    model = _upload(cast.owner, group="datarisk", operation="Async", entrypoint="score_async")
+    code = sandbox.UserCode(
+        python=Path(sys.executable),
+        env={},
+        cwd=model.folder,
+        runner_args=["oneshot"],
+        read_only=[model.folder],
+    )
+    started: list[subprocess.Popen] = []
+    real_popen = subprocess.Popen
+
+    def recorded(*args, **kwargs):
+        started.append(real_popen(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(sandbox.subprocess, "Popen", recorded)
+    with pytest.raises(sandbox.SandboxUnavailable, match="routes blocking not-a-network could not be added"):
+        sandbox.launch(code, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    (the_sandbox,) = [process for process in started if "--info-fd" in process.args]
+    assert the_sandbox.returncode is not None  # killed and reaped
+    # slirp4netns was never started: the routes come before it.
+    assert "slirp4netns" not in [Path(process.args[0]).name for process in started]
+
+
+def test_the_nodes_network_is_shared_only_when_an_admin_says_so(cast, web_server, settings):
+    settings.SANDBOX_NETWORK = "host"
+    model = _upload(cast.owner, group="datarisk", operation="Async", entrypoint="score_async")
+    port = _port(web_server)
+    report = _result(_execute(cast, model, {"op": "network", "urls": [web_server], "port": port}))
+    assert report["fetched"] == {web_server: "hello from outside"}
+    assert report["sees_port"] is True
+    assert report["listens"] == "[Errno 98] Address already in use"
 
 
 # ------------------------------------------------------------------ Sync warm runners
@@ -800,6 +970,7 @@ def test_sync_background_process_dies_with_a_disable_and_a_stop(cast, host, mark
 
 @pytest.mark.slow
 def test_sync_runner_limits_fail_the_call(cast, host, settings, web_server):
+    settings.SANDBOX_HOST_LOOPBACK = True  # web_server stands for the outside
     settings.SANDBOX_PROCESSES = 16
     settings.RUNNER_MEMORY_LIMIT_MB = 200
     settings.SANDBOX_TMP_MB = 8
@@ -817,11 +988,11 @@ def test_sync_runner_limits_fail_the_call(cast, host, settings, web_server):
     assert answer["error"].startswith("OSError: [Errno 28] No space left on device")
 
     # The runner survived every one of them and still serves, with the network allowed.
-    assert _predict(host, model, {"op": "fetch", "url": web_server}) == {
+    assert _predict(host, model, {"op": "fetch", "url": _through_slirp(web_server)}) == {
         "ok": True,
         "result": {"result": "hello from outside"},
     }
     cut = _upload(cast.owner, group="datarisk", operation="Sync", entrypoint="score", allow_network="false")
-    answer = _predict(host, cut, {"op": "fetch", "url": web_server})
+    answer = _predict(host, cut, {"op": "fetch", "url": _through_slirp(web_server)})
     assert answer["ok"] is False
-    assert answer["error"] == "URLError: <urlopen error [Errno 111] Connection refused>"
+    assert answer["error"] == "URLError: <urlopen error [Errno 101] Network is unreachable>"

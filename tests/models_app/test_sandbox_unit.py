@@ -264,6 +264,25 @@ def test_launch_refuses_when_bubblewrap_cannot_make_namespaces(settings, monkeyp
     assert "NEOMARIL_UNSAFE_NO_SANDBOX=1" in str(caught.value)
 
 
+def test_a_networked_job_needs_slirp4netns_unless_the_node_network_is_chosen(
+    settings, monkeypatch, probe_again, tmp_path
+):
+    settings.UNSAFE_NO_SANDBOX = False
+    real_which = shutil.which
+    monkeypatch.setattr(
+        shutil,
+        "which",
+        lambda name, *args, **kwargs: None if name == "slirp4netns" else real_which(name, *args, **kwargs),
+    )
+    with pytest.raises(sandbox.SandboxUnavailable) as caught:
+        sandbox.launch(_code(tmp_path, network=True), stdout=subprocess.DEVNULL)
+    assert "the private network of models allowed the network needs slirp4netns" in str(caught.value)
+    assert "NEOMARIL_SANDBOX_NETWORK=host" in str(caught.value)
+    sandbox.check_available(network=False)  # a job without network does not need it
+    settings.SANDBOX_NETWORK = "host"
+    sandbox.check_available(network=True)
+
+
 def test_a_oneshot_run_without_its_sandbox_fails_with_that_message(
     settings, monkeypatch, probe_again, tmp_path
 ):

@@ -119,3 +119,18 @@ def test_database_url_selects_postgres(tmp_path):
     assert result.stdout.split() == ["django.db.backends.postgresql", "neomaril", "db.internal"], (
         result.stderr
     )
+
+
+def test_check_deploy_warns_when_models_share_the_nodes_network(tmp_path):
+    result = _manage(
+        ["check", "--deploy", "--fail-level", "WARNING"],
+        {**PRODUCTION, "NEOMARIL_SANDBOX_NETWORK": "host"},
+        tmp_path,
+    )
+    assert result.returncode != 0
+    assert "neomaril.W003" in result.stderr and "NEOMARIL_SANDBOX_NETWORK=host" in result.stderr
+    from portal.checks import check_sandbox
+
+    assert check_sandbox(None) == []  # the default: a private network
+    with override_settings(SANDBOX_NETWORK="host"):
+        assert [message.id for message in check_sandbox(None)] == ["neomaril.W003"]

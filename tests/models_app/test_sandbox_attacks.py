@@ -829,7 +829,8 @@ def test_a_networked_model_has_a_network_of_its_own(cast, web_server):
         assert answer.read() == b"hello from outside"
 
 
-def test_the_network_helper_ends_with_its_sandbox(cast):
+def _launch_waiting(cast) -> sandbox.Launched:
+    """A networked sandbox that stays up until killed: a oneshot runner waiting on stdin."""
     model = _upload(cast.owner, group="datarisk", operation="Async", entrypoint="score_async")
     code = sandbox.UserCode(
         python=Path(sys.executable),
@@ -838,32 +839,36 @@ def test_the_network_helper_ends_with_its_sandbox(cast):
         runner_args=["oneshot"],
         read_only=[model.folder],
     )
-    # A oneshot runner waits for its request on stdin: the sandbox stays up until killed.
-    launched = sandbox.launch(
-        code, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    helper = launched.network_helper
-    try:
-        assert helper is not None
-        time.sleep(0.5)
-        assert helper.poll() is None and launched.process.poll() is None
-    finally:
-        launched.kill()
-        launched.process.wait()
-        launched.process.stdin.close()
-    helper.wait(5)  # the sandbox held the only write end of its exit pipe
+    return sandbox.launch(code, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _end(launched: sandbox.Launched) -> None:
+    launched.kill()
+    launched.process.wait()
+    launched.process.stdin.close()
+    launched.network_helper.wait(5)  # the sandbox held the only write end of its exit pipe
     launched.release()
+
+
+def test_the_network_helper_ends_with_its_sandbox(cast):
+    launched = _launch_waiting(cast)
+    helper = launched.network_helper
+    assert helper is not None
+    time.sleep(0.5)
+    assert helper.poll() is None and launched.process.poll() is None
+    _end(launched)
     assert helper.returncode is not None
 
 
-def _routes_of(launched: sandbox.Launched) -> str:
+def _routes_of(launched: sandbox.Launched) -> list[str]:
     (inner,) = psutil.Process(launched.pid).children()  # bwrap's child: the namespaces' first process
-    return subprocess.run(
+    routes = subprocess.run(
         ["nsenter", f"--net=/proc/{inner.pid}/ns/net", "ip", "route"],
         capture_output=True,
         text=True,
         check=True,
-    ).stdout
+    )
+    return [line.strip() for line in routes.stdout.splitlines()]
 
 
 @pytest.mark.parametrize("platform_uid", [0, 1000], ids=["root-platform", "unprivileged-platform"])
@@ -873,39 +878,17 @@ def test_the_private_network_is_routed_out_with_the_metadata_range_blocked(cast,
     that owns the network, found through the network's descriptor (bwrap nests another)."""
     if platform_uid:
         monkeypatch.setattr(sandbox.os, "geteuid", lambda: platform_uid)
-    model = _upload(cast.owner, group="datarisk", operation="Async", entrypoint="score_async")
-    code = sandbox.UserCode(
-        python=Path(sys.executable),
-        env={},
-        cwd=model.folder,
-        runner_args=["oneshot"],
-        read_only=[model.folder],
-    )
-    launched = sandbox.launch(
-        code, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    launched = _launch_waiting(cast)
     try:
-        routes = [line.strip() for line in _routes_of(launched).splitlines()]
-        assert f"default via {sandbox.SLIRP_HOST_ADDRESS} dev tap0" in routes
-        assert "unreachable 169.254.0.0/16" in routes
+        routes = _routes_of(launched)
     finally:
-        launched.kill()
-        launched.process.wait()
-        launched.process.stdin.close()
-    launched.network_helper.wait(5)
-    launched.release()
+        _end(launched)
+    assert f"default via {sandbox.SLIRP_HOST_ADDRESS} dev tap0" in routes
+    assert "unreachable 169.254.0.0/16" in routes
 
 
 def test_a_private_network_that_cannot_be_set_up_leaves_no_sandbox_behind(cast, settings, monkeypatch):
     settings.SANDBOX_BLOCKED_NETWORKS = ["not-a-network"]  # what ip refuses
-    model = _upload(cast.owner, group="datarisk", operation="Async", entrypoint="score_async")
-    code = sandbox.UserCode(
-        python=Path(sys.executable),
-        env={},
-        cwd=model.folder,
-        runner_args=["oneshot"],
-        read_only=[model.folder],
-    )
     started: list[subprocess.Popen] = []
     real_popen = subprocess.Popen
 
@@ -915,7 +898,7 @@ def test_a_private_network_that_cannot_be_set_up_leaves_no_sandbox_behind(cast, 
 
     monkeypatch.setattr(sandbox.subprocess, "Popen", recorded)
     with pytest.raises(sandbox.SandboxUnavailable, match="routes blocking not-a-network could not be added"):
-        sandbox.launch(code, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _launch_waiting(cast)
     (the_sandbox,) = [process for process in started if "--info-fd" in process.args]
     assert the_sandbox.returncode is not None  # killed and reaped
     # slirp4netns was never started: the routes come before it.

@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import ipaddress
 import json
 import logging
 import os
@@ -85,9 +86,10 @@ _ETC_FILES = (
     "protocols",
     "services",
 )
-# slirp4netns's fixed addresses: the node's loopback (when allowed) and its DNS forwarder.
+# slirp4netns's fixed address of the node's loopback (when allowed).
 SLIRP_HOST_ADDRESS = "10.0.2.2"
-SLIRP_DNS_ADDRESS = "10.0.2.3"
+# systemd-resolved's list of the upstream servers behind its 127.0.0.53.
+SYSTEMD_RESOLVED_UPSTREAM = "/run/systemd/resolve/resolv.conf"
 NETWORK_SETUP_SECONDS = 10.0
 NS_GET_USERNS = 0xB701  # ioctl on a namespace's descriptor: its owning user namespace (linux/nsfs.h)
 _SYSTEM_DIRS = ("/usr",)
@@ -609,6 +611,34 @@ def _make_readable(folder: Path) -> None:
                     os.close(fd)
 
 
+def _read_text(path: str) -> str:
+    try:
+        return Path(path).read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def private_network_resolv_conf(node: str, resolved_upstream: str = "") -> str:
+    """The resolv.conf of a sandbox with a private network: the node's, less the resolvers
+    on the node's loopback, which the sandbox cannot reach. With systemd-resolved
+    (127.0.0.53) its upstream servers stand in, as podman does; slirp4netns's own DNS
+    forwarder (10.0.2.3) is not used: slirp4netns 1.2.0 cannot read resolv.conf from
+    inside its sandbox (rootless-containers/slirp4netns#315)."""
+
+    def reachable(line: str) -> bool:
+        fields = line.split()
+        if len(fields) < 2 or fields[0] != "nameserver":
+            return True
+        with contextlib.suppress(ValueError):
+            return not ipaddress.ip_address(fields[1].partition("%")[0]).is_loopback
+        return True
+
+    kept = [line for line in node.splitlines() if reachable(line)]
+    if not any(line.split()[:1] == ["nameserver"] for line in kept):
+        kept += [line for line in resolved_upstream.splitlines() if line.split()[:1] == ["nameserver"]]
+    return "".join(f"{line}\n" for line in kept)
+
+
 def _interpreter_roots(python: Path) -> list[Path]:
     """Folders the environment's interpreter needs: its installation (stdlib, libpython)."""
     roots: list[Path] = []
@@ -756,10 +786,8 @@ def _bwrap_argv(
     for name in _ETC_FILES:
         path = f"/etc/{name}"
         if network is not None and name == "resolv.conf":
-            # The node's resolvers may be on its loopback (systemd-resolved's 127.0.0.53):
-            # slirp4netns forwards to them from its own address.
-            resolv = f"nameserver {SLIRP_DNS_ADDRESS}\n".encode()
-            argv += ["--perms", "0644", "--ro-bind-data", _data_fd(resolv, read_fds), path]
+            resolv = private_network_resolv_conf(_read_text(path), _read_text(SYSTEMD_RESOLVED_UPSTREAM))
+            argv += ["--perms", "0644", "--ro-bind-data", _data_fd(resolv.encode(), read_fds), path]
         elif os.path.exists(path):
             argv += ["--ro-bind", path, path]
     argv += ["--perms", "0644", "--ro-bind-data", _data_fd(_passwd(inner_uid), read_fds), "/etc/passwd"]

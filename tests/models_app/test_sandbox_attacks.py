@@ -822,7 +822,11 @@ def test_a_networked_model_has_a_network_of_its_own(cast, web_server):
     }
     assert report["sees_port"] is False
     assert report["listens"] is True  # on its own loopback: the node's port stays the node's
-    assert report["resolv"] == f"nameserver {sandbox.SLIRP_DNS_ADDRESS}\n"
+    node_resolv = (
+        Path("/etc/resolv.conf").read_text(),
+        sandbox._read_text(sandbox.SYSTEMD_RESOLVED_UPSTREAM),
+    )
+    assert report["resolv"] == sandbox.private_network_resolv_conf(*node_resolv)
     assert report["metadata_route"] == "RTNETLINK answers: No route to host"  # blocked, never sent
     # The node's server still answers the node.
     with urllib.request.urlopen(web_server, timeout=5) as answer:  # noqa: S310  (our loopback URL)

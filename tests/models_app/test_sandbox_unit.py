@@ -412,3 +412,26 @@ def test_a_sync_call_that_hits_a_limit_names_it_and_its_setting(settings):
         {"ok": False, "phase": "call", "error": "ValueError: bad x", "traceback": ""}
     )
     assert json.loads(body)["model_error"]["limit"] is None
+
+
+@pytest.mark.parametrize(
+    ("node", "upstream", "sandbox_sees"),
+    [
+        (
+            "search corp\nnameserver 10.1.2.3\noptions edns0\n",
+            "",
+            "search corp\nnameserver 10.1.2.3\noptions edns0\n",
+        ),
+        # systemd-resolved's stub on the node's loopback: its upstream servers instead
+        (
+            "nameserver 127.0.0.53\noptions edns0 trust-ad\n",
+            "nameserver 9.9.9.9\nnameserver 2620:fe::fe\n",
+            "options edns0 trust-ad\nnameserver 9.9.9.9\nnameserver 2620:fe::fe\n",
+        ),
+        # a loopback resolver beside a reachable one: only the reachable one
+        ("nameserver ::1\nnameserver 192.0.2.53\n", "nameserver 9.9.9.9\n", "nameserver 192.0.2.53\n"),
+        ("nameserver 127.0.0.1\n", "", ""),  # nothing reachable: names don't resolve, said in security.md
+    ],
+)
+def test_a_private_network_resolves_through_the_nodes_reachable_resolvers(node, upstream, sandbox_sees):
+    assert sandbox.private_network_resolv_conf(node, upstream) == sandbox_sees

@@ -411,8 +411,11 @@ SANDBOX_NETWORK = envchoice("NEOMARIL_SANDBOX_NETWORK", "private", ["private", "
 # Redis) stay out of reach unless this is on; then the model finds them at 10.0.2.2.
 SANDBOX_HOST_LOOPBACK = envbool("NEOMARIL_SANDBOX_HOST_LOOPBACK", False)
 # Private network: destinations refused inside the sandbox (an unreachable route): the
-# link-local range holds the clouds' metadata services (169.254.169.254).
-SANDBOX_BLOCKED_NETWORKS = envnetworks("NEOMARIL_SANDBOX_BLOCKED_NETWORKS", ["169.254.0.0/16"])
+# clouds' metadata services (link-local 169.254.169.254; Azure's WireServer, which lets only
+# root through and now sees slirp4netns's root connections; Alibaba's).
+SANDBOX_BLOCKED_NETWORKS = envnetworks(
+    "NEOMARIL_SANDBOX_BLOCKED_NETWORKS", ["169.254.0.0/16", "168.63.129.16/32", "100.100.100.200/32"]
+)
 # Limits of every kind of job; 0 = none. Memory is per process (RLIMIT_AS), processes
 # counts threads too, disk is what the job may write (its folder, its private /tmp).
 SANDBOX_PROCESSES = envint("NEOMARIL_SANDBOX_PROCESSES", 256, minimum=0)

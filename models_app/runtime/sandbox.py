@@ -40,6 +40,7 @@ import random
 import select
 import shutil
 import signal
+import socket
 import stat
 import struct
 import subprocess
@@ -86,8 +87,9 @@ _ETC_FILES = (
     "protocols",
     "services",
 )
-# slirp4netns's fixed address of the node's loopback (when allowed).
+# slirp4netns's fixed addresses: the node's loopback (when allowed), its DNS forwarder.
 SLIRP_HOST_ADDRESS = "10.0.2.2"
+SLIRP_DNS_ADDRESS = "10.0.2.3"
 # systemd-resolved's list of the upstream servers behind its 127.0.0.53.
 SYSTEMD_RESOLVED_UPSTREAM = "/run/systemd/resolve/resolv.conf"
 NETWORK_SETUP_SECONDS = 10.0
@@ -277,11 +279,10 @@ def launch(code: UserCode, **popen_kwargs) -> Launched:
             settings.RUN_DIR / "uids", settings.SANDBOX_UID_BASE, settings.SANDBOX_UID_COUNT
         )
     read_fds: list[int] = []
-    network = (
-        _PrivateNetwork() if sandboxed and code.network and settings.SANDBOX_NETWORK == "private" else None
-    )
-    process = helper = None
+    network = process = helper = None
     try:
+        if sandboxed and code.network and settings.SANDBOX_NETWORK == "private":
+            network = _PrivateNetwork()
         env = build_runner_env(code.env)
         if sandboxed:
             _open_to_sandbox(code, uid)
@@ -316,6 +317,9 @@ def launch(code: UserCode, **popen_kwargs) -> Launched:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+            for stream in (process.stdin, process.stdout, process.stderr):  # the caller never sees them
+                if stream is not None:
+                    stream.close()
         if lease is not None:
             os.close(lease)
         raise
@@ -333,8 +337,8 @@ class _PrivateNetwork:
     bwrap makes the namespace (``--unshare-net``), reports the namespace's pid
     (``--info-fd``) and holds the program (``--block-fd``) until slirp4netns has connected
     the namespace and the blocked destinations have their unreachable routes. slirp4netns
-    ends when every copy of its exit pipe's write end has closed: the sandbox holds the
-    only one, so the helper ends with the sandbox, whoever kills it.
+    ends when every copy of its exit pipe's write end has closed: only bwrap and its sandbox
+    hold one, so the helper ends with the sandbox, whoever kills it.
     """
 
     def __init__(self) -> None:
@@ -374,6 +378,7 @@ class _PrivateNetwork:
         self._wait_for_loopback(namespaces)
         self._block_destinations(namespaces)
         ready_read, ready_write = os.pipe()
+        self._open += [ready_read, ready_write]
         argv = [
             _which("slirp4netns") or "slirp4netns",
             "--configure",
@@ -385,8 +390,7 @@ class _PrivateNetwork:
         ]
         if not settings.SANDBOX_HOST_LOOPBACK:
             argv.append("--disable-host-loopback")
-        errors = tempfile.TemporaryFile()  # noqa: SIM115  (read only when it fails)
-        try:
+        with tempfile.TemporaryFile() as errors:  # read only when it fails
             helper = subprocess.Popen(  # noqa: S603
                 [*argv, "--netns-type=path", f"/proc/self/fd/{net}", "tap0"],
                 pass_fds=(ready_write, self.exit_read, *self.namespace_fds),
@@ -395,35 +399,38 @@ class _PrivateNetwork:
                 stderr=errors,
                 start_new_session=True,
             )
-        finally:
-            os.close(ready_write)
-        self._close(self.exit_read)
-        try:
-            if not _read_within(ready_read, 1, NETWORK_SETUP_SECONDS):
+            try:
+                self._close(ready_write)
+                self._close(self.exit_read)
+                if not _read_within(ready_read, 1, NETWORK_SETUP_SECONDS):
+                    errors.seek(0)
+                    said = errors.read().decode(errors="replace").strip().splitlines()
+                    raise SandboxUnavailable(
+                        "slirp4netns could not connect the sandbox's private network"
+                        + (f": {said[-1]}" if said else "")
+                        + ". Install it (apt-get install slirp4netns), or set NEOMARIL_SANDBOX_NETWORK=host."
+                    )
+                os.write(self.block_write, b"1")
+            except BaseException:
                 helper.kill()
                 helper.wait()
-                errors.seek(0)
-                said = errors.read().decode(errors="replace").strip().splitlines()
-                raise SandboxUnavailable(
-                    "slirp4netns could not connect the sandbox's private network"
-                    + (f": {said[-1]}" if said else "")
-                    + ". Install it (apt-get install slirp4netns), or set NEOMARIL_SANDBOX_NETWORK=host."
-                )
-        finally:
-            os.close(ready_read)
-            errors.close()
-        os.write(self.block_write, b"1")
+                raise
         return helper
 
     def _ip(self, namespaces: list[str], args: list[str], stdin: bytes = b"") -> subprocess.CompletedProcess:
-        return subprocess.run(  # noqa: S603
-            [_which("nsenter") or "nsenter", *namespaces, _which("ip") or "ip", *args],
-            input=stdin,
-            pass_fds=self.namespace_fds,
-            capture_output=True,
-            timeout=NETWORK_SETUP_SECONDS,
-            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
-        )
+        try:
+            return subprocess.run(  # noqa: S603
+                [_which("nsenter") or "nsenter", *namespaces, _which("ip") or "ip", *args],
+                input=stdin,
+                pass_fds=self.namespace_fds,
+                capture_output=True,
+                timeout=NETWORK_SETUP_SECONDS,
+                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise SandboxUnavailable(
+                f"Setting up the sandbox's private network timed out (ip {args[0]})."
+            ) from exc
 
     def _wait_for_loopback(self, namespaces: list[str]) -> None:
         deadline = time.monotonic() + NETWORK_SETUP_SECONDS
@@ -440,9 +447,7 @@ class _PrivateNetwork:
     def _block_destinations(self, namespaces: list[str]) -> None:
         """Unreachable routes, set before any route out exists: the program can't change them
         (no CAP_NET_ADMIN), and a packet to them never leaves the namespace."""
-        blocked = settings.SANDBOX_BLOCKED_NETWORKS
-        if not blocked:
-            return
+        blocked = blocked_destinations()
         # One ip for them all; it tells IPv4 from IPv6 by the address.
         commands = "".join(f"route add unreachable {network}\n" for network in blocked)
         route = self._ip(namespaces, ["-batch", "-"], commands.encode())
@@ -478,10 +483,25 @@ class _PrivateNetwork:
             self._close(fd)
 
 
+def blocked_destinations() -> list[str]:
+    """What a private network's unreachable routes cover: the admin's list; slirp4netns's DNS
+    forwarder (not used: it would relay to the node's loopback resolvers); and, unless the
+    node's loopback is allowed, the node's own addresses, whose services would otherwise
+    see the sandbox's connections arrive from the node itself."""
+    blocked = [*settings.SANDBOX_BLOCKED_NETWORKS, f"{SLIRP_DNS_ADDRESS}/32"]
+    if not settings.SANDBOX_HOST_LOOPBACK:
+        for addresses in psutil.net_if_addrs().values():
+            for address in addresses:
+                if address.family == socket.AF_INET and not address.address.startswith("127."):
+                    blocked.append(f"{address.address}/32")
+    return list(dict.fromkeys(blocked))
+
+
 def _read_within(fd: int, size: int, seconds: float) -> bytes:
     """Up to ``size`` bytes of ``fd``, or b"" at its end or after ``seconds``."""
-    ready, _, _ = select.select([fd], [], [], max(seconds, 0))
-    return os.read(fd, size) if ready else b""
+    poller = select.poll()  # not select(): a busy host's descriptors pass 1024
+    poller.register(fd, select.POLLIN)
+    return os.read(fd, size) if poller.poll(max(seconds, 0) * 1000) else b""
 
 
 def _which(tool: str) -> str | None:
@@ -625,17 +645,27 @@ def private_network_resolv_conf(node: str, resolved_upstream: str = "") -> str:
     forwarder (10.0.2.3) is not used: slirp4netns 1.2.0 cannot read resolv.conf from
     inside its sandbox (rootless-containers/slirp4netns#315)."""
 
+    blocked = [ipaddress.ip_network(network) for network in settings.SANDBOX_BLOCKED_NETWORKS]
+
     def reachable(line: str) -> bool:
         fields = line.split()
         if len(fields) < 2 or fields[0] != "nameserver":
             return True
-        with contextlib.suppress(ValueError):
-            return not ipaddress.ip_address(fields[1].partition("%")[0]).is_loopback
-        return True
+        try:
+            address = ipaddress.ip_address(fields[1].partition("%")[0])
+        except ValueError:
+            return False
+        # No IPv6 out of the sandbox; the blocked ranges hold some clouds' resolvers (GCP's
+        # 169.254.169.254): unreachable, they would only make every lookup wait.
+        return address.version == 4 and not address.is_loopback and not any(address in net for net in blocked)
 
     kept = [line for line in node.splitlines() if reachable(line)]
     if not any(line.split()[:1] == ["nameserver"] for line in kept):
-        kept += [line for line in resolved_upstream.splitlines() if line.split()[:1] == ["nameserver"]]
+        kept += [
+            line
+            for line in resolved_upstream.splitlines()
+            if line.split()[:1] == ["nameserver"] and reachable(line)
+        ]
     return "".join(f"{line}\n" for line in kept)
 
 

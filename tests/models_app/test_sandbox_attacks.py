@@ -250,8 +250,10 @@ ATTACK_SOURCE = textwrap.dedent(
             listener.close()
         with open("/etc/resolv.conf") as f:
             report["resolv"] = f.read()
-        route = subprocess.run(["ip", "route", "get", "169.254.169.254"], capture_output=True, text=True)
-        report["metadata_route"] = (route.stdout + route.stderr).strip()
+        report["routes"] = {}
+        for address in ("169.254.169.254", "168.63.129.16", "10.0.2.3"):
+            route = subprocess.run(["ip", "route", "get", address], capture_output=True, text=True)
+            report["routes"][address] = (route.stdout + route.stderr).strip()
         return report
 
 
@@ -827,23 +829,33 @@ def test_a_networked_model_has_a_network_of_its_own(cast, web_server):
         sandbox._read_text(sandbox.SYSTEMD_RESOLVED_UPSTREAM),
     )
     assert report["resolv"] == sandbox.private_network_resolv_conf(*node_resolv)
-    assert report["metadata_route"] == "RTNETLINK answers: No route to host"  # blocked, never sent
+    # Metadata services and slirp's DNS forwarder (a relay to the node's loopback): blocked, never sent.
+    assert report["routes"] == dict.fromkeys(
+        ("169.254.169.254", "168.63.129.16", "10.0.2.3"), "RTNETLINK answers: No route to host"
+    )
     # The node's server still answers the node.
     with urllib.request.urlopen(web_server, timeout=5) as answer:  # noqa: S310  (our loopback URL)
         assert answer.read() == b"hello from outside"
 
 
-def _launch_waiting(cast) -> sandbox.Launched:
+def _waiting_code(cast) -> sandbox.UserCode:
     """A networked sandbox that stays up until killed: a oneshot runner waiting on stdin."""
     model = _upload(cast.owner, group="datarisk", operation="Async", entrypoint="score_async")
-    code = sandbox.UserCode(
+    return sandbox.UserCode(
         python=Path(sys.executable),
         env={},
         cwd=model.folder,
         runner_args=["oneshot"],
         read_only=[model.folder],
     )
+
+
+def _launch(code: sandbox.UserCode) -> sandbox.Launched:
     return sandbox.launch(code, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _launch_waiting(cast) -> sandbox.Launched:
+    return _launch(_waiting_code(cast))
 
 
 def _end(launched: sandbox.Launched) -> None:
@@ -892,7 +904,7 @@ def test_the_private_network_is_routed_out_with_the_metadata_range_blocked(cast,
 
 
 def test_a_private_network_that_cannot_be_set_up_leaves_no_sandbox_behind(cast, settings, monkeypatch):
-    settings.SANDBOX_BLOCKED_NETWORKS = ["not-a-network"]  # what ip refuses
+    monkeypatch.setattr(sandbox, "blocked_destinations", lambda: ["not-a-network"])  # what ip refuses
     started: list[subprocess.Popen] = []
     real_popen = subprocess.Popen
 
@@ -900,11 +912,28 @@ def test_a_private_network_that_cannot_be_set_up_leaves_no_sandbox_behind(cast, 
         started.append(real_popen(*args, **kwargs))
         return started[-1]
 
+    namespace_pids = []
+    real_namespace_pid = sandbox._PrivateNetwork._namespace_pid
+
+    def recorded_pid(self, process):
+        namespace_pids.append(real_namespace_pid(self, process))
+        return namespace_pids[-1]
+
     monkeypatch.setattr(sandbox.subprocess, "Popen", recorded)
-    with pytest.raises(sandbox.SandboxUnavailable, match="routes blocking not-a-network could not be added"):
-        _launch_waiting(cast)
+    monkeypatch.setattr(sandbox._PrivateNetwork, "_namespace_pid", recorded_pid)
+    code = _waiting_code(cast)
+    fds_before = set(os.listdir("/proc/self/fd"))
+    with pytest.raises(
+        sandbox.SandboxUnavailable, match="routes blocking not-a-network.* could not be added"
+    ):
+        _launch(code)
+    assert {
+        fd: os.readlink(f"/proc/self/fd/{fd}") for fd in set(os.listdir("/proc/self/fd")) - fds_before
+    } == {}  # every pipe and namespace closed
     (the_sandbox,) = [process for process in started if "--info-fd" in process.args]
     assert the_sandbox.returncode is not None  # killed and reaped
+    # bwrap's child (its own session) dies with bwrap (--die-with-parent).
+    assert psutil.wait_procs([psutil.Process(namespace_pids[0])], timeout=5)[1] == []
     # slirp4netns was never started: the routes come before it.
     assert "slirp4netns" not in [Path(process.args[0]).name for process in started]
 

@@ -426,8 +426,10 @@ def test_a_sync_call_that_hits_a_limit_names_it_and_its_setting(settings):
         (
             "nameserver 127.0.0.53\noptions edns0 trust-ad\n",
             "nameserver 9.9.9.9\nnameserver 2620:fe::fe\n",
-            "options edns0 trust-ad\nnameserver 9.9.9.9\nnameserver 2620:fe::fe\n",
+            "options edns0 trust-ad\nnameserver 9.9.9.9\n",  # no IPv6 out of the sandbox
         ),
+        # GCP's resolver is its metadata server, in a blocked range: an unreachable resolver
+        ("nameserver 169.254.169.254\nsearch c.project.internal\n", "", "search c.project.internal\n"),
         # a loopback resolver beside a reachable one: only the reachable one
         ("nameserver ::1\nnameserver 192.0.2.53\n", "nameserver 9.9.9.9\n", "nameserver 192.0.2.53\n"),
         ("nameserver 127.0.0.1\n", "", ""),  # nothing reachable: names don't resolve, said in security.md
@@ -435,3 +437,24 @@ def test_a_sync_call_that_hits_a_limit_names_it_and_its_setting(settings):
 )
 def test_a_private_network_resolves_through_the_nodes_reachable_resolvers(node, upstream, sandbox_sees):
     assert sandbox.private_network_resolv_conf(node, upstream) == sandbox_sees
+
+
+def test_a_private_network_blocks_the_dns_forwarder_and_the_nodes_own_addresses(settings, monkeypatch):
+    """slirp4netns's forwarder relays to the node's loopback resolvers; the node's own
+    addresses would take the sandbox's connections as the node's own."""
+    settings.SANDBOX_BLOCKED_NETWORKS = ["169.254.0.0/16"]
+    nic = SimpleNamespace
+    monkeypatch.setattr(
+        sandbox.psutil,
+        "net_if_addrs",
+        lambda: {
+            "lo": [nic(family=sandbox.socket.AF_INET, address="127.0.0.1")],
+            "eth0": [
+                nic(family=sandbox.socket.AF_INET, address="10.20.0.5"),
+                nic(family=10, address="fe80::1"),
+            ],
+        },
+    )
+    assert sandbox.blocked_destinations() == ["169.254.0.0/16", "10.0.2.3/32", "10.20.0.5/32"]
+    settings.SANDBOX_HOST_LOOPBACK = True  # the admin lets models reach the node
+    assert sandbox.blocked_destinations() == ["169.254.0.0/16", "10.0.2.3/32"]

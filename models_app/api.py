@@ -273,11 +273,33 @@ class ModelRunnersView(APIView):
 class ModelPredictionsView(APIView):
     """Recorded Sync calls of a model (input, output, status, latency), newest first."""
 
-    @extend_schema(responses=PredictionRecordSerializer(many=True), tags=["models"])
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("version", OpenApiTypes.INT, description="Only calls this version answered."),
+            OpenApiParameter(
+                "live",
+                OpenApiTypes.BOOL,
+                description="true: production calls only; false: trials of other versions.",
+            ),
+        ],
+        responses=PredictionRecordSerializer(many=True),
+        tags=["models"],
+    )
     def get(self, request: Request, model_hash: str) -> Response:
         model = get_model_for_user(request.user, model_hash)
+        records = model.predictions.all()
+        version = request.query_params.get("version")
+        if version is not None:
+            if not (version.isascii() and version.isdigit() and len(version) <= 9):
+                raise ValidationError({"version": ["version must be a version number, e.g. 1."]})
+            records = records.filter(version=int(version))
+        live = request.query_params.get("live")
+        if live is not None:
+            if live not in ("true", "false"):
+                raise ValidationError({"live": [f"live must be true or false, not '{live}'."]})
+            records = records.filter(live=live == "true")
         paginator = PageNumberPagination()
-        page = paginator.paginate_queryset(model.predictions.all(), request, view=self)
+        page = paginator.paginate_queryset(records, request, view=self)
         return paginator.get_paginated_response(PredictionRecordSerializer(page, many=True).data)
 
 

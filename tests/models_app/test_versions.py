@@ -187,6 +187,12 @@ def test_calls_record_the_version_that_answered(cast, deployed):
     assert [(r.version, r.live) for r in recorded] == [(2, True), (1, False), (2, True)]
     listed = api_client(cast.owner).get(f"/api/v1/models/{deployed.hash}/predictions").json()["results"]
     assert [(r["version"], r["live"]) for r in listed] == [(2, True), (1, False), (2, True)][::-1]
+    predictions = f"/api/v1/models/{deployed.hash}/predictions"
+    by_version = api_client(cast.owner).get(predictions, {"version": 1}).json()
+    assert [(r["version"], r["live"]) for r in by_version["results"]] == [(1, False)]
+    live_only = api_client(cast.owner).get(predictions, {"live": "true"}).json()
+    assert live_only["count"] == 2 and {r["version"] for r in live_only["results"]} == {2}
+    assert api_client(cast.owner).get(predictions, {"live": "false", "version": 2}).json()["count"] == 0
     # Rolled back, version 1 answers live, and version 2's URL is the trial.
     assert api_client(cast.owner).post(f"{_versions_url(deployed)}/1/live").status_code == 200
     assert (lookup_call(deployed.hash, "", 1).model.live, lookup_call(deployed.hash, "", 2).model.live) == (
@@ -194,6 +200,19 @@ def test_calls_record_the_version_that_answered(cast, deployed):
         False,
     )
     assert lookup_call(deployed.hash, "").model.live is True
+
+
+@pytest.mark.parametrize(
+    ("query", "field", "message"),
+    [
+        ({"version": "one"}, "version", "version must be a version number"),
+        ({"version": "-1"}, "version", "version must be a version number"),
+        ({"live": "yes"}, "live", "live must be true or false, not 'yes'"),
+    ],
+)
+def test_prediction_filters_refuse_bad_values(cast, deployed, query, field, message):
+    response = api_client(cast.owner).get(f"/api/v1/models/{deployed.hash}/predictions", query)
+    assert response.status_code == 400 and message in response.json()["errors"][field][0]
 
 
 def test_settings_are_the_models_whichever_version_answers(cast, deployed):

@@ -18,6 +18,7 @@ import hashlib
 import http.server
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -901,6 +902,104 @@ def test_the_private_network_is_routed_out_with_the_metadata_range_blocked(cast,
         _end(launched)
     assert f"default via {sandbox.SLIRP_HOST_ADDRESS} dev tap0" in routes
     assert "unreachable 169.254.0.0/16" in routes
+
+
+# Run as a platform without privileges: a user namespace of its own, where it is uid 1000
+# with no capability over the node's namespaces (it still owns the checkout's files, so
+# the platform's interpreter and code under /root stay readable).
+UNPRIVILEGED_PLATFORM = textwrap.dedent(
+    """
+    import dataclasses, json, os, sys
+    from pathlib import Path
+
+    import django
+
+    django.setup()
+    import psutil
+
+    from models_app.runtime import oneshot, sandbox
+
+    folder = Path(sys.argv[1])
+    code = sandbox.UserCode(python=Path(sys.executable), env={}, cwd=folder, read_only=[folder])
+    result = oneshot.run_oneshot(
+        code, source=str(folder / "probe.py"), entrypoint="probe", kind="sync",
+        args=[json.dumps({"port": int(sys.argv[2])})], timeout=60,
+    )
+    helpers = [p.name() for p in psutil.Process().children(recursive=True)]
+    print(json.dumps({"euid": os.geteuid(), "helpers_left": helpers, **dataclasses.asdict(result)}))
+    """
+)
+
+# What the sandbox sees of its network: its routes (/proc/net/route), the node's loopback
+# server (at 127.0.0.1, and at slirp's 10.0.2.2), and whether it may listen on that port.
+NETWORK_PROBE = textwrap.dedent(
+    """
+    import ipaddress, json, socket, struct
+
+    def _routes():
+        for line in open("/proc/net/route").read().splitlines()[1:]:
+            iface, dest, gateway, flags, *_, mask = line.split()[:8]
+            address = ipaddress.ip_address(struct.pack("<I", int(dest, 16)))
+            prefix = bin(int(mask, 16)).count("1")
+            via = ipaddress.ip_address(struct.pack("<I", int(gateway, 16)))
+            yield f"{address}/{prefix} {'unreachable' if int(flags, 16) & 0x200 else iface} via {via}"
+
+    def probe(data):
+        port = json.loads(data)["port"]
+        report = {"routes": sorted(_routes())}
+        for name, address in (("loopback", "127.0.0.1"), ("slirp_host", "10.0.2.2")):
+            try:
+                with socket.create_connection((address, port), timeout=5) as connection:
+                    connection.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+                    answer = b"".join(iter(lambda: connection.recv(4096), b""))  # HTTP/1.0: until closed
+                    report[name] = answer.decode().rsplit("\\r\\n", 1)[-1]
+            except OSError as exc:
+                report[name] = type(exc).__name__
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", port))
+            report["listens"] = True
+        return report
+    """
+)
+
+
+@pytest.mark.parametrize("host_loopback", [False, True], ids=["closed", "host-loopback-allowed"])
+def test_an_unprivileged_platform_gives_its_sandboxes_the_same_private_network(
+    tmp_path, web_server, host_loopback
+):
+    """Not root made to take the unprivileged path: a platform process that truly has no
+    privilege over the node's namespaces, as a platform run by an ordinary user has."""
+    if not shutil.which("unshare"):
+        pytest.fail("unshare (util-linux) is needed to run the platform without privileges")
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "probe.py").write_text(NETWORK_PROBE)
+    env = {
+        "PATH": os.environ["PATH"],
+        "DJANGO_SETTINGS_MODULE": "portal.settings",
+        "NEOMARIL_DATA_DIR": str(tmp_path / "data"),
+        "NEOMARIL_SANDBOX_HOST_LOOPBACK": "1" if host_loopback else "0",
+    }
+    completed = subprocess.run(
+        ["unshare", "--map-user=1000", "--map-group=1000", sys.executable, "-c", UNPRIVILEGED_PLATFORM]
+        + [str(folder), str(_port(web_server))],
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    run = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert run["euid"] == 1000
+    assert run["ok"] is True, run
+    report = run["result"]
+    assert f"0.0.0.0/0 tap0 via {sandbox.SLIRP_HOST_ADDRESS}" in report["routes"]  # slirp4netns connected it
+    assert "169.254.0.0/16 unreachable via 0.0.0.0" in report["routes"]
+    assert report["loopback"] == "ConnectionRefusedError"  # its own loopback, not the node's
+    assert report["slirp_host"] == ("hello from outside" if host_loopback else "OSError")
+    assert report["listens"] is True  # the node's port is free in its own namespace
+    assert run["helpers_left"] == []  # slirp4netns ended with the sandbox
 
 
 def test_a_private_network_that_cannot_be_set_up_leaves_no_sandbox_behind(cast, settings, monkeypatch):

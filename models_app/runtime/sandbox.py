@@ -487,7 +487,8 @@ def blocked_destinations() -> list[str]:
     """What a private network's unreachable routes cover: the admin's list; slirp4netns's DNS
     forwarder (not used: it would relay to the node's loopback resolvers); and, unless the
     node's loopback is allowed, the node's own addresses, whose services would otherwise
-    see the sandbox's connections arrive from the node itself."""
+    see the sandbox's connections arrive from the node itself. Read at every launch (tens of
+    microseconds), like resolv.conf: a node's addresses and resolvers change with DHCP."""
     blocked = [*settings.SANDBOX_BLOCKED_NETWORKS, f"{SLIRP_DNS_ADDRESS}/32"]
     if not settings.SANDBOX_HOST_LOOPBACK:
         for addresses in psutil.net_if_addrs().values():

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from groups import jobs
 from groups.jobs import Job
 from models_app.models import MLModel
 
@@ -53,7 +54,9 @@ class Execution(Job):
     input_file = models.CharField(max_length=128, help_text="Name of the uploaded input, in the folder.")
     input_size = models.PositiveBigIntegerField()
     output_file = models.CharField(
-        max_length=1024, blank=True, help_text="Path of the result, relative to the folder."
+        max_length=jobs.OUTPUT_PATH_MAX_CHARS,
+        blank=True,
+        help_text="Path of the result, relative to the folder.",
     )
     output_size = models.PositiveBigIntegerField(null=True, blank=True)
     error_message = models.TextField(blank=True)

@@ -111,6 +111,7 @@ def _execute(execution: Execution, log: jobs.JobLog) -> dict:
             python=python,
             extra_env={"inputFileName": execution.input_file},
             writable=folder,
+            protected=[execution.input_path],  # kept as the record of what the model was given
         ),
         source=str(model.folder / model.source_file),
         entrypoint=model.model_reference,

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
 from django.conf import settings
-from django.db import OperationalError, connection, models, transaction
+from django.db import DatabaseError, OperationalError, connection, models, transaction
 from django.db.models import F, Q, QuerySet, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
@@ -86,6 +86,10 @@ class Job(models.Model):
 
     # The field that counts runs of one row; None when every run has a row of its own.
     ATTEMPT_FIELD: ClassVar[str | None] = None
+    # How a failure is recorded when the outcome itself can't be stored: its status, and
+    # the field for its message (None: the kind has none, its log says it).
+    FAILED_STATUS: ClassVar[str] = "Failed"
+    ERROR_FIELD: ClassVar[str | None] = "error_message"
 
     # When a task was last enqueued for it; empty while none is (an execution waiting for
     # a concurrency slot). A waiting job keeps it, so a lost task can be noticed.
@@ -143,13 +147,38 @@ class Job(models.Model):
         Its duration goes to the metrics once the outcome is committed.
         """
         now = timezone.now()
-        if not self.this_run().update(status=status, finished_at=now, **fields):
+        try:
+            updated = self._settle_retrying(status=status, finished_at=now, **fields)
+        except OperationalError:
+            raise  # still locked after the retries: recovery re-queues the job, as after a crash
+        except DatabaseError as exc:  # the outcome can't be stored (a value its column refuses)
+            logger.exception("could not record the outcome of %s", self)
+            status = self.FAILED_STATUS
+            error = {self.ERROR_FIELD: f"Internal error: the outcome could not be saved: {exc}"[:10_000]}
+            updated = self._settle_retrying(
+                status=status, finished_at=now, **(error if self.ERROR_FIELD else {})
+            )
+        if not updated:
             return False
         if self.started_at is not None:
             seconds = (now - self.started_at).total_seconds()
             series = metrics.JOB_SECONDS.labels(metrics.job_kind(type(self)), status)
             transaction.on_commit(lambda: series.observe(seconds))
         return True
+
+    def _settle_retrying(self, **changes: Any) -> int:
+        """The outcome's UPDATE, tried again while the database is locked: a job that did
+        its work must not be run again for want of one write."""
+        for tries_left in reversed(range(FINAL_FLUSH_TRIES)):
+            try:
+                with transaction.atomic():  # a refused write must not break an outer transaction
+                    return self.this_run().update(**changes)
+            except OperationalError:
+                if not tries_left:
+                    raise
+                logger.warning("could not record the outcome of %s; trying again", self, exc_info=True)
+                time.sleep(FINAL_FLUSH_PAUSE)
+        raise AssertionError("unreachable")
 
     def append_log(self, chunk: str) -> None:
         """Append in the database without reading the log back (one UPDATE); also a beat."""
@@ -403,6 +432,8 @@ def schedule_every_minute(name: str, func: str) -> None:
 # ------------------------------------------------------------------- the output rule
 
 _COPY_CHUNK = 1024 * 1024
+# The longest output path kept (relative to data_path): what an execution's column holds.
+OUTPUT_PATH_MAX_CHARS = 1024
 
 
 class BadOutput(ValueError):
@@ -436,6 +467,12 @@ def check_output(value: object, folder: Path, input_name: str) -> Path:
         raise BadOutput(f"The entrypoint returned '{shown}', which is a directory, not a file. {rule}")
     if not resolved.is_file():
         raise BadOutput(f"The entrypoint returned '{shown}', which is not a regular file. {rule}")
+    relative = str(resolved.relative_to(root))
+    if len(relative) > OUTPUT_PATH_MAX_CHARS:
+        raise BadOutput(
+            f"The entrypoint returned a path of {len(relative)} characters inside data_path; "
+            f"at most {OUTPUT_PATH_MAX_CHARS} are kept. Write the result under a shorter path."
+        )
     if resolved == root / input_name:
         raise BadOutput(
             f"The entrypoint returned the input file '{input_name}' itself. Write the result to a new "

@@ -253,6 +253,8 @@ class ModelBuild(Job):
     but replaced by a new build, marked `recovered`.
     """
 
+    ERROR_FIELD = None  # its log says what went wrong
+
     class Status(models.TextChoices):
         QUEUED = "Queued"
         RUNNING = "Running"

@@ -61,12 +61,14 @@ def model_code(
     python: Path | None = None,
     extra_env: Mapping[str, str] | None = None,
     writable: Path | None = None,
+    protected: Sequence[Path] = (),
     runner_args: Sequence[str] = (),
     pass_fds: Sequence[int] = (),
 ) -> UserCode:
     """The sandboxed process of ``model`` for ``job``.
 
-    It reads the model's folder, writes only ``writable`` (an execution's folder), gets
+    It reads the model's folder, writes only ``writable`` (an execution's folder) less the
+    ``protected`` files in it (the execution's input), gets
     the model's decrypted ``.env`` (and ``extra_env``) in its environment and nothing of
     the platform's, and reaches the network only if the model allows it.
     """
@@ -83,6 +85,7 @@ def model_code(
         runner_args=tuple(runner_args),
         read_only=(model.folder,),
         writable=writable,
+        protected=tuple(protected),
         network=model.allow_network,
         limits=limits_for(job),
         pass_fds=tuple(pass_fds),

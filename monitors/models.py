@@ -37,6 +37,7 @@ class Monitor(Job):
     """A model's monitoring registration; validating it is the job."""
 
     ATTEMPT_FIELD = "attempts"
+    FAILED_STATUS = "Invalidated"
 
     class Status(models.TextChoices):
         UNVALIDATED = "Unvalidated"

@@ -165,6 +165,7 @@ class UserCode:
     runner_args: Sequence[str] = ()  # runner.py's arguments ("oneshot", or "serve" and its options)
     read_only: Sequence[Path] = ()  # the model's folder, ...
     writable: Path | None = None  # an execution's own folder
+    protected: Sequence[Path] = ()  # files inside `writable` it reads but can't change or remove (the input)
     network: bool = True  # outbound network; False leaves only a private loopback
     limits: Limits = Limits()
     pass_fds: Sequence[int] = ()  # e.g. the listening socket the host made for a runner
@@ -838,6 +839,8 @@ def _bwrap_argv(
     argv += ["--ro-bind", str(MONITORING_HARNESS_PATH), SANDBOX_MONITORING_HARNESS_PATH]
     if code.writable is not None:
         argv += [*parents(Path(code.writable)), "--bind", str(code.writable), str(code.writable)]
+        for path in code.protected:  # mounted over themselves: writes fail, and so do unlink and rename
+            argv += ["--ro-bind", str(path), str(path)]
     argv += ["--chdir", str(code.cwd)]
 
     argv += ["--", "/usr/bin/prlimit", *limits.prlimit_args(), "--"]

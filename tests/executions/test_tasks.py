@@ -107,6 +107,66 @@ def test_a_relative_path_inside_data_path_is_accepted(caller, deploy):
     assert execution.output_file == "results/scores.json" and execution.output_size == len('{"ok": true}')
 
 
+def test_an_output_path_longer_than_the_record_holds_fails_saying_why(caller, deploy):
+    execution = _run(caller, deploy("returns_deep"))
+    assert execution.status == "Failed"
+    assert "a path of 1213 characters inside data_path; at most 1024 are kept" in execution.error_message
+
+
+def test_the_model_cannot_change_remove_or_move_its_input(caller, deploy):
+    execution = _run(caller, deploy("rewrites_input"))
+    assert execution.status == "Succeeded", execution.log
+    # write, unlink, rename, chmod: all refused (a read-only mount over the file itself)
+    assert (execution.folder / "tried.txt").read_text() == ",".join(["OSError"] * 4)
+    assert execution.input_path.read_text() == CSV
+    assert (
+        caller.get(f"/api/v1/run/{execution.model.hash}/executions/{execution.number}/input").status_code
+        == 200
+    )
+
+
+def test_an_outcome_the_database_refuses_fails_the_execution_instead_of_leaving_it_running(
+    caller, deploy, monkeypatch
+):
+    from django.db import DataError
+
+    real_update = jobs.Job._settle_retrying
+    refused = []
+
+    def refuse_the_result(self, **changes):
+        if changes.get("status") == "Succeeded":
+            refused.append(changes)
+            raise DataError("value too long for type character varying(1024)")
+        return real_update(self, **changes)
+
+    monkeypatch.setattr(jobs.Job, "_settle_retrying", refuse_the_result)
+    execution = _run(caller, deploy())
+    assert refused and execution.status == "Failed"
+    assert execution.error_message == (
+        "Internal error: the outcome could not be saved: value too long for type character varying(1024)"
+    )
+    assert execution.finished_at is not None
+
+
+def test_a_locked_database_when_the_outcome_is_saved_is_waited_out(caller, deploy, monkeypatch):
+    from django.db import OperationalError
+    from django.db.models import QuerySet
+
+    monkeypatch.setattr(jobs, "FINAL_FLUSH_PAUSE", 0.01)
+    real_update = QuerySet.update
+    locked = []
+
+    def locked_twice(queryset, **changes):
+        if queryset.model is Execution and changes.get("status") == "Succeeded" and len(locked) < 2:
+            locked.append(1)
+            raise OperationalError("database is locked")
+        return real_update(queryset, **changes)
+
+    monkeypatch.setattr(QuerySet, "update", locked_twice)
+    execution = _run(caller, deploy())
+    assert len(locked) == 2 and execution.status == "Succeeded"
+
+
 def test_timeout_per_model_stops_the_run(caller, deploy):
     execution = _run(caller, deploy("sleeps", execution_timeout=1))
     assert execution.status == "Failed"

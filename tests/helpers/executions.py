@@ -96,6 +96,33 @@ SOURCE = textwrap.dedent(
         return "results/scores.json"
 
 
+    def returns_deep(data_path, model_path):
+        folder = os.path.join(data_path, *["d" * 200] * 6)  # 1213 characters with the file: Linux allows 4096
+        os.makedirs(folder)
+        with open(os.path.join(folder, "out.csv"), "w") as f:
+            f.write("x\\n")
+        return os.path.join(folder, "out.csv")
+
+
+    def rewrites_input(data_path, model_path):
+        path = os.path.join(data_path, os.environ["inputFileName"])
+        tried = []
+        for attempt in (
+            lambda: open(path, "w").write("changed by the model\\n"),
+            lambda: os.remove(path),
+            lambda: os.rename(path, path + ".moved"),
+            lambda: os.chmod(path, 0o600),
+        ):
+            try:
+                attempt()
+                tried.append("done")
+            except OSError as exc:
+                tried.append(type(exc).__name__)
+        with open(os.path.join(data_path, "tried.txt"), "w") as f:
+            f.write(",".join(tried))
+        return "tried.txt"
+
+
     def sleeps(data_path, model_path):
         print("sleeping", flush=True)
         time.sleep(120)

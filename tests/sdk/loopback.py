@@ -111,6 +111,15 @@ class Stub:
 
         return behaviour
 
+    @staticmethod
+    def closed() -> Behaviour:
+        """Read the whole request, then close the connection without an answer."""
+
+        def behaviour(handler: _Handler) -> None:
+            handler.close_connection = True
+
+        return behaviour
+
     def silent(self, seconds: float) -> Behaviour:
         """Answer nothing for `seconds` (or until the stub closes), then a JSON {}."""
 

@@ -11,6 +11,7 @@ Stdlib, requests and pytest only: these run on Python 3.8 too (test_py38.py).
 from __future__ import annotations
 
 import logging
+import socket
 
 import pytest
 from neomaril_codex import _http
@@ -113,6 +114,42 @@ def test_a_prediction_dropped_midway_is_a_network_error_and_not_sent_again(clien
         sync_model(client).predict({"x": 1}, group_token="nmg_group")
     assert "dropped" in str(raised.value) and f"POST {stub.url}{RUN}" in str(raised.value)
     assert len(posts(stub, RUN)) == 1  # a POST is never retried
+
+
+def test_a_post_closed_unanswered_after_it_arrived_says_it_may_have_been_carried_out(client, stub):
+    stub.on("POST", RUN, Stub.closed())
+    with pytest.raises(NetworkError) as raised:
+        sync_model(client).predict({"x": 1}, group_token="nmg_group")
+    message = str(raised.value)
+    assert message.startswith(f"POST {stub.url}{RUN}: the connection was dropped before an answer arrived")
+    assert "may have carried it out" in message and "Could not reach" not in message
+    assert len(posts(stub, RUN)) == 1  # it did arrive, once
+
+
+def test_a_post_to_a_server_that_is_not_there_could_not_reach_it(client, stub):
+    with socket.socket() as unused:  # a loopback port nobody listens on
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    client._conn.url = f"http://127.0.0.1:{port}"
+    with pytest.raises(NetworkError) as raised:
+        sync_model(client).predict({"x": 1}, group_token="nmg_group")
+    assert str(raised.value).startswith(f"Could not reach Neomaril at http://127.0.0.1:{port}")
+    assert "carried it out" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("header", "name"),
+    [
+        ('attachment; filename="a\\"b.csv"', 'a"b.csv'),
+        ('attachment; filename="a\\\\b.csv"', "a\\b.csv"),
+        ("attachment; filename*=utf-8''r%C3%A9sultat.csv", "résultat.csv"),
+        ("attachment; filename=plain.csv", "plain.csv"),
+    ],
+)
+def test_download_names_are_unquoted_as_sent(client, stub, tmp_path, header, name):
+    stub.on("GET", RESULT, Stub.raw(200, b"a,b\n", "text/csv", {"Content-Disposition": header}))
+    execution = NeomarilExecution(client._conn, HASH, 5, group_token="nmg_group")
+    assert execution.download_result(str(tmp_path)) == str(tmp_path / name)
 
 
 def test_a_get_dropped_midway_is_retried_once_then_a_network_error(client, stub):

@@ -14,6 +14,7 @@ from typing import Any, Dict, Iterable, Iterator, Mapping, Optional, Sequence, T
 from urllib.parse import unquote, urljoin
 
 import requests
+import urllib3
 
 from neomaril_codex import __version__
 from neomaril_codex._args import Timeout, checked_timeout, sendable_token
@@ -126,6 +127,14 @@ def _reason(exc: Exception) -> str:
     while isinstance(reason, BaseException) and reason.args:  # requests wraps urllib3's errors
         reason = reason.args[0]
     return str(reason)
+
+
+def _never_connected(exc: Exception) -> bool:
+    """Whether a request's connection never opened (refused, unknown name, no route), so
+    nothing of it reached the server."""
+    cause: Any = exc.args[0] if exc.args else None
+    reason = getattr(cause, "reason", cause)  # urllib3's MaxRetryError says why in `reason`
+    return isinstance(reason, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError))
 
 
 def _without_secrets(text: str, headers: Mapping[str, str]) -> str:
@@ -262,7 +271,13 @@ class Connection:
             if method.upper() != "GET":
                 message += " The server may have carried it out: check before sending it again."
             return NetworkError(message)
-        return NetworkError(f"Could not reach Neomaril at {self.url} ({method} {url}): {exc}")
+        if _never_connected(exc):
+            return NetworkError(f"Could not reach Neomaril at {self.url} ({method} {url}): {exc}")
+        # Connected, so the request may have been sent whole before the connection closed.
+        message = f"{method} {url}: the connection was dropped before an answer arrived ({_reason(exc)})."
+        if method.upper() != "GET":
+            message += " The server may have carried it out: check before sending it again."
+        return NetworkError(message)
 
     def get_json(self, path: str, fields: Optional[Sequence[str]] = None, **kwargs: Any) -> Any:
         """The answer's JSON; with `fields`, an object holding each of them (see json_of)."""
@@ -382,9 +397,10 @@ def _attachment_name(response: requests.Response) -> Optional[str]:
     match = re.search(r"filename\*\s*=\s*([^']*)'[^']*'([^;]+)", header)
     if match:
         return unquote(match.group(2).strip(), encoding=match.group(1) or "utf-8")
-    match = re.search(r'filename\s*=\s*"((?:[^"\\]|\\.)*)"', header) or re.search(
-        r"filename\s*=\s*([^;]+)", header
-    )
+    quoted = re.search(r'filename\s*=\s*"((?:[^"\\]|\\.)*)"', header)
+    if quoted:  # a quoted-string: \" is ", \\ is \
+        return re.sub(r"\\(.)", r"\1", quoted.group(1)).strip()
+    match = re.search(r"filename\s*=\s*([^;]+)", header)
     return match.group(1).strip() if match else None
 
 

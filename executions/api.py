@@ -33,7 +33,7 @@ from executions.models import Execution
 from executions.serializers import ExecutionLogSerializer, ExecutionSerializer
 from groups.api.errors import PayloadTooLarge
 from groups.api.pagination import PageNumberPagination
-from groups.uploads import UNREADABLE_BODY, lost_part_message, lost_parts, unreadable_body
+from groups.uploads import UNREADABLE_BODY, lost_part_message, lost_parts, name_as_sent, unreadable_body
 from models_app.calls import get_called_model
 from models_app.models import MLModel
 from models_app.validation import UploadError, sanitize_filename
@@ -84,7 +84,8 @@ def _input_from_request(request: Request):
         raise ValidationError({UPLOAD_FIELD: [_several_files([field for field, _upload in received])]})
     upload = received[0][1]
     try:
-        name = sanitize_filename(upload.name, field=UPLOAD_FIELD)
+        sent = name_as_sent(django_request, received[0][0], upload.name)
+        name = sanitize_filename(sent, field=UPLOAD_FIELD)
     except UploadError as exc:
         raise ValidationError({UPLOAD_FIELD: [exc.message]}) from None
     if upload.size is not None and upload.size > limit:

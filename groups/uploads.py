@@ -15,6 +15,7 @@ with their own size limit).
 
 from __future__ import annotations
 
+import html
 import os
 from dataclasses import dataclass
 from typing import Literal
@@ -185,10 +186,8 @@ class LostPart:
     name: str  # the file name as sent, bytes that are not UTF-8 as \\x escapes ("bad_header": the header)
 
 
-def lost_parts(request: HttpRequest) -> list[LostPart]:
-    """The file parts of the request's body that were cut off, or dropped by Django's parser
-    for their headers; [] when none can be told."""
-    handler = next(
+def _limited_handler(request: HttpRequest) -> LimitedTemporaryFileUploadHandler | None:
+    return next(
         (
             h
             for h in getattr(request, "upload_handlers", [])
@@ -196,6 +195,33 @@ def lost_parts(request: HttpRequest) -> list[LostPart]:
         ),
         None,
     )
+
+
+def name_as_sent(request: HttpRequest, field: str, arrived: str) -> str:
+    """The file name of `field`'s part as the client sent it, when Django's parser changed it
+    into `arrived`: it keeps only the last part of a path and drops unprintable characters,
+    which would turn `../x.csv` into `x.csv` silently instead of refusing it. The HTML
+    entities some browsers send for other characters stay decoded, as Django decodes them."""
+    handler = _limited_handler(request)
+    if handler is None or handler.headers is None:
+        return arrived
+    for block in handler.headers.blocks:
+        part = _file_part(block)
+        if part is None or part.field != field:
+            continue
+        sent = html.unescape(part.name)
+        if sent == arrived:
+            return arrived
+        kept = "".join(c for c in sent.rsplit("/")[-1].rsplit("\\")[-1] if c.isprintable())
+        if kept == arrived:
+            return sent
+    return arrived
+
+
+def lost_parts(request: HttpRequest) -> list[LostPart]:
+    """The file parts of the request's body that were cut off, or dropped by Django's parser
+    for their headers; [] when none can be told."""
+    handler = _limited_handler(request)
     if handler is None or handler.headers is None:
         return []
     lost = []

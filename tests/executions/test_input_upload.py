@@ -148,6 +148,35 @@ def test_multipart_without_a_boundary_is_a_400_in_json(caller, model):
     }
 
 
+# ------------------------------------------------------------------ names Django would change
+
+
+@pytest.mark.parametrize(
+    ("sent", "message"),
+    [
+        (b"../evil.csv", "The file name '../evil.csv' is a path"),
+        (b"..\\\\evil.csv", "The file name '..\\\\evil.csv' is a path"),
+        (b"/etc/passwd", "The file name '/etc/passwd' is a path"),
+        (b"a&#47;b.csv", "The file name 'a/b.csv' is a path"),  # an HTML entity, decoded as Django does
+        (b"in\x07put.csv", "control character"),
+    ],
+    ids=["dot-dot", "backslash", "absolute", "entity-slash", "control"],
+)
+def test_a_name_the_parser_would_shorten_or_clean_is_refused_not_renamed(caller, model, sent, message):
+    response = post_raw(caller, model, multipart((b'name="file"; filename="' + sent + b'"', CSV.encode())))
+    assert response.status_code == 400, response.json()
+    assert message in response.json()["errors"]["file"][0]
+    _nothing_kept()
+
+
+def test_an_html_entity_for_a_letter_is_decoded_as_django_does(caller, model):
+    response = post_raw(
+        caller, model, multipart((b'name="file"; filename="r&#233;sum&#233;.csv"', CSV.encode()))
+    )
+    assert response.status_code == 202, response.json()
+    assert Execution.objects.get().input_file == "résumé.csv"
+
+
 # ------------------------------------------------------------------ parts Django drops
 
 

@@ -93,6 +93,11 @@ class ApiToken(BaseToken):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
     name = models.CharField(max_length=100, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    from_login = models.BooleanField(
+        default=False,
+        help_text="Issued by a login (the SDK's, with a password): revoked once unused for "
+        "NEOMARIL_LOGIN_TOKEN_IDLE_DAYS, since every new client logs in again.",
+    )
 
     class Meta:
         ordering = ["-created_at"]

@@ -13,6 +13,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.auth.tokens import default_token_generator
 from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.encoding import force_bytes
@@ -124,10 +125,30 @@ def _keep_an_owner(group: Group, leaving: AbstractBaseUser, actor: AbstractBaseU
         )
 
 
-def issue_api_token(user: AbstractBaseUser, name: str = "") -> tuple[ApiToken, str]:
+def issue_api_token(
+    user: AbstractBaseUser, name: str = "", *, from_login: bool = False
+) -> tuple[ApiToken, str]:
     fresh = tokens.new_token("nmu")
-    token = ApiToken.objects.create(user=user, name=name, prefix=fresh.prefix, digest=fresh.digest)
+    token = ApiToken.objects.create(
+        user=user, name=name, prefix=fresh.prefix, digest=fresh.digest, from_login=from_login
+    )
     return token, fresh.value
+
+
+def revoke_idle_login_tokens() -> int:
+    """Revoke the tokens logins issued that nobody used for NEOMARIL_LOGIN_TOKEN_IDLE_DAYS.
+
+    Each SDK client made with a password logs in and gets a token of its own; a notebook
+    run many times would otherwise leave that many credentials valid for ever. Tokens a
+    person created by name are theirs to revoke.
+    """
+    idle_since = timezone.now() - timedelta(days=settings.LOGIN_TOKEN_IDLE_DAYS)
+    return (
+        ApiToken.objects.usable()
+        .filter(from_login=True)
+        .filter(Q(last_used_at__lt=idle_since) | Q(last_used_at__isnull=True, created_at__lt=idle_since))
+        .update(revoked_at=timezone.now())
+    )
 
 
 def revoke_api_token(token: ApiToken) -> None:

@@ -21,6 +21,7 @@ from django.db import transaction
 from django.utils import timezone, translation
 
 from groups import jobs
+from groups import services as group_services
 from models_app import environments, interpreters, sandboxes
 from models_app.models import MLModel, ModelBuild
 from models_app.runtime import oneshot
@@ -398,6 +399,7 @@ def housekeeping() -> dict:
             "recovered_builds": recover_stale_builds,
             "redispatched_builds": redispatch_lost_builds,
             "purged_predictions": purge_predictions,
+            "revoked_login_tokens": group_services.revoke_idle_login_tokens,
         },
     )
 

@@ -272,6 +272,8 @@ AXES_LOCKOUT_CALLABLE = "groups.authentication.lockout_response"
 
 # --- Tokens -----------------------------------------------------------------
 GROUP_TOKEN_LIFETIME_DAYS = envint("NEOMARIL_GROUP_TOKEN_DAYS", 365, minimum=1)
+# A token a login issued (every SDK client made with a password) is revoked once unused this long.
+LOGIN_TOKEN_IDLE_DAYS = envint("NEOMARIL_LOGIN_TOKEN_IDLE_DAYS", 30, minimum=1)
 # Last-use stamps on API tokens are written at most this often, to keep writes off
 # the hot path of every authenticated request.
 API_TOKEN_LAST_USED_RESOLUTION_SECONDS = 60

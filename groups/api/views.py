@@ -45,7 +45,9 @@ class LoginView(APIView):
                 status=status.HTTP_401_UNAUTHORIZED,
                 headers={"WWW-Authenticate": "Token"},
             )
-        token, value = services.issue_api_token(user, data.validated_data["token_name"] or "login")
+        token, value = services.issue_api_token(
+            user, data.validated_data["token_name"] or "login", from_login=True
+        )
         body = {"token": value, "token_id": token.public_id, "user": s.UserSerializer(user).data}
         return Response(body, status=status.HTTP_201_CREATED)
 

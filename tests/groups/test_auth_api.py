@@ -24,6 +24,35 @@ def test_login_exchanges_password_for_token(cast):
     assert client.get("/api/v1/auth/me").json()["username"] == "owner"
 
 
+def test_login_tokens_unused_for_the_idle_days_are_revoked_and_named_tokens_kept(cast, settings):
+    from datetime import timedelta
+
+    from groups import services
+
+    settings.LOGIN_TOKEN_IDLE_DAYS = 30
+    logins = []
+    for _ in range(3):
+        response = api_client().post(
+            "/api/v1/auth/login", {"username": "owner", "password": PASSWORD}, format="json"
+        )
+        logins.append(response.json()["token"])
+    named, named_value = services.issue_api_token(cast.owner, "ci deploys")
+    assert list(ApiToken.objects.filter(from_login=True).values_list("name", flat=True)) == ["login"] * 3
+    old = timezone.now() - timedelta(days=31)
+    idle_unused, idle_used, in_use = ApiToken.objects.filter(from_login=True).order_by("pk")
+    ApiToken.objects.filter(pk=idle_unused.pk).update(created_at=old)  # never used since
+    ApiToken.objects.filter(pk=idle_used.pk).update(created_at=old, last_used_at=old)
+    ApiToken.objects.filter(pk=in_use.pk).update(created_at=old, last_used_at=timezone.now())
+    ApiToken.objects.filter(pk=named.pk).update(created_at=old)
+
+    assert services.revoke_idle_login_tokens() == 2
+    for value, works in [*zip(logins, [False, False, True]), (named_value, True)]:
+        client = api_client()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {value}")
+        assert (client.get("/api/v1/auth/me").status_code == 200) is works
+    assert services.revoke_idle_login_tokens() == 0
+
+
 def test_bearer_user_token_also_works(cast):
     _, value = __import__("groups.services").services.issue_api_token(cast.owner)
     client = api_client()

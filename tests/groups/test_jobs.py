@@ -429,6 +429,7 @@ def test_models_housekeeping_is_guarded(monkeypatch):
         "recovered_builds": "error: RuntimeError: disk on fire",
         "redispatched_builds": 0,
         "purged_predictions": 0,
+        "revoked_login_tokens": 0,
     }
 
 

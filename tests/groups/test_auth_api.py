@@ -46,7 +46,7 @@ def test_login_tokens_unused_for_the_idle_days_are_revoked_and_named_tokens_kept
     ApiToken.objects.filter(pk=named.pk).update(created_at=old)
 
     assert services.revoke_idle_login_tokens() == 2
-    for value, works in [*zip(logins, [False, False, True]), (named_value, True)]:
+    for value, works in [*zip(logins, [False, False, True], strict=True), (named_value, True)]:
         client = api_client()
         client.credentials(HTTP_AUTHORIZATION=f"Token {value}")
         assert (client.get("/api/v1/auth/me").status_code == 200) is works

@@ -119,7 +119,12 @@ def test_stale_build_is_requeued_once_then_failed(cast, model):
     ModelBuild.objects.filter(pk=build.pk).update(status="Running", heartbeat_at=old, started_at=old)
     MLModel.objects.filter(pk=model.pk).update(status="Building")
 
-    assert tasks.housekeeping() == {"recovered_builds": 1, "redispatched_builds": 0, "purged_predictions": 0, "revoked_login_tokens": 0}
+    assert tasks.housekeeping() == {
+        "recovered_builds": 1,
+        "redispatched_builds": 0,
+        "purged_predictions": 0,
+        "revoked_login_tokens": 0,
+    }
     model.refresh_from_db()
     assert model.status == "Ready" and "re-queued" in model.status_message
     retry = model.builds.get(number=2)

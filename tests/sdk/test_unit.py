@@ -115,6 +115,25 @@ def test_dotenv_in_the_working_directory_is_read_without_overriding(monkeypatch,
     monkeypatch.delenv("NEOMARIL_GROUP_TOKEN")  # set by the .env, not by monkeypatch
 
 
+@pytest.mark.parametrize(
+    ("content", "why"), [(b"NEOMARIL_USER=jos\xe9\n", "can't decode byte 0xe9"), (None, "Is a directory")]
+)
+def test_a_dotenv_that_cannot_be_read_is_an_input_error_naming_it(
+    monkeypatch, tmp_path, server, content, why
+):
+    monkeypatch.chdir(tmp_path)
+    if content is None:
+        (tmp_path / ".env").mkdir()  # what a permission error looks like to root, who reads everything
+        monkeypatch.setattr("neomaril_codex._dotenv.Path.is_file", lambda self: True)
+    else:
+        (tmp_path / ".env").write_bytes(content)
+    with pytest.raises(InputError) as raised:
+        NeomarilModelClient(url=URL, token="nmu_x", session=session_with(server))
+    assert f"Could not read {tmp_path / '.env'}" in str(raised.value) and why in str(raised.value)
+    assert "Save it as UTF-8" in str(raised.value)
+    assert server.sent == []
+
+
 def test_missing_credentials_and_url_say_what_to_set(monkeypatch, server):
     with pytest.raises(InputError, match="NEOMARIL_URL"):
         NeomarilModelClient(session=session_with(server))

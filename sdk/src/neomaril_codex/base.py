@@ -120,7 +120,14 @@ def failure_with_log(
 
 
 def _load_dotenv() -> None:
-    loaded = load_dotenv(Path.cwd() / ".env")
+    path = Path.cwd() / ".env"
+    try:
+        loaded = load_dotenv(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(
+            f"Could not read {path}, where the client looks for NEOMARIL_* settings: {exc}. "
+            "Save it as UTF-8 and make it readable, or run from another folder."
+        ) from None
     if loaded:
         logger.info("Loading .env (%s)", ", ".join(sorted(loaded)))
 

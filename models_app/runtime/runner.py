@@ -579,11 +579,23 @@ class _Server:
         Web processes keep pooled connections open, so a runner must not give one
         connection exclusive use until it closes.
         """
+        global _serving
         selector = selectors.DefaultSelector()
         selector.register(server_sock, selectors.EVENT_READ)
+        # SIGTERM only sets a flag here; the wake-up descriptor makes select() return for it.
+        woken, waker = socket.socketpair()
+        for end in (woken, waker):
+            end.setblocking(False)
+        signal.set_wakeup_fd(waker.fileno(), warn_on_full_buffer=False)
+        selector.register(woken, selectors.EVENT_READ)
+        _serving = True
         try:
-            while True:
+            while not _terminating:
                 for key, _events in selector.select():
+                    if key.fileobj is woken:
+                        with contextlib.suppress(OSError):
+                            woken.recv(512)
+                        continue
                     if key.fileobj is server_sock:
                         conn, _addr = server_sock.accept()
                         # Once per connection: settimeout costs two syscalls.
@@ -600,10 +612,13 @@ class _Server:
                         selector.unregister(conn)
                         conn.close()
         finally:
+            _serving = False
+            signal.set_wakeup_fd(-1)
             for key in list(selector.get_map().values()):
                 if key.fileobj is not server_sock:
                     key.fileobj.close()
             selector.close()
+            waker.close()
 
 
 def _protocol_error_frame(message):
@@ -613,13 +628,18 @@ def _protocol_error_frame(message):
 
 
 _terminating = False
+# Set while serve mode waits for and answers calls: a SIGTERM then (a replica leaving, a
+# restart) lets the call in flight be answered and ends the runner after it, instead of
+# raising inside the user's score() and dropping the call.
+_serving = False
 
 
 def _on_sigterm(signum, frame):
     global _terminating
     # The flag covers user code that swallows the exception with a bare ``except:``.
     _terminating = True
-    raise _Terminate()
+    if not _serving:
+        raise _Terminate()
 
 
 def run_serve(listen_fd, source, entrypoint, idle_timeout):
@@ -643,11 +663,12 @@ def run_serve(listen_fd, source, entrypoint, idle_timeout):
         return 0
     server = _Server(func, idle_timeout)
     try:
-        server.serve_forever(server_sock)
+        server.serve_forever(server_sock)  # returns on a SIGTERM that came between calls
     except (_Terminate, KeyboardInterrupt):
         return 0
     finally:
         server_sock.close()
+    return 0
 
 
 # ------------------------------------------------------------------------------- main

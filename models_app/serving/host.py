@@ -70,6 +70,11 @@ class HostError(Exception):
     """A runner could not be started; the message is for the caller."""
 
 
+def _draining_path(socket_path: Path) -> Path:
+    """Where a leaving replica's socket waits, out of the web processes' sight."""
+    return socket_path.with_name(f".{socket_path.name}.draining")
+
+
 @dataclass
 class Runner:
     model_hash: str
@@ -184,7 +189,12 @@ class ModelHost:
     def _remove_stale_sockets(self) -> None:
         """Sockets of a previous host's runners (they died with it): no caller may queue on them.
         Only runners' names (<model>.<build>.<replica>.sock): the folder may hold supervisord's."""
-        for path in [*self.run_dir.glob("*.*.*.sock"), *self.run_dir.glob(".*.sock.loading")]:
+        stale = [
+            *self.run_dir.glob("*.*.*.sock"),
+            *self.run_dir.glob(".*.sock.loading"),
+            *self.run_dir.glob(".*.sock.draining"),
+        ]
+        for path in stale:
             if path.name != paths.host_socket().name:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
@@ -426,7 +436,7 @@ class ModelHost:
                 runner.launched.kill()
                 runner.process.wait(5)
         runner.launched.release()
-        for path in (runner.socket_path, runner.loading_path):
+        for path in (runner.socket_path, runner.loading_path, _draining_path(runner.socket_path)):
             if path is not None:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
@@ -697,7 +707,7 @@ class ModelHost:
             if sum(r.rss for r in live) + expected > settings.HOST_MEMORY_BUDGET_MB * 1024 * 1024:
                 return
         model = MLModel.objects.filter(hash=model_hash, status=MLModel.Status.DEPLOYED).first()
-        if model is None:
+        if model is None or self._keep_draining(model):
             return
         taken = {r.replica for r in current}
         replica = next(i for i in range(model.effective_max_replicas + 1) if i not in taken)
@@ -712,11 +722,40 @@ class ModelHost:
             logger.error("could not add a replica to %s: %s", model_hash, exc)
 
     def _drain(self, runner: Runner) -> None:
-        """Take the replica out of the web processes' choice now, stop it once they have seen that."""
+        """Take the replica out of the web processes' choice now, stop it once they have seen that.
+
+        Its socket moves to a hidden name rather than going: should the load come back
+        before it stops, `_keep_draining` puts it back instead of a cold start.
+        """
         logger.info("%s: replica %s leaves (light load)", runner.model_hash, runner.replica)
         runner.draining_until = time.monotonic() + DRAIN_SECONDS
         with contextlib.suppress(FileNotFoundError):
-            runner.socket_path.unlink()
+            os.rename(runner.socket_path, _draining_path(runner.socket_path))
+
+    def _keep_draining(self, model: MLModel) -> bool:
+        """Bring back a replica of `model`'s live build that is leaving; False when none is."""
+        with self._model_lock(model.hash):
+            with self._lock:
+                leaving = sorted(
+                    (
+                        r
+                        for r in self.runners.values()
+                        if r.model_hash == model.hash
+                        and r.build == model.deployed_build
+                        and r.draining_until is not None
+                        and r.alive
+                    ),
+                    key=lambda r: r.replica,
+                )
+            for runner in leaving:
+                try:
+                    os.rename(_draining_path(runner.socket_path), runner.socket_path)
+                except FileNotFoundError:
+                    continue
+                runner.draining_until = None
+                logger.info("%s: replica %s stays (the load came back)", model.hash, runner.replica)
+                return True
+        return False
 
     def _stop_drained(self) -> None:
         with self._lock:

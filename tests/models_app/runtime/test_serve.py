@@ -261,6 +261,26 @@ def test_sigterm_while_a_client_is_connected(start_runner):
         assert runner.proc.wait(timeout=10) == 0
 
 
+def test_sigterm_during_a_call_answers_it_then_stops(start_runner):
+    runner = start_runner(
+        """
+        import time
+        def score(data, base_path):
+            time.sleep(1)
+            return {"finished": True}
+        """
+    )
+    with runner.connect() as sock, runner.connect() as idle:
+        assert runner.call({"op": "ping"}, idle)["pong"]  # a pooled connection, open but quiet
+        write_frame(sock, predict(1))
+        time.sleep(0.3)
+        runner.terminate()
+        assert read_frame(sock) == {"ok": True, "result": {"finished": True}}
+        assert runner.proc.wait(timeout=10) == 0
+        with pytest.raises(ConnectionClosed):
+            read_frame(idle)
+
+
 def test_import_failure_exits_3_with_the_traceback(start_runner):
     runner = start_runner("import json\nraise RuntimeError('weights missing')\n", wait=False)
     assert runner.proc.wait(timeout=15) == 3

@@ -209,6 +209,17 @@ SLOW_SOURCE = textwrap.dedent(
 )
 
 
+SLEEPY_SOURCE = textwrap.dedent(
+    """
+    import time
+
+    def score(data, base_path):
+        time.sleep(1.5)
+        return {"slept": True}
+    """
+)
+
+
 def _load(model: MLModel, seconds: float, callers: int = 3) -> set[int]:
     """Calls from `callers` threads for `seconds` (more than one runner can answer); the processes that answered."""
     deadline = time.monotonic() + seconds
@@ -228,7 +239,11 @@ def test_a_new_host_removes_its_predecessors_runner_sockets_and_nothing_else(set
     """The systemd unit of docs/deployment.md puts supervisord's control socket in the
     same folder as the runners' (/run/neomaril): supervisorctl must still reach it."""
     settings.RUN_DIR = tmp_path
-    stale = [tmp_path / "M0123.4.0.sock", tmp_path / ".M0123.5.1.sock.loading"]
+    stale = [
+        tmp_path / "M0123.4.0.sock",
+        tmp_path / ".M0123.5.1.sock.loading",
+        tmp_path / ".M0123.5.2.sock.draining",
+    ]
     kept = [tmp_path / "supervisor.sock", tmp_path / "gunicorn.ctl", tmp_path / "supervisord.pid"]
     for path in stale + kept:
         path.touch()
@@ -317,6 +332,7 @@ def test_replicas_grow_while_calls_queue_and_shrink_when_idle(cast, host_env, ho
     assert _replicas(host, model) == [0]  # replica 1 drains: out of the choice at once
     drained = host.runners[(model.hash, 1)]
     assert not drained.socket_path.exists() and drained.alive
+    assert host_module._draining_path(drained.socket_path).exists()  # kept aside, should the load come back
     time.sleep(0.4)
     host._stop_drained()
     assert not drained.alive and set(host.runners) == {(model.hash, 0)}
@@ -324,6 +340,38 @@ def test_replicas_grow_while_calls_queue_and_shrink_when_idle(cast, host_env, ho
     host._sample_load()
     host._scale()
     assert _replicas(host, model) == [0]  # never below min_replicas
+
+
+def test_a_leaving_replica_comes_back_with_the_load_instead_of_a_cold_start(
+    cast, host_env, host, monkeypatch
+):
+    monkeypatch.setattr(host_module, "DRAIN_SECONDS", 60)
+    model = _build(_upload(cast, source=SLOW_SOURCE))
+    MLModel.objects.filter(pk=model.pk).update(max_replicas=2, min_replicas=2)
+    host._scale()
+    leaving = host.runners[(model.hash, 1)]
+    host._drain(leaving)
+    assert _replicas(host, model) == [0]
+    host._add_replica(model.hash, [host.runners[(model.hash, 0)]])
+    assert host.runners[(model.hash, 1)] is leaving and leaving.alive  # the same process, warm
+    assert leaving.socket_path.exists() and leaving.draining_until is None
+    assert _replicas(host, model) == [0, 1]
+
+
+def test_a_replica_stopped_while_answering_answers_first(cast, host_env, host):
+    """A drain, an eviction or a restart stops a runner with SIGTERM: the call it is
+    answering gets its answer (a runner exits after the call, not inside score())."""
+    model = _build(_upload(cast, source=SLEEPY_SOURCE))
+    runner = host.runners[(model.hash, 0)]
+    with ThreadPoolExecutor(1) as thread:
+        call = thread.submit(blocking_pool.predict, _called(model), '{"a": 1, "b": 1}')
+        time.sleep(0.4)  # the call is inside score() now
+        started = time.monotonic()
+        host._stop_runner(runner)
+        answer = json.loads(call.result(timeout=10))
+    assert answer == {"ok": True, "result": {"slept": True}}
+    assert not runner.alive and runner.process.returncode == 0  # exited by itself, not killed
+    assert time.monotonic() - started < 4
 
 
 def test_a_models_quiet_time_ends_with_its_last_runner(host, monkeypatch):
@@ -344,6 +392,7 @@ def test_no_replica_beyond_the_hosts_runner_budget(cast, host_env, host, setting
     model.refresh_from_db()
     _load(model, 1.2)
     host._sample_load()
+    assert host.runners[(model.hash, 0)].utilization > SCALE_UP_AT  # the load asks for a replica
     host._scale()
     assert _replicas(host, model) == [0]
 

@@ -16,6 +16,7 @@ from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from groups import tokens
+from groups.addresses import parse_address
 from groups.api.shape import error_body
 from groups.models import ApiToken, Group, GroupToken
 
@@ -182,13 +183,6 @@ class LoginThrottleBackend(AxesStandaloneBackend):
         return super().authenticate(request, username=username, password=password, **kwargs)
 
 
-def _address(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(value.strip())
-    except ValueError:
-        return None
-
-
 def _is_trusted(address, networks: list) -> bool:
     return address is not None and any(address in network for network in networks)
 
@@ -203,11 +197,14 @@ def client_ip(request: HttpRequest) -> str:
     """
     remote = request.META.get("REMOTE_ADDR", "")
     networks = [ipaddress.ip_network(item, strict=False) for item in settings.TRUSTED_PROXIES]
-    if not _is_trusted(_address(remote), networks):
+    peer = parse_address(remote)
+    if peer is not None:
+        remote = str(peer)  # ::ffff:a.b.c.d counts as a.b.c.d, whichever address the web binds
+    if not _is_trusted(peer, networks):
         return remote
     client = remote
     for entry in reversed(request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")):
-        address = _address(entry)
+        address = parse_address(entry)
         if address is None:
             break  # not an address: the chain is not trustworthy beyond this point
         client = str(address)

@@ -2,6 +2,7 @@
 
 import os
 
+from groups.addresses import with_ipv4_mapped
 from portal import metrics_dir
 
 bind = f"{os.environ.get('NEOMARIL_BIND', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
@@ -23,7 +24,8 @@ reuse_port = True
 accesslog = "-" if os.environ.get("NEOMARIL_ACCESS_LOG", "0") == "1" else None
 # uvicorn rewrites the client address from X-Forwarded-For only for these peers; gunicorn's
 # default (loopback) would let any local client choose its address for login throttling.
-forwarded_allow_ips = os.environ.get("NEOMARIL_TRUSTED_PROXIES", "")
+# Bound to "::", an IPv4 balancer arrives as ::ffff:a.b.c.d: its mapped form is trusted too.
+forwarded_allow_ips = with_ipv4_mapped(os.environ.get("NEOMARIL_TRUSTED_PROXIES", ""))
 # gunicorn's control socket (gunicornc, since 25.1) defaults to one path per user
 # ($XDG_RUNTIME_DIR or ~/.gunicorn), so a second instance replaced the first one's. It
 # lives beside supervisord's socket instead: this node's folder (NEOMARIL_SUPERVISOR_DIR,

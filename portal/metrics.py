@@ -37,6 +37,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from rest_framework.exceptions import AuthenticationFailed
 
 from executions.models import Execution
+from groups.addresses import parse_address
 from groups.api.errors import error_response
 from groups.authentication import client_ip, credentials_from_header
 from groups.metrics import job_kind, publish
@@ -147,33 +148,25 @@ for collector in (CountedCollector(), RunnersCollector(), StatesCollector()):
 # ---------------------------------------------------------------------------- access
 
 
-def _address(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        address = ipaddress.ip_address(value.strip())
-    except ValueError:
-        return None
-    # Bound to "::", IPv4 clients arrive as ::ffff:a.b.c.d: they are in IPv4 networks.
-    return getattr(address, "ipv4_mapped", None) or address
-
-
 def client_address(request: HttpRequest) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """The address the networks rule is checked against; None when it can't be known."""
     remote = request.META.get("REMOTE_ADDR", "")
+    peer = parse_address(remote)
     if not any(header in request.META for header in FORWARDING_HEADERS):
-        return _address(remote)  # nobody forwarded it: the peer is the client
+        return peer  # nobody forwarded it: the peer is the client
     client = client_ip(request)  # X-Forwarded-For, read only from a trusted proxy
-    if client != remote:
-        return _address(client)
+    if client != (str(peer) if peer is not None else remote):
+        return parse_address(client)
     # The same address: either uvicorn already read the client from a trusted proxy's
     # X-Forwarded-For (gunicorn's forwarded_allow_ips are the same proxies), and it is the
     # right-most entry that is not a trusted proxy; or an undeclared proxy is the peer.
     trusted = [ipaddress.ip_network(item) for item in settings.TRUSTED_PROXIES]
-    chain = [_address(entry) for entry in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+    chain = [parse_address(entry) for entry in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
     for entry in reversed(chain):
         if entry is None:
             return None  # not an address: the chain can't be read
         if not any(entry in network for network in trusted):
-            return entry if entry == _address(remote) else None
+            return entry if entry == peer else None
     return None
 
 

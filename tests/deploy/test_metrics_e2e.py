@@ -75,8 +75,12 @@ def test_metrics_of_a_running_node(tmp_path):
         assert samples[("neomaril_job_duration_seconds_count", build)] == 1  # the worker's files
         assert samples[("neomaril_models", frozenset({("status", "Deployed")}))] == 1
 
-        # The token opens them too; a wrong one is refused even from loopback.
-        assert scrape(portal.url, Authorization="Bearer e2e-metrics-token")
+        # The token opens them where the networks rule does not (a client forwarded by a
+        # proxy nobody declared); a wrong one is refused even from loopback.
+        outside = {"X-Forwarded-For": "203.0.113.5"}
+        refused = requests.get(f"{portal.url}/metrics", headers=outside, timeout=30)
+        assert refused.status_code == 403
+        assert scrape(portal.url, **outside, Authorization="Bearer e2e-metrics-token")
         wrong = requests.get(f"{portal.url}/metrics", headers={"Authorization": "Bearer nope"}, timeout=30)
         assert wrong.status_code == 403 and wrong.json()["code"] == "permission_denied"
     finally:

@@ -105,6 +105,9 @@ def test_behind_a_trusted_proxy_the_forwarded_client_is_counted(user, settings):
         (["10.0.0.1"], "10.0.0.1", "", "10.0.0.1"),
         (["10.0.0.1"], "10.0.0.1", "1.2.3.4, junk", "10.0.0.1"),
         (["::1"], "::1", "2001:db8::1", "2001:db8::1"),
+        # Bound to "::": IPv4 peers arrive IPv4-mapped, and count as their IPv4 address.
+        (["10.0.0.1"], "::ffff:10.0.0.1", "1.2.3.4", "1.2.3.4"),
+        ([], "::ffff:10.0.0.9", "1.2.3.4", "10.0.0.9"),
     ],
 )
 def test_client_ip(rf, settings, trusted, remote, forwarded, expected):

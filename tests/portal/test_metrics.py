@@ -103,6 +103,9 @@ def test_without_networks_only_the_token_opens_them(settings):
         (["10.0.0.2"], "10.0.0.2", {"HTTP_X_FORWARDED_FOR": "127.0.0.1"}, 200),
         (["10.0.0.2"], "10.0.0.2", {"HTTP_X_FORWARDED_FOR": "203.0.113.5"}, 403),
         (["10.0.0.2"], "10.0.0.2", {"HTTP_X_FORWARDED_PROTO": "https"}, 403),  # no client named
+        # Bound to "::", the same IPv4 proxy arrives as an IPv4-mapped address.
+        (["10.0.0.2"], "::ffff:10.0.0.2", {"HTTP_X_FORWARDED_FOR": "127.0.0.1"}, 200),
+        (["10.0.0.0/8"], "::ffff:10.0.0.2", {"HTTP_X_FORWARDED_FOR": "203.0.113.5"}, 403),
         # uvicorn already took the client from a declared proxy's header.
         (["10.0.0.2"], LOOPBACK, {"HTTP_X_FORWARDED_FOR": "127.0.0.1"}, 200),
         (["10.0.0.2"], LOOPBACK, {"HTTP_X_FORWARDED_FOR": "127.0.0.1, 10.0.0.2"}, 200),

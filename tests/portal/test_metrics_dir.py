@@ -107,3 +107,15 @@ def test_gunicorn_prepares_the_webs_folder_before_its_workers_start(folders):
     assert os.environ[metrics_dir.ENV] == str(folders["web"])
     assert metrics_dir.files() == [str(folders["worker"] / "counter_2.db")]
     assert oct(folders["web"].stat().st_mode & 0o777) == "0o700"
+
+
+def test_an_ipv4_proxy_is_trusted_in_its_ipv4_mapped_form_too(monkeypatch):
+    """Bound to "::", uvicorn sees an IPv4 balancer as ::ffff:a.b.c.d and checks that form."""
+    from uvicorn.middleware.proxy_headers import _TrustedHosts
+
+    monkeypatch.setenv("NEOMARIL_TRUSTED_PROXIES", "10.0.0.2, 192.168.0.0/16, 2001:db8::1")
+    allowed = runpy.run_path(str(ROOT / "portal" / "gunicorn.conf.py"))["forwarded_allow_ips"]
+    assert allowed == "10.0.0.2,::ffff:10.0.0.2,192.168.0.0/16,::ffff:192.168.0.0/112,2001:db8::1"
+    trusted = _TrustedHosts(allowed)
+    assert "::ffff:10.0.0.2" in trusted and "::ffff:192.168.4.5" in trusted and "10.0.0.2" in trusted
+    assert "::ffff:10.0.0.3" not in trusted and "::ffff:172.16.0.1" not in trusted

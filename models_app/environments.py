@@ -65,6 +65,19 @@ def is_complete(env_path: Path) -> bool:
     return (env_path / MARKER_NAME).is_file() and env_python(env_path).exists()
 
 
+def _missing_interpreter(final: Path, interpreter: Interpreter) -> str:
+    try:
+        built_with = os.readlink(env_python(final))
+    except OSError:
+        built_with = "an interpreter that is gone"
+    return (
+        f"Environment {final.name[:12]} was built with the Python at {built_with}, which this node "
+        f"does not have (its Python {interpreter.version} is {interpreter.path}). Every node that "
+        "shares the data folder needs each model interpreter at the same path (docs/deployment.md). "
+        f"If no node uses that path any more, remove {final} and build again."
+    )
+
+
 def ensure_environment(
     *,
     interpreter: Interpreter,
@@ -115,8 +128,12 @@ def ensure_environment(
         if is_complete(final):
             log(f"Reusing environment {summary}")
             return final
+        if (final / MARKER_NAME).is_file():
+            # Finished, but its interpreter is not here: nodes sharing the data folder run it
+            # from there, so it is not this node's to remove (docs/deployment.md).
+            raise EnvironmentBuildError(_missing_interpreter(final, interpreter))
         if final.exists():
-            # Never handed out (no marker), e.g. its base interpreter disappeared: rebuild it.
+            # Never finished (no marker): a crashed build's remains. Rebuild it.
             log(f"Removing incomplete environment {fingerprint[:12]}")
             shutil.rmtree(final, ignore_errors=True)
         _remove_stale_temp_folders(envs_dir, older_than=timeout + 60)

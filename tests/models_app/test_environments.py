@@ -209,6 +209,25 @@ def test_stale_temp_folders_are_removed_and_incomplete_env_rebuilt(tmp_path, py3
     assert (env / MARKER_NAME).is_file()
 
 
+def test_a_finished_environment_built_with_another_nodes_interpreter_is_left_alone(tmp_path, py39):
+    """Environments live in the shared data folder; their bin/python links to the building
+    node's interpreter. A node whose Python sits elsewhere must not remove it (the other
+    node's runners run from it) and rebuild it for itself (breaking it for that node)."""
+    envs = tmp_path / "envs"
+    env = ensure_environment(interpreter=py39, requirements=[], envs_dir=envs, log=Log(), timeout=120)
+    link = env_python(env)
+    link.unlink()
+    link.symlink_to("/opt/another-node/python3.9")  # node A's path, which this node lacks
+    with pytest.raises(EnvironmentBuildError) as raised:
+        ensure_environment(interpreter=py39, requirements=[], envs_dir=envs, log=Log(), timeout=120)
+    message = str(raised.value)
+    assert (
+        "was built with the Python at /opt/another-node/python3.9, which this node does not have" in message
+    )
+    assert f"its Python {py39.version} is {py39.path}" in message and "docs/deployment.md" in message
+    assert os.readlink(link) == "/opt/another-node/python3.9" and (env / MARKER_NAME).is_file()
+
+
 @pytest.mark.parametrize(
     ("lines", "allow_options"),
     [

@@ -24,6 +24,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -490,10 +491,13 @@ def alias_environment(
         return None
     if is_complete(alias):
         return fingerprint
+    if not alias.is_symlink() and (alias / MARKER_NAME).is_file():
+        return fingerprint  # finished, with another node's interpreter: not this node's to replace
     if alias.is_symlink() or alias.exists():  # an incomplete leftover: replace it
         with contextlib.suppress(OSError):
             alias.unlink() if alias.is_symlink() else shutil.rmtree(alias)
-    temp = envs_dir / f".alias-{fingerprint}-{os.getpid()}"
+    # Unique across nodes too (pids repeat between machines sharing the folder).
+    temp = envs_dir / f".alias-{fingerprint}-{uuid.uuid4().hex}"
     with contextlib.suppress(FileNotFoundError):
         temp.unlink()
     os.symlink(env_path.name, temp)  # relative: the data folder may be moved or mounted elsewhere

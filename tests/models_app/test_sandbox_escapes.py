@@ -222,6 +222,18 @@ def test_an_environment_built_from_another_index_is_not_aliased_to_its_freeze(tm
     assert sorted(p.name for p in envs.iterdir()) == [trained.name]
 
 
+def test_a_finished_environment_under_the_alias_is_kept_even_if_this_node_cannot_run_it(tmp_path):
+    """Its interpreter link names another node's Python: it is that node's, not a leftover."""
+    envs = tmp_path / "envs"
+    trained = _environment(envs, "3.11.7", ["scikit-learn"])
+    frozen = ["numpy==2.0.2", "scikit-learn==1.6.1"]
+    other = _environment(envs, "3.11.7", frozen)
+    (other / "bin" / "python").unlink()
+    (other / "bin" / "python").symlink_to("/opt/another-node/python3.11")
+    assert environments.alias_environment(envs, "3.11.7", frozen, trained) == other.name
+    assert not other.is_symlink() and (other / environments.MARKER_NAME).is_file()
+
+
 def test_an_environment_from_the_configured_index_is_still_aliased_to_its_freeze(tmp_path):
     envs = tmp_path / "envs"
     trained = _environment(envs, "3.11.7", ["scikit-learn"])

@@ -219,6 +219,14 @@ def execution(url: str, model_hash: str, token: str, number: int) -> dict:
     ).json()
 
 
+def execution_log(url: str, model_hash: str, token: str, number: int) -> str:
+    return requests.get(
+        f"{url}/api/v1/run/{model_hash}/executions/{number}/log",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    ).json()["log"]
+
+
 def succeeded(
     url: str, model_hash: str, token: str, expected: dict[int, str], what: str, timeout: float
 ) -> dict:
@@ -271,6 +279,9 @@ def test_two_nodes_behind_haproxy(tmp_path):
             data_dir,
             node_dir=node_dir,
             port=ports[name],
+            # Machines of their own by name: a stale job of the other node goes through
+            # the cross-node recovery (is its node's worker alive?), not the same-host one.
+            hostname=name.replace("_", "-"),
             extra_env={
                 **shared_env,
                 # A node whose worker died mid-run is noticed sooner than the default 90 s.
@@ -429,6 +440,9 @@ def test_two_nodes_behind_haproxy(tmp_path):
             # Stale after 15 s, recovered by the housekeeping A's worker runs every minute.
             states = succeeded(lb, async_hash, token, slow, "the executions of the killed node", 240)
             assert max(s["attempts"] for s in states.values()) == 2, states  # run again, not just queued
+            rerun = [n for n, state in states.items() if state["attempts"] == 2]
+            logs = [execution_log(lb, async_hash, token, n) for n in rerun]
+            assert all("attempt 1 on node-b" in log and "attempt 2 on node-a" in log for log in logs), logs
             for caller in callers:
                 caller.halt.set()
             for caller in callers:

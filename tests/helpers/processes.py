@@ -38,10 +38,13 @@ class RunningPortal:
         node_dir: Path | None = None,
         port: int | None = None,
         code: Path = ROOT,
+        hostname: str | None = None,
     ):
         """`node_dir`: NEOMARIL_NODE_DIR, for one of several nodes sharing `data_dir`
         (its log goes there too); `port`: a given one, e.g. a node started again; `code`:
-        another checkout to run (bench/ab.py), with this checkout's virtualenv."""
+        another checkout to run (bench/ab.py), with this checkout's virtualenv; `hostname`:
+        the node's own host name (a UTS namespace, root only), which is how jobs and
+        django-q2's workers name the node they run on."""
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir
@@ -72,8 +75,13 @@ class RunningPortal:
         # install into it again, and point its editable SDK at that checkout (gone once
         # bench/ab.py removes its worktree). It runs with this virtualenv as it is.
         keep_venv = [] if code == ROOT else ["--assume-old", str(ROOT / ".venv" / ".installed")]
+        command = ["make", "--no-print-directory", *keep_venv, "run"]
+        if hostname is not None:
+            if os.geteuid() != 0:
+                raise RuntimeError(f"a node named {hostname!r} needs a UTS namespace: run the test as root")
+            command = ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', hostname, *command]
         self.process = subprocess.Popen(
-            ["make", "--no-print-directory", *keep_venv, "run"],
+            command,
             cwd=code,
             env=env,
             stdout=self._log,

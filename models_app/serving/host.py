@@ -696,7 +696,11 @@ class ModelHost:
                 self._quiet_since.pop(model_hash, None)
 
     def _add_replica(self, model_hash: str, current: list[Runner]) -> None:
-        """Start the model's lowest free replica, if the node's budgets allow one more runner."""
+        """Bring back a leaving replica, else start the model's lowest free replica if the
+        node's budgets allow one more runner (a leaving one already counts in them)."""
+        model = MLModel.objects.filter(hash=model_hash, status=MLModel.Status.DEPLOYED).first()
+        if model is None or self._keep_draining(model):
+            return
         with self._lock:
             live = [r for r in self.runners.values() if r.alive]
         if len(live) >= settings.HOST_MAX_RUNNERS:
@@ -706,9 +710,6 @@ class ModelHost:
             expected = max(r.rss for r in current)  # the next one will weigh about as much
             if sum(r.rss for r in live) + expected > settings.HOST_MEMORY_BUDGET_MB * 1024 * 1024:
                 return
-        model = MLModel.objects.filter(hash=model_hash, status=MLModel.Status.DEPLOYED).first()
-        if model is None or self._keep_draining(model):
-            return
         taken = {r.replica for r in current}
         replica = next(i for i in range(model.effective_max_replicas + 1) if i not in taken)
         if replica >= model.effective_max_replicas:

@@ -266,15 +266,12 @@ class Connection:
                 f"{method} {url}: no answer within {_seconds(timeout, 1)}. "
                 f"Pass a larger {timeout_argument}= if the server is slow."
             )
-        if isinstance(exc, requests.exceptions.ChunkedEncodingError):
-            message = f"{method} {url}: the connection was dropped before the whole answer arrived ({_reason(exc)})."
-            if method.upper() != "GET":
-                message += " The server may have carried it out: check before sending it again."
-            return NetworkError(message)
-        if _never_connected(exc):
+        cut_off = isinstance(exc, requests.exceptions.ChunkedEncodingError)
+        if not cut_off and _never_connected(exc):
             return NetworkError(f"Could not reach Neomaril at {self.url} ({method} {url}): {exc}")
         # Connected, so the request may have been sent whole before the connection closed.
-        message = f"{method} {url}: the connection was dropped before an answer arrived ({_reason(exc)})."
+        answer = "the whole answer" if cut_off else "an answer"
+        message = f"{method} {url}: the connection was dropped before {answer} arrived ({_reason(exc)})."
         if method.upper() != "GET":
             message += " The server may have carried it out: check before sending it again."
         return NetworkError(message)

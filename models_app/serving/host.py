@@ -568,7 +568,9 @@ class ModelHost:
             # Runners of an older build of the live row count too: a rebuild can start and
             # settle between two passes, before the supervisor retires them.
             held_builds = [build for pk, build in held if pk == live.pk]
-            if held_builds and current not in held:
+            if held_builds and (current not in held or live.status != MLModel.Status.DEPLOYED):
+                # Also while it is rebuilt: its runners here go before it settles, and a
+                # first pass over them may come only then (a call just before the rebuild).
                 self._followed[line] = (live.pk, max(held_builds))
             if live.status == MLModel.Status.DEPLOYED and current in held:
                 self._followed[line] = current

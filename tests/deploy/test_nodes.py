@@ -151,14 +151,16 @@ def stats(url: str) -> dict[str, dict]:
     }
 
 
-def wait_until(condition, what: str, timeout: float, pause: float = 0.3):
+def wait_until(condition, what: str, timeout: float, pause: float = 0.3, last_seen=None):
+    """`last_seen()`, when given, says in the failure what was seen last (CI shows only the message)."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
+            seen = f"; last seen: {last_seen()}" if last_seen else ""
+            raise AssertionError(f"{what}: not within {timeout} s{seen}")
         time.sleep(pause)
 
 
@@ -350,13 +352,21 @@ def test_two_nodes_behind_haproxy(tmp_path):
             assert restarted.status_code == 200, restarted.text
             assert client_a.wait_status(sync_hash, {"Deployed", "Failed"}, 180) == "Deployed"
 
+            runners_seen: dict[str, list] = {}
+
             def new_build_warm(node: RunningPortal) -> bool:
                 runners = requests.get(
                     f"{node.url}/api/v1/models/{sync_hash}/runners", headers=client_a.headers, timeout=30
                 ).json()["runners"]
+                runners_seen[node.url] = [(r["build"], r["replica"], r["alive"]) for r in runners]
                 return [(r["build"], r["alive"]) for r in runners] == [(2, True)]
 
-            wait_until(lambda: new_build_warm(a) and new_build_warm(b), "build 2 warm on both nodes", 60)
+            wait_until(
+                lambda: new_build_warm(a) & new_build_warm(b),  # both asked, for the failure's message
+                "build 2 warm on both nodes",
+                60,
+                last_seen=lambda: runners_seen,
+            )
             for url in (a.url, b.url):
                 assert sync_call(url, sync_hash, token, 4) == {"y": 8}
 
@@ -453,8 +463,12 @@ def test_two_nodes_behind_haproxy(tmp_path):
             assert failures() == [], failures()[:10]
             assert haproxy.poll() is None
         except BaseException:
-            for log in sorted(tmp_path.glob("**/*.log")):  # shown by pytest with the failure
-                print(f"----- {log}\n{log.read_text(errors='replace')[-4000:]}")
+            # Shown by pytest with the failure: the nodes' own logs first, HAProxy's without
+            # its stats page's requests (the test reads it every 0.3 s).
+            for log in sorted(tmp_path.glob("**/*.log"), key=lambda path: path.name == "haproxy.log"):
+                lines = log.read_text(errors="replace").splitlines()
+                kept = "\n".join(line for line in lines if "stats/<STATS>" not in line)
+                print(f"----- {log}\n{kept[-4000:]}")
             raise
         finally:
             for caller in callers:

@@ -470,6 +470,18 @@ def test_a_rebuild_settled_between_two_passes_is_followed_too(cast, host_env, ho
     assert (runner.build, runner.loading_path) == (2, None)
 
 
+def test_a_rebuild_started_before_the_first_pass_over_its_runner_is_followed(cast, host_env, host, settings):
+    model = _build(_upload(cast))  # its runner started here (a first call), no pass since
+    settings.WARM_ON_DEPLOY = False
+    services.restart(model, cast.owner)  # rebuilt by another node's worker
+    _follow(host)  # the first pass that sees the runner: the model is Ready, the runner goes
+    assert host.runners == {}
+    model = _build(model)
+    _follow(host)
+    (runner,) = host.runners.values()
+    assert (runner.build, runner.loading_path) == (2, None)
+
+
 def test_a_version_that_went_live_through_another_node_is_warm_here(cast, host_env, host, settings):
     model = _build(_upload(cast))
     _follow(host)

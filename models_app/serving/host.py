@@ -93,6 +93,7 @@ class Runner:
     busy: float = 0.0
     sampled_at: float = field(default_factory=time.monotonic)
     utilization: float = 0.0
+    warming_up: bool = False  # answering the schema example: not load, the scaler skips it
     draining_until: float | None = None  # leaving: its socket is gone, the process soon
 
     @property
@@ -279,17 +280,25 @@ class ModelHost:
             },
         }
 
-    @staticmethod
-    def _warm_up(runner: Runner, model: MLModel):
-        """One call with the schema example: the first predict pays for lazy imports, not a caller."""
+    def _warm_up(self, runner: Runner, model: MLModel):
+        """One call with the schema example: the first predict pays for lazy imports, not a caller.
+
+        Not load: the scaler skips the runner meanwhile (its ping would wait behind the
+        call and count as busy), and its busy seconds are counted from the end of it.
+        """
+        runner.warming_up = True
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
                 sock.settimeout(settings.SMOKE_TEST_TIMEOUT)
                 sock.connect(str(runner.socket_path))
                 sock.sendall(predict_frame(json.dumps(model.schema), str(model.folder)))
                 answer = read_frame(sock)
-        except (OSError, ProtocolError) as exc:
+                write_frame(sock, {"op": "ping"})
+                runner.busy, runner.sampled_at = float(read_frame(sock)["busy"]), time.monotonic()
+        except (OSError, ProtocolError, KeyError, TypeError, ValueError) as exc:
             raise HostError(f"The warm-up call got no answer: {exc}") from None
+        finally:
+            runner.warming_up = False
         if not isinstance(answer, dict) or not answer.get("ok"):
             error = answer.get("error") if isinstance(answer, dict) else answer
             raise HostError(f"The warm-up call with the schema example failed: {error}")
@@ -643,6 +652,8 @@ class ModelHost:
     def _sample_load(self) -> None:
         """How busy each runner was since the last sample, from its own count of busy seconds."""
         for runner in self._serving():
+            if runner.warming_up:
+                continue
             try:
                 answer = self._ping(runner, timeout=0.2)
                 busy, served = float(answer["busy"]), int(answer["requests"])

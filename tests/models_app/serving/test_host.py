@@ -24,7 +24,7 @@ from models_app.models import MLModel, ModelBuild
 from models_app.serving import aio, paths
 from models_app.serving import host as host_module
 from models_app.serving.aio import blocking_pool
-from models_app.serving.host import SCALE_UP_AT
+from models_app.serving.host import SCALE_DOWN_BELOW, SCALE_UP_AT
 from tests.helpers.clients import api_client
 from tests.helpers.uploads import file, sync_payload
 
@@ -412,6 +412,52 @@ def test_no_replica_beyond_the_memory_budget_counting_replicas_not_measured_yet(
     assert _replicas(host, model) == [0, 1]
     host._scale()  # the next second: replica 1 not measured by the supervisor yet
     assert _replicas(host, model) == [0, 1]
+
+
+FIRST_CALL_SLOW_SOURCE = textwrap.dedent(
+    """
+    import time
+    CALLS = []
+
+    def score(data, base_path):
+        if not CALLS:
+            time.sleep(1.5)  # lazy imports on the first call
+        CALLS.append(data)
+        return {"calls": len(CALLS)}
+    """
+)
+
+
+def test_the_warm_up_call_is_not_load_on_the_node_that_built(cast, host_env, host):
+    model = _build(_upload(cast, source=FIRST_CALL_SLOW_SOURCE))
+    MLModel.objects.filter(pk=model.pk).update(max_replicas=2)
+    host._sample_load()  # its busy seconds so far are the warm-up's 1.5 s
+    assert host.runners[(model.hash, 0)].utilization < SCALE_DOWN_BELOW
+    host._scale()
+    assert _replicas(host, model) == [0]
+
+
+def test_the_warm_up_call_is_not_load_on_a_node_that_follows_a_rebuild(cast, host_env, host, settings):
+    model = _build(_upload(cast, source=FIRST_CALL_SLOW_SOURCE))
+    MLModel.objects.filter(pk=model.pk).update(max_replicas=2)
+    host._follow_live()
+    settings.WARM_ON_DEPLOY = False
+    services.restart(model, cast.owner)
+    host._follow_live()
+    host._retire_undeployed()
+    model = _build(model)
+    (follower,) = host._follow_live()  # warms build 2 here, in the background
+    deadline = time.monotonic() + 30
+    while not any(r.build == 2 and r.warming_up for r in host.runners.values()):
+        assert time.monotonic() < deadline and follower.is_alive(), "no warm-up call was seen"
+        time.sleep(0.01)
+    host._sample_load()  # a ping now would wait behind the warm-up call
+    host._scale()
+    follower.join(30)
+    host._sample_load()
+    host._scale()
+    assert [(r.build, r.replica) for r in host.runners.values()] == [(2, 0)]
+    assert host._ping(host.runners[(model.hash, 0)], timeout=5)["requests"] == 1
 
 
 def test_min_replicas_are_started_for_a_model_in_use(cast, host_env, host):

@@ -152,6 +152,30 @@ def test_download_names_are_unquoted_as_sent(client, stub, tmp_path, header, nam
     assert execution.download_result(str(tmp_path)) == str(tmp_path / name)
 
 
+@pytest.mark.parametrize(
+    ("sent", "saved"),
+    [(".env", "_env"), (".bashrc", "_bashrc"), ("../.profile", "_profile"), ("..", "_."), (".", None)],
+)
+def test_a_result_name_that_would_be_a_hidden_file_is_saved_as_browsers_do(
+    client, stub, tmp_path, sent, saved
+):
+    """The name is the model's choice: it must not replace the user's `.env` or shell start-up files."""
+    stub.on(
+        "GET",
+        RESULT,
+        Stub.raw(200, b"A=1\n", "text/plain", {"Content-Disposition": f'attachment; filename="{sent}"'}),
+    )
+    (tmp_path / ".env").write_text("SECRET=mine\n")
+    execution = NeomarilExecution(client._conn, HASH, 5, group_token="nmg_group")
+    expected = tmp_path / (saved or "execution_5_result")
+    assert execution.download_result(str(tmp_path)) == str(expected)
+    assert expected.read_bytes() == b"A=1\n"
+    assert (tmp_path / ".env").read_text() == "SECRET=mine\n"
+    # The user's own choice of name is theirs to make.
+    assert execution.download_result(str(tmp_path), ".env") == str(tmp_path / ".env")
+    assert (tmp_path / ".env").read_bytes() == b"A=1\n"
+
+
 def test_a_get_dropped_midway_is_retried_once_then_a_network_error(client, stub):
     stub.on("GET", f"/api/v1/models/{HASH}/status", Stub.dropped(sent=b'{"status": '))
     with pytest.raises(NetworkError, match="dropped"):

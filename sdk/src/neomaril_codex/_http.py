@@ -342,7 +342,7 @@ class Connection:
             )
         response = self.request("GET", path, headers=headers, stream=True)
         with response:
-            name = filename or _attachment_name(response) or default
+            name = filename or _suggested_name(_attachment_name(response)) or default
             try:
                 target_folder.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
@@ -399,6 +399,18 @@ def _attachment_name(response: requests.Response) -> Optional[str]:
         return re.sub(r"\\(.)", r"\1", quoted.group(1)).strip()
     match = re.search(r"filename\s*=\s*([^;]+)", header)
     return match.group(1).strip() if match else None
+
+
+def _suggested_name(name: Optional[str]) -> Optional[str]:
+    """The server's file name, made safe to save under: its last part, with a leading dot
+    made an underscore as browsers do. The name is the model's choice: a result named
+    ``.env`` or ``.bashrc`` must not replace the user's own hidden files."""
+    if not name:
+        return None
+    name = Path(name).name
+    if name.startswith("."):
+        name = "_" + name[1:]
+    return name or None
 
 
 def env(name: str) -> Optional[str]:

@@ -371,7 +371,8 @@ class NeomarilExecution:
 
         Args:
             path: the folder to save it in (created if missing); the current one by default.
-            filename: the name to save it under; by default the name the model gave it.
+            filename: the name to save it under; by default the name the model gave it,
+                with a leading dot made ``_`` (``.env`` is saved as ``_env``).
 
         Returns:
             The path of the saved file.

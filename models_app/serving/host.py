@@ -213,11 +213,10 @@ class ModelHost:
         with self._model_lock(model_hash):
             # Concurrent first calls wait here and find the runners the first one started.
             self._crashes.pop(model_hash, None)
-            started = [
-                self._start(model, replica)
-                for replica in range(model.min_replicas)
-                if not self._is_up(model, replica)
-            ]
+            missing = [replica for replica in range(model.min_replicas) if not self._is_up(model, replica)]
+            if missing:  # room first: a node at its runner budget never runs one more, even briefly
+                self._enforce_budget(protect=model_hash, adding=len(missing))
+            started = [self._start(model, replica) for replica in missing]
             for runner in started:
                 self._wait_ready(runner)
             self._retire(
@@ -254,6 +253,7 @@ class ModelHost:
             started: list[Runner] = []
             clock = time.monotonic()
             try:
+                self._enforce_budget(protect=model_hash, adding=model.min_replicas)
                 started = [self._start(model, replica) for replica in range(model.min_replicas)]
                 launched = time.monotonic()
                 for runner in started:
@@ -787,12 +787,14 @@ class ModelHost:
     def _budget(self) -> dict:
         return {"max_runners": settings.HOST_MAX_RUNNERS, "memory_budget_mb": settings.HOST_MEMORY_BUDGET_MB}
 
-    def _enforce_budget(self, protect: str | None = None) -> None:
-        """Evict least recently used runners (never those of `protect`) until within budget."""
+    def _enforce_budget(self, protect: str | None = None, adding: int = 0) -> None:
+        """Evict least recently used runners (never those of `protect`) until within budget,
+        with room for `adding` runners about to start. Memory is checked only once they run:
+        a model's size is known once it has loaded."""
         while True:
             with self._lock:
                 live = [r for r in self.runners.values() if r.alive]
-                over_count = len(live) > settings.HOST_MAX_RUNNERS
+                over_count = len(live) + adding > settings.HOST_MAX_RUNNERS
                 memory = sum(r.rss for r in live)
                 over_memory = (
                     bool(settings.HOST_MEMORY_BUDGET_MB)

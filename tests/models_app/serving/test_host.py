@@ -398,6 +398,29 @@ def test_no_replica_beyond_the_hosts_runner_budget(cast, host_env, host, setting
     assert _replicas(host, model) == [0]
 
 
+def test_a_node_at_its_runner_budget_evicts_before_it_starts_another_model(
+    cast, host_env, host, settings, monkeypatch
+):
+    """The least recently used runner makes room first: the node never runs one more than
+    its budget, not even while the new one loads (the budget is what the node can hold)."""
+    settings.HOST_MAX_RUNNERS = 1
+    first = _build(_upload(cast))
+    alive_at_each_start = []
+    start = host._start
+
+    def counting_start(model, replica):
+        alive_at_each_start.append([r.model_hash for r in host.runners.values() if r.alive])
+        return start(model, replica)
+
+    monkeypatch.setattr(host, "_start", counting_start)
+    second = _build(_upload(cast))  # its warm-up evicts the first
+    assert second.status == "Deployed", _log(second)
+    assert [r.model_hash for r in host.runners.values() if r.alive] == [second.hash]
+    host.ensure(first.hash)  # the first's next call: the second is evicted
+    assert [r.model_hash for r in host.runners.values() if r.alive] == [first.hash]
+    assert alive_at_each_start == [[], []]
+
+
 def test_no_replica_beyond_the_memory_budget_counting_replicas_not_measured_yet(
     cast, host_env, host, settings
 ):

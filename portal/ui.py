@@ -343,6 +343,17 @@ def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
     return defaults.bad_request(request, exception)
 
 
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500: the API's one error shape under /api/ (its clients parse JSON, and the
+    docs promise it on every path there), the page elsewhere. The traceback goes to the
+    log as for any 500; the answer says nothing of it."""
+    if request.path_info.startswith(API_PREFIX):
+        return api_errors.error_response(
+            500, "Internal error: the server failed to answer this request. It is logged; retry later.", "error"
+        )
+    return defaults.server_error(request)
+
+
 def not_found(request: HttpRequest, exception: Http404) -> HttpResponse:
     """handler404: the API's JSON answer under /api/ (its clients read JSON), the page elsewhere."""
     if request.path_info.startswith(API_PREFIX):

@@ -46,3 +46,5 @@ urlpatterns = [
 handler404 = "portal.ui.not_found"
 # A body Django's parser refuses before a view runs (e.g. in the CSRF check): JSON under /api/ too.
 handler400 = "portal.ui.bad_request"
+# An error of ours: JSON under /api/ (the one error shape), the page elsewhere.
+handler500 = "portal.ui.server_error"

@@ -1,12 +1,19 @@
-"""The API's JSON parser: DRF's, with deep nesting answered as bad input.
+"""The API's JSON parser: DRF's, with two kinds of body answered as bad input.
 
-Python's json module parses arrays and objects recursively, so a body nested about a
-thousand levels deep raises RecursionError, which DRF does not catch: the client got a
-500 for what is only a malformed request, on every JSON endpoint (the unauthenticated
-login included).
+- Deep nesting: Python's json module parses arrays and objects recursively, so a body
+  nested about a thousand levels deep raises RecursionError, which DRF does not catch:
+  the client got a 500 for what is only a malformed request, on every JSON endpoint (the
+  unauthenticated login included).
+- Lone surrogates: json accepts `"\\ud800"` and returns a str that is not text (it cannot
+  be encoded as UTF-8). Such a value reached database queries, and messages that repeat
+  it, and every one of them answered 500. No field of the API takes one, so the body is
+  refused here, once, naming where it is.
 """
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser as DRFJSONParser
@@ -15,11 +22,42 @@ TOO_DEEP = (
     "The JSON body is nested too deeply to be read (arrays or objects inside each other "
     "about a thousand levels deep). Send a flatter document."
 )
+LONE_SURROGATE = (
+    "The JSON body has {character} (a lone surrogate, which is not text) in {where}. "
+    "Send strings of valid Unicode."
+)
 
 
 class JSONParser(DRFJSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
         try:
-            return super().parse(stream, media_type, parser_context)
+            data = super().parse(stream, media_type, parser_context)
         except RecursionError:
             raise ParseError(TOO_DEEP) from None
+        try:
+            # One pass in C over the whole body; the walk below runs only to name the place.
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ParseError(_lone_surrogate(data)) from None
+        return data
+
+
+def _lone_surrogate(data: Any) -> str:
+    """The message naming the first string (value or key) of `data` that is not text."""
+    pending: list[tuple[Any, str]] = [(data, "")]
+    while pending:
+        item, where = pending.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                character = item[exc.start : exc.end].encode("unicode_escape").decode("ascii")
+                return LONE_SURROGATE.format(character=character, where=where or "the body")
+        elif isinstance(item, dict):
+            for key, value in item.items():
+                path = f"{where}.{key}" if where else str(key)
+                pending.append((value, path))
+                pending.append((key, f"a key of {where or 'the body'}"))
+        elif isinstance(item, list):
+            pending.extend((value, f"{where}[{index}]") for index, value in enumerate(item))
+    return LONE_SURROGATE.format(character="a character", where="the body")

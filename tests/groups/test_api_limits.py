@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
@@ -128,3 +130,50 @@ def test_too_large_form_fields_inside_a_multipart_body_are_413_json(cast, settin
     assert response.status_code == 413
     assert response.json()["code"] == "too_large"
     assert "form fields" in response.json()["detail"]
+
+
+# A lone surrogate ("\ud800" in JSON) parses into a str that is not text: every endpoint
+# that queried with it or repeated it in a message answered 500.
+LONE_SURROGATE_BODIES = [
+    ("/api/v1/training/experiments", {"experiment_name": "\ud800", "model_type": "Classification"}, "experiment_name"),
+    ("/api/v1/users", {"username": "s\ud800"}, "username"),
+    ("/api/v1/groups/datarisk/members", {"username": "teammate", "role": "\ud800"}, "role"),
+    ("/api/v1/groups", {"name": "ok", "tags": [{"\ud800x": 1}]}, "a key of tags[0]"),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "where"), LONE_SURROGATE_BODIES)
+def test_a_lone_surrogate_anywhere_in_a_json_body_is_400_naming_where(cast, path, body, where):
+    text = json.dumps(body)  # Python writes the surrogate as the escape "\ud800"
+    response = api_client(cast.admin).generic("POST", path, text, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert response.json() == {
+        "detail": f"The JSON body has \\ud800 (a lone surrogate, which is not text) in {where}. "
+        "Send strings of valid Unicode.",
+        "code": "parse_error",
+    }
+
+
+def test_a_surrogate_pair_is_ordinary_text(cast):
+    body = json.dumps({"name": "emoji-team", "description": "\U0001f600"})  # escaped as a pair
+    response = api_client(cast.admin).generic("POST", "/api/v1/groups", body, content_type="application/json")
+    assert response.status_code == 201, response.content
+    assert response.json()["description"] == "\U0001f600"
+
+
+def test_an_unexpected_error_under_the_api_is_the_json_error_shape_not_a_page(cast, monkeypatch):
+    def broken(**kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("groups.services.create_group", broken)
+    client = Client(raise_request_exception=False)
+    client.force_login(cast.admin)
+    response = client.post("/api/v1/groups", {"name": "doomed"}, content_type="application/json")
+    assert response.status_code == 500
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {
+        "detail": "Internal error: the server failed to answer this request. It is logged; retry later.",
+        "code": "error",
+    }
+    page = client.get("/models/Mnothere/")  # outside /api/ the page stays a page
+    assert "text/html" in page["Content-Type"]

@@ -349,7 +349,9 @@ def server_error(request: HttpRequest) -> HttpResponse:
     log as for any 500; the answer says nothing of it."""
     if request.path_info.startswith(API_PREFIX):
         return api_errors.error_response(
-            500, "Internal error: the server failed to answer this request. It is logged; retry later.", "error"
+            500,
+            "Internal error: the server failed to answer this request. It is logged; retry later.",
+            "error",
         )
     return defaults.server_error(request)
 

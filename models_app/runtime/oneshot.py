@@ -27,7 +27,14 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from models_app.runtime import sandbox
-from models_app.runtime.protocol import ProtocolError, encode_frame, frame_complete, read_frame_from_file
+from models_app.runtime.protocol import (
+    HEADER,
+    MAX_FRAME_BYTES,
+    ProtocolError,
+    encode_frame,
+    frame_complete,
+    read_frame_from_file,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +43,11 @@ logger = logging.getLogger(__name__)
 MAX_OUTPUT_CHARS = 8 * 1024 * 1024
 # Lines longer than this (progress bars, binary garbage) are delivered in pieces.
 _CHUNK_BYTES = 64 * 1024
+# Output read but not yet handled on the caller's thread, at most: past it the reader
+# waits, the pipe fills and the model's writes block. Without the bound a model printing
+# faster than the caller logs grew the worker's memory without limit (40 MiB of short
+# lines took it to 2.8 GB).
+_PENDING_OUTPUT_CHARS = 1024 * 1024
 # How long to wait for the output pipes to close once the runner itself has exited.
 _DRAIN_GRACE = 1.0
 # How long the runner may take to exit once it has answered.
@@ -133,6 +145,12 @@ class _Supervisor:
         # can use the caller's database connection, for instance).
         self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.stdout = bytearray()
+        self.stdout_refused = False
+        # stderr's lines on their way to the caller's thread (see _PENDING_OUTPUT_CHARS).
+        self.pending = threading.Condition()
+        self.pending_lines: list[str] = []
+        self.pending_chars = 0
+        self.stopped_reading = False
         self.output: deque[str] = deque()
         self.output_chars = 0
         self.output_truncated = False
@@ -204,29 +222,33 @@ class _Supervisor:
                 event, value = self.events.get(timeout=limit - now)
             except queue.Empty:
                 continue
-            if event == "line":
-                self._add_output(value)
-            elif event == "stderr_eof":
+            if event == "stderr_eof":
                 stderr_done = True
             elif event == "stdout_eof":
                 stdout_done = True
+            elif event == "lines":
+                self._take_lines()
             elif event == "stdout":
                 if not linger_until and frame_complete(self.stdout):
                     linger_until = min(deadline, time.monotonic() + _EXIT_GRACE)
+            elif event == "stdout_refused" and not killed:
+                # An answer announced over the frame limit: invalid whatever follows
+                # (_result says so), and not worth reading.
+                killed = True
+                self._kill_group()
+                kill_wait_until = now + _KILL_WAIT
             elif event == "exited":
                 exited = True
                 # Leftover children would keep running and keep the pipes open.
                 self._kill_group()
                 self.proc.wait()
                 drain_until = time.monotonic() + _DRAIN_GRACE
-        # Output that arrived after a cut-off still counts.
-        while True:
-            try:
-                event, value = self.events.get_nowait()
-            except queue.Empty:
-                break
-            if event == "line":
-                self._add_output(value)
+        # Output that arrived after a cut-off still counts; a reader still waiting for room
+        # is let go (what it reads from now on is dropped).
+        self._take_lines()
+        with self.pending:
+            self.stopped_reading = True
+            self.pending.notify_all()
 
         result = self._result(timed_out, timeout)
         result.returncode = self.launched.returncode
@@ -243,25 +265,60 @@ class _Supervisor:
             stdin.close()
 
     def _read_stdout(self, stdout: IO[bytes]) -> None:
+        """Keep the answer frame and nothing more: the model's code can write to the
+        answer's pipe too, and whatever it wrote was held in the worker's memory."""
         try:
             while chunk := stdout.read1(_CHUNK_BYTES):  # type: ignore[attr-defined]
+                if self.stdout_refused:
+                    continue  # drained, so the writer does not block; dropped
+                before = len(self.stdout)
                 self.stdout += chunk
-                self.events.put(("stdout", None))
+                if len(self.stdout) >= HEADER.size:
+                    (length,) = HEADER.unpack_from(self.stdout)
+                    if length > MAX_FRAME_BYTES:
+                        # The header alone is kept: reading it says what was wrong.
+                        del self.stdout[HEADER.size :]
+                        self.stdout_refused = True
+                        self.events.put(("stdout_refused", None))
+                        continue
+                    # Bytes after the one frame are not part of any answer.
+                    del self.stdout[HEADER.size + length :]
+                if len(self.stdout) > before:
+                    self.events.put(("stdout", None))
         finally:
             self.events.put(("stdout_eof", None))
 
     def _read_stderr(self, stderr: IO[bytes]) -> None:
         # Incremental: a UTF-8 character split across two reads must survive.
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        partial = ""
         try:
-            while raw := stderr.readline(_CHUNK_BYTES):
-                text = decoder.decode(raw)
-                if text:
-                    self.events.put(("line", text))
-            if tail := decoder.decode(b"", final=True):
-                self.events.put(("line", tail))
+            while raw := stderr.read1(_CHUNK_BYTES):  # type: ignore[attr-defined]
+                *lines, partial = (partial + decoder.decode(raw)).split("\n")
+                lines = [line + "\n" for line in lines]
+                if len(partial) >= _CHUNK_BYTES:
+                    lines.append(partial)
+                    partial = ""
+                self._queue_lines(lines)
+            self._queue_lines([partial + decoder.decode(b"", final=True)])
         finally:
             self.events.put(("stderr_eof", None))
+
+    def _queue_lines(self, lines: list[str]) -> None:
+        """Hand lines to the caller's thread, waiting while too much is still unhandled."""
+        lines = [line for line in lines if line]
+        if not lines:
+            return
+        with self.pending:
+            while self.pending_chars > _PENDING_OUTPUT_CHARS and not self.stopped_reading:
+                self.pending.wait()
+            if self.stopped_reading:
+                return
+            wake = not self.pending_lines
+            self.pending_lines.extend(lines)
+            self.pending_chars += sum(map(len, lines))
+        if wake:  # one event per batch, however many lines it gathers
+            self.events.put(("lines", None))
 
     def _wait_exit(self) -> None:
         # Wait without reaping: while the runner is a zombie its pid, and so its process
@@ -276,6 +333,13 @@ class _Supervisor:
 
     def _kill_group(self) -> None:
         self.launched.kill()
+
+    def _take_lines(self) -> None:
+        with self.pending:
+            lines, self.pending_lines, self.pending_chars = self.pending_lines, [], 0
+            self.pending.notify_all()
+        for line in lines:
+            self._add_output(line)
 
     def _add_output(self, text: str) -> None:
         self.output.append(text)

@@ -135,7 +135,11 @@ def test_too_large_form_fields_inside_a_multipart_body_are_413_json(cast, settin
 # A lone surrogate ("\ud800" in JSON) parses into a str that is not text: every endpoint
 # that queried with it or repeated it in a message answered 500.
 LONE_SURROGATE_BODIES = [
-    ("/api/v1/training/experiments", {"experiment_name": "\ud800", "model_type": "Classification"}, "experiment_name"),
+    (
+        "/api/v1/training/experiments",
+        {"experiment_name": "\ud800", "model_type": "Classification"},
+        "experiment_name",
+    ),
     ("/api/v1/users", {"username": "s\ud800"}, "username"),
     ("/api/v1/groups/datarisk/members", {"username": "teammate", "role": "\ud800"}, "role"),
     ("/api/v1/groups", {"name": "ok", "tags": [{"\ud800x": 1}]}, "a key of tags[0]"),

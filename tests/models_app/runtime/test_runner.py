@@ -803,3 +803,106 @@ def test_numpy_and_pandas_results_become_plain_json(scientific_python, write_use
         "dates": ["2024-01-01T10:00:00"],
         "5": "numpy key",
     }
+
+
+# --------------------------------------------------------------- output the worker holds
+
+# The model's code can write to the answer's pipe (the runner's private copy of fd 1 is in
+# its process) and print without end: the worker running it must hold neither whole.
+FIND_ANSWER_FD = """
+import os
+def answer_fd():
+    others = {os.readlink("/proc/self/fd/0"), os.readlink("/proc/self/fd/2")}
+    for fd in range(3, 64):
+        try:
+            target = os.readlink("/proc/self/fd/%d" % fd)
+        except OSError:
+            continue
+        if target.startswith("pipe:") and target not in others:
+            return fd
+"""
+
+
+@pytest.fixture
+def supervisors(monkeypatch) -> list:
+    """The _Supervisor of each run, to look at what it held."""
+    made = []
+    original = oneshot._Supervisor.__init__
+
+    def recording(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(oneshot._Supervisor, "__init__", recording)
+    return made
+
+
+def test_an_answer_announced_over_the_frame_limit_is_refused_without_being_held(
+    runner_python, write_user_module, supervisors
+):
+    source = write_user_module(
+        FIND_ANSWER_FD
+        + """
+import struct
+def score(data, base_path):
+    fd = answer_fd()
+    os.write(fd, struct.pack(">I", 0xFFFFFFF0))
+    chunk = b"A" * (1 << 20)
+    for _ in range(64):  # 64 MiB, unless the run is stopped
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(fd, view):]
+    return {}
+"""
+    )
+    result = run(runner_python, source)
+    assert result.phase == "crash"
+    assert "announced frame of 4294967280 bytes exceeds the 268435456-byte limit" in result.error
+    assert len(supervisors[0].stdout) == 4  # the header that says what was wrong, nothing after
+
+
+def test_bytes_after_the_answer_frame_are_not_held(runner_python, write_user_module, supervisors):
+    source = write_user_module(
+        FIND_ANSWER_FD
+        + """
+import json, struct
+def score(data, base_path):
+    fd = answer_fd()
+    payload = json.dumps({"ok": True, "result": {"forged": 1}}).encode()
+    os.write(fd, struct.pack(">I", len(payload)) + payload + b"B" * (4 << 20))
+    return {}
+"""
+    )
+    result = run(runner_python, source)
+    assert result.ok and result.result == {"forged": 1}  # the model's own answer, as it wrote it
+    assert len(supervisors[0].stdout) == 4 + len(b'{"ok": true, "result": {"forged": 1}}')
+
+
+def test_printed_output_waits_for_the_caller_instead_of_piling_up(
+    runner_python, write_user_module, supervisors, monkeypatch
+):
+    monkeypatch.setattr(oneshot, "_PENDING_OUTPUT_CHARS", 64 * 1024)
+    source = write_user_module(
+        """
+import sys
+def score(data, base_path):
+    sys.stderr.write("x\\n" * 200000)
+    sys.stderr.flush()
+    return {"done": True}
+"""
+    )
+    seen = {"lines": 0}
+
+    def slow_caller(line: str) -> None:
+        if seen["lines"] == 0:
+            time.sleep(2)  # the model has long finished printing by now
+            supervisor = supervisors[0]
+            seen["queued_events"] = supervisor.events.qsize()
+            seen["pending_chars"] = supervisor.pending_chars
+        seen["lines"] += 1
+
+    result = run(runner_python, source, on_output_line=slow_caller)
+    assert result.ok and result.result == {"done": True}
+    assert seen["lines"] == 200000  # every line still reaches the caller, in the end
+    assert seen["queued_events"] < 10
+    assert seen["pending_chars"] <= 2 * 64 * 1024

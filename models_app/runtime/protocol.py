@@ -70,10 +70,16 @@ def write_frame(sock: socket.socket, obj: Any) -> None:
     sock.sendall(encode_frame(obj))
 
 
-def read_frame(source: socket.socket | BinaryIO) -> Any:
+# The largest answer to a control request (a ping, a runner's "loaded"): a few fields. A
+# runner's answers come from the process the model's code runs in, so the model host
+# reads no more than this of them.
+MAX_CONTROL_FRAME_BYTES = 64 * 1024
+
+
+def read_frame(source: socket.socket | BinaryIO, max_bytes: int = MAX_FRAME_BYTES) -> Any:
     """Read one frame from a connected socket or a binary file object."""
     if isinstance(source, socket.socket):
-        return _read_frame(source.recv_into)
+        return decode_payload(_read_payload(source.recv_into, max_bytes))
     return read_frame_from_file(source)
 
 
@@ -99,10 +105,10 @@ def _read_frame(read_into: Any) -> Any:
     return decode_payload(_read_payload(read_into))
 
 
-def _read_payload(read_into: Any) -> bytes:
+def _read_payload(read_into: Any, max_bytes: int = MAX_FRAME_BYTES) -> bytes:
     (length,) = HEADER.unpack(_read_exactly(read_into, HEADER.size))
-    if length > MAX_FRAME_BYTES:
-        raise ProtocolError(f"announced frame of {length} bytes exceeds the {MAX_FRAME_BYTES}-byte limit")
+    if length > max_bytes:
+        raise ProtocolError(f"announced frame of {length} bytes exceeds the {max_bytes}-byte limit")
     try:
         payload = _read_exactly(read_into, length)
     except ConnectionClosed as exc:  # the header came, so this is a truncation, not a clean close

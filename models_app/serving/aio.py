@@ -235,9 +235,16 @@ class RunnerConnection(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
 
     def data_received(self, data: bytes) -> None:
-        self._buffer += data
         waiter = self._waiter
-        if waiter is None or waiter.done() or len(self._buffer) < HEADER.size:
+        if waiter is None or waiter.done():
+            # Bytes no call asked for: the model's code runs in the runner's process and
+            # can write to this socket. Held, they would pile up in the web worker that
+            # every group's calls share; the connection is dropped instead (the pool
+            # reconnects on its next use).
+            self._drop()
+            return
+        self._buffer += data
+        if len(self._buffer) < HEADER.size:
             return
         (length,) = HEADER.unpack_from(self._buffer)
         if length > MAX_FRAME_BYTES:
@@ -247,6 +254,8 @@ class RunnerConnection(asyncio.Protocol):
         elif len(self._buffer) >= HEADER.size + length:
             payload = bytes(self._buffer[HEADER.size : HEADER.size + length])
             del self._buffer[: HEADER.size + length]
+            if self._buffer:  # more than the one answer: not a connection to reuse
+                self._drop()
             waiter.set_result(payload)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -257,6 +266,10 @@ class RunnerConnection(asyncio.Protocol):
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+    def _drop(self) -> None:
+        self._buffer.clear()
+        self.transport.close()
 
     async def exchange(self, frame: bytes, timeout: float) -> bytes:
         """Send one frame and return the payload of the answer frame; TimeoutError when

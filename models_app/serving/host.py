@@ -44,7 +44,13 @@ from models_app import sandboxes
 from models_app.environments import environment_path
 from models_app.models import MLModel
 from models_app.runtime import sandbox
-from models_app.runtime.protocol import ProtocolError, predict_frame, read_frame, write_frame
+from models_app.runtime.protocol import (
+    MAX_CONTROL_FRAME_BYTES,
+    ProtocolError,
+    predict_frame,
+    read_frame,
+    write_frame,
+)
 from models_app.serving import paths
 
 logger = logging.getLogger(__name__)
@@ -294,7 +300,8 @@ class ModelHost:
                 sock.sendall(predict_frame(json.dumps(model.schema), str(model.folder)))
                 answer = read_frame(sock)
                 write_frame(sock, {"op": "ping"})
-                runner.busy, runner.sampled_at = float(read_frame(sock)["busy"]), time.monotonic()
+                ping = read_frame(sock, MAX_CONTROL_FRAME_BYTES)
+                runner.busy, runner.sampled_at = float(ping["busy"]), time.monotonic()
         except (OSError, ProtocolError, KeyError, TypeError, ValueError) as exc:
             raise HostError(f"The warm-up call got no answer: {exc}") from None
         finally:
@@ -406,7 +413,7 @@ class ModelHost:
                 if not select.select([sock], [], [], 0.1)[0]:
                     continue
                 try:
-                    answer = read_frame(sock)
+                    answer = read_frame(sock, MAX_CONTROL_FRAME_BYTES)
                 except (OSError, ProtocolError) as exc:
                     self._stop_runner(runner)
                     raise HostError(f"The model's runner failed while loading the model: {exc}") from None
@@ -425,7 +432,7 @@ class ModelHost:
             sock.settimeout(timeout)
             sock.connect(str(runner.socket_path))
             write_frame(sock, {"op": "ping"})
-            return read_frame(sock)
+            return read_frame(sock, MAX_CONTROL_FRAME_BYTES)
 
     @staticmethod
     def _log_tail(runner: Runner, lines: int = 30) -> str:

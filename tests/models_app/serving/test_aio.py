@@ -334,3 +334,57 @@ def test_host_takes_a_burst_of_connections_before_it_accepts_any():
                 client.close()
             server.server_close()
     assert len(clients) == burst
+
+
+# The model's code runs in the runner's process and can write to the web worker's
+# connections: nothing it sends beyond the answers asked for may be held there.
+
+
+def _connection_pair():
+    async def connect():
+        ours, runners = socket.socketpair()
+        loop = asyncio.get_running_loop()
+        _, connection = await loop.create_unix_connection(aio.RunnerConnection, sock=ours)
+        return connection, runners
+
+    return connect()
+
+
+async def _closed(connection: aio.RunnerConnection) -> bool:
+    for _ in range(200):
+        if connection.transport.is_closing():
+            return True
+        await asyncio.sleep(0.005)
+    return False
+
+
+def test_bytes_a_runner_sends_unasked_drop_the_connection_instead_of_piling_up():
+    async def scenario():
+        connection, runners = await _connection_pair()
+        runners.sendall(b"x" * 65536)  # between calls: no answer is awaited
+        closed = await _closed(connection)
+        runners.close()
+        return closed, len(connection._buffer)
+
+    assert run_async(scenario()) == (True, 0)
+
+
+def test_an_answer_followed_by_more_bytes_is_returned_and_its_connection_not_reused():
+    answer = b'{"ok":true,"result":{"a":1}}'
+
+    async def scenario():
+        connection, runners = await _connection_pair()
+        loop = asyncio.get_running_loop()
+
+        def runner_side():
+            runners.recv(65536)  # the request
+            runners.sendall(len(answer).to_bytes(4, "big") + answer + b"y" * 65536)
+
+        served = loop.run_in_executor(None, runner_side)
+        payload = await connection.exchange(b"\x00\x00\x00\x02{}", timeout=5)
+        await served
+        closed = await _closed(connection)
+        runners.close()
+        return payload, closed, len(connection._buffer)
+
+    assert run_async(scenario()) == (answer, True, 0)

@@ -608,3 +608,41 @@ def test_a_switch_that_does_not_start_here_is_not_retried_every_pass(
     _follow(host)
     _follow(host)
     assert attempts == [model.hash] and host.runners == {}
+
+
+def test_a_ping_answer_over_the_control_limit_is_refused_without_being_read(tmp_path):
+    """A runner's answers come from the process the model's code runs in: the host reads
+    no more of a ping's answer than a control answer can need."""
+    import socket
+    import threading
+
+    from models_app.runtime.protocol import MAX_CONTROL_FRAME_BYTES, ProtocolError
+
+    path = tmp_path / "runner.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(1)
+    sent = []
+
+    def runner_side():
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(4096)
+            announced = 100 * 1024 * 1024
+            connection.sendall(announced.to_bytes(4, "big"))
+            try:
+                for _ in range(1600):  # up to the 100 MiB it announced
+                    connection.sendall(b"z" * 65536)
+                    sent.append(65536)
+            except OSError:
+                pass  # the host hung up
+
+    thread = threading.Thread(target=runner_side)
+    thread.start()
+    try:
+        with pytest.raises(ProtocolError, match=f"exceeds the {MAX_CONTROL_FRAME_BYTES}-byte limit"):
+            host_module.ModelHost._ping(SimpleNamespace(socket_path=path), timeout=5)
+    finally:
+        thread.join(10)
+        listener.close()
+    assert sum(sent) < 16 * 1024 * 1024  # what the socket buffers took before the host hung up

@@ -163,7 +163,8 @@ class _Supervisor:
         if self.code.writable is None or not self.code.limits.disk_mb or now < self.next_disk_check:
             return False
         self.next_disk_check = now + _DISK_CHECK_INTERVAL
-        return sandbox.folder_bytes(self.code.writable) > self.code.limits.disk_mb * 1024 * 1024
+        limit = self.code.limits.disk_mb * 1024 * 1024
+        return sandbox.folder_bytes(self.code.writable, stop_above=limit) > limit
 
     def run(self, deadline: float, timeout: float, started: float) -> RunResult:
         assert self.proc.stdin and self.proc.stdout and self.proc.stderr

@@ -388,6 +388,23 @@ def test_folder_bytes_counts_what_was_written(tmp_path):
     assert sandbox.folder_bytes(tmp_path / "missing") == 0
 
 
+def test_folder_bytes_counts_links_folders_and_empty_files_at_a_block_each(tmp_path):
+    """Each takes an inode, a long link target a block: a job made thousands of them in its
+    folder while its count said 4 KiB."""
+    for n in range(300):
+        (tmp_path / f"link{n}").symlink_to("/" + "x" * 4000)
+        (tmp_path / f"empty{n}").touch()
+        (tmp_path / f"dir{n}").mkdir()
+    assert sandbox.folder_bytes(tmp_path) >= 900 * sandbox.MIN_ENTRY_BYTES
+
+
+def test_folder_bytes_stops_counting_past_the_limit(tmp_path):
+    for n in range(100):
+        (tmp_path / f"empty{n}").touch()
+    counted = sandbox.folder_bytes(tmp_path, stop_above=10 * sandbox.MIN_ENTRY_BYTES)
+    assert 10 * sandbox.MIN_ENTRY_BYTES < counted <= 11 * sandbox.MIN_ENTRY_BYTES
+
+
 def test_the_seccomp_filter_is_one_bpf_program_per_known_architecture(monkeypatch):
     program = sandbox._no_userns_seccomp()
     if os.uname().machine in sandbox._SECCOMP_ARCHES:

@@ -45,6 +45,7 @@ import stat
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -186,6 +187,10 @@ class Launched:
         self.sandboxed = sandboxed
         self.uid = uid
         self._lease = lease
+        # Threads of the model host can release one runner at once (a crash seen while it is
+        # being stopped): the lease's fd must be closed once, or the second close could hit
+        # the same number reused by another job's lease and free that job's uid.
+        self._release_lock = threading.Lock()
         # slirp4netns of a private network: it ends when the sandbox's end of its exit pipe closes.
         self.network_helper = network_helper
 
@@ -226,9 +231,10 @@ class Launched:
 
     def release(self) -> None:
         """Free the sandbox uid for another job (once the process has been reaped)."""
-        if self._lease is not None:
-            os.close(self._lease)
-            self._lease = None
+        with self._release_lock:
+            lease, self._lease = self._lease, None
+        if lease is not None:
+            os.close(lease)
         if self.network_helper is not None and self.process.poll() is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.network_helper.wait(2)  # reaped, not left a zombie

@@ -800,7 +800,9 @@ class ModelHost:
         a model's size is known once it has loaded."""
         while True:
             with self._lock:
-                live = [r for r in self.runners.values() if r.alive]
+                # A runner already being stopped (by another thread) is on its way out: it
+                # counts no more, and is no one's victim again.
+                live = [r for r in self.runners.values() if r.alive and not r.expected_exit]
                 over_count = len(live) + adding > settings.HOST_MAX_RUNNERS
                 memory = sum(r.rss for r in live)
                 over_memory = (
@@ -808,9 +810,10 @@ class ModelHost:
                     and memory > settings.HOST_MEMORY_BUDGET_MB * 1024 * 1024
                 )
                 candidates = sorted((r for r in live if r.model_hash != protect), key=lambda r: r.last_used)
-            if not (over_count or over_memory) or not candidates:
-                return
-            victim = candidates[0]
+                if not (over_count or over_memory) or not candidates:
+                    return
+                victim = candidates[0]
+                victim.expected_exit = True  # claimed under the lock
             logger.info(
                 "evicting runner %s of %s (least recently used)", victim.process.pid, victim.model_hash
             )

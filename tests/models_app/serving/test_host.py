@@ -646,3 +646,75 @@ def test_a_ping_answer_over_the_control_limit_is_refused_without_being_read(tmp_
         thread.join(10)
         listener.close()
     assert sum(sent) < 16 * 1024 * 1024  # what the socket buffers took before the host hung up
+
+
+def _fake_runner(model_hash: str, last_used: float) -> host_module.Runner:
+    """A Runner whose process is alive as far as the host can tell (no process at all)."""
+    process = SimpleNamespace(poll=lambda: None, pid=0)
+    return host_module.Runner(
+        model_hash=model_hash,
+        model_id=0,
+        build=1,
+        replica=0,
+        socket_path=paths.host_socket().parent / f"{model_hash}.1.0.sock",
+        launched=SimpleNamespace(process=process),
+        last_used=last_used,
+    )
+
+
+def test_threads_making_room_at_once_evict_one_runner_once(host, settings, monkeypatch):
+    """Overlapping builds each made room: they picked the same least recently used runner
+    and stopped it once each (its uid lease's fd closed twice)."""
+    import threading
+
+    settings.HOST_MAX_RUNNERS = 2
+    runners = [_fake_runner(f"Mfake{n}", last_used=n) for n in range(3)]
+    for runner in runners:
+        host.runners[(runner.model_hash, 0)] = runner
+    stopped = []
+
+    def slow_stop(runner):
+        stopped.append(runner.model_hash)
+        time.sleep(0.3)  # the evicted runner answers its call in flight first
+        with host._lock:
+            host.runners.pop((runner.model_hash, 0), None)
+
+    monkeypatch.setattr(host, "_stop_runner", slow_stop)
+    threads = [threading.Thread(target=host._enforce_budget) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert stopped == ["Mfake0"]
+    assert sorted(host.runners) == [("Mfake1", 0), ("Mfake2", 0)]
+
+
+def test_a_sandbox_lease_released_from_two_threads_is_closed_once(monkeypatch):
+    """The second close of a lease's fd could hit the same number reused by another job's
+    lease, and free that job's uid."""
+    import os
+    import threading
+
+    from models_app.runtime import sandbox
+
+    lease = os.open(os.devnull, os.O_RDONLY)
+    real_close = os.close
+    closed = []
+
+    def slow_close(fd):
+        if fd != lease:
+            return real_close(fd)
+        closed.append(fd)
+        time.sleep(0.2)
+        if len(closed) == 1:
+            real_close(fd)
+
+    monkeypatch.setattr(sandbox.os, "close", slow_close)
+    launched = sandbox.Launched(SimpleNamespace(pid=0, poll=lambda: None), 200001, lease, sandboxed=True)
+    threads = [threading.Thread(target=launched.release) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    monkeypatch.undo()
+    assert closed == [lease]

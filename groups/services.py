@@ -11,8 +11,9 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.auth.tokens import default_token_generator
+from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
@@ -57,8 +58,13 @@ def create_group(
 ) -> tuple[Group, str]:
     """Create a group and its first token; the creator (if any) becomes an owner."""
     group = Group(name=name, description=description, created_by=created_by)
-    group.full_clean()
-    group.save()
+    group.full_clean()  # a name already taken: ValidationError, as below
+    try:
+        with transaction.atomic():
+            group.save()
+    except IntegrityError:
+        # Created by a concurrent request since the check: the same answer as the check's.
+        raise ValidationError({"name": [group.unique_error_message(Group, ("name",))]}) from None
     if created_by is not None:
         Membership.objects.create(group=group, user=created_by, role=Membership.Role.OWNER)
     _, value = _issue_group_token(group, created_by)
@@ -190,7 +196,15 @@ def create_user(*, username: str, email: str = "", is_staff: bool = False) -> Se
     """A new active account with no usable password, and its set-password link."""
     user = get_user_model()(username=username, email=email, is_staff=is_staff, is_active=True)
     user.set_unusable_password()
-    user.save()
+    try:
+        with transaction.atomic():
+            user.save()
+    except IntegrityError:
+        # Created by a concurrent request since the form's check: the check's own message.
+        message = gettext(
+            "A user named '%(username)s' already exists (user names are compared ignoring case)."
+        ) % {"username": username}
+        raise ValidationError({"username": [message]}) from None
     return set_password_link(user)
 
 

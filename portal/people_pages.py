@@ -13,7 +13,7 @@ from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -61,10 +61,14 @@ def people(request: HttpRequest) -> HttpResponse:
     form = UserCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        link = services.create_user(username=data["username"], email=data["email"], is_staff=data["is_staff"])
-        _show_link_next(request, link, "created", data["send_email"])
-        messages.success(request, _("Account '%(user)s' created.") % {"user": link.user.username})
-        return redirect("person", username=link.user.username)
+        try:
+            link = services.create_user(username=data["username"], email=data["email"], is_staff=data["is_staff"])
+        except ValidationError as exc:  # the name was taken since the form's check
+            form.add_error(None, exc)
+        else:
+            _show_link_next(request, link, "created", data["send_email"])
+            messages.success(request, _("Account '%(user)s' created.") % {"user": link.user.username})
+            return redirect("person", username=link.user.username)
     users = _people().annotate(group_count=Count("memberships")).order_by("-is_active", "username")
     context = {"users": users, "form": form}
     return render(request, "portal/people.html", context, status=400 if form.errors else 200)

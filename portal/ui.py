@@ -15,7 +15,7 @@ from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Func, IntegerField, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse
@@ -170,8 +170,12 @@ def group_list(request: HttpRequest) -> HttpResponse:
         if not is_admin(request.user):
             raise PermissionDenied(_("Only admins can create groups."))
         if form.is_valid():
-            group, value = services.create_group(created_by=request.user, **form.cleaned_data)
-            return _show_token_once(request, group, value, created=True)
+            try:
+                group, value = services.create_group(created_by=request.user, **form.cleaned_data)
+            except ValidationError as exc:  # the name was taken since the form's check
+                form.add_error(None, exc)
+            else:
+                return _show_token_once(request, group, value, created=True)
     context = {
         "groups": _with_roles(_groups_with_figures(request.user), request.user),
         "form": form,

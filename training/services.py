@@ -43,14 +43,18 @@ def get_or_create_experiment(
     user, *, name: str, model_type: str, group: Group, force: bool = False
 ) -> tuple[Experiment, bool]:
     """The group's experiment with this name and type, or a new one (always new with ``force``)."""
-    if not force:
-        existing = Experiment.objects.filter(group=group, name=name, model_type=model_type).first()
-        if existing is not None:
-            return existing, False
-    experiment = Experiment.objects.create(
-        name=name, model_type=model_type, group=group, created_by=user if user.is_authenticated else None
-    )
-    return experiment, True
+    with transaction.atomic():
+        # One find-or-create at a time per group: two requests at once both found none and
+        # both created one (SQLite's write transactions are serial already).
+        Group.objects.select_for_update().get(pk=group.pk)
+        if not force:
+            existing = Experiment.objects.filter(group=group, name=name, model_type=model_type).first()
+            if existing is not None:
+                return existing, False
+        experiment = Experiment.objects.create(
+            name=name, model_type=model_type, group=group, created_by=user if user.is_authenticated else None
+        )
+        return experiment, True
 
 
 def with_platform_requirements(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import NON_FIELD_ERRORS
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import Resolver404
 from rest_framework import exceptions, status
@@ -40,6 +41,10 @@ def _first_message(errors: Any) -> str:
 
 
 def exception_handler(exc: Exception, context: dict) -> Any:
+    if isinstance(exc, DjangoValidationError):
+        # A model's or a service's own check (e.g. a name another request took a moment
+        # ago): bad input like any other, not a 500.
+        exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
     if type(exc) is exceptions.NotAuthenticated and presents_group_token(context["request"]):
         # DRF's "credentials were not provided" would hide that some were, of the wrong kind.
         exc.detail = exceptions.ErrorDetail(USER_ENDPOINT_NEEDS_A_LOGIN, code=exc.default_code)

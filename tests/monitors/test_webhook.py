@@ -159,6 +159,18 @@ def test_the_api_refuses_internal_urls_and_short_secrets_and_changes_nothing(cas
     assert monitor.webhook_url == "https://hooks.example/a" and not monitor.webhook_signed
 
 
+def test_the_api_refuses_a_url_no_notice_can_be_posted_to(cast, model, run):
+    make_monitor(model, run, webhook_url="https://hooks.example/a")
+    response = api_client(cast.owner).patch(
+        f"{API}/{model.hash}", {"webhook_url": "ftp://hooks.example/drop"}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"]["webhook_url"] == [
+        "The webhook URL must start with https:// (or http://): notices are HTTP POST requests."
+    ]
+    assert Monitor.objects.get(model=model).webhook_url == "https://hooks.example/a"
+
+
 def test_registration_takes_a_secret_and_refuses_an_internal_url(cast, model, run, monkeypatch):
     from tests.monitors.test_api import payload
 

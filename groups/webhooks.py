@@ -89,7 +89,9 @@ def url_problem(url: str) -> str | None:
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("http", "https"):
         # Form URL fields accept ftp:// too, which no notice can be sent to.
-        return gettext("The webhook URL must start with https:// (or http://): notices are HTTP POST requests.")
+        return gettext(
+            "The webhook URL must start with https:// (or http://): notices are HTTP POST requests."
+        )
     if parts.username is not None or parts.password is not None:
         return gettext(
             "The webhook URL must not carry a user name or password: give a signing secret "

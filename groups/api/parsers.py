@@ -34,12 +34,20 @@ class JSONParser(DRFJSONParser):
             data = super().parse(stream, media_type, parser_context)
         except RecursionError:
             raise ParseError(TOO_DEEP) from None
-        try:
-            # One pass in C over the whole body; the walk below runs only to name the place.
-            json.dumps(data, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:
-            raise ParseError(_lone_surrogate(data)) from None
+        problem = lone_surrogate_problem(data)
+        if problem:
+            raise ParseError(problem)
         return data
+
+
+def lone_surrogate_problem(data: Any) -> str | None:
+    """Why `data` (just parsed from JSON) is not text, naming where; None when it is."""
+    try:
+        # One pass in C over the whole document; the walk runs only to name the place.
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return _lone_surrogate(data)
+    return None
 
 
 def _lone_surrogate(data: Any) -> str:

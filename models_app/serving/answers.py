@@ -17,6 +17,7 @@ from django.conf import settings
 
 from groups import metrics
 from groups.api.errors import JSON_KINDS, error_json
+from groups.api.parsers import lone_surrogate_problem
 from models_app.runtime.protocol import OK_PREFIX, ProtocolError, decode_payload
 from models_app.sandboxes import limits_for
 from monitoring.recorder import Call, recorder
@@ -66,6 +67,16 @@ def _not_json(body: bytes, error: ValueError) -> str:
     return f"The request body is not valid JSON: {error}."
 
 
+def _text_only(payload):
+    """`payload` unless a string in it is not text: json accepts a lone surrogate ("\\ud800",
+    which orjson refuses), and the model would get a value it cannot encode (its error
+    was then blamed on the model, as a 422)."""
+    problem = lone_surrogate_problem(payload)
+    if problem:
+        raise BadInput(400, problem, "invalid")
+    return payload
+
+
 def check_input(body: bytes, schema_is_object: bool) -> str:
     """The body as the JSON text the runner gets, once it is known to be valid input.
 
@@ -81,9 +92,11 @@ def check_input(body: bytes, schema_is_object: bool) -> str:
             try:
                 payload = orjson.loads(body)
             except orjson.JSONDecodeError:
-                payload = json.loads(text)
+                payload = _text_only(json.loads(text))
         else:
-            payload = json.loads(text)
+            payload = _text_only(json.loads(text))
+    except BadInput:
+        raise
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadInput(400, _not_json(body, exc), "invalid") from None
     except RecursionError:

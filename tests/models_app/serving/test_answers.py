@@ -12,13 +12,13 @@ from models_app.serving.answers import NESTED_TOO_DEEPLY, BadInput, check_input
     "payload",
     [
         {"x": float("nan"), "y": float("inf"), "z": float("-inf")},
-        {"text": "\ud800 a lone surrogate"},
         {"big": 10**40, "small": -(10**40)},
         [{"a": 1}, {"a": 2}],
+        {"emoji": "\U0001f600"},  # a surrogate pair in the escaped text: one character
     ],
-    ids=["nan-infinity", "lone-surrogate", "big-integers", "records"],
+    ids=["nan-infinity", "big-integers", "records", "surrogate-pair"],
 )
-def test_accepts_whatever_pythons_json_dumps_sends(payload):
+def test_accepts_what_pythons_json_dumps_sends_of_text(payload):
     body = json.dumps(payload).encode()
     assert check_input(body, schema_is_object=True) == body.decode()
 
@@ -37,6 +37,23 @@ def test_refusals_are_worded_by_the_standard_library(body, detail):
         check_input(body, schema_is_object=False)
     assert (refused.value.status, refused.value.code) == (400, "invalid")
     assert refused.value.detail == f"The request body is not valid JSON: {detail}."
+
+
+@pytest.mark.parametrize("deep", [False, True], ids=["shallow", "deep-enough-for-json-alone"])
+def test_a_lone_surrogate_is_refused_naming_where_not_passed_to_the_model(deep):
+    """Python's json.dumps writes one ("\\ud800"); the model's code could not encode the
+    value it parsed from it, and its failure was a 422 blaming the model."""
+    payload = {"rows": [{"text": "\ud800 alone"}]}
+    body = json.dumps(payload).encode()
+    if deep:
+        body = b'{"pad": ' + b"[" * 600 + b"]" * 600 + b", " + body[1:]
+    with pytest.raises(BadInput) as refused:
+        check_input(body, schema_is_object=True)
+    assert (refused.value.status, refused.value.code) == (400, "invalid")
+    assert refused.value.detail == (
+        "The JSON body has \\ud800 (a lone surrogate, which is not text) in rows[0].text. "
+        "Send strings of valid Unicode."
+    )
 
 
 def test_nesting_too_deep_for_both_parsers_is_refused_clearly():

@@ -62,7 +62,9 @@ def people(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            link = services.create_user(username=data["username"], email=data["email"], is_staff=data["is_staff"])
+            link = services.create_user(
+                username=data["username"], email=data["email"], is_staff=data["is_staff"]
+            )
         except ValidationError as exc:  # the name was taken since the form's check
             form.add_error(None, exc)
         else:

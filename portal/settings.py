@@ -51,6 +51,8 @@ SECRET_KEY = envstr("SECRET_KEY") or _generated_secret("secret_key", lambda: sec
 SECRET_KEY_FROM_FILE = envstr("SECRET_KEY") is None
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
+# Under /api/ a failed check answers the API's JSON, saying what to send instead.
+CSRF_FAILURE_VIEW = "portal.ui.csrf_failure"
 PORT = envint("PORT", 8000, minimum=1, maximum=65535)
 
 # Fernet keys for secrets at rest; the first encrypts, all decrypt (rotation).

@@ -22,7 +22,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.views import defaults
+from django.views import csrf, defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
@@ -31,6 +31,7 @@ from groups import services
 from groups.access import admins, can_manage_group, get_group_for_user, groups_for, is_admin
 from groups.api import errors as api_errors
 from groups.api.middleware import API_PREFIX
+from groups.authentication import presents_group_token
 from groups.crypto import decrypt_json, encrypt_json
 from groups.forms import ApiTokenForm, GroupForm, MemberForm, RefreshTokenForm, TimeZoneForm
 from groups.models import ApiToken, Group, GroupToken, Membership, Profile
@@ -345,6 +346,27 @@ def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
             return api_errors.error_response(400, unreadable_body(exception), "parse_error")
         return api_errors.error_response(400, "Bad request: the request could not be understood.", "invalid")
     return defaults.bad_request(request, exception)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """CSRF_FAILURE_VIEW: under /api/ (where only /run/<hash>/try takes a session's
+    POST) a JSON 403 saying what to send instead; Django's page elsewhere.
+
+    Django's check runs before the view, so a script with a group token, or a caller not
+    logged in, got Django's HTML page rather than a word on the run URL or the login.
+    """
+    if not request.path_info.startswith(API_PREFIX):
+        return csrf.csrf_failure(request, reason)
+    if presents_group_token(request):
+        detail = (
+            "This URL takes a logged-in member's session (the portal's Try it). With a group "
+            "token, call the run URL itself: POST /api/v1/run/<hash>."
+        )
+    elif not request.user.is_authenticated:
+        detail = "Log in to the portal first (/login/): this URL takes a member's session and its CSRF token."
+    else:
+        detail = f"CSRF check failed ({reason}): send the session's CSRF token in the X-CSRFToken header."
+    return api_errors.error_response(403, detail, "permission_denied")
 
 
 def server_error(request: HttpRequest) -> HttpResponse:

@@ -137,8 +137,46 @@ def test_csrf_token_is_required(cast, model, runner):
     client = session(cast.owner)
     response = client.post(f"/api/v1/run/{model.hash}/try", BODY, content_type="application/json")
     assert response.status_code == 403
+    assert response.json() == {
+        "detail": "CSRF check failed (CSRF token missing.): send the session's CSRF token in the X-CSRFToken header.",
+        "code": "permission_denied",
+    }
     assert runner[0] == []
     assert post_try(client, model.hash).status_code == 200
+
+
+def test_a_script_with_a_group_token_is_told_to_use_the_run_url(cast, model, runner):
+    """Django's CSRF check answers before the view: it gave scripts its HTML page."""
+    response = Client(enforce_csrf_checks=True).post(
+        f"/api/v1/run/{model.hash}/try",
+        BODY,
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {cast.group_token}",
+    )
+    assert response.status_code == 403
+    assert response.json() == {
+        "detail": "This URL takes a logged-in member's session (the portal's Try it). With a group "
+        "token, call the run URL itself: POST /api/v1/run/<hash>.",
+        "code": "permission_denied",
+    }
+    assert runner[0] == []
+
+
+def test_a_caller_not_logged_in_is_told_to_log_in(model, runner):
+    response = Client(enforce_csrf_checks=True).post(
+        f"/api/v1/run/{model.hash}/try", BODY, content_type="application/json"
+    )
+    assert response.status_code == 403
+    assert response.json()["detail"] == (
+        "Log in to the portal first (/login/): this URL takes a member's session and its CSRF token."
+    )
+
+
+def test_a_failed_csrf_check_outside_the_api_is_still_the_page(cast):
+    client = session(cast.admin, csrf=False)
+    response = client.post("/groups/", {"name": "nocsrf"})
+    assert response.status_code == 403
+    assert "text/html" in response["Content-Type"]
 
 
 def test_group_token_does_not_open_the_try_url(cast, model, runner):

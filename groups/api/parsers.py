@@ -22,6 +22,10 @@ TOO_DEEP = (
     "The JSON body is nested too deeply to be read (arrays or objects inside each other "
     "about a thousand levels deep). Send a flatter document."
 )
+TOO_MANY_DIGITS = (
+    "The JSON body has a number with more than 4300 digits, more than an integer may have "
+    "here: send it as a string."
+)
 LONE_SURROGATE = (
     "The JSON body has {character} (a lone surrogate, which is not text) in {where}. "
     "Send strings of valid Unicode."
@@ -34,6 +38,10 @@ class JSONParser(DRFJSONParser):
             data = super().parse(stream, media_type, parser_context)
         except RecursionError:
             raise ParseError(TOO_DEEP) from None
+        except ParseError as exc:
+            if "int_max_str_digits" in str(exc.detail):  # advice meant for the server's code
+                raise ParseError(TOO_MANY_DIGITS) from None
+            raise
         problem = lone_surrogate_problem(data)
         if problem:
             raise ParseError(problem)

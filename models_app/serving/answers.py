@@ -57,12 +57,28 @@ def too_large(limit: int) -> BadInput:
     )
 
 
+FORM_BODY = (
+    "The request body is not valid JSON: it was sent as a multipart form (multipart/form-data); "
+    "a Sync model takes its input as a JSON body (Content-Type: application/json)."
+)
+# Python's own limit on the digits of an integer it converts (sys.get_int_max_str_digits).
+MAX_INTEGER_DIGITS = 4300
+
+
 def _not_json(body: bytes, error: ValueError) -> str:
     if not body.strip():
         return "The request body is empty: send one input as JSON, like the model's schema example."
     if body.startswith(b"\x1f\x8b"):
         return (
             "The request body is gzip-compressed: send it as plain JSON (Content-Encoding is not supported)."
+        )
+    if body.startswith(b"--") and b"content-disposition: form-data" in body[:1024].lower():
+        return FORM_BODY  # curl -F sends this
+    if "int_max_str_digits" in str(error):
+        # Its message ends with advice for the server's code ("use sys.set_int_max_str_digits()").
+        return (
+            f"The request body has a number with more than {MAX_INTEGER_DIGITS} digits, "
+            "more than an integer may have here: send it as a string."
         )
     return f"The request body is not valid JSON: {error}."
 
@@ -109,10 +125,16 @@ def check_input(body: bytes, schema_is_object: bool) -> str:
     if schema_is_object and not isinstance(payload, dict) and not records:
         what = JSON_KINDS.get(type(payload), type(payload).__name__)
         if isinstance(payload, list):
-            odd = next((item for item in payload if not isinstance(item, dict)), None)
-            what = "list of " + (
-                JSON_KINDS.get(type(odd), type(odd).__name__) + " values" if payload else "nothing"
-            )
+            what = "list of nothing"
+            if payload:  # not all objects, or it would be records
+                index, odd = next((i, x) for i, x in enumerate(payload) if not isinstance(x, dict))
+                kind = JSON_KINDS.get(type(odd), type(odd).__name__)
+                mixed = any(isinstance(item, dict) for item in payload)
+                what = (
+                    f"list with a {kind} among its objects (item {index})"
+                    if mixed
+                    else f"list of {kind} values"
+                )
         raise BadInput(
             400,
             f"This model takes a JSON object (like its schema example), or a list of such objects, not a JSON {what}.",

@@ -19,6 +19,7 @@ from models_app.models import MLModel
 from models_app.serving import paths
 from models_app.serving.aio import ServingError, blocking_pool, host_call
 from models_app.serving.answers import (
+    FORM_BODY,
     BadInput,
     answer_for_payload,
     answer_for_serving_error,
@@ -28,19 +29,13 @@ from models_app.serving.answers import (
     too_large,
 )
 
-# A multipart body to /try: the CSRF check has parsed it as a form (request.POST), and
-# Django keeps no copy of what it streamed. The run URL answers such a body 400 too
-# (it is not JSON), with the JSON parser's message.
-FORM_BODY = (
-    "The request body is not valid JSON: it was sent as a multipart form (multipart/form-data); "
-    "a Sync model takes its input as a JSON body (Content-Type: application/json)."
-)
-
 
 def _body(request: HttpRequest) -> bytes:
     try:
         return request.body
     except RawPostDataException:
+        # A multipart body to /try: the CSRF check has parsed it as a form (request.POST),
+        # and Django keeps no copy of what it streamed. The run URL's answer to such a body.
         raise BadInput(400, FORM_BODY, "invalid") from None
 
 

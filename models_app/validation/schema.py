@@ -49,6 +49,10 @@ def parse_schema(text: str, *, require_object: bool, field: str = "schema") -> A
             % {"error": exc.msg, "line": exc.lineno, "column": exc.colno},
         ) from None
     except ValueError as exc:
+        if "int_max_str_digits" in str(exc):  # Python's advice to the server's own code
+            raise UploadError(
+                field, _("The schema has a number with more than 4300 digits: give it as a string.")
+            ) from None
         raise UploadError(
             field,
             _("The schema is not valid JSON: %(error)s; use null or a number instead.") % {"error": exc},

@@ -9,7 +9,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from groups.api.middleware import body_limit
-from groups.api.parsers import TOO_DEEP
+from groups.api.parsers import TOO_DEEP, TOO_MANY_DIGITS
 from tests.helpers.clients import api_client
 
 DEEP = "[" * 5000 + "]" * 5000
@@ -181,3 +181,10 @@ def test_an_unexpected_error_under_the_api_is_the_json_error_shape_not_a_page(ca
     }
     page = client.get("/models/Mnothere/")  # outside /api/ the page stays a page
     assert "text/html" in page["Content-Type"]
+
+
+def test_a_number_with_too_many_digits_in_a_json_body_gets_advice_for_the_caller(cast):
+    body = '{"name": "digits", "description": ' + "7" * 5000 + "}"
+    response = api_client(cast.admin).generic("POST", "/api/v1/groups", body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json() == {"detail": TOO_MANY_DIGITS, "code": "parse_error"}

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from models_app.serving.answers import NESTED_TOO_DEEPLY, BadInput, check_input
+from models_app.serving.answers import FORM_BODY, NESTED_TOO_DEEPLY, BadInput, check_input
 
 
 @pytest.mark.parametrize(
@@ -106,3 +106,29 @@ def test_other_json_is_named_in_json_words(body, kind):
     with pytest.raises(BadInput) as refused:
         check_input(body, schema_is_object=True)
     assert refused.value.detail.endswith(f"not a JSON {kind}.")
+
+
+def test_a_list_mixing_objects_with_other_values_names_the_first_odd_one():
+    with pytest.raises(BadInput) as refused:
+        check_input(b'[{"a": 1}, 2, {"a": 3}]', schema_is_object=True)
+    assert refused.value.detail == (
+        "This model takes a JSON object (like its schema example), or a list of such objects, "
+        "not a JSON list with a number among its objects (item 1)."
+    )
+
+
+def test_a_multipart_form_is_told_the_model_takes_a_json_body():
+    body = b'--xyz\r\nContent-Disposition: form-data; name="a"\r\n\r\n1\r\n--xyz--\r\n'
+    with pytest.raises(BadInput) as refused:
+        check_input(body, schema_is_object=True)
+    assert refused.value.detail == FORM_BODY
+
+
+def test_a_number_with_too_many_digits_gets_no_advice_meant_for_the_server():
+    with pytest.raises(BadInput) as refused:
+        check_input(b'{"n": ' + b"7" * 5000 + b"}", schema_is_object=True)
+    assert refused.value.status == 400
+    assert refused.value.detail == (
+        "The request body has a number with more than 4300 digits, more than an integer may "
+        "have here: send it as a string."
+    )

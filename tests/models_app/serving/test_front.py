@@ -605,4 +605,4 @@ def test_a_list_of_records_reaches_the_model_and_a_list_of_numbers_does_not(fron
     status, _, content = asgi_post(
         app, f"/api/v1/run/{model.hash}", b'[{"a": 1}, 2]', bearer(cast.group_token)
     )
-    assert status == 400 and b"not a JSON list of number values" in content
+    assert status == 400 and b"not a JSON list with a number among its objects (item 1)" in content

@@ -187,6 +187,11 @@ def test_schema_error_has_line_and_column():
     assert "not valid JSON" in err.message
 
 
+def test_a_schema_number_with_too_many_digits_gets_advice_for_the_user_not_the_server():
+    err = reject(parse_schema, '{"n": ' + "7" * 5000 + "}", require_object=True)
+    assert err.message == "The schema has a number with more than 4300 digits: give it as a string."
+
+
 @pytest.mark.parametrize(
     ("text", "got"),
     [("[1]", "an array"), ('"x"', "a string"), ("3", "a number"), ("true", "a boolean"), ("null", "null")],

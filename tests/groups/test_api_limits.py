@@ -188,3 +188,21 @@ def test_a_number_with_too_many_digits_in_a_json_body_gets_advice_for_the_caller
     response = api_client(cast.admin).generic("POST", "/api/v1/groups", body, content_type="application/json")
     assert response.status_code == 400
     assert response.json() == {"detail": TOO_MANY_DIGITS, "code": "parse_error"}
+
+
+@pytest.mark.parametrize("page", ["abc", "0", "-1", "1.5"])
+def test_a_page_that_is_not_a_page_number_is_400_naming_page(cast, page):
+    response = api_client(cast.admin).get("/api/v1/models", {"page": page})
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"page": [f"{page!r} is not a page number: use 1, 2, …"]}
+
+
+def test_a_page_past_the_last_is_404_saying_how_many_there_are(cast):
+    client = api_client(cast.admin)
+    assert client.get("/api/v1/models", {"page": "last"}).status_code == 200
+    response = client.get("/api/v1/models", {"page": "999", "page_size": "10"})
+    assert response.status_code == 404
+    assert response.json() == {
+        "detail": "There is no page 999: the list has 1 page of 10.",
+        "code": "not_found",
+    }

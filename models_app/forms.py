@@ -182,7 +182,21 @@ class UploadCheckingForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         self._name_lost_parts()
+        self._refuse_repeated_files()
         return super().clean()
+
+    def _refuse_repeated_files(self) -> None:
+        """A field that takes one file, sent several times: Django keeps the last one, so
+        the others would be dropped without a word."""
+        for name, field in self.fields.items():
+            if isinstance(field.widget, MultipleFileInput) or not isinstance(field.widget, forms.FileInput):
+                continue
+            sent = len(self.files.getlist(name)) if hasattr(self.files, "getlist") else 0
+            if sent > 1:
+                self.add_error(
+                    name,
+                    gettext("%(count)s files were sent in this field, which takes one.") % {"count": sent},
+                )
 
     def _name_lost_parts(self) -> None:
         """Each lost part of one of the form's file fields becomes that field's error (an

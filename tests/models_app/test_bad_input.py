@@ -127,3 +127,23 @@ def test_names_with_control_characters_are_refused(cast):
     )
     assert experiment.status_code == 400
     assert experiment.json()["errors"]["experiment_name"] == ["A name cannot hold control characters (\\t)."]
+
+
+def test_a_file_field_sent_twice_is_refused_not_resolved_to_the_last(cast):
+    """Django keeps the last of repeated parts: the other file was dropped without a word."""
+    two_sources = [
+        file("a.py", "def score(d, b):\n    return {}\n"),
+        file("b.py", "def score(d, b):\n    return {}\n"),
+    ]
+    response = api_client(cast.owner).post(
+        "/api/v1/models", sync_payload(source=two_sources), format="multipart"
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"source": ["2 files were sent in this field, which takes one."]}
+    assert not MLModel.objects.exists()
+
+
+def test_extra_files_may_come_several_in_their_field(cast):
+    extras = [file("utils.py", "X = 1\n"), file("helpers.py", "Y = 2\n")]
+    response = api_client(cast.owner).post("/api/v1/models", sync_payload(extra=extras), format="multipart")
+    assert response.status_code == 201, response.json()

@@ -324,6 +324,13 @@ class TrainingRunForm(UploadCheckingForm):
             upload = named.get(field)
             if upload is not None and not upload.name.lower().endswith(TABLE_SUFFIXES):
                 self.add_error(field, _not_a_table(upload))
+            elif upload is not None and not upload.file.size:
+                # Refused here rather than by the run, which failed on it once it had started.
+                self.add_error(
+                    field,
+                    gettext("'%(name)s' is empty: a table needs at least its header row.")
+                    % {"name": upload.name},
+                )
         source = named.get("source")
         if custom and source is not None:
             if not source.name.endswith(".py"):

@@ -23,7 +23,9 @@ from .filenames import is_windows_path
 _COMMENT_RE = re.compile(r"(^|\s+)#.*$")
 _DIRECT_REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\s*(\[[^\]]*\])?\s*@")
 _ARCHIVE_SUFFIXES = (".whl", ".tar.gz", ".tgz", ".tar.bz2", ".zip")
-_HASH_RE = re.compile(r"^(sha256|sha384|sha512):[0-9a-fA-F]+$")
+# A digest of the length its algorithm gives: a shorter one was accepted here and failed
+# the build later ("Invalid hash digest length").
+_HASH_RE = re.compile(r"^(?:sha256:[0-9a-fA-F]{64}|sha384:[0-9a-fA-F]{96}|sha512:[0-9a-fA-F]{128})$")
 _URL_SCHEMES = {"https", "http", "git+https", "git+http"}
 
 _EDITABLE_OPTIONS = {"-e", "--editable"}

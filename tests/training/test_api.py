@@ -210,6 +210,10 @@ def test_custom_run_reports_every_problem_at_once(cast):
     [
         ({"train_data": file("data.xlsx", "x")}, "'data.xlsx' is not a .csv or .parquet file."),
         (
+            {"train_data": file("train.csv", "")},
+            "'train.csv' is empty: a table needs at least its header row.",
+        ),
+        (
             {"source": file("app.py", "def fit(df, base_path):\n    pass\n")},
             "no top-level function named 'train_model'",
         ),

@@ -236,11 +236,21 @@ def test_requirements_empty_is_fine():
 
 
 def test_requirements_line_continuations_and_hashes():
-    text = "six==1.16.0 \\\n    --hash=sha256:ABCDEF0123 \\\n    --hash=sha256:fedcba9876\nnumpy\\\n==1.0\n"
+    one, two = "ABCDEF0123" * 6 + "ABCD", "fedcba9876" * 6 + "fedc"  # 64 hex digits each
+    text = f"six==1.16.0 \\\n    --hash=sha256:{one} \\\n    --hash=sha256:{two}\nnumpy\\\n==1.0\n"
     assert parse_requirements(text) == [
-        "six==1.16.0 --hash=sha256:abcdef0123 --hash=sha256:fedcba9876",
+        f"six==1.16.0 --hash=sha256:{one.lower()} --hash=sha256:{two}",
         "numpy==1.0",
     ]
+
+
+@pytest.mark.parametrize(
+    "digest", ["sha256:abc", "sha256:" + "a" * 63, "sha512:" + "a" * 64, "sha384:" + "a" * 97]
+)
+def test_a_hash_whose_digest_is_not_its_algorithms_length_is_refused_at_upload(digest):
+    """It was accepted, and the build failed later with "Invalid hash digest length"."""
+    err = reject(parse_requirements, f"six==1.16.0 --hash={digest}\n")
+    assert f"{digest!r} is not a valid hash" in err.message
 
 
 def test_requirements_direct_https_url_needs_the_admins_switch():

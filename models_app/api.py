@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django import forms
 from django.db import transaction
+from django.utils.translation import gettext
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
@@ -326,6 +327,9 @@ class ModelVersionListView(APIView):
         and operation (the model's). It goes live once Deployed; until then the live version
         keeps serving, and a version that fails never replaces it."""
         model = get_model_for_user(request.user, model_hash)
+        if model.root.status == MLModel.Status.DELETED:
+            # A state, not bad input: the same 409 as a model deleted while its version uploads.
+            raise Conflict(gettext("This model is deleted: upload a new model instead."))
         form = ModelVersionForm(
             request.POST,
             checked_files(request),

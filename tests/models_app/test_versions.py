@@ -297,3 +297,15 @@ def test_a_version_uploaded_while_its_model_is_deleted_is_refused_and_leaves_not
     assert response.json()["detail"] == "This model is deleted: upload a new model instead."
     assert list(model.all_versions().values_list("version", "status")) == [(1, "Deleted")]
     assert not [p for p in settings.MODELS_DIR.iterdir() if p.name.startswith(".incoming-")]
+
+
+def test_a_version_of_a_model_already_deleted_is_409_like_one_deleted_meanwhile(cast, host_env):
+    client = api_client(cast.owner)
+    model = _create(client)
+    services.delete(MLModel.objects.get(pk=model.pk), cast.owner)
+    response = _add_version(client, model, _source("v2"))
+    assert response.status_code == 409, response.content
+    assert response.json() == {
+        "detail": "This model is deleted: upload a new model instead.",
+        "code": "conflict",
+    }

@@ -175,6 +175,9 @@ class UploadCheckingForm(forms.Form):
     use_required_attribute = False
     # A plain file name for each file field, for the messages about a lost part.
     example_names: dict[str, str] = {}
+    # Fields of the upload this form takes from elsewhere (and so does not have), with why:
+    # sent anyway, they are refused rather than dropped without a word.
+    taken_elsewhere: tuple[tuple[str, ...], Any] = ((), "")
 
     def __init__(self, *args, lost_parts: Sequence[LostPart] = (), **kwargs):
         super().__init__(*args, **kwargs)
@@ -183,7 +186,15 @@ class UploadCheckingForm(forms.Form):
     def clean(self) -> dict[str, Any]:
         self._name_lost_parts()
         self._refuse_repeated_files()
+        self._refuse_fields_taken_elsewhere()
         return super().clean()
+
+    def _refuse_fields_taken_elsewhere(self) -> None:
+        names, why = self.taken_elsewhere
+        for name in names:
+            if name in self.data or name in self.files:
+                # Not a field of this form, so not add_error(): the API names it all the same.
+                self._errors.setdefault(name, self.error_class()).append(str(why) % {"field": name})
 
     def _refuse_repeated_files(self) -> None:
         """A field that takes one file, sent several times: Django keeps the last one, so
@@ -569,6 +580,10 @@ class ModelVersionForm(ModelUploadForm):
     name = None
     group = None
     operation = None
+    taken_elsewhere = (
+        ("name", "group", "operation"),
+        _("A new version keeps the model's %(field)s: leave %(field)s out."),
+    )
 
     def __init__(self, *args, user, model: MLModel, **kwargs):
         super().__init__(*args, user=user, **kwargs)

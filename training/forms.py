@@ -580,6 +580,10 @@ class PromoteForm(ModelUploadForm):
     group = None
     model = None
     python_version = None
+    taken_elsewhere = (
+        ("group", "model", "python_version"),
+        _("A promoted model takes its %(field)s from the training run: leave %(field)s out."),
+    )
     requirements = forms.FileField(
         allow_empty_file=True,
         required=False,

@@ -261,8 +261,9 @@ def test_a_version_upload_is_checked_like_an_upload(cast, deployed):
     assert api_client(cast.outsider).post(_versions_url(deployed), {}).status_code == 404
     client.delete(f"/api/v1/models/{deployed.hash}")
     gone = _add_version(client, deployed, _source("v2"))
-    assert gone.status_code == 400
-    assert gone.json()["detail"] == "This model is deleted: upload a new model instead."
+    # A state, not bad input: the 409 of a model deleted while its version uploads.
+    assert gone.status_code == 409
+    assert gone.json() == {"detail": "This model is deleted: upload a new model instead.", "code": "conflict"}
 
 
 def test_a_version_without_a_dotenv_keeps_the_live_versions_secrets(cast, host_env):
@@ -299,13 +300,13 @@ def test_a_version_uploaded_while_its_model_is_deleted_is_refused_and_leaves_not
     assert not [p for p in settings.MODELS_DIR.iterdir() if p.name.startswith(".incoming-")]
 
 
-def test_a_version_of_a_model_already_deleted_is_409_like_one_deleted_meanwhile(cast, host_env):
+def test_a_version_refuses_the_models_own_fields_rather_than_dropping_them(cast, host_env):
     client = api_client(cast.owner)
     model = _create(client)
-    services.delete(MLModel.objects.get(pk=model.pk), cast.owner)
-    response = _add_version(client, model, _source("v2"))
-    assert response.status_code == 409, response.content
-    assert response.json() == {
-        "detail": "This model is deleted: upload a new model instead.",
-        "code": "conflict",
-    }
+    payload = sync_payload(python_version=PYTHON, source=file("app.py", _source("v2")), operation="Async")
+    response = client.post(_versions_url(model), payload, format="multipart")
+    assert response.status_code == 400, response.content
+    errors = response.json()["errors"]
+    for field in ("name", "group", "operation"):
+        assert errors[field] == [f"A new version keeps the model's {field}: leave {field} out."]
+    assert model.all_versions().count() == 1

@@ -191,8 +191,8 @@ def test_a_refused_version_upload_names_the_fields(model, server, files):
         )
     assert raised.value.errors == {"source": ["app.py does not define score."]}
     gone = "This model is deleted: upload a new model instead."
-    server.on("POST", VERSIONS, 400, {"detail": gone, "code": "invalid"})
-    with pytest.raises(InputError, match=gone):
+    server.on("POST", VERSIONS, 409, {"detail": gone, "code": "conflict"})
+    with pytest.raises(StateError, match=gone):
         model.add_version(
             "score", files / "app.py", files / "model.pkl", files / "requirements.txt", python_version="3.9"
         )

@@ -685,3 +685,23 @@ def test_an_automl_run_is_promoted_with_two_arguments(cast):
     assert batch.status_code == 201, batch.content
     model = MLModel.objects.get(hash=batch.json()["hash"])
     assert (model.model_reference, model.input_type, model.schema) == ("score_file", "csv", None)
+
+
+def test_promote_refuses_fields_it_takes_from_the_run_rather_than_dropping_them(cast):
+    experiment = make_experiment(cast.group, cast.owner)
+    finished_run(experiment)
+    response = _promote(
+        api_client(cast.owner),
+        experiment,
+        1,
+        group="other-team",
+        python_version="3.9",
+        model=file("model.pkl", b"\x80\x04K\x01."),
+    )
+    assert response.status_code == 400, response.content
+    errors = response.json()["errors"]
+    for field in ("group", "python_version", "model"):
+        assert errors[field] == [
+            f"A promoted model takes its {field} from the training run: leave {field} out."
+        ]
+    assert not MLModel.objects.exists()

@@ -331,6 +331,23 @@ def test_create_model_schema_as_a_dict_group_from_env_and_async(client, server, 
     assert [field for field, _, _ in uploaded] == ["source", "model", "requirements"]
 
 
+def test_an_async_models_schema_csv_is_its_sample_input_as_the_original_notebook_sends_it(
+    client, server, files
+):
+    """Model.ipynb of the original: schema=PATH+'schema.csv', input_type='csv' for Async."""
+    server.on("POST", "/api/v1/models", 201, model_info(operation="Async"))
+    (files / "schema.csv").write_text("a,b\n1,2\n")
+    PATH = str(files) + "/"
+    client.create_model(
+        "Teste notebook Async", "score", PATH + "app.py", PATH + "model.pkl", PATH + "requirements.txt",
+        schema=PATH + "schema.csv", python_version="3.9", operation="Async", input_type="csv",
+        group="datarisk", wait_for_ready=False,
+    )  # fmt: skip
+    fields, uploaded = server.last("POST").multipart()
+    assert "schema" not in fields
+    assert [(field, name) for field, name, _ in uploaded][-1] == ("sample", "schema.csv")
+
+
 def test_create_model_checks_its_arguments_before_sending(client, server, files):
     before = len(server.sent)
     with pytest.raises(InputError, match="No group: pass group="):
@@ -608,6 +625,26 @@ def test_get_model_checks_the_group(client, server):
     assert model.docs == f"{URL}/models/{HASH}/docs/"
     with pytest.raises(NotFoundError, match="not in group 'other'"):
         client.get_model(HASH, group="other")
+
+
+def test_get_model_as_the_original_english_guide_calls_it(client, server):
+    """docs/source/deploying.rst of the original: get_model(group=..., model_id=...)."""
+    statuses = iter(["Building", "Deployed", "Deployed"])
+    server.handle("GET", f"/api/v1/models/{HASH}", lambda sent: (200, model_info(), {}))
+    server.handle("GET", f"/api/v1/models/{HASH}/status", lambda sent: (200, {"status": next(statuses)}, {}))
+    model = client.get_model(group="datarisk", model_id=HASH)
+    assert model.model_id == model.model_hash == HASH
+    waited = client.get_model(model_id=HASH, group_token="nmg-tok", wait_for_ready=True)
+    assert waited.status() == "Deployed" and waited._known_token() == "nmg-tok"
+    assert client.get_model(HASH, model_id=HASH).model_hash == HASH  # the same model twice
+    with pytest.raises(InputError, match="name two models"):
+        client.get_model(HASH, model_id="M" + "0" * 32)
+    with pytest.raises(InputError, match="Which model"):
+        client.get_model()
+
+
+def test_an_execution_answers_to_the_originals_exec_id(client):
+    assert NeomarilExecution(client._conn, HASH, 5).exec_id == 5
 
 
 def test_generate_predict_code_returns_and_logs(client, server, caplog):

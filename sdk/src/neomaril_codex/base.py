@@ -315,6 +315,11 @@ class NeomarilExecution:
         self._info: Dict[str, Any] = dict(info or {})
         self.status: str = self._info.get("status", "Requested")
 
+    @property
+    def exec_id(self) -> int:
+        """The execution's number, under the original product's name for it."""
+        return self.execution_id
+
     def __repr__(self) -> str:
         return f"<NeomarilExecution {self.execution_id} of {self.model_hash} {self.status}>"
 

@@ -100,6 +100,13 @@ def _model_parts(
     return parts
 
 
+def _is_a_sample_input(schema: Any) -> bool:
+    """A schema that is a file of input rather than a JSON example (.csv, .parquet…)."""
+    if schema is None or isinstance(schema, (dict, list)):
+        return False
+    return not str(schema).lower().endswith(".json")
+
+
 def _wait_deployed(
     get_status: Callable[[], str],
     what: str,
@@ -183,6 +190,11 @@ class NeomarilModel:
         self.operation: str = info.get("operation", "Sync")
         self.python_version: Optional[str] = info.get("python_version")
         self.model_reference: Optional[str] = info.get("model_reference")
+
+    @property
+    def model_id(self) -> str:
+        """The model's hash, under the name the original product's later SDKs give it."""
+        return self.model_hash
 
     def __repr__(self) -> str:
         return (
@@ -982,6 +994,8 @@ class NeomarilModelClient(BaseNeomarilClient):
             model_file: the model file, e.g. ``model.pkl``.
             requirements_file: ``requirements.txt`` (may be empty).
             schema: one example input, as a JSON file path or a dict. Required for Sync models.
+                For an Async model, a file that is not ``.json`` (``schema.csv``, as the
+                original product's examples give it) is its sample input (`sample_file`).
             group: the group that will own it (default: ``NEOMARIL_GROUP``).
             extra_files: more files, put beside the source (e.g. ``utils.py``).
             env: a ``.env`` file of secrets; the server stores it encrypted and never shows it back.
@@ -1017,6 +1031,10 @@ class NeomarilModelClient(BaseNeomarilClient):
         ]
         if input_type:
             fields.append(("input_type", input_type))
+        if op == "Async" and sample_file is None and _is_a_sample_input(schema):
+            # The original's Async examples pass their sample input as the schema
+            # (schema=PATH+'schema.csv', input_type='csv'): it is what the build runs.
+            sample_file, schema = schema, None
         parts = _model_parts(
             fields,
             source_file=source_file,
@@ -1042,12 +1060,38 @@ class NeomarilModelClient(BaseNeomarilClient):
             model.wait_ready()
         return model
 
-    def get_model(self, model_hash: str, group: Optional[str] = None) -> NeomarilModel:
-        """The model with this hash (checked to belong to `group` when given)."""
+    def get_model(
+        self,
+        model_hash: Optional[str] = None,
+        group: Optional[str] = None,
+        *,
+        model_id: Optional[str] = None,
+        group_token: Optional[str] = None,
+        wait_for_ready: bool = False,
+    ) -> NeomarilModel:
+        """The model with this hash (checked to belong to `group` when given).
+
+        Args:
+            model_hash: the model's hash; ``model_id=`` is the same, as the original
+                product's English guide writes ``get_model(group=…, model_id=…)``.
+            group: the group it must belong to.
+            group_token: the token its calls use (as :meth:`NeomarilModel.set_token`).
+            wait_for_ready: wait until it is Deployed (see :meth:`NeomarilModel.wait_ready`).
+        """
+        if model_hash is not None and model_id is not None and model_hash != model_id:
+            raise InputError(
+                f"model_hash={model_hash!r} and model_id={model_id!r} name two models: give one."
+            )
+        model_hash = model_hash if model_hash is not None else model_id
+        if not model_hash:
+            raise InputError("Which model? Pass its hash: get_model('M…') or get_model(model_id='M…').")
         info = self._conn.get_json(f"/models/{model_hash}", ("hash",))
         if group is not None and info.get("group") != group:
             raise NotFoundError(f"Model {model_hash} is not in group '{group}'.", status_code=404)
-        return NeomarilModel(self._conn, info)
+        model = NeomarilModel(self._conn, info, group_token=group_token)
+        if wait_for_ready:
+            model.wait_ready()
+        return model
 
     def search_models(
         self,

@@ -906,3 +906,27 @@ def score(data, base_path):
     assert seen["lines"] == 200000  # every line still reaches the caller, in the end
     assert seen["queued_events"] < 10
     assert seen["pending_chars"] <= 2 * 64 * 1024
+    # Kept a batch to a string, not a string per line (which cost ~25 times the characters).
+    assert len(supervisors[0].output) < 100
+    assert result.output == "x\n" * 200000
+
+
+def test_only_the_tail_of_a_long_output_is_kept_from_a_line_on(runner_python, write_user_module, monkeypatch):
+    monkeypatch.setattr(oneshot, "MAX_OUTPUT_CHARS", 1000)
+    monkeypatch.setattr(oneshot, "_PENDING_OUTPUT_CHARS", 100)
+    source = write_user_module(
+        """
+import sys
+def score(data, base_path):
+    for n in range(20000):  # about 200 KB
+        sys.stderr.write("line %d\\n" % n)
+    return {}
+"""
+    )
+    result = run(runner_python, source)
+    assert result.ok
+    head, _, kept = result.output.partition("\n")
+    assert head == "[... earlier output truncated ...]"
+    assert kept.endswith("line 19999\n") and kept.startswith("line ")
+    # The limit, give or take one batch (what the reader gathered of one 64 KiB read).
+    assert len(kept) <= 1000 + 100 + 64 * 1024

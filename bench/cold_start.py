@@ -26,7 +26,6 @@ in the sandbox).
 from __future__ import annotations
 
 import argparse
-import atexit
 import contextlib
 import json
 import logging
@@ -45,17 +44,9 @@ from pathlib import Path
 
 import psutil
 import requests
+from inprocess import setup_django  # noqa: E402  (bench/ is this script's folder)
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-if "NEOMARIL_DATA_DIR" not in os.environ:  # a throw-away one, removed at exit
-    os.environ["NEOMARIL_DATA_DIR"] = tempfile.mkdtemp(prefix="neomaril-bench-")
-    atexit.register(shutil.rmtree, os.environ["NEOMARIL_DATA_DIR"], ignore_errors=True)
-
-import django  # noqa: E402
-
-django.setup()
+setup_django()
 
 from django.test import override_settings  # noqa: E402
 from neomaril_codex.model import NeomarilModelClient  # noqa: E402

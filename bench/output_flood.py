@@ -13,8 +13,6 @@ and the wall time. The worker's memory must stay bounded whatever the model writ
 from __future__ import annotations
 
 import argparse
-import atexit
-import os
 import resource
 import shutil
 import sys
@@ -23,16 +21,9 @@ import textwrap
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-if "NEOMARIL_DATA_DIR" not in os.environ:  # a throw-away one, removed at exit
-    os.environ["NEOMARIL_DATA_DIR"] = tempfile.mkdtemp(prefix="neomaril-bench-")
-    atexit.register(shutil.rmtree, os.environ["NEOMARIL_DATA_DIR"], ignore_errors=True)
+from inprocess import setup_django  # noqa: E402  (bench/ is this script's folder)
 
-import django  # noqa: E402
-
-django.setup()
+setup_django()
 
 from models_app.runtime.oneshot import run_oneshot  # noqa: E402
 from models_app.runtime.sandbox import Limits, UserCode  # noqa: E402

@@ -87,6 +87,11 @@ class GroupForm(forms.ModelForm):
         }
         labels = {"name": _("Name"), "description": _("Description")}
         help_texts = {"name": _("Lower-case letters, digits, '-' and '_'; up to 32 characters.")}
+        # Django's own ("Group with this Name already exists.") names the model and field in
+        # English whatever the page's language.
+        error_messages = {
+            "name": {"unique": _("A group with this name already exists: choose another name.")}
+        }
 
 
 class MemberForm(forms.Form):

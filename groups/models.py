@@ -9,16 +9,18 @@ from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from groups import tokens
 from groups.timezones import validate_zone
 
-GROUP_NAME_RULE = (
-    "1 to 32 characters: lower-case letters, digits, '-' and '_', starting with a letter or digit"
-)
 group_name_validator = RegexValidator(
     regex=r"^[a-z0-9][a-z0-9_-]{0,31}\Z",
-    message=f"Group names must be {GROUP_NAME_RULE}.",
+    # Lazy: the pages show it in the user's language (the API's stays English).
+    message=_(
+        "Group names must be 1 to 32 characters: lower-case letters, digits, '-' and '_', "
+        "starting with a letter or digit."
+    ),
 )
 
 

@@ -58,13 +58,16 @@ def create_group(
 ) -> tuple[Group, str]:
     """Create a group and its first token; the creator (if any) becomes an owner."""
     group = Group(name=name, description=description, created_by=created_by)
-    group.full_clean()  # a name already taken: ValidationError, as below
+    # A name already taken is the insert's to find: checked before, it could still be
+    # taken by a concurrent request in between, and both ways get one message.
+    group.full_clean(validate_unique=False)
     try:
         with transaction.atomic():
             group.save()
     except IntegrityError:
-        # Created by a concurrent request since the check: the same answer as the check's.
-        raise ValidationError({"name": [group.unique_error_message(Group, ("name",))]}) from None
+        raise ValidationError(
+            {"name": [gettext("A group with this name already exists: choose another name.")]}
+        ) from None
     if created_by is not None:
         Membership.objects.create(group=group, user=created_by, role=Membership.Role.OWNER)
     _, value = _issue_group_token(group, created_by)

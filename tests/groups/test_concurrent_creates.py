@@ -15,7 +15,7 @@ from tests.helpers.clients import api_client
 from training.models import Experiment
 from training.services import get_or_create_experiment
 
-TAKEN = {"detail": "name: Group with this Name already exists.", "code": "invalid"}
+TAKEN_NAME = "A group with this name already exists: choose another name."
 
 
 @pytest.fixture
@@ -34,11 +34,15 @@ def name_taken_after_the_check(monkeypatch):
 def test_a_group_name_taken_between_check_and_insert_is_400(cast, name_taken_after_the_check):
     response = api_client(cast.admin).post("/api/v1/groups", {"name": "racegrp"}, format="json")
     assert response.status_code == 400, response.content
-    assert response.json() == {**TAKEN, "errors": {"name": ["Group with this Name already exists."]}}
+    assert response.json() == {
+        "detail": f"name: {TAKEN_NAME}",
+        "code": "invalid",
+        "errors": {"name": [TAKEN_NAME]},
+    }
 
 
 def test_a_group_name_taken_before_the_models_own_check_is_400(cast, monkeypatch):
-    """The serializer checked; the model's full_clean finds the name taken since."""
+    """The serializer checked; the name is taken by the time the model is checked and saved."""
     original = Group.full_clean
 
     def taken_first(group, *args, **kwargs):
@@ -48,14 +52,14 @@ def test_a_group_name_taken_before_the_models_own_check_is_400(cast, monkeypatch
     monkeypatch.setattr(Group, "full_clean", taken_first)
     response = api_client(cast.admin).post("/api/v1/groups", {"name": "racegrp"}, format="json")
     assert response.status_code == 400, response.content
-    assert response.json()["errors"] == {"name": ["Group with this Name already exists."]}
+    assert response.json()["errors"] == {"name": [TAKEN_NAME]}
 
 
 def test_the_page_shows_the_taken_name_at_its_field(cast, client, name_taken_after_the_check):
     client.force_login(cast.admin)
     response = client.post("/groups/", {"name": "racegrp", "description": ""})
     assert response.status_code == 400
-    assert response.context["form"].errors == {"name": ["Group with this Name already exists."]}
+    assert response.context["form"].errors == {"name": [TAKEN_NAME]}
 
 
 def test_a_user_name_taken_between_check_and_insert_is_400(cast, monkeypatch):

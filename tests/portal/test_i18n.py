@@ -266,3 +266,18 @@ def test_monitoring_periods_are_labelled_utc(cast):
 def test_the_account_page_needs_a_login_and_get_or_post(cast):
     assert Client().get("/account/").status_code == 302
     assert _login(cast.owner).put("/account/").status_code == 405
+
+
+def test_the_group_forms_refusals_speak_portuguese(cast):
+    """The name rule was a plain string, and a taken name Django's "Group com este Name já
+    existe." (the model's and the field's names in English)."""
+    client = _login(cast.admin, **PT)
+    bad = client.post("/groups/", {"name": "Bad Name!", "description": ""})
+    assert bad.status_code == 400
+    assert bad.context["form"].errors["name"] == [
+        "Nomes de grupo devem ter de 1 a 32 caracteres: letras minúsculas, dígitos, '-' e '_', "
+        "começando com letra ou dígito."
+    ]
+    taken = client.post("/groups/", {"name": cast.group.name, "description": ""})
+    assert taken.status_code == 400
+    assert taken.context["form"].errors["name"] == ["Já existe um grupo com este nome: escolha outro nome."]

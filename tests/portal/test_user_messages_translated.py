@@ -67,7 +67,10 @@ def _untranslated(path: Path) -> list[str]:
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
+        called = getattr(node.func, "attr", None) or getattr(node.func, "id", None) or ""
         for keyword in node.keywords:  # a form field's error_messages={...}
+            if keyword.arg == "message" and called.endswith("Validator") and _plain_text(keyword.value):
+                problems.append(f"line {node.lineno} {called}: {ast.unparse(keyword.value)[:80]}")
             if keyword.arg == "error_messages" and isinstance(keyword.value, ast.Dict):
                 plain = [value for value in keyword.value.values if _plain_text(value)]
                 problems += [
@@ -107,6 +110,7 @@ def test_the_scan_reads_the_modules_that_hold_the_messages():
         'problems.append(f"{key} names {x} more than once.")',
         'raise ActionRefused("A %s model cannot be disabled." % status)',
         'forms.CharField(error_messages={"required": "Give the run a name."})',
+        'RegexValidator(regex=r"^[a-z]+$", message=f"Group names must be {RULE}.")',
     ],
 )
 def test_a_plain_message_is_found(tmp_path, source):

@@ -22,9 +22,11 @@ TOO_DEEP = (
     "The JSON body is nested too deeply to be read (arrays or objects inside each other "
     "about a thousand levels deep). Send a flatter document."
 )
+# Python's own limit on the digits of an integer it converts (sys.get_int_max_str_digits).
+MAX_INTEGER_DIGITS = 4300
 TOO_MANY_DIGITS = (
-    "The JSON body has a number with more than 4300 digits, more than an integer may have "
-    "here: send it as a string."
+    f"The JSON body has a number with more than {MAX_INTEGER_DIGITS} digits, more than an "
+    "integer may have here: send it as a string."
 )
 LONE_SURROGATE = (
     "The JSON body has {character} (a lone surrogate, which is not text) in {where}. "

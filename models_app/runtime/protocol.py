@@ -79,7 +79,7 @@ MAX_CONTROL_FRAME_BYTES = 64 * 1024
 def read_frame(source: socket.socket | BinaryIO, max_bytes: int = MAX_FRAME_BYTES) -> Any:
     """Read one frame from a connected socket or a binary file object."""
     if isinstance(source, socket.socket):
-        return decode_payload(_read_payload(source.recv_into, max_bytes))
+        return _read_frame(source.recv_into, max_bytes)
     return read_frame_from_file(source)
 
 
@@ -101,8 +101,8 @@ def read_payload(sock: socket.socket) -> bytes:
     return _read_payload(sock.recv_into)
 
 
-def _read_frame(read_into: Any) -> Any:
-    return decode_payload(_read_payload(read_into))
+def _read_frame(read_into: Any, max_bytes: int = MAX_FRAME_BYTES) -> Any:
+    return decode_payload(_read_payload(read_into, max_bytes))
 
 
 def _read_payload(read_into: Any, max_bytes: int = MAX_FRAME_BYTES) -> bytes:

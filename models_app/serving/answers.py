@@ -17,7 +17,7 @@ from django.conf import settings
 
 from groups import metrics
 from groups.api.errors import JSON_KINDS, error_json
-from groups.api.parsers import lone_surrogate_problem
+from groups.api.parsers import MAX_INTEGER_DIGITS, lone_surrogate_problem
 from models_app.runtime.protocol import OK_PREFIX, ProtocolError, decode_payload
 from models_app.sandboxes import limits_for
 from monitoring.recorder import Call, recorder
@@ -61,8 +61,6 @@ FORM_BODY = (
     "The request body is not valid JSON: it was sent as a multipart form (multipart/form-data); "
     "a Sync model takes its input as a JSON body (Content-Type: application/json)."
 )
-# Python's own limit on the digits of an integer it converts (sys.get_int_max_str_digits).
-MAX_INTEGER_DIGITS = 4300
 
 
 def _not_json(body: bytes, error: ValueError) -> str:

@@ -9,11 +9,9 @@ in this process.
 from __future__ import annotations
 
 import contextlib
-import logging
 import shutil
 import socket
 import time
-import traceback
 from datetime import timedelta
 from pathlib import Path
 
@@ -28,8 +26,6 @@ from models_app import sandboxes
 from models_app.models import MLModel
 from models_app.runtime import oneshot, orphans
 
-logger = logging.getLogger(__name__)
-
 HOST = socket.gethostname()
 # The user's output kept in the database; past it only the last lines are kept.
 MAX_LOG_CHARS = 2 * 1024 * 1024
@@ -40,7 +36,7 @@ PURGE_BATCH = 500
 STALE_UPLOAD_AGE = timedelta(days=1)
 
 
-class ExecutionFailed(Exception):
+class ExecutionFailed(jobs.JobFailed):
     """A reason to fail the execution, already phrased for the user."""
 
 
@@ -56,22 +52,15 @@ def run_execution(execution_id: int) -> str:
     if not claimed:
         return "already handled"
     execution = Execution.objects.select_related("model", "version").get(pk=execution_id)
-    outcome: dict
     with jobs.JobLog(execution, max_chars=MAX_LOG_CHARS, tail_lines=TAIL_LINES) as log:
-        try:
-            outcome = _execute(execution, log)
-        except ExecutionFailed as exc:
-            log(f"Execution failed: {exc}")
-            outcome = {"status": Execution.Status.FAILED, "error_message": str(exc)[:10_000]}
-        except Exception as exc:  # our own bug: still never leave the execution Running
-            logger.exception("execution %s crashed", execution_id)
-            log("Internal error while running the execution:\n" + traceback.format_exc())
-            outcome = {
-                "status": Execution.Status.FAILED,
-                "error_message": f"Internal error: {type(exc).__name__}: {exc}"[:10_000],
-            }
-        else:
-            log(f"Execution succeeded: {outcome['output_file']} ({outcome['output_size']} bytes).")
+        outcome = log.outcome_of(
+            "execution",
+            lambda: _execute(execution, log),
+            failed=lambda reason: {"status": Execution.Status.FAILED, "error_message": reason},
+            succeeded=lambda done: (
+                f"Execution succeeded: {done['output_file']} ({done['output_size']} bytes)."
+            ),
+        )
     # The log is complete before the status says the execution is over; only the run that
     # still owns the execution records its outcome (recovery may have re-queued it).
     finished = execution.settle(**outcome)

@@ -10,7 +10,10 @@ makes a job durable, so a fix lands once for all of them:
 - started/finished times, a heartbeat, and a log appended without reading it back;
 - `JobLog`, the log writer: batched, flushed by a thread that also keeps the heartbeat
   fresh, and that survives a locked database (a heartbeat that stops while the job runs
-  would let recovery take over a job that is still running);
+  would let recovery take over a job that is still running); its `outcome_of` runs the
+  job's work and turns what it raised into the failed outcome (`JobFailed`: the user's
+  reason; anything else: the platform's bug, with its traceback), so no job is left
+  Running by an exception;
 - `recover_stale`: what "stale" means and what happens then (re-queued once, then Failed
   with the reason), the kind saying only how to re-queue and how to fail;
 - `Job.queue` and `redispatch_lost`: a waiting job remembers when its task was enqueued,
@@ -34,12 +37,13 @@ import shutil
 import stat
 import threading
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar
+from typing import Any, BinaryIO, ClassVar, TypeVar
 
 from django.conf import settings
 from django.db import DatabaseError, OperationalError, connection, models, transaction
@@ -69,6 +73,14 @@ REDISPATCH_AFTER = timedelta(minutes=10)
 # out), so that a task it re-delivers is not sent a third time; the margin covers its poll
 # and the housekeeping minute.
 ORM_REDELIVERY_MARGIN = timedelta(minutes=2)
+# Of a failed job's reason, the characters kept on its row.
+MAX_ERROR_CHARS = 10_000
+
+Outcome = TypeVar("Outcome")
+
+
+class JobFailed(Exception):
+    """Why a job failed, already phrased for its user: the message is the job's error."""
 
 
 def stamp() -> str:
@@ -259,6 +271,33 @@ class JobLog:
                 return
             self._kept += len(text)
             self._pending.append(text)
+
+    def outcome_of(
+        self,
+        job: str,
+        work: Callable[[], Outcome],
+        failed: Callable[[str], Outcome],
+        succeeded: Callable[[Outcome], str] | None = None,
+    ) -> Outcome:
+        """What `work()` returned (told by `succeeded`'s line), or `failed(reason)` when it raised.
+
+        `job` names the work in the log ("build", "execution"...). A JobFailed is the
+        user's reason, logged as "Build failed: ..." and kept as it is. Anything else is
+        the platform's own bug: its traceback goes to this log and the server's, and the
+        reason names its type, so the job still ends instead of staying Running.
+        """
+        try:
+            outcome = work()
+        except JobFailed as exc:
+            self(f"{job.capitalize()} failed: {exc}")
+            return failed(str(exc)[:MAX_ERROR_CHARS])
+        except Exception as exc:
+            logger.exception("%s of %s crashed", job, self.job)
+            self(f"Internal error while running the {job}:\n" + traceback.format_exc())
+            return failed(f"Internal error: {type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS])
+        if succeeded is not None:
+            self(succeeded(outcome))
+        return outcome
 
     def flush(self) -> None:
         """Write what is pending (or beat when nothing is); lines stay pending if it fails."""

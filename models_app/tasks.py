@@ -12,7 +12,6 @@ import logging
 import shutil
 import tempfile
 import time
-import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -37,7 +36,7 @@ STALE_BUILD_SECONDS = 90
 SMOKE_FOLDER = "smoke"
 
 
-class BuildFailed(Exception):
+class BuildFailed(jobs.JobFailed):
     """A reason to fail the build, already phrased for the user."""
 
 
@@ -95,20 +94,17 @@ def build_model(build_id: int) -> str:
     timings.add("queue", (build.started_at - build.created_at).total_seconds())
 
     with jobs.JobLog(build) as log:
-        try:
-            outcome = _build(model, log, timings)
-        except BuildFailed as exc:
-            _log_timings(log, build, timings)
-            log(f"Build failed: {exc}")
-            result = {"ok": False, "message": str(exc)}
-        except Exception as exc:  # our own bug: still never leave the model Building
-            logger.exception("build %s crashed", build_id)
-            log("Internal error during the build:\n" + traceback.format_exc())
-            result = {"ok": False, "message": f"Internal error: {type(exc).__name__}: {exc}"}
-        else:
-            _log_timings(log, build, timings)
-            log("Build succeeded: model deployed.")
-            result = {"ok": True, "message": "Deployed.", "deployed_build": build.number, **outcome}
+        result = log.outcome_of(
+            "build",
+            lambda: {
+                "ok": True,
+                "message": "Deployed.",
+                "deployed_build": build.number,
+                **_build(model, log, timings),
+            },
+            failed=lambda reason: {"ok": False, "message": reason},
+            succeeded=lambda _done: "Build succeeded: model deployed.",
+        )
     # The log is complete before the status says the build is over.
     if not _finish(model, build, **result):
         return "outcome discarded: the build was recovered meanwhile"
@@ -159,6 +155,15 @@ def prepare_environment(
 
 
 def _build(model: MLModel, log: jobs.JobLog, timings: Stopwatch) -> dict:
+    """What the model row takes from a build that passed; the steps' timings are logged
+    whatever the outcome."""
+    try:
+        return _build_steps(model, log, timings)
+    finally:
+        _log_timings(log, log.job, timings)
+
+
+def _build_steps(model: MLModel, log: jobs.JobLog, timings: Stopwatch) -> dict:
     try:
         env_path, interpreter = prepare_environment(model.python_version, model.requirements, log, timings)
     except EnvironmentUnavailable as exc:

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import http.client
 import json
-import logging
 import math
 import os
 import shutil
 import socket
 import time
-import traceback
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -40,8 +38,6 @@ from monitors import services
 from monitors.models import ColumnResult, Monitor, Period
 from training.models import MODEL_ARTIFACT
 
-logger = logging.getLogger(__name__)
-
 HOST = socket.gethostname()
 MAX_LOG_CHARS = 1024 * 1024
 # The largest JSON the harness may hand back (the reference's columns, or one batch's).
@@ -53,7 +49,7 @@ WEBHOOK_TRIES = 3
 TASK_TIMEOUT_MARGIN = 60
 
 
-class MonitoringFailed(Exception):
+class MonitoringFailed(jobs.JobFailed):
     """A reason to invalidate a registration or fail a period, phrased for the user."""
 
 
@@ -69,26 +65,17 @@ def validate_monitor(monitor_id: int) -> str:
         return "already handled"
     monitor = Monitor.objects.select_related("model", "training_run__experiment").get(pk=monitor_id)
     with jobs.JobLog(monitor, max_chars=MAX_LOG_CHARS) as log:
-        try:
-            reference = _validate(monitor, log)
-        except MonitoringFailed as exc:
-            log(f"Invalidated: {exc}")
-            outcome = {"status": Monitor.Status.INVALIDATED, "error_message": str(exc)[:10_000]}
-        except Exception as exc:  # our own bug: never leave it Validating
-            logger.exception("validating monitor %s crashed", monitor_id)
-            log("Internal error while validating:\n" + traceback.format_exc())
-            outcome = {
-                "status": Monitor.Status.INVALIDATED,
-                "error_message": f"Internal error: {type(exc).__name__}: {exc}"[:10_000],
-            }
-        else:
-            log(f"Validated: the reference has {reference['rows']} rows.")
-            outcome = {
+        outcome = log.outcome_of(
+            "validation",
+            lambda: {
                 "status": Monitor.Status.VALIDATED,
-                "reference": reference,
+                "reference": _validate(monitor, log),
                 "error_message": "",
                 "validated_at": timezone.now(),
-            }
+            },
+            failed=lambda reason: {"status": Monitor.Status.INVALIDATED, "error_message": reason},
+            succeeded=lambda done: f"Validated: the reference has {done['reference']['rows']} rows.",
+        )
     finished = monitor.settle(**outcome)
     return outcome["status"] if finished else "outcome discarded: the validation was recovered meanwhile"
 
@@ -309,21 +296,15 @@ def run_period(period_id: int, continuation: bool = False) -> str:
     if not claimed:
         return "already handled"
     period = Period.objects.select_related("monitor__model", "monitor__training_run").get(pk=period_id)
-    results = None
     with jobs.JobLog(period, max_chars=MAX_LOG_CHARS) as log:
-        try:
-            outcome, results = _run_period(period, log, deadline=_task_deadline())
-        except MonitoringFailed as exc:
-            log(f"Period failed: {exc}")
-            outcome = {"status": Period.Status.FAILED, "error_message": str(exc)[:10_000], "progress": None}
-        except Exception as exc:
-            logger.exception("monitoring period %s crashed", period_id)
-            log("Internal error while running the period:\n" + traceback.format_exc())
-            outcome = {
-                "status": Period.Status.FAILED,
-                "error_message": f"Internal error: {type(exc).__name__}: {exc}"[:10_000],
-                "progress": None,
-            }
+        outcome, results = log.outcome_of(
+            "period",
+            lambda: _run_period(period, log, deadline=_task_deadline()),
+            failed=lambda reason: (
+                {"status": Period.Status.FAILED, "error_message": reason, "progress": None},
+                None,
+            ),
+        )
     if outcome["status"] == Period.Status.QUEUED:
         with transaction.atomic():
             if not period.this_run().update(status=Period.Status.QUEUED, heartbeat_at=None):

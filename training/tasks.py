@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import math
 import re
 import shutil
 import socket
-import traceback
 from pathlib import Path
 
 from django.conf import settings
@@ -39,8 +37,6 @@ from training.models import (
     TrainingRun,
 )
 
-logger = logging.getLogger(__name__)
-
 HOST = socket.gethostname()
 MAX_LOG_CHARS = 2 * 1024 * 1024
 TAIL_LINES = 200
@@ -50,7 +46,7 @@ MAX_METRICS = 500
 MAX_EXTRAS = 200
 
 
-class TrainingFailed(Exception):
+class TrainingFailed(jobs.JobFailed):
     """A reason to fail the run, already phrased for the user."""
 
 
@@ -63,20 +59,12 @@ def run_training(run_id: int) -> str:
         return "already handled"
     run = TrainingRun.objects.select_related("experiment", "experiment__group").get(pk=run_id)
     with jobs.JobLog(run, max_chars=MAX_LOG_CHARS, tail_lines=TAIL_LINES) as log:
-        try:
-            outcome = _train(run, log)
-        except TrainingFailed as exc:
-            log(f"Training failed: {exc}")
-            outcome = {"status": TrainingRun.Status.FAILED, "error_message": str(exc)[:10_000]}
-        except Exception as exc:  # our own bug: still never leave the run Running
-            logger.exception("training run %s crashed", run_id)
-            log("Internal error while running the training:\n" + traceback.format_exc())
-            outcome = {
-                "status": TrainingRun.Status.FAILED,
-                "error_message": f"Internal error: {type(exc).__name__}: {exc}"[:10_000],
-            }
-        else:
-            log(f"Training succeeded: {len(outcome['artifacts'])} artifact(s) kept.")
+        outcome = log.outcome_of(
+            "training",
+            lambda: _train(run, log),
+            failed=lambda reason: {"status": TrainingRun.Status.FAILED, "error_message": reason},
+            succeeded=lambda done: f"Training succeeded: {len(done['artifacts'])} artifact(s) kept.",
+        )
     finished = run.settle(**outcome)
     return outcome["status"] if finished else "outcome discarded: the run was recovered meanwhile"
 

@@ -178,6 +178,47 @@ def test_a_capped_log_keeps_its_head_and_tail(model):
     assert [line.split()[3] for line in lines[2:]] == ["7", "8", "9"]
 
 
+def _outcome_of(model, work, **kwargs):
+    build = _build(model)
+    with jobs.JobLog(build, flush_every=3600) as log:
+        outcome = log.outcome_of("build", work, failed=lambda reason: {"failed": reason}, **kwargs)
+    return outcome, ModelBuild.objects.get(pk=build.pk).log
+
+
+def test_a_jobs_work_that_returns_is_its_outcome_told_by_its_line(model):
+    outcome, log = _outcome_of(
+        model, lambda: {"rows": 3}, succeeded=lambda done: f"Done: {done['rows']} rows."
+    )
+    assert outcome == {"rows": 3} and log.endswith("Done: 3 rows.\n")
+
+
+def test_a_job_failed_for_its_user_keeps_the_reason_as_it_is(model):
+    def work():
+        raise jobs.JobFailed("the input has no rows")
+
+    outcome, log = _outcome_of(model, work, succeeded=lambda done: "never said")
+    assert outcome == {"failed": "the input has no rows"}
+    assert "Build failed: the input has no rows" in log and "never said" not in log
+
+
+def test_a_crash_of_the_platforms_code_still_ends_the_job_naming_the_error(model, caplog):
+    def work():
+        raise KeyError("reference")
+
+    outcome, log = _outcome_of(model, work)
+    assert outcome == {"failed": "Internal error: KeyError: 'reference'"}
+    assert "Internal error while running the build:\nTraceback" in log and "in work" in log
+    assert "crashed" in caplog.text  # and the server's log has it for the operators
+
+
+def test_a_long_reason_is_cut_to_what_the_row_keeps(model):
+    def work():
+        raise jobs.JobFailed("x" * (jobs.MAX_ERROR_CHARS + 10))
+
+    outcome, _log = _outcome_of(model, work)
+    assert outcome == {"failed": "x" * jobs.MAX_ERROR_CHARS}
+
+
 # --------------------------------------------------------------------------- recovery
 
 

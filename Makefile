@@ -13,20 +13,22 @@ override NEOMARIL_NODE_DIR := $(abspath $(NEOMARIL_NODE_DIR))
 NEOMARIL_SUPERVISOR_DIR ?= $(NEOMARIL_NODE_DIR)
 export NEOMARIL_DATA_DIR PORT NEOMARIL_NODE_DIR NEOMARIL_SUPERVISOR_DIR
 
+# The admin password is for `ensure_admin` alone: every other step (the installs, pip
+# building packages, apt-get) and supervisord with the long-running processes it starts
+# get an environment without it. A prefix on each command, as make cannot unexport a
+# variable for some targets only.
+NO_ADMIN_SECRETS := env -u NEOMARIL_ADMIN_PASSWORD -u NEOMARIL_ADMIN_USER -u DJANGO_SUPERUSER_PASSWORD
+
 .PHONY: install run test test-fast lint format messages bench browser-deps sandbox-deps gettext-deps clean
 
 # The virtualenv is rebuilt when a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	test -x $(PY) || $(NO_ADMIN_SECRETS) $(PYTHON) -m venv $(VENV)
+	$(NO_ADMIN_SECRETS) $(PY) -m pip install --quiet --upgrade pip
+	$(NO_ADMIN_SECRETS) $(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
 install: $(VENV)/.installed
-
-# The admin password is for `ensure_admin` alone: every other step, and supervisord with
-# the long-running processes it starts, gets an environment without it.
-NO_ADMIN_SECRETS := env -u NEOMARIL_ADMIN_PASSWORD -u NEOMARIL_ADMIN_USER -u DJANGO_SUPERUSER_PASSWORD
 
 run: install sandbox-deps
 	$(NO_ADMIN_SECRETS) $(PY) manage.py migrate --noinput
@@ -45,7 +47,7 @@ sandbox-deps:
 	@{ command -v bwrap && command -v slirp4netns; } >/dev/null 2>&1 || { \
 		if [ "$$(id -u)" = 0 ]; then \
 			echo "Installing bubblewrap and slirp4netns from Debian's packages (the sandbox of model code)..."; \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap slirp4netns >/dev/null; \
+			$(NO_ADMIN_SECRETS) apt-get update -qq && $(NO_ADMIN_SECRETS) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap slirp4netns >/dev/null; \
 		else \
 			echo "bubblewrap (bwrap) or slirp4netns is missing: install them (apt-get install bubblewrap slirp4netns); models cannot run without them."; \
 		fi; }
@@ -54,13 +56,13 @@ sandbox-deps:
 browser-deps:
 	@command -v chromium >/dev/null 2>&1 || { \
 		echo "Installing Chromium from Debian's packages for the browser tests..."; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+		$(NO_ADMIN_SECRETS) apt-get update -qq && $(NO_ADMIN_SECRETS) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 # The translation catalogs' tests and `make messages` run GNU gettext's xgettext and msgfmt.
 gettext-deps:
 	@command -v xgettext >/dev/null 2>&1 || { \
 		echo "Installing gettext from Debian's packages for the translation catalogs..."; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gettext >/dev/null; }
+		$(NO_ADMIN_SECRETS) apt-get update -qq && $(NO_ADMIN_SECRETS) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gettext >/dev/null; }
 
 # The backends the suite runs on, one pass each (docs/configuration.md, "Tests"): sqlite
 # (the embedded default), postgres (PostgreSQL 15 + Redis from Debian's packages, started

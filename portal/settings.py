@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dj_database_url
 from cryptography.fernet import Fernet
+from django.core.exceptions import ImproperlyConfigured
 
 from groups.envconf import envbool, envchoice, envint, envlist, envnetworks, envpath, envstr
 
@@ -355,9 +356,17 @@ FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
 # --- Sync serving (model host) ------------------------------------------------------
 # Unix sockets of the runners and of the host. Socket paths are limited to 107 bytes
 # and a runner's socket name takes up to ~58 (".M<32 hex>.<build>.<replica>.sock.loading"),
-# so a deep data folder falls back to a short folder under /tmp.
+# so a deep node folder falls back to a short folder under /tmp. A folder set explicitly
+# is never replaced: one too long stops the start, saying so.
+MAX_RUN_DIR_CHARS = 48
 RUN_DIR = envpath("NEOMARIL_RUN_DIR", NODE_DIR / "run")
-if len(str(RUN_DIR)) > 48:
+if envstr("NEOMARIL_RUN_DIR") and len(str(RUN_DIR)) > MAX_RUN_DIR_CHARS:
+    raise ImproperlyConfigured(
+        f"NEOMARIL_RUN_DIR={str(RUN_DIR)!r} is {len(str(RUN_DIR))} characters long: the sockets in it "
+        f"need a folder of at most {MAX_RUN_DIR_CHARS} (Unix socket paths are limited to 107 bytes). "
+        "Choose a shorter path, or unset it to use <node folder>/run (or a short folder in /tmp)."
+    )
+if len(str(RUN_DIR)) > MAX_RUN_DIR_CHARS:
     import hashlib
     import tempfile
 

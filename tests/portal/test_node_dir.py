@@ -164,3 +164,31 @@ def test_migrate_waits_for_another_nodes_migrate():
             cursor.execute("SELECT pg_advisory_unlock(%s)", [LOCK_KEY])
     finally:
         other.close()
+
+
+def _start_error(tmp_path: Path, **env: str) -> str:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("NEOMARIL_", "DJANGO_"))}
+    environ.update({"DJANGO_SETTINGS_MODULE": "portal.settings", **env})
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    return result.stderr.strip().splitlines()[-1]
+
+
+def test_a_run_folder_set_too_long_for_sockets_stops_the_start_instead_of_being_replaced(short):
+    long_run = short / ("r" * 60)
+    error = _start_error(short, NEOMARIL_DATA_DIR=str(short / "d"), NEOMARIL_RUN_DIR=str(long_run))
+    assert f"NEOMARIL_RUN_DIR={str(long_run)!r} is {len(str(long_run))} characters long" in error
+    assert "at most 48" in error
+
+
+def test_a_deep_node_folder_falls_back_to_a_short_run_folder(short):
+    deep = short / ("d" * 60)
+    found = _paths(short, NEOMARIL_DATA_DIR=str(deep))
+    assert found["node"] == str(deep) and Path(found["run"]).name.startswith("neomaril-")
+    assert len(found["run"]) <= 48

@@ -72,7 +72,7 @@ def check_sandbox(app_configs, **kwargs):
                 "NEOMARIL_UNSAFE_NO_SANDBOX is set: uploaded model code runs without its sandbox and "
                 "can read the database, the keys and every other group's models and secrets.",
                 hint="Install bubblewrap and unset NEOMARIL_UNSAFE_NO_SANDBOX (docs/security.md).",
-                id="neomaril.E010",
+                id="neomaril.E004",
             )
         ]
     if settings.SANDBOX_NETWORK == "host":

@@ -1,6 +1,7 @@
 """System checks and production settings."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -70,7 +71,7 @@ def test_check_deploy_warns_about_generated_secrets(tmp_path):
 def test_check_deploy_errors_when_user_code_runs_unsandboxed(tmp_path):
     result = _manage(["check", "--deploy"], {**PRODUCTION, "NEOMARIL_UNSAFE_NO_SANDBOX": "1"}, tmp_path)
     assert result.returncode != 0
-    assert "neomaril.E010" in result.stderr and "NEOMARIL_UNSAFE_NO_SANDBOX" in result.stderr
+    assert "neomaril.E004" in result.stderr and "NEOMARIL_UNSAFE_NO_SANDBOX" in result.stderr
 
 
 def test_admins_see_a_banner_when_user_code_runs_unsandboxed(admin_client, client, django_user_model):
@@ -134,3 +135,15 @@ def test_check_deploy_warns_when_models_share_the_nodes_network(tmp_path):
     assert check_sandbox(None) == []  # the default: a private network
     with override_settings(SANDBOX_NETWORK="host"):
         assert [message.id for message in check_sandbox(None)] == ["neomaril.W003"]
+
+
+def test_every_system_check_has_an_id_of_its_own():
+    # The docs name checks by id (docs/configuration.md): two messages under one id
+    # would send an operator to the wrong setting.
+    found: dict[str, list[str]] = {}
+    for app in ("portal", "groups", "models_app", "executions", "training", "monitors", "monitoring"):
+        for source in (ROOT / app).rglob("*.py"):
+            for check_id in re.findall(r'id="(neomaril\.[EW]\d+)"', source.read_text()):
+                found.setdefault(check_id, []).append(str(source.relative_to(ROOT)))
+    assert len(found) >= 10
+    assert {check_id: where for check_id, where in found.items() if len(where) > 1} == {}

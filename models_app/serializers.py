@@ -285,6 +285,12 @@ class RunnerSerializer(serializers.Serializer):
     alive = serializers.BooleanField()
     memory_bytes = serializers.IntegerField(help_text="Resident memory.")
     requests = serializers.IntegerField(help_text="Requests served since it started.")
+    utilization = serializers.FloatField(
+        help_text="Share of the host's last load sample (about a second) it spent answering, 0 to 1."
+    )
+    draining = serializers.BooleanField(
+        help_text="Leaving: an extra replica the load no longer needs, finishing its calls."
+    )
     started_at = serializers.FloatField(help_text="Unix time.")
     last_used = serializers.FloatField(help_text="Unix time.")
 

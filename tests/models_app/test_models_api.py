@@ -54,6 +54,24 @@ def test_teammate_and_admin_can_describe(cast, model):
         assert body["allow_network"] is True
 
 
+def test_runners_show_how_busy_each_replica_is_and_which_is_leaving(cast, model, monkeypatch):
+    from models_app import api
+
+    described = {
+        "model": model.hash, "build": 1, "pid": 41, "alive": True, "memory_bytes": 9, "requests": 7,
+        "started_at": 1.0, "last_used": 2.0, "socket": "/run/x.sock",
+    }  # fmt: skip
+    replicas = [{**described, "replica": 0, "utilization": 0.875, "draining": False},
+                {**described, "replica": 1, "utilization": 0.0, "draining": True}]  # fmt: skip
+    monkeypatch.setattr(api, "runners_of", lambda model_hash: replicas if model_hash == model.hash else [])
+    answer = api_client(cast.teammate).get(f"/api/v1/models/{model.hash}/runners").json()
+    assert [(r["replica"], r["utilization"], r["draining"]) for r in answer["runners"]] == [
+        (0, 0.875, False),
+        (1, 0.0, True),
+    ]
+    assert "socket" not in answer["runners"][0]  # the node's paths stay on the node
+
+
 def test_wrong_method_is_405(cast, model):
     assert api_client(cast.owner).put(f"/api/v1/models/{model.hash}", {}).status_code == 405
     assert api_client(cast.owner).get(f"/api/v1/models/{model.hash}/disable").status_code == 405

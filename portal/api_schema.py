@@ -1,7 +1,8 @@
-"""The platform's OpenAPI document (/api/docs/): the two routes drf-spectacular can't see.
+"""The platform's OpenAPI document (/api/docs/): the routes drf-spectacular can't see.
 
-`POST /api/v1/run/<hash>` (portal.run_api, answered first by the ASGI fast path) and
-`/healthz` (portal.health) are plain Django views, kept off DRF on purpose (the hot path
+The run URLs, `POST /api/v1/run/<hash>` with its `/versions/<n>` and their session
+twins `/try` (portal.run_api, answered first by the ASGI fast path), and `/healthz`
+(portal.health) are plain Django views, kept off DRF on purpose (the hot path
 and a probe that must answer without DRF's machinery), so drf-spectacular does not list
 them. This postprocessing hook (SPECTACULAR_SETTINGS' POSTPROCESSING_HOOKS) describes them
 from the same status codes those views answer; it changes nothing they do.
@@ -114,6 +115,59 @@ RUN_OPERATION = {
     "responses": RUN_RESPONSES,
 }
 
+VERSION_PARAMETER = {
+    "name": "version",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer"},
+    "description": "The version's number: called whether or not it is the live one.",
+}
+RUN_VERSION_OPERATION = {
+    **RUN_OPERATION,
+    "operationId": "run_model_version",
+    "summary": "Call one version of the model",
+    "description": (
+        "The run URL of one version, live or not (e.g. to test a new version before it goes "
+        "live); otherwise as the model's run URL."
+    ),
+    "parameters": [*RUN_OPERATION["parameters"], VERSION_PARAMETER],
+    "responses": {
+        **RUN_RESPONSES,
+        "404": _error("No such model, or no such version of it."),
+        "409": _error("That version is not deployed (yet): its status says why."),
+    },
+}
+TRY_RESPONSES = {
+    **RUN_RESPONSES,
+    "302": {"description": "Not logged in (a session-less request that passed the CSRF check): to /login/."},
+    "403": _error(
+        "The CSRF check failed: send the session's token as `X-CSRFToken` (a group token does not open `/try`)."
+    ),
+    "404": _error("No such model among the caller's groups'."),
+}
+TRY_DESCRIPTION = (
+    " For people logged in to the portal: a member of the model's group (or an admin) sends the "
+    "same body with the session cookie and the `X-CSRFToken` header, and gets exactly what the "
+    "run URL answers (the portal's Try it)."
+)
+TRY_OPERATION = {
+    **RUN_OPERATION,
+    "operationId": "try_model",
+    "summary": "Call the model with a portal session",
+    "description": "The model's run URL, with a session instead of the group token." + TRY_DESCRIPTION,
+    "security": [{"cookieAuth": []}],
+    "responses": TRY_RESPONSES,
+}
+TRY_VERSION_OPERATION = {
+    **RUN_VERSION_OPERATION,
+    "operationId": "try_model_version",
+    "summary": "Call one version of the model with a portal session",
+    "description": "One version's run URL, with a session instead of the group token." + TRY_DESCRIPTION,
+    "security": [{"cookieAuth": []}],
+    "responses": {**TRY_RESPONSES, "404": RUN_VERSION_OPERATION["responses"]["404"]},
+}
+SESSION = {"type": "apiKey", "in": "cookie", "name": "sessionid"}
+
 HEALTHZ_CHECK = {
     "type": "object",
     "properties": {
@@ -161,6 +215,13 @@ def document_run_and_health(result: dict, generator, request, public: bool) -> d
     schemas["ModelError"] = MODEL_ERROR_SCHEMA
     schemas["ExecutionStarted"] = EXECUTION_STARTED
     components.setdefault("securitySchemes", {})["GroupToken"] = GROUP_TOKEN
-    result["paths"].setdefault("/api/v1/run/{model_hash}", {})["post"] = RUN_OPERATION
+    components["securitySchemes"].setdefault("cookieAuth", SESSION)
+    for path, operation in (
+        ("/api/v1/run/{model_hash}", RUN_OPERATION),
+        ("/api/v1/run/{model_hash}/versions/{version}", RUN_VERSION_OPERATION),
+        ("/api/v1/run/{model_hash}/try", TRY_OPERATION),
+        ("/api/v1/run/{model_hash}/versions/{version}/try", TRY_VERSION_OPERATION),
+    ):
+        result["paths"].setdefault(path, {})["post"] = operation
     result["paths"]["/healthz"] = {"get": HEALTHZ_OPERATION}
     return result

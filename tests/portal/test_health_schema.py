@@ -124,3 +124,42 @@ def test_schema_of_the_runners_answer_is_the_object_the_view_returns(db):
     runners = document["components"]["schemas"]["ModelRunners"]
     assert set(runners["required"]) == {"model", "version", "runners"}
     assert runners["properties"]["runners"]["items"] == {"$ref": "#/components/schemas/Runner"}
+
+
+def _routes(patterns, prefix=""):
+    from django.urls import URLResolver
+
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            yield from _routes(pattern.url_patterns, prefix + str(pattern.pattern))
+        else:
+            yield prefix + str(pattern.pattern)
+
+
+def test_every_api_route_is_in_the_document(db):
+    from django.urls import get_resolver
+
+    document = Client().get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    routes = {
+        "/" + re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", route) for route in _routes(get_resolver().url_patterns)
+    }
+    api_routes = {route for route in routes if route.startswith("/api/v1/")}
+    assert len(api_routes) > 50
+    assert api_routes - set(document["paths"]) == set()
+
+
+def test_the_version_and_session_run_urls_are_described_as_the_run_url(db):
+    document = Client().get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    version = document["paths"]["/api/v1/run/{model_hash}/versions/{version}"]["post"]
+    assert [p["name"] for p in version["parameters"]] == ["model_hash", "version"]
+    assert (
+        version["security"] == [{"GroupToken": []}]
+        and "version" in version["responses"]["404"]["description"]
+    )
+    for path in ("/api/v1/run/{model_hash}/try", "/api/v1/run/{model_hash}/versions/{version}/try"):
+        tried = document["paths"][path]["post"]
+        assert tried["security"] == [{"cookieAuth": []}]
+        assert "X-CSRFToken" in tried["responses"]["403"]["description"]
+    assert document["components"]["securitySchemes"]["cookieAuth"]["in"] == "cookie"
+    operation_ids = [op["operationId"] for item in document["paths"].values() for op in item.values()]
+    assert len(operation_ids) == len(set(operation_ids))

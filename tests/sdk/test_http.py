@@ -16,7 +16,7 @@ import socket
 import pytest
 from neomaril_codex import _http
 from neomaril_codex.base import NeomarilExecution
-from neomaril_codex.exceptions import InputError, NetworkError, ServerError
+from neomaril_codex.exceptions import InputError, NetworkError, NotFoundError, ServerError
 from neomaril_codex.model import NeomarilModel, NeomarilModelClient
 
 from tests.helpers.sdk import sdk_env
@@ -103,6 +103,34 @@ def test_every_call_answered_with_no_json_is_a_server_error(client, stub, tmp_pa
         with pytest.raises(ServerError, match="not JSON") as raised:
             call()
         assert raised.value.status_code == 200, name
+
+
+@pytest.mark.parametrize(
+    "status, body, content_type, exception",
+    [
+        (404, b"<!doctype html><title>Not Found</title>", "text/html", NotFoundError),
+        (502, b"<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html", ServerError),
+        (404, b'["not", "ours"]', "application/json", NotFoundError),
+    ],
+)
+def test_an_error_page_that_is_not_neomarils_says_where_it_came_from(
+    stub, status, body, content_type, exception
+):
+    stub.on("GET", "/api/v1/auth/me", Stub.raw(status, body, content_type))
+    with pytest.raises(exception) as raised:  # the class still follows the status
+        NeomarilModelClient(url=stub.url, token="nmu_user")
+    message = str(raised.value)
+    assert f"GET {stub.url}/api/v1/auth/me" in message and f"HTTP {status}" in message
+    assert "Is NEOMARIL_URL (url=) the portal's address?" in message
+    assert ("not JSON" in message) == (content_type != "application/json")
+    assert raised.value.status_code == status
+
+
+def test_neomarils_own_error_answer_is_told_by_its_detail_alone(stub):
+    stub.on("GET", "/api/v1/auth/me", Stub.reply(404, {"detail": "No such thing.", "code": "not_found"}))
+    with pytest.raises(NotFoundError) as raised:
+        NeomarilModelClient(url=stub.url, token="nmu_user")
+    assert str(raised.value) == "No such thing."
 
 
 # 2. Connections dropped in the middle of an answer ---------------------------------------

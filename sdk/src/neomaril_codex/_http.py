@@ -66,6 +66,23 @@ def _snippet(text: str) -> str:
     return text if len(text) <= SNIPPET_CHARS else text[:SNIPPET_CHARS] + "…"
 
 
+def _not_neomaril(method: str, response: requests.Response) -> str:
+    """What to say of an error answer that is not Neomaril's JSON: a wrong URL (another
+    site's 404 page) or a proxy's page answered instead."""
+    content_type = response.headers.get("Content-Type") or "no Content-Type"
+    snippet = _snippet(response.text)
+    try:
+        response.json()
+        kind = "JSON that is not Neomaril's error answer"
+    except ValueError:
+        kind = "a body that is not JSON"
+    return (
+        f"{method} {response.url} was answered with {kind} ({content_type}): "
+        f"{repr(snippet) if snippet else 'an empty body'}. Is NEOMARIL_URL (url=) the portal's address? "
+        "A proxy or another site may have answered instead."
+    )
+
+
 def json_of(response: requests.Response, fields: Optional[Sequence[str]] = None) -> Any:
     """The JSON of a successful answer; with `fields`, an object holding each of them.
 
@@ -242,10 +259,11 @@ class Connection:
                 reason = _without_secrets(str(exc), all_headers)
                 raise NeomarilError(f"{method} {url} could not be sent: {reason}") from None
         if response.status_code >= 400 and response.status_code not in set(ok):
+            body = _body(response)
             error = error_for_status(
                 response.status_code,
-                _body(response),
-                response.text,
+                body,
+                response.text if body is not None else _not_neomaril(method, response),
                 retry_after=response.headers.get("Retry-After"),
             )
             response.close()

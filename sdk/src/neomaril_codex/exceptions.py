@@ -164,7 +164,7 @@ def error_for_status(
     body = body or {}
     detail = body.get("detail")
     if not isinstance(detail, str) or not detail:
-        snippet = " ".join(text.split())[:300]
+        snippet = " ".join(text.split())[:600]
         detail = f"HTTP {status_code}" + (f": {snippet}" if snippet else "")
     if retry_after and retry_after.strip():
         wait = retry_after.strip()

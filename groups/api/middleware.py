@@ -94,9 +94,11 @@ class ApiRequestSizeMiddleware:
 
     @staticmethod
     def _too_large(length: int, limit: int, setting: str) -> HttpResponse:
+        body, most = _size(length), _size(limit)
+        if body == most:  # just over: rounded, both would read "2 GB"
+            body, most = f"{length:,} bytes", f"{limit:,} bytes"
         return error_response(
             413,
-            f"The request body ({_size(length)}) is larger than the limit of {_size(limit)} "
-            f"for this request ({setting}).",
+            f"The request body ({body}) is larger than the limit of {most} for this request ({setting}).",
             "too_large",
         )

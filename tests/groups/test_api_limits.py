@@ -83,8 +83,9 @@ def test_declared_upload_over_the_upload_limit_is_413(cast, settings):
     response = _declared(client, "/api/v1/models", limit + 1, "multipart/form-data; boundary=x")
     assert response.status_code == 413
     assert response.json() == {
-        "detail": "The request body (12.5 MB) is larger than the limit of 12.5 MB for this request "
-        "(NEOMARIL_MAX_UPLOAD_TOTAL_MB).",
+        # One byte over: rounded, both sizes would read "12.5 MB".
+        "detail": "The request body (13,107,201 bytes) is larger than the limit of 13,107,200 bytes "
+        "for this request (NEOMARIL_MAX_UPLOAD_TOTAL_MB).",
         "code": "too_large",
     }
 

@@ -343,6 +343,11 @@ class _Run:
             if type(raw).__module__ == "numpy" and callable(getattr(raw, "item", None)):
                 with contextlib.suppress(ValueError, TypeError):  # an array of several values
                     number = raw.item()
+            if number is None:
+                # No value: what NaN and infinity are stored as (an External run's form has
+                # already turned them into null), kept so.
+                metrics[name] = None
+                continue
             if isinstance(number, bool):
                 raise self._error(
                     "result", f"TypeError: metric {name!r} is a bool ({number}); metrics must be numbers"

@@ -575,6 +575,12 @@ def test_external_metrics_are_validated(training_python, run_dir):
     assert result.phase == "result"
     assert "metric 'auc' is a str, not a number ('0.9')" in result.error
 
+    # NaN, infinity and integers past a float arrive as null (the form's work): kept so.
+    inputs["metrics"] = {"auc": 0.9, "big": None}
+    result = train(training_python, run_dir, mode="external", inputs=inputs)
+    assert result.ok, result
+    assert result.result["metrics"] == {"auc": 0.9, "big": None}
+
 
 # ------------------------------------------------------------------------ compatibility
 

@@ -7,6 +7,7 @@ import zipfile
 
 from django.db.models import Count
 from django.http import FileResponse, QueryDict
+from django.utils.translation import gettext
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import status
@@ -20,7 +21,10 @@ from groups.api.errors import Conflict, checked_files, form_errors, form_fields
 from groups.api.pagination import PageNumberPagination
 from groups.api.parsers import JSONParser  # deep nesting is a 400, not a RecursionError
 from groups.uploads import lost_parts
+from models_app import services as model_services
+from models_app.access import models_for
 from models_app.api import form_request_schema
+from models_app.models import MLModel
 from models_app.serializers import ModelDetailSerializer, ModelVersionSerializer
 from training import services
 from training.access import experiments_for, get_experiment_for_user, get_run_for_user
@@ -274,6 +278,10 @@ class RunPromoteView(APIView):
             services.check_promotable(run)
         except services.NotPromotable as exc:
             raise Conflict(str(exc)) from None
+        target = str(request.POST.get("version_of") or "").strip()
+        if target and models_for(request.user).filter(hash=target, status=MLModel.Status.DELETED).exists():
+            # A state, not bad input: the 409 that POST /models/<hash>/versions answers.
+            raise Conflict(gettext("This model is deleted: promote the run as a new model instead."))
         files = checked_files(request)
         form = PromoteForm(
             request.POST, files, user=request.user, run=run, lost_parts=lost_parts(request._request)
@@ -284,7 +292,7 @@ class RunPromoteView(APIView):
             model = services.promote(
                 request.user, run, form.upload, version_of=form.cleaned_data.get("version_of")
             )
-        except services.NotPromotable as exc:
+        except (services.NotPromotable, model_services.ActionRefused) as exc:  # or deleted meanwhile
             raise Conflict(str(exc)) from None
         if model.line_id is not None:  # a new version of an existing model
             body = ModelVersionSerializer(model, context={"request": request}).data

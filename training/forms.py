@@ -669,12 +669,23 @@ class PromoteForm(ModelUploadForm):
         run = self.run
         target = self.cleaned_data.get("version_of")
         if target is not None:
+            # A version has its model's name and operation: the same may be sent (the
+            # portal's form and the SDK do), another is refused rather than dropped.
             asked = self.data.get("operation")
             if asked and asked != target.operation:
                 self.add_error(
                     "operation",
                     gettext("Model '%(hash)s' is %(operation)s: its versions are %(operation)s too.")
                     % {"hash": target.hash, "operation": target.operation},
+                )
+            asked_name = (self.data.get("name") or "").strip()
+            if asked_name and asked_name != target.name:
+                self.add_error(
+                    "name",
+                    gettext(
+                        "Model '%(hash)s' is named '%(name)s' and its versions keep that name: leave name out."
+                    )
+                    % {"hash": target.hash, "name": target.name},
                 )
             self.cleaned_data.update(name=target.name, operation=target.operation)
         extra_text = ""

@@ -34,6 +34,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from groups.access import groups_for
 from groups.uploads import add_limit_errors, lost_parts
+from models_app import services as model_services
 from training import automl, services
 from training.access import experiments_for, get_experiment_for_user, get_run_for_user
 from training.automl.fields import AutoMLFieldsForm
@@ -441,7 +442,7 @@ def run_promote(request: HttpRequest, experiment_hash: str, number: int) -> Http
             model = services.promote(
                 request.user, run, form.upload, version_of=form.cleaned_data.get("version_of")
             )
-        except services.NotPromotable as exc:
+        except (services.NotPromotable, model_services.ActionRefused) as exc:  # or deleted meanwhile
             context = _run_context(request, run, promote_form=form, promote_error=str(exc))
             return render(request, "training/run_detail.html", context, status=409)
         if model.line_id is not None:

@@ -122,15 +122,28 @@ class RunDetailSerializer(RunSummarySerializer):
         }
 
     def get_promoted_models(self, run: TrainingRun) -> list[dict]:
+        """Each model made from the run, by the model's hash: a run promoted as a version
+        is listed under its model, with the version's number and own hash (the API
+        addresses a version through its model)."""
         return [
-            {
-                "hash": model.hash,
-                "name": model.name,
-                "status": model.status,
-                "url": _absolute(self.context, reverse("api-model-detail", args=[model.hash])),
-            }
-            for model in run.promoted_models.order_by("created_at")
+            self._promoted(model)
+            for model in run.promoted_models.select_related("line").order_by("created_at")
         ]
+
+    def _promoted(self, model) -> dict:
+        root = model.line or model
+        if model.line is None:
+            url = reverse("api-model-detail", args=[model.hash])
+        else:
+            url = reverse("api-model-version", args=[root.hash, model.version])
+        return {
+            "hash": root.hash,
+            "version": model.version,
+            "version_hash": model.hash,
+            "name": model.name,
+            "status": model.status,
+            "url": _absolute(self.context, url),
+        }
 
     def get_artifacts_url(self, run: TrainingRun) -> str:
         return _absolute(

@@ -437,7 +437,11 @@
       const chosen = versionOf.selectedOptions[0];
       const modelOperation = chosen ? chosen.dataset.modelOperation : undefined;
       const name = promote.querySelector("[data-field=name]");
-      if (name) name.hidden = Boolean(modelOperation);
+      if (name) {
+        name.hidden = Boolean(modelOperation);
+        // Disabled, not only hidden: a version keeps its model's name, and another is refused.
+        for (const input of name.querySelectorAll("input")) input.disabled = Boolean(modelOperation);
+      }
       for (const radio of promote.querySelectorAll("input[name=operation]")) {
         radio.disabled = Boolean(modelOperation) && radio.value !== modelOperation;
         if (modelOperation && radio.value === modelOperation) radio.checked = true;

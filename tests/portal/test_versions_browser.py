@@ -198,7 +198,7 @@ def test_promoting_as_a_version_takes_the_models_name_and_operation(page, live_s
     page.goto(f"{live_server.url}/training/{experiment.hash}/runs/1/")
     assert page.is_visible("#id_name") and page.is_enabled("#id_operation_0")
     page.select_option("#id_version_of", model.hash)
-    assert not page.is_visible("#id_name")  # the model's name
+    assert not page.is_visible("#id_name") and page.is_disabled("#id_name")  # the model's name, not sent
     assert page.is_checked("#id_operation_1") and page.is_disabled("#id_operation_0")  # Async only
     page.select_option("#id_version_of", "")
     assert page.is_visible("#id_name") and page.is_enabled("#id_operation_0")

@@ -15,6 +15,7 @@ from django.conf import settings
 from models_app import environments
 from models_app.models import MLModel
 from tests.helpers.clients import api_client
+from tests.helpers.monitors import deployed_model
 from tests.helpers.training import custom_payload, external_payload, finished_run, make_experiment
 from tests.helpers.uploads import file
 from training import automl
@@ -447,6 +448,52 @@ def _promote(client, experiment, number, **overrides):
         {k: v for k, v in payload.items() if v is not None},
         format="multipart",
     )
+
+
+def _promote_as_version(cast, **overrides):
+    model = deployed_model(cast.group, name="Scorer")
+    experiment = make_experiment(cast.group, cast.owner)
+    finished_run(experiment)
+    response = _promote(api_client(cast.owner), experiment, 1, version_of=model.hash, **overrides)
+    return model, experiment, response
+
+
+def test_a_run_promoted_as_a_version_is_listed_under_its_model(cast):
+    model, experiment, response = _promote_as_version(cast, name=None, operation=None)
+    assert response.status_code == 201, response.content
+    client = api_client(cast.owner)
+    (promoted,) = client.get(f"{API}/experiments/{experiment.hash}/runs/1").json()["promoted_models"]
+    version = model.all_versions().get(version=2)
+    assert (promoted["hash"], promoted["version"], promoted["version_hash"]) == (model.hash, 2, version.hash)
+    assert promoted["url"].endswith(f"/api/v1/models/{model.hash}/versions/2")
+    assert client.get(promoted["url"]).status_code == 200  # the link leads somewhere
+
+
+def test_a_version_keeps_its_models_name_and_operation_or_the_promotion_says_so(cast):
+    model, _experiment, response = _promote_as_version(cast, name="Renamed", operation="Async")
+    assert response.status_code == 400, response.content
+    errors = response.json()["errors"]
+    assert errors["name"] == [
+        f"Model '{model.hash}' is named 'Scorer' and its versions keep that name: leave name out."
+    ]
+    assert errors["operation"] == [f"Model '{model.hash}' is Sync: its versions are Sync too."]
+    assert model.all_versions().count() == 1
+    # Its own name and operation may be sent: the portal's form and the SDK send the operation.
+    _model, _experiment, response = _promote_as_version(cast, name="Scorer", operation="Sync")
+    assert response.status_code == 201, response.content
+
+
+def test_promoting_as_a_version_of_a_deleted_model_is_a_conflict(cast):
+    model = deployed_model(cast.group, name="Scorer", status=MLModel.Status.DELETED)
+    experiment = make_experiment(cast.group, cast.owner)
+    finished_run(experiment)
+    response = _promote(api_client(cast.owner), experiment, 1, name=None, version_of=model.hash)
+    assert response.status_code == 409, response.content
+    assert response.json() == {
+        "detail": "This model is deleted: promote the run as a new model instead.",
+        "code": "conflict",
+    }
+    assert model.all_versions().count() == 1
 
 
 @pytest.mark.parametrize("state", ["Requested", "Running", "Failed"])

@@ -47,6 +47,8 @@ from training.models import MODEL_ARTIFACT, Experiment, TrainingRun
 TABLE_SUFFIXES = (".csv", ".parquet")
 # Roles of an External run's uploaded artifacts, as form fields.
 EXTERNAL_TABLES = ("X_train", "y_train", "model_output")
+# The Custom run's function unless the run names another (the form's default).
+TRAINING_REFERENCE = "train_model"
 
 
 class ExperimentForm(forms.Form):
@@ -160,7 +162,7 @@ class TrainingRunForm(UploadCheckingForm):
         max_length=100,
         required=False,
         empty_value="train_model",
-        initial="train_model",
+        initial=TRAINING_REFERENCE,
         label=_("Training function"),
         help_text=_("Custom: train_model(df, base_path), or the older train_model(base_path)."),
     )
@@ -317,6 +319,8 @@ class TrainingRunForm(UploadCheckingForm):
         for field in unwanted:
             if data.get(field) and field not in self.errors:
                 self.add_error(field, why % {"field": field})
+        if not custom and self._sent_another_training_reference(data):
+            self.add_error("training_reference", why % {"field": "training_reference"})
         if data.get("conf_dict") and "conf_dict" not in self.errors:
             # Translators: conf_dict is the AutoML configuration's field name.
             self.add_error("conf_dict", gettext("conf_dict is only used by AutoML runs."))
@@ -324,13 +328,8 @@ class TrainingRunForm(UploadCheckingForm):
             upload = named.get(field)
             if upload is not None and not upload.name.lower().endswith(TABLE_SUFFIXES):
                 self.add_error(field, _not_a_table(upload))
-            elif upload is not None and not upload.file.size:
-                # Refused here rather than by the run, which failed on it once it had started.
-                self.add_error(
-                    field,
-                    gettext("'%(name)s' is empty: a table needs at least its header row.")
-                    % {"name": upload.name},
-                )
+            elif upload is not None:
+                self._check_not_empty(field, upload)
         source = named.get("source")
         if custom and source is not None:
             if not source.name.endswith(".py"):
@@ -396,6 +395,8 @@ class TrainingRunForm(UploadCheckingForm):
         elif train is not None and not train.name.lower().endswith(TABLE_SUFFIXES):
             self.add_error("train_data", _not_a_table(train))
             train = None
+        elif train is not None and not self._check_not_empty("train_data", train):
+            train = None
         for field in (
             "source",
             "requirements",
@@ -405,7 +406,10 @@ class TrainingRunForm(UploadCheckingForm):
             "model",
             "metrics",
             "params",
+            "training_reference",
         ):
+            if field == "training_reference" and not self._sent_another_training_reference(data):
+                continue
             if data.get(field) and field not in self.errors:
                 self.add_error(
                     field,
@@ -415,6 +419,15 @@ class TrainingRunForm(UploadCheckingForm):
                         "its environment."
                     )
                     % {"field": field},
+                )
+        asked_python = str(self.data.get("python_version") or "").strip()
+        if asked_python and "python_version" not in self.errors:
+            chosen = str(data.get("python_version") or "").split(".")[:2]
+            if chosen != settings.AUTOML_PYTHON.split(".")[:2]:
+                self.add_error(
+                    "python_version",
+                    gettext("AutoML runs use the platform's Python %(version)s: leave python_version out.")
+                    % {"version": settings.AUTOML_PYTHON},
                 )
         conf: dict | None = None
         if data.get("conf_dict") is None and "conf_dict" not in self.errors:
@@ -445,6 +458,25 @@ class TrainingRunForm(UploadCheckingForm):
             requirements_file=_text_file("requirements.txt", requirements_text),
             requirements=parse_requirements(requirements_text),
             inputs={"conf": _text_file(automl.CONF_NAME, json.dumps(conf, indent=2))},
+        )
+
+    def _check_not_empty(self, field: str, upload: NamedFile) -> bool:
+        """Refuse a table with no rows here, rather than let the run fail on it once started."""
+        if not upload.file.size:
+            problem = gettext("'%(name)s' is empty: a table needs at least its header row.")
+        elif upload.name.lower().endswith(".csv") and _csv_without_rows(upload):
+            problem = gettext("'%(name)s' has a header row and no rows of data.")
+        else:
+            return True
+        self.add_error(field, problem % {"name": upload.name})
+        return False
+
+    def _sent_another_training_reference(self, data: dict[str, Any]) -> bool:
+        """A training function named for a run that has none (External, AutoML): only the
+        form's own default, which the portal's page always sends, passes."""
+        return (
+            "training_reference" not in self.errors
+            and (data.get("training_reference") or TRAINING_REFERENCE) != TRAINING_REFERENCE
         )
 
     def _csv_header(self, train: NamedFile, conf: dict) -> list[str] | None:
@@ -530,6 +562,22 @@ def _finite(number: int | float) -> bool:
         return math.isfinite(number)
     except OverflowError:
         return False
+
+
+# How much of a CSV's start is read to see a row after its header.
+CSV_PEEK_BYTES = 1024 * 1024
+
+
+def _csv_without_rows(upload: NamedFile) -> bool:
+    """Whether the CSV is its header line and blank lines only. A file past the first MiB
+    has rows; a header with quoted line breaks reads as rows too (left to the run)."""
+    upload.file.seek(0)
+    start = upload.file.read(CSV_PEEK_BYTES)
+    upload.file.seek(0)
+    if len(start) == CSV_PEEK_BYTES:
+        return False
+    lines = start.splitlines()
+    return len(lines) >= 1 and not any(line.strip() for line in lines[1:])
 
 
 def _not_a_table(upload: NamedFile) -> str:

@@ -285,9 +285,12 @@
       opening: gettext("Uploaded. Opening the run…"),
       sentInputs: () => [...form.querySelectorAll("input[type=file], textarea[name=metrics], textarea[name=params]")].filter(applies),
       body: () => {
+        // Only what the chosen type uses is sent: the server refuses a field another type
+        // uses (a Python version for AutoML, a training function for External...).
         const body = new FormData(form);
-        for (const input of form.querySelectorAll("input[type=file], textarea")) {
-          if (!applies(input)) body.delete(input.name);
+        const sent = new Set([...form.querySelectorAll("[name]")].filter(applies).map((input) => input.name));
+        for (const input of form.querySelectorAll("[name]")) {
+          if (!sent.has(input.name)) body.delete(input.name);
         }
         return body;
       },

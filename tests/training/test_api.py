@@ -215,6 +215,10 @@ def test_custom_run_reports_every_problem_at_once(cast):
             "'train.csv' is empty: a table needs at least its header row.",
         ),
         (
+            {"train_data": file("train.csv", "a,b,target\r\n\r\n")},
+            "'train.csv' has a header row and no rows of data.",
+        ),
+        (
             {"source": file("app.py", "def fit(df, base_path):\n    pass\n")},
             "no top-level function named 'train_model'",
         ),
@@ -287,6 +291,84 @@ def test_external_run_needs_its_artifacts(cast):
         "source is only used by Custom runs",
     ):
         assert message in text, message
+
+
+def _automl_run() -> dict:
+    return {
+        "run_name": "automl",
+        "training_type": "AutoML",
+        "train_data": file("dados.csv", "a,b,target\n1,2,0\n3,4,1\n"),
+        "conf_dict": json.dumps(AUTOML_CONF),
+    }
+
+
+def test_a_training_function_named_for_a_run_without_one_is_refused(cast):
+    experiment = make_experiment(cast.group, cast.owner)
+    client = api_client(cast.owner)
+    runs = f"{API}/experiments/{experiment.hash}/runs"
+    external = client.post(runs, external_payload(training_reference="fit"), format="multipart")
+    assert external.status_code == 400
+    assert external.json()["errors"]["training_reference"] == [
+        "training_reference is only used by Custom runs (an External run brings its artifacts)."
+    ]
+    refused = client.post(runs, {**_automl_run(), "training_reference": "fit"}, format="multipart")
+    assert refused.status_code == 400
+    assert refused.json()["errors"]["training_reference"] == [
+        "training_reference is not used by AutoML runs: the platform supplies the training code and its "
+        "environment."
+    ]
+    # The portal's page sends the field's default with every run: that one passes.
+    default = client.post(runs, external_payload(training_reference="train_model"), format="multipart")
+    assert default.status_code == 201, default.content
+    assert (
+        client.post(
+            runs, {**_automl_run(), "training_reference": "train_model"}, format="multipart"
+        ).status_code
+        == 201
+    )
+
+
+def test_an_automl_run_runs_on_the_platforms_python_and_says_so_when_asked_another(cast, settings):
+    experiment = make_experiment(cast.group, cast.owner)
+    client = api_client(cast.owner)
+    runs = f"{API}/experiments/{experiment.hash}/runs"
+    other = "3.9" if settings.AUTOML_PYTHON != "3.9" else "3.11"
+    refused = client.post(runs, {**_automl_run(), "python_version": other}, format="multipart")
+    assert refused.status_code == 400
+    assert refused.json()["errors"]["python_version"] == [
+        f"AutoML runs use the platform's Python {settings.AUTOML_PYTHON}: leave python_version out."
+    ]
+    same = client.post(runs, {**_automl_run(), "python_version": settings.AUTOML_PYTHON}, format="multipart")
+    assert same.status_code == 201, same.content
+
+
+@pytest.mark.parametrize("field", ["X_train", "y_train", "model_output"])
+def test_an_external_table_with_only_its_header_is_refused(cast, field):
+    experiment = make_experiment(cast.group, cast.owner)
+    response = api_client(cast.owner).post(
+        f"{API}/experiments/{experiment.hash}/runs",
+        external_payload(**{field: file(f"{field}.csv", "a,b\n")}),
+        format="multipart",
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"][field] == [f"'{field}.csv' has a header row and no rows of data."]
+    assert not TrainingRun.objects.exists()
+
+
+def test_an_automl_run_on_a_header_only_table_is_refused(cast):
+    experiment = make_experiment(cast.group, cast.owner)
+    response = api_client(cast.owner).post(
+        f"{API}/experiments/{experiment.hash}/runs",
+        {
+            "run_name": "automl",
+            "training_type": "AutoML",
+            "train_data": file("dados.csv", "a,b,target\n"),
+            "conf_dict": json.dumps(AUTOML_CONF),
+        },
+        format="multipart",
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"]["train_data"] == ["'dados.csv' has a header row and no rows of data."]
 
 
 @pytest.mark.parametrize("field", ["metrics", "params"])

@@ -462,6 +462,10 @@ class MonitoringSettingsForm(forms.ModelForm):
         help_text=_("Forget the signing secret: notices are sent unsigned."),
     )
 
+    # Declared, as at registration: the model field's own range depends on the database
+    # (SQLite has none), so a value PostgreSQL would refuse passed on SQLite.
+    minimum_rows = forms.IntegerField(max_value=MAX_MINIMUM_ROWS, label=_("Minimum rows"))
+
     class Meta:
         model = Monitor
         fields = ["webhook_url", "warning_threshold", "drift_threshold", "minimum_rows"]
@@ -477,7 +481,6 @@ class MonitoringSettingsForm(forms.ModelForm):
         if data is not None:
             data = {**{f: getattr(instance, f) for f in self.Meta.fields}, **{k: v for k, v in data.items()}}
         super().__init__(data, *args, instance=instance, **kwargs)
-        self.fields["minimum_rows"].min_value = 1
         if not instance.webhook_signed:
             del self.fields["remove_webhook_secret"]  # nothing to forget
 

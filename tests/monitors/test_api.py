@@ -244,6 +244,17 @@ def test_patch_keeps_what_the_worker_wrote_meanwhile(cast, model, run, monkeypat
     assert monitor.minimum_rows == 5
 
 
+@pytest.mark.parametrize("value", [3_000_000_000, 9_223_372_036_854_775_807])
+def test_patch_bounds_minimum_rows_as_registration_does(cast, model, run, value):
+    make_monitor(model, run)
+    response = api_client(cast.owner).patch(f"{API}/{model.hash}", {"minimum_rows": value}, format="json")
+    assert response.status_code == 400
+    assert response.json()["errors"]["minimum_rows"] == [
+        "Ensure this value is less than or equal to 2147483647."
+    ]
+    assert Monitor.objects.get(model=model).minimum_rows == 100
+
+
 def test_patch_and_delete_answer_404_to_outsiders(cast, model, run):
     make_monitor(model, run)
     outsider = api_client(cast.outsider)

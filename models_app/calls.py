@@ -62,7 +62,9 @@ def not_deployed_message(model: CalledModel) -> str:
         MLModel.Status.DISABLED: "it was disabled; restart it to serve again",
     }.get(model.status, "")
     name = f"Model '{model.model_hash}'"
-    if model.pk != model.model_pk:
+    # The version is named when it is not simply "the model": a later one, or version 1
+    # called by its own URL while another is live (the model itself may be serving).
+    if model.pk != model.model_pk or not model.live:
         name += f" version {model.version}"
     return f"{name} is {model.status}, not Deployed" + (f": {hint}." if hint else ".")
 

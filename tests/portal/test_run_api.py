@@ -9,6 +9,7 @@ from rest_framework.test import APIClient
 from groups.models import GroupToken
 from models_app.models import MLModel
 from tests.helpers.clients import api_client
+from tests.helpers.monitors import deployed_model
 from tests.helpers.uploads import sync_payload
 
 
@@ -64,6 +65,21 @@ def test_model_not_deployed_is_409_with_its_status(cast, model):
         "detail": f"Model '{model.hash}' is Ready, not Deployed: its build is queued.",
         "code": "not_deployed",
     }
+
+
+def test_a_version_not_deployed_is_named_when_another_one_is_live(cast, model):
+    v2 = deployed_model(cast.group, name=model.name, line=model, version=2)
+    MLModel.objects.filter(pk=model.pk).update(status=MLModel.Status.DISABLED, live_version=v2)
+    response = APIClient().post(
+        f"/api/v1/run/{model.hash}/versions/1",
+        '{"a": 1}',
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {cast.group_token}",
+    )
+    assert response.status_code == 409
+    assert response.json()["detail"] == (
+        f"Model '{model.hash}' version 1 is Disabled, not Deployed: it was disabled; restart it to serve again."
+    )
 
 
 def test_deleted_model_is_404(cast, model):

@@ -156,8 +156,10 @@ class _Job:
         self.model_output = self._read_table(reference["model_output"], "model_output")
         what = "the training run's X_train"
         self._require(self.X, self.input_cols, "InputCols", what)
+        self.date_range = None
         if self.spec.get("date_col"):
             self._require(self.X, [self.spec["date_col"]], "TrainDateCol", what)
+            self.date_range = self._date_range(self.X[self.spec["date_col"]])
         self._require(self.model_output, self.output_cols, "OutputCols", "the training run's model_output")
 
     def _read_table(self, path, what):
@@ -191,7 +193,7 @@ class _Job:
             "inputs": {col: _column_values(X[col]) for col in self.input_cols},
             "outputs": {col: _column_values(output[col]) for col in self.output_cols},
             "rows": int(len(X)),
-            "date_range": self._date_range(X[self.spec["date_col"]]) if self.spec.get("date_col") else None,
+            "date_range": self.date_range,
         }
         self._write(data)
         return {
@@ -338,10 +340,30 @@ class _Job:
             )
 
     def _date_range(self, column):
+        """The TrainDateCol's first and last dates; a config error when it holds other values
+        (numbers would read as nanoseconds after 1970, a range that means nothing)."""
         pd = self.pd
         if not pd.api.types.is_datetime64_any_dtype(column):
-            with contextlib.suppress(Exception):
-                column = pd.to_datetime(column, errors="coerce")
+            present = column.dropna()
+            if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+                example = f", e.g. {_plain(present.iloc[0])!r}" if len(present) else ""
+                raise self._error(
+                    "config",
+                    f"the training run's X_train column {column.name!r} (TrainDateCol) holds "
+                    f"{column.dtype} values, not dates{example}",
+                )
+            try:
+                parsed = pd.to_datetime(column, errors="coerce")
+            except Exception:  # e.g. offsets mixed with naive times
+                parsed = pd.Series(pd.NaT, index=column.index)
+            bad = column.notna() & parsed.isna()
+            if bad.any():
+                raise self._error(
+                    "config",
+                    f"the training run's X_train column {column.name!r} (TrainDateCol) has "
+                    f"{int(bad.sum())} value(s) that are not dates, e.g. {_plain(column[bad].iloc[0])!r}",
+                )
+            column = parsed
         present = column.dropna()
         if not len(present):
             return None

@@ -234,6 +234,27 @@ def test_a_missing_column_is_a_config_error_naming_the_key(training_python, job,
 
 
 @slow
+@pytest.mark.parametrize(
+    ("date_col", "expected"),
+    [
+        ("n", "the training run's X_train column 'n' (TrainDateCol) holds int64 values, not dates, e.g. 1"),
+        (
+            "city",
+            "the training run's X_train column 'city' (TrainDateCol) has 3 value(s) that are not dates, e.g. 'SP'",
+        ),
+    ],
+)
+def test_a_date_column_that_holds_no_dates_is_a_config_error(
+    training_python, job, reference, date_col, expected
+):
+    # Numbers read as dates are nanoseconds after 1970: a reference range that means nothing.
+    result = monitor(training_python, job, reference, date_col=date_col)
+    assert not result.ok
+    assert (result.phase, result.error) == ("config", expected)
+    assert not (job / "work" / "out.json").exists()
+
+
+@slow
 def test_a_preprocess_that_raises_is_a_call_error_with_the_users_traceback(training_python, job, reference):
     result = monitor(
         training_python,

@@ -73,6 +73,15 @@ def test_precision_recall_f1_at_the_threshold():
     assert search.precision_recall_f1(Y, SCORES, threshold=0.9) == (0.0, 0.0, 0.0)
 
 
+def test_a_model_that_predicts_one_class_for_every_holdout_row_is_said_so():
+    warning = search.one_class_warning([0.085, 0.17, 0.12])
+    assert warning.startswith("Warning: at the threshold 0.5 the model predicts 0 for every holdout row")
+    assert "from 0.0850 to 0.1700" in warning and "stages.unbalance" in warning
+    assert "predicts 1 for every" in search.one_class_warning([0.6, 0.9])
+    assert search.one_class_warning(SCORES) is None  # both classes predicted
+    assert search.one_class_warning([]) is None
+
+
 def test_tied_scores_count_half_and_a_perfect_ranking_is_one():
     assert search.auc([0, 1], [0.5, 0.5]) == pytest.approx(0.5)
     assert search.auc([0, 1, 0, 1], [0.2, 0.2, 0.1, 0.9]) == pytest.approx(0.875)

@@ -183,6 +183,9 @@ def train_model(base_path):
     metrics = _holdout_metrics(y_holdout, holdout_proba)
     metrics[f"validation_{conf['metric']}"] = best["value"]
     _say("Holdout: " + ", ".join(f"{name} {value:.4f}" for name, value in metrics.items()))
+    warning = one_class_warning(holdout_proba)
+    if warning:
+        _say(warning)
 
     leaderboard = {
         "metric": conf["metric"],
@@ -835,6 +838,22 @@ def _custom_transformers():
 
 
 # -------------------------------------------------------------------------- the artifacts
+
+
+def one_class_warning(proba, threshold: float = THRESHOLD):
+    """A line for the log when the model's `pred` is one class for every holdout row: its
+    precision, recall and f1 (0 when it never predicts 1) say little of its ranking."""
+    positives = int((np.asarray(proba) >= threshold).sum())
+    if positives not in (0, len(proba)) or not len(proba):
+        return None
+    label = 1 if positives else 0
+    return (
+        f"Warning: at the threshold {threshold} the model predicts {label} for every holdout row "
+        f"(its scores run from {float(np.min(proba)):.4f} to {float(np.max(proba)):.4f}), so the "
+        f"promoted model's pred is {label} for every input. Its proba still ranks the rows (auc, ks): "
+        "read proba against a threshold of your own, or search with a balancing stage "
+        "(stages.unbalance) so that the classes weigh alike."
+    )
 
 
 def _holdout_metrics(y, proba):

@@ -30,6 +30,7 @@ from django.db.models import Count
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
@@ -167,7 +168,9 @@ def client_address(request: HttpRequest) -> ipaddress.IPv4Address | ipaddress.IP
             return None  # not an address: the chain can't be read
         if not any(entry in network for network in trusted):
             return entry if entry == peer else None
-    return None
+    # Every entry a declared proxy: the request began on a proxy's own machine (a curl on
+    # the balancer), and its first entry is where, as uvicorn reads it.
+    return chain[0]
 
 
 def refusal(request: HttpRequest) -> str | None:
@@ -194,6 +197,7 @@ def refusal(request: HttpRequest) -> str | None:
     )
 
 
+@csrf_exempt  # no cookie is read; without it a POST got Django's HTML CSRF page, not the 405
 @never_cache
 def metrics(request: HttpRequest) -> HttpResponse:
     """This node's metrics, for a client holding the token or on an allowed network."""

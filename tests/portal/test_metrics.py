@@ -109,6 +109,9 @@ def test_without_networks_only_the_token_opens_them(settings):
         # uvicorn already took the client from a declared proxy's header.
         (["10.0.0.2"], LOOPBACK, {"HTTP_X_FORWARDED_FOR": "127.0.0.1"}, 200),
         (["10.0.0.2"], LOOPBACK, {"HTTP_X_FORWARDED_FOR": "127.0.0.1, 10.0.0.2"}, 200),
+        # A client on the balancer's own machine: every entry is a declared proxy.
+        (["127.0.0.1"], LOOPBACK, {"HTTP_X_FORWARDED_FOR": "127.0.0.1"}, 200),
+        (["127.0.0.1"], LOOPBACK, {"HTTP_X_FORWARDED_FOR": "127.0.0.1, 203.0.113.5"}, 403),
     ],
 )
 def test_forwarded_headers_count_only_through_declared_proxies(settings, trusted, remote, headers, status):
@@ -116,8 +119,10 @@ def test_forwarded_headers_count_only_through_declared_proxies(settings, trusted
     assert get_metrics(remote, **headers).status_code == status
 
 
-def test_only_get_and_head():
-    response = Client().post("/metrics", REMOTE_ADDR=LOOPBACK)
+@pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
+def test_only_get_and_head(method):
+    # CSRF checked as a browser's request would be: the 405 must come before Django's 403 page.
+    response = getattr(Client(enforce_csrf_checks=True), method)("/metrics", REMOTE_ADDR=LOOPBACK)
     assert response.status_code == 405 and response["Allow"] == "GET, HEAD"
     assert response.json()["code"] == "method_not_allowed"
     assert Client().head("/metrics", REMOTE_ADDR=LOOPBACK).status_code == 200

@@ -70,6 +70,9 @@ SCALE_DOWN_BELOW = 0.5
 # A draining replica keeps answering for this long after its socket is gone: web
 # processes re-read which sockets exist every ReplicaBalancer.REFRESH seconds.
 DRAIN_SECONDS = 2.0
+# A runner whose connection broke while it loaded is given this long to be seen exited,
+# so the caller is told its log (the import's error) rather than the broken connection.
+EXIT_GRACE_SECONDS = 2.0
 
 
 class HostError(Exception):
@@ -415,8 +418,19 @@ class ModelHost:
                 try:
                     answer = read_frame(sock, MAX_CONTROL_FRAME_BYTES)
                 except (OSError, ProtocolError) as exc:
+                    # Typically the runner exiting (its import raised) with our connection
+                    # still queued: a reset, not the reason. The reason is in its log.
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        runner.process.wait(timeout=EXIT_GRACE_SECONDS)
+                    exited = not runner.alive
                     self._stop_runner(runner)
-                    raise HostError(f"The model's runner failed while loading the model: {exc}") from None
+                    if exited:
+                        raise HostError(
+                            f"The model's runner exited while loading the model:\n{self._log_tail(runner)}"
+                        ) from None
+                    raise HostError(
+                        f"The model's runner failed while loading the model ({exc}):\n{self._log_tail(runner)}"
+                    ) from None
                 if isinstance(answer, dict) and "pid" in answer:
                     os.rename(runner.loading_path, runner.socket_path)  # same inode: now callers find it
                     runner.loading_path = None

@@ -174,6 +174,32 @@ def test_a_model_that_fails_its_warm_up_fails_the_build_and_leaves_no_runner(cas
     assert host.runners == {}
 
 
+IMPORT_FAILS_LATER = textwrap.dedent(
+    """
+    import json, os
+
+    if os.path.exists(os.path.join(os.path.dirname(os.path.abspath(__file__)), "fail-import")):
+        raise RuntimeError("import fails from now on")
+
+    def score(data, base_path):
+        return json.loads(data)
+    """
+)
+
+
+def test_a_cold_start_whose_import_raises_says_why(cast, host_env, host, settings):
+    settings.WARM_ON_DEPLOY = False  # the build's one-shot smoke test imports it fine
+    model = _build(_upload(cast, source=IMPORT_FAILS_LATER))
+    assert model.status == "Deployed", _log(model)
+    (model.folder / "fail-import").write_text("")
+    with pytest.raises(aio.ServingError) as raised:
+        blocking_pool.predict(_called(model), '{"a": 1}')
+    assert raised.value.status == 503
+    # The reason, not the broken connection the runner's exit left behind.
+    assert "The model's runner exited while loading the model:" in raised.value.message
+    assert "RuntimeError: import fails from now on" in raised.value.message
+
+
 def test_warming_can_be_switched_off(cast, host_env, host, settings):
     settings.WARM_ON_DEPLOY = False
     model = _build(_upload(cast))

@@ -37,3 +37,12 @@ def with_ipv4_mapped(entries: str) -> str:
             mapped = f"::ffff:{network.network_address}"
             kept.append(mapped if "/" not in entry else f"{mapped}/{96 + network.prefixlen}")
     return ",".join(kept)
+
+
+def bind_address(host: str, port: str) -> str:
+    """`host:port` as gunicorn reads a bind: an IPv6 address in brackets (`::` alone would
+    read as an empty host and an empty port)."""
+    host = host.strip()
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{host}:{port}"

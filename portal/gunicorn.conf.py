@@ -2,10 +2,10 @@
 
 import os
 
-from groups.addresses import with_ipv4_mapped
+from groups.addresses import bind_address, with_ipv4_mapped
 from portal import metrics_dir
 
-bind = f"{os.environ.get('NEOMARIL_BIND', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
+bind = bind_address(os.environ.get("NEOMARIL_BIND") or "127.0.0.1", os.environ.get("PORT", "8000"))
 # One worker per two cores the node may use (at least one). A worker answers Sync calls on
 # its event loop for a fraction of a millisecond of CPU each; the cores are the models'
 # runners'. A second worker on a 2-core node cost 25-35 % more web CPU per call under load

@@ -26,13 +26,11 @@ from rest_framework.exceptions import NotFound
 
 from executions.models import DispatchLock, Execution
 from groups import jobs
-from models_app.models import MLModel
+from models_app.models import EXECUTION_TASK_MARGIN, MLModel, max_execution_timeout
 
 logger = logging.getLogger(__name__)
 
-# Kept free of the django-q2 task timeout for the work around the run itself (reading
-# the model, validating and recording the result): a run never outlives its task.
-TASK_TIMEOUT_MARGIN = 30
+TASK_TIMEOUT_MARGIN = EXECUTION_TASK_MARGIN
 # A Requested execution whose task was enqueued this long ago and never started gets
 # another (groups.jobs.redispatch_lost): the shared delay, as someone is waiting for the
 # result; a task only waiting for a worker gets a duplicate, which its claim turns away.
@@ -47,9 +45,7 @@ def effective_timeout(model: MLModel) -> int:
     return max(1, min(wanted, max_timeout()))
 
 
-def max_timeout() -> int:
-    """The longest execution timeout the worker's task timeout leaves room for."""
-    return settings.Q_CLUSTER["timeout"] - TASK_TIMEOUT_MARGIN
+max_timeout = max_execution_timeout
 
 
 def create_execution(

@@ -140,7 +140,9 @@ class ModelDetailView(APIView):
 
     @extend_schema(request=ModelSettingsSerializer, responses=ModelDetailSerializer, tags=["models"])
     def patch(self, request: Request, model_hash: str) -> Response:
-        """Change serving settings (min and max replicas, request timeout); they apply within seconds."""
+        """Change settings that need no rebuild: a Sync model's replicas and request timeout (the
+        model host applies them within seconds), an Async model's execution timeout (its next
+        executions)."""
         model = get_model_for_user(request.user, model_hash)
         if model.status == MLModel.Status.DELETED:
             raise Conflict("This model is deleted.")

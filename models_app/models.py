@@ -44,6 +44,16 @@ class ServingFacts:
         return max(self.min_replicas, self.max_replicas or min(settings.HOST_CORES, MAX_REPLICAS))
 
 
+# Kept free of the django-q2 task timeout for the work around an Async execution itself
+# (reading the model, validating and recording the result): a run never outlives its task.
+EXECUTION_TASK_MARGIN = 30
+
+
+def max_execution_timeout() -> int:
+    """The longest execution timeout the worker's task timeout leaves room for."""
+    return settings.Q_CLUSTER["timeout"] - EXECUTION_TASK_MARGIN
+
+
 class MLModelQuerySet(models.QuerySet):
     def serving_status(self, *statuses: str) -> MLModelQuerySet:
         """Models whose live version (for a version row: itself) is in one of `statuses`."""

@@ -8,7 +8,7 @@ from rest_framework import serializers
 
 from models_app.forms import min_replicas_over_budget
 from models_app.links import docs_url, run_url, version_run_url
-from models_app.models import MLModel, ModelBuild, ModelEvent
+from models_app.models import MLModel, ModelBuild, ModelEvent, max_execution_timeout
 from monitoring.models import PredictionRecord
 from monitoring.stats import call_stats
 
@@ -114,6 +114,7 @@ class ModelDetailSerializer(ModelSummarySerializer):
             "min_replicas",
             "max_replicas",
             "request_timeout",
+            "execution_timeout",
             "run_url",
             "docs_url",
             "training_run",
@@ -177,13 +178,36 @@ class ModelDetailSerializer(ModelSummarySerializer):
         return ModelBuildSerializer(build).data if build else None
 
 
+SYNC_SETTINGS = ("min_replicas", "max_replicas", "request_timeout")
+ASYNC_SETTINGS = ("execution_timeout",)
+
+
 class ModelSettingsSerializer(serializers.ModelSerializer):
-    """What can change on a model without a rebuild. `max_replicas` null: the node's cores."""
+    """What can change on a model without a rebuild: a Sync model's replicas
+    (`max_replicas` null: the node's cores) and request timeout, an Async model's
+    execution timeout (null: NEOMARIL_EXECUTION_TIMEOUT)."""
 
     class Meta:
         model = MLModel
-        fields = ["min_replicas", "max_replicas", "request_timeout"]
+        fields = [*SYNC_SETTINGS, *ASYNC_SETTINGS]
         extra_kwargs = {"request_timeout": {"min_value": 1, "max_value": 3600}}
+
+    def get_fields(self) -> dict:
+        fields = super().get_fields()
+        # Its cap comes from the settings (the worker's task timeout), read per request.
+        cap = max_execution_timeout()
+        fields["execution_timeout"] = serializers.IntegerField(
+            min_value=1,
+            max_value=cap,
+            allow_null=True,
+            required=False,
+            help_text="Async: seconds one execution may run (null: NEOMARIL_EXECUTION_TIMEOUT).",
+            error_messages={
+                "max_value": f"At most {cap} s: an execution must end within the worker's task "
+                "timeout (NEOMARIL_TASK_TIMEOUT) less 30 s."
+            },
+        )
+        return fields
 
     def validate(self, attrs: dict) -> dict:
         # A misspelt or retired setting would otherwise be dropped without a word.
@@ -192,6 +216,15 @@ class ModelSettingsSerializer(serializers.ModelSerializer):
             hint = " (`replicas` is now `min_replicas` and `max_replicas`)" if "replicas" in unknown else ""
             raise serializers.ValidationError(
                 {name: f"Not a serving setting; one of {', '.join(self.fields)}{hint}." for name in unknown}
+            )
+        # Each kind's own: an Async model has no warm runners (each execution is a process
+        # of its own), and a Sync call has no execution timeout.
+        sync = self.instance.operation == MLModel.Operation.SYNC
+        other = sorted(set(self.initial_data) & set(ASYNC_SETTINGS if sync else SYNC_SETTINGS))
+        if other:
+            kind, own = ("a Sync", SYNC_SETTINGS) if sync else ("an Async", ASYNC_SETTINGS)
+            raise serializers.ValidationError(
+                {name: f"Not a setting of {kind} model; its settings: {', '.join(own)}." for name in other}
             )
         low = attrs.get("min_replicas", self.instance.min_replicas)
         high = attrs.get("max_replicas", self.instance.max_replicas)

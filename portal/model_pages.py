@@ -325,9 +325,16 @@ def model_settings(request: HttpRequest, model_hash: str) -> HttpResponse:
         "Serving settings saved: %(low)s to %(high)s replicas per node as the load asks, request "
         "timeout %(timeout)s s. The model host applies them within seconds."
     )
-    high = changed.max_replicas or _("%(cores)s (the node's cores)") % {
-        "cores": changed.effective_max_replicas
-    }
+    if changed.max_replicas:
+        high = changed.max_replicas
+    elif changed.min_replicas > settings.HOST_CORES:
+        # No maximum, and a minimum above the cores: the minimum is the maximum too.
+        high = _("%(replicas)s (the minimum: above the node's %(cores)s cores)") % {
+            "replicas": changed.effective_max_replicas,
+            "cores": settings.HOST_CORES,
+        }
+    else:
+        high = _("%(cores)s (the node's cores)") % {"cores": changed.effective_max_replicas}
     messages.success(request, text % {"low": changed.min_replicas, "high": high, "timeout": timeout})
     return redirect(reverse("model-detail", args=[model.hash]) + "#serving")
 

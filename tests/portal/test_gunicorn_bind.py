@@ -19,7 +19,7 @@ READ_BIND = (
     ("bind", "expected"),
     [
         (None, ["127.0.0.1", 18555]),
-        ("0.0.0.0", ["0.0.0.0", 18555]),
+        ("0.0.0.0", ["0.0.0.0", 18555]),  # noqa: S104  (a value read, nothing bound)
         ("::", ["::", 18555]),  # docs/configuration.md names this one: it was "':::18555'", no port
         ("::1", ["::1", 18555]),
         ("[::]", ["::", 18555]),

@@ -353,6 +353,16 @@ def test_serving_settings(cast, sync_model, settings):
     assert "1 to 4 (the node&#x27;s cores) replicas per node" in response.content.decode()
     sync_model.refresh_from_db()
     assert (sync_model.min_replicas, sync_model.max_replicas, sync_model.request_timeout) == (1, None, None)
+    # A minimum above the cores with no maximum: the minimum is the maximum, and said so.
+    settings.HOST_CORES = 2
+    response = client.post(
+        f"/models/{sync_model.hash}/settings/",
+        {"min_replicas": "3", "max_replicas": "", "request_timeout": ""},
+        follow=True,
+    )
+    assert (
+        "3 to 3 (the minimum: above the node&#x27;s 2 cores) replicas per node" in response.content.decode()
+    )
 
 
 def test_serving_settings_bad_input(cast, sync_model, async_model, settings):

@@ -160,3 +160,39 @@ def test_patch_settings_validates(cast, model):
     reset = client.patch(f"/api/v1/models/{model.hash}", {"max_replicas": None}, format="json")
     assert reset.status_code == 200 and reset.json()["max_replicas"] is None
     assert model.events.filter(action="settings_changed").count() == 2
+
+
+def test_each_kind_of_model_changes_its_own_settings(cast, model, settings):
+    client = api_client(cast.owner)
+    sync = client.patch(f"/api/v1/models/{model.hash}", {"execution_timeout": 60}, format="json")
+    assert sync.status_code == 400
+    assert sync.json()["errors"]["execution_timeout"] == [
+        "Not a setting of a Sync model; its settings: min_replicas, max_replicas, request_timeout."
+    ]
+    batch = MLModel.objects.get(
+        hash=api_client(cast.owner)
+        .post(
+            "/api/v1/models",
+            sync_payload(operation="Async", schema=None, input_type="csv", name="Batch"),
+            format="multipart",
+        )
+        .json()["hash"]
+    )
+    for name, value in (("min_replicas", 2), ("max_replicas", 3), ("request_timeout", 7)):
+        refused = client.patch(f"/api/v1/models/{batch.hash}", {name: value}, format="json")
+        assert refused.status_code == 400
+        assert refused.json()["errors"][name] == [
+            "Not a setting of an Async model; its settings: execution_timeout."
+        ]
+    changed = client.patch(f"/api/v1/models/{batch.hash}", {"execution_timeout": 90}, format="json")
+    assert changed.status_code == 200 and changed.json()["execution_timeout"] == 90
+    batch.refresh_from_db()
+    assert batch.execution_timeout == 90 and batch.min_replicas == 1
+    cap = settings.Q_CLUSTER["timeout"] - 30
+    over = client.patch(f"/api/v1/models/{batch.hash}", {"execution_timeout": cap + 1}, format="json")
+    assert over.status_code == 400
+    assert over.json()["errors"]["execution_timeout"] == [
+        f"At most {cap} s: an execution must end within the worker's task timeout (NEOMARIL_TASK_TIMEOUT) less 30 s."
+    ]
+    back = client.patch(f"/api/v1/models/{batch.hash}", {"execution_timeout": None}, format="json")
+    assert back.status_code == 200 and back.json()["execution_timeout"] is None

@@ -406,6 +406,12 @@ RECORD_RETENTION_DAYS = envint("NEOMARIL_RECORD_RETENTION_DAYS", 90, minimum=1)
 # client in these networks (the peer's address; X-Forwarded-For only through
 # NEOMARIL_TRUSTED_PROXIES). `none`: the token only.
 METRICS_TOKEN = envstr("NEOMARIL_METRICS_TOKEN")
+if METRICS_TOKEN is not None and not all("!" <= c <= "~" for c in METRICS_TOKEN):
+    # Sent in a header, it could never match: the node would start with /metrics closed.
+    raise ImproperlyConfigured(
+        "NEOMARIL_METRICS_TOKEN must be printable ASCII without spaces: it is sent as "
+        "'Authorization: Bearer <token>'."
+    )
 METRICS_ALLOWED_NETWORKS = envnetworks("NEOMARIL_METRICS_ALLOWED_NETWORKS", ["127.0.0.0/8", "::1"])
 
 # --- Sandbox of user code (models_app/runtime/sandbox.py, docs/security.md) ----------

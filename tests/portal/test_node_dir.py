@@ -192,3 +192,8 @@ def test_a_deep_node_folder_falls_back_to_a_short_run_folder(short):
     found = _paths(short, NEOMARIL_DATA_DIR=str(deep))
     assert found["node"] == str(deep) and Path(found["run"]).name.startswith("neomaril-")
     assert len(found["run"]) <= 48
+
+
+def test_a_metrics_token_no_header_can_carry_stops_the_start(short):
+    error = _start_error(short, NEOMARIL_DATA_DIR=str(short / "d"), NEOMARIL_METRICS_TOKEN="tok en")
+    assert "NEOMARIL_METRICS_TOKEN must be printable ASCII without spaces" in error

@@ -9,8 +9,14 @@ override NEOMARIL_DATA_DIR := $(abspath $(NEOMARIL_DATA_DIR))
 # several nodes share it (docs/deployment.md, "Production layout").
 NEOMARIL_NODE_DIR ?= $(NEOMARIL_DATA_DIR)
 override NEOMARIL_NODE_DIR := $(abspath $(NEOMARIL_NODE_DIR))
-# supervisord's pid file and control socket (deploy/supervisord.conf); per node.
-NEOMARIL_SUPERVISOR_DIR ?= $(NEOMARIL_NODE_DIR)
+# supervisord's pid file and control socket, and gunicorn's (deploy/supervisord.conf,
+# portal/gunicorn.conf.py); per node. A node folder too deep for a Unix socket's path
+# (107 bytes) gets a short private folder in /tmp named after it, as its run folder does
+# (portal/settings.py).
+ifeq ($(origin NEOMARIL_SUPERVISOR_DIR),undefined)
+NEOMARIL_SUPERVISOR_DIR := $(shell d='$(NEOMARIL_NODE_DIR)'; if [ $${#d} -le 80 ]; then echo "$$d"; \
+	else echo "/tmp/neomaril-$$(printf %s "$$d" | sha256sum | cut -c1-12)-control"; fi)
+endif
 export NEOMARIL_DATA_DIR PORT NEOMARIL_NODE_DIR NEOMARIL_SUPERVISOR_DIR
 
 # The admin password is for `ensure_admin` alone: every other step (the installs, pip
@@ -38,6 +44,9 @@ run: install sandbox-deps
 	@echo "  Neomaril is starting on http://127.0.0.1:$(PORT)/  (log in at /login/, API docs at /api/docs/)"
 	@echo "  Data folder: $(NEOMARIL_DATA_DIR).  supervisord restarts a crashed process; Ctrl-C stops them all."
 	@echo
+	@case '$(NEOMARIL_SUPERVISOR_DIR)' in /tmp/neomaril-*-control) \
+		mkdir -p -m 700 '$(NEOMARIL_SUPERVISOR_DIR)' && [ -O '$(NEOMARIL_SUPERVISOR_DIR)' ] && [ ! -L '$(NEOMARIL_SUPERVISOR_DIR)' ] \
+		&& [ "$$(stat -c %a '$(NEOMARIL_SUPERVISOR_DIR)')" = 700 ] || { echo "$(NEOMARIL_SUPERVISOR_DIR) is not this user's private folder (mode 0700, not a link): remove it, or set NEOMARIL_SUPERVISOR_DIR"; exit 1; };; esac
 	exec $(NO_ADMIN_SECRETS) NEOMARIL_VENV=$(abspath $(VENV)) $(VENV)/bin/supervisord --configuration deploy/supervisord.conf
 
 # Uploaded code only ever runs under bubblewrap (docs/security.md); Debian's package.

@@ -6,8 +6,10 @@ value fails at start-up with the variable's name instead of misbehaving later.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
+import stat
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -97,4 +99,21 @@ def envpath(name: str, default: Path) -> Path:
     path = path.resolve()
     if path.exists() and not path.is_dir():
         raise ImproperlyConfigured(f"{name}={str(path)!r} exists and is not a directory.")
+    return path
+
+
+def private_folder(path: Path, why: str) -> Path:
+    """`path`, made if missing, as this user's own folder (mode 0700, not a link).
+
+    For a folder of sockets in a place every local user can write (/tmp): one that
+    someone else made first could have its sockets replaced by theirs."""
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700)
+    info = path.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
+        raise ImproperlyConfigured(
+            f"{path} ({why}) is not this user's private folder (a folder of mode 0700 owned by uid "
+            f"{os.geteuid()}, not a link): someone else may have made it. Remove it, or set "
+            "NEOMARIL_NODE_DIR to a shorter path."
+        )
     return path

@@ -11,7 +11,16 @@ import dj_database_url
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
-from groups.envconf import envbool, envchoice, envint, envlist, envnetworks, envpath, envstr
+from groups.envconf import (
+    envbool,
+    envchoice,
+    envint,
+    envlist,
+    envnetworks,
+    envpath,
+    envstr,
+    private_folder,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -370,8 +379,9 @@ if len(str(RUN_DIR)) > MAX_RUN_DIR_CHARS:
     import hashlib
     import tempfile
 
-    RUN_DIR = (
-        Path(tempfile.gettempdir()) / f"neomaril-{hashlib.sha256(str(NODE_DIR).encode()).hexdigest()[:12]}"
+    RUN_DIR = private_folder(
+        Path(tempfile.gettempdir()) / f"neomaril-{hashlib.sha256(str(NODE_DIR).encode()).hexdigest()[:12]}",
+        "the run folder of a node folder too deep for sockets",
     )
 # Threads per web worker for Django's requests (pages, API, uploads, downloads); Sync
 # model calls don't use them (they are answered on the worker's event loop).

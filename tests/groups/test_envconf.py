@@ -1,7 +1,7 @@
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from groups.envconf import envbool, envchoice, envint, envlist, envnetworks, envpath, envstr
+from groups.envconf import envbool, envchoice, envint, envlist, envnetworks, envpath, envstr, private_folder
 
 
 @pytest.mark.parametrize(
@@ -91,3 +91,22 @@ def test_envnetworks_default_and_none(monkeypatch):
     assert envnetworks("NETS", ["127.0.0.0/8"]) == ["127.0.0.0/8"]
     monkeypatch.setenv("NETS", "None")
     assert envnetworks("NETS", ["127.0.0.0/8"]) == []
+
+
+def test_a_private_folder_is_made_this_users_own(tmp_path):
+    folder = private_folder(tmp_path / "run", "a test")
+    assert folder.is_dir() and folder.stat().st_mode & 0o777 == 0o700
+    assert private_folder(folder, "a test") == folder  # already there, and ours: fine
+
+
+@pytest.mark.parametrize("made_by_someone_else", ["open", "link"])
+def test_a_folder_someone_else_could_have_made_is_refused(tmp_path, made_by_someone_else):
+    folder = tmp_path / "run"
+    if made_by_someone_else == "open":
+        folder.mkdir(mode=0o777)
+        folder.chmod(0o777)  # what another user's folder would let them do: replace our sockets
+    else:
+        (tmp_path / "elsewhere").mkdir(mode=0o700)
+        folder.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ImproperlyConfigured, match="is not this user's private folder"):
+        private_folder(folder, "a test")

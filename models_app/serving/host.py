@@ -879,7 +879,9 @@ class _ControlHandler(socketserver.BaseRequestHandler):
                 logger.exception("host operation %s failed", op)
                 answer = {"ok": False, "error": f"model host error: {type(exc).__name__}: {exc}"}
             finally:
-                close_old_connections()
+                # This thread ends with the request: a connection kept for reuse
+                # (CONN_MAX_AGE) would stay open on PostgreSQL with nobody to reuse it.
+                connection.close()
             try:
                 write_frame(sock, answer)
             except OSError:

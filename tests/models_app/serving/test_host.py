@@ -12,11 +12,13 @@ import json
 import re
 import sys
 import textwrap
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import pytest
+from django.db import connection
 
 from models_app import services, tasks
 from models_app.calls import CalledModel
@@ -744,3 +746,22 @@ def test_a_sandbox_lease_released_from_two_threads_is_closed_once(monkeypatch):
         thread.join(10)
     monkeypatch.undo()
     assert closed == [lease]
+
+
+def test_a_control_requests_thread_closes_its_database_connection(model_host, monkeypatch):
+    # Each control request has a thread of its own that ends with it: a connection kept
+    # for reuse (CONN_MAX_AGE on PostgreSQL) would stay open with nobody to reuse it.
+    closed_by = []
+
+    class Watched:
+        def __getattr__(self, name):
+            return getattr(connection, name)
+
+        def close(self):
+            closed_by.append(threading.current_thread().name)
+            connection.close()
+
+    monkeypatch.setattr(host_module, "connection", Watched())
+    for _ in range(3):
+        assert aio.host_call({"op": "status"}, timeout=10)["ok"]
+    assert len(closed_by) == 3 and threading.current_thread().name not in closed_by

@@ -528,13 +528,25 @@ class _Server:
         # Seconds spent answering predictions since the start: the model host samples it
         # to see how busy this runner is, and adds replicas when it is busy most of the time.
         self.busy = 0.0
+        # Predictions that ended with another call already waiting (sent on another
+        # connection while this one ran): the host adds a replica only while calls queue,
+        # not for one caller whose calls keep a runner busy one after another.
+        self.waited = 0
+        self.calls_waiting = lambda: False  # set by serve_forever
 
     def handle(self, request):
         """Answer one decoded request frame with the bytes of one response frame."""
         op = request.get("op") if isinstance(request, dict) else None
         if op == "ping":
             return encode_frame(
-                {"ok": True, "pong": True, "pid": os.getpid(), "requests": self.requests, "busy": self.busy}
+                {
+                    "ok": True,
+                    "pong": True,
+                    "pid": os.getpid(),
+                    "requests": self.requests,
+                    "busy": self.busy,
+                    "waited": self.waited,
+                }
             )
         if op == "predict":
             data, base_path = request.get("data"), request.get("base_path")
@@ -544,10 +556,15 @@ class _Server:
             started = time.perf_counter()
             try:
                 return _response_bytes(
-                    lambda: _guard("result", normalise_sync_result, _guard("call", self.func, data, base_path))
+                    lambda: _guard(
+                        "result", normalise_sync_result, _guard("call", self.func, data, base_path)
+                    )
                 )
             finally:
                 self.busy += time.perf_counter() - started
+                # Asked before the answer leaves: the caller of this call cannot have sent
+                # its next one yet, so whatever is ready came from another caller, and waited.
+                self.waited += self.calls_waiting()
         return _protocol_error_frame(f"unknown op {op!r} (expected 'ping' or 'predict')")
 
     def serve_one_frame(self, conn):
@@ -588,6 +605,15 @@ class _Server:
             end.setblocking(False)
         signal.set_wakeup_fd(waker.fileno(), warn_on_full_buffer=False)
         selector.register(woken, selectors.EVENT_READ)
+        answering = None  # the connection whose frame is being answered
+
+        def calls_waiting():
+            # New connections (the host's pings among them) wait in the listener: not calls.
+            return any(
+                key.fileobj not in (answering, server_sock, woken) for key, _events in selector.select(0)
+            )
+
+        self.calls_waiting = calls_waiting
         _serving = True
         try:
             while not _terminating:
@@ -602,7 +628,7 @@ class _Server:
                         conn.settimeout(self.idle_timeout or None)
                         selector.register(conn, selectors.EVENT_READ)
                         continue
-                    conn = key.fileobj
+                    conn = answering = key.fileobj
                     try:
                         keep = self.serve_one_frame(conn)
                     except OSError as exc:  # client vanished or stalled; the others are served

@@ -11,8 +11,10 @@ rollback), and evicts the least recently used runners when the count or memory b
 is exceeded.
 
 A scaler thread makes the replicas follow the load: every second it asks each runner
-how long it spent answering since the last time (the `busy` of its ping). A model whose
-runners are busy most of the time gets one more, up to its max_replicas (default: this
+how long it spent answering since the last time (the `busy` of its ping), and whether
+calls waited for it meanwhile (its `waited`). A model whose runners are busy most of the
+time while calls queue gets one more (one caller's calls one after another keep a runner
+busy too, and another replica would only sit beside it), up to its max_replicas (default: this
 node's cores) and within the budgets; one that could do with a runner fewer for
 REPLICA_IDLE_SECONDS loses its highest replica, down to min_replicas. A replica leaves
 by draining: its socket goes first, so web processes stop choosing it (they look for
@@ -102,6 +104,10 @@ class Runner:
     busy: float = 0.0
     sampled_at: float = field(default_factory=time.monotonic)
     utilization: float = 0.0
+    # Its count of predictions that ended with another call waiting, and whether that grew
+    # since the last sample: calls queue, which another replica would have answered.
+    waited: int = 0
+    queued: bool = False
     warming_up: bool = False  # answering the schema example: not load, the scaler skips it
     draining_until: float | None = None  # leaving: its socket is gone, the process soon
 
@@ -678,11 +684,15 @@ class ModelHost:
             try:
                 answer = self._ping(runner, timeout=0.2)
                 busy, served = float(answer["busy"]), int(answer["requests"])
+                waited = int(answer.get("waited", runner.waited + 1))
             except (OSError, ProtocolError, KeyError, TypeError, ValueError):
-                # Still answering a request (its ping waits behind it): busy now.
+                # Still answering a request (its ping waits behind it): busy now, and
+                # calls may be waiting behind it too.
                 runner.utilization = 1.0
+                runner.queued = True
                 runner.last_used = time.time()
                 continue
+            runner.queued, runner.waited = waited > runner.waited, waited
             now = time.monotonic()
             elapsed = now - runner.sampled_at
             if elapsed > 0:
@@ -716,8 +726,11 @@ class ModelHost:
             current = [r for r in runners if r.build == model.deployed_build]
             count = len(current)
             load = sum(r.utilization for r in current)
+            # Busy, and calls queued: one caller's calls one after another keep a runner
+            # busy too, and a second replica would only sit beside it.
+            queued = any(r.queued for r in current)
             if count < model.min_replicas or (
-                count < model.effective_max_replicas and load >= SCALE_UP_AT * count
+                count < model.effective_max_replicas and load >= SCALE_UP_AT * count and queued
             ):
                 self._quiet_since.pop(model_hash, None)
                 self._add_replica(model_hash, current)

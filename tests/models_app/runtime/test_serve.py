@@ -139,7 +139,9 @@ def test_ping(start_runner):
     runner = start_runner()
     answer = runner.call({"op": "ping"})
     assert answer["pid"] > 1  # its pid in the sandbox's own PID namespace
-    assert answer == {"ok": True, "pong": True, "pid": answer["pid"], "requests": 0, "busy": 0.0}
+    assert answer == {
+        "ok": True, "pong": True, "pid": answer["pid"], "requests": 0, "busy": 0.0, "waited": 0,
+    }  # fmt: skip
 
 
 def test_ping_tells_the_time_spent_answering_predictions(start_runner):
@@ -157,6 +159,26 @@ def test_ping_tells_the_time_spent_answering_predictions(start_runner):
         time.sleep(0.3)  # idle time is not busy time
         busy = runner.call({"op": "ping"}, sock)["busy"]
     assert 0.4 <= busy < 0.6
+
+
+def test_ping_tells_how_many_calls_ended_with_another_waiting(start_runner):
+    runner = start_runner(
+        """
+        import time
+        def score(data, base_path):
+            time.sleep(0.3)
+            return {}
+        """
+    )
+    with runner.connect() as first, runner.connect() as second:
+        for x in range(2):  # one caller, one call after another: nothing waits
+            assert runner.call(predict(x), first)["ok"]
+        assert runner.call({"op": "ping"})["waited"] == 0
+        write_frame(first, predict(1))
+        time.sleep(0.1)  # the first is being answered
+        write_frame(second, predict(2))  # another caller's call waits for it
+        assert read_frame(first)["ok"] and read_frame(second)["ok"]
+        assert runner.call({"op": "ping"})["waited"] == 1
 
 
 def test_socket_is_private(start_runner):

@@ -370,6 +370,23 @@ def test_replicas_grow_while_calls_queue_and_shrink_when_idle(cast, host_env, ho
     assert _replicas(host, model) == [0]  # never below min_replicas
 
 
+def test_one_callers_calls_back_to_back_keep_a_runner_busy_and_add_no_replica(cast, host_env, host):
+    model = _build(_upload(cast, source=SLOW_SOURCE))
+    MLModel.objects.filter(pk=model.pk).update(max_replicas=2)
+    host._sample_load()
+    assert len(_load(model, 1.2, callers=1)) == 1  # each call waits for the one before
+    host._sample_load()
+    runner = host.runners[(model.hash, 0)]
+    assert runner.utilization > SCALE_UP_AT and not runner.queued  # busy, but nothing waited
+    host._scale()
+    assert _replicas(host, model) == [0]  # a second replica would only sit beside it
+    assert len(_load(model, 1.2, callers=3)) == 1  # now calls queue
+    host._sample_load()
+    assert host.runners[(model.hash, 0)].queued
+    host._scale()
+    assert _replicas(host, model) == [0, 1]
+
+
 def test_a_leaving_replica_comes_back_with_the_load_instead_of_a_cold_start(
     cast, host_env, host, monkeypatch, settings
 ):

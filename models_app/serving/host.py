@@ -348,8 +348,27 @@ class ModelHost:
     def _is_up(self, model: MLModel, replica: int) -> bool:
         runner = self.runners.get((model.hash, replica))
         return bool(
-            runner and runner.alive and runner.build == model.deployed_build and runner.socket_path.exists()
+            runner
+            and runner.alive
+            and runner.build == model.deployed_build
+            and runner.socket_path.exists()
+            and not self._refuses(runner)
         )
+
+    @staticmethod
+    def _refuses(runner: Runner) -> bool:
+        """Whether the runner's socket refuses a connection: its process is on its way out
+        (a crash), though not yet seen exited. Asked on a cold start only: a caller sent
+        back here by that refusal would otherwise be told the runner is up, and refused again."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.setblocking(False)
+            try:
+                probe.connect(str(runner.socket_path))
+            except (ConnectionRefusedError, FileNotFoundError):
+                return True
+            except OSError:  # EAGAIN: a full backlog, it is there and busy
+                return False
+        return False
 
     def _start(self, model: MLModel, replica: int) -> Runner:
         old = self.runners.get((model.hash, replica))

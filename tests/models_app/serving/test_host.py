@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import sys
 import textwrap
 import threading
@@ -782,3 +783,18 @@ def test_a_control_requests_thread_closes_its_database_connection(model_host, mo
     for _ in range(3):
         assert aio.host_call({"op": "status"}, timeout=10)["ok"]
     assert len(closed_by) == 3 and threading.current_thread().name not in closed_by
+
+
+def test_a_runner_whose_socket_refuses_is_not_up_though_its_process_is_not_seen_gone_yet(host):
+    # A crash (os._exit in the model's code) closes the socket a moment before the host
+    # sees the process gone: a cold start asked then must start a runner, not answer "up".
+    runner = _fake_runner("Mcrashing", last_used=time.time())
+    model = SimpleNamespace(hash="Mcrashing", deployed_build=1)
+    host.runners[("Mcrashing", 0)] = runner
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listening:
+        listening.bind(str(runner.socket_path))
+        listening.listen(8)
+        assert host._is_up(model, 0)  # listening: up
+    assert runner.socket_path.exists() and not host._is_up(model, 0)  # the file, and nobody behind it
+    del host.runners[("Mcrashing", 0)]  # no process of its own for the host to stop
+    runner.socket_path.unlink()

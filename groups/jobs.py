@@ -210,9 +210,13 @@ class JobLog:
     `flush_every` seconds and, while the job is silent (uv compiling, a model thinking),
     still beats every `beat_every` seconds: a heartbeat that stops means the worker died.
     A write that fails (typically SQLite's "database is locked") keeps its lines for the
-    next try and never stops the thread. With `max_chars`, the log keeps its start and
-    its last `tail_lines` lines.
+    next try and never stops the thread. With `max_chars`, the log keeps its start (up to
+    `max_chars`), then a line saying how many were left out, then its last `tail_lines`
+    lines, each cut to TAIL_LINE_CHARS: in the order they were written, whatever their
+    lengths.
     """
+
+    TAIL_LINE_CHARS = 4096
 
     def __init__(
         self,
@@ -229,6 +233,7 @@ class JobLog:
         self.beat_every = beat_every
         self._pending: list[str] = []
         self._kept = 0
+        self._capped = False  # past max_chars: every later line goes to the tail
         self._dropped = 0
         self._tail: deque[str] = deque(maxlen=tail_lines)
         self._lock = threading.Lock()
@@ -245,11 +250,12 @@ class JobLog:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        if self._dropped:
+        if self._capped:
             with self._lock:
+                left_out = self._dropped - len(self._tail)
                 self._pending.append(
-                    f"[... {self._dropped} line(s) of output not kept: the log is limited to "
-                    f"{self.max_chars // (1024 * 1024)} MB; the last {len(self._tail)} follow ...]\n"
+                    f"[... {left_out} line(s) of output not kept: the log is limited to "
+                    f"{_size_text(self.max_chars)}; the last {len(self._tail)} follow ...]\n"
                 )
                 self._pending.extend(self._tail)
         for tries_left in reversed(range(FINAL_FLUSH_TRIES)):
@@ -265,8 +271,11 @@ class JobLog:
     def __call__(self, line: str) -> None:
         text = f"{stamp()} {line.rstrip()}\n"
         with self._lock:
-            if self.max_chars is not None and self._kept + len(text) > self.max_chars:
+            if self.max_chars is not None and (self._capped or self._kept + len(text) > self.max_chars):
+                self._capped = True
                 self._dropped += 1
+                if len(text) > self.TAIL_LINE_CHARS:
+                    text = f"{text[: self.TAIL_LINE_CHARS]}[... {len(text) - self.TAIL_LINE_CHARS} more characters]\n"
                 self._tail.append(text)
                 return
             self._kept += len(text)
@@ -330,6 +339,13 @@ class JobLog:
                         last_beat = time.monotonic()
         finally:
             connection.close()  # this thread's own connection
+
+
+def _size_text(chars: int) -> str:
+    for unit, size in (("MB", 1024 * 1024), ("KB", 1024)):
+        if chars >= size:
+            return f"{chars // size} {unit}"
+    return f"{chars} characters"
 
 
 @dataclass

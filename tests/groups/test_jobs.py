@@ -172,10 +172,27 @@ def test_a_capped_log_keeps_its_head_and_tail(model):
             log(f"line {i} {megabyte}")
     lines = ModelBuild.objects.get(pk=build.pk).log.splitlines()
     assert len(lines) == 5 and lines[0].split()[2] == "head"
-    assert lines[1] == (
-        "[... 10 line(s) of output not kept: the log is limited to 2 MB; the last 3 follow ...]"
+    assert lines[1] == (  # 10 past the cap, 3 of them shown: 7 left out
+        "[... 7 line(s) of output not kept: the log is limited to 2 MB; the last 3 follow ...]"
     )
     assert [line.split()[3] for line in lines[2:]] == ["7", "8", "9"]
+    # The tail's lines are cut: 3 lines of a megabyte would take the log past its limit.
+    assert all(len(line) < 4200 and line.endswith("more characters]") for line in lines[2:])
+
+
+def test_a_capped_log_keeps_the_order_lines_were_written_in(model):
+    build = _build(model)
+    with jobs.JobLog(build, max_chars=100, tail_lines=2, flush_every=3600) as log:
+        log("first " + "x" * 40)
+        log("too long for what is left " + "y" * 60)
+        log("short")  # fits in the head's room, but came after the cut
+        log("The model process ended.")
+    lines = ModelBuild.objects.get(pk=build.pk).log.splitlines()
+    assert lines[0].split(" ", 2)[2].startswith("first ")
+    assert lines[1] == (
+        "[... 1 line(s) of output not kept: the log is limited to 100 characters; the last 2 follow ...]"
+    )
+    assert [line.split(" ", 2)[2] for line in lines[2:]] == ["short", "The model process ended."]
 
 
 def _outcome_of(model, work, **kwargs):

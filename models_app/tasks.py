@@ -159,6 +159,11 @@ def _build(model: MLModel, log: jobs.JobLog, timings: Stopwatch) -> dict:
     whatever the outcome."""
     try:
         return _build_steps(model, log, timings)
+    except Exception:
+        # Deleted meanwhile, its folder went from under the build: say that, not what broke.
+        if MLModel.objects.filter(pk=model.pk, status=MLModel.Status.DELETED).exists():
+            raise BuildFailed("The model was deleted while it was being built: nothing was deployed.") from None
+        raise
     finally:
         _log_timings(log, log.job, timings)
 

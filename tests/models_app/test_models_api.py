@@ -124,6 +124,21 @@ def test_build_crash_in_our_code_fails_the_model_not_stuck(cast, model, monkeypa
     assert "Internal error" in model.builds.get().log
 
 
+def test_a_model_deleted_while_it_builds_says_so_not_what_broke(cast, model, monkeypatch):
+    def deleted_meanwhile(m, log, timings):
+        MLModel.objects.filter(pk=m.pk).update(status=MLModel.Status.DELETED)
+        raise FileNotFoundError(f"{m.folder}/smoke")  # its folder went from under the build
+
+    monkeypatch.setattr(tasks, "_build_steps", deleted_meanwhile)
+    build = model.builds.get()
+    assert tasks.build_model(build.pk) == "failed"
+    log = ModelBuild.objects.get(pk=build.pk).log
+    assert "Build failed: The model was deleted while it was being built: nothing was deployed." in log
+    assert "Internal error" not in log and "Traceback" not in log
+    model.refresh_from_db()
+    assert model.status == "Deleted"
+
+
 def test_disabled_model_build_is_cancelled(cast, model):
     services.disable(model, cast.owner)
     build = model.builds.get()

@@ -139,13 +139,22 @@ class Runner:
 
 
 def _read_from(path: Path, offset: int, limit: int) -> str:
-    """What was appended to a runner log since `offset` (at most `limit` bytes)."""
+    """What was appended to a runner log since `offset`: at most `limit` bytes, whole lines,
+    and a last line saying where the rest is when there was more."""
     try:
         with open(path, "rb") as f:
             f.seek(offset)
-            return f.read(limit).decode(errors="replace")
+            data = f.read(limit + 1)
     except OSError:
         return ""
+    if len(data) <= limit:
+        return data.decode(errors="replace")
+    kept = data[:limit]
+    kept = kept[: kept.rfind(b"\n") + 1] or kept  # not a line cut in two
+    return kept.decode(errors="replace") + (
+        f"[... the model's output past {limit // 1024} KB is not in this log: see the runner's log, "
+        f"{path.name}, on the node ...]\n"
+    )
 
 
 def _sandbox_rss(pid: int) -> int:

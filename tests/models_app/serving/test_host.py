@@ -798,3 +798,17 @@ def test_a_runner_whose_socket_refuses_is_not_up_though_its_process_is_not_seen_
     assert runner.socket_path.exists() and not host._is_up(model, 0)  # the file, and nobody behind it
     del host.runners[("Mcrashing", 0)]  # no process of its own for the host to stop
     runner.socket_path.unlink()
+
+
+def test_the_warm_up_output_is_cut_at_a_line_and_says_so(tmp_path):
+    log = tmp_path / "Mabc.log"
+    log.write_bytes(b"before\n" + b"".join(b"line %05d of the import\n" % n for n in range(5000)))
+    output = host_module._read_from(log, len(b"before\n"), 1024)
+    lines = output.splitlines()
+    assert lines[0] == "line 00000 of the import" and lines[-2].startswith("line ")
+    assert lines[-2].endswith("of the import")  # whole lines only
+    assert (
+        lines[-1]
+        == "[... the model's output past 1 KB is not in this log: see the runner's log, Mabc.log, on the node ...]"
+    )
+    assert host_module._read_from(log, log.stat().st_size - 30, 1024).endswith("of the import\n")  # all of it

@@ -410,8 +410,22 @@ def housekeeping() -> dict:
             "redispatched_builds": redispatch_lost_builds,
             "purged_predictions": purge_predictions,
             "revoked_login_tokens": group_services.revoke_idle_login_tokens,
+            "removed_smoke_folders": remove_stale_smoke_folders,
         },
     )
+
+
+def remove_stale_smoke_folders() -> int:
+    """Async smoke tests' folders (a copy of the sample input) left by a build whose worker
+    was killed: none older than the task timeout can belong to a live build, on any node."""
+    cutoff = time.time() - settings.Q_CLUSTER["timeout"] - 600
+    removed = 0
+    for folder in Path(settings.UPLOAD_TMP_DIR).glob("smoke-*"):
+        with contextlib.suppress(OSError):
+            if folder.is_dir() and not folder.is_symlink() and folder.stat().st_mtime < cutoff:
+                shutil.rmtree(folder)
+                removed += 1
+    return removed
 
 
 def purge_predictions() -> int:

@@ -488,7 +488,20 @@ def test_models_housekeeping_is_guarded(monkeypatch):
         "redispatched_builds": 0,
         "purged_predictions": 0,
         "revoked_login_tokens": 0,
+        "removed_smoke_folders": 0,
     }
+
+
+def test_a_smoke_tests_folder_left_by_a_killed_worker_is_removed_once_no_build_can_own_it(settings):
+    folder = settings.UPLOAD_TMP_DIR
+    old, fresh = folder / "smoke-left", folder / "smoke-running"
+    for made in (old, fresh):
+        made.mkdir()
+        (made / "sample.csv").write_text("a,b\n1,2\n")
+    long_ago = time.time() - settings.Q_CLUSTER["timeout"] - 601
+    os.utime(old, (long_ago, long_ago))
+    assert build_tasks.remove_stale_smoke_folders() == 1
+    assert not old.exists() and (fresh / "sample.csv").exists()  # a build may still be using it
 
 
 # ------------------------------------------------------------------------- output rule

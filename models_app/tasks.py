@@ -162,7 +162,9 @@ def _build(model: MLModel, log: jobs.JobLog, timings: Stopwatch) -> dict:
     except Exception:
         # Deleted meanwhile, its folder went from under the build: say that, not what broke.
         if MLModel.objects.filter(pk=model.pk, status=MLModel.Status.DELETED).exists():
-            raise BuildFailed("The model was deleted while it was being built: nothing was deployed.") from None
+            raise BuildFailed(
+                "The model was deleted while it was being built: nothing was deployed."
+            ) from None
         raise
     finally:
         _log_timings(log, log.job, timings)

@@ -84,10 +84,16 @@ class RssSampler:
 
 
 def gunicorn_workers(portal: RunningPortal) -> list[psutil.Process]:
-    tree = psutil.Process(portal.process.pid).children(recursive=True)
     # The gunicorn master runs under `python -m portal.procs`; its workers are its children.
-    gunicorns = [p for p in tree if "gunicorn" in " ".join(p.cmdline()) and p.name() not in ("sh", "bash")]
+    gunicorns = [p for p in psutil.Process(portal.process.pid).children(recursive=True) if _is_gunicorn(p)]
     return [p for p in gunicorns if p.ppid() in {g.pid for g in gunicorns}]
+
+
+def _is_gunicorn(process: psutil.Process) -> bool:
+    try:
+        return "gunicorn" in " ".join(process.cmdline()) and process.name() not in ("sh", "bash")
+    except psutil.NoSuchProcess:  # gone, or a zombie (an execution's process just ended): not one
+        return False
 
 
 def write_multipart(path: Path, size: int, boundary: str) -> int:

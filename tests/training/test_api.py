@@ -359,12 +359,7 @@ def test_an_automl_run_on_a_header_only_table_is_refused(cast):
     experiment = make_experiment(cast.group, cast.owner)
     response = api_client(cast.owner).post(
         f"{API}/experiments/{experiment.hash}/runs",
-        {
-            "run_name": "automl",
-            "training_type": "AutoML",
-            "train_data": file("dados.csv", "a,b,target\n"),
-            "conf_dict": json.dumps(AUTOML_CONF),
-        },
+        {**_automl_run(), "train_data": file("dados.csv", "a,b,target\n")},
         format="multipart",
     )
     assert response.status_code == 400

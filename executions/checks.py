@@ -5,18 +5,18 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.checks import Error, register
 
-from executions.services import TASK_TIMEOUT_MARGIN
+from models_app.models import EXECUTION_TASK_MARGIN
 
 
 @register()
 def check_execution_timeout(app_configs, **kwargs):
     task_timeout = settings.Q_CLUSTER["timeout"]
-    if task_timeout >= settings.EXECUTION_TIMEOUT + TASK_TIMEOUT_MARGIN:
+    if task_timeout >= settings.EXECUTION_TIMEOUT + EXECUTION_TASK_MARGIN:
         return []
     return [
         Error(
             f"The execution timeout ({settings.EXECUTION_TIMEOUT} s) must be below django-q2's task "
-            f"timeout ({task_timeout} s) by at least {TASK_TIMEOUT_MARGIN} s, or the worker kills "
+            f"timeout ({task_timeout} s) by at least {EXECUTION_TASK_MARGIN} s, or the worker kills "
             "the task before the execution's own timeout can fail it with a clear message.",
             hint="Lower NEOMARIL_EXECUTION_TIMEOUT or raise NEOMARIL_TASK_TIMEOUT (and NEOMARIL_TASK_RETRY).",
             id="neomaril.E010",

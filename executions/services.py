@@ -26,11 +26,10 @@ from rest_framework.exceptions import NotFound
 
 from executions.models import DispatchLock, Execution
 from groups import jobs
-from models_app.models import EXECUTION_TASK_MARGIN, MLModel, max_execution_timeout
+from models_app.models import MLModel, max_execution_timeout
 
 logger = logging.getLogger(__name__)
 
-TASK_TIMEOUT_MARGIN = EXECUTION_TASK_MARGIN
 # A Requested execution whose task was enqueued this long ago and never started gets
 # another (groups.jobs.redispatch_lost): the shared delay, as someone is waiting for the
 # result; a task only waiting for a worker gets a duplicate, which its claim turns away.
@@ -42,10 +41,7 @@ MAX_EXECUTION_NUMBER = 2**31 - 1
 def effective_timeout(model: MLModel) -> int:
     """Seconds one execution of `model` may run: its own setting, else the default, capped."""
     wanted = model.execution_timeout or settings.EXECUTION_TIMEOUT
-    return max(1, min(wanted, max_timeout()))
-
-
-max_timeout = max_execution_timeout
+    return max(1, min(wanted, max_execution_timeout()))
 
 
 def create_execution(

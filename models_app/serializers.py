@@ -8,7 +8,7 @@ from rest_framework import serializers
 
 from models_app.forms import min_replicas_over_budget
 from models_app.links import docs_url, run_url, version_run_url
-from models_app.models import MLModel, ModelBuild, ModelEvent, max_execution_timeout
+from models_app.models import EXECUTION_TASK_MARGIN, MLModel, ModelBuild, ModelEvent, max_execution_timeout
 from monitoring.models import PredictionRecord
 from monitoring.stats import call_stats
 
@@ -204,7 +204,7 @@ class ModelSettingsSerializer(serializers.ModelSerializer):
             help_text="Async: seconds one execution may run (null: NEOMARIL_EXECUTION_TIMEOUT).",
             error_messages={
                 "max_value": f"At most {cap} s: an execution must end within the worker's task "
-                "timeout (NEOMARIL_TASK_TIMEOUT) less 30 s."
+                f"timeout (NEOMARIL_TASK_TIMEOUT) less {EXECUTION_TASK_MARGIN} s."
             },
         )
         return fields

@@ -25,7 +25,7 @@ from executions import services, tasks
 from executions.models import Execution
 from groups import jobs, nodes
 from models_app import services as model_services
-from models_app.models import MLModel
+from models_app.models import EXECUTION_TASK_MARGIN, MLModel
 from models_app.runtime import sandbox
 from tests.helpers.executions import BASE_PYTHON, CSV, SOURCE, submit
 
@@ -178,7 +178,7 @@ def test_timeout_per_model_stops_the_run(caller, deploy):
 def test_timeout_is_capped_below_the_task_timeout(deploy, settings):
     model = deploy(execution_timeout=100_000)
     settings.Q_CLUSTER = {**settings.Q_CLUSTER, "timeout": 600}
-    assert services.effective_timeout(model) == 600 - services.TASK_TIMEOUT_MARGIN
+    assert services.effective_timeout(model) == 600 - EXECUTION_TASK_MARGIN
     model.execution_timeout = None
     settings.EXECUTION_TIMEOUT = 45
     assert services.effective_timeout(model) == 45

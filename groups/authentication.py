@@ -21,6 +21,7 @@ from groups.api.shape import error_body
 from groups.models import ApiToken, Group, GroupToken
 
 USER_TOKEN_KIND = "nmu_"  # noqa: S105  (a prefix, not a secret)
+GROUP_TOKEN_KIND = "nmg_"  # noqa: S105
 # The 401 of an endpoint for users called with a group token (groups.api.errors).
 USER_ENDPOINT_NEEDS_A_LOGIN = (
     "A group token (Authorization: Bearer nmg_…) only calls models: POST /api/v1/run/<hash> "
@@ -57,15 +58,22 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate(self, request: Request):
         value = _credentials(request, "Token")
+        if value is not None and value.startswith(GROUP_TOKEN_KIND):
+            raise exceptions.AuthenticationFailed(USER_ENDPOINT_NEEDS_A_LOGIN)
         if value is None:
             value = _credentials(request, "Bearer")
             # A Bearer group token is not a user login: model endpoints check it.
             if value is None or not value.startswith(USER_TOKEN_KIND):
                 return None
         token = ApiToken.objects.select_related("user").filter(digest=tokens.digest(value)).first()
-        if token is None or token.is_revoked:
+        if token is None:
             raise exceptions.AuthenticationFailed(
-                "Invalid or revoked API token. Log in again to get a new one."
+                "Unknown API token. Check it, or log in again to get a new one."
+            )
+        if token.is_revoked:
+            raise exceptions.AuthenticationFailed(
+                f"This API token was revoked on {token.revoked_at:%Y-%m-%d %H:%M} UTC. "
+                "Log in again to get a new one."
             )
         if not token.user.is_active:
             raise exceptions.AuthenticationFailed("This user account is disabled.")
@@ -117,7 +125,8 @@ def group_token_problem(facts: TokenFacts | None, group_id: int) -> exceptions.A
         return exceptions.AuthenticationFailed("Unknown group token. Check it, or refresh the group's token.")
     if facts.revoked:
         return exceptions.AuthenticationFailed(
-            "This group token was replaced by a newer one. Use the group's current token."
+            "This group token was revoked: replaced by a newer one, or revoked by an admin. "
+            "Use the group's current token, or ask an owner to refresh it."
         )
     if facts.expires_at <= timezone.now():
         return exceptions.AuthenticationFailed(

@@ -10,7 +10,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from groups import services
-from groups.models import Group, Membership
+from groups.models import GROUP_NAME_TAKEN, NOT_A_ROLE, Group, Membership
 from groups.timezones import validate_zone
 
 
@@ -89,9 +89,7 @@ class GroupForm(forms.ModelForm):
         help_texts = {"name": _("Lower-case letters, digits, '-' and '_'; up to 32 characters.")}
         # Django's own ("Group with this Name already exists.") names the model and field in
         # English whatever the page's language.
-        error_messages = {
-            "name": {"unique": _("A group with this name already exists: choose another name.")}
-        }
+        error_messages = {"name": {"unique": GROUP_NAME_TAKEN}}
 
 
 class MemberForm(forms.Form):
@@ -100,7 +98,12 @@ class MemberForm(forms.Form):
         label=_("Username"),
         widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
     )
-    role = forms.ChoiceField(label=_("Role"), choices=Membership.Role.choices, initial=Membership.Role.MEMBER)
+    role = forms.ChoiceField(
+        label=_("Role"),
+        choices=Membership.Role.choices,
+        initial=Membership.Role.MEMBER,
+        error_messages={"invalid_choice": NOT_A_ROLE},
+    )
 
     def clean_username(self):
         try:
@@ -152,8 +155,15 @@ class UserCreateForm(forms.ModelForm):
         widgets = {"username": forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"})}
 
     def clean_username(self):
-        username = self.cleaned_data["username"]
-        if get_user_model().objects.filter(username__iexact=username).exists():
+        # NFKC, as Django's login form treats what is typed: the name stored is the one
+        # that logs in ('ｆｕｌｌ' is kept as 'full').
+        username = get_user_model().normalize_username(self.cleaned_data["username"])
+        if username in (".", ".."):
+            raise forms.ValidationError(
+                _("'%(username)s' cannot be a user name: a page's address could not name it."),
+                params={"username": username},
+            )
+        if services.username_taken(username):
             raise forms.ValidationError(
                 _("A user named '%(username)s' already exists (user names are compared ignoring case)."),
                 params={"username": username},
@@ -181,7 +191,12 @@ class PersonGroupForm(forms.Form):
     group = forms.ModelChoiceField(
         label=_("Group"), queryset=Group.objects.all(), to_field_name="name", empty_label=None
     )
-    role = forms.ChoiceField(label=_("Role"), choices=Membership.Role.choices, initial=Membership.Role.MEMBER)
+    role = forms.ChoiceField(
+        label=_("Role"),
+        choices=Membership.Role.choices,
+        initial=Membership.Role.MEMBER,
+        error_messages={"invalid_choice": NOT_A_ROLE},
+    )
 
 
 class TimeZoneForm(forms.Form):

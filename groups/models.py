@@ -23,6 +23,11 @@ group_name_validator = RegexValidator(
     ),
 )
 
+# One wording wherever the API and the pages check the same thing (groups.forms,
+# groups.api.serializers, groups.services).
+GROUP_NAME_TAKEN = _("A group with this name already exists: choose another name.")
+NOT_A_ROLE = _("'%(value)s' is not a role: choose member or owner.")
+
 
 class Group(models.Model):
     """Owns models, executions and trainings. Called 'group' throughout the product."""

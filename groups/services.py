@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import smtplib
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -23,7 +24,7 @@ from django.utils.translation import gettext
 
 from groups import tokens
 from groups.access import is_admin
-from groups.models import ApiToken, Group, GroupToken, Membership
+from groups.models import GROUP_NAME_TAKEN, ApiToken, Group, GroupToken, Membership
 
 logger = logging.getLogger(__name__)
 
@@ -65,9 +66,7 @@ def create_group(
         with transaction.atomic():
             group.save()
     except IntegrityError:
-        raise ValidationError(
-            {"name": [gettext("A group with this name already exists: choose another name.")]}
-        ) from None
+        raise ValidationError({"name": [str(GROUP_NAME_TAKEN)]}) from None
     if created_by is not None:
         Membership.objects.create(group=group, user=created_by, role=Membership.Role.OWNER)
     _, value = _issue_group_token(group, created_by)
@@ -119,9 +118,10 @@ def _keep_an_owner(group: Group, leaving: AbstractBaseUser, actor: AbstractBaseU
     if actor is None or is_admin(actor):
         return
     # Locks the group's owner rows: two owners leaving at once cannot both be "another owner".
+    # A deactivated owner cannot manage the group: they do not count as another owner.
     owners = list(
         Membership.objects.select_for_update()
-        .filter(group=group, role=Membership.Role.OWNER)
+        .filter(group=group, role=Membership.Role.OWNER, user__is_active=True)
         .values_list("user_id", flat=True)
     )
     if owners == [leaving.pk]:
@@ -211,10 +211,37 @@ def create_user(*, username: str, email: str = "", is_staff: bool = False) -> Se
     return set_password_link(user)
 
 
+def _refuse_unless_superuser(user: AbstractBaseUser, actor: AbstractBaseUser | None, refusal: str) -> None:
+    """Only a superuser resets or deactivates a superuser: an admin who could would lock
+    out (or take over, through the new link) the accounts that manage Django admin."""
+    if user.is_superuser and actor is not None and not actor.is_superuser:
+        raise PeopleError(refusal % {"username": user.get_username()})
+
+
+def end_sessions(user: AbstractBaseUser) -> int:
+    """Delete `user`'s browser sessions; how many. Reactivating an account must not bring
+    an old session back, and a session does not otherwise change when is_active does.
+
+    Sessions are stored in the database (Django's default engine) and only readable
+    decoded: this reads every unexpired one, which an admin's rare action can afford."""
+    from django.contrib.sessions.models import Session
+
+    theirs = [
+        session.pk
+        for session in Session.objects.filter(expire_date__gt=timezone.now()).iterator()
+        if session.get_decoded().get("_auth_user_id") == str(user.pk)
+    ]
+    Session.objects.filter(pk__in=theirs).delete()
+    return len(theirs)
+
+
 @transaction.atomic
-def reset_user(user: AbstractBaseUser) -> SetPasswordLink:
+def reset_user(user: AbstractBaseUser, *, actor: AbstractBaseUser | None = None) -> SetPasswordLink:
     """Make the current password unusable (and with it every earlier link and every
     session) and issue a new link. API tokens are kept: revoke them on their own."""
+    _refuse_unless_superuser(
+        user, actor, gettext("'%(username)s' is a superuser: only a superuser can reset the account.")
+    )
     if not user.is_active:
         raise PeopleError(
             gettext("'%(username)s' is deactivated: reactivate the account first.")
@@ -225,22 +252,61 @@ def reset_user(user: AbstractBaseUser) -> SetPasswordLink:
     return set_password_link(user)
 
 
+@transaction.atomic
 def set_active(user: AbstractBaseUser, active: bool, *, actor: AbstractBaseUser) -> bool:
-    """(De)activate `user`; True when it changed. A deactivated user's sessions and API
-    tokens stop working at once (both authentication paths check `is_active`); the
-    tokens work again if the account is reactivated."""
+    """(De)activate `user`; True when it changed. A deactivated user's API tokens stop
+    working at once (the token check reads `is_active`) and work again if the account is
+    reactivated; their sessions are ended, and a set-password link not yet used stops
+    working for good (reactivated, they get a new one from a reset)."""
     if not active and user.pk == actor.pk:
         raise PeopleError(gettext("You cannot deactivate your own account: ask another admin to do it."))
+    if not active:
+        _refuse_unless_superuser(
+            user,
+            actor,
+            gettext("'%(username)s' is a superuser: only a superuser can deactivate the account."),
+        )
     if user.is_active == active:
         return False
     user.is_active = active
-    user.save(update_fields=["is_active"])
+    fields = ["is_active"]
+    if not active and not user.has_usable_password():
+        user.set_unusable_password()  # a new unusable value: the link's token signed the old one
+        fields.append("password")
+    user.save(update_fields=fields)
+    if not active:
+        end_sessions(user)
     return True
+
+
+def find_user(username: str) -> AbstractBaseUser | None:
+    """The account named `username`, compared as account names are kept unique: ignoring
+    case, after NFKC (see username_taken)."""
+    users = get_user_model().objects
+    exact = users.filter(username=username).first()
+    if exact is not None:
+        return exact
+    folded = _folded(username)
+    return next((user for user in users.iterator() if _folded(user.get_username()) == folded), None)
+
+
+def username_taken(username: str) -> bool:
+    """Whether an account's name equals `username` ignoring case (Unicode's, not only
+    ASCII's: SQLite's iexact folds ASCII alone) after NFKC normalisation, which Django's
+    login form applies to what is typed: 'Élise' and 'élise', 'ｆｕｌｌ' and 'full' are
+    one name. Reads every name; accounts are few and created by hand."""
+    folded = _folded(username)
+    names = get_user_model().objects.values_list("username", flat=True)
+    return any(_folded(name) == folded for name in names.iterator())
+
+
+def _folded(username: str) -> str:
+    return unicodedata.normalize("NFKC", username).casefold()
 
 
 def member_user(username: str) -> AbstractBaseUser:
     """The active user a group membership is for, or PeopleError saying what to do."""
-    user = get_user_model().objects.filter(username=username).first()
+    user = find_user(username)
     if user is None:
         raise PeopleError(
             gettext(
@@ -249,6 +315,7 @@ def member_user(username: str) -> AbstractBaseUser:
             )
             % {"username": username}
         )
+    username = user.get_username()
     if not user.is_active:
         raise PeopleError(
             gettext(

@@ -29,7 +29,12 @@ class MLModelAdmin(admin.ModelAdmin):
     list_filter = ["status", "operation", "group", "python_version"]
     search_fields = ["name", "hash", "group__name", "created_by__username"]
     exclude = ["env_ciphertext"]
+    # A model changes state, group and files only through models_app.services (the API
+    # and the pages): deleting here would leave its runners, files and executions behind.
     readonly_fields = [
+        "group",
+        "status",
+        "operation",
         "hash",
         "env_names",
         "env_fingerprint",
@@ -39,6 +44,9 @@ class MLModelAdmin(admin.ModelAdmin):
         "deployed_at",
     ]
     inlines = [ModelBuildInline]
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(ModelBuild)

@@ -115,7 +115,7 @@ def person(request: HttpRequest, username: str) -> HttpResponse:
                 return redirect("person", username=user.username)
             elif action == "reset":
                 email = request.POST.get("send_email") == "on" and bool(user.email)
-                _show_link_next(request, services.reset_user(user), "reset", email)
+                _show_link_next(request, services.reset_user(user, actor=request.user), "reset", email)
                 messages.success(
                     request,
                     _("%(user)s's password no longer works; a new link was made.") % {"user": user.username},

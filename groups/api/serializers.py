@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
+from rest_framework.validators import UniqueValidator
 
 from groups import services
-from groups.models import ApiToken, Group, GroupToken, Membership
+from groups.models import GROUP_NAME_TAKEN, ApiToken, Group, GroupToken, Membership
 
 
 class LoginSerializer(serializers.Serializer):
@@ -86,6 +87,14 @@ class GroupCreateSerializer(serializers.ModelSerializer):
         model = Group
         fields = ["name", "description"]
 
+    def get_fields(self):
+        fields = super().get_fields()
+        # The service's and the page's wording (DRF's says "group with this name ...").
+        for validator in fields["name"].validators:
+            if isinstance(validator, UniqueValidator):
+                validator.message = GROUP_NAME_TAKEN
+        return fields
+
 
 class NewGroupSerializer(GroupSerializer):
     group_token = serializers.CharField(
@@ -98,7 +107,11 @@ class NewGroupSerializer(GroupSerializer):
 
 class MemberAddSerializer(serializers.Serializer):
     username = serializers.CharField()
-    role = serializers.ChoiceField(choices=Membership.Role.choices, default=Membership.Role.MEMBER)
+    role = serializers.ChoiceField(
+        choices=Membership.Role.choices,
+        default=Membership.Role.MEMBER,
+        error_messages={"invalid_choice": "'{input}' is not a role: choose member or owner."},
+    )
 
     def validate_username(self, value: str):
         try:

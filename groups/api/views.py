@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from django.contrib.auth import authenticate, get_user_model
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, permissions, status
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -18,6 +17,9 @@ from groups.api.errors import Conflict, error_body, form_errors, form_fields
 from groups.authentication import LoginLockedOut, is_locked_out
 from groups.forms import UserCreateForm, UserResetForm
 from groups.models import ApiToken
+
+# On every answer that carries a token or a set-password link: no cache may keep it.
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 class LoginView(APIView):
@@ -34,14 +36,15 @@ class LoginView(APIView):
     def post(self, request: Request) -> Response:
         data = s.LoginSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        user = authenticate(
-            request, username=data.validated_data["username"], password=data.validated_data["password"]
-        )
+        # NFKC, as the login page's form does: the name typed is the name stored.
+        username = get_user_model().normalize_username(data.validated_data["username"])
+        password = data.validated_data["password"]
+        user = authenticate(request, username=username, password=password)
         if user is None:
             if is_locked_out(request):
                 raise LoginLockedOut()
             return Response(
-                error_body("Wrong username or password.", "authentication_failed"),
+                error_body(_login_refusal(username, password), "authentication_failed"),
                 status=status.HTTP_401_UNAUTHORIZED,
                 headers={"WWW-Authenticate": "Token"},
             )
@@ -49,7 +52,16 @@ class LoginView(APIView):
             user, data.validated_data["token_name"] or "login", from_login=True
         )
         body = {"token": value, "token_id": token.public_id, "user": s.UserSerializer(user).data}
-        return Response(body, status=status.HTTP_201_CREATED)
+        return Response(body, status=status.HTTP_201_CREATED, headers=NO_STORE)
+
+
+def _login_refusal(username: str, password: str) -> str:
+    """Why a login failed. Only whoever knows the password learns that the account exists
+    and is deactivated; everyone else reads the same message."""
+    user = get_user_model().objects.filter(username=username, is_active=False).first()
+    if user is not None and user.check_password(password):
+        return "This user account is disabled: ask an admin to reactivate it."
+    return "Wrong username or password."
 
 
 class MeView(APIView):
@@ -74,7 +86,7 @@ class ApiTokenListView(generics.ListCreateAPIView):
         data.is_valid(raise_exception=True)
         token, value = services.issue_api_token(request.user, data.validated_data["name"])
         token.token = value
-        return Response(s.NewApiTokenSerializer(token).data, status=status.HTTP_201_CREATED)
+        return Response(s.NewApiTokenSerializer(token).data, status=status.HTTP_201_CREATED, headers=NO_STORE)
 
     @extend_schema(tags=["auth"])
     def get(self, request: Request, *args, **kwargs) -> Response:
@@ -84,7 +96,11 @@ class ApiTokenListView(generics.ListCreateAPIView):
 class ApiTokenDetailView(APIView):
     @extend_schema(responses={204: None}, tags=["auth"])
     def delete(self, request: Request, token_id: str) -> Response:
-        token = get_object_or_404(ApiToken, user=request.user, public_id=token_id)
+        token = ApiToken.objects.filter(user=request.user, public_id=token_id).first()
+        if token is None:
+            raise NotFound(
+                f"You have no API token with id '{token_id}' (GET /api/v1/auth/tokens lists yours)."
+            )
         services.revoke_api_token(token)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -105,7 +121,7 @@ class GroupListView(APIView):
         data.is_valid(raise_exception=True)
         group, value = services.create_group(created_by=request.user, **data.validated_data)
         group.group_token = value
-        return Response(s.NewGroupSerializer(group).data, status=status.HTTP_201_CREATED)
+        return Response(s.NewGroupSerializer(group).data, status=status.HTTP_201_CREATED, headers=NO_STORE)
 
 
 class GroupDetailView(APIView):
@@ -145,7 +161,9 @@ class GroupMemberDetailView(APIView):
     @extend_schema(responses={204: None}, tags=["groups"])
     def delete(self, request: Request, name: str, username: str) -> Response:
         group = _managed_group(request, name)
-        user = get_object_or_404(get_user_model(), username=username)
+        user = services.find_user(username)
+        if user is None:
+            raise NotFound(f"No user named '{username}'.")
         try:
             removed = services.remove_membership(group, user, actor=request.user)
         except services.PeopleError as error:
@@ -189,7 +207,8 @@ class GroupTokenRefreshView(APIView):
             "expires_at": outcome.token.expires_at,
             "detail": detail,
         }
-        return Response(body, status=status.HTTP_201_CREATED if outcome.refreshed else status.HTTP_200_OK)
+        code = status.HTTP_201_CREATED if outcome.refreshed else status.HTTP_200_OK
+        return Response(body, status=code, headers=NO_STORE)
 
 
 # --- People (admins only) -------------------------------------------------------------
@@ -201,8 +220,10 @@ def _admin_only(request: Request) -> None:
 
 
 def _person(username: str):
-    people = get_user_model().objects.prefetch_related("memberships__group")
-    return get_object_or_404(people, username=username)
+    person = get_user_model().objects.prefetch_related("memberships__group").filter(username=username).first()
+    if person is None:
+        raise NotFound(f"No user named '{username}' (GET /api/v1/users lists them).")
+    return person
 
 
 def _link_answer(request: Request, link: services.SetPasswordLink, *, emailed: bool) -> dict:
@@ -244,7 +265,7 @@ class UserListView(generics.ListAPIView):
         link = services.create_user(username=data["username"], email=data["email"], is_staff=data["is_staff"])
         body = {**s.PersonSerializer(_person(link.user.username)).data}
         body.update(_link_answer(request, link, emailed=data["send_email"]))
-        return Response(body, status=status.HTTP_201_CREATED, headers={"Cache-Control": "no-store"})
+        return Response(body, status=status.HTTP_201_CREATED, headers=NO_STORE)
 
 
 class UserDetailView(APIView):
@@ -272,11 +293,11 @@ class UserResetView(APIView):
                 {"send_email": [f"'{username}' has no e-mail address to send the link to."]}
             )
         try:
-            link = services.reset_user(user)
+            link = services.reset_user(user, actor=request.user)
         except services.PeopleError as error:
             raise ValidationError({"username": [str(error)]}) from None
         body = _link_answer(request, link, emailed=send)
-        return Response(body, status=status.HTTP_201_CREATED, headers={"Cache-Control": "no-store"})
+        return Response(body, status=status.HTTP_201_CREATED, headers=NO_STORE)
 
 
 class _UserActiveView(APIView):

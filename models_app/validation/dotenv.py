@@ -136,8 +136,10 @@ def _check_dotenv_key(key: str, lineno: int, *, field: str) -> None:
             bad = next(c for c in key if not (c.isascii() and (c.isalnum() or c == "_")))
             if bad.isprintable() and not bad.isspace():
                 what = _("contains %(character)s") % {"character": repr(bad)}
-            else:
+            elif bad.isspace():
                 what = _("contains a space")
+            else:  # a control character: its code, since it has no glyph to show
+                what = _("contains the control character %(code)s") % {"code": f"U+{ord(bad):04X}"}
         raise UploadError(
             field,
             _(

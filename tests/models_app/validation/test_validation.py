@@ -525,6 +525,7 @@ SECRET = "hunter2-s3cr3t"
         (f"A=1\n\nMY-KEY={SECRET}\n", 3, "contains '-'"),
         (f"1KEY={SECRET}\n", 1, "starts with a digit"),
         (f"MY KEY={SECRET}\n", 1, "contains a space"),
+        (f"MY\x01KEY={SECRET}\n", 1, "contains the control character U+0001"),
         (f"pass:{SECRET}=x\n", 1, "contains ':'"),
         (f"={SECRET}\n", 1, "is empty"),
         (f"A='{SECRET}\n", 1, "never closed"),

@@ -32,7 +32,7 @@ from executions import services, uploads
 from executions.models import Execution
 from executions.serializers import ExecutionLogSerializer, ExecutionSerializer
 from groups.api.errors import PayloadTooLarge
-from groups.api.pagination import PageNumberPagination
+from groups.api.pagination import PAGE_PARAMETERS, PageNumberPagination, paginated
 from groups.uploads import UNREADABLE_BODY, lost_part_message, lost_parts, name_as_sent, unreadable_body
 from models_app.calls import get_called_model
 from models_app.models import MLModel
@@ -183,7 +183,10 @@ _ID = OpenApiParameter(
 _HASH = OpenApiParameter(
     "model_hash", OpenApiTypes.STR, OpenApiParameter.PATH, description="The model's hash."
 )
-_FILE = OpenApiResponse(OpenApiTypes.BINARY, description="The file, as an attachment.")
+_FILE = OpenApiResponse(
+    OpenApiTypes.BINARY, description="The file, as an attachment, with its own type (text/csv, …)."
+)
+_FILE_TYPE = "*/*"
 
 
 class ExecutionListView(APIView):
@@ -193,8 +196,10 @@ class ExecutionListView(APIView):
         parameters=[
             _HASH,
             OpenApiParameter("status", str, enum=Execution.Status.values, description="Only this status."),
+            *PAGE_PARAMETERS,
         ],
-        responses=ExecutionSerializer(many=True),
+        responses=paginated(ExecutionSerializer),
+        operation_id="run_executions_list",
         tags=["executions"],
     )
     def get(self, request: Request, model_hash: str) -> Response:
@@ -240,7 +245,11 @@ class ExecutionResultView(APIView):
 
     @extend_schema(
         parameters=[_HASH, _ID],
-        responses={200: _FILE, 404: None, 409: OpenApiResponse(description="Not Succeeded (yet).")},
+        responses={
+            (200, _FILE_TYPE): _FILE,
+            404: None,
+            409: OpenApiResponse(description="Not Succeeded (yet)."),
+        },
         tags=["executions"],
     )
     def get(self, request: Request, model_hash: str, execution_id: int) -> FileResponse:
@@ -263,7 +272,7 @@ class ExecutionResultView(APIView):
 class ExecutionInputView(APIView):
     permission_classes = [permissions.AllowAny]
 
-    @extend_schema(parameters=[_HASH, _ID], responses={200: _FILE}, tags=["executions"])
+    @extend_schema(parameters=[_HASH, _ID], responses={(200, _FILE_TYPE): _FILE}, tags=["executions"])
     def get(self, request: Request, model_hash: str, execution_id: int) -> FileResponse:
         execution = _called_execution(request, model_hash, execution_id)
         return _download(execution, execution.input_path, "input")

@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from groups.api.errors import Conflict, checked_files, form_errors
-from groups.api.pagination import PageNumberPagination
+from groups.api.pagination import PAGE_PARAMETERS, PageNumberPagination, paginated
 from groups.forms import DefaultBooleanField
 from groups.uploads import lost_parts
 from models_app import services
@@ -88,8 +88,10 @@ class ModelListView(APIView):
             OpenApiParameter("group", str),
             OpenApiParameter("status", str, enum=MLModel.Status.values),
             OpenApiParameter("operation", str, enum=MLModel.Operation.values),
+            *PAGE_PARAMETERS,
         ],
-        responses=ModelSummarySerializer(many=True),
+        responses=paginated(ModelSummarySerializer),
+        operation_id="models_list",
         tags=["models"],
     )
     def get(self, request: Request) -> Response:
@@ -214,7 +216,12 @@ class ModelLogsView(APIView):
 
 
 class ModelEventsView(APIView):
-    @extend_schema(responses=ModelEventSerializer(many=True), tags=["models"])
+    @extend_schema(
+        responses=paginated(ModelEventSerializer),
+        operation_id="models_events_list",
+        parameters=PAGE_PARAMETERS,
+        tags=["models"],
+    )
     def get(self, request: Request, model_hash: str) -> Response:
         model = get_model_for_user(request.user, model_hash)
         paginator = PageNumberPagination()
@@ -284,8 +291,10 @@ class ModelPredictionsView(APIView):
                 OpenApiTypes.BOOL,
                 description="true: production calls only; false: trials of other versions.",
             ),
+            *PAGE_PARAMETERS,
         ],
-        responses=PredictionRecordSerializer(many=True),
+        responses=paginated(PredictionRecordSerializer),
+        operation_id="models_predictions_list",
         tags=["models"],
     )
     def get(self, request: Request, model_hash: str) -> Response:
@@ -309,7 +318,12 @@ class ModelPredictionsView(APIView):
 class ModelVersionListView(APIView):
     parser_classes = [MultiPartParser, FormParser]  # uploads stream to disk
 
-    @extend_schema(responses=ModelVersionSerializer(many=True), tags=["models"])
+    @extend_schema(
+        responses=paginated(ModelVersionSerializer),
+        operation_id="models_versions_list",
+        parameters=PAGE_PARAMETERS,
+        tags=["models"],
+    )
     def get(self, request: Request, model_hash: str) -> Response:
         """Every version of the model, newest first; `live` marks the one its run URL serves."""
         model = get_model_for_user(request.user, model_hash)

@@ -16,9 +16,10 @@ SAMPLE_INPUT = {"csv": "input.csv", "parquet": "input.parquet", "json": "input.j
 
 
 def generate(model: MLModel, run_url: str, language: str) -> str:
+    """Code that calls `run_url` with `model`'s example: pass the row the URL serves (a
+    model's live version for its run URL, the version itself for a version's URL)."""
     if language not in LANGUAGES:
         raise ValueError(f"language must be one of {', '.join(LANGUAGES)}")
-    model = model.serving  # the example of the version the run URL serves
     if model.is_sync:
         body = json.dumps(model.schema if model.schema is not None else {}, indent=2)
         return {"curl": _curl_sync, "python": _python_sync, "javascript": _js_sync}[language](run_url, body)
@@ -28,13 +29,23 @@ def generate(model: MLModel, run_url: str, language: str) -> str:
     )
 
 
+# Linux caps one command-line argument at 128 KiB (MAX_ARG_STRLEN): a larger example
+# goes to curl on its standard input, from a quoted here-document (nothing expanded).
+CURL_ARGUMENT_LIMIT = 100 * 1024
+HEREDOC_END = "NEOMARIL_EXAMPLE"
+
+
 def _curl_sync(url: str, body: str) -> str:
-    return (
+    head = (
         f"curl -sS -X POST {shlex.quote(url)} \\\n"
         '  -H "Authorization: Bearer $NEOMARIL_GROUP_TOKEN" \\\n'
         '  -H "Content-Type: application/json" \\\n'
-        f"  --data {shlex.quote(body)}\n"
     )
+    if len(body.encode()) <= CURL_ARGUMENT_LIMIT:
+        return head + f"  --data {shlex.quote(body)}\n"
+    # json.dumps escapes every line break inside a string: the end marker, alone on a
+    # line, cannot occur in the body.
+    return head + f"  --data-binary @- <<'{HEREDOC_END}'\n{body}\n{HEREDOC_END}\n"
 
 
 def _python_sync(url: str, body: str) -> str:
@@ -55,18 +66,21 @@ print(response.json())
 
 
 def _js_sync(url: str, body: str) -> str:
-    return f"""// Node.js 18+ or a browser; set NEOMARIL_GROUP_TOKEN in the environment.
-const payload = {body};
+    # The example sent as JSON text: an object literal would round integers past 2**53
+    # and read a "__proto__" key as the object's prototype, sending other data.
+    return f"""// Node.js 18+, as an ES module (a .mjs file: it awaits at the top level); set
+// NEOMARIL_GROUP_TOKEN in the environment. The body is JSON text, sent as written.
+const body = `{_template_literal(body)}`;
 const response = await fetch({json.dumps(url)}, {{
   method: "POST",
   headers: {{
     "Authorization": `Bearer ${{process.env.NEOMARIL_GROUP_TOKEN}}`,
     "Content-Type": "application/json",
   }},
-  body: JSON.stringify(payload),
+  body,
 }});
 if (!response.ok) throw new Error(`${{response.status}}: ${{await response.text()}}`);
-console.log(await response.json());
+console.log(await response.text());
 """
 
 
@@ -96,16 +110,18 @@ if status["status"] == "Failed":
     raise SystemExit(status)
 with requests.get(status_url + "/result", headers=headers, stream=True, timeout=600) as result:
     result.raise_for_status()
-    with open(status["output_file"] or "result", "wb") as out:
+    saved = os.path.basename(status["output_file"] or "result")  # here, not in the model's subfolder
+    with open(saved, "wb") as out:
         for chunk in result.iter_content(1 << 20):
             out.write(chunk)
-print("saved", status["output_file"])
+print("saved", saved)
 """
 
 
 def _js_async(url: str, filename: str) -> str:
-    return f"""// Node.js 18+; set NEOMARIL_GROUP_TOKEN in the environment.
+    return f"""// Node.js 18+, as an ES module (a .mjs file); set NEOMARIL_GROUP_TOKEN in the environment.
 import {{ readFile, writeFile }} from "node:fs/promises";
+import {{ basename }} from "node:path";
 
 const headers = {{ "Authorization": `Bearer ${{process.env.NEOMARIL_GROUP_TOKEN}}` }};
 const form = new FormData();
@@ -120,9 +136,17 @@ do {{
 }} while (!["Succeeded", "Failed"].includes(status.status));
 if (status.status === "Failed") throw new Error(JSON.stringify(status));
 const result = await fetch(`${{statusUrl}}/result`, {{ headers }});
-await writeFile(status.output_file, Buffer.from(await result.arrayBuffer()));
-console.log("saved", status.output_file);
+if (!result.ok) throw new Error(await result.text());
+const saved = basename(status.output_file || "result"); // here, not in the model's subfolder
+await writeFile(saved, Buffer.from(await result.arrayBuffer()));
+console.log("saved", saved);
 """
+
+
+def _template_literal(text: str) -> str:
+    """`text` inside a JavaScript template literal (json.dumps' output is ASCII: no line
+    separators to worry about)."""
+    return text.replace("\\", "\\\\").replace("`", "\\`").replace("${", "\\${")
 
 
 def _python_literal(body: str) -> str:

@@ -43,33 +43,57 @@ def _infer(value: Any, depth: int = 0) -> dict:
     if isinstance(value, list):
         return {"type": "array", "items": _merge([_infer(item, depth + 1) for item in value])}
     if isinstance(value, dict):
-        return {
-            "type": "object",
-            "properties": {str(key): _infer(item, depth + 1) for key, item in value.items()},
-            "required": [str(key) for key in value],
-            "additionalProperties": True,
-            "description": EXTRA_FIELDS_NOTE,
-        }
+        return _object(
+            {str(key): _infer(item, depth + 1) for key, item in value.items()}, list(map(str, value))
+        )
     raise TypeError(f"not a JSON value: {type(value).__name__}")
 
 
+def _object(properties: dict, required: list[str]) -> dict:
+    schema = {"type": "object", "properties": properties}
+    if required:  # OpenAPI 3.0 wants a non-empty list, or none
+        schema["required"] = required
+    return schema | {"additionalProperties": True, "description": EXTRA_FIELDS_NOTE}
+
+
+def _is_null(schema: dict) -> bool:
+    return "type" not in schema and schema.get("nullable") is True and "anyOf" not in schema
+
+
 def _merge(schemas: list[dict]) -> dict:
-    """One schema for the items of an array: their common type, or any of them."""
-    if not schemas:
-        return {}
-    distinct = []
+    """One schema for the items of an array that every item satisfies: objects merged key
+    by key (required: the keys every object has), integers and numbers as numbers, other
+    types side by side in `anyOf`, and null as `nullable` on each (OpenAPI 3.0 reads
+    `nullable` only next to a `type`)."""
+    members: list[dict] = []
     for schema in schemas:
-        if schema not in distinct:
-            distinct.append(schema)
-    types = {s.get("type") for s in distinct}
-    if types == {"integer", "number"}:
-        return {"type": "number"}
-    if len(distinct) == 1:
-        return distinct[0]
-    if types == {"object"}:
-        return distinct[0] | {"additionalProperties": True}
-    nullable = any(s.get("nullable") and "type" not in s for s in distinct)
-    typed = [s for s in distinct if "type" in s]
-    if len({s["type"] for s in typed}) == 1:
-        return typed[0] | {"nullable": True} if nullable else typed[0]
-    return {"oneOf": typed, **({"nullable": True} if nullable else {})}
+        members.extend(schema["anyOf"] if "anyOf" in schema else [schema])
+    nullable = any(_is_null(s) or s.get("nullable") for s in members)
+    typed = [s for s in members if "type" in s]
+    undescribed = [s for s in members if s and "type" not in s and not _is_null(s)]
+    if undescribed:  # an item nested too deeply: the items may be anything, as it says
+        return undescribed[0]
+    if not typed:
+        return next((s for s in members if _is_null(s)), {})  # only nulls, or nothing known
+    by_type: dict[str, list[dict]] = {}
+    for schema in typed:
+        by_type.setdefault(schema["type"], []).append(schema)
+    if "integer" in by_type and "number" in by_type:
+        by_type["number"] += by_type.pop("integer")
+    merged = [_merge_one_type(kind, group) for kind, group in by_type.items()]
+    if nullable:
+        merged = [schema | {"nullable": True} for schema in merged]
+    return merged[0] if len(merged) == 1 else {"anyOf": merged}
+
+
+def _merge_one_type(kind: str, group: list[dict]) -> dict:
+    if kind == "object":
+        properties: dict[str, list[dict]] = {}
+        for schema in group:
+            for key, item in schema["properties"].items():
+                properties.setdefault(key, []).append(item)
+        required = [key for key in properties if all(key in s.get("required", ()) for s in group)]
+        return _object({key: _merge(items) for key, items in properties.items()}, required)
+    if kind == "array":
+        return {"type": "array", "items": _merge([s["items"] for s in group if s["items"]])}
+    return {"type": kind}

@@ -75,6 +75,7 @@ RUN_RESPONSES = {
     "405": _error("Only POST runs a model."),
     "409": _error("The model is not deployed (yet): its status says why."),
     "413": _error("The body is over the size limit."),
+    "415": _error("Async: the body is not multipart/form-data with the input file as `file`."),
     "422": {
         "description": "The model's code raised on this input.",
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ModelError"}}},
@@ -216,6 +217,14 @@ def document_run_and_health(result: dict, generator, request, public: bool) -> d
     schemas["ExecutionStarted"] = EXECUTION_STARTED
     components.setdefault("securitySchemes", {})["GroupToken"] = GROUP_TOKEN
     components["securitySchemes"].setdefault("cookieAuth", SESSION)
+    # The views under the run URL (an Async model's executions, a model's health) take the
+    # group token as well as a member's credentials: DRF's authentication classes name only
+    # the latter, and "anonymous" where the view checks the token itself.
+    for path, item in result["paths"].items():
+        if path.startswith("/api/v1/run/{model_hash}/"):
+            for operation in item.values():
+                security = [entry for entry in operation.get("security", []) if entry]
+                operation["security"] = [{"GroupToken": []}, *security]
     for path, operation in (
         ("/api/v1/run/{model_hash}", RUN_OPERATION),
         ("/api/v1/run/{model_hash}/versions/{version}", RUN_VERSION_OPERATION),

@@ -95,9 +95,9 @@ class ModelCodeView(APIView):
                 raise ValidationError(
                     {"language": [f"The text format is one file: add language= ({names})."]}
                 )
-            return Response(codegen.generate(model, url, language))
+            return Response(codegen.generate(model.serving, url, language))
         languages = [language] if language else codegen.LANGUAGES
-        return Response({lang: codegen.generate(model, url, lang) for lang in languages})
+        return Response({lang: codegen.generate(model.serving, url, lang) for lang in languages})
 
 
 # Swagger UI's settings, as JavaScript (drf-spectacular inserts a string as it is): a

@@ -49,7 +49,8 @@ def _errors(*codes: int) -> dict:
         403: "A valid token of another group.",
         404: "No such model.",
         409: "The model is not Deployed (the message gives its status).",
-        413: "The input file is larger than the limit.",
+        413: "The body (an Async model's input file) is larger than the limit.",
+        415: "Not multipart/form-data with the input file as `file`.",
         502: "The model's process stopped while answering; it is restarted.",
         503: "The model could not be started; `detail` says why.",
         504: "The model did not answer within its request timeout.",
@@ -65,7 +66,7 @@ class _SyncRun(APIView):
         request={"application/json": OpenApiTypes.OBJECT},
         responses={
             200: OpenApiResponse(OpenApiTypes.OBJECT, description="The model's answer."),
-            **_errors(400, 401, 403, 404, 409),
+            **_errors(400, 401, 403, 404, 409, 413),
             422: OpenApiResponse(
                 ModelErrorSerializer, description="The model's code raised; its traceback is included."
             ),
@@ -93,7 +94,7 @@ class _AsyncSubmit(APIView):
         },
         responses={
             202: ExecutionSubmittedSerializer,
-            **_errors(400, 401, 403, 404, 409, 413),
+            **_errors(400, 401, 403, 404, 409, 413, 415),
         },
         tags=["model"],
     )

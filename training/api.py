@@ -18,7 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from groups.api.errors import Conflict, checked_files, form_errors, form_fields
-from groups.api.pagination import PageNumberPagination
+from groups.api.pagination import PAGE_PARAMETERS, PageNumberPagination, paginated
 from groups.api.parsers import JSONParser  # deep nesting is a 400, not a RecursionError
 from groups.uploads import lost_parts
 from models_app import services as model_services
@@ -61,8 +61,10 @@ class ExperimentListView(APIView):
             OpenApiParameter("name", str, description="Part of the name (case-insensitive)."),
             OpenApiParameter("group", str),
             OpenApiParameter("model_type", str, enum=Experiment.ModelType.values),
+            *PAGE_PARAMETERS,
         ],
-        responses=ExperimentSerializer(many=True),
+        responses=paginated(ExperimentSerializer),
+        operation_id="training_experiments_list",
         tags=["training"],
     )
     def get(self, request: Request) -> Response:

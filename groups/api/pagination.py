@@ -1,6 +1,9 @@
 """Page-number pagination with a client-chosen page size (capped)."""
 
-from rest_framework import pagination
+from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, inline_serializer
+from rest_framework import pagination, serializers
 from rest_framework.exceptions import NotFound, ValidationError
 
 
@@ -30,3 +33,32 @@ class PageNumberPagination(pagination.PageNumberPagination):
                 f"There is no page {request.query_params.get(self.page_query_param)}: the list has {pages} "
                 f"page{'s' if pages != 1 else ''} of {self.get_page_size(request)}."
             ) from None
+
+
+def paginated(item_serializer: type[serializers.Serializer]) -> serializers.Serializer:
+    """The schema of a page of `item_serializer`, for views that paginate by hand (an
+    APIView's list): drf-spectacular wraps only generic list views' answers itself."""
+    name = item_serializer.__name__.removesuffix("Serializer")
+    return inline_serializer(
+        name=f"Paginated{name}List",
+        fields={
+            "count": serializers.IntegerField(help_text="Items in the whole list."),
+            "next": serializers.URLField(allow_null=True, help_text="The next page, or null."),
+            "previous": serializers.URLField(allow_null=True, help_text="The previous page, or null."),
+            "results": item_serializer(many=True),
+        },
+    )
+
+
+# The query parameters of every paginated list.
+PAGE_PARAMETERS = [
+    OpenApiParameter("page", OpenApiTypes.STR, description="A page number from 1, or `last`."),
+    OpenApiParameter(
+        "page_size",
+        OpenApiTypes.INT,
+        description=(
+            f"Items per page (default {settings.REST_FRAMEWORK['PAGE_SIZE']}, "
+            f"at most {PageNumberPagination.max_page_size})."
+        ),
+    ),
+]

@@ -254,6 +254,14 @@ def test_a_versions_page(cast, model, v2):
     assert "Yes: the model's run URL serves this version." not in html
 
 
+def test_each_versions_page_shows_code_with_that_versions_example(cast, model, v2):
+    _go_live(model, v2, cast.owner)  # v2's example ({"a": 10, "b": 20}) is the live one
+    first = _html(_login(cast.owner).get(f"/models/{model.hash}/versions/1/"))
+    second = _html(_login(cast.owner).get(f"/models/{model.hash}/versions/2/"))
+    assert "&quot;a&quot;: 1," in first and "&quot;a&quot;: 10" not in first
+    assert "&quot;a&quot;: 10," in second
+
+
 def test_the_page_of_the_live_version_offers_no_delete(cast, model, v2):
     _go_live(model, v2, cast.owner)
     html = _html(_login(cast.owner).get(f"/models/{model.hash}/versions/2/"))

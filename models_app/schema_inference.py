@@ -67,7 +67,7 @@ def _merge(schemas: list[dict]) -> dict:
     `nullable` only next to a `type`)."""
     members: list[dict] = []
     for schema in schemas:
-        members.extend(schema["anyOf"] if "anyOf" in schema else [schema])
+        members.extend(schema.get("anyOf", [schema]))
     nullable = any(_is_null(s) or s.get("nullable") for s in members)
     typed = [s for s in members if "type" in s]
     undescribed = [s for s in members if s and "type" not in s and not _is_null(s)]

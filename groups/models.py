@@ -49,6 +49,10 @@ class Group(models.Model):
         return self.name
 
     def active_token(self) -> GroupToken | None:
+        prefetched = getattr(self, "_prefetched_objects_cache", {}).get("tokens")
+        if prefetched is not None:  # a list of groups: one query for all their tokens
+            now = timezone.now()
+            return next((t for t in prefetched if t.revoked_at is None and t.expires_at > now), None)
         return self.tokens.filter(revoked_at__isnull=True, expires_at__gt=timezone.now()).first()
 
 

@@ -28,6 +28,7 @@ from models_app.forms import (
 )
 from models_app.models import MLModel
 from models_app.serializers import (
+    BUILDS_WITHOUT_LOGS,
     ModelBuildLogSerializer,
     ModelDetailSerializer,
     ModelEventSerializer,
@@ -327,7 +328,12 @@ class ModelVersionListView(APIView):
     def get(self, request: Request, model_hash: str) -> Response:
         """Every version of the model, newest first; `live` marks the one its run URL serves."""
         model = get_model_for_user(request.user, model_hash)
-        versions = model.all_versions().select_related("created_by", "line").order_by("-version")
+        versions = (
+            model.all_versions()
+            .select_related("created_by", "line")
+            .prefetch_related(BUILDS_WITHOUT_LOGS)
+            .order_by("-version")
+        )
         paginator = PageNumberPagination()
         page = paginator.paginate_queryset(versions, request, view=self)
         context = {"request": request, "model": model}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.db.models import Prefetch
 from django.urls import reverse
 from rest_framework import serializers
 
@@ -18,6 +19,10 @@ class ModelBuildSerializer(serializers.ModelSerializer):
         model = ModelBuild
         fields = ["number", "status", "created_at", "started_at", "finished_at", "recovered"]
         read_only_fields = fields
+
+
+# A list's builds, fetched in one query without their logs (up to 2 MB each).
+BUILDS_WITHOUT_LOGS = Prefetch("builds", queryset=ModelBuild.objects.defer("log"))
 
 
 class ModelBuildLogSerializer(ModelBuildSerializer):
@@ -174,7 +179,9 @@ class ModelDetailSerializer(ModelSummarySerializer):
         }
 
     def get_last_build(self, model: MLModel) -> dict | None:
-        build = model.builds.first()
+        prefetched = getattr(model, "_prefetched_objects_cache", {}).get("builds")
+        # A page of versions has them prefetched (BUILDS_WITHOUT_LOGS).
+        build = model.builds.first() if prefetched is None else next(iter(prefetched), None)
         return ModelBuildSerializer(build).data if build else None
 
 

@@ -35,6 +35,7 @@ from groups.authentication import presents_group_token
 from groups.crypto import decrypt_json, encrypt_json
 from groups.forms import ApiTokenForm, GroupForm, MemberForm, RefreshTokenForm, TimeZoneForm
 from groups.models import ApiToken, Group, GroupToken, Membership, Profile
+from groups.templatetags.portal_ui import day_text
 from groups.timezones import zone_names
 from groups.uploads import UNREADABLE_BODY, unreadable_body
 from models_app.access import models_for
@@ -250,7 +251,7 @@ def group_detail(request: HttpRequest, name: str) -> HttpResponse:
                         "The current token is valid until %(date)s and was kept. "
                         "Tick 'Replace it even if it is still valid' to issue a new one."
                     )
-                    % {"date": f"{timezone.localtime(outcome.token.expires_at):%Y-%m-%d}"},
+                    % {"date": day_text(timezone.localtime(outcome.token.expires_at))},
                 )
                 return redirect("group-detail", name=group.name)
         else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from django import template
 from django.utils import dateformat, timezone
@@ -26,6 +26,18 @@ def local_text(value: datetime, *, seconds: bool = False) -> str:
     else:
         pattern = pgettext("date and time (Django's date filter)", "j M Y H:i")
     return f"{dateformat.format(local, pattern)} {zone_label(local)}"
+
+
+def day_text(value: date) -> str:
+    """A day in the page's language: "4 Dec 2027", "04/12/2027"."""
+    return dateformat.format(value, pgettext("date (Django's date filter)", "j M Y"))
+
+
+@register.filter(expects_localtime=True)
+def day(value: date | None) -> str:
+    """The day of a date, or of a moment in the page's zone (like Django's `date`: after
+    `|utc`, in UTC), in the page's language."""
+    return "—" if value is None else day_text(value)
 
 
 @register.filter

@@ -120,7 +120,7 @@ def test_validated_monitor_shows_details_periods_and_loads_the_charts(cast, mode
     rows = re.findall(r'<tr data-period="(\d+)" data-status="(\w+)">', html)
     assert [status for _, status in rows] == ["Queued", "Failed", "Succeeded", "Succeeded"]  # newest first
     drift_row = html[html.index(f'data-period="{rows[2][0]}"') :].split("</tr>")[0]
-    assert "2026-05-02" in drift_row and "0.410" in drift_row and "badge-drift-drift" in drift_row
+    assert "2 May 2026" in drift_row and "0.410" in drift_row and "badge-drift-drift" in drift_row
     assert "preprocess raised KeyError" in text(page)
     assert "2 periods compared" in text(page)
     for script in (

@@ -281,3 +281,17 @@ def test_the_group_forms_refusals_speak_portuguese(cast):
     taken = client.post("/groups/", {"name": cast.group.name, "description": ""})
     assert taken.status_code == 400
     assert taken.context["form"].errors["name"] == ["Já existe um grupo com este nome: escolha outro nome."]
+
+
+def test_days_are_written_the_languages_way(cast):
+    from groups.models import GroupToken
+
+    GroupToken.objects.filter(group=cast.group).update(
+        expires_at=datetime(2027, 12, 4, 12, 0, tzinfo=UTC), created_at=CREATED
+    )
+    portuguese = _page(_login(cast.owner, **PT), "/groups/datarisk/")
+    english = _page(_login(cast.owner, **EN), "/groups/datarisk/")
+    assert "02/12/2026" in portuguese and "2026-12-02" not in portuguese  # issued
+    assert "2 Dec 2026" in english and "2026-12-02" not in english
+    listed = _page(_login(cast.owner, **PT), "/groups/")
+    assert "04/12/2027" in listed and "2027-12-04" not in listed

@@ -386,6 +386,9 @@ if len(str(RUN_DIR)) > MAX_RUN_DIR_CHARS:
 # Threads per web worker for Django's requests (pages, API, uploads, downloads); Sync
 # model calls don't use them (they are answered on the worker's event loop).
 WEB_THREADS = envint("NEOMARIL_WEB_THREADS", 8, minimum=1)
+# Seconds a request body up to 1 MiB has to arrive whole (else 408), and the longest pause
+# in a larger one (portal.wsgi_bridge): a slow sender must not hold one of those threads.
+REQUEST_BODY_TIMEOUT = envint("NEOMARIL_REQUEST_BODY_TIMEOUT", 60, minimum=1)
 # Behind a load balancer: seconds a stopping web goes on serving while /healthz answers
 # 503, so the balancer takes the node out first (portal.workers.DrainingServer); below
 # gunicorn's graceful_timeout (30 s), which then ends the stop.

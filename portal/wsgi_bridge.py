@@ -4,12 +4,37 @@ a2wsgi runs the WSGI app in a thread pool and streams both ways (the request bod
 pulled from the event loop as the view reads it, the response is pushed back with
 backpressure), so uploads and downloads of hundreds of MB stay out of memory, as they
 do under gunicorn's threaded worker.
+
+A thread is held for as long as its request's body takes to arrive, and a worker has
+NEOMARIL_WEB_THREADS of them for every page and API call: a few clients sending their
+bodies a byte a second would otherwise stop the node's API, pages and /healthz (for a
+load balancer, a dead node). So a body is first read on the event loop, where waiting
+costs no thread, whenever it is small (up to BUFFERED_BODY_BYTES, or sent without a
+Content-Length): whole, within NEOMARIL_REQUEST_BODY_TIMEOUT seconds, or 408. Django
+then gets it with its length, which also lets it read a chunked body (it reads a body
+without CONTENT_LENGTH as empty). A larger body (an upload) streams as before, but
+must keep coming: no pause longer than that timeout, and at least MIN_BODY_RATE bytes a
+second on average once that long has passed.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
+
 from a2wsgi import WSGIMiddleware
+from django.conf import settings
 from django.http import UnreadablePostError
+
+from groups.api.middleware import BodyTimeout
+
+# Bodies up to this size are read whole on the event loop before Django sees them: the
+# API's JSON, the portal's forms, logins.
+BUFFERED_BODY_BYTES = 1024 * 1024
+# A streamed body slower than this on average (after the first timeout's worth of
+# seconds) is cut: a 1 GB upload would take three days.
+MIN_BODY_RATE = 4 * 1024
 
 
 def _raising_on_disconnect(receive):
@@ -25,8 +50,116 @@ def _raising_on_disconnect(receive):
     return receive_body
 
 
+def _paced(receive, timeout: float):
+    """`receive` for a streamed body that must keep coming (BodyTimeout otherwise)."""
+    started = time.monotonic()
+    received = 0
+
+    async def receive_body():
+        nonlocal received
+        try:
+            message = await asyncio.wait_for(receive(), timeout)
+        except TimeoutError:
+            raise BodyTimeout(f"The client sent no part of the request body for {timeout:g} s.") from None
+        received += len(message.get("body", b""))
+        elapsed = time.monotonic() - started
+        if message.get("more_body") and elapsed > timeout and received < MIN_BODY_RATE * elapsed:
+            raise BodyTimeout(
+                f"The request body came at {received / elapsed / 1024:.1f} KB/s, under the "
+                f"{MIN_BODY_RATE // 1024} KB/s a request body must keep."
+            )
+        return message
+
+    return receive_body
+
+
+def _content_length(scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None
+
+
+async def _whole_body(receive, limit: int, timeout: float) -> bytes | int:
+    """The body, read within `timeout` seconds; else the status to answer (408, 413)."""
+    body = bytearray()
+
+    async def read() -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise UnreadablePostError("The client disconnected before sending the whole request body.")
+            body.extend(message.get("body", b""))
+            if len(body) > limit:
+                raise OverflowError
+            if not message.get("more_body"):
+                return
+
+    try:
+        await asyncio.wait_for(read(), timeout)
+    except TimeoutError:
+        return 408
+    except OverflowError:
+        return 413
+    return bytes(body)
+
+
+REFUSALS = {
+    408: (
+        "Request Timeout",
+        "The request body did not arrive within {timeout:g} s (NEOMARIL_REQUEST_BODY_TIMEOUT): send it again.",
+    ),
+    413: (
+        "Content Too Large",
+        "A request body sent without Content-Length may be up to {limit} bytes: send a larger one "
+        "with its Content-Length.",
+    ),
+}
+
+
+async def _refuse(status: int, scope, send, **values) -> None:
+    """The API's JSON error (groups.api.shape), or plain text outside the API."""
+    reason, text = REFUSALS[status]
+    detail = text.format(**values)
+    if scope["path"].startswith("/api/"):
+        code = "request_timeout" if status == 408 else "too_large"
+        content, kind = json.dumps({"detail": detail, "code": code}).encode(), b"application/json"
+    else:
+        content, kind = detail.encode(), b"text/plain; charset=utf-8"
+    headers = [(b"content-type", kind), (b"content-length", b"%d" % len(content)), (b"connection", b"close")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": content})
+
+
+def _replaying(body: bytes, receive):
+    """`receive` that gives the body read already, then waits on the client's as before."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive_again():
+        return pending.pop() if pending else await receive()
+
+    return receive_again
+
+
 class WSGIBridge(WSGIMiddleware):
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http":
+            timeout = settings.REQUEST_BODY_TIMEOUT
+            length = _content_length(scope)
+            if length is None or length <= BUFFERED_BODY_BYTES:
+                try:
+                    body = await _whole_body(receive, BUFFERED_BODY_BYTES, timeout)
+                except UnreadablePostError:
+                    return  # the client went away: nobody to answer
+                if isinstance(body, int):
+                    await _refuse(body, scope, send, timeout=timeout, limit=BUFFERED_BODY_BYTES)
+                    return
+                headers = [
+                    (n, v) for n, v in scope["headers"] if n not in (b"content-length", b"transfer-encoding")
+                ]
+                scope = {**scope, "headers": [*headers, (b"content-length", b"%d" % len(body))]}
+                receive = _replaying(body, receive)
+            else:
+                receive = _paced(receive, timeout)
             receive = _raising_on_disconnect(receive)
         return await super().__call__(scope, receive, send)

@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, UnreadablePostError
 
 from groups.api.errors import error_response
 
@@ -63,6 +63,10 @@ def body_limit(request: HttpRequest) -> tuple[int, str] | None:
     return fields, "DATA_UPLOAD_MAX_MEMORY_SIZE"
 
 
+class BodyTimeout(UnreadablePostError):
+    """The client sent its body too slowly (portal.wsgi_bridge cuts it)."""
+
+
 class ApiRequestSizeMiddleware:
     """413 in JSON for API requests whose declared body is over the limit (see module doc)."""
 
@@ -78,6 +82,14 @@ class ApiRequestSizeMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, UnreadablePostError):
+            # The client's fault, not a 500 with a traceback: it went away, or sent too slowly.
+            status = 408 if isinstance(exception, BodyTimeout) else 400
+            if request.path_info.startswith(API_PREFIX):
+                return error_response(
+                    status, str(exception), "request_timeout" if status == 408 else "invalid"
+                )
+            return HttpResponse(str(exception), status=status, content_type="text/plain; charset=utf-8")
         if not request.path_info.startswith(API_PREFIX):
             return None
         if isinstance(exception, RequestDataTooBig):

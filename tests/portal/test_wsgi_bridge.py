@@ -10,6 +10,7 @@ from django.http import UnreadablePostError
 
 from executions.models import Execution
 from models_app.models import MLModel
+from portal import wsgi_bridge
 from portal.wsgi_bridge import WSGIBridge
 from tests.helpers.clients import api_client
 from tests.helpers.loops import run_async
@@ -47,6 +48,10 @@ def run(app, body_pieces: list[bytes], *, complete: bool, path="/x", headers=())
     return sent
 
 
+# A Content-Length over BUFFERED_BODY_BYTES: the body streams to the app as it comes.
+STREAMED = [(b"content-length", b"%d" % (wsgi_bridge.BUFFERED_BODY_BYTES + 1))]
+
+
 def test_body_streams_to_the_wsgi_app_piece_by_piece():
     seen = {}
 
@@ -57,7 +62,7 @@ def test_body_streams_to_the_wsgi_app_piece_by_piece():
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"ok"]
 
-    sent = run(WSGIBridge(wsgi_app, workers=1), [b"abc", b"def", b"ghi"], complete=True)
+    sent = run(WSGIBridge(wsgi_app, workers=1), [b"abc", b"def", b"ghi"], complete=True, headers=STREAMED)
     assert seen == {"first": b"abc", "rest": b"defghi"}
     assert sent[0]["status"] == 200
 
@@ -73,7 +78,7 @@ def test_a_client_gone_mid_body_is_an_error_not_a_short_body():
         start_response("400 Bad Request", [("Content-Type", "text/plain")])
         return [b""]
 
-    run(WSGIBridge(wsgi_app, workers=1), [b"first half"], complete=False)
+    run(WSGIBridge(wsgi_app, workers=1), [b"first half"], complete=False, headers=STREAMED)
     assert "body" not in seen
     assert "disconnected" in seen["error"]
 
@@ -107,3 +112,146 @@ def test_async_upload_cut_short_creates_no_execution(cast, settings):
     assert not (settings.EXECUTIONS_DIR / model.hash).exists() or not any(
         (settings.EXECUTIONS_DIR / model.hash).iterdir()
     )
+
+
+# --- slow and chunked bodies ------------------------------------------------------------
+
+
+def _echo_length(environ, start_response):
+    body = environ["wsgi.input"].read()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"%s:%d" % (environ.get("CONTENT_LENGTH", "").encode(), len(body))]
+
+
+def _body_of(sent) -> bytes:
+    return b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+
+
+def test_a_body_without_content_length_reaches_django_whole_with_its_length():
+    sent = run(WSGIBridge(_echo_length, workers=1), [b'{"username": ', b'"ana"}'], complete=True)
+    assert sent[0]["status"] == 200 and _body_of(sent) == b"19:19"
+
+
+def test_a_body_without_content_length_over_the_limit_is_413(monkeypatch):
+    monkeypatch.setattr(wsgi_bridge, "BUFFERED_BODY_BYTES", 10)
+    sent = run(WSGIBridge(_echo_length, workers=1), [b"x" * 8, b"x" * 8], complete=True, path="/api/v1/x")
+    assert sent[0]["status"] == 413
+    assert b"may be up to 10 bytes" in _body_of(sent) and b'"code": "too_large"' in _body_of(sent)
+
+
+def _slow_client(first: bytes, *, pause: float):
+    """receive() that gives `first` (more to come), then nothing for `pause` seconds."""
+    messages = [{"type": "http.request", "body": first, "more_body": True}]
+
+    async def receive():
+        if messages:
+            return messages.pop(0)
+        await asyncio.sleep(pause)
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+def _scope(path: str, headers=()) -> dict:
+    return {
+        "type": "http", "http_version": "1.1", "method": "POST", "scheme": "http", "path": path,
+        "root_path": "", "query_string": b"", "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 1),
+        "headers": [(b"host", b"127.0.0.1"), *headers],
+    }  # fmt: skip
+
+
+def test_a_small_body_that_does_not_arrive_in_time_is_408_without_reaching_django(settings):
+    settings.REQUEST_BODY_TIMEOUT = 1
+    called, sent = [], []
+
+    def wsgi_app(environ, start_response):
+        called.append(True)
+        start_response("200 OK", [])
+        return [b""]
+
+    async def send(message):
+        sent.append(message)
+
+    app = WSGIBridge(wsgi_app, workers=1)
+    run_async(app(_scope("/api/v1/auth/login"), _slow_client(b'{"user', pause=30), send))
+    assert not called and sent[0]["status"] == 408
+    assert b'"code": "request_timeout"' in _body_of(sent)
+
+
+def test_slow_senders_hold_no_thread_while_others_are_answered(settings):
+    # One thread, four clients sending their bodies slowly: a fifth request is answered
+    # at once (a2wsgi's threads waited for the bodies before: eight stopped a node).
+    settings.REQUEST_BODY_TIMEOUT = 5
+    answered = {}
+
+    def wsgi_app(environ, start_response):
+        environ["wsgi.input"].read()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    async def scenario():
+        app = WSGIBridge(wsgi_app, workers=1)
+
+        async def discard(message):
+            pass
+
+        slow = [
+            asyncio.create_task(app(_scope("/api/v1/auth/login"), _slow_client(b"{", pause=5), discard))
+            for _ in range(4)
+        ]
+        await asyncio.sleep(0.2)
+        started = asyncio.get_running_loop().time()
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+
+        done = {"type": "http.request", "body": b"{}", "more_body": False}
+
+        async def receive():
+            return done
+
+        await asyncio.wait_for(app(_scope("/healthz", [(b"content-length", b"2")]), receive, send), 3)
+        answered["seconds"] = asyncio.get_running_loop().time() - started
+        answered["status"] = sent[0]["status"]
+        for task in slow:
+            task.cancel()
+        await asyncio.gather(*slow, return_exceptions=True)
+
+    run_async(scenario())
+    assert answered["status"] == 200 and answered["seconds"] < 1
+
+
+def test_a_streamed_body_that_stops_coming_is_cut(settings):
+    settings.REQUEST_BODY_TIMEOUT = 1
+    seen = {}
+
+    def wsgi_app(environ, start_response):
+        try:
+            environ["wsgi.input"].read()
+        except wsgi_bridge.BodyTimeout as exc:
+            seen["error"] = str(exc)
+        start_response("400 Bad Request", [])
+        return [b""]
+
+    async def discard(message):
+        pass
+
+    app = WSGIBridge(wsgi_app, workers=1)
+    run_async(app(_scope("/api/v1/models", STREAMED), _slow_client(b"--boundary", pause=30), discard))
+    assert seen["error"] == "The client sent no part of the request body for 1 s."
+
+
+@pytest.mark.parametrize(
+    ("path", "error", "status", "kind"),
+    [
+        ("/api/v1/models", wsgi_bridge.BodyTimeout("too slow"), 408, "application/json"),
+        ("/api/v1/models", UnreadablePostError("gone"), 400, "application/json"),
+        ("/models/new/", wsgi_bridge.BodyTimeout("too slow"), 408, "text/plain; charset=utf-8"),
+    ],
+)
+def test_a_body_cut_by_its_client_is_its_4xx_not_a_500_with_a_traceback(rf, path, error, status, kind):
+    from groups.api.middleware import ApiRequestSizeMiddleware
+
+    answer = ApiRequestSizeMiddleware(lambda request: None).process_exception(rf.post(path), error)
+    assert answer.status_code == status and answer["Content-Type"] == kind

@@ -59,7 +59,17 @@ def create_execution(
             # The model row is the per-model counter's lock on PostgreSQL; SQLite's
             # IMMEDIATE transactions already serialise writers. The unique constraint
             # on (model, number) stays as the last line of defence.
-            MLModel.objects.select_for_update().filter(pk=model.pk).values_list("pk", flat=True).first()
+            status = (
+                MLModel.objects.select_for_update()
+                .filter(pk=model.pk)
+                .values_list("status", flat=True)
+                .first()
+            )
+            # Checked again under the lock: the model may have been deleted while its input
+            # streamed in (the caller's check came before the body), and the 202 would
+            # point at an execution nobody could follow.
+            if status in (None, MLModel.Status.DELETED):
+                raise NotFound(f"No model '{model.hash}'.")
             last = model.executions.aggregate(last=Max("number"))["last"] or 0
             execution = Execution.objects.create(
                 model=model,

@@ -59,6 +59,7 @@ logger = logging.getLogger(__name__)
 
 SUPERVISE_INTERVAL = 1.0
 STATS_INTERVAL = 2.0
+LOG_SWEEP_INTERVAL = 60.0  # seconds between sweeps of deleted models' runner logs
 # A model whose runners crash this often is not restarted until someone calls it again.
 CRASH_LIMIT, CRASH_WINDOW = 5, 60.0
 # What a warm-up hands back of the runners' output (the build log shows it).
@@ -186,6 +187,27 @@ def _refuse_a_second_host(control_path: Path) -> None:
         "(NEOMARIL_NODE_DIR, or NEOMARIL_RUN_DIR for the sockets alone): stop that host, "
         "or give this one another folder."
     )
+
+
+def remove_logs_of_deleted_models() -> int:
+    """Remove this node's runner logs of deleted models: what the model printed (a secret
+    at import, the inputs it logged) goes with the model, on every node that ran it."""
+    folder = paths.runner_log_folder()
+    logs = {path.stem: path for path in folder.glob("M*.log")}
+    if not logs:
+        return 0
+    live = set(
+        MLModel.objects.filter(hash__in=logs)
+        .exclude(status=MLModel.Status.DELETED)
+        .values_list("hash", flat=True)
+    )
+    removed = 0
+    for model_hash, path in logs.items():
+        if model_hash not in live:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed += 1
+    return removed
 
 
 class ModelHost:
@@ -522,7 +544,7 @@ class ModelHost:
     # -------------------------------------------------------------- supervision
 
     def supervise_forever(self) -> None:
-        last_stats = 0.0
+        last_stats = last_log_sweep = 0.0
         while not self._stopping.wait(SUPERVISE_INTERVAL):
             try:
                 self._restart_crashed()
@@ -530,6 +552,9 @@ class ModelHost:
                 if time.monotonic() - last_stats > STATS_INTERVAL:
                     self._follow_live()  # first: it reads the runners a switch leaves to retire
                     self._retire_undeployed()
+                    if time.monotonic() - last_log_sweep > LOG_SWEEP_INTERVAL:
+                        remove_logs_of_deleted_models()
+                        last_log_sweep = time.monotonic()
                     self._refresh_stats()
                     self._enforce_budget()
                     last_stats = time.monotonic()

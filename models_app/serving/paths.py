@@ -25,12 +25,18 @@ def runner_socket_name(model_hash: str, build: int, replica: int) -> str:
     return f"{settings.RUN_DIR}/{model_hash}.{build}.{replica}.sock"
 
 
-def runner_log(model_hash: str) -> Path:
+def runner_log_folder() -> Path:
     # The node's own folder: this node's host appends to it and reads its tail back when a
-    # runner fails; another node's runners of the same model write their own.
+    # runner fails; another node's runners of the same model write their own. What a
+    # model prints may be secret: the folder is the platform user's alone.
     folder = settings.NODE_DIR / "logs" / "runners"
     folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"{model_hash}.log"
+    folder.chmod(0o700)  # also a folder an earlier version made 0755
+    return folder
+
+
+def runner_log(model_hash: str) -> Path:
+    return runner_log_folder() / f"{model_hash}.log"
 
 
 def listen(path: Path) -> socket.socket:

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from django.conf import settings
 from django.utils import timezone
+from rest_framework.exceptions import NotFound
 
 from executions.models import Execution
 from models_app import services as model_services
@@ -359,3 +360,18 @@ def test_admin_edits_the_models_timeout_and_lists_executions(cast, model, submit
     listing = client.get("/admin/executions/execution/")
     assert listing.status_code == 200 and "input.csv" in listing.content.decode()
     assert client.get("/admin/executions/execution/add/").status_code == 403
+
+
+def test_a_model_deleted_while_its_input_streamed_in_starts_nothing(model, settings):
+    # The view checked the model before the body; the delete came while the body streamed.
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from executions import services as execution_services
+
+    MLModel.objects.filter(pk=model.pk).update(status=MLModel.Status.DELETED)
+    with pytest.raises(NotFound, match=f"No model '{model.hash}'"):
+        execution_services.create_execution(model, SimpleUploadedFile("in.csv", b"a,b\n1,2\n"), name="in.csv")
+    assert not model.executions.exists()
+    assert not (settings.EXECUTIONS_DIR / model.hash).exists() or not any(
+        (settings.EXECUTIONS_DIR / model.hash).iterdir()
+    )

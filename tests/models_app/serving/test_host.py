@@ -812,3 +812,21 @@ def test_the_warm_up_output_is_cut_at_a_line_and_says_so(tmp_path):
         == "[... the model's output past 1 KB is not in this log: see the runner's log, Mabc.log, on the node ...]"
     )
     assert host_module._read_from(log, log.stat().st_size - 30, 1024).endswith("of the import\n")  # all of it
+
+
+def test_the_runner_logs_of_deleted_models_are_swept_and_the_folder_is_private(cast):
+    from models_app.models import MLModel
+    from models_app.serving import paths
+    from models_app.serving.host import remove_logs_of_deleted_models
+    from tests.helpers.monitors import deployed_model
+
+    kept, gone = deployed_model(cast.group, name="kept"), deployed_model(cast.group, name="gone")
+    for model in (kept, gone):
+        paths.runner_log(model.hash).write_text("loading with key s3cr3t\n")
+    stray = paths.runner_log("M" + "f" * 32)  # a model no row knows any more
+    stray.write_text("x\n")
+    MLModel.objects.filter(pk=gone.pk).update(status=MLModel.Status.DELETED)
+    assert remove_logs_of_deleted_models() == 2
+    assert paths.runner_log(kept.hash).exists()
+    assert not paths.runner_log(gone.hash).exists() and not stray.exists()
+    assert paths.runner_log_folder().stat().st_mode & 0o777 == 0o700

@@ -108,18 +108,28 @@ def _execute(execution: Execution, log: jobs.JobLog) -> dict:
         args=[str(folder), str(model.folder)],
         timeout=timeout,
         on_output_line=lambda line: log(f"[model] {line}"),
+        stop_when=lambda: _deleted_meanwhile(model),
     )
     log(f"The model process ended after {result.duration:.1f} s.")
     if not result.ok:
         if result.traceback:
             log("Traceback from the model:\n" + result.traceback.rstrip())
-        raise ExecutionFailed(_failure_message(result, timeout))
+        # Deleted meanwhile: its files went from under the run, whatever it then reported.
+        raise ExecutionFailed(_deleted_meanwhile(model) or _failure_message(result, timeout))
     output = check_output(result.result, folder, execution.input_file)
     return {
         "status": Execution.Status.SUCCEEDED,
         "output_file": str(output.relative_to(folder.resolve())),
         "output_size": output.stat().st_size,
     }
+
+
+def _deleted_meanwhile(model: MLModel) -> str | None:
+    """Why a running execution stops early: its model (or version) was deleted. Its slot
+    and the secrets in its environment are not kept for a model nobody can call."""
+    if MLModel.objects.filter(pk=model.pk, status=MLModel.Status.DELETED).exists():
+        return "The model was deleted while this execution ran; it was stopped."
+    return None
 
 
 def _failure_message(result: oneshot.RunResult, timeout: int) -> str:
@@ -129,7 +139,7 @@ def _failure_message(result: oneshot.RunResult, timeout: int) -> str:
     if result.phase == "crash":
         first, _, _rest = error.partition("\n")  # the last output is in the log already
         return first[:1].upper() + first[1:] + "." + (f" {result.limit}" if result.limit else "")
-    if result.phase in ("limit", "sandbox"):
+    if result.phase in ("limit", "sandbox", "stopped"):
         return error
     if result.phase == "import":
         return f"Could not load the model's code: {error}"

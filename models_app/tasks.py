@@ -158,16 +158,24 @@ def _build(model: MLModel, log: jobs.JobLog, timings: Stopwatch) -> dict:
     """What the model row takes from a build that passed; the steps' timings are logged
     whatever the outcome."""
     try:
-        return _build_steps(model, log, timings)
+        built = _build_steps(model, log, timings)
     except Exception:
         # Deleted meanwhile, its folder went from under the build: say that, not what broke.
-        if MLModel.objects.filter(pk=model.pk, status=MLModel.Status.DELETED).exists():
-            raise BuildFailed(
-                "The model was deleted while it was being built: nothing was deployed."
-            ) from None
+        if _deleted(model):
+            raise BuildFailed(DELETED_WHILE_BUILDING) from None
         raise
     finally:
         _log_timings(log, log.job, timings)
+    if _deleted(model):  # every step passed, but there is no model left to deploy
+        raise BuildFailed(DELETED_WHILE_BUILDING)
+    return built
+
+
+DELETED_WHILE_BUILDING = "The model was deleted while it was being built: nothing was deployed."
+
+
+def _deleted(model: MLModel) -> bool:
+    return MLModel.objects.filter(pk=model.pk, status=MLModel.Status.DELETED).exists()
 
 
 def _build_steps(model: MLModel, log: jobs.JobLog, timings: Stopwatch) -> dict:
@@ -334,7 +342,8 @@ def _finish(model: MLModel, build: ModelBuild, *, ok: bool, message: str, **fiel
             updated_at=now,
             **fields,
         )
-        record(model, build.requested_by, "deployed" if ok else "build_failed", message[:500])
+        if updated:  # a model disabled or deleted meanwhile did not take this outcome
+            record(model, build.requested_by, "deployed" if ok else "build_failed", message[:500])
         # A new version's first deployment is an update: it takes over the run URL in
         # this transaction, so no call finds the model without a deployed version.
         if ok and updated and model.deployed_at is None:

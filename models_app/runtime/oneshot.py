@@ -56,6 +56,8 @@ _EXIT_GRACE = 5.0
 _KILL_WAIT = 5.0
 # How often the bytes written in the job's folder are added up against its disk limit.
 _DISK_CHECK_INTERVAL = 0.5
+# How often the caller's stop_when is asked (a query, for an execution).
+_STOP_CHECK_INTERVAL = 2.0
 _CRASH_TAIL_LINES = 20
 
 
@@ -87,6 +89,7 @@ def run_oneshot(
     args: list[str],
     timeout: float,
     on_output_line: Callable[[str], None] | None = None,
+    stop_when: Callable[[], str | None] | None = None,
 ) -> RunResult:
     """Run ``entrypoint(*args)`` from ``source`` once, in ``code``'s sandbox, and report what happened.
 
@@ -95,6 +98,8 @@ def run_oneshot(
     ``on_output_line`` is called on the calling thread, once per line of output (without
     its newline) as the child prints it; lines longer than 64 KiB arrive in pieces. A
     runner that answered but won't exit is stopped after a short grace and its answer kept.
+    ``stop_when`` is asked every few seconds, on the calling thread, whether the run is
+    still wanted: a reason stops it (phase "stopped", the reason as the error).
     """
     if kind not in ("sync", "async", "check", "train", "monitor"):
         raise ValueError(f"kind must be 'sync', 'async', 'check', 'train' or 'monitor', not {kind!r}")
@@ -115,7 +120,8 @@ def run_oneshot(
             duration=time.monotonic() - started,
         )
     try:
-        result = _Supervisor(launched, code, request, on_output_line).run(started + timeout, timeout, started)
+        supervisor = _Supervisor(launched, code, request, on_output_line, stop_when)
+        result = supervisor.run(started + timeout, timeout, started)
     finally:
         launched.release()
     if not result.ok and result.phase != "limit":
@@ -135,8 +141,12 @@ class _Supervisor:
         code: sandbox.UserCode,
         request: bytes,
         on_output_line: Callable[[str], None] | None,
+        stop_when: Callable[[], str | None] | None = None,
     ):
         self.proc = launched.process
+        self.stop_when = stop_when
+        self.stopped_because: str | None = None
+        self.next_stop_check = time.monotonic() + _STOP_CHECK_INTERVAL
         self.launched = launched
         self.code = code
         self.request = request
@@ -165,6 +175,14 @@ class _Supervisor:
         self.next_disk_check = now + _DISK_CHECK_INTERVAL
         limit = self.code.limits.disk_mb * 1024 * 1024
         return sandbox.folder_bytes(self.code.writable, stop_above=limit) > limit
+
+    def _check_stop(self, now: float) -> bool:
+        """True when the caller no longer wants the run (see run_oneshot's stop_when)."""
+        if self.stop_when is None or now < self.next_stop_check:
+            return False
+        self.next_stop_check = now + _STOP_CHECK_INTERVAL
+        self.stopped_because = self.stop_when()
+        return self.stopped_because is not None
 
     def run(self, deadline: float, timeout: float, started: float) -> RunResult:
         assert self.proc.stdin and self.proc.stdout and self.proc.stderr
@@ -210,8 +228,9 @@ class _Supervisor:
                 self._kill_group()
                 kill_wait_until = now + _KILL_WAIT
                 continue
-            elif self._check_disk(now):
-                self.over_disk = killed = True
+            elif self._check_disk(now) or (not answered and self._check_stop(now)):
+                self.over_disk = self.stopped_because is None
+                killed = True
                 self._kill_group()
                 kill_wait_until = now + _KILL_WAIT
                 continue
@@ -219,6 +238,8 @@ class _Supervisor:
                 limit = min(deadline, linger_until) if answered else deadline
                 if self.code.writable is not None and self.code.limits.disk_mb:
                     limit = min(limit, self.next_disk_check)
+                if self.stop_when is not None:
+                    limit = min(limit, self.next_stop_check)
             try:
                 event, value = self.events.get(timeout=limit - now)
             except queue.Empty:
@@ -372,6 +393,8 @@ class _Supervisor:
         return "[... earlier output truncated ...]\n" + text if self.output_truncated else text
 
     def _result(self, timed_out: bool, timeout: float) -> RunResult:
+        if self.stopped_because is not None:
+            return RunResult(ok=False, phase="stopped", error=self.stopped_because)
         if self.over_disk:
             message = self.code.limits.disk_exceeded_message()
             return RunResult(ok=False, phase="limit", error=message, limit=message)

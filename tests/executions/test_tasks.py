@@ -26,7 +26,7 @@ from executions.models import Execution
 from groups import jobs, nodes
 from models_app import services as model_services
 from models_app.models import EXECUTION_TASK_MARGIN, MLModel
-from models_app.runtime import sandbox
+from models_app.runtime import oneshot, sandbox
 from tests.helpers.executions import BASE_PYTHON, CSV, SOURCE, submit
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -223,6 +223,22 @@ def test_killing_the_runner_fails_the_execution_with_a_clear_message(caller, dep
     assert execution.error_message == (
         "The model process was killed by SIGKILL (out of memory?) before returning a result."
     )
+
+
+def test_deleting_the_model_stops_its_running_execution(caller, cast, deploy, monkeypatch):
+    monkeypatch.setattr(oneshot, "_STOP_CHECK_INTERVAL", 0.2)
+    model = deploy("sleeps")
+    response = submit(caller, model)
+    execution = Execution.objects.get(model=model, number=response.json()["execution_id"])
+    worker = threading.Thread(target=_in_thread(tasks.run_execution), args=[execution.pk])
+    worker.start()
+    runner = _runner_of(execution)
+    model_services.delete(model, cast.owner)
+    worker.join(30)
+    execution.refresh_from_db()
+    assert execution.status == "Failed"
+    assert execution.error_message == "The model was deleted while this execution ran; it was stopped."
+    assert not runner.is_running() or runner.status() == psutil.STATUS_ZOMBIE
 
 
 def test_a_huge_log_keeps_its_head_and_tail(caller, deploy, monkeypatch):

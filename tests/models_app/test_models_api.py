@@ -113,6 +113,22 @@ def test_build_task_runs_once_even_if_delivered_twice(cast, model, monkeypatch):
     assert calls == [model.pk]
 
 
+def test_a_model_deleted_while_its_build_passed_records_no_deploy(cast, model, monkeypatch):
+    def passed_but_deleted_meanwhile(m, log, timings):
+        MLModel.objects.filter(pk=m.pk).update(status=MLModel.Status.DELETED)
+        return {"env_fingerprint": "f" * 64, "python_full_version": "3.11.7", "smoke_result": {}}
+
+    monkeypatch.setattr(tasks, "_build_steps", passed_but_deleted_meanwhile)
+    build = model.builds.get()
+    assert tasks.build_model(build.pk) == "failed"
+    build.refresh_from_db()
+    assert build.status == "Failed" and "Build succeeded" not in build.log
+    assert "The model was deleted while it was being built: nothing was deployed." in build.log
+    assert not model.events.filter(action="deployed").exists()
+    model.refresh_from_db()
+    assert model.status == "Deleted"
+
+
 def test_build_crash_in_our_code_fails_the_model_not_stuck(cast, model, monkeypatch):
     def boom(m, log, timings):
         raise RuntimeError("disk on fire")

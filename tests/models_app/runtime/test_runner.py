@@ -930,3 +930,30 @@ def score(data, base_path):
     assert kept.endswith("line 19999\n") and kept.startswith("line ")
     # The limit, give or take one batch (what the reader gathered of one 64 KiB read).
     assert len(kept) <= 1000 + 100 + 64 * 1024
+
+
+def test_stop_when_ends_a_run_its_caller_no_longer_wants(runner_python, write_user_module, monkeypatch):
+    from models_app.runtime import oneshot
+
+    monkeypatch.setattr(oneshot, "_STOP_CHECK_INTERVAL", 0.2)
+    source = write_user_module(
+        """
+        import time
+        def score(data, base_path):
+            print("working", flush=True)
+            time.sleep(60)
+        """
+    )
+    asked = []
+
+    def stop_when():
+        asked.append(time.monotonic())
+        return "the model was deleted" if len(asked) >= 3 else None
+
+    started = time.monotonic()
+    result = run(runner_python, source, timeout=30, stop_when=stop_when)
+    assert time.monotonic() - started < 5 and len(asked) == 3
+    assert (result.ok, result.phase, result.error, result.timed_out) == (
+        False, "stopped", "the model was deleted", False,
+    )  # fmt: skip
+    assert result.returncode == -signal.SIGKILL

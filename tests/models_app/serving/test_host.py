@@ -814,7 +814,8 @@ def test_the_warm_up_output_is_cut_at_a_line_and_says_so(tmp_path):
     assert host_module._read_from(log, log.stat().st_size - 30, 1024).endswith("of the import\n")  # all of it
 
 
-def test_the_runner_logs_of_deleted_models_are_swept_and_the_folder_is_private(cast):
+def test_the_runner_logs_of_deleted_models_are_swept_and_the_folder_is_private(cast, settings, tmp_path):
+    settings.NODE_DIR = tmp_path  # this node's folder alone: other tests leave runner logs
     from models_app.models import MLModel
     from models_app.serving import paths
     from models_app.serving.host import remove_logs_of_deleted_models

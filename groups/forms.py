@@ -4,6 +4,8 @@ shares with a page (uploads, training, monitoring, accounts)."""
 
 from __future__ import annotations
 
+import unicodedata
+
 from django import forms
 from django.contrib.auth import get_user_model
 from django.utils.html import format_html
@@ -12,6 +14,21 @@ from django.utils.translation import gettext_lazy as _
 from groups import services
 from groups.models import GROUP_NAME_TAKEN, NOT_A_ROLE, Group, Membership
 from groups.timezones import validate_zone
+
+# Characters that reorder the text around them: "invoice<U+202E>lmth.exe" shows as
+# "invoiceexe.html". Refused in names and file names, like control characters.
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
+
+
+def refuse_control_characters(value: str) -> None:
+    """Names are shown in pages, logs and terminals, where an escape sequence acts and a
+    direction mark disguises what follows."""
+    for character in value:
+        if unicodedata.category(character) == "Cc" or character in BIDI_CONTROLS:
+            raise forms.ValidationError(
+                _("A name cannot hold control characters (%(character)s)."),
+                params={"character": character.encode("unicode_escape").decode("ascii")},
+            )
 
 
 class Checkbox(forms.CheckboxInput):
@@ -124,6 +141,7 @@ class ApiTokenForm(forms.Form):
     name = forms.CharField(
         max_length=100,
         required=False,
+        validators=[refuse_control_characters],
         label=_("Name"),
         help_text=_("What this token is for, e.g. 'laptop notebook'."),
         widget=forms.TextInput(attrs={"autocomplete": "off"}),

@@ -8,7 +8,6 @@ disagree about a field, a default or a message.
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,7 +18,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from groups.access import groups_for
-from groups.forms import DefaultBooleanField
+from groups.forms import DefaultBooleanField, refuse_control_characters
 from groups.uploads import LostPart, lost_part_message
 from models_app import interpreters
 from models_app.models import MAX_REPLICAS, MLModel
@@ -38,16 +37,6 @@ from models_app.validation import (
 # Asked for when the upload names none (the page preselects it when the host has it).
 DEFAULT_PYTHON_VERSION = "3.10"
 NAME_TOO_LONG = _("The name has %(show_value)d characters; the limit is %(limit_value)d.")
-
-
-def refuse_control_characters(value: str) -> None:
-    """Names are shown in pages, logs and terminals, where an escape sequence acts."""
-    for character in value:
-        if unicodedata.category(character) == "Cc":
-            raise forms.ValidationError(
-                _("A name cannot hold control characters (%(character)s)."),
-                params={"character": character.encode("unicode_escape").decode("ascii")},
-            )
 
 
 class MultipleFileInput(forms.ClearableFileInput):

@@ -88,7 +88,12 @@ class ShareLinkListView(APIView):
         except share_links.ShareRefused as refused:
             raise _Refused(refused) from None
         new.link.url = shared_docs_url(request, new.key)
-        return Response(NewShareLinkSerializer(new.link).data, status=status.HTTP_201_CREATED)
+        # The link is a credential shown once: no cache may keep it.
+        return Response(
+            NewShareLinkSerializer(new.link).data,
+            status=status.HTTP_201_CREATED,
+            headers={"Cache-Control": "no-store"},
+        )
 
 
 class ShareLinkDetailView(APIView):

@@ -107,6 +107,7 @@ MIDDLEWARE = [
     "executions.uploads.ExecutionUploadMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "portal.caching.PrivateByDefaultMiddleware",
     # Pages show times in the user's zone (their choice, else their browser's, else TIME_ZONE).
     "portal.i18n.UserTimezoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 from rest_framework.validators import UniqueValidator
 
 from groups import services
+from groups.forms import refuse_control_characters
 from groups.models import GROUP_NAME_TAKEN, ApiToken, Group, GroupToken, Membership
 
 
@@ -35,6 +37,13 @@ class NewApiTokenSerializer(ApiTokenSerializer):
 
 class CreateApiTokenSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100, allow_blank=True, default="")
+
+    def validate_name(self, value: str) -> str:
+        try:
+            refuse_control_characters(value)
+        except DjangoValidationError as error:
+            raise serializers.ValidationError(error.messages) from None
+        return value
 
 
 class UserSerializer(serializers.ModelSerializer):

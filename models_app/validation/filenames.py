@@ -7,6 +7,8 @@ import unicodedata
 
 from django.utils.translation import gettext as _
 
+from groups.forms import BIDI_CONTROLS
+
 from .errors import UploadError
 
 _WINDOWS_PATH_RE = re.compile(r"^[A-Za-z]:[\\/]")
@@ -21,8 +23,6 @@ MAX_FILENAME_LENGTH = 128
 # What one name may take on Linux filesystems (ext4, XFS, Btrfs, tmpfs: NAME_MAX), in bytes
 # whatever the characters: "€" is 3 bytes in UTF-8 and "😀" 4, so 128 characters can be 512.
 MAX_FILENAME_BYTES = 255
-# Bidirectional overrides let a name display as something else ("gpj.exe" → "exe.jpg").
-_BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
 
 
 def sanitize_filename(name: str, *, field: str) -> str:
@@ -50,7 +50,7 @@ def sanitize_filename(name: str, *, field: str) -> str:
     if set(clean) == {"."}:
         raise UploadError(field, _("%(name)s is not a file name; rename the file.") % {"name": repr(clean)})
     bad = next(
-        (c for c in clean if unicodedata.category(c) == "Cc" or c in _BIDI_CONTROLS),
+        (c for c in clean if unicodedata.category(c) == "Cc" or c in BIDI_CONTROLS),
         None,
     )
     if bad is not None:

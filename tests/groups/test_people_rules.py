@@ -222,3 +222,29 @@ def test_the_model_admin_neither_deletes_nor_moves_a_model(cast):
     model_admin = MLModelAdmin(MLModel, None)
     assert model_admin.has_delete_permission(None) is False
     assert {"group", "status"} <= set(model_admin.readonly_fields)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/v1/auth/tokens", {"name": "laptop\u202egpj.exe"}, "name"),
+        (
+            "/api/v1/training/experiments",
+            {"experiment_name": "churn\u202e", "group": "datarisk"},
+            "experiment_name",
+        ),
+    ],
+)
+def test_names_refuse_direction_marks_that_disguise_them(cast, path, body, field):
+    response = api_client(cast.owner).post(path, body, format="json")
+    assert response.status_code == 400
+    assert "control characters (\\u202e)" in response.json()["errors"][field][0]
+
+
+def test_a_model_name_refuses_direction_marks(cast):
+    from tests.helpers.uploads import sync_payload
+
+    response = api_client(cast.owner).post(
+        "/api/v1/models", sync_payload(name="invoice\u202elmth.exe"), format="multipart"
+    )
+    assert response.status_code == 400 and "control characters" in response.json()["errors"]["name"][0]

@@ -26,6 +26,7 @@ def test_owner_creates_a_link_whose_secret_is_stored_hashed(cast, model):
     before = timezone.now()
     response = api_client(cast.owner).post(links_url(model), {"expires_in": 3600}, format="json")
     assert response.status_code == 201, response.content
+    assert response["Cache-Control"] == "no-store"  # the link is shown once
     data = response.json()
     assert data["url"].startswith(f"http://testserver/shared/docs/{data['prefix']}")
     assert data["state"] == "active" and data["created_by"] == "owner" and data["revoked_at"] is None

@@ -338,3 +338,15 @@ def test_a_user_in_no_group_is_told_whom_to_ask_not_to_deploy(cast, django_user_
     for user in (cast.owner, cast.admin):
         html = _login(user).get("/").content.decode()
         assert "You are not in any group yet" not in html and 'href="/models/new/">Deploy a model' in html
+
+
+def test_a_logged_in_users_pages_and_answers_are_never_cached(cast):
+    from django.test import Client
+
+    from tests.helpers.cast import PASSWORD
+
+    browser = Client()
+    assert browser.login(username="owner", password=PASSWORD)
+    for url in ("/", "/models/", "/training/", "/api/v1/models"):
+        cache = browser.get(url)["Cache-Control"]
+        assert "no-store" in cache and "private" in cache, url

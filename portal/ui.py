@@ -22,7 +22,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.views import csrf, defaults
+from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
@@ -357,7 +357,12 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     logged in, got Django's HTML page rather than a word on the run URL or the login.
     """
     if not request.path_info.startswith(API_PREFIX):
-        return csrf.csrf_failure(request, reason)
+        # The portal's own 403 page, in the page's language, saying what to do.
+        message = _(
+            "This form was sent without a valid security token: it may have been open too long, or "
+            "cookies are blocked. Reload the page and send it again."
+        )
+        return render(request, "403.html", {"exception": message}, status=403)
     if presents_group_token(request):
         detail = (
             "This URL takes a logged-in member's session (the portal's Try it). With a group "

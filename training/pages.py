@@ -39,7 +39,7 @@ from training import automl, services
 from training.access import experiments_for, get_experiment_for_user, get_run_for_user
 from training.automl.fields import AutoMLFieldsForm
 from training.automl.results import STAGE_COLUMNS, automl_context
-from training.display import duration_text, json_text, number_text
+from training.display import duration_text, json_text, localized, number_text
 from training.forms import EXTERNAL_TABLES, ExperimentForm, PromoteForm, TrainingRunForm
 from training.models import Experiment, TrainingRun
 
@@ -317,7 +317,7 @@ def _target(target: Any) -> dict | None:
             for label, share in values["values"].items():
                 number = isinstance(share, int | float) and not isinstance(share, bool)
                 percent = round(share * 100, 2) if number else None
-                rows.append((str(label), f"{percent:.1f} %" if number else str(share), percent))
+                rows.append((str(label), localized(f"{percent:.1f} %") if number else str(share), percent))
             return rows
         return [
             (str(key), number_text(value) if isinstance(value, int | float) else str(value), None)
@@ -352,7 +352,7 @@ def params_view(params: Any) -> dict | None:
         "shape": shape,
         "columns": params.get("columns") if isinstance(params.get("columns"), list) else [],
         "missing": [
-            (column, f"{share * 100:.2f} %" if isinstance(share, int | float) else str(share))
+            (column, localized(f"{share * 100:.2f} %") if isinstance(share, int | float) else str(share))
             for column, share in sorted(missing.items(), key=lambda item: str(item[0]))
         ],
         "pipeline": _described(params.get("pipeline")),

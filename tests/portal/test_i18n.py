@@ -295,3 +295,27 @@ def test_days_are_written_the_languages_way(cast):
     assert "2 Dec 2026" in english and "2026-12-02" not in english
     listed = _page(_login(cast.owner, **PT), "/groups/")
     assert "04/12/2027" in listed and "2027-12-04" not in listed
+
+
+def test_a_form_sent_without_its_csrf_token_gets_the_portals_page_in_its_language(cast):
+    browser = Client(enforce_csrf_checks=True, **PT)
+    assert browser.login(username="owner", password=PASSWORD)
+    answer = browser.post("/account/", {"time_zone": "UTC"})
+    page = answer.content.decode()
+    assert answer.status_code == 403 and '<html lang="pt-br"' in page
+    assert "Recarregue a página" in page and "Não permitido" in page
+
+
+def test_a_share_links_state_is_in_the_pages_language(cast, model):
+    from datetime import timedelta
+
+    from models_app import share_links
+
+    share_links.create(model, cast.admin, timedelta(days=1))
+    page = _page(_login(cast.owner, **PT), f"/models/{model.hash}/")
+    assert 'class="badge badge-active">ativo</span>' in page
+
+
+def test_the_models_swagger_page_names_its_language(cast, model):
+    page = _page(_login(cast.owner, **PT), f"/models/{model.hash}/docs/")
+    assert page.count("<html") == 1 and '<html lang="pt-br">' in page

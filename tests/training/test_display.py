@@ -32,3 +32,15 @@ def test_durations_and_shares_read_in_the_pages_language():
     with translation.override("en"):
         assert duration_text(12.25) == "12.2 s"
         assert _percent(0.125) == "12.5 %"
+
+
+def test_the_run_pages_shares_read_in_the_pages_language():
+    from training.pages import params_view
+
+    params = {"target": {"values": {"0": 2 / 3, "1": 1 / 3}}, "missing": {"age": 0.125}}
+    with translation.override("pt-br"):
+        view = params_view(params)
+        assert [text for _label, text, _width in view["target"]["columns"][0][1]] == ["66,7 %", "33,3 %"]
+        assert view["missing"] == [("age", "12,50 %")]
+    with translation.override("en"):
+        assert params_view(params)["missing"] == [("age", "12.50 %")]

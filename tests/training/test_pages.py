@@ -192,6 +192,17 @@ def test_experiment_page_lists_runs_with_a_column_per_metric(cast, experiment):
     assert "/static/js/training.js" in html
 
 
+def test_experiment_page_shows_the_latest_runs_and_counts_them_all(cast, experiment, monkeypatch):
+    from training import pages
+
+    monkeypatch.setattr(pages, "MAX_SHOWN_RUNS", 2)
+    for number in (1, 2, 3):
+        finished_run(experiment, number=number, name=f"run {number}", metrics={"auc": 0.8})
+    html = _html(_login(cast.owner).get(f"/training/{experiment.hash}/"))
+    assert re.findall(r'<tr data-run="(\d+)"', html) == ["3", "2"]
+    assert "The latest 2 are shown." in html and "3 runs · 3 succeeded" in html
+
+
 def test_experiment_page_without_runs(cast, experiment):
     html = _html(_login(cast.owner).get(f"/training/{experiment.hash}/"))
     assert "No runs yet" in html and 'id="metric-chart-empty"' in html and "metric-select" not in html

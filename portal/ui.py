@@ -12,9 +12,10 @@ import uuid
 from datetime import timedelta
 
 from django.contrib import messages
-from django.contrib.auth import get_user_model
+from django.contrib.auth import get_user_model, update_session_auth_hash
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import PasswordChangeForm
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Func, IntegerField, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
@@ -307,10 +308,21 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
 @never_cache
 @require_http_methods(["GET", "POST"])
 def account(request: HttpRequest) -> HttpResponse:
-    """The user's preferences: the time zone of the pages (the language is the top bar's switch)."""
+    """The user's preferences: the time zone of the pages (the language is the top bar's
+    switch), and their password."""
+    changing_password = request.method == "POST" and request.POST.get("action") == "password"
+    password_form = PasswordChangeForm(
+        request.user, request.POST if changing_password else None, prefix="password"
+    )
+    if changing_password and password_form.is_valid():
+        password_form.save()
+        update_session_auth_hash(request, password_form.user)  # this session stays logged in
+        messages.success(request, _("Your password is changed; your other sessions are logged out."))
+        return redirect("account")
     profile = Profile.objects.filter(user=request.user).first()
-    form = TimeZoneForm(request.POST or None, initial={"time_zone": profile.time_zone if profile else ""})
-    if request.method == "POST" and form.is_valid():
+    data = request.POST if request.method == "POST" and not changing_password else None
+    form = TimeZoneForm(data, initial={"time_zone": profile.time_zone if profile else ""})
+    if data is not None and form.is_valid():
         zone = form.cleaned_data["time_zone"]
         Profile.objects.update_or_create(user=request.user, defaults={"time_zone": zone})
         if zone:
@@ -320,12 +332,14 @@ def account(request: HttpRequest) -> HttpResponse:
         return redirect("account")
     context = {
         "form": form,
+        "password_form": password_form,
         "zones": sorted(zone_names()),
         "zone": request.time_zone,
         "zone_source": request.time_zone_source,
         "now": timezone.now(),
     }
-    return render(request, "portal/account.html", context, status=400 if form.errors else 200)
+    failed = form.errors or password_form.errors
+    return render(request, "portal/account.html", context, status=400 if failed else 200)
 
 
 def _uuid_or_404(value: str) -> str:

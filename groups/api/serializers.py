@@ -18,6 +18,11 @@ class LoginSerializer(serializers.Serializer):
     token_name = serializers.CharField(required=False, allow_blank=True, max_length=100, default="")
 
 
+class PasswordChangeSerializer(serializers.Serializer):
+    old_password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
+    new_password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
+
+
 class ApiTokenSerializer(serializers.ModelSerializer):
     id = serializers.UUIDField(source="public_id", read_only=True)
 

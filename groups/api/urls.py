@@ -7,6 +7,7 @@ from groups.api import views
 urlpatterns = [
     path("auth/login", views.LoginView.as_view(), name="api-login"),
     path("auth/me", views.MeView.as_view(), name="api-me"),
+    path("auth/password", views.PasswordChangeView.as_view(), name="api-password"),
     path("auth/tokens", views.ApiTokenListView.as_view(), name="api-tokens"),
     path("auth/tokens/<uuid:token_id>", views.ApiTokenDetailView.as_view(), name="api-token-detail"),
     path("users", views.UserListView.as_view(), name="api-users"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth import authenticate, get_user_model
+from django.contrib.auth.forms import PasswordChangeForm
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, permissions, status
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
@@ -68,6 +69,31 @@ class MeView(APIView):
     @extend_schema(responses=s.UserSerializer, tags=["auth"])
     def get(self, request: Request) -> Response:
         return Response(s.UserSerializer(request.user).data)
+
+
+class PasswordChangeView(APIView):
+    """Change your own password: the current one, then the new one (Django's validators).
+    Your sessions are logged out; API tokens keep working."""
+
+    @extend_schema(request=s.PasswordChangeSerializer, responses={204: None}, tags=["auth"])
+    def post(self, request: Request) -> Response:
+        data = s.PasswordChangeSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        form = PasswordChangeForm(
+            request.user,
+            {
+                "old_password": data.validated_data["old_password"],
+                "new_password1": data.validated_data["new_password"],
+                "new_password2": data.validated_data["new_password"],
+            },
+        )
+        if not form.is_valid():
+            fields = {"new_password1": "new_password", "new_password2": "new_password"}
+            raise ValidationError(
+                {fields.get(name, name): list(errors) for name, errors in form.errors.items()}
+            )
+        form.save()
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class ApiTokenListView(generics.ListCreateAPIView):

@@ -248,3 +248,59 @@ def test_a_model_name_refuses_direction_marks(cast):
         "/api/v1/models", sync_payload(name="invoice\u202elmth.exe"), format="multipart"
     )
     assert response.status_code == 400 and "control characters" in response.json()["errors"]["name"][0]
+
+
+# --- your own password -------------------------------------------------------------------
+
+NEW = "a-much-longer-new-password-77"
+
+
+def test_a_user_changes_their_password_through_the_api(cast):
+    other_browser = Client()
+    assert other_browser.login(username="teammate", password=PASSWORD)
+    client = api_client(cast.teammate)
+    wrong = client.post("/api/v1/auth/password", {"old_password": "nope", "new_password": NEW}, format="json")
+    assert wrong.status_code == 400 and "old_password" in wrong.json()["errors"]
+    weak = client.post(
+        "/api/v1/auth/password", {"old_password": PASSWORD, "new_password": "123"}, format="json"
+    )
+    assert weak.status_code == 400 and "new_password" in weak.json()["errors"]
+    done = client.post(
+        "/api/v1/auth/password", {"old_password": PASSWORD, "new_password": NEW}, format="json"
+    )
+    assert done.status_code == 204
+    assert Client().login(username="teammate", password=NEW)
+    assert other_browser.get("/")["Location"].startswith("/login/")  # other sessions end
+    assert client.get("/api/v1/auth/me").status_code == 200  # tokens keep working
+
+
+def test_a_user_changes_their_password_on_the_account_page(cast):
+    browser, other = Client(), Client()
+    assert browser.login(username="owner", password=PASSWORD)
+    assert other.login(username="owner", password=PASSWORD)
+    page = browser.get("/account/").content.decode()
+    assert 'id="password-form"' in page and 'name="password-old_password"' in page
+    refused = browser.post(
+        "/account/",
+        {
+            "action": "password",
+            "password-old_password": "nope",
+            "password-new_password1": NEW,
+            "password-new_password2": NEW,
+        },
+    )
+    assert refused.status_code == 400
+    done = browser.post(
+        "/account/",
+        {
+            "action": "password",
+            "password-old_password": PASSWORD,
+            "password-new_password1": NEW,
+            "password-new_password2": NEW,
+        },
+        follow=True,
+    )
+    assert "Your password is changed" in done.content.decode()
+    assert browser.get("/").status_code == 200  # this session stays
+    assert other.get("/")["Location"].startswith("/login/")
+    assert User.objects.get(username="owner").check_password(NEW)

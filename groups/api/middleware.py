@@ -84,12 +84,13 @@ class ApiRequestSizeMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if isinstance(exception, UnreadablePostError):
             # The client's fault, not a 500 with a traceback: it went away, or sent too slowly.
-            status = 408 if isinstance(exception, BodyTimeout) else 400
-            if request.path_info.startswith(API_PREFIX):
-                return error_response(
-                    status, str(exception), "request_timeout" if status == 408 else "invalid"
-                )
-            return HttpResponse(str(exception), status=status, content_type="text/plain; charset=utf-8")
+            timed_out = isinstance(exception, BodyTimeout)
+            if not request.path_info.startswith(API_PREFIX):
+                status = 408 if timed_out else 400
+                return HttpResponse(str(exception), status=status, content_type="text/plain; charset=utf-8")
+            if timed_out:
+                return error_response(408, str(exception), "request_timeout")
+            return error_response(400, str(exception), "invalid")
         if not request.path_info.startswith(API_PREFIX):
             return None
         if isinstance(exception, RequestDataTooBig):

@@ -50,6 +50,16 @@ function formatTime(iso, { seconds = false } = {}) {
   return `${day} ${time} ${zoneLabel(date, timeZone)}`;
 }
 
+// --- Numbers as the server writes them (training.display.localized): "0,2" in Portuguese,
+//     "0.2" in English, grouped by thousands. formatNumber(16.73, 1) -> "16,7" / "16.7".
+// eslint-disable-next-line no-unused-vars
+function formatNumber(value, digits = 0) {
+  const portuguese = (document.documentElement.lang || "en").toLowerCase().startsWith("pt");
+  return new Intl.NumberFormat(portuguese ? "pt-BR" : "en-GB", {
+    minimumFractionDigits: digits, maximumFractionDigits: digits,
+  }).format(value);
+}
+
 // --- Copy buttons: <button data-copy="#element-id"> copies an input's value or an element's text.
 document.addEventListener("click", async (event) => {
   const button = event.target.closest("[data-copy]");

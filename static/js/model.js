@@ -24,7 +24,7 @@
   const badge = (value) => el("span", { className: `badge badge-${value}`, textContent: statusLabel(value) });
   const size = (bytes) => {
     for (const [unit, scale] of [["GB", 2 ** 30], ["MB", 2 ** 20], ["KB", 2 ** 10]]) {
-      if (bytes >= scale) return `${(bytes / scale).toFixed(1)} ${unit}`;
+      if (bytes >= scale) return `${formatNumber(bytes / scale, 1)} ${unit}`;
     }
     return interpolate(ngettext("%s byte", "%s bytes", bytes), [bytes]);
   };
@@ -242,7 +242,7 @@
       el("td", { className: "nowrap" },
         el("time", { dateTime: execution.requested_at, title: formatTime(execution.requested_at), textContent: ago(execution.requested_at) }),
         execution.requested_by ? el("span", { className: "sub", textContent: execution.requested_by }) : null),
-      el("td", { className: "num", textContent: execution.duration === null ? "—" : `${execution.duration.toFixed(1)} s` }),
+      el("td", { className: "num", textContent: execution.duration === null ? "—" : `${formatNumber(execution.duration, 1)} s` }),
       el("td", {}, result));
   }
   async function refreshExecutions() {
@@ -256,8 +256,8 @@
       }));
     }
     $("execution-count").textContent = data.count > data.results.length
-      ? interpolate(gettext("%(count)s in all, latest %(shown)s shown"), { count: data.count, shown: data.results.length }, true)
-      : interpolate(gettext("%s in all"), [data.count]);
+      ? interpolate(gettext("%(count)s in all, latest %(shown)s shown"), { count: formatNumber(data.count), shown: data.results.length }, true)
+      : interpolate(gettext("%s in all"), [formatNumber(data.count)]);
     return data.results.some((execution) => !FINISHED_EXECUTION.includes(execution.status));
   }
   let executionTimer;

@@ -32,7 +32,7 @@
   }
   const columnKey = (column) => `${column.role}:${column.column}`;
   const columnName = (column) => (column.role === "output" ? interpolate(gettext("%s (output)"), [column.column]) : column.column);
-  const formatPsi = (psi) => (psi === null || psi === undefined ? "—" : psi.toFixed(3));
+  const formatPsi = (psi) => (psi === null || psi === undefined ? "—" : formatNumber(psi, 3));
 
   function showError(message) {
     const box = document.getElementById("charts-error");
@@ -201,7 +201,7 @@
         },
         plugins: {
           legend: { position: "bottom", labels: { boxWidth: 12 } },
-          tooltip: { callbacks: { label: (item) => `${item.dataset.label}: ${(item.parsed.y * 100).toFixed(1)} %` } },
+          tooltip: { callbacks: { label: (item) => `${item.dataset.label}: ${formatNumber(item.parsed.y * 100, 1)} %` } },
         },
       },
     });

@@ -8,7 +8,7 @@
 
 const fileSize = (bytes) => {
   for (const [unit, scale] of [["GB", 2 ** 30], ["MB", 2 ** 20], ["KB", 2 ** 10]]) {
-    if (bytes >= scale) return `${(bytes / scale).toFixed(1)} ${unit}`;
+    if (bytes >= scale) return `${formatNumber(bytes / scale, 1)} ${unit}`;
   }
   return interpolate(ngettext("%s byte", "%s bytes", bytes), [bytes]);
 };

@@ -152,3 +152,15 @@ def test_the_switch_fits_a_phone(opened, live_server, cast):
     bar = page.locator(".topbar").bounding_box()
     assert bar["height"] < 140, bar  # brand + account + switch on one line, the navigation on the next
     screenshot(page, "i18n-topbar-390px")
+
+
+def test_the_scripts_write_numbers_the_pages_way(opened, live_server, cast):
+    # formatNumber (common.js) writes what model.js, upload_form.js and monitoring.js show.
+    for locale, expected in (("pt-BR", ["16,7", "1.234", "0,012"]), ("en-US", ["16.7", "1,234", "0.012"])):
+        page = opened(locale, "UTC")
+        log_in(page, live_server, "owner")
+        if locale == "en-US":
+            page.click("#language-switch button:has-text('EN')")
+            page.wait_for_load_state()
+        shown = page.evaluate("[formatNumber(16.73, 1), formatNumber(1234), formatNumber(0.0123, 3)]")
+        assert shown == expected, locale

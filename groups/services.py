@@ -349,12 +349,17 @@ def email_set_password_link(link: SetPasswordLink, url: str) -> None:
 
 
 def _send_set_password_mail(link: SetPasswordLink, url: str, name: str) -> None:
+    # In the language and time zone of the admin's page (the API's: English, UTC): the
+    # account has no language of its own before its first login.
+    from groups.templatetags.portal_ui import local_text
+
     send_mail(
-        subject="Your Neomaril account",
-        message=(
-            f"Hello {name},\n\nSet your Neomaril password here (the link works once, "
-            f"until {link.expires_at:%Y-%m-%d %H:%M} UTC):\n\n{url}\n\nThen log in as '{name}'.\n"
-        ),
+        subject=gettext("Your Neomaril account"),
+        message=gettext(
+            "Hello %(name)s,\n\nSet your Neomaril password here (the link works once, until "
+            "%(until)s):\n\n%(url)s\n\nThen log in as '%(name)s'.\n"
+        )
+        % {"name": name, "until": local_text(link.expires_at), "url": url},
         from_email=None,
         recipient_list=[link.user.email],
     )

@@ -304,3 +304,24 @@ def test_a_user_changes_their_password_on_the_account_page(cast):
     assert browser.get("/").status_code == 200  # this session stays
     assert other.get("/")["Location"].startswith("/login/")
     assert User.objects.get(username="owner").check_password(NEW)
+
+
+def test_the_link_is_mailed_in_the_admins_page_language(cast):
+    from django.core import mail
+
+    page = Client(HTTP_ACCEPT_LANGUAGE="pt-BR")
+    page.force_login(cast.admin)
+    page.post("/people/", {"username": "maria", "email": "maria@example.com", "send_email": "true"})
+    (sent,) = mail.outbox
+    assert sent.subject == "Sua conta no Neomaril"
+    assert sent.body.startswith("Olá, maria,") and "Depois, entre como 'maria'." in sent.body
+    assert " UTC" in sent.body and "/account/set-password/" in sent.body
+
+
+def test_the_api_mails_the_link_in_english(cast):
+    from django.core import mail
+
+    api_client(cast.admin).post(
+        "/api/v1/users", {"username": "ana", "email": "ana@example.com", "send_email": True}, format="json"
+    )
+    assert mail.outbox[0].subject == "Your Neomaril account" and mail.outbox[0].body.startswith("Hello ana,")

@@ -14,9 +14,35 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from groups.jobs import JobFailed
 
-class DecryptionError(Exception):
-    """The ciphertext was not made with any configured key (or was tampered with)."""
+# Every column named *_ciphertext holds a Fernet token made here: models' and training
+# runs' `.env`, monitors' webhook secrets, and whatever comes next (see secret_columns).
+SECRET_SUFFIX = "_ciphertext"  # noqa: S105  (a column name's ending)
+
+KEY_HINT = (
+    "Set NEOMARIL_ENCRYPTION_KEY (or the data folder's encryption.key) back to the key the "
+    "secrets were encrypted with; to change keys, put the new one first, run "
+    "manage.py rotate_encryption_keys, then drop the old one (docs/security.md)."
+)
+
+
+class DecryptionError(JobFailed):
+    """The ciphertext was not made with any configured key (or was tampered with). A job
+    that needs the secret fails with this message, not a traceback."""
+
+
+def secret_columns() -> list[tuple[type, str]]:
+    """(model class, field name) of every stored secret, found through the app registry
+    so none is forgotten (by the key check and the rotation command)."""
+    from django.apps import apps
+
+    return [
+        (model_class, field.name)
+        for model_class in apps.get_models()
+        for field in model_class._meta.get_fields()
+        if field.name.endswith(SECRET_SUFFIX)
+    ]
 
 
 @lru_cache(maxsize=4)
@@ -42,7 +68,9 @@ def decrypt_json(ciphertext: bytes) -> object:
     try:
         return json.loads(fernet().decrypt(bytes(ciphertext)))
     except InvalidToken as exc:
-        raise DecryptionError("Cannot decrypt: no configured encryption key matches this secret.") from exc
+        raise DecryptionError(
+            f"Cannot decrypt a stored secret: no configured encryption key matches it. {KEY_HINT}"
+        ) from exc
 
 
 def encrypt_env(values: dict[str, str]) -> bytes | None:
@@ -64,4 +92,6 @@ def rotate(ciphertext: bytes) -> bytes:
     try:
         return fernet().rotate(bytes(ciphertext))
     except InvalidToken as exc:
-        raise DecryptionError("Cannot rotate: no configured encryption key matches this secret.") from exc
+        raise DecryptionError(
+            f"Cannot rotate a stored secret: no configured encryption key matches it. {KEY_HINT}"
+        ) from exc

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 from django.utils.cache import add_never_cache_headers
+from django.utils.functional import SimpleLazyObject
 
 
 class PrivateByDefaultMiddleware:
@@ -18,6 +19,15 @@ class PrivateByDefaultMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        if request.user.is_authenticated and not response.has_header("Cache-Control"):
+        if not response.has_header("Cache-Control") and _logged_in(request):
             add_never_cache_headers(response)
         return response
+
+
+def _logged_in(request: HttpRequest) -> bool:
+    """Whether a user was authenticated, without reading the session when nothing did:
+    reading it adds `Vary: Cookie` to answers that are nobody's session's (a run call's)."""
+    user = request.user
+    if type(user) is SimpleLazyObject and not request.session.accessed:  # type(): no evaluation
+        return False
+    return user.is_authenticated

@@ -86,3 +86,39 @@ def check_sandbox(app_configs, **kwargs):
             )
         ]
     return []
+
+
+@register(Tags.database)
+def check_encryption_key_opens_the_secrets(app_configs, databases=None, **kwargs):
+    """The newest stored secret of each kind opens with the configured keys (run by
+    migrate, so `make run` stops here rather than failing each build and call later)."""
+    if not databases:
+        return []
+    from django.db import DatabaseError
+
+    from groups import crypto
+
+    for model_class, field in crypto.secret_columns():
+        try:
+            newest = (
+                model_class._default_manager.exclude(**{field: None})
+                .order_by("-pk")
+                .values_list(field, flat=True)
+                .first()
+            )
+        except DatabaseError:  # not migrated yet: nothing stored
+            return []
+        if newest is None:
+            continue
+        try:
+            crypto.decrypt_json(newest)
+        except crypto.DecryptionError:
+            return [
+                Error(
+                    f"The encryption key does not open the stored secrets ({model_class._meta.verbose_name_plural}, "
+                    f"{field}): NEOMARIL_ENCRYPTION_KEY changed, or the data folder's encryption.key was lost or replaced.",
+                    hint=crypto.KEY_HINT,
+                    id="neomaril.E005",
+                )
+            ]
+    return []

@@ -60,3 +60,46 @@ def test_bad_key_configuration_is_reported(settings):
     settings.NEOMARIL_ENCRYPTION_KEYS = ["not-a-fernet-key"]
     with pytest.raises(ImproperlyConfigured, match="Fernet keys"):
         crypto.encrypt_json({})
+
+
+def _model_with_a_secret(cast, key: str) -> MLModel:
+    from django.conf import settings as live
+
+    live.NEOMARIL_ENCRYPTION_KEYS = [key]
+    response = api_client(cast.owner).post(
+        "/api/v1/models", sync_payload(env=file(".env", "API_KEY=s3cr3t\n")), format="multipart"
+    )
+    return MLModel.objects.get(hash=response.json()["hash"])
+
+
+def test_a_rotation_that_meets_a_secret_no_key_opens_names_it_and_changes_nothing(cast, settings):
+    from django.core.management.base import CommandError
+
+    lost = Fernet.generate_key().decode()
+    model = _model_with_a_secret(cast, lost)
+    before = bytes(model.env_ciphertext)
+    settings.NEOMARIL_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    with pytest.raises(
+        CommandError, match=rf"model {model.pk} \(env_ciphertext\): Cannot rotate .* Nothing was"
+    ):
+        call_command("rotate_encryption_keys", stdout=io.StringIO())
+    model.refresh_from_db()
+    assert bytes(model.env_ciphertext) == before
+
+
+def test_the_system_check_says_when_the_key_does_not_open_the_secrets(cast, settings):
+    from portal.checks import check_encryption_key_opens_the_secrets
+
+    key = Fernet.generate_key().decode()
+    _model_with_a_secret(cast, key)
+    assert check_encryption_key_opens_the_secrets(None, databases=["default"]) == []
+    settings.NEOMARIL_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    (error,) = check_encryption_key_opens_the_secrets(None, databases=["default"])
+    assert error.id == "neomaril.E005" and "encryption.key was lost or replaced" in error.msg
+    assert "rotate_encryption_keys" in error.hint
+
+
+def test_a_job_that_cannot_open_its_secrets_fails_with_the_reason_not_a_traceback():
+    from groups.jobs import JobFailed
+
+    assert issubclass(crypto.DecryptionError, JobFailed)

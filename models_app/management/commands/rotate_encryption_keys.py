@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-from django.apps import apps
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from groups import crypto
-
-# Every column named *_ciphertext holds a Fernet token (groups.crypto): models' and
-# training runs' `.env`, monitors' webhook secrets, and whatever comes next, found
-# through the app registry so none is forgotten.
-SECRET_SUFFIX = "_ciphertext"  # noqa: S105  (a column name's ending)
 
 
 class Command(BaseCommand):
@@ -22,12 +16,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         counts = []
-        with transaction.atomic():
-            for model_class in apps.get_models():
-                for field in model_class._meta.get_fields():
-                    if field.name.endswith(SECRET_SUFFIX):
-                        rotated = self.rotate(model_class, field.name)
-                        counts.append(f"{rotated} {model_class._meta.verbose_name_plural} ({field.name})")
+        with transaction.atomic():  # all or nothing: a secret no key opens changes none
+            for model_class, field in crypto.secret_columns():
+                rotated = self.rotate(model_class, field)
+                counts.append(f"{rotated} {model_class._meta.verbose_name_plural} ({field})")
         self.stdout.write(self.style.SUCCESS(f"Re-encrypted the secrets of {', '.join(counts)}."))
 
     @staticmethod
@@ -35,7 +27,12 @@ class Command(BaseCommand):
         rotated = 0
         rows = model_class._default_manager.select_for_update().exclude(**{field: None})
         for row in rows.only("pk", field):
-            setattr(row, field, crypto.rotate(getattr(row, field)))
+            try:
+                setattr(row, field, crypto.rotate(getattr(row, field)))
+            except crypto.DecryptionError as exc:
+                raise CommandError(
+                    f"{model_class._meta.verbose_name} {row.pk} ({field}): {exc} Nothing was re-encrypted."
+                ) from None
             row.save(update_fields=[field])
             rotated += 1
         return rotated

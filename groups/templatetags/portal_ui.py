@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from django import template
-from django.utils import dateformat, timezone
+from django.utils import dateformat, formats, timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.timesince import timesince
@@ -38,6 +38,12 @@ def day(value: date | None) -> str:
     """The day of a date, or of a moment in the page's zone (like Django's `date`: after
     `|utc`, in UTC), in the page's language."""
     return "—" if value is None else day_text(value)
+
+
+@register.filter
+def grouped(value: int | None) -> str:
+    """A count with the language's thousands separator: 3.438 / 3,438."""
+    return "—" if value is None else formats.number_format(value, force_grouping=True)
 
 
 @register.filter

@@ -319,3 +319,20 @@ def test_a_share_links_state_is_in_the_pages_language(cast, model):
 def test_the_models_swagger_page_names_its_language(cast, model):
     page = _page(_login(cast.owner, **PT), f"/models/{model.hash}/docs/")
     assert page.count("<html") == 1 and '<html lang="pt-br">' in page
+
+
+def test_a_log_says_its_times_are_utc_in_the_pages_language(cast, model):
+    page = _page(_login(cast.owner, **PT), f"/models/{model.hash}/")
+    assert "Os horários do log estão em UTC." in page
+
+
+def test_counts_are_grouped_the_languages_way():
+    from django.utils import translation
+
+    from groups.templatetags.portal_ui import grouped
+
+    with translation.override("pt-br"):
+        assert grouped(3438) == "3.438"
+    with translation.override("en"):
+        assert grouped(1234567) == "1,234,567"
+    assert grouped(None) == "—"

@@ -20,7 +20,6 @@ second on average once that long has passed.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 
 from a2wsgi import WSGIMiddleware
@@ -28,6 +27,7 @@ from django.conf import settings
 from django.http import UnreadablePostError
 
 from groups.api.middleware import BodyTimeout
+from groups.api.shape import JSON, error_json
 
 # Bodies up to this size are read whole on the event loop before Django sees them: the
 # API's JSON, the portal's forms, logins.
@@ -105,25 +105,19 @@ async def _whole_body(receive, limit: int, timeout: float) -> bytes | int:
 
 
 REFUSALS = {
-    408: (
-        "Request Timeout",
-        "The request body did not arrive within {timeout:g} s (NEOMARIL_REQUEST_BODY_TIMEOUT): send it again.",
-    ),
+    408: "The request body did not arrive within {timeout:g} s (NEOMARIL_REQUEST_BODY_TIMEOUT): send it again.",
     413: (
-        "Content Too Large",
         "A request body sent without Content-Length may be up to {limit} bytes: send a larger one "
-        "with its Content-Length.",
+        "with its Content-Length."
     ),
 }
 
 
 async def _refuse(status: int, scope, send, **values) -> None:
-    """The API's JSON error (groups.api.shape), or plain text outside the API."""
-    reason, text = REFUSALS[status]
-    detail = text.format(**values)
+    """The API's error shape under /api/, plain text elsewhere."""
+    detail = REFUSALS[status].format(**values)
     if scope["path"].startswith("/api/"):
-        code = "request_timeout" if status == 408 else "too_large"
-        content, kind = json.dumps({"detail": detail, "code": code}).encode(), b"application/json"
+        content, kind = error_json(detail, "request_timeout" if status == 408 else "too_large"), JSON.encode()
     else:
         content, kind = detail.encode(), b"text/plain; charset=utf-8"
     headers = [(b"content-type", kind), (b"content-length", b"%d" % len(content)), (b"connection", b"close")]

@@ -67,6 +67,17 @@ class BodyTimeout(UnreadablePostError):
     """The client sent its body too slowly (portal.wsgi_bridge cuts it)."""
 
 
+def _caused_by(exception: BaseException, kind: type) -> bool:
+    """Whether `exception`, or one it was raised from, is a `kind`: Django's request.read()
+    raises a plain UnreadablePostError from the stream's own error."""
+    seen: BaseException | None = exception
+    while seen is not None:
+        if isinstance(seen, kind):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 class ApiRequestSizeMiddleware:
     """413 in JSON for API requests whose declared body is over the limit (see module doc)."""
 
@@ -84,7 +95,7 @@ class ApiRequestSizeMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if isinstance(exception, UnreadablePostError):
             # The client's fault, not a 500 with a traceback: it went away, or sent too slowly.
-            timed_out = isinstance(exception, BodyTimeout)
+            timed_out = _caused_by(exception, BodyTimeout)
             if not request.path_info.startswith(API_PREFIX):
                 status = 408 if timed_out else 400
                 return HttpResponse(str(exception), status=status, content_type="text/plain; charset=utf-8")

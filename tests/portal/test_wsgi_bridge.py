@@ -9,6 +9,7 @@ from django.core.wsgi import get_wsgi_application
 from django.http import UnreadablePostError
 
 from executions.models import Execution
+from groups import services
 from models_app.models import MLModel
 from portal import wsgi_bridge
 from portal.wsgi_bridge import WSGIBridge
@@ -255,3 +256,38 @@ def test_a_body_cut_by_its_client_is_its_4xx_not_a_500_with_a_traceback(rf, path
 
     answer = ApiRequestSizeMiddleware(lambda request: None).process_exception(rf.post(path), error)
     assert answer.status_code == status and answer["Content-Type"] == kind
+
+
+def test_a_timeout_that_django_rewrapped_is_still_a_408(rf):
+    # Django's request.read() raises UnreadablePostError(*args) from the stream's error.
+    from groups.api.middleware import ApiRequestSizeMiddleware
+
+    try:
+        try:
+            raise wsgi_bridge.BodyTimeout("The client sent no part of the request body for 10 s.")
+        except OSError as error:
+            raise UnreadablePostError(*error.args) from error
+    except UnreadablePostError as rewrapped:
+        answer = ApiRequestSizeMiddleware(lambda request: None).process_exception(
+            rf.post("/api/v1/models"), rewrapped
+        )
+    assert answer.status_code == 408 and b'"request_timeout"' in answer.content
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_upload_that_stalls_is_answered_408_through_django(cast, settings):
+    settings.REQUEST_BODY_TIMEOUT = 1
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    headers = [
+        (b"authorization", f"Token {services.issue_api_token(cast.owner, 'test')[1]}".encode()),
+        (b"content-type", b"multipart/form-data; boundary=nmboundary"),
+        *STREAMED,
+    ]
+    app = WSGIBridge(get_wsgi_application(), workers=1)
+    run_async(app(_scope("/api/v1/models", headers), _slow_client(b"--nmboundary\r\n", pause=30), send))
+    assert sent[0]["status"] == 408
+    assert b'"code": "request_timeout"' in _body_of(sent)

@@ -238,10 +238,10 @@ class _Supervisor:
                 limit = min(deadline, linger_until) if answered else deadline
                 if self.code.writable is not None and self.code.limits.disk_mb:
                     limit = min(limit, self.next_disk_check)
-                if self.stop_when is not None:
+                if self.stop_when is not None and not answered:  # answered: no more asking
                     limit = min(limit, self.next_stop_check)
             try:
-                event, value = self.events.get(timeout=limit - now)
+                event, value = self.events.get(timeout=max(0.0, limit - now))
             except queue.Empty:
                 continue
             if event == "stderr_eof":

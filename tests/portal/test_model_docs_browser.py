@@ -81,7 +81,7 @@ def test_generated_sync_code_runs(live, tmp_path):
     assert node, "node is needed to run the generated JavaScript"
     (tmp_path / "call.mjs").write_text(code["javascript"])
     js = _run([node, "call.mjs"], live["token"], tmp_path)
-    assert "double: 42" in js.stdout and "ANA" in js.stdout, js.stderr
+    assert json.loads(js.stdout) == {"double": 42, "label": "ANA"}, js.stderr  # the answer's text, as sent
 
 
 def test_generated_async_code_runs(live, tmp_path):

@@ -957,3 +957,23 @@ def test_stop_when_ends_a_run_its_caller_no_longer_wants(runner_python, write_us
         False, "stopped", "the model was deleted", False,
     )  # fmt: skip
     assert result.returncode == -signal.SIGKILL
+
+
+def test_a_run_that_answers_is_kept_whatever_stop_when_would_say_later(
+    runner_python, write_user_module, monkeypatch
+):
+    # Once the answer is in, stop_when is no longer asked (its next time was in the past:
+    # the wait before the process's exit was negative, and the run failed).
+    from models_app.runtime import oneshot
+
+    monkeypatch.setattr(oneshot, "_STOP_CHECK_INTERVAL", 0.01)
+    source = write_user_module(
+        """
+        import json, time
+        def score(data, base_path):
+            time.sleep(0.3)
+            return {"ok": 1}
+        """
+    )
+    result = run(runner_python, source, timeout=30, stop_when=lambda: None)
+    assert result.ok and result.result == {"ok": 1}, (result.phase, result.error)

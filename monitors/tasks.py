@@ -559,7 +559,11 @@ def notify(period: Period) -> str:
         status = f"refused: the signing secret: {exc}"
     else:
         status = _deliver(monitor.webhook_url, body, secret)
-    Period.objects.filter(pk=period.pk).update(webhook_status=status)
+    # The column is bounded (PostgreSQL refuses more; SQLite kept it): the log keeps it whole.
+    limit = Period._meta.get_field("webhook_status").max_length
+    Period.objects.filter(pk=period.pk).update(
+        webhook_status=status if len(status) <= limit else status[: limit - 1] + "…"
+    )
     period.append_log(f"{jobs.stamp()} Webhook {monitor.webhook_url}: {status}.\n")
     return status
 

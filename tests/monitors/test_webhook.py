@@ -116,8 +116,13 @@ def test_a_5xx_answer_is_tried_three_times(model, run, receiver):
 def test_a_secret_no_key_decrypts_sends_nothing(model, run, receiver, settings):
     period = drifting_period(model, run, receiver.url, SECRET)
     settings.NEOMARIL_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]  # its key was dropped
-    assert tasks.notify(period).startswith("refused: the signing secret: Cannot decrypt")
+    status = tasks.notify(period)
+    assert status.startswith("refused: the signing secret: Cannot decrypt")
     assert receiver.requests == []
+    period.refresh_from_db()
+    # Its column holds 300 characters (PostgreSQL refused the longer message); the log all of it.
+    assert len(period.webhook_status) <= 300 and status.startswith(period.webhook_status.rstrip("…"))
+    assert status in period.log
 
 
 # ---------------------------------------------------------------------- API and page

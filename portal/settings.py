@@ -112,6 +112,8 @@ MIDDLEWARE = [
     "portal.i18n.UserTimezoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Scripts only from the portal's own files (and Swagger UI's start-up, by nonce).
+    "portal.csp.ContentSecurityPolicyMiddleware",
     # Last: turns a locked-out login form into the lock-out page (see "Login throttling").
     "axes.middleware.AxesMiddleware",
 ]

@@ -51,6 +51,7 @@ class SharedSwaggerView(SpectacularSwaggerView):
 
     authentication_classes: list = []
     permission_classes = [permissions.AllowAny]
+    template_name = "portal/swagger_ui.html"
 
     @extend_schema(exclude=True)
     def get(self, request, *args, **kwargs):

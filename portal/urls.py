@@ -26,7 +26,11 @@ urlpatterns = [
     path("api/v1/run/", include("portal.run_urls")),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path(
+        "api/docs/",
+        SpectacularSwaggerView.as_view(url_name="api-schema", template_name="portal/swagger_ui.html"),
+        name="api-docs",
+    ),
     path("admin/", admin.site.urls),
     # The language switch posts to Django's set_language (/i18n/setlang/); the pages'
     # scripts read their strings from the catalog (static/js: gettext()).

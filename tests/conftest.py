@@ -12,7 +12,7 @@ from django.db import connections
 from groups import services
 from groups.models import Membership
 from models_app.serving import front as front_module
-from tests.helpers.browser import CHROMIUM_FLAGS, chromium_path
+from tests.helpers.browser import CHROMIUM_FLAGS, POLICY_REFUSALS, chromium_path, note_policy_refusal
 from tests.helpers.cast import PASSWORD, Cast
 
 
@@ -83,8 +83,27 @@ def browser():
     with pytest.MonkeyPatch.context() as patch, sync_playwright() as playwright:
         patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
         browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
+        new_context = browser.new_context
+
+        def new_watched_context(*args, **kwargs):
+            context = new_context(*args, **kwargs)
+            context.on("console", note_policy_refusal)
+            return context
+
+        browser.new_context = new_watched_context
         yield browser
         browser.close()
+
+
+@pytest.fixture(autouse=True)
+def no_policy_refusals(request):
+    if "browser" not in request.fixturenames:
+        yield
+        return
+    POLICY_REFUSALS.clear()
+    yield
+    refused, POLICY_REFUSALS[:] = list(POLICY_REFUSALS), []
+    assert not refused, "Chromium refused something under the Content-Security-Policy:\n" + "\n".join(refused)
 
 
 @pytest.fixture

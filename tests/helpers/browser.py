@@ -25,6 +25,17 @@ CHROMIUM_FLAGS = [
 ]
 
 
+# What Chromium refused under the pages' Content-Security-Policy (portal/csp.py), in any
+# context made from the `browser` fixture (tests/conftest.py): a browser test fails on one,
+# unless it takes out the refusals it caused on purpose.
+POLICY_REFUSALS: list[str] = []
+
+
+def note_policy_refusal(message) -> None:
+    if "Content Security Policy" in message.text:
+        POLICY_REFUSALS.append(f"{message.page.url if message.page else '?'}: {message.text}")
+
+
 def chromium_path() -> str:
     path = os.environ.get("NEOMARIL_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     if not path:

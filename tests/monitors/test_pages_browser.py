@@ -169,7 +169,7 @@ def test_histogram_follows_the_chosen_column_and_period(opened, live_server, cas
     assert options == [["input:age", "age"], ["input:city", "city"], ["output:pred", "pred (output)"]]
 
     page.select_option("#histogram-column", "input:city")
-    page.wait_for_function("document.querySelector('#histogram-chart').dataset.column === 'input:city'")
+    page.wait_for_function("() => document.querySelector('#histogram-chart').dataset.column === 'input:city'")
     city = chart(page, "#histogram-chart")
     assert city["labels"] == Binning.from_json(CATEGORICAL).labels()
     assert city["datasets"][0]["data"] == [0.5, 0.5, 0.0, 0.0]
@@ -179,7 +179,7 @@ def test_histogram_follows_the_chosen_column_and_period(opened, live_server, cas
     page.select_option("#histogram-period", str(drifted.pk))
     page.select_option("#histogram-column", "output:pred")
     page.wait_for_function(
-        f"document.querySelector('#histogram-chart').dataset.period === '{drifted.pk}' && "
+        f"() => document.querySelector('#histogram-chart').dataset.period === '{drifted.pk}' && "
         "document.querySelector('#histogram-chart').dataset.column === 'output:pred'"
     )
     pred = chart(page, "#histogram-chart")
@@ -188,7 +188,7 @@ def test_histogram_follows_the_chosen_column_and_period(opened, live_server, cas
     assert "PSI 0.600, drift" in page.inner_text("#histogram-caption")
     # A period's bins are fetched once, however often it is chosen.
     page.select_option("#histogram-column", "input:age")
-    page.wait_for_function("document.querySelector('#histogram-chart').dataset.column === 'input:age'")
+    page.wait_for_function("() => document.querySelector('#histogram-chart').dataset.column === 'input:age'")
     assert requests.count(f"{live_server.url}/api/v1/monitoring/{monitored.hash}/periods/{drifted.pk}") == 1
 
 
@@ -214,7 +214,9 @@ def test_the_tab_fits_a_390_px_phone(browser, live_server, cast, monitored):
         # Still drawn with data at that width, and the histogram still answers.
         assert len(chart(page, "#psi-chart")["datasets"]) == 4
         page.select_option("#histogram-column", "input:city")
-        page.wait_for_function("document.querySelector('#histogram-chart').dataset.column === 'input:city'")
+        page.wait_for_function(
+            "() => document.querySelector('#histogram-chart').dataset.column === 'input:city'"
+        )
         screenshot(page, "model-monitoring-390px")
         # The model page and its tab bar fit too.
         page.goto(f"{live_server.url}/models/{monitored.hash}/")
@@ -235,10 +237,12 @@ def test_a_validation_is_followed_until_it_ends(opened, live_server, cast):
     page.goto(f"{live_server.url}/models/{model.hash}/monitoring/")
     assert page.inner_text("#monitor-status") == "Validating"
     Monitor.objects.filter(pk=monitor.pk).update(log="10:00:00 reading X_train\n10:00:02 preprocess ok\n")
-    page.wait_for_function("document.querySelector('#monitor-log').textContent.includes('preprocess ok')")
+    page.wait_for_function(
+        "() => document.querySelector('#monitor-log').textContent.includes('preprocess ok')"
+    )
     assert page.inner_text("#monitor-status") == "Validating"  # the log follows in place
     Monitor.objects.filter(pk=monitor.pk).update(status=Monitor.Status.VALIDATED)
-    page.wait_for_function("document.querySelector('#monitor-status').textContent === 'Validated'")
+    page.wait_for_function("() => document.querySelector('#monitor-status').textContent === 'Validated'")
     assert "Compare this day" in page.inner_text("#run-period")  # the page came back whole
 
 

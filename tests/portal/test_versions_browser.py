@@ -146,9 +146,9 @@ def test_upload_a_version_watch_it_go_live_then_roll_back(page, live_server, cas
         "#versions tr[data-version='2'][data-status='Deployed'] .live-marker", timeout=30_000
     )
     page.wait_for_function(
-        "document.getElementById('live-version').textContent.includes('Version 2 live')", timeout=15_000
+        "() => document.getElementById('live-version').textContent.includes('Version 2 live')", timeout=15_000
     )
-    page.wait_for_function("document.getElementById('files').textContent.includes('app_v2.py')")
+    page.wait_for_function("() => document.getElementById('files').textContent.includes('app_v2.py')")
     assert page.evaluate("window.notReloaded") is True  # followed live, not by a reload
     assert not page.is_visible("#versions tr[data-version='1'] .live-marker")
     assert page.inner_text("#model-status") == "Deployed"

@@ -104,12 +104,15 @@ def test_train_watch_promote_and_call(page, live, tmp_path):
 
     # The page follows the run by itself: environment build, then the training.
     page.wait_for_function(
-        "document.querySelector('#run-status').textContent.trim() === 'Succeeded'"
+        "() => document.querySelector('#run-status').textContent.trim() === 'Succeeded'"
         " || document.querySelector('#run-status').textContent.trim() === 'Failed'",
         timeout=600_000,
     )
+    assert page.inner_text("#run-status").strip() == "Succeeded", page.inner_text("#run-log")
+    # The badge changes in place first; the whole log and the promote form come with the
+    # reload after it.
+    page.wait_for_selector("#promote-form")
     log = page.inner_text("#run-log")
-    assert page.inner_text("#run-status").strip() == "Succeeded", log
     screenshot(page, "training-run-succeeded")
     expected = float(re.search(r"PROBA0=([0-9.]+)", log).group(1))
     assert page.locator("#run-metrics tr[data-metric=accuracy]").count() == 1

@@ -190,7 +190,7 @@ def test_run_page_follows_the_run_until_it_ends(page, live_server, cast):
     )
     page.wait_for_selector("#run-status.badge-Running")
     page.wait_for_function(
-        "document.getElementById('run-log').textContent.includes('Building the environment')"
+        "() => document.getElementById('run-log').textContent.includes('Building the environment')"
     )
     # What a worker leaves behind: the page reloads once to show it.
     run.delete()
@@ -261,7 +261,7 @@ def test_automl_form_shows_each_split_types_options_and_offers_the_csvs_columns(
     header = '\ufeffmean_radius,"texture",city,target\r\n'
     rows = "".join(f"{10 + i % 7}.5,{i % 5},{'SP' if i % 2 else 'RJ'},{i % 2}\n" for i in range(60))
     page.set_input_files("#id_train_data", files=[_file("cancer.csv", header + rows, "text/csv")])
-    page.wait_for_function("document.querySelectorAll('#automl-columns option').length === 4")
+    page.wait_for_function("() => document.querySelectorAll('#automl-columns option').length === 4")
     columns = page.eval_on_selector_all("#automl-columns option", "os => os.map(o => o.value)")
     assert columns == ["mean_radius", "texture", "city", "target"]
     assert page.inner_text("#automl-columns-note").startswith("4 columns read from cancer.csv")

@@ -127,6 +127,16 @@ def add_limit_errors(request: HttpRequest, form: forms.BaseForm) -> bool:
     return bool(limits)
 
 
+def sent_by_upload_script(request: HttpRequest) -> bool:
+    """The upload forms' script (static/js/upload_form.js) posts with XMLHttpRequest, for
+    its progress bar, and reads JSON answers: ``form_errors`` with 400, a redirect with 201."""
+    return request.headers.get("X-Requested-With") == "XMLHttpRequest"
+
+
+def form_errors(form: forms.BaseForm) -> dict[str, list[str]]:
+    return {field: [str(message) for message in messages] for field, messages in form.errors.items()}
+
+
 class PartHeaders:
     """A multipart body, read through: keeps the header block of each part that names a
     file (`filename=`), as sent."""

@@ -16,14 +16,14 @@ from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
-from groups.uploads import add_limit_errors, lost_parts
+from groups.uploads import add_limit_errors, form_errors, lost_parts, sent_by_upload_script
 from models_app.models import MLModel
 from monitors import services
 from monitors.access import get_model_for_monitoring
@@ -150,10 +150,15 @@ def register(request: HttpRequest, model_hash: str) -> HttpResponse:
     """Register (or replace) the model's monitoring; its validation is queued."""
     model = get_model_for_monitoring(request.user, model_hash)
     if model.status == MLModel.Status.DELETED:
-        messages.error(request, _("A deleted model cannot be monitored."))
+        refusal = _("A deleted model cannot be monitored.")
+        if sent_by_upload_script(request):
+            return JsonResponse({"errors": {"__all__": [refusal]}}, status=409)
+        messages.error(request, refusal)
         return _back(model)
     form = MonitoringForm(request.POST, request.FILES, model=model, lost_parts=lost_parts(request))
     if add_limit_errors(request, form) or not form.is_valid():
+        if sent_by_upload_script(request):
+            return JsonResponse({"errors": form_errors(form)}, status=400)
         return _tab(request, model, register_form=form, status=400)
     services.register(model, request.user, form)
     messages.success(
@@ -162,6 +167,8 @@ def register(request: HttpRequest, model_hash: str) -> HttpResponse:
             "Monitoring registered: its validation is queued (it reads the reference and runs the preprocess)."
         ),
     )
+    if sent_by_upload_script(request):
+        return JsonResponse({"redirect": reverse("model-monitoring", args=[model.hash])}, status=201)
     return _back(model)
 
 

@@ -24,7 +24,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from executions.models import Execution
 from groups.access import admins, groups_for, is_admin
-from groups.uploads import add_limit_errors, lost_parts
+from groups.uploads import add_limit_errors, form_errors, lost_parts, sent_by_upload_script
 from models_app import codegen, services
 from models_app.access import get_model_for_user, models_for
 from models_app.forms import ModelFilterForm, ModelSettingsForm, ModelUploadForm
@@ -120,13 +120,6 @@ def model_list(request: HttpRequest) -> HttpResponse:
 # --- Upload ---------------------------------------------------------------------------
 
 
-def _wants_json(request: HttpRequest) -> bool:
-    """The upload page's script posts with XMLHttpRequest (for the progress bar)."""
-    return request.headers.get("X-Requested-With") == "XMLHttpRequest"
-
-
-def _form_errors(form) -> dict[str, list[str]]:
-    return {field: [str(message) for message in messages_] for field, messages_ in form.errors.items()}
 
 
 @login_required
@@ -146,11 +139,11 @@ def model_upload(request: HttpRequest) -> HttpResponse:
                 request, _("%(name)s was uploaded. Its environment is being built.") % {"name": model.name}
             )
             target = reverse("model-detail", args=[model.hash])
-            if _wants_json(request):
+            if sent_by_upload_script(request):
                 return JsonResponse({"hash": model.hash, "redirect": target}, status=201)
             return redirect(target)
-        if _wants_json(request):
-            return JsonResponse({"errors": _form_errors(form)}, status=400)
+        if sent_by_upload_script(request):
+            return JsonResponse({"errors": form_errors(form)}, status=400)
     context = {
         "form": form,
         "max_file_bytes": settings.MAX_UPLOAD_FILE_BYTES,

@@ -18,14 +18,14 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
-from groups.uploads import add_limit_errors, lost_parts
+from groups.uploads import add_limit_errors, form_errors, lost_parts, sent_by_upload_script
 from models_app import codegen, services
 from models_app.access import get_model_for_user, get_version
 from models_app.forms import ModelVersionForm
 from models_app.links import version_run_url
 from models_app.models import MLModel
 from portal.actions import version_actions
-from portal.model_pages import _form_errors, _wants_json, build_context
+from portal.model_pages import build_context
 
 Status = MLModel.Status
 
@@ -70,13 +70,13 @@ def version_upload(request: HttpRequest, model_hash: str) -> HttpResponse:
                 % {"number": version.version, "name": model.name},
             )
             target = _versions_url(model)
-            if _wants_json(request):
+            if sent_by_upload_script(request):
                 return JsonResponse(
                     {"hash": version.hash, "version": version.version, "redirect": target}, status=201
                 )
             return redirect(target)
-        if _wants_json(request):
-            return JsonResponse({"errors": _form_errors(form)}, status=400)
+        if sent_by_upload_script(request):
+            return JsonResponse({"errors": form_errors(form)}, status=400)
     context = {
         "model": model,
         "serving": serving,

@@ -33,7 +33,7 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
 from groups.access import groups_for
-from groups.uploads import add_limit_errors, lost_parts
+from groups.uploads import add_limit_errors, form_errors, lost_parts, sent_by_upload_script
 from models_app import services as model_services
 from training import automl, services
 from training.access import experiments_for, get_experiment_for_user, get_run_for_user
@@ -55,15 +55,6 @@ NEEDED_BY_TYPE = ("train_data", "source", "X_train", "model_output", "model")
 
 
 # --- shared helpers -------------------------------------------------------------------
-
-
-def _wants_json(request: HttpRequest) -> bool:
-    """The run form's script posts with XMLHttpRequest (for the progress bar)."""
-    return request.headers.get("X-Requested-With") == "XMLHttpRequest"
-
-
-def _form_errors(form: forms.BaseForm) -> dict[str, list[str]]:
-    return {field: [str(message) for message in errors] for field, errors in form.errors.items()}
 
 
 def _log_tail(log: str) -> str:
@@ -269,11 +260,11 @@ def run_new(request: HttpRequest, experiment_hash: str) -> HttpResponse:
                 _("Run %(number)s is queued: it starts when a worker is free.") % {"number": run.number},
             )
             target = reverse("training-run", args=[experiment.hash, run.number])
-            if _wants_json(request):
+            if sent_by_upload_script(request):
                 return JsonResponse({"number": run.number, "redirect": target}, status=201)
             return redirect(target)
-        if _wants_json(request):
-            return JsonResponse({"errors": _form_errors(form)}, status=400)
+        if sent_by_upload_script(request):
+            return JsonResponse({"errors": form_errors(form)}, status=400)
     needed = [*NEEDED_BY_TYPE]
     if experiment.model_type != Experiment.ModelType.UNSUPERVISED:
         needed.append("y_train")
@@ -443,8 +434,7 @@ def run_promote(request: HttpRequest, experiment_hash: str, number: int) -> Http
     try:
         services.check_promotable(run)
     except services.NotPromotable as exc:
-        context = _run_context(request, run, promote_error=str(exc))
-        return render(request, "training/run_detail.html", context, status=409)
+        return _promote_refused(request, run, None, str(exc))
     form = PromoteForm(
         request.POST, request.FILES, user=request.user, run=run, lost_parts=lost_parts(request)
     )
@@ -454,8 +444,7 @@ def run_promote(request: HttpRequest, experiment_hash: str, number: int) -> Http
                 request.user, run, form.upload, version_of=form.cleaned_data.get("version_of")
             )
         except (services.NotPromotable, model_services.ActionRefused) as exc:  # or deleted meanwhile
-            context = _run_context(request, run, promote_form=form, promote_error=str(exc))
-            return render(request, "training/run_detail.html", context, status=409)
+            return _promote_refused(request, run, form, str(exc))
         if model.line_id is not None:
             text = _(
                 "Run %(number)s of %(experiment)s is version %(version)s of %(name)s. It goes live once deployed."
@@ -464,6 +453,19 @@ def run_promote(request: HttpRequest, experiment_hash: str, number: int) -> Http
             text = _("%(name)s was created from run %(number)s of %(experiment)s. It is being deployed.")
         names = {"number": run.number, "experiment": run.experiment.name, "name": model.name}
         messages.success(request, text % {**names, "version": model.version})
-        return redirect("model-detail", model_hash=model.root.hash)
+        target = reverse("model-detail", args=[model.root.hash])
+        if sent_by_upload_script(request):
+            return JsonResponse({"hash": model.hash, "redirect": target}, status=201)
+        return redirect(target)
+    if sent_by_upload_script(request):
+        return JsonResponse({"errors": form_errors(form)}, status=400)
     context = _run_context(request, run, promote_form=form)
     return render(request, "training/run_detail.html", context, status=400)
+
+
+def _promote_refused(request: HttpRequest, run: TrainingRun, form, reason: str) -> HttpResponse:
+    """409: the run cannot be promoted (any more), whatever the form said."""
+    if sent_by_upload_script(request):
+        return JsonResponse({"errors": {"__all__": [reason]}}, status=409)
+    context = _run_context(request, run, promote_form=form, promote_error=reason)
+    return render(request, "training/run_detail.html", context, status=409)

@@ -1,7 +1,8 @@
 // The upload forms' one way to send: size checks before sending, an XMLHttpRequest
 // upload with a progress bar, and every error (the size checks' or the server's) shown at
 // its field. Used by the model upload page (upload.js) and the training run page
-// (training.js); the form ends with templates/portal/_upload_actions.html. Progressive
+// (training.js), and by the forms marked data-upload-form; the form ends with
+// templates/portal/_upload_actions.html. Progressive
 // enhancement: without JavaScript the form posts normally and the server shows the same
 // errors next to the fields.
 "use strict";
@@ -14,6 +15,8 @@ const fileSize = (bytes) => {
 };
 
 // Enhances `form`; answers { checkSizes } for pages whose other inputs change what is sent.
+// A form that needs no options says so in its markup instead: <form data-upload-form
+// data-opening="…"> (the monitoring registration, a run's promotion).
 //   opening: the progress label once the server has accepted the upload (required).
 //   sentInputs(): the inputs whose files are sent (default: every file input).
 //   body(): the FormData to send (default: the whole form).
@@ -21,7 +24,8 @@ const fileSize = (bytes) => {
 function uploadForm(form, { opening, sentInputs, body, reveal } = {}) {
   const maxFile = Number(form.dataset.maxFileBytes);
   const maxTotal = Number(form.dataset.maxTotalBytes);
-  const summary = document.getElementById("form-summary");
+  const summary = form.querySelector("#form-summary");
+  const idPrefix = form.dataset.idPrefix || "id_"; // of the fields' ids, so of their error boxes
   const progress = form.querySelector(".progress");
   const bar = progress.querySelector(".progress-bar");
   const progressLabel = progress.querySelector(".progress-label");
@@ -39,7 +43,7 @@ function uploadForm(form, { opening, sentInputs, body, reveal } = {}) {
   }
 
   function fieldError(name, messages) {
-    const box = document.getElementById(`id_${name}_error`);
+    const box = document.getElementById(`${idPrefix}${name}_error`);
     if (!box) return false;
     for (const message of messages) box.append(paragraph(message, { className: "error" }));
     const wrapper = form.querySelector(`[data-field="${name}"]`);
@@ -126,7 +130,7 @@ function uploadForm(form, { opening, sentInputs, body, reveal } = {}) {
         return;
       }
       done();
-      if (xhr.status === 400 && answer.errors) showErrors(answer.errors);
+      if ((xhr.status === 400 || xhr.status === 409) && answer.errors) showErrors(answer.errors);
       else if (xhr.status === 413) showErrors({}, [gettext("The upload is larger than the server accepts.")]);
       else if (xhr.status === 403) showErrors({}, [gettext("The server refused the upload (your session may have expired): reload the page and log in again.")]);
       else showErrors({}, [interpolate(gettext("The server answered %s. Try again; if it persists, tell your admin."), [xhr.status])]);
@@ -140,3 +144,5 @@ function uploadForm(form, { opening, sentInputs, body, reveal } = {}) {
 
   return { checkSizes };
 }
+
+for (const form of document.querySelectorAll("form[data-upload-form]")) uploadForm(form, { opening: form.dataset.opening });

@@ -184,6 +184,36 @@ def test_invalid_registration_shows_the_errors_beside_their_fields(cast, model, 
     assert not Monitor.objects.exists() and not queued.called
 
 
+def test_registration_answers_the_upload_script_in_json(cast, model, run, queued):
+    """The form's script (upload_form.js) keeps the chosen files on the page: it needs the
+    errors, or where to go, as JSON."""
+    client = _login(cast.owner)
+    data, files = form_data(configuration(Period="Fortnight"))
+    refused = client.post(
+        tab_url(model, "register/"), {**data, **files}, HTTP_X_REQUESTED_WITH="XMLHttpRequest"
+    )
+    assert refused.status_code == 400 and list(refused.json()["errors"]) == ["configuration"]
+    assert "Period must be one of Day, Week, Month, Year" in refused.json()["errors"]["configuration"][0]
+    assert not Monitor.objects.exists()
+    data, files = form_data()
+    with mock.patch("django.db.transaction.on_commit", lambda callback, **kw: callback()):
+        created = client.post(
+            tab_url(model, "register/"), {**data, **files}, HTTP_X_REQUESTED_WITH="XMLHttpRequest"
+        )
+    assert created.status_code == 201 and created.json() == {"redirect": tab_url(model)}
+    assert Monitor.objects.get(model=model).status == Monitor.Status.UNVALIDATED
+
+
+def test_registering_a_deleted_model_answers_the_script_409(cast, model):
+    MLModel.objects.filter(pk=model.pk).update(status=MLModel.Status.DELETED)
+    data, files = form_data()
+    answer = _login(cast.owner).post(
+        tab_url(model, "register/"), {**data, **files}, HTTP_X_REQUESTED_WITH="XMLHttpRequest"
+    )
+    assert answer.status_code == 409
+    assert answer.json() == {"errors": {"__all__": ["A deleted model cannot be monitored."]}}
+
+
 def test_missing_files_are_reported_at_their_fields(cast, model):
     response = _login(cast.owner).post(tab_url(model, "register/"), {"preprocess_reference": "parse"})
     assert response.status_code == 400

@@ -10,16 +10,20 @@ Screenshots go to test-artifacts/screenshots/.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.test import Client
 
 from monitoring.drift import Binning
 from monitors.models import ColumnResult, Monitor, Period
-from tests.helpers.browser import screenshot
+from tests.helpers.browser import file_payload, screenshot
 from tests.helpers.cast import PASSWORD
 from tests.helpers.monitors import (
     CATEGORICAL,
     NUMERIC,
+    PREPROCESS,
+    configuration,
     deployed_model,
     make_monitor,
     make_period,
@@ -268,3 +272,36 @@ def test_a_signing_secret_is_typed_hidden_saved_and_never_shown_again(opened, li
     screenshot(page, "model-monitoring-webhook-signed")
     monitor.refresh_from_db()
     assert monitor.webhook_secret() == "a-long-enough-signing-secret"
+
+
+def test_a_refused_registration_keeps_the_chosen_files(opened, live_server, cast):
+    """The form sends with upload_form.js: the server's errors come back to their fields
+    and the files stay chosen, so fixing one field does not mean choosing them again."""
+    page, _ = opened
+    run = reference_run(cast.group)
+    model = deployed_model(cast.group, run)
+    login(page, live_server, cast.owner)
+    page.goto(f"{live_server.url}/models/{model.hash}/monitoring/")
+    page.set_input_files(
+        "#register_configuration",
+        files=[file_payload("config.json", json.dumps(configuration(Period="Fortnight")))],
+    )
+    page.set_input_files("#register_preprocess", files=[file_payload("preprocess.py", PREPROCESS)])
+    page.fill("#register_preprocess_reference", "parse")
+    page.click("#register-submit")
+    page.wait_for_selector("#register_configuration_error p.error")
+    assert "Period must be one of Day, Week, Month, Year" in page.inner_text("#register_configuration_error")
+    assert page.get_attribute("#register_configuration", "aria-invalid") == "true"
+    chosen = "(selector) => document.querySelector(selector).files.length"
+    assert (
+        page.evaluate(chosen, "#register_preprocess") == 1
+        and page.evaluate(chosen, "#register_configuration") == 1
+    )
+    assert not Monitor.objects.exists()
+    page.set_input_files(
+        "#register_configuration", files=[file_payload("config.json", json.dumps(configuration()))]
+    )
+    page.click("#register-submit")
+    page.wait_for_selector(".messages:has-text('Monitoring registered')")
+    assert page.inner_text("#monitor-status") == "Unvalidated"
+    assert Monitor.objects.get(model=model).preprocess_reference == "parse"

@@ -468,6 +468,43 @@ def test_promote_shows_every_problem_at_its_field(cast, experiment):
     assert not MLModel.objects.exists()
 
 
+def test_promote_answers_the_upload_script_in_json(cast, experiment):
+    """The form's script (upload_form.js) posts with XMLHttpRequest and keeps the chosen
+    files on the page: it needs the errors, or where to go, as JSON."""
+    finished_run(experiment)
+    client = _login(cast.owner)
+    url = f"/training/{experiment.hash}/runs/1/promote/"
+    fields = {"model_reference": "score", "operation": "Sync", "schema_text": '{"a": 1}'}
+    refused = client.post(
+        url, {**fields, "name": "", "source": file("app.py", SCORE)}, HTTP_X_REQUESTED_WITH="XMLHttpRequest"
+    )
+    assert refused.status_code == 400 and refused.json() == {"errors": {"name": ["Give the model a name."]}}
+    assert not MLModel.objects.exists()
+    created = client.post(
+        url,
+        {**fields, "name": "Churn scorer", "source": file("app.py", SCORE)},
+        HTTP_X_REQUESTED_WITH="XMLHttpRequest",
+    )
+    model = MLModel.objects.get()
+    assert created.status_code == 201
+    assert created.json() == {"hash": model.hash, "redirect": f"/models/{model.hash}/"}
+
+
+def test_promote_of_a_run_that_cannot_be_promoted_answers_the_script_409(cast, experiment):
+    finished_run(experiment, status=TrainingRun.Status.FAILED)
+    answer = _login(cast.owner).post(
+        f"/training/{experiment.hash}/runs/1/promote/",
+        {"name": "x", "operation": "Sync"},
+        HTTP_X_REQUESTED_WITH="XMLHttpRequest",
+    )
+    assert answer.status_code == 409
+    assert answer.json() == {
+        "errors": {
+            "__all__": ["Run 1 of experiment 'Churn' is Failed; only a Succeeded run can be promoted."]
+        }
+    }
+
+
 def test_model_page_without_a_run_has_no_promoted_line(cast):
     from tests.helpers.uploads import sync_payload
 

@@ -18,7 +18,8 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from tests.helpers.browser import screenshot
+from models_app.models import MLModel
+from tests.helpers.browser import file_payload, screenshot
 from tests.helpers.cast import PASSWORD
 from tests.helpers.training import TRAIN_SOURCE, finished_run, make_experiment
 from tests.training.test_pages import automl_files, automl_run  # noqa: F401  (automl_files: a fixture)
@@ -207,6 +208,30 @@ def test_run_page_follows_the_run_until_it_ends(page, live_server, cast):
     assert page.is_visible("#id_sample") and not page.is_visible("#id_schema")
     screenshot(page, "training-run-succeeded")
     assert json.loads(page.text_content("#run-config"))["status"] == "Succeeded"
+
+
+def test_a_refused_promotion_keeps_the_chosen_files(page, live_server, cast):
+    """The promote form sends with upload_form.js: the server's errors come back to their
+    fields and the files stay chosen."""
+    experiment = make_experiment(cast.group, cast.owner, name="Churn")
+    finished_run(experiment)
+    login(page, live_server, cast.owner)
+    page.goto(f"{live_server.url}/training/{experiment.hash}/runs/1/")
+    page.fill("#id_name", "")
+    page.set_input_files(
+        "#id_source", files=[file_payload("app.py", "def score(data, base_path):\n    return {'ok': True}\n")]
+    )
+    page.fill("#id_schema_text", '{"a": 1}')
+    page.click("#promote-submit")
+    page.wait_for_selector("#id_name_error p.error")
+    assert page.inner_text("#id_name_error") == "Give the model a name."
+    assert "Please correct the field marked below." in page.inner_text("#form-summary")
+    assert page.evaluate("() => document.getElementById('id_source').files.length") == 1
+    assert not MLModel.objects.exists()
+    page.fill("#id_name", "Churn scorer")
+    page.click("#promote-submit")
+    page.wait_for_selector(".messages:has-text('Churn scorer was created from run 1')")
+    assert page.url == f"{live_server.url}/models/{MLModel.objects.get().hash}/"
 
 
 # --- AutoML ---------------------------------------------------------------------------------

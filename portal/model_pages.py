@@ -120,8 +120,6 @@ def model_list(request: HttpRequest) -> HttpResponse:
 # --- Upload ---------------------------------------------------------------------------
 
 
-
-
 @login_required
 @require_http_methods(["GET", "POST"])
 def model_upload(request: HttpRequest) -> HttpResponse:

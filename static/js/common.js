@@ -60,6 +60,32 @@ function formatNumber(value, digits = 0) {
   }).format(value);
 }
 
+// --- API errors in the page's language. The API answers in English (docs/api.md); its
+//     stable `code` says which problem it is, so the page names the problem in its own
+//     language and shows the API's message (marked lang="en") under it. "" for a code it
+//     does not know: the caller says "Error".
+// eslint-disable-next-line no-unused-vars
+function apiProblem(code) {
+  return {
+    parse_error: gettext("The input is not readable JSON."),
+    invalid: gettext("The input was refused."),
+    not_authenticated: gettext("Your session ended: log in again."),
+    authentication_failed: gettext("Your session ended: log in again."),
+    permission_denied: gettext("You are not allowed to do this."),
+    not_found: gettext("Not found: it may have been deleted, or you are no longer in its group."),
+    files_removed: gettext("The files were removed by the retention policy."),
+    request_timeout: gettext("The input arrived too slowly."),
+    conflict: gettext("Not possible in the model's current state."),
+    not_deployed: gettext("The model is not deployed right now."),
+    too_large: gettext("The input is over the size limit."),
+    unsupported_media_type: gettext("The input's type is not one this address reads."),
+    error: gettext("The platform failed while serving the model."),
+    runner_crashed: gettext("The model's process stopped while answering."),
+    unavailable: gettext("The model cannot answer right now; try again in a moment."),
+    timeout: gettext("The model took too long to answer."),
+  }[code] || "";
+}
+
 // --- Copy buttons: <button data-copy="#element-id"> copies an input's value or an element's text.
 document.addEventListener("click", async (event) => {
   const button = event.target.closest("[data-copy]");

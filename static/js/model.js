@@ -213,8 +213,9 @@
       const detail = (data && data.detail) || text || response.statusText;
       const hint = { 403: gettext("Your session or its CSRF token expired: reload the page."), 404: gettext("You are no longer a member of this model's group.") }[response.status];
       const traceback = data && data.model_error && data.model_error.traceback;
-      show(false, [el("span", { textContent: response.status === 422 ? gettext("The model raised an error") : gettext("Error") }), code, took],
-        el("p", { id: "try-error", className: "error", textContent: detail }),
+      const headline = response.status === 422 ? gettext("The model raised an error") : apiProblem(data && data.code) || gettext("Error");
+      show(false, [el("span", { id: "try-problem", textContent: headline }), code, took],
+        el("p", { id: "try-error", className: "error", lang: "en", textContent: detail }),
         hint ? el("p", { className: "muted small", textContent: hint }) : null,
         traceback ? el("pre", { className: "log", id: "try-traceback", textContent: traceback }) : null);
     });
@@ -314,7 +315,8 @@
           fileInput.value = "";
           pollExecutions();
         } else {
-          say("error", data.detail || interpolate(gettext("The server answered %s."), [xhr.status]));
+          const headline = apiProblem(data.code) || interpolate(gettext("The server answered %s."), [xhr.status]);
+          say("error", el("strong", { id: "execution-problem", textContent: headline }), " ", data.detail ? el("span", { lang: "en", textContent: data.detail }) : "");
         }
       });
       xhr.addEventListener("error", () => { finish(); say("error", gettext("The connection was lost during the upload; send it again.")); });

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import pytest
 
 from models_app.models import MLModel
-from tests.helpers.browser import screenshot, submit_broken_upload
+from tests.helpers.browser import file_payload, screenshot, submit_broken_upload
 from tests.helpers.cast import PASSWORD
 from tests.helpers.monitors import deployed_model
 
@@ -164,3 +164,35 @@ def test_the_scripts_write_numbers_the_pages_way(opened, live_server, cast):
             page.wait_for_load_state()
         shown = page.evaluate("[formatNumber(16.73, 1), formatNumber(1234), formatNumber(0.0123, 3)]")
         assert shown == expected, locale
+
+
+def test_the_apis_problems_are_named_in_the_pages_language(opened, live_server, cast, model):
+    """The API answers in English; Try it and the execution form name the problem from its
+    `code` in the page's language (common.js apiProblem) and show the API's own message,
+    marked as English."""
+    page = opened("pt-BR", "America/Sao_Paulo")
+    log_in(page, live_server, "owner")
+    page.goto(f"{live_server.url}/models/{model.hash}/")
+    page.fill("#try-body", '{"a": ' + "[" * 1100 + "]" * 1100 + "}")  # JSON, but nested too deeply
+    page.click("#try-submit")
+    page.wait_for_selector("#try-error")
+    assert page.inner_text("#try-problem") == "A entrada foi recusada."
+    assert "nested too deeply" in page.inner_text("#try-error")
+    assert page.get_attribute("#try-error", "lang") == "en"
+
+    batch = deployed_model(
+        cast.group,
+        name="Lote",
+        operation=MLModel.Operation.ASYNC,
+        input_type=MLModel.InputType.CSV,
+        schema=None,
+    )
+    page.goto(f"{live_server.url}/models/{batch.hash}/")
+    page.set_input_files("#execution-file", files=[file_payload("entrada.csv", "a,b\n1,2\n")])
+    MLModel.objects.filter(pk=batch.pk).update(
+        status=MLModel.Status.DISABLED
+    )  # after the page showed the form
+    page.click("#execution-submit")
+    page.wait_for_selector("#execution-problem")
+    assert page.inner_text("#execution-problem") == "O modelo não está implantado neste momento."
+    assert "Disabled" in page.inner_text("#run-execution .msg-error [lang=en]")

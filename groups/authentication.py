@@ -121,6 +121,16 @@ def group_token_problem(facts: TokenFacts | None, group_id: int) -> exceptions.A
     valid token of another group. The 403 names no group: whoever holds one group's
     token must not learn which group owns a model of another.
     """
+    problem = unusable_token_problem(facts)
+    if problem is None and facts.group_id != group_id:
+        return exceptions.PermissionDenied(
+            "This group token is not valid for this model: use the token of the group that owns it."
+        )
+    return problem
+
+
+def unusable_token_problem(facts: TokenFacts | None) -> exceptions.AuthenticationFailed | None:
+    """401 when the token is unknown, revoked or expired (saying which), whatever it is for."""
     if facts is None:
         return exceptions.AuthenticationFailed("Unknown group token. Check it, or refresh the group's token.")
     if facts.revoked:
@@ -133,11 +143,25 @@ def group_token_problem(facts: TokenFacts | None, group_id: int) -> exceptions.A
             f"This group token expired on {facts.expires_at:%Y-%m-%d %H:%M} UTC. "
             "Refresh the group's token to get a new one."
         )
-    if facts.group_id != group_id:
-        return exceptions.PermissionDenied(
-            "This group token is not valid for this model: use the token of the group that owns it."
-        )
     return None
+
+
+def token_facts(value: str) -> TokenFacts | None:
+    """The facts of the group token `value`, or None when no group has it."""
+    token = GroupToken.objects.filter(digest=tokens.digest(value)).first()
+    return None if token is None else TokenFacts(token.group_id, token.expires_at, token.is_revoked)
+
+
+def refuse_unusable_token(request: Request | HttpRequest) -> None:
+    """Raise 401 unless the request presents a usable group token (of any group).
+
+    Asked before answering that a model does not exist: a caller without a usable token
+    gets 401 whatever the URL names, so it cannot tell which model hashes (and versions)
+    exist by their 401s and 404s.
+    """
+    problem = unusable_token_problem(token_facts(bearer_token(request)))
+    if problem is not None:
+        raise problem
 
 
 def bearer_token(request: Request | HttpRequest) -> str:
@@ -152,9 +176,7 @@ def check_group_token(request: Request, group: Group) -> GroupToken:
     """Check `Authorization: Bearer <group token>` against `group` (see group_token_problem)."""
     value = bearer_token(request)
     token = GroupToken.objects.filter(digest=tokens.digest(value)).first()
-    facts = None
-    if token is not None:
-        facts = TokenFacts(token.group_id, token.expires_at, token.is_revoked)
+    facts = None if token is None else TokenFacts(token.group_id, token.expires_at, token.is_revoked)
     problem = group_token_problem(facts, group.pk)
     if problem is not None:
         raise problem

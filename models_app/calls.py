@@ -19,7 +19,13 @@ from rest_framework.request import Request
 
 from groups import tokens
 from groups.access import groups_for
-from groups.authentication import USER_TOKEN_KIND, TokenFacts, bearer_token, check_group_token
+from groups.authentication import (
+    USER_TOKEN_KIND,
+    TokenFacts,
+    bearer_token,
+    check_group_token,
+    refuse_unusable_token,
+)
 from groups.models import GroupToken
 from models_app.models import MLModel, ServingFacts
 
@@ -35,9 +41,12 @@ def get_called_model(request: Request, model_hash: str, *, allow_member: bool = 
         .exclude(status=MLModel.Status.DELETED)
         .first()
     )
+    as_member = allow_member and not _presents_group_token(request) and request.user.is_authenticated
     if model is None:
+        if not as_member:
+            refuse_unusable_token(request)  # which hashes exist is for token holders to learn
         raise exceptions.NotFound(f"No model '{model_hash}'.")
-    if allow_member and not _presents_group_token(request) and request.user.is_authenticated:
+    if as_member:
         if not groups_for(request.user).filter(pk=model.group_id).exists():
             raise exceptions.NotFound(f"No model '{model_hash}'.")
         return model

@@ -28,7 +28,12 @@ from rest_framework.views import APIView
 
 from executions import api as executions_api
 from groups.api.errors import error_response
-from groups.authentication import GroupTokenChallenge, bearer_token, group_token_problem
+from groups.authentication import (
+    GroupTokenChallenge,
+    bearer_token,
+    group_token_problem,
+    refuse_unusable_token,
+)
 from models_app.access import models_for
 from models_app.calls import CalledModel, lookup_call, lookup_model, not_deployed_message
 from models_app.models import MLModel
@@ -64,6 +69,10 @@ def run_model(request: HttpRequest, model_hash: str, version: int | None = None)
         return error_response(exc.status_code, str(exc.detail), exc.default_code)
     target = lookup_call(model_hash, token, version)
     if target is None or target.model.status == MLModel.Status.DELETED:
+        try:
+            refuse_unusable_token(request)  # which hashes exist is for token holders to learn
+        except exceptions.APIException as exc:
+            return error_response(exc.status_code, str(exc.detail), exc.default_code)
         if version is not None and lookup_call(model_hash, token) is not None:
             return _no_version(model_hash, version)
         return _no_model(model_hash)

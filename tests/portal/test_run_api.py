@@ -87,6 +87,51 @@ def test_deleted_model_is_404(cast, model):
     assert _run(model.hash, cast.group_token).status_code == 404
 
 
+UNKNOWN_HASH = "M" + "0" * 32
+
+
+@pytest.mark.parametrize("token", ["nmg_not-a-token", "revoked", None])
+def test_without_a_usable_token_no_url_tells_which_models_exist(cast, model, token):
+    """401 whether the hash, or the version, exists or not: the answers of a caller
+    without a usable token must not map the model hashes (or count the versions)."""
+    client = APIClient()
+    if token == "revoked":
+        token = cast.group_token
+        GroupToken.objects.filter(group=cast.group).update(revoked_at=timezone.now())
+    if token is not None:
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    deleted = deployed_model(cast.group, name="gone", status=MLModel.Status.DELETED)
+    urls = [
+        f"/api/v1/run/{model.hash}",
+        f"/api/v1/run/{UNKNOWN_HASH}",
+        f"/api/v1/run/{deleted.hash}",
+        f"/api/v1/run/{model.hash}/versions/1",
+        f"/api/v1/run/{model.hash}/versions/7",
+        f"/api/v1/run/{UNKNOWN_HASH}/versions/1",
+    ]
+    answers = {url: client.post(url, "{}", content_type="application/json") for url in urls}
+    for reads in (f"/api/v1/run/{model.hash}/executions/1", f"/api/v1/run/{UNKNOWN_HASH}/executions/1"):
+        answers[reads] = client.get(reads)
+    statuses = {url: answer.status_code for url, answer in answers.items()}
+    assert set(statuses.values()) == {401}, statuses
+    assert len({answer.json()["detail"] for answer in answers.values()}) == 1  # one message for all
+
+
+def test_a_usable_token_learns_what_does_not_exist(cast, model):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {cast.other_token}")
+    assert client.post(f"/api/v1/run/{UNKNOWN_HASH}", "{}", content_type="application/json").json() == {
+        "detail": f"No model '{UNKNOWN_HASH}'.",
+        "code": "not_found",
+    }
+    assert client.get(f"/api/v1/run/{UNKNOWN_HASH}/executions/1").status_code == 404
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {cast.group_token}")
+    missing_version = client.post(
+        f"/api/v1/run/{model.hash}/versions/7", "{}", content_type="application/json"
+    )
+    assert missing_version.status_code == 404 and "has no version 7" in missing_version.json()["detail"]
+
+
 def test_patch_settings_checks_the_pair_again_against_a_change_that_landed_meanwhile(
     cast, model, monkeypatch
 ):

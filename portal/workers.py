@@ -19,6 +19,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker
 
+from groups.api.shape import error_json
 from models_app.serving.headers import joined_header
 from portal.draining import DRAINING
 
@@ -152,6 +153,7 @@ class RunCall:
         "keep_alive",
         "more_body",
         "response_complete",
+        "timed_out",
     )
 
     def __init__(
@@ -174,6 +176,7 @@ class RunCall:
         self.more_body = True
         self.disconnected = False
         self.response_complete = False
+        self.timed_out = False
 
     @property
     def message_event(self) -> RunCall:
@@ -206,25 +209,40 @@ class RunCall:
         self._write(status, self._fast.header_lines[self._secure], content)
 
     async def _whole_body(self, limit: int) -> bytes | None:
-        from models_app.serving.answers import too_large
+        from models_app.serving.answers import body_too_slow, too_large
 
         if self._declared_length is not None and self._declared_length > limit:
             raise too_large(limit)
         protocol = self._protocol
-        while self.more_body and not self.disconnected:
-            if len(self.body) > limit:
-                raise too_large(limit)
-            protocol.flow.resume_reading()  # uvicorn's on_body pauses past its high-water mark
-            self._waiter = protocol.loop.create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+        # The body usually came with the headers: the timer is only for one still arriving.
+        timer = None
+        try:
+            while self.more_body and not self.disconnected:
+                if len(self.body) > limit:
+                    raise too_large(limit)
+                if self.timed_out:
+                    self.keep_alive = False  # the rest of the body may still come: no next request
+                    raise body_too_slow(self._fast.front.body_timeout)
+                if timer is None:
+                    timer = protocol.loop.call_later(self._fast.front.body_timeout, self._time_out)
+                protocol.flow.resume_reading()  # uvicorn's on_body pauses past its high-water mark
+                self._waiter = protocol.loop.create_future()
+                try:
+                    await self._waiter
+                finally:
+                    self._waiter = None
+        finally:
+            if timer is not None:
+                timer.cancel()
         if self.disconnected:
             return None
         if len(self.body) > limit:
             raise too_large(limit)
         return bytes(self.body)
+
+    def _time_out(self) -> None:
+        self.timed_out = True
+        self.set()
 
     def _write(self, status: int, header_lines: bytes, content: bytes) -> None:
         """The answer in one write, as uvicorn's RequestResponseCycle.send would write it."""
@@ -266,8 +284,30 @@ class WebProtocol(CoalescingHttpToolsProtocol):
         super().connection_made(transport)
         plain = not self.access_log and self.limit_concurrency is None and not self.root_path
         self.fast = fast_path_of(self.app) if plain else None
+        self.headers_since: float | None = None  # loop time a request began, until its headers are in
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.headers_since = self.loop.time()
+
+    def refuse_stalled_request(self) -> None:
+        """408 and close: the request's headers did not all arrive in time (StalledHeaders)."""
+        content = error_json(
+            f"The request's headers did not arrive within {settings.REQUEST_BODY_TIMEOUT:g} s "
+            "(NEOMARIL_REQUEST_BODY_TIMEOUT): send the request again.",
+            "request_timeout",
+        )
+        self.headers_since = None
+        self.transport.write_now(
+            STATUS_LINE[408]
+            + b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
+            % len(content)
+            + content
+        )
+        self.transport.close()
 
     def on_headers_complete(self) -> None:
+        self.headers_since = None
         call = self._run_call() if self.fast is not None else None
         if call is None:
             super().on_headers_complete()
@@ -339,9 +379,38 @@ class WebWorker(UvicornWorker):
         self.config.app = self.wsgi
         server = DrainingServer(config=self.config)
         self._install_sigquit_handler()
+        StalledHeaders(server.server_state, settings.REQUEST_BODY_TIMEOUT).start()
         await server.serve(sockets=self.sockets)
         if not server.started:
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
+
+
+class StalledHeaders:
+    """Answers 408 to requests whose headers have not all arrived within `timeout` seconds,
+    and closes their connections.
+
+    uvicorn waits for headers for ever, so a client sending part of them (a slowloris)
+    would keep its connection, a descriptor of the worker, as long as it liked. A sweep
+    every few seconds instead of a timer per request: the hot path only notes the time a
+    request began (WebProtocol.on_message_begin).
+    """
+
+    def __init__(self, server_state, timeout: float) -> None:
+        self.server_state = server_state
+        self.timeout = timeout
+        self.interval = min(5.0, timeout / 4)
+
+    def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.loop.call_later(self.interval, self.sweep)
+
+    def sweep(self) -> None:
+        oldest = self.loop.time() - self.timeout
+        for protocol in list(self.server_state.connections):
+            began = getattr(protocol, "headers_since", None)
+            if began is not None and began < oldest:
+                protocol.refuse_stalled_request()
+        self.loop.call_later(self.interval, self.sweep)
 
 
 class DrainingServer(Server):

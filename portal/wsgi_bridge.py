@@ -28,6 +28,7 @@ from django.http import UnreadablePostError
 
 from groups.api.middleware import BodyTimeout
 from groups.api.shape import JSON, error_json
+from models_app.serving.answers import BODY_TIMEOUT_MESSAGE
 
 # Bodies up to this size are read whole on the event loop before Django sees them: the
 # API's JSON, the portal's forms, logins.
@@ -105,7 +106,7 @@ async def _whole_body(receive, limit: int, timeout: float) -> bytes | int:
 
 
 REFUSALS = {
-    408: "The request body did not arrive within {timeout:g} s (NEOMARIL_REQUEST_BODY_TIMEOUT): send it again.",
+    408: BODY_TIMEOUT_MESSAGE,
     413: (
         "A request body sent without Content-Length may be up to {limit} bytes: send a larger one "
         "with its Content-Length."

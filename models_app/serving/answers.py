@@ -48,6 +48,15 @@ NESTED_TOO_DEEPLY = (
 SHALLOW_FOR_BOTH_PARSERS = 500
 
 
+BODY_TIMEOUT_MESSAGE = (
+    "The request body did not arrive within {timeout:g} s (NEOMARIL_REQUEST_BODY_TIMEOUT): send it again."
+)
+
+
+def body_too_slow(timeout: float) -> BadInput:
+    return BadInput(408, BODY_TIMEOUT_MESSAGE.format(timeout=timeout), "request_timeout")
+
+
 def too_large(limit: int) -> BadInput:
     return BadInput(
         413,

@@ -51,6 +51,7 @@ from models_app.serving.answers import (
     BadInput,
     answer_for_payload,
     answer_for_serving_error,
+    body_too_slow,
     check_input,
     count,
     record,
@@ -360,6 +361,7 @@ class ServingFront:
         """What the settings say for every call, read once: a read through Django's
         LazySettings costs about half a microsecond, and a call needs several."""
         self.max_body = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        self.body_timeout = settings.REQUEST_BODY_TIMEOUT
         self._host_header = b"x-forwarded-host" if settings.USE_X_FORWARDED_HOST else b"host"
         self._ssl_redirect = settings.SECURE_SSL_REDIRECT
         self._proxy_ssl_header: tuple[bytes, str] | None = None
@@ -495,6 +497,12 @@ class ServingFront:
         length = _header(scope, b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body:
             raise too_large(self.max_body)
+        try:
+            return await asyncio.wait_for(self._whole_body(receive), self.body_timeout)
+        except TimeoutError:
+            raise body_too_slow(self.body_timeout) from None
+
+    async def _whole_body(self, receive) -> bytes:
         chunks: list[bytes] = []
         size = 0
         while True:

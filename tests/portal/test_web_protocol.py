@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import socket
 import tempfile
@@ -25,12 +26,13 @@ from pathlib import Path
 import pytest
 import uvicorn
 import uvloop
+from django.conf import settings
 from django.core.wsgi import get_wsgi_application
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from models_app.models import MLModel
 from models_app.serving.front import NotCached, ServingFront
-from portal.workers import CoalescingHttpToolsProtocol, WebProtocol, fast_path_of
+from portal.workers import CoalescingHttpToolsProtocol, StalledHeaders, WebProtocol, fast_path_of
 from portal.wsgi_bridge import WSGIBridge
 from tests.helpers.clients import api_client
 from tests.helpers.fake_serving import fake_host
@@ -75,6 +77,7 @@ class Served:
 
     async def _serve(self) -> None:
         self.loop = asyncio.get_running_loop()
+        StalledHeaders(self.server.server_state, settings.REQUEST_BODY_TIMEOUT).start()  # as WebWorker does
         await self.server.serve(sockets=[self.listener])
 
     def __enter__(self) -> Served:
@@ -283,6 +286,55 @@ def test_a_client_gone_before_its_whole_body_leaves_nothing_behind(deployed, hos
             time.sleep(0.02)
         assert exchange(served, post(run_path(deployed), b'{"x": 2}', cast.group_token))[0][0] == 200
     assert host.ops() == ["ensure"]  # only the second call reached a runner
+
+
+@pytest.mark.parametrize("path", ["protocol", "asgi"])
+def test_a_run_call_whose_body_stalls_is_408_and_its_connection_closed(deployed, host, cast, settings, path):
+    """NEOMARIL_REQUEST_BODY_TIMEOUT holds for run calls too, whichever path answers them:
+    a client that stops sending its body must not keep the connection (a descriptor)."""
+    settings.REQUEST_BODY_TIMEOUT = 1
+    request = post(run_path(deployed), b"", cast.group_token, extra="Content-Length: 50\r\n") + b'{"x": 1'
+    front = CountingFront()
+    access, handler = logging.getLogger("uvicorn.access"), logging.NullHandler()
+    with Served(front) as served, served.connect() as sock:
+        if path == "asgi":
+            access.addHandler(handler)  # the access log sends calls through uvicorn's path
+        try:
+            sock.sendall(request)
+            started = time.monotonic()
+            reader = Reader(sock)
+            status, headers, content = reader.answer()
+        finally:
+            access.removeHandler(handler)
+        assert 1 <= time.monotonic() - started < 5
+        assert status == 408 and json.loads(content) == {
+            "detail": "The request body did not arrive within 1 s (NEOMARIL_REQUEST_BODY_TIMEOUT): send it again.",
+            "code": "request_timeout",
+        }
+        assert headers.get("connection") == "close" or path == "asgi"
+        assert reader.closed() or path == "asgi"
+    assert front.asgi_calls == (1 if path == "asgi" else 0)
+    assert host.ops() == []  # the model never saw it
+
+
+def test_a_request_whose_headers_stall_is_408_and_its_connection_closed(deployed, host, cast, settings):
+    settings.REQUEST_BODY_TIMEOUT = 1
+    with Served(CountingFront()) as served, served.connect() as sock:
+        sock.sendall(f"POST {run_path(deployed)} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Ty".encode())
+        started = time.monotonic()
+        reader = Reader(sock)
+        status, headers, content = reader.answer()
+        assert 1 <= time.monotonic() - started < 5
+        assert status == 408 and json.loads(content)["code"] == "request_timeout"
+        assert "headers did not arrive within 1 s" in json.loads(content)["detail"]
+        assert headers["connection"] == "close" and reader.closed()
+        # Requests that keep to the time are untouched, on a connection kept alive.
+    with Served(CountingFront()) as served, served.connect() as sock:
+        reader = Reader(sock)
+        for x in range(3):
+            sock.sendall(post(run_path(deployed), b'{"x": %d}' % x, cast.group_token))
+            assert reader.answer()[0] == 200
+            time.sleep(1.5)  # idle between requests (uvicorn keeps it 5 s) is not a stalled request
 
 
 def test_calls_the_front_does_not_accept_reach_django(deployed, host, cast):

@@ -374,6 +374,15 @@ class WebWorker(UvicornWorker):
         "access_log": os.environ.get("NEOMARIL_ACCESS_LOG", "0") == "1",
     }
 
+    def init_signals(self) -> None:
+        super().init_signals()
+        # uvicorn shuts down gracefully on SIGTERM/SIGINT, then raises the signal again
+        # against the handler it found, which UvicornWorker set to the default: the worker
+        # died by the signal, its atexit hooks unrun, and with them the last half-second
+        # of metrics (groups.metrics) and of recorded calls (monitoring.recorder).
+        for stop in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(stop, _exit_after_shutdown)
+
     async def _serve(self) -> None:
         # UvicornWorker._serve with DrainingServer in place of uvicorn's Server.
         self.config.app = self.wsgi
@@ -383,6 +392,10 @@ class WebWorker(UvicornWorker):
         await server.serve(sockets=self.sockets)
         if not server.started:
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
+
+
+def _exit_after_shutdown(signum: int, frame) -> None:
+    sys.exit(0)
 
 
 class StalledHeaders:

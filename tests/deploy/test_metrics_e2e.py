@@ -5,13 +5,16 @@ one scrape from loopback. Traffic stays on loopback."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import time
 
+import psutil
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers.processes import PortalClient, RunningPortal
+from tests.helpers.processes import ROOT, PortalClient, RunningPortal
 
 pytestmark = pytest.mark.slow
 
@@ -86,3 +89,55 @@ def test_metrics_of_a_running_node(tmp_path):
     finally:
         portal.stop()
     assert portal.survivors == []
+
+
+def test_a_web_worker_stopped_by_sigterm_keeps_its_last_counts_and_records(tmp_path):
+    """A worker publishes its counts and writes its recorded calls every half-second; what
+    it held when told to stop must still be published and written (its exit hooks run)."""
+    portal = RunningPortal(tmp_path / "data", extra_env={"WEB_CONCURRENCY": "1"})
+    try:
+        portal.wait_healthy()
+        client = PortalClient(portal)
+        token = client.create_group("stops")
+        model_hash = client.deploy(group="stops", files=FILES, timeout=300)
+        workers = [
+            p
+            for p in psutil.Process(portal.process.pid).children(recursive=True)
+            if "gunicorn" in " ".join(p.cmdline())
+            and p.parent()
+            and "gunicorn" in " ".join(p.parent().cmdline())
+        ]
+        assert len(workers) == 1, workers
+        with requests.Session() as session:  # one connection, so one worker, answers them all
+            for x in range(30):
+                answer = session.post(
+                    f"{portal.url}/api/v1/run/{model_hash}",
+                    json={"x": x},
+                    headers={"Authorization": f"Bearer {token}"},
+                    timeout=30,
+                )
+                assert answer.status_code == 200
+        workers[0].send_signal(signal.SIGTERM)  # at once: within the half-second
+        workers[0].wait(30)
+        portal.wait_healthy()  # gunicorn's new worker
+        model = frozenset({"model": model_hash, "version": "1"}.items())
+        counted = scrape(portal.url).get(("neomaril_model_requests_total", model | {("status", "200")}))
+        assert counted == 30
+        recorded = subprocess.run(
+            [
+                str(ROOT / ".venv" / "bin" / "python"),
+                "manage.py",
+                "shell",
+                "-c",
+                "from monitoring.models import PredictionRecord; print(PredictionRecord.objects.count())",
+            ],
+            cwd=ROOT,
+            env=portal.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        assert recorded.stdout.strip().splitlines()[-1] == "30"
+    finally:
+        portal.stop()

@@ -1,9 +1,11 @@
 """Records Sync calls without slowing them: a bounded in-memory buffer per web process,
 written to the database in batches by a background thread.
 
-If the database falls behind and the buffer fills, further calls are dropped and
-counted; the count is written as a DroppedRecords row and logged, so a gap in the
-records is always visible.
+The buffer is bounded by count and by bytes (a few large inputs must not take the
+process's memory while the database is slow), and one call whose input and answer are
+over NEOMARIL_RECORD_MAX_KB is not recorded at all. Calls not recorded are counted;
+the count is written as a DroppedRecords row and logged, so a gap in the records is
+always visible.
 """
 
 from __future__ import annotations
@@ -42,14 +44,25 @@ class Call(NamedTuple):  # a tuple: built on every call, so cheap to build
     live: bool = True  # answered by the version the run URL serves (CalledModel.live)
 
 
+def _size(call: Call) -> int:
+    """The bytes a call holds in the buffer and the database, near enough: its texts."""
+    return len(call.input) + len(call.output)
+
+
 class Recorder:
-    def __init__(self, capacity: int):
+    def __init__(self, capacity: int, capacity_bytes: int | None = None, max_call_bytes: int | None = None):
         # A deque rather than queue.Queue: appending and popping are atomic, without the
         # Queue's lock and condition (about 4 µs of CPU per call between the two ends).
         # The length check before an append is not atomic with it: threads recording at
         # the same moment can each add one past the capacity, a bound that still holds.
         self.buffer: collections.deque[Call] = collections.deque()
         self.capacity = capacity
+        self.capacity_bytes = settings.RECORD_BUFFER_BYTES if capacity_bytes is None else capacity_bytes
+        self.max_call_bytes = settings.RECORD_MAX_CALL_BYTES if max_call_bytes is None else max_call_bytes
+        # What the buffer holds, in _size: added here, taken off by the writer, under
+        # _bytes_lock (an unguarded += from two threads can lose one, and the drift stays).
+        self.buffered_bytes = 0
+        self._bytes_lock = threading.Lock()
         self.dropped = 0  # not yet written to the database
         self.dropped_total = 0
         self._lock = threading.Lock()
@@ -66,14 +79,20 @@ class Recorder:
     def record(self, call: Call) -> None:
         """Called on the request path: never blocks, never touches the database."""
         self._ensure_thread()
-        if len(self.buffer) < self.capacity:
-            self.buffer.append(call)
-        else:
-            with self._lock:
-                self.dropped += 1
-                self.dropped_total += 1
-            RECORDING_DROPPED.inc()
-            self._wake.set()
+        size = _size(call)
+        if len(self.buffer) < self.capacity and size <= self.max_call_bytes:
+            with self._bytes_lock:
+                kept = self.buffered_bytes + size <= self.capacity_bytes
+                if kept:
+                    self.buffered_bytes += size
+            if kept:
+                self.buffer.append(call)
+                return
+        with self._lock:
+            self.dropped += 1
+            self.dropped_total += 1
+        RECORDING_DROPPED.inc()
+        self._wake.set()
 
     def _ensure_thread(self) -> None:
         # On every call, so one attribute check; a writer that died is replaced (see _run).
@@ -90,9 +109,11 @@ class Recorder:
         """In a child process just forked (the parent's atexit registration carries over)."""
         self._thread = None
         self.buffer.clear()
+        self.buffered_bytes = 0
         self.dropped = 0
         # Another thread may have held these at the fork: the child's copies would stay held.
         self._lock = threading.Lock()
+        self._bytes_lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
 
@@ -137,6 +158,8 @@ class Recorder:
             self._stop.clear()
         if discard:
             self.buffer.clear()
+            with self._bytes_lock:
+                self.buffered_bytes = 0
 
     @staticmethod
     def _insert(batch: list[Call]) -> None:
@@ -184,12 +207,22 @@ class Recorder:
                     break
             if not batch:
                 break
-            self._insert(batch)
+            try:
+                self._insert(batch)
+            except BaseException:
+                self.buffer.extendleft(reversed(batch))  # kept, in order, for the next try
+                raise
+            with self._bytes_lock:
+                self.buffered_bytes -= sum(map(_size, batch))
             written += len(batch)
         with self._lock:
             dropped, self.dropped = self.dropped, 0
         if dropped:
-            logger.warning("prediction buffer full: %d call(s) were not recorded", dropped)
+            logger.warning(
+                "%d call(s) were not recorded: the prediction buffer was full, or a call was over "
+                "NEOMARIL_RECORD_MAX_KB",
+                dropped,
+            )
             DroppedRecords.objects.create(count=dropped, process=f"{socket.gethostname()}:{os.getpid()}")
         return written
 

@@ -415,6 +415,9 @@ RUNNER_MEMORY_LIMIT_MB = envint("NEOMARIL_RUNNER_MEMORY_LIMIT_MB", 8192, minimum
 # Sync calls are recorded for monitoring, in batches, off the request path.
 RECORD_PREDICTIONS = envbool("NEOMARIL_RECORD_PREDICTIONS", True)
 RECORD_BUFFER_SIZE = envint("NEOMARIL_RECORD_BUFFER", 10_000, minimum=1)
+# The same buffer in bytes (inputs and answers), and the largest call recorded at all.
+RECORD_BUFFER_BYTES = envint("NEOMARIL_RECORD_BUFFER_MB", 64, minimum=1) * 1024 * 1024
+RECORD_MAX_CALL_BYTES = envint("NEOMARIL_RECORD_MAX_KB", 1024, minimum=1) * 1024
 RECORD_RETENTION_DAYS = envint("NEOMARIL_RECORD_RETENTION_DAYS", 90, minimum=1)
 
 # --- Metrics: GET /metrics (portal/metrics.py, docs/observability.md) ------------------

@@ -45,6 +45,50 @@ def test_overflow_is_counted_and_written(model, monkeypatch):
     assert recorder.dropped == 0 and recorder.dropped_total == 7
 
 
+def test_the_buffer_is_bounded_in_bytes_too(model, monkeypatch):
+    """Large inputs fill memory long before 10,000 calls: the byte budget drops (and
+    counts) the calls past it, and what the writer takes off makes room again."""
+    call = _call(model, 1)
+    size = len(call.input) + len(call.output)
+    recorder = Recorder(capacity=100, capacity_bytes=2 * size + size // 2, max_call_bytes=1000)
+    monkeypatch.setattr(recorder, "_ensure_thread", lambda: None)
+    for _ in range(5):
+        recorder.record(call)
+    assert len(recorder.buffer) == 2 and recorder.buffered_bytes == 2 * size and recorder.dropped == 3
+    assert recorder.flush() == 2 and recorder.buffered_bytes == 0
+    recorder.record(call)
+    assert len(recorder.buffer) == 1 and recorder.buffered_bytes == size
+    assert recorder.flush() == 1
+
+
+def test_a_call_over_the_size_limit_is_counted_not_recorded(model, monkeypatch):
+    recorder = Recorder(capacity=100, capacity_bytes=10_000, max_call_bytes=1000)
+    monkeypatch.setattr(recorder, "_ensure_thread", lambda: None)
+    large = Call(model.pk, 1, timezone.now(), 200, 1.5, '{"x": "' + "a" * 1000 + '"}', '{"y": 1}')
+    recorder.record(large)
+    recorder.record(_call(model, 2))
+    assert recorder.dropped == 1 and len(recorder.buffer) == 1
+    assert recorder.flush() == 1
+    assert DroppedRecords.objects.get().count == 1
+    assert list(PredictionRecord.objects.values_list("input", flat=True)) == ['{"x": 2}']
+
+
+def test_a_batch_the_database_refused_is_kept_for_the_next_try(model, monkeypatch):
+    recorder = Recorder(capacity=100)
+    monkeypatch.setattr(recorder, "_ensure_thread", lambda: None)
+    for n in range(3):
+        recorder.record(_call(model, n))
+    monkeypatch.setattr(
+        Recorder, "_insert", staticmethod(lambda batch: (_ for _ in ()).throw(RuntimeError("away")))
+    )
+    with pytest.raises(RuntimeError):
+        recorder.flush()
+    assert [call.input for call in recorder.buffer] == ['{"x": 0}', '{"x": 1}', '{"x": 2}']
+    monkeypatch.undo()
+    assert recorder.flush() == 3 and recorder.buffered_bytes == 0
+    assert PredictionRecord.objects.count() == 3
+
+
 def test_record_never_blocks_when_full(model, monkeypatch):
     import time
 

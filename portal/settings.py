@@ -148,10 +148,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = None  # opening SQLite + its PRAGMAs costs ~1 ms: keep connections
     # web, worker and model host write the same file: WAL lets readers run during a
     # write, IMMEDIATE takes the write lock up front instead of failing mid-transaction.
+    # The WAL file keeps its largest size unless told: back to 64 MB after a checkpoint.
     DATABASES["default"]["OPTIONS"] = {
         "timeout": 30,
         "transaction_mode": "IMMEDIATE",
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA journal_size_limit=67108864;",
     }
     # Tests use a file, not Django's in-memory default, so that concurrency tests get
     # real concurrent writers, as in production.
@@ -412,6 +413,11 @@ HOST_MEMORY_BUDGET_MB = envint("NEOMARIL_HOST_MEMORY_BUDGET_MB", 0, minimum=0)
 # Address-space limit of one runner (RLIMIT_AS); 0 = none. Generous: numpy and BLAS
 # reserve much more virtual memory than they use.
 RUNNER_MEMORY_LIMIT_MB = envint("NEOMARIL_RUNNER_MEMORY_LIMIT_MB", 8192, minimum=0)
+# What the runners of a model print goes to one log per model and node; past this size
+# the model host moves it to <hash>.log.1 (replacing the one before) and starts it again.
+# Far below a runner's file-size limit (NEOMARIL_SANDBOX_TMP_MB, checked: portal.checks),
+# at which every print() of the model would fail.
+RUNNER_LOG_MAX_MB = envint("NEOMARIL_RUNNER_LOG_MAX_MB", 64, minimum=1)
 # Sync calls are recorded for monitoring, in batches, off the request path.
 RECORD_PREDICTIONS = envbool("NEOMARIL_RECORD_PREDICTIONS", True)
 RECORD_BUFFER_SIZE = envint("NEOMARIL_RECORD_BUFFER", 10_000, minimum=1)

@@ -6,9 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from cryptography.fernet import Fernet
 from django.conf import settings
 from django.core.checks import run_checks
+from django.db import connection
 from django.test import override_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,6 +32,11 @@ def test_build_must_fit_in_task_timeout():
 
 def test_file_limit_must_fit_in_upload_limit():
     assert "neomaril.E003" in _ids(MAX_UPLOAD_FILE_BYTES=10, MAX_UPLOAD_TOTAL_BYTES=5)
+
+
+def test_runner_log_cap_must_stay_far_below_a_runners_file_size_limit():
+    assert "neomaril.E006" in _ids(RUNNER_LOG_MAX_MB=200, SANDBOX_TMP_MB=512)
+    assert "neomaril.E006" not in _ids(RUNNER_LOG_MAX_MB=64, SANDBOX_TMP_MB=512)
 
 
 def _manage(args, env_overrides, tmp_path):
@@ -147,3 +154,15 @@ def test_every_system_check_has_an_id_of_its_own():
                 found.setdefault(check_id, []).append(str(source.relative_to(ROOT)))
     assert len(found) >= 10
     assert {check_id: where for check_id, where in found.items() if len(where) > 1} == {}
+
+
+def test_sqlite_connections_cap_the_write_ahead_log(db):
+    """Without a limit the -wal file keeps its largest size (380 MB after a burst of large
+    inputs, in the soak audit) until the last connection closes."""
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite only: the default pass runs it")
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA journal_size_limit")
+        assert cursor.fetchone()[0] == 64 * 1024 * 1024
+        cursor.execute("PRAGMA journal_mode")
+        assert cursor.fetchone()[0] == "wal"

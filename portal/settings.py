@@ -511,7 +511,16 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "filters": {
+        "run_call_client_errors": {"()": "portal.logs.RunCallClientErrors"},
+        "one_line": {"()": "portal.logs.OneLine"},
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": envstr("NEOMARIL_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # Refused run calls are counted in /metrics; bad Host headers are the client's.
+        "django.request": {"filters": ["run_call_client_errors"]},
+        "django.security.DisallowedHost": {"filters": ["one_line"]},
+    },
 }

@@ -29,6 +29,17 @@ def check_task_queue(app_configs, **kwargs):
                 id="neomaril.E002",
             )
         )
+    if settings.RUNNER_LOG_MAX_MB * 4 > settings.SANDBOX_TMP_MB:
+        # The host caps the log once a second: what a model prints meanwhile must still fit.
+        errors.append(
+            Error(
+                f"The runner log cap ({settings.RUNNER_LOG_MAX_MB} MB) must be at most a quarter of a "
+                f"runner's file-size limit ({settings.SANDBOX_TMP_MB} MB): a log that reaches the limit "
+                "fails every print() of the model.",
+                hint="Lower NEOMARIL_RUNNER_LOG_MAX_MB or raise NEOMARIL_SANDBOX_TMP_MB.",
+                id="neomaril.E006",
+            )
+        )
     if settings.MAX_UPLOAD_FILE_BYTES > settings.MAX_UPLOAD_TOTAL_BYTES:
         errors.append(
             Error(

@@ -1,4 +1,5 @@
 """Platform side of the runner's framing: a 4-byte big-endian length, then UTF-8 JSON.
+Also the reader of a serving runner's load counters (``LoadBlock``).
 
 ``runner.py`` carries its own copy of these few lines because it must run standalone in
 the model's interpreter; the tests check that the two implementations agree.
@@ -6,9 +7,14 @@ the model's interpreter; the tests check that the two implementations agree.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import math
+import mmap
+import os
 import socket
 import struct
+from dataclasses import dataclass
 from json.encoder import encode_basestring
 from typing import Any, BinaryIO
 
@@ -136,3 +142,70 @@ def frame_complete(buffer: bytes | bytearray) -> bool:
         return False
     (length,) = HEADER.unpack_from(buffer)
     return len(buffer) >= HEADER.size + length
+
+
+@dataclass(frozen=True)
+class Load:
+    """A runner's load counters at one moment (``runner._LoadBlock`` writes them)."""
+
+    started: float  # monotonic time the call in progress started; 0 between calls
+    busy: float  # seconds spent in finished calls
+    requests: int
+    waited: int  # calls that ended with another call already waiting
+
+
+class LoadBlock:
+    """The shared-memory block a serving runner keeps its load counters in, read without it.
+
+    A ping waits behind the call in progress; this can be read at any time. The block is
+    a memfd made here and handed to the runner (``pass_fds``, ``--load-fd``). It is
+    sealed at its size: the runner's code could otherwise shrink it, and reading the
+    mapping past the end would kill the host with SIGBUS. Its layout and seqlock are
+    described in ``runner._LoadBlock``.
+    """
+
+    SIZE = 40
+    _SEQ = struct.Struct("@Q")
+    _RECORD = struct.Struct("@4d")
+    # A record rewritten for longer than this many tries: the writer was preempted
+    # mid-write; the sample is skipped (the next one will do).
+    TRIES = 100
+
+    def __init__(self) -> None:
+        fd = os.memfd_create("neomaril-load", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        try:
+            os.ftruncate(fd, self.SIZE)
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
+            self._map = mmap.mmap(fd, self.SIZE)
+        except BaseException:
+            os.close(fd)
+            raise
+        self.fd: int | None = fd  # for the runner; close_fd() once it has its copy
+
+    def close_fd(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def close(self) -> None:
+        self.close_fd()
+        self._map.close()
+
+    def read(self) -> Load | None:
+        """The counters as of one finished write; None when they could not be read now."""
+        try:
+            for _ in range(self.TRIES):
+                (seq,) = self._SEQ.unpack_from(self._map, 0)
+                if seq % 2:
+                    continue  # being written
+                started, busy, requests, waited = self._RECORD.unpack_from(self._map, self._SEQ.size)
+                if self._SEQ.unpack_from(self._map, 0)[0] != seq:
+                    continue  # rewritten while read
+                # Written by the process the model's code runs in: a value that makes no
+                # sense is not a sample.
+                if not all(math.isfinite(v) and v >= 0 for v in (started, busy, requests, waited)):
+                    return None
+                return Load(started, busy, int(requests), int(waited))
+        except ValueError:  # closed: the runner was stopped meanwhile
+            return None
+        return None

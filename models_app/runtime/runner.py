@@ -17,10 +17,12 @@ Modes:
     ``train`` and ``monitor`` hand the call to ``training_harness.py`` and
     ``monitoring_harness.py`` (beside this file) with ``args = [spec_json]``; see those files.
 
-``serve --socket PATH --source FILE --entrypoint NAME``
+``serve --listen-fd FD --source FILE --entrypoint NAME [--load-fd FD]``
     Import the module once (exit 3 with the traceback on stderr if that fails), then
-    answer ``ping`` and ``predict`` frames on a Unix socket, one request at a time. The
-    socket file appears only once the runner is ready. SIGTERM removes it and exits 0.
+    answer ``ping`` and ``predict`` frames on the inherited listening Unix socket, one
+    request at a time. SIGTERM ends it (after the call in flight) with exit 0. With
+    ``--load-fd``, it also keeps its load counters in that shared-memory block (see
+    ``_LoadBlock``) for the model host to read at any time.
 
 Responses are ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "Type: message",
 "traceback": "..." | null, "phase": "import" | "call" | "result" | "protocol"}`` (training
@@ -36,6 +38,7 @@ import decimal
 import importlib.util
 import json
 import math
+import mmap
 import os
 import selectors
 import signal
@@ -520,10 +523,46 @@ def _parse_oneshot_request(request):
 # ------------------------------------------------------------------------------ serve
 
 
+class _LoadBlock:
+    """This runner's load counters, in a shared-memory block the model host reads at any time.
+
+    The host used to ask with a ping, which waits behind the call in progress: a slow
+    call looked like calls queuing. The host makes the block (a sealed memfd of
+    ``SIZE`` bytes) and hands over its descriptor; ``protocol.LoadBlock`` is its reader.
+    Native 8-byte words: ``seq`` (uint64), then doubles ``started`` (the monotonic time
+    the call in progress started, 0 between calls), ``busy`` (seconds spent in finished
+    calls), ``requests`` and ``waited`` (see ``_Server``). A seqlock: ``seq`` is odd while
+    the record is rewritten, so a reader retries instead of taking a torn record.
+    ``started`` alone is written outside it, as one aligned store: either value is
+    consistent with the rest (the call is not in ``busy`` until it ends).
+    """
+
+    SIZE = 40
+
+    _RECORD = struct.Struct("@4d")  # started, busy, requests, waited: the words after seq
+
+    def __init__(self, fd):
+        self._map = mmap.mmap(fd, self.SIZE)  # holds a descriptor of its own (before 3.13)
+        os.close(fd)
+        self._seq = memoryview(self._map)[0:8].cast("Q")
+        self._started = memoryview(self._map)[8:16].cast("d")
+        self._next = self._seq[0] + 1  # the host made it zeroed: 1, odd
+
+    def call_started(self, when):
+        self._started[0] = when
+
+    def call_ended(self, busy, requests, waited):
+        self._seq[0] = self._next  # odd: being written
+        self._RECORD.pack_into(self._map, 8, 0.0, busy, requests, waited)
+        self._seq[0] = self._next + 1
+        self._next += 2
+
+
 class _Server:
-    def __init__(self, func, idle_timeout):
+    def __init__(self, func, idle_timeout, load=None):
         self.func = func
         self.idle_timeout = idle_timeout
+        self.load = load  # a _LoadBlock when the host gave one
         self.requests = 0
         # Seconds spent answering predictions since the start: the model host samples it
         # to see how busy this runner is, and adds replicas when it is busy most of the time.
@@ -553,7 +592,11 @@ class _Server:
             if not isinstance(data, str) or not isinstance(base_path, str):
                 return _protocol_error_frame("predict needs string 'data' and 'base_path'")
             self.requests += 1
-            started = time.perf_counter()
+            # CLOCK_MONOTONIC: the host adds the call in progress to `busy` with its own clock.
+            started = time.monotonic()
+            load = self.load
+            if load is not None:
+                load.call_started(started)
             try:
                 return _response_bytes(
                     lambda: _guard(
@@ -561,10 +604,12 @@ class _Server:
                     )
                 )
             finally:
-                self.busy += time.perf_counter() - started
+                self.busy += time.monotonic() - started
                 # Asked before the answer leaves: the caller of this call cannot have sent
                 # its next one yet, so whatever is ready came from another caller, and waited.
                 self.waited += self.calls_waiting()
+                if load is not None:
+                    load.call_ended(self.busy, self.requests, self.waited)
         return _protocol_error_frame(f"unknown op {op!r} (expected 'ping' or 'predict')")
 
     def serve_one_frame(self, conn):
@@ -668,7 +713,7 @@ def _on_sigterm(signum, frame):
         raise _Terminate()
 
 
-def run_serve(listen_fd, source, entrypoint, idle_timeout):
+def run_serve(listen_fd, source, entrypoint, idle_timeout, load_fd=None):
     """Serve mode: import once, then answer frames on the inherited listening socket until SIGTERM.
 
     The host made the socket and queues callers on it while the model loads; the
@@ -676,6 +721,9 @@ def run_serve(listen_fd, source, entrypoint, idle_timeout):
     """
     signal.signal(signal.SIGTERM, _on_sigterm)
     server_sock = socket.socket(fileno=listen_fd)
+    # Mapped before the user's import runs, and the inherited descriptor closed (the
+    # mapping keeps a non-inheritable one): the user's subprocesses don't get it.
+    load = _LoadBlock(load_fd) if load_fd is not None else None
     try:
         func = load_entrypoint(source, entrypoint)
     except _Terminate:
@@ -687,7 +735,7 @@ def run_serve(listen_fd, source, entrypoint, idle_timeout):
         return EXIT_IMPORT_FAILED
     if _terminating:  # SIGTERM arrived during an import that swallowed it
         return 0
-    server = _Server(func, idle_timeout)
+    server = _Server(func, idle_timeout, load)
     try:
         server.serve_forever(server_sock)  # returns on a SIGTERM that came between calls
     except (_Terminate, KeyboardInterrupt):
@@ -717,6 +765,9 @@ def main(argv=None):
     serve.add_argument("--source", required=True)
     serve.add_argument("--entrypoint", required=True)
     serve.add_argument(
+        "--load-fd", type=int, default=None, help="a shared-memory block to keep the load counters in"
+    )
+    serve.add_argument(
         "--idle-timeout",
         type=float,
         default=60.0,
@@ -733,7 +784,7 @@ def main(argv=None):
             stream.reconfigure(line_buffering=True)
     if args.mode == "oneshot":
         return run_oneshot()
-    return run_serve(args.listen_fd, args.source, args.entrypoint, args.idle_timeout)
+    return run_serve(args.listen_fd, args.source, args.entrypoint, args.idle_timeout, args.load_fd)
 
 
 if __name__ == "__main__":

@@ -10,15 +10,21 @@ model this node was serving when another node built it (a rebuild, a new version
 rollback), and evicts the least recently used runners when the count or memory budget
 is exceeded.
 
-A scaler thread makes the replicas follow the load: every second it asks each runner
-how long it spent answering since the last time (the `busy` of its ping), and whether
-calls waited for it meanwhile (its `waited`). A model whose runners are busy most of the
+A scaler thread makes the replicas follow the load: every second it reads each runner's
+load counters (a shared-memory block the runner keeps, protocol.LoadBlock: readable
+while it answers a call, which a ping is not) for how long it spent answering since the
+last time (`busy`, the call in progress included), and whether calls waited for it
+meanwhile (`waited`). A model whose runners are busy most of the
 time while calls queue gets one more (one caller's calls one after another keep a runner
 busy too, and another replica would only sit beside it), up to its max_replicas (default: this
 node's cores) and within the budgets; one that could do with a runner fewer for
 REPLICA_IDLE_SECONDS loses its highest replica, down to min_replicas. A replica leaves
 by draining: its socket goes first, so web processes stop choosing it (they look for
 the sockets that exist: aio.ReplicaBalancer), and the process is stopped a moment later.
+
+What runners print goes to one log per model on this node (paths.runner_log), which the
+supervisor keeps under RUNNER_LOG_MAX_MB (cap_runner_log): a runner may write no file
+larger than its sandbox's file-size limit, and a log grown to it would fail every print.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import json
 import logging
 import os
 import select
+import shutil
 import socket
 import socketserver
 import subprocess
@@ -48,6 +55,7 @@ from models_app.models import MLModel
 from models_app.runtime import sandbox
 from models_app.runtime.protocol import (
     MAX_CONTROL_FRAME_BYTES,
+    LoadBlock,
     ProtocolError,
     predict_frame,
     read_frame,
@@ -64,6 +72,8 @@ LOG_SWEEP_INTERVAL = 60.0  # seconds between sweeps of deleted models' runner lo
 CRASH_LIMIT, CRASH_WINDOW = 5, 60.0
 # What a warm-up hands back of the runners' output (the build log shows it).
 WARM_OUTPUT_BYTES = 64 * 1024
+# How much of the end of a runner log is read for the lines shown with a load failure.
+LOG_TAIL_BYTES = 64 * 1024
 # Replicas follow the load: sampled this often; one more replica when the model's
 # runners were busy this share of the last interval on average; one fewer when the rest
 # would have been busy less than SCALE_DOWN_BELOW (for REPLICA_IDLE_SECONDS).
@@ -96,6 +106,7 @@ class Runner:
     socket_path: Path
     launched: sandbox.Launched
     loading_path: Path | None = None  # where the socket listens until the model is loaded
+    load: LoadBlock | None = None  # the counters it keeps for the scaler
     started_at: float = field(default_factory=time.time)
     last_used: float = field(default_factory=time.time)
     requests: int = 0
@@ -144,6 +155,8 @@ def _read_from(path: Path, offset: int, limit: int) -> str:
     and a last line saying where the rest is when there was more."""
     try:
         with open(path, "rb") as f:
+            if offset > os.fstat(f.fileno()).st_size:
+                offset = 0  # capped since (cap_runner_log): what is there came after
             f.seek(offset)
             data = f.read(limit + 1)
     except OSError:
@@ -156,6 +169,55 @@ def _read_from(path: Path, offset: int, limit: int) -> str:
         f"[... the model's output past {limit // 1024} KB is not in this log: see the runner's log, "
         f"{path.name}, on the node ...]\n"
     )
+
+
+def previous_log(path: Path) -> Path:
+    """Where a runner log's earlier part goes when it is capped (one generation)."""
+    return path.with_name(f"{path.name}.1")
+
+
+def cap_runner_log(path: Path, max_bytes: int, *, held: bool) -> bool:
+    """Past `max_bytes`, move a runner log's content to `<name>.1` (replacing the one
+    before) and start it empty; True when it did.
+
+    A runner may write no file larger than its sandbox's file-size limit: a log that
+    reached it would fail every print() of the model, for good. `held`: runners have it
+    open (their stdout and stderr), so it is copied, then truncated through the
+    descriptor it was copied from, not renamed (they would go on writing into `.1`); they opened it
+    O_APPEND, so their next write lands at the new end, not at their old offset past it.
+    What they write between the copy's last read and the truncation is lost (a moment's
+    output). Not held (no runner of the model is up): renamed, nothing lost.
+    """
+    try:
+        if path.stat().st_size <= max_bytes:
+            return False
+        if not held:
+            os.replace(path, previous_log(path))
+            return True
+        partial = path.with_name(f"{path.name}.1.partial")
+        with open(path, "r+b") as log, open(partial, "wb") as copy:
+            shutil.copyfileobj(log, copy, 1024 * 1024)
+            copy.write(log.read())  # what came meanwhile
+            log.truncate(0)
+        os.replace(partial, previous_log(path))
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def _tail_lines(path: Path, lines: int) -> list[str]:
+    """The last `lines` lines of a file, reading only its end."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            f.seek(max(0, size - LOG_TAIL_BYTES))
+            data = f.read(LOG_TAIL_BYTES)
+    except OSError:
+        return []
+    text = data.decode(errors="replace").splitlines()
+    if size > LOG_TAIL_BYTES:
+        text = text[1:]  # a line cut by where the read started
+    return text[-lines:] if lines else []
 
 
 def _sandbox_rss(pid: int) -> int:
@@ -193,7 +255,10 @@ def remove_logs_of_deleted_models() -> int:
     """Remove this node's runner logs of deleted models: what the model printed (a secret
     at import, the inputs it logged) goes with the model, on every node that ran it."""
     folder = paths.runner_log_folder()
-    logs = {path.stem: path for path in folder.glob("M*.log")}
+    # <hash>.log, its earlier part <hash>.log.1 (cap_runner_log) and a copy cut short.
+    logs: dict[str, list[Path]] = {}
+    for path in folder.glob("M*.log*"):
+        logs.setdefault(path.name.split(".", 1)[0], []).append(path)
     if not logs:
         return 0
     live = set(
@@ -202,11 +267,12 @@ def remove_logs_of_deleted_models() -> int:
         .values_list("hash", flat=True)
     )
     removed = 0
-    for model_hash, path in logs.items():
+    for model_hash, files in logs.items():
         if model_hash not in live:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-                removed += 1
+            for path in files:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                    removed += 1
     return removed
 
 
@@ -225,6 +291,11 @@ class ModelHost:
         # last had runners of: the supervisor's, to follow the line's switches (_follow_live).
         self._followed: dict[int, tuple[int, int]] = {}
         self._stopping = threading.Event()
+        # Held while a runner log is capped or opened for a runner: a start renaming a log
+        # must not meet the supervisor copying it.
+        self._logs_lock = threading.RLock()
+        # Monotonic times of the supervisor's last slower steps.
+        self._last_stats = self._last_log_sweep = 0.0
         self.run_dir = settings.RUN_DIR
         self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         _refuse_a_second_host(paths.host_socket())
@@ -293,8 +364,9 @@ class ModelHost:
             raise HostError(str(exc)) from None
         model.deployed_build, model.env_fingerprint = int(build), env_fingerprint  # in memory only
         log_path = paths.runner_log(model.hash)
-        log_start = log_path.stat().st_size if log_path.exists() else 0
         with self._model_lock(model_hash):
+            self._cap_log(model.hash)  # now, not in _start: the output is read from here
+            log_start = log_path.stat().st_size if log_path.exists() else 0
             self._warming[model_hash] = model.deployed_build
             started: list[Runner] = []
             clock = time.monotonic()
@@ -329,8 +401,8 @@ class ModelHost:
     def _warm_up(self, runner: Runner, model: MLModel):
         """One call with the schema example: the first predict pays for lazy imports, not a caller.
 
-        Not load: the scaler skips the runner meanwhile (its ping would wait behind the
-        call and count as busy), and its busy seconds are counted from the end of it.
+        Not load: the scaler skips the runner meanwhile, and its busy seconds are counted
+        from the end of it.
         """
         runner.warming_up = True
         try:
@@ -339,10 +411,12 @@ class ModelHost:
                 sock.connect(str(runner.socket_path))
                 sock.sendall(predict_frame(json.dumps(model.schema), str(model.folder)))
                 answer = read_frame(sock)
-                write_frame(sock, {"op": "ping"})
-                ping = read_frame(sock, MAX_CONTROL_FRAME_BYTES)
-                runner.busy, runner.sampled_at = float(ping["busy"]), time.monotonic()
-        except (OSError, ProtocolError, KeyError, TypeError, ValueError) as exc:
+            # The runner counted the call before it answered.
+            load = runner.load.read() if runner.load is not None else None
+            if load is not None:
+                runner.busy, runner.sampled_at = load.busy, time.monotonic()
+                runner.waited = load.waited
+        except (OSError, ProtocolError) as exc:
             raise HostError(f"The warm-up call got no answer: {exc}") from None
         finally:
             runner.warming_up = False
@@ -410,6 +484,7 @@ class ModelHost:
         # loaded (_wait_ready renames it), so none waits for a load inside its request timeout.
         loading_path = socket_path.with_name(f".{socket_path.name}.loading")
         listener = paths.listen(loading_path)
+        load = LoadBlock()
         try:
             code = sandboxes.model_code(
                 model,
@@ -418,14 +493,16 @@ class ModelHost:
                     "serve",
                     "--listen-fd",
                     str(listener.fileno()),
+                    "--load-fd",
+                    str(load.fd),
                     "--entrypoint",
                     model.model_reference,
                     "--source",
                     str(model.folder / model.source_file),
                 ],
-                pass_fds=[listener.fileno()],
+                pass_fds=[listener.fileno(), load.fd],
             )
-            with open(paths.runner_log(model.hash), "ab") as log:
+            with self._open_log(model.hash) as log:
                 # From the spawner thread: a sandbox dies with the thread that launched it.
                 try:
                     launched = self._spawner.submit(
@@ -436,11 +513,13 @@ class ModelHost:
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 loading_path.unlink()
+            load.close()
             raise
         finally:
-            listener.close()  # the runner holds its own copy
+            listener.close()  # the runner holds its own copies
+            load.close_fd()
         runner = Runner(
-            model.hash, model.pk, model.deployed_build, replica, socket_path, launched, loading_path
+            model.hash, model.pk, model.deployed_build, replica, socket_path, launched, loading_path, load
         )
         with self._lock:
             self.runners[(model.hash, replica)] = runner
@@ -457,40 +536,42 @@ class ModelHost:
         """Wait until the runner has loaded the model and answers a ping on its socket."""
         deadline = time.monotonic() + settings.COLD_START_TIMEOUT
         assert runner.loading_path is not None
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.connect(str(runner.loading_path))  # queued on the host-made listener at once
-            write_frame(sock, {"op": "ping"})
-            sock.settimeout(5)
-            while time.monotonic() < deadline:
-                if not runner.alive:
-                    self._stop_runner(runner)  # forgets it and removes its socket
-                    raise HostError(
-                        f"The model's runner exited while loading the model:\n{self._log_tail(runner)}"
-                    )
-                # Wait for the answer to start in short slices (to notice a runner that
-                # died while loading), then read the whole frame at once.
-                if not select.select([sock], [], [], 0.1)[0]:
-                    continue
-                try:
-                    answer = read_frame(sock, MAX_CONTROL_FRAME_BYTES)
-                except (OSError, ProtocolError) as exc:
-                    # Typically the runner exiting (its import raised) with our connection
-                    # still queued: a reset, not the reason. The reason is in its log.
-                    with contextlib.suppress(subprocess.TimeoutExpired):
-                        runner.process.wait(timeout=EXIT_GRACE_SECONDS)
-                    exited = not runner.alive
-                    self._stop_runner(runner)
-                    if exited:
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                # Queued on the host-made listener at once, while the runner holds it.
+                sock.connect(str(runner.loading_path))
+                write_frame(sock, {"op": "ping"})
+                sock.settimeout(5)
+                while time.monotonic() < deadline:
+                    if not runner.alive:
+                        self._stop_runner(runner)  # forgets it and removes its socket
                         raise HostError(
                             f"The model's runner exited while loading the model:\n{self._log_tail(runner)}"
-                        ) from None
-                    raise HostError(
-                        f"The model's runner failed while loading the model ({exc}):\n{self._log_tail(runner)}"
-                    ) from None
-                if isinstance(answer, dict) and "pid" in answer:
-                    os.rename(runner.loading_path, runner.socket_path)  # same inode: now callers find it
-                    runner.loading_path = None
-                    return
+                        )
+                    # Wait for the answer to start in short slices (to notice a runner that
+                    # died while loading), then read the whole frame at once.
+                    if not select.select([sock], [], [], 0.1)[0]:
+                        continue
+                    answer = read_frame(sock, MAX_CONTROL_FRAME_BYTES)
+                    if isinstance(answer, dict) and "pid" in answer:
+                        os.rename(runner.loading_path, runner.socket_path)  # same inode: now callers find it
+                        runner.loading_path = None
+                        return
+        except (OSError, ProtocolError) as exc:
+            # Typically the runner exiting (its import raised): before we connected (the
+            # socket refuses, as no process holds it any more) or with our connection
+            # still queued (a reset). Neither is the reason; that is in its log.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                runner.process.wait(timeout=EXIT_GRACE_SECONDS)
+            exited = not runner.alive
+            self._stop_runner(runner)
+            if exited:
+                raise HostError(
+                    f"The model's runner exited while loading the model:\n{self._log_tail(runner)}"
+                ) from None
+            raise HostError(
+                f"The model's runner failed while loading the model ({exc}):\n{self._log_tail(runner)}"
+            ) from None
         self._stop_runner(runner)
         raise HostError(
             f"The model did not load within {settings.COLD_START_TIMEOUT} s (cold-start timeout)."
@@ -506,11 +587,41 @@ class ModelHost:
 
     @staticmethod
     def _log_tail(runner: Runner, lines: int = 30) -> str:
-        try:
-            text = paths.runner_log(runner.model_hash).read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        """The end of the model's runner log (its load error), read from the end of the file."""
+        log = paths.runner_log(runner.model_hash)
+        tail = _tail_lines(log, lines)
+        if len(tail) < lines:  # capped a moment ago: the rest is in the part before
+            tail = _tail_lines(previous_log(log), lines - len(tail)) + tail
+        return "\n".join(tail)
+
+    def _open_log(self, model_hash: str):
+        """The model's runner log, opened for a runner to append to, under the cap first:
+        a fresh start must not inherit a log the runners could soon write no more to."""
+        with self._logs_lock:
+            self._cap_log(model_hash)
+            # O_APPEND: after a cap truncates it, the runner's writes go on at the new end.
+            return open(paths.runner_log(model_hash), "ab")
+
+    def _cap_log(self, model_hash: str) -> None:
+        with self._logs_lock:
+            with self._lock:
+                held = any(r.alive for r in self.runners.values() if r.model_hash == model_hash)
+            path = paths.runner_log(model_hash)
+            if cap_runner_log(path, settings.RUNNER_LOG_MAX_MB * 1024 * 1024, held=held):
+                logger.info(
+                    "%s: runner log past %s MB, its earlier part is now %s",
+                    model_hash,
+                    settings.RUNNER_LOG_MAX_MB,
+                    previous_log(path).name,
+                )
+
+    def _cap_logs(self) -> None:
+        """Keep the logs of the models running here under the cap (every supervision pass:
+        what a model prints in a second stays far below its sandbox's file-size limit)."""
+        with self._lock:
+            hashes = {r.model_hash for r in self.runners.values()}
+        for model_hash in hashes:
+            self._cap_log(model_hash)
 
     def _stop_runner(self, runner: Runner) -> None:
         runner.expected_exit = True
@@ -544,22 +655,26 @@ class ModelHost:
     # -------------------------------------------------------------- supervision
 
     def supervise_forever(self) -> None:
-        last_stats = last_log_sweep = 0.0
         while not self._stopping.wait(SUPERVISE_INTERVAL):
+            self.supervise_once()
+
+    def supervise_once(self) -> None:
+        """One supervision pass. Each step runs even when another fails: a restart that
+        fails must not skip the drains, the retirements or the budget."""
+        steps = [self._restart_crashed, self._stop_drained, self._cap_logs]
+        if time.monotonic() - self._last_stats > STATS_INTERVAL:
+            self._last_stats = time.monotonic()
+            # _follow_live first: it reads the runners a switch leaves to retire.
+            steps += [self._follow_live, self._retire_undeployed]
+            if time.monotonic() - self._last_log_sweep > LOG_SWEEP_INTERVAL:
+                self._last_log_sweep = time.monotonic()
+                steps.append(remove_logs_of_deleted_models)
+            steps += [self._refresh_stats, self._enforce_budget]
+        for step in steps:
             try:
-                self._restart_crashed()
-                self._stop_drained()
-                if time.monotonic() - last_stats > STATS_INTERVAL:
-                    self._follow_live()  # first: it reads the runners a switch leaves to retire
-                    self._retire_undeployed()
-                    if time.monotonic() - last_log_sweep > LOG_SWEEP_INTERVAL:
-                        remove_logs_of_deleted_models()
-                        last_log_sweep = time.monotonic()
-                    self._refresh_stats()
-                    self._enforce_budget()
-                    last_stats = time.monotonic()
+                step()
             except Exception:
-                logger.exception("supervisor pass failed")
+                logger.exception("supervisor step %s failed", step.__name__)
             finally:
                 close_old_connections()
 
@@ -595,6 +710,8 @@ class ModelHost:
                         self._wait_ready(self._start(model, runner.replica))
             except HostError as exc:
                 logger.error("could not restart %s: %s", model.hash, exc)
+            except Exception:  # the other runners' restarts still happen
+                logger.exception("could not restart %s", model.hash)
 
     def _retire_undeployed(self) -> None:
         with self._lock:
@@ -730,29 +847,30 @@ class ModelHost:
             ]
 
     def _sample_load(self) -> None:
-        """How busy each runner was since the last sample, from its own count of busy seconds."""
+        """How busy each runner was since the last sample, and whether calls waited for it,
+        from the counters it keeps in its load block.
+
+        Read from shared memory, not asked with a ping: a ping waits behind the call in
+        progress, and counting that wait as a queue made one caller's slow calls one after
+        another add a replica that served nothing.
+        """
         for runner in self._serving():
-            if runner.warming_up:
+            if runner.warming_up or runner.load is None:
                 continue
-            try:
-                answer = self._ping(runner, timeout=0.2)
-                busy, served = float(answer["busy"]), int(answer["requests"])
-                waited = int(answer.get("waited", runner.waited + 1))
-            except (OSError, ProtocolError, KeyError, TypeError, ValueError):
-                # Still answering a request (its ping waits behind it): busy now, and
-                # calls may be waiting behind it too.
-                runner.utilization = 1.0
-                runner.queued = True
-                runner.last_used = time.time()
-                continue
-            runner.queued, runner.waited = waited > runner.waited, waited
+            load = runner.load.read()
             now = time.monotonic()
+            if load is None:
+                continue  # being written at length (preempted): the next sample will do
+            busy = load.busy
+            if load.started:  # the call in progress, so far (the runner's clock is this one)
+                busy += max(0.0, now - load.started)
+            runner.queued, runner.waited = load.waited > runner.waited, load.waited
             elapsed = now - runner.sampled_at
             if elapsed > 0:
                 runner.utilization = min(1.0, max(0.0, (busy - runner.busy) / elapsed))
             runner.busy, runner.sampled_at = busy, now
-            if served != runner.requests:
-                runner.requests = served
+            if load.requests != runner.requests or load.started:
+                runner.requests = load.requests
                 runner.last_used = time.time()
 
     def _scale(self) -> None:
@@ -867,9 +985,14 @@ class ModelHost:
             ]
         for runner in done:
             # Under the model's lock: a replica started again meanwhile has this one's socket path.
-            with self._model_lock(runner.model_hash):
-                if self.runners.get((runner.model_hash, runner.replica)) is runner:
-                    self._stop_runner(runner)
+            try:
+                with self._model_lock(runner.model_hash):
+                    if self.runners.get((runner.model_hash, runner.replica)) is runner:
+                        self._stop_runner(runner)
+            except Exception:  # the other drained runners still stop
+                logger.exception(
+                    "could not stop drained runner %s of %s", runner.process.pid, runner.model_hash
+                )
 
     def _budget(self) -> dict:
         return {"max_runners": settings.HOST_MAX_RUNNERS, "memory_budget_mb": settings.HOST_MEMORY_BUDGET_MB}

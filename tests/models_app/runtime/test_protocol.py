@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import os
 import socket
 import struct
+import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from types import ModuleType
 
@@ -164,3 +167,75 @@ def test_answer_for_payload_reads_errors_and_reports_garbage():
     assert protocol.decode_payload(content)["model_error"]["traceback"] == "Traceback..."
     status, content = answer_for_payload(b"\xff not json")
     assert status == 500 and b"Internal error talking to the model's runner" in content
+
+
+# --- a serving runner's load block ------------------------------------------------------
+
+
+def test_the_host_reads_the_load_counters_the_runner_writes(runner):
+    block = protocol.LoadBlock()
+    try:
+        assert runner._LoadBlock.SIZE == protocol.LoadBlock.SIZE
+        assert block.read() == protocol.Load(started=0.0, busy=0.0, requests=0, waited=0)
+        writer = runner._LoadBlock(os.dup(block.fd))
+        writer.call_started(1234.5)
+        assert block.read() == protocol.Load(started=1234.5, busy=0.0, requests=0, waited=0)
+        writer.call_ended(0.75, 1, 0)
+        assert block.read() == protocol.Load(started=0.0, busy=0.75, requests=1, waited=0)
+        writer.call_started(1240.0)
+        writer.call_ended(1.5, 2, 1)
+        assert block.read() == protocol.Load(started=0.0, busy=1.5, requests=2, waited=1)
+    finally:
+        block.close()
+
+
+def test_a_record_being_written_is_never_read(runner):
+    """The runner rewrites its record after every call while the host reads it from
+    another process: the host gets one whole record or none, never half of two."""
+    block = protocol.LoadBlock()
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(RUNNER_PATH), str(block.fd)], pass_fds=[block.fd]
+    )
+    try:
+        deadline = time.monotonic() + 1.5
+        loads = []
+        while time.monotonic() < deadline and writer.poll() is None:
+            load = block.read()
+            if load is not None:
+                loads.append(load)
+    finally:
+        writer.kill()
+        writer.wait()
+        block.close()
+    assert len({load.requests for load in loads}) > 100, "the writer hardly wrote"
+    for load in loads:
+        assert load.busy == load.requests == load.waited  # written together
+        assert load.started in (0.0, load.busy + 1)  # between calls, or in the next one
+
+
+# Writes records whose fields are all equal, as fast as it can.
+WRITER = """
+import importlib.util, sys, time
+spec = importlib.util.spec_from_file_location("runner_writing", sys.argv[1])
+runner = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(runner)
+block = runner._LoadBlock(int(sys.argv[2]))
+n = 0
+deadline = time.monotonic() + 10
+while time.monotonic() < deadline:
+    n += 1
+    block.call_started(float(n))
+    block.call_ended(float(n), n, n)
+"""
+
+
+def test_the_runner_cannot_resize_its_load_block():
+    """Reading a mapping past the end of its file is a SIGBUS: the runner's code shrinking
+    the block would kill the host."""
+    block = protocol.LoadBlock()
+    try:
+        for size in (0, 4096):
+            with pytest.raises(PermissionError):
+                os.ftruncate(block.fd, size)
+    finally:
+        block.close()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from models_app.runtime.protocol import ConnectionClosed, encode_frame, read_frame, write_frame
+from models_app.runtime.protocol import ConnectionClosed, LoadBlock, encode_frame, read_frame, write_frame
 from models_app.runtime.sandbox import UserCode, launch
 from models_app.serving.paths import listen
 
@@ -38,7 +38,13 @@ class Runner:
     """A serve-mode runner started for one test, as the host starts it: sandboxed, on a host-made socket."""
 
     def __init__(
-        self, python: Path, source: Path, socket_path: Path, log: Path, extra_args: tuple[str, ...] = ()
+        self,
+        python: Path,
+        source: Path,
+        socket_path: Path,
+        log: Path,
+        extra_args: tuple[str, ...] = (),
+        pass_fds: tuple[int, ...] = (),
     ) -> None:
         self.socket_path = socket_path
         self.log = log
@@ -58,7 +64,7 @@ class Runner:
                 "score",
                 *extra_args,
             ),
-            pass_fds=(listener.fileno(),),
+            pass_fds=(listener.fileno(), *pass_fds),
         )
         with log.open("wb") as out:
             self.launched = launch(code, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
@@ -117,10 +123,23 @@ def short_dir() -> Iterator[Path]:
 def start_runner(serve_python, short_dir, write_user_module):
     runners: list[Runner] = []
 
-    def start(code: str = MODEL, wait: bool = True, extra_args: tuple[str, ...] = ()) -> Runner:
+    def start(
+        code: str = MODEL, wait: bool = True, extra_args: tuple[str, ...] = (), load: LoadBlock | None = None
+    ) -> Runner:
         source = write_user_module(code)
         n = len(runners)
-        runner = Runner(serve_python, source, short_dir / f"r{n}.sock", short_dir / f"r{n}.log", extra_args)
+        if load is not None:
+            extra_args = (*extra_args, "--load-fd", str(load.fd))
+        runner = Runner(
+            serve_python,
+            source,
+            short_dir / f"r{n}.sock",
+            short_dir / f"r{n}.log",
+            extra_args,
+            (load.fd,) if load is not None else (),
+        )
+        if load is not None:
+            load.close_fd()  # the runner has its own copy, as with the host
         runners.append(runner)
         if wait:
             runner.wait_ready()
@@ -179,6 +198,34 @@ def test_ping_tells_how_many_calls_ended_with_another_waiting(start_runner):
         write_frame(second, predict(2))  # another caller's call waits for it
         assert read_frame(first)["ok"] and read_frame(second)["ok"]
         assert runner.call({"op": "ping"})["waited"] == 1
+
+
+def test_the_load_block_shows_the_call_in_progress_and_counts_it_when_it_ends(start_runner):
+    """The host reads it while the runner is in a call, which a ping would wait behind."""
+    load = LoadBlock()
+    runner = start_runner(
+        """
+        import time
+        def score(data, base_path):
+            time.sleep(0.5)
+            return {}
+        """,
+        load=load,
+    )
+    idle = load.read()
+    assert (idle.started, idle.busy, idle.requests, idle.waited) == (0, 0, 0, 0)
+    with runner.connect() as first, runner.connect() as second:
+        write_frame(first, predict(1))
+        time.sleep(0.25)
+        during = load.read()
+        assert during.requests == 0 and during.busy == 0.0  # counted once it ends
+        assert 0.15 < time.monotonic() - during.started < 0.5  # the host's clock is the runner's
+        write_frame(second, predict(2))  # waits for the first
+        assert read_frame(first)["ok"] and read_frame(second)["ok"]
+    after = load.read()
+    assert after.started == 0.0 and after.requests == 2 and after.waited == 1
+    assert 1.0 <= after.busy < 1.3
+    assert runner.call({"op": "ping"})["busy"] == after.busy  # the same count as the ping's
 
 
 def test_socket_is_private(start_runner):

@@ -15,6 +15,7 @@ import sys
 import textwrap
 import threading
 import time
+import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
@@ -812,6 +813,8 @@ def test_the_warm_up_output_is_cut_at_a_line_and_says_so(tmp_path):
         == "[... the model's output past 1 KB is not in this log: see the runner's log, Mabc.log, on the node ...]"
     )
     assert host_module._read_from(log, log.stat().st_size - 30, 1024).endswith("of the import\n")  # all of it
+    log.write_bytes(b"after the cap\n")  # capped since the offset was taken: all of it came after
+    assert host_module._read_from(log, 5000, 1024) == "after the cap\n"
 
 
 def test_the_runner_logs_of_deleted_models_are_swept_and_the_folder_is_private(cast, settings, tmp_path):
@@ -824,10 +827,201 @@ def test_the_runner_logs_of_deleted_models_are_swept_and_the_folder_is_private(c
     kept, gone = deployed_model(cast.group, name="kept"), deployed_model(cast.group, name="gone")
     for model in (kept, gone):
         paths.runner_log(model.hash).write_text("loading with key s3cr3t\n")
+        host_module.previous_log(paths.runner_log(model.hash)).write_text("its earlier part\n")
     stray = paths.runner_log("M" + "f" * 32)  # a model no row knows any more
     stray.write_text("x\n")
     MLModel.objects.filter(pk=gone.pk).update(status=MLModel.Status.DELETED)
-    assert remove_logs_of_deleted_models() == 2
+    assert remove_logs_of_deleted_models() == 3
     assert paths.runner_log(kept.hash).exists()
+    assert host_module.previous_log(paths.runner_log(kept.hash)).exists()
     assert not paths.runner_log(gone.hash).exists() and not stray.exists()
+    assert not host_module.previous_log(paths.runner_log(gone.hash)).exists()
     assert paths.runner_log_folder().stat().st_mode & 0o777 == 0o700
+
+
+# --- runner logs stay under their cap ---------------------------------------------------
+
+
+def test_a_capped_runner_log_goes_on_at_its_new_end_and_keeps_its_earlier_part(tmp_path):
+    log = tmp_path / "Mabc.log"
+    with open(log, "ab", buffering=0) as runner_output:  # a runner's stdout, as the host opens it
+        runner_output.write(b"old\n" * 1000)
+        assert not host_module.cap_runner_log(log, 4000, held=True)  # at the cap, not past it
+        runner_output.write(b"x\n")
+        assert host_module.cap_runner_log(log, 4000, held=True)
+        runner_output.write(b"after the cap\n")
+    assert log.read_bytes() == b"after the cap\n"  # at the new end: no hole of the old size
+    assert host_module.previous_log(log).read_bytes() == b"old\n" * 1000 + b"x\n"
+    log.write_bytes(b"y" * 5000)
+    assert host_module.cap_runner_log(log, 4000, held=False)  # nobody writes it: renamed
+    assert not log.exists() and host_module.previous_log(log).read_bytes() == b"y" * 5000  # one generation
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Mabc.log.1"]
+
+
+PRINTS_SOURCE = textwrap.dedent(
+    """
+    def score(data, base_path):
+        print("x" * 200_000)  # what a model logging its inputs prints, in a few calls
+        return {"printed": True}
+    """
+)
+
+
+def test_a_model_printing_on_every_call_answers_past_its_sandboxs_file_size_limit(
+    cast, host_env, host, settings
+):
+    """A runner may write no file larger than RLIMIT_FSIZE: once its log reached that, every
+    print() raised "File too large" and every call was a 422, through restarts too."""
+    settings.SANDBOX_TMP_MB = 4  # the runner's file-size limit
+    settings.RUNNER_LOG_MAX_MB = 1
+    model = _build(_upload(cast, source=PRINTS_SOURCE))
+    log = paths.runner_log(model.hash)
+    for _ in range(40):  # 8 MB printed: twice the limit
+        answer = json.loads(blocking_pool.predict(_called(model), '{"a": 1, "b": 2}'))
+        assert answer == {"ok": True, "result": {"printed": True}}, answer
+        host.supervise_once()  # every second in the host
+    assert log.stat().st_size <= 1024 * 1024
+    assert 1024 * 1024 < host_module.previous_log(log).stat().st_size < 2 * 1024 * 1024
+
+
+def test_a_fresh_start_does_not_inherit_a_log_over_the_cap(cast, host_env, host, settings):
+    settings.RUNNER_LOG_MAX_MB = 1
+    settings.WARM_ON_DEPLOY = False
+    model = _build(_upload(cast))
+    log = paths.runner_log(model.hash)
+    log.write_bytes(b"printed long ago\n" * 100_000)  # 1.7 MB, of runners gone since
+    host.ensure(model.hash)
+    assert log.read_text() == "model loaded\n"
+    assert host_module.previous_log(log).read_bytes() == b"printed long ago\n" * 100_000
+
+
+def test_a_load_error_is_read_from_the_end_of_the_runner_log(settings, tmp_path):
+    settings.NODE_DIR = tmp_path
+    log = paths.runner_log("Mtail")
+    with open(log, "wb") as f:
+        f.truncate(50 * 1024 * 1024)  # sparse: 50 MB the model printed long ago
+        f.seek(0, 2)
+        f.write(b"".join(b"line %d\n" % n for n in range(100)))
+    runner = SimpleNamespace(model_hash="Mtail")
+    tracemalloc.start()
+    try:
+        tail = host_module.ModelHost._log_tail(runner)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert tail.splitlines() == [f"line {n}" for n in range(70, 100)]
+    assert peak < 1024 * 1024  # not the whole log
+    assert host_module.cap_runner_log(log, 1024, held=True)
+    log.write_bytes(b"ValueError: boom\n")  # the log was capped a moment before the runner failed
+    assert host_module.ModelHost._log_tail(runner).splitlines() == [
+        *(f"line {n}" for n in range(71, 100)),
+        "ValueError: boom",
+    ]
+
+
+# --- a runner gone while it loads -------------------------------------------------------
+
+
+def test_a_runner_gone_before_the_host_connects_reports_the_models_load_error(cast, host_env, host, settings):
+    """Its socket then refuses: that was a 503 "model host error: ConnectionRefusedError"
+    instead of the model's own error, and aborted the supervisor's pass."""
+    settings.WARM_ON_DEPLOY = False
+    model = _build(_upload(cast, source=IMPORT_FAILS_LATER))
+    (model.folder / "fail-import").write_text("")
+    runner = host._start(model, 0)
+    runner.process.wait(30)  # exited before the host connects
+    with pytest.raises(host_module.HostError) as raised:
+        host._wait_ready(runner)
+    assert "The model's runner exited while loading the model:" in str(raised.value)
+    assert "RuntimeError: import fails from now on" in str(raised.value)
+    assert host.runners == {} and not runner.loading_path.exists()
+
+
+def _crashed_runner(model: MLModel) -> host_module.Runner:
+    process = SimpleNamespace(poll=lambda: 1, pid=0, returncode=1)
+    return host_module.Runner(
+        model_hash=model.hash,
+        model_id=model.pk,
+        build=model.deployed_build,
+        replica=0,
+        socket_path=paths.runner_socket(model.hash, model.deployed_build, 0),
+        launched=SimpleNamespace(process=process, release=lambda: None),
+    )
+
+
+def test_one_runner_that_cannot_restart_does_not_stop_the_others_restarts(cast, host, monkeypatch):
+    from tests.helpers.monitors import deployed_model
+
+    failing, other = deployed_model(cast.group, name="failing"), deployed_model(cast.group, name="other")
+    for model in (failing, other):
+        host.runners[(model.hash, 0)] = _crashed_runner(model)
+    started = []
+
+    def start(model, replica):
+        if model.hash == failing.hash:
+            raise ConnectionRefusedError(111, "Connection refused")
+        started.append(model.hash)
+        return SimpleNamespace()
+
+    monkeypatch.setattr(host, "_start", start)
+    monkeypatch.setattr(host, "_wait_ready", lambda runner: None)
+    host._restart_crashed()
+    assert started == [other.hash]
+
+
+def test_a_failing_supervision_step_does_not_skip_the_others(host, monkeypatch):
+    ran = []
+
+    def fails():
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr(host, "_restart_crashed", fails)
+    for step in ("_stop_drained", "_cap_logs", "_follow_live", "_retire_undeployed", "_enforce_budget"):
+        monkeypatch.setattr(host, step, lambda step=step: ran.append(step))
+    host.supervise_once()
+    assert ran == ["_stop_drained", "_cap_logs", "_follow_live", "_retire_undeployed", "_enforce_budget"]
+
+
+# --- the scaler reads the runners' load without asking them -------------------------------
+
+SLOW_CALLS_SOURCE = textwrap.dedent(
+    """
+    import time, uuid
+    PROCESS = uuid.uuid4().hex
+
+    def score(data, base_path):
+        time.sleep(0.4)
+        return {"process": PROCESS}
+    """
+)
+
+
+def _sample_while(host, calling) -> list[float]:
+    """Sample and scale twice a second while `calling` runs; the utilizations seen."""
+    seen = []
+    while not calling.done():
+        time.sleep(0.5)
+        host._sample_load()
+        seen += [r.utilization for r in host._serving() if r.replica == 0]
+        host._scale()
+    return seen
+
+
+def test_one_callers_slow_calls_add_no_replica_and_several_callers_slow_calls_do(cast, host_env, host):
+    """A ping sent during a call waits behind it: with calls of 0.2 s and more, every sample
+    of one caller's calls one after another timed out, was taken for calls queuing, and a
+    replica that served nothing was added (and kept)."""
+    model = _build(_upload(cast, source=SLOW_CALLS_SOURCE))
+    MLModel.objects.filter(pk=model.pk).update(max_replicas=2)
+    host._sample_load()
+    with ThreadPoolExecutor(1) as thread:
+        calling = thread.submit(_load, model, 3.0, 1)
+        seen = _sample_while(host, calling)
+        assert len(calling.result()) == 1
+    assert max(seen) > SCALE_UP_AT  # it was busy, the call in progress counted
+    assert _replicas(host, model) == [0]  # but nothing waited
+    with ThreadPoolExecutor(1) as thread:
+        calling = thread.submit(_load, model, 2.0, 3)
+        _sample_while(host, calling)
+        calling.result()
+    assert _replicas(host, model) == [0, 1]

@@ -3,7 +3,8 @@
 A Sync call reaches a runner through AsyncRunnerPool: pooled asyncio connections per
 runner socket, the least-busy replica, a cold start through the model host, kill + 504
 past the request timeout, and one more try on the restarted runner when a runner goes
-away before answering. The waiting happens on an event loop, so one web process can
+away before answering. Idle connections are capped per runner and closed once unused for
+a while. The waiting happens on an event loop, so one web process can
 keep every runner busy without a thread per call. Calls in flight and cold starts are
 counted here for /metrics (groups.metrics).
 
@@ -203,8 +204,28 @@ class ReplicaBalancer:
         self.in_flight[path] = busy + 1
         return path
 
+    def moved(self, chosen: str, reached: str) -> None:
+        """The call chosen for `chosen` went to `reached` instead (the replica was gone)."""
+        # Counted where it runs: the pool forgets the state of a socket no call is on.
+        self.in_flight[chosen] -= 1
+        self.in_flight[reached] = self.in_flight.get(reached, 0) + 1
+
     def done(self, path: str) -> None:
         self.in_flight[path] -= 1
+
+    def forget_unused(self) -> None:
+        """Drop the counts of sockets no call is on and the readings due again anyway.
+
+        Both are kept per build: without this, every redeploy left its keys for good.
+        """
+        for path in [path for path, count in self.in_flight.items() if not count]:
+            del self.in_flight[path]
+        now = time.monotonic()
+        for key in [key for key, (read_at, _up) in self._up.items() if now - read_at > self.REFRESH]:
+            del self._up[key]
+
+    def tracks_anything(self) -> bool:
+        return bool(self.in_flight or self._up)
 
 
 class _Closed(Exception):
@@ -227,6 +248,7 @@ class RunnerConnection(asyncio.Protocol):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._buffer = bytearray()
         self._waiter: asyncio.Future[bytes] | None = None
+        self.idle_since = 0.0  # loop time it went back to its pool
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -300,6 +322,12 @@ class RunnerConnection(asyncio.Protocol):
 class AsyncRunnerPool:
     """Idle connections per runner socket, for the calls of one event loop.
 
+    At most MAX_IDLE_PER_RUNNER idle connections are kept per runner socket, and those
+    unused for IDLE_SECONDS are closed by a sweep on the loop, which also forgets the
+    state of sockets no call is on (an old build, a drained replica). A burst of
+    concurrent calls opens a connection each (every one waits in the runner's queue);
+    without the cap and the sweep, each stayed open on both sides for good.
+
     A runner that goes away before answering (crashed, evicted, or killed while stuck
     on another call this one was queued behind) costs the call one more try on the
     restarted runner. A second loss is the answer: 503 when this process knows the call
@@ -308,6 +336,14 @@ class AsyncRunnerPool:
     """
 
     ATTEMPTS = 2
+    # A runner answers one call at a time: connections beyond the call in progress only
+    # queue behind it, and idle ones pile up only as a burst ends (under a steady load
+    # each goes back to work at once). A handful lets the next small burst skip the
+    # reconnect (about 50 µs of this process's CPU, plus the runner's accept).
+    MAX_IDLE_PER_RUNNER = 4
+    # Long enough that calls seconds apart keep reusing one connection; short enough that
+    # a burst's connections, or those to a runner nothing calls any more, go soon.
+    IDLE_SECONDS = 10.0
 
     def __init__(self) -> None:
         self._idle: dict[str, list[RunnerConnection]] = {}
@@ -316,6 +352,7 @@ class AsyncRunnerPool:
         # Runners this pool had killed for a timeout, per socket: a call that loses its
         # runner while this count moves was queued behind the stuck call, not its cause.
         self._timeout_kills: dict[str, int] = {}
+        self._sweeping_on: asyncio.AbstractEventLoop | None = None
 
     async def _ensure_started(self, model: CalledModel) -> None:
         """One "ensure" per model and build in flight from this process.
@@ -340,47 +377,55 @@ class AsyncRunnerPool:
 
     async def predict(self, model: CalledModel, body: str) -> bytes:
         """The payload of the runner's answer frame for one call (ServingError when there is none)."""
-        chosen = self._balancer.choose(model)
         series = metrics.model_series(model)
         series.call_started()
         try:
-            return await self._predict(model, body, chosen)
+            return await self._predict(model, body)
         finally:
             series.call_ended()
-            self._balancer.done(chosen)
 
-    async def _predict(self, model: CalledModel, body: str, path: str) -> bytes:
+    async def _predict(self, model: CalledModel, body: str) -> bytes:
         timeout = model.effective_request_timeout
         frame = predict_frame(body, model.folder)
+        balancer = self._balancer
+        path = balancer.choose(model)
         lost = 0
         behind_timeout = False
-        while True:
-            idle = self._idle.get(path)
-            pooled = bool(idle)
-            if pooled:
-                connection = idle.pop()
-            else:
-                connection, path = await self._connect_or_start(model, path)
-            kills = self._timeout_kills.get(path, 0)
-            try:
-                return await self._exchange(connection, frame, timeout, path)
-            except _NotSent:
-                # A pooled connection whose runner went away (crash, restart, eviction)
-                # while it sat idle: the request never left. Reconnect.
-                self.drop(path)
-                lost += not pooled  # a fresh connection closed at once is a loss
-            except (_Closed, ProtocolError, OSError):
-                connection.close()
-                self.drop(path)
-                lost += 1
-                behind_timeout = behind_timeout or self._timeout_kills.get(path, 0) != kills
-            if lost >= self.ATTEMPTS:
-                raise queued_behind_timeout() if behind_timeout else runner_stopped()
+        try:
+            while True:
+                idle = self._idle.get(path)
+                pooled = bool(idle)
+                if pooled:
+                    connection = idle.pop()
+                else:
+                    connection, reached = await self._connect_or_start(model, path)
+                    if reached != path:
+                        balancer.moved(path, reached)
+                        path = reached
+                kills = self._timeout_kills.get(path, 0)
+                try:
+                    return await self._exchange(connection, frame, timeout, path)
+                except _NotSent:
+                    # A pooled connection whose runner went away (crash, restart, eviction)
+                    # while it sat idle: the request never left. Reconnect.
+                    self.drop(path)
+                    lost += not pooled  # a fresh connection closed at once is a loss
+                except (_Closed, ProtocolError, OSError):
+                    connection.close()
+                    self.drop(path)
+                    lost += 1
+                    behind_timeout = behind_timeout or self._timeout_kills.get(path, 0) != kills
+                if lost >= self.ATTEMPTS:
+                    raise queued_behind_timeout() if behind_timeout else runner_stopped()
+        finally:
+            balancer.done(path)
 
     async def _connect_or_start(self, model: CalledModel, path: str) -> tuple[RunnerConnection, str]:
         """A new connection to the replica on `path`, else to the first replica (started
         through the host if need be), and the path it went to."""
         loop = asyncio.get_running_loop()
+        if self._sweeping_on is not loop:  # state made by calls that never pool a connection
+            self._start_sweeping(loop)
         with contextlib.suppress(FileNotFoundError, ConnectionRefusedError):
             return (await loop.create_unix_connection(RunnerConnection, path))[1], path
         # Gone: drained by the host (light load), evicted, or the model is cold. The first
@@ -413,8 +458,50 @@ class AsyncRunnerPool:
             # this connection can't be reused.
             connection.close()
             raise
-        self._idle.setdefault(path, []).append(connection)
+        idle = self._idle.get(path)
+        if idle is None:
+            idle = self._idle[path] = []
+        if len(idle) < self.MAX_IDLE_PER_RUNNER:
+            loop = connection._loop
+            connection.idle_since = loop.time()
+            idle.append(connection)  # taken from the end: the oldest are the first to expire
+            if self._sweeping_on is not loop:
+                self._start_sweeping(loop)
+        else:
+            connection.close()
         return payload
+
+    def _start_sweeping(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Per loop: a pool outliving its loop (one asyncio.run per test) sweeps on the next.
+        self._sweeping_on = loop
+        loop.call_later(self.IDLE_SECONDS / 2, self._sweep, loop)
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Close the connections idle past IDLE_SECONDS or closed by their runner, and forget
+        the sockets left with neither an idle connection nor a call."""
+        if self._sweeping_on is not loop:
+            return  # superseded by a sweep on another loop
+        expired = loop.time() - self.IDLE_SECONDS
+        for path, idle in list(self._idle.items()):
+            kept = []
+            for connection in idle:
+                if connection.idle_since > expired and not connection.transport.is_closing():
+                    kept.append(connection)
+                else:
+                    connection.close()
+            if kept:
+                idle[:] = kept
+            else:
+                del self._idle[path]
+        self._balancer.forget_unused()
+        # A count is compared only within a call on its socket (see _predict).
+        in_flight = self._balancer.in_flight
+        for path in [path for path in self._timeout_kills if path not in in_flight]:
+            del self._timeout_kills[path]
+        if self._idle or self._timeout_kills or self._balancer.tracks_anything():
+            loop.call_later(self.IDLE_SECONDS / 2, self._sweep, loop)
+        else:
+            self._sweeping_on = None  # the next call starts it again
 
 
 class BlockingRunnerPool:

@@ -22,7 +22,9 @@ class FakeRunner:
     """A runner as the web process sees it: one request at a time, over any number of
     connections. `{"x": n}` answers `{"y": 2n, "runner": <its number>}`; `{"hang": true}`
     never answers; `{"crash": true}` kills the runner. `queue_delay` holds back every
-    other request a little, so that a hanging one sent at the same time goes first."""
+    other request a little, so that a hanging one sent at the same time goes first.
+    Like the real runner, it closes its end of a connection its caller closed: `accepted`
+    and `open_connections` are what a runner's file descriptors would show."""
 
     def __init__(self, path: str, number: int, queue_delay: float = 0.0) -> None:
         self.number = number
@@ -30,6 +32,9 @@ class FakeRunner:
         self.killed = threading.Event()
         self._busy = threading.Lock()
         self._connections: list[socket.socket] = []
+        self.accepted = 0
+        self._open = 0
+        self._counting = threading.Lock()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)  # a killed runner's socket file, as the host would remove it
         self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -44,9 +49,25 @@ class FakeRunner:
             except OSError:
                 return
             self._connections.append(conn)
+            with self._counting:
+                self.accepted += 1
+                self._open += 1
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
+    @property
+    def open_connections(self) -> int:
+        with self._counting:
+            return self._open
+
     def _serve(self, conn: socket.socket) -> None:
+        try:
+            self._answer(conn)
+        finally:
+            conn.close()
+            with self._counting:
+                self._open -= 1
+
+    def _answer(self, conn: socket.socket) -> None:
         while True:
             try:
                 data = json.loads(read_frame(conn)["data"])

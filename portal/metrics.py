@@ -87,6 +87,12 @@ class RunnersCollector:
             "Resident memory of the model's runners on this node (their sandboxes included).",
             labels=["model", "version"],
         )
+        queued = GaugeMetricFamily(
+            "neomaril_model_calls_queued",
+            "Sync calls waiting for one of the model's runners on this node, as the runners' "
+            "own counters show them (sampled each second): the queue that makes replicas grow.",
+            labels=["model", "version"],
+        )
         alive = [runner for runner in status.get("runners", []) if runner.get("alive")]
         # A runner names the version row that it serves; the labels are the run URL's
         # hash and the version number, as for the calls.
@@ -100,13 +106,15 @@ class RunnersCollector:
         for runner in alive:
             labels = versions.get(runner["model"])
             if labels is not None:  # a model deleted since
-                count = counts.setdefault(labels, [0, 0])
+                count = counts.setdefault(labels, [0, 0, 0])
                 count[0] += 1
                 count[1] += runner.get("memory_bytes", 0)
-        for labels, (number, rss) in sorted(counts.items()):
+                count[2] += runner.get("calls_queued", 0)
+        for labels, (number, rss, waiting) in sorted(counts.items()):
             runners.add_metric(list(labels), number)
             memory.add_metric(list(labels), rss)
-        return [up, runners, memory]
+            queued.add_metric(list(labels), waiting)
+        return [up, runners, memory, queued]
 
 
 class StatesCollector:

@@ -152,6 +152,7 @@ class Load:
     busy: float  # seconds spent in finished calls
     requests: int
     waited: int  # calls that ended with another call already waiting
+    queued: int = 0  # calls waiting on other connections when the last call ended
 
 
 class LoadBlock:
@@ -164,9 +165,9 @@ class LoadBlock:
     described in ``runner._LoadBlock``.
     """
 
-    SIZE = 40
+    SIZE = 48
     _SEQ = struct.Struct("@Q")
-    _RECORD = struct.Struct("@4d")
+    _RECORD = struct.Struct("@5d")
     # A record rewritten for longer than this many tries: the writer was preempted
     # mid-write; the sample is skipped (the next one will do).
     TRIES = 100
@@ -198,14 +199,15 @@ class LoadBlock:
                 (seq,) = self._SEQ.unpack_from(self._map, 0)
                 if seq % 2:
                     continue  # being written
-                started, busy, requests, waited = self._RECORD.unpack_from(self._map, self._SEQ.size)
+                record = self._RECORD.unpack_from(self._map, self._SEQ.size)
                 if self._SEQ.unpack_from(self._map, 0)[0] != seq:
                     continue  # rewritten while read
                 # Written by the process the model's code runs in: a value that makes no
                 # sense is not a sample.
-                if not all(math.isfinite(v) and v >= 0 for v in (started, busy, requests, waited)):
+                if not all(math.isfinite(v) and v >= 0 for v in record):
                     return None
-                return Load(started, busy, int(requests), int(waited))
+                started, busy, requests, waited, queued = record
+                return Load(started, busy, int(requests), int(waited), int(queued))
         except ValueError:  # closed: the runner was stopped meanwhile
             return None
         return None

@@ -531,15 +531,15 @@ class _LoadBlock:
     ``SIZE`` bytes) and hands over its descriptor; ``protocol.LoadBlock`` is its reader.
     Native 8-byte words: ``seq`` (uint64), then doubles ``started`` (the monotonic time
     the call in progress started, 0 between calls), ``busy`` (seconds spent in finished
-    calls), ``requests`` and ``waited`` (see ``_Server``). A seqlock: ``seq`` is odd while
+    calls), ``requests``, ``waited`` and ``queued`` (see ``_Server``). A seqlock: ``seq`` is odd while
     the record is rewritten, so a reader retries instead of taking a torn record.
     ``started`` alone is written outside it, as one aligned store: either value is
     consistent with the rest (the call is not in ``busy`` until it ends).
     """
 
-    SIZE = 40
+    SIZE = 48
 
-    _RECORD = struct.Struct("@4d")  # started, busy, requests, waited: the words after seq
+    _RECORD = struct.Struct("@5d")  # started, busy, requests, waited, queued: the words after seq
 
     def __init__(self, fd):
         self._map = mmap.mmap(fd, self.SIZE)  # holds a descriptor of its own (before 3.13)
@@ -551,9 +551,9 @@ class _LoadBlock:
     def call_started(self, when):
         self._started[0] = when
 
-    def call_ended(self, busy, requests, waited):
+    def call_ended(self, busy, requests, waited, queued):
         self._seq[0] = self._next  # odd: being written
-        self._RECORD.pack_into(self._map, 8, 0.0, busy, requests, waited)
+        self._RECORD.pack_into(self._map, 8, 0.0, busy, requests, waited, queued)
         self._seq[0] = self._next + 1
         self._next += 2
 
@@ -571,7 +571,7 @@ class _Server:
         # connection while this one ran): the host adds a replica only while calls queue,
         # not for one caller whose calls keep a runner busy one after another.
         self.waited = 0
-        self.calls_waiting = lambda: False  # set by serve_forever
+        self.calls_waiting = lambda: 0  # how many calls wait on other connections; set by serve_forever
 
     def handle(self, request):
         """Answer one decoded request frame with the bytes of one response frame."""
@@ -607,9 +607,10 @@ class _Server:
                 self.busy += time.monotonic() - started
                 # Asked before the answer leaves: the caller of this call cannot have sent
                 # its next one yet, so whatever is ready came from another caller, and waited.
-                self.waited += self.calls_waiting()
+                queued = self.calls_waiting()
+                self.waited += queued > 0
                 if load is not None:
-                    load.call_ended(self.busy, self.requests, self.waited)
+                    load.call_ended(self.busy, self.requests, self.waited, queued)
         return _protocol_error_frame(f"unknown op {op!r} (expected 'ping' or 'predict')")
 
     def serve_one_frame(self, conn):
@@ -654,7 +655,7 @@ class _Server:
 
         def calls_waiting():
             # New connections (the host's pings among them) wait in the listener: not calls.
-            return any(
+            return sum(
                 key.fileobj not in (answering, server_sock, woken) for key, _events in selector.select(0)
             )
 

@@ -120,6 +120,8 @@ class Runner:
     # since the last sample: calls queue, which another replica would have answered.
     waited: int = 0
     queued: bool = False
+    # Calls waiting for it now, as near as its counters tell (/metrics' queue depth).
+    calls_queued: int = 0
     warming_up: bool = False  # answering the schema example: not load, the scaler skips it
     draining_until: float | None = None  # leaving: its socket is gone, the process soon
 
@@ -143,6 +145,7 @@ class Runner:
             "memory_bytes": self.rss,
             "requests": self.requests,
             "utilization": round(self.utilization, 3),
+            "calls_queued": self.calls_queued,
             "draining": self.draining_until is not None,
             "started_at": self.started_at,
             "last_used": self.last_used,
@@ -865,6 +868,9 @@ class ModelHost:
             if load.started:  # the call in progress, so far (the runner's clock is this one)
                 busy += max(0.0, now - load.started)
             runner.queued, runner.waited = load.waited > runner.waited, load.waited
+            # The calls that were waiting when its last call ended, less the one it took
+            # next; none when it is idle (it would be answering them).
+            runner.calls_queued = max(0, load.queued - 1) if load.started else 0
             elapsed = now - runner.sampled_at
             if elapsed > 0:
                 runner.utilization = min(1.0, max(0.0, (busy - runner.busy) / elapsed))

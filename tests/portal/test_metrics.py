@@ -248,8 +248,8 @@ def test_runners_come_from_the_model_hosts_status_at_scrape_time(deployed, monke
     )  # fmt: skip
     status = {
         "runners": [
-            {"model": deployed.hash, "alive": True, "memory_bytes": 100},
-            {"model": deployed.hash, "alive": True, "memory_bytes": 50},
+            {"model": deployed.hash, "alive": True, "memory_bytes": 100, "calls_queued": 3},
+            {"model": deployed.hash, "alive": True, "memory_bytes": 50, "calls_queued": 1},
             {"model": deployed.hash, "alive": False, "memory_bytes": 0},  # crashed, not restarted yet
             {"model": version.hash, "alive": True, "memory_bytes": 70},  # a version warming
             {"model": "Mgone", "alive": True, "memory_bytes": 10},  # deleted since
@@ -267,7 +267,9 @@ def test_runners_come_from_the_model_hosts_status_at_scrape_time(deployed, monke
     assert value(samples, "neomaril_model_host_up") == 1
     assert value(samples, "neomaril_model_runners", model=deployed.hash, version="1") == 2
     assert value(samples, "neomaril_model_runner_memory_bytes", model=deployed.hash, version="1") == 150
+    assert value(samples, "neomaril_model_calls_queued", model=deployed.hash, version="1") == 4
     assert value(samples, "neomaril_model_runners", model=deployed.hash, version="2") == 1
+    assert value(samples, "neomaril_model_calls_queued", model=deployed.hash, version="2") == 0
     assert not [key for key in samples if ("model", "Mgone") in key[1]]
 
 

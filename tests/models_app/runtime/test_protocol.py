@@ -180,11 +180,11 @@ def test_the_host_reads_the_load_counters_the_runner_writes(runner):
         writer = runner._LoadBlock(os.dup(block.fd))
         writer.call_started(1234.5)
         assert block.read() == protocol.Load(started=1234.5, busy=0.0, requests=0, waited=0)
-        writer.call_ended(0.75, 1, 0)
-        assert block.read() == protocol.Load(started=0.0, busy=0.75, requests=1, waited=0)
+        writer.call_ended(0.75, 1, 0, 0)
+        assert block.read() == protocol.Load(started=0.0, busy=0.75, requests=1, waited=0, queued=0)
         writer.call_started(1240.0)
-        writer.call_ended(1.5, 2, 1)
-        assert block.read() == protocol.Load(started=0.0, busy=1.5, requests=2, waited=1)
+        writer.call_ended(1.5, 2, 1, 3)
+        assert block.read() == protocol.Load(started=0.0, busy=1.5, requests=2, waited=1, queued=3)
     finally:
         block.close()
 
@@ -209,7 +209,7 @@ def test_a_record_being_written_is_never_read(runner):
         block.close()
     assert len({load.requests for load in loads}) > 100, "the writer hardly wrote"
     for load in loads:
-        assert load.busy == load.requests == load.waited  # written together
+        assert load.busy == load.requests == load.waited == load.queued  # written together
         assert load.started in (0.0, load.busy + 1)  # between calls, or in the next one
 
 
@@ -225,7 +225,7 @@ deadline = time.monotonic() + 10
 while time.monotonic() < deadline:
     n += 1
     block.call_started(float(n))
-    block.call_ended(float(n), n, n)
+    block.call_ended(float(n), n, n, n)
 """
 
 

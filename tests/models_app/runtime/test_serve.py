@@ -214,17 +214,21 @@ def test_the_load_block_shows_the_call_in_progress_and_counts_it_when_it_ends(st
     )
     idle = load.read()
     assert (idle.started, idle.busy, idle.requests, idle.waited) == (0, 0, 0, 0)
-    with runner.connect() as first, runner.connect() as second:
+    with runner.connect() as first, runner.connect() as second, runner.connect() as third:
         write_frame(first, predict(1))
         time.sleep(0.25)
         during = load.read()
         assert during.requests == 0 and during.busy == 0.0  # counted once it ends
         assert 0.15 < time.monotonic() - during.started < 0.5  # the host's clock is the runner's
-        write_frame(second, predict(2))  # waits for the first
-        assert read_frame(first)["ok"] and read_frame(second)["ok"]
+        write_frame(second, predict(2))  # both wait for the first
+        write_frame(third, predict(3))
+        assert read_frame(first)["ok"]
+        time.sleep(0.1)
+        assert load.read().queued == 2  # when the first call ended, two waited
+        assert read_frame(second)["ok"] and read_frame(third)["ok"]
     after = load.read()
-    assert after.started == 0.0 and after.requests == 2 and after.waited == 1
-    assert 1.0 <= after.busy < 1.3
+    assert after.started == 0.0 and after.requests == 3 and after.waited == 2 and after.queued == 0
+    assert 1.5 <= after.busy < 1.9
     assert runner.call({"op": "ping"})["busy"] == after.busy  # the same count as the ping's
 
 

@@ -25,6 +25,7 @@ from django.db import connection
 from models_app import services, tasks
 from models_app.calls import CalledModel
 from models_app.models import MLModel, ModelBuild
+from models_app.runtime.protocol import Load
 from models_app.serving import aio, paths
 from models_app.serving import host as host_module
 from models_app.serving.aio import blocking_pool
@@ -370,6 +371,31 @@ def test_replicas_grow_while_calls_queue_and_shrink_when_idle(cast, host_env, ho
     host._sample_load()
     host._scale()
     assert _replicas(host, model) == [0]  # never below min_replicas
+
+
+def test_the_calls_queued_at_a_runner_are_read_from_its_load_block(cast, host_env, host):
+    """/metrics' queue depth: the calls waiting when its last call ended, less the one it
+    took next; none while it is idle (it would be answering them)."""
+    model = _build(_upload(cast))
+    runner = host.runners[(model.hash, 0)]
+    real, now = runner.load, time.monotonic()
+
+    class Block:
+        def __init__(self, load):
+            self.load = load
+
+        def read(self):
+            return self.load
+
+    try:
+        runner.load = Block(Load(started=now, busy=1.0, requests=10, waited=4, queued=3))
+        host._sample_load()
+        assert runner.calls_queued == 2 and host.status()["runners"][0]["calls_queued"] == 2
+        runner.load = Block(Load(started=0.0, busy=1.5, requests=13, waited=6, queued=2))
+        host._sample_load()
+        assert runner.calls_queued == 0
+    finally:
+        runner.load = real
 
 
 def test_one_callers_calls_back_to_back_keep_a_runner_busy_and_add_no_replica(cast, host_env, host):

@@ -202,8 +202,10 @@ def test_run_page_follows_the_run_until_it_ends(page, live_server, cast):
     assert page.is_visible("#promote-form") and page.is_visible("#artifacts-zip")
     assert "0.91" in page.inner_text("#run-metrics")
     assert "Training succeeded." in page.inner_text("#run-log")
-    # Sync by default: the schema fields show, the sample is for Async models only.
-    assert page.is_visible("#id_schema") and not page.is_visible("#id_sample")
+    # Sync by default: the schema fields show, the sample is for Async models only (once
+    # the reloaded page's scripts have run: the form comes before them).
+    page.wait_for_selector("#id_sample", state="hidden")
+    assert page.is_visible("#id_schema")
     page.check("#id_operation_1")
     assert page.is_visible("#id_sample") and not page.is_visible("#id_schema")
     screenshot(page, "training-run-succeeded")

@@ -215,6 +215,8 @@ def test_the_load_block_shows_the_call_in_progress_and_counts_it_when_it_ends(st
     idle = load.read()
     assert (idle.started, idle.busy, idle.requests, idle.waited) == (0, 0, 0, 0)
     with runner.connect() as first, runner.connect() as second, runner.connect() as third:
+        for later in (second, third):  # accepted by the runner now: a call on a connection
+            runner.call({"op": "ping"}, later)  # still in its listener is not counted yet
         write_frame(first, predict(1))
         time.sleep(0.25)
         during = load.read()

@@ -22,7 +22,7 @@ from groups.forms import DefaultBooleanField, refuse_control_characters
 from groups.uploads import LostPart, lost_part_message
 from models_app import interpreters
 from models_app.models import MAX_REPLICAS, MLModel
-from models_app.services import INLINE_SCHEMA_NAME, ModelUpload, NamedFile
+from models_app.services import INLINE_SCHEMA_NAME, ModelUpload, NamedFile, min_replicas_refusal
 from models_app.validation import (
     UploadError,
     check_entrypoint_name,
@@ -588,13 +588,6 @@ class ModelVersionForm(ModelUploadForm):
         return super().clean()
 
 
-def min_replicas_over_budget(low: int) -> str:
-    """A node runs at most HOST_MAX_RUNNERS runners: the model's minimum could never be kept."""
-    return gettext(
-        "%(low)s replicas is more than a node runs at once (NEOMARIL_HOST_MAX_RUNNERS = %(budget)s)."
-    ) % {"low": low, "budget": settings.HOST_MAX_RUNNERS}
-
-
 class ModelSettingsForm(forms.Form):
     """What can change on a Sync model without a rebuild (as PATCH /api/v1/models/<hash>)."""
 
@@ -619,11 +612,16 @@ class ModelSettingsForm(forms.Form):
         help_text=_("Seconds per request. Empty: the default."),
     )
 
+    def __init__(self, *args, model: MLModel, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.model = model
+
     def clean(self) -> dict:
         data = super().clean()
         low, high = data.get("min_replicas"), data.get("max_replicas")
-        if low is not None and low > settings.HOST_MAX_RUNNERS:
-            self.add_error("min_replicas", min_replicas_over_budget(low))
+        refusal = min_replicas_refusal(self.model, low) if low is not None else None
+        if refusal:
+            self.add_error("min_replicas", refusal)
         elif low is not None and high is not None and high < low:
             self.add_error(
                 "max_replicas", _("The maximum must be at least the minimum (%(low)s).") % {"low": low}

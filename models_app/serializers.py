@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.db.models import Prefetch
 from django.urls import reverse
 from rest_framework import serializers
 
-from models_app.forms import min_replicas_over_budget
 from models_app.links import docs_url, run_url, version_run_url
 from models_app.models import EXECUTION_TASK_MARGIN, MLModel, ModelBuild, ModelEvent, max_execution_timeout
+from models_app.services import min_replicas_refusal
 from monitoring.models import PredictionRecord
 from monitoring.stats import call_stats
 
@@ -235,8 +234,9 @@ class ModelSettingsSerializer(serializers.ModelSerializer):
             )
         low = attrs.get("min_replicas", self.instance.min_replicas)
         high = attrs.get("max_replicas", self.instance.max_replicas)
-        if "min_replicas" in attrs and low > settings.HOST_MAX_RUNNERS:
-            raise serializers.ValidationError({"min_replicas": min_replicas_over_budget(low)})
+        refusal = min_replicas_refusal(self.instance, low) if "min_replicas" in attrs else None
+        if refusal:
+            raise serializers.ValidationError({"min_replicas": refusal})
         if high is not None and high < low:
             raise serializers.ValidationError(
                 {"max_replicas": f"max_replicas ({high}) must be at least min_replicas ({low})."}

@@ -293,6 +293,59 @@ def delete(model: MLModel, actor) -> MLModel:
 MODEL_WIDE_SETTINGS = ("min_replicas", "max_replicas", "request_timeout", "execution_timeout")
 
 
+def min_replicas_refusal(model: MLModel, low: int) -> str | None:
+    """Why `model` cannot keep `low` replicas warm on each node, or None when it can.
+
+    A node runs at most HOST_MAX_RUNNERS runners, and a group's models may keep at most
+    GROUP_WARM_REPLICAS warm beyond one each: the runners a minimum keeps are started by
+    evicting other models' idle ones, whatever group those belong to. Only a raise is
+    refused, so a group over a share lowered since can still lower its minimums.
+    """
+    if low > settings.HOST_MAX_RUNNERS:
+        return gettext(
+            "%(low)s replicas is more than a node runs at once (NEOMARIL_HOST_MAX_RUNNERS = %(budget)s)."
+        ) % {"low": low, "budget": settings.HOST_MAX_RUNNERS}
+    root = model.root
+    if low <= root.min_replicas:
+        return None
+    others = list(
+        MLModel.objects.filter(
+            group_id=root.group_id, line__isnull=True, operation=MLModel.Operation.SYNC, min_replicas__gt=1
+        )
+        .exclude(status=MLModel.Status.DELETED)
+        .exclude(pk=root.pk)
+        .order_by("-min_replicas", "name")
+        .values_list("name", "min_replicas")
+    )
+    kept = sum(replicas - 1 for _, replicas in others)
+    if kept + low - 1 <= settings.GROUP_WARM_REPLICAS:
+        return None
+    values = {
+        "group": root.group.name,
+        "share": settings.GROUP_WARM_REPLICAS,
+        "low": low,
+        "total": kept + low - 1,
+        "kept": kept,
+        "named": ", ".join(f"{name} ({replicas})" for name, replicas in others[:3]),
+    }
+    if not kept:
+        return (
+            gettext(
+                "Group %(group)s may keep %(share)s replicas warm on each node beyond one per model "
+                "(NEOMARIL_GROUP_WARM_REPLICAS); %(low)s here would make it %(total)s."
+            )
+            % values
+        )
+    return (
+        gettext(
+            "Group %(group)s may keep %(share)s replicas warm on each node beyond one per model "
+            "(NEOMARIL_GROUP_WARM_REPLICAS); %(low)s here would make it %(total)s, as its other "
+            "models keep %(kept)s: %(named)s."
+        )
+        % values
+    )
+
+
 def change_settings(model: MLModel, actor, **changes) -> MLModel:
     """Serving settings, for every version of the model; the model host applies them on
     its next pass (no rebuild)."""
@@ -302,6 +355,13 @@ def change_settings(model: MLModel, actor, **changes) -> MLModel:
         current = MLModel.objects.select_for_update().get(pk=model.root.pk)
         low = changes.get("min_replicas", current.min_replicas)
         high = changes.get("max_replicas", current.max_replicas)
+        if low > current.min_replicas:
+            # The group's share is checked again under its lock: two raises on two of its
+            # models at once would each have passed alone.
+            Group.objects.select_for_update().get(pk=current.group_id)
+            refusal = min_replicas_refusal(current, low)
+            if refusal:
+                raise ActionRefused(refusal)
         if high is not None and high < low:
             raise ActionRefused(
                 gettext(

@@ -268,11 +268,12 @@ def _detail_context(request: HttpRequest, model: MLModel, settings_form=None) ->
     if model.is_sync:
         context["schema_example"] = json.dumps(serving.schema if serving.schema is not None else {}, indent=2)
         context["settings_form"] = settings_form or ModelSettingsForm(
+            model=model,
             initial={
                 "min_replicas": model.min_replicas,
                 "max_replicas": model.max_replicas,
                 "request_timeout": model.request_timeout,
-            }
+            },
         )
         context["predict_timeout_default"] = settings.PREDICT_TIMEOUT
         context["calls"] = call_stats(model.pk)
@@ -306,11 +307,16 @@ def model_settings(request: HttpRequest, model_hash: str) -> HttpResponse:
             request, _("Only the serving settings of a Sync model that is not deleted can change.")
         )
         return redirect("model-detail", model_hash=model.hash)
-    form = ModelSettingsForm(request.POST)
+    form = ModelSettingsForm(request.POST, model=model)
     if not form.is_valid():
         context = _detail_context(request, model, settings_form=form)
         return render(request, "models_app/model_detail.html", context, status=400)
-    changed = services.change_settings(model, request.user, **form.cleaned_data)
+    try:
+        changed = services.change_settings(model, request.user, **form.cleaned_data)
+    except services.ActionRefused as refused:  # another change landed since the form was read
+        form.add_error(None, str(refused))
+        context = _detail_context(request, model, settings_form=form)
+        return render(request, "models_app/model_detail.html", context, status=409)
     timeout = changed.request_timeout or _("default (%(seconds)s)") % {"seconds": settings.PREDICT_TIMEOUT}
     text = _(
         "Serving settings saved: %(low)s to %(high)s replicas per node as the load asks, request "

@@ -403,6 +403,10 @@ COLD_START_TIMEOUT = envint("NEOMARIL_COLD_START_TIMEOUT", 120, minimum=1)
 # them) before it announces Deployed; 0 = smoke test alone, runners start on the first call.
 WARM_ON_DEPLOY = envbool("NEOMARIL_WARM_ON_DEPLOY", True)
 HOST_MAX_RUNNERS = envint("NEOMARIL_HOST_MAX_RUNNERS", 16, minimum=1)
+# Runners a group's Sync models keep warm on each node beyond one per model (the sum of
+# their min_replicas - 1): a model's cold start evicts other models' idle runners to make
+# room for its minimum, so without a share one group could hold every runner of a node.
+GROUP_WARM_REPLICAS = envint("NEOMARIL_GROUP_WARM_REPLICAS", max(1, HOST_MAX_RUNNERS // 4), minimum=0)
 # Replicas follow the load (docs/serving.md): a model's runners grow from its
 # min_replicas towards its max_replicas, whose default is this node's cores, while they
 # are busy, and shrink back after this many seconds of light load.

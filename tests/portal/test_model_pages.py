@@ -383,6 +383,13 @@ def test_serving_settings_bad_input(cast, sync_model, async_model, settings):
         "3 replicas is more than a node runs at once (NEOMARIL_HOST_MAX_RUNNERS = 2)."
         in over.content.decode()
     )
+    settings.HOST_MAX_RUNNERS, settings.GROUP_WARM_REPLICAS = 16, 1
+    share = client.post(f"/models/{sync_model.hash}/settings/", {"min_replicas": "3", "max_replicas": ""})
+    assert share.status_code == 400
+    assert (
+        f"Group {cast.group.name} may keep 1 replicas warm on each node beyond one per model "
+        "(NEOMARIL_GROUP_WARM_REPLICAS); 3 here would make it 2." in share.content.decode()
+    )
     sync_model.refresh_from_db()
     assert (sync_model.min_replicas, sync_model.max_replicas) == (1, None)
     refused = client.post(f"/models/{async_model.hash}/settings/", {"min_replicas": "2"}, follow=True)
@@ -392,6 +399,30 @@ def test_serving_settings_bad_input(cast, sync_model, async_model, settings):
         == 404
     )
     assert client.get(f"/models/{sync_model.hash}/settings/").status_code == 405
+
+
+def test_serving_settings_overtaken_by_another_change_is_409_on_the_form(
+    cast, sync_model, monkeypatch, settings
+):
+    from models_app import services
+    from tests.helpers.monitors import deployed_model
+
+    settings.GROUP_WARM_REPLICAS = 2
+    churn = deployed_model(sync_model.group, name="churn")
+    real_change = services.change_settings
+
+    def other_request_commits_first(target, actor, **changes):
+        MLModel.objects.filter(pk=churn.pk).update(min_replicas=3)  # another raise in the group
+        return real_change(target, actor, **changes)
+
+    monkeypatch.setattr(services, "change_settings", other_request_commits_first)
+    response = _login(cast.owner).post(
+        f"/models/{sync_model.hash}/settings/", {"min_replicas": "2", "max_replicas": ""}
+    )
+    assert response.status_code == 409
+    assert "2 here would make it 3, as its other models keep 2: churn (3)." in response.content.decode()
+    sync_model.refresh_from_db()
+    assert sync_model.min_replicas == 1
 
 
 # --- actions --------------------------------------------------------------------------

@@ -167,6 +167,59 @@ def test_patch_settings_refuses_a_minimum_no_node_can_keep(cast, model, settings
     assert client.patch(f"/api/v1/models/{model.hash}", {"min_replicas": 4}, format="json").status_code == 200
 
 
+def test_a_group_keeps_at_most_its_share_of_warm_replicas(cast, model, settings):
+    settings.GROUP_WARM_REPLICAS = 3
+    client = api_client(cast.owner)
+    deployed_model(cast.group, name="churn", min_replicas=3)  # 2 beyond its first
+    deployed_model(cast.group, name="gone", min_replicas=9, status=MLModel.Status.DELETED)
+    deployed_model(cast.other_group, name="theirs", min_replicas=5)  # another group's share
+    deployed_model(cast.group, name="batch", min_replicas=6, operation=MLModel.Operation.ASYNC)
+    over = client.patch(f"/api/v1/models/{model.hash}", {"min_replicas": 3}, format="json")
+    assert over.status_code == 400, over.content
+    assert over.json()["errors"]["min_replicas"] == [
+        f"Group {cast.group.name} may keep 3 replicas warm on each node beyond one per model "
+        "(NEOMARIL_GROUP_WARM_REPLICAS); 3 here would make it 4, as its other models keep 2: churn (3)."
+    ]
+    model.refresh_from_db()
+    assert model.min_replicas == 1 and not model.events.filter(action="settings_changed").exists()
+    assert client.patch(f"/api/v1/models/{model.hash}", {"min_replicas": 2}, format="json").status_code == 200
+    # A group over a share lowered since may still lower, or change anything else.
+    settings.GROUP_WARM_REPLICAS = 0
+    assert (
+        client.patch(f"/api/v1/models/{model.hash}", {"request_timeout": 9}, format="json").status_code == 200
+    )
+    alone = deployed_model(cast.other_group, name="alone")
+    refused = api_client(cast.outsider).patch(
+        f"/api/v1/models/{alone.hash}", {"min_replicas": 2}, format="json"
+    )
+    assert refused.json()["errors"]["min_replicas"] == [
+        f"Group {cast.other_group.name} may keep 0 replicas warm on each node beyond one per model "
+        "(NEOMARIL_GROUP_WARM_REPLICAS); 2 here would make it 5, as its other models keep 4: theirs (5)."
+    ]
+    lowered = client.patch(f"/api/v1/models/{model.hash}", {"min_replicas": 1}, format="json")
+    assert lowered.status_code == 200 and lowered.json()["min_replicas"] == 1
+
+
+def test_a_raise_that_another_raise_in_the_group_overtook_is_409(cast, model, monkeypatch, settings):
+    from models_app import api as models_api
+    from models_app import services
+
+    settings.GROUP_WARM_REPLICAS = 2
+    churn = deployed_model(cast.group, name="churn")
+    real_change = services.change_settings
+
+    def other_request_commits_first(target, actor, **changes):
+        MLModel.objects.filter(pk=churn.pk).update(min_replicas=3)  # the other PATCH's
+        return real_change(target, actor, **changes)
+
+    monkeypatch.setattr(models_api.services, "change_settings", other_request_commits_first)
+    raced = api_client(cast.owner).patch(f"/api/v1/models/{model.hash}", {"min_replicas": 2}, format="json")
+    assert raced.status_code == 409, raced.content
+    assert "2 here would make it 3, as its other models keep 2: churn (3)." in raced.json()["detail"]
+    model.refresh_from_db()
+    assert model.min_replicas == 1
+
+
 def test_session_user_without_token_is_401_not_a_csrf_error(cast, model):
     client = APIClient(enforce_csrf_checks=True)
     client.force_login(cast.owner)

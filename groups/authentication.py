@@ -146,9 +146,12 @@ def unusable_token_problem(facts: TokenFacts | None) -> exceptions.Authenticatio
     return None
 
 
-def token_facts(value: str) -> TokenFacts | None:
-    """The facts of the group token `value`, or None when no group has it."""
-    token = GroupToken.objects.filter(digest=tokens.digest(value)).first()
+def find_group_token(value: str) -> GroupToken | None:
+    """The group token whose value is `value` (found by its digest), or None."""
+    return GroupToken.objects.filter(digest=tokens.digest(value)).first()
+
+
+def token_facts(token: GroupToken | None) -> TokenFacts | None:
     return None if token is None else TokenFacts(token.group_id, token.expires_at, token.is_revoked)
 
 
@@ -159,7 +162,7 @@ def refuse_unusable_token(request: Request | HttpRequest) -> None:
     gets 401 whatever the URL names, so it cannot tell which model hashes (and versions)
     exist by their 401s and 404s.
     """
-    problem = unusable_token_problem(token_facts(bearer_token(request)))
+    problem = unusable_token_problem(token_facts(find_group_token(bearer_token(request))))
     if problem is not None:
         raise problem
 
@@ -174,10 +177,8 @@ def bearer_token(request: Request | HttpRequest) -> str:
 
 def check_group_token(request: Request, group: Group) -> GroupToken:
     """Check `Authorization: Bearer <group token>` against `group` (see group_token_problem)."""
-    value = bearer_token(request)
-    token = GroupToken.objects.filter(digest=tokens.digest(value)).first()
-    facts = None if token is None else TokenFacts(token.group_id, token.expires_at, token.is_revoked)
-    problem = group_token_problem(facts, group.pk)
+    token = find_group_token(bearer_token(request))
+    problem = group_token_problem(token_facts(token), group.pk)
     if problem is not None:
         raise problem
     return token

@@ -290,10 +290,10 @@ class WebProtocol(CoalescingHttpToolsProtocol):
         super().on_message_begin()
         self.headers_since = self.loop.time()
 
-    def refuse_stalled_request(self) -> None:
-        """408 and close: the request's headers did not all arrive in time (StalledHeaders)."""
+    def refuse_stalled_request(self, timeout: float) -> None:
+        """408 and close: the request's headers did not all arrive within `timeout` s (StalledHeaders)."""
         content = error_json(
-            f"The request's headers did not arrive within {settings.REQUEST_BODY_TIMEOUT:g} s "
+            f"The request's headers did not arrive within {timeout:g} s "
             "(NEOMARIL_REQUEST_BODY_TIMEOUT): send the request again.",
             "request_timeout",
         )
@@ -422,7 +422,7 @@ class StalledHeaders:
         for protocol in list(self.server_state.connections):
             began = getattr(protocol, "headers_since", None)
             if began is not None and began < oldest:
-                protocol.refuse_stalled_request()
+                protocol.refuse_stalled_request(self.timeout)
         self.loop.call_later(self.interval, self.sweep)
 
 

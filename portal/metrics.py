@@ -8,7 +8,9 @@ Two sources, added up in one answer:
   not in use (tests, runserver);
 - what is read when the scrape comes: the runners per model, from this node's model
   host (its `status`, with a short timeout: a host that is down is `host_up 0`, not a
-  failed scrape), and models and jobs by state, from the database (one GROUP BY each).
+  failed scrape), with what the host counted since it started (scale-ups its budgets
+  refused, runners it evicted), and models and jobs by state, from the database (one
+  GROUP BY each).
   A gauge kept by the processes for these would be a second copy of a state that the
   host and the database already hold.
 
@@ -32,7 +34,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from prometheus_client import REGISTRY, CollectorRegistry
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 from rest_framework.exceptions import AuthenticationFailed
@@ -64,7 +66,8 @@ class CountedCollector:
 
 
 class RunnersCollector:
-    """Runners per model on this node, as the model host reports them."""
+    """Runners per model on this node, and what the host's budgets did to them, as the
+    model host reports them."""
 
     def collect(self):
         up = GaugeMetricFamily(
@@ -93,13 +96,31 @@ class RunnersCollector:
             "own counters show them (sampled each second): the queue that makes replicas grow.",
             labels=["model", "version"],
         )
+        # Counted by the host since it started: a restart resets them, which rate() takes in its stride.
+        refused = CounterMetricFamily(
+            "neomaril_model_scale_ups_refused",
+            "Replicas the model's load asked for on this node and the model host's budget "
+            "refused (budget: runners, NEOMARIL_HOST_MAX_RUNNERS; memory, "
+            "NEOMARIL_HOST_MEMORY_BUDGET_MB), one per scaling pass (each second) it asked; counted "
+            "since the model host started (it restarts from 0 with the host).",
+            labels=["model", "version", "budget"],
+        )
+        evictions = CounterMetricFamily(
+            "neomaril_model_runner_evictions",
+            "The model's runners this node's model host stopped (least recently used) to make "
+            "room for another model's; counted since the model host started (it restarts from 0 "
+            "with the host).",
+            labels=["model", "version"],
+        )
         alive = [runner for runner in status.get("runners", []) if runner.get("alive")]
+        refusals = status.get("refused_scale_ups", {})
+        evicted = status.get("evictions", {})
         # A runner names the version row that it serves; the labels are the run URL's
         # hash and the version number, as for the calls.
         versions = {
             row_hash: (line_hash or row_hash, str(version))
             for row_hash, version, line_hash in MLModel.objects.filter(
-                hash__in={runner["model"] for runner in alive}
+                hash__in={runner["model"] for runner in alive} | refusals.keys() | evicted.keys()
             ).values_list("hash", "version", "line__hash")
         }
         counts: dict[tuple[str, str], list[int]] = {}
@@ -114,7 +135,16 @@ class RunnersCollector:
             runners.add_metric(list(labels), number)
             memory.add_metric(list(labels), rss)
             queued.add_metric(list(labels), waiting)
-        return [up, runners, memory, queued]
+        for row_hash, by_budget in sorted(refusals.items()):
+            labels = versions.get(row_hash)
+            if labels is not None:  # a model deleted since
+                for budget, number in sorted(by_budget.items()):
+                    refused.add_metric([*labels, budget], number)
+        for row_hash, number in sorted(evicted.items()):
+            labels = versions.get(row_hash)
+            if labels is not None:
+                evictions.add_metric(list(labels), number)
+        return [up, runners, memory, queued, refused, evictions]
 
 
 class StatesCollector:

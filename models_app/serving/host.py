@@ -17,10 +17,12 @@ last time (`busy`, the call in progress included), and whether calls waited for 
 meanwhile (`waited`). A model whose runners are busy most of the
 time while calls queue gets one more (one caller's calls one after another keep a runner
 busy too, and another replica would only sit beside it), up to its max_replicas (default: this
-node's cores) and within the budgets; one that could do with a runner fewer for
-REPLICA_IDLE_SECONDS loses its highest replica, down to min_replicas. A replica leaves
-by draining: its socket goes first, so web processes stop choosing it (they look for
-the sockets that exist: aio.ReplicaBalancer), and the process is stopped a moment later.
+node's cores) and within the budgets (a refusal is counted, and warned once while it
+lasts; `status` reports the counts, and the evictions', for /metrics); one that could
+do with a runner fewer for REPLICA_IDLE_SECONDS loses its highest replica, down to
+min_replicas. A replica leaves by draining: its socket goes first, so web processes
+stop choosing it (they look for the sockets that exist: aio.ReplicaBalancer), and the
+process is stopped a moment later.
 
 What runners print goes to one log per model on this node (paths.runner_log), which the
 supervisor keeps under RUNNER_LOG_MAX_MB (cap_runner_log): a runner may write no file
@@ -290,6 +292,14 @@ class ModelHost:
         self._warming: dict[str, int] = {}
         # Model hash -> since when its runners could do with one fewer (the scaler's).
         self._quiet_since: dict[str, float] = {}
+        # Since this host started, per model hash (under self._lock; status() reports them):
+        # the replicas its load asked for that a budget refused, by budget ("runners",
+        # "memory"), and its runners evicted to make room for another model's.
+        self._refused_scale_ups: dict[str, dict[str, int]] = {}
+        self._evictions: dict[str, int] = {}
+        # Models whose scale-up a budget refuses now: warned once per episode, not each
+        # second the scaler asks again. It ends with a replica added or the load easing.
+        self._refusing: set[str] = set()
         # A model's line (the pk of its first row) -> the live (row pk, build) this node
         # last had runners of: the supervisor's, to follow the line's switches (_follow_live).
         self._followed: dict[int, tuple[int, int]] = {}
@@ -445,7 +455,15 @@ class ModelHost:
     def status(self) -> dict:
         with self._lock:
             runners = [r.describe() for r in self.runners.values()]
-        return {"pid": os.getpid(), "runners": runners, "budget": self._budget()}
+            refused = {model_hash: dict(counts) for model_hash, counts in self._refused_scale_ups.items()}
+            evictions = dict(self._evictions)
+        return {
+            "pid": os.getpid(),
+            "runners": runners,
+            "budget": self._budget(),
+            "refused_scale_ups": refused,
+            "evictions": evictions,
+        }
 
     # ----------------------------------------------------------------- runners
 
@@ -888,9 +906,8 @@ class ModelHost:
         # again: an old "since" would drain a replica the moment its load next eases.
         for model_hash in self._quiet_since.keys() - by_model.keys():
             del self._quiet_since[model_hash]
-        if not by_model:
-            return
-        models = {
+        asking: set[str] = set()  # the models whose load asks for one more replica now
+        models = {  # (no query when nothing runs: Django answers an empty `__in` itself)
             m.hash: m
             for m in MLModel.objects.filter(hash__in=by_model, status=MLModel.Status.DEPLOYED).only(
                 "hash", "deployed_build", "min_replicas", "max_replicas"
@@ -910,6 +927,7 @@ class ModelHost:
                 count < model.effective_max_replicas and load >= SCALE_UP_AT * count and queued
             ):
                 self._quiet_since.pop(model_hash, None)
+                asking.add(model_hash)
                 self._add_replica(model_hash, current)
             elif count > model.min_replicas and load < SCALE_DOWN_BELOW * (count - 1):
                 since = self._quiet_since.setdefault(model_hash, time.monotonic())
@@ -918,21 +936,38 @@ class ModelHost:
                     self._drain(max(current, key=lambda r: r.replica))
             else:
                 self._quiet_since.pop(model_hash, None)
+        with self._lock:  # a model that stopped asking: its next refusal is a new episode
+            self._refusing &= asking
 
     def _add_replica(self, model_hash: str, current: list[Runner]) -> None:
         """Bring back a leaving replica, else start the model's lowest free replica if the
         node's budgets allow one more runner (a leaving one already counts in them)."""
         model = MLModel.objects.filter(hash=model_hash, status=MLModel.Status.DEPLOYED).first()
-        if model is None or self._keep_draining(model):
+        if model is None:
+            return
+        if self._keep_draining(model):
+            self._scaled_up(model_hash)
             return
         with self._lock:
             live = [r for r in self.runners.values() if r.alive]
         if len(live) >= settings.HOST_MAX_RUNNERS:
+            self._refuse_scale_up(
+                model_hash,
+                "runners",
+                f"the node runs {len(live)} runners (NEOMARIL_HOST_MAX_RUNNERS={settings.HOST_MAX_RUNNERS})",
+            )
             return
         if settings.HOST_MEMORY_BUDGET_MB and current:
             self._refresh_stats()  # a runner started since the supervisor's last pass weighs 0 until measured
             expected = max(r.rss for r in current)  # the next one will weigh about as much
-            if sum(r.rss for r in live) + expected > settings.HOST_MEMORY_BUDGET_MB * 1024 * 1024:
+            used = sum(r.rss for r in live)
+            if used + expected > settings.HOST_MEMORY_BUDGET_MB * 1024 * 1024:
+                self._refuse_scale_up(
+                    model_hash,
+                    "memory",
+                    f"the node's runners use {used / 2**20:.0f} MB and one more would need about "
+                    f"{expected / 2**20:.0f} MB (NEOMARIL_HOST_MEMORY_BUDGET_MB={settings.HOST_MEMORY_BUDGET_MB})",
+                )
                 return
         taken = {r.replica for r in current}
         replica = next(i for i in range(model.effective_max_replicas + 1) if i not in taken)
@@ -943,8 +978,23 @@ class ModelHost:
                 if not self._is_up(model, replica):
                     self._wait_ready(self._start(model, replica))
                     logger.info("%s: replica %s added for the load", model_hash, replica)
+            self._scaled_up(model_hash)
         except HostError as exc:
             logger.error("could not add a replica to %s: %s", model_hash, exc)
+
+    def _refuse_scale_up(self, model_hash: str, budget: str, why: str) -> None:
+        """Count a replica the load asked for and `budget` refused; warn at the first of an episode."""
+        with self._lock:
+            counts = self._refused_scale_ups.setdefault(model_hash, {"runners": 0, "memory": 0})
+            counts[budget] += 1
+            first = model_hash not in self._refusing
+            self._refusing.add(model_hash)
+        if first:
+            logger.warning("%s: no replica added for the load: %s", model_hash, why)
+
+    def _scaled_up(self, model_hash: str) -> None:
+        with self._lock:  # a later refusal is a new episode, warned again
+            self._refusing.discard(model_hash)
 
     def _drain(self, runner: Runner) -> None:
         """Take the replica out of the web processes' choice now, stop it once they have seen that.
@@ -1023,6 +1073,7 @@ class ModelHost:
                     return
                 victim = candidates[0]
                 victim.expected_exit = True  # claimed under the lock
+                self._evictions[victim.model_hash] = self._evictions.get(victim.model_hash, 0) + 1
             logger.info(
                 "evicting runner %s of %s (least recently used)", victim.process.pid, victim.model_hash
             )

@@ -273,6 +273,35 @@ def test_runners_come_from_the_model_hosts_status_at_scrape_time(deployed, monke
     assert not [key for key in samples if ("model", "Mgone") in key[1]]
 
 
+def test_the_hosts_refused_scale_ups_and_evictions_are_counters_read_at_scrape_time(deployed, monkeypatch):
+    version = MLModel.objects.create(
+        name=deployed.name, group=deployed.group, model_reference="score", python_version="3.11",
+        line=deployed, version=2,
+    )  # fmt: skip
+    status = {
+        "runners": [],  # evicted or stopped since: the counts stay
+        "refused_scale_ups": {
+            deployed.hash: {"runners": 4, "memory": 0},
+            version.hash: {"runners": 0, "memory": 2},
+            "Mgone": {"runners": 1, "memory": 0},  # deleted since
+        },
+        "evictions": {version.hash: 3, "Mgone": 1},
+    }
+    monkeypatch.setattr(metrics, "host_call", lambda request, timeout: {"ok": True, **status})
+    response = get_metrics()
+    families = {f.name: f for f in text_string_to_metric_families(response.content.decode())}
+    assert families["neomaril_model_scale_ups_refused"].type == "counter"
+    assert families["neomaril_model_runner_evictions"].type == "counter"
+    samples = scrape()
+    refused = "neomaril_model_scale_ups_refused_total"
+    assert value(samples, refused, model=deployed.hash, version="1", budget="runners") == 4
+    assert value(samples, refused, model=deployed.hash, version="1", budget="memory") == 0
+    assert value(samples, refused, model=deployed.hash, version="2", budget="memory") == 2
+    assert value(samples, "neomaril_model_runner_evictions_total", model=deployed.hash, version="2") == 3
+    assert value(samples, "neomaril_model_runner_evictions_total", model=deployed.hash, version="1") is None
+    assert not [key for key in samples if ("model", "Mgone") in key[1]]
+
+
 def test_models_and_jobs_by_state_come_from_the_database(deployed, cast):
     ModelBuild.objects.create(model=deployed, number=2, status=ModelBuild.Status.SUCCEEDED)
     ModelBuild.objects.create(model=deployed, number=3, status=ModelBuild.Status.FAILED)

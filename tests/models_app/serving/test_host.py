@@ -762,6 +762,102 @@ def test_threads_making_room_at_once_evict_one_runner_once(host, settings, monke
     assert sorted(host.runners) == [("Mfake1", 0), ("Mfake2", 0)]
 
 
+@pytest.fixture
+def budgeted(cast, host, settings, monkeypatch):
+    """A Deployed model with one busy fake runner, on a host whose budgets the test sets;
+    every runner weighs 600 MB. The fake runners go before the host stops."""
+    from tests.helpers.monitors import deployed_model
+
+    monkeypatch.setattr(host_module, "_sandbox_rss", lambda pid: 600 * 2**20)
+    model = deployed_model(cast.group, deployed_build=1, max_replicas=3)
+    busy = _fake_runner(model.hash, last_used=time.time())
+    busy.utilization, busy.queued = 1.0, True
+    host.runners[(model.hash, 0)] = busy
+    yield model
+    host.runners.clear()
+
+
+def _refusal_warnings(caplog, model: MLModel) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelname == "WARNING" and r.getMessage().startswith(f"{model.hash}: no replica added")
+    ]
+
+
+def test_a_scale_up_refused_by_the_runner_budget_is_counted_and_says_why(budgeted, host, settings, caplog):
+    settings.HOST_MAX_RUNNERS = 1
+    host._add_replica(budgeted.hash, [host.runners[(budgeted.hash, 0)]])
+    assert host.status()["refused_scale_ups"] == {budgeted.hash: {"runners": 1, "memory": 0}}
+    assert _refusal_warnings(caplog, budgeted) == [
+        f"{budgeted.hash}: no replica added for the load: the node runs 1 runners (NEOMARIL_HOST_MAX_RUNNERS=1)"
+    ]
+
+
+def test_a_scale_up_refused_by_the_memory_budget_is_counted_and_says_why(budgeted, host, settings, caplog):
+    settings.HOST_MAX_RUNNERS, settings.HOST_MEMORY_BUDGET_MB = 16, 1000  # room for one 600 MB runner
+    host._add_replica(budgeted.hash, [host.runners[(budgeted.hash, 0)]])
+    assert host.status()["refused_scale_ups"] == {budgeted.hash: {"runners": 0, "memory": 1}}
+    [warning] = _refusal_warnings(caplog, budgeted)
+    assert warning.endswith(
+        "the node's runners use 600 MB and one more would need about 600 MB "
+        "(NEOMARIL_HOST_MEMORY_BUDGET_MB=1000)"
+    )
+
+
+def test_a_refused_scale_up_is_warned_once_per_episode_not_every_scaling_pass(
+    budgeted, host, settings, monkeypatch, caplog
+):
+    """The scaler asks every second while the load lasts: one warning until a replica was
+    added or the load eased, each refusal counted."""
+
+    def start(model, replica):
+        runner = _fake_runner(model.hash, last_used=time.time())
+        runner.replica, runner.utilization, runner.queued = replica, 1.0, True
+        host.runners[(model.hash, replica)] = runner
+        return runner
+
+    monkeypatch.setattr(host, "_start", start)
+    monkeypatch.setattr(host, "_wait_ready", lambda runner: None)
+    settings.HOST_MAX_RUNNERS = 1
+    host._scale()
+    host._scale()
+    assert len(_refusal_warnings(caplog, budgeted)) == 1
+    settings.HOST_MAX_RUNNERS = 2
+    host._scale()  # replica 1 added
+    assert sorted(host.runners) == [(budgeted.hash, 0), (budgeted.hash, 1)]
+    host._scale()  # both busy: a third is refused, a new episode
+    assert len(_refusal_warnings(caplog, budgeted)) == 2
+    for runner in host.runners.values():
+        runner.utilization, runner.queued = 0.6, False
+    host._scale()  # the load eased: asks for nothing
+    for runner in host.runners.values():
+        runner.utilization, runner.queued = 1.0, True
+    host._scale()
+    assert len(_refusal_warnings(caplog, budgeted)) == 3
+    assert host.status()["refused_scale_ups"][budgeted.hash] == {"runners": 4, "memory": 0}
+
+
+def test_evictions_are_counted_per_evicted_model_in_the_hosts_status(host, settings, monkeypatch):
+    settings.HOST_MAX_RUNNERS = 1
+    for n in range(2):
+        runner = _fake_runner(f"Mfake{n}", last_used=n)
+        host.runners[(runner.model_hash, 0)] = runner
+
+    def stop(runner):
+        with host._lock:
+            host.runners.pop((runner.model_hash, 0), None)
+
+    monkeypatch.setattr(host, "_stop_runner", stop)
+    monkeypatch.setattr(host_module, "_sandbox_rss", lambda pid: 0)
+    host._enforce_budget()  # Mfake0, the least recently used, goes
+    host.runners[("Mfake0", 0)] = _fake_runner("Mfake0", last_used=0)  # called again, idle since
+    host._enforce_budget(protect="Mfake1")  # Mfake1's next call: Mfake0 goes again
+    status = aio.host_call({"op": "status"}, timeout=10)  # as /metrics reads it
+    host.runners.clear()
+    assert status["evictions"] == {"Mfake0": 2}
+
+
 def test_a_sandbox_lease_released_from_two_threads_is_closed_once(monkeypatch):
     """The second close of a lease's fd could hit the same number reused by another job's
     lease, and free that job's uid."""

@@ -241,11 +241,16 @@ def test_a_versions_calls_carry_its_number(deployed, cast, monkeypatch):
     )
 
 
-def test_runners_come_from_the_model_hosts_status_at_scrape_time(deployed, monkeypatch):
-    version = MLModel.objects.create(
+@pytest.fixture
+def second_version(deployed):
+    return MLModel.objects.create(
         name=deployed.name, group=deployed.group, model_reference="score", python_version="3.11",
         line=deployed, version=2,
     )  # fmt: skip
+
+
+def test_runners_come_from_the_model_hosts_status_at_scrape_time(deployed, second_version, monkeypatch):
+    version = second_version
     status = {
         "runners": [
             {"model": deployed.hash, "alive": True, "memory_bytes": 100, "calls_queued": 3},
@@ -273,11 +278,10 @@ def test_runners_come_from_the_model_hosts_status_at_scrape_time(deployed, monke
     assert not [key for key in samples if ("model", "Mgone") in key[1]]
 
 
-def test_the_hosts_refused_scale_ups_and_evictions_are_counters_read_at_scrape_time(deployed, monkeypatch):
-    version = MLModel.objects.create(
-        name=deployed.name, group=deployed.group, model_reference="score", python_version="3.11",
-        line=deployed, version=2,
-    )  # fmt: skip
+def test_the_hosts_refused_scale_ups_and_evictions_are_counters_read_at_scrape_time(
+    deployed, second_version, monkeypatch
+):
+    version = second_version
     status = {
         "runners": [],  # evicted or stopped since: the counts stay
         "refused_scale_ups": {

@@ -239,6 +239,14 @@ def _warm_runners(model: MLModel, build: ModelBuild, env_path: Path, log: jobs.J
         return None
     for line in str(answer.get("output") or "").splitlines():
         log(f"[model] {line}")
+    if answer.get("code") == "load_timeout":
+        # A one-shot smoke test could pass on its longer timeout, and then every call
+        # would wait for a load that never ends in time: Deployed, never answering.
+        raise BuildFailed(
+            f"{answer.get('error')} Every call would wait for the model to load and fail: make its "
+            "import (loading the model file included) faster, or ask an admin to raise "
+            "NEOMARIL_COLD_START_TIMEOUT."
+        )
     if not answer.get("ok"):
         logger.warning("build %s of %s not warmed: %s", build.number, model.hash, answer.get("error"))
         log(f"The model host could not warm the model: {answer.get('error')}")

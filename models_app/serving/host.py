@@ -91,7 +91,20 @@ EXIT_GRACE_SECONDS = 2.0
 
 
 class HostError(Exception):
-    """A runner could not be started; the message is for the caller."""
+    """A runner could not be started; the message is for the caller.
+
+    `code` names a cause the caller acts on (the control answer's `code`); `output` is
+    what the model printed meanwhile, for a build's log.
+    """
+
+    code: str | None = None
+    output: str = ""
+
+
+class LoadTimeout(HostError):
+    """The model did not load within the cold-start timeout: no call could ever reach it."""
+
+    code = "load_timeout"
 
 
 def _draining_path(socket_path: Path) -> Path:
@@ -392,10 +405,12 @@ class ModelHost:
                 loaded = time.monotonic()
                 answers = [self._warm_up(runner, model) for runner in started]
                 called = time.monotonic()
-            except BaseException:
+            except BaseException as exc:
                 for runner in started:
                     self._stop_runner(runner)
                 self._warming.pop(model_hash, None)
+                if isinstance(exc, HostError):  # what the model printed tells the build why
+                    exc.output = _read_from(log_path, log_start, WARM_OUTPUT_BYTES)
                 raise
         self._enforce_budget(protect=model_hash)
         return {
@@ -594,7 +609,7 @@ class ModelHost:
                 f"The model's runner failed while loading the model ({exc}):\n{self._log_tail(runner)}"
             ) from None
         self._stop_runner(runner)
-        raise HostError(
+        raise LoadTimeout(
             f"The model did not load within {settings.COLD_START_TIMEOUT} s (cold-start timeout)."
         )
 
@@ -1121,6 +1136,10 @@ class _ControlHandler(socketserver.BaseRequestHandler):
                     answer = {"ok": False, "error": f"unknown op {op!r}"}
             except HostError as exc:
                 answer = {"ok": False, "error": str(exc)}
+                if exc.code:
+                    answer["code"] = exc.code
+                if exc.output:
+                    answer["output"] = exc.output
             except Exception as exc:  # report, keep serving other callers
                 logger.exception("host operation %s failed", op)
                 answer = {"ok": False, "error": f"model host error: {type(exc).__name__}: {exc}"}

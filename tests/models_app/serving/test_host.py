@@ -179,6 +179,35 @@ def test_a_model_that_fails_its_warm_up_fails_the_build_and_leaves_no_runner(cas
     assert host.runners == {}
 
 
+SLOW_LOAD = textwrap.dedent(
+    """
+    import json, time
+    print("loading the model slowly", flush=True)
+    time.sleep(6)
+
+    def score(data, base_path):
+        return json.loads(data)
+    """
+)
+
+
+def test_a_model_that_loads_slower_than_a_cold_start_may_wait_fails_its_build(cast, host_env, host, settings):
+    # Within the smoke test's timeout, past the cold start's: a one-shot smoke test would
+    # pass, and every call of the Deployed model would then time out waiting for its load.
+    settings.COLD_START_TIMEOUT, settings.SMOKE_TEST_TIMEOUT = 2, 30
+    model = _build(_upload(cast, source=SLOW_LOAD))
+    assert model.status == "Failed", _log(model)
+    assert model.status_message == (
+        "The model did not load within 2 s (cold-start timeout). Every call would wait for the model "
+        "to load and fail: make its import (loading the model file included) faster, or ask an admin "
+        "to raise NEOMARIL_COLD_START_TIMEOUT."
+    )
+    log = _log(model)
+    assert "[model] loading the model slowly" in log  # what it printed before the host gave up
+    assert "Smoke test: calling" not in log  # no one-shot smoke test after it
+    assert host.runners == {}
+
+
 IMPORT_FAILS_LATER = textwrap.dedent(
     """
     import json, os

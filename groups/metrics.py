@@ -79,9 +79,13 @@ MODEL_COLD_START_SECONDS = Histogram(
 )
 RECORDING_DROPPED = Counter(
     "neomaril_recording_dropped",
-    "Sync calls not recorded for monitoring because the web process's buffer was full "
-    "(NEOMARIL_RECORD_BUFFER, NEOMARIL_RECORD_BUFFER_MB) or the call was over "
-    "NEOMARIL_RECORD_MAX_KB; also kept as DroppedRecords rows.",
+    "Sync calls not recorded because the web process's buffer was full "
+    "(NEOMARIL_RECORD_BUFFER, NEOMARIL_RECORD_BUFFER_MB); also kept as DroppedRecords rows.",
+)
+RECORDING_PAYLOADS_DROPPED = Counter(
+    "neomaril_recording_payloads_dropped",
+    "Sync calls recorded without their input and answer, over NEOMARIL_RECORD_MAX_KB together: "
+    "counted in the model's call statistics, not monitored.",
 )
 JOB_SECONDS = Histogram(
     "neomaril_job_duration_seconds",

@@ -344,5 +344,5 @@ class ModelRunnersSerializer(serializers.Serializer):
 class PredictionRecordSerializer(serializers.ModelSerializer):
     class Meta:
         model = PredictionRecord
-        fields = ["at", "version", "live", "status_code", "latency_ms", "input", "output"]
+        fields = ["at", "version", "live", "status_code", "latency_ms", "payload_kept", "input", "output"]
         read_only_fields = fields

@@ -24,6 +24,11 @@ class PredictionRecord(models.Model):
         help_text="Answered by the live version (through the run URL, or the live version's own). "
         "Calls to another version's URL, e.g. a candidate's trial, are not production inputs to monitor.",
     )
+    payload_kept = models.BooleanField(
+        default=True,
+        help_text="False: input and answer were over NEOMARIL_RECORD_MAX_KB and not kept "
+        "(the call counts in the statistics; monitoring skips it).",
+    )
 
     class Meta:
         ordering = ["-at"]

@@ -2,10 +2,11 @@
 written to the database in batches by a background thread.
 
 The buffer is bounded by count and by bytes (a few large inputs must not take the
-process's memory while the database is slow), and one call whose input and answer are
-over NEOMARIL_RECORD_MAX_KB is not recorded at all. Calls not recorded are counted;
-the count is written as a DroppedRecords row and logged, so a gap in the records is
-always visible.
+process's memory while the database is slow). A call whose input and answer are over
+NEOMARIL_RECORD_MAX_KB is recorded without them (`payload_kept` false): its status and
+latency still count in the model's call statistics, monitoring skips it. Calls not
+recorded at all (the buffer full) are counted; the count is written as a DroppedRecords
+row and logged, so a gap in the records is always visible.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import NamedTuple
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 
-from groups.metrics import RECORDING_DROPPED
+from groups.metrics import RECORDING_DROPPED, RECORDING_PAYLOADS_DROPPED
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class Call(NamedTuple):  # a tuple: built on every call, so cheap to build
     input: str
     output: str
     live: bool = True  # answered by the version the run URL serves (CalledModel.live)
+    payload_kept: bool = True
 
 
 def _size(call: Call) -> int:
@@ -80,7 +82,11 @@ class Recorder:
         """Called on the request path: never blocks, never touches the database."""
         self._ensure_thread()
         size = _size(call)
-        if len(self.buffer) < self.capacity and size <= self.max_call_bytes:
+        if size > self.max_call_bytes:
+            call = call._replace(input="", output="", payload_kept=False)
+            size = 0
+            RECORDING_PAYLOADS_DROPPED.inc()
+        if len(self.buffer) < self.capacity:
             with self._bytes_lock:
                 kept = self.buffered_bytes + size <= self.capacity_bytes
                 if kept:
@@ -172,8 +178,8 @@ class Recorder:
         table = connection.ops.quote_name(PredictionRecord._meta.db_table)
         adapt = connection.ops.adapt_datetimefield_value
         sql = (
-            f"INSERT INTO {table} (model_id, version, at, status_code, latency_ms, input, output, live) "  # noqa: S608
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+            f"INSERT INTO {table} (model_id, version, at, status_code, latency_ms, input, output, live, "  # noqa: S608
+            "payload_kept) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
         )
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.executemany(
@@ -188,6 +194,7 @@ class Recorder:
                         c.input,
                         c.output,
                         c.live,
+                        c.payload_kept,
                     )
                     for c in batch
                 ],
@@ -219,8 +226,8 @@ class Recorder:
             dropped, self.dropped = self.dropped, 0
         if dropped:
             logger.warning(
-                "%d call(s) were not recorded: the prediction buffer was full, or a call was over "
-                "NEOMARIL_RECORD_MAX_KB",
+                "%d call(s) were not recorded: the prediction buffer was full (NEOMARIL_RECORD_BUFFER, "
+                "NEOMARIL_RECORD_BUFFER_MB)",
                 dropped,
             )
             DroppedRecords.objects.create(count=dropped, process=f"{socket.gethostname()}:{os.getpid()}")

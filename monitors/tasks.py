@@ -498,7 +498,12 @@ def _next_batch(period: Period, after: list | None) -> tuple[list[dict], list | 
     monitor, size = period.monitor, settings.MONITORING_BATCH_SIZE
     if monitor.model.is_sync:
         rows = PredictionRecord.objects.filter(
-            model=monitor.model, at__gte=period.start, at__lt=period.end, status_code=200, live=True
+            model=monitor.model,
+            at__gte=period.start,
+            at__lt=period.end,
+            status_code=200,
+            live=True,
+            payload_kept=True,
         )
         field = "at"
     else:

@@ -61,16 +61,29 @@ def test_the_buffer_is_bounded_in_bytes_too(model, monkeypatch):
     assert recorder.flush() == 1
 
 
-def test_a_call_over_the_size_limit_is_counted_not_recorded(model, monkeypatch):
+def test_a_call_over_the_size_limit_is_recorded_without_its_input_and_answer(model, monkeypatch):
+    from groups.metrics import RECORDING_PAYLOADS_DROPPED
+
     recorder = Recorder(capacity=100, capacity_bytes=10_000, max_call_bytes=1000)
     monkeypatch.setattr(recorder, "_ensure_thread", lambda: None)
-    large = Call(model.pk, 1, timezone.now(), 200, 1.5, '{"x": "' + "a" * 1000 + '"}', '{"y": 1}')
+    before = RECORDING_PAYLOADS_DROPPED._value.get()
+    large = Call(model.pk, 1, timezone.now(), 200, 7.5, '{"x": "' + "a" * 1000 + '"}', '{"y": 1}')
     recorder.record(large)
     recorder.record(_call(model, 2))
-    assert recorder.dropped == 1 and len(recorder.buffer) == 1
-    assert recorder.flush() == 1
-    assert DroppedRecords.objects.get().count == 1
-    assert list(PredictionRecord.objects.values_list("input", flat=True)) == ['{"x": 2}']
+    assert recorder.dropped == 0 and len(recorder.buffer) == 2
+    assert recorder.buffered_bytes == len('{"x": 2}') + len('{"y": 2}')  # the large one holds nothing
+    assert RECORDING_PAYLOADS_DROPPED._value.get() == before + 1
+    assert recorder.flush() == 2
+    assert not DroppedRecords.objects.exists()
+    assert sorted(PredictionRecord.objects.values_list("input", "latency_ms", "payload_kept")) == [
+        ("", 7.5, False),
+        ('{"x": 2}', 1.5, True),
+    ]
+    # Its status and latency count where the model's calls are counted.
+    from monitoring.stats import call_stats
+
+    stats = call_stats(model.pk)
+    assert stats["total"] == 2 and stats["day_latency_samples"] == 2
 
 
 def test_a_batch_the_database_refused_is_kept_for_the_next_try(model, monkeypatch):

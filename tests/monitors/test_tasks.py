@@ -225,6 +225,12 @@ def record_calls(model, rows: list[dict], per_call: int = 10, broken: int = 0) -
             output="{}",
         )
     )
+    # nor a call recorded without its input and answer (over NEOMARIL_RECORD_MAX_KB)
+    records.append(
+        PredictionRecord(
+            model=model, at=now, status_code=200, latency_ms=1.0, input="", output="", payload_kept=False
+        )
+    )
     PredictionRecord.objects.bulk_create(records)
 
 

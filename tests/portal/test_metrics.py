@@ -352,3 +352,11 @@ def test_recording_drops_are_counted():
         recorder.record(call)
     assert recorder.dropped_total == 2
     assert value(scrape(), "neomaril_recording_dropped_total") == before + 2
+
+
+def test_calls_recorded_without_their_payload_are_counted():
+    before = value(scrape(), "neomaril_recording_payloads_dropped_total")
+    recorder = Recorder(capacity=10, max_call_bytes=10)
+    recorder._ensure_thread = lambda: None
+    recorder.record(Call(1, 1, timezone.now(), 200, 1.0, json.dumps({"x": "a" * 20}), "{}"))
+    assert value(scrape(), "neomaril_recording_payloads_dropped_total") == before + 1

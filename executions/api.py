@@ -31,7 +31,7 @@ from rest_framework.views import APIView
 from executions import services, uploads
 from executions.models import Execution
 from executions.serializers import ExecutionLogSerializer, ExecutionSerializer
-from groups.api.errors import PayloadTooLarge
+from groups.api.errors import InsufficientStorage, PayloadTooLarge
 from groups.api.pagination import PAGE_PARAMETERS, PageNumberPagination, paginated
 from groups.uploads import UNREADABLE_BODY, lost_part_message, lost_parts, name_as_sent, unreadable_body
 from models_app.calls import get_called_model
@@ -72,6 +72,8 @@ def _input_from_request(request: Request):
         files = django_request.FILES  # streams the body to a temporary file on disk
     except UNREADABLE_BODY as exc:
         raise ParseError(unreadable_body(exc)) from None
+    if getattr(django_request, "upload_out_of_space", None):
+        raise InsufficientStorage(django_request.upload_out_of_space)
     limit_errors = getattr(django_request, "upload_limit_errors", {})
     limit = settings.MAX_EXECUTION_UPLOAD_BYTES
     if limit_errors:

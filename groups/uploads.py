@@ -15,6 +15,7 @@ with their own size limit).
 
 from __future__ import annotations
 
+import errno
 import html
 import os
 from dataclasses import dataclass
@@ -50,6 +51,25 @@ def _mb(size: int) -> str:
     return f"{size / (1024 * 1024):.0f} MB"
 
 
+# A full disk is the server's condition, not the request's fault: answered 507.
+OUT_OF_SPACE_ERRORS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def free_bytes(folder) -> int:
+    """Bytes an unprivileged process may still write on `folder`'s file system."""
+    stats = os.statvfs(folder)
+    return stats.f_bavail * stats.f_frsize
+
+
+def out_of_space_message(needed: int | None = None) -> str:
+    wanted = f" for {_mb(needed)}" if needed else ""
+    return (
+        f"The server has no disk space left{wanted} (it keeps NEOMARIL_DISK_RESERVE_MB = "
+        f"{settings.DISK_RESERVE_MB} MB free for its database): nothing was stored. Try again "
+        "later, or ask an admin to free space."
+    )
+
+
 class LimitedTemporaryFileUploadHandler(TemporaryFileUploadHandler):
     """Streams each file to a temporary file under the size limits, and notes the file
     parts Django's parser drops (see lost_parts)."""
@@ -63,13 +83,17 @@ class LimitedTemporaryFileUploadHandler(TemporaryFileUploadHandler):
         self.headers: PartHeaders | None = None
         self.started: list[tuple[str, str]] = []  # (field, file name) of each file part begun
         self.cut_off: tuple[str, str] | None = None
+        self.no_space: str | None = None
         if request is not None:
             request.upload_limit_errors = {}
+            request.upload_out_of_space = None
 
     def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
         # Raising here would escape Django's parser as a 500; the first chunk stops it instead.
         if content_length and content_length > self.total_limit:
             self.total = content_length
+        elif content_length and self._leaves_too_little(content_length):
+            self.no_space = out_of_space_message(content_length)  # refused at the first chunk
         if self.headers is not None:
             return None  # the parser below asks again: it does the parsing
         # Django's own parser, reading through PartHeaders, which keeps each part's
@@ -96,6 +120,8 @@ class LimitedTemporaryFileUploadHandler(TemporaryFileUploadHandler):
     def receive_data_chunk(self, raw_data, start):
         self.received += len(raw_data)
         self.total += len(raw_data)
+        if self.no_space:
+            self._stop_out_of_space(self.no_space)
         if self.total > self.total_limit:
             self._record("__all__", f"The upload is larger than the limit of {_mb(self.total_limit)} in all.")
             self._discard()
@@ -107,7 +133,36 @@ class LimitedTemporaryFileUploadHandler(TemporaryFileUploadHandler):
             )
             self._discard()
             raise SkipFile()
-        return super().receive_data_chunk(raw_data, start)
+        try:
+            return super().receive_data_chunk(raw_data, start)
+        except OSError as exc:
+            if exc.errno not in OUT_OF_SPACE_ERRORS:
+                raise
+            self._stop_out_of_space(out_of_space_message())
+
+    def file_complete(self, file_size):
+        try:  # the last buffered bytes reach the disk here
+            return super().file_complete(file_size)
+        except OSError as exc:
+            if exc.errno not in OUT_OF_SPACE_ERRORS:
+                raise
+            self._stop_out_of_space(out_of_space_message())
+
+    def _leaves_too_little(self, size: int) -> bool:
+        try:
+            free = free_bytes(settings.FILE_UPLOAD_TEMP_DIR)
+        except OSError:
+            return False  # unknown: the writes will tell
+        return free - size < settings.DISK_RESERVE_MB * 1024 * 1024
+
+    def _stop_out_of_space(self, message: str):
+        """Close (so delete) the part written so far at once, and stop reading the body:
+        the disk must not stay full until the garbage collector closes the file."""
+        self._record("__all__", message)
+        if self.request is not None:
+            self.request.upload_out_of_space = message
+        self._discard()
+        raise StopUpload(connection_reset=False)
 
     def _discard(self) -> None:
         file = getattr(self, "file", None)

@@ -114,6 +114,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Scripts only from the portal's own files (and Swagger UI's start-up, by nonce).
     "portal.csp.ContentSecurityPolicyMiddleware",
+    # A view that met a full disk answers 507 saying so (its exception, not a 500).
+    "portal.out_of_space.OutOfSpaceMiddleware",
     # Last: turns a locked-out login form into the lock-out page (see "Login throttling").
     "axes.middleware.AxesMiddleware",
 ]
@@ -359,6 +361,9 @@ MAX_UPLOAD_TOTAL_BYTES = envint("NEOMARIL_MAX_UPLOAD_TOTAL_MB", 2048, minimum=1)
 # much smaller cap than the model file.
 MAX_TEXT_FILE_BYTES = envint("NEOMARIL_MAX_TEXT_FILE_KB", 1024, minimum=1) * 1024
 FILE_UPLOAD_HANDLERS = ["groups.uploads.LimitedTemporaryFileUploadHandler"]
+# Free space kept on the data folder's disk for the database, logs and jobs' records: an
+# upload that would leave less is refused (507, portal.out_of_space answers a full disk so).
+DISK_RESERVE_MB = envint("NEOMARIL_DISK_RESERVE_MB", 256, minimum=0)
 UPLOAD_TMP_DIR = DATA_DIR / "tmp"
 UPLOAD_TMP_DIR.mkdir(exist_ok=True)
 FILE_UPLOAD_TEMP_DIR = str(UPLOAD_TMP_DIR)

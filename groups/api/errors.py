@@ -86,6 +86,11 @@ class PayloadTooLarge(exceptions.APIException):
     default_code = "too_large"
 
 
+class InsufficientStorage(exceptions.APIException):
+    status_code = status.HTTP_507_INSUFFICIENT_STORAGE
+    default_code = "insufficient_storage"
+
+
 def form_errors(form) -> exceptions.ValidationError:
     """A form's errors as the API's 400, field by field."""
     return exceptions.ValidationError(
@@ -151,9 +156,11 @@ def form_fields(request) -> dict:
 
 
 def checked_files(request):
-    """The request's files, once the upload handler's size refusals are answered: 413 for
-    the whole body, 400 naming each file over its limit."""
+    """The request's files, once the upload handler's refusals are answered: 507 when the
+    disk is full, 413 for the whole body, 400 naming each file over its limit."""
     files = request.FILES  # reading it parses (and size-checks) the body
+    if getattr(request._request, "upload_out_of_space", None):
+        raise InsufficientStorage(request._request.upload_out_of_space)
     limits = getattr(request._request, "upload_limit_errors", {})
     if "__all__" in limits:
         raise PayloadTooLarge(limits["__all__"])

@@ -12,7 +12,8 @@ exec, without a daemon; docs/security.md says why in full. The process sees only
 - the system's read-only library and binary folders (``/usr`` and a few files of ``/etc``),
 - the interpreter's installation and the model's environment, read-only,
 - the folders the job names (the model's folder read-only; an execution's folder
-  read-write), a private size-limited ``/tmp``, and a ``/proc`` of its own PID namespace.
+  read-write), a private size-limited ``/tmp`` and ``/dev/shm``, and a ``/proc`` of its own
+  PID namespace.
 
 It never runs as root: when the platform is root, each sandbox gets its own unprivileged
 uid from a pool (so one job's process limit never counts another's), with no
@@ -66,6 +67,7 @@ MONITORING_HARNESS_PATH: Path = RUNNER_PATH.with_name("monitoring_harness.py")
 SANDBOX_MONITORING_HARNESS_PATH = "/opt/neomaril/monitoring_harness.py"
 # Inside the sandbox HOME is the private /tmp: libraries that cache in ~ still work.
 SANDBOX_HOME = "/tmp"  # noqa: S108  (a private tmpfs inside the sandbox)
+SANDBOX_SHM = "/dev/shm"  # noqa: S108  (a private tmpfs inside the sandbox too)
 
 # Files of /etc a Python program legitimately needs: the dynamic loader's cache, name
 # resolution, TLS roots, time zone. Not passwd/shadow: a small passwd is written instead.
@@ -771,6 +773,17 @@ def _no_userns_seccomp() -> bytes | None:
     return b"".join(struct.pack("=HBBI", *op) for op in program)
 
 
+def shm_bytes(limits: Limits) -> int:
+    """The size of a sandbox's private /dev/shm: a quarter of its /tmp's.
+
+    Both are tmpfs, in the node's RAM. /dev/shm holds what a job's processes hand each
+    other (semaphores, shared arrays, batches), not its files: joblib memory-maps large
+    arrays in /tmp when /dev/shm has under 2 GB. A share, not a second /tmp, keeps what
+    one sandbox can pin in RAM near NEOMARIL_SANDBOX_TMP_MB, with no setting of its own.
+    """
+    return limits.tmp_mb * 1024 * 1024 // 4
+
+
 def _bwrap_argv(
     code: UserCode, python: Path, uid: int | None, read_fds: list[int], network: _PrivateNetwork | None = None
 ) -> list[str]:
@@ -842,6 +855,11 @@ def _bwrap_argv(
     argv += ["--proc", "/proc", "--dev", "/dev"]
     argv += ["--perms", "01777", "--size", str(limits.tmp_mb * 1024 * 1024), "--tmpfs", SANDBOX_HOME]
     made.add(SANDBOX_HOME)
+    # --dev leaves /dev/shm root's and 0755: multiprocessing's semaphores (Pool, joblib's
+    # workers) and shared memory could not be created. A private tmpfs, like a normal Linux's.
+    # /dev itself is a tmpfs of no set size, owned by the job's uid in a user namespace: read-only.
+    argv += ["--perms", "01777", "--size", str(shm_bytes(limits)), "--tmpfs", SANDBOX_SHM]
+    argv += ["--remount-ro", "/dev"]  # not recursive: /dev/shm, /dev/pts and the devices stay writable
     if os.path.isdir("/sys/devices/system/cpu"):  # os.cpu_count() and BLAS read it
         cpu = "/sys/devices/system/cpu"
         argv += [*parents(Path(cpu)), "--ro-bind", cpu, cpu]

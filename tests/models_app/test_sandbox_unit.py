@@ -7,12 +7,17 @@ test_sandbox_attacks.py.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import textwrap
+import threading
+import time
+import uuid
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -475,3 +480,148 @@ def test_a_private_network_blocks_the_dns_forwarder_and_the_nodes_own_addresses(
     assert sandbox.blocked_destinations() == ["169.254.0.0/16", "10.0.2.3/32", "10.20.0.5/32"]
     settings.SANDBOX_HOST_LOOPBACK = True  # the admin lets models reach the node
     assert sandbox.blocked_destinations() == ["169.254.0.0/16", "10.0.2.3/32"]
+
+
+# ------------------------------------------------------------------------------ /dev/shm
+
+SHM_SOURCE = textwrap.dedent(
+    """
+    import concurrent.futures
+    import multiprocessing
+    import multiprocessing.synchronize
+    import os
+    import stat
+    import time
+    from _multiprocessing import SemLock
+
+
+    def _size(path):
+        info = os.statvfs(path)
+        return info.f_blocks * info.f_frsize
+
+
+    def processes(data, base_path):
+        # joblib's test at import: a named semaphore, else "joblib will operate in serial mode".
+        SemLock(0, 0, 1, name=f"/joblib-{os.getpid()}-probe", unlink=True)
+        multiprocessing.synchronize.Semaphore(2, ctx=multiprocessing.get_context())
+        with multiprocessing.Pool(2) as pool:
+            pooled = pool.map(abs, [-1, -2, -3])
+        with concurrent.futures.ProcessPoolExecutor(2) as executor:
+            executed = list(executor.map(abs, [-4, -5]))
+        mode = stat.S_IMODE(os.stat("/dev/shm").st_mode)
+        return {"pool": pooled, "executor": executed, "mode": oct(mode), "bytes": _size("/dev/shm")}
+
+
+    def leave(name, folder):
+        with open(f"/dev/shm/{name}", "wb") as f:
+            f.write(b"left by group A")
+        open(f"{folder}/ready", "w").close()
+        end = time.monotonic() + 60
+        while not os.path.exists(f"{folder}/go") and time.monotonic() < end:
+            time.sleep(0.05)
+        return {"still_there": os.path.exists(f"/dev/shm/{name}")}
+
+
+    def look(name, folder):
+        return {"listing": os.listdir("/dev/shm"), "exists": os.path.exists(f"/dev/shm/{name}")}
+
+
+    def fill(megabytes, folder):
+        written, error = 0, None
+        try:
+            with open("/dev/shm/fill", "wb") as f:
+                for _ in range(int(megabytes)):
+                    f.write(bytes(1024 * 1024))
+                    f.flush()
+                    written += 1024 * 1024
+        except OSError as exc:
+            error = exc.errno
+        try:  # /dev itself: a tmpfs with no size set
+            open("/dev/fill", "wb").close()
+            dev = None
+        except OSError as exc:
+            dev = exc.errno
+        return {"errno": error, "written": written, "shm": _size("/dev/shm"), "tmp": _size("/tmp"), "dev": dev}
+    """
+)
+
+
+def _shm_run(tmp_path: Path, entrypoint: str, args: list[str], limits: sandbox.Limits, **fields):
+    folder = tmp_path / entrypoint
+    folder.mkdir()
+    (folder / "app.py").write_text(SHM_SOURCE)
+    code = sandbox.UserCode(
+        python=BASE_PYTHON, env={}, cwd=folder, read_only=(folder,), network=False, limits=limits, **fields
+    )
+    return run_oneshot(
+        code, source=str(folder / "app.py"), entrypoint=entrypoint, kind="sync", args=args, timeout=60
+    )
+
+
+@pytest.mark.parametrize("platform_uid", [0, 1000], ids=["root-platform", "unprivileged-platform"])
+def test_model_code_can_start_a_process_pool_and_joblibs_semaphores(
+    settings, monkeypatch, tmp_path, platform_uid
+):
+    """bwrap's --dev left /dev/shm root's and 0755: Pool(2) failed with PermissionError and
+    joblib (scikit-learn's n_jobs) fell back to serial mode. The build's own limits."""
+    settings.UNSAFE_NO_SANDBOX = False
+    if platform_uid:  # bwrap maps a user namespace, as for a platform run by an ordinary user
+        monkeypatch.setattr(sandbox.os, "geteuid", lambda: platform_uid)
+    limits = sandboxes.limits_for("build")
+    result = _shm_run(tmp_path, "processes", ["{}", str(tmp_path)], limits)
+    assert result.ok, (result.error, result.output)
+    assert result.result == {
+        "pool": [1, 2, 3],
+        "executor": [4, 5],
+        "mode": "0o1777",
+        "bytes": sandbox.shm_bytes(limits),
+    }
+    assert sandbox.shm_bytes(limits) == settings.SANDBOX_TMP_MB * MB // 4
+
+
+def test_a_sandboxs_dev_shm_is_its_own(settings, tmp_path):
+    """Not the node's /dev/shm, and not another sandbox's, even while both run."""
+    settings.UNSAFE_NO_SANDBOX = False
+    name = f"neomaril-test-{uuid.uuid4().hex}"
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    limits = sandbox.Limits(processes=64, tmp_mb=8)
+    left = {}
+    leaving = threading.Thread(
+        target=lambda: left.update(
+            run=_shm_run(tmp_path, "leave", [name, str(shared)], limits, writable=shared)
+        )
+    )
+    leaving.start()
+    try:
+        end = time.monotonic() + 30
+        while not (shared / "ready").exists() and leaving.is_alive() and time.monotonic() < end:
+            time.sleep(0.05)
+        assert (shared / "ready").exists(), left
+        assert not (Path("/dev/shm") / name).exists()
+        looked = _shm_run(tmp_path, "look", [name, str(tmp_path)], limits)
+    finally:
+        (shared / "go").touch()
+        leaving.join(60)
+    assert looked.ok, (looked.error, looked.output)
+    assert name not in looked.result["listing"] and looked.result["exists"] is False
+    assert left["run"].ok, (left["run"].error, left["run"].output)
+    assert left["run"].result == {"still_there": True}  # it was there all along, in its own sandbox
+    assert not (Path("/dev/shm") / name).exists()
+
+
+@pytest.mark.parametrize("platform_uid", [0, 1000], ids=["root-platform", "unprivileged-platform"])
+def test_writing_past_dev_shms_size_fails_with_no_space_left(settings, monkeypatch, tmp_path, platform_uid):
+    """/dev/shm is the node's RAM: a quarter of the /tmp's size, then ENOSPC. In a user
+    namespace /dev (and its /dev/shm) was the job's own, a tmpfs of half the node's RAM."""
+    settings.UNSAFE_NO_SANDBOX = False
+    if platform_uid:
+        monkeypatch.setattr(sandbox.os, "geteuid", lambda: platform_uid)
+    limits = sandbox.Limits(processes=64, tmp_mb=8)
+    result = _shm_run(tmp_path, "fill", ["16", str(tmp_path)], limits)
+    assert result.ok, (result.error, result.output)
+    assert result.result["errno"] == errno.ENOSPC
+    assert result.result["shm"] == sandbox.shm_bytes(limits) == 2 * MB
+    assert result.result["written"] <= 2 * MB
+    assert result.result["tmp"] == 8 * MB  # the /tmp keeps its own size
+    assert result.result["dev"] == errno.EROFS

@@ -58,7 +58,8 @@ def check_secrets_from_environment(app_configs, **kwargs):
         warnings.append(
             Warning(
                 "SECRET_KEY is read from a file generated in the data folder.",
-                hint="Set SECRET_KEY in the environment in production.",
+                hint="Set SECRET_KEY in the environment in production, to the file's value (secret_key in "
+                "the data folder): a new value logs everyone out and voids every docs share link.",
                 id="neomaril.W001",
             )
         )
@@ -67,7 +68,9 @@ def check_secrets_from_environment(app_configs, **kwargs):
             Warning(
                 "NEOMARIL_ENCRYPTION_KEY is read from a file generated in the data folder, next to the "
                 "secrets it protects.",
-                hint="Set NEOMARIL_ENCRYPTION_KEY in the environment in production (keep a copy safe).",
+                hint="Set NEOMARIL_ENCRYPTION_KEY in the environment in production, to the file's value "
+                "(encryption.key in the data folder; keep a copy safe): the stored secrets open only "
+                "with it. To change it, rotate (docs/models.md).",
                 id="neomaril.W002",
             )
         )

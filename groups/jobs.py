@@ -501,27 +501,42 @@ def check_output(value: object, folder: Path, input_name: str) -> Path:
     A relative path is taken relative to data_path (`folder`). The file must be a regular
     file inside data_path once every symlink is resolved, and not the input file itself
     (the input is kept as the record of what the model was given).
+
+    Any holder of the group token reads the message, so it names no server folder: a path
+    is shown as ``<data_path>/…``, and an absolute one elsewhere is not shown at all.
     """
     rule = "It must return the path of a file it wrote inside data_path."
     if not isinstance(value, str) or not value:
         raise BadOutput(f"The entrypoint returned {value!r}, not a file path. {rule}")
-    shown = value if len(value) <= 300 else value[:300] + "…"
     root = folder.resolve()
     candidate = Path(value) if os.path.isabs(value) else folder / value
+    named = _named_in_data_path(value, folder, root)
     try:
         resolved = candidate.resolve()
-    except (OSError, RuntimeError) as exc:  # a symlink loop
+    except (OSError, RuntimeError):  # a symlink loop: its message names the server's folders
         raise BadOutput(
-            f"The entrypoint returned '{shown}', which can't be resolved ({exc}). {rule}"
+            f"The entrypoint returned {_quoted(named)}, which can't be resolved (a symlink loop). {rule}"
         ) from None
     if not resolved.is_relative_to(root):
-        raise BadOutput(f"The entrypoint returned '{shown}', which is outside data_path ({folder}). {rule}")
+        if named is None:
+            raise BadOutput(f"The entrypoint returned an absolute path outside data_path. {rule}")
+        lexical = os.path.normpath(candidate)
+        if _named_in_data_path(lexical, folder, root) is None:  # "../" out of it
+            raise BadOutput(f"The entrypoint returned {_quoted(named)}, which is outside data_path. {rule}")
+        # Inside data_path by its name, outside once resolved: a symlink points out.
+        how = "is a symlink" if os.path.islink(lexical) else "goes through a symlink"
+        raise BadOutput(
+            f"The entrypoint returned {_quoted(named)}, which {how} pointing outside data_path. {rule}"
+        )
+    if named is None:  # an absolute path elsewhere that a symlink brings back inside
+        named = f"<data_path>/{resolved.relative_to(root).as_posix()}"
+    shown = _quoted(named)
     if not resolved.exists():
-        raise BadOutput(f"The entrypoint returned '{shown}', but there is no such file. {rule}")
+        raise BadOutput(f"The entrypoint returned {shown}, but there is no such file. {rule}")
     if resolved.is_dir():
-        raise BadOutput(f"The entrypoint returned '{shown}', which is a directory, not a file. {rule}")
+        raise BadOutput(f"The entrypoint returned {shown}, which is a directory, not a file. {rule}")
     if not resolved.is_file():
-        raise BadOutput(f"The entrypoint returned '{shown}', which is not a regular file. {rule}")
+        raise BadOutput(f"The entrypoint returned {shown}, which is not a regular file. {rule}")
     relative = str(resolved.relative_to(root))
     if len(relative) > OUTPUT_PATH_MAX_CHARS:
         raise BadOutput(
@@ -534,6 +549,29 @@ def check_output(value: object, folder: Path, input_name: str) -> Path:
             "file inside data_path and return its path."
         )
     return resolved
+
+
+def _named_in_data_path(value: str, folder: Path, root: Path) -> str | None:
+    """``value`` as ``<data_path>/…``; None for an absolute path not under data_path.
+
+    A relative path is data_path's already. An absolute one may start with data_path as
+    the model was given it or with its resolved form (the model may have resolved it).
+    """
+    if not os.path.isabs(value):
+        return f"<data_path>/{value}"
+    for form in (value, os.path.normpath(value)):  # normpath: "//" and "/./" left in by joins
+        for base in (str(folder).rstrip(os.sep), str(root).rstrip(os.sep)):
+            if form == base:
+                return "<data_path>/"
+            if form.startswith(base + os.sep):
+                return f"<data_path>/{form[len(base) + 1 :]}"
+    return None
+
+
+def _quoted(named: str | None) -> str:
+    if named is None:
+        return "an absolute path outside data_path"
+    return f"'{named}'" if len(named) <= 300 else f"'{named[:300]}…'"
 
 
 class NotKept(ValueError):

@@ -98,15 +98,20 @@ def _option_name(token: str) -> str:
 def _check_option_line(line: str, lineno: int, *, allow_options: bool, field: str) -> str:
     name = _option_name(line.split()[0])
     if name in _EDITABLE_OPTIONS:
-        raise UploadError(
-            field,
-            _(
+        if allow_options:
+            message = _(
                 "Line %(line)s: editable installs (%(option)s) are not supported; the environment is built "
                 "from published packages only. List the package by name (e.g. mypkg==1.2) or as "
                 "`mypkg @ https://.../mypkg.whl`."
             )
-            % {"line": lineno, "option": name},
-        )
+        else:  # a `name @ URL` line would be refused too: advise what this installation takes
+            message = _(
+                "Line %(line)s: editable installs (%(option)s) are not supported; the environment is built "
+                "from published packages only. Pin a version published on the package index (e.g. "
+                "mypkg==1.2.3); an administrator can allow download URLs with "
+                "NEOMARIL_ALLOW_REQUIREMENT_OPTIONS."
+            )
+        raise UploadError(field, message % {"line": lineno, "option": name})
     if name in _INCLUDE_OPTIONS:
         raise UploadError(
             field,
@@ -173,20 +178,30 @@ def _canonical_requirement(line: str, lineno: int, *, allow_urls: bool, field: s
     hashes = _parse_hash_options(tokens[cut:], lineno, field=field)
 
     if _is_local_location(spec) and not _DIRECT_REF_RE.match(spec):
-        raise UploadError(
-            field,
-            _(
+        if allow_urls:
+            message = _(
                 "Line %(line)s: %(requirement)s is a local path, which the build cannot see. Publish the "
                 "package to an index, or reference a downloadable file as `name @ https://...`."
             )
-            % {"line": lineno, "requirement": repr(spec)},
-        )
+        else:  # `name @ https://...` would be refused too
+            message = _(
+                "Line %(line)s: %(requirement)s is a local path, which the build cannot see. Publish the "
+                "package to the package index and pin its version (e.g. mypkg==1.2.3); an administrator "
+                "can allow download URLs with NEOMARIL_ALLOW_REQUIREMENT_OPTIONS."
+            )
+        raise UploadError(field, message % {"line": lineno, "requirement": repr(spec)})
     if "://" in spec and not _DIRECT_REF_RE.match(spec):
-        raise UploadError(
-            field,
-            _("Line %(line)s: write a URL requirement as `name @ %(url)s` so the package name is known.")
-            % {"line": lineno, "url": spec},
-        )
+        if allow_urls:
+            message = _(
+                "Line %(line)s: write a URL requirement as `name @ %(url)s` so the package name is known."
+            )
+        else:  # `name @ URL` would be refused too
+            message = _(
+                "Line %(line)s: %(url)s is downloaded from outside the package index. Pin a version "
+                "published on the package index (e.g. mypkg==1.2.3); an administrator can allow "
+                "download URLs with NEOMARIL_ALLOW_REQUIREMENT_OPTIONS."
+            )
+        raise UploadError(field, message % {"line": lineno, "url": spec})
     try:
         req = Requirement(spec)
     except InvalidRequirement as exc:
@@ -203,14 +218,18 @@ def _canonical_requirement(line: str, lineno: int, *, allow_urls: bool, field: s
     if req.url is not None:
         scheme = urlsplit(req.url).scheme.lower()
         if scheme in ("", "file") or _is_local_location(req.url):
-            raise UploadError(
-                field,
-                _(
+            if allow_urls:
+                message = _(
                     "Line %(line)s: %(package)s points at a local file (%(url)s), which the build cannot "
                     "see; use an https:// URL or a published version."
                 )
-                % {"line": lineno, "package": req.name, "url": req.url},
-            )
+            else:  # e.g. a conda freeze's `numpy @ file:///...`; an https:// URL would be refused too
+                message = _(
+                    "Line %(line)s: %(package)s points at a local file (%(url)s), which the build cannot "
+                    "see. Pin a version published on the package index (e.g. %(package)s==<version>); an "
+                    "administrator can allow download URLs with NEOMARIL_ALLOW_REQUIREMENT_OPTIONS."
+                )
+            raise UploadError(field, message % {"line": lineno, "package": req.name, "url": req.url})
         if scheme not in _URL_SCHEMES:
             raise UploadError(
                 field,

@@ -301,7 +301,7 @@ def test_unfinished_result_is_409_and_failures_say_why(api):
     failed = api.finished(bad, 1)
     assert (
         failed["status"] == "Failed"
-        and "'/etc/passwd', which is outside data_path" in failed["error_message"]
+        and "returned an absolute path outside data_path." in failed["error_message"]
     )
 
     forever = api.deploy("sleeps too long", stdlib_files("SLEEP=600\n"))

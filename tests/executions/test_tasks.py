@@ -86,11 +86,11 @@ def test_user_code_that_raises_fails_with_its_traceback(caller, deploy):
     [
         ("returns_none", "it returned a NoneType"),
         ("returns_number", "it returned a int"),
-        ("returns_outside", "which is outside data_path"),
-        ("returns_missing", "but there is no such file"),
-        ("returns_directory", "which is a directory, not a file"),
+        ("returns_outside", "returned an absolute path outside data_path."),
+        ("returns_missing", "returned '<data_path>/nothing-here.csv', but there is no such file"),
+        ("returns_directory", "returned '<data_path>/sub', which is a directory, not a file"),
         ("returns_input", "returned the input file 'input.csv' itself"),
-        ("returns_escaping_symlink", "which is outside data_path"),
+        ("returns_escaping_symlink", "'<data_path>/link.csv', which is a symlink pointing outside data_path"),
     ],
 )
 def test_a_bad_return_value_fails_saying_why(caller, deploy, entrypoint, message):
@@ -98,6 +98,10 @@ def test_a_bad_return_value_fails_saying_why(caller, deploy, entrypoint, message
     assert execution.status == "Failed"
     assert message in execution.error_message
     assert "data_path" in execution.error_message
+    # Any group-token holder reads it: neither the execution's nor the model's folder is named.
+    for folder in (execution.folder, execution.model.folder):
+        assert str(folder.parent) not in execution.error_message
+        assert str(folder.resolve().parent) not in execution.error_message
     assert f"Execution failed: {execution.error_message}" in execution.log
 
 

@@ -512,10 +512,10 @@ def test_a_smoke_tests_folder_left_by_a_killed_worker_is_removed_once_no_build_c
     [
         (None, "returned None, not a file path"),
         ("", "returned '', not a file path"),
-        ("/etc/hostname", "which is outside data_path"),
-        ("missing.csv", "but there is no such file"),
-        ("sub", "which is a directory, not a file"),
-        ("escape.csv", "which is outside data_path"),
+        ("/etc/hostname", "returned an absolute path outside data_path."),
+        ("missing.csv", "'<data_path>/missing.csv', but there is no such file"),
+        ("sub", "'<data_path>/sub', which is a directory, not a file"),
+        ("escape.csv", "'<data_path>/escape.csv', which is a symlink pointing outside data_path"),
         ("input.csv", "returned the input file 'input.csv' itself"),
         ("./sub/../input.csv", "returned the input file 'input.csv' itself"),
     ],
@@ -527,6 +527,48 @@ def test_the_output_rule_refuses_saying_why(tmp_path, returned, message):
     with pytest.raises(jobs.BadOutput) as excinfo:
         jobs.check_output(returned, tmp_path, "input.csv")
     assert message in str(excinfo.value) and "data_path" in str(excinfo.value)
+
+
+def _refusal(returned: str, folder: Path) -> str:
+    with pytest.raises(jobs.BadOutput) as excinfo:
+        jobs.check_output(returned, folder, "input.csv")
+    return str(excinfo.value)
+
+
+def test_the_output_rule_names_no_server_folder(tmp_path):
+    # Any group-token holder reads an execution's error: paths are named from <data_path>/.
+    data = tmp_path / "var" / "executions" / "M1" / "8"
+    data.mkdir(parents=True)
+    (data / "sub").mkdir()
+    (data / "out").symlink_to(tmp_path / "var")  # a folder outside data_path
+    (data / "loop.csv").symlink_to(data / "loop.csv")
+    (tmp_path / "leak.txt").write_text("x")
+    rule = "It must return the path of a file it wrote inside data_path."
+    expected = {
+        str(data / "missing.csv"): "'<data_path>/missing.csv', but there is no such file.",
+        str(data.resolve() / "sub"): "'<data_path>/sub', which is a directory, not a file.",
+        f"{data}/sub/../../leak.txt": "'<data_path>/sub/../../leak.txt', which is outside data_path.",
+        "../../../../../leak.txt": "'<data_path>/../../../../../leak.txt', which is outside data_path.",
+        str(tmp_path / "leak.txt"): "an absolute path outside data_path.",
+        "out/executions": "'<data_path>/out/executions', which goes through a symlink pointing outside data_path.",
+        "loop.csv": "'<data_path>/loop.csv', which can't be resolved (a symlink loop).",
+    }
+    for returned, message in expected.items():
+        refusal = _refusal(returned, data)
+        assert refusal == f"The entrypoint returned {message} {rule}"
+        assert str(tmp_path) not in refusal and str(tmp_path.resolve()) not in refusal
+
+
+def test_the_output_rule_says_a_symlink_inside_data_path_points_outside(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (tmp_path / "leak.txt").write_text("x")
+    (data / "leak.txt").symlink_to(tmp_path / "leak.txt")
+    for returned in ("leak.txt", str(data / "leak.txt")):
+        assert _refusal(returned, data) == (
+            "The entrypoint returned '<data_path>/leak.txt', which is a symlink pointing outside "
+            "data_path. It must return the path of a file it wrote inside data_path."
+        )
 
 
 def test_the_output_rule_accepts_a_new_file_by_absolute_or_relative_path(tmp_path):

@@ -145,6 +145,7 @@ def test_async_document_describes_upload_status_and_result(cast, async_model):
         f"{base}/executions/{{execution_id}}",
         f"{base}/executions/{{execution_id}}/log",
         f"{base}/executions/{{execution_id}}/result",
+        f"{base}/executions/{{execution_id}}/input",
     }
     upload = document["paths"][base]["post"]["requestBody"]["content"]["multipart/form-data"]
     assert upload["schema"]["properties"]["file"]["format"] == "binary"
@@ -157,6 +158,39 @@ def test_async_document_describes_upload_status_and_result(cast, async_model):
         for op in item.values()
         for p in op.get("parameters", [])
     )
+
+
+def test_async_document_describes_downloading_the_input(cast, async_model):
+    # docs/executions.md documents GET .../executions/<n>/input: the model's own document too.
+    document = api_client(cast.owner).get(f"/api/v1/models/{async_model.hash}/openapi.json").json()
+    validate(document)
+    base = f"/api/v1/run/{async_model.hash}/executions/{{execution_id}}"
+    download, result = document["paths"][f"{base}/input"]["get"], document["paths"][f"{base}/result"]["get"]
+    assert download["security"] == result["security"] == [{"GroupToken": []}]
+    assert download["parameters"] == result["parameters"]
+    assert download["responses"]["200"] == result["responses"]["200"]  # the file, as an attachment
+    assert "retention policy" in download["responses"]["404"]["description"]
+
+
+def test_an_answer_schema_says_nothing_about_passing_fields_to_the_model(cast):
+    # The note is about requests: an answer is what the model made, nothing is passed on.
+    answer = {"pred": 1, "detail": {"why": "x"}, "rows": [{"a": 1}, {"a": 2, "b": None}]}
+    payload = sync_payload(schema=file("schema.json", json.dumps({"x": {"y": 1}})))
+    model = MLModel.objects.get(
+        hash=api_client(cast.owner).post("/api/v1/models", payload, format="multipart").json()["hash"]
+    )
+    MLModel.objects.filter(pk=model.pk).update(status="Deployed", deployed_build=1, smoke_result=answer)
+    document = api_client(cast.owner).get(f"/api/v1/models/{model.hash}/openapi.json").json()
+    validate(document)
+    operation = document["paths"][f"/api/v1/run/{model.hash}"]["post"]
+    schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    assert schema["example"] == answer and schema["description"].startswith("Inferred from the answer")
+    assert "passed to the model" not in json.dumps(schema)
+    assert schema["properties"]["detail"]["additionalProperties"] is True  # other answers may carry more
+    assert schema["properties"]["rows"]["items"]["required"] == ["a"]
+    body = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert "passed to the model unchanged" in body["properties"]["x"]["description"]  # requests keep it
+    assert "description" not in infer_schema({"a": {"b": [{}]}}, request=False)["properties"]["a"]
 
 
 def test_outsider_cannot_read_any_document_of_the_model(cast, sync_model):

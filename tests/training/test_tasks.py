@@ -199,6 +199,25 @@ def test_an_extra_outside_base_path_fails_the_run(cast, tmp_path):
         tasks._collect_artifacts(run, ["/etc/passwd"], "")
 
 
+def test_an_extra_refused_names_no_server_folder(cast, tmp_path):
+    # The run's error reaches the group's members: paths are named from <base_path>/.
+    run = _with_outputs(cast, OUTPUTS)
+    os.symlink(tmp_path, run.work_folder / "escape")
+    refusals = []
+    for extra in ("escape/anything", str(run.work_folder / "missing.json"), str(tmp_path)):
+        with pytest.raises(tasks.TrainingFailed) as excinfo:
+            tasks._collect_artifacts(run, [extra], "")
+        refusals.append(str(excinfo.value))
+    assert refusals == [
+        "Extra file: The entrypoint returned '<base_path>/escape/anything', which goes through a "
+        "symlink pointing outside base_path. It must return the path of a file it wrote inside base_path.",
+        "Extra file: The entrypoint returned '<base_path>/missing.json', but there is no such file. "
+        "It must return the path of a file it wrote inside base_path.",
+        "Extra file: The entrypoint returned an absolute path outside base_path. "
+        "It must return the path of a file it wrote inside base_path.",
+    ]
+
+
 def test_a_missing_artifact_fails_the_run(cast):
     run = _with_outputs(cast, {k: v for k, v in OUTPUTS.items() if k != "params.json"})
     with pytest.raises(tasks.TrainingFailed, match="did not save params.json"):

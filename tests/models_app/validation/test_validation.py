@@ -355,8 +355,49 @@ def test_requirements_direct_reference_to_local_file_refused(line):
 
 
 def test_requirements_bare_url_must_name_the_package():
-    err = reject(parse_requirements, "https://example.com/pkg-1.0.tar.gz\n")
+    err = reject(parse_requirements, "https://example.com/pkg-1.0.tar.gz\n", allow_options=True)
     assert "name @ https://example.com/pkg-1.0.tar.gz" in err.message
+
+
+ADVICE_BY_DEFAULT = "; an administrator can allow download URLs with NEOMARIL_ALLOW_REQUIREMENT_OPTIONS."
+
+
+@pytest.mark.parametrize(
+    "line,default,allowed",
+    [
+        (
+            "-e ./mypkg",
+            "Line 1: editable installs (-e) are not supported; the environment is built from published "
+            "packages only. Pin a version published on the package index (e.g. mypkg==1.2.3)",
+            "List the package by name (e.g. mypkg==1.2) or as `mypkg @ https://.../mypkg.whl`.",
+        ),
+        (
+            "numpy @ file:///home/conda/feedstock_root/build_artifacts/numpy_1700000000000/work",
+            "Line 1: numpy points at a local file (file:///home/conda/feedstock_root/build_artifacts/"
+            "numpy_1700000000000/work), which the build cannot see. Pin a version published on the "
+            "package index (e.g. numpy==<version>)",
+            "; use an https:// URL or a published version.",
+        ),
+        (
+            "./local-package",
+            "Line 1: './local-package' is a local path, which the build cannot see. Publish the package to "
+            "the package index and pin its version (e.g. mypkg==1.2.3)",
+            "Publish the package to an index, or reference a downloadable file as `name @ https://...`.",
+        ),
+        (
+            "https://example.com/pkg-1.0.tar.gz",
+            "Line 1: https://example.com/pkg-1.0.tar.gz is downloaded from outside the package index. Pin a "
+            "version published on the package index (e.g. mypkg==1.2.3)",
+            "write a URL requirement as `name @ https://example.com/pkg-1.0.tar.gz`",
+        ),
+    ],
+)
+def test_requirements_advice_fits_the_admins_switch(line, default, allowed):
+    # By default a `name @ URL` line is refused: advising one sent the member into another refusal.
+    err = reject(parse_requirements, f"{line}\n")
+    assert err.message == default + ADVICE_BY_DEFAULT
+    assert " @ " not in err.message and "https:// URL" not in err.message
+    assert allowed in reject(parse_requirements, f"{line}\n", allow_options=True).message
 
 
 def test_requirements_unsupported_url_scheme_refused():

@@ -278,7 +278,11 @@ def launch(code: UserCode, **popen_kwargs) -> Launched:
     """
     python = Path(code.python)
     if not python.exists():
-        raise FileNotFoundError(f"the model's interpreter {python} does not exist (rebuild the model)")
+        # Callers of the model read this: no server path in it (the log has it).
+        logger.error("cannot launch %s: its interpreter %s does not exist", code.cwd, python)
+        raise FileNotFoundError(
+            "the model's environment is missing on this node: restart the model to rebuild it"
+        )
     sandboxed = not settings.UNSAFE_NO_SANDBOX
     if sandboxed:
         check_available(code.network)

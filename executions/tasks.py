@@ -111,6 +111,9 @@ def _execute(execution: Execution, log: jobs.JobLog) -> dict:
         stop_when=lambda: _deleted_meanwhile(model),
     )
     log(f"The model process ended after {result.duration:.1f} s.")
+    if result.disk_full:  # its output must not keep the disk full; failed, never re-run
+        _reset_folder(execution)
+        log("What the model wrote was removed (the input is kept).")
     if not result.ok:
         if result.traceback:
             log("Traceback from the model:\n" + result.traceback.rstrip())

@@ -362,7 +362,8 @@ MAX_UPLOAD_TOTAL_BYTES = envint("NEOMARIL_MAX_UPLOAD_TOTAL_MB", 2048, minimum=1)
 MAX_TEXT_FILE_BYTES = envint("NEOMARIL_MAX_TEXT_FILE_KB", 1024, minimum=1) * 1024
 FILE_UPLOAD_HANDLERS = ["groups.uploads.LimitedTemporaryFileUploadHandler"]
 # Free space kept on the data folder's disk for the database, logs and jobs' records: an
-# upload that would leave less is refused (507, portal.out_of_space answers a full disk so).
+# upload that would leave less is refused (507, portal.out_of_space answers a full disk so),
+# a job that leaves less is stopped (models_app.runtime.oneshot).
 DISK_RESERVE_MB = envint("NEOMARIL_DISK_RESERVE_MB", 256, minimum=0)
 UPLOAD_TMP_DIR = DATA_DIR / "tmp"
 UPLOAD_TMP_DIR.mkdir(exist_ok=True)

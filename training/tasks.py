@@ -114,6 +114,9 @@ def _train(run: TrainingRun, log: jobs.JobLog) -> dict:
         on_output_line=lambda line: log(f"[train] {line}"),
     )
     log(f"The training process ended after {result.duration:.1f} s.")
+    if result.disk_full:  # what it wrote must not keep the disk full; failed, never re-run
+        _reset_work_folder(run)
+        log("What the training wrote was removed (the uploads are kept).")
     if not result.ok:
         if result.traceback:
             log("Traceback:\n" + result.traceback.rstrip())

@@ -26,6 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
+from django.conf import settings
+
+from groups.uploads import free_bytes
 from models_app.runtime import sandbox
 from models_app.runtime.protocol import (
     HEADER,
@@ -78,6 +81,8 @@ class RunResult:
     timed_out: bool = False
     duration: float = 0.0
     limit: str | None = None  # the sandbox limit that explains the failure, for the user
+    # Stopped because the data folder's disk was nearly full: what it wrote should go.
+    disk_full: bool = False
 
 
 def run_oneshot(
@@ -166,13 +171,23 @@ class _Supervisor:
         self.output_truncated = False
         self.callback_failed = False
         self.over_disk = False
+        self.disk_full = False
         self.next_disk_check = 0.0
 
     def _check_disk(self, now: float) -> bool:
-        """True when the job wrote more than its disk limit in its folder (checked twice a second)."""
-        if self.code.writable is None or not self.code.limits.disk_mb or now < self.next_disk_check:
+        """True when the job wrote more than its disk limit in its folder, or the folder's
+        disk has less than NEOMARIL_DISK_RESERVE_MB free (checked twice a second): the
+        platform's database shares that disk, and a full one stops the whole platform."""
+        if self.code.writable is None or now < self.next_disk_check:
             return False
         self.next_disk_check = now + _DISK_CHECK_INTERVAL
+        if settings.DISK_RESERVE_MB:
+            with contextlib.suppress(OSError):  # unknown: the folder's own limit still holds
+                if free_bytes(self.code.writable) < settings.DISK_RESERVE_MB * 1024 * 1024:
+                    self.disk_full = True
+                    return True
+        if not self.code.limits.disk_mb:
+            return False
         limit = self.code.limits.disk_mb * 1024 * 1024
         return sandbox.folder_bytes(self.code.writable, stop_above=limit) > limit
 
@@ -236,7 +251,7 @@ class _Supervisor:
                 continue
             else:
                 limit = min(deadline, linger_until) if answered else deadline
-                if self.code.writable is not None and self.code.limits.disk_mb:
+                if self.code.writable is not None:
                     limit = min(limit, self.next_disk_check)
                 if self.stop_when is not None and not answered:  # answered: no more asking
                     limit = min(limit, self.next_stop_check)
@@ -395,6 +410,12 @@ class _Supervisor:
     def _result(self, timed_out: bool, timeout: float) -> RunResult:
         if self.stopped_because is not None:
             return RunResult(ok=False, phase="stopped", error=self.stopped_because)
+        if self.disk_full:
+            message = (
+                "The server's data disk is nearly full (less than NEOMARIL_DISK_RESERVE_MB = "
+                f"{settings.DISK_RESERVE_MB} MB free): the model's code was stopped before it filled it."
+            )
+            return RunResult(ok=False, phase="limit", error=message, limit=message, disk_full=True)
         if self.over_disk:
             message = self.code.limits.disk_exceeded_message()
             return RunResult(ok=False, phase="limit", error=message, limit=message)

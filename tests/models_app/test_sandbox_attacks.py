@@ -756,6 +756,32 @@ def test_writing_past_the_disk_limit_fails_the_execution_naming_it(cast, async_a
     assert (message.startswith(per_file[0]) and message.endswith(per_file[1])) or message == in_total, message
 
 
+def test_a_job_that_brings_the_data_disk_under_its_reserve_is_stopped_and_its_output_removed(
+    cast, async_attacker, settings, monkeypatch
+):
+    from models_app.runtime import oneshot, sandbox
+
+    settings.DISK_RESERVE_MB = 64
+    # The disk "fills" once the job has written 3 MB in its folder (the node's real disk
+    # is not filled for a test).
+    monkeypatch.setattr(
+        oneshot,
+        "free_bytes",
+        lambda folder: 0 if sandbox.folder_bytes(folder) > 3 * 1024 * 1024 else 10**12,
+    )
+    execution = _execute(
+        cast, async_attacker, {"op": "fill", "folder": "data_path", "files": 8, "mb": 1, "then_sleep": 30}
+    )
+    assert execution.status == "Failed" and execution.attempts == 1
+    assert execution.error_message == (
+        "The server's data disk is nearly full (less than NEOMARIL_DISK_RESERVE_MB = 64 MB free): "
+        "the model's code was stopped before it filled it."
+    )
+    assert execution.duration.total_seconds() < 20  # stopped, not left to sleep
+    assert [path.name for path in execution.folder.iterdir()] == [execution.input_file]
+    assert "What the model wrote was removed (the input is kept)." in execution.log
+
+
 # -------------------------------------------------------------------------- network
 
 

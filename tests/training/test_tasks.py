@@ -286,3 +286,30 @@ def test_a_task_timeout_too_short_for_build_and_training_is_an_error(settings):
     assert len(errors) == 1 and "1760 s, not 1000 s" in errors[0].msg
     settings.Q_CLUSTER = {**settings.Q_CLUSTER, "timeout": 1800}
     assert not [e for e in run_checks() if e.id == "neomaril.E020"]
+
+
+def test_a_run_stopped_for_a_nearly_full_disk_fails_once_and_its_outputs_go(cast, monkeypatch, tmp_path):
+    experiment = make_experiment(cast.group, cast.owner)
+    run = TrainingRun.objects.create(
+        experiment=experiment, number=1, name="run", training_type="Custom", python_version="3.9",
+        source_file="train.py", train_file="train.csv", training_reference="train",
+    )  # fmt: skip
+    run.work_folder.mkdir(parents=True)
+    (run.work_folder / "train.py").write_text("def train(base_path): ...\n")
+    (run.work_folder / "train.csv").write_text("a,b\n1,2\n")
+    message = "The server's data disk is nearly full (…): the model's code was stopped before it filled it."
+
+    def stopped_on_a_full_disk(*args, **kwargs):
+        (run.work_folder / "cache.bin").write_bytes(b"x" * 1024)  # what the training wrote
+        return oneshot.RunResult(ok=False, phase="limit", error=message, limit=message, disk_full=True)
+
+    interpreter = mock.Mock(version="3.9.19")
+    monkeypatch.setattr(tasks, "_environment", lambda run, log: (tmp_path / "env", interpreter))
+    monkeypatch.setattr(tasks.environments, "freeze", lambda env_path: "pandas==2\n")
+    monkeypatch.setattr(tasks.sandboxes, "training_code", lambda **kwargs: None)
+    monkeypatch.setattr(tasks.oneshot, "run_oneshot", stopped_on_a_full_disk)
+    assert tasks.run_training(run.pk) == TrainingRun.Status.FAILED
+    run.refresh_from_db()
+    assert run.error_message == message and run.attempts == 1
+    assert sorted(path.name for path in run.work_folder.iterdir()) == ["train.csv", "train.py"]
+    assert "What the training wrote was removed (the uploads are kept)." in run.log

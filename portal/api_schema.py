@@ -182,10 +182,10 @@ HEALTHZ_CHECK = {
 HEALTHZ_BODY = {
     "type": "object",
     "properties": {
-        "status": {"type": "string", "enum": ["ok", "unavailable"]},
+        "status": {"type": "string", "enum": ["ok", "degraded", "unavailable", "draining"]},
         "checks": {
             "type": "object",
-            "properties": {"database": HEALTHZ_CHECK, "broker": HEALTHZ_CHECK},
+            "properties": {"database": HEALTHZ_CHECK, "broker": HEALTHZ_CHECK, "disk": HEALTHZ_CHECK},
         },
     },
     "required": ["status", "checks"],
@@ -193,13 +193,19 @@ HEALTHZ_BODY = {
 HEALTHZ_OPERATION = {
     "operationId": "healthz",
     "summary": "Is this node able to serve?",
-    "description": "For load balancers: the database and the task broker, each probed. No authentication.",
+    "description": "For load balancers: the database and the task broker, each probed, and the data "
+    "folder's free space. No authentication. `degraded` (200): the disk has less than "
+    "NEOMARIL_DISK_RESERVE_MB free, so uploads and jobs are refused, while calls are still answered.",
     "tags": ["health"],
     "security": [{}],
     "responses": {
-        "200": {"description": "Healthy.", "content": {"application/json": {"schema": HEALTHZ_BODY}}},
+        "200": {
+            "description": "Serving (`ok`, or `degraded`: the disk is nearly full).",
+            "content": {"application/json": {"schema": HEALTHZ_BODY}},
+        },
         "503": {
-            "description": "A check failed; `checks` says which and why.",
+            "description": "The database or the broker failed (`checks` says which and why), or the "
+            "node is stopping (`draining`).",
             "content": {"application/json": {"schema": HEALTHZ_BODY}},
         },
     },

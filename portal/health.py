@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 
+from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from django_q.brokers import get_broker
 
+from groups.uploads import free_bytes
 from portal.draining import DRAINING
 
 
@@ -36,6 +38,13 @@ def _broker() -> dict:
     return {"kind": broker.info()}
 
 
+def _disk() -> dict:
+    """Free space on the data folder's disk against NEOMARIL_DISK_RESERVE_MB."""
+    free = free_bytes(settings.DATA_DIR)
+    reserve = settings.DISK_RESERVE_MB * 1024 * 1024
+    return {"ok": free >= reserve, "free_mb": free // 2**20, "reserve_mb": settings.DISK_RESERVE_MB}
+
+
 @never_cache
 @require_GET
 def healthz(request):
@@ -43,6 +52,9 @@ def healthz(request):
         return JsonResponse({"status": "draining", "checks": {}}, status=503)
     checks = {"database": _probe(_database), "broker": _probe(_broker)}
     healthy = all(check["ok"] for check in checks.values())
-    return JsonResponse(
-        {"status": "ok" if healthy else "unavailable", "checks": checks}, status=200 if healthy else 503
-    )
+    # A nearly full disk refuses uploads and stops jobs, but Sync calls are still answered,
+    # and the disk is shared by every node: "degraded" with a 200 keeps the node in the
+    # balancer, where taking every node out would stop the calls too.
+    checks["disk"] = _probe(_disk)
+    status = "unavailable" if not healthy else "ok" if checks["disk"]["ok"] else "degraded"
+    return JsonResponse({"status": status, "checks": checks}, status=200 if healthy else 503)

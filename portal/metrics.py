@@ -44,6 +44,7 @@ from groups.addresses import parse_address
 from groups.api.errors import error_response
 from groups.authentication import client_ip, credentials_from_header
 from groups.metrics import job_kind, publish
+from groups.uploads import free_bytes
 from models_app.models import MLModel, ModelBuild
 from models_app.serving.aio import ServingError, host_call
 from monitors.models import Monitor, Period
@@ -179,8 +180,23 @@ def _counts(rows) -> dict[str, int]:
     return dict(rows.order_by().values_list("status").annotate(n=Count("pk")))
 
 
+class DiskCollector:
+    """The data folder's free space, against the reserve the platform keeps (docs/deployment.md)."""
+
+    def collect(self):
+        free = GaugeMetricFamily(
+            "neomaril_data_disk_free_bytes",
+            "Free space on the data folder's disk; under neomaril_data_disk_reserve_bytes, uploads "
+            "are refused (507) and jobs stopped.",
+        )
+        reserve = GaugeMetricFamily("neomaril_data_disk_reserve_bytes", "NEOMARIL_DISK_RESERVE_MB, in bytes.")
+        free.add_metric([], free_bytes(settings.DATA_DIR))
+        reserve.add_metric([], settings.DISK_RESERVE_MB * 1024 * 1024)
+        return [free, reserve]
+
+
 registry = CollectorRegistry(auto_describe=False)
-for collector in (CountedCollector(), RunnersCollector(), StatesCollector()):
+for collector in (CountedCollector(), RunnersCollector(), StatesCollector(), DiskCollector()):
     registry.register(collector)
 
 

@@ -23,6 +23,20 @@ def test_healthz_reports_database_and_broker(db):
         assert broker == {"ok": True, "ms": broker["ms"], "kind": "ORM default"}
 
 
+def test_healthz_says_degraded_but_serves_when_the_disk_is_under_its_reserve(db, settings):
+    body = Client().get("/healthz").json()
+    assert (
+        body["checks"]["disk"]["ok"] is True
+        and body["checks"]["disk"]["reserve_mb"] == settings.DISK_RESERVE_MB
+    )
+    settings.DISK_RESERVE_MB = 10**9  # more than any disk has free
+    response = Client().get("/healthz")
+    assert response.status_code == 200  # calls are still answered: the balancer keeps the node
+    body = response.json()
+    assert body["status"] == "degraded"
+    assert body["checks"]["disk"]["ok"] is False and body["checks"]["disk"]["free_mb"] < 10**9
+
+
 def test_healthz_is_503_when_database_is_down(db, monkeypatch):
     from portal import health
 

@@ -360,3 +360,13 @@ def test_calls_recorded_without_their_payload_are_counted():
     recorder._ensure_thread = lambda: None
     recorder.record(Call(1, 1, timezone.now(), 200, 1.0, json.dumps({"x": "a" * 20}), "{}"))
     assert value(scrape(), "neomaril_recording_payloads_dropped_total") == before + 1
+
+
+def test_the_data_disks_free_space_and_reserve_are_read_at_scrape_time(settings, monkeypatch):
+    settings.DISK_RESERVE_MB = 300
+    monkeypatch.setattr(
+        metrics, "free_bytes", lambda folder: 123 * 1024 * 1024 if folder == settings.DATA_DIR else 0
+    )
+    samples = scrape()
+    assert value(samples, "neomaril_data_disk_free_bytes") == 123 * 1024 * 1024
+    assert value(samples, "neomaril_data_disk_reserve_bytes") == 300 * 1024 * 1024

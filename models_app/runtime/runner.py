@@ -294,6 +294,8 @@ def _key_to_str(key):
         return json.dumps(key)  # same spelling as json.dumps uses for keys (true, 1, 1.5)
     if isinstance(key, (datetime.date, datetime.time)):
         return key.isoformat()
+    if isinstance(key, datetime.timedelta):  # spelled as the values are
+        return _iso_duration(key)
     if hasattr(key, "item") and callable(key.item):  # numpy scalar key
         with contextlib.suppress(Exception):
             return _key_to_str(key.item())
@@ -370,16 +372,145 @@ def _type_name(value):
     return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
 
 
+def _iso_duration(value):
+    """A timedelta as pandas' ``to_json(date_format="iso")`` writes one: ``P1DT2H3M4.500S``.
+
+    Days carry the sign, the rest counts up from them (-1 s is ``P-1DT23H59M59S``), as in
+    pandas; the fraction comes in groups of three digits, down to what is not zero.
+    """
+    parts = getattr(value, "components", None)  # pandas.Timedelta: nanoseconds too
+    if parts is not None:
+        days, hours, minutes, seconds = parts.days, parts.hours, parts.minutes, parts.seconds
+        millis, micros, nanos = parts.milliseconds, parts.microseconds, parts.nanoseconds
+    else:
+        days = value.days  # datetime.timedelta keeps seconds and microseconds non-negative
+        hours, rest = divmod(value.seconds, 3600)
+        minutes, seconds = divmod(rest, 60)
+        (millis, micros), nanos = divmod(value.microseconds, 1000), 0
+    text = f"P{days}DT{hours}H{minutes}M{seconds}"
+    if nanos:
+        return f"{text}.{millis:03d}{micros:03d}{nanos:03d}S"
+    if micros:
+        return f"{text}.{millis:03d}{micros:03d}S"
+    if millis:
+        return f"{text}.{millis:03d}S"
+    return text + "S"
+
+
+def _quoted(keys, limit=5):
+    shown = ", ".join(json.dumps(key, ensure_ascii=False) for key in keys[:limit])
+    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def _repeated(keys):
+    seen, repeated = set(), []
+    for key in keys:
+        if key in seen and key not in repeated:
+            repeated.append(key)
+        seen.add(key)
+    return repeated
+
+
+def _label_key(label, levels):
+    """A pandas label as a JSON key; a MultiIndex's tuple joined with ".", its "" levels left out."""
+    if levels == 1:
+        return _key_to_str(label)
+    return ".".join(_key_to_str(part) for part in label if not (isinstance(part, str) and part == ""))
+
+
+def _positional(index):
+    """True when an index says nothing but row numbers: one unnamed level of integers.
+
+    In any order: a frame filtered or sorted keeps its old row numbers, and an answer's
+    shape must not change with which rows the input kept. Labels that mean something
+    (dates, names, a named index) are kept instead.
+    """
+    if index.nlevels != 1 or index.name is not None:
+        return False
+    return len(index) == 0 or getattr(index.dtype, "kind", None) in ("i", "u")
+
+
+def _frame_records(frame, path):
+    """A DataFrame as a list of records, its index as their first fields unless it is positional."""
+    what = f"the entrypoint's result has a pandas DataFrame at {path}"
+    columns = frame.columns
+    levels = getattr(columns, "nlevels", 1)
+    keys = [_label_key(label, levels) for label in columns]
+    repeated = _repeated(keys)
+    if repeated:
+        joined = ' (a MultiIndex\'s levels joined with ".")' if levels > 1 else ""
+        raise _UserError(
+            "result",
+            f"ValueError: {what} with more than one column named {_quoted(repeated)}{joined}, "
+            "and a record can hold a name once: rename them (df.columns = [...] or df.rename(columns=...))",
+        )
+    index = frame.index
+    if _positional(index):
+        if levels == 1:
+            return frame.to_dict(orient="records")  # the common answer, as it always was
+        return [dict(zip(keys, row)) for row in frame.itertuples(index=False, name=None)]
+    # The index's fields as reset_index() names them: its name, else "index" (or "level_0"
+    # when a column has that name), a MultiIndex's unnamed levels "level_<n>".
+    names = list(index.names)
+    if len(names) == 1 and names[0] is None:
+        names = ["level_0" if "index" in keys else "index"]
+    fields = [_key_to_str(f"level_{n}" if name is None else name) for n, name in enumerate(names)]
+    clash = _repeated(fields + keys)  # the columns' keys are unique by now: a field is in each
+    if clash:
+        raise _UserError(
+            "result",
+            f"ValueError: {what} whose index would become the field {_quoted(clash)} of each record, "
+            "which the record already has: rename the index (df.rename_axis(...)) or that column, "
+            "or drop the index (df.reset_index(drop=True))",
+        )
+    keys = fields + keys
+    single = index.nlevels == 1
+    return [
+        dict(zip(keys, ((label,) if single else tuple(label)) + row))
+        for label, row in zip(index, frame.itertuples(index=False, name=None))
+    ]
+
+
+def _series_object(series, index, path):
+    """A Series with labels as an object keyed by them."""
+    keys = [_label_key(label, index.nlevels) for label in index]
+    repeated = _repeated(keys)
+    if repeated:
+        raise _UserError(
+            "result",
+            f"ValueError: the entrypoint's result has a pandas Series at {path} whose labels repeat "
+            f"({_quoted(repeated)}), and a Series with labels becomes a JSON object keyed by them: "
+            "make the labels unique, return series.to_frame() (records, the label a field of each) "
+            "or series.tolist() (a list, the labels left out)",
+        )
+    return dict(zip(keys, series.tolist()))
+
+
 def _convert_foreign(value, path):
     """numpy/pandas (or look-alike) objects to plain Python, by duck typing."""
     try:
+        if isinstance(value, datetime.timedelta):  # pandas.Timedelta is one
+            return _iso_duration(value)
         if hasattr(value, "to_dict") and hasattr(value, "columns"):  # pandas.DataFrame
+            if hasattr(getattr(value, "index", None), "nlevels"):
+                return _frame_records(value, path)
             return value.to_dict(orient="records")
+        cls = type(value)
+        if cls.__name__ == "Period" and cls.__module__.startswith("pandas"):
+            return str(value)  # 2024-01, 2024Q1
+        index = getattr(value, "index", None)
+        if hasattr(index, "nlevels") and hasattr(value, "tolist"):  # pandas.Series
+            if _positional(index):
+                return value.tolist()
+            return _series_object(value, index, path)
         dtype = getattr(value, "dtype", None)
-        if getattr(dtype, "kind", None) == "M" and hasattr(value, "astype"):
-            # numpy datetime64[ns].tolist() gives int nanoseconds; microseconds give datetimes.
-            value = value.astype("datetime64[us]")
-        if hasattr(value, "tolist") and callable(value.tolist):  # ndarray, Series, numpy scalar
+        # numpy's datetime64[ns] and timedelta64[ns] .tolist() give int nanoseconds; in
+        # microseconds they give datetimes and timedeltas. (pandas' Index gives Timestamps
+        # and Timedeltas, and can't take this astype when tz-aware.)
+        kind = getattr(dtype, "kind", None)
+        if kind in ("M", "m") and hasattr(value, "astype") and not cls.__module__.startswith("pandas"):
+            value = value.astype("datetime64[us]" if kind == "M" else "timedelta64[us]")
+        if hasattr(value, "tolist") and callable(value.tolist):  # ndarray, Index, numpy scalar
             return value.tolist()
         if hasattr(value, "item") and callable(value.item):  # other numpy-like scalars
             return value.item()
@@ -400,8 +531,17 @@ def normalise_sync_result(value):
         try:
             value = json.loads(value)
         except ValueError as exc:
+            # The product's contract: a returned str is the answer's JSON text. Say how to
+            # answer a plain word such as "approved" instead.
+            shown = value if len(value) <= 40 else value[:40] + "..."
+            example = ""
+            if value.strip() and len(value) <= 40 and value.lstrip()[:1] not in ("{", "["):
+                example = f" (such as {json.dumps({'result': value}, ensure_ascii=False)})"
             raise _UserError(
-                "result", f"the entrypoint returned a string that is not valid JSON: {exc}"
+                "result",
+                f"the entrypoint returned a string that is not valid JSON: {exc}, in {shown!r}. "
+                "A str that score() returns is taken as the answer's JSON text: return a dict "
+                f"or a list instead{example}, or json.dumps(text) to answer the text as a JSON string",
             ) from exc
     try:
         return _to_json(value, "result", set())

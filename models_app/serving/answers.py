@@ -173,8 +173,13 @@ def answer_for_frame(frame: dict) -> tuple[int, bytes]:
     # The platform worked; the model's own code failed on this input (or hit a limit
     # of its sandbox, which the message then names with the setting that raises it).
     limit = limits_for("serve").explain(f"{frame.get('error')}\n{frame.get('traceback') or ''}", None)
+    detail = f"The model raised an error: {frame.get('error')}"
+    if limit:
+        # The error is often a bare exception name ("MemoryError"): end its sentence before the limit's.
+        detail = detail.rstrip()
+        detail += (" " if detail.endswith((".", "!", "?")) else ". ") + limit
     return 422, error_json(
-        f"The model raised an error: {frame.get('error')}" + (f" {limit}" if limit else ""),
+        detail,
         "model_error",
         model_error={
             "error": frame.get("error"),

@@ -430,10 +430,17 @@ def test_a_sync_call_that_hits_a_limit_names_it_and_its_setting(settings):
     detail = json.loads(body)
     assert status == 422
     assert detail["detail"] == (
-        "The model raised an error: MemoryError The model's code hit the sandbox limit of 321 MB of memory "
+        "The model raised an error: MemoryError. The model's code hit the sandbox limit of 321 MB of memory "
         "per process (raise NEOMARIL_RUNNER_MEMORY_LIMIT_MB to allow more)."
     )
     assert detail["model_error"]["limit"].startswith("The model's code hit the sandbox limit")
+    # An error that ends its own sentence is not given a second full stop.
+    status, body = answer_for_frame(
+        {"ok": False, "phase": "call", "error": "MemoryError: Unable to allocate 8.00 GiB.", "traceback": ""}
+    )
+    assert json.loads(body)["detail"].startswith(
+        "The model raised an error: MemoryError: Unable to allocate 8.00 GiB. The model's code hit"
+    )
     status, body = answer_for_frame(
         {"ok": False, "phase": "call", "error": "ValueError: bad x", "traceback": ""}
     )

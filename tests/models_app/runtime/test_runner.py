@@ -92,6 +92,11 @@ def test_sync_non_json_string_is_a_result_error(runner_python, write_user_module
     assert not result.ok
     assert result.phase == "result"
     assert result.error.startswith("the entrypoint returned a string that is not valid JSON: ")
+    # ... and says how to answer a word.
+    assert result.error.endswith(
+        'return a dict or a list instead (such as {"result": "hello"}), or json.dumps(text) to answer '
+        "the text as a JSON string"
+    )
 
 
 def test_exception_traceback_starts_in_user_code(runner_python, write_user_module):
@@ -803,6 +808,53 @@ def test_numpy_and_pandas_results_become_plain_json(scientific_python, write_use
         "dates": ["2024-01-01T10:00:00"],
         "5": "numpy key",
     }
+
+
+@pytest.mark.slow
+def test_pandas_indexes_timedeltas_and_periods_are_kept(scientific_python, write_user_module):
+    """The same rules on an older Python and the pandas it gets (tests/.../test_runner_answers.py has them all)."""
+    source = write_user_module(
+        """
+        import numpy as np
+        import pandas as pd
+
+        def score(data, base_path):
+            sales = pd.DataFrame({"region": ["n", "n", "s"], "month": [1, 2, 1], "sales": [1.0, 2.0, 3.0]})
+            return {
+                "forecast": pd.DataFrame({"v": [1.0, np.nan]}, index=pd.date_range("2024-01-01", periods=2, name="ds")),
+                "pivot": sales.pivot_table(index="region", columns="month", values="sales", aggfunc=["sum"]),
+                "row": pd.DataFrame({"x": 1, "pred": 0.25}, index=[0]),
+                "labelled": pd.Series({"a": 1.5, "b": np.nan}),
+                "gaps": [pd.Timedelta("1 days 02:00:00.5"), pd.Timedelta(-1, "s"), np.timedelta64(90, "s")],
+                "month": pd.Period("2024-01", "M"),
+                "utc": pd.Series(pd.to_datetime(["2024-01-01 10:00"]).tz_localize("UTC")),
+            }
+        """
+    )
+    result = run(scientific_python, source, timeout=120)
+    assert result.ok, result
+    assert result.result == {
+        "forecast": [{"ds": "2024-01-01T00:00:00", "v": 1.0}, {"ds": "2024-01-02T00:00:00", "v": None}],
+        "pivot": [{"region": "n", "sum.1": 1.0, "sum.2": 2.0}, {"region": "s", "sum.1": 3.0, "sum.2": None}],
+        "row": [{"x": 1, "pred": 0.25}],
+        "labelled": {"a": 1.5, "b": None},
+        "gaps": ["P1DT2H0M0.500S", "P-1DT23H59M59S", "P0DT0H1M30S"],
+        "month": "2024-01",
+        "utc": ["2024-01-01T10:00:00+00:00"],
+    }
+    source = write_user_module(
+        """
+        import pandas as pd
+
+        def score(data, base_path):
+            return {"frame": pd.DataFrame([[1, 2]], columns=["a", "a"])}
+        """
+    )
+    result = run(scientific_python, source, timeout=120)
+    assert result.phase == "result"
+    assert result.error.startswith(
+        'ValueError: the entrypoint\'s result has a pandas DataFrame at result["frame"] with more than one column named "a"'
+    )
 
 
 # --------------------------------------------------------------- output the worker holds

@@ -9,6 +9,7 @@ import socket
 import stat
 import struct
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -16,8 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from models_app.runtime.protocol import ConnectionClosed, LoadBlock, encode_frame, read_frame, write_frame
+from models_app.runtime.protocol import (
+    ConnectionClosed,
+    LoadBlock,
+    encode_frame,
+    predict_frame,
+    read_frame,
+    read_payload,
+    write_frame,
+)
 from models_app.runtime.sandbox import UserCode, launch
+from models_app.serving.answers import answer_for_payload
 from models_app.serving.paths import listen
 
 MODEL = """
@@ -412,3 +422,65 @@ def test_sigterm_swallowed_by_user_code_still_stops_the_runner(start_runner):
         runner.terminate()
         assert read_frame(sock) == {"ok": True, "result": {"finished": True}}
     assert runner.proc.wait(timeout=10) == 0
+
+
+PANDAS_MODEL = """
+import json
+import pandas as pd
+
+def score(data, base_path):
+    ask = json.loads(data)["x"]
+    if ask == "forecast":
+        dates = pd.date_range("2024-01-01", periods=2, freq="D", name="ds")
+        return {
+            "forecast": pd.DataFrame({"v": [1.0, float("nan")]}, index=dates),
+            "by_label": pd.Series({"a": 1.5, "b": float("nan")}),
+            "horizon": pd.Timedelta("1 days 02:00:00.5"),
+            "month": pd.Period("2024-01", "M"),
+        }
+    if ask == "duplicates":
+        return pd.DataFrame([[1, 2]], columns=["a", "a"])
+    return "approved"
+"""
+
+
+def test_pandas_answers_reach_the_caller_whole_or_as_a_422(short_dir, write_user_module):
+    """Through a real runner and the web side's answer: indexes kept, refusals as 422s."""
+    # The platform's own environment has pandas (and numpy).
+    python = Path(sys.prefix) / "bin" / "python"
+    runner = Runner(python, write_user_module(PANDAS_MODEL), short_dir / "p.sock", short_dir / "p.log")
+    try:
+        runner.wait_ready(timeout=60)
+
+        def call(x: str) -> tuple[int, dict]:
+            with runner.connect(timeout=30) as sock:
+                sock.sendall(predict_frame(json.dumps({"x": x}), "/models/m1"))
+                status, body = answer_for_payload(read_payload(sock))
+            return status, json.loads(body)
+
+        assert call("forecast") == (
+            200,
+            {
+                "forecast": [
+                    {"ds": "2024-01-01T00:00:00", "v": 1.0},
+                    {"ds": "2024-01-02T00:00:00", "v": None},
+                ],
+                "by_label": {"a": 1.5, "b": None},
+                "horizon": "P1DT2H0M0.500S",
+                "month": "2024-01",
+            },
+        )
+        status, body = call("duplicates")
+        assert status == 422 and body["model_error"]["phase"] == "result"
+        assert body["detail"].startswith(
+            "The model raised an error: ValueError: the entrypoint's result has a pandas DataFrame at "
+            'result with more than one column named "a"'
+        )
+        status, body = call("word")
+        assert status == 422
+        assert body["detail"].endswith(
+            'return a dict or a list instead (such as {"result": "approved"}), or json.dumps(text) to '
+            "answer the text as a JSON string"
+        )
+    finally:
+        runner.stop()

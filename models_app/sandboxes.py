@@ -50,6 +50,7 @@ def limits_for(job: Job) -> Limits:
             "processes": "NEOMARIL_SANDBOX_PROCESSES",
             "disk": disk_setting,
             "cpu": "NEOMARIL_BUILD_CPU_SECONDS",
+            "tmp": "NEOMARIL_SANDBOX_TMP_MB",
         },
     )
 

@@ -142,17 +142,36 @@ class Limits:
             or "can't start new thread" in text
         ):
             return self._sentence("processes", f"{self.processes} processes and threads")
+        shm_mb = shm_bytes(self) // 2**20
         if "File too large" in text or "No space left on device" in text or returncode == -signal.SIGXFSZ:
-            return self._sentence(
-                "disk", f"{self.disk_mb} MB per file in its folder and {self.tmp_mb} MB in /tmp"
+            what = f"{self.disk_mb} MB per file in its folder, {self.tmp_mb} MB in /tmp and {shm_mb} MB in /dev/shm"
+            return self._sentence("disk", what, also=("tmp", "/tmp and /dev/shm"))  # noqa: S108 (a message)
+        # A tmpfs page that cannot be had is a SIGBUS, not an error: shared memory
+        # (multiprocessing.shared_memory, a joblib memmap) larger than /dev/shm.
+        if returncode == -signal.SIGBUS or "SIGBUS" in text:
+            return (
+                f"The model's code was stopped by SIGBUS, which in the sandbox usually means shared memory "
+                f"larger than /dev/shm's {shm_mb} MB"
+                + (
+                    f" (a quarter of /tmp's: raise {self.names['tmp']} to allow more)."
+                    if "tmp" in self.names
+                    else "."
+                )
             )
         return None
 
     def disk_exceeded_message(self) -> str:
         return self._sentence("disk", f"{self.disk_mb} MB written in its folder")
 
-    def _sentence(self, which: str, what: str) -> str:
+    def _sentence(self, which: str, what: str, also: tuple[str, str] | None = None) -> str:
+        """`also`: (a second limit's name, what it covers), named when its setting differs."""
         setting = self.names.get(which)
+        other = self.names.get(also[0]) if also else None
+        if setting and other and other != setting:
+            return (
+                f"The model's code hit the sandbox limit of {what} "
+                f"(raise {setting} for its folder, {other} for {also[1]})."
+            )
         return f"The model's code hit the sandbox limit of {what}" + (
             f" (raise {setting} to allow more)." if setting else "."
         )

@@ -748,8 +748,9 @@ def test_writing_past_the_disk_limit_fails_the_execution_naming_it(cast, async_a
     assert execution.status == "Failed"
     per_file = (
         "The entrypoint raised OSError: [Errno 27] File too large",
-        "The model's code hit the sandbox limit of 4 MB per file in its folder and "
-        f"{settings.SANDBOX_TMP_MB} MB in /tmp (raise NEOMARIL_EXECUTION_DISK_MB to allow more).",
+        "The model's code hit the sandbox limit of 4 MB per file in its folder, "
+        f"{settings.SANDBOX_TMP_MB} MB in /tmp and {settings.SANDBOX_TMP_MB // 4} MB in /dev/shm "
+        "(raise NEOMARIL_EXECUTION_DISK_MB for its folder, NEOMARIL_SANDBOX_TMP_MB for /tmp and /dev/shm).",
     )
     in_total = "The model's code hit the sandbox limit of 4 MB written in its folder (raise NEOMARIL_EXECUTION_DISK_MB to allow more)."
     message = execution.error_message

@@ -42,6 +42,7 @@ NAMED = sandbox.Limits(
         "processes": "NEOMARIL_SANDBOX_PROCESSES",
         "disk": "NEOMARIL_EXECUTION_DISK_MB",
         "cpu": "NEOMARIL_BUILD_CPU_SECONDS",
+        "tmp": "NEOMARIL_SANDBOX_TMP_MB",
     },
 )
 
@@ -91,26 +92,35 @@ def test_prlimit_args_set_only_the_limits_given():
         (
             "OSError: [Errno 27] File too large",
             1,
-            "The model's code hit the sandbox limit of 100 MB per file in its folder and 32 MB in /tmp "
-            "(raise NEOMARIL_EXECUTION_DISK_MB to allow more).",
+            "The model's code hit the sandbox limit of 100 MB per file in its folder, 32 MB in /tmp and "
+            "8 MB in /dev/shm (raise NEOMARIL_EXECUTION_DISK_MB for its folder, NEOMARIL_SANDBOX_TMP_MB "
+            "for /tmp and /dev/shm).",
         ),
         (
             "OSError: [Errno 28] No space left on device",
             1,
-            "The model's code hit the sandbox limit of 100 MB per file in its folder and 32 MB in /tmp "
-            "(raise NEOMARIL_EXECUTION_DISK_MB to allow more).",
+            "The model's code hit the sandbox limit of 100 MB per file in its folder, 32 MB in /tmp and "
+            "8 MB in /dev/shm (raise NEOMARIL_EXECUTION_DISK_MB for its folder, NEOMARIL_SANDBOX_TMP_MB "
+            "for /tmp and /dev/shm).",
         ),
         (
             "the model process was killed by SIGXFSZ",
             -signal.SIGXFSZ,
-            "The model's code hit the sandbox limit of 100 MB per file in its folder and 32 MB in /tmp "
-            "(raise NEOMARIL_EXECUTION_DISK_MB to allow more).",
+            "The model's code hit the sandbox limit of 100 MB per file in its folder, 32 MB in /tmp and "
+            "8 MB in /dev/shm (raise NEOMARIL_EXECUTION_DISK_MB for its folder, NEOMARIL_SANDBOX_TMP_MB "
+            "for /tmp and /dev/shm).",
         ),
         (
             "the model process was killed by SIGXCPU before returning a result",
             -signal.SIGXCPU,
             "The model's code hit the sandbox limit of 30 s of CPU time "
             "(raise NEOMARIL_BUILD_CPU_SECONDS to allow more).",
+        ),
+        (
+            "the model process was killed by SIGBUS",
+            -signal.SIGBUS,
+            "The model's code was stopped by SIGBUS, which in the sandbox usually means shared memory "
+            "larger than /dev/shm's 8 MB (a quarter of /tmp's: raise NEOMARIL_SANDBOX_TMP_MB to allow more).",
         ),
         ("ZeroDivisionError: division by zero", 1, None),
         (None, -signal.SIGKILL, None),
@@ -128,6 +138,17 @@ def test_explain_ignores_limits_that_are_not_set():
     # Without a setting to name, the sentence still says which limit.
     assert sandbox.Limits(memory_mb=64).explain("MemoryError", 1) == (
         "The model's code hit the sandbox limit of 64 MB of memory per process."
+    )
+
+
+def test_a_full_tmp_names_one_setting_when_it_is_also_the_folder_limit():
+    # A runner's and a build's only disk is /tmp: one setting raises both.
+    serve = sandbox.Limits(
+        disk_mb=32, tmp_mb=32, names={"disk": "NEOMARIL_SANDBOX_TMP_MB", "tmp": "NEOMARIL_SANDBOX_TMP_MB"}
+    )
+    assert serve.explain("OSError: [Errno 28] No space left on device", 1) == (
+        "The model's code hit the sandbox limit of 32 MB per file in its folder, 32 MB in /tmp and "
+        "8 MB in /dev/shm (raise NEOMARIL_SANDBOX_TMP_MB to allow more)."
     )
 
 
@@ -553,6 +574,15 @@ SHM_SOURCE = textwrap.dedent(
         except OSError as exc:
             dev = exc.errno
         return {"errno": error, "written": written, "shm": _size("/dev/shm"), "tmp": _size("/tmp"), "dev": dev}
+
+
+    def share(megabytes, folder):
+        from multiprocessing import shared_memory
+
+        # ftruncate does not reserve the pages: touching one past the tmpfs's size is a SIGBUS.
+        block = shared_memory.SharedMemory(create=True, size=int(megabytes) * 1024 * 1024)
+        block.buf[:] = bytes(block.size)
+        return {"touched": block.size}
     """
 )
 
@@ -636,3 +666,19 @@ def test_writing_past_dev_shms_size_fails_with_no_space_left(settings, monkeypat
     assert result.result["written"] <= 2 * MB
     assert result.result["tmp"] == 8 * MB  # the /tmp keeps its own size
     assert result.result["dev"] == errno.EROFS
+
+
+def test_shared_memory_past_dev_shms_size_is_explained(settings, tmp_path):
+    """A SharedMemory larger than /dev/shm is created, then its pages kill the job with
+    SIGBUS (no error to catch): the failure says what it usually means and what raises it."""
+    settings.UNSAFE_NO_SANDBOX = False
+    limits = sandboxes.limits_for("execution")
+    result = _shm_run(tmp_path, "share", [str(settings.SANDBOX_TMP_MB), str(tmp_path)], limits)
+    assert not result.ok
+    assert result.returncode == -signal.SIGBUS, (result.error, result.output)
+    assert result.limit == (
+        "The model's code was stopped by SIGBUS, which in the sandbox usually means shared memory larger "
+        f"than /dev/shm's {settings.SANDBOX_TMP_MB // 4} MB (a quarter of /tmp's: raise "
+        "NEOMARIL_SANDBOX_TMP_MB to allow more)."
+    )
+    assert result.error.endswith(result.limit)

@@ -62,6 +62,9 @@ _RESERVED_PREFIXES = {
 # KiB with its closing NUL).
 MAX_VARIABLE_BYTES = 32 * 4096 - 1
 _LINE_BREAK_RE = re.compile(r"\r\n|\r|\n")
+# python-dotenv's interpolation: ${NAME} and ${NAME:-default}, in unquoted and
+# double-quoted values.
+_VARIABLE_RE = re.compile(r"\$\{(?P<name>[^}:]*)(?::-(?P<default>[^}]*))?\}")
 
 
 def parse_dotenv(text: str, *, field: str = "env") -> dict[str, str]:
@@ -69,8 +72,9 @@ def parse_dotenv(text: str, *, field: str = "env") -> dict[str, str]:
 
     Supports `KEY=VALUE`, `export KEY=VALUE`, `#` comments, single quotes (literal),
     double quotes (\\n \\t \\r \\" \\\\ escapes; may span lines) and unquoted values with a
-    trailing ` # comment`. Error messages carry line numbers and key names but never a
-    value: values are secrets.
+    trailing ` # comment`; unquoted and double-quoted values expand `${NAME}` and
+    `${NAME:-default}` from the lines above. Error messages carry line numbers and key
+    names but never a value: values are secrets.
     """
     lines = _LINE_BREAK_RE.split(text.removeprefix("\ufeff"))
     values: dict[str, str] = {}
@@ -97,6 +101,8 @@ def parse_dotenv(text: str, *, field: str = "env") -> dict[str, str]:
             value, i = _quoted_dotenv_value(rest, lines, i, lineno, field=field)
         else:
             value = re.sub(r"\s+#.*$", "", rest).strip()
+        if rest[:1] != "'":
+            value = _expand_variables(value, values, lineno, key, field=field)
         if "\x00" in value:
             # The process environment cannot hold it: the model would fail at every start.
             raise UploadError(
@@ -121,6 +127,32 @@ def parse_dotenv(text: str, *, field: str = "env") -> dict[str, str]:
             )
         values[key] = value
     return values
+
+
+def _expand_variables(value: str, earlier: dict[str, str], lineno: int, key: str, *, field: str) -> str:
+    """Replace ${NAME} and ${NAME:-default} with the values of the lines above.
+
+    Only the file's own variables: python-dotenv would also read the environment of the
+    process, which here is the platform's own (its keys and database URL).
+    """
+
+    def substitute(match: re.Match) -> str:
+        if match["name"] in earlier:
+            return earlier[match["name"]]
+        if match["default"] is not None:
+            return match["default"]
+        raise UploadError(
+            field,
+            # Translators: ${...} and ${NAME:-default} are written as is in a .env file.
+            _(
+                "Line %(line)s: the value of %(key)s uses a ${...} variable that no line above sets "
+                "(a model's .env sees only its own variables). Set it on an earlier line, give a "
+                "default as ${NAME:-default}, or put the value in single quotes to keep ${...} as written."
+            )
+            % {"line": lineno, "key": key},
+        )
+
+    return _VARIABLE_RE.sub(substitute, value) if "${" in value else value
 
 
 def _check_dotenv_key(key: str, lineno: int, *, field: str) -> None:

@@ -556,6 +556,37 @@ def test_dotenv_last_duplicate_wins_and_empty_file():
     assert parse_dotenv("\ufeff# only comments\n\n") == {}
 
 
+def test_dotenv_expands_variables_of_the_lines_above_as_python_dotenv_does():
+    text = src(
+        r"""
+        DB_HOST=db.internal
+        DB_USER="scorer"
+        DB_URL=postgres://${DB_USER}@${DB_HOST}:5432/risk
+        QUOTED="${DB_HOST}\n${PORT:-5432}"
+        LITERAL='${DB_HOST} stays'
+        EMPTY_DEFAULT=${MISSING:-}
+        DB_HOST=changed
+        """
+    )
+    assert parse_dotenv(text) == {
+        "DB_HOST": "changed",
+        "DB_USER": "scorer",
+        "DB_URL": "postgres://scorer@db.internal:5432/risk",  # the value when the line was read
+        "QUOTED": "db.internal\n5432",
+        "LITERAL": "${DB_HOST} stays",
+        "EMPTY_DEFAULT": "",
+    }
+
+
+def test_dotenv_never_expands_the_platforms_own_environment(monkeypatch):
+    # python-dotenv would read os.environ: here that is the platform's (keys, database URL).
+    monkeypatch.setenv("PLATFORM_ONLY", "platform-secret")
+    err = reject(parse_dotenv, "A=1\nURL=${PLATFORM_ONLY}/${A}\n")
+    assert err.message.startswith("Line 2: the value of URL uses a ${...} variable that no line above sets")
+    assert "single quotes" in err.message
+    assert "platform-secret" not in err.message
+
+
 SECRET = "hunter2-s3cr3t"
 
 
@@ -573,6 +604,7 @@ SECRET = "hunter2-s3cr3t"
         (f'A="{SECRET}\nB=2\n', 1, "never closed"),
         (f"A='{SECRET}' trailing\n", 1, "after the closing quote"),
         (f'A="x" {SECRET}\n', 1, "after the closing quote"),
+        (f"A=1\nB=pa${{{SECRET}}}\n", 2, "no line above sets"),
     ],
 )
 def test_dotenv_errors_have_line_number_and_never_the_value(text, line, expected):

@@ -24,10 +24,12 @@ from models_app import interpreters
 from models_app.models import MAX_REPLICAS, MLModel
 from models_app.services import INLINE_SCHEMA_NAME, ModelUpload, NamedFile, min_replicas_refusal
 from models_app.validation import (
+    TextKind,
     UploadError,
     check_entrypoint_name,
     check_source,
     check_unique_names,
+    decode_upload,
     parse_dotenv,
     parse_requirements,
     parse_schema,
@@ -154,10 +156,11 @@ class PythonVersionField(forms.CharField):
 
 
 class UploadCheckingForm(forms.Form):
-    """What every upload form shares: files get safe names, text files are read as UTF-8,
-    a validation check's UploadError becomes an error of its field, and a file part that
-    was sent but never arrived (`lost_parts`, groups.uploads) is named at its field instead
-    of the field asking for a file as if none had been sent."""
+    """What every upload form shares: files get safe names, text files are read as the
+    program that uses them reads them (validation.encoding), a validation check's
+    UploadError becomes an error of its field, and a file part that was sent but never
+    arrived (`lost_parts`, groups.uploads) is named at its field instead of the field
+    asking for a file as if none had been sent."""
 
     # The pages post with novalidate (the server reports every problem at once), so
     # required fields carry aria-required rather than a `required` the browser ignores.
@@ -244,9 +247,9 @@ class UploadCheckingForm(forms.Form):
             return None
         return NamedFile(self._check(sanitize_filename, upload.name, field=field), upload)
 
-    def _text(self, field: str, named: NamedFile) -> str | None:
+    def _text(self, field: str, named: NamedFile, kind: TextKind) -> str | None:
         """A text file's content, or None after adding the error to `field`."""
-        return self._attempt(_read_text, named, field)
+        return self._attempt(_read_text, named, field, kind)
 
     def _attempt(self, check, *args, **kwargs):
         """Run a check; an UploadError becomes an error of its field, and None is returned."""
@@ -280,7 +283,7 @@ class UploadCheckingForm(forms.Form):
         """The requirement lines of an uploaded requirements.txt; [] after adding its error."""
         if named is None:
             return []
-        text = self._text("requirements", named)
+        text = self._text("requirements", named, "requirements")
         if text is None:
             return []
         return self._attempt(parse_requirements, text, allow_options=settings.ALLOW_REQUIREMENT_OPTIONS) or []
@@ -289,7 +292,7 @@ class UploadCheckingForm(forms.Form):
         """The variables of an uploaded .env; {} after adding its error."""
         if named is None:
             return {}
-        text = self._text("env", named)
+        text = self._text("env", named, "text")
         return (self._attempt(parse_dotenv, text) or {}) if text is not None else {}
 
 
@@ -469,7 +472,7 @@ class ModelUploadForm(UploadCheckingForm):
 
         source, model_reference = data.get("source"), data.get("model_reference")
         if source is not None and model_reference:
-            text = self._text("source", source)
+            text = self._text("source", source, "python")
             if text is not None:
                 self._attempt(check_source, text, model_reference, filename=source.name)
 
@@ -523,7 +526,7 @@ class ModelUploadForm(UploadCheckingForm):
                 )
             return None
         field, value = given[0]
-        text = self._text(field, value) if isinstance(value, NamedFile) else value
+        text = self._text(field, value, "json") if isinstance(value, NamedFile) else value
         if text is None:
             return None
         return self._attempt(parse_schema, text, require_object=require_object, field=field)
@@ -542,7 +545,7 @@ class ModelUploadForm(UploadCheckingForm):
         return named
 
 
-def _read_text(named: NamedFile, field: str) -> str:
+def _read_text(named: NamedFile, field: str, kind: TextKind) -> str:
     upload = named.file
     if upload.size is not None and upload.size > settings.MAX_TEXT_FILE_BYTES:
         raise UploadError(
@@ -551,14 +554,18 @@ def _read_text(named: NamedFile, field: str) -> str:
             % {"name": named.name, "size": upload.size, "limit": settings.MAX_TEXT_FILE_BYTES // 1024},
         )
     upload.seek(0)
-    try:
-        return upload.read().decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise UploadError(
-            field,
-            gettext("'%(name)s' is not UTF-8 text. Save it as UTF-8 and upload it again.")
-            % {"name": named.name},
-        ) from None
+    data = upload.read()
+    text = decode_upload(data, kind, field=field, name=named.name)
+    utf8 = text.encode("utf-8")
+    if kind != "python" and utf8 != data:
+        # Stored as UTF-8, so the files in the model's folder say what was checked. A script
+        # keeps its bytes: Python reads them by its coding line, as the check did.
+        upload.seek(0)
+        upload.truncate()
+        upload.write(utf8)
+        upload.size = len(utf8)
+    upload.seek(0)
+    return text
 
 
 class ModelVersionForm(ModelUploadForm):

@@ -24,7 +24,7 @@ from groups.storable_json import storable_problem
 from models_app.forms import UploadCheckingForm
 from models_app.models import MLModel
 from models_app.services import NamedFile
-from models_app.validation import check_entrypoint_name, check_source
+from models_app.validation import check_entrypoint_name, check_source, decode_upload
 from monitoring import drift as drift_defaults
 from monitors.models import Monitor, PeriodKind
 from training.models import Experiment, TrainingRun
@@ -357,10 +357,9 @@ class MonitoringForm(UploadCheckingForm):
             raise forms.ValidationError(
                 gettext("The configuration is %(size)s bytes; at most 1 MiB.") % {"size": upload.size}
             )
+        text = self._check(decode_upload, upload.read(), "json", field="configuration", name=upload.name)
         try:
-            raw = json.loads(upload.read().decode("utf-8-sig"))
-        except UnicodeDecodeError:
-            raise forms.ValidationError(gettext("The configuration is not UTF-8 text.")) from None
+            raw = json.loads(text)
         except ValueError as exc:
             raise forms.ValidationError(
                 gettext("The configuration is not valid JSON: %(error)s.") % {"error": exc}
@@ -411,7 +410,7 @@ class MonitoringForm(UploadCheckingForm):
             )
         named = data.get("preprocess")
         if named is not None:
-            text = self._text("preprocess", named)
+            text = self._text("preprocess", named, "python")
             named.file.seek(0)
             for reference, parameters, field in (
                 (data.get("preprocess_reference"), ("input", "output"), "preprocess_reference"),

@@ -339,7 +339,7 @@ class TrainingRunForm(UploadCheckingForm):
                     % {"name": source.name},
                 )
             elif data.get("training_reference"):
-                text = self._text("source", source)
+                text = self._text("source", source, "python")
                 if text is not None:
                     self._attempt(
                         check_source,
@@ -499,7 +499,7 @@ class TrainingRunForm(UploadCheckingForm):
             return None
         if isinstance(value, UploadedFile):
             named = self._named(field)
-            value = self._text(field, named) if named else None
+            value = self._text(field, named, "json") if named else None
             if value is None:
                 return None
         try:
@@ -738,7 +738,7 @@ class PromoteForm(ModelUploadForm):
             self.cleaned_data.update(name=target.name, operation=target.operation)
         extra_text = ""
         if self.cleaned_data.get("requirements") is not None:
-            extra_text = self._text("requirements", self.cleaned_data["requirements"]) or ""
+            extra_text = self._text("requirements", self.cleaned_data["requirements"], "requirements") or ""
             # Checked on their own first, so an error gives the line of the user's file, not
             # of the merged one; lines in error are left out (their error is reported once).
             allowed = settings.ALLOW_REQUIREMENT_OPTIONS

@@ -94,6 +94,29 @@ def test_two_models_with_the_same_requirements_share_one_environment(cast, model
 
 
 @pytest.mark.slow
+def test_a_model_written_on_windows_with_a_latin1_script_deploys_in_the_same_environment(cast, model_pickle):
+    """UTF-16 files with a byte-order mark (PowerShell 5's `pip freeze > requirements.txt`)
+    build the environment their UTF-8 twins build; the script is imported by its coding line."""
+    client = api_client(cast.owner)
+    labelled = real_models.SYNC_SOURCE.replace('"secret_ok":', '"label": "café", "secret_ok":')
+    windows = _build(
+        _upload(
+            client,
+            model_pickle,
+            name="from windows",
+            source=file("app.py", ("# -*- coding: latin-1 -*-\n" + labelled).encode("latin-1")),
+            requirements=file("requirements.txt", real_models.REQUIREMENTS.encode("utf-16")),
+            schema=file("schema.json", json.dumps(real_models.SCHEMA).encode("utf-16")),
+            env=file(".env", "API_KEY=s3cr3t-value\r\n".encode("utf-16")),
+        )
+    )
+    assert windows.status == "Deployed", _log(client, windows)
+    assert windows.smoke_result["label"] == "café" and windows.smoke_result["secret_ok"] is True
+    utf8 = _build(_upload(client, model_pickle, name="utf-8"))
+    assert utf8.status == "Deployed" and utf8.env_fingerprint == windows.env_fingerprint
+
+
+@pytest.mark.slow
 def test_async_model_with_sample_deploys(cast, model_pickle):
     client = api_client(cast.owner)
     model = _build(

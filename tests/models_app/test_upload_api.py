@@ -20,6 +20,9 @@ from tests.helpers.cast import PASSWORD
 from tests.helpers.clients import api_client
 from tests.helpers.uploads import file, sync_payload
 
+# Python imports it by its coding line; the string holds latin-1's é (0xE9).
+LATIN1_SOURCE = b"# -*- coding: latin-1 -*-\ndef score(data, base_path):\n    return {'label': 'caf\xe9'}\n"
+
 
 def _post(client, payload):
     return client.post("/api/v1/models", payload, format="multipart")
@@ -256,6 +259,10 @@ SAME_REJECTIONS = {
     "sample for Sync": lambda: {"sample": file("in.csv", "a\n1\n")},
     "bad allow_network": lambda: {"allow_network": "maybe"},
     "two files, one name": lambda: {"extra": [file("App.py", "x = 1\n")]},
+    "UTF-16 without a BOM": lambda: {
+        "requirements": file("requirements.txt", "pandas\n".encode("utf-16-le"))
+    },
+    "script not UTF-8, no coding line": lambda: {"source": file("app.py", LATIN1_SOURCE.split(b"\n", 1)[1])},
 }
 
 
@@ -363,3 +370,77 @@ def test_a_failure_after_the_files_are_placed_leaves_no_folder(cast, monkeypatch
     assert response.status_code == 500
     assert not MLModel.objects.exists()
     assert list(settings.MODELS_DIR.iterdir()) == []
+
+
+# --- files written on Windows or with a declared encoding --------------------------------
+
+
+def _windows(text: str, codec: str = "utf-16") -> bytes:
+    """What PowerShell 5 writes (`pip freeze > requirements.txt`): UTF-16 LE with its BOM."""
+    return text.encode(codec)
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-be", "utf-32", "utf-8-sig"])
+def test_requirements_env_and_schema_with_a_byte_order_mark_are_read_and_stored_as_utf8(cast, codec):
+    bom = {"utf-16-be": "\ufeff"}.get(codec, "")  # utf-16-be writes no BOM of its own
+    payload = sync_payload(
+        requirements=file("requirements.txt", _windows(bom + "pandas==2.2.3\r\nnumpy\r\n", codec)),
+        env=file(".env", _windows(bom + "API_KEY=s3cr3t-value\r\n", codec)),
+        schema=file("schema.json", _windows(bom + '{"cidade": "São Paulo"}', codec)),
+    )
+    response = _post(api_client(cast.owner), payload)
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["schema"] == {"cidade": "São Paulo"} and body["env_names"] == ["API_KEY"]
+    model = MLModel.objects.get(hash=body["hash"])
+    # The same lines as the UTF-8 file: the same environment and fingerprint.
+    assert model.requirements == ["pandas==2.2.3", "numpy"]
+    assert crypto.decrypt_json(model.env_ciphertext) == {"API_KEY": "s3cr3t-value"}
+    # What is stored is the text that was checked, in UTF-8.
+    assert (model.folder / "requirements.txt").read_bytes() == b"pandas==2.2.3\r\nnumpy\r\n"
+    assert (model.folder / "schema.json").read_bytes() == '{"cidade": "São Paulo"}'.encode()
+
+
+def test_a_script_with_a_coding_line_is_accepted_and_stored_as_uploaded(cast):
+    response = _post(api_client(cast.owner), sync_payload(source=file("app.py", LATIN1_SOURCE)))
+    assert response.status_code == 201, response.json()
+    model = MLModel.objects.get(hash=response.json()["hash"])
+    # Its bytes, not UTF-8: the runner's import reads them by the coding line.
+    assert (model.folder / "app.py").read_bytes() == LATIN1_SOURCE
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "expected"),
+    [
+        (
+            {"requirements": file("requirements.txt", "pandas==2.2.3\n".encode("utf-16-le"))},
+            "requirements",
+            "'requirements.txt' contains a NUL byte (line 1) and does not start with a byte-order mark: "
+            "it is not text, or it is UTF-16 or UTF-32 text saved without one. Save it as UTF-8 and "
+            "upload it again.",
+        ),
+        (
+            {"env": file(".env", b"API_KEY=caf\xe9\n")},
+            "env",
+            "'.env' is not UTF-8 text (line 1). Save it as UTF-8 and upload it again.",
+        ),
+        (
+            {"source": file("app.py", LATIN1_SOURCE.split(b"\n", 1)[1])},
+            "source",
+            "'app.py' is not UTF-8 text (line 2) and declares no other encoding, so Python could not "
+            "import it. Save it as UTF-8, or declare its encoding on its first or second line, e.g. "
+            "# -*- coding: latin-1 -*-",
+        ),
+        (
+            {"source": file("app.py", "def score(data, base_path):\n    return {}\n".encode("utf-16"))},
+            "source",
+            "'app.py' is UTF-16 LE text, which Python cannot import: it reads a script as UTF-8, or in "
+            "the encoding its coding line declares. Save it as UTF-8 and upload it again.",
+        ),
+    ],
+)
+def test_text_no_reader_would_decode_is_a_400_saying_how_to_save_it(cast, overrides, field, expected):
+    response = _post(api_client(cast.owner), sync_payload(**overrides))
+    assert response.status_code == 400, response.json()
+    assert response.json()["errors"] == {field: [expected]}
+    _nothing_stored()

@@ -54,7 +54,7 @@ def _create(client, answer="v1") -> MLModel:
     return MLModel.objects.get(hash=response.json()["hash"])
 
 
-def _add_version(client, model: MLModel, source: str, **fields):
+def _add_version(client, model: MLModel, source: str | bytes, **fields):
     payload = sync_payload(python_version=PYTHON, source=file("app.py", source), **fields)
     for inherited in ("name", "group", "operation"):
         payload.pop(inherited, None)
@@ -264,6 +264,30 @@ def test_a_version_upload_is_checked_like_an_upload(cast, deployed):
     # A state, not bad input: the 409 of a model deleted while its version uploads.
     assert gone.status_code == 409
     assert gone.json() == {"detail": "This model is deleted: upload a new model instead.", "code": "conflict"}
+
+
+def test_a_version_written_on_windows_with_a_latin1_script_deploys_and_answers(cast, deployed):
+    """A script with a coding line is imported by it (its bytes are kept); a UTF-16 .env and
+    requirements.txt, as PowerShell writes them, are read through their byte-order mark."""
+    source = (
+        b"# -*- coding: latin-1 -*-\n"
+        b"import json, os\n\n"
+        b"def score(data, base_path):\n"
+        b"    row = json.loads(data)\n"
+        b"    return {'sum': row['a'] + row['b'], 'answered_by': 'caf\xe9', 'key': os.environ['API_KEY']}\n"
+    )
+    response = _add_version(
+        api_client(cast.owner),
+        deployed,
+        source,
+        env=file(".env", "API_KEY=s3cr3t-value\r\n".encode("utf-16")),
+        requirements=file("requirements.txt", "# pip freeze\r\n".encode("utf-16")),
+    )
+    assert response.status_code == 201, response.json()
+    v2 = _build(MLModel.objects.get(hash=response.json()["hash"]))
+    assert v2.status == "Deployed", v2.status_message
+    assert v2.smoke_result["answered_by"] == "café"
+    assert _call(deployed) == {"sum": 5, "answered_by": "café", "key": "s3cr3t-value"}
 
 
 def test_a_version_without_a_dotenv_keeps_the_live_versions_secrets(cast, host_env):

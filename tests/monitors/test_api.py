@@ -140,6 +140,39 @@ def test_register_reports_every_missing_part(cast, model):
     assert not Monitor.objects.exists()
 
 
+def test_register_reads_a_utf16_configuration_and_requirements_and_a_latin1_preprocess(
+    cast, model, run, queued
+):
+    preprocess = b"# -*- coding: latin-1 -*-\n" + PREPROCESS.replace('"age"', '"\xe2ge"').encode("latin-1")
+    response = api_client(cast.owner).post(
+        f"{API}/{model.hash}",
+        payload(
+            run,
+            configuration=file("configuration.json", json.dumps(configuration(run)).encode("utf-16")),
+            requirements=file("requirements.txt", "scipy\r\n".encode("utf-16")),
+            preprocess=file("preprocess.py", preprocess),
+        ),
+        format="multipart",
+    )
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert body["period"] == "Day" and body["requirements"] == ["scipy"]
+    # Stored as sent: the harness imports it by its coding line.
+    assert (Monitor.objects.get(model=model).code_folder / "preprocess.py").read_bytes() == preprocess
+
+
+def test_register_refuses_a_configuration_no_json_reader_decodes(cast, model, run):
+    response = api_client(cast.owner).post(
+        f"{API}/{model.hash}",
+        payload(run, configuration=file("configuration.json", b'{"Period": "D\xeda"}')),
+        format="multipart",
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"]["configuration"] == [
+        "'configuration.json' is not UTF-8 text (line 1). Save it as UTF-8 and upload it again."
+    ]
+
+
 def test_register_reports_a_bad_configuration_at_its_field(cast, model, run):
     bad = configuration(run, Period="Hour")
     response = api_client(cast.owner).post(

@@ -254,6 +254,62 @@ def test_one_parameter_training_function_is_accepted(cast):
     assert response.status_code == 201, response.content
 
 
+def test_a_custom_run_written_on_windows_with_a_latin1_script_is_accepted(cast):
+    """PowerShell's UTF-16 requirements.txt and .env, and a script with a coding line, as
+    pip and Python read them; the requirements are stored in UTF-8, the script as sent."""
+    experiment = make_experiment(cast.group, cast.owner)
+    source = (
+        b"# -*- coding: latin-1 -*-\ndef train_model(df, base_path):\n    return {'note': 'r\xe9sum\xe9'}\n"
+    )
+    response = api_client(cast.owner).post(
+        f"{API}/experiments/{experiment.hash}/runs",
+        custom_payload(
+            source=file("app.py", source),
+            requirements=file("requirements.txt", "scikit-learn==1.6.1\r\n".encode("utf-16")),
+            env=file(".env", "API_KEY=s3cr3t\r\n".encode("utf-16")),
+        ),
+        format="multipart",
+    )
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["requirements"] == ["scikit-learn==1.6.1", "pandas", "pyarrow", "cloudpickle"]
+    assert body["env_names"] == ["API_KEY"]
+    run = TrainingRun.objects.get(experiment=experiment)
+    assert (run.work_folder / "requirements.txt").read_bytes() == b"scikit-learn==1.6.1\r\n"
+    assert (run.work_folder / "app.py").read_bytes() == source
+
+
+def test_a_training_script_that_is_not_utf8_and_declares_nothing_is_refused(cast):
+    experiment = make_experiment(cast.group, cast.owner)
+    source = b"def train_model(df, base_path):\n    return {'note': 'r\xe9sum\xe9'}\n"
+    response = api_client(cast.owner).post(
+        f"{API}/experiments/{experiment.hash}/runs",
+        custom_payload(source=file("app.py", source)),
+        format="multipart",
+    )
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"]["source"] == [
+        "'app.py' is not UTF-8 text (line 2) and declares no other encoding, so Python could not import "
+        "it. Save it as UTF-8, or declare its encoding on its first or second line, e.g. "
+        "# -*- coding: latin-1 -*-"
+    ]
+
+
+def test_external_run_metrics_and_params_files_in_utf16_are_read(cast):
+    experiment = make_experiment(cast.group, cast.owner)
+    response = api_client(cast.owner).post(
+        f"{API}/experiments/{experiment.hash}/runs",
+        external_payload(
+            metrics=file("metrics.json", '{"auc": 0.91}'.encode("utf-16")),
+            params=file("params.json", '{"modelo": "árvore"}'.encode("utf-16-le")),  # JSON needs no BOM
+        ),
+        format="multipart",
+    )
+    assert response.status_code == 201, response.content
+    run = TrainingRun.objects.get()
+    assert run.metrics == {"auc": 0.91} and run.params == {"logged": {"modelo": "árvore"}}
+
+
 def test_external_run_needs_its_artifacts(cast):
     experiment = make_experiment(cast.group, cast.owner)
     client = api_client(cast.owner)
@@ -644,6 +700,17 @@ def test_promote_with_extra_requirements_builds_a_new_set(cast, fake_environment
     response = _promote(
         api_client(cast.owner), experiment, 1, requirements=file("requirements.txt", "requests==2.32.3\n")
     )
+    assert response.status_code == 201, response.content
+    model = MLModel.objects.get(hash=response.json()["hash"])
+    assert model.requirements == ["scikit-learn==1.6.1", "numpy==2.0.2", "requests==2.32.3"]
+
+
+def test_promote_reads_extra_requirements_written_by_powershell(cast, fake_environment):
+    experiment = make_experiment(cast.group, cast.owner)
+    fingerprint, _env = fake_environment()
+    finished_run(experiment, env_fingerprint=fingerprint)
+    extra = file("requirements.txt", "requests==2.32.3\r\n".encode("utf-16"))
+    response = _promote(api_client(cast.owner), experiment, 1, requirements=extra)
     assert response.status_code == 201, response.content
     model = MLModel.objects.get(hash=response.json()["hash"])
     assert model.requirements == ["scikit-learn==1.6.1", "numpy==2.0.2", "requests==2.32.3"]

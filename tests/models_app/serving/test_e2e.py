@@ -130,6 +130,33 @@ def test_sklearn_model_answers_like_the_in_process_call(portal, client, tokens):
     assert response.json()["secret_ok"] is True
 
 
+def test_a_model_uploaded_from_windows_with_a_latin1_script_answers(portal, client, tokens):
+    """PowerShell 5 writes requirements.txt, .env and JSON in UTF-16 with a byte-order mark;
+    the script declares latin-1 in a coding line. Python and pip read these, so does the portal."""
+    pickle = portal.data_dir / "trained" / "model.pkl"
+    if not pickle.exists():
+        real_models.train_model_pickle(pickle.parent)
+    labelled = real_models.SYNC_SOURCE.replace('"secret_ok":', '"label": "café", "secret_ok":')
+    files = {
+        "source": ("app.py", ("# -*- coding: latin-1 -*-\n" + labelled).encode("latin-1")),
+        "model": ("model.pkl", pickle.read_bytes()),
+        "requirements": ("requirements.txt", real_models.REQUIREMENTS.replace("\n", "\r\n").encode("utf-16")),
+        "schema": ("schema.json", json.dumps(real_models.SCHEMA).encode("utf-16")),
+        "env": (".env", "API_KEY=s3cr3t-value\r\n".encode("utf-16")),
+    }
+    model_hash = client.deploy(group="serving", files=files, name="from windows", python_version="3.9")
+    response = call(
+        portal, model_hash, {"radius": 17.99, "texture": 10.38, "smoothness": 0.1184}, tokens["serving"]
+    )
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["label"] == "café" and answer["secret_ok"] is True and answer["pred"] in (0, 1)
+    folder = portal.data_dir / "models" / model_hash
+    assert (folder / "requirements.txt").read_bytes() == real_models.REQUIREMENTS.replace(
+        "\n", "\r\n"
+    ).encode()
+
+
 def test_errors_and_status_codes(portal, client, tokens, probe):
     assert call(portal, probe, {"x": 2}, tokens["serving"]).json()["y"] == 4
     wrong_group = call(portal, probe, {"x": 2}, tokens["others"])

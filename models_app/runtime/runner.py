@@ -296,10 +296,66 @@ def _key_to_str(key):
         return key.isoformat()
     if isinstance(key, datetime.timedelta):  # spelled as the values are
         return _iso_duration(key)
+    if _is_numpy_narrow_float(key):
+        return _key_to_str(_shortest_floats(key))
     if hasattr(key, "item") and callable(key.item):  # numpy scalar key
         with contextlib.suppress(Exception):
             return _key_to_str(key.item())
     return str(key)
+
+
+def _is_narrow_float(dtype):
+    """float32 or float16, numpy's or pandas' (the nullable "Float32" too), not float64."""
+    return getattr(dtype, "kind", None) == "f" and getattr(dtype, "itemsize", 8) < 8
+
+
+def _is_numpy_narrow_float(value):
+    # numpy's own types only: a look-alike (cupy, jax) keeps its tolist() conversion.
+    return type(value).__module__ == "numpy" and _is_narrow_float(getattr(value, "dtype", None))
+
+
+def _shortest_floats(values):
+    """float32/float16 numbers (a numpy scalar or array, any shape, or a pandas column) as
+    Python floats (nested lists for an array) that print as numpy prints them.
+
+    ``tolist()`` widens to float64, so ``np.float32(0.1)`` would answer
+    ``0.10000000149011612``. numpy's shortest decimal that round-trips at the value's own
+    precision, read back as a float, has that same decimal as its repr (checked for every
+    float16 and millions of float32). NaN and infinities stay floats, so they become null
+    as any float's do.
+    """
+    import numpy  # only called with numpy's or pandas' values: numpy is already imported
+
+    dtype = getattr(values, "dtype", None)
+    if hasattr(dtype, "numpy_dtype"):  # pandas' nullable Float32: <NA> as NaN, null either way
+        values = values.to_numpy(dtype=dtype.numpy_dtype, na_value=float("nan"))
+    array = numpy.asarray(values)  # a plain ndarray: np.matrix's rows would stay 2-D
+    # str() is the fastest way to those digits, but np.set_printoptions(legacy="1.13")
+    # makes it drop some; format_float_positional gives them whatever the print options.
+    shortest = str if str(numpy.float32(1 / 3)) == "0.33333334" else numpy.format_float_positional
+
+    def convert(a):
+        if a.ndim == 0:
+            return float(shortest(a[()]))
+        if a.ndim == 1:
+            return [float(shortest(x)) for x in a]
+        return [convert(sub) for sub in a]
+
+    return convert(array)
+
+
+def _column_values(series):
+    """A pandas Series' (or Index's) values as a list, float32/float16 ones as numpy prints them."""
+    if _is_narrow_float(getattr(series, "dtype", None)):
+        return _shortest_floats(series)
+    return series.tolist()
+
+
+def _labels(index):
+    """An index's labels to iterate, a float32 one's as numpy prints them."""
+    if index.nlevels == 1 and _is_narrow_float(getattr(index, "dtype", None)):
+        return _shortest_floats(index)
+    return index
 
 
 def _is_missing(value):
@@ -444,6 +500,29 @@ def _frame_records(frame, path):
             f"ValueError: {what} with more than one column named {_quoted(repeated)}{joined}, "
             "and a record can hold a name once: rename them (df.columns = [...] or df.rename(columns=...))",
         )
+    records = _records(frame, keys, levels, what)
+    # pandas hands float32/float16 cells over widened to float64: put numpy's spelling back.
+    for position, dtype in enumerate(_column_dtypes(frame)):
+        if _is_narrow_float(dtype):
+            key = keys[position]
+            for record, cell in zip(records, _shortest_floats(frame.iloc[:, position])):
+                record[key] = cell
+    return records
+
+
+def _column_dtypes(frame):
+    """The columns' dtypes. frame.dtypes builds a Series (13 us, a tenth of a one-row
+    frame's whole conversion); the block manager's list is 1 us, where pandas has it."""
+    get_dtypes = getattr(getattr(frame, "_mgr", None), "get_dtypes", None)
+    if callable(get_dtypes):
+        with contextlib.suppress(Exception):
+            dtypes = list(get_dtypes())
+            if len(dtypes) == frame.shape[1]:
+                return dtypes
+    return frame.dtypes.tolist()
+
+
+def _records(frame, keys, levels, what):
     index = frame.index
     if _positional(index):
         if levels == 1:
@@ -467,13 +546,13 @@ def _frame_records(frame, path):
     single = index.nlevels == 1
     return [
         dict(zip(keys, ((label,) if single else tuple(label)) + row))
-        for label, row in zip(index, frame.itertuples(index=False, name=None))
+        for label, row in zip(_labels(index), frame.itertuples(index=False, name=None))
     ]
 
 
 def _series_object(series, index, path):
     """A Series with labels as an object keyed by them."""
-    keys = [_label_key(label, index.nlevels) for label in index]
+    keys = [_label_key(label, index.nlevels) for label in _labels(index)]
     repeated = _repeated(keys)
     if repeated:
         raise _UserError(
@@ -483,7 +562,7 @@ def _series_object(series, index, path):
             "make the labels unique, return series.to_frame() (records, the label a field of each) "
             "or series.tolist() (a list, the labels left out)",
         )
-    return dict(zip(keys, series.tolist()))
+    return dict(zip(keys, _column_values(series)))
 
 
 def _convert_foreign(value, path):
@@ -501,7 +580,7 @@ def _convert_foreign(value, path):
         index = getattr(value, "index", None)
         if hasattr(index, "nlevels") and hasattr(value, "tolist"):  # pandas.Series
             if _positional(index):
-                return value.tolist()
+                return _column_values(value)
             return _series_object(value, index, path)
         dtype = getattr(value, "dtype", None)
         # numpy's datetime64[ns] and timedelta64[ns] .tolist() give int nanoseconds; in
@@ -510,6 +589,10 @@ def _convert_foreign(value, path):
         kind = getattr(dtype, "kind", None)
         if kind in ("M", "m") and hasattr(value, "astype") and not cls.__module__.startswith("pandas"):
             value = value.astype("datetime64[us]" if kind == "M" else "timedelta64[us]")
+        if _is_numpy_narrow_float(value) or (
+            cls.__module__.startswith("pandas") and _is_narrow_float(dtype)  # a float32 Index
+        ):
+            return _shortest_floats(value)
         if hasattr(value, "tolist") and callable(value.tolist):  # ndarray, Index, numpy scalar
             return value.tolist()
         if hasattr(value, "item") and callable(value.item):  # other numpy-like scalars

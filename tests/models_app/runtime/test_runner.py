@@ -778,6 +778,9 @@ def test_numpy_and_pandas_results_become_plain_json(scientific_python, write_use
             return {
                 "int64": np.int64(7),
                 "float32": np.float32(0.25),
+                "float32_tenth": np.float32(0.1),
+                "float16s": np.array([[0.1, np.nan]], dtype="float16"),
+                "float32_frame": pd.DataFrame({"p": np.array([0.1, np.nan], dtype="float32"), "q": [0.1 + 0.2, 1.0]}),
                 "bool": np.bool_(True),
                 "matrix": np.arange(6).reshape(2, 3),
                 "series": pd.Series([1.5, np.nan, 3.0]),
@@ -795,6 +798,9 @@ def test_numpy_and_pandas_results_become_plain_json(scientific_python, write_use
     assert result.result == {
         "int64": 7,
         "float32": 0.25,
+        "float32_tenth": 0.1,
+        "float16s": [[0.1, None]],
+        "float32_frame": [{"p": 0.1, "q": 0.30000000000000004}, {"p": None, "q": 1.0}],
         "bool": True,
         "matrix": [[0, 1, 2], [3, 4, 5]],
         "series": [1.5, None, 3.0],

@@ -218,6 +218,87 @@ def test_tz_aware_datetimes_keep_their_offset():
     assert answer(np.array(["2024-01-01T10:00"], dtype="datetime64[ns]")) == ["2024-01-01T10:00:00"]
 
 
+# --------------------------------------------------------------------- float32 and float16
+
+
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+def test_float32_and_float16_answer_the_value_numpy_prints():
+    assert answer({"p": np.float32(0.1), "h": np.float16(0.1), "third": np.float32(1 / 3)}) == {
+        "p": 0.1,
+        "h": 0.1,
+        "third": 0.33333334,
+    }
+    assert json.dumps(answer(np.float32(0.1))) == "0.1"  # not the float64 widening 0.10000000149011612
+    assert answer([np.float32(0.3), np.float16(0.3), np.float32(-0.0)]) == [0.3, 0.3, -0.0]
+    assert str(answer(np.float32(-0.0))) == "-0.0"
+    assert answer(np.array([[0.1, 0.2], [np.nan, np.inf]], dtype="float32")) == [[0.1, 0.2], [None, None]]
+    assert answer(np.array(0.7, dtype="float16")) == 0.7  # a 0-d array
+    assert answer(np.matrix([[0.1, 0.2]], dtype="float32")) == [[0.1, 0.2]]
+    assert answer({"nan": np.float32("nan"), "inf": np.float16("-inf")}) == {"nan": None, "inf": None}
+    assert answer({np.float32(0.1): "key"}) == {"0.1": "key"}
+    # float64 and Python floats keep every digit they have.
+    assert answer([np.float64(0.1) + 0.2, 0.1 + 0.2, np.array([0.1 + 0.2])]) == [0.1 + 0.2] * 2 + [
+        [0.1 + 0.2]
+    ]
+    assert answer(0.1 + 0.2) == 0.30000000000000004
+
+
+def test_float32_columns_answer_the_values_pandas_prints():
+    frame = pd.DataFrame(
+        {
+            "f32": np.array([0.1, np.nan], dtype="float32"),
+            "f16": np.array([0.3, 2.5], dtype="float16"),
+            "f64": [0.1 + 0.2, 0.5],
+            "nullable": pd.array([0.7, None], dtype="Float32"),
+            "n": [1, 2],
+        }
+    )
+    assert answer(frame) == [
+        {"f32": 0.1, "f16": 0.3, "f64": 0.30000000000000004, "nullable": 0.7, "n": 1},
+        {"f32": None, "f16": 2.5, "f64": 0.5, "nullable": None, "n": 2},
+    ]
+    # With an index as fields, MultiIndex columns, a float32 index.
+    assert answer(frame[["f32"]].set_axis(["x", "y"])) == [
+        {"index": "x", "f32": 0.1},
+        {"index": "y", "f32": None},
+    ]
+    multi = pd.DataFrame(
+        np.float32([[0.1, 0.2]]), columns=pd.MultiIndex.from_tuples([("a", "x"), ("a", "y")])
+    )
+    assert answer(multi) == [{"a.x": 0.1, "a.y": 0.2}]
+    by_threshold = pd.DataFrame({"hits": [3, 4]}, index=pd.Index(np.float32([0.1, 0.2]), name="t"))
+    assert answer(by_threshold) == [{"t": 0.1, "hits": 3}, {"t": 0.2, "hits": 4}]
+    # Series: a list, an object, its labels, the nullable dtype; a float32 Index alone.
+    assert answer(pd.Series(np.float32([0.1, np.nan]))) == [0.1, None]
+    assert answer(pd.Series(np.float32([0.1]), index=["a"])) == {"a": 0.1}
+    assert answer(pd.Series(["low"], index=pd.Index(np.float32([0.1])))) == {"0.1": "low"}
+    assert answer(pd.Series(pd.array([0.7, None], dtype="Float32"))) == [0.7, None]
+    assert answer(pd.Index(np.float32([0.1, 0.2]))) == [0.1, 0.2]
+    assert answer(frame[["f32"]].iloc[0]) == {"f32": 0.1}  # a row of float32 columns is float32
+
+
+def test_float32_digits_are_the_shortest_that_give_the_value_back():
+    rng = np.random.default_rng(7)
+    bits = rng.integers(0, 2**32, 20_000, dtype=np.uint64).astype(np.uint32)
+    float32s = bits.view(np.float32)
+    float32s = float32s[np.isfinite(float32s)]
+    float16s = np.arange(2**16, dtype=np.uint16).view(np.float16)
+    float16s = float16s[np.isfinite(float16s)]  # every finite float16
+    for values in (float32s, float16s):
+        got = answer(values)
+        assert np.array_equal(np.array(got, dtype=values.dtype), values)  # the same values back
+        assert got == [float(str(x)) for x in values]  # with numpy's own (shortest) digits
+        assert [repr(g) for g in got] == [repr(float(str(x))) for x in values]
+
+
+def test_float32_digits_do_not_depend_on_numpys_print_options():
+    with np.printoptions(legacy="1.13"):
+        assert str(np.float32(1 / 3)) == "0.333333"  # what str() would have answered
+        assert answer([np.float32(1 / 3), np.array([1 / 3], dtype="float32")]) == [0.33333334, [0.33333334]]
+    with np.printoptions(precision=2, floatmode="fixed"):
+        assert answer(pd.Series(np.float32([1 / 3]))) == [0.33333334]
+
+
 # ------------------------------------------------------------------------ strings, plain data
 
 

@@ -156,20 +156,35 @@ def _content_type(filename: str) -> str:
 DOWNLOAD_BLOCK_BYTES = 512 * 1024
 
 
+def _files_removed(execution: Execution, what: str) -> NotFound:
+    """The 404 of a download whose file is no longer on the server, saying why when we know."""
+    if execution.files_removed_at is not None:
+        detail = (
+            f"The files of execution {execution.number} were removed on "
+            f"{execution.files_removed_at:%Y-%m-%d %H:%M} UTC (retention policy), so its {what} "
+            "can't be downloaded any more."
+        )
+    else:
+        detail = (
+            f"The {what} of execution {execution.number} is no longer on the server: its file was "
+            "deleted from the execution's folder (not by the retention policy), so it can't be "
+            "downloaded any more."
+        )
+    return NotFound(detail, code="files_removed")
+
+
 def _download(execution: Execution, path: Path, what: str) -> FileResponse:
     """Stream a file of the execution's folder (never read whole into memory)."""
     if execution.files_removed_at is not None:
-        raise NotFound(
-            f"The files of execution {execution.number} were removed on "
-            f"{execution.files_removed_at:%Y-%m-%d %H:%M} UTC (retention policy), so its {what} "
-            "can't be downloaded any more.",
-            code="files_removed",
-        )
+        raise _files_removed(execution, what)
     root = execution.folder.resolve()
     resolved = path.resolve()
-    if not resolved.is_relative_to(root) or not resolved.is_file():
+    if not resolved.is_relative_to(root):
         raise NotFound(f"The {what} of execution {execution.number} is missing from its folder.")
-    handle = open(resolved, "rb")  # noqa: SIM115  (FileResponse closes it)
+    try:
+        handle = open(resolved, "rb")  # noqa: SIM115  (FileResponse closes it)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):  # deleted by hand
+        raise _files_removed(execution, what) from None
     response = FileResponse(
         handle, as_attachment=True, filename=resolved.name, content_type=_content_type(resolved.name)
     )

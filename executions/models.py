@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+from functools import cached_property
 from pathlib import Path
 
 from django.conf import settings
@@ -92,7 +95,11 @@ class Execution(Job):
     @property
     def folder(self) -> Path:
         """The execution's `data_path`: its input, whatever the model writes, its result."""
-        return settings.EXECUTIONS_DIR / self.model.hash / str(self.number)
+        return Path(self._in_folder())
+
+    def _in_folder(self, *names: str) -> str:
+        # A str, not a Path: a listing builds two per row, and Path's joins cost 5x more.
+        return os.path.join(settings.EXECUTIONS_DIR, self.model.hash, str(self.number), *names)
 
     @property
     def input_path(self) -> Path:
@@ -102,6 +109,28 @@ class Execution(Job):
     def output_path(self) -> Path | None:
         return self.folder / self.output_file if self.output_file else None
 
+    # On disk, not only files_removed_at: an operator may delete an execution's folder by
+    # hand. One stat per file (microseconds on a local disk), once per loaded row.
+    @cached_property
+    def input_on_disk(self) -> bool:
+        return self.files_removed_at is None and _is_file(self._in_folder(self.input_file))
+
+    @cached_property
+    def result_on_disk(self) -> bool:
+        return (
+            self.status == self.Status.SUCCEEDED
+            and self.files_removed_at is None
+            and bool(self.output_file)
+            and _is_file(self._in_folder(self.output_file))
+        )
+
+    @property
+    def files_available(self) -> bool:
+        """Its files are still on the server: the input, and the result once Succeeded."""
+        if self.status == self.Status.SUCCEEDED and self.output_file:
+            return self.input_on_disk and self.result_on_disk
+        return self.input_on_disk
+
     @property
     def is_finished(self) -> bool:
         return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
@@ -109,6 +138,13 @@ class Execution(Job):
     @property
     def attempt(self) -> int:
         return self.attempts
+
+
+def _is_file(path: str) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):  # gone, or unreadable: nothing to offer for download
+        return False
 
 
 class DispatchLock(models.Model):

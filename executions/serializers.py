@@ -21,12 +21,18 @@ class ExecutionSerializer(serializers.ModelSerializer):
         help_text="The member who submitted it; empty when submitted with the group token.",
     )
     files_available = serializers.SerializerMethodField(
-        help_text="False once retention (or the model's deletion) removed its files."
+        help_text="Whether its input (and, once Succeeded, its result) is still on the server: false "
+        "once retention or the model's deletion removed its files (files_removed_at says when), or "
+        "once they were deleted from its folder by hand."
     )
     url = serializers.SerializerMethodField()
     log_url = serializers.SerializerMethodField()
-    input_url = serializers.SerializerMethodField()
-    result_url = serializers.SerializerMethodField(help_text="Set once the execution has Succeeded.")
+    input_url = serializers.SerializerMethodField(
+        help_text="Empty once its input is no longer on the server."
+    )
+    result_url = serializers.SerializerMethodField(
+        help_text="Set once the execution has Succeeded, while its result is on the server."
+    )
 
     class Meta:
         model = Execution
@@ -60,7 +66,7 @@ class ExecutionSerializer(serializers.ModelSerializer):
         return round(duration.total_seconds(), 3) if duration is not None else None
 
     def get_files_available(self, execution: Execution) -> bool:
-        return execution.files_removed_at is None
+        return execution.files_available
 
     def _url(self, execution: Execution, name: str) -> str:
         path = reverse(name, kwargs={"model_hash": execution.model.hash, "execution_id": execution.number})
@@ -74,12 +80,10 @@ class ExecutionSerializer(serializers.ModelSerializer):
         return self._url(execution, "execution-log")
 
     def get_input_url(self, execution: Execution) -> str | None:
-        return self._url(execution, "execution-input") if execution.files_removed_at is None else None
+        return self._url(execution, "execution-input") if execution.input_on_disk else None
 
     def get_result_url(self, execution: Execution) -> str | None:
-        if execution.status != Execution.Status.SUCCEEDED or execution.files_removed_at is not None:
-            return None
-        return self._url(execution, "execution-result")
+        return self._url(execution, "execution-result") if execution.result_on_disk else None
 
 
 class ExecutionLogSerializer(serializers.ModelSerializer):

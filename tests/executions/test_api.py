@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from datetime import timedelta
 
 import pytest
@@ -319,6 +321,66 @@ def test_files_removed_by_retention_are_404_saying_so(caller, model, submitted):
         assert "retention policy" in response.json()["detail"]
     body = caller.get(_url(model, "/executions/1")).json()
     assert body["files_available"] is False and body["result_url"] is None and body["input_url"] is None
+
+
+def test_files_deleted_by_hand_are_404_saying_they_are_no_longer_on_the_server(caller, model, submitted):
+    """An operator cleaning the disk removed the folder: say so, not "missing" or a 500."""
+    _finish(submitted)
+    shutil.rmtree(submitted.folder)
+    for path, what in (("/executions/1/result", "result"), ("/executions/1/input", "input")):
+        response = caller.get(_url(model, path))
+        assert response.status_code == 404
+        assert response.json() == {
+            "detail": f"The {what} of execution 1 is no longer on the server: its file was deleted from "
+            "the execution's folder (not by the retention policy), so it can't be downloaded any more.",
+            "code": "files_removed",
+        }
+    body = caller.get(_url(model, "/executions/1")).json()
+    assert body["files_available"] is False and body["files_removed_at"] is None
+    assert body["input_url"] is None and body["result_url"] is None
+    listed = caller.get(_url(model, "/executions")).json()["results"][0]
+    assert listed["files_available"] is False and listed["input_url"] is None
+
+
+def test_a_result_deleted_by_hand_leaves_the_input_downloadable(caller, model, submitted):
+    _finish(submitted)
+    (submitted.folder / "output.csv").unlink()
+    body = caller.get(_url(model, "/executions/1")).json()
+    assert body["files_available"] is False and body["result_url"] is None
+    assert body["input_url"] == f"http://testserver/api/v1/run/{model.hash}/executions/1/input"
+    assert caller.get(_url(model, "/executions/1/input")).status_code == 200
+    gone = caller.get(_url(model, "/executions/1/result"))
+    assert gone.status_code == 404 and gone.json()["code"] == "files_removed"
+    # A folder in the file's place is no file to stream either.
+    (submitted.folder / "output.csv").mkdir()
+    assert caller.get(_url(model, "/executions/1/result")).json()["code"] == "files_removed"
+
+
+def test_a_file_deleted_between_the_listing_and_the_download_is_the_same_404(caller, model, submitted):
+    _finish(submitted)
+    assert caller.get(_url(model, "/executions/1")).json()["result_url"]
+    (submitted.folder / "output.csv").unlink()  # after the page offered the link
+    assert caller.get(_url(model, "/executions/1/result")).json()["code"] == "files_removed"
+
+
+def test_listing_checks_each_execution_with_one_stat_per_file(caller, model, monkeypatch):
+    """The cost of an honest files_available: a stat of the input (and the result once
+    Succeeded) per row, nothing that walks folders or resolves paths."""
+    for _ in range(3):
+        submit(caller, model)
+    _finish(Execution.objects.get(model=model, number=2))
+    stats = []
+    real_stat = os.stat
+
+    def counting_stat(path, *args, **kwargs):
+        if str(path).startswith(str(settings.EXECUTIONS_DIR)):
+            stats.append(str(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", counting_stat)
+    listing = caller.get(_url(model, "/executions")).json()["results"]
+    assert [e["files_available"] for e in listing] == [True, True, True]
+    assert len(stats) == 4  # three inputs, one result
 
 
 def test_executions_of_a_deleted_model_are_gone(caller, cast, model, submitted):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -54,9 +55,16 @@ def async_model(cast) -> MLModel:
 
 
 def _execution(model: MLModel, number: int, status: str, **fields) -> Execution:
-    return Execution.objects.create(
+    """An execution row with its files on disk, as a real one has (the pages check them)."""
+    execution = Execution.objects.create(
         model=model, number=number, input_file="in.csv", input_size=8, status=status, **fields
     )
+    execution.folder.mkdir(parents=True)
+    execution.input_path.write_text("a,b\n1,2\n")
+    if execution.output_path is not None:
+        execution.output_path.parent.mkdir(parents=True, exist_ok=True)
+        execution.output_path.write_text("pred\n1\n")
+    return execution
 
 
 # --- upload ---------------------------------------------------------------------------
@@ -320,6 +328,18 @@ def test_async_model_page_lists_executions(cast, async_model):
     assert "3 in all" in html and 'id="try-form"' not in html
 
 
+def test_model_page_offers_no_download_of_files_deleted_by_hand(cast, async_model):
+    done = _execution(async_model, 1, "Succeeded", output_file="out.csv", output_size=10)
+    kept_input = _execution(async_model, 2, "Succeeded", output_file="out.csv", output_size=10)
+    shutil.rmtree(done.folder)
+    kept_input.output_path.unlink()
+    html = _login(cast.teammate).get(f"/models/{async_model.hash}/").content.decode()
+    run = f"/api/v1/run/{async_model.hash}/executions"
+    assert f'href="{run}/1/input"' not in html and f'href="{run}/1/result"' not in html
+    assert f'href="{run}/2/input"' in html and f'href="{run}/2/result"' not in html
+    assert html.count("files removed") == 2
+
+
 def test_deleted_model_page(cast, sync_model):
     MLModel.objects.filter(pk=sync_model.pk).update(status=MLModel.Status.DELETED)
     html = _login(cast.owner).get(f"/models/{sync_model.hash}/").content.decode()
@@ -502,6 +522,19 @@ def test_execution_page(cast, async_model):
     assert client.post(f"/models/{async_model.hash}/executions/1/").status_code == 405
     MLModel.objects.filter(pk=async_model.pk).update(status=MLModel.Status.DELETED)
     assert client.get(f"/models/{async_model.hash}/executions/1/").status_code == 404
+
+
+def test_execution_page_says_files_deleted_by_hand_are_gone(cast, async_model):
+    execution = _execution(async_model, 1, "Succeeded", output_file="out.csv", output_size=10)
+    client = _login(cast.teammate)
+    html = client.get(f"/models/{async_model.hash}/executions/1/").content.decode()
+    assert "Download input" in html and 'id="files-gone"' not in html
+    assert re.search(r'id="result-link" href="[^"]+" download>', html)  # shown
+    shutil.rmtree(execution.folder)
+    html = client.get(f"/models/{async_model.hash}/executions/1/").content.decode()
+    assert "Download input" not in html
+    assert re.search(r'id="result-link" href="[^"]+" download hidden>', html)
+    assert '<dd id="files-gone">no longer on the server (deleted from the execution\'s folder)</dd>' in html
 
 
 def test_model_page_shows_latency_percentiles_not_a_mean(cast, sync_model):

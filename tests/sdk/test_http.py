@@ -204,6 +204,19 @@ def test_a_result_name_that_would_be_a_hidden_file_is_saved_as_browsers_do(
     assert (tmp_path / ".env").read_bytes() == b"A=1\n"
 
 
+def test_a_result_no_longer_on_the_server_is_not_found_and_saves_nothing(client, stub, tmp_path):
+    detail = (
+        "The result of execution 5 is no longer on the server: its file was deleted from the "
+        "execution's folder (not by the retention policy), so it can't be downloaded any more."
+    )
+    stub.on("GET", RESULT, Stub.reply(404, {"detail": detail, "code": "files_removed"}))
+    execution = NeomarilExecution(client._conn, HASH, 5, group_token="nmg_group")
+    with pytest.raises(NotFoundError) as raised:
+        execution.download_result(str(tmp_path / "out"))
+    assert str(raised.value) == detail and raised.value.code == "files_removed"
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_get_dropped_midway_is_retried_once_then_a_network_error(client, stub):
     stub.on("GET", f"/api/v1/models/{HASH}/status", Stub.dropped(sent=b'{"status": '))
     with pytest.raises(NetworkError, match="dropped"):

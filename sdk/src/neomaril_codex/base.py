@@ -384,6 +384,8 @@ class NeomarilExecution:
 
         Raises:
             StateError: the execution has not Succeeded (yet); the message says why.
+            NotFoundError: the result is no longer on the server (removed by retention, or
+                deleted by hand); the message says which.
             InputError: `path` is a file, not a folder.
             NetworkError: the connection was dropped during the download; nothing is kept.
         """

@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model, update_session_auth_hash
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordChangeForm
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import DisallowedHost, PermissionDenied, ValidationError
 from django.db.models import Count, Func, IntegerField, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse
@@ -359,6 +359,15 @@ def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
     if request.path_info.startswith(API_PREFIX):
         if isinstance(exception, UNREADABLE_BODY):
             return api_errors.error_response(400, unreadable_body(exception), "parse_error")
+        if isinstance(exception, DisallowedHost):
+            # A client that reaches the server by a name it was not set up for (a new DNS
+            # name, an IP address) learns what to fix; the operator, which setting.
+            return api_errors.error_response(
+                400,
+                "The request's Host header names a host this server does not answer to; "
+                "call it by one of its names, or ask an admin to add this one to ALLOWED_HOSTS.",
+                "invalid",
+            )
         return api_errors.error_response(400, "Bad request: the request could not be understood.", "invalid")
     return defaults.bad_request(request, exception)
 

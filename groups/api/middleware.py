@@ -86,6 +86,16 @@ class ApiRequestSizeMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.path_info.startswith(API_PREFIX):
+            coding = request.headers.get("Content-Encoding", "").strip().lower()
+            if coding not in ("", "identity") and not request.path_info.startswith(RUN_PREFIX):
+                # The parsers would read the compressed bytes as text: "JSON parse error - 'utf-8'
+                # codec can't decode byte 0x8b". The run URL words its own (serving.answers).
+                return error_response(
+                    415,
+                    f"The request body is sent with Content-Encoding: {coding[:40]}, which this API "
+                    "does not accept: send it uncompressed, without that header.",
+                    "unsupported_media_type",
+                )
             length = _declared_length(request)
             limit = body_limit(request) if length else None
             if length and limit and length > limit[0]:
@@ -112,8 +122,22 @@ class ApiRequestSizeMiddleware:
                 "send large content as a file.",
                 "too_large",
             )
-        if isinstance(exception, (TooManyFieldsSent, TooManyFilesSent)):
-            return error_response(400, f"{exception} Send fewer fields or files.", "invalid")
+        if isinstance(exception, TooManyFieldsSent):
+            most = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+            return error_response(
+                400,
+                f"The request has more than {most} fields, the limit (DATA_UPLOAD_MAX_NUMBER_FIELDS): "
+                "send fewer.",
+                "invalid",
+            )
+        if isinstance(exception, TooManyFilesSent):
+            most = settings.DATA_UPLOAD_MAX_NUMBER_FILES
+            return error_response(
+                400,
+                f"The request has more than {most} files, the limit (DATA_UPLOAD_MAX_NUMBER_FILES): "
+                "send fewer.",
+                "invalid",
+            )
         return None
 
     @staticmethod

@@ -207,3 +207,33 @@ def test_a_page_past_the_last_is_404_saying_how_many_there_are(cast):
         "detail": "There is no page 999: the list has 1 page of 10.",
         "code": "not_found",
     }
+
+
+def test_a_compressed_body_is_415_saying_to_send_it_uncompressed(cast):
+    import gzip
+
+    response = api_client(cast.admin).generic(
+        "POST",
+        "/api/v1/groups",
+        gzip.compress(b'{"name": "zipped"}'),
+        content_type="application/json",
+        HTTP_CONTENT_ENCODING="gzip",
+    )
+    assert response.status_code == 415
+    assert response.json() == {
+        "detail": "The request body is sent with Content-Encoding: gzip, which this API does not accept: "
+        "send it uncompressed, without that header.",
+        "code": "unsupported_media_type",
+    }
+
+
+def test_too_many_form_fields_names_the_limit(cast, settings):
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 5
+    body = "&".join(f"f{i}=1" for i in range(10))
+    response = api_client(cast.admin).generic(
+        "POST", "/api/v1/groups", body, content_type="application/x-www-form-urlencoded"
+    )
+    assert response.status_code == 400
+    assert response.json()["detail"] == (
+        "The request has more than 5 fields, the limit (DATA_UPLOAD_MAX_NUMBER_FIELDS): send fewer."
+    )

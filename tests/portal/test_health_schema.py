@@ -223,3 +223,10 @@ def test_downloads_are_documented_as_files_of_their_own_type(db):
     for name in ("result", "input"):
         operation = document["paths"][f"/api/v1/run/{{model_hash}}/executions/{{execution_id}}/{name}"]["get"]
         assert list(operation["responses"]["200"]["content"]) == ["*/*"]
+
+
+@pytest.mark.parametrize("method", ["post", "put", "delete"])
+def test_healthz_answers_other_methods_405_not_the_csrf_page(db, method):
+    response = getattr(Client(enforce_csrf_checks=True), method)("/healthz")
+    assert response.status_code == 405
+    assert response["Allow"] == "GET"

@@ -27,3 +27,12 @@ def test_a_disallowed_host_is_one_warning_line(db, caplog):
     [record] = [r for r in caplog.records if r.name == "django.security.DisallowedHost"]
     assert record.levelname == "WARNING" and record.exc_info is None
     assert "evil.example" in record.getMessage()
+
+
+def test_an_api_call_to_a_disallowed_host_says_which_header_and_setting(db):
+    response = Client().get("/api/v1/models", HTTP_HOST="evil.example")
+    assert response.status_code == 400
+    assert response.json()["detail"] == (
+        "The request's Host header names a host this server does not answer to; call it by one of "
+        "its names, or ask an admin to add this one to ALLOWED_HOSTS."
+    )

@@ -28,7 +28,9 @@ from models_app.forms import (
 )
 from models_app.models import MLModel
 from models_app.serializers import (
+    ASYNC_SETTINGS,
     BUILDS_WITHOUT_LOGS,
+    SYNC_SETTINGS,
     ModelBuildLogSerializer,
     ModelDetailSerializer,
     ModelEventSerializer,
@@ -127,12 +129,35 @@ class ModelListView(APIView):
         form = ModelUploadForm(
             request.POST, checked_files(request), user=request.user, lost_parts=lost_parts(request._request)
         )
+        refuse_unknown_fields(request, form)
         if not form.is_valid():
             raise form_errors(form)
         model = services.create_model(request.user, form.upload)
         return Response(
             ModelDetailSerializer(model, context={"request": request}).data, status=status.HTTP_201_CREATED
         )
+
+
+def refuse_unknown_fields(request: Request, form: forms.Form) -> None:
+    """400 for a field or file the upload does not take: Django's form drops it without a
+    word (min_replicas sent with the upload gave a model with 1). The page's form is not
+    checked: the browser sends what the page has."""
+    taken = set(form.fields) | set(form.taken_elsewhere[0])  # those have their own message
+    unknown = sorted((set(request.POST) | set(request.FILES)) - taken)
+    if not unknown:
+        return
+    settings_fields = {*SYNC_SETTINGS, *ASYNC_SETTINGS}
+    raise ValidationError(
+        {
+            name: [
+                f"{name} is a serving setting, not part of the upload: once the model is uploaded, "
+                f"set it with PATCH /api/v1/models/<hash>."
+                if name in settings_fields
+                else f"Not a field of this upload; the fields are {', '.join(sorted(taken - set(form.taken_elsewhere[0])))}."
+            ]
+            for name in unknown
+        }
+    )
 
 
 class ModelDetailView(APIView):
@@ -157,7 +182,7 @@ class ModelDetailView(APIView):
             raise Conflict(str(refused)) from refused
         return Response(ModelDetailSerializer(model, context={"request": request}).data)
 
-    @extend_schema(responses=ModelStatusSerializer, tags=["models"])
+    @extend_schema(responses={200: ModelStatusSerializer}, tags=["models"])
     def delete(self, request: Request, model_hash: str) -> Response:
         model = get_model_for_user(request.user, model_hash)
         return _act(services.delete, model, request)
@@ -359,6 +384,7 @@ class ModelVersionListView(APIView):
             model=model,
             lost_parts=lost_parts(request._request),
         )
+        refuse_unknown_fields(request, form)
         if not form.is_valid():
             raise form_errors(form)
         try:
@@ -376,7 +402,7 @@ class ModelVersionDetailView(APIView):
         context = {"request": request, "model": model}
         return Response(ModelVersionSerializer(get_version(model, version), context=context).data)
 
-    @extend_schema(responses=ModelStatusSerializer, tags=["models"])
+    @extend_schema(responses={200: ModelStatusSerializer}, tags=["models"])
     def delete(self, request: Request, model_hash: str, version: int) -> Response:
         """Delete one version (its files and environment link); not the live one, and not
         version 1, which holds the model (delete the model instead)."""

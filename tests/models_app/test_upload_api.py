@@ -158,6 +158,23 @@ def test_bad_uploads_are_400_naming_the_field_and_store_nothing(cast, overrides,
     _nothing_stored()
 
 
+@pytest.mark.parametrize(
+    "overrides,field,expected",
+    [
+        ({"min_replicas": "3"}, "min_replicas", "a serving setting, not part of the upload"),
+        ({"execution_timeout": "60"}, "execution_timeout", "PATCH /api/v1/models/<hash>"),
+        ({"bogus": "1"}, "bogus", "Not a field of this upload; the fields are "),
+        ({"bogus_file": file("x.txt", "x")}, "bogus_file", "model_reference"),
+    ],
+)
+def test_a_field_the_upload_does_not_take_is_400_not_dropped(cast, overrides, field, expected):
+    """Django's form ignores what it has no field for: min_replicas=3 gave a model with 1."""
+    response = _post(api_client(cast.owner), sync_payload(**overrides))
+    assert response.status_code == 400, response.json()
+    assert expected in " ".join(response.json()["errors"][field])
+    _nothing_stored()
+
+
 def test_path_tricks_in_filenames_never_leave_the_model_folder(cast):
     payload = sync_payload(model=file("/etc/passwd", "x"), extra=[file("../../evil.py", "x=1")])
     response = _post(api_client(cast.owner), payload)

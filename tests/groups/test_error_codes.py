@@ -95,3 +95,12 @@ def test_docs_api_lists_exactly_the_codes_the_api_answers_with():
     documented = documented_codes()
     assert answered - documented == set(), "add these codes to docs/api.md's table (The error shape)"
     assert documented - answered == set(), "docs/api.md lists codes that nothing answers with any more"
+
+
+def test_an_unknown_format_of_the_schema_names_each_format_once(db):
+    from django.test import Client
+
+    response = Client().get("/api/schema/?format=xml")
+    assert response.status_code == 406
+    # In the schema's own default rendering, YAML; the schema view has two renderers per format.
+    assert "this endpoint answers yaml, json.'" in response.content.decode()

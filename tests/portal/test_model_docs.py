@@ -160,6 +160,23 @@ def test_async_document_describes_upload_status_and_result(cast, async_model):
     )
 
 
+def test_both_documents_require_the_request_body(cast, async_model, sync_model):
+    # An Async call without its file is a 400, as a Sync call without its body.
+    for model in (async_model, sync_model):
+        document = api_client(cast.owner).get(f"/api/v1/models/{model.hash}/openapi.json").json()
+        validate(document)
+        assert document["paths"][f"/api/v1/run/{model.hash}"]["post"]["requestBody"]["required"] is True
+
+
+def test_the_model_documents_list_the_error_answers_too(cast, async_model):
+    document = api_client(cast.owner).get(f"/api/v1/models/{async_model.hash}/openapi.json").json()
+    base = f"/api/v1/run/{async_model.hash}/executions"
+    for path in (base, f"{base}/{{execution_id}}", f"{base}/{{execution_id}}/log"):
+        assert {"401", "403", "404"} <= set(document["paths"][path]["get"]["responses"]), path
+    listing = document["paths"][base]["get"]["responses"]["400"]["content"]["application/json"]["schema"]
+    assert listing == {"$ref": "#/components/schemas/Error"} and "Error" in document["components"]["schemas"]
+
+
 def test_async_document_describes_downloading_the_input(cast, async_model):
     # docs/executions.md documents GET .../executions/<n>/input: the model's own document too.
     document = api_client(cast.owner).get(f"/api/v1/models/{async_model.hash}/openapi.json").json()
@@ -271,3 +288,10 @@ def test_code_as_raw_text_for_curl_into_a_file(cast, sync_model):
     unknown = client.get(f"{url}?language=python&format=xml")
     assert unknown.status_code == 406 and unknown["Content-Type"] == "application/json"
     assert "'xml'" in unknown.json()["detail"] and "json, text" in unknown.json()["detail"]
+    # So is a media type the Accept header asks for.
+    refused = client.get(f"{url}?language=python", HTTP_ACCEPT="application/xml")
+    assert refused.status_code == 406 and refused["Content-Type"] == "application/json"
+    assert refused.json()["detail"] == (
+        "The Accept header asks for application/xml, which this endpoint does not answer: it answers "
+        "application/json, text/plain."
+    )

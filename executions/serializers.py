@@ -18,7 +18,8 @@ class ExecutionSerializer(serializers.ModelSerializer):
         source="requested_by.username",
         default=None,
         read_only=True,
-        help_text="The member who submitted it; empty when submitted with the group token.",
+        allow_null=True,
+        help_text="The member who submitted it; null when submitted with the group token.",
     )
     files_available = serializers.SerializerMethodField(
         help_text="Whether its input (and, once Succeeded, its result) is still on the server: false "

@@ -311,7 +311,13 @@ class ModelVersionSerializer(ModelDetailSerializer):
 class ModelStatusWithLogSerializer(ModelStatusSerializer):
     """The status, and with `?include=log` the latest build and its log (what the model page polls)."""
 
-    build = ModelBuildLogSerializer(read_only=True, required=False, allow_null=True)
+    # Not read-only: drf-spectacular marks every read-only field required, and `build` is
+    # only in the answer with ?include=log (the view adds it; nothing reads it from a body).
+    build = ModelBuildLogSerializer(
+        required=False,
+        allow_null=True,
+        help_text="Only with `?include=log`: the latest build and its log (null before the first build).",
+    )
 
     class Meta(ModelStatusSerializer.Meta):
         fields = [*ModelStatusSerializer.Meta.fields, "build"]

@@ -23,8 +23,18 @@ from models_app.models import DocsShareLink
 
 class ShareLinkSerializer(serializers.ModelSerializer):
     id = serializers.UUIDField(source="public_id", read_only=True)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    revoked_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(
+        slug_field="username",
+        read_only=True,
+        allow_null=True,
+        help_text="The username of who created the link; null once that account is deleted.",
+    )
+    revoked_by = serializers.SlugRelatedField(
+        slug_field="username",
+        read_only=True,
+        allow_null=True,
+        help_text="The username of who revoked the link; null while it is not revoked.",
+    )
     state = serializers.ChoiceField(choices=["active", "expired", "revoked"], read_only=True)
 
     class Meta:

@@ -16,7 +16,15 @@ ERROR = {"$ref": "#/components/schemas/Error"}
 ERROR_SCHEMA = {
     "type": "object",
     "description": "Every error answer of the API: a readable message and a stable code (docs/api.md).",
-    "properties": {"detail": {"type": "string"}, "code": {"type": "string"}},
+    "properties": {
+        "detail": {"type": "string", "description": "What went wrong, for a person."},
+        "code": {"type": "string", "description": "What went wrong, for a program (docs/api.md lists them)."},
+        "errors": {
+            "type": "object",
+            "additionalProperties": {},
+            "description": "Validation errors (400 `invalid`) only: each field with its messages.",
+        },
+    },
     "required": ["detail", "code"],
 }
 MODEL_ERROR_SCHEMA = {
@@ -239,4 +247,62 @@ def document_run_and_health(result: dict, generator, request, public: bool) -> d
     ):
         result["paths"].setdefault(path, {})["post"] = operation
     result["paths"]["/healthz"] = {"get": HEALTHZ_OPERATION}
+    return result
+
+
+# --- The error answers every operation can give (groups.api.errors' shape) --------------
+HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+LOGIN_PATH = "/api/v1/auth/login"
+BODY_INVALID = (
+    "Bad input: `invalid` (`errors` names each field and how to fix it) or `parse_error` "
+    "(the body is not readable JSON)."
+)
+QUERY_INVALID = "A query parameter is not valid: `invalid` (`errors` names it and its choices)."
+NOT_AUTHENTICATED = (
+    "`not_authenticated` or `authentication_failed`: no credentials, or an unknown, revoked or "
+    "expired token (the message says which)."
+)
+LOGIN_REFUSED = "`authentication_failed`: wrong username or password, or a deactivated account."
+PERMISSION_DENIED = (
+    "`permission_denied`: authenticated but not allowed (e.g. an admin-only action, a group token "
+    "of another group, or a session request without its CSRF token)."
+)
+NOT_FOUND = "`not_found`: no such object, or one of a group the caller is not in (the same answer)."
+LOCKED_OUT = "`locked_out`: too many failed logins from this address; try again later."
+
+
+def _standard_errors(path: str, operation: dict) -> dict[str, str]:
+    """The error answers this operation can give, each with its description."""
+    parameters = operation.get("parameters", [])
+    # The run URL's views check the group token themselves (DRF sees them as open to anyone).
+    authenticated = path.startswith("/api/v1/run/") or {} not in operation.get("security", [{}])
+    errors: dict[str, str] = {}
+    if "requestBody" in operation:
+        errors["400"] = BODY_INVALID
+    elif any(parameter.get("in") == "query" for parameter in parameters):
+        errors["400"] = QUERY_INVALID
+    if authenticated:
+        errors["401"] = NOT_AUTHENTICATED
+        errors["403"] = PERMISSION_DENIED
+    if "{" in path:
+        errors["404"] = NOT_FOUND
+    if path == LOGIN_PATH:  # no credentials to check, but a password; django-axes counts failures
+        errors["401"] = LOGIN_REFUSED
+        errors["429"] = LOCKED_OUT
+    return errors
+
+
+def document_error_answers(result: dict, generator, request, public: bool) -> dict:
+    """Add the standard error answers (400, 401, 403, 404, 429: see _standard_errors) to every
+    operation, each with the Error shape; an answer an operation declares itself is kept.
+
+    Runs on the platform's document and each model's own (portal.model_openapi)."""
+    result.setdefault("components", {}).setdefault("schemas", {}).setdefault("Error", ERROR_SCHEMA)
+    for path, item in result.get("paths", {}).items():
+        for method, operation in item.items():
+            if method not in HTTP_METHODS:
+                continue
+            responses = operation.setdefault("responses", {})
+            for status, description in _standard_errors(path, operation).items():
+                responses.setdefault(status, _error(description))
     return result

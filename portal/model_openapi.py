@@ -182,12 +182,10 @@ def model_document(model: MLModel, server_url: str) -> dict:
         _specialise_async(document["paths"][f"/api/v1/run/{model.hash}"]["post"], serving)
         # Like the result's download: a 404 once the retention policy removed the files.
         input_download = document["paths"][f"/api/v1/run/{model.hash}/executions/{{execution_id}}/input"]
-        input_download["get"]["responses"].setdefault(
-            "404",
-            {
-                "description": "No such execution, or its files were removed (retention policy): `detail` says which."
-            },
-        )
+        input_download["get"]["responses"]["404"] = {
+            "description": "No such execution, or its files were removed (retention policy): `detail` says which.",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
     return document
 
 
@@ -209,6 +207,7 @@ def _specialise_async(operation: dict, model: MLModel) -> None:
         f"The input file ({model.input_type}, {accepted[model.input_type]}). Its name reaches the model as `inputFileName`."
     )
     operation["requestBody"]["content"]["multipart/form-data"]["schema"] = schema
+    operation["requestBody"]["required"] = True  # no file, no execution (a 400), as Sync's body
     operation["requestBody"]["content"]["multipart/form-data"]["encoding"] = {
         "file": {"contentType": accepted[model.input_type]}
     }

@@ -251,10 +251,12 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
-    # The run URL and /healthz are plain Django views: portal.api_schema describes them.
+    # The run URL and /healthz are plain Django views: portal.api_schema describes them;
+    # then every operation gets the standard error answers (after the run URL's own).
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "portal.api_schema.document_run_and_health",
+        "portal.api_schema.document_error_answers",
     ],
     "ENUM_NAME_OVERRIDES": {
         "ModelStatusEnum": "models_app.models.MLModel.Status",

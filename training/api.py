@@ -33,6 +33,7 @@ from training.models import Experiment, TrainingRun
 from training.serializers import (
     ExperimentDetailSerializer,
     ExperimentSerializer,
+    RunComparisonSerializer,
     RunDetailSerializer,
     RunLogSerializer,
     RunStatusSerializer,
@@ -141,8 +142,9 @@ class RunListView(APIView):
         ],
         operation_id="training_runs_compare",
         responses=OpenApiResponse(
+            RunComparisonSerializer,
             description="The experiment's runs side by side: `metrics` names every metric any run has; "
-            "runs without the sorted metric come last."
+            "runs without the sorted metric come last.",
         ),
         tags=["training"],
     )

@@ -63,6 +63,18 @@ class RunSummarySerializer(serializers.ModelSerializer):
         return _absolute(self.context, reverse("api-training-run", args=[run.experiment.hash, run.number]))
 
 
+class RunComparisonSerializer(serializers.Serializer):
+    """The runs of an experiment side by side (GET .../runs): the answer's shape, for the schema."""
+
+    experiment = serializers.CharField(help_text="The experiment's hash.")
+    sort = serializers.CharField(help_text="What the runs are sorted by: a run field or a metric's name.")
+    order = serializers.ChoiceField(choices=["asc", "desc"])
+    metrics = serializers.ListField(
+        child=serializers.CharField(), help_text="Every metric's name any of the runs has, sorted."
+    )
+    runs = RunSummarySerializer(many=True, help_text="Runs without the sorted metric come last.")
+
+
 class ExperimentDetailSerializer(ExperimentSerializer):
     runs = serializers.SerializerMethodField()
 

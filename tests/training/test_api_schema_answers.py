@@ -1,0 +1,22 @@
+"""Training's answers are what the platform's OpenAPI document says they are."""
+
+from __future__ import annotations
+
+from tests.helpers.clients import api_client
+from tests.helpers.openapi import answer_schema, assert_conforms, platform_document
+from tests.helpers.training import finished_run, make_experiment
+
+
+def test_comparing_runs_answers_the_documented_shape(cast):
+    experiment = make_experiment(cast.group, cast.owner)
+    finished_run(experiment, number=1, metrics={"auc": 0.7})
+    finished_run(experiment, number=2, metrics={"auc": 0.9, "f1": 0.5})
+    document = platform_document()
+    path = "/api/v1/training/experiments/{experiment_hash}/runs"
+    schema = answer_schema(document, path, "get", 200)
+    assert set(schema["required"]) == {"experiment", "sort", "order", "metrics", "runs"}
+    response = api_client(cast.owner).get(f"/api/v1/training/experiments/{experiment.hash}/runs?sort=auc")
+    body = response.json()
+    assert response.status_code == 200 and body["metrics"] == ["auc", "f1"]
+    assert [run["number"] for run in body["runs"]] == [2, 1]
+    assert_conforms(document, path, "get", response)

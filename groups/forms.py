@@ -181,10 +181,19 @@ class UserCreateForm(forms.ModelForm):
                 _("'%(username)s' cannot be a user name: a page's address could not name it."),
                 params={"username": username},
             )
-        if services.username_taken(username):
+        existing = services.find_user(username)
+        if existing is not None and existing.get_username() == username:
             raise forms.ValidationError(
                 _("A user named '%(username)s' already exists (user names are compared ignoring case)."),
                 params={"username": username},
+            )
+        if existing is not None:  # say which account: 'SS' alone would not explain 'ß'
+            raise forms.ValidationError(
+                _(
+                    "A user named '%(existing)s' already exists, and user names are compared ignoring "
+                    "case: '%(username)s' is the same name. Choose another."
+                ),
+                params={"username": username, "existing": existing.get_username()},
             )
         return username
 

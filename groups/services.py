@@ -281,23 +281,17 @@ def set_active(user: AbstractBaseUser, active: bool, *, actor: AbstractBaseUser)
 
 def find_user(username: str) -> AbstractBaseUser | None:
     """The account named `username`, compared as account names are kept unique: ignoring
-    case, after NFKC (see username_taken)."""
+    case (Unicode's, not only ASCII's: SQLite's iexact folds ASCII alone) after NFKC
+    normalisation, which Django's login form applies to what is typed: 'Élise' and
+    'élise', 'ｆｕｌｌ' and 'full', 'ß' and 'SS' are one name. Every lookup of a user by
+    name goes through here, so that a name refused as taken is also a name that is found.
+    Reads every name when the exact one is missing; accounts are few and created by hand."""
     users = get_user_model().objects
     exact = users.filter(username=username).first()
     if exact is not None:
         return exact
     folded = _folded(username)
     return next((user for user in users.iterator() if _folded(user.get_username()) == folded), None)
-
-
-def username_taken(username: str) -> bool:
-    """Whether an account's name equals `username` ignoring case (Unicode's, not only
-    ASCII's: SQLite's iexact folds ASCII alone) after NFKC normalisation, which Django's
-    login form applies to what is typed: 'Élise' and 'élise', 'ｆｕｌｌ' and 'full' are
-    one name. Reads every name; accounts are few and created by hand."""
-    folded = _folded(username)
-    names = get_user_model().objects.values_list("username", flat=True)
-    return any(_folded(name) == folded for name in names.iterator())
 
 
 def _folded(username: str) -> str:

@@ -275,6 +275,10 @@ def delete(model: MLModel, actor) -> MLModel:
         )
         model.refresh_from_db()
         if not updated or model not in doomed:
+            if model.line_id is not None:  # a version alone: its model may well be alive
+                raise ActionRefused(
+                    gettext("Version %(number)s is already deleted.") % {"number": model.version}
+                )
             raise ActionRefused(gettext("This model is already deleted."))
         ModelBuild.objects.filter(model__in=doomed, status=ModelBuild.Status.QUEUED).update(
             status=ModelBuild.Status.CANCELLED

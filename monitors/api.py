@@ -21,7 +21,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from groups.api.errors import Conflict, checked_files, form_errors, form_fields, json_object
+from groups.api.errors import (
+    Conflict,
+    checked_files,
+    form_errors,
+    form_fields,
+    json_object,
+    refuse_unknown_fields,
+)
 from groups.api.parsers import JSONParser  # deep nesting is a 400, not a RecursionError
 from groups.uploads import lost_parts
 from models_app.api import form_request_schema
@@ -119,12 +126,9 @@ class MonitorView(APIView):
         """Change the webhook, thresholds or minimum rows; fields not sent keep their value."""
         monitor = get_monitor_for_user(request.user, model_hash)
         data = form_fields(request)
-        unknown = sorted(set(data) - set(MonitoringSettingsForm.base_fields))
-        if unknown:  # a misspelt setting would otherwise be ignored and the answer a 200
-            settings_names = ", ".join(MonitoringSettingsForm.base_fields)
-            raise ValidationError(
-                {name: [f"Not a monitoring setting; one of {settings_names}."] for name in unknown}
-            )
+        refuse_unknown_fields(
+            data, MonitoringSettingsForm.base_fields, "Not a monitoring setting; one of {known}."
+        )
         form = MonitoringSettingsForm(data, instance=monitor)
         if not form.is_valid():
             raise form_errors(form)
@@ -164,7 +168,9 @@ class PeriodListView(APIView):
     def post(self, request: Request, model_hash: str) -> Response:
         """Run the period containing `date` (default now) now; a finished one runs again."""
         monitor = get_monitor_for_user(request.user, model_hash)
-        value = json_object(request).get("date")
+        data = json_object(request)
+        refuse_unknown_fields(data, ["date"])  # {"start": …} would otherwise run the current period
+        value = data.get("date")
         moment = None if value in (None, "") else parse_moment("date", value)
         try:
             period = services.request_period(monitor, moment, request.user)

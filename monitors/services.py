@@ -156,6 +156,16 @@ def request_period(monitor: Monitor, moment: datetime | date | None, user) -> Pe
         start, end = periods.bounds(monitor.period, moment or now)
     except periods.OutOfRange as exc:
         raise PeriodRefused(str(exc)) from None
+    uploaded = monitor.model.created_at
+    if end <= uploaded:
+        # Calls are recorded from the upload on: an earlier period has nothing to compare.
+        raise PeriodRefused(
+            gettext(
+                "The %(kind)s period of %(moment)s ended before the model was uploaded on %(uploaded)s: "
+                "it has no calls to compare. Ask for a date from %(uploaded)s on."
+            )
+            % {"kind": monitor.period, "moment": moment, "uploaded": timezone.localtime(uploaded).date()}
+        )
     if start > now:
         raise PeriodRefused(
             gettext(

@@ -81,7 +81,8 @@ def people(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def person(request: HttpRequest, username: str) -> HttpResponse:
     _admin(request)
-    user = get_object_or_404(_people(), username=username)
+    found = services.find_user(username)  # the API's rule: 'ADMIN' is the page of 'admin'
+    user = get_object_or_404(_people(), pk=found.pk if found is not None else None)
     group_form = PersonGroupForm(prefix="group")
     if request.method == "POST":
         action = request.POST.get("action")

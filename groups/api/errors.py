@@ -7,6 +7,7 @@ reads `detail` for its exception messages.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.core.exceptions import NON_FIELD_ERRORS
@@ -138,6 +139,28 @@ def json_object(request) -> dict:
         kind = JSON_KINDS.get(type(data), type(data).__name__)
         raise exceptions.ValidationError([NOT_AN_OBJECT.format(kind=kind)])
     return data
+
+
+NOT_A_FIELD = "Not a field of this request; it takes {known}."
+
+
+def refuse_unknown_fields(
+    data: Any, known: Iterable[str], message: str = NOT_A_FIELD, hints: Mapping[str, str] | None = None
+) -> None:
+    """A 400 naming each member of the body `data` that is not one of `known`: a misspelt
+    or unsupported field would otherwise be dropped without a word and the answer a
+    success. `message` may use {known} (the names, comma-separated); `hints` adds a
+    sentence for a name callers are known to try (a retired field's successor, say)."""
+    if not isinstance(data, Mapping):
+        return  # not an object: the caller's own check says so
+    known = list(known)
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        text = message.format(known=", ".join(known) or "no fields")
+        hints = hints or {}
+        raise exceptions.ValidationError(
+            {name: [f"{text} {hints[name]}" if name in hints else text] for name in unknown}
+        )
 
 
 def form_fields(request) -> dict:

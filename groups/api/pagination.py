@@ -1,4 +1,4 @@
-"""Page-number pagination with a client-chosen page size (capped)."""
+"""Page-number pagination with a client-chosen page size (1 to 500; beyond is a 400)."""
 
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
@@ -15,13 +15,25 @@ class PageNumberPagination(pagination.PageNumberPagination):
         """The page asked for; a 400 naming `page` when it is not a page number at all
         (DRF answers every bad page 404 "Invalid page.", as if the endpoint were missing)."""
         number = super().get_page_number(request, paginator)  # "last" comes back as a number
-        try:
-            valid = int(number) >= 1
-        except (TypeError, ValueError):
-            valid = False
-        if not valid:
+        if not (isinstance(number, int) or _whole_number(number)) or int(number) < 1:
             raise ValidationError({self.page_query_param: [f"{number!r} is not a page number: use 1, 2, …"]})
         return number
+
+    def get_page_size(self, request):
+        """The page size asked for; a 400 naming `page_size` when it is not a whole number
+        from 1 to the maximum (DRF falls back to the default, or caps, without a word)."""
+        asked = request.query_params.get(self.page_size_query_param)
+        if not asked:  # absent or empty, as an empty `page` is the first page
+            return self.page_size
+        if not _whole_number(asked) or not 1 <= int(asked) <= self.max_page_size:
+            raise ValidationError(
+                {
+                    self.page_size_query_param: [
+                        f"{asked!r} is not a page size: use a whole number from 1 to {self.max_page_size}."
+                    ]
+                }
+            )
+        return int(asked)
 
     def paginate_queryset(self, queryset, request, view=None):
         try:
@@ -33,6 +45,11 @@ class PageNumberPagination(pagination.PageNumberPagination):
                 f"There is no page {request.query_params.get(self.page_query_param)}: the list has {pages} "
                 f"page{'s' if pages != 1 else ''} of {self.get_page_size(request)}."
             ) from None
+
+
+def _whole_number(text: str) -> bool:
+    """ASCII digits only: int() also reads "١", " 1" and "+1", which no client means."""
+    return text.isascii() and text.isdigit()
 
 
 def paginated(item_serializer: type[serializers.Serializer]) -> serializers.Serializer:

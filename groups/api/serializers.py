@@ -8,17 +8,39 @@ from rest_framework import serializers
 from rest_framework.validators import UniqueValidator
 
 from groups import services
+from groups.api.errors import JSON_KINDS, refuse_unknown_fields
 from groups.forms import refuse_control_characters
 from groups.models import GROUP_NAME_TAKEN, ApiToken, Group, GroupToken, Membership
 
 
-class LoginSerializer(serializers.Serializer):
+class StrictInput:
+    """A request body's serializer that takes only its own fields, each text as text:
+    DRF drops unknown members without a word and reads the number 123 as the name "123"."""
+
+    def to_internal_value(self, data):
+        writable = [name for name, field in self.fields.items() if not field.read_only]
+        refuse_unknown_fields(data, writable)
+        if isinstance(data, dict):
+            not_text = {
+                name: [f"Send text, not a JSON {JSON_KINDS.get(type(data[name]), 'value')}."]
+                for name, field in self.fields.items()
+                if isinstance(field, serializers.CharField)
+                and name in data
+                and data[name] is not None
+                and not isinstance(data[name], str)
+            }
+            if not_text:
+                raise serializers.ValidationError(not_text)
+        return super().to_internal_value(data)
+
+
+class LoginSerializer(StrictInput, serializers.Serializer):
     username = serializers.CharField()
     password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
     token_name = serializers.CharField(required=False, allow_blank=True, max_length=100, default="")
 
 
-class PasswordChangeSerializer(serializers.Serializer):
+class PasswordChangeSerializer(StrictInput, serializers.Serializer):
     old_password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
     new_password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
 
@@ -40,7 +62,7 @@ class NewApiTokenSerializer(ApiTokenSerializer):
         read_only_fields = fields
 
 
-class CreateApiTokenSerializer(serializers.Serializer):
+class CreateApiTokenSerializer(StrictInput, serializers.Serializer):
     name = serializers.CharField(max_length=100, allow_blank=True, default="")
 
     def validate_name(self, value: str) -> str:
@@ -51,7 +73,13 @@ class CreateApiTokenSerializer(serializers.Serializer):
         return value
 
 
+# The user's address as stored: "" when they have none, so no `format: email` in the schema.
+EMAIL = {"read_only": True, "help_text": 'Their email address, or "" (empty) when they have none.'}
+
+
 class UserSerializer(serializers.ModelSerializer):
+    email = serializers.CharField(**EMAIL)
+
     class Meta:
         model = get_user_model()
         fields = ["username", "email", "is_staff"]
@@ -96,7 +124,7 @@ class GroupSerializer(serializers.ModelSerializer):
         return GroupTokenInfoSerializer(token).data if token else None
 
 
-class GroupCreateSerializer(serializers.ModelSerializer):
+class GroupCreateSerializer(StrictInput, serializers.ModelSerializer):
     class Meta:
         model = Group
         fields = ["name", "description"]
@@ -119,7 +147,7 @@ class NewGroupSerializer(GroupSerializer):
         fields = [*GroupSerializer.Meta.fields, "group_token"]
 
 
-class MemberAddSerializer(serializers.Serializer):
+class MemberAddSerializer(StrictInput, serializers.Serializer):
     username = serializers.CharField()
     role = serializers.ChoiceField(
         choices=Membership.Role.choices,
@@ -134,7 +162,7 @@ class MemberAddSerializer(serializers.Serializer):
             raise serializers.ValidationError(str(error)) from None
 
 
-class RefreshTokenSerializer(serializers.Serializer):
+class RefreshTokenSerializer(StrictInput, serializers.Serializer):
     force = serializers.BooleanField(
         default=False, help_text="Replace the token even if it is still valid (the old one stops working)."
     )
@@ -163,6 +191,7 @@ class PersonSerializer(serializers.ModelSerializer):
 
     groups = UserGroupSerializer(source="memberships", many=True, read_only=True)
     has_password = serializers.BooleanField(source="has_usable_password", read_only=True)
+    email = serializers.CharField(**EMAIL)
 
     class Meta:
         model = get_user_model()

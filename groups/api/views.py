@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 from groups import services
 from groups.access import can_manage_group, get_group_for_user, groups_for, is_admin
 from groups.api import serializers as s
-from groups.api.errors import Conflict, error_body, form_errors, form_fields
+from groups.api.errors import Conflict, error_body, form_errors, form_fields, refuse_unknown_fields
 from groups.authentication import LoginLockedOut, is_locked_out
 from groups.forms import UserCreateForm, UserResetForm
 from groups.models import ApiToken
@@ -246,10 +246,20 @@ def _admin_only(request: Request) -> None:
 
 
 def _person(username: str):
-    person = get_user_model().objects.prefetch_related("memberships__group").filter(username=username).first()
+    """The account named `username` by the one rule of user names (services.find_user):
+    the 'already exists' of a create and this lookup must agree on which names are one."""
+    found = services.find_user(username)
+    people = get_user_model().objects.prefetch_related("memberships__group")
+    person = people.filter(pk=found.pk).first() if found is not None else None
     if person is None:
         raise NotFound(f"No user named '{username}' (GET /api/v1/users lists them).")
     return person
+
+
+# The account's first password is its user's to choose, through the link answered.
+PASSWORD_HINT = {
+    "password": "An admin never sends a password: the user sets one at the answer's set_password_url."
+}
 
 
 def _link_answer(request: Request, link: services.SetPasswordLink, *, emailed: bool) -> dict:
@@ -284,7 +294,9 @@ class UserListView(generics.ListAPIView):
     @extend_schema(request=s.UserCreateSerializer, responses={201: s.NewPersonSerializer}, tags=["users"])
     def post(self, request: Request) -> Response:
         _admin_only(request)
-        form = UserCreateForm(data=form_fields(request))
+        data = form_fields(request)
+        refuse_unknown_fields(data, UserCreateForm.base_fields, hints=PASSWORD_HINT)
+        form = UserCreateForm(data=data)
         if not form.is_valid():
             raise form_errors(form)
         data = form.cleaned_data
@@ -310,7 +322,9 @@ class UserResetView(APIView):
     def post(self, request: Request, username: str) -> Response:
         _admin_only(request)
         user = _person(username)
-        form = UserResetForm(data=form_fields(request))
+        data = form_fields(request)
+        refuse_unknown_fields(data, UserResetForm.base_fields, hints=PASSWORD_HINT)
+        form = UserResetForm(data=data)
         if not form.is_valid():
             raise form_errors(form)
         send = form.cleaned_data["send_email"]

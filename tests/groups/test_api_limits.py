@@ -209,6 +209,33 @@ def test_a_page_past_the_last_is_404_saying_how_many_there_are(cast):
     }
 
 
+@pytest.mark.parametrize("page", ["١", "+1", " 1", "1e0"])
+def test_a_page_number_is_ascii_digits_only(cast, page):
+    # int() reads these as numbers; no client means them as one.
+    response = api_client(cast.admin).get("/api/v1/models", {"page": page})
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"page": [f"{page!r} is not a page number: use 1, 2, …"]}
+
+
+@pytest.mark.parametrize("size", ["abc", "true", "null", "0.85", "0", "-5", "١٠", "501", "100000"])
+def test_a_bad_page_size_is_400_naming_the_allowed_range(cast, size):
+    response = api_client(cast.admin).get("/api/v1/models", {"page_size": size})
+    assert response.status_code == 400
+    assert response.json()["errors"] == {
+        "page_size": [f"{size!r} is not a page size: use a whole number from 1 to 500."]
+    }
+
+
+@pytest.mark.parametrize(("size", "expected"), [("1", 1), ("500", 500), ("", 50)])
+def test_a_good_page_size_is_used(cast, size, expected):
+    response = api_client(cast.admin).get("/api/v1/users", {"page_size": size})
+    assert response.status_code == 200
+    page = response.json()
+    assert page["count"] > 1
+    assert len(page["results"]) == min(expected, page["count"])
+    assert (page["next"] is None) == (expected >= page["count"])
+
+
 def test_a_compressed_body_is_415_saying_to_send_it_uncompressed(cast):
     import gzip
 

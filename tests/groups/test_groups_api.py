@@ -182,3 +182,40 @@ def test_group_token_lifetime_is_configurable(cast, settings):
     expires = GroupToken.objects.get(group__name="short").expires_at
     assert response.status_code == 201
     assert timedelta(days=29) < expires - timezone.now() <= timedelta(days=30)
+
+
+# --- bodies with more, or other, than the endpoint takes -------------------------------
+
+
+def test_an_unknown_key_of_a_new_group_is_400_and_no_group_is_made(cast):
+    response = api_client(cast.admin).post("/api/v1/groups", {"name": "g3", "foo": 1}, format="json")
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"foo": ["Not a field of this request; it takes name, description."]}
+    assert not Group.objects.filter(name="g3").exists()
+
+
+@pytest.mark.parametrize(("value", "kind"), [(123, "number"), (True, "boolean"), (1.5, "number")])
+def test_a_group_name_that_is_not_text_is_400(cast, value, kind):
+    response = api_client(cast.admin).post("/api/v1/groups", {"name": value}, format="json")
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"name": [f"Send text, not a JSON {kind}."]}
+    assert not Group.objects.filter(name=str(value)).exists()
+
+
+def test_an_unknown_key_of_a_refresh_is_400_and_the_token_is_kept(cast):
+    before = GroupToken.objects.get(group=cast.group, revoked_at=None).pk
+    response = api_client(cast.owner).post(
+        "/api/v1/groups/datarisk/refresh-token", {"force": True, "x": 1}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"x": ["Not a field of this request; it takes force."]}
+    assert GroupToken.objects.get(group=cast.group, revoked_at=None).pk == before
+
+
+def test_an_unknown_key_of_a_new_member_is_400(cast):
+    response = api_client(cast.owner).post(
+        "/api/v1/groups/datarisk/members", {"username": "outsider", "rol": "owner"}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"rol": ["Not a field of this request; it takes username, role."]}
+    assert not Membership.objects.filter(group=cast.group, user=cast.outsider).exists()

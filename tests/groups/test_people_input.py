@@ -199,3 +199,39 @@ def test_a_mail_that_cannot_go_still_answers_the_link(cast, settings):
     assert body["detail"].startswith("The e-mail to ana@example.com could not be sent")
     reset = api_client(cast.admin).post("/api/v1/users/ana/reset", {"send_email": True}, format="json")
     assert reset.status_code == 201 and reset.json()["emailed"] is False
+
+
+# --- fields the users API does not take ------------------------------------------------
+
+
+def test_a_password_in_a_new_user_is_refused_not_ignored(cast):
+    response = api_client(cast.admin).post(
+        "/api/v1/users", {"username": "u6", "password": "secret"}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"] == {
+        "password": [
+            "Not a field of this request; it takes username, email, is_staff, send_email. "
+            "An admin never sends a password: the user sets one at the answer's set_password_url."
+        ]
+    }
+    assert not _exists("u6")
+
+
+@pytest.mark.parametrize("form", [False, True])
+def test_an_unknown_field_of_a_new_user_is_refused(cast, form):
+    body = {"username": "u7", "is_admin": "true"}
+    client = api_client(cast.admin)
+    response = client.post("/api/v1/users", body) if form else _post_json(client, "/api/v1/users", body)
+    assert response.status_code == 400
+    assert response.json()["errors"] == {
+        "is_admin": ["Not a field of this request; it takes username, email, is_staff, send_email."]
+    }
+    assert not _exists("u7")
+
+
+def test_an_unknown_field_of_a_reset_is_refused(cast):
+    response = _post_json(api_client(cast.admin), "/api/v1/users/teammate/reset", {"password": "x"})
+    assert response.status_code == 400
+    assert list(response.json()["errors"]) == ["password"]
+    assert get_user_model().objects.get(username="teammate").has_usable_password()

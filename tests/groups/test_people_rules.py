@@ -325,3 +325,33 @@ def test_the_api_mails_the_link_in_english(cast):
         "/api/v1/users", {"username": "ana", "email": "ana@example.com", "send_email": True}, format="json"
     )
     assert mail.outbox[0].subject == "Your Neomaril account" and mail.outbox[0].body.startswith("Hello ana,")
+
+
+def test_a_name_taken_in_another_spelling_names_the_existing_account(cast):
+    client = api_client(cast.admin)
+    assert client.post("/api/v1/users", {"username": "ß"}, format="json").status_code == 201
+    again = client.post("/api/v1/users", {"username": "SS"}, format="json")
+    assert again.status_code == 400
+    assert again.json()["errors"]["username"] == [
+        "A user named 'ß' already exists, and user names are compared ignoring case: "
+        "'SS' is the same name. Choose another."
+    ]
+
+
+@pytest.mark.parametrize(("asked", "found"), [("SS", "ß"), ("ss", "ß"), ("ADMIN", "admin")])
+def test_every_user_endpoint_finds_the_account_as_the_create_compares_names(cast, asked, found):
+    # The name a create refuses as taken is the name the lookups find (not a 404).
+    client = api_client(cast.admin)
+    User.objects.create_user("ß")
+    assert client.get(f"/api/v1/users/{asked}").json()["username"] == found
+    page = Client()
+    page.force_login(cast.admin)
+    assert page.get(f"/people/{asked}/").status_code == 200
+    reset = client.post(f"/api/v1/users/{asked}/reset", {}, format="json")  # last: it ends sessions
+    assert reset.status_code == 201 and found in reset.json()["detail"]
+
+
+def test_an_unknown_user_is_still_404(cast):
+    response = api_client(cast.admin).get("/api/v1/users/nobody")
+    assert response.status_code == 404
+    assert response.json()["detail"] == "No user named 'nobody' (GET /api/v1/users lists them)."

@@ -28,6 +28,18 @@ def get_shap(features, model_path):
 """
 
 
+# When the monitoring tests' models were uploaded: before the periods they ask for
+# (a period that ended before the upload has no calls, and is refused).
+UPLOADED = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def uploaded_long_ago(model: MLModel) -> MLModel:
+    """`model` as if uploaded at UPLOADED (created_at is set on create, whatever is given)."""
+    MLModel.objects.filter(pk=model.pk).update(created_at=UPLOADED)
+    model.refresh_from_db()
+    return model
+
+
 def deployed_model(group, run=None, **fields) -> MLModel:
     """A Sync model as a finished build leaves it (no environment behind it)."""
     values = {

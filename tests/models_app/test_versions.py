@@ -244,6 +244,9 @@ def test_deleting_a_version_spares_the_live_one_and_the_model_takes_all(cast, de
     assert refused.json()["detail"] == "Version 2 is live: make another version live before deleting it."
     assert client.delete(f"{_versions_url(deployed)}/1").status_code == 409
     assert client.delete(f"{_versions_url(deployed)}/3").status_code == 200
+    again = client.delete(f"{_versions_url(deployed)}/3")  # the model itself is alive
+    assert again.status_code == 409
+    assert again.json() == {"detail": "Version 3 is already deleted.", "code": "conflict"}
     v3.refresh_from_db()
     assert v3.status == "Deleted" and not v3.folder.exists() and v2.folder.exists()
     assert client.delete(f"/api/v1/models/{deployed.hash}").status_code == 200

@@ -7,7 +7,7 @@ from unittest import mock
 
 import pytest
 
-from tests.helpers.monitors import deployed_model, reference_run
+from tests.helpers.monitors import deployed_model, reference_run, uploaded_long_ago
 
 
 @pytest.fixture
@@ -17,7 +17,7 @@ def run(cast):
 
 @pytest.fixture
 def model(cast, run):
-    return deployed_model(cast.group, run)
+    return uploaded_long_ago(deployed_model(cast.group, run))
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from models_app.models import MLModel
 from monitors.forms import MonitoringSettingsForm
 from monitors.models import Monitor, Period
 from tests.helpers.clients import api_client
-from tests.helpers.monitors import make_monitor, make_period
+from tests.helpers.monitors import make_monitor, make_period, uploaded_long_ago
 from tests.helpers.training import finished_run, make_experiment
 from tests.helpers.uploads import file
 
@@ -43,17 +43,19 @@ def run(cast):
 
 @pytest.fixture
 def model(cast):
-    return MLModel.objects.create(
-        name="scored",
-        group=cast.group,
-        operation=MLModel.Operation.SYNC,
-        model_reference="score",
-        python_version="3.9",
-        source_file="app.py",
-        model_file="model.pkl",
-        requirements_file="requirements.txt",
-        status=MLModel.Status.DEPLOYED,
-        created_by=cast.owner,
+    return uploaded_long_ago(
+        MLModel.objects.create(
+            name="scored",
+            group=cast.group,
+            operation=MLModel.Operation.SYNC,
+            model_reference="score",
+            python_version="3.9",
+            source_file="app.py",
+            model_file="model.pkl",
+            requirements_file="requirements.txt",
+            status=MLModel.Status.DEPLOYED,
+            created_by=cast.owner,
+        )
     )
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import html
 import json
+from datetime import timedelta
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from monitors.models import Monitor, Period
 from tests.helpers.cast import PASSWORD
@@ -136,3 +138,31 @@ def test_a_merge_over_every_storable_day_is_a_400(cast, model, run):
     make_monitor(model, run)
     response = api_client(cast.owner).get(f"{API}/{model.hash}/merged?start=0001-01-01&end=9999-12-31")
     assert response.status_code == 400
+
+
+def test_a_period_request_with_another_key_than_date_is_refused(cast, model, run, queued):
+    make_monitor(model, run)
+    response = api_client(cast.owner).post(
+        f"{API}/{model.hash}/periods", {"start": "2026-01-01"}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"start": ["Not a field of this request; it takes date."]}
+    assert not Period.objects.exists()
+
+
+def test_a_period_that_ended_before_the_model_was_uploaded_is_refused(cast, model, run, queued):
+    make_monitor(model, run, period="Day")
+    uploaded = timezone.localtime(model.created_at).date()
+    client = api_client(cast.owner)
+    for day in ("0001-01-01", (uploaded - timedelta(days=1)).isoformat()):
+        response = client.post(f"{API}/{model.hash}/periods", {"date": day}, format="json")
+        assert response.status_code == 400
+        assert response.json()["errors"]["date"] == [
+            f"The Day period of {day} ended before the model was uploaded on {uploaded}: "
+            f"it has no calls to compare. Ask for a date from {uploaded} on."
+        ]
+    assert not Period.objects.exists()
+    # The day of the upload has calls from then on: it runs.
+    response = client.post(f"{API}/{model.hash}/periods", {"date": uploaded.isoformat()}, format="json")
+    assert response.status_code == 202
+    assert Period.objects.count() == 1

@@ -10,7 +10,7 @@ from django.utils import timezone
 from monitoring import drift
 from monitors import periods, services
 from monitors.models import ColumnResult, Monitor, Period
-from tests.helpers.monitors import deployed_model, reference_run
+from tests.helpers.monitors import deployed_model, reference_run, uploaded_long_ago
 
 UTC = UTC
 
@@ -47,7 +47,7 @@ def test_closed_since_lists_only_ended_windows():
 @pytest.fixture
 def monitor(cast, db):
     run = reference_run(cast.group)
-    model = deployed_model(cast.group, run)
+    model = uploaded_long_ago(deployed_model(cast.group, run))
     return Monitor.objects.create(
         model=model,
         training_run=run,

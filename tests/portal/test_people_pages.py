@@ -63,7 +63,10 @@ def test_create_errors_come_back_at_their_fields(cast):
     response = client.post("/people/", {"username": "Owner", "send_email": "on"})
     assert response.status_code == 400
     html = response.content.decode()
-    assert "A user named &#x27;Owner&#x27; already exists" in html
+    assert (
+        "A user named &#x27;owner&#x27; already exists, and user names are compared ignoring case: "
+        "&#x27;Owner&#x27; is the same name." in html
+    )
     assert "Give an e-mail address to send the link to" in html
     assert get_user_model().objects.count() == 4
 

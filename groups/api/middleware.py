@@ -1,4 +1,5 @@
-"""Request-size limits of the API, answered in the API's error shape.
+"""Request-size limits of the API, and its query strings' repeated parameters, answered
+in the API's error shape.
 
 A body over a limit is refused from its declared Content-Length, before a byte of it
 is read: 413 `too_large`, not Django's HTML "Bad Request (400)" after it has read
@@ -63,6 +64,11 @@ def body_limit(request: HttpRequest) -> tuple[int, str] | None:
     return fields, "DATA_UPLOAD_MAX_MEMORY_SIZE"
 
 
+def _first(errors: dict[str, list[str]]) -> str:
+    name, messages = next(iter(errors.items()))
+    return f"{name}: {messages[0]}"
+
+
 class BodyTimeout(UnreadablePostError):
     """The client sent its body too slowly (portal.wsgi_bridge cuts it)."""
 
@@ -96,6 +102,15 @@ class ApiRequestSizeMiddleware:
                     "does not accept: send it uncompressed, without that header.",
                     "unsupported_media_type",
                 )
+            repeated = {name: len(values) for name, values in request.GET.lists() if len(values) > 1}
+            if repeated:
+                # Django keeps the last: ?language=curl&language=python answered python
+                # without a word. No endpoint takes a query parameter more than once.
+                errors = {
+                    name: [f"Given {count} times in the query string; send it once."]
+                    for name, count in sorted(repeated.items())
+                }
+                return error_response(400, f"{_first(errors)}", "invalid", errors=errors)
             length = _declared_length(request)
             limit = body_limit(request) if length else None
             if length and limit and length > limit[0]:

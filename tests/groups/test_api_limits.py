@@ -264,3 +264,17 @@ def test_too_many_form_fields_names_the_limit(cast, settings):
     assert response.json()["detail"] == (
         "The request has more than 5 fields, the limit (DATA_UPLOAD_MAX_NUMBER_FIELDS): send fewer."
     )
+
+
+def test_a_query_parameter_given_twice_is_400_not_the_last_one_silently(cast):
+    response = api_client(cast.admin).get("/api/v1/models?page_size=10&page_size=20&name=a&name=b&name=c")
+    assert response.status_code == 400
+    assert response.json() == {
+        "detail": "name: Given 3 times in the query string; send it once.",
+        "code": "invalid",
+        "errors": {
+            "name": ["Given 3 times in the query string; send it once."],
+            "page_size": ["Given 2 times in the query string; send it once."],
+        },
+    }
+    assert api_client(cast.admin).get("/api/v1/models?page_size=10&name=a").status_code == 200

@@ -269,9 +269,17 @@ PERMISSION_DENIED = (
 )
 NOT_FOUND = "`not_found`: no such object, or one of a group the caller is not in (the same answer)."
 LOCKED_OUT = "`locked_out`: too many failed logins from this address; try again later."
+CONFLICT = (
+    "`conflict`: the object's state does not allow this now (a Deleted model cannot be restarted, "
+    "the live version cannot be deleted); the message says why."
+)
+NOT_ACCEPTABLE = (
+    "`not_acceptable`: the `format` asked for, or the `Accept` header, is not one this endpoint "
+    "answers in; the message names those it has."
+)
 
 
-def _standard_errors(path: str, operation: dict) -> dict[str, str]:
+def _standard_errors(path: str, method: str, operation: dict) -> dict[str, str]:
     """The error answers this operation can give, each with its description."""
     parameters = operation.get("parameters", [])
     # The run URL's views check the group token themselves (DRF sees them as open to anyone).
@@ -286,6 +294,11 @@ def _standard_errors(path: str, operation: dict) -> dict[str, str]:
         errors["403"] = PERMISSION_DENIED
     if "{" in path:
         errors["404"] = NOT_FOUND
+        # A change to an existing object can meet a state that refuses it (views raise Conflict).
+        if method != "get" and not path.startswith("/api/v1/run/"):
+            errors["409"] = CONFLICT
+    if any(parameter.get("in") == "query" and parameter.get("name") == "format" for parameter in parameters):
+        errors["406"] = NOT_ACCEPTABLE
     if path == LOGIN_PATH:  # no credentials to check, but a password; django-axes counts failures
         errors["401"] = LOGIN_REFUSED
         errors["429"] = LOCKED_OUT
@@ -293,7 +306,7 @@ def _standard_errors(path: str, operation: dict) -> dict[str, str]:
 
 
 def document_error_answers(result: dict, generator, request, public: bool) -> dict:
-    """Add the standard error answers (400, 401, 403, 404, 429: see _standard_errors) to every
+    """Add the standard error answers (400, 401, 403, 404, 406, 409, 429: see _standard_errors) to every
     operation, each with the Error shape; an answer an operation declares itself is kept.
 
     Runs on the platform's document and each model's own (portal.model_openapi)."""
@@ -303,6 +316,6 @@ def document_error_answers(result: dict, generator, request, public: bool) -> di
             if method not in HTTP_METHODS:
                 continue
             responses = operation.setdefault("responses", {})
-            for status, description in _standard_errors(path, operation).items():
+            for status, description in _standard_errors(path, method, operation).items():
                 responses.setdefault(status, _error(description))
     return result

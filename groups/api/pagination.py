@@ -35,6 +35,14 @@ class PageNumberPagination(pagination.PageNumberPagination):
             )
         return int(asked)
 
+    def get_schema_operation_parameters(self, view):
+        """DRF's, with page_size's range (a size outside it is a 400)."""
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"].update(minimum=1, maximum=self.max_page_size)
+        return parameters
+
     def paginate_queryset(self, queryset, request, view=None):
         try:
             return super().paginate_queryset(queryset, request, view)
@@ -72,7 +80,7 @@ PAGE_PARAMETERS = [
     OpenApiParameter("page", OpenApiTypes.STR, description="A page number from 1, or `last`."),
     OpenApiParameter(
         "page_size",
-        OpenApiTypes.INT,
+        {"type": "integer", "minimum": 1, "maximum": PageNumberPagination.max_page_size},
         description=(
             f"Items per page (default {settings.REST_FRAMEWORK['PAGE_SIZE']}, "
             f"at most {PageNumberPagination.max_page_size})."

@@ -96,3 +96,23 @@ def test_a_validation_error_s_fields_are_in_the_documented_shape(cast):
     )
     assert bad.status_code == 400 and "python_version" in bad.json()["errors"]
     assert_conforms(document, "/api/v1/models", "post", bad)
+
+
+def test_state_conflicts_a_refused_format_and_the_page_size_range_are_documented(cast):
+    document = platform_document()
+    restart = document["paths"]["/api/v1/models/{model_hash}/restart"]["post"]
+    assert _error_ref(restart, "409") == ERROR
+    assert "409" not in document["paths"]["/api/v1/models/{model_hash}"]["get"]["responses"]
+    code = document["paths"]["/api/v1/models/{model_hash}/code"]["get"]
+    assert _error_ref(code, "406") == ERROR
+    for path, method, operation in operations(document):
+        for parameter in operation.get("parameters", []):
+            if parameter["name"] == "page_size":
+                assert parameter["schema"] == {"type": "integer", "minimum": 1, "maximum": 500}, (
+                    method,
+                    path,
+                )
+    # What the document now says a real answer is.
+    refused = api_client(cast.owner).get("/api/v1/models?page_size=0")
+    assert refused.status_code == 400
+    assert_conforms(document, "/api/v1/models", "get", refused)

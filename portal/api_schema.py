@@ -193,7 +193,12 @@ HEALTHZ_BODY = {
         "status": {"type": "string", "enum": ["ok", "degraded", "unavailable", "draining"]},
         "checks": {
             "type": "object",
-            "properties": {"database": HEALTHZ_CHECK, "broker": HEALTHZ_CHECK, "disk": HEALTHZ_CHECK},
+            "properties": {
+                "database": HEALTHZ_CHECK,
+                "broker": HEALTHZ_CHECK,
+                "model_host": HEALTHZ_CHECK,
+                "disk": HEALTHZ_CHECK,
+            },
         },
     },
     "required": ["status", "checks"],
@@ -201,8 +206,8 @@ HEALTHZ_BODY = {
 HEALTHZ_OPERATION = {
     "operationId": "healthz",
     "summary": "Is this node able to serve?",
-    "description": "For load balancers: the database and the task broker, each probed, and the data "
-    "folder's free space. No authentication. `degraded` (200): the disk has less than "
+    "description": "For load balancers: the database, the task broker and this node's model host "
+    "(which starts the runners that answer Sync calls), each probed, and the data folder's free space. No authentication. `degraded` (200): the disk has less than "
     "NEOMARIL_DISK_RESERVE_MB free, so uploads and jobs are refused, while calls are still answered.",
     "tags": ["health"],
     "security": [{}],
@@ -212,8 +217,8 @@ HEALTHZ_OPERATION = {
             "content": {"application/json": {"schema": HEALTHZ_BODY}},
         },
         "503": {
-            "description": "The database or the broker failed (`checks` says which and why), or the "
-            "node is stopping (`draining`).",
+            "description": "The database, the broker or the model host failed (`checks` says which and "
+            "why), or the node is stopping (`draining`).",
             "content": {"application/json": {"schema": HEALTHZ_BODY}},
         },
     },

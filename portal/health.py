@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET
 from django_q.brokers import get_broker
 
 from groups.uploads import free_bytes
+from models_app.serving.aio import ServingError, host_call
 from portal.draining import DRAINING
 
 
@@ -39,6 +40,23 @@ def _broker() -> dict:
     return {"kind": broker.info()}
 
 
+# Short: a probe is retried every couple of seconds, and a host that cannot answer a ping
+# this fast cannot start runners either.
+MODEL_HOST_TIMEOUT = 2.0
+
+
+def _model_host() -> dict:
+    """This node's model host answers. Without it the node serves no Sync call (the runners
+    die with their host and none can start), so the balancer should send them elsewhere."""
+    try:
+        answer = host_call({"op": "ping"}, timeout=MODEL_HOST_TIMEOUT)
+    except ServingError as exc:
+        raise ConnectionError(exc.message) from None
+    if not answer.get("ok"):
+        raise ConnectionError(f"The model host answered: {answer.get('error')}")
+    return {"pid": answer["pid"]}
+
+
 def _disk() -> dict:
     """Free space on the data folder's disk against NEOMARIL_DISK_RESERVE_MB."""
     free = free_bytes(settings.DATA_DIR)
@@ -54,7 +72,7 @@ def _disk() -> dict:
 def healthz(request):
     if DRAINING.is_set():  # still serving, but asking the load balancer for nothing new
         return JsonResponse({"status": "draining", "checks": {}}, status=503)
-    checks = {"database": _probe(_database), "broker": _probe(_broker)}
+    checks = {"database": _probe(_database), "broker": _probe(_broker), "model_host": _probe(_model_host)}
     healthy = all(check["ok"] for check in checks.values())
     # A nearly full disk refuses uploads and stops jobs, but Sync calls are still answered,
     # and the disk is shared by every node: "degraded" with a 200 keeps the node in the

@@ -3,6 +3,7 @@ and settings that keep the suite fast. Helpers live in tests/helpers/."""
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -14,6 +15,23 @@ from groups.models import Membership
 from models_app.serving import front as front_module
 from tests.helpers.browser import CHROMIUM_FLAGS, POLICY_REFUSALS, chromium_path, note_policy_refusal
 from tests.helpers.cast import PASSWORD, Cast
+
+
+@pytest.fixture
+def model_host():
+    """A real model host serving its control socket on a thread, as `make run` starts it."""
+    from models_app.serving import paths
+    from models_app.serving.host import ControlServer, ModelHost
+
+    host = ModelHost()
+    control = ControlServer(paths.host_socket(), host)
+    thread = threading.Thread(target=control.serve_forever, daemon=True)
+    thread.start()
+    yield host
+    control.shutdown()
+    control.server_close()
+    paths.host_socket().unlink(missing_ok=True)  # as the next test's "no host" expects
+    host.shutdown()
 
 
 @pytest.fixture

@@ -101,7 +101,7 @@ def host_call(request: dict, timeout: float) -> dict:
             503, "The model host is not running on this node (start it with `manage.py modelhost`)."
         ) from None
     except TimeoutError:
-        raise ServingError(503, f"The model host did not answer within {timeout:.0f} s.") from None
+        raise ServingError(503, f"The model host did not answer within {timeout:g} s.") from None
     except (OSError, ProtocolError) as exc:
         raise ServingError(503, f"Could not talk to the model host: {exc}") from None
 

@@ -1132,6 +1132,8 @@ class _ControlHandler(socketserver.BaseRequestHandler):
                     answer = {"ok": True, "stopped": host.stop_model(str(request.get("model")))}
                 elif op == "status":
                     answer = {"ok": True, **host.status()}
+                elif op == "ping":  # /healthz: is this node's host answering? (no lock taken)
+                    answer = {"ok": True, "pid": os.getpid()}
                 else:
                     answer = {"ok": False, "error": f"unknown op {op!r}"}
             except HostError as exc:

@@ -41,7 +41,7 @@ from models_app.models import MLModel, ModelBuild
 from models_app.runtime import sandbox
 from models_app.runtime.protocol import read_frame, write_frame
 from models_app.serving import paths
-from models_app.serving.host import ControlServer, ModelHost
+from models_app.serving.host import ModelHost
 from tests.helpers.clients import api_client, token_client
 from tests.helpers.uploads import file
 
@@ -384,16 +384,8 @@ def victim(cast, host) -> MLModel:
 
 
 @pytest.fixture
-def host():
-    """A real model host with its control socket, as `make run` starts it."""
-    model_host = ModelHost()
-    control = ControlServer(paths.host_socket(), model_host)
-    thread = threading.Thread(target=control.serve_forever, daemon=True)
-    thread.start()
-    yield model_host
-    control.shutdown()
-    control.server_close()
-    model_host.shutdown()
+def host(model_host):
+    return model_host
 
 
 def _predict(model_host: ModelHost, model: MLModel, payload: dict, timeout: float = 60) -> dict:

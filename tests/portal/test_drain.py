@@ -56,7 +56,9 @@ def _start(data_dir: Path, drain: str) -> tuple[subprocess.Popen, str]:
     deadline = time.monotonic() + 60
     while True:
         try:
-            if requests.get(f"{url}/healthz", timeout=2).status_code == 200:
+            # Serving: /healthz answers, 503 "unavailable" (no model host runs beside this
+            # lone web) until the drain turns it into "draining".
+            if requests.get(f"{url}/healthz", timeout=2).json()["status"] == "unavailable":
                 return web, url
         except requests.RequestException:
             pass

@@ -1,18 +1,27 @@
 """Health endpoint and the platform's OpenAPI document."""
 
+import os
 import re
+import socket
 
 import pytest
 from django.conf import settings
 from django.db import connection
 from django.test import Client
 
+from models_app.serving import paths
 
-def test_healthz_reports_database_and_broker(db):
+
+def test_healthz_reports_database_broker_and_model_host(db, model_host):
     response = Client().get("/healthz")
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
+    assert body["checks"]["model_host"] == {
+        "ok": True,
+        "ms": body["checks"]["model_host"]["ms"],
+        "pid": os.getpid(),
+    }
     assert body["checks"]["database"]["ok"] is True
     # The embedded default, or the PostgreSQL pass's servers (tests/backends.py).
     assert body["checks"]["database"]["vendor"] == connection.vendor
@@ -23,7 +32,41 @@ def test_healthz_reports_database_and_broker(db):
         assert broker == {"ok": True, "ms": broker["ms"], "kind": "ORM default"}
 
 
-def test_healthz_says_degraded_but_serves_when_the_disk_is_under_its_reserve(db, settings):
+def test_healthz_is_503_when_the_model_host_is_not_running(db):
+    # The node would answer every Sync call 503: the balancer must send them elsewhere.
+    response = Client().get("/healthz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unavailable"
+    assert body["checks"]["model_host"] == {
+        "ok": False,
+        "error": "ConnectionError: The model host is not running on this node "
+        "(start it with `manage.py modelhost`).",
+    }
+    assert body["checks"]["database"]["ok"] is True and body["checks"]["broker"]["ok"] is True
+
+
+def test_healthz_is_503_when_the_model_host_does_not_answer(db, settings, monkeypatch):
+    from portal import health
+
+    settings.RUN_DIR.mkdir(parents=True, exist_ok=True)
+    stuck = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # listens, never answers
+    stuck.bind(str(paths.host_socket()))
+    stuck.listen()
+    monkeypatch.setattr(health, "MODEL_HOST_TIMEOUT", 0.2)
+    try:
+        response = Client().get("/healthz")
+    finally:
+        stuck.close()
+        paths.host_socket().unlink()
+    assert response.status_code == 503
+    assert response.json()["checks"]["model_host"] == {
+        "ok": False,
+        "error": "ConnectionError: The model host did not answer within 0.2 s.",
+    }
+
+
+def test_healthz_says_degraded_but_serves_when_the_disk_is_under_its_reserve(db, settings, model_host):
     body = Client().get("/healthz").json()
     assert (
         body["checks"]["disk"]["ok"] is True

@@ -14,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from groups.api import errors
 from groups.api.errors import Conflict, checked_files, form_errors
 from groups.api.pagination import PAGE_PARAMETERS, PageNumberPagination, paginated
 from groups.forms import DefaultBooleanField
@@ -129,7 +130,7 @@ class ModelListView(APIView):
         form = ModelUploadForm(
             request.POST, checked_files(request), user=request.user, lost_parts=lost_parts(request._request)
         )
-        refuse_unknown_fields(request, form)
+        refuse_unknown_parts(request, form)
         if not form.is_valid():
             raise form_errors(form)
         model = services.create_model(request.user, form.upload)
@@ -138,26 +139,17 @@ class ModelListView(APIView):
         )
 
 
-def refuse_unknown_fields(request: Request, form: forms.Form) -> None:
-    """400 for a field or file the upload does not take: Django's form drops it without a
-    word (min_replicas sent with the upload gave a model with 1). The page's form is not
-    checked: the browser sends what the page has."""
-    taken = set(form.fields) | set(form.taken_elsewhere[0])  # those have their own message
-    unknown = sorted((set(request.POST) | set(request.FILES)) - taken)
-    if not unknown:
-        return
-    settings_fields = {*SYNC_SETTINGS, *ASYNC_SETTINGS}
-    raise ValidationError(
-        {
-            name: [
-                f"{name} is a serving setting, not part of the upload: once the model is uploaded, "
-                f"set it with PATCH /api/v1/models/<hash>."
-                if name in settings_fields
-                else f"Not a field of this upload; the fields are {', '.join(sorted(taken - set(form.taken_elsewhere[0])))}."
-            ]
-            for name in unknown
-        }
-    )
+SERVING_SETTING_HINTS = {
+    name: f"{name} is a serving setting, not part of the upload: once the model is uploaded, "
+    f"set it with PATCH /api/v1/models/<hash>."
+    for name in (*SYNC_SETTINGS, *ASYNC_SETTINGS)
+}
+
+
+def refuse_unknown_parts(request: Request, form: forms.Form) -> None:
+    """errors.refuse_unknown_parts, saying where a serving setting is set (min_replicas sent
+    with the upload gave a model with 1)."""
+    errors.refuse_unknown_parts(request, form, hints=SERVING_SETTING_HINTS)
 
 
 class ModelDetailView(APIView):
@@ -384,7 +376,7 @@ class ModelVersionListView(APIView):
             model=model,
             lost_parts=lost_parts(request._request),
         )
-        refuse_unknown_fields(request, form)
+        refuse_unknown_parts(request, form)
         if not form.is_valid():
             raise form_errors(form)
         try:

@@ -16,6 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from groups.api.serializers import StrictInput
 from models_app import share_links
 from models_app.access import get_model_for_user
 from models_app.models import DocsShareLink
@@ -58,7 +59,7 @@ class NewShareLinkSerializer(ShareLinkSerializer):
         fields = ["url", *ShareLinkSerializer.Meta.fields]
 
 
-class CreateShareLinkSerializer(serializers.Serializer):
+class CreateShareLinkSerializer(StrictInput, serializers.Serializer):
     expires_in = serializers.IntegerField(
         default=int(share_links.DEFAULT_LIFETIME.total_seconds()),
         min_value=int(share_links.MIN_LIFETIME.total_seconds()),

@@ -28,6 +28,7 @@ from groups.api.errors import (
     form_fields,
     json_object,
     refuse_unknown_fields,
+    refuse_unknown_parts,
 )
 from groups.api.parsers import JSONParser  # deep nesting is a 400, not a RecursionError
 from groups.uploads import lost_parts
@@ -112,6 +113,7 @@ class MonitorView(APIView):
         model = get_model_for_monitoring(request.user, model_hash)
         files = checked_files(request)
         form = MonitoringForm(request.POST, files, model=model, lost_parts=lost_parts(request._request))
+        refuse_unknown_parts(request, form)
         if not form.is_valid():
             raise form_errors(form)
         monitor = services.register(model, request.user, form)

@@ -324,3 +324,25 @@ def document_error_answers(result: dict, generator, request, public: bool) -> di
             for status, description in _standard_errors(path, method, operation).items():
                 responses.setdefault(status, _error(description))
     return result
+
+
+def declare_closed_request_bodies(result: dict, generator, request, public: bool) -> dict:
+    """Every request body of the API says it takes only the members it lists: the views
+    refuse any other with a 400 naming it (groups.api.errors.refuse_unknown_fields and
+    refuse_unknown_parts). The run URLs are left open: their body is the model's input."""
+    if generator.patterns is not None:  # a model's own document: only its run URL
+        return result
+    schemas = result.get("components", {}).get("schemas", {})
+    for path, item in result.get("paths", {}).items():
+        if path.startswith("/api/v1/run/"):
+            continue
+        for method, operation in item.items():
+            if method not in HTTP_METHODS or "requestBody" not in operation:
+                continue
+            for media in operation["requestBody"]["content"].values():
+                schema = media.get("schema", {})
+                if "$ref" in schema:
+                    schema = schemas[schema["$ref"].rsplit("/", 1)[1]]
+                if schema.get("type") == "object":
+                    schema["additionalProperties"] = False
+    return result

@@ -257,6 +257,7 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "portal.api_schema.document_run_and_health",
         "portal.api_schema.document_error_answers",
+        "portal.api_schema.declare_closed_request_bodies",
     ],
     "ENUM_NAME_OVERRIDES": {
         "ModelStatusEnum": "models_app.models.MLModel.Status",

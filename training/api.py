@@ -17,13 +17,20 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from groups.api.errors import Conflict, checked_files, form_errors, form_fields
+from groups.api.errors import (
+    Conflict,
+    checked_files,
+    form_errors,
+    form_fields,
+    refuse_unknown_fields,
+    refuse_unknown_parts,
+)
 from groups.api.pagination import PAGE_PARAMETERS, PageNumberPagination, paginated
 from groups.api.parsers import JSONParser  # deep nesting is a 400, not a RecursionError
 from groups.uploads import lost_parts
 from models_app import services as model_services
 from models_app.access import models_for
-from models_app.api import form_request_schema
+from models_app.api import SERVING_SETTING_HINTS, form_request_schema
 from models_app.models import MLModel
 from models_app.serializers import ModelDetailSerializer, ModelVersionSerializer
 from training import services
@@ -102,6 +109,7 @@ class ExperimentListView(APIView):
     )
     def post(self, request: Request) -> Response:
         data = _fields(request)
+        refuse_unknown_fields(data, [*ExperimentForm.base_fields, "name"])  # name: experiment_name's alias
         if "experiment_name" not in data and "name" in data:
             data["experiment_name"] = data["name"]
         form = ExperimentForm(data, user=request.user)
@@ -207,6 +215,7 @@ class RunListView(APIView):
         form = TrainingRunForm(
             request.POST, files, experiment=experiment, lost_parts=lost_parts(request._request)
         )
+        refuse_unknown_parts(request, form)
         if not form.is_valid():
             raise form_errors(form)
         run = services.create_run(request.user, form.upload)
@@ -290,6 +299,7 @@ class RunPromoteView(APIView):
         form = PromoteForm(
             request.POST, files, user=request.user, run=run, lost_parts=lost_parts(request._request)
         )
+        refuse_unknown_parts(request, form, hints=SERVING_SETTING_HINTS)
         if not form.is_valid():
             raise form_errors(form)
         try:

@@ -163,6 +163,21 @@ def refuse_unknown_fields(
         )
 
 
+def refuse_unknown_parts(request, form, hints: Mapping[str, str] | None = None) -> None:
+    """refuse_unknown_fields for an upload (multipart or form-encoded) handed to a Django
+    form: a field or file the form does not take would be dropped without a word.
+    The form's `taken_elsewhere` names (models_app.forms) have their own message; `hints`
+    replaces the message for names callers are known to send there. The portal's pages
+    are not checked: the browser sends what the page has."""
+    elsewhere = set(getattr(form, "taken_elsewhere", ((), ""))[0])
+    fields = set(form.fields)
+    unknown = sorted((set(request.POST) | set(request.FILES)) - fields - elsewhere)
+    if unknown:
+        text = f"Not a field of this upload; the fields are {', '.join(sorted(fields))}."
+        hints = hints or {}
+        raise exceptions.ValidationError({name: [hints.get(name, text)] for name in unknown})
+
+
 def form_fields(request) -> dict:
     """json_object, for views that hand the body to a Django form: each member must be
     one value. A form field reads a JSON list or object as its Python text ("['a']"),

@@ -40,7 +40,7 @@ def test_a_training_run(cast):
             "run_name": "lost",
             "training_type": "Custom",
             "python_version": "3.11",
-            "train_model": "train_model",
+            "training_reference": "train_model",
         },
         {
             "train_data": (b"\xe9.csv", b"a,b\n1,2\n"),

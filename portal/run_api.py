@@ -17,7 +17,7 @@ URL's own.
 
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, permissions
@@ -82,11 +82,12 @@ def run_model(request: HttpRequest, model_hash: str, version: int | None = None)
     return answer_call(request, target.model, AsyncRunView)
 
 
-@login_required
 def try_model(request: HttpRequest, model_hash: str, version: int | None = None) -> HttpResponse:
     """The run URL for a member's session (CSRF-checked by Django's middleware)."""
-    if request.method != "POST":
+    if request.method != "POST":  # before the login, as on the run URL: 405 whoever asks
         return _method_not_allowed(request)
+    if not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
     if not models_for(request.user).filter(hash=model_hash, line__isnull=True).exists():
         return _no_model(model_hash)  # the run URL's answer for a model that isn't there
     model = lookup_model(model_hash, version)

@@ -196,6 +196,13 @@ def test_get_is_405(cast, model):
     assert response.status_code == 405 and response["Allow"] == "POST"
 
 
+@pytest.mark.parametrize("method", ["get", "trace", "delete"])
+def test_another_method_is_405_before_the_login(model, method):
+    # As on the run URL: not a login page for a method the URL never takes.
+    response = getattr(Client(), method)(f"/api/v1/run/{model.hash}/try")
+    assert response.status_code == 405 and response["Allow"] == "POST"
+
+
 def test_async_upload_starts_an_execution_requested_by_the_member(cast):
     payload = sync_payload(operation="Async", schema=None, input_type="csv", name="Batch")
     model_hash = api_client(cast.owner).post("/api/v1/models", payload, format="multipart").json()["hash"]

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 
 from models_app import tasks
-from models_app.serving import paths
-from models_app.serving.host import ControlServer, ModelHost
 
 
 @pytest.fixture
@@ -23,16 +20,3 @@ def host_env(settings, monkeypatch) -> Path:
         python.symlink_to(Path(getattr(sys, "_base_executable", sys.executable)))
     monkeypatch.setattr(tasks.environments, "ensure_environment", lambda **kwargs: env)
     return env
-
-
-@pytest.fixture
-def model_host():
-    """A real model host on this node's control socket, as `make run` starts it."""
-    host = ModelHost()
-    control = ControlServer(paths.host_socket(), host)
-    thread = threading.Thread(target=control.serve_forever, daemon=True)
-    thread.start()
-    yield host
-    control.shutdown()
-    control.server_close()
-    host.shutdown()

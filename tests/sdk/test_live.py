@@ -392,7 +392,8 @@ def test_a_version_takes_the_models_url_and_one_call_rolls_it_back(admin, group_
         schema=PATH + "schema.json",
     )  # python_version: the live version's (3.9)
 
-    assert (version.version, version.status, version.model_hash) == (2, "Deployed", model.model_hash)
+    assert (version.version, version.status, version.live) == (2, "Deployed", True)
+    assert version.model_hash == model.model_hash
     assert version.hash != model.model_hash and version.version_info()["python_version"] == "3.9"
     assert model.live_version == 2
     assert model.predict({"x": 2, "name": "a"}) == {"triple": 6, "label": "A"}  # the same URL

@@ -955,13 +955,19 @@ def test_promote_model_as_the_next_version_of_a_model(run, server, PATH, sleeps,
         f"/api/v1/models/{M_HASH}/versions/2/status",
         lambda sent: (200, {"hash": "M" + "c" * 32, "version": 2, "status": statuses()}, {}),
     )
+    server.on("GET", f"/api/v1/models/{M_HASH}/versions/2", 200, version_body(status="Deployed", live=True))
 
     version = run.promote_model(
         None, "score", PATH + "app.py", schema=PATH + "schema.json", version_of=M_HASH
     )
 
     assert isinstance(version, NeomarilModelVersion)
-    assert (version.model_hash, version.version, version.status) == (M_HASH, 2, "Deployed")
+    assert (version.model_hash, version.version, version.status, version.live) == (
+        M_HASH,
+        2,
+        "Deployed",
+        True,
+    )
     assert version.model.name == "Scorer"
     fields, files = server.last("POST", f"{RUNS}/3/promote").multipart()
     # No name and no operation: a version has its model's (the server refuses another operation).

@@ -112,6 +112,7 @@ def test_add_version_uploads_the_files_and_waits_for_the_version(model, server, 
     caplog.set_level(logging.INFO, logger="neomaril_codex")
     server.on("POST", VERSIONS, 201, version_info())
     server.handle("GET", f"{VERSIONS}/2/status", statuses("Ready", "Building", "Deployed"))
+    server.on("GET", f"{VERSIONS}/2", 200, version_info(status="Deployed", live=True))
     PATH = str(files) + "/"
 
     version = model.add_version(
@@ -127,7 +128,7 @@ def test_add_version_uploads_the_files_and_waits_for_the_version(model, server, 
 
     assert isinstance(version, NeomarilModelVersion) and version.model is model
     assert (version.model_hash, version.version, version.hash) == (HASH, 2, V2_HASH)
-    assert version.status == "Deployed"
+    assert version.status == "Deployed" and version.live  # read again once Deployed
     sent = server.last("POST", VERSIONS)
     assert sent.streamed
     fields, uploaded = sent.multipart()
@@ -139,7 +140,9 @@ def test_add_version_uploads_the_files_and_waits_for_the_version(model, server, 
         ("env", ".env", b"API_KEY=secret\n"),
         ("extra", "utils.py", b"X = 2\n"),
     ]
-    assert [s.path for s in server.sent if s.method == "GET"] == [f"{VERSIONS}/2/status"] * 3
+    assert [s.path for s in server.sent if s.method == "GET"] == [f"{VERSIONS}/2/status"] * 3 + [
+        f"{VERSIONS}/2"
+    ]
     assert len(sleeps) == 2
     assert (
         f"Version 2 of model 'Teste notebook Sync' ({HASH}) uploaded; it is being built and goes live once Deployed."
@@ -405,6 +408,7 @@ def test_version_restart_disable_and_delete(model, server, sleeps):
     assert version.disable() == "Disabled" and version.status == "Disabled"
     server.on("POST", f"{VERSIONS}/2/restart", 200, {"hash": V2_HASH, "version": 2, "status": "Ready"})
     server.handle("GET", f"{VERSIONS}/2/status", statuses("Building", "Deployed"))
+    server.on("GET", f"{VERSIONS}/2", 200, version_info(status="Deployed"))
     assert version.restart() == "Ready"
     assert version.restart(wait_for_ready=True) == "Deployed" and version.status == "Deployed"
     assert [s.path for s in server.sent if s.method == "POST"][-3:] == [

@@ -874,6 +874,9 @@ class NeomarilModelVersion:
             WaitTimeout: not Deployed after `timeout` seconds.
         """
         _wait_deployed(self.get_status, self._what, self._build_failure, "version.restart()", timeout)
+        # The status answer has no `live`: read the version again, or a new version that
+        # went live when Deployed would still say live=False.
+        self.version_info()
         return self
 
     def _build_failure(self) -> BuildError:

@@ -74,12 +74,20 @@ def test_precision_recall_f1_at_the_threshold():
 
 
 def test_a_model_that_predicts_one_class_for_every_holdout_row_is_said_so():
-    warning = search.one_class_warning([0.085, 0.17, 0.12])
+    warning = search.one_class_warning([0.085, 0.17, 0.12], minority_share=0.04)
     assert warning.startswith("Warning: at the threshold 0.5 the model predicts 0 for every holdout row")
     assert "from 0.0850 to 0.1700" in warning and "stages.unbalance" in warning
-    assert "predicts 1 for every" in search.one_class_warning([0.6, 0.9])
-    assert search.one_class_warning(SCORES) is None  # both classes predicted
-    assert search.one_class_warning([]) is None
+    assert "predicts 1 for every" in search.one_class_warning([0.6, 0.9], minority_share=0.04)
+    assert search.one_class_warning(SCORES, minority_share=0.04) is None  # both classes predicted
+    assert search.one_class_warning([], minority_share=0.04) is None
+
+
+def test_with_classes_near_even_the_warning_does_not_advise_balancing():
+    # An audit's run on 48 % positives: a heavily regularised logreg scored 0.47-0.48.
+    warning = search.one_class_warning([0.4716, 0.4826], minority_share=0.48)
+    assert "stages.unbalance" not in warning
+    assert "the classes are not rare (48% of the rows are the smaller one)" in warning
+    assert "search more iterations or other models (stages.models)" in warning
 
 
 def test_tied_scores_count_half_and_a_perfect_ranking_is_one():

@@ -183,7 +183,8 @@ def train_model(base_path):
     metrics = _holdout_metrics(y_holdout, holdout_proba)
     metrics[f"validation_{conf['metric']}"] = best["value"]
     _say("Holdout: " + ", ".join(f"{name} {value:.4f}" for name, value in metrics.items()))
-    warning = one_class_warning(holdout_proba)
+    positives = float(np.mean(y_fit))
+    warning = one_class_warning(holdout_proba, minority_share=min(positives, 1 - positives))
     if warning:
         _say(warning)
 
@@ -840,19 +841,30 @@ def _custom_transformers():
 # -------------------------------------------------------------------------- the artifacts
 
 
-def one_class_warning(proba, threshold: float = THRESHOLD):
+def one_class_warning(proba, minority_share: float, threshold: float = THRESHOLD):
     """A line for the log when the model's `pred` is one class for every holdout row: its
-    precision, recall and f1 (0 when it never predicts 1) say little of its ranking."""
+    precision, recall and f1 (0 when it never predicts 1) say little of its ranking.
+
+    `minority_share`: the smaller class's share of the training rows. Balancing is advised
+    only where it is searched (under UNBALANCED_SHARE); with classes near even, scores that
+    all fall on one side come from the model (a strong regularisation, say)."""
     positives = int((np.asarray(proba) >= threshold).sum())
     if positives not in (0, len(proba)) or not len(proba):
         return None
     label = 1 if positives else 0
+    if minority_share < UNBALANCED_SHARE:
+        advice = "search with a balancing stage (stages.unbalance) so that the classes weigh alike"
+    else:
+        advice = (
+            f"the classes are not rare ({minority_share:.0%} of the rows are the smaller one), so the "
+            "scores sit on one side because of the chosen model itself: search more iterations or "
+            "other models (stages.models)"
+        )
     return (
         f"Warning: at the threshold {threshold} the model predicts {label} for every holdout row "
         f"(its scores run from {float(np.min(proba)):.4f} to {float(np.max(proba)):.4f}), so the "
         f"promoted model's pred is {label} for every input. Its proba still ranks the rows (auc, ks): "
-        "read proba against a threshold of your own, or search with a balancing stage "
-        "(stages.unbalance) so that the classes weigh alike."
+        f"read proba against a threshold of your own, or {advice}."
     )
 
 

@@ -51,7 +51,7 @@ from django.db.models import F, Q, QuerySet, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
-from groups import metrics
+from groups import metrics, nodes
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +69,10 @@ FINAL_FLUSH_PAUSE = 1.0
 # its kind says otherwise): worth a second task, since a duplicate is only one claim that
 # fails. Long enough that a task behind a few busy workers is rarely sent twice.
 REDISPATCH_AFTER = timedelta(minutes=10)
+# A waiting job whose task is in no queue at all (groups.nodes.tasks_held: Redis's and
+# every live cluster's own are empty) lost it with a node: sent again once this has passed
+# since it was enqueued (long enough for a worker that took it to have claimed the job).
+LOST_WITH_A_NODE_AFTER = timedelta(minutes=1)
 # Past django-q2's own re-delivery on the ORM broker (`retry` after it handed the task
 # out), so that a task it re-delivers is not sent a third time; the margin covers its poll
 # and the housekeeping minute.
@@ -427,8 +431,15 @@ def redispatch_lost(
     the job's claim (`Job.claim`) lets one task run it. Each job is stamped again first,
     by a conditional UPDATE, so it is sent once per delay even by two housekeeping passes
     at once. Returns how many were sent.
+
+    With Redis, a job waiting while no queue holds any task (groups.nodes.tasks_held) is
+    sent again after LOST_WITH_A_NODE_AFTER instead: its task was taken by a node that
+    stopped or was lost before starting it.
     """
     cutoff = timezone.now() - lost_after(after)
+    if nodes.tasks_held() == 0:
+        # Nothing is queued anywhere, so no task of a waiting job is merely behind others.
+        cutoff = max(cutoff, timezone.now() - LOST_WITH_A_NODE_AFTER)
     kind = metrics.job_kind(jobs.model)
     sent = 0
     overdue = jobs.filter(status=waiting, queued_at__lt=cutoff).defer("log").order_by("queued_at", "pk")

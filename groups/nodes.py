@@ -36,6 +36,24 @@ def live_worker_hosts() -> set[str] | None:
         return None
 
 
+def tasks_held() -> int | None:
+    """How many tasks wait to start: in Redis's queue and in the live clusters' own task
+    queues (a cluster's pusher takes tasks ahead of its workers), or None when the broker
+    can't say (the ORM broker, Redis unreachable).
+
+    A job still waiting for its task while this is 0 lost the task: Redis hands a task out
+    once, and the node that held it stopped or was lost before a worker of it began.
+    """
+    try:
+        broker = get_broker()
+        if not isinstance(broker, Redis):
+            return None
+        return broker.queue_size() + sum(stat.task_q_size for stat in Stat.get_all(broker))
+    except Exception:  # a broker that does not answer: nothing is concluded from it
+        logger.warning("could not read the task queues from the broker", exc_info=True)
+        return None
+
+
 class StaleJobs:
     """One recovery pass's view of the nodes, for every kind of job (executions, training
     runs, monitoring jobs): which stale jobs this node takes, and what it says of one.

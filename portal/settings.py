@@ -333,6 +333,12 @@ Q_CLUSTER = {
     "catch_up": False,
     "save_limit": 1000,
     "label": "Tasks",
+    # A cluster takes tasks ahead of its workers into its own queue (django-q2's default:
+    # workers², 16). Redis hands a task out once, so each one held there waits behind
+    # this node's busy workers while another node's are idle, and is lost with the node if
+    # it stops. One (plus the one its pusher then holds) is enough: our tasks run seconds
+    # to minutes, so the time to fetch the next one is nothing beside them.
+    "queue_limit": 1,
 }
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL

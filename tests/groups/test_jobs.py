@@ -18,7 +18,7 @@ from prometheus_client import REGISTRY
 
 from executions import tasks as execution_tasks
 from executions.models import Execution
-from groups import jobs
+from groups import jobs, nodes
 from models_app import services as model_services
 from models_app import tasks as build_tasks
 from models_app.models import MLModel, ModelBuild
@@ -375,6 +375,24 @@ def test_a_waiting_job_is_sent_again_once_its_task_is_overdue(model, redis_broke
     assert "Its task, enqueued 11 min ago, has not started" in lost.log and lost.heartbeat_at is None
     assert redispatched() == before + 1
     assert redispatch() == 0  # stamped again: the next try is one delay later
+
+
+@pytest.mark.parametrize(
+    "held, resent",
+    [
+        (0, [2]),  # no task waits anywhere: the one enqueued 2 min ago was lost with a node
+        (3, []),  # others wait: it may be behind them (the kind's delay applies)
+        (None, []),  # the broker can't say
+    ],
+)
+def test_a_waiting_job_whose_task_no_queue_holds_is_sent_again_after_a_minute(
+    model, redis_broker, monkeypatch, held, resent
+):
+    monkeypatch.setattr(nodes, "tasks_held", lambda: held)
+    builds = {minutes: _queued(model, number, minutes) for number, minutes in ((1, 0.5), (2, 2))}
+    sent: list[ModelBuild] = []
+    jobs.redispatch_lost(ModelBuild.objects.all(), waiting="Queued", send=sent.append)
+    assert [build.pk for build in sent] == [builds[minutes].pk for minutes in resent]
 
 
 def test_a_job_sent_again_by_another_housekeeping_pass_meanwhile_is_not_sent_twice(

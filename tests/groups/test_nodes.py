@@ -14,6 +14,9 @@ from django_q.status import Stat, Status
 
 from groups import nodes
 
+# Taken before tests/conftest.py pins nodes.tasks_held for every test.
+real_tasks_held = nodes.tasks_held
+
 pytestmark = pytest.mark.django_db
 
 
@@ -31,12 +34,34 @@ def test_the_hosts_of_running_clusters_come_from_redis_and_expire():
     assert "node-x" not in nodes.live_worker_hosts()
 
 
+def test_the_tasks_held_are_redis_s_queue_and_each_live_cluster_s_own():
+    broker = get_broker()
+    if not isinstance(broker, Redis):
+        assert real_tasks_held() is None  # the ORM broker re-delivers by itself
+        return
+    before = real_tasks_held()
+    payload = SignedPackage.dumps({"id": uuid.uuid4().hex, "func": "math.floor", "args": (1,)})
+    broker.enqueue(payload)
+    try:
+        assert real_tasks_held() == before + 1
+        status = Status(pid=1, cluster_id=uuid.uuid4())
+        status.host, status.task_q_size = "node-x", 2  # taken ahead of its workers
+        broker.set_stat(Stat.get_key(status.cluster_id), SignedPackage.dumps(status, True), 2)
+        assert real_tasks_held() == before + 3
+        time.sleep(2.5)  # a cluster that stopped: what it held is no longer counted
+        assert real_tasks_held() == before + 1
+    finally:
+        broker.connection.lrem(broker.list_key, 0, payload)
+    assert real_tasks_held() == before
+
+
 def test_a_broker_that_does_not_answer_says_nothing(monkeypatch):
     def down():
         raise ConnectionError("no broker")
 
     monkeypatch.setattr(nodes, "get_broker", down)
     assert nodes.live_worker_hosts() is None
+    assert real_tasks_held() is None
 
 
 # --- what a recovery pass does with another node's stale job ---------------------------

@@ -40,7 +40,10 @@ def test_every_request_body_refuses_a_member_it_does_not_list(cast):
             continue  # a run URL's body is the model's own input
         content = operation["requestBody"]["content"]
         assert _body_schema(document, content).get("additionalProperties") is False, (method, path)
-        admin_only = path.startswith(ADMIN_ONLY) and (method, path) != ("post", "/api/v1/groups/{name}/members")
+        admin_only = path.startswith(ADMIN_ONLY) and (method, path) != (
+            "post",
+            "/api/v1/groups/{name}/members",
+        )
         client = clients["admin" if admin_only else "owner"]
         kind = "json" if "application/json" in content else "multipart"
         response = getattr(client, method)(path.format(**values), {UNKNOWN: "x"}, format=kind)

@@ -235,11 +235,19 @@ def succeeded(
     """Wait (bounded) until every execution has finished; each must have Succeeded with its
     expected result. Returns their details."""
 
-    def all_finished():
-        states = {n: execution(url, model_hash, token, n) for n in expected}
-        return all(s["status"] in ("Succeeded", "Failed") for s in states.values()) and states
+    seen: dict[int, dict] = {}
 
-    states = wait_until(all_finished, what, timeout, pause=1)
+    def all_finished():
+        seen.update({n: execution(url, model_hash, token, n) for n in expected})
+        return all(s["status"] in ("Succeeded", "Failed") for s in seen.values()) and dict(seen)
+
+    def last_seen() -> dict:  # what a CI failure needs to tell a lost task from a stuck run
+        return {
+            n: (s["status"], s.get("attempts"), execution_log(url, model_hash, token, n)[-600:])
+            for n, s in seen.items()
+        }
+
+    states = wait_until(all_finished, what, timeout, pause=1, last_seen=last_seen)
     assert {n: s["status"] for n, s in states.items()} == dict.fromkeys(expected, "Succeeded"), states
     for n, text in expected.items():
         result = requests.get(

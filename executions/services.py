@@ -190,9 +190,14 @@ def redispatch_lost() -> int:
 
 
 def _enqueue(pks: list[int]) -> None:
-    chosen = Execution.objects.filter(pk__in=pks).select_related("model").only("number", "model__hash")
+    chosen = (
+        Execution.objects.filter(pk__in=pks)
+        .select_related("model")
+        .only("number", "queued_at", "model__hash")
+    )
     for execution in chosen.order_by("pk"):
-        send(execution)
+        # Keeps its slot either way; a task the broker refused goes at the next housekeeping.
+        jobs.send_or_leave_to_housekeeping(execution, send)
 
 
 def send(execution: Execution) -> None:

@@ -9,6 +9,7 @@ in this process.
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 import socket
 import time
@@ -16,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.db.models import F
 from django.utils import timezone
 
@@ -25,6 +27,8 @@ from groups import jobs, nodes
 from models_app import sandboxes
 from models_app.models import MLModel
 from models_app.runtime import oneshot, orphans
+
+logger = logging.getLogger(__name__)
 
 HOST = socket.gethostname()
 # The user's output kept in the database; past it only the last lines are kept.
@@ -130,7 +134,12 @@ def _execute(execution: Execution, log: jobs.JobLog) -> dict:
 def _deleted_meanwhile(model: MLModel) -> str | None:
     """Why a running execution stops early: its model (or version) was deleted. Its slot
     and the secrets in its environment are not kept for a model nobody can call."""
-    if MLModel.objects.filter(pk=model.pk, status=MLModel.Status.DELETED).exists():
+    try:
+        deleted = jobs.reconnecting(MLModel.objects.filter(pk=model.pk, status=MLModel.Status.DELETED).exists)
+    except DatabaseError:  # the database is away: the run goes on, the next check asks again
+        logger.warning("could not check whether the model of %s was deleted", model, exc_info=True)
+        return None
+    if deleted:
         return "The model was deleted while this execution ran; it was stopped."
     return None
 

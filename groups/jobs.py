@@ -41,12 +41,12 @@ import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar, TypeVar
 
 from django.conf import settings
-from django.db import DatabaseError, OperationalError, connection, models, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, models, transaction
 from django.db.models import F, Q, QuerySet, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
@@ -73,6 +73,10 @@ REDISPATCH_AFTER = timedelta(minutes=10)
 # every live cluster's own are empty) lost it with a node: sent again once this has passed
 # since it was enqueued (long enough for a worker that took it to have claimed the job).
 LOST_WITH_A_NODE_AFTER = timedelta(minutes=1)
+# The queued_at of a waiting job whose task could not be enqueued (the broker did not
+# answer): earlier than any cutoff, so the next housekeeping pass sends it
+# (redispatch_lost), a minute later at most, rather than one delay after.
+NOT_SENT = datetime(2000, 1, 1, tzinfo=UTC)
 # Past django-q2's own re-delivery on the ORM broker (`retry` after it handed the task
 # out), so that a task it re-delivers is not sent a third time; the margin covers its poll
 # and the housekeeping minute.
@@ -85,6 +89,27 @@ Outcome = TypeVar("Outcome")
 
 class JobFailed(Exception):
     """Why a job failed, already phrased for its user: the message is the job's error."""
+
+
+def drop_a_broken_connection() -> None:
+    """After a database error outside a transaction: close this thread's connection if the
+    server ended it (a PostgreSQL restart), so that the next query opens a new one instead
+    of failing the same way. A usable one (SQLite's busy "database is locked") is kept."""
+    if not connection.in_atomic_block:
+        connection.close_if_unusable_or_obsolete()
+
+
+def reconnecting(read: Callable[[], Outcome]) -> Outcome:
+    """`read()`, a query outside a transaction, tried once more on a new connection when
+    its connection was ended by the server: a running job's periodic checks must not crash
+    it for a PostgreSQL restart it would otherwise not notice."""
+    try:
+        return read()
+    except (OperationalError, InterfaceError):
+        if connection.in_atomic_block:
+            raise
+        drop_a_broken_connection()
+        return read()
 
 
 def stamp() -> str:
@@ -150,7 +175,7 @@ class Job(models.Model):
         type(self)._default_manager.filter(pk=self.pk).update(**fields)
         for name, value in fields.items():
             setattr(self, name, value)
-        transaction.on_commit(lambda: send(self))
+        transaction.on_commit(lambda: send_or_leave_to_housekeeping(self, send))
 
     def this_run(self) -> QuerySet:
         """This job's row while this run still owns it: Running, and the same attempt."""
@@ -165,8 +190,8 @@ class Job(models.Model):
         now = timezone.now()
         try:
             updated = self._settle_retrying(status=status, finished_at=now, **fields)
-        except OperationalError:
-            raise  # still locked after the retries: recovery re-queues the job, as after a crash
+        except (OperationalError, InterfaceError):
+            raise  # still locked or away after the retries: recovery re-queues the job, as after a crash
         except DatabaseError as exc:  # the outcome can't be stored (a value its column refuses)
             logger.exception("could not record the outcome of %s", self)
             status = self.FAILED_STATUS
@@ -189,10 +214,11 @@ class Job(models.Model):
             try:
                 with transaction.atomic():  # a refused write must not break an outer transaction
                     return self.this_run().update(**changes)
-            except OperationalError:
+            except (OperationalError, InterfaceError):
                 if not tries_left:
                     raise
                 logger.warning("could not record the outcome of %s; trying again", self, exc_info=True)
+                drop_a_broken_connection()
                 time.sleep(FINAL_FLUSH_PAUSE)
         raise AssertionError("unreachable")
 
@@ -266,10 +292,11 @@ class JobLog:
             try:
                 self.flush()
                 return
-            except OperationalError:  # a locked database, after its own busy timeout
+            except (OperationalError, InterfaceError):  # locked (SQLite), or a server restart
                 if not tries_left:
                     raise
                 logger.warning("could not write the log of %s; trying again", self.job, exc_info=True)
+                drop_a_broken_connection()
                 time.sleep(FINAL_FLUSH_PAUSE)
 
     def __call__(self, line: str) -> None:
@@ -338,7 +365,7 @@ class JobLog:
                         self.flush()
                     except Exception:  # a locked database: try again at the next turn
                         logger.exception("could not write the log of %s", self.job)
-                        connection.close_if_unusable_or_obsolete()
+                        drop_a_broken_connection()
                     else:
                         last_beat = time.monotonic()
         finally:
@@ -447,22 +474,56 @@ def redispatch_lost(
         now = timezone.now()
         minutes = int((now - job.queued_at).total_seconds() // 60)
         # Said in the job's log (not as a heartbeat: the job is not running).
-        line = (
-            f"{stamp()} Its task, enqueued {minutes} min ago, has not started (lost with a worker, "
-            "or still waiting for a free one): enqueued again.\n"
-        )
+        if job.queued_at == NOT_SENT:
+            why = "its task could not be enqueued before"
+            line = f"{stamp()} Its task is enqueued now.\n"
+        else:
+            why = f"its task, enqueued {minutes} min ago, never started"
+            line = (
+                f"{stamp()} Its task, enqueued {minutes} min ago, has not started (lost with a worker, "
+                "or still waiting for a free one): enqueued again.\n"
+            )
         still_lost = type(job)._default_manager.filter(pk=job.pk, status=waiting, queued_at=job.queued_at)
         with transaction.atomic():
             if not still_lost.update(queued_at=now, log=Concat(F("log"), Value(line))):
                 continue  # started, or sent again by another pass, meanwhile
-            logger.warning(
-                "%s: its task, enqueued %s min ago, never started; enqueuing another", job, minutes
-            )
+            logger.warning("%s: %s; enqueuing another", job, why)
             job.queued_at = now
-            transaction.on_commit(lambda job=job: send(job))
+            transaction.on_commit(lambda job=job: send_or_leave_to_housekeeping(job, send))
             transaction.on_commit(metrics.JOBS_RECOVERED.labels(kind, "redispatched").inc)
         sent += 1
     return sent
+
+
+def send_or_leave_to_housekeeping(job: Job, send: Callable[[Job], object]) -> bool:
+    """`send(job)` for a job already committed as waiting; False when the broker failed.
+
+    Run on commit, after the request's work is stored: a broker error raised from here
+    answered an upload 500 and had its view remove the files of the model it had just
+    committed. The job is marked NOT_SENT instead (its log says so), and the next
+    housekeeping pass, within a minute, sends its task.
+    """
+    try:
+        send(job)
+        return True
+    except Exception as exc:  # whatever the broker raises: the job is stored, its task is not
+        refused = type(exc).__name__
+        logger.warning(
+            "%s: could not enqueue its task (%s: %s); housekeeping sends it", job, type(exc).__name__, exc
+        )
+    line = (
+        f"{stamp()} Its task could not be enqueued (the task queue did not answer: {refused}); "
+        "it is sent again within a minute.\n"
+    )
+    manager = type(job)._default_manager
+    try:
+        manager.filter(pk=job.pk, queued_at=job.queued_at).update(
+            queued_at=NOT_SENT, log=Concat(F("log"), Value(line))
+        )
+        job.queued_at = NOT_SENT
+    except DatabaseError:  # then it is due one delay after its enqueue, as a lost task
+        logger.warning("%s: could not mark its task as not sent", job, exc_info=True)
+    return False
 
 
 def run_steps(name: str, steps: dict[str, Callable[[], object]]) -> dict[str, object]:

@@ -175,7 +175,8 @@ DELETED_WHILE_BUILDING = "The model was deleted while it was being built: nothin
 
 
 def _deleted(model: MLModel) -> bool:
-    return MLModel.objects.filter(pk=model.pk, status=MLModel.Status.DELETED).exists()
+    # After minutes of building, on a connection a PostgreSQL restart may have ended.
+    return jobs.reconnecting(MLModel.objects.filter(pk=model.pk, status=MLModel.Status.DELETED).exists)
 
 
 def _build_steps(model: MLModel, log: jobs.JobLog, timings: Stopwatch) -> dict:

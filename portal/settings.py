@@ -159,6 +159,17 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Tests use a file, not Django's in-memory default, so that concurrency tests get
     # real concurrent writers, as in production.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-db.sqlite3")}
+else:
+    # A PostgreSQL restart ends every kept connection: each is checked before its first use
+    # in a request or task (one round trip, only for a connection kept from before).
+    # Without it the first request of every web thread, and the first task of every
+    # worker, failed after a restart while the database was already back.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # A server that does not answer (a partition, a frozen host): a new connection gives
+    # up after this many seconds, not when TCP does. A connection URL's own wins.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", envint("DATABASE_CONNECT_TIMEOUT", 5, minimum=1)
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -26,11 +26,11 @@ from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 
 from groups.metrics import RECORDING_DROPPED, RECORDING_PAYLOADS_DROPPED
+from groups.outages import RepeatedFailure
 
 logger = logging.getLogger(__name__)
 
 FLUSH_INTERVAL = 0.5
-OUTAGE_REMINDER = 60.0  # seconds between log lines while the database keeps refusing
 BATCH_SIZE = 500
 
 
@@ -124,7 +124,7 @@ class Recorder:
         self._stop = threading.Event()
 
     def _run(self) -> None:
-        failing_since = None
+        failures = RepeatedFailure(logger, "writing prediction records")
         try:
             while not self._stop.is_set():
                 self._wake.wait(FLUSH_INTERVAL)
@@ -134,17 +134,9 @@ class Recorder:
                 try:
                     self.flush()
                     close_old_connections()
-                    if failing_since is not None:
-                        logger.warning("writing prediction records works again")
-                        failing_since = None
+                    failures.worked()
                 except Exception as exc:  # keep recording after a database hiccup; the calls stay buffered
-                    # The traceback once per outage, not every second while it lasts.
-                    if failing_since is None:
-                        logger.exception("writing prediction records failed; retrying every second")
-                        failing_since = time.monotonic()
-                    elif time.monotonic() - failing_since > OUTAGE_REMINDER:
-                        logger.warning("writing prediction records still fails: %s", exc)
-                        failing_since = time.monotonic()
+                    failures.failed(exc, "retrying every second")
                     time.sleep(1)
         finally:
             # Ended anyway (a BaseException): the next call starts another writer rather

@@ -51,6 +51,7 @@ import psutil
 from django.conf import settings
 from django.db import close_old_connections, connection
 
+from groups.outages import RepeatedFailure
 from models_app import sandboxes
 from models_app.environments import environment_path
 from models_app.models import MLModel
@@ -322,6 +323,9 @@ class ModelHost:
         self._logs_lock = threading.RLock()
         # Monotonic times of the supervisor's last slower steps.
         self._last_stats = self._last_log_sweep = 0.0
+        # Each loop's failures, logged once per outage (the database away fails every pass).
+        self._step_failures: dict[str, RepeatedFailure] = {}
+        self._scale_failures = RepeatedFailure(logger, "scaling pass")
         self.run_dir = settings.RUN_DIR
         self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         _refuse_a_second_host(paths.host_socket())
@@ -707,10 +711,16 @@ class ModelHost:
                 steps.append(remove_logs_of_deleted_models)
             steps += [self._refresh_stats, self._enforce_budget]
         for step in steps:
+            failures = self._step_failures.get(step.__name__)
+            if failures is None:
+                failures = self._step_failures[step.__name__] = RepeatedFailure(
+                    logger, f"supervisor step {step.__name__}"
+                )
             try:
                 step()
-            except Exception:
-                logger.exception("supervisor step %s failed", step.__name__)
+                failures.worked()
+            except Exception as exc:  # the database away, say: once per outage in the log
+                failures.failed(exc, "it runs again at the next pass")
             finally:
                 close_old_connections()
 
@@ -868,8 +878,9 @@ class ModelHost:
             try:
                 self._sample_load()
                 self._scale()
-            except Exception:
-                logger.exception("scaling pass failed")
+                self._scale_failures.worked()
+            except Exception as exc:
+                self._scale_failures.failed(exc, "it runs again at the next pass")
             finally:
                 close_old_connections()
 

@@ -9,6 +9,7 @@ on the first call).
 from __future__ import annotations
 
 import json
+import logging
 import re
 import socket
 import sys
@@ -20,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 
 from models_app import services, tasks
 from models_app.calls import CalledModel
@@ -1176,3 +1177,25 @@ def test_one_callers_slow_calls_add_no_replica_and_several_callers_slow_calls_do
         _sample_while(host, calling)
         calling.result()
     assert _replicas(host, model) == [0, 1]
+
+
+def test_a_supervisor_step_that_fails_every_pass_is_logged_once(db, caplog, monkeypatch):
+    # The database away: every pass's step fails. A traceback each second flooded the log.
+    host = host_module.ModelHost()
+    passes = []
+
+    def _restart_crashed():
+        passes.append(1)
+        if len(passes) <= 3:
+            raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(host, "_restart_crashed", _restart_crashed)
+    caplog.set_level(logging.WARNING, logger=host_module.logger.name)
+    try:
+        for _ in range(4):
+            host.supervise_once()
+    finally:
+        host.shutdown()
+    messages = [r.getMessage() for r in caplog.records if "_restart_crashed" in r.getMessage()]
+    assert messages[0] == "supervisor step _restart_crashed failed; it runs again at the next pass"
+    assert len(messages) == 2 and messages[1].startswith("supervisor step _restart_crashed works again after")

@@ -14,6 +14,10 @@ Two sources, added up in one answer:
   A gauge kept by the processes for these would be a second copy of a state that the
   host and the database already hold.
 
+A database that can't be reached (a restart, an outage) leaves out the series read from
+it, not the whole answer: what the processes counted matters most then.
+`neomaril_database_up` says whether this scrape could read it (DatabaseReads).
+
 Who may read it: a client presenting `Authorization: Bearer <NEOMARIL_METRICS_TOKEN>`
 (when set), or one whose address is in NEOMARIL_METRICS_ALLOWED_NETWORKS (loopback by
 default). Forwarded headers are believed only from NEOMARIL_TRUSTED_PROXIES, as for
@@ -26,6 +30,9 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import logging
+from collections.abc import Callable
+from typing import TypeVar
 
 from django.conf import settings
 from django.db.models import Count
@@ -47,9 +54,13 @@ from groups.metrics import job_kind, publish
 from groups.uploads import free_bytes
 from models_app.models import MLModel, ModelBuild
 from models_app.serving.aio import ServingError, host_call
+from models_app.serving.answers import DATABASE_OUTAGE_ERRORS
 from monitors.models import Monitor, Period
 from portal import metrics_dir
 from training.models import TrainingRun
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Seconds the scrape waits for the model host's status (Prometheus' own timeout is 10 s).
 HOST_TIMEOUT = 2.0
@@ -66,9 +77,57 @@ class CountedCollector:
         return REGISTRY.collect()
 
 
+class DatabaseReads:
+    """The database's part of one scrape, and its `neomaril_database_up`.
+
+    A read that finds the database unreachable leaves its series out, and the reads after
+    it in the scrape are not tried (each would wait for a connection again). Registered
+    after the collectors that read: the registry collects in that order, so the gauge
+    says how their reads went. The process logs one warning when reads start failing and
+    one when they work again, not a traceback per scrape.
+    """
+
+    failing = False  # this process's reads, as of the last one
+
+    def __init__(self) -> None:
+        self.up = True
+
+    def read(self, query: Callable[[], T]) -> T | None:
+        """`query()`, or None when the database can't be reached."""
+        if not self.up:
+            return None
+        try:
+            result = query()
+        except DATABASE_OUTAGE_ERRORS as exc:
+            self.up = False
+            if not DatabaseReads.failing:
+                DatabaseReads.failing = True
+                logger.warning(
+                    "/metrics could not read the database (%s): its series are left out, and "
+                    "neomaril_database_up is 0, until it can",
+                    exc,
+                )
+            return None
+        if DatabaseReads.failing:
+            DatabaseReads.failing = False
+            logger.warning("/metrics reads the database again")
+        return result
+
+    def collect(self):
+        up = GaugeMetricFamily(
+            "neomaril_database_up",
+            "Whether this scrape could read the database (0: the series read from it are missing).",
+        )
+        up.add_metric([], 1 if self.up else 0)
+        return [up]
+
+
 class RunnersCollector:
     """Runners per model on this node, and what the host's budgets did to them, as the
     model host reports them."""
+
+    def __init__(self, database: DatabaseReads) -> None:
+        self.database = database
 
     def collect(self):
         up = GaugeMetricFamily(
@@ -118,12 +177,13 @@ class RunnersCollector:
         evicted = status.get("evictions", {})
         # A runner names the version row that it serves; the labels are the run URL's
         # hash and the version number, as for the calls.
-        versions = {
-            row_hash: (line_hash or row_hash, str(version))
-            for row_hash, version, line_hash in MLModel.objects.filter(
-                hash__in={runner["model"] for runner in alive} | refusals.keys() | evicted.keys()
-            ).values_list("hash", "version", "line__hash")
-        }
+        rows = MLModel.objects.filter(
+            hash__in={runner["model"] for runner in alive} | refusals.keys() | evicted.keys()
+        ).values_list("hash", "version", "line__hash")
+        found = self.database.read(lambda: list(rows))
+        if found is None:
+            return [up]  # no labels without the database: the host's answer alone
+        versions = {row_hash: (line_hash or row_hash, str(version)) for row_hash, version, line_hash in found}
         counts: dict[tuple[str, str], list[int]] = {}
         for runner in alive:
             labels = versions.get(runner["model"])
@@ -151,29 +211,39 @@ class RunnersCollector:
 class StatesCollector:
     """Models and jobs by state, from the database."""
 
+    def __init__(self, database: DatabaseReads) -> None:
+        self.database = database
+
     def collect(self):
+        counted = self.database.read(self._count)
+        if counted is None:
+            return []
+        model_counts, job_counts = counted
         models = GaugeMetricFamily(
             "neomaril_models", "Models by status (their live version's).", labels=["status"]
         )
-        # A model's status is its live version's (the first row's own when that one is live).
-        counts = dict(
-            MLModel.objects.filter(line__isnull=True)
-            .order_by()
-            .values_list(Coalesce("live_version__status", "status"))
-            .annotate(n=Count("pk"))
-        )
         for status in MLModel.Status.values:
-            models.add_metric([status], counts.get(status, 0))
+            models.add_metric([status], model_counts.get(status, 0))
         jobs = GaugeMetricFamily(
             "neomaril_jobs",
             "Jobs by kind (model_build, execution, training_run, monitor, period) and state, in the database.",
             labels=["kind", "state"],
         )
         for model in JOB_MODELS:
-            counts = _counts(model.objects.all())
             for state in model.Status.values:
-                jobs.add_metric([job_kind(model), state], counts.get(state, 0))
+                jobs.add_metric([job_kind(model), state], job_counts[model].get(state, 0))
         return [models, jobs]
+
+    @staticmethod
+    def _count() -> tuple[dict[str, int], dict[type, dict[str, int]]]:
+        # A model's status is its live version's (the first row's own when that one is live).
+        models = dict(
+            MLModel.objects.filter(line__isnull=True)
+            .order_by()
+            .values_list(Coalesce("live_version__status", "status"))
+            .annotate(n=Count("pk"))
+        )
+        return models, {model: _counts(model.objects.all()) for model in JOB_MODELS}
 
 
 def _counts(rows) -> dict[str, int]:
@@ -195,9 +265,14 @@ class DiskCollector:
         return [free, reserve]
 
 
-registry = CollectorRegistry(auto_describe=False)
-for collector in (CountedCollector(), RunnersCollector(), StatesCollector(), DiskCollector()):
-    registry.register(collector)
+def scrape_registry() -> CollectorRegistry:
+    """The collectors of one scrape (cheap to build: nothing is read until it is encoded)."""
+    database = DatabaseReads()
+    registry = CollectorRegistry(auto_describe=False)
+    collectors = (CountedCollector(), RunnersCollector(database), StatesCollector(database), DiskCollector())
+    for collector in (*collectors, database):  # the database's gauge last: see DatabaseReads
+        registry.register(collector)
+    return registry
 
 
 # ---------------------------------------------------------------------------- access
@@ -266,4 +341,4 @@ def metrics(request: HttpRequest) -> HttpResponse:
         return error_response(403, problem, "permission_denied")
     publish()  # this process's latest calls; the other processes' are at most half a second old
     encoder, content_type = choose_encoder(request.META.get("HTTP_ACCEPT", ""))
-    return HttpResponse(encoder(registry), content_type=content_type)
+    return HttpResponse(encoder(scrape_registry()), content_type=content_type)

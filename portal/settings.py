@@ -95,6 +95,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "portal.database_outage.DatabaseOutageMiddleware",  # outside all that read the database: 503, not 500
     # Refuses oversized API bodies (413 JSON) before anything reads them.
     "groups.api.middleware.ApiRequestSizeMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

@@ -2,18 +2,21 @@
 
 Both front ends (``views.predict`` under plain WSGI, ``front.ServingFront`` under
 gunicorn's uvicorn workers) build their answers here, so a caller gets the same status,
-body and message whichever one served the call.
+body and message whichever one served the call. That includes the 503 of a database
+that can't be reached, which Django gives every other API URL too (portal.database_outage).
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import orjson
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 
 from groups import metrics
 from groups.api.errors import JSON_KINDS, error_json
@@ -192,6 +195,29 @@ def answer_for_frame(frame: dict) -> tuple[int, bytes]:
 
 def answer_for_serving_error(status: int, message: str) -> tuple[int, bytes]:
     return status, error_json(message, SERVING_ERROR_CODES[status])
+
+
+# What a database that can't be reached (stopped, restarting, failing over, out of
+# connections, a lost connection) raises: Django's errors, and sqlite3's own from the
+# fast path's SQLite lookup, which has a connection of its own.
+DATABASE_OUTAGE_ERRORS = (OperationalError, InterfaceError, sqlite3.OperationalError)
+DATABASE_RETRY_AFTER = 5  # seconds: a restart or a failover is usually over by then
+DATABASE_UNAVAILABLE = (
+    "The database did not answer (unreachable or too busy), so the server could not answer this "
+    "request. It is usually back within moments: retry in a few seconds (Retry-After); if it "
+    "lasts, tell your Neomaril admin."
+)
+
+
+def database_busy(exc: BaseException) -> bool:
+    """SQLite's "database is locked": a writer held it past the reader's busy timeout."""
+    return "database is locked" in str(exc)
+
+
+def database_unavailable() -> tuple[int, bytes]:
+    """The answer to a request that met the database unreachable (send `Retry-After:
+    DATABASE_RETRY_AFTER` with it): the run URL's on either front end, any API URL's."""
+    return 503, error_json(DATABASE_UNAVAILABLE, "unavailable")
 
 
 def count(model: CalledModel, status: int, started: float) -> float:

@@ -11,7 +11,9 @@ path cannot serve as a plain success — no or unknown token, other group, unkno
 undeployed model, Async model, disallowed host, a redirect to HTTPS — so each error
 keeps one implementation (run_api) and one wording. A revoked token or a disabled
 model is refused from the next call on (SQLite), or once PostgreSQL's notification of
-the commit has arrived (see CallLookup).
+the commit has arrived (see CallLookup). One error is answered here: a lookup that finds
+the database unreachable gets the 503 Django gives every API URL then (answers.
+database_unavailable), rather than a trip through Django to wait on the database again.
 
 The decision needs the headers alone (`accept`), and the answer the whole body
 (`answer`): the web worker's HTTP protocol (portal.workers.WebProtocol) calls
@@ -48,12 +50,16 @@ from models_app.calls import CALL_SQL, CalledModel, CallTarget, call_target, loo
 from models_app.models import MLModel
 from models_app.serving.aio import AsyncRunnerPool, ServingError
 from models_app.serving.answers import (
+    DATABASE_OUTAGE_ERRORS,
+    DATABASE_RETRY_AFTER,
     BadInput,
     answer_for_payload,
     answer_for_serving_error,
     body_too_slow,
     check_input,
     count,
+    database_busy,
+    database_unavailable,
     record,
     too_large,
 )
@@ -63,6 +69,7 @@ logger = logging.getLogger(__name__)
 
 DEPLOYED = MLModel.Status.DEPLOYED.value
 SYNC = MLModel.Operation.SYNC.value
+RETRY_LATER = ((b"retry-after", str(DATABASE_RETRY_AFTER).encode()),)  # with database_unavailable()
 
 HeaderGetter = Callable[[bytes], bytes | None]  # a request header's value by its lower-case name
 Accepted = tuple[CalledModel, bool]  # the model called, and whether the call came over HTTPS
@@ -121,6 +128,14 @@ class WalIndexHeader:
 
 class NotCached(Exception):
     """`CallLookup.now` has no answer it can vouch for: await the lookup instead."""
+
+
+class DatabaseUnreachable(Exception):
+    """The call's lookup found the database unreachable: the call is answered 503."""
+
+    def __init__(self, secure: bool) -> None:
+        super().__init__()
+        self.secure = secure  # whether the call came over HTTPS (the answer's headers)
 
 
 class CommitListener:
@@ -256,6 +271,11 @@ class CallLookup:
             self.listener = CommitListener(params, self._changed)
 
     @property
+    def inline_sqlite(self) -> bool:
+        """Whether this is SQLite's lookup, on a connection of its own in the caller's thread."""
+        return self._sqlite_name is not None
+
+    @property
     def inline(self) -> bool:
         """Whether `now` may answer: always on SQLite; on PostgreSQL from the reused
         answers (NotCached when it has none); on other databases never."""
@@ -354,6 +374,7 @@ class ServingFront:
         self.run_path = re.compile(re.escape(prefix) + r"([^/]+)")
         self.pool = AsyncRunnerPool()
         self.lookup = CallLookup()
+        self._database_unreachable = False  # since the last lookup: logged once per outage
         self._read_settings()
         setting_changed.connect(self._setting_changed)  # override_settings, in tests
 
@@ -394,7 +415,12 @@ class ServingFront:
         def header(name: bytes) -> bytes | None:
             return _header(scope, name)
 
-        accepted = await self.accept(model_hash, header, scope.get("scheme"))
+        try:
+            accepted = await self.accept(model_hash, header, scope.get("scheme"))
+        except DatabaseUnreachable as outage:  # answered before the body is read
+            status, content = database_unavailable()
+            await self._respond(send, status, content, outage.secure, RETRY_LATER)
+            return True
         if accepted is None:
             return False
         model, secure = accepted
@@ -412,17 +438,47 @@ class ServingFront:
 
     async def accept(self, model_hash: str, header: HeaderGetter, scheme: str | None) -> Accepted | None:
         """The model and whether the call came over HTTPS, when this path may answer the call
-        with these headers; None leaves it to Django. Decided before the body is read."""
+        with these headers; None leaves it to Django. Decided before the body is read.
+        Raises DatabaseUnreachable when the lookup could not reach the database."""
         head = self._head(header, scheme)
         if head is None:
             return None
         token, secure = head
         try:
-            target = await self.lookup(model_hash, token)
-        except Exception:  # e.g. the database is away: Django answers (and reports) it
+            target = await self._lookup(model_hash, token)
+        except DATABASE_OUTAGE_ERRORS as exc:
+            if database_busy(exc):  # past the lookup's 5 s: Django's connection waits longer
+                logger.warning(
+                    "looking up the call to %s found the database busy: left to Django", model_hash
+                )
+                return None
+            if not self._database_unreachable:
+                self._database_unreachable = True
+                logger.warning(
+                    "looking up the call to %s failed, the database is unreachable (%s): calls are "
+                    "answered 503 until a lookup works again",
+                    model_hash,
+                    exc,
+                )
+            raise DatabaseUnreachable(secure) from exc
+        except Exception:  # not the database being away: Django answers (and reports) it
             logger.exception("looking up the call to %s failed", model_hash)
             return None
+        if self._database_unreachable:
+            self._database_unreachable = False
+            logger.warning("looking up calls works again: the database is back")
         return self._servable(target, secure)
+
+    async def _lookup(self, model_hash: str, token: str) -> CallTarget | None:
+        try:
+            return await self.lookup(model_hash, token)
+        except DATABASE_OUTAGE_ERRORS:
+            if self.lookup.inline_sqlite:
+                raise
+        # The lookup's thread keeps its connection from call to call, and the first call after
+        # a restart of the server meets it closed; the lookup then dropped it. One more try, on
+        # a new connection, tells a restart that is over from an outage (answered 503).
+        return await self.lookup(model_hash, token)
 
     def accept_now(self, model_hash: str, header: HeaderGetter, scheme: str | None) -> Accepted | None:
         """`accept` without waiting, for a lookup that answers inline: what the web worker's
@@ -436,7 +492,9 @@ class ServingFront:
             target = self.lookup.now(model_hash, token)
         except NotCached:
             return None
-        except Exception:  # e.g. the database is locked: Django answers (and reports) it
+        except DATABASE_OUTAGE_ERRORS:  # the ASGI path's lookup meets it too, and answers the 503
+            return None
+        except Exception:  # Django answers (and reports) it
             logger.exception("looking up the call to %s failed", model_hash)
             return None
         return self._servable(target, secure)
@@ -517,12 +575,14 @@ class ServingFront:
             if not message.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    async def _respond(self, send, status: int, content: bytes, secure: bool) -> None:
+    async def _respond(
+        self, send, status: int, content: bytes, secure: bool, extra: tuple[tuple[bytes, bytes], ...] = ()
+    ) -> None:
         await send(
             {
                 "type": "http.response.start",
                 "status": status,
-                "headers": [(b"content-length", str(len(content)).encode()), *self._headers[secure]],
+                "headers": [(b"content-length", str(len(content)).encode()), *self._headers[secure], *extra],
             }
         )
         await send({"type": "http.response.body", "body": content})

@@ -102,6 +102,13 @@ JOBS_RECOVERED = Counter(
 )
 
 
+DATABASE_UNAVAILABLE_ANSWERS = Counter(
+    "neomaril_database_unavailable_answers",
+    "Requests answered 503 because the database did not answer (API and run URLs, pages): "
+    "the calls an outage refused, which no model's series counts (no model was looked up).",
+)
+
+
 class CalledVersion(Protocol):
     """What the metrics need of a called model (models_app.calls.CalledModel)."""
 

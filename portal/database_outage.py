@@ -25,6 +25,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template import loader
 from django.utils import translation
 
+from groups import metrics
 from groups.api.middleware import API_PREFIX
 from groups.api.shape import JSON
 from models_app.serving.answers import DATABASE_OUTAGE_ERRORS, DATABASE_RETRY_AFTER, database_unavailable
@@ -46,6 +47,7 @@ def database_unavailable_response(request: HttpRequest) -> HttpResponse:
         status, content = database_unavailable()
         response = HttpResponse(content, status=status, content_type=JSON)
     else:
+        metrics.DATABASE_UNAVAILABLE_ANSWERS.inc()
         # No request context: its processors would read the database.
         with translation.override(getattr(request, "LANGUAGE_CODE", None) or settings.LANGUAGE_CODE):
             response = HttpResponse(loader.get_template("503.html").render(), status=503)

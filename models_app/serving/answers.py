@@ -216,7 +216,9 @@ def database_busy(exc: BaseException) -> bool:
 
 def database_unavailable() -> tuple[int, bytes]:
     """The answer to a request that met the database unreachable (send `Retry-After:
-    DATABASE_RETRY_AFTER` with it): the run URL's on either front end, any API URL's."""
+    DATABASE_RETRY_AFTER` with it): the run URL's on either front end, any API URL's.
+    Counted in DATABASE_UNAVAILABLE_ANSWERS (the pages' 503, portal.database_outage, too)."""
+    metrics.DATABASE_UNAVAILABLE_ANSWERS.inc()
     return 503, error_json(DATABASE_UNAVAILABLE, "unavailable")
 
 

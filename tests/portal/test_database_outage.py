@@ -17,6 +17,7 @@ from unittest import mock
 import pytest
 from django.db import OperationalError, ProgrammingError, connections
 from django.test import Client
+from prometheus_client import REGISTRY
 
 from models_app.serving.answers import DATABASE_UNAVAILABLE
 from tests.helpers.cast import PASSWORD
@@ -59,6 +60,21 @@ def test_an_api_endpoint_is_503_unavailable_with_retry_after(cast, caplog):
         "(server closed the connection unexpectedly)"
     ]
     assert outage[0].exc_info is None  # one line, not a traceback per request
+
+
+def test_each_503_of_an_outage_is_counted(cast):
+    # No model's series counts them (no model was looked up): an outage shows in /metrics.
+    def answered() -> float:
+        return REGISTRY.get_sample_value("neomaril_database_unavailable_answers_total") or 0.0
+
+    before = answered()
+    client = Client(raise_request_exception=False)
+    client.force_login(cast.owner)
+    api = api_client(cast.owner)
+    with database_down():
+        assert api.get("/api/v1/models").status_code == 503
+        assert client.get("/").status_code == 503
+    assert answered() == before + 2
 
 
 def test_the_api_login_is_503_unavailable(cast):

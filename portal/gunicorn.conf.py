@@ -19,6 +19,11 @@ worker_class = "portal.workers.WebWorker"
 # restarted. Uploads stream on the loop, so a slow upload keeps it beating.
 timeout = int(os.environ.get("NEOMARIL_WEB_TIMEOUT", "300"))
 graceful_timeout = 30
+# Seconds an idle keep-alive connection stays open (uvicorn's timeout_keep_alive). gunicorn's
+# default of 2 s closed it while a client paused as long: a request sent in that instant
+# found the connection dropped before any answer (the SDK's POST, in CI). Longer than a
+# balancer's or a script's usual pause; idle connections cost the event loop nothing.
+keepalive = 75
 reuse_port = True
 # Off by default: one line per prediction costs CPU in gunicorn and in the Procfile runner.
 accesslog = "-" if os.environ.get("NEOMARIL_ACCESS_LOG", "0") == "1" else None

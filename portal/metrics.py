@@ -51,6 +51,7 @@ from groups.addresses import parse_address
 from groups.api.errors import error_response
 from groups.authentication import client_ip, credentials_from_header
 from groups.metrics import job_kind, publish
+from groups.outages import RepeatedFailure
 from groups.uploads import free_bytes
 from models_app.models import MLModel, ModelBuild
 from models_app.serving.aio import ServingError, host_call
@@ -61,6 +62,8 @@ from training.models import TrainingRun
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+# This process's scrapes' reads of the database: logged once per outage.
+DATABASE_READS = RepeatedFailure(logger, "/metrics reading the database")
 
 # Seconds the scrape waits for the model host's status (Prometheus' own timeout is 10 s).
 HOST_TIMEOUT = 2.0
@@ -83,11 +86,8 @@ class DatabaseReads:
     A read that finds the database unreachable leaves its series out, and the reads after
     it in the scrape are not tried (each would wait for a connection again). Registered
     after the collectors that read: the registry collects in that order, so the gauge
-    says how their reads went. The process logs one warning when reads start failing and
-    one when they work again, not a traceback per scrape.
+    says how their reads went. Logged once per outage (DATABASE_READS), not per scrape.
     """
-
-    failing = False  # this process's reads, as of the last one
 
     def __init__(self) -> None:
         self.up = True
@@ -100,17 +100,9 @@ class DatabaseReads:
             result = query()
         except DATABASE_OUTAGE_ERRORS as exc:
             self.up = False
-            if not DatabaseReads.failing:
-                DatabaseReads.failing = True
-                logger.warning(
-                    "/metrics could not read the database (%s): its series are left out, and "
-                    "neomaril_database_up is 0, until it can",
-                    exc,
-                )
+            DATABASE_READS.failed(exc, "its series are left out, and neomaril_database_up is 0, until it can")
             return None
-        if DatabaseReads.failing:
-            DatabaseReads.failing = False
-            logger.warning("/metrics reads the database again")
+        DATABASE_READS.worked()
         return result
 
     def collect(self):

@@ -46,6 +46,7 @@ from rest_framework.exceptions import AuthenticationFailed
 from groups import tokens
 from groups.api.errors import error_json
 from groups.authentication import credentials_from_header, group_token_problem
+from groups.outages import RepeatedFailure
 from models_app.calls import CALL_SQL, CalledModel, CallTarget, call_target, lookup_call
 from models_app.models import MLModel
 from models_app.serving.aio import AsyncRunnerPool, ServingError
@@ -374,7 +375,8 @@ class ServingFront:
         self.run_path = re.compile(re.escape(prefix) + r"([^/]+)")
         self.pool = AsyncRunnerPool()
         self.lookup = CallLookup()
-        self._database_unreachable = False  # since the last lookup: logged once per outage
+        # The database away fails every call's lookup: logged once per outage.
+        self._lookup_failures = RepeatedFailure(logger, "looking up calls in the database")
         self._read_settings()
         setting_changed.connect(self._setting_changed)  # override_settings, in tests
 
@@ -452,21 +454,12 @@ class ServingFront:
                     "looking up the call to %s found the database busy: left to Django", model_hash
                 )
                 return None
-            if not self._database_unreachable:
-                self._database_unreachable = True
-                logger.warning(
-                    "looking up the call to %s failed, the database is unreachable (%s): calls are "
-                    "answered 503 until a lookup works again",
-                    model_hash,
-                    exc,
-                )
+            self._lookup_failures.failed(exc, "calls are answered 503 until a lookup works again")
             raise DatabaseUnreachable(secure) from exc
         except Exception:  # not the database being away: Django answers (and reports) it
             logger.exception("looking up the call to %s failed", model_hash)
             return None
-        if self._database_unreachable:
-            self._database_unreachable = False
-            logger.warning("looking up calls works again: the database is back")
+        self._lookup_failures.worked()
         return self._servable(target, secure)
 
     async def _lookup(self, model_hash: str, token: str) -> CallTarget | None:

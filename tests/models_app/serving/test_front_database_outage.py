@@ -83,12 +83,11 @@ def test_one_warning_per_outage_and_one_when_it_is_over(front, model, cast, capl
         status, _, content = asgi_post(app, path, b"[1]", bearer(cast.group_token))
     assert (status, fallback.calls) == (400, 0), content  # the fast path's own body check again
     messages = [r.getMessage() for r in caplog.records if r.name == "models_app.serving.front"]
-    assert messages == [
-        f"looking up the call to {model.hash} failed, the database is unreachable (server closed the "
-        "connection unexpectedly): calls are answered 503 until a lookup works again",
-        "looking up calls works again: the database is back",
-    ]
-    assert all(r.exc_info is None for r in caplog.records)
+    assert (
+        messages[0]
+        == "looking up calls in the database failed; calls are answered 503 until a lookup works again"
+    )
+    assert len(messages) == 2 and messages[1].startswith("looking up calls in the database works again after")
 
 
 def test_a_connection_the_server_ended_is_replaced_once_not_answered_503(front, model, cast, monkeypatch):

@@ -3,7 +3,7 @@
 import os
 
 from groups.addresses import bind_address, with_ipv4_mapped
-from portal import metrics_dir
+from portal import metrics_dir, procs
 
 bind = bind_address(os.environ.get("NEOMARIL_BIND") or "127.0.0.1", os.environ.get("PORT", "8000"))
 # One worker per two cores the node may use (at least one). A worker answers Sync calls on
@@ -50,6 +50,15 @@ control_socket = os.path.join(
 def on_starting(server):
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
     metrics_dir.prepare("web")
+
+
+def post_fork(server, worker):
+    # The node's cores are mostly the runners': the worker yields to them (portal.procs).
+    if os.environ.get("NEOMARIL_WEB_YIELD_TO_RUNNERS", "1") == "1":
+        try:
+            procs.yield_to_runners()
+        except OSError as exc:  # a seccomp profile that forbids sched_setscheduler
+            server.log.warning("web worker %s keeps the default scheduling: %s", worker.pid, exc)
 
 
 def child_exit(server, worker):

@@ -42,12 +42,12 @@ def data_dir(tmp_path_factory):
     return folder
 
 
-def _start(data_dir: Path, drain: str) -> tuple[subprocess.Popen, str]:
+def _start(data_dir: Path, drain: str, **extra_env: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
     web = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--config", "portal/gunicorn.conf.py", "portal.asgi:application"],
         cwd=ROOT,
-        env=_env(data_dir, PORT=str(port), NEOMARIL_WEB_DRAIN_SECONDS=drain),
+        env=_env(data_dir, PORT=str(port), NEOMARIL_WEB_DRAIN_SECONDS=drain, **extra_env),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

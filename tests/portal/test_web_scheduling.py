@@ -1,0 +1,34 @@
+"""The web workers yield to the runners (portal.procs.yield_to_runners, gunicorn's
+post_fork): SCHED_BATCH, so their wake-ups do not preempt a runner mid-prediction;
+NEOMARIL_WEB_YIELD_TO_RUNNERS=0 keeps the default policy. The real gunicorn."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import psutil
+import pytest
+
+from tests.portal.test_drain import _start, data_dir  # noqa: F401 (the module's fixture)
+
+pytestmark = pytest.mark.slow
+
+
+def _worker_policies(web) -> set[int]:
+    workers = psutil.Process(web.pid).children()
+    assert workers, "gunicorn has no worker"
+    # Every thread: the event loop's and Django's thread pool's, started after the fork.
+    return {os.sched_getscheduler(thread.id) for worker in workers for thread in worker.threads()}
+
+
+@pytest.mark.parametrize(("setting", "policy"), [(None, os.SCHED_BATCH), ("0", os.SCHED_OTHER)])
+def test_web_workers_run_as_batch_unless_told_not_to(data_dir, setting, policy):  # noqa: F811
+    extra = {} if setting is None else {"NEOMARIL_WEB_YIELD_TO_RUNNERS": setting}
+    web, _url = _start(data_dir, "0", **extra)
+    try:
+        assert _worker_policies(web) == {policy}
+        assert os.sched_getscheduler(web.pid) == os.SCHED_OTHER  # the arbiter is not a worker
+    finally:
+        web.send_signal(signal.SIGTERM)
+        web.wait(20)

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 import psutil
 import pytest
 
 from tests.portal.test_drain import _start, data_dir  # noqa: F401 (the module's fixture)
 
-pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _worker_policies(web) -> set[int]:
@@ -22,6 +23,7 @@ def _worker_policies(web) -> set[int]:
     return {os.sched_getscheduler(thread.id) for worker in workers for thread in worker.threads()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("setting", "policy"), [(None, os.SCHED_BATCH), ("0", os.SCHED_OTHER)])
 def test_web_workers_run_as_batch_unless_told_not_to(data_dir, setting, policy):  # noqa: F811
     extra = {} if setting is None else {"NEOMARIL_WEB_YIELD_TO_RUNNERS": setting}
@@ -32,3 +34,23 @@ def test_web_workers_run_as_batch_unless_told_not_to(data_dir, setting, policy):
     finally:
         web.send_signal(signal.SIGTERM)
         web.wait(20)
+
+
+def test_a_worker_that_may_not_change_its_policy_keeps_the_default_and_says_so(monkeypatch):
+    import runpy
+    from types import SimpleNamespace
+    from unittest import mock
+
+    from portal import procs
+
+    def forbidden():
+        raise PermissionError(1, "Operation not permitted")  # what a seccomp profile answers
+
+    monkeypatch.setattr(procs, "yield_to_runners", forbidden)
+    monkeypatch.delenv("NEOMARIL_WEB_YIELD_TO_RUNNERS", raising=False)
+    conf = runpy.run_path(str(ROOT / "portal" / "gunicorn.conf.py"))
+    server = SimpleNamespace(log=mock.Mock())
+    conf["post_fork"](server, SimpleNamespace(pid=4242))  # does not raise: the worker starts
+    (message, pid, error), _kwargs = server.log.warning.call_args
+    assert "keeps the default scheduling" in message and pid == 4242
+    assert "not permitted" in str(error)

@@ -168,9 +168,22 @@ else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     # A server that does not answer (a partition, a frozen host): a new connection gives
     # up after this many seconds, not when TCP does. A connection URL's own wins.
-    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
-        "connect_timeout", envint("DATABASE_CONNECT_TIMEOUT", 5, minimum=1)
-    )
+    database_options = DATABASES["default"].setdefault("OPTIONS", {})
+    database_options.setdefault("connect_timeout", envint("DATABASE_CONNECT_TIMEOUT", 5, minimum=1))
+    # A kept connection whose server goes away without a word (its host lost, a partition)
+    # fails after about DATABASE_TCP_TIMEOUT seconds, not after the system's 2 h of TCP
+    # keepalive silence: probes after 10 s idle (a query waiting for its result is idle to
+    # TCP), and TCP_USER_TIMEOUT bounds both unanswered probes and unacknowledged data.
+    # A healthy server's kernel answers the probes, so long queries are not affected.
+    tcp_timeout = envint("DATABASE_TCP_TIMEOUT", 30, minimum=10)
+    for keyword, value in (
+        ("keepalives", 1),
+        ("keepalives_idle", 10),
+        ("keepalives_interval", 5),
+        ("keepalives_count", 3),
+        ("tcp_user_timeout", tcp_timeout * 1000),
+    ):
+        database_options.setdefault(keyword, value)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -160,3 +160,14 @@ def test_a_request_or_task_after_a_server_restart_gets_a_new_connection(cast, re
     # test client skips it): with CONN_HEALTH_CHECKS the ended connection is replaced.
     close_old_connections()
     assert MLModel.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_the_live_connections_carry_the_tcp_timeouts():
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only: NEOMARIL_TEST_BACKENDS=postgres runs it (SQLite has no server)")
+    connection.ensure_connection()
+    given = {option.keyword: option.val for option in connection.connection.pgconn.info}
+    assert given[b"keepalives_idle"] == b"10" and given[b"tcp_user_timeout"] == b"30000"
+    # The fast path's own lookup connection is made from the same parameters.
+    assert connection.get_connection_params()["keepalives_count"] == 3

@@ -1,5 +1,6 @@
 """System checks and production settings."""
 
+import json
 import os
 import re
 import subprocess
@@ -127,6 +128,42 @@ def test_database_url_selects_postgres(tmp_path):
     assert result.stdout.split() == ["django.db.backends.postgresql", "neomaril", "db.internal"], (
         result.stderr
     )
+
+
+_OPTIONS = "import json; from django.conf import settings; print(json.dumps(settings.DATABASES['default']['OPTIONS']))"
+
+
+def test_a_postgres_connection_gives_up_on_a_silent_server(tmp_path):
+    result = _manage(
+        ["shell", "--no-imports", "-c", _OPTIONS], {"DATABASE_URL": "postgres://u@db.internal/n"}, tmp_path
+    )
+    options = json.loads(result.stdout)
+    assert options == {
+        "connect_timeout": 5,
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 30000,
+    }, result.stderr
+
+
+def test_the_tcp_timeout_is_set_by_the_environment_and_the_url_wins(tmp_path):
+    url = "postgres://u@db.internal/n?keepalives_idle=60&tcp_user_timeout=5000"
+    result = _manage(
+        ["shell", "--no-imports", "-c", _OPTIONS],
+        {"DATABASE_URL": url, "DATABASE_TCP_TIMEOUT": "45", "DATABASE_CONNECT_TIMEOUT": "7"},
+        tmp_path,
+    )
+    options = json.loads(result.stdout)
+    assert options["keepalives_idle"] in (60, "60") and options["tcp_user_timeout"] in (5000, "5000")
+    assert options["connect_timeout"] == 7, result.stderr
+    result = _manage(
+        ["shell", "--no-imports", "-c", _OPTIONS],
+        {"DATABASE_URL": "postgres://u@db.internal/n", "DATABASE_TCP_TIMEOUT": "45"},
+        tmp_path,
+    )
+    assert json.loads(result.stdout)["tcp_user_timeout"] == 45000, result.stderr
 
 
 def test_check_deploy_warns_when_models_share_the_nodes_network(tmp_path):

@@ -3,6 +3,7 @@
 import os
 
 from groups.addresses import bind_address, with_ipv4_mapped
+from groups.envconf import envbool
 from portal import metrics_dir, procs
 
 bind = bind_address(os.environ.get("NEOMARIL_BIND") or "127.0.0.1", os.environ.get("PORT", "8000"))
@@ -52,9 +53,13 @@ def on_starting(server):
     metrics_dir.prepare("web")
 
 
+# The node's cores are mostly the runners': each worker yields to them (portal.procs).
+# Read here, so that a value that is not a boolean stops gunicorn before any worker.
+_yield_to_runners = envbool("NEOMARIL_WEB_YIELD_TO_RUNNERS", True)
+
+
 def post_fork(server, worker):
-    # The node's cores are mostly the runners': the worker yields to them (portal.procs).
-    if os.environ.get("NEOMARIL_WEB_YIELD_TO_RUNNERS", "1") == "1":
+    if _yield_to_runners:
         try:
             procs.yield_to_runners()
         except OSError as exc:  # a seccomp profile that forbids sched_setscheduler

@@ -83,8 +83,8 @@ def yield_to_runners() -> None:
     which then went on with cold caches; a batch worker runs at the runner's next pause or
     at the end of its slice, and then handles every call ready by then in one wake-up.
     Under load that cut the web worker's CPU per call by about a third and the runners'
-    by 4-10 % (bench/README.md, "The web workers yield to the runners"). Fairness is
-    unchanged: the worker still gets its share of the CPU.
+    by a few per cent (bench/README.md, "The web workers yield to the runners"). Fairness
+    is unchanged: the worker still gets its share of the CPU.
     """
     os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
 

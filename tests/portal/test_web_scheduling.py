@@ -54,3 +54,13 @@ def test_a_worker_that_may_not_change_its_policy_keeps_the_default_and_says_so(m
     (message, pid, error), _kwargs = server.log.warning.call_args
     assert "keeps the default scheduling" in message and pid == 4242
     assert "not permitted" in str(error)
+
+
+def test_a_setting_that_is_not_a_boolean_stops_gunicorn_before_any_worker(monkeypatch):
+    import runpy
+
+    from django.core.exceptions import ImproperlyConfigured
+
+    monkeypatch.setenv("NEOMARIL_WEB_YIELD_TO_RUNNERS", "maybe")
+    with pytest.raises(ImproperlyConfigured, match="NEOMARIL_WEB_YIELD_TO_RUNNERS='maybe' is not a boolean"):
+        runpy.run_path(str(ROOT / "portal" / "gunicorn.conf.py"))

@@ -136,12 +136,15 @@ def test_django_view_answers_502_for_a_call_that_crashes_the_runner_twice(cast, 
 
 def test_calls_queued_behind_a_stuck_call_are_answered_by_the_restarted_runner(run_dir, monkeypatch):
     model = called_model(max_replicas=1, request_timeout=1)
+    # The same runner socket, a longer timeout: on a loaded machine a retried call that
+    # waited past 1 s would have the restarted runner killed too (CI's PostgreSQL pass).
+    patient = called_model(max_replicas=1, request_timeout=5)
     host = fake_host(monkeypatch, model)
     host.start()
     with ThreadPoolExecutor(4) as threads:
         stuck = threads.submit(blocking_pool.predict, model, '{"hang": true}')
         time.sleep(0.5)  # the runner is busy with it; the next calls wait in its queue
-        queued = [threads.submit(blocking_pool.predict, model, json.dumps({"x": i})) for i in range(3)]
+        queued = [threads.submit(blocking_pool.predict, patient, json.dumps({"x": i})) for i in range(3)]
         with pytest.raises(ServingError) as timed_out:
             stuck.result()
         answers = [answer_for_payload(call.result()) for call in queued]

@@ -10,13 +10,14 @@ connection without the platform's options is the control: still waiting.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.portal.test_drain import _env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -76,13 +77,8 @@ os._exit(0)
 
 
 def _probe(tmp_path: Path, options: str, wait: float) -> subprocess.Popen:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("NEOMARIL_", "DJANGO_")) and k not in ("DATABASE_URL", "REDIS_URL")
-    }
-    env.update(
-        NEOMARIL_DATA_DIR=str(tmp_path),
+    env = _env(  # this environment alone, not the suite's PostgreSQL pass's
+        tmp_path,
         DATABASE_URL="postgres://u@127.0.0.1:1/n",  # only read for its options: never reached
         DATABASE_TCP_TIMEOUT="10",
     )

@@ -83,6 +83,7 @@ class LimitedTemporaryFileUploadHandler(TemporaryFileUploadHandler):
         self.headers: PartHeaders | None = None
         self.started: list[tuple[str, str]] = []  # (field, file name) of each file part begun
         self.cut_off: tuple[str, str] | None = None
+        self.skipped: tuple[str, str] | None = None  # the last file part dropped for its size
         self.no_space: str | None = None
         if request is not None:
             request.upload_limit_errors = {}
@@ -113,8 +114,10 @@ class LimitedTemporaryFileUploadHandler(TemporaryFileUploadHandler):
         self.started.append((field_name, file_name))
 
     def upload_interrupted(self):
-        # The body ended inside a file part: Django drops the part.
-        self.cut_off = (self.field_name, self.file_name)
+        # The body ended inside a file part: Django drops the part. Django says so too when
+        # the body's last file part was skipped for its size: that one has its own message.
+        if (self.field_name, self.file_name) != self.skipped:
+            self.cut_off = (self.field_name, self.file_name)
         return super().upload_interrupted()
 
     def receive_data_chunk(self, raw_data, start):
@@ -132,6 +135,7 @@ class LimitedTemporaryFileUploadHandler(TemporaryFileUploadHandler):
                 f"'{self.file_name}' is larger than the per-file limit of {_mb(self.file_limit)}.",
             )
             self._discard()
+            self.skipped = (self.field_name, self.file_name)
             raise SkipFile()
         try:
             return super().receive_data_chunk(raw_data, start)
@@ -178,8 +182,26 @@ def add_limit_errors(request: HttpRequest, form: forms.BaseForm) -> bool:
     """Put the upload handler's size refusals on a page's form; True when there were any."""
     limits = getattr(request, "upload_limit_errors", {})
     for field, message in limits.items():
-        form.add_error(None if field == "__all__" or field not in form.fields else field, message)
+        if field in form.fields:
+            # Validating (form.errors does) found the skipped file missing: it was sent, too large.
+            form.errors.pop(field, None)
+            form.add_error(field, message)
+        else:
+            form.add_error(None, message)
     return bool(limits)
+
+
+def upload_form_data(request: HttpRequest) -> tuple:
+    """An upload page's form data and files: bound on every POST, even one whose body
+    left no field (an upload refused at its first chunk), so the refusal can be shown on
+    it; unbound (None, None) on GET."""
+    return (request.POST, request.FILES) if request.method == "POST" else (None, None)
+
+
+def refused_upload_status(request: HttpRequest) -> int:
+    """The status of a page's refused upload form: 507 when the disk had no room for it
+    (the server's state, worth a retry once space is freed, as the API answers), else 400."""
+    return 507 if getattr(request, "upload_out_of_space", None) else 400
 
 
 def sent_by_upload_script(request: HttpRequest) -> bool:

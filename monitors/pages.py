@@ -23,7 +23,13 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
-from groups.uploads import add_limit_errors, form_errors, lost_parts, sent_by_upload_script
+from groups.uploads import (
+    add_limit_errors,
+    form_errors,
+    lost_parts,
+    refused_upload_status,
+    sent_by_upload_script,
+)
 from models_app.models import MLModel
 from monitors import services
 from monitors.access import get_model_for_monitoring
@@ -158,8 +164,8 @@ def register(request: HttpRequest, model_hash: str) -> HttpResponse:
     form = MonitoringForm(request.POST, request.FILES, model=model, lost_parts=lost_parts(request))
     if add_limit_errors(request, form) or not form.is_valid():
         if sent_by_upload_script(request):
-            return JsonResponse({"errors": form_errors(form)}, status=400)
-        return _tab(request, model, register_form=form, status=400)
+            return JsonResponse({"errors": form_errors(form)}, status=refused_upload_status(request))
+        return _tab(request, model, register_form=form, status=refused_upload_status(request))
     services.register(model, request.user, form)
     messages.success(
         request,

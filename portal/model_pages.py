@@ -24,7 +24,14 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from executions.models import Execution
 from groups.access import admins, groups_for, is_admin
-from groups.uploads import add_limit_errors, form_errors, lost_parts, sent_by_upload_script
+from groups.uploads import (
+    add_limit_errors,
+    form_errors,
+    lost_parts,
+    refused_upload_status,
+    sent_by_upload_script,
+    upload_form_data,
+)
 from models_app import codegen, services
 from models_app.access import get_model_for_user, models_for
 from models_app.forms import ModelFilterForm, ModelSettingsForm, ModelUploadForm
@@ -124,8 +131,7 @@ def model_list(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def model_upload(request: HttpRequest) -> HttpResponse:
     form = ModelUploadForm(
-        request.POST or None,
-        request.FILES or None,
+        *upload_form_data(request),
         user=request.user,
         initial={"group": request.GET["group"]} if request.GET.get("group") else None,
         lost_parts=lost_parts(request),
@@ -141,7 +147,7 @@ def model_upload(request: HttpRequest) -> HttpResponse:
                 return JsonResponse({"hash": model.hash, "redirect": target}, status=201)
             return redirect(target)
         if sent_by_upload_script(request):
-            return JsonResponse({"errors": form_errors(form)}, status=400)
+            return JsonResponse({"errors": form_errors(form)}, status=refused_upload_status(request))
     context = {
         "form": form,
         "max_file_bytes": settings.MAX_UPLOAD_FILE_BYTES,
@@ -150,7 +156,12 @@ def model_upload(request: HttpRequest) -> HttpResponse:
     }
     context["no_groups"] = not form.fields["group"].queryset.exists()
     context["admins"] = list(admins()) if context["no_groups"] else []
-    return render(request, "models_app/model_upload.html", context, status=400 if form.errors else 200)
+    return render(
+        request,
+        "models_app/model_upload.html",
+        context,
+        status=refused_upload_status(request) if form.errors else 200,
+    )
 
 
 # --- Model page -----------------------------------------------------------------------

@@ -58,7 +58,7 @@ def _show_link_next(request: HttpRequest, link: services.SetPasswordLink, kind: 
 @require_http_methods(["GET", "POST"])
 def people(request: HttpRequest) -> HttpResponse:
     _admin(request)
-    form = UserCreateForm(request.POST or None)
+    form = UserCreateForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:

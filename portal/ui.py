@@ -168,7 +168,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 @never_cache
 @require_http_methods(["GET", "POST"])
 def group_list(request: HttpRequest) -> HttpResponse:
-    form = GroupForm(request.POST or None)
+    form = GroupForm(request.POST if request.method == "POST" else None)
     if request.method == "POST":
         if not is_admin(request.user):
             raise PermissionDenied(_("Only admins can create groups."))
@@ -280,7 +280,7 @@ def group_detail(request: HttpRequest, name: str) -> HttpResponse:
 @never_cache
 @require_http_methods(["GET", "POST"])
 def api_tokens(request: HttpRequest) -> HttpResponse:
-    form = ApiTokenForm(request.POST or None)
+    form = ApiTokenForm(request.POST if request.method == "POST" else None)
     new_token = None
     new_token_name = ""
     if request.method == "POST":

@@ -18,7 +18,14 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
-from groups.uploads import add_limit_errors, form_errors, lost_parts, sent_by_upload_script
+from groups.uploads import (
+    add_limit_errors,
+    form_errors,
+    lost_parts,
+    refused_upload_status,
+    sent_by_upload_script,
+    upload_form_data,
+)
 from models_app import codegen, services
 from models_app.access import get_model_for_user, get_version
 from models_app.forms import ModelVersionForm
@@ -49,8 +56,7 @@ def version_upload(request: HttpRequest, model_hash: str) -> HttpResponse:
         name: getattr(serving, name) for name in ("model_reference", "python_version", "allow_network")
     }
     form = ModelVersionForm(
-        request.POST or None,
-        request.FILES or None,
+        *upload_form_data(request),
         user=request.user,
         model=model,
         initial=initial,
@@ -76,7 +82,7 @@ def version_upload(request: HttpRequest, model_hash: str) -> HttpResponse:
                 )
             return redirect(target)
         if sent_by_upload_script(request):
-            return JsonResponse({"errors": form_errors(form)}, status=400)
+            return JsonResponse({"errors": form_errors(form)}, status=refused_upload_status(request))
     context = {
         "model": model,
         "serving": serving,
@@ -87,7 +93,12 @@ def version_upload(request: HttpRequest, model_hash: str) -> HttpResponse:
         "max_total_bytes": settings.MAX_UPLOAD_TOTAL_BYTES,
         "max_text_bytes": settings.MAX_TEXT_FILE_BYTES,
     }
-    return render(request, "models_app/version_upload.html", context, status=400 if form.errors else 200)
+    return render(
+        request,
+        "models_app/version_upload.html",
+        context,
+        status=refused_upload_status(request) if form.errors else 200,
+    )
 
 
 # --- A version's page -----------------------------------------------------------------

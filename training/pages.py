@@ -33,7 +33,14 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
 from groups.access import groups_for
-from groups.uploads import add_limit_errors, form_errors, lost_parts, sent_by_upload_script
+from groups.uploads import (
+    add_limit_errors,
+    form_errors,
+    lost_parts,
+    refused_upload_status,
+    sent_by_upload_script,
+    upload_form_data,
+)
 from models_app import services as model_services
 from training import automl, services
 from training.access import experiments_for, get_experiment_for_user, get_run_for_user
@@ -238,7 +245,7 @@ def run_new(request: HttpRequest, experiment_hash: str) -> HttpResponse:
     wanted_type = request.GET.get("type")
     posted = request.method == "POST"
     automl_fields = AutoMLFieldsForm(request.POST if posted else None)
-    data, files = (request.POST, request.FILES) if posted else (None, None)
+    data, files = upload_form_data(request)
     if posted and request.POST.get("training_type") == AUTOML and not automl_fields.uses_file:
         # The fields are conf.json written for the user: the form checks it like a file.
         data = request.POST.copy()
@@ -264,7 +271,7 @@ def run_new(request: HttpRequest, experiment_hash: str) -> HttpResponse:
                 return JsonResponse({"number": run.number, "redirect": target}, status=201)
             return redirect(target)
         if sent_by_upload_script(request):
-            return JsonResponse({"errors": form_errors(form)}, status=400)
+            return JsonResponse({"errors": form_errors(form)}, status=refused_upload_status(request))
     needed = [*NEEDED_BY_TYPE]
     if experiment.model_type != Experiment.ModelType.UNSUPERVISED:
         needed.append("y_train")
@@ -284,7 +291,12 @@ def run_new(request: HttpRequest, experiment_hash: str) -> HttpResponse:
         "metrics_text": form.data.get("metrics", "") if form.is_bound else "",
         "params_text": form.data.get("params", "") if form.is_bound else "",
     }
-    return render(request, "training/run_new.html", context, status=400 if form.errors else 200)
+    return render(
+        request,
+        "training/run_new.html",
+        context,
+        status=refused_upload_status(request) if form.errors else 200,
+    )
 
 
 # --- a run ----------------------------------------------------------------------------
@@ -458,9 +470,9 @@ def run_promote(request: HttpRequest, experiment_hash: str, number: int) -> Http
             return JsonResponse({"hash": model.hash, "redirect": target}, status=201)
         return redirect(target)
     if sent_by_upload_script(request):
-        return JsonResponse({"errors": form_errors(form)}, status=400)
+        return JsonResponse({"errors": form_errors(form)}, status=refused_upload_status(request))
     context = _run_context(request, run, promote_form=form)
-    return render(request, "training/run_detail.html", context, status=400)
+    return render(request, "training/run_detail.html", context, status=refused_upload_status(request))
 
 
 def _promote_refused(request: HttpRequest, run: TrainingRun, form, reason: str) -> HttpResponse:

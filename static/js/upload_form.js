@@ -130,7 +130,7 @@ function uploadForm(form, { opening, sentInputs, body, reveal } = {}) {
         return;
       }
       done();
-      if ((xhr.status === 400 || xhr.status === 409) && answer.errors) showErrors(answer.errors);
+      if ((xhr.status === 400 || xhr.status === 409 || xhr.status === 507) && answer.errors) showErrors(answer.errors);
       else if (xhr.status === 413) showErrors({}, [gettext("The upload is larger than the server accepts.")]);
       else if (xhr.status === 403) showErrors({}, [gettext("The server refused the upload (your session may have expired): reload the page and log in again.")]);
       else showErrors({}, [interpolate(gettext("The server answered %s. Try again; if it persists, tell your admin."), [xhr.status])]);

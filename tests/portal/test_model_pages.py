@@ -181,7 +181,10 @@ def test_file_over_the_size_limit_is_refused_at_its_field(cast, settings):
     payload = sync_payload(model=file("model.pkl", b"x" * 5000))
     response = _login(cast.owner).post("/models/new/", payload)
     assert response.status_code == 400
-    assert "larger than the per-file limit" in response.content.decode()
+    html = response.content.decode()
+    assert "larger than the per-file limit" in html
+    # The file was sent: neither "upload it" nor "cut off", which would send the user looking elsewhere.
+    assert "Upload the model file" not in html and "was cut off" not in html
     assert not MLModel.objects.exists()
 
 

@@ -275,6 +275,27 @@ def test_upload_errors_are_shown_next_to_the_fields(page, live):
     screenshot(page, "upload-form-errors")
 
 
+def test_a_full_disk_refusal_is_shown_as_the_server_words_it(page, live):
+    """The upload script shows a 507's message (the page answers 507 when the disk has no
+    room: tests/groups/test_upload_pages_out_of_space.py), not a bare status number. The
+    answer is the page's own 507 shape, given by the browser: the live portal's disk has room."""
+    url = live["portal"].url
+    message = "The server has no disk space left for 2 MB (it keeps NEOMARIL_DISK_RESERVE_MB = 256 MB free)."
+    page.route(
+        f"{url}/models/new/",
+        lambda route: (
+            route.fulfill(status=507, json={"errors": {"__all__": [message]}})
+            if route.request.method == "POST"
+            else route.continue_()
+        ),
+    )
+    login(page, live, "ana")
+    page.goto(f"{url}/models/new/")
+    submit_broken_upload(page, "No room")
+    assert page.inner_text("#form-errors") == message
+    assert page.url == f"{url}/models/new/"
+
+
 def test_upload_form_works_without_javascript(browser, live):
     context = browser.new_context(java_script_enabled=False, viewport={"width": 1366, "height": 900})
     page = context.new_page()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from django.test import Client
 
 from groups import services
@@ -127,6 +128,15 @@ def test_admin_creates_group_and_token_is_shown_once(cast):
     assert again.status_code == 400
     assert token.encode() not in again.content
     assert b"already exists" in again.content
+
+
+@pytest.mark.parametrize("path", ["/groups/", "/people/"])
+def test_an_empty_form_post_says_what_is_missing(cast, path):
+    """A POST with no field at all is a bound, invalid form (400 naming the field), not the
+    blank form again as if nothing had been sent."""
+    response = _login(cast.admin).post(path, {})
+    assert response.status_code == 400, response.content[:500]
+    assert b"This field is required." in response.content
 
 
 def test_non_admin_cannot_create_group_in_ui(cast):

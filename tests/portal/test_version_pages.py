@@ -139,6 +139,19 @@ def test_upload_errors_are_shown_at_their_fields(cast, model):
     assert model.all_versions().count() == 1
 
 
+def test_an_oversized_file_alone_is_refused_at_its_field(cast, model, settings):
+    """A body whose only part is skipped for its size leaves the form no field at all: it
+    is still a refused upload (400 at the field), not a server error."""
+    settings.MAX_UPLOAD_FILE_BYTES = 1000
+    response = _login(cast.owner).post(
+        f"/models/{model.hash}/versions/new/", {"model": file("model.pkl", b"x" * 5000)}, **XHR
+    )
+    assert response.status_code == 400, response.content[:500]
+    # Only the size: the part was not cut off, it was skipped for its size.
+    assert response.json()["errors"]["model"] == ["'model.pkl' is larger than the per-file limit of 0 MB."]
+    assert model.all_versions().count() == 1
+
+
 def test_a_deleted_model_takes_no_new_version(cast, model):
     services.delete(model, cast.owner)
     client = _login(cast.owner)

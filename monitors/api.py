@@ -127,7 +127,7 @@ class MonitorView(APIView):
     def patch(self, request: Request, model_hash: str) -> Response:
         """Change the webhook, thresholds or minimum rows; fields not sent keep their value."""
         monitor = get_monitor_for_user(request.user, model_hash)
-        data = form_fields(request)
+        data = form_fields(request, MonitoringSettingsForm)
         refuse_unknown_fields(
             data, MonitoringSettingsForm.base_fields, "Not a monitoring setting; one of {known}."
         )

@@ -52,13 +52,13 @@ RUN_SORT_FIELDS = ("number", "status", "run_name", "requested_at", "duration_sec
 MAX_COMPARED_RUNS = 1000
 
 
-def _fields(request: Request) -> dict | QueryDict:
-    """The request's fields, a copy the view may change: a JSON object's members, or a
-    form's text fields. A file part is no field of these requests and is left out (copying
-    an upload's open file fails)."""
+def _fields(request: Request, form_class, aliases=()) -> dict | QueryDict:
+    """The request's fields for `form_class`, a copy the view may change: a JSON object's
+    members (form_fields checks them), or a form's text fields. A file part is no field of
+    these requests and is left out (copying an upload's open file fails)."""
     if isinstance(request.data, QueryDict):
         return request.POST.copy()
-    return dict(form_fields(request))
+    return dict(form_fields(request, form_class, aliases))
 
 
 class ExperimentListView(APIView):
@@ -108,7 +108,7 @@ class ExperimentListView(APIView):
         "`force`, or creates one (201).",
     )
     def post(self, request: Request) -> Response:
-        data = _fields(request)
+        data = _fields(request, ExperimentForm, aliases=["name"])
         refuse_unknown_fields(data, [*ExperimentForm.base_fields, "name"])  # name: experiment_name's alias
         if "experiment_name" not in data and "name" in data:
             data["experiment_name"] = data["name"]

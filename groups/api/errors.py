@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.urls import Resolver404
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -178,18 +179,33 @@ def refuse_unknown_parts(request, form, hints: Mapping[str, str] | None = None) 
         raise exceptions.ValidationError({name: [hints.get(name, text)] for name in unknown})
 
 
-def form_fields(request) -> dict:
-    """json_object, for views that hand the body to a Django form: each member must be
-    one value. A form field reads a JSON list or object as its Python text ("['a']"),
-    which it would then keep as a name, an address or a secret."""
+def form_fields(request, form_class: type[forms.BaseForm], aliases: Iterable[str] = ()) -> dict:
+    """json_object, for views that hand the body to a Django form of `form_class`: each
+    member must be one value, and a text field's a JSON string. A form field reads a JSON
+    list or object as its Python text ("['a']"), and the number 123 as the text "123",
+    which it would then keep as a name, an address or a secret (as StrictInput refuses
+    for the serializers). `aliases`: other names the view takes for text fields."""
     data = json_object(request)
-    nested = {
+    wrong = {
         name: [f"{name} takes one value, not a JSON {JSON_KINDS[type(value)]}."]
         for name, value in data.items()
         if isinstance(value, list | dict)
     }
-    if nested:
-        raise exceptions.ValidationError(nested)
+    if not isinstance(data, QueryDict):  # a form's fields are all text
+        text_fields = {
+            name
+            for name, field in form_class.base_fields.items()
+            if isinstance(field, forms.CharField | forms.ChoiceField)  # a group's name too
+        } | set(aliases)
+        wrong.update(
+            {
+                name: [f"Send text, not a JSON {JSON_KINDS[type(value)]}."]
+                for name, value in data.items()
+                if name in text_fields and isinstance(value, int | float)  # bool is an int
+            }
+        )
+    if wrong:
+        raise exceptions.ValidationError(wrong)
     return data
 
 

@@ -294,7 +294,7 @@ class UserListView(generics.ListAPIView):
     @extend_schema(request=s.UserCreateSerializer, responses={201: s.NewPersonSerializer}, tags=["users"])
     def post(self, request: Request) -> Response:
         _admin_only(request)
-        data = form_fields(request)
+        data = form_fields(request, UserCreateForm)
         refuse_unknown_fields(data, UserCreateForm.base_fields, hints=PASSWORD_HINT)
         form = UserCreateForm(data=data)
         if not form.is_valid():
@@ -322,7 +322,7 @@ class UserResetView(APIView):
     def post(self, request: Request, username: str) -> Response:
         _admin_only(request)
         user = _person(username)
-        data = form_fields(request)
+        data = form_fields(request, UserResetForm)
         refuse_unknown_fields(data, UserResetForm.base_fields, hints=PASSWORD_HINT)
         form = UserResetForm(data=data)
         if not form.is_valid():

@@ -132,6 +132,7 @@ function uploadForm(form, { opening, sentInputs, body, reveal } = {}) {
       done();
       if ((xhr.status === 400 || xhr.status === 409 || xhr.status === 507) && answer.errors) showErrors(answer.errors);
       else if (xhr.status === 413) showErrors({}, [gettext("The upload is larger than the server accepts.")]);
+      else if (xhr.status === 507) showErrors({}, [gettext("The server's disk is full: nothing was saved.")]);
       else if (xhr.status === 403) showErrors({}, [gettext("The server refused the upload (your session may have expired): reload the page and log in again.")]);
       else showErrors({}, [interpolate(gettext("The server answered %s. Try again; if it persists, tell your admin."), [xhr.status])]);
     });

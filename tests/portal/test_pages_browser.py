@@ -277,23 +277,32 @@ def test_upload_errors_are_shown_next_to_the_fields(page, live):
 
 def test_a_full_disk_refusal_is_shown_as_the_server_words_it(page, live):
     """The upload script shows a 507's message (the page answers 507 when the disk has no
-    room: tests/groups/test_upload_pages_out_of_space.py), not a bare status number. The
-    answer is the page's own 507 shape, given by the browser: the live portal's disk has room."""
+    room: tests/groups/test_upload_pages_out_of_space.py), not a bare status number; and
+    says the disk is full when the 507 is the HTML page of a view that met a full disk
+    (portal.out_of_space). The answers are the server's shapes, given by the browser: the
+    live portal's disk has room."""
     url = live["portal"].url
     message = "The server has no disk space left for 2 MB (it keeps NEOMARIL_DISK_RESERVE_MB = 256 MB free)."
+    answers = [
+        {"status": 507, "json": {"errors": {"__all__": [message]}}},
+        {"status": 507, "body": "<h1>The server's disk is full</h1>", "content_type": "text/html"},
+    ]
     page.route(
         f"{url}/models/new/",
         lambda route: (
-            route.fulfill(status=507, json={"errors": {"__all__": [message]}})
-            if route.request.method == "POST"
-            else route.continue_()
+            route.fulfill(**answers.pop(0)) if route.request.method == "POST" else route.continue_()
         ),
     )
     login(page, live, "ana")
     page.goto(f"{url}/models/new/")
     submit_broken_upload(page, "No room")
     assert page.inner_text("#form-errors") == message
-    assert page.url == f"{url}/models/new/"
+    page.click("#upload-submit")
+    page.wait_for_function(
+        "() => document.querySelector('#form-errors').innerText.includes('nothing was saved')"
+    )
+    assert page.inner_text("#form-errors") == "The server's disk is full: nothing was saved."
+    assert page.url == f"{url}/models/new/" and answers == []
 
 
 def test_upload_form_works_without_javascript(browser, live):

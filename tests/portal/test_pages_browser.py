@@ -299,7 +299,8 @@ def test_a_full_disk_refusal_is_shown_as_the_server_words_it(page, live):
     assert page.inner_text("#form-errors") == message
     page.click("#upload-submit")
     page.wait_for_function(
-        "() => document.querySelector('#form-errors').innerText.includes('nothing was saved')"
+        # The script removes the box while the upload is sent: it may not be there yet.
+        "() => document.querySelector('#form-errors')?.innerText.includes('nothing was saved')"
     )
     assert page.inner_text("#form-errors") == "The server's disk is full: nothing was saved."
     assert page.url == f"{url}/models/new/" and answers == []

@@ -206,7 +206,8 @@ def refused_upload_status(request: HttpRequest) -> int:
 
 def sent_by_upload_script(request: HttpRequest) -> bool:
     """The upload forms' script (static/js/upload_form.js) posts with XMLHttpRequest, for
-    its progress bar, and reads JSON answers: ``form_errors`` with 400, a redirect with 201."""
+    its progress bar, and reads JSON answers: ``form_errors`` with 400 (507 when the disk had
+    no room: refused_upload_status), a redirect with 201."""
     return request.headers.get("X-Requested-With") == "XMLHttpRequest"
 
 

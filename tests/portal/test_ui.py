@@ -267,6 +267,14 @@ def test_personal_tokens_page(cast):
     assert token.revoked_at is not None
 
 
+def test_a_post_with_no_field_issues_an_unnamed_token(cast):
+    """The name is optional, so a POST that sends none is still a request for a token (the
+    form is bound on every POST), not the blank page again."""
+    response = _login(cast.owner).post("/account/tokens/", {})
+    assert response.status_code == 200 and re.search(rb'value="(nmu_[^"]+)"', response.content)
+    assert list(ApiToken.objects.filter(user=cast.owner).values_list("name", flat=True)) == [""]
+
+
 def test_personal_tokens_bad_input(cast):
     client = _login(cast.owner)
     theirs, _ = services.issue_api_token(cast.outsider, "theirs")

@@ -515,13 +515,22 @@ class _PrivateNetwork:
             self._close(fd)
 
 
+# A socket bound to tap0 (SO_BINDTODEVICE, IP_UNICAST_IF, IP_PKTINFO) misses the namespace's
+# own `local 127.0.0.0/8 dev lo` route and takes the default one out to slirp4netns, which
+# delivers 127.x to the node's loopback, --disable-host-loopback or not (it covers 10.0.2.2
+# only). Unreachable in the main table, they still reach the sandbox's own loopback: the
+# local table is looked up first.
+NODE_LOOPBACK_RANGES = ("127.0.0.0/8", "0.0.0.0/8")
+
+
 def blocked_destinations() -> list[str]:
-    """What a private network's unreachable routes cover: the admin's list; slirp4netns's DNS
-    forwarder (not used: it would relay to the node's loopback resolvers); and, unless the
-    node's loopback is allowed, the node's own addresses, whose services would otherwise
+    """What a private network's unreachable routes cover: the node's loopback through tap0
+    (always: an allowed host loopback is slirp's 10.0.2.2); the admin's list; slirp4netns's
+    DNS forwarder (not used: it would relay to the node's loopback resolvers); and, unless
+    the node's loopback is allowed, the node's own addresses, whose services would otherwise
     see the sandbox's connections arrive from the node itself. Read at every launch (tens of
     microseconds), like resolv.conf: a node's addresses and resolvers change with DHCP."""
-    blocked = [*settings.SANDBOX_BLOCKED_NETWORKS, f"{SLIRP_DNS_ADDRESS}/32"]
+    blocked = [*NODE_LOOPBACK_RANGES, *settings.SANDBOX_BLOCKED_NETWORKS, f"{SLIRP_DNS_ADDRESS}/32"]
     if not settings.SANDBOX_HOST_LOOPBACK:
         for addresses in psutil.net_if_addrs().values():
             for address in addresses:

@@ -18,6 +18,7 @@ import hashlib
 import http.server
 import json
 import os
+import select
 import shutil
 import socket
 import subprocess
@@ -228,11 +229,41 @@ ATTACK_SOURCE = textwrap.dedent(
             return answer.read().decode()
 
 
-    def network(urls, port):
+    def through_tap(udp_port, tcp_port):
+        # A socket bound to the way out (tap0) skips the namespace's own loopback route:
+        # what each of three ways of binding it gets, sending to the node's 127.0.0.1.
+        IP_UNICAST_IF = 50
+        tap = socket.if_nametoindex("tap0")
+        binds = {
+            "SO_BINDTODEVICE": lambda s: s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"tap0"),
+            "IP_UNICAST_IF": lambda s: s.setsockopt(socket.IPPROTO_IP, IP_UNICAST_IF, socket.htonl(tap)),
+        }
+        report = {}
+        for name, bind in binds.items():
+            for kind in ("udp", "tcp"):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM)
+                s.settimeout(2)
+                try:
+                    bind(s)
+                    if kind == "udp":
+                        s.sendto(b"from the sandbox", ("127.0.0.1", udp_port))
+                    else:
+                        s.connect(("127.0.0.1", tcp_port))
+                    report["%s %s" % (name, kind)] = "sent"
+                except OSError as e:
+                    report["%s %s" % (name, kind)] = e.strerror or type(e).__name__
+                finally:
+                    s.close()
+        return report
+
+
+    def network(urls, port, tap_ports=None):
         # What a model sees of the network: each URL's answer (or error), whether the
         # node's socket on `port` shows, whether it may listen on that port itself, its
         # resolver and its route to the clouds' metadata address (asked, never sent to).
         report = {"fetched": {}}
+        if tap_ports:
+            report["through_tap"] = through_tap(*tap_ports)
         for url in urls:
             try:
                 report["fetched"][url] = fetch(url)
@@ -261,7 +292,7 @@ ATTACK_SOURCE = textwrap.dedent(
     def attack(payload, model_path, data_path=None):
         op = payload["op"]
         if op == "network":
-            return network(payload["urls"], payload["port"])
+            return network(payload["urls"], payload["port"], payload.get("tap_ports"))
         if op == "probe":
             return probe(payload["targets"], model_path)
         if op == "fork":
@@ -835,10 +866,30 @@ def test_a_networked_model_has_a_network_of_its_own(cast, web_server):
     the node uses (the web port while it restarts), nor route to the metadata service."""
     model = _upload(cast.owner, group="datarisk", operation="Async", entrypoint="score_async")
     port = _port(web_server)
-    execution = _execute(
-        cast, model, {"op": "network", "urls": [web_server, _through_slirp(web_server)], "port": port}
-    )
+    # Listeners on the node's loopback that a sandbox's packets must never reach.
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp,
+        socket.create_server(("127.0.0.1", 0)) as tcp,
+    ):
+        udp.bind(("127.0.0.1", 0))
+        payload = {
+            "op": "network",
+            "urls": [web_server, _through_slirp(web_server)],
+            "port": port,
+            "tap_ports": [udp.getsockname()[1], tcp.getsockname()[1]],
+        }
+        execution = _execute(cast, model, payload)
+        # Bound to its way out (tap0), a socket skips the sandbox's own loopback route;
+        # slirp4netns would deliver 127.x to the node's loopback, its web port included.
+        arrived, _, _ = select.select([udp, tcp], [], [], 0.5)
+        assert arrived == [], f"the node's loopback got the sandbox's packets: {_result(execution)}"
     report = _result(execution)
+    assert set(report.pop("through_tap")) == {
+        "SO_BINDTODEVICE udp",
+        "SO_BINDTODEVICE tcp",
+        "IP_UNICAST_IF udp",
+        "IP_UNICAST_IF tcp",
+    }
     assert report["fetched"] == {
         web_server: "URLError: [Errno 111] Connection refused",  # its own loopback: nobody there
         _through_slirp(web_server): "URLError: [Errno 101] Network is unreachable",

@@ -509,9 +509,10 @@ def test_a_private_network_blocks_the_dns_forwarder_and_the_nodes_own_addresses(
             ],
         },
     )
-    assert sandbox.blocked_destinations() == ["169.254.0.0/16", "10.0.2.3/32", "10.20.0.5/32"]
+    loopback = ["127.0.0.0/8", "0.0.0.0/8"]  # through tap0, always (test_sandbox_attacks)
+    assert sandbox.blocked_destinations() == [*loopback, "169.254.0.0/16", "10.0.2.3/32", "10.20.0.5/32"]
     settings.SANDBOX_HOST_LOOPBACK = True  # the admin lets models reach the node
-    assert sandbox.blocked_destinations() == ["169.254.0.0/16", "10.0.2.3/32"]
+    assert sandbox.blocked_destinations() == [*loopback, "169.254.0.0/16", "10.0.2.3/32"]
 
 
 # ------------------------------------------------------------------------------ /dev/shm

@@ -15,6 +15,7 @@ import codecs
 import contextlib
 import errno
 import fcntl
+import importlib.metadata
 import json
 import os
 import re
@@ -201,9 +202,9 @@ def _build(
                     "pip",
                     "install",
                     *common,
-                    # Environments are read-only in the sandbox, where no .pyc could be cached:
-                    # compile once here, or every cold start would compile every import again.
-                    "--compile-bytecode",
+                    # Not --compile-bytecode: uv compiles with the new environment's own
+                    # interpreter, whose start-up runs the `.pth` files the wheels installed,
+                    # as the worker, outside the sandbox (_compile_bytecode below).
                     *([] if allow_source_builds else ["--no-build"]),
                     "--python",
                     str(env_python(tmp)),
@@ -217,6 +218,7 @@ def _build(
                 timeout=timeout,
                 log=log,
             )
+            _compile_bytecode(interpreter, tmp, deadline=deadline, timeout=timeout, log=log)
         marker = {
             "fingerprint": fingerprint,
             "python_version": interpreter.version,
@@ -241,6 +243,29 @@ def _build(
         if isinstance(exc, EnvironmentBuildError) or not isinstance(exc, Exception):
             raise
         raise EnvironmentBuildError(f"Building the environment failed: {exc}") from exc
+
+
+# The base interpreter (trusted: the platform's) compiles the environment's packages with
+# site and PYTHON* variables off (-S -I), so nothing they installed runs: `.pth` files are
+# read by site, and compileall never executes what it compiles. Files that do not compile
+# (a package's Python 2 test data) are left to compile at import, as uv leaves them.
+_COMPILE_BYTECODE = "import compileall, sys; compileall.compile_dir(sys.argv[1], quiet=2, workers=0)"
+
+
+def _compile_bytecode(
+    interpreter: Interpreter, env_path: Path, *, deadline: float, timeout: float, log: Callable[[str], None]
+) -> None:
+    """Compile the installed packages once here: environments are read-only in the sandbox,
+    where no .pyc could be cached, so every cold start would compile every import again."""
+    _run_uv(
+        [str(interpreter.path), "-I", "-S", "-B", "-c", _COMPILE_BYTECODE, str(env_path / "lib")],
+        step="Compiling the packages' bytecode",
+        program="python",
+        cwd=env_path,
+        deadline=deadline,
+        timeout=timeout,
+        log=log,
+    )
 
 
 def _uv_bin() -> str:
@@ -288,8 +313,10 @@ def _run_uv(
     timeout: float,
     log: Callable[[str], None],
     hint: Callable[[list[str]], str | None] | None = None,
+    program: str = "uv",
 ) -> None:
-    """Run uv in `cwd`, streaming its merged output to `log` line by line, killed at `deadline`."""
+    """Run uv (or `program`) in `cwd`, streaming its merged output to `log` line by line,
+    killed at `deadline`."""
     output: list[str] = []
 
     def emit(line: str) -> None:
@@ -329,7 +356,7 @@ def _run_uv(
         advice = hint(output) if hint is not None else None
         if advice:
             log(advice)
-        message = f"{step} failed (uv exit status {proc.returncode}): {_key_lines(output)}"
+        message = f"{step} failed ({program} exit status {proc.returncode}): {_key_lines(output)}"
         raise EnvironmentBuildError(f"{message} {advice}" if advice else message)
 
 
@@ -450,21 +477,36 @@ def _remove_stale_temp_folders(envs_dir: Path, *, older_than: float) -> None:
             continue
 
 
-def freeze(env_path: Path, *, timeout: float = 120) -> str:
-    """The exact packages installed in an environment (``uv pip freeze``), one per line."""
-    cmd = [_uv_bin(), "pip", "freeze", "--no-config", "--python", str(env_python(env_path))]
+def freeze(env_path: Path) -> str:
+    """The exact packages installed in an environment, one per line, as ``uv pip freeze``
+    writes them (``name==version``, ``name @ url`` for a direct reference), sorted by name.
+
+    Read from the packages' metadata by this process, never by starting the environment's
+    interpreter (as ``uv pip freeze --python`` does when it has not cached it): its start-up
+    would run the `.pth` files the packages installed, here, outside the sandbox."""
+    lines = []
     try:
-        done = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout, env=_uv_environment(), cwd=env_path
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        for site_packages in sorted((env_path / "lib").glob("python*/site-packages")):
+            for distribution in importlib.metadata.distributions(path=[str(site_packages)]):
+                name = distribution.metadata["Name"]
+                if name:  # a dist-info folder without its METADATA: nothing to pin
+                    lines.append(_frozen_line(re.sub(r"[-_.]+", "-", name).lower(), distribution))
+    except OSError as exc:
         raise EnvironmentBuildError(f"Listing the installed packages failed: {exc}") from exc
-    if done.returncode != 0:
-        raise EnvironmentBuildError(
-            f"Listing the installed packages failed (uv exit status {done.returncode}): "
-            f"{_key_lines(done.stderr.splitlines())}"
-        )
-    return done.stdout
+    return "".join(f"{line}\n" for line in sorted(lines))
+
+
+def _frozen_line(name: str, distribution: importlib.metadata.Distribution) -> str:
+    try:
+        direct = json.loads(distribution.read_text("direct_url.json") or "null")  # PEP 610
+    except ValueError:
+        direct = None
+    if not isinstance(direct, dict) or not isinstance(direct.get("url"), str):
+        return f"{name}=={distribution.version}"
+    url, vcs = direct["url"], direct.get("vcs_info")
+    if isinstance(vcs, dict) and vcs.get("vcs") and vcs.get("commit_id"):
+        url = f"{vcs['vcs']}+{url}@{vcs['commit_id']}"
+    return f"{name} @ {url}"
 
 
 def alias_environment(

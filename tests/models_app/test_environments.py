@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import os
 import socket
@@ -9,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import zipfile
 from pathlib import Path
 
 import psutil
@@ -333,3 +336,80 @@ def test_a_source_package_is_not_built_unless_an_admin_allows_it(tmp_path, py39)
     )
     assert json.loads((env / MARKER_NAME).read_text())["allow_source_builds"] is True
     subprocess.run([str(env_python(env)), "-c", "import docopt"], check=True)
+
+
+# A wheel anyone may publish: its `.pth` start-up hook runs wherever the environment's
+# interpreter starts with site on. It records the uid and command line that ran it.
+HOOK_WHEEL = "pthhook-0.1-py3-none-any.whl"
+HOOK_PTH = (
+    "import os, sys; open(os.path.join({folder!r}, 'ran-%d' % os.getpid()), 'w')"
+    ".write('uid=%d %r' % (os.getuid(), sys.argv))\n"
+)
+
+
+def _hook_wheel(folder: Path, marks: Path) -> None:
+    files = {
+        "pthhook/__init__.py": "VALUE = 1\n",
+        "pthhook_start.pth": HOOK_PTH.format(folder=str(marks)),
+        "pthhook-0.1.dist-info/METADATA": "Metadata-Version: 2.1\nName: PthHook\nVersion: 0.1\n",
+        "pthhook-0.1.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: hand\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = "".join(f"{name},,\n" for name in files) + "pthhook-0.1.dist-info/RECORD,,\n"
+    with zipfile.ZipFile(folder / HOOK_WHEEL, "w") as wheel:
+        for name, text in {**files, "pthhook-0.1.dist-info/RECORD": record}.items():
+            wheel.writestr(name, text)
+
+
+@pytest.fixture
+def hook_index(tmp_path):
+    """A loopback "find links" page offering the hook's wheel; yields (its URL, the marks' folder)."""
+    wheels, marks = tmp_path / "wheels", tmp_path / "marks"
+    wheels.mkdir()
+    marks.mkdir()
+    _hook_wheel(wheels, marks)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(wheels))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/", marks
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_packages_start_up_hook_never_runs_outside_the_sandbox(tmp_path, py39, hook_index):
+    """uv's --compile-bytecode started the new environment's interpreter, and `uv pip freeze`
+    may: both ran the `.pth` files a wheel installed, as the worker (root), with the data
+    folder in reach. The build compiles with site off, and freeze reads the metadata."""
+    url, marks = hook_index
+    env = ensure_environment(
+        interpreter=py39,
+        requirements=["--no-index", f"--find-links {url}", "pthhook==0.1"],
+        envs_dir=tmp_path / "envs",
+        log=Log(),
+        timeout=300,
+        uv_cache_dir=tmp_path / "uv-cache",
+        allow_options=True,
+    )
+    assert environments.freeze(env) == "pthhook==0.1\n"
+    assert sorted(marks.iterdir()) == []
+    site = next(env.glob("lib/python3.9/site-packages"))
+    assert (site / "pthhook" / "__pycache__" / "__init__.cpython-39.pyc").is_file()  # still compiled
+    # The hook is live: the environment's interpreter started as usual (in the sandbox) runs it.
+    subprocess.run([str(env_python(env)), "-c", "import pthhook"], check=True)
+    assert len(list(marks.iterdir())) == 1
+
+
+def test_freeze_names_direct_references_as_uv_does(tmp_path, py39, hook_index):
+    """A wheel installed from its URL (NEOMARIL_ALLOW_REQUIREMENT_OPTIONS) is `name @ url`."""
+    url, _ = hook_index
+    env = ensure_environment(
+        interpreter=py39,
+        requirements=[f"pthhook @ {url}{HOOK_WHEEL}"],
+        envs_dir=tmp_path / "envs",
+        log=Log(),
+        timeout=300,
+        uv_cache_dir=tmp_path / "uv-cache",
+        allow_options=True,
+    )
+    assert environments.freeze(env) == f"pthhook @ {url}{HOOK_WHEEL}\n"

@@ -21,8 +21,9 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods
 
+from groups.pages import post_only_page
 from groups.uploads import (
     add_limit_errors,
     form_errors,
@@ -151,7 +152,7 @@ def monitoring(request: HttpRequest, model_hash: str) -> HttpResponse:
 
 
 @login_required
-@require_POST
+@post_only_page(lambda model_hash: reverse("model-monitoring", args=[model_hash]))
 def register(request: HttpRequest, model_hash: str) -> HttpResponse:
     """Register (or replace) the model's monitoring; its validation is queued."""
     model = get_model_for_monitoring(request.user, model_hash)
@@ -179,7 +180,7 @@ def register(request: HttpRequest, model_hash: str) -> HttpResponse:
 
 
 @login_required
-@require_POST
+@post_only_page(lambda model_hash: reverse("model-monitoring", args=[model_hash]))
 def change_settings(request: HttpRequest, model_hash: str) -> HttpResponse:
     """The webhook, the thresholds and the minimum rows: no new validation needed."""
     model = get_model_for_monitoring(request.user, model_hash)
@@ -196,7 +197,7 @@ def change_settings(request: HttpRequest, model_hash: str) -> HttpResponse:
 
 
 @login_required
-@require_POST
+@post_only_page(lambda model_hash: reverse("model-monitoring", args=[model_hash]))
 def run_period(request: HttpRequest, model_hash: str) -> HttpResponse:
     """Queue the period containing the given day (the current one by default)."""
     model = get_model_for_monitoring(request.user, model_hash)

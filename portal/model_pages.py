@@ -20,10 +20,11 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods
 
 from executions.models import Execution
 from groups.access import admins, groups_for, is_admin
+from groups.pages import post_only_page
 from groups.uploads import (
     add_limit_errors,
     form_errors,
@@ -309,7 +310,7 @@ def model_detail(request: HttpRequest, model_hash: str) -> HttpResponse:
 
 
 @login_required
-@require_POST
+@post_only_page(lambda model_hash: reverse("model-detail", args=[model_hash]) + "#serving")
 def model_settings(request: HttpRequest, model_hash: str) -> HttpResponse:
     """Serving settings of a Sync model (min and max replicas, request timeout): no rebuild needed."""
     model = get_model_for_user(request.user, model_hash)
@@ -348,7 +349,7 @@ def model_settings(request: HttpRequest, model_hash: str) -> HttpResponse:
 
 
 @login_required
-@require_POST
+@post_only_page(lambda model_hash, **_: reverse("model-detail", args=[model_hash]))
 def model_action(request: HttpRequest, model_hash: str, action: str) -> HttpResponse:
     """Disable, restart or delete. Without `confirm=yes` the answer is a confirmation page
     (the page's script asks in a dialog instead and sends `confirm=yes`)."""

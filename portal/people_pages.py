@@ -26,6 +26,7 @@ from groups import services
 from groups.access import is_admin
 from groups.forms import PersonGroupForm, UserCreateForm
 from groups.models import Group, Membership
+from groups.pages import render_secret
 
 SHOW_LINK = "people.show_link"  # session key: {"user": pk, "kind": "created"|"reset", "emailed": bool}
 
@@ -153,10 +154,9 @@ def person(request: HttpRequest, username: str) -> HttpResponse:
         "is_self": user.pk == request.user.pk,
         "roles": Membership.Role,
     }
-    response = render(request, "portal/person.html", context, status=400 if group_form.errors else 200)
     if link:
-        response["Cache-Control"] = "no-store"
-    return response
+        return render_secret(request, "portal/person.html", context)
+    return render(request, "portal/person.html", context, status=400 if group_form.errors else 200)
 
 
 class SetPasswordView(auth_views.PasswordResetConfirmView):

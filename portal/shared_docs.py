@@ -16,7 +16,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods
 from drf_spectacular.utils import extend_schema
 from drf_spectacular.views import SpectacularSwaggerView
 from rest_framework import permissions
@@ -24,6 +24,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from groups.pages import keep_secret, post_only_page, render_secret, take_secret
 from models_app import share_links
 from models_app.access import get_model_for_user
 from models_app.share_api import shared_docs_url
@@ -32,10 +33,15 @@ from portal.model_openapi import model_document
 
 # The key is a credential: no caching by proxies, no search engines, no Referer.
 _PRIVATE = {"Cache-Control": "private, no-store", "X-Robots-Tag": "noindex", "Referrer-Policy": "no-referrer"}
+# The page showing a new link to its maker: its address holds no key, and its forms (log
+# out, the language switch) need their Origin, which Chromium sends as `null` under
+# "no-referrer", so the CSRF check refused them. No Referer to other sites still.
+_PRIVATE_WITH_FORMS = {**_PRIVATE, "Referrer-Policy": "same-origin"}
+SHARE_LINK_SHOWN_ONCE = "share_link_once"
 
 
-def _private(response: HttpResponse) -> HttpResponse:
-    for name, value in _PRIVATE.items():
+def _private(response: HttpResponse, headers: dict[str, str] = _PRIVATE) -> HttpResponse:
+    for name, value in headers.items():
         response[name] = value
     return response
 
@@ -80,9 +86,20 @@ class SharedOpenApiView(APIView):
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def create_link(request: HttpRequest, model_hash: str) -> HttpResponse:
+    """POST makes a link and redirects here; the GET shows it once (groups.pages)."""
     model = get_model_for_user(request.user, model_hash)
+    model_share_card = reverse("model-detail", args=[model.hash]) + "#share"
+    if request.method == "GET":
+        waiting = take_secret(request, SHARE_LINK_SHOWN_ONCE, model.hash)
+        link = waiting and share_links.links_of(model).filter(public_id=waiting["link"]).first()
+        if not link:  # shown already (a reload), or never made
+            return redirect(model_share_card)
+        context = {"model": model, "link": link, "url": waiting["url"]}
+        return _private(
+            render_secret(request, "models_app/share_link_once.html", context), _PRIVATE_WITH_FORMS
+        )
     try:
         lifetime = timedelta(
             seconds=int(request.POST.get("expires_in", share_links.DEFAULT_LIFETIME.total_seconds()))
@@ -93,13 +110,14 @@ def create_link(request: HttpRequest, model_hash: str) -> HttpResponse:
         new = share_links.create(model, request.user, lifetime)
     except share_links.ShareRefused as refused:
         messages.error(request, refused.message)
-        return redirect(reverse("model-detail", args=[model.hash]) + "#share")
-    context = {"model": model, "link": new.link, "url": shared_docs_url(request, new.key)}
-    return _private(render(request, "models_app/share_link_once.html", context, status=201))
+        return redirect(model_share_card)
+    url = shared_docs_url(request, new.key)
+    keep_secret(request, SHARE_LINK_SHOWN_ONCE, model.hash, link=str(new.link.public_id), url=url)
+    return redirect("share-link-create", model_hash=model.hash)
 
 
 @login_required
-@require_POST
+@post_only_page(lambda model_hash, **_: reverse("model-detail", args=[model_hash]) + "#share")
 def revoke_link(request: HttpRequest, model_hash: str, link_id: str) -> HttpResponse:
     model = get_model_for_user(request.user, model_hash)
     try:

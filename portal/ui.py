@@ -1,9 +1,8 @@
 """Browser pages: dashboard, groups and personal API tokens.
 
-Secrets are shown once, in an answer marked no-store. An API token is rendered straight
-into the POST answer that created it. A new group token goes through POST-redirect-GET,
-so reloading does not create the group (or replace its token) again: the token waits
-in the session, encrypted, until the group's page shows it once and drops it.
+A new group token or API token is shown once (groups.pages): the POST that makes it
+redirects, so a reload does not create the group, replace its token or issue another
+API token; the token waits in the session, encrypted, until the page shows it once.
 """
 
 from __future__ import annotations
@@ -33,9 +32,9 @@ from groups.access import admins, can_manage_group, get_group_for_user, groups_f
 from groups.api import errors as api_errors
 from groups.api.middleware import API_PREFIX
 from groups.authentication import presents_group_token
-from groups.crypto import decrypt_json, encrypt_json
 from groups.forms import ApiTokenForm, GroupForm, MemberForm, RefreshTokenForm, TimeZoneForm
 from groups.models import ApiToken, Group, GroupToken, Membership, Profile
+from groups.pages import keep_secret, render_secret, take_secret
 from groups.templatetags.portal_ui import day_text
 from groups.timezones import zone_names
 from groups.uploads import UNREADABLE_BODY, unreadable_body
@@ -50,7 +49,14 @@ IN_PROGRESS = ("Ready", "Building")
 
 
 class LogoutView(auth_views.LogoutView):
-    """Django's logout (POST only), saying so on the login page it redirects to."""
+    """Django's logout (POST only), saying so on the login page it redirects to. A GET (a
+    typed address) goes to the dashboard and its Log out button: another site can make a
+    browser send a GET, so it does not log out."""
+
+    http_method_names = ["get", "post", "options"]
+
+    def get(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        return redirect("dashboard")
 
     def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
         response = super().post(request, *args, **kwargs)
@@ -58,37 +64,22 @@ class LogoutView(auth_views.LogoutView):
         return response
 
 
-def _render_secret(request: HttpRequest, template: str, context: dict) -> HttpResponse:
-    response = render(request, template, context)
-    response["Cache-Control"] = "no-store"
-    return response
-
-
-SHOWN_ONCE = "group_token_once"
+GROUP_TOKEN_SHOWN_ONCE = "group_token_once"  # noqa: S105 (a session key)
+API_TOKEN_SHOWN_ONCE = "api_token_once"  # noqa: S105 (a session key)
 
 
 def _show_token_once(request: HttpRequest, group: Group, token: str, *, created: bool) -> HttpResponse:
-    """Redirect to the group's page, which shows ``token`` once (see _token_shown_once)."""
-    request.session[SHOWN_ONCE] = encrypt_json(
-        {"group": group.name, "token": token, "created": created}
-    ).decode()
+    """Redirect to the group's page, which shows ``token`` once."""
+    keep_secret(request, GROUP_TOKEN_SHOWN_ONCE, group.name, token=token, created=created)
     return redirect("group-detail", name=group.name)
 
 
 def _token_shown_once(request: HttpRequest, group: Group) -> HttpResponse | None:
-    """The page showing the token waiting for ``group``, taken out of the session; None if none waits."""
-    stored = request.session.get(SHOWN_ONCE)
-    if not stored:
+    """The page showing the token waiting for ``group``; None if none waits."""
+    waiting = take_secret(request, GROUP_TOKEN_SHOWN_ONCE, group.name)
+    if waiting is None:
         return None
-    waiting = decrypt_json(stored.encode())
-    if waiting["group"] != group.name:
-        return None
-    del request.session[SHOWN_ONCE]
-    return _render_secret(
-        request,
-        "portal/token_once.html",
-        {"group": group, "token": waiting["token"], "created": waiting["created"]},
-    )
+    return render_secret(request, "portal/token_once.html", {"group": group, **waiting})
 
 
 def _count(queryset) -> Subquery:
@@ -281,8 +272,6 @@ def group_detail(request: HttpRequest, name: str) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def api_tokens(request: HttpRequest) -> HttpResponse:
     form = ApiTokenForm(request.POST if request.method == "POST" else None)
-    new_token = None
-    new_token_name = ""
     if request.method == "POST":
         if request.POST.get("action") == "revoke":
             token = get_object_or_404(
@@ -294,13 +283,15 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
             )
             return redirect("api-tokens-page")
         if form.is_valid():
-            new_token_name = form.cleaned_data["name"]
-            _issued, new_token = services.issue_api_token(request.user, new_token_name)
-            form = ApiTokenForm()
+            name = form.cleaned_data["name"]
+            _issued, token = services.issue_api_token(request.user, name)
+            keep_secret(request, API_TOKEN_SHOWN_ONCE, str(request.user.pk), token=token, name=name)
+            return redirect("api-tokens-page")
     tokens = ApiToken.objects.filter(user=request.user).order_by("revoked_at", "-created_at")
-    context = {"tokens": tokens, "form": form, "new_token": new_token, "new_token_name": new_token_name}
-    if new_token:
-        return _render_secret(request, "portal/api_tokens.html", context)
+    context = {"tokens": tokens, "form": form}
+    if request.method == "GET" and (new := take_secret(request, API_TOKEN_SHOWN_ONCE, str(request.user.pk))):
+        context.update(new_token=new["token"], new_token_name=new["name"])
+        return render_secret(request, "portal/api_tokens.html", context)
     return render(request, "portal/api_tokens.html", context, status=400 if form.errors else 200)
 
 

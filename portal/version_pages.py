@@ -16,8 +16,9 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods
 
+from groups.pages import post_only_page
 from groups.uploads import (
     add_limit_errors,
     form_errors,
@@ -136,7 +137,7 @@ def version_detail(request: HttpRequest, model_hash: str, number: int) -> HttpRe
 
 
 @login_required
-@require_POST
+@post_only_page(lambda model_hash, number, **_: reverse("version-detail", args=[model_hash, number]))
 def version_action(request: HttpRequest, model_hash: str, number: int, action: str) -> HttpResponse:
     """Make live, restart, disable or delete one version. Without `confirm=yes` the answer
     is a confirmation page (the page's script asks in a dialog and sends `confirm=yes`).

@@ -30,9 +30,10 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods
 
 from groups.access import groups_for
+from groups.pages import post_only_page
 from groups.uploads import (
     add_limit_errors,
     form_errors,
@@ -439,7 +440,7 @@ def run_detail(request: HttpRequest, experiment_hash: str, number: int) -> HttpR
 
 
 @login_required
-@require_POST
+@post_only_page(lambda experiment_hash, number: reverse("training-run", args=[experiment_hash, number]))
 def run_promote(request: HttpRequest, experiment_hash: str, number: int) -> HttpResponse:
     """Make a model of a Succeeded run (its model file, Python and environment reused)."""
     run = get_run_for_user(request.user, experiment_hash, number)

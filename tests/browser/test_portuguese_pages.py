@@ -446,7 +446,7 @@ def _answers(cast, live: MLModel, language: str) -> tuple[dict[str, list[str]], 
     record("disable, done", owner.post(f"/models/{live.hash}/disable/", {"confirm": "yes"}, follow=True))
     record("disable, refused", owner.post(f"/models/{live.hash}/disable/", {"confirm": "yes"}, follow=True))
     record("restart, done", owner.post(f"/models/{live.hash}/restart/", {"confirm": "yes"}, follow=True))
-    record("share link", owner.post(f"/models/{live.hash}/share-links/", {"expires_in": "3600"}))
+    record("share link", owner.post(f"/models/{live.hash}/share-links/", {"expires_in": "3600"}, follow=True))
     record(
         "share link refused",
         member.post(f"/models/{live.hash}/share-links/", {"expires_in": "3600"}, follow=True),
@@ -506,7 +506,7 @@ def _answers(cast, live: MLModel, language: str) -> tuple[dict[str, list[str]], 
     )
     record("token kept", owner.post("/groups/datarisk/", {"action": "refresh-token"}, follow=True))
     record("time zone errors", owner.post("/account/", {"time_zone": "Mars/Olympus_Mons"}))
-    record("API token", owner.post("/account/tokens/", {"name": "notebook"}))
+    record("API token", owner.post("/account/tokens/", {"name": "notebook"}, follow=True))
     record("person errors", admin.post("/people/", {"username": "owner", "email": "x"}))
     record("person reset", admin.post("/people/teammate/", {"action": "reset"}, follow=True))
     record("set-password link, invalid", anonymous.get("/account/set-password/MQ/bad-token/", follow=True))

@@ -323,11 +323,13 @@ def test_admins_see_any_tab_and_anonymous_visitors_log_in(cast, model):
     assert response.status_code == 302 and response["Location"].startswith("/login/")
 
 
-def test_wrong_methods_answer_405(cast, model):
+def test_wrong_methods_answer_405_and_a_get_of_a_form_target_goes_to_the_tab(cast, model):
     client = _login(cast.owner)
     assert client.post(tab_url(model)).status_code == 405
     for part in ("register/", "settings/", "periods/"):
-        assert client.get(tab_url(model, part)).status_code == 405, part
+        reloaded = client.get(tab_url(model, part))  # the language switch reloads the form's answer
+        assert (reloaded.status_code, reloaded["Location"]) == (302, tab_url(model)), part
+        assert client.put(tab_url(model, part)).status_code == 405, part
 
 
 # --- dashboard and models list ----------------------------------------------------------

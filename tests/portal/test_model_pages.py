@@ -421,7 +421,10 @@ def test_serving_settings_bad_input(cast, sync_model, async_model, settings):
         _login(cast.outsider).post(f"/models/{sync_model.hash}/settings/", {"min_replicas": "2"}).status_code
         == 404
     )
-    assert client.get(f"/models/{sync_model.hash}/settings/").status_code == 405
+    # A GET of the form's target (the language switch reloads it) goes to the form.
+    reloaded = client.get(f"/models/{sync_model.hash}/settings/")
+    assert reloaded.status_code == 302 and reloaded["Location"] == f"/models/{sync_model.hash}/#serving"
+    assert client.put(f"/models/{sync_model.hash}/settings/").status_code == 405
 
 
 def test_serving_settings_overtaken_by_another_change_is_409_on_the_form(
@@ -483,7 +486,9 @@ def test_model_actions(cast, sync_model):
 
 def test_model_action_bad_requests(cast, sync_model):
     owner = _login(cast.owner)
-    assert owner.get(f"/models/{sync_model.hash}/disable/").status_code == 405
+    reloaded = owner.get(f"/models/{sync_model.hash}/disable/")  # the confirmation page's language switch
+    assert reloaded.status_code == 302 and reloaded["Location"] == f"/models/{sync_model.hash}/"
+    assert owner.delete(f"/models/{sync_model.hash}/disable/").status_code == 405
     assert owner.post(f"/models/{sync_model.hash}/explode/", {"confirm": "yes"}).status_code == 404
     assert owner.post("/models/Mnope/disable/", {"confirm": "yes"}).status_code == 404
 

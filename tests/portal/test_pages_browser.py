@@ -468,3 +468,36 @@ def test_an_injected_script_does_not_run(page, live):
     page.click("form[action$='/disable/'] button")
     assert "Disable this model?" in page.inner_text("dialog")
     page.click("dialog button[value=cancel]")
+
+
+def test_a_new_share_link_s_page_logs_out_and_switches_language_after_asking(page, live):
+    """Its answer was a POST's with `Referrer-Policy: no-referrer`, so Chromium sent its
+    forms with `Origin: null` and the CSRF check refused them (403); and a reload made
+    another link. Now a GET shows it once, and the language switch warns first."""
+    url, model = live["portal"].url, live["async"]
+    login(page, live, *live["portal"].admin)
+    page.goto(f"{url}/models/{model}/")
+    page.click("#share-form button[type=submit]")
+    page.wait_for_url(f"{url}/models/{model}/share-links/")
+    first = page.input_value("#share-url")
+    page.click("#language-switch button[value=pt-br]")
+    page.wait_for_selector("dialog[open]")
+    page.click("dialog button[value=cancel]")  # stays, secret still shown
+    assert page.input_value("#share-url") == first
+    page.click("#language-switch button[value=pt-br]")
+    page.click("dialog button[value=ok]")
+    # Shown once: the switch reloads the page in Portuguese, back at the model's share card.
+    page.wait_for_url(f"{url}/models/{model}/#share")
+    assert page.get_attribute("html", "lang") == "pt-br"
+    page.click("#share-form button[type=submit]")
+    page.wait_for_url(f"{url}/models/{model}/share-links/")
+    page.reload()  # no second link
+    page.wait_for_url(f"{url}/models/{model}/#share")
+    assert len(live["admin"].get(f"/api/v1/models/{model}/share-links").json()) == 2
+    page.click("#language-switch button[value=en]")  # no secret on this page: no question
+    page.wait_for_function("document.documentElement.lang === 'en'")
+    page.click("#share-form button[type=submit]")
+    page.wait_for_url(f"{url}/models/{model}/share-links/")
+    page.click("form.logout button")
+    page.wait_for_url(f"{url}/login/")
+    assert "logged out" in page.inner_text(".messages")

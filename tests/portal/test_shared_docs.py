@@ -92,11 +92,20 @@ def test_owner_creates_copies_and_revokes_from_the_model_page(cast, model):
     client = login(cast.owner)
     card = client.get(f"/models/{model.hash}/").content.decode()
     assert 'id="share-form"' in card and 'id="share-none"' in card
-    created = client.post(f"/models/{model.hash}/share-links/", {"expires_in": "86400"})
-    assert created.status_code == 201
+    posted = client.post(f"/models/{model.hash}/share-links/", {"expires_in": "86400"})
+    # Shown by the GET it redirects to: a reload (or Back) never posts for a second link.
+    assert posted.status_code == 302 and posted["Location"] == f"/models/{model.hash}/share-links/"
+    created = client.get(posted["Location"])
+    assert created.status_code == 200 and "no-store" in created["Cache-Control"]
+    # Not "no-referrer": Chromium would send the page's forms (log out, language) with
+    # `Origin: null`, which the CSRF check refuses (tests/portal/test_pages_browser.py).
+    assert created["Referrer-Policy"] == "same-origin"
     url = created.context["url"]
     assert url.startswith("http://testserver/shared/docs/") and url in created.content.decode()
     link = DocsShareLink.objects.get()
+    reloaded = client.get(posted["Location"])
+    assert reloaded["Location"] == f"/models/{model.hash}/#share" and url not in reloaded.content.decode()
+    assert DocsShareLink.objects.count() == 1
     assert abs((link.expires_at - link.created_at) - timedelta(days=1)) < timedelta(seconds=1)
     assert Client().get(url.removeprefix("http://testserver")).status_code == 200
     card = client.get(f"/models/{model.hash}/").content.decode()

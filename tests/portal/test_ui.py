@@ -45,7 +45,10 @@ def test_bad_login_shows_error(cast):
 
 def test_logout_is_a_post_and_says_so(cast):
     client = _login(cast.owner)
-    assert client.get("/logout/").status_code == 405
+    # A GET does not log out (another site could make the browser send it): the dashboard.
+    typed = client.get("/logout/")
+    assert typed.status_code == 302 and typed["Location"] == "/"
+    assert client.get("/").context["user"].is_authenticated
     response = client.post("/logout/", follow=True)
     assert response.redirect_chain[-1][0] == "/login/"
     assert b"You are logged out" in response.content
@@ -252,13 +255,21 @@ def test_member_cannot_change_group_and_outsider_gets_404(cast):
 
 def test_personal_tokens_page(cast):
     client = _login(cast.owner)
-    response = client.post("/account/tokens/", {"name": "laptop"})
+    created = client.post("/account/tokens/", {"name": "laptop"})
+    # Shown by the GET it redirects to: a reload (or Back) never posts for a second token.
+    assert created.status_code == 302 and created["Location"] == "/account/tokens/"
+    response = client.get("/account/tokens/")
     assert "no-store" in response["Cache-Control"]
+    assert 'data-confirm="Switch the language?"' in response.content.decode()  # the switch asks first
     value = re.search(rb'value="(nmu_[^"]+)"', response.content).group(1).decode()
     token = ApiToken.objects.get(user=cast.owner, name="laptop")
     assert token.prefix == value[:12]
-    listing = client.get("/account/tokens/").content
+    listing = client.get("/account/tokens/").content  # the reload
     assert value.encode() not in listing and token.prefix.encode() in listing
+    assert b"data-confirm=" not in listing.split(b'id="language-switch"')[1].split(b">")[0]
+    assert ApiToken.objects.filter(user=cast.owner).count() == 1
+    # Another user's session holds no token of this one's.
+    assert re.search(rb'value="nmu_', _login(cast.teammate).get("/account/tokens/").content) is None
     revoked = client.post(
         "/account/tokens/", {"action": "revoke", "token_id": str(token.public_id)}, follow=True
     )
@@ -270,7 +281,7 @@ def test_personal_tokens_page(cast):
 def test_a_post_with_no_field_issues_an_unnamed_token(cast):
     """The name is optional, so a POST that sends none is still a request for a token (the
     form is bound on every POST), not the blank page again."""
-    response = _login(cast.owner).post("/account/tokens/", {})
+    response = _login(cast.owner).post("/account/tokens/", {}, follow=True)
     assert response.status_code == 200 and re.search(rb'value="(nmu_[^"]+)"', response.content)
     assert list(ApiToken.objects.filter(user=cast.owner).values_list("name", flat=True)) == [""]
 

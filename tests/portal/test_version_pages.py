@@ -374,7 +374,9 @@ def test_version_action_checklist(cast, model, v2):
     assert _login(cast.outsider).post(url, {"confirm": "yes"}).status_code == 404
     assert _login(cast.owner).post(f"/models/{model.hash}/versions/2/explode/").status_code == 404
     assert _login(cast.owner).post(f"/models/{model.hash}/versions/9/disable/").status_code == 404
-    assert _login(cast.owner).get(url).status_code == 405
+    reloaded = _login(cast.owner).get(url)  # the confirmation page's language switch: the version's page
+    assert reloaded.status_code == 302 and reloaded["Location"] == f"/models/{model.hash}/versions/2/"
+    assert _login(cast.owner).delete(url).status_code == 405
     v2.refresh_from_db()
     assert v2.status == "Ready"
 

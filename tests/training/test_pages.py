@@ -418,7 +418,10 @@ def test_run_page_access(cast, experiment):
         assert _login(cast.owner).get(f"/training/{experiment.hash}/runs/{missing}/").status_code == 404
     assert Client().get(url)["Location"].startswith("/login/")
     assert _login(cast.owner).post(url).status_code == 405
-    assert _login(cast.owner).get(url + "promote/").status_code == 405
+    # A GET of the promote form's target (the language switch reloads it) goes to the run's page.
+    promote_reloaded = _login(cast.owner).get(url + "promote/")
+    assert promote_reloaded.status_code == 302 and promote_reloaded["Location"] == url
+    assert _login(cast.owner).put(url + "promote/").status_code == 405
 
 
 # --- promote -------------------------------------------------------------------------------

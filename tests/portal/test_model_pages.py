@@ -396,6 +396,8 @@ def test_serving_settings_bad_input(cast, sync_model, async_model, settings):
     assert response.status_code == 400
     html = response.content.decode()
     assert "greater than or equal to 1" in html and "Enter a whole number" in html
+    # The answer opens at the Serving card, where the errors are (not 1,300 px above them).
+    assert f'action="/models/{sync_model.hash}/settings/#serving"' in html
     below = client.post(f"/models/{sync_model.hash}/settings/", {"min_replicas": "3", "max_replicas": "2"})
     assert below.status_code == 400
     assert "The maximum must be at least the minimum (3)." in below.content.decode()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.contrib.auth.views import redirect_to_login
 from django.urls import reverse
 from django.utils.translation import get_language
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from drf_spectacular.views import SpectacularSwaggerView
 from rest_framework import serializers
@@ -132,8 +133,10 @@ class ModelSwaggerView(SpectacularSwaggerView):
             return redirect_to_login(request.get_full_path())
         model = get_model_for_user(request.user, kwargs["model_hash"])
         self.url = reverse("api-model-openapi", args=[model.hash])
-        self.title = f"{model.name} · Neomaril"
+        # Not the model page's title: both open in tabs side by side.
+        self.title = f"{_('Swagger page')} · {model.name} · Neomaril"
         response = super().get(request, *args, **kwargs)
+        response.data["model_page"] = reverse("model-detail", args=[model.hash])
         response.data["settings"] = SESSION_TRY_SETTINGS
         response.data["session_try"] = {
             "run": reverse("run-model", args=[model.hash]),

@@ -229,6 +229,9 @@ def test_swagger_page_is_offline_and_points_at_the_model_document(cast, sync_mod
     client.login(username="teammate", password=PASSWORD)
     html = client.get(f"/models/{sync_model.hash}/docs/").content.decode()
     assert f"/api/v1/models/{sync_model.hash}/openapi.json" in html
+    # A way back to the portal, and a title of its own beside the model page's tab.
+    assert f'<a href="/models/{sync_model.hash}/" id="back-to-model">' in html
+    assert f"<title>Swagger page · {sync_model.name} · Neomaril</title>" in html
     assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in html
     # Every script, style and link from this server (a bare "cdn" test failed on a CSRF
     # token that happened to contain those letters).

@@ -144,3 +144,18 @@ def test_swagger_page_needs_membership(live, page):
     assert other.status_code == 201
     page.goto(f"{portal.url}/models/{live['sync']}/docs/")
     assert "/login/" in page.url  # anonymous visitors are sent to log in
+
+
+@pytest.mark.parametrize("model", ["sync", "async"])
+def test_swagger_page_fits_a_phone_and_leads_back_to_the_model(live, page, model):
+    """Swagger UI's info block kept its document link on one line: 6-19 px of sideways
+    scroll at 375 px, the link cut off; and the page had no way back into the portal."""
+    portal = live["portal"]
+    _login(page, portal)
+    page.set_viewport_size({"width": 375, "height": 800})
+    page.goto(f"{portal.url}/models/{live[model]}/docs/")
+    page.wait_for_selector(".swagger-ui .info .title")
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, f"{overflow} px of sideways scroll"
+    page.click("#back-to-model")
+    page.wait_for_url(f"{portal.url}/models/{live[model]}/")

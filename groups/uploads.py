@@ -10,7 +10,8 @@ boundary, one whose file name is not UTF-8, or is "." or "..". The handler keeps
 of them (`lost_parts`), so that a view can say why a file did not arrive instead of
 asking for it as if nothing had been sent (`lost_part_message`). Every upload goes
 through it: model uploads and versions (models_app), and Async inputs (executions,
-with their own size limit).
+with their own size limit). A body in which the boundary never occurs, which Django's
+parser reads as an empty form, is refused as unreadable (NO_PARTS) on the way.
 """
 
 from __future__ import annotations
@@ -40,6 +41,12 @@ MAX_TEMPORARY_EXTENSION_BYTES = 32
 # A part's headers are a few hundred bytes; longer ones are not kept (nor reported).
 _MAX_HEADER_BYTES = 16 * 1024
 _MAX_KEPT_PARTS = 100
+
+
+NO_PARTS = (
+    "The multipart body has no parts: its boundary '{boundary}' (from the Content-Type) does not "
+    "occur in it. Send the fields as multipart/form-data parts (curl -F name=value), or a JSON body."
+)
 
 
 def unreadable_body(exc: Exception) -> str:
@@ -101,7 +108,14 @@ class LimitedTemporaryFileUploadHandler(TemporaryFileUploadHandler):
         # headers: the parser drops some file parts without calling any handler.
         self.headers = PartHeaders(input_data, boundary)
         handlers = self.request.upload_handlers if self.request is not None else [self]
-        return MultiPartParser(META, self.headers, handlers, encoding).parse()
+        fields, files = MultiPartParser(META, self.headers, handlers, encoding).parse()
+        if not (fields or files or self.headers.delimited):
+            # Django's parser reads a body in which the boundary never occurs as an empty
+            # form: `garbage` issued an unnamed token. An empty body is still one (Django
+            # answers it before asking the handlers), and so is `--zz--`, a browser's
+            # empty FormData.
+            raise MultiPartParserError(NO_PARTS.format(boundary=boundary.decode("ascii", "replace")))
+        return fields, files
 
     def new_file(self, field_name, file_name, *args, **kwargs):
         _stem, extension = os.path.splitext(file_name)
@@ -225,6 +239,7 @@ class PartHeaders:
         self._pending = b"\r\n"  # the first delimiter opens the body, with no line break before it
         self._header: bytearray | None = None  # the header block being read, after a delimiter
         self.blocks: list[bytes] = []
+        self.delimited = False  # whether a delimiter (the boundary) has been seen at all
 
     def read(self, size: int = -1) -> bytes:
         data = self._stream.read(size)
@@ -251,6 +266,7 @@ class PartHeaders:
                     data = data[found + width :]
                 self._pending = b""
                 self._header = bytearray()
+                self.delimited = True
             else:
                 searched_from = max(0, len(self._header) - 3)
                 self._header += data

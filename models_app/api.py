@@ -9,7 +9,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -17,6 +16,7 @@ from rest_framework.views import APIView
 from groups.api import errors
 from groups.api.errors import Conflict, checked_files, form_errors
 from groups.api.pagination import PAGE_PARAMETERS, PageNumberPagination, paginated
+from groups.api.parsers import FormParser, MultiPartParser  # repeated fields: 400
 from groups.forms import DefaultBooleanField
 from groups.uploads import lost_parts
 from models_app import services

@@ -108,6 +108,10 @@ MIDDLEWARE = [
     "executions.uploads.ExecutionUploadMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # A NUL (%00) in the path is a 404, in the query string a 400, in the session cookie no
+    # session (PostgreSQL cannot look one up: a 500). After the user's middleware, whose
+    # lookup is lazy, so that the 404 page is the user's; before anything reads the session.
+    "portal.nul_bytes.NulByteMiddleware",
     "portal.caching.PrivateByDefaultMiddleware",
     # Pages show times in the user's zone (their choice, else their browser's, else TIME_ZONE).
     "portal.i18n.UserTimezoneMiddleware",
@@ -258,11 +262,12 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "groups.api.errors.exception_handler",
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "groups.api.negotiation.ContentNegotiation",
-    # DRF's parsers, with deep JSON nesting answered 400 instead of a RecursionError 500.
+    # DRF's parsers, with deep JSON nesting answered 400 instead of a RecursionError 500,
+    # and a key or field sent twice refused rather than the last one kept.
     "DEFAULT_PARSER_CLASSES": [
         "groups.api.parsers.JSONParser",
-        "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
+        "groups.api.parsers.FormParser",
+        "groups.api.parsers.MultiPartParser",
     ],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }

@@ -324,13 +324,14 @@ class WebProtocol(CoalescingHttpToolsProtocol):
         if self.cycle is not None and not self.cycle.response_complete:
             return None  # pipelined behind a request in progress: uvicorn queues it
         try:
-            path = httptools.parse_url(self.url).path
+            url = httptools.parse_url(self.url)
         except httptools.HttpParserInvalidURLError:
             return None
+        path = url.path
         if b"%" in path:
             return None
         fast = self.fast
-        model_hash = fast.front.run_call_hash(path.decode("latin-1"))
+        model_hash = fast.front.run_call_hash(path.decode("latin-1"), url.query or b"")
         if model_hash is None:
             return None
         accepted = fast.front.accept_now(model_hash, self._header, self._scheme())

@@ -12,7 +12,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
-from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -26,7 +25,7 @@ from groups.api.errors import (
     refuse_unknown_parts,
 )
 from groups.api.pagination import PAGE_PARAMETERS, PageNumberPagination, paginated
-from groups.api.parsers import JSONParser  # deep nesting is a 400, not a RecursionError
+from groups.api.parsers import FormParser, JSONParser, MultiPartParser  # deep nesting, repeated fields: 400
 from groups.uploads import lost_parts
 from models_app import services as model_services
 from models_app.access import models_for

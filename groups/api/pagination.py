@@ -1,4 +1,8 @@
-"""Page-number pagination with a client-chosen page size (1 to 500; beyond is a 400)."""
+"""Page-number pagination with a client-chosen page size (1 to 500; beyond is a 400).
+
+A bad `page` or `page_size`, an empty one included, is a 400 naming it: never quietly
+the default, the first page or the maximum (docs/api.md).
+"""
 
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
@@ -13,8 +17,12 @@ class PageNumberPagination(pagination.PageNumberPagination):
 
     def get_page_number(self, request, paginator):
         """The page asked for; a 400 naming `page` when it is not a page number at all
-        (DRF answers every bad page 404 "Invalid page.", as if the endpoint were missing)."""
-        number = super().get_page_number(request, paginator)  # "last" comes back as a number
+        (DRF answers every bad page 404 "Invalid page.", as if the endpoint were missing,
+        and an empty one the first page)."""
+        if request.query_params.get(self.page_query_param) == "":
+            number = ""
+        else:
+            number = super().get_page_number(request, paginator)  # "last" comes back as a number
         if not (isinstance(number, int) or _whole_number(number)) or int(number) < 1:
             raise ValidationError({self.page_query_param: [f"{number!r} is not a page number: use 1, 2, …"]})
         return number
@@ -23,7 +31,7 @@ class PageNumberPagination(pagination.PageNumberPagination):
         """The page size asked for; a 400 naming `page_size` when it is not a whole number
         from 1 to the maximum (DRF falls back to the default, or caps, without a word)."""
         asked = request.query_params.get(self.page_size_query_param)
-        if not asked:  # absent or empty, as an empty `page` is the first page
+        if asked is None:  # absent; an empty one is a bad value like any other
             return self.page_size
         if not _whole_number(asked) or not 1 <= int(asked) <= self.max_page_size:
             raise ValidationError(

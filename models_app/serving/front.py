@@ -372,7 +372,9 @@ class ServingFront:
         self.fallback = fallback
         # The run URL as routed (run_urls: "<str:model_hash>"), so the two can't drift.
         prefix = reverse("run-model", kwargs={"model_hash": "M"})[:-1]
-        self.run_path = re.compile(re.escape(prefix) + r"([^/]+)")
+        # No NUL in a hash: such a path (and a query with one) is Django's 404 or 400
+        # (portal.nul_bytes); PostgreSQL could not even look it up.
+        self.run_path = re.compile(re.escape(prefix) + r"([^/\x00]+)")
         self.pool = AsyncRunnerPool()
         self.lookup = CallLookup()
         # The database away fails every call's lookup: logged once per outage.
@@ -399,13 +401,16 @@ class ServingFront:
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
-            model_hash = self.run_call_hash(scope["path"])
+            model_hash = self.run_call_hash(scope["path"], scope.get("query_string", b""))
             if model_hash is not None and await self._serve(model_hash, scope, receive, send):
                 return
         await self.fallback(scope, receive, send)
 
-    def run_call_hash(self, path: str) -> str | None:
-        """The model hash of a run URL's path, else None."""
+    def run_call_hash(self, path: str, query: bytes = b"") -> str | None:
+        """The model hash of a run URL's path, else None (also for a query string with a
+        NUL, %00: Django refuses it, as on every URL)."""
+        if b"%00" in query:
+            return None
         match = self.run_path.fullmatch(path)
         return None if match is None else match[1]
 

@@ -34,11 +34,12 @@ def asgi_post(
     chunks: int = 1,
     declared_length: int | None = None,
     received: list | None = None,
+    query: bytes = b"",
 ):
     """POST through an ASGI app; returns (status, headers, body).
 
     `declared_length` replaces the Content-Length header; `received` collects the
-    messages the app pulled from the request.
+    messages the app pulled from the request; `query` is the raw query string.
     """
     scope = {
         "type": "http",
@@ -49,7 +50,7 @@ def asgi_post(
         "path": path,
         "raw_path": path.encode(),
         "root_path": "",
-        "query_string": b"",
+        "query_string": query,
         "server": ("127.0.0.1", 8000),
         "client": ("127.0.0.1", 50000),
         "headers": [

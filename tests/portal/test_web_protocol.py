@@ -32,6 +32,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from models_app.models import MLModel
 from models_app.serving.front import NotCached, ServingFront
+from portal.nul_bytes import IN_A_VALUE
 from portal.workers import CoalescingHttpToolsProtocol, StalledHeaders, WebProtocol, fast_path_of
 from portal.wsgi_bridge import WSGIBridge
 from tests.helpers.clients import api_client
@@ -356,6 +357,17 @@ def test_calls_the_front_does_not_accept_reach_django(deployed, host, cast):
     assert with_query[0][:3:2] == (200, answer_to(1))
     assert [status for status, _, _ in refused] == [401, 403, 404]
     assert front.asgi_calls == 3  # the refusals, which are Django's
+
+
+def test_a_call_with_a_nul_in_its_query_or_path_reaches_django(deployed, host, cast):
+    # portal.nul_bytes: 400 for %00 in the query string, 404 in the path, on every URL.
+    front = CountingFront()
+    with Served(front) as served:
+        in_query = exchange(served, post(run_path(deployed) + "?x=%00", b'{"x": 1}', cast.group_token))[0]
+        in_path = exchange(served, post(run_path(deployed) + "%00", b'{"x": 1}', cast.group_token))[0]
+    assert (in_query[0], json.loads(in_query[2])["errors"]) == (400, {"x": [IN_A_VALUE]})
+    assert (in_path[0], json.loads(in_path[2])["code"]) == (404, "not_found")
+    assert front.asgi_calls == 2
 
 
 def test_expect_100_continue_takes_uvicorns_path(deployed, host, cast):

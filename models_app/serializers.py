@@ -31,7 +31,14 @@ class ModelBuildLogSerializer(ModelBuildSerializer):
 
 
 class ModelEventSerializer(serializers.ModelSerializer):
-    actor = serializers.CharField(source="actor.username", default=None, read_only=True)
+    actor = serializers.CharField(
+        source="actor.username",
+        default=None,
+        read_only=True,
+        allow_null=True,
+        help_text="Who did it; null for what the platform did itself (a build, a version going live) "
+        "or once that account is deleted.",
+    )
 
     class Meta:
         model = ModelEvent
@@ -73,7 +80,13 @@ class ModelSummarySerializer(serializers.ModelSerializer):
 
 
 class ModelDetailSerializer(ModelSummarySerializer):
-    created_by = serializers.CharField(source="created_by.username", default=None, read_only=True)
+    created_by = serializers.CharField(
+        source="created_by.username",
+        default=None,
+        read_only=True,
+        allow_null=True,
+        help_text="Who uploaded it; null once that account is deleted.",
+    )
     files = serializers.SerializerMethodField()
     run_url = serializers.SerializerMethodField(help_text="POST here with the group token to call the model.")
     docs_url = serializers.SerializerMethodField(help_text="The model's Swagger page.")

@@ -16,7 +16,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
-from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -30,7 +29,7 @@ from groups.api.errors import (
     refuse_unknown_fields,
     refuse_unknown_parts,
 )
-from groups.api.parsers import JSONParser  # deep nesting is a 400, not a RecursionError
+from groups.api.parsers import FormParser, JSONParser, MultiPartParser  # deep nesting, repeated fields: 400
 from groups.uploads import lost_parts
 from models_app.api import form_request_schema
 from monitors import services
@@ -95,7 +94,15 @@ def parse_day(params, field: str) -> date:
 
 
 class MonitorView(APIView):
-    parser_classes = [JSONParser, MultiPartParser, FormParser]  # POST: multipart; PATCH: JSON
+    parser_classes = [JSONParser, MultiPartParser, FormParser]  # PATCH: JSON (or a form)
+
+    def initialize_request(self, request, *args, **kwargs):
+        """The registration's body carries files: a JSON one is a 415, as on every upload,
+        not a 400 asking for the files it could not hold."""
+        drf_request = super().initialize_request(request, *args, **kwargs)
+        if request.method == "POST":
+            drf_request.parsers = [MultiPartParser(), FormParser()]
+        return drf_request
 
     @extend_schema(responses={200: MonitorSerializer, 404: NOT_MONITORED}, tags=TAGS)
     def get(self, request: Request, model_hash: str) -> Response:

@@ -137,7 +137,13 @@ class MonitorSerializer(serializers.ModelSerializer):
         child=serializers.CharField(), read_only=True, help_text="The preprocess's extra requirement lines."
     )
     reference_rows = serializers.SerializerMethodField()
-    registered_by = serializers.CharField(source="registered_by.username", default=None, read_only=True)
+    registered_by = serializers.CharField(
+        source="registered_by.username",
+        default=None,
+        read_only=True,
+        allow_null=True,
+        help_text="Who registered it; null once that account is deleted.",
+    )
     last_period = serializers.SerializerMethodField()
     webhook_signed = serializers.BooleanField(
         read_only=True, help_text="Whether notices are signed; the secret itself is never returned."

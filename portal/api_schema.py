@@ -10,6 +10,8 @@ from the same status codes those views answer; it changes nothing they do.
 
 from __future__ import annotations
 
+from django.conf import settings
+
 from models_app.serving.answers import SERVING_ERROR_CODES
 
 ERROR = {"$ref": "#/components/schemas/Error"}
@@ -83,7 +85,10 @@ RUN_RESPONSES = {
     "405": _error("Only POST runs a model."),
     "409": _error("The model is not deployed (yet): its status says why."),
     "413": _error("The body is over the size limit."),
-    "415": _error("Async: the body is not multipart/form-data with the input file as `file`."),
+    "415": _error(
+        "Async: the body is not multipart/form-data with the input file as `file`. (A Sync model "
+        "reads any body as JSON, whatever its Content-Type: a body that is not JSON is a 400.)"
+    ),
     "422": {
         "description": "The model's code raised on this input.",
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ModelError"}}},
@@ -92,6 +97,14 @@ RUN_RESPONSES = {
         str(status): _error(f"`{code}`: the model's runner could not answer.")
         for status, code in SERVING_ERROR_CODES.items()
     },
+    "503": _error(
+        "`unavailable`: the model's runner could not answer, or the database did not answer "
+        "(with `Retry-After: 5`); worth retrying."
+    ),
+    "507": _error(
+        "Async: `insufficient_storage`: the server's disk has no room for the input file "
+        "(it keeps NEOMARIL_DISK_RESERVE_MB free); nothing was stored."
+    ),
 }
 
 RUN_OPERATION = {
@@ -258,6 +271,7 @@ def document_run_and_health(result: dict, generator, request, public: bool) -> d
 # --- The error answers every operation can give (groups.api.errors' shape) --------------
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 LOGIN_PATH = "/api/v1/auth/login"
+HEALTHZ_PATH = "/healthz"
 BODY_INVALID = (
     "Bad input: `invalid` (`errors` names each field and how to fix it) or `parse_error` "
     "(the body is not readable JSON)."
@@ -282,13 +296,76 @@ NOT_ACCEPTABLE = (
     "`not_acceptable`: the `format` asked for, or the `Accept` header, is not one this endpoint "
     "answers in; the message names those it has."
 )
+PAST_THE_LAST_PAGE = "`page` is past the last page (the message says how many there are)"
+UNSUPPORTED_MEDIA_TYPE = (
+    "`unsupported_media_type`: the body's `Content-Type` is not one this operation reads ({types}), "
+    "or the body is sent with a `Content-Encoding` (gzip, …): send it uncompressed."
+)
+# groups.api.middleware.ApiRequestSizeMiddleware refuses a body from its declared length,
+# before reading it; portal.wsgi_bridge one sent without a length (chunked) past 1 MiB.
+CHUNKED_LIMIT = " A body sent without `Content-Length` (chunked) may be up to 1 MiB."
+BODY_TOO_LARGE = (
+    "`too_large`: the body is over DATA_UPLOAD_MAX_MEMORY_SIZE ({fields}): refused from its declared "
+    "`Content-Length` before it is read{multipart}." + CHUNKED_LIMIT
+)
+MULTIPART_TOO_LARGE = (
+    " (a multipart body may declare NEOMARIL_MAX_UPLOAD_TOTAL_MB more, but its form fields are held "
+    "to the same limit once read)"
+)
+UPLOAD_TOO_LARGE = (
+    "`too_large`: the upload is over NEOMARIL_MAX_UPLOAD_TOTAL_MB in all (its declared `Content-Length` "
+    "may add DATA_UPLOAD_MAX_MEMORY_SIZE, {fields}, for the form fields and the multipart framing): "
+    "refused from that length before it is read, or as its files stream to disk; or its form fields "
+    "are over DATA_UPLOAD_MAX_MEMORY_SIZE. One file over NEOMARIL_MAX_UPLOAD_FILE_MB is a 400 at its "
+    "field." + CHUNKED_LIMIT
+)
+UPLOAD_OUT_OF_SPACE = (
+    "`insufficient_storage`: the server's disk has no room for the upload: it keeps "
+    "NEOMARIL_DISK_RESERVE_MB free, or it filled up while the files were written. Nothing was "
+    "stored; retry once an admin has freed space."
+)
+DATABASE_UNAVAILABLE = (
+    "`unavailable`: the database did not answer (stopped, restarting, failing over, or too busy); "
+    "nothing is wrong with the request: retry it after `Retry-After` (5) seconds."
+)
 
 
-def _standard_errors(path: str, method: str, operation: dict) -> dict[str, str]:
+def _size(size: int) -> str:
+    return f"{size / 1024**2:g} MB" if size >= 1024**2 else f"{size:,} bytes"
+
+
+def _body_schemas(operation: dict, schemas: dict) -> dict[str, dict]:
+    """Each media type of the operation's body, with its schema (a component's, if named)."""
+    content = operation.get("requestBody", {}).get("content", {})
+    found = {}
+    for media_type, media in content.items():
+        schema = media.get("schema", {})
+        if "$ref" in schema:
+            schema = schemas.get(schema["$ref"].rsplit("/", 1)[1], {})
+        found[media_type] = schema
+    return found
+
+
+def _takes_files(bodies: dict[str, dict]) -> bool:
+    """An upload: its multipart body has a file part (the views that read one answer 507
+    when the disk has no room for it, groups.api.errors.checked_files)."""
+    properties = bodies.get("multipart/form-data", {}).get("properties", {})
+    return any(
+        "binary" in (part.get("format"), part.get("items", {}).get("format")) for part in properties.values()
+    )
+
+
+def _standard_errors(path: str, method: str, operation: dict, schemas: dict) -> dict[str, str]:
     """The error answers this operation can give, each with its description."""
     parameters = operation.get("parameters", [])
-    # The run URL's views check the group token themselves (DRF sees them as open to anyone).
-    authenticated = path.startswith("/api/v1/run/") or {} not in operation.get("security", [{}])
+    # The run URL's views check the group token themselves (DRF sees them as open to anyone),
+    # and read their body themselves: they declare their own 413 and 415 (RUN_RESPONSES).
+    run_url = path.startswith("/api/v1/run/")
+    authenticated = run_url or {} not in operation.get("security", [{}])
+    bodies = _body_schemas(operation, schemas)
+    paginated = any(
+        parameter.get("in") == "query" and parameter.get("name") == "page" for parameter in parameters
+    )
     errors: dict[str, str] = {}
     if "requestBody" in operation:
         errors["400"] = BODY_INVALID
@@ -298,32 +375,66 @@ def _standard_errors(path: str, method: str, operation: dict) -> dict[str, str]:
         errors["401"] = NOT_AUTHENTICATED
         errors["403"] = PERMISSION_DENIED
     if "{" in path:
-        errors["404"] = NOT_FOUND
+        errors["404"] = NOT_FOUND + (f" Also when {PAST_THE_LAST_PAGE}." if paginated else "")
         # A change to an existing object can meet a state that refuses it (views raise Conflict).
-        if method != "get" and not path.startswith("/api/v1/run/"):
+        if method != "get" and not run_url:
             errors["409"] = CONFLICT
+    elif paginated:
+        errors["404"] = f"`not_found`: {PAST_THE_LAST_PAGE}."
     if any(parameter.get("in") == "query" and parameter.get("name") == "format" for parameter in parameters):
         errors["406"] = NOT_ACCEPTABLE
+    if bodies and not run_url:
+        fields = _size(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+        if _takes_files(bodies):
+            errors["413"] = UPLOAD_TOO_LARGE.format(fields=fields)
+        else:
+            multipart = MULTIPART_TOO_LARGE if "multipart/form-data" in bodies else ""
+            errors["413"] = BODY_TOO_LARGE.format(fields=fields, multipart=multipart)
+        errors["415"] = UNSUPPORTED_MEDIA_TYPE.format(types=", ".join(bodies))
     if path == LOGIN_PATH:  # no credentials to check, but a password; django-axes counts failures
         errors["401"] = LOGIN_REFUSED
         errors["429"] = LOCKED_OUT
+    if path != HEALTHZ_PATH:  # portal.database_outage: every API URL (the probe words its own)
+        errors["503"] = DATABASE_UNAVAILABLE
+    if _takes_files(bodies):
+        errors["507"] = UPLOAD_OUT_OF_SPACE
     return errors
 
 
 def document_error_answers(result: dict, generator, request, public: bool) -> dict:
-    """Add the standard error answers (400, 401, 403, 404, 406, 409, 429: see _standard_errors) to every
-    operation, each with the Error shape; an answer an operation declares itself is kept.
+    """Add the standard error answers (400, 401, 403, 404, 406, 409, 413, 415, 429, 503, 507:
+    see _standard_errors) to every operation, each with the Error shape; an answer an
+    operation declares itself is kept.
 
     Runs on the platform's document and each model's own (portal.model_openapi)."""
-    result.setdefault("components", {}).setdefault("schemas", {}).setdefault("Error", ERROR_SCHEMA)
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    schemas.setdefault("Error", ERROR_SCHEMA)
     for path, item in result.get("paths", {}).items():
         for method, operation in item.items():
             if method not in HTTP_METHODS:
                 continue
             responses = operation.setdefault("responses", {})
-            for status, description in _standard_errors(path, method, operation).items():
-                responses.setdefault(status, _error(description))
+            for status, description in _standard_errors(path, method, operation, schemas).items():
+                if status not in responses:
+                    responses[status] = _error(description)
+                elif status == "503" and "database" not in responses[status].get("description", ""):
+                    responses[status] = _with_database_outage(responses[status])
     return result
+
+
+def _with_database_outage(declared: dict) -> dict:
+    """An operation's own 503 (a model that is not deployed) that is also what a database
+    outage answers, in the Error shape: the description says both, and the body is either.
+    A copy: the declared answer may be a module's constant, shared by every document."""
+    answer = {
+        **declared,
+        "description": f"{declared.get('description', '')} Or {DATABASE_UNAVAILABLE}".strip(),
+    }
+    media = declared.get("content", {}).get("application/json")
+    if media is not None and media.get("schema") != ERROR:
+        oneof = {"oneOf": [media.get("schema", {}), ERROR]}
+        answer["content"] = {**declared["content"], "application/json": {**media, "schema": oneof}}
+    return answer
 
 
 def declare_closed_request_bodies(result: dict, generator, request, public: bool) -> dict:

@@ -15,7 +15,13 @@ def _absolute(context: dict, path: str) -> str:
 
 class ExperimentSerializer(serializers.ModelSerializer):
     group = serializers.CharField(source="group.name", read_only=True)
-    created_by = serializers.CharField(source="created_by.username", default=None, read_only=True)
+    created_by = serializers.CharField(
+        source="created_by.username",
+        default=None,
+        read_only=True,
+        allow_null=True,
+        help_text="Who created it; null once that account is deleted.",
+    )
     runs_count = serializers.SerializerMethodField()
     url = serializers.SerializerMethodField()
 
@@ -93,7 +99,13 @@ class RunDetailSerializer(RunSummarySerializer):
     experiment_name = serializers.CharField(source="experiment.name", read_only=True)
     group = serializers.CharField(source="experiment.group.name", read_only=True)
     model_type = serializers.CharField(source="experiment.model_type", read_only=True)
-    requested_by = serializers.CharField(source="requested_by.username", default=None, read_only=True)
+    requested_by = serializers.CharField(
+        source="requested_by.username",
+        default=None,
+        read_only=True,
+        allow_null=True,
+        help_text="Who started it; null when no account is on record (one deleted since, say).",
+    )
     files = serializers.SerializerMethodField()
     promoted_models = serializers.SerializerMethodField()
     artifacts_url = serializers.SerializerMethodField()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from models_app.models import MLModel
+from models_app.models import MLModel, ModelEvent
 from tests.helpers.clients import api_client
 from tests.helpers.openapi import answer_schema, assert_conforms, platform_document
 from tests.helpers.uploads import sync_payload
@@ -61,3 +61,26 @@ def test_a_share_link_s_users_may_be_null_as_documented(cast, model):
     link = answer_schema(document, "/api/v1/models/{model_hash}/share-links", "get", 200)["items"]
     assert "revoked" in link["properties"]["revoked_by"]["description"]
     assert "Required. 150 characters" not in link["properties"]["revoked_by"].get("description", "")
+
+
+def test_a_platform_event_and_a_deleted_uploader_answer_null_as_documented(cast, model):
+    """The platform's own events have no actor, and a deleted account leaves none."""
+    ModelEvent.objects.create(model=model, actor=None, action="version_live", detail="version 1 deployed")
+    cast.owner.delete()  # the uploader: created_by and the upload's actor become NULL
+    document = platform_document()
+    client = api_client(cast.admin)
+    events = client.get(f"/api/v1/models/{model.hash}/events")
+    assert events.status_code == 200
+    assert {event["actor"] for event in events.json()["results"]} == {None}
+    assert "version_live" in [event["action"] for event in events.json()["results"]]
+    assert_conforms(document, "/api/v1/models/{model_hash}/events", "get", events)
+    for url, path in [
+        (f"/api/v1/models/{model.hash}", "/api/v1/models/{model_hash}"),
+        (f"/api/v1/models/{model.hash}/versions/1", "/api/v1/models/{model_hash}/versions/{version}"),
+    ]:
+        answer = client.get(url)
+        assert answer.status_code == 200 and answer.json()["created_by"] is None
+        assert_conforms(document, path, "get", answer)
+    versions = client.get(f"/api/v1/models/{model.hash}/versions")
+    assert [version["created_by"] for version in versions.json()["results"]] == [None]
+    assert_conforms(document, "/api/v1/models/{model_hash}/versions", "get", versions)

@@ -155,7 +155,7 @@ def test_schema_documents_the_run_url_and_the_health_endpoints(db):
     assert list(run) == ["post"]
     assert set(run["post"]["requestBody"]["content"]) == {"application/json", "multipart/form-data"}
     assert set(run["post"]["responses"]) == {
-        "200", "202", "400", "401", "403", "404", "405", "409", "413", "415", "422", "502", "503", "504",
+        "200", "202", "400", "401", "403", "404", "405", "409", "413", "415", "422", "502", "503", "504", "507",
     }  # fmt: skip
     assert run["post"]["responses"]["422"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/ModelError"

@@ -16,15 +16,27 @@ from groups.models import GROUP_NAME_TAKEN, NOT_A_ROLE, Group, Membership
 from groups.timezones import validate_zone
 
 # Characters that reorder the text around them: "invoice<U+202E>lmth.exe" shows as
-# "invoiceexe.html". Refused in names and file names, like control characters.
+# "invoiceexe.html". Refused in file names, like control characters (names refuse them
+# with every other format character, below).
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
+
+# Unicode's control (Cc) and format (Cf) characters: nothing a name needs to be read.
+REFUSED_IN_NAMES = frozenset({"Cc", "Cf"})
 
 
 def refuse_control_characters(value: str) -> None:
-    """Names are shown in pages, logs and terminals, where an escape sequence acts and a
-    direction mark disguises what follows."""
+    """Names are shown in pages, logs and terminals, where an escape sequence acts, a
+    direction mark disguises what follows, and an invisible character (a zero-width
+    space, a joiner, a soft hyphen, a tag) makes a name look empty or like another.
+
+    Every format character (Cf) is refused, the direction marks among them, and also the
+    joiners of emoji sequences and of Persian or Indic spelling: a name is for telling
+    things apart, it stays readable without them, and one rule is simpler to state than
+    a list of the harmless uses. The names of models (uploaded or promoted), experiments,
+    runs and API tokens are checked here; group and user names take only letters, digits
+    and a few signs, which holds no control or format character."""
     for character in value:
-        if unicodedata.category(character) == "Cc" or character in BIDI_CONTROLS:
+        if unicodedata.category(character) in REFUSED_IN_NAMES:
             raise forms.ValidationError(
                 _("A name cannot hold control characters (%(character)s)."),
                 params={"character": character.encode("unicode_escape").decode("ascii")},

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -480,8 +481,15 @@ class MonitoringSettingsForm(forms.ModelForm):
         if data is not None:
             data = {**{f: getattr(instance, f) for f in self.Meta.fields}, **{k: v for k, v in data.items()}}
         super().__init__(data, *args, instance=instance, **kwargs)
-        if not instance.webhook_signed:
-            del self.fields["remove_webhook_secret"]  # nothing to forget
+
+    def __iter__(self) -> Iterator[forms.BoundField]:
+        """The fields a page shows: "Stop signing notices" only while they are signed (or
+        when it has an error to show). The field itself is always read, so a bad value, or
+        both a new secret and stopping, is a 400 whether or not a secret is set; stopping
+        without one changes nothing."""
+        for field in super().__iter__():
+            if field.name != "remove_webhook_secret" or self.instance.webhook_signed or field.errors:
+                yield field
 
     def clean_webhook_url(self) -> str:
         return checked_webhook_url(self.cleaned_data["webhook_url"])

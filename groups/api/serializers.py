@@ -34,10 +34,21 @@ class StrictInput:
         return super().to_internal_value(data)
 
 
+def _refuse_control_characters(value: str) -> str:
+    try:
+        refuse_control_characters(value)
+    except DjangoValidationError as error:
+        raise serializers.ValidationError(error.messages) from None
+    return value
+
+
 class LoginSerializer(StrictInput, serializers.Serializer):
     username = serializers.CharField()
     password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
-    token_name = serializers.CharField(required=False, allow_blank=True, max_length=100, default="")
+    # The name of the API token it issues: shown on the tokens page like any token's name.
+    token_name = serializers.CharField(
+        required=False, allow_blank=True, max_length=100, default="", validators=[_refuse_control_characters]
+    )
 
 
 class PasswordChangeSerializer(StrictInput, serializers.Serializer):
@@ -63,14 +74,9 @@ class NewApiTokenSerializer(ApiTokenSerializer):
 
 
 class CreateApiTokenSerializer(StrictInput, serializers.Serializer):
-    name = serializers.CharField(max_length=100, allow_blank=True, default="")
-
-    def validate_name(self, value: str) -> str:
-        try:
-            refuse_control_characters(value)
-        except DjangoValidationError as error:
-            raise serializers.ValidationError(error.messages) from None
-        return value
+    name = serializers.CharField(
+        max_length=100, allow_blank=True, default="", validators=[_refuse_control_characters]
+    )
 
 
 # The user's address as stored: "" when they have none, so no `format: email` in the schema.

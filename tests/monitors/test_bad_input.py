@@ -46,6 +46,67 @@ def test_a_word_that_is_not_a_boolean_does_not_remove_the_secret(cast, model, ru
     assert Monitor.objects.get(model=model).webhook_signed
 
 
+SIGNING_SECRET = "0123456789abcdef0123"
+
+
+def _monitor(model, run, *, signed: bool) -> Monitor:
+    monitor = make_monitor(model, run, webhook_url="https://hooks.example/a")
+    if signed:
+        monitor.set_webhook_secret(SIGNING_SECRET)
+        monitor.save()
+    return monitor
+
+
+@pytest.mark.parametrize("signed", [True, False], ids=["signed", "unsigned"])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"remove_webhook_secret": "maybe"}, "Send true or false, not 'maybe'."),
+        ({"remove_webhook_secret": 2, "minimum_rows": 5}, "Send true or false, not 2."),
+        (
+            {"webhook_secret": "fedcba9876543210fedc", "remove_webhook_secret": True},
+            "Give a new signing secret or stop signing, not both.",
+        ),
+    ],
+)
+def test_stopping_to_sign_is_checked_whether_or_not_a_secret_is_set(cast, model, run, signed, body, message):
+    """It used to be read only while a secret was set: without one, "maybe" was a 200, and
+    a new secret sent with `true` turned signing on."""
+    _monitor(model, run, signed=signed)
+    response = api_client(cast.owner).patch(f"{API}/{model.hash}", body, format="json")
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"]["remove_webhook_secret"] == [message]
+    monitor = Monitor.objects.get(model=model)
+    assert monitor.webhook_signed is signed and monitor.minimum_rows == 100
+    assert monitor.webhook_secret() == (SIGNING_SECRET if signed else None)
+
+
+def test_stopping_to_sign_without_a_secret_changes_nothing_else(cast, model, run):
+    _monitor(model, run, signed=False)
+    response = api_client(cast.owner).patch(
+        f"{API}/{model.hash}", {"remove_webhook_secret": True, "minimum_rows": 5}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    assert response.json()["webhook_signed"] is False and response.json()["minimum_rows"] == 5
+
+
+def test_the_page_shows_an_error_on_stopping_to_sign_even_without_a_secret(cast, model, run):
+    """The page offers the box only while notices are signed; a form posted from an older
+    page (the secret removed since) still shows why it was refused."""
+    _monitor(model, run, signed=False)
+    client = _login(cast.owner)
+    page = client.get(f"/models/{model.hash}/monitoring/").content.decode()
+    assert "remove_webhook_secret" not in page
+    data = {"webhook_url": "https://hooks.example/a", "warning_threshold": "0.1", "drift_threshold": "0.25"}
+    refused = client.post(
+        f"/models/{model.hash}/monitoring/settings/",
+        {**data, "minimum_rows": "50", "webhook_secret": SIGNING_SECRET, "remove_webhook_secret": "true"},
+    )
+    assert refused.status_code == 400
+    assert "not both" in refused.content.decode() and "remove_webhook_secret" in refused.content.decode()
+    assert not Monitor.objects.get(model=model).webhook_signed
+
+
 def test_a_misspelt_setting_is_refused_not_ignored(cast, model, run):
     make_monitor(model, run)
     response = api_client(cast.owner).patch(f"{API}/{model.hash}", {"drift_treshold": 0.9}, format="json")

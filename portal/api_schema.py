@@ -457,3 +457,28 @@ def declare_closed_request_bodies(result: dict, generator, request, public: bool
                 if schema.get("type") == "object":
                     schema["additionalProperties"] = False
     return result
+
+
+# What a null is in OpenAPI 3.0.3, beside a reference: `nullable` counts only where `type`
+# is given in the same schema, so drf-spectacular's `allOf: [$ref], nullable: true` (a
+# nested serializer with allow_null) does not let a validator or a generated client take
+# the null the API sends (a monitor before its first period, a model before its build).
+NULL = {"type": "object", "nullable": True, "enum": [None]}
+
+
+def nullable_references_as_one_of(result: dict, generator, request, public: bool) -> dict:
+    """Rewrite every `allOf: [X], nullable: true` as `oneOf: [X, null]`, its other keys kept."""
+
+    def rewrite(node):
+        if isinstance(node, list):
+            return [rewrite(value) for value in node]
+        if not isinstance(node, dict):
+            return node
+        node = {key: rewrite(value) for key, value in node.items()}
+        if node.get("nullable") and "type" not in node and len(node.get("allOf", ())) == 1:
+            (referenced,) = node.pop("allOf")
+            del node["nullable"]
+            node = {"oneOf": [referenced, NULL], **node}
+        return node
+
+    return rewrite(result)

@@ -288,6 +288,7 @@ SPECTACULAR_SETTINGS = {
         "portal.api_schema.document_run_and_health",
         "portal.api_schema.document_error_answers",
         "portal.api_schema.declare_closed_request_bodies",
+        "portal.api_schema.nullable_references_as_one_of",
     ],
     "ENUM_NAME_OVERRIDES": {
         "ModelStatusEnum": "models_app.models.MLModel.Status",

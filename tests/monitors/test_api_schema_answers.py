@@ -7,9 +7,16 @@ from tests.helpers.monitors import make_monitor, make_period
 from tests.helpers.openapi import assert_conforms, platform_document
 
 
+def test_a_monitor_before_its_first_period_answers_null_as_documented(cast, model, run):
+    """`last_period` was documented `allOf: [$ref], nullable: true`, which OpenAPI 3.0.3
+    reads as not nullable (`nullable` counts only beside a `type`): now `oneOf` with null."""
+    make_monitor(model, run, cast.owner)
+    response = api_client(cast.owner).get(f"/api/v1/monitoring/{model.hash}")
+    assert response.status_code == 200 and response.json()["last_period"] is None
+    assert_conforms(platform_document(), "/api/v1/monitoring/{model_hash}", "get", response)
+
+
 def test_a_deleted_registrant_answers_null_as_documented(cast, model, run):
-    # With a period: a null `last_period` is its own question (allOf + nullable, which
-    # OpenAPI 3.0.3 reads as not nullable).
     make_period(make_monitor(model, run, cast.teammate), 26)
     cast.teammate.delete()
     response = api_client(cast.owner).get(f"/api/v1/monitoring/{model.hash}")

@@ -103,9 +103,11 @@ class ApiRequestSizeMiddleware:
                     "unsupported_media_type",
                 )
             repeated = {name: len(values) for name, values in request.GET.lists() if len(values) > 1}
-            if repeated:
+            if repeated and not request.path_info.startswith(RUN_PREFIX):
                 # Django keeps the last: ?language=curl&language=python answered python
-                # without a word. No endpoint takes a query parameter more than once.
+                # without a word. No endpoint takes a query parameter more than once. The
+                # run URL takes none, and its fast path never reads the query string: a
+                # call answers the same whichever path serves it.
                 errors = {
                     name: [f"Given {count} times in the query string; send it once."]
                     for name, count in sorted(repeated.items())

@@ -6,6 +6,7 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from executions.models import Execution
+from groups.api.serializers import username_of
 
 
 class ExecutionSerializer(serializers.ModelSerializer):
@@ -14,12 +15,9 @@ class ExecutionSerializer(serializers.ModelSerializer):
     execution_id = serializers.IntegerField(source="number", read_only=True)
     model = serializers.CharField(source="model.hash", read_only=True)
     duration = serializers.SerializerMethodField(help_text="Seconds from start to finish.")
-    requested_by = serializers.CharField(
-        source="requested_by.username",
-        default=None,
-        read_only=True,
-        allow_null=True,
-        help_text="The member who submitted it; null when submitted with the group token.",
+    requested_by = username_of(
+        "requested_by",
+        "The member who submitted it; null when submitted with the group token.",
     )
     files_available = serializers.SerializerMethodField(
         help_text="Whether its input (and, once Succeeded, its result) is still on the server: false "

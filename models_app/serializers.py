@@ -6,6 +6,7 @@ from django.db.models import Prefetch
 from django.urls import reverse
 from rest_framework import serializers
 
+from groups.api.serializers import username_of
 from models_app.links import docs_url, run_url, version_run_url
 from models_app.models import EXECUTION_TASK_MARGIN, MLModel, ModelBuild, ModelEvent, max_execution_timeout
 from models_app.services import min_replicas_refusal
@@ -31,12 +32,9 @@ class ModelBuildLogSerializer(ModelBuildSerializer):
 
 
 class ModelEventSerializer(serializers.ModelSerializer):
-    actor = serializers.CharField(
-        source="actor.username",
-        default=None,
-        read_only=True,
-        allow_null=True,
-        help_text="Who did it; null for what the platform did itself (a build, a version going live) "
+    actor = username_of(
+        "actor",
+        "Who did it; null for what the platform did itself (a build, a version going live) "
         "or once that account is deleted.",
     )
 
@@ -80,12 +78,9 @@ class ModelSummarySerializer(serializers.ModelSerializer):
 
 
 class ModelDetailSerializer(ModelSummarySerializer):
-    created_by = serializers.CharField(
-        source="created_by.username",
-        default=None,
-        read_only=True,
-        allow_null=True,
-        help_text="Who uploaded it; null once that account is deleted.",
+    created_by = username_of(
+        "created_by",
+        "Who uploaded it; null once that account is deleted.",
     )
     files = serializers.SerializerMethodField()
     run_url = serializers.SerializerMethodField(help_text="POST here with the group token to call the model.")

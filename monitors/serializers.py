@@ -12,6 +12,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from groups.api.serializers import username_of
 from monitoring import drift
 from monitors.models import ColumnResult, Monitor, Period, PeriodKind
 from monitors.services import result_json
@@ -137,12 +138,9 @@ class MonitorSerializer(serializers.ModelSerializer):
         child=serializers.CharField(), read_only=True, help_text="The preprocess's extra requirement lines."
     )
     reference_rows = serializers.SerializerMethodField()
-    registered_by = serializers.CharField(
-        source="registered_by.username",
-        default=None,
-        read_only=True,
-        allow_null=True,
-        help_text="Who registered it; null once that account is deleted.",
+    registered_by = username_of(
+        "registered_by",
+        "Who registered it; null once that account is deleted.",
     )
     last_period = serializers.SerializerMethodField()
     webhook_signed = serializers.BooleanField(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.urls import reverse
 from rest_framework import serializers
 
+from groups.api.serializers import username_of
 from training.models import Experiment, TrainingRun
 
 
@@ -15,12 +16,9 @@ def _absolute(context: dict, path: str) -> str:
 
 class ExperimentSerializer(serializers.ModelSerializer):
     group = serializers.CharField(source="group.name", read_only=True)
-    created_by = serializers.CharField(
-        source="created_by.username",
-        default=None,
-        read_only=True,
-        allow_null=True,
-        help_text="Who created it; null once that account is deleted.",
+    created_by = username_of(
+        "created_by",
+        "Who created it; null once that account is deleted.",
     )
     runs_count = serializers.SerializerMethodField()
     url = serializers.SerializerMethodField()
@@ -99,12 +97,9 @@ class RunDetailSerializer(RunSummarySerializer):
     experiment_name = serializers.CharField(source="experiment.name", read_only=True)
     group = serializers.CharField(source="experiment.group.name", read_only=True)
     model_type = serializers.CharField(source="experiment.model_type", read_only=True)
-    requested_by = serializers.CharField(
-        source="requested_by.username",
-        default=None,
-        read_only=True,
-        allow_null=True,
-        help_text="Who started it; null when no account is on record (one deleted since, say).",
+    requested_by = username_of(
+        "requested_by",
+        "Who started it; null when no account is on record (one deleted since, say).",
     )
     files = serializers.SerializerMethodField()
     promoted_models = serializers.SerializerMethodField()

@@ -34,6 +34,14 @@ class StrictInput:
         return super().to_internal_value(data)
 
 
+def username_of(account: str, help_text: str) -> serializers.CharField:
+    """The username of the ``account`` relation (``created_by``...), read-only, or null when
+    there is no account (``help_text`` says when): the schema marks it nullable."""
+    return serializers.CharField(
+        source=f"{account}.username", default=None, read_only=True, allow_null=True, help_text=help_text
+    )
+
+
 def _refuse_control_characters(value: str) -> str:
     try:
         refuse_control_characters(value)

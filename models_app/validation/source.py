@@ -27,6 +27,22 @@ def check_entrypoint_name(entrypoint: str) -> None:
         )
 
 
+# CPython 3.11 keeps the AST constructor's depth counter per interpreter, not per thread:
+# another thread's parse during ours fails ours with this SystemError (python/cpython#106905,
+# seen in the suite). A parse of its own, again, is the whole remedy.
+_SHARED_DEPTH_COUNTER = "AST constructor recursion depth mismatch"
+
+
+def _parse(text: str, filename: str, attempts: int = 3) -> ast.Module:
+    for attempt in range(attempts):
+        try:
+            return ast.parse(text, filename=filename)
+        except SystemError as exc:
+            if _SHARED_DEPTH_COUNTER not in str(exc) or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 def check_source(
     text: str,
     entrypoint: str,
@@ -50,7 +66,7 @@ def check_source(
     # Python itself accepts a UTF-8 BOM at the start of a file, ast.parse on a str does not.
     text = text.removeprefix("\ufeff")
     try:
-        tree = ast.parse(text, filename=filename or "<source>")
+        tree = _parse(text, filename or "<source>")
     except SyntaxError as exc:
         raise UploadError(field, _does_not_parse(label, _describe_syntax_error(exc))) from None
     except (ValueError, RecursionError, MemoryError) as exc:

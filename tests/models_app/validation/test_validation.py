@@ -6,6 +6,7 @@ import textwrap
 
 import pytest
 
+from models_app.validation import source
 from models_app.validation.dotenv import parse_dotenv
 from models_app.validation.errors import UploadError
 from models_app.validation.filenames import check_unique_names, sanitize_filename
@@ -39,6 +40,28 @@ def test_entrypoint_name_must_be_a_plain_function_name(name):
 def test_check_source_checks_the_entrypoint_name_first():
     assert reject(check_source, "def score(a, b): pass\n", "class").field == "model_reference"
     check_entrypoint_name("score")
+
+
+def test_check_source_parses_again_when_another_thread_s_parse_crossed_its_own(monkeypatch):
+    """CPython 3.11's AST constructor counts depth per interpreter: another thread's parse
+    in the middle of an upload's (a finalizer run by the garbage collector lets it in)
+    failed the upload with a SystemError, a 500 (seen in the suite)."""
+    real_parse = source.ast.parse
+    calls = []
+
+    def crossed_once(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise SystemError("AST constructor recursion depth mismatch (before=375, after=394)")
+        return real_parse(*args, **kwargs)
+
+    monkeypatch.setattr(source.ast, "parse", crossed_once)
+    check_source("def score(a, b): pass\n", "score")
+    assert len(calls) == 2
+    calls.clear()
+    monkeypatch.setattr(source.ast, "parse", lambda *a, **k: (_ for _ in ()).throw(SystemError("other")))
+    with pytest.raises(SystemError, match="other"):  # any other SystemError is a bug to see
+        check_source("def score(a, b): pass\n", "score")
 
 
 @pytest.mark.parametrize(

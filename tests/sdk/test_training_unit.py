@@ -27,6 +27,8 @@ from neomaril_codex.exceptions import (
     NetworkError,
     NotFoundError,
     StateError,
+    TrainingError,
+    TrainingRunError,
     WaitTimeout,
 )
 from neomaril_codex.model import NeomarilModel, NeomarilModelVersion
@@ -243,6 +245,34 @@ def test_create_training_experiment_refuses_before_sending(client, server, monke
     server.on("POST", EXPERIMENTS, 201, experiment_info(group="from-env"))
     client.create_training_experiment("x", "Regression")
     assert server.last("POST").json()["group"] == "from-env"
+
+
+def test_create_training_experiment_in_the_mid_2023_originals_positional_form(client, server, caplog):
+    """Its docstring: create_training_experiment('Training example', 'Classification', 'Custom', 'ex_group')."""
+    caplog.set_level(logging.INFO, logger="neomaril_codex")
+    server.on("POST", EXPERIMENTS, 201, experiment_info(name="Training example", group="ex_group"))
+    experiment = client.create_training_experiment("Training example", "Classification", "Custom", "ex_group")
+    assert server.last("POST", EXPERIMENTS).json() == {
+        "experiment_name": "Training example",
+        "model_type": "Classification",
+        "group": "ex_group",
+        "force": False,
+    }
+    assert experiment.group == "ex_group"
+    assert "read as the original's training_type and group" in caplog.text
+    for kind in ("AutoML", "external"):
+        client.create_training_experiment("Training example", "Classification", kind, "ex_group")
+        assert server.last("POST", EXPERIMENTS).json()["group"] == "ex_group"
+
+
+def test_create_training_experiment_refuses_a_force_that_is_not_a_bool(client, server):
+    before = len(server.sent)
+    with pytest.raises(InputError, match="force must be True or False, got 'ex_group'"):
+        client.create_training_experiment("x", "Classification", "datarisk", "ex_group")
+    for force in ("yes", 1, None):
+        with pytest.raises(InputError, match="force must be True or False"):
+            client.create_training_experiment("x", "Classification", group="datarisk", force=force)
+    assert len(server.sent) == before
 
 
 def test_get_training_and_search(client, server):
@@ -733,6 +763,8 @@ def test_wait_ready_raises_the_error_and_the_log_tail_when_the_run_failed(run, s
     server.on("GET", f"{RUNS}/3/logs", 200, {"number": 3, "status": "Failed", "log": log})
     with pytest.raises(ExecutionError) as raised:
         run.wait_ready()
+    assert isinstance(raised.value, TrainingError)  # the original's name for training failures
+    assert type(raised.value) is TrainingRunError
     message = str(raised.value)
     assert message.startswith(
         f"Training run 3 'First test' of experiment {T_HASH} failed: call: KeyError: 'target'"

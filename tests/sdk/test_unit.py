@@ -15,7 +15,7 @@ from pathlib import Path
 import neomaril_codex
 import pytest
 import requests
-from neomaril_codex import _log, _upload, base
+from neomaril_codex import _log, _upload, base, exceptions
 from neomaril_codex._dotenv import load_dotenv, parse_dotenv
 from neomaril_codex.base import NeomarilExecution
 from neomaril_codex.exceptions import (
@@ -650,6 +650,150 @@ def test_get_model_as_the_original_english_guide_calls_it(client, server):
 
 def test_an_execution_answers_to_the_originals_exec_id(client):
     assert NeomarilExecution(client._conn, HASH, 5).exec_id == 5
+
+
+# The original product's names and arguments (its Model.ipynb and docstrings) -------------
+
+
+def test_restart_model_is_restart_waiting_by_default_as_the_original(client, server):
+    """Model.ipynb: model.restart_model(wait_for_ready=True); its class docstring: restart_model(False)."""
+    statuses = iter(["Building", "Deployed"])
+    server.on("POST", f"/api/v1/models/{HASH}/restart", 200, {"hash": HASH, "status": "Ready"})
+    server.handle("GET", f"/api/v1/models/{HASH}/status", lambda sent: (200, {"status": next(statuses)}, {}))
+    model = NeomarilModel(client._conn, model_info(status="Disabled"))
+    assert model.restart_model() == "Deployed"
+    assert [s.path for s in server.sent[-3:]] == [
+        f"/api/v1/models/{HASH}/restart",
+        f"/api/v1/models/{HASH}/status",
+        f"/api/v1/models/{HASH}/status",
+    ]
+    before = len(server.sent)
+    assert model.restart_model(False) == "Ready"
+    assert [s.path for s in server.sent[before:]] == [f"/api/v1/models/{HASH}/restart"]
+    model.restart_model(wait_for_ready=False)
+    assert server.last().path == f"/api/v1/models/{HASH}/restart"
+
+
+def test_execution_data_is_the_execution_fetched_now_as_the_original_names_it(client, server):
+    """Model.ipynb reads execution.execution_data."""
+    statuses = iter(["Running", "Succeeded"])
+    server.handle(
+        "GET", f"/api/v1/run/{HASH}/executions/5", lambda sent: (200, execution_info(next(statuses)), {})
+    )
+    execution = NeomarilExecution(client._conn, HASH, 5, group_token="nmg")
+    assert execution.execution_data == execution_info("Running") and execution.status == "Running"
+    assert execution.execution_data["status"] == "Succeeded" and execution.status == "Succeeded"
+    assert server.last().headers["Authorization"] == "Bearer nmg"
+
+
+def test_get_model_execution_on_the_model_and_on_the_client(client, server, monkeypatch):
+    """The original's model.get_model_execution('1') and
+    client.get_model_execution(model_id=..., exec_id=..., group=...)."""
+    monkeypatch.setenv("NEOMARIL_GROUP_TOKEN", "nmg_env")
+    server.on("GET", f"/api/v1/models/{HASH}", 200, model_info(operation="Async", status="Deployed"))
+    server.handle(
+        "GET",
+        r"/api/v1/run/" + HASH + r"/executions/(\d+)",
+        lambda sent: (
+            200,
+            {**execution_info("Succeeded"), "execution_id": int(sent.path.split("/")[-1])},
+            {},
+        ),
+    )
+    model = NeomarilModel(client._conn, model_info(operation="Async"))
+    execution = model.get_model_execution("1")
+    assert isinstance(execution, NeomarilExecution)
+    assert (execution.exec_id, execution.model_hash, execution.status) == (1, HASH, "Succeeded")
+    assert server.last().path == f"/api/v1/run/{HASH}/executions/1"
+    assert server.last().headers["Authorization"] == "Bearer nmg_env"
+
+    execution = client.get_model_execution(model_id=HASH, exec_id="2", group="datarisk")
+    assert (execution.exec_id, execution.model_hash) == (2, HASH)
+    assert client.get_model_execution(model_id=HASH, exec_id=3).exec_id == 3
+    with pytest.raises(NotFoundError, match="not in group 'other'"):
+        client.get_model_execution(model_id=HASH, exec_id=1, group="other")
+    with pytest.raises(InputError, match="exec_id must be a whole number, e.g. 5; got 'one'"):
+        model.get_model_execution("one")
+    with pytest.raises(TypeError):
+        client.get_model_execution(HASH, 1)  # keyword-only, as in the original
+
+
+@pytest.fixture
+def async_model(client, server) -> NeomarilModel:
+    server.on(
+        "POST",
+        f"/api/v1/run/{HASH}",
+        202,
+        {"execution_id": 5, "status": "Requested", "url": f"{URL}/api/v1/run/{HASH}/executions/5"},
+    )
+    return NeomarilModel(client._conn, model_info(operation="Async", status="Deployed"))
+
+
+def test_predict_wait_complete_waits_for_an_async_execution(async_model, server, files):
+    statuses = iter(["Requested", "Running", "Succeeded"])
+    server.handle(
+        "GET", f"/api/v1/run/{HASH}/executions/5", lambda sent: (200, execution_info(next(statuses)), {})
+    )
+    execution = async_model.predict(str(files / "input.csv"), "nmg", True)  # the 2022 positional call
+    assert isinstance(execution, NeomarilExecution) and execution.status == "Succeeded"
+    polls = [s for s in server.sent if s.path == f"/api/v1/run/{HASH}/executions/5"]
+    assert len(polls) == 3 and polls[-1].headers["Authorization"] == "Bearer nmg"
+
+    before = len(server.sent)
+    execution = async_model.predict(str(files / "input.csv"), group_token="nmg")  # the default: no wait
+    assert execution.status == "Requested"
+    assert [s.method for s in server.sent[before:]] == ["POST"]
+
+
+def test_predict_wait_complete_raises_when_the_execution_failed(async_model, server, files):
+    server.on(
+        "GET",
+        f"/api/v1/run/{HASH}/executions/5",
+        200,
+        execution_info("Failed", error_message="The entrypoint raised KeyError: 'x'"),
+    )
+    server.on("GET", f"/api/v1/run/{HASH}/executions/5/log", 200, {"log": "KeyError: 'x'\n"})
+    with pytest.raises(ExecutionError, match="Execution 5 of .* failed: The entrypoint raised KeyError"):
+        async_model.predict(str(files / "input.csv"), group_token="nmg", wait_complete=True)
+
+
+def test_predict_wait_complete_has_no_effect_on_a_sync_model(sync_model, server):
+    before = len(server.sent)
+    assert sync_model.predict({"x": 1}, "nmg", True) == {"pred": 0, "proba": 0.0058}
+    assert sync_model.predict({"x": 1}, group_token="nmg", wait_complete=True, timeout=5) == {
+        "pred": 0,
+        "proba": 0.0058,
+    }
+    assert [s.method for s in server.sent[before:]] == ["POST", "POST"]
+    with pytest.raises(InputError, match="wait_complete must be True or False, got 30"):
+        sync_model.predict({"x": 1}, "nmg", 30)
+    assert len(server.sent) == before + 2
+
+
+def test_the_original_exception_names_can_be_imported_and_caught():
+    original = (
+        "AuthenticationError",
+        "ServerError",
+        "ModelError",
+        "PreprocessingError",
+        "GroupError",
+        "ExecutionError",
+        "TrainingError",
+        "InputError",
+        "PipelineError",
+        "DataSorceError",
+        "DatasetNotFoundError",
+        "CredentialError",
+        "ExternalMonitoringError",
+    )
+    for name in original:
+        cls = getattr(exceptions, name)
+        assert issubclass(cls, NeomarilError) and name in exceptions.__all__
+    assert issubclass(exceptions.TrainingRunError, ExecutionError)
+    assert issubclass(exceptions.TrainingRunError, exceptions.TrainingError)
+    assert issubclass(exceptions.DatasetNotFoundError, NotFoundError)
+    # ModelError keeps its meaning: the model's own code raised.
+    assert issubclass(ModelError, InputError) and not issubclass(ModelError, exceptions.TrainingError)
 
 
 def test_generate_predict_code_returns_and_logs(client, server, caplog):

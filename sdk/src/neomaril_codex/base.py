@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Type, Union
 
 import requests
 
@@ -106,9 +106,14 @@ def wait_finished(
 
 
 def failure_with_log(
-    what: str, error: Optional[str], get_logs: Callable[[], str], body: Dict[str, Any]
+    what: str,
+    error: Optional[str],
+    get_logs: Callable[[], str],
+    body: Dict[str, Any],
+    cls: Type[ExecutionError] = ExecutionError,
 ) -> ExecutionError:
-    """The ExecutionError of a Failed job: "<what> failed: <error>", then the end of its log."""
+    """The ExecutionError (or subclass `cls`) of a Failed job: "<what> failed: <error>",
+    then the end of its log."""
     try:
         tail = log_tail(get_logs())
     except Exception as exc:  # the failure matters more than its log
@@ -116,7 +121,7 @@ def failure_with_log(
     message = f"{what} failed: {error or 'no message'}"
     if tail:
         message += f"\n--- end of its log ---\n{tail}"
-    return ExecutionError(message, log=tail, body=body)
+    return cls(message, log=tail, body=body)
 
 
 def _load_dotenv() -> None:
@@ -287,7 +292,8 @@ class BaseNeomarilClient:
 class NeomarilExecution:
     """One execution of an Async model: its status, its log and its result file.
 
-    You get one from ``NeomarilModel.predict(path)`` or ``NeomarilModel.get_execution(n)``.
+    You get one from ``NeomarilModel.predict(path)`` or ``NeomarilModel.get_execution(n)``
+    (``get_model_execution(n)``, the original's name).
 
     Attributes:
         execution_id: the execution's number (1, 2, 3 … per model).
@@ -341,6 +347,12 @@ class NeomarilExecution:
         self._info = self._conn.get_json(self.url, ("status",), headers=self._headers())
         self.status = self._info["status"]
         return dict(self._info)
+
+    @property
+    def execution_data(self) -> Dict[str, Any]:
+        """The execution's details, fetched now (the same as :meth:`execution_info`), under
+        the original product's name for them."""
+        return self.execution_info()
 
     def get_status(self) -> str:
         """The execution's current status: Requested, Running, Succeeded or Failed."""

@@ -27,8 +27,19 @@ ExecutionError         (none)                       a background job failed: an 
                                                     execution
 BuildError             (none)                       a model's build failed (subclass of
                                                     ExecutionError)
+TrainingRunError       (none)                       a training run Failed (subclass of
+                                                    ExecutionError and TrainingError)
 WaitTimeout            (none)                       ``wait_ready`` ran out of time
 =====================  ===========================  ===========================================
+
+The original SDK's other names are here too, so ``from neomaril_codex.exceptions import
+TrainingError`` works: :class:`TrainingError` (a training run's failure is one, as
+:class:`TrainingRunError`); :class:`GroupError`, :class:`PreprocessingError`,
+:class:`PipelineError`, :class:`DataSorceError` (sic), :class:`DatasetNotFoundError`,
+:class:`CredentialError` and :class:`ExternalMonitoringError` are never raised: their
+features (preprocessing, pipelines, data sources and their cloud credentials, external
+monitoring) are not part of this portal, and group errors keep the class of their cause
+(``PermissionDeniedError``, ``NotFoundError``, ``InputError``…).
 """
 
 from __future__ import annotations
@@ -38,15 +49,24 @@ from typing import Any, Dict, Optional
 __all__ = [
     "AuthenticationError",
     "BuildError",
+    "CredentialError",
+    "DataSorceError",
+    "DatasetNotFoundError",
     "ExecutionError",
+    "ExternalMonitoringError",
+    "GroupError",
     "InputError",
     "ModelError",
     "NeomarilError",
     "NetworkError",
     "NotFoundError",
     "PermissionDeniedError",
+    "PipelineError",
+    "PreprocessingError",
     "ServerError",
     "StateError",
+    "TrainingError",
+    "TrainingRunError",
     "WaitTimeout",
     "error_for_status",
 ]
@@ -143,6 +163,55 @@ class BuildError(ExecutionError):
 
 class WaitTimeout(NeomarilError, TimeoutError):
     """``wait_ready`` gave up before the model or execution reached a final state."""
+
+
+# The original SDK's names ------------------------------------------------------------------
+# Its programs import and catch these; the features behind most of them are not part of
+# this portal, so only TrainingError is ever raised (as TrainingRunError).
+
+
+class TrainingError(NeomarilError):
+    """Something went wrong with a training run (the original SDK's name): raised here as
+    :class:`TrainingRunError` when a run Failed."""
+
+
+class TrainingRunError(ExecutionError, TrainingError):
+    """A training run Failed: an :class:`ExecutionError` (the message has its error and
+    the end of its log, also in :attr:`log`) and a :class:`TrainingError`."""
+
+
+class GroupError(NeomarilError):
+    """The original SDK's error about groups. Never raised: a refused group call keeps
+    the class of its cause (PermissionDeniedError, NotFoundError, InputError…)."""
+
+
+class PreprocessingError(NeomarilError):
+    """The original SDK's error about preprocessing scripts. Never raised: preprocessing
+    is not part of this portal."""
+
+
+class PipelineError(NeomarilError):
+    """The original SDK's error about pipeline configurations. Never raised: pipelines are
+    not part of this portal."""
+
+
+class DataSorceError(NeomarilError):
+    """The original SDK's error about data sources (its spelling). Never raised: data
+    sources are not part of this portal."""
+
+
+class DatasetNotFoundError(NotFoundError):
+    """The original SDK's error for a missing dataset of a data source. Never raised."""
+
+
+class CredentialError(NeomarilError):
+    """The original SDK's error for a data source's invalid cloud credentials. Never
+    raised: a refused login is an :class:`AuthenticationError`, as in the original."""
+
+
+class ExternalMonitoringError(NeomarilError):
+    """The original SDK's error about monitoring models served elsewhere. Never raised:
+    external monitoring is not part of this portal."""
 
 
 _BY_STATUS = {

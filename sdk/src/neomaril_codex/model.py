@@ -314,7 +314,12 @@ class NeomarilModel:
         return token
 
     def predict(
-        self, data: Any, group_token: Optional[str] = None, *, timeout: Optional[float] = None
+        self,
+        data: Any,
+        group_token: Optional[str] = None,
+        wait_complete: bool = False,
+        *,
+        timeout: Optional[float] = None,
     ) -> Any:
         """Call the model.
 
@@ -328,6 +333,9 @@ class NeomarilModel:
             data: the input, as above.
             group_token: the token of the model's group, for this call only (whitespace
                 around it, such as the newline of a file it was read from, is ignored).
+            wait_complete: Async: return the execution once it has Succeeded (its
+                ``wait_ready()``, up to an hour); the original product's argument. No
+                effect on a Sync model, whose answer is complete when returned.
             timeout: seconds to wait for a Sync answer, or a ``(connect, read)`` pair
                 (default: the client's timeout).
 
@@ -336,12 +344,23 @@ class NeomarilModel:
             StateError: the model is not Deployed.
             AuthenticationError: no group token, or a wrong one (PermissionDeniedError:
                 a token of another group).
-            InputError: a wrong `data` or `timeout`, or a token with spaces, control or
-                non-Latin-1 characters inside (the message never shows it).
+            InputError: a wrong `data`, `wait_complete` or `timeout`, or a token with
+                spaces, control or non-Latin-1 characters inside (the message never shows it).
             NetworkError: no answer within the timeout, or the connection was dropped
                 (the model may have run: a call is never sent twice).
+            ExecutionError: with `wait_complete`, the Async execution Failed (its error
+                and the end of its log).
+            WaitTimeout: with `wait_complete`, the execution had not finished after an hour.
         """
-        return self._call(f"/run/{self.model_hash}", self.operation, data, group_token, timeout)
+        if not isinstance(wait_complete, bool):
+            raise InputError(
+                f"wait_complete must be True or False, got {wait_complete!r} "
+                "(the seconds to wait for a Sync answer go in timeout=)."
+            )
+        answer = self._call(f"/run/{self.model_hash}", self.operation, data, group_token, timeout)
+        if wait_complete and isinstance(answer, NeomarilExecution):
+            answer.wait_ready()
+        return answer
 
     __call__ = predict
 
@@ -405,6 +424,11 @@ class NeomarilModel:
         execution.execution_info()
         return execution
 
+    def get_model_execution(self, exec_id: Union[int, str]) -> NeomarilExecution:
+        """The original product's name for :meth:`get_execution`:
+        ``model.get_model_execution('1')``."""
+        return self.get_execution(whole_number("exec_id", exec_id))
+
     def list_executions(self, status: Optional[str] = None) -> List[Dict[str, Any]]:
         """This model's executions, newest first (all pages), optionally only those in `status`."""
         token = self._known_token()
@@ -462,6 +486,15 @@ class NeomarilModel:
             self.wait_ready()
             return "Deployed"
         return status
+
+    def restart_model(self, wait_for_ready: bool = True) -> str:
+        """The original product's name for :meth:`restart`, which waits by default as the
+        original's did: ``model.restart_model()``, ``model.restart_model(False)``.
+
+        Returns the status (``Deployed`` when waiting, else ``Ready``); raises what
+        :meth:`wait_ready` raises.
+        """
+        return self.restart(wait_for_ready)
 
     def delete(self) -> None:
         """Delete the model: its files and secrets are removed; its hash is never reused."""
@@ -1122,3 +1155,12 @@ class NeomarilModelClient(BaseNeomarilClient):
     def get_logs(self, model_hash: str, build: Optional[int] = None) -> str:
         """A model's build log (the latest build, or build number `build`)."""
         return NeomarilModel(self._conn, {"hash": model_hash}).get_logs(build)
+
+    def get_model_execution(
+        self, *, model_id: str, exec_id: Union[int, str], group: Optional[str] = None
+    ) -> NeomarilExecution:
+        """An execution of a model, by the model's hash and the execution's number, as the
+        original product's client names it: ``client.get_model_execution(model_id='M…',
+        exec_id='1')``. With `group`, the model is checked to belong to it (as
+        :meth:`get_model`)."""
+        return self.get_model(model_id, group).get_model_execution(exec_id)

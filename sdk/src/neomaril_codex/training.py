@@ -46,7 +46,7 @@ from neomaril_codex._http import Connection, dumps, json_of
 from neomaril_codex._http import env as _env
 from neomaril_codex._parts import Parts, PathLike, existing_file
 from neomaril_codex.base import BaseNeomarilClient, failure_with_log, wait_finished
-from neomaril_codex.exceptions import ExecutionError, InputError, NotFoundError
+from neomaril_codex.exceptions import ExecutionError, InputError, NotFoundError, TrainingRunError
 from neomaril_codex.model import OPERATIONS, NeomarilModel, NeomarilModelVersion, _model_parts
 
 __all__ = [
@@ -442,7 +442,8 @@ class NeomarilTrainingExecution:
             The run itself, Succeeded.
 
         Raises:
-            ExecutionError: the run Failed; the message has its error and the end of its log.
+            TrainingRunError: the run Failed (an ExecutionError and a TrainingError); the
+                message has its error and the end of its log.
             WaitTimeout: still not finished after `timeout` seconds.
         """
         what = f"Training run {self.exec_id} of {self.training_id}"
@@ -451,7 +452,7 @@ class NeomarilTrainingExecution:
 
     def _failure(self, answer: Dict[str, Any]) -> ExecutionError:
         what = f"Training run {self.exec_id} '{self.run_name}' of experiment {self.training_id}"
-        return failure_with_log(what, answer.get("Message"), self.get_logs, answer)
+        return failure_with_log(what, answer.get("Message"), self.get_logs, answer, TrainingRunError)
 
     def download_result(self, path: str = "./", filename: Optional[str] = None) -> str:
         """Download everything the finished run kept — model, tables, metrics, params,
@@ -802,7 +803,7 @@ class NeomarilTrainingExperiment:
         Raises:
             InputError: a file is missing or of the wrong kind (all are reported at once,
                 before anything is sent), or the server refused the run.
-            ExecutionError: with `wait_complete`, the run Failed.
+            TrainingRunError: with `wait_complete`, the run Failed (an ExecutionError).
         """
         kind = _training_type(training_type)
         optional = {
@@ -1001,6 +1002,12 @@ class NeomarilTrainingClient(BaseNeomarilClient):
         """The group's experiment with this name and model type — created when there is
         none (or always, with `force`).
 
+        The mid-2023 original's positional form, ``create_training_experiment('Training
+        example', 'Classification', 'Custom', 'ex_group')`` (name, model type, training
+        type, group), works too: a training type (Custom, AutoML, External) in third place
+        followed by a string is read as that form. Experiments here have no training
+        type (each run has its own): it is logged and the fourth argument is the group.
+
         Args:
             experiment_name: the experiment's name (up to 64 characters).
             model_type: ``Classification``, ``Regression`` or ``Unsupervised``.
@@ -1009,11 +1016,33 @@ class NeomarilTrainingClient(BaseNeomarilClient):
 
         Returns:
             The :class:`NeomarilTrainingExperiment`.
+
+        Raises:
+            InputError: a wrong `model_type`, no group, or a `force` that is not True or False.
         """
         kind = _choice(model_type, MODEL_TYPES)
         if kind is None:
             raise InputError(
                 f"model_type must be Classification, Regression or Unsupervised, got {model_type!r}."
+            )
+        training_type = _choice(group, TRAINING_TYPES) if isinstance(force, str) else None
+        if training_type is not None:
+            # The mid-2023 original's (experiment_name, model_type, training_type, group).
+            logger.info(
+                "create_training_experiment(..., '%s', '%s'): read as the original's training_type "
+                "and group. The training type is chosen per run here (run_training(..., "
+                "training_type='%s')); the experiment goes to group '%s'.",
+                group,
+                force,
+                training_type,
+                force,
+            )
+            group, force = force, False
+        if not isinstance(force, bool):
+            raise InputError(
+                f"force must be True or False, got {force!r}. The original's "
+                "create_training_experiment(name, model_type, training_type, group) takes a "
+                "training type (Custom, AutoML, External) third; otherwise pass group= and force=."
             )
         group = group or _env("NEOMARIL_GROUP")
         if not group:
@@ -1027,7 +1056,7 @@ class NeomarilTrainingClient(BaseNeomarilClient):
                 "experiment_name": experiment_name,
                 "model_type": kind,
                 "group": group,
-                "force": bool(force),
+                "force": force,
             },
         )
         experiment = NeomarilTrainingExperiment(self._conn, json_of(response, ("hash",)))

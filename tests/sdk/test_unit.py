@@ -568,6 +568,27 @@ def test_execution_without_group_token_uses_the_login(client, server):
     assert server.last().headers["Authorization"] == "Token nmu_user"
 
 
+def test_an_execution_s_status_is_a_string_that_reads_as_the_original_s_dict(client, server):
+    """Model.ipynb: execution.get_status() is {'ExecutionId', 'Status', 'Message'}, read as
+    get_status()['Status']; this SDK answered the string alone (TypeError there)."""
+    server.on(
+        "GET",
+        f"/api/v1/run/{HASH}/executions/5",
+        200,
+        execution_info("Failed", error_message="The entrypoint raised KeyError: 'x'"),
+    )
+    status = NeomarilExecution(client._conn, HASH, 5, group_token="nmg").get_status()
+    assert status == "Failed" and status.lower() == "failed" and status[:4] == "Fail"
+    assert dict(status) == {
+        "ExecutionId": 5,
+        "Status": "Failed",
+        "Message": "The entrypoint raised KeyError: 'x'",
+    }
+    assert status["Status"] == "Failed" and status.get("Message").startswith("The entrypoint")
+    server.on("GET", f"/api/v1/run/{HASH}/executions/5", 200, execution_info("Running"))
+    assert NeomarilExecution(client._conn, HASH, 5, group_token="nmg").get_status()["Message"] is None
+
+
 def test_failed_execution_raises_with_its_error_and_log(client, server):
     server.on(
         "GET",

@@ -289,6 +289,30 @@ class BaseNeomarilClient:
         return answer.get("group_token") if answer.get("refreshed") else None
 
 
+class ExecutionStatus(str):
+    """An execution's status, ``'Succeeded'``, that also reads as the original product's
+    answer: ``status['Status']``, ``status['ExecutionId']`` and ``status['Message']`` (a
+    Failed execution's error, else None). Its notebooks read ``get_status()['Status']``."""
+
+    _fields: Dict[str, Any]
+
+    def __new__(cls, status: str, fields: Dict[str, Any]) -> ExecutionStatus:
+        made = super().__new__(cls, status)
+        made._fields = fields
+        return made
+
+    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+        if isinstance(key, str):
+            return self._fields[key]
+        return str.__getitem__(self, key)
+
+    def keys(self) -> Any:
+        return self._fields.keys()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._fields.get(key, default)
+
+
 class NeomarilExecution:
     """One execution of an Async model: its status, its log and its result file.
 
@@ -354,9 +378,17 @@ class NeomarilExecution:
         the original product's name for them."""
         return self.execution_info()
 
-    def get_status(self) -> str:
-        """The execution's current status: Requested, Running, Succeeded or Failed."""
-        return self.execution_info()["status"]
+    def get_status(self) -> ExecutionStatus:
+        """The execution's current status: Requested, Running, Succeeded or Failed, a string
+        that also reads as the original product's dict (``['Status']``, ``['ExecutionId']``,
+        ``['Message']``: see ExecutionStatus)."""
+        info = self.execution_info()
+        fields = {
+            "ExecutionId": self.execution_id,
+            "Status": info["status"],
+            "Message": info.get("error_message") or None,
+        }
+        return ExecutionStatus(info["status"], fields)
 
     def get_logs(self) -> str:
         """The execution's log: the model's stdout and stderr, timestamped."""

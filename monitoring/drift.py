@@ -102,14 +102,22 @@ class Binning:
             return len(self.edges) + 2
         return len(self.categories) + 2
 
+    @property
+    def below_minimum(self) -> bool:
+        """Whether the first edge is the float just below the second (see _decile_edges):
+        the first bin then holds the values below every reference value, the second the
+        reference's minimum alone."""
+        return len(self.edges) >= 2 and self.edges[0] == math.nextafter(self.edges[1], -math.inf)
+
     def labels(self) -> list[str]:
         """One label per bin, in bin order, for tables and charts."""
         if self.kind == "categorical":
             return [*self.categories, UNSEEN_LABEL, MISSING_LABEL]
-        bounds = ["-inf", *(f"{edge:.6g}" for edge in self.edges), "+inf"]
-        intervals = [f"({low}, {high}]" for low, high in zip(bounds, bounds[1:], strict=False)]
-        intervals[-1] = intervals[-1][:-1] + ")"
-        return [*intervals, MISSING_LABEL]
+        if self.below_minimum:
+            shown = _edge_texts(self.edges[1:])
+            lowest = shown[0]
+            return [f"(-inf, {lowest})", lowest, *_intervals(shown)[1:], MISSING_LABEL]
+        return [*_intervals(_edge_texts(self.edges)), MISSING_LABEL]
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (finite floats and strings only, so strict JSON too)."""
@@ -126,6 +134,23 @@ class Binning:
         if kind == "categorical":
             return cls("categorical", categories=tuple(str(c) for c in data.get("categories", ())))
         raise ValueError(f"kind must be 'numeric' or 'categorical', not {kind!r}")
+
+
+def _edge_texts(edges: Sequence[float]) -> list[str]:
+    """The edges written with 6 significant digits, or as many more as it takes to tell
+    them apart (epoch seconds differ in the 10th)."""
+    for digits in range(6, 18):
+        texts = [f"{edge:.{digits}g}" for edge in edges]
+        if len(set(texts)) == len(texts):
+            return texts
+    return [repr(edge) for edge in edges]
+
+
+def _intervals(texts: list[str]) -> list[str]:
+    bounds = ["-inf", *texts, "+inf"]
+    intervals = [f"({low}, {high}]" for low, high in zip(bounds, bounds[1:], strict=False)]
+    intervals[-1] = intervals[-1][:-1] + ")"
+    return intervals
 
 
 def binning_for(reference_values: Iterable[Any], kind: Kind | None = None) -> Binning:
@@ -150,8 +175,14 @@ def _decile_edges(values: np.ndarray) -> tuple[float, ...]:
     finite = values[np.isfinite(values)]
     if finite.size == 0:
         return ()
-    edges = np.quantile(finite, DECILES)
-    return tuple(sorted({float(edge) for edge in edges}))
+    edges = sorted({float(edge) for edge in np.quantile(finite, DECILES)})
+    if edges[0] == float(finite.min()) and math.isfinite(math.nextafter(edges[0], -math.inf)):
+        # The lowest decile is the minimum itself (a constant column, or one value holding
+        # 10% or more): right-closed, its bin would also take every value below the
+        # reference's range, and a column moving wholly below it would read as stable.
+        # The float just below the minimum gives those values a bin of their own.
+        edges.insert(0, math.nextafter(edges[0], -math.inf))
+    return tuple(edges)
 
 
 def _as_numbers(values: Sequence[Any]) -> np.ndarray:

@@ -82,23 +82,43 @@ def test_kind_is_numeric_only_when_every_present_value_is_a_real_number():
         binning_for([1, "x"], kind="numeric")
 
 
-def test_a_constant_column_has_one_edge_and_one_full_bin():
+def test_a_constant_column_has_a_bin_of_its_own_and_one_on_each_side():
     binning = binning_for([5.0] * 200)
-    assert binning.edges == (5.0,)
-    assert counts(binning, [5.0] * 200) == [200, 0, 0]
+    assert binning.edges == (math.nextafter(5.0, -math.inf), 5.0)
+    assert binning.below_minimum
+    assert binning.labels() == ["(-inf, 5)", "5", "(5, +inf)", "(missing)"]
+    assert counts(binning, [5.0] * 200) == [0, 200, 0, 0]
     assert compare([5.0] * 200, [5.0] * 150).psi == 0
-    # A constant that moves lands in the other bin: full drift.
-    moved = compare([5.0] * 200, [6.0] * 150)
-    assert moved.period_counts == [0, 150, 0]
-    assert moved.status == "drift"
+    # A constant that moves, up or down, lands in another bin: full drift.
+    for value, moved_counts in ((6.0, [0, 0, 150, 0]), (4.0, [150, 0, 0, 0]), (4.999, [150, 0, 0, 0])):
+        moved = compare([5.0] * 200, [value] * 150)
+        assert moved.period_counts == moved_counts
+        assert moved.status == "drift"
 
 
 def test_many_duplicates_collapse_edges():
     values = [0] * 850 + list(range(1, 151))
     binning = binning_for(values)
-    # Deciles 0.1 .. 0.8 are all 0: one edge for them, then 0.9's (between 50 and 51).
-    assert binning.edges == (0.0, pytest.approx(50.1))
-    assert counts(binning, values) == [850, 50, 100, 0]
+    # Deciles 0.1 .. 0.8 are all 0: one edge for them, then 0.9's (between 50 and 51);
+    # 0 is the minimum, so the float below it is an edge too.
+    assert binning.edges == (math.nextafter(0.0, -math.inf), 0.0, pytest.approx(50.1))
+    assert counts(binning, values) == [0, 850, 50, 100, 0]
+    assert binning.labels()[:3] == ["(-inf, 0)", "0", "(0, 50.1]"]
+    # The whole column moving below the training range is drift, not "stable".
+    assert compare(values, [-100] * 1000).status == "drift"
+
+
+def test_only_a_minimum_holding_a_decile_gets_the_bin_below():
+    binning = binning_for(range(1000))
+    assert binning.edges[0] == pytest.approx(99.9) and not binning.below_minimum
+    assert binning.labels()[0] == "(-inf, 99.9]"
+
+
+def test_edge_labels_tell_close_edges_apart():
+    # Epoch seconds: 6 significant digits would write every inner edge as 1.76495e+09.
+    labels = binning_for([1_764_950_000 + i for i in range(1000)]).labels()
+    assert len(set(labels)) == len(labels)
+    assert labels[0] == "(-inf, 1.7649501e+09]"
 
 
 def test_bins_are_right_closed():

@@ -29,13 +29,17 @@ def _model_ids(models: QuerySet[MLModel] | Iterable[MLModel]) -> QuerySet | list
 
 
 def latest_periods(models: QuerySet[MLModel] | Iterable[MLModel]) -> dict[int, Period]:
-    """{model id: the last Succeeded period of its monitor}, in one query.
+    """{model id: the last Succeeded period of its monitor's current registration}, in one query.
 
     "Last" is the latest window (its start), not the latest run: re-running an old
     period does not make it the model's current verdict.
     """
     last = (
-        Period.objects.filter(monitor=OuterRef("monitor"), status=Period.Status.SUCCEEDED)
+        Period.objects.filter(
+            monitor=OuterRef("monitor"),
+            registered_at=OuterRef("monitor__registered_at"),
+            status=Period.Status.SUCCEEDED,
+        )
         .order_by("-start", "-pk")
         .values("pk")[:1]
     )

@@ -107,6 +107,10 @@ class Monitor(Job):
     def attempt(self) -> int:
         return self.attempts
 
+    def current_periods(self) -> models.QuerySet:
+        """The periods counted under this registration; earlier ones stay as history."""
+        return self.periods.filter(registered_at=self.registered_at)
+
     @property
     def folder(self) -> Path:
         return settings.MONITORS_DIR / self.model.hash
@@ -157,6 +161,10 @@ class Period(Job):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     requested_at = models.DateTimeField(default=timezone.now)
+    # The registration (its registered_at) this period is counted under. A re-registration
+    # may change the period kind, the reference and the bins: only the current
+    # registration's periods give the model's verdict and merge with each other.
+    registered_at = models.DateTimeField(null=True, blank=True)
 
     records = models.PositiveIntegerField(
         null=True, blank=True, help_text="Calls or executions in the window."
@@ -192,6 +200,11 @@ class Period(Job):
     @property
     def attempt(self) -> int:
         return self.attempts
+
+    def save(self, *args, **kwargs) -> None:
+        if self._state.adding and self.registered_at is None:
+            self.registered_at = self.monitor.registered_at  # a new period counts under the current one
+        super().save(*args, **kwargs)
 
     @property
     def sandbox_folder(self) -> Path:

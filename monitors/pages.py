@@ -102,6 +102,7 @@ def _tab(
     periods = list(monitor.periods.select_related("requested_by")[:MAX_SHOWN_PERIODS]) if monitor else []
     for period in periods:
         period.last_day = last_day(period)
+        period.current_registration = period.registered_at == monitor.registered_at
     validating = monitor is not None and monitor.status == Monitor.Status.VALIDATING
     context = {
         "model": model,
@@ -114,7 +115,9 @@ def _tab(
         and monitor.status in (Monitor.Status.VALIDATING, Monitor.Status.INVALIDATED),
         "log_tail": _log_tail(monitor.log) if monitor else "",
         "periods": periods,
-        "succeeded": sum(period.status == Period.Status.SUCCEEDED for period in periods),
+        "succeeded": sum(
+            period.status == Period.Status.SUCCEEDED and period.current_registration for period in periods
+        ),
         "register_form": _ids(register_form or MonitoringForm(model=model), "register"),
         # Open when there is nothing else to do: not registered, refused, or just posted with errors.
         "register_open": monitor is None

@@ -81,6 +81,11 @@ class PeriodSummarySerializer(serializers.ModelSerializer):
     trigger = one_of(Period.Trigger.values)
     drift_status = one_of(DRIFT_STATUSES, "Empty until the period has Succeeded. ")
     columns = ColumnSummarySerializer(many=True, read_only=True)
+    current_registration = serializers.SerializerMethodField(
+        help_text="Counted under the model's current registration. Only these give its verdict "
+        "and merge; an earlier registration's periods stay as history (run one again to count it "
+        "under the current one)."
+    )
 
     class Meta:
         model = Period
@@ -91,6 +96,8 @@ class PeriodSummarySerializer(serializers.ModelSerializer):
             "end",
             "status",
             "trigger",
+            "registered_at",
+            "current_registration",
             "records",
             "rows",
             "skipped",
@@ -103,6 +110,10 @@ class PeriodSummarySerializer(serializers.ModelSerializer):
             "columns",
         ]
         read_only_fields = fields
+
+    def get_current_registration(self, period: Period) -> bool:
+        # period.monitor is the instance the periods were read from (no query per period).
+        return period.registered_at is not None and period.registered_at == period.monitor.registered_at
 
 
 class PeriodDetailSerializer(PeriodSummarySerializer):
@@ -181,7 +192,7 @@ class MonitorSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(PeriodSummarySerializer(allow_null=True))
     def get_last_period(self, monitor: Monitor) -> dict | None:
-        period = monitor.periods.prefetch_related("columns").first()
+        period = monitor.current_periods().prefetch_related("columns").first()
         return PeriodSummarySerializer(period).data if period else None
 
 

@@ -186,7 +186,10 @@ def request_period(monitor: Monitor, moment: datetime | date | None, user) -> Pe
             return period
         period.columns.all().delete()
         Period.objects.filter(pk=period.pk).update(
-            **_fresh_period(), trigger=Period.Trigger.DEMAND, requested_by=requester
+            **_fresh_period(),
+            trigger=Period.Trigger.DEMAND,
+            requested_by=requester,
+            registered_at=monitor.registered_at,
         )
         period.refresh_from_db()
     queue_period(period)
@@ -274,20 +277,31 @@ def overall_status(results: list[drift.ColumnResult]) -> str:
 
 
 def merged(monitor: Monitor, start: date, end: date) -> dict:
-    """The Succeeded periods inside [start, end), merged by adding their per-bin counts.
+    """The current registration's Succeeded periods inside [start, end), merged by adding
+    their per-bin counts.
 
-    Columns merge only with columns binned alike (a re-registration may have changed the
-    bins); the reference counts are the same in each, so the first is kept.
+    One registration's periods are of one kind, so they never overlap, and share its bins
+    and reference counts (the first column's are kept). Periods counted under an earlier
+    registration are left out: they may nest in these (a Day in a Week) and were binned
+    against another reference.
     """
     window_start, _ = periods.bounds("Day", start)
     window_end, _ = periods.bounds("Day", end)
-    chosen = list(
-        Period.objects.filter(
-            monitor=monitor, status=Period.Status.SUCCEEDED, start__gte=window_start, end__lte=window_end
-        ).order_by("start")
+    in_window = Period.objects.filter(
+        monitor=monitor, status=Period.Status.SUCCEEDED, start__gte=window_start, end__lte=window_end
     )
+    chosen = list(in_window.filter(registered_at=monitor.registered_at).order_by("start"))
     if not chosen:
-        raise ValueError(f"No finished period lies between {start} and {end}.")
+        earlier = in_window.count()
+        raise ValueError(
+            f"No finished period lies between {start} and {end}."
+            + (
+                f" {earlier} finished period(s) there were counted under an earlier registration, "
+                "which is not merged with the current one: run them again to count them under it."
+                if earlier
+                else ""
+            )
+        )
     groups: dict[tuple[str, str, str], list[ColumnResult]] = {}
     for column in ColumnResult.objects.filter(period__in=chosen).order_by("period__start", "pk"):
         key = (column.role, column.column, json.dumps(column.binning, sort_keys=True))

@@ -480,6 +480,9 @@ def _results(
         "shap": shap,
         "error_message": "",
         "progress": None,
+        # Counted under this registration (re-checked after each batch), whichever was
+        # current when the period was asked for.
+        "registered_at": monitor.registered_at,
     }
     return outcome, results
 
@@ -536,7 +539,13 @@ def notify(period: Period) -> str:
     monitor = Period.objects.select_related("monitor__model__group").get(pk=period.pk).monitor
     if not monitor.webhook_url:
         return ""
+    # A re-run of the period (asked for while this notice is retried) starts with a new
+    # requested_at: this run's outcome must not be written over the re-run's.
+    run_requested_at = period.requested_at
+    this_run = Period.objects.filter(pk=period.pk, requested_at=run_requested_at)
     period.refresh_from_db()
+    if period.requested_at != run_requested_at:
+        return "skipped: the period was run again"
     model = monitor.model
     body = json.dumps(
         {
@@ -566,10 +575,8 @@ def notify(period: Period) -> str:
         status = _deliver(monitor.webhook_url, body, secret)
     # The column is bounded (PostgreSQL refuses more; SQLite kept it): the log keeps it whole.
     limit = Period._meta.get_field("webhook_status").max_length
-    Period.objects.filter(pk=period.pk).update(
-        webhook_status=status if len(status) <= limit else status[: limit - 1] + "…"
-    )
-    period.append_log(f"{jobs.stamp()} Webhook {monitor.webhook_url}: {status}.\n")
+    if this_run.update(webhook_status=status if len(status) <= limit else status[: limit - 1] + "…"):
+        period.append_log(f"{jobs.stamp()} Webhook {monitor.webhook_url}: {status}.\n")
     return status
 
 

@@ -272,7 +272,8 @@
       return;
     }
     // Oldest first, compared ones only: a chart reads left to right.
-    periods = periods.filter((p) => p.status === "Succeeded").reverse();
+    // An earlier registration's periods were binned against another reference: not comparable.
+    periods = periods.filter((p) => p.status === "Succeeded" && p.current_registration).reverse();
     if (!periods.length) return;
     drawPsiChart(periods);
     drawHeatmap(periods);

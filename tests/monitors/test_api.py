@@ -208,6 +208,26 @@ def test_get_shows_the_monitor_and_its_last_period(cast, model, run):
     assert [c["column"] for c in body["last_period"]["columns"]] == ["age", "city", "pred"]
 
 
+def test_last_period_is_of_the_current_registration(cast, model, run):
+    """Registered by the day, then again by the week: the day (a later start than the week
+    holding it) is no longer the model's verdict."""
+    monitor = make_monitor(model, run, registered_at=datetime(2026, 5, 1, tzinfo=UTC))
+    day = make_period(monitor, 26, drift_status="drift", psi=0.9)
+    Monitor.objects.filter(pk=monitor.pk).update(
+        registered_at=datetime(2026, 5, 27, tzinfo=UTC), period="Week"
+    )
+    monitor.refresh_from_db()
+    client = api_client(cast.owner)
+    assert client.get(f"{API}/{model.hash}").json()["last_period"] is None
+    week = make_period(monitor, 25, kind="Week", end=datetime(2026, 6, 1, tzinfo=UTC))
+    assert client.get(f"{API}/{model.hash}").json()["last_period"]["id"] == week.pk
+    listed = {
+        p["id"]: p["current_registration"]
+        for p in client.get(f"{API}/{model.hash}/periods").json()["periods"]
+    }
+    assert listed == {week.pk: True, day.pk: False}
+
+
 def test_validating_is_shown_as_validating(cast, model, run):
     make_monitor(model, run, status=Monitor.Status.VALIDATING)
     assert api_client(cast.owner).get(f"{API}/{model.hash}").json()["status"] == "Validating"
@@ -336,9 +356,11 @@ def test_periods_are_listed_newest_first_with_their_columns(cast, model, run):
     first, second = body["periods"]
     assert (first["status"], first["error_message"], first["columns"]) == ("Failed", "preprocess raised", [])
     assert set(second) == {
-        "id", "kind", "start", "end", "status", "trigger", "records", "rows", "skipped", "average_psi",
-        "drift_status", "error_message", "requested_at", "started_at", "finished_at", "columns",
+        "id", "kind", "start", "end", "status", "trigger", "registered_at", "current_registration",
+        "records", "rows", "skipped", "average_psi", "drift_status", "error_message", "requested_at",
+        "started_at", "finished_at", "columns",
     }  # fmt: skip
+    assert second["current_registration"] is True
     assert (second["kind"], second["trigger"], second["drift_status"], second["rows"]) == (
         "Day",
         "schedule",

@@ -420,8 +420,30 @@ def test_badges_take_a_constant_number_of_queries(cast, fleet, run):
     assert len(drifting.captured_queries) == 3
 
 
+def test_latest_periods_leaves_out_an_earlier_registration(cast, fleet):
+    drifty = fleet["drifty"].monitor
+    Monitor.objects.filter(pk=drifty.pk).update(registered_at=datetime(2026, 5, 10, tzinfo=UTC))
+    periods = display.latest_periods(MLModel.objects.all())
+    assert fleet["drifty"].pk not in periods and fleet["steady"].pk in periods
+    html = _login(cast.owner).get("/models/").content.decode()
+    assert badges_on(html)["drifty"] != "drift"
+
+
 def test_latest_periods_is_the_latest_window_not_the_latest_run(cast, fleet):
     periods = display.latest_periods(MLModel.objects.all())
     assert {fleet[name].pk for name in ("drifty", "steady", "thin", "broken")} == set(periods)
     assert periods[fleet["drifty"].pk].start == datetime(2026, 5, 2, tzinfo=UTC)  # day 3 failed
     assert periods[fleet["steady"].pk].drift_status == "stable"
+
+
+def test_a_period_of_an_earlier_registration_is_marked_and_not_counted(cast, model, run):
+    monitor = make_monitor(model, run)
+    make_period(monitor, 1)
+    make_period(monitor, 2)
+    Monitor.objects.filter(pk=monitor.pk).update(registered_at=datetime(2026, 5, 3, tzinfo=UTC))
+    make_period(Monitor.objects.get(pk=monitor.pk), 3)
+    page = _login(cast.owner).get(tab_url(model)).content.decode()
+    rows = re.findall(r'<tr data-period="(\d+)".*?</tr>', page, re.S)
+    assert len(rows) == 3
+    assert page.count("earlier registration</span>") == 2
+    assert "1 period compared" in page

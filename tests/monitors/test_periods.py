@@ -349,3 +349,92 @@ def test_the_task_timeout_must_cover_a_validation(settings):
         "timeout": settings.ENV_BUILD_TIMEOUT + settings.MONITORING_TIMEOUT + 60,
     }
     assert not [e for e in run_checks() if e.id == "neomaril.E030"]
+
+
+# -------------------------------------------------- periods of an earlier registration
+
+
+def _register_again(monitor, *, period="Week", moment=None):
+    """What services.register changes that matters here: a new registration time and kind."""
+    monitor.registered_at = moment or at(2026, 12, 1, 9)
+    monitor.period = period
+    monitor.save(update_fields=["registered_at", "period"])
+
+
+def test_a_period_counts_under_the_registration_current_when_it_is_made(monitor):
+    day = Period.objects.create(monitor=monitor, kind="Day", start=at(2026, 11, 30), end=at(2026, 12, 1))
+    assert day.registered_at == monitor.registered_at
+    _register_again(monitor)
+    assert list(monitor.current_periods()) == []
+    day.refresh_from_db()
+    assert day.registered_at == at(2026, 11, 28, 9)
+
+
+def test_merged_leaves_out_an_earlier_registrations_periods(monitor):
+    """A Day of the first registration inside a Week of the second: the same calls would be
+    counted twice, against possibly another reference."""
+    monitor.minimum_rows = 1
+    day = Period.objects.create(
+        monitor=monitor, kind="Day", start=at(2026, 12, 1), end=at(2026, 12, 2), status="Succeeded"
+    )
+    _column(day, [30, 10, 0, 0])
+    _register_again(monitor)
+    week = Period.objects.create(
+        monitor=monitor, kind="Week", start=at(2026, 11, 30), end=at(2026, 12, 7), status="Succeeded"
+    )
+    _column(week, [30, 10, 0, 0])
+    merged = services.merged(monitor, date(2026, 11, 30), date(2026, 12, 7))
+    assert merged["periods"] == [week.pk]
+    assert merged["columns"][0]["period_counts"] == [30, 10, 0, 0]
+    # Only an earlier registration's period in the range: the 400 says why it is not merged.
+    with pytest.raises(
+        ValueError, match="1 finished period.s. there were counted under an earlier registration"
+    ):
+        services.merged(monitor, date(2026, 12, 1), date(2026, 12, 2))
+
+
+def test_running_an_earlier_registrations_period_again_counts_it_under_the_current_one(
+    monitor, cast, queued, django_capture_on_commit_callbacks
+):
+    day = Period.objects.create(
+        monitor=monitor, kind="Day", start=at(2026, 11, 15), end=at(2026, 11, 16), status="Succeeded"
+    )
+    monitor.registered_at = at(2026, 12, 1, 9)  # registered again, still by the day
+    monitor.save(update_fields=["registered_at"])
+    with django_capture_on_commit_callbacks(execute=True):
+        again = services.request_period(monitor, date(2026, 11, 15), cast.owner)
+    assert again.pk == day.pk and again.registered_at == monitor.registered_at
+    assert list(monitor.current_periods()) == [day]
+
+
+def test_the_migration_stamps_the_periods_asked_for_since_the_last_registration(monitor):
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("monitors.migrations.0004_period_registered_at")
+    before = Period.objects.create(
+        monitor=monitor,
+        kind="Day",
+        start=at(2026, 11, 1),
+        end=at(2026, 11, 2),
+        requested_at=at(2026, 11, 2, 1),
+    )
+    since = Period.objects.create(
+        monitor=monitor,
+        kind="Day",
+        start=at(2026, 11, 29),
+        end=at(2026, 11, 30),
+        requested_at=at(2026, 11, 30, 1),
+    )
+    other_kind = Period.objects.create(
+        monitor=monitor,
+        kind="Week",
+        start=at(2026, 11, 30),
+        end=at(2026, 12, 7),
+        requested_at=at(2026, 12, 7, 1),
+    )
+    Period.objects.update(registered_at=None)  # as the column's addition leaves them
+    migration.stamp_current_registrations(apps, None)
+    stamped = dict(Period.objects.values_list("pk", "registered_at"))
+    assert stamped == {before.pk: None, since.pk: monitor.registered_at, other_kind.pk: None}

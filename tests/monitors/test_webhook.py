@@ -17,9 +17,10 @@ import pytest
 from cryptography.fernet import Fernet
 from django.core.management import call_command
 from django.test import Client
+from django.utils import timezone
 
 from monitors import tasks
-from monitors.models import Monitor
+from monitors.models import Monitor, Period
 from tests.helpers.cast import PASSWORD
 from tests.helpers.clients import api_client
 from tests.helpers.monitors import make_monitor, make_period
@@ -111,6 +112,29 @@ def test_a_5xx_answer_is_tried_three_times(model, run, receiver):
     period = drifting_period(model, run, receiver.url, SECRET)
     assert tasks.notify(period) == "failed: HTTP 503 (3 attempts, signed)"
     assert len(receiver.requests) == 3
+
+
+def test_a_notice_retried_while_the_period_runs_again_leaves_the_new_run_alone(
+    model, run, receiver, monkeypatch
+):
+    """The 503s are retried with sleeps; a re-run asked for meanwhile starts afresh, and the
+    earlier run's outcome must not land in its log and status."""
+    receiver.status = 503
+    period = drifting_period(model, run, receiver.url)
+
+    def rerun_during_the_wait(seconds):
+        Period.objects.filter(pk=period.pk).update(
+            requested_at=timezone.now(), status=Period.Status.QUEUED, log="", webhook_status=""
+        )
+
+    monkeypatch.setattr(tasks.time, "sleep", rerun_during_the_wait)
+    assert tasks.notify(period) == "failed: HTTP 503 (3 attempts)"
+    rerun = Period.objects.get(pk=period.pk)
+    assert (rerun.webhook_status, rerun.log) == ("", "")
+    # A re-run asked for before the notice was put together: none is sent for the old outcome.
+    receiver.requests.clear()
+    assert tasks.notify(period) == "skipped: the period was run again"
+    assert receiver.requests == []
 
 
 def test_a_secret_no_key_decrypts_sends_nothing(model, run, receiver, settings):

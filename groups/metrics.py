@@ -77,6 +77,13 @@ MODEL_COLD_START_SECONDS = Histogram(
     MODEL,
     buckets=START_BUCKETS,
 )
+RUN_CALLS_REFUSED = Counter(
+    "neomaril_run_calls_refused",
+    "Run calls refused before reaching a model, by status: 401 (no or wrong token), 403 "
+    "(another group's token), 404 (no such model or version), 409 (not deployed). No model "
+    "label: a caller's unknown hashes would each make a series. Not logged either.",
+    ("status",),
+)
 RECORDING_DROPPED = Counter(
     "neomaril_recording_dropped",
     "Sync calls not recorded because the web process's buffer was full "

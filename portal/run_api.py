@@ -34,10 +34,17 @@ from groups.authentication import (
     group_token_problem,
     refuse_unusable_token,
 )
+from groups.metrics import RUN_CALLS_REFUSED
 from models_app.access import models_for
 from models_app.calls import CalledModel, lookup_call, lookup_model, not_deployed_message
 from models_app.models import MLModel
 from models_app.serving.views import predict
+
+
+def _refused(response: HttpResponse) -> HttpResponse:
+    """A run call refused before any model: counted (not logged: portal.logs)."""
+    RUN_CALLS_REFUSED.labels(str(response.status_code)).inc()
+    return response
 
 
 def _method_not_allowed(request: HttpRequest) -> HttpResponse:
@@ -66,19 +73,19 @@ def run_model(request: HttpRequest, model_hash: str, version: int | None = None)
     try:
         token = bearer_token(request)
     except exceptions.APIException as exc:
-        return error_response(exc.status_code, str(exc.detail), exc.default_code)
+        return _refused(error_response(exc.status_code, str(exc.detail), exc.default_code))
     target = lookup_call(model_hash, token, version)
     if target is None or target.model.status == MLModel.Status.DELETED:
         try:
             refuse_unusable_token(request)  # which hashes exist is for token holders to learn
         except exceptions.APIException as exc:
-            return error_response(exc.status_code, str(exc.detail), exc.default_code)
+            return _refused(error_response(exc.status_code, str(exc.detail), exc.default_code))
         if version is not None and lookup_call(model_hash, token) is not None:
-            return _no_version(model_hash, version)
-        return _no_model(model_hash)
+            return _refused(_no_version(model_hash, version))
+        return _refused(_no_model(model_hash))
     problem = group_token_problem(target.token, target.model.group_id)
     if problem is not None:
-        return error_response(problem.status_code, str(problem.detail), problem.default_code)
+        return _refused(error_response(problem.status_code, str(problem.detail), problem.default_code))
     return answer_call(request, target.model, AsyncRunView)
 
 
@@ -89,10 +96,10 @@ def try_model(request: HttpRequest, model_hash: str, version: int | None = None)
     if not request.user.is_authenticated:
         return redirect_to_login(request.get_full_path())
     if not models_for(request.user).filter(hash=model_hash, line__isnull=True).exists():
-        return _no_model(model_hash)  # the run URL's answer for a model that isn't there
+        return _refused(_no_model(model_hash))  # the run URL's answer for a model that isn't there
     model = lookup_model(model_hash, version)
     if model is None:
-        return _no_version(model_hash, version) if version is not None else _no_model(model_hash)
+        return _refused(_no_version(model_hash, version) if version is not None else _no_model(model_hash))
     return answer_call(request, model, SessionAsyncRunView)
 
 
@@ -100,9 +107,9 @@ def answer_call(request: HttpRequest, model: CalledModel, async_view: type[Async
     """What the run URL answers once the caller may call `model` (the version that
     answers): one path for both URLs."""
     if model.status == MLModel.Status.DELETED:
-        return _no_model(model.model_hash)
+        return _refused(_no_model(model.model_hash))
     if model.status != MLModel.Status.DEPLOYED:
-        return error_response(409, not_deployed_message(model), "not_deployed")
+        return _refused(error_response(409, not_deployed_message(model), "not_deployed"))
     if model.is_sync:
         return predict(request, model)
     return async_view.as_view()(request, model_id=model.pk)

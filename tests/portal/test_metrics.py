@@ -370,3 +370,29 @@ def test_the_data_disks_free_space_and_reserve_are_read_at_scrape_time(settings,
     samples = scrape()
     assert value(samples, "neomaril_data_disk_free_bytes") == 123 * 1024 * 1024
     assert value(samples, "neomaril_data_disk_reserve_bytes") == 300 * 1024 * 1024
+
+
+def test_run_calls_refused_before_a_model_are_counted_by_status(deployed, cast):
+    before = {
+        status: value(scrape(), "neomaril_run_calls_refused_total", status=status) or 0
+        for status in "401 403 404 409".split()
+    }
+    assert django_call(deployed, "nmg_not-a-token", b"{}") == 401
+    assert django_call(deployed, cast.other_token, b"{}") == 403
+    missing = MLModel(hash="M" + "0" * 31)
+    assert django_call(missing, cast.group_token, b"{}") == 404
+    assert django_call(missing, cast.group_token, b"{}") == 404
+    MLModel.objects.filter(pk=deployed.pk).update(status=MLModel.Status.DISABLED)
+    assert django_call(deployed, cast.group_token, b"{}") == 409
+    samples = scrape()
+    counted = {
+        status: value(samples, "neomaril_run_calls_refused_total", status=status) - before[status]
+        for status in before
+    }
+    assert counted == {"401": 1, "403": 1, "404": 2, "409": 1}
+    # Never per model: an unknown hash makes no series.
+    assert not [
+        labels
+        for name, labels in samples
+        if name == "neomaril_run_calls_refused_total" and dict(labels).keys() != {"status"}
+    ]

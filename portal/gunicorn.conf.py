@@ -3,7 +3,7 @@
 import os
 
 from groups.addresses import bind_address, with_ipv4_mapped
-from groups.envconf import envbool
+from groups.envconf import envbool, envint
 from portal import metrics_dir, procs
 
 bind = bind_address(os.environ.get("NEOMARIL_BIND") or "127.0.0.1", os.environ.get("PORT", "8000"))
@@ -12,13 +12,13 @@ bind = bind_address(os.environ.get("NEOMARIL_BIND") or "127.0.0.1", os.environ.g
 # runners'. A second worker on a 2-core node cost 25-35 % more web CPU per call under load
 # (each worker woke for fewer calls) and took runners' time: bench/README.md, "Web workers
 # and the replica a call goes to".
-workers = int(os.environ.get("WEB_CONCURRENCY") or max(1, len(os.sched_getaffinity(0)) // 2))
+workers = envint("WEB_CONCURRENCY", max(1, len(os.sched_getaffinity(0)) // 2), minimum=1)
 # uvicorn workers: Sync calls are answered on the event loop (models_app.serving.front),
 # the rest of Django runs in each worker's thread pool (NEOMARIL_WEB_THREADS, settings).
 worker_class = "portal.workers.WebWorker"
 # A worker whose event loop stops answering gunicorn's heartbeat for this long is
 # restarted. Uploads stream on the loop, so a slow upload keeps it beating.
-timeout = int(os.environ.get("NEOMARIL_WEB_TIMEOUT", "300"))
+timeout = envint("NEOMARIL_WEB_TIMEOUT", 300, minimum=1)
 graceful_timeout = 30
 # Seconds an idle keep-alive connection stays open (uvicorn's timeout_keep_alive). gunicorn's
 # default of 2 s closed it while a client paused as long: a request sent in that instant
@@ -27,7 +27,7 @@ graceful_timeout = 30
 keepalive = 75
 reuse_port = True
 # Off by default: one line per prediction costs CPU in gunicorn and in the Procfile runner.
-accesslog = "-" if os.environ.get("NEOMARIL_ACCESS_LOG", "0") == "1" else None
+accesslog = "-" if envbool("NEOMARIL_ACCESS_LOG") else None
 # uvicorn rewrites the client address from X-Forwarded-For only for these peers; gunicorn's
 # default (loopback) would let any local client choose its address for login throttling.
 # Bound to "::", an IPv4 balancer arrives as ::ffff:a.b.c.d: its mapped form is trusted too.

@@ -566,7 +566,8 @@ LOGGING = {
         "one_line": {"()": "portal.logs.OneLine"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": envstr("NEOMARIL_LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": envchoice("NEOMARIL_LOG_LEVEL", "INFO", ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]),
+    },
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         # Refused run calls are counted in /metrics; bad Host headers are the client's.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import sys
 import threading
@@ -20,6 +19,7 @@ from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker
 
 from groups.api.shape import error_json
+from groups.envconf import envbool
 from models_app.serving.headers import joined_header
 from portal.draining import DRAINING
 
@@ -372,7 +372,7 @@ class WebWorker(UvicornWorker):
         "loop": "uvloop",
         "http": WebProtocol,
         # One log line per prediction costs CPU on the hot path; on when asked.
-        "access_log": os.environ.get("NEOMARIL_ACCESS_LOG", "0") == "1",
+        "access_log": envbool("NEOMARIL_ACCESS_LOG"),
     }
 
     def init_signals(self) -> None:
@@ -435,7 +435,8 @@ class DrainingServer(Server):
     Without it, a request the balancer sends in the instant the node stops can land on a
     connection that uvicorn then closes unanswered (it closes the connections without a
     request in progress): HAProxy sends a Sync call again, but not an upload. 0 (the
-    default: one node, no balancer) stops at once; SIGINT (Ctrl-C) always does.
+    default: one node, no balancer) stops at once; so does a SIGINT sent to gunicorn itself
+    (supervisord stops its programs with SIGTERM, Ctrl-C on `make run` included).
     """
 
     def handle_exit(self, sig: int, frame) -> None:

@@ -97,6 +97,14 @@ def test_bad_environment_value_fails_loudly(tmp_path):
     assert "NEOMARIL_WORKERS='lots' is not a whole number" in result.stderr
 
 
+def test_the_log_level_is_read_in_any_case_and_a_bad_one_is_named(tmp_path):
+    result = _manage(["check"], {"NEOMARIL_LOG_LEVEL": "debug"}, tmp_path)
+    assert result.returncode == 0, result.stderr  # was "Unknown level: 'debug'", and no process started
+    result = _manage(["check"], {"NEOMARIL_LOG_LEVEL": "loud"}, tmp_path)
+    assert result.returncode != 0
+    assert "NEOMARIL_LOG_LEVEL='loud' is not one of: DEBUG, INFO, WARNING, ERROR, CRITICAL" in result.stderr
+
+
 def test_redis_url_selects_redis_broker(tmp_path):
     code = "from django.conf import settings; print(settings.Q_CLUSTER.get('redis'), settings.Q_CLUSTER.get('orm'))"
     result = _manage(

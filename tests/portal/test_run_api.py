@@ -167,6 +167,17 @@ def test_patch_settings_refuses_a_minimum_no_node_can_keep(cast, model, settings
     assert client.patch(f"/api/v1/models/{model.hash}", {"min_replicas": 4}, format="json").status_code == 200
 
 
+def test_either_bound_stops_at_the_per_model_ceiling_of_16(cast, model, settings):
+    settings.HOST_CORES, settings.HOST_MAX_RUNNERS, settings.GROUP_WARM_REPLICAS = 32, 64, 64
+    client = api_client(cast.owner)
+    for field in ("min_replicas", "max_replicas"):
+        over = client.patch(f"/api/v1/models/{model.hash}", {field: 17}, format="json")
+        assert over.status_code == 400
+        assert over.json()["errors"][field] == ["Ensure this value is less than or equal to 16."]
+    model.refresh_from_db()
+    assert model.effective_max_replicas == 16  # the default, on 32 cores (docs/serving.md)
+
+
 def test_a_group_keeps_at_most_its_share_of_warm_replicas(cast, model, settings):
     settings.GROUP_WARM_REPLICAS = 3
     client = api_client(cast.owner)

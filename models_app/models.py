@@ -181,6 +181,9 @@ class MLModel(ServingFacts, models.Model):
         related_name="+",
         help_text="The version the model's run URL serves (empty: version 1).",
     )
+    # When a person last chose the live version (a rollback, a roll forward): a version
+    # made before that does not take the run URL over when its first build succeeds.
+    live_chosen_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="created_models"

@@ -405,8 +405,9 @@ def make_live(model: MLModel, version: MLModel, actor) -> MLModel:
                 gettext("Version %(number)s is %(status)s: only a Deployed version can go live.")
                 % {"number": version.version, "status": version.status}
             )
+        now = timezone.now()
         MLModel.objects.filter(pk=root.pk).update(
-            live_version=None if version.pk == root.pk else version, updated_at=timezone.now()
+            live_version=None if version.pk == root.pk else version, updated_at=now, live_chosen_at=now
         )
         record(root, actor, "version_live", f"version {version.version} serves the model's run URL")
     root.refresh_from_db()
@@ -414,11 +415,14 @@ def make_live(model: MLModel, version: MLModel, actor) -> MLModel:
 
 
 def go_live_if_newest(version: MLModel) -> bool:
-    """After `version`'s first successful build: serve it if it is newer than the live
-    version (a version that finished after a newer one went live does not).
+    """After `version`'s first successful build: serve it if it is the newest version
+    that ever deployed, and nobody chose the live version by hand since it was made.
 
-    A rebuild of a version that was deployed before never changes the live version.
-    Called inside the transaction that marks it Deployed.
+    So a version that finished after a newer one deployed does not go live, nor does one
+    whose first build succeeds (a restart after a failure, a slow build) after a
+    rollback: the person's choice stands. A rebuild of a version that was deployed
+    before never changes the live version. Called inside the transaction that marks it
+    Deployed.
     """
     if version.line_id is None:
         return False  # version 1: live unless another version is
@@ -426,6 +430,11 @@ def go_live_if_newest(version: MLModel) -> bool:
     locked = MLModel.objects.select_for_update(of=("self",))
     root = locked.select_related("live_version").get(pk=version.line_id)
     if version.pk == root.live_version_id or root.live_number > version.version:
+        return False
+    if root.live_chosen_at is not None and root.live_chosen_at >= version.created_at:
+        return False
+    newer_deployed = root.later_versions.filter(version__gt=version.version, deployed_at__isnull=False)
+    if newer_deployed.exclude(status=MLModel.Status.DELETED).exists():
         return False
     MLModel.objects.filter(pk=root.pk).update(live_version=version, updated_at=timezone.now())
     record(root, None, "version_live", f"version {version.version} deployed and serves the model's run URL")

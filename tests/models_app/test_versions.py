@@ -150,6 +150,38 @@ def test_rollback_is_one_call_and_forward_again(cast, deployed):
     assert _call(deployed)["answered_by"] == "v2"
 
 
+def _first_deploy(version: MLModel) -> bool:
+    """What a version's first successful build does last (tasks.build_model)."""
+    from django.db import transaction
+
+    with transaction.atomic():
+        MLModel.objects.filter(pk=version.pk).update(status=MLModel.Status.DEPLOYED)
+        return services.go_live_if_newest(version)
+
+
+def test_a_rollback_stands_when_an_older_version_first_deploys_after_it(cast, deployed):
+    """Version 2 fails its build, 3 deploys and goes live, the owner rolls back to 1; then
+    2 is restarted and its build succeeds: the owner's choice stands (it took the URL)."""
+    client = api_client(cast.owner)
+    v2 = _build(MLModel.objects.get(hash=_add_version(client, deployed, BROKEN_SOURCE).json()["hash"]))
+    v3 = _build(MLModel.objects.get(hash=_add_version(client, deployed, _source("v3")).json()["hash"]))
+    assert (v2.status, v3.status, _call(deployed)["answered_by"]) == ("Failed", "Deployed", "v3")
+    assert client.post(f"{_versions_url(deployed)}/1/live").status_code == 200
+    assert _first_deploy(v2) is False
+    assert _call(deployed)["answered_by"] == "v1"
+    # Nor does a version older than one that deployed, with no rollback in between.
+    MLModel.objects.filter(pk=deployed.pk).update(live_chosen_at=None, live_version=None)
+    assert _first_deploy(v2) is False
+
+
+def test_a_version_made_after_the_rollback_still_goes_live(cast, deployed):
+    client = api_client(cast.owner)
+    _build(MLModel.objects.get(hash=_add_version(client, deployed, _source("v2")).json()["hash"]))
+    assert client.post(f"{_versions_url(deployed)}/1/live").status_code == 200
+    v3 = _build(MLModel.objects.get(hash=_add_version(client, deployed, _source("v3")).json()["hash"]))
+    assert v3.status == "Deployed" and _call(deployed)["answered_by"] == "v3"
+
+
 def test_each_version_keeps_its_url_files_packages_and_author(cast, deployed):
     client = api_client(cast.teammate)
     response = _add_version(

@@ -221,7 +221,7 @@ class ExecutionListView(APIView):
     )
     def get(self, request: Request, model_hash: str) -> Response:
         model = get_called_model(request, model_hash, allow_member=True)
-        executions = model.executions.select_related("model", "requested_by").order_by("-number")
+        executions = model.executions.select_related("model", "version", "requested_by").order_by("-number")
         wanted = request.query_params.get("status")
         if wanted:
             if wanted not in Execution.Status.values:

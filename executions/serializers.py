@@ -14,6 +14,12 @@ class ExecutionSerializer(serializers.ModelSerializer):
 
     execution_id = serializers.IntegerField(source="number", read_only=True)
     model = serializers.CharField(source="model.hash", read_only=True)
+    version = serializers.IntegerField(
+        source="runs_on.version",
+        read_only=True,
+        help_text="The model's version that runs it: the live one when it was submitted, or the one "
+        "its per-version URL named.",
+    )
     duration = serializers.SerializerMethodField(help_text="Seconds from start to finish.")
     requested_by = username_of(
         "requested_by",
@@ -38,6 +44,7 @@ class ExecutionSerializer(serializers.ModelSerializer):
         fields = [
             "execution_id",
             "model",
+            "version",
             "status",
             "requested_at",
             "started_at",

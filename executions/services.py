@@ -21,6 +21,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.db.models import Count, Max, Q
 from django.utils import timezone
+from django.utils.translation import ngettext
 from django_q.tasks import async_task
 from rest_framework.exceptions import NotFound
 
@@ -110,6 +111,22 @@ def _place_input(upload: UploadedFile, destination: Path) -> None:
         for chunk in upload.chunks():
             out.write(chunk)
     os.chmod(destination, 0o600)
+
+
+def refuse_deleting_a_busy_version(sender, version: MLModel, **kwargs) -> str | None:
+    """models_app.services.deleting_version: a version with executions waiting or running
+    stays until they end (they were accepted on the run URL while it was live; deleting it
+    would stop them)."""
+    busy = Execution.objects.filter(
+        version=version, status__in=[Execution.Status.REQUESTED, Execution.Status.RUNNING]
+    ).count()
+    if not busy:
+        return None
+    return ngettext(
+        "Version %(number)s has %(count)s execution waiting or running: delete it once it has ended.",
+        "Version %(number)s has %(count)s executions waiting or running: delete it once they have ended.",
+        busy,
+    ) % {"number": version.version, "count": busy}
 
 
 def get_execution(model: MLModel, number: int) -> Execution:

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.db.models import Max
+from django.dispatch import Signal
 from django.utils import timezone
 from django.utils.translation import gettext
 from django_q.tasks import async_task
@@ -251,6 +252,12 @@ def restart(model: MLModel, actor) -> MLModel:
     return model
 
 
+# Sent (inside the deletion's transaction) before a later version alone is deleted, with
+# `version`: a receiver returns why it may not be, or None. Apps above this one (Async
+# executions) keep their own rules without this module importing them.
+deleting_version = Signal()
+
+
 def delete(model: MLModel, actor) -> MLModel:
     """Mark deleted and remove its files, secrets and recorded calls; the row (and its
     hash) stays. A model goes with all its versions; a later version alone only when it
@@ -263,6 +270,9 @@ def delete(model: MLModel, actor) -> MLModel:
                     gettext("Version %(number)s is live: make another version live before deleting it.")
                     % {"number": model.version}
                 )
+            for _receiver, refusal in deleting_version.send(sender=MLModel, version=model):
+                if refusal:
+                    raise ActionRefused(refusal)
             rows = MLModel.objects.filter(pk=model.pk)
         else:
             rows = model.all_versions()

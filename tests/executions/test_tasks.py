@@ -27,7 +27,9 @@ from groups import jobs, nodes
 from models_app import services as model_services
 from models_app.models import EXECUTION_TASK_MARGIN, MLModel
 from models_app.runtime import oneshot, sandbox
+from tests.helpers.clients import api_client
 from tests.helpers.executions import BASE_PYTHON, CSV, SOURCE, submit
+from tests.helpers.uploads import file
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -568,3 +570,36 @@ def test_concurrent_submissions_get_distinct_numbers_and_slots_are_never_oversol
         list(pool.map(_in_thread(lambda _: services.dispatch()), range(8)))
     assert sorted(numbers) == list(range(1, 9))
     assert model.executions.filter(queued_at__isnull=False).count() == 3
+
+
+def test_a_version_with_executions_waiting_or_running_is_not_deleted(caller, cast, deploy, fake_env):
+    """Accepted on the run URL while version 2 was live, then version 1 made live again:
+    deleting version 2 would stop them (they failed, 'the model was deleted')."""
+    model = deploy()
+    owner = api_client(cast.owner)
+    payload = {
+        "model_reference": "score",
+        "python_version": "3.11",
+        "source": file("app.py", SOURCE),
+        "model": file("model.pkl", b"\x80\x04K\x01."),
+        "requirements": file("requirements.txt", ""),
+    }
+    added = owner.post(f"/api/v1/models/{model.hash}/versions", payload, format="multipart")
+    assert added.status_code == 201, added.json()
+    v2 = MLModel.objects.get(hash=added.json()["hash"])
+    MLModel.objects.filter(pk=v2.pk).update(status=MLModel.Status.DEPLOYED, env_fingerprint=fake_env)
+    model_services.make_live(model, v2, cast.owner)
+    number = submit(caller, model).json()["execution_id"]
+    assert caller.get(f"/api/v1/run/{model.hash}/executions/{number}").json()["version"] == 2
+    model_services.make_live(model, model, cast.owner)
+
+    refused = owner.delete(f"/api/v1/models/{model.hash}/versions/2")
+    assert refused.status_code == 409
+    assert refused.json()["detail"] == (
+        "Version 2 has 1 execution waiting or running: delete it once it has ended."
+    )
+    execution = Execution.objects.get(model=model, number=number)
+    tasks.run_execution(execution.pk)
+    execution.refresh_from_db()
+    assert execution.status == "Succeeded", execution.log
+    assert owner.delete(f"/api/v1/models/{model.hash}/versions/2").status_code in (200, 204)

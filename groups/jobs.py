@@ -222,15 +222,19 @@ class Job(models.Model):
                 time.sleep(FINAL_FLUSH_PAUSE)
         raise AssertionError("unreachable")
 
-    def append_log(self, chunk: str) -> None:
-        """Append in the database without reading the log back (one UPDATE); also a beat."""
-        type(self)._default_manager.filter(pk=self.pk).update(
-            log=Concat(F("log"), Value(chunk)), heartbeat_at=timezone.now()
-        )
+    def append_log(self, chunk: str, *, only_this_run: bool = False) -> bool:
+        """Append in the database without reading the log back (one UPDATE); also a beat.
 
-    def beat(self) -> None:
-        """Say the worker running this job is alive."""
-        type(self)._default_manager.filter(pk=self.pk).update(heartbeat_at=timezone.now())
+        `only_this_run`: only while this run owns the job (this_run); False when it no
+        longer does.
+        """
+        rows = self.this_run() if only_this_run else type(self)._default_manager.filter(pk=self.pk)
+        return bool(rows.update(log=Concat(F("log"), Value(chunk)), heartbeat_at=timezone.now()))
+
+    def beat(self, *, only_this_run: bool = False) -> bool:
+        """Say the worker running this job is alive (`only_this_run`: as append_log)."""
+        rows = self.this_run() if only_this_run else type(self)._default_manager.filter(pk=self.pk)
+        return bool(rows.update(heartbeat_at=timezone.now()))
 
 
 class JobLog:
@@ -265,6 +269,7 @@ class JobLog:
         self._kept = 0
         self._capped = False  # past max_chars: every later line goes to the tail
         self._dropped = 0
+        self._superseded = False
         self._tail: deque[str] = deque(maxlen=tail_lines)
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
@@ -346,10 +351,18 @@ class JobLog:
             with self._lock:
                 chunk, self._pending = "".join(self._pending), []
             try:
+                # A run that recovery superseded (its worker froze, then came back) writes
+                # nothing more: not its lines into the next attempt's log, nor beats that
+                # would hide that attempt's worker dying.
                 if chunk:
-                    self.job.append_log(chunk)
+                    owned = self.job.append_log(chunk, only_this_run=True)
                 else:
-                    self.job.beat()
+                    owned = self.job.beat(only_this_run=True)
+                if not owned and not self._superseded:
+                    self._superseded = True
+                    logger.warning(
+                        "%s was taken over by recovery: this run's log is no longer kept", self.job
+                    )
             except BaseException:
                 if chunk:
                     with self._lock:

@@ -46,6 +46,11 @@ def _build(model: MLModel, number: int = 1, **fields) -> ModelBuild:
     return ModelBuild.objects.create(model=model, number=number, **fields)
 
 
+def _running_build(model: MLModel) -> ModelBuild:
+    """A build its worker has claimed: a JobLog writes only while its run owns the job."""
+    return _build(model, status=ModelBuild.Status.RUNNING)
+
+
 def _long_ago() -> timezone.datetime:
     return timezone.now() - timedelta(minutes=10)
 
@@ -62,11 +67,11 @@ def _locked_for(monkeypatch, times: int) -> dict:
     state = {"left": times}
     real = ModelBuild.append_log
 
-    def append_log(self, chunk):
+    def append_log(self, chunk, **kwargs):
         if state["left"]:
             state["left"] -= 1
             raise OperationalError("database is locked")
-        real(self, chunk)
+        return real(self, chunk, **kwargs)
 
     monkeypatch.setattr(ModelBuild, "append_log", append_log)
     return state
@@ -146,7 +151,7 @@ def test_a_locked_database_does_not_stop_a_build_logs_heartbeat(model, monkeypat
 
 
 def test_the_last_flush_is_retried_on_a_locked_database(model, monkeypatch):
-    build = _build(model)
+    build = _running_build(model)
     monkeypatch.setattr(jobs, "FINAL_FLUSH_PAUSE", 0)
     locked = _locked_for(monkeypatch, times=jobs.FINAL_FLUSH_TRIES - 1)
     with jobs.JobLog(build, flush_every=3600) as log:  # only the last flush writes
@@ -156,7 +161,7 @@ def test_the_last_flush_is_retried_on_a_locked_database(model, monkeypatch):
 
 
 def test_a_database_locked_for_good_fails_the_last_flush_loudly(model, monkeypatch):
-    build = _build(model)
+    build = _running_build(model)
     monkeypatch.setattr(jobs, "FINAL_FLUSH_PAUSE", 0)
     _locked_for(monkeypatch, times=jobs.FINAL_FLUSH_TRIES)
     with pytest.raises(OperationalError), jobs.JobLog(build, flush_every=3600) as log:
@@ -164,7 +169,7 @@ def test_a_database_locked_for_good_fails_the_last_flush_loudly(model, monkeypat
 
 
 def test_a_capped_log_keeps_its_head_and_tail(model):
-    build = _build(model)
+    build = _running_build(model)
     megabyte = "x" * (1024 * 1024)
     with jobs.JobLog(build, max_chars=2 * 1024 * 1024, tail_lines=3, flush_every=3600) as log:
         log(f"head {megabyte}")
@@ -181,7 +186,7 @@ def test_a_capped_log_keeps_its_head_and_tail(model):
 
 
 def test_a_capped_log_keeps_the_order_lines_were_written_in(model):
-    build = _build(model)
+    build = _running_build(model)
     with jobs.JobLog(build, max_chars=100, tail_lines=2, flush_every=3600) as log:
         log("first " + "x" * 40)
         log("too long for what is left " + "y" * 60)
@@ -195,8 +200,32 @@ def test_a_capped_log_keeps_the_order_lines_were_written_in(model):
     assert [line.split(" ", 2)[2] for line in lines[2:]] == ["short", "The model process ended."]
 
 
+def test_a_run_recovery_took_over_writes_no_more_lines_nor_beats(model):
+    """Its worker froze, recovery ran the execution again, then the worker came back: its
+    lines went on into attempt 2's log (its verdict too), and its beats hid attempt 2's."""
+    execution = Execution.objects.create(
+        model=model, number=1, input_file="in.csv", input_size=3, queued_at=timezone.now()
+    )
+    assert Execution.claim(execution.pk, waiting=Execution.Status.REQUESTED, attempts=1)
+    execution.refresh_from_db()
+    with jobs.JobLog(execution, flush_every=3600) as log:
+        log("attempt 1 starts")
+        log.flush()
+        # Recovery re-queued it and attempt 2 claimed it.
+        Execution.objects.filter(pk=execution.pk).update(
+            attempts=2, log="attempt 2 starts\n", heartbeat_at=_long_ago()
+        )
+        log("attempt 1 goes on")
+        log("Execution failed: killed by SIGKILL")
+    row = Execution.objects.get(pk=execution.pk)
+    assert row.log == "attempt 2 starts\n"
+    assert row.heartbeat_at < timezone.now() - timedelta(minutes=5)
+    log.flush()  # a beat, nothing pending
+    assert Execution.objects.get(pk=execution.pk).heartbeat_at == row.heartbeat_at
+
+
 def _outcome_of(model, work, **kwargs):
-    build = _build(model)
+    build = _running_build(model)
     with jobs.JobLog(build, flush_every=3600) as log:
         outcome = log.outcome_of("build", work, failed=lambda reason: {"failed": reason}, **kwargs)
     return outcome, ModelBuild.objects.get(pk=build.pk).log

@@ -174,11 +174,12 @@ class _Supervisor:
         self.disk_full = False
         self.next_disk_check = 0.0
 
-    def _check_disk(self, now: float) -> bool:
+    def _check_disk(self, now: float, *, at_exit: bool = False) -> bool:
         """True when the job wrote more than its disk limit in its folder, or the folder's
-        disk has less than NEOMARIL_DISK_RESERVE_MB free (checked twice a second): the
-        platform's database shares that disk, and a full one stops the whole platform."""
-        if self.code.writable is None or now < self.next_disk_check:
+        disk has less than NEOMARIL_DISK_RESERVE_MB free (checked twice a second, and
+        `at_exit`: a fast writer fills gigabytes between two checks): the platform's
+        database shares that disk, and a full one stops the whole platform."""
+        if self.code.writable is None or (now < self.next_disk_check and not at_exit):
             return False
         self.next_disk_check = now + _DISK_CHECK_INTERVAL
         if settings.DISK_RESERVE_MB:
@@ -280,6 +281,8 @@ class _Supervisor:
                 self._kill_group()
                 self.proc.wait()
                 drain_until = time.monotonic() + _DRAIN_GRACE
+        if not killed and not timed_out and self._check_disk(time.monotonic(), at_exit=True):
+            self.over_disk = True  # its answer does not stand: it wrote past the limit
         # Output that arrived after a cut-off still counts; a reader still waiting for room
         # is let go (what it reads from now on is dropped).
         self._take_lines()

@@ -780,6 +780,23 @@ def test_writing_past_the_disk_limit_fails_the_execution_naming_it(cast, async_a
     assert (message.startswith(per_file[0]) and message.endswith(per_file[1])) or message == in_total, message
 
 
+def test_writing_past_the_disk_limit_between_two_checks_still_fails_the_execution(
+    cast, async_attacker, settings, monkeypatch
+):
+    """A fast writer fills its folder and returns before the next look at it (twice a
+    second; 361 MB against 50 in the audit): the folder is measured once more at exit."""
+    from models_app.runtime import oneshot
+
+    settings.EXECUTION_DISK_MB = 4
+    monkeypatch.setattr(oneshot, "_DISK_CHECK_INTERVAL", 3600)  # only the first look, at the start
+    execution = _execute(cast, async_attacker, {"op": "fill", "folder": "data_path", "files": 12, "mb": 1})
+    assert execution.status == "Failed", execution.log
+    assert execution.error_message.endswith(
+        "The model's code hit the sandbox limit of 4 MB written in its folder "
+        "(raise NEOMARIL_EXECUTION_DISK_MB to allow more)."
+    ), execution.error_message
+
+
 def test_a_job_that_brings_the_data_disk_under_its_reserve_is_stopped_and_its_output_removed(
     cast, async_attacker, settings, monkeypatch
 ):

@@ -209,9 +209,11 @@ def _guard(phase, func, *args):
     """Run user code; any failure (even SystemExit) becomes a ``_UserError``."""
     try:
         return func(*args)
-    except (_Terminate, KeyboardInterrupt, _UserError):
+    except (_Terminate, _UserError):
         raise
-    except BaseException as exc:  # user code may raise anything, SystemExit included
+    # User code may raise anything, SystemExit and KeyboardInterrupt included: nothing
+    # sends a runner SIGINT (the platform stops it with SIGTERM, _Terminate).
+    except BaseException as exc:
         raise _UserError(phase, _describe(exc), _user_traceback(exc)) from exc
 
 

@@ -198,9 +198,10 @@ class _Run:
         """Run code that may fail (the user's, a library's); a failure names ``what``."""
         try:
             return func(*args)
-        except (self.r._UserError, KeyboardInterrupt):
+        except self.r._UserError:
             raise
-        except BaseException as exc:  # user code may raise anything, SystemExit included
+        # User code may raise anything, SystemExit and KeyboardInterrupt included.
+        except BaseException as exc:
             raise self._error(phase, f"{what}: {self.r._describe(exc)}", self.r._user_traceback(exc)) from exc
 
     def _warn(self, message):

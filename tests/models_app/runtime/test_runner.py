@@ -435,6 +435,23 @@ def test_user_exit_is_reported_with_its_traceback(runner_python, write_user_modu
     assert f'File "{source.name}", line 4, in score' in result.traceback
 
 
+def test_a_keyboard_interrupt_the_users_code_raises_is_its_error_not_a_crash(
+    runner_python, write_user_module
+):
+    """It was re-raised: the process died "killed by SIGINT", with the server's paths in
+    an unshortened traceback (and a Sync call was sent again, running the model twice)."""
+    source = write_user_module(
+        """
+        def score(data, base_path):
+            raise KeyboardInterrupt("stop")
+        """
+    )
+    result = run(runner_python, source)
+    assert not result.ok
+    assert (result.phase, result.error) == ("call", "KeyboardInterrupt: stop")
+    assert f'File "{source.name}", line 3, in score' in result.traceback
+
+
 # ------------------------------------------------------------------------ async results
 
 

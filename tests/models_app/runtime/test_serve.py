@@ -40,6 +40,8 @@ def score(data, base_path):
         raise ValueError("bad input: %s" % payload["fail"])
     if payload.get("exit"):
         sys.exit(9)
+    if payload.get("interrupt"):
+        raise KeyboardInterrupt
     return {"double": payload["x"] * 2, "base": base_path, "nan": float("nan")}
 """
 
@@ -284,6 +286,9 @@ def test_user_exception_is_an_error_frame_and_the_runner_goes_on(start_runner, w
         # sys.exit in a request must not take the warm runner down.
         assert runner.call(predict(1, exit=True), sock)["error"] == "SystemExit: 9"
         assert runner.call(predict(4), sock)["result"]["double"] == 8
+        # Nor a KeyboardInterrupt (it ended the runner: a 502, and the call sent again).
+        assert runner.call(predict(1, interrupt=True), sock)["error"] == "KeyboardInterrupt"
+        assert runner.call(predict(5), sock)["result"]["double"] == 10
     assert runner.proc.poll() is None
 
 

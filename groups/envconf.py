@@ -102,6 +102,18 @@ def envpath(name: str, default: Path) -> Path:
     return path
 
 
+def closed_folder(path: Path) -> Path:
+    """`path`, made if missing, closed to other local users: mode 0700 when this user owns
+    it (made so when it was not). The data and node folders hold the database, the keys,
+    every group's files and results; the sandboxes see only what is bind-mounted into them."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(OSError):
+        info = path.stat()
+        if info.st_uid == os.geteuid() and info.st_mode & 0o077:
+            path.chmod(0o700)
+    return path
+
+
 def private_folder(path: Path, why: str) -> Path:
     """`path`, made if missing, as this user's own folder (mode 0700, not a link).
 

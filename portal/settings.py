@@ -12,6 +12,7 @@ from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 from groups.envconf import (
+    closed_folder,
     envbool,
     envchoice,
     envint,
@@ -24,14 +25,12 @@ from groups.envconf import (
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-DATA_DIR = envpath("NEOMARIL_DATA_DIR", BASE_DIR / "var")
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+DATA_DIR = closed_folder(envpath("NEOMARIL_DATA_DIR", BASE_DIR / "var"))
 # This node's own state, never shared between nodes (docs/deployment.md, "Production
 # layout"): sockets (RUN_DIR), runner logs, collected static files, and `make run`'s
 # supervisord and gunicorn control sockets. The data folder by default (one node); each
 # node of several sharing one data folder sets a local folder of its own.
-NODE_DIR = envpath("NEOMARIL_NODE_DIR", DATA_DIR)
-NODE_DIR.mkdir(parents=True, exist_ok=True)
+NODE_DIR = closed_folder(envpath("NEOMARIL_NODE_DIR", DATA_DIR))
 
 
 def _generated_secret(filename: str, make) -> str:

@@ -105,6 +105,22 @@ def test_the_log_level_is_read_in_any_case_and_a_bad_one_is_named(tmp_path):
     assert "NEOMARIL_LOG_LEVEL='loud' is not one of: DEBUG, INFO, WARNING, ERROR, CRITICAL" in result.stderr
 
 
+def test_the_data_and_node_folders_are_closed_to_other_local_users(tmp_path):
+    """They were made with the default umask (0755): any local user could list and read
+    every execution's results (an execution's own folder is 0755 for its sandbox)."""
+    made, opened, node = tmp_path / "made", tmp_path / "opened", tmp_path / "node"
+    opened.mkdir(mode=0o755)
+    opened.chmod(0o755)
+    for data in (made, opened):
+        assert (
+            _manage(
+                ["check"], {"NEOMARIL_DATA_DIR": str(data), "NEOMARIL_NODE_DIR": str(node)}, data.parent
+            ).returncode
+            == 0
+        )
+        assert (data.stat().st_mode & 0o777, node.stat().st_mode & 0o777) == (0o700, 0o700)
+
+
 def test_redis_url_selects_redis_broker(tmp_path):
     code = "from django.conf import settings; print(settings.Q_CLUSTER.get('redis'), settings.Q_CLUSTER.get('orm'))"
     result = _manage(

@@ -11,6 +11,7 @@ Screenshots go to test-artifacts/screenshots/.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 from django.test import Client
@@ -305,3 +306,15 @@ def test_a_refused_registration_keeps_the_chosen_files(opened, live_server, cast
     page.wait_for_selector(".messages:has-text('Monitoring registered')")
     assert page.inner_text("#monitor-status") == "Unvalidated"
     assert Monitor.objects.get(model=model).preprocess_reference == "parse"
+
+
+def test_an_earlier_registrations_periods_are_not_charted(opened, live_server, cast, monitored):
+    """Registered again on May 2nd: May 1st was counted against the earlier reference."""
+    again = datetime(2026, 5, 2, tzinfo=UTC)
+    Monitor.objects.filter(model=monitored).update(registered_at=again)
+    Period.objects.filter(monitor__model=monitored, start__gte=again).update(registered_at=again)
+    page, _requests = opened
+    login(page, live_server, cast.teammate)
+    page.goto(f"{live_server.url}/models/{monitored.hash}/monitoring/")
+    wait_charts(page)
+    assert chart(page, "#psi-chart")["labels"] == ["2026-05-02", "2026-05-03"]

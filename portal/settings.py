@@ -565,7 +565,9 @@ LOGGING = {
         "one_line": {"()": "portal.logs.OneLine"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": envchoice("NEOMARIL_LOG_LEVEL", "INFO", ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]),
+    "root": {
+        "handlers": ["console"],
+        "level": envchoice("NEOMARIL_LOG_LEVEL", "INFO", ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]),
     },
     "loggers": {
         "django.db.backends": {"level": "WARNING"},

@@ -375,7 +375,7 @@ def test_the_data_disks_free_space_and_reserve_are_read_at_scrape_time(settings,
 def test_run_calls_refused_before_a_model_are_counted_by_status(deployed, cast):
     before = {
         status: value(scrape(), "neomaril_run_calls_refused_total", status=status) or 0
-        for status in "401 403 404 409".split()
+        for status in ["401", "403", "404", "409"]
     }
     assert django_call(deployed, "nmg_not-a-token", b"{}") == 401
     assert django_call(deployed, cast.other_token, b"{}") == 403

@@ -8,6 +8,7 @@ Every check runs on one post and every problem is reported at once, at its field
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from typing import Any
@@ -43,6 +44,7 @@ from models_app.validation import (
 from training import automl, services
 from training.automl import config as automl_config
 from training.models import MODEL_ARTIFACT, Experiment, TrainingRun
+from training.parquet_footer import NotParquet, parquet_rows
 
 TABLE_SUFFIXES = (".csv", ".parquet")
 # Roles of an External run's uploaded artifacts, as form fields.
@@ -284,6 +286,10 @@ class TrainingRunForm(UploadCheckingForm):
             name: data.get(name)
             for name in ("train_data", "source", "requirements", "env", *EXTERNAL_TABLES, "model")
         }
+        if "training_type" in self.errors:
+            # Which files a run needs depends on its type: checked against none, rather than
+            # against the External run's list as if the type were External.
+            return data
         if kind == TrainingRun.TrainingType.AUTOML:
             self._clean_automl(data, named)
             return data
@@ -348,6 +354,7 @@ class TrainingRunForm(UploadCheckingForm):
                         filename=source.name,
                         parameters=("df", "base_path"),
                         also_accepts=("base_path",),
+                        reference_field="training_reference",
                     )
         requirements = self._requirements(named.get("requirements"))
         env_values = self._env_values(named.get("env"))
@@ -389,6 +396,16 @@ class TrainingRunForm(UploadCheckingForm):
 
     def _clean_automl(self, data: dict[str, Any], named: dict[str, NamedFile | None]) -> None:
         """An AutoML run: the training data and the configuration; the platform brings the rest."""
+        if self.experiment.model_type != Experiment.ModelType.CLASSIFICATION:
+            self.add_error(
+                "training_type",
+                gettext(
+                    "AutoML trains binary classification models only, and this experiment is "
+                    "%(model_type)s: run AutoML in a Classification experiment, or train this one with "
+                    "a Custom or External run."
+                )
+                % {"model_type": self.experiment.model_type},
+            )
         train = named["train_data"]
         if train is None and "train_data" not in self.errors:
             self.add_error("train_data", gettext("Upload the training data (.csv or .parquet)."))
@@ -442,6 +459,10 @@ class TrainingRunForm(UploadCheckingForm):
                     conf = automl_config.normalise(raw, file_name=train.name, header=header)
                 except automl_config.ConfigError as exc:
                     self.add_error("conf_dict", exc.problems)
+                else:
+                    problem = _csv_target_problem(train, conf, header) if header is not None else None
+                    if problem is not None:
+                        self.add_error("conf_dict", problem)
         if self._errors or conf is None or train is None:
             return
         requirements_text = automl.REQUIREMENTS.read_text()
@@ -461,13 +482,26 @@ class TrainingRunForm(UploadCheckingForm):
         )
 
     def _check_not_empty(self, field: str, upload: NamedFile) -> bool:
-        """Refuse a table with no rows here, rather than let the run fail on it once started."""
+        """Refuse a table with no rows (or a parquet file that is none) here, rather than
+        let the run fail on it once started."""
         if not upload.file.size:
             problem = gettext("'%(name)s' is empty: a table needs at least its header row.")
-        elif upload.name.lower().endswith(".csv") and _csv_without_rows(upload):
+        elif upload.name.lower().endswith(".csv"):
+            if not _csv_without_rows(upload):
+                return True
             problem = gettext("'%(name)s' has a header row and no rows of data.")
         else:
-            return True
+            try:
+                rows = parquet_rows(upload.file, upload.file.size)
+            except NotParquet:
+                problem = gettext(
+                    "'%(name)s' is not a parquet file that can be read: save the table again with pandas' "
+                    "to_parquet, or upload it as a .csv file."
+                )
+            else:
+                if rows != 0:  # None: a footer too large to read here; the run reads the file
+                    return True
+                problem = gettext("'%(name)s' is a parquet table with no rows of data.")
         self.add_error(field, problem % {"name": upload.name})
         return False
 
@@ -578,6 +612,68 @@ def _csv_without_rows(upload: NamedFile) -> bool:
         return False
     lines = start.splitlines()
     return len(lines) >= 1 and not any(line.strip() for line in lines[1:])
+
+
+# What pandas' read_csv reads as a missing value, and as a boolean
+# (True is class 1 to the search).
+PANDAS_NA_TEXTS = frozenset(
+    {"", "None", "NULL", "null", "NA", "N/A", "n/a", "<NA>", "#NA", "#N/A", "#N/A N/A"}
+) | {"NaN", "-NaN", "nan", "-nan", "1.#IND", "-1.#IND", "1.#QNAN", "-1.#QNAN"}
+PANDAS_BOOLEAN_TEXTS = frozenset({"True", "TRUE", "true", "False", "FALSE", "false"})
+
+
+def _csv_target_problem(upload: NamedFile, conf: dict, header: list[str]) -> str | None:
+    """Why the AutoML target in the CSV's first MiB can't be the binary 0/1 target the
+    search needs, or None. Only what is sure to fail the run once started is reported: a
+    value that is neither 0 nor 1 (read as the search reads it) or a missing one; the rest
+    of a larger file is checked when the run starts."""
+    target, sep = conf["target"], conf["train_data"]["sep"]
+    upload.file.seek(0)
+    start = upload.file.read(CSV_PEEK_BYTES)
+    upload.file.seek(0)
+    cut = len(start) == CSV_PEEK_BYTES
+    if cut:
+        start = start[: start.rfind(b"\n") + 1]
+    try:
+        reader = csv.reader(io.StringIO(start.decode("utf-8-sig")), delimiter=sep)
+        rows = [(reader.line_num, row) for row in reader]
+    except (UnicodeDecodeError, csv.Error):
+        return None
+    if cut:
+        rows = rows[:-1]  # perhaps a record cut inside a quoted line break
+    column = header.index(target)
+    found: set[str] = set()
+    for line, row in rows[1:]:
+        if not row:  # a blank line: pandas skips it
+            continue
+        if len(row) != len(header):  # pandas would read this file otherwise: left to the run
+            return None
+        value = row[column]
+        if value in PANDAS_NA_TEXTS:
+            return gettext(
+                "target: column '%(target)s' has a missing value (line %(line)s of '%(name)s'); AutoML "
+                "needs the class of every row, 0 or 1."
+            ) % {"target": target, "line": line, "name": upload.name}
+        found.add(value)
+    if all(value in PANDAS_BOOLEAN_TEXTS or _zero_or_one(value) for value in found):
+        return None
+    shown = sorted(found)
+    return gettext(
+        "target: AutoML needs a binary target holding 0 and 1 (1 = the positive class), and column "
+        "'%(target)s' of '%(name)s' holds %(values)s: recode it as 0 and 1."
+    ) % {
+        "target": target,
+        "name": upload.name,
+        "values": ", ".join(repr(value) for value in shown[:10]) + (", …" if len(shown) > 10 else ""),
+    }
+
+
+def _zero_or_one(text: str) -> bool:
+    """Whether the search reads the value as class 0 or 1 (it takes float(value))."""
+    try:
+        return float(text) in (0.0, 1.0)
+    except ValueError:
+        return False
 
 
 def _not_a_table(upload: NamedFile) -> str:
@@ -736,15 +832,30 @@ class PromoteForm(ModelUploadForm):
                     % {"hash": target.hash, "name": target.name},
                 )
             self.cleaned_data.update(name=target.name, operation=target.operation)
-        extra_text = ""
+        extra_text, extra_lines = "", []
         if self.cleaned_data.get("requirements") is not None:
             extra_text = self._text("requirements", self.cleaned_data["requirements"], "requirements") or ""
             # Checked on their own first, so an error gives the line of the user's file, not
             # of the merged one; lines in error are left out (their error is reported once).
             allowed = settings.ALLOW_REQUIREMENT_OPTIONS
-            if self._attempt(parse_requirements, extra_text, allow_options=allowed) is None:
-                extra_text = ""
-        _lines, text = services.promoted_requirements(run, extra_text)
+            extra_lines = self._attempt(parse_requirements, extra_text, allow_options=allowed)
+            if extra_lines is None:
+                extra_text, extra_lines = "", []
+        frozen_lines, text = services.promoted_requirements(run, extra_text)
+        conflicts = services.frozen_pin_conflicts(frozen_lines, extra_lines)
+        if conflicts:
+            self.add_error(
+                "requirements",
+                [
+                    gettext(
+                        "%(requirement)s conflicts with the training run's environment, which has "
+                        "%(pin)s: the model is built on that environment, so leave %(name)s out of "
+                        "requirements or allow %(version)s."
+                    )
+                    % conflict
+                    for conflict in conflicts
+                ],
+            )
         self.cleaned_data["requirements"] = services.frozen_requirements_file(text)
         self.cleaned_data["python_version"] = run.python_full_version or run.python_version
         self.cleaned_data["group"] = run.experiment.group

@@ -19,6 +19,7 @@ from django.utils.translation import gettext
 from django_q.tasks import async_task
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from groups import crypto
 from groups.models import Group
@@ -63,10 +64,9 @@ def with_platform_requirements(
     """``lines`` plus what a harness needs (the training harness's by default) and they do not name already."""
     named = set()
     for line in lines:
-        try:
-            named.add(canonicalize_name(Requirement(line.split(" --hash")[0]).name))
-        except InvalidRequirement:  # an option line (--index-url ...): names nothing
-            continue
+        requirement = _requirement(line)
+        if requirement is not None:  # None: an option line (--index-url ...) names nothing
+            named.add(canonicalize_name(requirement.name))
     return [*lines, *(name for name in needed if name not in named)]
 
 
@@ -227,6 +227,43 @@ def promoted_requirements(run: TrainingRun, extra_text: str = "") -> tuple[list[
     if extra_text.strip():
         text += "# added when promoting\n" + extra_text.strip() + "\n"
     return lines, text
+
+
+def frozen_pin_conflicts(frozen_lines: list[str], extra_lines: list[str]) -> list[dict[str, str]]:
+    """The extra requirement lines no install can satisfy beside the run's frozen pins: a
+    package the run froze at ``==version`` asked for at a version its specifier excludes.
+    Only sure conflicts: lines with environment markers or URLs are left to the build."""
+    pinned: dict[str, tuple[str, str]] = {}  # name: (the frozen line, its version)
+    for line in frozen_lines:
+        requirement = _requirement(line)
+        specifiers = list(requirement.specifier) if requirement is not None else []
+        if len(specifiers) != 1 or specifiers[0].operator != "==" or "*" in specifiers[0].version:
+            continue
+        try:
+            Version(specifiers[0].version)
+        except InvalidVersion:
+            continue
+        pinned[canonicalize_name(requirement.name)] = (str(requirement), specifiers[0].version)
+    conflicts = []
+    for line in extra_lines:
+        requirement = _requirement(line)
+        if requirement is None or requirement.marker is not None or requirement.url:
+            continue
+        name = canonicalize_name(requirement.name)
+        if name not in pinned:
+            continue
+        pin, version = pinned[name]
+        if not requirement.specifier.contains(version, prereleases=True):
+            conflicts.append({"requirement": str(requirement), "pin": pin, "name": name, "version": version})
+    return conflicts
+
+
+def _requirement(line: str) -> Requirement | None:
+    """The requirement a parsed requirements.txt line names; None for an option line."""
+    try:
+        return Requirement(line.split(" --hash")[0])
+    except InvalidRequirement:
+        return None
 
 
 def prepare_environment_alias(run: TrainingRun, lines: list[str]) -> None:

@@ -117,6 +117,45 @@ def test_metric_by_name():
         search.metric("accuracy", Y, SCORES)
 
 
+# ------------------------------------------------- the search space (fast, pandas only)
+
+
+def _space(models, *, missing=("mean", "none"), preprocess=("none",), unbalance=("none",), positives=0.5):
+    import pandas as pd
+
+    X = pd.DataFrame({"a": [1.0, None, 3.0, 4.0], "b": [1.0, 2.0, 3.0, 4.0]})
+    data = search._Data(X, pd.Series([0, 1, 0, 1]), ["a", "b"], [], ["a", "b"])
+    stages = {
+        **STAGES,
+        "models": list(models),
+        "missing": list(missing),
+        "preprocess": list(preprocess),
+        "unbalance": list(unbalance),
+    }
+    y_train = pd.Series([1] * round(100 * positives) + [0] * round(100 * (1 - positives)))
+    return search._search_space({"stages": stages}, data, y_train)
+
+
+def test_missing_values_are_left_in_only_when_every_option_searched_takes_them():
+    # Trees take NaN: leaving it is one more option to try.
+    assert _space(["lightgbm", "rf", "dt", "xgboost", "catboost"])["missing"] == ["mean", "none"]
+    # A trial draws its model and its missing option apart: logreg could draw "none".
+    assert _space(["logreg", "lightgbm"])["missing"] == ["mean"]
+    assert _space(["lightgbm"], preprocess=("norm", "binarizer"))["missing"] == ["mean"]
+    # SMOTE only where the unbalance stage is searched, i.e. with a rare class.
+    assert _space(["lightgbm"], unbalance=("smote",))["missing"] == ["mean", "none"]
+    assert _space(["lightgbm"], unbalance=("smote",), positives=0.05)["missing"] == ["mean"]
+
+
+def test_leaving_missing_values_to_an_option_that_cannot_take_them_is_refused_before_the_search():
+    with pytest.raises(
+        ValueError, match=r"^stages\.missing: the numeric column\(s\) 'a' have missing"
+    ) as raised:
+        _space(["logreg", "lightgbm"], missing=("none",), preprocess=("binarizer",))
+    assert "which logreg (stages.models), binarizer (stages.preprocess) cannot take" in str(raised.value)
+    assert "add an imputation (mean, median, tail, random) to stages.missing" in str(raised.value)
+
+
 # --------------------------------------------------------- real runs (slow)
 
 MAKE_DATA = textwrap.dedent(
@@ -236,7 +275,16 @@ CHECK_ERRORS = textwrap.dedent(
         "stratify_col": ({"split_type": "stratified", "stratify_col": "region"}, df),
         "date_col": ({"split_type": "oot", "date_col": "b"}, df),
         "too_few_rows": ({"holdout_size": 0.02}, df.head(12)),
-        "all_trials_fail": ({"iterations": 2, "stages": dict(base["stages"], models=["logreg"], missing=["none"])}, df),
+        "missing_left_to_logreg": (
+            {"stages": dict(base["stages"], models=["logreg"], missing=["none"], preprocess=["norm"])}, df
+        ),
+        # The audit's configuration: one trial of logreg on data with missing numbers.
+        "logreg_on_missing_values": ({"iterations": 1, "stages": dict(base["stages"], models=["logreg"])}, df),
+        # Infinity: no imputation removes it (the iqr cleaner would cap it), logreg refuses it.
+        "all_trials_fail": (
+            {"iterations": 2, "stages": dict(base["stages"], models=["logreg"], missing=["median"], cleaner=["none"])},
+            df.assign(a=df["a"].where(df.index != 5, np.inf)),
+        ),
     }
     answers = {}
     for case, (overrides, data) in cases.items():
@@ -549,5 +597,10 @@ def test_configuration_the_data_contradicts_is_refused_naming_the_key(automl_pyt
         "ValueError: date_col: column 'b' has 40 value(s) that are not dates"
     )
     assert answers["too_few_rows"].startswith("ValueError: holdout_size: the holdout split has 1 row(s)")
+    assert answers["missing_left_to_logreg"].startswith(
+        "ValueError: stages.missing: the numeric column(s) 'a' have missing values, which logreg "
+        "(stages.models) cannot take, and 'none' is the only option given"
+    )
+    assert answers["logreg_on_missing_values"] is None  # it failed: "'missing': 'none' … contains NaN"
     assert answers["all_trials_fail"].startswith("RuntimeError: every one of the 2 trials failed")
-    assert "NaN" in answers["all_trials_fail"]
+    assert "infinity" in answers["all_trials_fail"]

@@ -457,8 +457,9 @@ def _search_space(conf, data, y_train):
     space = {"model": list(stages["models"])}
     # Missing categories always become a category of their own (see _build_pipeline), so
     # the missing stage is about the numeric columns.
-    if data.numeric and data.X[data.numeric].isna().any().any():
-        space["missing"] = list(stages["missing"])
+    with_missing = [column for column in data.numeric if data.X[column].isna().any()]
+    if with_missing:
+        space["missing"] = list(stages["missing"])  # narrowed below, once the rest is known
     space["cleaner"] = [
         option
         for option in stages["cleaner"]
@@ -475,7 +476,32 @@ def _search_space(conf, data, y_train):
     share = float(np.mean(y_train))
     if min(share, 1 - share) < UNBALANCED_SHARE:
         space["unbalance"] = list(stages["unbalance"])
+    if with_missing:
+        space["missing"] = _missing_options(space, with_missing)
     return {stage: options for stage, options in space.items() if options}
+
+
+def _missing_options(space, with_missing):
+    """The missing stage's options on data with missing numbers: "none" (leave them to the
+    later steps) only when every model, scaler and sampler searched takes NaN, since a
+    trial draws each stage on its own."""
+    cannot = [
+        f"{option} (stages.{stage})"
+        for stage, intolerant in NAN_INTOLERANT.items()
+        for option in space.get("model" if stage == "models" else stage, [])
+        if option in intolerant
+    ]
+    if not cannot:
+        return space["missing"]
+    imputations = [option for option in space["missing"] if option != "none"]
+    if not imputations:
+        raise ValueError(
+            f"stages.missing: the numeric column(s) {', '.join(map(repr, with_missing[:10]))} have missing "
+            f"values, which {', '.join(cannot)} cannot take, and 'none' is the only option given; add an "
+            f"imputation ({', '.join(STEP_FACTORIES['missing'])}) to stages.missing, or search only options "
+            "that take missing values"
+        )
+    return imputations
 
 
 def _search(conf, data, split, space):
@@ -716,6 +742,10 @@ def _random_under(context):
 
     return RandomUnderSampler(random_state=context.seed)
 
+
+# The options that fail on NaN (scikit-learn 1.7: LogisticRegression, Binarizer; SMOTE);
+# the other models, scalers and samplers take it (trees learn where missing values go).
+NAN_INTOLERANT = {"models": ("logreg",), "preprocess": ("binarizer",), "unbalance": ("smote",)}
 
 STEP_FACTORIES = {
     "missing": {option: _missing(option) for option in ("mean", "median", "tail", "random")},

@@ -9,7 +9,8 @@ every training environment, and a missing one is named instead of failing obscur
 in ``_parse_spec``), writes X_train.parquet, y_train.parquet, model_output.parquet,
 model.pkl, metrics.json and params.json into the spec's ``out_dir``, and returns the
 summary the runner sends back. Every failure is raised as the runner's ``_UserError``
-with its phase: "import", "data", "call", "result" or "save" ("protocol" for a bad spec).
+with its phase: "import", "data", "call" (also loading an External run's model file),
+"result" or "save" ("protocol" for a bad spec).
 """
 
 import contextlib
@@ -257,15 +258,17 @@ class _Run:
         return self._guard("data", f"could not read {what} ({path})", read, path)
 
     def _load_model(self, path):
+        # Phase "call", not "data": the platform reports a "data" failure as one reading the
+        # training data, and unpickling runs the user's code much as a training call does.
         if not os.path.isfile(path):
-            raise self._error("data", f"FileNotFoundError: the model file ({path}) does not exist")
+            raise self._error("call", f"FileNotFoundError: the model file ({path}) does not exist")
 
         def load():
             with open(path, "rb") as f:
                 return self.cloudpickle.load(f)
 
         return self._guard(
-            "data",
+            "call",
             f"the model file ({os.path.basename(path)}) could not be loaded in this environment "
             "(are its requirements those it was trained with?)",
             load,

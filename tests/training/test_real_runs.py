@@ -403,3 +403,25 @@ def test_external_run_then_promote(cast, env39, data_files, tmp_path):
     model.refresh_from_db()
     assert model.status == "Deployed", model.builds.get().log
     assert set(model.smoke_result) == {"pred", "proba"}
+
+
+def test_an_external_model_file_that_will_not_load_fails_the_run_without_blaming_the_data(cast, env39):
+    experiment = make_experiment(cast.group, cast.owner, name="External")
+    run = _start(
+        cast,
+        experiment,
+        training_type="External",
+        run_name="Not a pickle",
+        training_reference=None,
+        X_train=file("X_train.csv", "a,b\n1,2\n3,4\n"),
+        y_train=file("y_train.csv", "target\n0\n1\n"),
+        model_output=file("model_output.csv", "pred\n0\n1\n"),
+        model=file("model.pkl", b"not a pickle"),
+        metrics=json.dumps({"auc": 0.9}),
+    )
+    run = _run(run, expected="Failed")
+    assert run.error_message.startswith(
+        "The model file (model.pkl) could not be loaded in this environment (are its requirements those it "
+        "was trained with?): UnpicklingError"
+    ), run.error_message
+    assert "training data" not in run.error_message

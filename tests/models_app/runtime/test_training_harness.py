@@ -548,12 +548,13 @@ def test_external_mode_copies_the_model_and_describes_it(training_python, datase
     assert back["proba_matches"] is True
 
 
-def test_external_model_that_cannot_load_is_a_data_error(training_python, datasets, run_dir):
+def test_external_model_that_cannot_load_is_not_a_training_data_error(training_python, datasets, run_dir):
+    # A "data" failure is reported as "Could not read the training data": the data was fine.
     (run_dir / "base" / "model.pkl").write_bytes(b"not a pickle")
     (run_dir / "base" / "X.csv").write_text("a\n1\n")
     inputs = {"X_train": str(run_dir / "base" / "X.csv"), "model": str(run_dir / "base" / "model.pkl")}
     result = train(training_python, run_dir, mode="external", model_type="Unsupervised", inputs=inputs)
-    assert result.phase == "data", result
+    assert result.phase == "call", result
     assert "model file (model.pkl) could not be loaded in this environment" in result.error
 
 

@@ -150,8 +150,9 @@ class RunListView(APIView):
         operation_id="training_runs_compare",
         responses=OpenApiResponse(
             RunComparisonSerializer,
-            description="The experiment's runs side by side: `metrics` names every metric any run has; "
-            "runs without the sorted metric come last.",
+            description="The experiment's runs side by side: `metrics` names every metric any run has. "
+            "Sorted by a metric, runs that did not succeed come after the Succeeded ones, and runs "
+            "without the metric last.",
         ),
         tags=["training"],
     )
@@ -182,16 +183,19 @@ class RunListView(APIView):
             choices = ", ".join([*RUN_SORT_FIELDS, *metric_names])
             raise ValidationError({"sort": [f"Can't sort by '{sort}': use one of {choices}."]})
 
+        by_metric = sort in metric_names and sort not in RUN_SORT_FIELDS
+
         def value(row):
-            return (
-                (row["metrics"] or {}).get(sort)
-                if sort in metric_names and sort not in RUN_SORT_FIELDS
-                else row[sort]
-            )
+            return (row["metrics"] or {}).get(sort) if by_metric else row[sort]
 
         present = [row for row in rows if value(row) is not None]
         missing = [row for row in rows if value(row) is None]
         present.sort(key=value, reverse=order == "desc")
+        if by_metric:
+            # A run that did not succeed is no candidate, whatever its metrics (a Failed
+            # External run keeps those it was uploaded with): after every Succeeded one.
+            succeeded = [row for row in present if row["status"] == TrainingRun.Status.SUCCEEDED]
+            present = succeeded + [row for row in present if row["status"] != TrainingRun.Status.SUCCEEDED]
         return Response(
             {
                 "experiment": experiment.hash,

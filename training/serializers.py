@@ -76,7 +76,11 @@ class RunComparisonSerializer(serializers.Serializer):
     metrics = serializers.ListField(
         child=serializers.CharField(), help_text="Every metric's name any of the runs has, sorted."
     )
-    runs = RunSummarySerializer(many=True, help_text="Runs without the sorted metric come last.")
+    runs = RunSummarySerializer(
+        many=True,
+        help_text="Sorted by a metric: the Succeeded runs that have it, then the other runs that have it, "
+        "then the runs without it.",
+    )
 
 
 class ExperimentDetailSerializer(ExperimentSerializer):

@@ -36,7 +36,9 @@
 
   // --- Experiment page: sortable runs table -------------------------------------------
   // Headers carry data-sort-type (number|text), cells data-sort-value. Empty values go
-  // last whichever the direction; the active header says its direction with aria-sort.
+  // last whichever the direction; in a metric's column, runs that did not succeed go
+  // after those that did (as the API's ?sort=), whichever the direction. The active
+  // header says its direction with aria-sort.
   const table = $("runs-table");
   if (table) {
     const body = table.tBodies[0];
@@ -51,11 +53,16 @@
         if (raw === undefined || raw === "") return null;
         return numeric ? Number(raw) : raw;
       };
+      const metric = rows.length > 0 && rows[0].cells[index].dataset.metric !== undefined;
+      // 0: a value of a Succeeded run (any run outside a metric's column), 1: another run's, 2: none.
+      const tier = (row) =>
+        key(row) === null ? 2 : metric && row.dataset.status !== "Succeeded" ? 1 : 0;
       const sign = direction === "ascending" ? 1 : -1;
       rows.sort((a, b) => {
+        if (tier(a) !== tier(b)) return tier(a) - tier(b);
         const x = key(a);
         const y = key(b);
-        if (x === null || y === null) return x === y ? 0 : x === null ? 1 : -1;
+        if (x === null) return 0;
         const order = numeric ? x - y : collator.compare(x, y);
         return order * sign || (Number(a.dataset.run) - Number(b.dataset.run)) * sign;
       });

@@ -523,6 +523,30 @@ def test_runs_compare_sorted_by_a_metric(cast):
     assert client.get(f"{base}?order=up").status_code == 400
 
 
+def test_runs_sorted_by_a_metric_put_those_that_did_not_succeed_after_the_succeeded_ones(cast):
+    """A Failed External run keeps the metrics it was uploaded with: it led the ranking."""
+    experiment = make_experiment(cast.group, cast.owner)
+    succeeded, failed = TrainingRun.Status.SUCCEEDED, TrainingRun.Status.FAILED
+    for number, state, auc in [
+        (1, succeeded, 0.81),
+        (2, failed, 0.99),
+        (3, succeeded, 0.93),
+        (4, TrainingRun.Status.REQUESTED, 0.5),
+        (5, failed, None),
+        (6, failed, 0.7),
+    ]:
+        finished_run(experiment, number=number, status=state, metrics={} if auc is None else {"auc": auc})
+    client = api_client(cast.owner)
+    base = f"{API}/experiments/{experiment.hash}/runs"
+
+    def numbers(query):
+        return [run["number"] for run in client.get(f"{base}?{query}").json()["runs"]]
+
+    assert numbers("sort=auc&order=desc") == [3, 1, 2, 6, 4, 5]
+    assert numbers("sort=auc&order=asc") == [1, 3, 4, 6, 2, 5]
+    assert numbers("sort=number&order=asc") == [1, 2, 3, 4, 5, 6]  # by a run's own field: as it is
+
+
 def test_status_log_and_detail(cast):
     experiment = make_experiment(cast.group, cast.owner)
     run = finished_run(

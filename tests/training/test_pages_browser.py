@@ -79,22 +79,24 @@ def test_experiment_page_sorts_runs_and_charts_a_metric(page, live_server, cast)
     finished_run(experiment, number=2, name="tuned", metrics={"auc": 0.95})
     finished_run(experiment, number=3, name="another", metrics={"auc": 0.8, "f1": 0.6})
     finished_run(experiment, number=4, name="broken", status="Failed", metrics={}, error_message="boom")
+    # A Failed External run keeps the metrics it was uploaded with: after every Succeeded run.
+    finished_run(experiment, number=5, name="unloadable", status="Failed", metrics={"auc": 0.99})
     login(page, live_server, cast.teammate)
     page.goto(f"{live_server.url}/training/{experiment.hash}/")
-    assert rows(page) == [4, 3, 2, 1]
+    assert rows(page) == [5, 4, 3, 2, 1]
     assert sort_state(page) == {"number": "descending"}
 
     auc = "#runs-table th[data-column='metric:auc'] button"
     page.click(auc)
-    assert rows(page) == [1, 3, 2, 4]  # numerically, the run without the metric last
+    assert rows(page) == [1, 3, 2, 5, 4]  # numerically, the run without the metric last
     assert sort_state(page) == {"metric:auc": "ascending"}
     page.click(auc)
-    assert rows(page) == [2, 3, 1, 4]
+    assert rows(page) == [2, 3, 1, 5, 4]
     assert sort_state(page) == {"metric:auc": "descending"}
     page.click("#runs-table th[data-column='name'] button")
-    assert rows(page) == [3, 1, 4, 2]  # another, baseline, broken, tuned
+    assert rows(page) == [3, 1, 4, 2, 5]  # another, baseline, broken, tuned, unloadable
     page.click("#runs-table th[data-column='number'] button")
-    assert rows(page) == [1, 2, 3, 4]
+    assert rows(page) == [1, 2, 3, 4, 5]
 
     # The chart: one point per run that has the chosen metric, higher values drawn higher.
     assert page.input_value("#metric-select") == "auc"
@@ -102,7 +104,7 @@ def test_experiment_page_sorts_runs_and_charts_a_metric(page, live_server, cast)
         "#metric-chart svg circle.chart-point",
         "cs => cs.map(c => [Number(c.dataset.run), Number(c.dataset.value), Number(c.getAttribute('cy'))])",
     )
-    assert [(run, value) for run, value, _ in points] == [(1, 0.7), (2, 0.95), (3, 0.8)]
+    assert [(run, value) for run, value, _ in points] == [(1, 0.7), (2, 0.95), (3, 0.8), (5, 0.99)]
     heights = {run: cy for run, _, cy in points}
     assert heights[2] < heights[3] < heights[1]  # SVG y grows downwards
     labels = page.eval_on_selector_all(

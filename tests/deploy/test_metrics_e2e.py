@@ -9,12 +9,11 @@ import signal
 import subprocess
 import time
 
-import psutil
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers.processes import ROOT, PortalClient, RunningPortal
+from tests.helpers.processes import ROOT, PortalClient, RunningPortal, descendants_running
 
 pytestmark = pytest.mark.slow
 
@@ -100,13 +99,8 @@ def test_a_web_worker_stopped_by_sigterm_keeps_its_last_counts_and_records(tmp_p
         client = PortalClient(portal)
         token = client.create_group("stops")
         model_hash = client.deploy(group="stops", files=FILES, timeout=300)
-        workers = [
-            p
-            for p in psutil.Process(portal.process.pid).children(recursive=True)
-            if "gunicorn" in " ".join(p.cmdline())
-            and p.parent()
-            and "gunicorn" in " ".join(p.parent().cmdline())
-        ]
+        gunicorns = descendants_running(portal.process.pid, "gunicorn")
+        workers = [p for p in gunicorns if p.ppid() in {g.pid for g in gunicorns}]  # not the master
         assert len(workers) == 1, workers
         with requests.Session() as session:  # one connection, so one worker, answers them all
             for x in range(30):

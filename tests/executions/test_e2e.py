@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from tests.helpers import real_models
-from tests.helpers.processes import ROOT, RunningPortal
+from tests.helpers.processes import ROOT, RunningPortal, descendants_running
 
 pytestmark = pytest.mark.slow
 
@@ -341,11 +341,7 @@ def test_worker_killed_mid_run_then_restarted(tmp_path):
         assert _runners_in(folder), "the model process of execution 1 never started"
         assert api.execution(model_hash, 2)["status"] == "Requested"
 
-        workers = [
-            p
-            for p in psutil.Process(first.process.pid).children(recursive=True)
-            if "qcluster" in " ".join(p.cmdline())
-        ]
+        workers = descendants_running(first.process.pid, "qcluster")
         assert workers
         for proc in workers:
             proc.kill()

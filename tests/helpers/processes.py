@@ -109,8 +109,9 @@ class RunningPortal:
     def supervisord(self) -> psutil.Process:
         """The supervisord that `make run` exec'd into (a child of make)."""
         for child in psutil.Process(self.process.pid).children():
-            if "supervisord" in " ".join(child.cmdline()):
-                return child
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
+                if "supervisord" in " ".join(child.cmdline()):
+                    return child
         raise LookupError(f"no supervisord under make run:\n{self.log()}")
 
     def programs(self) -> dict[str, psutil.Process]:
@@ -166,6 +167,17 @@ class RunningPortal:
                 proc.kill()
         self._log.close()
         return self.process.returncode
+
+
+def descendants_running(pid: int, word: str) -> list[psutil.Process]:
+    """The processes under `pid` whose command line holds `word`; one that exits while
+    the tree is read (a short-lived child, a sandbox's helper) is left out, not an error."""
+    found = []
+    for child in psutil.Process(pid).children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
+            if word in " ".join(child.cmdline()):
+                found.append(child)
+    return found
 
 
 def program_name(cmdline: list[str]) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.helpers.processes import PortalClient, RunningPortal
+from tests.helpers.processes import PortalClient, RunningPortal, descendants_running
 
 pytestmark = [pytest.mark.slow]
 
@@ -75,11 +75,7 @@ def test_worker_killed_mid_run_then_the_run_runs_again(tmp_path):
             time.sleep(0.2)
         assert _training_processes(folder), client.get(f"{run_path}/logs").json()["log"]
 
-        workers = [
-            p
-            for p in psutil.Process(portal.process.pid).children(recursive=True)
-            if "qcluster" in " ".join(p.cmdline())
-        ]
+        workers = descendants_running(portal.process.pid, "qcluster")
         assert workers
         for proc in workers:
             proc.kill()

@@ -207,6 +207,11 @@ class Period(Job):
         super().save(*args, **kwargs)
 
     @property
+    def current_registration(self) -> bool:
+        """Counted under its monitor's current registration (Monitor.current_periods)."""
+        return self.registered_at is not None and self.registered_at == self.monitor.registered_at
+
+    @property
     def sandbox_folder(self) -> Path:
         return self.monitor.folder / "periods" / str(self.pk)
 

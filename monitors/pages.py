@@ -102,7 +102,6 @@ def _tab(
     periods = list(monitor.periods.select_related("requested_by")[:MAX_SHOWN_PERIODS]) if monitor else []
     for period in periods:
         period.last_day = last_day(period)
-        period.current_registration = period.registered_at == monitor.registered_at
     validating = monitor is not None and monitor.status == Monitor.Status.VALIDATING
     context = {
         "model": model,

@@ -81,10 +81,11 @@ class PeriodSummarySerializer(serializers.ModelSerializer):
     trigger = one_of(Period.Trigger.values)
     drift_status = one_of(DRIFT_STATUSES, "Empty until the period has Succeeded. ")
     columns = ColumnSummarySerializer(many=True, read_only=True)
-    current_registration = serializers.SerializerMethodField(
+    current_registration = serializers.BooleanField(
+        read_only=True,
         help_text="Counted under the model's current registration. Only these give its verdict "
         "and merge; an earlier registration's periods stay as history (run one again to count it "
-        "under the current one)."
+        "under the current one).",
     )
 
     class Meta:
@@ -110,10 +111,6 @@ class PeriodSummarySerializer(serializers.ModelSerializer):
             "columns",
         ]
         read_only_fields = fields
-
-    def get_current_registration(self, period: Period) -> bool:
-        # period.monitor is the instance the periods were read from (no query per period).
-        return period.registered_at is not None and period.registered_at == period.monitor.registered_at
 
 
 class PeriodDetailSerializer(PeriodSummarySerializer):

@@ -287,12 +287,10 @@ def merged(monitor: Monitor, start: date, end: date) -> dict:
     """
     window_start, _ = periods.bounds("Day", start)
     window_end, _ = periods.bounds("Day", end)
-    in_window = Period.objects.filter(
-        monitor=monitor, status=Period.Status.SUCCEEDED, start__gte=window_start, end__lte=window_end
-    )
-    chosen = list(in_window.filter(registered_at=monitor.registered_at).order_by("start"))
+    in_window = {"status": Period.Status.SUCCEEDED, "start__gte": window_start, "end__lte": window_end}
+    chosen = list(monitor.current_periods().filter(**in_window).order_by("start"))
     if not chosen:
-        earlier = in_window.count()
+        earlier = monitor.periods.filter(**in_window).count()
         raise ValueError(
             f"No finished period lies between {start} and {end}."
             + (

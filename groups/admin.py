@@ -6,6 +6,7 @@ from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.models import Group as AuthGroup
+from django.db.models import Count, Prefetch
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
@@ -17,10 +18,41 @@ admin.site.unregister(AuthGroup)
 admin.site.unregister(get_user_model())
 
 
-class MembershipInline(admin.TabularInline):
+class ListedMemberships(admin.TabularInline):
+    """Memberships as they are: each row names its user and group from itself (joined),
+    where a picker would look each one up again, one query per row. A role can change and
+    a row can go; new memberships come in through an AddedMemberships inline."""
+
     model = Membership
+    extra = 0
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("user", "group")
+
+
+class AddedMemberships(admin.TabularInline):
+    """Empty rows for new memberships, the other side picked by name (autocomplete)."""
+
+    model = Membership
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).none()
+
+
+class MembershipInline(ListedMemberships):
+    fields = ["user", "role", "added_at"]
+    readonly_fields = ["user", "added_at"]
+
+
+class NewMembershipInline(AddedMemberships):
     extra = 1
+    fields = ["user", "role"]
     autocomplete_fields = ["user"]
+    verbose_name = "new member"
+    verbose_name_plural = "Add members"
 
 
 @admin.register(Group)
@@ -28,12 +60,27 @@ class GroupAdmin(admin.ModelAdmin):
     list_display = ["name", "description", "member_count", "token_expires", "created_at"]
     search_fields = ["name", "description", "memberships__user__username"]
     list_filter = ["created_at"]
-    inlines = [MembershipInline]
+    # Set by services.create_group (to whoever adds it here); a drop-down listed every user.
+    readonly_fields = ["created_by"]
     actions = ["force_refresh_token"]
 
-    @admin.display(description="members")
+    def get_inlines(self, request, obj):
+        # A new group has no members to list: its form posts the new ones alone.
+        return [NewMembershipInline] if obj is None else [MembershipInline, NewMembershipInline]
+
+    def get_queryset(self, request):
+        # The list's columns in two queries for a page of groups, not two per group
+        # (active_token() reads prefetched tokens; the revoked ones are left out).
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(member_total=Count("memberships", distinct=True))
+            .prefetch_related(Prefetch("tokens", queryset=GroupToken.objects.usable()))
+        )
+
+    @admin.display(description="members", ordering="member_total")
     def member_count(self, group: Group) -> int:
-        return group.memberships.count()
+        return group.member_total
 
     @admin.display(description="token valid until")
     def token_expires(self, group: Group):
@@ -119,17 +166,23 @@ class ApiTokenAdmin(TokenAdminMixin, admin.ModelAdmin):
     readonly_fields = [*TokenAdminMixin.readonly_fields, "user", "last_used_at"]
 
 
-class UserMembershipInline(admin.TabularInline):
+class UserMembershipInline(ListedMemberships):
     """A user's Neomaril groups (what "groups" means in this product), on their page."""
 
-    model = Membership
     fk_name = "user"
-    extra = 0
     fields = ["group", "role", "added_at"]
-    readonly_fields = ["added_at"]
-    autocomplete_fields = ["group"]
+    readonly_fields = ["group", "added_at"]
     verbose_name = "Neomaril group membership"
     verbose_name_plural = "Neomaril groups (the People page and /api/v1/users do the same)"
+
+
+class NewUserMembershipInline(AddedMemberships):
+    fk_name = "user"
+    extra = 0
+    fields = ["group", "role"]
+    autocomplete_fields = ["group"]
+    verbose_name = "Neomaril group membership"
+    verbose_name_plural = "Add to Neomaril groups"
 
 
 @admin.register(get_user_model())
@@ -153,7 +206,9 @@ class UserAdmin(DjangoUserAdmin):
     list_display = ["username", "email", "is_staff", "is_active", "member_of", "last_login"]
     list_filter = ["is_staff", "is_superuser", "is_active", "memberships__group"]
     filter_horizontal = []
-    inlines = [UserMembershipInline]
+
+    def get_inlines(self, request, obj):
+        return [NewUserMembershipInline] if obj is None else [UserMembershipInline, NewUserMembershipInline]
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("memberships__group")

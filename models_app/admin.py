@@ -13,6 +13,10 @@ class ModelBuildInline(admin.TabularInline):
     can_delete = False
     show_change_link = True
 
+    def get_queryset(self, request):
+        # Each row is titled by its model (ModelBuild.__str__); its log is not shown here.
+        return super().get_queryset(request).select_related("model").defer("log")
+
 
 @admin.register(MLModel)
 class MLModelAdmin(admin.ModelAdmin):
@@ -27,8 +31,14 @@ class MLModelAdmin(admin.ModelAdmin):
         "updated_at",
     ]
     list_filter = ["status", "operation", "group", "python_version"]
+    list_select_related = ["group", "created_by"]  # created_by is nullable: not joined by default
     search_fields = ["name", "hash", "group__name", "created_by__username"]
     exclude = ["env_ciphertext"]
+    # Runs, models (every version is a row) and users grow without bound: a drop-down would
+    # list them all, and each run's label reads its experiment. TrainingRun has no admin to
+    # search in, so its run is given by id.
+    raw_id_fields = ["training_run"]
+    autocomplete_fields = ["line", "live_version", "created_by"]
     # A model changes state, group and files only through models_app.services (the API
     # and the pages): deleting here would leave its runners, files and executions behind.
     readonly_fields = [
@@ -53,6 +63,7 @@ class MLModelAdmin(admin.ModelAdmin):
 class ModelBuildAdmin(admin.ModelAdmin):
     list_display = ["model", "number", "status", "started_at", "finished_at"]
     list_filter = ["status"]
+    list_select_related = ["model"]
     search_fields = ["model__name", "model__hash"]
     readonly_fields = [
         "model",
@@ -70,4 +81,6 @@ class ModelBuildAdmin(admin.ModelAdmin):
 class ModelEventAdmin(admin.ModelAdmin):
     list_display = ["at", "model", "action", "actor"]
     list_filter = ["action"]
+    list_select_related = ["model", "actor"]  # actor is nullable: not joined by default
     search_fields = ["model__name", "model__hash", "actor__username"]
+    autocomplete_fields = ["model", "actor"]

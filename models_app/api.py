@@ -347,7 +347,15 @@ class ModelVersionListView(APIView):
         model = get_model_for_user(request.user, model_hash)
         versions = (
             model.all_versions()
-            .select_related("created_by", "line")
+            # A promoted version names its run and the run's experiment, not the run's
+            # log, environment or results.
+            .select_related("created_by", "line", "training_run__experiment")
+            .defer(
+                "training_run__log",
+                "training_run__frozen_requirements",
+                "training_run__env_ciphertext",
+                "training_run__summary",
+            )
             .prefetch_related(BUILDS_WITHOUT_LOGS)
             .order_by("-version")
         )

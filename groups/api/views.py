@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib.auth import authenticate, get_user_model
 from django.contrib.auth.forms import PasswordChangeForm
+from django.db.models import prefetch_related_objects
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, permissions, status
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
@@ -153,7 +154,9 @@ class GroupListView(APIView):
 class GroupDetailView(APIView):
     @extend_schema(responses=s.GroupSerializer, tags=["groups"])
     def get(self, request: Request, name: str) -> Response:
-        return Response(s.GroupSerializer(get_group_for_user(request.user, name)).data)
+        group = get_group_for_user(request.user, name)
+        prefetch_related_objects([group], "memberships__user")  # one query for all members
+        return Response(s.GroupSerializer(group).data)
 
 
 def _managed_group(request: Request, name: str):

@@ -26,6 +26,7 @@ from groups import crypto
 from groups.models import Group
 from models_app.models import MLModel, ModelBuild, ModelEvent
 from models_app.serving import aio
+from monitoring.tasks import purge_records_of
 
 logger = logging.getLogger(__name__)
 
@@ -294,10 +295,12 @@ def delete(model: MLModel, actor) -> MLModel:
             status=ModelBuild.Status.CANCELLED
         )
         record(model, actor, "deleted", f"version {model.version}" if model.line_id else "")
-    # After the commit: the recorded inputs are the user's production data. Calls still
-    # buffered in a web process are swept up by the housekeeping purge.
+    # After the commit: the recorded inputs are the user's production data. In batches, so
+    # a busy model's calls do not hold SQLite's write lock for seconds; what is left past
+    # the batches of one pass, and calls still buffered in a web process, are swept up by
+    # the housekeeping purge.
     if model.line_id is None:
-        model.predictions.all().delete()
+        purge_records_of(MLModel.objects.filter(pk=model.pk))
     for row in doomed:
         shutil.rmtree(row.folder, ignore_errors=True)
     return model

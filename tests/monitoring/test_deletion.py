@@ -49,3 +49,24 @@ def test_calls_written_after_the_deletion_are_purged(cast):
 
     assert not PredictionRecord.objects.filter(model=doomed).exists()
     assert PredictionRecord.objects.filter(model=kept).count() == 2
+
+
+def test_deleting_a_model_removes_its_calls_in_bounded_batches(cast, monkeypatch):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from monitoring import tasks as retention
+
+    monkeypatch.setattr(retention, "PURGE_BATCH", 2)
+    client = api_client(cast.owner)
+    doomed, kept = _model(client, "doomed"), _model(client, "kept")
+    _record(doomed, calls=5)
+    _record(kept, calls=1)
+
+    with CaptureQueriesContext(connection) as queries:
+        assert client.delete(f"/api/v1/models/{doomed.hash}").status_code == 200
+
+    deletes = [q["sql"] for q in queries if q["sql"].startswith('DELETE FROM "monitoring_predictionrecord"')]
+    assert len(deletes) == 3  # 2 + 2 + 1, not one statement for all of them
+    assert not PredictionRecord.objects.filter(model=doomed).exists()
+    assert PredictionRecord.objects.filter(model=kept).count() == 1

@@ -195,11 +195,12 @@ def test_predictions_endpoint_is_members_only(cast, model):
 
 @pytest.mark.django_db
 def test_recorded_calls_carry_no_index_on_the_model_alone():
-    # (model, at) serves lookups by model; another index would cost every recorded call.
+    # (model, at, …) serves lookups by model, covering the statistics' reads
+    # (tests/monitoring/test_call_indexes.py); another index would cost every recorded call.
     with connection.cursor() as cursor:
         constraints = connection.introspection.get_constraints(cursor, PredictionRecord._meta.db_table)
     indexed = sorted(tuple(c["columns"]) for c in constraints.values() if c["index"] and not c["primary_key"])
-    assert indexed == [("at",), ("model_id", "at")]
+    assert indexed == [("at",), ("model_id", "at", "status_code", "latency_ms", "version", "live")]
 
 
 def test_a_forked_child_starts_its_own_writer_and_leaves_the_parents_calls(model, monkeypatch):

@@ -87,6 +87,9 @@ class Execution(Job):
             models.Index(fields=["model", "status"]),
             models.Index(fields=["status", "queued_at"]),
             models.Index(fields=["finished_at"]),
+            # The dashboard's executions of the last 24 hours and a model's latest one,
+            # read from the index rather than from every execution of the models.
+            models.Index(fields=["model", "requested_at"], name="execution_model_requested"),
         ]
 
     def __str__(self) -> str:

@@ -34,8 +34,12 @@ HOST = socket.gethostname()
 # The user's output kept in the database; past it only the last lines are kept.
 MAX_LOG_CHARS = 2 * 1024 * 1024
 TAIL_LINES = 200
-# Housekeeping removes at most this many executions' files per run (it runs every minute).
-PURGE_BATCH = 500
+# Housekeeping removes at most this many executions' files per run (it runs every minute):
+# their folders, then an UPDATE per MARK_CHUNK of them (a 15k backlog goes in 8 minutes).
+PURGE_BATCH = 2000
+# Rows one UPDATE marks: each row is rewritten whole, log included (SQLite), so a statement
+# of 2000 rows with 10 KB logs held the write lock 73 ms; 500 is under 20 ms.
+MARK_CHUNK = 500
 # Django writes uploads to temporary files that a killed web process leaves behind.
 STALE_UPLOAD_AGE = timedelta(days=1)
 
@@ -267,34 +271,40 @@ def purge_expired_files() -> int:
     """
     now = timezone.now()
     cutoff = now - timedelta(days=settings.EXECUTION_RETENTION_DAYS)
-    expired = Execution.objects.select_related("model").filter(
+    expired = Execution.objects.filter(
         status__in=[Execution.Status.SUCCEEDED, Execution.Status.FAILED],
         finished_at__lt=cutoff,
         files_removed_at__isnull=True,
     )
-    return _remove_files(expired.order_by("finished_at")[:PURGE_BATCH], now)
+    return _remove_files(expired.order_by("finished_at"), now)
 
 
 def purge_deleted_models() -> int:
     """Remove the files of finished executions of deleted models (they are no longer reachable)."""
     now = timezone.now()
-    gone = Execution.objects.select_related("model").filter(
+    gone = Execution.objects.filter(
         model__status=MLModel.Status.DELETED,
         status__in=[Execution.Status.SUCCEEDED, Execution.Status.FAILED],
         files_removed_at__isnull=True,
     )
-    return _remove_files(gone[:PURGE_BATCH], now)
+    return _remove_files(gone.order_by("pk"), now)
 
 
 def _remove_files(executions, now) -> int:
-    removed = 0
-    for execution in executions:
+    """Remove the folders of the first PURGE_BATCH of these executions, then mark them, an
+    UPDATE … WHERE id IN (…) per MARK_CHUNK rows: a few queries, not one per execution. A
+    worker stopped in between leaves rows unmarked, whose (already empty) folders the next
+    pass removes again."""
+    # Only what the folder's path needs: not the rows' logs, nor their models' rows.
+    batch = list(executions.select_related("model").only("number", "model__hash")[:PURGE_BATCH])
+    for execution in batch:
         shutil.rmtree(execution.folder, ignore_errors=True)
         with contextlib.suppress(OSError):  # the model's folder, once its last execution is gone
             execution.folder.parent.rmdir()
-        Execution.objects.filter(pk=execution.pk).update(files_removed_at=now)
-        removed += 1
-    return removed
+    pks = [execution.pk for execution in batch]
+    for start in range(0, len(pks), MARK_CHUNK):
+        Execution.objects.filter(pk__in=pks[start : start + MARK_CHUNK]).update(files_removed_at=now)
+    return len(batch)
 
 
 def fail_waiting_of_deleted_models() -> int:

@@ -288,6 +288,9 @@ class ModelBuild(Job):
     class Meta:
         ordering = ["-number"]
         constraints = [models.UniqueConstraint(fields=["model", "number"], name="unique_build_number")]
+        # /metrics counts builds by status, and recovery looks for Queued and Running ones:
+        # from this index, not by reading every build with its log.
+        indexes = [models.Index(fields=["status"], name="modelbuild_status")]
 
     def __str__(self) -> str:
         return f"build {self.number} of {self.model.hash}"

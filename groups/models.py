@@ -98,6 +98,12 @@ class BaseToken(models.Model):
         return self.revoked_at is not None
 
 
+# A revoked token that a login issued is deleted this many days after it was revoked
+# (groups.services.revoke_idle_login_tokens): every SDK login makes one, and a user's list
+# had grown to thousands. Tokens made by name stay, revoked or not, until their user goes.
+REVOKED_LOGIN_TOKEN_DAYS = 30
+
+
 class ApiToken(BaseToken):
     """A user's personal token for the REST API and the SDK."""
 

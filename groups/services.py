@@ -24,7 +24,7 @@ from django.utils.translation import gettext
 
 from groups import tokens
 from groups.access import is_admin
-from groups.models import GROUP_NAME_TAKEN, ApiToken, Group, GroupToken, Membership
+from groups.models import GROUP_NAME_TAKEN, REVOKED_LOGIN_TOKEN_DAYS, ApiToken, Group, GroupToken, Membership
 
 logger = logging.getLogger(__name__)
 
@@ -145,19 +145,25 @@ def issue_api_token(
 
 
 def revoke_idle_login_tokens() -> int:
-    """Revoke the tokens logins issued that nobody used for NEOMARIL_LOGIN_TOKEN_IDLE_DAYS.
+    """Revoke the tokens logins issued that nobody used for NEOMARIL_LOGIN_TOKEN_IDLE_DAYS,
+    and delete those revoked more than REVOKED_LOGIN_TOKEN_DAYS ago; returns how many it revoked.
 
     Each SDK client made with a password logs in and gets a token of its own; a notebook
-    run many times would otherwise leave that many credentials valid for ever. Tokens a
-    person created by name are theirs to revoke.
+    run many times would otherwise leave that many credentials valid for ever, and their
+    rows for ever after. Tokens a person created by name are theirs to revoke.
     """
-    idle_since = timezone.now() - timedelta(days=settings.LOGIN_TOKEN_IDLE_DAYS)
-    return (
+    now = timezone.now()
+    idle_since = now - timedelta(days=settings.LOGIN_TOKEN_IDLE_DAYS)
+    revoked = (
         ApiToken.objects.usable()
         .filter(from_login=True)
         .filter(Q(last_used_at__lt=idle_since) | Q(last_used_at__isnull=True, created_at__lt=idle_since))
-        .update(revoked_at=timezone.now())
+        .update(revoked_at=now)
     )
+    ApiToken.objects.filter(
+        from_login=True, revoked_at__lt=now - timedelta(days=REVOKED_LOGIN_TOKEN_DAYS)
+    ).delete()
+    return revoked
 
 
 def revoke_api_token(token: ApiToken) -> None:

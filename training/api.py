@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import tempfile
 import zipfile
+from dataclasses import dataclass
+from datetime import datetime
 
 from django.db.models import Count
 from django.http import FileResponse, QueryDict
@@ -37,6 +39,7 @@ from training.access import experiments_for, get_experiment_for_user, get_run_fo
 from training.forms import ExperimentForm, PromoteForm, TrainingRunForm
 from training.models import Experiment, TrainingRun
 from training.serializers import (
+    MAX_COMPARED_RUNS,
     ExperimentDetailSerializer,
     ExperimentSerializer,
     RunComparisonSerializer,
@@ -44,11 +47,37 @@ from training.serializers import (
     RunLogSerializer,
     RunStatusSerializer,
     RunSummarySerializer,
+    summary_runs,
 )
 
 # Fields of a run a comparison may be sorted by, besides any metric.
 RUN_SORT_FIELDS = ("number", "status", "run_name", "requested_at", "duration_seconds")
-MAX_COMPARED_RUNS = 1000
+
+
+@dataclass(frozen=True)
+class RankedRun:
+    """What ranking a run in a comparison reads of it: no log, params or summary."""
+
+    COLUMNS = ("pk", "number", "status", "name", "requested_at", "started_at", "finished_at", "metrics")
+
+    pk: int
+    number: int
+    status: str
+    name: str
+    requested_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    metrics: dict | None
+
+    def field(self, sort: str):
+        """The value of a RUN_SORT_FIELDS field, as RunSummarySerializer shows it."""
+        if sort == "run_name":
+            return self.name
+        if sort == "duration_seconds":
+            if self.started_at and self.finished_at:
+                return round((self.finished_at - self.started_at).total_seconds(), 3)
+            return None
+        return getattr(self, sort)
 
 
 def _fields(request: Request, form_class, aliases=()) -> dict | QueryDict:
@@ -159,7 +188,7 @@ class RunListView(APIView):
     def get(self, request: Request, experiment_hash: str) -> Response:
         """Compare the experiment's runs: one row per run with its metrics, sortable."""
         experiment = get_experiment_for_user(request.user, experiment_hash)
-        runs = list(experiment.runs.all()[:MAX_COMPARED_RUNS])
+        runs = experiment.runs.all()
         wanted_status = request.query_params.get("status")
         if wanted_status:
             if wanted_status not in TrainingRun.Status.values:
@@ -170,11 +199,11 @@ class RunListView(APIView):
                         ]
                     }
                 )
-            runs = [run for run in runs if run.status == wanted_status]
-        for run in runs:
-            run.experiment = experiment
-        rows = RunSummarySerializer(runs, many=True, context={"request": request}).data
-        metric_names = sorted({name for row in rows for name in (row["metrics"] or {})})
+            runs = runs.filter(status=wanted_status)
+        # Every run is ranked (the best by a metric may be the oldest), from the few columns
+        # ranking needs; only the MAX_COMPARED_RUNS first of the order are then loaded whole.
+        ranked = [RankedRun(**values) for values in runs.order_by("-number").values(*RankedRun.COLUMNS)]
+        metric_names = sorted({name for run in ranked for name in (run.metrics or {})})
         sort = request.query_params.get("sort") or "number"
         order = request.query_params.get("order") or "desc"
         if order not in ("asc", "desc"):
@@ -185,24 +214,31 @@ class RunListView(APIView):
 
         by_metric = sort in metric_names and sort not in RUN_SORT_FIELDS
 
-        def value(row):
-            return (row["metrics"] or {}).get(sort) if by_metric else row[sort]
+        def value(run: RankedRun):
+            return (run.metrics or {}).get(sort) if by_metric else run.field(sort)
 
-        present = [row for row in rows if value(row) is not None]
-        missing = [row for row in rows if value(row) is None]
+        present = [run for run in ranked if value(run) is not None]
+        missing = [run for run in ranked if value(run) is None]
         present.sort(key=value, reverse=order == "desc")
         if by_metric:
             # A run that did not succeed is no candidate, whatever its metrics (a Failed
             # External run keeps those it was uploaded with): after every Succeeded one.
-            succeeded = [row for row in present if row["status"] == TrainingRun.Status.SUCCEEDED]
-            present = succeeded + [row for row in present if row["status"] != TrainingRun.Status.SUCCEEDED]
+            succeeded = [run for run in present if run.status == TrainingRun.Status.SUCCEEDED]
+            present = succeeded + [run for run in present if run.status != TrainingRun.Status.SUCCEEDED]
+        shown = (present + missing)[:MAX_COMPARED_RUNS]
+        loaded = summary_runs(experiment.runs.all()).in_bulk([run.pk for run in shown])
+        rows = [loaded[run.pk] for run in shown if run.pk in loaded]
+        for row in rows:
+            row.experiment = experiment
         return Response(
             {
                 "experiment": experiment.hash,
                 "sort": sort,
                 "order": order,
                 "metrics": metric_names,
-                "runs": present + missing,
+                "count": len(ranked),
+                "truncated": len(ranked) > len(shown),
+                "runs": RunSummarySerializer(rows, many=True, context={"request": request}).data,
             }
         )
 

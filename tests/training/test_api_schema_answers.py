@@ -14,10 +14,11 @@ def test_comparing_runs_answers_the_documented_shape(cast):
     document = platform_document()
     path = "/api/v1/training/experiments/{experiment_hash}/runs"
     schema = answer_schema(document, path, "get", 200)
-    assert set(schema["required"]) == {"experiment", "sort", "order", "metrics", "runs"}
+    assert set(schema["required"]) == {"experiment", "sort", "order", "metrics", "count", "truncated", "runs"}
     response = api_client(cast.owner).get(f"/api/v1/training/experiments/{experiment.hash}/runs?sort=auc")
     body = response.json()
     assert response.status_code == 200 and body["metrics"] == ["auc", "f1"]
+    assert (body["count"], body["truncated"]) == (2, False)
     assert [run["number"] for run in body["runs"]] == [2, 1]
     assert_conforms(document, path, "get", response)
 

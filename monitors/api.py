@@ -35,6 +35,7 @@ from models_app.api import form_request_schema
 from monitors import services
 from monitors.access import get_model_for_monitoring, get_monitor_for_user, get_period_for_user
 from monitors.forms import MonitoringForm, MonitoringSettingsForm
+from monitors.models import Period
 from monitors.serializers import (
     MergedSerializer,
     MonitorSerializer,
@@ -47,6 +48,8 @@ from monitors.serializers import (
 TAGS = ["monitoring"]
 DATE_FORMATS = "YYYY-MM-DD or an ISO 8601 datetime such as 2026-05-26T14:30:00Z"
 NOT_MONITORED = OpenApiResponse(description="No such model among your groups', or it is not monitored.")
+# The most periods `?limit=` asks for (a Day monitor has 365 a year).
+MAX_PERIOD_LIMIT = 500
 
 
 def _form_schema(form_class: type[forms.Form], *, partial: bool = False) -> dict:
@@ -91,6 +94,36 @@ def parse_day(params, field: str) -> date:
         except ValueError:
             pass
     raise ValidationError({field: [f"{value!r} is not a date: use YYYY-MM-DD, e.g. {field}=2026-05-01."]})
+
+
+def parse_statuses(params) -> list[str] | None:
+    """`status=Queued,Running`: the period statuses asked for (None when not asked)."""
+    value = params.get("status")
+    if value is None:
+        return None
+    wanted = [part.strip() for part in value.split(",")]
+    if not all(part in Period.Status.values for part in wanted):
+        raise ValidationError(
+            {
+                "status": [
+                    f"{value!r} is not a list of period statuses: use one or more of "
+                    f"{', '.join(Period.Status.values)}, separated by commas (e.g. status=Queued,Running)."
+                ]
+            }
+        )
+    return wanted
+
+
+def parse_limit(params) -> int | None:
+    """`limit=N`: how many of the newest periods (None when not asked)."""
+    value = params.get("limit")
+    if value is None:
+        return None
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_PERIOD_LIMIT:
+        raise ValidationError(
+            {"limit": [f"{value!r} is not a limit: use a whole number from 1 to {MAX_PERIOD_LIMIT}."]}
+        )
+    return int(value)
 
 
 class MonitorView(APIView):
@@ -156,13 +189,29 @@ class PeriodListView(APIView):
 
     @extend_schema(
         operation_id="monitoring_periods_list",
+        parameters=[
+            OpenApiParameter(
+                "status",
+                str,
+                description="Only the periods in these statuses, separated by commas (e.g. `Queued,Running`): "
+                + ", ".join(Period.Status.values)
+                + ".",
+            ),
+            OpenApiParameter(
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": MAX_PERIOD_LIMIT},
+                description=f"Only the newest windows, at most this many (1 to {MAX_PERIOD_LIMIT}). Default: all.",
+            ),
+        ],
         responses={200: PeriodListSerializer, 404: NOT_MONITORED},
         tags=TAGS,
     )
     def get(self, request: Request, model_hash: str) -> Response:
         """The monitoring's periods, newest first."""
         monitor = get_monitor_for_user(request.user, model_hash)
-        periods = monitor.periods.prefetch_related("columns")
+        statuses = parse_statuses(request.query_params)
+        limit = parse_limit(request.query_params)
+        periods = services.period_summaries(monitor, statuses=statuses, limit=limit)
         return Response({"periods": PeriodSummarySerializer(periods, many=True).data})
 
     @extend_schema(

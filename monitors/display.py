@@ -3,8 +3,9 @@
 The dashboard and the models list show one badge per model: the drift status of its
 monitor's last Succeeded period (stable, warning, drift, insufficient) once the monitor
 is Validated, the monitor's own status before that. Both are fetched for a whole page
-of models in a constant number of queries (a correlated subquery picks each monitor's
-last period), never one query per model.
+of models in a constant number of queries, never one query per model: a subquery per
+*monitor* picks its last period (an index seek on Period's (monitor, registered_at,
+status, start)), so the work does not grow with a monitor's history.
 """
 
 from __future__ import annotations
@@ -28,24 +29,36 @@ def _model_ids(models: QuerySet[MLModel] | Iterable[MLModel]) -> QuerySet | list
     return [model.pk for model in models]
 
 
+# What the badges and the dashboard's drift card read of a period and of its monitor: the
+# logs, SHAP means, progress and reference JSON stay in the database.
+PERIOD_FIELDS = ("kind", "start", "end", "status", "registered_at", "drift_status", "average_psi", "rows")
+MONITOR_FIELDS = ("model", "status", "registered_at")
+
+
 def latest_periods(models: QuerySet[MLModel] | Iterable[MLModel]) -> dict[int, Period]:
     """{model id: the last Succeeded period of its monitor's current registration}, in one query.
 
     "Last" is the latest window (its start), not the latest run: re-running an old
-    period does not make it the model's current verdict.
+    period does not make it the model's current verdict. Each period comes with its
+    monitor (model, status, registered_at only) and without its big fields.
     """
     last = (
         Period.objects.filter(
-            monitor=OuterRef("monitor"),
-            registered_at=OuterRef("monitor__registered_at"),
+            monitor=OuterRef("pk"),
+            registered_at=OuterRef("registered_at"),
             status=Period.Status.SUCCEEDED,
         )
         .order_by("-start", "-pk")
         .values("pk")[:1]
     )
-    periods = Period.objects.filter(
-        monitor__model__in=_model_ids(models), status=Period.Status.SUCCEEDED, pk=Subquery(last)
-    ).select_related("monitor")
+    # One subquery per monitor, not one per period (which was quadratic in a monitor's periods).
+    chosen = Monitor.objects.filter(model__in=_model_ids(models)).annotate(last=Subquery(last)).values("last")
+    periods = (
+        Period.objects.filter(pk__in=chosen)
+        .select_related("monitor")
+        .only(*PERIOD_FIELDS, *(f"monitor__{name}" for name in MONITOR_FIELDS))
+        .order_by()
+    )
     return {period.monitor.model_id: period for period in periods}
 
 

@@ -192,7 +192,14 @@ class Period(Job):
         constraints = [
             models.UniqueConstraint(fields=["monitor", "kind", "start"], name="unique_monitoring_period")
         ]
-        indexes = [models.Index(fields=["status", "heartbeat_at"])]
+        indexes = [
+            models.Index(fields=["status", "heartbeat_at"]),
+            # A monitor's last Succeeded period of its current registration (monitors.display):
+            # one seek for the latest start, however many periods the monitor has.
+            models.Index(
+                fields=["monitor", "registered_at", "status", "start"], name="monitoring_period_latest"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} from {self.start:%Y-%m-%d} of {self.monitor.model.hash}"

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from datetime import date, datetime
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Count, Max, Prefetch, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext
 from django_q.tasks import async_task
@@ -225,13 +227,13 @@ def queue_due_periods(now: datetime | None = None) -> int:
     """
     now = now or timezone.now()
     queued = 0
-    for monitor in Monitor.objects.filter(status=Monitor.Status.VALIDATED).select_related("model"):
-        existing = set(
-            Period.objects.filter(monitor=monitor, kind=monitor.period).values_list("start", flat=True)
-        )
-        for start, end in periods.closed_since(monitor.period, monitor.registered_at, now):
-            if start in existing:
-                continue
+    validated = (
+        Monitor.objects.filter(status=Monitor.Status.VALIDATED)
+        .select_related("model")
+        .only("status", "period", "registered_at", "model__hash")  # not the reference, every minute
+    )
+    for monitor in validated:
+        for start, end in _missing_windows(monitor, now):
             with transaction.atomic():
                 period, created = Period.objects.get_or_create(
                     monitor=monitor, kind=monitor.period, start=start, defaults={"end": end}
@@ -240,6 +242,84 @@ def queue_due_periods(now: datetime | None = None) -> int:
                     queue_period(period)
                     queued += 1
     return queued
+
+
+def _missing_windows(monitor: Monitor, now: datetime) -> Iterator[tuple[datetime, datetime]]:
+    """The windows of the monitor's kind, from the one it was registered in, that have ended
+    by `now` and have no period (of any registration: one window has one period).
+
+    This runs every minute, so normally every window up to the latest period is there
+    already: when the periods from the first window to the latest are as many as the
+    windows, only the windows after the latest are walked, and the work does not grow
+    with the monitor's history. Otherwise (some were missed while the worker was down and
+    a later one was asked for meanwhile) every window since the registration is checked.
+    """
+    kind = monitor.period
+    first, _ = periods.bounds(kind, monitor.registered_at)
+    since_first = Period.objects.filter(monitor=monitor, kind=kind, start__gte=first, start__lt=now)
+    found = since_first.aggregate(count=Count("pk"), latest=Max("start"))
+    if found["latest"] is not None:
+        latest, after_latest = periods.bounds(kind, found["latest"])
+        # A window has one period at most (unique_monitoring_period): as many periods as
+        # windows up to the latest means none of them is missing.
+        if latest == found["latest"] and found["count"] == _windows(kind, first, latest):
+            yield from periods.closed_since(kind, after_latest, now)
+            return
+    existing = set(since_first.values_list("start", flat=True)) if found["count"] else set()
+    for start, end in periods.closed_since(kind, monitor.registered_at, now):
+        if start not in existing:
+            yield start, end
+
+
+def _windows(kind: str, first: datetime, last: datetime) -> int:
+    """How many windows of `kind` from the one starting at `first` to the one starting at
+    `last`, both included."""
+    zone = timezone.get_default_timezone()
+    a, b = timezone.localtime(first, zone).date(), timezone.localtime(last, zone).date()
+    if kind == "Day":
+        return (b - a).days + 1
+    if kind == "Week":
+        return (b - a).days // 7 + 1
+    if kind == "Month":
+        return (b.year - a.year) * 12 + b.month - a.month + 1
+    return b.year - a.year + 1
+
+
+# What a period's summary reads (monitors.serializers.PeriodSummarySerializer): not its
+# log, SHAP means, progress or webhook outcome, nor its columns' bins and reference counts,
+# which only the period's detail shows.
+SUMMARY_FIELDS = (
+    "monitor",
+    "kind",
+    "start",
+    "end",
+    "status",
+    "trigger",
+    "registered_at",
+    "records",
+    "rows",
+    "skipped",
+    "average_psi",
+    "drift_status",
+    "error_message",
+    "requested_at",
+    "started_at",
+    "finished_at",
+)
+COLUMN_SUMMARY_FIELDS = ("period", "role", "column", "psi", "status", "period_counts", "mean_abs_shap")
+
+
+def period_summaries(
+    monitor: Monitor, *, statuses: list[str] | None = None, limit: int | None = None
+) -> QuerySet[Period]:
+    """The monitor's periods as its list shows them, newest window first, in two queries
+    however many there are: only `statuses` when given, the newest `limit` when given."""
+    listed = monitor.periods.only(*SUMMARY_FIELDS).prefetch_related(
+        Prefetch("columns", queryset=ColumnResult.objects.only(*COLUMN_SUMMARY_FIELDS))
+    )
+    if statuses:
+        listed = listed.filter(status__in=statuses)
+    return listed[:limit] if limit else listed
 
 
 def unregister(monitor: Monitor) -> None:

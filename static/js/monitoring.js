@@ -293,17 +293,24 @@
     return new Map([...rows].map((row) => [row.dataset.period, row.dataset.status]));
   }
 
+  // Each tick asks only for what can change: the monitor (its status, the validation's log)
+  // and the periods not finished yet, never the whole list (a Day monitor adds 365 a year).
+  const UNFINISHED = ["Queued", "Running"];
+  const unfinishedUrl = `${config.periodsUrl}?status=${UNFINISHED.join(",")}`;
+
   async function follow() {
     const rendered = renderedStatuses();
     try {
-      const [monitor, list] = await Promise.all([getJSON(config.monitorUrl), getJSON(config.periodsUrl)]);
+      const [monitor, unfinished] = await Promise.all([getJSON(config.monitorUrl), getJSON(unfinishedUrl)]);
       const log = document.getElementById("monitor-log");
       if (log && monitor.log) log.textContent = monitor.log.split("\n").slice(-LOG_TAIL_LINES).join("\n");
       const monitorChanged = monitor.status !== config.status;
-      const periodChanged = list.periods.some((period) => {
-        const shown = rendered.get(String(period.id));
-        return shown ? shown !== period.status : ["Queued", "Running"].includes(period.status);
-      });
+      const running = new Map(unfinished.periods.map((period) => [String(period.id), period.status]));
+      // A new period, one that moved on (Queued → Running, a finished one asked again), or
+      // one shown as Queued or Running that has finished since.
+      const periodChanged =
+        [...running].some(([id, status]) => rendered.get(id) !== status) ||
+        [...rendered].some(([id, status]) => UNFINISHED.includes(status) && !running.has(id));
       if (monitorChanged || periodChanged) {
         if (!touched) {
           window.location.reload();

@@ -378,6 +378,54 @@ def test_periods_are_listed_newest_first_with_their_columns(cast, model, run):
     assert api_client(cast.outsider).get(f"{API}/{model.hash}/periods").status_code == 404
 
 
+def test_periods_are_listed_by_status_and_the_newest_few(cast, model, run):
+    monitor = make_monitor(model, run)
+    statuses = ["Succeeded", "Failed", "Succeeded", "Running", "Queued", "Succeeded"]
+    made = [make_period(monitor, day, status=status) for day, status in enumerate(statuses, start=20)]
+    client = api_client(cast.teammate)
+
+    def listed(query: str) -> list[int]:
+        response = client.get(f"{API}/{model.hash}/periods?{query}")
+        assert response.status_code == 200, response.json()
+        return [period["id"] for period in response.json()["periods"]]
+
+    newest_first = [period.pk for period in reversed(made)]
+    assert listed("") == newest_first
+    assert listed("status=Queued,Running") == [made[4].pk, made[3].pk]  # what the tab follows
+    assert listed("status=Failed") == [made[1].pk]
+    assert listed("status=Succeeded, Failed") == [made[5].pk, made[2].pk, made[1].pk, made[0].pk]
+    assert listed("limit=2") == newest_first[:2]
+    assert listed("limit=500") == newest_first
+    assert listed("status=Succeeded&limit=2") == [made[5].pk, made[2].pk]
+    assert listed("status=Queued&limit=1") == [made[4].pk]
+
+
+@pytest.mark.parametrize(
+    ("query", "field", "message"),
+    [
+        (
+            "status=Done",
+            "status",
+            "'Done' is not a list of period statuses: use one or more of Queued, Running",
+        ),
+        ("status=", "status", "'' is not a list of period statuses"),
+        ("status=Queued,", "status", "'Queued,' is not a list of period statuses"),
+        ("status=queued", "status", "'queued' is not a list"),
+        ("limit=0", "limit", "'0' is not a limit: use a whole number from 1 to 500."),
+        ("limit=501", "limit", "'501' is not a limit"),
+        ("limit=", "limit", "'' is not a limit"),
+        ("limit=ten", "limit", "'ten' is not a limit"),
+        ("limit=%2B5", "limit", "'+5' is not a limit"),
+    ],
+)
+def test_a_bad_status_or_limit_is_a_400_naming_it(cast, model, run, query, field, message):
+    make_period(make_monitor(model, run), 20)
+    response = api_client(cast.owner).get(f"{API}/{model.hash}/periods?{query}")
+    assert response.status_code == 400
+    assert list(response.json()["errors"]) == [field]
+    assert message in response.json()["errors"][field][0]
+
+
 def test_requesting_a_period_queues_the_one_containing_the_date(
     cast, model, run, queued, django_capture_on_commit_callbacks
 ):

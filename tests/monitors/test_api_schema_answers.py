@@ -22,3 +22,21 @@ def test_a_deleted_registrant_answers_null_as_documented(cast, model, run):
     response = api_client(cast.owner).get(f"/api/v1/monitoring/{model.hash}")
     assert response.status_code == 200 and response.json()["registered_by"] is None
     assert_conforms(platform_document(), "/api/v1/monitoring/{model_hash}", "get", response)
+
+
+def test_the_periods_list_filters_are_documented_and_answer_as_documented(cast, model, run):
+    monitor = make_monitor(model, run, cast.owner)
+    for day in (25, 26):
+        make_period(monitor, day)
+    document = platform_document()
+    path = "/api/v1/monitoring/{model_hash}/periods"
+    parameters = {p["name"]: p for p in document["paths"][path]["get"]["parameters"] if p["in"] == "query"}
+    assert set(parameters) == {"status", "limit"}
+    assert parameters["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 500}
+    client = api_client(cast.owner)
+    newest = client.get(f"/api/v1/monitoring/{model.hash}/periods?status=Succeeded&limit=1")
+    assert newest.status_code == 200 and len(newest.json()["periods"]) == 1
+    assert_conforms(document, path, "get", newest)
+    refused = client.get(f"/api/v1/monitoring/{model.hash}/periods?limit=0")
+    assert refused.status_code == 400
+    assert_conforms(document, path, "get", refused)

@@ -436,6 +436,24 @@ def test_latest_periods_is_the_latest_window_not_the_latest_run(cast, fleet):
     assert periods[fleet["steady"].pk].drift_status == "stable"
 
 
+def test_latest_periods_is_the_current_registrations_even_before_an_earlier_ones_later_windows(
+    cast, model, run
+):
+    """Registered again on May 5th: May 6th and 7th stay the earlier registration's; May 3rd,
+    run again since, is the current registration's latest."""
+    monitor = make_monitor(model, run)
+    for day in range(1, 8):
+        make_period(monitor, day, drift_status="drift" if day > 3 else "stable")
+    again = datetime(2026, 5, 5, tzinfo=UTC)
+    Monitor.objects.filter(pk=monitor.pk).update(registered_at=again)
+    Period.objects.filter(monitor=monitor, start__day__in=[2, 3]).update(registered_at=again)
+    period = display.latest_periods(MLModel.objects.filter(pk=model.pk))[model.pk]
+    assert (period.start, period.drift_status) == (datetime(2026, 5, 3, tzinfo=UTC), "stable")
+    assert period.current_registration
+    Period.objects.filter(monitor=monitor, start__day=3).update(status=Period.Status.FAILED)
+    assert display.latest_periods([model])[model.pk].start == datetime(2026, 5, 2, tzinfo=UTC)
+
+
 def test_a_period_of_an_earlier_registration_is_marked_and_not_counted(cast, model, run):
     monitor = make_monitor(model, run)
     make_period(monitor, 1)

@@ -318,3 +318,34 @@ def test_an_earlier_registrations_periods_are_not_charted(opened, live_server, c
     page.goto(f"{live_server.url}/models/{monitored.hash}/monitoring/")
     wait_charts(page)
     assert chart(page, "#psi-chart")["labels"] == ["2026-05-02", "2026-05-03"]
+
+
+def test_running_periods_are_followed_without_fetching_every_period(opened, live_server, cast, monitored):
+    """While a period runs, each tick asks for the monitor and the unfinished periods only:
+    the whole list (every period, 365 a year for a Day monitor) is read once per page
+    load, for the charts. A new period, and one that finishes, reload the page."""
+    page, requests = opened
+    monitor = Monitor.objects.get(model=monitored)
+    running = make_period(monitor, 5, status=Period.Status.RUNNING)
+    login(page, live_server, cast.owner)
+    tab = f"{live_server.url}/models/{monitored.hash}/monitoring/"
+    listed = f"{live_server.url}/api/v1/monitoring/{monitored.hash}/periods"
+    unfinished = f"{listed}?status=Queued,Running"
+    page.goto(tab)
+    wait_charts(page)
+    with page.expect_request(lambda request: request.url == unfinished):
+        pass  # a tick has asked
+    scheduled = make_period(monitor, 6, status=Period.Status.QUEUED)
+    page.wait_for_selector(f'#periods-table tr[data-period="{scheduled.pk}"][data-status="Queued"]')
+    Period.objects.filter(pk__in=[running.pk, scheduled.pk]).update(status=Period.Status.SUCCEEDED)
+    page.wait_for_selector(f'#periods-table tr[data-period="{running.pk}"][data-status="Succeeded"]')
+    wait_charts(page)
+    loads = requests.count(tab)
+    assert loads == 3  # the first, the new period, the finished ones
+    assert requests.count(listed) == loads  # the charts' list, once per load
+    assert requests.count(unfinished) >= 2
+    details = {
+        f"{listed}/{period.pk}" for period in Period.objects.filter(monitor=monitor)
+    }  # the histogram's
+    monitor_url = f"{live_server.url}/api/v1/monitoring/{monitored.hash}"
+    assert {url for url in requests if "/api/v1/" in url} <= {listed, unfinished, monitor_url, *details}

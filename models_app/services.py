@@ -135,16 +135,18 @@ def _store(user, upload: ModelUpload, *, of_model: MLModel | None) -> MLModel:
             version_fields = {}
             env_names = sorted(upload.env_values)
             env_ciphertext = crypto.encrypt_env(upload.env_values)
-            if of_model is not None and not upload.env_given:
-                live = of_model.serving
-                env_names, env_ciphertext = live.env_names, live.env_ciphertext
             if of_model is not None:
                 # The model's row is the version counter's lock (as for executions), and
-                # its status is read under it: a model deleted since the upload was checked
-                # takes no new version (its build would make it live and serve it again).
-                locked = MLModel.objects.select_for_update().filter(pk=of_model.pk)
-                if locked.values_list("status", flat=True).get() == MLModel.Status.DELETED:
+                # what the version takes from it is read under it, not from the copy read
+                # before the body streamed in: a model deleted since takes no new version
+                # (its build would make it live and serve it again), and serving settings
+                # or a live version changed during the upload are the ones it gets.
+                of_model = lock_line(of_model)
+                if of_model.status == MLModel.Status.DELETED:
                     raise ActionRefused(gettext("This model is deleted: upload a new model instead."))
+                if not upload.env_given:
+                    live = of_model.serving
+                    env_names, env_ciphertext = live.env_names, live.env_ciphertext
                 last = of_model.all_versions().aggregate(last=Max("version"))["last"] or 1
                 version_fields = {
                     "line": of_model,
@@ -192,6 +194,23 @@ def _store(user, upload: ModelUpload, *, of_model: MLModel | None) -> MLModel:
     return model
 
 
+def lock_line(model: MLModel) -> MLModel:
+    """Lock the row of `model`'s model (version 1's) and return it as it is now.
+
+    Every transaction that changes a model or its versions takes this lock first, before
+    any version's row: an upload, a deletion, a version going live, a build's outcome. On
+    PostgreSQL two of them then wait for each other instead of one acting on what it read
+    before the other committed (a version uploaded while the model was deleted, and
+    served), and none locks in the opposite order (a deadlock, answered as an outage).
+    """
+    # OF self: PostgreSQL refuses to lock the nullable side of an outer join (live_version).
+    return (
+        MLModel.objects.select_for_update(of=("self",))
+        .select_related("live_version")
+        .get(pk=model.line_id or model.pk)
+    )
+
+
 def record(model: MLModel, actor, action: str, detail: str = "") -> ModelEvent:
     return ModelEvent.objects.create(model=model, actor=actor, action=action, detail=detail)
 
@@ -223,6 +242,7 @@ ALLOWED_FROM = {
 
 def disable(model: MLModel, actor) -> MLModel:
     with transaction.atomic():
+        lock_line(model)  # a version whose build ends now sees the model disabled, or goes live first
         updated = MLModel.objects.filter(pk=model.pk, status__in=ALLOWED_FROM["disable"]).update(
             status=MLModel.Status.DISABLED, status_message="Disabled: not serving.", updated_at=timezone.now()
         )
@@ -237,6 +257,7 @@ def disable(model: MLModel, actor) -> MLModel:
 def restart(model: MLModel, actor) -> MLModel:
     """Rebuild (the environment is reused when unchanged) and redeploy."""
     with transaction.atomic():
+        lock_line(model)
         updated = MLModel.objects.filter(pk=model.pk, status__in=ALLOWED_FROM["restart"]).update(
             status=MLModel.Status.READY, status_message="Rebuild queued.", updated_at=timezone.now()
         )
@@ -264,8 +285,8 @@ def delete(model: MLModel, actor) -> MLModel:
     hash) stays. A model goes with all its versions; a later version alone only when it
     is not the live one."""
     with transaction.atomic():
+        root = lock_line(model)
         if model.line_id is not None:
-            root = MLModel.objects.select_for_update().get(pk=model.line_id)
             if root.live_version_id == model.pk:
                 raise ActionRefused(
                     gettext("Version %(number)s is live: make another version live before deleting it.")
@@ -407,6 +428,7 @@ def make_live(model: MLModel, version: MLModel, actor) -> MLModel:
     roll forward. Only a Deployed version can go live."""
     root = model.root
     with transaction.atomic():
+        lock_line(root)
         version = MLModel.objects.select_for_update().get(pk=version.pk)
         if version.root.pk != root.pk:
             raise ActionRefused(
@@ -429,7 +451,8 @@ def make_live(model: MLModel, version: MLModel, actor) -> MLModel:
 
 def go_live_if_newest(version: MLModel) -> bool:
     """After `version`'s first successful build: serve it if it is the newest version
-    that ever deployed, and nobody chose the live version by hand since it was made.
+    that ever deployed, nobody chose the live version by hand since it was made, and the
+    model is not disabled.
 
     So a version that finished after a newer one deployed does not go live, nor does one
     whose first build succeeds (a restart after a failure, a slow build) after a
@@ -439,10 +462,12 @@ def go_live_if_newest(version: MLModel) -> bool:
     """
     if version.line_id is None:
         return False  # version 1: live unless another version is
-    # OF self: PostgreSQL refuses to lock the nullable side of an outer join (live_version).
-    locked = MLModel.objects.select_for_update(of=("self",))
-    root = locked.select_related("live_version").get(pk=version.line_id)
+    root = lock_line(version)
     if version.pk == root.live_version_id or root.live_number > version.version:
+        return False
+    if root.serving.status in (MLModel.Status.DISABLED, MLModel.Status.DELETED):
+        # Disabled means off until a person restarts a version or makes one live: a
+        # version whose build ends meanwhile does not turn the run URL back on.
         return False
     if root.live_chosen_at is not None and root.live_chosen_at >= version.created_at:
         return False

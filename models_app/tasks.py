@@ -24,7 +24,7 @@ from groups import services as group_services
 from models_app import environments, interpreters, sandboxes
 from models_app.models import MLModel, ModelBuild
 from models_app.runtime import oneshot
-from models_app.services import go_live_if_newest, queue_build, record, send_build
+from models_app.services import go_live_if_newest, lock_line, queue_build, record, send_build
 from models_app.serving import aio
 from monitoring.tasks import purge_old_records, purge_records_of
 
@@ -340,6 +340,7 @@ def _finish(model: MLModel, build: ModelBuild, *, ok: bool, message: str, **fiel
     """Record the outcome, unless recovery took the build away from this run meanwhile."""
     now = timezone.now()
     with transaction.atomic():
+        lock_line(model)  # before the build's and the version's rows, as every writer does
         if not build.settle(ModelBuild.Status.SUCCEEDED if ok else ModelBuild.Status.FAILED):
             return False
         # Only a model still Building takes the outcome: it may have been disabled

@@ -11,6 +11,7 @@ the raw records and periods merge (monitoring/drift.py).
 
 from __future__ import annotations
 
+from datetime import UTC
 from pathlib import Path
 
 from django.conf import settings
@@ -107,6 +108,13 @@ class Monitor(Job):
     def attempt(self) -> int:
         return self.attempts
 
+    def this_run(self) -> models.QuerySet:
+        """This validation's row while this run still owns it: Running, the same attempt, and
+        the same registration. A registration made while a validation runs starts counting
+        attempts again, so the attempt alone would let the replaced validation's log and
+        outcome land on the new one's run."""
+        return super().this_run().filter(registered_at=self.registered_at)
+
     def current_periods(self) -> models.QuerySet:
         """The periods counted under this registration; earlier ones stay as history."""
         return self.periods.filter(registered_at=self.registered_at)
@@ -122,8 +130,11 @@ class Monitor(Job):
 
     @property
     def sandbox_folder(self) -> Path:
-        """The one folder the validation's process may write."""
-        return self.folder / "validation"
+        """The one folder this run of the validation may write: one per registration and
+        attempt, so a validation replaced by a new registration (which runs until its
+        process ends) or re-run by recovery never shares it with the run after it."""
+        registration = self.registered_at.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        return self.folder / "validation" / f"{registration}-{self.attempts}"
 
     @property
     def python(self) -> Path:

@@ -19,6 +19,7 @@ from django.utils.translation import gettext
 from django_q.tasks import async_task
 
 from models_app.models import MLModel
+from models_app.services import lock_line
 from monitoring import drift
 from monitors import periods
 from monitors.forms import MonitoringForm
@@ -58,10 +59,16 @@ def register(model: MLModel, user, form: MonitoringForm) -> Monitor:
     """Create or replace the model's registration from a valid form and queue its validation.
 
     Re-registering keeps earlier periods (each keeps the bins it was counted in) and
-    validates the new configuration from scratch.
+    validates the new configuration from scratch; a validation still running for the
+    registration it replaces goes on to its end, but its log and outcome are not kept
+    (Monitor.this_run).
     """
     data = form.cleaned_data
     config = data["configuration"]
+    # The model's row first (the lock every change of a model takes first): a first
+    # registration has no Monitor row to lock, and two at once would both insert one.
+    # So the second waits, then finds the first's and registers again, as if it came later.
+    lock_line(model)
     monitor = Monitor.objects.select_for_update().filter(model=model).first() or Monitor(model=model)
     monitor.training_run = config.training_run
     monitor.period = config.period

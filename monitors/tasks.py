@@ -47,6 +47,8 @@ RECORDS_FILE = "records.jsonl"
 WEBHOOK_TRIES = 3
 # Room, after a period's last batch, to count it and save the results within the task.
 TASK_TIMEOUT_MARGIN = 60
+# What a validation reports when its registration was replaced (or removed) while it ran.
+REPLACED = "outcome discarded: the model was registered again (or unregistered) meanwhile"
 
 
 class MonitoringFailed(jobs.JobFailed):
@@ -57,13 +59,34 @@ class MonitoringFailed(jobs.JobFailed):
 
 
 def validate_monitor(monitor_id: int) -> str:
-    """Check a registration against its reference run and by running its preprocess."""
-    claimed = Monitor.claim(
-        monitor_id, waiting=Monitor.Status.UNVALIDATED, attempts=F("attempts") + 1, host=HOST
+    """Check a registration against its reference run and by running its preprocess.
+
+    The run is of the registration read here (Monitor.this_run): one that replaces it
+    meanwhile has its own task, run and folder, and this run's outcome is discarded.
+    """
+    # Claimed, and loaded, only as the registration read here: one registered (and claimed
+    # by its own task) between two of these steps is not run as if it were this one.
+    registered_at = (
+        Monitor.objects.filter(pk=monitor_id, status=Monitor.Status.UNVALIDATED)
+        .values_list("registered_at", flat=True)
+        .first()
+    )
+    claimed = registered_at is not None and Monitor.claim(
+        monitor_id,
+        waiting=Monitor.Status.UNVALIDATED,
+        where={"registered_at": registered_at},
+        attempts=F("attempts") + 1,
+        host=HOST,
     )
     if not claimed:
         return "already handled"
-    monitor = Monitor.objects.select_related("model", "training_run__experiment").get(pk=monitor_id)
+    monitor = (
+        Monitor.objects.select_related("model", "training_run__experiment")
+        .filter(pk=monitor_id, registered_at=registered_at)
+        .first()
+    )
+    if monitor is None:
+        return REPLACED
     with jobs.JobLog(monitor, max_chars=MAX_LOG_CHARS) as log:
         outcome = log.outcome_of(
             "validation",
@@ -76,8 +99,17 @@ def validate_monitor(monitor_id: int) -> str:
             failed=lambda reason: {"status": Monitor.Status.INVALIDATED, "error_message": reason},
             succeeded=lambda done: f"Validated: the reference has {done['reference']['rows']} rows.",
         )
-    finished = monitor.settle(**outcome)
-    return outcome["status"] if finished else "outcome discarded: the validation was recovered meanwhile"
+    _remove_validation_folder(monitor.sandbox_folder)
+    if monitor.settle(**outcome):
+        return outcome["status"]
+    if Monitor.objects.filter(pk=monitor.pk, registered_at=monitor.registered_at).exists():
+        return "outcome discarded: the validation was recovered meanwhile"
+    return REPLACED
+
+
+def _remove_validation_folder(folder: Path) -> None:
+    """A validation run's scratch folder, once the run is over: no other run uses it."""
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _validate(monitor: Monitor, log: jobs.JobLog) -> dict:
@@ -89,6 +121,8 @@ def _validate(monitor: Monitor, log: jobs.JobLog) -> dict:
     log.flush()
     sample = _sample(monitor)
     python = _environment(monitor, log)
+    if not monitor.this_run().exists():  # no one waits for it: not worth a sandbox (not logged)
+        raise MonitoringFailed("Registered again, or recovered, while the environment was prepared.")
     folder = _fresh_folder(monitor.sandbox_folder)
     spec = {
         **_common_spec(monitor, folder),
@@ -135,7 +169,6 @@ def _validate(monitor: Monitor, log: jobs.JobLog) -> dict:
                 )
             reference[role][column] = {"binning": binning.to_json(), "counts": counts}
             log(f"Reference {role[:-1]} {column}: {binning.kind}, {binning.size} bins, {sum(counts)} rows.")
-    shutil.rmtree(folder, ignore_errors=True)
     return reference
 
 
@@ -181,7 +214,10 @@ def _environment(monitor: Monitor, log: jobs.JobLog) -> Path:
     except model_tasks.EnvironmentUnavailable as exc:
         raise MonitoringFailed(str(exc)) from None
     if monitor.env_fingerprint != env_path.name:
-        Monitor.objects.filter(pk=monitor.pk).update(env_fingerprint=env_path.name)
+        # Only onto the registration it was built for: not onto one that replaced it meanwhile.
+        Monitor.objects.filter(pk=monitor.pk, registered_at=monitor.registered_at).update(
+            env_fingerprint=env_path.name
+        )
         monitor.env_fingerprint = env_path.name
     return environments.env_python(env_path)
 
@@ -644,6 +680,15 @@ def _recovery(waiting: str, failed: str, queue: Callable[[Any], None], *, again:
     return {"requeue": requeue, "give_up": give_up}
 
 
+def _stop_leftovers(job: Monitor | Period) -> int:
+    """Stop the stale run's processes (the pid of one, or 0). A validation's folder goes too:
+    it is that run's alone (a re-run gets its own), a period's is reused by its re-run."""
+    stopped = orphans.kill_oneshots_in(job.sandbox_folder)
+    if isinstance(job, Monitor):
+        _remove_validation_folder(job.sandbox_folder)
+    return stopped
+
+
 def recover_stale() -> int:
     """Validations and periods whose worker stopped: re-queued once, then failed."""
     stale_after = settings.MONITORING_STALE_SECONDS
@@ -655,7 +700,7 @@ def recover_stale() -> int:
             stale_after=stale_after,
             what="this",
             process="preprocess",
-            stop_leftovers=lambda job: orphans.kill_oneshots_in(job.sandbox_folder),
+            stop_leftovers=_stop_leftovers,
         )
 
     return jobs.recover_stale(

@@ -16,6 +16,9 @@
   both as a field and as a file) a 400 at its name, as a query parameter sent twice is
   (groups.api.middleware). The run URL's body is the model's input: its own parsing
   (models_app.serving) leaves it as sent.
+- A revoked API token: DRF checks it before the body, and an upload takes minutes. A
+  multipart body is followed by a second look at the token, so one revoked (or its
+  account disabled) meanwhile stores nothing.
 
 Every API view takes these, not DRF's own (tests/groups/test_repeated_body_fields.py
 checks the routes).
@@ -30,9 +33,11 @@ from typing import Any
 from django.http import QueryDict
 from django.utils.datastructures import MultiValueDict
 from rest_framework import parsers
-from rest_framework.exceptions import ParseError, ValidationError
+from rest_framework.exceptions import AuthenticationFailed, ParseError, ValidationError
 from rest_framework.parsers import JSONParser as DRFJSONParser
 from rest_framework.utils.json import strict_constant
+
+from groups.models import ApiToken
 
 TOO_DEEP = (
     "The JSON body is nested too deeply to be read (arrays or objects inside each other "
@@ -154,8 +159,32 @@ class FormParser(parsers.FormParser):
 class MultiPartParser(parsers.MultiPartParser):
     def parse(self, stream, media_type=None, parser_context=None):
         parsed = super().parse(stream, media_type, parser_context)
-        refuse_repeated_fields(parsed.data, parsed.files)
+        try:
+            refuse_repeated_fields(parsed.data, parsed.files)
+            _token_still_valid((parser_context or {}).get("request"))
+        except Exception:
+            for _name, uploads in parsed.files.lists():
+                for upload in uploads:
+                    upload.close()  # a temporary file is deleted on close
+            raise
         return parsed
+
+
+REVOKED_DURING_UPLOAD = (
+    "This API token was revoked, or its account disabled, while the request body was being "
+    "sent: nothing was stored. Log in again to get a new one."
+)
+
+
+def _token_still_valid(request) -> None:
+    """The API token was checked before the body; an upload takes minutes, and a token
+    revoked (or an account disabled) meanwhile must not store what it sent."""
+    token = getattr(request, "auth", None)
+    if (
+        isinstance(token, ApiToken)
+        and not ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True, user__is_active=True).exists()
+    ):
+        raise AuthenticationFailed(REVOKED_DURING_UPLOAD)
 
 
 def lone_surrogate_problem(data: Any) -> str | None:

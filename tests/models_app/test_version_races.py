@@ -110,11 +110,11 @@ def test_deleting_a_version_while_another_goes_live_is_no_deadlock(cast):
         MLModel.objects.filter(pk=model.pk).update(live_version=v2)
         start = threading.Barrier(2)
 
-        def go_live():
+        def go_live(start=start):
             start.wait(WAIT)
             return services.make_live(model, v3, cast.owner)
 
-        def delete():
+        def delete(start=start):
             start.wait(WAIT)
             return services.delete(v3, cast.teammate)
 

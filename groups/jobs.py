@@ -361,7 +361,9 @@ class JobLog:
                 if not owned and not self._superseded:
                     self._superseded = True
                     logger.warning(
-                        "%s was taken over by recovery: this run's log is no longer kept", self.job
+                        "%s is no longer this run's (recovered after its worker froze, or replaced by a "
+                        "newer run): this run's log is no longer kept",
+                        self.job,
                     )
             except BaseException:
                 if chunk:

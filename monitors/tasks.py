@@ -31,6 +31,7 @@ from executions.models import Execution
 from groups import crypto, jobs, nodes, webhooks
 from models_app import environments, sandboxes
 from models_app import tasks as model_tasks
+from models_app.models import MLModel
 from models_app.runtime import oneshot, orphans
 from monitoring import drift
 from monitoring.models import PredictionRecord
@@ -388,7 +389,7 @@ def _run_period(
         "after": None,
         "registered_at": monitor.registered_at.isoformat(),
     }
-    _check_same_registration(monitor, progress)
+    _check_still_current(monitor, progress)
     if period.progress:
         log(f"Going on after batch {progress['batches']} ({progress['records']} record(s) done).")
     else:
@@ -416,23 +417,29 @@ def _run_period(
         log(f"Batch {number}: {len(batch)} record(s) through {monitor.preprocess_reference}().")
         spec = {**_common_spec(monitor, folder), "mode": "period", "records_file": str(folder / RECORDS_FILE)}
         _run_harness(monitor, python, folder, spec, log, read_only=_sample_folders(monitor))
-        _check_same_registration(monitor, progress)  # the code or bins may have changed meanwhile
+        _check_still_current(monitor, progress)  # the code or bins may have changed meanwhile
         _add_batch(progress, _read_out(folder), binnings, log)
         progress["batches"], progress["after"] = number, after
         if not period.this_run().update(progress=progress):
             raise MonitoringFailed("The period was taken over by recovery while it ran.")
     shutil.rmtree(folder, ignore_errors=True)
+    # The last batch came up empty: also what a deletion purging the calls looks like.
+    _check_still_current(monitor, progress)
     if not progress["batches"]:
         log("No records in this period.")
     return _results(period, progress, binnings, log)
 
 
-def _check_same_registration(monitor: Monitor, progress: dict) -> None:
-    """MonitoringFailed when the model was registered again since the period began: the new
-    registration's code and bins would be mixed with the counts of the old one's."""
-    current = Monitor.objects.filter(pk=monitor.pk).values_list("registered_at", flat=True).first()
+def _check_still_current(monitor: Monitor, progress: dict) -> None:
+    """MonitoringFailed when the period's counts no longer describe anything: the model was
+    registered again since the period began (the new registration's code and bins would be
+    mixed with the old one's counts), or deleted (its recorded calls are being purged, so the
+    period would have counted part of them)."""
+    current = Monitor.objects.filter(pk=monitor.pk).values_list("registered_at", "model__status").first()
+    if current is None or current[1] == MLModel.Status.DELETED:
+        raise MonitoringFailed("The model was deleted while this period ran, and its recorded calls with it.")
     began_under = progress.get("registered_at")
-    if current is None or (began_under is not None and current.isoformat() != began_under):
+    if began_under is not None and current[0].isoformat() != began_under:
         raise MonitoringFailed(
             "The monitoring was registered again while this period ran, so its batches would mix two "
             "registrations. Run the period again once the new registration is Validated."

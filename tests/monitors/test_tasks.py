@@ -12,7 +12,9 @@ import pytest
 from django.utils import timezone
 
 from models_app import environments
+from models_app import services as model_services
 from models_app import tasks as model_tasks
+from models_app.models import MLModel
 from monitoring.models import PredictionRecord
 from monitors import services, tasks
 from monitors.models import Monitor, Period
@@ -354,6 +356,27 @@ def test_a_period_stops_when_the_model_is_registered_again_while_it_runs(model, 
     assert tasks.run_period(second.pk) == "continued in a new task"
     Monitor.objects.filter(pk=monitor.pk).update(registered_at=timezone.now())
     assert tasks.run_period(second.pk, continuation=True) == "Failed"
+
+
+def test_a_period_fails_when_the_model_is_deleted_while_it_runs(model, cast, settings, monkeypatch):
+    settings.MONITORING_BATCH_SIZE = 30
+    monkeypatch.setattr(services, "async_task", lambda *args, **kwargs: None)
+    monitor = register(model, cast.owner, config(Period="Year"))
+    record_calls(model, [row(i) for i in range(ROWS)], per_call=10)  # 100 calls → 4 batches
+    # The deletion lands while the first batch is in the sandbox: it purges the calls, so
+    # the next batch comes up empty and the counts so far are a fraction of the window's.
+    run_harness = tasks._run_harness
+
+    def deleted_meanwhile(*args, **kwargs):
+        result = run_harness(*args, **kwargs)
+        if not MLModel.objects.filter(pk=model.pk, status=MLModel.Status.DELETED).exists():
+            model_services.delete(model, cast.owner)
+        return result
+
+    monkeypatch.setattr(tasks, "_run_harness", deleted_meanwhile)
+    period = run_now(monitor, cast.owner)
+    assert period.status == "Failed" and "model was deleted while this period ran" in period.error_message
+    assert not period.columns.exists()
 
 
 def test_results_planted_as_a_link_are_not_read(tmp_path):

@@ -69,6 +69,8 @@ class LogoutView(auth_views.LogoutView):
 GROUP_TOKEN_SHOWN_ONCE = "group_token_once"  # noqa: S105 (a session key)
 API_TOKEN_SHOWN_ONCE = "api_token_once"  # noqa: S105 (a session key)
 TOKENS_PER_PAGE = 50
+# A group's page lists its models most recently active first, a page at a time.
+GROUP_MODELS_PER_PAGE = 50
 
 
 def _show_token_once(request: HttpRequest, group: Group, token: str, *, created: bool) -> HttpResponse:
@@ -254,7 +256,8 @@ def group_detail(request: HttpRequest, name: str) -> HttpResponse:
             status = 400
     models = with_last_activity(
         models_for(request.user).filter(group=group).exclude(status=DELETED).select_related("live_version")
-    ).order_by("-last_activity")
+    ).order_by("-last_activity", "-pk")
+    page = Paginator(models, GROUP_MODELS_PER_PAGE).get_page(request.GET.get("page"))
     context = {
         "group": group,
         "memberships": group.memberships.select_related("user").order_by("-role", "user__username"),
@@ -262,7 +265,8 @@ def group_detail(request: HttpRequest, name: str) -> HttpResponse:
         "manage": manage,
         "member_form": member_form,
         "refresh_form": refresh_form,
-        "models": models,
+        "models": page.object_list,
+        "page": page,
         "my_role": Membership.objects.filter(group=group, user=request.user)
         .values_list("role", flat=True)
         .first(),

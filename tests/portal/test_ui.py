@@ -178,6 +178,26 @@ def test_group_page_lists_the_groups_models(cast):
     assert "Scorer" in html and "badge-Ready" in html
 
 
+def test_group_page_lists_its_models_a_page_at_a_time(cast, django_assert_max_num_queries):
+    from models_app.models import MLModel
+    from portal.ui import GROUP_MODELS_PER_PAGE
+
+    fields = dict(
+        group=cast.group, operation="Sync", model_reference="score", python_version="3.9",
+        input_type="json", source_file="app.py", model_file="m.pkl", requirements_file="r.txt",
+    )  # fmt: skip
+    MLModel.objects.bulk_create(
+        MLModel(name=f"Scorer {i:03}", hash=f"h{i:039}", **fields) for i in range(GROUP_MODELS_PER_PAGE + 3)
+    )
+    client = _login(cast.owner)
+    with django_assert_max_num_queries(20):
+        first = client.get("/groups/datarisk/").content.decode()
+    second = client.get("/groups/datarisk/?page=2").content.decode()
+    shown = [set(re.findall(r"Scorer \d{3}", html)) for html in (first, second)]
+    assert [len(names) for names in shown] == [GROUP_MODELS_PER_PAGE, 3] and not shown[0] & shown[1]
+    assert f">{GROUP_MODELS_PER_PAGE + 3}</span>" in first and "Page 1 of 2" in first and "?page=2" in first
+
+
 def test_owner_refreshes_token_in_ui(cast):
     client = _login(cast.owner)
     kept = client.post("/groups/datarisk/", {"action": "refresh-token"}, follow=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import socket
 import threading
@@ -26,7 +27,8 @@ import time
 from django.conf import settings
 
 from groups import metrics
-from models_app.calls import CalledModel
+from models_app.calls import CalledModel, not_deployed_message
+from models_app.models import MLModel
 from models_app.runtime.protocol import (
     HEADER,
     MAX_FRAME_BYTES,
@@ -39,12 +41,14 @@ from models_app.serving import paths
 
 
 class ServingError(Exception):
-    """The platform could not get an answer from the model; `status` is the HTTP status."""
+    """The platform could not get an answer from the model; `status` is the HTTP status,
+    `code` the error shape's (None: the status's usual one)."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, code: str | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.code = code
 
 
 # --------------------------------------------------------------------- messages
@@ -77,6 +81,15 @@ def timed_out(timeout: float, killed: bool) -> ServingError:
 
 def start_failed(answer: dict) -> ServingError:
     return ServingError(503, f"The model could not be started: {answer.get('error')}")
+
+
+def left_service(model: CalledModel, status: str | None) -> ServingError:
+    """The answer to a call accepted while its model was Deployed, which then left service
+    (deleted, disabled or rebuilt, maybe through another node) before a runner took it:
+    what the run URL answers from then on, not a failed start."""
+    if status in (None, MLModel.Status.DELETED):
+        return ServingError(404, f"No model '{model.model_hash}'.", "not_found")
+    return ServingError(409, not_deployed_message(dataclasses.replace(model, status=status)), "not_deployed")
 
 
 def start_refused(exc: OSError) -> ServingError:
@@ -127,11 +140,14 @@ def ensure_started(model: CalledModel) -> None:
     started = time.monotonic()
     try:
         answer = host_call({"op": "ensure", "model": model.hash}, timeout=settings.COLD_START_TIMEOUT + 5)
-        if not answer.get("ok"):
-            raise start_failed(answer)
     except ServingError:
         metrics.MODEL_COLD_STARTS.labels(*labels, "failed").inc()
         raise
+    if not answer.get("ok"):
+        if answer.get("code") == "not_deployed":  # host.NotDeployed: nothing was started
+            raise left_service(model, answer.get("model_status"))
+        metrics.MODEL_COLD_STARTS.labels(*labels, "failed").inc()
+        raise start_failed(answer)
     metrics.MODEL_COLD_STARTS.labels(*labels, "started").inc()
     metrics.MODEL_COLD_START_SECONDS.labels(*labels).observe(time.monotonic() - started)
 

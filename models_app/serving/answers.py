@@ -193,8 +193,8 @@ def answer_for_frame(frame: dict) -> tuple[int, bytes]:
     )
 
 
-def answer_for_serving_error(status: int, message: str) -> tuple[int, bytes]:
-    return status, error_json(message, SERVING_ERROR_CODES[status])
+def answer_for_serving_error(status: int, message: str, code: str | None = None) -> tuple[int, bytes]:
+    return status, error_json(message, code or SERVING_ERROR_CODES[status])
 
 
 # What a database that can't be reached (stopped, restarting, failing over, out of

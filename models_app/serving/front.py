@@ -532,7 +532,7 @@ class ServingFront:
         try:
             status, content = answer_for_payload(await self.pool.predict(model, text))
         except ServingError as exc:
-            status, content = answer_for_serving_error(exc.status, exc.message)
+            status, content = answer_for_serving_error(exc.status, exc.message, exc.code)
         except Exception as exc:  # answer in the API's shape, and keep the traceback in the log
             logger.exception("serving %s failed", model.model_hash)
             status, content = 500, error_json(f"Internal error while serving the model: {exc}", "error")

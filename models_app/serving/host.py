@@ -102,6 +102,17 @@ class HostError(Exception):
     output: str = ""
 
 
+class NotDeployed(HostError):
+    """The model is not Deployed (any more): nothing to start. The caller answers what the
+    run URL now does (`model_status`: None when there is no such Sync model)."""
+
+    code = "not_deployed"
+
+    def __init__(self, message: str, model_status: str | None):
+        super().__init__(message)
+        self.model_status = model_status
+
+
 class LoadTimeout(HostError):
     """The model did not load within the cold-start timeout: no call could ever reach it."""
 
@@ -354,9 +365,9 @@ class ModelHost:
         close_old_connections()
         model = MLModel.objects.filter(hash=model_hash).first()
         if model is None or not model.is_sync:
-            raise HostError(f"No Sync model '{model_hash}'.")
+            raise NotDeployed(f"No Sync model '{model_hash}'.", None)
         if model.status != MLModel.Status.DEPLOYED:
-            raise HostError(f"Model '{model_hash}' is {model.status}, not Deployed.")
+            raise NotDeployed(f"Model '{model_hash}' is {model.status}, not Deployed.", model.status)
         with self._model_lock(model_hash):
             # Concurrent first calls wait here and find the runners the first one started.
             self._crashes.pop(model_hash, None)
@@ -1153,6 +1164,8 @@ class _ControlHandler(socketserver.BaseRequestHandler):
                     answer["code"] = exc.code
                 if exc.output:
                     answer["output"] = exc.output
+                if isinstance(exc, NotDeployed):
+                    answer["model_status"] = exc.model_status
             except Exception as exc:  # report, keep serving other callers
                 logger.exception("host operation %s failed", op)
                 answer = {"ok": False, "error": f"model host error: {type(exc).__name__}: {exc}"}

@@ -60,7 +60,7 @@ def predict(request: HttpRequest, model: CalledModel) -> HttpResponse:
     try:
         status, content = answer_for_payload(blocking_pool.predict(model, body))
     except ServingError as exc:
-        status, content = answer_for_serving_error(exc.status, exc.message)
+        status, content = answer_for_serving_error(exc.status, exc.message, exc.code)
     record(model, body, status, content, started)
     return HttpResponse(content, status=status, content_type=JSON)
 

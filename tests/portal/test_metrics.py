@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from executions.models import Execution
 from models_app.models import MLModel, ModelBuild
+from models_app.serving import aio
 from models_app.serving.front import ServingFront
 from monitoring.recorder import Call, Recorder
 from portal import metrics
@@ -215,6 +216,40 @@ def test_a_cold_start_that_fails_is_counted_as_failed(deployed, cast):
     assert value(samples, "neomaril_model_cold_starts_total", **model, outcome="failed") == 1
     assert value(samples, "neomaril_model_requests_total", **model, status="503") == 1
     assert value(samples, "neomaril_model_host_up") == 0
+
+
+@pytest.mark.parametrize(
+    "status, answered",
+    [
+        ("Deleted", (404, "not_found", "No model '{hash}'.")),
+        (
+            "Disabled",
+            (
+                409,
+                "not_deployed",
+                "Model '{hash}' is Disabled, not Deployed: it was disabled; restart it to serve again.",
+            ),
+        ),
+    ],
+)
+def test_a_call_whose_model_left_service_before_its_start_gets_the_run_urls_answer(
+    deployed, cast, monkeypatch, status, answered
+):
+    # Looked up Deployed, then deleted or disabled (through another node, say) before the
+    # host started a runner for it: not a failed start (503), and not counted as one.
+    refusal = {"ok": False, "error": "…", "code": "not_deployed", "model_status": status}
+    monkeypatch.setattr(aio, "host_call", lambda request, timeout: refusal)
+    response = Client().post(
+        f"/api/v1/run/{deployed.hash}", b'{"x": 1}', content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {cast.group_token}",
+    )  # fmt: skip
+    code, error_code, detail = answered
+    assert (response.status_code, response.json()) == (
+        code,
+        {"detail": detail.format(hash=deployed.hash), "code": error_code},
+    )
+    model = {"model": deployed.hash, "version": "1"}
+    assert not value(scrape(), "neomaril_model_cold_starts_total", **model, outcome="failed")
 
 
 def test_a_versions_calls_carry_its_number(deployed, cast, monkeypatch):

@@ -888,6 +888,23 @@ def test_evictions_are_counted_per_evicted_model_in_the_hosts_status(host, setti
     assert status["evictions"] == {"Mfake0": 2}
 
 
+def test_ensure_of_a_model_out_of_service_says_its_status_and_starts_nothing(cast, host):
+    # A call accepted while the model was Deployed reaches the host after a delete, a
+    # disable or a rebuild (maybe through another node): the web process answers what the
+    # run URL now does, from the status the refusal carries.
+    model = _upload(cast)  # Ready: its build is queued
+    answer = aio.host_call({"op": "ensure", "model": model.hash}, timeout=10)
+    assert answer == {
+        "ok": False,
+        "error": f"Model '{model.hash}' is Ready, not Deployed.",
+        "code": "not_deployed",
+        "model_status": "Ready",
+    }
+    answer = aio.host_call({"op": "ensure", "model": "Mnosuchmodel"}, timeout=10)
+    assert (answer["code"], answer["model_status"]) == ("not_deployed", None)
+    assert host.runners == {}
+
+
 def test_a_sandbox_lease_released_from_two_threads_is_closed_once(monkeypatch):
     """The second close of a lease's fd could hit the same number reused by another job's
     lease, and free that job's uid."""

@@ -263,6 +263,18 @@ class HostAlreadyRunning(RuntimeError):
     pass
 
 
+def _live_pks(rows) -> set[int]:
+    """Which of these model rows their model's run URL serves (its live version)."""
+    roots = {row.line_id or row.pk for row in rows}
+    if not roots:
+        return set()
+    live = {
+        live_id or root
+        for root, live_id in MLModel.objects.filter(pk__in=roots).values_list("pk", "live_version_id")
+    }
+    return {row.pk for row in rows if row.pk in live}
+
+
 def _refuse_a_second_host(control_path: Path) -> None:
     """Two hosts on one node folder would delete each other's runner sockets and take
     over each other's control socket: calls would reach the wrong host's runners."""
@@ -368,10 +380,11 @@ class ModelHost:
             raise NotDeployed(f"No Sync model '{model_hash}'.", None)
         if model.status != MLModel.Status.DEPLOYED:
             raise NotDeployed(f"Model '{model_hash}' is {model.status}, not Deployed.", model.status)
+        floor = model.min_replicas if _live_pks([model]) else 1
         with self._model_lock(model_hash):
             # Concurrent first calls wait here and find the runners the first one started.
             self._crashes.pop(model_hash, None)
-            missing = [replica for replica in range(model.min_replicas) if not self._is_up(model, replica)]
+            missing = [replica for replica in range(floor) if not self._is_up(model, replica)]
             if missing:  # room first: a node at its runner budget never runs one more, even briefly
                 self._enforce_budget(protect=model_hash, adding=len(missing))
             started = [self._start(model, replica) for replica in missing]
@@ -947,9 +960,10 @@ class ModelHost:
         models = {  # (no query when nothing runs: Django answers an empty `__in` itself)
             m.hash: m
             for m in MLModel.objects.filter(hash__in=by_model, status=MLModel.Status.DEPLOYED).only(
-                "hash", "deployed_build", "min_replicas", "max_replicas"
+                "hash", "deployed_build", "min_replicas", "max_replicas", "line_id"
             )
         }
+        live = _live_pks(models.values())
         for model_hash, runners in by_model.items():
             model = models.get(model_hash)
             if model is None:
@@ -960,13 +974,17 @@ class ModelHost:
             # Busy, and calls queued: one caller's calls one after another keep a runner
             # busy too, and a second replica would only sit beside it.
             queued = any(r.queued for r in current)
-            if count < model.min_replicas or (
+            # A version its model's run URL does not serve (the one a switch left, one
+            # called by its own URL) keeps no minimum: its last runner leaves once idle.
+            floor = model.min_replicas if model.pk in live else 0
+            quiet = load < SCALE_DOWN_BELOW * (count - 1) if count > 1 else load == 0
+            if count < floor or (
                 count < model.effective_max_replicas and load >= SCALE_UP_AT * count and queued
             ):
                 self._quiet_since.pop(model_hash, None)
                 asking.add(model_hash)
                 self._add_replica(model_hash, current)
-            elif count > model.min_replicas and load < SCALE_DOWN_BELOW * (count - 1):
+            elif count > floor and quiet:
                 since = self._quiet_since.setdefault(model_hash, time.monotonic())
                 if time.monotonic() - since >= settings.REPLICA_IDLE_SECONDS:
                     self._quiet_since[model_hash] = time.monotonic()

@@ -678,6 +678,44 @@ def test_a_version_that_went_live_through_another_node_is_warm_here(cast, host_e
     }
 
 
+def test_a_version_the_run_url_no_longer_serves_keeps_no_minimum_and_leaves_when_idle(
+    cast, host_env, host, settings, monkeypatch
+):
+    # Its runners stayed on every node that served it, and min_replicas kept them up: a
+    # model with three versions held three times its minimum on each node.
+    settings.REPLICA_IDLE_SECONDS = 1
+    monkeypatch.setattr(host_module, "DRAIN_SECONDS", 0.2)
+    model = _build(_upload(cast))
+    payload = sync_payload(
+        python_version=f"{sys.version_info.major}.{sys.version_info.minor}", source=file("app.py", SOURCE)
+    )
+    for inherited in ("name", "group", "operation"):
+        payload.pop(inherited)
+    response = api_client(cast.owner).post(
+        f"/api/v1/models/{model.hash}/versions", payload, format="multipart"
+    )
+    assert response.status_code == 201, response.json()
+    version_2 = _build(MLModel.objects.get(hash=response.json()["hash"]))
+    model.refresh_from_db()
+    assert model.live_version == version_2 and {r.model_hash for r in host.runners.values()} == {
+        model.hash,
+        version_2.hash,
+    }
+    model.all_versions().update(min_replicas=2, max_replicas=2)
+    host._sample_load()
+    host._scale()
+    assert (_replicas(host, version_2), _replicas(host, model)) == ([0, 1], [0])
+    time.sleep(1.1)  # no call to version 1 for REPLICA_IDLE_SECONDS
+    host._sample_load()
+    host._scale()
+    time.sleep(0.3)
+    host._stop_drained()
+    assert {r.model_hash for r in host.runners.values()} == {version_2.hash}
+    # Called by its own URL, it starts one runner, not its model's minimum.
+    host.ensure(model.hash)
+    assert (_replicas(host, version_2), _replicas(host, model)) == ([0, 1], [0])
+
+
 def test_a_model_not_served_here_any_more_is_not_started_by_its_rebuild(cast, host_env, host, settings):
     model = _build(_upload(cast))
     _follow(host)

@@ -9,11 +9,13 @@ model's group, or a logged-in member of that group (models_app.calls.get_called_
 from __future__ import annotations
 
 import mimetypes
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.http import FileResponse
 from django.urls import reverse
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import permissions, status
@@ -163,6 +165,16 @@ def _files_removed(execution: Execution, what: str) -> NotFound:
             f"The files of execution {execution.number} were removed on "
             f"{execution.files_removed_at:%Y-%m-%d %H:%M} UTC (retention policy), so its {what} "
             "can't be downloaded any more."
+        )
+    elif execution.finished_at is not None and execution.finished_at < timezone.now() - timedelta(
+        days=settings.EXECUTION_RETENTION_DAYS
+    ):
+        # Past retention, its folder removed, its row not marked yet: the housekeeping
+        # (on any node) marks the rows of a batch once their folders are gone.
+        detail = (
+            f"The files of execution {execution.number} were removed by the retention policy (kept "
+            f"{settings.EXECUTION_RETENTION_DAYS} days after an execution ends), so its {what} can't "
+            "be downloaded any more."
         )
     else:
         detail = (

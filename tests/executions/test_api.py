@@ -323,6 +323,28 @@ def test_files_removed_by_retention_are_404_saying_so(caller, model, submitted):
     assert body["files_available"] is False and body["result_url"] is None and body["input_url"] is None
 
 
+def test_files_being_removed_by_retention_are_404_saying_so_before_their_row_is_marked(
+    caller, model, submitted, settings
+):
+    # The housekeeping removes a batch's folders, then marks its rows: a download in
+    # between (on another node, say) is told it was retention, not a hand deletion.
+    _finish(submitted)
+    Execution.objects.filter(pk=submitted.pk).update(
+        finished_at=timezone.now() - timedelta(days=settings.EXECUTION_RETENTION_DAYS, minutes=1)
+    )
+    shutil.rmtree(submitted.folder)
+    response = caller.get(_url(model, "/executions/1/result"))
+    assert (response.status_code, response.json()) == (
+        404,
+        {
+            "detail": "The files of execution 1 were removed by the retention policy (kept "
+            f"{settings.EXECUTION_RETENTION_DAYS} days after an execution ends), so its result can't be "
+            "downloaded any more.",
+            "code": "files_removed",
+        },
+    )
+
+
 def test_files_deleted_by_hand_are_404_saying_they_are_no_longer_on_the_server(caller, model, submitted):
     """An operator cleaning the disk removed the folder: say so, not "missing" or a 500."""
     _finish(submitted)

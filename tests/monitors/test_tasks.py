@@ -329,20 +329,34 @@ def test_a_period_longer_than_its_task_goes_on_in_the_next(model, cast, settings
     assert "Going on after batch 3 (90 record(s) done)" in period.log
 
 
-def test_a_period_stops_when_the_model_is_registered_again_while_it_runs(model, cast, settings, monkeypatch):
+def _after_each_batch(model, cast, settings, monkeypatch, meanwhile) -> Monitor:
+    """A Year monitor over 100 recorded calls (4 batches); `meanwhile(monitor)` runs each
+    time a batch has been through the sandbox."""
     settings.MONITORING_BATCH_SIZE = 30
     monkeypatch.setattr(services, "async_task", lambda *args, **kwargs: None)
     monitor = register(model, cast.owner, config(Period="Year"))
-    record_calls(model, [row(i) for i in range(ROWS)], per_call=10)  # 100 calls → 4 batches
-    # While a batch is in the sandbox, the model is registered again (and validated).
+    record_calls(model, [row(i) for i in range(ROWS)], per_call=10)
     run_harness = tasks._run_harness
 
-    def registered_meanwhile(*args, **kwargs):
+    def then_meanwhile(*args, **kwargs):
         result = run_harness(*args, **kwargs)
-        Monitor.objects.filter(pk=monitor.pk).update(registered_at=timezone.now())
+        meanwhile(monitor)
         return result
 
-    monkeypatch.setattr(tasks, "_run_harness", registered_meanwhile)
+    monkeypatch.setattr(tasks, "_run_harness", then_meanwhile)
+    return monitor
+
+
+def test_a_period_stops_when_the_model_is_registered_again_while_it_runs(model, cast, settings, monkeypatch):
+    run_harness = tasks._run_harness
+    # While a batch is in the sandbox, the model is registered again (and validated).
+    monitor = _after_each_batch(
+        model,
+        cast,
+        settings,
+        monkeypatch,
+        lambda monitor: Monitor.objects.filter(pk=monitor.pk).update(registered_at=timezone.now()),
+    )
     period = run_now(monitor, cast.owner)
     assert period.status == "Failed" and "registered again while this period ran" in period.error_message
     assert not period.columns.exists()
@@ -359,21 +373,13 @@ def test_a_period_stops_when_the_model_is_registered_again_while_it_runs(model, 
 
 
 def test_a_period_fails_when_the_model_is_deleted_while_it_runs(model, cast, settings, monkeypatch):
-    settings.MONITORING_BATCH_SIZE = 30
-    monkeypatch.setattr(services, "async_task", lambda *args, **kwargs: None)
-    monitor = register(model, cast.owner, config(Period="Year"))
-    record_calls(model, [row(i) for i in range(ROWS)], per_call=10)  # 100 calls → 4 batches
     # The deletion lands while the first batch is in the sandbox: it purges the calls, so
     # the next batch comes up empty and the counts so far are a fraction of the window's.
-    run_harness = tasks._run_harness
-
-    def deleted_meanwhile(*args, **kwargs):
-        result = run_harness(*args, **kwargs)
+    def deleted_meanwhile(monitor):
         if not MLModel.objects.filter(pk=model.pk, status=MLModel.Status.DELETED).exists():
             model_services.delete(model, cast.owner)
-        return result
 
-    monkeypatch.setattr(tasks, "_run_harness", deleted_meanwhile)
+    monitor = _after_each_batch(model, cast, settings, monkeypatch, deleted_meanwhile)
     period = run_now(monitor, cast.owner)
     assert period.status == "Failed" and "model was deleted while this period ran" in period.error_message
     assert not period.columns.exists()

@@ -654,10 +654,7 @@ def test_a_rebuild_started_before_the_first_pass_over_its_runner_is_followed(cas
     assert (runner.build, runner.loading_path) == (2, None)
 
 
-def test_a_version_that_went_live_through_another_node_is_warm_here(cast, host_env, host, settings):
-    model = _build(_upload(cast))
-    _follow(host)
-    settings.WARM_ON_DEPLOY = False
+def _upload_version(cast, model: MLModel) -> MLModel:
     payload = sync_payload(
         python_version=f"{sys.version_info.major}.{sys.version_info.minor}", source=file("app.py", SOURCE)
     )
@@ -667,7 +664,14 @@ def test_a_version_that_went_live_through_another_node_is_warm_here(cast, host_e
         f"/api/v1/models/{model.hash}/versions", payload, format="multipart"
     )
     assert response.status_code == 201, response.json()
-    version_2 = _build(MLModel.objects.get(hash=response.json()["hash"]))
+    return MLModel.objects.get(hash=response.json()["hash"])
+
+
+def test_a_version_that_went_live_through_another_node_is_warm_here(cast, host_env, host, settings):
+    model = _build(_upload(cast))
+    _follow(host)
+    settings.WARM_ON_DEPLOY = False
+    version_2 = _build(_upload_version(cast, model))
     model.refresh_from_db()
     assert version_2.status == "Deployed" and model.live_version == version_2
     assert {r.model_hash for r in host.runners.values()} == {model.hash}
@@ -686,16 +690,7 @@ def test_a_version_the_run_url_no_longer_serves_keeps_no_minimum_and_leaves_when
     settings.REPLICA_IDLE_SECONDS = 1
     monkeypatch.setattr(host_module, "DRAIN_SECONDS", 0.2)
     model = _build(_upload(cast))
-    payload = sync_payload(
-        python_version=f"{sys.version_info.major}.{sys.version_info.minor}", source=file("app.py", SOURCE)
-    )
-    for inherited in ("name", "group", "operation"):
-        payload.pop(inherited)
-    response = api_client(cast.owner).post(
-        f"/api/v1/models/{model.hash}/versions", payload, format="multipart"
-    )
-    assert response.status_code == 201, response.json()
-    version_2 = _build(MLModel.objects.get(hash=response.json()["hash"]))
+    version_2 = _build(_upload_version(cast, model))
     model.refresh_from_db()
     assert model.live_version == version_2 and {r.model_hash for r in host.runners.values()} == {
         model.hash,

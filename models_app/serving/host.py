@@ -275,6 +275,13 @@ def _live_pks(rows) -> set[int]:
     return {row.pk for row in rows if row.pk in live}
 
 
+def _remove_socket_files(runner: Runner) -> None:
+    for path in (runner.socket_path, runner.loading_path, _draining_path(runner.socket_path)):
+        if path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+
 def _refuse_a_second_host(control_path: Path) -> None:
     """Two hosts on one node folder would delete each other's runner sockets and take
     over each other's control socket: calls would reach the wrong host's runners."""
@@ -697,13 +704,23 @@ class ModelHost:
                 runner.launched.kill()
                 runner.process.wait(5)
         runner.launched.release()
-        for path in (runner.socket_path, runner.loading_path, _draining_path(runner.socket_path)):
-            if path is not None:
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+        _remove_socket_files(runner)
         with self._lock:
             if self.runners.get((runner.model_hash, runner.replica)) is runner:
                 del self.runners[(runner.model_hash, runner.replica)]
+
+    def _forget_crashed(self, runner: Runner) -> None:
+        """Drop a runner that exited on its own, and its socket: a socket file left behind
+        (a model past its crash limit, or no longer Deployed) is a replica web processes
+        would keep choosing and failing to reach."""
+        key = (runner.model_hash, runner.replica)
+        with self._model_lock(runner.model_hash):
+            with self._lock:
+                if self.runners.get(key) is runner:
+                    del self.runners[key]
+                elif key in self.runners:
+                    return  # started again meanwhile: the files are the new runner's
+            _remove_socket_files(runner)
 
     def _retire(self, model_hash: str, *, keep_build: int | None, keep_replicas: int) -> int:
         with self._lock:
@@ -761,8 +778,7 @@ class ModelHost:
             code = runner.process.returncode
             logger.warning("runner %s of %s exited (%s)", runner.process.pid, runner.model_hash, code)
             runner.launched.release()
-            with self._lock:
-                self.runners.pop((runner.model_hash, runner.replica), None)
+            self._forget_crashed(runner)
             if len(history) == CRASH_LIMIT and history[-1] - history[0] < CRASH_WINDOW:
                 logger.error(
                     "%s crashed %d times in %.0f s; not restarting until called again",

@@ -17,6 +17,7 @@ import textwrap
 import threading
 import time
 import tracemalloc
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
@@ -1169,6 +1170,27 @@ def test_one_runner_that_cannot_restart_does_not_stop_the_others_restarts(cast, 
     monkeypatch.setattr(host, "_wait_ready", lambda runner: None)
     host._restart_crashed()
     assert started == [other.hash]
+
+
+def test_a_crashed_runner_not_restarted_leaves_no_socket_behind(cast, host, monkeypatch):
+    # Web processes choose among the replica sockets that exist: a dead runner's file
+    # left in place was a replica every call tried and failed to reach.
+    from tests.helpers.monitors import deployed_model
+
+    past_limit, disabled = (
+        deployed_model(cast.group, name="past-limit"),
+        deployed_model(cast.group, name="off"),
+    )
+    MLModel.objects.filter(pk=disabled.pk).update(status=MLModel.Status.DISABLED)
+    host._crashes[past_limit.hash] = deque([time.monotonic()] * (host_module.CRASH_LIMIT - 1))
+    runners = [_crashed_runner(past_limit), _crashed_runner(disabled)]
+    for runner in runners:
+        runner.socket_path.parent.mkdir(parents=True, exist_ok=True)
+        runner.socket_path.touch()
+        host.runners[(runner.model_hash, 0)] = runner
+    monkeypatch.setattr(host, "_start", lambda model, replica: pytest.fail(f"{model.name} was restarted"))
+    host._restart_crashed()
+    assert host.runners == {} and not any(runner.socket_path.exists() for runner in runners)
 
 
 def test_a_failing_supervision_step_does_not_skip_the_others(host, monkeypatch):

@@ -4,10 +4,13 @@ Loaded with `-p` so it runs before pytest-django imports the settings.
 """
 
 import os
+import shutil
 import tempfile
 
+# The data folder this process made (None: NEOMARIL_TEST_KEEP_DATA_DIR names one to keep).
+made_data_dir = None
 if not os.environ.get("NEOMARIL_TEST_KEEP_DATA_DIR"):
-    os.environ["NEOMARIL_DATA_DIR"] = tempfile.mkdtemp(prefix="neomaril-test-")
+    made_data_dir = os.environ["NEOMARIL_DATA_DIR"] = tempfile.mkdtemp(prefix="neomaril-test-")
     # The node's folders too: `make test` exports `make run`'s (./var), and pytest-xdist's
     # workers sharing its run/ would share one model host socket and delete each other's
     # runner sockets. Each process gets its own node, under its own data folder.
@@ -20,3 +23,10 @@ if not os.environ.get("NEOMARIL_TEST_KEEP_DATA_DIR"):
     if worker.startswith("gw") and worker[2:].isdigit():
         os.environ.setdefault("NEOMARIL_SANDBOX_UID_BASE", str(300_000 + 10_000 * int(worker[2:])))
 os.environ.setdefault("DEBUG", "0")
+
+
+def pytest_unconfigure(config):
+    """The data folder goes with the process that made it: its model environments and
+    files reach gigabytes a run, and /tmp filled up with them."""
+    if made_data_dir:
+        shutil.rmtree(made_data_dir, ignore_errors=True)

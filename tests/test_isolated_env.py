@@ -42,3 +42,18 @@ def test_each_xdist_worker_leases_sandbox_uids_from_its_own_pool(plugin_env, wor
     plugin_env.setenv("PYTEST_XDIST_WORKER", worker)
     runpy.run_path(PLUGIN)
     assert os.environ["NEOMARIL_SANDBOX_UID_BASE"] == base
+
+
+def test_the_data_folder_it_made_is_removed_when_pytest_ends(plugin_env):
+    plugin = runpy.run_path(PLUGIN)
+    folder = Path(os.environ["NEOMARIL_DATA_DIR"])
+    (folder / "envs" / "e1").mkdir(parents=True)
+    plugin["pytest_unconfigure"](None)
+    assert not folder.exists()
+
+
+def test_a_data_folder_kept_on_purpose_stays(plugin_env, tmp_path):
+    plugin_env.setenv("NEOMARIL_TEST_KEEP_DATA_DIR", "1")
+    plugin_env.setenv("NEOMARIL_DATA_DIR", str(tmp_path))
+    runpy.run_path(PLUGIN)["pytest_unconfigure"](None)
+    assert tmp_path.exists()

@@ -7,8 +7,10 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.db import connections
+from django.utils import translation
 
 from groups import nodes, services
 from groups.models import Membership
@@ -23,6 +25,15 @@ def _tasks_held_unknown(monkeypatch):
     and go: pinned to "can't say" (as on the ORM broker). Tests about it set their own,
     or call the real one (tests/groups/test_nodes.py keeps a reference)."""
     monkeypatch.setattr(nodes, "tasks_held", lambda: None)
+
+
+@pytest.fixture(autouse=True)
+def _default_language_after_each_test():
+    """A page requested in Portuguese leaves Portuguese active on the test's thread (the
+    locale middleware sets it per request and nothing resets it): the next test in the
+    process would read its English strings translated."""
+    yield
+    translation.activate(django_settings.LANGUAGE_CODE)
 
 
 @pytest.fixture

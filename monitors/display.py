@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC
 
 from django.db.models import OuterRef, QuerySet, Subquery
+from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 
+from groups.templatetags.portal_ui import day_text
 from models_app.models import MLModel
 from monitors.models import ColumnResult, Monitor, Period
 
@@ -73,13 +76,16 @@ class Badge:
 
 
 def _period_title(period: Period) -> str:
+    """What the badge's tooltip says of a period, its day and PSI written the page's
+    language's way (as the dashboard's drift card: "06/12/2026", "5,277" in Portuguese);
+    the kind (Day, Week…) and the verdict (stable, drift…) as the API writes them."""
     title = _("%(kind)s from %(start)s UTC: %(verdict)s") % {
         "kind": period.kind,
-        "start": f"{period.start:%Y-%m-%d}",
+        "start": day_text(timezone.localtime(period.start, UTC).date()),
         "verdict": period.drift_status or _("no verdict"),
     }
     if period.average_psi is not None:
-        title += _(", average PSI %(psi).3f") % {"psi": period.average_psi}
+        title += _(", average PSI %(psi)s") % {"psi": formats.number_format(period.average_psi, 3)}
     return title
 
 

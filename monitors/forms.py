@@ -351,6 +351,10 @@ class MonitoringForm(UploadCheckingForm):
     def __init__(self, *args, model: MLModel, **kwargs):
         super().__init__(*args, **kwargs)
         self.model = model
+        # No `required` (the page posts with novalidate and shows the server's messages),
+        # so the required fields say so with aria-required.
+        for name in ("configuration", "preprocess", "preprocess_reference"):
+            self.fields[name].widget.attrs["aria-required"] = "true"
 
     def clean_configuration(self) -> Configuration:
         upload = self.cleaned_data["configuration"]

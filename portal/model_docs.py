@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from django.contrib.auth.views import redirect_to_login
 from django.urls import reverse
-from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from drf_spectacular.views import SpectacularSwaggerView
@@ -107,17 +106,6 @@ class ModelCodeView(APIView):
 SESSION_TRY_SETTINGS = "{requestInterceptor: (request) => requestInterceptor(neomarilSessionTry(request))}"
 
 
-def with_page_language(response):
-    """drf-spectacular's Swagger page opens with a bare <html>: name the page's language,
-    for screen readers and the browser's translation offer."""
-
-    def add_lang(rendered):
-        rendered.content = rendered.content.replace(b"<html>", f'<html lang="{get_language()}">'.encode(), 1)
-
-    response.add_post_render_callback(add_lang)
-    return response
-
-
 class ModelSwaggerView(SpectacularSwaggerView):
     """Swagger UI for one model, with the vendored (sidecar) assets: no CDN needed.
 
@@ -142,4 +130,4 @@ class ModelSwaggerView(SpectacularSwaggerView):
             "run": reverse("run-model", args=[model.hash]),
             "try": reverse("run-model-try", args=[model.hash]),
         }
-        return with_page_language(response)
+        return response

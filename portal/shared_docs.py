@@ -28,7 +28,6 @@ from groups.pages import keep_secret, post_only_page, render_secret, take_secret
 from models_app import share_links
 from models_app.access import get_model_for_user
 from models_app.share_api import shared_docs_url
-from portal.model_docs import with_page_language
 from portal.model_openapi import model_document
 
 # The key is a credential: no caching by proxies, no search engines, no Referer.
@@ -67,7 +66,7 @@ class SharedSwaggerView(SpectacularSwaggerView):
             return _refused_page(request, refused)
         self.url = reverse("shared-docs-openapi", args=[kwargs["key"]])
         self.title = f"{link.model.name} · Neomaril"
-        return _private(with_page_language(super().get(request, *args, **kwargs)))
+        return _private(super().get(request, *args, **kwargs))
 
 
 class SharedOpenApiView(APIView):

@@ -90,6 +90,10 @@ class ExperimentForm(forms.Form):
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["group"].offer_to(user)
+        # No `required` (the page posts with novalidate and shows the server's messages),
+        # so the required fields say so with aria-required.
+        for name in ("experiment_name", "model_type", "group"):
+            self.fields[name].widget.attrs["aria-required"] = "true"
 
 
 class TrainingRunForm(UploadCheckingForm):

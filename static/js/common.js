@@ -87,6 +87,20 @@ function apiProblem(code) {
   }[code] || "";
 }
 
+// --- Announcements for screen readers: one short line in base.html's polite #announcer
+//     (a status a poll changed, the outcome of a call), instead of making a region that is
+//     replaced or holds long text (a traceback) a live region itself. Emptied first, so the
+//     same line said twice is read twice.
+let announceTimer;
+// eslint-disable-next-line no-unused-vars
+function announce(text) {
+  const region = document.getElementById("announcer");
+  if (!region || !text) return;
+  region.textContent = "";
+  clearTimeout(announceTimer);
+  announceTimer = setTimeout(() => { region.textContent = text; }, 100);
+}
+
 // --- Copy buttons: <button data-copy="#element-id"> copies an input's value or an element's text.
 document.addEventListener("click", async (event) => {
   const button = event.target.closest("[data-copy]");
@@ -119,7 +133,7 @@ function confirmDialog() {
   dialog.setAttribute("aria-labelledby", "confirm-title");
   dialog.innerHTML = `
     <form method="dialog">
-      <div class="dialog-body"><h2 id="confirm-title"></h2><p class="confirm-body"></p></div>
+      <div class="dialog-body"><h2 id="confirm-title"></h2><p class="confirm-body" id="confirm-body"></p></div>
       <div class="dialog-actions">
         <button class="btn" value="cancel" type="submit"></button>
         <button class="btn btn-primary confirm-ok" value="ok" type="submit"></button>
@@ -137,6 +151,9 @@ document.addEventListener("submit", (event) => {
   const d = confirmDialog();
   d.querySelector("#confirm-title").textContent = form.dataset.confirm;
   d.querySelector(".confirm-body").textContent = form.dataset.confirmBody || "";
+  // The body (the consequence) is read with the question; a dialog without one describes nothing.
+  if (form.dataset.confirmBody) d.setAttribute("aria-describedby", "confirm-body");
+  else d.removeAttribute("aria-describedby");
   const ok = d.querySelector(".confirm-ok");
   ok.textContent = form.dataset.confirmButton || gettext("Confirm");
   ok.className = "btn confirm-ok " + ("confirmDanger" in form.dataset ? "btn-danger-solid" : "btn-primary");
@@ -176,13 +193,22 @@ for (const container of document.querySelectorAll("[data-tabs]")) {
     panel.setAttribute("aria-labelledby", tab.id);
     panel.tabIndex = 0;
     tab.addEventListener("click", () => select(index));
+    // The WAI-ARIA tabs pattern: arrows move to the next or previous tab (wrapping),
+    // Home and End to the first and last; a tab is shown as it gets the focus.
     tab.addEventListener("keydown", (event) => {
-      const step = { ArrowRight: 1, ArrowLeft: -1 }[event.key];
-      if (step) {
-        const next = (index + step + tabs.length) % tabs.length;
-        select(next);
-        tabs[next].focus();
+      let next;
+      if (event.key === "ArrowRight" || event.key === "ArrowLeft") {
+        next = (index + (event.key === "ArrowRight" ? 1 : -1) + tabs.length) % tabs.length;
+      } else if (event.key === "Home") {
+        next = 0;
+      } else if (event.key === "End") {
+        next = tabs.length - 1;
+      } else {
+        return;
       }
+      event.preventDefault();
+      select(next);
+      tabs[next].focus();
     });
     list.append(tab);
     return tab;

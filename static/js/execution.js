@@ -15,7 +15,8 @@
       badge.textContent = execution.status; // a state's name, as the API says it
       if (logs.log) {
         const nearBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 60;
-        log.textContent = logs.log;
+        // Stored text stays English (docs/portal.md): marked so, inside the page's language.
+        log.replaceChildren(Object.assign(document.createElement("span"), { lang: "en", textContent: logs.log }));
         if (nearBottom) log.scrollTop = log.scrollHeight;
       }
       if (execution.status === "Succeeded" || execution.status === "Failed") {

@@ -67,11 +67,10 @@
   function showLog(build) {
     const nearBottom = logBox.scrollHeight - logBox.scrollTop - logBox.clientHeight < 60;
     const lines = build.log.split("\n");
-    let text = build.log;
-    if (lines.length > LOG_TAIL_LINES) {
-      text = `${interpolate(gettext("… %s earlier lines …"), [lines.length - LOG_TAIL_LINES])}\n` + lines.slice(-LOG_TAIL_LINES).join("\n");
-    }
-    if (text) logBox.textContent = text;
+    const skipped = lines.length > LOG_TAIL_LINES ? `${interpolate(gettext("… %s earlier lines …"), [lines.length - LOG_TAIL_LINES])}\n` : null;
+    // The log is stored English (docs/portal.md): marked so; what the page adds is in its language.
+    const english = (text) => el("span", { lang: "en", textContent: text });
+    if (build.log) logBox.replaceChildren(...(skipped ? [skipped, english(lines.slice(-LOG_TAIL_LINES).join("\n"))] : [english(build.log)]));
     else logBox.replaceChildren(el("span", { className: "log-empty", textContent: gettext("Waiting for a worker to start the build…") }));
     buildMeta.textContent = `${interpolate(gettext("Build %s"), [build.number])} · ${build.status}`;
     if (nearBottom) logBox.scrollTop = logBox.scrollHeight;
@@ -108,7 +107,7 @@
       return;
     }
     $("log-follow-note").hidden = true;
-    for (const flash of document.querySelectorAll(".messages")) flash.remove(); // "is being built" is over
+    for (const flash of document.querySelectorAll(".messages-region, .messages")) flash.remove(); // "is being built" is over
     refreshRegions();
   }
   logBox.scrollTop = logBox.scrollHeight;
@@ -153,6 +152,12 @@
 
   // --- Try it (Sync) -------------------------------------------------------------------------
   const tryForm = $("try-form");
+  // A block that may scroll is reached with the keyboard, and named.
+  const scrollable = (node, label) => {
+    node.tabIndex = 0;
+    node.setAttribute("aria-label", label);
+    return node;
+  };
   if (tryForm) {
     const submit = $("try-submit");
     const result = $("try-result");
@@ -168,7 +173,8 @@
       try {
         JSON.parse(body);
       } catch (error) {
-        show(false, [el("span", { textContent: gettext("The request body is not valid JSON") })], el("p", { className: "error", textContent: error.message }));
+        show(false, [el("span", { textContent: gettext("The request body is not valid JSON") })], el("p", { className: "error", lang: "en", textContent: error.message }));
+        announce(gettext("The request body is not valid JSON"));
         $("try-body").focus();
         return;
       }
@@ -188,7 +194,8 @@
         });
         text = await response.text();
       } catch (error) {
-        show(false, [el("span", { textContent: gettext("The request did not reach the server.") })], el("p", { textContent: String(error) }));
+        show(false, [el("span", { textContent: gettext("The request did not reach the server.") })], el("p", { lang: "en", textContent: String(error) }));
+        announce(gettext("The request did not reach the server."));
         return;
       } finally {
         submit.disabled = false;
@@ -196,6 +203,7 @@
       }
       if (response.type === "opaqueredirect") {
         show(false, [el("span", { textContent: gettext("Your session ended: log in again to try the model.") })]);
+        announce(gettext("Your session ended: log in again to try the model."));
         return;
       }
       const ms = Math.round(performance.now() - started);
@@ -205,7 +213,8 @@
       const took = el("span", { className: "muted small", textContent: `${ms} ms` });
       if (response.ok) {
         show(true, [el("span", { textContent: gettext("Answer") }), code, took],
-          el("pre", { id: "try-answer", textContent: data === null ? text : JSON.stringify(data, null, 2) }));
+          scrollable(el("pre", { id: "try-answer", textContent: data === null ? text : JSON.stringify(data, null, 2) }), gettext("Answer")));
+        announce(interpolate(gettext("Answer received: status %(code)s, %(ms)s ms."), { code: response.status, ms }, true));
         if (config.runnersUrl) refreshRunners();
         setTimeout(refreshRegions, 1200); // the call is recorded within a second
         return;
@@ -217,7 +226,9 @@
       show(false, [el("span", { id: "try-problem", textContent: headline }), code, took],
         el("p", { id: "try-error", className: "error", lang: "en", textContent: detail }),
         hint ? el("p", { className: "muted small", textContent: hint }) : null,
-        traceback ? el("pre", { className: "log", id: "try-traceback", textContent: traceback }) : null);
+        traceback ? scrollable(el("pre", { className: "log", id: "try-traceback" }, el("span", { lang: "en", textContent: traceback })), gettext("Model traceback")) : null);
+      // One line for screen readers (the problem and the status code), not the whole answer.
+      announce(`${headline} (${response.status})`);
     });
   }
 
@@ -232,7 +243,7 @@
     if (execution.result_url) {
       result = el("a", { className: "btn btn-small", href: execution.result_url, download: "", textContent: gettext("Download result") });
     } else if (execution.status === "Failed") {
-      result = el("span", { className: "error small", title: execution.error_message, textContent: execution.error_message.slice(0, 70) });
+      result = el("span", { className: "error small", lang: "en", title: execution.error_message, textContent: execution.error_message.slice(0, 70) });
     } else {
       result = el("span", { className: "muted", textContent: execution.files_available ? "—" : gettext("files removed") });
     }
@@ -248,6 +259,17 @@
   }
   async function refreshExecutions() {
     const data = await getJSON(config.executionsUrl);
+    // An execution whose status changed since the last look is announced, one short line
+    // (the table itself is not a live region: it is replaced on every poll).
+    const before = new Map([...executionsBody.querySelectorAll("tr[data-execution]")].map((row) => [row.dataset.execution, row.dataset.status]));
+    const changed = data.results.filter((execution) => {
+      const was = before.get(String(execution.execution_id));
+      return was !== undefined && was !== execution.status;
+    });
+    if (changed.length) {
+      // State names stay English (docs/portal.md).
+      announce(changed.map((execution) => interpolate(gettext("Execution %(number)s: %(status)s"), { number: execution.execution_id, status: execution.status }, true)).join("; "));
+    }
     if (data.results.length) {
       executionsBody.replaceChildren(...data.results.map((execution) => {
         const row = executionRow(execution);

@@ -33,6 +33,10 @@
   const columnKey = (column) => `${column.role}:${column.column}`;
   const columnName = (column) => (column.role === "output" ? interpolate(gettext("%s (output)"), [column.column]) : column.column);
   const formatPsi = (psi) => (psi === null || psi === undefined ? "—" : formatNumber(psi, 3));
+  // A count of rows, grouped the page's language's way ("12.345 linhas").
+  const rowsText = (rows) => interpolate(ngettext("%s row", "%s rows", rows), [formatNumber(rows)]);
+  // Chart.js writes its axes' numbers in this locale (the page's, not the browser's).
+  const LOCALE = document.documentElement.lang || "en";
 
   function showError(message) {
     const box = document.getElementById("charts-error");
@@ -84,6 +88,7 @@
         ],
       },
       options: {
+        locale: LOCALE,
         responsive: true,
         maintainAspectRatio: false,
         animation: false,
@@ -143,6 +148,7 @@
         ],
       },
       options: {
+        locale: LOCALE,
         responsive: true,
         maintainAspectRatio: false,
         animation: false,
@@ -155,7 +161,7 @@
           tooltip: {
             callbacks: {
               title: (items) => (items.length ? `${items[0].raw.y}, ${items[0].raw.x}` : ""),
-              label: (item) => `PSI ${formatPsi(item.raw.v)} · ${item.raw.status} · ${interpolate(ngettext("%s row", "%s rows", item.raw.rows), [item.raw.rows])}`,
+              label: (item) => `PSI ${formatPsi(item.raw.v)} · ${item.raw.status} · ${rowsText(item.raw.rows)}`,
             },
           },
         },
@@ -192,6 +198,7 @@
       type: "bar",
       data: { labels: [], datasets: [] },
       options: {
+        locale: LOCALE,
         responsive: true,
         maintainAspectRatio: false,
         animation: false,
@@ -249,8 +256,9 @@
       canvas.dataset.column = key;
       canvas.dataset.period = String(period.id);
       caption.textContent =
+        // column.kind (numeric, categorical) is the API's enumeration: it stays as written.
         `${columnName(column)} (${column.kind}): PSI ${formatPsi(column.psi)}, ${column.status}; ` +
-        interpolate(ngettext("%s row in the period (UTC).", "%s rows in the period (UTC).", column.rows), [column.rows]) +
+        interpolate(ngettext("%s row in the period (UTC).", "%s rows in the period (UTC).", column.rows), [formatNumber(column.rows)]) +
         " " + gettext("Bars are each bin's share of the rows.");
     }
     columnSelect.addEventListener("change", update);

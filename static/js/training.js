@@ -17,11 +17,16 @@
     if (text !== undefined) node.textContent = text;
     return node;
   };
+  // A number for a chart, in the page's language (as the runs table writes it: "0,87" in
+  // Portuguese): four significant digits, or an exponent for the very large and small.
+  const pageLang = document.documentElement.lang || "en";
+  const fourDigits = new Intl.NumberFormat(pageLang, { maximumSignificantDigits: 4 });
+  const decimalMark = (fourDigits.formatToParts(0.5).find((part) => part.type === "decimal") || {}).value || ".";
   const label = (value) => {
     if (value === 0) return "0";
     const magnitude = Math.abs(value);
-    if (magnitude >= 1e5 || magnitude < 1e-3) return value.toExponential(2);
-    return String(Number(value.toPrecision(4)));
+    if (magnitude >= 1e5 || magnitude < 1e-3) return value.toExponential(2).replace(".", decimalMark);
+    return fourDigits.format(value);
   };
   // Evenly spaced "nice" ticks (1, 2 or 5 times a power of ten) covering [low, high].
   function ticks(low, high, count) {
@@ -97,10 +102,14 @@
       const margin = { top: 16, right: 20, bottom: 48, left: 72 };
       const plotW = width - margin.left - margin.right;
       const plotH = height - margin.top - margin.bottom;
+      // A group, not an image: its points are links to their runs, which an image's
+      // (presentational) children could not be. Its name and description say what it
+      // shows; the axes and grid are drawing only, hidden from assistive technology.
       const svg = svgEl("svg", {
         viewBox: `0 0 ${width} ${height}`,
-        role: "img",
-        "aria-labelledby": "metric-chart-title metric-chart-desc",
+        role: "group",
+        "aria-labelledby": "metric-chart-title",
+        "aria-describedby": "metric-chart-desc",
         class: "chart-svg",
         "data-metric": metric,
       });
@@ -125,7 +134,7 @@
       const x = (n) => margin.left + ((n - first) / (last - first)) * plotW;
       const y = (v) => margin.top + plotH - ((v - low) / (high - low)) * plotH;
 
-      const grid = svgEl("g", { class: "chart-grid" });
+      const grid = svgEl("g", { class: "chart-grid", "aria-hidden": "true" });
       for (const tick of yTicks) {
         grid.append(svgEl("line", { x1: margin.left, x2: margin.left + plotW, y1: y(tick), y2: y(tick) }));
         grid.append(svgEl("text", { x: margin.left - 8, y: y(tick), "text-anchor": "end", "dominant-baseline": "middle", class: "chart-tick" }, label(tick)));
@@ -135,33 +144,47 @@
         grid.append(svgEl("text", { x: x(n), y: margin.top + plotH + 18, "text-anchor": "middle", class: "chart-tick" }, String(n)));
       });
       svg.append(grid);
-      svg.append(svgEl("line", { x1: margin.left, x2: margin.left + plotW, y1: margin.top + plotH, y2: margin.top + plotH, class: "chart-axis" }));
-      svg.append(svgEl("line", { x1: margin.left, x2: margin.left, y1: margin.top, y2: margin.top + plotH, class: "chart-axis" }));
-      svg.append(svgEl("text", { x: margin.left + plotW / 2, y: height - 8, "text-anchor": "middle", class: "chart-label" }, gettext("Run number")));
-      svg.append(svgEl("text", {
+      const axes = svgEl("g", { "aria-hidden": "true" });
+      axes.append(svgEl("line", { x1: margin.left, x2: margin.left + plotW, y1: margin.top + plotH, y2: margin.top + plotH, class: "chart-axis" }));
+      axes.append(svgEl("line", { x1: margin.left, x2: margin.left, y1: margin.top, y2: margin.top + plotH, class: "chart-axis" }));
+      axes.append(svgEl("text", { x: margin.left + plotW / 2, y: height - 8, "text-anchor": "middle", class: "chart-label" }, gettext("Run number")));
+      axes.append(svgEl("text", {
         x: 0, y: 0, "text-anchor": "middle", class: "chart-label",
         transform: `translate(16 ${margin.top + plotH / 2}) rotate(-90)`,
       }, metric));
+      svg.append(axes);
 
       if (points.length > 1) {
         svg.append(svgEl("polyline", {
-          class: "chart-line",
+          class: "chart-line", "aria-hidden": "true",
           points: points.map((p) => `${x(p.number).toFixed(1)},${y(p.value).toFixed(1)}`).join(" "),
         }));
       }
       for (const p of points) {
+        // The link's <title> is its accessible name (and the tooltip); the ring, drawn
+        // around the point while it has the keyboard's focus, is its focus indicator (the
+        // page's box-shadow ring does not apply to SVG).
         const link = svgEl("a", { href: p.url, class: "chart-point-link" });
-        const dot = svgEl("circle", {
-          cx: x(p.number).toFixed(1), cy: y(p.value).toFixed(1), r: 5,
-          class: `chart-point chart-point-${p.status}`, "data-run": p.number, "data-value": p.value,
+        const cx = x(p.number).toFixed(1);
+        const cy = y(p.value).toFixed(1);
+        link.append(svgEl("title", {}, interpolate(gettext("Run %(number)s (%(name)s, %(status)s): %(metric)s = %(value)s"), { number: p.number, name: p.name, status: p.status, metric, value: label(p.value) }, true)));
+        const ring = svgEl("circle", {
+          cx, cy, r: 11, class: "chart-point-ring", fill: "none", stroke: "#172033", "stroke-width": 3, visibility: "hidden",
         });
-        dot.append(svgEl("title", {}, interpolate(gettext("Run %(number)s (%(name)s): %(metric)s = %(value)s"), { number: p.number, name: p.name, metric, value: label(p.value) }, true)));
-        link.append(dot);
+        link.append(ring, svgEl("circle", {
+          cx, cy, r: 5,
+          class: `chart-point chart-point-${p.status}`, "data-run": p.number, "data-value": p.value,
+        }));
+        link.addEventListener("focus", () => ring.setAttribute("visibility", link.matches(":focus-visible") ? "visible" : "hidden"));
+        link.addEventListener("blur", () => ring.setAttribute("visibility", "hidden"));
         svg.append(link);
       }
-      const note = document.createElement("figcaption");
+      // One caption for every metric, so that its live region announces the new one's
+      // summary (not the whole chart) when another metric is chosen.
+      const note = $("metric-chart-caption") || document.createElement("figcaption");
       note.className = "muted small";
       note.id = "metric-chart-caption";
+      note.setAttribute("aria-live", "polite");
       note.textContent = interpolate(ngettext("%(metric)s of %(count)s run", "%(metric)s of %(count)s runs", points.length), { metric, count: points.length }, true)
         + (missing ? `; ${interpolate(ngettext("%s without it is left out.", "%s without it are left out.", missing), [missing])}` : ".");
       chartBox.replaceChildren(svg, note);

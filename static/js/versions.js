@@ -4,7 +4,9 @@
 // its row. When a version's status changes, the section is swapped for the server's
 // rendering (no second copy of the rows here); when that moves the live version, the
 // "Version N live" marker follows and model.js is told ("model:live-changed") so that the
-// status, build log and details become the new live version's. No reload.
+// status, build log and details become the new live version's. No reload. A status
+// change is announced in one short line (common.js announce(): "Version 2: Deployed"), as
+// the section, replaced whole, is no live region.
 "use strict";
 (() => {
   const IN_PROGRESS = ["Ready", "Building"];
@@ -37,13 +39,18 @@
 
   async function poll() {
     let changed = false;
+    const news = [];
     for (const row of followed()) {
       try {
         const current = await getJSON(`${row.dataset.statusUrl}?include=log`);
         const lines = current.build && current.build.log ? current.build.log.trimEnd().split("\n") : [];
         const last = row.querySelector(".version-log");
         if (last) last.textContent = lines.length ? lines[lines.length - 1] : "";
-        if (current.status !== row.dataset.status) changed = true;
+        if (current.status !== row.dataset.status) {
+          changed = true;
+          // The state's name as the API writes it (docs/portal.md).
+          news.push(interpolate(gettext("Version %(number)s: %(status)s"), { number: row.dataset.version, status: current.status }, true));
+        }
       } catch (error) {
         console.warn("version status poll failed; retrying", error); // a network blip or a restarting server
       }
@@ -54,6 +61,7 @@
       } catch (error) {
         console.warn("could not refresh the versions", error);
       }
+      announce(news.join("; "));
     }
     if (followed().length) setTimeout(poll, POLL_MS);
   }

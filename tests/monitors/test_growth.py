@@ -101,7 +101,7 @@ def test_badges_and_the_drift_card_leave_logs_and_references_in_the_database(cas
         badge = display.badges([model])[model.pk]
         # What the dashboard and the models list read of them, with no query per model.
         shown = (item.period.kind, item.period.start, item.period.average_psi, badge.label, badge.title)
-    assert shown == ("Day", at(2026, 5, 1), 0.4, "drift", "Day from 2026-05-01 UTC: drift, average PSI 0.400")
+    assert shown == ("Day", at(2026, 5, 1), 0.4, "drift", "Day from 1 May 2026 UTC: drift, average PSI 0.400")
     assert len(queries) == 3 + 2
 
 

@@ -200,7 +200,7 @@ def test_experiment_page_shows_the_latest_runs_and_counts_them_all(cast, experim
         finished_run(experiment, number=number, name=f"run {number}", metrics={"auc": 0.8})
     html = _html(_login(cast.owner).get(f"/training/{experiment.hash}/"))
     assert re.findall(r'<tr data-run="(\d+)"', html) == ["3", "2"]
-    assert "The latest 2 are shown." in html and "3 runs · 3 succeeded" in html
+    assert "The latest 2 are shown." in html and "3 runs · 3 Succeeded" in html
 
 
 def test_experiment_page_without_runs(cast, experiment):

@@ -225,3 +225,33 @@ for (const container of document.querySelectorAll("[data-tabs]")) {
   container.classList.add("enhanced");
   select(0);
 }
+
+// --- A table wider than its card scrolls sideways (a phone, a long name): its wrapper then
+//     takes the keyboard's focus, so the arrow keys can scroll it, and is a region named by
+//     its card's heading (else the page's). One that fits stays out of the tab order. Watched for size, so a
+//     rotated phone or rows a poll redrew are seen too.
+const scrollingTables = new ResizeObserver((entries) => {
+  for (const { target } of entries) {
+    const wrap = target.closest(".table-wrap");
+    if (!wrap) continue;
+    const scrolls = wrap.scrollWidth > wrap.clientWidth + 1;
+    if (scrolls && !wrap.dataset.scrolls) {
+      wrap.dataset.scrolls = "1";
+      wrap.tabIndex = 0;
+      const heading = wrap.closest("section, .card")?.querySelector("h2, h3") || document.querySelector("main h1");
+      if (heading) {
+        heading.id ||= `table-heading-${Math.random().toString(36).slice(2, 8)}`;
+        wrap.setAttribute("role", "region");
+        wrap.setAttribute("aria-labelledby", heading.id);
+      }
+    } else if (!scrolls && wrap.dataset.scrolls) {
+      delete wrap.dataset.scrolls;
+      for (const name of ["tabindex", "role", "aria-labelledby"]) wrap.removeAttribute(name);
+    }
+  }
+});
+for (const wrap of document.querySelectorAll(".table-wrap")) {
+  scrollingTables.observe(wrap);
+  const table = wrap.querySelector("table");
+  if (table) scrollingTables.observe(table);
+}

@@ -208,3 +208,25 @@ def test_the_swagger_pages_name_their_language_and_the_servers_list(opened, live
     page.locator("select#servers").wait_for()
     page.wait_for_function("() => document.querySelector('select#servers').getAttribute('aria-label')")
     assert page.get_by_role("combobox", name="Servers").count() == 1
+
+
+def test_a_table_that_scrolls_sideways_takes_the_focus_and_is_named(opened, live_server, cast):
+    for number in range(3):
+        deployed_model(cast.group, name=f"Churn scorer with a rather long name {number}")
+    page = opened()
+    log_in(page, live_server, cast.owner.username)
+    page.goto(f"{live_server.url}/models/")
+    wrap = page.locator(".table-wrap").first
+    # At a desktop's width the table fits: no extra tab stop.
+    assert wrap.evaluate("w => w.scrollWidth <= w.clientWidth + 1")
+    assert wrap.get_attribute("tabindex") is None
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: it scrolls sideways
+    page.wait_for_function("() => document.querySelector('.table-wrap').tabIndex === 0")
+    assert wrap.get_attribute("role") == "region"
+    heading = wrap.get_attribute("aria-labelledby")
+    assert page.locator(f"[id='{heading}']").inner_text().strip()
+    wrap.focus()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("() => document.querySelector('.table-wrap').scrollLeft > 0")
+    page.set_viewport_size({"width": 1366, "height": 900})  # back to fitting: out of the tab order
+    page.wait_for_function("() => !document.querySelector('.table-wrap').hasAttribute('tabindex')")

@@ -67,3 +67,46 @@ def submit_broken_upload(page, name: str) -> None:
     page.set_input_files("#id_requirements", files=[file_payload("requirements.txt", "-e ./local\n")])
     page.click("#upload-submit")
     page.wait_for_selector("#form-errors")
+
+
+class WatchedPages:
+    """Pages of fresh browser contexts that note their script errors and any request
+    leaving the portal; `check()` closes them and fails on either."""
+
+    def __init__(self, browser, live_server) -> None:
+        self.browser, self.live_server = browser, live_server
+        self._opened: list[tuple] = []
+
+    def open(self, user=None, **context_options):
+        """A new page (`context_options` as Playwright's new_context takes them, a desktop's
+        viewport by default), logged in as `user` when given."""
+        context = self.browser.new_context(**{"viewport": {"width": 1366, "height": 900}, **context_options})
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        if user is not None:
+            give_session(page, self.live_server, user)
+        offsite, errors = [], []
+        allowed = (self.live_server.url, "data:", "blob:")
+        page.on("request", lambda r: None if r.url.startswith(allowed) else offsite.append(r.url))
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        self._opened.append((context, offsite, errors))
+        return page
+
+    def check(self) -> None:
+        for context, offsite, errors in self._opened:
+            context.close()
+            assert offsite == [], f"the page fetched from outside the portal: {offsite}"
+            assert errors == [], f"JavaScript errors: {errors}"
+
+
+def give_session(page, live_server, user) -> None:
+    """Give the browser the session of `user` (logged in through Django's test client)."""
+    from django.test import Client
+
+    from tests.helpers.cast import PASSWORD
+
+    client = Client()
+    assert client.login(username=user.username, password=PASSWORD)
+    page.context.add_cookies(
+        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}]
+    )

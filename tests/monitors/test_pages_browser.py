@@ -14,12 +14,10 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from django.test import Client
 
 from monitoring.drift import Binning
 from monitors.models import ColumnResult, Monitor, Period
-from tests.helpers.browser import file_payload, screenshot
-from tests.helpers.cast import PASSWORD
+from tests.helpers.browser import file_payload, give_session, screenshot
 from tests.helpers.monitors import (
     CATEGORICAL,
     NUMERIC,
@@ -56,11 +54,7 @@ def opened(browser, live_server):
 
 
 def login(page, live_server, user) -> None:
-    client = Client()
-    assert client.login(username=user.username, password=PASSWORD)
-    page.context.add_cookies(
-        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}]
-    )
+    give_session(page, live_server, user)
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from executions.models import Execution
 from models_app.models import MLModel, ModelEvent
+from tests.helpers.browser import WatchedPages, give_session
 from tests.helpers.cast import PASSWORD
 from tests.helpers.monitors import deployed_model
 
@@ -26,32 +27,11 @@ pytestmark = [pytest.mark.browser]
 
 @pytest.fixture
 def opened(browser, live_server):
-    """A function opening a Portuguese page; each is checked for script errors at the end."""
-    contexts = []
-
-    def open_page():
-        context = browser.new_context(
-            locale="pt-BR", timezone_id="America/Sao_Paulo", viewport={"width": 1366, "height": 900}
-        )
-        page = context.new_page()
-        page.set_default_timeout(20_000)
-        errors = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        contexts.append((context, errors))
-        return page
-
-    yield open_page
-    for context, errors in contexts:
-        context.close()
-        assert errors == [], f"JavaScript errors: {errors}"
-
-
-def log_in(page, live_server, username: str) -> None:
-    page.goto(f"{live_server.url}/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("form[action='/login/'] button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/")
+    """A function opening a Portuguese page; each fails the test if it throws or fetches
+    from outside the portal."""
+    pages = WatchedPages(browser, live_server)
+    yield lambda: pages.open(locale="pt-BR", timezone_id="America/Sao_Paulo")
+    pages.check()
 
 
 def announced(page, text: str) -> None:
@@ -80,7 +60,7 @@ def test_a_sync_models_page_for_screen_readers_and_the_keyboard(opened, live_ser
     MLModel.objects.filter(pk=model.pk).update(status=MLModel.Status.FAILED)
     ModelEvent.objects.create(model=model, action="build_failed", detail="pip: exit 1")
     page = opened()
-    log_in(page, live_server, "owner")
+    give_session(page, live_server, cast.owner)
     page.goto(f"{live_server.url}/models/{model.hash}/")
 
     # Stored text stays English, and says so.
@@ -143,7 +123,7 @@ def test_an_async_models_executions_are_announced_as_they_change(opened, live_se
     )
     Execution.objects.create(number=2, status="Requested", **common)
     page = opened()
-    log_in(page, live_server, "owner")
+    give_session(page, live_server, cast.owner)
     page.goto(f"{live_server.url}/models/{batch.hash}/")
     assert page.get_attribute("tr[data-execution='1'] .error", "lang") == "en"
     # The table is replaced on every poll: not a live region; the change is said once.
@@ -166,7 +146,7 @@ def test_an_async_models_executions_are_announced_as_they_change(opened, live_se
 
 def test_resetting_a_password_asks_first_and_the_dialog_reads_its_body(opened, live_server, cast):
     page = opened()
-    log_in(page, live_server, "admin")
+    give_session(page, live_server, cast.admin)
     page.goto(f"{live_server.url}/people/teammate/")
     page.click("#reset-form button[type=submit]")
     dialog = page.locator("dialog[open]")
@@ -199,7 +179,7 @@ def test_resetting_a_password_asks_first_and_the_dialog_reads_its_body(opened, l
 def test_the_swagger_pages_name_their_language_and_the_servers_list(opened, live_server, cast):
     model = deployed_model(cast.group, name="Churn scorer")
     page = opened()
-    log_in(page, live_server, "owner")
+    give_session(page, live_server, cast.owner)
     page.goto(f"{live_server.url}/api/docs/")
     assert page.get_attribute("html", "lang") == "en"  # the API speaks English
     page.goto(f"{live_server.url}/models/{model.hash}/docs/")
@@ -214,7 +194,7 @@ def test_a_table_that_scrolls_sideways_takes_the_focus_and_is_named(opened, live
     for number in range(3):
         deployed_model(cast.group, name=f"Churn scorer with a rather long name {number}")
     page = opened()
-    log_in(page, live_server, cast.owner.username)
+    give_session(page, live_server, cast.owner)
     page.goto(f"{live_server.url}/models/")
     wrap = page.locator(".table-wrap").first
     # At a desktop's width the table fits: no extra tab stop.

@@ -10,14 +10,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.test import Client
 
 from models_app import share_links
 from models_app.models import MLModel
 from models_app.runtime.protocol import OK_PREFIX
 from models_app.serving import answers, views
-from tests.helpers.browser import screenshot
-from tests.helpers.cast import PASSWORD
+from tests.helpers.browser import give_session, screenshot
 from tests.helpers.clients import api_client
 from tests.helpers.uploads import sync_payload
 
@@ -53,11 +51,7 @@ def watched(page, live_server):
 
 
 def login(page, live_server, user) -> None:
-    client = Client()
-    assert client.login(username=user.username, password=PASSWORD)
-    page.context.add_cookies(
-        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}]
-    )
+    give_session(page, live_server, user)
 
 
 def try_it_out(page) -> tuple[str, str]:

@@ -18,12 +18,10 @@ import threading
 
 import pytest
 from django.db import connection
-from django.test import Client
 
 from models_app import tasks
 from models_app.models import MLModel, ModelBuild
-from tests.helpers.browser import screenshot
-from tests.helpers.cast import PASSWORD
+from tests.helpers.browser import WatchedPages, screenshot
 from tests.helpers.training import finished_run, make_experiment
 from tests.models_app.conftest import host_env  # noqa: F401  (a fixture)
 
@@ -54,26 +52,9 @@ def _source(answer: str, pause: float = 0) -> str:
 def page(browser, live_server, cast):
     """A page logged in as the model's owner; the test fails if the page throws or
     fetches from outside the portal."""
-    context = browser.new_context(viewport={"width": 1366, "height": 900})
-    client = Client()
-    assert client.login(username=cast.owner.username, password=PASSWORD)
-    context.add_cookies(
-        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}]
-    )
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    offsite, errors = [], []
-    page.on(
-        "request",
-        lambda r: (
-            offsite.append(r.url) if not r.url.startswith((live_server.url, "data:", "blob:")) else None
-        ),
-    )
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    context.close()
-    assert offsite == [], f"the page fetched from outside the portal: {offsite}"
-    assert errors == [], f"JavaScript errors: {errors}"
+    pages = WatchedPages(browser, live_server)
+    yield pages.open(cast.owner)
+    pages.check()
 
 
 def _file(name: str, content: str | bytes) -> dict:

@@ -15,12 +15,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from django.test import Client
 from playwright.sync_api import expect
 
 from models_app.models import MLModel
-from tests.helpers.browser import ARTIFACTS
-from tests.helpers.cast import PASSWORD
+from tests.helpers.browser import ARTIFACTS, WatchedPages
 from tests.helpers.monitors import deployed_model, make_monitor, make_period, reference_run
 from tests.helpers.training import finished_run, make_experiment
 from tests.portal.test_version_pages import model, v2  # noqa: F401  (fixtures)
@@ -33,33 +31,11 @@ pytestmark = [pytest.mark.browser]
 def opened(browser, live_server):
     """A function opening a logged-in page in the given language; each page fails the test
     if it throws or fetches from outside the portal."""
-    contexts = []
-
-    def open_page(user, locale: str = "en-US", width: int = 1366):
-        context = browser.new_context(locale=locale, viewport={"width": width, "height": 900})
-        client = Client()
-        assert client.login(username=user.username, password=PASSWORD)
-        context.add_cookies(
-            [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}]
-        )
-        page = context.new_page()
-        page.set_default_timeout(20_000)
-        offsite, errors = [], []
-        page.on(
-            "request",
-            lambda r: (
-                offsite.append(r.url) if not r.url.startswith((live_server.url, "data:", "blob:")) else None
-            ),
-        )
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        contexts.append((context, offsite, errors))
-        return page
-
-    yield open_page
-    for context, offsite, errors in contexts:
-        context.close()
-        assert offsite == [], f"the page fetched from outside the portal: {offsite}"
-        assert errors == [], f"JavaScript errors: {errors}"
+    pages = WatchedPages(browser, live_server)
+    yield lambda user, locale="en-US", width=1366: pages.open(
+        user, locale=locale, viewport={"width": width, "height": 900}
+    )
+    pages.check()
 
 
 def screenshot_path(name: str):

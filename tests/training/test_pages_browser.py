@@ -15,12 +15,10 @@ import json
 import re
 
 import pytest
-from django.test import Client
 from django.utils import timezone
 
 from models_app.models import MLModel
-from tests.helpers.browser import file_payload, screenshot
-from tests.helpers.cast import PASSWORD
+from tests.helpers.browser import WatchedPages, file_payload, give_session, screenshot
 from tests.helpers.training import TRAIN_SOURCE, finished_run, make_experiment
 from tests.training.test_pages import automl_files, automl_run  # noqa: F401  (automl_files: a fixture)
 from training.models import TrainingRun
@@ -31,30 +29,13 @@ pytestmark = [pytest.mark.browser]
 @pytest.fixture
 def page(browser, live_server):
     """A page of a fresh context; the test fails if the page throws or fetches offsite."""
-    context = browser.new_context(viewport={"width": 1366, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    offsite, errors = [], []
-    page.on(
-        "request",
-        lambda r: (
-            offsite.append(r.url) if not r.url.startswith((live_server.url, "data:", "blob:")) else None
-        ),
-    )
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    context.close()
-    assert offsite == [], f"the page fetched from outside the portal: {offsite}"
-    assert errors == [], f"JavaScript errors: {errors}"
+    pages = WatchedPages(browser, live_server)
+    yield pages.open()
+    pages.check()
 
 
 def login(page, live_server, user) -> None:
-    """Give the browser the session of `user` (logged in through Django's test client)."""
-    client = Client()
-    assert client.login(username=user.username, password=PASSWORD)
-    page.context.add_cookies(
-        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}]
-    )
+    give_session(page, live_server, user)
 
 
 def rows(page) -> list[int]:

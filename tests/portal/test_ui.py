@@ -187,7 +187,7 @@ def test_group_page_lists_its_models_a_page_at_a_time(cast, django_assert_max_nu
         input_type="json", source_file="app.py", model_file="m.pkl", requirements_file="r.txt",
     )  # fmt: skip
     MLModel.objects.bulk_create(
-        MLModel(name=f"Scorer {i:03}", hash=f"h{i:039}", **fields) for i in range(GROUP_MODELS_PER_PAGE + 3)
+        MLModel(name=f"Scorer {i:03}", **fields) for i in range(GROUP_MODELS_PER_PAGE + 3)
     )
     client = _login(cast.owner)
     with django_assert_max_num_queries(20):

@@ -47,6 +47,33 @@ class PredictionRecord(models.Model):
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.status_code} {self.model_id}"
 
 
+class HourlyCalls(models.Model):
+    """A model's recorded calls counted by the hour (UTC), written with the calls themselves.
+
+    The call statistics sum these instead of counting rows: a model called 1.6 M times a
+    day took 200 ms a page to count its day and its all-time calls from the records. The
+    hours are kept after retention deletes their records, so `calls` stay all-time.
+    """
+
+    model = models.ForeignKey(
+        "models_app.MLModel", on_delete=models.CASCADE, related_name="hourly_calls", db_index=False
+    )
+    hour = models.DateTimeField(help_text="The start of the hour, UTC.")
+    calls = models.PositiveBigIntegerField(default=0)
+    errors = models.PositiveBigIntegerField(
+        default=0, help_text="Calls answered with a status of 400 or more."
+    )
+
+    class Meta:
+        ordering = ["-hour"]
+        verbose_name_plural = "hourly calls"
+        # The recorder's upsert conflicts on it; lookups by model and hour range use it too.
+        constraints = [models.UniqueConstraint(fields=["model", "hour"], name="monitoring_hourly_calls_once")]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H:00} {self.model_id}: {self.calls}"
+
+
 class DroppedRecords(models.Model):
     """Calls that could not be recorded because the buffer was full: counted, never silent."""
 

@@ -161,11 +161,13 @@ class Recorder:
 
     @staticmethod
     def _insert(batch: list[Call]) -> None:
-        """One prepared INSERT run over the whole batch. At thousands of calls a second the ORM's
-        bulk_create (a model instance per row, query compilation) cost the web process
-        more CPU than answering the calls did."""
+        """One prepared INSERT run over the whole batch, and the batch's counts added to
+        its models' hours (HourlyCalls) in the same transaction, so the two always agree.
+        At thousands of calls a second the ORM's bulk_create (a model instance per row,
+        query compilation) cost the web process more CPU than answering the calls did."""
         # Imported here: the recorder is loaded by the ASGI front before Django sets its apps up.
-        from monitoring.models import PredictionRecord
+        from monitoring.models import HourlyCalls, PredictionRecord
+        from monitoring.stats import ERROR_STATUS, hour_of
 
         table = connection.ops.quote_name(PredictionRecord._meta.db_table)
         adapt = connection.ops.adapt_datetimefield_value
@@ -189,6 +191,24 @@ class Recorder:
                         c.payload_kept,
                     )
                     for c in batch
+                ],
+            )
+            counts: dict[tuple[int, datetime], list[int]] = collections.defaultdict(lambda: [0, 0])
+            for c in batch:
+                count = counts[c.model_id, hour_of(c.at)]
+                count[0] += 1
+                count[1] += c.status_code >= ERROR_STATUS
+            hours = connection.ops.quote_name(HourlyCalls._meta.db_table)
+            # Added to, not set: every web process of every node adds its own batches.
+            # In key order, so two transactions adding to the same rows lock them in the
+            # same order (PostgreSQL) and cannot deadlock.
+            cursor.executemany(
+                f"INSERT INTO {hours} (model_id, hour, calls, errors) VALUES (%s, %s, %s, %s) "  # noqa: S608
+                f"ON CONFLICT (model_id, hour) DO UPDATE SET calls = {hours}.calls + excluded.calls, "
+                f"errors = {hours}.errors + excluded.errors",
+                [
+                    (model_id, adapt(hour), n, errors)
+                    for (model_id, hour), (n, errors) in sorted(counts.items())
                 ],
             )
 

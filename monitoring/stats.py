@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from django.db.models import Count, Q
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
-from monitoring.models import PredictionRecord
+from monitoring.models import HourlyCalls, PredictionRecord
 
 WINDOW = timedelta(hours=24)
 # The newest calls of the window that the percentiles are taken over: enough for a
 # stable p99, bounded so a busy model's page does not load a day of rows.
 MAX_SAMPLES = 10_000
 PERCENTILES = (50, 95, 99)
+# A call's status from which it counts as an error (the caller's or the model's).
+ERROR_STATUS = 400
+HOUR = timedelta(hours=1)
 
 
 def percentile(ordered: Sequence[float], q: float) -> float:
@@ -41,17 +44,41 @@ def latency_percentiles(values: Sequence[float]) -> dict[str, float] | None:
     return {f"p{q}": round(percentile(ordered, q), 2) for q in PERCENTILES}
 
 
+def hour_of(at: datetime) -> datetime:
+    """The start of the UTC hour `at` falls in: the key of its HourlyCalls row."""
+    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def calls_since(since: datetime, **models) -> tuple[int, int]:
+    """(calls, errors) recorded since `since` for the models the lookup names
+    (`model_id=…` or `model__in=…`).
+
+    Whole hours come from HourlyCalls; only the part of the first hour after `since` is
+    counted from the records (through their index by model and time), so the cost is
+    that of at most an hour's calls however busy the day was.
+    """
+    first_whole_hour = hour_of(since) if hour_of(since) == since else hour_of(since) + HOUR
+    head = PredictionRecord.objects.filter(at__gte=since, at__lt=first_whole_hour, **models).aggregate(
+        calls=Count("pk"), errors=Count("pk", filter=Q(status_code__gte=ERROR_STATUS))
+    )
+    hours = HourlyCalls.objects.filter(hour__gte=first_whole_hour, **models).aggregate(
+        calls=Sum("calls"), errors=Sum("errors")
+    )
+    return head["calls"] + (hours["calls"] or 0), head["errors"] + (hours["errors"] or 0)
+
+
 def call_stats(model_id: int, now: datetime | None = None) -> dict:
     """Recorded calls of one model: all-time count, the last 24 hours' calls, errors and latency."""
     since = (now or timezone.now()) - WINDOW
     records = PredictionRecord.objects.filter(model_id=model_id)
+    day_calls, day_errors = calls_since(since, model_id=model_id)
     window = records.filter(at__gte=since)
-    day = window.aggregate(calls=Count("pk"), errors=Count("pk", filter=Q(status_code__gte=400)))
     latencies = list(window.order_by("-at").values_list("latency_ms", flat=True)[:MAX_SAMPLES])
+    total = HourlyCalls.objects.filter(model_id=model_id).aggregate(calls=Sum("calls"))["calls"]
     return {
-        "total": records.count(),
-        "day": day["calls"],
-        "day_errors": day["errors"],
+        "total": total or 0,
+        "day": day_calls,
+        "day_errors": day_errors,
         "day_latency": latency_percentiles(latencies),
         "day_latency_samples": len(latencies),
         "last_at": records.order_by("-at").values_list("at", flat=True).first(),

@@ -1,5 +1,8 @@
 """Retention of recorded production inputs: old calls, and every call of a deleted model.
 
+Old calls' hourly counts (HourlyCalls) stay, a few rows a day, so a model's all-time count
+outlives its records; a deleted model's go with its calls.
+
 Deleted in batches, each its own transaction: on SQLite a DELETE holds the database's one
 write lock until it commits, and recording calls waits for it (100k calls in one statement
 held it 427 ms; a deleted model's millions would have stopped recording for seconds).
@@ -15,7 +18,7 @@ from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from monitoring.models import DroppedRecords, PredictionRecord
+from monitoring.models import DroppedRecords, HourlyCalls, PredictionRecord
 
 # Calls per DELETE: a few milliseconds of the write lock each.
 PURGE_BATCH = 5_000
@@ -31,7 +34,9 @@ def purge_old_records() -> int:
 
 
 def purge_records_of(models: QuerySet) -> int:
-    """Remove every recorded call of these models (the models app says which are gone)."""
+    """Remove every recorded call of these models (the models app says which are gone),
+    and their hourly counts."""
+    HourlyCalls.objects.filter(model__in=models).delete()
     return delete_in_batches(PredictionRecord.objects.filter(model__in=models))
 
 

@@ -42,7 +42,7 @@ from groups.timezones import zone_names
 from groups.uploads import UNREADABLE_BODY, unreadable_body
 from models_app.access import models_for
 from models_app.models import MLModel
-from monitoring.models import PredictionRecord
+from monitoring.stats import calls_since
 from monitors import display as monitoring_display
 from portal.model_pages import activity_label, with_last_activity
 
@@ -142,7 +142,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "in_progress": sum(counts.get(status, 0) for status in IN_PROGRESS),
         "failed": counts.get("Failed", 0),
         "total": sum(counts.values()),
-        "calls": PredictionRecord.objects.filter(model__in=live, at__gte=since).count(),
+        "calls": calls_since(since, model__in=live)[0],
         "executions": Execution.objects.filter(model__in=live, requested_at__gte=since).count(),
     }
     groups = _with_roles(_groups_with_figures(user), user)

@@ -8,8 +8,8 @@ import pytest
 from django.utils import timezone
 
 from models_app.models import MLModel
-from monitoring.models import PredictionRecord
 from monitoring.stats import call_stats, latency_percentiles, percentile
+from tests.helpers.calls import record_calls
 from tests.helpers.clients import api_client
 from tests.helpers.uploads import sync_payload
 
@@ -38,17 +38,16 @@ def model(cast):
     return MLModel.objects.get(hash=response.json()["hash"])
 
 
-def _record(model, latency, *, at=None, status=200):
-    PredictionRecord.objects.create(
-        model=model, at=at or timezone.now(), status_code=status, latency_ms=latency, input="{}"
-    )
-
-
 def test_call_stats_take_the_last_24_hours(model):
     now = timezone.now()
-    for n, latency in enumerate(WITH_COLD_START):
-        _record(model, latency, at=now - timedelta(seconds=n), status=422 if n == 3 else 200)
-    _record(model, 99_999.0, at=now - timedelta(hours=25))  # outside the window
+    record_calls(
+        model,
+        *(
+            {"latency_ms": latency, "at": now - timedelta(seconds=n), "status_code": 422 if n == 3 else 200}
+            for n, latency in enumerate(WITH_COLD_START)
+        ),
+        {"latency_ms": 99_999.0, "at": now - timedelta(hours=25)},  # outside the window
+    )
     stats = call_stats(model.pk, now=now)
     assert stats["total"] == 101
     assert (stats["day"], stats["day_errors"], stats["day_latency_samples"]) == (100, 1, 100)

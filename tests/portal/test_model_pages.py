@@ -16,7 +16,7 @@ from django.test import Client
 
 from executions.models import Execution
 from models_app.models import MLModel, ModelEvent
-from monitoring.models import PredictionRecord
+from tests.helpers.calls import record_calls
 from tests.helpers.cast import PASSWORD
 from tests.helpers.uploads import file, sync_payload
 
@@ -276,12 +276,7 @@ def test_sync_model_page(cast, sync_model):
 
 
 def test_model_page_counts_recorded_calls(cast, sync_model):
-    from django.utils import timezone
-
-    for code in (200, 200, 422):
-        PredictionRecord.objects.create(
-            model=sync_model, at=timezone.now(), status_code=code, latency_ms=10, input="{}", output="{}"
-        )
+    record_calls(sync_model, *({"status_code": code, "latency_ms": 10} for code in (200, 200, 422)))
     html = _login(cast.owner).get(f"/models/{sync_model.hash}/").content.decode()
     assert "3 calls" in html and "1 error" in html and "3 in all" in html
 
@@ -548,12 +543,8 @@ def test_execution_page_says_files_deleted_by_hand_are_gone(cast, async_model):
 
 
 def test_model_page_shows_latency_percentiles_not_a_mean(cast, sync_model):
-    from django.utils import timezone
-
-    for latency in [*range(1, 100), 5300]:  # one cold start among 99 quick calls
-        PredictionRecord.objects.create(
-            model=sync_model, at=timezone.now(), status_code=200, latency_ms=latency, input="{}"
-        )
+    # One cold start among 99 quick calls.
+    record_calls(sync_model, *({"latency_ms": latency} for latency in [*range(1, 100), 5300]))
     html = _login(cast.owner).get(f"/models/{sync_model.hash}/").content.decode()
     assert "latency p50 50.5 ms, p95 95.1 ms, p99 151.0 ms" in html, re.findall(r"Last 24 hours.*", html)
     assert "average" not in html

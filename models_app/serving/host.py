@@ -134,6 +134,7 @@ class Runner:
     launched: sandbox.Launched
     loading_path: Path | None = None  # where the socket listens until the model is loaded
     load: LoadBlock | None = None  # the counters it keeps for the scaler
+    log_start: int = 0  # where its output begins in the model's runner log
     started_at: float = field(default_factory=time.time)
     last_used: float = field(default_factory=time.time)
     requests: int = 0
@@ -235,17 +236,18 @@ def cap_runner_log(path: Path, max_bytes: int, *, held: bool) -> bool:
         return False
 
 
-def _tail_lines(path: Path, lines: int) -> list[str]:
-    """The last `lines` lines of a file, reading only its end."""
+def _tail_lines(path: Path, lines: int, start: int = 0) -> list[str]:
+    """The last `lines` lines of a file written from offset `start` on, reading only its end."""
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            f.seek(max(0, size - LOG_TAIL_BYTES))
+            offset = max(start, size - LOG_TAIL_BYTES)
+            f.seek(offset)
             data = f.read(LOG_TAIL_BYTES)
     except OSError:
         return []
     text = data.decode(errors="replace").splitlines()
-    if size > LOG_TAIL_BYTES:
+    if offset > start:
         text = text[1:]  # a line cut by where the read started
     return text[-lines:] if lines else []
 
@@ -574,6 +576,7 @@ class ModelHost:
                 pass_fds=[listener.fileno(), load.fd],
             )
             with self._open_log(model.hash) as log:
+                log_start = log.tell()  # opened for appending: its end
                 # From the spawner thread: a sandbox dies with the thread that launched it.
                 try:
                     launched = self._spawner.submit(
@@ -590,8 +593,9 @@ class ModelHost:
             listener.close()  # the runner holds its own copies
             load.close_fd()
         runner = Runner(
-            model.hash, model.pk, model.deployed_build, replica, socket_path, launched, loading_path, load
-        )
+            model.hash, model.pk, model.deployed_build, replica, socket_path, launched, loading_path, load,
+            log_start=log_start,
+        )  # fmt: skip
         with self._lock:
             self.runners[(model.hash, replica)] = runner
         logger.info(
@@ -658,11 +662,23 @@ class ModelHost:
 
     @staticmethod
     def _log_tail(runner: Runner, lines: int = 30) -> str:
-        """The end of the model's runner log (its load error), read from the end of the file."""
+        """The end of what was written to the model's runner log since this runner started
+        (its load error), read from the end of the file.
+
+        Not before: the caller of the run URL (any holder of the group token) would read
+        what earlier runners printed, the inputs of earlier calls among it.
+        """
         log = paths.runner_log(runner.model_hash)
+        try:
+            capped = runner.log_start > log.stat().st_size
+        except OSError:
+            capped = False
+        if not capped:
+            return "\n".join(_tail_lines(log, lines, runner.log_start))
+        # Capped since it started: its first lines are in the part before, from the same offset.
         tail = _tail_lines(log, lines)
-        if len(tail) < lines:  # capped a moment ago: the rest is in the part before
-            tail = _tail_lines(previous_log(log), lines - len(tail)) + tail
+        if len(tail) < lines:
+            tail = _tail_lines(previous_log(log), lines - len(tail), runner.log_start) + tail
         return "\n".join(tail)
 
     def _open_log(self, model_hash: str):

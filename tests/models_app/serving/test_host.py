@@ -218,6 +218,7 @@ IMPORT_FAILS_LATER = textwrap.dedent(
         raise RuntimeError("import fails from now on")
 
     def score(data, base_path):
+        print("called with", data, flush=True)
         return json.loads(data)
     """
 )
@@ -227,13 +228,20 @@ def test_a_cold_start_whose_import_raises_says_why(cast, host_env, host, setting
     settings.WARM_ON_DEPLOY = False  # the build's one-shot smoke test imports it fine
     model = _build(_upload(cast, source=IMPORT_FAILS_LATER))
     assert model.status == "Deployed", _log(model)
+    assert b'"earlier":"caller"' in blocking_pool.predict(_called(model), '{"earlier": "caller"}')
     (model.folder / "fail-import").write_text("")
+    for runner in list(host.runners.values()):
+        host._stop_runner(runner)
     with pytest.raises(aio.ServingError) as raised:
         blocking_pool.predict(_called(model), '{"a": 1}')
     assert raised.value.status == 503
     # The reason, not the broken connection the runner's exit left behind.
     assert "The model's runner exited while loading the model:" in raised.value.message
     assert "RuntimeError: import fails from now on" in raised.value.message
+    # Only this runner's output: what an earlier one printed (an earlier call's input) is
+    # not for every holder of the group token.
+    assert "earlier" not in raised.value.message
+    assert "earlier" in paths.runner_log(model.hash).read_text()
 
 
 def test_warming_can_be_switched_off(cast, host_env, host, settings):
@@ -1105,7 +1113,7 @@ def test_a_load_error_is_read_from_the_end_of_the_runner_log(settings, tmp_path)
         f.truncate(50 * 1024 * 1024)  # sparse: 50 MB the model printed long ago
         f.seek(0, 2)
         f.write(b"".join(b"line %d\n" % n for n in range(100)))
-    runner = SimpleNamespace(model_hash="Mtail")
+    runner = SimpleNamespace(model_hash="Mtail", log_start=0)
     tracemalloc.start()
     try:
         tail = host_module.ModelHost._log_tail(runner)
@@ -1114,12 +1122,26 @@ def test_a_load_error_is_read_from_the_end_of_the_runner_log(settings, tmp_path)
         tracemalloc.stop()
     assert tail.splitlines() == [f"line {n}" for n in range(70, 100)]
     assert peak < 1024 * 1024  # not the whole log
+
+
+def test_a_load_error_shows_only_what_was_written_since_its_runner_started(settings, tmp_path):
+    settings.NODE_DIR = tmp_path
+    log = paths.runner_log("Mtail")
+    log.write_bytes(b"".join(b"earlier runner %d\n" % n for n in range(100)))
+    runner = SimpleNamespace(model_hash="Mtail", log_start=log.stat().st_size)
+    with open(log, "ab") as f:
+        f.write(b"".join(b"line %d\n" % n for n in range(5)))
+    assert host_module.ModelHost._log_tail(runner).splitlines() == [f"line {n}" for n in range(5)]
+    # Capped since it started: its first lines are in the part before, and only those.
     assert host_module.cap_runner_log(log, 1024, held=True)
-    log.write_bytes(b"ValueError: boom\n")  # the log was capped a moment before the runner failed
+    log.write_bytes(b"ValueError: boom\n")
     assert host_module.ModelHost._log_tail(runner).splitlines() == [
-        *(f"line {n}" for n in range(71, 100)),
+        *(f"line {n}" for n in range(5)),
         "ValueError: boom",
     ]
+    runner.log_start = 0
+    log.write_bytes(b"nothing yet\n")
+    assert host_module.ModelHost._log_tail(runner) == "nothing yet"
 
 
 # --- a runner gone while it loads -------------------------------------------------------

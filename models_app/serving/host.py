@@ -252,6 +252,12 @@ def _tail_lines(path: Path, lines: int, start: int = 0) -> list[str]:
     return text[-lines:] if lines else []
 
 
+def _answering(runner: Runner) -> bool:
+    """Whether the runner is in a call now, by its load block (read at any time)."""
+    load = runner.load.read() if runner.load is not None else None
+    return bool(load and load.started)
+
+
 def _sandbox_rss(pid: int) -> int:
     """Resident memory of a sandbox: bwrap's own few MB plus the runner under it."""
     try:
@@ -1143,7 +1149,13 @@ class ModelHost:
     def _enforce_budget(self, protect: str | None = None, adding: int = 0) -> None:
         """Evict least recently used runners (never those of `protect`) until within budget,
         with room for `adding` runners about to start. Memory is checked only once they run:
-        a model's size is known once it has loaded."""
+        a model's size is known once it has loaded.
+
+        Idle runners go before any answering a call, whatever their last use (sampled once
+        a second, so a busy runner can look the least recently used): stopping one cuts
+        its call, which the web process then sends again, and another group's cold starts
+        made a call run twice that way. Only when every other runner is busy does one go.
+        """
         while True:
             with self._lock:
                 # A runner already being stopped (by another thread) is on its way out: it
@@ -1155,7 +1167,9 @@ class ModelHost:
                     bool(settings.HOST_MEMORY_BUDGET_MB)
                     and memory > settings.HOST_MEMORY_BUDGET_MB * 1024 * 1024
                 )
-                candidates = sorted((r for r in live if r.model_hash != protect), key=lambda r: r.last_used)
+                candidates = sorted(
+                    (r for r in live if r.model_hash != protect), key=lambda r: (_answering(r), r.last_used)
+                )
                 if not (over_count or over_memory) or not candidates:
                     return
                 victim = candidates[0]

@@ -910,6 +910,32 @@ def test_a_refused_scale_up_is_warned_once_per_episode_not_every_scaling_pass(
     assert host.status()["refused_scale_ups"][budgeted.hash] == {"runners": 4, "memory": 0}
 
 
+def test_an_idle_runner_is_evicted_before_one_answering_a_call(host, settings, monkeypatch):
+    """The runner in a call looked the least recently used (its last use is sampled once a
+    second): evicting it cut the call, which the web process then ran again."""
+    settings.HOST_MAX_RUNNERS = 2
+    answering = SimpleNamespace(read=lambda: Load(started=time.monotonic(), busy=0.0, requests=3, waited=0))
+    idle = SimpleNamespace(read=lambda: Load(started=0.0, busy=0.5, requests=9, waited=0))
+    for n, load in enumerate((answering, idle, idle, answering)):
+        runner = _fake_runner(f"Mfake{n}", last_used=n)
+        runner.load = load
+        host.runners[(runner.model_hash, 0)] = runner
+    stopped = []
+
+    def stop(runner):
+        stopped.append(runner.model_hash)
+        with host._lock:
+            host.runners.pop((runner.model_hash, 0), None)
+
+    monkeypatch.setattr(host, "_stop_runner", stop)
+    monkeypatch.setattr(host_module, "_sandbox_rss", lambda pid: 0)
+    host._enforce_budget()
+    assert stopped == ["Mfake1", "Mfake2"]
+    host._enforce_budget(protect="Mfake3", adding=1)  # only busy ones left: the budget still holds
+    assert stopped == ["Mfake1", "Mfake2", "Mfake0"]
+    host.runners.clear()
+
+
 def test_evictions_are_counted_per_evicted_model_in_the_hosts_status(host, settings, monkeypatch):
     settings.HOST_MAX_RUNNERS = 1
     for n in range(2):

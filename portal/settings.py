@@ -443,6 +443,9 @@ REQUEST_BODY_TIMEOUT = envint("NEOMARIL_REQUEST_BODY_TIMEOUT", 60, minimum=1)
 # gunicorn's graceful_timeout (30 s), which then ends the stop.
 WEB_DRAIN_SECONDS = envint("NEOMARIL_WEB_DRAIN_SECONDS", 0, minimum=0, maximum=20)
 PREDICT_TIMEOUT = envint("NEOMARIL_PREDICT_TIMEOUT", 30, minimum=1)
+# The largest answer a Sync model may give: the web process holds each answer whole while
+# it arrives, and every group's calls share it (large results belong to Async models).
+SYNC_MAX_ANSWER_BYTES = envint("NEOMARIL_SYNC_MAX_ANSWER_MB", 16, minimum=1) * 1024 * 1024
 COLD_START_TIMEOUT = envint("NEOMARIL_COLD_START_TIMEOUT", 120, minimum=1)
 # A Sync build asks this node's model host to start its runners (the smoke test runs in
 # them) before it announces Deployed; 0 = smoke test alone, runners start on the first call.

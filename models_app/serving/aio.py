@@ -92,6 +92,14 @@ def left_service(model: CalledModel, status: str | None) -> ServingError:
     return ServingError(409, not_deployed_message(dataclasses.replace(model, status=status)), "not_deployed")
 
 
+def answer_too_large(length: int, limit: int) -> ServingError:
+    return ServingError(
+        502,
+        f"The model's answer is {length / 2**20:.1f} MB, over the {limit / 2**20:g} MB a Sync answer may be "
+        "(NEOMARIL_SYNC_MAX_ANSWER_MB): return large results from an Async model, which writes them to a file.",
+    )
+
+
 def start_refused(exc: OSError) -> ServingError:
     return ServingError(503, f"The model's runner was started but refused the connection: {exc}")
 
@@ -265,6 +273,7 @@ class RunnerConnection(asyncio.Protocol):
         self._buffer = bytearray()
         self._waiter: asyncio.Future[bytes] | None = None
         self.idle_since = 0.0  # loop time it went back to its pool
+        self.max_answer = min(settings.SYNC_MAX_ANSWER_BYTES, MAX_FRAME_BYTES)
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -285,10 +294,11 @@ class RunnerConnection(asyncio.Protocol):
         if len(self._buffer) < HEADER.size:
             return
         (length,) = HEADER.unpack_from(self._buffer)
-        if length > MAX_FRAME_BYTES:
-            waiter.set_exception(
-                ProtocolError(f"announced frame of {length} bytes exceeds the {MAX_FRAME_BYTES}-byte limit")
-            )
+        if length > self.max_answer:
+            # Told by the header, before its bytes are held. Not a lost runner: the call
+            # is not sent again (the model would answer the same).
+            waiter.set_exception(answer_too_large(length, self.max_answer))
+            self._drop()
         elif len(self._buffer) >= HEADER.size + length:
             payload = bytes(self._buffer[HEADER.size : HEADER.size + length])
             del self._buffer[: HEADER.size + length]

@@ -20,8 +20,9 @@ from models_app.serving import aio, paths
 
 class FakeRunner:
     """A runner as the web process sees it: one request at a time, over any number of
-    connections. `{"x": n}` answers `{"y": 2n, "runner": <its number>}`; `{"hang": true}`
-    never answers; `{"crash": true}` kills the runner. `queue_delay` holds back every
+    connections. `{"x": n}` answers `{"y": 2n, "runner": <its number>}`; `{"big": n}` a
+    string of n bytes; `{"hang": true}` never answers; `{"crash": true}` kills the runner.
+    `requests` counts the requests it read. `queue_delay` holds back every
     other request a little, so that a hanging one sent at the same time goes first.
     Like the real runner, it closes its end of a connection its caller closed: `accepted`
     and `open_connections` are what a runner's file descriptors would show."""
@@ -33,6 +34,7 @@ class FakeRunner:
         self._busy = threading.Lock()
         self._connections: list[socket.socket] = []
         self.accepted = 0
+        self.requests = 0
         self._open = 0
         self._counting = threading.Lock()
         with contextlib.suppress(FileNotFoundError):
@@ -73,6 +75,8 @@ class FakeRunner:
                 data = json.loads(read_frame(conn)["data"])
             except (ProtocolError, OSError):
                 return
+            with self._counting:
+                self.requests += 1
             if not data.get("hang"):
                 time.sleep(self.queue_delay)
             with self._busy:
@@ -84,7 +88,10 @@ class FakeRunner:
                 if data.get("crash"):
                     self.kill()
                     return
-                answer = {"ok": True, "result": {"y": data["x"] * 2, "runner": self.number}}
+                if "big" in data:
+                    answer = {"ok": True, "result": "b" * data["big"]}
+                else:
+                    answer = {"ok": True, "result": {"y": data["x"] * 2, "runner": self.number}}
             try:
                 write_frame(conn, answer)
             except OSError:

@@ -547,3 +547,33 @@ def test_an_answer_followed_by_more_bytes_is_returned_and_its_connection_not_reu
         return payload, closed, len(connection._buffer)
 
     assert run_async(scenario()) == (answer, True, 0)
+
+
+def test_an_answer_over_the_sync_limit_is_refused_by_its_header_and_not_sent_again(
+    run_dir, settings, monkeypatch
+):
+    """The web process held a whole answer of up to 256 MB, copied once more, for every
+    call in flight: three 240 MB answers took it to 825 MB, shared by every group's calls."""
+    settings.SYNC_MAX_ANSWER_BYTES = 1024 * 1024
+    model = called_model(max_replicas=1)
+    monkeypatch.setattr(aio, "host_call", _no_host)
+    runner = FakeRunner(paths.runner_socket_name(model.hash, 1, 0), 0)
+    pool = aio.AsyncRunnerPool()
+
+    async def scenario():
+        with pytest.raises(ServingError) as refused:
+            await pool.predict(model, json.dumps({"big": 8 * 1024 * 1024}))
+        within = json.loads(await pool.predict(model, json.dumps({"big": 1000 * 1024})))
+        return refused.value, len(within["result"])
+
+    try:
+        refused, within = run_async(scenario())
+    finally:
+        runner.kill()
+    assert refused.status == 502
+    assert refused.message == (
+        "The model's answer is 8.0 MB, over the 1 MB a Sync answer may be (NEOMARIL_SYNC_MAX_ANSWER_MB): "
+        "return large results from an Async model, which writes them to a file."
+    )
+    assert runner.requests == 2  # the refused call was not run again
+    assert within == 1000 * 1024

@@ -12,7 +12,7 @@ from django.db import models
 from django.utils import timezone
 
 from groups import jobs
-from groups.jobs import Job
+from groups.jobs import Job, register_kind
 from models_app.models import MLModel
 
 
@@ -161,3 +161,7 @@ class DispatchLock(models.Model):
 
     def __str__(self) -> str:
         return "execution dispatch lock"
+
+
+# Counted in its group's share of the workers, never deferred: executions wait for their own slots.
+register_kind(Execution, group="model__group_id", waiting=Execution.Status.REQUESTED)

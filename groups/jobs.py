@@ -19,6 +19,8 @@ makes a job durable, so a fix lands once for all of them:
 - `Job.queue` and `redispatch_lost`: a waiting job remembers when its task was enqueued,
   and one whose task never started (lost with a worker, or never reached the broker) is
   sent again, the kind saying only how to send its task;
+- a group's share of the workers (`must_wait_for_share`, `send_deferred`): while other
+  groups' jobs wait for a worker, one group's jobs take at most its share of them;
 - `run_steps`, the housekeeping runner: one failing step does not stop the others;
 - `check_output`, the Async contract's output rule, shared by the build's smoke test and
   by executions, so a model that passes its build does not fail every execution;
@@ -38,7 +40,7 @@ import stat
 import threading
 import time
 import traceback
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -47,9 +49,10 @@ from typing import Any, BinaryIO, ClassVar, TypeVar
 
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, models, transaction
-from django.db.models import F, Q, QuerySet, Value
+from django.db.models import Count, F, Q, QuerySet, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from groups import metrics, nodes
 
@@ -83,6 +86,12 @@ NOT_SENT = datetime(2000, 1, 1, tzinfo=UTC)
 ORM_REDELIVERY_MARGIN = timedelta(minutes=2)
 # Of a failed job's reason, the characters kept on its row.
 MAX_ERROR_CHARS = 10_000
+# The queued_at of a job whose task found its group running its share of the workers'
+# jobs while other groups' jobs waited: no task of it is in any queue, and `send_deferred`
+# sends one once the group is under its share again (never `redispatch_lost`).
+DEFERRED = datetime(2000, 1, 2, tzinfo=UTC)
+# What the task of a deferred job returns (django-q2 keeps it as the task's result).
+DEFERRED_OUTCOME = "deferred: its group runs its share of the workers"
 
 Outcome = TypeVar("Outcome")
 
@@ -205,6 +214,7 @@ class Job(models.Model):
             seconds = (now - self.started_at).total_seconds()
             series = metrics.JOB_SECONDS.labels(metrics.job_kind(type(self)), status)
             transaction.on_commit(lambda: series.observe(seconds))
+        transaction.on_commit(send_deferred_quietly)  # a worker is free: a deferred job may have it
         return True
 
     def _settle_retrying(self, **changes: Any) -> int:
@@ -484,7 +494,12 @@ def redispatch_lost(
         cutoff = max(cutoff, timezone.now() - LOST_WITH_A_NODE_AFTER)
     kind = metrics.job_kind(jobs.model)
     sent = 0
-    overdue = jobs.filter(status=waiting, queued_at__lt=cutoff).defer("log").order_by("queued_at", "pk")
+    overdue = (
+        jobs.filter(status=waiting, queued_at__lt=cutoff)
+        .exclude(queued_at=DEFERRED)  # sent by send_deferred once its group may run it
+        .defer("log")
+        .order_by("queued_at", "pk")
+    )
     for job in overdue:
         now = timezone.now()
         minutes = int((now - job.queued_at).total_seconds() // 60)
@@ -539,6 +554,131 @@ def send_or_leave_to_housekeeping(job: Job, send: Callable[[Job], object]) -> bo
     except DatabaseError:  # then it is due one delay after its enqueue, as a lost task
         logger.warning("%s: could not mark its task as not sent", job, exc_info=True)
     return False
+
+
+# ------------------------------------------------------- a group's share of the workers
+#
+# django-q2 hands tasks out in the order they were enqueued, whoever's they are: one member
+# uploading a handful of slow models (a smoke test may take 2 minutes) kept every worker,
+# and another group's build waited 99 s instead of 1. A task whose group already runs its
+# share while other groups' jobs wait therefore leaves its job waiting (DEFERRED) and frees
+# the worker; the job is sent again when a job ends or at the housekeeping minute, once its
+# group is under its share or no other group waits. Alone on the platform, a group has
+# every worker. The share is counted over every node (the database's Running rows).
+
+
+@dataclass(frozen=True)
+class Kind:
+    model: type[Job]
+    group: str  # the lookup from a job to its group's id
+    waiting: str  # the status of a job waiting for a worker
+    send: str | None  # the dotted path of its send function; None: never deferred
+
+
+KINDS: list[Kind] = []
+
+
+def register_kind(model: type[Job], *, group: str, waiting: str, send: str | None = None) -> None:
+    """Count `model`'s jobs in their group's share; `send` (a dotted path): defer them too.
+    Executions have none: they wait for their own concurrency slots, and count."""
+    KINDS.append(Kind(model, group, waiting, send))
+
+
+def group_share() -> int:
+    """How many jobs one group runs at once while other groups' jobs wait for a worker."""
+    return settings.WORKER_JOBS_PER_GROUP or max(1, settings.Q_CLUSTER["workers"] // 2)
+
+
+def _running(group_id: int | None = None) -> Counter:
+    """group id -> its jobs Running now, of every kind (of one group only, when given)."""
+    counts: Counter = Counter()
+    for kind in KINDS:
+        rows = kind.model._default_manager.filter(status=RUNNING)
+        if group_id is not None:
+            rows = rows.filter(**{kind.group: group_id})
+        for group, n in rows.order_by().values_list(kind.group).annotate(n=Count("pk")):
+            counts[group] += n
+    return counts
+
+
+def _groups_waiting() -> set[int]:
+    """The groups with a job whose task waits for a worker (not one deferred, nor an
+    execution still waiting for a concurrency slot: queued_at empty)."""
+    groups: set[int] = set()
+    for kind in KINDS:
+        rows = kind.model._default_manager.filter(status=kind.waiting, queued_at__isnull=False)
+        groups.update(
+            rows.exclude(queued_at=DEFERRED).order_by().values_list(kind.group, flat=True).distinct()
+        )
+    return groups
+
+
+def _kind(model: type[Job]) -> Kind:
+    return next(kind for kind in KINDS if kind.model is model)
+
+
+def must_wait_for_share(model: type[Job], pk: int) -> bool:
+    """For a task about to claim its job: True when the job's group already runs its
+    share of jobs while another group's jobs wait for a worker. The job is then left
+    waiting, marked DEFERRED (its log says why, once), for `send_deferred` to send."""
+    kind = _kind(model)
+    manager = model._default_manager
+    group_id = manager.filter(pk=pk, status=kind.waiting).values_list(kind.group, flat=True).first()
+    if group_id is None:
+        return False  # not waiting (any more): the claim says so
+    share = group_share()
+    if _running(group_id)[group_id] < share or not _groups_waiting() - {group_id}:
+        return False
+    line = (
+        f"{stamp()} Waiting for a free worker: this group's jobs already take {share} of them while "
+        "other groups' jobs wait (NEOMARIL_WORKER_JOBS_PER_GROUP). It starts when one of them ends.\n"
+    )
+    manager.filter(pk=pk, status=kind.waiting).exclude(queued_at=DEFERRED).update(
+        queued_at=DEFERRED, log=Concat(F("log"), Value(line))
+    )
+    logger.info("%s: deferred, its group runs its share (%d) of the workers", model.__name__, share)
+    return True
+
+
+def send_deferred() -> int:
+    """Send the tasks of deferred jobs whose group is under its share again (or that no
+    other group's jobs wait for), oldest first per kind; returns how many were sent."""
+    deferred = [
+        (kind, pk, group)
+        for kind in KINDS
+        if kind.send
+        for pk, group in kind.model._default_manager.filter(status=kind.waiting, queued_at=DEFERRED)
+        .order_by("pk")
+        .values_list("pk", kind.group)
+    ]
+    if not deferred:
+        return 0
+    running, waiting, share = _running(), _groups_waiting(), group_share()
+    sent = 0
+    for kind, pk, group in deferred:
+        if running[group] >= share and waiting - {group}:
+            continue
+        manager = kind.model._default_manager
+        with transaction.atomic():
+            if not manager.filter(pk=pk, status=kind.waiting, queued_at=DEFERRED).update(
+                queued_at=timezone.now()
+            ):
+                continue  # sent by another pass meanwhile
+            job = manager.get(pk=pk)
+            send = import_string(kind.send)
+            transaction.on_commit(lambda job=job, send=send: send_or_leave_to_housekeeping(job, send))
+        running[group] += 1  # it is about to run
+        sent += 1
+    return sent
+
+
+def send_deferred_quietly() -> None:
+    """`send_deferred`, where a job ends: its failure must not fail the job's outcome
+    (the housekeeping minute sends them as well)."""
+    try:
+        send_deferred()
+    except Exception:
+        logger.exception("could not send the deferred jobs; housekeeping will")
 
 
 def run_steps(name: str, steps: dict[str, Callable[[], object]]) -> dict[str, object]:

@@ -11,7 +11,7 @@ from django.db import models
 from django.utils import timezone
 
 from groups.fields import OrderedJSONField
-from groups.jobs import Job
+from groups.jobs import Job, register_kind
 from groups.models import Group
 from models_app.environments import env_python, environment_path
 
@@ -348,3 +348,11 @@ class DocsShareLink(models.Model):
         if self.revoked_at is not None:
             return "revoked"
         return "expired" if self.expires_at <= timezone.now() else "active"
+
+
+register_kind(
+    ModelBuild,
+    group="model__group_id",
+    waiting=ModelBuild.Status.QUEUED,
+    send="models_app.services.send_build",
+)

@@ -75,6 +75,8 @@ class Stopwatch:
 
 def build_model(build_id: int) -> str:
     """Build the model's environment, smoke-test it and deploy it."""
+    if jobs.must_wait_for_share(ModelBuild, build_id):
+        return jobs.DEFERRED_OUTCOME
     if not ModelBuild.claim(build_id, waiting=ModelBuild.Status.QUEUED):
         return "already handled"
     build = ModelBuild.objects.select_related("model").get(pk=build_id)
@@ -420,7 +422,8 @@ def redispatch_lost_builds() -> int:
 
 
 def housekeeping() -> dict:
-    """Scheduled every minute by django-q2: build recovery, retention of recorded predictions.
+    """Scheduled every minute by django-q2: build recovery, retention of recorded predictions,
+    and the tasks of every kind of job deferred for its group's share of the workers.
 
     Each step runs even when an earlier one failed (its error is logged and reported).
     """
@@ -429,6 +432,7 @@ def housekeeping() -> dict:
         {
             "recovered_builds": recover_stale_builds,
             "redispatched_builds": redispatch_lost_builds,
+            "sent_deferred_jobs": jobs.send_deferred,
             "purged_predictions": purge_predictions,
             "revoked_login_tokens": group_services.revoke_idle_login_tokens,
             "removed_smoke_folders": remove_stale_smoke_folders,

@@ -19,7 +19,7 @@ from django.db import models
 from django.utils import timezone
 
 from groups import crypto
-from groups.jobs import Job
+from groups.jobs import Job, register_kind
 from models_app.environments import env_python, environment_path
 from models_app.models import MLModel
 from training.models import TrainingRun
@@ -263,3 +263,17 @@ class ColumnResult(models.Model):
     @property
     def rows(self) -> int:
         return sum(self.period_counts)
+
+
+register_kind(
+    Monitor,
+    group="model__group_id",
+    waiting=Monitor.Status.UNVALIDATED,
+    send="monitors.services.send_validation",
+)
+register_kind(
+    Period,
+    group="monitor__model__group_id",
+    waiting=Period.Status.QUEUED,
+    send="monitors.services.send_period",
+)

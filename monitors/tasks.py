@@ -65,6 +65,8 @@ def validate_monitor(monitor_id: int) -> str:
     The run is of the registration read here (Monitor.this_run): one that replaces it
     meanwhile has its own task, run and folder, and this run's outcome is discarded.
     """
+    if jobs.must_wait_for_share(Monitor, monitor_id):
+        return jobs.DEFERRED_OUTCOME
     # Claimed, and loaded, only as the registration read here: one registered (and claimed
     # by its own task) between two of these steps is not run as if it were this one.
     registered_at = (
@@ -324,6 +326,8 @@ def run_period(period_id: int, continuation: bool = False) -> str:
     next task (``continuation``): the counts of the batches done so far are kept on the
     row, and so is where the next batch starts.
     """
+    if jobs.must_wait_for_share(Period, period_id):
+        return jobs.DEFERRED_OUTCOME
     claimed = Period.claim(
         period_id,
         waiting=Period.Status.QUEUED,

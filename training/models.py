@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from groups.jobs import Job
+from groups.jobs import Job, register_kind
 from groups.models import Group
 from models_app.environments import env_python, environment_path
 
@@ -176,3 +176,11 @@ class TrainingRun(Job):
     @property
     def is_finished(self) -> bool:
         return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
+
+
+register_kind(
+    TrainingRun,
+    group="experiment__group_id",
+    waiting=TrainingRun.Status.REQUESTED,
+    send="training.services.send_run",
+)

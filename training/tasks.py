@@ -52,6 +52,8 @@ class TrainingFailed(jobs.JobFailed):
 
 def run_training(run_id: int) -> str:
     """Run one training: environment, the harness in the sandbox, the artifacts."""
+    if jobs.must_wait_for_share(TrainingRun, run_id):
+        return jobs.DEFERRED_OUTCOME
     claimed = TrainingRun.claim(
         run_id, waiting=TrainingRun.Status.REQUESTED, attempts=F("attempts") + 1, host=HOST
     )

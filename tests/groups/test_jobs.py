@@ -533,6 +533,7 @@ def test_models_housekeeping_is_guarded(monkeypatch):
     assert build_tasks.housekeeping() == {
         "recovered_builds": "error: RuntimeError: disk on fire",
         "redispatched_builds": 0,
+        "sent_deferred_jobs": 0,
         "purged_predictions": 0,
         "revoked_login_tokens": 0,
         "removed_smoke_folders": 0,

@@ -171,6 +171,7 @@ def test_stale_build_is_requeued_once_then_failed(cast, model):
     assert tasks.housekeeping() == {
         "recovered_builds": 1,
         "redispatched_builds": 0,
+        "sent_deferred_jobs": 0,
         "purged_predictions": 0,
         "revoked_login_tokens": 0,
         "removed_smoke_folders": 0,

@@ -121,7 +121,9 @@ def main() -> None:
         ),
         "dashboard's 24-hour count": (
             median_ms(lambda: calls_since(since, model__in=live), args.repeat),
-            median_ms(lambda: PredictionRecord.objects.filter(model__in=live, at__gte=since).count(), args.repeat),
+            median_ms(
+                lambda: PredictionRecord.objects.filter(model__in=live, at__gte=since).count(), args.repeat
+            ),
         ),
     }
     for name, (ours_ms, rows_ms) in figures.items():

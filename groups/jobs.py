@@ -561,10 +561,10 @@ def send_or_leave_to_housekeeping(job: Job, send: Callable[[Job], object]) -> bo
 # django-q2 hands tasks out in the order they were enqueued, whoever's they are: one member
 # uploading a handful of slow models (a smoke test may take 2 minutes) kept every worker,
 # and another group's build waited 99 s instead of 1. A task whose group already runs its
-# share while other groups' jobs wait therefore leaves its job waiting (DEFERRED) and frees
-# the worker; the job is sent again when a job ends or at the housekeeping minute, once its
-# group is under its share or no other group waits. Alone on the platform, a group has
-# every worker. The share is counted over every node (the database's Running rows).
+# share while other groups' jobs wait, or all workers but one, therefore leaves its job
+# waiting (DEFERRED) and frees the worker; the job is sent again when a job ends or at the
+# housekeeping minute, once its group may run one more. The jobs running are counted over
+# every node (the database's Running rows); the share and the limit from a node's workers.
 
 
 @dataclass(frozen=True)
@@ -587,6 +587,22 @@ def register_kind(model: type[Job], *, group: str, waiting: str, send: str | Non
 def group_share() -> int:
     """How many jobs one group runs at once while other groups' jobs wait for a worker."""
     return settings.WORKER_JOBS_PER_GROUP or max(1, settings.Q_CLUSTER["workers"] // 2)
+
+
+def group_limit() -> int:
+    """How many jobs one group runs at once while no other group's job waits: all but one
+    of a node's workers, kept for the next group's job (it would otherwise wait for one of
+    this group's jobs to end, up to a smoke test's 2 minutes or a training run's 13)."""
+    return max(group_share(), settings.Q_CLUSTER["workers"] - 1)
+
+
+def _why_wait(running: int, others_waiting: Callable[[], bool]) -> str | None:
+    """Why a group running `running` jobs waits to run one more; None when it need not."""
+    if running >= group_limit():
+        return f"this group's jobs already take {running} of them, and one is kept for other groups' jobs"
+    if running >= group_share() and others_waiting():
+        return f"this group's jobs already take {running} of them while other groups' jobs wait"
+    return None
 
 
 def _running(group_id: int | None = None) -> Counter:
@@ -619,30 +635,31 @@ def _kind(model: type[Job]) -> Kind:
 
 def must_wait_for_share(model: type[Job], pk: int) -> bool:
     """For a task about to claim its job: True when the job's group already runs its
-    share of jobs while another group's jobs wait for a worker. The job is then left
-    waiting, marked DEFERRED (its log says why, once), for `send_deferred` to send."""
+    share of jobs while another group's jobs wait for a worker, or all but one of a node's
+    workers. The job is then left waiting, marked DEFERRED (its log says why, once), for
+    `send_deferred` to send."""
     kind = _kind(model)
     manager = model._default_manager
     group_id = manager.filter(pk=pk, status=kind.waiting).values_list(kind.group, flat=True).first()
     if group_id is None:
         return False  # not waiting (any more): the claim says so
-    share = group_share()
-    if _running(group_id)[group_id] < share or not _groups_waiting() - {group_id}:
+    why = _why_wait(_running(group_id)[group_id], lambda: bool(_groups_waiting() - {group_id}))
+    if why is None:
         return False
     line = (
-        f"{stamp()} Waiting for a free worker: this group's jobs already take {share} of them while "
-        "other groups' jobs wait (NEOMARIL_WORKER_JOBS_PER_GROUP). It starts when one of them ends.\n"
+        f"{stamp()} Waiting for a free worker: {why} (NEOMARIL_WORKER_JOBS_PER_GROUP). "
+        "It starts when one of them ends.\n"
     )
     manager.filter(pk=pk, status=kind.waiting).exclude(queued_at=DEFERRED).update(
         queued_at=DEFERRED, log=Concat(F("log"), Value(line))
     )
-    logger.info("%s: deferred, its group runs its share (%d) of the workers", model.__name__, share)
+    logger.info("%s %s deferred: %s", model.__name__, pk, why)
     return True
 
 
 def send_deferred() -> int:
-    """Send the tasks of deferred jobs whose group is under its share again (or that no
-    other group's jobs wait for), oldest first per kind; returns how many were sent."""
+    """Send the tasks of deferred jobs whose group may run one more again (`_why_wait`),
+    oldest first per kind; returns how many were sent."""
     deferred = [
         (kind, pk, group)
         for kind in KINDS
@@ -653,10 +670,10 @@ def send_deferred() -> int:
     ]
     if not deferred:
         return 0
-    running, waiting, share = _running(), _groups_waiting(), group_share()
+    running, waiting = _running(), _groups_waiting()
     sent = 0
     for kind, pk, group in deferred:
-        if running[group] >= share and waiting - {group}:
+        if _why_wait(running[group], lambda group=group: bool(waiting - {group})):
             continue
         manager = kind.model._default_manager
         with transaction.atomic():

@@ -372,7 +372,8 @@ Q_CLUSTER = {
 }
 # While other groups' jobs wait for a worker, one group's builds, training runs and
 # monitoring run at most this many at once (its executions count, under their own slots):
-# 0 = half of a node's workers (groups.jobs, "a group's share of the workers").
+# 0 = half of a node's workers; while none waits, all workers but one (groups.jobs,
+# "a group's share of the workers").
 WORKER_JOBS_PER_GROUP = envint("NEOMARIL_WORKER_JOBS_PER_GROUP", 0, minimum=0)
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL

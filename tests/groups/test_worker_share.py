@@ -45,6 +45,7 @@ def broker(monkeypatch) -> Broker:
 
 @pytest.fixture(autouse=True)
 def share_of_two(settings):
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": 4}
     settings.WORKER_JOBS_PER_GROUP = 2
 
 
@@ -92,15 +93,25 @@ def test_a_build_whose_group_runs_its_share_while_another_group_waits_is_deferre
     assert mine.log.count("Waiting for a free worker") == 1
 
 
-def test_a_group_alone_takes_every_worker(cast, broker):
-    for _ in range(3):
+def test_a_group_alone_takes_every_worker_but_one_kept_for_the_next_group(cast, broker):
+    """The audit's order: the other group's build came 3 s after the slow ones had started,
+    so none of its jobs was waiting yet when they did."""
+    for _ in range(2):
         _build(cast.group, status=ModelBuild.Status.RUNNING)
-    mine = _build(cast.group)
-    assert not jobs.must_wait_for_share(ModelBuild, mine.pk)
+    third, fourth = _build(cast.group), _build(cast.group)
     # An execution waiting for its concurrency slot (no task yet) is not waiting for a worker.
     other_model = deployed_model(cast.other_group, operation=MLModel.Operation.ASYNC, name="async")
     Execution.objects.create(model=other_model, number=1, input_file="in.csv", input_size=1, queued_at=None)
-    assert not jobs.must_wait_for_share(ModelBuild, mine.pk)
+    assert not jobs.must_wait_for_share(ModelBuild, third.pk)
+    ModelBuild.objects.filter(pk=third.pk).update(status=jobs.RUNNING)
+    assert build_tasks.build_model(fourth.pk) == jobs.DEFERRED_OUTCOME
+    assert ModelBuild.objects.get(pk=fourth.pk).log.endswith(
+        "Waiting for a free worker: this group's jobs already take 3 of them, and one is kept for other "
+        "groups' jobs (NEOMARIL_WORKER_JOBS_PER_GROUP). It starts when one of them ends.\n"
+    )
+    late = _build(cast.other_group)  # the next group's build finds the worker kept for it
+    assert not jobs.must_wait_for_share(ModelBuild, late.pk)
+    assert jobs.send_deferred() == 0  # the fourth waits for one of its group's to end
 
 
 def test_a_group_under_its_share_runs_though_others_wait(cast):
@@ -136,8 +147,11 @@ def test_the_default_share_is_half_a_nodes_workers(settings):
     settings.WORKER_JOBS_PER_GROUP = 0
     settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": 4}
     assert jobs.group_share() == 2
+    assert jobs.group_limit() == 3
     settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": 3}
-    assert jobs.group_share() == 1
+    assert (jobs.group_share(), jobs.group_limit()) == (1, 2)
+    settings.WORKER_JOBS_PER_GROUP = 5  # a share above the workers: no worker kept
+    assert jobs.group_limit() == 5
 
 
 def test_housekeeping_sends_a_deferred_job_once_no_other_group_waits(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import redis
 from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
@@ -33,7 +34,20 @@ def _database() -> dict:
     return {"vendor": connection.vendor}
 
 
+# Well under the balancer's check timeout (deploy/haproxy.cfg: 5 s): a Redis that does
+# not answer (stopped, frozen) must not make the whole answer late.
+BROKER_TIMEOUT = 1.0
+_redis_probe = None
+
+
 def _broker() -> dict:
+    if settings.REDIS_URL:
+        global _redis_probe
+        if _redis_probe is None:  # a client of its own, with short timeouts (django-q2's waits)
+            _redis_probe = redis.Redis.from_url(
+                settings.REDIS_URL, socket_timeout=BROKER_TIMEOUT, socket_connect_timeout=BROKER_TIMEOUT
+            )
+        return {"kind": f"Redis {_redis_probe.info('server')['redis_version']}"}
     broker = get_broker()
     if not broker.ping():
         raise ConnectionError("broker did not answer ping")
@@ -72,11 +86,14 @@ def _disk() -> dict:
 def healthz(request):
     if DRAINING.is_set():  # still serving, but asking the load balancer for nothing new
         return JsonResponse({"status": "draining", "checks": {}}, status=503)
-    checks = {"database": _probe(_database), "broker": _probe(_broker), "model_host": _probe(_model_host)}
+    checks = {"database": _probe(_database), "model_host": _probe(_model_host)}
     healthy = all(check["ok"] for check in checks.values())
-    # A nearly full disk refuses uploads and stops jobs, but Sync calls are still answered,
-    # and the disk is shared by every node: "degraded" with a 200 keeps the node in the
+    # A nearly full disk refuses uploads and stops jobs, and a broker away delays their
+    # tasks (housekeeping sends them once it is back), but Sync calls are still answered,
+    # and both are shared by every node: "degraded" with a 200 keeps the node in the
     # balancer, where taking every node out would stop the calls too.
+    checks["broker"] = _probe(_broker)
     checks["disk"] = _probe(_disk)
-    status = "unavailable" if not healthy else "ok" if checks["disk"]["ok"] else "degraded"
+    shared_ok = checks["broker"]["ok"] and checks["disk"]["ok"]
+    status = "unavailable" if not healthy else "ok" if shared_ok else "degraded"
     return JsonResponse({"status": status, "checks": checks}, status=200 if healthy else 503)

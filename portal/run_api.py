@@ -17,6 +17,9 @@ URL's own.
 
 from __future__ import annotations
 
+import threading
+
+from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -89,6 +92,36 @@ def run_model(request: HttpRequest, model_hash: str, version: int | None = None)
     return answer_call(request, target.model, AsyncRunView)
 
 
+class _TrySlots:
+    """How many Try it calls to Sync models this web process answers at once: half of its
+    page threads (NEOMARIL_WEB_THREADS). Each holds a thread for the whole model call (up
+    to its request timeout), where the run URL's calls are answered on the event loop;
+    twelve calls of a 10 s model had taken every thread, and the node's API and pages."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.taken = 0
+
+    @property
+    def limit(self) -> int:
+        return max(1, settings.WEB_THREADS // 2)
+
+    def take(self) -> bool:
+        with self._lock:
+            if self.taken >= self.limit:
+                return False
+            self.taken += 1
+            return True
+
+    def give_back(self) -> None:
+        with self._lock:
+            self.taken -= 1
+
+
+TRY_SLOTS = _TrySlots()
+TRY_BUSY_RETRY_SECONDS = 5
+
+
 def try_model(request: HttpRequest, model_hash: str, version: int | None = None) -> HttpResponse:
     """The run URL for a member's session (CSRF-checked by Django's middleware)."""
     if request.method != "POST":  # before the login, as on the run URL: 405 whoever asks
@@ -100,7 +133,21 @@ def try_model(request: HttpRequest, model_hash: str, version: int | None = None)
     model = lookup_model(model_hash, version)
     if model is None:
         return _refused(_no_version(model_hash, version) if version is not None else _no_model(model_hash))
-    return answer_call(request, model, SessionAsyncRunView)
+    if not model.is_sync:
+        return answer_call(request, model, SessionAsyncRunView)  # an upload: no model call waited for
+    if not TRY_SLOTS.take():
+        response = error_response(
+            429,
+            f"This server is answering {TRY_SLOTS.limit} Try it calls already; try again in a few seconds "
+            "(calls to the run URL with the group token are not limited this way).",
+            "busy",
+        )
+        response["Retry-After"] = str(TRY_BUSY_RETRY_SECONDS)
+        return _refused(response)
+    try:
+        return answer_call(request, model, SessionAsyncRunView)
+    finally:
+        TRY_SLOTS.give_back()
 
 
 def answer_call(request: HttpRequest, model: CalledModel, async_view: type[AsyncRunView]) -> HttpResponse:

@@ -15,20 +15,30 @@ then gets it with its length, which also lets it read a chunked body (it reads a
 without CONTENT_LENGTH as empty). A larger body (an upload) streams as before, but
 must keep coming: no pause longer than that timeout, and at least MIN_BODY_RATE bytes a
 second on average once that long has passed.
+
+Answers hold a thread the same way: a2wsgi's thread waits while the client does not read
+(backpressure). Eight stalled downloads stopped a worker's API and its /healthz, and
+sixteen through the balancer took every node out of it. So a client that takes none of
+an answer's next part for that timeout is cut (`_Responder`), which frees the thread;
+and /healthz has threads of its own, never taken by pages, downloads or Try it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 from a2wsgi import WSGIMiddleware
+from a2wsgi.wsgi import WSGIResponder
 from django.conf import settings
 from django.http import UnreadablePostError
 
 from groups.api.middleware import BodyTimeout
 from groups.api.shape import JSON, error_json
 from models_app.serving.answers import BODY_TIMEOUT_MESSAGE
+
+logger = logging.getLogger(__name__)
 
 # Bodies up to this size are read whole on the event loop before Django sees them: the
 # API's JSON, the portal's forms, logins.
@@ -136,8 +146,57 @@ def _replaying(body: bytes, receive):
     return receive_again
 
 
+class ClientStalled(Exception):
+    """The client took none of the answer's next part for the timeout: the answer is cut."""
+
+
+class _Responder(WSGIResponder):
+    """a2wsgi's responder, whose answer parts must be taken by the client in time.
+
+    a2wsgi's thread queues each part for the loop's `sender`, which sends it; a client
+    that reads nothing leaves `sender` waiting and the thread blocked on the full queue,
+    for as long as the client holds the connection. Here a part not taken within the
+    timeout abandons the answer: `sender` goes on emptying the queue without sending (so
+    the thread's pending part is taken), and the thread's next part raises ClientStalled,
+    which ends the view's iteration and frees the thread.
+    """
+
+    def __init__(self, *args, timeout: float, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.timeout = timeout
+        self.abandoned = False
+
+    def send(self, message) -> None:
+        if self.abandoned:
+            raise ClientStalled
+        super().send(message)
+
+    async def sender(self, send) -> None:
+        while True:
+            message = await self.send_queue.get()
+            if message is None:
+                break
+            if not self.abandoned:
+                try:
+                    await asyncio.wait_for(send(message), self.timeout)
+                except TimeoutError:
+                    self.abandoned = True
+            self.send_queue.task_done()
+
+
 class WSGIBridge(WSGIMiddleware):
+    HEALTH_THREADS = 2
+
+    def __init__(self, app, workers: int) -> None:
+        super().__init__(app, workers=workers)
+        # /healthz answers from its own threads: a balancer must see a node whose page
+        # threads are all taken (downloads, Try it's model calls) as alive, since its
+        # Sync calls (answered on the loop) are still served.
+        self.health = WSGIMiddleware(app, workers=self.HEALTH_THREADS)
+
     async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/healthz":
+            return await self.health(scope, receive, send)
         if scope["type"] == "http":
             timeout = settings.REQUEST_BODY_TIMEOUT
             length = _content_length(scope)
@@ -157,4 +216,12 @@ class WSGIBridge(WSGIMiddleware):
             else:
                 receive = _paced(receive, timeout)
             receive = _raising_on_disconnect(receive)
+            responder = _Responder(self.app, self.executor, self.send_queue_size, timeout=timeout)
+            try:
+                return await responder(scope, receive, send)
+            except ClientStalled:
+                # Returning without finishing the answer makes the server close the connection.
+                logger.info("%s %s: the client read none of the answer for %g s; cut", scope["method"],
+                            scope["path"], timeout)  # fmt: skip
+                return
         return await super().__call__(scope, receive, send)

@@ -32,6 +32,33 @@ def test_healthz_reports_database_broker_and_model_host(db, model_host):
         assert broker == {"ok": True, "ms": broker["ms"], "kind": "ORM default"}
 
 
+def test_a_broker_that_does_not_answer_is_degraded_not_down_and_answered_in_time(db, model_host, settings):
+    """Redis is shared by every node: failing the check took every node out of the
+    balancer (503 to every call) while each could still answer Sync calls. Its probe
+    waited 5 s, the balancer's whole check timeout."""
+    import time
+
+    from portal import health
+
+    stuck = socket.socket()  # accepts connections (the kernel's backlog), never answers
+    stuck.bind(("127.0.0.1", 0))
+    stuck.listen()
+    settings.REDIS_URL = f"redis://127.0.0.1:{stuck.getsockname()[1]}/0"
+    health._redis_probe = None
+    started = time.monotonic()
+    try:
+        response = Client().get("/healthz")
+    finally:
+        stuck.close()
+        health._redis_probe = None
+    assert time.monotonic() - started < health.BROKER_TIMEOUT + 1.5
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "degraded"
+    assert body["checks"]["broker"] == {"ok": False, "error": "TimeoutError: Timeout reading from socket"}
+    assert body["checks"]["database"]["ok"] is True and body["checks"]["model_host"]["ok"] is True
+
+
 def test_healthz_is_503_when_the_model_host_is_not_running(db):
     # The node would answer every Sync call 503: the balancer must send them elsewhere.
     response = Client().get("/healthz")

@@ -354,3 +354,37 @@ def test_a_mixed_case_media_type_is_accepted_on_try(cast, batch):
     body = _multipart("input.csv", b"a,b\n1,2\n")
     tried, run = _try_and_run(cast, batch, body, f"Multipart/Form-Data; boundary={BOUNDARY}")
     assert tried.status_code == run.status_code == 202, tried.content
+
+
+def test_try_calls_take_at_most_half_a_web_processs_threads_at_once(
+    cast, model, runner, settings, monkeypatch
+):
+    """Each holds a page thread for the whole model call: twelve calls of a 10 s model had
+    taken every thread of a node's worker, its API, pages and /healthz with them."""
+    from portal import run_api
+
+    settings.WEB_THREADS = 8
+    taken_during_the_call = []
+    predict = views.blocking_pool.predict
+
+    def counting(model, body):
+        taken_during_the_call.append(run_api.TRY_SLOTS.taken)
+        return predict(model, body)
+
+    monkeypatch.setattr(views.blocking_pool, "predict", counting)
+    client = session(cast.owner)
+    assert post_try(client, model.hash).json() == {"sum": 3}
+    assert taken_during_the_call == [1] and run_api.TRY_SLOTS.taken == 0  # given back
+
+    monkeypatch.setattr(run_api.TRY_SLOTS, "taken", 4)  # four calls in progress
+    busy = post_try(client, model.hash)
+    assert busy.status_code == 429 and busy["Retry-After"] == "5"
+    assert busy.json() == {
+        "detail": "This server is answering 4 Try it calls already; try again in a few seconds (calls to the "
+        "run URL with the group token are not limited this way).",
+        "code": "busy",
+    }
+    run = token_client(cast.group_token).post(
+        f"/api/v1/run/{model.hash}", BODY, content_type="application/json"
+    )
+    assert run.status_code == 200 and len(taken_during_the_call) == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 from django.core.wsgi import get_wsgi_application
@@ -212,7 +213,7 @@ def test_slow_senders_hold_no_thread_while_others_are_answered(settings):
         async def receive():
             return done
 
-        await asyncio.wait_for(app(_scope("/healthz", [(b"content-length", b"2")]), receive, send), 3)
+        await asyncio.wait_for(app(_scope("/api/v1/x", [(b"content-length", b"2")]), receive, send), 3)
         answered["seconds"] = asyncio.get_running_loop().time() - started
         answered["status"] = sent[0]["status"]
         for task in slow:
@@ -291,3 +292,90 @@ def test_an_upload_that_stalls_is_answered_408_through_django(cast, settings):
     run_async(app(_scope("/api/v1/models", headers), _slow_client(b"--nmboundary\r\n", pause=30), send))
     assert sent[0]["status"] == 408
     assert b'"code": "request_timeout"' in _body_of(sent)
+
+
+def _get(path: str) -> dict:
+    return {**_scope(path), "method": "GET"}
+
+
+async def _no_body():
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+def test_a_client_that_stops_reading_an_answer_is_cut_and_frees_its_thread(settings):
+    """Eight stalled downloads held a worker's eight threads (a2wsgi's thread waits while
+    the client reads nothing) and stopped its API and /healthz."""
+    settings.REQUEST_BODY_TIMEOUT = 1
+    iterated, closed = [], []
+
+    class Download:
+        def __iter__(self):
+            for n in range(1000):
+                iterated.append(n)
+                yield b"x" * 65536
+
+        def close(self):
+            closed.append(True)
+
+    def wsgi_app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return Download() if environ["PATH_INFO"] == "/download" else [b"ok"]
+
+    async def scenario():
+        app = WSGIBridge(wsgi_app, workers=1)
+        taken = []
+
+        async def stalled_client(message):  # reads the headers and one part, then nothing
+            if message["type"] == "http.response.body" and taken:
+                await asyncio.sleep(3600)
+            taken.append(message)
+
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        download = asyncio.create_task(app(_get("/download"), _no_body, stalled_client))
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+
+        await asyncio.wait_for(app(_get("/api/v1/groups"), _no_body, send), 10)
+        answered_after = loop.time() - started
+        await asyncio.wait_for(download, 10)  # returned: the server closes the connection
+        return answered_after, sent[0]["status"]
+
+    answered_after, status = run_async(scenario())
+    assert status == 200
+    assert 0.9 < answered_after < 5  # once the download was cut, not after the client left
+    assert closed == [True] and len(iterated) < 1000  # the view's iteration ended early
+
+
+def test_healthz_answers_while_every_page_thread_is_taken():
+    release = threading.Event()
+
+    def wsgi_app(environ, start_response):
+        if environ["PATH_INFO"] != "/healthz":
+            release.wait(10)  # e.g. Try it waiting for a slow model
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    async def scenario():
+        app = WSGIBridge(wsgi_app, workers=1)
+
+        async def discard(message):
+            pass
+
+        busy = asyncio.create_task(app(_get("/api/v1/run/Mx/try"), _no_body, discard))
+        await asyncio.sleep(0.2)
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+
+        try:
+            await asyncio.wait_for(app(_get("/healthz"), _no_body, send), 3)
+        finally:
+            release.set()
+            await busy
+        return sent[0]["status"]
+
+    assert run_async(scenario()) == 200

@@ -299,6 +299,8 @@ def test_two_nodes_behind_haproxy(tmp_path):
                 # A stopping node serves on until HAProxy has taken it out (2 failed
                 # checks, 2 s apart), as docs/deployment.md has it.
                 "NEOMARIL_WEB_DRAIN_SECONDS": "8",
+                # The balancer's address, as docs/deployment.md has every node say.
+                "NEOMARIL_TRUSTED_PROXIES": "127.0.0.1",
                 **env,
             },
         )
@@ -332,6 +334,11 @@ def test_two_nodes_behind_haproxy(tmp_path):
                 assert sync_call(url, sync_hash, token, 21) == {"y": 42}
             # A session made on A is good on B (sessions and tokens live in the database).
             assert requests.get(f"{b.url}/api/v1/models/{sync_hash}", headers=client_a.headers, timeout=30).ok
+            # The scheme is the balancer's to say (the nodes trust its X-Forwarded-Proto),
+            # never the client's: a forged "https" made every absolute URL https.
+            forged = {**client_a.headers, "X-Forwarded-Proto": "https"}
+            detail = requests.get(f"{lb}/api/v1/models/{sync_hash}", headers=forged, timeout=30).json()
+            assert detail["run_url"].startswith("http://"), detail["run_url"]
 
             # An Async execution submitted on A, downloaded from B.
             async_hash = client_a.deploy(

@@ -692,12 +692,10 @@ def _recovery(waiting: str, failed: str, queue: Callable[[Any], None], *, again:
 
 
 def _stop_leftovers(job: Monitor | Period) -> int:
-    """Stop the stale run's processes (the pid of one, or 0). A validation's folder goes too:
-    it is that run's alone (a re-run gets its own), a period's is reused by its re-run."""
-    stopped = orphans.kill_oneshots_in(job.sandbox_folder)
-    if isinstance(job, Monitor):
-        _remove_validation_folder(job.sandbox_folder)
-    return stopped
+    """Stop the stale run's processes (the pid of one, or 0). A validation's folder goes
+    after (recover_stale): it is that run's alone (a re-run gets its own), a period's is
+    reused by its re-run."""
+    return orphans.kill_oneshots_in(job.sandbox_folder)
 
 
 def recover_stale() -> int:
@@ -706,13 +704,19 @@ def recover_stale() -> int:
     on_nodes = nodes.StaleJobs(HOST)
 
     def examine(job) -> tuple[str, bool]:
-        return on_nodes.examine(
+        verdict = on_nodes.examine(
             job,
             stale_after=stale_after,
             what="this",
             process="preprocess",
             stop_leftovers=_stop_leftovers,
         )
+        if isinstance(job, Monitor):
+            # On the shared disk: gone whichever node recovers the run (its processes are
+            # only the original node's to stop), or another node's lost validation left
+            # its scratch folder for good.
+            _remove_validation_folder(job.sandbox_folder)
+        return verdict
 
     return jobs.recover_stale(
         on_nodes.candidates(Monitor.objects.select_related("model")),

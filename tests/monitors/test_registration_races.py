@@ -201,6 +201,32 @@ def test_recovery_stops_a_stale_validation_and_removes_its_folder(cast, model, q
     assert monitor.sandbox_folder != first and monitor.sandbox_folder.parent == first.parent
 
 
+def test_a_validation_lost_with_another_node_has_its_folder_removed_by_the_node_recovering_it(
+    cast, model, queued, monkeypatch
+):
+    """The folder is on the shared disk: only the processes are the lost node's to stop.
+    Left by a node killed mid-validation, it stayed for good."""
+    from groups import nodes
+
+    stopped: list = []
+    monkeypatch.setattr(orphans, "kill_oneshots_in", lambda folder: stopped.append(folder) or 0)
+    monkeypatch.setattr(nodes, "live_worker_hosts", lambda: {tasks.HOST})
+    monitor = register(model, cast.owner, ["a"])
+    old = timezone.now() - timedelta(hours=1)
+    Monitor.objects.filter(pk=monitor.pk).update(
+        status="Running", heartbeat_at=old, attempts=1, host="node-b"
+    )
+    monitor.refresh_from_db()
+    monitor.sandbox_folder.mkdir(parents=True)
+    assert tasks.recover_stale() == 1
+    monitor.refresh_from_db()
+    assert monitor.status == "Unvalidated" and "It ran on node-b" in monitor.log
+    assert stopped == []  # node-b's processes are not this node's to stop
+    Monitor.objects.filter(pk=monitor.pk).update(attempts=1)
+    monitor.refresh_from_db()
+    assert not monitor.sandbox_folder.exists()
+
+
 def test_two_first_registrations_at_once_are_one_then_the_other(cast, model, queued, monkeypatch):
     """Both requests looked for the model's registration before either had stored one: on
     PostgreSQL both inserted, and one answered 500 (the model's monitor is unique). Now the

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Max, Prefetch, QuerySet
+from django.db.models import Count, F, Max, Prefetch, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext
 from django_q.tasks import async_task
@@ -226,14 +226,23 @@ def _fresh_period() -> dict:
     }
 
 
+# How long after a window ends its period is queued: every web process writes its calls
+# in batches, half a second apart (longer while the database refuses them), on every node.
+CLOSE_GRACE = timedelta(minutes=1)
+
+
 def queue_due_periods(now: datetime | None = None) -> int:
-    """Queue every closed period of each Validated registration that has not run yet.
+    """Queue every closed period of each Validated registration that has not run yet, and
+    run again those that ran before their window closed.
 
     Periods count from the one in which the model was registered; earlier ones run on
-    demand. Returns how many were queued.
+    demand. A window is closed CLOSE_GRACE after its end. A period asked for while its
+    window was open counted the calls so far: once the window closes it runs again on
+    the whole window (else its partial result stayed the verdict). Returns how many were
+    queued.
     """
-    now = now or timezone.now()
-    queued = 0
+    now = (now or timezone.now()) - CLOSE_GRACE
+    queued = _rerun_partial_periods(now)
     validated = (
         Monitor.objects.filter(status=Monitor.Status.VALIDATED)
         .select_related("model")
@@ -248,6 +257,29 @@ def queue_due_periods(now: datetime | None = None) -> int:
                 if created:
                     queue_period(period)
                     queued += 1
+    return queued
+
+
+def _rerun_partial_periods(closed_by: datetime) -> int:
+    """Queue again the finished periods of Validated registrations whose run started before
+    their window ended, once it has (`closed_by`)."""
+    partial = Period.objects.filter(
+        monitor__status=Monitor.Status.VALIDATED,
+        status__in=(Period.Status.SUCCEEDED, Period.Status.FAILED),
+        started_at__lt=F("end"),
+        end__lte=closed_by,
+    ).select_related("monitor")
+    queued = 0
+    for period in partial:
+        with transaction.atomic():
+            rerun = Period.objects.filter(pk=period.pk, status=period.status, started_at=period.started_at)
+            if not rerun.update(**_fresh_period(), trigger=Period.Trigger.SCHEDULE,
+                                registered_at=period.monitor.registered_at):  # fmt: skip
+                continue  # asked for again meanwhile
+            period.columns.all().delete()
+            period.refresh_from_db()
+            queue_period(period)
+            queued += 1
     return queued
 
 

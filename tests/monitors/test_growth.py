@@ -224,7 +224,7 @@ def test_the_schedule_queues_exactly_what_it_queued_before(day_monitor, queued):
                         monitor=monitor, kind=other, start=start, defaults={"end": end}
                     )
                 window = periods.bounds(kind, window[1])
-            expected = _due_before_the_fix(monitor, now)
+            expected = _due_before_the_fix(monitor, now - services.CLOSE_GRACE)
             before = set(Period.objects.values_list("pk", flat=True))
             assert services.queue_due_periods(now=now) == len(expected)
             made = set(Period.objects.exclude(pk__in=before).values_list("kind", "start"))

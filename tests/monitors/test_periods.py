@@ -10,7 +10,7 @@ from django.utils import timezone
 from monitoring import drift
 from monitors import periods, services
 from monitors.models import ColumnResult, Monitor, Period
-from tests.helpers.monitors import deployed_model, reference_run, uploaded_long_ago
+from tests.helpers.monitors import NUMERIC, deployed_model, reference_run, uploaded_long_ago
 
 UTC = UTC
 
@@ -78,6 +78,46 @@ def test_schedule_queues_each_closed_period_once(monitor, queued, django_capture
     assert set(Period.objects.values_list("trigger", flat=True)) == {"schedule"}
     with django_capture_on_commit_callbacks(execute=True):
         assert services.queue_due_periods(now=at(2026, 12, 1, 23)) == 0
+
+
+def test_a_window_is_closed_a_minute_after_its_end(monitor, queued):
+    """Calls are written by each web process's recorder in batches, on every node: a period
+    queued the moment its window ended missed the last ones."""
+    Monitor.objects.filter(pk=monitor.pk).update(registered_at=at(2026, 11, 30, 9))
+    assert services.queue_due_periods(now=at(2026, 12, 1, 0, 0, 30)) == 0
+    assert services.queue_due_periods(now=at(2026, 12, 1, 0, 1)) == 1
+
+
+def test_a_period_asked_for_before_its_window_closed_runs_again_once_it_has(
+    monitor, queued, django_capture_on_commit_callbacks
+):
+    """Asked for at 07:32, it counted the calls until then, and that partial result stayed
+    the verdict: the schedule skipped the window, which had a period."""
+    Monitor.objects.filter(pk=monitor.pk).update(registered_at=at(2026, 11, 30, 9))
+    partial = Period.objects.create(
+        monitor=monitor, kind="Day", start=at(2026, 11, 30), end=at(2026, 12, 1), trigger="demand",
+        status=Period.Status.SUCCEEDED, started_at=at(2026, 11, 30, 7, 32), finished_at=at(2026, 11, 30, 7, 33),
+        records=90, drift_status="stable", registered_at=at(2026, 11, 30, 9),
+    )  # fmt: skip
+    ColumnResult.objects.create(
+        period=partial, role="input", column="a", binning=NUMERIC, reference_counts=[5, 5, 0, 0],
+        period_counts=[50, 40, 0, 0], status="stable", psi=0.01,
+    )  # fmt: skip
+    assert services.queue_due_periods(now=at(2026, 11, 30, 23)) == 0  # its window is still open
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.queue_due_periods(now=at(2026, 12, 1, 0, 5)) == 1
+    partial.refresh_from_db()
+    assert (partial.status, partial.trigger, partial.records, partial.started_at) == (
+        "Queued",
+        "schedule",
+        None,
+        None,
+    )
+    assert not partial.columns.exists()
+    assert queued == [("monitors.tasks.run_period", partial.pk)]
+    # Once run after the window closed, it is the window's whole count: never again.
+    Period.objects.filter(pk=partial.pk).update(status="Succeeded", started_at=at(2026, 12, 1, 0, 6))
+    assert services.queue_due_periods(now=at(2026, 12, 2, 0, 0, 30)) == 0
 
 
 def test_schedule_skips_registrations_not_validated(monitor, queued):

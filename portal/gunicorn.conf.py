@@ -19,7 +19,14 @@ worker_class = "portal.workers.WebWorker"
 # A worker whose event loop stops answering gunicorn's heartbeat for this long is
 # restarted. Uploads stream on the loop, so a slow upload keeps it beating.
 timeout = envint("NEOMARIL_WEB_TIMEOUT", 300, minimum=1)
-graceful_timeout = 30
+# On SIGTERM a worker drains (NEOMARIL_WEB_DRAIN_SECONDS: still serving while the balancer
+# takes the node out), then has NEOMARIL_WEB_GRACEFUL_SECONDS to finish the requests it has;
+# what is still running then is cut. A model's request timeout may be longer (up to
+# 3600 s): raise this to its longest, or such a call is cut by a stop (and HAProxy sends a
+# cut Sync call again, so the model runs it twice).
+graceful_timeout = envint("NEOMARIL_WEB_DRAIN_SECONDS", 0, minimum=0, maximum=20) + envint(
+    "NEOMARIL_WEB_GRACEFUL_SECONDS", 30, minimum=1, maximum=3600
+)
 # Seconds an idle keep-alive connection stays open (uvicorn's timeout_keep_alive). gunicorn's
 # default of 2 s closed it while a client paused as long: a request sent in that instant
 # found the connection dropped before any answer (the SDK's POST, in CI). Longer than a

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import runpy
 from pathlib import Path
 
@@ -151,3 +152,20 @@ def test_one_web_worker_per_two_usable_cores_unless_web_concurrency_says(monkeyp
         assert runpy.run_path(str(ROOT / "portal" / "gunicorn.conf.py"))["workers"] == workers
     monkeypatch.setenv("WEB_CONCURRENCY", "3")
     assert runpy.run_path(str(ROOT / "portal" / "gunicorn.conf.py"))["workers"] == 3
+
+
+def test_a_stop_gives_requests_the_drain_then_the_graceful_seconds_and_supervisord_waits_past_both(
+    monkeypatch,
+):
+    """A graceful stop cut requests after 30 s whatever the models' request timeouts (up to
+    3600 s), while the docs said no call fails."""
+    conf = ROOT / "portal" / "gunicorn.conf.py"
+    monkeypatch.delenv("NEOMARIL_WEB_DRAIN_SECONDS", raising=False)
+    monkeypatch.delenv("NEOMARIL_WEB_GRACEFUL_SECONDS", raising=False)
+    assert runpy.run_path(str(conf))["graceful_timeout"] == 30
+    monkeypatch.setenv("NEOMARIL_WEB_DRAIN_SECONDS", "8")
+    monkeypatch.setenv("NEOMARIL_WEB_GRACEFUL_SECONDS", "600")
+    assert runpy.run_path(str(conf))["graceful_timeout"] == 608
+    web = (ROOT / "deploy" / "supervisord.conf").read_text().split("[program:web]")[1].split("[program:")[0]
+    stopwait = int(re.search(r"^stopwaitsecs=(\d+)$", web, re.MULTILINE)[1])
+    assert stopwait > 20 + 3600  # past the largest drain and graceful time gunicorn takes

@@ -84,6 +84,7 @@ function apiProblem(code) {
     runner_crashed: gettext("The model's process stopped while answering."),
     unavailable: gettext("The model cannot answer right now; try again in a moment."),
     timeout: gettext("The model took too long to answer."),
+    busy: gettext("The server is answering many Try it calls: try again in a few seconds."),
   }[code] || "";
 }
 

@@ -61,16 +61,9 @@ def rows_call_stats(model_id: int) -> dict:
 
 
 def records_only(batch: list[Call]) -> None:
-    """The records' INSERT of Recorder._insert, without adding to the hours."""
-    table = connection.ops.quote_name(PredictionRecord._meta.db_table)
-    adapt = connection.ops.adapt_datetimefield_value
-    sql = (
-        f"INSERT INTO {table} (model_id, version, at, status_code, latency_ms, input, output, live, "  # noqa: S608
-        "payload_kept) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-    )
+    """Recorder._insert without adding to the hours."""
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.executemany(sql, [(c.model_id, c.version, adapt(c.at), c.status_code, c.latency_ms, c.input,
-                                  c.output, c.live, c.payload_kept) for c in batch])  # fmt: skip
+        Recorder.insert_records(cursor, batch)
 
 
 def median_ms(function, repeat: int) -> float:

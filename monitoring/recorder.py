@@ -161,56 +161,53 @@ class Recorder:
 
     @staticmethod
     def _insert(batch: list[Call]) -> None:
-        """One prepared INSERT run over the whole batch, and the batch's counts added to
-        its models' hours (HourlyCalls) in the same transaction, so the two always agree.
-        At thousands of calls a second the ORM's bulk_create (a model instance per row,
-        query compilation) cost the web process more CPU than answering the calls did."""
+        """The batch's records, and its counts added to their models' hours (HourlyCalls),
+        in one transaction, so the two always agree."""
+        with transaction.atomic(), connection.cursor() as cursor:
+            Recorder.insert_records(cursor, batch)
+            Recorder.add_to_hours(cursor, batch)
+
+    @staticmethod
+    def insert_records(cursor, batch: list[Call]) -> None:
+        """One prepared INSERT run over the whole batch. At thousands of calls a second the
+        ORM's bulk_create (a model instance per row, query compilation) cost the web
+        process more CPU than answering the calls did."""
         # Imported here: the recorder is loaded by the ASGI front before Django sets its apps up.
-        from monitoring.models import HourlyCalls, PredictionRecord
-        from monitoring.stats import ERROR_STATUS, hour_of
+        from monitoring.models import PredictionRecord
 
         table = connection.ops.quote_name(PredictionRecord._meta.db_table)
         adapt = connection.ops.adapt_datetimefield_value
-        sql = (
+        cursor.executemany(
             f"INSERT INTO {table} (model_id, version, at, status_code, latency_ms, input, output, live, "  # noqa: S608
-            "payload_kept) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            "payload_kept) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [
+                (c.model_id, c.version, adapt(c.at), c.status_code, c.latency_ms, c.input, c.output, c.live,
+                 c.payload_kept)
+                for c in batch
+            ],
+        )  # fmt: skip
+
+    @staticmethod
+    def add_to_hours(cursor, batch: list[Call]) -> None:
+        """Add the batch's calls and errors to their models' hours. Added to, not set: every
+        web process of every node adds its own batches. In key order, so two transactions
+        adding to the same rows lock them in the same order (PostgreSQL) and cannot deadlock."""
+        from monitoring.models import HourlyCalls
+        from monitoring.stats import ERROR_STATUS, hour_of
+
+        counts: dict[tuple[int, datetime], list[int]] = collections.defaultdict(lambda: [0, 0])
+        for c in batch:
+            count = counts[c.model_id, hour_of(c.at)]
+            count[0] += 1
+            count[1] += c.status_code >= ERROR_STATUS
+        hours = connection.ops.quote_name(HourlyCalls._meta.db_table)
+        adapt = connection.ops.adapt_datetimefield_value
+        cursor.executemany(
+            f"INSERT INTO {hours} (model_id, hour, calls, errors) VALUES (%s, %s, %s, %s) "  # noqa: S608
+            f"ON CONFLICT (model_id, hour) DO UPDATE SET calls = {hours}.calls + excluded.calls, "
+            f"errors = {hours}.errors + excluded.errors",
+            [(model_id, adapt(hour), n, errors) for (model_id, hour), (n, errors) in sorted(counts.items())],
         )
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.executemany(
-                sql,
-                [
-                    (
-                        c.model_id,
-                        c.version,
-                        adapt(c.at),
-                        c.status_code,
-                        c.latency_ms,
-                        c.input,
-                        c.output,
-                        c.live,
-                        c.payload_kept,
-                    )
-                    for c in batch
-                ],
-            )
-            counts: dict[tuple[int, datetime], list[int]] = collections.defaultdict(lambda: [0, 0])
-            for c in batch:
-                count = counts[c.model_id, hour_of(c.at)]
-                count[0] += 1
-                count[1] += c.status_code >= ERROR_STATUS
-            hours = connection.ops.quote_name(HourlyCalls._meta.db_table)
-            # Added to, not set: every web process of every node adds its own batches.
-            # In key order, so two transactions adding to the same rows lock them in the
-            # same order (PostgreSQL) and cannot deadlock.
-            cursor.executemany(
-                f"INSERT INTO {hours} (model_id, hour, calls, errors) VALUES (%s, %s, %s, %s) "  # noqa: S608
-                f"ON CONFLICT (model_id, hour) DO UPDATE SET calls = {hours}.calls + excluded.calls, "
-                f"errors = {hours}.errors + excluded.errors",
-                [
-                    (model_id, adapt(hour), n, errors)
-                    for (model_id, hour), (n, errors) in sorted(counts.items())
-                ],
-            )
 
     def flush(self) -> int:
         """Write everything buffered so far; returns how many records were written."""

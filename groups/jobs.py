@@ -598,8 +598,12 @@ def group_limit() -> int:
 
 def _why_wait(running: int, others_waiting: Callable[[], bool]) -> str | None:
     """Why a group running `running` jobs waits to run one more; None when it need not."""
-    if running >= group_limit():
-        return f"this group's jobs already take {running} of them, and one is kept for other groups' jobs"
+    limit = group_limit()
+    if running >= limit:
+        kept = limit < settings.Q_CLUSTER["workers"]  # not when the share is set past it
+        return f"this group's jobs already take {running} of them" + (
+            ", and one is kept for other groups' jobs" if kept else ""
+        )
     if running >= group_share() and others_waiting():
         return f"this group's jobs already take {running} of them while other groups' jobs wait"
     return None
@@ -636,7 +640,7 @@ def _kind(model: type[Job]) -> Kind:
 def must_wait_for_share(model: type[Job], pk: int) -> bool:
     """For a task about to claim its job: True when the job's group already runs its
     share of jobs while another group's jobs wait for a worker, or all but one of a node's
-    workers. The job is then left waiting, marked DEFERRED (its log says why, once), for
+    workers. The job is then left waiting, marked DEFERRED (its log says why), for
     `send_deferred` to send."""
     kind = _kind(model)
     manager = model._default_manager

@@ -57,7 +57,8 @@ def calls_since(since: datetime, **models) -> tuple[int, int]:
     counted from the records (through their index by model and time), so the cost is
     that of at most an hour's calls however busy the day was.
     """
-    first_whole_hour = hour_of(since) if hour_of(since) == since else hour_of(since) + HOUR
+    start = hour_of(since)
+    first_whole_hour = start if start == since else start + HOUR
     head = PredictionRecord.objects.filter(at__gte=since, at__lt=first_whole_hour, **models).aggregate(
         calls=Count("pk"), errors=Count("pk", filter=Q(status_code__gte=ERROR_STATUS))
     )

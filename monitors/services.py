@@ -193,16 +193,20 @@ def request_period(monitor: Monitor, moment: datetime | date | None, user) -> Pe
     if not created:
         if period.status in (Period.Status.QUEUED, Period.Status.RUNNING):
             return period
-        period.columns.all().delete()
-        Period.objects.filter(pk=period.pk).update(
-            **_fresh_period(),
-            trigger=Period.Trigger.DEMAND,
-            requested_by=requester,
-            registered_at=monitor.registered_at,
-        )
-        period.refresh_from_db()
+        _reset(period, monitor, trigger=Period.Trigger.DEMAND, requested_by=requester)
     queue_period(period)
     return period
+
+
+def _reset(period: Period, monitor: Monitor, *, where: dict | None = None, **fields) -> bool:
+    """Make a finished period Queued again, its results gone, counted under the monitor's
+    current registration; `where`: only while its row still matches (else False)."""
+    rows = Period.objects.filter(pk=period.pk, **(where or {}))
+    if not rows.update(**_fresh_period(), registered_at=monitor.registered_at, **fields):
+        return False
+    period.columns.all().delete()
+    period.refresh_from_db()
+    return True
 
 
 def _fresh_period() -> dict:
@@ -272,12 +276,9 @@ def _rerun_partial_periods(closed_by: datetime) -> int:
     queued = 0
     for period in partial:
         with transaction.atomic():
-            rerun = Period.objects.filter(pk=period.pk, status=period.status, started_at=period.started_at)
-            if not rerun.update(**_fresh_period(), trigger=Period.Trigger.SCHEDULE,
-                                registered_at=period.monitor.registered_at):  # fmt: skip
+            unchanged = {"status": period.status, "started_at": period.started_at}
+            if not _reset(period, period.monitor, where=unchanged, trigger=Period.Trigger.SCHEDULE):
                 continue  # asked for again meanwhile
-            period.columns.all().delete()
-            period.refresh_from_db()
             queue_period(period)
             queued += 1
     return queued

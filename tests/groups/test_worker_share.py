@@ -152,6 +152,8 @@ def test_the_default_share_is_half_a_nodes_workers(settings):
     assert (jobs.group_share(), jobs.group_limit()) == (1, 2)
     settings.WORKER_JOBS_PER_GROUP = 5  # a share above the workers: no worker kept
     assert jobs.group_limit() == 5
+    assert jobs._why_wait(4, lambda: False) is None
+    assert jobs._why_wait(5, lambda: False) == "this group's jobs already take 5 of them"
 
 
 def test_housekeeping_sends_a_deferred_job_once_no_other_group_waits(

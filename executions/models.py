@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from groups import jobs
 from groups.jobs import Job, register_kind
+from groups.storage import register_folders
 from models_app.models import MLModel
 
 
@@ -163,5 +164,12 @@ class DispatchLock(models.Model):
         return "execution dispatch lock"
 
 
+def _execution_folders(group_id: int) -> list[Path]:
+    """Each of the group's models' executions: inputs, results, what the model wrote."""
+    hashes = MLModel.objects.filter(group_id=group_id, line=None).values_list("hash", flat=True)
+    return [settings.EXECUTIONS_DIR / folder_hash for folder_hash in hashes]
+
+
+register_folders(_execution_folders)
 # Counted in its group's share of the workers, never deferred: executions wait for their own slots.
 register_kind(Execution, group="model__group_id", waiting=Execution.Status.REQUESTED)

@@ -26,7 +26,8 @@ from django_q.tasks import async_task
 from rest_framework.exceptions import NotFound
 
 from executions.models import DispatchLock, Execution
-from groups import jobs
+from groups import jobs, storage
+from groups.uploads import folder_bytes
 from models_app.models import MLModel, max_execution_timeout
 
 logger = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ def create_execution(
                 shutil.rmtree(folder)
             folder.mkdir(parents=True, mode=0o700)
             _place_input(upload, folder / name)
+            storage.take(model.group, folder_bytes(folder))
             transaction.on_commit(dispatch_quietly)
     except BaseException:
         if folder is not None:

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from executions import services
 from executions.models import Execution
-from groups import jobs, nodes
+from groups import jobs, nodes, storage
 from models_app import sandboxes
 from models_app.models import MLModel
 from models_app.runtime import oneshot, orphans
@@ -72,6 +72,8 @@ def run_execution(execution_id: int) -> str:
     # The log is complete before the status says the execution is over; only the run that
     # still owns the execution records its outcome (recovery may have re-queued it).
     finished = execution.settle(**outcome)
+    if finished:
+        storage.add(execution.model.group_id, outcome.get("output_size", 0))
     services.dispatch_quietly()  # the freed slot goes to the next waiting execution
     return outcome["status"] if finished else "outcome discarded: the execution was recovered meanwhile"
 
@@ -296,7 +298,9 @@ def _remove_files(executions, now) -> int:
     worker stopped in between leaves rows unmarked, whose (already empty) folders the next
     pass removes again."""
     # Only what the folder's path needs: not the rows' logs, nor their models' rows.
-    batch = list(executions.select_related("model").only("number", "model__hash")[:PURGE_BATCH])
+    batch = list(
+        executions.select_related("model").only("number", "model__hash", "model__group_id")[:PURGE_BATCH]
+    )
     for execution in batch:
         shutil.rmtree(execution.folder, ignore_errors=True)
         with contextlib.suppress(OSError):  # the model's folder, once its last execution is gone
@@ -304,6 +308,8 @@ def _remove_files(executions, now) -> int:
     pks = [execution.pk for execution in batch]
     for start in range(0, len(pks), MARK_CHUNK):
         Execution.objects.filter(pk__in=pks[start : start + MARK_CHUNK]).update(files_removed_at=now)
+    if batch:
+        storage.measure_soon(*{execution.model.group_id for execution in batch})
     return len(batch)
 
 

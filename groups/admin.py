@@ -7,10 +7,11 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.models import Group as AuthGroup
 from django.db.models import Count, Prefetch
+from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from groups import services
+from groups import services, storage
 from groups.models import ApiToken, Group, GroupToken, Membership
 
 # Django's permission groups are not used; hiding them avoids two "Groups" in the admin.
@@ -57,11 +58,11 @@ class NewMembershipInline(AddedMemberships):
 
 @admin.register(Group)
 class GroupAdmin(admin.ModelAdmin):
-    list_display = ["name", "description", "member_count", "token_expires", "created_at"]
+    list_display = ["name", "description", "member_count", "token_expires", "storage_used", "created_at"]
     search_fields = ["name", "description", "memberships__user__username"]
     list_filter = ["created_at"]
     # Set by services.create_group (to whoever adds it here); a drop-down listed every user.
-    readonly_fields = ["created_by"]
+    readonly_fields = ["created_by", "storage_used"]
     actions = ["force_refresh_token"]
 
     def get_inlines(self, request, obj):
@@ -87,11 +88,20 @@ class GroupAdmin(admin.ModelAdmin):
         token = group.active_token()
         return token.expires_at if token else "no valid token"
 
+    @admin.display(description="storage used", ordering="stored_bytes")
+    def storage_used(self, group: Group) -> str:
+        used = filesizeformat(group.stored_bytes)
+        quota = storage.quota_bytes(group)
+        return f"{used} of {filesizeformat(quota)}" if quota else f"{used} (no limit)"
+
     def save_model(self, request, obj, form, change):
         if change:
             return super().save_model(request, obj, form, change)
         group, value = services.create_group(
-            name=obj.name, description=obj.description, created_by=request.user
+            name=obj.name,
+            description=obj.description,
+            created_by=request.user,
+            storage_quota_mb=obj.storage_quota_mb,
         )
         obj.pk = group.pk
         obj._state.adding = False

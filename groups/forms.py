@@ -121,6 +121,18 @@ class GroupForm(forms.ModelForm):
         error_messages = {"name": {"unique": GROUP_NAME_TAKEN}}
 
 
+class StorageQuotaForm(forms.ModelForm):
+    """An admin's change of a group's storage quota (groups.storage)."""
+
+    class Meta:
+        model = Group
+        fields = ["storage_quota_mb"]
+        labels = {"storage_quota_mb": _("Storage quota (MB)")}
+        help_texts = {
+            "storage_quota_mb": _("Empty: the server's default (NEOMARIL_GROUP_STORAGE_MB); 0: no limit.")
+        }
+
+
 class MemberForm(forms.Form):
     username = forms.CharField(
         max_length=150,

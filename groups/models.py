@@ -6,7 +6,7 @@ import uuid
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.validators import RegexValidator
+from django.core.validators import MaxValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -29,6 +29,10 @@ GROUP_NAME_TAKEN = _("A group with this name already exists: choose another name
 NOT_A_ROLE = _("'%(value)s' is not a role: choose member or owner.")
 
 
+# 1 PB: more is a typing slip, not a quota.
+MAX_STORAGE_QUOTA_MB = 2**30
+
+
 class Group(models.Model):
     """Owns models, executions and trainings. Called 'group' throughout the product."""
 
@@ -41,6 +45,20 @@ class Group(models.Model):
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="neomaril_groups"
     )
+    # groups.storage: the quota (None: NEOMARIL_GROUP_STORAGE_MB; 0: no limit) and what
+    # the group's files take, kept up to date between walks of its folders.
+    storage_quota_mb = models.PositiveIntegerField(
+        _("storage quota (MB)"),
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(MAX_STORAGE_QUOTA_MB)],
+        help_text=_(
+            "What the group's models, executions, training runs and monitors may keep on the data "
+            "disk, in MB. Empty: the server's default (NEOMARIL_GROUP_STORAGE_MB); 0: no limit."
+        ),
+    )
+    stored_bytes = models.BigIntegerField(default=0, editable=False)
+    storage_measured_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]

@@ -55,10 +55,16 @@ def _issue_group_token(group: Group, actor: AbstractBaseUser | None) -> tuple[Gr
 
 @transaction.atomic
 def create_group(
-    *, name: str, description: str = "", created_by: AbstractBaseUser | None = None
+    *,
+    name: str,
+    description: str = "",
+    created_by: AbstractBaseUser | None = None,
+    storage_quota_mb: int | None = None,
 ) -> tuple[Group, str]:
     """Create a group and its first token; the creator (if any) becomes an owner."""
-    group = Group(name=name, description=description, created_by=created_by)
+    group = Group(
+        name=name, description=description, created_by=created_by, storage_quota_mb=storage_quota_mb
+    )
     # A name already taken is the insert's to find: checked before, it could still be
     # taken by a concurrent request in between, and both ways get one message.
     group.full_clean(validate_unique=False)

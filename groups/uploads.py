@@ -16,10 +16,12 @@ parser reads as an empty form, is refused as unreadable (NO_PARTS) on the way.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import html
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from django import forms
@@ -66,6 +68,30 @@ def free_bytes(folder) -> int:
     """Bytes an unprivileged process may still write on `folder`'s file system."""
     stats = os.statvfs(folder)
     return stats.f_bavail * stats.f_frsize
+
+
+# What any entry costs its file system at least: an empty file, a folder or a link takes
+# an inode, and a link's long target a block, though st_blocks says 0 for most of them.
+# Counting only the files' blocks let a job fill the disk (or run it out of inodes) with
+# links and empty files while its count stayed at zero.
+MIN_ENTRY_BYTES = 4096
+
+
+def folder_bytes(folder: Path, stop_above: int | None = None) -> int:
+    """Bytes the entries under ``folder`` take (what a job wrote there): every file, folder
+    and link, each at least MIN_ENTRY_BYTES. Stops counting once past ``stop_above``."""
+    total = 0
+    stack = [str(folder)]
+    while stack:
+        with contextlib.suppress(OSError), os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError):
+                    total += max(entry.stat(follow_symlinks=False).st_blocks * 512, MIN_ENTRY_BYTES)
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                if stop_above is not None and total > stop_above:
+                    return total
+    return total
 
 
 def out_of_space_message(needed: int | None = None) -> str:

@@ -13,6 +13,7 @@ from django.utils import timezone
 from groups.fields import OrderedJSONField
 from groups.jobs import Job, register_kind
 from groups.models import Group
+from groups.storage import register_folders
 from models_app.environments import env_python, environment_path
 
 # Runner processes of one model on one node, at most (a runner is one core's worth).
@@ -350,6 +351,13 @@ class DocsShareLink(models.Model):
         return "expired" if self.expires_at <= timezone.now() else "active"
 
 
+def _model_folders(group_id: int) -> list[Path]:
+    """The group's models' and versions' folders: their uploads, and smoke test results."""
+    hashes = MLModel.objects.filter(group_id=group_id).values_list("hash", flat=True)
+    return [settings.MODELS_DIR / model_hash for model_hash in hashes]
+
+
+register_folders(_model_folders)
 register_kind(
     ModelBuild,
     group="model__group_id",

@@ -22,8 +22,9 @@ from django.utils import timezone
 from django.utils.translation import gettext
 from django_q.tasks import async_task
 
-from groups import crypto
+from groups import crypto, storage
 from groups.models import Group
+from groups.uploads import folder_bytes
 from models_app.models import MLModel, ModelBuild, ModelEvent
 from models_app.serving import aio
 from monitoring.tasks import purge_records_of
@@ -154,6 +155,7 @@ def _store(user, upload: ModelUpload, *, of_model: MLModel | None) -> MLModel:
                     # Serving settings are the model's, whichever version answers.
                     **{name: getattr(of_model, name) for name in MODEL_WIDE_SETTINGS},
                 }
+            storage.take(upload.group, folder_bytes(staging))
             model = MLModel.objects.create(
                 **version_fields,
                 name=upload.name,
@@ -324,6 +326,7 @@ def delete(model: MLModel, actor) -> MLModel:
         purge_records_of(MLModel.objects.filter(pk=model.pk))
     for row in doomed:
         shutil.rmtree(row.folder, ignore_errors=True)
+    storage.measure_soon(model.group_id)
     return model
 
 

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone, translation
 
-from groups import jobs
+from groups import jobs, storage
 from groups import services as group_services
 from models_app import environments, interpreters, sandboxes
 from models_app.models import MLModel, ModelBuild
@@ -423,7 +423,8 @@ def redispatch_lost_builds() -> int:
 
 def housekeeping() -> dict:
     """Scheduled every minute by django-q2: build recovery, retention of recorded predictions,
-    and the tasks of every kind of job deferred for its group's share of the workers.
+    the tasks of every kind of job deferred for its group's share of the workers, and what
+    each group's files take (groups.storage).
 
     Each step runs even when an earlier one failed (its error is logged and reported).
     """
@@ -436,6 +437,7 @@ def housekeeping() -> dict:
             "purged_predictions": purge_predictions,
             "revoked_login_tokens": group_services.revoke_idle_login_tokens,
             "removed_smoke_folders": remove_stale_smoke_folders,
+            "measured_group_storage": storage.measure_stale,
         },
     )
 

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from groups import crypto
 from groups.jobs import Job, register_kind
+from groups.storage import register_folders
 from models_app.environments import env_python, environment_path
 from models_app.models import MLModel
 from training.models import TrainingRun
@@ -265,6 +266,13 @@ class ColumnResult(models.Model):
         return sum(self.period_counts)
 
 
+def _monitor_folders(group_id: int) -> list[Path]:
+    """The group's monitors: uploaded preprocess code, validation and period scratch folders."""
+    hashes = MLModel.objects.filter(group_id=group_id, line=None).values_list("hash", flat=True)
+    return [settings.MONITORS_DIR / folder_hash for folder_hash in hashes]
+
+
+register_folders(_monitor_folders)
 register_kind(
     Monitor,
     group="model__group_id",

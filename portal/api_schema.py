@@ -103,7 +103,8 @@ RUN_RESPONSES = {
     ),
     "507": _error(
         "Async: `insufficient_storage`: the server's disk has no room for the input file "
-        "(it keeps NEOMARIL_DISK_RESERVE_MB free); nothing was stored."
+        "(it keeps NEOMARIL_DISK_RESERVE_MB free); `group_storage_full`: the input would take "
+        "the model's group past its storage quota. Nothing was stored."
     ),
 }
 
@@ -321,8 +322,9 @@ UPLOAD_TOO_LARGE = (
 )
 UPLOAD_OUT_OF_SPACE = (
     "`insufficient_storage`: the server's disk has no room for the upload: it keeps "
-    "NEOMARIL_DISK_RESERVE_MB free, or it filled up while the files were written. Nothing was "
-    "stored; retry once an admin has freed space."
+    "NEOMARIL_DISK_RESERVE_MB free, or it filled up while the files were written. "
+    "`group_storage_full`: the upload would take its group past its storage quota (the group's "
+    "own, else NEOMARIL_GROUP_STORAGE_MB). Nothing was stored; retry once space is freed."
 )
 DATABASE_UNAVAILABLE = (
     "`unavailable`: the database did not answer (stopped, restarting, failing over, or too busy); "

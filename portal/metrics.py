@@ -47,10 +47,12 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from rest_framework.exceptions import AuthenticationFailed
 
 from executions.models import Execution
+from groups import storage
 from groups.addresses import parse_address
 from groups.api.errors import error_response
 from groups.authentication import client_ip, credentials_from_header
 from groups.metrics import job_kind, publish
+from groups.models import Group
 from groups.outages import RepeatedFailure
 from groups.uploads import free_bytes
 from models_app.models import MLModel, ModelBuild
@@ -242,6 +244,36 @@ def _counts(rows) -> dict[str, int]:
     return dict(rows.order_by().values_list("status").annotate(n=Count("pk")))
 
 
+class GroupStorageCollector:
+    """What each group keeps on the data disk, against its quota (groups.storage)."""
+
+    def __init__(self, database: DatabaseReads) -> None:
+        self.database = database
+
+    def collect(self):
+        groups = self.database.read(
+            lambda: list(Group.objects.only("name", "stored_bytes", "storage_quota_mb"))
+        )
+        if groups is None:
+            return []
+        kept = GaugeMetricFamily(
+            "neomaril_group_stored_bytes",
+            "What the group's models, executions, training runs and monitors keep on the data disk.",
+            labels=["group"],
+        )
+        quotas = GaugeMetricFamily(
+            "neomaril_group_storage_quota_bytes",
+            "The group's storage quota in force; groups without a limit have none.",
+            labels=["group"],
+        )
+        for group in groups:
+            kept.add_metric([group.name], group.stored_bytes)
+            quota = storage.quota_bytes(group)
+            if quota is not None:
+                quotas.add_metric([group.name], quota)
+        return [kept, quotas]
+
+
 class DiskCollector:
     """The data folder's free space, against the reserve the platform keeps (docs/deployment.md)."""
 
@@ -261,7 +293,13 @@ def scrape_registry() -> CollectorRegistry:
     """The collectors of one scrape (cheap to build: nothing is read until it is encoded)."""
     database = DatabaseReads()
     registry = CollectorRegistry(auto_describe=False)
-    collectors = (CountedCollector(), RunnersCollector(database), StatesCollector(database), DiskCollector())
+    collectors = (
+        CountedCollector(),
+        RunnersCollector(database),
+        StatesCollector(database),
+        GroupStorageCollector(database),
+        DiskCollector(),
+    )
     for collector in (*collectors, database):  # the database's gauge last: see DatabaseReads
         registry.register(collector)
     return registry

@@ -23,6 +23,7 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods
 
 from executions.models import Execution
+from groups import storage
 from groups.access import admins, groups_for, is_admin
 from groups.pages import post_only_page
 from groups.uploads import (
@@ -138,8 +139,12 @@ def model_upload(request: HttpRequest) -> HttpResponse:
         lost_parts=lost_parts(request),
     )
     if request.method == "POST":
+        model = None
         if not add_limit_errors(request, form) and form.is_valid():
-            model = services.create_model(request.user, form.upload)
+            model = storage.stored_or_refused(
+                request, form, lambda: services.create_model(request.user, form.upload)
+            )
+        if model is not None:
             messages.success(
                 request, _("%(name)s was uploaded. Its environment is being built.") % {"name": model.name}
             )

@@ -409,6 +409,9 @@ FILE_UPLOAD_HANDLERS = ["groups.uploads.LimitedTemporaryFileUploadHandler"]
 # upload that would leave less is refused (507, portal.out_of_space answers a full disk so),
 # a job that leaves less is stopped (models_app.runtime.oneshot).
 DISK_RESERVE_MB = envint("NEOMARIL_DISK_RESERVE_MB", 256, minimum=0)
+# What one group's files may take on the data disk, in MB, unless an admin set the group's
+# own quota; 0: no limit (groups.storage).
+GROUP_STORAGE_MB = envint("NEOMARIL_GROUP_STORAGE_MB", 0, minimum=0)
 UPLOAD_TMP_DIR = DATA_DIR / "tmp"
 UPLOAD_TMP_DIR.mkdir(exist_ok=True)
 FILE_UPLOAD_TEMP_DIR = str(UPLOAD_TMP_DIR)

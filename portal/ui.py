@@ -22,6 +22,7 @@ from django.db.models import Count, F, Func, IntegerField, OuterRef, QuerySet, S
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views import defaults
@@ -29,12 +30,19 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from executions.models import Execution
-from groups import services
+from groups import services, storage
 from groups.access import admins, can_manage_group, get_group_for_user, groups_for, is_admin
 from groups.api import errors as api_errors
 from groups.api.middleware import API_PREFIX
 from groups.authentication import presents_group_token
-from groups.forms import ApiTokenForm, GroupForm, MemberForm, RefreshTokenForm, TimeZoneForm
+from groups.forms import (
+    ApiTokenForm,
+    GroupForm,
+    MemberForm,
+    RefreshTokenForm,
+    StorageQuotaForm,
+    TimeZoneForm,
+)
 from groups.models import REVOKED_LOGIN_TOKEN_DAYS, ApiToken, Group, GroupToken, Membership, Profile
 from groups.pages import keep_secret, render_secret, take_secret
 from groups.templatetags.portal_ui import day_text
@@ -191,6 +199,7 @@ def group_detail(request: HttpRequest, name: str) -> HttpResponse:
     manage = can_manage_group(request.user, group)
     member_form = MemberForm(prefix="member")
     refresh_form = RefreshTokenForm(prefix="refresh")
+    quota_form = StorageQuotaForm(instance=group, prefix="quota") if is_admin(request.user) else None
     status = 200
     if request.method == "GET" and (shown := _token_shown_once(request, group)):
         return shown
@@ -251,6 +260,21 @@ def group_detail(request: HttpRequest, name: str) -> HttpResponse:
                     % {"date": day_text(timezone.localtime(outcome.token.expires_at))},
                 )
                 return redirect("group-detail", name=group.name)
+        elif action == "set-quota":
+            if quota_form is None:
+                raise PermissionDenied(_("Only admins can change a group's storage quota."))
+            quota_form = StorageQuotaForm(request.POST, instance=group, prefix="quota")
+            if quota_form.is_valid():
+                group = quota_form.save()
+                quota = storage.quota_bytes(group)
+                messages.success(
+                    request,
+                    _("The storage quota of %(group)s is now %(quota)s.")
+                    % {"group": group, "quota": filesizeformat(quota) if quota else _("no limit")},
+                )
+                return redirect("group-detail", name=group.name)
+            group.refresh_from_db()  # the page shows the quota in force, not the refused one
+            status = 400
         else:
             messages.error(request, _("Unknown action."))
             status = 400
@@ -262,9 +286,11 @@ def group_detail(request: HttpRequest, name: str) -> HttpResponse:
         "group": group,
         "memberships": group.memberships.select_related("user").order_by("-role", "user__username"),
         "token": group.active_token(),
+        "storage_quota": storage.quota_bytes(group),
         "manage": manage,
         "member_form": member_form,
         "refresh_form": refresh_form,
+        "quota_form": quota_form,
         "models": page.object_list,
         "page": page,
         "my_role": Membership.objects.filter(group=group, user=request.user)

@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
+from groups import storage
 from groups.pages import post_only_page
 from groups.uploads import (
     add_limit_errors,
@@ -67,7 +68,9 @@ def version_upload(request: HttpRequest, model_hash: str) -> HttpResponse:
         version = None
         if not add_limit_errors(request, form) and form.is_valid():
             try:
-                version = services.add_version(request.user, model, form.upload)
+                version = storage.stored_or_refused(
+                    request, form, lambda: services.add_version(request.user, model, form.upload)
+                )
             except services.ActionRefused as exc:  # the model was deleted since the form checked it
                 form.add_error(None, str(exc))
         if version is not None:

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from groups.jobs import Job, register_kind
 from groups.models import Group
+from groups.storage import register_folders
 from models_app.environments import env_python, environment_path
 
 # The files a Succeeded run keeps in its artifacts folder, in the order the zip lists them.
@@ -178,6 +179,13 @@ class TrainingRun(Job):
         return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
 
 
+def _experiment_folders(group_id: int) -> list[Path]:
+    """The group's experiments: their runs' uploads, datasets and artifacts."""
+    hashes = Experiment.objects.filter(group_id=group_id).values_list("hash", flat=True)
+    return [settings.TRAININGS_DIR / folder_hash for folder_hash in hashes]
+
+
+register_folders(_experiment_folders)
 register_kind(
     TrainingRun,
     group="experiment__group_id",

@@ -32,6 +32,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods
 
+from groups import storage
 from groups.access import groups_for
 from groups.pages import post_only_page
 from groups.uploads import (
@@ -261,8 +262,12 @@ def run_new(request: HttpRequest, experiment_hash: str) -> HttpResponse:
         lost_parts=lost_parts(request),
     )
     if posted:
+        run = None
         if not add_limit_errors(request, form) and form.is_valid():
-            run = services.create_run(request.user, form.upload)
+            run = storage.stored_or_refused(
+                request, form, lambda: services.create_run(request.user, form.upload)
+            )
+        if run is not None:
             messages.success(
                 request,
                 _("Run %(number)s is queued: it starts when a worker is free.") % {"number": run.number},
@@ -451,13 +456,19 @@ def run_promote(request: HttpRequest, experiment_hash: str, number: int) -> Http
     form = PromoteForm(
         request.POST, request.FILES, user=request.user, run=run, lost_parts=lost_parts(request)
     )
+    model = None
     if not add_limit_errors(request, form) and form.is_valid():
         try:
-            model = services.promote(
-                request.user, run, form.upload, version_of=form.cleaned_data.get("version_of")
+            model = storage.stored_or_refused(
+                request,
+                form,
+                lambda: services.promote(
+                    request.user, run, form.upload, version_of=form.cleaned_data.get("version_of")
+                ),
             )
         except (services.NotPromotable, model_services.ActionRefused) as exc:  # or deleted meanwhile
             return _promote_refused(request, run, form, str(exc))
+    if model is not None:
         if model.line_id is not None:
             text = _(
                 "Run %(number)s of %(experiment)s is version %(version)s of %(name)s. It goes live once deployed."

@@ -21,8 +21,9 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from groups import crypto
+from groups import crypto, storage
 from groups.models import Group
+from groups.uploads import folder_bytes
 from models_app import environments
 from models_app import services as model_services
 from models_app.models import MLModel
@@ -122,6 +123,7 @@ def create_run(user, upload: TrainingUpload) -> TrainingRun:
             # The experiment row is the per-experiment counter's lock on PostgreSQL;
             # the unique constraint on (experiment, number) is the last line of defence.
             Experiment.objects.select_for_update().filter(pk=experiment.pk).values_list("pk").first()
+            storage.take(experiment.group, folder_bytes(staging))
             last = experiment.runs.aggregate(last=Max("number"))["last"] or 0
             run = TrainingRun.objects.create(
                 experiment=experiment,

@@ -22,7 +22,7 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
-from groups import jobs, nodes
+from groups import jobs, nodes, storage
 from groups.storable_json import storable_problem
 from models_app import environments, interpreters, sandboxes
 from models_app import tasks as model_tasks
@@ -68,6 +68,8 @@ def run_training(run_id: int) -> str:
             succeeded=lambda done: f"Training succeeded: {len(done['artifacts'])} artifact(s) kept.",
         )
     finished = run.settle(**outcome)
+    if finished:
+        storage.add(run.experiment.group_id, sum(entry["size"] for entry in outcome.get("artifacts", [])))
     return outcome["status"] if finished else "outcome discarded: the run was recovered meanwhile"
 
 

@@ -7,10 +7,15 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 from rest_framework.validators import UniqueValidator
 
-from groups import services
+from groups import services, storage
 from groups.api.errors import JSON_KINDS, refuse_unknown_fields
 from groups.forms import refuse_control_characters
 from groups.models import GROUP_NAME_TAKEN, ApiToken, Group, GroupToken, Membership
+
+QUOTA_FIELD = {
+    "help_text": "The group's storage quota in MB (0: no limit); null: the server's default, "
+    "NEOMARIL_GROUP_STORAGE_MB.",
+}
 
 
 class StrictInput:
@@ -122,26 +127,53 @@ class GroupTokenInfoSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class GroupStorageSerializer(serializers.Serializer):
+    used_bytes = serializers.IntegerField(
+        source="stored_bytes",
+        help_text="What the group's models, executions, training runs and monitors keep on the data disk.",
+    )
+    quota_bytes = serializers.SerializerMethodField(
+        help_text="The quota in force (the group's own, else NEOMARIL_GROUP_STORAGE_MB); null: no limit."
+    )
+    measured_at = serializers.DateTimeField(
+        source="storage_measured_at",
+        allow_null=True,
+        help_text="When the group's folders were last walked; uploads and results are counted as they come.",
+    )
+
+    def get_quota_bytes(self, group: Group) -> int | None:
+        return storage.quota_bytes(group)
+
+
 class GroupSerializer(serializers.ModelSerializer):
     members = MembershipSerializer(source="memberships", many=True, read_only=True)
     token = serializers.SerializerMethodField(
         help_text="The current token's prefix and expiry (never the token)."
     )
+    storage = GroupStorageSerializer(source="*", read_only=True)
 
     class Meta:
         model = Group
-        fields = ["name", "description", "created_at", "members", "token"]
-        read_only_fields = ["created_at", "members", "token"]
+        fields = ["name", "description", "created_at", "members", "token", "storage_quota_mb", "storage"]
+        read_only_fields = ["created_at", "members", "token", "storage_quota_mb", "storage"]
 
     def get_token(self, group: Group) -> dict | None:
         token = group.active_token()
         return GroupTokenInfoSerializer(token).data if token else None
 
 
+class GroupChangeSerializer(StrictInput, serializers.ModelSerializer):
+    class Meta:
+        model = Group
+        fields = ["description", "storage_quota_mb"]
+        extra_kwargs = {"storage_quota_mb": QUOTA_FIELD}
+
+
 class GroupCreateSerializer(StrictInput, serializers.ModelSerializer):
     class Meta:
         model = Group
-        fields = ["name", "description"]
+        fields = ["name", "description", "storage_quota_mb"]
+        extra_kwargs = {"storage_quota_mb": QUOTA_FIELD}
 
     def get_fields(self):
         fields = super().get_fields()

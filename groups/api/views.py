@@ -158,6 +158,17 @@ class GroupDetailView(APIView):
         prefetch_related_objects([group], "memberships__user")  # one query for all members
         return Response(s.GroupSerializer(group).data)
 
+    @extend_schema(request=s.GroupChangeSerializer, responses=s.GroupSerializer, tags=["groups"])
+    def patch(self, request: Request, name: str) -> Response:
+        group = get_group_for_user(request.user, name)
+        if not is_admin(request.user):
+            raise PermissionDenied("Only admins can change a group's description or storage quota.")
+        data = s.GroupChangeSerializer(group, data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        data.save()
+        prefetch_related_objects([group], "memberships__user")
+        return Response(s.GroupSerializer(group).data)
+
 
 def _managed_group(request: Request, name: str):
     group = get_group_for_user(request.user, name)

@@ -28,7 +28,7 @@ from typing import IO, Any
 
 from django.conf import settings
 
-from groups.uploads import free_bytes
+from groups.uploads import folder_bytes, free_bytes
 from models_app.runtime import sandbox
 from models_app.runtime.protocol import (
     HEADER,
@@ -190,7 +190,7 @@ class _Supervisor:
         if not self.code.limits.disk_mb:
             return False
         limit = self.code.limits.disk_mb * 1024 * 1024
-        return sandbox.folder_bytes(self.code.writable, stop_above=limit) > limit
+        return folder_bytes(self.code.writable, stop_above=limit) > limit
 
     def _check_stop(self, now: float) -> bool:
         """True when the caller no longer wants the run (see run_oneshot's stop_when)."""

@@ -590,30 +590,6 @@ def check_available(network: bool = False) -> None:
         )
 
 
-# What any entry costs its file system at least: an empty file, a folder or a link takes
-# an inode, and a link's long target a block, though st_blocks says 0 for most of them.
-# Counting only the files' blocks let a job fill the disk (or run it out of inodes) with
-# links and empty files while its count stayed at zero.
-MIN_ENTRY_BYTES = 4096
-
-
-def folder_bytes(folder: Path, stop_above: int | None = None) -> int:
-    """Bytes the entries under ``folder`` take (what a job wrote there): every file, folder
-    and link, each at least MIN_ENTRY_BYTES. Stops counting once past ``stop_above``."""
-    total = 0
-    stack = [str(folder)]
-    while stack:
-        with contextlib.suppress(OSError), os.scandir(stack.pop()) as entries:
-            for entry in entries:
-                with contextlib.suppress(OSError):
-                    total += max(entry.stat(follow_symlinks=False).st_blocks * 512, MIN_ENTRY_BYTES)
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(entry.path)
-                if stop_above is not None and total > stop_above:
-                    return total
-    return total
-
-
 # ---------------------------------------------------------------------- internals
 
 

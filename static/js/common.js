@@ -79,6 +79,7 @@ function apiProblem(code) {
     not_deployed: gettext("The model is not deployed right now."),
     too_large: gettext("The input is over the size limit."),
     insufficient_storage: gettext("The server's disk is full: nothing was saved."),
+    group_storage_full: gettext("The group's storage quota is used up: nothing was saved."),
     unsupported_media_type: gettext("The input's type is not one this address reads."),
     error: gettext("The platform failed while serving the model."),
     runner_crashed: gettext("The model's process stopped while answering."),

@@ -56,10 +56,12 @@ def test_a_pass_costs_the_same_queries_for_3_or_12_executions(deploy, settings):
     many = _finished(model, 12, days_ago=8, start=4)
     removed, many_queries = _purge_queries(tasks.purge_expired_files)
     assert removed == 12
-    assert len(few_queries) == len(many_queries) == 2, many_queries  # the batch, then one UPDATE
-    select, update = many_queries
+    # The batch, one UPDATE, and one asking for a walk of the groups whose files went.
+    assert len(few_queries) == len(many_queries) == 3, many_queries
+    select, update, walk = many_queries
     assert '"log"' not in select and "input_size" not in select  # the path's columns only
     assert update.startswith('UPDATE "executions_execution"') and " IN (" in update
+    assert walk.startswith('UPDATE "portal_group" SET "storage_measured_at" = NULL')
     for execution in few + many:
         execution.refresh_from_db()
         assert execution.files_removed_at is not None and not execution.folder.exists()
@@ -92,7 +94,7 @@ def test_the_batch_is_bounded_and_the_next_pass_goes_on(deploy, settings, monkey
     executions = _finished(model, 7, days_ago=0)
     MLModel.objects.filter(pk=model.pk).update(status=MLModel.Status.DELETED)
     removed, queries = _purge_queries(tasks.purge_deleted_models)
-    assert (removed, len(queries)) == (5, 2)
+    assert (removed, len(queries)) == (5, 3)  # the batch, its UPDATE, the walk asked for
     assert tasks.purge_deleted_models() == 2
     assert tasks.purge_deleted_models() == 0
     assert not any(execution.folder.exists() for execution in executions)

@@ -190,7 +190,9 @@ def test_group_token_lifetime_is_configurable(cast, settings):
 def test_an_unknown_key_of_a_new_group_is_400_and_no_group_is_made(cast):
     response = api_client(cast.admin).post("/api/v1/groups", {"name": "g3", "foo": 1}, format="json")
     assert response.status_code == 400
-    assert response.json()["errors"] == {"foo": ["Not a field of this request; it takes name, description."]}
+    assert response.json()["errors"] == {
+        "foo": ["Not a field of this request; it takes name, description, storage_quota_mb."]
+    }
     assert not Group.objects.filter(name="g3").exists()
 
 

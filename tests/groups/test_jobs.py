@@ -537,6 +537,7 @@ def test_models_housekeeping_is_guarded(monkeypatch):
         "purged_predictions": 0,
         "revoked_login_tokens": 0,
         "removed_smoke_folders": 0,
+        "measured_group_storage": 0,
     }
 
 

@@ -80,7 +80,7 @@ def test_a_json_body_without_repeats_is_read_as_before(cast):
     response = api_client(cast.admin).post("/api/v1/groups", body, content_type="application/json")
     assert response.status_code == 400  # the parser read it: `nested` is not a field of a group
     assert response.json()["errors"] == {
-        "nested": ["Not a field of this request; it takes name, description."]
+        "nested": ["Not a field of this request; it takes name, description, storage_quota_mb."]
     }
     body = '{"name": "g3", "description": "x"}'
     response = api_client(cast.admin).post("/api/v1/groups", body, content_type="application/json")

@@ -175,6 +175,7 @@ def test_stale_build_is_requeued_once_then_failed(cast, model):
         "purged_predictions": 0,
         "revoked_login_tokens": 0,
         "removed_smoke_folders": 0,
+        "measured_group_storage": 2,  # the cast's two groups, never measured yet
     }
     model.refresh_from_db()
     assert model.status == "Ready" and "re-queued" in model.status_message

@@ -800,7 +800,8 @@ def test_writing_past_the_disk_limit_between_two_checks_still_fails_the_executio
 def test_a_job_that_brings_the_data_disk_under_its_reserve_is_stopped_and_its_output_removed(
     cast, async_attacker, settings, monkeypatch
 ):
-    from models_app.runtime import oneshot, sandbox
+    from groups.uploads import folder_bytes
+    from models_app.runtime import oneshot
 
     settings.DISK_RESERVE_MB = 64
     # The disk "fills" once the job has written 3 MB in its folder (the node's real disk
@@ -808,7 +809,7 @@ def test_a_job_that_brings_the_data_disk_under_its_reserve_is_stopped_and_its_ou
     monkeypatch.setattr(
         oneshot,
         "free_bytes",
-        lambda folder: 0 if sandbox.folder_bytes(folder) > 3 * 1024 * 1024 else 10**12,
+        lambda folder: 0 if folder_bytes(folder) > 3 * 1024 * 1024 else 10**12,
     )
     execution = _execute(
         cast, async_attacker, {"op": "fill", "folder": "data_path", "files": 8, "mb": 1, "then_sleep": 30}

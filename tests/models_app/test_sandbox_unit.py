@@ -409,32 +409,6 @@ def test_returncode_reports_a_signal_inside_the_sandbox_as_negative(sandboxed, r
     assert launched.returncode == reported
 
 
-def test_folder_bytes_counts_what_was_written(tmp_path):
-    (tmp_path / "sub").mkdir()
-    (tmp_path / "a.bin").write_bytes(b"x" * MB)
-    (tmp_path / "sub" / "b.bin").write_bytes(b"y" * (2 * MB))
-    (tmp_path / "link").symlink_to("/usr/bin/python3")  # not followed
-    assert 3 * MB <= sandbox.folder_bytes(tmp_path) < 3 * MB + 64 * 1024
-    assert sandbox.folder_bytes(tmp_path / "missing") == 0
-
-
-def test_folder_bytes_counts_links_folders_and_empty_files_at_a_block_each(tmp_path):
-    """Each takes an inode, a long link target a block: a job made thousands of them in its
-    folder while its count said 4 KiB."""
-    for n in range(300):
-        (tmp_path / f"link{n}").symlink_to("/" + "x" * 4000)
-        (tmp_path / f"empty{n}").touch()
-        (tmp_path / f"dir{n}").mkdir()
-    assert sandbox.folder_bytes(tmp_path) >= 900 * sandbox.MIN_ENTRY_BYTES
-
-
-def test_folder_bytes_stops_counting_past_the_limit(tmp_path):
-    for n in range(100):
-        (tmp_path / f"empty{n}").touch()
-    counted = sandbox.folder_bytes(tmp_path, stop_above=10 * sandbox.MIN_ENTRY_BYTES)
-    assert 10 * sandbox.MIN_ENTRY_BYTES < counted <= 11 * sandbox.MIN_ENTRY_BYTES
-
-
 def test_the_seccomp_filter_is_one_bpf_program_per_known_architecture(monkeypatch):
     program = sandbox._no_userns_seccomp()
     if os.uname().machine in sandbox._SECCOMP_ARCHES:

@@ -22,6 +22,7 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from executions.models import Execution
+from groups.models import Group
 from models_app.models import MLModel, ModelBuild
 from models_app.serving import aio
 from models_app.serving.front import ServingFront
@@ -405,6 +406,18 @@ def test_the_data_disks_free_space_and_reserve_are_read_at_scrape_time(settings,
     samples = scrape()
     assert value(samples, "neomaril_data_disk_free_bytes") == 123 * 1024 * 1024
     assert value(samples, "neomaril_data_disk_reserve_bytes") == 300 * 1024 * 1024
+
+
+def test_each_groups_stored_bytes_and_quota_are_gauges(cast, settings):
+    settings.GROUP_STORAGE_MB = 0
+    Group.objects.filter(pk=cast.group.pk).update(stored_bytes=7 * 1024 * 1024, storage_quota_mb=10)
+    samples = scrape()
+    assert value(samples, "neomaril_group_stored_bytes", group="datarisk") == 7 * 1024 * 1024
+    assert value(samples, "neomaril_group_storage_quota_bytes", group="datarisk") == 10 * 1024 * 1024
+    assert value(samples, "neomaril_group_stored_bytes", group="other-team") == 0
+    assert value(samples, "neomaril_group_storage_quota_bytes", group="other-team") is None  # no limit
+    settings.GROUP_STORAGE_MB = 1
+    assert value(scrape(), "neomaril_group_storage_quota_bytes", group="other-team") == 1024 * 1024
 
 
 def test_run_calls_refused_before_a_model_are_counted_by_status(deployed, cast):

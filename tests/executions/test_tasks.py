@@ -27,7 +27,7 @@ from groups import jobs, nodes
 from models_app import services as model_services
 from models_app.models import EXECUTION_TASK_MARGIN, MLModel
 from models_app.runtime import oneshot, sandbox
-from tests.helpers.clients import api_client
+from tests.helpers.clients import api_client, token_client
 from tests.helpers.executions import BASE_PYTHON, CSV, SOURCE, submit
 from tests.helpers.uploads import file
 
@@ -304,6 +304,45 @@ def test_slots_per_model_and_in_all(caller, deploy, settings):
         tasks.run_execution(pk)
     assert queued(second) == [1, 2]
     assert first.executions.filter(status="Succeeded").count() == 3
+
+
+def test_a_freed_slot_goes_to_the_group_holding_the_fewest(cast, caller, deploy, settings):
+    """One member's flood held every slot until all of it had run, while another group's one
+    execution waited behind it (first come, first served across groups)."""
+    settings.EXECUTION_CONCURRENCY_PER_MODEL = 2
+    settings.EXECUTION_CONCURRENCY_TOTAL = 3
+    first, second, theirs = deploy(), deploy(), deploy()
+    MLModel.objects.filter(pk=theirs.pk).update(group=cast.other_group)
+    for model in (first, second) * 4:
+        assert submit(caller, model).status_code == 202
+    assert submit(token_client(cast.other_token), theirs).status_code == 202
+
+    def queued(model):
+        return sorted(model.executions.filter(queued_at__isnull=False).values_list("number", flat=True))
+
+    assert (queued(first), queued(second), queued(theirs)) == ([1, 2], [1], [])
+    tasks.run_execution(first.executions.get(number=1).pk)
+    # The other group holds no slot: its execution, submitted last, goes before the flood's.
+    assert (queued(first), queued(second), queued(theirs)) == ([1, 2], [1], [1])
+    tasks.run_execution(theirs.executions.get(number=1).pk)
+    assert (queued(first), queued(second)) == ([1, 2], [1, 2])  # the flood's oldest then
+    assert theirs.executions.get().status == "Succeeded"
+
+
+def test_slots_alternate_between_groups_that_both_wait(cast, caller, deploy, settings):
+    settings.EXECUTION_CONCURRENCY_PER_MODEL = 3
+    settings.EXECUTION_CONCURRENCY_TOTAL = 4
+    ours, theirs = deploy(), deploy()
+    MLModel.objects.filter(pk=theirs.pk).update(group=cast.other_group)
+    settings.EXECUTION_CONCURRENCY_TOTAL = 0  # everything waits until both groups have submitted
+    for _ in range(4):
+        submit(caller, ours)
+    for _ in range(4):
+        submit(token_client(cast.other_token), theirs)
+    settings.EXECUTION_CONCURRENCY_TOTAL = 4
+    services.dispatch()
+    assert ours.executions.filter(queued_at__isnull=False).count() == 2
+    assert theirs.executions.filter(queued_at__isnull=False).count() == 2
 
 
 def test_a_task_without_a_slot_does_not_run(caller, deploy, settings):

@@ -69,6 +69,11 @@ def run_training(run_id: int) -> str:
         )
     finished = run.settle(**outcome)
     if finished:
+        # The run's outputs are in its artifacts now: their copies in the sandbox, and the
+        # scratch files the training wrote beside its uploads, would take the group's disk
+        # for good (nothing reads them again). Only once this attempt's outcome stands: a
+        # run recovered meanwhile is running again in the same folder.
+        _reset_work_folder(run)
         storage.add(run.experiment.group_id, sum(entry["size"] for entry in outcome.get("artifacts", [])))
     return outcome["status"] if finished else "outcome discarded: the run was recovered meanwhile"
 
@@ -359,7 +364,8 @@ def _uploaded_names(run: TrainingRun) -> set[str]:
 
 
 def _reset_work_folder(run: TrainingRun) -> None:
-    """Remove what an interrupted run wrote, so the next attempt starts from the uploads alone."""
+    """Remove what the run wrote, its uploads kept: after it ends, or so that the next
+    attempt of an interrupted one starts from the uploads alone."""
     kept = _uploaded_names(run)
     with contextlib.suppress(FileNotFoundError):
         for entry in run.work_folder.iterdir():

@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from groups import jobs, nodes, storable_json
+from groups.models import Group
 from models_app.runtime import oneshot
 from tests.helpers.clients import api_client
 from tests.helpers.training import make_experiment
@@ -313,3 +314,39 @@ def test_a_run_stopped_for_a_nearly_full_disk_fails_once_and_its_outputs_go(cast
     assert run.error_message == message and run.attempts == 1
     assert sorted(path.name for path in run.work_folder.iterdir()) == ["train.csv", "train.py"]
     assert "What the training wrote was removed (the uploads are kept)." in run.log
+
+
+def test_a_finished_run_keeps_its_uploads_and_artifacts_not_its_scratch_or_output_copies(
+    cast, monkeypatch, tmp_path
+):
+    """The outputs stayed in the sandbox's folder beside their artifact copies (every run's
+    model and tables twice), and whatever the training wrote there too: the group's disk, for good."""
+    experiment = make_experiment(cast.group, cast.owner)
+    run = TrainingRun.objects.create(
+        experiment=experiment, number=1, name="run", training_type="Custom", python_version="3.9",
+        source_file="train.py", train_file="train.csv", training_reference="train",
+    )  # fmt: skip
+    run.work_folder.mkdir(parents=True)
+    (run.work_folder / "train.py").write_text("def train(base_path): ...\n")
+    (run.work_folder / "train.csv").write_text("a,b\n1,2\n")
+
+    def trained(*args, **kwargs):
+        (run.work_folder / "cache").mkdir()
+        (run.work_folder / "cache" / "features.bin").write_bytes(b"x" * 4096)
+        for name, content in OUTPUTS.items():
+            (run.out_folder / name).write_bytes(content)
+        return oneshot.RunResult(ok=True, result={"metrics": {"auc": 0.9}})
+
+    interpreter = mock.Mock(version="3.9.19")
+    monkeypatch.setattr(tasks, "_environment", lambda run, log: (tmp_path / "env", interpreter))
+    monkeypatch.setattr(tasks.environments, "freeze", lambda env_path: "pandas==2\n")
+    monkeypatch.setattr(tasks.sandboxes, "training_code", lambda **kwargs: None)
+    monkeypatch.setattr(tasks.oneshot, "run_oneshot", trained)
+    assert tasks.run_training(run.pk) == TrainingRun.Status.SUCCEEDED, TrainingRun.objects.get().log
+    assert sorted(path.name for path in run.work_folder.iterdir()) == ["train.csv", "train.py"]
+    assert not run.out_folder.exists()
+    assert sorted(path.name for path in run.artifacts_folder.iterdir()) == sorted(
+        [*OUTPUTS, "requirements.frozen.txt"]
+    )
+    kept = sum(len(content) for content in OUTPUTS.values()) + len("pandas==2\n")
+    assert Group.objects.get(pk=cast.group.pk).stored_bytes == kept  # the artifacts, counted

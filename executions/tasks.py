@@ -73,6 +73,11 @@ def run_execution(execution_id: int) -> str:
     # still owns the execution records its outcome (recovery may have re-queued it).
     finished = execution.settle(**outcome)
     if finished:
+        # Its input and result are all anyone reads again (downloads, monitoring): what else
+        # the model wrote in data_path took the group's disk until retention. Only once this
+        # attempt's outcome stands: an execution recovered meanwhile runs again in the folder.
+        output = outcome.get("output_file")
+        _keep_only(execution.folder, {execution.input_path, *([execution.folder / output] if output else [])})
         storage.add(execution.model.group_id, outcome.get("output_size", 0))
     services.dispatch_quietly()  # the freed slot goes to the next waiting execution
     return outcome["status"] if finished else "outcome discarded: the execution was recovered meanwhile"
@@ -252,13 +257,22 @@ def stop_orphan_runners(execution: Execution) -> int:
 
 def _reset_folder(execution: Execution) -> None:
     """Remove what an interrupted run wrote, so the next one starts from the input alone."""
-    folder = execution.folder
+    _keep_only(execution.folder, {execution.input_path})
+
+
+def _keep_only(folder: Path, kept: set[Path]) -> None:
+    """Remove everything under `folder` but the files `kept` (and the folders holding them),
+    following no link."""
+    holding = {parent for path in kept for parent in path.parents}
     with contextlib.suppress(FileNotFoundError):
         for entry in folder.iterdir():
-            if entry.name == execution.input_file:
+            if entry in kept and entry.is_file() and not entry.is_symlink():
                 continue
             if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
+                if entry in holding:
+                    _keep_only(entry, kept)
+                else:
+                    shutil.rmtree(entry, ignore_errors=True)
             else:
                 entry.unlink(missing_ok=True)
 

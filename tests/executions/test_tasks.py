@@ -306,6 +306,25 @@ def test_slots_per_model_and_in_all(caller, deploy, settings):
     assert first.executions.filter(status="Succeeded").count() == 3
 
 
+def _files_under(folder) -> list[str]:
+    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*"))
+
+
+def test_an_execution_keeps_its_input_and_result_not_what_else_it_wrote(caller, deploy):
+    """Only the input and the result are read again (downloads, monitoring); scratch files
+    took the group's disk until retention."""
+    model = deploy("writes_scratch")
+    execution = _run(caller, model)
+    assert execution.status == "Succeeded", execution.log
+    assert execution.output_file == "results/scores.csv"
+    assert _files_under(execution.folder) == ["input.csv", "results", "results/scores.csv"]
+    assert execution.output_path.read_text() == "score\n0.5\n"
+
+    failed = _run(caller, model, name="fail.csv")
+    assert failed.status == "Failed", failed.log
+    assert _files_under(failed.folder) == ["fail.csv"]
+
+
 def test_a_freed_slot_goes_to_the_group_holding_the_fewest(cast, caller, deploy, settings):
     """One member's flood held every slot until all of it had run, while another group's one
     execution waited behind it (first come, first served across groups)."""

@@ -96,6 +96,20 @@ SOURCE = textwrap.dedent(
         return "results/scores.json"
 
 
+    def writes_scratch(data_path, model_path):
+        os.makedirs(os.path.join(data_path, "results", "tmp"))
+        os.makedirs(os.path.join(data_path, "cache"))
+        for name in ("cache/features.bin", "results/tmp/part-0", "results/debug.log", "notes.txt"):
+            with open(os.path.join(data_path, name), "w") as f:
+                f.write("scratch " * 512)
+        os.symlink(os.environ["inputFileName"], os.path.join(data_path, "input-link.csv"))
+        with open(os.path.join(data_path, "results", "scores.csv"), "w") as f:
+            f.write("score\\n0.5\\n")
+        if os.environ["inputFileName"].startswith("fail"):
+            raise RuntimeError("failed after writing")
+        return os.path.join(data_path, "results", "scores.csv")
+
+
     def returns_deep(data_path, model_path):
         folder = os.path.join(data_path, *["d" * 200] * 6)  # 1213 characters with the file: Linux allows 4096
         os.makedirs(folder)

@@ -315,15 +315,17 @@ def _remove_files(executions, now) -> int:
     batch = list(
         executions.select_related("model").only("number", "model__hash", "model__group_id")[:PURGE_BATCH]
     )
+    by_group: dict[int, list[Path]] = {}
     for execution in batch:
-        shutil.rmtree(execution.folder, ignore_errors=True)
+        by_group.setdefault(execution.model.group_id, []).append(execution.folder)
+    for group_id, folders in by_group.items():  # one UPDATE of the group's figure each
+        storage.remove_folders(group_id, folders)
+    for execution in batch:
         with contextlib.suppress(OSError):  # the model's folder, once its last execution is gone
             execution.folder.parent.rmdir()
     pks = [execution.pk for execution in batch]
     for start in range(0, len(pks), MARK_CHUNK):
         Execution.objects.filter(pk__in=pks[start : start + MARK_CHUNK]).update(files_removed_at=now)
-    if batch:
-        storage.measure_soon(*{execution.model.group_id for execution in batch})
     return len(batch)
 
 

@@ -13,9 +13,9 @@ groups (content-addressed), and a build's size is bounded by its own limits.
   racing cannot both squeeze under it, and a failed store gives its bytes back with its
   rollback;
 - what a job writes is added when it ends (`add`: an execution's result, a run's artifacts);
-- every `MEASURE_EVERY` (and within a minute of a deletion, which `measure_soon` asks
-  for), the housekeeping walks the group's folders (`measure_stale`) and puts the real
-  figure in place, keeping whatever was taken while it walked.
+- what a deletion or the retention removes is taken off as it goes (`remove_folders`);
+- every `MEASURE_EVERY` the housekeeping walks the group's folders (`measure_stale`) and
+  puts the real figure in place, keeping whatever was taken while it walked.
 
 The quota is the group's own `storage_quota_mb` when an admin set one, else
 NEOMARIL_GROUP_STORAGE_MB; 0 is no limit. A request over it is refused (507
@@ -25,6 +25,7 @@ NEOMARIL_GROUP_STORAGE_MB; 0 is no limit. A request over it is refused (507
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
@@ -83,8 +84,8 @@ class GroupStorageFull(exceptions.APIException):
             gettext(
                 "The group '%(group)s' keeps %(used)s of its %(quota)s storage quota, and this needs "
                 "%(wanted)s more: nothing was stored. Delete models or versions the group no longer "
-                "needs (their space counts again within a minute), or ask an admin to raise the "
-                "group's quota."
+                "needs (their space is free again at once), or ask an admin to raise the group's "
+                "quota."
             )
             % {
                 "group": group.name,
@@ -115,14 +116,21 @@ def add(group_id: int, size: int) -> None:
         Group.objects.filter(pk=group_id).update(stored_bytes=F("stored_bytes") + size)
 
 
-def measure_soon(*group_ids: int) -> None:
-    """Walk these groups' folders at the next housekeeping minute (files were deleted)."""
-    Group.objects.filter(pk__in=group_ids).update(storage_measured_at=None)
+def remove_folders(group_id: int, folders: Iterable[Path]) -> int:
+    """Remove these folders of the group, and count what they took as the group's no more
+    (at once: no walk of the group's other folders). Returns the bytes freed."""
+    freed = 0
+    for folder in folders:
+        freed += folder_bytes(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+    if freed:
+        Group.objects.filter(pk=group_id).update(stored_bytes=Greatest(F("stored_bytes") - freed, 0))
+    return freed
 
 
 def measure_stale() -> int:
-    """Walk the folders of every group measured longer than MEASURE_EVERY ago, or asked
-    for by measure_soon, and keep the figure. Returns how many groups were measured."""
+    """Walk the folders of every group measured longer than MEASURE_EVERY ago (or never),
+    and keep the figure. Returns how many groups were measured."""
     due = timezone.now() - MEASURE_EVERY
     stale = Group.objects.filter(Q(storage_measured_at__isnull=True) | Q(storage_measured_at__lt=due))
     measured = 0

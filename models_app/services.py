@@ -324,9 +324,7 @@ def delete(model: MLModel, actor) -> MLModel:
     # the housekeeping purge.
     if model.line_id is None:
         purge_records_of(MLModel.objects.filter(pk=model.pk))
-    for row in doomed:
-        shutil.rmtree(row.folder, ignore_errors=True)
-    storage.measure_soon(model.group_id)
+    storage.remove_folders(model.group_id, [row.folder for row in doomed])
     return model
 
 

@@ -15,6 +15,8 @@ from django.utils import timezone
 
 from executions import tasks
 from executions.models import Execution
+from groups.models import Group
+from groups.uploads import folder_bytes
 from models_app.models import MLModel
 
 pytestmark = pytest.mark.django_db
@@ -56,12 +58,12 @@ def test_a_pass_costs_the_same_queries_for_3_or_12_executions(deploy, settings):
     many = _finished(model, 12, days_ago=8, start=4)
     removed, many_queries = _purge_queries(tasks.purge_expired_files)
     assert removed == 12
-    # The batch, one UPDATE, and one asking for a walk of the groups whose files went.
+    # The batch, what its folders took off their group's storage, then one UPDATE.
     assert len(few_queries) == len(many_queries) == 3, many_queries
-    select, update, walk = many_queries
+    select, freed, update = many_queries
     assert '"log"' not in select and "input_size" not in select  # the path's columns only
+    assert freed.startswith('UPDATE "portal_group" SET "stored_bytes"')
     assert update.startswith('UPDATE "executions_execution"') and " IN (" in update
-    assert walk.startswith('UPDATE "portal_group" SET "storage_measured_at" = NULL')
     for execution in few + many:
         execution.refresh_from_db()
         assert execution.files_removed_at is not None and not execution.folder.exists()
@@ -94,7 +96,7 @@ def test_the_batch_is_bounded_and_the_next_pass_goes_on(deploy, settings, monkey
     executions = _finished(model, 7, days_ago=0)
     MLModel.objects.filter(pk=model.pk).update(status=MLModel.Status.DELETED)
     removed, queries = _purge_queries(tasks.purge_deleted_models)
-    assert (removed, len(queries)) == (5, 3)  # the batch, its UPDATE, the walk asked for
+    assert (removed, len(queries)) == (5, 3)  # the batch, the group's storage, its UPDATE
     assert tasks.purge_deleted_models() == 2
     assert tasks.purge_deleted_models() == 0
     assert not any(execution.folder.exists() for execution in executions)
@@ -118,3 +120,13 @@ def test_rows_are_marked_a_chunk_per_update(deploy, settings, monkeypatch):
         assert tasks.purge_expired_files() == 10
     assert marked == [4, 4, 2]
     assert not Execution.objects.filter(files_removed_at__isnull=True).exists()
+
+
+def test_what_retention_removes_is_taken_off_its_groups_storage(deploy, settings, cast):
+    settings.EXECUTION_RETENTION_DAYS = 7
+    model = deploy()
+    executions = _finished(model, 4, days_ago=8)
+    taken = sum(folder_bytes(execution.folder) for execution in executions)
+    Group.objects.filter(pk=cast.group.pk).update(stored_bytes=taken + 5000)
+    assert tasks.purge_expired_files() == 4
+    assert Group.objects.get(pk=cast.group.pk).stored_bytes == 5000

@@ -83,9 +83,9 @@ class GroupStorageFull(exceptions.APIException):
         super().__init__(
             gettext(
                 "The group '%(group)s' keeps %(used)s of its %(quota)s storage quota, and this needs "
-                "%(wanted)s more: nothing was stored. Delete models or versions the group no longer "
-                "needs (their space is free again at once), or ask an admin to raise the group's "
-                "quota."
+                "%(wanted)s more: nothing was stored. Delete the models, versions or training runs' "
+                "files the group no longer needs (their space is free again at once), or ask an "
+                "admin to raise the group's quota."
             )
             % {
                 "group": group.name,

@@ -199,6 +199,20 @@ def _reference_run(train_data: dict, model: MLModel, problems: list[str]) -> Tra
                 )
                 % {"key": RUN_KEY}
             )
+        elif promoted_from.files_removed_at is not None:
+            problems.append(
+                gettext(
+                    "The files of run %(number)s of %(experiment)s, which this model was promoted from, "
+                    "were deleted, so it has no reference data any more: name another run in "
+                    "TrainData.%(key)s."
+                )
+                % {
+                    "key": RUN_KEY,
+                    "number": promoted_from.number,
+                    "experiment": promoted_from.experiment.hash,
+                }
+            )
+            return None
         return promoted_from
     text = str(value).strip()
     match = _RUN_PATH.match(text)
@@ -242,6 +256,15 @@ def _reference_run(train_data: dict, model: MLModel, problems: list[str]) -> Tra
         problems.append(
             message
             % {"key": RUN_KEY, "number": number, "experiment": experiment_hash, "group": model.group.name}
+        )
+        return None
+    if run.files_removed_at is not None:
+        problems.append(
+            gettext(
+                "TrainData.%(key)s: the files of run %(number)s of %(experiment)s were deleted, so it "
+                "has no reference data any more; name another run."
+            )
+            % {"key": RUN_KEY, "number": number, "experiment": experiment_hash}
         )
         return None
     if run.status != TrainingRun.Status.SUCCEEDED:

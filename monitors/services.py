@@ -24,6 +24,7 @@ from monitoring import drift
 from monitors import periods
 from monitors.forms import MonitoringForm
 from monitors.models import CONFIGURATION_FILE, ColumnResult, Monitor, Period
+from training.models import TrainingRun
 from training.services import with_platform_requirements
 
 # What the monitoring harness imports in the model's environment, on top of its packages.
@@ -364,6 +365,18 @@ def period_summaries(
 
 def unregister(monitor: Monitor) -> None:
     monitor.delete()  # remove_files follows
+
+
+def keep_a_references_files(sender, run: TrainingRun, **kwargs) -> str | None:
+    """training.services.removing_run_files: a monitor's reference is its run's data (its
+    validation reads it again at every registration and recovery)."""
+    monitor = Monitor.objects.filter(training_run=run).select_related("model").first()
+    if monitor is None:
+        return None
+    return gettext(
+        "The monitoring of the model '%(model)s' takes run %(number)s's data as its reference: "
+        "register it with another run, or remove it, before deleting the run's files."
+    ) % {"model": monitor.model.name, "number": run.number}
 
 
 def remove_files(sender, instance: Monitor, **kwargs) -> None:

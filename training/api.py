@@ -13,7 +13,7 @@ from django.utils.translation import gettext
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -295,6 +295,13 @@ class RunArtifactsView(APIView):
         run = get_run_for_user(request.user, experiment_hash, number)
         if not run.is_finished:
             raise Conflict(f"Run {run.number} is {run.status}; its artifacts are ready once it has finished.")
+        if run.files_removed_at is not None:
+            raise NotFound(
+                services.files_removed_message(
+                    run, "its artifacts can't be downloaded (its log can: …/logs)"
+                ),
+                code="files_removed",
+            )
         archive = tempfile.TemporaryFile()  # noqa: SIM115  (FileResponse closes it)
         with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
             for entry in run.artifacts:
@@ -305,6 +312,28 @@ class RunArtifactsView(APIView):
         archive.seek(0)
         name = f"training-{run.experiment.hash}-{run.number}.zip"
         return FileResponse(archive, as_attachment=True, filename=name, content_type="application/zip")
+
+    @extend_schema(
+        request=None,
+        responses={
+            204: OpenApiResponse(description="The run's files are deleted; the run stays."),
+            409: OpenApiResponse(
+                description="`conflict`: the run has not finished, its files are already deleted, or a "
+                "model's monitoring takes its data as its reference."
+            ),
+        },
+        tags=["training"],
+    )
+    def delete(self, request: Request, experiment_hash: str, number: int) -> Response:
+        """Delete the run's files (its uploads and artifacts) to free the group's storage. The
+        run stays with its metrics, params and log; models promoted from it keep their own
+        files. It can no longer be promoted, downloaded, or be a monitoring reference."""
+        run = get_run_for_user(request.user, experiment_hash, number)
+        try:
+            services.remove_run_files(run, request.user)
+        except services.RunFilesKept as exc:
+            raise Conflict(str(exc)) from None
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class RunPromoteView(APIView):

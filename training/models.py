@@ -128,6 +128,12 @@ class TrainingRun(Job):
     summary = models.JSONField(null=True, blank=True)
     artifacts = models.JSONField(default=list, blank=True, help_text="[{name, size}] of the kept files.")
     error_message = models.TextField(blank=True)
+    # A member deleted the run's files (uploads, artifacts) to free the group's storage;
+    # the row stays: its metrics, params and log, and the models promoted from it.
+    files_removed_at = models.DateTimeField(null=True, blank=True)
+    files_removed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     requested_at = models.DateTimeField(default=timezone.now)
     attempts = models.PositiveSmallIntegerField(default=0, help_text="Runs started (2 after a recovery).")

@@ -27,6 +27,7 @@ from django.core.paginator import Paginator
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -390,6 +391,9 @@ def params_view(params: Any) -> dict | None:
 def _run_context(request: HttpRequest, run: TrainingRun, promote_form=None, promote_error="") -> dict:
     experiment = run.experiment
     succeeded = run.status == Status.SUCCEEDED
+    if run.files_removed_at is not None:
+        succeeded = False  # nothing left to promote: the page says why instead of the form
+        promote_error = promote_error or services.files_removed_message(run, _("it can't be promoted"))
     if promote_form is None and succeeded:
         promote_form = PromoteForm(
             user=request.user, run=run, initial={"name": f"{experiment.name} {run.number}"}
@@ -442,6 +446,24 @@ def _run_context(request: HttpRequest, run: TrainingRun, promote_form=None, prom
 def run_detail(request: HttpRequest, experiment_hash: str, number: int) -> HttpResponse:
     run = get_run_for_user(request.user, experiment_hash, number)
     return render(request, "training/run_detail.html", _run_context(request, run))
+
+
+@login_required
+@post_only_page(lambda experiment_hash, number: reverse("training-run", args=[experiment_hash, number]))
+def run_delete_files(request: HttpRequest, experiment_hash: str, number: int) -> HttpResponse:
+    """Delete a finished run's files to free the group's storage; the run stays."""
+    run = get_run_for_user(request.user, experiment_hash, number)
+    try:
+        freed = services.remove_run_files(run, request.user)
+    except services.RunFilesKept as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(
+            request,
+            _("The files of run %(number)s were deleted: %(size)s freed.")
+            % {"number": run.number, "size": filesizeformat(freed)},
+        )
+    return redirect("training-run", experiment_hash, number)
 
 
 @login_required

@@ -147,6 +147,14 @@ class RunDetailSerializer(RunSummarySerializer):
     files = serializers.SerializerMethodField()
     promoted_models = serializers.SerializerMethodField()
     artifacts_url = serializers.SerializerMethodField()
+    files_removed_at = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        help_text="When a member deleted the run's files (DELETE …/artifacts); null while they are kept.",
+    )
+    files_removed_by = username_of(
+        "files_removed_by", "Who deleted the run's files; null while they are kept."
+    )
 
     class Meta(RunSummarySerializer.Meta):
         fields = [
@@ -171,6 +179,8 @@ class RunDetailSerializer(RunSummarySerializer):
             "timeout",
             "promoted_models",
             "artifacts_url",
+            "files_removed_at",
+            "files_removed_by",
         ]
         read_only_fields = fields
 

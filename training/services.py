@@ -15,6 +15,8 @@ from django.core.files import File
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
 from django.db.models import Max
+from django.dispatch import Signal
+from django.utils import timezone
 from django.utils.translation import gettext
 from django_q.tasks import async_task
 from packaging.requirements import InvalidRequirement, Requirement
@@ -189,6 +191,8 @@ class NotPromotable(Exception):
 
 
 def check_promotable(run: TrainingRun) -> None:
+    if run.files_removed_at is not None:
+        raise NotPromotable(files_removed_message(run, gettext("it can't be promoted")))
     if run.status != TrainingRun.Status.SUCCEEDED:
         state = run.status
         detail = f": {run.error_message.splitlines()[0]}" if run.error_message else ""
@@ -204,6 +208,51 @@ def check_promotable(run: TrainingRun) -> None:
             gettext("Run %(number)s no longer has its model file; it can't be promoted.")
             % {"number": run.number}
         )
+
+
+# Receivers answer why the run's files must stay (a sentence), or None: monitoring whose
+# reference is the run's data (monitors.services).
+removing_run_files = Signal()
+
+
+class RunFilesKept(Exception):
+    """Why a run's files can't be deleted now, already phrased for the user."""
+
+
+def files_removed_message(run: TrainingRun, consequence: str) -> str:
+    who = run.files_removed_by.username if run.files_removed_by else gettext("someone no longer here")
+    return gettext("The files of run %(number)s were deleted on %(date)s by %(who)s: %(consequence)s.") % {
+        "number": run.number,
+        "date": f"{run.files_removed_at:%Y-%m-%d %H:%M} UTC",
+        "who": who,
+        "consequence": consequence,
+    }
+
+
+def remove_run_files(run: TrainingRun, actor) -> int:
+    """Delete a finished run's files (its uploads and artifacts) to free its group's
+    storage; returns the bytes freed.
+
+    The row stays, with its metrics, params and log, and the models promoted from it keep
+    their own copies; the run can no longer be promoted, downloaded or be a reference.
+    """
+    with transaction.atomic():
+        row = TrainingRun.objects.select_for_update().select_related("files_removed_by").get(pk=run.pk)
+        if row.files_removed_at is not None:
+            raise RunFilesKept(files_removed_message(row, gettext("there is nothing left to delete")))
+        if not row.is_finished:
+            raise RunFilesKept(
+                gettext("Run %(number)s is %(status)s: its files can be deleted once it has finished.")
+                % {"number": row.number, "status": row.status}
+            )
+        for _receiver, refusal in removing_run_files.send(sender=TrainingRun, run=row):
+            if refusal:
+                raise RunFilesKept(refusal)
+        row.files_removed_at = timezone.now()
+        row.files_removed_by = actor if actor is not None and actor.is_authenticated else None
+        row.save(update_fields=["files_removed_at", "files_removed_by"])
+    # After the commit: a rollback must not leave a row whose files are gone unmarked.
+    return storage.remove_folders(run.experiment.group_id, [run.folder])
 
 
 def run_model_file(run: TrainingRun) -> NamedFile:

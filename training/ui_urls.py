@@ -12,4 +12,9 @@ urlpatterns = [
     path(f"{experiment}/runs/new/", pages.run_new, name="training-run-new"),
     path(f"{experiment}/runs/<int:number>/", pages.run_detail, name="training-run"),
     path(f"{experiment}/runs/<int:number>/promote/", pages.run_promote, name="training-run-promote"),
+    path(
+        f"{experiment}/runs/<int:number>/delete-files/",
+        pages.run_delete_files,
+        name="training-run-delete-files",
+    ),
 ]

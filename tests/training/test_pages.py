@@ -18,6 +18,7 @@ from django.test import Client
 
 from models_app.models import MLModel
 from tests.helpers.cast import PASSWORD
+from tests.helpers.clients import api_client
 from tests.helpers.training import custom_payload, external_payload, finished_run, make_experiment
 from tests.helpers.uploads import file
 from training.models import Experiment, TrainingRun
@@ -1250,3 +1251,17 @@ def test_promote_an_automl_run_without_its_schema_says_what_is_missing(cast, exp
     )
     assert response.status_code == 302, _html(response)
     assert MLModel.objects.get().model_reference == "score_file"
+
+
+def test_an_automl_run_whose_files_were_deleted_says_so_not_that_they_were_never_produced(cast, experiment):
+    run = automl_run(experiment)
+    assert (
+        api_client(cast.owner)
+        .delete(f"/api/v1/training/experiments/{experiment.hash}/runs/1/artifacts")
+        .status_code
+        == 204
+    )
+    response = _login(cast.teammate).get(f"/training/{experiment.hash}/runs/{run.number}/")
+    assert response.status_code == 200
+    html = _html(response)
+    assert "The run&#x27;s files were deleted." in html and "was not produced" not in html

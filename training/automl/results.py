@@ -320,13 +320,20 @@ def automl_context(run: TrainingRun) -> dict:
     """What an AutoML run's page shows beyond a Custom run's: the configuration it ran
     with and, once Succeeded, the search's leaderboard, curves and importances."""
     extras = run.artifacts_folder / "extras"
-    context = {"conf": _section(automl_conf_view, run.work_folder / automl.CONF_NAME, run), "results": None}
+    if run.files_removed_at is not None:  # "leaderboard.json was not produced" would be untrue
+        gone = {"data": None, "problem": gettext("The run's files were deleted.")}
+
+        def section(_view, _path, _run):
+            return gone
+    else:
+        section = _section
+    context = {"conf": section(automl_conf_view, run.work_folder / automl.CONF_NAME, run), "results": None}
     if run.status == Status.SUCCEEDED:
-        roc = _section(roc_view, extras / "roc.json", run)
-        ks = _section(ks_view, extras / "ks.json", run)
+        roc = section(roc_view, extras / "roc.json", run)
+        ks = section(ks_view, extras / "ks.json", run)
         context["results"] = {
-            "leaderboard": _section(leaderboard_view, extras / "leaderboard.json", run),
-            "importances": _section(importances_view, extras / "importances.json", run),
+            "leaderboard": section(leaderboard_view, extras / "leaderboard.json", run),
+            "importances": section(importances_view, extras / "importances.json", run),
             "roc": roc,
             "ks": ks,
             "charts": {"roc": roc["data"], "ks": ks["data"]},

@@ -38,7 +38,7 @@ install: $(VENV)/.installed
 
 run: install sandbox-deps
 	$(NO_ADMIN_SECRETS) $(PY) manage.py migrate --noinput
-	$(NO_ADMIN_SECRETS) $(PY) manage.py collectstatic --noinput --verbosity 0
+	$(NO_ADMIN_SECRETS) $(PY) manage.py collectstatic --noinput --clear --verbosity 0
 	$(PY) manage.py ensure_admin
 	@echo
 	@echo "  Neomaril is starting on http://127.0.0.1:$(PORT)/  (log in at /login/, API docs at /api/docs/)"

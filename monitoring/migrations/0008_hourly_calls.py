@@ -25,8 +25,15 @@ def count_recorded_hours(apps, schema_editor):
         .values("model_id", "hour")
         .annotate(calls=Count("pk"), errors=Count("pk", filter=Q(status_code__gte=400)))
     )
-    rows = [HourlyCalls(**row) for row in hours.iterator()]
-    HourlyCalls.objects.bulk_create(rows, batch_size=BATCH)
+    # A batch at a time: the whole list of a large installation's hours took 700 MB for a
+    # million (an upgrade audit), and grows with models and hours.
+    batch = []
+    for row in hours.iterator(chunk_size=BATCH):
+        batch.append(HourlyCalls(**row))
+        if len(batch) == BATCH:
+            HourlyCalls.objects.bulk_create(batch)
+            batch = []
+    HourlyCalls.objects.bulk_create(batch)
 
 
 class Migration(migrations.Migration):

@@ -3,12 +3,14 @@ call statistics, kept past retention, gone with a deleted model, backfilled on u
 
 from __future__ import annotations
 
+import importlib
 import threading
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from django.db import connection, connections
 from django.db.migrations.executor import MigrationExecutor
+from django.db.models import QuerySet
 
 from models_app.models import MLModel
 from monitoring import tasks
@@ -122,7 +124,16 @@ AFTER = [("monitoring", "0008_hourly_calls")]
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_upgrade_counts_the_calls_already_recorded(cast):
+def test_the_upgrade_counts_the_calls_already_recorded(cast, monkeypatch):
+    # A batch of hours at a time, not a list of every hour of every model (700 MB for a million).
+    monkeypatch.setattr(importlib.import_module("monitoring.migrations.0008_hourly_calls"), "BATCH", 2)
+    inserted = []
+    bulk_create = QuerySet.bulk_create
+    monkeypatch.setattr(
+        QuerySet,
+        "bulk_create",
+        lambda self, objs, *a, **kw: inserted.append(len(objs)) or bulk_create(self, objs, *a, **kw),
+    )
     executor = MigrationExecutor(connection)
     executor.migrate(BEFORE)
     model = deployed_model(cast.group)
@@ -140,3 +151,4 @@ def test_the_upgrade_counts_the_calls_already_recorded(cast):
     assert hours(model) == {T0: (2, 1), T0 + timedelta(hours=1): (1, 0), T0 + timedelta(hours=24): (1, 1)}
     assert hours(other) == {T0: (1, 0)}
     assert call_stats(model.pk, now=at(24 * 60 + 30))["total"] == 4
+    assert sum(inserted) == 4 and max(inserted) <= 2

@@ -237,7 +237,7 @@ def remove_run_files(run: TrainingRun, actor) -> int:
     their own copies; the run can no longer be promoted, downloaded or be a reference.
     """
     with transaction.atomic():
-        row = TrainingRun.objects.select_for_update().select_related("files_removed_by").get(pk=run.pk)
+        row = TrainingRun.objects.select_for_update().get(pk=run.pk)
         if row.files_removed_at is not None:
             raise RunFilesKept(files_removed_message(row, gettext("there is nothing left to delete")))
         if not row.is_finished:

@@ -18,7 +18,11 @@ def test_make_run_replaces_collected_files_newer_than_their_source(tmp_path):
     [command] = [c for c in _commands_of_make_run() if "collectstatic" in c]
     args = shlex.split(command)
     args = [sys.executable, *args[args.index("manage.py") :]]
-    env = {**os.environ, "NEOMARIL_DATA_DIR": str(tmp_path / "data"), "NEOMARIL_NODE_DIR": str(tmp_path / "n")}
+    env = {
+        **os.environ,
+        "NEOMARIL_DATA_DIR": str(tmp_path / "data"),
+        "NEOMARIL_NODE_DIR": str(tmp_path / "n"),
+    }
     subprocess.run(args, cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
     collected = tmp_path / "n" / "staticfiles" / "js" / "common.js"
     # The previous release's copy, collected after this release's files were dated.

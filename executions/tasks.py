@@ -59,7 +59,7 @@ def run_execution(execution_id: int) -> str:
     )
     if not claimed:
         return "already handled"
-    execution = Execution.objects.select_related("model", "version").get(pk=execution_id)
+    execution = Execution.objects.select_related("model", "model__group", "version").get(pk=execution_id)
     with jobs.JobLog(execution, max_chars=MAX_LOG_CHARS, tail_lines=TAIL_LINES) as log:
         outcome = log.outcome_of(
             "execution",
@@ -100,6 +100,15 @@ def _execute(execution: Execution, log: jobs.JobLog) -> dict:
     folder = execution.folder
     if not execution.input_path.is_file():
         raise ExecutionFailed("The input file is no longer in the execution's folder.")
+    # What it writes adds to its group's storage: past the quota it does not start, and
+    # it writes at most what the quota still allows (a queue of them took a group 48
+    # times past its quota, each up to its own disk limit).
+    group = execution.model.group
+    used_up = storage.used_up_message(
+        group, "this execution was not run; submit it again once space is freed"
+    )
+    if used_up:
+        raise ExecutionFailed(used_up)
     timeout = services.effective_timeout(model)
     Execution.objects.filter(pk=execution.pk).update(timeout=timeout)
     log(
@@ -116,6 +125,7 @@ def _execute(execution: Execution, log: jobs.JobLog) -> dict:
             extra_env={"inputFileName": execution.input_file},
             writable=folder,
             protected=[execution.input_path],  # kept as the record of what the model was given
+            storage_room=storage.room(group),
         ),
         source=str(model.folder / model.source_file),
         entrypoint=model.model_reference,

@@ -66,6 +66,20 @@ class Group(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    # Written by groups.storage's UPDATEs alone: a save of the whole row (an admin changing
+    # the description) wrote back the figure read at the start of its request, losing what
+    # uploads and deletions had added or taken off meanwhile.
+    STORAGE_FIGURES = ("stored_bytes", "storage_measured_at")
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding and kwargs.get("update_fields") is None and not kwargs.get("force_insert"):
+            kwargs["update_fields"] = [
+                field.name
+                for field in self._meta.concrete_fields
+                if not field.primary_key and field.name not in self.STORAGE_FIGURES
+            ]
+        super().save(*args, **kwargs)
+
     def active_token(self) -> GroupToken | None:
         prefetched = getattr(self, "_prefetched_objects_cache", {}).get("tokens")
         if prefetched is not None:  # a list of groups: one query for all their tokens

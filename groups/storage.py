@@ -36,8 +36,9 @@ from django.conf import settings
 from django.db.models import F, Q
 from django.db.models.functions import Greatest
 from django.http import HttpRequest
+from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
-from django.utils.translation import gettext
+from django.utils.translation import gettext, gettext_lazy
 from rest_framework import exceptions, status
 
 from groups.models import Group
@@ -69,8 +70,20 @@ def quota_bytes(group: Group) -> int | None:
     return megabytes * MB if megabytes else None
 
 
-def _megabytes(size: int) -> str:
-    return f"{size / MB:,.1f} MB"
+def size_text(size: int) -> str:
+    """A size as the group's page shows it, in the active language: "4.0 KB", "3,3 MB"."""
+    return filesizeformat(size).replace("\xa0", " ")
+
+
+def _free_some(group: Group, used: int, quota: int) -> dict:
+    return {"group": group.name, "used": size_text(used), "quota": size_text(quota)}
+
+
+FREE_SOME = gettext_lazy(
+    "Delete the models, versions or training runs' files the group no longer needs (their "
+    "space is free again at once; executions' files go by retention), or ask an admin to "
+    "raise the group's quota."
+)
 
 
 class GroupStorageFull(exceptions.APIException):
@@ -83,17 +96,36 @@ class GroupStorageFull(exceptions.APIException):
         super().__init__(
             gettext(
                 "The group '%(group)s' keeps %(used)s of its %(quota)s storage quota, and this needs "
-                "%(wanted)s more: nothing was stored. Delete the models, versions or training runs' "
-                "files the group no longer needs (their space is free again at once), or ask an "
-                "admin to raise the group's quota."
+                "%(wanted)s more: nothing was stored."
             )
-            % {
-                "group": group.name,
-                "used": _megabytes(used),
-                "quota": _megabytes(quota),
-                "wanted": _megabytes(wanted),
-            }
+            % {**_free_some(group, used, quota), "wanted": size_text(wanted)}
+            + " "
+            + str(FREE_SOME)
         )
+
+
+def used_up_message(group: Group, what: str) -> str | None:
+    """Why a job of the group must not start (its quota is used up: what it writes would
+    add to it), `what` saying what was not done; None while there is room."""
+    left = room(group)
+    if left is None or left > 0:
+        return None
+    quota = quota_bytes(group) or 0
+    return (
+        gettext("The group '%(group)s' keeps %(used)s of its %(quota)s storage quota: %(what)s.")
+        % {**_free_some(group, quota - left, quota), "what": what}
+        + " "
+        + str(FREE_SOME)
+    )
+
+
+def room(group: Group) -> int | None:
+    """Bytes the group may still keep (0 or less: none); None: no limit."""
+    quota = quota_bytes(group)
+    if quota is None:
+        return None
+    used = Group.objects.filter(pk=group.pk).values_list("stored_bytes", flat=True).first() or 0
+    return quota - used
 
 
 def take(group: Group, size: int) -> None:

@@ -25,8 +25,17 @@ Job = Literal["build", "serve", "execution", "training", "monitoring"]
 SINGLE_THREADED = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-def limits_for(job: Job) -> Limits:
-    """The configured limits of one kind of job, with the settings that raise them."""
+# What a job may write when its group's storage quota leaves less than its own limit.
+QUOTA_LEFT = "the group's storage quota"
+
+
+def limits_for(job: Job, storage_room: int | None = None) -> Limits:
+    """The configured limits of one kind of job, with the settings that raise them.
+
+    `storage_room`: bytes its group's quota still allows (groups.storage.room); a job
+    that writes a folder writes no more than that, or a queue of them took the group far
+    past its quota (each up to its own limit) before any upload was refused.
+    """
     memory, memory_setting = {
         "build": (settings.BUILD_MEMORY_LIMIT_MB, "NEOMARIL_BUILD_MEMORY_LIMIT_MB"),
         "serve": (settings.RUNNER_MEMORY_LIMIT_MB, "NEOMARIL_RUNNER_MEMORY_LIMIT_MB"),
@@ -39,6 +48,8 @@ def limits_for(job: Job) -> Limits:
         "training": (settings.TRAINING_DISK_MB, "NEOMARIL_TRAINING_DISK_MB"),
         "monitoring": (settings.MONITORING_DISK_MB, "NEOMARIL_MONITORING_DISK_MB"),
     }.get(job, (settings.SANDBOX_TMP_MB, "NEOMARIL_SANDBOX_TMP_MB"))
+    if storage_room is not None and job in ("execution", "training") and storage_room < disk * 2**20:
+        disk, disk_setting = max(1, storage_room // 2**20), QUOTA_LEFT
     return Limits(
         memory_mb=memory,
         processes=settings.SANDBOX_PROCESSES,
@@ -65,6 +76,7 @@ def model_code(
     protected: Sequence[Path] = (),
     runner_args: Sequence[str] = (),
     pass_fds: Sequence[int] = (),
+    storage_room: int | None = None,
 ) -> UserCode:
     """The sandboxed process of ``model`` for ``job``.
 
@@ -88,13 +100,19 @@ def model_code(
         writable=writable,
         protected=tuple(protected),
         network=model.allow_network,
-        limits=limits_for(job),
+        limits=limits_for(job, storage_room),
         pass_fds=tuple(pass_fds),
     )
 
 
 def training_code(
-    *, python: Path, folder: Path, home: Path, env: Mapping[str, str], network: bool
+    *,
+    python: Path,
+    folder: Path,
+    home: Path,
+    env: Mapping[str, str],
+    network: bool,
+    storage_room: int | None = None,
 ) -> UserCode:
     """The sandboxed process of a training run: it writes ``folder`` (its work and output
     folders) and nothing else, with the run's ``.env`` values in ``env``.
@@ -111,7 +129,7 @@ def training_code(
         read_only=(),
         writable=folder,
         network=network,
-        limits=limits_for("training"),
+        limits=limits_for("training", storage_room),
     )
 
 

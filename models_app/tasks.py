@@ -21,6 +21,7 @@ from django.utils import timezone, translation
 
 from groups import jobs, storage
 from groups import services as group_services
+from groups.uploads import folder_bytes
 from models_app import environments, interpreters, sandboxes
 from models_app.models import MLModel, ModelBuild
 from models_app.runtime import oneshot
@@ -321,10 +322,13 @@ def _keep_smoke_output(model: MLModel, output: Path, data_path: Path) -> Path:
     The sandbox wrote it: it is copied without following links, never moved.
     """
     folder = model.folder / SMOKE_FOLDER
-    shutil.rmtree(folder, ignore_errors=True)  # a rebuild's output replaces the last one
+    # A rebuild's output replaces the last one; both count in the group's storage, which a
+    # deletion of the model takes them off again.
+    storage.remove_folders(model.group_id, [folder])
     folder.mkdir()
     target = folder / output.name
     jobs.copy_regular_file(output, target, data_path)
+    storage.add(model.group_id, folder_bytes(folder))
     return target
 
 

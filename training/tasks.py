@@ -84,6 +84,12 @@ def _train(run: TrainingRun, log: jobs.JobLog) -> dict:
         f"attempt {run.attempts} on {HOST}."
     )
     log.flush()  # at once: if the worker dies right away, the log still says this attempt began
+    # What it writes (its artifacts) adds to its group's storage: past the quota it does not
+    # start, and it writes at most what the quota still allows.
+    group = run.experiment.group
+    used_up = storage.used_up_message(group, "this run was not started; start it again once space is freed")
+    if used_up:
+        raise TrainingFailed(used_up)
     env_path, interpreter = _environment(run, log)
     python = environments.env_python(env_path)
     try:
@@ -114,6 +120,7 @@ def _train(run: TrainingRun, log: jobs.JobLog) -> dict:
             home=run.work_folder,
             env={**services.decrypted_env(run), "inputFileName": run.train_file},
             network=run.allow_network,
+            storage_room=storage.room(group),
         ),
         source=str(run.work_folder / run.source_file) if run.source_file else "",
         entrypoint=run.training_reference,

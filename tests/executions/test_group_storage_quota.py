@@ -29,7 +29,7 @@ def test_an_input_past_the_quota_is_507_and_nothing_is_kept(cast, caller, deploy
     assert response.status_code == 507, response.content
     assert response.json()["code"] == "group_storage_full"
     assert response.json()["detail"].startswith(
-        "The group 'datarisk' keeps 1.0 MB of its 1.0 MB storage quota"
+        "The group 'datarisk' keeps 1016.0 KB of its 1.0 MB storage quota, and this needs 64.0 KB more"
     )
     assert not Execution.objects.exists() and _used(cast.group) == used
     assert not (settings.EXECUTIONS_DIR / model.hash / "1").exists()
@@ -51,3 +51,46 @@ def test_an_executions_input_and_result_count_as_its_groups(cast, caller, deploy
     execution.refresh_from_db()
     assert execution.status == "Succeeded", execution.log
     assert _used(cast.group) == folder_bytes(model.folder) + taken + execution.output_size
+
+
+def test_an_execution_of_a_group_past_its_quota_does_not_run(cast, caller, deploy):
+    """Inputs of 4 KiB got under the quota, and their queued executions each wrote up to
+    NEOMARIL_EXECUTION_DISK_MB: 30 of them took a group 48 times past its quota."""
+    model = deploy("writes_megabytes")
+    assert submit(caller, model, content="1\n").status_code == 202
+    execution = Execution.objects.get(model=model)
+    Group.objects.filter(pk=cast.group.pk).update(storage_quota_mb=1, stored_bytes=MB)
+    tasks.run_execution(execution.pk)
+    execution.refresh_from_db()
+    assert execution.status == "Failed"
+    assert execution.error_message == (
+        "The group 'datarisk' keeps 1.0 MB of its 1.0 MB storage quota: this execution was not run; submit "
+        "it again once space is freed. Delete the models, versions or training runs' files the group no "
+        "longer needs (their space is free again at once; executions' files go by retention), or ask an "
+        "admin to raise the group's quota."
+    )
+    assert "The model process ended" not in execution.log  # never started
+    assert [path.name for path in execution.folder.iterdir()] == [execution.input_file]
+
+
+def test_an_execution_writes_at_most_what_its_groups_quota_leaves(cast, caller, deploy):
+    model = deploy("writes_megabytes")
+    assert submit(caller, model, content="3\n").status_code == 202
+    execution = Execution.objects.get(model=model)
+    Group.objects.filter(pk=cast.group.pk).update(storage_quota_mb=10, stored_bytes=8 * MB)
+    tasks.run_execution(execution.pk)
+    execution.refresh_from_db()
+    assert execution.status == "Failed", execution.log
+    assert execution.error_message.startswith(
+        "The model's code hit the sandbox limit of 2 MB written in its folder "
+        "(raise the group's storage quota to allow more)."
+    ), execution.error_message
+    assert Group.objects.get(pk=cast.group.pk).stored_bytes == 8 * MB  # nothing of it kept
+
+    Group.objects.filter(pk=cast.group.pk).update(storage_quota_mb=20)
+    assert submit(caller, model, content="3\n").status_code == 202
+    second = Execution.objects.get(model=model, number=2)
+    tasks.run_execution(second.pk)
+    second.refresh_from_db()
+    assert second.status == "Succeeded", second.log
+    assert Group.objects.get(pk=cast.group.pk).stored_bytes > 11 * MB

@@ -165,7 +165,7 @@ def test_an_upload_past_the_groups_quota_is_507_and_nothing_is_kept(cast, settin
         "nothing was stored."
     ), body["detail"]
     assert body["detail"].endswith(
-        "(their space is free again at once), or ask an admin to raise the group's quota."
+        "(their space is free again at once; executions' files go by retention), or ask an admin to raise the group's quota."
     )
     assert MLModel.objects.count() == 1 and _used(cast.group) == used
     assert _leftovers() == []
@@ -403,3 +403,20 @@ def test_the_admins_group_list_shows_what_each_group_keeps(cast, settings):
     Group.objects.filter(pk=cast.group.pk).update(stored_bytes=3 * MB, storage_quota_mb=1024)
     page = _page_client(cast.admin).get("/admin/portal/group/").content.decode()
     assert "3.0\xa0MB of 1.0\xa0GB" in page and "0\xa0bytes (no limit)" in page
+
+
+def test_saving_a_group_keeps_what_uploads_counted_meanwhile(cast):
+    """An admin changing the description saved the whole row, with the figure read at the
+    start of the request: 4 threads uploading while 2 changed it lost half their bytes."""
+    group = Group.objects.get(pk=cast.group.pk)  # read before the uploads land
+    storage.add(cast.group.pk, 5 * MB)
+    group.description = "Risk models, renamed"
+    group.save()
+    assert Group.objects.get(pk=cast.group.pk).stored_bytes == 5 * MB
+
+    response = api_client(cast.admin).patch(
+        "/api/v1/groups/datarisk", {"description": "again"}, format="json"
+    )
+    assert response.status_code == 200
+    assert response.json()["storage"]["used_bytes"] == 5 * MB
+    assert Group.objects.get(pk=cast.group.pk).description == "again"

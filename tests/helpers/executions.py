@@ -96,6 +96,16 @@ SOURCE = textwrap.dedent(
         return "results/scores.json"
 
 
+    def writes_megabytes(data_path, model_path):
+        with open(os.path.join(data_path, os.environ["inputFileName"])) as f:
+            megabytes = int(f.read().split()[0])
+        output = os.path.join(data_path, "big.bin")
+        with open(output, "wb") as f:
+            for _ in range(megabytes):
+                f.write(b"x" * 1048576)
+        return output
+
+
     def writes_scratch(data_path, model_path):
         os.makedirs(os.path.join(data_path, "results", "tmp"))
         os.makedirs(os.path.join(data_path, "cache"))

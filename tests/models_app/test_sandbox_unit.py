@@ -179,6 +179,23 @@ def test_limits_for_each_job_come_from_settings(settings):
     assert serve.names["disk"] == "NEOMARIL_SANDBOX_TMP_MB"
 
 
+def test_a_job_writes_no_more_than_its_groups_storage_quota_leaves(settings):
+    settings.EXECUTION_DISK_MB = 44
+    settings.TRAINING_DISK_MB = 44
+    for job in ("execution", "training"):
+        limited = sandboxes.limits_for(job, storage_room=3 * 2**20 + 5)
+        assert limited.disk_mb == 3 and limited.names["disk"] == sandboxes.QUOTA_LEFT
+        assert limited.disk_exceeded_message() == (
+            "The model's code hit the sandbox limit of 3 MB written in its folder "
+            "(raise the group's storage quota to allow more)."
+        )
+        assert sandboxes.limits_for(job, storage_room=100).disk_mb == 1  # never 0: that is no limit
+        roomy = sandboxes.limits_for(job, storage_room=50 * 2**20)
+        assert roomy.disk_mb == 44 and roomy.names["disk"] != sandboxes.QUOTA_LEFT
+        assert sandboxes.limits_for(job, storage_room=None).disk_mb == 44
+    assert sandboxes.limits_for("serve", storage_room=1).disk_mb == settings.SANDBOX_TMP_MB  # /tmp only
+
+
 def test_monitoring_limits_come_from_the_monitoring_settings(settings):
     settings.MONITORING_MEMORY_LIMIT_MB = 444
     settings.MONITORING_DISK_MB = 88

@@ -107,3 +107,24 @@ def test_a_rebuild_replaces_the_kept_output(cast, host_env):
     model.refresh_from_db()
     assert model.status == "Deployed", _log(model)
     assert sorted(p.name for p in (model.folder / "smoke").iterdir()) == ["output.csv"]
+
+
+def test_the_kept_output_counts_in_the_groups_storage_and_a_rebuild_replaces_it(cast, host_env):
+    """Only the upload was counted, and deleting the model then took the output off too:
+    the figure fell below what the group kept."""
+    from groups.models import Group
+    from groups.uploads import MIN_ENTRY_BYTES, folder_bytes
+
+    client = api_client(cast.owner)
+    model = _deploy(client, "score")
+    assert model.status == "Deployed", _log(model)
+    # What is counted as it comes is what a folder holds, not the folder's own entry (the
+    # housekeeping's walk counts that one too).
+    counted = folder_bytes(model.folder) - MIN_ENTRY_BYTES
+    assert folder_bytes(model.folder / "smoke") > 0
+    assert Group.objects.get(pk=cast.group.pk).stored_bytes == counted
+    assert client.post(f"/api/v1/models/{model.hash}/restart").status_code in (200, 202)
+    tasks.build_model(model.builds.get(status=ModelBuild.Status.QUEUED).pk)
+    assert Group.objects.get(pk=cast.group.pk).stored_bytes == counted  # replaced, not counted twice
+    assert client.delete(f"/api/v1/models/{model.hash}").status_code in (200, 204)
+    assert Group.objects.get(pk=cast.group.pk).stored_bytes == 0

@@ -350,3 +350,48 @@ def test_a_finished_run_keeps_its_uploads_and_artifacts_not_its_scratch_or_outpu
     )
     kept = sum(len(content) for content in OUTPUTS.values()) + len("pandas==2\n")
     assert Group.objects.get(pk=cast.group.pk).stored_bytes == kept  # the artifacts, counted
+
+
+def test_a_run_of_a_group_past_its_quota_does_not_start(cast, monkeypatch):
+    experiment = make_experiment(cast.group, cast.owner)
+    run = TrainingRun.objects.create(
+        experiment=experiment, number=1, name="run", training_type="Custom", python_version="3.9",
+        source_file="train.py", train_file="train.csv", training_reference="train",
+    )  # fmt: skip
+    Group.objects.filter(pk=cast.group.pk).update(storage_quota_mb=2, stored_bytes=3 * 1024 * 1024)
+    monkeypatch.setattr(
+        tasks, "_environment", mock.Mock(side_effect=AssertionError("no environment is built"))
+    )
+    assert tasks.run_training(run.pk) == TrainingRun.Status.FAILED
+    run.refresh_from_db()
+    assert run.error_message.startswith(
+        "The group 'datarisk' keeps 3.0 MB of its 2.0 MB storage quota: this run was not started; "
+        "start it again once space is freed."
+    ), run.error_message
+
+
+def test_a_run_writes_at_most_what_its_groups_quota_leaves(cast, monkeypatch, tmp_path):
+    experiment = make_experiment(cast.group, cast.owner)
+    run = TrainingRun.objects.create(
+        experiment=experiment, number=1, name="run", training_type="Custom", python_version="3.9",
+        source_file="train.py", train_file="train.csv", training_reference="train",
+    )  # fmt: skip
+    Group.objects.filter(pk=cast.group.pk).update(storage_quota_mb=10, stored_bytes=7 * 1024 * 1024)
+    seen = {}
+
+    def training_code(**kwargs):
+        seen.update(kwargs)
+        return None
+
+    monkeypatch.setattr(
+        tasks, "_environment", lambda run, log: (tmp_path / "env", mock.Mock(version="3.9.19"))
+    )
+    monkeypatch.setattr(tasks.environments, "freeze", lambda env_path: "pandas==2\n")
+    monkeypatch.setattr(tasks.sandboxes, "training_code", training_code)
+    monkeypatch.setattr(
+        tasks.oneshot,
+        "run_oneshot",
+        lambda *a, **kw: oneshot.RunResult(ok=False, phase="load", error="stop here"),
+    )
+    tasks.run_training(run.pk)
+    assert seen["storage_room"] == 3 * 1024 * 1024

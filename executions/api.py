@@ -33,6 +33,7 @@ from rest_framework.views import APIView
 from executions import services, uploads
 from executions.models import Execution
 from executions.serializers import ExecutionLogSerializer, ExecutionSerializer
+from groups import storage
 from groups.api.errors import InsufficientStorage, PayloadTooLarge
 from groups.api.pagination import PAGE_PARAMETERS, PageNumberPagination, paginated
 from groups.uploads import UNREADABLE_BODY, lost_part_message, lost_parts, name_as_sent, unreadable_body
@@ -129,6 +130,7 @@ def _several_files(fields: list[str]) -> str:
 def submit(request: Request, model: MLModel, version: MLModel | None = None) -> Response:
     """Start an execution of a deployed Async model (run by `version`, default the model's
     first row) on the uploaded file: 202 with its id."""
+    storage.refuse_before_the_body(model.group, request._request)
     upload, name = _input_from_request(request)
     execution = services.create_execution(model, upload, name=name, user=request.user, version=version)
     url = request.build_absolute_uri(

@@ -119,6 +119,26 @@ def used_up_message(group: Group, what: str) -> str | None:
     )
 
 
+# What a multipart body carries besides its file (boundaries, part headers), generously:
+# an input that would fit is never refused for them; the exact check comes at `take`.
+MULTIPART_ALLOWANCE = 64 * 1024
+
+
+def refuse_before_the_body(group: Group, request: HttpRequest) -> None:
+    """GroupStorageFull from the request's Content-Length, before its body is read: a
+    group at its quota made the node write each refused upload whole to disk first."""
+    left = room(group)
+    if left is None:
+        return
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return  # the parser answers a malformed length
+    if length - MULTIPART_ALLOWANCE > left:
+        quota = quota_bytes(group) or 0
+        raise GroupStorageFull(group, quota - left, length - MULTIPART_ALLOWANCE, quota)
+
+
 def room(group: Group) -> int | None:
     """Bytes the group may still keep (0 or less: none); None: no limit."""
     quota = quota_bytes(group)

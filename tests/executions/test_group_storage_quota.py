@@ -9,7 +9,7 @@ from django.conf import settings
 from executions import tasks
 from executions.models import Execution
 from groups.models import Group
-from groups.uploads import folder_bytes
+from groups.uploads import LimitedTemporaryFileUploadHandler, folder_bytes
 from tests.helpers.executions import submit
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -94,3 +94,28 @@ def test_an_execution_writes_at_most_what_its_groups_quota_leaves(cast, caller, 
     second.refresh_from_db()
     assert second.status == "Succeeded", second.log
     assert Group.objects.get(pk=cast.group.pk).stored_bytes > 11 * MB
+
+
+def test_an_input_larger_than_the_quota_leaves_is_refused_before_its_body_is_read(
+    cast, caller, deploy, monkeypatch
+):
+    """A group at its quota made the node write each refused input whole to disk first."""
+    model = deploy()
+    Group.objects.filter(pk=cast.group.pk).update(storage_quota_mb=1, stored_bytes=MB - 200 * 1024)
+    read = []
+    receive = LimitedTemporaryFileUploadHandler.receive_data_chunk
+    monkeypatch.setattr(
+        LimitedTemporaryFileUploadHandler,
+        "receive_data_chunk",
+        lambda self, raw, start: read.append(len(raw)) or receive(self, raw, start),
+    )
+    response = submit(caller, model, content="x" * (600 * 1024))
+    assert response.status_code == 507, response.content
+    assert response.json()["code"] == "group_storage_full"
+    assert response.json()["detail"].startswith(
+        "The group 'datarisk' keeps 824.0 KB of its 1.0 MB storage quota, and this needs "
+    )
+    assert read == [] and not Execution.objects.exists()
+
+    fits = submit(caller, model, content="x" * (150 * 1024))  # its multipart overhead is no reason
+    assert fits.status_code == 202, fits.content

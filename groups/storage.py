@@ -12,7 +12,9 @@ groups (content-addressed), and a build's size is bounded by its own limits.
   conditional UPDATE that refuses it when the group would pass its quota: two uploads
   racing cannot both squeeze under it, and a failed store gives its bytes back with its
   rollback;
-- what a job writes is added when it ends (`add`: an execution's result, a run's artifacts);
+- what a job writes is added when it ends (`add`: an execution's result, a run's
+  artifacts, a smoke test's output); a job of a group past its quota does not start
+  (`used_up_message`), and one that starts writes at most the `room` left;
 - what a deletion or the retention removes is taken off as it goes (`remove_folders`);
 - every `MEASURE_EVERY` the housekeeping walks the group's folders (`measure_stale`) and
   puts the real figure in place, keeping whatever was taken while it walked.
@@ -24,7 +26,6 @@ NEOMARIL_GROUP_STORAGE_MB; 0 is no limit. A request over it is refused (507
 
 from __future__ import annotations
 
-import logging
 import shutil
 from collections.abc import Callable, Iterable
 from datetime import timedelta
@@ -44,7 +45,6 @@ from rest_framework import exceptions, status
 from groups.models import Group
 from groups.uploads import folder_bytes
 
-logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # How old a group's measurement may grow before the housekeeping walks its folders again.

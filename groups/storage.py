@@ -75,7 +75,7 @@ def size_text(size: int) -> str:
     return filesizeformat(size).replace("\xa0", " ")
 
 
-def _free_some(group: Group, used: int, quota: int) -> dict:
+def _figures(group: Group, used: int, quota: int) -> dict:
     return {"group": group.name, "used": size_text(used), "quota": size_text(quota)}
 
 
@@ -98,7 +98,7 @@ class GroupStorageFull(exceptions.APIException):
                 "The group '%(group)s' keeps %(used)s of its %(quota)s storage quota, and this needs "
                 "%(wanted)s more: nothing was stored."
             )
-            % {**_free_some(group, used, quota), "wanted": size_text(wanted)}
+            % {**_figures(group, used, quota), "wanted": size_text(wanted)}
             + " "
             + str(FREE_SOME)
         )
@@ -113,7 +113,7 @@ def used_up_message(group: Group, what: str) -> str | None:
     quota = quota_bytes(group) or 0
     return (
         gettext("The group '%(group)s' keeps %(used)s of its %(quota)s storage quota: %(what)s.")
-        % {**_free_some(group, quota - left, quota), "what": what}
+        % {**_figures(group, quota - left, quota), "what": what}
         + " "
         + str(FREE_SOME)
     )

@@ -289,26 +289,38 @@ def test_a_task_timeout_too_short_for_build_and_training_is_an_error(settings):
     assert not [e for e in run_checks() if e.id == "neomaril.E020"]
 
 
-def test_a_run_stopped_for_a_nearly_full_disk_fails_once_and_its_outputs_go(cast, monkeypatch, tmp_path):
+def _custom_run(cast, *, uploads: bool = True) -> TrainingRun:
+    """A Requested Custom run, with its uploads in its folder."""
     experiment = make_experiment(cast.group, cast.owner)
     run = TrainingRun.objects.create(
         experiment=experiment, number=1, name="run", training_type="Custom", python_version="3.9",
         source_file="train.py", train_file="train.csv", training_reference="train",
     )  # fmt: skip
-    run.work_folder.mkdir(parents=True)
-    (run.work_folder / "train.py").write_text("def train(base_path): ...\n")
-    (run.work_folder / "train.csv").write_text("a,b\n1,2\n")
+    if uploads:
+        run.work_folder.mkdir(parents=True)
+        (run.work_folder / "train.py").write_text("def train(base_path): ...\n")
+        (run.work_folder / "train.csv").write_text("a,b\n1,2\n")
+    return run
+
+
+def _without_a_real_environment(monkeypatch, tmp_path, run_oneshot, training_code=lambda **kwargs: None):
+    """run_training up to its sandbox, with `run_oneshot` standing for the process."""
+    interpreter = mock.Mock(version="3.9.19")
+    monkeypatch.setattr(tasks, "_environment", lambda run, log: (tmp_path / "env", interpreter))
+    monkeypatch.setattr(tasks.environments, "freeze", lambda env_path: "pandas==2\n")
+    monkeypatch.setattr(tasks.sandboxes, "training_code", training_code)
+    monkeypatch.setattr(tasks.oneshot, "run_oneshot", run_oneshot)
+
+
+def test_a_run_stopped_for_a_nearly_full_disk_fails_once_and_its_outputs_go(cast, monkeypatch, tmp_path):
+    run = _custom_run(cast)
     message = "The server's data disk is nearly full (…): the model's code was stopped before it filled it."
 
     def stopped_on_a_full_disk(*args, **kwargs):
         (run.work_folder / "cache.bin").write_bytes(b"x" * 1024)  # what the training wrote
         return oneshot.RunResult(ok=False, phase="limit", error=message, limit=message, disk_full=True)
 
-    interpreter = mock.Mock(version="3.9.19")
-    monkeypatch.setattr(tasks, "_environment", lambda run, log: (tmp_path / "env", interpreter))
-    monkeypatch.setattr(tasks.environments, "freeze", lambda env_path: "pandas==2\n")
-    monkeypatch.setattr(tasks.sandboxes, "training_code", lambda **kwargs: None)
-    monkeypatch.setattr(tasks.oneshot, "run_oneshot", stopped_on_a_full_disk)
+    _without_a_real_environment(monkeypatch, tmp_path, stopped_on_a_full_disk)
     assert tasks.run_training(run.pk) == TrainingRun.Status.FAILED
     run.refresh_from_db()
     assert run.error_message == message and run.attempts == 1
@@ -321,14 +333,7 @@ def test_a_finished_run_keeps_its_uploads_and_artifacts_not_its_scratch_or_outpu
 ):
     """The outputs stayed in the sandbox's folder beside their artifact copies (every run's
     model and tables twice), and whatever the training wrote there too: the group's disk, for good."""
-    experiment = make_experiment(cast.group, cast.owner)
-    run = TrainingRun.objects.create(
-        experiment=experiment, number=1, name="run", training_type="Custom", python_version="3.9",
-        source_file="train.py", train_file="train.csv", training_reference="train",
-    )  # fmt: skip
-    run.work_folder.mkdir(parents=True)
-    (run.work_folder / "train.py").write_text("def train(base_path): ...\n")
-    (run.work_folder / "train.csv").write_text("a,b\n1,2\n")
+    run = _custom_run(cast)
 
     def trained(*args, **kwargs):
         (run.work_folder / "cache").mkdir()
@@ -337,11 +342,7 @@ def test_a_finished_run_keeps_its_uploads_and_artifacts_not_its_scratch_or_outpu
             (run.out_folder / name).write_bytes(content)
         return oneshot.RunResult(ok=True, result={"metrics": {"auc": 0.9}})
 
-    interpreter = mock.Mock(version="3.9.19")
-    monkeypatch.setattr(tasks, "_environment", lambda run, log: (tmp_path / "env", interpreter))
-    monkeypatch.setattr(tasks.environments, "freeze", lambda env_path: "pandas==2\n")
-    monkeypatch.setattr(tasks.sandboxes, "training_code", lambda **kwargs: None)
-    monkeypatch.setattr(tasks.oneshot, "run_oneshot", trained)
+    _without_a_real_environment(monkeypatch, tmp_path, trained)
     assert tasks.run_training(run.pk) == TrainingRun.Status.SUCCEEDED, TrainingRun.objects.get().log
     assert sorted(path.name for path in run.work_folder.iterdir()) == ["train.csv", "train.py"]
     assert not run.out_folder.exists()
@@ -353,11 +354,7 @@ def test_a_finished_run_keeps_its_uploads_and_artifacts_not_its_scratch_or_outpu
 
 
 def test_a_run_of_a_group_past_its_quota_does_not_start(cast, monkeypatch):
-    experiment = make_experiment(cast.group, cast.owner)
-    run = TrainingRun.objects.create(
-        experiment=experiment, number=1, name="run", training_type="Custom", python_version="3.9",
-        source_file="train.py", train_file="train.csv", training_reference="train",
-    )  # fmt: skip
+    run = _custom_run(cast, uploads=False)
     Group.objects.filter(pk=cast.group.pk).update(storage_quota_mb=2, stored_bytes=3 * 1024 * 1024)
     monkeypatch.setattr(
         tasks, "_environment", mock.Mock(side_effect=AssertionError("no environment is built"))
@@ -371,11 +368,7 @@ def test_a_run_of_a_group_past_its_quota_does_not_start(cast, monkeypatch):
 
 
 def test_a_run_writes_at_most_what_its_groups_quota_leaves(cast, monkeypatch, tmp_path):
-    experiment = make_experiment(cast.group, cast.owner)
-    run = TrainingRun.objects.create(
-        experiment=experiment, number=1, name="run", training_type="Custom", python_version="3.9",
-        source_file="train.py", train_file="train.csv", training_reference="train",
-    )  # fmt: skip
+    run = _custom_run(cast, uploads=False)
     Group.objects.filter(pk=cast.group.pk).update(storage_quota_mb=10, stored_bytes=7 * 1024 * 1024)
     seen = {}
 
@@ -383,15 +376,7 @@ def test_a_run_writes_at_most_what_its_groups_quota_leaves(cast, monkeypatch, tm
         seen.update(kwargs)
         return None
 
-    monkeypatch.setattr(
-        tasks, "_environment", lambda run, log: (tmp_path / "env", mock.Mock(version="3.9.19"))
-    )
-    monkeypatch.setattr(tasks.environments, "freeze", lambda env_path: "pandas==2\n")
-    monkeypatch.setattr(tasks.sandboxes, "training_code", training_code)
-    monkeypatch.setattr(
-        tasks.oneshot,
-        "run_oneshot",
-        lambda *a, **kw: oneshot.RunResult(ok=False, phase="load", error="stop here"),
-    )
+    stopped = oneshot.RunResult(ok=False, phase="load", error="stop here")
+    _without_a_real_environment(monkeypatch, tmp_path, lambda *a, **kw: stopped, training_code=training_code)
     tasks.run_training(run.pk)
     assert seen["storage_room"] == 3 * 1024 * 1024

@@ -53,7 +53,7 @@ def create_execution(
     """Record a new execution of `model`, run by `version` (default: the model's first
     row), and move its (already streamed) input into its folder.
 
-    `name` is the sanitised file name. The input is renamed, not copied, when it is a
+    `name` is the sanitised file name. The input is linked, not copied, when it is a
     temporary upload file on the same filesystem. The task is enqueued only after commit.
     """
     folder: Path | None = None
@@ -103,7 +103,10 @@ def _place_input(upload: UploadedFile, destination: Path) -> None:
     if temporary is not None:
         upload.file.flush()
         try:
-            os.rename(temporary(), destination)  # same filesystem: free, whatever the size
+            # Same filesystem: free, whatever the size. A link, not a rename: the temporary
+            # file still deletes its own name when it is closed or collected. Renamed away,
+            # one collected without being closed failed to (an "Exception ignored" in the log).
+            os.link(temporary(), destination)
             os.chmod(destination, 0o600)
             return
         except OSError as exc:

@@ -4,9 +4,15 @@ Django's parser drops said out loud instead of "send a file"."""
 
 from __future__ import annotations
 
+import gc
+import sys
+from pathlib import Path
+
 import pytest
 from django.conf import settings
+from django.core.files.uploadedfile import TemporaryUploadedFile
 
+from executions import services
 from executions.models import Execution
 from tests.helpers.executions import CSV, submit
 from tests.helpers.uploads import file
@@ -244,3 +250,22 @@ def test_a_dropped_part_beside_a_good_file_is_left_alone(caller, model):
     response = post_raw(caller, model, body)
     assert response.status_code == 202, response.json()
     assert Execution.objects.get().input_file == "input.csv"
+
+
+def test_an_input_placed_from_its_temporary_file_leaves_that_file_able_to_delete_itself(
+    model, monkeypatch, settings
+):
+    """Renamed away, a temporary upload file that was collected without being closed failed
+    to delete its name (FileNotFoundError in __del__, an "Exception ignored" in the log)."""
+    upload = TemporaryUploadedFile("input.csv", "text/csv", len(CSV), "utf-8")
+    upload.write(CSV.encode())
+    upload.flush()
+    temporary = Path(upload.temporary_file_path())
+    execution = services.create_execution(model, upload, name="input.csv")
+    assert execution.input_path.read_text() == CSV
+    ignored = []
+    monkeypatch.setattr(sys, "unraisablehook", ignored.append)
+    del upload  # never closed: collected
+    gc.collect()
+    assert [hook.exc_value for hook in ignored] == []
+    assert not temporary.exists() and execution.input_path.read_text() == CSV

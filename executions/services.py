@@ -160,6 +160,11 @@ def slots_in_use() -> dict[int, int]:
     return dict(holding.values("model_id").annotate(n=Count("pk")).values_list("model_id", "n"))
 
 
+def group_slot_limit() -> int:
+    """The slots one group's executions may hold at once (`EXECUTION_CONCURRENCY_PER_GROUP`)."""
+    return settings.EXECUTION_CONCURRENCY_PER_GROUP or max(1, settings.EXECUTION_CONCURRENCY_TOTAL - 1)
+
+
 def dispatch() -> list[int]:
     """Give free concurrency slots to waiting executions, fairly between groups; enqueue
     their tasks.
@@ -168,9 +173,13 @@ def dispatch() -> list[int]:
     execution waiting (on a model under its own limit), to that group's oldest; ties go to
     the oldest execution. First come, first served across groups let one member's flood
     of submissions hold every slot until all of it had run, while another group's one
-    execution waited behind it. Returns the primary keys of the executions that got a slot.
+    execution waited behind it. A group holds at most `group_slot_limit()` slots, so by
+    default one is left for the next group's execution even when no other group waits: it
+    would otherwise wait for one of this group's to end, up to its timeout. Returns the
+    primary keys of the executions that got a slot.
     """
     per_model_limit = settings.EXECUTION_CONCURRENCY_PER_MODEL
+    per_group_limit = group_slot_limit()
     chosen: list[int] = []
     with transaction.atomic():
         _take_lock()
@@ -203,7 +212,9 @@ def dispatch() -> list[int]:
             candidates = [
                 (group_use[group_of[model_id]], pk, model_id)
                 for model_id, pk in head_of.items()
-                if pk is not None and in_use.get(model_id, 0) < per_model_limit
+                if pk is not None
+                and in_use.get(model_id, 0) < per_model_limit
+                and group_use[group_of[model_id]] < per_group_limit
             ]
             if not candidates:
                 break

@@ -536,6 +536,9 @@ MAX_EXECUTION_UPLOAD_BYTES = envint("NEOMARIL_MAX_EXECUTION_UPLOAD_MB", 2048, mi
 EXECUTION_CONCURRENCY_PER_MODEL = envint("NEOMARIL_EXECUTION_CONCURRENCY_PER_MODEL", 2, minimum=1)
 # Below the worker count, so a flood of executions never holds every worker and builds still run.
 EXECUTION_CONCURRENCY_TOTAL = envint("NEOMARIL_EXECUTION_CONCURRENCY_TOTAL", 3, minimum=1)
+# The slots one group's executions may hold at once; 0: all but one (at least one), so
+# another group's execution never waits for one of this group's to end (executions.md).
+EXECUTION_CONCURRENCY_PER_GROUP = envint("NEOMARIL_EXECUTION_CONCURRENCY_PER_GROUP", 0, minimum=0)
 EXECUTION_RETENTION_DAYS = envint("NEOMARIL_EXECUTION_RETENTION_DAYS", 30, minimum=7)
 # A Running execution whose worker has not written a heartbeat (every 5 s) for this long
 # lost its worker: housekeeping re-queues it once, then fails it (docs/executions.md).

@@ -284,6 +284,7 @@ def test_disabled_or_deleted_model_fails_its_waiting_executions(caller, cast, de
 def test_slots_per_model_and_in_all(caller, deploy, settings):
     settings.EXECUTION_CONCURRENCY_PER_MODEL = 2
     settings.EXECUTION_CONCURRENCY_TOTAL = 3
+    settings.EXECUTION_CONCURRENCY_PER_GROUP = 3  # one group may hold them all
     first, second = deploy(), deploy()
     for model in (first, first, first, second, second):
         assert submit(caller, model).status_code == 202
@@ -330,6 +331,7 @@ def test_a_freed_slot_goes_to_the_group_holding_the_fewest(cast, caller, deploy,
     execution waited behind it (first come, first served across groups)."""
     settings.EXECUTION_CONCURRENCY_PER_MODEL = 2
     settings.EXECUTION_CONCURRENCY_TOTAL = 3
+    settings.EXECUTION_CONCURRENCY_PER_GROUP = 3  # no slot kept for another group
     first, second, theirs = deploy(), deploy(), deploy()
     MLModel.objects.filter(pk=theirs.pk).update(group=cast.other_group)
     for model in (first, second) * 4:
@@ -362,6 +364,37 @@ def test_slots_alternate_between_groups_that_both_wait(cast, caller, deploy, set
     services.dispatch()
     assert ours.executions.filter(queued_at__isnull=False).count() == 2
     assert theirs.executions.filter(queued_at__isnull=False).count() == 2
+
+
+def test_a_group_leaves_a_slot_for_the_next_group_by_default(cast, caller, deploy, settings):
+    """Holding every slot, a group made another group's execution wait for one of its
+    own to end, up to its timeout."""
+    settings.EXECUTION_CONCURRENCY_PER_MODEL = 2
+    settings.EXECUTION_CONCURRENCY_TOTAL = 3
+    assert settings.EXECUTION_CONCURRENCY_PER_GROUP == 0  # the default: all but one
+    first, second, theirs = deploy(), deploy(), deploy()
+    MLModel.objects.filter(pk=theirs.pk).update(group=cast.other_group)
+    for model in (first, second) * 2:
+        assert submit(caller, model).status_code == 202
+    ours = Execution.objects.filter(model__in=[first, second])
+    assert ours.filter(queued_at__isnull=False).count() == 2  # the third slot stays free
+    assert services.dispatch() == []
+
+    assert submit(token_client(cast.other_token), theirs).status_code == 202
+    assert theirs.executions.get().queued_at is not None  # at once, not after one of ours
+
+    settings.EXECUTION_CONCURRENCY_PER_GROUP = 1
+    tasks.run_execution(ours.filter(queued_at__isnull=False).earliest("pk").pk)
+    assert ours.filter(queued_at__isnull=False, status="Requested").count() == 1  # its slot stays free
+
+
+def test_a_group_may_hold_one_slot_when_there_is_one(settings):
+    settings.EXECUTION_CONCURRENCY_TOTAL = 1
+    assert services.group_slot_limit() == 1
+    settings.EXECUTION_CONCURRENCY_TOTAL = 5
+    assert services.group_slot_limit() == 4
+    settings.EXECUTION_CONCURRENCY_PER_GROUP = 5
+    assert services.group_slot_limit() == 5
 
 
 def test_a_task_without_a_slot_does_not_run(caller, deploy, settings):
@@ -617,6 +650,7 @@ def test_housekeeping_runs_every_step_even_when_one_fails(monkeypatch):
 def test_concurrent_submissions_get_distinct_numbers_and_slots_are_never_oversold(deploy, settings):
     settings.EXECUTION_CONCURRENCY_PER_MODEL = 10
     settings.EXECUTION_CONCURRENCY_TOTAL = 3
+    settings.EXECUTION_CONCURRENCY_PER_GROUP = 10
     model = deploy()
 
     def create(i):

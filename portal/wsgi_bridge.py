@@ -21,13 +21,25 @@ Answers hold a thread the same way: a2wsgi's thread waits while the client does 
 sixteen through the balancer took every node out of it. So a client that takes none of
 an answer's next part for that timeout is cut (`_Responder`), which frees the thread;
 and /healthz has threads of its own, never taken by pages, downloads or Try it.
+
+A download that keeps coming, only slowly (a 1 GB result over a slow link), held its
+thread for all of it. So a file answer (Django's FileResponse, whitenoise's static files:
+both hand their file to the server's `wsgi.file_wrapper`) leaves the thread as soon as
+its headers are out: the thread duplicates the file's descriptor and ends the request
+there, and the event loop sends the file, reading it in parts on threads of its own
+(`FILE_READ_THREADS`, each read brief whatever the client's pace). Other answers (pages,
+the API's JSON, a file without a descriptor) are sent from their thread as before.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
+import os
+import stat
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from a2wsgi import WSGIMiddleware
 from a2wsgi.wsgi import WSGIResponder
@@ -46,6 +58,9 @@ BUFFERED_BODY_BYTES = 1024 * 1024
 # A streamed body slower than this on average (after the first timeout's worth of
 # seconds) is cut: a 1 GB upload would take three days.
 MIN_BODY_RATE = 4 * 1024
+# A file answer is read and sent in parts of this size, on this many threads per worker.
+FILE_PART_BYTES = 64 * 1024
+FILE_READ_THREADS = 4
 
 
 def _raising_on_disconnect(receive):
@@ -150,6 +165,49 @@ class ClientStalled(Exception):
     """The client took none of the answer's next part for the timeout: the answer is cut."""
 
 
+class FileShrank(Exception):
+    """A file answer's file ended before the size its headers announced: the answer is cut."""
+
+
+class FileToStream:
+    """The `wsgi.file_wrapper`: the file of a file answer, which the bridge sends itself.
+
+    Iterated (by a server without the bridge), it reads the file in `block_size` parts.
+    """
+
+    def __init__(self, filelike, block_size: int = 8192) -> None:
+        self.filelike = filelike
+        self.block_size = block_size
+
+    def __iter__(self):
+        while part := self.filelike.read(self.block_size):
+            yield part
+
+    def close(self) -> None:
+        # Django points it at the response's close, which closes the file and sends
+        # request_finished (the thread's database connections are then looked at).
+        self.filelike.close()
+
+    def descriptor(self) -> tuple[int, int] | None:
+        """A duplicate of a regular file's descriptor, and the bytes left from its position;
+        None when it has none (an in-memory file, a slice of one)."""
+        try:
+            fd = os.dup(self.filelike.fileno())
+        except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+            return None
+        try:
+            info = os.fstat(fd)
+            if stat.S_ISREG(info.st_mode):
+                # The file object may have read ahead: its position, not the descriptor's.
+                position = self.filelike.tell()
+                os.lseek(fd, position, os.SEEK_SET)
+                return fd, max(0, info.st_size - position)
+        except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+            pass
+        os.close(fd)
+        return None
+
+
 class _Responder(WSGIResponder):
     """a2wsgi's responder, whose answer parts must be taken by the client in time.
 
@@ -161,10 +219,57 @@ class _Responder(WSGIResponder):
     which ends the view's iteration and frees the thread.
     """
 
-    def __init__(self, *args, timeout: float, **kwargs) -> None:
+    def __init__(self, *args, timeout: float, file_reads: ThreadPoolExecutor, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.timeout = timeout
         self.abandoned = False
+        self.file_reads = file_reads
+        self.file: tuple[int, int] | None = None  # a file answer's descriptor and size, for the loop to send
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+            if self.file is not None:
+                if self.abandoned:  # the client took not even the headers
+                    raise ClientStalled
+                fd, size = self.file
+                # A HEAD answer has the headers alone (the server would drop what is read).
+                await self._send_file(send, fd, 0 if scope["method"] == "HEAD" else size)
+        finally:
+            if self.file is not None:
+                os.close(self.file[0])
+
+    def wsgi(self, environ, start_response) -> None:
+        """a2wsgi's, but a file answer is left to the loop (`_send_file`)."""
+        environ["wsgi.file_wrapper"] = FileToStream
+        iterable = self.app(environ, start_response)
+        try:
+            if isinstance(iterable, FileToStream) and self.response_started:
+                self.file = iterable.descriptor()
+                if self.file is not None:
+                    return  # the answer's end is sent by the loop, after the file
+            for chunk in iterable:
+                self.send({"type": "http.response.body", "body": chunk, "more_body": True})
+            self.send({"type": "http.response.body", "body": b""})
+        finally:
+            getattr(iterable, "close", lambda: None)()
+
+    async def _send_file(self, send, fd: int, size: int) -> None:
+        loop = asyncio.get_running_loop()
+        left = size
+        while left > 0:
+            part = await loop.run_in_executor(self.file_reads, os.read, fd, min(FILE_PART_BYTES, left))
+            if not part:  # the file shrank under the answer: end the connection short of it
+                raise FileShrank(f"{left} bytes short of the {size} announced")
+            left -= len(part)
+            try:
+                await asyncio.wait_for(
+                    send({"type": "http.response.body", "body": part, "more_body": left > 0}), self.timeout
+                )
+            except TimeoutError:
+                raise ClientStalled from None
+        if size == 0:
+            await send({"type": "http.response.body", "body": b""})
 
     def send(self, message) -> None:
         if self.abandoned:
@@ -193,6 +298,7 @@ class WSGIBridge(WSGIMiddleware):
         # threads are all taken (downloads, Try it's model calls) as alive, since its
         # Sync calls (answered on the loop) are still served.
         self.health = WSGIMiddleware(app, workers=self.HEALTH_THREADS)
+        self.file_reads = ThreadPoolExecutor(FILE_READ_THREADS, thread_name_prefix="file-answer-read")
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http" and scope["path"] == "/healthz":
@@ -216,9 +322,14 @@ class WSGIBridge(WSGIMiddleware):
             else:
                 receive = _paced(receive, timeout)
             receive = _raising_on_disconnect(receive)
-            responder = _Responder(self.app, self.executor, self.send_queue_size, timeout=timeout)
+            responder = _Responder(
+                self.app, self.executor, self.send_queue_size, timeout=timeout, file_reads=self.file_reads
+            )
             try:
                 return await responder(scope, receive, send)
+            except FileShrank as exc:
+                logger.warning("%s %s: the file ended %s; cut", scope["method"], scope["path"], exc)
+                return
             except ClientStalled:
                 # Returning without finishing the answer makes the server close the connection.
                 logger.info("%s %s: the client read none of the answer for %g s; cut", scope["method"],

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import os
 import threading
+from wsgiref.util import FileWrapper
 
 import pytest
+from django.core.signals import request_finished
 from django.core.wsgi import get_wsgi_application
-from django.http import UnreadablePostError
+from django.http import FileResponse, UnreadablePostError
+from django.urls import path
 
 from executions.models import Execution
 from groups import services
@@ -379,3 +384,159 @@ def test_healthz_answers_while_every_page_thread_is_taken():
         return sent[0]["status"]
 
     assert run_async(scenario()) == 200
+
+
+# ----------------------------------------------------------------------- file answers
+
+
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _file_app(path, opened: list):
+    """A WSGI app answering /download with `path` through the server's file wrapper, as
+    Django does for a FileResponse; anything else with "ok"."""
+
+    def wsgi_app(environ, start_response):
+        if environ["PATH_INFO"] != "/download":
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"ok"]
+        f = open(path, "rb")  # noqa: SIM115 - closed by the wrapper, as Django's is
+        opened.append(f)
+        start_response("200 OK", [("Content-Length", str(os.path.getsize(path)))])
+        return environ.get("wsgi.file_wrapper", FileWrapper)(f, 4096)  # optional, says PEP 3333
+
+    return wsgi_app
+
+
+def test_a_slow_download_leaves_its_thread_while_the_client_reads(settings, tmp_path):
+    """A download that kept coming, slowly, held its page thread for all of it: a worker's
+    eight slow downloads stopped its pages and API."""
+    settings.REQUEST_BODY_TIMEOUT = 5
+    data = os.urandom(40 * wsgi_bridge.FILE_PART_BYTES + 123)
+    (tmp_path / "result.csv").write_bytes(data)
+    opened = []
+    before = _open_descriptors()
+
+    async def scenario():
+        app = WSGIBridge(_file_app(tmp_path / "result.csv", opened), workers=1)
+        received = []
+
+        async def slow_reader(message):  # a part every 50 ms: about 2 s for the file
+            if message["type"] == "http.response.body":
+                await asyncio.sleep(0.05)
+            received.append(message)
+
+        download = asyncio.create_task(app(_get("/download"), _no_body, slow_reader))
+        await asyncio.sleep(0.3)
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+
+        # The one page thread is free while the download goes on.
+        await asyncio.wait_for(app(_get("/api/v1/groups"), _no_body, send), 1)
+        assert not download.done() and opened[0].closed  # the request itself ended in its thread
+        await asyncio.wait_for(download, 30)
+        return sent, received
+
+    sent, received = run_async(scenario())
+    assert sent[0]["status"] == 200 and _body_of(sent) == b"ok"
+    assert received[0]["status"] == 200
+    assert b"".join(m.get("body", b"") for m in received[1:]) == data
+    assert received[-1].get("more_body") is False and all(m["more_body"] for m in received[1:-1])
+    assert _open_descriptors() == before  # the duplicated descriptor is closed
+
+
+def test_a_download_whose_client_stops_reading_is_cut_and_its_file_closed(settings, tmp_path):
+    settings.REQUEST_BODY_TIMEOUT = 1
+    (tmp_path / "big").write_bytes(b"x" * (20 * wsgi_bridge.FILE_PART_BYTES))
+    opened = []
+    before = _open_descriptors()
+
+    async def scenario():
+        app = WSGIBridge(_file_app(tmp_path / "big", opened), workers=1)
+        taken = []
+
+        async def stalled_client(message):  # the headers and one part, then nothing
+            if message["type"] == "http.response.body" and len(taken) > 1:
+                await asyncio.sleep(3600)
+            taken.append(message)
+
+        started = asyncio.get_running_loop().time()
+        await asyncio.wait_for(app(_get("/download"), _no_body, stalled_client), 10)
+        return asyncio.get_running_loop().time() - started, taken
+
+    took, taken = run_async(scenario())
+    assert 0.9 < took < 5 and len(taken) == 2  # cut after the timeout; the server closes the connection
+    assert opened[0].closed and _open_descriptors() == before
+
+
+def test_a_head_request_for_a_file_gets_its_headers_alone(tmp_path):
+    (tmp_path / "f").write_bytes(b"abc" * 1000)
+    opened = []
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    app = WSGIBridge(_file_app(tmp_path / "f", opened), workers=1)
+    run_async(app({**_get("/download"), "method": "HEAD"}, _no_body, send))
+    assert sent[0]["status"] == 200 and (b"content-length", b"3000") in sent[0]["headers"]
+    assert sent[1:] == [{"type": "http.response.body", "body": b""}]
+
+
+def test_a_file_without_a_descriptor_is_sent_from_its_thread():
+    def wsgi_app(environ, start_response):
+        start_response("200 OK", [])
+        return environ.get("wsgi.file_wrapper", FileWrapper)(io.BytesIO(b"in memory" * 10000), 4096)
+
+    sent = run(WSGIBridge(wsgi_app, workers=1), [b""], complete=True, path="/download")
+    assert _body_of(sent) == b"in memory" * 10000
+
+
+def _file_view(request):
+    return FileResponse(open(request.GET["path"], "rb"), as_attachment=True, filename="scores.csv")  # noqa: SIM115
+
+
+urlpatterns = [path("file", _file_view)]
+
+
+@pytest.mark.urls(__name__)
+def test_django_hands_a_file_response_to_the_bridge_and_finishes_the_request(tmp_path):
+    (tmp_path / "scores.csv").write_bytes(b"score\n0.5\n" * 50_000)
+    finished = []
+    request_finished.connect(receiver := lambda **kwargs: finished.append(threading.current_thread().name))
+    try:
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {**_get("/file"), "query_string": f"path={tmp_path / 'scores.csv'}".encode()}
+        run_async(WSGIBridge(get_wsgi_application(), workers=1)(scope, _no_body, send))
+    finally:
+        request_finished.disconnect(receiver)
+    assert sent[0]["status"] == 200
+    assert dict(sent[0]["headers"])[b"content-length"] == b"500000"
+    assert _body_of(sent) == b"score\n0.5\n" * 50_000
+    parts = [len(m["body"]) for m in sent[1:]]
+    assert parts == [wsgi_bridge.FILE_PART_BYTES] * 7 + [
+        500_000 - 7 * wsgi_bridge.FILE_PART_BYTES
+    ]  # from the loop
+    assert len(finished) == 1 and "file-answer-read" not in finished[0]  # in the request's own thread
+
+
+def test_a_file_that_shrinks_under_its_download_is_cut_not_padded(tmp_path, caplog):
+    (tmp_path / "f").write_bytes(b"y" * (3 * wsgi_bridge.FILE_PART_BYTES))
+    opened = []
+    sent = []
+
+    async def send(message):
+        if len(sent) == 1:  # the headers are out: the file loses its end
+            os.truncate(tmp_path / "f", wsgi_bridge.FILE_PART_BYTES + 10)
+        sent.append(message)
+
+    run_async(WSGIBridge(_file_app(tmp_path / "f", opened), workers=1)(_get("/download"), _no_body, send))
+    assert len(_body_of(sent)) == wsgi_bridge.FILE_PART_BYTES + 10 and sent[-1]["more_body"]  # no end sent
+    assert "the file ended" in caplog.text

@@ -1155,6 +1155,9 @@ class ModelHost:
         a second, so a busy runner can look the least recently used): stopping one cuts
         its call, which the web process then sends again, and another group's cold starts
         made a call run twice that way. Only when every other runner is busy does one go.
+        Among those alike, a replica the load added goes before a model's first runner:
+        its model stays warm, where evicting the least recently used alone made one group's
+        busy models, grown to two replicas each, turn another group's models cold.
         """
         while True:
             with self._lock:
@@ -1168,7 +1171,8 @@ class ModelHost:
                     and memory > settings.HOST_MEMORY_BUDGET_MB * 1024 * 1024
                 )
                 candidates = sorted(
-                    (r for r in live if r.model_hash != protect), key=lambda r: (_answering(r), r.last_used)
+                    (r for r in live if r.model_hash != protect),
+                    key=lambda r: (_answering(r), r.replica == 0, r.last_used),
                 )
                 if not (over_count or over_memory) or not candidates:
                     return

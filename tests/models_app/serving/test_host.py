@@ -936,6 +936,32 @@ def test_an_idle_runner_is_evicted_before_one_answering_a_call(host, settings, m
     host.runners.clear()
 
 
+def test_a_replica_the_load_added_is_evicted_before_another_models_only_runner(host, settings, monkeypatch):
+    settings.HOST_MAX_RUNNERS = 3
+    idle = SimpleNamespace(read=lambda: Load(started=0.0, busy=0.5, requests=9, waited=0))
+    answering = SimpleNamespace(read=lambda: Load(started=time.monotonic(), busy=0.0, requests=3, waited=0))
+    for model_hash, replica, last_used, load in (
+        ("Mbusy", 0, 5, idle), ("Mbusy", 1, 6, idle), ("Mbusy", 2, 7, answering), ("Mcold", 0, 1, idle),
+    ):  # fmt: skip
+        runner = _fake_runner(model_hash, last_used=last_used)
+        runner.replica, runner.load = replica, load
+        host.runners[(model_hash, replica)] = runner
+    stopped = []
+
+    def stop(runner):
+        stopped.append((runner.model_hash, runner.replica))
+        with host._lock:
+            host.runners.pop((runner.model_hash, runner.replica), None)
+
+    monkeypatch.setattr(host, "_stop_runner", stop)
+    monkeypatch.setattr(host_module, "_sandbox_rss", lambda pid: 0)
+    host._enforce_budget()
+    assert stopped == [("Mbusy", 1)]  # not Mcold's, the least recently used
+    host._enforce_budget(adding=1)
+    assert stopped == [("Mbusy", 1), ("Mcold", 0)]  # an idle one before the replica in a call
+    host.runners.clear()
+
+
 def test_evictions_are_counted_per_evicted_model_in_the_hosts_status(host, settings, monkeypatch):
     settings.HOST_MAX_RUNNERS = 1
     for n in range(2):

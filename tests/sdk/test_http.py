@@ -16,7 +16,13 @@ import socket
 import pytest
 from neomaril_codex import _http
 from neomaril_codex.base import NeomarilExecution
-from neomaril_codex.exceptions import InputError, NetworkError, NotFoundError, ServerError
+from neomaril_codex.exceptions import (
+    InputError,
+    NetworkError,
+    NotFoundError,
+    ServerError,
+    TooManyRequestsError,
+)
 from neomaril_codex.model import NeomarilModel, NeomarilModelClient
 
 from tests.helpers.sdk import sdk_env
@@ -371,10 +377,11 @@ def test_too_many_requests_says_when_to_retry(stub):
         "/api/v1/auth/login",
         Stub.reply(429, {"detail": detail, "code": "locked_out"}, {"Retry-After": "900"}),
     )
-    with pytest.raises(InputError) as raised:
+    with pytest.raises(TooManyRequestsError) as raised:
         NeomarilModelClient("ana", "pw", stub.url)
     assert str(raised.value).startswith(detail) and "Retry-After: 900 s" in str(raised.value)
     assert raised.value.status_code == 429 and raised.value.code == "locked_out"
+    assert raised.value.retry_after == 900
 
 
 def test_an_upload_timeout_names_the_read_timeout(stub, tmp_path):

@@ -939,3 +939,123 @@ def test_notebook_detection(monkeypatch):
     assert _log.in_notebook() is False  # installed and imported, but no shell running
     FakeIPython.shell = object()
     assert _log.in_notebook() is True
+
+
+# Failures while waiting and downloading ------------------------------------------------------
+
+
+def test_a_wait_asks_again_through_a_server_restart_and_says_so(client, server, caplog, monkeypatch):
+    """A restart of a few seconds ended every wait with a NetworkError while the build went on
+    (and retrying create_model then made a second model)."""
+    sleeps = []
+    monkeypatch.setattr(base.time, "sleep", sleeps.append)
+    answers = iter(
+        [
+            (200, {"hash": HASH, "status": "Building"}, {}),
+            (502, b"<html>Bad gateway</html>", {}),  # the balancer, the node gone
+            (503, {"detail": "Restarting."}, {"Retry-After": "7"}),
+            (200, {"hash": HASH, "status": "Deployed"}, {}),
+        ]
+    )
+    server.handle("GET", f"/api/v1/models/{HASH}/status", lambda sent: next(answers))
+    model = NeomarilModel(client._conn, model_info())
+    caplog.set_level(logging.WARNING, logger="neomaril_codex")
+    real_handle = server.send
+
+    def refused_twice_then_answered(request, **kwargs):
+        if refused_twice_then_answered.left and request.path_url.endswith("/status"):
+            refused_twice_then_answered.left -= 1
+            raise requests.ConnectionError("[Errno 111] Connection refused")
+        return real_handle(request, **kwargs)
+
+    refused_twice_then_answered.left = 4  # each GET is sent twice before a NetworkError
+    monkeypatch.setattr(server, "send", refused_twice_then_answered)
+    assert model.wait_ready() is model
+    assert base.OUTAGE_RETRY_SECONDS in sleeps and 7 in sleeps  # 7: the 503's Retry-After
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    # Two outages: refused connections, then the balancer's 502 and the restart's 503.
+    assert ["answers again" in w for w in warnings] == [False, True, False, True]
+    assert "no answer from the server" in warnings[0] and "Connection refused" in warnings[0]
+    assert "Bad gateway" in warnings[2]
+
+
+def test_a_wait_ends_with_the_outage_at_its_timeout_and_at_once_on_other_errors(client, server):
+    server.on("GET", f"/api/v1/models/{HASH}/status", 503, {"detail": "Restarting."})
+    model = NeomarilModel(client._conn, model_info())
+    with pytest.raises(ServerError, match="Restarting"):
+        model.wait_ready(timeout=0)
+    server.on("GET", f"/api/v1/run/{HASH}/executions/5", 404, {"detail": "No execution 5."})
+    with pytest.raises(NotFoundError):  # not an outage: no second ask
+        NeomarilExecution(client._conn, HASH, 5, group_token="nmg").wait_ready(timeout=3600)
+    assert len([s for s in server.sent if s.path.endswith("/executions/5")]) == 1
+
+
+def _succeeded_execution(client, server, body: bytes):
+    server.on("GET", f"/api/v1/run/{HASH}/executions/5", 200, execution_info("Succeeded"))
+    server.on(
+        "GET",
+        f"/api/v1/run/{HASH}/executions/5/result",
+        200,
+        body,
+        {"Content-Disposition": 'attachment; filename="output.csv"', "Content-Length": str(len(body))},
+    )
+    return NeomarilExecution(client._conn, HASH, 5, group_token="nmg")
+
+
+def test_a_download_keeps_a_file_of_the_same_name_unless_told_its_name(client, server, tmp_path):
+    """Every result of a model is often output.csv: downloading several into one folder kept
+    only the last."""
+    (tmp_path / "output.csv").write_bytes(b"MY PRECIOUS DATA")
+    execution = _succeeded_execution(client, server, b"pred\n1\n")
+    assert execution.download_result(tmp_path) == str(tmp_path / "output (1).csv")
+    assert execution.download_result(tmp_path) == str(tmp_path / "output (2).csv")
+    assert (tmp_path / "output.csv").read_bytes() == b"MY PRECIOUS DATA"
+    assert (tmp_path / "output (2).csv").read_bytes() == b"pred\n1\n"
+    assert execution.download_result(tmp_path, filename="output.csv") == str(tmp_path / "output.csv")
+    assert (tmp_path / "output.csv").read_bytes() == b"pred\n1\n"  # named by the caller: replaced
+
+
+def test_a_download_that_cannot_be_written_is_an_input_error_naming_the_file(client, server, tmp_path):
+    execution = _succeeded_execution(client, server, b"x" * 1000)
+    (tmp_path / "output.csv.part").mkdir()  # where the download would be written
+    with pytest.raises(InputError) as raised:
+        execution.download_result(tmp_path)
+    message = str(raised.value)
+    assert message.startswith(f"path: could not save '{tmp_path / 'output.csv'}' (the file is 1,000 bytes): ")
+    assert message.endswith("; nothing was saved.") and not (tmp_path / "output.csv").exists()
+
+
+def test_a_429_is_a_too_many_requests_error_carrying_its_wait(client, server):
+    server.on(
+        "GET",
+        f"/api/v1/run/{HASH}/executions/5",
+        429,
+        {"detail": "Busy.", "code": "busy"},
+        {"Retry-After": "5"},
+    )
+    with pytest.raises(exceptions.TooManyRequestsError) as raised:
+        NeomarilExecution(client._conn, HASH, 5, group_token="nmg").get_status()
+    assert isinstance(raised.value, ServerError) and not isinstance(raised.value, InputError)
+    assert raised.value.retry_after == 5 and str(raised.value) == "Busy. (Retry-After: 5 s)"
+
+
+def test_the_token_of_a_login_is_revoked_once_nothing_uses_it(server):
+    """Scripts that never called close() left a live token per run."""
+    import gc
+
+    client = NeomarilModelClient("ana", "pw", URL, session=session_with(server))
+    model = NeomarilModel(client._conn, model_info())
+    del client
+    gc.collect()
+    assert not [s for s in server.sent if s.method == "DELETE"]  # the model still uses it
+    del model
+    gc.collect()
+    deleted = [s for s in server.sent if s.method == "DELETE"]
+    assert [s.path for s in deleted] == ["/api/v1/auth/tokens/t-1"]
+    assert deleted[0].headers["Authorization"] == "Token nmu_user"
+
+    closed = NeomarilModelClient("ana", "pw", URL, session=session_with(server))
+    closed.close()
+    del closed
+    gc.collect()
+    assert len([s for s in server.sent if s.method == "DELETE"]) == 2  # close() revoked it, once

@@ -3,6 +3,7 @@ the user's API token, timeouts, error mapping and the one retry GETs get."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -346,10 +347,15 @@ class Connection:
         else as the answer's Content-Disposition says, else `default`.
 
         The file is written as ``<name>.part`` and renamed when complete, so an interrupted
-        download never leaves a file that looks whole. Returns the file's path.
+        download never leaves a file that looks whole. A file of that name already there
+        is replaced only when `filename` named it; else the download is saved beside it as
+        ``<name> (1)<suffix>`` (then 2, 3…), as browsers do: every Async result of a model
+        is often called ``output.csv``, and downloading several into one folder kept only
+        the last. Returns the file's path.
 
         Raises:
-            InputError: `folder` is a file, or cannot be created; the name is a folder's.
+            InputError: `folder` is a file, or cannot be created or written in (the disk is
+                full, no permission); the name is a folder's.
             NetworkError: the connection was lost during the download (nothing is kept).
         """
         target_folder = Path(folder)
@@ -368,6 +374,8 @@ class Connection:
             target = target_folder / Path(name).name
             if target.is_dir():
                 raise InputError(f"filename: '{target}' is a folder; choose another filename=.")
+            if filename is None:
+                target = _unused_name(target)
             partial = target.with_name(target.name + ".part")
             try:
                 with open(partial, "wb") as out:
@@ -380,6 +388,14 @@ class Connection:
                     f"GET {response.url}: the connection was dropped before the whole file arrived "
                     f"({_reason(exc)}); nothing was saved. Try again."
                 ) from exc
+            except OSError as exc:  # the disk full, no permission to write there...
+                with contextlib.suppress(OSError):
+                    partial.unlink(missing_ok=True)
+                size = response.headers.get("Content-Length")
+                announced = f" (the file is {int(size):,} bytes)" if size and size.isdigit() else ""
+                raise InputError(
+                    f"path: could not save '{target}'{announced}: {exc.strerror or exc}; nothing was saved."
+                ) from None
             except BaseException:
                 partial.unlink(missing_ok=True)
                 raise
@@ -404,6 +420,19 @@ def _connect_seconds(timeout: Timeout) -> float:
     """The connect part of a timeout, in seconds (no limit counts as a long one)."""
     value = timeout[0] if isinstance(timeout, tuple) else timeout
     return float(value) if value is not None else math.inf
+
+
+def _unused_name(target: Path) -> Path:
+    """`target`, or ``<stem> (n)<suffix>`` beside it with the first n not taken."""
+    if not target.exists():
+        return target
+    n = 1
+    while True:
+        other = target.with_name(f"{target.stem} ({n}){target.suffix}")
+        if not other.exists():
+            logger.info("'%s' exists: saving the download as '%s'", target, other.name)
+            return other
+        n += 1
 
 
 def _attachment_name(response: requests.Response) -> Optional[str]:

@@ -15,8 +15,10 @@ NEOMARIL_GROUP_TOKEN  the group token used to call models (``nmg_…``)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Type, Union
 
@@ -26,9 +28,12 @@ from neomaril_codex._args import first_token, whole_number
 from neomaril_codex._dotenv import load_dotenv
 from neomaril_codex._http import Connection, env
 from neomaril_codex.exceptions import (
+    TRANSIENT_STATUSES,
     AuthenticationError,
     ExecutionError,
     InputError,
+    NeomarilError,
+    NetworkError,
     ServerError,
     WaitTimeout,
 )
@@ -53,6 +58,45 @@ def backoff(
         waited += wait
         if waited >= steady_for:
             wait = min(wait * factor, cap)
+
+
+# While the server does not answer a wait's poll, it asks again this often (or after the
+# answer's Retry-After), at most this long apart.
+OUTAGE_RETRY_SECONDS = 2.0
+OUTAGE_RETRY_CAP_SECONDS = 30.0
+
+
+def polled(poll: Callable[[], Any], what: str, deadline: float, log: logging.Logger) -> Any:
+    """`poll()`, asked again through a server restart, an overload or a node leaving its
+    balancer (no connection, 429, 502, 503, 504) until `deadline`: a wait is only reads,
+    and a restart of a few seconds ended every wait while the job went on. Other errors,
+    and the outage's last one at the deadline, are raised."""
+    outage = False
+    while True:
+        try:
+            state = poll()
+        except NeomarilError as exc:
+            transient = isinstance(exc, NetworkError) or exc.status_code in TRANSIENT_STATUSES
+            remaining = deadline - time.monotonic()
+            if not transient or remaining <= 0:
+                raise
+            if not outage:
+                log.warning("%s: no answer from the server (%s); asking again until the wait ends", what, exc)
+                outage = True
+            time.sleep(min(exc.retry_after or OUTAGE_RETRY_SECONDS, OUTAGE_RETRY_CAP_SECONDS, remaining))
+            continue
+        if outage:
+            log.warning("%s: the server answers again", what)
+        return state
+
+
+# Seconds a revocation at the interpreter's exit may take (a server gone must not hold the exit).
+REVOKE_AT_EXIT_TIMEOUT = 3.0
+
+
+def _revoke_quietly(session: requests.Session, url: str, token: str) -> None:
+    with contextlib.suppress(Exception):
+        session.delete(url, headers={"Authorization": f"Token {token}"}, timeout=REVOKE_AT_EXIT_TIMEOUT)
 
 
 def log_tail(log: str, lines: int = LOG_TAIL_LINES) -> str:
@@ -90,7 +134,7 @@ def wait_finished(
     deadline = time.monotonic() + timeout
     last = None
     for wait in backoff():
-        state = poll()
+        state = polled(poll, what, deadline, log)
         if state[key] != last:
             last = state[key]
             log.info("%s: %s", what, last, stacklevel=2)
@@ -190,6 +234,7 @@ class BaseNeomarilClient:
         )
         self.url = self._conn.url
         self._issued_token_id: Optional[str] = None
+        self._revoke_later: Optional[weakref.finalize] = None
         self.user: Dict[str, Any] = {}
         self._authenticate(login, password, token)
 
@@ -217,6 +262,17 @@ class BaseNeomarilClient:
             self._conn.user_token = answer["token"]
             self._issued_token_id = answer.get("token_id")
             self.user = answer.get("user", {})
+            if self._issued_token_id:
+                # Scripts that never call close() (the original's examples don't) left a
+                # live token per run. Revoked once nothing uses the connection (the client,
+                # its models and executions share it), or when the interpreter exits.
+                self._revoke_later = weakref.finalize(
+                    self._conn,
+                    _revoke_quietly,
+                    self._conn.session,
+                    self._conn.absolute(f"/auth/tokens/{self._issued_token_id}"),
+                    answer["token"],
+                )
         else:
             missing = "NEOMARIL_PASSWORD" if login else "NEOMARIL_USER" if password else None
             raise AuthenticationError(
@@ -240,6 +296,8 @@ class BaseNeomarilClient:
 
         A client given a token (``token=``/``NEOMARIL_TOKEN``) leaves it valid.
         """
+        if self._revoke_later is not None:
+            self._revoke_later.detach()  # revoked here, with the warning below when it can't be
         if self._issued_token_id and self._conn.user_token:
             try:
                 self._conn.request("DELETE", f"/auth/tokens/{self._issued_token_id}")

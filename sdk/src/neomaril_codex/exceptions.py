@@ -9,9 +9,7 @@ class                  server answer                when
 AuthenticationError    401                          no, wrong, revoked or expired credentials
 PermissionDeniedError  403                          authenticated but not allowed (subclass of
                                                     AuthenticationError)
-InputError             400, 413, 422, 429, other    bad arguments, files or input data; too
-                       4xx                          many requests (the message ends with the
-                                                    Retry-After wait)
+InputError             400, 413, 422, other 4xx     bad arguments, files or input data
 StateError             409                          the object's state forbids it (subclass of
                                                     InputError)
 ModelError             422                          the model's own code raised (subclass of
@@ -20,6 +18,11 @@ NotFoundError          404                          no such model, group or exec
 ServerError            5xx, or a 2xx that is not    the server or the model could not answer;
                        JSON                         something else answered (a wrong URL, a
                                                     proxy's page); an answer lacked a field
+TooManyRequestsError   429                          try again later: too many calls at once,
+                                                    or logins locked out for a while
+                                                    (subclass of ServerError; the message
+                                                    ends with the Retry-After wait, also in
+                                                    ``retry_after``)
 NetworkError           (none)                       the server could not be reached, did not
                                                     answer in time, or the connection dropped
                                                     mid-answer (subclass of ServerError)
@@ -66,6 +69,7 @@ __all__ = [
     "ServerError",
     "StateError",
     "TrainingError",
+    "TooManyRequestsError",
     "TrainingRunError",
     "WaitTimeout",
     "error_for_status",
@@ -80,6 +84,8 @@ class NeomarilError(Exception):
         status_code: the HTTP status of the answer, or None when there was none.
         code: the server's machine-readable ``code`` (e.g. ``"not_deployed"``), or None.
         body: the whole JSON error answer (an empty dict when it was not JSON).
+        retry_after: the seconds the answer's ``Retry-After`` asks to wait before trying
+            again (a 429, a 503), or None.
     """
 
     def __init__(
@@ -89,12 +95,14 @@ class NeomarilError(Exception):
         status_code: Optional[int] = None,
         code: Optional[str] = None,
         body: Optional[Dict[str, Any]] = None,
+        retry_after: Optional[float] = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.status_code = status_code
         self.code = code
         self.body: Dict[str, Any] = body or {}
+        self.retry_after = retry_after
 
     @property
     def errors(self) -> Dict[str, Any]:
@@ -143,6 +151,12 @@ class ServerError(NeomarilError):
 
 class NetworkError(ServerError):
     """The server could not be reached, or did not answer within the timeout."""
+
+
+class TooManyRequestsError(ServerError):
+    """Try again later (HTTP 429): the server is answering as many of these calls as it
+    takes, or refuses logins from your address for a while. :attr:`retry_after` says how
+    many seconds to wait."""
 
 
 class ExecutionError(NeomarilError):
@@ -222,7 +236,12 @@ _BY_STATUS = {
     409: StateError,
     413: InputError,
     422: ModelError,
+    429: TooManyRequestsError,
 }
+
+# Answers of a server restarting, overloaded or behind a balancer between nodes: a wait
+# asks again after them (base.polled), where any other error ends it.
+TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
 
 
 def error_for_status(
@@ -235,9 +254,11 @@ def error_for_status(
     if not isinstance(detail, str) or not detail:
         snippet = " ".join(text.split())[:600]
         detail = f"HTTP {status_code}" + (f": {snippet}" if snippet else "")
+    seconds = None
     if retry_after and retry_after.strip():
         wait = retry_after.strip()
         detail += f" (Retry-After: {wait} s)" if wait.isdigit() else f" (Retry-After: {wait})"
+        seconds = float(wait) if wait.isdigit() else None  # an HTTP date: in the message only
     code = body.get("code") if isinstance(body.get("code"), str) else None
     if status_code in _BY_STATUS:
         cls = _BY_STATUS[status_code]
@@ -252,4 +273,4 @@ def error_for_status(
         trace = info.get("traceback") if isinstance(info, dict) else None
         if trace:
             detail = f"{detail}\n\nThe model's traceback:\n{str(trace).rstrip()}"
-    return cls(detail, status_code=status_code, code=code, body=body)
+    return cls(detail, status_code=status_code, code=code, body=body, retry_after=seconds)

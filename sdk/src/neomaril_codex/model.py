@@ -34,6 +34,7 @@ from neomaril_codex.base import (
     backoff,
     failure_with_log,
     log_tail,
+    polled,
     wait_finished,
 )
 from neomaril_codex.exceptions import (
@@ -128,7 +129,7 @@ def _wait_deployed(
     last = None
     waits = backoff(**BUILD_POLLS)
     while True:
-        status = get_status()
+        status = polled(get_status, what, deadline, logger)
         if status != last:
             if last is not None:
                 waits = backoff(**BUILD_POLLS)

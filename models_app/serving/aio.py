@@ -71,9 +71,14 @@ def queued_behind_timeout() -> ServingError:
     )
 
 
-def timed_out(timeout: float, killed: bool) -> ServingError:
+def timed_out(timeout: float, killed: bool | None) -> ServingError:
+    """`killed`: the host stopped the runner (True), found none on its socket (False: another
+    call's timeout had stopped it, say), or could not be asked (None)."""
     if killed:
         after = "its runner was stopped and is being restarted"
+    elif killed is False:
+        # Many calls queued behind a stuck one time out together: the first stops it.
+        after = "its runner had already been stopped and is being restarted"
     else:
         after = "the model host could not stop its runner (is `manage.py modelhost` running?)"
     return ServingError(504, f"The model did not answer within {timeout} s; {after}.")
@@ -160,15 +165,15 @@ def ensure_started(model: CalledModel) -> None:
     metrics.MODEL_COLD_START_SECONDS.labels(*labels).observe(time.monotonic() - started)
 
 
-def kill_stuck_runner(path: str, timeout: float) -> bool:
-    """Ask the host to kill the runner on `path`; whether it did."""
+def kill_stuck_runner(path: str, timeout: float) -> bool | None:
+    """Ask the host to kill the runner on `path`; whether it did (None: the host did not answer)."""
     # A runner answers one request at a time: a stuck one would block every call.
     try:
         answer = host_call(
             {"op": "kill", "socket": path, "reason": f"request exceeded {timeout} s"}, timeout=5
         )
     except ServingError:
-        return False
+        return None
     return bool(answer.get("killed"))
 
 

@@ -446,10 +446,20 @@ def test_concurrent_calls_to_a_cold_model_send_the_host_one_ensure(monkeypatch, 
 
 def test_timeout_message_says_when_the_host_could_not_stop_the_runner(run_dir):
     # No model host runs in run_dir: the kill cannot happen, and the answer must not claim it did.
-    assert aio.kill_stuck_runner(str(run_dir / "M.1.0.sock"), 1) is False
-    assert aio.timed_out(1, killed=False).message == (
+    assert aio.kill_stuck_runner(str(run_dir / "M.1.0.sock"), 1) is None
+    assert aio.timed_out(1, killed=None).message == (
         "The model did not answer within 1 s; the model host could not stop its runner "
         "(is `manage.py modelhost` running?)."
+    )
+
+
+def test_timeout_message_when_another_calls_timeout_had_stopped_the_runner(monkeypatch):
+    """120 calls queued behind a slow model timed out together: the first stopped the runner,
+    the others read that the model host was not running (an audit)."""
+    monkeypatch.setattr(aio, "host_call", lambda request, timeout: {"ok": True, "killed": False})
+    assert aio.kill_stuck_runner("/run/M.1.0.sock", 30) is False
+    assert aio.timed_out(30, killed=False).message == (
+        "The model did not answer within 30 s; its runner had already been stopped and is being restarted."
     )
 
 

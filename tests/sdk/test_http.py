@@ -410,3 +410,12 @@ def test_a_folder_given_as_a_file_is_called_a_folder(client, stub, tmp_path):
         assert f"'{folder}' is a folder, not a file" in str(raised.value)
         assert "no such file" not in str(raised.value)
     assert posts(stub, RUN) == []
+
+
+def test_https_to_a_plain_http_server_says_nothing_was_sent(stub):
+    """It said the server "may have carried it out", though the TLS handshake had failed."""
+    with pytest.raises(NetworkError) as raised:
+        NeomarilModelClient("ana", "pw", stub.url.replace("http://", "https://"), timeout=5)
+    message = str(raised.value)
+    assert message.startswith("Could not reach Neomaril at https://") and "TLS handshake failed" in message
+    assert "may have carried it out" not in message and not stub.received

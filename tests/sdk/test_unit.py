@@ -1059,3 +1059,9 @@ def test_the_token_of_a_login_is_revoked_once_nothing_uses_it(server):
     del closed
     gc.collect()
     assert len([s for s in server.sent if s.method == "DELETE"]) == 2  # close() revoked it, once
+
+
+def test_a_closed_client_says_it_was_closed(client, server):
+    client.close()
+    with pytest.raises(AuthenticationError, match=r"This client was closed \(close\(\) revoked its token\)"):
+        client.create_group("g2")

@@ -150,6 +150,8 @@ def _reason(exc: Exception) -> str:
 def _never_connected(exc: Exception) -> bool:
     """Whether a request's connection never opened (refused, unknown name, no route), so
     nothing of it reached the server."""
+    if isinstance(exc, requests.exceptions.SSLError):  # the TLS handshake failed: nothing was sent
+        return True
     cause: Any = exc.args[0] if exc.args else None
     reason = getattr(cause, "reason", cause)  # urllib3's MaxRetryError says why in `reason`
     return isinstance(reason, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError))
@@ -192,6 +194,7 @@ class Connection:
             f"neomaril-codex/{__version__} {requests.utils.default_user_agent()}"
         )
         self.user_token: Optional[str] = None
+        self.closed = False  # set by the client's close()
 
     def absolute(self, path: str) -> str:
         """`path` under the API prefix (``/models`` → ``<url>/api/v1/models``); full URLs unchanged."""
@@ -204,6 +207,10 @@ class Connection:
     def user_headers(self) -> Dict[str, str]:
         token = sendable_token(self.user_token, "the client's API token")
         if not token:
+            if self.closed:
+                raise AuthenticationError(
+                    "This client was closed (close() revoked its token): make a new one."
+                )
             raise AuthenticationError("Not logged in: this client has no API token.")
         return {"Authorization": f"Token {token}"}
 
@@ -287,7 +294,13 @@ class Connection:
             )
         cut_off = isinstance(exc, requests.exceptions.ChunkedEncodingError)
         if not cut_off and _never_connected(exc):
-            return NetworkError(f"Could not reach Neomaril at {self.url} ({method} {url}): {exc}")
+            hint = ""
+            if isinstance(exc, requests.exceptions.SSLError):
+                hint = (
+                    " The TLS handshake failed, so nothing was sent: check that NEOMARIL_URL's scheme "
+                    "(http or https) is the server's, and its certificate (verify=)."
+                )
+            return NetworkError(f"Could not reach Neomaril at {self.url} ({method} {url}): {exc}{hint}")
         # Connected, so the request may have been sent whole before the connection closed.
         answer = "the whole answer" if cut_off else "an answer"
         message = f"{method} {url}: the connection was dropped before {answer} arrived ({_reason(exc)})."

@@ -305,6 +305,7 @@ class BaseNeomarilClient:
                 logger.warning("Could not revoke the session's API token: %s", exc)
             self._issued_token_id = None
         self._conn.user_token = None
+        self._conn.closed = True
         self._conn.session.close()
 
     # Groups ------------------------------------------------------------------------------

@@ -98,6 +98,9 @@ class FastPath:
         self.front = front
         self.proxy = proxy
         self.header_lines = {secure: _lines(front.headers_for(secure)) for secure in (False, True)}
+        from models_app.serving.front import RETRY_LATER  # loaded with Django, after this module
+
+        self.retry_later_lines = _lines(RETRY_LATER)  # with a 503
         self._default_headers: list | None = None
         self._default_lines = b""
 
@@ -206,7 +209,8 @@ class RunCall:
             self.keep_alive = False
             self._write(500, b"content-type: text/plain; charset=utf-8\r\n", b"Internal Server Error")
             return
-        self._write(status, self._fast.header_lines[self._secure], content)
+        lines = self._fast.header_lines[self._secure]
+        self._write(status, lines + self._fast.retry_later_lines if status == 503 else lines, content)
 
     async def _whole_body(self, limit: int) -> bytes | None:
         from models_app.serving.answers import body_too_slow, too_large

@@ -70,7 +70,9 @@ logger = logging.getLogger(__name__)
 
 DEPLOYED = MLModel.Status.DEPLOYED.value
 SYNC = MLModel.Operation.SYNC.value
-RETRY_LATER = ((b"retry-after", str(DATABASE_RETRY_AFTER).encode()),)  # with database_unavailable()
+# With every 503 of the run URL: the database unreachable (database_unavailable()), the
+# model host or a runner restarting, a model that could not start yet.
+RETRY_LATER = ((b"retry-after", str(DATABASE_RETRY_AFTER).encode()),)
 
 HeaderGetter = Callable[[bytes], bytes | None]  # a request header's value by its lower-case name
 Accepted = tuple[CalledModel, bool]  # the model called, and whether the call came over HTTPS
@@ -440,7 +442,7 @@ class ServingFront:
             return True
         else:
             status, content = await self.answer(model, body, started)
-        await self._respond(send, status, content, secure)
+        await self._respond(send, status, content, secure, RETRY_LATER if status == 503 else ())
         return True
 
     async def accept(self, model_hash: str, header: HeaderGetter, scheme: str | None) -> Accepted | None:

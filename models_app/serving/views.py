@@ -19,6 +19,7 @@ from models_app.models import MLModel
 from models_app.serving import paths
 from models_app.serving.aio import ServingError, blocking_pool, host_call
 from models_app.serving.answers import (
+    DATABASE_RETRY_AFTER,
     FORM_BODY,
     BadInput,
     answer_for_payload,
@@ -62,7 +63,10 @@ def predict(request: HttpRequest, model: CalledModel) -> HttpResponse:
     except ServingError as exc:
         status, content = answer_for_serving_error(exc.status, exc.message, exc.code)
     record(model, body, status, content, started)
-    return HttpResponse(content, status=status, content_type=JSON)
+    response = HttpResponse(content, status=status, content_type=JSON)
+    if status == 503:  # the model host or a runner restarting: as the fast path says (front.RETRY_LATER)
+        response["Retry-After"] = str(DATABASE_RETRY_AFTER)
+    return response
 
 
 def runners_of(model_hash: str) -> list[dict]:

@@ -31,6 +31,8 @@ from django.core.wsgi import get_wsgi_application
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from models_app.models import MLModel
+from models_app.serving import aio
+from models_app.serving.aio import ServingError
 from models_app.serving.front import NotCached, ServingFront
 from portal.nul_bytes import IN_A_VALUE
 from portal.workers import CoalescingHttpToolsProtocol, StalledHeaders, WebProtocol, fast_path_of
@@ -461,3 +463,17 @@ def test_two_authorization_headers_are_refused_as_django_refuses_them(deployed, 
         ]
     assert [status for status, _, _ in answers] == [401, 401]
     assert all(b"Malformed" in body or b"malformed" in body for _, _, body in answers), answers
+
+
+def test_a_503_says_when_to_try_again_on_every_path(deployed, cast, monkeypatch):
+    """The model host restarting: a client had no Retry-After to go by (an SDK audit)."""
+
+    def host_gone(request, timeout):
+        raise ServingError(503, "Could not talk to the model host: [Errno 111] Connection refused")
+
+    monkeypatch.setattr(aio, "host_call", host_gone)
+    request = post(run_path(deployed), b'{"x": 3}', cast.group_token)
+    for protocol in (WebProtocol, CoalescingHttpToolsProtocol):  # ours, then uvicorn's to the ASGI front
+        with Served(CountingFront(), protocol) as served:
+            status, headers, _ = exchange(served, request)[0]
+        assert (status, headers["retry-after"]) == (503, "5"), protocol

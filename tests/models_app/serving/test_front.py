@@ -99,6 +99,7 @@ def test_answers_itself_exactly_as_django_does(front, model, cast, body, status)
         k: v for k, v in expected[1].items() if k not in SERVER_HEADERS
     }
     assert got[1]["content-length"] == str(len(got[2]))
+    assert got[1].get("retry-after") == ("5" if status == 503 else None)  # the model host restarting
 
 
 def test_body_in_several_chunks_is_read_whole(front, model, cast):

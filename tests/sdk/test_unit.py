@@ -1065,3 +1065,16 @@ def test_a_closed_client_says_it_was_closed(client, server):
     client.close()
     with pytest.raises(AuthenticationError, match=r"This client was closed \(close\(\) revoked its token\)"):
         client.create_group("g2")
+
+
+def test_a_download_error_of_requests_is_not_taken_for_the_disks(client, server, tmp_path, monkeypatch):
+    """requests' errors are OSErrors too: a bad compressed answer read as "could not save"."""
+    execution = _succeeded_execution(client, server, b"x" * 10)
+
+    def broken(self, chunk_size=1):
+        raise requests.exceptions.ContentDecodingError("Received response with content-encoding: gzip")
+
+    monkeypatch.setattr(requests.Response, "iter_content", broken)
+    with pytest.raises(requests.exceptions.ContentDecodingError):
+        execution.download_result(tmp_path)
+    assert list(tmp_path.iterdir()) == []

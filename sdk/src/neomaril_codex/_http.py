@@ -401,6 +401,9 @@ class Connection:
                     f"GET {response.url}: the connection was dropped before the whole file arrived "
                     f"({_reason(exc)}); nothing was saved. Try again."
                 ) from exc
+            except requests.RequestException:  # an OSError too, but not the disk's: as it came
+                partial.unlink(missing_ok=True)
+                raise
             except OSError as exc:  # the disk full, no permission to write there...
                 with contextlib.suppress(OSError):
                     partial.unlink(missing_ok=True)

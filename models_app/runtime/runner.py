@@ -40,6 +40,7 @@ import json
 import math
 import mmap
 import os
+import select
 import selectors
 import signal
 import socket
@@ -854,6 +855,11 @@ class _Server:
             return False
         if request is None:
             return False
+        if _hung_up(conn):
+            # The caller gave up while this call waited behind others (its timeout): the
+            # answer would go nowhere, and running it would make every call queued after
+            # it wait longer still, so an overload fed on itself.
+            return False
         response = self.handle(request)
         _flush_std()
         conn.sendall(response)
@@ -916,6 +922,13 @@ class _Server:
                     key.fileobj.close()
             selector.close()
             waker.close()
+
+
+def _hung_up(conn):
+    """Whether the caller has closed its end of ``conn`` (one poll, no wait)."""
+    poller = select.poll()
+    poller.register(conn, select.POLLRDHUP)
+    return any(events & (select.POLLRDHUP | select.POLLHUP) for _fd, events in poller.poll(0))
 
 
 def _protocol_error_frame(message):

@@ -71,9 +71,19 @@ def queued_behind_timeout() -> ServingError:
     )
 
 
-def timed_out(timeout: float, killed: bool | None) -> ServingError:
+def timed_out(timeout: float, killed: bool | None, busy: bool = False) -> ServingError:
     """`killed`: the host stopped the runner (True), found none on its socket (False: another
-    call's timeout had stopped it, say), or could not be asked (None)."""
+    call's timeout had stopped it, say), or could not be asked (None). `busy`: it found the
+    runner answering a call that had not run that long, so this one timed out waiting
+    behind others; it left the runner be."""
+    if busy:
+        return ServingError(
+            504,
+            f"The model did not answer within {timeout} s: this call waited behind other calls to it, "
+            "which its runners were still answering (they are working, not stuck, and were left "
+            "running). The model is getting more calls than it answers in time: send fewer at once, "
+            "retry later, or raise its max_replicas or request_timeout.",
+        )
     if killed:
         after = "its runner was stopped and is being restarted"
     elif killed is False:
@@ -165,16 +175,22 @@ def ensure_started(model: CalledModel) -> None:
     metrics.MODEL_COLD_START_SECONDS.labels(*labels).observe(time.monotonic() - started)
 
 
-def kill_stuck_runner(path: str, timeout: float) -> bool | None:
-    """Ask the host to kill the runner on `path`; whether it did (None: the host did not answer)."""
+def kill_stuck_runner(path: str, timeout: float) -> tuple[bool | None, bool]:
+    """Ask the host to kill the runner on `path` if its call in progress has run for
+    `timeout`: whether it did (None: the host did not answer), and whether it found the
+    runner busy with a newer call instead (this call had waited behind others)."""
     # A runner answers one request at a time: a stuck one would block every call.
+    request = {
+        "op": "kill",
+        "socket": path,
+        "reason": f"request exceeded {timeout} s",
+        "stuck_after": timeout,
+    }
     try:
-        answer = host_call(
-            {"op": "kill", "socket": path, "reason": f"request exceeded {timeout} s"}, timeout=5
-        )
+        answer = host_call(request, timeout=5)
     except ServingError:
-        return None
-    return bool(answer.get("killed"))
+        return None, False
+    return bool(answer.get("killed")), bool(answer.get("busy"))
 
 
 # ----------------------------------------------------------------------- runners
@@ -482,8 +498,8 @@ class AsyncRunnerPool:
             # when their connections close, which can happen while we wait for the host.
             self._timeout_kills[path] = self._timeout_kills.get(path, 0) + 1
             loop = asyncio.get_running_loop()
-            killed = await loop.run_in_executor(None, kill_stuck_runner, path, timeout)
-            raise timed_out(timeout, killed) from None
+            killed, busy = await loop.run_in_executor(None, kill_stuck_runner, path, timeout)
+            raise timed_out(timeout, killed, busy) from None
         except BaseException:
             # Cancelled, or the runner went away: an answer may still be on its way, so
             # this connection can't be reused.

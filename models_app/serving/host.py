@@ -69,6 +69,9 @@ from models_app.serving import paths
 logger = logging.getLogger(__name__)
 
 SUPERVISE_INTERVAL = 1.0
+# A caller's timer starts when it sends; the runner's when it takes the call, a little
+# later: a call this close to the timeout on the runner's clock is the one that timed out.
+STUCK_SLACK_SECONDS = 0.5
 STATS_INTERVAL = 2.0
 LOG_SWEEP_INTERVAL = 60.0  # seconds between sweeps of deleted models' runner logs
 # A model whose runners crash this often is not restarted until someone calls it again.
@@ -496,15 +499,37 @@ class ModelHost:
             raise HostError(f"The warm-up call with the schema example failed: {error}")
         return answer["result"]
 
-    def kill(self, socket_path: str, reason: str) -> dict:
-        """Kill the runner on this socket (e.g. stuck past the request timeout); the supervisor restarts it."""
+    def kill(self, socket_path: str, reason: str, stuck_after: float | None = None) -> dict:
+        """Kill the runner on this socket (e.g. stuck past the request timeout); the supervisor restarts it.
+
+        With `stuck_after` (a caller's timeout), only a runner whose call in progress has
+        run about that long: a call that timed out waiting behind others' calls (more
+        calls than the runners answer in time) finds a runner that is working, not stuck.
+        Killing it lost the call it was answering and cost a cold start, under the load
+        least able to afford one. `{"killed": False, "busy": True}` says it was spared.
+        """
         with self._lock:
             runner = next((r for r in self.runners.values() if str(r.socket_path) == socket_path), None)
         if runner is None:
             return {"killed": False}
+        running = self._running_call_seconds(runner)
+        if stuck_after is not None and running is not None and running < stuck_after - STUCK_SLACK_SECONDS:
+            return {"killed": False, "busy": True}
         logger.warning("killing runner %s of %s: %s", runner.process.pid, runner.model_hash, reason)
         runner.launched.kill()
         return {"killed": True, "pid": runner.process.pid}
+
+    @staticmethod
+    def _running_call_seconds(runner: Runner) -> float | None:
+        """How long its call in progress has run; None when that is not known: between
+        calls, or no readable load block (those are killed as before: a runner wedged
+        outside a call answers nothing either)."""
+        load = runner.load.read() if runner.load is not None else None
+        if load is None or not load.started:
+            return None
+        running = time.monotonic() - load.started
+        # Written by the process the model's code runs in: a start in the future is no alibi.
+        return running if running >= 0 else None
 
     def stop_model(self, model_hash: str) -> int:
         with self._model_lock(model_hash):
@@ -1193,6 +1218,10 @@ class ModelHost:
         self._spawner.shutdown(wait=False)
 
 
+def _seconds_or_none(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 class _ControlHandler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         host: ModelHost = self.server.host  # type: ignore[attr-defined]
@@ -1216,7 +1245,11 @@ class _ControlHandler(socketserver.BaseRequestHandler):
                 elif op == "kill":
                     answer = {
                         "ok": True,
-                        **host.kill(str(request.get("socket")), str(request.get("reason", ""))),
+                        **host.kill(
+                            str(request.get("socket")),
+                            str(request.get("reason", "")),
+                            _seconds_or_none(request.get("stuck_after")),
+                        ),
                     }
                 elif op == "stop":
                     answer = {"ok": True, "stopped": host.stop_model(str(request.get("model")))}

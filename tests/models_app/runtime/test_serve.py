@@ -489,3 +489,27 @@ def test_pandas_answers_reach_the_caller_whole_or_as_a_422(short_dir, write_user
         )
     finally:
         runner.stop()
+
+
+def test_a_call_whose_caller_hung_up_while_it_waited_is_not_run(start_runner):
+    """Calls queued behind a slow model time out at their callers, which close their
+    connections: running them anyway kept the runner busy on answers nobody would read."""
+    runner = start_runner(
+        """
+        import time
+        def score(data, base_path):
+            time.sleep(0.4)
+            return {}
+        """
+    )
+    with runner.connect() as first, runner.connect() as last:
+        for connection in (first, last):  # accepted, so each call is queued at the runner
+            runner.call({"op": "ping"}, connection)
+        write_frame(first, predict(1))
+        time.sleep(0.1)  # the first is being answered
+        with runner.connect() as gave_up:
+            write_frame(gave_up, predict(2))
+            time.sleep(0.05)
+        write_frame(last, predict(3))
+        assert read_frame(first)["ok"] and read_frame(last)["ok"]
+    assert runner.call({"op": "ping"})["requests"] == 2  # the abandoned one was never run

@@ -446,7 +446,7 @@ def test_concurrent_calls_to_a_cold_model_send_the_host_one_ensure(monkeypatch, 
 
 def test_timeout_message_says_when_the_host_could_not_stop_the_runner(run_dir):
     # No model host runs in run_dir: the kill cannot happen, and the answer must not claim it did.
-    assert aio.kill_stuck_runner(str(run_dir / "M.1.0.sock"), 1) is None
+    assert aio.kill_stuck_runner(str(run_dir / "M.1.0.sock"), 1) == (None, False)
     assert aio.timed_out(1, killed=None).message == (
         "The model did not answer within 1 s; the model host could not stop its runner "
         "(is `manage.py modelhost` running?)."
@@ -457,9 +457,29 @@ def test_timeout_message_when_another_calls_timeout_had_stopped_the_runner(monke
     """120 calls queued behind a slow model timed out together: the first stopped the runner,
     the others read that the model host was not running (an audit)."""
     monkeypatch.setattr(aio, "host_call", lambda request, timeout: {"ok": True, "killed": False})
-    assert aio.kill_stuck_runner("/run/M.1.0.sock", 30) is False
+    assert aio.kill_stuck_runner("/run/M.1.0.sock", 30) == (False, False)
     assert aio.timed_out(30, killed=False).message == (
         "The model did not answer within 30 s; its runner had already been stopped and is being restarted."
+    )
+
+
+def test_a_call_that_timed_out_waiting_behind_others_says_so_and_leaves_the_runner(monkeypatch):
+    """The host spares a runner whose call in progress is newer than the timeout (host.kill):
+    the call waited behind others to a model getting more calls than it answers in time."""
+    asked = []
+    monkeypatch.setattr(
+        aio,
+        "host_call",
+        lambda request, timeout: asked.append(request) or {"ok": True, "killed": False, "busy": True},
+    )
+    assert aio.kill_stuck_runner("/run/M.1.0.sock", 30) == (False, True)
+    assert asked[0]["stuck_after"] == 30  # the host kills only a call in progress that long
+    error = aio.timed_out(30, killed=False, busy=True)
+    assert error.status == 504 and error.message == (
+        "The model did not answer within 30 s: this call waited behind other calls to it, which its "
+        "runners were still answering (they are working, not stuck, and were left running). The model "
+        "is getting more calls than it answers in time: send fewer at once, retry later, or raise its "
+        "max_replicas or request_timeout."
     )
 
 

@@ -249,6 +249,34 @@ def test_timeout_is_504_and_the_model_recovers(portal, client, tokens, probe):
     client.patch(f"/api/v1/models/{probe}", json={"request_timeout": None})
 
 
+def test_calls_that_time_out_waiting_behind_others_leave_the_runner_working(portal, client, tokens, probe):
+    """More calls at once than the model answers in time: each one that timed out waiting
+    killed the runner, which was answering another call (lost with it), and restarted it
+    cold; the calls queued behind were then run for callers long gone."""
+    settings = {"request_timeout": 2, "max_replicas": 1}
+    assert client.patch(f"/api/v1/models/{probe}", json=settings).status_code == 200
+    wait_for_runners(client, probe, 1)
+    time.sleep(2.5)  # the host samples the runners' counts every second
+    (before,) = runners(client, probe)
+    with ThreadPoolExecutor(6) as pool:  # 1.5 s each, one at a time: the second ends at 3 s
+        answers = list(
+            pool.map(lambda x: call(portal, probe, {"x": x, "sleep": 1.5}, tokens["serving"]), range(6))
+        )
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [200, 504, 504, 504, 504, 504], [a.text for a in answers]
+    assert all("waited behind other calls" in a.json()["detail"] for a in answers if a.status_code == 504)
+    after = call(portal, probe, {"x": 7}, tokens["serving"])  # the same runner, warm
+    assert after.status_code == 200
+    assert {a.json()["runner"] for a in answers if a.status_code == 200} == {after.json()["runner"]}
+    time.sleep(2.5)  # the host samples the runners' counts every second
+    (now,) = runners(client, probe)
+    assert now["pid"] == before["pid"]
+    # The first two ran (the second past its caller's timeout), then this one: the four
+    # whose callers had hung up were never run.
+    assert now["requests"] - before["requests"] == 3
+    client.patch(f"/api/v1/models/{probe}", json={"request_timeout": None, "max_replicas": None})
+
+
 def wait_for_runners(client, model_hash, count, timeout=20):
     deadline = time.monotonic() + timeout
     while len(runners(client, model_hash)) != count and time.monotonic() < deadline:

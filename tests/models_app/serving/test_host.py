@@ -12,6 +12,7 @@ import json
 import logging
 import re
 import socket
+import struct
 import sys
 import textwrap
 import threading
@@ -27,7 +28,7 @@ from django.db import OperationalError, connection
 from models_app import services, tasks
 from models_app.calls import CalledModel
 from models_app.models import MLModel, ModelBuild
-from models_app.runtime.protocol import Load
+from models_app.runtime.protocol import Load, LoadBlock
 from models_app.serving import aio, paths
 from models_app.serving import host as host_module
 from models_app.serving.aio import blocking_pool
@@ -1345,3 +1346,44 @@ def test_a_supervisor_step_that_fails_every_pass_is_logged_once(db, caplog, monk
     messages = [r.getMessage() for r in caplog.records if "_restart_crashed" in r.getMessage()]
     assert messages[0] == "supervisor step _restart_crashed failed; it runs again at the next pass"
     assert len(messages) == 2 and messages[1].startswith("supervisor step _restart_crashed works again after")
+
+
+@pytest.mark.parametrize(
+    ("running_for", "killed"),
+    [
+        (None, True),  # between calls: nothing shows it is working
+        (1.0, False),  # a newer call than the one that timed out: busy, not stuck
+        (29.7, True),  # within the slack of the caller's 30 s: the call that timed out
+        (-5.0, True),  # a start in the future, written by the model's process: no alibi
+    ],
+)
+def test_a_runner_is_killed_for_a_timeout_only_when_its_call_in_progress_has_run_that_long(
+    host, running_for, killed
+):
+    """120 calls queued behind a slow model: each that timed out waiting killed the runner,
+    which was answering another call (lost with it) and started cold under that load."""
+    load = LoadBlock()
+    kills = []
+    runner = _fake_runner("Mbusy", last_used=0)
+    runner.launched.kill = lambda: kills.append(runner.socket_path)
+    runner.load = load
+    host.runners[(runner.model_hash, 0)] = runner
+    if running_for is not None:  # as the runner's call_started writes it, on the host's clock
+        load._map[8:16] = struct.pack("@d", time.monotonic() - running_for)
+    try:
+        answer = host.kill(str(runner.socket_path), "request exceeded 30 s", stuck_after=30)
+        assert answer == ({"killed": True, "pid": 0} if killed else {"killed": False, "busy": True})
+        assert len(kills) == killed
+        # Asked without a timeout (a stop asked for by hand), it kills whatever the load.
+        assert host.kill(str(runner.socket_path), "stop")["killed"]
+    finally:
+        host.runners.clear()
+        load.close()
+
+
+def test_the_control_socket_passes_the_callers_timeout_to_kill(host, monkeypatch):
+    asked = []
+    monkeypatch.setattr(host, "kill", lambda path, reason, stuck_after=None: asked.append(stuck_after) or {})
+    for sent in (30, 2.5, "30", True, None):
+        aio.host_call({"op": "kill", "socket": "/x.sock", "reason": "r", "stuck_after": sent}, timeout=5)
+    assert asked == [30.0, 2.5, None, None, None]

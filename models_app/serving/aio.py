@@ -94,6 +94,15 @@ def timed_out(timeout: float, killed: bool | None, busy: bool = False) -> Servin
     return ServingError(504, f"The model did not answer within {timeout} s; {after}.")
 
 
+def overloaded(timeout: float, ahead: int, each: float) -> ServingError:
+    return ServingError(
+        503,
+        f"The model would not answer this call within its request timeout ({timeout:g} s): {ahead} calls "
+        f"are ahead of it on the runner, at about {each:.2g} s each. It was not run; retry in a few "
+        "seconds (Retry-After), send fewer calls at once, or raise the model's max_replicas.",
+    )
+
+
 def start_failed(answer: dict) -> ServingError:
     return ServingError(503, f"The model could not be started: {answer.get('error')}")
 
@@ -392,9 +401,18 @@ class AsyncRunnerPool:
     # a burst's connections, or those to a runner nothing calls any more, go soon.
     IDLE_SECONDS = 10.0
 
+    # How far the estimate of a model's call follows each new measure.
+    CALL_SECONDS_WEIGHT = 0.2
+    # Models whose call length is kept (the oldest forgotten first): one per build.
+    CALL_SECONDS_KEPT = 4096
+
     def __init__(self) -> None:
         self._idle: dict[str, list[RunnerConnection]] = {}
         self._balancer = ReplicaBalancer()
+        # Seconds a call to the model (hash, build) takes on its runner, from this process's
+        # calls that had none of its others ahead of them (what a queued call waits for
+        # each one ahead): an average, and the last such call.
+        self._call_seconds: dict[tuple[str, int], tuple[float, float]] = {}
         self._starting: dict[tuple[str, int], asyncio.Future[None]] = {}
         # Runners this pool had killed for a timeout, per socket: a call that loses its
         # runner while this count moves was queued behind the stuck call, not its cause.
@@ -436,9 +454,12 @@ class AsyncRunnerPool:
         frame = predict_frame(body, model.folder)
         balancer = self._balancer
         path = balancer.choose(model)
+        ahead = balancer.in_flight[path] - 1  # this process's calls on that runner already
         lost = 0
         behind_timeout = False
         try:
+            if ahead:
+                self._refuse_if_hopeless(model, ahead, timeout)
             while True:
                 idle = self._idle.get(path)
                 pooled = bool(idle)
@@ -451,7 +472,13 @@ class AsyncRunnerPool:
                         path = reached
                 kills = self._timeout_kills.get(path, 0)
                 try:
-                    return await self._exchange(connection, frame, timeout, path)
+                    if ahead:
+                        return await self._exchange(connection, frame, timeout, path)
+                    loop = asyncio.get_running_loop()
+                    sent = loop.time()
+                    payload = await self._exchange(connection, frame, timeout, path)
+                    self._learn_call_seconds(model, loop.time() - sent)
+                    return payload
                 except _NotSent:
                     # A pooled connection whose runner went away (crash, restart, eviction)
                     # while it sat idle: the request never left. Reconnect.
@@ -466,6 +493,32 @@ class AsyncRunnerPool:
                     raise queued_behind_timeout() if behind_timeout else runner_stopped()
         finally:
             balancer.done(path)
+
+    def _refuse_if_hopeless(self, model: CalledModel, ahead: int, timeout: float) -> None:
+        """Load shedding: refuse at once a call that the calls ahead of it would keep past
+        the timeout. It would be answered 504 after the whole timeout anyway, holding its
+        connection meanwhile; now its caller can back off at once (503, Retry-After).
+        Without a measured call length (no call has run alone yet) nothing is refused."""
+        known = self._call_seconds.get((model.hash, model.deployed_build))
+        if known is None:
+            return
+        # The lesser of the two: one slow call among quick ones does not refuse a burst
+        # of quick ones (the next quick call brings it back down), while a model whose
+        # calls are all slow is judged by them.
+        each = min(known)
+        if (ahead + 1) * each > timeout:
+            raise overloaded(timeout, ahead, each)
+
+    def _learn_call_seconds(self, model: CalledModel, seconds: float) -> None:
+        key = (model.hash, model.deployed_build)
+        known = self._call_seconds.get(key)
+        if known is None:
+            if len(self._call_seconds) >= self.CALL_SECONDS_KEPT:
+                del self._call_seconds[next(iter(self._call_seconds))]
+            self._call_seconds[key] = (seconds, seconds)
+        else:
+            average = known[0] + self.CALL_SECONDS_WEIGHT * (seconds - known[0])
+            self._call_seconds[key] = (average, seconds)
 
     async def _connect_or_start(self, model: CalledModel, path: str) -> tuple[RunnerConnection, str]:
         """A new connection to the replica on `path`, else to the first replica (started

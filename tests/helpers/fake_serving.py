@@ -21,7 +21,8 @@ from models_app.serving import aio, paths
 class FakeRunner:
     """A runner as the web process sees it: one request at a time, over any number of
     connections. `{"x": n}` answers `{"y": 2n, "runner": <its number>}`; `{"big": n}` a
-    string of n bytes; `{"hang": true}` never answers; `{"crash": true}` kills the runner.
+    string of n bytes; `{"hang": true}` never answers; `{"crash": true}` kills the runner;
+    `"work": s` takes s seconds of its one-at-a-time time first.
     `requests` counts the requests it read. `queue_delay` holds back every
     other request a little, so that a hanging one sent at the same time goes first.
     Like the real runner, it closes its end of a connection its caller closed: `accepted`
@@ -88,6 +89,7 @@ class FakeRunner:
                 if data.get("crash"):
                     self.kill()
                     return
+                time.sleep(data.get("work", 0))
                 if "big" in data:
                     answer = {"ok": True, "result": "b" * data["big"]}
                 else:

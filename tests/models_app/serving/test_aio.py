@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import tempfile
 import threading
@@ -607,3 +608,38 @@ def test_an_answer_over_the_sync_limit_is_refused_by_its_header_and_not_sent_aga
     )
     assert runner.requests == 2  # the refused call was not run again
     assert within == 1000 * 1024
+
+
+def test_a_call_the_calls_ahead_would_keep_past_the_timeout_is_refused_at_once(run_dir, monkeypatch):
+    """Load shedding: 120 calls at once to a 3 s model were each answered 504 after the
+    whole timeout, holding their connections meanwhile, instead of told to back off."""
+    model = called_model(max_replicas=1, request_timeout=2)
+    fake_host(monkeypatch, model).start()
+
+    async def burst(pool, count):
+        # Every call takes its place before any is answered: calls 0 to count - 1 ahead.
+        calls = (pool.predict(model, '{"x": 1}') for _ in range(count))
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    def refused(results):
+        return [r for r in results if isinstance(r, ServingError)]
+
+    async def scenario():
+        unmeasured = await burst(aio.AsyncRunnerPool(), 10)  # no call has run alone yet
+        pool = aio.AsyncRunnerPool()
+        await pool.predict(model, '{"x": 1, "work": 0.45}')  # alone: a call takes 0.45 s
+        judged = await burst(pool, 10)
+        after_quick_ones = await burst(pool, 10)  # the burst's first call ran alone, quick
+        return unmeasured, judged, after_quick_ones
+
+    unmeasured, judged, after_quick_ones = run_async(scenario())
+    assert not refused(unmeasured) and not refused(after_quick_ones)
+    # (ahead + 1) x 0.45 s > 2 s: the calls with 4 or more ahead of them.
+    assert [isinstance(r, bytes) for r in judged] == [True] * 4 + [False] * 6
+    first = refused(judged)[0]
+    assert first.status == 503 and re.fullmatch(
+        r"The model would not answer this call within its request timeout \(2 s\): 4 calls are ahead "
+        r"of it on the runner, at about 0\.4\d s each\. It was not run; retry in a few seconds "
+        r"\(Retry-After\), send fewer calls at once, or raise the model's max_replicas\.",
+        first.message,
+    )

@@ -23,6 +23,7 @@ import os
 import socket
 import threading
 import time
+from collections import deque
 
 from django.conf import settings
 
@@ -401,18 +402,19 @@ class AsyncRunnerPool:
     # a burst's connections, or those to a runner nothing calls any more, go soon.
     IDLE_SECONDS = 10.0
 
-    # How far the estimate of a model's call follows each new measure.
-    CALL_SECONDS_WEIGHT = 0.2
+    # A model's call length is the median of its last few measured calls.
+    CALL_SECONDS_SAMPLES = 5
     # Models whose call length is kept (the oldest forgotten first): one per build.
     CALL_SECONDS_KEPT = 4096
 
     def __init__(self) -> None:
         self._idle: dict[str, list[RunnerConnection]] = {}
         self._balancer = ReplicaBalancer()
-        # Seconds a call to the model (hash, build) takes on its runner, from this process's
-        # calls that had none of its others ahead of them (what a queued call waits for
-        # each one ahead): an average, and the last such call.
-        self._call_seconds: dict[tuple[str, int], tuple[float, float]] = {}
+        # Seconds a call to the model (hash, build) takes on its runner (what a queued call
+        # waits for each one ahead), from this process's last calls that had none of its
+        # others ahead of them: those calls, and their median.
+        self._measured_calls: dict[tuple[str, int], deque[float]] = {}
+        self._call_seconds: dict[tuple[str, int], float] = {}
         self._starting: dict[tuple[str, int], asyncio.Future[None]] = {}
         # Runners this pool had killed for a timeout, per socket: a call that loses its
         # runner while this count moves was queued behind the stuck call, not its cause.
@@ -499,26 +501,23 @@ class AsyncRunnerPool:
         the timeout. It would be answered 504 after the whole timeout anyway, holding its
         connection meanwhile; now its caller can back off at once (503, Retry-After).
         Without a measured call length (no call has run alone yet) nothing is refused."""
-        known = self._call_seconds.get((model.hash, model.deployed_build))
-        if known is None:
-            return
-        # The lesser of the two: one slow call among quick ones does not refuse a burst
-        # of quick ones (the next quick call brings it back down), while a model whose
-        # calls are all slow is judged by them.
-        each = min(known)
-        if (ahead + 1) * each > timeout:
+        each = self._call_seconds.get((model.hash, model.deployed_build))
+        if each is not None and (ahead + 1) * each > timeout:
             raise overloaded(timeout, ahead, each)
 
     def _learn_call_seconds(self, model: CalledModel, seconds: float) -> None:
+        """A median: one slow call among quick ones refuses nothing, and a model whose
+        calls grow slower is judged by them after three (an average lagged for many)."""
         key = (model.hash, model.deployed_build)
-        known = self._call_seconds.get(key)
-        if known is None:
-            if len(self._call_seconds) >= self.CALL_SECONDS_KEPT:
-                del self._call_seconds[next(iter(self._call_seconds))]
-            self._call_seconds[key] = (seconds, seconds)
-        else:
-            average = known[0] + self.CALL_SECONDS_WEIGHT * (seconds - known[0])
-            self._call_seconds[key] = (average, seconds)
+        measured = self._measured_calls.get(key)
+        if measured is None:
+            if len(self._measured_calls) >= self.CALL_SECONDS_KEPT:
+                oldest = next(iter(self._measured_calls))
+                del self._measured_calls[oldest], self._call_seconds[oldest]
+            measured = self._measured_calls[key] = deque(maxlen=self.CALL_SECONDS_SAMPLES)
+        measured.append(seconds)
+        # The lower median of an even count: the quicker guess refuses less.
+        self._call_seconds[key] = sorted(measured)[(len(measured) - 1) // 2]
 
     async def _connect_or_start(self, model: CalledModel, path: str) -> tuple[RunnerConnection, str]:
         """A new connection to the replica on `path`, else to the first replica (started

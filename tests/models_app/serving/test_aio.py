@@ -643,3 +643,21 @@ def test_a_call_the_calls_ahead_would_keep_past_the_timeout_is_refused_at_once(r
         r"\(Retry-After\), send fewer calls at once, or raise the model's max_replicas\.",
         first.message,
     )
+
+
+def test_the_call_length_shedding_judges_by_follows_slower_calls_but_not_one_slow_call():
+    """An audit: a running average, 1 s calls then three quick ones then three of 3 s,
+    judged by 1.7 s and let calls in that were answered 504 after the whole timeout."""
+    pool, model = aio.AsyncRunnerPool(), called_model()
+
+    def after(*seconds):
+        for s in seconds:
+            pool._learn_call_seconds(model, s)
+        return pool._call_seconds[(model.hash, model.deployed_build)]
+
+    assert after(1, 1, 1, 1, 1, 0, 0, 0) == 0
+    assert after(3, 3) == 0 and after(3) == 3  # three slow ones of the last five
+    assert after(0.01, 0.01, 0.01, 0.01) == 0.01 and after(5) == 0.01  # one slow call
+    pool._learn_call_seconds(called_model(hash="Mother"), 0.2)
+    pool._learn_call_seconds(called_model(hash="Mother"), 0.01)
+    assert pool._call_seconds[("Mother", 1)] == 0.01  # the quicker middle of an even count

@@ -411,8 +411,8 @@ class AsyncRunnerPool:
         self._idle: dict[str, list[RunnerConnection]] = {}
         self._balancer = ReplicaBalancer()
         # Seconds a call to the model (hash, build) takes on its runner (what a queued call
-        # waits for each one ahead), from this process's last calls that had none of its
-        # others ahead of them: those calls, and their median.
+        # waits for each one ahead), from this process's last calls, each one's time
+        # shared with the calls it had ahead of it: those figures, and their median.
         self._measured_calls: dict[tuple[str, int], deque[float]] = {}
         self._call_seconds: dict[tuple[str, int], float] = {}
         self._starting: dict[tuple[str, int], asyncio.Future[None]] = {}
@@ -474,12 +474,12 @@ class AsyncRunnerPool:
                         path = reached
                 kills = self._timeout_kills.get(path, 0)
                 try:
-                    if ahead:
-                        return await self._exchange(connection, frame, timeout, path)
                     loop = asyncio.get_running_loop()
                     sent = loop.time()
                     payload = await self._exchange(connection, frame, timeout, path)
-                    self._learn_call_seconds(model, loop.time() - sent)
+                    # It waited for the calls ahead, each one's share at most this: a
+                    # model kept busy (none ever alone) still updates its call length.
+                    self._learn_call_seconds(model, (loop.time() - sent) / (ahead + 1))
                     return payload
                 except _NotSent:
                     # A pooled connection whose runner went away (crash, restart, eviction)
@@ -500,7 +500,7 @@ class AsyncRunnerPool:
         """Load shedding: refuse at once a call that the calls ahead of it would keep past
         the timeout. It would be answered 504 after the whole timeout anyway, holding its
         connection meanwhile; now its caller can back off at once (503, Retry-After).
-        Without a measured call length (no call has run alone yet) nothing is refused."""
+        Until a call has been answered nothing is refused."""
         each = self._call_seconds.get((model.hash, model.deployed_build))
         if each is not None and (ahead + 1) * each > timeout:
             raise overloaded(timeout, ahead, each)

@@ -661,3 +661,23 @@ def test_the_call_length_shedding_judges_by_follows_slower_calls_but_not_one_slo
     pool._learn_call_seconds(called_model(hash="Mother"), 0.2)
     pool._learn_call_seconds(called_model(hash="Mother"), 0.01)
     assert pool._call_seconds[("Mother", 1)] == 0.01  # the quicker middle of an even count
+
+
+def test_calls_that_had_others_ahead_teach_the_call_length_too(run_dir, monkeypatch):
+    """A model kept busy (no call ever alone on its runner) still updates the figure the
+    shedding judges by: a stale, slow one would otherwise refuse calls for as long as
+    the load lasted."""
+    model = called_model(max_replicas=1, request_timeout=30)
+    fake_host(monkeypatch, model).start()
+
+    async def scenario():
+        pool = aio.AsyncRunnerPool()
+        await pool.predict(model, '{"x": 1, "work": 0.45}')
+        # One slow call, then three quick ones behind it: each waited about 0.45 s in all.
+        slow = pool.predict(model, '{"x": 1, "work": 0.45}')
+        await asyncio.gather(slow, *(pool.predict(model, '{"x": 1}') for _ in range(3)))
+        return pool._call_seconds[(model.hash, model.deployed_build)]
+
+    # 0.45, 0.45, then about 0.45 / 2, / 3 and / 4: the median is the first quick one's
+    # (learning from lone calls alone, it stayed 0.45).
+    assert 0.2 < run_async(scenario()) < 0.3

@@ -99,7 +99,7 @@ def overloaded(timeout: float, ahead: int, each: float) -> ServingError:
     return ServingError(
         503,
         f"The model would not answer this call within its request timeout ({timeout:g} s): {ahead} calls "
-        f"are ahead of it on the runner, at about {each:.2g} s each. It was not run; retry in a few "
+        f"are ahead of it on the runner, at about {each:.3g} s each. It was not run; retry in a few "
         "seconds (Retry-After), send fewer calls at once, or raise the model's max_replicas.",
     )
 

@@ -639,7 +639,7 @@ def test_a_call_the_calls_ahead_would_keep_past_the_timeout_is_refused_at_once(r
     first = refused(judged)[0]
     assert first.status == 503 and re.fullmatch(
         r"The model would not answer this call within its request timeout \(2 s\): 4 calls are ahead "
-        r"of it on the runner, at about 0\.4\d s each\. It was not run; retry in a few seconds "
+        r"of it on the runner, at about 0\.4\d+ s each\. It was not run; retry in a few seconds "
         r"\(Retry-After\), send fewer calls at once, or raise the model's max_replicas\.",
         first.message,
     )
